@@ -1,0 +1,197 @@
+"""A layer in abstract form: the tree a driver keeps on disk, and specs that describe one.
+
+An :class:`Inode` is one object of a layer. Hardlinks are several directory entries that
+hold the same ``Inode``. Besides ordinary objects a layer can carry the overlay markers of
+overlayfs.rst: whiteouts ("whiteouts and opaque directories"), opaque directories,
+redirects ("Redirect dir") and metacopy files ("Metadata only copy up").
+
+The frozen ``*Spec`` classes describe a layer as data (what strategies generate and what a
+failing example prints); :func:`build` turns a :class:`LayerSpec` into inodes.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+from collections.abc import Iterator
+
+import attrs
+
+
+class Kind(enum.Enum):
+    FILE = "file"
+    DIR = "dir"
+    SYMLINK = "symlink"
+    FIFO = "fifo"
+    #: A whiteout: a character device 0/0 on disk (doc "whiteouts and opaque directories").
+    WHITEOUT = "whiteout"
+
+
+_identities = itertools.count(1)
+
+
+def new_identity() -> int:
+    """A fresh abstract inode identity (what st_ino is compared against)."""
+    return next(_identities)
+
+
+@attrs.define(eq=False)
+class Inode:
+    """One object of a layer; directory entries that share it are hardlinks."""
+
+    kind: Kind
+    mode: int = 0o644
+    uid: int = 0
+    gid: int = 0
+    xattrs: dict[str, bytes] = attrs.field(factory=dict)
+    data: bytes = b""
+    target: str = ""
+    entries: dict[str, Inode] = attrs.field(factory=dict)
+    #: trusted.overlay.opaque=y on a directory.
+    opaque: bool = False
+    #: trusted.overlay.redirect on a directory (or on a renamed metacopy file).
+    redirect: str | None = None
+    #: trusted.overlay.metacopy: metadata copied up, data still read from ``origin``.
+    metacopy: bool = False
+    #: trusted.overlay.origin: the lower object this one was copied up from.
+    origin: Inode | None = None
+    ident: int = attrs.field(factory=new_identity)
+
+    @property
+    def is_dir(self) -> bool:
+        return self.kind is Kind.DIR
+
+    def copy_meta(self, kind: Kind | None = None) -> Inode:
+        """A new inode with this one's type, metadata and content but no entries or markers."""
+        return Inode(
+            kind=kind or self.kind,
+            mode=self.mode,
+            uid=self.uid,
+            gid=self.gid,
+            xattrs=dict(self.xattrs),
+            data=self.data,
+            target=self.target,
+        )
+
+
+def new_dir(mode: int = 0o755) -> Inode:
+    return Inode(Kind.DIR, mode=mode)
+
+
+def walk(root: Inode, prefix: str = "") -> Iterator[tuple[str, Inode]]:
+    """Every (path, inode) below ``root``, parents before children, names sorted."""
+    for name in sorted(root.entries):
+        child = root.entries[name]
+        path = f"{prefix}{name}"
+        yield path, child
+        if child.is_dir:
+            yield from walk(child, path + "/")
+
+
+def link_counts(root: Inode) -> dict[int, int]:
+    """How many directory entries of this layer hold each inode (st_nlink of non-dirs)."""
+    counts: dict[int, int] = {}
+    for _, inode in walk(root):
+        counts[inode.ident] = counts.get(inode.ident, 0) + 1
+    return counts
+
+
+def dir_nlink(directory: Inode) -> int:
+    """st_nlink of a directory on a POSIX filesystem: 2 plus one per subdirectory."""
+    return 2 + sum(1 for child in directory.entries.values() if child.is_dir)
+
+
+# --- specs: layers described as data ------------------------------------------------------
+
+
+@attrs.frozen
+class FileSpec:
+    data: bytes = b""
+    mode: int = 0o644
+    uid: int = 0
+    gid: int = 0
+    xattrs: tuple[tuple[str, bytes], ...] = ()
+
+
+@attrs.frozen
+class DirSpec:
+    mode: int = 0o755
+    uid: int = 0
+    gid: int = 0
+    xattrs: tuple[tuple[str, bytes], ...] = ()
+    opaque: bool = False
+
+
+@attrs.frozen
+class SymlinkSpec:
+    target: str
+
+
+@attrs.frozen
+class FifoSpec:
+    mode: int = 0o644
+
+
+@attrs.frozen
+class WhiteoutSpec:
+    pass
+
+
+@attrs.frozen
+class HardlinkSpec:
+    """Another name for the regular file at ``to`` (an earlier entry of the same layer)."""
+
+    to: str
+
+
+EntrySpec = FileSpec | DirSpec | SymlinkSpec | FifoSpec | WhiteoutSpec | HardlinkSpec
+
+
+@attrs.frozen
+class LayerSpec:
+    """A layer as (path, spec) pairs; parents come before children, missing parents are
+    made as plain 0755 directories."""
+
+    entries: tuple[tuple[str, EntrySpec], ...] = ()
+
+
+@attrs.frozen
+class StackSpec:
+    """The layers of one overlay: lowers top first (``lowerdir=l0:l1:l2``); upper starts empty."""
+
+    lowers: tuple[LayerSpec, ...]
+
+
+def build(spec: LayerSpec) -> Inode:
+    """The root inode of the layer that ``spec`` describes."""
+    root = new_dir()
+    for path, entry in spec.entries:
+        *parents, name = path.split("/")
+        parent = root
+        for part in parents:
+            child = parent.entries.get(part)
+            if child is None or not child.is_dir:
+                child = parent.entries[part] = new_dir()
+            parent = child
+        parent.entries[name] = _inode_for(root, entry)
+    return root
+
+
+def _inode_for(root: Inode, entry: EntrySpec) -> Inode:
+    match entry:
+        case FileSpec(data, mode, uid, gid, xattrs):
+            return Inode(Kind.FILE, mode=mode, uid=uid, gid=gid, xattrs=dict(xattrs), data=data)
+        case DirSpec(mode, uid, gid, xattrs, opaque):
+            return Inode(Kind.DIR, mode=mode, uid=uid, gid=gid, xattrs=dict(xattrs), opaque=opaque)
+        case SymlinkSpec(target):
+            return Inode(Kind.SYMLINK, mode=0o777, target=target)
+        case FifoSpec(mode):
+            return Inode(Kind.FIFO, mode=mode)
+        case WhiteoutSpec():
+            return Inode(Kind.WHITEOUT, mode=0)
+        case HardlinkSpec(to):
+            found = dict(walk(root)).get(to)
+            if found is None or found.kind is not Kind.FILE:
+                raise ValueError(f"hardlink target {to!r} is not a regular file of this layer")
+            return found
+    raise TypeError(f"not an entry spec: {entry!r}")

@@ -1,0 +1,132 @@
+"""rename(2) and renameat2(2) on an overlay: checks in the order the kernel makes them.
+
+Sources: vfs = fs/namei.c do_renameat2 and vfs_rename; ovl = fs/overlayfs/dir.c ovl_rename;
+doc = overlayfs.rst "Renaming directories"; obs = ../shared/notes/overlayfs-semantics.md.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from reference import ops
+from reference.layer import Inode, Kind
+from reference.lookup import Node
+from reference.paths import FsError
+
+if TYPE_CHECKING:
+    from reference.overlay import Overlay
+
+NOT_EMPTY = ("ENOTEMPTY", "EEXIST")  # POSIX rename(): "[EEXIST] or [ENOTEMPTY]"
+
+
+def rename(fs: Overlay, op: ops.Rename) -> None:
+    if op.flags not in ops.RENAME_FLAGS:
+        raise FsError("EINVAL")
+    exchange = op.flags == "RENAME_EXCHANGE"
+    src = fs._resolve(op.src, follow=False)
+    dst = fs._resolve(op.dst, follow=False)
+    if src.parent is None or dst.parent is None:
+        raise FsError("EBUSY", "EINVAL")  # "." / ".." / "/" as a last component (vfs)
+    fs._writable()  # vfs: mnt_want_write before looking up the last components
+    old = src.node
+    if old is None:
+        raise FsError("ENOENT")
+    new = dst.node
+    if op.flags == "RENAME_NOREPLACE" and new is not None:
+        raise FsError("EEXIST")
+    if exchange and new is None:
+        raise FsError("ENOENT")
+    # vfs lock_rename "trap": a directory may not move below itself.
+    if _is_ancestor(old.path, dst.parent.path):
+        raise FsError("EINVAL")
+    if new is not None and _is_ancestor(new.path, src.parent.path):
+        raise FsError("EINVAL" if exchange else "ENOTEMPTY")
+    if old.path == _join(dst.parent.path, dst.name):
+        return
+    if new is not None and fs._vfs_inode(old) == fs._vfs_inode(new):
+        return  # vfs_rename: source and target are the same inode, nothing to do
+    if new is not None and not exchange:
+        if old.is_dir and not new.is_dir:
+            raise FsError("ENOTDIR")
+        if not old.is_dir and new.is_dir:
+            raise FsError("EISDIR")
+    # ovl_can_move: a lower or merged directory moves only with redirect_dir=on (doc
+    # "Renaming directories"; obs R.default.1/2, R.rd_on.1).
+    if not _can_move(fs, old) or (exchange and new is not None and not _can_move(fs, new)):
+        raise FsError("EXDEV")
+    if new is not None and new.is_dir and not exchange and fs._names(new):
+        raise FsError(*NOT_EMPTY)
+    if exchange:
+        assert new is not None
+        _exchange(fs, old, src.parent, new, dst.parent)
+    else:
+        _move(fs, old, dst.parent, dst.name, new)
+
+
+def _move(fs: Overlay, old: Node, new_parent: Node, new_name: str, new: Node | None) -> None:
+    assert old.parent is not None
+    samedir = old.parent.path == new_parent.path
+    moved = fs._copy_up(old, data=False)
+    # the check comes after the new parent is copied up, so "merged" means it has lowers
+    _mark_moved(fs, old, moved, samedir=samedir, parent_merged=bool(new_parent.lowers))
+    if new is not None:
+        fs._drop_index_link(new)
+    target_upper = fs._copy_up(new_parent)
+    source_upper = fs._copy_up(old.parent)
+    del source_upper.entries[old.name]
+    # ovl_rename: RENAME_WHITEOUT at the old name when a lower layer still shows it.
+    if fs._lower_positive(old.parent, old.name):
+        source_upper.entries[old.name] = Inode(Kind.WHITEOUT, mode=0)
+    target_upper.entries[new_name] = moved
+
+
+def _exchange(fs: Overlay, old: Node, old_parent: Node, new: Node, new_parent: Node) -> None:
+    samedir = old_parent.path == new_parent.path
+    old_upper = fs._copy_up(old, data=False)
+    new_upper = fs._copy_up(new, data=False)
+    _mark_moved(fs, old, old_upper, samedir=samedir, parent_merged=bool(new_parent.lowers))
+    _mark_moved(fs, new, new_upper, samedir=samedir, parent_merged=bool(old_parent.lowers))
+    fs._copy_up(old_parent).entries[old.name] = new_upper
+    fs._copy_up(new_parent).entries[new.name] = old_upper
+
+
+def _mark_moved(
+    fs: Overlay, node: Node, upper: Inode, *, samedir: bool, parent_merged: bool
+) -> None:
+    """ovl_rename: a moved lower or merged directory (or metacopy file) records where its
+    lower part lives in trusted.overlay.redirect (obs R.rd_on.6, R.rd_on.11, MC.9); a moved
+    pure-upper directory that lands in a merged directory becomes opaque, so no lower
+    entry shows through it (dir.c ovl_set_opaque_xerr)."""
+    if (node.is_dir and node.lowers) or upper.metacopy:
+        if upper.redirect is not None and (samedir or upper.redirect.startswith("/")):
+            return
+        upper.redirect = node.name if samedir else _absolute_redirect(node)
+    elif node.is_dir and not upper.opaque and parent_merged:
+        upper.opaque = True
+
+
+def _absolute_redirect(node: Node) -> str:
+    """dir.c ovl_get_redirect: the old path, each component replaced by its own redirect,
+    up to the first absolute one."""
+    parts: list[str] = []
+    current: Node | None = node
+    while current is not None and current.parent is not None:
+        own = current.upper.redirect if current.upper is not None else None
+        name = own or current.name
+        parts.append(name.lstrip("/") if name.startswith("/") else name)
+        if name.startswith("/"):
+            break
+        current = current.parent
+    return "/" + "/".join(reversed(parts))
+
+
+def _can_move(fs: Overlay, node: Node) -> bool:
+    return fs.options.redirect_dir or not node.is_dir or not node.lowers
+
+
+def _is_ancestor(ancestor: str, path: str) -> bool:
+    return path == ancestor or path.startswith(ancestor + "/")
+
+
+def _join(parent: str, name: str) -> str:
+    return f"{parent}/{name}" if parent else name

@@ -1,0 +1,65 @@
+"""What can be observed, in canonical form shared by the reference and every adapter.
+
+* :class:`View`: the merged view seen through the mount (names, types, bytes, metadata,
+  xattrs, nlink, and which names share an inode);
+* :class:`LayerImage`: a layer directory as it is on disk, decoded into abstract form
+  (objects, whiteouts, opaque dirs, redirects, metacopy) so on-disk effects can be compared.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.frozen
+class EntryView:
+    """One name of the merged view. ``data`` is the file's bytes, ``target`` a symlink's."""
+
+    kind: str
+    mode: int
+    uid: int
+    gid: int
+    nlink: int
+    data: bytes = b""
+    target: str = ""
+    xattrs: tuple[tuple[str, bytes], ...] = ()
+
+
+@attrs.frozen
+class View:
+    """The merged view: every path below the root, and each path's inode identity.
+
+    ``inodes`` holds st_ino for a real driver and the abstract identity for the reference;
+    they are compared as a consistent renaming, never as numbers.
+    """
+
+    entries: dict[str, EntryView]
+    inodes: dict[str, int]
+
+
+@attrs.frozen
+class DiskEntry:
+    """One entry of a layer directory on disk.
+
+    ``data`` is None for a metacopy file (its upper bytes are a sparse placeholder).
+    """
+
+    kind: str
+    mode: int = 0
+    uid: int = 0
+    gid: int = 0
+    data: bytes | None = b""
+    target: str = ""
+    xattrs: tuple[tuple[str, bytes], ...] = ()
+    opaque: bool = False
+    redirect: str | None = None
+    metacopy: bool = False
+
+
+@attrs.frozen
+class LayerImage:
+    """A decoded layer: entries by path, and groups of paths that are hardlinks of one inode
+    (whiteouts excluded: the kernel shares one whiteout inode, notes W.1)."""
+
+    entries: dict[str, DiskEntry]
+    links: frozenset[frozenset[str]]
