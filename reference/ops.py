@@ -25,6 +25,10 @@ class Stat:
 
 @attrs.frozen
 class StatResult:
+    """``mode`` is the permission bits (st_mode & 0o7777); ``size`` is a file's byte count, a
+    symlink's target length, and 0 for anything else (a directory's st_size is
+    filesystem-specific, not part of the overlay contract)."""
+
     kind: str
     mode: int
     uid: int

@@ -475,10 +475,12 @@ def image(root: Inode) -> LayerImage:
     """A layer in the abstract on-disk form the adapters decode real layers into."""
     entries: dict[str, DiskEntry] = {}
     names: dict[int, list[str]] = {}
+    inodes: dict[str, int] = {}
     for path, inode in walk(root):
         if inode.kind is Kind.WHITEOUT:
             entries[path] = DiskEntry(kind="whiteout")
             continue
+        inodes[path] = inode.ident
         entries[path] = DiskEntry(
             kind=inode.kind.value,
             mode=inode.mode,
@@ -496,4 +498,4 @@ def image(root: Inode) -> LayerImage:
         if not inode.is_dir:
             names.setdefault(inode.ident, []).append(path)
     links = frozenset(frozenset(group) for group in names.values() if len(group) > 1)
-    return LayerImage(entries=entries, links=links)
+    return LayerImage(entries=entries, links=links, inodes=inodes)

@@ -63,3 +63,6 @@ class LayerImage:
 
     entries: dict[str, DiskEntry]
     links: frozenset[frozenset[str]]
+    #: Each non-whiteout path's inode identity (st_ino on disk), compared as a consistent
+    #: renaming across steps: an upper file that is copied up once keeps its inode.
+    inodes: dict[str, int] = attrs.field(factory=dict)
