@@ -40,7 +40,7 @@ class Inode:
     """One object of a layer; directory entries that share it are hardlinks."""
 
     kind: Kind
-    mode: int = 0o644
+    mode: int = attrs.field(default=0o644, repr=oct)
     uid: int = 0
     gid: int = 0
     xattrs: dict[str, bytes] = attrs.field(factory=dict)
@@ -107,7 +107,7 @@ def dir_nlink(directory: Inode) -> int:
 @attrs.frozen
 class FileSpec:
     data: bytes = b""
-    mode: int = 0o644
+    mode: int = attrs.field(default=0o644, repr=oct)
     uid: int = 0
     gid: int = 0
     xattrs: tuple[tuple[str, bytes], ...] = ()
@@ -115,7 +115,7 @@ class FileSpec:
 
 @attrs.frozen
 class DirSpec:
-    mode: int = 0o755
+    mode: int = attrs.field(default=0o755, repr=oct)
     uid: int = 0
     gid: int = 0
     xattrs: tuple[tuple[str, bytes], ...] = ()
@@ -129,7 +129,7 @@ class SymlinkSpec:
 
 @attrs.frozen
 class FifoSpec:
-    mode: int = 0o644
+    mode: int = attrs.field(default=0o644, repr=oct)
 
 
 @attrs.frozen

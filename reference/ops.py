@@ -30,7 +30,7 @@ class StatResult:
     filesystem-specific, not part of the overlay contract)."""
 
     kind: str
-    mode: int
+    mode: int = attrs.field(repr=oct)
     uid: int
     gid: int
     size: int
@@ -53,7 +53,7 @@ class Write:
     data: bytes = b""
     offset: int = 0
     flags: tuple[str, ...] = ()
-    mode: int = 0o644
+    mode: int = attrs.field(default=0o644, repr=oct)
 
 
 @attrs.frozen
@@ -65,7 +65,7 @@ class Truncate:
 @attrs.frozen
 class Mkdir:
     path: str
-    mode: int = 0o755
+    mode: int = attrs.field(default=0o755, repr=oct)
 
 
 @attrs.frozen
@@ -109,7 +109,7 @@ class Chmod:
     """chmod(2), following a final symlink."""
 
     path: str
-    mode: int
+    mode: int = attrs.field(repr=oct)
 
 
 @attrs.frozen
@@ -160,7 +160,7 @@ class Readdir:
 @attrs.frozen
 class Mkfifo:
     path: str
-    mode: int = 0o644
+    mode: int = attrs.field(default=0o644, repr=oct)
 
 
 @attrs.frozen

@@ -1,0 +1,55 @@
+"""Drivers by name: the built-in ones and those registered by third parties.
+
+A third-party driver is a class (or factory) registered in the ``unionspec.drivers``
+entry-point group; it implements :class:`adapters.base.Driver` and may define a classmethod
+``unavailable_reason() -> str | None`` to say why it cannot run on this machine.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from importlib.metadata import entry_points
+
+from adapters.base import Driver, DriverUnavailable
+
+ENTRY_POINT_GROUP = "unionspec.drivers"
+
+#: Built-in drivers: name -> "module:attribute".
+BUILTIN: dict[str, str] = {
+    "reference": "adapters.reference:ReferenceDriver",
+    "kernel": "adapters.kernel:KernelDriver",
+}
+
+
+class UnknownDriver(Exception):
+    pass
+
+
+def names() -> list[str]:
+    """Every driver name known here, built in first."""
+    extra = sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+    return [*BUILTIN, *(name for name in extra if name not in BUILTIN)]
+
+
+def factory(name: str) -> Callable[[], Driver]:
+    if name in BUILTIN:
+        module, _, attribute = BUILTIN[name].partition(":")
+        return getattr(importlib.import_module(module), attribute)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == name:
+            return ep.load()
+    raise UnknownDriver(f"unknown driver {name!r} (known: {', '.join(names())})")
+
+
+def unavailable_reason(name: str) -> str | None:
+    """Why ``name`` cannot run here, or None when it can."""
+    probe = getattr(factory(name), "unavailable_reason", None)
+    return probe() if probe is not None else None
+
+
+def make(name: str) -> Driver:
+    reason = unavailable_reason(name)
+    if reason is not None:
+        raise DriverUnavailable(reason)
+    return factory(name)()

@@ -1,0 +1,1 @@
+"""unionspec conformance suite: strategies, state machines, comparison and the pytest plugin."""

@@ -1,0 +1,127 @@
+"""Comparison of what the reference predicts with what a driver shows.
+
+Every check returns a list of :class:`Divergence` records; their rendering is the assertion
+message. Inode numbers are compared as a consistent renaming (:class:`InodeMap`), never as
+numbers: the reference's identities are abstract.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from reference.view import LayerImage, View
+
+
+@attrs.frozen
+class Divergence:
+    """One difference: ``where`` (a path, or a layer), the ``field``, and both sides."""
+
+    where: str
+    field: str
+    expected: object
+    actual: object
+
+    def render(self) -> str:
+        return f"{self.where}: {self.field}: expected {self.expected!r}, got {self.actual!r}"
+
+
+def render(divergences: list[Divergence]) -> str:
+    return "\n".join(d.render() for d in divergences)
+
+
+def compare_entries(
+    where: str, expected: dict[str, object], actual: dict[str, object]
+) -> list[Divergence]:
+    """Paths present on one side only, and paths whose entries differ field by field."""
+    found: list[Divergence] = []
+    for path in sorted(expected.keys() | actual.keys()):
+        label = f"{where}{path}"
+        if path not in actual:
+            found.append(Divergence(label, "exists", expected[path], None))
+        elif path not in expected:
+            found.append(Divergence(label, "exists", None, actual[path]))
+        elif expected[path] != actual[path]:
+            mine, theirs = attrs.asdict(expected[path]), attrs.asdict(actual[path])
+            found.extend(
+                Divergence(label, name, mine[name], theirs[name])
+                for name in mine
+                if mine[name] != theirs[name]
+            )
+    return found
+
+
+@attrs.define
+class InodeMap:
+    """Checks st_ino as a renaming of the reference's identities.
+
+    Within one observation, two paths share an identity exactly when they share an inode
+    number (hardlinks). Across observations, an identity keeps its number: across copy-up
+    and remount (doc "Inode properties": all layers on one filesystem) and across writes to
+    an upper file (copy-up happens once).
+    """
+
+    label: str
+    known: dict[int, int] = attrs.field(factory=dict)
+
+    def check(self, expected: dict[str, int], actual: dict[str, int]) -> list[Divergence]:
+        found: list[Divergence] = []
+        by_identity: dict[int, tuple[str, int]] = {}
+        by_number: dict[int, tuple[str, int]] = {}
+        for path in sorted(expected.keys() & actual.keys()):
+            identity, number = expected[path], actual[path]
+            seen = by_identity.setdefault(identity, (path, number))
+            if seen[1] != number:
+                found.append(
+                    Divergence(
+                        f"{self.label}{path}",
+                        "st_ino",
+                        f"same inode as {seen[0]}",
+                        "a different inode",
+                    )
+                )
+            other = by_number.setdefault(number, (path, identity))
+            if other[1] != identity:
+                found.append(
+                    Divergence(
+                        f"{self.label}{path}",
+                        "st_ino",
+                        f"an inode of its own, not {other[0]}'s",
+                        f"the same inode as {other[0]}",
+                    )
+                )
+            before = self.known.get(identity)
+            if before is not None and before != number:
+                found.append(
+                    Divergence(
+                        f"{self.label}{path}",
+                        "st_ino",
+                        f"unchanged ({before})",
+                        f"changed to {number}",
+                    )
+                )
+            self.known[identity] = number
+        return found
+
+
+def compare_views(expected: View, actual: View, inodes: InodeMap) -> list[Divergence]:
+    return compare_entries("", expected.entries, actual.entries) + inodes.check(
+        expected.inodes, actual.inodes
+    )
+
+
+def compare_images(
+    name: str, expected: LayerImage, actual: LayerImage, inodes: InodeMap | None = None
+) -> list[Divergence]:
+    found = compare_entries(f"{name}:", expected.entries, actual.entries)
+    if expected.links != actual.links:
+        found.append(
+            Divergence(
+                f"{name}:",
+                "hardlinks",
+                sorted(map(sorted, expected.links)),
+                sorted(map(sorted, actual.links)),
+            )
+        )
+    if inodes is not None:
+        found += inodes.check(expected.inodes, actual.inodes)
+    return found

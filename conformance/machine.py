@@ -1,0 +1,200 @@
+"""The lockstep state machine: every operation on the reference and on a driver, compared.
+
+After every step the invariant compares the merged view (names, types, bytes, metadata,
+xattrs, nlink, inode sharing and stability), the decoded upper layer, and that the lower
+layers are untouched. Rules are one per operation, so a shrunk failure reads as a story.
+
+Run one with :func:`run_machine`; the driver is a constructor argument, never subclassed.
+"""
+
+from __future__ import annotations
+
+from hypothesis import currently_in_test_context, note, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
+
+from adapters.base import Driver
+from conformance import strategies as s
+from conformance.compare import Divergence, InodeMap, compare_images, compare_views, render
+from reference import ops
+from reference.layer import StackSpec
+from reference.options import Options
+from reference.outcome import Allowed, Outcome, describe
+from reference.overlay import Overlay
+
+
+class Diverged(AssertionError):
+    """The driver did something the reference does not allow."""
+
+
+def normalize(outcome: Outcome) -> Outcome:
+    """The only normalisation: none today; kept as the single place one would go."""
+    return outcome
+
+
+class OverlayMachine(RuleBasedStateMachine):
+    """Applies generated operations to the reference and to ``driver``, compares after each."""
+
+    options: Options = Options()
+    driver: Driver
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model: Overlay | None = None
+        self.view_inodes = InodeMap("")
+        self.upper_inodes = InodeMap("upper:")
+        self.lower_images: tuple | None = None
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    def apply(self, op: ops.Op) -> Outcome:
+        assert self.model is not None
+        allowed: Allowed = self.model.apply(op)
+        actual = self.driver.run(op)
+        if currently_in_test_context():
+            note(f"{op!r} -> {describe(actual)}")
+        if actual not in allowed:
+            raise Diverged(
+                f"{op!r}: {self.driver.name} gave {describe(actual)}, the reference allows "
+                + " or ".join(sorted(describe(o) for o in allowed))
+            )
+        return actual
+
+    # --- setup ----------------------------------------------------------------------------
+
+    def mount(self, stack: StackSpec) -> None:
+        self.model = Overlay(stack, self.options)
+        self.driver.mount(stack, self.options)
+        self.lower_images = self.model.images()[1]
+
+    # --- invariant ------------------------------------------------------------------------
+
+    @invariant()
+    def agrees_with_reference(self) -> None:
+        if self.model is None:
+            return
+        found: list[Divergence] = compare_views(
+            self.model.view(), self.driver.view(), self.view_inodes
+        )
+        expected_upper, _ = self.model.images()
+        actual_upper, actual_lowers = self.driver.images()
+        if expected_upper is not None and actual_upper is not None:
+            found += compare_images("upper", expected_upper, actual_upper, self.upper_inodes)
+        elif (expected_upper is None) != (actual_upper is None):
+            found.append(Divergence("upper", "exists", expected_upper, actual_upper))
+        assert self.lower_images is not None
+        for number, (before, now) in enumerate(zip(self.lower_images, actual_lowers, strict=True)):
+            # Lowers are never written: byte for byte what was mounted (doc "Upper and Lower").
+            found += compare_images(f"lower{number}", before, now)
+        if found:
+            raise Diverged(f"{self.driver.name} differs from the reference:\n{render(found)}")
+
+    # --- rules: one per operation ---------------------------------------------------------
+
+    @rule(path=s.paths, follow=st.booleans())
+    def stat(self, path: str, follow: bool) -> None:
+        self.apply(ops.Stat(path, follow))
+
+    @rule(path=s.paths)
+    def read(self, path: str) -> None:
+        self.apply(ops.Read(path))
+
+    @rule(path=s.paths, data=s.data, offset=s.offsets, flags=s.open_flags, mode=s.modes)
+    def write(self, path: str, data: bytes, offset: int, flags: tuple, mode: int) -> None:
+        self.apply(ops.Write(path, data, offset, flags, mode))
+
+    @rule(path=s.paths, size=s.sizes)
+    def truncate(self, path: str, size: int) -> None:
+        self.apply(ops.Truncate(path, size))
+
+    @rule(path=s.paths, mode=st.sampled_from([0o755, 0o700]))
+    def mkdir(self, path: str, mode: int) -> None:
+        self.apply(ops.Mkdir(path, mode))
+
+    @rule(path=s.paths)
+    def rmdir(self, path: str) -> None:
+        self.apply(ops.Rmdir(path))
+
+    @rule(path=s.paths)
+    def unlink(self, path: str) -> None:
+        self.apply(ops.Unlink(path))
+
+    @rule(src=s.paths, dst=s.paths, flags=s.rename_flags)
+    def rename(self, src: str, dst: str, flags: str) -> None:
+        self.apply(ops.Rename(src, dst, flags))
+
+    @rule(src=s.paths, dst=s.paths)
+    def link(self, src: str, dst: str) -> None:
+        self.apply(ops.Link(src, dst))
+
+    @rule(link_target=st.sampled_from(s.TARGETS), path=s.paths)
+    def symlink(self, link_target: str, path: str) -> None:
+        self.apply(ops.Symlink(link_target, path))
+
+    @rule(path=s.paths)
+    def readlink(self, path: str) -> None:
+        self.apply(ops.Readlink(path))
+
+    @rule(path=s.paths, mode=s.modes)
+    def chmod(self, path: str, mode: int) -> None:
+        self.apply(ops.Chmod(path, mode))
+
+    @rule(path=s.paths, uid=s.ids, gid=s.ids)
+    def chown(self, path: str, uid: int, gid: int) -> None:
+        self.apply(ops.Chown(path, uid, gid))
+
+    @rule(path=s.paths, name=s.xattr_names, value=s.xattr_values)
+    def setxattr(self, path: str, name: str, value: bytes) -> None:
+        self.apply(ops.SetXattr(path, name, value))
+
+    @rule(path=s.paths, name=s.xattr_names)
+    def getxattr(self, path: str, name: str) -> None:
+        self.apply(ops.GetXattr(path, name))
+
+    @rule(path=s.paths)
+    def listxattr(self, path: str) -> None:
+        self.apply(ops.ListXattr(path))
+
+    @rule(path=s.paths, name=s.xattr_names)
+    def removexattr(self, path: str, name: str) -> None:
+        self.apply(ops.RemoveXattr(path, name))
+
+    @rule(path=s.paths | st.just(""))
+    def readdir(self, path: str) -> None:
+        self.apply(ops.Readdir(path))
+
+    @rule(path=s.paths, mode=s.modes)
+    def mkfifo(self, path: str, mode: int) -> None:
+        self.apply(ops.Mkfifo(path, mode))
+
+    @rule()
+    def remount(self) -> None:
+        self.apply(ops.Remount())
+
+
+def machine_for(driver: Driver, options: Options) -> type[OverlayMachine]:
+    """A machine class bound to ``driver`` and ``options`` (a read-only mount needs two
+    lowers: the kernel refuses one lower without an upper, obs M.20)."""
+    min_lowers = 2 if options.read_only else 1
+
+    class Machine(OverlayMachine):
+        @initialize(stack=s.stacks(min_lowers=min_lowers))
+        def mount_layers(self, stack: StackSpec) -> None:
+            self.mount(stack)
+
+    Machine.options = options
+    Machine.driver = driver
+    Machine.__name__ = Machine.__qualname__ = "OverlayMachine"
+    return Machine
+
+
+def run_machine(driver: Driver, options: Options, run_settings: settings | None = None) -> None:
+    """Run the lockstep machine for one driver and option set (raises on divergence)."""
+    machine = machine_for(driver, options)
+    run_state_machine_as_test(machine, settings=run_settings)
