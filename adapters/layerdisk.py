@@ -1,0 +1,213 @@
+"""The on-disk form of an overlayfs layer: writing an :class:`Inode` tree into a directory
+and decoding a directory back into a :class:`LayerImage`.
+
+The markers are those of overlayfs.rst (notes section 5): a whiteout is a character device
+0/0, an opaque directory carries ``trusted.overlay.opaque=y``, a redirected directory
+``trusted.overlay.redirect`` and a metadata-only copy ``trusted.overlay.metacopy``. Other
+``trusted.overlay.*`` names the kernel writes (origin, impure, nlink, uuid, upper...) are
+not part of the abstract form and are ignored when decoding.
+
+Both directions are plain functions over a directory path (no mounting), so they work on
+any directory; writing needs root for the ``trusted.*`` markers, whiteouts and ownership.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from reference.layer import Inode, Kind, walk
+from reference.view import DiskEntry, LayerImage
+
+OPAQUE = "trusted.overlay.opaque"
+REDIRECT = "trusted.overlay.redirect"
+METACOPY = "trusted.overlay.metacopy"
+
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+
+
+# --- writing ------------------------------------------------------------------------------
+
+
+def write_layer(root: Inode, directory: str) -> None:
+    """Write the layer rooted at ``root`` into ``directory`` (made if missing, else it must
+    be empty). The root inode's metadata goes on ``directory`` itself.
+
+    Order matters: owners before modes (chown clears set-id bits), and a directory's mode
+    only after its children are written (a 0500 dir could not be filled otherwise, not even
+    by root on every filesystem).
+    """
+    if not os.path.isdir(directory):
+        os.mkdir(directory, 0o700)
+    _set_dir_markers(root, directory)
+    first_path: dict[int, str] = {}
+    dirs: list[tuple[str, Inode]] = []
+    for rel, inode in walk(root):
+        path = os.path.join(directory, rel)
+        if inode.kind is not Kind.DIR and inode.kind is not Kind.WHITEOUT:
+            earlier = first_path.get(inode.ident)
+            if earlier is not None:
+                os.link(earlier, path, follow_symlinks=False)
+                continue
+            first_path[inode.ident] = path
+        _write_entry(inode, path)
+        if inode.kind is Kind.DIR:
+            dirs.append((path, inode))
+    # Children before parents: deepest paths first.
+    for path, inode in reversed(dirs):
+        os.chmod(path, inode.mode)
+    os.chmod(directory, root.mode)
+
+
+def _write_entry(inode: Inode, path: str) -> None:
+    match inode.kind:
+        case Kind.FILE:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                view = memoryview(inode.data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+            os.lchown(path, inode.uid, inode.gid)
+            os.chmod(path, inode.mode)
+            _set_xattrs(inode, path)
+            if inode.redirect is not None:
+                os.setxattr(path, REDIRECT, inode.redirect.encode(), follow_symlinks=False)
+            if inode.metacopy:
+                os.setxattr(path, METACOPY, b"", follow_symlinks=False)
+        case Kind.DIR:
+            os.mkdir(path, 0o700)
+            _set_dir_markers(inode, path)
+        case Kind.SYMLINK:
+            os.symlink(inode.target, path)
+            os.lchown(path, inode.uid, inode.gid)
+        case Kind.FIFO:
+            os.mkfifo(path, 0o600)
+            os.lchown(path, inode.uid, inode.gid)
+            os.chmod(path, inode.mode)
+        case Kind.WHITEOUT:
+            os.mknod(path, stat.S_IFCHR | 0o000, os.makedev(0, 0))
+        case _:
+            raise ValueError(f"cannot write {inode.kind!r} at {path}")
+
+
+def _set_dir_markers(inode: Inode, path: str) -> None:
+    """Owner, xattrs and overlay markers of a directory (its mode is set later)."""
+    os.lchown(path, inode.uid, inode.gid)
+    _set_xattrs(inode, path)
+    if inode.opaque:
+        os.setxattr(path, OPAQUE, b"y", follow_symlinks=False)
+    if inode.redirect is not None:
+        os.setxattr(path, REDIRECT, inode.redirect.encode(), follow_symlinks=False)
+
+
+def _set_xattrs(inode: Inode, path: str) -> None:
+    for name, value in sorted(inode.xattrs.items()):
+        os.setxattr(path, name, value, follow_symlinks=False)
+
+
+# --- decoding -----------------------------------------------------------------------------
+
+
+def kind_of(mode: int) -> str:
+    """The kind name of a real file type (as in StatResult and EntryView)."""
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISCHR(mode):
+        return "chardev"
+    return "other"
+
+
+def read_all(path: str) -> bytes:
+    """The bytes of a regular file, never following a final symlink, never blocking."""
+    fd = os.open(path, _READ_FLAGS)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def user_xattrs(path: str) -> tuple[tuple[str, bytes], ...]:
+    """The user.* xattrs of ``path`` (not following a final symlink), sorted by name."""
+    names = sorted(n for n in os.listxattr(path, follow_symlinks=False) if n.startswith("user."))
+    return tuple((n, os.getxattr(path, n, follow_symlinks=False)) for n in names)
+
+
+def _marker(path: str, names: list[str], name: str) -> bytes | None:
+    if name not in names:
+        return None
+    return os.getxattr(path, name, follow_symlinks=False)
+
+
+def read_layer(directory: str) -> LayerImage:
+    """Decode the layer stored in ``directory``: paths relative to it, whiteouts as kind
+    "whiteout" (no metadata, no inode), links among non-directories of this tree only."""
+    entries: dict[str, DiskEntry] = {}
+    by_inode: dict[tuple[int, int], list[str]] = {}
+    inodes: dict[str, int] = {}
+    pending = [""]
+    while pending:
+        rel_dir = pending.pop()
+        abs_dir = os.path.join(directory, rel_dir) if rel_dir else directory
+        for name in sorted(os.listdir(abs_dir)):
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            path = os.path.join(abs_dir, name)
+            st = os.lstat(path)
+            entry = _decode(path, st)
+            entries[rel] = entry
+            if entry.kind == "whiteout":
+                continue
+            inodes[rel] = st.st_ino
+            if entry.kind == "dir":
+                pending.append(rel)
+            else:
+                by_inode.setdefault((st.st_dev, st.st_ino), []).append(rel)
+    links = frozenset(frozenset(group) for group in by_inode.values() if len(group) > 1)
+    return LayerImage(entries=dict(sorted(entries.items())), links=links, inodes=inodes)
+
+
+def _decode(path: str, st: os.stat_result) -> DiskEntry:
+    mode = st.st_mode
+    kind = kind_of(mode)
+    if kind == "chardev" and st.st_rdev == 0:
+        return DiskEntry(kind="whiteout")
+    common = {"mode": stat.S_IMODE(mode), "uid": st.st_uid, "gid": st.st_gid}
+    if kind == "symlink":
+        return DiskEntry(kind=kind, target=os.readlink(path), **common)
+    if kind not in ("file", "dir"):
+        return DiskEntry(kind=kind, **common)
+    names = os.listxattr(path, follow_symlinks=False)
+    xattrs = tuple(
+        (n, os.getxattr(path, n, follow_symlinks=False))
+        for n in sorted(names)
+        if n.startswith("user.")
+    )
+    redirect = _marker(path, names, REDIRECT)
+    redirect_str = os.fsdecode(redirect) if redirect is not None else None
+    if kind == "dir":
+        return DiskEntry(
+            kind=kind,
+            xattrs=xattrs,
+            opaque=_marker(path, names, OPAQUE) == b"y",
+            redirect=redirect_str,
+            **common,
+        )
+    metacopy = METACOPY in names
+    return DiskEntry(
+        kind=kind,
+        data=None if metacopy else read_all(path),
+        xattrs=xattrs,
+        redirect=redirect_str,
+        metacopy=metacopy,
+        **common,
+    )
