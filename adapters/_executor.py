@@ -1,0 +1,396 @@
+"""The sandboxed executor of the kernel driver: ``python -m adapters._executor <fd>``.
+
+Started by :class:`adapters.kernel.KernelDriver` in a private mount namespace (the driver's
+``preexec_fn`` unshares it and makes every mount private), it serves requests over the
+connection on ``fd``. Everything it mounts lives only in that namespace: a tmpfs over
+``/tmp`` (so nothing is ever written on the host), the layers under ``/tmp/unionspec`` and
+the overlay on ``/tmp/unionspec/mnt``. All of it goes away when this process dies.
+
+Operations run inside a chroot of the mount, so no path or symlink (absolute ones and
+``..`` chains included) can resolve outside it.
+
+Requests are tuples, replies ``("ok", value)`` or ``("error", "one line")``:
+
+* ``("mount", StackSpec, Options)``: write the layers and mount them (replacing any mount);
+* ``("run", op)``: one operation; the value is an Ok or Err outcome;
+* ``("view",)``: the merged view; ``("images",)``: the upper and lower layers decoded;
+* ``("close",)``: unmount and exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+import shutil
+import stat
+import sys
+import traceback
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from adapters.layerdisk import kind_of, read_all, read_layer, user_xattrs, write_layer
+from reference import ops
+from reference.layer import LayerSpec, StackSpec, build
+from reference.options import Options
+from reference.outcome import Ok, err_from_oserror
+from reference.view import EntryView, View
+
+BASE = "/tmp/unionspec"
+MNT = f"{BASE}/mnt"
+UPPER = f"{BASE}/upper"
+WORK = f"{BASE}/work"
+
+MNT_DETACH = 2
+RENAME_FLAGS = {"": 0, "RENAME_NOREPLACE": 1, "RENAME_EXCHANGE": 2}
+OPEN_FLAGS = {name: getattr(os, name) for name in ops.OPEN_FLAGS}
+AT_FDCWD = -100
+SYS_RENAMEAT2 = {"x86_64": 316, "aarch64": 276, "riscv64": 276, "ppc64le": 357, "s390x": 347}
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_ulong,
+    ctypes.c_char_p,
+]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _renameat2_func() -> Callable[[bytes, bytes, int], int]:
+    func = getattr(_libc, "renameat2", None)
+    if func is not None:
+        func.argtypes = [
+            ctypes.c_int,
+            ctypes.c_char_p,
+            ctypes.c_int,
+            ctypes.c_char_p,
+            ctypes.c_uint,
+        ]
+        return lambda src, dst, flags: func(AT_FDCWD, src, AT_FDCWD, dst, flags)
+    number = SYS_RENAMEAT2[os.uname().machine]
+    syscall = _libc.syscall
+    return lambda src, dst, flags: syscall(
+        ctypes.c_long(number),
+        ctypes.c_int(AT_FDCWD),
+        ctypes.c_char_p(src),
+        ctypes.c_int(AT_FDCWD),
+        ctypes.c_char_p(dst),
+        ctypes.c_uint(flags),
+    )
+
+
+_renameat2 = _renameat2_func()
+
+
+def mount(source: str, target: str, fstype: str, flags: int, data: str | None) -> None:
+    result = _libc.mount(
+        source.encode(), target.encode(), fstype.encode(), flags, data.encode() if data else None
+    )
+    _check(result, f"mount -t {fstype} {target} -o {data}")
+
+
+def umount(target: str) -> None:
+    if _libc.umount2(target.encode(), 0) != 0:
+        err = ctypes.get_errno()
+        if err != errno.EBUSY:
+            raise OSError(err, f"umount {target}: {os.strerror(err)}")
+        _check(_libc.umount2(target.encode(), MNT_DETACH), f"umount -l {target}")
+
+
+def overlay_options(n_lowers: int, options: Options) -> str:
+    """The full option string: every feature passed explicitly, never a module default."""
+    lowers = ":".join(f"{BASE}/l{i}" for i in range(n_lowers))
+    parts = [f"lowerdir={lowers}"]
+    if not options.read_only:
+        parts += [f"upperdir={UPPER}", f"workdir={WORK}"]
+    onoff = {True: "on", False: "off"}
+    parts += [
+        f"redirect_dir={onoff[options.redirect_dir]}",
+        f"index={onoff[options.index]}",
+        f"metacopy={onoff[options.metacopy]}",
+        "nfs_export=off",
+        "xino=off",
+    ]
+    return ",".join(parts)
+
+
+def _stat_result(st: os.stat_result) -> ops.StatResult:
+    """A directory's st_size is filesystem-specific: only files and symlinks report one
+    (ops.StatResult)."""
+    kind = kind_of(st.st_mode)
+    return ops.StatResult(
+        kind=kind,
+        mode=stat.S_IMODE(st.st_mode),
+        uid=st.st_uid,
+        gid=st.st_gid,
+        size=st.st_size if kind in ("file", "symlink") else 0,
+        nlink=st.st_nlink,
+    )
+
+
+# --- operations (run inside the chroot; paths are absolute within the mount) ----------------
+
+
+def _p(path: str) -> str:
+    return "/" + path
+
+
+def op_stat(op: ops.Stat) -> ops.StatResult:
+    return _stat_result(os.stat(_p(op.path), follow_symlinks=op.follow))
+
+
+def op_read(op: ops.Read) -> bytes:
+    fd = os.open(_p(op.path), os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def op_write(op: ops.Write) -> int:
+    flags = os.O_WRONLY | os.O_NONBLOCK
+    for name in op.flags:
+        flags |= OPEN_FLAGS[name]
+    fd = os.open(_p(op.path), flags, op.mode)
+    try:
+        if "O_APPEND" in op.flags:
+            return os.write(fd, op.data)
+        return os.pwrite(fd, op.data, op.offset)
+    finally:
+        os.close(fd)
+
+
+def op_rename(op: ops.Rename) -> None:
+    result = _renameat2(os.fsencode(_p(op.src)), os.fsencode(_p(op.dst)), RENAME_FLAGS[op.flags])
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+HANDLERS: dict[type, Callable[[Any], Any]] = {
+    ops.Stat: op_stat,
+    ops.Read: op_read,
+    ops.Write: op_write,
+    ops.Truncate: lambda op: os.truncate(_p(op.path), op.size),
+    ops.Mkdir: lambda op: os.mkdir(_p(op.path), op.mode),
+    ops.Rmdir: lambda op: os.rmdir(_p(op.path)),
+    ops.Unlink: lambda op: os.unlink(_p(op.path)),
+    ops.Rename: op_rename,
+    ops.Link: lambda op: os.link(_p(op.src), _p(op.dst), follow_symlinks=False),
+    ops.Symlink: lambda op: os.symlink(op.target, _p(op.path)),
+    ops.Readlink: lambda op: os.readlink(_p(op.path)),
+    ops.Chmod: lambda op: os.chmod(_p(op.path), op.mode),
+    ops.Chown: lambda op: os.chown(_p(op.path), op.uid, op.gid),
+    ops.SetXattr: lambda op: os.setxattr(_p(op.path), op.name, op.value, 0),
+    ops.GetXattr: lambda op: os.getxattr(_p(op.path), op.name),
+    ops.ListXattr: lambda op: tuple(
+        sorted(n for n in os.listxattr(_p(op.path)) if n.startswith("user."))
+    ),
+    ops.RemoveXattr: lambda op: os.removexattr(_p(op.path), op.name),
+    ops.Readdir: lambda op: tuple(sorted(os.listdir(_p(op.path)))),
+    ops.Mkfifo: lambda op: os.mkfifo(_p(op.path), op.mode),
+}
+
+
+def merged_view() -> View:
+    """Walk the merged tree from ``/`` (we are inside the chroot), never following links."""
+    entries: dict[str, EntryView] = {}
+    inodes: dict[str, int] = {}
+    pending = [""]
+    while pending:
+        rel_dir = pending.pop()
+        for name in sorted(os.listdir("/" + rel_dir)):
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            path = "/" + rel
+            st = os.lstat(path)
+            kind = kind_of(st.st_mode)
+            entries[rel] = EntryView(
+                kind=kind,
+                mode=stat.S_IMODE(st.st_mode),
+                uid=st.st_uid,
+                gid=st.st_gid,
+                nlink=st.st_nlink,
+                data=read_all(path) if kind == "file" else b"",
+                target=os.readlink(path) if kind == "symlink" else "",
+                xattrs=user_xattrs(path) if kind in ("file", "dir") else (),
+            )
+            inodes[rel] = st.st_ino
+            if kind == "dir":
+                pending.append(rel)
+    return View(entries=entries, inodes=inodes)
+
+
+class Executor:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.real_root = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+        self.mounted = False
+        self.options_string = ""
+        self.stack: StackSpec | None = None
+        self.options: Options | None = None
+
+    # --- the chroot -----------------------------------------------------------------------
+
+    def enter(self) -> None:
+        os.chroot(MNT)
+        os.chdir("/")
+
+    def leave(self) -> None:
+        os.fchdir(self.real_root)
+        os.chroot(".")
+
+    def inside(self, func: Callable[[], Any]) -> Any:
+        if not self.mounted:
+            raise RuntimeError("no overlay is mounted")
+        self.enter()
+        try:
+            return func()
+        finally:
+            self.leave()
+
+    # --- requests -------------------------------------------------------------------------
+
+    def do_mount(self, stack: StackSpec, options: Options) -> None:
+        self.unmount()
+        self.stack = self.options = None
+        shutil.rmtree(BASE, ignore_errors=True)
+        os.mkdir(BASE, 0o755)
+        for i, spec in enumerate(stack.lowers):
+            write_layer(build(spec), f"{BASE}/l{i}")
+        if not options.read_only:
+            write_layer(build(LayerSpec()), UPPER)
+            os.mkdir(WORK, 0o755)
+        os.mkdir(MNT, 0o755)
+        self.options_string = overlay_options(len(stack.lowers), options)
+        mount("overlay", MNT, "overlay", 0, self.options_string)
+        self.mounted = True
+        self.stack, self.options = stack, options
+
+    def unmount(self) -> None:
+        if self.mounted:
+            self.mounted = False
+            umount(MNT)
+
+    def remount(self) -> None:
+        self.unmount()
+        mount("overlay", MNT, "overlay", 0, self.options_string)
+        self.mounted = True
+
+    def do_run(self, op: ops.Op) -> Any:
+        if isinstance(op, ops.Remount):
+            self.remount()
+            return Ok(None)
+        handler = HANDLERS[type(op)]
+        if not self.mounted:
+            raise RuntimeError("no overlay is mounted")
+        self.enter()
+        try:
+            try:
+                value = handler(op)
+            except OSError as exc:
+                failure: OSError | None = exc
+            else:
+                failure = None
+        finally:
+            self.leave()
+        return err_from_oserror(failure) if failure is not None else Ok(value)
+
+    def do_images(self) -> Any:
+        if self.stack is None or self.options is None:
+            raise RuntimeError("no overlay is mounted")
+        upper = None if self.options.read_only else read_layer(UPPER)
+        lowers = tuple(read_layer(f"{BASE}/l{i}") for i in range(len(self.stack.lowers)))
+        return upper, lowers
+
+    def handle(self, request: tuple[Any, ...]) -> Any:
+        match request:
+            case ("run", op):
+                return self.do_run(op)
+            case ("mount", stack, options):
+                return self.do_mount(stack, options)
+            case ("view",):
+                return self.inside(merged_view)
+            case ("images",):
+                return self.do_images()
+            case ("ping",):
+                return os.getpid()
+            case ("close",):
+                self.unmount()
+                return None
+        raise ValueError(f"unknown request {request!r:.200}")
+
+    def serve(self) -> None:
+        while True:
+            try:
+                request = self.conn.recv()
+            except EOFError:
+                break
+            try:
+                reply: tuple[str, Any] = ("ok", self.handle(request))
+            except Exception as exc:
+                reply = ("error", _one_line(exc))
+            self.conn.send(reply)
+            if request == ("close",):
+                break
+
+
+def _one_line(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    if isinstance(exc, OSError) and exc.errno is not None:
+        text += f" [{errno.errorcode.get(exc.errno, exc.errno)}]"
+    where = traceback.extract_tb(exc.__traceback__)
+    if where:
+        last = where[-1]
+        text += f" (at {os.path.basename(last.filename)}:{last.lineno})"
+    return text
+
+
+def _own_mount_namespace() -> bool:
+    """True when this process is in a mount namespace of its own (not its parent's)."""
+    try:
+        return os.readlink("/proc/self/ns/mnt") != os.readlink(f"/proc/{os.getppid()}/ns/mnt")
+    except OSError:
+        return False
+
+
+def setup() -> None:
+    """Private tmpfs over /tmp, after checking that it cannot be seen by the host."""
+    if not _own_mount_namespace():
+        raise RuntimeError("not in a private mount namespace; refusing to mount anything")
+    os.umask(0)
+    mount("unionspec", "/tmp", "tmpfs", 0, "mode=0755")
+    os.mkdir(BASE, 0o755)
+
+
+def main(argv: list[str]) -> int:
+    conn = Connection(int(argv[1]))
+    try:
+        setup()
+        executor = Executor(conn)
+    except Exception as exc:
+        conn.send(("error", _one_line(exc)))
+        return 1
+    conn.send(("ok", os.getpid()))
+    try:
+        executor.serve()
+    finally:
+        with contextlib.suppress(OSError):
+            executor.unmount()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
