@@ -14,7 +14,7 @@ from reference import ops
 from reference.layer import Inode, Kind, LayerSpec, StackSpec, build, dir_nlink, link_counts, walk
 from reference.lookup import Found, Node, lookup_child
 from reference.options import Options
-from reference.outcome import Allowed, Err, Ok
+from reference.outcome import Allowed, Err, Ok, Outcome
 from reference.paths import FsError, Resolved, resolve
 from reference.view import DiskEntry, EntryView, LayerImage, View
 
@@ -67,11 +67,15 @@ class Overlay:
 
     def apply(self, op: ops.Op) -> Allowed:
         """Apply ``op``; the outcomes it may have (on an error nothing has changed)."""
+        return self.step(op)[1]
+
+    def step(self, op: ops.Op) -> tuple[Outcome, Allowed]:
+        """Apply ``op``; Linux's outcome and every outcome the rules allow."""
         try:
             value = self._handlers[type(op)](op)
         except FsError as failure:
-            return frozenset(Err(name) for name in failure.names)
-        return frozenset({Ok(value)})
+            return Err(failure.names[0]), frozenset(Err(name) for name in failure.names)
+        return Ok(value), frozenset({Ok(value)})
 
     def view(self) -> View:
         entries: dict[str, EntryView] = {}

@@ -21,11 +21,11 @@ MAX_SYMLINKS = 40
 
 
 class FsError(Exception):
-    """An operation fails; ``names`` is the set of errnos the rules allow."""
+    """An operation fails; ``names`` are the errnos the rules allow, Linux's choice first."""
 
     def __init__(self, *names: str) -> None:
         super().__init__(*names)
-        self.names = frozenset(names)
+        self.names = names
 
 
 @attrs.frozen

@@ -1,0 +1,92 @@
+"""The unionspec pytest plugin: wires options to drivers and Hypothesis settings.
+
+Options (group "unionspec"):
+
+- ``--driver NAME`` (repeatable): the drivers to run the conformance tests against
+  (default: ``reference``). Names come from :mod:`adapters.registry`.
+- ``--budget quick|standard|deep``: how many examples the state machines explore.
+- ``--require-drivers``: a driver that cannot run here fails instead of skipping; on by
+  default when the ``CI`` environment variable is set, since a skip in CI hides a gap.
+
+Fixtures: ``driver`` (one per ``--driver``, closed after the test) and
+``conformance_settings`` (the Hypothesis settings of the chosen budget).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+DRIVER_OPTION = "--driver"
+BUDGET_OPTION = "--budget"
+REQUIRE_OPTION = "--require-drivers"
+BUDGET_NAMES = ("quick", "standard", "deep")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("unionspec", "unionspec conformance")
+    group.addoption(
+        DRIVER_OPTION,
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="driver under test (repeatable; default: reference)",
+    )
+    group.addoption(
+        BUDGET_OPTION,
+        default="quick",
+        choices=BUDGET_NAMES,
+        help="how much the state machines explore (default: quick)",
+    )
+    group.addoption(
+        REQUIRE_OPTION,
+        action="store_true",
+        default=bool(os.environ.get("CI")),
+        help="fail, not skip, when a driver cannot run here (default on when $CI is set)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from adapters import registry
+    from conformance.settings import register_profiles
+
+    register_profiles(config.rootpath)
+    known = registry.names()
+    for name in config.getoption(DRIVER_OPTION):
+        if name not in known:
+            raise pytest.UsageError(f"unknown driver {name!r} (known: {', '.join(known)})")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "driver" in metafunc.fixturenames:
+        names = metafunc.config.getoption(DRIVER_OPTION) or ["reference"]
+        metafunc.parametrize("driver", names, indirect=True, ids=names)
+
+
+@pytest.fixture
+def driver(request: pytest.FixtureRequest) -> Iterator[Any]:
+    from adapters import registry
+    from adapters.base import DriverUnavailable
+
+    name = request.param
+    try:
+        instance = registry.make(name)
+    except DriverUnavailable as reason:
+        message = f"driver {name!r} cannot run here: {reason}"
+        if request.config.getoption(REQUIRE_OPTION):
+            pytest.fail(message + f" ({REQUIRE_OPTION} is on)", pytrace=False)
+        pytest.skip(message)
+    try:
+        yield instance
+    finally:
+        instance.close()
+
+
+@pytest.fixture
+def conformance_settings(request: pytest.FixtureRequest) -> Any:
+    from conformance.settings import profile
+
+    return profile(request.config.getoption(BUDGET_OPTION))

@@ -1,0 +1,35 @@
+"""Hypothesis settings profiles: how much each run explores.
+
+``quick`` is for CI and for every commit; ``standard`` and ``deep`` explore more. All
+keep failing examples in ``.hypothesis/examples`` so the next run replays them first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypothesis import HealthCheck, settings
+from hypothesis.database import DirectoryBasedExampleDatabase
+
+BUDGETS: dict[str, dict[str, object]] = {
+    "quick": {"max_examples": 25, "stateful_step_count": 25},
+    "standard": {"max_examples": 100, "stateful_step_count": 40},
+    "deep": {"max_examples": 1000, "stateful_step_count": 60},
+}
+
+
+def register_profiles(root: Path) -> None:
+    database = DirectoryBasedExampleDatabase(str(root / ".hypothesis" / "examples"))
+    for name, values in BUDGETS.items():
+        settings.register_profile(
+            f"unionspec-{name}",
+            deadline=None,
+            database=database,
+            print_blob=True,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+            **values,
+        )
+
+
+def profile(budget: str) -> settings:
+    return settings.get_profile(f"unionspec-{budget}")
