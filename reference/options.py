@@ -25,6 +25,11 @@ class Options:
             raise ValueError("metacopy=on requires redirect_dir=on (the kernel refuses it)")
 
     @property
+    def test_id(self) -> str:
+        """The label in a form pytest's ``-k`` accepts: ``redirect_dir-on+index-off``."""
+        return self.label.replace("=", "-").replace(",", "+")
+
+    @property
     def label(self) -> str:
         """A short stable id, used in test ids and reports."""
         if self.read_only:

@@ -16,7 +16,7 @@ from reference.lookup import Found, Node, lookup_child
 from reference.options import Options
 from reference.outcome import Allowed, Err, Ok, Outcome
 from reference.paths import FsError, Resolved, resolve
-from reference.view import DiskEntry, EntryView, LayerImage, View
+from reference.view import UNREACHABLE, DiskEntry, EntryView, LayerImage, View
 
 #: POSIX rmdir()/rename(): a non-empty directory gives "[EEXIST] or [ENOTEMPTY]"; Linux
 #: gives ENOTEMPTY, both conform.
@@ -83,9 +83,11 @@ class Overlay:
         pending = [self.root()]
         while pending:
             directory = pending.pop()
-            for name in self._names(directory):
+            for name in self._listing(directory):
                 node = self._child(directory, name).node
-                assert node is not None
+                if node is None:
+                    entries[_join(directory.path, name)] = UNREACHABLE
+                    continue
                 entries[node.path] = self._entry_view(node)
                 inodes[node.path] = self._st_ino(node)
                 if node.is_dir:
@@ -121,9 +123,25 @@ class Overlay:
                 candidates.update(layer_dir.entries)
         return sorted(n for n in candidates if self._child(directory, n).node is not None)
 
+    def _listing(self, directory: Node) -> list[str]:
+        """What readdir returns. A directory that is not merged is read straight from its
+        one real directory (readdir.c ovl_iterate, od->is_real), whiteouts included; a
+        merged one is the filtered union (observed: a whiteout in a lower dir with nothing
+        below it is listed, and lookup gives ENOENT)."""
+        if directory.is_merged:
+            return self._names(directory)
+        return sorted(directory.top.entries)
+
+    def _lower_of(self, node: Node) -> Inode | None:
+        """The lower object behind a node: for a copied-up non-directory, the one recorded
+        in trusted.overlay.origin (doc "Inode properties"); for a directory, its top lower."""
+        if not node.is_dir and node.upper is not None:
+            return node.upper.origin
+        return node.lower
+
     def _indexed(self, node: Node) -> Inode | None:
         """index=on: the upper copy shared by every name of a lower hardlink (obs H.index=on.1)."""
-        lower = node.lower
+        lower = self._lower_of(node)
         if self.options.index and lower is not None and not node.is_dir:
             return self.index.get(lower.ident)
         return None
@@ -165,9 +183,9 @@ class Overlay:
             if node.is_merged:
                 return 1
             return dir_nlink(node.top)
-        indexed = self._indexed(node)
-        if indexed is not None and node.lower is not None:
-            return self.index_nlink[node.lower.ident]
+        lower = self._lower_of(node)
+        if self._indexed(node) is not None and lower is not None:
+            return self.index_nlink[lower.ident]
         if node.upper is not None:
             assert self.upper is not None
             return link_counts(self.upper).get(node.upper.ident, 1)
@@ -177,24 +195,24 @@ class Overlay:
         """st_ino with all layers on one filesystem (doc "Inode properties"; inode.c
         ovl_getattr): a directory or an object copied up keeps its lower origin's number,
         except a copied-up lower hardlink that is not indexed (its link was broken)."""
-        lower = node.lower
-        if node.upper is None or lower is None:
-            return node.top.ident
+        lower = self._lower_of(node)
+        if lower is None or node.upper is None:
+            return (lower or node.top).ident
         if node.is_dir or self._indexed(node) is not None:
             return lower.ident
-        if node.upper.origin is lower and self._lower_nlink[lower.ident] == 1:
+        if self._lower_nlink[lower.ident] == 1:
             return lower.ident
         return node.upper.ident
 
     def _vfs_inode(self, node: Node) -> tuple[str, object]:
         """Which names share one overlay inode (inode.c ovl_hash_bylower): rename() between
         two names of one inode does nothing (vfs_rename)."""
-        lower = node.lower
+        lower = self._lower_of(node)
         if self._indexed(node) is not None and lower is not None:
             return ("index", lower.ident)
         if node.upper is not None:
             return ("upper", node.upper.ident)
-        if node.is_dir:
+        if node.is_dir or lower is None:
             return ("dir", node.path)
         if self.options.read_only or self.options.index or self._lower_nlink[lower.ident] == 1:
             return ("lower", lower.ident)
@@ -273,7 +291,7 @@ class Overlay:
     def _drop_index_link(self, node: Node) -> None:
         """index=on: removing a name of a lower hardlink copies it up first so the index
         keeps the union nlink (dir.c ovl_nlink_start), then counts one link less."""
-        lower = node.lower
+        lower = self._lower_of(node)
         if not self.options.index or node.is_dir or lower is None:
             return
         if lower.ident not in self.index and self._lower_nlink[lower.ident] > 1:
@@ -404,7 +422,7 @@ class Overlay:
         if source.is_dir:
             raise FsError("EPERM")  # link(2): hard links to directories are not allowed
         upper = self._copy_up(source)  # obs E2.9: the source is copied up, the link joins it
-        lower = source.lower
+        lower = self._lower_of(source)
         if self._indexed(source) is not None and lower is not None:
             self.index_nlink[lower.ident] += 1
         self._create(resolved, upper)
@@ -463,7 +481,7 @@ class Overlay:
         node = self._existing(op.path, follow=True)
         if not node.is_dir:
             raise FsError("ENOTDIR")
-        return tuple(self._names(node))
+        return tuple(self._listing(node))
 
     def _op_remount(self, op: ops.Remount) -> None:
         """Everything the reference keeps is what the kernel keeps on disk (layers, index,
@@ -503,3 +521,7 @@ def image(root: Inode) -> LayerImage:
             names.setdefault(inode.ident, []).append(path)
     links = frozenset(frozenset(group) for group in names.values() if len(group) > 1)
     return LayerImage(entries=entries, links=links, inodes=inodes)
+
+
+def _join(parent: str, name: str) -> str:
+    return f"{parent}/{name}" if parent else name

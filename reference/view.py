@@ -13,7 +13,12 @@ import attrs
 
 @attrs.frozen
 class EntryView:
-    """One name of the merged view. ``data`` is the file's bytes, ``target`` a symlink's."""
+    """One name of the merged view. ``data`` is the file's bytes, ``target`` a symlink's.
+
+    ``kind`` is file, dir, symlink, fifo, or ``unreachable``: readdir lists the name but
+    lookup gives ENOENT (a whiteout in a directory that is not merged, which readdir passes
+    through unfiltered; observed on this kernel). An unreachable entry has no other fields.
+    """
 
     kind: str
     mode: int
@@ -23,6 +28,10 @@ class EntryView:
     data: bytes = b""
     target: str = ""
     xattrs: tuple[tuple[str, bytes], ...] = ()
+
+
+#: The EntryView of a name readdir lists and lookup does not find.
+UNREACHABLE = EntryView(kind="unreachable", mode=0, uid=0, gid=0, nlink=0)
 
 
 @attrs.frozen

@@ -10,13 +10,13 @@ from conformance.scenarios import SCENARIOS, Scenario, run_scenario
 from reference.options import MATRIX, Options
 
 
-@pytest.mark.parametrize("options", MATRIX, ids=lambda o: o.label)
+@pytest.mark.parametrize("options", MATRIX, ids=lambda o: o.test_id)
 def test_state_machine(driver, options: Options, conformance_settings) -> None:
     run_machine(driver, options, conformance_settings)
 
 
 CASES = [
-    pytest.param(scenario, options, id=f"{scenario.id}[{options.label}]")
+    pytest.param(scenario, options, id=f"{scenario.id}+{options.test_id}")
     for scenario in SCENARIOS
     for options in MATRIX
     if scenario.applies(options)
