@@ -1,0 +1,64 @@
+"""``python -m conformance certify``: certify the drivers this machine can run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from adapters import registry
+from conformance.certify import DIVERGES, SKIPPED, Verdict, certify, render_matrix
+
+CONFORMANT, NONCONFORMANT, USAGE_OR_SETUP_ERROR = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m conformance")
+    commands = parser.add_subparsers(dest="command", required=True)
+    certify_cmd = commands.add_parser("certify", help="certify drivers against the reference")
+    certify_cmd.add_argument(
+        "--driver",
+        action="append",
+        default=[],
+        help="driver to certify (repeatable; default: every driver this machine can run)",
+    )
+    certify_cmd.add_argument(
+        "--budget",
+        choices=("quick", "standard", "deep"),
+        default="quick",
+        help="how much the state machines explore (default: quick)",
+    )
+    return parser
+
+
+def _progress(verdict: Verdict) -> None:
+    print(
+        f"  {verdict.driver:<10} {verdict.options:<40} {verdict.verdict} ({verdict.seconds:.1f}s)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    known = registry.names()
+    for name in args.driver:
+        if name not in known:
+            print(f"error: unknown driver {name!r} (known: {', '.join(known)})", file=sys.stderr)
+            return USAGE_OR_SETUP_ERROR
+    drivers = args.driver or known
+
+    from pathlib import Path
+
+    from conformance.settings import profile, register_profiles
+
+    register_profiles(Path.cwd())
+    verdicts = certify(drivers, profile(args.budget), _progress)
+    print(render_matrix(verdicts))
+    for verdict in verdicts:
+        if verdict.verdict in (DIVERGES, SKIPPED):
+            print(f"\n{verdict.driver} [{verdict.options}] {verdict.verdict}:\n{verdict.detail}")
+    return NONCONFORMANT if any(v.verdict == DIVERGES for v in verdicts) else CONFORMANT
+
+
+if __name__ == "__main__":
+    sys.exit(main())
