@@ -39,6 +39,9 @@ MS_PRIVATE = 1 << 18
 PR_SET_PDEATHSIG = 1
 CAP_SYS_ADMIN = 21
 
+#: How long the executor may take to start (a Python interpreter under load), whatever the
+#: per-request timeout is.
+START_TIMEOUT = 60.0
 #: How long close() waits for the executor to unmount and exit before killing it.
 CLOSE_GRACE = 5.0
 #: The directory that holds the ``adapters`` package (the executor's working directory).
@@ -154,7 +157,7 @@ class KernelDriver:
         self._finalize = weakref.finalize(self, _shutdown, self._proc, self._conn, CLOSE_GRACE)
         self._broken: str | None = None
         try:
-            self._call("start", wait_for_reply_only=True)
+            self._call("start", wait_for_reply_only=True, timeout=max(timeout, START_TIMEOUT))
         except DriverFailure as exc:
             self.close()
             raise DriverUnavailable(f"the kernel executor did not start: {exc}") from None
@@ -220,21 +223,24 @@ class KernelDriver:
             return repr(request[1])
         return request[0]
 
-    def _call(self, *request: Any, wait_for_reply_only: bool = False) -> Any:
+    def _call(
+        self, *request: Any, wait_for_reply_only: bool = False, timeout: float | None = None
+    ) -> Any:
         what = self._describe(request)
+        timeout = self.timeout if timeout is None else timeout
         if self._broken is not None:
             raise DriverFailure(f"kernel driver: cannot {what}: {self._broken}")
         try:
             if not wait_for_reply_only:
                 self._conn.send(request)
-            if not self._conn.poll(self.timeout):
-                self._die(f"no answer to {what} within {self.timeout}s")
-                raise DriverHung(f"no answer to {what} within {self.timeout}s")
+            if not self._conn.poll(timeout):
+                self._die(f"no answer to {what} within {timeout}s")
+                raise DriverHung(f"no answer to {what} within {timeout}s")
             status, value = self._conn.recv()
         except (EOFError, OSError) as exc:
             if isinstance(exc, BlockingIOError | TimeoutError):
-                self._die(f"could not send {what} within {self.timeout}s")
-                raise DriverHung(f"could not send {what} within {self.timeout}s") from None
+                self._die(f"could not send {what} within {timeout}s")
+                raise DriverHung(f"could not send {what} within {timeout}s") from None
             code = self._die(f"the executor died during {what}")
             raise DriverFailure(
                 f"kernel executor (pid {self.executor_pid}) died during {what} (exit status {code})"
