@@ -36,7 +36,7 @@ from reference import ops
 from reference.layer import LayerSpec, StackSpec, build
 from reference.options import Options
 from reference.outcome import Ok, err_from_oserror
-from reference.view import EntryView, View
+from reference.view import UNREACHABLE, EntryView, View
 
 BASE = "/tmp/unionspec"
 MNT = f"{BASE}/mnt"
@@ -206,7 +206,8 @@ HANDLERS: dict[type, Callable[[Any], Any]] = {
 
 
 def merged_view() -> View:
-    """Walk the merged tree from ``/`` (we are inside the chroot), never following links."""
+    """Walk the merged tree from ``/`` (we are inside the chroot), never following links.
+    A name readdir lists but lstat does not find is recorded as UNREACHABLE, with no inode."""
     entries: dict[str, EntryView] = {}
     inodes: dict[str, int] = {}
     pending = [""]
@@ -215,7 +216,12 @@ def merged_view() -> View:
         for name in sorted(os.listdir("/" + rel_dir)):
             rel = f"{rel_dir}/{name}" if rel_dir else name
             path = "/" + rel
-            st = os.lstat(path)
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                # listed by readdir, not found by lookup (a whiteout in an unmerged dir)
+                entries[rel] = UNREACHABLE
+                continue
             kind = kind_of(st.st_mode)
             entries[rel] = EntryView(
                 kind=kind,

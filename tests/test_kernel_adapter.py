@@ -31,6 +31,7 @@ from reference.layer import (
 from reference.options import MATRIX, Options
 from reference.outcome import Err, Ok
 from reference.overlay import Overlay
+from reference.view import UNREACHABLE
 
 
 def _require_kernel() -> None:
@@ -229,6 +230,19 @@ def test_view_matches_the_reference_before_any_change(driver):
         assert set(actual.inodes) == set(expected.inodes)
         assert actual.inodes["h1"] == actual.inodes["h2"]
         assert len({actual.inodes[p] for p in actual.inodes}) == len(actual.inodes) - 1
+
+
+def test_whiteout_in_an_unmerged_dir_is_listed_but_unreachable(driver):
+    # obs E3.31/32 in the char-device form: c exists only in the top lower, so its readdir
+    # passes through the real directory, whiteout included.
+    stack = StackSpec((LayerSpec((("c", DirSpec()), ("c/c", WhiteoutSpec()))), LayerSpec(())))
+    driver.mount(stack, Options(read_only=True))
+    assert driver.run(ops.Readdir("c")) == Ok(("c",))
+    assert driver.run(ops.Stat("c/c")) == Err("ENOENT")
+    view = driver.view()
+    assert view.entries["c/c"] == UNREACHABLE
+    assert "c/c" not in view.inodes
+    assert view.entries == Overlay(stack, Options(read_only=True)).view().entries
 
 
 def test_images_of_fresh_mount_match_the_reference(driver):
