@@ -102,15 +102,18 @@ def _shutdown(proc: subprocess.Popen[bytes], conn: Connection, grace: float) -> 
     """Ask the executor to unmount and exit; kill it (by PID) if it does not. Idempotent."""
     try:
         if proc.poll() is None:
+            answered = False
             with contextlib.suppress(OSError, EOFError, ValueError):
                 conn.send(("close",))
                 if conn.poll(grace):
                     conn.recv()
-            try:
-                proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                    answered = True
+            if answered:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(grace)
+            if proc.poll() is None:
+                proc.kill()  # Popen.kill: SIGKILL to this PID only, never to a reaped one
+            proc.wait()
     finally:
         conn.close()
 

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from adapters.base import Driver, DriverFailure, DriverHung
-from adapters.kernel import PROJECT_ROOT, KernelDriver
+from adapters.kernel import CLOSE_GRACE, PROJECT_ROOT, KernelDriver
 from reference import ops
 from reference.layer import (
     DirSpec,
@@ -393,6 +393,18 @@ def test_hung_executor_raises_quickly_and_close_cleans_up():
         if os.path.exists(f"/proc/{pid}"):
             os.kill(pid, signal.SIGCONT)
         drv.close()
+    assert not os.path.exists(f"/proc/{pid}")
+
+
+def test_close_of_a_stopped_executor_kills_it():
+    _require_kernel()
+    drv = KernelDriver()
+    pid = drv.executor_pid
+    drv.mount(TWO, Options())
+    os.kill(pid, signal.SIGSTOP)
+    started = time.monotonic()
+    drv.close()
+    assert time.monotonic() - started < 2 * CLOSE_GRACE + 1
     assert not os.path.exists(f"/proc/{pid}")
 
 
