@@ -25,6 +25,13 @@ class Options:
             raise ValueError("metacopy=on requires redirect_dir=on (the kernel refuses it)")
 
     @property
+    def allows_offline_changes(self) -> bool:
+        """overlayfs.h ovl_allow_offline_changes: only without the "new features"
+        (index, metacopy, redirect_dir=on, xino=on; we always mount xino=off) may the lower
+        layers change offline (doc "Changes to underlying filesystems")."""
+        return not (self.index or self.metacopy or self.redirect_dir)
+
+    @property
     def test_id(self) -> str:
         """The label in a form pytest's ``-k`` accepts: ``redirect_dir-on+index-off``."""
         return self.label.replace("=", "-").replace(",", "+")

@@ -301,10 +301,18 @@ class Overlay:
 
     def _create(self, resolved: Resolved, inode: Inode) -> None:
         """Put a new object at a negative name. A directory made over a whiteout in the
-        upper layer is opaque (obs E3.16); other objects simply replace the whiteout."""
+        upper layer is opaque (obs E3.16); other objects simply replace the whiteout.
+
+        A directory made in a merged directory is opaque too when offline changes of the
+        lowers are not allowed: "setting opaque here is just an optimization" (dir.c
+        ovl_create_upper; found by the kernel run, confirmed in the source)."""
         assert resolved.parent is not None
         parent_upper = self._copy_up(resolved.parent)
-        if inode.is_dir and resolved.found.upper_whiteout:
+        merged_parent = bool(resolved.parent.lowers)
+        if inode.is_dir and (
+            resolved.found.upper_whiteout
+            or (merged_parent and not self.options.allows_offline_changes)
+        ):
             inode.opaque = True
         parent_upper.entries[resolved.name] = inode
 
