@@ -242,6 +242,11 @@ class Overlay:
                 self._copy_up_data(upper)
             return upper
         parent_upper = self._copy_up(node.parent)
+        existing = parent_upper.entries.get(node.name)
+        if existing is not None and existing.kind is not Kind.WHITEOUT:
+            # copied up since ``node`` was looked up (through another path to it)
+            node.upper = existing
+            return self._copy_up(node, data=data)
         lower = node.lowers[0]
         indexed = self._indexed(node)
         if indexed is not None:
@@ -462,9 +467,14 @@ class Overlay:
             raise FsError("EPERM" if write else "ENODATA")
         return node
 
+    def _xattr_upper(self, node: Node) -> Inode:
+        """xattr.c ovl_xattr_set writes to the inode's upper object: an indexed lower
+        hardlink already has one (the index), so its name is not copied up."""
+        return self._indexed(node) or self._copy_up(node, data=False)
+
     def _op_setxattr(self, op: ops.SetXattr) -> None:
         node = self._xattr_target(op.path, write=True)
-        self._copy_up(node, data=False).xattrs[op.name] = op.value
+        self._xattr_upper(node).xattrs[op.name] = op.value
 
     def _op_getxattr(self, op: ops.GetXattr) -> bytes:
         node = self._xattr_target(op.path, write=False)
@@ -483,7 +493,7 @@ class Overlay:
         node = self._xattr_target(op.path, write=True)
         if op.name not in self._meta(node).xattrs:
             raise FsError("ENODATA")
-        del self._copy_up(node, data=False).xattrs[op.name]
+        del self._xattr_upper(node).xattrs[op.name]
 
     def _op_readdir(self, op: ops.Readdir) -> tuple[str, ...]:
         node = self._existing(op.path, follow=True)
