@@ -1,16 +1,22 @@
-"""The sandboxed executor of the kernel driver: ``python -m adapters._executor <fd>``.
+"""The sandboxed executor of every sandboxed driver: ``python -m adapters._executor <fd>``.
 
-Started by :class:`adapters.kernel.KernelDriver` in a private mount namespace (the driver's
-``preexec_fn`` unshares it and makes every mount private), it serves requests over the
-connection on ``fd``. Everything it mounts lives only in that namespace: a tmpfs over
-``/tmp`` (so nothing is ever written on the host), the layers under ``/tmp/unionspec`` and
-the overlay on ``/tmp/unionspec/mnt``. All of it goes away when this process dies.
+Started by :class:`adapters._sandbox.SandboxedDriver` (the kernel and FUSE drivers) in a
+private mount namespace (the driver's ``preexec_fn`` unshares it and makes every mount
+private), it serves requests over the connection on ``fd``. Everything it mounts lives only
+in that namespace: a tmpfs over ``/tmp`` (so nothing is ever written on the host), the
+layers under ``/tmp/unionspec`` and the overlay on ``/tmp/unionspec/mnt``. All of it goes
+away when this process dies.
+
+How the overlay is mounted is pluggable (a *mounter*): :class:`KernelMount` (``mount(2)``
+of overlayfs, the default) or :class:`adapters._fusemount.FuseMount` (run a FUSE driver's
+command), chosen by a ``("configure", kind, settings)`` request before the first mount.
 
 Operations run inside a chroot of the mount, so no path or symlink (absolute ones and
 ``..`` chains included) can resolve outside it.
 
 Requests are tuples, replies ``("ok", value)`` or ``("error", "one line")``:
 
+* ``("configure", "kernel" | "fuse", settings)``: choose the mounter;
 * ``("mount", StackSpec, Options)``: write the layers and mount them (replacing any mount);
 * ``("run", op)``: one operation; the value is an Ok or Err outcome;
 * ``("view",)``: the merged view; ``("images",)``: the upper and lower layers decoded;
@@ -31,11 +37,19 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from adapters.layerdisk import kind_of, read_all, read_layer, user_xattrs, write_layer
+from adapters.layerdisk import (
+    KERNEL_FORMAT,
+    DiskFormat,
+    kind_of,
+    read_all,
+    read_layer,
+    user_xattrs,
+    write_layer,
+)
 from reference import ops
 from reference.layer import LayerSpec, StackSpec, build
 from reference.options import Options
-from reference.outcome import Ok, err_from_oserror
+from reference.outcome import Err, Ok, err_from_oserror
 from reference.view import UNREACHABLE, EntryView, View
 
 BASE = "/tmp/unionspec"
@@ -122,6 +136,33 @@ def overlay_options(n_lowers: int, options: Options) -> str:
         "xino=off",
     ]
     return ",".join(parts)
+
+
+class KernelMount:
+    """The kernel mounter: overlayfs with ``mount(2)``, every option explicit."""
+
+    kind = "kernel"
+    disk_format: DiskFormat = KERNEL_FORMAT
+
+    def __init__(self) -> None:
+        self.options_string = ""
+
+    def start(self, n_lowers: int, options: Options) -> None:
+        self.options_string = overlay_options(n_lowers, options)
+        mount("overlay", MNT, "overlay", 0, self.options_string)
+
+    def restart(self) -> None:
+        mount("overlay", MNT, "overlay", 0, self.options_string)
+
+    def stop(self) -> None:
+        umount(MNT)
+
+    def crashed(self, what: str) -> str | None:
+        """Why the mount is dead after ``what`` failed with ENOTCONN (None: it is not)."""
+        return None
+
+    def close(self) -> None:
+        pass
 
 
 def _stat_result(st: os.stat_result) -> ops.StatResult:
@@ -244,7 +285,7 @@ class Executor:
         self.conn = conn
         self.real_root = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
         self.mounted = False
-        self.options_string = ""
+        self.mounter: Any = KernelMount()
         self.stack: StackSpec | None = None
         self.options: Options | None = None
 
@@ -280,20 +321,40 @@ class Executor:
             write_layer(build(LayerSpec()), UPPER)
             os.mkdir(WORK, 0o755)
         os.mkdir(MNT, 0o755)
-        self.options_string = overlay_options(len(stack.lowers), options)
-        mount("overlay", MNT, "overlay", 0, self.options_string)
+        self.mounter.start(len(stack.lowers), options)
         self.mounted = True
         self.stack, self.options = stack, options
+
+    def do_configure(self, kind: str, settings: dict[str, Any]) -> None:
+        if self.mounted:
+            raise RuntimeError("cannot change the mounter while mounted")
+        self.mounter.close()
+        if kind == "kernel":
+            self.mounter = KernelMount()
+        elif kind == "fuse":
+            from adapters._fusemount import FuseMount
+
+            self.mounter = FuseMount(**settings)
+        else:
+            raise ValueError(f"unknown mounter {kind!r}")
 
     def unmount(self) -> None:
         if self.mounted:
             self.mounted = False
-            umount(MNT)
+            self.mounter.stop()
 
     def remount(self) -> None:
         self.unmount()
-        mount("overlay", MNT, "overlay", 0, self.options_string)
+        self.mounter.restart()
         self.mounted = True
+
+    def check_crash(self, what: str) -> None:
+        """After ENOTCONN: if the mount is dead, clean it up and raise (a crashed driver)."""
+        why = self.mounter.crashed(what)
+        if why is not None:
+            with contextlib.suppress(Exception):
+                self.unmount()
+            raise DriverCrashed(why)
 
     def do_run(self, op: ops.Op) -> Any:
         if isinstance(op, ops.Remount):
@@ -312,13 +373,27 @@ class Executor:
                 failure = None
         finally:
             self.leave()
-        return err_from_oserror(failure) if failure is not None else Ok(value)
+        if failure is None:
+            return Ok(value)
+        outcome = err_from_oserror(failure)
+        if outcome == Err("ENOTCONN"):
+            self.check_crash(repr(op))
+        return outcome
+
+    def do_view(self) -> View:
+        try:
+            return self.inside(merged_view)
+        except OSError as exc:
+            if exc.errno == errno.ENOTCONN:
+                self.check_crash("view")
+            raise
 
     def do_images(self) -> Any:
         if self.stack is None or self.options is None:
             raise RuntimeError("no overlay is mounted")
-        upper = None if self.options.read_only else read_layer(UPPER)
-        lowers = tuple(read_layer(f"{BASE}/l{i}") for i in range(len(self.stack.lowers)))
+        fmt = self.mounter.disk_format
+        upper = None if self.options.read_only else read_layer(UPPER, fmt)
+        lowers = tuple(read_layer(f"{BASE}/l{i}", fmt) for i in range(len(self.stack.lowers)))
         return upper, lowers
 
     def handle(self, request: tuple[Any, ...]) -> Any:
@@ -328,13 +403,20 @@ class Executor:
             case ("mount", stack, options):
                 return self.do_mount(stack, options)
             case ("view",):
-                return self.inside(merged_view)
+                return self.do_view()
+            case ("configure", kind, settings):
+                return self.do_configure(kind, settings)
+            case ("daemon_pids",):
+                return self.mounter.daemon_pids() if self.mounter.kind == "fuse" else []
             case ("images",):
                 return self.do_images()
             case ("ping",):
                 return os.getpid()
             case ("close",):
-                self.unmount()
+                try:
+                    self.unmount()
+                finally:
+                    self.mounter.close()
                 return None
         raise ValueError(f"unknown request {request!r:.200}")
 
@@ -351,6 +433,10 @@ class Executor:
             self.conn.send(reply)
             if request == ("close",):
                 break
+
+
+class DriverCrashed(RuntimeError):
+    """The mounted driver died under an operation (ENOTCONN)."""
 
 
 def _one_line(exc: BaseException) -> str:
@@ -393,8 +479,10 @@ def main(argv: list[str]) -> int:
     try:
         executor.serve()
     finally:
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(Exception):
             executor.unmount()
+        with contextlib.suppress(Exception):
+            executor.mounter.close()
     return 0
 
 

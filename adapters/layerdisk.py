@@ -7,6 +7,13 @@ The markers are those of overlayfs.rst (notes section 5): a whiteout is a charac
 ``trusted.overlay.*`` names the kernel writes (origin, impure, nlink, uuid, upper...) are
 not part of the abstract form and are ignored when decoding.
 
+Decoding also understands the forms some FUSE drivers write, when told to by a
+:class:`DiskFormat` (the default decodes exactly the kernel's form): ``.wh.<name>`` regular
+files as whiteouts of ``<name>`` (the AUFS/OCI form, fuse-overlayfs without whiteout
+devices), a ``.wh..wh..opq`` file as the opaque marker of its directory, and driver-private
+``user.*`` xattr prefixes (e.g. ``user.fuseoverlayfs.``) that are not part of the layer's
+content. Writing always uses the kernel's form.
+
 Both directions are plain functions over a directory path (no mounting), so they work on
 any directory; writing needs root for the ``trusted.*`` markers, whiteouts and ownership.
 """
@@ -16,12 +23,41 @@ from __future__ import annotations
 import os
 import stat
 
+import attrs
+
 from reference.layer import Inode, Kind, walk
 from reference.view import DiskEntry, LayerImage
 
 OPAQUE = "trusted.overlay.opaque"
 REDIRECT = "trusted.overlay.redirect"
 METACOPY = "trusted.overlay.metacopy"
+
+#: The prefix of a whiteout file (``.wh.<name>`` hides ``<name>``).
+WH_PREFIX = ".wh."
+#: The opaque sentinel: this file in a directory makes the directory opaque.
+OPAQUE_SENTINEL = ".wh..wh..opq"
+
+
+@attrs.frozen
+class DiskFormat:
+    """How a layer directory encodes the overlay markers, beyond the kernel's own form
+    (char 0/0 whiteouts and ``trusted.overlay.*`` xattrs are always decoded).
+
+    * ``whiteout_files``: a regular file ``.wh.<name>`` is a whiteout of ``<name>`` (and
+      is not listed itself); a real ``<name>`` next to it wins;
+    * ``opaque_sentinel``: a regular file ``.wh..wh..opq`` marks its directory opaque (and
+      is not listed itself);
+    * ``private_xattrs``: prefixes of ``user.*`` xattr names the driver keeps for itself
+      (left out of the decoded xattrs).
+    """
+
+    whiteout_files: bool = False
+    opaque_sentinel: bool = False
+    private_xattrs: tuple[str, ...] = ()
+
+
+#: The kernel's form, the default of :func:`read_layer`.
+KERNEL_FORMAT = DiskFormat()
 
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
 
@@ -149,9 +185,10 @@ def _marker(path: str, names: list[str], name: str) -> bytes | None:
     return os.getxattr(path, name, follow_symlinks=False)
 
 
-def read_layer(directory: str) -> LayerImage:
+def read_layer(directory: str, fmt: DiskFormat = KERNEL_FORMAT) -> LayerImage:
     """Decode the layer stored in ``directory``: paths relative to it, whiteouts as kind
-    "whiteout" (no metadata, no inode), links among non-directories of this tree only."""
+    "whiteout" (no metadata, no inode), links among non-directories of this tree only.
+    ``fmt`` says which non-kernel marker forms to decode too (default: none)."""
     entries: dict[str, DiskEntry] = {}
     by_inode: dict[tuple[int, int], list[str]] = {}
     inodes: dict[str, int] = {}
@@ -163,7 +200,17 @@ def read_layer(directory: str) -> LayerImage:
             rel = f"{rel_dir}/{name}" if rel_dir else name
             path = os.path.join(abs_dir, name)
             st = os.lstat(path)
-            entry = _decode(path, st)
+            if name.startswith(WH_PREFIX) and stat.S_ISREG(st.st_mode):
+                if fmt.opaque_sentinel and name == OPAQUE_SENTINEL:
+                    if rel_dir:
+                        entries[rel_dir] = attrs.evolve(entries[rel_dir], opaque=True)
+                    continue
+                hidden = name[len(WH_PREFIX) :]
+                if fmt.whiteout_files and hidden and name != OPAQUE_SENTINEL:
+                    hidden_rel = f"{rel_dir}/{hidden}" if rel_dir else hidden
+                    entries.setdefault(hidden_rel, DiskEntry(kind="whiteout"))
+                    continue
+            entry = _decode(path, st, fmt)
             entries[rel] = entry
             if entry.kind == "whiteout":
                 continue
@@ -176,7 +223,7 @@ def read_layer(directory: str) -> LayerImage:
     return LayerImage(entries=dict(sorted(entries.items())), links=links, inodes=inodes)
 
 
-def _decode(path: str, st: os.stat_result) -> DiskEntry:
+def _decode(path: str, st: os.stat_result, fmt: DiskFormat = KERNEL_FORMAT) -> DiskEntry:
     mode = st.st_mode
     kind = kind_of(mode)
     if kind == "chardev" and st.st_rdev == 0:
@@ -190,7 +237,7 @@ def _decode(path: str, st: os.stat_result) -> DiskEntry:
     xattrs = tuple(
         (n, os.getxattr(path, n, follow_symlinks=False))
         for n in sorted(names)
-        if n.startswith("user.")
+        if n.startswith("user.") and not n.startswith(fmt.private_xattrs or ("\0",))
     )
     redirect = _marker(path, names, REDIRECT)
     redirect_str = os.fsdecode(redirect) if redirect is not None else None

@@ -49,7 +49,11 @@ TARGETS = (
     "missing",
 )
 
-paths = st.sampled_from(PATHS)
+#: Each depth is drawn a third of the time, so a shallow path (where layers have most
+#: entries) is drawn far more often than a deep one: ops mostly hit names that exist.
+paths = st.sampled_from(
+    [path for path in PATHS for _ in range(len(NAMES) ** (MAX_DEPTH - path.count("/") - 1))]
+)
 data = st.sampled_from([b"", b"x", b"hello", b"0123456789"]) | st.binary(max_size=12)
 modes = st.sampled_from([0o644, 0o600, 0o755, 0o444, 0o700, 0o000, 0o777])
 ids = st.sampled_from([0, 1000, 1001])
@@ -57,7 +61,15 @@ xattr_names = st.sampled_from(["user.a", "user.b"])
 xattr_values = st.sampled_from([b"", b"1", b"value"])
 xattr_sets = st.lists(st.tuples(xattr_names, xattr_values), max_size=2, unique_by=lambda x: x[0])
 
-_KINDS = ("absent", "file", "dir", "symlink", "fifo", "whiteout", "hardlink")
+_KINDS = ("file", "dir", "symlink", "fifo", "whiteout", "hardlink")
+#: Inside directories most names are absent, so empty and nearly empty directories (the
+#: interesting ones for rmdir, rename over, opaque) are common. "absent" comes first: it is
+#: what shrinking moves towards.
+_KINDS_AT_DEPTH = {
+    1: ("absent", "absent", "dir", *_KINDS),
+    2: ("absent",) * 5 + _KINDS,
+    3: ("absent",) * 8 + _KINDS,
+}
 
 
 @st.composite
@@ -70,7 +82,7 @@ def layers(draw: st.DrawFn, *, markers: bool = True) -> LayerSpec:
     def fill(prefix: str, depth: int) -> None:
         for name in NAMES:
             path = prefix + name
-            kind = draw(st.sampled_from(_KINDS))
+            kind = draw(st.sampled_from(_KINDS_AT_DEPTH[depth]))
             if kind == "whiteout" and not markers:
                 kind = "absent"
             if kind == "hardlink" and not files:
