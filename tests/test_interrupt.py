@@ -1,0 +1,92 @@
+"""An interrupted run leaves nothing behind: no mount on the host, no executor process.
+
+A real pytest run of the kernel conformance suite is started in a subprocess, interrupted
+with Ctrl-C (SIGINT) or killed (SIGKILL) while it works, and the host is checked.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from adapters.kernel import KernelDriver
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _needs_kernel_driver() -> None:
+    reason = KernelDriver.unavailable_reason()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"kernel driver unavailable in CI: {reason}")
+        pytest.skip(reason)
+
+
+def _mounts() -> list[str]:
+    return Path("/proc/self/mountinfo").read_text().splitlines()
+
+
+def _processes_marked(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if marker.encode() in environ:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
+def test_interrupted_run_leaves_no_mount_and_no_process(sig: signal.Signals) -> None:
+    marker = f"UNIONSPEC_RUN_MARK={uuid.uuid4().hex}"
+    name, _, value = marker.partition("=")
+    before = _mounts()
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:xdist",
+            "--driver=kernel",
+            "--budget=deep",
+            "-k",
+            "state_machine",
+            "tests/test_conformance.py",
+        ],
+        cwd=ROOT,
+        env={**os.environ, name: value},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(_processes_marked(marker)) < 2:
+            time.sleep(0.2)  # wait until pytest and its executor are both running
+        assert len(_processes_marked(marker)) >= 2, "the run never started an executor"
+        time.sleep(1.0)
+        child.send_signal(sig)
+        child.wait(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _processes_marked(marker):
+        time.sleep(0.1)
+    assert _processes_marked(marker) == []
+    assert _mounts() == before
