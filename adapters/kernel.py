@@ -42,7 +42,6 @@ def _has_cap_sys_admin() -> bool:
     return False
 
 
-
 class KernelDriver(SandboxedDriver):
     """Linux overlayfs, mounted in a private mount namespace by a sandboxed executor."""
 

@@ -1,0 +1,241 @@
+"""The driver side shared by every sandboxed driver (kernel overlayfs, FUSE drivers).
+
+The driver process never mounts anything. It starts one executor subprocess
+(:mod:`adapters._executor`) in a private mount namespace: the child unshares CLONE_NEWNS,
+makes every mount private and asks for SIGKILL when its parent dies, all before it runs a
+line of Python. Every mount the executor makes (a tmpfs over its own ``/tmp``, the layers,
+the overlay or FUSE mount) is therefore invisible to the host and disappears with the
+executor, even if the test process is SIGKILLed.
+
+Requests travel as pickles over a socketpair; each waits at most ``timeout`` seconds, after
+which the executor is killed (by its PID, only it) and :class:`DriverHung` is raised.
+
+How the executor mounts is pluggable: a subclass overrides :meth:`SandboxedDriver._configure`
+to send a ``("configure", kind, settings)`` request right after start-up (the kernel driver
+sends none and gets ``mount(2)`` of overlayfs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import weakref
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from adapters.base import DriverFailure, DriverHung, DriverUnavailable
+from reference.layer import StackSpec
+from reference.ops import Op
+from reference.options import Options
+from reference.outcome import Outcome
+from reference.view import LayerImage, View
+
+CLONE_NEWNS = 0x00020000
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+PR_SET_PDEATHSIG = 1
+
+#: How long the executor may take to start (a Python interpreter under load), whatever the
+#: per-request timeout is.
+START_TIMEOUT = 60.0
+#: How long close() waits for the executor to unmount and exit before killing it.
+CLOSE_GRACE = 5.0
+#: The directory that holds the ``adapters`` package (the executor's working directory).
+PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.unshare.argtypes = [ctypes.c_int]
+_libc.mount.argtypes = [
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_ulong,
+    ctypes.c_char_p,
+]
+_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+_ROOT = b"/"
+
+
+def _private_namespace(parent: int) -> Any:
+    """The executor's preexec_fn (runs in the child between fork and exec: async-signal
+    safe calls only, all ctypes functions resolved beforehand)."""
+
+    def preexec() -> None:
+        if _libc.unshare(CLONE_NEWNS) != 0:
+            raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
+        if _libc.mount(None, _ROOT, None, MS_REC | MS_PRIVATE, None) != 0:
+            raise OSError(ctypes.get_errno(), "mount --make-rprivate /")
+        if _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+        if os.getppid() != parent:  # the parent died before PDEATHSIG was armed
+            os._exit(1)
+
+    return preexec
+
+
+def _shutdown(proc: subprocess.Popen[bytes], conn: Connection, grace: float) -> None:
+    """Ask the executor to unmount and exit; kill it (by PID) if it does not. Idempotent."""
+    try:
+        if proc.poll() is None:
+            answered = False
+            with contextlib.suppress(OSError, EOFError, ValueError):
+                conn.send(("close",))
+                if conn.poll(grace):
+                    conn.recv()
+                    answered = True
+            if answered:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(grace)
+            if proc.poll() is None:
+                proc.kill()  # Popen.kill: SIGKILL to this PID only, never to a reaped one
+            proc.wait()
+    finally:
+        conn.close()
+
+
+class SandboxedDriver:
+    """A driver whose executor runs in a private mount namespace (see the module doc)."""
+
+    name = "sandboxed"
+
+    def __init__(self, timeout: float = 30.0) -> None:
+        reason = self.unavailable_reason()
+        if reason is not None:
+            raise DriverUnavailable(reason)
+        self.timeout = timeout
+        #: The options of the current mount (None before the first mount).
+        self.options: Options | None = None
+        ours, theirs = socket.socketpair()
+        # A SIGSTOPped executor must not block a large send forever either.
+        seconds = int(timeout)
+        ours.setsockopt(
+            socket.SOL_SOCKET,
+            socket.SO_SNDTIMEO,
+            struct.pack("ll", seconds, int((timeout - seconds) * 1e6)),
+        )
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "adapters._executor", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                preexec_fn=_private_namespace(os.getpid()),
+                start_new_session=True,
+                stdin=subprocess.DEVNULL,
+                cwd=PROJECT_ROOT,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            ours.close()
+            raise DriverUnavailable(
+                f"cannot start the executor in a private mount namespace: {exc}"
+            ) from exc
+        finally:
+            theirs.close()
+        self._conn = Connection(ours.detach())
+        #: PID of the executor process (the only process this driver starts).
+        self.executor_pid: int = self._proc.pid
+        self._finalize = weakref.finalize(self, _shutdown, self._proc, self._conn, CLOSE_GRACE)
+        self._broken: str | None = None
+        try:
+            self._call("start", wait_for_reply_only=True, timeout=max(timeout, START_TIMEOUT))
+        except DriverFailure as exc:
+            self.close()
+            raise DriverUnavailable(f"the {self.name} executor did not start: {exc}") from None
+        try:
+            self._configure()
+        except DriverFailure as exc:
+            self.close()
+            raise DriverUnavailable(
+                f"the {self.name} executor refused its settings: {exc}"
+            ) from None
+
+    # --- availability ---------------------------------------------------------------------
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """Why the driver cannot run here, or None when it can (subclasses add checks)."""
+        if not sys.platform.startswith("linux"):
+            return f"a sandboxed driver needs Linux (this is {sys.platform})"
+        return None
+
+    def _configure(self) -> None:
+        """Tell the executor how to mount (called once after start-up; default: kernel)."""
+
+    def _mount_timeout(self) -> float:
+        """How long a mount request may take (default: the per-request timeout)."""
+        return self.timeout
+
+    # --- the Driver protocol --------------------------------------------------------------
+
+    def mount(self, stack: StackSpec, options: Options) -> None:
+        self.options = None
+        self._call("mount", stack, options, timeout=self._mount_timeout())
+        self.options = options
+
+    def run(self, op: Op) -> Outcome:
+        return self._call("run", op)
+
+    def view(self) -> View:
+        return self._call("view")
+
+    def images(self) -> tuple[LayerImage | None, tuple[LayerImage, ...]]:
+        return self._call("images")
+
+    def close(self) -> None:
+        """Unmount everything and end the executor (by its PID). Safe to call again."""
+        self._broken = self._broken or "the driver is closed"
+        self._finalize()
+
+    def __enter__(self) -> SandboxedDriver:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- the channel ----------------------------------------------------------------------
+
+    def _describe(self, request: tuple[Any, ...]) -> str:
+        if request[0] == "run":
+            return repr(request[1])
+        return request[0]
+
+    def _call(
+        self, *request: Any, wait_for_reply_only: bool = False, timeout: float | None = None
+    ) -> Any:
+        what = self._describe(request)
+        timeout = self.timeout if timeout is None else timeout
+        if self._broken is not None:
+            raise DriverFailure(f"{self.name} driver: cannot {what}: {self._broken}")
+        try:
+            if not wait_for_reply_only:
+                self._conn.send(request)
+            if not self._conn.poll(timeout):
+                self._die(f"no answer to {what} within {timeout}s")
+                raise DriverHung(f"no answer to {what} within {timeout}s")
+            status, value = self._conn.recv()
+        except (EOFError, OSError) as exc:
+            if isinstance(exc, BlockingIOError | TimeoutError):
+                self._die(f"could not send {what} within {timeout}s")
+                raise DriverHung(f"could not send {what} within {timeout}s") from None
+            code = self._die(f"the executor died during {what}")
+            raise DriverFailure(
+                f"{self.name} executor (pid {self.executor_pid}) died during {what} "
+                f"(exit status {code})"
+            ) from None
+        if status != "ok":
+            raise DriverFailure(f"{self.name} executor: {what}: {value}")
+        return value
+
+    def _die(self, why: str) -> int | None:
+        """Kill the executor (by PID), reap it and mark the driver broken."""
+        self._broken = why
+        with contextlib.suppress(OSError):
+            self._proc.kill()
+        self._proc.wait()
+        self._finalize()
+        return self._proc.returncode
