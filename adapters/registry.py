@@ -3,6 +3,10 @@
 A third-party driver is a class (or factory) registered in the ``unionspec.drivers``
 entry-point group; it implements :class:`adapters.base.Driver` and may define a classmethod
 ``unavailable_reason() -> str | None`` to say why it cannot run on this machine.
+
+The FUSE drivers read two settings given with :func:`configure` (the pytest plugin passes
+``--driver-cmd`` and ``--profile``): the command template of the generic ``fuse`` driver,
+and a profile file that replaces a preset's own.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from importlib.metadata import entry_points
+from pathlib import Path
 
 from adapters.base import Driver, DriverUnavailable
 
@@ -19,7 +24,22 @@ ENTRY_POINT_GROUP = "unionspec.drivers"
 BUILTIN: dict[str, str] = {
     "reference": "adapters.reference:ReferenceDriver",
     "kernel": "adapters.kernel:KernelDriver",
+    "fuse-overlayfs": "adapters.fuse:FuseOverlayfsDriver",
+    "unionfs-fuse": "adapters.fuse:UnionfsFuseDriver",
+    "fuse": "adapters.fuse:GenericFuseDriver",
 }
+
+#: The command template of the generic ``fuse`` driver (``--driver-cmd``).
+DRIVER_CMD: str | None = None
+#: A profile file for the FUSE drivers, replacing a preset's (``--profile``).
+PROFILE_PATH: str | None = None
+
+
+def configure(driver_cmd: str | None = None, profile: str | None = None) -> None:
+    """Set the FUSE drivers' settings (None leaves a setting unset)."""
+    global DRIVER_CMD, PROFILE_PATH
+    DRIVER_CMD = driver_cmd or None
+    PROFILE_PATH = str(Path(profile).resolve()) if profile else None
 
 
 class UnknownDriver(Exception):

@@ -5,6 +5,10 @@ Options (group "unionspec"):
 - ``--driver NAME`` (repeatable): the drivers to run the conformance tests against
   (default: ``reference``). Names come from :mod:`adapters.registry`.
 - ``--budget quick|standard|deep``: how many examples the state machines explore.
+- ``--driver-cmd TEMPLATE``: the command template of the generic ``fuse`` driver
+  (see :mod:`adapters.fuse`);
+- ``--profile PATH``: a driver profile (TOML, :mod:`adapters.profile`) for the FUSE
+  drivers; it replaces a preset's own profile;
 - ``--require-drivers``: a driver that cannot run here fails instead of skipping; on by
   default when the ``CI`` environment variable is set, since a skip in CI hides a gap.
 
@@ -23,6 +27,8 @@ import pytest
 DRIVER_OPTION = "--driver"
 BUDGET_OPTION = "--budget"
 REQUIRE_OPTION = "--require-drivers"
+DRIVER_CMD_OPTION = "--driver-cmd"
+PROFILE_OPTION = "--profile"
 BUDGET_NAMES = ("quick", "standard", "deep")
 
 
@@ -42,6 +48,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="how much the state machines explore (default: quick)",
     )
     group.addoption(
+        DRIVER_CMD_OPTION,
+        default=None,
+        metavar="TEMPLATE",
+        help="command template of the generic fuse driver, e.g. "
+        "'fuse-overlayfs -o lowerdir={lowerdir},upperdir={upperdir},workdir={workdir}"
+        "{options} {mountpoint}'",
+    )
+    group.addoption(
+        PROFILE_OPTION,
+        default=None,
+        metavar="PATH",
+        help="driver profile (TOML) for the FUSE drivers; replaces a preset's profile",
+    )
+    group.addoption(
         REQUIRE_OPTION,
         action="store_true",
         default=bool(os.environ.get("CI")),
@@ -54,6 +74,10 @@ def pytest_configure(config: pytest.Config) -> None:
     from conformance.settings import register_profiles
 
     register_profiles(config.rootpath)
+    registry.configure(
+        driver_cmd=config.getoption(DRIVER_CMD_OPTION),
+        profile=config.getoption(PROFILE_OPTION),
+    )
     known = registry.names()
     for name in config.getoption(DRIVER_OPTION):
         if name not in known:
