@@ -363,7 +363,12 @@ class Executor:
         handler = HANDLERS[type(op)]
         if not self.mounted:
             raise RuntimeError("no overlay is mounted")
-        self.enter()
+        try:
+            self.enter()
+        except OSError as exc:
+            if exc.errno == errno.ENOTCONN:
+                self.check_crash(repr(op))
+            raise
         try:
             try:
                 value = handler(op)

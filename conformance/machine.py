@@ -33,11 +33,6 @@ class Diverged(AssertionError):
     """The driver did something the reference does not allow."""
 
 
-def normalize(outcome: Outcome) -> Outcome:
-    """The only normalisation: none today; kept as the single place one would go."""
-    return outcome
-
-
 class OverlayMachine(RuleBasedStateMachine):
     """Applies generated operations to the reference and to ``driver``, compares after each."""
 
