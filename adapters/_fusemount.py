@@ -243,6 +243,16 @@ class FuseMount:
         deadline = time.monotonic() + self.mount_wait
         while True:
             if fuse_mount_line() is not None:
+                # A daemonizing command's first process exits right after the mount.
+                settle = time.monotonic() + 1.0
+                while (
+                    self.proc is not None
+                    and len(self.daemon_pids()) > 1
+                    and self.proc.poll() is None
+                    and time.monotonic() < settle
+                ):
+                    time.sleep(0.005)
+                self._reap()
                 with open(PID_FILE, "w") as f:
                     f.write("".join(f"{pid}\n" for pid in self.daemon_pids()))
                 return
