@@ -66,7 +66,8 @@ class Overlay:
     # --- the public face ------------------------------------------------------------------
 
     def apply(self, op: ops.Op) -> Allowed:
-        """Apply ``op``; the outcomes it may have (on an error nothing has changed)."""
+        """Apply ``op``; the outcomes it may have. On an error nothing has changed, except
+        where a rule documents what the kernel writes before it fails."""
         return self.step(op)[1]
 
     def step(self, op: ops.Op) -> tuple[Outcome, Allowed]:

@@ -55,12 +55,26 @@ def rename(fs: Overlay, op: ops.Rename) -> None:
     if not _can_move(fs, old) or (exchange and new is not None and not _can_move(fs, new)):
         raise FsError("EXDEV")
     if new is not None and new.is_dir and not exchange and fs._names(new):
-        raise FsError(*NOT_EMPTY)
+        if new.is_pure_upper:
+            _fail_in_upper_rename(fs, old, dst.parent)
+        raise FsError(*NOT_EMPTY)  # ovl_check_empty_dir, before any change
     if exchange:
         assert new is not None
         _exchange(fs, old, src.parent, new, dst.parent)
     else:
         _move(fs, old, dst.parent, dst.name, new)
+
+
+def _fail_in_upper_rename(fs: Overlay, old: Node, new_parent: Node) -> None:
+    """Over a non-empty pure-upper directory, ENOTEMPTY comes from the upper filesystem's
+    rename, after ovl_rename has copied ``old`` up and marked it opaque or redirected: those
+    changes stay (dir.c ovl_rename; found by the kernel run, a failed call that writes)."""
+    assert old.parent is not None
+    moved = fs._copy_up(old, data=False)
+    fs._copy_up(new_parent)
+    samedir = old.parent.path == new_parent.path
+    _mark_moved(fs, old, moved, samedir=samedir, parent_merged=bool(new_parent.lowers))
+    raise FsError(*NOT_EMPTY)
 
 
 def _move(fs: Overlay, old: Node, new_parent: Node, new_name: str, new: Node | None) -> None:
