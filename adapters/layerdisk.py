@@ -20,6 +20,7 @@ any directory; writing needs root for the ``trusted.*`` markers, whiteouts and o
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -174,8 +175,15 @@ def read_all(path: str) -> bytes:
 
 
 def user_xattrs(path: str) -> tuple[tuple[str, bytes], ...]:
-    """The user.* xattrs of ``path`` (not following a final symlink), sorted by name."""
-    names = sorted(n for n in os.listxattr(path, follow_symlinks=False) if n.startswith("user."))
+    """The user.* xattrs of ``path`` (not following a final symlink), sorted by name; none
+    on a filesystem without xattr support (ENOTSUP, e.g. unionfs-fuse)."""
+    try:
+        listed = os.listxattr(path, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno != errno.ENOTSUP:
+            raise
+        return ()
+    names = sorted(n for n in listed if n.startswith("user."))
     return tuple((n, os.getxattr(path, n, follow_symlinks=False)) for n in names)
 
 
