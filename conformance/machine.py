@@ -9,6 +9,8 @@ Run one with :func:`run_machine`; the driver is a constructor argument, never su
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
+
 from hypothesis import currently_in_test_context, note, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -21,12 +23,14 @@ from hypothesis.stateful import (
 
 from adapters.base import Driver
 from conformance import strategies as s
+from conformance.clock import Clock
 from conformance.compare import Divergence, InodeMap, compare_images, compare_views, render
 from reference import ops
 from reference.layer import StackSpec
 from reference.options import Options
 from reference.outcome import Allowed, Outcome, describe
 from reference.overlay import Overlay
+from reference.view import LayerImage, View
 
 
 class Diverged(AssertionError):
@@ -38,6 +42,8 @@ class OverlayMachine(RuleBasedStateMachine):
 
     options: Options = Options()
     driver: Driver
+    #: Where the time goes (set by the benchmark; None costs nothing).
+    clock: Clock | None = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -48,10 +54,15 @@ class OverlayMachine(RuleBasedStateMachine):
 
     # --- plumbing -------------------------------------------------------------------------
 
+    def timed(self, section: str) -> AbstractContextManager[object]:
+        return self.clock.section(section) if self.clock is not None else nullcontext()
+
     def apply(self, op: ops.Op) -> Outcome:
         assert self.model is not None
-        allowed: Allowed = self.model.apply(op)
-        actual = self.driver.run(op)
+        with self.timed("reference"):
+            allowed: Allowed = self.model.apply(op)
+        with self.timed("driver operations"):
+            actual = self.driver.run(op)
         if currently_in_test_context():
             note(f"{op!r} -> {describe(actual)}")
         if actual not in allowed:
@@ -64,9 +75,10 @@ class OverlayMachine(RuleBasedStateMachine):
     # --- setup ----------------------------------------------------------------------------
 
     def mount(self, stack: StackSpec) -> None:
-        self.model = Overlay(stack, self.options)
-        self.driver.mount(stack, self.options)
-        self.lower_images = self.model.images()[1]
+        with self.timed("layer setup and mount"):
+            self.model = Overlay(stack, self.options)
+            self.driver.mount(stack, self.options)
+            self.lower_images = self.model.images()[1]
 
     # --- invariant ------------------------------------------------------------------------
 
@@ -74,11 +86,28 @@ class OverlayMachine(RuleBasedStateMachine):
     def agrees_with_reference(self) -> None:
         if self.model is None:
             return
-        found: list[Divergence] = compare_views(
-            self.model.view(), self.driver.view(), self.view_inodes
-        )
-        expected_upper, _ = self.model.images()
-        actual_upper, actual_lowers = self.driver.images()
+        with self.timed("reference"):
+            expected_view = self.model.view()
+            expected_upper, _ = self.model.images()
+        with self.timed("driver observation"):
+            actual_view = self.driver.view()
+            actual_upper, actual_lowers = self.driver.images()
+        with self.timed("comparison"):
+            found = self._differences(
+                expected_view, actual_view, expected_upper, actual_upper, actual_lowers
+            )
+        if found:
+            raise Diverged(f"{self.driver.name} differs from the reference:\n{render(found)}")
+
+    def _differences(
+        self,
+        expected_view: View,
+        actual_view: View,
+        expected_upper: LayerImage | None,
+        actual_upper: LayerImage | None,
+        actual_lowers: tuple[LayerImage, ...],
+    ) -> list[Divergence]:
+        found = compare_views(expected_view, actual_view, self.view_inodes)
         if expected_upper is not None and actual_upper is not None:
             found += compare_images("upper", expected_upper, actual_upper, self.upper_inodes)
         elif (expected_upper is None) != (actual_upper is None):
@@ -87,8 +116,7 @@ class OverlayMachine(RuleBasedStateMachine):
         for number, (before, now) in enumerate(zip(self.lower_images, actual_lowers, strict=True)):
             # Lowers are never written: byte for byte what was mounted (doc "Upper and Lower").
             found += compare_images(f"lower{number}", before, now)
-        if found:
-            raise Diverged(f"{self.driver.name} differs from the reference:\n{render(found)}")
+        return found
 
     # --- rules: one per operation ---------------------------------------------------------
 

@@ -435,7 +435,13 @@ class Overlay:
         resolved = self._new_name(op.dst)
         if source.is_dir:
             raise FsError("EPERM")  # link(2): hard links to directories are not allowed
-        upper = self._copy_up(source)  # obs E2.9: the source is copied up, the link joins it
+        # obs E2.9: the source is copied up (metadata only with metacopy=on), the link joins
+        # it; a metacopy source records where its data is (dir.c ovl_set_link_redirect).
+        upper = self._copy_up(source, data=False)
+        if upper.metacopy and not (upper.redirect or "").startswith("/"):
+            from reference.rename import absolute_redirect
+
+            upper.redirect = absolute_redirect(source)
         lower = self._lower_of(source)
         if self._indexed(source) is not None and lower is not None:
             self.index_nlink[lower.ident] += 1

@@ -112,15 +112,15 @@ def _mark_moved(
     pure-upper directory that lands in a merged directory becomes opaque, so no lower
     entry shows through it (dir.c ovl_set_opaque_xerr)."""
     if (node.is_dir and node.lowers) or upper.metacopy:
-        absolute = _needs_absolute_redirect(fs, node, upper, samedir=samedir)
+        absolute = _needsabsolute_redirect(fs, node, upper, samedir=samedir)
         if upper.redirect is not None and (not absolute or upper.redirect.startswith("/")):
             return
-        upper.redirect = _absolute_redirect(node) if absolute else node.name
+        upper.redirect = absolute_redirect(node) if absolute else node.name
     elif node.is_dir and not upper.opaque and parent_merged:
         upper.opaque = True
 
 
-def _needs_absolute_redirect(fs: Overlay, node: Node, upper: Inode, *, samedir: bool) -> bool:
+def _needsabsolute_redirect(fs: Overlay, node: Node, upper: Inode, *, samedir: bool) -> bool:
     """dir.c ovl_need_absolute_redirect: across directories, and for a file whose lower is
     a hardlink (its other names may live in other directories; found by the kernel run)."""
     if not samedir:
@@ -130,7 +130,7 @@ def _needs_absolute_redirect(fs: Overlay, node: Node, upper: Inode, *, samedir: 
     return fs._lower_nlink[upper.origin.ident] > 1
 
 
-def _absolute_redirect(node: Node) -> str:
+def absolute_redirect(node: Node) -> str:
     """dir.c ovl_get_redirect: the old path, each component replaced by its own redirect,
     up to the first absolute one."""
     parts: list[str] = []
