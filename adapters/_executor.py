@@ -468,6 +468,10 @@ def setup() -> None:
     if not _own_mount_namespace():
         raise RuntimeError("not in a private mount namespace; refusing to mount anything")
     os.umask(0)
+    # The project may itself live under /tmp (CI clones there): load every module the
+    # executor can need before the private tmpfs hides that directory.
+    import adapters._fusemount  # noqa: F401
+
     mount("unionspec", "/tmp", "tmpfs", 0, "mode=0755")
     os.mkdir(BASE, 0o755)
 
