@@ -15,11 +15,12 @@ from hypothesis import settings
 
 from adapters import registry
 from adapters.base import Driver, DriverFailure, DriverUnavailable
+from conformance.claims import unclaimed_reason
 from conformance.machine import run_machine
 from conformance.scenarios import SCENARIOS, run_scenario
 from reference.options import MATRIX, Options
 
-CONFORMS, DIVERGES, SKIPPED = "conforms", "diverges", "skipped"
+CONFORMS, DIVERGES, SKIPPED, UNCLAIMED = "conforms", "diverges", "skipped", "unclaimed"
 
 
 @attrs.frozen
@@ -37,6 +38,9 @@ def _failure_text(exc: BaseException) -> str:
 
 
 def certify_cell(driver: Driver, options: Options, run_settings: settings) -> Verdict:
+    reason = unclaimed_reason(driver, options)
+    if reason is not None:
+        return Verdict(driver.name, options.label, UNCLAIMED, reason)
     started = time.monotonic()
     try:
         for scenario in SCENARIOS:
