@@ -1,4 +1,5 @@
-"""``python -m conformance certify``: certify the drivers this machine can run."""
+"""``python -m conformance certify``: certify the drivers this machine can run;
+``python -m conformance bench``: measure the suite (:mod:`conformance.bench`)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,12 @@ def _parser() -> argparse.ArgumentParser:
         default="quick",
         help="how much the state machines explore (default: quick)",
     )
+    bench_cmd = commands.add_parser(
+        "bench", help="measure throughput, -n 2 scaling and how fast seeded faults are found"
+    )
+    from conformance.bench import add_arguments
+
+    add_arguments(bench_cmd)
     return parser
 
 
@@ -40,6 +47,10 @@ def _progress(verdict: Verdict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "bench":
+        from conformance.bench import main as bench_main
+
+        return bench_main(args)
     known = registry.names()
     for name in args.driver:
         if name not in known:

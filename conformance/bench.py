@@ -1,0 +1,398 @@
+"""``python -m conformance bench``: throughput, scaling and bug-finding speed, measured.
+
+In one run it measures, and prints as a table and writes as JSON (``--json``):
+
+1. **drivers**: per driver (default reference, kernel, fuse-overlayfs; a driver that cannot
+   run here is skipped with the reason), steps/s and examples/s of the full-checking state
+   machine (``machine_for(driver, Options())``, every comparison after every step), with a
+   fixed budget, and where the time goes: the machine's clock sections and Hypothesis's own
+   generation (wall minus the sections). Generation is reproducible: ``derandomize=True``
+   (Hypothesis derives its seed from the test itself, so every run draws the same examples)
+   and no example database. Only the generate phase runs: a divergence stops the run without
+   shrinking and is reported as ``diverged after N steps`` with the numbers up to there.
+2. **xdist**: the wall time of the same pytest workload with ``-n 1`` and ``-n 2`` (as
+   subprocesses, ``--hypothesis-seed=0``) and their ratio.
+3. **faults**: for every seeded fault of ``tests/faults.py`` (imported from the checkout),
+   the time until the first failure, the total time including shrinking, and the length of
+   the shrunk counterexample (the ``state.<rule>(`` lines of the falsifying program,
+   without ``mount_layers``, the invariant and ``teardown``). Generation and shrinking run
+   as in the suite; Hypothesis's explain phase does not (it only annotates the report, and
+   cost four times the shrinking: 41 s of 52 s for truncate-to-zero).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hypothesis
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis.stateful import invariant, run_state_machine_as_test
+
+from adapters import registry
+from adapters.base import DriverFailure, DriverUnavailable
+from conformance.clock import Clock
+from conformance.machine import OverlayMachine, machine_for
+from reference.options import Options
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DRIVERS = ("reference", "kernel", "fuse-overlayfs")
+SECTIONS = (
+    "layer setup and mount",
+    "reference",
+    "driver operations",
+    "driver observation",
+    "comparison",
+)
+#: unionmount-testsuite, one configuration on this kind of machine (issue 5).
+REFERENCE_POINT_OPS_PER_S = 660.0
+NOT_STEPS = frozenset({"mount_layers", "agrees_with_reference", "teardown"})
+_PROGRAM_LINE = re.compile(r"^\s*state\.(\w+)\(", re.MULTILINE)
+
+
+def _fixed(**values: Any) -> settings:
+    """Reproducible settings: derandomized generation, no database, no deadline."""
+    return settings(
+        derandomize=True,
+        database=None,
+        deadline=None,
+        print_blob=False,
+        report_multiple_bugs=False,
+        suppress_health_check=list(HealthCheck),
+        **values,
+    )
+
+
+def _failure_text(exc: BaseException) -> str:
+    notes = getattr(exc, "__notes__", [])
+    return "\n".join([f"{type(exc).__name__}: {exc}", *notes]).strip()
+
+
+def counterexample_steps(text: str) -> int:
+    """The number of operations in a printed falsifying program."""
+    return sum(1 for name in _PROGRAM_LINE.findall(text) if name not in NOT_STEPS)
+
+
+def _breakdown(clock: Clock, wall: float) -> dict[str, Any]:
+    steps = clock.counts.get("driver operations", 0)
+    examples = clock.counts.get("layer setup and mount", 0)
+    sections = {name: clock.seconds.get(name, 0.0) for name in SECTIONS}
+    return {
+        "examples": examples,
+        "steps": steps,
+        "wall_s": wall,
+        "steps_per_s": steps / wall if wall > 0 else 0.0,
+        "examples_per_s": examples / wall if wall > 0 else 0.0,
+        "sections_s": sections,
+        "generation_s": max(0.0, wall - sum(sections.values())),
+    }
+
+
+# --- 1. drivers ---------------------------------------------------------------------------
+
+
+def bench_driver(name: str, examples: int, steps: int) -> dict[str, Any]:
+    reason = registry.unavailable_reason(name)
+    if reason is not None:
+        return {"status": "skipped", "reason": reason}
+    try:
+        driver = registry.make(name)
+    except DriverUnavailable as exc:
+        return {"status": "skipped", "reason": str(exc)}
+    clock = Clock()
+    machine = machine_for(driver, Options())
+    machine.clock = clock
+    run_settings = _fixed(max_examples=examples, stateful_step_count=steps, phases=[Phase.generate])
+    started = time.perf_counter()
+    try:
+        run_state_machine_as_test(machine, settings=run_settings)
+    except (AssertionError, DriverFailure, LookupError) as exc:
+        result = _breakdown(clock, time.perf_counter() - started)
+        result["status"] = "diverged"
+        result["divergence"] = _failure_text(exc)
+        return result
+    finally:
+        driver.close()
+    result = _breakdown(clock, time.perf_counter() - started)
+    result["status"] = "completed"
+    return result
+
+
+# --- 2. xdist -----------------------------------------------------------------------------
+
+
+def xdist_command(workers: int, budget: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "tests/test_conformance.py",
+        "-k",
+        "state_machine",
+        "--driver=reference",
+        f"--budget={budget}",
+        "--hypothesis-seed=0",
+        "-n",
+        str(workers),
+    ]
+
+
+def bench_xdist(budget: str) -> dict[str, Any]:
+    walls: dict[str, float] = {}
+    for workers in (1, 2):
+        command = xdist_command(workers, budget)
+        started = time.perf_counter()
+        done = subprocess.run(
+            command, cwd=PROJECT_ROOT, capture_output=True, text=True, check=False
+        )
+        walls[f"n{workers}_s"] = time.perf_counter() - started
+        if done.returncode != 0:
+            return {
+                "status": "failed",
+                "command": " ".join(command[1:]),
+                "reason": (done.stdout + done.stderr)[-2000:],
+                **walls,
+            }
+    return {
+        "status": "completed",
+        "command": " ".join(xdist_command(1, budget)[1:]),
+        "budget": budget,
+        **walls,
+        "ratio": walls["n2_s"] / walls["n1_s"],
+    }
+
+
+# --- 3. seeded faults ---------------------------------------------------------------------
+
+
+def _faults() -> dict[str, Any]:
+    if str(PROJECT_ROOT) not in sys.path:
+        sys.path.insert(0, str(PROJECT_ROOT))
+    from tests import faults
+
+    return faults.__dict__
+
+
+def _first_failure_recorder(base: type[OverlayMachine], seen: dict[str, Any]) -> type:
+    """A machine that notes when and after how many steps its first failure happened."""
+
+    def record(self: OverlayMachine) -> None:
+        if "at" not in seen:
+            seen["at"] = time.perf_counter()
+            assert self.clock is not None
+            seen["examples"] = self.clock.counts.get("layer setup and mount", 0)
+            seen["steps"] = self.clock.counts.get("driver operations", 0)
+
+    class Recorded(base):  # type: ignore[misc, valid-type]
+        def apply(self, op: Any) -> Any:
+            try:
+                return super().apply(op)
+            except BaseException:
+                record(self)
+                raise
+
+        @invariant()
+        def agrees_with_reference(self) -> None:
+            try:
+                super().agrees_with_reference()
+            except BaseException:
+                record(self)
+                raise
+
+    Recorded.__name__ = Recorded.__qualname__ = "OverlayMachine"
+    return Recorded
+
+
+def bench_fault(fault: str, max_examples: int, steps: int) -> dict[str, Any]:
+    faults = _faults()
+    clock = Clock()
+    seen: dict[str, Any] = {}
+    machine = _first_failure_recorder(machine_for(faults["FaultyDriver"](fault), Options()), seen)
+    machine.clock = clock
+    # No explain phase: it only annotates the report (which lines only failing runs hit)
+    # and cost ~4x the shrinking itself here; generation and shrinking are unchanged.
+    run_settings = _fixed(
+        max_examples=max_examples,
+        stateful_step_count=steps,
+        phases=[Phase.generate, Phase.shrink],
+    )
+    started = time.perf_counter()
+    try:
+        run_state_machine_as_test(machine, settings=run_settings)
+    except (AssertionError, LookupError) as exc:
+        total = time.perf_counter() - started
+        text = _failure_text(exc)
+        first = seen.get("at", started + total) - started
+        return {
+            "detected": True,
+            "first_detection_s": first,
+            "examples_to_detection": seen.get("examples"),
+            "steps_to_detection": seen.get("steps"),
+            "total_s": total,
+            "shrink_s": total - first,
+            "counterexample_steps": counterexample_steps(text),
+            "failure": text,
+        }
+    return {"detected": False, "total_s": time.perf_counter() - started}
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+def _environment() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "hypothesis": hypothesis.__version__,
+        "kernel": platform.release(),
+        "cpus": os.cpu_count(),
+        "seed": "derandomize=True (fixed per test), database=None; pytest --hypothesis-seed=0",
+    }
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def render(results: dict[str, Any]) -> str:
+    lines = ["drivers (full-checking state machine, Options(): redirect_dir=off,index=off)"]
+    head = ["driver", "status", "examples", "steps", "wall s", "steps/s", "ex/s", "x660"]
+    head += [*SECTIONS, "generation"]
+    rows = [head]
+    for name, r in results["drivers"].items():
+        if r["status"] == "skipped":
+            rows.append([name, f"skipped: {r['reason']}"])
+            continue
+        status = r["status"]
+        if status == "diverged":
+            status = f"diverged after {r['steps']} steps"
+        row = [name, status, str(r["examples"]), str(r["steps"]), _fmt(r["wall_s"], 2)]
+        row += [_fmt(r["steps_per_s"], 0), _fmt(r["examples_per_s"], 1)]
+        row.append(_fmt(r["steps_per_s"] / REFERENCE_POINT_OPS_PER_S, 2))
+        row += [_fmt(r["sections_s"][s], 2) for s in SECTIONS] + [_fmt(r["generation_s"], 2)]
+        rows.append(row)
+    lines += _table(rows)
+    xdist = results.get("xdist")
+    lines.append("")
+    if xdist is None or xdist.get("status") == "skipped":
+        lines.append("xdist: skipped")
+    elif xdist["status"] != "completed":
+        lines.append(f"xdist: {xdist['status']}: {xdist.get('reason', '')}")
+    else:
+        lines.append(
+            f"xdist ({xdist['command']}): -n 1 {xdist['n1_s']:.1f}s, -n 2 {xdist['n2_s']:.1f}s,"
+            f" ratio {xdist['ratio']:.2f}"
+        )
+    if results.get("faults"):
+        lines.append("")
+        lines.append("seeded faults (time to first failure, total with shrinking, shrunk steps)")
+        rows = [["fault", "detected", "first s", "examples", "total s", "shrink s", "steps"]]
+        for name, r in results["faults"].items():
+            if not r["detected"]:
+                rows.append([name, "NO", "-", "-", _fmt(r["total_s"], 2), "-", "-"])
+                continue
+            rows.append(
+                [
+                    name,
+                    "yes",
+                    _fmt(r["first_detection_s"], 2),
+                    str(r["examples_to_detection"]),
+                    _fmt(r["total_s"], 2),
+                    _fmt(r["shrink_s"], 2),
+                    str(r["counterexample_steps"]),
+                ]
+            )
+        lines += _table(rows)
+    return "\n".join(lines)
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    width = max(len(r) for r in rows)
+    widths = [max(len(r[i]) for r in rows if i < len(r)) for i in range(width)]
+    return ["  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip() for r in rows]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--driver",
+        action="append",
+        default=[],
+        help=f"driver to measure (repeatable; default: {', '.join(DEFAULT_DRIVERS)})",
+    )
+    parser.add_argument("--examples", type=int, default=200, help="examples per driver")
+    parser.add_argument("--steps", type=int, default=30, help="steps per example")
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=None,
+        help="seeded fault to measure (repeatable; default: all; --fault none for none)",
+    )
+    parser.add_argument(
+        "--fault-examples", type=int, default=3000, help="bound on examples per fault"
+    )
+    parser.add_argument(
+        "--xdist-budget",
+        default="standard",
+        choices=("quick", "standard", "deep", "none"),
+        help="budget of the -n 1 / -n 2 pytest workload (none: skip it)",
+    )
+    parser.add_argument("--json", default="bench-results.json", help="where to write the JSON")
+
+
+def run(args: argparse.Namespace, progress: Any = None) -> dict[str, Any]:
+    def say(text: str) -> None:
+        if progress is not None:
+            progress(text)
+
+    results: dict[str, Any] = {
+        "environment": _environment(),
+        "budget": {"examples": args.examples, "steps": args.steps},
+        "reference_point_ops_per_s": REFERENCE_POINT_OPS_PER_S,
+        "drivers": {},
+        "xdist": {"status": "skipped"},
+        "faults": {},
+    }
+    for name in args.driver or DEFAULT_DRIVERS:
+        say(f"driver {name} ...")
+        results["drivers"][name] = bench_driver(name, args.examples, args.steps)
+    if args.xdist_budget != "none":
+        say(f"pytest -n 1 / -n 2 (budget {args.xdist_budget}) ...")
+        results["xdist"] = bench_xdist(args.xdist_budget)
+    fault_names = sorted(_faults()["FAULTS"]) if args.fault is None else args.fault
+    for fault in fault_names:
+        if fault == "none":
+            continue
+        say(f"fault {fault} ...")
+        results["faults"][fault] = bench_fault(fault, args.fault_examples, args.steps)
+    return results
+
+
+def main(args: argparse.Namespace) -> int:
+    known = registry.names()
+    for name in args.driver:
+        if name not in known:
+            print(f"error: unknown driver {name!r} (known: {', '.join(known)})", file=sys.stderr)
+            return 2
+    if args.fault is not None:
+        faults = _faults()["FAULTS"]
+        for fault in args.fault:
+            if fault != "none" and fault not in faults:
+                print(
+                    f"error: unknown fault {fault!r} (known: {', '.join(faults)})", file=sys.stderr
+                )
+                return 2
+    results = run(args, lambda text: print(text, file=sys.stderr, flush=True))
+    print(render(results))
+    Path(args.json).write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
+    print(f"\nwritten to {args.json}")
+    return 0
