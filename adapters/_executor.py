@@ -20,6 +20,7 @@ Requests are tuples, replies ``("ok", value)`` or ``("error", "one line")``:
 * ``("mount", StackSpec, Options)``: write the layers and mount them (replacing any mount);
 * ``("run", op)``: one operation; the value is an Ok or Err outcome;
 * ``("view",)``: the merged view; ``("images",)``: the upper and lower layers decoded;
+* ``("observe",)``: both in one round trip, ``(view, (upper, lowers))`` (view first);
 * ``("close",)``: unmount and exit.
 """
 
@@ -415,6 +416,8 @@ class Executor:
                 return self.mounter.daemon_pids() if self.mounter.kind == "fuse" else []
             case ("images",):
                 return self.do_images()
+            case ("observe",):
+                return self.do_view(), self.do_images()
             case ("ping",):
                 return os.getpid()
             case ("close",):

@@ -141,6 +141,8 @@ class SandboxedDriver:
         self.executor_pid: int = self._proc.pid
         self._finalize = weakref.finalize(self, _shutdown, self._proc, self._conn, CLOSE_GRACE)
         self._broken: str | None = None
+        #: The images observed with the last view(), until the next request (see view()).
+        self._observed_images: tuple[LayerImage | None, tuple[LayerImage, ...]] | None = None
         try:
             self._call("start", wait_for_reply_only=True, timeout=max(timeout, START_TIMEOUT))
         except DriverFailure as exc:
@@ -181,9 +183,16 @@ class SandboxedDriver:
         return self._call("run", op)
 
     def view(self) -> View:
-        return self._call("view")
+        """The merged view; the layer images are read in the same round trip, right after
+        it, and kept for an images() that follows with no request in between (the state
+        machine asks for both after every step: one round trip instead of two)."""
+        view, self._observed_images = self._call("observe")
+        return view
 
     def images(self) -> tuple[LayerImage | None, tuple[LayerImage, ...]]:
+        observed, self._observed_images = self._observed_images, None
+        if observed is not None:
+            return observed
         return self._call("images")
 
     def close(self) -> None:
@@ -208,6 +217,7 @@ class SandboxedDriver:
         self, *request: Any, wait_for_reply_only: bool = False, timeout: float | None = None
     ) -> Any:
         what = self._describe(request)
+        self._observed_images = None
         timeout = self.timeout if timeout is None else timeout
         if self._broken is not None:
             raise DriverFailure(f"{self.name} driver: cannot {what}: {self._broken}")
