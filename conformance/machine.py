@@ -89,7 +89,7 @@ class OverlayMachine(RuleBasedStateMachine):
             return
         with self.timed("reference"):
             expected_view = self.model.view()
-            expected_upper, _ = self.model.images()
+            expected_upper = self.model.upper_image()
         with self.timed("driver observation"):
             actual_view = self.driver.view()
             actual_upper, actual_lowers = self.driver.images()

@@ -96,8 +96,11 @@ class Overlay:
         return View(entries=entries, inodes=inodes)
 
     def images(self) -> tuple[LayerImage | None, tuple[LayerImage, ...]]:
-        upper = image(self.upper) if self.upper is not None else None
-        return upper, tuple(image(root) for root in self.lowers)
+        return self.upper_image(), tuple(image(root) for root in self.lowers)
+
+    def upper_image(self) -> LayerImage | None:
+        """The upper layer as the kernel writes it (None when read-only)."""
+        return image(self.upper) if self.upper is not None else None
 
     # --- lookup ---------------------------------------------------------------------------
 
