@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from adapters import registry
-from conformance.certify import DIVERGES, SKIPPED, Verdict, certify, render_matrix
+from conformance.certify import CONFORMS, UNCLAIMED, Verdict, certify, render_matrix
 
 CONFORMANT, NONCONFORMANT, USAGE_OR_SETUP_ERROR = 0, 1, 2
 
@@ -66,9 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     verdicts = certify(drivers, profile(args.budget), _progress)
     print(render_matrix(verdicts))
     for verdict in verdicts:
-        if verdict.verdict in (DIVERGES, SKIPPED):
+        if verdict.verdict != CONFORMS:
             print(f"\n{verdict.driver} [{verdict.options}] {verdict.verdict}:\n{verdict.detail}")
-    return NONCONFORMANT if any(v.verdict == DIVERGES for v in verdicts) else CONFORMANT
+    # diverges, hung and crashed are failures; skipped and unclaimed are reported, not failed
+    failed = [v for v in verdicts if v.verdict not in (CONFORMS, UNCLAIMED, "skipped")]
+    return NONCONFORMANT if failed else CONFORMANT
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from hypothesis import settings
 from adapters import registry
 from adapters.base import Driver, DriverFailure, DriverUnavailable
 from conformance.claims import unclaimed_reason
-from conformance.machine import run_machine
+from conformance.machine import DriverBroke, run_machine
 from conformance.scenarios import SCENARIOS, run_scenario
 from reference.options import MATRIX, Options
 
@@ -47,6 +47,11 @@ def certify_cell(driver: Driver, options: Options, run_settings: settings) -> Ve
             if scenario.applies(options):
                 run_scenario(driver, scenario, options)
         run_machine(driver, options, run_settings)
+    except DriverBroke as broke:
+        detail = str(broke)
+        return Verdict(
+            driver.name, options.label, broke.verdict, detail, time.monotonic() - started
+        )
     except (AssertionError, DriverFailure) as exc:
         return Verdict(
             driver.name, options.label, DIVERGES, _failure_text(exc), time.monotonic() - started

@@ -9,7 +9,9 @@ Run one with :func:`run_machine`; the driver is a constructor argument, never su
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from typing import TypeVar
 
 from hypothesis import currently_in_test_context, note, settings
 from hypothesis import strategies as st
@@ -21,7 +23,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from adapters.base import Driver
+from adapters.base import Driver, DriverFailure, DriverHung
 from conformance import strategies as s
 from conformance.claims import compares_upper
 from conformance.clock import Clock
@@ -33,9 +35,21 @@ from reference.outcome import Allowed, Outcome, describe
 from reference.overlay import Overlay
 from reference.view import LayerImage, View
 
+T = TypeVar("T")
+
 
 class Diverged(AssertionError):
     """The driver did something the reference does not allow."""
+
+
+class DriverBroke(DriverFailure):
+    """The driver hung or crashed: ``verdict`` is "hung" or "crashed", ``step`` the number
+    of the operation it broke on (0: while mounting), ``steps`` the program up to there."""
+
+    def __init__(self, verdict: str, step: int, what: str, cause: str, steps: list[str]) -> None:
+        program = "\n".join(f"  {line}" for line in steps)
+        super().__init__(f"{verdict} at step {step} ({what}): {cause}\n{program}")
+        self.verdict, self.step = verdict, step
 
 
 class OverlayMachine(RuleBasedStateMachine):
@@ -45,6 +59,9 @@ class OverlayMachine(RuleBasedStateMachine):
     driver: Driver
     #: Where the time goes (set by the benchmark; None costs nothing).
     clock: Clock | None = None
+    #: The first hang or crash of the driver: every later example stops at once, since a
+    #: broken driver cannot be trusted (or waited for) again.
+    broken: DriverBroke | None = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -52,6 +69,20 @@ class OverlayMachine(RuleBasedStateMachine):
         self.view_inodes = InodeMap("")
         self.upper_inodes = InodeMap("upper:")
         self.lower_images: tuple | None = None
+        self.program: list[str] = []
+
+    def call_driver(self, what: str, action: Callable[[], T]) -> T:
+        """Call the driver; a hang or a crash becomes the run's verdict (DriverBroke)."""
+        cls = type(self)
+        if cls.broken is not None:
+            raise cls.broken
+        try:
+            return action()
+        except DriverFailure as failure:
+            verdict = "hung" if isinstance(failure, DriverHung) else "crashed"
+            step = len(self.program) - 1
+            cls.broken = DriverBroke(verdict, step, what, str(failure), self.program)
+            raise cls.broken from None
 
     # --- plumbing -------------------------------------------------------------------------
 
@@ -62,8 +93,9 @@ class OverlayMachine(RuleBasedStateMachine):
         assert self.model is not None
         with self.timed("reference"):
             allowed: Allowed = self.model.apply(op)
+        self.program.append(repr(op))
         with self.timed("driver operations"):
-            actual = self.driver.run(op)
+            actual = self.call_driver(repr(op), lambda: self.driver.run(op))
         if currently_in_test_context():
             note(f"{op!r} -> {describe(actual)}")
         if actual not in allowed:
@@ -78,7 +110,8 @@ class OverlayMachine(RuleBasedStateMachine):
     def mount(self, stack: StackSpec) -> None:
         with self.timed("layer setup and mount"):
             self.model = Overlay(stack, self.options)
-            self.driver.mount(stack, self.options)
+            self.program = [f"mount {stack!r} with {self.options.label}"]
+            self.call_driver("mount", lambda: self.driver.mount(stack, self.options))
             self.lower_images = self.model.images()[1]
 
     # --- invariant ------------------------------------------------------------------------
@@ -91,8 +124,8 @@ class OverlayMachine(RuleBasedStateMachine):
             expected_view = self.model.view()
             expected_upper = self.model.upper_image()
         with self.timed("driver observation"):
-            actual_view = self.driver.view()
-            actual_upper, actual_lowers = self.driver.images()
+            actual_view = self.call_driver("observing the view", self.driver.view)
+            actual_upper, actual_lowers = self.call_driver("reading layers", self.driver.images)
         with self.timed("comparison"):
             found = self._differences(
                 expected_view, actual_view, expected_upper, actual_upper, actual_lowers
@@ -221,6 +254,16 @@ def machine_for(driver: Driver, options: Options) -> type[OverlayMachine]:
 
 
 def run_machine(driver: Driver, options: Options, run_settings: settings | None = None) -> None:
-    """Run the lockstep machine for one driver and option set (raises on divergence)."""
+    """Run the lockstep machine for one driver and option set.
+
+    Raises Diverged (with Hypothesis's shrunk program) on a divergence, and DriverBroke
+    ("hung at step N" / "crashed at step N", with the program up to there) when the driver
+    broke: that one is not shrunk, since the broken driver cannot replay anything.
+    """
     machine = machine_for(driver, options)
-    run_state_machine_as_test(machine, settings=run_settings)
+    try:
+        run_state_machine_as_test(machine, settings=run_settings)
+    except BaseException:
+        if machine.broken is not None:
+            raise machine.broken from None
+        raise
