@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import NoReturn
 
 from adapters import registry
 from conformance.certify import CONFORMS, UNCLAIMED, Verdict, certify, render_matrix
@@ -12,9 +13,20 @@ from conformance.certify import CONFORMS, UNCLAIMED, Verdict, certify, render_ma
 CONFORMANT, NONCONFORMANT, USAGE_OR_SETUP_ERROR = 0, 1, 2
 
 
+class UsageError(Exception):
+    """Bad input: reported as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m conformance")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="python -m conformance")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     certify_cmd = commands.add_parser("certify", help="certify drivers against the reference")
     certify_cmd.add_argument(
         "--driver",
@@ -27,6 +39,14 @@ def _parser() -> argparse.ArgumentParser:
         choices=("quick", "standard", "deep"),
         default="quick",
         help="how much the state machines explore (default: quick)",
+    )
+    certify_cmd.add_argument(
+        "--driver-cmd",
+        metavar="TEMPLATE",
+        help="command template of a FUSE driver, for --driver=fuse (see README)",
+    )
+    certify_cmd.add_argument(
+        "--profile", metavar="PATH", help="profile (TOML) of the FUSE driver under test"
     )
     bench_cmd = commands.add_parser(
         "bench", help="measure throughput, -n 2 scaling and how fast seeded faults are found"
@@ -46,6 +66,31 @@ def _progress(verdict: Verdict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except UsageError as problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return USAGE_OR_SETUP_ERROR
+
+
+def _check_fuse_settings(driver_cmd: str | None, profile: str | None) -> None:
+    """Reject a bad template or profile before anything runs (one line each)."""
+    from adapters.fuse import TemplateError, binary_problem, parse_template
+    from adapters.profile import ProfileError, load_profile
+
+    try:
+        if driver_cmd is not None:
+            words = parse_template(driver_cmd)
+            problem = binary_problem(words[0])
+            if problem is not None:
+                raise UsageError(f"--driver-cmd: {problem}")
+        if profile is not None:
+            load_profile(profile)
+    except (TemplateError, ProfileError, OSError) as problem:
+        raise UsageError(str(problem).splitlines()[0]) from None
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "bench":
         from conformance.bench import main as bench_main
@@ -57,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: unknown driver {name!r} (known: {', '.join(known)})", file=sys.stderr)
             return USAGE_OR_SETUP_ERROR
     drivers = args.driver or known
+    _check_fuse_settings(args.driver_cmd, args.profile)
+    registry.configure(driver_cmd=args.driver_cmd, profile=args.profile)
 
     from pathlib import Path
 
