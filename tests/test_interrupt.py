@@ -90,3 +90,70 @@ def test_interrupted_run_leaves_no_mount_and_no_process(sig: signal.Signals) -> 
         time.sleep(0.1)
     assert _processes_marked(marker) == []
     assert _mounts() == before
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def test_killed_xdist_worker_leaves_no_mount_and_no_process() -> None:
+    marker = f"UNIONSPEC_RUN_MARK={uuid.uuid4().hex}"
+    name, _, value = marker.partition("=")
+    before = _mounts()
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-n",
+            "2",
+            "--driver=kernel",
+            "--budget=deep",
+            "-k",
+            "state_machine",
+            "tests/test_conformance.py",
+        ],
+        cwd=ROOT,
+        env={**os.environ, name: value},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        executors: list[int] = []
+        while time.monotonic() < deadline and not executors:
+            executors = [
+                pid for pid in _processes_marked(marker) if "adapters._executor" in _cmdline(pid)
+            ]
+            time.sleep(0.2)
+        assert executors, "the run never started an executor"
+        worker = _parent(executors[0])
+        assert worker != child.pid and worker in _processes_marked(marker)
+        os.kill(worker, signal.SIGKILL)  # an xdist worker dies under its executor
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and executors[0] in _processes_marked(marker):
+            time.sleep(0.1)
+        assert executors[0] not in _processes_marked(marker)
+        child.send_signal(signal.SIGINT)
+        child.wait(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _processes_marked(marker):
+        time.sleep(0.1)
+    assert _processes_marked(marker) == []
+    assert _mounts() == before
