@@ -83,12 +83,18 @@ def certify(
 
 
 def render_matrix(verdicts: list[Verdict]) -> str:
+    """The feature x driver table: one row per option set, one column per driver."""
     drivers = list(dict.fromkeys(v.driver for v in verdicts))
     option_sets = list(dict.fromkeys(v.options for v in verdicts))
     cell = {(v.driver, v.options): v.verdict for v in verdicts}
-    width = max(len(o) for o in option_sets)
-    lines = [" ".join([f"{'options':<{width}}", *(f"{d:<10}" for d in drivers)])]
+    first = max(len("options"), *(len(o) for o in option_sets))
+    widths = [max(len(d), *(len(v.verdict) for v in verdicts)) for d in drivers]
+    lines = [
+        "  ".join(
+            [f"{'options':<{first}}", *(f"{d:<{w}}" for d, w in zip(drivers, widths, strict=True))]
+        )
+    ]
     for label in option_sets:
-        row = [f"{cell.get((d, label), '-'):<10}" for d in drivers]
-        lines.append(" ".join([f"{label:<{width}}", *row]))
+        row = [f"{cell.get((d, label), '-'):<{w}}" for d, w in zip(drivers, widths, strict=True)]
+        lines.append("  ".join([f"{label:<{first}}", *row]).rstrip())
     return "\n".join(lines)
