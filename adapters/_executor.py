@@ -44,6 +44,7 @@ from adapters.layerdisk import (
     kind_of,
     read_all,
     read_layer,
+    read_to_end,
     user_xattrs,
     write_layer,
 )
@@ -192,14 +193,7 @@ def op_stat(op: ops.Stat) -> ops.StatResult:
 
 
 def op_read(op: ops.Read) -> bytes:
-    fd = os.open(_p(op.path), os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
+    return read_to_end(os.open(_p(op.path), os.O_RDONLY | os.O_NONBLOCK))
 
 
 def op_write(op: ops.Write) -> int:

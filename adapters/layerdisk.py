@@ -164,7 +164,11 @@ def kind_of(mode: int) -> str:
 
 def read_all(path: str) -> bytes:
     """The bytes of a regular file, never following a final symlink, never blocking."""
-    fd = os.open(path, _READ_FLAGS)
+    return read_to_end(os.open(path, _READ_FLAGS))
+
+
+def read_to_end(fd: int) -> bytes:
+    """Everything ``fd`` still gives, then close it."""
     try:
         chunks = []
         while chunk := os.read(fd, 1 << 20):

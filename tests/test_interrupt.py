@@ -48,31 +48,28 @@ def _processes_marked(marker: str) -> list[int]:
     return found
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
-def test_interrupted_run_leaves_no_mount_and_no_process(sig: signal.Signals) -> None:
+def _start_run(*options: str) -> tuple[str, subprocess.Popen[bytes]]:
+    """Start a deep kernel run in a subprocess; its processes carry a unique marker in
+    their environment, so they can be found (and only they) whatever runs beside them."""
     marker = f"UNIONSPEC_RUN_MARK={uuid.uuid4().hex}"
     name, _, value = marker.partition("=")
-    before = _mounts()
+    command = [sys.executable, "-m", "pytest", "-q", *options, "--driver=kernel"]
+    command += ["--budget=deep", "-k", "state_machine", "tests/test_conformance.py"]
     child = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:xdist",
-            "--driver=kernel",
-            "--budget=deep",
-            "-k",
-            "state_machine",
-            "tests/test_conformance.py",
-        ],
+        command,
         cwd=ROOT,
         env={**os.environ, name: value},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+    return marker, child
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
+def test_interrupted_run_leaves_no_mount_and_no_process(sig: signal.Signals) -> None:
+    before = _mounts()
+    marker, child = _start_run("-p", "no:xdist")
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and len(_processes_marked(marker)) < 2:
@@ -107,29 +104,8 @@ def _parent(pid: int) -> int:
 
 
 def test_killed_xdist_worker_leaves_no_mount_and_no_process() -> None:
-    marker = f"UNIONSPEC_RUN_MARK={uuid.uuid4().hex}"
-    name, _, value = marker.partition("=")
     before = _mounts()
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-n",
-            "2",
-            "--driver=kernel",
-            "--budget=deep",
-            "-k",
-            "state_machine",
-            "tests/test_conformance.py",
-        ],
-        cwd=ROOT,
-        env={**os.environ, name: value},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    marker, child = _start_run("-n", "2")
     try:
         deadline = time.monotonic() + 90
         executors: list[int] = []
