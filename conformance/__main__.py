@@ -8,7 +8,14 @@ import sys
 from typing import NoReturn
 
 from adapters import registry
-from conformance.certify import CONFORMS, UNCLAIMED, Verdict, certify, render_matrix
+from conformance.certify import (
+    CONFORMS,
+    UNCLAIMED,
+    Verdict,
+    certify,
+    render_feature_matrix,
+    render_matrix,
+)
 
 CONFORMANT, NONCONFORMANT, USAGE_OR_SETUP_ERROR = 0, 1, 2
 
@@ -59,7 +66,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _progress(verdict: Verdict) -> None:
     print(
-        f"  {verdict.driver:<10} {verdict.options:<40} {verdict.verdict} ({verdict.seconds:.1f}s)",
+        f"  {verdict.driver:<10} {verdict.feature or 'all':<20} {verdict.options:<40} "
+        f"{verdict.verdict} ({verdict.seconds:.1f}s)",
         file=sys.stderr,
         flush=True,
     )
@@ -107,14 +115,22 @@ def _main(argv: list[str] | None) -> int:
 
     from pathlib import Path
 
-    from conformance.settings import profile, register_profiles
+    from conformance.settings import feature_profile, profile, register_profiles
 
     register_profiles(Path.cwd())
-    verdicts = certify(drivers, profile(args.budget), _progress)
+    verdicts = certify(
+        drivers, profile(args.budget), _progress, feature_settings=feature_profile(args.budget)
+    )
     print(render_matrix(verdicts))
+    print()
+    print(render_feature_matrix(verdicts))
     for verdict in verdicts:
         if verdict.verdict != CONFORMS:
-            print(f"\n{verdict.driver} [{verdict.options}] {verdict.verdict}:\n{verdict.detail}")
+            where = f"{verdict.feature} " if verdict.feature else ""
+            print(
+                f"\n{verdict.driver} {where}[{verdict.options}] {verdict.verdict}:\n"
+                f"{verdict.detail}"
+            )
     # diverges, hung and crashed are failures; skipped and unclaimed are reported, not failed
     failed = [v for v in verdicts if v.verdict not in (CONFORMS, UNCLAIMED, "skipped")]
     return NONCONFORMANT if failed else CONFORMANT

@@ -3,6 +3,9 @@
 A cell is (driver, option set): the lockstep state machine plus the named scenarios that
 apply. A verdict is ``conforms``, ``diverges`` (with the shrunk counterexample), or
 ``skipped`` (with the reason: a driver that cannot run here is never reported as passing).
+
+Each feature (:mod:`conformance.features`) gets a verdict per (driver, option set) too:
+its named scenarios and its focused machine, so one divergence does not hide the others.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from hypothesis import settings
 from adapters import registry
 from adapters.base import Driver, DriverFailure, DriverUnavailable
 from conformance.claims import unclaimed_reason
+from conformance.features import FEATURES, Feature
 from conformance.machine import DriverBroke, run_machine
 from conformance.scenarios import SCENARIOS, run_scenario
 from reference.options import MATRIX, Options
@@ -30,6 +34,12 @@ class Verdict:
     verdict: str
     detail: str = ""
     seconds: float = 0.0
+    #: The feature's id; "" for the whole cell (every rule, every field).
+    feature: str = ""
+
+
+#: Worst last: a feature's cell is the worst verdict over its option sets.
+SEVERITY = {CONFORMS: 0, UNCLAIMED: 1, SKIPPED: 2, DIVERGES: 3, "hung": 4, "crashed": 4}
 
 
 def _failure_text(exc: BaseException) -> str:
@@ -37,53 +47,78 @@ def _failure_text(exc: BaseException) -> str:
     return "\n".join([f"{type(exc).__name__}: {exc}", *notes]).strip()
 
 
-def certify_cell(driver: Driver, options: Options, run_settings: settings) -> Verdict:
+def certify_cell(
+    driver: Driver, options: Options, run_settings: settings, feature: Feature | None = None
+) -> Verdict:
+    """The verdict of one cell; with ``feature``, of that feature's scenarios and machine."""
+    name = feature.id if feature is not None else ""
     reason = unclaimed_reason(driver, options)
     if reason is not None:
-        return Verdict(driver.name, options.label, UNCLAIMED, reason)
+        return Verdict(driver.name, options.label, UNCLAIMED, reason, feature=name)
+    wanted = None if feature is None else set(feature.scenarios)
     started = time.monotonic()
     try:
         for scenario in SCENARIOS:
-            if scenario.applies(options):
-                run_scenario(driver, scenario, options)
-        run_machine(driver, options, run_settings)
+            if scenario.applies(options) and (wanted is None or scenario.id in wanted):
+                run_scenario(driver, scenario, options, feature)
+        run_machine(driver, options, run_settings, feature)
     except DriverBroke as broke:
-        detail = str(broke)
-        return Verdict(
-            driver.name, options.label, broke.verdict, detail, time.monotonic() - started
-        )
+        verdict, detail = broke.verdict, str(broke)
     except (AssertionError, DriverFailure) as exc:
-        return Verdict(
-            driver.name, options.label, DIVERGES, _failure_text(exc), time.monotonic() - started
-        )
-    return Verdict(driver.name, options.label, CONFORMS, "", time.monotonic() - started)
+        verdict, detail = DIVERGES, _failure_text(exc)
+    else:
+        verdict, detail = CONFORMS, ""
+    return Verdict(
+        driver.name, options.label, verdict, detail, time.monotonic() - started, name
+    )
 
 
 def certify(
     drivers: Iterable[str],
     run_settings: settings,
     progress: Callable[[Verdict], None] = lambda verdict: None,
+    feature_settings: settings | None = None,
+    features: Iterable[Feature] = FEATURES,
 ) -> list[Verdict]:
+    """Every cell of every driver, then every feature of every cell (with
+    ``feature_settings``, by default ``run_settings``)."""
+    features = tuple(features)
+    per_feature = run_settings if feature_settings is None else feature_settings
     verdicts: list[Verdict] = []
     for name in drivers:
         try:
             driver = registry.make(name)
         except DriverUnavailable as reason:
-            for options in MATRIX:
-                verdicts.append(Verdict(name, options.label, SKIPPED, str(reason)))
-                progress(verdicts[-1])
+            for feature in (None, *features):
+                for options in MATRIX:
+                    verdicts.append(
+                        Verdict(
+                            name,
+                            options.label,
+                            SKIPPED,
+                            str(reason),
+                            feature=feature.id if feature is not None else "",
+                        )
+                    )
+                    progress(verdicts[-1])
             continue
         try:
             for options in MATRIX:
                 verdicts.append(certify_cell(driver, options, run_settings))
                 progress(verdicts[-1])
+            for feature in features:
+                for options in MATRIX:
+                    verdicts.append(certify_cell(driver, options, per_feature, feature))
+                    progress(verdicts[-1])
         finally:
             driver.close()
     return verdicts
 
 
 def render_matrix(verdicts: list[Verdict]) -> str:
-    """The feature x driver table: one row per option set, one column per driver."""
+    """The option set x driver table: one row per option set, one column per driver (the
+    whole cells; feature verdicts are in :func:`render_feature_matrix`)."""
+    verdicts = [v for v in verdicts if not v.feature]
     drivers = list(dict.fromkeys(v.driver for v in verdicts))
     option_sets = list(dict.fromkeys(v.options for v in verdicts))
     cell = {(v.driver, v.options): v.verdict for v in verdicts}
@@ -97,4 +132,33 @@ def render_matrix(verdicts: list[Verdict]) -> str:
     for label in option_sets:
         row = [f"{cell.get((d, label), '-'):<{w}}" for d, w in zip(drivers, widths, strict=True)]
         lines.append("  ".join([f"{label:<{first}}", *row]).rstrip())
+    return "\n".join(lines)
+
+
+def worst(verdicts: Iterable[str]) -> str:
+    return max(verdicts, key=lambda verdict: SEVERITY.get(verdict, max(SEVERITY.values())))
+
+
+def render_feature_matrix(verdicts: list[Verdict]) -> str:
+    """The feature x driver table: a cell is the worst verdict over the option sets
+    (conforms < unclaimed < skipped < diverges < hung/crashed)."""
+    verdicts = [v for v in verdicts if v.feature]
+    if not verdicts:
+        return ""
+    drivers = list(dict.fromkeys(v.driver for v in verdicts))
+    features = list(dict.fromkeys(v.feature for v in verdicts))
+    found: dict[tuple[str, str], list[str]] = {}
+    for v in verdicts:
+        found.setdefault((v.driver, v.feature), []).append(v.verdict)
+    cell = {key: worst(values) for key, values in found.items()}
+    first = max(len("feature"), *(len(f) for f in features))
+    widths = [max(len(d), *(len(c) for c in cell.values())) for d in drivers]
+    lines = [
+        "  ".join(
+            [f"{'feature':<{first}}", *(f"{d:<{w}}" for d, w in zip(drivers, widths, strict=True))]
+        )
+    ]
+    for feature in features:
+        row = [f"{cell.get((d, feature), '-'):<{w}}" for d, w in zip(drivers, widths, strict=True)]
+        lines.append("  ".join([f"{feature:<{first}}", *row]).rstrip())
     return "\n".join(lines)

@@ -30,9 +30,13 @@ def render(divergences: list[Divergence]) -> str:
 
 
 def compare_entries(
-    where: str, expected: dict[str, object], actual: dict[str, object]
+    where: str,
+    expected: dict[str, object],
+    actual: dict[str, object],
+    fields: frozenset[str] | None = None,
 ) -> list[Divergence]:
-    """Paths present on one side only, and paths whose entries differ field by field."""
+    """Paths present on one side only, and paths whose entries differ field by field
+    (only the ``fields`` named, when given)."""
     found: list[Divergence] = []
     for path in sorted(expected.keys() | actual.keys()):
         label = f"{where}{path}"
@@ -45,7 +49,7 @@ def compare_entries(
             found.extend(
                 Divergence(label, name, mine[name], theirs[name])
                 for name in mine
-                if mine[name] != theirs[name]
+                if mine[name] != theirs[name] and (fields is None or name in fields)
             )
     return found
 
@@ -103,10 +107,15 @@ class InodeMap:
         return found
 
 
-def compare_views(expected: View, actual: View, inodes: InodeMap) -> list[Divergence]:
-    return compare_entries("", expected.entries, actual.entries) + inodes.check(
-        expected.inodes, actual.inodes
-    )
+def compare_views(
+    expected: View, actual: View, inodes: InodeMap, fields: frozenset[str] | None = None
+) -> list[Divergence]:
+    """The merged view; ``fields`` (None: all) names the entry fields compared, and
+    ``st_ino`` in it turns on the inode renaming check."""
+    found = compare_entries("", expected.entries, actual.entries, fields)
+    if fields is None or "st_ino" in fields:
+        found += inodes.check(expected.inodes, actual.inodes)
+    return found
 
 
 def compare_images(

@@ -16,6 +16,7 @@ from typing import TypeVar
 from hypothesis import currently_in_test_context, note, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
+    RULE_MARKER,
     RuleBasedStateMachine,
     initialize,
     invariant,
@@ -28,6 +29,7 @@ from conformance import strategies as s
 from conformance.claims import compares_upper
 from conformance.clock import Clock
 from conformance.compare import Divergence, InodeMap, compare_images, compare_views, render
+from conformance.features import Feature
 from reference import ops
 from reference.layer import StackSpec
 from reference.options import Options
@@ -59,6 +61,8 @@ class OverlayMachine(RuleBasedStateMachine):
     driver: Driver
     #: Where the time goes (set by the benchmark; None costs nothing).
     clock: Clock | None = None
+    #: The view fields compared (None: all; see conformance.features).
+    fields: frozenset[str] | None = None
     #: The first hang or crash of the driver: every later example stops at once, since a
     #: broken driver cannot be trusted (or waited for) again.
     broken: DriverBroke | None = None
@@ -141,7 +145,7 @@ class OverlayMachine(RuleBasedStateMachine):
         actual_upper: LayerImage | None,
         actual_lowers: tuple[LayerImage, ...],
     ) -> list[Divergence]:
-        found = compare_views(expected_view, actual_view, self.view_inodes)
+        found = compare_views(expected_view, actual_view, self.view_inodes, self.fields)
         if not compares_upper(self.driver):
             pass  # the profile says this driver's upper layer cannot be decoded
         elif expected_upper is not None and actual_upper is not None:
@@ -237,9 +241,22 @@ class OverlayMachine(RuleBasedStateMachine):
         self.apply(ops.Remount())
 
 
-def machine_for(driver: Driver, options: Options) -> type[OverlayMachine]:
+#: The rule method names of the machine.
+RULES: frozenset[str] = frozenset(
+    name for name, member in vars(OverlayMachine).items() if hasattr(member, RULE_MARKER)
+)
+
+
+def machine_for(
+    driver: Driver, options: Options, feature: Feature | None = None
+) -> type[OverlayMachine]:
     """A machine class bound to ``driver`` and ``options`` (a read-only mount needs two
-    lowers: the kernel refuses one lower without an upper, obs M.20)."""
+    lowers: the kernel refuses one lower without an upper, obs M.20).
+
+    With a ``feature``, only its rules run (the others are set to None in the subclass:
+    Hypothesis collects rules with inspect.getmembers and skips members without its
+    marker) and only its fields of the view are compared.
+    """
     min_lowers = 2 if options.read_only else 1
 
     class Machine(OverlayMachine):
@@ -249,18 +266,30 @@ def machine_for(driver: Driver, options: Options) -> type[OverlayMachine]:
 
     Machine.options = options
     Machine.driver = driver
+    if feature is not None:
+        unknown = feature.rules - RULES
+        if unknown:
+            raise ValueError(f"feature {feature.id!r}: no rules named {sorted(unknown)}")
+        for name in RULES - feature.rules:
+            setattr(Machine, name, None)
+        Machine.fields = feature.fields
     Machine.__name__ = Machine.__qualname__ = "OverlayMachine"
     return Machine
 
 
-def run_machine(driver: Driver, options: Options, run_settings: settings | None = None) -> None:
+def run_machine(
+    driver: Driver,
+    options: Options,
+    run_settings: settings | None = None,
+    feature: Feature | None = None,
+) -> None:
     """Run the lockstep machine for one driver and option set.
 
     Raises Diverged (with Hypothesis's shrunk program) on a divergence, and DriverBroke
     ("hung at step N" / "crashed at step N", with the program up to there) when the driver
     broke: that one is not shrunk, since the broken driver cannot replay anything.
     """
-    machine = machine_for(driver, options)
+    machine = machine_for(driver, options, feature)
     try:
         run_state_machine_as_test(machine, settings=run_settings)
     except BaseException:

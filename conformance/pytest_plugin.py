@@ -13,7 +13,8 @@ Options (group "unionspec"):
   default when the ``CI`` environment variable is set, since a skip in CI hides a gap.
 
 Fixtures: ``driver`` (one per ``--driver``, closed after the test) and
-``conformance_settings`` (the Hypothesis settings of the chosen budget).
+``conformance_settings`` (the Hypothesis settings of the chosen budget) and
+``feature_settings`` (those of one feature's machine, :mod:`conformance.features`).
 """
 
 from __future__ import annotations
@@ -114,3 +115,10 @@ def conformance_settings(request: pytest.FixtureRequest) -> Any:
     from conformance.settings import profile
 
     return profile(request.config.getoption(BUDGET_OPTION))
+
+
+@pytest.fixture
+def feature_settings(request: pytest.FixtureRequest) -> Any:
+    from conformance.settings import feature_profile
+
+    return feature_profile(request.config.getoption(BUDGET_OPTION))

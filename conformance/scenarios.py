@@ -8,6 +8,7 @@ the reference to the documented behaviour too, not only the driver to the refere
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -16,6 +17,9 @@ from reference import ops
 from reference.layer import DirSpec, FileSpec, LayerSpec, StackSpec
 from reference.options import Options
 from reference.outcome import Err, Ok, Outcome
+
+if TYPE_CHECKING:
+    from conformance.features import Feature
 
 
 @attrs.frozen
@@ -150,11 +154,14 @@ SCENARIOS: tuple[Scenario, ...] = (
 )
 
 
-def run_scenario(driver: Driver, scenario: Scenario, options: Options) -> None:
-    """Run ``scenario`` on ``driver`` in lockstep with the reference; raise on divergence."""
+def run_scenario(
+    driver: Driver, scenario: Scenario, options: Options, feature: Feature | None = None
+) -> None:
+    """Run ``scenario`` on ``driver`` in lockstep with the reference; raise on divergence.
+    With a ``feature``, the view comparison checks only that feature's fields."""
     from conformance.machine import machine_for
 
-    machine = machine_for(driver, options)()
+    machine = machine_for(driver, options, feature)()
     machine.mount(scenario.stack)
     machine.agrees_with_reference()
     for number, step in enumerate(scenario.steps, 1):

@@ -17,10 +17,20 @@ BUDGETS: dict[str, dict[str, object]] = {
     "deep": {"max_examples": 1000, "stateful_step_count": 60},
 }
 
+#: Per feature (conformance.features): a focused machine needs fewer examples, and there are
+#: twelve of them per option set.
+FEATURE_BUDGETS: dict[str, dict[str, object]] = {
+    "quick": {"max_examples": 6, "stateful_step_count": 15},
+    "standard": {"max_examples": 40, "stateful_step_count": 30},
+    "deep": {"max_examples": 300, "stateful_step_count": 60},
+}
+
 
 def register_profiles(root: Path) -> None:
     database = DirectoryBasedExampleDatabase(str(root / ".hypothesis" / "examples"))
-    for name, values in BUDGETS.items():
+    profiles = {name: values for name, values in BUDGETS.items()}
+    profiles.update({f"{name}-feature": values for name, values in FEATURE_BUDGETS.items()})
+    for name, values in profiles.items():
         settings.register_profile(
             f"unionspec-{name}",
             deadline=None,
@@ -33,3 +43,8 @@ def register_profiles(root: Path) -> None:
 
 def profile(budget: str) -> settings:
     return settings.get_profile(f"unionspec-{budget}")
+
+
+def feature_profile(budget: str) -> settings:
+    """The settings of one feature's machine under ``budget``."""
+    return settings.get_profile(f"unionspec-{budget}-feature")

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from conformance.claims import unclaimed_reason
-from conformance.machine import run_machine
+from conformance.features import FEATURES, Feature
+from conformance.machine import RULES, machine_for, run_machine
 from conformance.scenarios import SCENARIOS, Scenario, run_scenario
 from reference.options import MATRIX, Options
 
@@ -29,6 +30,49 @@ CASES = [
 def test_scenario(driver, scenario: Scenario, options: Options) -> None:
     _skip_unclaimed(driver, options)
     run_scenario(driver, scenario, options)
+
+
+FEATURE_CASES = [
+    pytest.param(feature, options, id=f"{feature.id}+{options.test_id}")
+    for feature in FEATURES
+    for options in MATRIX
+]
+
+
+@pytest.mark.parametrize(("feature", "options"), FEATURE_CASES)
+def test_feature(driver, feature: Feature, options: Options, feature_settings) -> None:
+    """One feature: its named scenarios, then its focused machine (its rules, its fields)."""
+    _skip_unclaimed(driver, options)
+    by_id = {scenario.id: scenario for scenario in SCENARIOS}
+    for scenario_id in feature.scenarios:
+        if by_id[scenario_id].applies(options):
+            run_scenario(driver, by_id[scenario_id], options, feature)
+    run_machine(driver, options, feature_settings, feature)
+
+
+def test_features_name_rules_and_scenarios_that_exist() -> None:
+    known = {scenario.id for scenario in SCENARIOS}
+    for feature in FEATURES:
+        assert feature.rules and feature.rules <= RULES, feature.id
+        assert set(feature.scenarios) <= known, feature.id
+    assert {s for f in FEATURES for s in f.scenarios} == known
+
+
+def test_a_feature_machine_has_only_its_rules() -> None:
+    from adapters import registry
+
+    feature = next(f for f in FEATURES if f.id == "xattrs")
+    driver = registry.make("reference")
+    try:
+        machine = machine_for(driver, MATRIX[0], feature)
+        names = {r.function.__name__ for r in machine.setup_state().rules}
+        assert names == feature.rules
+        assert machine.fields == feature.fields
+        full = machine_for(driver, MATRIX[0])
+        assert {r.function.__name__ for r in full.setup_state().rules} == RULES
+        assert full.fields is None
+    finally:
+        driver.close()
 
 
 def _skip_unclaimed(driver, options: Options) -> None:

@@ -1,0 +1,121 @@
+"""Features as data: each a focused state machine (a subset of the rules of
+:class:`conformance.machine.OverlayMachine`) plus its named scenarios, so one divergence
+does not hide the others.
+
+``rules`` are rule method names of the machine (the ``mount_layers`` initializer always
+runs). ``fields`` names the per-path fields of the merged view the comparison checks
+(EntryView field names, plus ``st_ino`` for the inode renaming); None checks them all.
+Whether a path exists is always checked, and the upper and lower layers are always
+compared (unless the profile says the upper cannot be decoded). ``nlink`` and ``st_ino``
+belong to "metadata" and "hardlinks" only: a driver that reports a different st_nlink for
+merged directories fails those two, not "whiteouts".
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from conformance.scenarios import SCENARIOS
+
+
+@attrs.frozen
+class Feature:
+    id: str
+    title: str
+    rules: frozenset[str]
+    fields: frozenset[str] | None
+    scenarios: tuple[str, ...] = ()
+
+
+#: Every field of the view (EntryView's fields and the st_ino renaming).
+ALL_FIELDS = frozenset(
+    {"kind", "mode", "uid", "gid", "nlink", "data", "target", "xattrs", "st_ino"}
+)
+#: What every feature but metadata and hardlinks checks.
+WITHOUT_LINK_COUNTS = ALL_FIELDS - {"nlink", "st_ino"}
+
+READS = frozenset({"stat", "read", "readdir", "readlink", "getxattr", "listxattr"})
+
+
+def _f(
+    id: str,
+    title: str,
+    rules: set[str] | frozenset[str],
+    fields: frozenset[str] | None = WITHOUT_LINK_COUNTS,
+    scenarios: tuple[str, ...] = (),
+) -> Feature:
+    return Feature(id, title, frozenset(rules), fields, scenarios)
+
+
+FEATURES: tuple[Feature, ...] = (
+    _f(
+        "read-precedence",
+        "The topmost layer that has a name wins; directories merge",
+        READS | {"remount"},
+        scenarios=("read-precedence-3-layers",),
+    ),
+    _f(
+        "copy-up",
+        "The first change to a lower entry copies it up, once",
+        {"write", "truncate", "chmod", "chown", "setxattr", "stat", "read", "getxattr"},
+        scenarios=("copy-up-once",),
+    ),
+    _f(
+        "whiteouts",
+        "Removing a lower name leaves a whiteout that hides it, across remount",
+        {"unlink", "rmdir", "stat", "read", "readdir", "remount"},
+        scenarios=("unlink-whiteout-persists",),
+    ),
+    _f(
+        "opaque-directories",
+        "A directory made over a removed one hides the lower contents",
+        {"rmdir", "mkdir", "unlink", "readdir"},
+        scenarios=("rmdir-mkdir-opaque",),
+    ),
+    _f(
+        "file-rename",
+        "Renaming files (and whiteouts left at the source)",
+        {"rename", "unlink", "stat", "read", "readdir"},
+    ),
+    _f(
+        "directory-rename",
+        "Renaming directories: EXDEV or a redirect",
+        {"rename", "mkdir", "rmdir", "readdir"},
+        scenarios=("dir-rename-exdev", "dir-rename-redirect"),
+    ),
+    _f(
+        "hardlinks",
+        "Hardlinks share an inode, across copy-up",
+        {"link", "unlink", "write", "stat"},
+        fields=None,
+    ),
+    _f(
+        "xattrs",
+        "Extended attributes: set, get, list, remove",
+        {"setxattr", "getxattr", "listxattr", "removexattr"},
+    ),
+    _f("metadata", "Mode, owner, link counts, inode numbers", {"chmod", "chown", "stat"}, None),
+    _f("readdir", "Directory listings", {"readdir", "mkdir", "unlink", "rmdir"}),
+    _f(
+        "special-files",
+        "FIFOs and symlinks",
+        {"mkfifo", "symlink", "readlink", "read"},
+    ),
+    _f(
+        "persistence",
+        "What was changed is the same after a remount",
+        {"remount", "write", "mkdir", "unlink", "setxattr"},
+    ),
+)
+
+BY_ID: dict[str, Feature] = {feature.id: feature for feature in FEATURES}
+
+
+def _check() -> None:
+    named = {scenario.id for scenario in SCENARIOS}
+    for feature in FEATURES:
+        assert set(feature.scenarios) <= named, feature
+        assert feature.fields is None or feature.fields <= ALL_FIELDS, feature
+
+
+_check()
