@@ -52,7 +52,7 @@ from reference import ops
 from reference.layer import LayerSpec, StackSpec, build
 from reference.options import Options
 from reference.outcome import Err, Ok, err_from_oserror
-from reference.view import UNREACHABLE, EntryView, View
+from reference.view import ROOT_ENTRY, UNREACHABLE, EntryView, View, observation_error
 
 BASE = "/tmp/unionspec"
 MNT = f"{BASE}/mnt"
@@ -243,36 +243,67 @@ HANDLERS: dict[type, Callable[[Any], Any]] = {
 
 def merged_view() -> View:
     """Walk the merged tree from ``/`` (we are inside the chroot), never following links.
-    A name readdir lists but lstat does not find is recorded as UNREACHABLE, with no inode."""
+
+    A name readdir lists but lstat does not find is recorded as UNREACHABLE, with no inode.
+    Any other errno while observing a name (or listing a directory) is recorded as an
+    ``error`` entry naming it, so the comparison reports it as a divergence at that path
+    (a failed listing of the root is recorded at "."). ENOTCONN is not caught here: a dead
+    FUSE mount is a crashed driver, not a divergence.
+    """
     entries: dict[str, EntryView] = {}
     inodes: dict[str, int] = {}
     pending = [""]
     while pending:
         rel_dir = pending.pop()
-        for name in sorted(os.listdir("/" + rel_dir)):
+        try:
+            names = sorted(os.listdir("/" + rel_dir))
+        except OSError as exc:
+            _reraise_dead_mount(exc)
+            entries[rel_dir or ROOT_ENTRY] = observation_error(_errno_name(exc))
+            continue
+        for name in names:
             rel = f"{rel_dir}/{name}" if rel_dir else name
-            path = "/" + rel
             try:
-                st = os.lstat(path)
+                entry, st = _observe("/" + rel)
             except FileNotFoundError:
                 # listed by readdir, not found by lookup (a whiteout in an unmerged dir)
                 entries[rel] = UNREACHABLE
                 continue
-            kind = kind_of(st.st_mode)
-            entries[rel] = EntryView(
-                kind=kind,
-                mode=stat.S_IMODE(st.st_mode),
-                uid=st.st_uid,
-                gid=st.st_gid,
-                nlink=st.st_nlink,
-                data=read_all(path) if kind == "file" else b"",
-                target=os.readlink(path) if kind == "symlink" else "",
-                xattrs=user_xattrs(path) if kind in ("file", "dir") else (),
-            )
+            except OSError as exc:
+                _reraise_dead_mount(exc)
+                entries[rel] = observation_error(_errno_name(exc))
+                continue
+            entries[rel] = entry
             inodes[rel] = st.st_ino
-            if kind == "dir":
+            if entry.kind == "dir":
                 pending.append(rel)
     return View(entries=entries, inodes=inodes)
+
+
+def _observe(path: str) -> tuple[EntryView, os.stat_result]:
+    """One name of the merged view, as lstat, read, readlink and listxattr give it."""
+    st = os.lstat(path)
+    kind = kind_of(st.st_mode)
+    entry = EntryView(
+        kind=kind,
+        mode=stat.S_IMODE(st.st_mode),
+        uid=st.st_uid,
+        gid=st.st_gid,
+        nlink=st.st_nlink,
+        data=read_all(path) if kind == "file" else b"",
+        target=os.readlink(path) if kind == "symlink" else "",
+        xattrs=user_xattrs(path) if kind in ("file", "dir") else (),
+    )
+    return entry, st
+
+
+def _reraise_dead_mount(exc: OSError) -> None:
+    if exc.errno == errno.ENOTCONN:
+        raise exc
+
+
+def _errno_name(exc: OSError) -> str:
+    return errno.errorcode.get(exc.errno or 0, str(exc.errno))
 
 
 class Executor:

@@ -47,6 +47,8 @@ PR_SET_PDEATHSIG = 1
 START_TIMEOUT = 60.0
 #: How long close() waits for the executor to unmount and exit before killing it.
 CLOSE_GRACE = 5.0
+#: How long to wait for a killed executor to be reaped before giving up on it.
+REAP_WAIT = 10.0
 #: The directory that holds the ``adapters`` package (the executor's working directory).
 PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
 
@@ -81,7 +83,8 @@ def _private_namespace(parent: int) -> Any:
 
 
 def _shutdown(proc: subprocess.Popen[bytes], conn: Connection, grace: float) -> None:
-    """Ask the executor to unmount and exit; kill it (by PID) if it does not. Idempotent."""
+    """Ask the executor to unmount and exit; kill its process group if it does not.
+    Idempotent."""
     try:
         if proc.poll() is None:
             answered = False
@@ -93,11 +96,30 @@ def _shutdown(proc: subprocess.Popen[bytes], conn: Connection, grace: float) -> 
             if answered:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(grace)
-            if proc.poll() is None:
-                proc.kill()  # Popen.kill: SIGKILL to this PID only, never to a reaped one
-            proc.wait()
+        kill_executor(proc)
     finally:
         conn.close()
+
+
+def kill_executor(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the executor's process group, then reap the executor (bounded wait).
+
+    The group is the session the executor leads (``start_new_session``): the executor and
+    the processes it forked without a session of their own, i.e. the FUSE *holder*, PID 1
+    of the daemons' PID namespace. Only processes this driver started, addressed by the
+    executor's PID while it is unreaped, so the group cannot be anyone else's. Killing the
+    executor alone is not enough: blocked in a FUSE request that a stopped daemon has
+    already read, it sleeps uninterruptibly with SIGKILL pending (observed: D state in
+    ``request_wait_answer``) until the daemon dies, and the daemon dies only when the
+    holder does (the kernel then kills its whole PID namespace, closing /dev/fuse).
+    """
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    # Still alive after the whole group got SIGKILL means stuck in the kernel: leave it to
+    # its pending SIGKILL rather than hang the run.
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(REAP_WAIT)
 
 
 class SandboxedDriver:
@@ -244,8 +266,6 @@ class SandboxedDriver:
     def _die(self, why: str) -> int | None:
         """Kill the executor (by PID), reap it and mark the driver broken."""
         self._broken = why
-        with contextlib.suppress(OSError):
-            self._proc.kill()
-        self._proc.wait()
+        kill_executor(self._proc)
         self._finalize()
         return self._proc.returncode

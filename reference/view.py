@@ -18,6 +18,11 @@ class EntryView:
     ``kind`` is file, dir, symlink, fifo, or ``unreachable``: readdir lists the name but
     lookup gives ENOENT (a whiteout in a directory that is not merged, which readdir passes
     through unfiltered; observed on this kernel). An unreachable entry has no other fields.
+
+    ``kind`` is ``error`` when observing the name failed with an errno other than ENOENT
+    (``target`` holds the errno name, e.g. fuse-overlayfs 1.10 answering ENOMEM to a
+    readdir): what a driver cannot show is a divergence, never a silent gap. The reference
+    never produces one.
     """
 
     kind: str
@@ -32,6 +37,15 @@ class EntryView:
 
 #: The EntryView of a name readdir lists and lookup does not find.
 UNREACHABLE = EntryView(kind="unreachable", mode=0, uid=0, gid=0, nlink=0)
+
+
+def observation_error(errno_name: str) -> EntryView:
+    """The EntryView of a name whose observation failed with ``errno_name``."""
+    return EntryView(kind="error", mode=0, uid=0, gid=0, nlink=0, target=errno_name)
+
+
+#: Where a failed listing of the mount's root is recorded (no real path is ".").
+ROOT_ENTRY = "."
 
 
 @attrs.frozen

@@ -13,6 +13,7 @@ from hypothesis import settings
 from adapters.base import DriverUnavailable
 from adapters.registry import make
 from conformance.machine import DriverBroke, run_machine
+from reference import ops
 from reference.options import Options
 
 RUN = settings(
@@ -30,18 +31,20 @@ def _driver(name: str):
 
 
 class BreaksAfter:
-    """Passes operations to ``driver``; before operation number ``after`` (counted over the
-    whole run) it runs ``sabotage``: a real signal to a real process. The settings are
-    derandomized, so every run draws the same operations and a known divergence of the
-    driver cannot come first by chance."""
+    """Passes operations to ``driver``; before the first operation from number ``after`` on
+    (counted over the whole run) that is not a remount, it runs ``sabotage``: a real signal
+    to a real process (a remount would start a fresh daemon and hide a killed one). The
+    settings are derandomized, so every run draws the same operations and a known
+    divergence of the driver cannot come first by chance."""
 
     def __init__(self, driver, after: int, sabotage) -> None:
         self.driver, self.after, self.sabotage = driver, after, sabotage
-        self.name, self.calls = driver.name, 0
+        self.name, self.calls, self.done = driver.name, 0, False
 
     def run(self, op):
         self.calls += 1
-        if self.calls == self.after:
+        if self.calls >= self.after and not self.done and not isinstance(op, ops.Remount):
+            self.done = True
             self.sabotage(self.driver)
         return self.driver.run(op)
 
@@ -72,14 +75,25 @@ def _stop_fuse_daemon(driver) -> None:
         os.kill(pid, signal.SIGSTOP)
 
 
+def _kill_fuse_daemon(driver) -> None:
+    for pid in driver.daemon_pids():
+        os.kill(pid, signal.SIGKILL)
+
+
 @pytest.mark.parametrize(
     ("name", "sabotage", "verdict"),
     [
         ("kernel", _stop_executor, "hung"),
         ("kernel", _kill_executor, "crashed"),
         ("fuse-overlayfs", _stop_fuse_daemon, "hung"),
+        ("fuse-overlayfs", _kill_fuse_daemon, "crashed"),
     ],
-    ids=["kernel-stopped", "kernel-killed", "fuse-overlayfs-daemon-stopped"],
+    ids=[
+        "kernel-stopped",
+        "kernel-killed",
+        "fuse-overlayfs-daemon-stopped",
+        "fuse-overlayfs-daemon-killed",
+    ],
 )
 def test_a_broken_driver_gets_a_verdict_naming_the_step(name, sabotage, verdict) -> None:
     real = _driver(name)
