@@ -292,7 +292,29 @@ def run_machine(
     machine = machine_for(driver, options, feature)
     try:
         run_state_machine_as_test(machine, settings=run_settings)
-    except BaseException:
+    except BaseException as exc:
         if machine.broken is not None:
             raise machine.broken from None
+        if isinstance(exc, BaseExceptionGroup):
+            leaves = _leaves(exc)
+            if all(isinstance(leaf, AssertionError) for leaf in leaves):
+                # Hypothesis found several distinct divergences: one Diverged with each
+                # shrunk program (a caller catching AssertionError must not lose them).
+                raise Diverged(
+                    f"{len(leaves)} distinct divergences:\n\n"
+                    + "\n\n".join(_with_notes(leaf) for leaf in leaves)
+                ) from None
         raise
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        found += _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
+    return found
+
+
+def _with_notes(exc: BaseException) -> str:
+    """The exception and Hypothesis's notes (the falsifying program)."""
+    notes = getattr(exc, "__notes__", [])
+    return "\n".join([f"{type(exc).__name__}: {exc}", *notes]).strip()

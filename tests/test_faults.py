@@ -29,3 +29,24 @@ def test_seeded_fault_is_detected(fault: str) -> None:
     # when it removes an xattr its broken copy-up lost): both are detections.
     with pytest.raises((Diverged, LookupError)):
         run_machine(FaultyDriver(fault), Options(), DETECT)
+
+
+
+def test_several_distinct_divergences_are_one_diverged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hypothesis reports distinct failures as an ExceptionGroup; run_machine turns it into
+    one Diverged with every shrunk program, so a caller catching AssertionError (certify)
+    does not lose them."""
+    from conformance import machine
+
+    first, second = Diverged("Truncate: differs"), Diverged("Chown: differs")
+    first.add_note("Falsifying example: program one")
+    second.add_note("Falsifying example: program two")
+
+    def hypothesis_found_two(*args: object, **kwargs: object) -> None:
+        raise ExceptionGroup("Hypothesis found 2 distinct failures.", [first, second])
+
+    monkeypatch.setattr(machine, "run_state_machine_as_test", hypothesis_found_two)
+    with pytest.raises(Diverged, match="2 distinct divergences") as info:
+        run_machine(FaultyDriver("truncate-to-zero"), Options(), DETECT)
+    for text in ("Truncate: differs", "program one", "Chown: differs", "program two"):
+        assert text in str(info.value)
