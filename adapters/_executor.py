@@ -241,15 +241,32 @@ HANDLERS: dict[type, Callable[[Any], Any]] = {
 }
 
 
+def unreadable(exc: OSError, what: str) -> EntryView:
+    """What the view records where the driver answers an observation with an error (not
+    ENOTCONN: that is a crash): an entry of its own kind, so the comparison reports it as
+    a divergence with the errno instead of the observation failing."""
+    if exc.errno == errno.ENOTCONN:
+        raise exc
+    name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    return EntryView(kind=f"{what} gives {name}", mode=0, uid=0, gid=0, nlink=0)
+
+
 def merged_view() -> View:
     """Walk the merged tree from ``/`` (we are inside the chroot), never following links.
-    A name readdir lists but lstat does not find is recorded as UNREACHABLE, with no inode."""
+    A name readdir lists but lstat does not find is recorded as UNREACHABLE, with no inode.
+    A directory that cannot be listed is recorded as ``<dir>/`` (``/`` for the root) with
+    the errno (:func:`unreadable`); so is an entry whose lstat, data or xattrs fail."""
     entries: dict[str, EntryView] = {}
     inodes: dict[str, int] = {}
     pending = [""]
     while pending:
         rel_dir = pending.pop()
-        for name in sorted(os.listdir("/" + rel_dir)):
+        try:
+            names = sorted(os.listdir("/" + rel_dir))
+        except OSError as exc:
+            entries[rel_dir + "/"] = unreadable(exc, "readdir")
+            continue
+        for name in names:
             rel = f"{rel_dir}/{name}" if rel_dir else name
             path = "/" + rel
             try:
@@ -258,17 +275,24 @@ def merged_view() -> View:
                 # listed by readdir, not found by lookup (a whiteout in an unmerged dir)
                 entries[rel] = UNREACHABLE
                 continue
+            except OSError as exc:
+                entries[rel] = unreadable(exc, "lstat")
+                continue
             kind = kind_of(st.st_mode)
-            entries[rel] = EntryView(
-                kind=kind,
-                mode=stat.S_IMODE(st.st_mode),
-                uid=st.st_uid,
-                gid=st.st_gid,
-                nlink=st.st_nlink,
-                data=read_all(path) if kind == "file" else b"",
-                target=os.readlink(path) if kind == "symlink" else "",
-                xattrs=user_xattrs(path) if kind in ("file", "dir") else (),
-            )
+            try:
+                entries[rel] = EntryView(
+                    kind=kind,
+                    mode=stat.S_IMODE(st.st_mode),
+                    uid=st.st_uid,
+                    gid=st.st_gid,
+                    nlink=st.st_nlink,
+                    data=read_all(path) if kind == "file" else b"",
+                    target=os.readlink(path) if kind == "symlink" else "",
+                    xattrs=user_xattrs(path) if kind in ("file", "dir") else (),
+                )
+            except OSError as exc:
+                entries[rel] = unreadable(exc, "reading it")
+                continue
             inodes[rel] = st.st_ino
             if kind == "dir":
                 pending.append(rel)

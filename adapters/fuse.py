@@ -19,9 +19,13 @@ filled in with:
 
 Read-only runs (no upper): the profile's ``ro_template`` if it has one; otherwise the
 template with every comma-separated item that mentions ``{upperdir}`` or ``{workdir}``
-dropped (``-o lowerdir={lowerdir},upperdir={upperdir},workdir={workdir}{options}`` becomes
-``-o lowerdir={lowerdir}{options}``). When a word would be left empty or still mention
-them, the template has no read-only form and a read-only mount fails saying so.
+dropped and ``ro`` added (``-o lowerdir={lowerdir},upperdir={upperdir},workdir={workdir}{options}``
+becomes ``-o lowerdir={lowerdir},ro{options}``). The FUSE mount must be read-only itself,
+as the kernel's overlay without upper is (SB_RDONLY): otherwise the VFS looks the last
+name up before the driver can refuse, and ``rmdir`` of a missing name gives ENOENT where
+the kernel gives EROFS (checked by hand with fuse-overlayfs and unionfs-fuse). When a
+word would be left empty or still mention them, the template has no read-only form and a
+read-only mount fails saying so.
 
 Failures: a command that exits before mounting or never mounts is a :class:`DriverFailure`
 with its last stderr line; a driver whose mount answers ENOTCONN is a
@@ -109,13 +113,16 @@ def read_only_words(words: list[str]) -> list[str] | None:
             continue
         items = word.split(",")
         kept = [i for i in items if "{upperdir}" not in i and "{workdir}" not in i]
+        if not kept or kept == ["{options}"] or any(i.endswith("=") for i in kept):
+            return None
+        # The FUSE mount itself is read-only, as the kernel's overlay without an upper
+        # is (SB_RDONLY): the VFS then refuses writes before it looks the last name up.
+        kept.append("ro")
         # "{options}" glued to a dropped item ("workdir={workdir}{options}") is kept.
         for item in items:
             if item not in kept and "{options}" in item:
                 kept.append("{options}")
         joined = ",".join(kept).replace(",{options}", "{options}")
-        if not joined or joined == "{options}" or joined.endswith("="):
-            return None
         result.append(joined)
     return result
 

@@ -144,7 +144,7 @@ def test_read_only_form_drops_upper_and_work() -> None:
     assert read_only_words(words) == [
         "fuse-overlayfs",
         "-o",
-        "lowerdir={lowerdir}{options}",
+        "lowerdir={lowerdir},ro{options}",
         "{mountpoint}",
     ]
     assert read_only_words(parse_template("u {upperdir}=RW:{lowerdir} {mountpoint}")) is None
