@@ -155,6 +155,30 @@ def _host_problem() -> str | None:
     return None
 
 
+def profile_version(profile: Profile) -> str | None:
+    """The first line of ``profile.version_command``'s output that mentions "version"
+    (not libfuse's or fusermount's), or None."""
+    if not profile.version_command:
+        return None
+    try:
+        done = subprocess.run(
+            shlex.split(profile.version_command),
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+    lines = [
+        line.strip()
+        for line in (done.stdout + done.stderr).splitlines()
+        if "version" in line and "FUSE library" not in line and "fusermount" not in line
+    ]
+    return lines[0] if lines else None
+
+
 class FuseDriver(SandboxedDriver):
     """Any FUSE overlay driver, from a command template and a :class:`Profile`."""
 
@@ -224,25 +248,7 @@ class FuseDriver(SandboxedDriver):
 
     def version(self) -> str | None:
         """The driver's version as its profile's ``version_command`` prints it."""
-        if not self.profile.version_command:
-            return None
-        try:
-            done = subprocess.run(
-                shlex.split(self.profile.version_command),
-                capture_output=True,
-                text=True,
-                timeout=10,
-                check=False,
-                stdin=subprocess.DEVNULL,
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        lines = [
-            line.strip()
-            for line in (done.stdout + done.stderr).splitlines()
-            if "version" in line and "FUSE library" not in line and "fusermount" not in line
-        ]
-        return lines[0] if lines else None
+        return profile_version(self.profile)
 
     def __enter__(self) -> FuseDriver:
         return self
@@ -267,6 +273,10 @@ class _Preset(FuseDriver):
     def preset_profile(cls) -> Profile:
         override = _configured()[1]
         return load_profile(override or PROFILES / f"{cls.preset}.toml")
+
+    @classmethod
+    def installed_version(cls) -> str | None:
+        return profile_version(cls.preset_profile())
 
     def __init__(self, timeout: float = 30.0) -> None:
         profile = self.preset_profile()
@@ -301,6 +311,10 @@ class GenericFuseDriver(FuseDriver):
         cmd, profile_path = _configured()
         profile = load_profile(profile_path) if profile_path else Profile(name="fuse")
         return cmd or profile.template or None, profile
+
+    @classmethod
+    def installed_version(cls) -> str | None:
+        return profile_version(cls.configured()[1])
 
     def __init__(self, timeout: float = 30.0) -> None:
         template, profile = self.configured()

@@ -18,6 +18,7 @@ from hypothesis import settings
 
 from adapters import registry
 from adapters.base import Driver, DriverFailure, DriverUnavailable
+from conformance import expectations
 from conformance.claims import unclaimed_reason
 from conformance.features import FEATURES, Feature
 from conformance.machine import DriverBroke, run_machine
@@ -39,7 +40,15 @@ class Verdict:
 
 
 #: Worst last: a feature's cell is the worst verdict over its option sets.
-SEVERITY = {CONFORMS: 0, UNCLAIMED: 1, SKIPPED: 2, DIVERGES: 3, "hung": 4, "crashed": 4}
+SEVERITY = {
+    CONFORMS: 0,
+    UNCLAIMED: 1,
+    SKIPPED: 2,
+    expectations.EXPECTED: 2,
+    DIVERGES: 3,
+    "hung": 4,
+    "crashed": 4,
+}
 
 
 def _failure_text(exc: BaseException) -> str:
@@ -68,6 +77,7 @@ def certify_cell(
         verdict, detail = DIVERGES, _failure_text(exc)
     else:
         verdict, detail = CONFORMS, ""
+    verdict, detail = expectations.settle(driver.name, name, options.label, verdict, detail)
     return Verdict(
         driver.name, options.label, verdict, detail, time.monotonic() - started, name
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from conformance import expectations
 from conformance.claims import unclaimed_reason
 from conformance.features import FEATURES, Feature
 from conformance.machine import RULES, machine_for, run_machine
@@ -15,6 +16,7 @@ from reference.options import MATRIX, Options
 @pytest.mark.parametrize("options", MATRIX, ids=lambda o: o.test_id)
 def test_state_machine(driver, options: Options, conformance_settings) -> None:
     _skip_unclaimed(driver, options)
+    _replay_expected(driver, "", options)
     run_machine(driver, options, conformance_settings)
 
 
@@ -41,8 +43,11 @@ FEATURE_CASES = [
 
 @pytest.mark.parametrize(("feature", "options"), FEATURE_CASES)
 def test_feature(driver, feature: Feature, options: Options, feature_settings) -> None:
-    """One feature: its named scenarios, then its focused machine (its rules, its fields)."""
+    """One feature: the reproducers of its known divergences (conformance/expectations.toml:
+    the item is then a strict xfail), its named scenarios, then its focused machine (its
+    rules, its fields)."""
     _skip_unclaimed(driver, options)
+    _replay_expected(driver, feature.id, options, feature)
     by_id = {scenario.id: scenario for scenario in SCENARIOS}
     for scenario_id in feature.scenarios:
         if by_id[scenario_id].applies(options):
@@ -73,6 +78,15 @@ def test_a_feature_machine_has_only_its_rules() -> None:
         assert full.fields is None
     finally:
         driver.close()
+
+
+def _replay_expected(
+    driver, feature_id: str, options: Options, feature: Feature | None = None
+) -> None:
+    """Replay the recorded reproducers first, so a strict xfail does not depend on what
+    the exploration draws."""
+    for expectation in expectations.matching(driver.name, feature_id, options.label):
+        expectations.replay(driver, expectation, options, feature)
 
 
 def _skip_unclaimed(driver, options: Options) -> None:
