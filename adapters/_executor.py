@@ -49,7 +49,7 @@ from adapters.layerdisk import (
     write_layer,
 )
 from reference import ops
-from reference.layer import LayerSpec, StackSpec, build
+from reference.layer import Inode, LayerSpec, StackSpec, build
 from reference.options import Options
 from reference.outcome import Err, Ok, err_from_oserror
 from reference.view import UNREACHABLE, EntryView, View
@@ -123,10 +123,14 @@ def umount(target: str) -> None:
         _check(_libc.umount2(target.encode(), MNT_DETACH), f"umount -l {target}")
 
 
-def overlay_options(n_lowers: int, options: Options) -> str:
+def lower_dirs(n_lowers: int) -> list[str]:
+    """The lower directories of a stack of ``n_lowers`` layers, top first."""
+    return [f"{BASE}/l{i}" for i in range(n_lowers)]
+
+
+def overlay_options(lowers: list[str], options: Options) -> str:
     """The full option string: every feature passed explicitly, never a module default."""
-    lowers = ":".join(f"{BASE}/l{i}" for i in range(n_lowers))
-    parts = [f"lowerdir={lowers}"]
+    parts = [f"lowerdir={':'.join(lowers)}"]
     if not options.read_only:
         parts += [f"upperdir={UPPER}", f"workdir={WORK}"]
     onoff = {True: "on", False: "off"}
@@ -149,8 +153,8 @@ class KernelMount:
     def __init__(self) -> None:
         self.options_string = ""
 
-    def start(self, n_lowers: int, options: Options) -> None:
-        self.options_string = overlay_options(n_lowers, options)
+    def start(self, lowers: list[str], options: Options) -> None:
+        self.options_string = overlay_options(lowers, options)
         mount("overlay", MNT, "overlay", 0, self.options_string)
 
     def restart(self) -> None:
@@ -329,20 +333,42 @@ class Executor:
 
     # --- requests -------------------------------------------------------------------------
 
-    def do_mount(self, stack: StackSpec, options: Options) -> None:
+    def do_mount(self, stack: StackSpec, options: Options, upper: Inode | None = None) -> None:
+        """Write the layers and mount them. ``upper``: an upper layer to start from (written
+        in the kernel's form) instead of an empty one; read-only, it becomes the top lower
+        (layers stacked as a container image is)."""
         self.unmount()
         self.stack = self.options = None
         shutil.rmtree(BASE, ignore_errors=True)
         os.mkdir(BASE, 0o755)
         for i, spec in enumerate(stack.lowers):
             write_layer(build(spec), f"{BASE}/l{i}")
-        if not options.read_only:
-            write_layer(build(LayerSpec()), UPPER)
+        lowers = lower_dirs(len(stack.lowers))
+        if not options.read_only or upper is not None:
+            write_layer(upper if upper is not None else build(LayerSpec()), UPPER)
             os.mkdir(WORK, 0o755)
+        if options.read_only and upper is not None:
+            lowers.insert(0, UPPER)
         os.mkdir(MNT, 0o755)
-        self.mounter.start(len(stack.lowers), options)
+        self.mounter.start(lowers, options)
         self.mounted = True
         self.stack, self.options = stack, options
+
+    def do_switch(self, kind: str, settings: dict[str, Any], options: Options) -> None:
+        """Layer interchange: unmount, and mount the same layers with another mounter and a
+        fresh work directory; read-only, the upper becomes the top lower."""
+        if self.stack is None or self.options is None or self.options.read_only:
+            raise RuntimeError("switch needs a read-write mount to hand over")
+        self.unmount()
+        self.do_configure(kind, settings)
+        shutil.rmtree(WORK, ignore_errors=True)
+        os.mkdir(WORK, 0o755)
+        lowers = lower_dirs(len(self.stack.lowers))
+        if options.read_only:
+            lowers.insert(0, UPPER)
+        self.options = options
+        self.mounter.start(lowers, options)
+        self.mounted = True
 
     def do_configure(self, kind: str, settings: dict[str, Any]) -> None:
         if self.mounted:
@@ -426,6 +452,12 @@ class Executor:
                 return self.do_run(op)
             case ("mount", stack, options):
                 return self.do_mount(stack, options)
+            case ("mount", stack, options, upper):
+                return self.do_mount(stack, options, upper)
+            case ("switch", kind, settings, options):
+                return self.do_switch(kind, settings, options)
+            case ("unmount",):
+                return self.unmount()
             case ("view",):
                 return self.do_view()
             case ("configure", kind, settings):

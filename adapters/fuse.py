@@ -215,8 +215,8 @@ class FuseDriver(SandboxedDriver):
     def unavailable_reason(cls) -> str | None:
         return _host_problem()
 
-    def _configure(self) -> None:
-        settings: dict[str, Any] = {
+    def mounter_settings(self) -> tuple[str, dict[str, Any]]:
+        return "fuse", {
             "name": self.name,
             "argv": self.words,
             "ro_argv": self.ro_words,
@@ -224,7 +224,6 @@ class FuseDriver(SandboxedDriver):
             "mount_wait": self.mount_wait,
             "disk_format": self.disk_format,
         }
-        self._call("configure", "fuse", settings)
 
     @property
     def disk_format(self) -> DiskFormat:

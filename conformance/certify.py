@@ -21,6 +21,7 @@ from adapters.base import Driver, DriverFailure, DriverUnavailable
 from conformance import expectations
 from conformance.claims import unclaimed_reason
 from conformance.features import FEATURES, Feature
+from conformance.interchange import FeatureSkipped
 from conformance.machine import DriverBroke, run_machine
 from conformance.scenarios import SCENARIOS, run_scenario
 from reference.options import MATRIX, Options
@@ -73,6 +74,8 @@ def certify_cell(
         run_machine(driver, options, run_settings, feature)
     except DriverBroke as broke:
         verdict, detail = broke.verdict, str(broke)
+    except FeatureSkipped as reason:
+        verdict, detail = SKIPPED, str(reason)
     except (AssertionError, DriverFailure) as exc:
         verdict, detail = DIVERGES, _failure_text(exc)
     else:

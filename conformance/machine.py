@@ -302,6 +302,11 @@ def run_machine(
     ("hung at step N" / "crashed at step N", with the program up to there) when the driver
     broke: that one is not shrunk, since the broken driver cannot replay anything.
     """
+    if feature is not None and not feature.machine:
+        from conformance.interchange import run_interchange
+
+        run_interchange(driver, options, run_settings or settings())
+        return
     machine = machine_for(driver, options, feature)
     try:
         run_state_machine_as_test(machine, settings=run_settings)

@@ -8,6 +8,7 @@ import pytest
 from conformance import expectations
 from conformance.claims import unclaimed_reason
 from conformance.features import FEATURES, Feature
+from conformance.interchange import FeatureSkipped
 from conformance.machine import RULES, machine_for, run_machine
 from conformance.scenarios import SCENARIOS, Scenario, run_scenario
 from reference.options import MATRIX, Options
@@ -42,7 +43,7 @@ FEATURE_CASES = [
 
 
 @pytest.mark.parametrize(("feature", "options"), FEATURE_CASES)
-def test_feature(driver, feature: Feature, options: Options, feature_settings) -> None:
+def test_feature(driver, feature: Feature, options: Options, feature_settings, request) -> None:
     """One feature: the reproducers of its known divergences (conformance/expectations.toml:
     the item is then a strict xfail), its named scenarios, then its focused machine (its
     rules, its fields)."""
@@ -52,7 +53,12 @@ def test_feature(driver, feature: Feature, options: Options, feature_settings) -
     for scenario_id in feature.scenarios:
         if by_id[scenario_id].applies(options):
             run_scenario(driver, by_id[scenario_id], options, feature)
-    run_machine(driver, options, feature_settings, feature)
+    try:
+        run_machine(driver, options, feature_settings, feature)
+    except FeatureSkipped as reason:
+        if reason.missing_driver and request.config.getoption("--require-drivers"):
+            pytest.fail(f"{reason} (--require-drivers is on)", pytrace=False)
+        pytest.skip(str(reason))
 
 
 def test_features_name_rules_and_scenarios_that_exist() -> None:
