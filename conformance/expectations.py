@@ -226,12 +226,20 @@ def installed_version(driver: str) -> str | None:
 
 
 def matching(driver: str, feature: str, options: str) -> tuple[Expectation, ...]:
-    """The expectations for this cell of the installed version (``feature`` "": any)."""
+    """The expectations for this cell of the installed version (``feature`` "": the whole
+    machine, so any feature that is a machine; layer-interchange is not part of it)."""
+    from conformance.features import BY_ID
+
     mine = [e for e in _loaded(PATH) if e.driver == driver]
     if not mine:
         return ()
     version = installed_version(driver)
-    return tuple(e for e in mine if e.matches(driver, version, feature, options))
+    return tuple(
+        e
+        for e in mine
+        if e.matches(driver, version, feature, options)
+        and (feature or any(BY_ID[f].machine for f in e.features))
+    )
 
 
 def describe(found: tuple[Expectation, ...]) -> str:
@@ -251,8 +259,15 @@ def settle(driver: str, feature: str, options: str, verdict: str, detail: str) -
 
 def replay(driver: Any, expectation: Expectation, options: Any, feature: Any = None) -> None:
     """Run the recorded reproducer on ``driver`` in lockstep with the reference (raises
-    Diverged while the divergence is there)."""
+    Diverged while the divergence is there); for layer-interchange, write it with each
+    pair's writer and mount it with the reader (InterchangeDiverged)."""
     from conformance.scenarios import Scenario, Step, run_scenario
+
+    if feature is not None and not feature.machine:
+        from conformance.interchange import replay_program
+
+        replay_program(driver, options, expectation.stack, list(expectation.steps))
+        return
 
     scenario = Scenario(
         id=f"expected:{expectation.driver}",

@@ -214,3 +214,19 @@ def _explore(
         exchange(pair, driver, kernel, stack, program, options)
 
     written_then_read()
+
+
+def replay_program(driver: Driver, options: Options, stack: StackSpec, steps: list[ops.Op]) -> None:
+    """One recorded program through every pair of ``driver`` (expectations replay it)."""
+    reason = applies(options)
+    if reason is not None:
+        raise FeatureSkipped(reason)
+    failures: list[str] = []
+    with _kernel() as kernel:
+        for pair in pairs(driver)[0]:
+            try:
+                exchange(pair, driver, kernel, stack, steps, options)
+            except InterchangeDiverged as exc:
+                failures.append(str(exc))
+    if failures:
+        raise InterchangeDiverged("\n\n".join(failures))

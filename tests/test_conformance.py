@@ -48,12 +48,12 @@ def test_feature(driver, feature: Feature, options: Options, feature_settings, r
     the item is then a strict xfail), its named scenarios, then its focused machine (its
     rules, its fields)."""
     _skip_unclaimed(driver, options)
-    _replay_expected(driver, feature.id, options, feature)
-    by_id = {scenario.id: scenario for scenario in SCENARIOS}
-    for scenario_id in feature.scenarios:
-        if by_id[scenario_id].applies(options):
-            run_scenario(driver, by_id[scenario_id], options, feature)
     try:
+        _replay_expected(driver, feature.id, options, feature)
+        by_id = {scenario.id: scenario for scenario in SCENARIOS}
+        for scenario_id in feature.scenarios:
+            if by_id[scenario_id].applies(options):
+                run_scenario(driver, by_id[scenario_id], options, feature)
         run_machine(driver, options, feature_settings, feature)
     except FeatureSkipped as reason:
         if reason.missing_driver and request.config.getoption("--require-drivers"):
