@@ -49,7 +49,7 @@ from adapters.layerdisk import (
     write_layer,
 )
 from reference import ops
-from reference.layer import Inode, LayerSpec, StackSpec, build
+from reference.layer import Inode, LayerSpec, StackSpec, build, walk
 from reference.options import Options
 from reference.outcome import Err, Ok, err_from_oserror
 from reference.view import UNREACHABLE, EntryView, View
@@ -255,11 +255,44 @@ def unreadable(exc: OSError, what: str) -> EntryView:
     return EntryView(kind=f"{what} gives {name}", mode=0, uid=0, gid=0, nlink=0)
 
 
-def merged_view() -> View:
+def names_of(stack: StackSpec) -> set[str]:
+    """Every name the stack's layers hold (path components)."""
+    return {part for spec in stack.lowers for path, _ in spec.entries for part in path.split("/")}
+
+
+def op_names(op: ops.Op) -> set[str]:
+    """Every name an operation's paths hold (path components)."""
+    found: set[str] = set()
+    for field in ("path", "src", "dst"):
+        value = getattr(op, field, None)
+        if isinstance(value, str):
+            found.update(part for part in value.split("/") if part)
+    return found
+
+
+def foreign(st: os.stat_result) -> EntryView:
+    """A name neither the layers nor any operation made: recorded (a divergence) but not
+    read or entered (its data could be anything the driver exposes; see merged_view)."""
+    return EntryView(
+        kind=f"foreign {kind_of(st.st_mode)}",
+        mode=stat.S_IMODE(st.st_mode),
+        uid=st.st_uid,
+        gid=st.st_gid,
+        nlink=st.st_nlink,
+    )
+
+
+def merged_view(known: set[str] | None = None) -> View:
     """Walk the merged tree from ``/`` (we are inside the chroot), never following links.
     A name readdir lists but lstat does not find is recorded as UNREACHABLE, with no inode.
     A directory that cannot be listed is recorded as ``<dir>/`` (``/`` for the root) with
-    the errno (:func:`unreadable`); so is an entry whose lstat, data or xattrs fail."""
+    the errno (:func:`unreadable`); so is an entry whose lstat, data or xattrs fail.
+
+    With ``known`` (the names the layers and the operations hold), any other name is
+    recorded as :func:`foreign` without reading its data or entering it: a driver that
+    follows a lower layer's symlink when it merges directories (unionfs-fuse) can show a
+    tree outside its branches, even the host's ``/``, and reading that would be neither
+    bounded nor harmless (``/proc/kmsg`` reads are destructive)."""
     entries: dict[str, EntryView] = {}
     inodes: dict[str, int] = {}
     pending = [""]
@@ -281,6 +314,9 @@ def merged_view() -> View:
                 continue
             except OSError as exc:
                 entries[rel] = unreadable(exc, "lstat")
+                continue
+            if known is not None and name not in known:
+                entries[rel] = foreign(st)
                 continue
             kind = kind_of(st.st_mode)
             try:
@@ -311,6 +347,8 @@ class Executor:
         self.mounter: Any = KernelMount()
         self.stack: StackSpec | None = None
         self.options: Options | None = None
+        #: The names the layers and the operations so far hold (see merged_view).
+        self.known: set[str] = set()
 
     # --- the chroot -----------------------------------------------------------------------
 
@@ -353,6 +391,9 @@ class Executor:
         self.mounter.start(lowers, options)
         self.mounted = True
         self.stack, self.options = stack, options
+        self.known = names_of(stack)
+        if upper is not None:
+            self.known |= {part for path, _ in walk(upper) for part in path.split("/")}
 
     def do_switch(self, kind: str, settings: dict[str, Any], options: Options) -> None:
         """Layer interchange: unmount, and mount the same layers with another mounter and a
@@ -402,6 +443,7 @@ class Executor:
             raise DriverCrashed(why)
 
     def do_run(self, op: ops.Op) -> Any:
+        self.known |= op_names(op)
         if isinstance(op, ops.Remount):
             self.remount()
             return Ok(None)
@@ -432,7 +474,7 @@ class Executor:
 
     def do_view(self) -> View:
         try:
-            return self.inside(merged_view)
+            return self.inside(lambda: merged_view(self.known))
         except OSError as exc:
             if exc.errno == errno.ENOTCONN:
                 self.check_crash("view")

@@ -40,6 +40,9 @@ class Verdict:
     feature: str = ""
 
 
+#: Verdicts after which the driver is started afresh.
+BROKEN = ("hung", "crashed")
+
 #: Worst last: a feature's cell is the worst verdict over its option sets.
 SEVERITY = {
     CONFORMS: 0,
@@ -62,7 +65,7 @@ def certify_cell(
 ) -> Verdict:
     """The verdict of one cell; with ``feature``, of that feature's scenarios and machine."""
     name = feature.id if feature is not None else ""
-    reason = unclaimed_reason(driver, options)
+    reason = unclaimed_reason(driver, options, feature)
     if reason is not None:
         return Verdict(driver.name, options.label, UNCLAIMED, reason, feature=name)
     wanted = None if feature is None else set(feature.scenarios)
@@ -116,13 +119,16 @@ def certify(
                     progress(verdicts[-1])
             continue
         try:
-            for options in MATRIX:
-                verdicts.append(certify_cell(driver, options, run_settings))
+            cells = [(None, options) for options in MATRIX]
+            cells += [(feature, options) for feature in features for options in MATRIX]
+            for feature, options in cells:
+                chosen = run_settings if feature is None else per_feature
+                verdicts.append(certify_cell(driver, options, chosen, feature))
                 progress(verdicts[-1])
-            for feature in features:
-                for options in MATRIX:
-                    verdicts.append(certify_cell(driver, options, per_feature, feature))
-                    progress(verdicts[-1])
+                if verdicts[-1].verdict in BROKEN:
+                    # a hung or crashed driver cannot be trusted again: a fresh one
+                    driver.close()
+                    driver = registry.make(name)
         finally:
             driver.close()
     return verdicts

@@ -27,10 +27,10 @@ from hypothesis.stateful import (
 
 from adapters.base import Driver, DriverFailure, DriverHung
 from conformance import strategies as s
-from conformance.claims import compares_upper
+from conformance.claims import XATTR_RULES, claims_xattrs, compares_upper
 from conformance.clock import Clock
 from conformance.compare import Divergence, InodeMap, compare_images, compare_views, render
-from conformance.features import Feature
+from conformance.features import ALL_FIELDS, Feature
 from reference import ops
 from reference.layer import StackSpec
 from reference.options import Options
@@ -279,13 +279,19 @@ def machine_for(
 
     Machine.options = options
     Machine.driver = driver
+    rules = RULES if feature is None else feature.rules
+    fields = None if feature is None else feature.fields
     if feature is not None:
         unknown = feature.rules - RULES
         if unknown:
             raise ValueError(f"feature {feature.id!r}: no rules named {sorted(unknown)}")
-        for name in RULES - feature.rules:
-            setattr(Machine, name, None)
-        Machine.fields = feature.fields
+    if not claims_xattrs(driver):
+        # the profile says xattrs = false: no xattr calls, xattrs not compared
+        rules = rules - XATTR_RULES
+        fields = (ALL_FIELDS if fields is None else fields) - {"xattrs"}
+    for name in RULES - rules:
+        setattr(Machine, name, None)
+    Machine.fields = fields
     Machine.__name__ = Machine.__qualname__ = "OverlayMachine"
     return Machine
 

@@ -47,7 +47,7 @@ def test_feature(driver, feature: Feature, options: Options, feature_settings, r
     """One feature: the reproducers of its known divergences (conformance/expectations.toml:
     the item is then a strict xfail), its named scenarios, then its focused machine (its
     rules, its fields)."""
-    _skip_unclaimed(driver, options)
+    _skip_unclaimed(driver, options, feature)
     try:
         _replay_expected(driver, feature.id, options, feature)
         by_id = {scenario.id: scenario for scenario in SCENARIOS}
@@ -95,7 +95,7 @@ def _replay_expected(
         expectations.replay(driver, expectation, options, feature)
 
 
-def _skip_unclaimed(driver, options: Options) -> None:
-    reason = unclaimed_reason(driver, options)
+def _skip_unclaimed(driver, options: Options, feature: Feature | None = None) -> None:
+    reason = unclaimed_reason(driver, options, feature)
     if reason is not None:
         pytest.skip(reason)
