@@ -22,15 +22,18 @@ Each ``[[divergence]]`` record is one divergence found by the suite and confirme
     How it was confirmed by hand: the commands and what the driver and the kernel did.
 ``upstream`` (string, optional)
     The upstream issue or pull request that knows it, or what was searched.
+``scenarios`` (array of strings, optional)
+    The named scenarios (:mod:`conformance.scenarios`) this divergence fails; their
+    ``test_scenario`` items are strict xfails too (a scenario is deterministic).
 
 Unknown keys, missing keys and wrong types are refused with a one-line
 :class:`ExpectationError` (``python -m conformance certify`` exits 2 on it).
 
 In the pytest plugin, the ``test_feature`` item of a matching (driver, version, feature,
 option set) is marked ``xfail(strict=True)``: green while the divergence is there, red the
-day it is fixed. ``test_state_machine`` (every rule) of a matching (driver, version, option
-set) likewise. :func:`settle` turns a ``diverges`` verdict of ``certify`` into
-``expected-divergence``.
+day it is fixed. ``test_state_machine`` (every rule) of a matching (driver, version,
+option set) likewise, and the ``test_scenario`` items of the scenarios a record names.
+:func:`settle` turns a ``diverges`` verdict of ``certify`` into ``expected-divergence``.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ _REQUIRED = {
     "steps": list,
     "confirmed": str,
 }
-_OPTIONAL = {"upstream": str}
+_OPTIONAL = {"upstream": str, "scenarios": list}
 
 #: The names a reproducer may use: the operations and the layer specs (their reprs).
 _NAMES: dict[str, Any] = {
@@ -82,6 +85,7 @@ class Expectation:
     steps: tuple[ops.Op, ...]
     confirmed: str
     upstream: str = ""
+    scenarios: tuple[str, ...] = ()
 
     def matches(self, driver: str, version: str | None, feature: str, options: str) -> bool:
         """Whether it applies to this cell; ``feature`` "" is the whole cell (any feature)."""
@@ -152,6 +156,12 @@ def _record(data: Any, where: str) -> Expectation:
     for label in data["options"]:
         if label not in labels:
             raise ExpectationError(f"{where}: unknown option set {label!r}")
+    from conformance.scenarios import SCENARIOS
+
+    named = {scenario.id for scenario in SCENARIOS}
+    for scenario in data.get("scenarios", []):
+        if scenario not in named:
+            raise ExpectationError(f"{where}: unknown scenario {scenario!r}")
     if not data["features"] or not data["options"]:
         raise ExpectationError(f"{where}: 'features' and 'options' must not be empty")
     stack = parse_repr(data["stack"], f"{where} stack")
@@ -173,6 +183,7 @@ def _record(data: Any, where: str) -> Expectation:
         steps=steps,
         confirmed=data["confirmed"].strip(),
         upstream=data.get("upstream", "").strip(),
+        scenarios=tuple(data.get("scenarios", [])),
     )
 
 
@@ -239,6 +250,18 @@ def matching(driver: str, feature: str, options: str) -> tuple[Expectation, ...]
         for e in mine
         if e.matches(driver, version, feature, options)
         and (feature or any(BY_ID[f].machine for f in e.features))
+    )
+
+
+def matching_scenario(driver: str, scenario: str, options: str) -> tuple[Expectation, ...]:
+    """The expectations of the installed version that fail the named scenario."""
+    version = installed_version(driver) if any(
+        e.driver == driver for e in _loaded(PATH)
+    ) else None
+    return tuple(
+        e
+        for e in _loaded(PATH)
+        if scenario in e.scenarios and e.matches(driver, version, "", options)
     )
 
 

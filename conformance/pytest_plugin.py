@@ -112,13 +112,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if "driver" not in params or "options" not in params:
             continue
         name = getattr(item, "originalname", item.name)
+        label = params["options"].label
         if name == "test_feature":
-            feature = params["feature"].id
+            found = expectations.matching(params["driver"], params["feature"].id, label)
         elif name == "test_state_machine":
-            feature = ""
+            found = expectations.matching(params["driver"], "", label)
+        elif name == "test_scenario":
+            found = expectations.matching_scenario(params["driver"], params["scenario"].id, label)
         else:
             continue
-        found = expectations.matching(params["driver"], feature, params["options"].label)
         if found:
             reason = f"known divergence: {expectations.describe(found)}"
             item.add_marker(pytest.mark.xfail(strict=True, reason=reason))

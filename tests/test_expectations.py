@@ -192,3 +192,20 @@ def load_text(text: str) -> tuple[Expectation, ...]:
 
     with tempfile.TemporaryDirectory() as directory:
         return load(write(Path(directory), text))
+
+
+def test_scenarios_key(tmp_path, monkeypatch) -> None:
+    text = RECORD.replace('upstream =', 'scenarios = ["copy-up-once"]\nupstream =')
+    (found,) = load(write(tmp_path, text))
+    assert found.scenarios == ("copy-up-once",)
+    with pytest.raises(ExpectationError, match="unknown scenario 'nonesuch'"):
+        load(write(tmp_path, text.replace("copy-up-once", "nonesuch")))
+    monkeypatch.setattr(expectations, "installed_version", lambda name: "ghost 1.0")
+    try:
+        expectations.configure(str(write(tmp_path, text)))
+        label = "redirect_dir=off,index=off"
+        assert expectations.matching_scenario("ghost", "copy-up-once", label) == (found,)
+        assert expectations.matching_scenario("ghost", "copy-up-once", "ro") == ()
+        assert expectations.matching_scenario("ghost", "rmdir-mkdir-opaque", label) == ()
+    finally:
+        expectations.configure(None)
