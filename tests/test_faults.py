@@ -50,3 +50,37 @@ def test_several_distinct_divergences_are_one_diverged(monkeypatch: pytest.Monke
         run_machine(FaultyDriver("truncate-to-zero"), Options(), DETECT)
     for text in ("Truncate: differs", "program one", "Chown: differs", "program two"):
         assert text in str(info.value)
+
+
+def test_a_feature_without_nlink_ignores_it_in_stat_results_too() -> None:
+    """conformance.features: nlink belongs to metadata and hardlinks only, in the view and
+    in stat results alike."""
+    from conformance.features import BY_ID
+    from reference.ops import StatResult
+    from reference.outcome import Ok
+
+    class OffByOneLink(FaultyDriver):
+        def __init__(self) -> None:
+            super().__init__("truncate-to-zero")
+
+        def run(self, op):
+            outcome = super().run(op)
+            if isinstance(outcome, Ok) and isinstance(outcome.value, StatResult):
+                value = outcome.value
+                return Ok(StatResult(value.kind, value.mode, value.uid, value.gid,
+                                     value.size, value.nlink + 1))
+            return outcome
+
+    from conformance.machine import machine_for
+    from reference import ops
+    from reference.layer import FileSpec, LayerSpec, StackSpec
+
+    stack = StackSpec((LayerSpec((("a", FileSpec(b"x")),)),))
+    for feature, diverges in (("read-precedence", False), ("metadata", True)):
+        machine = machine_for(OffByOneLink(), Options(), BY_ID[feature])()
+        machine.mount(stack)
+        if diverges:
+            with pytest.raises(Diverged, match="nlink=2"):
+                machine.apply(ops.Stat("a"))
+        else:
+            machine.apply(ops.Stat("a"))
