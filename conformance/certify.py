@@ -83,7 +83,7 @@ def certify_cell(
         verdict, detail = DIVERGES, _failure_text(exc)
     else:
         verdict, detail = CONFORMS, ""
-    verdict, detail = expectations.settle(driver.name, name, options.label, verdict, detail)
+    verdict, detail = expectations.settle(driver, options, feature, verdict, detail)
     return Verdict(
         driver.name, options.label, verdict, detail, time.monotonic() - started, name
     )

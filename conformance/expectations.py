@@ -269,15 +269,29 @@ def describe(found: tuple[Expectation, ...]) -> str:
     return "; ".join(f"{e.reason} ({e.version})" for e in found)
 
 
-def settle(driver: str, feature: str, options: str, verdict: str, detail: str) -> tuple[str, str]:
-    """certify: a ``diverges`` verdict of a cell with a recorded expectation becomes
-    ``expected-divergence`` (the detail keeps the found counterexample)."""
-    if verdict != "diverges":
+def settle(
+    driver: Any, options: Any, feature: Any, verdict: str, detail: str
+) -> tuple[str, str]:
+    """certify: the verdict of a cell (``feature`` None: the whole machine) in the light of
+    the recorded divergences of the installed version. ``diverges`` becomes
+    ``expected-divergence``; ``conforms`` (the exploration may not have drawn it) replays
+    the recorded reproducers: still diverging, it is ``expected-divergence`` too; no longer
+    diverging, it stays ``conforms`` and says the record is stale (fixed)."""
+    feature_id = feature.id if feature is not None else ""
+    found = matching(driver.name, feature_id, options.label)
+    if not found or verdict not in ("diverges", "conforms"):
         return verdict, detail
-    found = matching(driver, feature, options)
-    if not found:
-        return verdict, detail
-    return EXPECTED, f"expected: {describe(found)}\n{detail}"
+    if verdict == "diverges":
+        return EXPECTED, f"expected: {describe(found)}\n{detail}"
+    still: list[Expectation] = []
+    for expectation in found:
+        try:
+            replay(driver, expectation, options, feature)
+        except AssertionError:
+            still.append(expectation)
+    if still:
+        return EXPECTED, f"expected (its reproducer still diverges): {describe(tuple(still))}"
+    return verdict, f"fixed? the recorded divergence no longer reproduces: {describe(found)}"
 
 
 def replay(driver: Any, expectation: Expectation, options: Any, feature: Any = None) -> None:

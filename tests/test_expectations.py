@@ -94,15 +94,37 @@ def test_parse_repr_evaluates_nothing_but_known_classes() -> None:
 
 
 def test_settle_turns_a_known_divergence_into_expected(tmp_path, monkeypatch) -> None:
+    from conformance.features import BY_ID
+    from reference.options import MATRIX
+
     monkeypatch.setattr(expectations, "installed_version", lambda name: "ghost 1.0")
+    replayed: list[str] = []
+
+    def replay(driver, expectation, options, feature) -> None:
+        replayed.append(feature.id)
+        if driver.still_broken:
+            raise AssertionError("still there")
+
+    monkeypatch.setattr(expectations, "replay", replay)
+
+    class Ghost:
+        name = "ghost"
+        still_broken = True
+
     try:
         expectations.configure(str(write(tmp_path, RECORD)))
-        cell = ("ghost", "xattrs", "redirect_dir=off,index=off")
+        cell = (Ghost(), MATRIX[0], BY_ID["xattrs"])
         verdict, detail = expectations.settle(*cell, "diverges", "found it")
         assert verdict == expectations.EXPECTED
         assert "the ghost forgets xattrs" in detail and "found it" in detail
-        assert expectations.settle(*cell, "conforms", "") == ("conforms", "")
-        assert expectations.settle("ghost", "metadata", cell[2], "diverges", "d")[0] == "diverges"
+        # the exploration missed it: the reproducer is replayed
+        assert expectations.settle(*cell, "conforms", "")[0] == expectations.EXPECTED
+        assert replayed == ["xattrs"]
+        Ghost.still_broken = False
+        verdict, detail = expectations.settle(*cell, "conforms", "")
+        assert verdict == "conforms" and "no longer reproduces" in detail
+        other = (Ghost(), MATRIX[0], BY_ID["metadata"])
+        assert expectations.settle(*other, "diverges", "d")[0] == "diverges"
     finally:
         expectations.configure(None)
 
