@@ -49,10 +49,10 @@ from adapters.layerdisk import (
     write_layer,
 )
 from reference import ops
-from reference.layer import LayerSpec, StackSpec, build
+from reference.layer import Inode, LayerSpec, StackSpec, build, walk
 from reference.options import Options
 from reference.outcome import Err, Ok, err_from_oserror
-from reference.view import ROOT_ENTRY, UNREACHABLE, EntryView, View, observation_error
+from reference.view import UNREACHABLE, EntryView, View
 
 BASE = "/tmp/unionspec"
 MNT = f"{BASE}/mnt"
@@ -123,10 +123,14 @@ def umount(target: str) -> None:
         _check(_libc.umount2(target.encode(), MNT_DETACH), f"umount -l {target}")
 
 
-def overlay_options(n_lowers: int, options: Options) -> str:
+def lower_dirs(n_lowers: int) -> list[str]:
+    """The lower directories of a stack of ``n_lowers`` layers, top first."""
+    return [f"{BASE}/l{i}" for i in range(n_lowers)]
+
+
+def overlay_options(lowers: list[str], options: Options) -> str:
     """The full option string: every feature passed explicitly, never a module default."""
-    lowers = ":".join(f"{BASE}/l{i}" for i in range(n_lowers))
-    parts = [f"lowerdir={lowers}"]
+    parts = [f"lowerdir={':'.join(lowers)}"]
     if not options.read_only:
         parts += [f"upperdir={UPPER}", f"workdir={WORK}"]
     onoff = {True: "on", False: "off"}
@@ -149,8 +153,8 @@ class KernelMount:
     def __init__(self) -> None:
         self.options_string = ""
 
-    def start(self, n_lowers: int, options: Options) -> None:
-        self.options_string = overlay_options(n_lowers, options)
+    def start(self, lowers: list[str], options: Options) -> None:
+        self.options_string = overlay_options(lowers, options)
         mount("overlay", MNT, "overlay", 0, self.options_string)
 
     def restart(self) -> None:
@@ -241,15 +245,54 @@ HANDLERS: dict[type, Callable[[Any], Any]] = {
 }
 
 
-def merged_view() -> View:
-    """Walk the merged tree from ``/`` (we are inside the chroot), never following links.
+def unreadable(exc: OSError, what: str) -> EntryView:
+    """What the view records where the driver answers an observation with an error (not
+    ENOTCONN: that is a crash): an entry of its own kind, so the comparison reports it as
+    a divergence with the errno instead of the observation failing."""
+    if exc.errno == errno.ENOTCONN:
+        raise exc
+    name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    return EntryView(kind=f"{what} gives {name}", mode=0, uid=0, gid=0, nlink=0)
 
+
+def names_of(stack: StackSpec) -> set[str]:
+    """Every name the stack's layers hold (path components)."""
+    return {part for spec in stack.lowers for path, _ in spec.entries for part in path.split("/")}
+
+
+def op_names(op: ops.Op) -> set[str]:
+    """Every name an operation's paths hold (path components)."""
+    found: set[str] = set()
+    for field in ("path", "src", "dst"):
+        value = getattr(op, field, None)
+        if isinstance(value, str):
+            found.update(part for part in value.split("/") if part)
+    return found
+
+
+def foreign(st: os.stat_result) -> EntryView:
+    """A name neither the layers nor any operation made: recorded (a divergence) but not
+    read or entered (its data could be anything the driver exposes; see merged_view)."""
+    return EntryView(
+        kind=f"foreign {kind_of(st.st_mode)}",
+        mode=stat.S_IMODE(st.st_mode),
+        uid=st.st_uid,
+        gid=st.st_gid,
+        nlink=st.st_nlink,
+    )
+
+
+def merged_view(known: set[str] | None = None) -> View:
+    """Walk the merged tree from ``/`` (we are inside the chroot), never following links.
     A name readdir lists but lstat does not find is recorded as UNREACHABLE, with no inode.
-    Any other errno while observing a name (or listing a directory) is recorded as an
-    ``error`` entry naming it, so the comparison reports it as a divergence at that path
-    (a failed listing of the root is recorded at "."). ENOTCONN is not caught here: a dead
-    FUSE mount is a crashed driver, not a divergence.
-    """
+    A directory that cannot be listed is recorded as ``<dir>/`` (``/`` for the root) with
+    the errno (:func:`unreadable`); so is an entry whose lstat, data or xattrs fail.
+
+    With ``known`` (the names the layers and the operations hold), any other name is
+    recorded as :func:`foreign` without reading its data or entering it: a driver that
+    follows a lower layer's symlink when it merges directories (unionfs-fuse) can show a
+    tree outside its branches, even the host's ``/``, and reading that would be neither
+    bounded nor harmless (``/proc/kmsg`` reads are destructive)."""
     entries: dict[str, EntryView] = {}
     inodes: dict[str, int] = {}
     pending = [""]
@@ -258,52 +301,42 @@ def merged_view() -> View:
         try:
             names = sorted(os.listdir("/" + rel_dir))
         except OSError as exc:
-            _reraise_dead_mount(exc)
-            entries[rel_dir or ROOT_ENTRY] = observation_error(_errno_name(exc))
+            entries[rel_dir + "/"] = unreadable(exc, "readdir")
             continue
         for name in names:
             rel = f"{rel_dir}/{name}" if rel_dir else name
+            path = "/" + rel
             try:
-                entry, st = _observe("/" + rel)
+                st = os.lstat(path)
             except FileNotFoundError:
                 # listed by readdir, not found by lookup (a whiteout in an unmerged dir)
                 entries[rel] = UNREACHABLE
                 continue
             except OSError as exc:
-                _reraise_dead_mount(exc)
-                entries[rel] = observation_error(_errno_name(exc))
+                entries[rel] = unreadable(exc, "lstat")
                 continue
-            entries[rel] = entry
+            if known is not None and name not in known:
+                entries[rel] = foreign(st)
+                continue
+            kind = kind_of(st.st_mode)
+            try:
+                entries[rel] = EntryView(
+                    kind=kind,
+                    mode=stat.S_IMODE(st.st_mode),
+                    uid=st.st_uid,
+                    gid=st.st_gid,
+                    nlink=st.st_nlink,
+                    data=read_all(path) if kind == "file" else b"",
+                    target=os.readlink(path) if kind == "symlink" else "",
+                    xattrs=user_xattrs(path) if kind in ("file", "dir") else (),
+                )
+            except OSError as exc:
+                entries[rel] = unreadable(exc, "reading it")
+                continue
             inodes[rel] = st.st_ino
-            if entry.kind == "dir":
+            if kind == "dir":
                 pending.append(rel)
     return View(entries=entries, inodes=inodes)
-
-
-def _observe(path: str) -> tuple[EntryView, os.stat_result]:
-    """One name of the merged view, as lstat, read, readlink and listxattr give it."""
-    st = os.lstat(path)
-    kind = kind_of(st.st_mode)
-    entry = EntryView(
-        kind=kind,
-        mode=stat.S_IMODE(st.st_mode),
-        uid=st.st_uid,
-        gid=st.st_gid,
-        nlink=st.st_nlink,
-        data=read_all(path) if kind == "file" else b"",
-        target=os.readlink(path) if kind == "symlink" else "",
-        xattrs=user_xattrs(path) if kind in ("file", "dir") else (),
-    )
-    return entry, st
-
-
-def _reraise_dead_mount(exc: OSError) -> None:
-    if exc.errno == errno.ENOTCONN:
-        raise exc
-
-
-def _errno_name(exc: OSError) -> str:
-    return errno.errorcode.get(exc.errno or 0, str(exc.errno))
 
 
 class Executor:
@@ -314,6 +347,8 @@ class Executor:
         self.mounter: Any = KernelMount()
         self.stack: StackSpec | None = None
         self.options: Options | None = None
+        #: The names the layers and the operations so far hold (see merged_view).
+        self.known: set[str] = set()
 
     # --- the chroot -----------------------------------------------------------------------
 
@@ -336,20 +371,45 @@ class Executor:
 
     # --- requests -------------------------------------------------------------------------
 
-    def do_mount(self, stack: StackSpec, options: Options) -> None:
+    def do_mount(self, stack: StackSpec, options: Options, upper: Inode | None = None) -> None:
+        """Write the layers and mount them. ``upper``: an upper layer to start from (written
+        in the kernel's form) instead of an empty one; read-only, it becomes the top lower
+        (layers stacked as a container image is)."""
         self.unmount()
         self.stack = self.options = None
         shutil.rmtree(BASE, ignore_errors=True)
         os.mkdir(BASE, 0o755)
         for i, spec in enumerate(stack.lowers):
             write_layer(build(spec), f"{BASE}/l{i}")
-        if not options.read_only:
-            write_layer(build(LayerSpec()), UPPER)
+        lowers = lower_dirs(len(stack.lowers))
+        if not options.read_only or upper is not None:
+            write_layer(upper if upper is not None else build(LayerSpec()), UPPER)
             os.mkdir(WORK, 0o755)
+        if options.read_only and upper is not None:
+            lowers.insert(0, UPPER)
         os.mkdir(MNT, 0o755)
-        self.mounter.start(len(stack.lowers), options)
+        self.mounter.start(lowers, options)
         self.mounted = True
         self.stack, self.options = stack, options
+        self.known = names_of(stack)
+        if upper is not None:
+            self.known |= {part for path, _ in walk(upper) for part in path.split("/")}
+
+    def do_switch(self, kind: str, settings: dict[str, Any], options: Options) -> None:
+        """Layer interchange: unmount, and mount the same layers with another mounter and a
+        fresh work directory; read-only, the upper becomes the top lower."""
+        if self.stack is None or self.options is None or self.options.read_only:
+            raise RuntimeError("switch needs a read-write mount to hand over")
+        self.unmount()
+        self.do_configure(kind, settings)
+        shutil.rmtree(WORK, ignore_errors=True)
+        os.mkdir(WORK, 0o755)
+        lowers = lower_dirs(len(self.stack.lowers))
+        if options.read_only:
+            lowers.insert(0, UPPER)
+        self.options = options
+        self.mounter.start(lowers, options)
+        self.mounted = True
 
     def do_configure(self, kind: str, settings: dict[str, Any]) -> None:
         if self.mounted:
@@ -383,6 +443,7 @@ class Executor:
             raise DriverCrashed(why)
 
     def do_run(self, op: ops.Op) -> Any:
+        self.known |= op_names(op)
         if isinstance(op, ops.Remount):
             self.remount()
             return Ok(None)
@@ -413,7 +474,7 @@ class Executor:
 
     def do_view(self) -> View:
         try:
-            return self.inside(merged_view)
+            return self.inside(lambda: merged_view(self.known))
         except OSError as exc:
             if exc.errno == errno.ENOTCONN:
                 self.check_crash("view")
@@ -433,6 +494,12 @@ class Executor:
                 return self.do_run(op)
             case ("mount", stack, options):
                 return self.do_mount(stack, options)
+            case ("mount", stack, options, upper):
+                return self.do_mount(stack, options, upper)
+            case ("switch", kind, settings, options):
+                return self.do_switch(kind, settings, options)
+            case ("unmount",):
+                return self.unmount()
             case ("view",):
                 return self.do_view()
             case ("configure", kind, settings):

@@ -34,7 +34,7 @@ import signal
 import subprocess
 import time
 
-from adapters._executor import BASE, MNT, MNT_DETACH, UPPER, WORK, _libc
+from adapters._executor import MNT, MNT_DETACH, UPPER, WORK, _libc
 from adapters.layerdisk import DiskFormat
 from reference.options import Options
 
@@ -203,14 +203,14 @@ class FuseMount:
 
     # --- the mounter interface ------------------------------------------------------------
 
-    def start(self, n_lowers: int, options: Options) -> None:
+    def start(self, lowers: list[str], options: Options) -> None:
         tokens = self.ro_argv if options.read_only else self.argv
         if tokens is None:
             raise RuntimeError(
                 f"{self.name}: the template has no read-only form (give ro_template)"
             )
         values = {
-            "lowerdir": ":".join(f"{BASE}/l{i}" for i in range(n_lowers)),
+            "lowerdir": ":".join(lowers),
             "upperdir": UPPER,
             "workdir": WORK,
             "mountpoint": MNT,

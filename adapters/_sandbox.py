@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.base import DriverFailure, DriverHung, DriverUnavailable
-from reference.layer import StackSpec
+from reference.layer import Inode, StackSpec
 from reference.ops import Op
 from reference.options import Options
 from reference.outcome import Outcome
@@ -189,6 +189,37 @@ class SandboxedDriver:
 
     def _configure(self) -> None:
         """Tell the executor how to mount (called once after start-up; default: kernel)."""
+        kind, settings = self.mounter_settings()
+        if kind != "kernel":
+            self._call("configure", kind, settings)
+
+    def mounter_settings(self) -> tuple[str, dict[str, Any]]:
+        """How the executor mounts for this driver: ``("kernel", {})`` or a FUSE mounter's
+        settings (also sent to another driver's executor by :meth:`hand_over`)."""
+        return "kernel", {}
+
+    # --- layer interchange ------------------------------------------------------------------
+
+    def mount_with_upper(self, stack: StackSpec, options: Options, upper: Inode) -> None:
+        """Mount ``stack`` over the upper layer ``upper`` (a reference tree, written in the
+        kernel's form); read-only, the upper is the top lower."""
+        self.options = None
+        self._call("mount", stack, options, upper, timeout=self._mount_timeout())
+        self.options = options
+
+    def hand_over(self, reader: SandboxedDriver, options: Options) -> None:
+        """Unmount, then mount the same layers (a fresh work directory) the way ``reader``
+        does, with ``options`` (read-only: the upper becomes the top lower). Until
+        :meth:`take_back`, :meth:`view` shows the reader's mount."""
+        kind, settings = reader.mounter_settings()
+        self._call("switch", kind, settings, options, timeout=reader._mount_timeout())
+        self.options = options
+
+    def take_back(self) -> None:
+        """Unmount whatever is mounted and mount again this driver's way from now on."""
+        self._call("unmount", timeout=self._mount_timeout())
+        self._call("configure", *self.mounter_settings())
+        self.options = None
 
     def _mount_timeout(self) -> float:
         """How long a mount request may take (default: the per-request timeout)."""

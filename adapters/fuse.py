@@ -19,9 +19,13 @@ filled in with:
 
 Read-only runs (no upper): the profile's ``ro_template`` if it has one; otherwise the
 template with every comma-separated item that mentions ``{upperdir}`` or ``{workdir}``
-dropped (``-o lowerdir={lowerdir},upperdir={upperdir},workdir={workdir}{options}`` becomes
-``-o lowerdir={lowerdir}{options}``). When a word would be left empty or still mention
-them, the template has no read-only form and a read-only mount fails saying so.
+dropped and ``ro`` added (``-o lowerdir={lowerdir},upperdir={upperdir},workdir={workdir}{options}``
+becomes ``-o lowerdir={lowerdir},ro{options}``). The FUSE mount must be read-only itself,
+as the kernel's overlay without upper is (SB_RDONLY): otherwise the VFS looks the last
+name up before the driver can refuse, and ``rmdir`` of a missing name gives ENOENT where
+the kernel gives EROFS (checked by hand with fuse-overlayfs and unionfs-fuse). When a
+word would be left empty or still mention them, the template has no read-only form and a
+read-only mount fails saying so.
 
 Failures: a command that exits before mounting or never mounts is a :class:`DriverFailure`
 with its last stderr line; a driver whose mount answers ENOTCONN is a
@@ -109,13 +113,16 @@ def read_only_words(words: list[str]) -> list[str] | None:
             continue
         items = word.split(",")
         kept = [i for i in items if "{upperdir}" not in i and "{workdir}" not in i]
+        if not kept or kept == ["{options}"] or any(i.endswith("=") for i in kept):
+            return None
+        # The FUSE mount itself is read-only, as the kernel's overlay without an upper
+        # is (SB_RDONLY): the VFS then refuses writes before it looks the last name up.
+        kept.append("ro")
         # "{options}" glued to a dropped item ("workdir={workdir}{options}") is kept.
         for item in items:
             if item not in kept and "{options}" in item:
                 kept.append("{options}")
         joined = ",".join(kept).replace(",{options}", "{options}")
-        if not joined or joined == "{options}" or joined.endswith("="):
-            return None
         result.append(joined)
     return result
 
@@ -146,6 +153,30 @@ def _host_problem() -> str | None:
     if not os.path.exists("/dev/fuse"):
         return "/dev/fuse does not exist (no FUSE support in this kernel or container)"
     return None
+
+
+def profile_version(profile: Profile) -> str | None:
+    """The first line of ``profile.version_command``'s output that mentions "version"
+    (not libfuse's or fusermount's), or None."""
+    if not profile.version_command:
+        return None
+    try:
+        done = subprocess.run(
+            shlex.split(profile.version_command),
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+    lines = [
+        line.strip()
+        for line in (done.stdout + done.stderr).splitlines()
+        if "version" in line and "FUSE library" not in line and "fusermount" not in line
+    ]
+    return lines[0] if lines else None
 
 
 class FuseDriver(SandboxedDriver):
@@ -184,8 +215,8 @@ class FuseDriver(SandboxedDriver):
     def unavailable_reason(cls) -> str | None:
         return _host_problem()
 
-    def _configure(self) -> None:
-        settings: dict[str, Any] = {
+    def mounter_settings(self) -> tuple[str, dict[str, Any]]:
+        return "fuse", {
             "name": self.name,
             "argv": self.words,
             "ro_argv": self.ro_words,
@@ -193,7 +224,6 @@ class FuseDriver(SandboxedDriver):
             "mount_wait": self.mount_wait,
             "disk_format": self.disk_format,
         }
-        self._call("configure", "fuse", settings)
 
     @property
     def disk_format(self) -> DiskFormat:
@@ -217,25 +247,7 @@ class FuseDriver(SandboxedDriver):
 
     def version(self) -> str | None:
         """The driver's version as its profile's ``version_command`` prints it."""
-        if not self.profile.version_command:
-            return None
-        try:
-            done = subprocess.run(
-                shlex.split(self.profile.version_command),
-                capture_output=True,
-                text=True,
-                timeout=10,
-                check=False,
-                stdin=subprocess.DEVNULL,
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        lines = [
-            line.strip()
-            for line in (done.stdout + done.stderr).splitlines()
-            if "version" in line and "FUSE library" not in line and "fusermount" not in line
-        ]
-        return lines[0] if lines else None
+        return profile_version(self.profile)
 
     def __enter__(self) -> FuseDriver:
         return self
@@ -260,6 +272,10 @@ class _Preset(FuseDriver):
     def preset_profile(cls) -> Profile:
         override = _configured()[1]
         return load_profile(override or PROFILES / f"{cls.preset}.toml")
+
+    @classmethod
+    def installed_version(cls) -> str | None:
+        return profile_version(cls.preset_profile())
 
     def __init__(self, timeout: float = 30.0) -> None:
         profile = self.preset_profile()
@@ -294,6 +310,10 @@ class GenericFuseDriver(FuseDriver):
         cmd, profile_path = _configured()
         profile = load_profile(profile_path) if profile_path else Profile(name="fuse")
         return cmd or profile.template or None, profile
+
+    @classmethod
+    def installed_version(cls) -> str | None:
+        return profile_version(cls.configured()[1])
 
     def __init__(self, timeout: float = 30.0) -> None:
         template, profile = self.configured()

@@ -13,8 +13,9 @@ that behaves like the kernel. Keys:
 ``ro_template`` (string)
     The command for a read-only run (no upper, no work directory). Without it the driver
     derives one from ``template`` by dropping every comma-separated item that mentions
-    ``{upperdir}`` or ``{workdir}`` (``-o lowerdir=..,upperdir=..,workdir=..`` becomes
-    ``-o lowerdir=..``); a template where that is impossible has no read-only form.
+    ``{upperdir}`` or ``{workdir}`` and adding ``ro`` (``-o lowerdir=..,upperdir=..,workdir=..``
+    becomes ``-o lowerdir=..,ro``); a template where that is impossible has no read-only
+    form. Mount read-only (``-o ro``), as the kernel does without an upper layer.
 ``whiteout`` = ``"chardev"`` | ``"wh-file"`` | ``"opaque-unknown"`` (default chardev)
     How the upper layer records a deleted name: a 0/0 character device (the kernel's form),
     an empty ``.wh.<name>`` file, or a form this suite cannot decode (then only the merged

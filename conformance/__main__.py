@@ -8,6 +8,7 @@ import sys
 from typing import NoReturn
 
 from adapters import registry
+from conformance import expectations
 from conformance.certify import (
     CONFORMS,
     UNCLAIMED,
@@ -54,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     certify_cmd.add_argument(
         "--profile", metavar="PATH", help="profile (TOML) of the FUSE driver under test"
+    )
+    certify_cmd.add_argument(
+        "--expectations",
+        metavar="PATH",
+        help="known divergences of installed driver versions (default: "
+        "conformance/expectations.toml)",
     )
     bench_cmd = commands.add_parser(
         "bench", help="measure throughput, -n 2 scaling and how fast seeded faults are found"
@@ -111,6 +118,10 @@ def _main(argv: list[str] | None) -> int:
             return USAGE_OR_SETUP_ERROR
     drivers = args.driver or known
     _check_fuse_settings(args.driver_cmd, args.profile)
+    try:
+        expectations.configure(args.expectations)
+    except expectations.ExpectationError as problem:
+        raise UsageError(str(problem)) from None
     registry.configure(driver_cmd=args.driver_cmd, profile=args.profile)
 
     from pathlib import Path
@@ -131,8 +142,10 @@ def _main(argv: list[str] | None) -> int:
                 f"\n{verdict.driver} {where}[{verdict.options}] {verdict.verdict}:\n"
                 f"{verdict.detail}"
             )
-    # diverges, hung and crashed are failures; skipped and unclaimed are reported, not failed
-    failed = [v for v in verdicts if v.verdict not in (CONFORMS, UNCLAIMED, "skipped")]
+    # diverges, hung and crashed are failures; skipped, unclaimed and expected divergences
+    # (conformance/expectations.toml) are reported, not failed
+    passed = (CONFORMS, UNCLAIMED, "skipped", expectations.EXPECTED)
+    failed = [v for v in verdicts if v.verdict not in passed]
     return NONCONFORMANT if failed else CONFORMANT
 
 

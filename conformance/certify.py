@@ -18,8 +18,10 @@ from hypothesis import settings
 
 from adapters import registry
 from adapters.base import Driver, DriverFailure, DriverUnavailable
+from conformance import expectations
 from conformance.claims import unclaimed_reason
 from conformance.features import FEATURES, Feature
+from conformance.interchange import FeatureSkipped
 from conformance.machine import DriverBroke, run_machine
 from conformance.scenarios import SCENARIOS, run_scenario
 from reference.options import MATRIX, Options
@@ -38,8 +40,19 @@ class Verdict:
     feature: str = ""
 
 
+#: Verdicts after which the driver is started afresh.
+BROKEN = ("hung", "crashed")
+
 #: Worst last: a feature's cell is the worst verdict over its option sets.
-SEVERITY = {CONFORMS: 0, UNCLAIMED: 1, SKIPPED: 2, DIVERGES: 3, "hung": 4, "crashed": 4}
+SEVERITY = {
+    CONFORMS: 0,
+    UNCLAIMED: 1,
+    SKIPPED: 2,
+    expectations.EXPECTED: 2,
+    DIVERGES: 3,
+    "hung": 4,
+    "crashed": 4,
+}
 
 
 def _failure_text(exc: BaseException) -> str:
@@ -52,7 +65,7 @@ def certify_cell(
 ) -> Verdict:
     """The verdict of one cell; with ``feature``, of that feature's scenarios and machine."""
     name = feature.id if feature is not None else ""
-    reason = unclaimed_reason(driver, options)
+    reason = unclaimed_reason(driver, options, feature)
     if reason is not None:
         return Verdict(driver.name, options.label, UNCLAIMED, reason, feature=name)
     wanted = None if feature is None else set(feature.scenarios)
@@ -64,10 +77,13 @@ def certify_cell(
         run_machine(driver, options, run_settings, feature)
     except DriverBroke as broke:
         verdict, detail = broke.verdict, str(broke)
+    except FeatureSkipped as reason:
+        verdict, detail = SKIPPED, str(reason)
     except (AssertionError, DriverFailure) as exc:
         verdict, detail = DIVERGES, _failure_text(exc)
     else:
         verdict, detail = CONFORMS, ""
+    verdict, detail = expectations.settle(driver, options, feature, verdict, detail)
     return Verdict(
         driver.name, options.label, verdict, detail, time.monotonic() - started, name
     )
@@ -103,13 +119,16 @@ def certify(
                     progress(verdicts[-1])
             continue
         try:
-            for options in MATRIX:
-                verdicts.append(certify_cell(driver, options, run_settings))
+            cells = [(None, options) for options in MATRIX]
+            cells += [(feature, options) for feature in features for options in MATRIX]
+            for feature, options in cells:
+                chosen = run_settings if feature is None else per_feature
+                verdicts.append(certify_cell(driver, options, chosen, feature))
                 progress(verdicts[-1])
-            for feature in features:
-                for options in MATRIX:
-                    verdicts.append(certify_cell(driver, options, per_feature, feature))
-                    progress(verdicts[-1])
+                if verdicts[-1].verdict in BROKEN:
+                    # a hung or crashed driver cannot be trusted again: a fresh one
+                    driver.close()
+                    driver = registry.make(name)
         finally:
             driver.close()
     return verdicts

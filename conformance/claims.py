@@ -7,15 +7,38 @@ across remount and the untouched lowers still are).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from adapters.base import Driver
 from reference.options import Options
 
+if TYPE_CHECKING:
+    from conformance.features import Feature
 
-def unclaimed_reason(driver: Driver, options: Options) -> str | None:
+#: The rules of the machine that need user.* xattrs through the mount.
+XATTR_RULES = frozenset({"setxattr", "getxattr", "listxattr", "removexattr"})
+
+
+def unclaimed_reason(
+    driver: Driver, options: Options, feature: Feature | None = None
+) -> str | None:
+    """Why the cell (a feature of it, when given) is not claimed by the driver's profile."""
     profile = getattr(driver, "profile", None)
-    if profile is None or profile.supports(options):
+    if profile is None:
         return None
-    return f"{options.label} is not claimed by the {profile.name} profile"
+    if not profile.supports(options):
+        return f"{options.label} is not claimed by the {profile.name} profile"
+    if feature is not None and feature.id == "xattrs" and not profile.xattrs:
+        return f"xattrs are not claimed by the {profile.name} profile (xattrs = false)"
+    return None
+
+
+def claims_xattrs(driver: Driver) -> bool:
+    """Whether the profile claims user.* xattrs. A profile with ``xattrs = false`` gets no
+    xattr operations in any feature, and the view's xattrs are not compared (they cannot
+    be seen through such a mount)."""
+    profile = getattr(driver, "profile", None)
+    return profile is None or profile.xattrs
 
 
 def compares_upper(driver: Driver) -> bool:

@@ -25,6 +25,9 @@ class Feature:
     rules: frozenset[str]
     fields: frozenset[str] | None
     scenarios: tuple[str, ...] = ()
+    #: False: not a focused machine; its own runner (layer-interchange,
+    #: conformance.interchange), reached through conformance.machine.run_machine.
+    machine: bool = True
 
 
 #: Every field of the view (EntryView's fields and the st_ino renaming).
@@ -105,6 +108,16 @@ FEATURES: tuple[Feature, ...] = (
         "persistence",
         "What was changed is the same after a remount",
         {"remount", "write", "mkdir", "unlink", "setxattr"},
+    ),
+    Feature(
+        "layer-interchange",
+        "Layers written by one driver show the same view when another mounts them",
+        frozenset(
+            {"write", "truncate", "mkdir", "rmdir", "unlink", "rename", "link", "symlink",
+             "chmod", "chown", "setxattr", "removexattr", "mkfifo"}
+        ),
+        WITHOUT_LINK_COUNTS,
+        machine=False,
     ),
 )
 

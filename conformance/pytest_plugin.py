@@ -10,7 +10,11 @@ Options (group "unionspec"):
 - ``--profile PATH``: a driver profile (TOML, :mod:`adapters.profile`) for the FUSE
   drivers; it replaces a preset's own profile;
 - ``--require-drivers``: a driver that cannot run here fails instead of skipping; on by
-  default when the ``CI`` environment variable is set, since a skip in CI hides a gap.
+  default when the ``CI`` environment variable is set, since a skip in CI hides a gap;
+- ``--expectations PATH``: the known divergences of installed driver versions
+  (:mod:`conformance.expectations`; default ``conformance/expectations.toml``). The
+  ``test_feature`` and ``test_state_machine`` items of a matching driver, version, feature
+  and option set are marked ``xfail(strict=True)``.
 
 Fixtures: ``driver`` (one per ``--driver``, closed after the test) and
 ``conformance_settings`` (the Hypothesis settings of the chosen budget) and
@@ -30,6 +34,7 @@ BUDGET_OPTION = "--budget"
 REQUIRE_OPTION = "--require-drivers"
 DRIVER_CMD_OPTION = "--driver-cmd"
 PROFILE_OPTION = "--profile"
+EXPECTATIONS_OPTION = "--expectations"
 BUDGET_NAMES = ("quick", "standard", "deep")
 
 
@@ -63,6 +68,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="driver profile (TOML) for the FUSE drivers; replaces a preset's profile",
     )
     group.addoption(
+        EXPECTATIONS_OPTION,
+        default=None,
+        metavar="PATH",
+        help="known divergences of installed driver versions (TOML; default: "
+        "conformance/expectations.toml)",
+    )
+    group.addoption(
         REQUIRE_OPTION,
         action="store_true",
         default=bool(os.environ.get("CI")),
@@ -83,6 +95,35 @@ def pytest_configure(config: pytest.Config) -> None:
     for name in config.getoption(DRIVER_OPTION):
         if name not in known:
             raise pytest.UsageError(f"unknown driver {name!r} (known: {', '.join(known)})")
+    from conformance import expectations
+
+    try:
+        expectations.configure(config.getoption(EXPECTATIONS_OPTION))
+    except expectations.ExpectationError as problem:
+        raise pytest.UsageError(str(problem)) from None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the items of a known divergence xfail(strict=True) (conformance.expectations)."""
+    from conformance import expectations
+
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "driver" not in params or "options" not in params:
+            continue
+        name = getattr(item, "originalname", item.name)
+        label = params["options"].label
+        if name == "test_feature":
+            found = expectations.matching(params["driver"], params["feature"].id, label)
+        elif name == "test_state_machine":
+            found = expectations.matching(params["driver"], "", label)
+        elif name == "test_scenario":
+            found = expectations.matching_scenario(params["driver"], params["scenario"].id, label)
+        else:
+            continue
+        if found:
+            reason = f"known divergence: {expectations.describe(found)}"
+            item.add_marker(pytest.mark.xfail(strict=True, reason=reason))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -25,6 +25,15 @@ class Err:
 
 Outcome = Ok | Err
 
+@attrs.frozen
+class AlsoAllowed:
+    """What an operation returns when Linux gives ``value`` and a conforming driver may
+    give one of ``others`` instead (each use cites why)."""
+
+    value: Any
+    others: tuple[Any, ...]
+
+
 #: The outcomes the reference allows for one call. Usually one; several where POSIX or the
 #: kernel leave the choice open (each such place cites its source).
 Allowed = frozenset[Outcome]

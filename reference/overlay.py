@@ -14,7 +14,7 @@ from reference import ops
 from reference.layer import Inode, Kind, LayerSpec, StackSpec, build, dir_nlink, link_counts, walk
 from reference.lookup import Found, Node, lookup_child
 from reference.options import Options
-from reference.outcome import Allowed, Err, Ok, Outcome
+from reference.outcome import Allowed, AlsoAllowed, Err, Ok, Outcome
 from reference.paths import FsError, Resolved, resolve
 from reference.view import UNREACHABLE, DiskEntry, EntryView, LayerImage, View
 
@@ -76,6 +76,8 @@ class Overlay:
             value = self._handlers[type(op)](op)
         except FsError as failure:
             return Err(failure.names[0]), frozenset(Err(name) for name in failure.names)
+        if isinstance(value, AlsoAllowed):
+            return Ok(value.value), frozenset(Ok(v) for v in (value.value, *value.others))
         return Ok(value), frozenset({Ok(value)})
 
     def view(self) -> View:
@@ -505,11 +507,17 @@ class Overlay:
             raise FsError("ENODATA")
         del self._xattr_upper(node).xattrs[op.name]
 
-    def _op_readdir(self, op: ops.Readdir) -> tuple[str, ...]:
+    def _op_readdir(self, op: ops.Readdir) -> tuple[str, ...] | AlsoAllowed:
+        """The listing (:meth:`_listing`). Linux lists the whiteouts of a directory that is
+        not merged (readdir.c ``ovl_iterate``: ``ovl_dir_is_real`` passes the real
+        directory through); a driver that leaves those unreachable names out also conforms
+        (decision: see :func:`conformance.compare.may_be_absent`)."""
         node = self._existing(op.path, follow=True)
         if not node.is_dir:
             raise FsError("ENOTDIR")
-        return tuple(self._listing(node))
+        listing = tuple(self._listing(node))
+        reachable = tuple(n for n in listing if self._child(node, n).node is not None)
+        return listing if reachable == listing else AlsoAllowed(listing, (reachable,))
 
     def _op_remount(self, op: ops.Remount) -> None:
         """Everything the reference keeps is what the kernel keeps on disk (layers, index,

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from conformance import expectations
 from conformance.claims import unclaimed_reason
 from conformance.features import FEATURES, Feature
+from conformance.interchange import FeatureSkipped
 from conformance.machine import RULES, machine_for, run_machine
 from conformance.scenarios import SCENARIOS, Scenario, run_scenario
 from reference.options import MATRIX, Options
@@ -15,6 +17,7 @@ from reference.options import MATRIX, Options
 @pytest.mark.parametrize("options", MATRIX, ids=lambda o: o.test_id)
 def test_state_machine(driver, options: Options, conformance_settings) -> None:
     _skip_unclaimed(driver, options)
+    _replay_expected(driver, "", options)
     run_machine(driver, options, conformance_settings)
 
 
@@ -40,14 +43,22 @@ FEATURE_CASES = [
 
 
 @pytest.mark.parametrize(("feature", "options"), FEATURE_CASES)
-def test_feature(driver, feature: Feature, options: Options, feature_settings) -> None:
-    """One feature: its named scenarios, then its focused machine (its rules, its fields)."""
-    _skip_unclaimed(driver, options)
-    by_id = {scenario.id: scenario for scenario in SCENARIOS}
-    for scenario_id in feature.scenarios:
-        if by_id[scenario_id].applies(options):
-            run_scenario(driver, by_id[scenario_id], options, feature)
-    run_machine(driver, options, feature_settings, feature)
+def test_feature(driver, feature: Feature, options: Options, feature_settings, request) -> None:
+    """One feature: the reproducers of its known divergences (conformance/expectations.toml:
+    the item is then a strict xfail), its named scenarios, then its focused machine (its
+    rules, its fields)."""
+    _skip_unclaimed(driver, options, feature)
+    try:
+        _replay_expected(driver, feature.id, options, feature)
+        by_id = {scenario.id: scenario for scenario in SCENARIOS}
+        for scenario_id in feature.scenarios:
+            if by_id[scenario_id].applies(options):
+                run_scenario(driver, by_id[scenario_id], options, feature)
+        run_machine(driver, options, feature_settings, feature)
+    except FeatureSkipped as reason:
+        if reason.missing_driver and request.config.getoption("--require-drivers"):
+            pytest.fail(f"{reason} (--require-drivers is on)", pytrace=False)
+        pytest.skip(str(reason))
 
 
 def test_features_name_rules_and_scenarios_that_exist() -> None:
@@ -75,7 +86,16 @@ def test_a_feature_machine_has_only_its_rules() -> None:
         driver.close()
 
 
-def _skip_unclaimed(driver, options: Options) -> None:
-    reason = unclaimed_reason(driver, options)
+def _replay_expected(
+    driver, feature_id: str, options: Options, feature: Feature | None = None
+) -> None:
+    """Replay the recorded reproducers first, so a strict xfail does not depend on what
+    the exploration draws."""
+    for expectation in expectations.matching(driver.name, feature_id, options.label):
+        expectations.replay(driver, expectation, options, feature)
+
+
+def _skip_unclaimed(driver, options: Options, feature: Feature | None = None) -> None:
+    reason = unclaimed_reason(driver, options, feature)
     if reason is not None:
         pytest.skip(reason)

@@ -29,7 +29,7 @@ from adapters.fuse import (
 from adapters.layerdisk import DiskFormat, read_layer
 from adapters.profile import Profile, ProfileError, load_profile
 from reference import ops
-from reference.layer import DirSpec, FileSpec, LayerSpec, StackSpec
+from reference.layer import DirSpec, FileSpec, LayerSpec, StackSpec, SymlinkSpec
 from reference.options import Options
 from reference.outcome import Err, Ok
 
@@ -144,7 +144,7 @@ def test_read_only_form_drops_upper_and_work() -> None:
     assert read_only_words(words) == [
         "fuse-overlayfs",
         "-o",
-        "lowerdir={lowerdir}{options}",
+        "lowerdir={lowerdir},ro{options}",
         "{mountpoint}",
     ]
     assert read_only_words(parse_template("u {upperdir}=RW:{lowerdir} {mountpoint}")) is None
@@ -391,3 +391,24 @@ def test_unionfs_fuse_mounts(monkeypatch) -> None:
         pids = drv.daemon_pids()
     assert all(process_gone(p) for p in pids)
     assert not fuse_mounts()
+
+
+def test_a_branch_symlink_to_the_host_root_is_recorded_not_walked(monkeypatch) -> None:
+    """unionfs-fuse merges a directory with a lower branch's symlink of the same name and
+    follows it, here to the host's /: the view records those names as foreign without
+    reading or entering them (before, the walk read the host's tree until it timed out)."""
+    _require(UnionfsFuseDriver)
+    monkeypatch.setattr(registry, "PROFILE_PATH", None)
+    stack = StackSpec(
+        (
+            LayerSpec((("c", DirSpec()),)),
+            LayerSpec((("c", SymlinkSpec("/")),)),
+        )
+    )
+    with UnionfsFuseDriver(timeout=30.0) as drv:
+        drv.mount(stack, Options(read_only=True))
+        view = drv.view()
+    below = {path: entry for path, entry in view.entries.items() if path.startswith("c/")}
+    assert below, "unionfs-fuse no longer follows the branch symlink: update the expectation"
+    assert all(entry.kind.startswith("foreign ") for entry in below.values())
+    assert all(path.count("/") == 1 for path in below)  # not entered

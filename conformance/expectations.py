@@ -1,0 +1,316 @@
+"""Known divergences of installed driver versions, as data (``conformance/expectations.toml``).
+
+Each ``[[divergence]]`` record is one divergence found by the suite and confirmed by hand
+(the reproducer run directly against the driver, and the kernel on the same steps). Keys:
+
+``driver`` (string)
+    The registry name (``fuse-overlayfs``).
+``version`` (string)
+    The driver's version exactly as its profile's ``version_command`` prints it
+    (:func:`installed_version`); another installed version gets no expectation.
+``features`` (array of strings)
+    The feature ids (:mod:`conformance.features`) whose check this divergence fails.
+``options`` (array of strings)
+    The option set labels it fails under.
+``reason`` (string)
+    One line: what the driver does and what the reference (the kernel) does.
+``stack`` (string), ``steps`` (array of strings)
+    The minimal reproducer as the suite prints it: a ``StackSpec(...)`` and the operations
+    (``Chmod(path='a', mode=0o700)``). The pytest items replay it first, so an expected
+    failure does not depend on what the random exploration happens to draw.
+``confirmed`` (string)
+    How it was confirmed by hand: the commands and what the driver and the kernel did.
+``upstream`` (string, optional)
+    The upstream issue or pull request that knows it, or what was searched.
+``scenarios`` (array of strings, optional)
+    The named scenarios (:mod:`conformance.scenarios`) this divergence fails; their
+    ``test_scenario`` items are strict xfails too (a scenario is deterministic).
+
+Unknown keys, missing keys and wrong types are refused with a one-line
+:class:`ExpectationError` (``python -m conformance certify`` exits 2 on it).
+
+In the pytest plugin, the ``test_feature`` item of a matching (driver, version, feature,
+option set) is marked ``xfail(strict=True)``: green while the divergence is there, red the
+day it is fixed. ``test_state_machine`` (every rule) of a matching (driver, version,
+option set) likewise, and the ``test_scenario`` items of the scenarios a record names.
+:func:`settle` turns a ``diverges`` verdict of ``certify`` into ``expected-divergence``.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from reference import layer, ops
+
+DEFAULT_PATH = Path(__file__).resolve().parent / "expectations.toml"
+EXPECTED = "expected-divergence"
+
+_REQUIRED = {
+    "driver": str,
+    "version": str,
+    "features": list,
+    "options": list,
+    "reason": str,
+    "stack": str,
+    "steps": list,
+    "confirmed": str,
+}
+_OPTIONAL = {"upstream": str, "scenarios": list}
+
+#: The names a reproducer may use: the operations and the layer specs (their reprs).
+_NAMES: dict[str, Any] = {
+    **{n: getattr(ops, n) for n in dir(ops) if isinstance(getattr(ops, n), type)},
+    **{n: getattr(layer, n) for n in dir(layer) if n.endswith("Spec")},
+}
+
+
+class ExpectationError(ValueError):
+    """An expectations file that cannot be used; the message is one line."""
+
+
+@attrs.frozen
+class Expectation:
+    driver: str
+    version: str
+    features: tuple[str, ...]
+    options: tuple[str, ...]
+    reason: str
+    stack: layer.StackSpec
+    steps: tuple[ops.Op, ...]
+    confirmed: str
+    upstream: str = ""
+    scenarios: tuple[str, ...] = ()
+
+    def matches(self, driver: str, version: str | None, feature: str, options: str) -> bool:
+        """Whether it applies to this cell; ``feature`` "" is the whole cell (any feature)."""
+        return (
+            self.driver == driver
+            and self.version == version
+            and (not feature or feature in self.features)
+            and options in self.options
+        )
+
+    def render(self) -> str:
+        """The reproducer as the suite prints a program."""
+        return "\n".join([f"mount {self.stack!r}", *(repr(op) for op in self.steps)])
+
+
+def parse_repr(text: str, where: str) -> Any:
+    """Evaluate the repr of an operation or a StackSpec: only calls of the known classes,
+    literals, tuples and lists are accepted (nothing else is evaluated)."""
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise ExpectationError(f"{where}: not a valid expression: {exc.msg}") from None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            if node.id not in _NAMES:
+                raise ExpectationError(f"{where}: unknown name {node.id!r}")
+        elif not isinstance(
+            node,
+            ast.Expression | ast.Call | ast.keyword | ast.Constant | ast.Tuple | ast.List
+            | ast.Load,
+        ):
+            raise ExpectationError(f"{where}: {type(node).__name__} is not allowed")
+    try:
+        return eval(compile(tree, where, "eval"), {"__builtins__": {}}, dict(_NAMES))
+    except Exception as exc:  # a wrong argument to a known class
+        raise ExpectationError(f"{where}: {type(exc).__name__}: {exc}") from None
+
+
+def _record(data: Any, where: str) -> Expectation:
+    from conformance.features import BY_ID
+    from reference.options import MATRIX
+
+    if not isinstance(data, dict):
+        raise ExpectationError(f"{where}: must be a table")
+    for key in data:
+        if key not in _REQUIRED and key not in _OPTIONAL:
+            known = ", ".join([*_REQUIRED, *_OPTIONAL])
+            raise ExpectationError(f"{where}: unknown key {key!r} (known: {known})")
+    for key, kind in {**_REQUIRED, **_OPTIONAL}.items():
+        if key not in data:
+            if key in _REQUIRED:
+                raise ExpectationError(f"{where}: missing key {key!r}")
+            continue
+        value = data[key]
+        if not isinstance(value, kind) or (
+            kind is list and not all(isinstance(v, str) for v in value)
+        ):
+            wanted = "an array of strings" if kind is list else "a string"
+            raise ExpectationError(f"{where}: key {key!r} must be {wanted}")
+        if kind is str and key != "upstream" and not value.strip():
+            raise ExpectationError(f"{where}: key {key!r} must not be empty")
+    if "\n" in data["reason"].strip():
+        raise ExpectationError(f"{where}: key 'reason' must be one line")
+    for feature in data["features"]:
+        if feature not in BY_ID:
+            raise ExpectationError(f"{where}: unknown feature {feature!r}")
+    labels = {options.label for options in MATRIX}
+    for label in data["options"]:
+        if label not in labels:
+            raise ExpectationError(f"{where}: unknown option set {label!r}")
+    from conformance.scenarios import SCENARIOS
+
+    named = {scenario.id for scenario in SCENARIOS}
+    for scenario in data.get("scenarios", []):
+        if scenario not in named:
+            raise ExpectationError(f"{where}: unknown scenario {scenario!r}")
+    if not data["features"] or not data["options"]:
+        raise ExpectationError(f"{where}: 'features' and 'options' must not be empty")
+    stack = parse_repr(data["stack"], f"{where} stack")
+    if not isinstance(stack, layer.StackSpec):
+        raise ExpectationError(f"{where}: 'stack' must be a StackSpec(...)")
+    steps = tuple(
+        parse_repr(step, f"{where} steps[{i}]") for i, step in enumerate(data["steps"])
+    )
+    for i, step in enumerate(steps):
+        if type(step).__module__ != ops.__name__ or isinstance(step, ops.StatResult):
+            raise ExpectationError(f"{where} steps[{i}]: not an operation")
+    return Expectation(
+        driver=data["driver"],
+        version=data["version"],
+        features=tuple(data["features"]),
+        options=tuple(data["options"]),
+        reason=data["reason"].strip(),
+        stack=stack,
+        steps=steps,
+        confirmed=data["confirmed"].strip(),
+        upstream=data.get("upstream", "").strip(),
+        scenarios=tuple(data.get("scenarios", [])),
+    )
+
+
+def load(path: str | Path = DEFAULT_PATH) -> tuple[Expectation, ...]:
+    """Read and check an expectations file (an :class:`ExpectationError` if unusable)."""
+    source = str(path)
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise ExpectationError(f"{source}: cannot read: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ExpectationError(f"{source}: not valid TOML: {exc}") from None
+    unknown = set(data) - {"divergence"}
+    if unknown:
+        raise ExpectationError(f"{source}: unknown top-level key {sorted(unknown)[0]!r}")
+    records = data.get("divergence", [])
+    if not isinstance(records, list):
+        raise ExpectationError(f"{source}: 'divergence' must be an array of tables")
+    return tuple(
+        _record(record, f"{source}: divergence {number}")
+        for number, record in enumerate(records, 1)
+    )
+
+
+#: The file in use (set by the pytest plugin and the certify CLI; None: the default).
+PATH: str | None = None
+
+
+def configure(path: str | None) -> tuple[Expectation, ...]:
+    """Use ``path`` (None: the default file); load it now so a bad file fails early."""
+    global PATH
+    PATH = path
+    _loaded.cache_clear()
+    return _loaded(PATH)
+
+
+@functools.cache
+def _loaded(path: str | None) -> tuple[Expectation, ...]:
+    return load(path or DEFAULT_PATH)
+
+
+@functools.cache
+def installed_version(driver: str) -> str | None:
+    """The version of the driver ``driver`` installed here, as its profile's
+    ``version_command`` prints it (None: no version command, or not a FUSE driver)."""
+    from adapters import registry
+
+    probe = getattr(registry.factory(driver), "installed_version", None)
+    return probe() if probe is not None else None
+
+
+def matching(driver: str, feature: str, options: str) -> tuple[Expectation, ...]:
+    """The expectations for this cell of the installed version (``feature`` "": the whole
+    machine, so any feature that is a machine; layer-interchange is not part of it)."""
+    from conformance.features import BY_ID
+
+    mine = [e for e in _loaded(PATH) if e.driver == driver]
+    if not mine:
+        return ()
+    version = installed_version(driver)
+    return tuple(
+        e
+        for e in mine
+        if e.matches(driver, version, feature, options)
+        and (feature or any(BY_ID[f].machine for f in e.features))
+    )
+
+
+def matching_scenario(driver: str, scenario: str, options: str) -> tuple[Expectation, ...]:
+    """The expectations of the installed version that fail the named scenario."""
+    version = installed_version(driver) if any(
+        e.driver == driver for e in _loaded(PATH)
+    ) else None
+    return tuple(
+        e
+        for e in _loaded(PATH)
+        if scenario in e.scenarios and e.matches(driver, version, "", options)
+    )
+
+
+def describe(found: tuple[Expectation, ...]) -> str:
+    return "; ".join(f"{e.reason} ({e.version})" for e in found)
+
+
+def settle(
+    driver: Any, options: Any, feature: Any, verdict: str, detail: str
+) -> tuple[str, str]:
+    """certify: the verdict of a cell (``feature`` None: the whole machine) in the light of
+    the recorded divergences of the installed version. ``diverges`` becomes
+    ``expected-divergence``; ``conforms`` (the exploration may not have drawn it) replays
+    the recorded reproducers: still diverging, it is ``expected-divergence`` too; no longer
+    diverging, it stays ``conforms`` and says the record is stale (fixed)."""
+    feature_id = feature.id if feature is not None else ""
+    found = matching(driver.name, feature_id, options.label)
+    if not found or verdict not in ("diverges", "conforms"):
+        return verdict, detail
+    if verdict == "diverges":
+        return EXPECTED, f"expected: {describe(found)}\n{detail}"
+    still: list[Expectation] = []
+    for expectation in found:
+        try:
+            replay(driver, expectation, options, feature)
+        except AssertionError:
+            still.append(expectation)
+    if still:
+        return EXPECTED, f"expected (its reproducer still diverges): {describe(tuple(still))}"
+    return verdict, f"fixed? the recorded divergence no longer reproduces: {describe(found)}"
+
+
+def replay(driver: Any, expectation: Expectation, options: Any, feature: Any = None) -> None:
+    """Run the recorded reproducer on ``driver`` in lockstep with the reference (raises
+    Diverged while the divergence is there); for layer-interchange, write it with each
+    pair's writer and mount it with the reader (InterchangeDiverged)."""
+    from conformance.scenarios import Scenario, Step, run_scenario
+
+    if feature is not None and not feature.machine:
+        from conformance.interchange import replay_program
+
+        replay_program(driver, options, expectation.stack, list(expectation.steps))
+        return
+
+    scenario = Scenario(
+        id=f"expected:{expectation.driver}",
+        title=expectation.reason,
+        source="conformance/expectations.toml",
+        stack=expectation.stack,
+        steps=tuple(Step(op) for op in expectation.steps),
+    )
+    run_scenario(driver, scenario, options, feature)

@@ -1,0 +1,232 @@
+"""Layer interchange: layers written through one driver, then mounted by another, show the
+same merged view.
+
+Real deployments switch drivers on the same layers (rootless and rootful engines, image
+extraction versus run time). For a driver under test D, the pairs (writer -> reader) are:
+
+* a FUSE driver: kernel -> D, and D -> kernel when D's profile says its upper layer is in a
+  form the kernel reads (0/0 character-device whiteouts, ``trusted.overlay.opaque``);
+* the kernel: kernel -> kernel (a fresh mount with a fresh work directory);
+* the reference and the kernel: reference -> kernel (the kernel mounts the upper layer the
+  reference says the kernel writes, :func:`adapters.layerdisk.write_layer`).
+
+Each example draws a stack and a program of changes; the writer runs it, its view is
+taken, then the same lowers and the written upper are mounted by the reader (in the same
+sandbox, a fresh work directory) and its view must equal the writer's. The reader is
+compared with the writer, not with the reference: the writer's own divergences are the
+other features' business, this one isolates what the layers carry. Inode numbers and link
+counts are not compared (another driver numbers its own inodes); a whiteout listed as
+unreachable may be absent on either side (:func:`conformance.compare.may_be_absent`).
+
+With the read-only option set the reader mounts the written upper as the top lower layer
+(an image's layers stacked read-only). Defined for ``index=off`` without metacopy: the
+index lives in the work directory and does not travel with the layers (overlayfs.rst
+"Sharing and copying layers"), and a metacopy upper needs its lower's file handle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import attrs
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from adapters.base import Driver, DriverUnavailable
+from conformance import strategies as s
+from conformance.compare import InodeMap, compare_views, render
+from conformance.features import WITHOUT_LINK_COUNTS
+from reference import ops
+from reference.layer import StackSpec
+from reference.options import Options
+from reference.overlay import Overlay
+from reference.view import UNREACHABLE, View
+
+#: What a reader is held to: every field but inode numbers and link counts.
+FIELDS = WITHOUT_LINK_COUNTS
+
+#: Operations that change the layers.
+CHANGES: st.SearchStrategy[ops.Op] = st.one_of(
+    st.builds(ops.Write, s.paths, s.data, s.offsets, s.open_flags, s.modes),
+    st.builds(ops.Truncate, s.paths, s.sizes),
+    st.builds(ops.Mkdir, s.paths, st.sampled_from([0o755, 0o700])),
+    st.builds(ops.Rmdir, s.paths),
+    st.builds(ops.Unlink, s.paths),
+    st.builds(ops.Rename, s.paths, s.paths, s.rename_flags),
+    st.builds(ops.Link, s.paths, s.paths),
+    st.builds(ops.Symlink, st.sampled_from(s.TARGETS), s.paths),
+    st.builds(ops.Chmod, s.paths, s.modes),
+    st.builds(ops.Chown, s.paths, s.ids, s.ids),
+    st.builds(ops.SetXattr, s.paths, s.xattr_names, s.xattr_values),
+    st.builds(ops.RemoveXattr, s.paths, s.xattr_names),
+    st.builds(ops.Mkfifo, s.paths, s.modes),
+)
+
+
+class FeatureSkipped(Exception):
+    """The feature cannot run for this cell; ``missing_driver`` when that is because a
+    driver it needs cannot run here (a failure under ``--require-drivers``)."""
+
+    def __init__(self, reason: str, missing_driver: bool = False) -> None:
+        super().__init__(reason)
+        self.missing_driver = missing_driver
+
+
+class InterchangeDiverged(AssertionError):
+    """The reader shows another view of the layers than the writer did."""
+
+
+@attrs.frozen
+class Pair:
+    writer: str
+    reader: str
+
+    def __str__(self) -> str:
+        return f"{self.writer} -> {self.reader}"
+
+
+def applies(options: Options) -> str | None:
+    """Why the feature is not defined for ``options`` (None: it is)."""
+    if options.index or options.metacopy:
+        return (
+            f"layer interchange is defined for index=off without metacopy, not "
+            f"{options.label}: the index lives in the work directory (overlayfs.rst "
+            f"'Sharing and copying layers')"
+        )
+    return None
+
+
+def kernel_readable(driver: Driver) -> bool:
+    """Whether the driver's profile says it writes markers the kernel reads."""
+    profile = getattr(driver, "profile", None)
+    if profile is None:
+        return True
+    return profile.whiteout == "chardev" and profile.opaque in ("xattr", "xattr+wh-opq")
+
+
+def pairs(driver: Driver) -> tuple[list[Pair], list[str]]:
+    """The pairs to run for ``driver``, and why others are left out."""
+    name = driver.name
+    if name == "reference":
+        return [Pair("reference", "kernel")], []
+    if name == "kernel":
+        return [Pair("kernel", "kernel"), Pair("reference", "kernel")], []
+    found, left_out = [Pair("kernel", name)], []
+    if kernel_readable(driver):
+        found.append(Pair(name, "kernel"))
+    else:
+        left_out.append(
+            f"{name} -> kernel: the profile's upper form is not the kernel's "
+            f"(whiteout {driver.profile.whiteout}, opaque {driver.profile.opaque})"
+        )
+    return found, left_out
+
+
+def reachable(view: View) -> View:
+    """The view without the unreachable names (listed or not: both allowed)."""
+    entries = {p: e for p, e in view.entries.items() if e != UNREACHABLE}
+    return View(entries, view.inodes)
+
+
+def check(pair: Pair, options: Options, written: View, read: View) -> None:
+    found = compare_views(reachable(written), reachable(read), InodeMap(""), FIELDS)
+    if found:
+        raise InterchangeDiverged(
+            f"layers written by {pair.writer} and mounted by {pair.reader} "
+            f"[{options.label}] show another view (expected: the writer's):\n{render(found)}"
+        )
+
+
+@contextmanager
+def _kernel() -> Iterator[Any]:
+    from adapters import registry
+
+    try:
+        kernel = registry.make("kernel")
+    except DriverUnavailable as reason:
+        raise FeatureSkipped(
+            f"layer interchange needs the kernel driver: {reason}", missing_driver=True
+        ) from None
+    try:
+        yield kernel
+    finally:
+        kernel.close()
+
+
+def exchange(
+    pair: Pair, driver: Driver, kernel: Any, stack: StackSpec, steps: list[ops.Op],
+    options: Options,
+) -> None:
+    """Write ``steps`` over ``stack`` with the pair's writer, mount with its reader, compare."""
+    writer_options = attrs.evolve(options, read_only=False)
+    if pair.writer == "reference":
+        model = Overlay(stack, writer_options)
+        for op in steps:
+            model.apply(op)
+        written = model.view()
+        assert model.upper is not None
+        kernel.mount_with_upper(stack, options, model.upper)
+        check(pair, options, written, kernel.view())
+        return
+    writer = kernel if pair.writer == "kernel" else driver
+    reader = kernel if pair.reader == "kernel" else driver
+    writer.mount(stack, writer_options)
+    try:
+        for op in steps:
+            writer.run(op)
+        written = writer.view()
+        writer.hand_over(reader, options)
+        check(pair, options, written, writer.view())
+    finally:
+        writer.take_back()
+
+
+def run_interchange(driver: Driver, options: Options, run_settings: settings) -> None:
+    """The layer-interchange feature for ``driver`` and ``options`` (see the module doc).
+    Raises InterchangeDiverged (with Hypothesis's shrunk stack and program) or
+    FeatureSkipped."""
+    reason = applies(options)
+    if reason is not None:
+        raise FeatureSkipped(reason)
+    chosen, _ = pairs(driver)
+    steps = int(run_settings.stateful_step_count)
+    failures: list[str] = []
+    with _kernel() as kernel:
+        for pair in chosen:
+            try:
+                _explore(pair, driver, kernel, options, run_settings, steps)
+            except AssertionError as exc:  # one pair does not hide the other
+                notes = getattr(exc, "__notes__", [])
+                failures.append("\n".join([str(exc), *notes]))
+    if failures:
+        raise InterchangeDiverged("\n\n".join(failures))
+
+
+def _explore(
+    pair: Pair, driver: Driver, kernel: Any, options: Options, run_settings: settings,
+    steps: int,
+) -> None:
+    @settings(run_settings)
+    @given(stack=s.stacks(min_lowers=1), program=st.lists(CHANGES, max_size=max(1, steps)))
+    def written_then_read(stack: StackSpec, program: list[ops.Op]) -> None:
+        exchange(pair, driver, kernel, stack, program, options)
+
+    written_then_read()
+
+
+def replay_program(driver: Driver, options: Options, stack: StackSpec, steps: list[ops.Op]) -> None:
+    """One recorded program through every pair of ``driver`` (expectations replay it)."""
+    reason = applies(options)
+    if reason is not None:
+        raise FeatureSkipped(reason)
+    failures: list[str] = []
+    with _kernel() as kernel:
+        for pair in pairs(driver)[0]:
+            try:
+                exchange(pair, driver, kernel, stack, steps, options)
+            except InterchangeDiverged as exc:
+                failures.append(str(exc))
+    if failures:
+        raise InterchangeDiverged("\n\n".join(failures))

@@ -1,0 +1,233 @@
+"""Known divergences as data (conformance.expectations): loading, checking, matching by
+driver version, the strict xfail marks of the pytest plugin, and certify's verdict."""
+
+from __future__ import annotations
+
+import pytest
+
+from conformance import expectations
+from conformance.expectations import Expectation, ExpectationError, load, parse_repr
+from reference import ops
+from reference.layer import FifoSpec, LayerSpec, StackSpec
+
+RECORD = """
+[[divergence]]
+driver = "ghost"
+version = "ghost 1.0"
+features = ["xattrs"]
+options = ["redirect_dir=off,index=off"]
+reason = "the ghost forgets xattrs"
+stack = "StackSpec(lowers=(LayerSpec(entries=(('a', FifoSpec(mode=0o755)),)),))"
+steps = ["Chmod(path='a', mode=0o700)"]
+confirmed = "by hand"
+upstream = "https://example.invalid/1"
+"""
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "expectations.toml"
+    path.write_text(text)
+    return path
+
+
+def test_the_shipped_file_loads() -> None:
+    for expectation in load():
+        assert expectation.steps and expectation.confirmed
+
+
+def test_a_record_loads(tmp_path) -> None:
+    (found,) = load(write(tmp_path, RECORD))
+    assert found.stack == StackSpec((LayerSpec((("a", FifoSpec(mode=0o755)),)),))
+    assert found.steps == (ops.Chmod("a", 0o700),)
+    assert found.matches("ghost", "ghost 1.0", "xattrs", "redirect_dir=off,index=off")
+    assert found.matches("ghost", "ghost 1.0", "", "redirect_dir=off,index=off")
+    assert not found.matches("ghost", "ghost 2.0", "xattrs", "redirect_dir=off,index=off")
+    assert not found.matches("ghost", None, "xattrs", "redirect_dir=off,index=off")
+    assert not found.matches("ghost", "ghost 1.0", "metadata", "redirect_dir=off,index=off")
+    assert not found.matches("ghost", "ghost 1.0", "xattrs", "ro")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("reason", '"x"\ncolour = "red"'), "unknown key 'colour'"),
+        (("features", '"xattrs"'), "key 'features' must be an array of strings"),
+        (("features", '["telepathy"]'), "unknown feature 'telepathy'"),
+        (("options", '["index=maybe"]'), "unknown option set 'index=maybe'"),
+        (("version", "1"), "key 'version' must be a string"),
+        (("steps", '["__import__(\'os\')"]'), "unknown name '__import__'"),
+        (("steps", "[\"Chmod(path='a').mode\"]"), "Attribute is not allowed"),
+        (("steps", "[\"Chmod(path='a', colour=1)\"]"), "TypeError"),
+        (("steps", '["StackSpec(lowers=())"]'), "not an operation"),
+        (("stack", '"Chmod(path=\'a\', mode=1)"'), "'stack' must be a StackSpec"),
+        (("stack", '"StackSpec(("'), "not a valid expression"),
+    ],
+)
+def test_bad_records_are_one_line_errors(tmp_path, change, message) -> None:
+    key, value = change
+    lines = [
+        f"{key} = {value}" if line.startswith(f"{key} =") else line
+        for line in RECORD.splitlines()
+    ]
+    with pytest.raises(ExpectationError, match=message.replace("(", r"\(")) as info:
+        load(write(tmp_path, "\n".join(lines)))
+    assert "\n" not in str(info.value)
+    assert "divergence 1" in str(info.value)
+
+
+def test_missing_key_and_bad_toml(tmp_path) -> None:
+    without = "\n".join(line for line in RECORD.splitlines() if not line.startswith("reason"))
+    with pytest.raises(ExpectationError, match="missing key 'reason'"):
+        load(write(tmp_path, without))
+    with pytest.raises(ExpectationError, match="not valid TOML"):
+        load(write(tmp_path, "[[divergence]\n"))
+    with pytest.raises(ExpectationError, match="cannot read"):
+        load(tmp_path / "nonexistent.toml")
+
+
+def test_parse_repr_evaluates_nothing_but_known_classes() -> None:
+    assert parse_repr("Rename('a', 'b', 'RENAME_EXCHANGE')", "x") == ops.Rename(
+        "a", "b", "RENAME_EXCHANGE"
+    )
+    with pytest.raises(ExpectationError, match="not allowed"):
+        parse_repr("[x for x in ()]", "x")
+
+
+def test_settle_turns_a_known_divergence_into_expected(tmp_path, monkeypatch) -> None:
+    from conformance.features import BY_ID
+    from reference.options import MATRIX
+
+    monkeypatch.setattr(expectations, "installed_version", lambda name: "ghost 1.0")
+    replayed: list[str] = []
+
+    def replay(driver, expectation, options, feature) -> None:
+        replayed.append(feature.id)
+        if driver.still_broken:
+            raise AssertionError("still there")
+
+    monkeypatch.setattr(expectations, "replay", replay)
+
+    class Ghost:
+        name = "ghost"
+        still_broken = True
+
+    try:
+        expectations.configure(str(write(tmp_path, RECORD)))
+        cell = (Ghost(), MATRIX[0], BY_ID["xattrs"])
+        verdict, detail = expectations.settle(*cell, "diverges", "found it")
+        assert verdict == expectations.EXPECTED
+        assert "the ghost forgets xattrs" in detail and "found it" in detail
+        # the exploration missed it: the reproducer is replayed
+        assert expectations.settle(*cell, "conforms", "")[0] == expectations.EXPECTED
+        assert replayed == ["xattrs"]
+        Ghost.still_broken = False
+        verdict, detail = expectations.settle(*cell, "conforms", "")
+        assert verdict == "conforms" and "no longer reproduces" in detail
+        other = (Ghost(), MATRIX[0], BY_ID["metadata"])
+        assert expectations.settle(*other, "diverges", "d")[0] == "diverges"
+    finally:
+        expectations.configure(None)
+
+
+GHOST_CONFTEST = """
+import sys
+from adapters import registry
+
+class Ghost:
+    name = "ghost"
+
+    @classmethod
+    def installed_version(cls):
+        return "ghost 1.0"
+
+    def close(self):
+        pass
+
+sys.modules["ghost_driver"] = sys.modules[__name__]
+registry.BUILTIN["ghost"] = "ghost_driver:Ghost"
+"""
+
+GHOST_TESTS = """
+import pytest
+from conformance.features import BY_ID
+from reference.options import MATRIX
+
+@pytest.mark.parametrize(
+    ("feature", "options"), [(BY_ID["xattrs"], MATRIX[0]), (BY_ID["metadata"], MATRIX[0])]
+)
+def test_feature(driver, feature, options):
+    assert feature.id != "xattrs", "the ghost forgets xattrs"
+"""
+
+
+@pytest.fixture
+def ghost(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    monkeypatch.delenv("CI", raising=False)
+    pytester.makeconftest(GHOST_CONFTEST)
+    pytester.makepyfile(GHOST_TESTS)
+    return pytester
+
+
+def test_a_known_divergence_is_a_strict_xfail(ghost: pytest.Pytester) -> None:
+    path = write(ghost.path, RECORD)
+    result = ghost.runpytest("--driver=ghost", f"--expectations={path}", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, xfailed=1)
+
+
+def test_a_fixed_divergence_turns_red(ghost: pytest.Pytester) -> None:
+    path = write(ghost.path, RECORD.replace('["xattrs"]', '["xattrs", "metadata"]'))
+    result = ghost.runpytest("--driver=ghost", f"--expectations={path}")
+    result.assert_outcomes(failed=1, xfailed=1)
+    result.stdout.fnmatch_lines(["*XPASS(strict)*"])
+
+
+def test_another_version_gets_the_full_check(ghost: pytest.Pytester) -> None:
+    path = write(ghost.path, RECORD.replace('version = "ghost 1.0"', 'version = "ghost 0.9"'))
+    result = ghost.runpytest("--driver=ghost", f"--expectations={path}")
+    result.assert_outcomes(passed=1, failed=1)
+
+
+def test_a_bad_expectations_file_is_a_usage_error(ghost: pytest.Pytester) -> None:
+    path = write(ghost.path, RECORD.replace("features", "feechurs"))
+    result = ghost.runpytest("--driver=ghost", f"--expectations={path}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*unknown key 'feechurs'*"])
+
+
+def test_certify_cli_exits_2_on_a_bad_file(tmp_path, capsys) -> None:
+    from conformance.__main__ import main
+
+    path = write(tmp_path, RECORD.replace("features", "feechurs"))
+    assert main(["certify", "--driver=reference", f"--expectations={path}"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'feechurs'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_expectation_renders_its_program() -> None:
+    (found,) = load_text(RECORD)
+    assert found.render().splitlines()[1] == "Chmod(path='a', mode=0o700)"
+
+
+def load_text(text: str) -> tuple[Expectation, ...]:
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as directory:
+        return load(write(Path(directory), text))
+
+
+def test_scenarios_key(tmp_path, monkeypatch) -> None:
+    text = RECORD.replace('upstream =', 'scenarios = ["copy-up-once"]\nupstream =')
+    (found,) = load(write(tmp_path, text))
+    assert found.scenarios == ("copy-up-once",)
+    with pytest.raises(ExpectationError, match="unknown scenario 'nonesuch'"):
+        load(write(tmp_path, text.replace("copy-up-once", "nonesuch")))
+    monkeypatch.setattr(expectations, "installed_version", lambda name: "ghost 1.0")
+    try:
+        expectations.configure(str(write(tmp_path, text)))
+        label = "redirect_dir=off,index=off"
+        assert expectations.matching_scenario("ghost", "copy-up-once", label) == (found,)
+        assert expectations.matching_scenario("ghost", "copy-up-once", "ro") == ()
+        assert expectations.matching_scenario("ghost", "rmdir-mkdir-opaque", label) == ()
+    finally:
+        expectations.configure(None)
