@@ -256,14 +256,21 @@ def unreadable(exc: OSError, what: str) -> EntryView:
 
 
 def names_of(stack: StackSpec) -> set[str]:
-    """Every name the stack's layers hold (path components)."""
-    return {part for spec in stack.lowers for path, _ in spec.entries for part in path.split("/")}
+    """Every name the stack's layers hold (path components, and the components of symlink
+    targets: a write through a symlink creates its target's name)."""
+    found = {part for spec in stack.lowers for path, _ in spec.entries for part in path.split("/")}
+    for spec in stack.lowers:
+        for _, entry in spec.entries:
+            target = getattr(entry, "target", None)
+            if isinstance(target, str):
+                found.update(part for part in target.split("/") if part)
+    return found
 
 
 def op_names(op: ops.Op) -> set[str]:
-    """Every name an operation's paths hold (path components)."""
+    """Every name an operation's paths (and a symlink's target) hold (path components)."""
     found: set[str] = set()
-    for field in ("path", "src", "dst"):
+    for field in ("path", "src", "dst", "target"):
         value = getattr(op, field, None)
         if isinstance(value, str):
             found.update(part for part in value.split("/") if part)
@@ -393,7 +400,11 @@ class Executor:
         self.stack, self.options = stack, options
         self.known = names_of(stack)
         if upper is not None:
-            self.known |= {part for path, _ in walk(upper) for part in path.split("/")}
+            for path, inode in walk(upper):
+                self.known.update(path.split("/"))
+                target = getattr(inode, "target", None)
+                if isinstance(target, str):
+                    self.known.update(part for part in target.split("/") if part)
 
     def do_switch(self, kind: str, settings: dict[str, Any], options: Options) -> None:
         """Layer interchange: unmount, and mount the same layers with another mounter and a
