@@ -1,16 +1,17 @@
 """A driver that corrupts its own layers is reported, not trusted (issue 6).
 
-The driver under test is real: fuse-overlayfs behind a wrapper script that, after
-mounting, writes into a layer behind the mount's back (tests/drivers/). The lowers are
-compared byte for byte and the upper is decoded from disk after every step, so the
-planted entry is a divergence naming the layer and the path, not a silent pass; and it
-shows in the merged view too, which the driver would otherwise "explain".
+The driver under test is real: fuse-overlayfs behind a wrapper (``sh -c``, inline: the
+executor's private /tmp may hide a checkout that lives under /tmp) that writes into a layer
+behind the suite's back and then mounts (before mounting, so nothing races the first
+look). The lowers are compared byte for byte and the upper is decoded from disk after
+every step, so the planted entry is a divergence naming the layer and the path, not a
+silent pass; and it shows in the merged view too.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
+import shlex
 
 import pytest
 from hypothesis import settings
@@ -21,13 +22,22 @@ from adapters.profile import load_profile
 from conformance.machine import Diverged, run_machine
 from reference.options import Options
 
-SCRIPT = Path(__file__).resolve().parent / "drivers" / "corrupting-fuse-overlayfs.sh"
+#: $1: lower|upper, $2: lowerdir (top first), $3: upperdir, $4: workdir, $5: mountpoint,
+#: $6: options. "lower": the top lower gains a file; "upper": the upper gains a FIFO.
+WRAPPER = (
+    "case $1 in"
+    ' lower) printf planted >"${2%%:*}/zz";;'
+    ' upper) mkfifo "$3/zz";;'
+    " esac;"
+    ' exec fuse-overlayfs -o "lowerdir=$2,upperdir=$3,workdir=$4$6" "$5"'
+)
 RUN = settings(max_examples=5, stateful_step_count=3, deadline=None, database=None)
 
 
 def _driver(mode: str) -> FuseDriver:
     places = "{lowerdir} {upperdir} {workdir} {mountpoint} {options}"
-    template = f"sh {SCRIPT} {mode} {places}"
+    script = shlex.quote(WRAPPER.replace("{", "{{").replace("}", "}}"))
+    template = f"sh -c {script} corrupting {mode} {places}"
     problem = FuseDriver.unavailable_reason()
     try:
         if problem is not None:
