@@ -255,25 +255,28 @@ def unreadable(exc: OSError, what: str) -> EntryView:
     return EntryView(kind=f"{what} gives {name}", mode=0, uid=0, gid=0, nlink=0)
 
 
+def components(text: str) -> set[str]:
+    """The names a path (or a symlink target) holds."""
+    return {part for part in text.split("/") if part}
+
+
 def names_of(stack: StackSpec) -> set[str]:
-    """Every name the stack's layers hold (path components, and the components of symlink
-    targets: a write through a symlink creates its target's name)."""
-    found = {part for spec in stack.lowers for path, _ in spec.entries for part in path.split("/")}
+    """Every name the stack's layers hold: their paths, and their symlinks' targets (a
+    write through a symlink creates its target's name)."""
+    found: set[str] = set()
     for spec in stack.lowers:
-        for _, entry in spec.entries:
-            target = getattr(entry, "target", None)
-            if isinstance(target, str):
-                found.update(part for part in target.split("/") if part)
+        for path, entry in spec.entries:
+            found |= components(path) | components(getattr(entry, "target", "") or "")
     return found
 
 
 def op_names(op: ops.Op) -> set[str]:
-    """Every name an operation's paths (and a symlink's target) hold (path components)."""
+    """Every name an operation's paths (and a symlink's target) hold."""
     found: set[str] = set()
     for field in ("path", "src", "dst", "target"):
         value = getattr(op, field, None)
         if isinstance(value, str):
-            found.update(part for part in value.split("/") if part)
+            found |= components(value)
     return found
 
 
@@ -401,10 +404,7 @@ class Executor:
         self.known = names_of(stack)
         if upper is not None:
             for path, inode in walk(upper):
-                self.known.update(path.split("/"))
-                target = getattr(inode, "target", None)
-                if isinstance(target, str):
-                    self.known.update(part for part in target.split("/") if part)
+                self.known |= components(path) | components(inode.target)
 
     def do_switch(self, kind: str, settings: dict[str, Any], options: Options) -> None:
         """Layer interchange: unmount, and mount the same layers with another mounter and a

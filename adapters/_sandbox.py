@@ -295,7 +295,8 @@ class SandboxedDriver:
         return value
 
     def _die(self, why: str) -> int | None:
-        """Kill the executor (by PID), reap it and mark the driver broken."""
+        """Kill the executor's process group (:func:`kill_executor`), reap it and mark the
+        driver broken."""
         self._broken = why
         kill_executor(self._proc)
         self._finalize()

@@ -183,12 +183,16 @@ def profile_from_dict(data: dict[str, Any], source: str = "<profile>") -> Profil
 
 def load_profile(path: str | Path) -> Profile:
     """Read and check the profile at ``path`` (a :class:`ProfileError` if it is unusable)."""
-    source = str(path)
+    return profile_from_dict(read_toml(path, ProfileError), str(path))
+
+
+def read_toml(path: str | Path, error: type[ValueError]) -> dict[str, Any]:
+    """The TOML file at ``path``; an unreadable or invalid file raises ``error`` with one
+    line naming the file (shared by profiles and conformance/expectations.toml)."""
     try:
         with open(path, "rb") as f:
-            data = tomllib.load(f)
+            return tomllib.load(f)
     except OSError as exc:
-        raise ProfileError(f"{source}: cannot read: {exc.strerror or exc}") from None
+        raise error(f"{path}: cannot read: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ProfileError(f"{source}: not valid TOML: {exc}") from None
-    return profile_from_dict(data, source)
+        raise error(f"{path}: not valid TOML: {exc}") from None

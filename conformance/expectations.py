@@ -40,12 +40,12 @@ from __future__ import annotations
 
 import ast
 import functools
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import attrs
 
+from adapters.profile import read_toml
 from reference import layer, ops
 
 DEFAULT_PATH = Path(__file__).resolve().parent / "expectations.toml"
@@ -190,13 +190,7 @@ def _record(data: Any, where: str) -> Expectation:
 def load(path: str | Path = DEFAULT_PATH) -> tuple[Expectation, ...]:
     """Read and check an expectations file (an :class:`ExpectationError` if unusable)."""
     source = str(path)
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except OSError as exc:
-        raise ExpectationError(f"{source}: cannot read: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ExpectationError(f"{source}: not valid TOML: {exc}") from None
+    data = read_toml(path, ExpectationError)
     unknown = set(data) - {"divergence"}
     if unknown:
         raise ExpectationError(f"{source}: unknown top-level key {sorted(unknown)[0]!r}")
@@ -255,14 +249,11 @@ def matching(driver: str, feature: str, options: str) -> tuple[Expectation, ...]
 
 def matching_scenario(driver: str, scenario: str, options: str) -> tuple[Expectation, ...]:
     """The expectations of the installed version that fail the named scenario."""
-    version = installed_version(driver) if any(
-        e.driver == driver for e in _loaded(PATH)
-    ) else None
-    return tuple(
-        e
-        for e in _loaded(PATH)
-        if scenario in e.scenarios and e.matches(driver, version, "", options)
-    )
+    mine = [e for e in _loaded(PATH) if e.driver == driver and scenario in e.scenarios]
+    if not mine:
+        return ()
+    version = installed_version(driver)
+    return tuple(e for e in mine if e.matches(driver, version, "", options))
 
 
 def describe(found: tuple[Expectation, ...]) -> str:

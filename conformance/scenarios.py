@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from adapters.base import Driver
+from conformance.claims import compares_upper
 from reference import ops
 from reference.layer import DirSpec, FileSpec, LayerSpec, StackSpec
 from reference.options import Options
@@ -159,7 +160,6 @@ def run_scenario(
 ) -> None:
     """Run ``scenario`` on ``driver`` in lockstep with the reference; raise on divergence.
     With a ``feature``, the view comparison checks only that feature's fields."""
-    from conformance.claims import compares_upper
     from conformance.machine import machine_for
 
     machine = machine_for(driver, options, feature)()

@@ -19,10 +19,10 @@ class EntryView:
     lookup gives ENOENT (a whiteout in a directory that is not merged, which readdir passes
     through unfiltered; observed on this kernel). An unreachable entry has no other fields.
 
-    ``kind`` is ``error`` when observing the name failed with an errno other than ENOENT
-    (``target`` holds the errno name, e.g. fuse-overlayfs 1.10 answering ENOMEM to a
-    readdir): what a driver cannot show is a divergence, never a silent gap. The reference
-    never produces one.
+    A real driver's view may also hold kinds the reference never produces, so that they
+    compare as divergences (adapters/_executor.py ``merged_view``): ``"<call> gives
+    <ERRNO>"`` where observing a name failed (fuse-overlayfs 1.10: ENOMEM listing ``/``),
+    and ``"foreign <kind>"`` for a name neither the layers nor the operations made.
     """
 
     kind: str
@@ -37,15 +37,6 @@ class EntryView:
 
 #: The EntryView of a name readdir lists and lookup does not find.
 UNREACHABLE = EntryView(kind="unreachable", mode=0, uid=0, gid=0, nlink=0)
-
-
-def observation_error(errno_name: str) -> EntryView:
-    """The EntryView of a name whose observation failed with ``errno_name``."""
-    return EntryView(kind="error", mode=0, uid=0, gid=0, nlink=0, target=errno_name)
-
-
-#: Where a failed listing of the mount's root is recorded (no real path is ".").
-ROOT_ENTRY = "."
 
 
 @attrs.frozen

@@ -31,7 +31,6 @@ def test_seeded_fault_is_detected(fault: str) -> None:
         run_machine(FaultyDriver(fault), Options(), DETECT)
 
 
-
 def test_several_distinct_divergences_are_one_diverged(monkeypatch: pytest.MonkeyPatch) -> None:
     """Hypothesis reports distinct failures as an ExceptionGroup; run_machine turns it into
     one Diverged with every shrunk program, so a caller catching AssertionError (certify)
@@ -67,8 +66,11 @@ def test_a_feature_without_nlink_ignores_it_in_stat_results_too() -> None:
             outcome = super().run(op)
             if isinstance(outcome, Ok) and isinstance(outcome.value, StatResult):
                 value = outcome.value
-                return Ok(StatResult(value.kind, value.mode, value.uid, value.gid,
-                                     value.size, value.nlink + 1))
+                return Ok(
+                    StatResult(
+                        value.kind, value.mode, value.uid, value.gid, value.size, value.nlink + 1
+                    )
+                )
             return outcome
 
     from conformance.machine import machine_for
