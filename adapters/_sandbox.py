@@ -30,6 +30,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from adapters import _affinity
 from adapters.base import DriverFailure, DriverHung, DriverUnavailable
 from reference.layer import Inode, StackSpec
 from reference.ops import Op
@@ -82,9 +83,11 @@ def _private_namespace(parent: int) -> Any:
     return preexec
 
 
-def _shutdown(proc: subprocess.Popen[bytes], conn: Connection, grace: float) -> None:
-    """Ask the executor to unmount and exit; kill its process group if it does not.
-    Idempotent."""
+def _shutdown(
+    proc: subprocess.Popen[bytes], conn: Connection, grace: float, pinned: bool = False
+) -> None:
+    """Ask the executor to unmount and exit; kill its process group if it does not; give
+    back the CPU pin (:mod:`adapters._affinity`). Idempotent."""
     try:
         if proc.poll() is None:
             answered = False
@@ -99,6 +102,8 @@ def _shutdown(proc: subprocess.Popen[bytes], conn: Connection, grace: float) -> 
         kill_executor(proc)
     finally:
         conn.close()
+        if pinned:
+            _affinity.release()
 
 
 def kill_executor(proc: subprocess.Popen[bytes]) -> None:
@@ -161,7 +166,11 @@ class SandboxedDriver:
         self._conn = Connection(ours.detach())
         #: PID of the executor process (the only process this driver starts).
         self.executor_pid: int = self._proc.pid
-        self._finalize = weakref.finalize(self, _shutdown, self._proc, self._conn, CLOSE_GRACE)
+        #: This process and the executor share one CPU (adapters._affinity).
+        self.pinned = _affinity.share_cpu(self._proc.pid)
+        self._finalize = weakref.finalize(
+            self, _shutdown, self._proc, self._conn, CLOSE_GRACE, self.pinned
+        )
         self._broken: str | None = None
         #: The images observed with the last view(), until the next request (see view()).
         self._observed_images: tuple[LayerImage | None, tuple[LayerImage, ...]] | None = None
