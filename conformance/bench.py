@@ -81,11 +81,18 @@ def counterexample_steps(text: str) -> int:
     return sum(1 for name in _PROGRAM_LINE.findall(text) if name not in NOT_STEPS)
 
 
-def _breakdown(clock: Clock, wall: float) -> dict[str, Any]:
+def _cpu_seconds() -> float:
+    """User and system CPU time of this process and of its reaped children (the
+    executor and the FUSE daemons, once closed)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def _breakdown(clock: Clock, wall: float, cpu: float | None = None) -> dict[str, Any]:
     steps = clock.counts.get("driver operations", 0)
     examples = clock.counts.get("layer setup and mount", 0)
     sections = {name: clock.seconds.get(name, 0.0) for name in SECTIONS}
-    return {
+    result = {
         "examples": examples,
         "steps": steps,
         "wall_s": wall,
@@ -94,15 +101,23 @@ def _breakdown(clock: Clock, wall: float) -> dict[str, Any]:
         "sections_s": sections,
         "generation_s": max(0.0, wall - sum(sections.values())),
     }
+    if cpu is not None:
+        result["cpu_s"] = cpu
+        result["steps_per_cpu_s"] = steps / cpu if cpu > 0 else 0.0
+    return result
 
 
 # --- 1. drivers ---------------------------------------------------------------------------
 
 
 def bench_driver(name: str, examples: int, steps: int) -> dict[str, Any]:
+    """The machine's throughput on one driver: per second of wall time and per second of
+    CPU time (this process and the driver's processes: robust on a shared machine, but
+    blind to time spent waiting, e.g. for an idle CPU to wake)."""
     reason = registry.unavailable_reason(name)
     if reason is not None:
         return {"status": "skipped", "reason": reason}
+    cpu_before = _cpu_seconds()
     try:
         driver = registry.make(name)
     except DriverUnavailable as exc:
@@ -112,17 +127,20 @@ def bench_driver(name: str, examples: int, steps: int) -> dict[str, Any]:
     machine.clock = clock
     run_settings = _fixed(max_examples=examples, stateful_step_count=steps, phases=[Phase.generate])
     started = time.perf_counter()
+    failure: BaseException | None = None
     try:
         run_state_machine_as_test(machine, settings=run_settings)
     except (AssertionError, DriverFailure, LookupError) as exc:
-        result = _breakdown(clock, time.perf_counter() - started)
-        result["status"] = "diverged"
-        result["divergence"] = _failure_text(exc)
-        return result
+        failure = exc
     finally:
+        wall = time.perf_counter() - started
         driver.close()
-    result = _breakdown(clock, time.perf_counter() - started)
-    result["status"] = "completed"
+    result = _breakdown(clock, wall, _cpu_seconds() - cpu_before)
+    if failure is not None:
+        result["status"] = "diverged"
+        result["divergence"] = _failure_text(failure)
+    else:
+        result["status"] = "completed"
     return result
 
 
@@ -267,6 +285,7 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 def render(results: dict[str, Any]) -> str:
     lines = ["drivers (full-checking state machine, Options(): redirect_dir=off,index=off)"]
     head = ["driver", "status", "examples", "steps", "wall s", "steps/s", "ex/s", "x660"]
+    head += ["cpu s", "steps/cpu s"]
     head += [*SECTIONS, "generation"]
     rows = [head]
     for name, r in results["drivers"].items():
@@ -279,6 +298,7 @@ def render(results: dict[str, Any]) -> str:
         row = [name, status, str(r["examples"]), str(r["steps"]), _fmt(r["wall_s"], 2)]
         row += [_fmt(r["steps_per_s"], 0), _fmt(r["examples_per_s"], 1)]
         row.append(_fmt(r["steps_per_s"] / REFERENCE_POINT_OPS_PER_S, 2))
+        row += [_fmt(r.get("cpu_s"), 2), _fmt(r.get("steps_per_cpu_s"), 0)]
         row += [_fmt(r["sections_s"][s], 2) for s in SECTIONS] + [_fmt(r["generation_s"], 2)]
         rows.append(row)
     lines += _table(rows)
