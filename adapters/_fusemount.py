@@ -310,7 +310,7 @@ class FuseMount:
         self._kill_all()
 
     def crashed(self, what: str) -> str | None:
-        """ENOTCONN from the mount: its connection is gone. Say how."""
+        """ENOTCONN or ECONNABORTED from the mount: its connection is gone. Say how."""
         status = self.proc.poll() if self.proc is not None else None
         alive = self.daemon_pids()
         if alive:
@@ -320,7 +320,7 @@ class FuseMount:
         else:
             state = "its process is gone"
         return (
-            f"{self.name} crashed during {what}: the mount answers ENOTCONN, {state}; "
+            f"{self.name} crashed during {what}: the mount's connection is gone, {state}; "
             f"last stderr line: {last_stderr_line()}"
         )
 

@@ -74,6 +74,9 @@ class OverlayMachine(RuleBasedStateMachine):
         self.view_inodes = InodeMap("")
         self.upper_inodes = InodeMap("upper:")
         self.lower_images: tuple | None = None
+        #: The driver's lowers last found equal to lower_images (the very object: a driver
+        #: hands the same frozen images back while its digest says they are unchanged).
+        self.lowers_agreed: tuple | None = None
         self.program: list[str] = []
 
     def call_driver(self, what: str, action: Callable[[], T]) -> T:
@@ -99,8 +102,13 @@ class OverlayMachine(RuleBasedStateMachine):
         with self.timed("reference"):
             allowed: Allowed = self.model.apply(op)
         self.program.append(repr(op))
+        # A driver whose class can observes in the same round trip (the invariant follows at
+        # once); looked up on the class, so a wrapper that replaces run() is not bypassed.
+        run = self.driver.run
+        if getattr(type(self.driver), "run_and_observe", None) is not None:
+            run = self.driver.run_and_observe  # type: ignore[attr-defined]
         with self.timed("driver operations"):
-            actual = self.call_driver(repr(op), lambda: self.driver.run(op))
+            actual = self.call_driver(repr(op), lambda: run(op))
         if currently_in_test_context():
             note(f"{op!r} -> {describe(actual)}")
         if self._masked(actual) not in {self._masked(o) for o in allowed}:
@@ -166,10 +174,15 @@ class OverlayMachine(RuleBasedStateMachine):
         elif (expected_upper is None) != (actual_upper is None):
             found.append(Divergence("upper", "exists", expected_upper, actual_upper))
         assert self.lower_images is not None
+        if actual_lowers is self.lowers_agreed:
+            return found
+        lowers_found: list[Divergence] = []
         for number, (before, now) in enumerate(zip(self.lower_images, actual_lowers, strict=True)):
             # Lowers are never written: byte for byte what was mounted (doc "Upper and Lower").
-            found += compare_images(f"lower{number}", before, now)
-        return found
+            lowers_found += compare_images(f"lower{number}", before, now)
+        if not lowers_found:
+            self.lowers_agreed = actual_lowers
+        return found + lowers_found
 
     # --- rules: one per operation ---------------------------------------------------------
 
