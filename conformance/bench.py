@@ -6,10 +6,12 @@ In one run it measures, and prints as a table and writes as JSON (``--json``):
    run here is skipped with the reason), steps/s and examples/s of the full-checking state
    machine (``machine_for(driver, Options())``, every comparison after every step), with a
    fixed budget, and where the time goes: the machine's clock sections and Hypothesis's own
-   generation (wall minus the sections). Generation is reproducible: ``derandomize=True``
-   (Hypothesis derives its seed from the test itself, so every run draws the same examples)
-   and no example database. Only the generate phase runs: a divergence stops the run without
-   shrinking and is reported as ``diverged after N steps`` with the numbers up to there.
+   generation (wall minus the sections). Generation is reproducible: the seed is fixed
+   (``hypothesis.seed(SEED)`` on the machine class; with only ``derandomize=True`` Hypothesis
+   would derive it from the machine's source, so any edit of machine.py would draw other
+   examples and before/after runs would not compare) and there is no example database.
+   Only the generate phase runs: a divergence stops the run without shrinking and is
+   reported as ``diverged after N steps`` with the numbers up to there.
 2. **xdist**: the wall time of the same pytest workload with ``-n 1`` and ``-n 2`` (as
    subprocesses, ``--hypothesis-seed=0``) and their ratio.
 3. **faults**: for every seeded fault of ``tests/faults.py`` (imported from the checkout),
@@ -34,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import hypothesis
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, seed, settings
 from hypothesis.stateful import invariant, run_state_machine_as_test
 
 from adapters import registry
@@ -56,6 +58,14 @@ SECTIONS = (
 REFERENCE_POINT_OPS_PER_S = 660.0
 NOT_STEPS = frozenset({"mount_layers", "agrees_with_reference", "teardown"})
 _PROGRAM_LINE = re.compile(r"^\s*state\.(\w+)\(", re.MULTILINE)
+
+
+#: The seed of every machine the benchmark runs (see the module doc).
+SEED = 0
+
+
+def _seeded(machine: type[OverlayMachine]) -> type[OverlayMachine]:
+    return seed(SEED)(machine)
 
 
 def _fixed(**values: Any) -> settings:
@@ -123,7 +133,7 @@ def bench_driver(name: str, examples: int, steps: int) -> dict[str, Any]:
     except DriverUnavailable as exc:
         return {"status": "skipped", "reason": str(exc)}
     clock = Clock()
-    machine = machine_for(driver, Options())
+    machine = _seeded(machine_for(driver, Options()))
     machine.clock = clock
     run_settings = _fixed(max_examples=examples, stateful_step_count=steps, phases=[Phase.generate])
     started = time.perf_counter()
@@ -236,7 +246,9 @@ def bench_fault(fault: str, max_examples: int, steps: int) -> dict[str, Any]:
     faults = _faults()
     clock = Clock()
     seen: dict[str, Any] = {}
-    machine = _first_failure_recorder(machine_for(faults["FaultyDriver"](fault), Options()), seen)
+    machine = _seeded(
+        _first_failure_recorder(machine_for(faults["FaultyDriver"](fault), Options()), seen)
+    )
     machine.clock = clock
     # No explain phase: it only annotates the report (which lines only failing runs hit)
     # and cost ~4x the shrinking itself here; generation and shrinking are unchanged.
@@ -274,7 +286,7 @@ def _environment() -> dict[str, Any]:
         "hypothesis": hypothesis.__version__,
         "kernel": platform.release(),
         "cpus": os.cpu_count(),
-        "seed": "derandomize=True (fixed per test), database=None; pytest --hypothesis-seed=0",
+        "seed": f"hypothesis.seed({SEED}), database=None; pytest --hypothesis-seed=0",
     }
 
 
