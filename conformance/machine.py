@@ -261,7 +261,7 @@ class OverlayMachine(RuleBasedStateMachine):
     def removexattr(self, path: str, name: str) -> None:
         self.apply(ops.RemoveXattr(path, name))
 
-    @rule(path=s.paths | st.just(""))
+    @rule(path=s.dir_paths)
     def readdir(self, path: str) -> None:
         self.apply(ops.Readdir(path))
 
