@@ -1,9 +1,17 @@
 """``python -m conformance certify``: certify the drivers this machine can run;
-``python -m conformance bench``: measure the suite (:mod:`conformance.bench`)."""
+``replay FILE``: run one step program of a corpus; ``diff OLD.json NEW.json``: the cells
+whose verdict changed between two reports; ``bench``: measure the suite
+(:mod:`conformance.bench`). Installed as the console command ``unionspec``.
+
+Exit status: 0 conformant (or only expected divergences), 1 an unexpected divergence (a
+regression for ``diff``), 2 a usage or setup error (one line on stderr), and for an
+interrupted ``certify`` 130 (SIGINT) or 143 (SIGTERM), after the reports are written.
+"""
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from typing import NoReturn
 
@@ -19,6 +27,9 @@ from conformance.certify import (
 )
 
 CONFORMANT, NONCONFORMANT, USAGE_OR_SETUP_ERROR = 0, 1, 2
+#: Exit status of an interrupted certify, by signal (the shell's 128 + N).
+INTERRUPTED = {signal.SIGINT: 130, signal.SIGTERM: 143}
+DEFAULT_CORPUS = ".unionspec/corpus"
 
 
 class UsageError(Exception):
@@ -33,7 +44,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m conformance")
+    parser = _Parser(prog="unionspec")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     certify_cmd = commands.add_parser("certify", help="certify drivers against the reference")
     certify_cmd.add_argument(
@@ -62,6 +73,50 @@ def _parser() -> argparse.ArgumentParser:
         help="known divergences of installed driver versions (default: "
         "conformance/expectations.toml)",
     )
+    certify_cmd.add_argument(
+        "--report-dir",
+        metavar="DIR",
+        help="write report.json, report.md, report.html, junit.xml and the reproducers "
+        "here (rewritten after every verdict)",
+    )
+    certify_cmd.add_argument(
+        "--corpus",
+        metavar="DIR",
+        default=None,
+        help="regression corpus: replayed first, every divergence found is saved there "
+        f"(default: {DEFAULT_CORPUS}/)",
+    )
+    certify_cmd.add_argument(
+        "--seed", type=int, metavar="N", help="seed of the generation (reproducible runs)"
+    )
+    certify_cmd.add_argument(
+        "-n",
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="certify cells in N parallel processes (each with its own driver instances)",
+    )
+    certify_cmd.add_argument(
+        "--feature",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="certify only this feature (repeatable; the whole-machine cells are then "
+        "left out)",
+    )
+    replay_cmd = commands.add_parser(
+        "replay", help="replay one step program (a corpus file) on a driver"
+    )
+    replay_cmd.add_argument("program", metavar="FILE")
+    replay_cmd.add_argument("--driver", default=None, help="driver (default: the program's)")
+    replay_cmd.add_argument("--driver-cmd", metavar="TEMPLATE")
+    replay_cmd.add_argument("--profile", metavar="PATH")
+    diff_cmd = commands.add_parser(
+        "diff", help="the cells whose verdict changed between two report.json files"
+    )
+    diff_cmd.add_argument("old", metavar="OLD.json")
+    diff_cmd.add_argument("new", metavar="NEW.json")
     bench_cmd = commands.add_parser(
         "bench", help="measure throughput, -n 2 scaling and how fast seeded faults are found"
     )
