@@ -11,29 +11,12 @@ interrupted ``certify`` 130 (SIGINT) or 143 (SIGTERM), after the reports are wri
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from typing import NoReturn
 
-from adapters import registry
-from conformance import expectations
-from conformance.certify import (
-    CONFORMS,
-    UNCLAIMED,
-    Verdict,
-    certify,
-    render_feature_matrix,
-    render_matrix,
-)
+from conformance.run import DEFAULT_CORPUS, UsageError
 
 CONFORMANT, NONCONFORMANT, USAGE_OR_SETUP_ERROR = 0, 1, 2
-#: Exit status of an interrupted certify, by signal (the shell's 128 + N).
-INTERRUPTED = {signal.SIGINT: 130, signal.SIGTERM: 143}
-DEFAULT_CORPUS = ".unionspec/corpus"
-
-
-class UsageError(Exception):
-    """Bad input: reported as one line, exit status 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -126,15 +109,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _progress(verdict: Verdict) -> None:
-    print(
-        f"  {verdict.driver:<10} {verdict.feature or 'all':<20} {verdict.options:<40} "
-        f"{verdict.verdict} ({verdict.seconds:.1f}s)",
-        file=sys.stderr,
-        flush=True,
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
@@ -143,65 +117,23 @@ def main(argv: list[str] | None = None) -> int:
         return USAGE_OR_SETUP_ERROR
 
 
-def _check_fuse_settings(driver_cmd: str | None, profile: str | None) -> None:
-    """Reject a bad template or profile before anything runs (one line each)."""
-    from adapters.fuse import TemplateError, binary_problem, parse_template
-    from adapters.profile import ProfileError, load_profile
-
-    try:
-        if driver_cmd is not None:
-            words = parse_template(driver_cmd)
-            problem = binary_problem(words[0])
-            if problem is not None:
-                raise UsageError(f"--driver-cmd: {problem}")
-        if profile is not None:
-            load_profile(profile)
-    except (TemplateError, ProfileError, OSError) as problem:
-        raise UsageError(str(problem).splitlines()[0]) from None
-
-
 def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "bench":
         from conformance.bench import main as bench_main
 
         return bench_main(args)
-    known = registry.names()
-    for name in args.driver:
-        if name not in known:
-            print(f"error: unknown driver {name!r} (known: {', '.join(known)})", file=sys.stderr)
-            return USAGE_OR_SETUP_ERROR
-    drivers = args.driver or known
-    _check_fuse_settings(args.driver_cmd, args.profile)
-    try:
-        expectations.configure(args.expectations)
-    except expectations.ExpectationError as problem:
-        raise UsageError(str(problem)) from None
-    registry.configure(driver_cmd=args.driver_cmd, profile=args.profile)
+    if args.command == "diff":
+        from conformance.diff import diff_command
 
-    from pathlib import Path
+        return diff_command(args.old, args.new)
+    if args.command == "replay":
+        from conformance.run import replay_command
 
-    from conformance.settings import feature_profile, profile, register_profiles
+        return replay_command(args)
+    from conformance.run import certify_command
 
-    register_profiles(Path.cwd())
-    verdicts = certify(
-        drivers, profile(args.budget), _progress, feature_settings=feature_profile(args.budget)
-    )
-    print(render_matrix(verdicts))
-    print()
-    print(render_feature_matrix(verdicts))
-    for verdict in verdicts:
-        if verdict.verdict != CONFORMS:
-            where = f"{verdict.feature} " if verdict.feature else ""
-            print(
-                f"\n{verdict.driver} {where}[{verdict.options}] {verdict.verdict}:\n"
-                f"{verdict.detail}"
-            )
-    # diverges, hung and crashed are failures; skipped, unclaimed and expected divergences
-    # (conformance/expectations.toml) are reported, not failed
-    passed = (CONFORMS, UNCLAIMED, "skipped", expectations.EXPECTED)
-    failed = [v for v in verdicts if v.verdict not in passed]
-    return NONCONFORMANT if failed else CONFORMANT
+    return certify_command(args)
 
 
 if __name__ == "__main__":

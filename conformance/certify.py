@@ -50,6 +50,10 @@ class Verdict:
         return f"{self.driver}/{self.feature or 'machine'}/{self.options}"
 
 
+#: Verdicts that do not fail a run: reported, not failed (an expected divergence is one
+#: recorded in conformance/expectations.toml).
+EXPECTED_OK = (CONFORMS, UNCLAIMED, SKIPPED, expectations.EXPECTED)
+
 #: Verdicts after which the driver is started afresh.
 BROKEN = ("hung", "crashed")
 

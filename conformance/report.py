@@ -189,6 +189,8 @@ class Report:
     started: str = attrs.field(factory=_now)
     interruption: str | None = None
     env: dict[str, Any] | None = None
+    #: Cell id -> its place in the plan: cells done in parallel are kept in plan order.
+    order: dict[str, int] = attrs.field(factory=dict)
 
     def document(self) -> dict[str, Any]:
         if self.env is None:
@@ -208,7 +210,12 @@ class Report:
             "planned": self.planned,
             "done": len(self.cells),
             "summary": summary,
-            "cells": [cell.as_json() for cell in self.cells],
+            "cells": [
+                cell.as_json()
+                for cell in sorted(
+                    self.cells, key=lambda c: self.order.get(c.verdict.id, len(self.order))
+                )
+            ],
         }
 
     def write(self) -> None:
