@@ -5,7 +5,7 @@ whose verdict changed between two reports; ``bench``: measure the suite
 
 Exit status: 0 conformant (or only expected divergences), 1 an unexpected divergence (a
 regression for ``diff``), 2 a usage or setup error (one line on stderr), and for an
-interrupted ``certify`` 130 (SIGINT) or 143 (SIGTERM), after the reports are written.
+interrupted ``certify`` (Ctrl-C or SIGTERM) 130, after the reports are written.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from typing import NoReturn
 from conformance.run import DEFAULT_CORPUS, UsageError
 
 CONFORMANT, NONCONFORMANT, USAGE_OR_SETUP_ERROR = 0, 1, 2
+#: Ctrl-C or SIGTERM (128 + SIGINT, as a shell reports it).
+INTERRUPTED = 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     certify_cmd.add_argument(
         "--profile", metavar="PATH", help="profile (TOML) of the FUSE driver under test"
+    )
+    certify_cmd.add_argument(
+        "--driver-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="seconds one driver request may take before the driver is hung (default: 30)",
     )
     certify_cmd.add_argument(
         "--expectations",
@@ -110,11 +118,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from conformance.interrupt import terminate_as_interrupt
+
+    terminate_as_interrupt()
     try:
         return _main(argv)
     except UsageError as problem:
         print(f"error: {problem}", file=sys.stderr)
         return USAGE_OR_SETUP_ERROR
+    except KeyboardInterrupt as why:
+        # Ctrl-C or SIGTERM: the drivers were closed on the way out (certify's finally)
+        print(f"interrupted ({why or 'SIGINT'}): no verdict", file=sys.stderr)
+        return INTERRUPTED
 
 
 def _main(argv: list[str] | None) -> int:

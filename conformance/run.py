@@ -28,6 +28,8 @@ from reference.options import MATRIX
 
 FUSE_DRIVERS = ("fuse", "fuse-overlayfs", "unionfs-fuse")
 DEFAULT_CORPUS = ".unionspec/corpus"
+#: Exit status of an interrupted run, Ctrl-C or SIGTERM (128 + SIGINT, as a shell says).
+INTERRUPTED = 130
 #: How long an interrupted run waits for a worker to close its drivers.
 WORKER_GRACE = 20.0
 
@@ -140,6 +142,13 @@ def check_fuse_settings(driver_cmd: str | None, profile: str | None) -> None:
         raise UsageError(str(problem).splitlines()[0]) from None
 
 
+def configure_registry(driver_cmd: str | None, profile: str | None, timeout: float | None) -> None:
+    try:
+        registry.configure(driver_cmd=driver_cmd, profile=profile, timeout=timeout)
+    except ValueError as problem:
+        raise UsageError(f"--driver-timeout: {problem}") from None
+
+
 def certify_command(args: argparse.Namespace) -> int:
     from conformance.certify import render_feature_matrix, render_matrix
     from conformance.report import Report, ReportDirError, prepare
@@ -150,7 +159,7 @@ def certify_command(args: argparse.Namespace) -> int:
         expectations.configure(args.expectations)
     except expectations.ExpectationError as problem:
         raise UsageError(str(problem)) from None
-    registry.configure(driver_cmd=args.driver_cmd, profile=args.profile)
+    configure_registry(args.driver_cmd, args.profile, getattr(args, "driver_timeout", None))
     corpus_dir = Path(args.corpus or DEFAULT_CORPUS)
     try:
         programs = corpus.load([corpus.PROJECT_CORPUS, corpus_dir])
@@ -208,7 +217,7 @@ def certify_command(args: argparse.Namespace) -> int:
             f"interrupted by {stop} after {len(done)} of {total} cells{where}",
             file=sys.stderr,
         )
-        return {signal.SIGINT: 130, signal.SIGTERM: 143}[stop.signum]
+        return INTERRUPTED
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -253,7 +262,7 @@ def replay_command(args: argparse.Namespace) -> int:
     if name not in registry.names():
         raise UsageError(f"unknown driver {name!r} (known: {', '.join(registry.names())})")
     check_fuse_settings(args.driver_cmd, args.profile)
-    registry.configure(driver_cmd=args.driver_cmd, profile=args.profile)
+    configure_registry(args.driver_cmd, args.profile, None)
     try:
         driver = registry.make(name)
     except DriverUnavailable as reason:
@@ -305,7 +314,9 @@ def _worker(config: dict[str, Any], tasks: Any, results: Any) -> None:
     signal.signal(signal.SIGTERM, stop)
     os.chdir(config["cwd"])
     expectations.configure(config["expectations"])
-    registry.configure(driver_cmd=config["driver_cmd"], profile=config["profile"])
+    registry.configure(
+        driver_cmd=config["driver_cmd"], profile=config["profile"], timeout=config["timeout"]
+    )
     run_settings, feature_settings = _settings(config["budget"], config["seed"])
     programs = corpus.load([corpus.PROJECT_CORPUS, config["corpus"]])
     by_label = {options.label: options for options in MATRIX}
@@ -348,7 +359,7 @@ def run_parallel(
     config = {
         "cwd": os.getcwd(), "expectations": args.expectations, "driver_cmd": args.driver_cmd,
         "profile": args.profile, "budget": args.budget, "seed": args.seed,
-        "corpus": args.corpus or DEFAULT_CORPUS,
+        "corpus": args.corpus or DEFAULT_CORPUS, "timeout": getattr(args, "driver_timeout", None),
     }
     for index, cell in enumerate(plan):
         tasks.put((index, *cell))
