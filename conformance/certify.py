@@ -10,8 +10,10 @@ its named scenarios and its focused machine, so one divergence does not hide the
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import attrs
 from hypothesis import settings
@@ -67,6 +69,21 @@ SEVERITY = {
     "hung": 4,
     "crashed": 4,
 }
+
+
+#: The signals an interrupted run is stopped by (conformance.run).
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGALRM}
+
+
+@contextlib.contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM and SIGALRM while a driver is closed (unmounted, its
+    processes ended): an interruption is raised after it, not in the middle of it."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _failure_text(exc: BaseException) -> str:
@@ -152,10 +169,12 @@ def certify(
                 progress(verdicts[-1])
                 if verdicts[-1].verdict in BROKEN:
                     # a hung or crashed driver cannot be trusted again: a fresh one
-                    driver.close()
+                    with uninterrupted():
+                        driver.close()
                     driver = registry.make(name)
         finally:
-            driver.close()
+            with uninterrupted():
+                driver.close()
     return verdicts
 
 

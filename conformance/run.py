@@ -22,7 +22,7 @@ from typing import Any
 
 from adapters import registry
 from conformance import corpus, expectations
-from conformance.certify import CONFORMS, EXPECTED_OK, Verdict, planned
+from conformance.certify import CONFORMS, EXPECTED_OK, Verdict, planned, uninterrupted
 from conformance.features import BY_ID, FEATURES, Feature
 from reference.options import MATRIX
 
@@ -38,19 +38,36 @@ class UsageError(Exception):
     """Bad input: one line, exit status 2."""
 
 
-class Interrupted(BaseException):
-    """SIGINT or SIGTERM arrived; ``signum`` says which."""
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived; ``signum`` says which. A KeyboardInterrupt, since that
+    is what Hypothesis lets through at once (any other exception from a test it takes for
+    a failure: it saves and replays the example, and reports it as flaky)."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
 
 
+#: The interruption being handled (None: none yet).
+_pending: Interrupted | None = None
+#: How soon an interruption is raised again while it has not reached certify_command: an
+#: exception raised in a signal handler is lost when the signal lands in a gc callback
+#: (Hypothesis installs one; Python prints "Exception ignored" and goes on).
+RERAISE_AFTER = 0.5
+
+
 def _raise_interrupted(signum: int, frame: object) -> None:
-    # one interruption only: the cleanup that follows must not be interrupted again
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise Interrupted(signum)
+    global _pending
+    if _pending is None:
+        _pending = Interrupted(signum)
+    signal.setitimer(signal.ITIMER_REAL, RERAISE_AFTER)
+    raise _pending
+
+
+def _raise_again(signum: int, frame: object) -> None:
+    if _pending is not None:
+        signal.setitimer(signal.ITIMER_REAL, RERAISE_AFTER)
+        raise _pending
 
 
 def check_arguments(args: argparse.Namespace) -> tuple[list[str], list[Feature], bool]:
@@ -195,9 +212,14 @@ def certify_command(args: argparse.Namespace) -> int:
         progress_line(verdict, len(done), total)
         artefacts.record(verdict)
 
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    for sig in previous:
-        signal.signal(sig, _raise_interrupted)
+    global _pending
+    _pending = None
+    previous = {
+        sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)
+    }
+    signal.signal(signal.SIGINT, _raise_interrupted)
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    signal.signal(signal.SIGALRM, _raise_again)
     try:
         if args.workers > 1:
             verdicts = run_parallel(args, drivers, features, machine, on_verdict)
@@ -209,6 +231,9 @@ def certify_command(args: argparse.Namespace) -> int:
                 features=features, machine=machine, programs=programs,
             )
     except Interrupted as stop:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)  # the reports are written in peace
         if report is not None:
             report.status, report.interruption = "interrupted", str(stop)
             report.write()
@@ -219,8 +244,10 @@ def certify_command(args: argparse.Namespace) -> int:
         )
         return INTERRUPTED
     finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        _pending = None
     if report is not None:
         report.status = "complete"
         report.write()
@@ -383,12 +410,13 @@ def run_parallel(
             found[index] = verdict
             on_verdict(verdict)
     finally:
-        for worker in workers:
-            if worker.is_alive() and worker.pid is not None:
-                os.kill(worker.pid, signal.SIGTERM)
-        for worker in workers:
-            worker.join(WORKER_GRACE)
-            if worker.is_alive():
-                worker.kill()
-                worker.join()
+        with uninterrupted():
+            for worker in workers:
+                if worker.is_alive() and worker.pid is not None:
+                    os.kill(worker.pid, signal.SIGTERM)
+            for worker in workers:
+                worker.join(WORKER_GRACE)
+                if worker.is_alive():
+                    worker.kill()
+                    worker.join()
     return [found[index] for index in sorted(found)]
