@@ -11,12 +11,13 @@ interrupted`` and the command exits 130 / 143 with one line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import os
 import queue
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -93,21 +94,37 @@ def check_arguments(args: argparse.Namespace) -> tuple[list[str], list[Feature],
 
 
 def _settings(budget: str, seed: int | None) -> tuple[Any, Any]:
-    from hypothesis import core
+    """The settings of the whole-machine and of the feature cells. Hypothesis's explain
+    phase is left out: it only annotates the failure text (the reports carry the program
+    as data) and took most of the time of a shrunk failure (README, Performance). With a
+    seed there is no example database, so stored failures do not change what is drawn
+    (the corpus replays them instead)."""
+    from hypothesis import Phase, settings
 
     from conformance.settings import feature_profile, profile, register_profiles
 
     register_profiles(Path.cwd())
-    whole, per_feature = profile(budget), feature_profile(budget)
-    if seed is not None:
-        # what Hypothesis's own pytest plugin does for --hypothesis-seed; no database, so
-        # stored failures do not change what is drawn (the corpus replays them instead)
-        core.global_force_seed = seed
-        from hypothesis import settings
+    chosen = []
+    for base in (profile(budget), feature_profile(budget)):
+        phases = [phase for phase in base.phases if phase is not Phase.explain]
+        extra: dict[str, Any] = {"database": None} if seed is not None else {}
+        chosen.append(settings(base, phases=phases, **extra))
+    return chosen[0], chosen[1]
 
-        whole = settings(whole, database=None)
-        per_feature = settings(per_feature, database=None)
-    return whole, per_feature
+
+@contextlib.contextmanager
+def seeded(seed: int | None) -> Iterator[None]:
+    """Generation from ``seed`` (what Hypothesis's pytest plugin does for
+    --hypothesis-seed), restored afterwards."""
+    from hypothesis import core
+
+    before = core.global_force_seed
+    if seed is not None:
+        core.global_force_seed = seed
+    try:
+        yield
+    finally:
+        core.global_force_seed = before
 
 
 class Artefacts:
@@ -221,15 +238,16 @@ def certify_command(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupted)
     signal.signal(signal.SIGALRM, _raise_again)
     try:
-        if args.workers > 1:
-            verdicts = run_parallel(args, drivers, features, machine, on_verdict)
-        else:
-            from conformance.certify import certify
+        with seeded(args.seed):
+            if args.workers > 1:
+                verdicts = run_parallel(args, drivers, features, machine, on_verdict)
+            else:
+                from conformance.certify import certify
 
-            verdicts = certify(
-                drivers, run_settings, on_verdict, feature_settings=feature_settings,
-                features=features, machine=machine, programs=programs,
-            )
+                verdicts = certify(
+                    drivers, run_settings, on_verdict, feature_settings=feature_settings,
+                    features=features, machine=machine, programs=programs,
+                )
     except Interrupted as stop:
         signal.setitimer(signal.ITIMER_REAL, 0)
         for sig in previous:
@@ -345,6 +363,10 @@ def _worker(config: dict[str, Any], tasks: Any, results: Any) -> None:
         driver_cmd=config["driver_cmd"], profile=config["profile"], timeout=config["timeout"]
     )
     run_settings, feature_settings = _settings(config["budget"], config["seed"])
+    if config["seed"] is not None:
+        from hypothesis import core
+
+        core.global_force_seed = config["seed"]
     programs = corpus.load([corpus.PROJECT_CORPUS, config["corpus"]])
     by_label = {options.label: options for options in MATRIX}
     drivers: dict[str, Any] = {}

@@ -70,7 +70,10 @@ def test_a_conforming_run_writes_the_four_reports(tmp_path: Path, capsys) -> Non
 def test_a_divergence_is_in_every_report_with_its_steps_and_reproducer(
     tmp_path: Path, truncating: str, capsys
 ) -> None:
-    code, report = _certify(tmp_path, "--driver", truncating, "--feature", "copy-up", "--seed", "1")
+    code, report = _certify(
+        tmp_path, "--driver", truncating, "--feature", "copy-up", "--seed", "1",
+        "--budget", "standard",
+    )
     assert code == 1
     doc = json.loads((report / "report.json").read_text())
     diverging = [c for c in doc["cells"] if c["verdict"] == "diverges"]
