@@ -30,6 +30,7 @@ from conformance import strategies as s
 from conformance.claims import XATTR_RULES, claims_xattrs, compares_upper
 from conformance.clock import Clock
 from conformance.compare import Divergence, InodeMap, compare_images, compare_views, render
+from conformance.failure import Failure, TracedStep
 from conformance.features import ALL_FIELDS, Feature
 from reference import ops
 from reference.layer import StackSpec
@@ -42,17 +43,31 @@ T = TypeVar("T")
 
 
 class Diverged(AssertionError):
-    """The driver did something the reference does not allow."""
+    """The driver did something the reference does not allow; ``failures`` holds the
+    failing example(s) as data (conformance.failure)."""
+
+    def __init__(self, message: str, failures: tuple[Failure, ...] = ()) -> None:
+        super().__init__(message)
+        self.failures = failures
 
 
 class DriverBroke(DriverFailure):
     """The driver hung or crashed: ``verdict`` is "hung" or "crashed", ``step`` the number
     of the operation it broke on (0: while mounting), ``steps`` the program up to there."""
 
-    def __init__(self, verdict: str, step: int, what: str, cause: str, steps: list[str]) -> None:
+    def __init__(
+        self,
+        verdict: str,
+        step: int,
+        what: str,
+        cause: str,
+        steps: list[str],
+        failures: tuple[Failure, ...] = (),
+    ) -> None:
         program = "\n".join(f"  {line}" for line in steps)
         super().__init__(f"{verdict} at step {step} ({what}): {cause}\n{program}")
         self.verdict, self.step = verdict, step
+        self.failures = failures
 
 
 class OverlayMachine(RuleBasedStateMachine):
@@ -64,6 +79,8 @@ class OverlayMachine(RuleBasedStateMachine):
     clock: Clock | None = None
     #: The view fields compared (None: all; see conformance.features).
     fields: frozenset[str] | None = None
+    #: The feature's id ("" for the whole machine).
+    feature_id: str = ""
     #: The first hang or crash of the driver: every later example stops at once, since a
     #: broken driver cannot be trusted (or waited for) again.
     broken: DriverBroke | None = None
@@ -81,6 +98,36 @@ class OverlayMachine(RuleBasedStateMachine):
         #: hands the same frozen images back while its digest says they are unchanged).
         self.lowers_agreed: tuple | None = None
         self.program: list[str] = []
+        # the failing example as data (conformance.failure): kept for the last run, which
+        # is Hypothesis's replay of the minimal example
+        self.stack: StackSpec | None = None
+        self.trace: list[TracedStep] = []
+        self.identities: list[tuple[dict[str, int], dict[str, int]]] = []
+        self.pending: TracedStep | None = None
+
+    def failure(
+        self, text: str, found: list[Divergence] | tuple = (), kind: str = "diverges"
+    ) -> tuple[Failure, ...]:
+        """This run's program as a Failure (none before the layers are mounted)."""
+        if self.stack is None:
+            return ()
+        steps = [*self.trace, *([self.pending] if self.pending is not None else [])]
+        settings_of = getattr(self.driver, "mounter_settings", None)
+        return (
+            Failure(
+                driver=self.driver.name,
+                options=self.options,
+                feature=self.feature_id,
+                stack=self.stack,
+                steps=tuple(steps),
+                divergence=text,
+                found=tuple(found),
+                fields=self.fields,
+                mounter=settings_of() if settings_of is not None else None,
+                identities=tuple(self.identities),
+                kind=kind,
+            ),
+        )
 
     def call_driver(self, what: str, action: Callable[[], T]) -> T:
         """Call the driver; a hang or a crash becomes the run's verdict (DriverBroke)."""
@@ -92,7 +139,14 @@ class OverlayMachine(RuleBasedStateMachine):
         except DriverFailure as failure:
             verdict = "hung" if isinstance(failure, DriverHung) else "crashed"
             step = len(self.program) - 1
-            cls.broken = DriverBroke(verdict, step, what, str(failure), self.program)
+            cls.broken = DriverBroke(
+                verdict,
+                step,
+                what,
+                str(failure),
+                self.program,
+                self.failure(f"{verdict} at step {step} ({what}): {failure}", kind=verdict),
+            )
             raise cls.broken from None
 
     # --- plumbing -------------------------------------------------------------------------
@@ -107,6 +161,8 @@ class OverlayMachine(RuleBasedStateMachine):
         if type(op) not in ops.LOOKS:
             self.expected = None
         self.program.append(repr(op))
+        ordered = tuple(sorted(allowed, key=describe))
+        self.pending = TracedStep(op, ordered, None)
         # A driver whose class can observes in the same round trip (the invariant follows at
         # once); looked up on the class, so a wrapper that replaces run() is not bypassed.
         run = self.driver.run
@@ -114,13 +170,16 @@ class OverlayMachine(RuleBasedStateMachine):
             run = self.driver.run_and_observe  # type: ignore[attr-defined]
         with self.timed("driver operations"):
             actual = self.call_driver(repr(op), lambda: run(op))
+        self.pending = None
+        self.trace.append(TracedStep(op, ordered, actual))
         if currently_in_test_context():
             note(f"{op!r} -> {describe(actual)}")
         if self._masked(actual) not in {self._masked(o) for o in allowed}:
-            raise Diverged(
+            text = (
                 f"{op!r}: {self.driver.name} gave {describe(actual)}, the reference allows "
                 + " or ".join(sorted(describe(o) for o in allowed))
             )
+            raise Diverged(text, self.failure(text))
         return actual
 
     def _masked(self, outcome: Outcome) -> Outcome:
@@ -142,6 +201,7 @@ class OverlayMachine(RuleBasedStateMachine):
             self.model = Overlay(stack, self.options)
             self.expected = None
             self.program = [f"mount {stack!r} with {self.options.label}"]
+            self.stack, self.trace, self.identities = stack, [], []
             self.call_driver("mount", lambda: self.driver.mount(stack, self.options))
             self.lower_images = self.model.images()[1]
 
@@ -162,8 +222,12 @@ class OverlayMachine(RuleBasedStateMachine):
             found = self._differences(
                 expected_view, actual_view, expected_upper, actual_upper, actual_lowers
             )
+        self.identities.append(
+            (expected_view.inodes, expected_upper.inodes if expected_upper is not None else {})
+        )
         if found:
-            raise Diverged(f"{self.driver.name} differs from the reference:\n{render(found)}")
+            text = f"{self.driver.name} differs from the reference:\n{render(found)}"
+            raise Diverged(text, self.failure(text, found))
 
     def _differences(
         self,
@@ -312,6 +376,7 @@ def machine_for(
     for name in RULES - rules:
         setattr(Machine, name, None)
     Machine.fields = fields
+    Machine.feature_id = feature.id if feature is not None else ""
     Machine.__name__ = Machine.__qualname__ = "OverlayMachine"
     return Machine
 
@@ -346,7 +411,8 @@ def run_machine(
                 # shrunk program (a caller catching AssertionError must not lose them).
                 raise Diverged(
                     f"{len(leaves)} distinct divergences:\n\n"
-                    + "\n\n".join(_with_notes(leaf) for leaf in leaves)
+                    + "\n\n".join(_with_notes(leaf) for leaf in leaves),
+                    tuple(f for leaf in leaves for f in getattr(leaf, "failures", ())),
                 ) from None
         raise
 

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from adapters import registry
 from conformance.__main__ import USAGE_OR_SETUP_ERROR, main
+from tests import thirdparty
+
+ROOT = Path(__file__).resolve().parent.parent
 
 TEMPLATE = (
     "{binary} -o lowerdir={{lowerdir}},upperdir={{upperdir}},workdir={{workdir}} {{mountpoint}}"
@@ -25,6 +32,8 @@ TEMPLATE = (
             "/nonexistent/overlay",
         ),
         (["certify", "--profile", "/nonexistent/profile.toml"], "cannot read"),
+        (["certify", "--driver-timeout", "0"], "--driver-timeout"),
+        (["certify", "--driver-timeout", "soon"], "invalid float value: 'soon'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv, says, capsys) -> None:
@@ -53,3 +62,101 @@ def test_certify_reference_prints_the_matrix(capsys) -> None:
     assert main(["certify", "--driver", "reference"]) == 0
     out = capsys.readouterr().out
     assert "reference" in out and "conforms" in out and "redirect_dir=on,index=on" in out
+
+
+def test_a_binary_that_is_not_executable_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
+    binary = tmp_path / "my-overlay"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o644)
+    argv = ["certify", "--driver", "fuse", "--driver-cmd", TEMPLATE.format(binary=binary)]
+    assert main(argv) == USAGE_OR_SETUP_ERROR
+    err = capsys.readouterr().err.strip()
+    assert "is not an executable file" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["certify", "--feature", "teleport"], "unknown feature 'teleport'"),
+        (
+            ["certify", "--driver", "reference", "--driver-cmd", "fuse-overlayfs {mountpoint}"],
+            "add --driver=fuse",
+        ),
+        (["certify", "--driver", "kernel", "--profile", "x.toml"], "needs a FUSE driver"),
+        (["certify", "--workers", "0"], "--workers must be at least 1"),
+        (["certify", "-n", "two"], "invalid int value: 'two'"),
+        (["certify", "--seed", "x"], "invalid int value: 'x'"),
+        (["certify", "--driver", "reference", "--driver", "reference"], "named twice"),
+        (["replay"], "the following arguments are required"),
+        (["diff", "only-one.json"], "the following arguments are required"),
+    ],
+)
+def test_inconsistent_options_are_one_line_and_exit_2(argv, says, capsys) -> None:
+    assert main(argv) == USAGE_OR_SETUP_ERROR
+    err = capsys.readouterr().err.strip()
+    assert says in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_the_console_script_is_the_cli() -> None:
+    import tomllib
+
+    from conformance import __main__ as cli
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    module, _, function = project["scripts"]["unionspec"].partition(":")
+    assert module == "conformance.__main__" and getattr(cli, function) is main
+
+
+def _cells(report: Path) -> list[tuple[str, str, list[str]]]:
+    doc = json.loads((report / "report.json").read_text())
+    return [(c["id"], c["verdict"], [s["op"] for s in c["steps"]]) for c in doc["cells"]]
+
+
+def test_a_seed_makes_the_run_reproducible(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setitem(registry.BUILTIN, "truncating", "tests.test_reports:TruncatingDriver")
+    runs = []
+    for number in (1, 2):
+        report = tmp_path / f"r{number}"
+        argv = ["certify", "--driver", "truncating", "--feature", "copy-up", "--seed", "7",
+                "--budget", "standard", "--report-dir", str(report),
+                "--corpus", str(tmp_path / f"c{number}")]
+        assert main(argv) == 1
+        runs.append(_cells(report))
+    assert runs[0] == runs[1]
+    assert any(steps for _, _, steps in runs[0])
+    assert "[1/6] truncating" in capsys.readouterr().err  # progress while it runs
+
+
+def test_workers_keep_the_report_in_plan_order(tmp_path: Path, capsys) -> None:
+    reports = []
+    for workers in ("1", "2"):
+        report = tmp_path / f"n{workers}"
+        argv = ["certify", "--driver", "reference", "--feature", "xattrs", "--feature",
+                "metadata", "-n", workers, "--report-dir", str(report),
+                "--corpus", str(tmp_path / "c")]
+        assert main(argv) == 0
+        reports.append([(cell_id, verdict) for cell_id, verdict, _ in _cells(report)])
+    assert reports[0] == reports[1] and len(reports[0]) == 12
+
+
+def test_a_driver_registered_by_an_entry_point_is_certified(tmp_path: Path) -> None:
+    """A separate package (a dist-info with entry_points.txt on the path, as pip installs
+    one) registers two drivers in the unionspec.drivers group; certify finds and runs
+    them."""
+    env = thirdparty.install(tmp_path / "site")
+    command = [sys.executable, "-m", "conformance", "certify", "--corpus", str(tmp_path / "c")]
+    clean = subprocess.run(
+        [*command, "--driver", "thirdparty-clean", "--feature", "xattrs"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert clean.returncode == 0, clean.stderr
+    assert "thirdparty-clean" in clean.stdout and "conforms" in clean.stdout
+    broken = subprocess.run(
+        [*command, "--driver", "thirdparty-chown", "--feature", "metadata", "--seed", "0",
+         "--report-dir", str(tmp_path / "report")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert broken.returncode == 1, broken.stderr
+    doc = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert {c["driver"] for c in doc["cells"]} == {"thirdparty-chown"}
+    assert any(c["verdict"] == "diverges" and c["reproducer"] for c in doc["cells"])
