@@ -173,7 +173,7 @@ class KernelMount:
     def stop(self) -> None:
         umount(MNT)
 
-    def crashed(self, what: str) -> str | None:
+    def crashed(self, what: str, errname: str = "ENOTCONN") -> str | None:
         """Why the mount is dead after ``what`` failed with ENOTCONN (None: it is not)."""
         return None
 
@@ -461,9 +461,10 @@ class Executor:
         self.mounted = True
         self.lowers_sent = sent  # the same layers, mounted again
 
-    def check_crash(self, what: str) -> None:
-        """After ENOTCONN: if the mount is dead, clean it up and raise (a crashed driver)."""
-        why = self.mounter.crashed(what)
+    def check_crash(self, what: str, err: int | None = errno.ENOTCONN) -> None:
+        """After ENOTCONN or ECONNABORTED (``err``): if the mount is dead, clean it up and
+        raise (a crashed driver)."""
+        why = self.mounter.crashed(what, errno.errorcode.get(err or 0, "ENOTCONN"))
         if why is not None:
             with contextlib.suppress(Exception):
                 self.unmount()
@@ -481,7 +482,7 @@ class Executor:
             self.enter()
         except OSError as exc:
             if exc.errno in CONNECTION_GONE:
-                self.check_crash(repr(op))
+                self.check_crash(repr(op), exc.errno)
             raise
         try:
             try:
@@ -495,7 +496,7 @@ class Executor:
         if failure is None:
             return Ok(value)
         if failure.errno in CONNECTION_GONE:
-            self.check_crash(repr(op))
+            self.check_crash(repr(op), failure.errno)
         return err_from_oserror(failure)
 
     def do_view(self) -> View:
@@ -503,7 +504,7 @@ class Executor:
             return self.inside(lambda: merged_view(self.known))
         except OSError as exc:
             if exc.errno in CONNECTION_GONE:
-                self.check_crash("view")
+                self.check_crash("view", exc.errno)
             raise
 
     def do_images(self) -> Any:
