@@ -13,7 +13,11 @@ In one run it measures, and prints as a table and writes as JSON (``--json``):
    Only the generate phase runs: a divergence stops the run without shrinking and is
    reported as ``diverged after N steps`` with the numbers up to there.
 2. **xdist**: the wall time of the same pytest workload with ``-n 1`` and ``-n 2`` (as
-   subprocesses, ``--hypothesis-seed=0``) and their ratio.
+   subprocesses, ``--hypothesis-seed=0``) and their ratio, in ``--xdist-rounds`` rounds of
+   one ``-n 1`` and one ``-n 2`` run back to back (each round's ratio, and their median and
+   spread: on a shared machine a single pair says little). The workload is the state
+   machine and feature items of tests/test_conformance.py on the reference (84 items: the
+   workers' start-up, about 1-2 s each, weighs less than with the 6 state machine items).
 3. **faults**: for every seeded fault of ``tests/faults.py`` (imported from the checkout),
    the time until the first failure, the total time including shrinking, and the length of
    the shrunk counterexample (the ``state.<rule>(`` lines of the falsifying program,
@@ -29,6 +33,7 @@ import json
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -157,6 +162,10 @@ def bench_driver(name: str, examples: int, steps: int) -> dict[str, Any]:
 # --- 2. xdist -----------------------------------------------------------------------------
 
 
+#: The items of the -n 1 / -n 2 workload (see the module doc).
+XDIST_SELECTION = "state_machine or feature"
+
+
 def xdist_command(workers: int, budget: str) -> list[str]:
     return [
         sys.executable,
@@ -167,7 +176,7 @@ def xdist_command(workers: int, budget: str) -> list[str]:
         "no:cacheprovider",
         "tests/test_conformance.py",
         "-k",
-        "state_machine",
+        XDIST_SELECTION,
         "--driver=reference",
         f"--budget={budget}",
         "--hypothesis-seed=0",
@@ -176,28 +185,35 @@ def xdist_command(workers: int, budget: str) -> list[str]:
     ]
 
 
-def bench_xdist(budget: str) -> dict[str, Any]:
-    walls: dict[str, float] = {}
-    for workers in (1, 2):
-        command = xdist_command(workers, budget)
-        started = time.perf_counter()
-        done = subprocess.run(
-            command, cwd=PROJECT_ROOT, capture_output=True, text=True, check=False
-        )
-        walls[f"n{workers}_s"] = time.perf_counter() - started
-        if done.returncode != 0:
-            return {
-                "status": "failed",
-                "command": " ".join(command[1:]),
-                "reason": (done.stdout + done.stderr)[-2000:],
-                **walls,
-            }
+def bench_xdist(budget: str, rounds: int = 1) -> dict[str, Any]:
+    walls: dict[str, list[float]] = {"n1_s": [], "n2_s": []}
+    for _ in range(rounds):
+        for workers in (1, 2):
+            command = xdist_command(workers, budget)
+            started = time.perf_counter()
+            done = subprocess.run(
+                command, cwd=PROJECT_ROOT, capture_output=True, text=True, check=False
+            )
+            walls[f"n{workers}_s"].append(time.perf_counter() - started)
+            if done.returncode != 0:
+                return {
+                    "status": "failed",
+                    "command": " ".join(command[1:]),
+                    "reason": (done.stdout + done.stderr)[-2000:],
+                    "rounds_s": walls,
+                }
+    ratios = [n2 / n1 for n1, n2 in zip(walls["n1_s"], walls["n2_s"], strict=True)]
     return {
         "status": "completed",
         "command": " ".join(xdist_command(1, budget)[1:]),
         "budget": budget,
-        **walls,
-        "ratio": walls["n2_s"] / walls["n1_s"],
+        "n1_s": statistics.median(walls["n1_s"]),
+        "n2_s": statistics.median(walls["n2_s"]),
+        "rounds_s": walls,
+        "ratios": ratios,
+        "ratio": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
     }
 
 
@@ -322,8 +338,10 @@ def render(results: dict[str, Any]) -> str:
         lines.append(f"xdist: {xdist['status']}: {xdist.get('reason', '')}")
     else:
         lines.append(
-            f"xdist ({xdist['command']}): -n 1 {xdist['n1_s']:.1f}s, -n 2 {xdist['n2_s']:.1f}s,"
-            f" ratio {xdist['ratio']:.2f}"
+            f"xdist ({xdist['command']}): -n 1 {xdist['n1_s']:.1f}s, -n 2 {xdist['n2_s']:.1f}s"
+            f" (medians), ratio {xdist['ratio']:.2f} (rounds: "
+            + ", ".join(f"{r:.2f}" for r in xdist["ratios"])
+            + ")"
         )
     if results.get("faults"):
         lines.append("")
@@ -378,6 +396,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("quick", "standard", "deep", "none"),
         help="budget of the -n 1 / -n 2 pytest workload (none: skip it)",
     )
+    parser.add_argument(
+        "--xdist-rounds", type=int, default=2, help="-n 1 / -n 2 pairs to run (default 2)"
+    )
     parser.add_argument("--json", default="bench-results.json", help="where to write the JSON")
 
 
@@ -399,7 +420,7 @@ def run(args: argparse.Namespace, progress: Any = None) -> dict[str, Any]:
         results["drivers"][name] = bench_driver(name, args.examples, args.steps)
     if args.xdist_budget != "none":
         say(f"pytest -n 1 / -n 2 (budget {args.xdist_budget}) ...")
-        results["xdist"] = bench_xdist(args.xdist_budget)
+        results["xdist"] = bench_xdist(args.xdist_budget, args.xdist_rounds)
     fault_names = sorted(_faults()["FAULTS"]) if args.fault is None else args.fault
     for fault in fault_names:
         if fault == "none":
@@ -410,6 +431,9 @@ def run(args: argparse.Namespace, progress: Any = None) -> dict[str, Any]:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.xdist_rounds < 1:
+        print(f"error: --xdist-rounds must be 1 or more (got {args.xdist_rounds})", file=sys.stderr)
+        return 2
     known = registry.names()
     for name in args.driver:
         if name not in known:
