@@ -70,10 +70,12 @@ def test_a_conforming_run_writes_the_four_reports(tmp_path: Path, capsys) -> Non
 def test_a_divergence_is_in_every_report_with_its_steps_and_reproducer(
     tmp_path: Path, truncating: str, capsys
 ) -> None:
-    code, report = _certify(
-        tmp_path, "--driver", truncating, "--feature", "copy-up", "--seed", "1",
-        "--budget", "standard",
-    )
+    # a corpus program makes the divergence certain (it replays before anything generates)
+    from conformance import corpus
+    from tests.test_corpus import PROGRAM
+
+    corpus.save(PROGRAM, tmp_path / "c")
+    code, report = _certify(tmp_path, "--driver", truncating, "--feature", "copy-up")
     assert code == 1
     doc = json.loads((report / "report.json").read_text())
     diverging = [c for c in doc["cells"] if c["verdict"] == "diverges"]
