@@ -189,3 +189,43 @@ def test_an_interrupted_run_keeps_its_verdicts_and_leaves_nothing(
         time.sleep(0.1)
     assert _processes_marked(marker) == []
     assert _mounts() == before
+
+
+class HangsOnChmod(FaultyDriver):
+    """Answers everything but chmod, which never returns (as a stopped FUSE daemon)."""
+
+    def __init__(self) -> None:
+        super().__init__("truncate-to-zero")
+        self.name = "hangs"
+
+    def run(self, op):
+        from adapters.base import DriverHung
+        from reference import ops
+
+        if isinstance(op, ops.Chmod):
+            raise DriverHung(f"no answer to {op!r} within 0.1s")
+        return super().run(op)
+
+
+def test_a_hung_driver_is_reported_with_the_program_up_to_the_hang(tmp_path: Path) -> None:
+    from hypothesis import settings
+
+    from conformance.certify import certify_cell
+    from conformance.features import BY_ID
+    from conformance.report import Cell, Report
+    from reference.options import Options
+
+    verdict = certify_cell(
+        HangsOnChmod(), Options(),
+        settings(max_examples=50, stateful_step_count=10, deadline=None, database=None),
+        BY_ID["metadata"],
+    )
+    assert verdict.verdict == "hung"
+    failure = verdict.failures[0]
+    assert failure.kind == "hung" and repr(failure.ops[-1]).startswith("Chmod(")
+    assert failure.steps[-1].actual is None
+    report = Report(tmp_path, ["hangs"], {}, planned=1, cells=[Cell(verdict)])
+    report.write()
+    cell = json.loads((tmp_path / "report.json").read_text())["cells"][0]
+    assert cell["verdict"] == "hung" and cell["steps"][-1]["actual"] is None
+    assert "(no answer)" in (tmp_path / "report.md").read_text()
