@@ -348,15 +348,11 @@ def _plan(
 def _worker(config: dict[str, Any], tasks: Any, results: Any) -> None:
     """A worker process: certifies the cells it is given, each driver an instance of its
     own (a fresh one after a hang or crash); SIGTERM closes them and exits."""
-    from adapters.base import DriverUnavailable
-    from conformance.certify import BROKEN, SKIPPED, certify_cell
-
-    def stop(signum: int, frame: object) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise SystemExit(143)
-
+    # SIGTERM from the main process: an Interrupted (Hypothesis lets a KeyboardInterrupt
+    # through; it would replay a SystemExit as a failure), closing the drivers on the way
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides
-    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    signal.signal(signal.SIGALRM, _raise_again)
     os.chdir(config["cwd"])
     expectations.configure(config["expectations"])
     registry.configure(
@@ -368,29 +364,50 @@ def _worker(config: dict[str, Any], tasks: Any, results: Any) -> None:
 
         core.global_force_seed = config["seed"]
     programs = corpus.load([corpus.PROJECT_CORPUS, config["corpus"]])
-    by_label = {options.label: options for options in MATRIX}
     drivers: dict[str, Any] = {}
     try:
-        while True:
-            task = tasks.get()
-            if task is None:
-                break
-            index, name, feature_id, label = task
-            feature = BY_ID[feature_id] if feature_id else None
-            try:
-                if name not in drivers:
-                    drivers[name] = registry.make(name)
-            except DriverUnavailable as reason:
-                results.put((index, Verdict(name, label, SKIPPED, str(reason), feature=feature_id)))
-                continue
-            chosen = run_settings if feature is None else feature_settings
-            verdict = certify_cell(drivers[name], by_label[label], chosen, feature, programs)
-            if verdict.verdict in BROKEN:
-                drivers.pop(name).close()
-            results.put((index, verdict))
+        _serve(config, tasks, results, drivers, run_settings, feature_settings, programs)
+    except Interrupted:
+        pass  # stopped by the main process; the drivers are closed below
     finally:
-        for driver in drivers.values():
-            driver.close()
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        with uninterrupted():
+            for driver in drivers.values():
+                driver.close()
+
+
+def _serve(
+    config: dict[str, Any],
+    tasks: Any,
+    results: Any,
+    drivers: dict[str, Any],
+    run_settings: Any,
+    feature_settings: Any,
+    programs: Any,
+) -> None:
+    """The worker's loop: a cell from ``tasks``, its verdict to ``results``."""
+    from adapters.base import DriverUnavailable
+    from conformance.certify import BROKEN, SKIPPED, certify_cell
+
+    by_label = {options.label: options for options in MATRIX}
+    while True:
+        task = tasks.get()
+        if task is None:
+            break
+        index, name, feature_id, label = task
+        feature = BY_ID[feature_id] if feature_id else None
+        try:
+            if name not in drivers:
+                drivers[name] = registry.make(name)
+        except DriverUnavailable as reason:
+            results.put((index, Verdict(name, label, SKIPPED, str(reason), feature=feature_id)))
+            continue
+        chosen = run_settings if feature is None else feature_settings
+        verdict = certify_cell(drivers[name], by_label[label], chosen, feature, programs)
+        if verdict.verdict in BROKEN:
+            with uninterrupted():
+                drivers.pop(name).close()
+        results.put((index, verdict))
 
 
 def run_parallel(
