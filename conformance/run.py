@@ -127,6 +127,10 @@ def seeded(seed: int | None) -> Iterator[None]:
         core.global_force_seed = before
 
 
+#: The verdicts whose failing examples are saved in the corpus (the unexpected ones).
+SAVED = ("diverges", "hung", "crashed")
+
+
 class Artefacts:
     """What is written after each verdict: the corpus programs, the reproducers, the
     reports."""
@@ -142,11 +146,15 @@ class Artefacts:
         cell = Cell(verdict)
         version = expectations.installed_version(verdict.driver) if verdict.failures else None
         for number, failure in enumerate(verdict.failures):
-            try:
-                program = corpus.save(corpus.from_failure(failure, version), self.corpus_dir)
-            except OSError as exc:
-                print(f"warning: corpus: {exc}", file=sys.stderr)
-                program = None
+            program = None
+            # an expected divergence has its reproducer in expectations.toml already
+            if verdict.verdict in SAVED:
+                try:
+                    program = corpus.save(
+                        corpus.from_failure(failure, version), self.corpus_dir
+                    )
+                except OSError as exc:
+                    print(f"warning: corpus: {exc}", file=sys.stderr)
             if self.report is None:
                 continue
             name = f"reproducers/{slug(verdict.id)}-{number + 1}.py"
