@@ -277,9 +277,7 @@ def certify_command(args: argparse.Namespace) -> int:
     if report is not None:
         report.status = "complete"
         report.write()
-    print(render_matrix(verdicts))
-    print()
-    print(render_feature_matrix(verdicts))
+    print("\n\n".join(t for t in (render_matrix(verdicts), render_feature_matrix(verdicts)) if t))
     for verdict in verdicts:
         if verdict.verdict != CONFORMS:
             where = f"{verdict.feature} " if verdict.feature else ""
