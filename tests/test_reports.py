@@ -233,3 +233,50 @@ def test_a_hung_driver_is_reported_with_the_program_up_to_the_hang(tmp_path: Pat
     cell = json.loads((tmp_path / "report.json").read_text())["cells"][0]
     assert cell["verdict"] == "hung" and cell["steps"][-1]["actual"] is None
     assert "(no answer)" in (tmp_path / "report.md").read_text()
+
+
+def test_a_killed_run_leaves_valid_reports_and_nothing_behind(tmp_path: Path) -> None:
+    """SIGKILL: no handler runs, yet every report is whole (atomic rewrites), says
+    "running" (so diff does not take it for a complete baseline), and the executor dies
+    with its parent (PR_SET_PDEATHSIG) taking its mounts with it."""
+    from adapters.kernel import KernelDriver
+
+    reason = KernelDriver.unavailable_reason()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"kernel driver unavailable in CI: {reason}")
+        pytest.skip(reason)
+    before = _mounts()
+    marker = uuid.uuid4().hex
+    report = tmp_path / "report"
+    command = [sys.executable, "-m", "conformance", "certify", "--driver", "kernel",
+               "--feature", "whiteouts", "--budget", "standard", "--report-dir", str(report),
+               "--corpus", str(tmp_path / "c")]
+    child = subprocess.Popen(
+        command, cwd=ROOT, env={**os.environ, "UNIONSPEC_RUN_MARK": marker},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        done = 0
+        while time.monotonic() < deadline and done < 1:
+            time.sleep(0.2)
+            try:
+                done = json.loads((report / "report.json").read_text())["done"]
+            except (OSError, ValueError, KeyError):
+                done = 0
+        child.kill()
+        child.wait(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    doc = json.loads((report / "report.json").read_text())
+    assert doc["status"] == "running" and doc["done"] >= 1
+    ET.parse(report / "junit.xml")
+    assert main(["diff", str(report / "report.json"), str(report / "report.json")]) == 1
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _processes_marked(marker):
+        time.sleep(0.1)
+    assert _processes_marked(marker) == []
+    assert _mounts() == before
