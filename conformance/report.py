@@ -120,6 +120,13 @@ def driver_info(name: str) -> dict[str, Any]:
         info["error"] = f"{type(exc).__name__}: {exc}"
     if name == "kernel":
         info["version"] = platform.release()
+    elif name == "reference":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            info["version"] = f"unionspec {version('unionspec')} (the executable specification)"
+        except PackageNotFoundError:
+            info["version"] = "unionspec (the executable specification, not installed)"
     return info
 
 
