@@ -5,7 +5,9 @@ program, the reproducer) and rewrite the reports (:mod:`conformance.report`).
 Interruption: SIGINT and SIGTERM raise :class:`Interrupted` in the main process; the
 drivers are closed (the ``finally`` of :func:`conformance.certify.certify`, or SIGTERM to
 each worker, which closes its own), the reports are rewritten with ``status:
-interrupted`` and the command exits 130 / 143 with one line.
+interrupted`` and the command exits 130 with one line. The artefacts of a verdict and
+the closing of a driver run with the signals held (:func:`conformance.certify.uninterrupted`),
+so no file is left half-written and no unmount is cut short.
 """
 
 from __future__ import annotations
@@ -233,9 +235,10 @@ def certify_command(args: argparse.Namespace) -> int:
     done: list[Verdict] = []
 
     def on_verdict(verdict: Verdict) -> None:
-        done.append(verdict)
-        progress_line(verdict, len(done), total)
-        artefacts.record(verdict)
+        with uninterrupted():
+            done.append(verdict)
+            progress_line(verdict, len(done), total)
+            artefacts.record(verdict)
 
     global _pending
     _pending = None
