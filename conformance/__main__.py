@@ -74,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
         "--corpus",
         metavar="DIR",
         default=None,
-        help="regression corpus: replayed first, every divergence found is saved there "
+        help="regression corpus: replayed first, every unexpected divergence is saved there "
         f"(default: {DEFAULT_CORPUS}/)",
     )
     certify_cmd.add_argument(

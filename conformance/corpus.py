@@ -153,6 +153,8 @@ def parse(data: Any, where: str) -> Program:
         raise CorpusError(f"{where}: format {data['format']!r} is not {FORMAT!r}")
     if data["feature"] and data["feature"] not in BY_ID:
         raise CorpusError(f"{where}: unknown feature {data['feature']!r}")
+    if data["feature"] and not BY_ID[data["feature"]].machine:
+        raise CorpusError(f"{where}: feature {data['feature']!r} has no step programs")
     by_label = {options.label: options for options in MATRIX}
     if data["options"] not in by_label:
         raise CorpusError(f"{where}: unknown option set {data['options']!r}")

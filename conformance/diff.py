@@ -2,9 +2,10 @@
 
 Cells are matched by id (``driver/feature/options``). A cell whose verdict got worse
 (conformance.certify.SEVERITY: conforms < unclaimed < skipped = expected-divergence <
-diverges < hung = crashed) is a regression; so is an interrupted NEW report (it is not a
-complete baseline). Cells only in one report are listed, not counted. Exit 1 on a
-regression, 0 otherwise, 2 for a file that is not a report (one line).
+diverges < hung = crashed) is a regression; so is a NEW report that is not complete
+(interrupted, killed: its status is still "running"). Cells only in one report are
+listed, not counted. Exit 1 on a regression, 0 otherwise, 2 for a file that is not a
+report (one line).
 """
 
 from __future__ import annotations
@@ -54,9 +55,12 @@ def changes(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str], bool]:
             regressed |= got_worse
             label = "REGRESSION" if got_worse else "changed"
             lines.append(f"{label}: {cell_id}: {before[cell_id]} -> {after[cell_id]}")
-    if new.get("status") == "interrupted":
+    if new.get("status") != "complete":
         regressed = True
-        lines.append("REGRESSION: the NEW run was interrupted (not a complete report)")
+        lines.append(
+            f"REGRESSION: the NEW run is {new.get('status')!r}, not complete (interrupted, "
+            f"killed or still running)"
+        )
     return lines, regressed
 
 

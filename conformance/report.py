@@ -120,6 +120,13 @@ def driver_info(name: str) -> dict[str, Any]:
         info["error"] = f"{type(exc).__name__}: {exc}"
     if name == "kernel":
         info["version"] = platform.release()
+    elif name == "reference":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            info["version"] = f"unionspec {version('unionspec')} (the executable specification)"
+        except PackageNotFoundError:
+            info["version"] = "unionspec (the executable specification, not installed)"
     return info
 
 
@@ -242,6 +249,16 @@ def _grid(doc: dict[str, Any]) -> dict[str, tuple[list[str], list[str], dict]]:
     return grids
 
 
+def _overview(doc: dict[str, Any]) -> dict[tuple[str, str], str]:
+    """(driver, feature) -> the worst verdict over its option sets."""
+    from conformance.certify import worst
+
+    found: dict[tuple[str, str], list[str]] = {}
+    for cell in doc["cells"]:
+        found.setdefault((cell["driver"], cell["feature"]), []).append(cell["verdict"])
+    return {key: worst(values) for key, values in found.items()}
+
+
 def _status_line(doc: dict[str, Any]) -> str:
     text = f"status: {doc['status']}, {doc['done']} of {doc['planned']} cells done"
     if doc["interruption"]:
@@ -310,6 +327,7 @@ th, td { border: 1px solid #bbb; padding: 0.3em 0.6em; text-align: left; }
 td.cell a { color: inherit; }
 pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; white-space: pre-wrap; }
 summary { cursor: pointer; font-weight: bold; margin: 0.4em 0; }
+details details { margin-left: 1.5em; }
 .banner { background: #ffcc80; padding: 0.6em; font-weight: bold; }
 .legend span { padding: 0.2em 0.5em; margin-right: 0.4em; border: 1px solid #bbb; }
 tr.differs td { background: #ffebee; }
@@ -343,9 +361,25 @@ def render_html(doc: dict[str, Any]) -> str:
     for verdict, colour in COLOURS.items():
         out.append(f'<span style="background:{colour}">{e(verdict)}</span>')
     out.append("</p>")
+    overview = _overview(doc)
+    if overview:
+        drivers = list(dict.fromkeys(driver for driver, _ in overview))
+        features = list(dict.fromkeys(feature for _, feature in overview))
+        out.append("<h2>Overview</h2><p>The worst verdict over the option sets.</p>")
+        out.append("<table><tr><th>feature</th>")
+        out += [f'<th><a href="#{e(slug(d))}">{e(d)}</a></th>' for d in drivers]
+        out.append("</tr>")
+        for feature in features:
+            out.append(f"<tr><th>{e(feature)}</th>")
+            for d in drivers:
+                verdict = overview.get((d, feature), "-")
+                colour = COLOURS.get(verdict, "#ffffff")
+                out.append(f'<td style="background:{colour}">{e(verdict)}</td>')
+            out.append("</tr>")
+        out.append("</table>")
     for driver, (rows, columns, by_key) in _grid(doc).items():
-        out.append(f"<h2>{e(driver)}</h2><table><tr><th>feature</th>")
-        out += [f"<th>{e(col)}</th>" for col in columns]
+        out.append(f'<h2 id="{e(slug(driver))}">{e(driver)}</h2><table><tr><th>feature</th>')
+        out += [f"<th>{'<br>'.join(e(part) for part in col.split(','))}</th>" for col in columns]
         out.append("</tr>")
         for row in rows:
             out.append(f"<tr><th>{e(row)}</th>")
@@ -371,8 +405,10 @@ def render_html(doc: dict[str, Any]) -> str:
         out.append(f'<details id="{e(slug(cell["id"]))}"><summary>'
                    f'<span style="background:{colour}">{e(cell["verdict"])}</span> '
                    f"{e(cell['id'])} ({cell['seconds']} s)</summary>")
-        out.append(f"<pre>{e(cell['reason'])}</pre>")
+        if not cell["failures"]:
+            out.append(f"<pre>{e(cell['reason'])}</pre>")
         for failure in cell["failures"]:
+            out.append(f"<pre>{e(failure['divergence'])}</pre>")
             out.append(f"<p>Shrunk program, mount <code>{e(failure['stack'])}</code> "
                        f"with {e(failure['options'])}:</p>")
             out.append("<table><tr><th>#</th><th>operation</th><th>driver gave</th>"
@@ -387,6 +423,9 @@ def render_html(doc: dict[str, Any]) -> str:
             if failure.get("reproducer"):
                 out.append(f"<p>Reproducer: <code>{e(failure['reproducer'])}</code>; "
                            f"corpus program: <code>{e(failure.get('program') or '-')}</code></p>")
+        if cell["failures"]:
+            out.append(f"<details><summary>The suite's full report</summary>"
+                       f"<pre>{e(cell['reason'])}</pre></details>")
         out.append("</details>")
     out.append("</body></html>")
     return "\n".join(out) + "\n"

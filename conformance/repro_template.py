@@ -103,7 +103,7 @@ def write_layer(directory, entries):
             os.mknod(full, stat.S_IFCHR, os.makedev(0, 0))
             continue
         os.lchown(full, uid, gid)
-        if kind != "symlink":
+        if kind not in ("symlink", "dir"):  # a directory's mode comes after its children
             os.chmod(full, mode)
         for name, value in xattrs:
             os.setxattr(full, name, value, follow_symlinks=False)

@@ -5,13 +5,16 @@ program, the reproducer) and rewrite the reports (:mod:`conformance.report`).
 Interruption: SIGINT and SIGTERM raise :class:`Interrupted` in the main process; the
 drivers are closed (the ``finally`` of :func:`conformance.certify.certify`, or SIGTERM to
 each worker, which closes its own), the reports are rewritten with ``status:
-interrupted`` and the command exits 130 / 143 with one line.
+interrupted`` and the command exits 130 with one line. The artefacts of a verdict and
+the closing of a driver run with the signals held (:func:`conformance.certify.uninterrupted`),
+so no file is left half-written and no unmount is cut short.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import multiprocessing
 import os
 import queue
@@ -19,6 +22,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from adapters import registry
@@ -51,24 +55,36 @@ class Interrupted(KeyboardInterrupt):
 
 #: The interruption being handled (None: none yet).
 _pending: Interrupted | None = None
-#: How soon an interruption is raised again while it has not reached certify_command: an
-#: exception raised in a signal handler is lost when the signal lands in a gc callback
-#: (Hypothesis installs one; Python prints "Exception ignored" and goes on).
-RERAISE_AFTER = 0.5
+#: How soon a signal that lands in a gc callback is raised: an exception raised there is
+#: lost (Hypothesis installs one; Python prints "Exception ignored" and goes on).
+RERAISE_AFTER = 0.05
 
 
-def _raise_interrupted(signum: int, frame: object) -> None:
+def _in_gc_callback(frame: FrameType | None) -> bool:
+    codes = {getattr(callback, "__code__", None) for callback in gc.callbacks}
+    while frame is not None:
+        if frame.f_code in codes:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
     global _pending
     if _pending is None:
         _pending = Interrupted(signum)
-    signal.setitimer(signal.ITIMER_REAL, RERAISE_AFTER)
+    _raise_again(signum, frame)
+
+
+def _raise_again(signum: int, frame: FrameType | None) -> None:
+    if _pending is None:
+        return
+    if _in_gc_callback(frame):
+        signal.setitimer(signal.ITIMER_REAL, RERAISE_AFTER)  # out of the callback, soon
+        return
+    # raised once: raised again while it unwinds, it could land in Hypothesis's own
+    # handling of the first and break it (an internal assertion, reported as a divergence)
     raise _pending
-
-
-def _raise_again(signum: int, frame: object) -> None:
-    if _pending is not None:
-        signal.setitimer(signal.ITIMER_REAL, RERAISE_AFTER)
-        raise _pending
 
 
 def check_arguments(args: argparse.Namespace) -> tuple[list[str], list[Feature], bool]:
@@ -127,6 +143,10 @@ def seeded(seed: int | None) -> Iterator[None]:
         core.global_force_seed = before
 
 
+#: The verdicts whose failing examples are saved in the corpus (the unexpected ones).
+SAVED = ("diverges", "hung", "crashed")
+
+
 class Artefacts:
     """What is written after each verdict: the corpus programs, the reproducers, the
     reports."""
@@ -142,11 +162,15 @@ class Artefacts:
         cell = Cell(verdict)
         version = expectations.installed_version(verdict.driver) if verdict.failures else None
         for number, failure in enumerate(verdict.failures):
-            try:
-                program = corpus.save(corpus.from_failure(failure, version), self.corpus_dir)
-            except OSError as exc:
-                print(f"warning: corpus: {exc}", file=sys.stderr)
-                program = None
+            program = None
+            # an expected divergence has its reproducer in expectations.toml already
+            if verdict.verdict in SAVED:
+                try:
+                    program = corpus.save(
+                        corpus.from_failure(failure, version), self.corpus_dir
+                    )
+                except OSError as exc:
+                    print(f"warning: corpus: {exc}", file=sys.stderr)
             if self.report is None:
                 continue
             name = f"reproducers/{slug(verdict.id)}-{number + 1}.py"
@@ -225,9 +249,10 @@ def certify_command(args: argparse.Namespace) -> int:
     done: list[Verdict] = []
 
     def on_verdict(verdict: Verdict) -> None:
-        done.append(verdict)
-        progress_line(verdict, len(done), total)
-        artefacts.record(verdict)
+        with uninterrupted():
+            done.append(verdict)
+            progress_line(verdict, len(done), total)
+            artefacts.record(verdict)
 
     global _pending
     _pending = None
@@ -269,9 +294,7 @@ def certify_command(args: argparse.Namespace) -> int:
     if report is not None:
         report.status = "complete"
         report.write()
-    print(render_matrix(verdicts))
-    print()
-    print(render_feature_matrix(verdicts))
+    print("\n\n".join(t for t in (render_matrix(verdicts), render_feature_matrix(verdicts)) if t))
     for verdict in verdicts:
         if verdict.verdict != CONFORMS:
             where = f"{verdict.feature} " if verdict.feature else ""
@@ -348,15 +371,11 @@ def _plan(
 def _worker(config: dict[str, Any], tasks: Any, results: Any) -> None:
     """A worker process: certifies the cells it is given, each driver an instance of its
     own (a fresh one after a hang or crash); SIGTERM closes them and exits."""
-    from adapters.base import DriverUnavailable
-    from conformance.certify import BROKEN, SKIPPED, certify_cell
-
-    def stop(signum: int, frame: object) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise SystemExit(143)
-
+    # SIGTERM from the main process: an Interrupted (Hypothesis lets a KeyboardInterrupt
+    # through; it would replay a SystemExit as a failure), closing the drivers on the way
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides
-    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    signal.signal(signal.SIGALRM, _raise_again)
     os.chdir(config["cwd"])
     expectations.configure(config["expectations"])
     registry.configure(
@@ -368,29 +387,50 @@ def _worker(config: dict[str, Any], tasks: Any, results: Any) -> None:
 
         core.global_force_seed = config["seed"]
     programs = corpus.load([corpus.PROJECT_CORPUS, config["corpus"]])
-    by_label = {options.label: options for options in MATRIX}
     drivers: dict[str, Any] = {}
     try:
-        while True:
-            task = tasks.get()
-            if task is None:
-                break
-            index, name, feature_id, label = task
-            feature = BY_ID[feature_id] if feature_id else None
-            try:
-                if name not in drivers:
-                    drivers[name] = registry.make(name)
-            except DriverUnavailable as reason:
-                results.put((index, Verdict(name, label, SKIPPED, str(reason), feature=feature_id)))
-                continue
-            chosen = run_settings if feature is None else feature_settings
-            verdict = certify_cell(drivers[name], by_label[label], chosen, feature, programs)
-            if verdict.verdict in BROKEN:
-                drivers.pop(name).close()
-            results.put((index, verdict))
+        _serve(config, tasks, results, drivers, run_settings, feature_settings, programs)
+    except Interrupted:
+        pass  # stopped by the main process; the drivers are closed below
     finally:
-        for driver in drivers.values():
-            driver.close()
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        with uninterrupted():
+            for driver in drivers.values():
+                driver.close()
+
+
+def _serve(
+    config: dict[str, Any],
+    tasks: Any,
+    results: Any,
+    drivers: dict[str, Any],
+    run_settings: Any,
+    feature_settings: Any,
+    programs: Any,
+) -> None:
+    """The worker's loop: a cell from ``tasks``, its verdict to ``results``."""
+    from adapters.base import DriverUnavailable
+    from conformance.certify import BROKEN, SKIPPED, certify_cell
+
+    by_label = {options.label: options for options in MATRIX}
+    while True:
+        task = tasks.get()
+        if task is None:
+            break
+        index, name, feature_id, label = task
+        feature = BY_ID[feature_id] if feature_id else None
+        try:
+            if name not in drivers:
+                drivers[name] = registry.make(name)
+        except DriverUnavailable as reason:
+            results.put((index, Verdict(name, label, SKIPPED, str(reason), feature=feature_id)))
+            continue
+        chosen = run_settings if feature is None else feature_settings
+        verdict = certify_cell(drivers[name], by_label[label], chosen, feature, programs)
+        if verdict.verdict in BROKEN:
+            with uninterrupted():
+                drivers.pop(name).close()
+        results.put((index, verdict))
 
 
 def run_parallel(

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from adapters import registry
 from conformance.__main__ import USAGE_OR_SETUP_ERROR, main
 from tests import thirdparty
 
@@ -112,19 +111,34 @@ def _cells(report: Path) -> list[tuple[str, str, list[str]]]:
     return [(c["id"], c["verdict"], [s["op"] for s in c["steps"]]) for c in doc["cells"]]
 
 
-def test_a_seed_makes_the_run_reproducible(tmp_path: Path, monkeypatch, capsys) -> None:
-    monkeypatch.setitem(registry.BUILTIN, "truncating", "tests.test_reports:TruncatingDriver")
-    runs = []
-    for number in (1, 2):
-        report = tmp_path / f"r{number}"
-        argv = ["certify", "--driver", "truncating", "--feature", "copy-up", "--seed", "7",
-                "--budget", "standard", "--report-dir", str(report),
-                "--corpus", str(tmp_path / f"c{number}")]
-        assert main(argv) == 1
-        runs.append(_cells(report))
-    assert runs[0] == runs[1]
-    assert any(steps for _, _, steps in runs[0])
-    assert "[1/6] truncating" in capsys.readouterr().err  # progress while it runs
+def test_a_seed_makes_the_generation_reproducible() -> None:
+    """--seed N: the same examples are drawn (conformance.run.seeded), so the same first
+    failing example is found."""
+    from hypothesis import Phase, settings
+
+    from conformance.features import BY_ID
+    from conformance.machine import Diverged, run_machine
+    from conformance.run import seeded
+    from reference.options import Options
+    from tests.test_reports import TruncatingDriver
+
+    search = settings(max_examples=500, stateful_step_count=15, deadline=None, database=None,
+                      phases=[Phase.generate])
+    found = []
+    for _ in range(2):
+        with seeded(7), pytest.raises(Diverged) as caught:
+            run_machine(TruncatingDriver(), Options(), search, BY_ID["copy-up"])
+        found.append((caught.value.failures[0].stack, caught.value.failures[0].ops))
+    assert found[0] == found[1]
+
+
+def test_the_seed_is_recorded_and_progress_is_shown(tmp_path: Path, capsys) -> None:
+    argv = ["certify", "--driver", "reference", "--feature", "xattrs", "--seed", "7",
+            "--report-dir", str(tmp_path / "r"), "--corpus", str(tmp_path / "c")]
+    assert main(argv) == 0
+    doc = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert doc["settings"]["seed"] == 7
+    assert "[1/6] reference" in capsys.readouterr().err  # progress while it runs
 
 
 def test_workers_keep_the_report_in_plan_order(tmp_path: Path, capsys) -> None:

@@ -61,7 +61,7 @@ def _run(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Run a reproducer as a driver author would: the system Python, a directory of its
     own, no PYTHONPATH (it must not need this project)."""
     return subprocess.run(
-        [SYSTEM_PYTHON, str(script), *args],
+        [SYSTEM_PYTHON, str(script.resolve()), *args],
         cwd=script.parent,
         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
         capture_output=True,
@@ -161,3 +161,56 @@ def test_a_seeded_fault_counterexample_is_what_the_kernel_does(
         )
         assert _run(script, "--fuse-cmd", template).returncode == 0
     _no_process_runs(script)
+
+
+def _reference_failure(stack, steps, options: Options) -> Failure:
+    """A Failure whose expected outcomes are the reference's, built without a driver (the
+    shape a divergence has), for programs the kernel must pass."""
+    from conformance.failure import TracedStep
+    from reference.outcome import describe
+    from reference.overlay import Overlay
+
+    model = Overlay(stack, options)
+    traced = []
+    for op in steps:
+        allowed = tuple(sorted(model.apply(op), key=describe))
+        traced.append(TracedStep(op, allowed, allowed[0]))
+    return Failure("kernel", options, "", stack, tuple(traced), "a program to replay",
+                   mounter=("kernel", {}))
+
+
+@pytest.mark.parametrize("options", [Options(), Options(read_only=True)], ids=["rw", "ro"])
+def test_a_program_with_a_remount_and_every_layer_marker_passes_on_the_kernel(
+    tmp_path: Path, options: Options, host_unchanged
+) -> None:
+    """Whiteouts, opaque directories, xattrs, owners, FIFOs, hardlinks and symlinks in the
+    lowers, a remount among the steps: the script writes and mounts them as the suite
+    does, so the kernel passes."""
+    _need("kernel")
+    from reference import ops
+    from reference.layer import (
+        DirSpec,
+        FifoSpec,
+        FileSpec,
+        HardlinkSpec,
+        LayerSpec,
+        StackSpec,
+        SymlinkSpec,
+        WhiteoutSpec,
+    )
+
+    stack = StackSpec((
+        LayerSpec((("a", WhiteoutSpec()), ("d", DirSpec(opaque=True, mode=0o700)),
+                   ("d/x", FileSpec(b"top", uid=1000, xattrs=(("user.a", b"1"),))),
+                   ("h", HardlinkSpec("d/x")), ("s", SymlinkSpec("/d/x")))),
+        LayerSpec((("a", FileSpec(b"hidden")), ("d", DirSpec()), ("d/y", FileSpec(b"y")),
+                   ("f", FifoSpec(0o600)))),
+    ))
+    steps = [ops.Readdir(""), ops.Readdir("d"), ops.Read("s"), ops.Stat("h"),
+             ops.GetXattr("d/x", "user.a"), ops.Write("b", b"new", 0, ("O_CREAT",)),
+             ops.Remount(), ops.Read("b"), ops.Stat("f"), ops.Stat("a")]
+    failure = _reference_failure(stack, steps, options)
+    script = reproducer.write(failure, tmp_path / "repro.py")
+    result = _run(script)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("<-- differs") == 0 and "step 10" in result.stdout
