@@ -6,12 +6,15 @@ entry-point group; it implements :class:`adapters.base.Driver` and may define a 
 
 The FUSE drivers read two settings given with :func:`configure` (the pytest plugin passes
 ``--driver-cmd`` and ``--profile``): the command template of the generic ``fuse`` driver,
-and a profile file that replaces a preset's own.
+and a profile file that replaces a preset's own. A third, ``timeout`` (``--driver-timeout``),
+is how long any request to a driver may take before it is "hung"; it is passed to every
+factory that takes a ``timeout`` keyword.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -33,13 +36,21 @@ BUILTIN: dict[str, str] = {
 DRIVER_CMD: str | None = None
 #: A profile file for the FUSE drivers, replacing a preset's (``--profile``).
 PROFILE_PATH: str | None = None
+#: Seconds a driver request may take before the driver is hung (``--driver-timeout``);
+#: None: each driver's own default (30 s for the sandboxed drivers).
+TIMEOUT: float | None = None
 
 
-def configure(driver_cmd: str | None = None, profile: str | None = None) -> None:
-    """Set the FUSE drivers' settings (None leaves a setting unset)."""
-    global DRIVER_CMD, PROFILE_PATH
+def configure(
+    driver_cmd: str | None = None, profile: str | None = None, timeout: float | None = None
+) -> None:
+    """Set the drivers' settings (None leaves a setting unset)."""
+    global DRIVER_CMD, PROFILE_PATH, TIMEOUT
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"the driver timeout must be a positive number of seconds, not {timeout}")
     DRIVER_CMD = driver_cmd or None
     PROFILE_PATH = str(Path(profile).resolve()) if profile else None
+    TIMEOUT = timeout
 
 
 class UnknownDriver(Exception):
@@ -72,4 +83,14 @@ def make(name: str) -> Driver:
     reason = unavailable_reason(name)
     if reason is not None:
         raise DriverUnavailable(reason)
-    return factory(name)()
+    build = factory(name)
+    if TIMEOUT is not None and _takes_timeout(build):
+        return build(timeout=TIMEOUT)
+    return build()
+
+
+def _takes_timeout(build: Callable[..., Driver]) -> bool:
+    try:
+        return "timeout" in inspect.signature(build).parameters
+    except (TypeError, ValueError):
+        return False

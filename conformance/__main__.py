@@ -19,6 +19,8 @@ from conformance.certify import (
 )
 
 CONFORMANT, NONCONFORMANT, USAGE_OR_SETUP_ERROR = 0, 1, 2
+#: Ctrl-C or SIGTERM (128 + SIGINT, as a shell reports it).
+INTERRUPTED = 130
 
 
 class UsageError(Exception):
@@ -57,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
         "--profile", metavar="PATH", help="profile (TOML) of the FUSE driver under test"
     )
     certify_cmd.add_argument(
+        "--driver-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="seconds one driver request may take before the driver is hung (default: 30)",
+    )
+    certify_cmd.add_argument(
         "--expectations",
         metavar="PATH",
         help="known divergences of installed driver versions (default: "
@@ -81,11 +89,18 @@ def _progress(verdict: Verdict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from conformance.interrupt import terminate_as_interrupt
+
+    terminate_as_interrupt()
     try:
         return _main(argv)
     except UsageError as problem:
         print(f"error: {problem}", file=sys.stderr)
         return USAGE_OR_SETUP_ERROR
+    except KeyboardInterrupt as why:
+        # Ctrl-C or SIGTERM: the drivers were closed on the way out (certify's finally)
+        print(f"interrupted ({why or 'SIGINT'}): no verdict", file=sys.stderr)
+        return INTERRUPTED
 
 
 def _check_fuse_settings(driver_cmd: str | None, profile: str | None) -> None:
@@ -122,7 +137,12 @@ def _main(argv: list[str] | None) -> int:
         expectations.configure(args.expectations)
     except expectations.ExpectationError as problem:
         raise UsageError(str(problem)) from None
-    registry.configure(driver_cmd=args.driver_cmd, profile=args.profile)
+    try:
+        registry.configure(
+            driver_cmd=args.driver_cmd, profile=args.profile, timeout=args.driver_timeout
+        )
+    except ValueError as problem:
+        raise UsageError(f"--driver-timeout: {problem}") from None
 
     from pathlib import Path
 

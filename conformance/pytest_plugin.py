@@ -9,12 +9,17 @@ Options (group "unionspec"):
   (see :mod:`adapters.fuse`);
 - ``--profile PATH``: a driver profile (TOML, :mod:`adapters.profile`) for the FUSE
   drivers; it replaces a preset's own profile;
+- ``--driver-timeout SECONDS``: how long one request to a driver may take before its
+  verdict is "hung at step N" (default: the driver's own, 30 s for the sandboxed drivers);
 - ``--require-drivers``: a driver that cannot run here fails instead of skipping; on by
   default when the ``CI`` environment variable is set, since a skip in CI hides a gap;
 - ``--expectations PATH``: the known divergences of installed driver versions
   (:mod:`conformance.expectations`; default ``conformance/expectations.toml``). The
   ``test_feature`` and ``test_state_machine`` items of a matching driver, version, feature
   and option set are marked ``xfail(strict=True)``.
+
+A SIGTERM ends the run as Ctrl-C does (:mod:`conformance.interrupt`): drivers are
+closed and pytest reports what ran.
 
 Fixtures: ``driver`` (one per ``--driver``, closed after the test) and
 ``conformance_settings`` (the Hypothesis settings of the chosen budget) and
@@ -35,6 +40,7 @@ REQUIRE_OPTION = "--require-drivers"
 DRIVER_CMD_OPTION = "--driver-cmd"
 PROFILE_OPTION = "--profile"
 EXPECTATIONS_OPTION = "--expectations"
+TIMEOUT_OPTION = "--driver-timeout"
 BUDGET_NAMES = ("quick", "standard", "deep")
 
 
@@ -75,6 +81,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "conformance/expectations.toml)",
     )
     group.addoption(
+        TIMEOUT_OPTION,
+        default=None,
+        type=float,
+        metavar="SECONDS",
+        help="seconds one driver request may take before the driver is hung (default: 30)",
+    )
+    group.addoption(
         REQUIRE_OPTION,
         action="store_true",
         default=bool(os.environ.get("CI")),
@@ -84,13 +97,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     from adapters import registry
+    from conformance.interrupt import terminate_as_interrupt
     from conformance.settings import register_profiles
 
+    terminate_as_interrupt()
     register_profiles(config.rootpath)
-    registry.configure(
-        driver_cmd=config.getoption(DRIVER_CMD_OPTION),
-        profile=config.getoption(PROFILE_OPTION),
-    )
+    try:
+        registry.configure(
+            driver_cmd=config.getoption(DRIVER_CMD_OPTION),
+            profile=config.getoption(PROFILE_OPTION),
+            timeout=config.getoption(TIMEOUT_OPTION),
+        )
+    except ValueError as problem:
+        raise pytest.UsageError(f"{TIMEOUT_OPTION}: {problem}") from None
     known = registry.names()
     for name in config.getoption(DRIVER_OPTION):
         if name not in known:

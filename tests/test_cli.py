@@ -25,6 +25,8 @@ TEMPLATE = (
             "/nonexistent/overlay",
         ),
         (["certify", "--profile", "/nonexistent/profile.toml"], "cannot read"),
+        (["certify", "--driver-timeout", "0"], "--driver-timeout"),
+        (["certify", "--driver-timeout", "soon"], "invalid float value: 'soon'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv, says, capsys) -> None:
@@ -53,3 +55,13 @@ def test_certify_reference_prints_the_matrix(capsys) -> None:
     assert main(["certify", "--driver", "reference"]) == 0
     out = capsys.readouterr().out
     assert "reference" in out and "conforms" in out and "redirect_dir=on,index=on" in out
+
+
+def test_a_binary_that_is_not_executable_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
+    binary = tmp_path / "my-overlay"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o644)
+    argv = ["certify", "--driver", "fuse", "--driver-cmd", TEMPLATE.format(binary=binary)]
+    assert main(argv) == USAGE_OR_SETUP_ERROR
+    err = capsys.readouterr().err.strip()
+    assert "is not an executable file" in err and len(err.splitlines()) == 1

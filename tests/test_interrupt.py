@@ -1,7 +1,8 @@
 """An interrupted run leaves nothing behind: no mount on the host, no executor process.
 
-A real pytest run of the kernel conformance suite is started in a subprocess, interrupted
-with Ctrl-C (SIGINT) or killed (SIGKILL) while it works, and the host is checked.
+A real pytest run of the conformance suite (kernel or fuse-overlayfs) is started in a
+subprocess, interrupted with Ctrl-C (SIGINT), terminated (SIGTERM) or killed (SIGKILL) while
+it works, and the host is checked.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from adapters.fuse import FuseOverlayfsDriver
 from adapters.kernel import KernelDriver
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,12 +50,12 @@ def _processes_marked(marker: str) -> list[int]:
     return found
 
 
-def _start_run(*options: str) -> tuple[str, subprocess.Popen[bytes]]:
-    """Start a deep kernel run in a subprocess; its processes carry a unique marker in
-    their environment, so they can be found (and only they) whatever runs beside them."""
+def _start_run(*options: str, driver: str = "kernel") -> tuple[str, subprocess.Popen[bytes]]:
+    """Start a deep run on ``driver`` in a subprocess; its processes carry a unique marker
+    in their environment, so they can be found (and only they) whatever runs beside them."""
     marker = f"UNIONSPEC_RUN_MARK={uuid.uuid4().hex}"
     name, _, value = marker.partition("=")
-    command = [sys.executable, "-m", "pytest", "-q", *options, "--driver=kernel"]
+    command = [sys.executable, "-m", "pytest", "-q", *options, f"--driver={driver}"]
     command += ["--budget=deep", "-k", "state_machine", "tests/test_conformance.py"]
     child = subprocess.Popen(
         command,
@@ -66,22 +68,45 @@ def _start_run(*options: str) -> tuple[str, subprocess.Popen[bytes]]:
     return marker, child
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
-def test_interrupted_run_leaves_no_mount_and_no_process(sig: signal.Signals) -> None:
+SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGKILL]
+#: The process that shows a run is at work: the executor (every driver has one), and for a
+#: FUSE driver its daemon (started afresh for each example, under the executor).
+RUNNING = {"kernel": "adapters._executor", "fuse-overlayfs": "fuse-overlayfs"}
+
+
+def _working(marker: str, program: str) -> bool:
+    return any(program in _cmdline(pid) for pid in _processes_marked(marker))
+
+
+@pytest.mark.parametrize("name", list(RUNNING))
+@pytest.mark.parametrize("sig", SIGNALS, ids=["ctrl-c", "sigterm", "sigkill"])
+def test_interrupted_run_leaves_no_mount_and_no_process(name: str, sig: signal.Signals) -> None:
+    if name == "fuse-overlayfs":
+        reason = FuseOverlayfsDriver.unavailable_reason()
+        if reason is not None:
+            if os.environ.get("CI"):
+                pytest.fail(f"fuse-overlayfs unavailable in CI: {reason}")
+            pytest.skip(reason)
     before = _mounts()
-    marker, child = _start_run("-p", "no:xdist")
+    marker, child = _start_run("-p", "no:xdist", driver=name)
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(_processes_marked(marker)) < 2:
-            time.sleep(0.2)  # wait until pytest and its executor are both running
-        assert len(_processes_marked(marker)) >= 2, "the run never started an executor"
+        while time.monotonic() < deadline and not _working(marker, RUNNING[name]):
+            time.sleep(0.1)  # wait until the driver's processes are at work
+        assert _working(marker, RUNNING[name]), f"the run never started {RUNNING[name]}"
         time.sleep(1.0)
         child.send_signal(sig)
         child.wait(timeout=60)
     finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+        _end_and_check(child, marker, before)
+
+
+def _end_and_check(child: subprocess.Popen[bytes], marker: str, before: list[str]) -> None:
+    """Kill the run if it is still there, then: none of its processes is left and the host's
+    mount table is what it was before it started."""
+    if child.poll() is None:
+        child.kill()
+        child.wait()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and _processes_marked(marker):
         time.sleep(0.1)
@@ -125,11 +150,4 @@ def test_killed_xdist_worker_leaves_no_mount_and_no_process() -> None:
         child.send_signal(signal.SIGINT)
         child.wait(timeout=60)
     finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _processes_marked(marker):
-        time.sleep(0.1)
-    assert _processes_marked(marker) == []
-    assert _mounts() == before
+        _end_and_check(child, marker, before)
