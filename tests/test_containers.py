@@ -4,7 +4,7 @@ its state machine on the reference engines; faulty engines are caught."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 from adapters.containers_base import ReferenceEngine
 from conformance.containers import (
@@ -183,7 +183,9 @@ class ReadOnlyIgnored(ReferenceEngine):
 
 def test_ignored_read_only_is_caught_by_the_machine() -> None:
     with pytest.raises(ContainerDiverged):
-        run_container_machine(ReadOnlyIgnored("docker"), settings(QUICK, max_examples=100))
+        # found within a few examples; shrinking it takes minutes, so it is skipped here
+        found = settings(QUICK, max_examples=100, phases=[Phase.generate])
+        run_container_machine(ReadOnlyIgnored("docker"), found)
 
 
 def test_lockstep_checks_the_image() -> None:
