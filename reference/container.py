@@ -112,6 +112,7 @@ class Why(enum.Enum):
     VOLUME_EXISTS = "volume-exists"
     CONTAINER_RUNNING = "container-running"
     NOT_RUNNING = "not-running"
+    NO_SPACE = "no-space"
 
 
 class EngineError(Exception):
@@ -495,7 +496,11 @@ class ContainerWorld:
         if copy_up and existed is not None:
             copy_tree(container.root, mount.target, root)
         limit = None if not mount.size else -(-mount.size // PAGE)
-        return Tmpfs(root, limit)
+        tmpfs = Tmpfs(root, limit)
+        if limit is not None and tmpfs.used() > limit:
+            # runc tmpcopyup copies into the mounted tmpfs: ENOSPC fails the start
+            raise EngineError(Why.NO_SPACE)
+        return tmpfs
 
     def stop(self, name: str) -> Action:
         container = self.containers.get(name)
