@@ -13,6 +13,8 @@ Options (group "unionspec"):
   verdict is "hung at step N" (default: the driver's own, 30 s for the sandboxed drivers);
 - ``--require-drivers``: a driver that cannot run here fails instead of skipping; on by
   default when the ``CI`` environment variable is set, since a skip in CI hides a gap;
+- ``--engine NAME`` (repeatable): the container engines of tests/test_container_engines.py
+  (default ``reference``; ``kernel-mounts``), each under the profiles of :data:`ENGINES`;
 - ``--expectations PATH``: the known divergences of installed driver versions
   (:mod:`conformance.expectations`; default ``conformance/expectations.toml``). The
   ``test_feature`` and ``test_state_machine`` items of a matching driver, version, feature
@@ -40,6 +42,12 @@ REQUIRE_OPTION = "--require-drivers"
 DRIVER_CMD_OPTION = "--driver-cmd"
 PROFILE_OPTION = "--profile"
 EXPECTATIONS_OPTION = "--expectations"
+ENGINE_OPTION = "--engine"
+#: Container engines (tests/test_container_engines.py): name -> the profiles it runs under.
+ENGINES: dict[str, tuple[str, ...]] = {
+    "reference": ("docker", "podman", "kubernetes"),
+    "kernel-mounts": ("docker", "podman", "kubernetes"),
+}
 TIMEOUT_OPTION = "--driver-timeout"
 BUDGET_NAMES = ("quick", "standard", "deep")
 
@@ -88,6 +96,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="seconds one driver request may take before the driver is hung (default: 30)",
     )
     group.addoption(
+        ENGINE_OPTION,
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="container engine under test (repeatable; default: reference): " + ", ".join(ENGINES),
+    )
+    group.addoption(
         REQUIRE_OPTION,
         action="store_true",
         default=bool(os.environ.get("CI")),
@@ -114,6 +129,9 @@ def pytest_configure(config: pytest.Config) -> None:
     for name in config.getoption(DRIVER_OPTION):
         if name not in known:
             raise pytest.UsageError(f"unknown driver {name!r} (known: {', '.join(known)})")
+    for name in config.getoption(ENGINE_OPTION):
+        if name not in ENGINES:
+            raise pytest.UsageError(f"unknown engine {name!r} (known: {', '.join(ENGINES)})")
     from conformance import expectations
 
     try:
@@ -146,6 +164,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "engine" in metafunc.fixturenames:
+        chosen = metafunc.config.getoption(ENGINE_OPTION) or ["reference"]
+        cases = [(name, profile) for name in chosen for profile in ENGINES[name]]
+        metafunc.parametrize("engine", cases, indirect=True, ids=[f"{n}:{p}" for n, p in cases])
     if "driver" in metafunc.fixturenames:
         names = metafunc.config.getoption(DRIVER_OPTION) or ["reference"]
         metafunc.parametrize("driver", names, indirect=True, ids=names)
@@ -161,6 +183,32 @@ def driver(request: pytest.FixtureRequest) -> Iterator[Any]:
         instance = registry.make(name)
     except DriverUnavailable as reason:
         message = f"driver {name!r} cannot run here: {reason}"
+        if request.config.getoption(REQUIRE_OPTION):
+            pytest.fail(message + f" ({REQUIRE_OPTION} is on)", pytrace=False)
+        pytest.skip(message)
+    try:
+        yield instance
+    finally:
+        instance.close()
+
+
+@pytest.fixture
+def engine(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A container engine (adapters.containers_base.EngineDriver) under one profile."""
+    from adapters.base import DriverUnavailable
+
+    name, profile = request.param
+    try:
+        if name == "reference":
+            from adapters.containers_base import ReferenceEngine
+
+            instance: Any = ReferenceEngine(profile)
+        else:
+            from adapters.kernel_mounts import KernelMountsEngine
+
+            instance = KernelMountsEngine(profile)
+    except DriverUnavailable as reason:
+        message = f"engine {name!r} cannot run here: {reason}"
         if request.config.getoption(REQUIRE_OPTION):
             pytest.fail(message + f" ({REQUIRE_OPTION} is on)", pytrace=False)
         pytest.skip(message)
