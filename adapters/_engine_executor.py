@@ -50,6 +50,7 @@ MOUNT_PROC = ["/usr/bin/unshare", "--mount", "--mount-proc", "--propagation", "p
 #: Engine messages -> reference.container.Why codes (first match wins).
 REFUSALS: tuple[tuple[str, str], ...] = (
     (r"(?i)duplicate mount (point|destination)", "duplicate-mount-point"),
+    (r"(?i)must not set ReadOnly mode when using anonymous volumes", "invalid-mount"),
     (
         r"(?i)bind source path does not exist|statfs .*: no such file or directory",
         "bind-source-missing",
@@ -161,6 +162,9 @@ class EngineExecutor(ContainerExecutor):
         self.pid_ns = ""
         self.known: set[str] = set()
         self.anonymous: dict[tuple[str, str], str] = {}
+        #: container -> host PID of its PID 1, while it runs
+        self.pids: dict[str, int] = {}
+        self.loaded: StackSpec | None = None
 
     # --- the engine -----------------------------------------------------------------------
 
@@ -251,7 +255,6 @@ class EngineExecutor(ContainerExecutor):
 
     def do_image(self, stack: StackSpec) -> None:
         """Remove every container and volume, load ``stack`` (once), reset host dirs."""
-        self.unmount_all()
         if self.engine:
             ids = self.cli("ps", "-aq").stdout.split()
             if ids:
@@ -262,12 +265,17 @@ class EngineExecutor(ContainerExecutor):
         shutil.rmtree(f"{BASE}/hosts", ignore_errors=True)
         os.makedirs(f"{BASE}/hosts")
         self.anonymous = {}
+        self.pids.clear()
         self.known = set()
         for spec in stack.lowers:
             for path, entry in spec.entries:
                 self.known |= components(path) | components(getattr(entry, "target", "") or "")
+        if stack == self.loaded:
+            return  # the same image is still loaded and its view mounted
+        self.unmount_image()
         write_archive(stack, ARCHIVE)
         self.cli("load", "-i", ARCHIVE)
+        self.loaded = stack
         data = json.loads(self.cli("image", "inspect", IMAGE_TAG).stdout)[0]["GraphDriver"]["Data"]
         lowers = [data["UpperDir"], *data.get("LowerDir", "").split(":")]
         ours = [d for d in lowers if d][: len(stack.lowers)]
@@ -303,7 +311,7 @@ class EngineExecutor(ContainerExecutor):
         return ["--mount", options]
 
     def do_create(self, name: str, mounts: list[dict[str, Any]], sources: list[str]) -> str | None:
-        args = ["create", "--name", name, "--network", "none"]
+        args = ["create", "--pull", "never", "--name", name, "--network", "none"]
         if self.engine == "podman":
             args += ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"]
         for spec in mounts:
@@ -323,17 +331,21 @@ class EngineExecutor(ContainerExecutor):
         return self.anonymous.get((name, target))
 
     def do_engine_cli(self, *args: str) -> str | None:
+        self.pids.clear()  # start, stop and rm change a container's PID 1
         result = self.cli(*args, check=False)
         return None if result.returncode == 0 else refusal(result.stderr)
 
     def container_pid(self, name: str) -> int:
         """The host PID of the container's PID 1 (inspect gives it in our PID namespace)."""
+        if name in self.pids:
+            return self.pids[name]
         inner = int(self.cli("inspect", "-f", "{{.State.Pid}}", name).stdout.strip())
         depth = len(self.nspid(os.getpid()))
         for entry in os.listdir("/proc"):
             if entry.isdigit():
                 ids = self.nspid(int(entry))
                 if len(ids) > depth and ids[depth] == inner:
+                    self.pids[name] = int(entry)
                     return int(entry)
         raise RuntimeError(f"no process for container {name} (pid {inner})")
 

@@ -14,7 +14,8 @@ Options (group "unionspec"):
 - ``--require-drivers``: a driver that cannot run here fails instead of skipping; on by
   default when the ``CI`` environment variable is set, since a skip in CI hides a gap;
 - ``--engine NAME`` (repeatable): the container engines of tests/test_container_engines.py
-  (default ``reference``; ``kernel-mounts``), each under the profiles of :data:`ENGINES`;
+  (default ``reference``; ``kernel-mounts``, ``docker``, ``podman``), each under the
+  profiles of :data:`ENGINES`;
 - ``--expectations PATH``: the known divergences of installed driver versions
   (:mod:`conformance.expectations`; default ``conformance/expectations.toml``). The
   ``test_feature`` and ``test_state_machine`` items of a matching driver, version, feature
@@ -47,6 +48,8 @@ ENGINE_OPTION = "--engine"
 ENGINES: dict[str, tuple[str, ...]] = {
     "reference": ("docker", "podman", "kubernetes"),
     "kernel-mounts": ("docker", "podman", "kubernetes"),
+    "docker": ("docker",),
+    "podman": ("podman",),
 }
 TIMEOUT_OPTION = "--driver-timeout"
 BUDGET_NAMES = ("quick", "standard", "deep")
@@ -192,7 +195,7 @@ def driver(request: pytest.FixtureRequest) -> Iterator[Any]:
         instance.close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def engine(request: pytest.FixtureRequest) -> Iterator[Any]:
     """A container engine (adapters.containers_base.EngineDriver) under one profile."""
     from adapters.base import DriverUnavailable
@@ -203,10 +206,18 @@ def engine(request: pytest.FixtureRequest) -> Iterator[Any]:
             from adapters.containers_base import ReferenceEngine
 
             instance: Any = ReferenceEngine(profile)
-        else:
+        elif name == "kernel-mounts":
             from adapters.kernel_mounts import KernelMountsEngine
 
             instance = KernelMountsEngine(profile)
+        else:
+            from adapters.real_engines import DockerEngine, PodmanEngine
+
+            engine_class = {"docker": DockerEngine, "podman": PodmanEngine}[name]
+            reason = engine_class.unavailable_reason()
+            if reason is not None:
+                raise DriverUnavailable(reason)
+            instance = engine_class()
     except DriverUnavailable as reason:
         message = f"engine {name!r} cannot run here: {reason}"
         if request.config.getoption(REQUIRE_OPTION):

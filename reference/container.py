@@ -113,6 +113,7 @@ class Why(enum.Enum):
     CONTAINER_RUNNING = "container-running"
     NOT_RUNNING = "not-running"
     NO_SPACE = "no-space"
+    INVALID_MOUNT = "invalid-mount"
 
 
 class EngineError(Exception):
@@ -365,6 +366,10 @@ class ContainerWorld:
         targets = [m.target for m in spec.mounts]
         if len(set(targets)) != len(targets):
             raise EngineError(Why.DUPLICATE_MOUNT_POINT)
+        for m in spec.mounts:
+            anonymous = isinstance(m, VolumeMount) and m.volume is None
+            if anonymous and m.read_only and self.profile.anonymous_read_only_refused:
+                raise EngineError(Why.INVALID_MOUNT)
         table = [
             Resolved(m, (m.volume or f"{name}.{m.target}") if isinstance(m, VolumeMount) else None)
             for m in spec.mounts
@@ -377,6 +382,8 @@ class ContainerWorld:
                 raise EngineError(Why.NO_SUCH_CONTAINER)
             for entry in other.table:
                 mount = entry.mount
+                if isinstance(mount, TmpfsMount) and self.profile.volumes_from_tmpfs_refused:
+                    raise EngineError(Why.NO_SUCH_VOLUME)
                 if isinstance(mount, TmpfsMount) or mount.target in targets:
                     continue  # tmpfs is never shared (obs §1.4)
                 if source.mode:
@@ -439,21 +446,17 @@ class ContainerWorld:
             for entry in container.table:
                 if isinstance(entry.mount, VolumeMount):
                     self._podman_volume_setup(container, entry)
-        for entry in container.table:
-            if _kind_at(root, entry.mount.target) not in (None, "dir"):
-                raise EngineError(Why.NOT_A_DIRECTORY)
-        existed: dict[str, EntryView | None] = {}
-        for entry in container.table:
-            target = entry.mount.target
-            existed[target] = _entry_at(root, target)
-            if existed[target] is None:
-                root.apply(ops.Mkdir(target, 0o755))
+        # runc mounts in table order: a failure leaves the earlier mount points made.
         container.tmpfs = {}
         for entry in container.table:
+            target = entry.mount.target
+            existed = _entry_at(root, target)
+            if existed is not None and existed.kind != "dir":
+                raise EngineError(Why.NOT_A_DIRECTORY)
+            if existed is None:
+                root.apply(ops.Mkdir(target, 0o755))
             if isinstance(entry.mount, TmpfsMount):
-                container.tmpfs[entry.mount.target] = self._new_tmpfs(
-                    container, entry.mount, existed[entry.mount.target]
-                )
+                container.tmpfs[target] = self._new_tmpfs(container, entry.mount, existed)
 
     def _podman_volume_setup(self, container: Container, entry: Resolved) -> None:
         """libpod mountNamedVolume: chown the root to the image directory once

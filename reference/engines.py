@@ -76,6 +76,17 @@ class EngineProfile:
     #: CopyData=false (daemon/volumes.go); Podman adds them as named volumes, whose copy-up
     #: follows NeedsCopyUp (libpod; not observed, see the README section).
     volumes_from_populates: bool
+    #: A read-only *anonymous* volume (``--mount type=volume,dst=/p,readonly``) is refused
+    #: at create: "invalid mount config for type "volume": must not set ReadOnly mode when
+    #: using anonymous volumes" (found by this suite's state machine on docker 20.10.24;
+    #: moby daemon/volume/mounts/linux_parser.go validateMountConfigImpl).
+    anonymous_read_only_refused: bool = False
+    #: ``--volumes-from`` a container that has a ``--mount type=tmpfs`` is refused: "get:
+    #: no such volume" (found by the state machine on docker 20.10.24, reproduced by hand:
+    #: ``create --mount type=tmpfs,dst=/n`` then ``create --volumes-from`` it; the tmpfs
+    #: mount point is copied as a volume with no name, daemon/volumes.go). A Docker bug;
+    #: modelled as what this version does.
+    volumes_from_tmpfs_refused: bool = False
 
 
 DOCKER = EngineProfile(
@@ -89,6 +100,8 @@ DOCKER = EngineProfile(
     volume_create_existing_ok=True,
     populate_refuses_file_target=True,
     volumes_from_populates=False,
+    anonymous_read_only_refused=True,
+    volumes_from_tmpfs_refused=True,
 )
 
 PODMAN = EngineProfile(
