@@ -18,6 +18,7 @@ no process start, and no generated path can leave the container's root.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import io
 import json
@@ -33,9 +34,19 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from adapters._container_executor import ContainerExecutor, directory
-from adapters._executor import BASE, _one_line, components, merged_view, mount, op_names, setup
+from adapters._executor import (
+    BASE,
+    HANDLERS,
+    _one_line,
+    components,
+    merged_view,
+    mount,
+    op_names,
+    setup,
+)
 from adapters._fusemount import holder
 from reference.layer import Inode, Kind, StackSpec, build, walk
+from reference.outcome import Ok, err_from_oserror
 
 IMAGE_TAG = "unionspec-test:latest"
 IMAGE_VIEW = f"{BASE}/imageview"
@@ -64,6 +75,17 @@ REFUSALS: tuple[tuple[str, str], ...] = (
     (r"(?i)cannot remove a running container|as it is running", "container-running"),
     (r"(?i)no such container|no container with name", "no-such-container"),
 )
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+CLONE_NEWNS = 0x00020000
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNS) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns(CLONE_NEWNS): {os.strerror(err)}")
 
 
 def refusal(stderr: str) -> str:
@@ -165,6 +187,7 @@ class EngineExecutor(ContainerExecutor):
         #: container -> host PID of its PID 1, while it runs
         self.pids: dict[str, int] = {}
         self.loaded: StackSpec | None = None
+        self.own_ns = os.open("/proc/self/ns/mnt", os.O_RDONLY)
 
     # --- the engine -----------------------------------------------------------------------
 
@@ -364,6 +387,22 @@ class EngineExecutor(ContainerExecutor):
         root = f"{BASE}/docker/root" if self.engine == "docker" else f"{BASE}/podman/root"
         return f"{root}/volumes/{name}/_data"
 
+    def in_container(self, name: str, func: Any) -> Any:
+        """Run ``func`` inside the container's mount namespace (setns(2): root and cwd
+        become the container's root), then come back. Only there is a mount point a mount
+        point: rmdir of one is EBUSY (vfs is_local_mountpoint looks in the caller's
+        namespace; from outside, through /proc/<pid>/root, it gave ENOTEMPTY)."""
+        fd = os.open(f"/proc/{self.container_pid(name)}/ns/mnt", os.O_RDONLY)
+        try:
+            _setns(fd)
+            try:
+                return func()
+            finally:
+                _setns(self.own_ns)
+                os.fchdir(self.real_root)
+        finally:
+            os.close(fd)
+
     def where(self, kind: str, name: str) -> str:
         if kind == "container":
             return f"/proc/{self.container_pid(name)}/root"
@@ -373,8 +412,15 @@ class EngineExecutor(ContainerExecutor):
             return IMAGE_VIEW
         return directory(kind, name)
 
+    @staticmethod
+    def call(op: Any) -> Any:
+        try:
+            return Ok(HANDLERS[type(op)](op))
+        except OSError as exc:
+            return err_from_oserror(exc)
+
     def container_view(self, name: str) -> dict[str, Any]:
-        entries = self.inside(self.where("container", name), lambda: merged_view(self.known))
+        entries = self.in_container(name, lambda: merged_view(self.known))
         return {
             path: entry
             for path, entry in entries.entries.items()
@@ -395,6 +441,9 @@ class EngineExecutor(ContainerExecutor):
                 return self.do_engine_cli(*args)
             case ("volume_of", name, target):
                 return self.volume_of(name, target)
+            case ("run", "container", name, op):
+                self.known |= op_names(op)
+                return self.in_container(name, lambda: self.call(op))
             case ("run", kind, name, op):
                 self.known |= op_names(op)
                 return self.do_run(self.where(kind, name), op)

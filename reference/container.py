@@ -336,13 +336,6 @@ class ContainerWorld:
     def _create(self, name: str, spec: ContainerSpec) -> None:
         table = self._resolve_table(name, spec)
         root = Overlay(self.image, Options())
-        # Validate everything before any volume is created or filled.
-        for entry in table:
-            mount = entry.mount
-            if not isinstance(mount, BindMount) or mount.source in self.hosts:
-                continue
-            if not (mount.short_syntax and self.profile.bind_short_syntax_creates_source):
-                raise EngineError(Why.BIND_SOURCE_MISSING)
         if self.profile.populate_refuses_file_target:
             for entry in table:
                 populating = self._would_populate(entry, root)
@@ -363,13 +356,8 @@ class ContainerWorld:
         """The mount table: own mounts, then volumes-from mounts at targets not taken
         (moby daemon/volumes.go registerMountPoints: own mounts win). Duplicate own targets
         are refused (both engines: "Duplicate mount point")."""
+        self._validate(spec)
         targets = [m.target for m in spec.mounts]
-        if len(set(targets)) != len(targets):
-            raise EngineError(Why.DUPLICATE_MOUNT_POINT)
-        for m in spec.mounts:
-            anonymous = isinstance(m, VolumeMount) and m.volume is None
-            if anonymous and m.read_only and self.profile.anonymous_read_only_refused:
-                raise EngineError(Why.INVALID_MOUNT)
         table = [
             Resolved(m, (m.volume or f"{name}.{m.target}") if isinstance(m, VolumeMount) else None)
             for m in spec.mounts
@@ -395,6 +383,27 @@ class ContainerWorld:
                 )
                 targets.append(mount.target)
         return tuple(table)
+
+    def _validate(self, spec: ContainerSpec) -> None:
+        """Each mount is parsed and validated, then checked against the targets before it,
+        in moby's order (daemon/volumes.go registerMountPoints: ``-v`` binds, then
+        ``--mount``s; validate.go: a missing bind source, a read-only anonymous volume);
+        the first error is the answer (found by the state machine on docker 20.10.24)."""
+        seen: set[str] = set()
+        ordered = sorted(
+            spec.mounts, key=lambda m: 0 if isinstance(m, BindMount) and m.short_syntax else 1
+        )
+        for mount in ordered:
+            if isinstance(mount, BindMount) and mount.source not in self.hosts:
+                creates = mount.short_syntax and self.profile.bind_short_syntax_creates_source
+                if not creates:
+                    raise EngineError(Why.BIND_SOURCE_MISSING)
+            anonymous = isinstance(mount, VolumeMount) and mount.volume is None
+            if anonymous and mount.read_only and self.profile.anonymous_read_only_refused:
+                raise EngineError(Why.INVALID_MOUNT)
+            if mount.target in seen:
+                raise EngineError(Why.DUPLICATE_MOUNT_POINT)
+            seen.add(mount.target)
 
     def _would_populate(self, entry: Resolved, root: Overlay) -> bool:
         """Docker's rule (create_unix.go populateVolume, copyExistingContents): a volume
