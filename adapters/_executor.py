@@ -20,7 +20,12 @@ Requests are tuples, replies ``("ok", value)`` or ``("error", "one line")``:
 * ``("mount", StackSpec, Options)``: write the layers and mount them (replacing any mount);
 * ``("run", op)``: one operation; the value is an Ok or Err outcome;
 * ``("view",)``: the merged view; ``("images",)``: the upper and lower layers decoded;
-* ``("observe",)``: both in one round trip, ``(view, (upper, lowers))`` (view first);
+* ``("observe",)``: both in one round trip, ``(view, upper, lowers, kept)`` (view first):
+  ``lowers`` is None when the lower directories are byte for byte
+  (:func:`adapters.layerdisk.layer_digest`) the lowers of the last reply with ``kept``
+  true of this mount; the first decoded lowers of a mount are sent with ``kept`` true;
+* ``("step", op)``: ``("run", op)`` and ``("observe",)`` in one round trip,
+  ``(outcome, observation)``;
 * ``("close",)``: unmount and exit.
 """
 
@@ -42,6 +47,7 @@ from adapters.layerdisk import (
     KERNEL_FORMAT,
     DiskFormat,
     kind_of,
+    layer_digest,
     read_all,
     read_layer,
     read_to_end,
@@ -51,7 +57,7 @@ from adapters.layerdisk import (
 from reference import ops
 from reference.layer import Inode, LayerSpec, StackSpec, build, walk
 from reference.options import Options
-from reference.outcome import Err, Ok, err_from_oserror
+from reference.outcome import Ok, err_from_oserror
 from reference.view import UNREACHABLE, EntryView, View
 
 BASE = "/tmp/unionspec"
@@ -60,6 +66,10 @@ UPPER = f"{BASE}/upper"
 WORK = f"{BASE}/work"
 
 MNT_DETACH = 2
+#: The errnos of a FUSE mount whose connection is gone: ENOTCONN for a request made after
+#: the daemon died, ECONNABORTED for one in flight when it did (fs/fuse/dev.c
+#: fuse_abort_conn ends pending requests with -ECONNABORTED).
+CONNECTION_GONE = frozenset({errno.ENOTCONN, errno.ECONNABORTED})
 RENAME_FLAGS = {"": 0, "RENAME_NOREPLACE": 1, "RENAME_EXCHANGE": 2}
 OPEN_FLAGS = {name: getattr(os, name) for name in ops.OPEN_FLAGS}
 AT_FDCWD = -100
@@ -163,7 +173,7 @@ class KernelMount:
     def stop(self) -> None:
         umount(MNT)
 
-    def crashed(self, what: str) -> str | None:
+    def crashed(self, what: str, errname: str = "ENOTCONN") -> str | None:
         """Why the mount is dead after ``what`` failed with ENOTCONN (None: it is not)."""
         return None
 
@@ -249,7 +259,7 @@ def unreadable(exc: OSError, what: str) -> EntryView:
     """What the view records where the driver answers an observation with an error (not
     ENOTCONN: that is a crash): an entry of its own kind, so the comparison reports it as
     a divergence with the errno instead of the observation failing."""
-    if exc.errno == errno.ENOTCONN:
+    if exc.errno in CONNECTION_GONE:
         raise exc
     name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
     return EntryView(kind=f"{what} gives {name}", mode=0, uid=0, gid=0, nlink=0)
@@ -359,6 +369,9 @@ class Executor:
         self.options: Options | None = None
         #: The names the layers and the operations so far hold (see merged_view).
         self.known: set[str] = set()
+        #: The digest of the lower directories when the first observe of this mount
+        #: decoded and sent them (None: not sent yet).
+        self.lowers_sent: bytes | None = None
 
     # --- the chroot -----------------------------------------------------------------------
 
@@ -436,18 +449,22 @@ class Executor:
             raise ValueError(f"unknown mounter {kind!r}")
 
     def unmount(self) -> None:
+        self.lowers_sent = None
         if self.mounted:
             self.mounted = False
             self.mounter.stop()
 
     def remount(self) -> None:
+        sent = self.lowers_sent
         self.unmount()
         self.mounter.restart()
         self.mounted = True
+        self.lowers_sent = sent  # the same layers, mounted again
 
-    def check_crash(self, what: str) -> None:
-        """After ENOTCONN: if the mount is dead, clean it up and raise (a crashed driver)."""
-        why = self.mounter.crashed(what)
+    def check_crash(self, what: str, err: int | None = errno.ENOTCONN) -> None:
+        """After ENOTCONN or ECONNABORTED (``err``): if the mount is dead, clean it up and
+        raise (a crashed driver)."""
+        why = self.mounter.crashed(what, errno.errorcode.get(err or 0, "ENOTCONN"))
         if why is not None:
             with contextlib.suppress(Exception):
                 self.unmount()
@@ -464,8 +481,8 @@ class Executor:
         try:
             self.enter()
         except OSError as exc:
-            if exc.errno == errno.ENOTCONN:
-                self.check_crash(repr(op))
+            if exc.errno in CONNECTION_GONE:
+                self.check_crash(repr(op), exc.errno)
             raise
         try:
             try:
@@ -478,17 +495,16 @@ class Executor:
             self.leave()
         if failure is None:
             return Ok(value)
-        outcome = err_from_oserror(failure)
-        if outcome == Err("ENOTCONN"):
-            self.check_crash(repr(op))
-        return outcome
+        if failure.errno in CONNECTION_GONE:
+            self.check_crash(repr(op), failure.errno)
+        return err_from_oserror(failure)
 
     def do_view(self) -> View:
         try:
             return self.inside(lambda: merged_view(self.known))
         except OSError as exc:
-            if exc.errno == errno.ENOTCONN:
-                self.check_crash("view")
+            if exc.errno in CONNECTION_GONE:
+                self.check_crash("view", exc.errno)
             raise
 
     def do_images(self) -> Any:
@@ -499,10 +515,31 @@ class Executor:
         lowers = tuple(read_layer(f"{BASE}/l{i}", fmt) for i in range(len(self.stack.lowers)))
         return upper, lowers
 
+    def do_observe(self) -> tuple[View, Any, Any, bool]:
+        """The view, the upper decoded, and the lowers: decoded the first time after a
+        mount (and kept by the driver), afterwards None while their digest (every byte,
+        metadata and xattr) is the one of that first time, decoded as soon as it is not."""
+        view = self.do_view()
+        if self.stack is None or self.options is None:
+            raise RuntimeError("no overlay is mounted")
+        fmt = self.mounter.disk_format
+        upper = None if self.options.read_only else read_layer(UPPER, fmt)
+        dirs = lower_dirs(len(self.stack.lowers))
+        digest = b"".join(map(layer_digest, dirs))
+        if digest == self.lowers_sent:
+            return view, upper, None, False
+        lowers = tuple(read_layer(directory, fmt) for directory in dirs)
+        if self.lowers_sent is None and digest == b"".join(map(layer_digest, dirs)):
+            self.lowers_sent = digest  # unchanged while decoding: the driver keeps these
+            return view, upper, lowers, True
+        return view, upper, lowers, False
+
     def handle(self, request: tuple[Any, ...]) -> Any:
         match request:
             case ("run", op):
                 return self.do_run(op)
+            case ("step", op):
+                return self.do_run(op), self.do_observe()
             case ("mount", stack, options):
                 return self.do_mount(stack, options)
             case ("mount", stack, options, upper):
@@ -520,7 +557,7 @@ class Executor:
             case ("images",):
                 return self.do_images()
             case ("observe",):
-                return self.do_view(), self.do_images()
+                return self.do_observe()
             case ("ping",):
                 return os.getpid()
             case ("close",):

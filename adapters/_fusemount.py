@@ -309,8 +309,8 @@ class FuseMount:
             time.sleep(0.02)
         self._kill_all()
 
-    def crashed(self, what: str) -> str | None:
-        """ENOTCONN from the mount: its connection is gone. Say how."""
+    def crashed(self, what: str, errname: str = "ENOTCONN") -> str | None:
+        """ENOTCONN or ECONNABORTED from the mount: its connection is gone. Say how."""
         status = self.proc.poll() if self.proc is not None else None
         alive = self.daemon_pids()
         if alive:
@@ -320,7 +320,7 @@ class FuseMount:
         else:
             state = "its process is gone"
         return (
-            f"{self.name} crashed during {what}: the mount answers ENOTCONN, {state}; "
+            f"{self.name} crashed during {what}: the mount answers {errname}, {state}; "
             f"last stderr line: {last_stderr_line()}"
         )
 

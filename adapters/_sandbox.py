@@ -30,6 +30,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from adapters import _affinity
 from adapters.base import DriverFailure, DriverHung, DriverUnavailable
 from reference.layer import Inode, StackSpec
 from reference.ops import Op
@@ -82,9 +83,11 @@ def _private_namespace(parent: int) -> Any:
     return preexec
 
 
-def _shutdown(proc: subprocess.Popen[bytes], conn: Connection, grace: float) -> None:
-    """Ask the executor to unmount and exit; kill its process group if it does not.
-    Idempotent."""
+def _shutdown(
+    proc: subprocess.Popen[bytes], conn: Connection, grace: float, pinned: bool = False
+) -> None:
+    """Ask the executor to unmount and exit; kill its process group if it does not; give
+    back the CPU pin (:mod:`adapters._affinity`). Idempotent."""
     try:
         if proc.poll() is None:
             answered = False
@@ -99,6 +102,8 @@ def _shutdown(proc: subprocess.Popen[bytes], conn: Connection, grace: float) -> 
         kill_executor(proc)
     finally:
         conn.close()
+        if pinned:
+            _affinity.release()
 
 
 def kill_executor(proc: subprocess.Popen[bytes]) -> None:
@@ -163,10 +168,17 @@ class SandboxedDriver:
         self._conn = Connection(ours.detach())
         #: PID of the executor process (the only process this driver starts).
         self.executor_pid: int = self._proc.pid
-        self._finalize = weakref.finalize(self, _shutdown, self._proc, self._conn, CLOSE_GRACE)
+        #: This process and the executor share one CPU (adapters._affinity).
+        self.pinned = _affinity.share_cpu(self._proc.pid)
+        self._finalize = weakref.finalize(
+            self, _shutdown, self._proc, self._conn, CLOSE_GRACE, self.pinned
+        )
         self._broken: str | None = None
-        #: The images observed with the last view(), until the next request (see view()).
+        #: The view and images observed by the last request, until the next one (view()).
+        self._observed_view: View | None = None
         self._observed_images: tuple[LayerImage | None, tuple[LayerImage, ...]] | None = None
+        #: The lowers the executor's observations of this mount refer to (see _keep).
+        self._kept_lowers: tuple[LayerImage, ...] | None = None
         try:
             self._call("start", wait_for_reply_only=True, timeout=max(timeout, START_TIMEOUT))
         except DriverFailure as exc:
@@ -237,18 +249,44 @@ class SandboxedDriver:
     def run(self, op: Op) -> Outcome:
         return self._call("run", op)
 
+    def run_and_observe(self, op: Op) -> Outcome:
+        """:meth:`run`, and the view and the layer images read in the same round trip right
+        after it, kept for a view() and images() that follow with no request in between
+        (the state machine asks for both after every step: one round trip, not three)."""
+        outcome, observed = self._call("step", op)
+        self._keep(observed)
+        return outcome
+
     def view(self) -> View:
         """The merged view; the layer images are read in the same round trip, right after
-        it, and kept for an images() that follows with no request in between (the state
-        machine asks for both after every step: one round trip instead of two)."""
-        view, self._observed_images = self._call("observe")
+        it, and kept for an images() that follows with no request in between."""
+        if self._observed_view is not None:
+            view, self._observed_view = self._observed_view, None
+            return view
+        observed = self._call("observe")
+        self._keep(observed)
+        view, self._observed_view = self._observed_view, None
+        assert view is not None
         return view
 
     def images(self) -> tuple[LayerImage | None, tuple[LayerImage, ...]]:
         observed, self._observed_images = self._observed_images, None
+        self._observed_view = None
         if observed is not None:
             return observed
         return self._call("images")
+
+    def _keep(self, observed: tuple[View, LayerImage | None, Any, bool]) -> None:
+        """Keep an observation. Its lowers are None when the executor found them byte for
+        byte (digest) the ones it sent to be kept in this mount: those, then."""
+        view, upper, lowers, kept = observed
+        if kept:
+            self._kept_lowers = lowers
+        elif lowers is None:
+            if self._kept_lowers is None:
+                raise DriverFailure(f"{self.name} executor: no lowers kept to compare with")
+            lowers = self._kept_lowers
+        self._observed_view, self._observed_images = view, (upper, lowers)
 
     def close(self) -> None:
         """Unmount everything and end the executor (by its PID). Safe to call again."""
@@ -264,7 +302,7 @@ class SandboxedDriver:
     # --- the channel ----------------------------------------------------------------------
 
     def _describe(self, request: tuple[Any, ...]) -> str:
-        if request[0] == "run":
+        if request[0] in ("run", "step"):
             return repr(request[1])
         return request[0]
 
@@ -272,7 +310,9 @@ class SandboxedDriver:
         self, *request: Any, wait_for_reply_only: bool = False, timeout: float | None = None
     ) -> Any:
         what = self._describe(request)
-        self._observed_images = None
+        self._observed_view = self._observed_images = None
+        if request[0] in ("mount", "switch", "unmount"):
+            self._kept_lowers = None  # the executor starts over too
         timeout = self.timeout if timeout is None else timeout
         if self._broken is not None:
             raise DriverFailure(f"{self.name} driver: cannot {what}: {self._broken}")

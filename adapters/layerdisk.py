@@ -21,6 +21,7 @@ any directory; writing needs root for the ``trusted.*`` markers, whiteouts and o
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import stat
 
@@ -270,3 +271,38 @@ def _decode(path: str, st: os.stat_result, fmt: DiskFormat = KERNEL_FORMAT) -> D
         metacopy=metacopy,
         **common,
     )
+
+
+def layer_digest(directory: str) -> bytes:
+    """A digest of everything :func:`read_layer` decodes from ``directory``, and more: every
+    name, st_mode, owner, st_rdev and st_ino (so hardlinks), every xattr (any namespace, on
+    every entry), every symlink target and every regular file's bytes. Equal digests mean
+    equal decoded layers, whatever the :class:`DiskFormat`; times and st_nlink are left out
+    (reads change atime; :func:`read_layer` decodes neither)."""
+    digest = hashlib.blake2b(digest_size=32)
+    update = digest.update
+    pending = [directory]
+    while pending:
+        abs_dir = pending.pop()
+        names = sorted(os.listdir(abs_dir))
+        update(b"%d\0" % len(names))
+        for name in names:
+            path = f"{abs_dir}/{name}"
+            st = os.lstat(path)
+            mode = st.st_mode
+            update(
+                b"%s\0%d %d %d %d %d\0"
+                % (os.fsencode(name), mode, st.st_uid, st.st_gid, st.st_rdev, st.st_ino)
+            )
+            if stat.S_ISLNK(mode):
+                update(os.fsencode(os.readlink(path)) + b"\0")
+            for xattr in sorted(os.listxattr(path, follow_symlinks=False)):
+                value = os.getxattr(path, xattr, follow_symlinks=False)
+                update(b"%s\0%d\0%s" % (os.fsencode(xattr), len(value), value))
+            if stat.S_ISREG(mode):
+                data = read_all(path)
+                update(b"%d\0%s" % (len(data), data))
+            elif stat.S_ISDIR(mode):
+                pending.append(path)
+                update(b"%s/\0" % os.fsencode(path[len(directory) :]))
+    return digest.digest()

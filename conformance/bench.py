@@ -6,10 +6,12 @@ In one run it measures, and prints as a table and writes as JSON (``--json``):
    run here is skipped with the reason), steps/s and examples/s of the full-checking state
    machine (``machine_for(driver, Options())``, every comparison after every step), with a
    fixed budget, and where the time goes: the machine's clock sections and Hypothesis's own
-   generation (wall minus the sections). Generation is reproducible: ``derandomize=True``
-   (Hypothesis derives its seed from the test itself, so every run draws the same examples)
-   and no example database. Only the generate phase runs: a divergence stops the run without
-   shrinking and is reported as ``diverged after N steps`` with the numbers up to there.
+   generation (wall minus the sections). Generation is reproducible: the seed is fixed
+   (``hypothesis.seed(SEED)`` on the machine class; with only ``derandomize=True`` Hypothesis
+   would derive it from the machine's source, so any edit of machine.py would draw other
+   examples and before/after runs would not compare) and there is no example database.
+   Only the generate phase runs: a divergence stops the run without shrinking and is
+   reported as ``diverged after N steps`` with the numbers up to there.
 2. **xdist**: the wall time of the same pytest workload with ``-n 1`` and ``-n 2`` (as
    subprocesses, ``--hypothesis-seed=0``) and their ratio.
 3. **faults**: for every seeded fault of ``tests/faults.py`` (imported from the checkout),
@@ -34,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import hypothesis
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, seed, settings
 from hypothesis.stateful import invariant, run_state_machine_as_test
 
 from adapters import registry
@@ -56,6 +58,14 @@ SECTIONS = (
 REFERENCE_POINT_OPS_PER_S = 660.0
 NOT_STEPS = frozenset({"mount_layers", "agrees_with_reference", "teardown"})
 _PROGRAM_LINE = re.compile(r"^\s*state\.(\w+)\(", re.MULTILINE)
+
+
+#: The seed of every machine the benchmark runs (see the module doc).
+SEED = 0
+
+
+def _seeded(machine: type[OverlayMachine]) -> type[OverlayMachine]:
+    return seed(SEED)(machine)
 
 
 def _fixed(**values: Any) -> settings:
@@ -81,11 +91,18 @@ def counterexample_steps(text: str) -> int:
     return sum(1 for name in _PROGRAM_LINE.findall(text) if name not in NOT_STEPS)
 
 
-def _breakdown(clock: Clock, wall: float) -> dict[str, Any]:
+def _cpu_seconds() -> float:
+    """User and system CPU time of this process and of its reaped children (the
+    executor and the FUSE daemons, once closed)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def _breakdown(clock: Clock, wall: float, cpu: float | None = None) -> dict[str, Any]:
     steps = clock.counts.get("driver operations", 0)
     examples = clock.counts.get("layer setup and mount", 0)
     sections = {name: clock.seconds.get(name, 0.0) for name in SECTIONS}
-    return {
+    result = {
         "examples": examples,
         "steps": steps,
         "wall_s": wall,
@@ -94,35 +111,46 @@ def _breakdown(clock: Clock, wall: float) -> dict[str, Any]:
         "sections_s": sections,
         "generation_s": max(0.0, wall - sum(sections.values())),
     }
+    if cpu is not None:
+        result["cpu_s"] = cpu
+        result["steps_per_cpu_s"] = steps / cpu if cpu > 0 else 0.0
+    return result
 
 
 # --- 1. drivers ---------------------------------------------------------------------------
 
 
 def bench_driver(name: str, examples: int, steps: int) -> dict[str, Any]:
+    """The machine's throughput on one driver: per second of wall time and per second of
+    CPU time (this process and the driver's processes: robust on a shared machine, but
+    blind to time spent waiting, e.g. for an idle CPU to wake)."""
     reason = registry.unavailable_reason(name)
     if reason is not None:
         return {"status": "skipped", "reason": reason}
+    cpu_before = _cpu_seconds()
     try:
         driver = registry.make(name)
     except DriverUnavailable as exc:
         return {"status": "skipped", "reason": str(exc)}
     clock = Clock()
-    machine = machine_for(driver, Options())
+    machine = _seeded(machine_for(driver, Options()))
     machine.clock = clock
     run_settings = _fixed(max_examples=examples, stateful_step_count=steps, phases=[Phase.generate])
     started = time.perf_counter()
+    failure: BaseException | None = None
     try:
         run_state_machine_as_test(machine, settings=run_settings)
     except (AssertionError, DriverFailure, LookupError) as exc:
-        result = _breakdown(clock, time.perf_counter() - started)
-        result["status"] = "diverged"
-        result["divergence"] = _failure_text(exc)
-        return result
+        failure = exc
     finally:
+        wall = time.perf_counter() - started
         driver.close()
-    result = _breakdown(clock, time.perf_counter() - started)
-    result["status"] = "completed"
+    result = _breakdown(clock, wall, _cpu_seconds() - cpu_before)
+    if failure is not None:
+        result["status"] = "diverged"
+        result["divergence"] = _failure_text(failure)
+    else:
+        result["status"] = "completed"
     return result
 
 
@@ -218,7 +246,9 @@ def bench_fault(fault: str, max_examples: int, steps: int) -> dict[str, Any]:
     faults = _faults()
     clock = Clock()
     seen: dict[str, Any] = {}
-    machine = _first_failure_recorder(machine_for(faults["FaultyDriver"](fault), Options()), seen)
+    machine = _seeded(
+        _first_failure_recorder(machine_for(faults["FaultyDriver"](fault), Options()), seen)
+    )
     machine.clock = clock
     # No explain phase: it only annotates the report (which lines only failing runs hit)
     # and cost ~4x the shrinking itself here; generation and shrinking are unchanged.
@@ -256,7 +286,7 @@ def _environment() -> dict[str, Any]:
         "hypothesis": hypothesis.__version__,
         "kernel": platform.release(),
         "cpus": os.cpu_count(),
-        "seed": "derandomize=True (fixed per test), database=None; pytest --hypothesis-seed=0",
+        "seed": f"hypothesis.seed({SEED}), database=None; pytest --hypothesis-seed=0",
     }
 
 
@@ -267,6 +297,7 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 def render(results: dict[str, Any]) -> str:
     lines = ["drivers (full-checking state machine, Options(): redirect_dir=off,index=off)"]
     head = ["driver", "status", "examples", "steps", "wall s", "steps/s", "ex/s", "x660"]
+    head += ["cpu s", "steps/cpu s"]
     head += [*SECTIONS, "generation"]
     rows = [head]
     for name, r in results["drivers"].items():
@@ -279,6 +310,7 @@ def render(results: dict[str, Any]) -> str:
         row = [name, status, str(r["examples"]), str(r["steps"]), _fmt(r["wall_s"], 2)]
         row += [_fmt(r["steps_per_s"], 0), _fmt(r["examples_per_s"], 1)]
         row.append(_fmt(r["steps_per_s"] / REFERENCE_POINT_OPS_PER_S, 2))
+        row += [_fmt(r.get("cpu_s"), 2), _fmt(r.get("steps_per_cpu_s"), 0)]
         row += [_fmt(r["sections_s"][s], 2) for s in SECTIONS] + [_fmt(r["generation_s"], 2)]
         rows.append(row)
     lines += _table(rows)

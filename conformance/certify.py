@@ -10,16 +10,20 @@ its named scenarios and its focused machine, so one divergence does not hide the
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import attrs
 from hypothesis import settings
 
 from adapters import registry
 from adapters.base import Driver, DriverFailure, DriverUnavailable
-from conformance import expectations
+from conformance import corpus, expectations
 from conformance.claims import unclaimed_reason
+from conformance.corpus import Program
+from conformance.failure import Failure, failures_of
 from conformance.features import FEATURES, Feature
 from conformance.interchange import FeatureSkipped
 from conformance.machine import DriverBroke, run_machine
@@ -38,7 +42,19 @@ class Verdict:
     seconds: float = 0.0
     #: The feature's id; "" for the whole cell (every rule, every field).
     feature: str = ""
+    #: The failing examples as data (conformance.failure), when the check produced them.
+    failures: tuple[Failure, ...] = attrs.field(default=(), eq=False, repr=False)
 
+    @property
+    def id(self) -> str:
+        """A stable id of the cell: ``driver/feature/options`` (feature ``machine`` for the
+        whole machine)."""
+        return f"{self.driver}/{self.feature or 'machine'}/{self.options}"
+
+
+#: Verdicts that do not fail a run: reported, not failed (an expected divergence is one
+#: recorded in conformance/expectations.toml).
+EXPECTED_OK = (CONFORMS, UNCLAIMED, SKIPPED, expectations.EXPECTED)
 
 #: Verdicts after which the driver is started afresh.
 BROKEN = ("hung", "crashed")
@@ -55,37 +71,60 @@ SEVERITY = {
 }
 
 
+#: The signals an interrupted run is stopped by (conformance.run).
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGALRM}
+
+
+@contextlib.contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM and SIGALRM while a driver is closed (unmounted, its
+    processes ended): an interruption is raised after it, not in the middle of it."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
 def _failure_text(exc: BaseException) -> str:
     notes = getattr(exc, "__notes__", [])
     return "\n".join([f"{type(exc).__name__}: {exc}", *notes]).strip()
 
 
 def certify_cell(
-    driver: Driver, options: Options, run_settings: settings, feature: Feature | None = None
+    driver: Driver,
+    options: Options,
+    run_settings: settings,
+    feature: Feature | None = None,
+    programs: Sequence[Program] = (),
 ) -> Verdict:
-    """The verdict of one cell; with ``feature``, of that feature's scenarios and machine."""
+    """The verdict of one cell; with ``feature``, of that feature's scenarios and machine.
+    The corpus ``programs`` of the cell (conformance.corpus) are replayed first."""
     name = feature.id if feature is not None else ""
     reason = unclaimed_reason(driver, options, feature)
     if reason is not None:
         return Verdict(driver.name, options.label, UNCLAIMED, reason, feature=name)
     wanted = None if feature is None else set(feature.scenarios)
     started = time.monotonic()
+    failures: tuple[Failure, ...] = ()
     try:
+        for program in corpus.matching(programs, options, name):
+            program.replay(driver, feature)
         for scenario in SCENARIOS:
             if scenario.applies(options) and (wanted is None or scenario.id in wanted):
                 run_scenario(driver, scenario, options, feature)
         run_machine(driver, options, run_settings, feature)
     except DriverBroke as broke:
-        verdict, detail = broke.verdict, str(broke)
+        verdict, detail, failures = broke.verdict, str(broke), failures_of(broke)
     except FeatureSkipped as reason:
         verdict, detail = SKIPPED, str(reason)
     except (AssertionError, DriverFailure) as exc:
-        verdict, detail = DIVERGES, _failure_text(exc)
+        verdict, detail, failures = DIVERGES, _failure_text(exc), failures_of(exc)
     else:
         verdict, detail = CONFORMS, ""
     verdict, detail = expectations.settle(driver, options, feature, verdict, detail)
     return Verdict(
-        driver.name, options.label, verdict, detail, time.monotonic() - started, name
+        driver.name, options.label, verdict, detail, time.monotonic() - started, name, failures
     )
 
 
@@ -95,17 +134,20 @@ def certify(
     progress: Callable[[Verdict], None] = lambda verdict: None,
     feature_settings: settings | None = None,
     features: Iterable[Feature] = FEATURES,
+    machine: bool = True,
+    programs: Sequence[Program] = (),
 ) -> list[Verdict]:
-    """Every cell of every driver, then every feature of every cell (with
-    ``feature_settings``, by default ``run_settings``)."""
+    """Every cell of every driver (unless ``machine`` is False), then every feature of
+    every cell (with ``feature_settings``, by default ``run_settings``)."""
     features = tuple(features)
+    wholes: tuple[Feature | None, ...] = (None,) if machine else ()
     per_feature = run_settings if feature_settings is None else feature_settings
     verdicts: list[Verdict] = []
     for name in drivers:
         try:
             driver = registry.make(name)
         except DriverUnavailable as reason:
-            for feature in (None, *features):
+            for feature in (*wholes, *features):
                 for options in MATRIX:
                     verdicts.append(
                         Verdict(
@@ -119,25 +161,34 @@ def certify(
                     progress(verdicts[-1])
             continue
         try:
-            cells = [(None, options) for options in MATRIX]
+            cells = [(None, options) for options in MATRIX] if machine else []
             cells += [(feature, options) for feature in features for options in MATRIX]
             for feature, options in cells:
                 chosen = run_settings if feature is None else per_feature
-                verdicts.append(certify_cell(driver, options, chosen, feature))
+                verdicts.append(certify_cell(driver, options, chosen, feature, programs))
                 progress(verdicts[-1])
                 if verdicts[-1].verdict in BROKEN:
                     # a hung or crashed driver cannot be trusted again: a fresh one
-                    driver.close()
+                    with uninterrupted():
+                        driver.close()
                     driver = registry.make(name)
         finally:
-            driver.close()
+            with uninterrupted():
+                driver.close()
     return verdicts
+
+
+def planned(drivers: Iterable[str], features: Iterable[Feature], machine: bool = True) -> int:
+    """How many verdicts :func:`certify` gives for these drivers and features."""
+    return len(tuple(drivers)) * (len(tuple(features)) + int(machine)) * len(MATRIX)
 
 
 def render_matrix(verdicts: list[Verdict]) -> str:
     """The option set x driver table: one row per option set, one column per driver (the
     whole cells; feature verdicts are in :func:`render_feature_matrix`)."""
     verdicts = [v for v in verdicts if not v.feature]
+    if not verdicts:
+        return ""
     drivers = list(dict.fromkeys(v.driver for v in verdicts))
     option_sets = list(dict.fromkeys(v.options for v in verdicts))
     cell = {(v.driver, v.options): v.verdict for v in verdicts}

@@ -289,19 +289,43 @@ def replay(driver: Any, expectation: Expectation, options: Any, feature: Any = N
     """Run the recorded reproducer on ``driver`` in lockstep with the reference (raises
     Diverged while the divergence is there); for layer-interchange, write it with each
     pair's writer and mount it with the reader (InterchangeDiverged)."""
-    from conformance.scenarios import Scenario, Step, run_scenario
-
     if feature is not None and not feature.machine:
         from conformance.interchange import replay_program
 
         replay_program(driver, options, expectation.stack, list(expectation.steps))
         return
 
-    scenario = Scenario(
-        id=f"expected:{expectation.driver}",
+    replay_steps(
+        driver,
+        expectation.stack,
+        expectation.steps,
+        options,
+        feature,
         title=expectation.reason,
         source="conformance/expectations.toml",
-        stack=expectation.stack,
-        steps=tuple(Step(op) for op in expectation.steps),
+    )
+
+
+def replay_steps(
+    driver: Any,
+    stack: layer.StackSpec,
+    steps: tuple[ops.Op, ...] | list[ops.Op],
+    options: Any,
+    feature: Any = None,
+    title: str = "a recorded program",
+    source: str = "",
+) -> None:
+    """Run ``steps`` over ``stack`` on ``driver`` in lockstep with the reference, the full
+    comparison after every step (raises Diverged, with the failure as data, when the
+    driver does not conform). Shared by the expectations and the corpus
+    (conformance.corpus)."""
+    from conformance.scenarios import Scenario, Step, run_scenario
+
+    scenario = Scenario(
+        id=f"replay:{driver.name}",
+        title=title,
+        source=source,
+        stack=stack,
+        steps=tuple(Step(op) for op in steps),
     )
     run_scenario(driver, scenario, options, feature)

@@ -30,6 +30,7 @@ from conformance import strategies as s
 from conformance.claims import XATTR_RULES, claims_xattrs, compares_upper
 from conformance.clock import Clock
 from conformance.compare import Divergence, InodeMap, compare_images, compare_views, render
+from conformance.failure import Failure, TracedStep
 from conformance.features import ALL_FIELDS, Feature
 from reference import ops
 from reference.layer import StackSpec
@@ -42,17 +43,31 @@ T = TypeVar("T")
 
 
 class Diverged(AssertionError):
-    """The driver did something the reference does not allow."""
+    """The driver did something the reference does not allow; ``failures`` holds the
+    failing example(s) as data (conformance.failure)."""
+
+    def __init__(self, message: str, failures: tuple[Failure, ...] = ()) -> None:
+        super().__init__(message)
+        self.failures = failures
 
 
 class DriverBroke(DriverFailure):
     """The driver hung or crashed: ``verdict`` is "hung" or "crashed", ``step`` the number
     of the operation it broke on (0: while mounting), ``steps`` the program up to there."""
 
-    def __init__(self, verdict: str, step: int, what: str, cause: str, steps: list[str]) -> None:
+    def __init__(
+        self,
+        verdict: str,
+        step: int,
+        what: str,
+        cause: str,
+        steps: list[str],
+        failures: tuple[Failure, ...] = (),
+    ) -> None:
         program = "\n".join(f"  {line}" for line in steps)
         super().__init__(f"{verdict} at step {step} ({what}): {cause}\n{program}")
         self.verdict, self.step = verdict, step
+        self.failures = failures
 
 
 class OverlayMachine(RuleBasedStateMachine):
@@ -64,6 +79,8 @@ class OverlayMachine(RuleBasedStateMachine):
     clock: Clock | None = None
     #: The view fields compared (None: all; see conformance.features).
     fields: frozenset[str] | None = None
+    #: The feature's id ("" for the whole machine).
+    feature_id: str = ""
     #: The first hang or crash of the driver: every later example stops at once, since a
     #: broken driver cannot be trusted (or waited for) again.
     broken: DriverBroke | None = None
@@ -74,7 +91,43 @@ class OverlayMachine(RuleBasedStateMachine):
         self.view_inodes = InodeMap("")
         self.upper_inodes = InodeMap("upper:")
         self.lower_images: tuple | None = None
+        #: The model's view and upper image, until an operation that does more than look
+        #: (ops.LOOKS): the reference does not recompute what cannot have changed.
+        self.expected: tuple[View, LayerImage | None] | None = None
+        #: The driver's lowers last found equal to lower_images (the very object: a driver
+        #: hands the same frozen images back while its digest says they are unchanged).
+        self.lowers_agreed: tuple | None = None
         self.program: list[str] = []
+        # the failing example as data (conformance.failure): kept for the last run, which
+        # is Hypothesis's replay of the minimal example
+        self.stack: StackSpec | None = None
+        self.trace: list[TracedStep] = []
+        self.identities: list[tuple[dict[str, int], dict[str, int]]] = []
+        self.pending: TracedStep | None = None
+
+    def failure(
+        self, text: str, found: list[Divergence] | tuple = (), kind: str = "diverges"
+    ) -> tuple[Failure, ...]:
+        """This run's program as a Failure (none before the layers are mounted)."""
+        if self.stack is None:
+            return ()
+        steps = [*self.trace, *([self.pending] if self.pending is not None else [])]
+        settings_of = getattr(self.driver, "mounter_settings", None)
+        return (
+            Failure(
+                driver=self.driver.name,
+                options=self.options,
+                feature=self.feature_id,
+                stack=self.stack,
+                steps=tuple(steps),
+                divergence=text,
+                found=tuple(found),
+                fields=self.fields,
+                mounter=settings_of() if settings_of is not None else None,
+                identities=tuple(self.identities),
+                kind=kind,
+            ),
+        )
 
     def call_driver(self, what: str, action: Callable[[], T]) -> T:
         """Call the driver; a hang or a crash becomes the run's verdict (DriverBroke)."""
@@ -86,7 +139,14 @@ class OverlayMachine(RuleBasedStateMachine):
         except DriverFailure as failure:
             verdict = "hung" if isinstance(failure, DriverHung) else "crashed"
             step = len(self.program) - 1
-            cls.broken = DriverBroke(verdict, step, what, str(failure), self.program)
+            cls.broken = DriverBroke(
+                verdict,
+                step,
+                what,
+                str(failure),
+                self.program,
+                self.failure(f"{verdict} at step {step} ({what}): {failure}", kind=verdict),
+            )
             raise cls.broken from None
 
     # --- plumbing -------------------------------------------------------------------------
@@ -98,16 +158,28 @@ class OverlayMachine(RuleBasedStateMachine):
         assert self.model is not None
         with self.timed("reference"):
             allowed: Allowed = self.model.apply(op)
+        if type(op) not in ops.LOOKS:
+            self.expected = None
         self.program.append(repr(op))
+        ordered = tuple(sorted(allowed, key=describe))
+        self.pending = TracedStep(op, ordered, None)
+        # A driver whose class can observes in the same round trip (the invariant follows at
+        # once); looked up on the class, so a wrapper that replaces run() is not bypassed.
+        run = self.driver.run
+        if getattr(type(self.driver), "run_and_observe", None) is not None:
+            run = self.driver.run_and_observe  # type: ignore[attr-defined]
         with self.timed("driver operations"):
-            actual = self.call_driver(repr(op), lambda: self.driver.run(op))
+            actual = self.call_driver(repr(op), lambda: run(op))
+        self.pending = None
+        self.trace.append(TracedStep(op, ordered, actual))
         if currently_in_test_context():
             note(f"{op!r} -> {describe(actual)}")
         if self._masked(actual) not in {self._masked(o) for o in allowed}:
-            raise Diverged(
+            text = (
                 f"{op!r}: {self.driver.name} gave {describe(actual)}, the reference allows "
                 + " or ".join(sorted(describe(o) for o in allowed))
             )
+            raise Diverged(text, self.failure(text))
         return actual
 
     def _masked(self, outcome: Outcome) -> Outcome:
@@ -127,7 +199,9 @@ class OverlayMachine(RuleBasedStateMachine):
     def mount(self, stack: StackSpec) -> None:
         with self.timed("layer setup and mount"):
             self.model = Overlay(stack, self.options)
+            self.expected = None
             self.program = [f"mount {stack!r} with {self.options.label}"]
+            self.stack, self.trace, self.identities = stack, [], []
             self.call_driver("mount", lambda: self.driver.mount(stack, self.options))
             self.lower_images = self.model.images()[1]
 
@@ -138,8 +212,9 @@ class OverlayMachine(RuleBasedStateMachine):
         if self.model is None:
             return
         with self.timed("reference"):
-            expected_view = self.model.view()
-            expected_upper = self.model.upper_image()
+            if self.expected is None:
+                self.expected = self.model.view(), self.model.upper_image()
+            expected_view, expected_upper = self.expected
         with self.timed("driver observation"):
             actual_view = self.call_driver("observing the view", self.driver.view)
             actual_upper, actual_lowers = self.call_driver("reading layers", self.driver.images)
@@ -147,8 +222,12 @@ class OverlayMachine(RuleBasedStateMachine):
             found = self._differences(
                 expected_view, actual_view, expected_upper, actual_upper, actual_lowers
             )
+        self.identities.append(
+            (expected_view.inodes, expected_upper.inodes if expected_upper is not None else {})
+        )
         if found:
-            raise Diverged(f"{self.driver.name} differs from the reference:\n{render(found)}")
+            text = f"{self.driver.name} differs from the reference:\n{render(found)}"
+            raise Diverged(text, self.failure(text, found))
 
     def _differences(
         self,
@@ -166,10 +245,15 @@ class OverlayMachine(RuleBasedStateMachine):
         elif (expected_upper is None) != (actual_upper is None):
             found.append(Divergence("upper", "exists", expected_upper, actual_upper))
         assert self.lower_images is not None
+        if actual_lowers is self.lowers_agreed:
+            return found
+        lowers_found: list[Divergence] = []
         for number, (before, now) in enumerate(zip(self.lower_images, actual_lowers, strict=True)):
             # Lowers are never written: byte for byte what was mounted (doc "Upper and Lower").
-            found += compare_images(f"lower{number}", before, now)
-        return found
+            lowers_found += compare_images(f"lower{number}", before, now)
+        if not lowers_found:
+            self.lowers_agreed = actual_lowers
+        return found + lowers_found
 
     # --- rules: one per operation ---------------------------------------------------------
 
@@ -241,7 +325,7 @@ class OverlayMachine(RuleBasedStateMachine):
     def removexattr(self, path: str, name: str) -> None:
         self.apply(ops.RemoveXattr(path, name))
 
-    @rule(path=s.paths | st.just(""))
+    @rule(path=s.dir_paths)
     def readdir(self, path: str) -> None:
         self.apply(ops.Readdir(path))
 
@@ -292,6 +376,7 @@ def machine_for(
     for name in RULES - rules:
         setattr(Machine, name, None)
     Machine.fields = fields
+    Machine.feature_id = feature.id if feature is not None else ""
     Machine.__name__ = Machine.__qualname__ = "OverlayMachine"
     return Machine
 
@@ -326,7 +411,8 @@ def run_machine(
                 # shrunk program (a caller catching AssertionError must not lose them).
                 raise Diverged(
                     f"{len(leaves)} distinct divergences:\n\n"
-                    + "\n\n".join(_with_notes(leaf) for leaf in leaves)
+                    + "\n\n".join(_with_notes(leaf) for leaf in leaves),
+                    tuple(f for leaf in leaves for f in getattr(leaf, "failures", ())),
                 ) from None
         raise
 

@@ -21,6 +21,11 @@ Options (group "unionspec"):
   ``test_feature`` and ``test_state_machine`` items of a matching driver, version, feature
   and option set are marked ``xfail(strict=True)``.
 
+- ``--corpus DIR``: the user's regression corpus (:mod:`conformance.corpus`; default
+  ``.unionspec/corpus`` under the rootdir). Its programs and those of the project's
+  ``conformance/corpus/`` are ``test_corpus`` items, run before anything is generated;
+  every new divergence a test finds is saved there as a step program.
+
 A SIGTERM ends the run as Ctrl-C does (:mod:`conformance.interrupt`): drivers are
 closed and pytest reports what ran.
 
@@ -31,8 +36,10 @@ Fixtures: ``driver`` (one per ``--driver``, closed after the test) and
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -52,6 +59,7 @@ ENGINES: dict[str, tuple[str, ...]] = {
     "podman": ("podman",),
 }
 TIMEOUT_OPTION = "--driver-timeout"
+CORPUS_OPTION = "--corpus"
 BUDGET_NAMES = ("quick", "standard", "deep")
 
 
@@ -106,6 +114,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="container engine under test (repeatable; default: reference): " + ", ".join(ENGINES),
     )
     group.addoption(
+        CORPUS_OPTION,
+        default=None,
+        metavar="DIR",
+        help="regression corpus: replayed first (test_corpus items), new divergences are "
+        "saved there (default: .unionspec/corpus under the rootdir)",
+    )
+    group.addoption(
         REQUIRE_OPTION,
         action="store_true",
         default=bool(os.environ.get("CI")),
@@ -143,10 +158,18 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(problem)) from None
 
 
+def corpus_dir(config: pytest.Config) -> Path:
+    """The user's corpus directory (``--corpus``, default ``.unionspec/corpus``)."""
+    chosen = config.getoption(CORPUS_OPTION)
+    return Path(chosen) if chosen else config.rootpath / ".unionspec" / "corpus"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the items of a known divergence xfail(strict=True) (conformance.expectations)."""
+    """Mark the items of a known divergence xfail(strict=True) (conformance.expectations),
+    and run the corpus replays (``test_corpus``) before anything generates."""
     from conformance import expectations
 
+    items.sort(key=lambda item: getattr(item, "originalname", item.name) != "test_corpus")
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         if "driver" not in params or "options" not in params:
@@ -166,11 +189,42 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xfail(strict=True, reason=reason))
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Save the failing examples of an unexpected divergence in the corpus (a known one,
+    an xfail item, has its reproducer in conformance/expectations.toml already)."""
+    yield
+    if call.when != "call" or call.excinfo is None or item.get_closest_marker("xfail"):
+        return
+    from conformance import corpus, expectations
+    from conformance.failure import failures_of
+
+    for failure in failures_of(call.excinfo.value):
+        if failure.driver.startswith("fault:"):
+            continue  # the project's own seeded faults (tests/faults.py)
+        version = expectations.installed_version(failure.driver)
+        with contextlib.suppress(OSError):
+            corpus.save(corpus.from_failure(failure, version), corpus_dir(item.config))
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "engine" in metafunc.fixturenames:
         chosen = metafunc.config.getoption(ENGINE_OPTION) or ["reference"]
         cases = [(name, profile) for name in chosen for profile in ENGINES[name]]
-        metafunc.parametrize("engine", cases, indirect=True, ids=[f"{n}:{p}" for n, p in cases])
+        # One engine (one dockerd) per session and worker: every test starts afresh from
+        # start_image, which removes every container and volume.
+        ids = [f"{n}:{p}" for n, p in cases]
+        metafunc.parametrize("engine", cases, indirect=True, ids=ids, scope="session")
+    if "corpus_program" in metafunc.fixturenames:
+        from conformance import corpus
+
+        try:
+            programs = corpus.load([corpus.PROJECT_CORPUS, corpus_dir(metafunc.config)])
+        except corpus.CorpusError as problem:
+            raise pytest.UsageError(str(problem)) from None
+        metafunc.parametrize(
+            "corpus_program", programs, ids=[program.name for program in programs]
+        )
     if "driver" in metafunc.fixturenames:
         names = metafunc.config.getoption(DRIVER_OPTION) or ["reference"]
         metafunc.parametrize("driver", names, indirect=True, ids=names)

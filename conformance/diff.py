@@ -1,0 +1,75 @@
+"""``python -m conformance diff OLD.json NEW.json``: the cells whose verdict changed.
+
+Cells are matched by id (``driver/feature/options``). A cell whose verdict got worse
+(conformance.certify.SEVERITY: conforms < unclaimed < skipped = expected-divergence <
+diverges < hung = crashed) is a regression; so is a NEW report that is not complete
+(interrupted, killed: its status is still "running"). Cells only in one report are
+listed, not counted. Exit 1 on a regression, 0 otherwise, 2 for a file that is not a
+report (one line).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from conformance.report import SCHEMA, worse
+
+
+class ReportError(ValueError):
+    """A file that is not a readable report (one line)."""
+
+
+def load(path: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ReportError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ReportError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        raise ReportError(f"{path}: not a unionspec report (schema {SCHEMA!r})")
+    cells = doc.get("cells")
+    if not isinstance(cells, list) or not all(
+        isinstance(c, dict) and isinstance(c.get("id"), str) and isinstance(c.get("verdict"), str)
+        for c in cells
+    ):
+        raise ReportError(f"{path}: 'cells' must be a list of objects with an id and a verdict")
+    return doc
+
+
+def changes(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str], bool]:
+    """The lines to print and whether anything got worse."""
+    before = {c["id"]: c["verdict"] for c in old["cells"]}
+    after = {c["id"]: c["verdict"] for c in new["cells"]}
+    lines, regressed = [], False
+    for cell_id in [*before, *(i for i in after if i not in before)]:
+        if cell_id not in after:
+            lines.append(f"  only in OLD: {cell_id} ({before[cell_id]})")
+        elif cell_id not in before:
+            lines.append(f"  only in NEW: {cell_id} ({after[cell_id]})")
+        elif before[cell_id] != after[cell_id]:
+            got_worse = worse(before[cell_id], after[cell_id])
+            regressed |= got_worse
+            label = "REGRESSION" if got_worse else "changed"
+            lines.append(f"{label}: {cell_id}: {before[cell_id]} -> {after[cell_id]}")
+    if new.get("status") != "complete":
+        regressed = True
+        lines.append(
+            f"REGRESSION: the NEW run is {new.get('status')!r}, not complete (interrupted, "
+            f"killed or still running)"
+        )
+    return lines, regressed
+
+
+def diff_command(old_path: str, new_path: str) -> int:
+    try:
+        old, new = load(old_path), load(new_path)
+    except ReportError as problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    lines, regressed = changes(old, new)
+    print("\n".join(lines) if lines else "no verdict changed")
+    return 1 if regressed else 0

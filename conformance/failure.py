@@ -1,0 +1,98 @@
+"""A failing example as data: what the reports, the reproducers and the corpus are made of.
+
+A :class:`Failure` is the program Hypothesis shrank (it replays the minimal example last,
+so the exception raised by that run carries it): the layers (a ``StackSpec``), the option
+set, each operation with the outcomes the reference allowed and the one the driver gave,
+and the divergence (its text, and the differences of the last observation as
+:class:`conformance.compare.Divergence` records). The encoding of the stack and of the
+operations is their ``repr`` (valid Python), decoded by
+:func:`conformance.expectations.parse_repr`, the same as in ``expectations.toml``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from conformance.compare import Divergence
+from reference import ops
+from reference.layer import StackSpec
+from reference.options import Options
+from reference.outcome import Outcome, describe
+
+
+@attrs.frozen
+class TracedStep:
+    """One operation of a failing program: what the reference allowed and what the driver
+    gave (``actual`` None: the driver hung or crashed on it)."""
+
+    op: ops.Op
+    allowed: tuple[Outcome, ...]
+    actual: Outcome | None
+
+    @property
+    def agrees(self) -> bool | None:
+        return None if self.actual is None else self.actual in self.allowed
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "op": repr(self.op),
+            "allowed": [describe(o) for o in self.allowed],
+            "actual": None if self.actual is None else describe(self.actual),
+        }
+
+
+@attrs.frozen
+class Failure:
+    """The minimal failing example of one driver under one option set (and feature)."""
+
+    driver: str
+    options: Options
+    #: The feature id ("" for the whole machine).
+    feature: str
+    stack: StackSpec
+    steps: tuple[TracedStep, ...]
+    #: The divergence as the suite reports it (one or more lines).
+    divergence: str
+    #: The differences of the last observation (empty: an operation's outcome differed).
+    found: tuple[Divergence, ...] = ()
+    #: The view fields compared (None: all; conformance.features).
+    fields: frozenset[str] | None = None
+    #: How the driver's executor mounts: ("kernel", {}) or ("fuse", settings); None for a
+    #: driver that is not a sandboxed mount (the reference, an in-process driver).
+    mounter: tuple[str, dict[str, Any]] | None = None
+    #: Per observation (after the mount, after each step): the reference's inode identities
+    #: of the view and of the upper layer (for the st_ino renaming check of a reproducer).
+    identities: tuple[tuple[dict[str, int], dict[str, int]], ...] = ()
+    #: "diverges", "hung" or "crashed".
+    kind: str = "diverges"
+
+    @property
+    def ops(self) -> tuple[ops.Op, ...]:
+        return tuple(step.op for step in self.steps)
+
+    def render(self) -> str:
+        """The program as the suite prints one (mount line, then one line per step)."""
+        lines = [f"mount {self.stack!r} with {self.options.label}"]
+        for number, step in enumerate(self.steps, 1):
+            got = "(no answer)" if step.actual is None else describe(step.actual)
+            allowed = " or ".join(describe(o) for o in step.allowed)
+            mark = "" if step.agrees else "   <-- differs"
+            lines.append(f"{number}. {step.op!r} -> {got} (reference: {allowed}){mark}")
+        return "\n".join(lines)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "stack": repr(self.stack),
+            "options": self.options.label,
+            "feature": self.feature,
+            "steps": [step.as_json() for step in self.steps],
+            "divergence": self.divergence,
+        }
+
+
+def failures_of(exc: BaseException) -> tuple[Failure, ...]:
+    """The failing examples an exception carries (none: it carries no structured data)."""
+    return tuple(getattr(exc, "failures", ()) or ())

@@ -1,0 +1,477 @@
+"""The reports of ``certify --report-dir DIR``: report.json, report.md, report.html, junit.xml.
+
+The schema of report.json is documented in ``docs/report-schema.md``. Every file is
+rewritten after every verdict, atomically (a temporary file in the same directory, then
+``rename(2)``), so a run that is interrupted (Ctrl-C, SIGTERM) or killed keeps every
+verdict computed so far, and a reader never sees a half-written file. An interrupted run
+says so in every report (``status: interrupted``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import json
+import os
+import platform
+import re
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree as ET
+
+import attrs
+
+from conformance.certify import SEVERITY, Verdict
+
+SCHEMA = "unionspec-report/1"
+FILES = ("report.json", "report.md", "report.html", "junit.xml")
+OVERLAY_PARAMETERS = Path("/sys/module/overlay/parameters")
+#: Verdicts that fail a run (the others are reported, not failed).
+FAILING = ("diverges", "hung", "crashed")
+#: The colours of the HTML matrix, by verdict.
+COLOURS = {
+    "conforms": "#c8e6c9",
+    "expected-divergence": "#fff59d",
+    "unclaimed": "#e0e0e0",
+    "skipped": "#eeeeee",
+    "diverges": "#ef9a9a",
+    "hung": "#ce93d8",
+    "crashed": "#ce93d8",
+}
+
+
+class ReportDirError(Exception):
+    """The report directory cannot be created or written (one line)."""
+
+
+def slug(text: str) -> str:
+    """A file name part made of ``text``: letters, digits, ``.``, ``_``, ``-``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def prepare(directory: str | Path) -> Path:
+    """Create ``directory`` (and parents) and check it can be written, before anything
+    runs; a :class:`ReportDirError` with one line otherwise."""
+    path = Path(directory)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".probe{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ReportDirError(
+            f"report directory {str(directory)!r} cannot be written: {exc.strerror or exc}"
+        ) from None
+    return path
+
+
+# --- the environment ------------------------------------------------------------------------
+
+
+def overlay_parameters(where: Path = OVERLAY_PARAMETERS) -> dict[str, str]:
+    """The overlay module's parameters (its defaults; every run passes its options
+    explicitly), empty when the module is not loaded."""
+    found: dict[str, str] = {}
+    try:
+        names = sorted(p.name for p in where.iterdir())
+    except OSError:
+        return found
+    for name in names:
+        try:
+            found[name] = (where / name).read_text().strip()
+        except OSError as exc:
+            found[name] = f"(unreadable: {exc.strerror})"
+    return found
+
+
+def driver_info(name: str) -> dict[str, Any]:
+    """What a report records of a driver: its version (the profile's ``version_command``),
+    its command template and the option sets its profile claims."""
+    from adapters import registry
+
+    info: dict[str, Any] = {"version": None, "command": None, "options_claimed": None}
+    try:
+        factory = registry.factory(name)
+        probe = getattr(factory, "installed_version", None)
+        info["version"] = probe() if probe is not None else None
+        profile = None
+        if hasattr(factory, "preset_profile"):
+            profile = factory.preset_profile()
+        elif hasattr(factory, "configured"):
+            template, profile = factory.configured()
+            info["command"] = template
+        if profile is not None:
+            info["command"] = info["command"] or profile.template or None
+            info["options_claimed"] = list(profile.options)
+            info["profile"] = profile.source
+    except Exception as exc:  # a broken third-party driver: say so, keep the report
+        info["error"] = f"{type(exc).__name__}: {exc}"
+    if name == "kernel":
+        info["version"] = platform.release()
+    elif name == "reference":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            info["version"] = f"unionspec {version('unionspec')} (the executable specification)"
+        except PackageNotFoundError:
+            info["version"] = "unionspec (the executable specification, not installed)"
+    return info
+
+
+def environment(drivers: Iterable[str]) -> dict[str, Any]:
+    import hypothesis
+
+    uname = os.uname()
+    return {
+        "kernel": {"release": uname.release, "version": uname.version, "machine": uname.machine},
+        "overlay_parameters": overlay_parameters(),
+        "python": platform.python_version(),
+        "hypothesis": hypothesis.__version__,
+        "euid": os.geteuid(),
+        "drivers": {name: driver_info(name) for name in drivers},
+    }
+
+
+# --- the document ---------------------------------------------------------------------------
+
+
+@attrs.define
+class Cell:
+    """A verdict with the files written for it (paths relative to the report directory)."""
+
+    verdict: Verdict
+    reproducers: list[str] = attrs.field(factory=list)
+    programs: list[str] = attrs.field(factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        v = self.verdict
+        failures = []
+        for number, failure in enumerate(v.failures):
+            entry = failure.as_json()
+            files = (self.reproducers, self.programs)
+            entry["reproducer"], entry["program"] = (
+                names[number] if number < len(names) else None for names in files
+            )
+            failures.append(entry)
+        return {
+            "id": v.id,
+            "driver": v.driver,
+            "feature": v.feature or "machine",
+            "options": v.options,
+            "verdict": v.verdict,
+            "reason": v.detail,
+            "seconds": round(v.seconds, 3),
+            "reproducer": self.reproducers[0] if self.reproducers else None,
+            "steps": failures[0]["steps"] if failures else [],
+            "failures": failures,
+        }
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+@attrs.define
+class Report:
+    """The state of one run; :meth:`write` renders every file."""
+
+    directory: Path
+    drivers: list[str]
+    settings: dict[str, Any]
+    planned: int = 0
+    cells: list[Cell] = attrs.field(factory=list)
+    status: str = "running"
+    started: str = attrs.field(factory=_now)
+    interruption: str | None = None
+    env: dict[str, Any] | None = None
+    #: Cell id -> its place in the plan: cells done in parallel are kept in plan order.
+    order: dict[str, int] = attrs.field(factory=dict)
+
+    def document(self) -> dict[str, Any]:
+        if self.env is None:
+            self.env = environment(self.drivers)
+        summary: dict[str, int] = {}
+        for cell in self.cells:
+            summary[cell.verdict.verdict] = summary.get(cell.verdict.verdict, 0) + 1
+        return {
+            "schema": SCHEMA,
+            "status": self.status,
+            "interruption": self.interruption,
+            "started": self.started,
+            "updated": _now(),
+            "command": [os.path.basename(sys.argv[0]), *sys.argv[1:]],
+            "settings": self.settings,
+            "environment": self.env,
+            "planned": self.planned,
+            "done": len(self.cells),
+            "summary": summary,
+            "cells": [
+                cell.as_json()
+                for cell in sorted(
+                    self.cells, key=lambda c: self.order.get(c.verdict.id, len(self.order))
+                )
+            ],
+        }
+
+    def write(self) -> None:
+        doc = self.document()
+        write_atomically(self.directory / "report.json", json.dumps(doc, indent=2) + "\n")
+        write_atomically(self.directory / "report.md", render_markdown(doc))
+        write_atomically(self.directory / "report.html", render_html(doc))
+        write_atomically(self.directory / "junit.xml", render_junit(doc))
+
+
+# --- renderings -----------------------------------------------------------------------------
+
+
+def _grid(doc: dict[str, Any]) -> dict[str, tuple[list[str], list[str], dict]]:
+    """Per driver: its features (rows), its option sets (columns) and the cells."""
+    grids: dict[str, tuple[list[str], list[str], dict]] = {}
+    for cell in doc["cells"]:
+        rows, columns, by_key = grids.setdefault(cell["driver"], ([], [], {}))
+        if cell["feature"] not in rows:
+            rows.append(cell["feature"])
+        if cell["options"] not in columns:
+            columns.append(cell["options"])
+        by_key[(cell["feature"], cell["options"])] = cell
+    return grids
+
+
+def _overview(doc: dict[str, Any]) -> dict[tuple[str, str], str]:
+    """(driver, feature) -> the worst verdict over its option sets."""
+    from conformance.certify import worst
+
+    found: dict[tuple[str, str], list[str]] = {}
+    for cell in doc["cells"]:
+        found.setdefault((cell["driver"], cell["feature"]), []).append(cell["verdict"])
+    return {key: worst(values) for key, values in found.items()}
+
+
+def _status_line(doc: dict[str, Any]) -> str:
+    text = f"status: {doc['status']}, {doc['done']} of {doc['planned']} cells done"
+    if doc["interruption"]:
+        text += f" (interrupted by {doc['interruption']})"
+    return text
+
+
+def _failing_cells(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return [c for c in doc["cells"] if c["verdict"] in (*FAILING, "expected-divergence")]
+
+
+def render_markdown(doc: dict[str, Any]) -> str:
+    env = doc["environment"]
+    lines = [
+        "# unionspec certification report",
+        "",
+        f"- {_status_line(doc)}",
+        f"- kernel {env['kernel']['release']} ({env['kernel']['machine']}), "
+        f"Python {env['python']}, Hypothesis {env['hypothesis']}",
+        "- overlay module parameters: "
+        + (", ".join(f"{k}={v}" for k, v in env["overlay_parameters"].items()) or "(none)"),
+        f"- settings: {', '.join(f'{k}={v}' for k, v in doc['settings'].items())}",
+        f"- started {doc['started']}, updated {doc['updated']}",
+    ]
+    for name, info in env["drivers"].items():
+        lines.append(f"- driver {name}: version {info.get('version') or 'unknown'}")
+    if doc["status"] == "interrupted":
+        lines += ["", "**This run was interrupted: the matrix holds only the cells done.**"]
+    for driver, (rows, columns, by_key) in _grid(doc).items():
+        lines += ["", f"## {driver}", "", "| feature | " + " | ".join(columns) + " |"]
+        lines.append("|---" * (len(columns) + 1) + "|")
+        for row in rows:
+            values = [by_key[(row, col)]["verdict"] if (row, col) in by_key else "-"
+                      for col in columns]
+            lines.append(f"| {row} | " + " | ".join(values) + " |")
+    failing = _failing_cells(doc)
+    if failing:
+        lines += ["", "## Divergences"]
+    for cell in failing:
+        lines += ["", f"### {cell['id']}: {cell['verdict']}", "", "```text", cell["reason"],
+                  "```"]
+        for failure in cell["failures"]:
+            lines += ["", f"Shrunk program ({failure['options']}):", "", "```text",
+                      f"mount {failure['stack']}"]
+            for number, step in enumerate(failure["steps"], 1):
+                lines.append(_step_text(number, step))
+            lines.append("```")
+            if failure.get("reproducer"):
+                lines.append(f"Reproducer: `{failure['reproducer']}`")
+            if failure.get("program"):
+                lines.append(f"Corpus program: `{failure['program']}`")
+    return "\n".join(lines) + "\n"
+
+
+def _step_text(number: int, step: dict[str, Any]) -> str:
+    allowed = " or ".join(step["allowed"])
+    actual = step["actual"] if step["actual"] is not None else "(no answer)"
+    mark = "" if step["actual"] in step["allowed"] else "   <-- differs"
+    return f"{number}. {step['op']} -> {actual} (reference: {allowed}){mark}"
+
+
+_CSS = """
+body { font-family: sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { border: 1px solid #bbb; padding: 0.3em 0.6em; text-align: left; }
+td.cell a { color: inherit; }
+pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; white-space: pre-wrap; }
+summary { cursor: pointer; font-weight: bold; margin: 0.4em 0; }
+details details { margin-left: 1.5em; }
+.banner { background: #ffcc80; padding: 0.6em; font-weight: bold; }
+.legend span { padding: 0.2em 0.5em; margin-right: 0.4em; border: 1px solid #bbb; }
+tr.differs td { background: #ffebee; }
+"""
+
+
+def render_html(doc: dict[str, Any]) -> str:
+    """One self-contained page: no script, no external stylesheet, font or image."""
+    e = html.escape
+    env = doc["environment"]
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        "<title>unionspec certification report</title>",
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>unionspec certification report</h1>",
+    ]
+    if doc["status"] == "interrupted":
+        out.append(f'<p class="banner">Interrupted ({e(doc["interruption"] or "")}): '
+                   f"only the cells done are shown.</p>")
+    out.append(f"<p>{e(_status_line(doc))}. Kernel {e(env['kernel']['release'])}, "
+               f"Python {e(env['python'])}, Hypothesis {e(env['hypothesis'])}. "
+               f"Started {e(doc['started'])}, updated {e(doc['updated'])}.</p>")
+    params = ", ".join(f"{k}={v}" for k, v in env["overlay_parameters"].items())
+    out.append(f"<p>Overlay module parameters: {e(params or '(none)')}</p><ul>")
+    for name, info in env["drivers"].items():
+        out.append(f"<li>{e(name)}: version {e(str(info.get('version') or 'unknown'))}"
+                   + (f", command <code>{e(info['command'])}</code>" if info.get("command")
+                      else "") + "</li>")
+    out.append('</ul><p class="legend">')
+    for verdict, colour in COLOURS.items():
+        out.append(f'<span style="background:{colour}">{e(verdict)}</span>')
+    out.append("</p>")
+    overview = _overview(doc)
+    if overview:
+        drivers = list(dict.fromkeys(driver for driver, _ in overview))
+        features = list(dict.fromkeys(feature for _, feature in overview))
+        out.append("<h2>Overview</h2><p>The worst verdict over the option sets.</p>")
+        out.append("<table><tr><th>feature</th>")
+        out += [f'<th><a href="#{e(slug(d))}">{e(d)}</a></th>' for d in drivers]
+        out.append("</tr>")
+        for feature in features:
+            out.append(f"<tr><th>{e(feature)}</th>")
+            for d in drivers:
+                verdict = overview.get((d, feature), "-")
+                colour = COLOURS.get(verdict, "#ffffff")
+                out.append(f'<td style="background:{colour}">{e(verdict)}</td>')
+            out.append("</tr>")
+        out.append("</table>")
+    for driver, (rows, columns, by_key) in _grid(doc).items():
+        out.append(f'<h2 id="{e(slug(driver))}">{e(driver)}</h2><table><tr><th>feature</th>')
+        out += [f"<th>{'<br>'.join(e(part) for part in col.split(','))}</th>" for col in columns]
+        out.append("</tr>")
+        for row in rows:
+            out.append(f"<tr><th>{e(row)}</th>")
+            for col in columns:
+                cell = by_key.get((row, col))
+                if cell is None:
+                    out.append("<td>-</td>")
+                    continue
+                colour = COLOURS.get(cell["verdict"], "#ffffff")
+                text = e(cell["verdict"])
+                if cell in _failing_cells(doc):
+                    text = f'<a href="#{e(slug(cell["id"]))}">{text}</a>'
+                title = e(cell["reason"].splitlines()[0] if cell["reason"] else "")
+                out.append(f'<td class="cell" style="background:{colour}" '
+                           f'title="{title}">{text}</td>')
+            out.append("</tr>")
+        out.append("</table>")
+    failing = _failing_cells(doc)
+    if failing:
+        out.append("<h2>Divergences</h2>")
+    for cell in failing:
+        colour = COLOURS.get(cell["verdict"], "#ffffff")
+        out.append(f'<details id="{e(slug(cell["id"]))}"><summary>'
+                   f'<span style="background:{colour}">{e(cell["verdict"])}</span> '
+                   f"{e(cell['id'])} ({cell['seconds']} s)</summary>")
+        if not cell["failures"]:
+            out.append(f"<pre>{e(cell['reason'])}</pre>")
+        for failure in cell["failures"]:
+            out.append(f"<pre>{e(failure['divergence'])}</pre>")
+            out.append(f"<p>Shrunk program, mount <code>{e(failure['stack'])}</code> "
+                       f"with {e(failure['options'])}:</p>")
+            out.append("<table><tr><th>#</th><th>operation</th><th>driver gave</th>"
+                       "<th>reference allows</th></tr>")
+            for number, step in enumerate(failure["steps"], 1):
+                differs = step["actual"] not in step["allowed"]
+                actual = step["actual"] if step["actual"] is not None else "(no answer)"
+                out.append(f'<tr{" class=differs" if differs else ""}><td>{number}</td>'
+                           f"<td><code>{e(step['op'])}</code></td><td>{e(actual)}</td>"
+                           f"<td>{e(' or '.join(step['allowed']))}</td></tr>")
+            out.append("</table>")
+            if failure.get("reproducer"):
+                out.append(f"<p>Reproducer: <code>{e(failure['reproducer'])}</code>; "
+                           f"corpus program: <code>{e(failure.get('program') or '-')}</code></p>")
+        if cell["failures"]:
+            out.append(f"<details><summary>The suite's full report</summary>"
+                       f"<pre>{e(cell['reason'])}</pre></details>")
+        out.append("</details>")
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+def render_junit(doc: dict[str, Any]) -> str:
+    """JUnit XML: a testsuite per driver, a testcase per cell; diverges/hung/crashed are
+    failures, skipped and unclaimed are skips, an expected divergence is a skip of type
+    ``xfail`` (as pytest writes one); an interrupted run adds an error testcase."""
+    root = ET.Element("testsuites", name="unionspec certify")
+    suites: dict[str, ET.Element] = {}
+    for cell in doc["cells"]:
+        suite = suites.get(cell["driver"])
+        if suite is None:
+            suite = suites[cell["driver"]] = ET.SubElement(root, "testsuite", name=cell["driver"])
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=f"unionspec.{cell['driver']}",
+            name=f"{cell['feature']}[{cell['options']}]",
+            time=f"{cell['seconds']:.3f}",
+        )
+        first = cell["reason"].splitlines()[0] if cell["reason"] else cell["verdict"]
+        if cell["verdict"] in FAILING:
+            failure = ET.SubElement(case, "failure", message=first, type=cell["verdict"])
+            failure.text = cell["reason"]
+        elif cell["verdict"] == "expected-divergence":
+            ET.SubElement(case, "skipped", message=first, type="pytest.xfail")
+        elif cell["verdict"] in ("skipped", "unclaimed"):
+            ET.SubElement(case, "skipped", message=f"{cell['verdict']}: {first}")
+    if doc["status"] == "interrupted":
+        suite = ET.SubElement(root, "testsuite", name="run")
+        case = ET.SubElement(suite, "testcase", classname="unionspec.run", name="complete")
+        error = ET.SubElement(case, "error", message=f"interrupted by {doc['interruption']}")
+        error.text = _status_line(doc)
+    for suite in root:
+        cases = list(suite)
+        suite.set("tests", str(len(cases)))
+        suite.set("failures", str(sum(1 for c in cases if c.find("failure") is not None)))
+        suite.set("errors", str(sum(1 for c in cases if c.find("error") is not None)))
+        suite.set("skipped", str(sum(1 for c in cases if c.find("skipped") is not None)))
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, "unicode") + "\n"
+
+
+def worse(old: str, new: str) -> bool:
+    """Whether verdict ``new`` is worse than ``old`` (conformance.certify.SEVERITY)."""
+    top = max(SEVERITY.values())
+    return SEVERITY.get(new, top) > SEVERITY.get(old, top)

@@ -1,0 +1,470 @@
+"""The ``certify`` command: check the arguments, run the cells (in this process or in
+``--workers`` processes), and after every verdict write its artefacts (the corpus
+program, the reproducer) and rewrite the reports (:mod:`conformance.report`).
+
+Interruption: SIGINT and SIGTERM raise :class:`Interrupted` in the main process; the
+drivers are closed (the ``finally`` of :func:`conformance.certify.certify`, or SIGTERM to
+each worker, which closes its own), the reports are rewritten with ``status:
+interrupted`` and the command exits 130 with one line. The artefacts of a verdict and
+the closing of a driver run with the signals held (:func:`conformance.certify.uninterrupted`),
+so no file is left half-written and no unmount is cut short.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import multiprocessing
+import os
+import queue
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from adapters import registry
+from conformance import corpus, expectations
+from conformance.certify import CONFORMS, EXPECTED_OK, Verdict, planned, uninterrupted
+from conformance.features import BY_ID, FEATURES, Feature
+from reference.options import MATRIX
+
+FUSE_DRIVERS = ("fuse", "fuse-overlayfs", "unionfs-fuse")
+DEFAULT_CORPUS = ".unionspec/corpus"
+#: Exit status of an interrupted run, Ctrl-C or SIGTERM (128 + SIGINT, as a shell says).
+INTERRUPTED = 130
+#: How long an interrupted run waits for a worker to close its drivers.
+WORKER_GRACE = 20.0
+
+
+class UsageError(Exception):
+    """Bad input: one line, exit status 2."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived; ``signum`` says which. A KeyboardInterrupt, since that
+    is what Hypothesis lets through at once (any other exception from a test it takes for
+    a failure: it saves and replays the example, and reports it as flaky)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+#: The interruption being handled (None: none yet).
+_pending: Interrupted | None = None
+#: How soon an interruption is raised again while it has not reached certify_command: an
+#: exception raised in a signal handler is lost when the signal lands in a gc callback
+#: (Hypothesis installs one; Python prints "Exception ignored" and goes on).
+RERAISE_AFTER = 0.5
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    global _pending
+    if _pending is None:
+        _pending = Interrupted(signum)
+    signal.setitimer(signal.ITIMER_REAL, RERAISE_AFTER)
+    raise _pending
+
+
+def _raise_again(signum: int, frame: object) -> None:
+    if _pending is not None:
+        signal.setitimer(signal.ITIMER_REAL, RERAISE_AFTER)
+        raise _pending
+
+
+def check_arguments(args: argparse.Namespace) -> tuple[list[str], list[Feature], bool]:
+    """The drivers, the features and whether the whole-machine cells run; a UsageError
+    (one line) for anything inconsistent, before anything runs."""
+    known = registry.names()
+    for name in args.driver:
+        if name not in known:
+            raise UsageError(f"unknown driver {name!r} (known: {', '.join(known)})")
+    for name in args.feature:
+        if name not in BY_ID:
+            raise UsageError(f"unknown feature {name!r} (known: {', '.join(BY_ID)})")
+    if args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, not {args.workers}")
+    if args.driver and args.driver_cmd and "fuse" not in args.driver:
+        raise UsageError("--driver-cmd sets the generic fuse driver's command: add --driver=fuse")
+    if args.driver and args.profile and not set(args.driver) & set(FUSE_DRIVERS):
+        raise UsageError(f"--profile needs a FUSE driver ({', '.join(FUSE_DRIVERS)}) in --driver")
+    if len(set(args.driver)) != len(args.driver):
+        raise UsageError("a driver is named twice in --driver")
+    features = [BY_ID[name] for name in dict.fromkeys(args.feature)] or list(FEATURES)
+    return args.driver or known, features, not args.feature
+
+
+def _settings(budget: str, seed: int | None) -> tuple[Any, Any]:
+    """The settings of the whole-machine and of the feature cells. Hypothesis's explain
+    phase is left out: it only annotates the failure text (the reports carry the program
+    as data) and took most of the time of a shrunk failure (README, Performance). With a
+    seed there is no example database, so stored failures do not change what is drawn
+    (the corpus replays them instead)."""
+    from hypothesis import Phase, settings
+
+    from conformance.settings import feature_profile, profile, register_profiles
+
+    register_profiles(Path.cwd())
+    chosen = []
+    for base in (profile(budget), feature_profile(budget)):
+        phases = [phase for phase in base.phases if phase is not Phase.explain]
+        extra: dict[str, Any] = {"database": None} if seed is not None else {}
+        chosen.append(settings(base, phases=phases, **extra))
+    return chosen[0], chosen[1]
+
+
+@contextlib.contextmanager
+def seeded(seed: int | None) -> Iterator[None]:
+    """Generation from ``seed`` (what Hypothesis's pytest plugin does for
+    --hypothesis-seed), restored afterwards."""
+    from hypothesis import core
+
+    before = core.global_force_seed
+    if seed is not None:
+        core.global_force_seed = seed
+    try:
+        yield
+    finally:
+        core.global_force_seed = before
+
+
+#: The verdicts whose failing examples are saved in the corpus (the unexpected ones).
+SAVED = ("diverges", "hung", "crashed")
+
+
+class Artefacts:
+    """What is written after each verdict: the corpus programs, the reproducers, the
+    reports."""
+
+    def __init__(self, report: Any, corpus_dir: Path) -> None:
+        self.report = report
+        self.corpus_dir = corpus_dir
+
+    def record(self, verdict: Verdict) -> None:
+        from conformance import reproducer
+        from conformance.report import Cell, slug
+
+        cell = Cell(verdict)
+        version = expectations.installed_version(verdict.driver) if verdict.failures else None
+        for number, failure in enumerate(verdict.failures):
+            program = None
+            # an expected divergence has its reproducer in expectations.toml already
+            if verdict.verdict in SAVED:
+                try:
+                    program = corpus.save(
+                        corpus.from_failure(failure, version), self.corpus_dir
+                    )
+                except OSError as exc:
+                    print(f"warning: corpus: {exc}", file=sys.stderr)
+            if self.report is None:
+                continue
+            name = f"reproducers/{slug(verdict.id)}-{number + 1}.py"
+            reproducer.write(failure, self.report.directory / name, version)
+            cell.reproducers.append(name)
+            if program is not None:
+                cell.programs.append(os.path.relpath(program, self.report.directory))
+        if self.report is not None:
+            self.report.cells.append(cell)
+            self.report.write()
+
+
+def check_fuse_settings(driver_cmd: str | None, profile: str | None) -> None:
+    """Reject a bad template or profile before anything runs (one line each)."""
+    from adapters.fuse import TemplateError, binary_problem, parse_template
+    from adapters.profile import ProfileError, load_profile
+
+    try:
+        if driver_cmd is not None:
+            words = parse_template(driver_cmd)
+            problem = binary_problem(words[0])
+            if problem is not None:
+                raise UsageError(f"--driver-cmd: {problem}")
+        if profile is not None:
+            load_profile(profile)
+    except (TemplateError, ProfileError, OSError) as problem:
+        raise UsageError(str(problem).splitlines()[0]) from None
+
+
+def configure_registry(driver_cmd: str | None, profile: str | None, timeout: float | None) -> None:
+    try:
+        registry.configure(driver_cmd=driver_cmd, profile=profile, timeout=timeout)
+    except ValueError as problem:
+        raise UsageError(f"--driver-timeout: {problem}") from None
+
+
+def certify_command(args: argparse.Namespace) -> int:
+    from conformance.certify import render_feature_matrix, render_matrix
+    from conformance.report import Report, ReportDirError, prepare
+
+    drivers, features, machine = check_arguments(args)
+    check_fuse_settings(args.driver_cmd, args.profile)
+    try:
+        expectations.configure(args.expectations)
+    except expectations.ExpectationError as problem:
+        raise UsageError(str(problem)) from None
+    configure_registry(args.driver_cmd, args.profile, getattr(args, "driver_timeout", None))
+    corpus_dir = Path(args.corpus or DEFAULT_CORPUS)
+    try:
+        programs = corpus.load([corpus.PROJECT_CORPUS, corpus_dir])
+    except corpus.CorpusError as problem:
+        raise UsageError(str(problem)) from None
+    if corpus_dir.exists() and not os.access(corpus_dir, os.W_OK):
+        raise UsageError(f"corpus directory {str(corpus_dir)!r} cannot be written")
+    report = None
+    if args.report_dir:
+        try:
+            directory = prepare(args.report_dir)
+        except ReportDirError as problem:
+            raise UsageError(str(problem)) from None
+        report = Report(
+            directory,
+            drivers,
+            {"budget": args.budget, "seed": args.seed, "workers": args.workers,
+             "features": [f.id for f in features], "corpus": str(corpus_dir)},
+            planned=planned(drivers, features, machine),
+            order={
+                Verdict(name, label, "", feature=feature).id: index
+                for index, (name, feature, label) in enumerate(_plan(drivers, features, machine))
+            },
+        )
+        report.write()
+    run_settings, feature_settings = _settings(args.budget, args.seed)
+    artefacts = Artefacts(report, corpus_dir)
+    total = planned(drivers, features, machine)
+    done: list[Verdict] = []
+
+    def on_verdict(verdict: Verdict) -> None:
+        with uninterrupted():
+            done.append(verdict)
+            progress_line(verdict, len(done), total)
+            artefacts.record(verdict)
+
+    global _pending
+    _pending = None
+    previous = {
+        sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)
+    }
+    signal.signal(signal.SIGINT, _raise_interrupted)
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    signal.signal(signal.SIGALRM, _raise_again)
+    try:
+        with seeded(args.seed):
+            if args.workers > 1:
+                verdicts = run_parallel(args, drivers, features, machine, on_verdict)
+            else:
+                from conformance.certify import certify
+
+                verdicts = certify(
+                    drivers, run_settings, on_verdict, feature_settings=feature_settings,
+                    features=features, machine=machine, programs=programs,
+                )
+    except Interrupted as stop:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)  # the reports are written in peace
+        if report is not None:
+            report.status, report.interruption = "interrupted", str(stop)
+            report.write()
+        where = f"; reports in {report.directory}" if report is not None else ""
+        print(
+            f"interrupted by {stop} after {len(done)} of {total} cells{where}",
+            file=sys.stderr,
+        )
+        return INTERRUPTED
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _pending = None
+    if report is not None:
+        report.status = "complete"
+        report.write()
+    print("\n\n".join(t for t in (render_matrix(verdicts), render_feature_matrix(verdicts)) if t))
+    for verdict in verdicts:
+        if verdict.verdict != CONFORMS:
+            where = f"{verdict.feature} " if verdict.feature else ""
+            print(
+                f"\n{verdict.driver} {where}[{verdict.options}] {verdict.verdict}:\n"
+                f"{verdict.detail}"
+            )
+    failed = [v for v in verdicts if v.verdict not in EXPECTED_OK]
+    return 1 if failed else 0
+
+
+def progress_line(verdict: Verdict, number: int, total: int) -> None:
+    print(
+        f"[{number}/{total}] {verdict.driver:<14} {verdict.feature or 'machine':<20} "
+        f"{verdict.options:<36} {verdict.verdict} ({verdict.seconds:.1f}s)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def replay_command(args: argparse.Namespace) -> int:
+    """``replay FILE``: run one step program on a driver (default: the program's own);
+    0 when the driver conforms on it, 1 when it diverges, 2 for bad input."""
+    from adapters.base import DriverUnavailable
+    from conformance.failure import failures_of
+    from conformance.interchange import FeatureSkipped
+
+    try:
+        program = corpus.load_file(args.program)
+    except corpus.CorpusError as problem:
+        raise UsageError(str(problem)) from None
+    name = args.driver or program.driver
+    if name not in registry.names():
+        raise UsageError(f"unknown driver {name!r} (known: {', '.join(registry.names())})")
+    check_fuse_settings(args.driver_cmd, args.profile)
+    configure_registry(args.driver_cmd, args.profile, None)
+    try:
+        driver = registry.make(name)
+    except DriverUnavailable as reason:
+        raise UsageError(f"driver {name!r} cannot run here: {reason}") from None
+    try:
+        print(f"replaying {args.program} on {name} [{program.options.label}]")
+        program.replay(driver)
+    except FeatureSkipped as reason:
+        print(f"skipped: {reason}")
+        return 2
+    except AssertionError as exc:
+        failures = failures_of(exc)
+        print(failures[0].render() if failures else "")
+        print(f"DIVERGES: {str(exc).splitlines()[0]}")
+        return 1
+    finally:
+        driver.close()
+    print(f"CONFORMS: {name} does what the reference allows on this program")
+    return 0
+
+
+# --- workers --------------------------------------------------------------------------------
+
+
+def _plan(
+    drivers: list[str], features: list[Feature], machine: bool
+) -> list[tuple[str, str, str]]:
+    """The cells in report order: (driver, feature id, option set label)."""
+    wholes = [""] if machine else []
+    return [
+        (name, feature, options.label)
+        for name in drivers
+        for feature in (*wholes, *(f.id for f in features))
+        for options in MATRIX
+    ]
+
+
+def _worker(config: dict[str, Any], tasks: Any, results: Any) -> None:
+    """A worker process: certifies the cells it is given, each driver an instance of its
+    own (a fresh one after a hang or crash); SIGTERM closes them and exits."""
+    # SIGTERM from the main process: an Interrupted (Hypothesis lets a KeyboardInterrupt
+    # through; it would replay a SystemExit as a failure), closing the drivers on the way
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    signal.signal(signal.SIGALRM, _raise_again)
+    os.chdir(config["cwd"])
+    expectations.configure(config["expectations"])
+    registry.configure(
+        driver_cmd=config["driver_cmd"], profile=config["profile"], timeout=config["timeout"]
+    )
+    run_settings, feature_settings = _settings(config["budget"], config["seed"])
+    if config["seed"] is not None:
+        from hypothesis import core
+
+        core.global_force_seed = config["seed"]
+    programs = corpus.load([corpus.PROJECT_CORPUS, config["corpus"]])
+    drivers: dict[str, Any] = {}
+    try:
+        _serve(config, tasks, results, drivers, run_settings, feature_settings, programs)
+    except Interrupted:
+        pass  # stopped by the main process; the drivers are closed below
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        with uninterrupted():
+            for driver in drivers.values():
+                driver.close()
+
+
+def _serve(
+    config: dict[str, Any],
+    tasks: Any,
+    results: Any,
+    drivers: dict[str, Any],
+    run_settings: Any,
+    feature_settings: Any,
+    programs: Any,
+) -> None:
+    """The worker's loop: a cell from ``tasks``, its verdict to ``results``."""
+    from adapters.base import DriverUnavailable
+    from conformance.certify import BROKEN, SKIPPED, certify_cell
+
+    by_label = {options.label: options for options in MATRIX}
+    while True:
+        task = tasks.get()
+        if task is None:
+            break
+        index, name, feature_id, label = task
+        feature = BY_ID[feature_id] if feature_id else None
+        try:
+            if name not in drivers:
+                drivers[name] = registry.make(name)
+        except DriverUnavailable as reason:
+            results.put((index, Verdict(name, label, SKIPPED, str(reason), feature=feature_id)))
+            continue
+        chosen = run_settings if feature is None else feature_settings
+        verdict = certify_cell(drivers[name], by_label[label], chosen, feature, programs)
+        if verdict.verdict in BROKEN:
+            with uninterrupted():
+                drivers.pop(name).close()
+        results.put((index, verdict))
+
+
+def run_parallel(
+    args: argparse.Namespace,
+    drivers: list[str],
+    features: list[Feature],
+    machine: bool,
+    on_verdict: Callable[[Verdict], None],
+) -> list[Verdict]:
+    """The cells in ``args.workers`` processes; verdicts are reported as they come, and
+    returned (and kept in the reports) in plan order."""
+    plan = _plan(drivers, features, machine)
+    context = multiprocessing.get_context("spawn")
+    tasks, results = context.Queue(), context.Queue()
+    config = {
+        "cwd": os.getcwd(), "expectations": args.expectations, "driver_cmd": args.driver_cmd,
+        "profile": args.profile, "budget": args.budget, "seed": args.seed,
+        "corpus": args.corpus or DEFAULT_CORPUS, "timeout": getattr(args, "driver_timeout", None),
+    }
+    for index, cell in enumerate(plan):
+        tasks.put((index, *cell))
+    workers = [
+        context.Process(target=_worker, args=(config, tasks, results), daemon=True)
+        for _ in range(min(args.workers, len(plan)))
+    ]
+    for _ in workers:
+        tasks.put(None)
+    found: dict[int, Verdict] = {}
+    try:
+        for worker in workers:
+            worker.start()
+        while len(found) < len(plan):
+            try:
+                index, verdict = results.get(timeout=1.0)
+            except queue.Empty:
+                if not any(worker.is_alive() for worker in workers):
+                    raise RuntimeError("every worker died before the run was done") from None
+                continue
+            found[index] = verdict
+            on_verdict(verdict)
+    finally:
+        with uninterrupted():
+            for worker in workers:
+                if worker.is_alive() and worker.pid is not None:
+                    os.kill(worker.pid, signal.SIGTERM)
+            for worker in workers:
+                worker.join(WORKER_GRACE)
+                if worker.is_alive():
+                    worker.kill()
+                    worker.join()
+    return [found[index] for index in sorted(found)]

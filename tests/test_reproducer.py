@@ -1,0 +1,216 @@
+"""Reproducers run for real: standalone scripts, the system Python, no project on the path.
+
+A recorded divergence of fuse-overlayfs 1.10 (conformance/expectations.toml) reproduces
+against fuse-overlayfs (exit 1) and not against the kernel (exit 0); so does an inode
+divergence of unionfs-fuse; a seeded fault's counterexample (tests/faults.py) is what the
+kernel does (exit 0). Nothing is left mounted or running.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import Phase, settings
+
+from adapters import registry
+from adapters.base import DriverUnavailable
+from conformance import expectations, reproducer
+from conformance.failure import Failure
+from conformance.features import BY_ID
+from conformance.machine import Diverged, run_machine
+from reference.options import MATRIX, Options
+from tests.faults import FaultyDriver
+
+SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
+BY_LABEL = {options.label: options for options in MATRIX}
+
+
+def _need(name: str) -> None:
+    try:
+        registry.make(name).close()
+    except DriverUnavailable as reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} unavailable in CI: {reason}")
+        pytest.skip(str(reason))
+
+
+def _recorded_failure(driver_name: str, first_step: str) -> tuple[Failure, str | None]:
+    """The failing example of a recorded divergence, as the suite captures it."""
+    record = next(
+        e for e in expectations.load()
+        if e.driver == driver_name and repr(e.steps[0]).startswith(first_step)
+    )
+    driver = registry.make(driver_name)
+    try:
+        expectations.replay(
+            driver, record, BY_LABEL[record.options[0]], BY_ID[record.features[0]]
+        )
+    except Diverged as diverged:
+        return diverged.failures[0], expectations.installed_version(driver_name)
+    finally:
+        driver.close()
+    pytest.fail(f"the recorded divergence {record.reason!r} did not reproduce")
+
+
+def _run(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run a reproducer as a driver author would: the system Python, a directory of its
+    own, no PYTHONPATH (it must not need this project)."""
+    return subprocess.run(
+        [SYSTEM_PYTHON, str(script.resolve()), *args],
+        cwd=script.parent,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def host_unchanged():
+    before = Path("/proc/self/mountinfo").read_text()
+    yield
+    assert Path("/proc/self/mountinfo").read_text() == before
+
+
+def _no_process_runs(script: Path) -> None:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            assert str(script).encode() not in cmdline, f"pid {entry.name} still runs it"
+
+
+def test_a_fuse_overlayfs_divergence_reproduces_on_it_and_not_on_the_kernel(
+    tmp_path: Path, host_unchanged
+) -> None:
+    _need("fuse-overlayfs")
+    _need("kernel")
+    failure, version = _recorded_failure("fuse-overlayfs", "Chmod(")
+    script = reproducer.write(failure, tmp_path / "repro.py", version)
+    assert "import conformance" not in script.read_text()
+    found = _run(script)
+    assert found.returncode == 1, found.stdout + found.stderr
+    assert "Chmod(path='a', mode=0o700)" in found.stdout
+    assert "expected: None" in found.stdout
+    assert "actual:   EIO (Input/output error)   <-- differs" in found.stdout
+    assert "REPRODUCES" in found.stdout
+    gone = _run(script, "--kernel")
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    assert "GONE" in gone.stdout and "mount -t overlay" in gone.stdout
+    _no_process_runs(script)
+
+
+def test_an_upper_layer_divergence_is_checked_on_disk(tmp_path: Path, host_unchanged) -> None:
+    """fuse-overlayfs makes every new directory opaque (a difference of the upper layer,
+    not of an outcome): the script decodes the upper layer to see it."""
+    _need("fuse-overlayfs")
+    _need("kernel")
+    failure, version = _recorded_failure("fuse-overlayfs", "Mkdir(")
+    assert failure.found, "an observation divergence"
+    script = reproducer.write(failure, tmp_path / "repro.py", version)
+    found = _run(script)
+    assert found.returncode == 1, found.stdout + found.stderr
+    assert "upper:a opaque: expected False, got True   <-- differs" in found.stdout
+    assert _run(script, "--kernel").returncode == 0
+    _no_process_runs(script)
+
+
+def test_an_inode_divergence_of_unionfs_fuse_reproduces(tmp_path: Path, host_unchanged) -> None:
+    _need("unionfs-fuse")
+    _need("kernel")
+    failure, version = _recorded_failure("unionfs-fuse", "Chmod(path='f'")
+    assert any(d.field == "st_ino" for d in failure.found)
+    script = reproducer.write(failure, tmp_path / "repro.py", version)
+    found = _run(script)
+    assert found.returncode == 1, found.stdout + found.stderr
+    assert "st_ino" in found.stdout and "changed" in found.stdout
+    assert _run(script, "--kernel").returncode == 0
+    _no_process_runs(script)
+
+
+def test_a_seeded_fault_counterexample_is_what_the_kernel_does(
+    tmp_path: Path, host_unchanged
+) -> None:
+    """A divergence found on an in-process driver (a seeded fault) cannot be mounted: its
+    reproducer runs against the kernel by default, and the kernel does what the reference
+    expects (exit 0); against fuse-overlayfs with --fuse-cmd too."""
+    _need("kernel")
+    search = settings(max_examples=500, stateful_step_count=20, deadline=None,
+                      database=None, derandomize=True, phases=[Phase.generate, Phase.shrink])
+    with pytest.raises(Diverged) as caught:
+        run_machine(FaultyDriver("truncate-to-zero"), Options(), search)
+    failure = caught.value.failures[0]
+    assert any(repr(op).startswith("Truncate(") for op in failure.ops)
+    script = reproducer.write(failure, tmp_path / "repro.py")
+    result = _run(script)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "runs against the kernel by default" in result.stdout
+    assert "data: expected" in result.stdout  # the fault's difference is checked
+    if shutil.which("fuse-overlayfs"):
+        template = (
+            "fuse-overlayfs -o lowerdir={lowerdir},upperdir={upperdir},workdir={workdir} "
+            "{mountpoint}"
+        )
+        assert _run(script, "--fuse-cmd", template).returncode == 0
+    _no_process_runs(script)
+
+
+def _reference_failure(stack, steps, options: Options) -> Failure:
+    """A Failure whose expected outcomes are the reference's, built without a driver (the
+    shape a divergence has), for programs the kernel must pass."""
+    from conformance.failure import TracedStep
+    from reference.outcome import describe
+    from reference.overlay import Overlay
+
+    model = Overlay(stack, options)
+    traced = []
+    for op in steps:
+        allowed = tuple(sorted(model.apply(op), key=describe))
+        traced.append(TracedStep(op, allowed, allowed[0]))
+    return Failure("kernel", options, "", stack, tuple(traced), "a program to replay",
+                   mounter=("kernel", {}))
+
+
+@pytest.mark.parametrize("options", [Options(), Options(read_only=True)], ids=["rw", "ro"])
+def test_a_program_with_a_remount_and_every_layer_marker_passes_on_the_kernel(
+    tmp_path: Path, options: Options, host_unchanged
+) -> None:
+    """Whiteouts, opaque directories, xattrs, owners, FIFOs, hardlinks and symlinks in the
+    lowers, a remount among the steps: the script writes and mounts them as the suite
+    does, so the kernel passes."""
+    _need("kernel")
+    from reference import ops
+    from reference.layer import (
+        DirSpec,
+        FifoSpec,
+        FileSpec,
+        HardlinkSpec,
+        LayerSpec,
+        StackSpec,
+        SymlinkSpec,
+        WhiteoutSpec,
+    )
+
+    stack = StackSpec((
+        LayerSpec((("a", WhiteoutSpec()), ("d", DirSpec(opaque=True, mode=0o700)),
+                   ("d/x", FileSpec(b"top", uid=1000, xattrs=(("user.a", b"1"),))),
+                   ("h", HardlinkSpec("d/x")), ("s", SymlinkSpec("/d/x")))),
+        LayerSpec((("a", FileSpec(b"hidden")), ("d", DirSpec()), ("d/y", FileSpec(b"y")),
+                   ("f", FifoSpec(0o600)))),
+    ))
+    steps = [ops.Readdir(""), ops.Readdir("d"), ops.Read("s"), ops.Stat("h"),
+             ops.GetXattr("d/x", "user.a"), ops.Write("b", b"new", 0, ("O_CREAT",)),
+             ops.Remount(), ops.Read("b"), ops.Stat("f"), ops.Stat("a")]
+    failure = _reference_failure(stack, steps, options)
+    script = reproducer.write(failure, tmp_path / "repro.py")
+    result = _run(script)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("<-- differs") == 0 and "step 10" in result.stdout
