@@ -54,7 +54,7 @@ def directory(kind: str, name: str) -> str:
     return f"{BASE}/{kind}s/{name}"
 
 
-def copy_tree(source: str, into: str) -> None:
+def copy_tree(source: str, into: str, *, xattrs: bool = True) -> None:
     """Copy the tree below ``source`` into the existing directory ``into``: owner, mode,
     user xattrs and bytes per entry, hardlinks kept (what continuity fs.CopyDir and
     runc's tmpcopyup do). Never follows a symlink."""
@@ -83,15 +83,15 @@ def copy_tree(source: str, into: str) -> None:
                 os.mkfifo(dst)
             else:
                 continue
-            take_meta(src, dst)
+            take_meta(src, dst, xattrs=xattrs)
         dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(current, d))]
 
 
-def take_meta(src: str, dst: str) -> None:
+def take_meta(src: str, dst: str, *, xattrs: bool = True) -> None:
     st = os.lstat(src)
     os.chown(dst, st.st_uid, st.st_gid, follow_symlinks=False)
     os.chmod(dst, stat.S_IMODE(st.st_mode))
-    if kind_of(st.st_mode) in ("file", "dir"):
+    if xattrs and kind_of(st.st_mode) in ("file", "dir"):
         for name, value in user_xattrs(src):
             os.setxattr(dst, name, value, follow_symlinks=False)
 
@@ -235,7 +235,7 @@ class ContainerExecutor:
         elif before is not None:
             os.chmod(path, stat.S_IMODE(before.st_mode))  # runc: chmod to the target's mode
         if staging is not None:
-            copy_tree(staging, path)
+            copy_tree(staging, path, xattrs=spec["copy_xattrs"])
             shutil.rmtree(staging)
         if spec["read_only"]:
             mount("", path, "", MS_REMOUNT | MS_RDONLY, ",".join(data) or None)

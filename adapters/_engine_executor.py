@@ -88,6 +88,13 @@ def _setns(fd: int) -> None:
         raise OSError(err, f"setns(CLONE_NEWNS): {os.strerror(err)}")
 
 
+def _readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
+
+
 def refusal(stderr: str) -> str:
     for pattern, code in REFUSALS:
         if re.search(pattern, stderr):
@@ -188,6 +195,7 @@ class EngineExecutor(ContainerExecutor):
         self.pids: dict[str, int] = {}
         self.loaded: StackSpec | None = None
         self.own_ns = os.open("/proc/self/ns/mnt", os.O_RDONLY)
+        self.ns_holder = 0
 
     # --- the engine -----------------------------------------------------------------------
 
@@ -195,6 +203,9 @@ class EngineExecutor(ContainerExecutor):
         if self.engine == "docker":
             return ["/usr/bin/docker", "-H", f"unix://{BASE}/docker/sock"]
         return [
+            "/usr/bin/nsenter",
+            f"--mount=/proc/{self.ns_holder}/ns/mnt",
+            "--",
             "/usr/bin/podman",
             "--root",
             f"{BASE}/podman/root",
@@ -274,14 +285,32 @@ class EngineExecutor(ContainerExecutor):
                     raise RuntimeError(f"dockerd did not start: {' '.join(tail.split())}")
                 time.sleep(0.1)
             return self.cli("version", "--format", "{{.Server.Version}}").stdout.strip()
-        return self.cli("version", "--format", "{{.Version}}").stdout.strip()
+        # podman has no daemon: every call enters one mount namespace (held by a sleeping
+        # busybox) with a procfs of our PID namespace, where its storage stays mounted.
+        self.daemon = subprocess.Popen(
+            [*MOUNT_PROC, BUSYBOX, "sleep", "1000000"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.ns_holder = self.daemon.pid
+        deadline = time.monotonic() + 10
+        own = os.readlink("/proc/self/ns/mnt")
+        while _readlink(f"/proc/{self.ns_holder}/ns/mnt") in (own, "") or not _readlink(
+            f"/proc/{self.ns_holder}/exe"
+        ).endswith("busybox"):
+            if self.daemon.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the podman namespace holder did not start")
+            time.sleep(0.01)
+        return self.cli("version", "--format", "{{.Client.Version}}").stdout.strip()
 
     def do_image(self, stack: StackSpec) -> None:
         """Remove every container and volume, load ``stack`` (once), reset host dirs."""
         if self.engine:
             ids = self.cli("ps", "-aq").stdout.split()
             if ids:
-                self.cli("rm", "-f", "-v", *ids)
+                self.cli(*self.force_rm(), *ids)
             names = self.cli("volume", "ls", "-q").stdout.split()
             if names:
                 self.cli("volume", "rm", "-f", *names)
@@ -314,12 +343,24 @@ class EngineExecutor(ContainerExecutor):
     def unmount_image(self) -> None:
         self.unmount("\0image")
 
+    def force_rm(self) -> list[str]:
+        """``rm -f -v`` without podman's 10 s stop timeout."""
+        return ["rm", "-f", "-v"] + (["-t", "0"] if self.engine == "podman" else [])
+
     def mount_args(self, spec: dict[str, Any]) -> list[str]:
+        """``--mount`` in the engine's own syntax: podman 4.3 says "readonly: invalid mount
+        option" for a tmpfs and "volume-nocopy: invalid mount option" (it takes ``ro``
+        and ``nocopy``; pkg/specgenutil/volumes.go)."""
         kind, target = spec["kind"], "/" + spec["target"]
-        ro = ",readonly" if spec["read_only"] else ""
+        podman = self.engine == "podman"
+        ro = (",ro" if podman else ",readonly") if spec["read_only"] else ""
+        if kind == "volume" and podman and spec["nocopy"]:
+            # podman 4.3 takes nocopy only as ``-v name:/dst:nocopy`` (observed)
+            options = "nocopy" + (",ro" if spec["read_only"] else "")
+            return ["-v", f"{spec['volume']}:{target}:{options}"]
         if kind == "volume":
             src = f"src={spec['volume']}," if spec["volume"] else ""
-            nocopy = ",volume-nocopy" if spec["nocopy"] else ""
+            nocopy = (",nocopy" if podman else ",volume-nocopy") if spec["nocopy"] else ""
             return ["--mount", f"type=volume,{src}dst={target}{ro}{nocopy}"]
         if kind == "bind":
             source = f"{BASE}/hosts/{spec['source']}"
@@ -334,7 +375,7 @@ class EngineExecutor(ContainerExecutor):
         return ["--mount", options]
 
     def do_create(self, name: str, mounts: list[dict[str, Any]], sources: list[str]) -> str | None:
-        args = ["create", "--pull", "never", "--name", name, "--network", "none"]
+        args = ["create", "--pull=never", "--name", name, "--network", "none"]
         if self.engine == "podman":
             args += ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"]
         for spec in mounts:
@@ -462,7 +503,7 @@ class EngineExecutor(ContainerExecutor):
             with contextlib.suppress(Exception):
                 ids = self.cli("ps", "-aq").stdout.split()
                 if ids:
-                    self.cli("rm", "-f", "-v", *ids)
+                    self.cli(*self.force_rm(), *ids)
         if self.daemon is not None and self.daemon.poll() is None:
             self.daemon.send_signal(signal.SIGTERM)
             try:

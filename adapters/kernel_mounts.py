@@ -168,6 +168,7 @@ class KernelMountsEngine(SandboxedDriver):
                 mode=mount.mode,
                 copy_up=copy_up,
                 fixed_mode=self.profile.tmpfs_root_mode,
+                copy_xattrs=self.profile.tmpfs_copy_keeps_xattrs,
             )
         elif isinstance(mount, BindMount):
             spec.update(kind="bind", source=f"/tmp/unionspec/hosts/{mount.source}")

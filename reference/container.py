@@ -159,7 +159,7 @@ def tree_view(root: Inode) -> View:
     return plain_fs(root).view()
 
 
-def copy_tree(source: Overlay, path: str, into: Inode) -> None:
+def copy_tree(source: Overlay, path: str, into: Inode, *, xattrs: bool = True) -> None:
     """Copy what ``source`` shows below ``path`` into the directory ``into``: owner, mode,
     xattrs and bytes per entry (continuity fs/copy.go copyDirectory; runc tmpcopyup).
     Hardlinks of the source stay hardlinks (continuity getLinkSource)."""
@@ -182,7 +182,7 @@ def copy_tree(source: Overlay, path: str, into: Inode) -> None:
             mode=entry.mode,
             uid=entry.uid,
             gid=entry.gid,
-            xattrs=dict(entry.xattrs),
+            xattrs=dict(entry.xattrs) if xattrs else {},
             data=entry.data,
             target=entry.target,
         )
@@ -506,7 +506,8 @@ class ContainerWorld:
             root.mode = existed.mode
         copy_up = self.profile.tmpfs_copies_image if mount.copy_up is None else mount.copy_up
         if copy_up and existed is not None:
-            copy_tree(container.root, mount.target, root)
+            keep = self.profile.tmpfs_copy_keeps_xattrs
+            copy_tree(container.root, mount.target, root, xattrs=keep)
         limit = None if not mount.size else -(-mount.size // PAGE)
         tmpfs = Tmpfs(root, limit)
         if limit is not None and tmpfs.used() > limit:

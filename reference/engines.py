@@ -87,6 +87,10 @@ class EngineProfile:
     #: mount point is copied as a volume with no name, daemon/volumes.go). A Docker bug;
     #: modelled as what this version does.
     volumes_from_tmpfs_refused: bool = False
+    #: A tmpfs copy-up keeps the image's user xattrs: podman 4.3.1 with runc 1.1.5 drops
+    #: them (observed by this suite: tmpcopyup of a/x lost user.k; runc's tmpcopyup copies
+    #: with a plain file copy, libcontainer/rootfs_linux.go).
+    tmpfs_copy_keeps_xattrs: bool = True
 
 
 DOCKER = EngineProfile(
@@ -115,6 +119,7 @@ PODMAN = EngineProfile(
     volume_create_existing_ok=False,
     populate_refuses_file_target=False,
     volumes_from_populates=True,
+    tmpfs_copy_keeps_xattrs=False,
 )
 
 KUBERNETES = EngineProfile(
