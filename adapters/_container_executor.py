@@ -191,6 +191,11 @@ class ContainerExecutor:
         "not-a-directory" and nothing stays mounted."""
         self.mount_root(name)
         root = self.root_of(name)
+        for spec in mounts:  # every target first (see ContainerWorld._start)
+            found = os.path.lexists(f"{root}/{spec['target']}")
+            if found and not os.path.isdir(f"{root}/{spec['target']}"):
+                self.unmount(name)
+                return "not-a-directory"
         try:
             for spec in mounts:
                 path = f"{root}/{spec['target']}"

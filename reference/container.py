@@ -455,13 +455,18 @@ class ContainerWorld:
             for entry in container.table:
                 if isinstance(entry.mount, VolumeMount):
                     self._podman_volume_setup(container, entry)
-        # runc mounts in table order: a failure leaves the earlier mount points made.
+        # Every target is checked before anything is mounted: podman 4.3 refuses a file
+        # target even when an earlier tmpfs copy-up would fail with ENOSPC (observed by
+        # the state machine); in Docker only this refusal can fail a start, so the order
+        # does not show there.
+        for entry in container.table:
+            existed = _entry_at(root, entry.mount.target)
+            if existed is not None and existed.kind != "dir":
+                raise EngineError(Why.NOT_A_DIRECTORY)
         container.tmpfs = {}
         for entry in container.table:
             target = entry.mount.target
             existed = _entry_at(root, target)
-            if existed is not None and existed.kind != "dir":
-                raise EngineError(Why.NOT_A_DIRECTORY)
             if existed is None:
                 root.apply(ops.Mkdir(target, 0o755))
             if isinstance(entry.mount, TmpfsMount):
