@@ -191,7 +191,9 @@ class ContainerExecutor:
         "not-a-directory" and nothing stays mounted."""
         self.mount_root(name)
         root = self.root_of(name)
-        for spec in mounts:  # every target first (see ContainerWorld._start)
+        for spec in mounts:  # tmpfs targets first (see ContainerWorld._start)
+            if spec["kind"] != "tmpfs":
+                continue
             found = os.path.lexists(f"{root}/{spec['target']}")
             if found and not os.path.isdir(f"{root}/{spec['target']}"):
                 self.unmount(name)

@@ -377,7 +377,10 @@ class ContainerWorld:
                 if source.mode:
                     mount = attrs.evolve(mount, read_only=source.mode == "ro")
                 if isinstance(mount, VolumeMount):
-                    mount = attrs.evolve(mount, volume=entry.volume, nocopy=False)
+                    # the source's nocopy comes along (podman 4.3.1, reproduced by hand:
+                    # --volumes-from a nocopy mount of a never-started container does not
+                    # copy, of a plain one does)
+                    mount = attrs.evolve(mount, volume=entry.volume)
                 table.append(
                     Resolved(mount, entry.volume, populate=self.profile.volumes_from_populates)
                 )
@@ -455,18 +458,22 @@ class ContainerWorld:
             for entry in container.table:
                 if isinstance(entry.mount, VolumeMount):
                     self._podman_volume_setup(container, entry)
-        # Every target is checked before anything is mounted: podman 4.3 refuses a file
-        # target even when an earlier tmpfs copy-up would fail with ENOSPC (observed by
-        # the state machine); in Docker only this refusal can fail a start, so the order
-        # does not show there.
+        # tmpfs targets are checked before anything is mounted, the others as they are
+        # mounted, in table order: podman 4.3.1 refused a tmpfs over a file even after an
+        # earlier tmpfs copy-up that would not fit, but gave ENOSPC for that copy-up before
+        # a volume over a file (both found by the state machine). In Docker only "not a
+        # directory" can fail a start, so the order does not show there.
         for entry in container.table:
             existed = _entry_at(root, entry.mount.target)
-            if existed is not None and existed.kind != "dir":
+            is_tmpfs = isinstance(entry.mount, TmpfsMount)
+            if is_tmpfs and existed is not None and existed.kind != "dir":
                 raise EngineError(Why.NOT_A_DIRECTORY)
         container.tmpfs = {}
         for entry in container.table:
             target = entry.mount.target
             existed = _entry_at(root, target)
+            if existed is not None and existed.kind != "dir":
+                raise EngineError(Why.NOT_A_DIRECTORY)
             if existed is None:
                 root.apply(ops.Mkdir(target, 0o755))
             if isinstance(entry.mount, TmpfsMount):
