@@ -241,6 +241,8 @@ class EngineExecutor(ContainerExecutor):
             "DOCKER_CONFIG": f"{BASE}/home/.docker",
             "CONTAINERS_CONF": f"{BASE}/containers.conf",
             "TMPDIR": f"{BASE}/tmpdir",
+            # a run's marker (tests/test_container_interrupt.py finds its processes by it)
+            **{k: v for k, v in os.environ.items() if k == "UNIONSPEC_RUN_MARK"},
         }
 
     def do_engine(self, engine: str) -> str:
