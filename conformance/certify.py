@@ -86,6 +86,21 @@ def uninterrupted() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
+def _interruption(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM an exception was raised while handling, if any: Hypothesis
+    6.155 turns a KeyboardInterrupt that arrives before its engine starts into an
+    AssertionError (``assert state._runner is not None``, core.py wrapped_test), which
+    must stop the run, not be reported as a divergence."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def _failure_text(exc: BaseException) -> str:
     notes = getattr(exc, "__notes__", [])
     return "\n".join([f"{type(exc).__name__}: {exc}", *notes]).strip()
@@ -119,6 +134,9 @@ def certify_cell(
     except FeatureSkipped as reason:
         verdict, detail = SKIPPED, str(reason)
     except (AssertionError, DriverFailure) as exc:
+        interruption = _interruption(exc)
+        if interruption is not None:
+            raise interruption from None
         verdict, detail, failures = DIVERGES, _failure_text(exc), failures_of(exc)
     else:
         verdict, detail = CONFORMS, ""

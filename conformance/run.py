@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import multiprocessing
 import os
 import queue
@@ -21,6 +22,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from adapters import registry
@@ -53,24 +55,36 @@ class Interrupted(KeyboardInterrupt):
 
 #: The interruption being handled (None: none yet).
 _pending: Interrupted | None = None
-#: How soon an interruption is raised again while it has not reached certify_command: an
-#: exception raised in a signal handler is lost when the signal lands in a gc callback
-#: (Hypothesis installs one; Python prints "Exception ignored" and goes on).
-RERAISE_AFTER = 0.5
+#: How soon a signal that lands in a gc callback is raised: an exception raised there is
+#: lost (Hypothesis installs one; Python prints "Exception ignored" and goes on).
+RERAISE_AFTER = 0.05
 
 
-def _raise_interrupted(signum: int, frame: object) -> None:
+def _in_gc_callback(frame: FrameType | None) -> bool:
+    codes = {getattr(callback, "__code__", None) for callback in gc.callbacks}
+    while frame is not None:
+        if frame.f_code in codes:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
     global _pending
     if _pending is None:
         _pending = Interrupted(signum)
-    signal.setitimer(signal.ITIMER_REAL, RERAISE_AFTER)
+    _raise_again(signum, frame)
+
+
+def _raise_again(signum: int, frame: FrameType | None) -> None:
+    if _pending is None:
+        return
+    if _in_gc_callback(frame):
+        signal.setitimer(signal.ITIMER_REAL, RERAISE_AFTER)  # out of the callback, soon
+        return
+    # raised once: raised again while it unwinds, it could land in Hypothesis's own
+    # handling of the first and break it (an internal assertion, reported as a divergence)
     raise _pending
-
-
-def _raise_again(signum: int, frame: object) -> None:
-    if _pending is not None:
-        signal.setitimer(signal.ITIMER_REAL, RERAISE_AFTER)
-        raise _pending
 
 
 def check_arguments(args: argparse.Namespace) -> tuple[list[str], list[Feature], bool]:

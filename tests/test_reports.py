@@ -182,7 +182,9 @@ def test_an_interrupted_run_keeps_its_verdicts_and_leaves_nothing(
     doc = json.loads((report / "report.json").read_text())
     assert doc["status"] == "interrupted" and doc["interruption"] == sig.name
     assert doc["done"] >= done and doc["done"] < doc["planned"]
-    assert all(c["verdict"] == "conforms" for c in doc["cells"])
+    assert all(c["verdict"] == "conforms" for c in doc["cells"]), [
+        (c["id"], c["verdict"], c["reason"][:2000]) for c in doc["cells"]
+    ]
     assert "interrupted" in (report / "report.md").read_text()
     assert "Interrupted" in (report / "report.html").read_text()
     junit = ET.parse(report / "junit.xml").getroot()
@@ -280,3 +282,31 @@ def test_a_killed_run_leaves_valid_reports_and_nothing_behind(tmp_path: Path) ->
         time.sleep(0.1)
     assert _processes_marked(marker) == []
     assert _mounts() == before
+
+
+class BreaksWhileInterrupted(FaultyDriver):
+    """Raises an AssertionError while handling a KeyboardInterrupt, as Hypothesis 6.155
+    does when one arrives before its engine starts (core.py wrapped_test)."""
+
+    def __init__(self) -> None:
+        super().__init__("truncate-to-zero")
+        self.name = "interrupted"
+
+    def mount(self, stack, options):
+        try:
+            raise KeyboardInterrupt("SIGTERM")
+        except KeyboardInterrupt:
+            raise AssertionError()  # noqa: B904 (the context is the point)
+
+
+def test_an_assertion_raised_while_interrupted_stops_the_run_not_a_divergence() -> None:
+    from hypothesis import settings
+
+    from conformance.certify import certify_cell
+    from reference.options import Options
+
+    with pytest.raises(KeyboardInterrupt):
+        certify_cell(
+            BreaksWhileInterrupted(), Options(),
+            settings(max_examples=1, deadline=None, database=None),
+        )
