@@ -444,9 +444,10 @@ class ContainerWorld:
 
     def _start(self, container: Container) -> None:
         """Engine work first (bind sources, Podman's chown and copy-up: libpod mountStorage
-        runs before the runtime), then the runtime's mount points (runc: a target that is
-        not a directory fails the start; a missing one is made 0755 in the writable
-        layer), then the tmpfs mounts of this run."""
+        runs before the runtime), then the runtime's mounts in table order (runc: a target
+        that is not a directory fails the start, a missing one is made 0755 in the
+        writable layer, a tmpfs is mounted fresh for this run); tmpfs targets are checked
+        before anything is mounted (see below)."""
         root = container.root
         for entry in container.table:
             mount = entry.mount
