@@ -131,6 +131,8 @@ class SandboxedDriver:
     """A driver whose executor runs in a private mount namespace (see the module doc)."""
 
     name = "sandboxed"
+    #: The module run as the executor (``python -m <module> <fd>``).
+    executor_module = "adapters._executor"
 
     def __init__(self, timeout: float = 30.0) -> None:
         reason = self.unavailable_reason()
@@ -149,7 +151,7 @@ class SandboxedDriver:
         )
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "adapters._executor", str(theirs.fileno())],
+                [sys.executable, "-m", self.executor_module, str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),),
                 preexec_fn=_private_namespace(os.getpid()),
                 start_new_session=True,

@@ -13,6 +13,9 @@ Options (group "unionspec"):
   verdict is "hung at step N" (default: the driver's own, 30 s for the sandboxed drivers);
 - ``--require-drivers``: a driver that cannot run here fails instead of skipping; on by
   default when the ``CI`` environment variable is set, since a skip in CI hides a gap;
+- ``--engine NAME`` (repeatable): the container engines of tests/test_container_engines.py
+  (default ``reference``; ``kernel-mounts``, ``docker``, ``podman``), each under the
+  profiles of :data:`ENGINES`;
 - ``--expectations PATH``: the known divergences of installed driver versions
   (:mod:`conformance.expectations`; default ``conformance/expectations.toml``). The
   ``test_feature`` and ``test_state_machine`` items of a matching driver, version, feature
@@ -47,6 +50,14 @@ REQUIRE_OPTION = "--require-drivers"
 DRIVER_CMD_OPTION = "--driver-cmd"
 PROFILE_OPTION = "--profile"
 EXPECTATIONS_OPTION = "--expectations"
+ENGINE_OPTION = "--engine"
+#: Container engines (tests/test_container_engines.py): name -> the profiles it runs under.
+ENGINES: dict[str, tuple[str, ...]] = {
+    "reference": ("docker", "podman", "kubernetes"),
+    "kernel-mounts": ("docker", "podman", "kubernetes"),
+    "docker": ("docker",),
+    "podman": ("podman",),
+}
 TIMEOUT_OPTION = "--driver-timeout"
 CORPUS_OPTION = "--corpus"
 BUDGET_NAMES = ("quick", "standard", "deep")
@@ -96,6 +107,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="seconds one driver request may take before the driver is hung (default: 30)",
     )
     group.addoption(
+        ENGINE_OPTION,
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="container engine under test (repeatable; default: reference): " + ", ".join(ENGINES),
+    )
+    group.addoption(
         CORPUS_OPTION,
         default=None,
         metavar="DIR",
@@ -129,6 +147,9 @@ def pytest_configure(config: pytest.Config) -> None:
     for name in config.getoption(DRIVER_OPTION):
         if name not in known:
             raise pytest.UsageError(f"unknown driver {name!r} (known: {', '.join(known)})")
+    for name in config.getoption(ENGINE_OPTION):
+        if name not in ENGINES:
+            raise pytest.UsageError(f"unknown engine {name!r} (known: {', '.join(ENGINES)})")
     from conformance import expectations
 
     try:
@@ -187,6 +208,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "engine" in metafunc.fixturenames:
+        chosen = metafunc.config.getoption(ENGINE_OPTION) or ["reference"]
+        cases = [(name, profile) for name in chosen for profile in ENGINES[name]]
+        # One engine (one dockerd) per session and worker: every test starts afresh from
+        # start_image, which removes every container and volume.
+        ids = [f"{n}:{p}" for n, p in cases]
+        metafunc.parametrize("engine", cases, indirect=True, ids=ids, scope="session")
     if "corpus_program" in metafunc.fixturenames:
         from conformance import corpus
 
@@ -212,6 +240,40 @@ def driver(request: pytest.FixtureRequest) -> Iterator[Any]:
         instance = registry.make(name)
     except DriverUnavailable as reason:
         message = f"driver {name!r} cannot run here: {reason}"
+        if request.config.getoption(REQUIRE_OPTION):
+            pytest.fail(message + f" ({REQUIRE_OPTION} is on)", pytrace=False)
+        pytest.skip(message)
+    try:
+        yield instance
+    finally:
+        instance.close()
+
+
+@pytest.fixture(scope="session")
+def engine(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A container engine (adapters.containers_base.EngineDriver) under one profile."""
+    from adapters.base import DriverUnavailable
+
+    name, profile = request.param
+    try:
+        if name == "reference":
+            from adapters.containers_base import ReferenceEngine
+
+            instance: Any = ReferenceEngine(profile)
+        elif name == "kernel-mounts":
+            from adapters.kernel_mounts import KernelMountsEngine
+
+            instance = KernelMountsEngine(profile)
+        else:
+            from adapters.real_engines import DockerEngine, PodmanEngine
+
+            engine_class = {"docker": DockerEngine, "podman": PodmanEngine}[name]
+            reason = engine_class.unavailable_reason()
+            if reason is not None:
+                raise DriverUnavailable(reason)
+            instance = engine_class()
+    except DriverUnavailable as reason:
+        message = f"engine {name!r} cannot run here: {reason}"
         if request.config.getoption(REQUIRE_OPTION):
             pytest.fail(message + f" ({REQUIRE_OPTION} is on)", pytrace=False)
         pytest.skip(message)

@@ -1,0 +1,761 @@
+"""The container model: an image, a volume store, host directories, and containers whose
+root is an overlay of the image plus a mount table of volumes, binds and tmpfs.
+
+What differs between engines is data (:mod:`reference.engines`); this module reads it.
+Sources: "obs" = ../shared/notes/container-volumes.md (docker.io 20.10.24, podman 4.3.1
+on this machine), engine source files as named, vfs = fs/namei.c.
+
+Scope, chosen so that every rule can be checked against real engines:
+
+- mount targets are top-level names of the container (``"a"``, not ``"a/b"``): no nested
+  mounts, so a rename never carries a mount point with it;
+- a volume appears at most once in one container's table;
+- operations inside containers have plain relative paths (no symlinks, no ``..``), which
+  resolve lexically into the mount that holds them;
+- times are not modelled (the views carry no times).
+
+Volumes, host directories and tmpfs mounts are plain trees (:func:`plain_fs`: the overlay
+engine with no lower layers behaves as a plain POSIX filesystem, read-only as one with the
+tree as its only lower). Engine actions return ``Ok(None)`` or :class:`Refused`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+
+import attrs
+
+from reference import ops
+from reference.engines import EngineProfile, Populate, RootMeta
+from reference.layer import Inode, Kind, StackSpec, dir_nlink, link_counts, new_dir, walk
+from reference.options import Options
+from reference.outcome import Allowed, Err, Ok, Outcome
+from reference.overlay import Overlay
+from reference.view import EntryView, View
+
+#: tmpfs accounts file data in pages (mm/shmem.c shmem_inode_acct_blocks).
+PAGE = 4096
+#: POSIX unlink(): a directory gives EPERM; Linux gives EISDIR (unlink(2)); both conform.
+UNLINK_DIR = frozenset({Err("EISDIR"), Err("EPERM")})
+
+
+# --- mount tables as data -------------------------------------------------------------------
+
+
+@attrs.frozen
+class VolumeMount:
+    """``-v name:/target`` (``volume=None``: an anonymous volume, ``-v /target``)."""
+
+    target: str
+    volume: str | None = None
+    read_only: bool = False
+    nocopy: bool = False
+
+
+@attrs.frozen
+class BindMount:
+    """A host directory at ``target``. ``short_syntax``: ``-v /src:/target`` (Docker creates
+    a missing source); otherwise ``--mount type=bind`` (a missing source is refused)."""
+
+    target: str
+    source: str
+    read_only: bool = False
+    short_syntax: bool = False
+
+
+@attrs.frozen
+class TmpfsMount:
+    """``--mount type=tmpfs``; ``size`` in bytes (None: unlimited), ``mode`` the root's
+    mode, ``copy_up`` None for the engine's default (Podman tmpcopyup, Docker none)."""
+
+    target: str
+    size: int | None = None
+    mode: int | None = attrs.field(default=None, repr=lambda m: "None" if m is None else oct(m))
+    read_only: bool = False
+    copy_up: bool | None = None
+
+
+Mount = VolumeMount | BindMount | TmpfsMount
+
+
+@attrs.frozen
+class VolumesFrom:
+    """``--volumes-from container[:mode]``; mode "", "ro", "rw" (or "nocopy", refused)."""
+
+    container: str
+    mode: str = ""
+
+
+@attrs.frozen
+class ContainerSpec:
+    mounts: tuple[Mount, ...] = ()
+    volumes_from: tuple[VolumesFrom, ...] = ()
+
+
+@attrs.frozen
+class Refused:
+    """An engine refused an action: ``code`` names why (the adapters map each engine's
+    message to one of :class:`Why`)."""
+
+    code: str
+
+
+class Why(enum.Enum):
+    DUPLICATE_MOUNT_POINT = "duplicate-mount-point"
+    BIND_SOURCE_MISSING = "bind-source-missing"
+    NOT_A_DIRECTORY = "not-a-directory"
+    INVALID_MODE = "invalid-mode"
+    NO_SUCH_CONTAINER = "no-such-container"
+    NO_SUCH_VOLUME = "no-such-volume"
+    VOLUME_IN_USE = "volume-in-use"
+    VOLUME_EXISTS = "volume-exists"
+    CONTAINER_RUNNING = "container-running"
+    NOT_RUNNING = "not-running"
+    NO_SPACE = "no-space"
+    INVALID_MOUNT = "invalid-mount"
+
+
+class EngineError(Exception):
+    def __init__(self, why: Why) -> None:
+        super().__init__(why.value)
+        self.why = why
+
+
+Action = Ok | Refused
+
+
+# --- plain filesystems ------------------------------------------------------------------------
+
+
+def plain_fs(root: Inode, *, read_only: bool = False) -> Overlay:
+    """A plain filesystem over the tree ``root``: the overlay engine with no lower layer
+    (``root`` as its upper), or read-only with ``root`` as its only lower (every write
+    EROFS, in the vfs order the overlay engine already follows: EEXIST before EROFS, ...).
+    Built per call: the tree is shared with other mounts and the host."""
+    fs = Overlay(StackSpec(()), Options(read_only=read_only))
+    if read_only:
+        fs.lowers = [root]
+        fs._lower_nlink = link_counts(root)
+    else:
+        fs.upper = root
+    return fs
+
+
+def root_entry(root: Inode) -> EntryView:
+    """The EntryView of a plain tree's root directory (a mount point as seen inside)."""
+    return EntryView(
+        kind="dir",
+        mode=root.mode,
+        uid=root.uid,
+        gid=root.gid,
+        nlink=dir_nlink(root),
+        xattrs=tuple(sorted(root.xattrs.items())),
+    )
+
+
+def tree_view(root: Inode) -> View:
+    """What the host sees in a plain tree (a volume's data directory, a host directory)."""
+    return plain_fs(root).view()
+
+
+def copy_tree(source: Overlay, path: str, into: Inode, *, xattrs: bool = True) -> None:
+    """Copy what ``source`` shows below ``path`` into the directory ``into``: owner, mode,
+    xattrs and bytes per entry (continuity fs/copy.go copyDirectory; runc tmpcopyup).
+    Hardlinks of the source stay hardlinks (continuity getLinkSource)."""
+    seen: dict[int, Inode] = {}
+    view = source.view()
+    prefix = f"{path}/"
+    for rel, entry in sorted(view.entries.items()):
+        if not rel.startswith(prefix) or entry.kind == "unreachable":
+            continue
+        *parents, name = rel[len(prefix) :].split("/")
+        parent = into
+        for part in parents:
+            parent = parent.entries[part]
+        ident = view.inodes[rel]
+        if entry.kind != "dir" and ident in seen:
+            parent.entries[name] = seen[ident]
+            continue
+        inode = Inode(
+            Kind(entry.kind),
+            mode=entry.mode,
+            uid=entry.uid,
+            gid=entry.gid,
+            xattrs=dict(entry.xattrs) if xattrs else {},
+            data=entry.data,
+            target=entry.target,
+        )
+        seen[ident] = inode
+        parent.entries[name] = inode
+
+
+def take_root_meta(source: EntryView, root: Inode) -> None:
+    root.uid, root.gid, root.mode = source.uid, source.gid, source.mode
+
+
+# --- state ------------------------------------------------------------------------------------
+
+
+class Status(enum.Enum):
+    CREATED = "created"
+    RUNNING = "running"
+    EXITED = "exited"
+
+
+@attrs.define
+class Volume:
+    name: str
+    root: Inode
+    anonymous: bool = False
+    #: Podman's NeedsCopyUp / NeedsChown, set when the volume is created (libpod
+    #: volume_internal.go), cleared by the first copy / the first start.
+    needs_copy_up: bool = True
+    needs_chown: bool = True
+
+
+@attrs.define
+class Tmpfs:
+    """A mounted tmpfs: its tree and its page limit (None: unlimited)."""
+
+    root: Inode
+    limit: int | None
+
+    def used(self) -> int:
+        return sum(pages(inode.data) for _, inode in _unique_files(self.root))
+
+
+@attrs.frozen
+class Resolved:
+    """One entry of a container's mount table with its volume name fixed (anonymous
+    volumes get theirs at create); ``populate`` is False for volumes-from mounts whose
+    engine does not populate them."""
+
+    mount: Mount
+    volume: str | None = None
+    populate: bool = True
+
+
+@attrs.define
+class Container:
+    name: str
+    spec: ContainerSpec
+    root: Overlay
+    table: tuple[Resolved, ...]
+    status: Status = Status.CREATED
+    #: While running: target -> tmpfs of this run.
+    tmpfs: dict[str, Tmpfs] = attrs.field(factory=dict)
+
+
+def pages(data: bytes) -> int:
+    """Pages a file's data occupies (the model writes no holes beyond the end)."""
+    return pages_of(len(data))
+
+
+def pages_of(size: int) -> int:
+    return -(-size // PAGE)
+
+
+def _unique_files(root: Inode) -> Iterator[tuple[str, Inode]]:
+    seen: set[int] = set()
+    for path, inode in walk(root):
+        if inode.kind is Kind.FILE and inode.ident not in seen:
+            seen.add(inode.ident)
+            yield path, inode
+
+
+# --- the model --------------------------------------------------------------------------------
+
+
+class ContainerWorld:
+    """One engine (``profile``), one image, its volumes, the host's directories and its
+    containers. Names of containers, volumes and host directories are chosen by the caller
+    (anonymous volumes: ``<container>.<target>``)."""
+
+    def __init__(self, profile: EngineProfile, image: StackSpec) -> None:
+        self.profile = profile
+        self.image = image
+        self.volumes: dict[str, Volume] = {}
+        self.hosts: dict[str, Inode] = {}
+        self.containers: dict[str, Container] = {}
+
+    # --- the host -------------------------------------------------------------------------
+
+    def make_host_dir(self, name: str) -> None:
+        self.hosts[name] = new_dir()
+
+    def host_run(self, name: str, op: ops.Op) -> Allowed:
+        """An operation by root on the host inside host directory ``name``."""
+        return plain_fs(self.hosts[name]).apply(op)
+
+    def host_view(self, name: str) -> View:
+        return tree_view(self.hosts[name])
+
+    def volume_view(self, name: str) -> View:
+        """A volume's data directory as the host sees it."""
+        return tree_view(self.volumes[name].root)
+
+    # --- volumes --------------------------------------------------------------------------
+
+    def create_volume(self, name: str) -> Action:
+        if name in self.volumes:
+            return (
+                Ok(None) if self.profile.volume_create_existing_ok else _refused(Why.VOLUME_EXISTS)
+            )
+        self._new_volume(name, anonymous=False)
+        return Ok(None)
+
+    def _new_volume(self, name: str, *, anonymous: bool) -> Volume:
+        volume = Volume(name, new_dir(self.profile.new_volume_mode), anonymous=anonymous)
+        self.volumes[name] = volume
+        return volume
+
+    def remove_volume(self, name: str) -> Action:
+        """``volume rm``: refused while any container (running or not) references it."""
+        if name not in self.volumes:
+            return _refused(Why.NO_SUCH_VOLUME)
+        if self._users(name):
+            return _refused(Why.VOLUME_IN_USE)
+        del self.volumes[name]
+        return Ok(None)
+
+    def _users(self, volume: str) -> list[str]:
+        return [
+            c.name for c in self.containers.values() if any(r.volume == volume for r in c.table)
+        ]
+
+    # --- containers -----------------------------------------------------------------------
+
+    def create(self, name: str, spec: ContainerSpec) -> Action:
+        try:
+            self._create(name, spec)
+        except EngineError as failure:
+            return Refused(failure.why.value)
+        return Ok(None)
+
+    def _create(self, name: str, spec: ContainerSpec) -> None:
+        table = self._resolve_table(name, spec)
+        root = Overlay(self.image, Options())
+        if self.profile.populate_refuses_file_target:
+            for entry in table:
+                populating = self._would_populate(entry, root)
+                if populating and _kind_at(root, entry.mount.target) != "dir":
+                    raise EngineError(Why.NOT_A_DIRECTORY)
+        for entry in table:
+            if entry.volume is not None and entry.volume not in self.volumes:
+                anonymous = isinstance(entry.mount, VolumeMount) and entry.mount.volume is None
+                self._new_volume(entry.volume, anonymous=anonymous)
+        container = Container(name, spec, root, table)
+        self.containers[name] = container
+        if self.profile.populate is Populate.AT_CREATE_IF_EMPTY:
+            for entry in table:
+                if self._would_populate(entry, root):
+                    self._copy_into_volume(container, entry)
+
+    def _resolve_table(self, name: str, spec: ContainerSpec) -> tuple[Resolved, ...]:
+        """The mount table: own mounts, then volumes-from mounts at targets not taken
+        (moby daemon/volumes.go registerMountPoints: own mounts win). Duplicate own targets
+        are refused (both engines: "Duplicate mount point")."""
+        self._validate(spec)
+        targets = [m.target for m in spec.mounts]
+        table = [
+            Resolved(m, (m.volume or f"{name}.{m.target}") if isinstance(m, VolumeMount) else None)
+            for m in spec.mounts
+        ]
+        for source in spec.volumes_from:
+            if source.mode not in ("", "ro", "rw"):
+                raise EngineError(Why.INVALID_MODE)  # obs §1.2: "invalid mode: nocopy"
+            other = self.containers.get(source.container)
+            if other is None:
+                raise EngineError(Why.NO_SUCH_CONTAINER)
+            for entry in other.table:
+                mount = entry.mount
+                if isinstance(mount, TmpfsMount) and self.profile.volumes_from_tmpfs_refused:
+                    raise EngineError(Why.NO_SUCH_VOLUME)
+                if isinstance(mount, TmpfsMount) or mount.target in targets:
+                    continue  # tmpfs is never shared (obs §1.4)
+                if source.mode:
+                    mount = attrs.evolve(mount, read_only=source.mode == "ro")
+                if isinstance(mount, VolumeMount):
+                    # the source's nocopy comes along (podman 4.3.1, reproduced by hand:
+                    # --volumes-from a nocopy mount of a never-started container does not
+                    # copy, of a plain one does)
+                    mount = attrs.evolve(mount, volume=entry.volume)
+                table.append(
+                    Resolved(mount, entry.volume, populate=self.profile.volumes_from_populates)
+                )
+                targets.append(mount.target)
+        return tuple(table)
+
+    def _validate(self, spec: ContainerSpec) -> None:
+        """Each mount is parsed and validated, then checked against the targets before it,
+        in moby's order (daemon/volumes.go registerMountPoints: ``-v`` binds, then
+        ``--mount``s; validate.go: a missing bind source, a read-only anonymous volume);
+        the first error is the answer (found by the state machine on docker 20.10.24)."""
+        seen: set[str] = set()
+        ordered = sorted(
+            spec.mounts, key=lambda m: 0 if isinstance(m, BindMount) and m.short_syntax else 1
+        )
+        for mount in ordered:
+            if isinstance(mount, BindMount) and mount.source not in self.hosts:
+                creates = mount.short_syntax and self.profile.bind_short_syntax_creates_source
+                if not creates:
+                    raise EngineError(Why.BIND_SOURCE_MISSING)
+            anonymous = isinstance(mount, VolumeMount) and mount.volume is None
+            if anonymous and mount.read_only and self.profile.anonymous_read_only_refused:
+                raise EngineError(Why.INVALID_MOUNT)
+            if mount.target in seen:
+                raise EngineError(Why.DUPLICATE_MOUNT_POINT)
+            seen.add(mount.target)
+
+    def _would_populate(self, entry: Resolved, root: Overlay) -> bool:
+        """Docker's rule (create_unix.go populateVolume, copyExistingContents): a volume
+        mount without nocopy whose volume is empty and whose image path exists."""
+        mount = entry.mount
+        if not isinstance(mount, VolumeMount) or mount.nocopy or not entry.populate:
+            return False
+        volume = self.volumes.get(entry.volume or "")
+        if volume is not None and volume.root.entries:
+            return False
+        return _kind_at(root, mount.target) is not None
+
+    def _copy_into_volume(self, container: Container, entry: Resolved) -> None:
+        assert entry.volume is not None
+        volume = self.volumes[entry.volume]
+        target = entry.mount.target
+        if _kind_at(container.root, target) != "dir":
+            return
+        copy_tree(container.root, target, volume.root)
+        if self.profile.root_meta is RootMeta.WITH_COPY:
+            take_root_meta(_entry_at(container.root, target), volume.root)
+
+    def start(self, name: str) -> Action:
+        container = self.containers.get(name)
+        if container is None:
+            return _refused(Why.NO_SUCH_CONTAINER)
+        if container.status is Status.RUNNING:
+            return Ok(None)
+        try:
+            self._start(container)
+        except EngineError as failure:
+            return Refused(failure.why.value)
+        container.status = Status.RUNNING
+        return Ok(None)
+
+    def _start(self, container: Container) -> None:
+        """Engine work first (bind sources, Podman's chown and copy-up: libpod mountStorage
+        runs before the runtime), then the runtime's mounts in table order (runc: a target
+        that is not a directory fails the start, a missing one is made 0755 in the
+        writable layer, a tmpfs is mounted fresh for this run); tmpfs targets are checked
+        before anything is mounted (see below)."""
+        root = container.root
+        for entry in container.table:
+            mount = entry.mount
+            if isinstance(mount, BindMount) and mount.source not in self.hosts:
+                self.make_host_dir(mount.source)  # mounts.go Setup: MkdirAllAndChown 0755
+        if self.profile.root_meta is RootMeta.FIRST_START or (
+            self.profile.populate is Populate.ONCE_AT_FIRST_START
+        ):
+            for entry in container.table:
+                if isinstance(entry.mount, VolumeMount):
+                    self._podman_volume_setup(container, entry)
+        # tmpfs targets are checked before anything is mounted, the others as they are
+        # mounted, in table order: podman 4.3.1 refused a tmpfs over a file even after an
+        # earlier tmpfs copy-up that would not fit, but gave ENOSPC for that copy-up before
+        # a volume over a file (both found by the state machine). In Docker only "not a
+        # directory" can fail a start, so the order does not show there.
+        for entry in container.table:
+            existed = _entry_at(root, entry.mount.target)
+            is_tmpfs = isinstance(entry.mount, TmpfsMount)
+            if is_tmpfs and existed is not None and existed.kind != "dir":
+                raise EngineError(Why.NOT_A_DIRECTORY)
+        container.tmpfs = {}
+        for entry in container.table:
+            target = entry.mount.target
+            existed = _entry_at(root, target)
+            if existed is not None and existed.kind != "dir":
+                raise EngineError(Why.NOT_A_DIRECTORY)
+            if existed is None:
+                root.apply(ops.Mkdir(target, 0o755))
+            if isinstance(entry.mount, TmpfsMount):
+                container.tmpfs[target] = self._new_tmpfs(container, entry.mount, existed)
+
+    def _podman_volume_setup(self, container: Container, entry: Resolved) -> None:
+        """libpod mountNamedVolume: chown the root to the image directory once
+        (fixVolumePermissionsUnlocked, NeedsChown; also with nocopy), and copy up once
+        (NeedsCopyUp): only when the image path is a non-empty directory and the volume
+        is empty; otherwise the flag stays set for a later start."""
+        assert isinstance(entry.mount, VolumeMount) and entry.volume is not None
+        volume = self.volumes[entry.volume]
+        image_dir = _entry_at(container.root, entry.mount.target)
+        if volume.needs_chown and self.profile.root_meta is RootMeta.FIRST_START:
+            volume.needs_chown = False
+            volume.root.uid = volume.root.gid = 0
+            if image_dir is not None and image_dir.kind == "dir":
+                take_root_meta(image_dir, volume.root)
+        if (
+            self.profile.populate is Populate.ONCE_AT_FIRST_START
+            and entry.populate
+            and volume.needs_copy_up
+            and not entry.mount.nocopy
+            and image_dir is not None
+            and image_dir.kind == "dir"
+            and _children(container.root, entry.mount.target)
+            and not volume.root.entries
+        ):
+            volume.needs_copy_up = False
+            copy_tree(container.root, entry.mount.target, volume.root)
+
+    def _new_tmpfs(
+        self, container: Container, mount: TmpfsMount, existed: EntryView | None
+    ) -> Tmpfs:
+        """A fresh tmpfs. Root mode: ``mode=``, then runc's chmod to an existing target's
+        mode (rootfs_linux.go, which runs after the mount and so wins), else tmpfs's 1777;
+        the profile may fix it (k8s). Owner root. Copy-up per profile or ``copy_up``."""
+        root = new_dir(0o1777 if mount.mode is None else mount.mode)
+        if self.profile.tmpfs_root_mode is not None:
+            root.mode = self.profile.tmpfs_root_mode
+        elif existed is not None:
+            root.mode = existed.mode
+        copy_up = self.profile.tmpfs_copies_image if mount.copy_up is None else mount.copy_up
+        if copy_up and existed is not None:
+            keep = self.profile.tmpfs_copy_keeps_xattrs
+            copy_tree(container.root, mount.target, root, xattrs=keep)
+        limit = None if not mount.size else -(-mount.size // PAGE)
+        tmpfs = Tmpfs(root, limit)
+        if limit is not None and tmpfs.used() > limit:
+            # runc tmpcopyup copies into the mounted tmpfs: ENOSPC fails the start
+            raise EngineError(Why.NO_SPACE)
+        return tmpfs
+
+    def stop(self, name: str) -> Action:
+        container = self.containers.get(name)
+        if container is None:
+            return _refused(Why.NO_SUCH_CONTAINER)
+        if container.status is Status.RUNNING:
+            container.status = Status.EXITED
+            container.tmpfs = {}  # the tmpfs mounts go with the run (obs §1.4)
+        return Ok(None)
+
+    def remove(self, name: str, *, volumes: bool = False) -> Action:
+        """``rm [-v]``: refused while running; ``-v`` removes the container's anonymous
+        volumes that no other container uses (moby daemon/delete.go removeMountPoints
+        ignores in-use volumes)."""
+        container = self.containers.get(name)
+        if container is None:
+            return _refused(Why.NO_SUCH_CONTAINER)
+        if container.status is Status.RUNNING:
+            return _refused(Why.CONTAINER_RUNNING)
+        del self.containers[name]
+        if volumes:
+            for entry in container.table:
+                mount = entry.mount
+                volume = self.volumes.get(entry.volume or "")
+                if (
+                    isinstance(mount, VolumeMount)
+                    and volume is not None
+                    and volume.anonymous
+                    and entry.volume == f"{name}.{mount.target}"
+                    and not self._users(volume.name)
+                ):
+                    del self.volumes[volume.name]
+        return Ok(None)
+
+    # --- inside a running container -------------------------------------------------------
+
+    def mounts_of(self, name: str) -> dict[str, tuple[Inode, bool, Tmpfs | None]]:
+        """target -> (tree, read-only, tmpfs state) of a running container."""
+        container = self.containers[name]
+        found: dict[str, tuple[Inode, bool, Tmpfs | None]] = {}
+        for entry in container.table:
+            mount = entry.mount
+            if isinstance(mount, VolumeMount):
+                assert entry.volume is not None
+                found[mount.target] = (self.volumes[entry.volume].root, mount.read_only, None)
+            elif isinstance(mount, BindMount):
+                found[mount.target] = (self.hosts[mount.source], mount.read_only, None)
+            else:
+                tmpfs = container.tmpfs[mount.target]
+                found[mount.target] = (tmpfs.root, mount.read_only, tmpfs)
+        return found
+
+    def run(self, name: str, op: ops.Op) -> Allowed:
+        """An operation inside running container ``name``."""
+        container = self.containers[name]
+        if container.status is not Status.RUNNING:
+            raise ValueError(f"container {name} is not running")
+        return ContainerFs(container.root, self.mounts_of(name)).apply(op)
+
+    def view(self, name: str) -> View:
+        """What running container ``name`` sees (no inode identities: each mount is its own
+        filesystem, so st_ino is not comparable across them)."""
+        container = self.containers[name]
+        return ContainerFs(container.root, self.mounts_of(name)).view()
+
+
+def _refused(why: Why) -> Refused:
+    return Refused(why.value)
+
+
+def _entry_at(fs: Overlay, path: str) -> EntryView | None:
+    return fs.view().entries.get(path)
+
+
+def _kind_at(fs: Overlay, path: str) -> str | None:
+    entry = _entry_at(fs, path)
+    return None if entry is None else entry.kind
+
+
+def _children(fs: Overlay, path: str) -> bool:
+    listing = fs.apply(ops.Readdir(path))
+    return any(isinstance(o, Ok) and o.value for o in listing)
+
+
+class ContainerFs:
+    """The filesystem tree a container's processes see: the root overlay with each mount's
+    tree at its (top-level) target. Paths resolve lexically (no symlinks are generated)."""
+
+    def __init__(self, root: Overlay, mounts: dict[str, tuple[Inode, bool, Tmpfs | None]]) -> None:
+        self.root = root
+        self.mounts = mounts
+
+    def locate(self, path: str) -> tuple[str | None, str]:
+        """(mount target or None for the root overlay, the path inside it)."""
+        first, _, rest = path.strip("/").partition("/")
+        if first in self.mounts:
+            return first, rest
+        return None, path
+
+    def fs(self, target: str | None) -> Overlay:
+        if target is None:
+            return self.root
+        tree, read_only, _ = self.mounts[target]
+        return plain_fs(tree, read_only=read_only)
+
+    def apply(self, op: ops.Op) -> Allowed:
+        if isinstance(op, ops.Rename):
+            return self._rename(op)
+        path = getattr(op, "path", None)
+        if not isinstance(path, str):
+            raise TypeError(f"unsupported operation inside a container: {op!r}")
+        target, inner = self.locate(path)
+        if target is not None and inner == "":
+            # The mount point's own name lives in the root filesystem (vfs: the parent's
+            # mount is checked for writes, the mount point dentry is busy).
+            if isinstance(op, ops.Rmdir):
+                return frozenset({Err("EBUSY")})  # vfs_rmdir: is_local_mountpoint
+            if isinstance(op, ops.Unlink):
+                return UNLINK_DIR  # may_delete: a directory
+        moved = attrs.evolve(op, path=inner) if target is not None else op
+        tmpfs = self.mounts[target][2] if target is not None else None
+        if tmpfs is not None and tmpfs.limit is not None:
+            return self._tmpfs_write(self.fs(target), tmpfs, moved)
+        return self.fs(target).apply(moved)
+
+    def _tmpfs_write(self, fs: Overlay, tmpfs: Tmpfs, op: ops.Op) -> Allowed:
+        """tmpfs with ``size``: a write needing more pages than are free writes what fits,
+        page by page, and gives ENOSPC when not even the first page fits (mm/shmem.c
+        shmem_write_begin; generic_perform_write returns the bytes written so far). The
+        open (O_CREAT, O_TRUNC) has happened by then. Files have no holes (the machine
+        writes at offset 0 or appends, and truncates to 0)."""
+        assert tmpfs.limit is not None
+        if not isinstance(op, ops.Write) or not op.data:
+            return fs.apply(op)
+        current = first(fs.apply(ops.Stat(op.path, follow=True)))
+        if isinstance(current, Ok) and current.value.kind != "file":
+            return fs.apply(op)
+        old_size = current.value.size if isinstance(current, Ok) else 0
+        truncating = "O_TRUNC" in op.flags
+        size = 0 if truncating else old_size
+        free = tmpfs.limit - tmpfs.used() + (pages_of(old_size) if truncating else 0)
+        offset = size if "O_APPEND" in op.flags else op.offset
+        end = offset + len(op.data)
+        fits = end
+        page = offset // PAGE
+        while page * PAGE < end:
+            if page >= pages_of(size):
+                if free == 0:
+                    fits = max(page * PAGE, offset)
+                    break
+                free -= 1
+            page += 1
+        if fits == end:
+            return fs.apply(op)
+        outcome = fs.apply(attrs.evolve(op, data=op.data[: fits - offset]))
+        if all(isinstance(o, Err) for o in outcome):
+            return outcome  # the open itself failed (EACCES, ENOENT, ...)
+        return frozenset({Ok(fits - offset)}) if fits > offset else frozenset({Err("ENOSPC")})
+
+    def _rename(self, op: ops.Rename) -> Allowed:
+        """rename(2) across the container's mounts (vfs do_renameat2, vfs_rename)."""
+        src_target, src_inner = self.locate(op.src)
+        dst_target, dst_inner = self.locate(op.dst)
+        src_is_point = src_target is not None and src_inner == ""
+        dst_is_point = dst_target is not None and dst_inner == ""
+        # The mount whose tree holds each name's parent (a mount point's name sits in root).
+        src_home = None if src_is_point else src_target
+        dst_home = None if dst_is_point else dst_target
+        for home, inner, whole in ((src_home, src_inner, op.src), (dst_home, dst_inner, op.dst)):
+            failure = self._parent_failure(home, inner if home is not None else whole)
+            if failure is not None:
+                return failure
+        if src_home != dst_home:
+            return frozenset({Err("EXDEV")})  # do_renameat2: old_path.mnt != new_path.mnt
+        if not (src_is_point or dst_is_point):
+            return self.fs(src_home).apply(
+                attrs.evolve(
+                    op, src=src_inner if src_home else op.src, dst=dst_inner if dst_home else op.dst
+                )
+            )
+        return self._rename_mount_point(op)
+
+    def _parent_failure(self, home: str | None, path: str) -> Allowed | None:
+        """filename_parentat: the parent of the last name must be a directory."""
+        parent = path.strip("/").rpartition("/")[0]
+        if not parent:
+            return None
+        outcome = first(self.fs(home).apply(ops.Stat(parent, follow=True)))
+        if isinstance(outcome, Err):
+            return frozenset({outcome})
+        if outcome.value.kind != "dir":
+            return frozenset({Err("ENOTDIR")})
+        return None
+
+    def _rename_mount_point(self, op: ops.Rename) -> Allowed:
+        """Both names in the root, one of them a mount point: vfs_rename returns 0 for the
+        same dentry, may_delete checks types, then a mount point is EBUSY."""
+        src = self._kind(op.src)
+        dst = self._kind(op.dst)
+        if src is None:
+            return frozenset({Err("ENOENT")})
+        if op.flags:
+            raise TypeError("renameat2 flags are not generated for containers")
+        if op.src.strip("/") == op.dst.strip("/"):
+            return frozenset({Ok(None)})
+        if dst is not None and src == "dir" and dst != "dir":
+            return frozenset({Err("ENOTDIR")})
+        if dst is not None and src != "dir" and dst == "dir":
+            return frozenset({Err("EISDIR")})
+        return frozenset({Err("EBUSY")})
+
+    def _kind(self, path: str) -> str | None:
+        target, inner = self.locate(path)
+        outcome = next(iter(self.fs(target).apply(ops.Stat(inner, follow=False))))
+        return outcome.value.kind if isinstance(outcome, Ok) else None
+
+    def view(self) -> View:
+        entries = {
+            path: entry
+            for path, entry in self.root.view().entries.items()
+            if path.partition("/")[0] not in self.mounts
+        }
+        for target, (tree, _, _) in self.mounts.items():
+            entries[target] = root_entry(tree)
+            for path, entry in tree_view(tree).entries.items():
+                entries[f"{target}/{path}"] = entry
+        return View(entries=dict(sorted(entries.items())), inodes={})
+
+
+def first(allowed: Allowed) -> Outcome:
+    """One outcome of a set (the model's own use, where the set has one element)."""
+    return next(iter(allowed))

@@ -1,0 +1,138 @@
+"""Container engines as data: what differs between Docker, Podman and a Kubernetes-style
+runtime when they mount volumes, binds and tmpfs into a container.
+
+Each field is one rule of :mod:`reference.container`; its comment names the source (engine
+source file, or "obs" for ../shared/notes/container-volumes.md, observed with docker.io
+20.10.24 and podman 4.3.1 on this machine). The container model never asks "which engine
+is this"; it reads these fields.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+
+class Populate(enum.Enum):
+    """When image content at a volume's target is copied into the volume."""
+
+    #: Docker: at every container *create*, into a volume that is empty then (an emptied
+    #: volume is filled again by the next new container). moby daemon/create_unix.go
+    #: populateVolumes ("only called when the container is created"), container_unix.go
+    #: copyExistingContents (any entry in the volume: nothing is copied); obs §1.2.
+    AT_CREATE_IF_EMPTY = "at-create-if-empty"
+    #: Podman: at a container *start*, once per volume lifetime (NeedsCopyUp, set when the
+    #: volume is created, cleared by the first copy). libpod container_internal.go
+    #: mountNamedVolume; obs §2 (an emptied volume is not re-populated).
+    ONCE_AT_FIRST_START = "once-at-first-start"
+    #: Kubernetes: volumes are never pre-populated from the image (kubernetes#13914; obs §3).
+    NEVER = "never"
+
+
+class RootMeta(enum.Enum):
+    """When a volume's root directory takes the owner and mode of the image directory."""
+
+    #: Docker: only as part of a copy (continuity fs.CopyDir copyFileInfo of the root);
+    #: with nocopy the root stays 0:0 0755 (obs §1.2).
+    WITH_COPY = "with-copy"
+    #: Podman: at the first start that mounts the volume, copy or not (NeedsChown,
+    #: container_internal_common.go fixVolumePermissionsUnlocked; obs §2: a nocopy volume
+    #: root became 1000:1001 0750).
+    FIRST_START = "first-start"
+    NEVER = "never"
+
+
+@attrs.frozen
+class EngineProfile:
+    name: str
+    populate: Populate
+    root_meta: RootMeta
+    #: Podman adds tmpcopyup to every tmpfs (pkg/specgen/generate/storage.go); Docker's
+    #: tmpfs starts empty (oci_linux.go); obs §1.4, §2.
+    tmpfs_copies_image: bool
+    #: The mode of a tmpfs root without ``mode=``: None is runc's rule (rootfs_linux.go
+    #: mountToRootfs, tmpfs case: an existing target's mode is chmod-ed onto the tmpfs,
+    #: a missing target gives tmpfs's default 1777); an int is a fixed mode (k8s emptyDir
+    #: ``defaultPerm`` 0777).
+    tmpfs_root_mode: int | None
+    #: A new volume's root directory (moby daemon/volume/local/local.go: 0755;
+    #: k8s emptyDir: 0777).
+    new_volume_mode: int
+    #: ``-v /missing:/p`` (short syntax) creates the host directory, 0755 root, at start
+    #: (moby daemon/volume/mounts/mounts.go Setup MkdirAllAndChown); Podman refuses it
+    #: (obs §2 "statfs ... no such file or directory"). ``--mount type=bind`` with a
+    #: missing source is refused by both (moby validate.go; obs §1.3).
+    bind_short_syntax_creates_source: bool
+    #: ``volume create`` of an existing name: Docker returns the existing volume (the
+    #: local driver's Create is idempotent); Podman refuses ("volume with name ... already
+    #: exists", libpod/runtime_volume_common.go).
+    volume_create_existing_ok: bool
+    #: A populating volume over an image *file* is refused at create (docker 20.10:
+    #: "source .../merged/afile is not directory", obs §1.2); otherwise the runtime refuses
+    #: it at start ("not a directory", runc; obs §2).
+    populate_refuses_file_target: bool
+    #: ``--volumes-from`` mounts are populated like the container's own: Docker sets
+    #: CopyData=false (daemon/volumes.go); Podman adds them as named volumes, whose copy-up
+    #: follows NeedsCopyUp (libpod; not observed, see the README section).
+    volumes_from_populates: bool
+    #: A read-only *anonymous* volume (``--mount type=volume,dst=/p,readonly``) is refused
+    #: at create: "invalid mount config for type "volume": must not set ReadOnly mode when
+    #: using anonymous volumes" (found by this suite's state machine on docker 20.10.24;
+    #: moby daemon/volume/mounts/linux_parser.go validateMountConfigImpl).
+    anonymous_read_only_refused: bool = False
+    #: ``--volumes-from`` a container that has a ``--mount type=tmpfs`` is refused: "get:
+    #: no such volume" (found by the state machine on docker 20.10.24, reproduced by hand:
+    #: ``create --mount type=tmpfs,dst=/n`` then ``create --volumes-from`` it; the tmpfs
+    #: mount point is copied as a volume with no name, daemon/volumes.go). A Docker bug;
+    #: modelled as what this version does.
+    volumes_from_tmpfs_refused: bool = False
+    #: A tmpfs copy-up keeps the image's user xattrs: podman 4.3.1 with runc 1.1.5 drops
+    #: them (observed by this suite: tmpcopyup of a/x lost user.k; runc's tmpcopyup copies
+    #: with a plain file copy, libcontainer/rootfs_linux.go).
+    tmpfs_copy_keeps_xattrs: bool = True
+
+
+DOCKER = EngineProfile(
+    name="docker",
+    populate=Populate.AT_CREATE_IF_EMPTY,
+    root_meta=RootMeta.WITH_COPY,
+    tmpfs_copies_image=False,
+    tmpfs_root_mode=None,
+    new_volume_mode=0o755,
+    bind_short_syntax_creates_source=True,
+    volume_create_existing_ok=True,
+    populate_refuses_file_target=True,
+    volumes_from_populates=False,
+    anonymous_read_only_refused=True,
+    volumes_from_tmpfs_refused=True,
+)
+
+PODMAN = EngineProfile(
+    name="podman",
+    populate=Populate.ONCE_AT_FIRST_START,
+    root_meta=RootMeta.FIRST_START,
+    tmpfs_copies_image=True,
+    tmpfs_root_mode=None,
+    new_volume_mode=0o755,
+    bind_short_syntax_creates_source=False,
+    volume_create_existing_ok=False,
+    populate_refuses_file_target=False,
+    volumes_from_populates=True,
+    tmpfs_copy_keeps_xattrs=False,
+)
+
+KUBERNETES = EngineProfile(
+    name="kubernetes",
+    populate=Populate.NEVER,
+    root_meta=RootMeta.NEVER,
+    tmpfs_copies_image=False,
+    tmpfs_root_mode=0o777,
+    new_volume_mode=0o777,
+    bind_short_syntax_creates_source=False,
+    volume_create_existing_ok=True,
+    populate_refuses_file_target=False,
+    volumes_from_populates=False,
+)
+
+PROFILES: dict[str, EngineProfile] = {p.name: p for p in (DOCKER, PODMAN, KUBERNETES)}

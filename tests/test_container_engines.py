@@ -1,0 +1,24 @@
+"""The container suite over every ``--engine``: the named scenarios and the state machine,
+in lockstep with the container model under the engine's profile."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import settings
+
+from conformance.containers import SCENARIOS, ContainerScenario, run_container_machine, run_scenario
+
+
+def _applies(engine, scenario: ContainerScenario) -> None:
+    if scenario.profiles is not None and engine.profile.name not in scenario.profiles:
+        pytest.skip(f"{scenario.id} is about {', '.join(scenario.profiles)} only")
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.id)
+def test_container_scenario(engine, scenario: ContainerScenario) -> None:
+    _applies(engine, scenario)
+    run_scenario(engine, scenario)
+
+
+def test_container_machine(engine, conformance_settings) -> None:
+    run_container_machine(engine, settings(conformance_settings, stateful_step_count=30))

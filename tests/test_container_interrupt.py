@@ -1,0 +1,121 @@
+"""An interrupted container run leaves nothing behind: no mount on the host, no executor
+(and so no container mount, tmpfs, volume or host directory: they live only in the
+executor's private namespace and tmpfs)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from adapters.kernel_mounts import KernelMountsEngine
+from adapters.real_engines import DockerEngine, PodmanEngine
+
+ROOT = Path(__file__).resolve().parent.parent
+EXECUTOR = "adapters._container_executor"
+
+
+def _mounts() -> list[str]:
+    return Path("/proc/self/mountinfo").read_text().splitlines()
+
+
+def _marked(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "environ").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+ENGINES = {
+    "kernel-mounts": (KernelMountsEngine, "adapters._container_executor"),
+    "docker": (DockerEngine, "dockerd"),
+    # podman has no daemon: its mount-namespace holder (a marked busybox sleep)
+    "podman": (PodmanEngine, "sleep 1000000"),
+}
+
+
+def _namespaces(pids: list[int]) -> set[str]:
+    found = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            found.add(os.readlink(f"/proc/{pid}/ns/pid"))
+    return found
+
+
+def _in_namespaces(namespaces: set[str]) -> list[int]:
+    """Every process in one of ``namespaces`` (containers' processes carry no marker)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if os.readlink(entry / "ns" / "pid") in namespaces:
+                    found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("engine_name", list(ENGINES))
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
+def test_interrupted_container_run_leaves_nothing(engine_name: str, sig: signal.Signals) -> None:
+    engine = engine_name
+    engine_class, working = ENGINES[engine]
+    reason = engine_class.unavailable_reason()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{engine} unavailable in CI: {reason}")
+        pytest.skip(reason)
+    before = _mounts()
+    marker = uuid.uuid4().hex
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", f"--engine={engine}"]
+    command += ["--budget=deep", "-k", "machine", "tests/test_container_engines.py"]
+    child = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env={**os.environ, "UNIONSPEC_RUN_MARK": marker},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    namespaces: set[str] = set()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(
+            working in _cmdline(pid) for pid in _marked(marker)
+        ):
+            time.sleep(0.1)
+        assert any(working in _cmdline(pid) for pid in _marked(marker)), "never started"
+        time.sleep(3.0)  # containers at work
+        engine_pids = [p for p in _marked(marker) if EXECUTOR not in _cmdline(p)]
+        namespaces = _namespaces(engine_pids) - {os.readlink("/proc/self/ns/pid")}
+        child.send_signal(sig)
+        child.wait(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _marked(marker):
+            time.sleep(0.1)
+        while time.monotonic() < deadline and _in_namespaces(namespaces):
+            time.sleep(0.1)
+    assert _marked(marker) == []
+    assert _in_namespaces(namespaces) == []
+    assert _mounts() == before
