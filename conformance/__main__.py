@@ -14,6 +14,7 @@ import argparse
 import sys
 from typing import NoReturn
 
+from adapters.engine_registry import ENGINES
 from conformance.run import DEFAULT_CORPUS, UsageError
 
 CONFORMANT, NONCONFORMANT, USAGE_OR_SETUP_ERROR = 0, 1, 2
@@ -95,6 +96,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="certify only this feature (repeatable; the whole-machine cells are then "
         "left out)",
+    )
+    certify_cmd.add_argument(
+        "--engine",
+        action="append",
+        default=[],
+        choices=list(ENGINES),
+        help="container engine to certify (repeatable; default: every engine, when neither "
+        "--driver nor --feature is given)",
     )
     replay_cmd = commands.add_parser(
         "replay", help="replay one step program (a corpus file) on a driver"

@@ -130,8 +130,10 @@ def driver_info(name: str) -> dict[str, Any]:
     return info
 
 
-def environment(drivers: Iterable[str]) -> dict[str, Any]:
+def environment(drivers: Iterable[str], engines: Iterable[str] = ()) -> dict[str, Any]:
     import hypothesis
+
+    from adapters import engine_registry
 
     uname = os.uname()
     return {
@@ -141,6 +143,13 @@ def environment(drivers: Iterable[str]) -> dict[str, Any]:
         "hypothesis": hypothesis.__version__,
         "euid": os.geteuid(),
         "drivers": {name: driver_info(name) for name in drivers},
+        "engines": {
+            name: {
+                "version": engine_registry.version(name),
+                "profiles": list(engine_registry.ENGINES[name]),
+            }
+            for name in engines
+        },
     }
 
 
@@ -198,10 +207,12 @@ class Report:
     env: dict[str, Any] | None = None
     #: Cell id -> its place in the plan: cells done in parallel are kept in plan order.
     order: dict[str, int] = attrs.field(factory=dict)
+    #: The container engines certified (conformance.certify_engines).
+    engines: list[str] = attrs.field(factory=list)
 
     def document(self) -> dict[str, Any]:
         if self.env is None:
-            self.env = environment(self.drivers)
+            self.env = environment(self.drivers, self.engines)
         summary: dict[str, int] = {}
         for cell in self.cells:
             summary[cell.verdict.verdict] = summary.get(cell.verdict.verdict, 0) + 1

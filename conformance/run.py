@@ -87,9 +87,22 @@ def _raise_again(signum: int, frame: FrameType | None) -> None:
     raise _pending
 
 
+def chosen_engines(args: argparse.Namespace) -> list[str]:
+    """The container engines to certify: those named with ``--engine``; with neither
+    ``--driver``, ``--engine`` nor ``--feature``, every engine (those that cannot run here
+    are reported as skipped); none otherwise."""
+    engines = list(dict.fromkeys(getattr(args, "engine", []) or []))
+    if engines or args.driver or args.feature:
+        return engines
+    from adapters.engine_registry import ENGINES
+
+    return list(ENGINES)
+
+
 def check_arguments(args: argparse.Namespace) -> tuple[list[str], list[Feature], bool]:
     """The drivers, the features and whether the whole-machine cells run; a UsageError
-    (one line) for anything inconsistent, before anything runs."""
+    (one line) for anything inconsistent, before anything runs. With ``--engine`` and no
+    ``--driver``, no overlay driver is certified."""
     known = registry.names()
     for name in args.driver:
         if name not in known:
@@ -106,6 +119,8 @@ def check_arguments(args: argparse.Namespace) -> tuple[list[str], list[Feature],
     if len(set(args.driver)) != len(args.driver):
         raise UsageError("a driver is named twice in --driver")
     features = [BY_ID[name] for name in dict.fromkeys(args.feature)] or list(FEATURES)
+    if getattr(args, "engine", None) and not args.driver:
+        return [], features, not args.feature
     return args.driver or known, features, not args.feature
 
 
@@ -209,9 +224,17 @@ def configure_registry(driver_cmd: str | None, profile: str | None, timeout: flo
 
 def certify_command(args: argparse.Namespace) -> int:
     from conformance.certify import render_feature_matrix, render_matrix
+    from conformance.certify_engines import (
+        certify_engines,
+        is_engine,
+        plan,
+        render_engine_matrix,
+    )
     from conformance.report import Report, ReportDirError, prepare
 
     drivers, features, machine = check_arguments(args)
+    engines = chosen_engines(args)
+    engine_plan = plan(engines)
     check_fuse_settings(args.driver_cmd, args.profile)
     try:
         expectations.configure(args.expectations)
@@ -236,16 +259,19 @@ def certify_command(args: argparse.Namespace) -> int:
             drivers,
             {"budget": args.budget, "seed": args.seed, "workers": args.workers,
              "features": [f.id for f in features], "corpus": str(corpus_dir)},
-            planned=planned(drivers, features, machine),
+            planned=planned(drivers, features, machine) + len(engine_plan),
             order={
                 Verdict(name, label, "", feature=feature).id: index
-                for index, (name, feature, label) in enumerate(_plan(drivers, features, machine))
+                for index, (name, feature, label) in enumerate(
+                    _plan(drivers, features, machine) + engine_plan
+                )
             },
+            engines=engines,
         )
         report.write()
     run_settings, feature_settings = _settings(args.budget, args.seed)
     artefacts = Artefacts(report, corpus_dir)
-    total = planned(drivers, features, machine)
+    total = planned(drivers, features, machine) + len(engine_plan)
     done: list[Verdict] = []
 
     def on_verdict(verdict: Verdict) -> None:
@@ -273,6 +299,10 @@ def certify_command(args: argparse.Namespace) -> int:
                     drivers, run_settings, on_verdict, feature_settings=feature_settings,
                     features=features, machine=machine, programs=programs,
                 )
+            if engines:
+                from conformance.settings import container_profile
+
+                verdicts += certify_engines(engines, container_profile(args.budget), on_verdict)
     except Interrupted as stop:
         signal.setitimer(signal.ITIMER_REAL, 0)
         for sig in previous:
@@ -294,7 +324,10 @@ def certify_command(args: argparse.Namespace) -> int:
     if report is not None:
         report.status = "complete"
         report.write()
-    print("\n\n".join(t for t in (render_matrix(verdicts), render_feature_matrix(verdicts)) if t))
+    overlay = [v for v in verdicts if not is_engine(v)]
+    engines_table = render_engine_matrix(verdicts)
+    tables = (render_matrix(overlay), render_feature_matrix(overlay), engines_table)
+    print("\n\n".join(t for t in tables if t))
     for verdict in verdicts:
         if verdict.verdict != CONFORMS:
             where = f"{verdict.feature} " if verdict.feature else ""

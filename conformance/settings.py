@@ -26,10 +26,22 @@ FEATURE_BUDGETS: dict[str, dict[str, object]] = {
 }
 
 
+#: The container machine (conformance.containers) of ``certify``: a real engine's step costs
+#: its CLI round trips (docker 20.10 here: about 15 steps/s, README "Container mounts").
+CONTAINER_BUDGETS: dict[str, dict[str, object]] = {
+    "quick": {"max_examples": 8, "stateful_step_count": 20},
+    "standard": {"max_examples": 40, "stateful_step_count": 30},
+    "deep": {"max_examples": 300, "stateful_step_count": 40},
+}
+
+
 def register_profiles(root: Path) -> None:
     database = DirectoryBasedExampleDatabase(str(root / ".hypothesis" / "examples"))
     profiles = {name: values for name, values in BUDGETS.items()}
     profiles.update({f"{name}-feature": values for name, values in FEATURE_BUDGETS.items()})
+    profiles.update(
+        {f"{name}-container": values for name, values in CONTAINER_BUDGETS.items()}
+    )
     for name, values in profiles.items():
         settings.register_profile(
             f"unionspec-{name}",
@@ -48,3 +60,8 @@ def profile(budget: str) -> settings:
 def feature_profile(budget: str) -> settings:
     """The settings of one feature's machine under ``budget``."""
     return settings.get_profile(f"unionspec-{budget}-feature")
+
+
+def container_profile(budget: str) -> settings:
+    """The settings of the container machine under ``budget``."""
+    return settings.get_profile(f"unionspec-{budget}-container")

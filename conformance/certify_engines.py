@@ -1,0 +1,127 @@
+"""Certification of container engines: the named container scenarios and the container
+machine (conformance.containers) of each engine under each profile it runs under
+(adapters.engine_registry), as verdicts of the same kind as the overlay drivers'.
+
+A verdict's driver is ``engine:NAME``, its options the profile (docker, podman,
+kubernetes), its feature ``container:SCENARIO`` or ``container-machine``. An engine that
+cannot run here gives ``skipped`` with the reason for every cell; one that hangs or
+crashes gives ``hung``/``crashed`` and is started afresh for the next cell.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Iterable
+
+from hypothesis import settings
+
+from adapters import engine_registry
+from adapters.base import DriverFailure, DriverHung, DriverUnavailable
+from adapters.containers_base import EngineDriver
+from conformance.certify import CONFORMS, DIVERGES, SKIPPED, Verdict, uninterrupted
+from conformance.containers import SCENARIOS, ContainerScenario, run_container_machine, run_scenario
+
+PREFIX = "engine:"
+MACHINE = "container-machine"
+
+
+def label(name: str) -> str:
+    """The driver column of engine ``name`` in verdicts and reports."""
+    return f"{PREFIX}{name}"
+
+
+def is_engine(verdict: Verdict) -> bool:
+    """Whether ``verdict`` is an engine's (not an overlay driver's)."""
+    return verdict.driver.startswith(PREFIX)
+
+
+def scenarios_for(profile: str) -> list[ContainerScenario]:
+    return [s for s in SCENARIOS if s.profiles is None or profile in s.profiles]
+
+
+def plan(names: Iterable[str]) -> list[tuple[str, str, str]]:
+    """The engine cells in report order: (driver label, feature, profile)."""
+    return [
+        (label(name), feature, profile)
+        for name in names
+        for profile in engine_registry.ENGINES[name]
+        for feature in (*(f"container:{s.id}" for s in scenarios_for(profile)), MACHINE)
+    ]
+
+
+def _check(action: Callable[[], None]) -> tuple[str, str]:
+    """The verdict of one check: conforms, diverges (a ContainerDiverged is an
+    AssertionError, with the program), hung or crashed."""
+    try:
+        action()
+    except DriverHung as exc:
+        return "hung", str(exc)
+    except DriverFailure as exc:
+        return "crashed", str(exc)
+    except AssertionError as exc:
+        notes = getattr(exc, "__notes__", [])
+        return DIVERGES, "\n".join([f"{type(exc).__name__}: {exc}", *notes]).strip()
+    return CONFORMS, ""
+
+
+def certify_engines(
+    names: Iterable[str],
+    machine_settings: settings,
+    progress: Callable[[Verdict], None] = lambda verdict: None,
+) -> list[Verdict]:
+    """Every cell of every engine in ``names``, in :func:`plan` order."""
+    verdicts: list[Verdict] = []
+
+    def give(verdict: Verdict) -> None:
+        verdicts.append(verdict)
+        progress(verdict)
+
+    for name in names:
+        for profile in engine_registry.ENGINES[name]:
+            checks: list[tuple[str, Callable[[EngineDriver], None]]] = [
+                (f"container:{s.id}", lambda e, s=s: run_scenario(e, s))
+                for s in scenarios_for(profile)
+            ]
+            checks.append((MACHINE, lambda e: run_container_machine(e, machine_settings)))
+            engine: EngineDriver | None = None
+            try:
+                for feature, check in checks:
+                    if engine is None:
+                        try:
+                            engine = engine_registry.make(name, profile)
+                        except DriverUnavailable as reason:
+                            give(Verdict(label(name), profile, SKIPPED, str(reason),
+                                         feature=feature))
+                            continue
+                    started = time.monotonic()
+                    verdict, detail = _check(functools.partial(check, engine))
+                    give(Verdict(label(name), profile, verdict, detail,
+                                 time.monotonic() - started, feature))
+                    if verdict in ("hung", "crashed"):
+                        with uninterrupted():
+                            engine.close()  # not to be trusted again: a fresh one
+                        engine = None
+            finally:
+                if engine is not None:
+                    with uninterrupted():
+                        engine.close()
+    return verdicts
+
+
+def render_engine_matrix(verdicts: list[Verdict]) -> str:
+    """The container feature x engine:profile table."""
+    mine = [v for v in verdicts if is_engine(v)]
+    if not mine:
+        return ""
+    columns = list(dict.fromkeys(f"{v.driver[len(PREFIX):]}:{v.options}" for v in mine))
+    rows = list(dict.fromkeys(v.feature for v in mine))
+    cell = {(v.feature, f"{v.driver[len(PREFIX):]}:{v.options}"): v.verdict for v in mine}
+    first = max(len("container feature"), *(len(r) for r in rows))
+    widths = [max(len(c), *(len(v.verdict) for v in mine)) for c in columns]
+    lines = ["  ".join([f"{'container feature':<{first}}",
+                        *(f"{c:<{w}}" for c, w in zip(columns, widths, strict=True))])]
+    for row in rows:
+        values = [f"{cell.get((row, c), '-'):<{w}}" for c, w in zip(columns, widths, strict=True)]
+        lines.append("  ".join([f"{row:<{first}}", *values]).rstrip())
+    return "\n".join(lines)
