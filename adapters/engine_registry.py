@@ -10,9 +10,12 @@ from __future__ import annotations
 import platform
 import shutil
 import subprocess
+from typing import TYPE_CHECKING
 
 from adapters.base import DriverUnavailable
-from adapters.containers_base import EngineDriver
+
+if TYPE_CHECKING:
+    from adapters.containers_base import EngineDriver
 
 #: Engine name -> the profiles (reference/engines.py PROFILES) it is checked under.
 ENGINES: dict[str, tuple[str, ...]] = {

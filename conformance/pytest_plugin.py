@@ -44,6 +44,8 @@ from typing import Any
 
 import pytest
 
+from adapters.engine_registry import ENGINES
+
 DRIVER_OPTION = "--driver"
 BUDGET_OPTION = "--budget"
 REQUIRE_OPTION = "--require-drivers"
@@ -51,13 +53,6 @@ DRIVER_CMD_OPTION = "--driver-cmd"
 PROFILE_OPTION = "--profile"
 EXPECTATIONS_OPTION = "--expectations"
 ENGINE_OPTION = "--engine"
-#: Container engines (tests/test_container_engines.py): name -> the profiles it runs under.
-ENGINES: dict[str, tuple[str, ...]] = {
-    "reference": ("docker", "podman", "kubernetes"),
-    "kernel-mounts": ("docker", "podman", "kubernetes"),
-    "docker": ("docker",),
-    "podman": ("podman",),
-}
 TIMEOUT_OPTION = "--driver-timeout"
 CORPUS_OPTION = "--corpus"
 BUDGET_NAMES = ("quick", "standard", "deep")
@@ -252,26 +247,12 @@ def driver(request: pytest.FixtureRequest) -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def engine(request: pytest.FixtureRequest) -> Iterator[Any]:
     """A container engine (adapters.containers_base.EngineDriver) under one profile."""
+    from adapters import engine_registry
     from adapters.base import DriverUnavailable
 
     name, profile = request.param
     try:
-        if name == "reference":
-            from adapters.containers_base import ReferenceEngine
-
-            instance: Any = ReferenceEngine(profile)
-        elif name == "kernel-mounts":
-            from adapters.kernel_mounts import KernelMountsEngine
-
-            instance = KernelMountsEngine(profile)
-        else:
-            from adapters.real_engines import DockerEngine, PodmanEngine
-
-            engine_class = {"docker": DockerEngine, "podman": PodmanEngine}[name]
-            reason = engine_class.unavailable_reason()
-            if reason is not None:
-                raise DriverUnavailable(reason)
-            instance = engine_class()
+        instance = engine_registry.make(name, profile)
     except DriverUnavailable as reason:
         message = f"engine {name!r} cannot run here: {reason}"
         if request.config.getoption(REQUIRE_OPTION):
