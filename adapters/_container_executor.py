@@ -30,10 +30,10 @@ from typing import Any
 from adapters._executor import (
     BASE,
     HANDLERS,
-    _one_line,
     merged_view,
     mount,
-    setup,
+    run_executor,
+    serve,
     umount,
 )
 from adapters.layerdisk import kind_of, user_xattrs, write_layer
@@ -294,35 +294,16 @@ class ContainerExecutor:
         raise ValueError(f"unknown request {request!r:.200}")
 
     def serve(self) -> None:
-        while True:
-            try:
-                request = self.conn.recv()
-            except EOFError:
-                break
-            try:
-                reply: tuple[str, Any] = ("ok", self.handle(request))
-            except Exception as exc:
-                reply = ("error", _one_line(exc))
-            self.conn.send(reply)
-            if request == ("close",):
-                break
+        serve(self.conn, self.handle)
+
+    def shutdown(self) -> None:
+        """Leave nothing mounted (the end of :func:`run_executor`, whatever happened)."""
+        with contextlib.suppress(Exception):
+            self.unmount_all()
 
 
 def main(argv: list[str]) -> int:
-    conn = Connection(int(argv[1]))
-    try:
-        setup()
-        executor = ContainerExecutor(conn)
-    except Exception as exc:
-        conn.send(("error", _one_line(exc)))
-        return 1
-    conn.send(("ok", os.getpid()))
-    try:
-        executor.serve()
-    finally:
-        with contextlib.suppress(Exception):
-            executor.unmount_all()
-    return 0
+    return run_executor(argv, ContainerExecutor)
 
 
 if __name__ == "__main__":

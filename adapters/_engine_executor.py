@@ -37,12 +37,11 @@ from adapters._container_executor import ContainerExecutor, directory
 from adapters._executor import (
     BASE,
     HANDLERS,
-    _one_line,
     components,
     merged_view,
     mount,
     op_names,
-    setup,
+    run_executor,
 )
 from adapters._fusemount import holder
 from reference.layer import Inode, Kind, StackSpec, build, walk
@@ -516,20 +515,7 @@ class EngineExecutor(ContainerExecutor):
 
 
 def main(argv: list[str]) -> int:
-    conn = Connection(int(argv[1]))
-    try:
-        setup()
-        executor = EngineExecutor(conn)
-    except Exception as exc:
-        conn.send(("error", _one_line(exc)))
-        return 1
-    conn.send(("ok", os.getpid()))
-    try:
-        executor.serve()
-    finally:
-        with contextlib.suppress(Exception):
-            executor.shutdown()
-    return 0
+    return run_executor(argv, EngineExecutor)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ import sys
 import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Protocol
 
 from adapters.layerdisk import (
     KERNEL_FORMAT,
@@ -569,18 +569,14 @@ class Executor:
         raise ValueError(f"unknown request {request!r:.200}")
 
     def serve(self) -> None:
-        while True:
-            try:
-                request = self.conn.recv()
-            except EOFError:
-                break
-            try:
-                reply: tuple[str, Any] = ("ok", self.handle(request))
-            except Exception as exc:
-                reply = ("error", _one_line(exc))
-            self.conn.send(reply)
-            if request == ("close",):
-                break
+        serve(self.conn, self.handle)
+
+    def shutdown(self) -> None:
+        """Leave nothing mounted (the end of :func:`run_executor`, whatever happened)."""
+        with contextlib.suppress(Exception):
+            self.unmount()
+        with contextlib.suppress(Exception):
+            self.mounter.close()
 
 
 class DriverCrashed(RuntimeError):
@@ -619,11 +615,37 @@ def setup() -> None:
     os.mkdir(BASE, 0o755)
 
 
-def main(argv: list[str]) -> int:
+def serve(conn: Connection, handle: Callable[[Any], Any]) -> None:
+    """Answer requests until ``("close",)`` or the end of the connection: each reply is
+    ``("ok", value)`` or ``("error", one line)``, so the driver side never sees a
+    traceback and the executor never dies of a bad request."""
+    while True:
+        try:
+            request = conn.recv()
+        except EOFError:
+            break
+        try:
+            reply: tuple[str, Any] = ("ok", handle(request))
+        except Exception as exc:
+            reply = ("error", _one_line(exc))
+        conn.send(reply)
+        if request == ("close",):
+            break
+
+
+class Serving(Protocol):
+    def serve(self) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+
+def run_executor(argv: list[str], make: Callable[[Connection], Serving]) -> int:
+    """An executor process's life: the private tmpfs (:func:`setup`), ``make`` the
+    executor, say "ok" with this PID (or the one-line error), serve, and shut down."""
     conn = Connection(int(argv[1]))
     try:
         setup()
-        executor = Executor(conn)
+        executor = make(conn)
     except Exception as exc:
         conn.send(("error", _one_line(exc)))
         return 1
@@ -632,10 +654,12 @@ def main(argv: list[str]) -> int:
         executor.serve()
     finally:
         with contextlib.suppress(Exception):
-            executor.unmount()
-        with contextlib.suppress(Exception):
-            executor.mounter.close()
+            executor.shutdown()
     return 0
+
+
+def main(argv: list[str]) -> int:
+    return run_executor(argv, Executor)
 
 
 if __name__ == "__main__":
