@@ -40,7 +40,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -225,6 +225,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("driver", names, indirect=True, ids=names)
 
 
+def _cannot_run(request: pytest.FixtureRequest, message: str) -> NoReturn:
+    """Skip with the reason, or fail when drivers are required (a skip in CI hides a gap)."""
+    if request.config.getoption(REQUIRE_OPTION):
+        pytest.fail(message + f" ({REQUIRE_OPTION} is on)", pytrace=False)
+    pytest.skip(message)
+
+
 @pytest.fixture
 def driver(request: pytest.FixtureRequest) -> Iterator[Any]:
     from adapters import registry
@@ -234,10 +241,7 @@ def driver(request: pytest.FixtureRequest) -> Iterator[Any]:
     try:
         instance = registry.make(name)
     except DriverUnavailable as reason:
-        message = f"driver {name!r} cannot run here: {reason}"
-        if request.config.getoption(REQUIRE_OPTION):
-            pytest.fail(message + f" ({REQUIRE_OPTION} is on)", pytrace=False)
-        pytest.skip(message)
+        _cannot_run(request, f"driver {name!r} cannot run here: {reason}")
     try:
         yield instance
     finally:
@@ -254,10 +258,7 @@ def engine(request: pytest.FixtureRequest) -> Iterator[Any]:
     try:
         instance = engine_registry.make(name, profile)
     except DriverUnavailable as reason:
-        message = f"engine {name!r} cannot run here: {reason}"
-        if request.config.getoption(REQUIRE_OPTION):
-            pytest.fail(message + f" ({REQUIRE_OPTION} is on)", pytrace=False)
-        pytest.skip(message)
+        _cannot_run(request, f"engine {name!r} cannot run here: {reason}")
     try:
         yield instance
     finally:

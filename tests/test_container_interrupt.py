@@ -17,32 +17,16 @@ import pytest
 
 from adapters.kernel_mounts import KernelMountsEngine
 from adapters.real_engines import DockerEngine, PodmanEngine
+from tests.host import cmdline, mounts, processes_marked, require
 
 ROOT = Path(__file__).resolve().parent.parent
 EXECUTOR = "adapters._container_executor"
 
 
-def _mounts() -> list[str]:
-    return Path("/proc/self/mountinfo").read_text().splitlines()
 
 
-def _marked(marker: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker.encode() in (entry / "environ").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
 
 
 ENGINES = {
@@ -77,12 +61,8 @@ def _in_namespaces(namespaces: set[str]) -> list[int]:
 def test_interrupted_container_run_leaves_nothing(engine_name: str, sig: signal.Signals) -> None:
     engine = engine_name
     engine_class, working = ENGINES[engine]
-    reason = engine_class.unavailable_reason()
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{engine} unavailable in CI: {reason}")
-        pytest.skip(reason)
-    before = _mounts()
+    require(engine_class, engine)
+    before = mounts()
     marker = uuid.uuid4().hex
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", f"--engine={engine}"]
     command += ["--budget=deep", "-k", "machine", "tests/test_container_engines.py"]
@@ -98,12 +78,12 @@ def test_interrupted_container_run_leaves_nothing(engine_name: str, sig: signal.
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not any(
-            working in _cmdline(pid) for pid in _marked(marker)
+            working in cmdline(pid) for pid in processes_marked(marker)
         ):
             time.sleep(0.1)
-        assert any(working in _cmdline(pid) for pid in _marked(marker)), "never started"
+        assert any(working in cmdline(pid) for pid in processes_marked(marker)), "never started"
         time.sleep(3.0)  # containers at work
-        engine_pids = [p for p in _marked(marker) if EXECUTOR not in _cmdline(p)]
+        engine_pids = [p for p in processes_marked(marker) if EXECUTOR not in cmdline(p)]
         namespaces = _namespaces(engine_pids) - {os.readlink("/proc/self/ns/pid")}
         child.send_signal(sig)
         child.wait(timeout=60)
@@ -112,10 +92,10 @@ def test_interrupted_container_run_leaves_nothing(engine_name: str, sig: signal.
             child.kill()
             child.wait()
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and _marked(marker):
+        while time.monotonic() < deadline and processes_marked(marker):
             time.sleep(0.1)
         while time.monotonic() < deadline and _in_namespaces(namespaces):
             time.sleep(0.1)
-    assert _marked(marker) == []
+    assert processes_marked(marker) == []
     assert _in_namespaces(namespaces) == []
-    assert _mounts() == before
+    assert mounts() == before

@@ -19,35 +19,18 @@ import pytest
 
 from adapters.fuse import FuseOverlayfsDriver
 from adapters.kernel import KernelDriver
+from tests.host import cmdline, mounts, processes_marked, require
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
 def _needs_kernel_driver() -> None:
-    reason = KernelDriver.unavailable_reason()
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"kernel driver unavailable in CI: {reason}")
-        pytest.skip(reason)
+    require(KernelDriver, "kernel driver")
 
 
-def _mounts() -> list[str]:
-    return Path("/proc/self/mountinfo").read_text().splitlines()
 
 
-def _processes_marked(marker: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        if marker.encode() in environ:
-            found.append(int(entry.name))
-    return found
 
 
 def _start_run(*options: str, driver: str = "kernel") -> tuple[str, subprocess.Popen[bytes]]:
@@ -75,19 +58,15 @@ RUNNING = {"kernel": "adapters._executor", "fuse-overlayfs": "fuse-overlayfs"}
 
 
 def _working(marker: str, program: str) -> bool:
-    return any(program in _cmdline(pid) for pid in _processes_marked(marker))
+    return any(program in cmdline(pid) for pid in processes_marked(marker))
 
 
 @pytest.mark.parametrize("name", list(RUNNING))
 @pytest.mark.parametrize("sig", SIGNALS, ids=["ctrl-c", "sigterm", "sigkill"])
 def test_interrupted_run_leaves_no_mount_and_no_process(name: str, sig: signal.Signals) -> None:
     if name == "fuse-overlayfs":
-        reason = FuseOverlayfsDriver.unavailable_reason()
-        if reason is not None:
-            if os.environ.get("CI"):
-                pytest.fail(f"fuse-overlayfs unavailable in CI: {reason}")
-            pytest.skip(reason)
-    before = _mounts()
+        require(FuseOverlayfsDriver, name)
+    before = mounts()
     marker, child = _start_run("-p", "no:xdist", driver=name)
     try:
         deadline = time.monotonic() + 60
@@ -108,17 +87,12 @@ def _end_and_check(child: subprocess.Popen[bytes], marker: str, before: list[str
         child.kill()
         child.wait()
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _processes_marked(marker):
+    while time.monotonic() < deadline and processes_marked(marker):
         time.sleep(0.1)
-    assert _processes_marked(marker) == []
-    assert _mounts() == before
+    assert processes_marked(marker) == []
+    assert mounts() == before
 
 
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
 
 
 def _parent(pid: int) -> int:
@@ -129,24 +103,24 @@ def _parent(pid: int) -> int:
 
 
 def test_killed_xdist_worker_leaves_no_mount_and_no_process() -> None:
-    before = _mounts()
+    before = mounts()
     marker, child = _start_run("-n", "2")
     try:
         deadline = time.monotonic() + 90
         executors: list[int] = []
         while time.monotonic() < deadline and not executors:
             executors = [
-                pid for pid in _processes_marked(marker) if "adapters._executor" in _cmdline(pid)
+                pid for pid in processes_marked(marker) if "adapters._executor" in cmdline(pid)
             ]
             time.sleep(0.2)
         assert executors, "the run never started an executor"
         worker = _parent(executors[0])
-        assert worker != child.pid and worker in _processes_marked(marker)
+        assert worker != child.pid and worker in processes_marked(marker)
         os.kill(worker, signal.SIGKILL)  # an xdist worker dies under its executor
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and executors[0] in _processes_marked(marker):
+        while time.monotonic() < deadline and executors[0] in processes_marked(marker):
             time.sleep(0.1)
-        assert executors[0] not in _processes_marked(marker)
+        assert executors[0] not in processes_marked(marker)
         child.send_signal(signal.SIGINT)
         child.wait(timeout=60)
     finally:

@@ -16,9 +16,11 @@ from xml.etree import ElementTree as ET
 import pytest
 
 from adapters import registry
+from adapters.kernel import KernelDriver
 from conformance.__main__ import main
 from conformance.report import FILES, SCHEMA
 from tests.faults import FaultyDriver
+from tests.host import mounts, processes_marked, require
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -117,20 +119,8 @@ def test_a_report_dir_that_cannot_be_written_is_one_line_and_exit_2(
 # --- a real interrupted run -------------------------------------------------------------------
 
 
-def _mounts() -> list[str]:
-    return Path("/proc/self/mountinfo").read_text().splitlines()
 
 
-def _processes_marked(marker: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker.encode() in (entry / "environ").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 @pytest.mark.parametrize(
@@ -141,14 +131,8 @@ def _processes_marked(marker: str) -> list[int]:
 def test_an_interrupted_run_keeps_its_verdicts_and_leaves_nothing(
     tmp_path: Path, sig: signal.Signals, workers: str
 ) -> None:
-    from adapters.kernel import KernelDriver
-
-    reason = KernelDriver.unavailable_reason()
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"kernel driver unavailable in CI: {reason}")
-        pytest.skip(reason)
-    before = _mounts()
+    require(KernelDriver, "kernel driver")
+    before = mounts()
     marker = uuid.uuid4().hex
     report = tmp_path / "report"
     # every cell of the kernel (84 at the standard budget, minutes of work): the signal
@@ -170,7 +154,7 @@ def test_an_interrupted_run_keeps_its_verdicts_and_leaves_nothing(
             except (OSError, ValueError, KeyError):
                 done = 0
         assert done >= 1, "no verdict within 300 s"
-        assert len(_processes_marked(marker)) >= 2  # certify (its workers) and an executor
+        assert len(processes_marked(marker)) >= 2  # certify (its workers) and an executor
         child.send_signal(sig)
         _, err = child.communicate(timeout=120)
     finally:
@@ -193,10 +177,10 @@ def test_an_interrupted_run_keeps_its_verdicts_and_leaves_nothing(
     assert junit.findall(".//error") and len(junit.findall(".//testcase")) == doc["done"] + 1
     assert not list(report.glob(".*.tmp*"))  # no half-written file
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _processes_marked(marker):
+    while time.monotonic() < deadline and processes_marked(marker):
         time.sleep(0.1)
-    assert _processes_marked(marker) == []
-    assert _mounts() == before
+    assert processes_marked(marker) == []
+    assert mounts() == before
 
 
 class HangsOnChmod(FaultyDriver):
@@ -243,14 +227,8 @@ def test_a_killed_run_leaves_valid_reports_and_nothing_behind(tmp_path: Path) ->
     """SIGKILL: no handler runs, yet every report is whole (atomic rewrites), says
     "running" (so diff does not take it for a complete baseline), and the executor dies
     with its parent (PR_SET_PDEATHSIG) taking its mounts with it."""
-    from adapters.kernel import KernelDriver
-
-    reason = KernelDriver.unavailable_reason()
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"kernel driver unavailable in CI: {reason}")
-        pytest.skip(reason)
-    before = _mounts()
+    require(KernelDriver, "kernel driver")
+    before = mounts()
     marker = uuid.uuid4().hex
     report = tmp_path / "report"
     command = [sys.executable, "-m", "conformance", "certify", "--driver", "kernel",
@@ -280,10 +258,10 @@ def test_a_killed_run_leaves_valid_reports_and_nothing_behind(tmp_path: Path) ->
     ET.parse(report / "junit.xml")
     assert main(["diff", str(report / "report.json"), str(report / "report.json")]) == 1
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _processes_marked(marker):
+    while time.monotonic() < deadline and processes_marked(marker):
         time.sleep(0.1)
-    assert _processes_marked(marker) == []
-    assert _mounts() == before
+    assert processes_marked(marker) == []
+    assert mounts() == before
 
 
 class BreaksWhileInterrupted(FaultyDriver):
