@@ -36,7 +36,7 @@ from typing import Any
 
 import attrs
 
-from conformance.expectations import ExpectationError, parse_repr, replay_steps
+from conformance.expectations import ExpectationError, parse_program, replay_steps
 from conformance.failure import Failure
 from reference import layer, ops
 from reference.options import MATRIX, Options
@@ -161,17 +161,9 @@ def parse(data: Any, where: str) -> Program:
     if not all(isinstance(step, str) for step in data["steps"]):
         raise CorpusError(f"{where}: 'steps' must be an array of strings")
     try:
-        stack = parse_repr(data["stack"], f"{where} stack")
-        steps = tuple(
-            parse_repr(step, f"{where} steps[{i}]") for i, step in enumerate(data["steps"])
-        )
+        stack, steps = parse_program(data["stack"], data["steps"], where)
     except ExpectationError as exc:
         raise CorpusError(str(exc)) from None
-    if not isinstance(stack, layer.StackSpec):
-        raise CorpusError(f"{where}: 'stack' must be a StackSpec(...)")
-    for i, step in enumerate(steps):
-        if type(step).__module__ != ops.__name__ or isinstance(step, ops.StatResult):
-            raise CorpusError(f"{where} steps[{i}]: not an operation")
     return Program(
         driver=data["driver"],
         feature=data["feature"],
@@ -184,13 +176,19 @@ def parse(data: Any, where: str) -> Program:
     )
 
 
-def load_file(path: str | Path) -> Program:
+def read_json(path: str | Path, error: type[ValueError]) -> Any:
+    """The JSON file at ``path``; an unreadable or invalid file raises ``error`` with one
+    line naming the file (shared by the corpus and conformance.diff's reports)."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
-        raise CorpusError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        raise error(f"{path}: cannot read: {exc.strerror or exc}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CorpusError(f"{path}: not valid JSON: {exc}") from None
+        raise error(f"{path}: not valid JSON: {exc}") from None
+
+
+def load_file(path: str | Path) -> Program:
+    data = read_json(path, CorpusError)
     return attrs.evolve(parse(data, str(path)), path=Path(path))
 
 

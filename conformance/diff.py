@@ -10,11 +10,10 @@ report (one line).
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 from typing import Any
 
+from conformance.corpus import read_json
 from conformance.report import SCHEMA, worse
 
 
@@ -23,12 +22,7 @@ class ReportError(ValueError):
 
 
 def load(path: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ReportError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ReportError(f"{path}: not valid JSON: {exc}") from None
+    doc = read_json(path, ReportError)
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise ReportError(f"{path}: not a unionspec report (schema {SCHEMA!r})")
     cells = doc.get("cells")

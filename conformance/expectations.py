@@ -124,6 +124,21 @@ def parse_repr(text: str, where: str) -> Any:
         raise ExpectationError(f"{where}: {type(exc).__name__}: {exc}") from None
 
 
+def parse_program(
+    stack_text: str, step_texts: list[str], where: str
+) -> tuple[layer.StackSpec, tuple[ops.Op, ...]]:
+    """A reproducer's ``stack`` (a StackSpec repr) and ``steps`` (operation reprs), checked:
+    an ExpectationError naming ``where`` for anything else (shared with the corpus)."""
+    stack = parse_repr(stack_text, f"{where} stack")
+    if not isinstance(stack, layer.StackSpec):
+        raise ExpectationError(f"{where}: 'stack' must be a StackSpec(...)")
+    steps = tuple(parse_repr(step, f"{where} steps[{i}]") for i, step in enumerate(step_texts))
+    for i, step in enumerate(steps):
+        if type(step).__module__ != ops.__name__ or isinstance(step, ops.StatResult):
+            raise ExpectationError(f"{where} steps[{i}]: not an operation")
+    return stack, steps
+
+
 def _record(data: Any, where: str) -> Expectation:
     from conformance.features import BY_ID
     from reference.options import MATRIX
@@ -164,15 +179,7 @@ def _record(data: Any, where: str) -> Expectation:
             raise ExpectationError(f"{where}: unknown scenario {scenario!r}")
     if not data["features"] or not data["options"]:
         raise ExpectationError(f"{where}: 'features' and 'options' must not be empty")
-    stack = parse_repr(data["stack"], f"{where} stack")
-    if not isinstance(stack, layer.StackSpec):
-        raise ExpectationError(f"{where}: 'stack' must be a StackSpec(...)")
-    steps = tuple(
-        parse_repr(step, f"{where} steps[{i}]") for i, step in enumerate(data["steps"])
-    )
-    for i, step in enumerate(steps):
-        if type(step).__module__ != ops.__name__ or isinstance(step, ops.StatResult):
-            raise ExpectationError(f"{where} steps[{i}]: not an operation")
+    stack, steps = parse_program(data["stack"], data["steps"], where)
     return Expectation(
         driver=data["driver"],
         version=data["version"],

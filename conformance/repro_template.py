@@ -122,8 +122,10 @@ def kind_of(mode):
     return "other"
 
 
-def read_file(path):
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+def read_file(path, follow=False):
+    """The whole file; a symlink is followed only when asked (the Read operation)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
+    fd = os.open(path, flags)
     try:
         chunks = []
         while True:
@@ -348,7 +350,7 @@ def op_stat(a):
 
 HANDLERS = {
     "Stat": op_stat,
-    "Read": lambda a: read_file_follow("/" + a["path"]),
+    "Read": lambda a: read_file("/" + a["path"], follow=True),
     "Write": op_write,
     "Truncate": lambda a: os.truncate("/" + a["path"], a["size"]),
     "Mkdir": lambda a: os.mkdir("/" + a["path"], a["mode"]),
@@ -368,19 +370,6 @@ HANDLERS = {
     "Readdir": lambda a: tuple(sorted(os.listdir("/" + a["path"]))),
     "Mkfifo": lambda a: os.mkfifo("/" + a["path"], a["mode"]),
 }
-
-
-def read_file_follow(path):
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        chunks = []
-        while True:
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
 
 
 class Chroot:
