@@ -20,8 +20,8 @@ In one run it measures, and prints as a table and writes as JSON (``--json``):
    workers' start-up, about 1-2 s each, weighs less than with the 6 state machine items).
 3. **faults**: for every seeded fault of ``tests/faults.py`` (imported from the checkout),
    the time until the first failure, the total time including shrinking, and the length of
-   the shrunk counterexample (the ``state.<rule>(`` lines of the falsifying program,
-   without ``mount_layers``, the invariant and ``teardown``). Generation and shrinking run
+   the shrunk counterexample (the operations of its failing example, the mount not
+   counted). Generation and shrinking run
    as in the suite; Hypothesis's explain phase does not (it only annotates the report, and
    cost four times the shrinking: 41 s of 52 s for truncate-to-zero).
 """
@@ -32,7 +32,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -42,12 +41,11 @@ from typing import Any
 
 import hypothesis
 from hypothesis import HealthCheck, Phase, seed, settings
-from hypothesis.stateful import invariant, run_state_machine_as_test
 
 from adapters import registry
 from adapters.base import DriverFailure, DriverUnavailable
 from conformance.clock import Clock
-from conformance.machine import OverlayMachine, machine_for
+from conformance.machine import Diverged, OverlayMachine, lockstep_test, machine_for
 from reference.options import Options
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -61,16 +59,15 @@ SECTIONS = (
 )
 #: unionmount-testsuite, one configuration on this kind of machine (issue 5).
 REFERENCE_POINT_OPS_PER_S = 660.0
-NOT_STEPS = frozenset({"mount_layers", "agrees_with_reference", "teardown"})
-_PROGRAM_LINE = re.compile(r"^\s*state\.(\w+)\(", re.MULTILINE)
 
 
 #: The seed of every machine the benchmark runs (see the module doc).
 SEED = 0
 
 
-def _seeded(machine: type[OverlayMachine]) -> type[OverlayMachine]:
-    return seed(SEED)(machine)
+def _run_seeded(machine: type[OverlayMachine], run_settings: settings) -> None:
+    """Run ``machine``'s Hypothesis test with the benchmark's seed."""
+    seed(SEED)(lockstep_test(machine, run_settings))()
 
 
 def _fixed(**values: Any) -> settings:
@@ -89,11 +86,6 @@ def _fixed(**values: Any) -> settings:
 def _failure_text(exc: BaseException) -> str:
     notes = getattr(exc, "__notes__", [])
     return "\n".join([f"{type(exc).__name__}: {exc}", *notes]).strip()
-
-
-def counterexample_steps(text: str) -> int:
-    """The number of operations in a printed falsifying program."""
-    return sum(1 for name in _PROGRAM_LINE.findall(text) if name not in NOT_STEPS)
 
 
 def _cpu_seconds() -> float:
@@ -138,13 +130,13 @@ def bench_driver(name: str, examples: int, steps: int) -> dict[str, Any]:
     except DriverUnavailable as exc:
         return {"status": "skipped", "reason": str(exc)}
     clock = Clock()
-    machine = _seeded(machine_for(driver, Options()))
+    machine = machine_for(driver, Options())
     machine.clock = clock
     run_settings = _fixed(max_examples=examples, stateful_step_count=steps, phases=[Phase.generate])
     started = time.perf_counter()
     failure: BaseException | None = None
     try:
-        run_state_machine_as_test(machine, settings=run_settings)
+        _run_seeded(machine, run_settings)
     except (AssertionError, DriverFailure, LookupError) as exc:
         failure = exc
     finally:
@@ -246,7 +238,6 @@ def _first_failure_recorder(base: type[OverlayMachine], seen: dict[str, Any]) ->
                 record(self)
                 raise
 
-        @invariant()
         def agrees_with_reference(self) -> None:
             try:
                 super().agrees_with_reference()
@@ -262,8 +253,8 @@ def bench_fault(fault: str, max_examples: int, steps: int) -> dict[str, Any]:
     faults = _faults()
     clock = Clock()
     seen: dict[str, Any] = {}
-    machine = _seeded(
-        _first_failure_recorder(machine_for(faults["FaultyDriver"](fault), Options()), seen)
+    machine = _first_failure_recorder(
+        machine_for(faults["FaultyDriver"](fault), Options()), seen
     )
     machine.clock = clock
     # No explain phase: it only annotates the report (which lines only failing runs hit)
@@ -275,10 +266,11 @@ def bench_fault(fault: str, max_examples: int, steps: int) -> dict[str, Any]:
     )
     started = time.perf_counter()
     try:
-        run_state_machine_as_test(machine, settings=run_settings)
+        _run_seeded(machine, run_settings)
     except (AssertionError, LookupError) as exc:
         total = time.perf_counter() - started
         text = _failure_text(exc)
+        failures = exc.failures if isinstance(exc, Diverged) else ()
         first = seen.get("at", started + total) - started
         return {
             "detected": True,
@@ -287,7 +279,7 @@ def bench_fault(fault: str, max_examples: int, steps: int) -> dict[str, Any]:
             "steps_to_detection": seen.get("steps"),
             "total_s": total,
             "shrink_s": total - first,
-            "counterexample_steps": counterexample_steps(text),
+            "counterexample_steps": len(failures[0].steps) if failures else None,
             "failure": text,
         }
     return {"detected": False, "total_s": time.perf_counter() - started}

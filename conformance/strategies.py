@@ -8,6 +8,8 @@ the same small universe: they hit names that exist, existed, or never did.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from hypothesis import strategies as st
 
@@ -23,6 +25,9 @@ from reference.layer import (
     SymlinkSpec,
     WhiteoutSpec,
 )
+
+if TYPE_CHECKING:
+    from hypothesis.internal.conjecture.data import ConjectureData
 
 NAMES = ("a", "b", "c")
 MAX_DEPTH = 3
@@ -55,8 +60,6 @@ WEIGHTED_PATHS: tuple[str, ...] = tuple(
     path for path in PATHS for _ in range(len(NAMES) ** (MAX_DEPTH - path.count("/") - 1))
 )
 paths = st.sampled_from(WEIGHTED_PATHS)
-#: Paths for readdir: the root ("") half of the time, as ``paths | st.just("")`` drew it.
-dir_paths = st.sampled_from(("",) * len(WEIGHTED_PATHS) + WEIGHTED_PATHS)
 #: File contents: every length from 0 to 12 (offsets and sizes are 0, 1, 3, 5, 20, so writes
 #: and truncates land before, inside and past the end), a NUL and a high byte among them.
 #: One draw from a table, where ``sampled_from(...) | binary(max_size=12)`` took two or
@@ -114,70 +117,191 @@ _KINDS_AT_DEPTH = {
     2: ("absent",) * 5 + _KINDS,
     3: ("absent",) * 8 + _KINDS,
 }
-_kinds_at_depth = {depth: st.sampled_from(kinds) for depth, kinds in _KINDS_AT_DEPTH.items()}
 targets = st.sampled_from(TARGETS)
 
 
-@st.composite
-def layers(draw: st.DrawFn, *, markers: bool = True) -> LayerSpec:
+def _pick(data: ConjectureData, table: tuple[Any, ...] | list[Any]) -> Any:
+    """One entry of ``table``: a single choice, shrinking towards the first entry."""
+    return table[data.draw_integer(0, len(table) - 1)]
+
+
+class Layers(st.SearchStrategy[LayerSpec]):
     """A layer over the name universe: files, directories, symlinks, FIFOs, hardlinks,
-    user xattrs, and (with ``markers``) whiteouts and opaque directories."""
-    entries: list[tuple[str, EntrySpec]] = []
-    files: list[str] = []
+    user xattrs, and (with ``markers``) whiteouts and opaque directories.
 
-    def fill(prefix: str, depth: int) -> None:
-        for name in NAMES:
-            path = prefix + name
-            kind = draw(_kinds_at_depth[depth])
-            if kind == "whiteout" and not markers:
-                kind = "absent"
-            if kind == "hardlink" and not files:
-                kind = "absent"
-            match kind:
-                case "file":
-                    mode, uid, gid = draw(file_meta)
-                    spec = FileSpec(draw(data), mode, uid, gid, draw(xattr_sets))
-                    entries.append((path, spec))
-                    files.append(path)
-                case "dir":
-                    mode, uid, gid = draw(dir_meta)
-                    opaque = markers and draw(st.booleans())
-                    entries.append((path, DirSpec(mode, uid, gid, draw(xattr_sets), opaque)))
-                    if depth < MAX_DEPTH:
-                        fill(path + "/", depth + 1)
-                case "symlink":
-                    entries.append((path, SymlinkSpec(draw(targets))))
-                case "fifo":
-                    entries.append((path, FifoSpec(draw(modes))))
-                case "whiteout":
-                    entries.append((path, WhiteoutSpec()))
-                case "hardlink":
-                    entries.append((path, HardlinkSpec(draw(st.sampled_from(files)))))
+    Each choice is one draw from a table (as :class:`Operations` draws): a ``composite``
+    of ``sampled_from`` draws cost about three times as much per layer."""
 
-    fill("", 1)
-    return LayerSpec(tuple(entries))
+    def __init__(self, markers: bool = True) -> None:
+        super().__init__()
+        self.markers = markers
 
+    def __repr__(self) -> str:
+        return f"layers(markers={self.markers})"
 
-def stacks(*, min_lowers: int = 1, max_lowers: int = 3) -> st.SearchStrategy[StackSpec]:
-    """1 to 3 lower layers (top first). The bottom layer carries no markers: a whiteout or
-    opaque dir there hides nothing."""
-    return st.one_of([_stack_of(n) for n in range(min_lowers, max_lowers + 1)])
+    def do_draw(self, data: ConjectureData) -> LayerSpec:
+        entries: list[tuple[str, EntrySpec]] = []
+        files: list[str] = []
+        markers = self.markers
 
+        def fill(prefix: str, depth: int) -> None:
+            for name in NAMES:
+                path = prefix + name
+                kind = _pick(data, _KINDS_AT_DEPTH[depth])
+                if kind == "whiteout" and not markers:
+                    kind = "absent"
+                if kind == "hardlink" and not files:
+                    kind = "absent"
+                match kind:
+                    case "file":
+                        mode, uid, gid = _pick(data, FILE_META)
+                        spec = FileSpec(_pick(data, DATA), mode, uid, gid, _pick(data, XATTR_SETS))
+                        entries.append((path, spec))
+                        files.append(path)
+                    case "dir":
+                        mode, uid, gid = _pick(data, DIR_META)
+                        opaque = markers and data.draw_boolean()
+                        xattrs = _pick(data, XATTR_SETS)
+                        entries.append((path, DirSpec(mode, uid, gid, xattrs, opaque)))
+                        if depth < MAX_DEPTH:
+                            fill(path + "/", depth + 1)
+                    case "symlink":
+                        entries.append((path, SymlinkSpec(_pick(data, TARGETS))))
+                    case "fifo":
+                        entries.append((path, FifoSpec(_pick(data, MODES))))
+                    case "whiteout":
+                        entries.append((path, WhiteoutSpec()))
+                    case "hardlink":
+                        entries.append((path, HardlinkSpec(_pick(data, files))))
 
-def _stack_of(n: int) -> st.SearchStrategy[StackSpec]:
-    """``n`` lower layers; built once per ``n`` (a flatmap built them again every draw)."""
-    if n not in _STACKS:
-        parts = [*(layers(markers=True) for _ in range(n - 1)), layers(markers=False)]
-        _STACKS[n] = st.tuples(*parts).map(lambda lowers: StackSpec(tuple(lowers)))
-    return _STACKS[n]
-
-
-_STACKS: dict[int, st.SearchStrategy[StackSpec]] = {}
+        fill("", 1)
+        return LayerSpec(tuple(entries))
 
 
-open_flags = st.sampled_from(
-    [(), ("O_CREAT",), ("O_TRUNC",), ("O_APPEND",), ("O_CREAT", "O_EXCL"), ("O_CREAT", "O_TRUNC")]
+def layers(*, markers: bool = True) -> Layers:
+    return Layers(markers)
+
+
+class Stacks(st.SearchStrategy[StackSpec]):
+    """``min_lowers`` to ``max_lowers`` lower layers (top first). The bottom layer carries
+    no markers: a whiteout or opaque dir there hides nothing."""
+
+    def __init__(self, min_lowers: int = 1, max_lowers: int = 3) -> None:
+        super().__init__()
+        self.min_lowers, self.max_lowers = min_lowers, max_lowers
+        self._marked, self._bottom = Layers(markers=True), Layers(markers=False)
+
+    def __repr__(self) -> str:
+        return f"stacks(min_lowers={self.min_lowers}, max_lowers={self.max_lowers})"
+
+    def do_draw(self, data: ConjectureData) -> StackSpec:
+        n = data.draw_integer(self.min_lowers, self.max_lowers)
+        lowers = [data.draw(self._marked) for _ in range(n - 1)]
+        return StackSpec((*lowers, data.draw(self._bottom)))
+
+
+def stacks(*, min_lowers: int = 1, max_lowers: int = 3) -> Stacks:
+    """1 to 3 lower layers (top first); see :class:`Stacks`."""
+    return Stacks(min_lowers, max_lowers)
+
+
+OPEN_FLAGS: tuple[tuple[str, ...], ...] = (
+    (),
+    ("O_CREAT",),
+    ("O_TRUNC",),
+    ("O_APPEND",),
+    ("O_CREAT", "O_EXCL"),
+    ("O_CREAT", "O_TRUNC"),
 )
+OFFSETS = (0, 1, 5, 20)
+SIZES = (0, 1, 3, 20)
+open_flags = st.sampled_from(OPEN_FLAGS)
 rename_flags = st.sampled_from(ops.RENAME_FLAGS)
-offsets = st.sampled_from([0, 1, 5, 20])
-sizes = st.sampled_from([0, 1, 3, 20])
+offsets = st.sampled_from(OFFSETS)
+sizes = st.sampled_from(SIZES)
+
+#: Readdir's paths: the root ("") half of the time.
+DIR_PATHS: tuple[str, ...] = ("",) * len(WEIGHTED_PATHS) + WEIGHTED_PATHS
+
+#: Every operation the machines generate, by rule name (the names features select, see
+#: conformance.features): its class and the table each of its fields is drawn from, in the
+#: class's field order. Paths come from the weighted universe, so operations mostly hit
+#: names that exist; each table's first entry is where shrinking goes.
+OPERATIONS: dict[str, tuple[Callable[..., ops.Op], tuple[tuple[Any, ...], ...]]] = {
+    "stat": (ops.Stat, (WEIGHTED_PATHS, (False, True))),
+    "read": (ops.Read, (WEIGHTED_PATHS,)),
+    "readdir": (ops.Readdir, (DIR_PATHS,)),
+    "readlink": (ops.Readlink, (WEIGHTED_PATHS,)),
+    "getxattr": (ops.GetXattr, (WEIGHTED_PATHS, XATTR_NAMES)),
+    "listxattr": (ops.ListXattr, (WEIGHTED_PATHS,)),
+    "write": (ops.Write, (WEIGHTED_PATHS, DATA, OFFSETS, OPEN_FLAGS, MODES)),
+    "truncate": (ops.Truncate, (WEIGHTED_PATHS, SIZES)),
+    "mkdir": (ops.Mkdir, (WEIGHTED_PATHS, (0o755, 0o700))),
+    "rmdir": (ops.Rmdir, (WEIGHTED_PATHS,)),
+    "unlink": (ops.Unlink, (WEIGHTED_PATHS,)),
+    "rename": (ops.Rename, (WEIGHTED_PATHS, WEIGHTED_PATHS, ops.RENAME_FLAGS)),
+    "link": (ops.Link, (WEIGHTED_PATHS, WEIGHTED_PATHS)),
+    "symlink": (ops.Symlink, (TARGETS, WEIGHTED_PATHS)),
+    "chmod": (ops.Chmod, (WEIGHTED_PATHS, MODES)),
+    "chown": (ops.Chown, (WEIGHTED_PATHS, IDS, IDS)),
+    "setxattr": (ops.SetXattr, (WEIGHTED_PATHS, XATTR_NAMES, XATTR_VALUES)),
+    "removexattr": (ops.RemoveXattr, (WEIGHTED_PATHS, XATTR_NAMES)),
+    "mkfifo": (ops.Mkfifo, (WEIGHTED_PATHS, MODES)),
+    "remount": (ops.Remount, ()),
+}
+
+
+class Operations(st.SearchStrategy[ops.Op]):
+    """One operation of the given rules (all by default): one draw for the rule, one per
+    field, each an index into its table (:data:`OPERATIONS`).
+
+    Drawn straight from Hypothesis's choice sequence (``draw_integer``): ``sampled_from``
+    and ``builds`` cost 4-5 times as much per operation (a span and a transform per
+    field), and generation was most of a step's time (README "Performance"). Shrinking
+    works as for any strategy: every choice moves towards index 0.
+    """
+
+    def __init__(self, rules: Iterable[str] | None = None) -> None:
+        super().__init__()
+        names = tuple(OPERATIONS) if rules is None else tuple(n for n in OPERATIONS if n in rules)
+        unknown = set(rules or ()) - set(OPERATIONS)
+        if unknown or not names:
+            raise ValueError(f"no operations named {sorted(unknown) or '(none)'}")
+        self.rules = names
+        self._choices = tuple(
+            (cls, tuple((table, len(table) - 1) for table in tables))
+            for cls, tables in (OPERATIONS[name] for name in names)
+        )
+        self._last = len(names) - 1
+
+    def __repr__(self) -> str:
+        return f"Operations({list(self.rules)!r})"
+
+    def do_draw(self, data: ConjectureData) -> ops.Op:
+        cls, fields = self._choices[data.draw_integer(0, self._last)]
+        return cls(*[table[data.draw_integer(0, last)] for table, last in fields])
+
+
+class Programs(st.SearchStrategy[list[ops.Op]]):
+    """Up to ``max_steps`` operations, each an :class:`Operations` draw after a "stop
+    here?" choice that is almost never true while generating (2**-16, as Hypothesis's
+    stateful runner draws it): programs run to ``max_steps``, and shrinking cuts one
+    short by setting that choice, or deletes a step by deleting its choices."""
+
+    def __init__(self, operations: Operations, max_steps: int) -> None:
+        super().__init__()
+        self.operations, self.max_steps = operations, max_steps
+
+    def __repr__(self) -> str:
+        return f"Programs({self.operations!r}, max_steps={self.max_steps})"
+
+    def do_draw(self, data: ConjectureData) -> list[ops.Op]:
+        program: list[ops.Op] = []
+        while len(program) < self.max_steps and not data.draw_boolean(2**-16):
+            program.append(data.draw(self.operations))
+        return program
+
+
+def programs(rules: Iterable[str] | None = None, max_steps: int = 25) -> Programs:
+    """Programs of the given rules (all by default), up to ``max_steps`` long."""
+    return Programs(Operations(rules), max_steps)

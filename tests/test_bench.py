@@ -39,16 +39,3 @@ def test_bench_writes_the_expected_json(tmp_path: Path, capsys) -> None:
     assert fault["total_s"] >= fault["first_detection_s"]
     assert fault["counterexample_steps"] > 0
     assert "reference" in capsys.readouterr().out
-
-
-def test_counterexample_steps_counts_rules_only() -> None:
-    from conformance.bench import counterexample_steps
-
-    program = """state = OverlayMachine()
-state.mount_layers(stack=StackSpec(()))
-state.agrees_with_reference()
-state.chown(path='a', uid=0, gid=1)
-state.agrees_with_reference()
-state.remount()
-state.teardown()"""
-    assert counterexample_steps(program) == 2

@@ -4,6 +4,7 @@ reference, plus the named scenarios. Select drivers with ``--driver``."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
 
 from conformance import expectations
 from conformance.claims import unclaimed_reason
@@ -11,6 +12,7 @@ from conformance.features import FEATURES, Feature
 from conformance.interchange import FeatureSkipped
 from conformance.machine import RULES, machine_for, run_machine
 from conformance.scenarios import SCENARIOS, Scenario, run_scenario
+from conformance.strategies import OPERATIONS, programs
 from reference.options import MATRIX, Options
 
 
@@ -76,11 +78,19 @@ def test_a_feature_machine_has_only_its_rules() -> None:
     driver = registry.make("reference")
     try:
         machine = machine_for(driver, MATRIX[0], feature)
-        names = {r.function.__name__ for r in machine.setup_state().rules}
-        assert names == feature.rules
+        assert machine.rules == feature.rules
         assert machine.fields == feature.fields
+        drawn: set[type] = set()
+
+        @settings(max_examples=50, database=None, derandomize=True)
+        @given(programs(machine.rules, 30))
+        def draw(program: list) -> None:
+            drawn.update(type(op) for op in program)
+
+        draw()
+        assert drawn == {OPERATIONS[rule][0] for rule in feature.rules}
         full = machine_for(driver, MATRIX[0])
-        assert {r.function.__name__ for r in full.setup_state().rules} == RULES
+        assert full.rules == RULES
         assert full.fields is None
     finally:
         driver.close()
