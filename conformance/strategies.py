@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from hypothesis import strategies as st
+from hypothesis.internal.conjecture.utils import calc_label_from_name
 
 from reference import ops
 from reference.layer import (
@@ -282,6 +283,9 @@ class Operations(st.SearchStrategy[ops.Op]):
         return cls(*[table[data.draw_integer(0, last)] for table, last in fields])
 
 
+_STEP_LABEL = calc_label_from_name("unionspec program step")
+
+
 class Programs(st.SearchStrategy[list[ops.Op]]):
     """Up to ``max_steps`` operations, each an :class:`Operations` draw after a "stop
     here?" choice that is almost never true while generating (2**-16, as Hypothesis's
@@ -297,9 +301,19 @@ class Programs(st.SearchStrategy[list[ops.Op]]):
 
     def do_draw(self, data: ConjectureData) -> list[ops.Op]:
         program: list[ops.Op] = []
-        while len(program) < self.max_steps and not data.draw_boolean(2**-16):
+        while True:
+            # A step is one span (its stop choice and its operation), as in the stateful
+            # runner and in lists: the shrinker deletes spans, so it deletes whole steps.
+            # At max_steps the stop is forced but still recorded: when a step before it is
+            # deleted, that recorded stop ends the shorter program (without it, the replay
+            # would run out of choices and the deletion would be rejected).
+            data.start_span(_STEP_LABEL)
+            forced = True if len(program) >= self.max_steps else None
+            if data.draw_boolean(2**-16, forced=forced):
+                data.stop_span()
+                return program
             program.append(data.draw(self.operations))
-        return program
+            data.stop_span()
 
 
 def programs(rules: Iterable[str] | None = None, max_steps: int = 25) -> Programs:
