@@ -26,6 +26,10 @@ Requests are tuples, replies ``("ok", value)`` or ``("error", "one line")``:
   true of this mount; the first decoded lowers of a mount are sent with ``kept`` true;
 * ``("step", op)``: ``("run", op)`` and ``("observe",)`` in one round trip,
   ``(outcome, observation)``;
+* in an observation, the view and the upper are :data:`UNCHANGED` when they are equal
+  (every entry, byte and inode number) to the ones of the last observation sent since
+  the mount: the driver side keeps those (half the steps change nothing: an operation
+  that only looks, or one that fails), and they are neither pickled nor compared again;
 * ``("close",)``: unmount and exit.
 """
 
@@ -66,6 +70,8 @@ UPPER = f"{BASE}/upper"
 WORK = f"{BASE}/work"
 
 MNT_DETACH = 2
+#: In an observation: equal to the same part of the last observation sent (module doc).
+UNCHANGED = "unchanged"
 #: The errnos of a FUSE mount whose connection is gone: ENOTCONN for a request made after
 #: the daemon died, ECONNABORTED for one in flight when it did (fs/fuse/dev.c
 #: fuse_abort_conn ends pending requests with -ECONNABORTED).
@@ -372,6 +378,9 @@ class Executor:
         #: The digest of the lower directories when the first observe of this mount
         #: decoded and sent them (None: not sent yet).
         self.lowers_sent: bytes | None = None
+        #: The view and the upper of the last observation sent since the mount.
+        self.view_sent: View | None = None
+        self.upper_sent: Any = None
 
     # --- the chroot -----------------------------------------------------------------------
 
@@ -449,7 +458,7 @@ class Executor:
             raise ValueError(f"unknown mounter {kind!r}")
 
     def unmount(self) -> None:
-        self.lowers_sent = None
+        self.lowers_sent = self.view_sent = self.upper_sent = None
         if self.mounted:
             self.mounted = False
             self.mounter.stop()
@@ -519,11 +528,19 @@ class Executor:
         """The view, the upper decoded, and the lowers: decoded the first time after a
         mount (and kept by the driver), afterwards None while their digest (every byte,
         metadata and xattr) is the one of that first time, decoded as soon as it is not."""
-        view = self.do_view()
+        view: Any = self.do_view()
         if self.stack is None or self.options is None:
             raise RuntimeError("no overlay is mounted")
         fmt = self.mounter.disk_format
         upper = None if self.options.read_only else read_layer(UPPER, fmt)
+        if self.view_sent is not None and view == self.view_sent:
+            view = UNCHANGED
+        else:
+            self.view_sent = view
+        if self.upper_sent is not None and upper == self.upper_sent:
+            upper = UNCHANGED
+        else:
+            self.upper_sent = upper
         dirs = lower_dirs(len(self.stack.lowers))
         digest = b"".join(map(layer_digest, dirs))
         if digest == self.lowers_sent:

@@ -179,6 +179,9 @@ class SandboxedDriver:
         self._observed_images: tuple[LayerImage | None, tuple[LayerImage, ...]] | None = None
         #: The lowers the executor's observations of this mount refer to (see _keep).
         self._kept_lowers: tuple[LayerImage, ...] | None = None
+        #: The last view and upper the executor sent (its UNCHANGED refers to them).
+        self._last_view: View | None = None
+        self._last_upper: LayerImage | None = None
         try:
             self._call("start", wait_for_reply_only=True, timeout=max(timeout, START_TIMEOUT))
         except DriverFailure as exc:
@@ -278,8 +281,17 @@ class SandboxedDriver:
 
     def _keep(self, observed: tuple[View, LayerImage | None, Any, bool]) -> None:
         """Keep an observation. Its lowers are None when the executor found them byte for
-        byte (digest) the ones it sent to be kept in this mount: those, then."""
+        byte (digest) the ones it sent to be kept in this mount: those, then; its view and
+        upper are the executor's UNCHANGED when equal to the last ones it sent: those."""
         view, upper, lowers, kept = observed
+        if isinstance(view, str):  # UNCHANGED
+            if self._last_view is None:
+                raise DriverFailure(f"{self.name} executor: no view kept to reuse")
+            view = self._last_view
+        self._last_view = view
+        if isinstance(upper, str):  # UNCHANGED
+            upper = self._last_upper
+        self._last_upper = upper
         if kept:
             self._kept_lowers = lowers
         elif lowers is None:
@@ -312,7 +324,8 @@ class SandboxedDriver:
         what = self._describe(request)
         self._observed_view = self._observed_images = None
         if request[0] in ("mount", "switch", "unmount"):
-            self._kept_lowers = None  # the executor starts over too
+            # the executor starts over too
+            self._kept_lowers = self._last_view = self._last_upper = None
         timeout = self.timeout if timeout is None else timeout
         if self._broken is not None:
             raise DriverFailure(f"{self.name} driver: cannot {what}: {self._broken}")

@@ -6,8 +6,10 @@ their own adapters' plumbing against.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from reference.layer import StackSpec
-from reference.ops import Op
+from reference.ops import LOOKS, Op
 from reference.options import Options
 from reference.outcome import Outcome
 from reference.overlay import Overlay
@@ -15,30 +17,49 @@ from reference.view import LayerImage, View
 
 
 class ReferenceDriver:
+    """The engine, observed as any driver is. Its lower images are computed once a mount
+    (the engine never writes a lower), its view and upper image once until an operation
+    that does more than look (ops.LOOKS, tests/test_looks.py)."""
+
     name = "reference"
+    #: The engine a mount makes (a seeded fault's driver replaces it, tests/faults.py).
+    engine: Callable[[StackSpec, Options], Overlay] = Overlay
 
     def __init__(self) -> None:
         self._overlay: Overlay | None = None
+        self._lowers: tuple[LayerImage, ...] | None = None
+        self._seen: tuple[View, LayerImage | None] | None = None
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
         return None
 
     def mount(self, stack: StackSpec, options: Options) -> None:
-        self._overlay = Overlay(stack, options)
+        self._overlay = self.engine(stack, options)
+        self._lowers = self._seen = None
 
     def run(self, op: Op) -> Outcome:
+        if type(op) not in LOOKS:
+            self._seen = None
         # Where several outcomes are allowed, answer the one Linux gives.
         return self._mounted().step(op)[0]
 
     def view(self) -> View:
-        return self._mounted().view()
+        return self._observed()[0]
 
     def images(self) -> tuple[LayerImage | None, tuple[LayerImage, ...]]:
-        return self._mounted().images()
+        if self._lowers is None:
+            self._lowers = self._mounted().images()[1]
+        return self._observed()[1], self._lowers
 
     def close(self) -> None:
-        self._overlay = None
+        self._overlay = self._lowers = self._seen = None
+
+    def _observed(self) -> tuple[View, LayerImage | None]:
+        if self._seen is None:
+            overlay = self._mounted()
+            self._seen = overlay.view(), overlay.upper_image()
+        return self._seen
 
     def _mounted(self) -> Overlay:
         if self._overlay is None:

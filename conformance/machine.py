@@ -21,6 +21,7 @@ Run one with :func:`run_machine`; the driver is a class attribute set by
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import TypeVar
@@ -103,6 +104,9 @@ class OverlayMachine:
         #: The driver's lowers last found equal to lower_images (the very object: a driver
         #: hands the same frozen images back while its digest says they are unchanged).
         self.lowers_agreed: tuple | None = None
+        #: What the last comparison found equal: the expected and actual view, upper and
+        #: lowers (the very objects: the model and the drivers hand them back unchanged).
+        self.agreed: tuple | None = None
         #: What ran so far: the mount, then each operation (rendered when the driver breaks).
         self.program: list[object] = []
         # the failing example as data (conformance.failure): kept for the last run, which
@@ -224,10 +228,13 @@ class OverlayMachine:
         with self.timed("driver observation"):
             actual_view = self.call_driver("observing the view", self.driver.view)
             actual_upper, actual_lowers = self.call_driver("reading layers", self.driver.images)
+        compared = (expected_view, actual_view, expected_upper, actual_upper, actual_lowers)
         with self.timed("comparison"):
-            found = self._differences(
-                expected_view, actual_view, expected_upper, actual_upper, actual_lowers
-            )
+            if self.agreed is not None and all(map(operator.is_, compared, self.agreed)):
+                found = []  # the very objects that agreed last step (an op that changed nothing)
+            else:
+                found = self._differences(*compared)
+        self.agreed = None if found else compared
         self.identities.append(
             (expected_view.inodes, expected_upper.inodes if expected_upper is not None else {})
         )

@@ -103,7 +103,4 @@ class FaultyDriver(ReferenceDriver):
     def __init__(self, fault: str) -> None:
         super().__init__()
         self.name = f"fault:{fault}"
-        self._engine = FAULTS[fault]
-
-    def mount(self, stack: StackSpec, options: Options) -> None:
-        self._overlay = self._engine(stack, options)
+        self.engine = FAULTS[fault]
