@@ -47,6 +47,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
+from adapters._lowerwatch import LowerWatch
 from adapters.layerdisk import (
     KERNEL_FORMAT,
     DiskFormat,
@@ -378,6 +379,8 @@ class Executor:
         #: The digest of the lower directories when the first observe of this mount
         #: decoded and sent them (None: not sent yet).
         self.lowers_sent: bytes | None = None
+        #: Reports changes to the lowers, so a quiet step needs no digest of them.
+        self.lower_watch = LowerWatch()
         #: The view and the upper of the last observation sent since the mount.
         self.view_sent: View | None = None
         self.upper_sent: Any = None
@@ -414,6 +417,7 @@ class Executor:
         for i, spec in enumerate(stack.lowers):
             write_layer(build(spec), f"{BASE}/l{i}")
         lowers = lower_dirs(len(stack.lowers))
+        self.lower_watch.watch(lowers)
         if not options.read_only or upper is not None:
             write_layer(upper if upper is not None else build(LayerSpec()), UPPER)
             os.mkdir(WORK, 0o755)
@@ -527,7 +531,8 @@ class Executor:
     def do_observe(self) -> tuple[View, Any, Any, bool]:
         """The view, the upper decoded, and the lowers: decoded the first time after a
         mount (and kept by the driver), afterwards None while their digest (every byte,
-        metadata and xattr) is the one of that first time, decoded as soon as it is not."""
+        metadata and xattr) is the one of that first time, decoded as soon as it is not.
+        The digest is skipped while inotify reports nothing (adapters._lowerwatch)."""
         view: Any = self.do_view()
         if self.stack is None or self.options is None:
             raise RuntimeError("no overlay is mounted")
@@ -542,6 +547,10 @@ class Executor:
         else:
             self.upper_sent = upper
         dirs = lower_dirs(len(self.stack.lowers))
+        if self.lowers_sent is None:
+            self.lower_watch.baseline()
+        elif self.lower_watch.quiet():
+            return view, upper, None, False  # nothing reported since the baseline
         digest = b"".join(map(layer_digest, dirs))
         if digest == self.lowers_sent:
             return view, upper, None, False
@@ -594,6 +603,7 @@ class Executor:
             self.unmount()
         with contextlib.suppress(Exception):
             self.mounter.close()
+        self.lower_watch.close()
 
 
 class DriverCrashed(RuntimeError):
