@@ -312,7 +312,7 @@ class Programs(st.SearchStrategy[list[ops.Op]]):
             if data.draw_boolean(2**-16, forced=forced):
                 data.stop_span()
                 return program
-            program.append(data.draw(self.operations))
+            program.append(self.operations.do_draw(data))  # in the step's span
             data.stop_span()
 
 
