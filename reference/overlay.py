@@ -83,15 +83,16 @@ class Overlay:
     def view(self) -> View:
         entries: dict[str, EntryView] = {}
         inodes: dict[str, int] = {}
+        # st_nlink of every upper object, counted once for the whole view (not per entry)
+        upper_links = link_counts(self.upper) if self.upper is not None else {}
         pending = [self.root()]
         while pending:
             directory = pending.pop()
-            for name in self._listing(directory):
-                node = self._child(directory, name).node
+            for name, node in self._listed(directory):
                 if node is None:
                     entries[_join(directory.path, name)] = UNREACHABLE
                     continue
-                entries[node.path] = self._entry_view(node)
+                entries[node.path] = self._entry_view(node, upper_links)
                 inodes[node.path] = self._st_ino(node)
                 if node.is_dir:
                     pending.append(node)
@@ -123,11 +124,16 @@ class Overlay:
 
     def _names(self, directory: Node) -> list[str]:
         """readdir: the union of the names of every layer, less whiteouts (doc "readdir")."""
+        return [name for name, _ in self._found_children(directory)]
+
+    def _found_children(self, directory: Node) -> list[tuple[str, Node]]:
+        """The names of :meth:`_names`, each with the node its lookup found."""
         candidates: set[str] = set()
         for layer_dir in [directory.upper, *directory.lowers]:
             if layer_dir is not None:
                 candidates.update(layer_dir.entries)
-        return sorted(n for n in candidates if self._child(directory, n).node is not None)
+        found = ((name, self._child(directory, name).node) for name in sorted(candidates))
+        return [(name, node) for name, node in found if node is not None]
 
     def _listing(self, directory: Node) -> list[str]:
         """What readdir returns. A directory that is not merged is read straight from its
@@ -137,6 +143,13 @@ class Overlay:
         if directory.is_merged:
             return self._names(directory)
         return sorted(directory.top.entries)
+
+    def _listed(self, directory: Node) -> list[tuple[str, Node | None]]:
+        """:meth:`_listing` with each name's lookup (None: listed, but lookup finds
+        nothing), each name looked up once."""
+        if directory.is_merged:
+            return list(self._found_children(directory))
+        return [(name, self._child(directory, name).node) for name in sorted(directory.top.entries)]
 
     def _lower_of(self, node: Node) -> Inode | None:
         """The lower object behind a node: for a copied-up non-directory, the one recorded
@@ -166,7 +179,7 @@ class Overlay:
 
     # --- observation ----------------------------------------------------------------------
 
-    def _entry_view(self, node: Node) -> EntryView:
+    def _entry_view(self, node: Node, upper_links: dict[int, int] | None = None) -> EntryView:
         meta = self._meta(node)
         kind = meta.kind
         xattrs = tuple(sorted(meta.xattrs.items())) if kind in (Kind.FILE, Kind.DIR) else ()
@@ -175,13 +188,13 @@ class Overlay:
             mode=meta.mode,
             uid=meta.uid,
             gid=meta.gid,
-            nlink=self._nlink(node),
+            nlink=self._nlink(node, upper_links),
             data=self._data(node) if kind is Kind.FILE else b"",
             target=meta.target if kind is Kind.SYMLINK else "",
             xattrs=xattrs,
         )
 
-    def _nlink(self, node: Node) -> int:
+    def _nlink(self, node: Node, upper_links: dict[int, int] | None = None) -> int:
         """st_nlink. A merged directory reports 1 (inode.c ovl_getattr; obs E1.7); others
         report their real directory's count. An indexed inode reports the union count kept in
         trusted.overlay.nlink; other non-dirs their real layer's count (obs H.index=off.2)."""
@@ -194,7 +207,9 @@ class Overlay:
             return self.index_nlink[lower.ident]
         if node.upper is not None:
             assert self.upper is not None
-            return link_counts(self.upper).get(node.upper.ident, 1)
+            if upper_links is None:
+                upper_links = link_counts(self.upper)
+            return upper_links.get(node.upper.ident, 1)
         return self._lower_nlink[node.lowers[0].ident]
 
     def _st_ino(self, node: Node) -> int:
