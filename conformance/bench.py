@@ -7,17 +7,22 @@ In one run it measures, and prints as a table and writes as JSON (``--json``):
    machine (``machine_for(driver, Options())``, every comparison after every step), with a
    fixed budget, and where the time goes: the machine's clock sections and Hypothesis's own
    generation (wall minus the sections). Generation is reproducible: the seed is fixed
-   (``hypothesis.seed(SEED)`` on the machine class; with only ``derandomize=True`` Hypothesis
-   would derive it from the machine's source, so any edit of machine.py would draw other
-   examples and before/after runs would not compare) and there is no example database.
+   (``hypothesis.seed(SEED)`` on the machine's test, ``machine.lockstep_test``; with only
+   ``derandomize=True`` Hypothesis would derive it from the test's source, so any edit of
+   machine.py would draw other examples and before/after runs would not compare) and
+   there is no example database. The seed fixes what is drawn, not the strategies: an edit
+   of conformance/strategies.py draws other programs.
    Only the generate phase runs: a divergence stops the run without shrinking and is
    reported as ``diverged after N steps`` with the numbers up to there.
 2. **xdist**: the wall time of the same pytest workload with ``-n 1`` and ``-n 2`` (as
    subprocesses, ``--hypothesis-seed=0``) and their ratio, in ``--xdist-rounds`` rounds of
    one ``-n 1`` and one ``-n 2`` run back to back (each round's ratio, and their median and
    spread: on a shared machine a single pair says little). The workload is the state
-   machine and feature items of tests/test_conformance.py on the reference (84 items: the
-   workers' start-up, about 1-2 s each, weighs less than with the 6 state machine items).
+   machine and feature items of tests/test_conformance.py on the reference and, where it
+   can run, the kernel (170 items, 140 s with ``-n 1`` here): every pytest process pays
+   about 5 s to start (Hypothesis's import alone is 1 s) and collect, whatever ``-n``, so
+   the workload must be long for the ratio to measure the workers rather than start-up
+   (the reference alone, 32 s of work, could not go below 0.58).
 3. **faults**: for every seeded fault of ``tests/faults.py`` (imported from the checkout),
    the time until the first failure, the total time including shrinking, and the length of
    the shrunk counterexample (the operations of its failing example, the mount not
@@ -158,6 +163,11 @@ def bench_driver(name: str, examples: int, steps: int) -> dict[str, Any]:
 XDIST_SELECTION = "state_machine or feature"
 
 
+def xdist_drivers() -> list[str]:
+    """The drivers of the workload: the reference, and the kernel where it can run."""
+    return ["reference", *(["kernel"] if registry.unavailable_reason("kernel") is None else [])]
+
+
 def xdist_command(workers: int, budget: str) -> list[str]:
     return [
         sys.executable,
@@ -169,7 +179,7 @@ def xdist_command(workers: int, budget: str) -> list[str]:
         "tests/test_conformance.py",
         "-k",
         XDIST_SELECTION,
-        "--driver=reference",
+        *(f"--driver={name}" for name in xdist_drivers()),
         f"--budget={budget}",
         "--hypothesis-seed=0",
         "-n",
