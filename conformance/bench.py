@@ -13,7 +13,9 @@ In one run it measures, and prints as a table and writes as JSON (``--json``):
    there is no example database. The seed fixes what is drawn, not the strategies: an edit
    of conformance/strategies.py draws other programs.
    Only the generate phase runs: a divergence stops the run without shrinking and is
-   reported as ``diverged after N steps`` with the numbers up to there.
+   reported as ``diverged after N steps`` with the numbers up to there. Then the reference
+   engine alone (:func:`bench_engine`): the same programs through ``Overlay`` with no
+   generation, no driver and no comparison.
 2. **xdist**: the wall time of the same pytest workload with ``-n 1`` and ``-n 2`` (as
    subprocesses, ``--hypothesis-seed=0``) and their ratio, in ``--xdist-rounds`` rounds of
    one ``-n 1`` and one ``-n 2`` run back to back (each round's ratio, and their median and
@@ -45,13 +47,17 @@ from pathlib import Path
 from typing import Any
 
 import hypothesis
-from hypothesis import HealthCheck, Phase, seed, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from adapters import registry
 from adapters.base import DriverFailure, DriverUnavailable
+from conformance import strategies as s
 from conformance.clock import Clock
 from conformance.machine import Diverged, OverlayMachine, lockstep_test, machine_for
+from reference import ops
+from reference.layer import StackSpec
 from reference.options import Options
+from reference.overlay import Overlay
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DRIVERS = ("reference", "kernel", "fuse-overlayfs")
@@ -154,6 +160,40 @@ def bench_driver(name: str, examples: int, steps: int) -> dict[str, Any]:
     else:
         result["status"] = "completed"
     return result
+
+
+def bench_engine(examples: int, steps: int) -> dict[str, Any]:
+    """The reference engine alone: the machine's programs (same seed, drawn first and not
+    timed) replayed through ``Overlay``, each step what the machine asks of the reference:
+    apply, then the view and the upper image unless the operation only looks
+    (``ops.LOOKS``). No generation, no driver, no comparison: how fast the spec executes."""
+    cases: list[tuple[StackSpec, list[ops.Op]]] = []
+
+    @seed(SEED)
+    @_fixed(max_examples=examples, phases=[Phase.generate])
+    @given(stack=s.stacks(), program=s.programs(None, steps))
+    def collect(stack: StackSpec, program: list[ops.Op]) -> None:
+        cases.append((stack, program))
+
+    collect()
+    count = 0
+    cpu_before, started = _cpu_seconds(), time.perf_counter()
+    for stack, program in cases:
+        model = Overlay(stack, Options())
+        model.view(), model.upper_image()
+        for op in program:
+            model.apply(op)
+            if type(op) not in ops.LOOKS:
+                model.view(), model.upper_image()
+            count += 1
+    wall, cpu = time.perf_counter() - started, _cpu_seconds() - cpu_before
+    return {
+        "examples": len(cases),
+        "steps": count,
+        "wall_s": wall,
+        "steps_per_s": count / wall if wall > 0 else 0.0,
+        "steps_per_cpu_s": count / cpu if cpu > 0 else 0.0,
+    }
 
 
 # --- 2. xdist -----------------------------------------------------------------------------
@@ -332,6 +372,18 @@ def render(results: dict[str, Any]) -> str:
         row += [_fmt(r["sections_s"][s], 2) for s in SECTIONS] + [_fmt(r["generation_s"], 2)]
         rows.append(row)
     lines += _table(rows)
+    engine = results.get("engine")
+    if engine:
+        kernel = results["drivers"].get("kernel", {})
+        versus = ""
+        if kernel.get("status") == "completed" and kernel.get("steps_per_s"):
+            versus = f", {engine['steps_per_s'] / kernel['steps_per_s']:.1f}x the kernel machine"
+        lines.append("")
+        lines.append(
+            f"reference engine alone (apply, view and upper image of the same programs, no"
+            f" generation): {engine['steps']} steps in {engine['wall_s']:.2f}s,"
+            f" {engine['steps_per_s']:.0f} steps/s{versus}"
+        )
     xdist = results.get("xdist")
     lines.append("")
     if xdist is None or xdist.get("status") == "skipped":
@@ -414,12 +466,15 @@ def run(args: argparse.Namespace, progress: Any = None) -> dict[str, Any]:
         "budget": {"examples": args.examples, "steps": args.steps},
         "reference_point_ops_per_s": REFERENCE_POINT_OPS_PER_S,
         "drivers": {},
+        "engine": {},
         "xdist": {"status": "skipped"},
         "faults": {},
     }
     for name in args.driver or DEFAULT_DRIVERS:
         say(f"driver {name} ...")
         results["drivers"][name] = bench_driver(name, args.examples, args.steps)
+    say("reference engine alone ...")
+    results["engine"] = bench_engine(args.examples, args.steps)
     if args.xdist_budget != "none":
         say(f"pytest -n 1 / -n 2 (budget {args.xdist_budget}) ...")
         results["xdist"] = bench_xdist(args.xdist_budget, args.xdist_rounds)

@@ -17,7 +17,7 @@ def test_bench_writes_the_expected_json(tmp_path: Path, capsys) -> None:
     argv += ["--fault", "chown-swaps-ids", "--xdist-budget", "none", "--json", str(out)]
     assert main(argv) == 0
     results = json.loads(out.read_text())
-    assert set(results) >= {"environment", "drivers", "xdist", "faults", "budget"}
+    assert set(results) >= {"environment", "drivers", "engine", "xdist", "faults", "budget"}
 
     reference = results["drivers"]["reference"]
     assert reference["status"] == "completed"
@@ -31,6 +31,8 @@ def test_bench_writes_the_expected_json(tmp_path: Path, capsys) -> None:
         "comparison",
     }
     assert reference["generation_s"] >= 0
+    engine = results["engine"]
+    assert engine["steps"] > 0 and engine["steps_per_s"] > 0
     assert results["xdist"]["status"] == "skipped"
 
     fault = results["faults"]["chown-swaps-ids"]
