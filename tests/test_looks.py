@@ -22,29 +22,8 @@ OPTION_SETS = [
     Options(read_only=True),
 ]
 
-#: Every operation, drawn from the machine's own argument strategies.
-any_op = st.one_of(
-    st.builds(ops.Stat, s.paths, st.booleans()),
-    st.builds(ops.Read, s.paths),
-    st.builds(ops.Write, s.paths, s.data, s.offsets, s.open_flags, s.modes),
-    st.builds(ops.Truncate, s.paths, s.sizes),
-    st.builds(ops.Mkdir, s.paths, s.modes),
-    st.builds(ops.Rmdir, s.paths),
-    st.builds(ops.Unlink, s.paths),
-    st.builds(ops.Rename, s.paths, s.paths, s.rename_flags),
-    st.builds(ops.Link, s.paths, s.paths),
-    st.builds(ops.Symlink, st.sampled_from(s.TARGETS), s.paths),
-    st.builds(ops.Readlink, s.paths),
-    st.builds(ops.Chmod, s.paths, s.modes),
-    st.builds(ops.Chown, s.paths, s.ids, s.ids),
-    st.builds(ops.SetXattr, s.paths, s.xattr_names, s.xattr_values),
-    st.builds(ops.GetXattr, s.paths, s.xattr_names),
-    st.builds(ops.ListXattr, s.paths),
-    st.builds(ops.RemoveXattr, s.paths, s.xattr_names),
-    st.builds(ops.Readdir, s.paths | st.just("")),
-    st.builds(ops.Mkfifo, s.paths, s.modes),
-    st.builds(ops.Remount),
-)
+#: Every operation, drawn as the machine draws its programs.
+any_op = s.Operations()
 
 
 def test_the_looking_operations_are_the_ones_that_write_nothing() -> None:
