@@ -15,6 +15,7 @@ from hypothesis import Phase, settings
 
 from adapters.kernel import KernelDriver
 from adapters.layerdisk import OPAQUE, layer_digest, write_layer
+from conformance.features import Feature
 from conformance.machine import Diverged, run_machine
 from reference import ops
 from reference.layer import DirSpec, FileSpec, LayerSpec, StackSpec, SymlinkSpec, build
@@ -152,6 +153,12 @@ class ChangesTopLower(KernelDriver):
         return super().run_and_observe(op)
 
 
+#: Operations whose outcome cannot show the change (a Read of the changed file would
+#: diverge first, as its outcome, before the comparison of the lowers is reached): what is
+#: tested here is that comparison, the one the digest and the inotify watch serve.
+BLIND = Feature("lowers-only", "mkdir and rmdir", frozenset({"mkdir", "rmdir"}), None)
+
+
 @pytest.mark.parametrize("change", sorted(MACHINE_CHANGES))
 def test_the_machine_reports_a_lower_changed_after_the_first_look(change: str) -> None:
     _kernel()
@@ -166,6 +173,6 @@ def test_the_machine_reports_a_lower_changed_after_the_first_look(change: str) -
     )
     try:
         with pytest.raises(Diverged, match=r"lower0:"):
-            run_machine(driver, Options(), run)
+            run_machine(driver, Options(), run, BLIND)
     finally:
         driver.close()
