@@ -180,7 +180,7 @@ class OverlayMachine:
         # the trace keeps the set; failure() orders it (describing every outcome of every
         # step cost more than a reference step)
         self.pending = TracedStep(op, allowed, None)  # type: ignore[arg-type]
-        # A driver whose class can observes in the same round trip (the invariant follows at
+        # A driver whose class can observes in the same round trip (the check follows at
         # once); looked up on the class, so a wrapper that replaces run() is not bypassed.
         run = self.driver.run
         if getattr(type(self.driver), "run_and_observe", None) is not None:
