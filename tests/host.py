@@ -4,6 +4,8 @@ processes a run marked in their environment, and whether a driver can run here."
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,22 @@ def processes_marked(marker: str) -> list[int]:
             except OSError:
                 continue
     return found
+
+
+def end_run(child: subprocess.Popen[Any]) -> None:
+    """Kill a run that is still there, and reap it (the ``finally`` of every interrupt test)."""
+    if child.poll() is None:
+        child.kill()
+        child.wait()
+
+
+def left_behind(marker: str, seconds: float = 10.0) -> list[int]:
+    """The processes marked with ``marker`` still there after waiting up to ``seconds`` for
+    them to go (a run's processes exit a moment after it does)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and processes_marked(marker):
+        time.sleep(0.1)
+    return processes_marked(marker)
 
 
 def cmdline(pid: int) -> str:

@@ -17,7 +17,7 @@ import pytest
 
 from adapters.kernel_mounts import KernelMountsEngine
 from adapters.real_engines import DockerEngine, PodmanEngine
-from tests.host import cmdline, mounts, processes_marked, require
+from tests.host import cmdline, end_run, left_behind, mounts, processes_marked, require
 
 ROOT = Path(__file__).resolve().parent.parent
 EXECUTOR = "adapters._container_executor"
@@ -88,12 +88,9 @@ def test_interrupted_container_run_leaves_nothing(engine_name: str, sig: signal.
         child.send_signal(sig)
         child.wait(timeout=60)
     finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+        end_run(child)
+        left_behind(marker)  # waits for them to go
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and processes_marked(marker):
-            time.sleep(0.1)
         while time.monotonic() < deadline and _in_namespaces(namespaces):
             time.sleep(0.1)
     assert processes_marked(marker) == []

@@ -19,7 +19,7 @@ import pytest
 
 from adapters.fuse import FuseOverlayfsDriver
 from adapters.kernel import KernelDriver
-from tests.host import cmdline, mounts, processes_marked, require
+from tests.host import cmdline, end_run, left_behind, mounts, processes_marked, require
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -83,13 +83,8 @@ def test_interrupted_run_leaves_no_mount_and_no_process(name: str, sig: signal.S
 def _end_and_check(child: subprocess.Popen[bytes], marker: str, before: list[str]) -> None:
     """Kill the run if it is still there, then: none of its processes is left and the host's
     mount table is what it was before it started."""
-    if child.poll() is None:
-        child.kill()
-        child.wait()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and processes_marked(marker):
-        time.sleep(0.1)
-    assert processes_marked(marker) == []
+    end_run(child)
+    assert left_behind(marker) == []
     assert mounts() == before
 
 

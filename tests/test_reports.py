@@ -20,7 +20,7 @@ from adapters.kernel import KernelDriver
 from conformance.__main__ import main
 from conformance.report import FILES, SCHEMA
 from tests.faults import FaultyDriver
-from tests.host import mounts, processes_marked, require
+from tests.host import end_run, left_behind, mounts, processes_marked, require
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,6 +43,20 @@ def _certify(tmp_path: Path, *argv: str) -> tuple[int, Path]:
     report = tmp_path / "report"
     code = main(["certify", *argv, "--report-dir", str(report), "--corpus", str(tmp_path / "c")])
     return code, report
+
+
+def _first_verdict(report: Path, poll: float, seconds: float = 300.0) -> int:
+    """Wait until a running certify's report.json records a verdict; how many it records
+    (0 if none came within ``seconds``)."""
+    deadline = time.monotonic() + seconds
+    done = 0
+    while time.monotonic() < deadline and done < 1:
+        time.sleep(poll)
+        try:
+            done = json.loads((report / "report.json").read_text())["done"]
+        except (OSError, ValueError, KeyError):
+            done = 0
+    return done
 
 
 def test_a_conforming_run_writes_the_four_reports(tmp_path: Path, capsys) -> None:
@@ -145,22 +159,13 @@ def test_an_interrupted_run_keeps_its_verdicts_and_leaves_nothing(
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 300
-        done = 0
-        while time.monotonic() < deadline and done < 1:
-            time.sleep(0.5)
-            try:
-                done = json.loads((report / "report.json").read_text())["done"]
-            except (OSError, ValueError, KeyError):
-                done = 0
+        done = _first_verdict(report, poll=0.5)
         assert done >= 1, "no verdict within 300 s"
         assert len(processes_marked(marker)) >= 2  # certify (its workers) and an executor
         child.send_signal(sig)
         _, err = child.communicate(timeout=120)
     finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+        end_run(child)
     assert child.returncode == 130, err.decode()[-3000:]
     lines = err.decode().strip().splitlines()
     assert lines[-1].startswith(f"interrupted by {sig.name} after ")
@@ -176,10 +181,7 @@ def test_an_interrupted_run_keeps_its_verdicts_and_leaves_nothing(
     junit = ET.parse(report / "junit.xml").getroot()
     assert junit.findall(".//error") and len(junit.findall(".//testcase")) == doc["done"] + 1
     assert not list(report.glob(".*.tmp*"))  # no half-written file
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and processes_marked(marker):
-        time.sleep(0.1)
-    assert processes_marked(marker) == []
+    assert left_behind(marker) == []
     assert mounts() == before
 
 
@@ -239,28 +241,16 @@ def test_a_killed_run_leaves_valid_reports_and_nothing_behind(tmp_path: Path) ->
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 300
-        done = 0
-        while time.monotonic() < deadline and done < 1:
-            time.sleep(0.2)
-            try:
-                done = json.loads((report / "report.json").read_text())["done"]
-            except (OSError, ValueError, KeyError):
-                done = 0
+        _first_verdict(report, poll=0.2)
         child.kill()
         child.wait(timeout=60)
     finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+        end_run(child)
     doc = json.loads((report / "report.json").read_text())
     assert doc["status"] == "running" and doc["done"] >= 1
     ET.parse(report / "junit.xml")
     assert main(["diff", str(report / "report.json"), str(report / "report.json")]) == 1
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and processes_marked(marker):
-        time.sleep(0.1)
-    assert processes_marked(marker) == []
+    assert left_behind(marker) == []
     assert mounts() == before
 
 
