@@ -40,6 +40,20 @@ def _parser() -> argparse.ArgumentParser:
         help="driver to certify (repeatable; default: every driver this machine can run)",
     )
     certify_cmd.add_argument(
+        "--kernel-image",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="certify the kernel driver in a VM booted on this kernel (a vmlinuz or an "
+        "unpacked Debian kernel package, see `unionspec kernels fetch`; repeatable: one "
+        "driver kernel@<release> each, instead of the host's kernel)",
+    )
+    certify_cmd.add_argument(
+        "--kernel-modules",
+        metavar="DIR",
+        help="the modules of a --kernel-image given as a vmlinuz (default: found beside it)",
+    )
+    certify_cmd.add_argument(
         "--budget",
         choices=("quick", "standard", "deep"),
         default="quick",
@@ -117,6 +131,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     diff_cmd.add_argument("old", metavar="OLD.json")
     diff_cmd.add_argument("new", metavar="NEW.json")
+    kernels_cmd = commands.add_parser(
+        "kernels", help="download and unpack Debian kernels for --kernel-image (never installed)"
+    )
+    kernels_cmd.add_argument("action", choices=("fetch",))
+    kernels_cmd.add_argument(
+        "specs", nargs="+", metavar="SPEC", help="6.1, 6.12, a suite (trixie, sid), newest, "
+        "or a linux-image-... package name"
+    )
     bench_cmd = commands.add_parser(
         "bench", help="measure throughput, -n 2 scaling and how fast seeded faults are found"
     )
@@ -147,6 +169,10 @@ def _main(argv: list[str] | None) -> int:
         from conformance.bench import main as bench_main
 
         return bench_main(args)
+    if args.command == "kernels":
+        from conformance.kernels import main as kernels_main
+
+        return kernels_main([args.action, *args.specs])
     if args.command == "diff":
         from conformance.diff import diff_command
 

@@ -215,6 +215,32 @@ def check_fuse_settings(driver_cmd: str | None, profile: str | None) -> None:
         raise UsageError(str(problem).splitlines()[0]) from None
 
 
+def add_kernel_images(args: argparse.Namespace) -> None:
+    """``--kernel-image``: each kernel becomes a driver ``kernel@<release>`` (adapters.vm),
+    certified instead of ``kernel`` (the host's), or as the only drivers when no
+    ``--driver`` is given."""
+    images = getattr(args, "kernel_image", None) or []
+    if not images:
+        if getattr(args, "kernel_modules", None):
+            raise UsageError("--kernel-modules needs a --kernel-image")
+        return
+    if args.kernel_modules and len(images) != 1:
+        raise UsageError("--kernel-modules goes with exactly one --kernel-image")
+    if args.workers > 1:
+        raise UsageError("--kernel-image runs one VM per kernel in this process: use -n 1")
+    from adapters.vm.image import ImageError
+
+    labels = []
+    for path in images:
+        try:
+            labels.append(registry.add_kernel_image(path, args.kernel_modules))
+        except (ImageError, OSError) as problem:
+            raise UsageError(f"--kernel-image: {problem}") from None
+    if len(set(labels)) != len(labels):
+        raise UsageError("--kernel-image: the same kernel release is given twice")
+    args.driver = [name for name in args.driver if name != "kernel"] + labels
+
+
 def configure_registry(driver_cmd: str | None, profile: str | None, timeout: float | None) -> None:
     try:
         registry.configure(driver_cmd=driver_cmd, profile=profile, timeout=timeout)
@@ -232,6 +258,7 @@ def certify_command(args: argparse.Namespace) -> int:
     )
     from conformance.report import Report, ReportDirError, prepare
 
+    add_kernel_images(args)
     drivers, features, machine = check_arguments(args)
     engines = chosen_engines(args)
     engine_plan = plan(engines)
