@@ -71,6 +71,9 @@ UPPER = f"{BASE}/upper"
 WORK = f"{BASE}/work"
 
 MNT_DETACH = 2
+MS_BIND = 4096
+#: In a VM: the directory bind-mounted over /tmp instead of a tmpfs (adapters.vm.guest).
+SCRATCH_DIR = "UNIONSPEC_SCRATCH_DIR"
 #: In an observation: equal to the same part of the last observation sent (module doc).
 UNCHANGED = "unchanged"
 #: The errnos of a FUSE mount whose connection is gone: ENOTCONN for a request made after
@@ -638,7 +641,11 @@ def setup() -> None:
     # executor can need before the private tmpfs hides that directory.
     import adapters._fusemount  # noqa: F401
 
-    mount("unionspec", "/tmp", "tmpfs", 0, "mode=0755")
+    scratch = os.environ.get(SCRATCH_DIR)
+    if scratch:  # in a VM (adapters.vm.guest): a directory of a disk with user xattrs
+        mount(scratch, "/tmp", "", MS_BIND, None)
+    else:
+        mount("unionspec", "/tmp", "tmpfs", 0, "mode=0755")
     os.mkdir(BASE, 0o755)
 
 

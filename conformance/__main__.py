@@ -54,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
         help="the modules of a --kernel-image given as a vmlinuz (default: found beside it)",
     )
     certify_cmd.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="certify only the K-th of N stable shares of the cells (one per machine or CI "
+        "job; join the reports with `unionspec merge`)",
+    )
+    certify_cmd.add_argument(
         "--budget",
         choices=("quick", "standard", "deep"),
         default="quick",
@@ -131,6 +137,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     diff_cmd.add_argument("old", metavar="OLD.json")
     diff_cmd.add_argument("new", metavar="NEW.json")
+    merge_cmd = commands.add_parser(
+        "merge", help="join the reports of shards (or of kernels) into one report directory"
+    )
+    merge_cmd.add_argument("out", metavar="OUT_DIR")
+    merge_cmd.add_argument("reports", nargs="+", metavar="REPORT", help="report.json or its dir")
     kernels_cmd = commands.add_parser(
         "kernels", help="download and unpack Debian kernels for --kernel-image (never installed)"
     )
@@ -169,6 +180,10 @@ def _main(argv: list[str] | None) -> int:
         from conformance.bench import main as bench_main
 
         return bench_main(args)
+    if args.command == "merge":
+        from conformance.shard import merge_command
+
+        return merge_command(args.out, args.reports)
     if args.command == "kernels":
         from conformance.kernels import main as kernels_main
 

@@ -29,6 +29,7 @@ from adapters import registry
 from conformance import corpus, expectations
 from conformance.certify import CONFORMS, EXPECTED_OK, Verdict, planned, uninterrupted
 from conformance.features import BY_ID, FEATURES, Feature
+from conformance.shard import Shard, ShardError, cell_id
 from reference.options import MATRIX
 
 FUSE_DRIVERS = ("fuse", "fuse-overlayfs", "unionfs-fuse")
@@ -260,7 +261,10 @@ def certify_command(args: argparse.Namespace) -> int:
 
     add_kernel_images(args)
     drivers, features, machine = check_arguments(args)
+    shard = shard_of(args)
     engines = chosen_engines(args)
+    if shard is not None and engines:
+        raise UsageError("--shard splits the overlay drivers' cells: certify --engine apart")
     engine_plan = plan(engines)
     check_fuse_settings(args.driver_cmd, args.profile)
     try:
@@ -285,12 +289,13 @@ def certify_command(args: argparse.Namespace) -> int:
             directory,
             drivers,
             {"budget": args.budget, "seed": args.seed, "workers": args.workers,
+             **({"shard": shard.label} if shard is not None else {}),
              "features": [f.id for f in features], "corpus": str(corpus_dir)},
-            planned=planned(drivers, features, machine) + len(engine_plan),
+            planned=planned(drivers, features, machine, shard) + len(engine_plan),
             order={
                 Verdict(name, label, "", feature=feature).id: index
                 for index, (name, feature, label) in enumerate(
-                    _plan(drivers, features, machine) + engine_plan
+                    _plan(drivers, features, machine, shard) + engine_plan
                 )
             },
             engines=engines,
@@ -298,7 +303,7 @@ def certify_command(args: argparse.Namespace) -> int:
         report.write()
     run_settings, feature_settings = _settings(args.budget, args.seed)
     artefacts = Artefacts(report, corpus_dir)
-    total = planned(drivers, features, machine) + len(engine_plan)
+    total = planned(drivers, features, machine, shard) + len(engine_plan)
     done: list[Verdict] = []
 
     def on_verdict(verdict: Verdict) -> None:
@@ -324,7 +329,7 @@ def certify_command(args: argparse.Namespace) -> int:
 
                 verdicts = certify(
                     drivers, run_settings, on_verdict, feature_settings=feature_settings,
-                    features=features, machine=machine, programs=programs,
+                    features=features, machine=machine, programs=programs, shard=shard,
                 )
             if engines:
                 from conformance.settings import container_profile
@@ -416,16 +421,29 @@ def replay_command(args: argparse.Namespace) -> int:
 
 
 def _plan(
-    drivers: list[str], features: list[Feature], machine: bool
+    drivers: list[str], features: list[Feature], machine: bool, shard: Shard | None = None
 ) -> list[tuple[str, str, str]]:
-    """The cells in report order: (driver, feature id, option set label)."""
+    """The cells in report order: (driver, feature id, option set label); with ``shard``,
+    that shard's (conformance.shard)."""
     wholes = [""] if machine else []
     return [
         (name, feature, options.label)
         for name in drivers
         for feature in (*wholes, *(f.id for f in features))
         for options in MATRIX
+        if shard is None or shard.has(cell_id(name, feature, options.label))
     ]
+
+
+def shard_of(args: argparse.Namespace) -> Shard | None:
+    """``--shard K/N`` (a UsageError for anything else); None without it."""
+    text = getattr(args, "shard", None)
+    if text is None:
+        return None
+    try:
+        return Shard.parse(text)
+    except ShardError as problem:
+        raise UsageError(str(problem)) from None
 
 
 def _worker(config: dict[str, Any], tasks: Any, results: Any) -> None:
@@ -502,7 +520,7 @@ def run_parallel(
 ) -> list[Verdict]:
     """The cells in ``args.workers`` processes; verdicts are reported as they come, and
     returned (and kept in the reports) in plan order."""
-    plan = _plan(drivers, features, machine)
+    plan = _plan(drivers, features, machine, shard_of(args))
     context = multiprocessing.get_context("spawn")
     tasks, results = context.Queue(), context.Queue()
     config = {

@@ -3,9 +3,10 @@ the host's root shared read-only).
 
 It serves the virtio-serial port (:mod:`adapters.vm.channel`): for each ``OPEN`` it starts
 an executor (:mod:`adapters._executor`, the same code as on the host) in a private mount
-namespace on one end of a socketpair and relays the session's bytes both ways; a ``CLOSE``
-from the host kills that executor's process group (by its PID), an executor that exits is
-reported with ``CLOSE``. When the port closes (the host is gone) the VM powers off.
+namespace, its /tmp a directory of its own on the VM's ext2 disk, on one end of a
+socketpair, and relays the session's bytes both ways; a ``CLOSE`` from the host kills that
+executor's process group (by its PID), an executor that exits is reported with ``CLOSE``.
+When the port closes (the host is gone) the VM powers off.
 """
 
 from __future__ import annotations
@@ -13,14 +14,19 @@ from __future__ import annotations
 import contextlib
 import os
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+from adapters._executor import SCRATCH_DIR
 from adapters._sandbox import _private_namespace
 from adapters.vm import channel
+
+#: Set by the VM's init: the mounted disk that holds each session's layers.
+SCRATCH = "UNIONSPEC_SCRATCH"
 
 
 def find_port(name: str = channel.PORT_NAME) -> str:
@@ -45,12 +51,18 @@ class Agent:
 
     def open(self, session: int) -> None:
         ours, theirs = socket.socketpair()
+        env = dict(os.environ)
+        if SCRATCH in os.environ:
+            scratch = os.path.join(os.environ[SCRATCH], str(session))
+            os.mkdir(scratch, 0o755)
+            env[SCRATCH_DIR] = scratch
         proc = subprocess.Popen(
             [sys.executable, "-m", "adapters._executor", str(theirs.fileno())],
             pass_fds=(theirs.fileno(),),
             preexec_fn=_private_namespace(os.getpid()),
             start_new_session=True,
             stdin=subprocess.DEVNULL,
+            env=env,
         )
         theirs.close()
         self.sessions[session] = (ours, proc)
@@ -65,6 +77,8 @@ class Agent:
                 os.killpg(proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(10)
+        if SCRATCH in os.environ:
+            shutil.rmtree(os.path.join(os.environ[SCRATCH], str(session)), ignore_errors=True)
         if tell:
             self.send(session, channel.CLOSE, str(proc.returncode).encode())
 

@@ -25,8 +25,12 @@ from pathlib import Path
 import attrs
 
 #: What the VM loads: the virtio transport and console (the channel), 9p (the host's
-#: root), overlay and fuse (the drivers under test).
-WANTED = ("virtio_pci", "virtio_console", "9pnet_virtio", "9p", "overlay", "fuse")
+#: root), virtio_blk, crc32c and ext4 (the layers' disk: tmpfs has user xattrs only since 6.6),
+#: overlay and fuse (the drivers under test).
+WANTED = (
+    "virtio_pci", "virtio_console", "9pnet_virtio", "9p", "virtio_blk", "crc32c_generic", "ext4",
+    "overlay", "fuse",
+)
 BUSYBOX = ("/bin/busybox", "/usr/bin/busybox")
 
 
@@ -143,6 +147,11 @@ if $B mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose h
   $B mount -t devtmpfs dev /host/dev
   $B mount -t tmpfs tmp /host/tmp
   $B mount -t tmpfs run /host/run
+  # the layers' disk (seen: on 6.1 tmpfs refuses user.* xattrs, ENOTSUP; ext2 has them)
+  $B mkdir -p /host/run/unionspec-scratch
+  $B mke2fs -q /dev/vda >/dev/null && $B mount -t ext4 /dev/vda /host/run/unionspec-scratch \
+    || echo "unionspec-vm: no scratch disk"
+  export UNIONSPEC_SCRATCH=/run/unionspec-scratch
   echo "unionspec-vm: up: $($B uname -r) at $($B cut -d" " -f1 /proc/uptime) s"
   $B chroot /host /bin/sh -c {command}
   echo "unionspec-vm: agent exited: $?"

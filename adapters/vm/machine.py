@@ -38,10 +38,17 @@ BOOT_TIMEOUT = 120.0
 #: Timeouts under software emulation are this many times longer.
 TCG_SCALE = 8.0
 MEMORY_MB = 1024
+#: The layers' disk in the VM (a sparse file in the VM's temporary directory).
+SCRATCH_MB = 512
 #: The host's root, read-only; its devices' inode numbers remapped (without it, /proc
 #: and /sys, both inode 1, are one directory to the guest's 9p cache: seen).
 FSDEV = "security_model=passthrough,readonly=on,multidevs=remap"
 PR_SET_PDEATHSIG = 1
+#: Where the console of the last VM on each kernel is kept (``<release>.log``).
+LOGS = Path(
+    os.environ.get("UNIONSPEC_CACHE")
+    or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "unionspec")
+) / "vm-logs"
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -125,6 +132,8 @@ class VM:
 
     def _command(self, fd: int) -> list[str]:
         (self.dir / "initrd").write_bytes(initramfs(self.image, sys.executable, PROJECT_ROOT))
+        with open(self.dir / "scratch.img", "wb") as disk:  # sparse
+            disk.truncate(SCRATCH_MB << 20)
         cpu = os.environ.get("UNIONSPEC_VM_CPU") or ("host" if self.accel == "kvm" else "max")
         return [
             QEMU, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
@@ -134,6 +143,7 @@ class VM:
             "-serial", f"file:{self.log}",
             "-fsdev", f"local,id=hostroot,path=/,{FSDEV}",
             "-device", "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot",
+            "-drive", f"file={self.dir / 'scratch.img'},format=raw,if=virtio,cache=unsafe",
             "-device", "virtio-serial-pci",
             "-chardev", f"socket,id=unionspec,fd={fd}",
             "-device", f"virtserialport,chardev=unionspec,name={channel.PORT_NAME}",
@@ -266,6 +276,9 @@ class VM:
                 self.proc.wait(10)
         with contextlib.suppress(OSError):
             self.sock.close()
+        with contextlib.suppress(OSError):  # the console of the last VM on this kernel
+            LOGS.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.log, LOGS / f"{self.image.release}.log")
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
