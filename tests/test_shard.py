@@ -40,7 +40,8 @@ def test_shards_merged_give_the_verdicts_of_the_whole_run(
     assert first["cells"] and second["cells"], "a split of 24 cells left a shard empty"
     assert first["settings"]["shard"] == "1/2"
     assert not {c["id"] for c in first["cells"]} & {c["id"] for c in second["cells"]}
-    assert main(["merge", str(tmp_path / "merged"), str(tmp_path / "s1"), str(tmp_path / "s2")]) == 0
+    parts = [str(tmp_path / "s1"), str(tmp_path / "s2")]
+    assert main(["merge", str(tmp_path / "merged"), *parts]) == 0
     merged = json.loads((tmp_path / "merged" / "report.json").read_text())
     verdicts = {c["id"]: c["verdict"] for c in whole["cells"]}
     assert {c["id"]: c["verdict"] for c in merged["cells"]} == verdicts
@@ -52,7 +53,8 @@ def test_shards_merged_give_the_verdicts_of_the_whole_run(
             assert (tmp_path / "merged" / cell["reproducer"]).is_file()
     assert (tmp_path / "merged" / "report.md").read_text().count("truncating") >= 1
     # diff of the whole run and the merged shards: nothing changed
-    assert main(["diff", str(tmp_path / "whole" / "report.json"), str(tmp_path / "merged" / "report.json")]) == 0
+    reports = [str(tmp_path / name / "report.json") for name in ("whole", "merged")]
+    assert main(["diff", *reports]) == 0
 
 
 def test_a_shard_is_a_stable_function_of_the_cell_alone() -> None:
