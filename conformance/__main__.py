@@ -137,6 +137,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     diff_cmd.add_argument("old", metavar="OLD.json")
     diff_cmd.add_argument("new", metavar="NEW.json")
+    diff_cmd.add_argument(
+        "--old-driver", metavar="NAME", help="compare this driver's cells in OLD (kernel@...)"
+    )
+    diff_cmd.add_argument(
+        "--new-driver", metavar="NAME", help="with this driver's in NEW (may be the same file)"
+    )
     merge_cmd = commands.add_parser(
         "merge", help="join the reports of shards (or of kernels) into one report directory"
     )
@@ -191,7 +197,7 @@ def _main(argv: list[str] | None) -> int:
     if args.command == "diff":
         from conformance.diff import diff_command
 
-        return diff_command(args.old, args.new)
+        return diff_command(args.old, args.new, args.old_driver, args.new_driver)
     if args.command == "replay":
         from conformance.run import replay_command
 
