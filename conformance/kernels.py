@@ -73,6 +73,8 @@ class PrivateApt:
     """An apt configuration of our own: sources, lists and archives under ``root``."""
 
     root: Path
+    #: The (archive, suite) pairs it looks in.
+    suites: tuple[tuple[str, str], ...] = SUITES
 
     def options(self) -> list[str]:
         r = self.root
@@ -94,7 +96,7 @@ class PrivateApt:
         for sub in ("sources.list.d", "preferences.d", "lists/partial", "cache/archives/partial"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         (self.root / "status").touch()
-        lines = [f"deb [signed-by={KEYRING}] {url} {suite} main" for url, suite in SUITES]
+        lines = [f"deb [signed-by={KEYRING}] {url} {suite} main" for url, suite in self.suites]
         (self.root / "sources.list").write_text("\n".join(lines) + "\n")
 
     def run(self, tool: str, *args: str, cwd: Path | None = None) -> str:
@@ -114,7 +116,7 @@ class PrivateApt:
     def update(self, max_age: float = LISTS_MAX_AGE) -> None:
         """``apt-get update`` unless the lists are younger than ``max_age`` seconds."""
         self.prepare()
-        stamp = self.root / "updated"
+        stamp = self.root / ("updated-" + "-".join(suite for _url, suite in self.suites))
         if stamp.exists() and time.time() - stamp.stat().st_mtime < max_age:
             return
         self.run("apt-get", "update", "-qq")
@@ -164,7 +166,7 @@ def resolve(spec: str, apt: PrivateApt, offered: dict[str, str] | None = None) -
     """The image package a SPEC names (module doc)."""
     if spec.startswith("linux-image-"):
         return spec
-    suites = {suite for _url, suite in SUITES}
+    suites = {suite for _url, suite in apt.suites}
     if spec in suites:
         return apt.suite_image(spec)
     offered = apt.image_packages() if offered is None else offered
@@ -229,13 +231,19 @@ def unpack(package: str, apt: PrivateApt, into: Path) -> Path:
     return target
 
 
-def fetch(specs: Sequence[str], cache: Path | None = None) -> list[Path]:
-    """Fetch and unpack the kernels SPECs name; the unpacked directories, in order."""
+def fetch(
+    specs: Sequence[str], cache: Path | None = None, suites: Sequence[str] | None = None
+) -> list[Path]:
+    """Fetch and unpack the kernels SPECs name; the unpacked directories, in order. With
+    ``suites``, only those of :data:`SUITES` are looked in (fewer lists to download)."""
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
         raise FetchError("fetching Debian kernels needs apt-get and dpkg-deb")
     into = cache or kernels_dir()
     into.mkdir(parents=True, exist_ok=True)
-    apt = PrivateApt(into / "apt")
+    chosen = tuple(pair for pair in SUITES if suites is None or pair[1] in suites)
+    if not chosen:
+        raise FetchError(f"no known suite among {', '.join(suites or ())}")
+    apt = PrivateApt(into / "apt", chosen)
     apt.update()
     offered = apt.image_packages()
     return [unpack(resolve(spec, apt, offered), apt, into) for spec in specs]
