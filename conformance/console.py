@@ -130,9 +130,10 @@ class Progress:
 def symbols(verdicts: Iterable[str]) -> dict[str, str]:
     """The symbol of each verdict: :data:`SYMBOLS`, else the first letter of its name not
     yet taken (upper case for a verdict that fails the run)."""
-    chosen = {v: SYMBOLS[v] for v in dict.fromkeys(verdicts) if v in SYMBOLS}
+    names = list(dict.fromkeys(verdicts))
+    chosen = {v: SYMBOLS[v] for v in names if v in SYMBOLS}
     taken = set(SYMBOLS.values())
-    for verdict in dict.fromkeys(verdicts):
+    for verdict in names:
         if verdict in chosen:
             continue
         upper = verdict not in EXPECTED_OK
@@ -239,7 +240,10 @@ def skip_lines(verdicts: Sequence[Verdict], universe: Sequence[Verdict]) -> list
     for v in verdicts:
         if v.verdict == SKIPPED:
             # a reason that names the cell's own option set is the same reason for each
-            reason = _first_line(v.detail).replace(v.options, "<option set>")
+            # (an engine's profile is a plain word: left as it is)
+            reason = _first_line(v.detail)
+            if not v.driver.startswith(PREFIX):
+                reason = reason.replace(v.options, "<option set>")
             by_reason.setdefault(reason or "(no reason given)", []).append(v)
     return [
         f"skipped {len(cells)}: {reason} [{short_cells(cells, universe)}]"
@@ -300,9 +304,11 @@ def matrix_lines(verdicts: Sequence[Verdict]) -> list[str]:
             f"container engines, profiles in each cell's order: {order}", WIDTH,
             subsequent_indent="  ", break_on_hyphens=False,
         )
-        lines += _table(engines, "container feature", lambda v: v.feature,
-                        lambda v: v.driver[len(PREFIX):], marks)
-    used = dict.fromkeys(v.verdict for v in verdicts)
+        lines += _table(engines, "container feature", lambda v: v.feature.removeprefix(
+            "container:"), lambda v: v.driver[len(PREFIX):], marks)
+    known = list(SYMBOLS)
+    used = sorted(dict.fromkeys(v.verdict for v in verdicts),
+                  key=lambda v: known.index(v) if v in known else len(known))
     if used:
         lines.append("  ".join(f"{marks[v]} {v}" for v in used))
     return lines
