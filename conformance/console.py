@@ -116,6 +116,10 @@ class Progress:
         self.stream.flush()
         self.drawn = True
 
+    @property
+    def elapsed(self) -> float:
+        return self.clock() - self.started
+
     def close(self) -> None:
         """Clear the live line, so the summary starts on a clean line."""
         if self.drawn:
@@ -362,9 +366,11 @@ def summary_lines(
     verdicts: Sequence[Verdict],
     left_out: dict[str, str] | None = None,
     report_html: str | None = None,
+    elapsed: float | None = None,
 ) -> list[str]:
     """The closing summary of a run (see the module docstring). ``left_out``: driver ->
-    why it was not run (not asked for and not configured)."""
+    why it was not run (not asked for and not configured); ``elapsed``: the run's wall
+    time in seconds."""
     reference, others = split_self_check(verdicts)
     lines: list[str] = []
     check = self_check_line(reference)
@@ -379,7 +385,10 @@ def summary_lines(
     wrong = divergence_lines(verdicts)
     if wrong:
         lines += ["", *wrong]
-    lines += ["", count_line(verdicts), EXIT_MEANING[exit_status(verdicts)]]
+    counted = count_line(verdicts)
+    if elapsed is not None:
+        counted = counted.replace(" cells: ", f" cells in {duration(elapsed)}: ", 1)
+    lines += ["", counted, EXIT_MEANING[exit_status(verdicts)]]
     if report_html:
         lines.append(f"report: {report_html}")
     else:

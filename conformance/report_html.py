@@ -163,24 +163,41 @@ def _grid(doc: dict[str, Any]) -> dict[str, tuple[list[str], list[str], dict]]:
 
 
 def _overview(doc: dict[str, Any]) -> list[str]:
+    """The worst verdict per (driver, feature): the overlay drivers' table, then the
+    container engines' (their features are not the drivers')."""
+    from conformance.certify_engines import PREFIX
+
+    engines = [c for c in doc["cells"] if c["driver"].startswith(PREFIX)]
+    overlay = [c for c in doc["cells"] if not c["driver"].startswith(PREFIX)]
+    if not doc["cells"]:
+        return []
+    out = ["<h2>Overview</h2><p>The worst verdict over the option sets (profiles for the "
+           "container engines).</p>"]
+    for cells, corner in ((overlay, "feature"), (engines, "container feature")):
+        if cells:
+            out += _worst_table(cells, corner)
+    return out
+
+
+def _worst_table(cells: list[dict[str, Any]], corner: str) -> list[str]:
     from conformance.certify import worst
 
     found: dict[tuple[str, str], list[str]] = {}
-    for cell in doc["cells"]:
+    for cell in cells:
         found.setdefault((cell["driver"], cell["feature"]), []).append(cell["verdict"])
-    if not found:
-        return []
     drivers = list(dict.fromkeys(driver for driver, _ in found))
     features = list(dict.fromkeys(feature for _, feature in found))
-    out = ["<h2>Overview</h2><p>The worst verdict over the option sets.</p>",
-           "<table><tr><th>feature</th>"]
+    out = [f"<table><tr><th>{_e(corner)}</th>"]
     out += [f'<th><a href="#{_e(slug(d))}">{_e(d)}</a></th>' for d in drivers]
     out.append("</tr>")
     for feature in features:
         out.append(f"<tr><th>{_e(feature)}</th>")
         for d in drivers:
             values = found.get((d, feature))
-            verdict = worst(values) if values else "-"
+            if not values:
+                out.append("<td>-</td>")
+                continue
+            verdict = worst(values)
             out.append(f'<td style="background:{colour(verdict)}">{_e(verdict)}</td>')
         out.append("</tr>")
     out.append("</table>")
@@ -266,6 +283,10 @@ def _divergences(doc: dict[str, Any]) -> list[str]:
            "recorded or otherwise expected (click to open); each with the program "
            "Hypothesis shrank.</p>"]
     ordered = sorted(listed, key=lambda c: c["verdict"] in EXPECTED_OK)
+    recorded_for: dict[str, list[int]] = {}
+    for number, record in enumerate(doc.get("recorded") or []):
+        for cell_id in record["cells"]:
+            recorded_for.setdefault(cell_id, []).append(number)
     seen: set[str] = set()
     for cell in ordered:
         if cell["driver"] not in seen:
@@ -278,6 +299,10 @@ def _divergences(doc: dict[str, Any]) -> list[str]:
                    f'<span class="muted">({cell["seconds"]} s)</span><br>'
                    f"<small>{_e(_clip(first_difference(cell, cell['reason'])))}</small>"
                    "</summary>")
+        for number in recorded_for.get(cell["id"], []):
+            record = doc["recorded"][number]
+            out.append(f'<p>Recorded behaviour: <a href="#recorded-{number}">'
+                       f"{_e(record['reason'])}</a></p>")
         if not cell["failures"]:
             out.append(f"<pre>{_e(cell['reason'])}</pre>")
         for failure in cell["failures"]:
@@ -310,13 +335,14 @@ def _recorded(doc: dict[str, Any]) -> list[str]:
            "</code> for the installed versions that matched cells of this run, with what "
            "upstream knows of them.</p>"]
     by_driver: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for record in records:
-        by_driver.setdefault((record["driver"], record["version"]), []).append(record)
+    for number, record in enumerate(records):
+        by_driver.setdefault((record["driver"], record["version"]), []).append(
+            {**record, "number": number})
     for (driver, version), mine in by_driver.items():
         out.append(f"<h3>{_e(driver)} <small class=muted>({_e(version)})</small></h3>")
         out.append("<table><tr><th>behaviour</th><th>upstream</th><th>seen in</th></tr>")
         for record in mine:
-            out.append(f"<tr><td>{_e(record['reason'])}"
+            out.append(f'<tr id="recorded-{record["number"]}"><td>{_e(record["reason"])}'
                        f"<details><summary>how it was confirmed</summary>"
                        f"<pre>{_e(record['confirmed'])}</pre></details></td>"
                        f"<td>{upstream_html(record['upstream'] or 'not recorded')}</td>"

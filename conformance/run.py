@@ -343,7 +343,7 @@ def certify_command(args: argparse.Namespace) -> int:
         report.status = "complete"
         report.write()
         html = str((report.directory / "report.html").resolve())
-    print("\n".join(summary_lines(verdicts, not_run, html)), flush=True)
+    print("\n".join(summary_lines(verdicts, not_run, html, progress.elapsed)), flush=True)
     return exit_status(verdicts)
 
 

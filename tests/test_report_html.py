@@ -166,6 +166,8 @@ def test_a_divergence_has_its_steps_fields_and_reproducer_command(page) -> None:
         in expected
     assert "<td>None</td><td>EIO (Input/output error)</td>" in expected
     assert " open>" not in expected.split("\n", 1)[0]
+    assert ('Recorded behaviour: <a href="#recorded-0">chmod of a lower FIFO gives EIO '
+            "&lt;script&gt;") in expected
     # a verdict the page does not name is listed too, with a colour of its own
     assert 'id="mydriver-xattrs-ro"' in html and "a verdict of tomorrow" in html
 
@@ -179,6 +181,7 @@ def test_recorded_behaviours_are_listed_with_upstream_links(page) -> None:
         "cells": ["mydriver/copy-up/redirect_dir=off,index=off"],
     }]
     part = html[html.index("<h2>Recorded behaviours"):]
+    assert '<tr id="recorded-0">' in part
     assert "chmod of a lower FIFO gives EIO &lt;script&gt;" in part
     assert '<a href="https://github.com/example/mydriver/pull/109">PR #109</a>' in part
     assert '<a href="https://github.com/example/mydriver/issues/435">issue #435</a>' in part
