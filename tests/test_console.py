@@ -252,3 +252,14 @@ def test_certify_ends_with_the_summary(tmp_path, capsys) -> None:
 @pytest.mark.parametrize("verdict", ["diverges", "hung", "crashed"])
 def test_known_failing_verdicts_have_capital_symbols(verdict: str) -> None:
     assert console.symbols([verdict])[verdict].isupper()
+
+
+def test_a_reference_that_does_not_conform_is_not_hidden_in_its_line() -> None:
+    verdicts = realistic(diverging=0)
+    broken = Verdict("reference", "ro", "diverges", "Diverged: the spec disagrees", 0.1, "xattrs")
+    verdicts[verdicts.index(next(v for v in verdicts if v.id == broken.id))] = broken
+    lines = console.summary_lines(verdicts)
+    check = next(line for line in lines if line.startswith("reference self-check"))
+    assert check.startswith("reference self-check: 1 of 120 cells (84 overlay + 36 container)"
+                            " do not conform")
+    assert "DIVERGES reference/xattrs/ro" in lines and lines[-2].startswith("exit status 1")
