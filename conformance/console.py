@@ -116,6 +116,11 @@ class Progress:
         self.stream.flush()
         self.drawn = True
 
+    def note(self, text: str) -> None:
+        """A line that stays (a warning): above the live line, which the next cell redraws."""
+        self.close()
+        print(text, file=self.stream, flush=True)
+
     @property
     def elapsed(self) -> float:
         return self.clock() - self.started

@@ -182,9 +182,12 @@ class Artefacts:
     """What is written after each verdict: the corpus programs, the reproducers, the
     reports."""
 
-    def __init__(self, report: Any, corpus_dir: Path) -> None:
+    def __init__(
+        self, report: Any, corpus_dir: Path, warn: Callable[[str], None] | None = None
+    ) -> None:
         self.report = report
         self.corpus_dir = corpus_dir
+        self.warn = warn or (lambda text: print(text, file=sys.stderr))
 
     def record(self, verdict: Verdict) -> None:
         from conformance import reproducer
@@ -201,7 +204,7 @@ class Artefacts:
                         corpus.from_failure(failure, version), self.corpus_dir
                     )
                 except OSError as exc:
-                    print(f"warning: corpus: {exc}", file=sys.stderr)
+                    self.warn(f"warning: corpus: {exc}")
             if self.report is None:
                 continue
             name = f"reproducers/{slug(verdict.id)}-{number + 1}.py"
@@ -284,10 +287,10 @@ def certify_command(args: argparse.Namespace) -> int:
         )
         report.write()
     run_settings, feature_settings = _settings(args.budget, args.seed)
-    artefacts = Artefacts(report, corpus_dir)
     total = planned(drivers, features, machine) + len(engine_plan)
     done: list[Verdict] = []
     progress = Progress(total)
+    artefacts = Artefacts(report, corpus_dir, progress.note)
 
     def on_verdict(verdict: Verdict) -> None:
         with uninterrupted():

@@ -217,6 +217,9 @@ def test_on_a_terminal_progress_is_one_line_redrawn_in_place() -> None:
     assert text.rsplit("\r\x1b[K", 1)[1].startswith(
         "[2/4] 20s elapsed, about 20s left; reference/machine/redirect_dir=on,index=off conforms"
     )
+    progress.note("warning: corpus: disk full")  # stays, above the live line
+    assert stream.getvalue().endswith("\r\x1b[Kwarning: corpus: disk full\n")
+    progress.update(cells[0])
     progress.close()
     assert stream.getvalue().endswith("\r\x1b[K")  # cleared for the summary
 
