@@ -86,8 +86,12 @@ class Progress:
         stream: TextIO | None = None,
         live: bool | None = None,
         clock: Callable[[], float] = time.monotonic,
+        columns: int | None = None,
     ) -> None:
+        """``columns``: the terminal's width (None: asked at each redraw); the live line is
+        cut to it, since a line that wraps cannot be redrawn in place."""
         self.total = total
+        self.columns = columns
         self.stream = stream or sys.stderr
         self.live = live_terminal() if live is None else live
         self.clock = clock
@@ -111,7 +115,7 @@ class Progress:
         if not self.live:
             print(cell_line(verdict, self.done, self.total), file=self.stream, flush=True)
             return
-        width = shutil.get_terminal_size((100, 24)).columns - 1
+        width = (self.columns or shutil.get_terminal_size((100, 24)).columns) - 1
         self.stream.write("\r\x1b[K" + self.status(verdict)[:width])
         self.stream.flush()
         self.drawn = True

@@ -207,7 +207,7 @@ def test_off_a_terminal_progress_is_one_line_per_cell() -> None:
 def test_on_a_terminal_progress_is_one_line_redrawn_in_place() -> None:
     stream = io.StringIO()
     now = [100.0]
-    progress = console.Progress(4, stream, live=True, clock=lambda: now[0])
+    progress = console.Progress(4, stream, live=True, clock=lambda: now[0], columns=200)
     cells = realistic()[:2]
     for verdict in cells:
         now[0] += 10.0
@@ -217,6 +217,9 @@ def test_on_a_terminal_progress_is_one_line_redrawn_in_place() -> None:
     assert text.rsplit("\r\x1b[K", 1)[1].startswith(
         "[2/4] 20s elapsed, about 20s left; reference/machine/redirect_dir=on,index=off conforms"
     )
+    narrow = console.Progress(4, io.StringIO(), live=True, columns=40)
+    narrow.update(cells[0])
+    assert len(narrow.stream.getvalue()) == len("\r\x1b[K") + 39  # never wraps
     progress.note("warning: corpus: disk full")  # stays, above the live line
     assert stream.getvalue().endswith("\r\x1b[Kwarning: corpus: disk full\n")
     progress.update(cells[0])
