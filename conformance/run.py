@@ -376,6 +376,7 @@ def certify_command(args: argparse.Namespace) -> int:
     html = None
     if report is not None:
         report.status = "complete"
+        report.env = None  # read again: the VMs of --kernel-image have booted by now
         report.write()
         html = str((report.directory / "report.html").resolve())
     print("\n".join(summary_lines(verdicts, not_run, html, progress.elapsed)), flush=True)
