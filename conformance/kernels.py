@@ -162,8 +162,20 @@ def version_key(version: str) -> tuple[object, ...]:
     return tuple(parts)
 
 
+def check_spec(spec: str) -> None:
+    """A FetchError (one line) for what cannot be a SPEC, before any download."""
+    known = spec.startswith("linux-image-") or spec == "newest"
+    known |= spec in {suite for _url, suite in SUITES}
+    if not known and not re.fullmatch(r"\d+\.\d+(\.\d+)?", spec):
+        raise FetchError(
+            f"{spec!r} is not a kernel spec (a version such as 6.1, a suite such as "
+            f"trixie, 'newest', or a linux-image-... package name)"
+        )
+
+
 def resolve(spec: str, apt: PrivateApt, offered: dict[str, str] | None = None) -> str:
     """The image package a SPEC names (module doc)."""
+    check_spec(spec)
     if spec.startswith("linux-image-"):
         return spec
     suites = {suite for _url, suite in apt.suites}
@@ -238,6 +250,8 @@ def fetch(
     ``suites``, only those of :data:`SUITES` are looked in (fewer lists to download)."""
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
         raise FetchError("fetching Debian kernels needs apt-get and dpkg-deb")
+    for spec in specs:
+        check_spec(spec)
     into = cache or kernels_dir()
     into.mkdir(parents=True, exist_ok=True)
     chosen = tuple(pair for pair in SUITES if suites is None or pair[1] in suites)
