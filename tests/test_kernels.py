@@ -156,3 +156,25 @@ def test_two_kernels_reports_are_diffed_cell_by_cell(tmp_path: Path, capsys) -> 
     assert main([*argv, "--new-driver", "kernel@6.12.118+deb12-amd64"]) == 1
     assert main([*argv, "--new-driver", "kernel@9.9"]) == 2
     assert "no cell of driver" in capsys.readouterr().err
+
+
+def test_the_plugin_replaces_kernel_by_each_kernel_image(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    for release in ("6.1.0-57-amd64", "7.2.13+deb14-amd64"):
+        _bzimage(tmp_path / release / "boot" / f"vmlinuz-{release}", release)
+    pytester.makepyfile("def test_uses_driver(driver):\n    pass\n")
+    args = ["--co", "-q", "--driver=reference", "--driver=kernel"]
+    images = [f"--kernel-image={tmp_path / r}" for r in ("6.1.0-57-amd64", "7.2.13+deb14-amd64")]
+    result = pytester.runpytest(*args, *images)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_uses_driver?reference?",
+            "*test_uses_driver?kernel@6.1.0-57-amd64?",
+            "*test_uses_driver?kernel@7.2.13+deb14-amd64?",
+        ]
+    )
+    assert "test_uses_driver[kernel]" not in result.stdout.str()
+    result = pytester.runpytest(*args, f"--kernel-image={tmp_path / 'missing'}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--kernel-image: *missing*"])
