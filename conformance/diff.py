@@ -84,6 +84,8 @@ def changes(
             f"REGRESSION: the NEW run is {new.get('status')!r}, not complete (interrupted, "
             f"killed or still running)"
         )
+    if lines == lines[:1] and (old_driver or new_driver):
+        lines.append(f"no verdict changed ({len(set(before) & set(after))} cells compared)")
     return lines, regressed
 
 
