@@ -1,7 +1,8 @@
 """``python -m conformance certify``: certify the drivers this machine can run;
 ``replay FILE``: run one step program of a corpus; ``diff OLD.json NEW.json``: the cells
 whose verdict changed between two reports; ``bench``: measure the suite
-(:mod:`conformance.bench`). Installed as the console command ``unionspec``.
+(:mod:`conformance.bench`); ``coverage``: how deep generation reaches
+(:mod:`conformance.coverage`). Installed as the console command ``unionspec``.
 
 Exit status: 0 conformant (or only expected divergences), 1 an unexpected divergence (a
 regression for ``diff``), 2 a usage or setup error (one line on stderr), and for an
@@ -123,6 +124,13 @@ def _parser() -> argparse.ArgumentParser:
     from conformance.bench import add_arguments
 
     add_arguments(bench_cmd)
+    coverage_cmd = commands.add_parser(
+        "coverage",
+        help="how deep generation reaches: success per operation kind, rare states reached",
+    )
+    from conformance.coverage import add_arguments as coverage_arguments
+
+    coverage_arguments(coverage_cmd)
     return parser
 
 
@@ -147,6 +155,10 @@ def _main(argv: list[str] | None) -> int:
         from conformance.bench import main as bench_main
 
         return bench_main(args)
+    if args.command == "coverage":
+        from conformance.coverage import main as coverage_main
+
+        return coverage_main(args)
     if args.command == "diff":
         from conformance.diff import diff_command
 

@@ -30,7 +30,9 @@ import attrs
 from hypothesis import currently_in_test_context, given, note, settings
 
 from adapters.base import Driver, DriverFailure, DriverHung
+from conformance import coverage
 from conformance import strategies as s
+from conformance.cases import cases
 from conformance.claims import XATTR_RULES, claims_xattrs, compares_upper
 from conformance.clock import Clock
 from conformance.compare import Divergence, InodeMap, compare_images, compare_views, render
@@ -328,6 +330,9 @@ def machine_for(
     Machine.fields = fields
     Machine.feature_id = feature.id if feature is not None else ""
     Machine.__name__ = Machine.__qualname__ = "OverlayMachine"
+    if coverage.EVENTS:
+        # pytest --hypothesis-show-statistics: each rare state reached is an event
+        return coverage.observed(Machine)
     return Machine
 
 
@@ -341,12 +346,16 @@ def lockstep_test(
     saved for one cell is replayed for that cell (one key for every machine would replay
     it everywhere)."""
     run_settings = run_settings or settings()
-    program = s.programs(machine.rules, run_settings.stateful_step_count)
+    # the stack and the program drawn together, the program against a private reference
+    # model (conformance.cases)
+    drawn = cases(
+        machine.rules, run_settings.stateful_step_count, machine.options, machine.min_lowers
+    )
 
     @settings(run_settings)
-    @given(stack=s.stacks(min_lowers=machine.min_lowers), program=program)
-    def overlay_machine(stack: StackSpec, program: list[ops.Op]) -> None:
-        machine().run(stack, program)
+    @given(case=drawn)
+    def overlay_machine(case: tuple[StackSpec, list[ops.Op]]) -> None:
+        machine().run(*case)
 
     cell = f"{machine.driver.name} {machine.options.label} {machine.feature_id}"
     inner = overlay_machine.hypothesis.inner_test  # type: ignore[attr-defined]
