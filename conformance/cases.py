@@ -61,7 +61,7 @@ PAGE = 4096
 WRITE_DATA: tuple[bytes, ...] = (*s.DATA, b"P" * PAGE)
 #: Offsets: the small ones, then just before, at and after the first and second page end,
 #: and near 1 MiB.
-WRITE_OFFSETS = (*s.OFFSETS, PAGE - 5, PAGE - 1, PAGE, PAGE + 3, 2 * PAGE - 1, (1 << 20) - 3)
+WRITE_OFFSETS = (*s.OFFSETS, PAGE - 5, PAGE - 1, PAGE, 2 * PAGE - 2, 2 * PAGE + 3, (1 << 20) - 3)
 #: Truncate sizes: the small ones, around a page, a few pages, 1 MiB.
 SIZES = (*s.SIZES, PAGE - 1, PAGE, PAGE + 1, 3 * PAGE + 5, 1 << 20)
 #: open(2) flags for a name that does not exist yet: mostly creating ones.
@@ -73,7 +73,7 @@ NEW_FLAGS: tuple[tuple[str, ...], ...] = (
 )
 #: renameat2 flags onto an existing name (mostly replacing or exchanging it), and onto a
 #: missing one (mostly plain or RENAME_NOREPLACE; RENAME_EXCHANGE there is ENOENT).
-EXCHANGE = ("", "RENAME_EXCHANGE", "", "RENAME_NOREPLACE")
+EXCHANGE = ("", "RENAME_EXCHANGE", "", "RENAME_EXCHANGE", "RENAME_NOREPLACE")
 NOREPLACE = ("", "RENAME_NOREPLACE", "", "RENAME_EXCHANGE")
 #: How many lower layers (before any earlier-overlay layer), one choice.
 LOWER_COUNTS = (1, 2, 3, 1, 2, 3, 2, 4, 5, 6)
@@ -84,6 +84,13 @@ EARLIER_STEPS = (0, 0, 0, 6, 12)
 #: The operations an earlier overlay ran (the ones that leave something in its upper).
 EARLIER_RULES = ("write", "mkdir", "rmdir", "unlink", "rename", "link", "symlink", "mkfifo")
 
+#: The rules that change the tree (drawn twice as often when they can succeed).
+CHANGING = frozenset(
+    {"write", "truncate", "mkdir", "rmdir", "unlink", "rename", "link", "symlink", "chmod",
+     "chown", "setxattr", "removexattr", "mkfifo"}
+)
+#: The rules that add, remove or move names (drawn more often still).
+NAMESPACE = frozenset({"mkdir", "rmdir", "unlink", "rename"})
 #: Tables replaced by bigger ones (by identity: the field of OPERATIONS they fill).
 _BIGGER: dict[int, tuple[Any, ...]] = {
     id(s.DATA): WRITE_DATA,
@@ -121,14 +128,19 @@ class _Drawer:
         return self.inv
 
     def rule_table(self) -> tuple[str, ...]:
-        """The rules to pick from: three times each rule whose first path has a name of
-        the right kind now, first (where shrinking goes), then once each other rule (as a
-        precondition would, without excluding it)."""
+        """The rules to pick from: each rule whose first path has a name of the right kind
+        now three times, first (where shrinking goes), then once each other rule (as a
+        precondition would, without excluding it). A rule that changes the tree counts
+        double, one that adds or removes names (whiteouts, opaque dirs, redirects: the
+        overlay's own machinery) more: the whole view is compared after every step, so
+        the reading rules add only their own outcome."""
         inv = self.inventory()
         if self._table is None:
             able = [rule for rule in self.rules if rule not in ROLES or viable(ROLES[rule][0], inv)]
+            changing = [rule for rule in able if rule in CHANGING] * 3
+            names = [rule for rule in able if rule in NAMESPACE] * 2
             others = [rule for rule in self.rules if rule not in able]
-            self._table = (*able, *able, *able, *others)
+            self._table = (*able, *able, *able, *changing, *names, *others)
         return self._table
 
     def draw(self, data: ConjectureData) -> ops.Op:
@@ -190,12 +202,17 @@ class _Drawer:
 
 
 def _made(op: ops.Op) -> str | None:
-    """The name an operation that succeeded made or moved to."""
+    """The name an operation that succeeded made, moved to or copied up (a write with
+    O_CREAT may have made it)."""
     match op:
-        case ops.Mkdir(path) | ops.Symlink(_, path) | ops.Mkfifo(path) | ops.Write(path):
+        case ops.Mkdir(path) | ops.Symlink(_, path) | ops.Mkfifo(path):
+            return path
+        case ops.Write(path, _, _, flags) if "O_CREAT" in flags:
             return path
         case ops.Link(_, path) | ops.Rename(_, path):
             return path
+        case ops.Chmod(path) | ops.Chown(path) | ops.SetXattr(path):
+            return path  # copied up (metadata only with metacopy=on)
     return None
 
 

@@ -53,7 +53,8 @@ class Inventory:
     fifos: list[str]
     removed: list[str]
     fresh: list[str]
-    #: names made or renamed to in the last steps, most recent first, that exist now
+    #: names made, renamed to or copied up in the last steps, most recent first, that
+    #: exist now
     recent: list[str] = attrs.field(factory=list)
     #: files and directories that have a user xattr
     with_xattrs: list[str] = attrs.field(factory=list)
@@ -132,7 +133,9 @@ def groups(role: str, inv: Inventory, source: str | None = None) -> list[tuple[l
         case "any":
             return [(inv.existing, 10), (inv.recent, 3), (inv.removed, 1), (universe, 2)]
         case "source":
-            return [(inv.existing, 7), (inv.recent, 6), (inv.removed, 1), (universe, 2)]
+            dirs = inv.dirs[1:]
+            return [(inv.existing, 6), (inv.recent, 5), (dirs, 2), (inv.removed, 1),
+                    (universe, 2)]
         case "file":
             wrong = inv.dirs[1:] + inv.fifos + inv.symlinks
             recent = _of(inv.recent, inv.files)

@@ -130,6 +130,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
     terminate_as_interrupt()
     register_profiles(config.rootpath)
+    if config.getoption("hypothesis_show_statistics", False):
+        from conformance import coverage
+
+        # each rare state an example reaches becomes a Hypothesis event (conformance.coverage)
+        coverage.EVENTS = True
     try:
         registry.configure(
             driver_cmd=config.getoption(DRIVER_CMD_OPTION),
@@ -277,3 +282,26 @@ def feature_settings(request: pytest.FixtureRequest) -> Any:
     from conformance.settings import feature_profile
 
     return feature_profile(request.config.getoption(BUDGET_OPTION))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """--hypothesis-show-statistics for the suite's items: they run their state machine's
+    @given test inside a plain test, which Hypothesis's plugin does not collect from; its
+    statistics (with the rare states reached as events, conformance.coverage) are kept on
+    the item for that plugin to print."""
+    from conformance import coverage
+
+    if not coverage.EVENTS or getattr(item.obj, "is_hypothesis_test", False):  # type: ignore[attr-defined]
+        yield
+        return
+    from hypothesis.statistics import collector, describe_statistics
+
+    def note_statistics(stats: Any) -> None:
+        stats["nodeid"] = item.nodeid
+        text = describe_statistics(stats)
+        earlier = getattr(item, "hypothesis_statistics", "")
+        item.hypothesis_statistics = f"{earlier}\n{text}" if earlier else text  # type: ignore[attr-defined]
+
+    with collector.with_value(note_statistics):
+        yield

@@ -109,7 +109,9 @@ DIR_META = tuple(itertools.product((0o755, 0o700, 0o555), IDS, IDS))
 file_meta = st.sampled_from(FILE_META)
 dir_meta = st.sampled_from(DIR_META)
 
-_KINDS = ("file", "dir", "symlink", "fifo", "whiteout", "hardlink")
+#: "hardlink" twice: a lower hardlink is what index=on is about, and it needs a file
+#: drawn before it in its layer.
+_KINDS = ("file", "dir", "symlink", "fifo", "whiteout", "hardlink", "hardlink")
 #: Inside directories most names are absent, so empty and nearly empty directories (the
 #: interesting ones for rmdir, rename over, opaque) are common. "absent" comes first: it is
 #: what shrinking moves towards.
