@@ -58,14 +58,17 @@ class Inventory:
     recent: list[str] = attrs.field(factory=list)
     #: files and directories that have a user xattr
     with_xattrs: list[str] = attrs.field(factory=list)
+    #: every name but the root, and every non-directory
+    existing: list[str] = attrs.field(init=False)
+    nondirs: list[str] = attrs.field(init=False)
+    present: frozenset[str] = attrs.field(init=False)
+    #: viable(role) of this inventory, as computed
+    viable: dict[str, bool] = attrs.field(init=False, factory=dict)
 
-    @property
-    def existing(self) -> list[str]:
-        return sorted(self.files + self.dirs[1:] + self.symlinks + self.fifos, key=_order)
-
-    @property
-    def nondirs(self) -> list[str]:
-        return sorted(self.files + self.symlinks + self.fifos, key=_order)
+    def __attrs_post_init__(self) -> None:
+        self.nondirs = sorted(self.files + self.symlinks + self.fifos, key=_order)
+        self.existing = sorted(self.nondirs + self.dirs[1:], key=_order)
+        self.present = frozenset(self.existing) | {""}
 
 
 def _order(path: str) -> tuple[int, str]:
@@ -183,7 +186,10 @@ def _of(paths: list[str], kind: list[str]) -> list[str]:
 
 def viable(role: str, inv: Inventory) -> bool:
     """Whether the role's first group (the right kind) has a name now."""
-    return bool(groups(role, inv)[0][0])
+    known = inv.viable.get(role)
+    if known is None:
+        known = inv.viable[role] = bool(groups(role, inv)[0][0])
+    return known
 
 
 def choose(n: int, table: list[tuple[list[str], int]]) -> str:
