@@ -185,10 +185,13 @@ def _of(paths: list[str], kind: list[str]) -> list[str]:
 
 
 def viable(role: str, inv: Inventory) -> bool:
-    """Whether the role's first group (the right kind) has a name now."""
+    """Whether the role's first group (the right kind) has a name now; a write can
+    always succeed on a fresh name (O_CREAT)."""
     known = inv.viable.get(role)
     if known is None:
-        known = inv.viable[role] = bool(groups(role, inv)[0][0])
+        table = groups(role, inv)
+        known = bool(table[0][0]) or (role == "file_or_new" and bool(table[1][0]))
+        inv.viable[role] = known
     return known
 
 

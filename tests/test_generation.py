@@ -9,7 +9,7 @@ import random
 from collections import Counter
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis.internal.conjecture.data import ConjectureData
 
 from conformance import coverage
@@ -36,16 +36,10 @@ DEFAULT = Options()
 
 
 def _drawn(n: int, options: Options = DEFAULT, rules=None) -> list:
-    found: list = []
-
-    @seed(0)
-    @settings(FIXED, max_examples=n)
-    @given(cases(rules, 30, options))
-    def collect(case) -> None:
-        found.append(case)
-
-    collect()
-    return found
+    """``n`` cases, each drawn from its own seeded random source (deterministic, whatever
+    Hypothesis's engine would choose to generate)."""
+    strategy = cases(rules, 30, options)
+    return [ConjectureData(random=random.Random(i)).draw(strategy) for i in range(n)]
 
 
 def test_a_case_replays_exactly_from_its_choices() -> None:
@@ -235,3 +229,32 @@ _real_measure = coverage.measure
 
 def _measure(budget: str, seed_value: int) -> dict:
     return _real_measure(budget, seed_value, MATRIX[:1])
+
+
+LONG = "n" * 252  # "/a/" + 252 + "/f" is 257 bytes: one past redirect_max
+
+
+@pytest.mark.parametrize(
+    ("options", "op", "expected"),
+    [
+        (Options(redirect_dir=True, metacopy=True), ops.Link(f"a/{LONG}/f", "z/c"), "EXDEV"),
+        (Options(redirect_dir=True), ops.Link(f"a/{LONG}/f", "z/c"), None),
+        # "/a/" + 254 is 257 bytes, "/a/" + 253 is 256
+        (Options(redirect_dir=True), ops.Rename(f"a/{'n' * 254}", "z/d"), "EXDEV"),
+        (Options(redirect_dir=True), ops.Rename(f"a/{'n' * 253}", "z/d"), None),
+    ],
+)
+def test_an_absolute_redirect_past_redirect_max_is_exdev(options, op, expected) -> None:
+    """dir.c ovl_get_redirect: an absolute redirect longer than redirect_max (256) gives
+    EXDEV, after the source and the new parent were copied up (the kernel run, found by
+    the state-aware generator with a 255-byte name)."""
+    name = op.src.split("/")[1]
+    stack = StackSpec(
+        (LayerSpec((("a", DirSpec()), (f"a/{name}", DirSpec()), (f"a/{name}/f", FileSpec(b"x")),
+                    ("z", DirSpec()))),)
+    )
+    model = Overlay(stack, options)
+    outcome, _ = model.step(op)
+    assert outcome == (Err(expected) if expected else Ok(None))
+    upper = model.upper_image()
+    assert upper is not None and "z" in upper.entries  # the new parent was copied up
