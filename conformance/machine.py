@@ -1,7 +1,8 @@
 """The lockstep state machine: every operation on the reference and on a driver, compared.
 
-Hypothesis draws a mount (a stack of lower layers) and a program of operations
-(conformance.strategies.programs); the machine mounts the stack on the reference and on
+Hypothesis draws a mount (a stack of lower layers) and a program of operations, the
+program step by step against a private reference model so that its paths come from what
+exists (conformance.cases); the machine mounts the stack on the reference and on
 the driver, then applies each operation to both and compares after every step: the
 outcome, the merged view (names, types, bytes, metadata, xattrs, nlink, inode sharing and
 stability), the decoded upper layer, and that the lower layers are untouched. Hypothesis
@@ -9,10 +10,10 @@ shrinks a failing program by deleting and simplifying steps, so a failure reads 
 story.
 
 The runner is a plain ``@given`` test over (stack, program), not a RuleBasedStateMachine:
-the operations' rules have no preconditions and no bundles, so nothing about a step depends
-on the state, and Hypothesis's stateful runner cost 0.4 ms of CPU per step (rule choice
-through feature flags, a filtered sampled_from, per-argument strategies), most of a kernel
-step (README "Performance"). The program is drawn as the stateful runner draws its steps
+the state a step's choices depend on is the reference model's, which the strategy keeps
+itself, and Hypothesis's stateful runner cost 0.4 ms of CPU per step (rule choice through
+feature flags, a filtered sampled_from, per-argument strategies), most of a kernel step
+(docs/performance.md). The program is drawn as the stateful runner draws its steps
 (a stop choice before each, almost never true), so shrinking works the same way.
 
 Run one with :func:`run_machine`; the driver is a class attribute set by
