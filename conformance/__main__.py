@@ -17,6 +17,7 @@ from typing import NoReturn
 
 from adapters.engine_registry import ENGINES
 from conformance.run import DEFAULT_CORPUS, UsageError
+from conformance.timebudget import budget_arg
 
 CONFORMANT, NONCONFORMANT, USAGE_OR_SETUP_ERROR = 0, 1, 2
 #: Ctrl-C or SIGTERM (128 + SIGINT, as a shell reports it).
@@ -42,9 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     certify_cmd.add_argument(
         "--budget",
-        choices=("quick", "standard", "deep"),
+        type=budget_arg,
         default="quick",
-        help="how much the state machines explore (default: quick)",
+        metavar="quick|standard|deep|DURATION",
+        help="how much the state machines explore (default: quick); a duration (10m, 1h) "
+        "explores until it is spent, spread over the cells",
     )
     certify_cmd.add_argument(
         "--driver-cmd",

@@ -28,7 +28,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import TypeVar
 
 import attrs
-from hypothesis import currently_in_test_context, given, note, settings
+from hypothesis import currently_in_test_context, given, note, seed, settings
 
 from adapters.base import Driver, DriverFailure, DriverHung
 from conformance import coverage
@@ -383,7 +383,7 @@ def run_machine(
         return
     machine = machine_for(driver, options, feature)
     try:
-        lockstep_test(machine, run_settings)()
+        _explore(machine, run_settings)
     except BaseException as exc:
         if machine.broken is not None:
             raise machine.broken.with_traceback(None) from None
@@ -398,6 +398,23 @@ def run_machine(
                     tuple(f for leaf in leaves for f in getattr(leaf, "failures", ())),
                 ) from None
         raise
+
+
+def _explore(machine: type[OverlayMachine], run_settings: settings | None) -> None:
+    """One run of the machine's test, or under a time budget (conformance.timebudget) runs
+    from other seeds until this run's share of the time is spent."""
+    from conformance import timebudget
+
+    budget = timebudget.SECONDS_PER_RUN
+    if budget is None:
+        lockstep_test(machine, run_settings)()
+        return
+
+    def run_round(number: int) -> None:
+        test = lockstep_test(machine, run_settings)
+        (test if number == 0 else seed(number)(test))()
+
+    timebudget.explore(run_round, budget)
 
 
 def _leaves(group: BaseExceptionGroup) -> list[BaseException]:

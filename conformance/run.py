@@ -26,7 +26,7 @@ from types import FrameType
 from typing import Any
 
 from adapters import registry
-from conformance import corpus, expectations
+from conformance import corpus, expectations, timebudget
 from conformance.certify import CONFORMS, EXPECTED_OK, Verdict, planned, uninterrupted
 from conformance.features import BY_ID, FEATURES, Feature
 from reference.options import MATRIX
@@ -272,6 +272,12 @@ def certify_command(args: argparse.Namespace) -> int:
     run_settings, feature_settings = _settings(args.budget, args.seed)
     artefacts = Artefacts(report, corpus_dir)
     total = planned(drivers, features, machine) + len(engine_plan)
+    duration = timebudget.seconds(args.budget)
+    # a duration: each overlay cell's machine gets an equal share (workers run in parallel)
+    overlay_cells = max(1, planned(drivers, features, machine))
+    timebudget.SECONDS_PER_RUN = (
+        None if duration is None else duration * max(1, args.workers) / overlay_cells
+    )
     done: list[Verdict] = []
 
     def on_verdict(verdict: Verdict) -> None:
@@ -321,6 +327,7 @@ def certify_command(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         _pending = None
+        timebudget.SECONDS_PER_RUN = None
     if report is not None:
         report.status = "complete"
         report.write()
@@ -415,6 +422,7 @@ def _worker(config: dict[str, Any], tasks: Any, results: Any) -> None:
         driver_cmd=config["driver_cmd"], profile=config["profile"], timeout=config["timeout"]
     )
     run_settings, feature_settings = _settings(config["budget"], config["seed"])
+    timebudget.SECONDS_PER_RUN = config["seconds_per_run"]
     if config["seed"] is not None:
         from hypothesis import core
 
@@ -482,6 +490,7 @@ def run_parallel(
         "cwd": os.getcwd(), "expectations": args.expectations, "driver_cmd": args.driver_cmd,
         "profile": args.profile, "budget": args.budget, "seed": args.seed,
         "corpus": args.corpus or DEFAULT_CORPUS, "timeout": getattr(args, "driver_timeout", None),
+        "seconds_per_run": timebudget.SECONDS_PER_RUN,
     }
     for index, cell in enumerate(plan):
         tasks.put((index, *cell))
