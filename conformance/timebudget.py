@@ -31,13 +31,13 @@ def seconds(budget: str) -> float | None:
     found = _DURATION.match(budget)
     if not budget or found is None or not any(found.groups()):
         raise ValueError(
-            f"budget {budget!r}: not one of {', '.join(NAMES)} nor a duration like 90s, "
-            "10m or 1h30m"
+            f"invalid choice: {budget!r} (a budget is {', '.join(NAMES)} or a duration "
+            "like 90s, 10m, 1h30m)"
         )
     hours, minutes, secs = (int(part or 0) for part in found.groups())
     total = hours * 3600 + minutes * 60 + secs
     if total <= 0:
-        raise ValueError(f"budget {budget!r}: a duration must be longer than 0s")
+        raise ValueError(f"invalid choice: {budget!r} (a budget's duration must be over 0s)")
     return float(total)
 
 
