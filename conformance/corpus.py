@@ -213,7 +213,7 @@ def load(directories: Iterable[str | Path]) -> tuple[Program, ...]:
 def save(program: Program, directory: str | Path) -> Path:
     """Write ``program`` into ``directory`` (made if missing) unless it is there already;
     the file's path. Atomic (a temporary file and a rename)."""
-    from conformance.report import write_atomically
+    from conformance.safe_write import write_atomically
 
     where = Path(directory)
     where.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,9 @@ from xml.etree import ElementTree as ET
 
 import attrs
 
+from conformance import safe_write
 from conformance.certify import SEVERITY, Verdict
+from conformance.safe_write import write_atomically
 
 SCHEMA = "unionspec-report/1"
 FILES = ("report.json", "report.md", "report.html", "junit.xml")
@@ -51,25 +53,13 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def prepare(directory: str | Path) -> Path:
     """Create ``directory`` (and parents) and check it can be written, before anything
     runs; a :class:`ReportDirError` with one line otherwise."""
     path = Path(directory)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".probe{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
+        safe_write.probe(path)
     except OSError as exc:
         raise ReportDirError(
             f"report directory {str(directory)!r} cannot be written: {exc.strerror or exc}"

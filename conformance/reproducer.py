@@ -13,7 +13,6 @@ divergence found on an in-process driver, e.g. a seeded fault, defaults to the k
 
 from __future__ import annotations
 
-import os
 import pprint
 from pathlib import Path
 from typing import Any
@@ -169,10 +168,9 @@ def script(failure: Failure, version: str | None = None) -> str:
 
 def write(failure: Failure, path: str | Path, version: str | None = None) -> Path:
     """Write the reproducer of ``failure`` to ``path`` (executable); atomic."""
-    from conformance.report import write_atomically
+    from conformance.safe_write import write_atomically
 
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(target, script(failure, version))
-    os.chmod(target, 0o755)
+    write_atomically(target, script(failure, version), mode=0o755)
     return target
