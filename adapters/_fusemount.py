@@ -34,13 +34,16 @@ import signal
 import subprocess
 import time
 
-from adapters._executor import MNT, MNT_DETACH, UPPER, WORK, _libc
+from adapters import _confine
+from adapters._executor import BASE, MNT, MNT_DETACH, UPPER, WORK, _libc
 from adapters.layerdisk import DiskFormat
 from reference.options import Options
 
 STATE = "/tmp/unionspec-fuse"
 STDERR_FILE = f"{STATE}/stderr"
 PID_FILE = f"{STATE}/pids"
+#: Where confined roots are built (:mod:`adapters._confine`), a private tmpfs.
+ROOTS = "/tmp/unionspec-roots"
 CLONE_NEWPID = 0x20000000
 PR_SET_PDEATHSIG = 1
 #: How long fusermount may take, and how long a daemon may take to exit after unmount.
@@ -53,6 +56,19 @@ _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_u
 #: (holder pid, write end of its pipe, pid namespace link) once started; one per executor
 #: (a process can unshare its children's PID namespace only once).
 _holder: tuple[int, int, str] | None = None
+#: Whether this executor has made its /tmp shared and mounted ROOTS (once).
+_confining = False
+
+
+def _prepare_confinement() -> None:
+    """Once per executor: the tmpfs confined roots are built on, and /tmp (the executor's
+    private tmpfs) shared, so a daemon's FUSE mount in its confined namespace propagates
+    to the executor (:mod:`adapters._confine`)."""
+    global _confining
+    if not _confining:
+        _confine.roots_mount(ROOTS)
+        _confine.share("/tmp")
+        _confining = True
 
 
 def _hold(read_end: int) -> None:
@@ -61,6 +77,8 @@ def _hold(read_end: int) -> None:
         os.closerange(3, read_end)
         os.closerange(read_end + 1, 1 << 16)
         _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0)
+        # PID 1's /proc/1/root is what the daemons' proc shows: an empty root, not the host's
+        _confine.enter(ROOTS, system=False)
         while True:
             ready, _, _ = select.select([read_end], [], [], 0.2)
             with contextlib.suppress(ChildProcessError):
@@ -76,6 +94,7 @@ def holder() -> tuple[int, str]:
     """Start the holder (once); return its PID and its PID namespace link."""
     global _holder
     if _holder is None:
+        _prepare_confinement()
         read_end, write_end = os.pipe()
         if _libc.unshare(CLONE_NEWPID) != 0:
             err = ctypes.get_errno()
@@ -222,6 +241,12 @@ class FuseMount:
     def restart(self) -> None:
         self._launch()
 
+    def _confined(self) -> None:
+        """The daemon's preexec_fn: its own mount namespace, pivoted into a root holding
+        only the system directories (read-only), /dev/fuse, /dev/null, a read-only proc of
+        the daemons' PID namespace and the layers (:mod:`adapters._confine`)."""
+        _confine.enter(ROOTS, writable=(BASE,), proc=True)
+
     def _launch(self) -> None:
         if self.daemon_pids():
             self._kill_all()
@@ -235,6 +260,7 @@ class FuseMount:
                     env=self.env,
                     start_new_session=True,
                     close_fds=True,
+                    preexec_fn=self._confined,
                 )
             except OSError as exc:
                 raise RuntimeError(f"cannot start {self.command[0]}: {exc}") from None
