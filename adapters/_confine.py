@@ -96,6 +96,12 @@ def roots_mount(where):
     _mount(None, where, None, MS_PRIVATE)
 
 
+def stage(source, where):
+    """Bind ``source`` (a file or directory, maybe reached through ``/proc/self/fd``) on
+    ``where``, read-only: a host path made visible to the confined roots built later."""
+    _bind(source, where, MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
 def share(path):
     """Make the mount at ``path`` shared (its binds in confined namespaces become peers)."""
     _mount(None, path, None, MS_SHARED)
@@ -107,6 +113,8 @@ def build(root, writable=(), visible=(), proc=False, system=True):
     read-only; ``proc``: a read-only proc of this PID namespace; ``system``: the system
     directories and devices (an empty root without)."""
     flags = MS_NOSUID | MS_NODEV
+    # the sources may lie under ``root`` (a staging bind): open them before it is covered
+    held = [(os.open(source, os.O_PATH | os.O_CLOEXEC), path) for source, path in visible]
     _mount("unionspec-confined", root, "tmpfs", flags, "size=" + ROOT_SIZE + ",mode=0755")
     for name in SYSTEM_DIRS if system else ():
         host = "/" + name
@@ -119,8 +127,9 @@ def build(root, writable=(), visible=(), proc=False, system=True):
             _bind("/dev/" + name, root + "/dev/" + name, MS_NOSUID | MS_NOEXEC)
     for path in writable:
         _bind(path, root + path, MS_NOSUID | MS_NODEV)
-    for source, path in visible:
-        _bind(source, root + path, MS_RDONLY | MS_NOSUID | MS_NODEV)
+    for fd, path in held:
+        _bind(f"/proc/self/fd/{fd}", root + path, MS_RDONLY | MS_NOSUID | MS_NODEV)
+        os.close(fd)
     if proc:
         os.makedirs(root + "/proc", exist_ok=True)
         _mount("proc", root + "/proc", "proc", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)

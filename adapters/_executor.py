@@ -636,8 +636,11 @@ def setup() -> None:
     os.umask(0)
     # The project may itself live under /tmp (CI clones there): load every module the
     # executor can need before the private tmpfs hides that directory.
-    import adapters._fusemount  # noqa: F401
+    import adapters._fusemount
 
+    # How a FUSE driver's own files under the host's /tmp are shown to it: a descriptor
+    # of the host's /tmp opened before the private tmpfs hides it (adapters._fusemount).
+    adapters._fusemount.HOST_TMP = os.open("/tmp", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     mount("unionspec", "/tmp", "tmpfs", 0, "mode=0755")
     os.mkdir(BASE, 0o755)
 

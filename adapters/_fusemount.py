@@ -42,6 +42,9 @@ from reference.options import Options
 STATE = "/tmp/unionspec-fuse"
 STDERR_FILE = f"{STATE}/stderr"
 PID_FILE = f"{STATE}/pids"
+#: An O_PATH descriptor of the host's /tmp (set by the executor's setup before its tmpfs
+#: hides it), to show a driver's own files under it (driver_files).
+HOST_TMP: int | None = None
 #: Where confined roots are built (:mod:`adapters._confine`), a private tmpfs.
 ROOTS = "/tmp/unionspec-roots"
 CLONE_NEWPID = 0x20000000
@@ -145,6 +148,31 @@ def last_stderr_line() -> str:
     return repr(lines[-1][:300]) if lines else "(stderr is empty)"
 
 
+def driver_files(programs: list[str]) -> list[tuple[str, str]]:
+    """(source, path) of a driver's own files, shown read-only at their host paths in its
+    confined root (issue 17, item 7): the directory of each program (its host path,
+    resolved on the host) unless it is a system directory the root shows anyway; the
+    program alone when that directory is ``/`` or ``/tmp``. Each is staged (bound) under
+    ROOTS in the executor's namespace, where a path under the host's /tmp, hidden by the
+    executor's tmpfs, is reached through :data:`HOST_TMP`."""
+    shown: list[tuple[str, str]] = []
+    for program in programs:
+        parent = os.path.dirname(program)
+        top = parent.split("/")[1] if parent != "/" else ""
+        if top in _confine.SYSTEM_DIRS:
+            continue
+        path = program if parent in ("/", "/tmp") else parent
+        if any(path == seen for _, seen in shown):
+            continue
+        source = path
+        if path.startswith("/tmp/") and HOST_TMP is not None:
+            source = f"/proc/self/fd/{HOST_TMP}/{path[len('/tmp/'):]}"
+        staged = f"{ROOTS}/driver{len(os.listdir(ROOTS))}"
+        _confine.stage(source, staged)
+        shown.append((staged, path))
+    return shown
+
+
 def render_options(options: Options) -> str:
     """``{options}``: each overlay option under test with a leading comma."""
     onoff = {True: "on", False: "off"}
@@ -167,6 +195,7 @@ class FuseMount:
         env: dict[str, str],
         mount_wait: float,
         disk_format: DiskFormat,
+        programs: list[str] = [],  # noqa: B006 (never changed)
     ) -> None:
         self.name = name
         self.argv = argv
@@ -179,6 +208,8 @@ class FuseMount:
         if not os.path.exists("/dev/fuse"):
             raise RuntimeError("/dev/fuse does not exist in the executor's namespace")
         self.holder_pid, self.pid_ns = holder()
+        #: The driver's own files, shown read-only in its confined root (driver_files).
+        self.visible = driver_files(programs)
         os.makedirs(STATE, exist_ok=True)
 
     # --- processes ------------------------------------------------------------------------
@@ -245,7 +276,11 @@ class FuseMount:
         """The daemon's preexec_fn: its own mount namespace, pivoted into a root holding
         only the system directories (read-only), /dev/fuse, /dev/null, a read-only proc of
         the daemons' PID namespace and the layers (:mod:`adapters._confine`)."""
-        _confine.enter(ROOTS, writable=(BASE,), proc=True)
+        try:
+            _confine.enter(ROOTS, writable=(BASE,), visible=self.visible, proc=True)
+        except OSError as exc:  # stderr is the driver's: the mount failure will show it
+            os.write(2, f"unionspec: cannot confine the driver: {exc}\n".encode())
+            raise
 
     def _launch(self) -> None:
         if self.daemon_pids():
@@ -264,6 +299,10 @@ class FuseMount:
                 )
             except OSError as exc:
                 raise RuntimeError(f"cannot start {self.command[0]}: {exc}") from None
+            except subprocess.SubprocessError:  # the confinement failed (said on stderr)
+                raise RuntimeError(
+                    f"cannot start {self.command[0]}: {last_stderr_line()}"
+                ) from None
         with open(PID_FILE, "w") as f:
             f.write(f"{self.proc.pid}\n")
         deadline = time.monotonic() + self.mount_wait

@@ -83,3 +83,31 @@ def test_the_daemon_sees_only_its_confined_root() -> None:
         by_point = {m[4]: m[5].split(",") for m in mounts}
         assert "ro" in by_point["/"] and "ro" in by_point["/usr"] and "ro" in by_point["/proc"]
         assert "nosuid" in by_point["/usr"] and "nodev" in by_point["/usr"]
+
+
+def test_a_driver_under_the_hosts_tmp_starts_and_sees_its_files_read_only(
+    tmp_path: Path,
+) -> None:
+    """The sandbox mounts its own /tmp; a driver a developer built under the host's /tmp
+    is shown (its directory, read-only) at its own path in the confined root (item 7)."""
+    require(FuseOverlayfsDriver, "fuse-overlayfs")
+    from adapters.fuse import PROFILES, FuseDriver
+    from adapters.profile import load_profile
+
+    build = tmp_path / "build"
+    build.mkdir()
+    wrapper = build / "my-overlay"
+    wrapper.write_text(
+        '#!/bin/sh\necho "$0" > "$(dirname "$0")/written" 2>/dev/null\n'
+        'exec fuse-overlayfs "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    template = (
+        f"{wrapper} -o lowerdir={{lowerdir}},upperdir={{upperdir}},workdir={{workdir}}"
+        "{options} {mountpoint}"
+    )
+    profile = load_profile(PROFILES / "fuse-overlayfs.toml")
+    with FuseDriver(template, profile, name="wrapped", timeout=30) as driver:
+        driver.mount(StackSpec((LayerSpec((("f", DirSpec()),)),)), RW)
+        assert driver.run(ops.Readdir(path="")) == Ok(("f",))
+    assert sorted(p.name for p in build.iterdir()) == ["my-overlay"]
