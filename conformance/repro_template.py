@@ -228,6 +228,42 @@ def mounted_anything():
         return any(line.split()[4:5] == [MNT] for line in f)
 
 
+# __CONFINE__ (from here to its end: stand-ins, replaced by adapters/_confine.py)
+SYSTEM_DIRS: tuple = ()
+
+
+def enter(root, writable=(), visible=(), proc=False, system=True):
+    raise RuntimeError("adapters/_confine.py was not embedded")
+# __CONFINE__ end
+
+
+def driver_files(how):
+    """(source, path) of the driver's own files to show read-only in the confined root: the
+    directory of its program unless a system directory (the program alone in / or /tmp);
+    under /tmp, which this script's tmpfs hides, reached through a descriptor of /tmp kept
+    from before (as adapters._fusemount.driver_files)."""
+    shown = []
+    prefix = os.path.normpath(sys.base_prefix)
+    candidates = [prefix] if prefix.split("/")[1:2][0] not in SYSTEM_DIRS else []
+    if how["kind"] == "fuse":
+        for words in (how["argv"], how.get("ro_argv") or []):
+            found = shutil.which(words[0]) if words else None
+            if found:
+                found = os.path.abspath(found)
+                parent = os.path.dirname(found)
+                if parent.split("/")[1:2][0] not in SYSTEM_DIRS:
+                    candidates.append(found if parent in ("/", "/tmp") else parent)
+    host_tmp = os.open("/tmp", os.O_PATH | os.O_DIRECTORY)
+    for path in candidates:
+        if path in [seen for _, seen in shown]:
+            continue
+        source = path
+        if path.startswith("/tmp/"):
+            source = "/proc/self/fd/%d/%s" % (host_tmp, path[len("/tmp/"):])
+        shown.append((source, path))
+    return shown
+
+
 def reap():
     try:
         while os.waitpid(-1, os.WNOHANG)[0] > 0:
@@ -540,6 +576,7 @@ def show(value):
 def run(how):
     options = DATA["options"]
     os.umask(0)
+    visible = driver_files(how)
     mount("unionspec-repro", "/tmp", "tmpfs", 0, "mode=0755")
     os.mkdir(BASE, 0o755)
     lowers = [BASE + "/l%d" % i for i in range(len(DATA["lowers"]))]
@@ -549,6 +586,12 @@ def run(how):
         os.mkdir(UPPER, 0o755)
         os.mkdir(WORK, 0o755)
     os.mkdir(MNT, 0o755)
+    # From here on this process (PID 1 of its PID namespace) and the driver it starts live
+    # in a root holding only the system directories (read-only), /dev/fuse, /dev/null, a
+    # read-only proc of this PID namespace and the layers: a symlink in a layer that a FUSE
+    # driver follows cannot reach the host's files.
+    os.mkdir("/tmp/unionspec-root", 0o700)
+    enter("/tmp/unionspec-root", writable=(BASE,), visible=visible, proc=True)
     mounter = Mounter(how, options, lowers)
     try:
         mounter.start()

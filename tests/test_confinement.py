@@ -111,3 +111,28 @@ def test_a_driver_under_the_hosts_tmp_starts_and_sees_its_files_read_only(
         driver.mount(StackSpec((LayerSpec((("f", DirSpec()),)),)), RW)
         assert driver.run(ops.Readdir(path="")) == Ok(("f",))
     assert sorted(p.name for p in build.iterdir()) == ["my-overlay"]
+
+
+UNIONFS = "unionfs -o cow,hide_meta_files,use_ino {upperdir}=RW:{lowerdir} {mountpoint}"
+
+
+def test_a_reproducer_cannot_read_or_write_the_host_through_a_lower_symlink(
+    tmp_path: Path, host_dir: Path
+) -> None:
+    """The standalone reproducer runs itself (and so the daemon) in a confined root too."""
+    require(UnionfsFuseDriver, "unionfs-fuse")
+    from conformance import reproducer
+    from tests.test_reproducer import _reference_failure, _run
+
+    steps = [
+        ops.Readdir(path="c"),
+        ops.Read(path="c/secret"),
+        ops.Write(path="c/planted", data=b"x", flags=("O_CREAT",), mode=0o644),
+    ]
+    failure = _reference_failure(_merged_with_symlink_to(str(host_dir)), steps, RW)
+    script = reproducer.write(failure, tmp_path / "repro.py")
+    result = _run(script, "--fuse-cmd", UNIONFS)
+    assert "step 3" in result.stdout, result.stdout + result.stderr
+    assert "host secret" not in result.stdout
+    assert "'secret'" not in result.stdout
+    assert sorted(p.name for p in host_dir.iterdir()) == ["secret"]
