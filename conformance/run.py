@@ -403,7 +403,12 @@ def _plan(
 
 def _worker(config: dict[str, Any], tasks: Any, results: Any) -> None:
     """A worker process: certifies the cells it is given, each driver an instance of its
-    own (a fresh one after a hang or crash); SIGTERM closes them and exits."""
+    own (a fresh one after a hang or crash); SIGTERM closes them and exits. It dies with
+    the main process even when that is SIGKILLed (parent-death signal); its executors die
+    with it the same way, and their daemons with them (adapters._sandbox)."""
+    from adapters._sandbox import die_with_parent
+
+    die_with_parent(config["parent"])
     # SIGTERM from the main process: an Interrupted (Hypothesis lets a KeyboardInterrupt
     # through; it would replay a SystemExit as a failure), closing the drivers on the way
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides
@@ -479,7 +484,8 @@ def run_parallel(
     context = multiprocessing.get_context("spawn")
     tasks, results = context.Queue(), context.Queue()
     config = {
-        "cwd": os.getcwd(), "expectations": args.expectations, "driver_cmd": args.driver_cmd,
+        "parent": os.getpid(), "cwd": os.getcwd(), "expectations": args.expectations,
+        "driver_cmd": args.driver_cmd,
         "profile": args.profile, "budget": args.budget, "seed": args.seed,
         "corpus": args.corpus or DEFAULT_CORPUS, "timeout": getattr(args, "driver_timeout", None),
     }
