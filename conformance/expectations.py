@@ -136,6 +136,12 @@ def parse_program(
     for i, step in enumerate(steps):
         if type(step).__module__ != ops.__name__ or isinstance(step, ops.StatResult):
             raise ExpectationError(f"{where} steps[{i}]: not an operation")
+    from conformance.program_check import ProgramError, check_program
+
+    try:
+        check_program(stack, steps, where)  # field types, path shapes, sizes (issue 17)
+    except ProgramError as exc:
+        raise ExpectationError(str(exc)) from None
     return stack, steps
 
 

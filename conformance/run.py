@@ -172,7 +172,7 @@ class Artefacts:
 
     def record(self, verdict: Verdict) -> None:
         from conformance import reproducer
-        from conformance.report import Cell, slug
+        from conformance.report import Cell, slug, writing
 
         cell = Cell(verdict)
         version = expectations.installed_version(verdict.driver) if verdict.failures else None
@@ -189,7 +189,8 @@ class Artefacts:
             if self.report is None:
                 continue
             name = f"reproducers/{slug(verdict.id)}-{number + 1}.py"
-            reproducer.write(failure, self.report.directory / name, version)
+            with writing(self.report.directory):
+                reproducer.write(failure, self.report.directory / name, version)
             cell.reproducers.append(name)
             if program is not None:
                 cell.programs.append(os.path.relpath(program, self.report.directory))
@@ -222,6 +223,11 @@ def configure_registry(driver_cmd: str | None, profile: str | None, timeout: flo
         raise UsageError(f"--driver-timeout: {problem}") from None
 
 
+def _skip_program(problem: str) -> None:
+    """A corpus file that is not a valid program: said on one line, and skipped."""
+    print(f"warning: corpus: skipped {problem}", file=sys.stderr)
+
+
 def certify_command(args: argparse.Namespace) -> int:
     from conformance.certify import render_feature_matrix, render_matrix
     from conformance.certify_engines import (
@@ -243,7 +249,7 @@ def certify_command(args: argparse.Namespace) -> int:
     configure_registry(args.driver_cmd, args.profile, getattr(args, "driver_timeout", None))
     corpus_dir = Path(args.corpus or DEFAULT_CORPUS)
     try:
-        programs = corpus.load([corpus.PROJECT_CORPUS, corpus_dir])
+        programs = corpus.load([corpus.PROJECT_CORPUS, corpus_dir], on_problem=_skip_program)
     except corpus.CorpusError as problem:
         raise UsageError(str(problem)) from None
     if corpus_dir.exists() and not os.access(corpus_dir, os.W_OK):
@@ -424,7 +430,8 @@ def _worker(config: dict[str, Any], tasks: Any, results: Any) -> None:
         from hypothesis import core
 
         core.global_force_seed = config["seed"]
-    programs = corpus.load([corpus.PROJECT_CORPUS, config["corpus"]])
+    # (the main process said which files it skipped)
+    programs = corpus.load([corpus.PROJECT_CORPUS, config["corpus"]], on_problem=lambda _: None)
     drivers: dict[str, Any] = {}
     try:
         _serve(config, tasks, results, drivers, run_settings, feature_settings, programs)
