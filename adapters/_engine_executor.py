@@ -515,7 +515,8 @@ class EngineExecutor(ContainerExecutor):
 
 
 def main(argv: list[str]) -> int:
-    return run_executor(argv, EngineExecutor)
+    # the engines keep images and containers there: no size bound, device files allowed
+    return run_executor(argv, EngineExecutor, tmpfs=(0, "mode=0755"))
 
 
 if __name__ == "__main__":

@@ -35,8 +35,9 @@ MNT = BASE + "/mnt"
 UPPER = BASE + "/upper"
 WORK = BASE + "/work"
 CLONE_NEWNS, CLONE_NEWPID = 0x00020000, 0x20000000
-MS_REC, MS_PRIVATE, MNT_DETACH = 0x4000, 1 << 18, 2
+MS_REC, MS_PRIVATE, MNT_DETACH, MS_NOSUID, MS_NODEV = 0x4000, 1 << 18, 2, 2, 4
 PR_SET_PDEATHSIG = 1
+MAX_READ = 4 << 20  # adapters.layerdisk.MAX_READ
 RENAME_FLAGS = {"": 0, "RENAME_NOREPLACE": 1, "RENAME_EXCHANGE": 2}
 OPEN_FLAGS = {"O_CREAT": os.O_CREAT, "O_EXCL": os.O_EXCL, "O_TRUNC": os.O_TRUNC,
               "O_APPEND": os.O_APPEND}
@@ -127,11 +128,14 @@ def read_file(path, follow=False):
     flags = os.O_RDONLY | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
     fd = os.open(path, flags)
     try:
-        chunks = []
+        chunks, size = [], 0
         while True:
             chunk = os.read(fd, 1 << 20)
             if not chunk:
                 return b"".join(chunks)
+            size += len(chunk)
+            if size > MAX_READ:  # endless data: EFBIG, as the suite's executor says
+                raise OSError(errno.EFBIG, "more than %d bytes" % MAX_READ)
             chunks.append(chunk)
     finally:
         os.close(fd)
@@ -577,7 +581,7 @@ def run(how):
     options = DATA["options"]
     os.umask(0)
     visible = driver_files(how)
-    mount("unionspec-repro", "/tmp", "tmpfs", 0, "mode=0755")
+    mount("unionspec-repro", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=256m")
     os.mkdir(BASE, 0o755)
     lowers = [BASE + "/l%d" % i for i in range(len(DATA["lowers"]))]
     for directory, entries in zip(lowers, DATA["lowers"], strict=False):

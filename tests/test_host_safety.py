@@ -253,3 +253,38 @@ def test_a_code_fence_in_a_reason_stays_inside_its_block() -> None:
     fence = lines[start].split("text")[0]
     assert set(fence) == {"`"} and len(fence) > 3
     assert lines[lines.index("after") + 1] == fence
+
+
+# --- item 3: bounds in the sandbox ------------------------------------------------------------
+
+
+def test_the_private_tmpfs_is_bounded_nosuid_and_nodev() -> None:
+    from adapters.kernel import KernelDriver
+    from tests.host import require
+
+    require(KernelDriver, "kernel driver")
+    with KernelDriver(timeout=30) as driver, open(f"/proc/{driver.executor_pid}/mountinfo") as f:
+        lines = [line.split() for line in f if line.split()[4] == "/tmp"]
+    fields = lines[-1]
+    super_options = fields[fields.index("-") + 3].split(",")
+    assert any(option.startswith("size=") for option in super_options), fields
+    assert {"nosuid", "nodev"} <= set(fields[5].split(",")), fields
+
+
+def test_reading_an_endless_file_stops_at_the_bound() -> None:
+    """A FUSE driver serving endless data (here /dev/zero) must not grow the executor until
+    the OOM killer: the read stops at the bound with EFBIG (a divergence, not a crash).
+    Run under a 1 GiB address-space limit so the code before the bound fails harmlessly."""
+    code = (
+        "import errno, resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
+        "from adapters.layerdisk import read_all\n"
+        "try:\n"
+        "    read_all('/dev/zero')\n"
+        "except OSError as exc:\n"
+        "    sys.exit(0 if exc.errno == errno.EFBIG else 3)\n"
+        "sys.exit(4)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
