@@ -221,8 +221,10 @@ PATH: str | None = None
 
 
 def configure(path: str | None) -> tuple[Expectation, ...]:
-    """Use ``path`` (None: the default file); load it now so a bad file fails early."""
+    """Use ``path`` (None: the default file); load it now so a bad file fails early, and
+    before it replaces the file in use (a refused file must not stay configured)."""
     global PATH
+    load(path or DEFAULT_PATH)
     PATH = path
     _loaded.cache_clear()
     return _loaded(PATH)

@@ -288,3 +288,16 @@ def test_reading_an_endless_file_stops_at_the_bound() -> None:
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_refused_expectations_file_does_not_stay_configured(tmp_path: Path, capsys) -> None:
+    """In one process (the pytest plugin, a test calling main twice), a refused file must
+    leave the file in use as it was: the next report still renders."""
+    from conformance import expectations
+
+    before = expectations.PATH
+    bad = tmp_path / "bad.toml"
+    bad.write_bytes(b"\xff")
+    assert main(["certify", "--driver", "reference", "--expectations", str(bad)]) == 2
+    capsys.readouterr()
+    assert expectations.PATH is before
