@@ -27,7 +27,7 @@ from typing import Any
 
 from adapters import registry
 from conformance import corpus, expectations, timebudget
-from conformance.certify import CONFORMS, EXPECTED_OK, Verdict, planned, uninterrupted
+from conformance.certify import Verdict, planned, uninterrupted
 from conformance.features import BY_ID, FEATURES, Feature
 from reference.options import MATRIX
 
@@ -124,6 +124,22 @@ def check_arguments(args: argparse.Namespace) -> tuple[list[str], list[Feature],
     return args.driver or known, features, not args.feature
 
 
+#: Drivers that run only with a setting: not named with ``--driver`` and without that
+#: setting, they are left out of the run (no cells), not reported as skipped.
+NEEDS_SETTING = {"fuse": "the generic FUSE driver: give --driver-cmd TEMPLATE and --driver=fuse"}
+
+
+def left_out(args: argparse.Namespace, drivers: list[str]) -> dict[str, str]:
+    """The drivers of ``drivers`` that were not asked for (``--driver``) and cannot run
+    for want of a setting (:data:`NEEDS_SETTING`): driver -> what to give."""
+    return {
+        name: why
+        for name, why in NEEDS_SETTING.items()
+        if name in drivers and name not in args.driver
+        and registry.unavailable_reason(name) is not None
+    }
+
+
 def _settings(budget: str, seed: int | None) -> tuple[Any, Any]:
     """The settings of the whole-machine and of the feature cells. Hypothesis's explain
     phase is left out: it only annotates the failure text (the reports carry the program
@@ -166,13 +182,16 @@ class Artefacts:
     """What is written after each verdict: the corpus programs, the reproducers, the
     reports."""
 
-    def __init__(self, report: Any, corpus_dir: Path) -> None:
+    def __init__(
+        self, report: Any, corpus_dir: Path, warn: Callable[[str], None] | None = None
+    ) -> None:
         self.report = report
         self.corpus_dir = corpus_dir
+        self.warn = warn or (lambda text: print(text, file=sys.stderr))
 
     def record(self, verdict: Verdict) -> None:
         from conformance import reproducer
-        from conformance.report import Cell, slug
+        from conformance.report import Cell, slug, writing
 
         cell = Cell(verdict)
         version = expectations.installed_version(verdict.driver) if verdict.failures else None
@@ -185,11 +204,12 @@ class Artefacts:
                         corpus.from_failure(failure, version), self.corpus_dir
                     )
                 except OSError as exc:
-                    print(f"warning: corpus: {exc}", file=sys.stderr)
+                    self.warn(f"warning: corpus: {exc}")
             if self.report is None:
                 continue
             name = f"reproducers/{slug(verdict.id)}-{number + 1}.py"
-            reproducer.write(failure, self.report.directory / name, version)
+            with writing(self.report.directory):
+                reproducer.write(failure, self.report.directory / name, version)
             cell.reproducers.append(name)
             if program is not None:
                 cell.programs.append(os.path.relpath(program, self.report.directory))
@@ -222,14 +242,14 @@ def configure_registry(driver_cmd: str | None, profile: str | None, timeout: flo
         raise UsageError(f"--driver-timeout: {problem}") from None
 
 
+def _skip_program(problem: str) -> None:
+    """A corpus file that is not a valid program: said on one line, and skipped."""
+    print(f"warning: corpus: skipped {problem}", file=sys.stderr)
+
+
 def certify_command(args: argparse.Namespace) -> int:
-    from conformance.certify import render_feature_matrix, render_matrix
-    from conformance.certify_engines import (
-        certify_engines,
-        is_engine,
-        plan,
-        render_engine_matrix,
-    )
+    from conformance.certify_engines import certify_engines, plan
+    from conformance.console import Progress, exit_status, summary_lines
     from conformance.report import Report, ReportDirError, prepare
 
     drivers, features, machine = check_arguments(args)
@@ -241,9 +261,11 @@ def certify_command(args: argparse.Namespace) -> int:
     except expectations.ExpectationError as problem:
         raise UsageError(str(problem)) from None
     configure_registry(args.driver_cmd, args.profile, getattr(args, "driver_timeout", None))
+    not_run = left_out(args, drivers)
+    drivers = [name for name in drivers if name not in not_run]
     corpus_dir = Path(args.corpus or DEFAULT_CORPUS)
     try:
-        programs = corpus.load([corpus.PROJECT_CORPUS, corpus_dir])
+        programs = corpus.load([corpus.PROJECT_CORPUS, corpus_dir], on_problem=_skip_program)
     except corpus.CorpusError as problem:
         raise UsageError(str(problem)) from None
     if corpus_dir.exists() and not os.access(corpus_dir, os.W_OK):
@@ -267,10 +289,10 @@ def certify_command(args: argparse.Namespace) -> int:
                 )
             },
             engines=engines,
+            left_out=not_run,
         )
         report.write()
     run_settings, feature_settings = _settings(args.budget, args.seed)
-    artefacts = Artefacts(report, corpus_dir)
     total = planned(drivers, features, machine) + len(engine_plan)
     duration = timebudget.seconds(args.budget)
     # a duration: each overlay cell's machine gets an equal share (workers run in parallel)
@@ -279,11 +301,13 @@ def certify_command(args: argparse.Namespace) -> int:
         None if duration is None else duration * max(1, args.workers) / overlay_cells
     )
     done: list[Verdict] = []
+    progress = Progress(total)
+    artefacts = Artefacts(report, corpus_dir, progress.note)
 
     def on_verdict(verdict: Verdict) -> None:
         with uninterrupted():
             done.append(verdict)
-            progress_line(verdict, len(done), total)
+            progress.update(verdict)
             artefacts.record(verdict)
 
     global _pending
@@ -311,6 +335,7 @@ def certify_command(args: argparse.Namespace) -> int:
                 verdicts += certify_engines(engines, container_profile(args.budget), on_verdict)
     except Interrupted as stop:
         signal.setitimer(signal.ITIMER_REAL, 0)
+        progress.close()
         for sig in previous:
             signal.signal(sig, signal.SIG_IGN)  # the reports are written in peace
         if report is not None:
@@ -328,31 +353,14 @@ def certify_command(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
         _pending = None
         timebudget.SECONDS_PER_RUN = None
+    progress.close()
+    html = None
     if report is not None:
         report.status = "complete"
         report.write()
-    overlay = [v for v in verdicts if not is_engine(v)]
-    engines_table = render_engine_matrix(verdicts)
-    tables = (render_matrix(overlay), render_feature_matrix(overlay), engines_table)
-    print("\n\n".join(t for t in tables if t))
-    for verdict in verdicts:
-        if verdict.verdict != CONFORMS:
-            where = f"{verdict.feature} " if verdict.feature else ""
-            print(
-                f"\n{verdict.driver} {where}[{verdict.options}] {verdict.verdict}:\n"
-                f"{verdict.detail}"
-            )
-    failed = [v for v in verdicts if v.verdict not in EXPECTED_OK]
-    return 1 if failed else 0
-
-
-def progress_line(verdict: Verdict, number: int, total: int) -> None:
-    print(
-        f"[{number}/{total}] {verdict.driver:<14} {verdict.feature or 'machine':<20} "
-        f"{verdict.options:<36} {verdict.verdict} ({verdict.seconds:.1f}s)",
-        file=sys.stderr,
-        flush=True,
-    )
+        html = str((report.directory / "report.html").resolve())
+    print("\n".join(summary_lines(verdicts, not_run, html, progress.elapsed)), flush=True)
+    return exit_status(verdicts)
 
 
 def replay_command(args: argparse.Namespace) -> int:
@@ -410,7 +418,12 @@ def _plan(
 
 def _worker(config: dict[str, Any], tasks: Any, results: Any) -> None:
     """A worker process: certifies the cells it is given, each driver an instance of its
-    own (a fresh one after a hang or crash); SIGTERM closes them and exits."""
+    own (a fresh one after a hang or crash); SIGTERM closes them and exits. It dies with
+    the main process even when that is SIGKILLed (parent-death signal); its executors die
+    with it the same way, and their daemons with them (adapters._sandbox)."""
+    from adapters._sandbox import die_with_parent
+
+    die_with_parent(config["parent"])
     # SIGTERM from the main process: an Interrupted (Hypothesis lets a KeyboardInterrupt
     # through; it would replay a SystemExit as a failure), closing the drivers on the way
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides
@@ -427,7 +440,8 @@ def _worker(config: dict[str, Any], tasks: Any, results: Any) -> None:
         from hypothesis import core
 
         core.global_force_seed = config["seed"]
-    programs = corpus.load([corpus.PROJECT_CORPUS, config["corpus"]])
+    # (the main process said which files it skipped)
+    programs = corpus.load([corpus.PROJECT_CORPUS, config["corpus"]], on_problem=lambda _: None)
     drivers: dict[str, Any] = {}
     try:
         _serve(config, tasks, results, drivers, run_settings, feature_settings, programs)
@@ -487,7 +501,8 @@ def run_parallel(
     context = multiprocessing.get_context("spawn")
     tasks, results = context.Queue(), context.Queue()
     config = {
-        "cwd": os.getcwd(), "expectations": args.expectations, "driver_cmd": args.driver_cmd,
+        "parent": os.getpid(), "cwd": os.getcwd(), "expectations": args.expectations,
+        "driver_cmd": args.driver_cmd,
         "profile": args.profile, "budget": args.budget, "seed": args.seed,
         "corpus": args.corpus or DEFAULT_CORPUS, "timeout": getattr(args, "driver_timeout", None),
         "seconds_per_run": timebudget.SECONDS_PER_RUN,
