@@ -27,6 +27,7 @@ import stat
 
 import attrs
 
+from adapters.syscalls import kind_of, read_to_end
 from reference.layer import Inode, Kind, walk
 from reference.view import DiskEntry, LayerImage
 
@@ -148,35 +149,9 @@ def _set_xattrs(inode: Inode, path: str) -> None:
 # --- decoding -----------------------------------------------------------------------------
 
 
-def kind_of(mode: int) -> str:
-    """The kind name of a real file type (as in StatResult and EntryView)."""
-    if stat.S_ISREG(mode):
-        return "file"
-    if stat.S_ISDIR(mode):
-        return "dir"
-    if stat.S_ISLNK(mode):
-        return "symlink"
-    if stat.S_ISFIFO(mode):
-        return "fifo"
-    if stat.S_ISCHR(mode):
-        return "chardev"
-    return "other"
-
-
 def read_all(path: str) -> bytes:
     """The bytes of a regular file, never following a final symlink, never blocking."""
     return read_to_end(os.open(path, _READ_FLAGS))
-
-
-def read_to_end(fd: int) -> bytes:
-    """Everything ``fd`` still gives, then close it."""
-    try:
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
 
 
 def user_xattrs(path: str) -> tuple[tuple[str, bytes], ...]:

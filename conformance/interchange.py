@@ -37,7 +37,7 @@ from hypothesis import strategies as st
 from adapters.base import Driver, DriverUnavailable
 from conformance import strategies as s
 from conformance.compare import InodeMap, compare_views, render
-from conformance.features import WITHOUT_LINK_COUNTS
+from conformance.features import BY_ID, WITHOUT_LINK_COUNTS
 from reference import ops
 from reference.layer import StackSpec
 from reference.options import Options
@@ -47,22 +47,8 @@ from reference.view import UNREACHABLE, View
 #: What a reader is held to: every field but inode numbers and link counts.
 FIELDS = WITHOUT_LINK_COUNTS
 
-#: Operations that change the layers.
-CHANGES: st.SearchStrategy[ops.Op] = st.one_of(
-    st.builds(ops.Write, s.paths, s.data, s.offsets, s.open_flags, s.modes),
-    st.builds(ops.Truncate, s.paths, s.sizes),
-    st.builds(ops.Mkdir, s.paths, st.sampled_from([0o755, 0o700])),
-    st.builds(ops.Rmdir, s.paths),
-    st.builds(ops.Unlink, s.paths),
-    st.builds(ops.Rename, s.paths, s.paths, s.rename_flags),
-    st.builds(ops.Link, s.paths, s.paths),
-    st.builds(ops.Symlink, st.sampled_from(s.TARGETS), s.paths),
-    st.builds(ops.Chmod, s.paths, s.modes),
-    st.builds(ops.Chown, s.paths, s.ids, s.ids),
-    st.builds(ops.SetXattr, s.paths, s.xattr_names, s.xattr_values),
-    st.builds(ops.RemoveXattr, s.paths, s.xattr_names),
-    st.builds(ops.Mkfifo, s.paths, s.modes),
-)
+#: Operations that change the layers: every kind that writes (ops.KINDS).
+CHANGES: st.SearchStrategy[ops.Op] = s.Operations(BY_ID["layer-interchange"].rules)
 
 
 class FeatureSkipped(Exception):

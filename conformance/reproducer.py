@@ -20,6 +20,7 @@ from typing import Any
 
 import attrs
 
+from adapters import syscalls
 from conformance.failure import Failure
 from reference import ops
 from reference.layer import Kind, build, walk
@@ -28,12 +29,15 @@ from reference.view import DiskEntry, EntryView
 
 TEMPLATE = Path(__file__).resolve().parent / "repro_template.py"
 _MARK = "DATA: dict = {}  # __DATA__\n"
+#: The template's import of the system calls, replaced by their module's text verbatim.
+_SYSCALLS_MARK = "from adapters.syscalls import CALLS, kind_of  # __SYSCALLS__\n"
 
 
 def _value(value: Any) -> Any:
-    """An outcome's value as the script computes it (a StatResult is a tagged tuple)."""
+    """An outcome's value as the script computes it (adapters.syscalls: a StatResult is a
+    dict of its fields)."""
     if isinstance(value, ops.StatResult):
-        return ("stat", value.kind, value.mode, value.uid, value.gid, value.size, value.nlink)
+        return attrs.asdict(value)
     return value
 
 
@@ -139,7 +143,7 @@ def data(failure: Failure, version: str | None = None) -> dict[str, Any]:
         "steps": [
             {
                 "text": repr(step.op),
-                "op": (type(step.op).__name__, attrs.asdict(step.op)),
+                "op": (ops.KINDS[type(step.op)].rule, attrs.asdict(step.op)),
                 "allowed": [_outcome(o) for o in step.allowed],
             }
             for step in failure.steps
@@ -164,7 +168,13 @@ def script(failure: Failure, version: str | None = None) -> str:
         template.replace("__TITLE__", title.replace('"""', "'''"))
         .replace("__DIVERGENCE__", divergence.replace("\\", "\\\\").replace('"""', "'''"))
         .replace(_MARK, f"DATA = {literal}\n")
+        .replace(_SYSCALLS_MARK, syscalls_source(), 1)
     )
+
+
+def syscalls_source() -> str:
+    """adapters/syscalls.py as the script embeds it: verbatim."""
+    return Path(syscalls.__file__).read_text(encoding="utf-8")
 
 
 def write(failure: Failure, path: str | Path, version: str | None = None) -> Path:
