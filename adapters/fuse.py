@@ -197,6 +197,7 @@ class FuseDriver(SandboxedDriver):
             raise ValueError("no command template: give --driver-cmd or a profile's template")
         self.name = name
         self.profile = profile
+        self.capabilities = profile.claims(type(self).capabilities)
         self.template = template
         self.words = parse_template(template)
         self.ro_words = (
@@ -249,6 +250,17 @@ class FuseDriver(SandboxedDriver):
         """The driver's version as its profile's ``version_command`` prints it."""
         return profile_version(self.profile)
 
+    @staticmethod
+    def _about(template: str | None, profile: Profile) -> dict[str, Any]:
+        """What a report records of a FUSE driver: its version (the profile's
+        ``version_command``), its command template and the option sets its profile claims."""
+        return {
+            "version": profile_version(profile),
+            "command": template or profile.template or None,
+            "options_claimed": list(profile.options),
+            "profile": profile.source,
+        }
+
     def __enter__(self) -> FuseDriver:
         return self
 
@@ -276,6 +288,10 @@ class _Preset(FuseDriver):
     @classmethod
     def installed_version(cls) -> str | None:
         return profile_version(cls.preset_profile())
+
+    @classmethod
+    def about(cls) -> dict[str, Any]:
+        return cls._about(None, cls.preset_profile())
 
     def __init__(self, timeout: float = 30.0) -> None:
         profile = self.preset_profile()
@@ -314,6 +330,10 @@ class GenericFuseDriver(FuseDriver):
     @classmethod
     def installed_version(cls) -> str | None:
         return profile_version(cls.configured()[1])
+
+    @classmethod
+    def about(cls) -> dict[str, Any]:
+        return cls._about(*cls.configured())
 
     def __init__(self, timeout: float = 30.0) -> None:
         template, profile = self.configured()

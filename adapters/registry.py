@@ -18,6 +18,7 @@ import inspect
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 from adapters.base import Driver, DriverUnavailable
 
@@ -77,6 +78,21 @@ def unavailable_reason(name: str) -> str | None:
     """Why ``name`` cannot run here, or None when it can."""
     probe = getattr(factory(name), "unavailable_reason", None)
     return probe() if probe is not None else None
+
+
+def installed_version(name: str) -> str | None:
+    """The installed version of driver ``name`` as its profile's ``version_command`` prints
+    it (a driver class may declare ``installed_version()``; None: it does not)."""
+    probe = getattr(factory(name), "installed_version", None)
+    return probe() if probe is not None else None
+
+
+def about(name: str) -> dict[str, Any]:
+    """What a report records of driver ``name``: ``version``, ``command``,
+    ``options_claimed`` and ``profile`` as its class declares them (``about()``, optional
+    for third-party drivers: the one place that asks)."""
+    declared = getattr(factory(name), "about", None)
+    return dict(declared()) if declared is not None else {}
 
 
 def make(name: str) -> Driver:

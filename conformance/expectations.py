@@ -233,8 +233,7 @@ def installed_version(driver: str) -> str | None:
     ``version_command`` prints it (None: no version command, or not a FUSE driver)."""
     from adapters import registry
 
-    probe = getattr(registry.factory(driver), "installed_version", None)
-    return probe() if probe is not None else None
+    return registry.installed_version(driver)
 
 
 def matching(driver: str, feature: str, options: str) -> tuple[Expectation, ...]:

@@ -44,6 +44,9 @@ from reference.options import Options
 from reference.overlay import Overlay
 from reference.view import UNREACHABLE, View
 
+#: The driver every other's layers are read with (it declares ``interchange_reader``), and
+#: the engine whose layers it reads too (the reference, ``in_process``).
+READER, ENGINE = "kernel", "reference"
 #: What a reader is held to: every field but inode numbers and link counts.
 FIELDS = WITHOUT_LINK_COUNTS
 
@@ -84,28 +87,22 @@ def applies(options: Options) -> str | None:
     return None
 
 
-def kernel_readable(driver: Driver) -> bool:
-    """Whether the driver's profile says it writes markers the kernel reads."""
-    profile = getattr(driver, "profile", None)
-    if profile is None:
-        return True
-    return profile.whiteout == "chardev" and profile.opaque in ("xattr", "xattr+wh-opq")
-
-
 def pairs(driver: Driver) -> tuple[list[Pair], list[str]]:
-    """The pairs to run for ``driver``, and why others are left out."""
-    name = driver.name
-    if name == "reference":
-        return [Pair("reference", "kernel")], []
-    if name == "kernel":
-        return [Pair("kernel", "kernel"), Pair("reference", "kernel")], []
-    found, left_out = [Pair("kernel", name)], []
-    if kernel_readable(driver):
-        found.append(Pair(name, "kernel"))
+    """The pairs to run for ``driver``, and why others are left out (its capabilities: the
+    engine in process writes through the reader; the reader reads its own layers and the
+    engine's; any other driver reads the reader's and, in the kernel's form, is read)."""
+    name, declared = driver.name, driver.capabilities
+    if declared.in_process:
+        return [Pair(name, READER)], []
+    if declared.interchange_reader:
+        return [Pair(name, name), Pair(ENGINE, name)], []
+    found, left_out = [Pair(READER, name)], []
+    if declared.kernel_form:
+        found.append(Pair(name, READER))
     else:
         left_out.append(
-            f"{name} -> kernel: the profile's upper form is not the kernel's "
-            f"(whiteout {driver.profile.whiteout}, opaque {driver.profile.opaque})"
+            f"{name} -> {READER}: the profile's upper form is not the kernel's "
+            f"({declared.upper_form})"
         )
     return found, left_out
 
@@ -130,7 +127,7 @@ def _kernel() -> Iterator[Any]:
     from adapters import registry
 
     try:
-        kernel = registry.make("kernel")
+        kernel = registry.make(READER)
     except DriverUnavailable as reason:
         raise FeatureSkipped(
             f"layer interchange needs the kernel driver: {reason}", missing_driver=True
@@ -147,7 +144,7 @@ def exchange(
 ) -> None:
     """Write ``steps`` over ``stack`` with the pair's writer, mount with its reader, compare."""
     writer_options = attrs.evolve(options, read_only=False)
-    if pair.writer == "reference":
+    if pair.writer == ENGINE:
         model = Overlay(stack, writer_options)
         for op in steps:
             model.apply(op)
@@ -156,8 +153,8 @@ def exchange(
         kernel.mount_with_upper(stack, options, model.upper)
         check(pair, options, written, kernel.view())
         return
-    writer = kernel if pair.writer == "kernel" else driver
-    reader = kernel if pair.reader == "kernel" else driver
+    writer = kernel if pair.writer == READER else driver
+    reader = kernel if pair.reader == READER else driver
     writer.mount(stack, writer_options)
     try:
         for op in steps:

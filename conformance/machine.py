@@ -126,7 +126,7 @@ class OverlayMachine:
             attrs.evolve(step, allowed=tuple(sorted(step.allowed, key=describe)))
             for step in (*self.trace, *([self.pending] if self.pending is not None else []))
         ]
-        settings_of = getattr(self.driver, "mounter_settings", None)
+        mounts = self.driver.capabilities.mounts
         return (
             Failure(
                 driver=self.driver.name,
@@ -137,7 +137,7 @@ class OverlayMachine:
                 divergence=text,
                 found=tuple(found),
                 fields=self.fields,
-                mounter=settings_of() if settings_of is not None else None,
+                mounter=self.driver.mounter_settings() if mounts else None,  # type: ignore[attr-defined]
                 identities=tuple(self.identities),
                 kind=kind,
             ),
@@ -180,10 +180,10 @@ class OverlayMachine:
         # the trace keeps the set; failure() orders it (describing every outcome of every
         # step cost more than a reference step)
         self.pending = TracedStep(op, allowed, None)  # type: ignore[arg-type]
-        # A driver whose class can observes in the same round trip (the check follows at
-        # once); looked up on the class, so a wrapper that replaces run() is not bypassed.
+        # A driver that declares it observes in the same round trip (the check follows at
+        # once); a wrapper that replaces run() declares it does not (tests/test_broken_drivers).
         run = self.driver.run
-        if getattr(type(self.driver), "run_and_observe", None) is not None:
+        if self.driver.capabilities.one_round_trip:
             run = self.driver.run_and_observe  # type: ignore[attr-defined]
         with self.timed("driver operations"):
             actual = self.call_driver(op, lambda: run(op))

@@ -103,30 +103,10 @@ def driver_info(name: str) -> dict[str, Any]:
 
     info: dict[str, Any] = {"version": None, "command": None, "options_claimed": None}
     try:
-        factory = registry.factory(name)
-        probe = getattr(factory, "installed_version", None)
-        info["version"] = probe() if probe is not None else None
-        profile = None
-        if hasattr(factory, "preset_profile"):
-            profile = factory.preset_profile()
-        elif hasattr(factory, "configured"):
-            template, profile = factory.configured()
-            info["command"] = template
-        if profile is not None:
-            info["command"] = info["command"] or profile.template or None
-            info["options_claimed"] = list(profile.options)
-            info["profile"] = profile.source
+        info["version"] = registry.installed_version(name)
+        info.update(registry.about(name))
     except Exception as exc:  # a broken third-party driver: say so, keep the report
         info["error"] = f"{type(exc).__name__}: {exc}"
-    if name == "kernel":
-        info["version"] = platform.release()
-    elif name == "reference":
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            info["version"] = f"unionspec {version('unionspec')} (the executable specification)"
-        except PackageNotFoundError:
-            info["version"] = "unionspec (the executable specification, not installed)"
     return info
 
 
