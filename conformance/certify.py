@@ -28,9 +28,16 @@ from conformance.features import FEATURES, Feature
 from conformance.interchange import FeatureSkipped
 from conformance.machine import DriverBroke, run_machine
 from conformance.scenarios import SCENARIOS, run_scenario
+from conformance.verdicts import (  # noqa: F401 (BROKEN, EXPECTED_OK: certify's API)
+    BROKEN,
+    CONFORMS,
+    DIVERGES,
+    EXPECTED_OK,
+    SEVERITY,
+    SKIPPED,
+    UNCLAIMED,
+)
 from reference.options import MATRIX, Options
-
-CONFORMS, DIVERGES, SKIPPED, UNCLAIMED = "conforms", "diverges", "skipped", "unclaimed"
 
 
 @attrs.frozen
@@ -52,23 +59,6 @@ class Verdict:
         return f"{self.driver}/{self.feature or 'machine'}/{self.options}"
 
 
-#: Verdicts that do not fail a run: reported, not failed (an expected divergence is one
-#: recorded in conformance/expectations.toml).
-EXPECTED_OK = (CONFORMS, UNCLAIMED, SKIPPED, expectations.EXPECTED)
-
-#: Verdicts after which the driver is started afresh.
-BROKEN = ("hung", "crashed")
-
-#: Worst last: a feature's cell is the worst verdict over its option sets.
-SEVERITY = {
-    CONFORMS: 0,
-    UNCLAIMED: 1,
-    SKIPPED: 2,
-    expectations.EXPECTED: 2,
-    DIVERGES: 3,
-    "hung": 4,
-    "crashed": 4,
-}
 
 
 #: The signals an interrupted run is stopped by (conformance.run).

@@ -46,10 +46,11 @@ from typing import Any
 import attrs
 
 from adapters.profile import read_toml
+from conformance.verdicts import VerdictKind
 from reference import layer, ops
 
 DEFAULT_PATH = Path(__file__).resolve().parent / "expectations.toml"
-EXPECTED = "expected-divergence"
+EXPECTED = VerdictKind.EXPECTED
 
 _REQUIRED = {
     "driver": str,
@@ -276,9 +277,9 @@ def settle(
     diverging, it stays ``conforms`` and says the record is stale (fixed)."""
     feature_id = feature.id if feature is not None else ""
     found = matching(driver.name, feature_id, options.label)
-    if not found or verdict not in ("diverges", "conforms"):
+    if not found or verdict not in (VerdictKind.DIVERGES, VerdictKind.CONFORMS):
         return verdict, detail
-    if verdict == "diverges":
+    if verdict == VerdictKind.DIVERGES:
         return EXPECTED, f"expected: {describe(found)}\n{detail}"
     still: list[Expectation] = []
     for expectation in found:

@@ -36,6 +36,7 @@ from conformance.clock import Clock
 from conformance.compare import Divergence, InodeMap, compare_images, compare_views, render
 from conformance.failure import Failure, TracedStep
 from conformance.features import ALL_FIELDS, Feature
+from conformance.verdicts import CRASHED, DIVERGES, HUNG
 from reference import ops
 from reference.layer import StackSpec
 from reference.options import Options
@@ -117,7 +118,7 @@ class OverlayMachine:
         self.pending: TracedStep | None = None
 
     def failure(
-        self, text: str, found: list[Divergence] | tuple = (), kind: str = "diverges"
+        self, text: str, found: list[Divergence] | tuple = (), kind: str = DIVERGES
     ) -> tuple[Failure, ...]:
         """This run's program as a Failure (none before the layers are mounted)."""
         if self.stack is None:
@@ -153,7 +154,7 @@ class OverlayMachine:
         try:
             return action()
         except DriverFailure as failure:
-            verdict = "hung" if isinstance(failure, DriverHung) else "crashed"
+            verdict = HUNG if isinstance(failure, DriverHung) else CRASHED
             step = len(self.program) - 1
             cls.broken = DriverBroke(
                 verdict,

@@ -23,22 +23,22 @@ from xml.etree import ElementTree as ET
 
 import attrs
 
+from conformance import verdicts as v
 from conformance.certify import SEVERITY, Verdict
+from conformance.verdicts import FAILING
 
 SCHEMA = "unionspec-report/1"
 FILES = ("report.json", "report.md", "report.html", "junit.xml")
 OVERLAY_PARAMETERS = Path("/sys/module/overlay/parameters")
-#: Verdicts that fail a run (the others are reported, not failed).
-FAILING = ("diverges", "hung", "crashed")
 #: The colours of the HTML matrix, by verdict.
 COLOURS = {
-    "conforms": "#c8e6c9",
-    "expected-divergence": "#fff59d",
-    "unclaimed": "#e0e0e0",
-    "skipped": "#eeeeee",
-    "diverges": "#ef9a9a",
-    "hung": "#ce93d8",
-    "crashed": "#ce93d8",
+    v.CONFORMS: "#c8e6c9",
+    v.EXPECTED: "#fff59d",
+    v.UNCLAIMED: "#e0e0e0",
+    v.SKIPPED: "#eeeeee",
+    v.DIVERGES: "#ef9a9a",
+    v.HUNG: "#ce93d8",
+    v.CRASHED: "#ce93d8",
 }
 
 
@@ -258,7 +258,7 @@ def _status_line(doc: dict[str, Any]) -> str:
 
 
 def _failing_cells(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    return [c for c in doc["cells"] if c["verdict"] in (*FAILING, "expected-divergence")]
+    return [c for c in doc["cells"] if c["verdict"] in (*FAILING, v.EXPECTED)]
 
 
 def render_markdown(doc: dict[str, Any]) -> str:
@@ -443,9 +443,9 @@ def render_junit(doc: dict[str, Any]) -> str:
         if cell["verdict"] in FAILING:
             failure = ET.SubElement(case, "failure", message=first, type=cell["verdict"])
             failure.text = cell["reason"]
-        elif cell["verdict"] == "expected-divergence":
+        elif cell["verdict"] == v.EXPECTED:
             ET.SubElement(case, "skipped", message=first, type="pytest.xfail")
-        elif cell["verdict"] in ("skipped", "unclaimed"):
+        elif cell["verdict"] in (v.SKIPPED, v.UNCLAIMED):
             ET.SubElement(case, "skipped", message=f"{cell['verdict']}: {first}")
     if doc["status"] == "interrupted":
         suite = ET.SubElement(root, "testsuite", name="run")

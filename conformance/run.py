@@ -29,12 +29,11 @@ from adapters import registry
 from conformance import corpus, expectations
 from conformance.certify import CONFORMS, EXPECTED_OK, Verdict, planned, uninterrupted
 from conformance.features import BY_ID, FEATURES, Feature
+from conformance.verdicts import FAILING, INTERRUPTED
 from reference.options import MATRIX
 
 FUSE_DRIVERS = ("fuse", "fuse-overlayfs", "unionfs-fuse")
 DEFAULT_CORPUS = ".unionspec/corpus"
-#: Exit status of an interrupted run, Ctrl-C or SIGTERM (128 + SIGINT, as a shell says).
-INTERRUPTED = 130
 #: How long an interrupted run waits for a worker to close its drivers.
 WORKER_GRACE = 20.0
 
@@ -159,7 +158,7 @@ def seeded(seed: int | None) -> Iterator[None]:
 
 
 #: The verdicts whose failing examples are saved in the corpus (the unexpected ones).
-SAVED = ("diverges", "hung", "crashed")
+SAVED = FAILING
 
 
 class Artefacts:
