@@ -36,7 +36,6 @@ Requests are tuples, replies ``("ok", value)`` or ``("error", "one line")``:
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import os
 import shutil
@@ -51,6 +50,8 @@ import attrs
 
 from adapters import syscalls
 from adapters._lowerwatch import LowerWatch
+from adapters._mounting import BASE, MNT, UPPER, WORK, mount, umount
+from adapters.base import AdapterError
 from adapters.layerdisk import (
     KERNEL_FORMAT,
     DiskFormat,
@@ -67,49 +68,12 @@ from reference.options import Options
 from reference.outcome import Ok, err_from_oserror
 from reference.view import UNREACHABLE, EntryView, View
 
-BASE = "/tmp/unionspec"
-MNT = f"{BASE}/mnt"
-UPPER = f"{BASE}/upper"
-WORK = f"{BASE}/work"
-
-MNT_DETACH = 2
 #: In an observation: equal to the same part of the last observation sent (module doc).
 UNCHANGED = "unchanged"
 #: The errnos of a FUSE mount whose connection is gone: ENOTCONN for a request made after
 #: the daemon died, ECONNABORTED for one in flight when it did (fs/fuse/dev.c
 #: fuse_abort_conn ends pending requests with -ECONNABORTED).
 CONNECTION_GONE = frozenset({errno.ENOTCONN, errno.ECONNABORTED})
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = [
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_ulong,
-    ctypes.c_char_p,
-]
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-
-
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-
-
-def mount(source: str, target: str, fstype: str, flags: int, data: str | None) -> None:
-    result = _libc.mount(
-        source.encode(), target.encode(), fstype.encode(), flags, data.encode() if data else None
-    )
-    _check(result, f"mount -t {fstype} {target} -o {data}")
-
-
-def umount(target: str) -> None:
-    if _libc.umount2(target.encode(), 0) != 0:
-        err = ctypes.get_errno()
-        if err != errno.EBUSY:
-            raise OSError(err, f"umount {target}: {os.strerror(err)}")
-        _check(_libc.umount2(target.encode(), MNT_DETACH), f"umount -l {target}")
 
 
 def lower_dirs(n_lowers: int) -> list[str]:
@@ -522,7 +486,7 @@ class Executor:
         self.lower_watch.close()
 
 
-class DriverCrashed(RuntimeError):
+class DriverCrashed(AdapterError, RuntimeError):
     """The mounted driver died under an operation (ENOTCONN)."""
 
 

@@ -34,7 +34,7 @@ import signal
 import subprocess
 import time
 
-from adapters._executor import MNT, MNT_DETACH, UPPER, WORK, _libc
+from adapters._mounting import MNT, MNT_DETACH, UPPER, WORK, _libc
 from adapters.layerdisk import DiskFormat
 from reference.options import Options
 

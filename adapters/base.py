@@ -13,11 +13,15 @@ from reference.outcome import Outcome
 from reference.view import LayerImage, View
 
 
-class DriverUnavailable(Exception):
+class AdapterError(Exception):
+    """Every error of the adapters package."""
+
+
+class DriverUnavailable(AdapterError):
     """The driver cannot run on this machine; the message says why (reported as a skip)."""
 
 
-class DriverFailure(Exception):
+class DriverFailure(AdapterError):
     """The driver broke (mount refused, hung, crashed); the message names what and where."""
 
 

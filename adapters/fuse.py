@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from adapters._sandbox import SandboxedDriver
-from adapters.base import DriverFailure, DriverUnavailable
+from adapters.base import AdapterError, DriverFailure, DriverUnavailable
 from adapters.layerdisk import DiskFormat
 from adapters.profile import Profile, load_profile
 from reference.layer import StackSpec
@@ -61,7 +61,7 @@ PROFILES = Path(__file__).resolve().parent / "profiles"
 CAP_SYS_ADMIN = 21
 
 
-class TemplateError(ValueError):
+class TemplateError(AdapterError, ValueError):
     """A command template that cannot be used (the message is one line)."""
 
 

@@ -55,7 +55,7 @@ from typing import Any
 
 import attrs
 
-from adapters.base import Capabilities
+from adapters.base import AdapterError, Capabilities
 from adapters.layerdisk import DiskFormat
 from reference.options import MATRIX, Options
 
@@ -66,7 +66,7 @@ HARDLINK_BEHAVIOURS = ("break", "keep")
 OPTION_LABELS = tuple(options.label for options in MATRIX)
 
 
-class ProfileError(ValueError):
+class ProfileError(AdapterError, ValueError):
     """A profile file that cannot be used; the message is one line naming the key."""
 
 

@@ -26,7 +26,7 @@ class ReferenceDriver:
 
     name = "reference"
     capabilities = Capabilities(in_process=True)
-    #: The engine a mount makes (a seeded fault's driver replaces it, tests/faults.py).
+    #: The engine a mount makes (a seeded fault's driver replaces it, adapters/faults.py).
     engine: Callable[[StackSpec, Options], Overlay] = Overlay
 
     def __init__(self) -> None:

@@ -20,7 +20,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from adapters.base import Driver, DriverUnavailable
+from adapters.base import AdapterError, Driver, DriverUnavailable
 
 ENTRY_POINT_GROUP = "unionspec.drivers"
 
@@ -54,7 +54,7 @@ def configure(
     TIMEOUT = timeout
 
 
-class UnknownDriver(Exception):
+class UnknownDriver(AdapterError):
     pass
 
 

@@ -27,7 +27,7 @@ In one run it measures, and prints as a table and writes as JSON (``--json``):
    about 5 s to start (Hypothesis's import alone is 1 s) and collect, whatever ``-n``, so
    the workload must be long for the ratio to measure the workers rather than start-up
    (the reference alone, 32 s of work, could not go below 0.58).
-3. **faults**: for every seeded fault of ``tests/faults.py`` (imported from the checkout),
+3. **faults**: for every seeded fault of ``adapters/faults.py``,
    the time until the first failure, the total time including shrinking, and the length of
    the shrunk counterexample (the operations of its failing example, the mount not
    counted). Generation and shrinking run
@@ -289,9 +289,7 @@ def bench_xdist(budget: str, rounds: int = 1) -> dict[str, Any]:
 
 
 def _faults() -> dict[str, Any]:
-    if str(PROJECT_ROOT) not in sys.path:
-        sys.path.insert(0, str(PROJECT_ROOT))
-    from tests import faults
+    from adapters import faults
 
     return faults.__dict__
 

@@ -15,7 +15,6 @@ import signal
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
-import attrs
 from hypothesis import settings
 
 from adapters import registry
@@ -36,30 +35,10 @@ from conformance.verdicts import (  # noqa: F401 (BROKEN, EXPECTED_OK: certify's
     SEVERITY,
     SKIPPED,
     UNCLAIMED,
+    Verdict,
+    worst,
 )
 from reference.options import MATRIX, Options
-
-
-@attrs.frozen
-class Verdict:
-    driver: str
-    options: str
-    verdict: str
-    detail: str = ""
-    seconds: float = 0.0
-    #: The feature's id; "" for the whole cell (every rule, every field).
-    feature: str = ""
-    #: The failing examples as data (conformance.failure), when the check produced them.
-    failures: tuple[Failure, ...] = attrs.field(default=(), eq=False, repr=False)
-
-    @property
-    def id(self) -> str:
-        """A stable id of the cell: ``driver/feature/options`` (feature ``machine`` for the
-        whole machine)."""
-        return f"{self.driver}/{self.feature or 'machine'}/{self.options}"
-
-
-
 
 #: The signals an interrupted run is stopped by (conformance.run).
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGALRM}
@@ -211,10 +190,6 @@ def render_matrix(verdicts: list[Verdict]) -> str:
         row = [f"{cell.get((d, label), '-'):<{w}}" for d, w in zip(drivers, widths, strict=True)]
         lines.append("  ".join([f"{label:<{first}}", *row]).rstrip())
     return "\n".join(lines)
-
-
-def worst(verdicts: Iterable[str]) -> str:
-    return max(verdicts, key=lambda verdict: SEVERITY.get(verdict, max(SEVERITY.values())))
 
 
 def render_feature_matrix(verdicts: list[Verdict]) -> str:

@@ -27,6 +27,7 @@ from hypothesis.stateful import (
 
 from adapters.containers_base import EngineDriver
 from conformance.compare import compare_entries, render
+from conformance.errors import Diverges
 from reference import ops
 from reference.container import (
     Action,
@@ -49,7 +50,7 @@ from reference.overlay import Overlay
 from reference.view import View
 
 
-class ContainerDiverged(AssertionError):
+class ContainerDiverged(Diverges):
     """The engine did something its profile does not allow."""
 
 

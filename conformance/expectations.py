@@ -46,6 +46,7 @@ from typing import Any
 import attrs
 
 from adapters.profile import read_toml
+from conformance.errors import ConformanceError
 from conformance.verdicts import VerdictKind
 from reference import layer, ops
 
@@ -71,7 +72,7 @@ _NAMES: dict[str, Any] = {
 }
 
 
-class ExpectationError(ValueError):
+class ExpectationError(ConformanceError, ValueError):
     """An expectations file that cannot be used; the message is one line."""
 
 

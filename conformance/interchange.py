@@ -37,6 +37,7 @@ from hypothesis import strategies as st
 from adapters.base import Driver, DriverUnavailable
 from conformance import strategies as s
 from conformance.compare import InodeMap, compare_views, render
+from conformance.errors import ConformanceError, Diverges
 from conformance.features import BY_ID, WITHOUT_LINK_COUNTS
 from reference import ops
 from reference.layer import StackSpec
@@ -54,7 +55,7 @@ FIELDS = WITHOUT_LINK_COUNTS
 CHANGES: st.SearchStrategy[ops.Op] = s.Operations(BY_ID["layer-interchange"].rules)
 
 
-class FeatureSkipped(Exception):
+class FeatureSkipped(ConformanceError):
     """The feature cannot run for this cell; ``missing_driver`` when that is because a
     driver it needs cannot run here (a failure under ``--require-drivers``)."""
 
@@ -63,7 +64,7 @@ class FeatureSkipped(Exception):
         self.missing_driver = missing_driver
 
 
-class InterchangeDiverged(AssertionError):
+class InterchangeDiverged(Diverges):
     """The reader shows another view of the layers than the writer did."""
 
 

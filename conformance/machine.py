@@ -34,6 +34,7 @@ from conformance import strategies as s
 from conformance.claims import XATTR_RULES, claims_xattrs, compares_upper
 from conformance.clock import Clock
 from conformance.compare import Divergence, InodeMap, compare_images, compare_views, render
+from conformance.errors import ConformanceError, Diverges
 from conformance.failure import Failure, TracedStep
 from conformance.features import ALL_FIELDS, Feature
 from conformance.verdicts import CRASHED, DIVERGES, HUNG
@@ -47,7 +48,7 @@ from reference.view import LayerImage, View
 T = TypeVar("T")
 
 
-class Diverged(AssertionError):
+class Diverged(Diverges):
     """The driver did something the reference does not allow; ``failures`` holds the
     failing example(s) as data (conformance.failure)."""
 
@@ -56,8 +57,8 @@ class Diverged(AssertionError):
         self.failures = failures
 
 
-class DriverBroke(DriverFailure):
-    """The driver hung or crashed: ``verdict`` is "hung" or "crashed", ``step`` the number
+class DriverBroke(ConformanceError, DriverFailure):
+    """The driver hung or crashed: ``verdict`` is HUNG or CRASHED, ``step`` the number
     of the operation it broke on (0: while mounting), ``steps`` the program up to there."""
 
     def __init__(

@@ -196,7 +196,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
     for failure in failures_of(call.excinfo.value):
         if failure.driver.startswith("fault:"):
-            continue  # the project's own seeded faults (tests/faults.py)
+            continue  # the project's own seeded faults (adapters/faults.py)
         version = expectations.installed_version(failure.driver)
         with contextlib.suppress(OSError):
             corpus.save(corpus.from_failure(failure, version), corpus_dir(item.config))

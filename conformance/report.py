@@ -24,8 +24,8 @@ from xml.etree import ElementTree as ET
 import attrs
 
 from conformance import verdicts as v
-from conformance.certify import SEVERITY, Verdict
-from conformance.verdicts import FAILING
+from conformance.errors import ConformanceError
+from conformance.verdicts import FAILING, SEVERITY, Verdict
 
 SCHEMA = "unionspec-report/1"
 FILES = ("report.json", "report.md", "report.html", "junit.xml")
@@ -42,7 +42,7 @@ COLOURS = {
 }
 
 
-class ReportDirError(Exception):
+class ReportDirError(ConformanceError):
     """The report directory cannot be created or written (one line)."""
 
 
@@ -242,7 +242,7 @@ def _grid(doc: dict[str, Any]) -> dict[str, tuple[list[str], list[str], dict]]:
 
 def _overview(doc: dict[str, Any]) -> dict[tuple[str, str], str]:
     """(driver, feature) -> the worst verdict over its option sets."""
-    from conformance.certify import worst
+    from conformance.verdicts import worst
 
     found: dict[tuple[str, str], list[str]] = {}
     for cell in doc["cells"]:

@@ -28,6 +28,7 @@ from typing import Any
 from adapters import registry
 from conformance import corpus, expectations
 from conformance.certify import CONFORMS, EXPECTED_OK, Verdict, planned, uninterrupted
+from conformance.errors import ConformanceError
 from conformance.features import BY_ID, FEATURES, Feature
 from conformance.verdicts import FAILING, INTERRUPTED
 from reference.options import MATRIX
@@ -38,7 +39,7 @@ DEFAULT_CORPUS = ".unionspec/corpus"
 WORKER_GRACE = 20.0
 
 
-class UsageError(Exception):
+class UsageError(ConformanceError):
     """Bad input: one line, exit status 2."""
 
 
