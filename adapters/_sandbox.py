@@ -32,6 +32,7 @@ from typing import Any
 
 from adapters import _affinity
 from adapters.base import Capabilities, DriverFailure, DriverHung, DriverUnavailable
+from adapters.settings import Configurable
 from reference.layer import Inode, StackSpec
 from reference.ops import Op
 from reference.options import Options
@@ -127,7 +128,7 @@ def kill_executor(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(REAP_WAIT)
 
 
-class SandboxedDriver:
+class SandboxedDriver(Configurable):
     """A driver whose executor runs in a private mount namespace (see the module doc)."""
 
     name = "sandboxed"

@@ -34,7 +34,7 @@ An option set the profile does not claim is refused at mount with :class:`NotCla
 
 Presets (registry names ``fuse-overlayfs``, ``unionfs-fuse``) are FuseDriver plus a profile
 from ``adapters/profiles/``; ``--profile`` replaces it, ``--driver-cmd`` sets the template
-of the generic ``fuse`` driver (:func:`adapters.registry.configure`).
+of the generic ``fuse`` driver (the run's :class:`adapters.settings.DriverSettings`).
 """
 
 from __future__ import annotations
@@ -268,12 +268,6 @@ class FuseDriver(SandboxedDriver):
 # --- registry entries -----------------------------------------------------------------------
 
 
-def _configured() -> tuple[str | None, str | None]:
-    from adapters import registry
-
-    return registry.DRIVER_CMD, registry.PROFILE_PATH
-
-
 class _Preset(FuseDriver):
     """A preset: FuseDriver with the profile ``adapters/profiles/<preset>.toml``
     (``--profile`` replaces it)."""
@@ -282,8 +276,7 @@ class _Preset(FuseDriver):
 
     @classmethod
     def preset_profile(cls) -> Profile:
-        override = _configured()[1]
-        return load_profile(override or PROFILES / f"{cls.preset}.toml")
+        return load_profile(cls.settings.driver_profile or PROFILES / f"{cls.preset}.toml")
 
     @classmethod
     def installed_version(cls) -> str | None:
@@ -323,7 +316,7 @@ class GenericFuseDriver(FuseDriver):
 
     @classmethod
     def configured(cls) -> tuple[str | None, Profile]:
-        cmd, profile_path = _configured()
+        cmd, profile_path = cls.settings.driver_cmd, cls.settings.driver_profile
         profile = load_profile(profile_path) if profile_path else Profile(name="fuse")
         return cmd or profile.template or None, profile
 

@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from adapters.base import Capabilities
+from adapters.settings import Configurable
 from reference.layer import StackSpec
 from reference.ops import LOOKS, Op
 from reference.options import Options
@@ -19,7 +20,7 @@ from reference.overlay import Overlay
 from reference.view import LayerImage, View
 
 
-class ReferenceDriver:
+class ReferenceDriver(Configurable):
     """The engine, observed as any driver is. Its lower images are computed once a mount
     (the engine never writes a lower), its view and upper image once until an operation
     that does more than look (ops.LOOKS, tests/test_looks.py)."""

@@ -517,11 +517,11 @@ def main(args: argparse.Namespace) -> int:
     if args.xdist_rounds < 1:
         print(f"error: --xdist-rounds must be 1 or more (got {args.xdist_rounds})", file=sys.stderr)
         return 2
-    known = registry.names()
-    for name in args.driver:
-        if name not in known:
-            print(f"error: unknown driver {name!r} (known: {', '.join(known)})", file=sys.stderr)
-            return 2
+    try:
+        registry.check(args.driver)
+    except registry.UnknownDriver as problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     if args.fault is not None:
         faults = _faults()["FAULTS"]
         for fault in args.fault:

@@ -19,6 +19,7 @@ from hypothesis import settings
 
 from adapters import registry
 from adapters.base import Driver, DriverFailure, DriverUnavailable
+from adapters.settings import DEFAULT, DriverSettings
 from conformance import corpus, expectations
 from conformance.claims import unclaimed_reason
 from conformance.corpus import Program
@@ -81,6 +82,7 @@ def certify_cell(
     run_settings: settings,
     feature: Feature | None = None,
     programs: Sequence[Program] = (),
+    driver_settings: DriverSettings = DEFAULT,
 ) -> Verdict:
     """The verdict of one cell; with ``feature``, of that feature's scenarios and machine.
     The corpus ``programs`` of the cell (conformance.corpus) are replayed first."""
@@ -97,7 +99,7 @@ def certify_cell(
         for scenario in SCENARIOS:
             if scenario.applies(options) and (wanted is None or scenario.id in wanted):
                 run_scenario(driver, scenario, options, feature)
-        run_machine(driver, options, run_settings, feature)
+        run_machine(driver, options, run_settings, feature, driver_settings)
     except DriverBroke as broke:
         verdict, detail, failures = broke.verdict, str(broke), failures_of(broke)
     except FeatureSkipped as reason:
@@ -109,7 +111,9 @@ def certify_cell(
         verdict, detail, failures = DIVERGES, _failure_text(exc), failures_of(exc)
     else:
         verdict, detail = CONFORMS, ""
-    verdict, detail = expectations.settle(driver, options, feature, verdict, detail)
+    verdict, detail = expectations.settle(
+        driver, options, feature, verdict, detail, driver_settings
+    )
     return Verdict(
         driver.name, options.label, verdict, detail, time.monotonic() - started, name, failures
     )
@@ -123,6 +127,7 @@ def certify(
     features: Iterable[Feature] = FEATURES,
     machine: bool = True,
     programs: Sequence[Program] = (),
+    driver_settings: DriverSettings = DEFAULT,
 ) -> list[Verdict]:
     """Every cell of every driver (unless ``machine`` is False), then every feature of
     every cell (with ``feature_settings``, by default ``run_settings``)."""
@@ -132,7 +137,7 @@ def certify(
     verdicts: list[Verdict] = []
     for name in drivers:
         try:
-            driver = registry.make(name)
+            driver = registry.make(name, driver_settings)
         except DriverUnavailable as reason:
             for feature in (*wholes, *features):
                 for options in MATRIX:
@@ -152,13 +157,15 @@ def certify(
             cells += [(feature, options) for feature in features for options in MATRIX]
             for feature, options in cells:
                 chosen = run_settings if feature is None else per_feature
-                verdicts.append(certify_cell(driver, options, chosen, feature, programs))
+                verdicts.append(
+                    certify_cell(driver, options, chosen, feature, programs, driver_settings)
+                )
                 progress(verdicts[-1])
                 if verdicts[-1].verdict in BROKEN:
                     # a hung or crashed driver cannot be trusted again: a fresh one
                     with uninterrupted():
                         driver.close()
-                    driver = registry.make(name)
+                    driver = registry.make(name, driver_settings)
         finally:
             with uninterrupted():
                 driver.close()

@@ -46,6 +46,7 @@ from typing import Any
 import attrs
 
 from adapters.profile import read_toml
+from adapters.settings import DEFAULT, DriverSettings
 from conformance.errors import ConformanceError
 from conformance.verdicts import VerdictKind
 from reference import layer, ops
@@ -230,15 +231,17 @@ def _loaded(path: str | None) -> tuple[Expectation, ...]:
 
 
 @functools.cache
-def installed_version(driver: str) -> str | None:
+def installed_version(driver: str, settings: DriverSettings = DEFAULT) -> str | None:
     """The version of the driver ``driver`` installed here, as its profile's
     ``version_command`` prints it (None: no version command, or not a FUSE driver)."""
     from adapters import registry
 
-    return registry.installed_version(driver)
+    return registry.installed_version(driver, settings)
 
 
-def matching(driver: str, feature: str, options: str) -> tuple[Expectation, ...]:
+def matching(
+    driver: str, feature: str, options: str, settings: DriverSettings = DEFAULT
+) -> tuple[Expectation, ...]:
     """The expectations for this cell of the installed version (``feature`` "": the whole
     machine, so any feature that is a machine; layer-interchange is not part of it)."""
     from conformance.features import BY_ID
@@ -246,7 +249,7 @@ def matching(driver: str, feature: str, options: str) -> tuple[Expectation, ...]
     mine = [e for e in _loaded(PATH) if e.driver == driver]
     if not mine:
         return ()
-    version = installed_version(driver)
+    version = installed_version(driver, settings)
     return tuple(
         e
         for e in mine
@@ -269,7 +272,12 @@ def describe(found: tuple[Expectation, ...]) -> str:
 
 
 def settle(
-    driver: Any, options: Any, feature: Any, verdict: str, detail: str
+    driver: Any,
+    options: Any,
+    feature: Any,
+    verdict: str,
+    detail: str,
+    settings: DriverSettings = DEFAULT,
 ) -> tuple[str, str]:
     """certify: the verdict of a cell (``feature`` None: the whole machine) in the light of
     the recorded divergences of the installed version. ``diverges`` becomes
@@ -277,7 +285,7 @@ def settle(
     the recorded reproducers: still diverging, it is ``expected-divergence`` too; no longer
     diverging, it stays ``conforms`` and says the record is stale (fixed)."""
     feature_id = feature.id if feature is not None else ""
-    found = matching(driver.name, feature_id, options.label)
+    found = matching(driver.name, feature_id, options.label, settings)
     if not found or verdict not in (VerdictKind.DIVERGES, VerdictKind.CONFORMS):
         return verdict, detail
     if verdict == VerdictKind.DIVERGES:

@@ -35,6 +35,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.base import Driver, DriverUnavailable
+from adapters.settings import DEFAULT, DriverSettings
 from conformance import strategies as s
 from conformance.compare import InodeMap, compare_views, render
 from conformance.errors import ConformanceError, Diverges
@@ -124,11 +125,11 @@ def check(pair: Pair, options: Options, written: View, read: View) -> None:
 
 
 @contextmanager
-def _kernel() -> Iterator[Any]:
+def _kernel(driver_settings: DriverSettings = DEFAULT) -> Iterator[Any]:
     from adapters import registry
 
     try:
-        kernel = registry.make(READER)
+        kernel = registry.make(READER, driver_settings)
     except DriverUnavailable as reason:
         raise FeatureSkipped(
             f"layer interchange needs the kernel driver: {reason}", missing_driver=True
@@ -167,7 +168,12 @@ def exchange(
         writer.take_back()
 
 
-def run_interchange(driver: Driver, options: Options, run_settings: settings) -> None:
+def run_interchange(
+    driver: Driver,
+    options: Options,
+    run_settings: settings,
+    driver_settings: DriverSettings = DEFAULT,
+) -> None:
     """The layer-interchange feature for ``driver`` and ``options`` (see the module doc).
     Raises InterchangeDiverged (with Hypothesis's shrunk stack and program) or
     FeatureSkipped."""
@@ -177,7 +183,7 @@ def run_interchange(driver: Driver, options: Options, run_settings: settings) ->
     chosen, _ = pairs(driver)
     steps = int(run_settings.stateful_step_count)
     failures: list[str] = []
-    with _kernel() as kernel:
+    with _kernel(driver_settings) as kernel:
         for pair in chosen:
             try:
                 _explore(pair, driver, kernel, options, run_settings, steps)

@@ -30,6 +30,7 @@ import attrs
 from hypothesis import currently_in_test_context, given, note, settings
 
 from adapters.base import Driver, DriverFailure, DriverHung
+from adapters.settings import DEFAULT, DriverSettings
 from conformance import strategies as s
 from conformance.claims import XATTR_RULES, claims_xattrs, compares_upper
 from conformance.clock import Clock
@@ -361,8 +362,10 @@ def run_machine(
     options: Options,
     run_settings: settings | None = None,
     feature: Feature | None = None,
+    driver_settings: DriverSettings = DEFAULT,
 ) -> None:
-    """Run the lockstep machine for one driver and option set.
+    """Run the lockstep machine for one driver and option set (``driver_settings``: the
+    run's, for a driver the check makes itself, the layer-interchange reader).
 
     Raises Diverged (with Hypothesis's shrunk program) on a divergence, and DriverBroke
     ("hung at step N" / "crashed at step N", with the program up to there) when the driver
@@ -371,7 +374,7 @@ def run_machine(
     if feature is not None and not feature.machine:
         from conformance.interchange import run_interchange
 
-        run_interchange(driver, options, run_settings or settings())
+        run_interchange(driver, options, run_settings or settings(), driver_settings)
         return
     machine = machine_for(driver, options, feature)
     try:

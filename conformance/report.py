@@ -23,6 +23,7 @@ from xml.etree import ElementTree as ET
 
 import attrs
 
+from adapters.settings import DEFAULT, DriverSettings
 from conformance import verdicts as v
 from conformance.errors import ConformanceError
 from conformance.verdicts import FAILING, SEVERITY, Verdict
@@ -96,21 +97,23 @@ def overlay_parameters(where: Path = OVERLAY_PARAMETERS) -> dict[str, str]:
     return found
 
 
-def driver_info(name: str) -> dict[str, Any]:
+def driver_info(name: str, settings: DriverSettings = DEFAULT) -> dict[str, Any]:
     """What a report records of a driver: its version (the profile's ``version_command``),
     its command template and the option sets its profile claims."""
     from adapters import registry
 
     info: dict[str, Any] = {"version": None, "command": None, "options_claimed": None}
     try:
-        info["version"] = registry.installed_version(name)
-        info.update(registry.about(name))
+        info["version"] = registry.installed_version(name, settings)
+        info.update(registry.about(name, settings))
     except Exception as exc:  # a broken third-party driver: say so, keep the report
         info["error"] = f"{type(exc).__name__}: {exc}"
     return info
 
 
-def environment(drivers: Iterable[str], engines: Iterable[str] = ()) -> dict[str, Any]:
+def environment(
+    drivers: Iterable[str], engines: Iterable[str] = (), settings: DriverSettings = DEFAULT
+) -> dict[str, Any]:
     import hypothesis
 
     from adapters import engine_registry
@@ -122,7 +125,7 @@ def environment(drivers: Iterable[str], engines: Iterable[str] = ()) -> dict[str
         "python": platform.python_version(),
         "hypothesis": hypothesis.__version__,
         "euid": os.geteuid(),
-        "drivers": {name: driver_info(name) for name in drivers},
+        "drivers": {name: driver_info(name, settings) for name in drivers},
         "engines": {
             name: {
                 "version": engine_registry.version(name),
@@ -189,10 +192,12 @@ class Report:
     order: dict[str, int] = attrs.field(factory=dict)
     #: The container engines certified (conformance.certify_engines).
     engines: list[str] = attrs.field(factory=list)
+    #: The run's driver settings (what the drivers' entries record depends on them).
+    driver_settings: DriverSettings = DEFAULT
 
     def document(self) -> dict[str, Any]:
         if self.env is None:
-            self.env = environment(self.drivers, self.engines)
+            self.env = environment(self.drivers, self.engines, self.driver_settings)
         summary: dict[str, int] = {}
         for cell in self.cells:
             summary[cell.verdict.verdict] = summary.get(cell.verdict.verdict, 0) + 1

@@ -26,6 +26,7 @@ from types import FrameType
 from typing import Any
 
 from adapters import registry
+from adapters.settings import DriverSettings, SettingsError
 from conformance import corpus, expectations
 from conformance.certify import CONFORMS, EXPECTED_OK, Verdict, planned, uninterrupted
 from conformance.errors import ConformanceError
@@ -103,10 +104,10 @@ def check_arguments(args: argparse.Namespace) -> tuple[list[str], list[Feature],
     """The drivers, the features and whether the whole-machine cells run; a UsageError
     (one line) for anything inconsistent, before anything runs. With ``--engine`` and no
     ``--driver``, no overlay driver is certified."""
-    known = registry.names()
-    for name in args.driver:
-        if name not in known:
-            raise UsageError(f"unknown driver {name!r} (known: {', '.join(known)})")
+    try:
+        registry.check(args.driver)
+    except registry.UnknownDriver as problem:
+        raise UsageError(str(problem)) from None
     for name in args.feature:
         if name not in BY_ID:
             raise UsageError(f"unknown feature {name!r} (known: {', '.join(BY_ID)})")
@@ -121,7 +122,7 @@ def check_arguments(args: argparse.Namespace) -> tuple[list[str], list[Feature],
     features = [BY_ID[name] for name in dict.fromkeys(args.feature)] or list(FEATURES)
     if getattr(args, "engine", None) and not args.driver:
         return [], features, not args.feature
-    return args.driver or known, features, not args.feature
+    return args.driver or registry.names(), features, not args.feature
 
 
 def _settings(budget: str, seed: int | None) -> tuple[Any, Any]:
@@ -166,16 +167,21 @@ class Artefacts:
     """What is written after each verdict: the corpus programs, the reproducers, the
     reports."""
 
-    def __init__(self, report: Any, corpus_dir: Path) -> None:
+    def __init__(self, report: Any, corpus_dir: Path, settings: DriverSettings) -> None:
         self.report = report
         self.corpus_dir = corpus_dir
+        self.settings = settings
 
     def record(self, verdict: Verdict) -> None:
         from conformance import reproducer
         from conformance.report import Cell, slug
 
         cell = Cell(verdict)
-        version = expectations.installed_version(verdict.driver) if verdict.failures else None
+        version = (
+            expectations.installed_version(verdict.driver, self.settings)
+            if verdict.failures
+            else None
+        )
         for number, failure in enumerate(verdict.failures):
             program = None
             # an expected divergence has its reproducer in expectations.toml already
@@ -215,10 +221,15 @@ def check_fuse_settings(driver_cmd: str | None, profile: str | None) -> None:
         raise UsageError(str(problem).splitlines()[0]) from None
 
 
-def configure_registry(driver_cmd: str | None, profile: str | None, timeout: float | None) -> None:
+def driver_settings(args: argparse.Namespace) -> DriverSettings:
+    """The run's driver settings, built once from the options and passed explicitly (to
+    the registry, the workers, the reports); a UsageError (one line) for a bad one."""
+    check_fuse_settings(args.driver_cmd, args.profile)
     try:
-        registry.configure(driver_cmd=driver_cmd, profile=profile, timeout=timeout)
-    except ValueError as problem:
+        return DriverSettings(
+            args.driver_cmd, args.profile, getattr(args, "driver_timeout", None)
+        )
+    except SettingsError as problem:
         raise UsageError(f"--driver-timeout: {problem}") from None
 
 
@@ -235,12 +246,11 @@ def certify_command(args: argparse.Namespace) -> int:
     drivers, features, machine = check_arguments(args)
     engines = chosen_engines(args)
     engine_plan = plan(engines)
-    check_fuse_settings(args.driver_cmd, args.profile)
+    settings = driver_settings(args)
     try:
         expectations.configure(args.expectations)
     except expectations.ExpectationError as problem:
         raise UsageError(str(problem)) from None
-    configure_registry(args.driver_cmd, args.profile, getattr(args, "driver_timeout", None))
     corpus_dir = Path(args.corpus or DEFAULT_CORPUS)
     try:
         programs = corpus.load([corpus.PROJECT_CORPUS, corpus_dir])
@@ -267,10 +277,11 @@ def certify_command(args: argparse.Namespace) -> int:
                 )
             },
             engines=engines,
+            driver_settings=settings,
         )
         report.write()
     run_settings, feature_settings = _settings(args.budget, args.seed)
-    artefacts = Artefacts(report, corpus_dir)
+    artefacts = Artefacts(report, corpus_dir, settings)
     total = planned(drivers, features, machine) + len(engine_plan)
     done: list[Verdict] = []
 
@@ -291,13 +302,16 @@ def certify_command(args: argparse.Namespace) -> int:
     try:
         with seeded(args.seed):
             if args.workers > 1:
-                verdicts = run_parallel(args, drivers, features, machine, on_verdict)
+                verdicts = run_parallel(
+                    args, settings, drivers, features, machine, on_verdict
+                )
             else:
                 from conformance.certify import certify
 
                 verdicts = certify(
                     drivers, run_settings, on_verdict, feature_settings=feature_settings,
                     features=features, machine=machine, programs=programs,
+                    driver_settings=settings,
                 )
             if engines:
                 from conformance.settings import container_profile
@@ -360,12 +374,13 @@ def replay_command(args: argparse.Namespace) -> int:
     except corpus.CorpusError as problem:
         raise UsageError(str(problem)) from None
     name = args.driver or program.driver
-    if name not in registry.names():
-        raise UsageError(f"unknown driver {name!r} (known: {', '.join(registry.names())})")
-    check_fuse_settings(args.driver_cmd, args.profile)
-    configure_registry(args.driver_cmd, args.profile, None)
     try:
-        driver = registry.make(name)
+        registry.check([name])
+    except registry.UnknownDriver as problem:
+        raise UsageError(str(problem)) from None
+    settings = driver_settings(args)
+    try:
+        driver = registry.make(name, settings)
     except DriverUnavailable as reason:
         raise UsageError(f"driver {name!r} cannot run here: {reason}") from None
     try:
@@ -411,9 +426,6 @@ def _worker(config: dict[str, Any], tasks: Any, results: Any) -> None:
     signal.signal(signal.SIGALRM, _raise_again)
     os.chdir(config["cwd"])
     expectations.configure(config["expectations"])
-    registry.configure(
-        driver_cmd=config["driver_cmd"], profile=config["profile"], timeout=config["timeout"]
-    )
     run_settings, feature_settings = _settings(config["budget"], config["seed"])
     if config["seed"] is not None:
         from hypothesis import core
@@ -454,12 +466,14 @@ def _serve(
         feature = BY_ID[feature_id] if feature_id else None
         try:
             if name not in drivers:
-                drivers[name] = registry.make(name)
+                drivers[name] = registry.make(name, config["settings"])
         except DriverUnavailable as reason:
             results.put((index, Verdict(name, label, SKIPPED, str(reason), feature=feature_id)))
             continue
         chosen = run_settings if feature is None else feature_settings
-        verdict = certify_cell(drivers[name], by_label[label], chosen, feature, programs)
+        verdict = certify_cell(
+            drivers[name], by_label[label], chosen, feature, programs, config["settings"]
+        )
         if verdict.verdict in BROKEN:
             with uninterrupted():
                 drivers.pop(name).close()
@@ -468,6 +482,7 @@ def _serve(
 
 def run_parallel(
     args: argparse.Namespace,
+    settings: DriverSettings,
     drivers: list[str],
     features: list[Feature],
     machine: bool,
@@ -479,9 +494,8 @@ def run_parallel(
     context = multiprocessing.get_context("spawn")
     tasks, results = context.Queue(), context.Queue()
     config = {
-        "cwd": os.getcwd(), "expectations": args.expectations, "driver_cmd": args.driver_cmd,
-        "profile": args.profile, "budget": args.budget, "seed": args.seed,
-        "corpus": args.corpus or DEFAULT_CORPUS, "timeout": getattr(args, "driver_timeout", None),
+        "cwd": os.getcwd(), "expectations": args.expectations, "settings": settings,
+        "budget": args.budget, "seed": args.seed, "corpus": args.corpus or DEFAULT_CORPUS,
     }
     for index, cell in enumerate(plan):
         tasks.put((index, *cell))
