@@ -39,6 +39,13 @@ class Effect(enum.Enum):
     REMOUNTS = "remounts"
 
 
+class Operation:
+    """The base of every operation kind (each an attrs class declared with
+    :func:`operation`)."""
+
+    __slots__ = ()
+
+
 @attrs.frozen
 class Kind:
     """One operation kind: its class and how the rest of the project treats it.
@@ -77,6 +84,8 @@ def operation(
     """Declare the decorated (attrs) class an operation kind: its entry in :data:`KINDS`."""
 
     def declare(cls: type) -> type:
+        if not issubclass(cls, Operation):
+            raise TypeError(f"{cls.__name__}: an operation derives from ops.Operation")
         fields = attrs.fields(cls)
         if len(draws) != len(fields):
             raise TypeError(f"{cls.__name__}: {len(fields)} fields, {len(draws)} draws")
@@ -111,7 +120,7 @@ class StatResult:
     containers=True,
 )
 @attrs.frozen
-class Stat:
+class Stat(Operation):
     """stat(2) (``follow=True``) or lstat(2); returns a :class:`StatResult`."""
 
     path: str
@@ -126,7 +135,7 @@ class Stat:
     containers=True,
 )
 @attrs.frozen
-class Read:
+class Read(Operation):
     """open(O_RDONLY|O_NONBLOCK) and read to the end; returns the bytes."""
 
     path: str
@@ -147,7 +156,7 @@ class Read:
     containers=True,
 )
 @attrs.frozen
-class Readdir:
+class Readdir(Operation):
     """The names of a directory, sorted, without "." and ".." (overlay readdir order is not
     part of the contract: notes E4.1)."""
 
@@ -161,7 +170,7 @@ class Readdir:
     features=("read-precedence", "special-files"),
 )
 @attrs.frozen
-class Readlink:
+class Readlink(Operation):
     path: str
 
 
@@ -172,7 +181,7 @@ class Readlink:
     features=("read-precedence", "copy-up", "xattrs"),
 )
 @attrs.frozen
-class GetXattr:
+class GetXattr(Operation):
     path: str
     name: str
 
@@ -184,7 +193,7 @@ class GetXattr:
     features=("read-precedence", "xattrs"),
 )
 @attrs.frozen
-class ListXattr:
+class ListXattr(Operation):
     """listxattr(2); returns the sorted names in the user.* namespace."""
 
     path: str
@@ -198,7 +207,7 @@ class ListXattr:
     containers=True,
 )
 @attrs.frozen
-class Write:
+class Write(Operation):
     """open(O_WRONLY|O_NONBLOCK|flags, mode) then write ``data`` at ``offset``
     (at the end with O_APPEND); returns the number of bytes written."""
 
@@ -217,7 +226,7 @@ class Write:
     containers=True,
 )
 @attrs.frozen
-class Truncate:
+class Truncate(Operation):
     path: str
     size: int
 
@@ -230,7 +239,7 @@ class Truncate:
     containers=True,
 )
 @attrs.frozen
-class Mkdir:
+class Mkdir(Operation):
     path: str
     mode: int = attrs.field(default=0o755, repr=oct)
 
@@ -243,7 +252,7 @@ class Mkdir:
     containers=True,
 )
 @attrs.frozen
-class Rmdir:
+class Rmdir(Operation):
     path: str
 
 
@@ -262,7 +271,7 @@ class Rmdir:
     containers=True,
 )
 @attrs.frozen
-class Unlink:
+class Unlink(Operation):
     path: str
 
 
@@ -274,7 +283,7 @@ class Unlink:
     containers=True,
 )
 @attrs.frozen
-class Rename:
+class Rename(Operation):
     """renameat2(src, dst, flags) with flags "" or one of RENAME_FLAGS."""
 
     src: str
@@ -289,7 +298,7 @@ class Rename:
     features=("hardlinks",),
 )
 @attrs.frozen
-class Link:
+class Link(Operation):
     src: str
     dst: str
 
@@ -301,7 +310,7 @@ class Link:
     features=("special-files",),
 )
 @attrs.frozen
-class Symlink:
+class Symlink(Operation):
     target: str
     path: str
 
@@ -314,7 +323,7 @@ class Symlink:
     containers=True,
 )
 @attrs.frozen
-class Chmod:
+class Chmod(Operation):
     """chmod(2), following a final symlink."""
 
     path: str
@@ -329,7 +338,7 @@ class Chmod:
     containers=True,
 )
 @attrs.frozen
-class Chown:
+class Chown(Operation):
     """chown(2), following a final symlink."""
 
     path: str
@@ -345,7 +354,7 @@ class Chown:
     containers=True,
 )
 @attrs.frozen
-class SetXattr:
+class SetXattr(Operation):
     """setxattr(2), following a final symlink; flags 0 (create or replace)."""
 
     path: str
@@ -360,7 +369,7 @@ class SetXattr:
     features=("xattrs",),
 )
 @attrs.frozen
-class RemoveXattr:
+class RemoveXattr(Operation):
     path: str
     name: str
 
@@ -372,7 +381,7 @@ class RemoveXattr:
     features=("special-files",),
 )
 @attrs.frozen
-class Mkfifo:
+class Mkfifo(Operation):
     path: str
     mode: int = attrs.field(default=0o644, repr=oct)
 
@@ -384,7 +393,7 @@ class Mkfifo:
     features=("read-precedence", "whiteouts", "persistence"),
 )
 @attrs.frozen
-class Remount:
+class Remount(Operation):
     """Unmount and mount the same layers again with the same options."""
 
 
@@ -392,28 +401,7 @@ class Remount:
 BY_RULE: dict[str, Kind] = {kind.rule: kind for kind in KINDS.values()}
 
 #: Any operation (for type hints; the kinds are :data:`KINDS`).
-Op = (
-    Stat
-    | Read
-    | Readdir
-    | Readlink
-    | GetXattr
-    | ListXattr
-    | Write
-    | Truncate
-    | Mkdir
-    | Rmdir
-    | Unlink
-    | Rename
-    | Link
-    | Symlink
-    | Chmod
-    | Chown
-    | SetXattr
-    | RemoveXattr
-    | Mkfifo
-    | Remount
-)
+Op = Operation
 
 #: Operations that may change the filesystem (all give EROFS on a read-only mount).
 WRITES: tuple[type, ...] = tuple(k.cls for k in KINDS.values() if k.effect is Effect.WRITES)
