@@ -15,6 +15,7 @@ import signal
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
+import attrs
 from hypothesis import settings
 
 from adapters import registry
@@ -36,10 +37,29 @@ from conformance.verdicts import (  # noqa: F401 (BROKEN, EXPECTED_OK: certify's
     SEVERITY,
     SKIPPED,
     UNCLAIMED,
-    Verdict,
     worst,
 )
 from reference.options import MATRIX, Options
+
+
+@attrs.frozen
+class Verdict:
+    driver: str
+    options: str
+    verdict: str
+    detail: str = ""
+    seconds: float = 0.0
+    #: The feature's id; "" for the whole cell (every rule, every field).
+    feature: str = ""
+    #: The failing examples as data (conformance.failure), when the check produced them.
+    failures: tuple[Failure, ...] = attrs.field(default=(), eq=False, repr=False)
+
+    @property
+    def id(self) -> str:
+        """A stable id of the cell: ``driver/feature/options`` (feature ``machine`` for the
+        whole machine)."""
+        return f"{self.driver}/{self.feature or 'machine'}/{self.options}"
+
 
 #: The signals an interrupted run is stopped by (conformance.run).
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGALRM}

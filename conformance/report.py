@@ -18,7 +18,7 @@ import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from xml.etree import ElementTree as ET
 
 import attrs
@@ -26,7 +26,10 @@ import attrs
 from adapters.settings import DEFAULT, DriverSettings
 from conformance import verdicts as v
 from conformance.errors import ConformanceError
-from conformance.verdicts import FAILING, SEVERITY, Verdict
+from conformance.verdicts import FAILING, SEVERITY
+
+if TYPE_CHECKING:
+    from conformance.certify import Verdict
 
 SCHEMA = "unionspec-report/1"
 FILES = ("report.json", "report.md", "report.html", "junit.xml")

@@ -8,12 +8,6 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
-
-import attrs
-
-if TYPE_CHECKING:
-    from conformance.failure import Failure
 
 
 class VerdictKind(enum.StrEnum):
@@ -55,27 +49,6 @@ SEVERITY = {
     HUNG: 4,
     CRASHED: 4,
 }
-
-@attrs.frozen
-class Verdict:
-    """The verdict of one cell: ``verdict`` is a :class:`VerdictKind`."""
-
-    driver: str
-    options: str
-    verdict: str
-    detail: str = ""
-    seconds: float = 0.0
-    #: The feature's id; "" for the whole cell (every rule, every field).
-    feature: str = ""
-    #: The failing examples as data (conformance.failure), when the check produced them.
-    failures: tuple[Failure, ...] = attrs.field(default=(), eq=False, repr=False)
-
-    @property
-    def id(self) -> str:
-        """A stable id of the cell: ``driver/feature/options`` (feature ``machine`` for the
-        whole machine)."""
-        return f"{self.driver}/{self.feature or 'machine'}/{self.options}"
-
 
 def worst(verdicts: Iterable[str]) -> str:
     """The worst of ``verdicts`` (:data:`SEVERITY`; an unknown one counts as the worst)."""
