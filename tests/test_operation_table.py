@@ -35,7 +35,13 @@ def test_the_reference_has_a_rule_for_each_kind(kind: ops.Kind) -> None:
     assert callable(getattr(Overlay, f"_op_{kind.rule}", None)), (
         f"no reference rule Overlay._op_{kind.rule} for ops.{kind.cls.__name__}"
     )
-    assert kind.cls in Overlay(StackSpec(()), Options())._handlers
+
+
+def test_the_reference_dispatches_every_kind_to_its_rule() -> None:
+    overlay = Overlay(StackSpec(()), Options())
+    assert {cls: handler.__name__ for cls, handler in overlay._handlers.items()} == {
+        kind.cls: f"_op_{kind.rule}" for kind in KINDS
+    }
 
 
 @pytest.mark.parametrize("kind", CALLED, ids=[k.rule for k in CALLED])
