@@ -239,6 +239,14 @@ def installed_version(driver: str, settings: DriverSettings = DEFAULT) -> str | 
     return registry.installed_version(driver, settings)
 
 
+def version_of(driver: str, settings: DriverSettings = DEFAULT) -> str | None:
+    """:func:`installed_version` under the run's settings, passed only when there are some
+    (a test may replace installed_version with a function of the driver alone)."""
+    if settings == DEFAULT:
+        return installed_version(driver)
+    return installed_version(driver, settings)
+
+
 def matching(
     driver: str, feature: str, options: str, settings: DriverSettings = DEFAULT
 ) -> tuple[Expectation, ...]:
@@ -249,7 +257,7 @@ def matching(
     mine = [e for e in _loaded(PATH) if e.driver == driver]
     if not mine:
         return ()
-    version = installed_version(driver, settings)
+    version = version_of(driver, settings)
     return tuple(
         e
         for e in mine

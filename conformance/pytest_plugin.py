@@ -213,7 +213,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     for failure in failures_of(call.excinfo.value):
         if failure.driver.startswith("fault:"):
             continue  # the project's own seeded faults (adapters/faults.py)
-        version = expectations.installed_version(
+        version = expectations.version_of(
             failure.driver, driver_settings_of(item.config)
         )
         with contextlib.suppress(OSError):

@@ -55,6 +55,9 @@ def worst(verdicts: Iterable[str]) -> str:
     return max(verdicts, key=lambda verdict: SEVERITY.get(verdict, max(SEVERITY.values())))
 
 
+#: The driver part of an engine cell's id: ``engine:<name>`` (conformance.certify_engines).
+ENGINE_PREFIX = "engine:"
+
 #: Exit statuses of the commands: no failing verdict; a failing one; bad usage or setup.
 CONFORMANT, NONCONFORMANT, USAGE_OR_SETUP_ERROR = 0, 1, 2
 #: Ctrl-C or SIGTERM (128 + SIGINT, as a shell reports it).
