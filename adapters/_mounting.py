@@ -14,6 +14,7 @@ UPPER = f"{BASE}/upper"
 WORK = f"{BASE}/work"
 
 MNT_DETACH = 2
+MS_NOSUID, MS_NODEV = 2, 4
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [

@@ -6,7 +6,6 @@ which binds it into the driver classes it hands out (``with_settings``), also in
 from __future__ import annotations
 
 import functools
-import math
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -23,10 +22,16 @@ def _resolved(path: str | None) -> str | None:
     return str(Path(path).resolve()) if path else None
 
 
+#: The longest driver timeout accepted (a week): more is a mistake, and ``inf`` or 1e20
+#: cannot be a socket timeout (SO_SNDTIMEO) at all.
+MAX_TIMEOUT = 7 * 24 * 3600.0
+
+
 def _positive(instance: Any, attribute: Any, value: float | None) -> None:
-    if value is not None and not (value > 0 and math.isfinite(value)):
+    if value is not None and not 0 < value <= MAX_TIMEOUT:
         raise SettingsError(
-            f"the driver timeout must be a positive number of seconds, not {value}"
+            f"the driver timeout must be a positive number of seconds, at most "
+            f"{MAX_TIMEOUT:g}, not {value}"
         )
 
 

@@ -9,6 +9,7 @@ plain value (a stat gives the fields of ``ops.StatResult`` as a dict) or raises 
 """
 
 import ctypes
+import errno
 import os
 import stat as _stat
 
@@ -20,6 +21,9 @@ OPEN_FLAGS = {"O_CREAT": os.O_CREAT, "O_EXCL": os.O_EXCL, "O_TRUNC": os.O_TRUNC,
 #: renameat2's number where libc has no wrapper (glibc < 2.28).
 SYS_RENAMEAT2 = {"x86_64": 316, "aarch64": 276, "riscv64": 276, "ppc64le": 357, "s390x": 347}
 AT_FDCWD = -100
+#: The most bytes read from one file: twice what a program can make (a write of up to
+#: 1 MiB at an offset of up to 1 MiB, conformance.program_check), rounded up.
+MAX_READ = 4 << 20
 _KINDS = ((_stat.S_ISREG, "file"), (_stat.S_ISDIR, "dir"), (_stat.S_ISLNK, "symlink"),
           (_stat.S_ISFIFO, "fifo"), (_stat.S_ISCHR, "chardev"))
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -33,11 +37,17 @@ def kind_of(mode):
     return "other"
 
 
-def read_to_end(fd):
-    """Everything ``fd`` still gives, then close it."""
+def read_to_end(fd, limit=None):
+    """Everything ``fd`` still gives, then close it; EFBIG past ``limit`` bytes (default
+    :data:`MAX_READ`): a driver serving endless data is a divergence (the reference's file
+    is smaller), not an executor that grows until the OOM killer (issue 17)."""
+    limit = MAX_READ if limit is None else limit
     try:
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
+        chunks, size = [], 0
+        while chunk := os.read(fd, min(1 << 20, limit + 1 - size)):
+            size += len(chunk)
+            if size > limit:
+                raise OSError(errno.EFBIG, f"more than {limit} bytes")
             chunks.append(chunk)
         return b"".join(chunks)
     finally:

@@ -132,9 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     from conformance.interrupt import terminate_as_interrupt
 
     terminate_as_interrupt()
+    from conformance.report import ReportDirError
+
     try:
         return _main(argv)
-    except UsageError as problem:
+    except (UsageError, ReportDirError) as problem:
         print(f"error: {problem}", file=sys.stderr)
         return USAGE_OR_SETUP_ERROR
     except KeyboardInterrupt as why:

@@ -531,6 +531,8 @@ def main(args: argparse.Namespace) -> int:
                 return 2
     results = run(args, lambda text: print(text, file=sys.stderr, flush=True))
     print(render(results))
-    Path(args.json).write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
+    from conformance.safe_write import write_atomically
+
+    write_atomically(args.json, json.dumps(results, indent=2, sort_keys=False) + "\n")
     print(f"\nwritten to {args.json}")
     return 0

@@ -199,7 +199,7 @@ class Artefacts:
 
     def record(self, verdict: Verdict) -> None:
         from conformance import reproducer
-        from conformance.report import Cell, slug
+        from conformance.report import Cell, slug, writing
 
         cell = Cell(verdict)
         version = (
@@ -220,7 +220,8 @@ class Artefacts:
             if self.report is None:
                 continue
             name = f"reproducers/{slug(verdict.id)}-{number + 1}.py"
-            reproducer.write(failure, self.report.directory / name, version)
+            with writing(self.report.directory):
+                reproducer.write(failure, self.report.directory / name, version)
             cell.reproducers.append(name)
             if program is not None:
                 cell.programs.append(os.path.relpath(program, self.report.directory))
@@ -258,6 +259,11 @@ def driver_settings(args: argparse.Namespace) -> DriverSettings:
         raise UsageError(f"--driver-timeout: {problem}") from None
 
 
+def _skip_program(problem: str) -> None:
+    """A corpus file that is not a valid program: said on one line, and skipped."""
+    print(f"warning: corpus: skipped {problem}", file=sys.stderr)
+
+
 def certify_command(args: argparse.Namespace) -> int:
     from conformance.certify_engines import certify_engines, plan
     from conformance.console import Progress, exit_status, summary_lines
@@ -275,7 +281,7 @@ def certify_command(args: argparse.Namespace) -> int:
     drivers = [name for name in drivers if name not in not_run]
     corpus_dir = Path(args.corpus or DEFAULT_CORPUS)
     try:
-        programs = corpus.load([corpus.PROJECT_CORPUS, corpus_dir])
+        programs = corpus.load([corpus.PROJECT_CORPUS, corpus_dir], on_problem=_skip_program)
     except corpus.CorpusError as problem:
         raise UsageError(str(problem)) from None
     if corpus_dir.exists() and not os.access(corpus_dir, os.W_OK):
@@ -426,7 +432,12 @@ def _plan(
 
 def _worker(config: dict[str, Any], tasks: Any, results: Any) -> None:
     """A worker process: certifies the cells it is given, each driver an instance of its
-    own (a fresh one after a hang or crash); SIGTERM closes them and exits."""
+    own (a fresh one after a hang or crash); SIGTERM closes them and exits. It dies with
+    the main process even when that is SIGKILLed (parent-death signal); its executors die
+    with it the same way, and their daemons with them (adapters._sandbox)."""
+    from adapters._sandbox import die_with_parent
+
+    die_with_parent(config["parent"])
     # SIGTERM from the main process: an Interrupted (Hypothesis lets a KeyboardInterrupt
     # through; it would replay a SystemExit as a failure), closing the drivers on the way
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides
@@ -439,7 +450,8 @@ def _worker(config: dict[str, Any], tasks: Any, results: Any) -> None:
         from hypothesis import core
 
         core.global_force_seed = config["seed"]
-    programs = corpus.load([corpus.PROJECT_CORPUS, config["corpus"]])
+    # (the main process said which files it skipped)
+    programs = corpus.load([corpus.PROJECT_CORPUS, config["corpus"]], on_problem=lambda _: None)
     drivers: dict[str, Any] = {}
     try:
         _serve(config, tasks, results, drivers, run_settings, feature_settings, programs)
@@ -502,8 +514,9 @@ def run_parallel(
     context = multiprocessing.get_context("spawn")
     tasks, results = context.Queue(), context.Queue()
     config = {
-        "cwd": os.getcwd(), "expectations": args.expectations, "settings": settings,
-        "budget": args.budget, "seed": args.seed, "corpus": args.corpus or DEFAULT_CORPUS,
+        "parent": os.getpid(), "cwd": os.getcwd(), "expectations": args.expectations,
+        "settings": settings, "budget": args.budget, "seed": args.seed,
+        "corpus": args.corpus or DEFAULT_CORPUS,
     }
     for index, cell in enumerate(plan):
         tasks.put((index, *cell))
