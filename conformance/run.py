@@ -27,7 +27,7 @@ from typing import Any
 
 from adapters import registry
 from adapters.settings import DriverSettings, SettingsError
-from conformance import corpus, expectations
+from conformance import corpus, expectations, timebudget
 from conformance.certify import Verdict, planned, uninterrupted
 from conformance.errors import ConformanceError
 from conformance.features import BY_ID, FEATURES, Feature
@@ -311,6 +311,12 @@ def certify_command(args: argparse.Namespace) -> int:
         report.write()
     run_settings, feature_settings = _settings(args.budget, args.seed)
     total = planned(drivers, features, machine) + len(engine_plan)
+    duration = timebudget.seconds(args.budget)
+    # a duration: each overlay cell's machine gets an equal share (workers run in parallel)
+    overlay_cells = max(1, planned(drivers, features, machine))
+    timebudget.SECONDS_PER_RUN = (
+        None if duration is None else duration * max(1, args.workers) / overlay_cells
+    )
     done: list[Verdict] = []
     progress = Progress(total)
     artefacts = Artefacts(report, corpus_dir, settings, progress.note)
@@ -366,6 +372,7 @@ def certify_command(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         _pending = None
+        timebudget.SECONDS_PER_RUN = None
     progress.close()
     html = None
     if report is not None:
@@ -446,6 +453,7 @@ def _worker(config: dict[str, Any], tasks: Any, results: Any) -> None:
     os.chdir(config["cwd"])
     expectations.configure(config["expectations"])
     run_settings, feature_settings = _settings(config["budget"], config["seed"])
+    timebudget.SECONDS_PER_RUN = config["seconds_per_run"]
     if config["seed"] is not None:
         from hypothesis import core
 
@@ -517,6 +525,7 @@ def run_parallel(
         "parent": os.getpid(), "cwd": os.getcwd(), "expectations": args.expectations,
         "settings": settings, "budget": args.budget, "seed": args.seed,
         "corpus": args.corpus or DEFAULT_CORPUS,
+        "seconds_per_run": timebudget.SECONDS_PER_RUN,
     }
     for index, cell in enumerate(plan):
         tasks.put((index, *cell))
