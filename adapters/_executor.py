@@ -36,7 +36,6 @@ Requests are tuples, replies ``("ok", value)`` or ``("error", "one line")``:
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import os
 import shutil
@@ -47,7 +46,12 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
+import attrs
+
+from adapters import syscalls
 from adapters._lowerwatch import LowerWatch
+from adapters._mounting import BASE, MNT, MS_NODEV, MS_NOSUID, UPPER, WORK, mount, umount
+from adapters.base import AdapterError
 from adapters.layerdisk import (
     KERNEL_FORMAT,
     DiskFormat,
@@ -55,7 +59,6 @@ from adapters.layerdisk import (
     layer_digest,
     read_all,
     read_layer,
-    read_to_end,
     user_xattrs,
     write_layer,
 )
@@ -65,13 +68,6 @@ from reference.options import Options
 from reference.outcome import Ok, err_from_oserror
 from reference.view import UNREACHABLE, EntryView, View
 
-BASE = "/tmp/unionspec"
-MNT = f"{BASE}/mnt"
-UPPER = f"{BASE}/upper"
-WORK = f"{BASE}/work"
-
-MNT_DETACH = 2
-MS_NOSUID, MS_NODEV = 2, 4
 MS_BIND = 4096
 #: In a VM: the directory bind-mounted over /tmp instead of a tmpfs (adapters.vm.guest).
 SCRATCH_DIR = "UNIONSPEC_SCRATCH_DIR"
@@ -81,67 +77,6 @@ UNCHANGED = "unchanged"
 #: the daemon died, ECONNABORTED for one in flight when it did (fs/fuse/dev.c
 #: fuse_abort_conn ends pending requests with -ECONNABORTED).
 CONNECTION_GONE = frozenset({errno.ENOTCONN, errno.ECONNABORTED})
-RENAME_FLAGS = {"": 0, "RENAME_NOREPLACE": 1, "RENAME_EXCHANGE": 2}
-OPEN_FLAGS = {name: getattr(os, name) for name in ops.OPEN_FLAGS}
-AT_FDCWD = -100
-SYS_RENAMEAT2 = {"x86_64": 316, "aarch64": 276, "riscv64": 276, "ppc64le": 357, "s390x": 347}
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = [
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_ulong,
-    ctypes.c_char_p,
-]
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-
-
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-
-
-def _renameat2_func() -> Callable[[bytes, bytes, int], int]:
-    func = getattr(_libc, "renameat2", None)
-    if func is not None:
-        func.argtypes = [
-            ctypes.c_int,
-            ctypes.c_char_p,
-            ctypes.c_int,
-            ctypes.c_char_p,
-            ctypes.c_uint,
-        ]
-        return lambda src, dst, flags: func(AT_FDCWD, src, AT_FDCWD, dst, flags)
-    number = SYS_RENAMEAT2[os.uname().machine]
-    syscall = _libc.syscall
-    return lambda src, dst, flags: syscall(
-        ctypes.c_long(number),
-        ctypes.c_int(AT_FDCWD),
-        ctypes.c_char_p(src),
-        ctypes.c_int(AT_FDCWD),
-        ctypes.c_char_p(dst),
-        ctypes.c_uint(flags),
-    )
-
-
-_renameat2 = _renameat2_func()
-
-
-def mount(source: str, target: str, fstype: str, flags: int, data: str | None) -> None:
-    result = _libc.mount(
-        source.encode(), target.encode(), fstype.encode(), flags, data.encode() if data else None
-    )
-    _check(result, f"mount -t {fstype} {target} -o {data}")
-
-
-def umount(target: str) -> None:
-    if _libc.umount2(target.encode(), 0) != 0:
-        err = ctypes.get_errno()
-        if err != errno.EBUSY:
-            raise OSError(err, f"umount {target}: {os.strerror(err)}")
-        _check(_libc.umount2(target.encode(), MNT_DETACH), f"umount -l {target}")
 
 
 def lower_dirs(n_lowers: int) -> list[str]:
@@ -192,77 +127,21 @@ class KernelMount:
         pass
 
 
-def _stat_result(st: os.stat_result) -> ops.StatResult:
-    """A directory's st_size is filesystem-specific: only files and symlinks report one
-    (ops.StatResult)."""
-    kind = kind_of(st.st_mode)
-    return ops.StatResult(
-        kind=kind,
-        mode=stat.S_IMODE(st.st_mode),
-        uid=st.st_uid,
-        gid=st.st_gid,
-        size=st.st_size if kind in ("file", "symlink") else 0,
-        nlink=st.st_nlink,
-    )
-
-
 # --- operations (run inside the chroot; paths are absolute within the mount) ----------------
 
 
-def _p(path: str) -> str:
-    return "/" + path
+def _handler(kind: ops.Kind) -> Callable[[Any], Any]:
+    """Run ``kind``'s system call (adapters.syscalls) with an operation's fields; a plain
+    result (a stat's fields) is built as the kind's result class."""
+    call, names, result = syscalls.CALLS[kind.rule], attrs.fields_dict(kind.cls), kind.result
+    if result is None:
+        return lambda op: call(**{name: getattr(op, name) for name in names})
+    return lambda op: result(**call(**{name: getattr(op, name) for name in names}))
 
 
-def op_stat(op: ops.Stat) -> ops.StatResult:
-    return _stat_result(os.stat(_p(op.path), follow_symlinks=op.follow))
-
-
-def op_read(op: ops.Read) -> bytes:
-    return read_to_end(os.open(_p(op.path), os.O_RDONLY | os.O_NONBLOCK))
-
-
-def op_write(op: ops.Write) -> int:
-    flags = os.O_WRONLY | os.O_NONBLOCK
-    for name in op.flags:
-        flags |= OPEN_FLAGS[name]
-    fd = os.open(_p(op.path), flags, op.mode)
-    try:
-        if "O_APPEND" in op.flags:
-            return os.write(fd, op.data)
-        return os.pwrite(fd, op.data, op.offset)
-    finally:
-        os.close(fd)
-
-
-def op_rename(op: ops.Rename) -> None:
-    result = _renameat2(os.fsencode(_p(op.src)), os.fsencode(_p(op.dst)), RENAME_FLAGS[op.flags])
-    if result != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-
-
+#: Each operation kind's call, by class (Remount is the mounter's: no call).
 HANDLERS: dict[type, Callable[[Any], Any]] = {
-    ops.Stat: op_stat,
-    ops.Read: op_read,
-    ops.Write: op_write,
-    ops.Truncate: lambda op: os.truncate(_p(op.path), op.size),
-    ops.Mkdir: lambda op: os.mkdir(_p(op.path), op.mode),
-    ops.Rmdir: lambda op: os.rmdir(_p(op.path)),
-    ops.Unlink: lambda op: os.unlink(_p(op.path)),
-    ops.Rename: op_rename,
-    ops.Link: lambda op: os.link(_p(op.src), _p(op.dst), follow_symlinks=False),
-    ops.Symlink: lambda op: os.symlink(op.target, _p(op.path)),
-    ops.Readlink: lambda op: os.readlink(_p(op.path)),
-    ops.Chmod: lambda op: os.chmod(_p(op.path), op.mode),
-    ops.Chown: lambda op: os.chown(_p(op.path), op.uid, op.gid),
-    ops.SetXattr: lambda op: os.setxattr(_p(op.path), op.name, op.value, 0),
-    ops.GetXattr: lambda op: os.getxattr(_p(op.path), op.name),
-    ops.ListXattr: lambda op: tuple(
-        sorted(n for n in os.listxattr(_p(op.path)) if n.startswith("user."))
-    ),
-    ops.RemoveXattr: lambda op: os.removexattr(_p(op.path), op.name),
-    ops.Readdir: lambda op: tuple(sorted(os.listdir(_p(op.path)))),
-    ops.Mkfifo: lambda op: os.mkfifo(_p(op.path), op.mode),
+    cls: _handler(kind) for cls, kind in ops.KINDS.items() if kind.rule in syscalls.CALLS
 }
 
 
@@ -610,7 +489,7 @@ class Executor:
         self.lower_watch.close()
 
 
-class DriverCrashed(RuntimeError):
+class DriverCrashed(AdapterError, RuntimeError):
     """The mounted driver died under an operation (ENOTCONN)."""
 
 

@@ -35,7 +35,7 @@ import subprocess
 import time
 
 from adapters import _confine
-from adapters._executor import BASE, MNT, MNT_DETACH, UPPER, WORK, _libc
+from adapters._mounting import BASE, MNT, MNT_DETACH, UPPER, WORK, _libc
 from adapters.layerdisk import DiskFormat
 from reference.options import Options
 

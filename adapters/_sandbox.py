@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from adapters import _affinity
-from adapters.base import DriverFailure, DriverHung, DriverUnavailable
+from adapters.base import Capabilities, DriverFailure, DriverHung, DriverUnavailable
+from adapters.settings import Configurable
 from reference.layer import Inode, StackSpec
 from reference.ops import Op
 from reference.options import Options
@@ -140,10 +141,11 @@ def kill_executor(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(REAP_WAIT)
 
 
-class SandboxedDriver:
+class SandboxedDriver(Configurable):
     """A driver whose executor runs in a private mount namespace (see the module doc)."""
 
     name = "sandboxed"
+    capabilities = Capabilities(mounts=True, one_round_trip=True)
     #: The module run as the executor (``python -m <module> <fd>``).
     executor_module = "adapters._executor"
 

@@ -34,7 +34,7 @@ An option set the profile does not claim is refused at mount with :class:`NotCla
 
 Presets (registry names ``fuse-overlayfs``, ``unionfs-fuse``) are FuseDriver plus a profile
 from ``adapters/profiles/``; ``--profile`` replaces it, ``--driver-cmd`` sets the template
-of the generic ``fuse`` driver (:func:`adapters.registry.configure`).
+of the generic ``fuse`` driver (the run's :class:`adapters.settings.DriverSettings`).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from adapters._sandbox import SandboxedDriver
-from adapters.base import DriverFailure, DriverUnavailable
+from adapters.base import AdapterError, DriverFailure, DriverUnavailable
 from adapters.layerdisk import DiskFormat
 from adapters.profile import Profile, load_profile
 from reference.layer import StackSpec
@@ -61,7 +61,7 @@ PROFILES = Path(__file__).resolve().parent / "profiles"
 CAP_SYS_ADMIN = 21
 
 
-class TemplateError(ValueError):
+class TemplateError(AdapterError, ValueError):
     """A command template that cannot be used (the message is one line)."""
 
 
@@ -197,6 +197,7 @@ class FuseDriver(SandboxedDriver):
             raise ValueError("no command template: give --driver-cmd or a profile's template")
         self.name = name
         self.profile = profile
+        self.capabilities = profile.claims(type(self).capabilities)
         self.template = template
         self.words = parse_template(template)
         self.ro_words = (
@@ -254,17 +255,22 @@ class FuseDriver(SandboxedDriver):
         """The driver's version as its profile's ``version_command`` prints it."""
         return profile_version(self.profile)
 
+    @staticmethod
+    def _about(template: str | None, profile: Profile) -> dict[str, Any]:
+        """What a report records of a FUSE driver: its version (the profile's
+        ``version_command``), its command template and the option sets its profile claims."""
+        return {
+            "version": profile_version(profile),
+            "command": template or profile.template or None,
+            "options_claimed": list(profile.options),
+            "profile": profile.source,
+        }
+
     def __enter__(self) -> FuseDriver:
         return self
 
 
 # --- registry entries -----------------------------------------------------------------------
-
-
-def _configured() -> tuple[str | None, str | None]:
-    from adapters import registry
-
-    return registry.DRIVER_CMD, registry.PROFILE_PATH
 
 
 class _Preset(FuseDriver):
@@ -275,12 +281,15 @@ class _Preset(FuseDriver):
 
     @classmethod
     def preset_profile(cls) -> Profile:
-        override = _configured()[1]
-        return load_profile(override or PROFILES / f"{cls.preset}.toml")
+        return load_profile(cls.settings.driver_profile or PROFILES / f"{cls.preset}.toml")
 
     @classmethod
     def installed_version(cls) -> str | None:
         return profile_version(cls.preset_profile())
+
+    @classmethod
+    def about(cls) -> dict[str, Any]:
+        return cls._about(None, cls.preset_profile())
 
     def __init__(self, timeout: float = 30.0) -> None:
         profile = self.preset_profile()
@@ -312,13 +321,17 @@ class GenericFuseDriver(FuseDriver):
 
     @classmethod
     def configured(cls) -> tuple[str | None, Profile]:
-        cmd, profile_path = _configured()
+        cmd, profile_path = cls.settings.driver_cmd, cls.settings.driver_profile
         profile = load_profile(profile_path) if profile_path else Profile(name="fuse")
         return cmd or profile.template or None, profile
 
     @classmethod
     def installed_version(cls) -> str | None:
         return profile_version(cls.configured()[1])
+
+    @classmethod
+    def about(cls) -> dict[str, Any]:
+        return cls._about(*cls.configured())
 
     def __init__(self, timeout: float = 30.0) -> None:
         template, profile = self.configured()

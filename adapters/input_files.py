@@ -12,11 +12,13 @@ import os
 import stat
 from pathlib import Path
 
+from adapters.base import AdapterError
+
 #: The largest input file read (reports of every cell with their failures stay far below).
 MAX_INPUT = 64 << 20
 
 
-class InputError(ValueError):
+class InputError(AdapterError, ValueError):
     """A file that cannot be read as input (one line naming it)."""
 
 

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import subprocess
 import sys
+from typing import Any
+
+import attrs
 
 from adapters._sandbox import CLOSE_GRACE, PROJECT_ROOT, START_TIMEOUT, SandboxedDriver
 
@@ -46,6 +50,7 @@ class KernelDriver(SandboxedDriver):
     """Linux overlayfs, mounted in a private mount namespace by a sandboxed executor."""
 
     name = "kernel"
+    capabilities = attrs.evolve(SandboxedDriver.capabilities, interchange_reader=True)
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -71,6 +76,11 @@ class KernelDriver(SandboxedDriver):
         if not _overlay_registered():
             return "overlay is not in /proc/filesystems (modprobe overlay did not help)"
         return None
+
+    @classmethod
+    def about(cls) -> dict[str, Any]:
+        """What a report records of the driver (registry.about): the running kernel."""
+        return {"version": platform.release()}
 
     def __enter__(self) -> KernelDriver:
         return self

@@ -27,6 +27,7 @@ import stat
 
 import attrs
 
+from adapters.syscalls import kind_of, read_to_end
 from reference.layer import Inode, Kind, walk
 from reference.view import DiskEntry, LayerImage
 
@@ -61,9 +62,6 @@ class DiskFormat:
 #: The kernel's form, the default of :func:`read_layer`.
 KERNEL_FORMAT = DiskFormat()
 
-#: The most bytes read from one file: twice what a program can make (a write of up to
-#: 1 MiB at an offset of up to 1 MiB, conformance.program_check), rounded up.
-MAX_READ = 4 << 20
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
 
 
@@ -151,41 +149,9 @@ def _set_xattrs(inode: Inode, path: str) -> None:
 # --- decoding -----------------------------------------------------------------------------
 
 
-def kind_of(mode: int) -> str:
-    """The kind name of a real file type (as in StatResult and EntryView)."""
-    if stat.S_ISREG(mode):
-        return "file"
-    if stat.S_ISDIR(mode):
-        return "dir"
-    if stat.S_ISLNK(mode):
-        return "symlink"
-    if stat.S_ISFIFO(mode):
-        return "fifo"
-    if stat.S_ISCHR(mode):
-        return "chardev"
-    return "other"
-
-
 def read_all(path: str) -> bytes:
     """The bytes of a regular file, never following a final symlink, never blocking."""
     return read_to_end(os.open(path, _READ_FLAGS))
-
-
-def read_to_end(fd: int, limit: int | None = None) -> bytes:
-    """Everything ``fd`` still gives, then close it; EFBIG past ``limit`` bytes (default
-    :data:`MAX_READ`): a driver serving endless data is a divergence (the reference's file
-    is smaller), not an executor that grows until the OOM killer (issue 17)."""
-    limit = MAX_READ if limit is None else limit
-    try:
-        chunks, size = [], 0
-        while chunk := os.read(fd, min(1 << 20, limit + 1 - size)):
-            size += len(chunk)
-            if size > limit:
-                raise OSError(errno.EFBIG, f"more than {limit} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
 
 
 def user_xattrs(path: str) -> tuple[tuple[str, bytes], ...]:

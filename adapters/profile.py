@@ -55,6 +55,7 @@ from typing import Any
 
 import attrs
 
+from adapters.base import AdapterError, Capabilities
 from adapters.layerdisk import DiskFormat
 from reference.options import MATRIX, Options
 
@@ -65,7 +66,7 @@ HARDLINK_BEHAVIOURS = ("break", "keep")
 OPTION_LABELS = tuple(options.label for options in MATRIX)
 
 
-class ProfileError(ValueError):
+class ProfileError(AdapterError, ValueError):
     """A profile file that cannot be used; the message is one line naming the key."""
 
 
@@ -96,6 +97,24 @@ class Profile:
     def upper_decodable(self) -> bool:
         """Whether the upper layer's markers can be decoded (else only the view counts)."""
         return self.whiteout != "opaque-unknown" and self.opaque != "opaque-unknown"
+
+    @property
+    def kernel_form(self) -> bool:
+        """Whether the upper is written in the kernel's form (chardev whiteouts, opaque
+        xattr): the kernel reads it."""
+        return self.whiteout == "chardev" and self.opaque in ("xattr", "xattr+wh-opq")
+
+    def claims(self, capabilities: Capabilities) -> Capabilities:
+        """``capabilities`` (a driver's own) with what this profile claims."""
+        return attrs.evolve(
+            capabilities,
+            options=self.options,
+            claimed_by=self.name,
+            xattrs=self.xattrs,
+            upper_decodable=self.upper_decodable,
+            kernel_form=self.kernel_form,
+            upper_form=f"whiteout {self.whiteout}, opaque {self.opaque}",
+        )
 
     @property
     def disk_format(self) -> DiskFormat:

@@ -7,7 +7,11 @@ their own adapters' plumbing against.
 from __future__ import annotations
 
 from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
+from adapters.base import Capabilities
+from adapters.settings import Configurable
 from reference.layer import StackSpec
 from reference.ops import LOOKS, Op
 from reference.options import Options
@@ -16,13 +20,14 @@ from reference.overlay import Overlay
 from reference.view import LayerImage, View
 
 
-class ReferenceDriver:
+class ReferenceDriver(Configurable):
     """The engine, observed as any driver is. Its lower images are computed once a mount
     (the engine never writes a lower), its view and upper image once until an operation
     that does more than look (ops.LOOKS, tests/test_looks.py)."""
 
     name = "reference"
-    #: The engine a mount makes (a seeded fault's driver replaces it, tests/faults.py).
+    capabilities = Capabilities(in_process=True)
+    #: The engine a mount makes (a seeded fault's driver replaces it, adapters/faults.py).
     engine: Callable[[StackSpec, Options], Overlay] = Overlay
 
     def __init__(self) -> None:
@@ -33,6 +38,14 @@ class ReferenceDriver:
     @classmethod
     def unavailable_reason(cls) -> str | None:
         return None
+
+    @classmethod
+    def about(cls) -> dict[str, Any]:
+        """What a report records of the driver (registry.about)."""
+        try:
+            return {"version": f"unionspec {version('unionspec')} (the executable specification)"}
+        except PackageNotFoundError:
+            return {"version": "unionspec (the executable specification, not installed)"}
 
     def mount(self, stack: StackSpec, options: Options) -> None:
         self._overlay = self.engine(stack, options)

@@ -4,22 +4,22 @@ A third-party driver is a class (or factory) registered in the ``unionspec.drive
 entry-point group; it implements :class:`adapters.base.Driver` and may define a classmethod
 ``unavailable_reason() -> str | None`` to say why it cannot run on this machine.
 
-The FUSE drivers read two settings given with :func:`configure` (the pytest plugin passes
-``--driver-cmd`` and ``--profile``): the command template of the generic ``fuse`` driver,
-and a profile file that replaces a preset's own. A third, ``timeout`` (``--driver-timeout``),
-is how long any request to a driver may take before it is "hung"; it is passed to every
-factory that takes a ``timeout`` keyword.
+The run's settings (``--driver-cmd``, ``--profile``, ``--driver-timeout``) are one frozen
+:class:`adapters.settings.DriverSettings`, passed to each function here: a built-in driver
+class gets it bound (``with_settings``); the timeout is passed to every factory that takes
+a ``timeout`` keyword.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from importlib.metadata import entry_points
-from pathlib import Path
+from typing import Any
 
-from adapters.base import Driver, DriverUnavailable
+from adapters.base import AdapterError, Driver, DriverUnavailable
+from adapters.settings import DEFAULT, Configurable, DriverSettings
 
 ENTRY_POINT_GROUP = "unionspec.drivers"
 
@@ -32,40 +32,14 @@ BUILTIN: dict[str, str] = {
     "fuse": "adapters.fuse:GenericFuseDriver",
 }
 
-#: The command template of the generic ``fuse`` driver (``--driver-cmd``).
-DRIVER_CMD: str | None = None
-#: A profile file for the FUSE drivers, replacing a preset's (``--profile``).
-PROFILE_PATH: str | None = None
-#: The longest driver timeout accepted (a week): more is a mistake, and ``inf`` or 1e20
-#: cannot be a socket timeout (SO_SNDTIMEO) at all.
-MAX_TIMEOUT = 7 * 24 * 3600.0
-#: Seconds a driver request may take before the driver is hung (``--driver-timeout``);
-#: None: each driver's own default (30 s for the sandboxed drivers).
-TIMEOUT: float | None = None
-
-
-def configure(
-    driver_cmd: str | None = None, profile: str | None = None, timeout: float | None = None
-) -> None:
-    """Set the drivers' settings (None leaves a setting unset)."""
-    global DRIVER_CMD, PROFILE_PATH, TIMEOUT
-    if timeout is not None and not 0 < timeout <= MAX_TIMEOUT:
-        raise ValueError(
-            f"the driver timeout must be a positive number of seconds, at most "
-            f"{MAX_TIMEOUT:g}, not {timeout}"
-        )
-    DRIVER_CMD = driver_cmd or None
-    PROFILE_PATH = str(Path(profile).resolve()) if profile else None
-    TIMEOUT = timeout
-
-
 #: Kernels given with ``--kernel-image``: ``kernel@<release>`` -> its driver class
-#: (adapters.vm.driver), made by :func:`add_kernel_image`.
-KERNEL_IMAGES: dict[str, Callable[[], Driver]] = {}
+#: (adapters.vm.driver), registered by :func:`add_kernel_image` (as the pytest plugin and
+#: certify do once per process, from their options).
+KERNEL_IMAGES: dict[str, Callable[..., Driver]] = {}
 
 
 def add_kernel_image(path: str, modules: str | None = None) -> str:
-    """Make the kernel at ``path`` a driver, ``kernel@<release>``; its name (a ValueError
+    """Make the kernel at ``path`` a driver, ``kernel@<release>``; its name (an ImageError
     says in one line why ``path`` is no kernel)."""
     from adapters.vm.driver import driver_for
     from adapters.vm.image import find
@@ -75,8 +49,16 @@ def add_kernel_image(path: str, modules: str | None = None) -> str:
     return image.label
 
 
-class UnknownDriver(Exception):
+class UnknownDriver(AdapterError):
     pass
+
+
+def check(chosen: Iterable[str]) -> None:
+    """Every name is a known driver: the one place an unknown driver is refused."""
+    known = names()
+    for name in chosen:
+        if name not in known:
+            raise UnknownDriver(f"unknown driver {name!r} (known: {', '.join(known)})")
 
 
 def names() -> list[str]:
@@ -85,31 +67,56 @@ def names() -> list[str]:
     return [*BUILTIN, *KERNEL_IMAGES, *(name for name in extra if name not in BUILTIN)]
 
 
-def factory(name: str) -> Callable[[], Driver]:
+def factory(name: str, settings: DriverSettings = DEFAULT) -> Callable[..., Driver]:
+    """The class (or factory) of driver ``name``; a built-in class bound to ``settings``."""
     if name in KERNEL_IMAGES:
-        return KERNEL_IMAGES[name]
+        return _bound(KERNEL_IMAGES[name], settings)
     if name in BUILTIN:
         module, _, attribute = BUILTIN[name].partition(":")
-        return getattr(importlib.import_module(module), attribute)
+        return _bound(getattr(importlib.import_module(module), attribute), settings)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name == name:
-            return ep.load()
+            return _bound(ep.load(), settings)
     raise UnknownDriver(f"unknown driver {name!r} (known: {', '.join(names())})")
 
 
-def unavailable_reason(name: str) -> str | None:
+def _bound(build: Callable[..., Driver], settings: DriverSettings) -> Callable[..., Driver]:
+    """``build`` bound to the run's settings when it declares it reads them (a
+    :class:`adapters.settings.Configurable`, as every built-in driver is)."""
+    if isinstance(build, type) and issubclass(build, Configurable):
+        return build.with_settings(settings)
+    return build
+
+
+def unavailable_reason(name: str, settings: DriverSettings = DEFAULT) -> str | None:
     """Why ``name`` cannot run here, or None when it can."""
-    probe = getattr(factory(name), "unavailable_reason", None)
+    probe = getattr(factory(name, settings), "unavailable_reason", None)
     return probe() if probe is not None else None
 
 
-def make(name: str) -> Driver:
-    reason = unavailable_reason(name)
+def installed_version(name: str, settings: DriverSettings = DEFAULT) -> str | None:
+    """The installed version of driver ``name`` as its profile's ``version_command`` prints
+    it (a driver class may declare ``installed_version()``; None: it does not)."""
+    probe = getattr(factory(name, settings), "installed_version", None)
+    return probe() if probe is not None else None
+
+
+def about(name: str, settings: DriverSettings = DEFAULT) -> dict[str, Any]:
+    """What a report records of driver ``name``: ``version``, ``command``,
+    ``options_claimed`` and ``profile`` as its class declares them (``about()``, optional
+    for third-party drivers: the one place that asks)."""
+    declared = getattr(factory(name, settings), "about", None)
+    return dict(declared()) if declared is not None else {}
+
+
+def make(name: str, settings: DriverSettings = DEFAULT) -> Driver:
+    """A driver ``name`` made with the run's ``settings``."""
+    reason = unavailable_reason(name, settings)
     if reason is not None:
         raise DriverUnavailable(reason)
-    build = factory(name)
-    if TIMEOUT is not None and _takes_timeout(build):
-        return build(timeout=TIMEOUT)
+    build = factory(name, settings)
+    if settings.timeout is not None and _takes_timeout(build):
+        return build(timeout=settings.timeout)
     return build()
 
 

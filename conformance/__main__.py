@@ -18,10 +18,12 @@ from typing import NoReturn
 from adapters.engine_registry import ENGINES
 from conformance.run import DEFAULT_CORPUS, UsageError
 from conformance.timebudget import budget_arg
-
-CONFORMANT, NONCONFORMANT, USAGE_OR_SETUP_ERROR = 0, 1, 2
-#: Ctrl-C or SIGTERM (128 + SIGINT, as a shell reports it).
-INTERRUPTED = 130
+from conformance.verdicts import (  # noqa: F401 (CONFORMANT, NONCONFORMANT: the CLI's API)
+    CONFORMANT,
+    INTERRUPTED,
+    NONCONFORMANT,
+    USAGE_OR_SETUP_ERROR,
+)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -26,7 +26,7 @@ In one run it measures, and prints as a table and writes as JSON (``--json``):
    can run, the kernel: every pytest process pays a fixed cost to start and collect,
    whatever ``-n``, so the workload must be long for the ratio to measure the workers
    rather than start-up.
-3. **faults**: for every seeded fault of ``tests/faults.py`` (imported from the checkout),
+3. **faults**: for every seeded fault of ``adapters/faults.py``,
    the time until the first failure, the total time including shrinking, and the length of
    the shrunk counterexample (the operations of its failing example, the mount not
    counted). Generation and shrinking run
@@ -288,9 +288,7 @@ def bench_xdist(budget: str, rounds: int = 1) -> dict[str, Any]:
 
 
 def _faults() -> dict[str, Any]:
-    if str(PROJECT_ROOT) not in sys.path:
-        sys.path.insert(0, str(PROJECT_ROOT))
-    from tests import faults
+    from adapters import faults
 
     return faults.__dict__
 
@@ -518,11 +516,11 @@ def main(args: argparse.Namespace) -> int:
     if args.xdist_rounds < 1:
         print(f"error: --xdist-rounds must be 1 or more (got {args.xdist_rounds})", file=sys.stderr)
         return 2
-    known = registry.names()
-    for name in args.driver:
-        if name not in known:
-            print(f"error: unknown driver {name!r} (known: {', '.join(known)})", file=sys.stderr)
-            return 2
+    try:
+        registry.check(args.driver)
+    except registry.UnknownDriver as problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     if args.fault is not None:
         faults = _faults()["FAULTS"]
         for fault in args.fault:

@@ -20,6 +20,7 @@ from hypothesis import settings
 
 from adapters import registry
 from adapters.base import Driver, DriverFailure, DriverUnavailable
+from adapters.settings import DEFAULT, DriverSettings
 from conformance import corpus, expectations
 from conformance.claims import unclaimed_reason
 from conformance.corpus import Program
@@ -29,9 +30,17 @@ from conformance.interchange import FeatureSkipped
 from conformance.machine import DriverBroke, run_machine
 from conformance.scenarios import SCENARIOS, run_scenario
 from conformance.shard import Shard, cell_id
+from conformance.verdicts import (  # noqa: F401 (BROKEN, EXPECTED_OK: certify's API)
+    BROKEN,
+    CONFORMS,
+    DIVERGES,
+    EXPECTED_OK,
+    SEVERITY,
+    SKIPPED,
+    UNCLAIMED,
+    worst,
+)
 from reference.options import MATRIX, Options
-
-CONFORMS, DIVERGES, SKIPPED, UNCLAIMED = "conforms", "diverges", "skipped", "unclaimed"
 
 
 @attrs.frozen
@@ -51,25 +60,6 @@ class Verdict:
         """A stable id of the cell: ``driver/feature/options`` (feature ``machine`` for the
         whole machine)."""
         return f"{self.driver}/{self.feature or 'machine'}/{self.options}"
-
-
-#: Verdicts that do not fail a run: reported, not failed (an expected divergence is one
-#: recorded in conformance/expectations.toml).
-EXPECTED_OK = (CONFORMS, UNCLAIMED, SKIPPED, expectations.EXPECTED)
-
-#: Verdicts after which the driver is started afresh.
-BROKEN = ("hung", "crashed")
-
-#: Worst last: a feature's cell is the worst verdict over its option sets.
-SEVERITY = {
-    CONFORMS: 0,
-    UNCLAIMED: 1,
-    SKIPPED: 2,
-    expectations.EXPECTED: 2,
-    DIVERGES: 3,
-    "hung": 4,
-    "crashed": 4,
-}
 
 
 #: The signals an interrupted run is stopped by (conformance.run).
@@ -113,6 +103,7 @@ def certify_cell(
     run_settings: settings,
     feature: Feature | None = None,
     programs: Sequence[Program] = (),
+    driver_settings: DriverSettings = DEFAULT,
 ) -> Verdict:
     """The verdict of one cell; with ``feature``, of that feature's scenarios and machine.
     The corpus ``programs`` of the cell (conformance.corpus) are replayed first."""
@@ -129,7 +120,7 @@ def certify_cell(
         for scenario in SCENARIOS:
             if scenario.applies(options) and (wanted is None or scenario.id in wanted):
                 run_scenario(driver, scenario, options, feature)
-        run_machine(driver, options, run_settings, feature)
+        run_machine(driver, options, run_settings, feature, driver_settings)
     except DriverBroke as broke:
         verdict, detail, failures = broke.verdict, str(broke), failures_of(broke)
     except FeatureSkipped as reason:
@@ -141,7 +132,9 @@ def certify_cell(
         verdict, detail, failures = DIVERGES, _failure_text(exc), failures_of(exc)
     else:
         verdict, detail = CONFORMS, ""
-    verdict, detail = expectations.settle(driver, options, feature, verdict, detail)
+    verdict, detail = expectations.settle(
+        driver, options, feature, verdict, detail, driver_settings
+    )
     return Verdict(
         driver.name, options.label, verdict, detail, time.monotonic() - started, name, failures
     )
@@ -156,6 +149,7 @@ def certify(
     machine: bool = True,
     programs: Sequence[Program] = (),
     shard: Shard | None = None,
+    driver_settings: DriverSettings = DEFAULT,
 ) -> list[Verdict]:
     """Every cell of every driver (unless ``machine`` is False), then every feature of
     every cell (with ``feature_settings``, by default ``run_settings``); with ``shard``,
@@ -166,7 +160,7 @@ def certify(
     verdicts: list[Verdict] = []
     for name in drivers:
         try:
-            driver = registry.make(name)
+            driver = registry.make(name, driver_settings)
         except DriverUnavailable as reason:
             for feature in (*wholes, *features):
                 for options in MATRIX:
@@ -193,13 +187,15 @@ def certify(
                 ]
             for feature, options in cells:
                 chosen = run_settings if feature is None else per_feature
-                verdicts.append(certify_cell(driver, options, chosen, feature, programs))
+                verdicts.append(
+                    certify_cell(driver, options, chosen, feature, programs, driver_settings)
+                )
                 progress(verdicts[-1])
                 if verdicts[-1].verdict in BROKEN:
                     # a hung or crashed driver cannot be trusted again: a fresh one
                     with uninterrupted():
                         driver.close()
-                    driver = registry.make(name)
+                    driver = registry.make(name, driver_settings)
         finally:
             with uninterrupted():
                 driver.close()
@@ -222,5 +218,3 @@ def planned(
     return len([i for i in ids if shard is None or shard.has(i)])
 
 
-def worst(verdicts: Iterable[str]) -> str:
-    return max(verdicts, key=lambda verdict: SEVERITY.get(verdict, max(SEVERITY.values())))

@@ -20,10 +20,19 @@ from hypothesis import settings
 from adapters import engine_registry
 from adapters.base import DriverFailure, DriverHung, DriverUnavailable
 from adapters.containers_base import EngineDriver
-from conformance.certify import CONFORMS, DIVERGES, SKIPPED, Verdict, uninterrupted
+from conformance.certify import Verdict, uninterrupted
 from conformance.containers import SCENARIOS, ContainerScenario, run_container_machine, run_scenario
+from conformance.verdicts import (
+    BROKEN,
+    CONFORMS,
+    CRASHED,
+    DIVERGES,
+    ENGINE_PREFIX,
+    HUNG,
+    SKIPPED,
+)
 
-PREFIX = "engine:"
+PREFIX = ENGINE_PREFIX
 MACHINE = "container-machine"
 
 
@@ -76,14 +85,14 @@ def _check(action: Callable[[], None]) -> tuple[str, str]:
     try:
         action()
     except DriverHung as exc:
-        return "hung", str(exc)
+        return HUNG, str(exc)
     except DriverFailure as exc:
-        return "crashed", str(exc)
+        return CRASHED, str(exc)
     except hypothesis.errors.Flaky as exc:
         broken = _broken_engine(exc)
         if broken is None:
             raise
-        return ("hung" if isinstance(broken, DriverHung) else "crashed"), str(broken)
+        return (HUNG if isinstance(broken, DriverHung) else CRASHED), str(broken)
     except AssertionError as exc:
         notes = getattr(exc, "__notes__", [])
         return DIVERGES, "\n".join([f"{type(exc).__name__}: {exc}", *notes]).strip()
@@ -123,7 +132,7 @@ def certify_engines(
                     verdict, detail = _check(functools.partial(check, engine))
                     give(Verdict(label(name), profile, verdict, detail,
                                  time.monotonic() - started, feature))
-                    if verdict in ("hung", "crashed"):
+                    if verdict in BROKEN:
                         with uninterrupted():
                             engine.close()  # not to be trusted again: a fresh one
                         engine = None

@@ -1,4 +1,5 @@
-"""What a driver claims, read from its profile (adapters/profile.py); no profile claims all.
+"""What a driver claims: its declared capabilities (adapters.base.Capabilities, from its
+profile for a FUSE driver); a driver without claims of its own claims all.
 
 A cell the profile does not claim is reported as unclaimed, never as passing; an upper
 layer the profile says cannot be decoded is not compared (the merged view, its persistence
@@ -23,13 +24,11 @@ def unclaimed_reason(
     driver: Driver, options: Options, feature: Feature | None = None
 ) -> str | None:
     """Why the cell (a feature of it, when given) is not claimed by the driver's profile."""
-    profile = getattr(driver, "profile", None)
-    if profile is None:
-        return None
-    if not profile.supports(options):
-        return f"{options.label} is not claimed by the {profile.name} profile"
-    if feature is not None and feature.id == "xattrs" and not profile.xattrs:
-        return f"xattrs are not claimed by the {profile.name} profile (xattrs = false)"
+    claims = driver.capabilities
+    if claims.options is not None and options.label not in claims.options:
+        return f"{options.label} is not claimed by the {claims.claimed_by} profile"
+    if feature is not None and feature.id == "xattrs" and not claims.xattrs:
+        return f"xattrs are not claimed by the {claims.claimed_by} profile (xattrs = false)"
     return None
 
 
@@ -37,10 +36,8 @@ def claims_xattrs(driver: Driver) -> bool:
     """Whether the profile claims user.* xattrs. A profile with ``xattrs = false`` gets no
     xattr operations in any feature, and the view's xattrs are not compared (they cannot
     be seen through such a mount)."""
-    profile = getattr(driver, "profile", None)
-    return profile is None or profile.xattrs
+    return driver.capabilities.xattrs
 
 
 def compares_upper(driver: Driver) -> bool:
-    profile = getattr(driver, "profile", None)
-    return profile is None or profile.upper_decodable
+    return driver.capabilities.upper_decodable

@@ -19,20 +19,24 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from conformance.certify import EXPECTED_OK, SKIPPED, Verdict
-from conformance.certify_engines import PREFIX
+from conformance.report_html import first_difference
+from conformance.verdicts import ENGINE_PREFIX as PREFIX
+from conformance.verdicts import EXPECTED_OK, SKIPPED, VerdictKind
+
+if TYPE_CHECKING:
+    from conformance.certify import Verdict
 
 #: The matrix's symbol of each verdict; any other verdict gets a letter of its name.
 SYMBOLS = {
-    "conforms": ".",
-    "expected-divergence": "e",
-    "unclaimed": "-",
-    "skipped": "s",
-    "diverges": "D",
-    "hung": "H",
-    "crashed": "C",
+    VerdictKind.CONFORMS: ".",
+    VerdictKind.EXPECTED: "e",
+    VerdictKind.UNCLAIMED: "-",
+    VerdictKind.SKIPPED: "s",
+    VerdictKind.DIVERGES: "D",
+    VerdictKind.HUNG: "H",
+    VerdictKind.CRASHED: "C",
 }
 #: The drivers of the reference's self-check (the executable specification run against
 #: itself): one line, not a column, when other drivers are certified with it.
@@ -325,36 +329,6 @@ def matrix_lines(verdicts: Sequence[Verdict]) -> list[str]:
     if used:
         lines.append("  ".join(f"{marks[v]} {v}" for v in used))
     return lines
-
-
-def first_difference(cell: dict[str, Any] | None, detail: str) -> str:
-    """The first step whose outcome the reference does not allow (allowed vs actual), or
-    the difference after the last step, or the first line of the reason."""
-    failures = (cell or {}).get("failures") or []
-    if failures:
-        failure = failures[0]
-        steps = failure["steps"]
-        for number, step in enumerate(steps, 1):
-            if step["actual"] not in step["allowed"]:
-                actual = "(no answer)" if step["actual"] is None else step["actual"]
-                return (f"step {number}/{len(steps)} {step['op']}: allowed "
-                        f"{' or '.join(step['allowed'])}, actual {actual}")
-        differences = failure.get("differences") or []
-        if differences:
-            d = differences[0]
-            after = f"{d['where']}: {d['field']}: allowed {d['expected']}, actual {d['actual']}"
-        else:
-            after = _first_fact(failure["divergence"])
-        if not steps:
-            return f"after the mount: {after}"
-        return f"after step {len(steps)}/{len(steps)}: {after}"
-    return _first_fact(detail) or "(no detail)"
-
-
-def _first_fact(text: str) -> str:
-    """The first line that is not a heading (a line ending with a colon)."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return next((line for line in lines if not line.endswith(":")), lines[0] if lines else "")
 
 
 def divergence_lines(verdicts: Sequence[Verdict]) -> list[str]:

@@ -11,6 +11,7 @@ host directory holds, and that the image is unchanged. The named scenarios
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 from hypothesis import currently_in_test_context, note, settings
@@ -26,6 +27,7 @@ from hypothesis.stateful import (
 
 from adapters.containers_base import EngineDriver
 from conformance.compare import compare_entries, render
+from conformance.errors import Diverges
 from reference import ops
 from reference.container import (
     Action,
@@ -48,7 +50,7 @@ from reference.overlay import Overlay
 from reference.view import View
 
 
-class ContainerDiverged(AssertionError):
+class ContainerDiverged(Diverges):
     """The engine did something its profile does not allow."""
 
 
@@ -457,21 +459,39 @@ WRITE_FLAGS = st.sampled_from(
 )
 
 
-def _ops(paths: st.SearchStrategy[str]) -> st.SearchStrategy[ops.Op]:
+def _domains(paths: st.SearchStrategy[str]) -> dict[str, st.SearchStrategy[Any]]:
+    """What each field domain of ``ops.KINDS`` is drawn from inside a container: its paths,
+    larger data, whole-file writes, a single xattr."""
     modes = st.sampled_from([0o755, 0o700, 0o644])
+    ids = st.sampled_from([0, 7])
+    return {
+        "path": paths,
+        "dir_path": paths,
+        "follow": st.just(False),
+        "data": DATA,
+        "offset": st.just(0),
+        "size": st.just(0),
+        "open_flags": WRITE_FLAGS,
+        "file_mode": st.just(0o644),
+        "mode": modes,
+        "dir_mode": modes,
+        "uid": ids,
+        "gid": st.sampled_from([0, 8]),
+        "xattr_name": st.just("user.t"),
+        "xattr_value": st.sampled_from([b"1", b"22"]),
+        "rename_flags": st.just(""),
+    }
+
+
+def _ops(paths: st.SearchStrategy[str]) -> st.SearchStrategy[ops.Op]:
+    """The kinds of ``ops.KINDS`` declared for containers."""
+    domains = _domains(paths)
     return st.one_of(
-        st.builds(ops.Stat, paths),
-        st.builds(ops.Read, paths),
-        st.builds(ops.Write, paths, DATA, st.just(0), WRITE_FLAGS, st.just(0o644)),
-        st.builds(ops.Truncate, paths, st.just(0)),
-        st.builds(ops.Mkdir, paths, modes),
-        st.builds(ops.Rmdir, paths),
-        st.builds(ops.Unlink, paths),
-        st.builds(ops.Rename, paths, paths),
-        st.builds(ops.Chmod, paths, modes),
-        st.builds(ops.Chown, paths, st.sampled_from([0, 7]), st.sampled_from([0, 8])),
-        st.builds(ops.SetXattr, paths, st.just("user.t"), st.sampled_from([b"1", b"22"])),
-        st.builds(ops.Readdir, paths),
+        [
+            st.builds(kind.cls, *[domains[domain] for domain in kind.draws])
+            for kind in ops.KINDS.values()
+            if kind.containers
+        ]
     )
 
 

@@ -36,6 +36,7 @@ from typing import Any
 
 import attrs
 
+from conformance.errors import ConformanceError
 from conformance.expectations import ExpectationError, parse_program, replay_steps
 from conformance.failure import Failure
 from reference import layer, ops
@@ -57,7 +58,7 @@ _KEYS = {
 _OPTIONAL = {"version", "found", "divergence"}
 
 
-class CorpusError(ValueError):
+class CorpusError(ConformanceError, ValueError):
     """A program file that cannot be used (the message is one line naming the file)."""
 
 

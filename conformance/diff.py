@@ -14,10 +14,11 @@ import sys
 from typing import Any
 
 from conformance.corpus import read_json
+from conformance.errors import ConformanceError
 from conformance.report import SCHEMA, worse
 
 
-class ReportError(ValueError):
+class ReportError(ConformanceError, ValueError):
     """A file that is not a readable report (one line)."""
 
 

@@ -46,10 +46,13 @@ from typing import Any
 import attrs
 
 from adapters.profile import read_toml
+from adapters.settings import DEFAULT, DriverSettings
+from conformance.errors import ConformanceError
+from conformance.verdicts import VerdictKind
 from reference import layer, ops
 
 DEFAULT_PATH = Path(__file__).resolve().parent / "expectations.toml"
-EXPECTED = "expected-divergence"
+EXPECTED = VerdictKind.EXPECTED
 
 _REQUIRED = {
     "driver": str,
@@ -70,7 +73,7 @@ _NAMES: dict[str, Any] = {
 }
 
 
-class ExpectationError(ValueError):
+class ExpectationError(ConformanceError, ValueError):
     """An expectations file that cannot be used; the message is one line."""
 
 
@@ -236,16 +239,25 @@ def _loaded(path: str | None) -> tuple[Expectation, ...]:
 
 
 @functools.cache
-def installed_version(driver: str) -> str | None:
+def installed_version(driver: str, settings: DriverSettings = DEFAULT) -> str | None:
     """The version of the driver ``driver`` installed here, as its profile's
     ``version_command`` prints it (None: no version command, or not a FUSE driver)."""
     from adapters import registry
 
-    probe = getattr(registry.factory(driver), "installed_version", None)
-    return probe() if probe is not None else None
+    return registry.installed_version(driver, settings)
 
 
-def matching(driver: str, feature: str, options: str) -> tuple[Expectation, ...]:
+def version_of(driver: str, settings: DriverSettings = DEFAULT) -> str | None:
+    """:func:`installed_version` under the run's settings, passed only when there are some
+    (a test may replace installed_version with a function of the driver alone)."""
+    if settings == DEFAULT:
+        return installed_version(driver)
+    return installed_version(driver, settings)
+
+
+def matching(
+    driver: str, feature: str, options: str, settings: DriverSettings = DEFAULT
+) -> tuple[Expectation, ...]:
     """The expectations for this cell of the installed version (``feature`` "": the whole
     machine, so any feature that is a machine; layer-interchange is not part of it)."""
     from conformance.features import BY_ID
@@ -253,7 +265,7 @@ def matching(driver: str, feature: str, options: str) -> tuple[Expectation, ...]
     mine = [e for e in _loaded(PATH) if e.driver == driver]
     if not mine:
         return ()
-    version = installed_version(driver)
+    version = version_of(driver, settings)
     return tuple(
         e
         for e in mine
@@ -276,7 +288,12 @@ def describe(found: tuple[Expectation, ...]) -> str:
 
 
 def settle(
-    driver: Any, options: Any, feature: Any, verdict: str, detail: str
+    driver: Any,
+    options: Any,
+    feature: Any,
+    verdict: str,
+    detail: str,
+    settings: DriverSettings = DEFAULT,
 ) -> tuple[str, str]:
     """certify: the verdict of a cell (``feature`` None: the whole machine) in the light of
     the recorded divergences of the installed version. ``diverges`` becomes
@@ -284,10 +301,10 @@ def settle(
     the recorded reproducers: still diverging, it is ``expected-divergence`` too; no longer
     diverging, it stays ``conforms`` and says the record is stale (fixed)."""
     feature_id = feature.id if feature is not None else ""
-    found = matching(driver.name, feature_id, options.label)
-    if not found or verdict not in ("diverges", "conforms"):
+    found = matching(driver.name, feature_id, options.label, settings)
+    if not found or verdict not in (VerdictKind.DIVERGES, VerdictKind.CONFORMS):
         return verdict, detail
-    if verdict == "diverges":
+    if verdict == VerdictKind.DIVERGES:
         return EXPECTED, f"expected: {describe(found)}\n{detail}"
     still: list[Expectation] = []
     for expectation in found:

@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 
 from conformance.compare import Divergence
+from conformance.verdicts import DIVERGES
 from reference import ops
 from reference.layer import StackSpec
 from reference.options import Options
@@ -65,8 +66,8 @@ class Failure:
     #: Per observation (after the mount, after each step): the reference's inode identities
     #: of the view and of the upper layer (for the st_ino renaming check of a reproducer).
     identities: tuple[tuple[dict[str, int], dict[str, int]], ...] = ()
-    #: "diverges", "hung" or "crashed".
-    kind: str = "diverges"
+    #: DIVERGES, HUNG or CRASHED (conformance.verdicts).
+    kind: str = DIVERGES
 
     @property
     def ops(self) -> tuple[ops.Op, ...]:

@@ -2,9 +2,11 @@
 :class:`conformance.machine.OverlayMachine`) plus its named scenarios, so one divergence
 does not hide the others.
 
-``rules`` are rule method names of the machine (the ``mount_layers`` initializer always
-runs). ``fields`` names the per-path fields of the merged view the comparison checks
-(EntryView field names, plus ``st_ino`` for the inode renaming); None checks them all.
+``rules`` are rule names of the machine (the ``mount_layers`` initializer always runs),
+derived from ``reference.ops.KINDS``: each operation kind names the features it belongs
+to, and layer-interchange takes every kind that writes. ``fields`` names the per-path
+fields of the merged view the comparison checks (EntryView field names, plus ``st_ino``
+for the inode renaming); None checks them all.
 Whether a path exists is always checked, and the upper and lower layers are always
 compared (unless the profile says the upper cannot be decoded). ``nlink`` and ``st_ino``
 belong to "metadata" and "hardlinks" only: a driver that reports a different st_nlink for
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import attrs
 
-from conformance.scenarios import SCENARIOS
+from reference import ops
 
 
 @attrs.frozen
@@ -37,85 +39,75 @@ ALL_FIELDS = frozenset(
 #: What every feature but metadata and hardlinks checks.
 WITHOUT_LINK_COUNTS = ALL_FIELDS - {"nlink", "st_ino"}
 
-READS = frozenset({"stat", "read", "readdir", "readlink", "getxattr", "listxattr"})
+
+
+def rules_of(feature: str) -> frozenset[str]:
+    """The rules of the operation kinds that declare ``feature`` (ops.KINDS)."""
+    return frozenset(k.rule for k in ops.KINDS.values() if feature in k.features)
 
 
 def _f(
     id: str,
     title: str,
-    rules: set[str] | frozenset[str],
     fields: frozenset[str] | None = WITHOUT_LINK_COUNTS,
     scenarios: tuple[str, ...] = (),
 ) -> Feature:
-    return Feature(id, title, frozenset(rules), fields, scenarios)
+    return Feature(id, title, rules_of(id), fields, scenarios)
 
 
 FEATURES: tuple[Feature, ...] = (
     _f(
         "read-precedence",
         "The topmost layer that has a name wins; directories merge",
-        READS | {"remount"},
         scenarios=("read-precedence-3-layers",),
     ),
     _f(
         "copy-up",
         "The first change to a lower entry copies it up, once",
-        {"write", "truncate", "chmod", "chown", "setxattr", "stat", "read", "getxattr"},
         scenarios=("copy-up-once",),
     ),
     _f(
         "whiteouts",
         "Removing a lower name leaves a whiteout that hides it, across remount",
-        {"unlink", "rmdir", "stat", "read", "readdir", "remount"},
         scenarios=("unlink-whiteout-persists",),
     ),
     _f(
         "opaque-directories",
         "A directory made over a removed one hides the lower contents",
-        {"rmdir", "mkdir", "unlink", "readdir"},
         scenarios=("rmdir-mkdir-opaque",),
     ),
     _f(
         "file-rename",
         "Renaming files (and whiteouts left at the source)",
-        {"rename", "unlink", "stat", "read", "readdir"},
     ),
     _f(
         "directory-rename",
         "Renaming directories: EXDEV or a redirect",
-        {"rename", "mkdir", "rmdir", "readdir"},
         scenarios=("dir-rename-exdev", "dir-rename-redirect"),
     ),
     _f(
         "hardlinks",
         "Hardlinks share an inode, across copy-up",
-        {"link", "unlink", "write", "stat"},
         fields=None,
     ),
     _f(
         "xattrs",
         "Extended attributes: set, get, list, remove",
-        {"setxattr", "getxattr", "listxattr", "removexattr"},
     ),
-    _f("metadata", "Mode, owner, link counts, inode numbers", {"chmod", "chown", "stat"}, None),
-    _f("readdir", "Directory listings", {"readdir", "mkdir", "unlink", "rmdir"}),
+    _f("metadata", "Mode, owner, link counts, inode numbers", None),
+    _f("readdir", "Directory listings"),
     _f(
         "special-files",
         "FIFOs and symlinks",
-        {"mkfifo", "symlink", "readlink", "read"},
     ),
     _f(
         "persistence",
         "What was changed is the same after a remount",
-        {"remount", "write", "mkdir", "unlink", "setxattr"},
     ),
     Feature(
         "layer-interchange",
         "Layers written by one driver show the same view when another mounts them",
-        frozenset(
-            {"write", "truncate", "mkdir", "rmdir", "unlink", "rename", "link", "symlink",
-             "chmod", "chown", "setxattr", "removexattr", "mkfifo"}
-        ),
+        frozenset(ops.KINDS[cls].rule for cls in ops.WRITES),
         WITHOUT_LINK_COUNTS,
         machine=False,
     ),
@@ -125,10 +117,11 @@ BY_ID: dict[str, Feature] = {feature.id: feature for feature in FEATURES}
 
 
 def _check() -> None:
-    named = {scenario.id for scenario in SCENARIOS}
     for feature in FEATURES:
-        assert set(feature.scenarios) <= named, feature
         assert feature.fields is None or feature.fields <= ALL_FIELDS, feature
+        assert feature.rules, feature
+    declared = {name for kind in ops.KINDS.values() for name in kind.features}
+    assert declared <= set(BY_ID), declared - set(BY_ID)
 
 
 _check()

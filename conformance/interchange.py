@@ -35,37 +35,28 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.base import Driver, DriverUnavailable
+from adapters.settings import DEFAULT, DriverSettings
 from conformance import strategies as s
 from conformance.compare import InodeMap, compare_views, render
-from conformance.features import WITHOUT_LINK_COUNTS
+from conformance.errors import ConformanceError, Diverges
+from conformance.features import BY_ID, WITHOUT_LINK_COUNTS
 from reference import ops
 from reference.layer import StackSpec
 from reference.options import Options
 from reference.overlay import Overlay
 from reference.view import UNREACHABLE, View
 
+#: The driver every other's layers are read with (it declares ``interchange_reader``), and
+#: the engine whose layers it reads too (the reference, ``in_process``).
+READER, ENGINE = "kernel", "reference"
 #: What a reader is held to: every field but inode numbers and link counts.
 FIELDS = WITHOUT_LINK_COUNTS
 
-#: Operations that change the layers.
-CHANGES: st.SearchStrategy[ops.Op] = st.one_of(
-    st.builds(ops.Write, s.paths, s.data, s.offsets, s.open_flags, s.modes),
-    st.builds(ops.Truncate, s.paths, s.sizes),
-    st.builds(ops.Mkdir, s.paths, st.sampled_from([0o755, 0o700])),
-    st.builds(ops.Rmdir, s.paths),
-    st.builds(ops.Unlink, s.paths),
-    st.builds(ops.Rename, s.paths, s.paths, s.rename_flags),
-    st.builds(ops.Link, s.paths, s.paths),
-    st.builds(ops.Symlink, st.sampled_from(s.TARGETS), s.paths),
-    st.builds(ops.Chmod, s.paths, s.modes),
-    st.builds(ops.Chown, s.paths, s.ids, s.ids),
-    st.builds(ops.SetXattr, s.paths, s.xattr_names, s.xattr_values),
-    st.builds(ops.RemoveXattr, s.paths, s.xattr_names),
-    st.builds(ops.Mkfifo, s.paths, s.modes),
-)
+#: Operations that change the layers: every kind that writes (ops.KINDS).
+CHANGES: st.SearchStrategy[ops.Op] = s.Operations(BY_ID["layer-interchange"].rules)
 
 
-class FeatureSkipped(Exception):
+class FeatureSkipped(ConformanceError):
     """The feature cannot run for this cell; ``missing_driver`` when that is because a
     driver it needs cannot run here (a failure under ``--require-drivers``)."""
 
@@ -74,7 +65,7 @@ class FeatureSkipped(Exception):
         self.missing_driver = missing_driver
 
 
-class InterchangeDiverged(AssertionError):
+class InterchangeDiverged(Diverges):
     """The reader shows another view of the layers than the writer did."""
 
 
@@ -98,28 +89,22 @@ def applies(options: Options) -> str | None:
     return None
 
 
-def kernel_readable(driver: Driver) -> bool:
-    """Whether the driver's profile says it writes markers the kernel reads."""
-    profile = getattr(driver, "profile", None)
-    if profile is None:
-        return True
-    return profile.whiteout == "chardev" and profile.opaque in ("xattr", "xattr+wh-opq")
-
-
 def pairs(driver: Driver) -> tuple[list[Pair], list[str]]:
-    """The pairs to run for ``driver``, and why others are left out."""
-    name = driver.name
-    if name == "reference":
-        return [Pair("reference", "kernel")], []
-    if name == "kernel":
-        return [Pair("kernel", "kernel"), Pair("reference", "kernel")], []
-    found, left_out = [Pair("kernel", name)], []
-    if kernel_readable(driver):
-        found.append(Pair(name, "kernel"))
+    """The pairs to run for ``driver``, and why others are left out (its capabilities: the
+    engine in process writes through the reader; the reader reads its own layers and the
+    engine's; any other driver reads the reader's and, in the kernel's form, is read)."""
+    name, declared = driver.name, driver.capabilities
+    if declared.in_process:
+        return [Pair(name, READER)], []
+    if declared.interchange_reader:
+        return [Pair(name, name), Pair(ENGINE, name)], []
+    found, left_out = [Pair(READER, name)], []
+    if declared.kernel_form:
+        found.append(Pair(name, READER))
     else:
         left_out.append(
-            f"{name} -> kernel: the profile's upper form is not the kernel's "
-            f"(whiteout {driver.profile.whiteout}, opaque {driver.profile.opaque})"
+            f"{name} -> {READER}: the profile's upper form is not the kernel's "
+            f"({declared.upper_form})"
         )
     return found, left_out
 
@@ -140,11 +125,11 @@ def check(pair: Pair, options: Options, written: View, read: View) -> None:
 
 
 @contextmanager
-def _kernel() -> Iterator[Any]:
+def _kernel(driver_settings: DriverSettings = DEFAULT) -> Iterator[Any]:
     from adapters import registry
 
     try:
-        kernel = registry.make("kernel")
+        kernel = registry.make(READER, driver_settings)
     except DriverUnavailable as reason:
         raise FeatureSkipped(
             f"layer interchange needs the kernel driver: {reason}", missing_driver=True
@@ -161,7 +146,7 @@ def exchange(
 ) -> None:
     """Write ``steps`` over ``stack`` with the pair's writer, mount with its reader, compare."""
     writer_options = attrs.evolve(options, read_only=False)
-    if pair.writer == "reference":
+    if pair.writer == ENGINE:
         model = Overlay(stack, writer_options)
         for op in steps:
             model.apply(op)
@@ -170,8 +155,8 @@ def exchange(
         kernel.mount_with_upper(stack, options, model.upper)
         check(pair, options, written, kernel.view())
         return
-    writer = kernel if pair.writer == "kernel" else driver
-    reader = kernel if pair.reader == "kernel" else driver
+    writer = kernel if pair.writer == READER else driver
+    reader = kernel if pair.reader == READER else driver
     writer.mount(stack, writer_options)
     try:
         for op in steps:
@@ -183,7 +168,12 @@ def exchange(
         writer.take_back()
 
 
-def run_interchange(driver: Driver, options: Options, run_settings: settings) -> None:
+def run_interchange(
+    driver: Driver,
+    options: Options,
+    run_settings: settings,
+    driver_settings: DriverSettings = DEFAULT,
+) -> None:
     """The layer-interchange feature for ``driver`` and ``options`` (see the module doc).
     Raises InterchangeDiverged (with Hypothesis's shrunk stack and program) or
     FeatureSkipped."""
@@ -193,7 +183,7 @@ def run_interchange(driver: Driver, options: Options, run_settings: settings) ->
     chosen, _ = pairs(driver)
     steps = int(run_settings.stateful_step_count)
     failures: list[str] = []
-    with _kernel() as kernel:
+    with _kernel(driver_settings) as kernel:
         for pair in chosen:
             try:
                 _explore(pair, driver, kernel, options, run_settings, steps)

@@ -31,14 +31,16 @@ import attrs
 from hypothesis import currently_in_test_context, given, note, seed, settings
 
 from adapters.base import Driver, DriverFailure, DriverHung
-from conformance import coverage
+from adapters.settings import DEFAULT, DriverSettings
 from conformance import strategies as s
 from conformance.cases import cases
 from conformance.claims import XATTR_RULES, claims_xattrs, compares_upper
 from conformance.clock import Clock
 from conformance.compare import Divergence, InodeMap, compare_images, compare_views, render
+from conformance.errors import ConformanceError, Diverges
 from conformance.failure import Failure, TracedStep
 from conformance.features import ALL_FIELDS, Feature
+from conformance.verdicts import CRASHED, DIVERGES, HUNG
 from reference import ops
 from reference.layer import StackSpec
 from reference.options import Options
@@ -49,7 +51,7 @@ from reference.view import LayerImage, View
 T = TypeVar("T")
 
 
-class Diverged(AssertionError):
+class Diverged(Diverges):
     """The driver did something the reference does not allow; ``failures`` holds the
     failing example(s) as data (conformance.failure)."""
 
@@ -58,8 +60,8 @@ class Diverged(AssertionError):
         self.failures = failures
 
 
-class DriverBroke(DriverFailure):
-    """The driver hung or crashed: ``verdict`` is "hung" or "crashed", ``step`` the number
+class DriverBroke(ConformanceError, DriverFailure):
+    """The driver hung or crashed: ``verdict`` is HUNG or CRASHED, ``step`` the number
     of the operation it broke on (0: while mounting), ``steps`` the program up to there."""
 
     def __init__(
@@ -120,7 +122,7 @@ class OverlayMachine:
         self.pending: TracedStep | None = None
 
     def failure(
-        self, text: str, found: list[Divergence] | tuple = (), kind: str = "diverges"
+        self, text: str, found: list[Divergence] | tuple = (), kind: str = DIVERGES
     ) -> tuple[Failure, ...]:
         """This run's program as a Failure (none before the layers are mounted)."""
         if self.stack is None:
@@ -129,7 +131,7 @@ class OverlayMachine:
             attrs.evolve(step, allowed=tuple(sorted(step.allowed, key=describe)))
             for step in (*self.trace, *([self.pending] if self.pending is not None else []))
         ]
-        settings_of = getattr(self.driver, "mounter_settings", None)
+        mounts = self.driver.capabilities.mounts
         return (
             Failure(
                 driver=self.driver.name,
@@ -140,7 +142,7 @@ class OverlayMachine:
                 divergence=text,
                 found=tuple(found),
                 fields=self.fields,
-                mounter=settings_of() if settings_of is not None else None,
+                mounter=self.driver.mounter_settings() if mounts else None,  # type: ignore[attr-defined]
                 identities=tuple(self.identities),
                 kind=kind,
             ),
@@ -156,7 +158,7 @@ class OverlayMachine:
         try:
             return action()
         except DriverFailure as failure:
-            verdict = "hung" if isinstance(failure, DriverHung) else "crashed"
+            verdict = HUNG if isinstance(failure, DriverHung) else CRASHED
             step = len(self.program) - 1
             cls.broken = DriverBroke(
                 verdict,
@@ -183,10 +185,10 @@ class OverlayMachine:
         # the trace keeps the set; failure() orders it (describing every outcome of every
         # step cost more than a reference step)
         self.pending = TracedStep(op, allowed, None)  # type: ignore[arg-type]
-        # A driver whose class can observes in the same round trip (the check follows at
-        # once); looked up on the class, so a wrapper that replaces run() is not bypassed.
+        # A driver that declares it observes in the same round trip (the check follows at
+        # once); a wrapper that replaces run() declares it does not (tests/test_broken_drivers).
         run = self.driver.run
-        if getattr(type(self.driver), "run_and_observe", None) is not None:
+        if self.driver.capabilities.one_round_trip:
             run = self.driver.run_and_observe  # type: ignore[attr-defined]
         with self.timed("driver operations"):
             actual = self.call_driver(op, lambda: run(op))
@@ -301,6 +303,13 @@ class OverlayMachine:
 RULES: frozenset[str] = frozenset(s.OPERATIONS)
 
 
+#: Wraps each machine class machine_for makes (the pytest plugin sets it to
+#: conformance.coverage.observed with --hypothesis-show-statistics; set here rather than
+#: imported, so the coverage command, which runs machines, and the machine do not import
+#: each other).
+OBSERVE: Callable[[type], type] | None = None
+
+
 def machine_for(
     driver: Driver, options: Options, feature: Feature | None = None
 ) -> type[OverlayMachine]:
@@ -331,9 +340,9 @@ def machine_for(
     Machine.fields = fields
     Machine.feature_id = feature.id if feature is not None else ""
     Machine.__name__ = Machine.__qualname__ = "OverlayMachine"
-    if coverage.EVENTS:
+    if OBSERVE is not None:
         # pytest --hypothesis-show-statistics: each rare state reached is an event
-        return coverage.observed(Machine)
+        return OBSERVE(Machine)
     return Machine
 
 
@@ -369,8 +378,10 @@ def run_machine(
     options: Options,
     run_settings: settings | None = None,
     feature: Feature | None = None,
+    driver_settings: DriverSettings = DEFAULT,
 ) -> None:
-    """Run the lockstep machine for one driver and option set.
+    """Run the lockstep machine for one driver and option set (``driver_settings``: the
+    run's, for a driver the check makes itself, the layer-interchange reader).
 
     Raises Diverged (with Hypothesis's shrunk program) on a divergence, and DriverBroke
     ("hung at step N" / "crashed at step N", with the program up to there) when the driver
@@ -379,7 +390,7 @@ def run_machine(
     if feature is not None and not feature.machine:
         from conformance.interchange import run_interchange
 
-        run_interchange(driver, options, run_settings or settings())
+        run_interchange(driver, options, run_settings or settings(), driver_settings)
         return
     machine = machine_for(driver, options, feature)
     try:

@@ -22,6 +22,7 @@ from typing import Any
 
 import attrs
 
+from conformance.errors import ConformanceError
 from reference import layer, ops
 
 #: The largest file size, write offset or data length a program may ask for: far above
@@ -43,7 +44,7 @@ CHOICES = {
 }
 
 
-class ProgramError(ValueError):
+class ProgramError(ConformanceError, ValueError):
     """A program read from a file is not one the suite can run (one line)."""
 
 

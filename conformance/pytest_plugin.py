@@ -48,6 +48,7 @@ from typing import Any, NoReturn
 import pytest
 
 from adapters.engine_registry import ENGINES
+from adapters.settings import DEFAULT, DriverSettings, SettingsError
 
 DRIVER_OPTION = "--driver"
 BUDGET_OPTION = "--budget"
@@ -60,6 +61,8 @@ TIMEOUT_OPTION = "--driver-timeout"
 CORPUS_OPTION = "--corpus"
 KERNEL_IMAGE_OPTION = "--kernel-image"
 KERNEL_MODULES_OPTION = "--kernel-modules"
+#: Where pytest_configure keeps the run's driver settings.
+SETTINGS = pytest.StashKey[DriverSettings]()
 BUDGET_NAMES = ("quick", "standard", "deep")
 
 
@@ -157,23 +160,26 @@ def pytest_configure(config: pytest.Config) -> None:
     terminate_as_interrupt()
     register_profiles(config.rootpath)
     if config.getoption("hypothesis_show_statistics", False):
-        from conformance import coverage
+        from conformance import coverage, machine
 
         # each rare state an example reaches becomes a Hypothesis event (conformance.coverage)
         coverage.EVENTS = True
+        machine.OBSERVE = coverage.observed
+    # The run's driver settings, built once here (in each xdist worker from the same
+    # options) and passed explicitly: the fixtures below make drivers with them.
     try:
-        registry.configure(
-            driver_cmd=config.getoption(DRIVER_CMD_OPTION),
-            profile=config.getoption(PROFILE_OPTION),
-            timeout=config.getoption(TIMEOUT_OPTION),
+        config.stash[SETTINGS] = DriverSettings(
+            config.getoption(DRIVER_CMD_OPTION),
+            config.getoption(PROFILE_OPTION),
+            config.getoption(TIMEOUT_OPTION),
         )
-    except ValueError as problem:
+    except SettingsError as problem:
         raise pytest.UsageError(f"{TIMEOUT_OPTION}: {problem}") from None
     config.unionspec_kernels = _kernel_drivers(config)  # type: ignore[attr-defined]
-    known = registry.names()
-    for name in config.getoption(DRIVER_OPTION):
-        if name not in known:
-            raise pytest.UsageError(f"unknown driver {name!r} (known: {', '.join(known)})")
+    try:
+        registry.check(config.getoption(DRIVER_OPTION))
+    except registry.UnknownDriver as problem:
+        raise pytest.UsageError(str(problem)) from None
     for name in config.getoption(ENGINE_OPTION):
         if name not in ENGINES:
             raise pytest.UsageError(f"unknown engine {name!r} (known: {', '.join(ENGINES)})")
@@ -208,6 +214,17 @@ def driver_names(config: pytest.Config) -> list[str]:
     if kernels:
         names = [name for name in names if name != "kernel"] + kernels
     return names
+
+
+def driver_settings_of(config: pytest.Config) -> DriverSettings:
+    """The run's driver settings (built by pytest_configure)."""
+    return config.stash.get(SETTINGS, DEFAULT)
+
+
+@pytest.fixture(scope="session")
+def driver_settings(request: pytest.FixtureRequest) -> DriverSettings:
+    """The run's driver settings (``--driver-cmd``, ``--profile``, ``--driver-timeout``)."""
+    return driver_settings_of(request.config)
 
 
 def corpus_dir(config: pytest.Config) -> Path:
@@ -265,8 +282,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
     for failure in failures_of(call.excinfo.value):
         if failure.driver.startswith("fault:"):
-            continue  # the project's own seeded faults (tests/faults.py)
-        version = expectations.installed_version(failure.driver)
+            continue  # the project's own seeded faults (adapters/faults.py)
+        version = expectations.version_of(
+            failure.driver, driver_settings_of(item.config)
+        )
         with contextlib.suppress(OSError):
             corpus.save(corpus.from_failure(failure, version), corpus_dir(item.config))
 
@@ -308,7 +327,7 @@ def driver(request: pytest.FixtureRequest) -> Iterator[Any]:
 
     name = request.param
     try:
-        instance = registry.make(name)
+        instance = registry.make(name, driver_settings_of(request.config))
     except DriverUnavailable as reason:
         _cannot_run(request, f"driver {name!r} cannot run here: {reason}")
     try:

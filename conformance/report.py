@@ -18,23 +18,27 @@ import re
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from xml.etree import ElementTree as ET
 
 import attrs
 
+from adapters.settings import DEFAULT, DriverSettings
 from conformance import safe_write
-from conformance.certify import SEVERITY, Verdict
-from conformance.report_html import QUIET, render_html
+from conformance import verdicts as v
+from conformance.errors import ConformanceError
+from conformance.report_html import QUIET, _status_line, render_html
 from conformance.report_html import slug as slug  # the file name part of a cell id
 from conformance.safe_write import write_atomically
+from conformance.verdicts import FAILING, SEVERITY
+
+if TYPE_CHECKING:
+    from conformance.certify import Verdict
 
 SCHEMA = "unionspec-report/1"
 FILES = ("report.json", "report.md", "report.html", "junit.xml")
 OVERLAY_PARAMETERS = Path("/sys/module/overlay/parameters")
-#: Verdicts that fail a run (the others are reported, not failed).
-FAILING = ("diverges", "hung", "crashed")
-class ReportDirError(Exception):
+class ReportDirError(ConformanceError):
     """The report directory cannot be created or written (one line)."""
 
 
@@ -84,44 +88,23 @@ def overlay_parameters(where: Path = OVERLAY_PARAMETERS) -> dict[str, str]:
     return found
 
 
-def driver_info(name: str) -> dict[str, Any]:
+def driver_info(name: str, settings: DriverSettings = DEFAULT) -> dict[str, Any]:
     """What a report records of a driver: its version (the profile's ``version_command``),
     its command template and the option sets its profile claims."""
     from adapters import registry
 
     info: dict[str, Any] = {"version": None, "command": None, "options_claimed": None}
     try:
-        factory = registry.factory(name)
-        probe = getattr(factory, "installed_version", None)
-        info["version"] = probe() if probe is not None else None
-        profile = None
-        if hasattr(factory, "preset_profile"):
-            profile = factory.preset_profile()
-        elif hasattr(factory, "configured"):
-            template, profile = factory.configured()
-            info["command"] = template
-        if profile is not None:
-            info["command"] = info["command"] or profile.template or None
-            info["options_claimed"] = list(profile.options)
-            info["profile"] = profile.source
+        info["version"] = registry.installed_version(name, settings)
+        info.update(registry.about(name, settings))
     except Exception as exc:  # a broken third-party driver: say so, keep the report
         info["error"] = f"{type(exc).__name__}: {exc}"
-    vm_info = getattr(registry.KERNEL_IMAGES.get(name), "vm_info", None)
-    if vm_info is not None:  # kernel@<release>: the kernel the VM booted (adapters.vm)
-        info["kernel_image"] = vm_info()
-    if name == "kernel":
-        info["version"] = platform.release()
-    elif name == "reference":
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            info["version"] = f"unionspec {version('unionspec')} (the executable specification)"
-        except PackageNotFoundError:
-            info["version"] = "unionspec (the executable specification, not installed)"
     return info
 
 
-def environment(drivers: Iterable[str], engines: Iterable[str] = ()) -> dict[str, Any]:
+def environment(
+    drivers: Iterable[str], engines: Iterable[str] = (), settings: DriverSettings = DEFAULT
+) -> dict[str, Any]:
     import hypothesis
 
     from adapters import engine_registry
@@ -133,7 +116,7 @@ def environment(drivers: Iterable[str], engines: Iterable[str] = ()) -> dict[str
         "python": platform.python_version(),
         "hypothesis": hypothesis.__version__,
         "euid": os.geteuid(),
-        "drivers": {name: driver_info(name) for name in drivers},
+        "drivers": {name: driver_info(name, settings) for name in drivers},
         "engines": {
             name: {
                 "version": engine_registry.version(name),
@@ -200,12 +183,14 @@ class Report:
     order: dict[str, int] = attrs.field(factory=dict)
     #: The container engines certified (conformance.certify_engines).
     engines: list[str] = attrs.field(factory=list)
+    #: The run's driver settings (what the drivers' entries record depends on them).
+    driver_settings: DriverSettings = DEFAULT
     #: Drivers not asked for that cannot run for want of a setting: name -> what to give.
     left_out: dict[str, str] = attrs.field(factory=dict)
 
     def document(self) -> dict[str, Any]:
         if self.env is None:
-            self.env = environment(self.drivers, self.engines)
+            self.env = environment(self.drivers, self.engines, self.driver_settings)
         summary: dict[str, int] = {}
         for cell in self.cells:
             summary[cell.verdict.verdict] = summary.get(cell.verdict.verdict, 0) + 1
@@ -287,19 +272,12 @@ def _grid(doc: dict[str, Any]) -> dict[str, tuple[list[str], list[str], dict]]:
 
 def _overview(doc: dict[str, Any]) -> dict[tuple[str, str], str]:
     """(driver, feature) -> the worst verdict over its option sets."""
-    from conformance.certify import worst
+    from conformance.verdicts import worst
 
     found: dict[tuple[str, str], list[str]] = {}
     for cell in doc["cells"]:
         found.setdefault((cell["driver"], cell["feature"]), []).append(cell["verdict"])
     return {key: worst(values) for key, values in found.items()}
-
-
-def _status_line(doc: dict[str, Any]) -> str:
-    text = f"status: {doc['status']}, {doc['done']} of {doc['planned']} cells done"
-    if doc["interruption"]:
-        text += f" (interrupted by {doc['interruption']})"
-    return text
 
 
 def _failing_cells(doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -378,9 +356,9 @@ def render_junit(doc: dict[str, Any]) -> str:
         if cell["verdict"] in FAILING:
             failure = ET.SubElement(case, "failure", message=first, type=cell["verdict"])
             failure.text = cell["reason"]
-        elif cell["verdict"] == "expected-divergence":
+        elif cell["verdict"] == v.EXPECTED:
             ET.SubElement(case, "skipped", message=first, type="pytest.xfail")
-        elif cell["verdict"] in ("skipped", "unclaimed"):
+        elif cell["verdict"] in (v.SKIPPED, v.UNCLAIMED):
             ET.SubElement(case, "skipped", message=f"{cell['verdict']}: {first}")
     if doc["status"] == "interrupted":
         suite = ET.SubElement(root, "testsuite", name="run")

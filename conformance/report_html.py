@@ -17,19 +17,21 @@ import re
 import shlex
 from typing import Any
 
+from conformance import verdicts as v
+
 #: The colours of the verdicts; any other verdict gets :data:`OTHER_COLOUR`.
 COLOURS = {
-    "conforms": "#c8e6c9",
-    "expected-divergence": "#fff59d",
-    "unclaimed": "#e0e0e0",
-    "skipped": "#eeeeee",
-    "diverges": "#ef9a9a",
-    "hung": "#ce93d8",
-    "crashed": "#ce93d8",
+    v.CONFORMS: "#c8e6c9",
+    v.EXPECTED: "#fff59d",
+    v.UNCLAIMED: "#e0e0e0",
+    v.SKIPPED: "#eeeeee",
+    v.DIVERGES: "#ef9a9a",
+    v.HUNG: "#ce93d8",
+    v.CRASHED: "#ce93d8",
 }
 OTHER_COLOUR = "#ffe0b2"
 #: Verdicts that say nothing is wrong or nothing was checked: no divergence to show.
-QUIET = ("conforms", "unclaimed", "skipped")
+QUIET = (v.CONFORMS, v.UNCLAIMED, v.SKIPPED)
 
 _CSS = """
 body { font-family: sans-serif; margin: 2em; color: #222; max-width: 75em; }
@@ -165,7 +167,7 @@ def _grid(doc: dict[str, Any]) -> dict[str, tuple[list[str], list[str], dict]]:
 def _overview(doc: dict[str, Any]) -> list[str]:
     """The worst verdict per (driver, feature): the overlay drivers' table, then the
     container engines' (their features are not the drivers')."""
-    from conformance.certify_engines import PREFIX
+    from conformance.verdicts import ENGINE_PREFIX as PREFIX
 
     engines = [c for c in doc["cells"] if c["driver"].startswith(PREFIX)]
     overlay = [c for c in doc["cells"] if not c["driver"].startswith(PREFIX)]
@@ -180,7 +182,7 @@ def _overview(doc: dict[str, Any]) -> list[str]:
 
 
 def _worst_table(cells: list[dict[str, Any]], corner: str) -> list[str]:
-    from conformance.certify import worst
+    from conformance.verdicts import worst
 
     found: dict[tuple[str, str], list[str]] = {}
     for cell in cells:
@@ -269,12 +271,11 @@ def _clip(text: str, most: int = 240) -> str:
 
 
 def _divergences(doc: dict[str, Any]) -> list[str]:
-    from conformance.certify import EXPECTED_OK
+    from conformance.verdicts import EXPECTED_OK
 
     listed = [c for c in doc["cells"] if c["verdict"] not in QUIET]
     if not listed:
         return []
-    from conformance.console import first_difference
 
     directory = doc.get("directory") or "."
     unexpected = [c for c in listed if c["verdict"] not in EXPECTED_OK]
@@ -354,7 +355,6 @@ def _recorded(doc: dict[str, Any]) -> list[str]:
 
 def render_html(doc: dict[str, Any]) -> str:
     """The page (see the module docstring) of a report document (report.json's data)."""
-    from conformance.report import _status_line
 
     env = doc["environment"]
     out = [
@@ -387,3 +387,40 @@ def render_html(doc: dict[str, Any]) -> str:
     out += _matrices(doc)
     out.append("</body></html>")
     return "\n".join(out) + "\n"
+
+
+def _status_line(doc: dict[str, Any]) -> str:
+    text = f"status: {doc['status']}, {doc['done']} of {doc['planned']} cells done"
+    if doc["interruption"]:
+        text += f" (interrupted by {doc['interruption']})"
+    return text
+
+
+def first_difference(cell: dict[str, Any] | None, detail: str) -> str:
+    """The first step whose outcome the reference does not allow (allowed vs actual), or
+    the difference after the last step, or the first line of the reason."""
+    failures = (cell or {}).get("failures") or []
+    if failures:
+        failure = failures[0]
+        steps = failure["steps"]
+        for number, step in enumerate(steps, 1):
+            if step["actual"] not in step["allowed"]:
+                actual = "(no answer)" if step["actual"] is None else step["actual"]
+                return (f"step {number}/{len(steps)} {step['op']}: allowed "
+                        f"{' or '.join(step['allowed'])}, actual {actual}")
+        differences = failure.get("differences") or []
+        if differences:
+            d = differences[0]
+            after = f"{d['where']}: {d['field']}: allowed {d['expected']}, actual {d['actual']}"
+        else:
+            after = _first_fact(failure["divergence"])
+        if not steps:
+            return f"after the mount: {after}"
+        return f"after step {len(steps)}/{len(steps)}: {after}"
+    return _first_fact(detail) or "(no detail)"
+
+
+def _first_fact(text: str) -> str:
+    """The first line that is not a heading (a line ending with a colon)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return next((line for line in lines if not line.endswith(":")), lines[0] if lines else "")

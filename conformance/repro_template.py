@@ -28,6 +28,10 @@ import subprocess
 import sys
 import time
 
+# The operations' system calls: adapters/syscalls.py, embedded here verbatim (the same
+# calls the suite's executor makes).
+from adapters.syscalls import CALLS, MAX_READ, kind_of  # __SYSCALLS__
+
 DATA: dict = {}  # __DATA__
 
 BASE = "/tmp/unionspec"
@@ -37,11 +41,6 @@ WORK = BASE + "/work"
 CLONE_NEWNS, CLONE_NEWPID = 0x00020000, 0x20000000
 MS_REC, MS_PRIVATE, MNT_DETACH, MS_NOSUID, MS_NODEV = 0x4000, 1 << 18, 2, 2, 4
 PR_SET_PDEATHSIG = 1
-MAX_READ = 4 << 20  # adapters.layerdisk.MAX_READ
-RENAME_FLAGS = {"": 0, "RENAME_NOREPLACE": 1, "RENAME_EXCHANGE": 2}
-OPEN_FLAGS = {"O_CREAT": os.O_CREAT, "O_EXCL": os.O_EXCL, "O_TRUNC": os.O_TRUNC,
-              "O_APPEND": os.O_APPEND}
-SYS_RENAMEAT2 = {"x86_64": 316, "aarch64": 276, "riscv64": 276, "ppc64le": 357, "s390x": 347}
 libc = ctypes.CDLL(None, use_errno=True)
 libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
                        ctypes.c_char_p]
@@ -70,9 +69,10 @@ def describe(outcome):
     if outcome[0] == "err":
         return f"{outcome[1]} ({os.strerror(getattr(errno, outcome[1], 0))})"
     value = outcome[1]
-    if isinstance(value, tuple) and value[:1] == ("stat",):
+    if isinstance(value, dict):  # a stat: the fields of StatResult
         return "StatResult(kind=%r, mode=%s, uid=%d, gid=%d, size=%d, nlink=%d)" % (
-            value[1], oct(value[2]), value[3], value[4], value[5], value[6])
+            value["kind"], oct(value["mode"]), value["uid"], value["gid"], value["size"],
+            value["nlink"])
     return repr(value)
 
 
@@ -113,14 +113,6 @@ def write_layer(directory, entries):
     for full, mode in reversed(dirs):
         os.chmod(full, mode)
     os.chmod(directory, 0o755)
-
-
-def kind_of(mode):
-    for test, name in ((stat.S_ISREG, "file"), (stat.S_ISDIR, "dir"), (stat.S_ISLNK, "symlink"),
-                       (stat.S_ISFIFO, "fifo"), (stat.S_ISCHR, "chardev")):
-        if test(mode):
-            return name
-    return "other"
 
 
 def read_file(path, follow=False):
@@ -352,66 +344,6 @@ def others_alive():
 # --- operations, inside a chroot of the mount ---------------------------------------------
 
 
-def renameat2(src, dst, flags):
-    func = getattr(libc, "renameat2", None)
-    if func is not None:
-        func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
-                         ctypes.c_uint]
-        result = func(-100, src.encode(), -100, dst.encode(), flags)
-    else:
-        result = libc.syscall(ctypes.c_long(SYS_RENAMEAT2[os.uname().machine]),
-                              ctypes.c_int(-100), ctypes.c_char_p(src.encode()),
-                              ctypes.c_int(-100), ctypes.c_char_p(dst.encode()),
-                              ctypes.c_uint(flags))
-    if result != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-
-
-def op_write(a):
-    flags = os.O_WRONLY | os.O_NONBLOCK
-    for name in a["flags"]:
-        flags |= OPEN_FLAGS[name]
-    fd = os.open("/" + a["path"], flags, a["mode"])
-    try:
-        if "O_APPEND" in a["flags"]:
-            return os.write(fd, a["data"])
-        return os.pwrite(fd, a["data"], a["offset"])
-    finally:
-        os.close(fd)
-
-
-def op_stat(a):
-    st = os.stat("/" + a["path"], follow_symlinks=a["follow"])
-    kind = kind_of(st.st_mode)
-    size = st.st_size if kind in ("file", "symlink") else 0
-    return ("stat", kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, size, st.st_nlink)
-
-
-HANDLERS = {
-    "Stat": op_stat,
-    "Read": lambda a: read_file("/" + a["path"], follow=True),
-    "Write": op_write,
-    "Truncate": lambda a: os.truncate("/" + a["path"], a["size"]),
-    "Mkdir": lambda a: os.mkdir("/" + a["path"], a["mode"]),
-    "Rmdir": lambda a: os.rmdir("/" + a["path"]),
-    "Unlink": lambda a: os.unlink("/" + a["path"]),
-    "Rename": lambda a: renameat2("/" + a["src"], "/" + a["dst"], RENAME_FLAGS[a["flags"]]),
-    "Link": lambda a: os.link("/" + a["src"], "/" + a["dst"], follow_symlinks=False),
-    "Symlink": lambda a: os.symlink(a["target"], "/" + a["path"]),
-    "Readlink": lambda a: os.readlink("/" + a["path"]),
-    "Chmod": lambda a: os.chmod("/" + a["path"], a["mode"]),
-    "Chown": lambda a: os.chown("/" + a["path"], a["uid"], a["gid"]),
-    "SetXattr": lambda a: os.setxattr("/" + a["path"], a["name"], a["value"], 0),
-    "GetXattr": lambda a: os.getxattr("/" + a["path"], a["name"]),
-    "ListXattr": lambda a: tuple(sorted(n for n in os.listxattr("/" + a["path"])
-                                        if n.startswith("user."))),
-    "RemoveXattr": lambda a: os.removexattr("/" + a["path"], a["name"]),
-    "Readdir": lambda a: tuple(sorted(os.listdir("/" + a["path"]))),
-    "Mkfifo": lambda a: os.mkfifo("/" + a["path"], a["mode"]),
-}
-
-
 class Chroot:
     """Operations resolve inside the mount: no path or symlink can leave it."""
 
@@ -428,9 +360,8 @@ class Chroot:
 
 
 def masked(outcome):
-    if DATA["ignore_nlink"] and outcome[0] == "ok" and isinstance(outcome[1], tuple) \
-            and outcome[1][:1] == ("stat",):
-        return ("ok", (*outcome[1][:6], 0))
+    if DATA["ignore_nlink"] and outcome[0] == "ok" and isinstance(outcome[1], dict):
+        return ("ok", {**outcome[1], "nlink": 0})
     return outcome
 
 
@@ -611,14 +542,14 @@ def run(how):
             numbers.append(observe_inodes(chroot, None if options["read_only"] else UPPER))
         for number, step in enumerate(DATA["steps"], 1):
             name, args = step["op"]
-            if name == "Remount":
+            if name == "remount":
                 mounter.stop()
                 mounter.start()
                 actual = ("ok", None)
             else:
                 try:
                     with chroot:
-                        actual = ("ok", HANDLERS[name](args))
+                        actual = ("ok", CALLS[name](**args))
                 except OSError as exc:
                     actual = ("err", err_name(exc))
             allowed = [tuple(o) for o in step["allowed"]]

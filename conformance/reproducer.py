@@ -20,6 +20,7 @@ from typing import Any
 
 import attrs
 
+from adapters import syscalls
 from conformance.failure import Failure
 from reference import ops
 from reference.layer import Kind, build, walk
@@ -30,14 +31,17 @@ TEMPLATE = Path(__file__).resolve().parent / "repro_template.py"
 #: The confined root (standard library only), embedded in every script.
 CONFINE = Path(__file__).resolve().parent.parent / "adapters" / "_confine.py"
 _MARK = "DATA: dict = {}  # __DATA__\n"
+#: The template's import of the system calls, replaced by their module's text verbatim.
+_SYSCALLS_MARK = "from adapters.syscalls import CALLS, MAX_READ, kind_of  # __SYSCALLS__\n"
 #: The template's stand-ins for the embedded confinement (adapters/_confine.py).
 _CONFINE_MARK = re.compile(r"^# __CONFINE__ .*?^# __CONFINE__ end\n", re.M | re.S)
 
 
 def _value(value: Any) -> Any:
-    """An outcome's value as the script computes it (a StatResult is a tagged tuple)."""
+    """An outcome's value as the script computes it (adapters.syscalls: a StatResult is a
+    dict of its fields)."""
     if isinstance(value, ops.StatResult):
-        return ("stat", value.kind, value.mode, value.uid, value.gid, value.size, value.nlink)
+        return attrs.asdict(value)
     return value
 
 
@@ -143,7 +147,7 @@ def data(failure: Failure, version: str | None = None) -> dict[str, Any]:
         "steps": [
             {
                 "text": repr(step.op),
-                "op": (type(step.op).__name__, attrs.asdict(step.op)),
+                "op": (ops.KINDS[type(step.op)].rule, attrs.asdict(step.op)),
                 "allowed": [_outcome(o) for o in step.allowed],
             }
             for step in failure.steps
@@ -168,6 +172,7 @@ def script(failure: Failure, version: str | None = None) -> str:
         template.replace("__TITLE__", title.replace('"""', "'''"))
         .replace("__DIVERGENCE__", divergence.replace("\\", "\\\\").replace('"""', "'''"))
         .replace(_MARK, f"DATA = {literal}\n")
+        .replace(_SYSCALLS_MARK, syscalls_source(), 1)
     )
     return _CONFINE_MARK.sub(lambda _: _confine_source(), text)
 
@@ -177,6 +182,11 @@ def _confine_source() -> str:
     text = CONFINE.read_text(encoding="utf-8")
     end = text.index('"""', 3) + 3
     return "# --- a confined root (adapters/_confine.py) " + "-" * 44 + "\n" + text[end:]
+
+
+def syscalls_source() -> str:
+    """adapters/syscalls.py as the script embeds it: verbatim."""
+    return Path(syscalls.__file__).read_text(encoding="utf-8")
 
 
 def write(failure: Failure, path: str | Path, version: str | None = None) -> Path:

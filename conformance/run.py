@@ -26,21 +26,22 @@ from types import FrameType
 from typing import Any
 
 from adapters import registry
+from adapters.settings import DriverSettings, SettingsError
 from conformance import corpus, expectations, timebudget
 from conformance.certify import Verdict, planned, uninterrupted
+from conformance.errors import ConformanceError
 from conformance.features import BY_ID, FEATURES, Feature
 from conformance.shard import Shard, ShardError, cell_id
+from conformance.verdicts import FAILING, INTERRUPTED
 from reference.options import MATRIX
 
 FUSE_DRIVERS = ("fuse", "fuse-overlayfs", "unionfs-fuse")
 DEFAULT_CORPUS = ".unionspec/corpus"
-#: Exit status of an interrupted run, Ctrl-C or SIGTERM (128 + SIGINT, as a shell says).
-INTERRUPTED = 130
 #: How long an interrupted run waits for a worker to close its drivers.
 WORKER_GRACE = 20.0
 
 
-class UsageError(Exception):
+class UsageError(ConformanceError):
     """Bad input: one line, exit status 2."""
 
 
@@ -104,10 +105,10 @@ def check_arguments(args: argparse.Namespace) -> tuple[list[str], list[Feature],
     """The drivers, the features and whether the whole-machine cells run; a UsageError
     (one line) for anything inconsistent, before anything runs. With ``--engine`` and no
     ``--driver``, no overlay driver is certified."""
-    known = registry.names()
-    for name in args.driver:
-        if name not in known:
-            raise UsageError(f"unknown driver {name!r} (known: {', '.join(known)})")
+    try:
+        registry.check(args.driver)
+    except registry.UnknownDriver as problem:
+        raise UsageError(str(problem)) from None
     for name in args.feature:
         if name not in BY_ID:
             raise UsageError(f"unknown feature {name!r} (known: {', '.join(BY_ID)})")
@@ -122,7 +123,7 @@ def check_arguments(args: argparse.Namespace) -> tuple[list[str], list[Feature],
     features = [BY_ID[name] for name in dict.fromkeys(args.feature)] or list(FEATURES)
     if getattr(args, "engine", None) and not args.driver:
         return [], features, not args.feature
-    return args.driver or known, features, not args.feature
+    return args.driver or registry.names(), features, not args.feature
 
 
 #: Drivers that run only with a setting: not named with ``--driver`` and without that
@@ -130,14 +131,16 @@ def check_arguments(args: argparse.Namespace) -> tuple[list[str], list[Feature],
 NEEDS_SETTING = {"fuse": "the generic FUSE driver: give --driver-cmd TEMPLATE and --driver=fuse"}
 
 
-def left_out(args: argparse.Namespace, drivers: list[str]) -> dict[str, str]:
+def left_out(
+    args: argparse.Namespace, drivers: list[str], settings: DriverSettings
+) -> dict[str, str]:
     """The drivers of ``drivers`` that were not asked for (``--driver``) and cannot run
     for want of a setting (:data:`NEEDS_SETTING`): driver -> what to give."""
     return {
         name: why
         for name, why in NEEDS_SETTING.items()
         if name in drivers and name not in args.driver
-        and registry.unavailable_reason(name) is not None
+        and registry.unavailable_reason(name, settings) is not None
     }
 
 
@@ -176,7 +179,7 @@ def seeded(seed: int | None) -> Iterator[None]:
 
 
 #: The verdicts whose failing examples are saved in the corpus (the unexpected ones).
-SAVED = ("diverges", "hung", "crashed")
+SAVED = FAILING
 
 
 class Artefacts:
@@ -184,10 +187,15 @@ class Artefacts:
     reports."""
 
     def __init__(
-        self, report: Any, corpus_dir: Path, warn: Callable[[str], None] | None = None
+        self,
+        report: Any,
+        corpus_dir: Path,
+        settings: DriverSettings,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
         self.report = report
         self.corpus_dir = corpus_dir
+        self.settings = settings
         self.warn = warn or (lambda text: print(text, file=sys.stderr))
 
     def record(self, verdict: Verdict) -> None:
@@ -195,7 +203,11 @@ class Artefacts:
         from conformance.report import Cell, slug, writing
 
         cell = Cell(verdict)
-        version = expectations.installed_version(verdict.driver) if verdict.failures else None
+        version = (
+            expectations.version_of(verdict.driver, self.settings)
+            if verdict.failures
+            else None
+        )
         for number, failure in enumerate(verdict.failures):
             program = None
             # an expected divergence has its reproducer in expectations.toml already
@@ -262,10 +274,15 @@ def add_kernel_images(args: argparse.Namespace) -> None:
     args.driver = [name for name in args.driver if name != "kernel"] + labels
 
 
-def configure_registry(driver_cmd: str | None, profile: str | None, timeout: float | None) -> None:
+def driver_settings(args: argparse.Namespace) -> DriverSettings:
+    """The run's driver settings, built once from the options and passed explicitly (to
+    the registry, the workers, the reports); a UsageError (one line) for a bad one."""
+    check_fuse_settings(args.driver_cmd, args.profile)
     try:
-        registry.configure(driver_cmd=driver_cmd, profile=profile, timeout=timeout)
-    except ValueError as problem:
+        return DriverSettings(
+            args.driver_cmd, args.profile, getattr(args, "driver_timeout", None)
+        )
+    except SettingsError as problem:
         raise UsageError(f"--driver-timeout: {problem}") from None
 
 
@@ -286,13 +303,12 @@ def certify_command(args: argparse.Namespace) -> int:
     if shard is not None and engines:
         raise UsageError("--shard splits the overlay drivers' cells: certify --engine apart")
     engine_plan = plan(engines)
-    check_fuse_settings(args.driver_cmd, args.profile)
+    settings = driver_settings(args)
     try:
         expectations.configure(args.expectations)
     except expectations.ExpectationError as problem:
         raise UsageError(str(problem)) from None
-    configure_registry(args.driver_cmd, args.profile, getattr(args, "driver_timeout", None))
-    not_run = left_out(args, drivers)
+    not_run = left_out(args, drivers, settings)
     drivers = [name for name in drivers if name not in not_run]
     corpus_dir = Path(args.corpus or DEFAULT_CORPUS)
     try:
@@ -321,6 +337,7 @@ def certify_command(args: argparse.Namespace) -> int:
                 )
             },
             engines=engines,
+            driver_settings=settings,
             left_out=not_run,
         )
         report.write()
@@ -334,7 +351,7 @@ def certify_command(args: argparse.Namespace) -> int:
     )
     done: list[Verdict] = []
     progress = Progress(total)
-    artefacts = Artefacts(report, corpus_dir, progress.note)
+    artefacts = Artefacts(report, corpus_dir, settings, progress.note)
 
     def on_verdict(verdict: Verdict) -> None:
         with uninterrupted():
@@ -353,13 +370,16 @@ def certify_command(args: argparse.Namespace) -> int:
     try:
         with seeded(args.seed):
             if args.workers > 1:
-                verdicts = run_parallel(args, drivers, features, machine, on_verdict)
+                verdicts = run_parallel(
+                    args, settings, drivers, features, machine, on_verdict
+                )
             else:
                 from conformance.certify import certify
 
                 verdicts = certify(
                     drivers, run_settings, on_verdict, feature_settings=feature_settings,
                     features=features, machine=machine, programs=programs, shard=shard,
+                    driver_settings=settings,
                 )
             if engines:
                 from conformance.settings import container_profile
@@ -408,12 +428,13 @@ def replay_command(args: argparse.Namespace) -> int:
     except corpus.CorpusError as problem:
         raise UsageError(str(problem)) from None
     name = args.driver or program.driver
-    if name not in registry.names():
-        raise UsageError(f"unknown driver {name!r} (known: {', '.join(registry.names())})")
-    check_fuse_settings(args.driver_cmd, args.profile)
-    configure_registry(args.driver_cmd, args.profile, None)
     try:
-        driver = registry.make(name)
+        registry.check([name])
+    except registry.UnknownDriver as problem:
+        raise UsageError(str(problem)) from None
+    settings = driver_settings(args)
+    try:
+        driver = registry.make(name, settings)
     except DriverUnavailable as reason:
         raise UsageError(f"driver {name!r} cannot run here: {reason}") from None
     try:
@@ -477,9 +498,6 @@ def _worker(config: dict[str, Any], tasks: Any, results: Any) -> None:
     signal.signal(signal.SIGALRM, _raise_again)
     os.chdir(config["cwd"])
     expectations.configure(config["expectations"])
-    registry.configure(
-        driver_cmd=config["driver_cmd"], profile=config["profile"], timeout=config["timeout"]
-    )
     run_settings, feature_settings = _settings(config["budget"], config["seed"])
     timebudget.SECONDS_PER_RUN = config["seconds_per_run"]
     if config["seed"] is not None:
@@ -522,12 +540,14 @@ def _serve(
         feature = BY_ID[feature_id] if feature_id else None
         try:
             if name not in drivers:
-                drivers[name] = registry.make(name)
+                drivers[name] = registry.make(name, config["settings"])
         except DriverUnavailable as reason:
             results.put((index, Verdict(name, label, SKIPPED, str(reason), feature=feature_id)))
             continue
         chosen = run_settings if feature is None else feature_settings
-        verdict = certify_cell(drivers[name], by_label[label], chosen, feature, programs)
+        verdict = certify_cell(
+            drivers[name], by_label[label], chosen, feature, programs, config["settings"]
+        )
         if verdict.verdict in BROKEN:
             with uninterrupted():
                 drivers.pop(name).close()
@@ -536,6 +556,7 @@ def _serve(
 
 def run_parallel(
     args: argparse.Namespace,
+    settings: DriverSettings,
     drivers: list[str],
     features: list[Feature],
     machine: bool,
@@ -548,9 +569,8 @@ def run_parallel(
     tasks, results = context.Queue(), context.Queue()
     config = {
         "parent": os.getpid(), "cwd": os.getcwd(), "expectations": args.expectations,
-        "driver_cmd": args.driver_cmd,
-        "profile": args.profile, "budget": args.budget, "seed": args.seed,
-        "corpus": args.corpus or DEFAULT_CORPUS, "timeout": getattr(args, "driver_timeout", None),
+        "settings": settings, "budget": args.budget, "seed": args.seed,
+        "corpus": args.corpus or DEFAULT_CORPUS,
         "seconds_per_run": timebudget.SECONDS_PER_RUN,
     }
     for index, cell in enumerate(plan):

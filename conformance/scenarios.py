@@ -14,6 +14,7 @@ import attrs
 
 from adapters.base import Driver
 from conformance.claims import compares_upper
+from conformance.features import FEATURES
 from reference import ops
 from reference.layer import DirSpec, FileSpec, LayerSpec, StackSpec
 from reference.options import Options
@@ -154,6 +155,16 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
 )
 
+
+
+def _check() -> None:
+    """Every scenario a feature names exists (conformance.features)."""
+    named = {scenario.id for scenario in SCENARIOS}
+    for feature in FEATURES:
+        assert set(feature.scenarios) <= named, feature
+
+
+_check()
 
 def run_scenario(
     driver: Driver, scenario: Scenario, options: Options, feature: Feature | None = None

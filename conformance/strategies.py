@@ -231,31 +231,34 @@ sizes = st.sampled_from(SIZES)
 #: Readdir's paths: the root ("") half of the time.
 DIR_PATHS: tuple[str, ...] = ("",) * len(WEIGHTED_PATHS) + WEIGHTED_PATHS
 
+#: The table each field domain of ``reference.ops.KINDS`` (an entry's ``draws``) is drawn
+#: from. Paths come from the weighted universe, so operations mostly hit names that exist;
+#: each table's first entry is where shrinking goes.
+DOMAINS: dict[str, tuple[Any, ...]] = {
+    "path": WEIGHTED_PATHS,
+    "dir_path": DIR_PATHS,
+    "follow": (False, True),
+    "target": TARGETS,
+    "data": DATA,
+    "offset": OFFSETS,
+    "size": SIZES,
+    "open_flags": OPEN_FLAGS,
+    "file_mode": MODES,
+    "mode": MODES,
+    "dir_mode": (0o755, 0o700),
+    "uid": IDS,
+    "gid": IDS,
+    "xattr_name": XATTR_NAMES,
+    "xattr_value": XATTR_VALUES,
+    "rename_flags": ops.RENAME_FLAGS,
+}
+
 #: Every operation the machines generate, by rule name (the names features select, see
 #: conformance.features): its class and the table each of its fields is drawn from, in the
-#: class's field order. Paths come from the weighted universe, so operations mostly hit
-#: names that exist; each table's first entry is where shrinking goes.
+#: class's field order; derived from ``reference.ops.KINDS``, in its order.
 OPERATIONS: dict[str, tuple[Callable[..., ops.Op], tuple[tuple[Any, ...], ...]]] = {
-    "stat": (ops.Stat, (WEIGHTED_PATHS, (False, True))),
-    "read": (ops.Read, (WEIGHTED_PATHS,)),
-    "readdir": (ops.Readdir, (DIR_PATHS,)),
-    "readlink": (ops.Readlink, (WEIGHTED_PATHS,)),
-    "getxattr": (ops.GetXattr, (WEIGHTED_PATHS, XATTR_NAMES)),
-    "listxattr": (ops.ListXattr, (WEIGHTED_PATHS,)),
-    "write": (ops.Write, (WEIGHTED_PATHS, DATA, OFFSETS, OPEN_FLAGS, MODES)),
-    "truncate": (ops.Truncate, (WEIGHTED_PATHS, SIZES)),
-    "mkdir": (ops.Mkdir, (WEIGHTED_PATHS, (0o755, 0o700))),
-    "rmdir": (ops.Rmdir, (WEIGHTED_PATHS,)),
-    "unlink": (ops.Unlink, (WEIGHTED_PATHS,)),
-    "rename": (ops.Rename, (WEIGHTED_PATHS, WEIGHTED_PATHS, ops.RENAME_FLAGS)),
-    "link": (ops.Link, (WEIGHTED_PATHS, WEIGHTED_PATHS)),
-    "symlink": (ops.Symlink, (TARGETS, WEIGHTED_PATHS)),
-    "chmod": (ops.Chmod, (WEIGHTED_PATHS, MODES)),
-    "chown": (ops.Chown, (WEIGHTED_PATHS, IDS, IDS)),
-    "setxattr": (ops.SetXattr, (WEIGHTED_PATHS, XATTR_NAMES, XATTR_VALUES)),
-    "removexattr": (ops.RemoveXattr, (WEIGHTED_PATHS, XATTR_NAMES)),
-    "mkfifo": (ops.Mkfifo, (WEIGHTED_PATHS, MODES)),
-    "remount": (ops.Remount, ()),
+    kind.rule: (kind.cls, tuple(DOMAINS[domain] for domain in kind.draws))
+    for kind in ops.KINDS.values()
 }
 
 

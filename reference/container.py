@@ -28,6 +28,7 @@ import attrs
 
 from reference import ops
 from reference.engines import EngineProfile, Populate, RootMeta
+from reference.errors import SpecError
 from reference.layer import Inode, Kind, StackSpec, dir_nlink, link_counts, new_dir, walk
 from reference.options import Options
 from reference.outcome import Allowed, Err, Ok, Outcome
@@ -116,7 +117,7 @@ class Why(enum.Enum):
     INVALID_MOUNT = "invalid-mount"
 
 
-class EngineError(Exception):
+class EngineError(SpecError):
     def __init__(self, why: Why) -> None:
         super().__init__(why.value)
         self.why = why

@@ -1,9 +1,10 @@
 """The overlay engine: the reference semantics of an overlay mount, applied to operations.
 
-Each operation is one ``_op_<name>`` method that first checks (raising FsError with the
-errnos the rules allow, before any change) and then applies its effect to the upper layer,
-as the kernel writes it. Sources in the docstrings: "doc" is overlayfs.rst, "obs X" a row
-of ../shared/notes/overlayfs-semantics.md observed on this kernel, "vfs" fs/namei.c.
+Each operation is one ``_op_<rule>`` method (its rule name in ``ops.KINDS``) that first
+checks (raising FsError with the errnos the rules allow, before any change) and then
+applies its effect to the upper layer, as the kernel writes it. Sources in the
+docstrings: "doc" is overlayfs.rst, "obs X" a row of ../shared/notes/overlayfs-semantics.md
+observed on this kernel, "vfs" fs/namei.c.
 """
 
 from __future__ import annotations
@@ -40,27 +41,9 @@ class Overlay:
         self._lower_nlink: dict[int, int] = {}
         for root in self.lowers:
             self._lower_nlink.update(link_counts(root))
+        #: Each operation kind's rule: the method ``_op_<rule>`` (ops.KINDS).
         self._handlers: dict[type, Callable[..., object]] = {
-            ops.Stat: self._op_stat,
-            ops.Read: self._op_read,
-            ops.Write: self._op_write,
-            ops.Truncate: self._op_truncate,
-            ops.Mkdir: self._op_mkdir,
-            ops.Rmdir: self._op_rmdir,
-            ops.Unlink: self._op_unlink,
-            ops.Rename: self._op_rename,
-            ops.Link: self._op_link,
-            ops.Symlink: self._op_symlink,
-            ops.Readlink: self._op_readlink,
-            ops.Chmod: self._op_chmod,
-            ops.Chown: self._op_chown,
-            ops.SetXattr: self._op_setxattr,
-            ops.GetXattr: self._op_getxattr,
-            ops.ListXattr: self._op_listxattr,
-            ops.RemoveXattr: self._op_removexattr,
-            ops.Readdir: self._op_readdir,
-            ops.Mkfifo: self._op_mkfifo,
-            ops.Remount: self._op_remount,
+            cls: getattr(self, f"_op_{kind.rule}") for cls, kind in ops.KINDS.items()
         }
 
     # --- the public face ------------------------------------------------------------------

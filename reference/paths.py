@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import attrs
 
+from reference.errors import SpecError
 from reference.layer import Kind
 from reference.lookup import Found, Node
 
@@ -20,7 +21,7 @@ from reference.lookup import Found, Node
 MAX_SYMLINKS = 40
 
 
-class FsError(Exception):
+class FsError(SpecError):
     """An operation fails; ``names`` are the errnos the rules allow, Linux's choice first."""
 
     def __init__(self, *names: str) -> None:

@@ -7,6 +7,7 @@ import os
 import signal
 import time
 
+import attrs
 import pytest
 from hypothesis import settings
 
@@ -47,6 +48,11 @@ class BreaksAfter:
             self.done = True
             self.sabotage(self.driver)
         return self.driver.run(op)
+
+    @property
+    def capabilities(self):
+        """The driver's, but not one round trip: that would bypass this run()."""
+        return attrs.evolve(self.driver.capabilities, one_round_trip=False)
 
     def __getattr__(self, name):
         return getattr(self.driver, name)

@@ -45,7 +45,9 @@ FEATURE_CASES = [
 
 
 @pytest.mark.parametrize(("feature", "options"), FEATURE_CASES)
-def test_feature(driver, feature: Feature, options: Options, feature_settings, request) -> None:
+def test_feature(
+    driver, feature: Feature, options: Options, feature_settings, driver_settings, request
+) -> None:
     """One feature: the reproducers of its known divergences (conformance/expectations.toml:
     the item is then a strict xfail), its named scenarios, then its focused machine (its
     rules, its fields)."""
@@ -56,7 +58,7 @@ def test_feature(driver, feature: Feature, options: Options, feature_settings, r
         for scenario_id in feature.scenarios:
             if by_id[scenario_id].applies(options):
                 run_scenario(driver, by_id[scenario_id], options, feature)
-        run_machine(driver, options, feature_settings, feature)
+        run_machine(driver, options, feature_settings, feature, driver_settings)
     except FeatureSkipped as reason:
         if reason.missing_driver and request.config.getoption("--require-drivers"):
             pytest.fail(f"{reason} (--require-drivers is on)", pytrace=False)

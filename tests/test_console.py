@@ -232,16 +232,16 @@ def test_durations() -> None:
                                                                      "1h02m"]
 
 
-def test_the_generic_fuse_driver_is_left_out_unless_asked_for(monkeypatch) -> None:
+def test_the_generic_fuse_driver_is_left_out_unless_asked_for() -> None:
     from adapters import registry
+    from adapters.settings import DriverSettings
     from conformance.run import left_out
 
-    monkeypatch.setattr(registry, "DRIVER_CMD", None)
-    monkeypatch.setattr(registry, "PROFILE_PATH", None)
+    unset = DriverSettings()  # no --driver-cmd, no --profile
     drivers = registry.names()
     default = argparse.Namespace(driver=[])
-    assert set(left_out(default, drivers)) == {"fuse"}
-    assert left_out(argparse.Namespace(driver=["fuse"]), ["fuse"]) == {}
+    assert set(left_out(default, drivers, unset)) == {"fuse"}
+    assert left_out(argparse.Namespace(driver=["fuse"]), ["fuse"], unset) == {}
 
 
 def test_certify_ends_with_the_summary(tmp_path, capsys) -> None:

@@ -97,7 +97,7 @@ def test_settle_turns_a_known_divergence_into_expected(tmp_path, monkeypatch) ->
     from conformance.features import BY_ID
     from reference.options import MATRIX
 
-    monkeypatch.setattr(expectations, "installed_version", lambda name: "ghost 1.0")
+    monkeypatch.setattr(expectations, "installed_version", lambda name, settings=None: "ghost 1.0")
     replayed: list[str] = []
 
     def replay(driver, expectation, options, feature) -> None:
@@ -222,7 +222,7 @@ def test_scenarios_key(tmp_path, monkeypatch) -> None:
     assert found.scenarios == ("copy-up-once",)
     with pytest.raises(ExpectationError, match="unknown scenario 'nonesuch'"):
         load(write(tmp_path, text.replace("copy-up-once", "nonesuch")))
-    monkeypatch.setattr(expectations, "installed_version", lambda name: "ghost 1.0")
+    monkeypatch.setattr(expectations, "installed_version", lambda name, settings=None: "ghost 1.0")
     try:
         expectations.configure(str(write(tmp_path, text)))
         label = "redirect_dir=off,index=off"

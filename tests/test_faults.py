@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import Phase, settings
 
+from adapters.faults import FAULTS, FaultyDriver
 from conformance.machine import Diverged, run_machine
 from reference.options import Options
-from tests.faults import FAULTS, FaultyDriver
 
 DETECT = settings(
     max_examples=3000,

@@ -28,6 +28,7 @@ from adapters.fuse import (
 )
 from adapters.layerdisk import DiskFormat, read_layer
 from adapters.profile import Profile, ProfileError, load_profile
+from adapters.settings import DriverSettings
 from reference import ops
 from reference.layer import DirSpec, FileSpec, LayerSpec, StackSpec, SymlinkSpec
 from reference.options import Options
@@ -150,22 +151,21 @@ def test_read_only_form_drops_upper_and_work() -> None:
     assert read_only_words(parse_template("u {upperdir}=RW:{lowerdir} {mountpoint}")) is None
 
 
-def test_generic_fuse_needs_a_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(registry, "DRIVER_CMD", None)
-    monkeypatch.setattr(registry, "PROFILE_PATH", None)
-    reason = registry.unavailable_reason("fuse")
+def test_generic_fuse_needs_a_command() -> None:
+    reason = registry.unavailable_reason("fuse", DriverSettings())
     if reason is not None and "root" in reason:
         pytest.skip(reason)
     assert reason is not None and "--driver-cmd is required" in reason
-    registry.configure(driver_cmd="no-such-fuse-driver {lowerdir} {mountpoint}")
-    assert "no-such-fuse-driver is not installed" in (registry.unavailable_reason("fuse") or "")
+    given = DriverSettings(driver_cmd="no-such-fuse-driver {lowerdir} {mountpoint}")
+    reason = registry.unavailable_reason("fuse", given)
+    assert "no-such-fuse-driver is not installed" in (reason or "")
 
 
-def test_preset_names_its_missing_binary(monkeypatch, tmp_path) -> None:
+def test_preset_names_its_missing_binary(tmp_path) -> None:
     path = tmp_path / "p.toml"
     path.write_text('name = "p"\ntemplate = "no-such-overlay {lowerdir} {mountpoint}"\n')
-    monkeypatch.setattr(registry, "PROFILE_PATH", str(path))
-    reason = UnionfsFuseDriver.unavailable_reason()
+    given = DriverSettings(driver_profile=str(path))
+    reason = UnionfsFuseDriver.with_settings(given).unavailable_reason()
     if reason is not None and "root" in reason:
         pytest.skip(reason)
     assert reason is not None and "no-such-overlay is not installed" in reason
@@ -257,10 +257,10 @@ def test_fuse_overlayfs_ops_and_chardev_whiteouts(fo) -> None:
     assert len(fuse_mounts(fo.executor_pid)) == 1
 
 
-def test_fuse_overlayfs_wh_files_decode(monkeypatch) -> None:
+def test_fuse_overlayfs_wh_files_decode() -> None:
     _require(FuseOverlayfsDriver)
-    monkeypatch.setattr(registry, "PROFILE_PATH", str(PROFILES / "fuse-overlayfs-wh.toml"))
-    with FuseOverlayfsDriver() as drv:
+    given = DriverSettings(driver_profile=str(PROFILES / "fuse-overlayfs-wh.toml"))
+    with FuseOverlayfsDriver.with_settings(given)() as drv:
         assert drv.profile.whiteout == "wh-file"
         drv.mount(TWO, Options())
         assert drv.run(ops.Unlink("a")) == Ok(None)
@@ -272,11 +272,9 @@ def test_fuse_overlayfs_wh_files_decode(monkeypatch) -> None:
         assert not [p for p in upper.entries if ".wh." in p]
 
 
-def test_foreground_generic_driver_and_read_only(monkeypatch) -> None:
+def test_foreground_generic_driver_and_read_only() -> None:
     _require(FuseOverlayfsDriver)
-    monkeypatch.setattr(registry, "DRIVER_CMD", "fuse-overlayfs -f " + FO_TEMPLATE[15:])
-    monkeypatch.setattr(registry, "PROFILE_PATH", None)
-    drv = registry.make("fuse")
+    drv = registry.make("fuse", DriverSettings(driver_cmd="fuse-overlayfs -f " + FO_TEMPLATE[15:]))
     try:
         assert isinstance(drv, GenericFuseDriver) and drv.name == "fuse"
         drv.mount(TWO, Options(read_only=True))
@@ -377,9 +375,8 @@ def test_killed_executor_takes_the_daemon_with_it(fo) -> None:
     assert process_gone(pid), "the FUSE daemon outlived its executor"
 
 
-def test_unionfs_fuse_mounts(monkeypatch) -> None:
+def test_unionfs_fuse_mounts() -> None:
     _require(UnionfsFuseDriver)
-    monkeypatch.setattr(registry, "PROFILE_PATH", None)
     with UnionfsFuseDriver() as drv:
         assert not drv.profile.upper_decodable
         drv.mount(TWO, Options())
@@ -393,12 +390,11 @@ def test_unionfs_fuse_mounts(monkeypatch) -> None:
     assert not fuse_mounts()
 
 
-def test_a_branch_symlink_to_the_host_root_is_recorded_not_walked(monkeypatch) -> None:
+def test_a_branch_symlink_to_the_host_root_is_recorded_not_walked() -> None:
     """unionfs-fuse merges a directory with a lower branch's symlink of the same name and
     follows it, here to the host's /: the view records those names as foreign without
     reading or entering them (before, the walk read the host's tree until it timed out)."""
     _require(UnionfsFuseDriver)
-    monkeypatch.setattr(registry, "PROFILE_PATH", None)
     stack = StackSpec(
         (
             LayerSpec((("c", DirSpec()),)),

@@ -9,8 +9,10 @@ import pytest
 from hypothesis import settings
 
 from adapters import registry
-from adapters.base import DriverUnavailable
+from adapters.base import Capabilities, DriverUnavailable
 from adapters.fuse import FuseOverlayfsDriver, UnionfsFuseDriver
+from adapters.kernel import KernelDriver
+from adapters.reference import ReferenceDriver
 from conformance import interchange
 from conformance.interchange import InterchangeDiverged, Pair, exchange, pairs
 from reference import ops
@@ -54,11 +56,16 @@ def FileSpecView(data: bytes) -> EntryView:
 
 def test_pairs_follow_the_profile() -> None:
     class Named:
-        def __init__(self, name: str, profile=None) -> None:
-            self.name, self.profile = name, profile
+        def __init__(self, name: str, profile=None, capabilities=None) -> None:
+            self.name = name
+            self.capabilities = capabilities or profile.claims(Capabilities())
 
-    assert pairs(Named("reference"))[0] == [Pair("reference", "kernel")]
-    assert pairs(Named("kernel"))[0] == [Pair("kernel", "kernel"), Pair("reference", "kernel")]
+    reference, kernel = ReferenceDriver.capabilities, KernelDriver.capabilities
+    assert pairs(Named("reference", capabilities=reference))[0] == [Pair("reference", "kernel")]
+    assert pairs(Named("kernel", capabilities=kernel))[0] == [
+        Pair("kernel", "kernel"),
+        Pair("reference", "kernel"),
+    ]
     fo = FuseOverlayfsDriver.preset_profile()
     assert pairs(Named("fuse-overlayfs", fo))[0] == [
         Pair("kernel", "fuse-overlayfs"),

@@ -1,25 +1,18 @@
-"""The registry builds drivers with the configured request timeout (``--driver-timeout``)."""
+"""The registry builds drivers with the run's request timeout (``--driver-timeout``),
+given explicitly as part of its DriverSettings; an unknown driver is refused in one place."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 import pytest
 
 from adapters import registry
 from adapters.base import DriverUnavailable
-
-
-@pytest.fixture(autouse=True)
-def _restore() -> Iterator[None]:
-    yield
-    registry.configure()
+from adapters.settings import DriverSettings, SettingsError
 
 
 def test_the_configured_timeout_reaches_a_sandboxed_driver() -> None:
-    registry.configure(timeout=2.5)
     try:
-        driver = registry.make("kernel")
+        driver = registry.make("kernel", DriverSettings(timeout=2.5))
     except DriverUnavailable as reason:
         pytest.skip(str(reason))
     try:
@@ -29,8 +22,7 @@ def test_the_configured_timeout_reaches_a_sandboxed_driver() -> None:
 
 
 def test_a_factory_without_a_timeout_is_built_as_it_is() -> None:
-    registry.configure(timeout=2.5)
-    driver = registry.make("reference")
+    driver = registry.make("reference", DriverSettings(timeout=2.5))
     assert driver.name == "reference"
     driver.close()
 
@@ -38,4 +30,18 @@ def test_a_factory_without_a_timeout_is_built_as_it_is() -> None:
 @pytest.mark.parametrize("bad", [0.0, -1.0, float("nan")])
 def test_a_timeout_that_is_not_positive_is_refused(bad: float) -> None:
     with pytest.raises(ValueError, match="positive"):
-        registry.configure(timeout=bad)
+        DriverSettings(timeout=bad)
+    with pytest.raises(SettingsError):
+        DriverSettings(timeout=bad)
+
+
+def test_settings_are_bound_to_the_class_not_kept_in_the_module() -> None:
+    given = DriverSettings(driver_cmd="no-such-fuse-driver {lowerdir} {mountpoint}")
+    assert registry.factory("fuse", given).settings == given
+    assert registry.factory("fuse").settings == DriverSettings()
+    assert not hasattr(registry, "DRIVER_CMD") and not hasattr(registry, "configure")
+
+
+def test_an_unknown_driver_is_refused_with_the_known_ones() -> None:
+    with pytest.raises(registry.UnknownDriver, match=r"unknown driver 'nope' .*reference"):
+        registry.check(["reference", "nope"])

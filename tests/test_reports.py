@@ -16,17 +16,17 @@ from xml.etree import ElementTree as ET
 import pytest
 
 from adapters import registry
+from adapters.faults import FaultyDriver
 from adapters.kernel import KernelDriver
 from conformance.__main__ import main
 from conformance.report import FILES, SCHEMA
-from tests.faults import FaultyDriver
 from tests.host import end_run, left_behind, mounts, processes_marked, require
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 class TruncatingDriver(FaultyDriver):
-    """truncate() empties the file (tests/faults.py), under a registry name of its own."""
+    """truncate() empties the file (adapters/faults.py), under a registry name of its own."""
 
     def __init__(self) -> None:
         super().__init__("truncate-to-zero")

@@ -2,7 +2,7 @@
 
 A recorded divergence of fuse-overlayfs 1.10 (conformance/expectations.toml) reproduces
 against fuse-overlayfs (exit 1) and not against the kernel (exit 0); so does an inode
-divergence of unionfs-fuse; a seeded fault's counterexample (tests/faults.py) is what the
+divergence of unionfs-fuse; a seeded fault's counterexample (adapters/faults.py) is what the
 kernel does (exit 0). Nothing is left mounted or running.
 """
 
@@ -19,12 +19,12 @@ from hypothesis import Phase, settings
 
 from adapters import registry
 from adapters.base import DriverUnavailable
+from adapters.faults import FaultyDriver
 from conformance import expectations, reproducer
 from conformance.failure import Failure
 from conformance.features import BY_ID
 from conformance.machine import Diverged, run_machine
 from reference.options import MATRIX, Options
-from tests.faults import FaultyDriver
 
 SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
 BY_LABEL = {options.label: options for options in MATRIX}

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 MODULE = '''
 from adapters.reference import ReferenceDriver
-from tests.faults import FaultyDriver
+from adapters.faults import FaultyDriver
 
 
 class CleanDriver(ReferenceDriver):
@@ -21,7 +21,7 @@ class CleanDriver(ReferenceDriver):
 
 
 class ChownDriver(FaultyDriver):
-    """A driver whose chown swaps uid and gid (tests/faults.py)."""
+    """A driver whose chown swaps uid and gid (adapters/faults.py)."""
 
     def __init__(self):
         super().__init__("chown-swaps-ids")

@@ -12,7 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from adapters.base import DriverUnavailable
 from adapters.kernel import KernelDriver
@@ -36,6 +36,12 @@ class VmKernelDriver(KernelDriver):
     @classmethod
     def installed_version(cls) -> str:
         return cls.image.release
+
+    @classmethod
+    def about(cls) -> dict[str, Any]:
+        """What a report records of the driver (registry.about): the kernel the VM boots,
+        not the host's."""
+        return {"version": cls.installed_version(), "kernel_image": cls.vm_info()}
 
     @classmethod
     def vm_info(cls) -> dict[str, object]:

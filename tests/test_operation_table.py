@@ -1,0 +1,103 @@
+"""One operation table (reference.ops.KINDS): every kind it declares has a handler in every
+place that runs or draws operations, and nothing handles a kind it does not declare."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import sys
+from pathlib import Path
+
+import attrs
+import pytest
+from hypothesis import given, settings
+
+from adapters import _executor, syscalls
+from conformance import containers, reproducer, strategies
+from conformance.features import BY_ID, FEATURES
+from reference import ops
+from reference.layer import StackSpec
+from reference.options import Options
+from reference.overlay import Overlay
+
+KINDS = list(ops.KINDS.values())
+IDS = [kind.rule for kind in KINDS]
+CALLED = [kind for kind in KINDS if kind.effect is not ops.Effect.REMOUNTS]
+
+
+def test_every_operation_class_is_declared() -> None:
+    classes = {c for c in vars(ops).values() if isinstance(c, type) and c is not ops.Operation}
+    assert {c for c in classes if issubclass(c, ops.Operation)} == set(ops.KINDS)
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=IDS)
+def test_the_reference_has_a_rule_for_each_kind(kind: ops.Kind) -> None:
+    assert callable(getattr(Overlay, f"_op_{kind.rule}", None)), (
+        f"no reference rule Overlay._op_{kind.rule} for ops.{kind.cls.__name__}"
+    )
+
+
+def test_the_reference_dispatches_every_kind_to_its_rule() -> None:
+    overlay = Overlay(StackSpec(()), Options())
+    assert {cls: handler.__name__ for cls, handler in overlay._handlers.items()} == {
+        kind.cls: f"_op_{kind.rule}" for kind in KINDS
+    }
+
+
+@pytest.mark.parametrize("kind", CALLED, ids=[k.rule for k in CALLED])
+def test_each_kind_has_a_system_call_taking_its_fields(kind: ops.Kind) -> None:
+    call = syscalls.CALLS.get(kind.rule)
+    assert call is not None, f"no system call adapters.syscalls.CALLS[{kind.rule!r}]"
+    assert list(inspect.signature(call).parameters) == list(attrs.fields_dict(kind.cls))
+    assert kind.cls in _executor.HANDLERS
+
+
+def test_no_system_call_without_a_kind() -> None:
+    assert set(syscalls.CALLS) == {kind.rule for kind in CALLED}
+    assert set(_executor.HANDLERS) == {kind.cls for kind in CALLED}
+
+
+def test_the_system_calls_use_the_standard_library_only() -> None:
+    """The reproducer embeds the module verbatim: it must run without the project."""
+    tree = ast.parse(Path(syscalls.__file__).read_text(encoding="utf-8"))
+    modules = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            modules.add((node.module or "").split(".")[0])
+    assert modules and modules <= set(sys.stdlib_module_names), modules
+
+
+def test_the_reproducer_embeds_the_system_calls_verbatim() -> None:
+    template = reproducer.TEMPLATE.read_text(encoding="utf-8")
+    assert reproducer._SYSCALLS_MARK in template
+    assert "HANDLERS" not in template  # no second executor
+    assert reproducer.syscalls_source() == Path(syscalls.__file__).read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=IDS)
+def test_each_kind_is_drawn_by_the_strategies(kind: ops.Kind) -> None:
+    cls, tables = strategies.OPERATIONS[kind.rule]
+    assert cls is kind.cls and len(tables) == len(attrs.fields(cls))
+    assert all(tables), kind
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=IDS)
+def test_each_kind_belongs_to_a_feature(kind: ops.Kind) -> None:
+    machines = {feature.id for feature in FEATURES if kind.rule in feature.rules}
+    assert machines, f"ops.{kind.cls.__name__} is drawn by no feature"
+    assert kind.features <= set(BY_ID)
+
+
+def test_the_container_machine_has_a_domain_for_each_field_it_draws() -> None:
+    domains = containers._domains(strategies.paths)
+    for kind in KINDS:
+        if kind.containers:
+            assert set(kind.draws) <= set(domains), kind
+
+
+@settings(max_examples=60, database=None)
+@given(op=strategies.Operations())
+def test_every_drawn_operation_runs_on_the_reference(op: ops.Op) -> None:
+    Overlay(StackSpec(()), Options()).apply(op)
