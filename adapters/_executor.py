@@ -530,12 +530,11 @@ def setup(tmpfs: tuple[int, str] = TMPFS) -> None:
     # How a FUSE driver's own files under the host's /tmp are shown to it: a descriptor
     # of the host's /tmp opened before the private tmpfs hides it (adapters._fusemount).
     adapters._fusemount.HOST_TMP = os.open("/tmp", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    mount("unionspec", "/tmp", "tmpfs", *tmpfs)
     scratch = os.environ.get(SCRATCH_DIR)
     if scratch:  # in a VM (adapters.vm.guest): a directory of a disk with user xattrs
         mount(scratch, "/tmp", "", MS_BIND, None)
     else:
-        mount("unionspec", "/tmp", "tmpfs", 0, "mode=0755")
+        mount("unionspec", "/tmp", "tmpfs", *tmpfs)
     os.mkdir(BASE, 0o755)
 
 

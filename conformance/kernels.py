@@ -27,6 +27,8 @@ from pathlib import Path
 
 import attrs
 
+from conformance.errors import ConformanceError
+
 MIRROR = "http://deb.debian.org/debian"
 SECURITY = "http://deb.debian.org/debian-security"
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
@@ -52,7 +54,7 @@ LISTS_MAX_AGE = 24 * 3600.0
 FLAVOUR_EXCLUDED = ("-rt-", "-cloud-", "-unsigned", "-dbg")
 
 
-class FetchError(RuntimeError):
+class FetchError(ConformanceError, RuntimeError):
     """A kernel could not be fetched (one line for the user)."""
 
 

@@ -19,8 +19,10 @@ from typing import Any
 
 import attrs
 
+from conformance.errors import ConformanceError
 
-class ShardError(ValueError):
+
+class ShardError(ConformanceError, ValueError):
     """A --shard that is not K/N with 1 <= K <= N (one line)."""
 
 
@@ -56,7 +58,7 @@ def cell_id(driver: str, feature: str, options: str) -> str:
 # --- merge ------------------------------------------------------------------------------
 
 
-class MergeError(ValueError):
+class MergeError(ConformanceError, ValueError):
     """Reports that cannot be merged (one line)."""
 
 

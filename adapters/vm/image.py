@@ -24,6 +24,8 @@ from pathlib import Path
 
 import attrs
 
+from adapters.base import AdapterError
+
 #: What the VM loads: the virtio transport and console (the channel), 9p (the host's
 #: root), virtio_blk, crc32c and ext4 (the layers' disk: tmpfs has user xattrs only since 6.6),
 #: overlay and fuse (the drivers under test).
@@ -34,7 +36,7 @@ WANTED = (
 BUSYBOX = ("/bin/busybox", "/usr/bin/busybox")
 
 
-class ImageError(ValueError):
+class ImageError(AdapterError, ValueError):
     """The path is not a kernel we can boot (one line for the user)."""
 
 

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from adapters._sandbox import PROJECT_ROOT
+from adapters.base import AdapterError
 from adapters.vm import channel
 from adapters.vm.image import KernelImage, initramfs
 
@@ -53,7 +54,7 @@ LOGS = Path(
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-class VMError(RuntimeError):
+class VMError(AdapterError, RuntimeError):
     """The VM could not be started or died (one line)."""
 
 
