@@ -250,6 +250,7 @@ class EngineExecutor(ContainerExecutor):
         return its version."""
         self.engine = engine
         private_host_paths()
+        remove_stale_cgroups()
         self.cgroup_parent = f"unionspec-{os.getpid()}"
         self.holder_pid, self.pid_ns = holder()
         for part in ("home", "xdg", "tmpdir", f"{engine}", f"{engine}/tmp"):
@@ -567,6 +568,20 @@ def remove_cgroups(parent: str) -> None:
                     if time.monotonic() > deadline:
                         break
                     time.sleep(0.05)
+
+
+#: The cgroup parent of one engine executor: ``unionspec-<its PID>``.
+_OURS = re.compile(r"unionspec-(\d+)")
+
+
+def remove_stale_cgroups() -> None:
+    """Remove the cgroups an engine executor killed by SIGKILL could not remove (only
+    ours: named ``unionspec-<PID>`` with that PID gone; rmdir removes empty cgroups only)."""
+    for hierarchy in [CGROUP_ROOT, *(f"{CGROUP_ROOT}/{n}" for n in _listdir(CGROUP_ROOT))]:
+        for name in _listdir(hierarchy):
+            match = _OURS.fullmatch(name)
+            if match and not os.path.exists(f"/proc/{match.group(1)}"):
+                remove_cgroups(name)
 
 
 def _listdir(path: str) -> list[str]:

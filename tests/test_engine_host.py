@@ -75,3 +75,27 @@ def test_an_engine_leaves_no_state_and_no_cgroup_on_the_host(engine_class) -> No
     for path in ENGINE_PATHS:
         assert _tree(path) == paths_before[path], path
     assert {c for c in _cgroups() - cgroups_before if not _of_another_run(c, ours)} == set()
+
+
+def test_the_cgroups_of_a_killed_engine_executor_go_at_the_next_start() -> None:
+    """A SIGKILLed engine executor cannot remove its cgroup parent; the next engine start
+    removes every ``unionspec-<PID>`` cgroup whose PID is gone, and no other."""
+    from adapters._engine_executor import remove_stale_cgroups
+
+    if not os.access(CGROUPS, os.W_OK):
+        pytest.skip("the cgroup tree is not writable here (not root)")
+    gone = os.fork()
+    if gone == 0:
+        os._exit(0)
+    os.waitpid(gone, 0)
+    stale, live = CGROUPS / f"unionspec-{gone}", CGROUPS / f"unionspec-{os.getpid()}"
+    try:
+        (stale / "child").mkdir(parents=True)
+        live.mkdir()
+        remove_stale_cgroups()
+        assert not stale.exists()
+        assert live.exists()
+    finally:
+        for path in (stale / "child", stale, live):
+            if path.exists():
+                path.rmdir()
