@@ -1,0 +1,213 @@
+"""Driver variants: recorded behaviours of real drivers stated as rules of the engine.
+
+A variant is a named change of one rule of :class:`reference.overlay.Overlay` that a real
+driver is known to follow instead of the kernel's (each recorded and reproduced by hand in
+``conformance/expectations.toml``, which names the variant). A driver's profile selects
+its variants (``variants = [...]`` in ``adapters/profiles/<driver>.toml``); the lockstep
+machine then builds its model with them (:func:`engine`), so the comparison expects the
+behaviour and every other rule is still checked as before.
+
+Each variant counts, per model, how often its rule gave a different answer than the
+kernel's rule would have (``Overlay.variant_hits``): the report says how often a
+recorded behaviour was seen. A variant only changes the rule it names.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+import attrs
+
+from reference import ops
+from reference.layer import Inode, Kind, StackSpec
+from reference.lookup import Node
+from reference.options import Options
+from reference.overlay import Overlay
+from reference.paths import FsError
+
+
+@attrs.frozen
+class Variant:
+    """One recorded rule: its name, the driver that shows it, what it says and where it is
+    known from (upstream source or issue)."""
+
+    name: str
+    driver: str
+    rule: str
+    source: str
+    mixin: type
+
+
+def _hit(overlay: Overlay, name: str) -> None:
+    hits: Counter[str] | None = getattr(overlay, "variant_hits", None)
+    if hits is not None:
+        hits[name] += 1
+
+
+class MergedDirNlinkCountsSubdirs(Overlay):
+    """fuse-overlayfs: a merged directory's st_nlink is 2 + its subdirectories in the merged
+    view (the kernel reports 1, inode.c ovl_getattr)."""
+
+    def _nlink(self, node: Node, upper_links: dict[int, int] | None = None) -> int:
+        base = super()._nlink(node, upper_links)
+        if not (node.is_dir and node.is_merged):
+            return base
+        counted = 2 + sum(1 for _, child in self._found_children(node) if child.is_dir)
+        if counted != base:
+            _hit(self, "merged-dir-nlink-counts-subdirs")
+        return counted
+
+
+class MkdirWritesOpaque(Overlay):
+    """fuse-overlayfs: every mkdir writes an opaque directory (trusted.overlay.opaque=y and
+    the .wh..wh..opq sentinel) holding a 0/0 whiteout named ``.wh..opq``; the kernel (offline
+    changes allowed) writes a plain directory unless it replaces a whiteout."""
+
+    def _op_mkdir(self, op: ops.Mkdir) -> None:
+        super()._op_mkdir(op)
+        created = self._resolve(op.path, follow=False).node
+        assert created is not None and created.upper is not None
+        upper = created.upper
+        if not upper.opaque or ".wh..opq" not in upper.entries:
+            _hit(self, "mkdir-writes-opaque")
+        upper.opaque = True
+        upper.entries[".wh..opq"] = Inode(Kind.WHITEOUT, mode=0)
+
+
+class DirNlinkOne(Overlay):
+    """unionfs-fuse (libfuse 2 high-level API): every directory reports st_nlink 1."""
+
+    def _nlink(self, node: Node, upper_links: dict[int, int] | None = None) -> int:
+        base = super()._nlink(node, upper_links)
+        if not node.is_dir:
+            return base
+        if base != 1:
+            _hit(self, "dir-nlink-one")
+        return 1
+
+
+class InodeOfTopBranch(Overlay):
+    """unionfs-fuse ``-o use_ino``: st_ino is the inode of the object in the topmost branch
+    that has the name, so a copy-up gives a new inode number (the kernel keeps the lower
+    one, doc "Inode properties")."""
+
+    def _st_ino(self, node: Node) -> int:
+        base = super()._st_ino(node)
+        top = node.top.ident
+        if top != base:
+            _hit(self, "inode-of-top-branch")
+        return top
+
+
+class DirRenameCopiesTree(Overlay):
+    """unionfs-fuse: rename(2) of a directory with lower parts copies its tree to the upper
+    branch and succeeds (its profile's ``directory_rename = "copy"``); the kernel with
+    redirect_dir=off gives EXDEV. Modelled as: where the kernel's rule gives EXDEV for a
+    directory, the merged tree is copied up, the copy made opaque (it no longer merges with
+    anything), and the rename done again."""
+
+    def _op_rename(self, op: ops.Rename) -> None:
+        try:
+            super()._op_rename(op)
+            return
+        except FsError as failure:
+            if "EXDEV" not in failure.names:
+                raise
+        copied = False
+        for path in (op.src, op.dst) if op.flags == "RENAME_EXCHANGE" else (op.src,):
+            node = self._resolve(path, follow=False).node
+            if node is not None and node.is_dir and node.lowers:
+                self._copy_tree(node)
+                assert node.upper is not None
+                node.upper.opaque = True
+                copied = True
+        if not copied:
+            raise FsError("EXDEV")
+        _hit(self, "dir-rename-copies-tree")
+        super()._op_rename(op)
+
+    def _copy_tree(self, node: Node) -> None:
+        self._copy_up(node)
+        for _, child in self._found_children(node):
+            if child.is_dir:
+                self._copy_tree(child)
+            else:
+                self._copy_up(child)
+
+
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        Variant(
+            "merged-dir-nlink-counts-subdirs",
+            "fuse-overlayfs",
+            "st_nlink of a merged directory = 2 + subdirectories of the merged view",
+            "containers/fuse-overlayfs PR #194 (count subdirectories on each stat); "
+            "PR #282 adds static_nlink",
+            MergedDirNlinkCountsSubdirs,
+        ),
+        Variant(
+            "mkdir-writes-opaque",
+            "fuse-overlayfs",
+            "mkdir writes an opaque directory holding a .wh..opq whiteout",
+            "containers/fuse-overlayfs main.c ovl_mkdir/create_directory (PR #68: the "
+            ".wh..wh..opq sentinel); sylabs/singularity issues #3176, #3177",
+            MkdirWritesOpaque,
+        ),
+        Variant(
+            "dir-nlink-one",
+            "unionfs-fuse",
+            "st_nlink of every directory is 1",
+            "unionfs-fuse 1.0 on libfuse 2: the high-level getattr reports 1",
+            DirNlinkOne,
+        ),
+        Variant(
+            "inode-of-top-branch",
+            "unionfs-fuse",
+            "st_ino is the topmost branch's inode (-o use_ino): copy-up changes it",
+            "rpodgorny/unionfs-fuse src/fuse_ops.c unionfs_getattr (lstat of the branch path)",
+            InodeOfTopBranch,
+        ),
+        Variant(
+            "dir-rename-copies-tree",
+            "unionfs-fuse",
+            "renaming a directory with lower parts copies its tree up instead of EXDEV",
+            "rpodgorny/unionfs-fuse src/fuse_ops.c unionfs_rename (path_create + copy); "
+            "issue #91",
+            DirRenameCopiesTree,
+        ),
+    )
+}
+
+
+class VariantError(ValueError):
+    """An unknown variant name (the message is one line)."""
+
+
+def check(names: tuple[str, ...] | list[str], where: str) -> None:
+    for name in names:
+        if name not in VARIANTS:
+            raise VariantError(
+                f"{where}: unknown variant {name!r} (known: {', '.join(VARIANTS)})"
+            )
+
+
+def engine(
+    names: tuple[str, ...] | list[str] = (), base: type[Overlay] = Overlay
+) -> Callable[[StackSpec, Options], Overlay]:
+    """The engine with the variants ``names`` on top of ``base`` (a seeded fault's engine,
+    for instance); with no names, ``base`` itself. Each model counts its variants' hits in
+    ``variant_hits``."""
+    if not names:
+        return base
+    check(names, "engine")
+    mixins = tuple(VARIANTS[name].mixin for name in names)
+    cls = type(f"{base.__name__}With{len(names)}Variants", (*mixins, base), {})
+
+    def make(stack: StackSpec, options: Options) -> Overlay:
+        model = cls(stack, options)
+        model.variant_hits = Counter()  # type: ignore[attr-defined]
+        return model
+
+    return make
