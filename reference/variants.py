@@ -60,19 +60,24 @@ class MergedDirNlinkCountsSubdirs(Overlay):
 
 
 class MkdirWritesOpaque(Overlay):
-    """fuse-overlayfs: every mkdir writes an opaque directory (trusted.overlay.opaque=y and
-    the .wh..wh..opq sentinel) holding a 0/0 whiteout named ``.wh..opq``; the kernel (offline
-    changes allowed) writes a plain directory unless it replaces a whiteout."""
+    """fuse-overlayfs: every mkdir writes an opaque directory (main.c ovl_mkdir:
+    create_directory(..., set_opaque=true): trusted.overlay.opaque=y and the .wh..wh..opq
+    sentinel); in a parent that has lower layers it also holds a 0/0 whiteout named
+    ``.wh..opq`` (observed: none when the parent is upper-only). The kernel (offline changes
+    allowed) writes a plain directory unless it replaces a whiteout."""
 
     def _op_mkdir(self, op: ops.Mkdir) -> None:
+        parent = self._resolve(op.path, follow=False).parent
         super()._op_mkdir(op)
         created = self._resolve(op.path, follow=False).node
         assert created is not None and created.upper is not None
         upper = created.upper
-        if not upper.opaque or ".wh..opq" not in upper.entries:
+        marker = parent is not None and bool(parent.lowers)
+        if not upper.opaque or marker:
             _hit(self, "mkdir-writes-opaque")
         upper.opaque = True
-        upper.entries[".wh..opq"] = Inode(Kind.WHITEOUT, mode=0)
+        if marker:
+            upper.entries[".wh..opq"] = Inode(Kind.WHITEOUT, mode=0)
 
 
 class DirNlinkOne(Overlay):
