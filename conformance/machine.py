@@ -315,7 +315,9 @@ class OverlayMachine:
                     f"{render(list(matched.unmatched))}"
                 )
             text += also
-            raise Diverged(text, self.failure(text, list(matched.unmatched)))
+            # (an outcome is data of its step, as without records: found holds the view's)
+            view = [d for d in matched.unmatched if d.field != "outcome"]
+            raise Diverged(text, self.failure(text, view))
         self.seen.update(matched.by_record)
         self.agreed = None
         if matched.resync == "stop":

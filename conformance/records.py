@@ -266,18 +266,40 @@ def rule_shadowed_by_non_dir(diff: Divergence, path: str, ctx: StepContext) -> b
 
 
 def _lower_marker(model: Overlay, path: str) -> bool:
-    """``path`` is a whiteout in a lower layer, or lies below a lower layer's opaque
-    directory or whiteout with the name still present in a layer further down."""
-    objects = _lower_objects(model, path)
-    if any(o is not None and o.kind is Kind.WHITEOUT for o in objects):
-        return True
-    for prefix in _prefixes(path)[:-1]:
-        above = _lower_objects(model, prefix)
-        for i, o in enumerate(above):
-            marker = o is not None and (o.kind is Kind.WHITEOUT or (o.is_dir and o.opaque))
+    """``path`` is, or lies below, a whiteout of a lower layer, or lies below a lower
+    layer's opaque directory with the name still present in a layer further down; or it
+    is a lower symlink whose target is such a path."""
+    for prefix in _prefixes(path):
+        objects = _lower_objects(model, prefix)
+        if any(o is not None and o.kind is Kind.WHITEOUT for o in objects):
+            return True
+        if prefix == path:
+            break
+        for i, o in enumerate(objects):
+            marker = o is not None and o.is_dir and o.opaque
             if marker and any(x is not None for x in _lower_objects(model, path)[i + 1 :]):
                 return True
+    for o in _lower_objects(model, path):
+        if o is not None and o.kind is Kind.SYMLINK and not o.target.startswith("/"):
+            base = path.rpartition("/")[0]
+            target = _normal(f"{base}/{o.target}" if base else o.target)
+            if target is not None and target != path and _lower_marker(model, target):
+                return True
     return False
+
+
+def _normal(path: str) -> str | None:
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                return None
+            parts.pop()
+        else:
+            parts.append(part)
+    return "/".join(parts)
 
 
 def rule_lower_markers_ignored(diff: Divergence, path: str, ctx: StepContext) -> bool:
@@ -397,7 +419,55 @@ def _lower_hardlink(model: Overlay, path: str, *, follow: bool) -> bool:
     return node is not None and node.upper is None and not node.is_dir
 
 
+def rule_names_of_target_lower(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """``path`` is a name of the lower object the step's target is (or was copied up
+    from): another name of the same lower hardlink."""
+    if not ctx.paths:
+        return False
+    try:
+        target = ctx.model._resolve(ctx.paths[0], follow=True).node
+        other = ctx.model._resolve(path, follow=False).node
+    except Exception:  # a path the model refuses: not this behaviour
+        return False
+    if target is None or other is None or target.is_dir or other.is_dir:
+        return False
+    return ctx.model._lower_of(target) is not None and (
+        ctx.model._lower_of(target) is ctx.model._lower_of(other)
+    )
+
+
+def rule_renamed_copy_up(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """``path`` is a copied-up object that no longer lives at its lower object's path."""
+    try:
+        node = ctx.model._resolve(path, follow=False).node
+    except Exception:  # a path the model refuses: not this behaviour
+        return False
+    if node is None or node.upper is None or node.upper.origin is None:
+        return False
+    origin = node.upper.origin
+    return all(
+        inode is not origin for inode in _lower_objects(ctx.model, path) if inode is not None
+    )
+
+
+def rule_dir_over_lower_symlink(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """The stack has a name that is a directory in one lower layer and a symlink in a lower
+    layer below it."""
+    from reference.layer import walk
+
+    dirs: set[str] = set()
+    for root in ctx.model.lowers:
+        for where, inode in walk(root):
+            if inode.kind is Kind.SYMLINK and where in dirs:
+                return True
+        dirs |= {where for where, inode in walk(root) if inode.is_dir}
+    return False
+
+
 RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
+    "names-of-target-lower": rule_names_of_target_lower,
+    "renamed-copy-up": rule_renamed_copy_up,
+    "dir-over-lower-symlink": rule_dir_over_lower_symlink,
     "lower-hardlink-nlink-names-seen": rule_nlink_names_seen,
     "exchange-dir-with-non-dir": rule_exchange_dir_with_non_dir,
     "shadowed-by-non-dir": rule_shadowed_by_non_dir,

@@ -80,6 +80,24 @@ class MkdirWritesOpaque(Overlay):
             upper.entries[".wh..opq"] = Inode(Kind.WHITEOUT, mode=0)
 
 
+class RmdirWhiteoutUnderLowerParent(Overlay):
+    """fuse-overlayfs: rmdir in a directory that has lower layers always leaves a whiteout,
+    whether or not a lower layer has the name (observed; unlink does not). The kernel
+    leaves one only where a lower layer still shows the name (dir.c ovl_lower_positive)."""
+
+    def _op_rmdir(self, op: ops.Rmdir) -> None:
+        parent = self._resolve(op.path, follow=False).parent
+        super()._op_rmdir(op)
+        if parent is None or not parent.lowers:
+            return
+        name = op.path.rstrip("/").rpartition("/")[2]
+        upper = self._copy_up(parent)
+        entry = upper.entries.get(name)
+        if entry is None:
+            _hit(self, "rmdir-whiteout-under-lower-parent")
+            upper.entries[name] = Inode(Kind.WHITEOUT, mode=0)
+
+
 class DirNlinkOne(Overlay):
     """unionfs-fuse (libfuse 2 high-level API): every directory reports st_nlink 1."""
 
@@ -141,6 +159,43 @@ class DirRenameCopiesTree(Overlay):
                 self._copy_up(child)
 
 
+class RenameFlagsEinval(Overlay):
+    """unionfs-fuse (libfuse 2, no rename2): renameat2 with RENAME_EXCHANGE or
+    RENAME_NOREPLACE gives EINVAL once the VFS's own checks pass (fs/fuse/dir.c
+    fuse_rename2: flags without FUSE rename2 support are EINVAL)."""
+
+    def _op_rename(self, op: ops.Rename) -> None:
+        if op.flags in ("RENAME_EXCHANGE", "RENAME_NOREPLACE"):
+            from reference.rename import rename
+
+            if rename(self, op, vfs_only=True):
+                _hit(self, "rename-flags-einval")
+                raise FsError("EINVAL")
+            return
+        super()._op_rename(op)
+
+
+class MetadataCopyUpCopiesTree(Overlay):
+    """unionfs-fuse: chmod or chown of a directory that is not in the upper branch copies
+    its whole tree up (cow of a directory is a recursive copy; observed: the files, FIFOs,
+    symlinks and subdirectories below it are all in the upper branch afterwards), so the
+    names below show new inode numbers. The kernel copies up the directory alone."""
+
+    def _copy_dir_tree_first(self, path: str) -> None:
+        node = self._existing(path, follow=True)
+        if node.is_dir and node.upper is None and self.upper is not None:
+            _hit(self, "metadata-copy-up-copies-tree")
+            DirRenameCopiesTree._copy_tree(self, node)  # type: ignore[arg-type]
+
+    def _op_chmod(self, op: ops.Chmod) -> None:
+        self._copy_dir_tree_first(op.path)
+        super()._op_chmod(op)
+
+    def _op_chown(self, op: ops.Chown) -> None:
+        self._copy_dir_tree_first(op.path)
+        super()._op_chown(op)
+
+
 VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in (
@@ -161,6 +216,14 @@ VARIANTS: dict[str, Variant] = {
             MkdirWritesOpaque,
         ),
         Variant(
+            "rmdir-whiteout-under-lower-parent",
+            "fuse-overlayfs",
+            "rmdir in a directory with lower layers always leaves a whiteout",
+            "observed by hand (conformance/expectations.toml); containers/fuse-overlayfs "
+            "main.c ovl_rmdir -> do_rm -> hide_node",
+            RmdirWhiteoutUnderLowerParent,
+        ),
+        Variant(
             "dir-nlink-one",
             "unionfs-fuse",
             "st_nlink of every directory is 1",
@@ -173,6 +236,20 @@ VARIANTS: dict[str, Variant] = {
             "st_ino is the topmost branch's inode (-o use_ino): copy-up changes it",
             "rpodgorny/unionfs-fuse src/fuse_ops.c unionfs_getattr (lstat of the branch path)",
             InodeOfTopBranch,
+        ),
+        Variant(
+            "rename-flags-einval",
+            "unionfs-fuse",
+            "renameat2 with RENAME_EXCHANGE or RENAME_NOREPLACE gives EINVAL",
+            "linux fs/fuse/dir.c fuse_rename2 (no rename2 in libfuse 2's high-level API)",
+            RenameFlagsEinval,
+        ),
+        Variant(
+            "metadata-copy-up-copies-tree",
+            "unionfs-fuse",
+            "chmod/chown of a lower directory copies its whole tree to the upper branch",
+            "rpodgorny/unionfs-fuse src/cow.c cow_cp -> copy_directory (recursive)",
+            MetadataCopyUpCopiesTree,
         ),
         Variant(
             "dir-rename-copies-tree",

@@ -78,11 +78,16 @@ class ExchangeMovesLowerDirs(Overlay):
 FUSE_OVERLAYFS = {
     "merged-dir-nlink-counts-subdirs": None,
     "mkdir-writes-opaque": None,
+    "rmdir-whiteout-under-lower-parent": None,
     "fifo-copy-up-eio": ChmodLowerFifoGivesEio,
     "removexattr-copies-up": RemoveXattrCopiesUp,
     "rename-exchange-lower-dir": ExchangeMovesLowerDirs,
 }
-FUSE_OVERLAYFS_VARIANTS = ("merged-dir-nlink-counts-subdirs", "mkdir-writes-opaque")
+FUSE_OVERLAYFS_VARIANTS = (
+    "merged-dir-nlink-counts-subdirs",
+    "mkdir-writes-opaque",
+    "rmdir-whiteout-under-lower-parent",
+)
 UNIONFS_FUSE_VARIANTS = ("dir-nlink-one", "dir-rename-copies-tree")
 
 
