@@ -85,17 +85,21 @@ class RmdirWhiteoutUnderLowerParent(Overlay):
     whether or not a lower layer has the name (observed; unlink does not). The kernel
     leaves one only where a lower layer still shows the name (dir.c ovl_lower_positive)."""
 
+    _removing_dir = False
+
     def _op_rmdir(self, op: ops.Rmdir) -> None:
-        parent = self._resolve(op.path, follow=False).parent
-        super()._op_rmdir(op)
-        if parent is None or not parent.lowers:
-            return
-        name = op.path.rstrip("/").rpartition("/")[2]
-        upper = self._copy_up(parent)
-        entry = upper.entries.get(name)
-        if entry is None:
+        self._removing_dir = True
+        try:
+            super()._op_rmdir(op)
+        finally:
+            self._removing_dir = False
+
+    def _lower_positive(self, parent: Node, name: str) -> bool:
+        found = super()._lower_positive(parent, name)
+        if self._removing_dir and not found and parent.lowers:
             _hit(self, "rmdir-whiteout-under-lower-parent")
-            upper.entries[name] = Inode(Kind.WHITEOUT, mode=0)
+            return True
+        return found
 
 
 class DirNlinkOne(Overlay):

@@ -10,6 +10,8 @@ reproduction.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from adapters.profile import Profile
 from adapters.reference import ReferenceDriver
 from conformance import expectations
@@ -18,7 +20,7 @@ from reference.layer import Kind
 from reference.lookup import Node
 from reference.overlay import Overlay
 from reference.paths import FsError
-from reference.variants import engine
+from reference.variants import VARIANTS
 from tests.faults import FAULTS
 
 
@@ -102,19 +104,29 @@ def records_of(driver: str) -> tuple[expectations.Expectation, ...]:
 
 class Imitation(ReferenceDriver):
     """The reference engine showing recorded behaviours (its variants and the imitating
-    classes), with ``fault`` (tests/faults.py) on top, under a profile that selects the
-    variants: what the machine's model follows."""
+    classes) with ``fault`` (tests/faults.py) on top (first in the method order, so the
+    fault breaks the rule it breaks whatever the behaviours below it do), under a profile
+    that selects the variants: what the machine's model follows."""
 
     def __init__(
         self, variants: tuple[str, ...], mixins: tuple[type[Overlay], ...], fault: str | None
     ) -> None:
         super().__init__()
-        base: type[Overlay] = FAULTS[fault] if fault is not None else Overlay
-        if mixins:
-            base = type(f"Imitated{base.__name__}", (*mixins, base), {})
-        self.engine = engine(variants, base)  # type: ignore[assignment]
+        layers = [*([FAULTS[fault]] if fault is not None else []), *mixins]
+        cls = type("Imitated", (*layers, *_mixins(variants), Overlay), {})
+
+        def make(stack, options):  # type: ignore[no-untyped-def]
+            model = cls(stack, options)
+            model.variant_hits = Counter()
+            return model
+
+        self.engine = make  # type: ignore[assignment]
         self.name = f"imitation{':' + fault if fault else ''}"
         self.profile = Profile(name=self.name, variants=variants)
+
+
+def _mixins(names: tuple[str, ...]) -> tuple[type[Overlay], ...]:
+    return tuple(VARIANTS[name].mixin for name in names)
 
 
 def fuse_overlayfs(fault: str | None = None) -> Imitation:
