@@ -280,8 +280,8 @@ def _lower_marker(model: Overlay, path: str) -> bool:
             if marker and any(x is not None for x in _lower_objects(model, path)[i + 1 :]):
                 return True
     for o in _lower_objects(model, path):
-        if o is not None and o.kind is Kind.SYMLINK and not o.target.startswith("/"):
-            base = path.rpartition("/")[0]
+        if o is not None and o.kind is Kind.SYMLINK:
+            base = "" if o.target.startswith("/") else path.rpartition("/")[0]
             target = _normal(f"{base}/{o.target}" if base else o.target)
             if target is not None and target != path and _lower_marker(model, target):
                 return True
@@ -303,15 +303,27 @@ def _normal(path: str) -> str | None:
 
 
 def rule_lower_markers_ignored(diff: Divergence, path: str, ctx: StepContext) -> bool:
-    """unionfs-fuse: what a lower layer's whiteout or opaque directory hides shows."""
+    """unionfs-fuse: what a lower layer's whiteout or opaque directory hides shows (a
+    whiteout as a character device, which also keeps its directory from being empty)."""
     model = ctx.model
     if diff.field == "outcome":
         extras = _listing_extras(diff, ctx)
         if extras is not None and extras[1]:
             directory, names = extras
             return all(_lower_marker(model, f"{directory}/{n}" if directory else n) for n in names)
-        return any(_lower_marker(model, p) for p in ctx.paths)
-    return _lower_marker(model, path)
+        return any(_lower_marker(model, p) or _holds_marker(model, p) for p in ctx.paths)
+    return _lower_marker(model, path) or _holds_marker(model, path)
+
+
+def _holds_marker(model: Overlay, path: str) -> bool:
+    """A lower layer has a whiteout below ``path``."""
+    from reference.layer import walk
+
+    for root in model.lowers:
+        for where, inode in walk(root):
+            if inode.kind is Kind.WHITEOUT and where.startswith(path + "/" if path else ""):
+                return True
+    return False
 
 
 def _through_lower_symlink(model: Overlay, path: str) -> bool:
@@ -464,7 +476,22 @@ def rule_dir_over_lower_symlink(diff: Divergence, path: str, ctx: StepContext) -
     return False
 
 
+def rule_copied_up_inode_lag(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """The name has an upper copy and a lower object at the same path: a FUSE driver's
+    attribute cache may show either's inode number for a while after the copy-up."""
+    try:
+        node = ctx.model._resolve(path, follow=False).node
+    except Exception:  # a path the model refuses: not this behaviour
+        return False
+    return (
+        node is not None
+        and node.upper is not None
+        and any(o is not None for o in _lower_objects(ctx.model, path))
+    )
+
+
 RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
+    "copied-up-inode-lag": rule_copied_up_inode_lag,
     "names-of-target-lower": rule_names_of_target_lower,
     "renamed-copy-up": rule_renamed_copy_up,
     "dir-over-lower-symlink": rule_dir_over_lower_symlink,
