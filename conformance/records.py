@@ -449,11 +449,14 @@ def rule_names_of_target_lower(diff: Divergence, path: str, ctx: StepContext) ->
 
 
 def rule_renamed_copy_up(diff: Divergence, path: str, ctx: StepContext) -> bool:
-    """``path`` is a copied-up object that no longer lives at its lower object's path."""
+    """``path`` is a copied-up directory, or a copied-up object that no longer lives at its
+    lower object's path."""
     try:
         node = ctx.model._resolve(path, follow=False).node
     except Exception:  # a path the model refuses: not this behaviour
         return False
+    if node is not None and node.is_dir and node.upper is not None and node.lowers:
+        return True
     if node is None or node.upper is None or node.upper.origin is None:
         return False
     origin = node.upper.origin
@@ -490,7 +493,16 @@ def rule_copied_up_inode_lag(diff: Divergence, path: str, ctx: StepContext) -> b
     )
 
 
+def rule_lower_hardlink_name(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """``path`` is a name of a lower hardlink (a lower file with more than one name)."""
+    for inode in _lower_objects(ctx.model, path):
+        if inode is not None:
+            return not inode.is_dir and ctx.model._lower_nlink.get(inode.ident, 1) > 1
+    return False
+
+
 RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
+    "lower-hardlink-name": rule_lower_hardlink_name,
     "copied-up-inode-lag": rule_copied_up_inode_lag,
     "names-of-target-lower": rule_names_of_target_lower,
     "renamed-copy-up": rule_renamed_copy_up,
