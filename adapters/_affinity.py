@@ -1,9 +1,9 @@
 """One CPU for a driver process and its executor: a request costs a switch, not an IPI.
 
 Every step of a sandboxed driver is a request to the executor and a reply. When the two
-processes sit on different CPUs, each message wakes a CPU that went idle: measured here (a
-2-core VM), a socketpair round trip costs 50-120 us across CPUs and 9-10 us with both ends
-on one CPU (two processes ping-ponging one byte, with and without ``sched_setaffinity``).
+processes sit on different CPUs, each message wakes a CPU that went idle, and a socketpair
+round trip across CPUs costs several times one with both ends on one CPU (figures:
+docs/performance.md).
 The work strictly alternates (the driver process waits for every reply), so pinning
 serializes nothing that ran in parallel.
 

@@ -13,8 +13,8 @@ In one run it measures, and prints as a table and writes as JSON (``--json``):
    there is no example database. The seed fixes what is drawn, not the strategies: an edit
    of conformance/strategies.py draws other programs.
    Only the generate phase runs. An example that diverges ends at its divergence and the
-   run goes on (a driver with a recorded divergence in ``Options()``, fuse-overlayfs and
-   unionfs-fuse here, is measured over the whole budget: the count and the first
+   run goes on (a driver with a recorded divergence in ``Options()`` is measured over the
+   whole budget: the count and the first
    divergence are reported); a hung or crashed driver stops it. Then the reference
    engine alone (:func:`bench_engine`): the same programs through ``Overlay`` with no
    generation, no driver and no comparison.
@@ -23,16 +23,15 @@ In one run it measures, and prints as a table and writes as JSON (``--json``):
    one ``-n 1`` and one ``-n 2`` run back to back (each round's ratio, and their median and
    spread: on a shared machine a single pair says little). The workload is the state
    machine and feature items of tests/test_conformance.py on the reference and, where it
-   can run, the kernel (170 items, 140 s with ``-n 1`` here): every pytest process pays
-   about 5 s to start (Hypothesis's import alone is 1 s) and collect, whatever ``-n``, so
-   the workload must be long for the ratio to measure the workers rather than start-up
-   (the reference alone, 32 s of work, could not go below 0.58).
+   can run, the kernel: every pytest process pays a fixed cost to start and collect,
+   whatever ``-n``, so the workload must be long for the ratio to measure the workers
+   rather than start-up.
 3. **faults**: for every seeded fault of ``tests/faults.py`` (imported from the checkout),
    the time until the first failure, the total time including shrinking, and the length of
    the shrunk counterexample (the operations of its failing example, the mount not
    counted). Generation and shrinking run
    as in the suite; Hypothesis's explain phase does not (it only annotates the report, and
-   cost four times the shrinking: 41 s of 52 s for truncate-to-zero).
+   costs more than the shrinking).
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import functools
 import time
 from collections.abc import Callable, Iterable
 
+import hypothesis.errors
 from hypothesis import settings
 
 from adapters import engine_registry
@@ -50,6 +51,25 @@ def plan(names: Iterable[str]) -> list[tuple[str, str, str]]:
     ]
 
 
+def _broken_engine(exc: BaseException) -> BaseException | None:
+    """The DriverHung or DriverFailure behind ``exc``, if any: when an engine dies inside
+    the container machine, Hypothesis replays the example on the dead engine, which fails
+    at another step, and reports that as Flaky (an error about the test, not the engine)."""
+    seen: set[int] = set()
+    pending = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, DriverHung | DriverFailure):
+            return current
+        pending += [e for e in (current.__cause__, current.__context__) if e is not None]
+        if isinstance(current, BaseExceptionGroup):
+            pending += list(current.exceptions)
+    return None
+
+
 def _check(action: Callable[[], None]) -> tuple[str, str]:
     """The verdict of one check: conforms, diverges (a ContainerDiverged is an
     AssertionError, with the program), hung or crashed."""
@@ -59,6 +79,11 @@ def _check(action: Callable[[], None]) -> tuple[str, str]:
         return "hung", str(exc)
     except DriverFailure as exc:
         return "crashed", str(exc)
+    except hypothesis.errors.Flaky as exc:
+        broken = _broken_engine(exc)
+        if broken is None:
+            raise
+        return ("hung" if isinstance(broken, DriverHung) else "crashed"), str(broken)
     except AssertionError as exc:
         notes = getattr(exc, "__notes__", [])
         return DIVERGES, "\n".join([f"{type(exc).__name__}: {exc}", *notes]).strip()

@@ -27,7 +27,7 @@ FEATURE_BUDGETS: dict[str, dict[str, object]] = {
 
 
 #: The container machine (conformance.containers) of ``certify``: a real engine's step costs
-#: its CLI round trips (docker 20.10 here: about 15 steps/s, README "Container mounts").
+#: its CLI round trips (docs/performance.md, "Containers").
 CONTAINER_BUDGETS: dict[str, dict[str, object]] = {
     "quick": {"max_examples": 8, "stateful_step_count": 20},
     "standard": {"max_examples": 40, "stateful_step_count": 30},

@@ -18,9 +18,8 @@ C = TypeVar("C", bound=type)
 
 def pickled_as_a_call(cls: C) -> C:
     """Pickle instances as ``cls(*fields)``: attrs' default state (a dict per object, set
-    field by field on load) cost twice the time and 1.5x the bytes for a view crossing
-    the executor's socket after every step (74 -> 36 us to dump, 87 -> 56 us to load a
-    25-entry view and an 8-entry upper)."""
+    field by field on load) costs more time and bytes for a view crossing the executor's
+    socket after every step (figures: docs/performance.md)."""
     names = [field.name for field in attrs.fields(cls)]
     fields = operator.attrgetter(*names)
 

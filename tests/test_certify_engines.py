@@ -11,12 +11,12 @@ import pytest
 from hypothesis import Phase, settings
 
 from adapters import engine_registry
-from adapters.base import DriverHung
+from adapters.base import DriverFailure, DriverHung
 from adapters.containers_base import ReferenceEngine
 from conformance.__main__ import main
 from conformance.certify import CONFORMS, DIVERGES, SKIPPED
-from conformance.certify_engines import MACHINE, certify_engines, label, plan
-from conformance.containers import SCENARIOS
+from conformance.certify_engines import MACHINE, _check, certify_engines, label, plan
+from conformance.containers import SCENARIOS, run_container_machine
 from tests.test_containers import RefillsNever
 
 FEW = settings(max_examples=3, stateful_step_count=8, database=None, deadline=None,
@@ -80,6 +80,25 @@ def test_a_hung_engine_is_replaced_for_the_next_cell(monkeypatch: pytest.MonkeyP
     assert verdicts[0].verdict == "hung" and "no answer" in verdicts[0].detail
     assert {v.verdict for v in verdicts[1:]} == {CONFORMS}
     assert len(made) == 2 and closed == made  # the hung one closed at once, the other at the end
+
+
+def test_an_engine_that_dies_inside_the_machine_is_crashed_not_a_traceback() -> None:
+    """Once dead, every call fails, so Hypothesis's replay of the failing example fails
+    earlier than the first run and it reports Flaky: the verdict is still the crash."""
+    calls = {"n": 0}
+
+    class DiesAfterAFewExamples(ReferenceEngine):
+        def start_image(self, image) -> None:
+            calls["n"] += 1
+            if calls["n"] > 2:
+                raise DriverFailure("engine executor: image: the daemon is gone")
+            super().start_image(image)
+
+    config = settings(max_examples=10, stateful_step_count=5, database=None, deadline=None)
+    verdict, detail = _check(
+        lambda: run_container_machine(DiesAfterAFewExamples("docker"), config)
+    )
+    assert (verdict, detail) == ("crashed", "engine executor: image: the daemon is gone")
 
 
 def test_certify_engine_writes_the_engine_cells_to_the_reports(tmp_path: Path, capsys) -> None:

@@ -60,3 +60,20 @@ def test_ruff_is_clean() -> None:
         [ruff, "check", "--no-cache", "."], cwd=ROOT, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_divergence_catalogue_is_generated_from_the_records() -> None:
+    """docs/divergences.md is `python -m conformance.catalogue` (regenerate it after an
+    edit of conformance/expectations.toml)."""
+    from conformance import catalogue
+
+    page = (ROOT / "docs" / "divergences.md").read_text(encoding="utf-8")
+    regenerate = "python -m conformance.catalogue > docs/divergences.md"
+    assert page == catalogue.catalogue(), f"stale: run {regenerate}"
+
+
+def test_readme_is_short_and_points_to_docs() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 250
+    for link in re.findall(r"\]\((docs/[^)#]+)", readme):
+        assert (ROOT / link).is_file(), link
