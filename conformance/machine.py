@@ -434,7 +434,10 @@ def machine_for(
     Machine.fields = fields
     Machine.feature_id = feature.id if feature is not None else ""
     profile = getattr(driver, "profile", None)
-    Machine.engine = staticmethod(variants.engine(getattr(profile, "variants", ())))
+    chosen = () if records.is_plain() else getattr(profile, "variants", ())
+    Machine.engine = staticmethod(variants.engine(chosen))
+    if records.is_plain():
+        behaviours = ()
     if behaviours is None:
         from conformance import expectations
 

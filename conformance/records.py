@@ -606,6 +606,25 @@ def match(records: tuple[Any, ...], found: list[Divergence], ctx: StepContext) -
 
 # --- the tally of a cell ----------------------------------------------------------------
 
+#: While set (:func:`plain`), machines hold drivers to the kernel's rules alone.
+_PLAIN: list[bool] = []
+
+
+@contextlib.contextmanager
+def plain() -> Iterator[None]:
+    """Machines made while open use no variant and no record: every recorded behaviour
+    is a divergence again (what a reproducer of one is made from)."""
+    _PLAIN.append(True)
+    try:
+        yield
+    finally:
+        _PLAIN.pop()
+
+
+def is_plain() -> bool:
+    return bool(_PLAIN)
+
+
 #: The tallies open now (innermost last): every machine adds what its examples saw.
 _OPEN: list[Counter[str]] = []
 
