@@ -185,6 +185,7 @@ class Cell:
             "reproducer": self.reproducers[0] if self.reproducers else None,
             "steps": failures[0]["steps"] if failures else [],
             "failures": failures,
+            "recorded": dict(v.recorded),
         }
 
 
