@@ -60,10 +60,12 @@ OP_NAMES = {
 
 @attrs.frozen
 class Subject:
-    """The object an operation acts on, before the step: its kind and where it lives."""
+    """The object an operation acts on, before the step: its kind and where it lives, and
+    the paths the operation's paths resolved to."""
 
     kind: str
     layers: str
+    paths: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -79,7 +81,12 @@ class StepContext:
 
     @property
     def paths(self) -> tuple[str, ...]:
-        return operands(self.op) if self.op is not None else ()
+        """The operation's paths, and the paths they resolved to before the step (through
+        symlinks in their directories)."""
+        if self.op is None:
+            return ()
+        resolved = self.target.paths if self.target is not None else ()
+        return tuple(dict.fromkeys((*operands(self.op), *resolved)))
 
 
 @attrs.frozen
@@ -175,13 +182,26 @@ def subject(model: Overlay, op: ops.Op) -> Subject | None:
     paths = operands(op)
     if not paths:
         return None
-    try:
-        node = model._resolve(paths[0], follow=False).node
-    except Exception:  # a path the model refuses (ELOOP, ENOTDIR): no object
-        node = None
-    if node is None:
-        return Subject("none", "none")
-    return Subject(node.kind.value, layers_of(node))
+    found: list[str] = []
+    first = None
+    for number, path in enumerate(paths):
+        try:
+            resolved = model._resolve(path, follow=False)
+        except Exception:  # a path the model refuses (ELOOP, ENOTDIR): no object
+            continue
+        if resolved.node is not None:
+            found.append(resolved.node.path)
+        elif resolved.parent is not None:
+            found.append(_join(resolved.parent.path, resolved.name))
+        if number == 0:
+            first = resolved.node
+    if first is None:
+        return Subject("none", "none", tuple(found))
+    return Subject(first.kind.value, layers_of(first), tuple(found))
+
+
+def _join(parent: str, name: str) -> str:
+    return f"{parent}/{name}" if parent else name
 
 
 def layers_of(node: Node) -> str:
@@ -266,19 +286,20 @@ def rule_shadowed_by_non_dir(diff: Divergence, path: str, ctx: StepContext) -> b
 
 
 def _lower_marker(model: Overlay, path: str) -> bool:
-    """``path`` is, or lies below, a whiteout of a lower layer, or lies below a lower
-    layer's opaque directory with the name still present in a layer further down; or it
-    is a lower symlink whose target is such a path."""
-    for prefix in _prefixes(path):
+    """``path`` is, or lies below, a whiteout of a lower layer; or it lies below a lower
+    layer's opaque directory where a layer further down has an object on the way to it
+    (what the marker hides shows); or it is a lower symlink whose target is such a path."""
+    prefixes = _prefixes(path)
+    for depth, prefix in enumerate(prefixes):
         objects = _lower_objects(model, prefix)
         if any(o is not None and o.kind is Kind.WHITEOUT for o in objects):
             return True
-        if prefix == path:
-            break
         for i, o in enumerate(objects):
-            marker = o is not None and o.is_dir and o.opaque
-            if marker and any(x is not None for x in _lower_objects(model, path)[i + 1 :]):
-                return True
+            if o is None or not (o.is_dir and o.opaque):
+                continue
+            for longer in prefixes[depth + 1 :]:
+                if any(x is not None for x in _lower_objects(model, longer)[i + 1 :]):
+                    return True
     for o in _lower_objects(model, path):
         if o is not None and o.kind is Kind.SYMLINK:
             base = "" if o.target.startswith("/") else path.rpartition("/")[0]
@@ -457,8 +478,11 @@ def rule_renamed_copy_up(diff: Divergence, path: str, ctx: StepContext) -> bool:
         return False
     if node is not None and node.is_dir and node.upper is not None and node.lowers:
         return True
-    if node is None or node.upper is None or node.upper.origin is None:
+    if node is None or node.upper is None:
         return False
+    if node.upper.origin is None:
+        # copied up as another kind (fifo-copy-up-eio): no origin, a lower object there
+        return any(o is not None for o in _lower_objects(ctx.model, path))
     origin = node.upper.origin
     return all(
         inode is not origin for inode in _lower_objects(ctx.model, path) if inode is not None
@@ -494,10 +518,20 @@ def rule_copied_up_inode_lag(diff: Divergence, path: str, ctx: StepContext) -> b
 
 
 def rule_lower_hardlink_name(diff: Divergence, path: str, ctx: StepContext) -> bool:
-    """``path`` is a name of a lower hardlink (a lower file with more than one name)."""
-    for inode in _lower_objects(ctx.model, path):
-        if inode is not None:
-            return not inode.is_dir and ctx.model._lower_nlink.get(inode.ident, 1) > 1
+    """``path`` is a name of a lower hardlink (a lower file with more than one name), or
+    a directory holding one (copied up with it)."""
+    model = ctx.model
+    for inode in _lower_objects(model, path):
+        if inode is None:
+            continue
+        if not inode.is_dir:
+            return model._lower_nlink.get(inode.ident, 1) > 1
+        from reference.layer import walk
+
+        return any(
+            not child.is_dir and model._lower_nlink.get(child.ident, 1) > 1
+            for _, child in walk(inode)
+        )
     return False
 
 
@@ -598,8 +632,13 @@ def match(records: tuple[Any, ...], found: list[Divergence], ctx: StepContext) -
         mine = tuple(d for d in found if any(c.matches(d, ctx) for c in clauses))
         by_record[record.id] = mine
         accounted.update(id(d) for d in mine)
-        if order[record.resync] > order[resync]:
-            resync = record.resync
+        wanted = record.resync
+        if wanted == "keep" and ctx.op is not None and type(ctx.op) not in ops.LOOKS and any(
+            d.field == "outcome" for d in mine
+        ):
+            wanted = "model"  # the operation did something else: the state differs now
+        if order[wanted] > order[resync]:
+            resync = wanted
     unmatched = tuple(d for d in found if id(d) not in accounted)
     return Matched(by_record, unmatched, resync)
 

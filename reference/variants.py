@@ -62,8 +62,9 @@ class MergedDirNlinkCountsSubdirs(Overlay):
 class MkdirWritesOpaque(Overlay):
     """fuse-overlayfs: every mkdir writes an opaque directory (main.c ovl_mkdir:
     create_directory(..., set_opaque=true): trusted.overlay.opaque=y and the .wh..wh..opq
-    sentinel); in a parent that has lower layers it also holds a 0/0 whiteout named
-    ``.wh..opq`` (observed: none when the parent is upper-only). The kernel (offline changes
+    sentinel); in a parent that has lower layers, or whose name a lower layer holds (a
+    whiteout too), it also holds a 0/0 whiteout named ``.wh..opq`` (observed: none when the
+    parent is upper-only). The kernel (offline changes
     allowed) writes a plain directory unless it replaces a whiteout."""
 
     def _op_mkdir(self, op: ops.Mkdir) -> None:
@@ -72,7 +73,7 @@ class MkdirWritesOpaque(Overlay):
         created = self._resolve(op.path, follow=False).node
         assert created is not None and created.upper is not None
         upper = created.upper
-        marker = parent is not None and bool(parent.lowers)
+        marker = parent is not None and (bool(parent.lowers) or _in_a_lower(self, parent.path))
         if not upper.opaque or marker:
             _hit(self, "mkdir-writes-opaque")
         upper.opaque = True
@@ -100,6 +101,17 @@ class RmdirWhiteoutUnderLowerParent(Overlay):
             _hit(self, "rmdir-whiteout-under-lower-parent")
             return True
         return found
+
+
+def _in_a_lower(overlay: Overlay, path: str) -> bool:
+    """Some lower layer has an object (a whiteout too) at ``path``, each walked alone."""
+    for root in overlay.lowers:
+        node: Inode | None = root
+        for part in path.split("/") if path else ():
+            node = node.entries.get(part) if node is not None and node.is_dir else None
+        if node is not None:
+            return True
+    return False
 
 
 class DirNlinkOne(Overlay):
