@@ -249,18 +249,28 @@ def _listing_extras(diff: Divergence, ctx: StepContext) -> tuple[str, list[str]]
 
 
 def _shadowed(model: Overlay, path: str) -> bool:
-    """fuse-overlayfs: ``path`` exists in a lower layer below one where ``path`` or one of
-    its ancestors is not a directory (a lookup that should have stopped there)."""
-    for prefix in _prefixes(path):
+    """fuse-overlayfs: ``path`` is found below a lower layer where the lookup should have
+    stopped: where ``path`` or one of its ancestors is not a directory, or where one of its
+    ancestors is an opaque directory (a layer further down has something on the way)."""
+    prefixes = _prefixes(path)
+    for depth, prefix in enumerate(prefixes):
         objects = _lower_objects(model, prefix)
-        stop = next(
-            (i for i, o in enumerate(objects) if o is not None and not o.is_dir), None
-        )
-        if stop is None:
-            continue
-        below = _lower_objects(model, path)[stop + 1 :]
-        if any(o is not None for o in below):
-            return True
+        for stop, o in enumerate(objects):
+            if o is None:
+                continue
+            if not o.is_dir:
+                candidates = [path]
+            elif o.opaque and prefix != path:
+                candidates = prefixes[depth + 1 :]
+            else:
+                continue
+            if any(
+                x is not None
+                for longer in candidates
+                for x in _lower_objects(model, longer)[stop + 1 :]
+            ):
+                return True
+            break  # the first layer with an object decides for this prefix
     return False
 
 
