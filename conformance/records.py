@@ -545,7 +545,16 @@ def rule_lower_hardlink_name(diff: Divergence, path: str, ctx: StepContext) -> b
     return False
 
 
+def rule_opq_whiteout(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """The entry is a whiteout named ``.wh..opq`` (on either side)."""
+    entries = (diff.expected, diff.actual)
+    return path.rpartition("/")[2] == ".wh..opq" and all(
+        e is None or getattr(e, "kind", None) == "whiteout" for e in entries
+    )
+
+
 RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
+    "opq-whiteout": rule_opq_whiteout,
     "lower-hardlink-name": rule_lower_hardlink_name,
     "copied-up-inode-lag": rule_copied_up_inode_lag,
     "names-of-target-lower": rule_names_of_target_lower,

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import attrs
 
 from reference import ops
-from reference.layer import Inode, Kind, StackSpec
+from reference.layer import StackSpec
 from reference.lookup import Node
 from reference.options import Options
 from reference.overlay import Overlay
@@ -62,23 +62,18 @@ class MergedDirNlinkCountsSubdirs(Overlay):
 class MkdirWritesOpaque(Overlay):
     """fuse-overlayfs: every mkdir writes an opaque directory (main.c ovl_mkdir:
     create_directory(..., set_opaque=true): trusted.overlay.opaque=y and the .wh..wh..opq
-    sentinel); in a parent that has lower layers, or whose name a lower layer holds (a
-    whiteout too), it also holds a 0/0 whiteout named ``.wh..opq`` (observed: none when the
-    parent is upper-only). The kernel (offline changes
-    allowed) writes a plain directory unless it replaces a whiteout."""
+    sentinel). The kernel (offline changes allowed) writes a plain directory unless it
+    replaces a whiteout. (The 0/0 ``.wh..opq`` whiteout fuse-overlayfs also leaves in some
+    of them is a record of its own, ``opq-whiteout``: when it appears depends on what was
+    looked up before, not on a rule this engine can state.)"""
 
     def _op_mkdir(self, op: ops.Mkdir) -> None:
-        parent = self._resolve(op.path, follow=False).parent
         super()._op_mkdir(op)
         created = self._resolve(op.path, follow=False).node
         assert created is not None and created.upper is not None
-        upper = created.upper
-        marker = parent is not None and (bool(parent.lowers) or _in_a_lower(self, parent.path))
-        if not upper.opaque or marker:
+        if not created.upper.opaque:
             _hit(self, "mkdir-writes-opaque")
-        upper.opaque = True
-        if marker:
-            upper.entries[".wh..opq"] = Inode(Kind.WHITEOUT, mode=0)
+        created.upper.opaque = True
 
 
 class RmdirWhiteoutUnderLowerParent(Overlay):
@@ -101,17 +96,6 @@ class RmdirWhiteoutUnderLowerParent(Overlay):
             _hit(self, "rmdir-whiteout-under-lower-parent")
             return True
         return found
-
-
-def _in_a_lower(overlay: Overlay, path: str) -> bool:
-    """Some lower layer has an object (a whiteout too) at ``path``, each walked alone."""
-    for root in overlay.lowers:
-        node: Inode | None = root
-        for part in path.split("/") if path else ():
-            node = node.entries.get(part) if node is not None and node.is_dir else None
-        if node is not None:
-            return True
-    return False
 
 
 class DirNlinkOne(Overlay):
@@ -226,7 +210,7 @@ VARIANTS: dict[str, Variant] = {
         Variant(
             "mkdir-writes-opaque",
             "fuse-overlayfs",
-            "mkdir writes an opaque directory holding a .wh..opq whiteout",
+            "mkdir writes an opaque directory",
             "containers/fuse-overlayfs main.c ovl_mkdir/create_directory (PR #68: the "
             ".wh..wh..opq sentinel); sylabs/singularity issues #3176, #3177",
             MkdirWritesOpaque,
