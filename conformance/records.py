@@ -281,8 +281,7 @@ def rule_shadowed_by_non_dir(diff: Divergence, path: str, ctx: StepContext) -> b
         if extras is not None and extras[1]:
             directory, names = extras
             return all(_shadowed(model, f"{directory}/{n}" if directory else n) for n in names)
-        target = ctx.paths[0] if ctx.paths else ""
-        return _like(diff.expected, "*ENOENT*") and _shadowed(model, target)
+        return any(_shadowed(model, p) for p in ctx.paths)
     if diff.field == "exists":
         return diff.expected is None and _shadowed(model, path)
     if diff.field == "nlink" and ctx.actual_view is not None:
@@ -311,26 +310,32 @@ def _lower_marker(model: Overlay, path: str) -> bool:
                 if any(x is not None for x in _lower_objects(model, longer)[i + 1 :]):
                     return True
     for o in _lower_objects(model, path):
-        if o is not None and o.kind is Kind.SYMLINK:
-            base = "" if o.target.startswith("/") else path.rpartition("/")[0]
-            target = _normal(f"{base}/{o.target}" if base else o.target)
-            if target is not None and target != path and _lower_marker(model, target):
-                return True
+        if o is not None and o.kind is Kind.SYMLINK and _through_marker(model, path, o.target):
+            return True
     return False
 
 
-def _normal(path: str) -> str | None:
-    parts: list[str] = []
-    for part in path.split("/"):
+def _through_marker(model: Overlay, path: str, target: str) -> bool:
+    """The symlink at ``path`` to ``target`` is followed through a lower marker (each
+    component as the walk meets it, before any ``..`` is applied)."""
+    base = "" if target.startswith("/") else path.rpartition("/")[0]
+    stack: list[str] = [part for part in base.split("/") if part]
+    for part in target.split("/"):
         if part in ("", "."):
             continue
         if part == "..":
-            if not parts:
-                return None
-            parts.pop()
-        else:
-            parts.append(part)
-    return "/".join(parts)
+            if not stack:
+                return False
+            stack.pop()
+            continue
+        stack.append(part)
+        here = "/".join(stack)
+        if here != path and any(
+            o is not None and o.kind is Kind.WHITEOUT for o in _lower_objects(model, here)
+        ):
+            return True
+    final = "/".join(stack)
+    return final != path and _lower_marker(model, final)
 
 
 def rule_lower_markers_ignored(diff: Divergence, path: str, ctx: StepContext) -> bool:
@@ -342,8 +347,25 @@ def rule_lower_markers_ignored(diff: Divergence, path: str, ctx: StepContext) ->
         if extras is not None and extras[1]:
             directory, names = extras
             return all(_lower_marker(model, f"{directory}/{n}" if directory else n) for n in names)
-        return any(_lower_marker(model, p) or _holds_marker(model, p) for p in ctx.paths)
+        return any(
+            _lower_marker(model, p) or _holds_marker(model, p) or _symlink_to_marker(model, p)
+            for p in ctx.paths
+        )
     return _lower_marker(model, path) or _holds_marker(model, path)
+
+
+def _symlink_to_marker(model: Overlay, path: str) -> bool:
+    """``path`` is a symlink of the merged view (an upper one too) that leads through a
+    lower marker."""
+    try:
+        node = model._resolve(path, follow=False).node
+    except Exception:  # a path the model refuses: not this behaviour
+        return False
+    return (
+        node is not None
+        and node.kind is Kind.SYMLINK
+        and _through_marker(model, path, node.top.target)
+    )
 
 
 def _holds_marker(model: Overlay, path: str) -> bool:
@@ -481,7 +503,7 @@ def rule_names_of_target_lower(diff: Divergence, path: str, ctx: StepContext) ->
 
 def rule_renamed_copy_up(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """``path`` is a copied-up directory, or a copied-up object that no longer lives at its
-    lower object's path."""
+    lower object's path or whose lower object is not in the top lower layer."""
     try:
         node = ctx.model._resolve(path, follow=False).node
     except Exception:  # a path the model refuses: not this behaviour
@@ -494,9 +516,8 @@ def rule_renamed_copy_up(diff: Divergence, path: str, ctx: StepContext) -> bool:
         # copied up as another kind (fifo-copy-up-eio): no origin, a lower object there
         return any(o is not None for o in _lower_objects(ctx.model, path))
     origin = node.upper.origin
-    return all(
-        inode is not origin for inode in _lower_objects(ctx.model, path) if inode is not None
-    )
+    # kept only by a file copied up in place from the top lower layer
+    return _lower_objects(ctx.model, path)[0] is not origin
 
 
 def rule_dir_over_lower_symlink(diff: Divergence, path: str, ctx: StepContext) -> bool:
