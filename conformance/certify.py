@@ -212,52 +212,5 @@ def planned(drivers: Iterable[str], features: Iterable[Feature], machine: bool =
     return len(tuple(drivers)) * (len(tuple(features)) + int(machine)) * len(MATRIX)
 
 
-def render_matrix(verdicts: list[Verdict]) -> str:
-    """The option set x driver table: one row per option set, one column per driver (the
-    whole cells; feature verdicts are in :func:`render_feature_matrix`)."""
-    verdicts = [v for v in verdicts if not v.feature]
-    if not verdicts:
-        return ""
-    drivers = list(dict.fromkeys(v.driver for v in verdicts))
-    option_sets = list(dict.fromkeys(v.options for v in verdicts))
-    cell = {(v.driver, v.options): v.verdict for v in verdicts}
-    first = max(len("options"), *(len(o) for o in option_sets))
-    widths = [max(len(d), *(len(v.verdict) for v in verdicts)) for d in drivers]
-    lines = [
-        "  ".join(
-            [f"{'options':<{first}}", *(f"{d:<{w}}" for d, w in zip(drivers, widths, strict=True))]
-        )
-    ]
-    for label in option_sets:
-        row = [f"{cell.get((d, label), '-'):<{w}}" for d, w in zip(drivers, widths, strict=True)]
-        lines.append("  ".join([f"{label:<{first}}", *row]).rstrip())
-    return "\n".join(lines)
-
-
 def worst(verdicts: Iterable[str]) -> str:
     return max(verdicts, key=lambda verdict: SEVERITY.get(verdict, max(SEVERITY.values())))
-
-
-def render_feature_matrix(verdicts: list[Verdict]) -> str:
-    """The feature x driver table: a cell is the worst verdict over the option sets
-    (conforms < unclaimed < skipped < diverges < hung/crashed)."""
-    verdicts = [v for v in verdicts if v.feature]
-    if not verdicts:
-        return ""
-    drivers = list(dict.fromkeys(v.driver for v in verdicts))
-    features = list(dict.fromkeys(v.feature for v in verdicts))
-    found: dict[tuple[str, str], list[str]] = {}
-    for v in verdicts:
-        found.setdefault((v.driver, v.feature), []).append(v.verdict)
-    cell = {key: worst(values) for key, values in found.items()}
-    first = max(len("feature"), *(len(f) for f in features))
-    widths = [max(len(d), *(len(c) for c in cell.values())) for d in drivers]
-    lines = [
-        "  ".join(
-            [f"{'feature':<{first}}", *(f"{d:<{w}}" for d, w in zip(drivers, widths, strict=True))]
-        )
-    ]
-    for feature in features:
-        row = [f"{cell.get((d, feature), '-'):<{w}}" for d, w in zip(drivers, widths, strict=True)]
-        lines.append("  ".join([f"{feature:<{first}}", *row]).rstrip())
-    return "\n".join(lines)

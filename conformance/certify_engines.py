@@ -132,21 +132,3 @@ def certify_engines(
                     with uninterrupted():
                         engine.close()
     return verdicts
-
-
-def render_engine_matrix(verdicts: list[Verdict]) -> str:
-    """The container feature x engine:profile table."""
-    mine = [v for v in verdicts if is_engine(v)]
-    if not mine:
-        return ""
-    columns = list(dict.fromkeys(f"{v.driver[len(PREFIX):]}:{v.options}" for v in mine))
-    rows = list(dict.fromkeys(v.feature for v in mine))
-    cell = {(v.feature, f"{v.driver[len(PREFIX):]}:{v.options}"): v.verdict for v in mine}
-    first = max(len("container feature"), *(len(r) for r in rows))
-    widths = [max(len(c), *(len(v.verdict) for v in mine)) for c in columns]
-    lines = ["  ".join([f"{'container feature':<{first}}",
-                        *(f"{c:<{w}}" for c, w in zip(columns, widths, strict=True))])]
-    for row in rows:
-        values = [f"{cell.get((row, c), '-'):<{w}}" for c, w in zip(columns, widths, strict=True)]
-        lines.append("  ".join([f"{row:<{first}}", *values]).rstrip())
-    return "\n".join(lines)

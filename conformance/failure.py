@@ -90,6 +90,11 @@ class Failure:
             "feature": self.feature,
             "steps": [step.as_json() for step in self.steps],
             "divergence": self.divergence,
+            "differences": [
+                {"where": d.where, "field": d.field, "expected": repr(d.expected),
+                 "actual": repr(d.actual)}
+                for d in self.found
+            ],
         }
 
 

@@ -10,11 +10,9 @@ says so in every report (``status: interrupted``).
 from __future__ import annotations
 
 import datetime
-import html
 import json
 import os
 import platform
-import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -24,31 +22,16 @@ from xml.etree import ElementTree as ET
 import attrs
 
 from conformance.certify import SEVERITY, Verdict
+from conformance.report_html import QUIET, render_html
+from conformance.report_html import slug as slug  # the file name part of a cell id
 
 SCHEMA = "unionspec-report/1"
 FILES = ("report.json", "report.md", "report.html", "junit.xml")
 OVERLAY_PARAMETERS = Path("/sys/module/overlay/parameters")
 #: Verdicts that fail a run (the others are reported, not failed).
 FAILING = ("diverges", "hung", "crashed")
-#: The colours of the HTML matrix, by verdict.
-COLOURS = {
-    "conforms": "#c8e6c9",
-    "expected-divergence": "#fff59d",
-    "unclaimed": "#e0e0e0",
-    "skipped": "#eeeeee",
-    "diverges": "#ef9a9a",
-    "hung": "#ce93d8",
-    "crashed": "#ce93d8",
-}
-
-
 class ReportDirError(Exception):
     """The report directory cannot be created or written (one line)."""
-
-
-def slug(text: str) -> str:
-    """A file name part made of ``text``: letters, digits, ``.``, ``_``, ``-``."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -210,6 +193,8 @@ class Report:
     order: dict[str, int] = attrs.field(factory=dict)
     #: The container engines certified (conformance.certify_engines).
     engines: list[str] = attrs.field(factory=list)
+    #: Drivers not asked for that cannot run for want of a setting: name -> what to give.
+    left_out: dict[str, str] = attrs.field(factory=dict)
 
     def document(self) -> dict[str, Any]:
         if self.env is None:
@@ -217,6 +202,12 @@ class Report:
         summary: dict[str, int] = {}
         for cell in self.cells:
             summary[cell.verdict.verdict] = summary.get(cell.verdict.verdict, 0) + 1
+        cells = [
+            cell.as_json()
+            for cell in sorted(
+                self.cells, key=lambda c: self.order.get(c.verdict.id, len(self.order))
+            )
+        ]
         return {
             "schema": SCHEMA,
             "status": self.status,
@@ -229,12 +220,10 @@ class Report:
             "planned": self.planned,
             "done": len(self.cells),
             "summary": summary,
-            "cells": [
-                cell.as_json()
-                for cell in sorted(
-                    self.cells, key=lambda c: self.order.get(c.verdict.id, len(self.order))
-                )
-            ],
+            "left_out": self.left_out,
+            "directory": str(self.directory),
+            "cells": cells,
+            "recorded": recorded_behaviours(cells),
         }
 
     def write(self) -> None:
@@ -243,6 +232,33 @@ class Report:
         write_atomically(self.directory / "report.md", render_markdown(doc))
         write_atomically(self.directory / "report.html", render_html(doc))
         write_atomically(self.directory / "junit.xml", render_junit(doc))
+
+
+def recorded_behaviours(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The recorded divergences (conformance/expectations.toml) of the installed versions
+    that matched cells of this run, each with the ids of those cells: a cell matches a
+    record when :func:`conformance.expectations.matching` gives it for the cell and the
+    cell did not come out conforming, unclaimed or skipped."""
+    from conformance import expectations
+
+    found: dict[int, tuple[Any, list[str]]] = {}
+    for cell in cells:
+        if cell["verdict"] in QUIET or cell["driver"] not in _recorded_drivers():
+            continue
+        feature = "" if cell["feature"] == "machine" else cell["feature"]
+        for record in expectations.matching(cell["driver"], feature, cell["options"]):
+            found.setdefault(id(record), (record, []))[1].append(cell["id"])
+    return [
+        {"driver": record.driver, "version": record.version, "reason": record.reason,
+         "upstream": record.upstream, "confirmed": record.confirmed, "cells": ids}
+        for record, ids in found.values()
+    ]
+
+
+def _recorded_drivers() -> set[str]:
+    from conformance import expectations
+
+    return {record.driver for record in expectations._loaded(expectations.PATH)}
 
 
 # --- renderings -----------------------------------------------------------------------------
@@ -279,7 +295,8 @@ def _status_line(doc: dict[str, Any]) -> str:
 
 
 def _failing_cells(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    return [c for c in doc["cells"] if c["verdict"] in (*FAILING, "expected-divergence")]
+    """The cells with a divergence to show: any verdict but the quiet ones."""
+    return [c for c in doc["cells"] if c["verdict"] not in QUIET]
 
 
 def render_markdown(doc: dict[str, Any]) -> str:
@@ -330,117 +347,6 @@ def _step_text(number: int, step: dict[str, Any]) -> str:
     actual = step["actual"] if step["actual"] is not None else "(no answer)"
     mark = "" if step["actual"] in step["allowed"] else "   <-- differs"
     return f"{number}. {step['op']} -> {actual} (reference: {allowed}){mark}"
-
-
-_CSS = """
-body { font-family: sans-serif; margin: 2em; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; }
-th, td { border: 1px solid #bbb; padding: 0.3em 0.6em; text-align: left; }
-td.cell a { color: inherit; }
-pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; white-space: pre-wrap; }
-summary { cursor: pointer; font-weight: bold; margin: 0.4em 0; }
-details details { margin-left: 1.5em; }
-.banner { background: #ffcc80; padding: 0.6em; font-weight: bold; }
-.legend span { padding: 0.2em 0.5em; margin-right: 0.4em; border: 1px solid #bbb; }
-tr.differs td { background: #ffebee; }
-"""
-
-
-def render_html(doc: dict[str, Any]) -> str:
-    """One self-contained page: no script, no external stylesheet, font or image."""
-    e = html.escape
-    env = doc["environment"]
-    out = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        "<title>unionspec certification report</title>",
-        f"<style>{_CSS}</style></head><body>",
-        "<h1>unionspec certification report</h1>",
-    ]
-    if doc["status"] == "interrupted":
-        out.append(f'<p class="banner">Interrupted ({e(doc["interruption"] or "")}): '
-                   f"only the cells done are shown.</p>")
-    out.append(f"<p>{e(_status_line(doc))}. Kernel {e(env['kernel']['release'])}, "
-               f"Python {e(env['python'])}, Hypothesis {e(env['hypothesis'])}. "
-               f"Started {e(doc['started'])}, updated {e(doc['updated'])}.</p>")
-    params = ", ".join(f"{k}={v}" for k, v in env["overlay_parameters"].items())
-    out.append(f"<p>Overlay module parameters: {e(params or '(none)')}</p><ul>")
-    for name, info in env["drivers"].items():
-        out.append(f"<li>{e(name)}: version {e(str(info.get('version') or 'unknown'))}"
-                   + (f", command <code>{e(info['command'])}</code>" if info.get("command")
-                      else "") + "</li>")
-    out.append('</ul><p class="legend">')
-    for verdict, colour in COLOURS.items():
-        out.append(f'<span style="background:{colour}">{e(verdict)}</span>')
-    out.append("</p>")
-    overview = _overview(doc)
-    if overview:
-        drivers = list(dict.fromkeys(driver for driver, _ in overview))
-        features = list(dict.fromkeys(feature for _, feature in overview))
-        out.append("<h2>Overview</h2><p>The worst verdict over the option sets.</p>")
-        out.append("<table><tr><th>feature</th>")
-        out += [f'<th><a href="#{e(slug(d))}">{e(d)}</a></th>' for d in drivers]
-        out.append("</tr>")
-        for feature in features:
-            out.append(f"<tr><th>{e(feature)}</th>")
-            for d in drivers:
-                verdict = overview.get((d, feature), "-")
-                colour = COLOURS.get(verdict, "#ffffff")
-                out.append(f'<td style="background:{colour}">{e(verdict)}</td>')
-            out.append("</tr>")
-        out.append("</table>")
-    for driver, (rows, columns, by_key) in _grid(doc).items():
-        out.append(f'<h2 id="{e(slug(driver))}">{e(driver)}</h2><table><tr><th>feature</th>')
-        out += [f"<th>{'<br>'.join(e(part) for part in col.split(','))}</th>" for col in columns]
-        out.append("</tr>")
-        for row in rows:
-            out.append(f"<tr><th>{e(row)}</th>")
-            for col in columns:
-                cell = by_key.get((row, col))
-                if cell is None:
-                    out.append("<td>-</td>")
-                    continue
-                colour = COLOURS.get(cell["verdict"], "#ffffff")
-                text = e(cell["verdict"])
-                if cell in _failing_cells(doc):
-                    text = f'<a href="#{e(slug(cell["id"]))}">{text}</a>'
-                title = e(cell["reason"].splitlines()[0] if cell["reason"] else "")
-                out.append(f'<td class="cell" style="background:{colour}" '
-                           f'title="{title}">{text}</td>')
-            out.append("</tr>")
-        out.append("</table>")
-    failing = _failing_cells(doc)
-    if failing:
-        out.append("<h2>Divergences</h2>")
-    for cell in failing:
-        colour = COLOURS.get(cell["verdict"], "#ffffff")
-        out.append(f'<details id="{e(slug(cell["id"]))}"><summary>'
-                   f'<span style="background:{colour}">{e(cell["verdict"])}</span> '
-                   f"{e(cell['id'])} ({cell['seconds']} s)</summary>")
-        if not cell["failures"]:
-            out.append(f"<pre>{e(cell['reason'])}</pre>")
-        for failure in cell["failures"]:
-            out.append(f"<pre>{e(failure['divergence'])}</pre>")
-            out.append(f"<p>Shrunk program, mount <code>{e(failure['stack'])}</code> "
-                       f"with {e(failure['options'])}:</p>")
-            out.append("<table><tr><th>#</th><th>operation</th><th>driver gave</th>"
-                       "<th>reference allows</th></tr>")
-            for number, step in enumerate(failure["steps"], 1):
-                differs = step["actual"] not in step["allowed"]
-                actual = step["actual"] if step["actual"] is not None else "(no answer)"
-                out.append(f'<tr{" class=differs" if differs else ""}><td>{number}</td>'
-                           f"<td><code>{e(step['op'])}</code></td><td>{e(actual)}</td>"
-                           f"<td>{e(' or '.join(step['allowed']))}</td></tr>")
-            out.append("</table>")
-            if failure.get("reproducer"):
-                out.append(f"<p>Reproducer: <code>{e(failure['reproducer'])}</code>; "
-                           f"corpus program: <code>{e(failure.get('program') or '-')}</code></p>")
-        if cell["failures"]:
-            out.append(f"<details><summary>The suite's full report</summary>"
-                       f"<pre>{e(cell['reason'])}</pre></details>")
-        out.append("</details>")
-    out.append("</body></html>")
-    return "\n".join(out) + "\n"
 
 
 def render_junit(doc: dict[str, Any]) -> str:

@@ -27,7 +27,7 @@ from typing import Any
 
 from adapters import registry
 from conformance import corpus, expectations
-from conformance.certify import CONFORMS, EXPECTED_OK, Verdict, planned, uninterrupted
+from conformance.certify import Verdict, planned, uninterrupted
 from conformance.features import BY_ID, FEATURES, Feature
 from reference.options import MATRIX
 
@@ -124,6 +124,22 @@ def check_arguments(args: argparse.Namespace) -> tuple[list[str], list[Feature],
     return args.driver or known, features, not args.feature
 
 
+#: Drivers that run only with a setting: not named with ``--driver`` and without that
+#: setting, they are left out of the run (no cells), not reported as skipped.
+NEEDS_SETTING = {"fuse": "the generic FUSE driver: give --driver-cmd TEMPLATE and --driver=fuse"}
+
+
+def left_out(args: argparse.Namespace, drivers: list[str]) -> dict[str, str]:
+    """The drivers of ``drivers`` that were not asked for (``--driver``) and cannot run
+    for want of a setting (:data:`NEEDS_SETTING`): driver -> what to give."""
+    return {
+        name: why
+        for name, why in NEEDS_SETTING.items()
+        if name in drivers and name not in args.driver
+        and registry.unavailable_reason(name) is not None
+    }
+
+
 def _settings(budget: str, seed: int | None) -> tuple[Any, Any]:
     """The settings of the whole-machine and of the feature cells. Hypothesis's explain
     phase is left out: it only annotates the failure text (the reports carry the program
@@ -166,9 +182,12 @@ class Artefacts:
     """What is written after each verdict: the corpus programs, the reproducers, the
     reports."""
 
-    def __init__(self, report: Any, corpus_dir: Path) -> None:
+    def __init__(
+        self, report: Any, corpus_dir: Path, warn: Callable[[str], None] | None = None
+    ) -> None:
         self.report = report
         self.corpus_dir = corpus_dir
+        self.warn = warn or (lambda text: print(text, file=sys.stderr))
 
     def record(self, verdict: Verdict) -> None:
         from conformance import reproducer
@@ -185,7 +204,7 @@ class Artefacts:
                         corpus.from_failure(failure, version), self.corpus_dir
                     )
                 except OSError as exc:
-                    print(f"warning: corpus: {exc}", file=sys.stderr)
+                    self.warn(f"warning: corpus: {exc}")
             if self.report is None:
                 continue
             name = f"reproducers/{slug(verdict.id)}-{number + 1}.py"
@@ -223,13 +242,8 @@ def configure_registry(driver_cmd: str | None, profile: str | None, timeout: flo
 
 
 def certify_command(args: argparse.Namespace) -> int:
-    from conformance.certify import render_feature_matrix, render_matrix
-    from conformance.certify_engines import (
-        certify_engines,
-        is_engine,
-        plan,
-        render_engine_matrix,
-    )
+    from conformance.certify_engines import certify_engines, plan
+    from conformance.console import Progress, exit_status, summary_lines
     from conformance.report import Report, ReportDirError, prepare
 
     drivers, features, machine = check_arguments(args)
@@ -241,6 +255,8 @@ def certify_command(args: argparse.Namespace) -> int:
     except expectations.ExpectationError as problem:
         raise UsageError(str(problem)) from None
     configure_registry(args.driver_cmd, args.profile, getattr(args, "driver_timeout", None))
+    not_run = left_out(args, drivers)
+    drivers = [name for name in drivers if name not in not_run]
     corpus_dir = Path(args.corpus or DEFAULT_CORPUS)
     try:
         programs = corpus.load([corpus.PROJECT_CORPUS, corpus_dir])
@@ -267,17 +283,19 @@ def certify_command(args: argparse.Namespace) -> int:
                 )
             },
             engines=engines,
+            left_out=not_run,
         )
         report.write()
     run_settings, feature_settings = _settings(args.budget, args.seed)
-    artefacts = Artefacts(report, corpus_dir)
     total = planned(drivers, features, machine) + len(engine_plan)
     done: list[Verdict] = []
+    progress = Progress(total)
+    artefacts = Artefacts(report, corpus_dir, progress.note)
 
     def on_verdict(verdict: Verdict) -> None:
         with uninterrupted():
             done.append(verdict)
-            progress_line(verdict, len(done), total)
+            progress.update(verdict)
             artefacts.record(verdict)
 
     global _pending
@@ -305,6 +323,7 @@ def certify_command(args: argparse.Namespace) -> int:
                 verdicts += certify_engines(engines, container_profile(args.budget), on_verdict)
     except Interrupted as stop:
         signal.setitimer(signal.ITIMER_REAL, 0)
+        progress.close()
         for sig in previous:
             signal.signal(sig, signal.SIG_IGN)  # the reports are written in peace
         if report is not None:
@@ -321,31 +340,14 @@ def certify_command(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         _pending = None
+    progress.close()
+    html = None
     if report is not None:
         report.status = "complete"
         report.write()
-    overlay = [v for v in verdicts if not is_engine(v)]
-    engines_table = render_engine_matrix(verdicts)
-    tables = (render_matrix(overlay), render_feature_matrix(overlay), engines_table)
-    print("\n\n".join(t for t in tables if t))
-    for verdict in verdicts:
-        if verdict.verdict != CONFORMS:
-            where = f"{verdict.feature} " if verdict.feature else ""
-            print(
-                f"\n{verdict.driver} {where}[{verdict.options}] {verdict.verdict}:\n"
-                f"{verdict.detail}"
-            )
-    failed = [v for v in verdicts if v.verdict not in EXPECTED_OK]
-    return 1 if failed else 0
-
-
-def progress_line(verdict: Verdict, number: int, total: int) -> None:
-    print(
-        f"[{number}/{total}] {verdict.driver:<14} {verdict.feature or 'machine':<20} "
-        f"{verdict.options:<36} {verdict.verdict} ({verdict.seconds:.1f}s)",
-        file=sys.stderr,
-        flush=True,
-    )
+        html = str((report.directory / "report.html").resolve())
+    print("\n".join(summary_lines(verdicts, not_run, html, progress.elapsed)), flush=True)
+    return exit_status(verdicts)
 
 
 def replay_command(args: argparse.Namespace) -> int:

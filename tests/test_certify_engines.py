@@ -104,7 +104,9 @@ def test_an_engine_that_dies_inside_the_machine_is_crashed_not_a_traceback() -> 
 def test_certify_engine_writes_the_engine_cells_to_the_reports(tmp_path: Path, capsys) -> None:
     assert main(["certify", "--engine", "reference", "--report-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "container feature" in out and "reference:kubernetes" in out
+    # one column per engine, a symbol per profile (the profiles' order printed above)
+    assert "container feature" in out and "reference docker,podman,kubernetes" in out
+    assert ["container-machine", "..."] in [line.split() for line in out.splitlines()]
     doc = json.loads((tmp_path / "report.json").read_text())
     assert doc["status"] == "complete" and doc["planned"] == doc["done"] == len(plan(["reference"]))
     ids = {cell["id"] for cell in doc["cells"]}
