@@ -355,17 +355,18 @@ def rule_lower_markers_ignored(diff: Divergence, path: str, ctx: StepContext) ->
 
 
 def _symlink_to_marker(model: Overlay, path: str) -> bool:
-    """``path`` is a symlink of the merged view (an upper one too) that leads through a
-    lower marker."""
-    try:
-        node = model._resolve(path, follow=False).node
-    except Exception:  # a path the model refuses: not this behaviour
-        return False
-    return (
-        node is not None
-        and node.kind is Kind.SYMLINK
-        and _through_marker(model, path, node.top.target)
-    )
+    """``path`` or one of its ancestors is a symlink of the merged view (an upper one too)
+    that leads through a lower marker."""
+    for prefix in _prefixes(path):
+        try:
+            node = model._resolve(prefix, follow=False).node
+        except Exception:  # a path the model refuses: not this behaviour
+            return False
+        if node is None:
+            return False
+        if node.kind is Kind.SYMLINK and _through_marker(model, prefix, node.top.target):
+            return True
+    return False
 
 
 def _holds_marker(model: Overlay, path: str) -> bool:
