@@ -20,7 +20,7 @@ from collections.abc import Callable
 import attrs
 
 from reference import ops
-from reference.layer import StackSpec
+from reference.layer import Inode, StackSpec
 from reference.lookup import Node
 from reference.options import Options
 from reference.overlay import Overlay
@@ -159,6 +159,32 @@ class DirRenameCopiesTree(Overlay):
                 self._copy_up(child)
 
 
+class ParentsFromSourceBranch(Overlay):
+    """unionfs-fuse: the directories a copy-up creates above the object take their mode and
+    owner from the branch the object was found in (path_create copies each component from
+    that branch), not from the topmost branch that has the directory, as the kernel does."""
+
+    def _copy_up(self, node: Node, *, data: bool = True) -> Inode:
+        missing: list[Node] = []
+        parent = node.parent
+        while parent is not None and parent.parent is not None and parent.upper is None:
+            missing.append(parent)
+            parent = parent.parent
+        upper = super()._copy_up(node, data=data)
+        if missing and node.lower_layers:
+            source = self.lowers[node.lower_layers[0]]
+            for directory in missing:
+                found: Inode | None = source
+                for part in directory.path.split("/"):
+                    found = found.entries.get(part) if found is not None and found.is_dir else None
+                copied = directory.upper
+                if found is not None and found.is_dir and copied is not None:
+                    if (copied.mode, copied.uid, copied.gid) != (found.mode, found.uid, found.gid):
+                        _hit(self, "parents-from-source-branch")
+                    copied.mode, copied.uid, copied.gid = found.mode, found.uid, found.gid
+        return upper
+
+
 class RenameFlagsEinval(Overlay):
     """unionfs-fuse (libfuse 2, no rename2): renameat2 with RENAME_EXCHANGE or
     RENAME_NOREPLACE gives EINVAL once the VFS's own checks pass (fs/fuse/dir.c
@@ -236,6 +262,14 @@ VARIANTS: dict[str, Variant] = {
             "st_ino is the topmost branch's inode (-o use_ino): copy-up changes it",
             "rpodgorny/unionfs-fuse src/fuse_ops.c unionfs_getattr (lstat of the branch path)",
             InodeOfTopBranch,
+        ),
+        Variant(
+            "parents-from-source-branch",
+            "unionfs-fuse",
+            "directories created above a copy-up take the source branch's mode and owner",
+            "rpodgorny/unionfs-fuse src/cow.c path_create (copies each component's stat from "
+            "the branch the file was found in)",
+            ParentsFromSourceBranch,
         ),
         Variant(
             "rename-flags-einval",
