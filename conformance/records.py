@@ -66,6 +66,9 @@ class Subject:
     kind: str
     layers: str
     paths: tuple[str, ...] = ()
+    #: The same of the object a final symlink leads to ("" when it is not a symlink).
+    followed_kind: str = ""
+    followed_layers: str = ""
 
 
 @attrs.frozen
@@ -110,11 +113,17 @@ class Clause:
         if self.ops and name not in self.ops:
             return False
         if self.target_kinds or self.target_layers:
-            if ctx.target is None:
+            target = ctx.target
+            if target is None:
                 return False
-            if self.target_kinds and ctx.target.kind not in self.target_kinds:
-                return False
-            if self.target_layers and ctx.target.layers not in self.target_layers:
+            candidates = [(target.kind, target.layers)]
+            if target.followed_kind:
+                candidates.append((target.followed_kind, target.followed_layers))
+            if not any(
+                (not self.target_kinds or kind in self.target_kinds)
+                and (not self.target_layers or layers in self.target_layers)
+                for kind, layers in candidates
+            ):
                 return False
         if (
             self.at == "target"
@@ -197,7 +206,21 @@ def subject(model: Overlay, op: ops.Op) -> Subject | None:
             first = resolved.node
     if first is None:
         return Subject("none", "none", tuple(found))
-    return Subject(first.kind.value, layers_of(first), tuple(found))
+    followed = None
+    if first.kind.value == "symlink":
+        try:
+            followed = model._resolve(paths[0], follow=True).node
+        except Exception:  # a loop or a dangling link: nothing it leads to
+            followed = None
+        if followed is not None:
+            found.append(followed.path)
+    return Subject(
+        first.kind.value,
+        layers_of(first),
+        tuple(found),
+        followed.kind.value if followed is not None else "",
+        layers_of(followed) if followed is not None else "",
+    )
 
 
 def _join(parent: str, name: str) -> str:
@@ -575,7 +598,13 @@ def rule_opq_whiteout(diff: Divergence, path: str, ctx: StepContext) -> bool:
     )
 
 
+def rule_held_by_a_lower(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """Some lower layer has an object at ``path``, a whiteout included."""
+    return any(o is not None for o in _lower_objects(ctx.model, path))
+
+
 RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
+    "held-by-a-lower": rule_held_by_a_lower,
     "opq-whiteout": rule_opq_whiteout,
     "lower-hardlink-name": rule_lower_hardlink_name,
     "copied-up-inode-lag": rule_copied_up_inode_lag,
