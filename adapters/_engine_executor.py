@@ -185,6 +185,7 @@ class EngineExecutor(ContainerExecutor):
     def __init__(self, conn: Connection) -> None:
         super().__init__(conn)
         self.engine = ""
+        self.cgroup_parent = ""
         self.daemon: subprocess.Popen[bytes] | None = None
         self.holder_pid = 0
         self.pid_ns = ""
@@ -248,6 +249,8 @@ class EngineExecutor(ContainerExecutor):
         """Start the engine (dockerd in the PID namespace; podman needs no daemon) and
         return its version."""
         self.engine = engine
+        private_host_paths()
+        self.cgroup_parent = f"unionspec-{os.getpid()}"
         self.holder_pid, self.pid_ns = holder()
         for part in ("home", "xdg", "tmpdir", f"{engine}", f"{engine}/tmp"):
             os.makedirs(f"{BASE}/{part}", exist_ok=True)
@@ -271,6 +274,7 @@ class EngineExecutor(ContainerExecutor):
                     "--ip-masq=false",
                     "--storage-driver=overlay2",
                     "--userland-proxy=false",
+                    f"--cgroup-parent=/{self.cgroup_parent}",
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -379,6 +383,7 @@ class EngineExecutor(ContainerExecutor):
         args = ["create", "--pull=never", "--name", name, "--network", "none"]
         if self.engine == "podman":
             args += ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"]
+            args += [f"--cgroup-parent=/{self.cgroup_parent}"]
         for spec in mounts:
             args += self.mount_args(spec)
             self.known.add(spec["target"])
@@ -512,10 +517,68 @@ class EngineExecutor(ContainerExecutor):
             except subprocess.TimeoutExpired:
                 self.daemon.kill()
                 self.daemon.wait()
+        if self.engine:
+            remove_cgroups(self.cgroup_parent)
+
+
+# --- the host paths and cgroups the engines would touch (issue 17, item 5) -------------------
+
+#: Host directories an engine writes whatever its flags say (runc's /run/runc, containerd's
+#: shim sockets under /run/containerd, dockerd's /etc/docker/key.json, podman's
+#: /var/lib/containers/cache): in the executor's private namespace, /run is a fresh tmpfs
+#: (so the host's containerd socket is not there either: dockerd starts its own
+#: containerd) and /etc and /var/lib are overlays whose writes land on the private tmpfs.
+PRIVATE_RUN = "/run"
+COPY_ON_WRITE = ("/etc", "/var/lib")
+COW_BASE = "/tmp/unionspec-cow"
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def private_host_paths() -> None:
+    """Hide the host's /run and make /etc, /var/lib copy-on-write, in this executor's
+    private mount namespace only (once; the engines' own namespaces are copies of it)."""
+    if os.path.isdir(COW_BASE):
+        return
+    mount("unionspec-run", PRIVATE_RUN, "tmpfs", 0, "mode=0755")
+    for path in COPY_ON_WRITE:
+        upper, work = f"{COW_BASE}{path}/upper", f"{COW_BASE}{path}/work"
+        os.makedirs(upper)
+        os.makedirs(work)
+        mount("overlay", path, "overlay", 0, f"lowerdir={path},upperdir={upper},workdir={work}")
+
+
+def remove_cgroups(parent: str) -> None:
+    """Remove the cgroup ``parent`` (the engines' ``--cgroup-parent``) of every hierarchy
+    and everything under it, deepest first; the containers are gone by now (their PID
+    namespace died with the daemons)."""
+    for hierarchy in [CGROUP_ROOT, *(f"{CGROUP_ROOT}/{n}" for n in _listdir(CGROUP_ROOT))]:
+        top = f"{hierarchy}/{parent}"
+        if not os.path.isdir(top):
+            continue
+        for where, _, _ in sorted(os.walk(top), key=lambda w: -w[0].count("/")):
+            deadline = time.monotonic() + 5
+            while True:
+                try:
+                    os.rmdir(where)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:  # EBUSY while a killed process is still leaving
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.05)
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []
 
 
 def main(argv: list[str]) -> int:
-    return run_executor(argv, EngineExecutor)
+    # the engines keep images and containers there: no size bound, device files allowed
+    return run_executor(argv, EngineExecutor, tmpfs=(0, "mode=0755"))
 
 
 if __name__ == "__main__":

@@ -71,6 +71,7 @@ UPPER = f"{BASE}/upper"
 WORK = f"{BASE}/work"
 
 MNT_DETACH = 2
+MS_NOSUID, MS_NODEV = 2, 4
 #: In an observation: equal to the same part of the last observation sent (module doc).
 UNCHANGED = "unchanged"
 #: The errnos of a FUSE mount whose connection is gone: ENOTCONN for a request made after
@@ -629,16 +630,25 @@ def _own_mount_namespace() -> bool:
         return False
 
 
-def setup() -> None:
-    """Private tmpfs over /tmp, after checking that it cannot be seen by the host."""
+#: The private tmpfs over /tmp of a layer executor (issue 17): bounded (the programs are:
+#: conformance.program_check), no device files opened on it, no setuid.
+TMPFS = (MS_NOSUID | MS_NODEV, "mode=0755,size=256m")
+
+
+def setup(tmpfs: tuple[int, str] = TMPFS) -> None:
+    """Private tmpfs over /tmp (``tmpfs``: its mount flags and options), after checking
+    that it cannot be seen by the host."""
     if not _own_mount_namespace():
         raise RuntimeError("not in a private mount namespace; refusing to mount anything")
     os.umask(0)
     # The project may itself live under /tmp (CI clones there): load every module the
     # executor can need before the private tmpfs hides that directory.
-    import adapters._fusemount  # noqa: F401
+    import adapters._fusemount
 
-    mount("unionspec", "/tmp", "tmpfs", 0, "mode=0755")
+    # How a FUSE driver's own files under the host's /tmp are shown to it: a descriptor
+    # of the host's /tmp opened before the private tmpfs hides it (adapters._fusemount).
+    adapters._fusemount.HOST_TMP = os.open("/tmp", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    mount("unionspec", "/tmp", "tmpfs", *tmpfs)
     os.mkdir(BASE, 0o755)
 
 
@@ -666,12 +676,14 @@ class Serving(Protocol):
     def shutdown(self) -> None: ...
 
 
-def run_executor(argv: list[str], make: Callable[[Connection], Serving]) -> int:
+def run_executor(
+    argv: list[str], make: Callable[[Connection], Serving], tmpfs: tuple[int, str] = TMPFS
+) -> int:
     """An executor process's life: the private tmpfs (:func:`setup`), ``make`` the
     executor, say "ok" with this PID (or the one-line error), serve, and shut down."""
     conn = Connection(int(argv[1]))
     try:
-        setup()
+        setup(tmpfs)
         executor = make(conn)
     except Exception as exc:
         conn.send(("error", _one_line(exc)))

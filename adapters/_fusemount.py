@@ -34,13 +34,19 @@ import signal
 import subprocess
 import time
 
-from adapters._executor import MNT, MNT_DETACH, UPPER, WORK, _libc
+from adapters import _confine
+from adapters._executor import BASE, MNT, MNT_DETACH, UPPER, WORK, _libc
 from adapters.layerdisk import DiskFormat
 from reference.options import Options
 
 STATE = "/tmp/unionspec-fuse"
 STDERR_FILE = f"{STATE}/stderr"
 PID_FILE = f"{STATE}/pids"
+#: An O_PATH descriptor of the host's /tmp (set by the executor's setup before its tmpfs
+#: hides it), to show a driver's own files under it (driver_files).
+HOST_TMP: int | None = None
+#: Where confined roots are built (:mod:`adapters._confine`), a private tmpfs.
+ROOTS = "/tmp/unionspec-roots"
 CLONE_NEWPID = 0x20000000
 PR_SET_PDEATHSIG = 1
 #: How long fusermount may take, and how long a daemon may take to exit after unmount.
@@ -53,6 +59,19 @@ _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_u
 #: (holder pid, write end of its pipe, pid namespace link) once started; one per executor
 #: (a process can unshare its children's PID namespace only once).
 _holder: tuple[int, int, str] | None = None
+#: Whether this executor has made its /tmp shared and mounted ROOTS (once).
+_confining = False
+
+
+def _prepare_confinement() -> None:
+    """Once per executor: the tmpfs confined roots are built on, and /tmp (the executor's
+    private tmpfs) shared, so a daemon's FUSE mount in its confined namespace propagates
+    to the executor (:mod:`adapters._confine`)."""
+    global _confining
+    if not _confining:
+        _confine.roots_mount(ROOTS)
+        _confine.share("/tmp")
+        _confining = True
 
 
 def _hold(read_end: int) -> None:
@@ -61,6 +80,8 @@ def _hold(read_end: int) -> None:
         os.closerange(3, read_end)
         os.closerange(read_end + 1, 1 << 16)
         _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0)
+        # PID 1's /proc/1/root is what the daemons' proc shows: an empty root, not the host's
+        _confine.enter(ROOTS, system=False)
         while True:
             ready, _, _ = select.select([read_end], [], [], 0.2)
             with contextlib.suppress(ChildProcessError):
@@ -76,6 +97,7 @@ def holder() -> tuple[int, str]:
     """Start the holder (once); return its PID and its PID namespace link."""
     global _holder
     if _holder is None:
+        _prepare_confinement()
         read_end, write_end = os.pipe()
         if _libc.unshare(CLONE_NEWPID) != 0:
             err = ctypes.get_errno()
@@ -126,6 +148,31 @@ def last_stderr_line() -> str:
     return repr(lines[-1][:300]) if lines else "(stderr is empty)"
 
 
+def driver_files(programs: list[str]) -> list[tuple[str, str]]:
+    """(source, path) of a driver's own files, shown read-only at their host paths in its
+    confined root (issue 17, item 7): the directory of each program (its host path,
+    resolved on the host) unless it is a system directory the root shows anyway; the
+    program alone when that directory is ``/`` or ``/tmp``. Each is staged (bound) under
+    ROOTS in the executor's namespace, where a path under the host's /tmp, hidden by the
+    executor's tmpfs, is reached through :data:`HOST_TMP`."""
+    shown: list[tuple[str, str]] = []
+    for program in programs:
+        parent = os.path.dirname(program)
+        top = parent.split("/")[1] if parent != "/" else ""
+        if top in _confine.SYSTEM_DIRS:
+            continue
+        path = program if parent in ("/", "/tmp") else parent
+        if any(path == seen for _, seen in shown):
+            continue
+        source = path
+        if path.startswith("/tmp/") and HOST_TMP is not None:
+            source = f"/proc/self/fd/{HOST_TMP}/{path[len('/tmp/'):]}"
+        staged = f"{ROOTS}/driver{len(os.listdir(ROOTS))}"
+        _confine.stage(source, staged)
+        shown.append((staged, path))
+    return shown
+
+
 def render_options(options: Options) -> str:
     """``{options}``: each overlay option under test with a leading comma."""
     onoff = {True: "on", False: "off"}
@@ -148,6 +195,7 @@ class FuseMount:
         env: dict[str, str],
         mount_wait: float,
         disk_format: DiskFormat,
+        programs: list[str] = [],  # noqa: B006 (never changed)
     ) -> None:
         self.name = name
         self.argv = argv
@@ -160,6 +208,8 @@ class FuseMount:
         if not os.path.exists("/dev/fuse"):
             raise RuntimeError("/dev/fuse does not exist in the executor's namespace")
         self.holder_pid, self.pid_ns = holder()
+        #: The driver's own files, shown read-only in its confined root (driver_files).
+        self.visible = driver_files(programs)
         os.makedirs(STATE, exist_ok=True)
 
     # --- processes ------------------------------------------------------------------------
@@ -222,6 +272,16 @@ class FuseMount:
     def restart(self) -> None:
         self._launch()
 
+    def _confined(self) -> None:
+        """The daemon's preexec_fn: its own mount namespace, pivoted into a root holding
+        only the system directories (read-only), /dev/fuse, /dev/null, a read-only proc of
+        the daemons' PID namespace and the layers (:mod:`adapters._confine`)."""
+        try:
+            _confine.enter(ROOTS, writable=(BASE,), visible=self.visible, proc=True)
+        except OSError as exc:  # stderr is the driver's: the mount failure will show it
+            os.write(2, f"unionspec: cannot confine the driver: {exc}\n".encode())
+            raise
+
     def _launch(self) -> None:
         if self.daemon_pids():
             self._kill_all()
@@ -235,9 +295,14 @@ class FuseMount:
                     env=self.env,
                     start_new_session=True,
                     close_fds=True,
+                    preexec_fn=self._confined,
                 )
             except OSError as exc:
                 raise RuntimeError(f"cannot start {self.command[0]}: {exc}") from None
+            except subprocess.SubprocessError:  # the confinement failed (said on stderr)
+                raise RuntimeError(
+                    f"cannot start {self.command[0]}: {last_stderr_line()}"
+                ) from None
         with open(PID_FILE, "w") as f:
             f.write(f"{self.proc.pid}\n")
         deadline = time.monotonic() + self.mount_wait

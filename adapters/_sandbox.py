@@ -83,6 +83,16 @@ def _private_namespace(parent: int) -> Any:
     return preexec
 
 
+def die_with_parent(parent: int) -> None:
+    """Ask for SIGKILL when the parent dies (``PR_SET_PDEATHSIG``, prctl(2)); exit at once
+    when ``parent`` is already gone (the signal would never come). For a process started
+    without a preexec_fn, e.g. a multiprocessing worker: its first call."""
+    if _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+    if os.getppid() != parent:
+        os._exit(1)
+
+
 def _shutdown(
     proc: subprocess.Popen[bytes], conn: Connection, grace: float, pinned: bool = False
 ) -> None:

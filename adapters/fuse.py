@@ -223,6 +223,11 @@ class FuseDriver(SandboxedDriver):
             "env": dict(self.profile.env),
             "mount_wait": self.mount_wait,
             "disk_format": self.disk_format,
+            "programs": [
+                os.path.abspath(found)
+                for word in {self.words[0], *(self.ro_words or [])[:1]}
+                if (found := shutil.which(word)) is not None
+            ],
         }
 
     @property

@@ -61,6 +61,9 @@ class DiskFormat:
 #: The kernel's form, the default of :func:`read_layer`.
 KERNEL_FORMAT = DiskFormat()
 
+#: The most bytes read from one file: twice what a program can make (a write of up to
+#: 1 MiB at an offset of up to 1 MiB, conformance.program_check), rounded up.
+MAX_READ = 4 << 20
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
 
 
@@ -168,11 +171,17 @@ def read_all(path: str) -> bytes:
     return read_to_end(os.open(path, _READ_FLAGS))
 
 
-def read_to_end(fd: int) -> bytes:
-    """Everything ``fd`` still gives, then close it."""
+def read_to_end(fd: int, limit: int | None = None) -> bytes:
+    """Everything ``fd`` still gives, then close it; EFBIG past ``limit`` bytes (default
+    :data:`MAX_READ`): a driver serving endless data is a divergence (the reference's file
+    is smaller), not an executor that grows until the OOM killer (issue 17)."""
+    limit = MAX_READ if limit is None else limit
     try:
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
+        chunks, size = [], 0
+        while chunk := os.read(fd, min(1 << 20, limit + 1 - size)):
+            size += len(chunk)
+            if size > limit:
+                raise OSError(errno.EFBIG, f"more than {limit} bytes")
             chunks.append(chunk)
         return b"".join(chunks)
     finally:

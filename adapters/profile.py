@@ -201,10 +201,11 @@ def load_profile(path: str | Path) -> Profile:
 def read_toml(path: str | Path, error: type[ValueError]) -> dict[str, Any]:
     """The TOML file at ``path``; an unreadable or invalid file raises ``error`` with one
     line naming the file (shared by profiles and conformance/expectations.toml)."""
+    from adapters.input_files import InputError, read_text
+
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except OSError as exc:
-        raise error(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
+        return tomllib.loads(read_text(path))
+    except InputError as exc:
+        raise error(str(exc)) from None
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
         raise error(f"{path}: not valid TOML: {exc}") from None

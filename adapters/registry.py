@@ -36,6 +36,9 @@ BUILTIN: dict[str, str] = {
 DRIVER_CMD: str | None = None
 #: A profile file for the FUSE drivers, replacing a preset's (``--profile``).
 PROFILE_PATH: str | None = None
+#: The longest driver timeout accepted (a week): more is a mistake, and ``inf`` or 1e20
+#: cannot be a socket timeout (SO_SNDTIMEO) at all.
+MAX_TIMEOUT = 7 * 24 * 3600.0
 #: Seconds a driver request may take before the driver is hung (``--driver-timeout``);
 #: None: each driver's own default (30 s for the sandboxed drivers).
 TIMEOUT: float | None = None
@@ -46,8 +49,11 @@ def configure(
 ) -> None:
     """Set the drivers' settings (None leaves a setting unset)."""
     global DRIVER_CMD, PROFILE_PATH, TIMEOUT
-    if timeout is not None and not timeout > 0:
-        raise ValueError(f"the driver timeout must be a positive number of seconds, not {timeout}")
+    if timeout is not None and not 0 < timeout <= MAX_TIMEOUT:
+        raise ValueError(
+            f"the driver timeout must be a positive number of seconds, at most "
+            f"{MAX_TIMEOUT:g}, not {timeout}"
+        )
     DRIVER_CMD = driver_cmd or None
     PROFILE_PATH = str(Path(profile).resolve()) if profile else None
     TIMEOUT = timeout

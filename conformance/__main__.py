@@ -1,7 +1,8 @@
 """``python -m conformance certify``: certify the drivers this machine can run;
 ``replay FILE``: run one step program of a corpus; ``diff OLD.json NEW.json``: the cells
 whose verdict changed between two reports; ``bench``: measure the suite
-(:mod:`conformance.bench`). Installed as the console command ``unionspec``.
+(:mod:`conformance.bench`); ``coverage``: how deep generation reaches
+(:mod:`conformance.coverage`). Installed as the console command ``unionspec``.
 
 Exit status: 0 conformant (or only expected divergences), 1 an unexpected divergence (a
 regression for ``diff``), 2 a usage or setup error (one line on stderr), and for an
@@ -16,6 +17,7 @@ from typing import NoReturn
 
 from adapters.engine_registry import ENGINES
 from conformance.run import DEFAULT_CORPUS, UsageError
+from conformance.timebudget import budget_arg
 
 CONFORMANT, NONCONFORMANT, USAGE_OR_SETUP_ERROR = 0, 1, 2
 #: Ctrl-C or SIGTERM (128 + SIGINT, as a shell reports it).
@@ -41,9 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     certify_cmd.add_argument(
         "--budget",
-        choices=("quick", "standard", "deep"),
+        type=budget_arg,
         default="quick",
-        help="how much the state machines explore (default: quick)",
+        metavar="quick|standard|deep|DURATION",
+        help="how much the state machines explore (default: quick); a duration (10m, 1h) "
+        "explores until it is spent, spread over the cells",
     )
     certify_cmd.add_argument(
         "--driver-cmd",
@@ -123,6 +127,13 @@ def _parser() -> argparse.ArgumentParser:
     from conformance.bench import add_arguments
 
     add_arguments(bench_cmd)
+    coverage_cmd = commands.add_parser(
+        "coverage",
+        help="how deep generation reaches: success per operation kind, rare states reached",
+    )
+    from conformance.coverage import add_arguments as coverage_arguments
+
+    coverage_arguments(coverage_cmd)
     return parser
 
 
@@ -130,9 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     from conformance.interrupt import terminate_as_interrupt
 
     terminate_as_interrupt()
+    from conformance.report import ReportDirError
+
     try:
         return _main(argv)
-    except UsageError as problem:
+    except (UsageError, ReportDirError) as problem:
         print(f"error: {problem}", file=sys.stderr)
         return USAGE_OR_SETUP_ERROR
     except KeyboardInterrupt as why:
@@ -147,6 +160,10 @@ def _main(argv: list[str] | None) -> int:
         from conformance.bench import main as bench_main
 
         return bench_main(args)
+    if args.command == "coverage":
+        from conformance.coverage import main as coverage_main
+
+        return coverage_main(args)
     if args.command == "diff":
         from conformance.diff import diff_command
 

@@ -52,7 +52,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from adapters import registry
 from adapters.base import DriverFailure, DriverUnavailable
-from conformance import strategies as s
+from conformance.cases import cases as drawn_cases
 from conformance.clock import Clock
 from conformance.machine import Diverged, OverlayMachine, lockstep_test, machine_for
 from reference import ops
@@ -196,9 +196,9 @@ def bench_engine(examples: int, steps: int) -> dict[str, Any]:
 
     @seed(SEED)
     @_fixed(max_examples=examples, phases=[Phase.generate])
-    @given(stack=s.stacks(), program=s.programs(None, steps))
-    def collect(stack: StackSpec, program: list[ops.Op]) -> None:
-        cases.append((stack, program))
+    @given(case=drawn_cases(None, steps, Options()))
+    def collect(case: tuple[StackSpec, list[ops.Op]]) -> None:
+        cases.append(case)
 
     collect()
     count = 0
@@ -533,6 +533,8 @@ def main(args: argparse.Namespace) -> int:
                 return 2
     results = run(args, lambda text: print(text, file=sys.stderr, flush=True))
     print(render(results))
-    Path(args.json).write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
+    from conformance.safe_write import write_atomically
+
+    write_atomically(args.json, json.dumps(results, indent=2, sort_keys=False) + "\n")
     print(f"\nwritten to {args.json}")
     return 0

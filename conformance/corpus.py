@@ -30,7 +30,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -179,12 +179,16 @@ def parse(data: Any, where: str) -> Program:
 def read_json(path: str | Path, error: type[ValueError]) -> Any:
     """The JSON file at ``path``; an unreadable or invalid file raises ``error`` with one
     line naming the file (shared by the corpus and conformance.diff's reports)."""
+    from adapters.input_files import InputError, read_text
+
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise error(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return json.loads(read_text(path))
+    except InputError as exc:
+        raise error(str(exc)) from None
+    except json.JSONDecodeError as exc:
         raise error(f"{path}: not valid JSON: {exc}") from None
+    except RecursionError:
+        raise error(f"{path}: not valid JSON: nested too deeply") from None
 
 
 def load_file(path: str | Path) -> Program:
@@ -192,20 +196,36 @@ def load_file(path: str | Path) -> Program:
     return attrs.evolve(parse(data, str(path)), path=Path(path))
 
 
-def load_dir(directory: str | Path) -> tuple[Program, ...]:
+def load_dir(
+    directory: str | Path, on_problem: Callable[[str], None] | None = None
+) -> tuple[Program, ...]:
     """Every program of a corpus directory, sorted by file name (a missing directory is an
-    empty corpus)."""
+    empty corpus; a path that is not a directory is a CorpusError). With ``on_problem``, a
+    file that is not a valid program is given to it (one line) and skipped instead of
+    raising: one bad file must not stop a run (issue 17)."""
     where = Path(directory)
-    if not where.is_dir():
+    if not where.exists():
         return ()
-    return tuple(load_file(path) for path in sorted(where.glob("*.json")))
+    if not where.is_dir():
+        raise CorpusError(f"corpus {str(where)!r} is not a directory")
+    programs = []
+    for path in sorted(where.glob("*.json")):
+        try:
+            programs.append(load_file(path))
+        except CorpusError as problem:
+            if on_problem is None:
+                raise
+            on_problem(str(problem))
+    return tuple(programs)
 
 
-def load(directories: Iterable[str | Path]) -> tuple[Program, ...]:
+def load(
+    directories: Iterable[str | Path], on_problem: Callable[[str], None] | None = None
+) -> tuple[Program, ...]:
     """The programs of several corpora, each program once (by :attr:`Program.key`)."""
     seen: dict[str, Program] = {}
     for directory in directories:
-        for program in load_dir(directory):
+        for program in load_dir(directory, on_problem):
             seen.setdefault(program.key, program)
     return tuple(seen.values())
 
@@ -213,7 +233,7 @@ def load(directories: Iterable[str | Path]) -> tuple[Program, ...]:
 def save(program: Program, directory: str | Path) -> Path:
     """Write ``program`` into ``directory`` (made if missing) unless it is there already;
     the file's path. Atomic (a temporary file and a rename)."""
-    from conformance.report import write_atomically
+    from conformance.safe_write import write_atomically
 
     where = Path(directory)
     where.mkdir(parents=True, exist_ok=True)

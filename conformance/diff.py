@@ -31,6 +31,11 @@ def load(path: str) -> dict[str, Any]:
         for c in cells
     ):
         raise ReportError(f"{path}: 'cells' must be a list of objects with an id and a verdict")
+    seen: set[str] = set()
+    for cell in cells:
+        if cell["id"] in seen:  # which verdict would count? neither: refuse the file
+            raise ReportError(f"{path}: cell {cell['id']!r} appears more than once")
+        seen.add(cell["id"])
     return doc
 
 

@@ -152,6 +152,12 @@ def parse_program(
     for i, step in enumerate(steps):
         if type(step).__module__ != ops.__name__ or isinstance(step, ops.StatResult):
             raise ExpectationError(f"{where} steps[{i}]: not an operation")
+    from conformance.program_check import ProgramError, check_program
+
+    try:
+        check_program(stack, steps, where)  # field types, path shapes, sizes (issue 17)
+    except ProgramError as exc:
+        raise ExpectationError(str(exc)) from None
     return stack, steps
 
 
@@ -273,8 +279,10 @@ PATH: str | None = None
 
 
 def configure(path: str | None) -> tuple[Expectation, ...]:
-    """Use ``path`` (None: the default file); load it now so a bad file fails early."""
+    """Use ``path`` (None: the default file); load it now so a bad file fails early, and
+    before it replaces the file in use (a refused file must not stay configured)."""
     global PATH
+    load(path or DEFAULT_PATH)
     PATH = path
     _loaded.cache_clear()
     return _loaded(PATH)

@@ -1,7 +1,8 @@
 """The lockstep state machine: every operation on the reference and on a driver, compared.
 
-Hypothesis draws a mount (a stack of lower layers) and a program of operations
-(conformance.strategies.programs); the machine mounts the stack on the reference and on
+Hypothesis draws a mount (a stack of lower layers) and a program of operations, the
+program step by step against a private reference model so that its paths come from what
+exists (conformance.cases); the machine mounts the stack on the reference and on
 the driver, then applies each operation to both and compares after every step: the
 outcome, the merged view (names, types, bytes, metadata, xattrs, nlink, inode sharing and
 stability), the decoded upper layer, and that the lower layers are untouched. Hypothesis
@@ -9,10 +10,10 @@ shrinks a failing program by deleting and simplifying steps, so a failure reads 
 story.
 
 The runner is a plain ``@given`` test over (stack, program), not a RuleBasedStateMachine:
-the operations' rules have no preconditions and no bundles, so nothing about a step depends
-on the state, and Hypothesis's stateful runner cost 0.4 ms of CPU per step (rule choice
-through feature flags, a filtered sampled_from, per-argument strategies), most of a kernel
-step (README "Performance"). The program is drawn as the stateful runner draws its steps
+the state a step's choices depend on is the reference model's, which the strategy keeps
+itself, and Hypothesis's stateful runner cost 0.4 ms of CPU per step (rule choice through
+feature flags, a filtered sampled_from, per-argument strategies), most of a kernel step
+(docs/performance.md). The program is drawn as the stateful runner draws its steps
 (a stop choice before each, almost never true), so shrinking works the same way.
 
 Run one with :func:`run_machine`; the driver is a class attribute set by
@@ -27,11 +28,12 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import TypeVar
 
 import attrs
-from hypothesis import currently_in_test_context, given, note, settings
+from hypothesis import currently_in_test_context, given, note, seed, settings
 
 from adapters.base import Driver, DriverFailure, DriverHung
-from conformance import records
+from conformance import coverage, records
 from conformance import strategies as s
+from conformance.cases import cases
 from conformance.claims import XATTR_RULES, claims_xattrs, compares_upper
 from conformance.clock import Clock
 from conformance.compare import Divergence, InodeMap, compare_images, compare_views, render
@@ -445,6 +447,9 @@ def machine_for(
     Machine.behaviours = tuple(behaviours)
     Machine.records = tuple(b for b in behaviours if b.differs)
     Machine.__name__ = Machine.__qualname__ = "OverlayMachine"
+    if coverage.EVENTS:
+        # pytest --hypothesis-show-statistics: each rare state reached is an event
+        return coverage.observed(Machine)
     return Machine
 
 
@@ -458,12 +463,16 @@ def lockstep_test(
     saved for one cell is replayed for that cell (one key for every machine would replay
     it everywhere)."""
     run_settings = run_settings or settings()
-    program = s.programs(machine.rules, run_settings.stateful_step_count)
+    # the stack and the program drawn together, the program against a private reference
+    # model (conformance.cases)
+    drawn = cases(
+        machine.rules, run_settings.stateful_step_count, machine.options, machine.min_lowers
+    )
 
     @settings(run_settings)
-    @given(stack=s.stacks(min_lowers=machine.min_lowers), program=program)
-    def overlay_machine(stack: StackSpec, program: list[ops.Op]) -> None:
-        machine().run(stack, program)
+    @given(case=drawn)
+    def overlay_machine(case: tuple[StackSpec, list[ops.Op]]) -> None:
+        machine().run(*case)
 
     cell = f"{machine.driver.name} {machine.options.label} {machine.feature_id}"
     inner = overlay_machine.hypothesis.inner_test  # type: ignore[attr-defined]
@@ -492,7 +501,7 @@ def run_machine(
         return
     machine = machine_for(driver, options, feature, behaviours)
     try:
-        lockstep_test(machine, run_settings)()
+        _explore(machine, run_settings)
     except BaseException as exc:
         if machine.broken is not None:
             raise machine.broken.with_traceback(None) from None
@@ -512,6 +521,23 @@ def run_machine(
 def _first_path(op: ops.Op) -> str:
     paths = records.operands(op)
     return paths[0] if paths else ""
+
+
+def _explore(machine: type[OverlayMachine], run_settings: settings | None) -> None:
+    """One run of the machine's test, or under a time budget (conformance.timebudget) runs
+    from other seeds until this run's share of the time is spent."""
+    from conformance import timebudget
+
+    budget = timebudget.SECONDS_PER_RUN
+    if budget is None:
+        lockstep_test(machine, run_settings)()
+        return
+
+    def run_round(number: int) -> None:
+        test = lockstep_test(machine, run_settings)
+        (test if number == 0 else seed(number)(test))()
+
+    timebudget.explore(run_round, budget)
 
 
 def _leaves(group: BaseExceptionGroup) -> list[BaseException]:

@@ -4,7 +4,8 @@ Options (group "unionspec"):
 
 - ``--driver NAME`` (repeatable): the drivers to run the conformance tests against
   (default: ``reference``). Names come from :mod:`adapters.registry`.
-- ``--budget quick|standard|deep``: how many examples the state machines explore.
+- ``--budget quick|standard|deep|DURATION``: how many examples the state machines explore;
+  a duration (``10m``) is spread over the machine items (conformance.timebudget).
 - ``--driver-cmd TEMPLATE``: the command template of the generic ``fuse`` driver
   (see :mod:`adapters.fuse`);
 - ``--profile PATH``: a driver profile (TOML, :mod:`adapters.profile`) for the FUSE
@@ -60,6 +61,12 @@ CORPUS_OPTION = "--corpus"
 BUDGET_NAMES = ("quick", "standard", "deep")
 
 
+def _budget(text: str) -> str:
+    from conformance.timebudget import budget_arg
+
+    return budget_arg(text)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("unionspec", "unionspec conformance")
     group.addoption(
@@ -72,8 +79,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         BUDGET_OPTION,
         default="quick",
-        choices=BUDGET_NAMES,
-        help="how much the state machines explore (default: quick)",
+        type=_budget,
+        help="how much the state machines explore: quick (default), standard, deep, or a "
+        "duration (10m, 1h) spread over the machine items",
     )
     group.addoption(
         DRIVER_CMD_OPTION,
@@ -132,6 +140,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
     terminate_as_interrupt()
     register_profiles(config.rootpath)
+    if config.getoption("hypothesis_show_statistics", False):
+        from conformance import coverage
+
+        # each rare state an example reaches becomes a Hypothesis event (conformance.coverage)
+        coverage.EVENTS = True
     try:
         registry.configure(
             driver_cmd=config.getoption(DRIVER_CMD_OPTION),
@@ -161,10 +174,22 @@ def corpus_dir(config: pytest.Config) -> Path:
     return Path(chosen) if chosen else config.rootpath / ".unionspec" / "corpus"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected: the items that will run
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark the items of a known divergence xfail(strict=True) (conformance.expectations),
-    and run the corpus replays (``test_corpus``) before anything generates."""
-    from conformance import expectations
+    and run the corpus replays (``test_corpus``) before anything generates. Under a
+    duration budget, each machine item gets an equal share of it (conformance.timebudget;
+    under xdist the workers share the items, so the run takes the duration divided by
+    their number)."""
+    from conformance import expectations, timebudget
+
+    duration = timebudget.seconds(config.getoption(BUDGET_OPTION))
+    machines = [
+        item
+        for item in items
+        if {"conformance_settings", "feature_settings"} & set(getattr(item, "fixturenames", ()))
+    ]
+    timebudget.SECONDS_PER_RUN = None if duration is None else duration / max(1, len(machines))
 
     items.sort(key=lambda item: getattr(item, "originalname", item.name) != "test_corpus")
     for item in items:
@@ -287,3 +312,26 @@ def feature_settings(request: pytest.FixtureRequest) -> Any:
     from conformance.settings import feature_profile
 
     return feature_profile(request.config.getoption(BUDGET_OPTION))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """--hypothesis-show-statistics for the suite's items: they run their state machine's
+    @given test inside a plain test, which Hypothesis's plugin does not collect from; its
+    statistics (with the rare states reached as events, conformance.coverage) are kept on
+    the item for that plugin to print."""
+    from conformance import coverage
+
+    if not coverage.EVENTS or getattr(item.obj, "is_hypothesis_test", False):  # type: ignore[attr-defined]
+        yield
+        return
+    from hypothesis.statistics import collector, describe_statistics
+
+    def note_statistics(stats: Any) -> None:
+        stats["nodeid"] = item.nodeid
+        text = describe_statistics(stats)
+        earlier = getattr(item, "hypothesis_statistics", "")
+        item.hypothesis_statistics = f"{earlier}\n{text}" if earlier else text  # type: ignore[attr-defined]
+
+    with collector.with_value(note_statistics):
+        yield

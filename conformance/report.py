@@ -9,21 +9,25 @@ says so in every report (``status: interrupted``).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
 import platform
+import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
 import attrs
 
+from conformance import safe_write
 from conformance.certify import SEVERITY, Verdict
 from conformance.report_html import QUIET, render_html
 from conformance.report_html import slug as slug  # the file name part of a cell id
+from conformance.safe_write import write_atomically
 
 SCHEMA = "unionspec-report/1"
 FILES = ("report.json", "report.md", "report.html", "junit.xml")
@@ -34,14 +38,17 @@ class ReportDirError(Exception):
     """The report directory cannot be created or written (one line)."""
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+@contextlib.contextmanager
+def writing(directory: Path) -> Iterator[None]:
+    """Writes into the report directory: an OSError (a full disk) is a ReportDirError
+    with one line (the temporary is gone already: safe_write)."""
+    try:
+        yield
+    except OSError as exc:
+        raise ReportDirError(
+            f"report directory {str(directory)!r} cannot be written: "
+            f"{exc.strerror or exc}{f' ({exc.filename})' if exc.filename else ''}"
+        ) from None
 
 
 def prepare(directory: str | Path) -> Path:
@@ -50,9 +57,7 @@ def prepare(directory: str | Path) -> Path:
     path = Path(directory)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".probe{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
+        safe_write.probe(path)
     except OSError as exc:
         raise ReportDirError(
             f"report directory {str(directory)!r} cannot be written: {exc.strerror or exc}"
@@ -228,10 +233,11 @@ class Report:
 
     def write(self) -> None:
         doc = self.document()
-        write_atomically(self.directory / "report.json", json.dumps(doc, indent=2) + "\n")
-        write_atomically(self.directory / "report.md", render_markdown(doc))
-        write_atomically(self.directory / "report.html", render_html(doc))
-        write_atomically(self.directory / "junit.xml", render_junit(doc))
+        with writing(self.directory):
+            write_atomically(self.directory / "report.json", json.dumps(doc, indent=2) + "\n")
+            write_atomically(self.directory / "report.md", render_markdown(doc))
+            write_atomically(self.directory / "report.html", render_html(doc))
+            write_atomically(self.directory / "junit.xml", render_junit(doc))
 
 
 def recorded_behaviours(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -330,14 +336,14 @@ def render_markdown(doc: dict[str, Any]) -> str:
     if failing:
         lines += ["", "## Divergences"]
     for cell in failing:
-        lines += ["", f"### {cell['id']}: {cell['verdict']}", "", "```text", cell["reason"],
-                  "```"]
+        fence = _fence(cell["reason"])
+        lines += ["", f"### {cell['id']}: {cell['verdict']}", "", f"{fence}text",
+                  cell["reason"], fence]
         for failure in cell["failures"]:
-            lines += ["", f"Shrunk program ({failure['options']}):", "", "```text",
-                      f"mount {failure['stack']}"]
-            for number, step in enumerate(failure["steps"], 1):
-                lines.append(_step_text(number, step))
-            lines.append("```")
+            steps = [_step_text(n, step) for n, step in enumerate(failure["steps"], 1)]
+            fence = _fence(failure["stack"], *steps)
+            lines += ["", f"Shrunk program ({failure['options']}):", "", f"{fence}text",
+                      f"mount {failure['stack']}", *steps, fence]
             if failure.get("reproducer"):
                 lines.append(f"Reproducer: `{failure['reproducer']}`")
             if failure.get("program"):
@@ -382,6 +388,10 @@ def render_junit(doc: dict[str, Any]) -> str:
         case = ET.SubElement(suite, "testcase", classname="unionspec.run", name="complete")
         error = ET.SubElement(case, "error", message=f"interrupted by {doc['interruption']}")
         error.text = _status_line(doc)
+    for element in root.iter():
+        element.text = _xml_text(element.text)
+        for key, value in element.attrib.items():
+            element.set(key, _xml_text(value) or "")
     for suite in root:
         cases = list(suite)
         suite.set("tests", str(len(cases)))
@@ -390,6 +400,25 @@ def render_junit(doc: dict[str, Any]) -> str:
         suite.set("skipped", str(sum(1 for c in cases if c.find("skipped") is not None)))
     ET.indent(root)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, "unicode") + "\n"
+
+
+#: What XML 1.0 cannot hold even escaped (its Char production): control characters but
+#: tab, newline and carriage return, surrogates, U+FFFE and U+FFFF.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_text(text: str | None) -> str | None:
+    """``text`` with each character XML cannot hold written as ``\\xNN`` / ``\\uNNNN``."""
+    if text is None:
+        return None
+    return _NOT_XML.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+def _fence(*texts: str) -> str:
+    """A Markdown code fence longer than any run of backticks in ``texts`` (CommonMark: a
+    block ends only at a fence at least as long as its opening one)."""
+    longest = max((len(run) for t in texts for run in re.findall("`+", t)), default=0)
+    return "`" * max(3, longest + 1)
 
 
 def worse(old: str, new: str) -> bool:

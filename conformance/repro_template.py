@@ -35,8 +35,9 @@ MNT = BASE + "/mnt"
 UPPER = BASE + "/upper"
 WORK = BASE + "/work"
 CLONE_NEWNS, CLONE_NEWPID = 0x00020000, 0x20000000
-MS_REC, MS_PRIVATE, MNT_DETACH = 0x4000, 1 << 18, 2
+MS_REC, MS_PRIVATE, MNT_DETACH, MS_NOSUID, MS_NODEV = 0x4000, 1 << 18, 2, 2, 4
 PR_SET_PDEATHSIG = 1
+MAX_READ = 4 << 20  # adapters.layerdisk.MAX_READ
 RENAME_FLAGS = {"": 0, "RENAME_NOREPLACE": 1, "RENAME_EXCHANGE": 2}
 OPEN_FLAGS = {"O_CREAT": os.O_CREAT, "O_EXCL": os.O_EXCL, "O_TRUNC": os.O_TRUNC,
               "O_APPEND": os.O_APPEND}
@@ -127,11 +128,14 @@ def read_file(path, follow=False):
     flags = os.O_RDONLY | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
     fd = os.open(path, flags)
     try:
-        chunks = []
+        chunks, size = [], 0
         while True:
             chunk = os.read(fd, 1 << 20)
             if not chunk:
                 return b"".join(chunks)
+            size += len(chunk)
+            if size > MAX_READ:  # endless data: EFBIG, as the suite's executor says
+                raise OSError(errno.EFBIG, "more than %d bytes" % MAX_READ)
             chunks.append(chunk)
     finally:
         os.close(fd)
@@ -226,6 +230,42 @@ def fuse_mounted():
 def mounted_anything():
     with open("/proc/self/mountinfo") as f:
         return any(line.split()[4:5] == [MNT] for line in f)
+
+
+# __CONFINE__ (from here to its end: stand-ins, replaced by adapters/_confine.py)
+SYSTEM_DIRS: tuple = ()
+
+
+def enter(root, writable=(), visible=(), proc=False, system=True):
+    raise RuntimeError("adapters/_confine.py was not embedded")
+# __CONFINE__ end
+
+
+def driver_files(how):
+    """(source, path) of the driver's own files to show read-only in the confined root: the
+    directory of its program unless a system directory (the program alone in / or /tmp);
+    under /tmp, which this script's tmpfs hides, reached through a descriptor of /tmp kept
+    from before (as adapters._fusemount.driver_files)."""
+    shown = []
+    prefix = os.path.normpath(sys.base_prefix)
+    candidates = [prefix] if prefix.split("/")[1:2][0] not in SYSTEM_DIRS else []
+    if how["kind"] == "fuse":
+        for words in (how["argv"], how.get("ro_argv") or []):
+            found = shutil.which(words[0]) if words else None
+            if found:
+                found = os.path.abspath(found)
+                parent = os.path.dirname(found)
+                if parent.split("/")[1:2][0] not in SYSTEM_DIRS:
+                    candidates.append(found if parent in ("/", "/tmp") else parent)
+    host_tmp = os.open("/tmp", os.O_PATH | os.O_DIRECTORY)
+    for path in candidates:
+        if path in [seen for _, seen in shown]:
+            continue
+        source = path
+        if path.startswith("/tmp/"):
+            source = "/proc/self/fd/%d/%s" % (host_tmp, path[len("/tmp/"):])
+        shown.append((source, path))
+    return shown
 
 
 def reap():
@@ -540,7 +580,8 @@ def show(value):
 def run(how):
     options = DATA["options"]
     os.umask(0)
-    mount("unionspec-repro", "/tmp", "tmpfs", 0, "mode=0755")
+    visible = driver_files(how)
+    mount("unionspec-repro", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=256m")
     os.mkdir(BASE, 0o755)
     lowers = [BASE + "/l%d" % i for i in range(len(DATA["lowers"]))]
     for directory, entries in zip(lowers, DATA["lowers"], strict=False):
@@ -549,6 +590,12 @@ def run(how):
         os.mkdir(UPPER, 0o755)
         os.mkdir(WORK, 0o755)
     os.mkdir(MNT, 0o755)
+    # From here on this process (PID 1 of its PID namespace) and the driver it starts live
+    # in a root holding only the system directories (read-only), /dev/fuse, /dev/null, a
+    # read-only proc of this PID namespace and the layers: a symlink in a layer that a FUSE
+    # driver follows cannot reach the host's files.
+    os.mkdir("/tmp/unionspec-root", 0o700)
+    enter("/tmp/unionspec-root", writable=(BASE,), visible=visible, proc=True)
     mounter = Mounter(how, options, lowers)
     try:
         mounter.start()

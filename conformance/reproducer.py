@@ -13,8 +13,8 @@ divergence found on an in-process driver, e.g. a seeded fault, defaults to the k
 
 from __future__ import annotations
 
-import os
 import pprint
+import re
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,11 @@ from reference.outcome import Err, Ok, Outcome
 from reference.view import DiskEntry, EntryView
 
 TEMPLATE = Path(__file__).resolve().parent / "repro_template.py"
+#: The confined root (standard library only), embedded in every script.
+CONFINE = Path(__file__).resolve().parent.parent / "adapters" / "_confine.py"
 _MARK = "DATA: dict = {}  # __DATA__\n"
+#: The template's stand-ins for the embedded confinement (adapters/_confine.py).
+_CONFINE_MARK = re.compile(r"^# __CONFINE__ .*?^# __CONFINE__ end\n", re.M | re.S)
 
 
 def _value(value: Any) -> Any:
@@ -160,19 +164,26 @@ def script(failure: Failure, version: str | None = None) -> str:
         title += f" feature {failure.feature}"
     divergence = "\n".join(f"    {line}" for line in failure.divergence.splitlines())
     literal = pprint.pformat(data(failure, version), width=96, sort_dicts=False)
-    return (
+    text = (
         template.replace("__TITLE__", title.replace('"""', "'''"))
         .replace("__DIVERGENCE__", divergence.replace("\\", "\\\\").replace('"""', "'''"))
         .replace(_MARK, f"DATA = {literal}\n")
     )
+    return _CONFINE_MARK.sub(lambda _: _confine_source(), text)
+
+
+def _confine_source() -> str:
+    """adapters/_confine.py without its docstring (the script's own says what it does)."""
+    text = CONFINE.read_text(encoding="utf-8")
+    end = text.index('"""', 3) + 3
+    return "# --- a confined root (adapters/_confine.py) " + "-" * 44 + "\n" + text[end:]
 
 
 def write(failure: Failure, path: str | Path, version: str | None = None) -> Path:
     """Write the reproducer of ``failure`` to ``path`` (executable); atomic."""
-    from conformance.report import write_atomically
+    from conformance.safe_write import write_atomically
 
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(target, script(failure, version))
-    os.chmod(target, 0o755)
+    write_atomically(target, script(failure, version), mode=0o755)
     return target

@@ -26,7 +26,7 @@ from types import FrameType
 from typing import Any
 
 from adapters import registry
-from conformance import corpus, expectations
+from conformance import corpus, expectations, timebudget
 from conformance.certify import Verdict, planned, uninterrupted
 from conformance.features import BY_ID, FEATURES, Feature
 from reference.options import MATRIX
@@ -191,7 +191,7 @@ class Artefacts:
 
     def record(self, verdict: Verdict) -> None:
         from conformance import reproducer
-        from conformance.report import Cell, slug
+        from conformance.report import Cell, slug, writing
 
         cell = Cell(verdict)
         version = expectations.installed_version(verdict.driver) if verdict.failures else None
@@ -208,7 +208,8 @@ class Artefacts:
             if self.report is None:
                 continue
             name = f"reproducers/{slug(verdict.id)}-{number + 1}.py"
-            reproducer.write(failure, self.report.directory / name, version)
+            with writing(self.report.directory):
+                reproducer.write(failure, self.report.directory / name, version)
             cell.reproducers.append(name)
             if program is not None:
                 cell.programs.append(os.path.relpath(program, self.report.directory))
@@ -241,6 +242,11 @@ def configure_registry(driver_cmd: str | None, profile: str | None, timeout: flo
         raise UsageError(f"--driver-timeout: {problem}") from None
 
 
+def _skip_program(problem: str) -> None:
+    """A corpus file that is not a valid program: said on one line, and skipped."""
+    print(f"warning: corpus: skipped {problem}", file=sys.stderr)
+
+
 def certify_command(args: argparse.Namespace) -> int:
     from conformance.certify_engines import certify_engines, plan
     from conformance.console import Progress, exit_status, summary_lines
@@ -259,7 +265,7 @@ def certify_command(args: argparse.Namespace) -> int:
     drivers = [name for name in drivers if name not in not_run]
     corpus_dir = Path(args.corpus or DEFAULT_CORPUS)
     try:
-        programs = corpus.load([corpus.PROJECT_CORPUS, corpus_dir])
+        programs = corpus.load([corpus.PROJECT_CORPUS, corpus_dir], on_problem=_skip_program)
     except corpus.CorpusError as problem:
         raise UsageError(str(problem)) from None
     if corpus_dir.exists() and not os.access(corpus_dir, os.W_OK):
@@ -288,6 +294,12 @@ def certify_command(args: argparse.Namespace) -> int:
         report.write()
     run_settings, feature_settings = _settings(args.budget, args.seed)
     total = planned(drivers, features, machine) + len(engine_plan)
+    duration = timebudget.seconds(args.budget)
+    # a duration: each overlay cell's machine gets an equal share (workers run in parallel)
+    overlay_cells = max(1, planned(drivers, features, machine))
+    timebudget.SECONDS_PER_RUN = (
+        None if duration is None else duration * max(1, args.workers) / overlay_cells
+    )
     done: list[Verdict] = []
     progress = Progress(total)
     artefacts = Artefacts(report, corpus_dir, progress.note)
@@ -340,6 +352,7 @@ def certify_command(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         _pending = None
+        timebudget.SECONDS_PER_RUN = None
     progress.close()
     html = None
     if report is not None:
@@ -405,7 +418,12 @@ def _plan(
 
 def _worker(config: dict[str, Any], tasks: Any, results: Any) -> None:
     """A worker process: certifies the cells it is given, each driver an instance of its
-    own (a fresh one after a hang or crash); SIGTERM closes them and exits."""
+    own (a fresh one after a hang or crash); SIGTERM closes them and exits. It dies with
+    the main process even when that is SIGKILLed (parent-death signal); its executors die
+    with it the same way, and their daemons with them (adapters._sandbox)."""
+    from adapters._sandbox import die_with_parent
+
+    die_with_parent(config["parent"])
     # SIGTERM from the main process: an Interrupted (Hypothesis lets a KeyboardInterrupt
     # through; it would replay a SystemExit as a failure), closing the drivers on the way
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides
@@ -417,11 +435,13 @@ def _worker(config: dict[str, Any], tasks: Any, results: Any) -> None:
         driver_cmd=config["driver_cmd"], profile=config["profile"], timeout=config["timeout"]
     )
     run_settings, feature_settings = _settings(config["budget"], config["seed"])
+    timebudget.SECONDS_PER_RUN = config["seconds_per_run"]
     if config["seed"] is not None:
         from hypothesis import core
 
         core.global_force_seed = config["seed"]
-    programs = corpus.load([corpus.PROJECT_CORPUS, config["corpus"]])
+    # (the main process said which files it skipped)
+    programs = corpus.load([corpus.PROJECT_CORPUS, config["corpus"]], on_problem=lambda _: None)
     drivers: dict[str, Any] = {}
     try:
         _serve(config, tasks, results, drivers, run_settings, feature_settings, programs)
@@ -481,9 +501,11 @@ def run_parallel(
     context = multiprocessing.get_context("spawn")
     tasks, results = context.Queue(), context.Queue()
     config = {
-        "cwd": os.getcwd(), "expectations": args.expectations, "driver_cmd": args.driver_cmd,
+        "parent": os.getpid(), "cwd": os.getcwd(), "expectations": args.expectations,
+        "driver_cmd": args.driver_cmd,
         "profile": args.profile, "budget": args.budget, "seed": args.seed,
         "corpus": args.corpus or DEFAULT_CORPUS, "timeout": getattr(args, "driver_timeout", None),
+        "seconds_per_run": timebudget.SECONDS_PER_RUN,
     }
     for index, cell in enumerate(plan):
         tasks.put((index, *cell))

@@ -11,6 +11,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
+from conformance.timebudget import profile_name
+
 BUDGETS: dict[str, dict[str, object]] = {
     "quick": {"max_examples": 25, "stateful_step_count": 25},
     "standard": {"max_examples": 100, "stateful_step_count": 40},
@@ -54,14 +56,16 @@ def register_profiles(root: Path) -> None:
 
 
 def profile(budget: str) -> settings:
-    return settings.get_profile(f"unionspec-{budget}")
+    """The settings of the whole machine under ``budget`` (a duration: the settings of each
+    of its rounds, conformance.timebudget)."""
+    return settings.get_profile(f"unionspec-{profile_name(budget)}")
 
 
 def feature_profile(budget: str) -> settings:
     """The settings of one feature's machine under ``budget``."""
-    return settings.get_profile(f"unionspec-{budget}-feature")
+    return settings.get_profile(f"unionspec-{profile_name(budget)}-feature")
 
 
 def container_profile(budget: str) -> settings:
     """The settings of the container machine under ``budget``."""
-    return settings.get_profile(f"unionspec-{budget}-container")
+    return settings.get_profile(f"unionspec-{profile_name(budget)}-container")

@@ -109,7 +109,9 @@ DIR_META = tuple(itertools.product((0o755, 0o700, 0o555), IDS, IDS))
 file_meta = st.sampled_from(FILE_META)
 dir_meta = st.sampled_from(DIR_META)
 
-_KINDS = ("file", "dir", "symlink", "fifo", "whiteout", "hardlink")
+#: "hardlink" twice: a lower hardlink is what index=on is about, and it needs a file
+#: drawn before it in its layer.
+_KINDS = ("file", "dir", "symlink", "fifo", "whiteout", "hardlink", "hardlink")
 #: Inside directories most names are absent, so empty and nearly empty directories (the
 #: interesting ones for rmdir, rename over, opaque) are common. "absent" comes first: it is
 #: what shrinking moves towards.
@@ -133,9 +135,11 @@ class Layers(st.SearchStrategy[LayerSpec]):
     Each choice is one draw from a table (as :class:`Operations` draws): a ``composite``
     of ``sampled_from`` draws cost about three times as much per layer."""
 
-    def __init__(self, markers: bool = True) -> None:
+    def __init__(self, markers: bool = True, without: frozenset[str] = frozenset()) -> None:
         super().__init__()
         self.markers = markers
+        #: object kinds this layer leaves out (swarm testing, conformance.swarm)
+        self.without = without
 
     def __repr__(self) -> str:
         return f"layers(markers={self.markers})"
@@ -144,6 +148,7 @@ class Layers(st.SearchStrategy[LayerSpec]):
         entries: list[tuple[str, EntrySpec]] = []
         files: list[str] = []
         markers = self.markers
+        without = self.without
 
         def fill(prefix: str, depth: int) -> None:
             for name in NAMES:
@@ -153,6 +158,8 @@ class Layers(st.SearchStrategy[LayerSpec]):
                     kind = "absent"
                 if kind == "hardlink" and not files:
                     kind = "absent"
+                if kind in without:
+                    kind = "absent"
                 match kind:
                     case "file":
                         mode, uid, gid = _pick(data, FILE_META)
@@ -161,7 +168,7 @@ class Layers(st.SearchStrategy[LayerSpec]):
                         files.append(path)
                     case "dir":
                         mode, uid, gid = _pick(data, DIR_META)
-                        opaque = markers and data.draw_boolean()
+                        opaque = markers and "opaque" not in without and data.draw_boolean()
                         xattrs = _pick(data, XATTR_SETS)
                         entries.append((path, DirSpec(mode, uid, gid, xattrs, opaque)))
                         if depth < MAX_DEPTH:

@@ -458,10 +458,12 @@ class Overlay:
         # obs E2.9: the source is copied up (metadata only with metacopy=on), the link joins
         # it; a metacopy source records where its data is (dir.c ovl_set_link_redirect).
         upper = self._copy_up(source, data=False)
+        assert resolved.parent is not None
+        self._copy_up(resolved.parent)  # ovl_link: the new parent too, before the redirect
         if upper.metacopy and not (upper.redirect or "").startswith("/"):
-            from reference.rename import absolute_redirect
+            from reference.rename import checked_redirect
 
-            upper.redirect = absolute_redirect(source)
+            upper.redirect = checked_redirect(source)  # EXDEV past redirect_max, copied up
         lower = self._lower_of(source)
         if self._indexed(source) is not None and lower is not None:
             self.index_nlink[lower.ident] += 1

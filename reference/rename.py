@@ -87,7 +87,9 @@ def _move(fs: Overlay, old: Node, new_parent: Node, new_name: str, new: Node | N
     assert old.parent is not None
     samedir = old.parent.path == new_parent.path
     moved = fs._copy_up(old, data=False)
-    # the check comes after the new parent is copied up, so "merged" means it has lowers
+    # the check comes after the new parent is copied up, so "merged" means it has lowers;
+    # ovl_rename copies the new parent up before it sets the redirect (which may fail)
+    fs._copy_up(new_parent)
     _mark_moved(fs, old, moved, samedir=samedir, parent_merged=bool(new_parent.lowers))
     if new is not None:
         fs._drop_index_link(new)
@@ -121,7 +123,7 @@ def _mark_moved(
         absolute = _needsabsolute_redirect(fs, node, upper, samedir=samedir)
         if upper.redirect is not None and (not absolute or upper.redirect.startswith("/")):
             return
-        upper.redirect = absolute_redirect(node) if absolute else node.name
+        upper.redirect = checked_redirect(node) if absolute else node.name
     elif node.is_dir and not upper.opaque and parent_merged:
         upper.opaque = True
 
@@ -149,6 +151,20 @@ def absolute_redirect(node: Node) -> str:
             break
         current = current.parent
     return "/" + "/".join(reversed(parts))
+
+
+#: dir.c ``redirect_max`` (module parameter, default 256): the longest absolute redirect.
+REDIRECT_MAX = 256
+
+
+def checked_redirect(node: Node) -> str:
+    """:func:`absolute_redirect`, or EXDEV when it is longer than REDIRECT_MAX (dir.c
+    ovl_get_redirect; observed: 256 bytes are set, 257 give EXDEV, after the copy-up that
+    came before; found by the state-aware generator with a 255-byte name, issue 16)."""
+    redirect = absolute_redirect(node)
+    if len(redirect) > REDIRECT_MAX:
+        raise FsError("EXDEV")
+    return redirect
 
 
 def _can_move(fs: Overlay, node: Node) -> bool:

@@ -120,3 +120,44 @@ def test_killed_xdist_worker_leaves_no_mount_and_no_process() -> None:
         child.wait(timeout=60)
     finally:
         _end_and_check(child, marker, before)
+
+
+def _certify(driver: str, workers: int, report: Path) -> tuple[str, subprocess.Popen[bytes]]:
+    """Start ``certify`` on every cell of ``driver`` with ``workers`` processes, marked."""
+    marker = uuid.uuid4().hex
+    command = [sys.executable, "-m", "conformance", "certify", "--driver", driver,
+               "--budget", "standard", "--report-dir", str(report),
+               "--corpus", str(report.parent / "c"), "-n", str(workers)]
+    child = subprocess.Popen(
+        command, cwd=ROOT, env={**os.environ, "UNIONSPEC_RUN_MARK": marker},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    return marker, child
+
+
+@pytest.mark.parametrize("name", list(RUNNING))
+@pytest.mark.parametrize("workers", [1, 2], ids=["1-worker", "2-workers"])
+def test_sigkill_of_certify_leaves_no_worker_mount_or_daemon(
+    tmp_path: Path, name: str, workers: int
+) -> None:
+    """SIGKILL (no handler runs) of certify while every worker has its executor (and, for
+    fuse-overlayfs, a daemon) at work: the workers die with it (parent-death signal), and
+    with them their executors, mounts and daemons."""
+    if name == "fuse-overlayfs":
+        require(FuseOverlayfsDriver, name)
+    before = mounts()
+    marker, child = _certify(name, workers, tmp_path / "report")
+    try:
+        deadline = time.monotonic() + 120
+        busy: list[int] = []
+        while time.monotonic() < deadline and len(busy) < workers:
+            busy = [p for p in processes_marked(marker) if RUNNING[name] in cmdline(p)]
+            time.sleep(0.2)
+        assert len(busy) >= workers, f"{workers} workers never all ran {RUNNING[name]}"
+        child.kill()
+        child.wait(timeout=10)
+    finally:
+        end_run(child)
+    left = left_behind(marker, seconds=20)
+    assert left == [], [cmdline(pid) for pid in left]
+    assert mounts() == before

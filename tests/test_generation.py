@@ -1,0 +1,260 @@
+"""Generation that reaches deep states (issue 16): programs drawn against the model still
+replay and shrink, mostly succeed, keep errors reachable, and the rare-state detection of
+``python -m conformance coverage`` is not vacuous."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis.internal.conjecture.data import ConjectureData
+
+from conformance import coverage
+from conformance.cases import Cases, cases, upper_as_layer
+from conformance.paths_choice import SLOTS, choose, groups, inventory
+from conformance.swarm import draw_swarm
+from reference import ops
+from reference.layer import DirSpec, FileSpec, HardlinkSpec, LayerSpec, StackSpec, build
+from reference.options import MATRIX, Options
+from reference.outcome import Err, Ok
+from reference.overlay import Overlay, image
+
+FIXED = settings(
+    max_examples=60,
+    database=None,
+    derandomize=True,
+    deadline=None,
+    phases=[Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
+
+
+DEFAULT = Options()
+
+
+def _drawn(n: int, options: Options = DEFAULT, rules=None) -> list:
+    """``n`` cases, each drawn from its own seeded random source (deterministic, whatever
+    Hypothesis's engine would choose to generate)."""
+    strategy = cases(rules, 30, options)
+    return [ConjectureData(random=random.Random(i)).draw(strategy) for i in range(n)]
+
+
+def test_a_case_replays_exactly_from_its_choices() -> None:
+    """The program is data: the same choices give the same stack and program."""
+    strategy = Cases(None, 30, Options())
+    for n in range(20):
+        # a fresh random draw, then its recorded choices replayed
+        first = ConjectureData(random=random.Random(n))
+        case = first.draw(strategy)
+        replay = ConjectureData.for_choices(first.choices)
+        assert replay.draw(strategy) == case
+
+
+def test_the_simplest_case_is_an_empty_program() -> None:
+    """Every choice at its simplest (index 0, stop at once) gives one bottom layer and no
+    steps: what shrinking moves towards."""
+    # swarm level, lower count, the three names' kinds, earlier overlay, remount, stop
+    data = ConjectureData.for_choices([0, 0, 0, 0, 0, 0, 0, True])
+    stack, program = data.draw(Cases(None, 30, Options()))
+    assert len(stack.lowers) == 1
+    assert program == []
+
+
+def test_most_steps_succeed_and_errors_stay_reachable() -> None:
+    """Drawn against the model, most steps succeed (paths drawn blind: about one in
+    five); a share still fails, with the errors of wrong kinds and missing names."""
+    outcomes: Counter[str] = Counter()
+    errors: set[str] = set()
+    for stack, program in _drawn(60):
+        model = Overlay(stack, Options())
+        for op in program:
+            outcome, _ = model.step(op)
+            ok = isinstance(outcome, Ok)
+            outcomes["ok" if ok else "error"] += 1
+            if isinstance(outcome, Err):
+                errors.add(outcome.name)
+    share = outcomes["ok"] / sum(outcomes.values())
+    assert share > 0.55, outcomes
+    assert outcomes["error"] / sum(outcomes.values()) > 0.05, outcomes
+    assert {"ENOENT", "EEXIST", "ENOTDIR", "EISDIR"} <= errors, errors
+
+
+def test_a_feature_case_draws_only_its_rules_and_remounts() -> None:
+    rules = frozenset({"setxattr", "getxattr", "listxattr", "removexattr"})
+    drawn = {type(op) for _, program in _drawn(40, rules=rules) for op in program}
+    assert drawn <= {ops.SetXattr, ops.GetXattr, ops.ListXattr, ops.RemoveXattr, ops.Remount}
+    assert {ops.SetXattr, ops.GetXattr, ops.RemoveXattr} <= drawn
+
+
+def test_stacks_grow_deeper_and_files_cross_pages() -> None:
+    drawn = _drawn(150)
+    assert max(len(stack.lowers) for stack, _ in drawn) >= 5
+    writes = [op for _, program in drawn for op in program if isinstance(op, ops.Write)]
+    assert any(op.offset >= 4090 for op in writes)
+    assert any(len(op.data) >= 4096 for op in writes)
+    names = {op.path for op in writes} | {
+        op.path for _, program in drawn for op in program if isinstance(op, ops.Mkdir)
+    }
+    assert any(name.rsplit("/", 1)[-1] == "n" * 255 for name in names)
+    assert any(name.rsplit("/", 1)[-1].startswith(".wh.") for name in names)
+
+
+def test_path_groups_put_the_right_kind_first_and_fall_back_to_it() -> None:
+    stack = StackSpec(
+        (LayerSpec((("d", DirSpec()), ("d/f", FileSpec(b"x")), ("e", DirSpec()))),)
+    )
+    inv = inventory(Overlay(stack, Options()), removed=["gone"])
+    assert inv.files == ["d/f"] and inv.empty_dirs == ["e"]
+    assert choose(0, groups("file", inv)) == "d/f"
+    assert choose(0, groups("empty_dir", inv)) == "e"
+    assert choose(0, groups("new", inv)) not in inv.present
+    # every slot of an empty group goes to the first non-empty one (the right kind)
+    table = [([], 8), (["x"], 4), (["y"], 4)]
+    assert {choose(n, table) for n in range(SLOTS)} == {"x", "y"}
+    assert {choose(n, table) for n in range(8)} == {"x"}
+
+
+def test_the_swarm_leaves_kinds_out_but_never_all() -> None:
+    rules = ("stat", "write", "mkdir")
+    everything = draw_swarm(ConjectureData.for_choices([0]), rules)
+    assert everything.rules == rules and not everything.without
+    none_left = draw_swarm(ConjectureData.for_choices([3, True, True, True] + [False] * 5), rules)
+    assert none_left.rules == rules  # all left out: all enabled instead
+    some = draw_swarm(ConjectureData.for_choices([2, True, False, True, True] + [False] * 4), rules)
+    assert some.rules == ("write",) and some.without == {"symlink"}
+
+
+def test_an_earlier_overlay_upper_becomes_a_lower_with_its_markers() -> None:
+    stack = StackSpec((LayerSpec((("d", DirSpec()), ("d/f", FileSpec(b"x")), ("g", FileSpec()))),))
+    earlier = Overlay(stack, Options())
+    program = (ops.Unlink("d/f"), ops.Rmdir("d"), ops.Mkdir("d"), ops.Link("g", "h"),
+               ops.Unlink("g"))
+    for op in program:
+        assert earlier.apply(op) == {Ok(None)}, op
+    layer = upper_as_layer(earlier)
+    upper = earlier.upper_image()
+    assert upper is not None
+    assert image(build(layer)).entries == upper.entries
+    entries = dict(layer.entries)
+    assert entries["d"] == DirSpec(opaque=True)
+    assert isinstance(entries["h"], FileSpec)
+    assert not any(isinstance(spec, HardlinkSpec) for spec in entries.values())
+
+
+def _reached(stack: StackSpec, program: list, options: Options = DEFAULT) -> set[str]:
+    model = Overlay(stack, options)
+    watch = coverage.Watch(model, stack)
+    for op in program:
+        pre = watch.before(op)
+        watch.after(op, model.apply(op), pre)
+    watch.finish()
+    return watch.reached
+
+
+LOWER_DIR = StackSpec((LayerSpec((("a", DirSpec()),)),))
+
+
+@pytest.mark.parametrize(
+    ("stack", "program", "options", "states"),
+    [
+        (
+            LOWER_DIR,
+            [ops.Rmdir("a"), ops.Mkdir("a"), ops.Rename("a", "b")],
+            Options(),
+            {"merged-dir-removed", "dir-over-whiteout", "dir-over-whiteout-renamed"},
+        ),
+        (
+            StackSpec((LayerSpec((("a", FileSpec(b"1")), ("b", FileSpec(b"2")))),)),
+            [ops.Unlink("a"), ops.Rename("b", "a")],
+            Options(),
+            {"rename-over-whiteout"},
+        ),
+        (
+            StackSpec((LayerSpec((("a", FileSpec(b"1")), ("b", HardlinkSpec("a")))),)),
+            [ops.Chmod("a", 0o600), ops.Unlink("b")],
+            Options(index=True),
+            {"index-copy-up", "index-nlink-above-1", "index-link-removed"},
+        ),
+        (
+            StackSpec((LayerSpec((("a", DirSpec()), ("a/f", FileSpec(b"x")))),)),
+            [ops.Chmod("a/f", 0o600), ops.Write("a/f", b"0123456789", 4090)],
+            Options(redirect_dir=True, metacopy=True),
+            {"nested-copy-up", "metacopy-then-data", "page-write-after-copy-up",
+             "file-over-a-page"},
+        ),
+        (
+            StackSpec((LayerSpec((("a", DirSpec()), ("b", DirSpec()))),)),
+            [ops.Rename("a", "b/c"), ops.Rename("b", "d")],
+            Options(redirect_dir=True),
+            {"absolute-redirect", "relative-redirect"},
+        ),
+        (LOWER_DIR, [ops.Rename("a", "b")], Options(), {"dir-rename-exdev"}),
+    ],
+)
+def test_rare_states_are_detected(stack, program, options, states) -> None:
+    assert states <= _reached(stack, program, options)
+
+
+def test_a_dull_program_reaches_no_rare_state() -> None:
+    stack = StackSpec((LayerSpec((("a", FileSpec(b"x")),)),))
+    program = [ops.Stat("a"), ops.Read("a"), ops.Write("b", b"x", 0, ("O_CREAT",))]
+    assert _reached(stack, program) == set()
+
+
+def test_every_rare_state_can_happen_under_some_option_set() -> None:
+    assert len(coverage.RARE_STATES) >= 12
+    for state in coverage.RARE_STATES:
+        assert any(state.applies(options) for options in MATRIX), state.name
+
+
+def test_the_coverage_command_writes_its_json(tmp_path, monkeypatch) -> None:
+    from conformance.__main__ import main
+
+    monkeypatch.setattr(
+        coverage, "measure", lambda budget, seed, option_sets=MATRIX[:1]: _measure(budget, seed)
+    )
+    out = tmp_path / "coverage.json"
+    assert main(["coverage", "--budget", "quick", "--json", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert results["steps"] > 0 and results["steps_per_s"] > 0
+    assert set(results["states"]) == {state.name for state in coverage.RARE_STATES}
+    assert results["success"]["mkdir"]["attempts"] > 0
+
+
+_real_measure = coverage.measure
+
+
+def _measure(budget: str, seed_value: int) -> dict:
+    return _real_measure(budget, seed_value, MATRIX[:1])
+
+
+LONG = "n" * 252  # "/a/" + 252 + "/f" is 257 bytes: one past redirect_max
+
+
+@pytest.mark.parametrize(
+    ("options", "op", "expected"),
+    [
+        (Options(redirect_dir=True, metacopy=True), ops.Link(f"a/{LONG}/f", "z/c"), "EXDEV"),
+        (Options(redirect_dir=True), ops.Link(f"a/{LONG}/f", "z/c"), None),
+        # "/a/" + 254 is 257 bytes, "/a/" + 253 is 256
+        (Options(redirect_dir=True), ops.Rename(f"a/{'n' * 254}", "z/d"), "EXDEV"),
+        (Options(redirect_dir=True), ops.Rename(f"a/{'n' * 253}", "z/d"), None),
+    ],
+)
+def test_an_absolute_redirect_past_redirect_max_is_exdev(options, op, expected) -> None:
+    """dir.c ovl_get_redirect: an absolute redirect longer than redirect_max (256) gives
+    EXDEV, after the source and the new parent were copied up (the kernel run, found by
+    the state-aware generator with a 255-byte name)."""
+    name = op.src.split("/")[1]
+    stack = StackSpec(
+        (LayerSpec((("a", DirSpec()), (f"a/{name}", DirSpec()), (f"a/{name}/f", FileSpec(b"x")),
+                    ("z", DirSpec()))),)
+    )
+    model = Overlay(stack, options)
+    outcome, _ = model.step(op)
+    assert outcome == (Err(expected) if expected else Ok(None))
+    upper = model.upper_image()
+    assert upper is not None and "z" in upper.entries  # the new parent was copied up
