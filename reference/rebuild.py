@@ -27,7 +27,12 @@ def rebuild_upper(model: Overlay, image: LayerImage) -> None:
         return  # read-only: nothing but the lowers, which never change
     if model.options.index:
         raise CannotRebuild("index=on: the index is not decoded")
-    root = Inode(Kind.DIR, mode=model.upper.mode)
+    old = model.upper
+    # the image has no entry for the root: its attributes stay the model's
+    root = Inode(
+        Kind.DIR, mode=old.mode, uid=old.uid, gid=old.gid, xattrs=dict(old.xattrs),
+        opaque=old.opaque, redirect=old.redirect,
+    )
     shared: dict[frozenset[str], Inode] = {}
     group_of = {path: group for group in image.links for path in group}
     for path in sorted(image.entries, key=lambda p: (p.count("/"), p)):
