@@ -282,7 +282,7 @@ def _shadowed(model: Overlay, path: str) -> bool:
             if o is None:
                 continue
             if not o.is_dir:
-                candidates = [path]
+                candidates = [*prefixes[depth + 1 :]] or [path]
             elif o.opaque and prefix != path:
                 candidates = prefixes[depth + 1 :]
             else:
