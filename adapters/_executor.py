@@ -72,6 +72,9 @@ WORK = f"{BASE}/work"
 
 MNT_DETACH = 2
 MS_NOSUID, MS_NODEV = 2, 4
+MS_BIND = 4096
+#: In a VM: the directory bind-mounted over /tmp instead of a tmpfs (adapters.vm.guest).
+SCRATCH_DIR = "UNIONSPEC_SCRATCH_DIR"
 #: In an observation: equal to the same part of the last observation sent (module doc).
 UNCHANGED = "unchanged"
 #: The errnos of a FUSE mount whose connection is gone: ENOTCONN for a request made after
@@ -649,6 +652,11 @@ def setup(tmpfs: tuple[int, str] = TMPFS) -> None:
     # of the host's /tmp opened before the private tmpfs hides it (adapters._fusemount).
     adapters._fusemount.HOST_TMP = os.open("/tmp", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     mount("unionspec", "/tmp", "tmpfs", *tmpfs)
+    scratch = os.environ.get(SCRATCH_DIR)
+    if scratch:  # in a VM (adapters.vm.guest): a directory of a disk with user xattrs
+        mount(scratch, "/tmp", "", MS_BIND, None)
+    else:
+        mount("unionspec", "/tmp", "tmpfs", 0, "mode=0755")
     os.mkdir(BASE, 0o755)
 
 

@@ -128,7 +128,10 @@ def kill_executor(proc: subprocess.Popen[bytes]) -> None:
     ``request_wait_answer``) until the daemon dies, and the daemon dies only when the
     holder does (the kernel then kills its whole PID namespace, closing /dev/fuse).
     """
-    if proc.poll() is None:
+    kill_group = getattr(proc, "kill_group", None)
+    if kill_group is not None:  # an executor in a VM (adapters.vm.machine.Session)
+        kill_group()
+    elif proc.poll() is None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
     # Still alive after the whole group got SIGKILL means stuck in the kernel: leave it to
@@ -160,14 +163,7 @@ class SandboxedDriver:
             struct.pack("ll", seconds, int((timeout - seconds) * 1e6)),
         )
         try:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", self.executor_module, str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),),
-                preexec_fn=_private_namespace(os.getpid()),
-                start_new_session=True,
-                stdin=subprocess.DEVNULL,
-                cwd=PROJECT_ROOT,
-            )
+            self._proc, ours = self._spawn(ours, theirs)
         except (OSError, subprocess.SubprocessError) as exc:
             ours.close()
             raise DriverUnavailable(
@@ -179,7 +175,9 @@ class SandboxedDriver:
         #: PID of the executor process (the only process this driver starts).
         self.executor_pid: int = self._proc.pid
         #: This process and the executor share one CPU (adapters._affinity).
-        self.pinned = _affinity.share_cpu(self._proc.pid)
+        self.pinned = isinstance(self._proc, subprocess.Popen) and _affinity.share_cpu(
+            self._proc.pid
+        )
         self._finalize = weakref.finalize(
             self, _shutdown, self._proc, self._conn, CLOSE_GRACE, self.pinned
         )
@@ -204,6 +202,22 @@ class SandboxedDriver:
             raise DriverUnavailable(
                 f"the {self.name} executor refused its settings: {exc}"
             ) from None
+
+    def _spawn(
+        self, ours: socket.socket, theirs: socket.socket
+    ) -> tuple[subprocess.Popen[bytes], socket.socket]:
+        """Start the executor on ``theirs``; the process and the socket to talk to it
+        (``ours``). A driver whose executor runs elsewhere (adapters.vm.driver) gives a
+        handle with the same poll/wait/pid and a ``kill_group()``."""
+        proc = subprocess.Popen(
+            [sys.executable, "-m", self.executor_module, str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),),
+            preexec_fn=_private_namespace(os.getpid()),
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            cwd=PROJECT_ROOT,
+        )
+        return proc, ours
 
     # --- availability ---------------------------------------------------------------------
 

@@ -59,6 +59,22 @@ def configure(
     TIMEOUT = timeout
 
 
+#: Kernels given with ``--kernel-image``: ``kernel@<release>`` -> its driver class
+#: (adapters.vm.driver), made by :func:`add_kernel_image`.
+KERNEL_IMAGES: dict[str, Callable[[], Driver]] = {}
+
+
+def add_kernel_image(path: str, modules: str | None = None) -> str:
+    """Make the kernel at ``path`` a driver, ``kernel@<release>``; its name (a ValueError
+    says in one line why ``path`` is no kernel)."""
+    from adapters.vm.driver import driver_for
+    from adapters.vm.image import find
+
+    image = find(path, modules)
+    KERNEL_IMAGES[image.label] = driver_for(image)
+    return image.label
+
+
 class UnknownDriver(Exception):
     pass
 
@@ -66,10 +82,12 @@ class UnknownDriver(Exception):
 def names() -> list[str]:
     """Every driver name known here, built in first."""
     extra = sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
-    return [*BUILTIN, *(name for name in extra if name not in BUILTIN)]
+    return [*BUILTIN, *KERNEL_IMAGES, *(name for name in extra if name not in BUILTIN)]
 
 
 def factory(name: str) -> Callable[[], Driver]:
+    if name in KERNEL_IMAGES:
+        return KERNEL_IMAGES[name]
     if name in BUILTIN:
         module, _, attribute = BUILTIN[name].partition(":")
         return getattr(importlib.import_module(module), attribute)

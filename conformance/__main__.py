@@ -42,6 +42,26 @@ def _parser() -> argparse.ArgumentParser:
         help="driver to certify (repeatable; default: every driver this machine can run)",
     )
     certify_cmd.add_argument(
+        "--kernel-image",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="certify the kernel driver in a VM booted on this kernel (a vmlinuz or an "
+        "unpacked Debian kernel package, see `unionspec kernels fetch`; repeatable: one "
+        "driver kernel@<release> each, instead of the host's kernel)",
+    )
+    certify_cmd.add_argument(
+        "--kernel-modules",
+        metavar="DIR",
+        help="the modules of a --kernel-image given as a vmlinuz (default: found beside it)",
+    )
+    certify_cmd.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="certify only the K-th of N stable shares of the cells (one per machine or CI "
+        "job; join the reports with `unionspec merge`)",
+    )
+    certify_cmd.add_argument(
         "--budget",
         type=budget_arg,
         default="quick",
@@ -121,6 +141,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     diff_cmd.add_argument("old", metavar="OLD.json")
     diff_cmd.add_argument("new", metavar="NEW.json")
+    diff_cmd.add_argument(
+        "--old-driver", metavar="NAME", help="compare this driver's cells in OLD (kernel@...)"
+    )
+    diff_cmd.add_argument(
+        "--new-driver", metavar="NAME", help="with this driver's in NEW (may be the same file)"
+    )
+    merge_cmd = commands.add_parser(
+        "merge", help="join the reports of shards (or of kernels) into one report directory"
+    )
+    merge_cmd.add_argument("out", metavar="OUT_DIR")
+    merge_cmd.add_argument("reports", nargs="+", metavar="REPORT", help="report.json or its dir")
+    kernels_cmd = commands.add_parser(
+        "kernels", help="download and unpack Debian kernels for --kernel-image (never installed)"
+    )
+    kernels_cmd.add_argument("action", choices=("fetch",))
+    kernels_cmd.add_argument(
+        "specs", nargs="+", metavar="SPEC", help="6.1, 6.12, a suite (trixie, sid), newest, "
+        "or a linux-image-... package name"
+    )
     bench_cmd = commands.add_parser(
         "bench", help="measure throughput, -n 2 scaling and how fast seeded faults are found"
     )
@@ -160,6 +199,14 @@ def _main(argv: list[str] | None) -> int:
         from conformance.bench import main as bench_main
 
         return bench_main(args)
+    if args.command == "merge":
+        from conformance.shard import merge_command
+
+        return merge_command(args.out, args.reports)
+    if args.command == "kernels":
+        from conformance.kernels import main as kernels_main
+
+        return kernels_main([args.action, *args.specs])
     if args.command == "coverage":
         from conformance.coverage import main as coverage_main
 
@@ -167,7 +214,7 @@ def _main(argv: list[str] | None) -> int:
     if args.command == "diff":
         from conformance.diff import diff_command
 
-        return diff_command(args.old, args.new)
+        return diff_command(args.old, args.new, args.old_driver, args.new_driver)
     if args.command == "replay":
         from conformance.run import replay_command
 

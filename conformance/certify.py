@@ -28,6 +28,7 @@ from conformance.features import FEATURES, Feature
 from conformance.interchange import FeatureSkipped
 from conformance.machine import DriverBroke, run_machine
 from conformance.scenarios import SCENARIOS, run_scenario
+from conformance.shard import Shard, cell_id
 from reference.options import MATRIX, Options
 
 CONFORMS, DIVERGES, SKIPPED, UNCLAIMED = "conforms", "diverges", "skipped", "unclaimed"
@@ -165,9 +166,11 @@ def certify(
     features: Iterable[Feature] = FEATURES,
     machine: bool = True,
     programs: Sequence[Program] = (),
+    shard: Shard | None = None,
 ) -> list[Verdict]:
     """Every cell of every driver (unless ``machine`` is False), then every feature of
-    every cell (with ``feature_settings``, by default ``run_settings``)."""
+    every cell (with ``feature_settings``, by default ``run_settings``); with ``shard``,
+    only that shard's cells (conformance.shard)."""
     features = tuple(features)
     wholes: tuple[Feature | None, ...] = (None,) if machine else ()
     per_feature = run_settings if feature_settings is None else feature_settings
@@ -178,6 +181,9 @@ def certify(
         except DriverUnavailable as reason:
             for feature in (*wholes, *features):
                 for options in MATRIX:
+                    fid = feature.id if feature is not None else ""
+                    if shard is not None and not shard.has(cell_id(name, fid, options.label)):
+                        continue
                     verdicts.append(
                         Verdict(
                             name,
@@ -192,6 +198,10 @@ def certify(
         try:
             cells = [(None, options) for options in MATRIX] if machine else []
             cells += [(feature, options) for feature in features for options in MATRIX]
+            if shard is not None:
+                cells = [
+                    (f, o) for f, o in cells if shard.has(cell_id(name, f.id if f else "", o.label))
+                ]
             for feature, options in cells:
                 chosen = run_settings if feature is None else per_feature
                 verdicts.append(certify_cell(driver, options, chosen, feature, programs))
@@ -207,9 +217,20 @@ def certify(
     return verdicts
 
 
-def planned(drivers: Iterable[str], features: Iterable[Feature], machine: bool = True) -> int:
+def planned(
+    drivers: Iterable[str],
+    features: Iterable[Feature],
+    machine: bool = True,
+    shard: Shard | None = None,
+) -> int:
     """How many verdicts :func:`certify` gives for these drivers and features."""
-    return len(tuple(drivers)) * (len(tuple(features)) + int(machine)) * len(MATRIX)
+    ids = [
+        cell_id(name, feature.id if feature else "", options.label)
+        for name in drivers
+        for feature in ((None,) if machine else ()) + tuple(features)
+        for options in MATRIX
+    ]
+    return len([i for i in ids if shard is None or shard.has(i)])
 
 
 def worst(verdicts: Iterable[str]) -> str:

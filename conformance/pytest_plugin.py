@@ -12,6 +12,8 @@ Options (group "unionspec"):
   drivers; it replaces a preset's own profile;
 - ``--driver-timeout SECONDS``: how long one request to a driver may take before its
   verdict is "hung at step N" (default: the driver's own, 30 s for the sandboxed drivers);
+- ``--kernel-image PATH`` (repeatable), ``--kernel-modules DIR``: the kernel driver in a
+  VM booted on that kernel (:mod:`adapters.vm`), as the driver ``kernel@<release>``;
 - ``--require-drivers``: a driver that cannot run here fails instead of skipping; on by
   default when the ``CI`` environment variable is set, since a skip in CI hides a gap;
 - ``--engine NAME`` (repeatable): the container engines of tests/test_container_engines.py
@@ -58,6 +60,8 @@ EXPECTATIONS_OPTION = "--expectations"
 ENGINE_OPTION = "--engine"
 TIMEOUT_OPTION = "--driver-timeout"
 CORPUS_OPTION = "--corpus"
+KERNEL_IMAGE_OPTION = "--kernel-image"
+KERNEL_MODULES_OPTION = "--kernel-modules"
 BUDGET_NAMES = ("quick", "standard", "deep")
 
 
@@ -126,6 +130,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "saved there (default: .unionspec/corpus under the rootdir)",
     )
     group.addoption(
+        KERNEL_IMAGE_OPTION,
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="run the kernel driver in a VM booted on this kernel (vmlinuz or an unpacked "
+        "Debian kernel package; repeatable): driver kernel@<release> instead of kernel",
+    )
+    group.addoption(
+        KERNEL_MODULES_OPTION,
+        default=None,
+        metavar="DIR",
+        help="the modules of a --kernel-image given as a vmlinuz",
+    )
+    group.addoption(
         REQUIRE_OPTION,
         action="store_true",
         default=bool(os.environ.get("CI")),
@@ -153,6 +171,7 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     except ValueError as problem:
         raise pytest.UsageError(f"{TIMEOUT_OPTION}: {problem}") from None
+    config.unionspec_kernels = _kernel_drivers(config)  # type: ignore[attr-defined]
     known = registry.names()
     for name in config.getoption(DRIVER_OPTION):
         if name not in known:
@@ -166,6 +185,31 @@ def pytest_configure(config: pytest.Config) -> None:
         expectations.configure(config.getoption(EXPECTATIONS_OPTION))
     except expectations.ExpectationError as problem:
         raise pytest.UsageError(str(problem)) from None
+
+
+def _kernel_drivers(config: pytest.Config) -> list[str]:
+    """``--kernel-image``: register each kernel as a driver (adapters.vm); their names."""
+    from adapters import registry
+    from adapters.vm.image import ImageError
+
+    images = config.getoption(KERNEL_IMAGE_OPTION)
+    modules = config.getoption(KERNEL_MODULES_OPTION)
+    if modules and len(images) != 1:
+        raise pytest.UsageError(f"{KERNEL_MODULES_OPTION} goes with one {KERNEL_IMAGE_OPTION}")
+    try:
+        return [registry.add_kernel_image(path, modules) for path in images]
+    except (ImageError, OSError) as problem:
+        raise pytest.UsageError(f"{KERNEL_IMAGE_OPTION}: {problem}") from None
+
+
+def driver_names(config: pytest.Config) -> list[str]:
+    """The drivers of the run: ``--driver`` (default reference), ``kernel`` replaced by the
+    ``--kernel-image`` kernels when there are any."""
+    names = config.getoption(DRIVER_OPTION) or ["reference"]
+    kernels = getattr(config, "unionspec_kernels", [])
+    if kernels:
+        names = [name for name in names if name != "kernel"] + kernels
+    return names
 
 
 def corpus_dir(config: pytest.Config) -> Path:
@@ -256,7 +300,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             "corpus_program", programs, ids=[program.name for program in programs]
         )
     if "driver" in metafunc.fixturenames:
-        names = metafunc.config.getoption(DRIVER_OPTION) or ["reference"]
+        names = driver_names(metafunc.config)
         metafunc.parametrize("driver", names, indirect=True, ids=names)
 
 

@@ -106,6 +106,9 @@ def driver_info(name: str) -> dict[str, Any]:
             info["profile"] = profile.source
     except Exception as exc:  # a broken third-party driver: say so, keep the report
         info["error"] = f"{type(exc).__name__}: {exc}"
+    vm_info = getattr(registry.KERNEL_IMAGES.get(name), "vm_info", None)
+    if vm_info is not None:  # kernel@<release>: the kernel the VM booted (adapters.vm)
+        info["kernel_image"] = vm_info()
     if name == "kernel":
         info["version"] = platform.release()
     elif name == "reference":

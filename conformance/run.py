@@ -29,6 +29,7 @@ from adapters import registry
 from conformance import corpus, expectations, timebudget
 from conformance.certify import Verdict, planned, uninterrupted
 from conformance.features import BY_ID, FEATURES, Feature
+from conformance.shard import Shard, ShardError, cell_id
 from reference.options import MATRIX
 
 FUSE_DRIVERS = ("fuse", "fuse-overlayfs", "unionfs-fuse")
@@ -235,6 +236,32 @@ def check_fuse_settings(driver_cmd: str | None, profile: str | None) -> None:
         raise UsageError(str(problem).splitlines()[0]) from None
 
 
+def add_kernel_images(args: argparse.Namespace) -> None:
+    """``--kernel-image``: each kernel becomes a driver ``kernel@<release>`` (adapters.vm),
+    certified instead of ``kernel`` (the host's), or as the only drivers when no
+    ``--driver`` is given."""
+    images = getattr(args, "kernel_image", None) or []
+    if not images:
+        if getattr(args, "kernel_modules", None):
+            raise UsageError("--kernel-modules needs a --kernel-image")
+        return
+    if args.kernel_modules and len(images) != 1:
+        raise UsageError("--kernel-modules goes with exactly one --kernel-image")
+    if args.workers > 1:
+        raise UsageError("--kernel-image runs one VM per kernel in this process: use -n 1")
+    from adapters.vm.image import ImageError
+
+    labels = []
+    for path in images:
+        try:
+            labels.append(registry.add_kernel_image(path, args.kernel_modules))
+        except (ImageError, OSError) as problem:
+            raise UsageError(f"--kernel-image: {problem}") from None
+    if len(set(labels)) != len(labels):
+        raise UsageError("--kernel-image: the same kernel release is given twice")
+    args.driver = [name for name in args.driver if name != "kernel"] + labels
+
+
 def configure_registry(driver_cmd: str | None, profile: str | None, timeout: float | None) -> None:
     try:
         registry.configure(driver_cmd=driver_cmd, profile=profile, timeout=timeout)
@@ -252,8 +279,12 @@ def certify_command(args: argparse.Namespace) -> int:
     from conformance.console import Progress, exit_status, summary_lines
     from conformance.report import Report, ReportDirError, prepare
 
+    add_kernel_images(args)
     drivers, features, machine = check_arguments(args)
+    shard = shard_of(args)
     engines = chosen_engines(args)
+    if shard is not None and engines:
+        raise UsageError("--shard splits the overlay drivers' cells: certify --engine apart")
     engine_plan = plan(engines)
     check_fuse_settings(args.driver_cmd, args.profile)
     try:
@@ -280,12 +311,13 @@ def certify_command(args: argparse.Namespace) -> int:
             directory,
             drivers,
             {"budget": args.budget, "seed": args.seed, "workers": args.workers,
+             **({"shard": shard.label} if shard is not None else {}),
              "features": [f.id for f in features], "corpus": str(corpus_dir)},
-            planned=planned(drivers, features, machine) + len(engine_plan),
+            planned=planned(drivers, features, machine, shard) + len(engine_plan),
             order={
                 Verdict(name, label, "", feature=feature).id: index
                 for index, (name, feature, label) in enumerate(
-                    _plan(drivers, features, machine) + engine_plan
+                    _plan(drivers, features, machine, shard) + engine_plan
                 )
             },
             engines=engines,
@@ -293,10 +325,10 @@ def certify_command(args: argparse.Namespace) -> int:
         )
         report.write()
     run_settings, feature_settings = _settings(args.budget, args.seed)
-    total = planned(drivers, features, machine) + len(engine_plan)
+    total = planned(drivers, features, machine, shard) + len(engine_plan)
     duration = timebudget.seconds(args.budget)
     # a duration: each overlay cell's machine gets an equal share (workers run in parallel)
-    overlay_cells = max(1, planned(drivers, features, machine))
+    overlay_cells = max(1, planned(drivers, features, machine, shard))
     timebudget.SECONDS_PER_RUN = (
         None if duration is None else duration * max(1, args.workers) / overlay_cells
     )
@@ -327,7 +359,7 @@ def certify_command(args: argparse.Namespace) -> int:
 
                 verdicts = certify(
                     drivers, run_settings, on_verdict, feature_settings=feature_settings,
-                    features=features, machine=machine, programs=programs,
+                    features=features, machine=machine, programs=programs, shard=shard,
                 )
             if engines:
                 from conformance.settings import container_profile
@@ -357,6 +389,7 @@ def certify_command(args: argparse.Namespace) -> int:
     html = None
     if report is not None:
         report.status = "complete"
+        report.env = None  # read again: the VMs of --kernel-image have booted by now
         report.write()
         html = str((report.directory / "report.html").resolve())
     print("\n".join(summary_lines(verdicts, not_run, html, progress.elapsed)), flush=True)
@@ -404,16 +437,29 @@ def replay_command(args: argparse.Namespace) -> int:
 
 
 def _plan(
-    drivers: list[str], features: list[Feature], machine: bool
+    drivers: list[str], features: list[Feature], machine: bool, shard: Shard | None = None
 ) -> list[tuple[str, str, str]]:
-    """The cells in report order: (driver, feature id, option set label)."""
+    """The cells in report order: (driver, feature id, option set label); with ``shard``,
+    that shard's (conformance.shard)."""
     wholes = [""] if machine else []
     return [
         (name, feature, options.label)
         for name in drivers
         for feature in (*wholes, *(f.id for f in features))
         for options in MATRIX
+        if shard is None or shard.has(cell_id(name, feature, options.label))
     ]
+
+
+def shard_of(args: argparse.Namespace) -> Shard | None:
+    """``--shard K/N`` (a UsageError for anything else); None without it."""
+    text = getattr(args, "shard", None)
+    if text is None:
+        return None
+    try:
+        return Shard.parse(text)
+    except ShardError as problem:
+        raise UsageError(str(problem)) from None
 
 
 def _worker(config: dict[str, Any], tasks: Any, results: Any) -> None:
@@ -497,7 +543,7 @@ def run_parallel(
 ) -> list[Verdict]:
     """The cells in ``args.workers`` processes; verdicts are reported as they come, and
     returned (and kept in the reports) in plan order."""
-    plan = _plan(drivers, features, machine)
+    plan = _plan(drivers, features, machine, shard_of(args))
     context = multiprocessing.get_context("spawn")
     tasks, results = context.Queue(), context.Queue()
     config = {

@@ -1,0 +1,125 @@
+"""The VM's agent: ``python -m adapters.vm.guest`` (run by the VM's init, in the chroot of
+the host's root shared read-only).
+
+It serves the virtio-serial port (:mod:`adapters.vm.channel`): for each ``OPEN`` it starts
+an executor (:mod:`adapters._executor`, the same code as on the host) in a private mount
+namespace, its /tmp a directory of its own on the VM's ext2 disk, on one end of a
+socketpair, and relays the session's bytes both ways; a ``CLOSE`` from the host kills that
+executor's process group (by its PID), an executor that exits is reported with ``CLOSE``.
+When the port closes (the host is gone) the VM powers off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from adapters._executor import SCRATCH_DIR
+from adapters._sandbox import _private_namespace
+from adapters.vm import channel
+
+#: Set by the VM's init: the mounted disk that holds each session's layers.
+SCRATCH = "UNIONSPEC_SCRATCH"
+
+
+def find_port(name: str = channel.PORT_NAME) -> str:
+    for entry in Path("/sys/class/virtio-ports").iterdir():
+        if (entry / "name").read_text().strip() == name:
+            return f"/dev/{entry.name}"
+    raise RuntimeError(f"no virtio-serial port named {name}")
+
+
+class Agent:
+    def __init__(self, port: str) -> None:
+        self.port = os.open(port, os.O_RDWR)
+        self.reader = channel.Reader()
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.port, selectors.EVENT_READ, None)
+        self.sessions: dict[int, tuple[socket.socket, subprocess.Popen[bytes]]] = {}
+
+    def send(self, session: int, kind: int, payload: bytes = b"") -> None:
+        data = channel.frame(session, kind, payload)
+        while data:
+            data = data[os.write(self.port, data) :]
+
+    def open(self, session: int) -> None:
+        ours, theirs = socket.socketpair()
+        env = dict(os.environ)
+        if SCRATCH in os.environ:
+            scratch = os.path.join(os.environ[SCRATCH], str(session))
+            os.mkdir(scratch, 0o755)
+            env[SCRATCH_DIR] = scratch
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "adapters._executor", str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),),
+            preexec_fn=_private_namespace(os.getpid()),
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+        theirs.close()
+        self.sessions[session] = (ours, proc)
+        self.selector.register(ours, selectors.EVENT_READ, session)
+
+    def close(self, session: int, tell: bool) -> None:
+        ours, proc = self.sessions.pop(session)
+        self.selector.unregister(ours)
+        ours.close()
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(10)
+        if SCRATCH in os.environ:
+            shutil.rmtree(os.path.join(os.environ[SCRATCH], str(session)), ignore_errors=True)
+        if tell:
+            self.send(session, channel.CLOSE, str(proc.returncode).encode())
+
+    def serve(self) -> None:
+        self.send(0, channel.HELLO, os.uname().release.encode())
+        while True:
+            for key, _events in self.selector.select():
+                if key.data is None:
+                    data = os.read(self.port, channel.CHUNK)
+                    if not data:
+                        return
+                    for session, kind, payload in self.reader.feed(data):
+                        if kind == channel.OPEN:
+                            self.open(session)
+                        elif kind == channel.DATA and session in self.sessions:
+                            self.sessions[session][0].sendall(payload)
+                        elif kind == channel.CLOSE and session in self.sessions:
+                            self.close(session, tell=False)
+                    continue
+                session = key.data
+                try:
+                    data = key.fileobj.recv(channel.CHUNK)  # type: ignore[union-attr]
+                except OSError:
+                    data = b""
+                if data:
+                    self.send(session, channel.DATA, data)
+                else:
+                    self.close(session, tell=True)
+
+
+def main() -> int:
+    if os.path.exists(".dbg.py"):
+        subprocess.run([sys.executable, ".dbg.py"])
+    agent = Agent(find_port())
+    try:
+        agent.serve()
+    finally:
+        for session in list(agent.sessions):
+            agent.close(session, tell=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""certify --shard K/N and unionspec merge: the shards of a run, merged, give the verdicts
+of the run made whole; the split is stable; bad shards and merges are one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from adapters import registry
+from conformance import corpus
+from conformance.__main__ import main
+from conformance.shard import MergeError, Shard, ShardError, cell_id, merge_documents
+from tests.test_corpus import PROGRAM
+
+FEATURES = ("--feature", "copy-up", "--feature", "whiteouts")
+
+
+@pytest.fixture
+def truncating(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setitem(registry.BUILTIN, "truncating", "tests.test_reports:TruncatingDriver")
+    return "truncating"
+
+
+def _run(tmp_path: Path, name: str, *argv: str) -> dict:
+    out = tmp_path / name
+    main(["certify", *argv, "--report-dir", str(out), "--corpus", str(tmp_path / "c")])
+    return json.loads((out / "report.json").read_text())
+
+
+def test_shards_merged_give_the_verdicts_of_the_whole_run(
+    tmp_path: Path, truncating: str, capsys
+) -> None:
+    corpus.save(PROGRAM, tmp_path / "c")  # a divergence on the faulty driver, for certain
+    argv = ("--driver", "reference", "--driver", truncating, *FEATURES, "--seed", "7")
+    whole = _run(tmp_path, "whole", *argv)
+    first = _run(tmp_path, "s1", *argv, "--shard", "1/2")
+    second = _run(tmp_path, "s2", *argv, "--shard", "2/2")
+    assert first["cells"] and second["cells"], "a split of 24 cells left a shard empty"
+    assert first["settings"]["shard"] == "1/2"
+    assert not {c["id"] for c in first["cells"]} & {c["id"] for c in second["cells"]}
+    parts = [str(tmp_path / "s1"), str(tmp_path / "s2")]
+    assert main(["merge", str(tmp_path / "merged"), *parts]) == 0
+    merged = json.loads((tmp_path / "merged" / "report.json").read_text())
+    verdicts = {c["id"]: c["verdict"] for c in whole["cells"]}
+    assert {c["id"]: c["verdict"] for c in merged["cells"]} == verdicts
+    assert [c["id"] for c in merged["cells"]] == [c["id"] for c in whole["cells"]]
+    assert "diverges" in verdicts.values() and "conforms" in verdicts.values()
+    assert merged["status"] == "complete" and merged["planned"] == whole["planned"]
+    for cell in merged["cells"]:
+        if cell["reproducer"]:
+            assert (tmp_path / "merged" / cell["reproducer"]).is_file()
+    assert (tmp_path / "merged" / "report.md").read_text().count("truncating") >= 1
+    # diff of the whole run and the merged shards: nothing changed
+    reports = [str(tmp_path / name / "report.json") for name in ("whole", "merged")]
+    assert main(["diff", *reports]) == 0
+
+
+def test_a_shard_is_a_stable_function_of_the_cell_alone() -> None:
+    ids = [cell_id(d, f, o) for d in ("a", "b") for f in ("", "x") for o in ("p", "q", "r")]
+    for n in (1, 2, 3, 5):
+        shards = [Shard(k, n) for k in range(1, n + 1)]
+        for cell in ids:
+            assert sum(shard.has(cell) for shard in shards) == 1
+    assert Shard.parse("2/3") == Shard(2, 3)
+
+
+@pytest.mark.parametrize("text", ["0/2", "3/2", "1", "a/b", "1/0"])
+def test_a_bad_shard_is_one_line_and_exit_2(text: str, capsys) -> None:
+    with pytest.raises(ShardError):
+        Shard.parse(text)
+    assert main(["certify", "--driver", "reference", "--shard", text]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --shard") and err.count("\n") == 1
+
+
+def test_merging_a_cell_twice_is_refused(tmp_path: Path, capsys) -> None:
+    doc = {"environment": {}, "settings": {}, "status": "complete", "interruption": None,
+           "started": "t", "updated": "t", "planned": 1,
+           "cells": [{"id": "reference/machine/ro", "verdict": "conforms"}]}
+    with pytest.raises(MergeError, match="reference/machine/ro"):
+        merge_documents([doc, doc])
+    (tmp_path / "bad.json").write_text("{}")
+    assert main(["merge", str(tmp_path / "out"), str(tmp_path / "bad.json")]) == 2
+    assert "not a unionspec report" in capsys.readouterr().err
