@@ -274,8 +274,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     from conformance.failure import failures_of
 
     for failure in failures_of(call.excinfo.value):
-        if failure.driver.startswith("fault:"):
-            continue  # the project's own seeded faults (tests/faults.py)
+        if failure.driver.startswith(("fault:", "imitation")):
+            continue  # the project's own seeded faults and imitations (tests/)
         version = expectations.installed_version(failure.driver)
         with contextlib.suppress(OSError):
             corpus.save(corpus.from_failure(failure, version), corpus_dir(item.config))
