@@ -40,6 +40,10 @@ that behaves like the kernel. Keys:
 ``env`` (table of strings)
     Extra environment for the driver's process, e.g.
     ``{ FUSE_OVERLAYFS_DISABLE_OVL_WHITEOUT = "1" }``.
+``variants`` (array of strings)
+    Recorded behaviours of the driver that are rules of the engine
+    (:mod:`reference.variants`): the lockstep model follows them, so the comparison
+    expects them (each is recorded in ``conformance/expectations.toml``).
 ``version_command`` (string)
     A command that prints the driver's version (recorded with verdicts and expectations).
 
@@ -86,6 +90,7 @@ class Profile:
     private_xattrs: tuple[str, ...] = ()
     env: dict[str, str] = attrs.field(factory=dict)
     version_command: str = ""
+    variants: tuple[str, ...] = ()
     #: Where the profile was loaded from (None when built in Python).
     source: str | None = attrs.field(default=None, eq=False)
 
@@ -133,7 +138,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "directory_rename": DIRECTORY_RENAMES,
     "hardlinks_on_copy_up": HARDLINK_BEHAVIOURS,
 }
-KEYS = (*_STRING_KEYS, *_CHOICES, "options", "xattrs", "private_xattrs", "env")
+KEYS = (*_STRING_KEYS, *_CHOICES, "options", "xattrs", "private_xattrs", "env", "variants")
 
 
 def _type_name(value: object) -> str:
@@ -174,7 +179,7 @@ def profile_from_dict(data: dict[str, Any], source: str = "<profile>") -> Profil
             if value not in choices:
                 raise fail(f"key {key!r} must be one of {', '.join(choices)} (not {value!r})")
             fields[key] = value
-    for key in ("options", "private_xattrs"):
+    for key in ("options", "private_xattrs", "variants"):
         if key in data:
             value = data[key]
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -188,6 +193,13 @@ def profile_from_dict(data: dict[str, Any], source: str = "<profile>") -> Profil
     for prefix in fields.get("private_xattrs", ()):
         if not prefix.startswith("user."):
             raise fail(f"key 'private_xattrs': {prefix!r} is not a user.* prefix")
+    if fields.get("variants"):
+        from reference.variants import VariantError, check
+
+        try:
+            check(fields["variants"], "key 'variants'")
+        except VariantError as problem:
+            raise fail(str(problem)) from None
     if "xattrs" in data:
         if not isinstance(data["xattrs"], bool):
             raise fail(f"key 'xattrs' must be a boolean, not {_type_name(data['xattrs'])}")

@@ -31,6 +31,14 @@ def _field(key: str, value: Any) -> list[str]:
     if key == "confirmed" or (isinstance(value, str) and "\n" in value):
         body = [f"  {line}" for line in value.strip().splitlines()]
         return [f"- **{key}**:", "", "  ```", *body, "  ```"]
+    if key == "differs":
+        # what the record accounts for (conformance.records): one clause a line
+        clauses = [
+            ", ".join(f"{name}={item!r}" if not isinstance(item, str) else f"{name}={item}"
+                      for name, item in clause.items())
+            for clause in value
+        ]
+        return [f"- **{key}**:", *(f"  - `{clause}`" for clause in clauses)]
     if key == "steps":
         return [f"- **{key}**:", *(f"  1. `{step}`" for step in value)]
     if key == "upstream":

@@ -21,7 +21,7 @@ from hypothesis import settings
 from adapters import registry
 from adapters.base import Driver, DriverFailure, DriverUnavailable
 from adapters.settings import DEFAULT, DriverSettings
-from conformance import corpus, expectations
+from conformance import corpus, expectations, records
 from conformance.claims import unclaimed_reason
 from conformance.corpus import Program
 from conformance.failure import Failure, failures_of
@@ -54,6 +54,8 @@ class Verdict:
     feature: str = ""
     #: The failing examples as data (conformance.failure), when the check produced them.
     failures: tuple[Failure, ...] = attrs.field(default=(), eq=False, repr=False)
+    #: The recorded behaviours the cell saw (conformance.records): (record id, examples).
+    recorded: tuple[tuple[str, int], ...] = attrs.field(default=(), eq=False)
 
     @property
     def id(self) -> str:
@@ -114,29 +116,38 @@ def certify_cell(
     wanted = None if feature is None else set(feature.scenarios)
     started = time.monotonic()
     failures: tuple[Failure, ...] = ()
-    try:
-        for program in corpus.matching(programs, options, name):
-            program.replay(driver, feature)
-        for scenario in SCENARIOS:
-            if scenario.applies(options) and (wanted is None or scenario.id in wanted):
-                run_scenario(driver, scenario, options, feature)
-        run_machine(driver, options, run_settings, feature, driver_settings)
-    except DriverBroke as broke:
-        verdict, detail, failures = broke.verdict, str(broke), failures_of(broke)
-    except FeatureSkipped as reason:
-        verdict, detail = SKIPPED, str(reason)
-    except (AssertionError, DriverFailure) as exc:
-        interruption = _interruption(exc)
-        if interruption is not None:
-            raise interruption from None
-        verdict, detail, failures = DIVERGES, _failure_text(exc), failures_of(exc)
-    else:
-        verdict, detail = CONFORMS, ""
+    with records.tally() as counts:
+        try:
+            for program in corpus.matching(programs, options, name):
+                program.replay(driver, feature)
+            for scenario in SCENARIOS:
+                if scenario.applies(options) and (wanted is None or scenario.id in wanted):
+                    run_scenario(driver, scenario, options, feature)
+            run_machine(driver, options, run_settings, feature, driver_settings)
+        except DriverBroke as broke:
+            verdict, detail, failures = broke.verdict, str(broke), failures_of(broke)
+        except FeatureSkipped as reason:
+            verdict, detail = SKIPPED, str(reason)
+        except (AssertionError, DriverFailure) as exc:
+            interruption = _interruption(exc)
+            if interruption is not None:
+                raise interruption from None
+            verdict, detail, failures = DIVERGES, _failure_text(exc), failures_of(exc)
+        else:
+            verdict, detail = CONFORMS, ""
     verdict, detail = expectations.settle(
-        driver, options, feature, verdict, detail, driver_settings
+        driver, options, feature, verdict, detail, counts, driver_settings
     )
+    recorded = tuple(sorted(counts.items()))
     return Verdict(
-        driver.name, options.label, verdict, detail, time.monotonic() - started, name, failures
+        driver.name,
+        options.label,
+        verdict,
+        detail,
+        time.monotonic() - started,
+        name,
+        failures,
+        recorded,
     )
 
 

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import ast
 import functools
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,14 @@ _REQUIRED = {
     "steps": list,
     "confirmed": str,
 }
-_OPTIONAL = {"upstream": str, "scenarios": list}
+_OPTIONAL = {
+    "upstream": str,
+    "scenarios": list,
+    "id": str,
+    "variant": str,
+    "differs": list,
+    "resync": str,
+}
 
 #: The names a reproducer may use: the operations and the layer specs (their reprs).
 _NAMES: dict[str, Any] = {
@@ -89,6 +97,14 @@ class Expectation:
     confirmed: str
     upstream: str = ""
     scenarios: tuple[str, ...] = ()
+    #: A short name for reports (default ``<driver>#<number in the file>``).
+    id: str = ""
+    #: The engine variant (reference.variants) that models it, selected by the profile.
+    variant: str = ""
+    #: The differences it accounts for (conformance.records.Clause).
+    differs: tuple[Any, ...] = ()
+    #: After a step it accounts for: "model", "keep" or "stop" (conformance.records).
+    resync: str = "model"
 
     def matches(self, driver: str, version: str | None, feature: str, options: str) -> bool:
         """Whether it applies to this cell; ``feature`` "" is the whole cell (any feature)."""
@@ -164,6 +180,10 @@ def _record(data: Any, where: str) -> Expectation:
                 raise ExpectationError(f"{where}: missing key {key!r}")
             continue
         value = data[key]
+        if key == "differs":
+            if not isinstance(value, list):
+                raise ExpectationError(f"{where}: key 'differs' must be an array of tables")
+            continue
         if not isinstance(value, kind) or (
             kind is list and not all(isinstance(v, str) for v in value)
         ):
@@ -189,6 +209,30 @@ def _record(data: Any, where: str) -> Expectation:
     if not data["features"] or not data["options"]:
         raise ExpectationError(f"{where}: 'features' and 'options' must not be empty")
     stack, steps = parse_program(data["stack"], data["steps"], where)
+    from conformance import records
+    from reference import variants
+
+    differs = records.with_primary(
+        tuple(
+            records.clause_from(clause, f"{where} differs[{i}]", ExpectationError)
+            for i, clause in enumerate(data.get("differs", []))
+        )
+    )
+    variant = data.get("variant", "")
+    if variant and data.get("id", variant) != variant:
+        raise ExpectationError(f"{where}: a record with a variant has the variant's name as id")
+    if not variant and not data.get("differs") and data["features"] != ["layer-interchange"]:
+        raise ExpectationError(
+            f"{where}: a record needs 'variant' or 'differs' (what it accounts for)"
+        )
+    if variant:
+        try:
+            variants.check([variant], where)
+        except variants.VariantError as problem:
+            raise ExpectationError(str(problem)) from None
+    resync = data.get("resync", "model")
+    if resync not in records.RESYNC:
+        raise ExpectationError(f"{where}: 'resync' must be one of {', '.join(records.RESYNC)}")
     return Expectation(
         driver=data["driver"],
         version=data["version"],
@@ -200,6 +244,12 @@ def _record(data: Any, where: str) -> Expectation:
         confirmed=data["confirmed"].strip(),
         upstream=data.get("upstream", "").strip(),
         scenarios=tuple(data.get("scenarios", [])),
+        id=data.get("id", "").strip()
+        or variant
+        or data["driver"] + where.rpartition(": ")[2].replace("divergence ", "#"),
+        variant=variant,
+        differs=differs,
+        resync=resync,
     )
 
 
@@ -213,10 +263,18 @@ def load(path: str | Path = DEFAULT_PATH) -> tuple[Expectation, ...]:
     records = data.get("divergence", [])
     if not isinstance(records, list):
         raise ExpectationError(f"{source}: 'divergence' must be an array of tables")
-    return tuple(
+    loaded = tuple(
         _record(record, f"{source}: divergence {number}")
         for number, record in enumerate(records, 1)
     )
+    seen: set[tuple[str, str]] = set()
+    for record in loaded:
+        if (record.driver, record.id) in seen:
+            raise ExpectationError(
+                f"{source}: two records of {record.driver} have id {record.id!r}"
+            )
+        seen.add((record.driver, record.id))
+    return loaded
 
 
 #: The file in use (set by the pytest plugin and the certify CLI; None: the default).
@@ -274,6 +332,16 @@ def matching(
     )
 
 
+def behaviours(driver: str, options: str) -> tuple[Expectation, ...]:
+    """The records of the installed version of ``driver`` under the option set ``options``
+    (any feature): the behaviours the lockstep machine accounts for (conformance.records)."""
+    mine = [e for e in _loaded(PATH) if e.driver == driver]
+    if not mine:
+        return ()
+    version = installed_version(driver)
+    return tuple(e for e in mine if e.matches(driver, version, "", options))
+
+
 def matching_scenario(driver: str, scenario: str, options: str) -> tuple[Expectation, ...]:
     """The expectations of the installed version that fail the named scenario."""
     mine = [e for e in _loaded(PATH) if e.driver == driver and scenario in e.scenarios]
@@ -293,28 +361,53 @@ def settle(
     feature: Any,
     verdict: str,
     detail: str,
+    seen: Counter[str] | None = None,
     settings: DriverSettings = DEFAULT,
 ) -> tuple[str, str]:
     """certify: the verdict of a cell (``feature`` None: the whole machine) in the light of
-    the recorded divergences of the installed version. ``diverges`` becomes
-    ``expected-divergence``; ``conforms`` (the exploration may not have drawn it) replays
-    the recorded reproducers: still diverging, it is ``expected-divergence`` too; no longer
-    diverging, it stays ``conforms`` and says the record is stale (fixed)."""
+    the recorded behaviours of the installed version. ``seen`` counts the examples that
+    showed each record (conformance.records.tally); the replays of the reproducers add
+    to it.
+
+    A record accounts only for the differences it describes (conformance.records), so a
+    ``diverges`` stays ``diverges`` (the records seen are listed with it). ``conforms``
+    with records seen is ``expected-divergence``, listing them with their counts. A cell
+    that saw none replays the recorded reproducers: still shown, ``expected-divergence``;
+    none shown any more, ``conforms`` saying the records are stale (fixed). Layer
+    interchange compares whole mounts, not steps: a record of that feature still accounts
+    for the whole cell."""
+    from conformance import records
+
+    seen = Counter() if seen is None else seen
     feature_id = feature.id if feature is not None else ""
     found = matching(driver.name, feature_id, options.label, settings)
-    if not found or verdict not in (VerdictKind.DIVERGES, VerdictKind.CONFORMS):
-        return verdict, detail
-    if verdict == VerdictKind.DIVERGES:
+    interchange = feature is not None and not feature.machine
+    if interchange and verdict == VerdictKind.DIVERGES and found:
         return EXPECTED, f"expected: {describe(found)}\n{detail}"
-    still: list[Expectation] = []
-    for expectation in found:
-        try:
-            replay(driver, expectation, options, feature)
-        except AssertionError:
-            still.append(expectation)
-    if still:
-        return EXPECTED, f"expected (its reproducer still diverges): {describe(tuple(still))}"
-    return verdict, f"fixed? the recorded divergence no longer reproduces: {describe(found)}"
+    if verdict != "conforms":
+        if seen and verdict == "diverges":
+            detail += f"\nrecorded behaviours also seen: {records.describe_counts(seen)}"
+        return verdict, detail
+    if not seen and found:
+        with records.tally() as replayed:
+            for expectation in found:
+                try:
+                    replay(driver, expectation, options, feature)
+                except AssertionError as exc:
+                    if not interchange:
+                        # the reproducer shows something no record accounts for
+                        return "diverges", f"{expectation.id}'s reproducer: {exc}"
+                    replayed[expectation.id] += 1
+        seen.update(replayed)
+        if not seen:
+            stale = describe(found)
+            return verdict, f"fixed? the recorded divergence no longer reproduces: {stale}"
+        return EXPECTED, (
+            "only recorded behaviours (their reproducers): " + records.describe_counts(seen)
+        )
+    if seen:
+        return EXPECTED, "only recorded behaviours: " + records.describe_counts(seen)
+    return verdict, detail
 
 
 def replay(driver: Any, expectation: Expectation, options: Any, feature: Any = None) -> None:

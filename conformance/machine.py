@@ -32,6 +32,7 @@ from hypothesis import currently_in_test_context, given, note, seed, settings
 
 from adapters.base import Driver, DriverFailure, DriverHung
 from adapters.settings import DEFAULT, DriverSettings
+from conformance import records
 from conformance import strategies as s
 from conformance.cases import cases
 from conformance.claims import XATTR_RULES, claims_xattrs, compares_upper
@@ -41,11 +42,12 @@ from conformance.errors import ConformanceError, Diverges
 from conformance.failure import Failure, TracedStep
 from conformance.features import ALL_FIELDS, Feature
 from conformance.verdicts import CRASHED, DIVERGES, HUNG
-from reference import ops
+from reference import ops, variants
 from reference.layer import StackSpec
 from reference.options import Options
 from reference.outcome import Allowed, Ok, Outcome, describe
 from reference.overlay import Overlay
+from reference.rebuild import CannotRebuild, rebuild_upper
 from reference.view import LayerImage, View
 
 T = TypeVar("T")
@@ -58,6 +60,10 @@ class Diverged(Diverges):
     def __init__(self, message: str, failures: tuple[Failure, ...] = ()) -> None:
         super().__init__(message)
         self.failures = failures
+
+
+class _StopExample(ConformanceError):
+    """A recorded behaviour the model cannot follow (resync "stop"): the example ends."""
 
 
 class DriverBroke(ConformanceError, DriverFailure):
@@ -97,6 +103,14 @@ class OverlayMachine:
     #: The first hang or crash of the driver: every later example stops at once, since a
     #: broken driver cannot be trusted (or waited for) again.
     broken: DriverBroke | None = None
+    #: The engine of the model: the reference with the driver profile's variants
+    #: (reference.variants).
+    engine: Callable[[StackSpec, Options], Overlay] = Overlay
+    #: The recorded behaviours of the driver under these options (conformance.records):
+    #: a difference one of them accounts for is expected, any other is a divergence.
+    records: tuple = ()
+    #: Every record of the driver under these options (those modelled by variants too).
+    behaviours: tuple = ()
 
     def __init__(self) -> None:
         self.model: Overlay | None = None
@@ -120,6 +134,12 @@ class OverlayMachine:
         self.trace: list[TracedStep] = []
         self.identities: list[tuple[dict[str, int], dict[str, int]]] = []
         self.pending: TracedStep | None = None
+        #: With records: the last step's operation, its target before the step, the
+        #: driver's outcome and the outcome difference (None: it agreed).
+        self.step: tuple[ops.Op | None, object, Outcome | None] = (None, None, None)
+        self.outcome_differs: Divergence | None = None
+        #: The records and variants this example saw (counted when it ends).
+        self.seen: set[str] = set()
 
     def failure(
         self, text: str, found: list[Divergence] | tuple = (), kind: str = DIVERGES
@@ -177,6 +197,7 @@ class OverlayMachine:
 
     def apply(self, op: ops.Op) -> Outcome:
         assert self.model is not None
+        target = records.subject(self.model, op) if self.records else None
         with self.timed("reference"):
             allowed: Allowed = self.model.apply(op)
         if type(op) not in ops.LOOKS:
@@ -198,13 +219,24 @@ class OverlayMachine:
             agrees = actual in allowed
         else:
             agrees = self._masked(actual) in {self._masked(o) for o in allowed}
+        self.step, self.outcome_differs = (op, target, actual), None
         if not agrees:
-            text = (
-                f"{op!r}: {self.driver.name} gave {describe(actual)}, the reference allows "
-                + " or ".join(sorted(describe(o) for o in allowed))
-            )
-            raise Diverged(text, self.failure(text))
+            if self.records:
+                # compared with the view after the step: a record may account for it
+                self.outcome_differs = Divergence(
+                    _first_path(op), "outcome", tuple(sorted(allowed, key=describe)), actual
+                )
+                return actual
+            raise Diverged(self._outcome_text(op, actual, allowed), self.failure(
+                self._outcome_text(op, actual, allowed)
+            ))
         return actual
+
+    def _outcome_text(self, op: ops.Op, actual: Outcome, allowed: object) -> str:
+        return (
+            f"{op!r}: {self.driver.name} gave {describe(actual)}, the reference allows "
+            + " or ".join(sorted(describe(o) for o in allowed))  # type: ignore[attr-defined]
+        )
 
     def _masked(self, outcome: Outcome) -> Outcome:
         """An outcome as this machine compares it: a feature that leaves ``nlink`` out of
@@ -222,7 +254,8 @@ class OverlayMachine:
 
     def mount(self, stack: StackSpec) -> None:
         with self.timed("layer setup and mount"):
-            self.model = Overlay(stack, self.options)
+            self.model = self.engine(stack, self.options)
+            self.step, self.outcome_differs = (None, None, None), None
             self.expected = None
             self.program = [f"mount {stack!r} with {self.options.label}"]
             self.stack, self.trace, self.identities = stack, [], []
@@ -251,9 +284,73 @@ class OverlayMachine:
         self.identities.append(
             (expected_view.inodes, expected_upper.inodes if expected_upper is not None else {})
         )
-        if found:
+        if self.outcome_differs is not None:
+            found.insert(0, self.outcome_differs)
+            self.outcome_differs = None
+        if found and self.records:
+            self._account(found, actual_view, actual_upper)
+        elif found:
             text = f"{self.driver.name} differs from the reference:\n{render(found)}"
             raise Diverged(text, self.failure(text, found))
+
+    def _account(
+        self, found: list[Divergence], actual_view: View, actual_upper: LayerImage | None
+    ) -> None:
+        """Differences of a driver with records: those the records account for are expected
+        (counted, then the model resynchronised); any other is a divergence."""
+        op, target, actual = self.step
+        assert self.model is not None
+        context = records.StepContext(op, target, self.model, actual_view, actual)
+        matched = records.match(self.records, found, context)
+        if matched.unmatched:
+            also = (
+                f"\n(recorded behaviours also seen at this step: {', '.join(matched.by_record)})"
+                if matched.by_record
+                else ""
+            )
+            first = matched.unmatched[0]
+            if first.field == "outcome" and op is not None and actual is not None:
+                text = self._outcome_text(op, actual, first.expected)
+                rest = matched.unmatched[1:]
+                if rest:
+                    text += f"\nand the view differs:\n{render(list(rest))}"
+            else:
+                text = (
+                    f"{self.driver.name} differs from the reference:\n"
+                    f"{render(list(matched.unmatched))}"
+                )
+            text += also
+            # (an outcome is data of its step, as without records: found holds the view's)
+            view = [d for d in matched.unmatched if d.field != "outcome"]
+            raise Diverged(text, self.failure(text, view))
+        self.seen.update(matched.by_record)
+        self.agreed = None
+        if matched.resync == "stop":
+            raise _StopExample()
+        changed_state = any(
+            records.split_where(d)[0] in ("outcome", "upper") for d in found
+        )
+        if matched.resync == "model" and changed_state:
+            # (only what the driver shows differs: the model's state is still right)
+            if actual_upper is not None and compares_upper(self.driver):
+                try:
+                    rebuild_upper(self.model, actual_upper)
+                except CannotRebuild:
+                    raise _StopExample() from None
+            elif self.model.upper is not None:
+                raise _StopExample()
+            # identities are new after a rebuild: stability is checked from here on
+            self.view_inodes, self.upper_inodes = InodeMap(""), InodeMap("upper:")
+        self.expected = None
+
+    def finish(self) -> None:
+        """Count what this example saw (records and the model's variants)."""
+        hits = getattr(self.model, "variant_hits", None)
+        if hits:
+            self.seen.update(name for name, n in hits.items() if n)
+        if self.seen:
+            records.count(self.seen)
+        self.seen = set()
 
     def _differences(
         self,
@@ -293,10 +390,14 @@ class OverlayMachine:
             for op in program:
                 self.apply(op)
                 self.agrees_with_reference()
+        except _StopExample:
+            pass  # a recorded behaviour the model cannot follow: the example ends here
         except BaseException:
             if currently_in_test_context():
                 note("\n".join(f"{step.op!r} -> {describe(step.actual)}" for step in self.trace))
             raise
+        finally:
+            self.finish()
 
 
 #: The rule names of the machine: one per kind of operation.
@@ -311,13 +412,18 @@ OBSERVE: Callable[[type], type] | None = None
 
 
 def machine_for(
-    driver: Driver, options: Options, feature: Feature | None = None
+    driver: Driver,
+    options: Options,
+    feature: Feature | None = None,
+    behaviours: tuple | None = None,
 ) -> type[OverlayMachine]:
     """A machine class bound to ``driver`` and ``options`` (a read-only mount needs two
     lowers: the kernel refuses one lower without an upper, obs M.20).
 
     With a ``feature``, programs draw only its rules and only its fields of the view are
-    compared.
+    compared. The model follows the variants the driver's profile selects, and the
+    differences the driver's records (``behaviours``; default: those of its installed
+    version in conformance/expectations.toml) account for are expected (conformance.records).
     """
     rules = RULES if feature is None else feature.rules
     fields = None if feature is None else feature.fields
@@ -339,6 +445,17 @@ def machine_for(
     Machine.min_lowers = 2 if options.read_only else 1
     Machine.fields = fields
     Machine.feature_id = feature.id if feature is not None else ""
+    profile = getattr(driver, "profile", None)
+    chosen = () if records.is_plain() else getattr(profile, "variants", ())
+    Machine.engine = staticmethod(variants.engine(chosen))
+    if records.is_plain():
+        behaviours = ()
+    if behaviours is None:
+        from conformance import expectations
+
+        behaviours = expectations.behaviours(driver.name, options.label)
+    Machine.behaviours = tuple(behaviours)
+    Machine.records = tuple(b for b in behaviours if b.differs)
     Machine.__name__ = Machine.__qualname__ = "OverlayMachine"
     if OBSERVE is not None:
         # pytest --hypothesis-show-statistics: each rare state reached is an event
@@ -379,9 +496,12 @@ def run_machine(
     run_settings: settings | None = None,
     feature: Feature | None = None,
     driver_settings: DriverSettings = DEFAULT,
+    behaviours: tuple | None = None,
 ) -> None:
     """Run the lockstep machine for one driver and option set (``driver_settings``: the
-    run's, for a driver the check makes itself, the layer-interchange reader).
+    run's, for a driver the check makes itself, the layer-interchange reader;
+    ``behaviours``: its records, by default those of conformance/expectations.toml, see
+    machine_for).
 
     Raises Diverged (with Hypothesis's shrunk program) on a divergence, and DriverBroke
     ("hung at step N" / "crashed at step N", with the program up to there) when the driver
@@ -392,7 +512,7 @@ def run_machine(
 
         run_interchange(driver, options, run_settings or settings(), driver_settings)
         return
-    machine = machine_for(driver, options, feature)
+    machine = machine_for(driver, options, feature, behaviours)
     try:
         _explore(machine, run_settings)
     except BaseException as exc:
@@ -409,6 +529,11 @@ def run_machine(
                     tuple(f for leaf in leaves for f in getattr(leaf, "failures", ())),
                 ) from None
         raise
+
+
+def _first_path(op: ops.Op) -> str:
+    paths = records.operands(op)
+    return paths[0] if paths else ""
 
 
 def _explore(machine: type[OverlayMachine], run_settings: settings | None) -> None:

@@ -22,7 +22,9 @@ Options (group "unionspec"):
 - ``--expectations PATH``: the known divergences of installed driver versions
   (:mod:`conformance.expectations`; default ``conformance/expectations.toml``). The
   ``test_feature`` and ``test_state_machine`` items of a matching driver, version, feature
-  and option set are marked ``xfail(strict=True)``.
+  and option set are marked ``xfail(strict=True, raises=RecordedBehaviours)``: they xfail
+  only when every difference they found is one a record describes
+  (:mod:`conformance.records`); any other difference fails them.
 
 - ``--corpus DIR``: the user's regression corpus (:mod:`conformance.corpus`; default
   ``.unionspec/corpus`` under the rootdir). Its programs and those of the project's
@@ -266,23 +268,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         else:
             continue
         if found:
+            from conformance.records import RecordedBehaviours
+
             reason = f"known divergence: {expectations.describe(found)}"
-            item.add_marker(pytest.mark.xfail(strict=True, reason=reason))
+            item.add_marker(
+                pytest.mark.xfail(strict=True, reason=reason, raises=RecordedBehaviours)
+            )
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """Save the failing examples of an unexpected divergence in the corpus (a known one,
-    an xfail item, has its reproducer in conformance/expectations.toml already)."""
+    recorded behaviours only, has its reproducer in conformance/expectations.toml)."""
     yield
-    if call.when != "call" or call.excinfo is None or item.get_closest_marker("xfail"):
+    if call.when != "call" or call.excinfo is None:
         return
     from conformance import corpus, expectations
+    from conformance.records import RecordedBehaviours
+
+    if isinstance(call.excinfo.value, RecordedBehaviours):
+        return
     from conformance.failure import failures_of
 
     for failure in failures_of(call.excinfo.value):
-        if failure.driver.startswith("fault:"):
-            continue  # the project's own seeded faults (adapters/faults.py)
+        if failure.driver.startswith(("fault:", "imitation")):
+            continue  # the project's own seeded faults and imitations
         version = expectations.version_of(
             failure.driver, driver_settings_of(item.config)
         )

@@ -159,6 +159,7 @@ class Cell:
             "reproducer": self.reproducers[0] if self.reproducers else None,
             "steps": failures[0]["steps"] if failures else [],
             "failures": failures,
+            "recorded": dict(v.recorded),
         }
 
 
@@ -228,23 +229,26 @@ class Report:
 
 
 def recorded_behaviours(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The recorded divergences (conformance/expectations.toml) of the installed versions
-    that matched cells of this run, each with the ids of those cells: a cell matches a
-    record when :func:`conformance.expectations.matching` gives it for the cell and the
-    cell did not come out conforming, unclaimed or skipped."""
+    """The recorded behaviours (conformance/expectations.toml) of the installed versions
+    that cells of this run saw, each with the ids of those cells and how many of their
+    examples showed it: a cell's ``recorded`` (conformance.records), not its verdict, says
+    which records it met, so a record is listed only where its behaviour was seen."""
     from conformance import expectations
 
-    found: dict[int, tuple[Any, list[str]]] = {}
+    by_id = {(r.driver, r.id): r for r in expectations._loaded(expectations.PATH)}
+    found: dict[tuple[str, str], tuple[Any, list[str], int]] = {}
     for cell in cells:
-        if cell["verdict"] in QUIET or cell["driver"] not in _recorded_drivers():
-            continue
-        feature = "" if cell["feature"] == "machine" else cell["feature"]
-        for record in expectations.matching(cell["driver"], feature, cell["options"]):
-            found.setdefault(id(record), (record, []))[1].append(cell["id"])
+        for name, examples in (cell.get("recorded") or {}).items():
+            record = by_id.get((cell["driver"], name))
+            if record is None:
+                continue
+            _, ids, total = found.get((cell["driver"], name), (record, [], 0))
+            found[(cell["driver"], name)] = (record, [*ids, cell["id"]], total + examples)
     return [
-        {"driver": record.driver, "version": record.version, "reason": record.reason,
-         "upstream": record.upstream, "confirmed": record.confirmed, "cells": ids}
-        for record, ids in found.values()
+        {"driver": record.driver, "version": record.version, "id": record.id,
+         "reason": record.reason, "upstream": record.upstream, "confirmed": record.confirmed,
+         "cells": ids, "examples": total}
+        for record, ids, total in found.values()
     ]
 
 

@@ -19,7 +19,10 @@ if TYPE_CHECKING:
 NOT_EMPTY = ("ENOTEMPTY", "EEXIST")  # POSIX rename(): "[EEXIST] or [ENOTEMPTY]"
 
 
-def rename(fs: Overlay, op: ops.Rename) -> None:
+def rename(fs: Overlay, op: ops.Rename, *, vfs_only: bool = False) -> bool:
+    """Rename; with ``vfs_only``, only the VFS's checks (fs/namei.c do_renameat2 and
+    vfs_rename up to the filesystem's rename), changing nothing. False: nothing to do
+    (the same name, or two names of one inode)."""
     if op.flags not in ops.RENAME_FLAGS:
         raise FsError("EINVAL")
     exchange = op.flags == "RENAME_EXCHANGE"
@@ -42,14 +45,16 @@ def rename(fs: Overlay, op: ops.Rename) -> None:
     if new is not None and _is_ancestor(new.path, src.parent.path):
         raise FsError("EINVAL" if exchange else "ENOTEMPTY")
     if old.path == _join(dst.parent.path, dst.name):
-        return
+        return False
     if new is not None and fs._vfs_inode(old) == fs._vfs_inode(new):
-        return  # vfs_rename: source and target are the same inode, nothing to do
+        return False  # vfs_rename: source and target are the same inode, nothing to do
     if new is not None and not exchange:
         if old.is_dir and not new.is_dir:
             raise FsError("ENOTDIR")
         if not old.is_dir and new.is_dir:
             raise FsError("EISDIR")
+    if vfs_only:
+        return True
     # ovl_can_move: a lower or merged directory moves only with redirect_dir=on (doc
     # "Renaming directories"; obs R.default.1/2, R.rd_on.1).
     if not _can_move(fs, old) or (exchange and new is not None and not _can_move(fs, new)):
@@ -63,6 +68,7 @@ def rename(fs: Overlay, op: ops.Rename) -> None:
         _exchange(fs, old, src.parent, new, dst.parent)
     else:
         _move(fs, old, dst.parent, dst.name, new)
+    return True
 
 
 def _fail_in_upper_rename(fs: Overlay, old: Node, new_parent: Node) -> None:

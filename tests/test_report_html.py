@@ -36,6 +36,11 @@ stack = "StackSpec(lowers=(LayerSpec(entries=(('a', FifoSpec(mode=0o755)),)),))"
 steps = ["Chmod(path='a', mode=0o700)"]
 confirmed = "mkfifo L/a; chmod 700 M/a: EIO"
 upstream = "related: example/mydriver PR #109 (one inode), issue #435 and #436 (open)"
+id = "fifo-eio"
+
+[[divergence.differs]]
+in = "outcome"
+actual = "EIO"
 '''
 
 
@@ -83,7 +88,7 @@ def page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, dict]:
                        (_failure("metadata", Ok(None),
                                  (Divergence("d<&>", "nlink", 1, 2),)),))
     expected = Verdict("mydriver", label, "expected-divergence", f"expected: {HOSTILE}", 0.4,
-                       "copy-up", (_failure("copy-up", Err("EIO")),))
+                       "copy-up", (_failure("copy-up", Err("EIO")),), (("fifo-eio", 3),))
     cells = [
         Cell(diverges, reproducers=["reproducers/mydriver-metadata-1.py"]),
         Cell(expected, reproducers=["reproducers/mydriver-copy-up-1.py"]),
@@ -179,6 +184,7 @@ def test_recorded_behaviours_are_listed_with_upstream_links(page) -> None:
         "reason": doc["recorded"][0]["reason"], "upstream": doc["recorded"][0]["upstream"],
         "confirmed": "mkfifo L/a; chmod 700 M/a: EIO",
         "cells": ["mydriver/copy-up/redirect_dir=off,index=off"],
+        "id": "fifo-eio", "examples": 3,
     }]
     part = html[html.index("<h2>Recorded behaviours"):]
     assert '<tr id="recorded-0">' in part

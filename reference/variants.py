@@ -1,0 +1,329 @@
+"""Driver variants: recorded behaviours of real drivers stated as rules of the engine.
+
+A variant is a named change of one rule of :class:`reference.overlay.Overlay` that a real
+driver is known to follow instead of the kernel's (each recorded and reproduced by hand in
+``conformance/expectations.toml``, which names the variant). A driver's profile selects
+its variants (``variants = [...]`` in ``adapters/profiles/<driver>.toml``); the lockstep
+machine then builds its model with them (:func:`engine`), so the comparison expects the
+behaviour and every other rule is still checked as before.
+
+Each variant counts, per model, how often its rule gave a different answer than the
+kernel's rule would have (``Overlay.variant_hits``): the report says how often a
+recorded behaviour was seen. A variant only changes the rule it names.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+import attrs
+
+from reference import ops
+from reference.layer import Inode, StackSpec
+from reference.lookup import Node
+from reference.options import Options
+from reference.overlay import Overlay
+from reference.paths import FsError
+
+
+@attrs.frozen
+class Variant:
+    """One recorded rule: its name, the driver that shows it, what it says and where it is
+    known from (upstream source or issue)."""
+
+    name: str
+    driver: str
+    rule: str
+    source: str
+    mixin: type
+
+
+def _hit(overlay: Overlay, name: str) -> None:
+    hits: Counter[str] | None = getattr(overlay, "variant_hits", None)
+    if hits is not None:
+        hits[name] += 1
+
+
+class MergedDirNlinkCountsSubdirs(Overlay):
+    """fuse-overlayfs: a merged directory's st_nlink is 2 + its subdirectories in the merged
+    view (the kernel reports 1, inode.c ovl_getattr)."""
+
+    def _nlink(self, node: Node, upper_links: dict[int, int] | None = None) -> int:
+        base = super()._nlink(node, upper_links)
+        if not (node.is_dir and node.is_merged):
+            return base
+        counted = 2 + sum(1 for _, child in self._found_children(node) if child.is_dir)
+        if counted != base:
+            _hit(self, "merged-dir-nlink-counts-subdirs")
+        return counted
+
+
+class MkdirWritesOpaque(Overlay):
+    """fuse-overlayfs: every mkdir writes an opaque directory (main.c ovl_mkdir:
+    create_directory(..., set_opaque=true): trusted.overlay.opaque=y and the .wh..wh..opq
+    sentinel). The kernel (offline changes allowed) writes a plain directory unless it
+    replaces a whiteout. (The 0/0 ``.wh..opq`` whiteout fuse-overlayfs also leaves in some
+    of them is a record of its own, ``opq-whiteout``: when it appears depends on what was
+    looked up before, not on a rule this engine can state.)"""
+
+    def _op_mkdir(self, op: ops.Mkdir) -> None:
+        super()._op_mkdir(op)
+        created = self._resolve(op.path, follow=False).node
+        assert created is not None and created.upper is not None
+        if not created.upper.opaque:
+            _hit(self, "mkdir-writes-opaque")
+        created.upper.opaque = True
+
+
+class RmdirWhiteoutUnderLowerParent(Overlay):
+    """fuse-overlayfs: rmdir in a directory that has lower layers always leaves a whiteout,
+    whether or not a lower layer has the name (observed; unlink does not). The kernel
+    leaves one only where a lower layer still shows the name (dir.c ovl_lower_positive)."""
+
+    _removing_dir = False
+
+    def _op_rmdir(self, op: ops.Rmdir) -> None:
+        self._removing_dir = True
+        try:
+            super()._op_rmdir(op)
+        finally:
+            self._removing_dir = False
+
+    def _lower_positive(self, parent: Node, name: str) -> bool:
+        found = super()._lower_positive(parent, name)
+        if self._removing_dir and not found and parent.lowers:
+            _hit(self, "rmdir-whiteout-under-lower-parent")
+            return True
+        return found
+
+
+class DirNlinkOne(Overlay):
+    """unionfs-fuse (libfuse 2 high-level API): every directory reports st_nlink 1."""
+
+    def _nlink(self, node: Node, upper_links: dict[int, int] | None = None) -> int:
+        base = super()._nlink(node, upper_links)
+        if not node.is_dir:
+            return base
+        if base != 1:
+            _hit(self, "dir-nlink-one")
+        return 1
+
+
+class InodeOfTopBranch(Overlay):
+    """unionfs-fuse ``-o use_ino``: st_ino is the inode of the object in the topmost branch
+    that has the name, so a copy-up gives a new inode number (the kernel keeps the lower
+    one, doc "Inode properties")."""
+
+    def _st_ino(self, node: Node) -> int:
+        base = super()._st_ino(node)
+        top = node.top.ident
+        if top != base:
+            _hit(self, "inode-of-top-branch")
+        return top
+
+
+class DirRenameCopiesTree(Overlay):
+    """unionfs-fuse: rename(2) of a directory with lower parts copies its tree to the upper
+    branch and succeeds (its profile's ``directory_rename = "copy"``); the kernel with
+    redirect_dir=off gives EXDEV. Modelled as: where the kernel's rule gives EXDEV for a
+    directory, the merged tree is copied up, the copy made opaque (it no longer merges with
+    anything), and the rename done again."""
+
+    def _op_rename(self, op: ops.Rename) -> None:
+        try:
+            super()._op_rename(op)
+            return
+        except FsError as failure:
+            if "EXDEV" not in failure.names:
+                raise
+        copied = False
+        for path in (op.src, op.dst) if op.flags == "RENAME_EXCHANGE" else (op.src,):
+            node = self._resolve(path, follow=False).node
+            if node is not None and node.is_dir and node.lowers:
+                self._copy_tree(node)
+                assert node.upper is not None
+                node.upper.opaque = True
+                copied = True
+        if not copied:
+            raise FsError("EXDEV")
+        _hit(self, "dir-rename-copies-tree")
+        super()._op_rename(op)
+
+    def _copy_tree(self, node: Node) -> None:
+        self._copy_up(node)
+        for _, child in self._found_children(node):
+            if child.is_dir:
+                self._copy_tree(child)
+            else:
+                self._copy_up(child)
+
+
+class ParentsFromSourceBranch(Overlay):
+    """unionfs-fuse: the directories a copy-up creates above the object take their mode and
+    owner from the branch the object was found in (path_create copies each component from
+    that branch), not from the topmost branch that has the directory, as the kernel does."""
+
+    def _copy_up(self, node: Node, *, data: bool = True) -> Inode:
+        missing: list[Node] = []
+        parent = node.parent
+        while parent is not None and parent.parent is not None and parent.upper is None:
+            missing.append(parent)
+            parent = parent.parent
+        upper = super()._copy_up(node, data=data)
+        if missing and node.lower_layers:
+            source = self.lowers[node.lower_layers[0]]
+            for directory in missing:
+                found: Inode | None = source
+                for part in directory.path.split("/"):
+                    found = found.entries.get(part) if found is not None and found.is_dir else None
+                copied = directory.upper
+                if found is not None and found.is_dir and copied is not None:
+                    if (copied.mode, copied.uid, copied.gid) != (found.mode, found.uid, found.gid):
+                        _hit(self, "parents-from-source-branch")
+                    copied.mode, copied.uid, copied.gid = found.mode, found.uid, found.gid
+        return upper
+
+
+class RenameFlagsEinval(Overlay):
+    """unionfs-fuse (libfuse 2, no rename2): renameat2 with RENAME_EXCHANGE or
+    RENAME_NOREPLACE gives EINVAL once the VFS's own checks pass (fs/fuse/dir.c
+    fuse_rename2: flags without FUSE rename2 support are EINVAL)."""
+
+    def _op_rename(self, op: ops.Rename) -> None:
+        if op.flags in ("RENAME_EXCHANGE", "RENAME_NOREPLACE"):
+            from reference.rename import rename
+
+            if rename(self, op, vfs_only=True):
+                _hit(self, "rename-flags-einval")
+                raise FsError("EINVAL")
+            return
+        super()._op_rename(op)
+
+
+class MetadataCopyUpCopiesTree(Overlay):
+    """unionfs-fuse: chmod or chown of a directory that is not in the upper branch copies
+    its whole tree up (cow of a directory is a recursive copy; observed: the files, FIFOs,
+    symlinks and subdirectories below it are all in the upper branch afterwards), so the
+    names below show new inode numbers. The kernel copies up the directory alone."""
+
+    def _copy_dir_tree_first(self, path: str) -> None:
+        node = self._existing(path, follow=True)
+        if node.is_dir and node.upper is None and self.upper is not None:
+            _hit(self, "metadata-copy-up-copies-tree")
+            DirRenameCopiesTree._copy_tree(self, node)  # type: ignore[arg-type]
+
+    def _op_chmod(self, op: ops.Chmod) -> None:
+        self._copy_dir_tree_first(op.path)
+        super()._op_chmod(op)
+
+    def _op_chown(self, op: ops.Chown) -> None:
+        self._copy_dir_tree_first(op.path)
+        super()._op_chown(op)
+
+
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        Variant(
+            "merged-dir-nlink-counts-subdirs",
+            "fuse-overlayfs",
+            "st_nlink of a merged directory = 2 + subdirectories of the merged view",
+            "containers/fuse-overlayfs PR #194 (count subdirectories on each stat); "
+            "PR #282 adds static_nlink",
+            MergedDirNlinkCountsSubdirs,
+        ),
+        Variant(
+            "mkdir-writes-opaque",
+            "fuse-overlayfs",
+            "mkdir writes an opaque directory",
+            "containers/fuse-overlayfs main.c ovl_mkdir/create_directory (PR #68: the "
+            ".wh..wh..opq sentinel); sylabs/singularity issues #3176, #3177",
+            MkdirWritesOpaque,
+        ),
+        Variant(
+            "rmdir-whiteout-under-lower-parent",
+            "fuse-overlayfs",
+            "rmdir in a directory with lower layers always leaves a whiteout",
+            "observed by hand (conformance/expectations.toml); containers/fuse-overlayfs "
+            "main.c ovl_rmdir -> do_rm -> hide_node",
+            RmdirWhiteoutUnderLowerParent,
+        ),
+        Variant(
+            "dir-nlink-one",
+            "unionfs-fuse",
+            "st_nlink of every directory is 1",
+            "unionfs-fuse 1.0 on libfuse 2: the high-level getattr reports 1",
+            DirNlinkOne,
+        ),
+        Variant(
+            "inode-of-top-branch",
+            "unionfs-fuse",
+            "st_ino is the topmost branch's inode (-o use_ino): copy-up changes it",
+            "rpodgorny/unionfs-fuse src/fuse_ops.c unionfs_getattr (lstat of the branch path)",
+            InodeOfTopBranch,
+        ),
+        Variant(
+            "parents-from-source-branch",
+            "unionfs-fuse",
+            "directories created above a copy-up take the source branch's mode and owner",
+            "rpodgorny/unionfs-fuse src/cow.c path_create (copies each component's stat from "
+            "the branch the file was found in)",
+            ParentsFromSourceBranch,
+        ),
+        Variant(
+            "rename-flags-einval",
+            "unionfs-fuse",
+            "renameat2 with RENAME_EXCHANGE or RENAME_NOREPLACE gives EINVAL",
+            "linux fs/fuse/dir.c fuse_rename2 (no rename2 in libfuse 2's high-level API)",
+            RenameFlagsEinval,
+        ),
+        Variant(
+            "metadata-copy-up-copies-tree",
+            "unionfs-fuse",
+            "chmod/chown of a lower directory copies its whole tree to the upper branch",
+            "rpodgorny/unionfs-fuse src/cow.c cow_cp -> copy_directory (recursive)",
+            MetadataCopyUpCopiesTree,
+        ),
+        Variant(
+            "dir-rename-copies-tree",
+            "unionfs-fuse",
+            "renaming a directory with lower parts copies its tree up instead of EXDEV",
+            "rpodgorny/unionfs-fuse src/fuse_ops.c unionfs_rename (path_create + copy); "
+            "issue #91",
+            DirRenameCopiesTree,
+        ),
+    )
+}
+
+
+class VariantError(ValueError):
+    """An unknown variant name (the message is one line)."""
+
+
+def check(names: tuple[str, ...] | list[str], where: str) -> None:
+    for name in names:
+        if name not in VARIANTS:
+            raise VariantError(
+                f"{where}: unknown variant {name!r} (known: {', '.join(VARIANTS)})"
+            )
+
+
+def engine(
+    names: tuple[str, ...] | list[str] = (), base: type[Overlay] = Overlay
+) -> Callable[[StackSpec, Options], Overlay]:
+    """The engine with the variants ``names`` on top of ``base`` (a seeded fault's engine,
+    for instance); with no names, ``base`` itself. Each model counts its variants' hits in
+    ``variant_hits``."""
+    if not names:
+        return base
+    check(names, "engine")
+    mixins = tuple(VARIANTS[name].mixin for name in names)
+    cls = type(f"{base.__name__}With{len(names)}Variants", (*mixins, base), {})
+
+    def make(stack: StackSpec, options: Options) -> Overlay:
+        model = cls(stack, options)
+        model.variant_hits = Counter()  # type: ignore[attr-defined]
+        return model
+
+    return make
