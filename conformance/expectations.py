@@ -48,6 +48,7 @@ import attrs
 
 from adapters.profile import read_toml
 from adapters.settings import DEFAULT, DriverSettings
+from conformance import records
 from conformance.errors import ConformanceError
 from conformance.verdicts import VerdictKind
 from reference import layer, ops
@@ -454,3 +455,6 @@ def replay_steps(
         steps=tuple(Step(op) for op in steps),
     )
     run_scenario(driver, scenario, options, feature)
+
+
+records.use_book(behaviours)

@@ -451,9 +451,7 @@ def machine_for(
     if records.is_plain():
         behaviours = ()
     if behaviours is None:
-        from conformance import expectations
-
-        behaviours = expectations.behaviours(driver.name, options.label)
+        behaviours = records.behaviours_for(driver.name, options.label)
     Machine.behaviours = tuple(behaviours)
     Machine.records = tuple(b for b in behaviours if b.differs)
     Machine.__name__ = Machine.__qualname__ = "OverlayMachine"

@@ -39,6 +39,7 @@ from typing import Any
 import attrs
 
 from conformance.compare import Divergence
+from conformance.errors import ConformanceError
 from reference import ops
 from reference.layer import Inode, Kind
 from reference.lookup import Node
@@ -761,7 +762,7 @@ def describe_counts(counts: Counter[str] | dict[str, int]) -> str:
     ))
 
 
-class RecordedBehaviours(Exception):
+class RecordedBehaviours(ConformanceError):
     """A pytest item found recorded behaviours and nothing else: the item's strict xfail
     (conformance.pytest_plugin) expects exactly this; any other failure fails it."""
 
@@ -772,3 +773,22 @@ def conclude(counts: Counter[str], item: Any) -> None:
     not marked passes (what it saw is expected, and it is not what the item checks)."""
     if counts and item.get_closest_marker("xfail") is not None:
         raise RecordedBehaviours("only recorded behaviours: " + describe_counts(counts))
+
+
+#: Where the machine finds a driver's records: ``(driver, option set label) -> records``,
+#: registered by conformance.expectations when it is imported (so this module and the
+#: machine do not import the record file's reader, which runs scenarios and machines).
+#: Without one, no difference is expected: a missing registration can only make a run
+#: stricter, never hide a divergence.
+_BOOK: Callable[[str, str], tuple[Any, ...]] | None = None
+
+
+def use_book(book: Callable[[str, str], tuple[Any, ...]]) -> None:
+    """Make ``book`` the source of every driver's records."""
+    global _BOOK
+    _BOOK = book
+
+
+def behaviours_for(driver: str, options: str) -> tuple[Any, ...]:
+    """The records of ``driver`` under the option set ``options`` (none without a book)."""
+    return () if _BOOK is None else tuple(_BOOK(driver, options))

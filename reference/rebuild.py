@@ -10,6 +10,7 @@ not decoded), taken here as the lower object at the same path when it has the sa
 
 from __future__ import annotations
 
+from reference.errors import SpecError
 from reference.layer import Inode, Kind
 from reference.overlay import Overlay
 from reference.view import LayerImage
@@ -17,7 +18,7 @@ from reference.view import LayerImage
 _KINDS = {kind.value: kind for kind in Kind}
 
 
-class CannotRebuild(ValueError):
+class CannotRebuild(SpecError, ValueError):
     """The model cannot take the driver's state (the message says why)."""
 
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 import attrs
 
 from reference import ops
+from reference.errors import SpecError
 from reference.layer import Inode, StackSpec
 from reference.lookup import Node
 from reference.options import Options
@@ -297,7 +298,7 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
-class VariantError(ValueError):
+class VariantError(SpecError, ValueError):
     """An unknown variant name (the message is one line)."""
 
 
