@@ -82,12 +82,19 @@ def catalogue(path: Path = DEFAULT_PATH) -> str:
         data = tomllib.load(handle)
     records = [
         record
-        for value in data.values()
-        if isinstance(value, list)
+        for key, value in data.items()
+        if isinstance(value, list) and key != "pending"
         for record in value
         if isinstance(record, dict)
     ]
-    return render(records, "conformance/expectations.toml" if path == DEFAULT_PATH else str(path))
+    page = render(records, "conformance/expectations.toml" if path == DEFAULT_PATH else str(path))
+    waiting = [entry for entry in data.get("pending", []) if isinstance(entry, dict)]
+    if waiting:
+        page += "\n## Found, not yet recorded\n\n" + "".join(
+            f"- **{e.get('driver', '?')}** `{e.get('version', '?')}`: {e.get('reason', '')}\n"
+            for e in waiting
+        )
+    return page
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -258,7 +258,7 @@ def load(path: str | Path = DEFAULT_PATH) -> tuple[Expectation, ...]:
     """Read and check an expectations file (an :class:`ExpectationError` if unusable)."""
     source = str(path)
     data = read_toml(path, ExpectationError)
-    unknown = set(data) - {"divergence"}
+    unknown = set(data) - {"divergence", "pending"}
     if unknown:
         raise ExpectationError(f"{source}: unknown top-level key {sorted(unknown)[0]!r}")
     records = data.get("divergence", [])
@@ -278,6 +278,42 @@ def load(path: str | Path = DEFAULT_PATH) -> tuple[Expectation, ...]:
     return loaded
 
 
+@attrs.frozen
+class Pending:
+    """A ``[[pending]]`` entry: divergences of a driver version that the suite found and
+    that are not yet reduced, reproduced by hand and recorded. ``certify`` reports each
+    as ``diverges`` all the same; the pytest items of the version's recorded cells
+    expect any failure (not only recorded behaviours) until the entry is gone."""
+
+    driver: str
+    version: str
+    reason: str
+
+
+def load_pending(path: str | Path = DEFAULT_PATH) -> tuple[Pending, ...]:
+    """The ``[[pending]]`` entries of an expectations file (keys: driver, version, reason)."""
+    entries = read_toml(path, ExpectationError).get("pending", [])
+    if not isinstance(entries, list):
+        raise ExpectationError(f"{path}: 'pending' must be an array of tables")
+    found = []
+    for number, entry in enumerate(entries, 1):
+        if not isinstance(entry, dict) or set(entry) != {"driver", "version", "reason"} or not all(
+            isinstance(value, str) for value in entry.values()
+        ):
+            raise ExpectationError(
+                f"{path}: pending {number} needs exactly driver, version and reason (strings)"
+            )
+        found.append(Pending(**entry))
+    return tuple(found)
+
+
+def pending(driver: str, settings: DriverSettings = DEFAULT) -> Pending | None:
+    """The pending entry of the installed version of ``driver``, if any."""
+    version = installed_version(driver, settings)
+    mine = [p for p in load_pending(PATH or DEFAULT_PATH) if p.driver == driver]
+    return next((p for p in mine if p.version == version), None)
+
+
 #: The file in use (set by the pytest plugin and the certify CLI; None: the default).
 PATH: str | None = None
 
@@ -287,6 +323,7 @@ def configure(path: str | None) -> tuple[Expectation, ...]:
     before it replaces the file in use (a refused file must not stay configured)."""
     global PATH
     load(path or DEFAULT_PATH)
+    load_pending(path or DEFAULT_PATH)
     PATH = path
     _loaded.cache_clear()
     return _loaded(PATH)

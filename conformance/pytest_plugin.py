@@ -24,7 +24,8 @@ Options (group "unionspec"):
   ``test_feature`` and ``test_state_machine`` items of a matching driver, version, feature
   and option set are marked ``xfail(strict=True, raises=RecordedBehaviours)``: they xfail
   only when every difference they found is one a record describes
-  (:mod:`conformance.records`); any other difference fails them.
+  (:mod:`conformance.records`); any other difference fails them. A driver version with a
+  ``[[pending]]`` entry (divergences found, not yet recorded) expects any failure there.
 
 - ``--corpus DIR``: the user's regression corpus (:mod:`conformance.corpus`; default
   ``.unionspec/corpus`` under the rootdir). Its programs and those of the project's
@@ -271,9 +272,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             from conformance.records import RecordedBehaviours
 
             reason = f"known divergence: {expectations.describe(found)}"
-            item.add_marker(
-                pytest.mark.xfail(strict=True, reason=reason, raises=RecordedBehaviours)
-            )
+            waiting = expectations.pending(params["driver"], driver_settings_of(config))
+            if waiting is not None:
+                # found, not yet recorded (expectations.toml [[pending]]): any failure
+                # is expected here; certify still reports each as ``diverges``
+                reason += f"; pending: {waiting.reason}"
+                item.add_marker(pytest.mark.xfail(strict=True, reason=reason))
+            else:
+                item.add_marker(
+                    pytest.mark.xfail(strict=True, reason=reason, raises=RecordedBehaviours)
+                )
 
 
 @pytest.hookimpl(hookwrapper=True)
