@@ -197,6 +197,32 @@ def test_a_known_divergence_is_a_strict_xfail(ghost: pytest.Pytester) -> None:
     result.assert_outcomes(passed=1, xfailed=1, failed=1)
 
 
+PENDING = """
+[[pending]]
+driver = "ghost"
+version = "ghost 1.0"
+reason = "found by the generator, not yet recorded"
+"""
+
+
+def test_a_pending_entry_expects_any_failure_of_that_version(ghost: pytest.Pytester) -> None:
+    """The state machine item, whose difference no record describes, fails without the
+    [[pending]] entry (above) and is an expected failure with it; nothing else changes."""
+    path = write(ghost.path, RECORD + PENDING)
+    result = ghost.runpytest("--driver=ghost", f"--expectations={path}", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, xfailed=2)
+    other = write(ghost.path, RECORD + PENDING.replace("ghost 1.0", "ghost 0.9"))
+    result = ghost.runpytest("--driver=ghost", f"--expectations={other}", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, xfailed=1, failed=1)
+
+
+def test_a_bad_pending_entry_is_one_line(tmp_path) -> None:
+    from conformance.expectations import ExpectationError, load_pending
+
+    with pytest.raises(ExpectationError, match="pending 1 needs exactly driver, version"):
+        load_pending(write(tmp_path, RECORD + PENDING.replace("reason", "why")))
+
+
 def test_a_fixed_divergence_turns_red(ghost: pytest.Pytester) -> None:
     path = write(ghost.path, RECORD.replace('["xattrs"]', '["xattrs", "metadata"]'))
     result = ghost.runpytest("--driver=ghost", f"--expectations={path}", "-k", "feature")
