@@ -27,7 +27,7 @@ from adapters.settings import DEFAULT, DriverSettings
 from conformance import safe_write
 from conformance import verdicts as v
 from conformance.errors import ConformanceError
-from conformance.report_html import QUIET, _status_line, render_html
+from conformance.report_html import QUIET, _status_line, grid, render_html
 from conformance.report_html import slug as slug  # the file name part of a cell id
 from conformance.safe_write import write_atomically
 from conformance.verdicts import FAILING, SEVERITY
@@ -261,19 +261,6 @@ def _recorded_drivers() -> set[str]:
 # --- renderings -----------------------------------------------------------------------------
 
 
-def _grid(doc: dict[str, Any]) -> dict[str, tuple[list[str], list[str], dict]]:
-    """Per driver: its features (rows), its option sets (columns) and the cells."""
-    grids: dict[str, tuple[list[str], list[str], dict]] = {}
-    for cell in doc["cells"]:
-        rows, columns, by_key = grids.setdefault(cell["driver"], ([], [], {}))
-        if cell["feature"] not in rows:
-            rows.append(cell["feature"])
-        if cell["options"] not in columns:
-            columns.append(cell["options"])
-        by_key[(cell["feature"], cell["options"])] = cell
-    return grids
-
-
 def _overview(doc: dict[str, Any]) -> dict[tuple[str, str], str]:
     """(driver, feature) -> the worst verdict over its option sets."""
     from conformance.verdicts import worst
@@ -306,7 +293,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
         lines.append(f"- driver {name}: version {info.get('version') or 'unknown'}")
     if doc["status"] == "interrupted":
         lines += ["", "**This run was interrupted: the matrix holds only the cells done.**"]
-    for driver, (rows, columns, by_key) in _grid(doc).items():
+    for driver, (rows, columns, by_key) in grid(doc).items():
         lines += ["", f"## {driver}", "", "| feature | " + " | ".join(columns) + " |"]
         lines.append("|---" * (len(columns) + 1) + "|")
         for row in rows:

@@ -152,7 +152,9 @@ def _driver_summaries(doc: dict[str, Any]) -> list[str]:
     return out
 
 
-def _grid(doc: dict[str, Any]) -> dict[str, tuple[list[str], list[str], dict]]:
+def grid(doc: dict[str, Any]) -> dict[str, tuple[list[str], list[str], dict]]:
+    """Per driver: its features (rows), its option sets (columns) and the cells (report.md
+    and report.html draw their matrices from it)."""
     grids: dict[str, tuple[list[str], list[str], dict]] = {}
     for cell in doc["cells"]:
         rows, columns, by_key = grids.setdefault(cell["driver"], ([], [], {}))
@@ -208,7 +210,7 @@ def _worst_table(cells: list[dict[str, Any]], corner: str) -> list[str]:
 
 def _matrices(doc: dict[str, Any]) -> list[str]:
     out: list[str] = []
-    for driver, (rows, columns, by_key) in _grid(doc).items():
+    for driver, (rows, columns, by_key) in grid(doc).items():
         out.append(f'<h2 id="{_e(slug(driver))}">{_e(driver)}</h2><table><tr><th>feature</th>')
         out += [f"<th>{'<br>'.join(_e(part) for part in col.split(','))}</th>" for col in columns]
         out.append("</tr>")
