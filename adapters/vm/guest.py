@@ -110,8 +110,6 @@ class Agent:
 
 
 def main() -> int:
-    if os.path.exists(".dbg.py"):
-        subprocess.run([sys.executable, ".dbg.py"])
     agent = Agent(find_port())
     try:
         agent.serve()

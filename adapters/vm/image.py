@@ -147,8 +147,11 @@ if $B mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose h
   $B mount -t proc proc /host/proc
   $B mount -t sysfs sys /host/sys
   $B mount -t devtmpfs dev /host/dev
-  $B mount -t tmpfs tmp /host/tmp
+  # the host's /tmp stays as it is (read-only): the project and its .venv may live there
+  # (CI clones under /tmp); each executor mounts its own scratch over /tmp
   $B mount -t tmpfs run /host/run
+  $B mkdir -p /host/run/tmp
+  export TMPDIR=/run/tmp
   # the layers' disk (seen: on 6.1 tmpfs refuses user.* xattrs, ENOTSUP; ext2 has them)
   $B mkdir -p /host/run/unionspec-scratch
   $B mke2fs -q /dev/vda >/dev/null && $B mount -t ext4 /dev/vda /host/run/unionspec-scratch \
