@@ -220,12 +220,17 @@ class Report:
         }
 
     def write(self) -> None:
-        doc = self.document()
-        with writing(self.directory):
-            write_atomically(self.directory / "report.json", json.dumps(doc, indent=2) + "\n")
-            write_atomically(self.directory / "report.md", render_markdown(doc))
-            write_atomically(self.directory / "report.html", render_html(doc))
-            write_atomically(self.directory / "junit.xml", render_junit(doc))
+        write_files(self.directory, self.document())
+
+
+def write_files(directory: Path, doc: dict[str, Any]) -> None:
+    """Every report file of ``doc`` in ``directory`` (:data:`FILES`), each atomically; a
+    full disk is a :class:`ReportDirError` (one line)."""
+    with writing(directory):
+        write_atomically(directory / "report.json", json.dumps(doc, indent=2) + "\n")
+        write_atomically(directory / "report.md", render_markdown(doc))
+        write_atomically(directory / "report.html", render_html(doc))
+        write_atomically(directory / "junit.xml", render_junit(doc))
 
 
 def recorded_behaviours(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -105,8 +105,13 @@ def merge_documents(docs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     settings = {k: v for k, v in docs[0]["settings"].items() if k != "shard"}
     settings["merged"] = [doc["settings"].get("shard", "-") for doc in docs]
     statuses = {doc["status"] for doc in docs}
+    left_out: dict[str, str] = {}
+    for doc in docs:
+        left_out.update(doc.get("left_out") or {})
     return {
         **docs[0],
+        "left_out": left_out,
+        "recorded": _merge_recorded(docs, [cell["id"] for cell in cells]),
         "status": "complete" if statuses == {"complete"} else "interrupted",
         "interruption": next((d["interruption"] for d in docs if d.get("interruption")), None),
         "started": min(doc["started"] for doc in docs),
@@ -118,6 +123,30 @@ def merge_documents(docs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "summary": summary,
         "cells": cells,
     }
+
+
+def _merge_recorded(docs: Sequence[dict[str, Any]], order: list[str]) -> list[dict[str, Any]]:
+    """The reports' recorded behaviours, one entry per (driver, record id): the cells that
+    saw it joined (in ``order``, the merged cells' ids), their examples summed; listed in
+    the order of the first cell that saw each, as one whole run lists them
+    (conformance.report.recorded_behaviours)."""
+    place = {cell: number for number, cell in enumerate(order)}
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for doc in docs:
+        for record in doc.get("recorded") or []:
+            key = (record["driver"], record["id"])
+            if key not in found:
+                found[key] = {**record, "cells": list(record["cells"])}
+                continue
+            found[key]["cells"] += record["cells"]
+            found[key]["examples"] += record["examples"]
+    for record in found.values():
+        record["cells"].sort(key=lambda cell: place.get(cell, len(place)))
+    return sorted(
+        found.values(),
+        key=lambda record: min((place.get(c, len(place)) for c in record["cells"]),
+                               default=len(place)),
+    )
 
 
 def _carry(source: Path, name: str, directory: Path) -> str:
@@ -136,13 +165,7 @@ def _carry(source: Path, name: str, directory: Path) -> str:
 def merge(out: str | Path, paths: Sequence[str]) -> dict[str, Any]:
     """Merge the reports at ``paths`` into the report directory ``out``."""
     from conformance.diff import ReportError, load
-    from conformance.report import (
-        prepare,
-        render_html,
-        render_junit,
-        render_markdown,
-        write_atomically,
-    )
+    from conformance.report import prepare, write_files, writing
 
     files = [Path(p) / "report.json" if Path(p).is_dir() else Path(p) for p in paths]
     try:
@@ -151,18 +174,16 @@ def merge(out: str | Path, paths: Sequence[str]) -> dict[str, Any]:
         raise MergeError(str(problem)) from None
     directory = prepare(out)
     doc = merge_documents(docs)
-    for source, part in zip(files, docs, strict=True):
-        for cell in part["cells"]:
-            for failure in cell.get("failures", []):
-                for key in ("reproducer", "program"):
-                    if failure.get(key):
-                        failure[key] = _carry(source.parent, failure[key], directory)
-            if cell.get("reproducer"):
-                cell["reproducer"] = _carry(source.parent, cell["reproducer"], directory)
-    write_atomically(directory / "report.json", json.dumps(doc, indent=2) + "\n")
-    write_atomically(directory / "report.md", render_markdown(doc))
-    write_atomically(directory / "report.html", render_html(doc))
-    write_atomically(directory / "junit.xml", render_junit(doc))
+    with writing(directory):  # a full disk: one line, as for certify's reports
+        for source, part in zip(files, docs, strict=True):
+            for cell in part["cells"]:
+                for failure in cell.get("failures", []):
+                    for key in ("reproducer", "program"):
+                        if failure.get(key):
+                            failure[key] = _carry(source.parent, failure[key], directory)
+                if cell.get("reproducer"):
+                    cell["reproducer"] = _carry(source.parent, cell["reproducer"], directory)
+    write_files(directory, doc)
     return doc
 
 

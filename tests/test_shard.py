@@ -84,3 +84,73 @@ def test_merging_a_cell_twice_is_refused(tmp_path: Path, capsys) -> None:
     (tmp_path / "bad.json").write_text("{}")
     assert main(["merge", str(tmp_path / "out"), str(tmp_path / "bad.json")]) == 2
     assert "not a unionspec report" in capsys.readouterr().err
+
+
+def _shard_doc(shard: str, cells: list[str], recorded: list[dict], left_out: dict) -> dict:
+    return {"schema": "unionspec-report/1", "environment": {"drivers": {}, "engines": {}},
+            "settings": {"shard": shard}, "status": "complete", "interruption": None,
+            "started": "t", "updated": "t", "planned": len(cells), "left_out": left_out,
+            "cells": [{"id": c, "driver": c.split("/")[0], "feature": c.split("/")[1],
+                       "options": c.split("/", 2)[2], "verdict": "expected-divergence"}
+                      for c in cells],
+            "recorded": recorded}
+
+
+def _record(record_id: str, cells: list[str], examples: int) -> dict:
+    return {"driver": "kernel", "version": "6.1", "id": record_id, "reason": "r",
+            "upstream": None, "confirmed": "c", "cells": cells, "examples": examples}
+
+
+def test_merging_keeps_every_shards_recorded_behaviours_and_left_out_drivers() -> None:
+    """Each shard's report lists the recorded behaviours its cells saw: the merged report
+    lists every one, its cells joined and its examples summed (shard 1's alone lost the
+    others'), and every driver a shard left out."""
+    first = _shard_doc("1/2", ["kernel/machine/ro"], [_record("a", ["kernel/machine/ro"], 2)],
+                       {"fuse": "give --driver-cmd"})
+    second = _shard_doc(
+        "2/2", ["kernel/whiteouts/ro", "kernel/copy-up/ro"],
+        [_record("b", ["kernel/copy-up/ro"], 5),
+         _record("a", ["kernel/whiteouts/ro", "kernel/copy-up/ro"], 3)],
+        {"other": "give --other"},
+    )
+    merged = merge_documents([first, second])
+    by_id = {record["id"]: record for record in merged["recorded"]}
+    assert set(by_id) == {"a", "b"} and len(merged["recorded"]) == 2
+    order = [cell["id"] for cell in merged["cells"]]
+    assert by_id["a"]["cells"] == sorted(
+        ["kernel/machine/ro", "kernel/whiteouts/ro", "kernel/copy-up/ro"], key=order.index)
+    assert by_id["a"]["examples"] == 5 and by_id["b"]["examples"] == 5
+    assert by_id["b"]["cells"] == ["kernel/copy-up/ro"]
+    assert merged["left_out"] == {"fuse": "give --driver-cmd", "other": "give --other"}
+    assert first["recorded"][0]["cells"] == ["kernel/machine/ro"], "a part was changed"
+
+
+def test_a_full_disk_during_a_merge_is_one_line_and_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    import errno
+
+    from conformance import report
+
+    parts = []
+    for number, cell in enumerate(["reference/machine/ro", "reference/machine/rw"], 1):
+        path = tmp_path / f"s{number}.json"
+        doc = _shard_doc(f"{number}/2", [cell], [], {})
+        doc.update(environment=report.environment([]), command=["unionspec"], done=1)
+        for c in doc["cells"]:
+            c.update(verdict="conforms", reason="", seconds=0.0, reproducer=None, steps=[],
+                     failures=[], recorded={})
+        path.write_text(json.dumps(doc))
+        parts.append(str(path))
+    real = report.write_atomically
+
+    def full(path, text, *args, **kwargs):
+        if Path(path).name == "report.md":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, text, *args, **kwargs)
+
+    monkeypatch.setattr(report, "write_atomically", full)
+    assert main(["merge", str(tmp_path / "out"), *parts]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: report directory") and "No space left" in err
+    assert err.count("\n") == 1
