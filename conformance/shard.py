@@ -174,6 +174,7 @@ def merge(out: str | Path, paths: Sequence[str]) -> dict[str, Any]:
         raise MergeError(str(problem)) from None
     directory = prepare(out)
     doc = merge_documents(docs)
+    doc["directory"] = str(directory)  # where the reproducers are copied to
     with writing(directory):  # a full disk: one line, as for certify's reports
         for source, part in zip(files, docs, strict=True):
             for cell in part["cells"]:

@@ -125,6 +125,45 @@ def test_merging_keeps_every_shards_recorded_behaviours_and_left_out_drivers() -
     assert first["recorded"][0]["cells"] == ["kernel/machine/ro"], "a part was changed"
 
 
+def _shard_files(tmp_path: Path) -> list[str]:
+    """Two shards' report.json files, one cell each; shard 2's with a reproducer."""
+    from conformance import report
+
+    parts = []
+    for number, cell in enumerate(["reference/machine/ro", "reference/machine/rw"], 1):
+        path = tmp_path / f"s{number}" / "report.json"
+        path.parent.mkdir()
+        doc = _shard_doc(f"{number}/2", [cell], [], {})
+        doc.update(environment=report.environment([]), command=["unionspec"], done=1,
+                   directory=str(path.parent))
+        for c in doc["cells"]:
+            c.update(verdict="conforms", reason="", seconds=0.0, reproducer=None, steps=[],
+                     failures=[], recorded={})
+        if number == 2:
+            (path.parent / "reproducers").mkdir()
+            (path.parent / "reproducers" / "r-1.py").write_text("print()\n")
+            doc["cells"][0].update(verdict="diverges", reason="AssertionError: x", failures=[
+                {"kind": "diverges", "stack": "S()", "options": "rw", "feature": "",
+                 "steps": [], "divergence": "x", "differences": [],
+                 "reproducer": "reproducers/r-1.py", "program": None}])
+        path.write_text(json.dumps(doc))
+        parts.append(str(path))
+    return parts
+
+
+def test_the_merged_report_names_its_own_directory_for_the_reproducers(tmp_path: Path) -> None:
+    """The reproducers are copied into the merged directory: the reproducer commands of
+    the merged report.html run them there, not in a shard's directory."""
+    out = tmp_path / "out"
+    assert main(["merge", str(out), *_shard_files(tmp_path)]) == 0
+    merged = json.loads((out / "report.json").read_text())
+    assert merged["directory"] == str(out)
+    assert (out / "reproducers" / "r-1.py").is_file()
+    page = (out / "report.html").read_text()
+    assert f"{out}/reproducers/r-1.py" in page
+    assert str(tmp_path / "s1") not in page and str(tmp_path / "s2") not in page
+
+
 def test_a_full_disk_during_a_merge_is_one_line_and_exit_2(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
@@ -132,16 +171,7 @@ def test_a_full_disk_during_a_merge_is_one_line_and_exit_2(
 
     from conformance import report
 
-    parts = []
-    for number, cell in enumerate(["reference/machine/ro", "reference/machine/rw"], 1):
-        path = tmp_path / f"s{number}.json"
-        doc = _shard_doc(f"{number}/2", [cell], [], {})
-        doc.update(environment=report.environment([]), command=["unionspec"], done=1)
-        for c in doc["cells"]:
-            c.update(verdict="conforms", reason="", seconds=0.0, reproducer=None, steps=[],
-                     failures=[], recorded={})
-        path.write_text(json.dumps(doc))
-        parts.append(str(path))
+    parts = _shard_files(tmp_path)
     real = report.write_atomically
 
     def full(path, text, *args, **kwargs):
