@@ -22,8 +22,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from conformance.report_html import first_difference
+from conformance.verdicts import CONFORMANT, NONCONFORMANT, SKIPPED, VerdictKind, fails
 from conformance.verdicts import ENGINE_PREFIX as PREFIX
-from conformance.verdicts import EXPECTED_OK, SKIPPED, VerdictKind
 
 if TYPE_CHECKING:
     from conformance.certify import Verdict
@@ -47,9 +47,9 @@ WIDTH = 100
 MAX_LISTED = 10
 #: What the exit status of certify means (conformance.__main__).
 EXIT_MEANING = {
-    0: "exit status 0: no unexpected divergence (every cell conforms, is recorded, "
+    CONFORMANT: "exit status 0: no unexpected divergence (every cell conforms, is recorded, "
     "unclaimed or skipped)",
-    1: "exit status 1: an unexpected divergence, hang or crash (listed above)",
+    NONCONFORMANT: "exit status 1: an unexpected divergence, hang or crash (listed above)",
 }
 
 
@@ -153,7 +153,7 @@ def symbols(verdicts: Iterable[str]) -> dict[str, str]:
     for verdict in names:
         if verdict in chosen:
             continue
-        upper = verdict not in EXPECTED_OK
+        upper = fails(verdict)
         letters = [c.upper() if upper else c.lower() for c in verdict if c.isalpha()]
         symbol = next((c for c in letters if c not in taken), "?")
         chosen[verdict] = symbol
@@ -180,7 +180,7 @@ def self_check_line(cells: Sequence[Verdict]) -> str | None:
     if not cells:
         return None
     seconds = sum(v.seconds for v in cells)
-    wrong = [v for v in cells if v.verdict not in EXPECTED_OK]
+    wrong = [v for v in cells if fails(v.verdict)]
     per_driver: dict[str, int] = {}
     for v in cells:
         per_driver[v.driver] = per_driver.get(v.driver, 0) + 1
@@ -335,7 +335,7 @@ def divergence_lines(verdicts: Sequence[Verdict]) -> list[str]:
     """Each verdict that fails the run in two lines: the cell, its first difference."""
     from conformance.report import Cell
 
-    failing = [v for v in verdicts if v.verdict not in EXPECTED_OK]
+    failing = [v for v in verdicts if fails(v.verdict)]
     lines: list[str] = []
     for v in failing[:MAX_LISTED]:
         cell = Cell(v).as_json()
@@ -381,5 +381,5 @@ def summary_lines(
 
 
 def exit_status(verdicts: Iterable[Verdict]) -> int:
-    """0 when every verdict is one that does not fail the run, else 1."""
-    return 1 if any(v.verdict not in EXPECTED_OK for v in verdicts) else 0
+    """CONFORMANT when no verdict fails the run (verdicts.fails), else NONCONFORMANT."""
+    return NONCONFORMANT if any(fails(v.verdict) for v in verdicts) else CONFORMANT

@@ -28,6 +28,7 @@ from pathlib import Path
 import attrs
 
 from conformance.errors import ConformanceError
+from conformance.verdicts import USAGE_OR_SETUP_ERROR
 
 MIRROR = "http://deb.debian.org/debian"
 SECURITY = "http://deb.debian.org/debian-security"
@@ -266,16 +267,17 @@ def fetch(
 
 
 def main(argv: Sequence[str]) -> int:
-    """``kernels fetch SPEC...``: print each unpacked directory."""
+    """``kernels fetch SPEC...``: print each unpacked directory; exit status 2 for bad
+    usage or a kernel that cannot be fetched (a setup error, conformance.__main__)."""
     if len(argv) < 2 or argv[0] != "fetch":
         print("usage: unionspec kernels fetch SPEC... (6.1, 6.12, trixie, newest)", file=sys.stderr)
-        return 2
+        return USAGE_OR_SETUP_ERROR
     try:
         for path in fetch(argv[1:]):
             print(path)
     except FetchError as exc:
         print(f"unionspec kernels: {exc}", file=sys.stderr)
-        return 1
+        return USAGE_OR_SETUP_ERROR
     return 0
 
 

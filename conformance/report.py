@@ -27,10 +27,10 @@ from adapters.settings import DEFAULT, DriverSettings
 from conformance import safe_write
 from conformance import verdicts as v
 from conformance.errors import ConformanceError
-from conformance.report_html import QUIET, _status_line, grid, render_html
+from conformance.report_html import _status_line, grid, render_html
 from conformance.report_html import slug as slug  # the file name part of a cell id
 from conformance.safe_write import write_atomically
-from conformance.verdicts import FAILING, SEVERITY
+from conformance.verdicts import QUIET, SEVERITY, fails
 
 if TYPE_CHECKING:
     from conformance.certify import Verdict
@@ -332,8 +332,9 @@ def _step_text(number: int, step: dict[str, Any]) -> str:
 
 
 def render_junit(doc: dict[str, Any]) -> str:
-    """JUnit XML: a testsuite per driver, a testcase per cell; diverges/hung/crashed are
-    failures, skipped and unclaimed are skips, an expected divergence is a skip of type
+    """JUnit XML: a testsuite per driver, a testcase per cell; a verdict that fails the run
+    (diverges, hung, crashed or one unknown: verdicts.fails) is a failure, skipped and
+    unclaimed are skips, an expected divergence is a skip of type
     ``xfail`` (as pytest writes one); an interrupted run adds an error testcase."""
     root = ET.Element("testsuites", name="unionspec certify")
     suites: dict[str, ET.Element] = {}
@@ -349,7 +350,7 @@ def render_junit(doc: dict[str, Any]) -> str:
             time=f"{cell['seconds']:.3f}",
         )
         first = cell["reason"].splitlines()[0] if cell["reason"] else cell["verdict"]
-        if cell["verdict"] in FAILING:
+        if fails(cell["verdict"]):
             failure = ET.SubElement(case, "failure", message=first, type=cell["verdict"])
             failure.text = cell["reason"]
         elif cell["verdict"] == v.EXPECTED:

@@ -18,6 +18,7 @@ import shlex
 from typing import Any
 
 from conformance import verdicts as v
+from conformance.verdicts import QUIET, fails
 
 #: The colours of the verdicts; any other verdict gets :data:`OTHER_COLOUR`.
 COLOURS = {
@@ -30,8 +31,6 @@ COLOURS = {
     v.CRASHED: "#ce93d8",
 }
 OTHER_COLOUR = "#ffe0b2"
-#: Verdicts that say nothing is wrong or nothing was checked: no divergence to show.
-QUIET = (v.CONFORMS, v.UNCLAIMED, v.SKIPPED)
 
 _CSS = """
 body { font-family: sans-serif; margin: 2em; color: #222; max-width: 75em; }
@@ -273,19 +272,16 @@ def _clip(text: str, most: int = 240) -> str:
 
 
 def _divergences(doc: dict[str, Any]) -> list[str]:
-    from conformance.verdicts import EXPECTED_OK
-
     listed = [c for c in doc["cells"] if c["verdict"] not in QUIET]
     if not listed:
         return []
-
     directory = doc.get("directory") or "."
-    unexpected = [c for c in listed if c["verdict"] not in EXPECTED_OK]
+    unexpected = [c for c in listed if fails(c["verdict"])]
     out = ["<h2>Divergences</h2>",
            f"<p>{len(unexpected)} unexpected (shown open), {len(listed) - len(unexpected)} "
            "recorded or otherwise expected (click to open); each with the program "
            "Hypothesis shrank.</p>"]
-    ordered = sorted(listed, key=lambda c: c["verdict"] in EXPECTED_OK)
+    ordered = sorted(listed, key=lambda c: not fails(c["verdict"]))
     recorded_for: dict[str, list[int]] = {}
     for number, record in enumerate(doc.get("recorded") or []):
         for cell_id in record["cells"]:
@@ -296,7 +292,7 @@ def _divergences(doc: dict[str, Any]) -> list[str]:
             seen.add(cell["driver"])
             out.append(f'<h3 id="divergences-{_e(slug(cell["driver"]))}">'
                        f"{_e(cell['driver'])}</h3>")
-        opened = " open" if cell["verdict"] not in EXPECTED_OK else ""
+        opened = " open" if fails(cell["verdict"]) else ""
         out.append(f'<details class="divergence" id="{_e(slug(cell["id"]))}"{opened}><summary>'
                    f"{badge(cell['verdict'])} <b>{_e(cell['id'])}</b> "
                    f'<span class="muted">({cell["seconds"]} s)</span><br>'

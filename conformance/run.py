@@ -32,7 +32,7 @@ from conformance.certify import Verdict, planned, uninterrupted
 from conformance.errors import ConformanceError
 from conformance.features import BY_ID, FEATURES, Feature
 from conformance.shard import Shard, ShardError, cell_id
-from conformance.verdicts import FAILING, INTERRUPTED
+from conformance.verdicts import INTERRUPTED, fails
 from reference.options import MATRIX
 
 FUSE_DRIVERS = ("fuse", "fuse-overlayfs", "unionfs-fuse")
@@ -178,8 +178,6 @@ def seeded(seed: int | None) -> Iterator[None]:
         core.global_force_seed = before
 
 
-#: The verdicts whose failing examples are saved in the corpus (the unexpected ones).
-SAVED = FAILING
 
 
 class Artefacts:
@@ -210,8 +208,9 @@ class Artefacts:
         )
         for number, failure in enumerate(verdict.failures):
             program = None
-            # an expected divergence has its reproducer in expectations.toml already
-            if verdict.verdict in SAVED:
+            # saved: the failing examples of a verdict that fails the run; an expected
+            # divergence has its reproducer in expectations.toml already
+            if fails(verdict.verdict):
                 try:
                     program = corpus.save(
                         corpus.from_failure(failure, version), self.corpus_dir

@@ -35,10 +35,22 @@ HUNG, CRASHED = VerdictKind.HUNG, VerdictKind.CRASHED
 
 #: Verdicts after which the driver is started afresh.
 BROKEN = (HUNG, CRASHED)
-#: Verdicts that fail a run; their failing examples are saved in the corpus.
-FAILING = (DIVERGES, *BROKEN)
 #: Verdicts that do not fail a run: reported, not failed.
 EXPECTED_OK = (CONFORMS, UNCLAIMED, SKIPPED, EXPECTED)
+#: The known verdicts that fail a run (:func:`fails`); their failing examples are saved in
+#: the corpus.
+FAILING = (DIVERGES, *BROKEN)
+#: Verdicts that say nothing is wrong or nothing was checked: no divergence to show (an
+#: expected divergence is shown, but does not fail the run).
+QUIET = (CONFORMS, UNCLAIMED, SKIPPED)
+
+
+def fails(verdict: str) -> bool:
+    """Whether ``verdict`` fails a run: every verdict but :data:`EXPECTED_OK`, so one this
+    version does not know (a newer run's, in a merged report) fails it too. The exit
+    status, the console, report.html and junit.xml all ask this."""
+    return verdict not in EXPECTED_OK
+
 #: Worst last: a feature's cell is the worst verdict over its option sets.
 SEVERITY = {
     CONFORMS: 0,

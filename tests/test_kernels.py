@@ -37,6 +37,23 @@ def test_a_spec_picks_the_newest_package_of_its_series() -> None:
         kernels.resolve("bogus", apt, OFFERED)
 
 
+def test_a_kernel_that_cannot_be_fetched_is_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """A setup error, as conformance.__main__ documents it: 2 (it was 1, which means a
+    divergence), with one line."""
+
+    def unreachable(specs, cache=None, suites=None):
+        raise kernels.FetchError("apt-get update: could not resolve deb.debian.org")
+
+    assert main(["kernels", "fetch", "bogus"]) == 2
+    assert "not a kernel spec" in capsys.readouterr().err
+    monkeypatch.setattr(kernels, "fetch", unreachable)
+    assert main(["kernels", "fetch", "6.1"]) == 2
+    err = capsys.readouterr().err
+    assert err == "unionspec kernels: apt-get update: could not resolve deb.debian.org\n"
+
+
 def test_stock_image_packages_only() -> None:
     assert kernels.IMAGE.match("linux-image-6.1.0-57-amd64")
     assert not kernels.IMAGE.match("linux-image-6.12-amd64")  # a metapackage

@@ -205,3 +205,34 @@ def test_report_json_keeps_every_cell_and_adds_only_keys(page) -> None:
         {"where": "d<&>", "field": "nlink", "expected": "1", "actual": "2"}]
     for key in ("schema", "status", "planned", "done", "summary", "cells", "environment"):
         assert key in doc
+
+
+def test_one_rule_says_which_verdicts_fail_the_run(page) -> None:
+    """junit.xml, report.html, the console and the exit status agree on what fails a run:
+    a verdict this version does not know fails it as a divergence does (junit.xml gave it
+    a passing testcase while the exit status was 1)."""
+    from xml.etree import ElementTree as ET
+
+    from conformance import console
+    from conformance import verdicts as v
+    from conformance.report import render_junit
+
+    html, doc = page
+    junit = ET.fromstring(render_junit(doc))
+    failed = {case.get("name"): case.find("failure").get("type")
+              for case in junit.iter("testcase") if case.find("failure") is not None}
+    assert failed == {f"metadata[{Options().label}]": "diverges", "xattrs[ro]": "recorded-only"}
+    assert "2 unexpected (shown open)" in html
+    cells = [Verdict(c["driver"], c["options"], c["verdict"], c["reason"], feature=c["feature"])
+             for c in doc["cells"]]
+    failing = {cell.id for cell in cells if v.fails(cell.verdict)}
+    assert {f"{c.get('classname')[len('unionspec.'):]}/{c.get('name')}" for c in
+            junit.iter("testcase") if c.find("failure") is not None} == {
+        f"{i.split('/')[0]}/{i.split('/')[1]}[{i.split('/', 2)[2]}]" for i in failing}
+    unknown = [cell for cell in cells if cell.verdict == "recorded-only"]
+    assert console.exit_status(unknown) == v.NONCONFORMANT
+    assert any(line.startswith("RECORDED-ONLY ") for line in console.divergence_lines(cells))
+    assert console.symbols(["recorded-only"])["recorded-only"].isupper()
+    for kind in v.VerdictKind:
+        assert v.fails(kind) == (kind in v.FAILING)
+        assert not (v.fails(kind) and kind in v.QUIET)
