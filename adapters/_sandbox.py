@@ -157,13 +157,6 @@ class SandboxedDriver(Configurable):
         #: The options of the current mount (None before the first mount).
         self.options: Options | None = None
         ours, theirs = socket.socketpair()
-        # A SIGSTOPped executor must not block a large send forever either.
-        seconds = int(timeout)
-        ours.setsockopt(
-            socket.SOL_SOCKET,
-            socket.SO_SNDTIMEO,
-            struct.pack("ll", seconds, int((timeout - seconds) * 1e6)),
-        )
         try:
             self._proc, ours = self._spawn(ours, theirs)
         except (OSError, subprocess.SubprocessError) as exc:
@@ -173,6 +166,14 @@ class SandboxedDriver(Configurable):
             ) from exc
         finally:
             theirs.close()
+        # A SIGSTOPped executor must not block a large send forever either: on the socket
+        # _spawn returned (a VM's session gives one of its own, adapters.vm.driver).
+        seconds = int(timeout)
+        ours.setsockopt(
+            socket.SOL_SOCKET,
+            socket.SO_SNDTIMEO,
+            struct.pack("ll", seconds, int((timeout - seconds) * 1e6)),
+        )
         self._conn = Connection(ours.detach())
         #: PID of the executor process (the only process this driver starts).
         self.executor_pid: int = self._proc.pid

@@ -12,6 +12,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import struct
+import subprocess
+import threading
+import types
 from pathlib import Path
 
 import pytest
@@ -67,3 +72,144 @@ def test_a_vm_on_debian_12s_kernel_mounts_overlay_and_runs_a_scenario() -> None:
     assert vm.proc is not None and vm.proc.poll() is not None  # qemu reaped
     assert not vm.dir.exists()
     assert _qemu_pids() <= before
+
+
+def test_the_driver_socket_a_spawn_returns_keeps_the_send_timeout() -> None:
+    """A driver whose executor is reached through a socket of its own (a VM's session,
+    adapters.vm.driver) has the send timeout too: it was set on the socket _spawn threw
+    away, so a stuck guest blocked the driver's send forever."""
+    from adapters.kernel import KernelDriver
+
+    if KernelDriver.unavailable_reason() is not None:
+        pytest.skip(KernelDriver.unavailable_reason())
+
+    class OwnSocket(KernelDriver):
+        def _spawn(self, ours, theirs):
+            ours.close()
+            mine, peer = socket.socketpair()
+            try:
+                return super()._spawn(mine, peer)
+            finally:
+                peer.close()
+
+    driver = OwnSocket(timeout=7.5)
+    try:
+        sock = socket.socket(fileno=os.dup(driver._conn.fileno()))
+        try:
+            got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.calcsize("ll"))
+        finally:
+            sock.close()
+        assert struct.unpack("ll", got) == (7, 500000)
+    finally:
+        driver.close()
+
+
+def _bare_vm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """A VM object without a boot: the host end of its channel, a ``sleep`` of this test's
+    in qemu's place, sends limited to a fraction of a second."""
+    from adapters.vm import machine
+
+    monkeypatch.setattr(machine, "SEND_TIMEOUT", 0.3)
+    vm = machine.VM.__new__(machine.VM)
+    vm.image = types.SimpleNamespace(release="test", vmlinuz=tmp_path / "vmlinuz")
+    vm.scale, vm.release, vm.dir, vm.log = 1.0, "test", tmp_path, tmp_path / "console.log"
+    vm.sessions, vm.next_session, vm.lock = {}, 1, threading.Lock()
+    vm.reader = machine.channel.Reader()
+    vm.proc = subprocess.Popen(["sleep", "60"])
+    vm.sock, guest = socket.socketpair()
+    vm._limit_sends()
+    return vm, guest
+
+
+def test_a_guest_that_stops_reading_ends_the_vm_instead_of_blocking_forever(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from adapters.vm import channel
+
+    vm, guest = _bare_vm(tmp_path, monkeypatch)
+    raised: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            vm._send(channel.frame(1, channel.DATA, b"x" * (8 << 20)))
+        except OSError as exc:
+            raised.append(exc)
+
+    sender = threading.Thread(target=send, daemon=True)
+    try:
+        sender.start()
+        sender.join(20)
+        assert not sender.is_alive(), "a send to a guest that does not read never ended"
+        assert raised, "the cut frame was not reported"
+        assert vm.lock.acquire(timeout=0), "the channel's lock is still held"
+        vm.lock.release()
+        assert vm.proc.poll() is not None, "the VM was not ended (its channel is cut)"
+    finally:
+        guest.close()  # (unblocks a sender still stuck: the test then fails, not hangs)
+        sender.join(5)
+        vm.proc.kill()
+        vm.proc.wait()
+        vm.sock.close()
+
+
+def test_a_driver_that_stops_reading_ends_its_session_not_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The relay sent a session's bytes to its driver with a blocking sendall: a driver
+    that stopped reading stopped every session of the VM."""
+    from adapters.vm import channel
+
+    vm, guest = _bare_vm(tmp_path, monkeypatch)
+    relay = threading.Thread(target=vm._relay, daemon=True)
+    stuck_driver, stuck = vm.open_session()
+    driver, session = vm.open_session()
+    feeder = threading.Thread(daemon=True, target=lambda: guest.sendall(
+        channel.frame(stuck.number, channel.DATA, b"x" * (8 << 20))
+        + channel.frame(session.number, channel.DATA, b"hello")))
+    try:
+        relay.start()
+        feeder.start()
+        driver.settimeout(20)
+        assert driver.recv(5) == b"hello"
+        assert stuck.wait(5) == -1
+        assert session.poll() is None
+    finally:
+        for end in (guest, stuck_driver, driver, vm.sock):
+            end.close()
+        feeder.join(5)
+        relay.join(5)
+        vm.proc.kill()
+        vm.proc.wait()
+
+
+def test_the_agent_ends_an_executor_that_stops_reading_and_tells_the_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In the guest: a session whose executor does not read is closed (its process group
+    killed, CLOSE sent), not waited for with the port unread (every session stuck)."""
+    from adapters.vm import channel, guest
+
+    agent = guest.Agent.__new__(guest.Agent)
+    host, port = socket.socketpair()
+    agent.port = port.fileno()
+    agent.selector = types.SimpleNamespace(unregister=lambda _: None)
+    monkeypatch.delenv(guest.SCRATCH, raising=False)
+    ours, executor = socket.socketpair()
+    ours.settimeout(0.3)  # (what Agent.open gives every session, guest.SEND_TIMEOUT)
+    stand_in = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    agent.sessions = {4: (ours, stand_in)}
+    try:
+        done = threading.Thread(target=agent.relay, args=(4, b"x" * (8 << 20)), daemon=True)
+        done.start()
+        done.join(20)
+        assert not done.is_alive(), "the agent still waits on the executor"
+        assert 4 not in agent.sessions and stand_in.poll() is not None
+        host.settimeout(5)
+        [(number, kind, _)] = channel.Reader().feed(host.recv(channel.CHUNK))
+        assert (number, kind) == (4, channel.CLOSE)
+    finally:
+        if stand_in.poll() is None:
+            stand_in.kill()
+        stand_in.wait()
+        for end in (host, port, ours, executor):
+            end.close()

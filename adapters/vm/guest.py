@@ -27,6 +27,11 @@ from adapters.vm import channel
 
 #: Set by the VM's init: the mounted disk that holds each session's layers.
 SCRATCH = "UNIONSPEC_SCRATCH"
+#: An executor that does not read what its session sends for this long (seconds) is
+#: ended: blocked on it, the agent would stop reading the port, and with it every session
+#: (shorter than the host's channel timeout, adapters.vm.machine.SEND_TIMEOUT, so the
+#: host sees that one session end, not the VM).
+SEND_TIMEOUT = 30.0
 
 
 def find_port(name: str = channel.PORT_NAME) -> str:
@@ -65,6 +70,7 @@ class Agent:
             env=env,
         )
         theirs.close()
+        ours.settimeout(SEND_TIMEOUT)  # (read only when the selector says it is readable)
         self.sessions[session] = (ours, proc)
         self.selector.register(ours, selectors.EVENT_READ, session)
 
@@ -82,6 +88,14 @@ class Agent:
         if tell:
             self.send(session, channel.CLOSE, str(proc.returncode).encode())
 
+    def relay(self, session: int, payload: bytes) -> None:
+        """The host's bytes to the session's executor; one that stopped reading them is
+        ended (SEND_TIMEOUT) and the host told, the other sessions go on."""
+        try:
+            self.sessions[session][0].sendall(payload)
+        except OSError:
+            self.close(session, tell=True)
+
     def serve(self) -> None:
         self.send(0, channel.HELLO, os.uname().release.encode())
         while True:
@@ -94,7 +108,7 @@ class Agent:
                         if kind == channel.OPEN:
                             self.open(session)
                         elif kind == channel.DATA and session in self.sessions:
-                            self.sessions[session][0].sendall(payload)
+                            self.relay(session, payload)
                         elif kind == channel.CLOSE and session in self.sessions:
                             self.close(session, tell=False)
                     continue

@@ -21,6 +21,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -45,6 +46,10 @@ SCRATCH_MB = 512
 #: and /sys, both inode 1, are one directory to the guest's 9p cache: seen).
 FSDEV = "security_model=passthrough,readonly=on,multidevs=remap"
 PR_SET_PDEATHSIG = 1
+#: A send that blocks this long (seconds, times the VM's scale) is given up: on the
+#: channel, the guest stopped reading it (every session's frames share it, so the VM is
+#: ended); to a session's driver, the driver stopped reading (that session is ended).
+SEND_TIMEOUT = 60.0
 #: Where the console of the last VM on each kernel is kept (``<release>.log``).
 LOGS = Path(
     os.environ.get("UNIONSPEC_CACHE")
@@ -66,6 +71,14 @@ def _die_with_parent(parent: int):  # type: ignore[no-untyped-def]
             os._exit(1)
 
     return preexec
+
+
+def limit_sends(sock: socket.socket, seconds: float) -> None:
+    """A blocking send on ``sock`` gives up after ``seconds`` (``SO_SNDTIMEO``: the
+    socket's receives stay blocking, as the relay and pump threads want them)."""
+    whole = int(seconds)
+    limit = struct.pack("ll", whole, int((seconds - whole) * 1e6))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
 
 
 def kvm_usable() -> bool:
@@ -186,6 +199,7 @@ class VM:
                 if kind == channel.HELLO and session == 0:
                     self.release = payload.decode()
         ours.settimeout(None)
+        self._limit_sends()
         self.relay = threading.Thread(target=self._relay, name="unionspec-vm-relay", daemon=True)
         self.relay.start()
 
@@ -197,15 +211,40 @@ class VM:
                 lines += (self.dir / name).read_text(errors="replace").strip().splitlines()[-3:]
         return " | ".join(line.strip() for line in lines if line.strip()) or "(no output)"
 
+    def _limit_sends(self) -> None:
+        """The channel's sends give up after :data:`SEND_TIMEOUT` (see :meth:`_send`)."""
+        limit_sends(self.sock, SEND_TIMEOUT * self.scale)
+
     def _send(self, data: bytes) -> None:
+        """One frame to the guest, whole (the sessions' frames share the channel, so under
+        the lock). A guest that stops reading is not waited for forever (the lock held, it
+        would block every session, open_session and end_session): after
+        :data:`SEND_TIMEOUT` the frame may be cut, the channel cannot be trusted again, so
+        the VM is ended (its sessions end, the next driver boots another) and the OSError
+        raised."""
         with self.lock:
-            self.sock.sendall(data)
+            try:
+                self.sock.sendall(data)
+            except OSError:
+                self._kill()
+                with contextlib.suppress(OSError):
+                    self.sock.shutdown(socket.SHUT_RDWR)  # the relay ends every session
+                raise
+
+    def _kill(self) -> None:
+        """SIGKILL qemu (by its PID, the only process started here) and reap it."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(10)
 
     def open_session(self) -> tuple[socket.socket, Session]:
         """A new executor in the VM: the driver's end of its connection, and its handle."""
         if self.proc is None or self.proc.poll() is not None:
             raise VMError(f"the VM on {self.release} is not running")
         ours, local = socket.socketpair()
+        limit_sends(local, SEND_TIMEOUT * self.scale)  # a driver that stops reading: _relay
         with self.lock:
             number = self.next_session
             self.next_session += 1
@@ -249,8 +288,12 @@ class VM:
                 if session is None:
                     continue
                 if kind == channel.DATA:
-                    with contextlib.suppress(OSError):
+                    try:
                         session.local.sendall(payload)
+                    except OSError:
+                        # its driver stopped reading (or is gone): that session ends (its
+                        # bytes cannot be dropped), the others' frames go on
+                        self.end_session(session, tell=True, status=-1)
                 elif kind == channel.CLOSE:
                     self.end_session(session, tell=False, status=int(payload or b"-1"))
 
@@ -270,11 +313,7 @@ class VM:
     def close(self) -> None:
         """Kill qemu (by its PID, only it), reap it, remove the temporary directory."""
         _RUNNING.pop(id(self), None)
-        if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.proc.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(10)
+        self._kill()
         with contextlib.suppress(OSError):
             self.sock.close()
         with contextlib.suppress(OSError):  # the console of the last VM on this kernel
