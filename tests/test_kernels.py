@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import lzma
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from adapters import registry
 from adapters.vm import channel
 from adapters.vm.image import ImageError, _Cpio, find, modules_in_order
 from conformance import kernels
@@ -175,6 +177,19 @@ def test_two_kernels_reports_are_diffed_cell_by_cell(tmp_path: Path, capsys) -> 
     assert "no cell of driver" in capsys.readouterr().err
 
 
+@pytest.fixture
+def private_kernel_images(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The kernel images registered during the test are forgotten after it: pytester's
+    in-process runs register them in this process's registry, where a later certify
+    without --driver would start a VM on a fake image."""
+    outside = registry.KERNEL_IMAGES
+    before = dict(outside)
+    monkeypatch.setattr(registry, "KERNEL_IMAGES", {})
+    yield
+    assert outside == before, "a kernel image was registered outside the test's registry"
+
+
+@pytest.mark.usefixtures("private_kernel_images")
 def test_the_plugin_replaces_kernel_by_each_kernel_image(
     pytester: pytest.Pytester, tmp_path: Path
 ) -> None:
