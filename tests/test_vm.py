@@ -25,6 +25,7 @@ from adapters import registry
 from conformance import kernels
 from conformance.scenarios import SCENARIOS, run_scenario
 from reference.options import MATRIX
+from tests.host import require
 
 BOOKWORM = ("bookworm", "bookworm-security")
 
@@ -52,10 +53,30 @@ def _qemu_pids() -> set[int]:
     return found
 
 
-@pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="qemu is not installed")
+def _require_vm() -> None:
+    """Skip unless a VM can run here (qemu installed); in CI fail instead."""
+    from adapters.vm.driver import VmKernelDriver
+
+    require(VmKernelDriver, "the VM kernel driver")
+
+
+def test_without_qemu_the_vm_test_fails_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    """(It was a skipif: a CI without qemu skipped it silently.)"""
+    from adapters.vm import machine
+
+    monkeypatch.setattr(machine, "QEMU", "no-such-qemu-system")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="no-such-qemu-system is not installed"):
+        _require_vm()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        _require_vm()
+
+
 def test_a_vm_on_debian_12s_kernel_mounts_overlay_and_runs_a_scenario() -> None:
     from adapters.vm import machine
 
+    _require_vm()
     name = registry.add_kernel_image(str(_kernel_61()))
     before = _qemu_pids()
     driver = registry.factory(name)()
@@ -80,8 +101,7 @@ def test_the_driver_socket_a_spawn_returns_keeps_the_send_timeout() -> None:
     away, so a stuck guest blocked the driver's send forever."""
     from adapters.kernel import KernelDriver
 
-    if KernelDriver.unavailable_reason() is not None:
-        pytest.skip(KernelDriver.unavailable_reason())
+    require(KernelDriver, "kernel")
 
     class OwnSocket(KernelDriver):
         def _spawn(self, ours, theirs):
