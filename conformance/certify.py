@@ -60,8 +60,8 @@ class Verdict:
     @property
     def id(self) -> str:
         """A stable id of the cell: ``driver/feature/options`` (feature ``machine`` for the
-        whole machine)."""
-        return f"{self.driver}/{self.feature or 'machine'}/{self.options}"
+        whole machine; conformance.shard.cell_id)."""
+        return cell_id(self.driver, self.feature, self.options)
 
 
 #: The signals an interrupted run is stopped by (conformance.run).
@@ -151,6 +151,36 @@ def certify_cell(
     )
 
 
+#: A cell to certify: (driver, feature (None: the whole machine), option set).
+Planned = tuple[str, Feature | None, Options]
+
+
+def plan(
+    drivers: Iterable[str],
+    features: Iterable[Feature] = FEATURES,
+    machine: bool = True,
+    shard: Shard | None = None,
+) -> list[Planned]:
+    """The cells in report order: per driver, the whole machine's (unless ``machine`` is
+    False), then each feature's, each under every option set; with ``shard``, only that
+    shard's cells (conformance.shard)."""
+    wholes: tuple[Feature | None, ...] = (None,) if machine else ()
+    features = tuple(features)
+    return [
+        (name, feature, options)
+        for name in drivers
+        for feature in (*wholes, *features)
+        for options in MATRIX
+        if shard is None or shard.has(planned_id((name, feature, options)))
+    ]
+
+
+def planned_id(cell: Planned) -> str:
+    """The id of a planned cell (the id its verdict will have)."""
+    name, feature, options = cell
+    return cell_id(name, feature.id if feature is not None else "", options.label)
+
+
 def certify(
     drivers: Iterable[str],
     run_settings: settings,
@@ -162,40 +192,24 @@ def certify(
     shard: Shard | None = None,
     driver_settings: DriverSettings = DEFAULT,
 ) -> list[Verdict]:
-    """Every cell of every driver (unless ``machine`` is False), then every feature of
-    every cell (with ``feature_settings``, by default ``run_settings``); with ``shard``,
-    only that shard's cells (conformance.shard)."""
-    features = tuple(features)
-    wholes: tuple[Feature | None, ...] = (None,) if machine else ()
+    """The verdict of every cell of :func:`plan` (the whole machine's with
+    ``run_settings``, the features' with ``feature_settings``, by default the same), in
+    its order; each driver made once (again after a hang or crash)."""
     per_feature = run_settings if feature_settings is None else feature_settings
+    by_driver: dict[str, list[tuple[Feature | None, Options]]] = {}
+    for name, feature, options in plan(drivers, features, machine, shard):
+        by_driver.setdefault(name, []).append((feature, options))
     verdicts: list[Verdict] = []
-    for name in drivers:
+    for name, cells in by_driver.items():
         try:
             driver = registry.make(name, driver_settings)
         except DriverUnavailable as reason:
-            for feature in (*wholes, *features):
-                for options in MATRIX:
-                    fid = feature.id if feature is not None else ""
-                    if shard is not None and not shard.has(cell_id(name, fid, options.label)):
-                        continue
-                    verdicts.append(
-                        Verdict(
-                            name,
-                            options.label,
-                            SKIPPED,
-                            str(reason),
-                            feature=feature.id if feature is not None else "",
-                        )
-                    )
-                    progress(verdicts[-1])
+            for feature, options in cells:
+                fid = feature.id if feature is not None else ""
+                verdicts.append(Verdict(name, options.label, SKIPPED, str(reason), feature=fid))
+                progress(verdicts[-1])
             continue
         try:
-            cells = [(None, options) for options in MATRIX] if machine else []
-            cells += [(feature, options) for feature in features for options in MATRIX]
-            if shard is not None:
-                cells = [
-                    (f, o) for f, o in cells if shard.has(cell_id(name, f.id if f else "", o.label))
-                ]
             for feature, options in cells:
                 chosen = run_settings if feature is None else per_feature
                 verdicts.append(
@@ -211,21 +225,3 @@ def certify(
             with uninterrupted():
                 driver.close()
     return verdicts
-
-
-def planned(
-    drivers: Iterable[str],
-    features: Iterable[Feature],
-    machine: bool = True,
-    shard: Shard | None = None,
-) -> int:
-    """How many verdicts :func:`certify` gives for these drivers and features."""
-    ids = [
-        cell_id(name, feature.id if feature else "", options.label)
-        for name in drivers
-        for feature in ((None,) if machine else ()) + tuple(features)
-        for options in MATRIX
-    ]
-    return len([i for i in ids if shard is None or shard.has(i)])
-
-

@@ -28,7 +28,7 @@ from typing import Any
 from adapters import registry
 from adapters.settings import DriverSettings, SettingsError
 from conformance import corpus, expectations, timebudget
-from conformance.certify import Verdict, planned, uninterrupted
+from conformance.certify import Planned, Verdict, plan, planned_id, uninterrupted
 from conformance.errors import ConformanceError
 from conformance.features import BY_ID, FEATURES, Feature
 from conformance.shard import Shard, ShardError, cell_id
@@ -291,7 +291,8 @@ def _skip_program(problem: str) -> None:
 
 
 def certify_command(args: argparse.Namespace) -> int:
-    from conformance.certify_engines import certify_engines, plan
+    from conformance.certify_engines import certify_engines
+    from conformance.certify_engines import plan as plan_engines
     from conformance.console import Progress, exit_status, summary_lines
     from conformance.report import Report, ReportDirError, prepare
 
@@ -301,7 +302,7 @@ def certify_command(args: argparse.Namespace) -> int:
     engines = chosen_engines(args)
     if shard is not None and engines:
         raise UsageError("--shard splits the overlay drivers' cells: certify --engine apart")
-    engine_plan = plan(engines)
+    engine_plan = plan_engines(engines)
     settings = driver_settings(args)
     try:
         expectations.configure(args.expectations)
@@ -309,6 +310,8 @@ def certify_command(args: argparse.Namespace) -> int:
         raise UsageError(str(problem)) from None
     not_run = left_out(args, drivers, settings)
     drivers = [name for name in drivers if name not in not_run]
+    cells = plan(drivers, features, machine, shard)
+    ids = [planned_id(cell) for cell in cells] + [cell_id(*cell) for cell in engine_plan]
     corpus_dir = Path(args.corpus or DEFAULT_CORPUS)
     try:
         programs = corpus.load([corpus.PROJECT_CORPUS, corpus_dir], on_problem=_skip_program)
@@ -328,23 +331,18 @@ def certify_command(args: argparse.Namespace) -> int:
             {"budget": args.budget, "seed": args.seed, "workers": args.workers,
              **({"shard": shard.label} if shard is not None else {}),
              "features": [f.id for f in features], "corpus": str(corpus_dir)},
-            planned=planned(drivers, features, machine, shard) + len(engine_plan),
-            order={
-                Verdict(name, label, "", feature=feature).id: index
-                for index, (name, feature, label) in enumerate(
-                    _plan(drivers, features, machine, shard) + engine_plan
-                )
-            },
+            planned=len(ids),
+            order={cell: index for index, cell in enumerate(ids)},
             engines=engines,
             driver_settings=settings,
             left_out=not_run,
         )
         report.write()
     run_settings, feature_settings = _settings(args.budget, args.seed)
-    total = planned(drivers, features, machine, shard) + len(engine_plan)
+    total = len(ids)
     duration = timebudget.seconds(args.budget)
     # a duration: each overlay cell's machine gets an equal share (workers run in parallel)
-    overlay_cells = max(1, planned(drivers, features, machine, shard))
+    overlay_cells = max(1, len(cells))
     timebudget.SECONDS_PER_RUN = (
         None if duration is None else duration * max(1, args.workers) / overlay_cells
     )
@@ -369,9 +367,7 @@ def certify_command(args: argparse.Namespace) -> int:
     try:
         with seeded(args.seed):
             if args.workers > 1:
-                verdicts = run_parallel(
-                    args, settings, drivers, features, machine, on_verdict
-                )
+                verdicts = run_parallel(args, settings, cells, on_verdict)
             else:
                 from conformance.certify import certify
 
@@ -454,21 +450,6 @@ def replay_command(args: argparse.Namespace) -> int:
 
 
 # --- workers --------------------------------------------------------------------------------
-
-
-def _plan(
-    drivers: list[str], features: list[Feature], machine: bool, shard: Shard | None = None
-) -> list[tuple[str, str, str]]:
-    """The cells in report order: (driver, feature id, option set label); with ``shard``,
-    that shard's (conformance.shard)."""
-    wholes = [""] if machine else []
-    return [
-        (name, feature, options.label)
-        for name in drivers
-        for feature in (*wholes, *(f.id for f in features))
-        for options in MATRIX
-        if shard is None or shard.has(cell_id(name, feature, options.label))
-    ]
 
 
 def shard_of(args: argparse.Namespace) -> Shard | None:
@@ -556,14 +537,15 @@ def _serve(
 def run_parallel(
     args: argparse.Namespace,
     settings: DriverSettings,
-    drivers: list[str],
-    features: list[Feature],
-    machine: bool,
+    cells: list[Planned],
     on_verdict: Callable[[Verdict], None],
 ) -> list[Verdict]:
-    """The cells in ``args.workers`` processes; verdicts are reported as they come, and
-    returned (and kept in the reports) in plan order."""
-    plan = _plan(drivers, features, machine, shard_of(args))
+    """The ``cells`` (conformance.certify.plan) in ``args.workers`` processes; verdicts
+    are reported as they come, and returned (and kept in the reports) in plan order."""
+    work = [
+        (name, feature.id if feature is not None else "", options.label)
+        for name, feature, options in cells
+    ]
     context = multiprocessing.get_context("spawn")
     tasks, results = context.Queue(), context.Queue()
     config = {
@@ -572,11 +554,11 @@ def run_parallel(
         "corpus": args.corpus or DEFAULT_CORPUS,
         "seconds_per_run": timebudget.SECONDS_PER_RUN,
     }
-    for index, cell in enumerate(plan):
-        tasks.put((index, *cell))
+    for index, task in enumerate(work):
+        tasks.put((index, *task))
     workers = [
         context.Process(target=_worker, args=(config, tasks, results), daemon=True)
-        for _ in range(min(args.workers, len(plan)))
+        for _ in range(min(args.workers, len(work)))
     ]
     for _ in workers:
         tasks.put(None)
@@ -584,7 +566,7 @@ def run_parallel(
     try:
         for worker in workers:
             worker.start()
-        while len(found) < len(plan):
+        while len(found) < len(work):
             try:
                 index, verdict = results.get(timeout=1.0)
             except queue.Empty:

@@ -12,6 +12,7 @@ from adapters import registry
 from conformance import corpus
 from conformance.__main__ import main
 from conformance.shard import MergeError, Shard, ShardError, cell_id, merge_documents
+from reference.options import MATRIX
 from tests.test_corpus import PROGRAM
 
 FEATURES = ("--feature", "copy-up", "--feature", "whiteouts")
@@ -184,3 +185,22 @@ def test_a_full_disk_during_a_merge_is_one_line_and_exit_2(
     err = capsys.readouterr().err
     assert err.startswith("error: report directory") and "No space left" in err
     assert err.count("\n") == 1
+
+
+def test_the_plan_of_the_shards_is_the_plan_split() -> None:
+    """certify.plan gives the cells in report order; the shards' plans split it, each
+    cell's id the id its verdict gets."""
+    from conformance.certify import Verdict, plan, planned_id
+    from conformance.features import FEATURES
+
+    drivers, features = ["reference", "kernel"], FEATURES[:2]
+    whole = [planned_id(cell) for cell in plan(drivers, features)]
+    assert len(whole) == len(set(whole)) == 2 * 3 * len(MATRIX)
+    assert whole[0] == f"reference/machine/{MATRIX[0].label}"
+    parts = [[planned_id(c) for c in plan(drivers, features, shard=Shard(k, 3))] for k in (1, 2, 3)]
+    assert sorted(cell for part in parts for cell in part) == sorted(whole)
+    for part in parts:
+        assert part == [cell for cell in whole if cell in part]  # in report order
+    name, feature, options = plan(drivers, features, machine=False)[0]
+    assert Verdict(name, options.label, "conforms", feature=feature.id).id == planned_id(
+        (name, feature, options)) == cell_id(name, feature.id, options.label)
