@@ -30,16 +30,7 @@ from conformance.interchange import FeatureSkipped
 from conformance.machine import DriverBroke, run_machine
 from conformance.scenarios import SCENARIOS, run_scenario
 from conformance.shard import Shard, cell_id
-from conformance.verdicts import (  # noqa: F401 (BROKEN, EXPECTED_OK: certify's API)
-    BROKEN,
-    CONFORMS,
-    DIVERGES,
-    EXPECTED_OK,
-    SEVERITY,
-    SKIPPED,
-    UNCLAIMED,
-    worst,
-)
+from conformance.verdicts import BROKEN, CONFORMS, DIVERGES, SKIPPED, UNCLAIMED
 from reference.options import MATRIX, Options
 
 

@@ -41,11 +41,6 @@ def label(name: str) -> str:
     return f"{PREFIX}{name}"
 
 
-def is_engine(verdict: Verdict) -> bool:
-    """Whether ``verdict`` is an engine's (not an overlay driver's)."""
-    return verdict.driver.startswith(PREFIX)
-
-
 def scenarios_for(profile: str) -> list[ContainerScenario]:
     return [s for s in SCENARIOS if s.profiles is None or profile in s.profiles]
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from conformance.report_html import first_difference
-from conformance.verdicts import CONFORMANT, NONCONFORMANT, SKIPPED, VerdictKind, fails
+from conformance.verdicts import CONFORMANT, NONCONFORMANT, SKIPPED, VerdictKind, fails, is_engine
 from conformance.verdicts import ENGINE_PREFIX as PREFIX
 
 if TYPE_CHECKING:
@@ -185,7 +185,7 @@ def self_check_line(cells: Sequence[Verdict]) -> str | None:
     for v in cells:
         per_driver[v.driver] = per_driver.get(v.driver, 0) + 1
     kinds = ", ".join(
-        f"{n} {'container' if d.startswith(PREFIX) else 'overlay'}" for d, n in per_driver.items()
+        f"{n} {'container' if is_engine(d) else 'overlay'}" for d, n in per_driver.items()
     ).replace(", ", " + ")
     if wrong:
         return (
@@ -250,20 +250,21 @@ def _alternatives(items: list[str], joiner: str) -> str:
     return items[0] if len(items) == 1 else "{" + joiner.join(items) + "}"
 
 
-def skip_lines(verdicts: Sequence[Verdict], universe: Sequence[Verdict]) -> list[str]:
+def skip_lines(verdicts: Sequence[Verdict]) -> list[str]:
     """One line per reason a cell was skipped: how many, the reason (its first line, the
-    cell's option set written ``<option set>``), the cells in short form."""
+    cell's option set written ``<option set>``), the cells in short form (``*``: all of
+    ``verdicts``' features or option sets of the driver)."""
     by_reason: dict[str, list[Verdict]] = {}
     for v in verdicts:
         if v.verdict == SKIPPED:
             # a reason that names the cell's own option set is the same reason for each
             # (an engine's profile is a plain word: left as it is)
             reason = _first_line(v.detail)
-            if not v.driver.startswith(PREFIX):
+            if not is_engine(v.driver):
                 reason = reason.replace(v.options, "<option set>")
             by_reason.setdefault(reason or "(no reason given)", []).append(v)
     return [
-        f"skipped {len(cells)}: {reason} [{short_cells(cells, universe)}]"
+        f"skipped {len(cells)}: {reason} [{short_cells(cells, verdicts)}]"
         for reason, cells in by_reason.items()
     ]
 
@@ -297,8 +298,8 @@ def matrix_lines(verdicts: Sequence[Verdict]) -> list[str]:
     container engines' (container features x engines, a symbol per profile), with the
     order of the option sets and profiles and the symbols' legend."""
     marks = symbols(v.verdict for v in verdicts)
-    overlay = [v for v in verdicts if not v.driver.startswith(PREFIX)]
-    engines = [v for v in verdicts if v.driver.startswith(PREFIX)]
+    overlay = [v for v in verdicts if not is_engine(v.driver)]
+    engines = [v for v in verdicts if is_engine(v.driver)]
     lines: list[str] = []
     if overlay:
         labels = list(dict.fromkeys(v.options for v in overlay))
@@ -361,7 +362,7 @@ def summary_lines(
         lines.append(check)
     for name, why in (left_out or {}).items():
         lines.append(f"not run: {name} ({why})")
-    lines += skip_lines(verdicts, verdicts)
+    lines += skip_lines(verdicts)
     if lines:
         lines.append("")
     lines += matrix_lines(others)

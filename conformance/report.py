@@ -257,23 +257,7 @@ def recorded_behaviours(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def _recorded_drivers() -> set[str]:
-    from conformance import expectations
-
-    return {record.driver for record in expectations._loaded(expectations.PATH)}
-
-
 # --- renderings -----------------------------------------------------------------------------
-
-
-def _overview(doc: dict[str, Any]) -> dict[tuple[str, str], str]:
-    """(driver, feature) -> the worst verdict over its option sets."""
-    from conformance.verdicts import worst
-
-    found: dict[tuple[str, str], list[str]] = {}
-    for cell in doc["cells"]:
-        found.setdefault((cell["driver"], cell["feature"]), []).append(cell["verdict"])
-    return {key: worst(values) for key, values in found.items()}
 
 
 def _failing_cells(doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -396,6 +380,6 @@ def _fence(*texts: str) -> str:
 
 
 def worse(old: str, new: str) -> bool:
-    """Whether verdict ``new`` is worse than ``old`` (conformance.certify.SEVERITY)."""
+    """Whether verdict ``new`` is worse than ``old`` (conformance.verdicts.SEVERITY)."""
     top = max(SEVERITY.values())
     return SEVERITY.get(new, top) > SEVERITY.get(old, top)

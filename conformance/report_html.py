@@ -18,7 +18,7 @@ import shlex
 from typing import Any
 
 from conformance import verdicts as v
-from conformance.verdicts import QUIET, fails
+from conformance.verdicts import QUIET, fails, is_engine
 
 #: The colours of the verdicts; any other verdict gets :data:`OTHER_COLOUR`.
 COLOURS = {
@@ -168,10 +168,8 @@ def grid(doc: dict[str, Any]) -> dict[str, tuple[list[str], list[str], dict]]:
 def _overview(doc: dict[str, Any]) -> list[str]:
     """The worst verdict per (driver, feature): the overlay drivers' table, then the
     container engines' (their features are not the drivers')."""
-    from conformance.verdicts import ENGINE_PREFIX as PREFIX
-
-    engines = [c for c in doc["cells"] if c["driver"].startswith(PREFIX)]
-    overlay = [c for c in doc["cells"] if not c["driver"].startswith(PREFIX)]
+    engines = [c for c in doc["cells"] if is_engine(c["driver"])]
+    overlay = [c for c in doc["cells"] if not is_engine(c["driver"])]
     if not doc["cells"]:
         return []
     out = ["<h2>Overview</h2><p>The worst verdict over the option sets (profiles for the "

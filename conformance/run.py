@@ -509,7 +509,8 @@ def _serve(
 ) -> None:
     """The worker's loop: a cell from ``tasks``, its verdict to ``results``."""
     from adapters.base import DriverUnavailable
-    from conformance.certify import BROKEN, SKIPPED, certify_cell
+    from conformance.certify import certify_cell
+    from conformance.verdicts import BROKEN, SKIPPED
 
     by_label = {options.label: options for options in MATRIX}
     while True:

@@ -70,6 +70,12 @@ def worst(verdicts: Iterable[str]) -> str:
 #: The driver part of an engine cell's id: ``engine:<name>`` (conformance.certify_engines).
 ENGINE_PREFIX = "engine:"
 
+
+def is_engine(driver: str) -> bool:
+    """Whether ``driver`` (a cell's driver) is a container engine, not an overlay driver."""
+    return driver.startswith(ENGINE_PREFIX)
+
+
 #: Exit statuses of the commands: no failing verdict; a failing one; bad usage or setup.
 CONFORMANT, NONCONFORMANT, USAGE_OR_SETUP_ERROR = 0, 1, 2
 #: Ctrl-C or SIGTERM (128 + SIGINT, as a shell reports it).

@@ -14,9 +14,9 @@ from adapters import engine_registry
 from adapters.base import DriverFailure, DriverHung
 from adapters.containers_base import ReferenceEngine
 from conformance.__main__ import main
-from conformance.certify import CONFORMS, DIVERGES, SKIPPED
 from conformance.certify_engines import MACHINE, _check, certify_engines, label, plan
 from conformance.containers import SCENARIOS, run_container_machine
+from conformance.verdicts import CONFORMS, DIVERGES, SKIPPED
 from tests.test_containers import RefillsNever
 
 FEW = settings(max_examples=3, stateful_step_count=8, database=None, deadline=None,

@@ -105,7 +105,7 @@ def test_the_matrix_has_a_symbol_per_option_set() -> None:
 
 def test_skipped_cells_are_grouped_by_reason_one_line_each() -> None:
     verdicts = realistic()
-    lines = console.skip_lines(verdicts, verdicts)
+    lines = console.skip_lines(verdicts)
     assert len(lines) == 2, lines
     interchange, podman = lines
     # 3 option sets x (reference, kernel): the reasons differ only in the option set named

@@ -359,7 +359,8 @@ def running(image: KernelImage) -> VM | None:
 
 
 def close_all() -> None:
-    """End every VM of this process (at exit; certify calls it when the run ends)."""
+    """End every VM of this process (registered with atexit: a run's VMs live until it
+    ends)."""
     for vm in list(_RUNNING.values()):
         vm.close()
     _SHARED.clear()
