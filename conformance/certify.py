@@ -24,7 +24,7 @@ from adapters.settings import DEFAULT, DriverSettings
 from conformance import corpus, expectations, records
 from conformance.claims import unclaimed_reason
 from conformance.corpus import Program
-from conformance.failure import Failure, failures_of
+from conformance.failure import Failure, exception_text, failures_of
 from conformance.features import FEATURES, Feature
 from conformance.interchange import FeatureSkipped
 from conformance.machine import DriverBroke, run_machine
@@ -85,11 +85,6 @@ def _interruption(exc: BaseException) -> KeyboardInterrupt | None:
     return None
 
 
-def _failure_text(exc: BaseException) -> str:
-    notes = getattr(exc, "__notes__", [])
-    return "\n".join([f"{type(exc).__name__}: {exc}", *notes]).strip()
-
-
 def certify_cell(
     driver: Driver,
     options: Options,
@@ -123,7 +118,7 @@ def certify_cell(
             interruption = _interruption(exc)
             if interruption is not None:
                 raise interruption from None
-            verdict, detail, failures = DIVERGES, _failure_text(exc), failures_of(exc)
+            verdict, detail, failures = DIVERGES, exception_text(exc), failures_of(exc)
         else:
             verdict, detail = CONFORMS, ""
     verdict, detail = expectations.settle(

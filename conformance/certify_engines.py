@@ -22,6 +22,7 @@ from adapters.base import DriverFailure, DriverHung, DriverUnavailable
 from adapters.containers_base import EngineDriver
 from conformance.certify import Verdict, uninterrupted
 from conformance.containers import SCENARIOS, ContainerScenario, run_container_machine, run_scenario
+from conformance.failure import exception_text
 from conformance.verdicts import (
     BROKEN,
     CONFORMS,
@@ -89,8 +90,7 @@ def _check(action: Callable[[], None]) -> tuple[str, str]:
             raise
         return (HUNG if isinstance(broken, DriverHung) else CRASHED), str(broken)
     except AssertionError as exc:
-        notes = getattr(exc, "__notes__", [])
-        return DIVERGES, "\n".join([f"{type(exc).__name__}: {exc}", *notes]).strip()
+        return DIVERGES, exception_text(exc)
     return CONFORMS, ""
 
 

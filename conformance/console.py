@@ -22,7 +22,15 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from conformance.report_html import first_difference
-from conformance.verdicts import CONFORMANT, NONCONFORMANT, SKIPPED, VerdictKind, fails, is_engine
+from conformance.verdicts import (
+    CONFORMANT,
+    NONCONFORMANT,
+    SKIPPED,
+    VerdictKind,
+    count,
+    fails,
+    is_engine,
+)
 from conformance.verdicts import ENGINE_PREFIX as PREFIX
 
 if TYPE_CHECKING:
@@ -198,9 +206,7 @@ def self_check_line(cells: Sequence[Verdict]) -> str | None:
 
 def count_line(verdicts: Sequence[Verdict], noun: str = "cells") -> str:
     """``516 cells: 300 conforms, 40 expected-divergence, ...`` (most frequent first)."""
-    counts: dict[str, int] = {}
-    for v in verdicts:
-        counts[v.verdict] = counts.get(v.verdict, 0) + 1
+    counts = count(v.verdict for v in verdicts)
     parts = ", ".join(f"{n} {verdict}" for verdict, n in sorted(counts.items(),
                                                                key=lambda kv: -kv[1]))
     return f"{len(verdicts)} {noun}: {parts}"

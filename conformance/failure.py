@@ -76,11 +76,7 @@ class Failure:
     def render(self) -> str:
         """The program as the suite prints one (mount line, then one line per step)."""
         lines = [f"mount {self.stack!r} with {self.options.label}"]
-        for number, step in enumerate(self.steps, 1):
-            got = "(no answer)" if step.actual is None else describe(step.actual)
-            allowed = " or ".join(describe(o) for o in step.allowed)
-            mark = "" if step.agrees else "   <-- differs"
-            lines.append(f"{number}. {step.op!r} -> {got} (reference: {allowed}){mark}")
+        lines += [step_text(n, step.as_json()) for n, step in enumerate(self.steps, 1)]
         return "\n".join(lines)
 
     def as_json(self) -> dict[str, Any]:
@@ -97,6 +93,38 @@ class Failure:
                 for d in self.found
             ],
         }
+
+
+# --- a step as the reports show it (its JSON form, TracedStep.as_json) -----------------
+
+
+def differs(step: dict[str, Any]) -> bool:
+    """Whether the driver's outcome is not one the reference allows (no answer: differs)."""
+    return step["actual"] not in step["allowed"]
+
+
+def actual_text(step: dict[str, Any]) -> str:
+    """What the driver gave: its outcome, or ``(no answer)`` (it hung or crashed)."""
+    return "(no answer)" if step["actual"] is None else step["actual"]
+
+
+def allowed_text(step: dict[str, Any]) -> str:
+    """The outcomes the reference allows, ``A or B``."""
+    return " or ".join(step["allowed"])
+
+
+def step_text(number: int, step: dict[str, Any]) -> str:
+    """``N. op -> actual (reference: allowed)``, marked ``<-- differs`` where it does (the
+    console, report.md and the failure text print steps so)."""
+    mark = "   <-- differs" if differs(step) else ""
+    return f"{number}. {step['op']} -> {actual_text(step)} (reference: {allowed_text(step)}){mark}"
+
+
+def exception_text(exc: BaseException) -> str:
+    """An exception as a verdict's detail: ``Type: message`` and its notes (Hypothesis
+    adds the falsifying example as notes)."""
+    notes = getattr(exc, "__notes__", [])
+    return "\n".join([f"{type(exc).__name__}: {exc}", *notes]).strip()
 
 
 def failures_of(exc: BaseException) -> tuple[Failure, ...]:

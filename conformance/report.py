@@ -27,6 +27,7 @@ from adapters.settings import DEFAULT, DriverSettings
 from conformance import safe_write
 from conformance import verdicts as v
 from conformance.errors import ConformanceError
+from conformance.failure import step_text
 from conformance.report_html import _status_line, grid, render_html
 from conformance.report_html import slug as slug  # the file name part of a cell id
 from conformance.safe_write import write_atomically
@@ -192,9 +193,7 @@ class Report:
     def document(self) -> dict[str, Any]:
         if self.env is None:
             self.env = environment(self.drivers, self.engines, self.driver_settings)
-        summary: dict[str, int] = {}
-        for cell in self.cells:
-            summary[cell.verdict.verdict] = summary.get(cell.verdict.verdict, 0) + 1
+        summary = v.count(cell.verdict.verdict for cell in self.cells)
         cells = [
             cell.as_json()
             for cell in sorted(
@@ -297,7 +296,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
         lines += ["", f"### {cell['id']}: {cell['verdict']}", "", f"{fence}text",
                   cell["reason"], fence]
         for failure in cell["failures"]:
-            steps = [_step_text(n, step) for n, step in enumerate(failure["steps"], 1)]
+            steps = [step_text(n, step) for n, step in enumerate(failure["steps"], 1)]
             fence = _fence(failure["stack"], *steps)
             lines += ["", f"Shrunk program ({failure['options']}):", "", f"{fence}text",
                       f"mount {failure['stack']}", *steps, fence]
@@ -306,13 +305,6 @@ def render_markdown(doc: dict[str, Any]) -> str:
             if failure.get("program"):
                 lines.append(f"Corpus program: `{failure['program']}`")
     return "\n".join(lines) + "\n"
-
-
-def _step_text(number: int, step: dict[str, Any]) -> str:
-    allowed = " or ".join(step["allowed"])
-    actual = step["actual"] if step["actual"] is not None else "(no answer)"
-    mark = "" if step["actual"] in step["allowed"] else "   <-- differs"
-    return f"{number}. {step['op']} -> {actual} (reference: {allowed}){mark}"
 
 
 def render_junit(doc: dict[str, Any]) -> str:

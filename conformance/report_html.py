@@ -18,6 +18,7 @@ import shlex
 from typing import Any
 
 from conformance import verdicts as v
+from conformance.failure import actual_text, allowed_text, differs
 from conformance.verdicts import QUIET, fails, is_engine
 
 #: The colours of the verdicts; any other verdict gets :data:`OTHER_COLOUR`.
@@ -68,13 +69,6 @@ def slug(text: str) -> str:
 
 def badge(verdict: str, text: str | None = None) -> str:
     return f'<span class="badge" style="background:{colour(verdict)}">{_e(text or verdict)}</span>'
-
-
-def counts(cells: list[dict[str, Any]]) -> dict[str, int]:
-    found: dict[str, int] = {}
-    for cell in cells:
-        found[cell["verdict"]] = found.get(cell["verdict"], 0) + 1
-    return found
 
 
 def reproducer_command(directory: str, reproducer: str) -> str:
@@ -138,7 +132,7 @@ def _driver_summaries(doc: dict[str, Any]) -> list[str]:
         out.append(f"<br>{label}: {_e(listed)}</p>")
         if about.get("error"):
             out.append(f"<p>error: {_e(about['error'])}</p>")
-        found = counts(cells)
+        found = v.count(cell["verdict"] for cell in cells)
         out.append("<p>" + " ".join(badge(v, f"{n} {v}") for v, n in found.items())
                    + f' <span class="muted">({len(cells)} cells)</span></p>')
         listed_cells = [c for c in cells if c["verdict"] not in QUIET]
@@ -238,11 +232,9 @@ def _failure(failure: dict[str, Any], directory: str) -> list[str]:
         out.append("<table><tr><th>#</th><th>operation</th><th>reference allows</th>"
                    "<th>driver gave</th></tr>")
     for number, step in enumerate(steps, 1):
-        differs = step["actual"] not in step["allowed"]
-        actual = step["actual"] if step["actual"] is not None else "(no answer)"
-        out.append(f'<tr{" class=differs" if differs else ""}><td>{number}</td>'
+        out.append(f'<tr{" class=differs" if differs(step) else ""}><td>{number}</td>'
                    f"<td><code>{_e(step['op'])}</code></td>"
-                   f"<td>{_e(' or '.join(step['allowed']))}</td><td>{_e(actual)}</td></tr>")
+                   f"<td>{_e(allowed_text(step))}</td><td>{_e(actual_text(step))}</td></tr>")
     if steps:
         out.append("</table>")
     differences = failure.get("differences") or []
@@ -364,7 +356,7 @@ def render_html(doc: dict[str, Any]) -> str:
         out.append(f'<p class="banner">Interrupted ({_e(doc["interruption"] or "")}): '
                    f"only the cells done are shown.</p>")
     out.append(f"<p>{_e(_status_line(doc))}: "
-               + " ".join(badge(v, f"{n} {v}") for v, n in counts(doc["cells"]).items())
+               + " ".join(badge(v, f"{n} {v}") for v, n in doc["summary"].items())
                + "</p>")
     out.append(f"<p>Kernel {_e(env['kernel']['release'])}, Python {_e(env['python'])}, "
                f"Hypothesis {_e(env['hypothesis'])}. Started {_e(doc['started'])}, updated "
@@ -400,10 +392,9 @@ def first_difference(cell: dict[str, Any] | None, detail: str) -> str:
         failure = failures[0]
         steps = failure["steps"]
         for number, step in enumerate(steps, 1):
-            if step["actual"] not in step["allowed"]:
-                actual = "(no answer)" if step["actual"] is None else step["actual"]
+            if differs(step):
                 return (f"step {number}/{len(steps)} {step['op']}: allowed "
-                        f"{' or '.join(step['allowed'])}, actual {actual}")
+                        f"{allowed_text(step)}, actual {actual_text(step)}")
         differences = failure.get("differences") or []
         if differences:
             d = differences[0]

@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 
 from conformance.errors import ConformanceError
+from conformance.verdicts import count
 
 
 class ShardError(ConformanceError, ValueError):
@@ -99,9 +100,7 @@ def merge_documents(docs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         environment.setdefault("drivers", {}).update(doc["environment"].get("drivers", {}))
         environment.setdefault("engines", {}).update(doc["environment"].get("engines", {}))
     cells.sort(key=lambda cell: _order(cell, drivers))
-    summary: dict[str, int] = {}
-    for cell in cells:
-        summary[cell["verdict"]] = summary.get(cell["verdict"], 0) + 1
+    summary = count(cell["verdict"] for cell in cells)
     settings = {k: v for k, v in docs[0]["settings"].items() if k != "shard"}
     settings["merged"] = [doc["settings"].get("shard", "-") for doc in docs]
     statuses = {doc["status"] for doc in docs}

@@ -7,6 +7,7 @@ the groups below say what each means for a run.
 from __future__ import annotations
 
 import enum
+from collections import Counter
 from collections.abc import Iterable
 
 
@@ -61,6 +62,11 @@ SEVERITY = {
     HUNG: 4,
     CRASHED: 4,
 }
+
+def count(verdicts: Iterable[str]) -> dict[str, int]:
+    """Verdict -> how many, in the order each first comes (a report's ``summary``)."""
+    return dict(Counter(verdicts))
+
 
 def worst(verdicts: Iterable[str]) -> str:
     """The worst of ``verdicts`` (:data:`SEVERITY`; an unknown one counts as the worst)."""

@@ -236,3 +236,23 @@ def test_one_rule_says_which_verdicts_fail_the_run(page) -> None:
     for kind in v.VerdictKind:
         assert v.fails(kind) == (kind in v.FAILING)
         assert not (v.fails(kind) and kind in v.QUIET)
+
+
+def test_a_step_reads_the_same_in_every_rendering(page) -> None:
+    """The failure text, report.md, report.html and the first difference draw a step from
+    one helper (conformance.failure.step_text and its parts)."""
+    from conformance.failure import step_text
+    from conformance.report import render_markdown
+    from conformance.report_html import first_difference, slug
+
+    html, doc = page
+    failure = _failure("copy-up", Err("EIO"))
+    step = failure.steps[1].as_json()
+    line = step_text(2, step)
+    assert failure.render().splitlines()[2] == line and line.endswith("<-- differs")
+    assert line in render_markdown(doc)
+    cell = next(c for c in doc["cells"] if c["feature"] == "copy-up")
+    assert first_difference(cell, "") == (
+        f"step 2/2 {step['op']}: allowed {step['allowed'][0]}, actual {step['actual']}")
+    assert "<td>EIO (Input/output error)</td>" in _divergence(html, slug(cell["id"]))
+    assert list(doc["summary"]) == list(dict.fromkeys(c["verdict"] for c in doc["cells"]))
