@@ -15,7 +15,6 @@ package name (``linux-image-6.1.0-37-amd64``).
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import attrs
 
+from adapters.cache import cache_root
 from conformance.errors import ConformanceError
 from conformance.verdicts import USAGE_OR_SETUP_ERROR
 
@@ -53,21 +53,16 @@ UNPACKED = ".unpacked"
 #: Package lists younger than this are not fetched again (seconds).
 LISTS_MAX_AGE = 24 * 3600.0
 FLAVOUR_EXCLUDED = ("-rt-", "-cloud-", "-unsigned", "-dbg")
+#: A SPEC that is a version prefix: ``6.1``, ``6.12.118``.
+VERSION = re.compile(r"\d+\.\d+(\.\d+)?")
 
 
 class FetchError(ConformanceError, RuntimeError):
     """A kernel could not be fetched (one line for the user)."""
 
 
-def cache_root() -> Path:
-    """Where kernels are kept: ``$UNIONSPEC_CACHE`` or ``~/.cache/unionspec``."""
-    base = os.environ.get("UNIONSPEC_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "unionspec"
-    )
-    return Path(base)
-
-
 def kernels_dir() -> Path:
+    """Where kernels are kept: ``kernels/`` under the cache (adapters.cache)."""
     return cache_root() / "kernels"
 
 
@@ -169,7 +164,7 @@ def check_spec(spec: str) -> None:
     """A FetchError (one line) for what cannot be a SPEC, before any download."""
     known = spec.startswith("linux-image-") or spec == "newest"
     known |= spec in {suite for _url, suite in SUITES}
-    if not known and not re.fullmatch(r"\d+\.\d+(\.\d+)?", spec):
+    if not known and not VERSION.fullmatch(spec):
         raise FetchError(
             f"{spec!r} is not a kernel spec (a version such as 6.1, a suite such as "
             f"trixie, 'newest', or a linux-image-... package name)"
@@ -187,13 +182,10 @@ def resolve(spec: str, apt: PrivateApt, offered: dict[str, str] | None = None) -
     offered = apt.image_packages() if offered is None else offered
     if spec == "newest":
         candidates = list(offered)
-    elif re.fullmatch(r"\d+\.\d+(\.\d+)?", spec):
+    elif VERSION.fullmatch(spec):
         candidates = [n for n in offered if re.match(rf"linux-image-{re.escape(spec)}[.\-+]", n)]
-    else:
-        raise FetchError(
-            f"{spec!r} is not a kernel spec (a version such as 6.1, a suite such as "
-            f"trixie, 'newest', or a linux-image-... package name)"
-        )
+    else:  # a suite of SUITES that this apt does not look in
+        candidates = []
     if not candidates:
         raise FetchError(f"no Debian kernel image package matches {spec!r}")
     return max(candidates, key=lambda n: version_key(offered[n]))

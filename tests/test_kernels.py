@@ -37,6 +37,9 @@ def test_a_spec_picks_the_newest_package_of_its_series() -> None:
         kernels.resolve("6.3", apt, OFFERED)
     with pytest.raises(kernels.FetchError, match="not a kernel spec"):
         kernels.resolve("bogus", apt, OFFERED)
+    only_bookworm = kernels.PrivateApt(Path("/nonexistent"), kernels.SUITES[:1])
+    with pytest.raises(kernels.FetchError, match="no Debian kernel image package matches"):
+        kernels.resolve("trixie", only_bookworm, OFFERED)
 
 
 def test_a_kernel_that_cannot_be_fetched_is_one_line_and_exit_2(

@@ -233,3 +233,17 @@ def test_the_agent_ends_an_executor_that_stops_reading_and_tells_the_host(
         stand_in.wait()
         for end in (host, port, ours, executor):
             end.close()
+
+
+def test_the_vm_logs_and_the_kernels_share_the_cache_read_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(The VM's log directory was a copy of the cache rule, fixed at import.)"""
+    from adapters.vm import machine
+
+    monkeypatch.setenv("UNIONSPEC_CACHE", str(tmp_path / "cache"))
+    assert machine.logs_dir() == tmp_path / "cache" / "vm-logs"
+    assert kernels.kernels_dir() == tmp_path / "cache" / "kernels"
+    monkeypatch.delenv("UNIONSPEC_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert machine.logs_dir().parent == kernels.kernels_dir().parent == tmp_path / "xdg/unionspec"

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from adapters._sandbox import PROJECT_ROOT
 from adapters.base import AdapterError
+from adapters.cache import cache_root
 from adapters.vm import channel
 from adapters.vm.image import KernelImage, initramfs
 
@@ -50,11 +51,6 @@ PR_SET_PDEATHSIG = 1
 #: channel, the guest stopped reading it (every session's frames share it, so the VM is
 #: ended); to a session's driver, the driver stopped reading (that session is ended).
 SEND_TIMEOUT = 60.0
-#: Where the console of the last VM on each kernel is kept (``<release>.log``).
-LOGS = Path(
-    os.environ.get("UNIONSPEC_CACHE")
-    or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "unionspec")
-) / "vm-logs"
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -79,6 +75,11 @@ def limit_sends(sock: socket.socket, seconds: float) -> None:
     whole = int(seconds)
     limit = struct.pack("ll", whole, int((seconds - whole) * 1e6))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
+
+
+def logs_dir() -> Path:
+    """Where the console of the last VM on each kernel is kept (``<release>.log``)."""
+    return cache_root() / "vm-logs"
 
 
 def kvm_usable() -> bool:
@@ -317,8 +318,9 @@ class VM:
         with contextlib.suppress(OSError):
             self.sock.close()
         with contextlib.suppress(OSError):  # the console of the last VM on this kernel
-            LOGS.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(self.log, LOGS / f"{self.image.release}.log")
+            logs = logs_dir()
+            logs.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.log, logs / f"{self.image.release}.log")
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
