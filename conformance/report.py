@@ -189,13 +189,23 @@ class Report:
     driver_settings: DriverSettings = DEFAULT
     #: Drivers not asked for that cannot run for want of a setting: name -> what to give.
     left_out: dict[str, str] = attrs.field(factory=dict)
+    #: Each cell's JSON, made once (the reports are rewritten after every verdict): by the
+    #: cell's id(), the cells being kept in :attr:`cells`.
+    _json: dict[int, dict[str, Any]] = attrs.field(factory=dict, init=False, repr=False)
+
+    def cell_json(self, cell: Cell) -> dict[str, Any]:
+        """``cell.as_json()``, made on its first write (its files are known by then)."""
+        found = self._json.get(id(cell))
+        if found is None:
+            found = self._json[id(cell)] = cell.as_json()
+        return found
 
     def document(self) -> dict[str, Any]:
         if self.env is None:
             self.env = environment(self.drivers, self.engines, self.driver_settings)
         summary = v.count(cell.verdict.verdict for cell in self.cells)
         cells = [
-            cell.as_json()
+            self.cell_json(cell)
             for cell in sorted(
                 self.cells, key=lambda c: self.order.get(c.verdict.id, len(self.order))
             )

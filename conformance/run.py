@@ -294,7 +294,7 @@ def certify_command(args: argparse.Namespace) -> int:
     from conformance.certify_engines import certify_engines
     from conformance.certify_engines import plan as plan_engines
     from conformance.console import Progress, exit_status, summary_lines
-    from conformance.report import Report, ReportDirError, prepare
+    from conformance.report import Report, prepare
 
     add_kernel_images(args)
     drivers, features, machine = check_arguments(args)
@@ -321,12 +321,8 @@ def certify_command(args: argparse.Namespace) -> int:
         raise UsageError(f"corpus directory {str(corpus_dir)!r} cannot be written")
     report = None
     if args.report_dir:
-        try:
-            directory = prepare(args.report_dir)
-        except ReportDirError as problem:
-            raise UsageError(str(problem)) from None
         report = Report(
-            directory,
+            prepare(args.report_dir),  # a ReportDirError: one line, exit 2 (__main__)
             drivers,
             {"budget": args.budget, "seed": args.seed, "workers": args.workers,
              **({"shard": shard.label} if shard is not None else {}),
@@ -480,15 +476,12 @@ def _worker(config: dict[str, Any], tasks: Any, results: Any) -> None:
     expectations.configure(config["expectations"])
     run_settings, feature_settings = _settings(config["budget"], config["seed"])
     timebudget.SECONDS_PER_RUN = config["seconds_per_run"]
-    if config["seed"] is not None:
-        from hypothesis import core
-
-        core.global_force_seed = config["seed"]
     # (the main process said which files it skipped)
     programs = corpus.load([corpus.PROJECT_CORPUS, config["corpus"]], on_problem=lambda _: None)
     drivers: dict[str, Any] = {}
     try:
-        _serve(config, tasks, results, drivers, run_settings, feature_settings, programs)
+        with seeded(config["seed"]):
+            _serve(config, tasks, results, drivers, run_settings, feature_settings, programs)
     except Interrupted:
         pass  # stopped by the main process; the drivers are closed below
     finally:

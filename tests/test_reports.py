@@ -280,3 +280,29 @@ def test_an_assertion_raised_while_interrupted_stops_the_run_not_a_divergence() 
             BreaksWhileInterrupted(), Options(),
             settings(max_examples=1, deadline=None, database=None),
         )
+
+
+def test_each_cell_is_made_json_once_however_often_the_reports_are_rewritten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reports are rewritten after every verdict: making every cell's JSON each time
+    was quadratic in the cells."""
+    from conformance.certify import Verdict
+    from conformance.report import Cell, Report, environment
+
+    made: list[str] = []
+    real = Cell.as_json
+
+    def counted(cell: Cell) -> dict:
+        made.append(cell.verdict.id)
+        return real(cell)
+
+    monkeypatch.setattr(Cell, "as_json", counted)
+    report = Report(tmp_path, ["reference"], {"budget": "quick"}, planned=20)
+    report.env = environment([])
+    for number in range(20):
+        report.cells.append(Cell(Verdict("reference", f"o{number}", "conforms")))
+        report.write()
+    assert sorted(made) == sorted(f"reference/machine/o{n}" for n in range(20))
+    doc = json.loads((tmp_path / "report.json").read_text())
+    assert [c["options"] for c in doc["cells"]] == [f"o{n}" for n in range(20)]
