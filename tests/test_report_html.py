@@ -77,12 +77,10 @@ def _failure(feature: str, actual: object, found=()) -> Failure:
 
 
 @pytest.fixture
-def page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, dict]:
+def page(tmp_path: Path) -> tuple[str, dict]:
     records = tmp_path / "expectations.toml"
     records.write_text(RECORD)
     expectations.configure(str(records))
-    monkeypatch.setattr(expectations, "installed_version",
-                        lambda driver: "mydriver 2.0" if driver == "mydriver" else None)
     label = Options().label
     diverges = Verdict("mydriver", label, "diverges", f"Diverged: {HOSTILE}", 1.5, "metadata",
                        (_failure("metadata", Ok(None),
