@@ -49,6 +49,8 @@ def test_shards_merged_give_the_verdicts_of_the_whole_run(
     assert [c["id"] for c in merged["cells"]] == [c["id"] for c in whole["cells"]]
     assert "diverges" in verdicts.values() and "conforms" in verdicts.values()
     assert merged["status"] == "complete" and merged["planned"] == whole["planned"]
+    assert merged["recorded"] == whole["recorded"] and merged["left_out"] == whole["left_out"]
+    assert merged["summary"] == whole["summary"]
     for cell in merged["cells"]:
         if cell["reproducer"]:
             assert (tmp_path / "merged" / cell["reproducer"]).is_file()
