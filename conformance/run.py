@@ -178,8 +178,6 @@ def seeded(seed: int | None) -> Iterator[None]:
         core.global_force_seed = before
 
 
-
-
 class Artefacts:
     """What is written after each verdict: the corpus programs, the reproducers, the
     reports."""
