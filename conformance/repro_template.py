@@ -233,11 +233,11 @@ def enter(root, writable=(), visible=(), proc=False, system=True):
 # __CONFINE__ end
 
 
-def driver_files(how):
+def driver_files(how, host_tmp):
     """(source, path) of the driver's own files to show read-only in the confined root: the
     directory of its program unless a system directory (the program alone in / or /tmp);
-    under /tmp, which this script's tmpfs hides, reached through a descriptor of /tmp kept
-    from before (as adapters._fusemount.driver_files)."""
+    under /tmp, which this script's tmpfs hides, reached through ``host_tmp``, a descriptor
+    of /tmp opened before (as adapters._fusemount.driver_files)."""
     shown = []
     prefix = os.path.normpath(sys.base_prefix)
     candidates = [prefix] if prefix.split("/")[1:2][0] not in SYSTEM_DIRS else []
@@ -249,7 +249,6 @@ def driver_files(how):
                 parent = os.path.dirname(found)
                 if parent.split("/")[1:2][0] not in SYSTEM_DIRS:
                     candidates.append(found if parent in ("/", "/tmp") else parent)
-    host_tmp = os.open("/tmp", os.O_PATH | os.O_DIRECTORY)
     for path in candidates:
         if path in [seen for _, seen in shown]:
             continue
@@ -511,7 +510,10 @@ def show(value):
 def run(how):
     options = DATA["options"]
     os.umask(0)
-    visible = driver_files(how)
+    # Closed right after enter() (which opens what it shows first): this process is PID 1
+    # of the PID namespace whose proc the driver sees, and /proc/1/fd/<it> is the host's /tmp.
+    host_tmp = os.open("/tmp", os.O_PATH | os.O_DIRECTORY)
+    visible = driver_files(how, host_tmp)
     mount("unionspec-repro", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=256m")
     os.mkdir(BASE, 0o755)
     lowers = [BASE + "/l%d" % i for i in range(len(DATA["lowers"]))]
@@ -527,6 +529,7 @@ def run(how):
     # driver follows cannot reach the host's files.
     os.mkdir("/tmp/unionspec-root", 0o700)
     enter("/tmp/unionspec-root", writable=(BASE,), visible=visible, proc=True)
+    os.close(host_tmp)
     mounter = Mounter(how, options, lowers)
     try:
         mounter.start()

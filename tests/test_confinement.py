@@ -136,3 +136,38 @@ def test_a_reproducer_cannot_read_or_write_the_host_through_a_lower_symlink(
     assert "host secret" not in result.stdout
     assert "'secret'" not in result.stdout
     assert sorted(p.name for p in host_dir.iterdir()) == ["secret"]
+
+
+def test_a_reproducer_keeps_no_way_to_the_hosts_tmp(tmp_path: Path) -> None:
+    """The reproducer reaches a driver under the host's /tmp through a descriptor of /tmp
+    opened before its own tmpfs hides it; once its confined root is entered that
+    descriptor is closed: the script is PID 1 of the PID namespace whose proc the daemon
+    sees, so a lower symlink to ``/proc/1/fd/<n>/...`` must not lead to the host's /tmp."""
+    require(UnionfsFuseDriver, "unionfs-fuse")
+    from conformance import reproducer
+    from tests.test_reproducer import _reference_failure, _run
+
+    where = Path(tempfile.mkdtemp(prefix="unionspec-host-", dir="/tmp"))
+    (where / "secret").write_bytes(b"host secret\n")
+    relative = str(where)[len("/tmp/"):]
+    fds = (3, 4)  # the first descriptors a script opens (3: the one it kept of /tmp)
+    stack = StackSpec(
+        (
+            LayerSpec(tuple((f"c{fd}", DirSpec()) for fd in fds)),
+            LayerSpec(
+                tuple((f"c{fd}", SymlinkSpec(target=f"/proc/1/fd/{fd}/{relative}")) for fd in fds)
+            ),
+        )
+    )
+    steps: list[ops.Op] = [ops.Read(path=f"c{fd}/secret") for fd in fds]
+    steps.append(ops.Write(path="c3/planted", data=b"x", flags=("O_CREAT",), mode=0o644))
+    try:
+        failure = _reference_failure(stack, steps, RW)
+        script = reproducer.write(failure, tmp_path / "repro.py")
+        result = _run(script, "--fuse-cmd", UNIONFS, "--timeout", "60")
+        assert f"step {len(steps)}" in result.stdout, result.stdout + result.stderr
+        assert "host secret" not in result.stdout, result.stdout
+        assert sorted(p.name for p in where.iterdir()) == ["secret"]
+    finally:
+        shutil.rmtree(where)
+
