@@ -95,7 +95,9 @@ BAD_PROGRAMS = {
     "wrong-mode-type": (GOOD_STACK, ["Chmod(path='a', mode='x')"], "Chmod.mode must be int"),
     "wrong-lowers-type": ("StackSpec(lowers=5)", ["Read(path='a')"], "StackSpec.lowers"),
     "huge-truncate": (GOOD_STACK, ["Truncate(path='a', size=100000000000)"], "Truncate.size"),
-    "huge-offset": (GOOD_STACK, ["Write(path='a', data=b'x', offset=1 << 40)"], ""),
+    "huge-offset": (
+        GOOD_STACK, ["Write(path='a', data=b'x', offset=1099511627776)"], "Write.offset"
+    ),
     "dotdot-path": (GOOD_STACK, ["Read(path='../../etc/passwd')"], "'..'"),
     "absolute-path": (GOOD_STACK, ["Read(path='/etc/passwd')"], "relative"),
     "nul-path": (GOOD_STACK, ["Read(path='a\\x00b')"], "NUL"),
