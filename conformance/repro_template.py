@@ -230,6 +230,10 @@ SYSTEM_DIRS: tuple = ()
 
 def enter(root, writable=(), visible=(), proc=False, system=True):
     raise RuntimeError("adapters/_confine.py was not embedded")
+
+
+def stage(source, where):
+    raise RuntimeError("adapters/_confine.py was not embedded")
 # __CONFINE__ end
 
 
@@ -510,10 +514,10 @@ def show(value):
 def run(how):
     options = DATA["options"]
     os.umask(0)
-    # Closed right after enter() (which opens what it shows first): this process is PID 1
-    # of the PID namespace whose proc the driver sees, and /proc/1/fd/<it> is the host's /tmp.
+    # Closed once the driver's files are staged: this process is PID 1 of the PID namespace
+    # whose proc the driver sees, and /proc/1/fd/<it> would be the host's /tmp.
     host_tmp = os.open("/tmp", os.O_PATH | os.O_DIRECTORY)
-    visible = driver_files(how, host_tmp)
+    shown = driver_files(how, host_tmp)
     mount("unionspec-repro", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=256m")
     os.mkdir(BASE, 0o755)
     lowers = [BASE + "/l%d" % i for i in range(len(DATA["lowers"]))]
@@ -528,8 +532,14 @@ def run(how):
     # read-only proc of this PID namespace and the layers: a symlink in a layer that a FUSE
     # driver follows cannot reach the host's files.
     os.mkdir("/tmp/unionspec-root", 0o700)
-    enter("/tmp/unionspec-root", writable=(BASE,), visible=visible, proc=True)
+    # Staged (bound) here first: a mount reached through host_tmp belongs to this mount
+    # namespace, and enter() binds only from its own copy of it (EINVAL otherwise).
+    visible = []
+    for number, (source, path) in enumerate(shown):
+        stage(source, "/tmp/unionspec-stage/driver%d" % number)
+        visible.append(("/tmp/unionspec-stage/driver%d" % number, path))
     os.close(host_tmp)
+    enter("/tmp/unionspec-root", writable=(BASE,), visible=visible, proc=True)
     mounter = Mounter(how, options, lowers)
     try:
         mounter.start()

@@ -171,3 +171,25 @@ def test_a_reproducer_keeps_no_way_to_the_hosts_tmp(tmp_path: Path) -> None:
     finally:
         shutil.rmtree(where)
 
+
+def test_a_reproducer_runs_a_driver_under_the_hosts_tmp(tmp_path: Path) -> None:
+    """The reproducer shows a driver built under the host's /tmp (hidden by its own tmpfs)
+    at its own path, read-only, through the descriptor of /tmp it closes afterwards."""
+    require(UnionfsFuseDriver, "unionfs-fuse")
+    from conformance import reproducer
+    from tests.test_reproducer import _reference_failure, _run
+
+    build = tmp_path / "build"
+    build.mkdir()
+    wrapper = build / "my-unionfs"
+    wrapper.write_text(
+        '#!/bin/sh\necho x > "$(dirname "$0")/written" 2>/dev/null\nexec unionfs "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    stack = StackSpec((LayerSpec((("f", DirSpec()),)),))
+    failure = _reference_failure(stack, [ops.Readdir(path="")], RW)
+    script = reproducer.write(failure, tmp_path / "repro.py")
+    result = _run(script, "--fuse-cmd", UNIONFS.replace("unionfs ", f"{wrapper} ", 1))
+    assert "mounted: " + str(wrapper) in result.stdout, result.stdout + result.stderr
+    assert "step 1" in result.stdout, result.stdout + result.stderr
+    assert sorted(p.name for p in build.iterdir()) == ["my-unionfs"]
