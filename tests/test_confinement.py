@@ -75,6 +75,10 @@ def test_the_daemon_sees_only_its_confined_root() -> None:
         names = set(os.listdir(root))
         assert names.isdisjoint({"etc", "root", "home", "var", "sys", "run", "boot"})
         assert os.listdir(f"{root}/proc/1/root") == []
+        # PID 1's descriptors are reachable through that proc: none is a host file (its
+        # stdout and stderr were the executor's, e.g. pytest's capture file under /tmp)
+        held = {os.readlink(f"{root}/proc/1/fd/{fd}") for fd in os.listdir(f"{root}/proc/1/fd")}
+        assert {h for h in held if not h.startswith("pipe:")} <= {"/dev/null"}, held
         assert not os.path.exists(f"{root}/proc/{os.getpid()}")
         assert sorted(os.listdir(f"{root}/dev")) == ["fuse", "null"]
         assert os.listdir(f"{root}/tmp") == ["unionspec"]
