@@ -61,6 +61,8 @@ _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_u
 #: (holder pid, write end of its pipe, pid namespace link) once started; one per executor
 #: (a process can unshare its children's PID namespace only once).
 _holder: tuple[int, int, str] | None = None
+#: A driver's file shown in confined roots -> where it is staged under ROOTS (once).
+_staged: dict[str, str] = {}
 #: Why the holder could not start (then no FUSE driver can run in this executor).
 _holder_error: str | None = None
 #: Whether this executor has made its /tmp shared and mounted ROOTS (once).
@@ -210,7 +212,8 @@ def driver_files(programs: list[str]) -> list[tuple[str, str]]:
     resolved on the host) unless it is a system directory the root shows anyway; the
     program alone when that directory is ``/`` or ``/tmp``. Each is staged (bound) under
     ROOTS in the executor's namespace, where a path under the host's /tmp, hidden by the
-    executor's tmpfs, is reached through :data:`HOST_TMP`."""
+    executor's tmpfs, is reached through :data:`HOST_TMP`; once per executor (a mounter
+    is made at every configure)."""
     shown: list[tuple[str, str]] = []
     for program in programs:
         parent = os.path.dirname(program)
@@ -220,12 +223,13 @@ def driver_files(programs: list[str]) -> list[tuple[str, str]]:
         path = program if parent in ("/", "/tmp") else parent
         if any(path == seen for _, seen in shown):
             continue
-        source = path
-        if path.startswith("/tmp/") and HOST_TMP is not None:
-            source = f"/proc/self/fd/{HOST_TMP}/{path[len('/tmp/'):]}"
-        staged = f"{ROOTS}/driver{len(os.listdir(ROOTS))}"
-        _confine.stage(source, staged)
-        shown.append((staged, path))
+        if path not in _staged:
+            source = path
+            if path.startswith("/tmp/") and HOST_TMP is not None:
+                source = f"/proc/self/fd/{HOST_TMP}/{path[len('/tmp/'):]}"
+            _confine.stage(source, f"{ROOTS}/driver{len(_staged)}")
+            _staged[path] = f"{ROOTS}/driver{len(_staged)}"
+        shown.append((_staged[path], path))
     return shown
 
 

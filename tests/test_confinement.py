@@ -197,3 +197,38 @@ def test_a_reproducer_runs_a_driver_under_the_hosts_tmp(tmp_path: Path) -> None:
     assert "mounted: " + str(wrapper) in result.stdout, result.stdout + result.stderr
     assert "step 1" in result.stdout, result.stdout + result.stderr
     assert sorted(p.name for p in build.iterdir()) == ["my-unionfs"]
+
+
+def test_a_drivers_files_are_staged_once_per_executor(tmp_path: Path) -> None:
+    """Every configure of the executor (each take_back, each hand_over) makes a mounter
+    anew; the driver's own files are staged (bound under the roots' tmpfs) once, then
+    reused: the executor's mounts do not grow with the number of examples."""
+    require(FuseOverlayfsDriver, "fuse-overlayfs")
+    from adapters.fuse import PROFILES, FuseDriver
+    from adapters.profile import load_profile
+
+    build = tmp_path / "build"
+    build.mkdir()
+    wrapper = build / "my-overlay"
+    wrapper.write_text('#!/bin/sh\nexec fuse-overlayfs "$@"\n')
+    wrapper.chmod(0o755)
+    template = (
+        f"{wrapper} -o lowerdir={{lowerdir}},upperdir={{upperdir}},workdir={{workdir}}"
+        "{options} {mountpoint}"
+    )
+    profile = load_profile(PROFILES / "fuse-overlayfs.toml")
+    stack = StackSpec((LayerSpec((("f", DirSpec()),)),))
+
+    def staged(driver: FuseDriver) -> list[str]:
+        with open(f"/proc/{driver.executor_pid}/mountinfo") as f:
+            points = [line.split()[4] for line in f]
+        return [p for p in points if p.startswith("/tmp/unionspec-roots/driver")]
+
+    with FuseDriver(template, profile, name="wrapped", timeout=30) as driver:
+        driver.mount(stack, RW)
+        first = staged(driver)
+        for _ in range(3):
+            driver.take_back()
+            driver.mount(stack, RW)
+            assert driver.run(ops.Readdir(path="")) == Ok(("f",))
+        assert len(first) == 1 and staged(driver) == first
