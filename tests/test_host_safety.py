@@ -98,6 +98,9 @@ BAD_PROGRAMS = {
     "huge-offset": (
         GOOD_STACK, ["Write(path='a', data=b'x', offset=1099511627776)"], "Write.offset"
     ),
+    "huge-in-all": (
+        GOOD_STACK, [f"Truncate(path='a{i}', size=1048576)" for i in range(17)], "in all"
+    ),
     "dotdot-path": (GOOD_STACK, ["Read(path='../../etc/passwd')"], "'..'"),
     "absolute-path": (GOOD_STACK, ["Read(path='/etc/passwd')"], "relative"),
     "nul-path": (GOOD_STACK, ["Read(path='a\\x00b')"], "NUL"),
@@ -129,6 +132,24 @@ def test_a_bad_program_file_is_one_line_and_exit_2(tmp_path: Path, capsys, name:
     path.write_text(json.dumps(_program(stack, steps)))
     assert main(["replay", str(path), "--driver", "reference"]) == 2
     _one_line_error(capsys, says)
+
+
+def test_the_layers_count_in_a_programs_total_bytes(monkeypatch) -> None:
+    """The bound on a whole program covers the layers' data and xattr values too."""
+    from conformance import program_check
+    from reference import ops
+    from reference.layer import FileSpec, LayerSpec, StackSpec
+
+    monkeypatch.setattr(program_check, "MAX_PROGRAM_BYTES", 1000)
+    big = FileSpec(data=b"x" * 400, xattrs=(("user.a", b"y" * 300),))
+    stack = StackSpec((LayerSpec((("a", big), ("b", FileSpec(data=b"x" * 200)))),))
+    program_check.check_program(stack, (ops.Read(path="a"),), "ok")
+    with pytest.raises(program_check.ProgramError, match="in all"):
+        program_check.check_program(stack, (ops.Truncate(path="a", size=200),), "bad")
+    with pytest.raises(program_check.ProgramError, match="in all"):
+        program_check.check_program(
+            StackSpec((LayerSpec((("a", big),)), LayerSpec((("b", big),)))), (), "bad"
+        )
 
 
 def test_a_deeply_nested_json_file_is_one_line(tmp_path: Path, capsys) -> None:
