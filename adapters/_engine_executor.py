@@ -33,6 +33,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
+from adapters._confine import CLONE_NEWNS, MS_RDONLY, libc
 from adapters._container_executor import ContainerExecutor, directory
 from adapters._executor import (
     BASE,
@@ -54,7 +55,6 @@ BUSYBOX = "/bin/busybox"
 COMMAND = ["/bin/busybox", "sleep", "1000000"]
 #: Names the engine itself puts into every container root (not part of the model's view).
 SYSTEM_NAMES = {"bin", "dev", "etc", "proc", "sys", ".dockerenv", "run", ".containerenv"}
-MS_RDONLY = 1
 MOUNT_PROC = ["/usr/bin/unshare", "--mount", "--mount-proc", "--propagation", "private", "--"]
 
 #: Engine messages -> reference.container.Why codes (first match wins).
@@ -76,13 +76,8 @@ REFUSALS: tuple[tuple[str, str], ...] = (
 )
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
-CLONE_NEWNS = 0x00020000
-
-
 def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNS) != 0:
+    if libc.setns(fd, CLONE_NEWNS) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"setns(CLONE_NEWNS): {os.strerror(err)}")
 

@@ -35,7 +35,8 @@ import subprocess
 import time
 
 from adapters import _confine
-from adapters._mounting import BASE, MNT, MNT_DETACH, UPPER, WORK, _libc
+from adapters._confine import CLONE_NEWPID, MNT_DETACH, PR_SET_PDEATHSIG, libc
+from adapters._mounting import BASE, MNT, UPPER, WORK
 from adapters.layerdisk import DiskFormat
 from reference.options import Options
 
@@ -47,16 +48,11 @@ PID_FILE = f"{STATE}/pids"
 HOST_TMP: int | None = None
 #: Where confined roots are built (:mod:`adapters._confine`), a private tmpfs.
 ROOTS = "/tmp/unionspec-roots"
-CLONE_NEWPID = 0x20000000
-PR_SET_PDEATHSIG = 1
 #: How long fusermount may take, and how long a daemon may take to exit after unmount.
 UNMOUNT_WAIT = 5.0
 EXIT_WAIT = 3.0
 #: How long the holder may take to confine itself.
 HOLDER_WAIT = 10.0
-
-_libc.unshare.argtypes = [ctypes.c_int]
-_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
 
 #: (holder pid, write end of its pipe, pid namespace link) once started; one per executor
 #: (a process can unshare its children's PID namespace only once).
@@ -100,7 +96,7 @@ def _hold(read_end: int, report: int) -> None:
         for fd in (0, 1, 2):
             os.dup2(null, fd)
         os.close(null)
-        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0)
         # PID 1's /proc/1/root is what the daemons' proc shows: an empty root, not the host's
         _confine.enter(ROOTS, system=False)
         os.write(report, b"ok")
@@ -129,7 +125,7 @@ def holder() -> tuple[int, str]:
     if _holder is None:
         _prepare_confinement()
         read_end, write_end = os.pipe()
-        if _libc.unshare(CLONE_NEWPID) != 0:
+        if libc.unshare(CLONE_NEWPID) != 0:
             err = ctypes.get_errno()
             os.close(read_end)
             os.close(write_end)
@@ -424,7 +420,7 @@ class FuseMount:
             ):
                 f.write("1")
         while _mounted_anything():
-            if _libc.umount2(MNT.encode(), MNT_DETACH) != 0:
+            if libc.umount2(MNT.encode(), MNT_DETACH) != 0:
                 err = ctypes.get_errno()
                 raise OSError(err, f"umount -l {MNT}: {os.strerror(err)}")
         deadline = time.monotonic() + EXIT_WAIT

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
+import functools
 import os
 import shutil
 import signal
@@ -28,7 +28,7 @@ import threading
 import time
 from pathlib import Path
 
-from adapters._sandbox import PROJECT_ROOT
+from adapters._sandbox import PROJECT_ROOT, die_with_parent
 from adapters.base import AdapterError
 from adapters.vm import channel
 from adapters.vm.image import KernelImage, initramfs
@@ -44,28 +44,15 @@ SCRATCH_MB = 512
 #: The host's root, read-only; its devices' inode numbers remapped (without it, /proc
 #: and /sys, both inode 1, are one directory to the guest's 9p cache: seen).
 FSDEV = "security_model=passthrough,readonly=on,multidevs=remap"
-PR_SET_PDEATHSIG = 1
 #: Where the console of the last VM on each kernel is kept (``<release>.log``).
 LOGS = Path(
     os.environ.get("UNIONSPEC_CACHE")
     or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "unionspec")
 ) / "vm-logs"
 
-_libc = ctypes.CDLL(None, use_errno=True)
-
 
 class VMError(AdapterError, RuntimeError):
     """The VM could not be started or died (one line)."""
-
-
-def _die_with_parent(parent: int):  # type: ignore[no-untyped-def]
-    def preexec() -> None:
-        if _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-            os._exit(1)
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return preexec
 
 
 def kvm_usable() -> bool:
@@ -157,7 +144,7 @@ class VM:
             self.proc = subprocess.Popen(
                 self._command(theirs.fileno()),
                 pass_fds=(theirs.fileno(),),
-                preexec_fn=_die_with_parent(os.getpid()),
+                preexec_fn=functools.partial(die_with_parent, os.getpid()),
                 start_new_session=True,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
