@@ -112,6 +112,27 @@ def stage(source, where):
     _bind(source, where, MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
+def driver_paths(programs, directories=()):
+    """The host paths of a driver's own files that its confined root shows read-only at
+    the same path (issue 17, item 7): each of ``directories`` and the directory of each of
+    ``programs`` (absolute paths) unless in a system directory the root shows anyway; the
+    program alone when its directory is ``/`` or ``/tmp``. Each once, in order."""
+    paths = [d for d in directories if d.split("/")[1] not in SYSTEM_DIRS]
+    for program in programs:
+        parent = os.path.dirname(program)
+        if parent.split("/")[1] not in SYSTEM_DIRS:
+            paths.append(program if parent in ("/", "/tmp") else parent)
+    return list(dict.fromkeys(paths))
+
+
+def host_source(path, host_tmp):
+    """Where this process reaches the host's ``path``: under /tmp (which a private tmpfs
+    hides) through ``host_tmp``, a descriptor of the host's /tmp opened before."""
+    if host_tmp is not None and path.startswith("/tmp/"):
+        return f"/proc/self/fd/{host_tmp}/{path[len('/tmp/'):]}"
+    return path
+
+
 def share(path):
     """Make the mount at ``path`` shared (its binds in confined namespaces become peers)."""
     mount(None, path, None, MS_SHARED)

@@ -204,27 +204,16 @@ def last_stderr_line() -> str:
 
 def driver_files(programs: list[str]) -> list[tuple[str, str]]:
     """(source, path) of a driver's own files, shown read-only at their host paths in its
-    confined root (issue 17, item 7): the directory of each program (its host path,
-    resolved on the host) unless it is a system directory the root shows anyway; the
-    program alone when that directory is ``/`` or ``/tmp``. Each is staged (bound) under
-    ROOTS in the executor's namespace, where a path under the host's /tmp, hidden by the
-    executor's tmpfs, is reached through :data:`HOST_TMP`; once per executor (a mounter
-    is made at every configure)."""
+    confined root (:func:`adapters._confine.driver_paths`, ``programs`` resolved on the
+    host). Each is staged (bound) under ROOTS in the executor's namespace, once per
+    executor (a mounter is made at every configure); a path under the host's /tmp, hidden
+    by the executor's tmpfs, is reached through :data:`HOST_TMP`."""
     shown: list[tuple[str, str]] = []
-    for program in programs:
-        parent = os.path.dirname(program)
-        top = parent.split("/")[1] if parent != "/" else ""
-        if top in _confine.SYSTEM_DIRS:
-            continue
-        path = program if parent in ("/", "/tmp") else parent
-        if any(path == seen for _, seen in shown):
-            continue
+    for path in _confine.driver_paths(programs):
         if path not in _staged:
-            source = path
-            if path.startswith("/tmp/") and HOST_TMP is not None:
-                source = f"/proc/self/fd/{HOST_TMP}/{path[len('/tmp/'):]}"
-            _confine.stage(source, f"{ROOTS}/driver{len(_staged)}")
-            _staged[path] = f"{ROOTS}/driver{len(_staged)}"
+            where = f"{ROOTS}/driver{len(_staged)}"
+            _confine.stage(_confine.host_source(path, HOST_TMP), where)
+            _staged[path] = where
         shown.append((_staged[path], path))
     return shown
 
