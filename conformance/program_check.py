@@ -44,7 +44,7 @@ PATH_FIELDS = {"path", "src", "dst", "to"}
 #: Fields whose values come from a fixed set (the executor's tables).
 CHOICES = {
     ("Write", "flags"): frozenset(ops.OPEN_FLAGS),
-    ("Rename", "flags"): frozenset({"", "RENAME_NOREPLACE", "RENAME_EXCHANGE"}),
+    ("Rename", "flags"): frozenset(ops.RENAME_FLAGS),
 }
 
 
