@@ -448,3 +448,22 @@ def test_a_holder_that_cannot_confine_itself_says_so() -> None:
     assert len(lines) == 2, result.stdout + result.stderr
     for line in lines:
         assert line.startswith("raised:") and "pivot_root refused" in line, line
+
+
+@pytest.mark.parametrize("name", ["fuse-overlayfs", "unionfs-fuse"])
+def test_a_report_runs_the_version_command_once(monkeypatch, name: str) -> None:
+    """What a report records of a FUSE driver (conformance.report.driver_info): its
+    version, from one run of the profile's version command, with the rest of about()."""
+    from adapters import fuse
+    from conformance.report import driver_info
+
+    calls: list[str] = []
+
+    def version(profile: Profile) -> str:
+        calls.append(profile.name)
+        return f"{profile.name} 9.9"
+
+    monkeypatch.setattr(fuse, "profile_version", version)
+    info = driver_info(name)
+    assert len(calls) == 1 and info["version"] == f"{calls[0]} 9.9"
+    assert info["command"] and info["options_claimed"], info
