@@ -202,7 +202,7 @@ def last_stderr_line() -> str:
     return repr(lines[-1][:300]) if lines else "(stderr is empty)"
 
 
-def driver_files(programs: list[str]) -> list[tuple[str, str]]:
+def driver_files(programs: tuple[str, ...] | list[str]) -> list[tuple[str, str]]:
     """(source, path) of a driver's own files, shown read-only at their host paths in its
     confined root (:func:`adapters._confine.driver_paths`, ``programs`` resolved on the
     host). Each is staged (bound) under ROOTS in the executor's namespace, once per
@@ -240,7 +240,7 @@ class FuseMount:
         env: dict[str, str],
         mount_wait: float,
         disk_format: DiskFormat,
-        programs: list[str] = [],  # noqa: B006 (never changed)
+        programs: tuple[str, ...] | list[str] = (),
     ) -> None:
         self.name = name
         self.argv = argv

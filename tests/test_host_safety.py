@@ -152,6 +152,18 @@ def test_the_layers_count_in_a_programs_total_bytes(monkeypatch) -> None:
         )
 
 
+def test_an_input_file_past_the_bound_is_refused(tmp_path: Path, monkeypatch) -> None:
+    """adapters.input_files reads at most MAX_INPUT bytes of a file the user names."""
+    from adapters import input_files
+
+    monkeypatch.setattr(input_files, "MAX_INPUT", 10)
+    (tmp_path / "small.toml").write_text("x" * 10)
+    (tmp_path / "big.toml").write_text("x" * 11)
+    assert input_files.read_text(tmp_path / "small.toml") == "x" * 10
+    with pytest.raises(input_files.InputError, match=r"big\.toml: larger than 10 bytes"):
+        input_files.read_text(tmp_path / "big.toml")
+
+
 def test_a_deeply_nested_json_file_is_one_line(tmp_path: Path, capsys) -> None:
     path = tmp_path / "deep.json"
     path.write_text("[" * 200_000 + "]" * 200_000)
