@@ -25,17 +25,21 @@ because the layer directory's bind is a peer of the executor's ``/tmp`` (made sh
 :func:`share`, inside the executor's private namespace only): a mount or unmount on either
 side propagates to the other (``Documentation/filesystems/sharedsubtree.rst``).
 
-Self-contained (standard library, ctypes) so the reproducer template can embed it.
+Self-contained (standard library, ctypes) so the reproducer template can embed it; the
+project's other modules take their libc handle, prototypes, constants and mount(2) from
+here (not the reverse).
 """
 
 import ctypes
 import os
 
-CLONE_NEWNS = 0x00020000
+CLONE_NEWNS, CLONE_NEWPID = 0x00020000, 0x20000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC = 32, 4096, 0x4000
 MS_PRIVATE, MS_SLAVE, MS_SHARED = 1 << 18, 1 << 19, 1 << 20
 MNT_DETACH = 2
+#: prctl(2): the signal a process gets when its parent dies.
+PR_SET_PDEATHSIG = 1
 #: pivot_root(2) has no glibc wrapper: its number per machine (arch/*/syscall tables).
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
 #: The host directories a confined root shows (read-only): binaries and libraries.
@@ -45,34 +49,40 @@ DEVICES = ("fuse", "null")
 #: The size of a confined root's own tmpfs (it holds only directories and mount points).
 ROOT_SIZE = "1m"
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = [
+#: libc with the prototypes of the calls made through it (declared here once).
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mount.argtypes = [
     ctypes.c_char_p,
     ctypes.c_char_p,
     ctypes.c_char_p,
     ctypes.c_ulong,
     ctypes.c_char_p,
 ]
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-_libc.unshare.argtypes = [ctypes.c_int]
+libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+libc.unshare.argtypes = [ctypes.c_int]
+libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
 
 
-def _check(result, what):
+def check(result, what):
+    """Raise OSError (errno, ``what``: its message) when a libc call returned non-zero."""
     if result != 0:
         err = ctypes.get_errno()
         raise OSError(err, what + ": " + os.strerror(err))
 
 
-def _mount(source, target, fstype, flags, data=None):
-    _check(
-        _libc.mount(
+def mount(source, target, fstype, flags, data=None):
+    """mount(2); ``source``, ``fstype`` and ``data`` may be None."""
+    what = "mount " + ("-t " + fstype + " " if fstype else "") + target
+    check(
+        libc.mount(
             source.encode() if source else None,
             target.encode(),
             fstype.encode() if fstype else None,
             flags,
             data.encode() if data else None,
         ),
-        "mount " + target,
+        what + (" -o " + data if data else ""),
     )
 
 
@@ -84,16 +94,16 @@ def _bind(source, target, flags):
     else:
         os.makedirs(os.path.dirname(target), exist_ok=True)
         os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o600))
-    _mount(source, target, None, MS_BIND)
-    _mount(None, target, None, MS_REMOUNT | MS_BIND | flags)
+    mount(source, target, None, MS_BIND)
+    mount(None, target, None, MS_REMOUNT | MS_BIND | flags)
 
 
 def roots_mount(where):
     """Executor side, once: a private tmpfs at ``where`` to build confined roots on (each
     confined process mounts its own fresh tmpfs over it, in its own namespace)."""
     os.makedirs(where, exist_ok=True)
-    _mount("unionspec-roots", where, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0700")
-    _mount(None, where, None, MS_PRIVATE)
+    mount("unionspec-roots", where, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0700")
+    mount(None, where, None, MS_PRIVATE)
 
 
 def stage(source, where):
@@ -102,9 +112,30 @@ def stage(source, where):
     _bind(source, where, MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
+def driver_paths(programs, directories=()):
+    """The host paths of a driver's own files that its confined root shows read-only at
+    the same path (issue 17, item 7): each of ``directories`` and the directory of each of
+    ``programs`` (absolute paths) unless in a system directory the root shows anyway; the
+    program alone when its directory is ``/`` or ``/tmp``. Each once, in order."""
+    paths = [d for d in directories if d.split("/")[1] not in SYSTEM_DIRS]
+    for program in programs:
+        parent = os.path.dirname(program)
+        if parent.split("/")[1] not in SYSTEM_DIRS:
+            paths.append(program if parent in ("/", "/tmp") else parent)
+    return list(dict.fromkeys(paths))
+
+
+def host_source(path, host_tmp):
+    """Where this process reaches the host's ``path``: under /tmp (which a private tmpfs
+    hides) through ``host_tmp``, a descriptor of the host's /tmp opened before."""
+    if host_tmp is not None and path.startswith("/tmp/"):
+        return f"/proc/self/fd/{host_tmp}/{path[len('/tmp/'):]}"
+    return path
+
+
 def share(path):
     """Make the mount at ``path`` shared (its binds in confined namespaces become peers)."""
-    _mount(None, path, None, MS_SHARED)
+    mount(None, path, None, MS_SHARED)
 
 
 def build(root, writable=(), visible=(), proc=False, system=True):
@@ -115,7 +146,7 @@ def build(root, writable=(), visible=(), proc=False, system=True):
     flags = MS_NOSUID | MS_NODEV
     # the sources may lie under ``root`` (a staging bind): open them before it is covered
     held = [(os.open(source, os.O_PATH | os.O_CLOEXEC), path) for source, path in visible]
-    _mount("unionspec-confined", root, "tmpfs", flags, "size=" + ROOT_SIZE + ",mode=0755")
+    mount("unionspec-confined", root, "tmpfs", flags, "size=" + ROOT_SIZE + ",mode=0755")
     for name in SYSTEM_DIRS if system else ():
         host = "/" + name
         if os.path.islink(host):
@@ -132,7 +163,7 @@ def build(root, writable=(), visible=(), proc=False, system=True):
         os.close(fd)
     if proc:
         os.makedirs(root + "/proc", exist_ok=True)
-        _mount("proc", root + "/proc", "proc", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        mount("proc", root + "/proc", "proc", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
 def pivot(root):
@@ -143,21 +174,21 @@ def pivot(root):
         os.chdir(root)
         number = SYS_PIVOT_ROOT[os.uname().machine]
         dot = ctypes.c_char_p(b".")
-        _check(_libc.syscall(ctypes.c_long(number), dot, dot), "pivot_root")
+        check(libc.syscall(ctypes.c_long(number), dot, dot), "pivot_root")
         # The old root is now stacked on the new one (the runc way): enter it, make its
         # whole tree a slave, detach it.
         os.fchdir(old)
     finally:
         os.close(old)
-    _mount(None, ".", None, MS_REC | MS_SLAVE)
-    _check(_libc.umount2(b".", MNT_DETACH), "umount the old root")
+    mount(None, ".", None, MS_REC | MS_SLAVE)
+    check(libc.umount2(b".", MNT_DETACH), "umount the old root")
     os.chdir("/")
-    _mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
 def enter(root, writable=(), visible=(), proc=False, system=True):
     """Take a mount namespace of this process's own and pivot into a confined root built
     at ``root`` (:func:`build`, :func:`pivot`). The caller's namespace is unchanged."""
-    _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+    check(libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
     build(root, writable, visible, proc, system)
     pivot(root)

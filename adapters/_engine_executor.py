@@ -33,6 +33,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
+from adapters._confine import CLONE_NEWNS, MS_RDONLY, libc
 from adapters._container_executor import ContainerExecutor, directory
 from adapters._executor import (
     BASE,
@@ -54,7 +55,6 @@ BUSYBOX = "/bin/busybox"
 COMMAND = ["/bin/busybox", "sleep", "1000000"]
 #: Names the engine itself puts into every container root (not part of the model's view).
 SYSTEM_NAMES = {"bin", "dev", "etc", "proc", "sys", ".dockerenv", "run", ".containerenv"}
-MS_RDONLY = 1
 MOUNT_PROC = ["/usr/bin/unshare", "--mount", "--mount-proc", "--propagation", "private", "--"]
 
 #: Engine messages -> reference.container.Why codes (first match wins).
@@ -76,13 +76,8 @@ REFUSALS: tuple[tuple[str, str], ...] = (
 )
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
-CLONE_NEWNS = 0x00020000
-
-
 def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNS) != 0:
+    if libc.setns(fd, CLONE_NEWNS) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"setns(CLONE_NEWNS): {os.strerror(err)}")
 
@@ -185,7 +180,9 @@ class EngineExecutor(ContainerExecutor):
     def __init__(self, conn: Connection) -> None:
         super().__init__(conn)
         self.engine = ""
-        self.cgroup_parent = ""
+        #: The engines' ``--cgroup-parent`` (set here: shutdown removes it whenever a start
+        #: failed, and an empty name would be the cgroup root).
+        self.cgroup_parent = f"unionspec-{os.getpid()}"
         self.daemon: subprocess.Popen[bytes] | None = None
         self.holder_pid = 0
         self.pid_ns = ""
@@ -251,7 +248,6 @@ class EngineExecutor(ContainerExecutor):
         self.engine = engine
         private_host_paths()
         remove_stale_cgroups()
-        self.cgroup_parent = f"unionspec-{os.getpid()}"
         self.holder_pid, self.pid_ns = holder()
         for part in ("home", "xdg", "tmpdir", f"{engine}", f"{engine}/tmp"):
             os.makedirs(f"{BASE}/{part}", exist_ok=True)
@@ -518,7 +514,7 @@ class EngineExecutor(ContainerExecutor):
             except subprocess.TimeoutExpired:
                 self.daemon.kill()
                 self.daemon.wait()
-        if self.engine:
+        if self.cgroup_parent:
             remove_cgroups(self.cgroup_parent)
 
 
@@ -548,11 +544,23 @@ def private_host_paths() -> None:
         mount("overlay", path, "overlay", 0, f"lowerdir={path},upperdir={upper},workdir={work}")
 
 
+#: The cgroup parent of one engine executor: ``unionspec-<its PID>``.
+_OURS = re.compile(r"unionspec-(\d+)")
+
+
+def _hierarchies() -> list[str]:
+    """The cgroup root and every directory in it (a v1 hierarchy, or a v2 cgroup)."""
+    return [CGROUP_ROOT, *(f"{CGROUP_ROOT}/{n}" for n in _listdir(CGROUP_ROOT))]
+
+
 def remove_cgroups(parent: str) -> None:
     """Remove the cgroup ``parent`` (the engines' ``--cgroup-parent``) of every hierarchy
     and everything under it, deepest first; the containers are gone by now (their PID
-    namespace died with the daemons)."""
-    for hierarchy in [CGROUP_ROOT, *(f"{CGROUP_ROOT}/{n}" for n in _listdir(CGROUP_ROOT))]:
+    namespace died with the daemons). Only a ``unionspec-<PID>`` name: any other (an
+    empty one is the cgroup root) would rmdir the host's empty cgroups."""
+    if not _OURS.fullmatch(parent):
+        raise ValueError(f"{parent!r} is not a unionspec cgroup parent (unionspec-<PID>)")
+    for hierarchy in _hierarchies():
         top = f"{hierarchy}/{parent}"
         if not os.path.isdir(top):
             continue
@@ -570,18 +578,18 @@ def remove_cgroups(parent: str) -> None:
                     time.sleep(0.05)
 
 
-#: The cgroup parent of one engine executor: ``unionspec-<its PID>``.
-_OURS = re.compile(r"unionspec-(\d+)")
-
-
 def remove_stale_cgroups() -> None:
     """Remove the cgroups an engine executor killed by SIGKILL could not remove (only
-    ours: named ``unionspec-<PID>`` with that PID gone; rmdir removes empty cgroups only)."""
-    for hierarchy in [CGROUP_ROOT, *(f"{CGROUP_ROOT}/{n}" for n in _listdir(CGROUP_ROOT))]:
-        for name in _listdir(hierarchy):
-            match = _OURS.fullmatch(name)
-            if match and not os.path.exists(f"/proc/{match.group(1)}"):
-                remove_cgroups(name)
+    ours: named ``unionspec-<PID>`` with that PID gone; rmdir removes empty cgroups only).
+    Each stale name once: remove_cgroups covers every hierarchy."""
+    stale = {
+        name
+        for hierarchy in _hierarchies()
+        for name in _listdir(hierarchy)
+        if (match := _OURS.fullmatch(name)) and not os.path.exists(f"/proc/{match.group(1)}")
+    }
+    for name in sorted(stale):
+        remove_cgroups(name)
 
 
 def _listdir(path: str) -> list[str]:

@@ -49,8 +49,9 @@ from typing import Any, Protocol
 import attrs
 
 from adapters import syscalls
+from adapters._confine import MS_BIND, MS_NODEV, MS_NOSUID, mount
 from adapters._lowerwatch import LowerWatch
-from adapters._mounting import BASE, MNT, MS_NODEV, MS_NOSUID, UPPER, WORK, mount, umount
+from adapters._mounting import BASE, MNT, UPPER, WORK, umount
 from adapters.base import AdapterError
 from adapters.layerdisk import (
     KERNEL_FORMAT,
@@ -68,7 +69,6 @@ from reference.options import Options
 from reference.outcome import Ok, err_from_oserror
 from reference.view import UNREACHABLE, EntryView, View
 
-MS_BIND = 4096
 #: In a VM: the directory bind-mounted over /tmp instead of a tmpfs (adapters.vm.guest).
 SCRATCH_DIR = "UNIONSPEC_SCRATCH_DIR"
 #: In an observation: equal to the same part of the last observation sent (module doc).

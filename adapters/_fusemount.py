@@ -35,7 +35,8 @@ import subprocess
 import time
 
 from adapters import _confine
-from adapters._mounting import BASE, MNT, MNT_DETACH, UPPER, WORK, _libc
+from adapters._confine import CLONE_NEWPID, MNT_DETACH, PR_SET_PDEATHSIG, libc
+from adapters._mounting import BASE, MNT, UPPER, WORK
 from adapters.layerdisk import DiskFormat
 from reference.options import Options
 
@@ -47,18 +48,19 @@ PID_FILE = f"{STATE}/pids"
 HOST_TMP: int | None = None
 #: Where confined roots are built (:mod:`adapters._confine`), a private tmpfs.
 ROOTS = "/tmp/unionspec-roots"
-CLONE_NEWPID = 0x20000000
-PR_SET_PDEATHSIG = 1
 #: How long fusermount may take, and how long a daemon may take to exit after unmount.
 UNMOUNT_WAIT = 5.0
 EXIT_WAIT = 3.0
-
-_libc.unshare.argtypes = [ctypes.c_int]
-_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+#: How long the holder may take to confine itself.
+HOLDER_WAIT = 10.0
 
 #: (holder pid, write end of its pipe, pid namespace link) once started; one per executor
 #: (a process can unshare its children's PID namespace only once).
 _holder: tuple[int, int, str] | None = None
+#: A driver's file shown in confined roots -> where it is staged under ROOTS (once).
+_staged: dict[str, str] = {}
+#: Why the holder could not start (then no FUSE driver can run in this executor).
+_holder_error: str | None = None
 #: Whether this executor has made its /tmp shared and mounted ROOTS (once).
 _confining = False
 
@@ -74,14 +76,31 @@ def _prepare_confinement() -> None:
         _confining = True
 
 
-def _hold(read_end: int) -> None:
-    """The holder's life: PID 1 of the namespace; reap orphans until the executor is gone."""
+def _close_all_but(keep: tuple[int, ...]) -> None:
+    """Close every descriptor from 3 on but ``keep``."""
+    start = 3
+    for fd in sorted(keep):
+        os.closerange(start, fd)
+        start = fd + 1
+    os.closerange(start, 1 << 16)
+
+
+def _hold(read_end: int, report: int) -> None:
+    """The holder's life: PID 1 of the namespace; confine itself, say so on ``report``
+    ("ok" or the error), then reap orphans until the executor is gone."""
     try:
-        os.closerange(3, read_end)
-        os.closerange(read_end + 1, 1 << 16)
-        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0)
+        _close_all_but((read_end, report))
+        # PID 1's descriptors are the daemons' /proc/1/fd: none may be a host file (the
+        # executor's stdout and stderr are the caller's, a terminal or a file under /tmp)
+        null = os.open("/dev/null", os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.close(null)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0)
         # PID 1's /proc/1/root is what the daemons' proc shows: an empty root, not the host's
         _confine.enter(ROOTS, system=False)
+        os.write(report, b"ok")
+        os.close(report)
         while True:
             ready, _, _ = select.select([read_end], [], [], 0.2)
             with contextlib.suppress(ChildProcessError):
@@ -89,28 +108,63 @@ def _hold(read_end: int) -> None:
                     pass
             if ready and not os.read(read_end, 1):
                 break
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.write(report, f"{type(exc).__name__}: {exc}".encode(errors="replace")[:500])
     finally:
         os._exit(0)
 
 
 def holder() -> tuple[int, str]:
-    """Start the holder (once); return its PID and its PID namespace link."""
-    global _holder
+    """Start the holder (once); return its PID and its PID namespace link. Raise when it
+    could not confine itself (and again at every later call: this process's next child
+    would be a second PID 1 of a namespace whose first is gone, fork fails ENOMEM)."""
+    global _holder, _holder_error
+    if _holder_error is not None:
+        raise RuntimeError(_holder_error)
     if _holder is None:
         _prepare_confinement()
         read_end, write_end = os.pipe()
-        if _libc.unshare(CLONE_NEWPID) != 0:
+        if libc.unshare(CLONE_NEWPID) != 0:
             err = ctypes.get_errno()
             os.close(read_end)
             os.close(write_end)
             raise OSError(err, f"unshare(CLONE_NEWPID): {os.strerror(err)}")
+        report_read, report = os.pipe()
         pid = os.fork()
         if pid == 0:
             os.close(write_end)
-            _hold(read_end)
+            os.close(report_read)
+            _hold(read_end, report)
         os.close(read_end)
+        os.close(report)
+        said = _read_report(report_read)
+        if said != "ok":
+            os.close(write_end)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            _holder_error = f"the FUSE holder could not confine itself: {said}"
+            raise RuntimeError(_holder_error)
         _holder = (pid, write_end, os.readlink(f"/proc/{pid}/ns/pid"))
     return _holder[0], _holder[2]
+
+
+def _read_report(fd: int) -> str:
+    """What the holder says on its report pipe (until it closes it), at most HOLDER_WAIT."""
+    said = b""
+    deadline = time.monotonic() + HOLDER_WAIT
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            chunk = os.read(fd, 512) if ready else b""
+            if not chunk:
+                break
+            said += chunk
+    finally:
+        os.close(fd)
+    text = said.decode(errors="replace")
+    return text or f"no answer within {HOLDER_WAIT} s"
 
 
 def _state(pid: int) -> str | None:
@@ -148,28 +202,19 @@ def last_stderr_line() -> str:
     return repr(lines[-1][:300]) if lines else "(stderr is empty)"
 
 
-def driver_files(programs: list[str]) -> list[tuple[str, str]]:
+def driver_files(programs: tuple[str, ...] | list[str]) -> list[tuple[str, str]]:
     """(source, path) of a driver's own files, shown read-only at their host paths in its
-    confined root (issue 17, item 7): the directory of each program (its host path,
-    resolved on the host) unless it is a system directory the root shows anyway; the
-    program alone when that directory is ``/`` or ``/tmp``. Each is staged (bound) under
-    ROOTS in the executor's namespace, where a path under the host's /tmp, hidden by the
-    executor's tmpfs, is reached through :data:`HOST_TMP`."""
+    confined root (:func:`adapters._confine.driver_paths`, ``programs`` resolved on the
+    host). Each is staged (bound) under ROOTS in the executor's namespace, once per
+    executor (a mounter is made at every configure); a path under the host's /tmp, hidden
+    by the executor's tmpfs, is reached through :data:`HOST_TMP`."""
     shown: list[tuple[str, str]] = []
-    for program in programs:
-        parent = os.path.dirname(program)
-        top = parent.split("/")[1] if parent != "/" else ""
-        if top in _confine.SYSTEM_DIRS:
-            continue
-        path = program if parent in ("/", "/tmp") else parent
-        if any(path == seen for _, seen in shown):
-            continue
-        source = path
-        if path.startswith("/tmp/") and HOST_TMP is not None:
-            source = f"/proc/self/fd/{HOST_TMP}/{path[len('/tmp/'):]}"
-        staged = f"{ROOTS}/driver{len(os.listdir(ROOTS))}"
-        _confine.stage(source, staged)
-        shown.append((staged, path))
+    for path in _confine.driver_paths(programs):
+        if path not in _staged:
+            where = f"{ROOTS}/driver{len(_staged)}"
+            _confine.stage(_confine.host_source(path, HOST_TMP), where)
+            _staged[path] = where
+        shown.append((_staged[path], path))
     return shown
 
 
@@ -195,7 +240,7 @@ class FuseMount:
         env: dict[str, str],
         mount_wait: float,
         disk_format: DiskFormat,
-        programs: list[str] = [],  # noqa: B006 (never changed)
+        programs: tuple[str, ...] | list[str] = (),
     ) -> None:
         self.name = name
         self.argv = argv
@@ -364,7 +409,7 @@ class FuseMount:
             ):
                 f.write("1")
         while _mounted_anything():
-            if _libc.umount2(MNT.encode(), MNT_DETACH) != 0:
+            if libc.umount2(MNT.encode(), MNT_DETACH) != 0:
                 err = ctypes.get_errno()
                 raise OSError(err, f"umount -l {MNT}: {os.strerror(err)}")
         deadline = time.monotonic() + EXIT_WAIT

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters import _affinity
+from adapters._confine import CLONE_NEWNS, MS_PRIVATE, MS_REC, PR_SET_PDEATHSIG, libc
 from adapters.base import Capabilities, DriverFailure, DriverHung, DriverUnavailable
 from adapters.settings import Configurable
 from reference.layer import Inode, StackSpec
@@ -38,11 +39,6 @@ from reference.ops import Op
 from reference.options import Options
 from reference.outcome import Outcome
 from reference.view import LayerImage, View
-
-CLONE_NEWNS = 0x00020000
-MS_REC = 0x4000
-MS_PRIVATE = 1 << 18
-PR_SET_PDEATHSIG = 1
 
 #: How long the executor may take to start (a Python interpreter under load), whatever the
 #: per-request timeout is.
@@ -54,16 +50,6 @@ REAP_WAIT = 10.0
 #: The directory that holds the ``adapters`` package (the executor's working directory).
 PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.unshare.argtypes = [ctypes.c_int]
-_libc.mount.argtypes = [
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_ulong,
-    ctypes.c_char_p,
-]
-_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
 _ROOT = b"/"
 
 
@@ -72,14 +58,11 @@ def _private_namespace(parent: int) -> Any:
     safe calls only, all ctypes functions resolved beforehand)."""
 
     def preexec() -> None:
-        if _libc.unshare(CLONE_NEWNS) != 0:
+        if libc.unshare(CLONE_NEWNS) != 0:
             raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
-        if _libc.mount(None, _ROOT, None, MS_REC | MS_PRIVATE, None) != 0:
+        if libc.mount(None, _ROOT, None, MS_REC | MS_PRIVATE, None) != 0:
             raise OSError(ctypes.get_errno(), "mount --make-rprivate /")
-        if _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
-        if os.getppid() != parent:  # the parent died before PDEATHSIG was armed
-            os._exit(1)
+        die_with_parent(parent)
 
     return preexec
 
@@ -87,10 +70,11 @@ def _private_namespace(parent: int) -> Any:
 def die_with_parent(parent: int) -> None:
     """Ask for SIGKILL when the parent dies (``PR_SET_PDEATHSIG``, prctl(2)); exit at once
     when ``parent`` is already gone (the signal would never come). For a process started
-    without a preexec_fn, e.g. a multiprocessing worker: its first call."""
-    if _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0) != 0:
+    without a preexec_fn, e.g. a multiprocessing worker: its first call; or a preexec_fn
+    itself (``functools.partial(die_with_parent, os.getpid())``)."""
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
-    if os.getppid() != parent:
+    if os.getppid() != parent:  # the parent died before PDEATHSIG was armed
         os._exit(1)
 
 

@@ -206,7 +206,9 @@ class FuseDriver(SandboxedDriver):
             else read_only_words(self.words)
         )
         self.mount_wait = mount_wait
-        for program in {self.words[0], *(self.ro_words or [])[:1]}:
+        #: The programs the templates run (each once).
+        self.programs = tuple(dict.fromkeys([self.words[0], *(self.ro_words or [])[:1]]))
+        for program in self.programs:
             problem = binary_problem(program)
             if problem is not None:
                 raise DriverUnavailable(problem)
@@ -226,7 +228,7 @@ class FuseDriver(SandboxedDriver):
             "disk_format": self.disk_format,
             "programs": [
                 os.path.abspath(found)
-                for word in {self.words[0], *(self.ro_words or [])[:1]}
+                for word in self.programs
                 if (found := shutil.which(word)) is not None
             ],
         }
@@ -257,10 +259,10 @@ class FuseDriver(SandboxedDriver):
 
     @staticmethod
     def _about(template: str | None, profile: Profile) -> dict[str, Any]:
-        """What a report records of a FUSE driver: its version (the profile's
-        ``version_command``), its command template and the option sets its profile claims."""
+        """What a report records of a FUSE driver besides its version (the report takes
+        that from ``installed_version``: the version command runs once): its command
+        template and the option sets its profile claims."""
         return {
-            "version": profile_version(profile),
             "command": template or profile.template or None,
             "options_claimed": list(profile.options),
             "profile": profile.source,

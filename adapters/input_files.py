@@ -22,7 +22,7 @@ class InputError(AdapterError, ValueError):
     """A file that cannot be read as input (one line naming it)."""
 
 
-def read_text(path: str | Path, limit: int = MAX_INPUT) -> str:
+def read_text(path: str | Path) -> str:
     """The UTF-8 text of the regular file at ``path`` (module doc)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -34,8 +34,8 @@ def read_text(path: str | Path, limit: int = MAX_INPUT) -> str:
         chunks, size = [], 0
         while chunk := os.read(fd, 1 << 20):
             size += len(chunk)
-            if size > limit:
-                raise InputError(f"{path}: larger than {limit} bytes")
+            if size > MAX_INPUT:
+                raise InputError(f"{path}: larger than {MAX_INPUT} bytes")
             chunks.append(chunk)
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None

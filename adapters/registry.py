@@ -54,11 +54,18 @@ class UnknownDriver(AdapterError):
 
 
 def check(chosen: Iterable[str]) -> None:
-    """Every name is a known driver: the one place an unknown driver is refused."""
+    """Every name is a known driver (before a run starts; :func:`factory` refuses an
+    unknown one with the same message, :func:`unknown`)."""
     known = names()
     for name in chosen:
         if name not in known:
-            raise UnknownDriver(f"unknown driver {name!r} (known: {', '.join(known)})")
+            raise unknown(name, known)
+
+
+def unknown(name: str, known: list[str] | None = None) -> UnknownDriver:
+    """The refusal of an unknown driver ``name``, naming the known ones."""
+    known = names() if known is None else known
+    return UnknownDriver(f"unknown driver {name!r} (known: {', '.join(known)})")
 
 
 def names() -> list[str]:
@@ -77,7 +84,7 @@ def factory(name: str, settings: DriverSettings = DEFAULT) -> Callable[..., Driv
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name == name:
             return _bound(ep.load(), settings)
-    raise UnknownDriver(f"unknown driver {name!r} (known: {', '.join(names())})")
+    raise unknown(name)
 
 
 def _bound(build: Callable[..., Driver], settings: DriverSettings) -> Callable[..., Driver]:

@@ -10,9 +10,11 @@ a truncate with ``ljust``) or a path that leaves the mount:
   (an operation's path may be ``""``, the mount's root; a layer entry's may not);
 * a symlink target may be absolute or hold ``..`` (that is what symlink tests are made
   of; the executor resolves it inside a chroot, the daemon in a confined root), no NUL;
-* data, offsets and sizes are at most :data:`MAX_BYTES`; modes fit in 0o7777; ids in 32
-  bits; at most :data:`MAX_LOWERS` lowers, :data:`MAX_ENTRIES` entries a layer and
-  :data:`MAX_STEPS` steps.
+* data, offsets and sizes are at most :data:`MAX_BYTES`, and at most
+  :data:`MAX_PROGRAM_BYTES` all together (the layers' data and xattr values, the steps'
+  data, sizes and offsets: 10,000 truncates to 1 MiB each would make the reference hold
+  10 GB); modes fit in 0o7777; ids in 32 bits; at most :data:`MAX_LOWERS` lowers,
+  :data:`MAX_ENTRIES` entries a layer and :data:`MAX_STEPS` steps.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from reference import layer, ops
 #: The largest file size, write offset or data length a program may ask for: far above
 #: what the strategies draw (offsets and sizes up to 20, data up to 12 bytes).
 MAX_BYTES = 1 << 20
+#: The most bytes a whole program may ask for (module doc).
+MAX_PROGRAM_BYTES = 16 * MAX_BYTES
 MAX_LOWERS = 64
 MAX_ENTRIES = 10_000
 MAX_STEPS = 10_000
@@ -40,7 +44,7 @@ PATH_FIELDS = {"path", "src", "dst", "to"}
 #: Fields whose values come from a fixed set (the executor's tables).
 CHOICES = {
     ("Write", "flags"): frozenset(ops.OPEN_FLAGS),
-    ("Rename", "flags"): frozenset({"", "RENAME_NOREPLACE", "RENAME_EXCHANGE"}),
+    ("Rename", "flags"): frozenset(ops.RENAME_FLAGS),
 }
 
 
@@ -110,6 +114,21 @@ def _bounds(cls: str, name: str, value: Any, where: str) -> None:
         check_path(value, what, root_ok=cls in ops.__dict__)
 
 
+def _weight(obj: Any) -> int:
+    """The bytes a record (its types checked) can make the reference hold: its data and
+    xattr values, its size or offset."""
+    total = 0
+    for field in attrs.fields(type(obj)):
+        value = getattr(obj, field.name)
+        if isinstance(value, bytes):
+            total += len(value)
+        elif field.name in ("size", "offset") and _is_int(value):
+            total += value
+        elif field.name == "xattrs":
+            total += sum(len(v) for _, v in value)
+    return total
+
+
 def check_path(path: str, what: str, root_ok: bool) -> None:
     """A path inside the mount or a layer (module doc); ``root_ok``: ``""`` allowed."""
     if path == "" and root_ok:
@@ -125,6 +144,17 @@ def check_program(stack: Any, steps: tuple[Any, ...], where: str) -> None:
     can run (module doc)."""
     if not isinstance(stack, layer.StackSpec):
         raise ProgramError(f"{where}: 'stack' must be a StackSpec(...)")
+    total = 0
+
+    def count(obj: Any) -> None:
+        nonlocal total
+        total += _weight(obj)
+        if total > MAX_PROGRAM_BYTES:
+            raise ProgramError(
+                f"{where}: more than {MAX_PROGRAM_BYTES} bytes of data, xattr values, sizes "
+                f"and offsets in all"
+            )
+
     _fields(stack, f"{where} stack")
     if not 1 <= len(stack.lowers) <= MAX_LOWERS:
         raise ProgramError(f"{where} stack: 1 to {MAX_LOWERS} lowers, not {len(stack.lowers)}")
@@ -136,7 +166,9 @@ def check_program(stack: Any, steps: tuple[Any, ...], where: str) -> None:
         for path, entry in spec.entries:
             check_path(path, f"{here} entry path", root_ok=False)
             _fields(entry, f"{here} {path!r:.60}")
+            count(entry)
     if len(steps) > MAX_STEPS:
         raise ProgramError(f"{where}: more than {MAX_STEPS} steps")
     for i, step in enumerate(steps):
         _fields(step, f"{where} steps[{i}]")
+        count(step)

@@ -16,7 +16,6 @@ __DIVERGENCE__
 
 import argparse
 import contextlib
-import ctypes
 import errno
 import os
 import select
@@ -28,8 +27,27 @@ import subprocess
 import sys
 import time
 
-# The operations' system calls: adapters/syscalls.py, embedded here verbatim (the same
-# calls the suite's executor makes).
+# The confined root (adapters/_confine.py: libc and its prototypes, mount flags, mount(2),
+# pivot_root into a root holding only the system directories) and the operations' system
+# calls (adapters/syscalls.py: the same calls the suite's executor makes), each embedded
+# here verbatim.
+from adapters._confine import (  # __CONFINE__
+    CLONE_NEWNS,
+    CLONE_NEWPID,
+    MNT_DETACH,
+    MS_NODEV,
+    MS_NOSUID,
+    MS_PRIVATE,
+    MS_REC,
+    PR_SET_PDEATHSIG,
+    check,
+    driver_paths,
+    enter,
+    host_source,
+    libc,
+    mount,
+    stage,
+)
 from adapters.syscalls import CALLS, MAX_READ, kind_of  # __SYSCALLS__
 
 DATA: dict = {}  # __DATA__
@@ -38,27 +56,6 @@ BASE = "/tmp/unionspec"
 MNT = BASE + "/mnt"
 UPPER = BASE + "/upper"
 WORK = BASE + "/work"
-CLONE_NEWNS, CLONE_NEWPID = 0x00020000, 0x20000000
-MS_REC, MS_PRIVATE, MNT_DETACH, MS_NOSUID, MS_NODEV = 0x4000, 1 << 18, 2, 2, 4
-PR_SET_PDEATHSIG = 1
-libc = ctypes.CDLL(None, use_errno=True)
-libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
-                       ctypes.c_char_p]
-libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-libc.unshare.argtypes = [ctypes.c_int]
-libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-
-
-def check(result, what):
-    if result != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, what + ": " + os.strerror(err))
-
-
-def mount(source, target, fstype, flags, data):
-    check(libc.mount(source.encode() if source else None, target.encode(),
-                     fstype.encode() if fstype else None, flags,
-                     data.encode() if data else None), "mount " + target)
 
 
 def err_name(exc):
@@ -224,40 +221,18 @@ def mounted_anything():
         return any(line.split()[4:5] == [MNT] for line in f)
 
 
-# __CONFINE__ (from here to its end: stand-ins, replaced by adapters/_confine.py)
-SYSTEM_DIRS: tuple = ()
-
-
-def enter(root, writable=(), visible=(), proc=False, system=True):
-    raise RuntimeError("adapters/_confine.py was not embedded")
-# __CONFINE__ end
-
-
-def driver_files(how):
-    """(source, path) of the driver's own files to show read-only in the confined root: the
-    directory of its program unless a system directory (the program alone in / or /tmp);
-    under /tmp, which this script's tmpfs hides, reached through a descriptor of /tmp kept
-    from before (as adapters._fusemount.driver_files)."""
-    shown = []
-    prefix = os.path.normpath(sys.base_prefix)
-    candidates = [prefix] if prefix.split("/")[1:2][0] not in SYSTEM_DIRS else []
-    if how["kind"] == "fuse":
-        for words in (how["argv"], how.get("ro_argv") or []):
-            found = shutil.which(words[0]) if words else None
-            if found:
-                found = os.path.abspath(found)
-                parent = os.path.dirname(found)
-                if parent.split("/")[1:2][0] not in SYSTEM_DIRS:
-                    candidates.append(found if parent in ("/", "/tmp") else parent)
-    host_tmp = os.open("/tmp", os.O_PATH | os.O_DIRECTORY)
-    for path in candidates:
-        if path in [seen for _, seen in shown]:
-            continue
-        source = path
-        if path.startswith("/tmp/"):
-            source = "/proc/self/fd/%d/%s" % (host_tmp, path[len("/tmp/"):])
-        shown.append((source, path))
-    return shown
+def driver_files(how, host_tmp):
+    """(source, path) of the driver's own files to show read-only in the confined root:
+    the directory of its program and of this Python unless system directories
+    (adapters/_confine.py driver_paths); under /tmp, which this script's tmpfs hides,
+    reached through ``host_tmp``, a descriptor of /tmp opened before."""
+    programs = []
+    for words in (how["argv"], how.get("ro_argv") or []) if how["kind"] == "fuse" else ():
+        found = shutil.which(words[0]) if words else None
+        if found:
+            programs.append(os.path.abspath(found))
+    paths = driver_paths(programs, [os.path.normpath(sys.base_prefix)])
+    return [(host_source(path, host_tmp), path) for path in paths]
 
 
 def reap():
@@ -511,7 +486,10 @@ def show(value):
 def run(how):
     options = DATA["options"]
     os.umask(0)
-    visible = driver_files(how)
+    # Closed once the driver's files are staged: this process is PID 1 of the PID namespace
+    # whose proc the driver sees, and /proc/1/fd/<it> would be the host's /tmp.
+    host_tmp = os.open("/tmp", os.O_PATH | os.O_DIRECTORY)
+    shown = driver_files(how, host_tmp)
     mount("unionspec-repro", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=256m")
     os.mkdir(BASE, 0o755)
     lowers = [BASE + "/l%d" % i for i in range(len(DATA["lowers"]))]
@@ -526,6 +504,13 @@ def run(how):
     # read-only proc of this PID namespace and the layers: a symlink in a layer that a FUSE
     # driver follows cannot reach the host's files.
     os.mkdir("/tmp/unionspec-root", 0o700)
+    # Staged (bound) here first: a mount reached through host_tmp belongs to this mount
+    # namespace, and enter() binds only from its own copy of it (EINVAL otherwise).
+    visible = []
+    for number, (source, path) in enumerate(shown):
+        stage(source, "/tmp/unionspec-stage/driver%d" % number)
+        visible.append(("/tmp/unionspec-stage/driver%d" % number, path))
+    os.close(host_tmp)
     enter("/tmp/unionspec-root", writable=(BASE,), visible=visible, proc=True)
     mounter = Mounter(how, options, lowers)
     try:

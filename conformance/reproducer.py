@@ -14,7 +14,6 @@ divergence found on an in-process driver, e.g. a seeded fault, defaults to the k
 from __future__ import annotations
 
 import pprint
-import re
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +30,12 @@ TEMPLATE = Path(__file__).resolve().parent / "repro_template.py"
 #: The confined root (standard library only), embedded in every script.
 CONFINE = Path(__file__).resolve().parent.parent / "adapters" / "_confine.py"
 _MARK = "DATA: dict = {}  # __DATA__\n"
-#: The template's import of the system calls, replaced by their module's text verbatim.
-_SYSCALLS_MARK = "from adapters.syscalls import CALLS, MAX_READ, kind_of  # __SYSCALLS__\n"
-#: The template's stand-ins for the embedded confinement (adapters/_confine.py).
-_CONFINE_MARK = re.compile(r"^# __CONFINE__ .*?^# __CONFINE__ end\n", re.M | re.S)
+#: The template's imports of the confined root and of the system calls (each statement,
+#: from its first line to its end), replaced by their modules' text verbatim.
+_EMBEDDED = {
+    "from adapters._confine import (  # __CONFINE__\n": (CONFINE, "\n)\n"),
+    "from adapters.syscalls import CALLS, MAX_READ, kind_of  # __SYSCALLS__\n": (None, "\n"),
+}
 
 
 def _value(value: Any) -> Any:
@@ -172,16 +173,13 @@ def script(failure: Failure, version: str | None = None) -> str:
         template.replace("__TITLE__", title.replace('"""', "'''"))
         .replace("__DIVERGENCE__", divergence.replace("\\", "\\\\").replace('"""', "'''"))
         .replace(_MARK, f"DATA = {literal}\n")
-        .replace(_SYSCALLS_MARK, syscalls_source(), 1)
     )
-    return _CONFINE_MARK.sub(lambda _: _confine_source(), text)
-
-
-def _confine_source() -> str:
-    """adapters/_confine.py without its docstring (the script's own says what it does)."""
-    text = CONFINE.read_text(encoding="utf-8")
-    end = text.index('"""', 3) + 3
-    return "# --- a confined root (adapters/_confine.py) " + "-" * 44 + "\n" + text[end:]
+    for mark, (module, end) in _EMBEDDED.items():
+        start = text.index(mark)
+        stop = text.index(end, start + len(mark) - 1) + len(end)
+        source = module.read_text(encoding="utf-8") if module else syscalls_source()
+        text = text[:start] + source + text[stop:]
+    return text
 
 
 def syscalls_source() -> str:

@@ -75,6 +75,10 @@ def test_the_daemon_sees_only_its_confined_root() -> None:
         names = set(os.listdir(root))
         assert names.isdisjoint({"etc", "root", "home", "var", "sys", "run", "boot"})
         assert os.listdir(f"{root}/proc/1/root") == []
+        # PID 1's descriptors are reachable through that proc: none is a host file (its
+        # stdout and stderr were the executor's, e.g. pytest's capture file under /tmp)
+        held = {os.readlink(f"{root}/proc/1/fd/{fd}") for fd in os.listdir(f"{root}/proc/1/fd")}
+        assert {h for h in held if not h.startswith("pipe:")} <= {"/dev/null"}, held
         assert not os.path.exists(f"{root}/proc/{os.getpid()}")
         assert sorted(os.listdir(f"{root}/dev")) == ["fuse", "null"]
         assert os.listdir(f"{root}/tmp") == ["unionspec"]
@@ -136,3 +140,95 @@ def test_a_reproducer_cannot_read_or_write_the_host_through_a_lower_symlink(
     assert "host secret" not in result.stdout
     assert "'secret'" not in result.stdout
     assert sorted(p.name for p in host_dir.iterdir()) == ["secret"]
+
+
+def test_a_reproducer_keeps_no_way_to_the_hosts_tmp(tmp_path: Path) -> None:
+    """The reproducer reaches a driver under the host's /tmp through a descriptor of /tmp
+    opened before its own tmpfs hides it; once its confined root is entered that
+    descriptor is closed: the script is PID 1 of the PID namespace whose proc the daemon
+    sees, so a lower symlink to ``/proc/1/fd/<n>/...`` must not lead to the host's /tmp."""
+    require(UnionfsFuseDriver, "unionfs-fuse")
+    from conformance import reproducer
+    from tests.test_reproducer import _reference_failure, _run
+
+    where = Path(tempfile.mkdtemp(prefix="unionspec-host-", dir="/tmp"))
+    (where / "secret").write_bytes(b"host secret\n")
+    relative = str(where)[len("/tmp/"):]
+    fds = (3, 4)  # the first descriptors a script opens (3: the one it kept of /tmp)
+    stack = StackSpec(
+        (
+            LayerSpec(tuple((f"c{fd}", DirSpec()) for fd in fds)),
+            LayerSpec(
+                tuple((f"c{fd}", SymlinkSpec(target=f"/proc/1/fd/{fd}/{relative}")) for fd in fds)
+            ),
+        )
+    )
+    steps: list[ops.Op] = [ops.Read(path=f"c{fd}/secret") for fd in fds]
+    steps.append(ops.Write(path="c3/planted", data=b"x", flags=("O_CREAT",), mode=0o644))
+    try:
+        failure = _reference_failure(stack, steps, RW)
+        script = reproducer.write(failure, tmp_path / "repro.py")
+        result = _run(script, "--fuse-cmd", UNIONFS, "--timeout", "60")
+        assert f"step {len(steps)}" in result.stdout, result.stdout + result.stderr
+        assert "host secret" not in result.stdout, result.stdout
+        assert sorted(p.name for p in where.iterdir()) == ["secret"]
+    finally:
+        shutil.rmtree(where)
+
+
+def test_a_reproducer_runs_a_driver_under_the_hosts_tmp(tmp_path: Path) -> None:
+    """The reproducer shows a driver built under the host's /tmp (hidden by its own tmpfs)
+    at its own path, read-only, through the descriptor of /tmp it closes afterwards."""
+    require(UnionfsFuseDriver, "unionfs-fuse")
+    from conformance import reproducer
+    from tests.test_reproducer import _reference_failure, _run
+
+    build = tmp_path / "build"
+    build.mkdir()
+    wrapper = build / "my-unionfs"
+    wrapper.write_text(
+        '#!/bin/sh\necho x > "$(dirname "$0")/written" 2>/dev/null\nexec unionfs "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    stack = StackSpec((LayerSpec((("f", DirSpec()),)),))
+    failure = _reference_failure(stack, [ops.Readdir(path="")], RW)
+    script = reproducer.write(failure, tmp_path / "repro.py")
+    result = _run(script, "--fuse-cmd", UNIONFS.replace("unionfs ", f"{wrapper} ", 1))
+    assert "mounted: " + str(wrapper) in result.stdout, result.stdout + result.stderr
+    assert "step 1" in result.stdout, result.stdout + result.stderr
+    assert sorted(p.name for p in build.iterdir()) == ["my-unionfs"]
+
+
+def test_a_drivers_files_are_staged_once_per_executor(tmp_path: Path) -> None:
+    """Every configure of the executor (each take_back, each hand_over) makes a mounter
+    anew; the driver's own files are staged (bound under the roots' tmpfs) once, then
+    reused: the executor's mounts do not grow with the number of examples."""
+    require(FuseOverlayfsDriver, "fuse-overlayfs")
+    from adapters.fuse import PROFILES, FuseDriver
+    from adapters.profile import load_profile
+
+    build = tmp_path / "build"
+    build.mkdir()
+    wrapper = build / "my-overlay"
+    wrapper.write_text('#!/bin/sh\nexec fuse-overlayfs "$@"\n')
+    wrapper.chmod(0o755)
+    template = (
+        f"{wrapper} -o lowerdir={{lowerdir}},upperdir={{upperdir}},workdir={{workdir}}"
+        "{options} {mountpoint}"
+    )
+    profile = load_profile(PROFILES / "fuse-overlayfs.toml")
+    stack = StackSpec((LayerSpec((("f", DirSpec()),)),))
+
+    def staged(driver: FuseDriver) -> list[str]:
+        with open(f"/proc/{driver.executor_pid}/mountinfo") as f:
+            points = [line.split()[4] for line in f]
+        return [p for p in points if p.startswith("/tmp/unionspec-roots/driver")]
+
+    with FuseDriver(template, profile, name="wrapped", timeout=30) as driver:
+        driver.mount(stack, RW)
+        first = staged(driver)
+        for _ in range(3):
+            driver.take_back()
+            driver.mount(stack, RW)
+            assert driver.run(ops.Readdir(path="")) == Ok(("f",))
+        assert len(first) == 1 and staged(driver) == first

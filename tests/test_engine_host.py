@@ -99,3 +99,45 @@ def test_the_cgroups_of_a_killed_engine_executor_go_at_the_next_start() -> None:
         for path in (stale / "child", stale, live):
             if path.exists():
                 path.rmdir()
+
+
+def test_removing_cgroups_refuses_a_name_not_ours(tmp_path, monkeypatch) -> None:
+    """remove_cgroups walks a cgroup parent and rmdirs every empty cgroup under it: a name
+    that is not ``unionspec-<PID>`` (an empty one is the cgroup root itself) is refused and
+    nothing is removed."""
+    from adapters import _engine_executor
+
+    root = tmp_path / "cgroup"
+    for path in ("host/service", "unified", "cpu/host", "unionspec-x"):
+        (root / path).mkdir(parents=True)
+    monkeypatch.setattr(_engine_executor, "CGROUP_ROOT", str(root))
+    before = {parent for parent, _, _ in os.walk(root)}
+    for name in ("", ".", "/", "host", "unionspec-x", "unionspec-1/..", "unionspec-1/../host"):
+        with pytest.raises(ValueError, match="not a unionspec cgroup parent"):
+            _engine_executor.remove_cgroups(name)
+    assert {parent for parent, _, _ in os.walk(root)} == before
+
+
+def test_an_engine_that_failed_to_start_removes_only_its_own_cgroups(monkeypatch) -> None:
+    """When the engine's start fails before the daemon is up, the executor's shutdown (run
+    by the executor's ``close`` and again by run_executor) removes its own cgroup parent
+    only, never the cgroup root (a failed start used to leave the parent empty)."""
+    from adapters import _engine_executor
+
+    def broken() -> None:
+        raise OSError("no overlay here")
+
+    removed: list[str] = []
+    monkeypatch.setattr(_engine_executor, "private_host_paths", broken)
+    monkeypatch.setattr(_engine_executor, "remove_cgroups", removed.append)
+    monkeypatch.setattr(_engine_executor.EngineExecutor, "cli", lambda *a, **k: 1 / 0)
+    executor = _engine_executor.EngineExecutor(None)  # type: ignore[arg-type]
+    try:
+        with pytest.raises(OSError, match="no overlay"):
+            executor.do_engine("docker")
+        executor.shutdown()
+        executor.shutdown()
+    finally:
+        os.close(executor.own_ns)
+        os.close(executor.real_root)
+    assert set(removed) <= {f"unionspec-{os.getpid()}"}

@@ -408,3 +408,62 @@ def test_a_branch_symlink_to_the_host_root_is_recorded_not_walked() -> None:
     assert below, "unionfs-fuse no longer follows the branch symlink: update the expectation"
     assert all(entry.kind.startswith("foreign ") for entry in below.values())
     assert all(path.count("/") == 1 for path in below)  # not entered
+
+
+HOLDER_FAILS = """
+import os, sys
+from adapters import _executor, _fusemount
+
+def refuse(*args, **kwargs):
+    raise OSError(1, "pivot_root refused")
+
+_executor.setup()
+_fusemount._confine.enter = refuse
+for attempt in range(2):
+    try:
+        _fusemount.holder()
+    except Exception as exc:
+        print("raised:", exc)
+    else:
+        print("returned")
+"""
+
+
+def test_a_holder_that_cannot_confine_itself_says_so() -> None:
+    """The holder (PID 1 of the daemons' PID namespace) confines itself before it holds:
+    when that fails, holder() raises with the reason, and so does every later call (a
+    silent holder used to be kept, and every daemon start then failed on fork, ENOMEM)."""
+    import subprocess
+    import sys
+
+    if os.geteuid() != 0 or not os.path.exists("/usr/bin/unshare"):
+        pytest.skip("needs root and unshare(1) for a private mount namespace")
+    result = subprocess.run(
+        ["/usr/bin/unshare", "--mount", "--propagation", "private", "--",
+         sys.executable, "-c", HOLDER_FAILS],
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2, result.stdout + result.stderr
+    for line in lines:
+        assert line.startswith("raised:") and "pivot_root refused" in line, line
+
+
+@pytest.mark.parametrize("name", ["fuse-overlayfs", "unionfs-fuse"])
+def test_a_report_runs_the_version_command_once(monkeypatch, name: str) -> None:
+    """What a report records of a FUSE driver (conformance.report.driver_info): its
+    version, from one run of the profile's version command, with the rest of about()."""
+    from adapters import fuse
+    from conformance.report import driver_info
+
+    calls: list[str] = []
+
+    def version(profile: Profile) -> str:
+        calls.append(profile.name)
+        return f"{profile.name} 9.9"
+
+    monkeypatch.setattr(fuse, "profile_version", version)
+    info = driver_info(name)
+    assert len(calls) == 1 and info["version"] == f"{calls[0]} 9.9"
+    assert info["command"] and info["options_claimed"], info

@@ -95,7 +95,12 @@ BAD_PROGRAMS = {
     "wrong-mode-type": (GOOD_STACK, ["Chmod(path='a', mode='x')"], "Chmod.mode must be int"),
     "wrong-lowers-type": ("StackSpec(lowers=5)", ["Read(path='a')"], "StackSpec.lowers"),
     "huge-truncate": (GOOD_STACK, ["Truncate(path='a', size=100000000000)"], "Truncate.size"),
-    "huge-offset": (GOOD_STACK, ["Write(path='a', data=b'x', offset=1 << 40)"], ""),
+    "huge-offset": (
+        GOOD_STACK, ["Write(path='a', data=b'x', offset=1099511627776)"], "Write.offset"
+    ),
+    "huge-in-all": (
+        GOOD_STACK, [f"Truncate(path='a{i}', size=1048576)" for i in range(17)], "in all"
+    ),
     "dotdot-path": (GOOD_STACK, ["Read(path='../../etc/passwd')"], "'..'"),
     "absolute-path": (GOOD_STACK, ["Read(path='/etc/passwd')"], "relative"),
     "nul-path": (GOOD_STACK, ["Read(path='a\\x00b')"], "NUL"),
@@ -127,6 +132,36 @@ def test_a_bad_program_file_is_one_line_and_exit_2(tmp_path: Path, capsys, name:
     path.write_text(json.dumps(_program(stack, steps)))
     assert main(["replay", str(path), "--driver", "reference"]) == 2
     _one_line_error(capsys, says)
+
+
+def test_the_layers_count_in_a_programs_total_bytes(monkeypatch) -> None:
+    """The bound on a whole program covers the layers' data and xattr values too."""
+    from conformance import program_check
+    from reference import ops
+    from reference.layer import FileSpec, LayerSpec, StackSpec
+
+    monkeypatch.setattr(program_check, "MAX_PROGRAM_BYTES", 1000)
+    big = FileSpec(data=b"x" * 400, xattrs=(("user.a", b"y" * 300),))
+    stack = StackSpec((LayerSpec((("a", big), ("b", FileSpec(data=b"x" * 200)))),))
+    program_check.check_program(stack, (ops.Read(path="a"),), "ok")
+    with pytest.raises(program_check.ProgramError, match="in all"):
+        program_check.check_program(stack, (ops.Truncate(path="a", size=200),), "bad")
+    with pytest.raises(program_check.ProgramError, match="in all"):
+        program_check.check_program(
+            StackSpec((LayerSpec((("a", big),)), LayerSpec((("b", big),)))), (), "bad"
+        )
+
+
+def test_an_input_file_past_the_bound_is_refused(tmp_path: Path, monkeypatch) -> None:
+    """adapters.input_files reads at most MAX_INPUT bytes of a file the user names."""
+    from adapters import input_files
+
+    monkeypatch.setattr(input_files, "MAX_INPUT", 10)
+    (tmp_path / "small.toml").write_text("x" * 10)
+    (tmp_path / "big.toml").write_text("x" * 11)
+    assert input_files.read_text(tmp_path / "small.toml") == "x" * 10
+    with pytest.raises(input_files.InputError, match=r"big\.toml: larger than 10 bytes"):
+        input_files.read_text(tmp_path / "big.toml")
 
 
 def test_a_deeply_nested_json_file_is_one_line(tmp_path: Path, capsys) -> None:

@@ -29,26 +29,27 @@ def _needs_kernel_driver() -> None:
     require(KernelDriver, "kernel driver")
 
 
-
-
-
-
-def _start_run(*options: str, driver: str = "kernel") -> tuple[str, subprocess.Popen[bytes]]:
-    """Start a deep run on ``driver`` in a subprocess; its processes carry a unique marker
-    in their environment, so they can be found (and only they) whatever runs beside them."""
-    marker = f"UNIONSPEC_RUN_MARK={uuid.uuid4().hex}"
-    name, _, value = marker.partition("=")
-    command = [sys.executable, "-m", "pytest", "-q", *options, f"--driver={driver}"]
-    command += ["--budget=deep", "-k", "state_machine", "tests/test_conformance.py"]
+def _start(command: list[str]) -> tuple[str, subprocess.Popen[bytes]]:
+    """Start ``command`` in the project's directory, in a session of its own; its
+    processes carry a unique marker in their environment, so they can be found (and only
+    they) whatever runs beside them."""
+    marker = uuid.uuid4().hex
     child = subprocess.Popen(
         command,
         cwd=ROOT,
-        env={**os.environ, name: value},
+        env={**os.environ, "UNIONSPEC_RUN_MARK": marker},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    return marker, child
+    return f"UNIONSPEC_RUN_MARK={marker}", child
+
+
+def _start_run(*options: str, driver: str = "kernel") -> tuple[str, subprocess.Popen[bytes]]:
+    """Start a deep run on ``driver`` in a subprocess (marked, :func:`_start`)."""
+    command = [sys.executable, "-m", "pytest", "-q", *options, f"--driver={driver}"]
+    command += ["--budget=deep", "-k", "state_machine", "tests/test_conformance.py"]
+    return _start(command)
 
 
 SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGKILL]
@@ -80,14 +81,16 @@ def test_interrupted_run_leaves_no_mount_and_no_process(name: str, sig: signal.S
         _end_and_check(child, marker, before)
 
 
-def _end_and_check(child: subprocess.Popen[bytes], marker: str, before: list[str]) -> None:
-    """Kill the run if it is still there, then: none of its processes is left and the host's
-    mount table is what it was before it started."""
+def _end_and_check(
+    child: subprocess.Popen[bytes], marker: str, before: list[str], seconds: float = 10.0
+) -> None:
+    """Kill the run if it is still there, then: none of its processes is left (waiting up
+    to ``seconds`` for them to go) and the host's mount table is what it was before it
+    started."""
     end_run(child)
-    assert left_behind(marker) == []
+    left = left_behind(marker, seconds)
+    assert left == [], [cmdline(pid) for pid in left]
     assert mounts() == before
-
-
 
 
 def _parent(pid: int) -> int:
@@ -124,15 +127,11 @@ def test_killed_xdist_worker_leaves_no_mount_and_no_process() -> None:
 
 def _certify(driver: str, workers: int, report: Path) -> tuple[str, subprocess.Popen[bytes]]:
     """Start ``certify`` on every cell of ``driver`` with ``workers`` processes, marked."""
-    marker = uuid.uuid4().hex
-    command = [sys.executable, "-m", "conformance", "certify", "--driver", driver,
-               "--budget", "standard", "--report-dir", str(report),
-               "--corpus", str(report.parent / "c"), "-n", str(workers)]
-    child = subprocess.Popen(
-        command, cwd=ROOT, env={**os.environ, "UNIONSPEC_RUN_MARK": marker},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    return _start(
+        [sys.executable, "-m", "conformance", "certify", "--driver", driver,
+         "--budget", "standard", "--report-dir", str(report),
+         "--corpus", str(report.parent / "c"), "-n", str(workers)]
     )
-    return marker, child
 
 
 @pytest.mark.parametrize("name", list(RUNNING))
@@ -157,7 +156,4 @@ def test_sigkill_of_certify_leaves_no_worker_mount_or_daemon(
         child.kill()
         child.wait(timeout=10)
     finally:
-        end_run(child)
-    left = left_behind(marker, seconds=20)
-    assert left == [], [cmdline(pid) for pid in left]
-    assert mounts() == before
+        _end_and_check(child, marker, before, seconds=20)

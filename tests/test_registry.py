@@ -29,9 +29,7 @@ def test_a_factory_without_a_timeout_is_built_as_it_is() -> None:
 
 @pytest.mark.parametrize("bad", [0.0, -1.0, float("nan")])
 def test_a_timeout_that_is_not_positive_is_refused(bad: float) -> None:
-    with pytest.raises(ValueError, match="positive"):
-        DriverSettings(timeout=bad)
-    with pytest.raises(SettingsError):
+    with pytest.raises(SettingsError, match="positive"):
         DriverSettings(timeout=bad)
 
 
@@ -45,3 +43,11 @@ def test_settings_are_bound_to_the_class_not_kept_in_the_module() -> None:
 def test_an_unknown_driver_is_refused_with_the_known_ones() -> None:
     with pytest.raises(registry.UnknownDriver, match=r"unknown driver 'nope' .*reference"):
         registry.check(["reference", "nope"])
+
+
+def test_check_and_factory_refuse_an_unknown_driver_alike() -> None:
+    with pytest.raises(registry.UnknownDriver) as checked:
+        registry.check(["nope"])
+    with pytest.raises(registry.UnknownDriver) as made:
+        registry.factory("nope")
+    assert str(made.value) == str(checked.value)

@@ -215,3 +215,34 @@ def test_a_program_with_a_remount_and_every_layer_marker_passes_on_the_kernel(
     result = _run(script)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("<-- differs") == 0 and "step 10" in result.stdout
+
+
+def test_a_script_embeds_the_confined_root_and_the_system_calls_verbatim() -> None:
+    """The script holds adapters/_confine.py and adapters/syscalls.py as they are, each
+    once, in place of the template's imports, and no libc handle of its own."""
+    from reference import ops
+    from reference.layer import DirSpec, LayerSpec, StackSpec
+
+    failure = _reference_failure(
+        StackSpec((LayerSpec((("d", DirSpec()),)),)), [ops.Readdir(path="")], Options()
+    )
+    text = reproducer.script(failure)
+    for module in (reproducer.CONFINE, Path(reproducer.syscalls.__file__)):
+        assert text.count(module.read_text(encoding="utf-8")) == 1, module
+    imports = ("from adapters", "import adapters")
+    assert not [line for line in text.splitlines() if line.lstrip().startswith(imports)]
+    assert text.count("ctypes.CDLL(") == 2  # _confine's libc and syscalls' own
+
+
+def test_the_driver_files_a_confined_root_shows() -> None:
+    """adapters._confine.driver_paths (the suite's mounter and the script share it)."""
+    from adapters._confine import driver_paths, host_source
+
+    programs = ["/usr/bin/fuse-overlayfs", "/opt/d/bin/drv", "/tmp/drv", "/drv",
+                "/tmp/b/drv", "/opt/d/bin/other"]
+    assert driver_paths(programs, ["/usr", "/opt/py"]) == [
+        "/opt/py", "/opt/d/bin", "/tmp/drv", "/drv", "/tmp/b"
+    ]
+    assert host_source("/tmp/b", 7) == "/proc/self/fd/7/b"
+    assert host_source("/opt/d/bin", 7) == "/opt/d/bin"
+    assert host_source("/tmp/b", None) == "/tmp/b"

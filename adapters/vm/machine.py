@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
+import functools
 import os
 import shutil
 import signal
@@ -29,7 +29,7 @@ import threading
 import time
 from pathlib import Path
 
-from adapters._sandbox import PROJECT_ROOT
+from adapters._sandbox import PROJECT_ROOT, die_with_parent
 from adapters.base import AdapterError
 from adapters.cache import cache_root
 from adapters.vm import channel
@@ -46,27 +46,14 @@ SCRATCH_MB = 512
 #: The host's root, read-only; its devices' inode numbers remapped (without it, /proc
 #: and /sys, both inode 1, are one directory to the guest's 9p cache: seen).
 FSDEV = "security_model=passthrough,readonly=on,multidevs=remap"
-PR_SET_PDEATHSIG = 1
 #: A send that blocks this long (seconds, times the VM's scale) is given up: on the
 #: channel, the guest stopped reading it (every session's frames share it, so the VM is
 #: ended); to a session's driver, the driver stopped reading (that session is ended).
 SEND_TIMEOUT = 60.0
 
-_libc = ctypes.CDLL(None, use_errno=True)
-
 
 class VMError(AdapterError, RuntimeError):
     """The VM could not be started or died (one line)."""
-
-
-def _die_with_parent(parent: int):  # type: ignore[no-untyped-def]
-    def preexec() -> None:
-        if _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-            os._exit(1)
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return preexec
 
 
 def limit_sends(sock: socket.socket, seconds: float) -> None:
@@ -171,7 +158,7 @@ class VM:
             self.proc = subprocess.Popen(
                 self._command(theirs.fileno()),
                 pass_fds=(theirs.fileno(),),
-                preexec_fn=_die_with_parent(os.getpid()),
+                preexec_fn=functools.partial(die_with_parent, os.getpid()),
                 start_new_session=True,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
