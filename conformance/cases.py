@@ -204,8 +204,9 @@ class _Drawer:
         made = _made(op)
         if made is not None:
             self.recent = [made, *(p for p in self.recent if p != made)][:REMEMBERED]
-            if self.inv is not None:  # kept (no name changed): ``made`` exists
-                self.inv.recent = [made, *(p for p in self.inv.recent if p != made)]
+            if self.inv is not None:  # kept (no name changed): what a fresh one holds
+                present = self.inv.present
+                self.inv.recent = [path for path in self.recent if path in present]
 
 
 def _made(op: ops.Op) -> str | None:

@@ -8,13 +8,15 @@ import json
 import random
 from collections import Counter
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.internal.conjecture.data import ConjectureData
 
 from conformance import coverage
-from conformance.cases import Cases, cases, upper_as_layer
-from conformance.paths_choice import SLOTS, choose, groups, inventory
+from conformance import strategies
+from conformance.cases import Cases, _Drawer, cases, upper_as_layer
+from conformance.paths_choice import SLOTS, Inventory, choose, groups, inventory
 from conformance.swarm import draw_swarm
 from reference import ops
 from reference.layer import DirSpec, FileSpec, HardlinkSpec, LayerSpec, StackSpec, build
@@ -80,6 +82,35 @@ def test_most_steps_succeed_and_errors_stay_reachable() -> None:
     assert share > 0.55, outcomes
     assert outcomes["error"] / sum(outcomes.values()) > 0.05, outcomes
     assert {"ENOENT", "EEXIST", "ENOTDIR", "EISDIR"} <= errors, errors
+
+
+def _fields(inv: Inventory) -> dict:
+    """An inventory's contents (``viable`` is a cache of what they give)."""
+    return attrs.asdict(inv, filter=lambda field, _: field.name != "viable")
+
+
+@pytest.mark.parametrize("options", [Options(), Options(index=True, redirect_dir=True)],
+                         ids=["default", "index-redirect"])
+def test_the_kept_inventory_equals_a_fresh_one(options: Options) -> None:
+    """The drawer keeps its inventory across steps that change no name (data, metadata):
+    after every step it holds what a fresh walk of the model gives, ``recent`` cut to the
+    same REMEMBERED names (a stale kept one drew other paths than a fresh one would)."""
+    kept = 0
+    for n in range(40):
+        data = ConjectureData(random=random.Random(n))
+        stack = data.draw(strategies.stacks(max_lowers=2))
+        drawer = _Drawer(Overlay(stack, options), strategies.Operations().rules)
+        drawer.inventory()
+        for _ in range(40):
+            op = drawer.draw(data)
+            drawer.apply(op)
+            if drawer.inv is not None:
+                kept += 1
+                fresh = inventory(drawer.model, drawer.removed, drawer.recent)
+                assert _fields(drawer.inv) == _fields(fresh), (stack, op)
+            else:
+                drawer.inventory()
+    assert kept > 400  # the cache was exercised
 
 
 def test_a_feature_case_draws_only_its_rules_and_remounts() -> None:
