@@ -13,8 +13,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.internal.conjecture.data import ConjectureData
 
-from conformance import coverage
-from conformance import strategies
+from conformance import coverage, strategies
 from conformance.cases import Cases, _Drawer, cases, upper_as_layer
 from conformance.paths_choice import SLOTS, Inventory, choose, groups, inventory
 from conformance.swarm import draw_swarm
@@ -131,6 +130,33 @@ def test_stacks_grow_deeper_and_files_cross_pages() -> None:
     }
     assert any(name.rsplit("/", 1)[-1] == "n" * 255 for name in names)
     assert any(name.rsplit("/", 1)[-1].startswith(".wh.") for name in names)
+
+
+def test_each_field_is_drawn_from_its_domain() -> None:
+    """The drawer picks each field by its domain name (ops.Kind.draws): paths from the
+    inventory, flags by what the path holds, data, offsets and sizes from the bigger
+    tables, every other field from strategies.DOMAINS."""
+    from conformance.cases import BIGGER, EXCHANGE, NEW_FLAGS, NOREPLACE
+
+    special = {
+        "open_flags": {*strategies.OPEN_FLAGS, *NEW_FLAGS},
+        "rename_flags": {*EXCHANGE, *NOREPLACE},
+    }
+    seen: dict[str, set] = {}
+    for _, program in _drawn(60):
+        for op in program:
+            kind = ops.KINDS[type(op)]
+            for field, domain in zip(attrs.fields(type(op)), kind.draws, strict=True):
+                value = getattr(op, field.name)
+                seen.setdefault(domain, set()).add(value)
+                if domain in ("path", "dir_path"):
+                    assert isinstance(value, str), (op, domain)
+                else:
+                    table = special.get(domain) or BIGGER.get(domain, strategies.DOMAINS[domain])
+                    assert value in table, (op, domain)
+    assert set(seen) == set(strategies.DOMAINS)  # every domain drawn
+    for domain in BIGGER:  # and the bigger tables' own entries
+        assert seen[domain] - set(strategies.DOMAINS[domain]), domain
 
 
 def test_path_groups_put_the_right_kind_first_and_fall_back_to_it() -> None:
