@@ -129,10 +129,17 @@ class _Drawer:
         precondition would, without excluding it). A rule that changes the tree counts
         double, one that adds or removes names (whiteouts, opaque dirs, redirects: the
         overlay's own machinery) more: the whole view is compared after every step, so
-        the reading rules add only their own outcome."""
+        the reading rules add only their own outcome. On a read-only mount a writing rule
+        can only give EROFS: it counts once, as one that cannot succeed."""
         inv = self.inventory()
         if self._table is None:
-            able = [rule for rule in self.rules if rule not in ROLES or viable(ROLES[rule][0], inv)]
+            read_only = self.model.options.read_only
+            able = [
+                rule
+                for rule in self.rules
+                if not (read_only and rule in CHANGING)
+                and (rule not in ROLES or viable(ROLES[rule][0], inv))
+            ]
             changing = [rule for rule in able if rule in CHANGING] * 3
             names = [rule for rule in able if rule in NAMESPACE] * 2
             others = [rule for rule in self.rules if rule not in able]
