@@ -62,8 +62,10 @@ PAGE = 4096
 WRITE_DATA: tuple[bytes, ...] = (*s.DATA, b"P" * PAGE)
 #: Offsets: the small ones, then just before, at and after the first and second page end.
 WRITE_OFFSETS = (*s.OFFSETS, PAGE - 5, PAGE - 1, PAGE, 2 * PAGE - 2, 2 * PAGE + 3)
-#: Truncate sizes: the small ones, around a page, a few pages, 1 MiB.
-SIZES = (*s.SIZES, PAGE - 1, PAGE, PAGE + 1, 3 * PAGE + 5)
+#: Truncate sizes: the small ones, around a page, a few pages, 1 MiB (the kernel copies a
+#: file up in chunks of that size: fs/overlayfs/copy_up.c OVL_COPY_UP_CHUNK_SIZE; also
+#: conformance.program_check's MAX_BYTES).
+SIZES = (*s.SIZES, PAGE - 1, PAGE, PAGE + 1, 3 * PAGE + 5, 1 << 20)
 #: open(2) flags for a name that does not exist yet: mostly creating ones.
 NEW_FLAGS: tuple[tuple[str, ...], ...] = (
     ("O_CREAT",),

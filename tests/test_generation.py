@@ -134,6 +134,8 @@ def test_stacks_grow_deeper_and_files_cross_pages() -> None:
     writes = [op for _, program in drawn for op in program if isinstance(op, ops.Write)]
     assert any(op.offset >= 4090 for op in writes)
     assert any(len(op.data) >= 4096 for op in writes)
+    truncates = [op for _, program in drawn for op in program if isinstance(op, ops.Truncate)]
+    assert any(op.size == 1 << 20 for op in truncates)  # a 1 MiB file now and then
     names = {op.path for op in writes} | {
         op.path for _, program in drawn for op in program if isinstance(op, ops.Mkdir)
     }
