@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import os
 import sys
 from pathlib import Path
 
@@ -67,6 +68,49 @@ def test_the_system_calls_use_the_standard_library_only() -> None:
         elif isinstance(node, ast.ImportFrom):
             modules.add((node.module or "").split(".")[0])
     assert modules and modules <= set(sys.stdlib_module_names), modules
+
+
+class _NoLibc:
+    """A libc whose every lookup fails: a call made through it looked libc up again."""
+
+    def __getattr__(self, name: str) -> None:
+        raise AssertionError(f"libc looked up again: {name}")
+
+
+def _rename_both_ways(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_text("1")
+    syscalls.renameat2(str(a), str(b), syscalls.RENAME_FLAGS[""])
+    assert b.read_text() == "1" and not a.exists()
+    a.write_text("2")
+    syscalls.renameat2(str(a), str(b), syscalls.RENAME_FLAGS["RENAME_EXCHANGE"])
+    assert (a.read_text(), b.read_text()) == ("1", "2")
+    with pytest.raises(FileExistsError):
+        syscalls.renameat2(str(a), str(b), syscalls.RENAME_FLAGS["RENAME_NOREPLACE"])
+
+
+def test_renameat2_is_resolved_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The libc function (or the raw system call) is found and typed at import, not on
+    every rename."""
+    monkeypatch.setattr(syscalls, "_libc", _NoLibc())
+    _rename_both_ways(tmp_path)
+
+
+def test_renameat2_falls_back_to_the_raw_system_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where libc has no renameat2 wrapper (glibc < 2.28), the system call by number."""
+
+    class OldLibc:
+        syscall = syscalls._libc.syscall
+
+    monkeypatch.setattr(syscalls, "_libc", OldLibc())
+    monkeypatch.setattr(syscalls, "_renameat2", syscalls._renameat2_function())
+    _rename_both_ways(tmp_path)
+    monkeypatch.setattr(syscalls.os, "uname", lambda: os.uname_result(("", "", "", "", "vax")))
+    monkeypatch.setattr(syscalls, "_renameat2", syscalls._renameat2_function())
+    with pytest.raises(OSError, match="no system call number"):
+        syscalls.renameat2(str(tmp_path / "a"), str(tmp_path / "c"), 0)
 
 
 def test_the_reproducer_embeds_the_system_calls_verbatim() -> None:
