@@ -18,7 +18,15 @@ from conformance.cases import Cases, _Drawer, cases, upper_as_layer
 from conformance.paths_choice import SLOTS, Inventory, choose, groups, inventory
 from conformance.swarm import draw_swarm
 from reference import ops
-from reference.layer import DirSpec, FileSpec, HardlinkSpec, LayerSpec, StackSpec, build
+from reference.layer import (
+    DirSpec,
+    FileSpec,
+    HardlinkSpec,
+    LayerSpec,
+    StackSpec,
+    WhiteoutSpec,
+    build,
+)
 from reference.options import MATRIX, Options
 from reference.outcome import Err, Ok
 from reference.overlay import Overlay, image
@@ -223,47 +231,108 @@ def _reached(stack: StackSpec, program: list, options: Options = DEFAULT) -> set
 
 
 LOWER_DIR = StackSpec((LayerSpec((("a", DirSpec()),)),))
+LOWER_FILES = StackSpec((LayerSpec((("a", FileSpec(b"1")), ("b", FileSpec(b"2")))),))
+
+
+#: (stack, program, options, states it reaches): every rare state at least once.
+RARE_CASES = [
+    (
+        LOWER_DIR,
+        [ops.Rmdir("a"), ops.Mkdir("a"), ops.Rename("a", "b")],
+        Options(),
+        {"merged-dir-removed", "dir-over-whiteout", "dir-over-whiteout-renamed"},
+    ),
+    (
+        StackSpec((LayerSpec((("a", FileSpec(b"1")), ("b", FileSpec(b"2")))),)),
+        [ops.Unlink("a"), ops.Rename("b", "a")],
+        Options(),
+        {"rename-over-whiteout"},
+    ),
+    (
+        StackSpec((LayerSpec((("a", FileSpec(b"1")), ("b", HardlinkSpec("a")))),)),
+        [ops.Chmod("a", 0o600), ops.Unlink("b")],
+        Options(index=True),
+        {"index-copy-up", "index-nlink-above-1", "index-link-removed"},
+    ),
+    (
+        StackSpec((LayerSpec((("a", DirSpec()), ("a/f", FileSpec(b"x")))),)),
+        [ops.Chmod("a/f", 0o600), ops.Write("a/f", b"0123456789", 4090)],
+        Options(redirect_dir=True, metacopy=True),
+        {"nested-copy-up", "metacopy-then-data", "page-write-after-copy-up",
+         "file-over-a-page"},
+    ),
+    (
+        StackSpec((LayerSpec((("a", DirSpec()), ("b", DirSpec()))),)),
+        [ops.Rename("a", "b/c"), ops.Rename("b", "d")],
+        Options(redirect_dir=True),
+        {"absolute-redirect", "relative-redirect"},
+    ),
+    (LOWER_DIR, [ops.Rename("a", "b")], Options(), {"dir-rename-exdev"}),
+    (LOWER_FILES, [ops.Unlink("a"), ops.Write("a", b"x", 0, ("O_CREAT",))], Options(),
+     {"nondir-over-whiteout"}),
+    (LOWER_FILES, [ops.Unlink("a"), ops.Symlink("b", "a")], Options(),
+     {"nondir-over-whiteout"}),
+    (LOWER_FILES, [ops.Rename("a", "b", "RENAME_EXCHANGE")], Options(),
+     {"rename-exchange"}),
+    (LOWER_FILES, [ops.Mkdir("c"), ops.Remount()], Options(), {"remount-non-empty-upper"}),
+    (
+        StackSpec((LayerSpec((("a", DirSpec(opaque=True)),)), LOWER_DIR.lowers[0])),
+        [],
+        Options(),
+        {"opaque-dir-middle-lower"},
+    ),
+    (
+        StackSpec((LayerSpec((("a", WhiteoutSpec()),)), LOWER_DIR.lowers[0])),
+        [],
+        Options(read_only=True),
+        {"lower-whiteout-hides"},
+    ),
+    (LOWER_FILES, [ops.Mkdir("n" * 200)], Options(), {"long-name"}),
+    (LOWER_DIR, [ops.Write("a/" + "n" * 255, b"", 0, ("O_CREAT",))], Options(),
+     {"long-name"}),
+    (LOWER_FILES, [ops.Mkfifo(".wh.a")], Options(), {"wh-prefixed-name"}),
+    (
+        StackSpec((LayerSpec(tuple((f"f{n}", FileSpec()) for n in range(12))),)),
+        [],
+        Options(read_only=True),
+        {"view-12-entries"},
+    ),
+]
+
+
+@pytest.mark.parametrize(("stack", "program", "options", "states"), RARE_CASES)
+def test_rare_states_are_detected(stack, program, options, states) -> None:
+    assert states <= _reached(stack, program, options)
+
+
+def test_every_rare_state_has_a_detection_case() -> None:
+    covered = set().union(*(states for *_, states in RARE_CASES))
+    assert covered == {state.name for state in coverage.RARE_STATES}
 
 
 @pytest.mark.parametrize(
-    ("stack", "program", "options", "states"),
+    ("stack", "program", "state"),
     [
-        (
-            LOWER_DIR,
-            [ops.Rmdir("a"), ops.Mkdir("a"), ops.Rename("a", "b")],
-            Options(),
-            {"merged-dir-removed", "dir-over-whiteout", "dir-over-whiteout-renamed"},
-        ),
-        (
-            StackSpec((LayerSpec((("a", FileSpec(b"1")), ("b", FileSpec(b"2")))),)),
-            [ops.Unlink("a"), ops.Rename("b", "a")],
-            Options(),
-            {"rename-over-whiteout"},
-        ),
-        (
-            StackSpec((LayerSpec((("a", FileSpec(b"1")), ("b", HardlinkSpec("a")))),)),
-            [ops.Chmod("a", 0o600), ops.Unlink("b")],
-            Options(index=True),
-            {"index-copy-up", "index-nlink-above-1", "index-link-removed"},
-        ),
-        (
-            StackSpec((LayerSpec((("a", DirSpec()), ("a/f", FileSpec(b"x")))),)),
-            [ops.Chmod("a/f", 0o600), ops.Write("a/f", b"0123456789", 4090)],
-            Options(redirect_dir=True, metacopy=True),
-            {"nested-copy-up", "metacopy-then-data", "page-write-after-copy-up",
-             "file-over-a-page"},
-        ),
-        (
-            StackSpec((LayerSpec((("a", DirSpec()), ("b", DirSpec()))),)),
-            [ops.Rename("a", "b/c"), ops.Rename("b", "d")],
-            Options(redirect_dir=True),
-            {"absolute-redirect", "relative-redirect"},
-        ),
-        (LOWER_DIR, [ops.Rename("a", "b")], Options(), {"dir-rename-exdev"}),
+        # a made name, not a removed one: no whiteout under it
+        (LOWER_FILES, [ops.Write("c", b"x", 0, ("O_CREAT",))], "nondir-over-whiteout"),
+        (LOWER_FILES, [ops.Rename("a", "b")], "rename-exchange"),
+        # a remount of an upper that is still empty
+        (LOWER_FILES, [ops.Remount()], "remount-non-empty-upper"),
+        # an opaque dir in the bottom layer hides nothing
+        (StackSpec((LOWER_FILES.lowers[0], LayerSpec((("a", DirSpec(opaque=True)),)))), [],
+         "opaque-dir-middle-lower"),
+        # a whiteout with nothing of its name below
+        (StackSpec((LayerSpec((("c", WhiteoutSpec()),)), LOWER_FILES.lowers[0])), [],
+         "lower-whiteout-hides"),
+        (LOWER_FILES, [ops.Mkdir("n" * 199)], "long-name"),
+        (LOWER_FILES, [ops.Mkdir("wh.a")], "wh-prefixed-name"),
+        (StackSpec((LayerSpec(tuple((f"f{n}", FileSpec()) for n in range(11))),)), [],
+         "view-12-entries"),
     ],
 )
-def test_rare_states_are_detected(stack, program, options, states) -> None:
-    assert states <= _reached(stack, program, options)
+def test_rare_states_are_not_reached_one_short(stack, program, state) -> None:
+    """The same programs one step short of each state do not reach it."""
+    assert state not in _reached(stack, program)
 
 
 def test_a_dull_program_reaches_no_rare_state() -> None:
