@@ -118,18 +118,6 @@ RARE_STATES: tuple[RareState, ...] = (
 
 BY_NAME = {state.name: state for state in RARE_STATES}
 
-#: The rule name of each operation class (conformance.strategies.OPERATIONS).
-_RULE_OF: dict[type, str] = {}
-
-
-def rule_of(op: ops.Op) -> str:
-    if not _RULE_OF:
-        from conformance.strategies import OPERATIONS
-
-        _RULE_OF.update({cls: name for name, (cls, _) in OPERATIONS.items()})
-    return _RULE_OF[type(op)]
-
-
 def succeeded(allowed: Allowed) -> bool:
     """An operation succeeded when the reference allows a success (Linux's outcome)."""
     return any(isinstance(outcome, Ok) for outcome in allowed)
@@ -227,7 +215,7 @@ class Watch:
         return pre
 
     def after(self, op: ops.Op, allowed: Allowed, pre: dict[str, Any]) -> None:
-        rule = rule_of(op)
+        rule = ops.KINDS[type(op)].rule
         self.attempts[rule] += 1
         if not succeeded(allowed):
             if isinstance(op, ops.Rename) and Err("EXDEV") in allowed:
