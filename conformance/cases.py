@@ -211,9 +211,9 @@ class _Drawer:
                 self.inv.recent = [path for path in self.recent if path in present]
 
 
-def _made(op: ops.Op) -> str | None:
-    """The name an operation that succeeded made, moved to or copied up (a write with
-    O_CREAT may have made it)."""
+def created(op: ops.Op) -> str | None:
+    """The name an operation makes or moves to when it succeeds (a write with O_CREAT may
+    have made it); also what conformance.coverage looks under for a whiteout."""
     match op:
         case ops.Mkdir(path) | ops.Symlink(_, path) | ops.Mkfifo(path):
             return path
@@ -221,9 +221,15 @@ def _made(op: ops.Op) -> str | None:
             return path
         case ops.Link(_, path) | ops.Rename(_, path):
             return path
+    return None
+
+
+def _made(op: ops.Op) -> str | None:
+    """The name an operation that succeeded made, moved to or copied up."""
+    match op:
         case ops.Chmod(path) | ops.Chown(path) | ops.SetXattr(path):
             return path  # copied up (metadata only with metacopy=on)
-    return None
+    return created(op)
 
 
 def upper_as_layer(model: Overlay) -> LayerSpec:

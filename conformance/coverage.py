@@ -31,6 +31,7 @@ from typing import Any
 
 import attrs
 
+from conformance.cases import created as created_name
 from reference import ops
 from reference.layer import (
     DirSpec,
@@ -140,20 +141,6 @@ def _node(model: Overlay, path: str, follow: bool) -> Node | None:
         return None
 
 
-def _created_name(op: ops.Op) -> str | None:
-    """The path an operation creates (when it succeeds on a missing name)."""
-    match op:
-        case ops.Mkdir(path) | ops.Symlink(_, path) | ops.Mkfifo(path):
-            return path
-        case ops.Link(_, path):
-            return path
-        case ops.Write(path, _, _, flags) if "O_CREAT" in flags:
-            return path
-        case ops.Rename(_, path):
-            return path
-    return None
-
-
 _COPY_UP_OPS = (ops.Write, ops.Truncate, ops.Chmod, ops.Chown, ops.SetXattr)
 
 
@@ -190,7 +177,7 @@ class Watch:
         pre: dict[str, Any] = {}
         if model.upper is None:
             return pre
-        created = _created_name(op)
+        created = created_name(op)
         if created is not None:
             entry = _upper_entry(model, created)
             pre["whiteout"] = entry is not None and entry.kind is Kind.WHITEOUT
@@ -225,7 +212,7 @@ class Watch:
         model, reached = self.model, self.reached
         if model.upper is None:
             return
-        created = _created_name(op)
+        created = created_name(op)
         if created is not None:
             leaf = created.rsplit("/", 1)[-1]
             if len(leaf) >= 200:
