@@ -31,6 +31,7 @@ from typing import Any
 
 import attrs
 
+from conformance import timebudget
 from conformance.cases import created as created_name
 from reference import ops
 from reference.layer import (
@@ -442,7 +443,7 @@ def render(results: dict) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--budget", default="standard", choices=("quick", "standard", "deep"),
+        "--budget", default="standard", choices=timebudget.NAMES,
         help="examples and steps per option set (default: standard)",
     )
     parser.add_argument("--seed", type=int, default=0, help="generation seed (default 0)")
