@@ -11,7 +11,11 @@ In one run it measures, and prints as a table and writes as JSON (``--json``):
    ``derandomize=True`` Hypothesis would derive it from the test's source, so any edit of
    machine.py would draw other examples and before/after runs would not compare) and
    there is no example database. The seed fixes what is drawn, not the strategies: an edit
-   of conformance/strategies.py draws other programs.
+   of conformance/strategies.py draws other programs. Nor the loaded modules: Hypothesis
+   also draws integers from constants it finds in the loaded modules, collected again
+   whenever ``sys.modules`` grows (hypothesis.internal.conjecture.providers
+   ``_get_local_constants``), so a fault measured after the driver runs may draw other
+   examples than the same fault measured alone.
    Only the generate phase runs. An example that diverges ends at its divergence and the
    run goes on (a driver with a recorded divergence in ``Options()`` is measured over the
    whole budget: the count and the first
