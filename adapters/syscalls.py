@@ -29,6 +29,30 @@ _KINDS = ((_stat.S_ISREG, "file"), (_stat.S_ISDIR, "dir"), (_stat.S_ISLNK, "syml
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
+def _renameat2_function():
+    """libc's renameat2, typed, or the raw system call where libc lacks it (resolved once:
+    the lookup, argtypes and os.uname() are not redone for every rename)."""
+    func = getattr(_libc, "renameat2", None)
+    if func is not None:
+        func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                         ctypes.c_uint]
+        return func
+    number = SYS_RENAMEAT2.get(os.uname().machine)
+
+    def raw(olddirfd, oldpath, newdirfd, newpath, flags):
+        if number is None:
+            raise OSError(errno.ENOSYS, "renameat2: no system call number for this machine")
+        return _libc.syscall(ctypes.c_long(number), ctypes.c_int(olddirfd),
+                             ctypes.c_char_p(oldpath),
+                             ctypes.c_int(newdirfd), ctypes.c_char_p(newpath),
+                             ctypes.c_uint(flags))
+
+    return raw
+
+
+_renameat2 = _renameat2_function()
+
+
 def kind_of(mode):
     """The kind name of a real file type (as in StatResult and EntryView)."""
     for test, name in _KINDS:
@@ -56,16 +80,7 @@ def read_to_end(fd, limit=None):
 
 def renameat2(src, dst, flags):
     """renameat2(2) through libc, or the raw system call where libc lacks it."""
-    func = getattr(_libc, "renameat2", None)
-    if func is not None:
-        func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
-                         ctypes.c_uint]
-        result = func(AT_FDCWD, os.fsencode(src), AT_FDCWD, os.fsencode(dst), flags)
-    else:
-        result = _libc.syscall(ctypes.c_long(SYS_RENAMEAT2[os.uname().machine]),
-                               ctypes.c_int(AT_FDCWD), ctypes.c_char_p(os.fsencode(src)),
-                               ctypes.c_int(AT_FDCWD), ctypes.c_char_p(os.fsencode(dst)),
-                               ctypes.c_uint(flags))
+    result = _renameat2(AT_FDCWD, os.fsencode(src), AT_FDCWD, os.fsencode(dst), flags)
     if result != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))

@@ -11,7 +11,11 @@ In one run it measures, and prints as a table and writes as JSON (``--json``):
    ``derandomize=True`` Hypothesis would derive it from the test's source, so any edit of
    machine.py would draw other examples and before/after runs would not compare) and
    there is no example database. The seed fixes what is drawn, not the strategies: an edit
-   of conformance/strategies.py draws other programs.
+   of conformance/strategies.py draws other programs. Nor the loaded modules: Hypothesis
+   also draws integers from constants it finds in the loaded modules, collected again
+   whenever ``sys.modules`` grows (hypothesis.internal.conjecture.providers
+   ``_get_local_constants``), so a fault measured after the driver runs may draw other
+   examples than the same fault measured alone.
    Only the generate phase runs. An example that diverges ends at its divergence and the
    run goes on (a driver with a recorded divergence in ``Options()`` is measured over the
    whole budget: the count and the first
@@ -52,6 +56,8 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from adapters import registry
 from adapters.base import DriverFailure, DriverUnavailable
+from adapters.faults import FAULTS, FaultyDriver
+from conformance import timebudget
 from conformance.cases import cases as drawn_cases
 from conformance.clock import Clock
 from conformance.machine import Diverged, OverlayMachine, lockstep_test, machine_for
@@ -287,12 +293,6 @@ def bench_xdist(budget: str, rounds: int = 1) -> dict[str, Any]:
 # --- 3. seeded faults ---------------------------------------------------------------------
 
 
-def _faults() -> dict[str, Any]:
-    from adapters import faults
-
-    return faults.__dict__
-
-
 def _first_failure_recorder(base: type[OverlayMachine], seen: dict[str, Any]) -> type:
     """A machine that notes when and after how many steps its first failure happened."""
 
@@ -323,12 +323,9 @@ def _first_failure_recorder(base: type[OverlayMachine], seen: dict[str, Any]) ->
 
 
 def bench_fault(fault: str, max_examples: int, steps: int) -> dict[str, Any]:
-    faults = _faults()
     clock = Clock()
     seen: dict[str, Any] = {}
-    machine = _first_failure_recorder(
-        machine_for(faults["FaultyDriver"](fault), Options()), seen
-    )
+    machine = _first_failure_recorder(machine_for(FaultyDriver(fault), Options()), seen)
     machine.clock = clock
     # No explain phase: it only annotates the report (which lines only failing runs hit)
     # and cost ~4x the shrinking itself here; generation and shrinking are unchanged.
@@ -472,7 +469,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--xdist-budget",
         default="standard",
-        choices=("quick", "standard", "deep", "none"),
+        choices=(*timebudget.NAMES, "none"),
         help="budget of the -n 1 / -n 2 pytest workload (none: skip it)",
     )
     parser.add_argument(
@@ -503,7 +500,7 @@ def run(args: argparse.Namespace, progress: Any = None) -> dict[str, Any]:
     if args.xdist_budget != "none":
         say(f"pytest -n 1 / -n 2 (budget {args.xdist_budget}) ...")
         results["xdist"] = bench_xdist(args.xdist_budget, args.xdist_rounds)
-    fault_names = sorted(_faults()["FAULTS"]) if args.fault is None else args.fault
+    fault_names = sorted(FAULTS) if args.fault is None else args.fault
     for fault in fault_names:
         if fault == "none":
             continue
@@ -522,11 +519,10 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     if args.fault is not None:
-        faults = _faults()["FAULTS"]
         for fault in args.fault:
-            if fault != "none" and fault not in faults:
+            if fault != "none" and fault not in FAULTS:
                 print(
-                    f"error: unknown fault {fault!r} (known: {', '.join(faults)})", file=sys.stderr
+                    f"error: unknown fault {fault!r} (known: {', '.join(FAULTS)})", file=sys.stderr
                 )
                 return 2
     results = run(args, lambda text: print(text, file=sys.stderr, flush=True))

@@ -31,6 +31,7 @@ from hypothesis.internal.conjecture.utils import calc_label_from_name
 
 from conformance import strategies as s
 from conformance.paths_choice import REMEMBERED, ROLES, Inventory, draw_path, inventory, viable
+from conformance.strategies import _STEP_LABEL, _pick
 from conformance.swarm import Swarm, draw_swarm
 from reference import ops
 from reference.layer import (
@@ -61,8 +62,10 @@ PAGE = 4096
 WRITE_DATA: tuple[bytes, ...] = (*s.DATA, b"P" * PAGE)
 #: Offsets: the small ones, then just before, at and after the first and second page end.
 WRITE_OFFSETS = (*s.OFFSETS, PAGE - 5, PAGE - 1, PAGE, 2 * PAGE - 2, 2 * PAGE + 3)
-#: Truncate sizes: the small ones, around a page, a few pages, 1 MiB.
-SIZES = (*s.SIZES, PAGE - 1, PAGE, PAGE + 1, 3 * PAGE + 5)
+#: Truncate sizes: the small ones, around a page, a few pages, 1 MiB (the kernel copies a
+#: file up in chunks of that size: fs/overlayfs/copy_up.c OVL_COPY_UP_CHUNK_SIZE; also
+#: conformance.program_check's MAX_BYTES).
+SIZES = (*s.SIZES, PAGE - 1, PAGE, PAGE + 1, 3 * PAGE + 5, 1 << 20)
 #: open(2) flags for a name that does not exist yet: mostly creating ones.
 NEW_FLAGS: tuple[tuple[str, ...], ...] = (
     ("O_CREAT",),
@@ -83,32 +86,23 @@ EARLIER_STEPS = (0, 0, 0, 0, 4, 8)
 #: The operations an earlier overlay ran (the ones that leave something in its upper).
 EARLIER_RULES = ("write", "mkdir", "rmdir", "unlink", "rename", "link", "symlink", "mkfifo")
 
-#: The rules that change the tree (drawn twice as often when they can succeed).
-CHANGING = frozenset(
-    {"write", "truncate", "mkdir", "rmdir", "unlink", "rename", "link", "symlink", "chmod",
-     "chown", "setxattr", "removexattr", "mkfifo"}
-)
-#: Operations after which the inventory may change (others change data or metadata).
-_RENAMING = (
+#: The rules that change the tree (drawn twice as often when they can succeed): the
+#: writing kinds of ``ops.KINDS``.
+CHANGING = frozenset(ops.KINDS[cls].rule for cls in ops.WRITES)
+#: Operations after which the inventory may change (names, kinds, who has xattrs; the
+#: others change only data or other metadata).
+_INVENTORY_CHANGING = (
     ops.Mkdir, ops.Rmdir, ops.Unlink, ops.Rename, ops.Link, ops.Symlink, ops.Mkfifo,
     ops.SetXattr, ops.RemoveXattr,
 )
 #: The rules that add, remove or move names (drawn more often still).
 NAMESPACE = frozenset({"mkdir", "rmdir", "unlink", "rename"})
-#: Tables replaced by bigger ones (by identity: the field of OPERATIONS they fill).
-_BIGGER: dict[int, tuple[Any, ...]] = {
-    id(s.DATA): WRITE_DATA,
-    id(s.OFFSETS): WRITE_OFFSETS,
-    id(s.SIZES): SIZES,
-}
-_PATH_TABLES = (id(s.WEIGHTED_PATHS), id(s.DIR_PATHS))
+#: Field domains (``ops.Kind.draws``) drawn from bigger tables than ``strategies.DOMAINS``.
+BIGGER: dict[str, tuple[Any, ...]] = {"data": WRITE_DATA, "offset": WRITE_OFFSETS, "size": SIZES}
+#: Field domains that are paths: drawn from the model's inventory (paths_choice.ROLES).
+PATH_DOMAINS = frozenset({"path", "dir_path"})
 
-_STEP_LABEL = calc_label_from_name("unionspec program step")
 _EARLIER_LABEL = calc_label_from_name("unionspec earlier overlay step")
-
-
-def _pick(data: ConjectureData, table: tuple[Any, ...] | list[Any]) -> Any:
-    return table[data.draw_integer(0, len(table) - 1)]
 
 
 class _Drawer:
@@ -119,7 +113,7 @@ class _Drawer:
         self.rules = rules
         #: the bigger data, offset and size tables (an earlier overlay's do not: its files
         #: become a lower layer's specs, printed with a failing example)
-        self.bigger = _BIGGER if big else {}
+        self.bigger = BIGGER if big else {}
         self.removed: list[str] = []
         self.recent: list[str] = []
         self.inv: Inventory | None = None
@@ -137,10 +131,17 @@ class _Drawer:
         precondition would, without excluding it). A rule that changes the tree counts
         double, one that adds or removes names (whiteouts, opaque dirs, redirects: the
         overlay's own machinery) more: the whole view is compared after every step, so
-        the reading rules add only their own outcome."""
+        the reading rules add only their own outcome. On a read-only mount a writing rule
+        can only give EROFS: it counts once, as one that cannot succeed."""
         inv = self.inventory()
         if self._table is None:
-            able = [rule for rule in self.rules if rule not in ROLES or viable(ROLES[rule][0], inv)]
+            read_only = self.model.options.read_only
+            able = [
+                rule
+                for rule in self.rules
+                if not (read_only and rule in CHANGING)
+                and (rule not in ROLES or viable(ROLES[rule][0], inv))
+            ]
             changing = [rule for rule in able if rule in CHANGING] * 3
             names = [rule for rule in able if rule in NAMESPACE] * 2
             others = [rule for rule in self.rules if rule not in able]
@@ -148,28 +149,29 @@ class _Drawer:
         return self._table
 
     def draw(self, data: ConjectureData) -> ops.Op:
+        """One operation: a rule, then each field by its domain (``ops.Kind.draws``):
+        paths by their role, flags and xattr names by what the paths hold, the rest from
+        ``strategies.DOMAINS`` (bigger tables for data, offsets and sizes)."""
         rule = _pick(data, self.rule_table())
-        cls, tables = s.OPERATIONS[rule]
-        roles = iter(ROLES.get(rule, ()))
+        kind = ops.BY_RULE[rule]
+        roles = ROLES.get(rule, ())
         paths: list[str] = []
         args: list[Any] = []
-        for table in tables:
-            if id(table) in _PATH_TABLES:
-                role = next(roles)
+        for domain in kind.draws:
+            if domain in PATH_DOMAINS:
                 source = paths[0] if paths else None
-                value = draw_path(data, role, self.inventory(), source)
+                value = draw_path(data, roles[len(paths)], self.inventory(), source)
                 paths.append(value)
-            elif table is s.OPEN_FLAGS:
-                exists = self._exists(paths[0])
-                value = _pick(data, s.OPEN_FLAGS if exists else NEW_FLAGS)
-            elif table is ops.RENAME_FLAGS:
+            elif domain == "open_flags":
+                value = _pick(data, s.OPEN_FLAGS if self._exists(paths[0]) else NEW_FLAGS)
+            elif domain == "rename_flags":
                 value = _pick(data, EXCHANGE if self._exists(paths[1]) else NOREPLACE)
-            elif table is s.XATTR_NAMES and rule in ("getxattr", "removexattr"):
+            elif domain == "xattr_name" and roles[0] == "has_xattr":
                 value = _pick(data, self._xattr_names(paths[0]))
             else:
-                value = _pick(data, self.bigger.get(id(table), table))
+                value = _pick(data, self.bigger.get(domain, s.DOMAINS[domain]))
             args.append(value)
-        return cls(*args)
+        return kind.cls(*args)
 
     def _exists(self, path: str) -> bool:
         """Whether the merged view has ``path`` (a symlink counts as what it is)."""
@@ -192,7 +194,7 @@ class _Drawer:
         allowed = self.model.apply(op)
         if not any(isinstance(o, Ok) for o in allowed):
             return
-        if type(op) in _RENAMING or (isinstance(op, ops.Write) and "O_CREAT" in op.flags):
+        if type(op) in _INVENTORY_CHANGING or (isinstance(op, ops.Write) and "O_CREAT" in op.flags):
             self.inv = None  # the inventory holds names, kinds and who has xattrs
         gone = None
         if isinstance(op, ops.Unlink | ops.Rmdir):
@@ -204,13 +206,14 @@ class _Drawer:
         made = _made(op)
         if made is not None:
             self.recent = [made, *(p for p in self.recent if p != made)][:REMEMBERED]
-            if self.inv is not None:  # kept (no name changed): ``made`` exists
-                self.inv.recent = [made, *(p for p in self.inv.recent if p != made)]
+            if self.inv is not None:  # kept (no name changed): what a fresh one holds
+                present = self.inv.present
+                self.inv.recent = [path for path in self.recent if path in present]
 
 
-def _made(op: ops.Op) -> str | None:
-    """The name an operation that succeeded made, moved to or copied up (a write with
-    O_CREAT may have made it)."""
+def created(op: ops.Op) -> str | None:
+    """The name an operation makes or moves to when it succeeds (a write with O_CREAT may
+    have made it); also what conformance.coverage looks under for a whiteout."""
     match op:
         case ops.Mkdir(path) | ops.Symlink(_, path) | ops.Mkfifo(path):
             return path
@@ -218,9 +221,15 @@ def _made(op: ops.Op) -> str | None:
             return path
         case ops.Link(_, path) | ops.Rename(_, path):
             return path
+    return None
+
+
+def _made(op: ops.Op) -> str | None:
+    """The name an operation that succeeded made, moved to or copied up."""
+    match op:
         case ops.Chmod(path) | ops.Chown(path) | ops.SetXattr(path):
             return path  # copied up (metadata only with metacopy=on)
-    return None
+    return created(op)
 
 
 def upper_as_layer(model: Overlay) -> LayerSpec:

@@ -31,15 +31,15 @@ from typing import Any
 
 import attrs
 
+from conformance import timebudget
+from conformance.cases import created as created_name
 from reference import ops
 from reference.layer import (
     DirSpec,
-    FileSpec,
     Inode,
     Kind,
     StackSpec,
     WhiteoutSpec,
-    walk,
 )
 from reference.lookup import Node
 from reference.options import MATRIX, Options
@@ -50,17 +50,18 @@ from reference.paths import FsError
 PAGE = 4096
 
 
+def _writable(options: Options) -> bool:
+    return not options.read_only
+
+
 @attrs.frozen
 class RareState:
-    """A state worth reaching; ``applies``: the option sets under which it can happen."""
+    """A state worth reaching; ``applies``: the option sets under which it can happen (by
+    default the writable ones: most states need a change)."""
 
     name: str
     description: str
-    applies: Callable[[Options], bool] = lambda options: True
-
-
-def _writable(options: Options) -> bool:
-    return not options.read_only
+    applies: Callable[[Options], bool] = _writable
 
 
 def _redirects(options: Options) -> bool:
@@ -79,56 +80,36 @@ def _metacopy(options: Options) -> bool:
     return options.metacopy and not options.read_only
 
 
-def _state(
-    name: str, description: str, applies: Callable[[Options], bool] = _writable
-) -> RareState:
-    return RareState(name, description, applies)
-
-
 RARE_STATES: tuple[RareState, ...] = (
-    _state("dir-over-whiteout", "mkdir where the upper holds a whiteout (an opaque dir)"),
-    _state(
+    RareState("dir-over-whiteout", "mkdir where the upper holds a whiteout (an opaque dir)"),
+    RareState(
         "dir-over-whiteout-renamed",
         "a directory made over a whiteout, then renamed away",
     ),
-    _state("nondir-over-whiteout", "a file, symlink, FIFO or link made over a whiteout"),
-    _state("rename-over-whiteout", "rename onto a name the upper holds as a whiteout"),
-    _state("rename-exchange", "RENAME_EXCHANGE that succeeded"),
-    _state("absolute-redirect", "an upper entry with an absolute redirect", _redirects),
-    _state("relative-redirect", "an upper directory with a relative redirect", _redirects),
-    _state("dir-rename-exdev", "renaming a lower directory gave EXDEV", _exdev),
-    _state("index-copy-up", "copy-up of a lower hardlink under index=on", _index),
-    _state("index-nlink-above-1", "an index entry whose union nlink is above 1", _index),
-    _state("index-link-removed", "unlink of a name of a lower hardlink (index=on)", _index),
-    _state("metacopy-then-data", "a metacopy file whose data was then copied up", _metacopy),
-    _state("nested-copy-up", "copy-up of an entry inside a lower directory (a/b)"),
-    _state(
+    RareState("nondir-over-whiteout", "a file, symlink, FIFO or link made over a whiteout"),
+    RareState("rename-over-whiteout", "rename onto a name the upper holds as a whiteout"),
+    RareState("rename-exchange", "RENAME_EXCHANGE that succeeded"),
+    RareState("absolute-redirect", "an upper entry with an absolute redirect", _redirects),
+    RareState("relative-redirect", "an upper directory with a relative redirect", _redirects),
+    RareState("dir-rename-exdev", "renaming a lower directory gave EXDEV", _exdev),
+    RareState("index-copy-up", "copy-up of a lower hardlink under index=on", _index),
+    RareState("index-nlink-above-1", "an index entry whose union nlink is above 1", _index),
+    RareState("index-link-removed", "unlink of a name of a lower hardlink (index=on)", _index),
+    RareState("metacopy-then-data", "a metacopy file whose data was then copied up", _metacopy),
+    RareState("nested-copy-up", "copy-up of an entry inside a lower directory (a/b)"),
+    RareState(
         "page-write-after-copy-up",
         "a write across a 4096-byte boundary into a copied-up file",
     ),
-    _state("file-over-a-page", "a file in the upper layer longer than 4096 bytes"),
-    _state("merged-dir-removed", "rmdir of a directory with lower entries (a whiteout)"),
-    _state("remount-non-empty-upper", "a remount with a non-empty upper layer"),
-    _state("opaque-dir-middle-lower", "an opaque dir in a lower with lowers below it", bool),
-    _state("lower-whiteout-hides", "a whiteout in a lower hides a name of a lower below", bool),
-    _state("long-name", "a name of 200 or more bytes created", _writable),
-    _state("wh-prefixed-name", "a name starting with .wh. created", _writable),
-    _state("view-12-entries", "a merged view of 12 or more entries at the end", bool),
+    RareState("file-over-a-page", "a file in the upper layer longer than 4096 bytes"),
+    RareState("merged-dir-removed", "rmdir of a directory with lower entries (a whiteout)"),
+    RareState("remount-non-empty-upper", "a remount with a non-empty upper layer"),
+    RareState("opaque-dir-middle-lower", "an opaque dir in a lower with lowers below it", bool),
+    RareState("lower-whiteout-hides", "a whiteout in a lower hides a name of a lower below", bool),
+    RareState("long-name", "a name of 200 or more bytes created"),
+    RareState("wh-prefixed-name", "a name starting with .wh. created"),
+    RareState("view-12-entries", "a merged view of 12 or more entries at the end", bool),
 )
-
-BY_NAME = {state.name: state for state in RARE_STATES}
-
-#: The rule name of each operation class (conformance.strategies.OPERATIONS).
-_RULE_OF: dict[type, str] = {}
-
-
-def rule_of(op: ops.Op) -> str:
-    if not _RULE_OF:
-        from conformance.strategies import OPERATIONS
-
-        _RULE_OF.update({cls: name for name, (cls, _) in OPERATIONS.items()})
-    return _RULE_OF[type(op)]
-
 
 def succeeded(allowed: Allowed) -> bool:
     """An operation succeeded when the reference allows a success (Linux's outcome)."""
@@ -152,20 +133,6 @@ def _node(model: Overlay, path: str, follow: bool) -> Node | None:
         return None
 
 
-def _created_name(op: ops.Op) -> str | None:
-    """The path an operation creates (when it succeeds on a missing name)."""
-    match op:
-        case ops.Mkdir(path) | ops.Symlink(_, path) | ops.Mkfifo(path):
-            return path
-        case ops.Link(_, path):
-            return path
-        case ops.Write(path, _, _, flags) if "O_CREAT" in flags:
-            return path
-        case ops.Rename(_, path):
-            return path
-    return None
-
-
 _COPY_UP_OPS = (ops.Write, ops.Truncate, ops.Chmod, ops.Chown, ops.SetXattr)
 
 
@@ -180,8 +147,6 @@ def stack_states(stack: StackSpec) -> set[str]:
                 found.add("opaque-dir-middle-lower")
             if isinstance(spec, WhiteoutSpec) and any(path in other for other in below):
                 found.add("lower-whiteout-hides")
-            if isinstance(spec, FileSpec) and len(spec.data) > PAGE:
-                found.add("file-over-a-page")
     return found
 
 
@@ -191,7 +156,7 @@ class Watch:
 
     def __init__(self, model: Overlay, stack: StackSpec) -> None:
         self.model = model
-        self.reached: set[str] = stack_states(stack) - {"file-over-a-page"}
+        self.reached: set[str] = stack_states(stack)
         self.attempts: Counter[str] = Counter()
         self.successes: Counter[str] = Counter()
         #: directories made over a whiteout in this example (by their path now)
@@ -202,7 +167,7 @@ class Watch:
         pre: dict[str, Any] = {}
         if model.upper is None:
             return pre
-        created = _created_name(op)
+        created = created_name(op)
         if created is not None:
             entry = _upper_entry(model, created)
             pre["whiteout"] = entry is not None and entry.kind is Kind.WHITEOUT
@@ -227,7 +192,7 @@ class Watch:
         return pre
 
     def after(self, op: ops.Op, allowed: Allowed, pre: dict[str, Any]) -> None:
-        rule = rule_of(op)
+        rule = ops.KINDS[type(op)].rule
         self.attempts[rule] += 1
         if not succeeded(allowed):
             if isinstance(op, ops.Rename) and Err("EXDEV") in allowed:
@@ -237,7 +202,7 @@ class Watch:
         model, reached = self.model, self.reached
         if model.upper is None:
             return
-        created = _created_name(op)
+        created = created_name(op)
         if created is not None:
             leaf = created.rsplit("/", 1)[-1]
             if len(leaf) >= 200:
@@ -277,9 +242,12 @@ class Watch:
             self.recreated.discard(op.src)
             self.recreated.add(op.dst)
         if self.model.options.redirect_dir:
-            assert self.model.upper is not None
-            for _, inode in walk(self.model.upper):
-                if inode.redirect is not None:
+            # a rename sets a redirect on what it moved only: at dst, and at src after an
+            # exchange
+            moved = (op.dst, op.src) if op.flags == "RENAME_EXCHANGE" else (op.dst,)
+            for path in moved:
+                inode = _upper_entry(self.model, path)
+                if inode is not None and inode.redirect is not None:
                     absolute = inode.redirect.startswith("/")
                     reached.add("absolute-redirect" if absolute else "relative-redirect")
 
@@ -475,7 +443,7 @@ def render(results: dict) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--budget", default="standard", choices=("quick", "standard", "deep"),
+        "--budget", default="standard", choices=timebudget.NAMES,
         help="examples and steps per option set (default: standard)",
     )
     parser.add_argument("--seed", type=int, default=0, help="generation seed (default 0)")

@@ -8,16 +8,25 @@ import json
 import random
 from collections import Counter
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.internal.conjecture.data import ConjectureData
 
-from conformance import coverage
-from conformance.cases import Cases, cases, upper_as_layer
-from conformance.paths_choice import SLOTS, choose, groups, inventory
+from conformance import coverage, strategies
+from conformance.cases import Cases, _Drawer, cases, upper_as_layer
+from conformance.paths_choice import SLOTS, Inventory, choose, groups, inventory
 from conformance.swarm import draw_swarm
 from reference import ops
-from reference.layer import DirSpec, FileSpec, HardlinkSpec, LayerSpec, StackSpec, build
+from reference.layer import (
+    DirSpec,
+    FileSpec,
+    HardlinkSpec,
+    LayerSpec,
+    StackSpec,
+    WhiteoutSpec,
+    build,
+)
 from reference.options import MATRIX, Options
 from reference.outcome import Err, Ok
 from reference.overlay import Overlay, image
@@ -82,6 +91,44 @@ def test_most_steps_succeed_and_errors_stay_reachable() -> None:
     assert {"ENOENT", "EEXIST", "ENOTDIR", "EISDIR"} <= errors, errors
 
 
+def _fields(inv: Inventory) -> dict:
+    """An inventory's contents (``viable`` is a cache of what they give)."""
+    return attrs.asdict(inv, filter=lambda field, _: field.name != "viable")
+
+
+@pytest.mark.parametrize("options", [Options(), Options(index=True, redirect_dir=True)],
+                         ids=["default", "index-redirect"])
+def test_the_kept_inventory_equals_a_fresh_one(options: Options) -> None:
+    """The drawer keeps its inventory across steps that change no name (data, metadata):
+    after every step it holds what a fresh walk of the model gives, ``recent`` cut to the
+    same REMEMBERED names (a stale kept one drew other paths than a fresh one would)."""
+    kept = 0
+    for n in range(40):
+        data = ConjectureData(random=random.Random(n))
+        stack = data.draw(strategies.stacks(max_lowers=2))
+        drawer = _Drawer(Overlay(stack, options), strategies.Operations().rules)
+        drawer.inventory()
+        for _ in range(40):
+            op = drawer.draw(data)
+            drawer.apply(op)
+            if drawer.inv is not None:
+                kept += 1
+                fresh = inventory(drawer.model, drawer.removed, drawer.recent)
+                assert _fields(drawer.inv) == _fields(fresh), (stack, op)
+            else:
+                drawer.inventory()
+    assert kept > 400  # the cache was exercised
+
+
+def test_a_read_only_mount_draws_mostly_looking_steps() -> None:
+    """On a read-only mount every write is EROFS: writing rules count once each (as rules
+    that cannot succeed), so most steps look (78% of the steps were writes before)."""
+    program_ops = [op for _, program in _drawn(60, Options(read_only=True)) for op in program]
+    writes = sum(type(op) in ops.WRITES for op in program_ops)
+    assert writes / len(program_ops) < 0.5, (writes, len(program_ops))
+    assert {type(op) for op in program_ops} >= set(ops.WRITES)  # each still reachable
+
+
 def test_a_feature_case_draws_only_its_rules_and_remounts() -> None:
     rules = frozenset({"setxattr", "getxattr", "listxattr", "removexattr"})
     drawn = {type(op) for _, program in _drawn(40, rules=rules) for op in program}
@@ -95,11 +142,40 @@ def test_stacks_grow_deeper_and_files_cross_pages() -> None:
     writes = [op for _, program in drawn for op in program if isinstance(op, ops.Write)]
     assert any(op.offset >= 4090 for op in writes)
     assert any(len(op.data) >= 4096 for op in writes)
+    truncates = [op for _, program in drawn for op in program if isinstance(op, ops.Truncate)]
+    assert any(op.size == 1 << 20 for op in truncates)  # a 1 MiB file now and then
     names = {op.path for op in writes} | {
         op.path for _, program in drawn for op in program if isinstance(op, ops.Mkdir)
     }
     assert any(name.rsplit("/", 1)[-1] == "n" * 255 for name in names)
     assert any(name.rsplit("/", 1)[-1].startswith(".wh.") for name in names)
+
+
+def test_each_field_is_drawn_from_its_domain() -> None:
+    """The drawer picks each field by its domain name (ops.Kind.draws): paths from the
+    inventory, flags by what the path holds, data, offsets and sizes from the bigger
+    tables, every other field from strategies.DOMAINS."""
+    from conformance.cases import BIGGER, EXCHANGE, NEW_FLAGS, NOREPLACE
+
+    special = {
+        "open_flags": {*strategies.OPEN_FLAGS, *NEW_FLAGS},
+        "rename_flags": {*EXCHANGE, *NOREPLACE},
+    }
+    seen: dict[str, set] = {}
+    for _, program in _drawn(60):
+        for op in program:
+            kind = ops.KINDS[type(op)]
+            for field, domain in zip(attrs.fields(type(op)), kind.draws, strict=True):
+                value = getattr(op, field.name)
+                seen.setdefault(domain, set()).add(value)
+                if domain in ("path", "dir_path"):
+                    assert isinstance(value, str), (op, domain)
+                else:
+                    table = special.get(domain) or BIGGER.get(domain, strategies.DOMAINS[domain])
+                    assert value in table, (op, domain)
+    assert set(seen) == set(strategies.DOMAINS)  # every domain drawn
+    for domain in BIGGER:  # and the bigger tables' own entries
+        assert seen[domain] - set(strategies.DOMAINS[domain]), domain
 
 
 def test_path_groups_put_the_right_kind_first_and_fall_back_to_it() -> None:
@@ -155,47 +231,108 @@ def _reached(stack: StackSpec, program: list, options: Options = DEFAULT) -> set
 
 
 LOWER_DIR = StackSpec((LayerSpec((("a", DirSpec()),)),))
+LOWER_FILES = StackSpec((LayerSpec((("a", FileSpec(b"1")), ("b", FileSpec(b"2")))),))
+
+
+#: (stack, program, options, states it reaches): every rare state at least once.
+RARE_CASES = [
+    (
+        LOWER_DIR,
+        [ops.Rmdir("a"), ops.Mkdir("a"), ops.Rename("a", "b")],
+        Options(),
+        {"merged-dir-removed", "dir-over-whiteout", "dir-over-whiteout-renamed"},
+    ),
+    (
+        StackSpec((LayerSpec((("a", FileSpec(b"1")), ("b", FileSpec(b"2")))),)),
+        [ops.Unlink("a"), ops.Rename("b", "a")],
+        Options(),
+        {"rename-over-whiteout"},
+    ),
+    (
+        StackSpec((LayerSpec((("a", FileSpec(b"1")), ("b", HardlinkSpec("a")))),)),
+        [ops.Chmod("a", 0o600), ops.Unlink("b")],
+        Options(index=True),
+        {"index-copy-up", "index-nlink-above-1", "index-link-removed"},
+    ),
+    (
+        StackSpec((LayerSpec((("a", DirSpec()), ("a/f", FileSpec(b"x")))),)),
+        [ops.Chmod("a/f", 0o600), ops.Write("a/f", b"0123456789", 4090)],
+        Options(redirect_dir=True, metacopy=True),
+        {"nested-copy-up", "metacopy-then-data", "page-write-after-copy-up",
+         "file-over-a-page"},
+    ),
+    (
+        StackSpec((LayerSpec((("a", DirSpec()), ("b", DirSpec()))),)),
+        [ops.Rename("a", "b/c"), ops.Rename("b", "d")],
+        Options(redirect_dir=True),
+        {"absolute-redirect", "relative-redirect"},
+    ),
+    (LOWER_DIR, [ops.Rename("a", "b")], Options(), {"dir-rename-exdev"}),
+    (LOWER_FILES, [ops.Unlink("a"), ops.Write("a", b"x", 0, ("O_CREAT",))], Options(),
+     {"nondir-over-whiteout"}),
+    (LOWER_FILES, [ops.Unlink("a"), ops.Symlink("b", "a")], Options(),
+     {"nondir-over-whiteout"}),
+    (LOWER_FILES, [ops.Rename("a", "b", "RENAME_EXCHANGE")], Options(),
+     {"rename-exchange"}),
+    (LOWER_FILES, [ops.Mkdir("c"), ops.Remount()], Options(), {"remount-non-empty-upper"}),
+    (
+        StackSpec((LayerSpec((("a", DirSpec(opaque=True)),)), LOWER_DIR.lowers[0])),
+        [],
+        Options(),
+        {"opaque-dir-middle-lower"},
+    ),
+    (
+        StackSpec((LayerSpec((("a", WhiteoutSpec()),)), LOWER_DIR.lowers[0])),
+        [],
+        Options(read_only=True),
+        {"lower-whiteout-hides"},
+    ),
+    (LOWER_FILES, [ops.Mkdir("n" * 200)], Options(), {"long-name"}),
+    (LOWER_DIR, [ops.Write("a/" + "n" * 255, b"", 0, ("O_CREAT",))], Options(),
+     {"long-name"}),
+    (LOWER_FILES, [ops.Mkfifo(".wh.a")], Options(), {"wh-prefixed-name"}),
+    (
+        StackSpec((LayerSpec(tuple((f"f{n}", FileSpec()) for n in range(12))),)),
+        [],
+        Options(read_only=True),
+        {"view-12-entries"},
+    ),
+]
+
+
+@pytest.mark.parametrize(("stack", "program", "options", "states"), RARE_CASES)
+def test_rare_states_are_detected(stack, program, options, states) -> None:
+    assert states <= _reached(stack, program, options)
+
+
+def test_every_rare_state_has_a_detection_case() -> None:
+    covered = set().union(*(states for *_, states in RARE_CASES))
+    assert covered == {state.name for state in coverage.RARE_STATES}
 
 
 @pytest.mark.parametrize(
-    ("stack", "program", "options", "states"),
+    ("stack", "program", "state"),
     [
-        (
-            LOWER_DIR,
-            [ops.Rmdir("a"), ops.Mkdir("a"), ops.Rename("a", "b")],
-            Options(),
-            {"merged-dir-removed", "dir-over-whiteout", "dir-over-whiteout-renamed"},
-        ),
-        (
-            StackSpec((LayerSpec((("a", FileSpec(b"1")), ("b", FileSpec(b"2")))),)),
-            [ops.Unlink("a"), ops.Rename("b", "a")],
-            Options(),
-            {"rename-over-whiteout"},
-        ),
-        (
-            StackSpec((LayerSpec((("a", FileSpec(b"1")), ("b", HardlinkSpec("a")))),)),
-            [ops.Chmod("a", 0o600), ops.Unlink("b")],
-            Options(index=True),
-            {"index-copy-up", "index-nlink-above-1", "index-link-removed"},
-        ),
-        (
-            StackSpec((LayerSpec((("a", DirSpec()), ("a/f", FileSpec(b"x")))),)),
-            [ops.Chmod("a/f", 0o600), ops.Write("a/f", b"0123456789", 4090)],
-            Options(redirect_dir=True, metacopy=True),
-            {"nested-copy-up", "metacopy-then-data", "page-write-after-copy-up",
-             "file-over-a-page"},
-        ),
-        (
-            StackSpec((LayerSpec((("a", DirSpec()), ("b", DirSpec()))),)),
-            [ops.Rename("a", "b/c"), ops.Rename("b", "d")],
-            Options(redirect_dir=True),
-            {"absolute-redirect", "relative-redirect"},
-        ),
-        (LOWER_DIR, [ops.Rename("a", "b")], Options(), {"dir-rename-exdev"}),
+        # a made name, not a removed one: no whiteout under it
+        (LOWER_FILES, [ops.Write("c", b"x", 0, ("O_CREAT",))], "nondir-over-whiteout"),
+        (LOWER_FILES, [ops.Rename("a", "b")], "rename-exchange"),
+        # a remount of an upper that is still empty
+        (LOWER_FILES, [ops.Remount()], "remount-non-empty-upper"),
+        # an opaque dir in the bottom layer hides nothing
+        (StackSpec((LOWER_FILES.lowers[0], LayerSpec((("a", DirSpec(opaque=True)),)))), [],
+         "opaque-dir-middle-lower"),
+        # a whiteout with nothing of its name below
+        (StackSpec((LayerSpec((("c", WhiteoutSpec()),)), LOWER_FILES.lowers[0])), [],
+         "lower-whiteout-hides"),
+        (LOWER_FILES, [ops.Mkdir("n" * 199)], "long-name"),
+        (LOWER_FILES, [ops.Mkdir("wh.a")], "wh-prefixed-name"),
+        (StackSpec((LayerSpec(tuple((f"f{n}", FileSpec()) for n in range(11))),)), [],
+         "view-12-entries"),
     ],
 )
-def test_rare_states_are_detected(stack, program, options, states) -> None:
-    assert states <= _reached(stack, program, options)
+def test_rare_states_are_not_reached_one_short(stack, program, state) -> None:
+    """The same programs one step short of each state do not reach it."""
+    assert state not in _reached(stack, program)
 
 
 def test_a_dull_program_reaches_no_rare_state() -> None:

@@ -1,5 +1,5 @@
 """The project's layout: no import cycles among its modules, one error base per package,
-the bench and the tests take the seeded faults from the package."""
+no module puts the checkout on sys.path."""
 
 from __future__ import annotations
 
@@ -120,6 +120,7 @@ def test_one_error_base_per_package(package: str) -> None:
 
 
 def test_nothing_puts_the_checkout_on_sys_path() -> None:
-    """The seeded faults live in the package (adapters.faults): the bench imports them."""
+    """The packages import only each other: the seeded faults live in the package
+    (adapters.faults), where the bench imports them from."""
     for name, path in modules().items():
         assert "sys.path.insert" not in path.read_text(encoding="utf-8"), name

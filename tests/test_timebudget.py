@@ -18,6 +18,23 @@ def test_a_budget_is_a_name_or_a_duration(text: str, seconds: float | None) -> N
     assert timebudget.seconds(text) == seconds
 
 
+def test_the_budget_names_are_the_settings_budgets() -> None:
+    """One list of names (certify, coverage, bench and the plugin offer it): each has its
+    examples and steps in conformance.settings, for machines, features and containers."""
+    from conformance import settings
+
+    assert tuple(settings.BUDGETS) == timebudget.NAMES
+    assert set(settings.FEATURE_BUDGETS) == set(settings.CONTAINER_BUDGETS) == set(timebudget.NAMES)
+
+
+def test_coverage_refuses_a_bad_budget_in_one_line(capsys) -> None:
+    from conformance.__main__ import main
+
+    assert main(["coverage", "--budget", "10m"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "invalid choice: '10m'" in error[0], error
+
+
 @pytest.mark.parametrize("text", ["", "10", "ten", "10x", "0s", "m", "1m2h"])
 def test_anything_else_is_refused(text: str) -> None:
     with pytest.raises(ValueError, match="budget"):
