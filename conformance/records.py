@@ -41,7 +41,7 @@ import attrs
 from conformance.compare import Divergence
 from conformance.errors import ConformanceError
 from reference import ops
-from reference.layer import Inode, Kind
+from reference.layer import Inode, Kind, entry_at, walk
 from reference.lookup import Node
 from reference.outcome import Err, Ok
 from reference.overlay import Overlay
@@ -242,13 +242,7 @@ def layers_of(node: Node) -> str:
 def _lower_objects(model: Overlay, path: str) -> list[Inode | None]:
     """The object at ``path`` in each lower layer (None where a layer has none), walking
     each layer alone (no overlay rules)."""
-    found: list[Inode | None] = []
-    for root in model.lowers:
-        node: Inode | None = root
-        for part in path.split("/") if path else ():
-            node = node.entries.get(part) if node is not None and node.is_dir else None
-        found.append(node)
-    return found
+    return [entry_at(root, path) for root in model.lowers]
 
 
 def _prefixes(path: str) -> list[str]:
@@ -395,8 +389,6 @@ def _symlink_to_marker(model: Overlay, path: str) -> bool:
 
 def _holds_marker(model: Overlay, path: str) -> bool:
     """A lower layer has a whiteout below ``path``."""
-    from reference.layer import walk
-
     for root in model.lowers:
         for where, inode in walk(root):
             if inode.kind is Kind.WHITEOUT and where.startswith(path + "/" if path else ""):
@@ -548,8 +540,6 @@ def rule_renamed_copy_up(diff: Divergence, path: str, ctx: StepContext) -> bool:
 def rule_dir_over_lower_symlink(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """The stack has a name that is a directory in one lower layer and a symlink in a lower
     layer below it."""
-    from reference.layer import walk
-
     dirs: set[str] = set()
     for root in ctx.model.lowers:
         for where, inode in walk(root):
@@ -582,9 +572,7 @@ def rule_lower_hardlink_name(diff: Divergence, path: str, ctx: StepContext) -> b
             continue
         if not inode.is_dir:
             return model._lower_nlink.get(inode.ident, 1) > 1
-        from reference.layer import walk
-
-        return any(
+            return any(
             not child.is_dir and model._lower_nlink.get(child.ident, 1) > 1
             for _, child in walk(inode)
         )
