@@ -268,8 +268,11 @@ def _listing_extras(diff: Divergence, ctx: StepContext) -> tuple[str, list[str]]
 
 def _shadowed(model: Overlay, path: str) -> bool:
     """fuse-overlayfs: ``path`` is found below a lower layer where the lookup should have
-    stopped: where ``path`` or one of its ancestors is not a directory, or where one of its
-    ancestors is an opaque directory (a layer further down has something on the way)."""
+    stopped: where one of its ancestors is not a directory, where ``path`` itself is not a
+    directory in a layer below one that holds it as a directory (the directory merges on
+    past it), or where one of its ancestors is an opaque directory (a layer further down
+    has something on the way). A name that is a file in two layers with nothing merged
+    above it is the plain precedence rule, not this."""
     prefixes = _prefixes(path)
     for depth, prefix in enumerate(prefixes):
         objects = _lower_objects(model, prefix)
@@ -277,7 +280,11 @@ def _shadowed(model: Overlay, path: str) -> bool:
             if o is None:
                 continue
             if not o.is_dir:
-                candidates = [*prefixes[depth + 1 :]] or [path]
+                candidates = prefixes[depth + 1 :]
+                if not candidates:
+                    if not any(x is not None and x.is_dir for x in objects[:stop]):
+                        break  # the top object at the name is not a directory: it decides
+                    candidates = [path]
             elif o.opaque and prefix != path:
                 candidates = prefixes[depth + 1 :]
             else:

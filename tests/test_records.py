@@ -1,7 +1,7 @@
 """A known divergence masks only itself (issue 15): records describe behaviours, variants
 model them, the run goes on after them, and nothing else is hidden.
 
-The proof: every seeded fault (tests/faults.py) laid on top of a driver that shows the
+The proof: every seeded fault (adapters/faults.py) laid on top of a driver that shows the
 recorded behaviours of fuse-overlayfs 1.10 (its variants and three imitated records,
 tests/imitations.py), and of unionfs-fuse 1.0 (two variants), is still found and shrunk,
 while the same driver without a fault conforms.
@@ -13,6 +13,7 @@ import pytest
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
+from adapters.faults import FAULTS
 from adapters.profile import ProfileError, profile_from_dict
 from conformance import expectations, records
 from conformance import strategies as s
@@ -27,7 +28,6 @@ from reference.overlay import Overlay
 from reference.rebuild import rebuild_upper
 from reference.variants import VARIANTS, engine
 from tests import imitations
-from tests.faults import FAULTS
 
 FIND = settings(
     max_examples=2000,
@@ -204,3 +204,24 @@ def test_the_shipped_records_each_describe_a_behaviour() -> None:
     for name in ("fuse-overlayfs", "unionfs-fuse"):
         for variant in load_profile(PROFILES / f"{name}.toml").variants:
             assert (name, variant) in named
+
+
+def _diverges(driver, stack: StackSpec, program: list[ops.Op], behaviours) -> None:
+    """``program`` over ``stack`` on ``driver`` diverges although ``behaviours`` are known."""
+    machine = machine_for(driver, Options(), behaviours=behaviours)()
+    with pytest.raises(Diverged):
+        machine.run(stack, program)
+
+
+@pytest.mark.parametrize("imitated", sorted(DRIVERS))
+def test_a_read_of_the_bottom_layer_is_not_a_shadowed_name(imitated: str) -> None:
+    """A file in two lower layers with nothing merged above it is plain precedence: a driver
+    that reads the bottom one's bytes diverges, whatever lookup-past-non-dir and
+    dir-merges-past-non-dir (a name found past a non-directory) describe."""
+    stack = StackSpec(
+        (LayerSpec((("f", FileSpec(b"top")),)), LayerSpec((("f", FileSpec(b"bottom")),)))
+    )
+    driver = imitations.Imitation(
+        imitations.VARIANTS_OF[imitated], (imitations.ReadsTheBottomLayer,), None
+    )
+    _diverges(driver, stack, [ops.Read("f")], imitations.records_of(imitated))
