@@ -510,7 +510,8 @@ def _lower_hardlink(model: Overlay, path: str, *, follow: bool) -> bool:
 
 def rule_names_of_target_lower(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """``path`` is a name of the lower object the step's target is (or was copied up
-    from): another name of the same lower hardlink."""
+    from), and that object is a lower hardlink (more than one name in its layer): the
+    target or another name of it. A lower file with one name is not this behaviour."""
     if not ctx.paths:
         return False
     try:
@@ -520,8 +521,11 @@ def rule_names_of_target_lower(diff: Divergence, path: str, ctx: StepContext) ->
         return False
     if target is None or other is None or target.is_dir or other.is_dir:
         return False
-    return ctx.model._lower_of(target) is not None and (
-        ctx.model._lower_of(target) is ctx.model._lower_of(other)
+    lower = ctx.model._lower_of(target)
+    return (
+        lower is not None
+        and ctx.model._lower_nlink.get(lower.ident, 1) > 1
+        and lower is ctx.model._lower_of(other)
     )
 
 
@@ -570,19 +574,37 @@ def rule_copied_up_inode_lag(diff: Divergence, path: str, ctx: StepContext) -> b
     )
 
 
-def rule_lower_hardlink_name(diff: Divergence, path: str, ctx: StepContext) -> bool:
-    """``path`` is a name of a lower hardlink (a lower file with more than one name), or
-    a directory holding one (copied up with it)."""
+def _target_hardlinks(ctx: StepContext) -> set[int]:
+    """The lower hardlinks (files with more than one name in their layer) the step's
+    paths are, or were copied up from."""
     model = ctx.model
-    for inode in _lower_objects(model, path):
-        if inode is None:
-            continue
-        if not inode.is_dir:
-            return model._lower_nlink.get(inode.ident, 1) > 1
-            return any(
-            not child.is_dir and model._lower_nlink.get(child.ident, 1) > 1
-            for _, child in walk(inode)
-        )
+    found: set[int] = set()
+    for operand in ctx.paths:
+        candidates = [o for o in _lower_objects(model, operand) if o is not None][:1]
+        try:
+            node = model._resolve(operand, follow=False).node
+        except Exception:  # a path the model refuses: only its lower objects count
+            node = None
+        if node is not None and node.upper is not None and node.upper.origin is not None:
+            candidates.append(node.upper.origin)
+        found |= {
+            o.ident
+            for o in candidates
+            if not o.is_dir and model._lower_nlink.get(o.ident, 1) > 1
+        }
+    return found
+
+
+def rule_lower_hardlink_name(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """``path`` is a name of the lower hardlink the step acts on (a lower file with more
+    than one name), or a directory on the way to one of its names (copied up with it)."""
+    wanted = _target_hardlinks(ctx)
+    if not wanted:
+        return False
+    for root in ctx.model.lowers:
+        for where, inode in walk(root):
+            if inode.ident in wanted and (where == path or where.startswith(path + "/")):
+                return True
     return False
 
 
