@@ -217,7 +217,9 @@ def _record(data: Any, where: str) -> Expectation:
         tuple(
             records.clause_from(clause, f"{where} differs[{i}]", ExpectationError)
             for i, clause in enumerate(data.get("differs", []))
-        )
+        ),
+        where,
+        ExpectationError,
     )
     variant = data.get("variant", "")
     if variant and data.get("id", variant) != variant:

@@ -365,18 +365,38 @@ def _through_marker(model: Overlay, path: str, target: str) -> bool:
 
 def rule_lower_markers_ignored(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """unionfs-fuse: what a lower layer's whiteout or opaque directory hides shows (a
-    whiteout as a character device, which also keeps its directory from being empty)."""
+    whiteout as a character device, which also keeps its directory from being empty: an
+    rmdir of a directory holding one fails, and the directory stays)."""
     model = ctx.model
+    rmdir = isinstance(ctx.op, ops.Rmdir)
     if diff.field == "outcome":
         extras = _listing_extras(diff, ctx)
         if extras is not None and extras[1]:
             directory, names = extras
             return all(_lower_marker(model, f"{directory}/{n}" if directory else n) for n in names)
         return any(
-            _lower_marker(model, p) or _holds_marker(model, p) or _symlink_to_marker(model, p)
+            _lower_marker(model, p)
+            or (rmdir and _holds_marker(model, p))
+            or _symlink_to_marker(model, p)
             for p in ctx.paths
         )
-    return _lower_marker(model, path) or _holds_marker(model, path)
+    return _lower_marker(model, path) or (
+        rmdir and path in ctx.paths and _holds_marker(model, path)
+    )
+
+
+def rule_operand_lower_marker(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """unionfs-fuse: the step acts on what a lower marker hides (one of its paths is a
+    lower whiteout or below one, or leads through one): what it did with that object."""
+    return any(
+        _lower_marker(ctx.model, p) or _symlink_to_marker(ctx.model, p) for p in ctx.paths
+    )
+
+
+def rule_operand_shadowed(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """fuse-overlayfs: the step acts on a name found past a non-directory or an opaque
+    directory (one of its paths is shadowed): what it did, or did not do, there."""
+    return any(_shadowed(ctx.model, p) for p in ctx.paths)
 
 
 def _symlink_to_marker(model: Overlay, path: str) -> bool:
@@ -404,10 +424,16 @@ def _holds_marker(model: Overlay, path: str) -> bool:
 
 
 def _through_lower_symlink(model: Overlay, path: str) -> bool:
-    """``path`` lies below a name that is a symlink in some lower layer."""
+    """``path`` lies below a name that is a directory in one lower layer and a symlink in a
+    layer below it (the directory merged with what the symlink leads to). A path through
+    an ordinary symlink is not this."""
     for prefix in _prefixes(path)[:-1]:
-        if any(o is not None and o.kind is Kind.SYMLINK for o in _lower_objects(model, prefix)):
-            return True
+        objects = _lower_objects(model, prefix)
+        for number, o in enumerate(objects):
+            if o is not None and o.kind is Kind.SYMLINK and any(
+                x is not None and x.is_dir for x in objects[:number]
+            ):
+                return True
     return False
 
 
@@ -633,6 +659,8 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "exchange-dir-with-non-dir": rule_exchange_dir_with_non_dir,
     "shadowed-by-non-dir": rule_shadowed_by_non_dir,
     "lower-markers-ignored": rule_lower_markers_ignored,
+    "operand-lower-marker": rule_operand_lower_marker,
+    "operand-shadowed": rule_operand_shadowed,
     "merged-with-lower-symlink": rule_merged_with_lower_symlink,
     "hardlink-sibling-shows-change": rule_hardlink_sibling,
     "below-unlistable-dir": rule_unlistable,
@@ -689,11 +717,19 @@ def clause_from(data: Any, where: str, error: type[ValueError]) -> Clause:
     )
 
 
-def with_primary(clauses: tuple[Clause, ...]) -> tuple[Clause, ...]:
-    """The first clause is primary when none is marked."""
-    if not clauses or any(c.primary for c in clauses):
-        return clauses
-    return (attrs.evolve(clauses[0], primary=True), *clauses[1:])
+def with_primary(
+    clauses: tuple[Clause, ...], where: str = "", error: type[ValueError] = ValueError
+) -> tuple[Clause, ...]:
+    """The first clause is primary when none is marked. A clause that is not primary needs
+    a field or a rule (``error`` naming ``where`` otherwise): with neither, it would accept
+    any difference at the step's paths whenever the record is seen."""
+    if clauses and not any(c.primary for c in clauses):
+        clauses = (attrs.evolve(clauses[0], primary=True), *clauses[1:])
+    for number, clause in enumerate(clauses):
+        if not clause.primary and clause.field == "*" and clause.rule is None:
+            raise error(f"{where} differs[{number}]: a clause that is not primary needs a "
+                        "'field' or a 'rule'")
+    return clauses
 
 
 @attrs.frozen

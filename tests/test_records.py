@@ -183,6 +183,11 @@ confirmed = "c"
         ('[[divergence.differs]]\nin = "screen"', "'in' must be one of"),
         ('[[divergence.differs]]\nin = "view"\ncolour = "red"', "unknown key 'colour'"),
         ('[[divergence.differs]]\nin = "outcome"\nop = ["Fly"]', "unknown 'Fly'"),
+        (
+            '[[divergence.differs]]\nin = "outcome"\nfield = "mode"\n'
+            '[[divergence.differs]]\nin = "view"',
+            "a clause that is not primary needs a 'field' or a 'rule'",
+        ),
     ):
         path.write_text(record.replace('confirmed = "c"', f'confirmed = "c"\n{extra}'))
         with pytest.raises(ExpectationError, match=message.replace("(", r"\(")) as info:
@@ -280,3 +285,97 @@ def test_lower_hardlink_records_hold_only_at_the_hardlink() -> None:
     assert "lower-hardlink-one-inode" in _accounted(
         "fuse-overlayfs", stack, ops.Chmod("d/h", 0o600), [("d/h2", "mode", 0o644, 0o600)]
     )
+
+
+def test_marker_and_shadow_records_hold_only_at_what_the_marker_hides() -> None:
+    """unionfs-fuse's lower-markers-ignored and fuse-overlayfs's lookup-past-non-dir account
+    for the name a lower marker (or a non-directory) fails to hide, and for what a step
+    did there; a wrong size, data or mode of another file at the same step is not it, and
+    neither is a listing that misses a real file or a chmod that fails because a lower
+    whiteout lies somewhere below (only an rmdir is kept from emptying its directory)."""
+    from reference.layer import WhiteoutSpec
+
+    marked = StackSpec(
+        (
+            LayerSpec((("w", WhiteoutSpec()), ("f", FileSpec(b"xy")))),
+            LayerSpec((("w", FileSpec(b"")),)),
+        )
+    )
+    shows = ("w", "exists", None, "chardev")
+    assert _accounted("unionfs-fuse", marked, ops.Truncate("f", 1), [shows]) == {
+        "lower-markers-ignored"
+    }
+    for wrong in (("f", "size", 1, 0), ("f", "data", b"x", b""), ("f", "mode", 0o644, 0o600)):
+        assert not _accounted("unionfs-fuse", marked, ops.Truncate("f", 1), [shows, wrong])
+    holding = StackSpec(
+        (
+            LayerSpec((("d", DirSpec()), ("d/w", WhiteoutSpec()), ("f", FileSpec(b"")))),
+            LayerSpec(()),
+        )
+    )
+    from reference.outcome import Err, Ok
+
+    missing = ("", "outcome", (Ok(("d", "f")),), Ok(("d",)))
+    assert not _accounted("unionfs-fuse", holding, ops.Readdir(""), [missing])
+    eperm = ("d", "outcome", (Ok(None),), Err("EPERM"))
+    assert not _accounted("unionfs-fuse", holding, ops.Chmod("d", 0o700), [eperm])
+    notempty = ("d", "outcome", (Ok(None),), Err("ENOTEMPTY"))
+    assert _accounted("unionfs-fuse", holding, ops.Rmdir("d"), [notempty])
+    shadowed = StackSpec(
+        (
+            LayerSpec((("c", DirSpec()), ("c/a", WhiteoutSpec()), ("f", FileSpec(b"xy")))),
+            LayerSpec((("c", FileSpec(b"")),)),
+            LayerSpec((("c", DirSpec()), ("c/b", DirSpec()))),
+        )
+    )
+    found = ("c/b", "exists", None, "dir")
+    assert _accounted("fuse-overlayfs", shadowed, ops.Truncate("f", 1), [found]) == {
+        "lookup-past-non-dir"
+    }
+    for wrong in (("f", "size", 1, 0), ("upper:f", "data", b"x", b"")):
+        assert not _accounted("fuse-overlayfs", shadowed, ops.Truncate("f", 1), [found, wrong])
+
+
+def test_symlink_merged_as_directory_needs_a_directory_above_the_symlink() -> None:
+    """unionfs-fuse merges a directory with a lower symlink below it; a wrong read or a
+    failing chmod through an ordinary symlink is not that."""
+    from reference.layer import SymlinkSpec
+    from reference.outcome import Err, Ok
+
+    stack = StackSpec(
+        (
+            LayerSpec(
+                (("s", SymlinkSpec("d")), ("d", DirSpec()), ("d/x", FileSpec(b"ab")))
+            ),
+        )
+    )
+    wrong = ("s/x", "outcome", (Ok(b"ab"),), Ok(b"zz"))
+    assert not _accounted("unionfs-fuse", stack, ops.Read("s/x"), [wrong])
+    eperm = ("s/x", "outcome", (Ok(None),), Err("EPERM"))
+    assert not _accounted("unionfs-fuse", stack, ops.Chmod("s/x", 0o600), [eperm])
+    merged = StackSpec(
+        (
+            LayerSpec((("c", DirSpec()),)),
+            LayerSpec((("a", DirSpec()), ("a/b", FileSpec(b"")), ("c", SymlinkSpec("a")))),
+        )
+    )
+    shown = ("c/b", "exists", None, "file")
+    assert _accounted("unionfs-fuse", merged, ops.Readdir("c"), [shown])
+
+
+def test_exchange_exdev_is_only_an_exchange_of_a_directory_with_a_non_directory() -> None:
+    """exchange-new-dir-exdev: RENAME_EXCHANGE of a new directory with a lower symlink
+    gives EXDEV; a plain rename of an upper directory that gives EXDEV is not it."""
+    from reference.layer import SymlinkSpec
+    from reference.outcome import Err, Ok
+
+    stack = StackSpec((LayerSpec((("b", SymlinkSpec("a")),)),))
+    made = [ops.Mkdir("a", 0o755)]
+    exdev = ("a", "outcome", (Ok(None),), Err("EXDEV"))
+    exchange = ops.Rename("a", "b", "RENAME_EXCHANGE")
+    assert _accounted("fuse-overlayfs", stack, exchange, [exdev], made) == {
+        "exchange-new-dir-exdev"
+    }
+    plain = ops.Rename("a", "z", "")
+    moved = [exdev, ("z", "exists", "dir", None), ("a", "exists", None, "dir")]
+    assert not _accounted("fuse-overlayfs", stack, plain, moved, made)
