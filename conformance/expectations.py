@@ -515,12 +515,17 @@ def settle(
                         return "diverges", f"{expectation.id}'s reproducer: {exc}"
                     replayed[expectation.id] += 1
         seen.update(replayed)
-        if not seen:
-            stale = describe(found)
-            return verdict, f"fixed? the recorded divergence no longer reproduces: {stale}"
-        return EXPECTED, (
-            "only recorded behaviours (their reproducers): " + records.describe_counts(seen)
+        # each reproducer must show its own record: one that shows nothing is stale
+        stale = tuple(e for e in found if e.id not in replayed)
+        note = (
+            f"fixed? the recorded divergence no longer reproduces: {describe(stale)}"
+            if stale
+            else ""
         )
+        if not seen:
+            return verdict, note
+        shown = "only recorded behaviours (their reproducers): " + records.describe_counts(seen)
+        return EXPECTED, f"{shown}\n{note}" if note else shown
     if seen:
         return EXPECTED, "only recorded behaviours: " + records.describe_counts(seen)
     return verdict, detail

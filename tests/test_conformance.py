@@ -109,8 +109,10 @@ def _replay_expected(
     driver, feature_id: str, options: Options, feature: Feature | None = None
 ) -> None:
     """Replay the recorded reproducers first, so a strict xfail does not depend on what
-    the exploration draws. Layer interchange compares whole mounts: there a reproducer
-    that still diverges is the record seen (conformance.expectations.settle)."""
+    the exploration draws. Each must show its own record (or variant): a reproducer that
+    shows nothing proves nothing (the record is stale, or its program wrong). Layer
+    interchange compares whole mounts: there a reproducer that still diverges is the
+    record seen (conformance.expectations.settle)."""
     for expectation in expectations.matching(driver.name, feature_id, options.label):
         if feature is not None and not feature.machine:
             try:
@@ -118,7 +120,13 @@ def _replay_expected(
             except AssertionError:
                 records.count({expectation.id})
             continue
-        expectations.replay(driver, expectation, options, feature)
+        with records.tally() as shown:
+            expectations.replay(driver, expectation, options, feature)
+        if expectation.id not in shown:
+            raise AssertionError(
+                f"{expectation.id}'s reproducer shows nothing on {driver.name} "
+                f"[{options.label}]: fixed, or a wrong program? ({expectation.render()!r})"
+            )
 
 
 def _run_feature_machine(

@@ -323,3 +323,31 @@ def test_scenarios_key(tmp_path, monkeypatch) -> None:
         assert expectations.matching_scenario("ghost", "rmdir-mkdir-opaque", label) == ()
     finally:
         expectations.configure(None)
+
+
+def test_settle_names_a_reproducer_that_shows_nothing(tmp_path, monkeypatch) -> None:
+    """Each replayed reproducer must show its own record: with two records of a cell, one
+    reproducer showing its record does not stand for the other, which is named stale."""
+    from conformance import records
+    from conformance.features import BY_ID
+    from reference.options import MATRIX
+
+    monkeypatch.setattr(expectations, "installed_version", lambda name, settings=None: "ghost 1.0")
+    second = RECORD.replace("the ghost forgets xattrs", "the ghost forgets more")
+
+    def replay(driver, expectation, options, feature) -> None:
+        records.count({"ghost#1"})  # every reproducer shows the first record only
+
+    monkeypatch.setattr(expectations, "replay", replay)
+
+    class Ghost:
+        name = "ghost"
+
+    try:
+        expectations.configure(str(write(tmp_path, RECORD + second)))
+        verdict, detail = expectations.settle(Ghost(), MATRIX[0], BY_ID["xattrs"], "conforms", "")
+        assert verdict == expectations.EXPECTED
+        assert "no longer reproduces: the ghost forgets more" in detail
+        assert "the ghost forgets xattrs" not in detail.partition("no longer")[2]
+    finally:
+        expectations.configure(None)
