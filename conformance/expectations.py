@@ -42,6 +42,7 @@ import ast
 import fnmatch
 import functools
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -429,6 +430,19 @@ def version_of(driver: str, settings: DriverSettings = DEFAULT) -> str | None:
     return installed_version(driver, settings)
 
 
+def _of_version(
+    driver: str, options: str, settings: DriverSettings, keep: Callable[[Expectation], bool]
+) -> tuple[Expectation, ...]:
+    """The records of the installed version of ``driver`` under the option set
+    ``options`` that ``keep`` selects (the version is asked only when some record names
+    the driver)."""
+    mine = [e for e in _loaded(PATH) if e.driver == driver and keep(e)]
+    if not mine:
+        return ()
+    version = installed_version(driver, settings)
+    return tuple(e for e in mine if e.matches(driver, version, "", options))
+
+
 def matching(
     driver: str, feature: str, options: str, settings: DriverSettings = DEFAULT
 ) -> tuple[Expectation, ...]:
@@ -436,35 +450,27 @@ def matching(
     machine, so any feature that is a machine; layer-interchange is not part of it)."""
     from conformance.features import BY_ID
 
-    mine = [e for e in _loaded(PATH) if e.driver == driver]
-    if not mine:
-        return ()
-    version = version_of(driver, settings)
-    return tuple(
-        e
-        for e in mine
-        if e.matches(driver, version, feature, options)
-        and (feature or any(BY_ID[f].machine for f in e.features))
-    )
+    def keep(e: Expectation) -> bool:
+        if feature:
+            return feature in e.features
+        return any(BY_ID[f].machine for f in e.features)
+
+    return _of_version(driver, options, settings, keep)
 
 
-def behaviours(driver: str, options: str) -> tuple[Expectation, ...]:
+def behaviours(
+    driver: str, options: str, settings: DriverSettings = DEFAULT
+) -> tuple[Expectation, ...]:
     """The records of the installed version of ``driver`` under the option set ``options``
     (any feature): the behaviours the lockstep machine accounts for (conformance.records)."""
-    mine = [e for e in _loaded(PATH) if e.driver == driver]
-    if not mine:
-        return ()
-    version = installed_version(driver)
-    return tuple(e for e in mine if e.matches(driver, version, "", options))
+    return _of_version(driver, options, settings, lambda e: True)
 
 
-def matching_scenario(driver: str, scenario: str, options: str) -> tuple[Expectation, ...]:
+def matching_scenario(
+    driver: str, scenario: str, options: str, settings: DriverSettings = DEFAULT
+) -> tuple[Expectation, ...]:
     """The expectations of the installed version that fail the named scenario."""
-    mine = [e for e in _loaded(PATH) if e.driver == driver and scenario in e.scenarios]
-    if not mine:
-        return ()
-    version = installed_version(driver)
-    return tuple(e for e in mine if e.matches(driver, version, "", options))
+    return _of_version(driver, options, settings, lambda e: scenario in e.scenarios)
 
 
 def describe(found: tuple[Expectation, ...]) -> str:
@@ -508,7 +514,7 @@ def settle(
         with records.tally() as replayed:
             for expectation in found:
                 try:
-                    replay(driver, expectation, options, feature)
+                    replay(driver, expectation, options, feature, settings)
                 except AssertionError as exc:
                     if not interchange:
                         # the reproducer shows something no record accounts for
@@ -531,7 +537,13 @@ def settle(
     return verdict, detail
 
 
-def replay(driver: Any, expectation: Expectation, options: Any, feature: Any = None) -> None:
+def replay(
+    driver: Any,
+    expectation: Expectation,
+    options: Any,
+    feature: Any = None,
+    settings: DriverSettings = DEFAULT,
+) -> None:
     """Run the recorded reproducer on ``driver`` in lockstep with the reference (raises
     Diverged while the divergence is there); for layer-interchange, write it with each
     pair's writer and mount it with the reader (InterchangeDiverged)."""
@@ -549,6 +561,7 @@ def replay(driver: Any, expectation: Expectation, options: Any, feature: Any = N
         feature,
         title=expectation.reason,
         source="conformance/expectations.toml",
+        settings=settings,
     )
 
 
@@ -560,6 +573,7 @@ def replay_steps(
     feature: Any = None,
     title: str = "a recorded program",
     source: str = "",
+    settings: DriverSettings = DEFAULT,
 ) -> None:
     """Run ``steps`` over ``stack`` on ``driver`` in lockstep with the reference, the full
     comparison after every step (raises Diverged, with the failure as data, when the
@@ -574,7 +588,7 @@ def replay_steps(
         stack=stack,
         steps=tuple(Step(op) for op in steps),
     )
-    run_scenario(driver, scenario, options, feature)
+    run_scenario(driver, scenario, options, feature, settings)
 
 
 records.use_book(behaviours)

@@ -828,20 +828,21 @@ def conclude(counts: Counter[str], item: Any) -> None:
         raise RecordedBehaviours("only recorded behaviours: " + describe_counts(counts))
 
 
-#: Where the machine finds a driver's records: ``(driver, option set label) -> records``,
-#: registered by conformance.expectations when it is imported (so this module and the
-#: machine do not import the record file's reader, which runs scenarios and machines).
-#: Without one, no difference is expected: a missing registration can only make a run
-#: stricter, never hide a divergence.
-_BOOK: Callable[[str, str], tuple[Any, ...]] | None = None
+#: Where the machine finds a driver's records: ``(driver, option set label, driver
+#: settings) -> records``, registered by conformance.expectations when it is imported (so
+#: this module and the machine do not import the record file's reader, which runs
+#: scenarios and machines). Without one, no difference is expected: a missing registration
+#: can only make a run stricter, never hide a divergence.
+_BOOK: Callable[[str, str, Any], tuple[Any, ...]] | None = None
 
 
-def use_book(book: Callable[[str, str], tuple[Any, ...]]) -> None:
+def use_book(book: Callable[[str, str, Any], tuple[Any, ...]]) -> None:
     """Make ``book`` the source of every driver's records."""
     global _BOOK
     _BOOK = book
 
 
-def behaviours_for(driver: str, options: str) -> tuple[Any, ...]:
-    """The records of ``driver`` under the option set ``options`` (none without a book)."""
-    return () if _BOOK is None else tuple(_BOOK(driver, options))
+def behaviours_for(driver: str, options: str, settings: Any) -> tuple[Any, ...]:
+    """The records of ``driver`` under the option set ``options``, the driver's version
+    asked with the run's driver ``settings`` (none without a book)."""
+    return () if _BOOK is None else tuple(_BOOK(driver, options, settings))

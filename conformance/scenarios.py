@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from adapters.base import Driver
+from adapters.settings import DEFAULT, DriverSettings
 from conformance.claims import compares_upper
 from conformance.features import FEATURES
 from reference import ops
@@ -167,7 +168,11 @@ def _check() -> None:
 _check()
 
 def run_scenario(
-    driver: Driver, scenario: Scenario, options: Options, feature: Feature | None = None
+    driver: Driver,
+    scenario: Scenario,
+    options: Options,
+    feature: Feature | None = None,
+    driver_settings: DriverSettings = DEFAULT,
 ) -> None:
     """Run ``scenario`` on ``driver`` in lockstep with the reference; raise on divergence.
     With a ``feature``, the view comparison checks only that feature's fields.
@@ -178,7 +183,7 @@ def run_scenario(
     of the driver names this scenario; the scenario then ends there."""
     from conformance.machine import _StopExample, machine_for
 
-    machine = machine_for(driver, options, feature)()
+    machine = machine_for(driver, options, feature, driver_settings=driver_settings)()
     try:
         machine.mount(scenario.stack)
         machine.agrees_with_reference()

@@ -18,11 +18,13 @@ from reference.options import MATRIX, Options
 
 
 @pytest.mark.parametrize("options", MATRIX, ids=lambda o: o.test_id)
-def test_state_machine(driver, options: Options, conformance_settings, request) -> None:
+def test_state_machine(
+    driver, options: Options, conformance_settings, driver_settings, request
+) -> None:
     _skip_unclaimed(driver, options)
     with records.tally() as seen:
-        _replay_expected(driver, "", options)
-        run_machine(driver, options, conformance_settings)
+        _replay_expected(driver, "", options, driver_settings)
+        run_machine(driver, options, conformance_settings, driver_settings=driver_settings)
     records.conclude(seen, request.node)
 
 
@@ -35,10 +37,10 @@ CASES = [
 
 
 @pytest.mark.parametrize(("scenario", "options"), CASES)
-def test_scenario(driver, scenario: Scenario, options: Options, request) -> None:
+def test_scenario(driver, scenario: Scenario, options: Options, driver_settings, request) -> None:
     _skip_unclaimed(driver, options)
     with records.tally() as seen:
-        run_scenario(driver, scenario, options)
+        run_scenario(driver, scenario, options, driver_settings=driver_settings)
     records.conclude(seen, request.node)
 
 
@@ -59,11 +61,11 @@ def test_feature(
     _skip_unclaimed(driver, options, feature)
     try:
         with records.tally() as seen:
-            _replay_expected(driver, feature.id, options, feature)
+            _replay_expected(driver, feature.id, options, driver_settings, feature)
             by_id = {scenario.id: scenario for scenario in SCENARIOS}
             for scenario_id in feature.scenarios:
                 if by_id[scenario_id].applies(options):
-                    run_scenario(driver, by_id[scenario_id], options, feature)
+                    run_scenario(driver, by_id[scenario_id], options, feature, driver_settings)
             _run_feature_machine(driver, options, feature_settings, feature, driver_settings)
     except FeatureSkipped as reason:
         if reason.missing_driver and request.config.getoption("--require-drivers"):
@@ -106,22 +108,24 @@ def test_a_feature_machine_has_only_its_rules() -> None:
 
 
 def _replay_expected(
-    driver, feature_id: str, options: Options, feature: Feature | None = None
+    driver, feature_id: str, options: Options, driver_settings, feature: Feature | None = None
 ) -> None:
     """Replay the recorded reproducers first, so a strict xfail does not depend on what
     the exploration draws. Each must show its own record (or variant): a reproducer that
     shows nothing proves nothing (the record is stale, or its program wrong). Layer
     interchange compares whole mounts: there a reproducer that still diverges is the
     record seen (conformance.expectations.settle)."""
-    for expectation in expectations.matching(driver.name, feature_id, options.label):
+    for expectation in expectations.matching(
+        driver.name, feature_id, options.label, driver_settings
+    ):
         if feature is not None and not feature.machine:
             try:
-                expectations.replay(driver, expectation, options, feature)
+                expectations.replay(driver, expectation, options, feature, driver_settings)
             except AssertionError:
                 records.count({expectation.id})
             continue
         with records.tally() as shown:
-            expectations.replay(driver, expectation, options, feature)
+            expectations.replay(driver, expectation, options, feature, driver_settings)
         if expectation.id not in shown:
             raise AssertionError(
                 f"{expectation.id}'s reproducer shows nothing on {driver.name} "

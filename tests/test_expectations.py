@@ -111,7 +111,7 @@ def test_settle_keeps_diverges_and_lists_what_was_recorded(tmp_path, monkeypatch
     monkeypatch.setattr(expectations, "installed_version", lambda name, settings=None: "ghost 1.0")
     replayed: list[str] = []
 
-    def replay(driver, expectation, options, feature) -> None:
+    def replay(driver, expectation, options, feature, settings=None) -> None:
         replayed.append(feature.id)
         if driver.still_broken:
             records.count({expectation.id})  # the reproducer's step matched the record
@@ -335,7 +335,7 @@ def test_settle_names_a_reproducer_that_shows_nothing(tmp_path, monkeypatch) -> 
     monkeypatch.setattr(expectations, "installed_version", lambda name, settings=None: "ghost 1.0")
     second = RECORD.replace("the ghost forgets xattrs", "the ghost forgets more")
 
-    def replay(driver, expectation, options, feature) -> None:
+    def replay(driver, expectation, options, feature, settings=None) -> None:
         records.count({"ghost#1"})  # every reproducer shows the first record only
 
     monkeypatch.setattr(expectations, "replay", replay)

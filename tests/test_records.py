@@ -83,7 +83,7 @@ def test_a_fault_in_a_cell_with_recorded_behaviours_is_diverges(monkeypatch) -> 
 
     register_profiles(__import__("pathlib").Path("/nonexistent"))
     known = imitations.records_of("fuse-overlayfs")
-    monkeypatch.setattr(records, "_BOOK", lambda driver, options: known)
+    monkeypatch.setattr(records, "_BOOK", lambda driver, options, settings: known)
     monkeypatch.setattr(expectations, "matching", lambda *args: ())
     faulty = certify_cell(imitations.fuse_overlayfs("truncate-to-zero"), Options(), FIND)
     assert faulty.verdict == "diverges", faulty.detail
