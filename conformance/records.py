@@ -82,6 +82,8 @@ class StepContext:
     model: Overlay
     actual_view: View | None = None
     actual_outcome: object = None
+    #: The view compared with (layer interchange: the writer's; None: the model's).
+    expected_view: View | None = None
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -474,14 +476,17 @@ def rule_hardlink_sibling(diff: Divergence, path: str, ctx: StepContext) -> bool
 
 
 def rule_unlistable(diff: Divergence, path: str, ctx: StepContext) -> bool:
-    """The entry is missing below a directory the driver could not list."""
-    if ctx.actual_view is None or diff.actual is not None:
-        return False
-    for where, entry in ctx.actual_view.entries.items():
-        if where.endswith("/") and entry.kind.startswith("readdir gives"):
-            directory = where.rstrip("/")
-            if not directory or path.startswith(directory + "/"):
-                return True
+    """The entry is missing below a directory the side that misses it could not list
+    (the driver's view; in layer interchange, the writer's too)."""
+    sides = ((ctx.actual_view, diff.actual), (ctx.expected_view, diff.expected))
+    for view, entry in sides:
+        if view is None or entry is not None:
+            continue
+        for where, shown in view.entries.items():
+            if where.endswith("/") and shown.kind.startswith("readdir gives"):
+                directory = where.rstrip("/")
+                if not directory or path.startswith(directory + "/"):
+                    return True
     return False
 
 
@@ -642,6 +647,32 @@ def rule_opq_whiteout(diff: Divergence, path: str, ctx: StepContext) -> bool:
     )
 
 
+#: fuse-overlayfs's own markers in the layers it writes: its xattrs, and the opaque
+#: directory's sentinel (with the .wh..opq whiteout it may hold, opq-whiteout).
+PRIVATE_XATTRS = "user.fuseoverlayfs."
+PRIVATE_NAMES = (".wh..wh..opq", ".wh..opq")
+
+
+def rule_private_markers(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """Another driver reading layers fuse-overlayfs wrote shows its private markers: an
+    entry's xattrs are the writer's plus ``user.fuseoverlayfs.*`` ones, or a name the
+    writer did not show is one of its sentinels."""
+    if diff.field == "xattrs" and isinstance(diff.expected, tuple) and isinstance(
+        diff.actual, tuple
+    ):
+        extra = set(diff.actual) - set(diff.expected)
+        return (
+            set(diff.expected) <= set(diff.actual)
+            and bool(extra)
+            and all(name.startswith(PRIVATE_XATTRS) for name, _ in extra)
+        )
+    return (
+        diff.field == "exists"
+        and diff.expected is None
+        and path.rpartition("/")[2] in PRIVATE_NAMES
+    )
+
+
 def rule_held_by_a_lower(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """Some lower layer has an object at ``path``, a whiteout included."""
     return any(o is not None for o in _lower_objects(ctx.model, path))
@@ -649,6 +680,7 @@ def rule_held_by_a_lower(diff: Divergence, path: str, ctx: StepContext) -> bool:
 
 RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "held-by-a-lower": rule_held_by_a_lower,
+    "private-markers": rule_private_markers,
     "opq-whiteout": rule_opq_whiteout,
     "lower-hardlink-name": rule_lower_hardlink_name,
     "copied-up-inode-lag": rule_copied_up_inode_lag,

@@ -112,18 +112,10 @@ def _replay_expected(
 ) -> None:
     """Replay the recorded reproducers first, so a strict xfail does not depend on what
     the exploration draws. Each must show its own record (or variant): a reproducer that
-    shows nothing proves nothing (the record is stale, or its program wrong). Layer
-    interchange compares whole mounts: there a reproducer that still diverges is the
-    record seen (conformance.expectations.settle)."""
+    shows nothing proves nothing (the record is stale, or its program wrong)."""
     for expectation in expectations.matching(
         driver.name, feature_id, options.label, driver_settings
     ):
-        if feature is not None and not feature.machine:
-            try:
-                expectations.replay(driver, expectation, options, feature, driver_settings)
-            except AssertionError:
-                records.count({expectation.id})
-            continue
         with records.tally() as shown:
             expectations.replay(driver, expectation, options, feature, driver_settings)
         if expectation.id not in shown:
@@ -136,15 +128,9 @@ def _replay_expected(
 def _run_feature_machine(
     driver, options: Options, run_settings, feature: Feature, driver_settings
 ) -> None:
-    """The feature's machine. Layer interchange compares whole mounts, not steps: there a
-    record of the feature still accounts for any divergence of the cell (as in certify)."""
-    known = expectations.matching(driver.name, feature.id, options.label, driver_settings)
-    try:
-        run_machine(driver, options, run_settings, feature, driver_settings)
-    except AssertionError:
-        if feature.machine or not known:
-            raise
-        records.count({e.id for e in known})
+    """The feature's machine (layer interchange: its exchanges, records matched as in the
+    machine, conformance.interchange.check)."""
+    run_machine(driver, options, run_settings, feature, driver_settings)
 
 
 def _skip_unclaimed(driver, options: Options, feature: Feature | None = None) -> None:
@@ -175,12 +161,6 @@ def test_corpus(driver, corpus_program, driver_settings, request) -> None:
             pytest.fail(f"{reason} (--require-drivers is on)", pytrace=False)
         pytest.skip(str(reason))
     except (AssertionError, DriverFailure) as exc:
-        interchange = feature is not None and not feature.machine
-        if isinstance(exc, AssertionError) and known and interchange:
-            pytest.xfail(
-                f"{len(known)} known divergence(s) of {known[0].version} for this feature "
-                f"and option set (conformance/expectations.toml)"
-            )
         waiting = expectations.excused(exc, driver.name, driver_settings)
         if known and waiting is not None:
             # every failing program is on the names a [[pending]] entry describes
