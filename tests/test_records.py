@@ -378,3 +378,28 @@ def test_exchange_exdev_is_only_an_exchange_of_a_directory_with_a_non_directory(
     plain = ops.Rename("a", "z", "")
     moved = [exdev, ("z", "exists", "dir", None), ("a", "exists", None, "dir")]
     assert not _accounted("fuse-overlayfs", stack, plain, moved, made)
+
+
+def test_a_scenario_expects_a_kernel_outcome_missed_only_where_its_record_shows(
+    monkeypatch,
+) -> None:
+    """dir-rename-exdev expects EXDEV; a driver whose lower directories rename
+    (dir-rename-copies-tree, a variant) misses it. The miss is expected when the record
+    naming the scenario is that variant (it hit at that step), not when the naming record
+    is another behaviour of the driver that did not show there."""
+    import attrs
+
+    from conformance.scenarios import SCENARIOS, run_scenario
+
+    scenario = next(s for s in SCENARIOS if s.id == "dir-rename-exdev")
+    shipped = {r.id: r for r in imitations.records_of("unionfs-fuse")}
+    driver = imitations.Imitation(("dir-rename-copies-tree",), (), None)
+    book = (shipped["dir-rename-copies-tree"],)
+    monkeypatch.setattr(records, "_BOOK", lambda driver, options, settings: book)
+    with records.tally() as seen:
+        run_scenario(driver, scenario, Options())
+    assert "dir-rename-copies-tree" in seen
+    other = attrs.evolve(shipped["dir-nlink-one"], scenarios=("dir-rename-exdev",))
+    book = (attrs.evolve(shipped["dir-rename-copies-tree"], scenarios=()), other)
+    with pytest.raises(AssertionError, match="expected Err"):
+        run_scenario(driver, scenario, Options())
