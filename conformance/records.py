@@ -572,8 +572,10 @@ def rule_renamed_copy_up(diff: Divergence, path: str, ctx: StepContext) -> bool:
     if node is None or node.upper is None:
         return False
     if node.upper.origin is None:
-        # copied up as another kind (fifo-copy-up-eio): no origin, a lower object there
-        return any(o is not None for o in _lower_objects(ctx.model, path))
+        # copied up as another kind (fifo-copy-up-eio): no origin, and the top lower
+        # object there is of another kind than the upper copy
+        below = [o for o in _lower_objects(ctx.model, path) if o is not None]
+        return bool(below) and below[0].kind is not node.upper.kind
     origin = node.upper.origin
     # kept only by a file copied up in place from the top lower layer
     return _lower_objects(ctx.model, path)[0] is not origin

@@ -403,3 +403,18 @@ def test_a_scenario_expects_a_kernel_outcome_missed_only_where_its_record_shows(
     book = (attrs.evolve(shipped["dir-rename-copies-tree"], scenarios=()), other)
     with pytest.raises(AssertionError, match="expected Err"):
         run_scenario(driver, scenario, Options())
+
+
+def test_inode_records_need_their_own_circumstances() -> None:
+    """copy-up-new-inode-after-remount: a file unlinked and made again over a lower file
+    of the same kind is no copy-up (a new st_ino after remount is a divergence there);
+    copied-up-inode-lag: the link count lags only after a link."""
+    stack = StackSpec((LayerSpec((("a", FileSpec(b"x")),)),))
+    again = [ops.Unlink("a"), ops.Write("a", b"", 0, ("O_CREAT",), 0o644)]
+    moved = ("a", "st_ino", "unchanged (1)", "changed to 2")
+    assert not _accounted("fuse-overlayfs", stack, ops.Remount(), [moved], again)
+    tree = StackSpec((LayerSpec((("a", DirSpec()), ("a/f", FileSpec(b"")))),))
+    counted = ("a", "nlink", 2, 3)
+    assert not _accounted("unionfs-fuse", tree, ops.Chmod("a", 0o700), [counted])
+    lag = ("a", "st_ino", "unchanged (1)", "changed to 2")
+    assert "copied-up-inode-lag" in _accounted("unionfs-fuse", tree, ops.Chmod("a", 0o700), [lag])
