@@ -212,7 +212,6 @@ def _record(data: Any, where: str) -> Expectation:
     if not data["features"] or not data["options"]:
         raise ExpectationError(f"{where}: 'features' and 'options' must not be empty")
     stack, steps = parse_program(data["stack"], data["steps"], where)
-    from conformance import records
     from reference import variants
 
     differs = records.with_primary(
@@ -265,12 +264,12 @@ def load(path: str | Path = DEFAULT_PATH) -> tuple[Expectation, ...]:
     unknown = set(data) - {"divergence", "pending"}
     if unknown:
         raise ExpectationError(f"{source}: unknown top-level key {sorted(unknown)[0]!r}")
-    records = data.get("divergence", [])
-    if not isinstance(records, list):
+    tables = data.get("divergence", [])
+    if not isinstance(tables, list):
         raise ExpectationError(f"{source}: 'divergence' must be an array of tables")
     loaded = tuple(
         _record(record, f"{source}: divergence {number}")
-        for number, record in enumerate(records, 1)
+        for number, record in enumerate(tables, 1)
     )
     seen: set[tuple[str, str]] = set()
     for record in loaded:
@@ -497,8 +496,6 @@ def settle(
     that saw none replays the recorded reproducers: still shown, ``expected-divergence``;
     none shown any more, ``conforms`` saying the records are stale (fixed). Layer
     interchange matches its records as the machine does (conformance.interchange.check)."""
-    from conformance import records
-
     seen = Counter() if seen is None else seen
     feature_id = feature.id if feature is not None else ""
     found = matching(driver.name, feature_id, options.label, settings)
