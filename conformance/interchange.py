@@ -39,6 +39,7 @@ from adapters.base import Driver, DriverUnavailable
 from adapters.settings import DEFAULT, DriverSettings
 from conformance import records
 from conformance import strategies as s
+from conformance.claims import claims_xattrs
 from conformance.compare import InodeMap, compare_views, render
 from conformance.errors import ConformanceError, Diverges
 from conformance.features import BY_ID, WITHOUT_LINK_COUNTS
@@ -51,7 +52,8 @@ from reference.view import UNREACHABLE, View
 #: The driver every other's layers are read with (it declares ``interchange_reader``), and
 #: the engine whose layers it reads too (the reference, ``in_process``).
 READER, ENGINE = "kernel", "reference"
-#: What a reader is held to: every field but inode numbers and link counts.
+#: What a reader is held to: every field but inode numbers and link counts (and xattrs
+#: with a driver whose profile says it has none, as in the machine).
 FIELDS = WITHOUT_LINK_COUNTS
 
 #: Operations that change the layers: every kind that writes (ops.KINDS).
@@ -124,13 +126,14 @@ def check(
     read: View,
     known: tuple[Any, ...] = (),
     model: Overlay | None = None,
+    fields: frozenset[str] = FIELDS,
 ) -> set[str]:
     """Compare the reader's view with the writer's. ``known``: the driver's records of
     this feature (conformance.records), matched against the differences as after a mount
     (no operation: only clauses that hold anywhere, ``at = "any"``), with ``model`` the
     reference's picture of the layers the reader mounts; raise on any difference no
     record accounts for. The ids of the records that accounted for some."""
-    found = compare_views(reachable(written), reachable(read), InodeMap(""), FIELDS)
+    found = compare_views(reachable(written), reachable(read), InodeMap(""), fields)
     seen: set[str] = set()
     if found and known and model is not None:
         context = records.StepContext(None, None, model, read, None, written)
@@ -200,6 +203,8 @@ def exchange(
     accounts for a difference counts once, as an example of the machine)."""
     writer_options = attrs.evolve(options, read_only=False)
     model = _reader_model(stack, steps, options) if known else None
+    # a profile with xattrs = false cannot show them (conformance.claims): not compared
+    fields = FIELDS if claims_xattrs(driver) else FIELDS - {"xattrs"}
     if pair.writer == ENGINE:
         engine = Overlay(stack, writer_options)
         for op in steps:
@@ -207,7 +212,7 @@ def exchange(
         written = engine.view()
         assert engine.upper is not None
         kernel.mount_with_upper(stack, options, engine.upper)
-        records.count(check(pair, options, written, kernel.view(), known, model))
+        records.count(check(pair, options, written, kernel.view(), known, model, fields))
         return
     writer = kernel if pair.writer == READER else driver
     reader = kernel if pair.reader == READER else driver
@@ -217,7 +222,7 @@ def exchange(
             writer.run(op)
         written = writer.view()
         writer.hand_over(reader, options)
-        records.count(check(pair, options, written, writer.view(), known, model))
+        records.count(check(pair, options, written, writer.view(), known, model, fields))
     finally:
         writer.take_back()
 
