@@ -9,12 +9,12 @@ Every key of a record is shown: the ones every record has in a fixed order, any 
 from __future__ import annotations
 
 import sys
-import tomllib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-DEFAULT_PATH = Path(__file__).resolve().parent / "expectations.toml"
+from adapters.profile import read_toml
+from conformance.expectations import DEFAULT_PATH, ExpectationError, Pending, load_pending
 
 #: Keys rendered in the heading or in this order; the rest follow by name.
 _HEADING_KEYS = ("driver", "version", "reason")
@@ -77,9 +77,16 @@ def render(records: Iterable[dict[str, Any]], source: str) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+def _covers(entry: Pending) -> str:
+    """The names a pending entry describes, as its keys say."""
+    names = [f"`{pattern}`" for pattern in entry.names]
+    if entry.min_name_bytes is not None:
+        names.append(f"{entry.min_name_bytes} bytes or longer")
+    return " or ".join(names)
+
+
 def catalogue(path: Path = DEFAULT_PATH) -> str:
-    with path.open("rb") as handle:
-        data = tomllib.load(handle)
+    data = read_toml(path, ExpectationError)
     records = [
         record
         for key, value in data.items()
@@ -88,10 +95,10 @@ def catalogue(path: Path = DEFAULT_PATH) -> str:
         if isinstance(record, dict)
     ]
     page = render(records, "conformance/expectations.toml" if path == DEFAULT_PATH else str(path))
-    waiting = [entry for entry in data.get("pending", []) if isinstance(entry, dict)]
+    waiting = load_pending(path)
     if waiting:
         page += "\n## Found, not yet recorded\n\n" + "".join(
-            f"- **{e.get('driver', '?')}** `{e.get('version', '?')}`: {e.get('reason', '')}\n"
+            f"- **{e.driver}** `{e.version}`: {e.reason} (names: {_covers(e)})\n"
             for e in waiting
         )
     return page
@@ -102,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(args[0]) if args else DEFAULT_PATH
     try:
         sys.stdout.write(catalogue(path))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        print(f"catalogue: cannot read {path}: {exc}", file=sys.stderr)
+    except ExpectationError as problem:  # one line naming the file
+        print(f"catalogue: {problem}", file=sys.stderr)
         return 2
     return 0
 

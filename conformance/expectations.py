@@ -39,8 +39,10 @@ option set) likewise, and the ``test_scenario`` items of the scenarios a record 
 from __future__ import annotations
 
 import ast
+import fnmatch
 import functools
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -210,19 +212,20 @@ def _record(data: Any, where: str) -> Expectation:
     if not data["features"] or not data["options"]:
         raise ExpectationError(f"{where}: 'features' and 'options' must not be empty")
     stack, steps = parse_program(data["stack"], data["steps"], where)
-    from conformance import records
     from reference import variants
 
     differs = records.with_primary(
         tuple(
             records.clause_from(clause, f"{where} differs[{i}]", ExpectationError)
             for i, clause in enumerate(data.get("differs", []))
-        )
+        ),
+        where,
+        ExpectationError,
     )
     variant = data.get("variant", "")
     if variant and data.get("id", variant) != variant:
         raise ExpectationError(f"{where}: a record with a variant has the variant's name as id")
-    if not variant and not data.get("differs") and data["features"] != ["layer-interchange"]:
+    if not variant and not data.get("differs"):
         raise ExpectationError(
             f"{where}: a record needs 'variant' or 'differs' (what it accounts for)"
         )
@@ -261,12 +264,12 @@ def load(path: str | Path = DEFAULT_PATH) -> tuple[Expectation, ...]:
     unknown = set(data) - {"divergence", "pending"}
     if unknown:
         raise ExpectationError(f"{source}: unknown top-level key {sorted(unknown)[0]!r}")
-    records = data.get("divergence", [])
-    if not isinstance(records, list):
+    tables = data.get("divergence", [])
+    if not isinstance(tables, list):
         raise ExpectationError(f"{source}: 'divergence' must be an array of tables")
     loaded = tuple(
         _record(record, f"{source}: divergence {number}")
-        for number, record in enumerate(records, 1)
+        for number, record in enumerate(tables, 1)
     )
     seen: set[tuple[str, str]] = set()
     for record in loaded:
@@ -281,37 +284,106 @@ def load(path: str | Path = DEFAULT_PATH) -> tuple[Expectation, ...]:
 @attrs.frozen
 class Pending:
     """A ``[[pending]]`` entry: divergences of a driver version that the suite found and
-    that are not yet reduced, reproduced by hand and recorded. ``certify`` reports each
-    as ``diverges`` all the same; the pytest items of the version's recorded cells
-    expect any failure (not only recorded behaviours) until the entry is gone."""
+    that are not yet reduced, reproduced by hand and recorded, on the names it describes:
+    a path component matching one of ``names`` (shell patterns) or of ``min_name_bytes``
+    bytes or more. ``certify`` reports each as ``diverges`` all the same; a pytest item of
+    the version's recorded cells whose every failing program is about such names is an
+    expected failure (:class:`PendingBehaviour`); any other failure fails it."""
 
     driver: str
     version: str
     reason: str
+    names: tuple[str, ...] = ()
+    min_name_bytes: int | None = None
+
+    def covers_name(self, path: str) -> bool:
+        """``path`` has a component this entry describes."""
+        return any(
+            any(fnmatch.fnmatchcase(part, pattern) for pattern in self.names)
+            or (
+                self.min_name_bytes is not None
+                and len(part.encode("utf-8", "surrogateescape")) >= self.min_name_bytes
+            )
+            for part in path.split("/")
+            if part
+        )
+
+    def covers(self, failure: Any) -> bool:
+        """A failing program (conformance.failure.Failure) is about the names this entry
+        describes: the step that differed (or hung, or crashed) acts on such a name, and
+        every difference found lies at one or on the way to one of its paths."""
+        operands = (
+            records.operands(failure.steps[-1].op) if failure.steps else ()
+        )
+        mine = [p for p in operands if self.covers_name(p)]
+        if failure.steps and failure.steps[-1].agrees is not True and not mine:
+            return False
+        if not failure.found and not mine:
+            return False
+        return all(
+            self.covers_name(path) or any(p.startswith(path + "/") or not path for p in mine)
+            for path in (records.split_where(d)[1] for d in failure.found)
+        )
+
+
+class PendingBehaviour(records.RecordedBehaviours):
+    """A pytest item of a recorded cell failed only on names a ``[[pending]]`` entry of
+    the installed version describes: its strict xfail expects this."""
 
 
 def load_pending(path: str | Path = DEFAULT_PATH) -> tuple[Pending, ...]:
-    """The ``[[pending]]`` entries of an expectations file (keys: driver, version, reason)."""
-    entries = read_toml(path, ExpectationError).get("pending", [])
+    """The ``[[pending]]`` entries of an expectations file (keys: driver, version, reason,
+    and ``names`` and/or ``min_name_bytes``: the names they describe)."""
+    return _pending_of(read_toml(path, ExpectationError), path)
+
+
+def _pending_of(data: dict[str, Any], path: str | Path) -> tuple[Pending, ...]:
+    entries = data.get("pending", [])
     if not isinstance(entries, list):
         raise ExpectationError(f"{path}: 'pending' must be an array of tables")
     found = []
     for number, entry in enumerate(entries, 1):
-        if not isinstance(entry, dict) or set(entry) != {"driver", "version", "reason"} or not all(
-            isinstance(value, str) for value in entry.values()
+        where = f"{path}: pending {number}"
+        if not isinstance(entry, dict) or not {"driver", "version", "reason"} <= set(entry) or (
+            not all(isinstance(entry[key], str) for key in ("driver", "version", "reason"))
         ):
+            raise ExpectationError(f"{where} needs driver, version and reason (strings)")
+        unknown = set(entry) - {"driver", "version", "reason", "names", "min_name_bytes"}
+        if unknown:
+            raise ExpectationError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+        names = entry.get("names", [])
+        if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+            raise ExpectationError(f"{where}: 'names' must be an array of shell patterns")
+        least = entry.get("min_name_bytes")
+        if least is not None and (type(least) is not int or not 1 <= least <= 255):
+            raise ExpectationError(f"{where}: 'min_name_bytes' must be an integer, 1 to 255")
+        if not names and least is None:
             raise ExpectationError(
-                f"{path}: pending {number} needs exactly driver, version and reason (strings)"
+                f"{where} needs 'names' or 'min_name_bytes' (the names it describes)"
             )
-        found.append(Pending(**entry))
+        found.append(Pending(entry["driver"], entry["version"], entry["reason"],
+                             tuple(names), least))
     return tuple(found)
 
 
 def pending(driver: str, settings: DriverSettings = DEFAULT) -> Pending | None:
     """The pending entry of the installed version of ``driver``, if any."""
     version = installed_version(driver, settings)
-    mine = [p for p in load_pending(PATH or DEFAULT_PATH) if p.driver == driver]
+    mine = [p for p in _pending(PATH) if p.driver == driver]
     return next((p for p in mine if p.version == version), None)
+
+
+def excused(exc: BaseException, driver: str, settings: DriverSettings = DEFAULT) -> Pending | None:
+    """The ``[[pending]]`` entry of the installed ``driver`` that describes every failing
+    program ``exc`` carries (None: no entry, no failing program, or one it does not
+    describe)."""
+    from conformance.failure import failures_of
+
+    entry = pending(driver, settings)
+    found = failures_of(exc)
+    if entry is None or not found or not all(entry.covers(f) for f in found):
+        return None
+    return entry
 
 
 #: The file in use (set by the pytest plugin and the certify CLI; None: the default).
@@ -322,16 +394,22 @@ def configure(path: str | None) -> tuple[Expectation, ...]:
     """Use ``path`` (None: the default file); load it now so a bad file fails early, and
     before it replaces the file in use (a refused file must not stay configured)."""
     global PATH
-    load(path or DEFAULT_PATH)
-    load_pending(path or DEFAULT_PATH)
+    _loaded.cache_clear()  # the file may have changed since it was read
+    _pending.cache_clear()
+    _loaded(path)  # raises on a bad file: PATH stays as it was
+    _pending(path)
     PATH = path
-    _loaded.cache_clear()
     return _loaded(PATH)
 
 
 @functools.cache
 def _loaded(path: str | None) -> tuple[Expectation, ...]:
     return load(path or DEFAULT_PATH)
+
+
+@functools.cache
+def _pending(path: str | None) -> tuple[Pending, ...]:
+    return load_pending(path or DEFAULT_PATH)
 
 
 @functools.cache
@@ -351,6 +429,19 @@ def version_of(driver: str, settings: DriverSettings = DEFAULT) -> str | None:
     return installed_version(driver, settings)
 
 
+def _of_version(
+    driver: str, options: str, settings: DriverSettings, keep: Callable[[Expectation], bool]
+) -> tuple[Expectation, ...]:
+    """The records of the installed version of ``driver`` under the option set
+    ``options`` that ``keep`` selects (the version is asked only when some record names
+    the driver)."""
+    mine = [e for e in _loaded(PATH) if e.driver == driver and keep(e)]
+    if not mine:
+        return ()
+    version = installed_version(driver, settings)
+    return tuple(e for e in mine if e.matches(driver, version, "", options))
+
+
 def matching(
     driver: str, feature: str, options: str, settings: DriverSettings = DEFAULT
 ) -> tuple[Expectation, ...]:
@@ -358,35 +449,27 @@ def matching(
     machine, so any feature that is a machine; layer-interchange is not part of it)."""
     from conformance.features import BY_ID
 
-    mine = [e for e in _loaded(PATH) if e.driver == driver]
-    if not mine:
-        return ()
-    version = version_of(driver, settings)
-    return tuple(
-        e
-        for e in mine
-        if e.matches(driver, version, feature, options)
-        and (feature or any(BY_ID[f].machine for f in e.features))
-    )
+    def keep(e: Expectation) -> bool:
+        if feature:
+            return feature in e.features
+        return any(BY_ID[f].machine for f in e.features)
+
+    return _of_version(driver, options, settings, keep)
 
 
-def behaviours(driver: str, options: str) -> tuple[Expectation, ...]:
+def behaviours(
+    driver: str, options: str, settings: DriverSettings = DEFAULT
+) -> tuple[Expectation, ...]:
     """The records of the installed version of ``driver`` under the option set ``options``
     (any feature): the behaviours the lockstep machine accounts for (conformance.records)."""
-    mine = [e for e in _loaded(PATH) if e.driver == driver]
-    if not mine:
-        return ()
-    version = installed_version(driver)
-    return tuple(e for e in mine if e.matches(driver, version, "", options))
+    return _of_version(driver, options, settings, lambda e: True)
 
 
-def matching_scenario(driver: str, scenario: str, options: str) -> tuple[Expectation, ...]:
+def matching_scenario(
+    driver: str, scenario: str, options: str, settings: DriverSettings = DEFAULT
+) -> tuple[Expectation, ...]:
     """The expectations of the installed version that fail the named scenario."""
-    mine = [e for e in _loaded(PATH) if e.driver == driver and scenario in e.scenarios]
-    if not mine:
-        return ()
-    version = installed_version(driver)
-    return tuple(e for e in mine if e.matches(driver, version, "", options))
+    return _of_version(driver, options, settings, lambda e: scenario in e.scenarios)
 
 
 def describe(found: tuple[Expectation, ...]) -> str:
@@ -412,16 +495,10 @@ def settle(
     with records seen is ``expected-divergence``, listing them with their counts. A cell
     that saw none replays the recorded reproducers: still shown, ``expected-divergence``;
     none shown any more, ``conforms`` saying the records are stale (fixed). Layer
-    interchange compares whole mounts, not steps: a record of that feature still accounts
-    for the whole cell."""
-    from conformance import records
-
+    interchange matches its records as the machine does (conformance.interchange.check)."""
     seen = Counter() if seen is None else seen
     feature_id = feature.id if feature is not None else ""
     found = matching(driver.name, feature_id, options.label, settings)
-    interchange = feature is not None and not feature.machine
-    if interchange and verdict == VerdictKind.DIVERGES and found:
-        return EXPECTED, f"expected: {describe(found)}\n{detail}"
     if verdict != "conforms":
         if seen and verdict == "diverges":
             detail += f"\nrecorded behaviours also seen: {records.describe_counts(seen)}"
@@ -430,32 +507,41 @@ def settle(
         with records.tally() as replayed:
             for expectation in found:
                 try:
-                    replay(driver, expectation, options, feature)
+                    replay(driver, expectation, options, feature, settings)
                 except AssertionError as exc:
-                    if not interchange:
-                        # the reproducer shows something no record accounts for
-                        return "diverges", f"{expectation.id}'s reproducer: {exc}"
-                    replayed[expectation.id] += 1
+                    # the reproducer shows something no record accounts for
+                    return "diverges", f"{expectation.id}'s reproducer: {exc}"
         seen.update(replayed)
-        if not seen:
-            stale = describe(found)
-            return verdict, f"fixed? the recorded divergence no longer reproduces: {stale}"
-        return EXPECTED, (
-            "only recorded behaviours (their reproducers): " + records.describe_counts(seen)
+        # each reproducer must show its own record: one that shows nothing is stale
+        stale = tuple(e for e in found if e.id not in replayed)
+        note = (
+            f"fixed? the recorded divergence no longer reproduces: {describe(stale)}"
+            if stale
+            else ""
         )
+        if not seen:
+            return verdict, note
+        shown = "only recorded behaviours (their reproducers): " + records.describe_counts(seen)
+        return EXPECTED, f"{shown}\n{note}" if note else shown
     if seen:
         return EXPECTED, "only recorded behaviours: " + records.describe_counts(seen)
     return verdict, detail
 
 
-def replay(driver: Any, expectation: Expectation, options: Any, feature: Any = None) -> None:
+def replay(
+    driver: Any,
+    expectation: Expectation,
+    options: Any,
+    feature: Any = None,
+    settings: DriverSettings = DEFAULT,
+) -> None:
     """Run the recorded reproducer on ``driver`` in lockstep with the reference (raises
-    Diverged while the divergence is there); for layer-interchange, write it with each
-    pair's writer and mount it with the reader (InterchangeDiverged)."""
+    Diverged on a difference no record accounts for); for layer-interchange, write it
+    with each pair's writer and mount it with the reader (InterchangeDiverged)."""
     if feature is not None and not feature.machine:
         from conformance.interchange import replay_program
 
-        replay_program(driver, options, expectation.stack, list(expectation.steps))
+        replay_program(driver, options, expectation.stack, list(expectation.steps), settings)
         return
 
     replay_steps(
@@ -466,6 +552,7 @@ def replay(driver: Any, expectation: Expectation, options: Any, feature: Any = N
         feature,
         title=expectation.reason,
         source="conformance/expectations.toml",
+        settings=settings,
     )
 
 
@@ -477,6 +564,7 @@ def replay_steps(
     feature: Any = None,
     title: str = "a recorded program",
     source: str = "",
+    settings: DriverSettings = DEFAULT,
 ) -> None:
     """Run ``steps`` over ``stack`` on ``driver`` in lockstep with the reference, the full
     comparison after every step (raises Diverged, with the failure as data, when the
@@ -491,7 +579,7 @@ def replay_steps(
         stack=stack,
         steps=tuple(Step(op) for op in steps),
     )
-    run_scenario(driver, scenario, options, feature)
+    run_scenario(driver, scenario, options, feature, settings)
 
 
 records.use_book(behaviours)

@@ -26,6 +26,7 @@ index lives in the work directory and does not travel with the layers (overlayfs
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -36,12 +37,14 @@ from hypothesis import strategies as st
 
 from adapters.base import Driver, DriverUnavailable
 from adapters.settings import DEFAULT, DriverSettings
+from conformance import records
 from conformance import strategies as s
+from conformance.claims import claims_xattrs
 from conformance.compare import InodeMap, compare_views, render
 from conformance.errors import ConformanceError, Diverges
 from conformance.features import BY_ID, WITHOUT_LINK_COUNTS
 from reference import ops
-from reference.layer import StackSpec
+from reference.layer import StackSpec, link_counts
 from reference.options import Options
 from reference.overlay import Overlay
 from reference.view import UNREACHABLE, View
@@ -49,7 +52,8 @@ from reference.view import UNREACHABLE, View
 #: The driver every other's layers are read with (it declares ``interchange_reader``), and
 #: the engine whose layers it reads too (the reference, ``in_process``).
 READER, ENGINE = "kernel", "reference"
-#: What a reader is held to: every field but inode numbers and link counts.
+#: What a reader is held to: every field but inode numbers and link counts (and xattrs
+#: with a driver whose profile says it has none, as in the machine).
 FIELDS = WITHOUT_LINK_COUNTS
 
 #: Operations that change the layers: every kind that writes (ops.KINDS).
@@ -115,13 +119,63 @@ def reachable(view: View) -> View:
     return View(entries, view.inodes)
 
 
-def check(pair: Pair, options: Options, written: View, read: View) -> None:
-    found = compare_views(reachable(written), reachable(read), InodeMap(""), FIELDS)
+def check(
+    pair: Pair,
+    options: Options,
+    written: View,
+    read: View,
+    known: tuple[Any, ...] = (),
+    model: Overlay | None = None,
+    fields: frozenset[str] = FIELDS,
+) -> set[str]:
+    """Compare the reader's view with the writer's. ``known``: the driver's records of
+    this feature (conformance.records), matched against the differences as after a mount
+    (no operation: only clauses that hold anywhere, ``at = "any"``), with ``model`` the
+    reference's picture of the layers the reader mounts; raise on any difference no
+    record accounts for. The ids of the records that accounted for some."""
+    found = compare_views(reachable(written), reachable(read), InodeMap(""), fields)
+    seen: set[str] = set()
+    if found and known and model is not None:
+        context = records.StepContext(None, None, model, read, None, written)
+        matched = records.match(known, found, context)
+        seen, found = set(matched.by_record), list(matched.unmatched)
     if found:
+        also = f"\n(recorded behaviours also seen: {', '.join(sorted(seen))})" if seen else ""
         raise InterchangeDiverged(
             f"layers written by {pair.writer} and mounted by {pair.reader} "
             f"[{options.label}] show another view (expected: the writer's):\n{render(found)}"
+            + also
         )
+    return seen
+
+
+def _records_of(driver: Driver, options: Options, settings: DriverSettings) -> tuple:
+    """The driver's records of this feature under ``options`` (none in records.plain())."""
+    if records.is_plain():
+        return ()
+    return tuple(
+        r
+        for r in records.behaviours_for(driver.name, options.label, settings)
+        if r.differs and "layer-interchange" in r.features
+    )
+
+
+def _reader_model(stack: StackSpec, steps: list[ops.Op], options: Options) -> Overlay:
+    """The reference's picture of the layers the reader mounts: ``steps`` applied over
+    ``stack`` by a writable mount; read-only, with the written upper as the top lower."""
+    model = Overlay(stack, attrs.evolve(options, read_only=False))
+    for op in steps:
+        model.apply(op)
+    if options.read_only and model.upper is not None:
+        reader = copy.copy(model)
+        reader.lowers = [model.upper, *model.lowers]
+        reader.upper = None
+        reader.options = options
+        reader._lower_nlink = {}
+        for root in reader.lowers:
+            reader._lower_nlink.update(link_counts(root))
+        return reader
+    return model
 
 
 @contextmanager
@@ -142,18 +196,23 @@ def _kernel(driver_settings: DriverSettings = DEFAULT) -> Iterator[Any]:
 
 def exchange(
     pair: Pair, driver: Driver, kernel: Any, stack: StackSpec, steps: list[ops.Op],
-    options: Options,
+    options: Options, known: tuple[Any, ...] = (),
 ) -> None:
-    """Write ``steps`` over ``stack`` with the pair's writer, mount with its reader, compare."""
+    """Write ``steps`` over ``stack`` with the pair's writer, mount with its reader, compare
+    (``known``: the driver's records of this feature, see :func:`check`; each one that
+    accounts for a difference counts once, as an example of the machine)."""
     writer_options = attrs.evolve(options, read_only=False)
+    model = _reader_model(stack, steps, options) if known else None
+    # a profile with xattrs = false cannot show them (conformance.claims): not compared
+    fields = FIELDS if claims_xattrs(driver) else FIELDS - {"xattrs"}
     if pair.writer == ENGINE:
-        model = Overlay(stack, writer_options)
+        engine = Overlay(stack, writer_options)
         for op in steps:
-            model.apply(op)
-        written = model.view()
-        assert model.upper is not None
-        kernel.mount_with_upper(stack, options, model.upper)
-        check(pair, options, written, kernel.view())
+            engine.apply(op)
+        written = engine.view()
+        assert engine.upper is not None
+        kernel.mount_with_upper(stack, options, engine.upper)
+        records.count(check(pair, options, written, kernel.view(), known, model, fields))
         return
     writer = kernel if pair.writer == READER else driver
     reader = kernel if pair.reader == READER else driver
@@ -163,7 +222,7 @@ def exchange(
             writer.run(op)
         written = writer.view()
         writer.hand_over(reader, options)
-        check(pair, options, written, writer.view())
+        records.count(check(pair, options, written, writer.view(), known, model, fields))
     finally:
         writer.take_back()
 
@@ -182,11 +241,12 @@ def run_interchange(
         raise FeatureSkipped(reason)
     chosen, _ = pairs(driver)
     steps = int(run_settings.stateful_step_count)
+    known = _records_of(driver, options, driver_settings)
     failures: list[str] = []
     with _kernel(driver_settings) as kernel:
         for pair in chosen:
             try:
-                _explore(pair, driver, kernel, options, run_settings, steps)
+                _explore(pair, driver, kernel, options, run_settings, steps, known)
             except AssertionError as exc:  # one pair does not hide the other
                 notes = getattr(exc, "__notes__", [])
                 failures.append("\n".join([str(exc), *notes]))
@@ -196,26 +256,34 @@ def run_interchange(
 
 def _explore(
     pair: Pair, driver: Driver, kernel: Any, options: Options, run_settings: settings,
-    steps: int,
+    steps: int, known: tuple[Any, ...] = (),
 ) -> None:
     @settings(run_settings)
     @given(stack=s.stacks(min_lowers=1), program=st.lists(CHANGES, max_size=max(1, steps)))
     def written_then_read(stack: StackSpec, program: list[ops.Op]) -> None:
-        exchange(pair, driver, kernel, stack, program, options)
+        exchange(pair, driver, kernel, stack, program, options, known)
 
     written_then_read()
 
 
-def replay_program(driver: Driver, options: Options, stack: StackSpec, steps: list[ops.Op]) -> None:
-    """One recorded program through every pair of ``driver`` (expectations replay it)."""
+def replay_program(
+    driver: Driver,
+    options: Options,
+    stack: StackSpec,
+    steps: list[ops.Op],
+    driver_settings: DriverSettings = DEFAULT,
+) -> None:
+    """One recorded program through every pair of ``driver`` (expectations replay it),
+    the driver's records of this feature applied as in the exploration."""
     reason = applies(options)
     if reason is not None:
         raise FeatureSkipped(reason)
+    known = _records_of(driver, options, driver_settings)
     failures: list[str] = []
-    with _kernel() as kernel:
+    with _kernel(driver_settings) as kernel:
         for pair in pairs(driver)[0]:
             try:
-                exchange(pair, driver, kernel, stack, steps, options)
+                exchange(pair, driver, kernel, stack, steps, options, known)
             except InterchangeDiverged as exc:
                 failures.append(str(exc))
     if failures:

@@ -416,6 +416,7 @@ def machine_for(
     options: Options,
     feature: Feature | None = None,
     behaviours: tuple | None = None,
+    driver_settings: DriverSettings = DEFAULT,
 ) -> type[OverlayMachine]:
     """A machine class bound to ``driver`` and ``options`` (a read-only mount needs two
     lowers: the kernel refuses one lower without an upper, obs M.20).
@@ -423,7 +424,8 @@ def machine_for(
     With a ``feature``, programs draw only its rules and only its fields of the view are
     compared. The model follows the variants the driver's profile selects, and the
     differences the driver's records (``behaviours``; default: those of its installed
-    version in conformance/expectations.toml) account for are expected (conformance.records).
+    version in conformance/expectations.toml, the version asked with ``driver_settings``)
+    account for are expected (conformance.records).
     """
     rules = RULES if feature is None else feature.rules
     fields = None if feature is None else feature.fields
@@ -451,7 +453,7 @@ def machine_for(
     if records.is_plain():
         behaviours = ()
     if behaviours is None:
-        behaviours = records.behaviours_for(driver.name, options.label)
+        behaviours = records.behaviours_for(driver.name, options.label, driver_settings)
     Machine.behaviours = tuple(behaviours)
     Machine.records = tuple(b for b in behaviours if b.differs)
     Machine.__name__ = Machine.__qualname__ = "OverlayMachine"
@@ -510,7 +512,7 @@ def run_machine(
 
         run_interchange(driver, options, run_settings or settings(), driver_settings)
         return
-    machine = machine_for(driver, options, feature, behaviours)
+    machine = machine_for(driver, options, feature, behaviours, driver_settings)
     try:
         _explore(machine, run_settings)
     except BaseException as exc:

@@ -25,7 +25,9 @@ Options (group "unionspec"):
   and option set are marked ``xfail(strict=True, raises=RecordedBehaviours)``: they xfail
   only when every difference they found is one a record describes
   (:mod:`conformance.records`); any other difference fails them. A driver version with a
-  ``[[pending]]`` entry (divergences found, not yet recorded) expects any failure there.
+  ``[[pending]]`` entry (divergences found, not yet recorded) also expects a failure of
+  its ``test_feature`` and ``test_state_machine`` items on the names the entry describes
+  (long names, ``.wh.`` names), never anything else and never a scenario's.
 
 - ``--corpus DIR``: the user's regression corpus (:mod:`conformance.corpus`; default
   ``.unionspec/corpus`` under the rootdir). Its programs and those of the project's
@@ -66,6 +68,8 @@ KERNEL_IMAGE_OPTION = "--kernel-image"
 KERNEL_MODULES_OPTION = "--kernel-modules"
 #: Where pytest_configure keeps the run's driver settings.
 SETTINGS = pytest.StashKey[DriverSettings]()
+#: On an item of a recorded cell whose driver version has a ``[[pending]]`` entry: the driver.
+PENDING_DRIVER = pytest.StashKey[str]()
 BUDGET_NAMES = ("quick", "standard", "deep")
 
 
@@ -254,6 +258,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     timebudget.SECONDS_PER_RUN = None if duration is None else duration / max(1, len(machines))
 
     items.sort(key=lambda item: getattr(item, "originalname", item.name) != "test_corpus")
+    settings = driver_settings_of(config)
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         if "driver" not in params or "options" not in params:
@@ -261,27 +266,53 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         name = getattr(item, "originalname", item.name)
         label = params["options"].label
         if name == "test_feature":
-            found = expectations.matching(params["driver"], params["feature"].id, label)
+            found = expectations.matching(
+                params["driver"], params["feature"].id, label, settings
+            )
         elif name == "test_state_machine":
-            found = expectations.matching(params["driver"], "", label)
+            found = expectations.matching(params["driver"], "", label, settings)
         elif name == "test_scenario":
-            found = expectations.matching_scenario(params["driver"], params["scenario"].id, label)
+            found = expectations.matching_scenario(
+                params["driver"], params["scenario"].id, label, settings
+            )
         else:
             continue
         if found:
             from conformance.records import RecordedBehaviours
 
             reason = f"known divergence: {expectations.describe(found)}"
-            waiting = expectations.pending(params["driver"], driver_settings_of(config))
-            if waiting is not None:
-                # found, not yet recorded (expectations.toml [[pending]]): any failure
-                # is expected here; certify still reports each as ``diverges``
+            waiting = expectations.pending(params["driver"], settings)
+            if waiting is not None and name != "test_scenario":
+                # found, not yet recorded (expectations.toml [[pending]]): a failure on
+                # the names it describes is expected too (pytest_pyfunc_call turns it
+                # into PendingBehaviour); certify still reports each as ``diverges``
                 reason += f"; pending: {waiting.reason}"
-                item.add_marker(pytest.mark.xfail(strict=True, reason=reason))
-            else:
-                item.add_marker(
-                    pytest.mark.xfail(strict=True, reason=reason, raises=RecordedBehaviours)
-                )
+                item.stash[PENDING_DRIVER] = params["driver"]
+            item.add_marker(
+                pytest.mark.xfail(strict=True, reason=reason, raises=RecordedBehaviours)
+            )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Iterator[object]:
+    """An item of a recorded cell of a driver version with a ``[[pending]]`` entry: a
+    failure whose every failing program is on the names the entry describes becomes
+    :class:`conformance.expectations.PendingBehaviour` (what its strict xfail expects);
+    any other failure stays as it is."""
+    try:
+        return (yield)
+    except Exception as exc:
+        driver = pyfuncitem.stash.get(PENDING_DRIVER, None)
+        if driver is None:
+            raise
+        from conformance import expectations
+
+        entry = expectations.excused(exc, driver, driver_settings_of(pyfuncitem.config))
+        if entry is None:
+            raise
+        raise expectations.PendingBehaviour(
+            f"only pending names ([[pending]] of {entry.version}): {entry.reason}"
+        ) from exc
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -294,14 +325,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     from conformance import corpus, expectations
     from conformance.records import RecordedBehaviours
 
-    if isinstance(call.excinfo.value, RecordedBehaviours):
+    failed = call.excinfo.value
+    if isinstance(failed, expectations.PendingBehaviour):
+        failed = failed.__cause__  # found, not yet recorded: kept as any new divergence
+    elif isinstance(failed, RecordedBehaviours):
         return
     from conformance.failure import failures_of
 
-    for failure in failures_of(call.excinfo.value):
+    for failure in failures_of(failed):
         if failure.driver.startswith(("fault:", "imitation")):
             continue  # the project's own seeded faults and imitations
-        version = expectations.version_of(
+        version = expectations.installed_version(
             failure.driver, driver_settings_of(item.config)
         )
         with contextlib.suppress(OSError):

@@ -41,7 +41,7 @@ import attrs
 from conformance.compare import Divergence
 from conformance.errors import ConformanceError
 from reference import ops
-from reference.layer import Inode, Kind
+from reference.layer import Inode, Kind, entry_at, walk
 from reference.lookup import Node
 from reference.outcome import Err, Ok
 from reference.overlay import Overlay
@@ -82,6 +82,8 @@ class StepContext:
     model: Overlay
     actual_view: View | None = None
     actual_outcome: object = None
+    #: The view compared with (layer interchange: the writer's; None: the model's).
+    expected_view: View | None = None
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -242,13 +244,7 @@ def layers_of(node: Node) -> str:
 def _lower_objects(model: Overlay, path: str) -> list[Inode | None]:
     """The object at ``path`` in each lower layer (None where a layer has none), walking
     each layer alone (no overlay rules)."""
-    found: list[Inode | None] = []
-    for root in model.lowers:
-        node: Inode | None = root
-        for part in path.split("/") if path else ():
-            node = node.entries.get(part) if node is not None and node.is_dir else None
-        found.append(node)
-    return found
+    return [entry_at(root, path) for root in model.lowers]
 
 
 def _prefixes(path: str) -> list[str]:
@@ -274,8 +270,11 @@ def _listing_extras(diff: Divergence, ctx: StepContext) -> tuple[str, list[str]]
 
 def _shadowed(model: Overlay, path: str) -> bool:
     """fuse-overlayfs: ``path`` is found below a lower layer where the lookup should have
-    stopped: where ``path`` or one of its ancestors is not a directory, or where one of its
-    ancestors is an opaque directory (a layer further down has something on the way)."""
+    stopped: where one of its ancestors is not a directory, where ``path`` itself is not a
+    directory in a layer below one that holds it as a directory (the directory merges on
+    past it), or where one of its ancestors is an opaque directory (a layer further down
+    has something on the way). A name that is a file in two layers with nothing merged
+    above it is the plain precedence rule, not this."""
     prefixes = _prefixes(path)
     for depth, prefix in enumerate(prefixes):
         objects = _lower_objects(model, prefix)
@@ -283,7 +282,11 @@ def _shadowed(model: Overlay, path: str) -> bool:
             if o is None:
                 continue
             if not o.is_dir:
-                candidates = [*prefixes[depth + 1 :]] or [path]
+                candidates = prefixes[depth + 1 :]
+                if not candidates:
+                    if not any(x is not None and x.is_dir for x in objects[:stop]):
+                        break  # the top object at the name is not a directory: it decides
+                    candidates = [path]
             elif o.opaque and prefix != path:
                 candidates = prefixes[depth + 1 :]
             else:
@@ -364,18 +367,38 @@ def _through_marker(model: Overlay, path: str, target: str) -> bool:
 
 def rule_lower_markers_ignored(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """unionfs-fuse: what a lower layer's whiteout or opaque directory hides shows (a
-    whiteout as a character device, which also keeps its directory from being empty)."""
+    whiteout as a character device, which also keeps its directory from being empty: an
+    rmdir of a directory holding one fails, and the directory stays)."""
     model = ctx.model
+    rmdir = isinstance(ctx.op, ops.Rmdir)
     if diff.field == "outcome":
         extras = _listing_extras(diff, ctx)
         if extras is not None and extras[1]:
             directory, names = extras
             return all(_lower_marker(model, f"{directory}/{n}" if directory else n) for n in names)
         return any(
-            _lower_marker(model, p) or _holds_marker(model, p) or _symlink_to_marker(model, p)
+            _lower_marker(model, p)
+            or (rmdir and _holds_marker(model, p))
+            or _symlink_to_marker(model, p)
             for p in ctx.paths
         )
-    return _lower_marker(model, path) or _holds_marker(model, path)
+    return _lower_marker(model, path) or (
+        rmdir and path in ctx.paths and _holds_marker(model, path)
+    )
+
+
+def rule_operand_lower_marker(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """unionfs-fuse: the step acts on what a lower marker hides (one of its paths is a
+    lower whiteout or below one, or leads through one): what it did with that object."""
+    return any(
+        _lower_marker(ctx.model, p) or _symlink_to_marker(ctx.model, p) for p in ctx.paths
+    )
+
+
+def rule_operand_shadowed(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """fuse-overlayfs: the step acts on a name found past a non-directory or an opaque
+    directory (one of its paths is shadowed): what it did, or did not do, there."""
+    return any(_shadowed(ctx.model, p) for p in ctx.paths)
 
 
 def _symlink_to_marker(model: Overlay, path: str) -> bool:
@@ -395,8 +418,6 @@ def _symlink_to_marker(model: Overlay, path: str) -> bool:
 
 def _holds_marker(model: Overlay, path: str) -> bool:
     """A lower layer has a whiteout below ``path``."""
-    from reference.layer import walk
-
     for root in model.lowers:
         for where, inode in walk(root):
             if inode.kind is Kind.WHITEOUT and where.startswith(path + "/" if path else ""):
@@ -405,10 +426,16 @@ def _holds_marker(model: Overlay, path: str) -> bool:
 
 
 def _through_lower_symlink(model: Overlay, path: str) -> bool:
-    """``path`` lies below a name that is a symlink in some lower layer."""
+    """``path`` lies below a name that is a directory in one lower layer and a symlink in a
+    layer below it (the directory merged with what the symlink leads to). A path through
+    an ordinary symlink is not this."""
     for prefix in _prefixes(path)[:-1]:
-        if any(o is not None and o.kind is Kind.SYMLINK for o in _lower_objects(model, prefix)):
-            return True
+        objects = _lower_objects(model, prefix)
+        for number, o in enumerate(objects):
+            if o is not None and o.kind is Kind.SYMLINK and any(
+                x is not None and x.is_dir for x in objects[:number]
+            ):
+                return True
     return False
 
 
@@ -449,14 +476,17 @@ def rule_hardlink_sibling(diff: Divergence, path: str, ctx: StepContext) -> bool
 
 
 def rule_unlistable(diff: Divergence, path: str, ctx: StepContext) -> bool:
-    """The entry is missing below a directory the driver could not list."""
-    if ctx.actual_view is None or diff.actual is not None:
-        return False
-    for where, entry in ctx.actual_view.entries.items():
-        if where.endswith("/") and entry.kind.startswith("readdir gives"):
-            directory = where.rstrip("/")
-            if not directory or path.startswith(directory + "/"):
-                return True
+    """The entry is missing below a directory the side that misses it could not list
+    (the driver's view; in layer interchange, the writer's too)."""
+    sides = ((ctx.actual_view, diff.actual), (ctx.expected_view, diff.expected))
+    for view, entry in sides:
+        if view is None or entry is not None:
+            continue
+        for where, shown in view.entries.items():
+            if where.endswith("/") and shown.kind.startswith("readdir gives"):
+                directory = where.rstrip("/")
+                if not directory or path.startswith(directory + "/"):
+                    return True
     return False
 
 
@@ -511,7 +541,8 @@ def _lower_hardlink(model: Overlay, path: str, *, follow: bool) -> bool:
 
 def rule_names_of_target_lower(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """``path`` is a name of the lower object the step's target is (or was copied up
-    from): another name of the same lower hardlink."""
+    from), and that object is a lower hardlink (more than one name in its layer): the
+    target or another name of it. A lower file with one name is not this behaviour."""
     if not ctx.paths:
         return False
     try:
@@ -521,8 +552,11 @@ def rule_names_of_target_lower(diff: Divergence, path: str, ctx: StepContext) ->
         return False
     if target is None or other is None or target.is_dir or other.is_dir:
         return False
-    return ctx.model._lower_of(target) is not None and (
-        ctx.model._lower_of(target) is ctx.model._lower_of(other)
+    lower = ctx.model._lower_of(target)
+    return (
+        lower is not None
+        and ctx.model._lower_nlink.get(lower.ident, 1) > 1
+        and lower is ctx.model._lower_of(other)
     )
 
 
@@ -538,8 +572,10 @@ def rule_renamed_copy_up(diff: Divergence, path: str, ctx: StepContext) -> bool:
     if node is None or node.upper is None:
         return False
     if node.upper.origin is None:
-        # copied up as another kind (fifo-copy-up-eio): no origin, a lower object there
-        return any(o is not None for o in _lower_objects(ctx.model, path))
+        # copied up as another kind (fifo-copy-up-eio): no origin, and the top lower
+        # object there is of another kind than the upper copy
+        below = [o for o in _lower_objects(ctx.model, path) if o is not None]
+        return bool(below) and below[0].kind is not node.upper.kind
     origin = node.upper.origin
     # kept only by a file copied up in place from the top lower layer
     return _lower_objects(ctx.model, path)[0] is not origin
@@ -548,8 +584,6 @@ def rule_renamed_copy_up(diff: Divergence, path: str, ctx: StepContext) -> bool:
 def rule_dir_over_lower_symlink(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """The stack has a name that is a directory in one lower layer and a symlink in a lower
     layer below it."""
-    from reference.layer import walk
-
     dirs: set[str] = set()
     for root in ctx.model.lowers:
         for where, inode in walk(root):
@@ -573,21 +607,37 @@ def rule_copied_up_inode_lag(diff: Divergence, path: str, ctx: StepContext) -> b
     )
 
 
-def rule_lower_hardlink_name(diff: Divergence, path: str, ctx: StepContext) -> bool:
-    """``path`` is a name of a lower hardlink (a lower file with more than one name), or
-    a directory holding one (copied up with it)."""
+def _target_hardlinks(ctx: StepContext) -> set[int]:
+    """The lower hardlinks (files with more than one name in their layer) the step's
+    paths are, or were copied up from."""
     model = ctx.model
-    for inode in _lower_objects(model, path):
-        if inode is None:
-            continue
-        if not inode.is_dir:
-            return model._lower_nlink.get(inode.ident, 1) > 1
-        from reference.layer import walk
+    found: set[int] = set()
+    for operand in ctx.paths:
+        candidates = [o for o in _lower_objects(model, operand) if o is not None][:1]
+        try:
+            node = model._resolve(operand, follow=False).node
+        except Exception:  # a path the model refuses: only its lower objects count
+            node = None
+        if node is not None and node.upper is not None and node.upper.origin is not None:
+            candidates.append(node.upper.origin)
+        found |= {
+            o.ident
+            for o in candidates
+            if not o.is_dir and model._lower_nlink.get(o.ident, 1) > 1
+        }
+    return found
 
-        return any(
-            not child.is_dir and model._lower_nlink.get(child.ident, 1) > 1
-            for _, child in walk(inode)
-        )
+
+def rule_lower_hardlink_name(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """``path`` is a name of the lower hardlink the step acts on (a lower file with more
+    than one name), or a directory on the way to one of its names (copied up with it)."""
+    wanted = _target_hardlinks(ctx)
+    if not wanted:
+        return False
+    for root in ctx.model.lowers:
+        for where, inode in walk(root):
+            if inode.ident in wanted and (where == path or where.startswith(path + "/")):
+                return True
     return False
 
 
@@ -599,6 +649,32 @@ def rule_opq_whiteout(diff: Divergence, path: str, ctx: StepContext) -> bool:
     )
 
 
+#: fuse-overlayfs's own markers in the layers it writes: its xattrs, and the opaque
+#: directory's sentinel (with the .wh..opq whiteout it may hold, opq-whiteout).
+PRIVATE_XATTRS = "user.fuseoverlayfs."
+PRIVATE_NAMES = (".wh..wh..opq", ".wh..opq")
+
+
+def rule_private_markers(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """Another driver reading layers fuse-overlayfs wrote shows its private markers: an
+    entry's xattrs are the writer's plus ``user.fuseoverlayfs.*`` ones, or a name the
+    writer did not show is one of its sentinels."""
+    if diff.field == "xattrs" and isinstance(diff.expected, tuple) and isinstance(
+        diff.actual, tuple
+    ):
+        extra = set(diff.actual) - set(diff.expected)
+        return (
+            set(diff.expected) <= set(diff.actual)
+            and bool(extra)
+            and all(name.startswith(PRIVATE_XATTRS) for name, _ in extra)
+        )
+    return (
+        diff.field == "exists"
+        and diff.expected is None
+        and path.rpartition("/")[2] in PRIVATE_NAMES
+    )
+
+
 def rule_held_by_a_lower(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """Some lower layer has an object at ``path``, a whiteout included."""
     return any(o is not None for o in _lower_objects(ctx.model, path))
@@ -606,6 +682,7 @@ def rule_held_by_a_lower(diff: Divergence, path: str, ctx: StepContext) -> bool:
 
 RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "held-by-a-lower": rule_held_by_a_lower,
+    "private-markers": rule_private_markers,
     "opq-whiteout": rule_opq_whiteout,
     "lower-hardlink-name": rule_lower_hardlink_name,
     "copied-up-inode-lag": rule_copied_up_inode_lag,
@@ -616,6 +693,8 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "exchange-dir-with-non-dir": rule_exchange_dir_with_non_dir,
     "shadowed-by-non-dir": rule_shadowed_by_non_dir,
     "lower-markers-ignored": rule_lower_markers_ignored,
+    "operand-lower-marker": rule_operand_lower_marker,
+    "operand-shadowed": rule_operand_shadowed,
     "merged-with-lower-symlink": rule_merged_with_lower_symlink,
     "hardlink-sibling-shows-change": rule_hardlink_sibling,
     "below-unlistable-dir": rule_unlistable,
@@ -672,11 +751,19 @@ def clause_from(data: Any, where: str, error: type[ValueError]) -> Clause:
     )
 
 
-def with_primary(clauses: tuple[Clause, ...]) -> tuple[Clause, ...]:
-    """The first clause is primary when none is marked."""
-    if not clauses or any(c.primary for c in clauses):
-        return clauses
-    return (attrs.evolve(clauses[0], primary=True), *clauses[1:])
+def with_primary(
+    clauses: tuple[Clause, ...], where: str = "", error: type[ValueError] = ValueError
+) -> tuple[Clause, ...]:
+    """The first clause is primary when none is marked. A clause that is not primary needs
+    a field or a rule (``error`` naming ``where`` otherwise): with neither, it would accept
+    any difference at the step's paths whenever the record is seen."""
+    if clauses and not any(c.primary for c in clauses):
+        clauses = (attrs.evolve(clauses[0], primary=True), *clauses[1:])
+    for number, clause in enumerate(clauses):
+        if not clause.primary and clause.field == "*" and clause.rule is None:
+            raise error(f"{where} differs[{number}]: a clause that is not primary needs a "
+                        "'field' or a 'rule'")
+    return clauses
 
 
 @attrs.frozen
@@ -775,20 +862,21 @@ def conclude(counts: Counter[str], item: Any) -> None:
         raise RecordedBehaviours("only recorded behaviours: " + describe_counts(counts))
 
 
-#: Where the machine finds a driver's records: ``(driver, option set label) -> records``,
-#: registered by conformance.expectations when it is imported (so this module and the
-#: machine do not import the record file's reader, which runs scenarios and machines).
-#: Without one, no difference is expected: a missing registration can only make a run
-#: stricter, never hide a divergence.
-_BOOK: Callable[[str, str], tuple[Any, ...]] | None = None
+#: Where the machine finds a driver's records: ``(driver, option set label, driver
+#: settings) -> records``, registered by conformance.expectations when it is imported (so
+#: this module and the machine do not import the record file's reader, which runs
+#: scenarios and machines). Without one, no difference is expected: a missing registration
+#: can only make a run stricter, never hide a divergence.
+_BOOK: Callable[[str, str, Any], tuple[Any, ...]] | None = None
 
 
-def use_book(book: Callable[[str, str], tuple[Any, ...]]) -> None:
+def use_book(book: Callable[[str, str, Any], tuple[Any, ...]]) -> None:
     """Make ``book`` the source of every driver's records."""
     global _BOOK
     _BOOK = book
 
 
-def behaviours_for(driver: str, options: str) -> tuple[Any, ...]:
-    """The records of ``driver`` under the option set ``options`` (none without a book)."""
-    return () if _BOOK is None else tuple(_BOOK(driver, options))
+def behaviours_for(driver: str, options: str, settings: Any) -> tuple[Any, ...]:
+    """The records of ``driver`` under the option set ``options``, the driver's version
+    asked with the run's driver ``settings`` (none without a book)."""
+    return () if _BOOK is None else tuple(_BOOK(driver, options, settings))

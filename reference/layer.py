@@ -88,6 +88,16 @@ def walk(root: Inode, prefix: str = "") -> Iterator[tuple[str, Inode]]:
             yield from walk(child, path + "/")
 
 
+def entry_at(root: Inode, path: str) -> Inode | None:
+    """The object at ``path`` ("" is ``root``) in this one layer, walked alone (no overlay
+    rules, no symlinks followed): None where the layer has nothing there or a component on
+    the way is not a directory."""
+    node: Inode | None = root
+    for part in path.split("/") if path else ():
+        node = node.entries.get(part) if node is not None and node.is_dir else None
+    return node
+
+
 def link_counts(root: Inode) -> dict[int, int]:
     """How many directory entries of this layer hold each inode (st_nlink of non-dirs)."""
     counts: dict[int, int] = {}

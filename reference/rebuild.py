@@ -11,7 +11,7 @@ not decoded), taken here as the lower object at the same path when it has the sa
 from __future__ import annotations
 
 from reference.errors import SpecError
-from reference.layer import Inode, Kind
+from reference.layer import Inode, Kind, entry_at
 from reference.overlay import Overlay
 from reference.view import LayerImage
 
@@ -75,10 +75,9 @@ def rebuild_upper(model: Overlay, image: LayerImage) -> None:
 
 
 def _lower_at(model: Overlay, path: str, kind: Kind) -> Inode | None:
+    """The top lower object at ``path``, when it is of ``kind`` (the copy's origin)."""
     for root in model.lowers:
-        node: Inode | None = root
-        for part in path.split("/"):
-            node = node.entries.get(part) if node is not None and node.is_dir else None
+        node = entry_at(root, path)
         if node is not None:
             return node if node.kind is kind else None
     return None

@@ -21,7 +21,7 @@ import attrs
 
 from reference import ops
 from reference.errors import SpecError
-from reference.layer import Inode, StackSpec
+from reference.layer import Inode, StackSpec, entry_at
 from reference.lookup import Node
 from reference.options import Options
 from reference.overlay import Overlay
@@ -175,9 +175,7 @@ class ParentsFromSourceBranch(Overlay):
         if missing and node.lower_layers:
             source = self.lowers[node.lower_layers[0]]
             for directory in missing:
-                found: Inode | None = source
-                for part in directory.path.split("/"):
-                    found = found.entries.get(part) if found is not None and found.is_dir else None
+                found = entry_at(source, directory.path)
                 copied = directory.upper
                 if found is not None and found.is_dir and copied is not None:
                     if (copied.mode, copied.uid, copied.gid) != (found.mode, found.uid, found.gid):
@@ -310,17 +308,14 @@ def check(names: tuple[str, ...] | list[str], where: str) -> None:
             )
 
 
-def engine(
-    names: tuple[str, ...] | list[str] = (), base: type[Overlay] = Overlay
-) -> Callable[[StackSpec, Options], Overlay]:
-    """The engine with the variants ``names`` on top of ``base`` (a seeded fault's engine,
-    for instance); with no names, ``base`` itself. Each model counts its variants' hits in
-    ``variant_hits``."""
+def engine(names: tuple[str, ...] | list[str] = ()) -> Callable[[StackSpec, Options], Overlay]:
+    """The reference engine with the variants ``names`` on top; with no names, the
+    reference itself. Each model counts its variants' hits in ``variant_hits``."""
     if not names:
-        return base
+        return Overlay
     check(names, "engine")
     mixins = tuple(VARIANTS[name].mixin for name in names)
-    cls = type(f"{base.__name__}With{len(names)}Variants", (*mixins, base), {})
+    cls = type(f"OverlayWith{len(names)}Variants", (*mixins, Overlay), {})
 
     def make(stack: StackSpec, options: Options) -> Overlay:
         model = cls(stack, options)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from adapters.faults import FAULTS
 from adapters.profile import Profile
 from adapters.reference import ReferenceDriver
 from conformance import expectations
@@ -21,7 +22,6 @@ from reference.lookup import Node
 from reference.overlay import Overlay
 from reference.paths import FsError
 from reference.variants import VARIANTS
-from tests.faults import FAULTS
 
 
 class ChmodLowerFifoGivesEio(Overlay):
@@ -76,6 +76,25 @@ class ExchangeMovesLowerDirs(Overlay):
         self._copy_up(new.parent).entries[new.name] = old_upper
 
 
+class ReadsTheBottomLayer(Overlay):
+    """A seeded read-precedence fault: a file that two lower layers hold reads as the
+    bottom layer's bytes (the top one must win, overlayfs.rst "Upper and Lower")."""
+
+    def _op_read(self, op: ops.Read) -> object:
+        node = self._existing(op.path, follow=True)
+        if node.upper is None and not node.is_dir:
+            below = [o for o in _objects_at(self, node.path) if o is not None]
+            if len(below) > 1 and all(o.kind is Kind.FILE for o in below):
+                return below[-1].data
+        return super()._op_read(op)
+
+
+def _objects_at(model: Overlay, path: str) -> list:
+    from reference.layer import entry_at
+
+    return [entry_at(root, path) for root in model.lowers]
+
+
 #: fuse-overlayfs 1.10's records and the classes that imitate each (None: a variant).
 FUSE_OVERLAYFS = {
     "merged-dir-nlink-counts-subdirs": None,
@@ -91,6 +110,7 @@ FUSE_OVERLAYFS_VARIANTS = (
     "rmdir-whiteout-under-lower-parent",
 )
 UNIONFS_FUSE_VARIANTS = ("dir-nlink-one", "dir-rename-copies-tree")
+VARIANTS_OF = {"fuse-overlayfs": FUSE_OVERLAYFS_VARIANTS, "unionfs-fuse": UNIONFS_FUSE_VARIANTS}
 
 
 def records_of(driver: str) -> tuple[expectations.Expectation, ...]:

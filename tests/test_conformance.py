@@ -18,11 +18,13 @@ from reference.options import MATRIX, Options
 
 
 @pytest.mark.parametrize("options", MATRIX, ids=lambda o: o.test_id)
-def test_state_machine(driver, options: Options, conformance_settings, request) -> None:
+def test_state_machine(
+    driver, options: Options, conformance_settings, driver_settings, request
+) -> None:
     _skip_unclaimed(driver, options)
     with records.tally() as seen:
-        _replay_expected(driver, "", options)
-        run_machine(driver, options, conformance_settings)
+        _replay_expected(driver, "", options, driver_settings)
+        run_machine(driver, options, conformance_settings, driver_settings=driver_settings)
     records.conclude(seen, request.node)
 
 
@@ -35,10 +37,10 @@ CASES = [
 
 
 @pytest.mark.parametrize(("scenario", "options"), CASES)
-def test_scenario(driver, scenario: Scenario, options: Options, request) -> None:
+def test_scenario(driver, scenario: Scenario, options: Options, driver_settings, request) -> None:
     _skip_unclaimed(driver, options)
     with records.tally() as seen:
-        run_scenario(driver, scenario, options)
+        run_scenario(driver, scenario, options, driver_settings=driver_settings)
     records.conclude(seen, request.node)
 
 
@@ -59,11 +61,11 @@ def test_feature(
     _skip_unclaimed(driver, options, feature)
     try:
         with records.tally() as seen:
-            _replay_expected(driver, feature.id, options, feature)
+            _replay_expected(driver, feature.id, options, driver_settings, feature)
             by_id = {scenario.id: scenario for scenario in SCENARIOS}
             for scenario_id in feature.scenarios:
                 if by_id[scenario_id].applies(options):
-                    run_scenario(driver, by_id[scenario_id], options, feature)
+                    run_scenario(driver, by_id[scenario_id], options, feature, driver_settings)
             _run_feature_machine(driver, options, feature_settings, feature, driver_settings)
     except FeatureSkipped as reason:
         if reason.missing_driver and request.config.getoption("--require-drivers"):
@@ -106,33 +108,29 @@ def test_a_feature_machine_has_only_its_rules() -> None:
 
 
 def _replay_expected(
-    driver, feature_id: str, options: Options, feature: Feature | None = None
+    driver, feature_id: str, options: Options, driver_settings, feature: Feature | None = None
 ) -> None:
     """Replay the recorded reproducers first, so a strict xfail does not depend on what
-    the exploration draws. Layer interchange compares whole mounts: there a reproducer
-    that still diverges is the record seen (conformance.expectations.settle)."""
-    for expectation in expectations.matching(driver.name, feature_id, options.label):
-        if feature is not None and not feature.machine:
-            try:
-                expectations.replay(driver, expectation, options, feature)
-            except AssertionError:
-                records.count({expectation.id})
-            continue
-        expectations.replay(driver, expectation, options, feature)
+    the exploration draws. Each must show its own record (or variant): a reproducer that
+    shows nothing proves nothing (the record is stale, or its program wrong)."""
+    for expectation in expectations.matching(
+        driver.name, feature_id, options.label, driver_settings
+    ):
+        with records.tally() as shown:
+            expectations.replay(driver, expectation, options, feature, driver_settings)
+        if expectation.id not in shown:
+            raise AssertionError(
+                f"{expectation.id}'s reproducer shows nothing on {driver.name} "
+                f"[{options.label}]: fixed, or a wrong program? ({expectation.render()!r})"
+            )
 
 
 def _run_feature_machine(
     driver, options: Options, run_settings, feature: Feature, driver_settings
 ) -> None:
-    """The feature's machine. Layer interchange compares whole mounts, not steps: there a
-    record of the feature still accounts for any divergence of the cell (as in certify)."""
-    known = expectations.matching(driver.name, feature.id, options.label, driver_settings)
-    try:
-        run_machine(driver, options, run_settings, feature, driver_settings)
-    except AssertionError:
-        if feature.machine or not known:
-            raise
-        records.count({e.id for e in known})
+    """The feature's machine (layer interchange: its exchanges, records matched as in the
+    machine, conformance.interchange.check)."""
+    run_machine(driver, options, run_settings, feature, driver_settings)
 
 
 def _skip_unclaimed(driver, options: Options, feature: Feature | None = None) -> None:
@@ -141,7 +139,7 @@ def _skip_unclaimed(driver, options: Options, feature: Feature | None = None) ->
         pytest.skip(reason)
 
 
-def test_corpus(driver, corpus_program, request) -> None:
+def test_corpus(driver, corpus_program, driver_settings, request) -> None:
     """A program of the regression corpus (conformance/corpus/ and --corpus), replayed in
     lockstep with the reference before anything is generated. Where
     conformance/expectations.toml records a divergence of the installed version for the
@@ -152,7 +150,9 @@ def test_corpus(driver, corpus_program, request) -> None:
 
     feature = BY_ID[corpus_program.feature] if corpus_program.feature else None
     _skip_unclaimed(driver, corpus_program.options, feature)
-    known = expectations.matching(driver.name, corpus_program.feature, corpus_program.options.label)
+    known = expectations.matching(
+        driver.name, corpus_program.feature, corpus_program.options.label, driver_settings
+    )
     try:
         with records.tally() as seen:
             corpus_program.replay(driver, feature)
@@ -161,14 +161,9 @@ def test_corpus(driver, corpus_program, request) -> None:
             pytest.fail(f"{reason} (--require-drivers is on)", pytrace=False)
         pytest.skip(str(reason))
     except (AssertionError, DriverFailure) as exc:
-        interchange = feature is not None and not feature.machine
-        if isinstance(exc, AssertionError) and known and interchange:
-            pytest.xfail(
-                f"{len(known)} known divergence(s) of {known[0].version} for this feature "
-                f"and option set (conformance/expectations.toml)"
-            )
-        waiting = expectations.pending(driver.name)
+        waiting = expectations.excused(exc, driver.name, driver_settings)
         if known and waiting is not None:
+            # every failing program is on the names a [[pending]] entry describes
             pytest.xfail(f"found, not yet recorded ([[pending]]): {waiting.reason}")
         raise  # a difference no record accounts for
     if seen:

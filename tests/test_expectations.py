@@ -111,7 +111,7 @@ def test_settle_keeps_diverges_and_lists_what_was_recorded(tmp_path, monkeypatch
     monkeypatch.setattr(expectations, "installed_version", lambda name, settings=None: "ghost 1.0")
     replayed: list[str] = []
 
-    def replay(driver, expectation, options, feature) -> None:
+    def replay(driver, expectation, options, feature, settings=None) -> None:
         replayed.append(feature.id)
         if driver.still_broken:
             records.count({expectation.id})  # the reproducer's step matched the record
@@ -181,6 +181,31 @@ def test_state_machine(driver, options):
     assert False, "a difference no record describes"
 """
 
+#: test_state_machine items whose failing program is on a long name, a .wh. name, an
+#: ordinary name, and one that carries no program at all.
+GHOST_PROGRAMS = """
+import pytest
+from conformance.compare import Divergence
+from conformance.failure import Failure, TracedStep
+from conformance.machine import Diverged
+from reference import ops
+from reference.layer import LayerSpec, StackSpec
+from reference.outcome import Err, Ok
+from reference.options import MATRIX
+
+LONG = "n" * 254
+
+@pytest.mark.parametrize("options", [MATRIX[0]])
+@pytest.mark.parametrize("name", [LONG, ".wh.a", "plain", "no-program"])
+def test_state_machine(driver, options, name):
+    if name == "no-program":
+        raise AssertionError("a difference, no failing program")
+    step = TracedStep(ops.Mkdir(f"d/{name}", 0o755), (Ok(None),), Err("ENAMETOOLONG"))
+    found = (Divergence(f"d/{name}", "exists", "dir", None), Divergence("d", "nlink", 3, 2))
+    failure = Failure("ghost", options, "", StackSpec((LayerSpec(()),)), (step,), "x", found)
+    raise Diverged("the ghost differs", (failure,))
+"""
+
 
 @pytest.fixture
 def ghost(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
@@ -202,25 +227,43 @@ PENDING = """
 driver = "ghost"
 version = "ghost 1.0"
 reason = "found by the generator, not yet recorded"
+names = [".wh.*"]
+min_name_bytes = 254
 """
 
 
-def test_a_pending_entry_expects_any_failure_of_that_version(ghost: pytest.Pytester) -> None:
-    """The state machine item, whose difference no record describes, fails without the
-    [[pending]] entry (above) and is an expected failure with it; nothing else changes."""
+def test_a_pending_entry_expects_failures_on_its_names_only(ghost: pytest.Pytester) -> None:
+    """A recorded cell's item whose every failing program is on the names a [[pending]]
+    entry of the installed version describes (long, .wh.) is an expected failure; one on
+    an ordinary name, or that carries no program, still fails; another version's entry
+    excuses nothing."""
+    ghost.makepyfile(GHOST_PROGRAMS)
     path = write(ghost.path, RECORD + PENDING)
-    result = ghost.runpytest("--driver=ghost", f"--expectations={path}", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=1, xfailed=2)
+    args = ("--driver=ghost", f"--expectations={path}", "-p", "no:cacheprovider", "-rxf")
+    result = ghost.runpytest(*args)
+    result.assert_outcomes(xfailed=2, failed=2)
+    result.stdout.fnmatch_lines(["*FAILED*plain*", "*FAILED*no-program*"])
+    without = write(ghost.path, RECORD)
+    ghost.runpytest(*args[:1], f"--expectations={without}").assert_outcomes(failed=4)
     other = write(ghost.path, RECORD + PENDING.replace("ghost 1.0", "ghost 0.9"))
-    result = ghost.runpytest("--driver=ghost", f"--expectations={other}", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=1, xfailed=1, failed=1)
+    ghost.runpytest(*args[:1], f"--expectations={other}").assert_outcomes(failed=4)
 
 
-def test_a_bad_pending_entry_is_one_line(tmp_path) -> None:
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (("reason", "why"), "pending 1 needs driver, version and reason"),
+        (("names = [\".wh.*\"]\nmin_name_bytes = 254", ""), "needs 'names' or 'min_name_bytes'"),
+        (("min_name_bytes = 254", "min_name_bytes = 0"), "'min_name_bytes' must be an integer"),
+        (("names", "colours"), "unknown key 'colours'"),
+    ],
+)
+def test_a_bad_pending_entry_is_one_line(tmp_path, change, says) -> None:
     from conformance.expectations import ExpectationError, load_pending
 
-    with pytest.raises(ExpectationError, match="pending 1 needs exactly driver, version"):
-        load_pending(write(tmp_path, RECORD + PENDING.replace("reason", "why")))
+    with pytest.raises(ExpectationError, match=says) as info:
+        load_pending(write(tmp_path, RECORD + PENDING.replace(*change)))
+    assert "\n" not in str(info.value)
 
 
 def test_a_fixed_divergence_turns_red(ghost: pytest.Pytester) -> None:
@@ -278,5 +321,33 @@ def test_scenarios_key(tmp_path, monkeypatch) -> None:
         assert expectations.matching_scenario("ghost", "copy-up-once", label) == (found,)
         assert expectations.matching_scenario("ghost", "copy-up-once", "ro") == ()
         assert expectations.matching_scenario("ghost", "rmdir-mkdir-opaque", label) == ()
+    finally:
+        expectations.configure(None)
+
+
+def test_settle_names_a_reproducer_that_shows_nothing(tmp_path, monkeypatch) -> None:
+    """Each replayed reproducer must show its own record: with two records of a cell, one
+    reproducer showing its record does not stand for the other, which is named stale."""
+    from conformance import records
+    from conformance.features import BY_ID
+    from reference.options import MATRIX
+
+    monkeypatch.setattr(expectations, "installed_version", lambda name, settings=None: "ghost 1.0")
+    second = RECORD.replace("the ghost forgets xattrs", "the ghost forgets more")
+
+    def replay(driver, expectation, options, feature, settings=None) -> None:
+        records.count({"ghost#1"})  # every reproducer shows the first record only
+
+    monkeypatch.setattr(expectations, "replay", replay)
+
+    class Ghost:
+        name = "ghost"
+
+    try:
+        expectations.configure(str(write(tmp_path, RECORD + second)))
+        verdict, detail = expectations.settle(Ghost(), MATRIX[0], BY_ID["xattrs"], "conforms", "")
+        assert verdict == expectations.EXPECTED
+        assert "no longer reproduces: the ghost forgets more" in detail
+        assert "the ghost forgets xattrs" not in detail.partition("no longer")[2]
     finally:
         expectations.configure(None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+import attrs
 import pytest
 from hypothesis import settings
 
@@ -115,3 +116,32 @@ def test_the_feature_runs_and_leaves_nothing_mounted() -> None:
         interchange.run_interchange(kernel, Options(), quick)
     finally:
         kernel.close()
+
+
+def test_check_matches_records_only_to_what_they_describe() -> None:
+    """Records are matched at the differences (as after a mount), not the whole cell:
+    fuse-overlayfs's private xattr shown by the reader is interchange-private-markers;
+    another xattr, or a wrong byte, beside it is still a divergence."""
+    from conformance import expectations
+
+    known = tuple(
+        r for r in expectations.load() if r.id == "interchange-private-markers"
+    )
+    stack = StackSpec((LayerSpec((("a", FileSpec(b"x")),)),))
+    model = interchange._reader_model(stack, [], MATRIX[0])
+    pair = Pair("fuse-overlayfs", "kernel")
+    written = View({"a": FILE}, {"a": 1})
+    private = (("user.fuseoverlayfs.origin", b"a"),)
+    shows = View({"a": attrs.evolve(FILE, xattrs=private)}, {"a": 1})
+    assert interchange.check(pair, MATRIX[0], written, shows, known, model) == {
+        "interchange-private-markers"
+    }
+    with pytest.raises(InterchangeDiverged):
+        interchange.check(pair, MATRIX[0], written, shows)  # no records: a divergence
+    other = (("user.fuseoverlayfs.origin", b"a"), ("user.b", b"1"))
+    for wrong in (
+        View({"a": attrs.evolve(FILE, xattrs=other)}, {"a": 1}),
+        View({"a": attrs.evolve(FILE, xattrs=private, data=b"y")}, {"a": 1}),
+    ):
+        with pytest.raises(InterchangeDiverged):
+            interchange.check(pair, MATRIX[0], written, wrong, known, model)
