@@ -30,7 +30,16 @@ from hypothesis import strategies as st
 from hypothesis.internal.conjecture.utils import calc_label_from_name
 
 from conformance import strategies as s
-from conformance.paths_choice import REMEMBERED, ROLES, Inventory, draw_path, inventory, viable
+from conformance.paths_choice import (
+    REMEMBERED,
+    ROLES,
+    Inventory,
+    Tree,
+    draw_path,
+    inventory_of,
+    tree_of,
+    viable,
+)
 from conformance.strategies import _STEP_LABEL, _pick
 from conformance.swarm import Swarm, draw_swarm
 from reference import ops
@@ -89,12 +98,6 @@ EARLIER_RULES = ("write", "mkdir", "rmdir", "unlink", "rename", "link", "symlink
 #: The rules that change the tree (drawn twice as often when they can succeed): the
 #: writing kinds of ``ops.KINDS``.
 CHANGING = frozenset(ops.KINDS[cls].rule for cls in ops.WRITES)
-#: Operations after which the inventory may change (names, kinds, who has xattrs; the
-#: others change only data or other metadata).
-_INVENTORY_CHANGING = (
-    ops.Mkdir, ops.Rmdir, ops.Unlink, ops.Rename, ops.Link, ops.Symlink, ops.Mkfifo,
-    ops.SetXattr, ops.RemoveXattr,
-)
 #: The rules that add, remove or move names (drawn more often still).
 NAMESPACE = frozenset({"mkdir", "rmdir", "unlink", "rename"})
 #: Field domains (``ops.Kind.draws``) drawn from bigger tables than ``strategies.DOMAINS``.
@@ -117,11 +120,13 @@ class _Drawer:
         self.removed: list[str] = []
         self.recent: list[str] = []
         self.inv: Inventory | None = None
+        #: the merged view's names, kept up to date step by step (paths_choice.Tree)
+        self.tree: Tree = tree_of(model)
         self._table: tuple[str, ...] | None = None
 
     def inventory(self) -> Inventory:
         if self.inv is None:
-            self.inv = inventory(self.model, self.removed, self.recent)
+            self.inv = inventory_of(self.tree, self.removed, self.recent)
             self._table = None
         return self.inv
 
@@ -175,7 +180,7 @@ class _Drawer:
 
     def _exists(self, path: str) -> bool:
         """Whether the merged view has ``path`` (a symlink counts as what it is)."""
-        return path in self.inventory().present
+        return path == "" or path in self.tree.kinds
 
     def _xattr_names(self, path: str) -> tuple[str, ...]:
         """The names the object has (three times: mostly one it has), then all names."""
@@ -191,10 +196,18 @@ class _Drawer:
     def apply(self, op: ops.Op) -> None:
         if type(op) in ops.LOOKS:
             return  # the engine changes nothing for these (tests/test_looks.py)
+        roots = self._roots(op)
         allowed = self.model.apply(op)
         if not any(isinstance(o, Ok) for o in allowed):
             return
-        if type(op) in _INVENTORY_CHANGING or (isinstance(op, ops.Write) and "O_CREAT" in op.flags):
+        if roots is None:
+            self.tree = tree_of(self.model)
+            self.inv = None
+        elif roots:
+            if isinstance(op, ops.SetXattr | ops.RemoveXattr):
+                self.tree.recheck_xattrs(self.model, roots[0])
+            else:
+                self.tree.update(self.model, roots)
             self.inv = None  # the inventory holds names, kinds and who has xattrs
         gone = None
         if isinstance(op, ops.Unlink | ops.Rmdir):
@@ -207,8 +220,45 @@ class _Drawer:
         if made is not None:
             self.recent = [made, *(p for p in self.recent if p != made)][:REMEMBERED]
             if self.inv is not None:  # kept (no name changed): what a fresh one holds
-                present = self.inv.present
-                self.inv.recent = [path for path in self.recent if path in present]
+                kinds = self.tree.kinds
+                self.inv.recent = [path for path in self.recent if path in kinds or path == ""]
+
+    def _roots(self, op: ops.Op) -> tuple[str, ...] | None:
+        """The paths below which ``op`` may change the tree (names, kinds, who has an
+        xattr) if it succeeds: () for none, None for "walk the whole view again". Only a
+        path whose parent is a directory of the tree (no symlink on the way), a write that
+        does not follow a symlink, and an xattr change of a directory or of a file with
+        one name (a hardlink's other names share its xattrs) are read again alone."""
+        tree = self.tree
+        match op:
+            case ops.Mkdir(path) | ops.Rmdir(path) | ops.Unlink(path) | ops.Symlink(_, path):
+                roots: tuple[str, ...] = (path,)
+            case ops.Mkfifo(path) | ops.Link(_, path):
+                roots = (path,)
+            case ops.Write(path, _, _, flags) if "O_CREAT" in flags:
+                if tree.kinds.get(path) is Kind.SYMLINK:
+                    return None
+                roots = (path,)
+            case ops.Rename(src, dst):
+                roots = (src, dst)
+            case ops.SetXattr(path) | ops.RemoveXattr(path):
+                if not tree.is_dir(path) and not self._single_file(path):
+                    return None
+                return (path,)
+            case ops.Remount():
+                return None
+            case _:
+                return ()
+        if all(tree.is_dir(root.rpartition("/")[0]) for root in roots):
+            return roots
+        return None
+
+    def _single_file(self, path: str) -> bool:
+        """Whether ``path`` is a file of the tree with one name (its xattrs are its own)."""
+        if self.tree.kinds.get(path) is not Kind.FILE:
+            return False
+        node = self.model._resolve(path, follow=False).node
+        return node is not None and self.model._nlink(node) == 1
 
 
 def created(op: ops.Op) -> str | None:

@@ -21,6 +21,7 @@ import attrs
 
 from conformance.strategies import NAMES, WEIGHTED_PATHS
 from reference.layer import Kind
+from reference.lookup import Node
 from reference.overlay import Overlay
 
 if TYPE_CHECKING:
@@ -75,52 +76,113 @@ def _order(path: str) -> tuple[int, str]:
     return path.count("/"), path
 
 
+@attrs.define
+class Tree:
+    """Every name of the merged view (the root left out) with its kind, the names whose
+    object has a user xattr (the root "" too), and how many names each directory holds.
+    Kept up to date step by step (:meth:`update`): a walk of the whole view after every
+    step that changes names cost more than the rest of the drawing."""
+
+    kinds: dict[str, Kind] = attrs.field(factory=dict)
+    xattrs: set[str] = attrs.field(factory=set)
+    children: dict[str, int] = attrs.field(factory=lambda: {"": 0})
+
+    def add(self, model: Overlay, node: Node) -> None:
+        """``node`` and, for a directory, every name below it (none may be known yet)."""
+        pending = [node]
+        while pending:
+            node = pending.pop()
+            path = node.path
+            if path:
+                self.kinds[path] = Kind.DIR if node.is_dir else node.kind
+                parent = path.rpartition("/")[0]
+                self.children[parent] += 1
+            if node.kind in (Kind.FILE, Kind.DIR) and model._meta(node).xattrs:
+                self.xattrs.add(path)
+            if node.is_dir:
+                self.children[path] = 0
+                pending.extend(child for _, child in model._found_children(node))
+
+    def remove(self, path: str) -> None:
+        """``path`` and every name below it."""
+        if path not in self.kinds:
+            return
+        inside = f"{path}/"
+        gone = [p for p in self.kinds if p == path or p.startswith(inside)]
+        for p in gone:
+            if self.kinds.pop(p) is Kind.DIR:
+                self.children.pop(p, None)
+            self.xattrs.discard(p)
+        self.children[path.rpartition("/")[0]] -= 1
+
+    def update(self, model: Overlay, roots: tuple[str, ...]) -> None:
+        """Read the names at and below each of ``roots`` again from ``model``, after a
+        step that changed only them (their parents are directories of the tree)."""
+        for root in roots:
+            self.remove(root)
+        for root in roots:
+            if root not in self.kinds:
+                node = model._resolve(root, follow=False).node
+                if node is not None:
+                    self.add(model, node)
+
+    def recheck_xattrs(self, model: Overlay, path: str) -> None:
+        """Whether the object at ``path`` has a user xattr, read again."""
+        node = model._resolve(path, follow=False).node
+        self.xattrs.discard(path)
+        if node is not None and node.kind in (Kind.FILE, Kind.DIR) and model._meta(node).xattrs:
+            self.xattrs.add(path)
+
+    def is_dir(self, path: str) -> bool:
+        return path == "" or self.kinds.get(path) is Kind.DIR
+
+
+def tree_of(model: Overlay) -> Tree:
+    """The merged view of ``model`` as a :class:`Tree` (a walk of the lookups)."""
+    tree = Tree()
+    tree.add(model, model.root())
+    return tree
+
+
 def inventory(model: Overlay, removed: list[str], recent: list[str] = ()) -> Inventory:
     """The merged view of ``model`` as lists of paths by kind (a walk of the lookups)."""
+    return inventory_of(tree_of(model), removed, recent)
+
+
+def inventory_of(tree: Tree, removed: list[str], recent: list[str] = ()) -> Inventory:
+    """The inventory of a :class:`Tree`: its names by kind, the removed names that are
+    still missing in a directory that exists, and fresh names."""
+    kinds = tree.kinds
+    ordered = sorted(kinds, key=_order)
     found: dict[Kind, list[str]] = {kind: [] for kind in Kind}
-    dirs, empty, xattrs = [""], [], []
-    if model._meta(model.root()).xattrs:
-        xattrs.append("")
-    pending = [model.root()]
-    while pending:
-        directory = pending.pop()
-        children = model._found_children(directory)
-        if not children and directory.parent is not None:
-            empty.append(directory.path)
-        for _, node in children:
-            if node.kind in (Kind.FILE, Kind.DIR) and model._meta(node).xattrs:
-                xattrs.append(node.path)
-            if node.is_dir:
-                dirs.append(node.path)
-                pending.append(node)
-            else:
-                found[node.kind].append(node.path)
-    present = set(dirs) | {p for paths in found.values() for p in paths}
-    known = set(dirs)
+    for path in ordered:
+        found[kinds[path]].append(path)
+    dirs = ["", *found[Kind.DIR]]
+    children = tree.children
     gone = [
         path
         for path in removed
-        if path not in present and (path.rpartition("/")[0] in known)
+        if path not in kinds and tree.is_dir(path.rpartition("/")[0])
     ]
     fresh = list(gone)
-    for directory in sorted(dirs, key=_order):
+    for directory in dirs:
         prefix = f"{directory}/" if directory else ""
         if directory and directory.count("/") >= 3:
             continue
         for leaf in FRESH_LEAVES:
             path = prefix + leaf
-            if path not in present and path not in fresh:
+            if path not in kinds and path not in fresh:
                 fresh.append(path)
     return Inventory(
-        files=sorted(found[Kind.FILE], key=_order),
-        dirs=sorted(dirs, key=_order),
-        empty_dirs=sorted(empty, key=_order),
-        symlinks=sorted(found[Kind.SYMLINK], key=_order),
-        fifos=sorted(found[Kind.FIFO], key=_order),
+        files=found[Kind.FILE],
+        dirs=dirs,
+        empty_dirs=[path for path in found[Kind.DIR] if not children[path]],
+        symlinks=found[Kind.SYMLINK],
+        fifos=found[Kind.FIFO],
         removed=gone,
         fresh=fresh,
-        recent=[path for path in recent if path in present],
-        with_xattrs=sorted(xattrs, key=_order),
+        recent=[path for path in recent if path in kinds or path == ""],
+        with_xattrs=sorted(tree.xattrs, key=_order),
     )
 
 

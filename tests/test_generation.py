@@ -15,7 +15,7 @@ from hypothesis.internal.conjecture.data import ConjectureData
 
 from conformance import coverage, strategies
 from conformance.cases import Cases, _Drawer, cases, upper_as_layer
-from conformance.paths_choice import SLOTS, Inventory, choose, groups, inventory
+from conformance.paths_choice import SLOTS, Inventory, choose, groups, inventory, tree_of
 from conformance.swarm import draw_swarm
 from reference import ops
 from reference.layer import (
@@ -96,13 +96,15 @@ def _fields(inv: Inventory) -> dict:
     return attrs.asdict(inv, filter=lambda field, _: field.name != "viable")
 
 
-@pytest.mark.parametrize("options", [Options(), Options(index=True, redirect_dir=True)],
-                         ids=["default", "index-redirect"])
+@pytest.mark.parametrize("options", [*MATRIX, Options(index=True, redirect_dir=True)],
+                         ids=lambda options: options.label)
 def test_the_kept_inventory_equals_a_fresh_one(options: Options) -> None:
-    """The drawer keeps its inventory across steps that change no name (data, metadata):
-    after every step it holds what a fresh walk of the model gives, ``recent`` cut to the
-    same REMEMBERED names (a stale kept one drew other paths than a fresh one would)."""
-    kept = 0
+    """The drawer keeps its tree of names up to date step by step and its inventory across
+    steps that change no name (data, metadata): after every step both hold what a fresh
+    walk of the model gives, ``recent`` cut to the same REMEMBERED names (a stale kept one
+    drew other paths than a fresh one would)."""
+    kept = updated = 0
+    walks = []
     for n in range(40):
         data = ConjectureData(random=random.Random(n))
         stack = data.draw(strategies.stacks(max_lowers=2))
@@ -110,14 +112,20 @@ def test_the_kept_inventory_equals_a_fresh_one(options: Options) -> None:
         drawer.inventory()
         for _ in range(40):
             op = drawer.draw(data)
+            before = drawer.tree
             drawer.apply(op)
+            walks.append(drawer.tree is not before)
+            fresh_tree = tree_of(drawer.model)
+            assert drawer.tree == fresh_tree, (stack, op)
+            fresh = inventory(drawer.model, drawer.removed, drawer.recent)
             if drawer.inv is not None:
                 kept += 1
-                fresh = inventory(drawer.model, drawer.removed, drawer.recent)
                 assert _fields(drawer.inv) == _fields(fresh), (stack, op)
             else:
-                drawer.inventory()
-    assert kept > 400  # the cache was exercised
+                updated += 1
+                assert _fields(drawer.inventory()) == _fields(fresh), (stack, op)
+    assert kept > 400 and updated > 100  # both were exercised
+    assert sum(walks) < len(walks) / 5  # most changes are updated, not walked again
 
 
 def test_a_read_only_mount_draws_mostly_looking_steps() -> None:
