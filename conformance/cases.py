@@ -123,6 +123,12 @@ class _Drawer:
         #: the merged view's names, kept up to date step by step (paths_choice.Tree)
         self.tree: Tree = tree_of(model)
         self._table: tuple[str, ...] | None = None
+        read_only = model.options.read_only
+        #: the rules that may succeed on this mount, and the roles of their first paths
+        self._candidates = tuple(r for r in rules if not (read_only and r in CHANGING))
+        self._roles = tuple(sorted({ROLES[r][0] for r in self._candidates if r in ROLES}))
+        #: the rule table of each combination of viable roles (they repeat)
+        self._tables: dict[tuple[bool, ...], tuple[str, ...]] = {}
 
     def inventory(self) -> Inventory:
         if self.inv is None:
@@ -140,17 +146,18 @@ class _Drawer:
         can only give EROFS: it counts once, as one that cannot succeed."""
         inv = self.inventory()
         if self._table is None:
-            read_only = self.model.options.read_only
-            able = [
-                rule
-                for rule in self.rules
-                if not (read_only and rule in CHANGING)
-                and (rule not in ROLES or viable(ROLES[rule][0], inv))
-            ]
-            changing = [rule for rule in able if rule in CHANGING] * 3
-            names = [rule for rule in able if rule in NAMESPACE] * 2
-            others = [rule for rule in self.rules if rule not in able]
-            self._table = (*able, *able, *able, *changing, *names, *others)
+            flags = tuple(viable(role, inv) for role in self._roles)
+            table = self._tables.get(flags)
+            if table is None:
+                can = dict(zip(self._roles, flags, strict=True))
+                able = [
+                    rule for rule in self._candidates if rule not in ROLES or can[ROLES[rule][0]]
+                ]
+                changing = [rule for rule in able if rule in CHANGING] * 3
+                names = [rule for rule in able if rule in NAMESPACE] * 2
+                others = [rule for rule in self.rules if rule not in able]
+                table = self._tables[flags] = (*able, *able, *able, *changing, *names, *others)
+            self._table = table
         return self._table
 
     def draw(self, data: ConjectureData) -> ops.Op:
@@ -222,6 +229,7 @@ class _Drawer:
             if self.inv is not None:  # kept (no name changed): what a fresh one holds
                 kinds = self.tree.kinds
                 self.inv.recent = [path for path in self.recent if path in kinds or path == ""]
+                self.inv.groups.clear()  # some hold the recent names
 
     def _roots(self, op: ops.Op) -> tuple[str, ...] | None:
         """The paths below which ``op`` may change the tree (names, kinds, who has an

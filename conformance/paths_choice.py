@@ -15,6 +15,9 @@ entry within it.
 
 from __future__ import annotations
 
+import functools
+from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import attrs
@@ -42,34 +45,107 @@ FRESH_LEAVES: tuple[str, ...] = (*NAMES, LONG_NAME, WH_NAME)
 REMEMBERED = 4
 
 
-@attrs.define
 class Inventory:
-    """What the merged view holds now, by kind, in a deterministic order (shallow first,
-    then by name)."""
+    """What the merged view (a :class:`Tree`) holds now, by kind, in a deterministic order
+    (shallow first, then by name). Each list is computed when first asked for, from the
+    tree as it is then: an inventory is dropped when its tree changes (the drawer does)."""
 
-    files: list[str]
-    dirs: list[str]  # the root ("") first
-    empty_dirs: list[str]
-    symlinks: list[str]
-    fifos: list[str]
-    removed: list[str]
-    fresh: list[str]
-    #: names made, renamed to or copied up in the last steps, most recent first, that
-    #: exist now
-    recent: list[str] = attrs.field(factory=list)
-    #: files and directories that have a user xattr
-    with_xattrs: list[str] = attrs.field(factory=list)
-    #: every name but the root, and every non-directory
-    existing: list[str] = attrs.field(init=False)
-    nondirs: list[str] = attrs.field(init=False)
-    present: frozenset[str] = attrs.field(init=False)
-    #: viable(role) of this inventory, as computed
-    viable: dict[str, bool] = attrs.field(init=False, factory=dict)
+    #: the lists an inventory holds (what tests compare)
+    FIELDS = ("files", "dirs", "empty_dirs", "symlinks", "fifos", "removed", "fresh",
+              "recent", "with_xattrs", "existing", "nondirs")
 
-    def __attrs_post_init__(self) -> None:
-        self.nondirs = sorted(self.files + self.symlinks + self.fifos, key=_order)
-        self.existing = sorted(self.nondirs + self.dirs[1:], key=_order)
-        self.present = frozenset(self.existing) | {""}
+    def __init__(self, tree: Tree, removed: list[str], recent: list[str] = ()) -> None:
+        self.tree = tree
+        self._removed = removed
+        #: names made, renamed to or copied up in the last steps, most recent first, that
+        #: exist now
+        self.recent = [path for path in recent if path in tree.kinds or path == ""]
+        #: viable(role) and groups(role) of this inventory, as computed
+        self.viable: dict[str, bool] = {}
+        self.groups: dict[str, list[tuple[list[str], int]]] = {}
+
+    @functools.cached_property
+    def existing(self) -> list[str]:
+        """Every name but the root."""
+        return sorted(self.tree.kinds, key=_order)
+
+    @functools.cached_property
+    def _by_kind(self) -> dict[Kind, list[str]]:
+        found: dict[Kind, list[str]] = {kind: [] for kind in Kind}
+        kinds = self.tree.kinds
+        for path in self.existing:
+            found[kinds[path]].append(path)
+        return found
+
+    @functools.cached_property
+    def counts(self) -> Counter[Kind]:
+        return Counter(self.tree.kinds.values())
+
+    @functools.cached_property
+    def files(self) -> list[str]:
+        return self._by_kind[Kind.FILE]
+
+    @functools.cached_property
+    def dirs(self) -> list[str]:
+        """The root ("") first."""
+        return ["", *self._by_kind[Kind.DIR]]
+
+    @functools.cached_property
+    def empty_dirs(self) -> list[str]:
+        children = self.tree.children
+        return [path for path in self._by_kind[Kind.DIR] if not children[path]]
+
+    @functools.cached_property
+    def symlinks(self) -> list[str]:
+        return self._by_kind[Kind.SYMLINK]
+
+    @functools.cached_property
+    def fifos(self) -> list[str]:
+        return self._by_kind[Kind.FIFO]
+
+    @functools.cached_property
+    def nondirs(self) -> list[str]:
+        kinds = self.tree.kinds
+        return [path for path in self.existing if kinds[path] is not Kind.DIR]
+
+    @functools.cached_property
+    def with_xattrs(self) -> list[str]:
+        """Files and directories that have a user xattr."""
+        return sorted(self.tree.xattrs, key=_order)
+
+    @functools.cached_property
+    def removed(self) -> list[str]:
+        """The removed names still missing, in a directory that exists."""
+        tree = self.tree
+        return [
+            path
+            for path in self._removed
+            if path not in tree.kinds and tree.is_dir(path.rpartition("/")[0])
+        ]
+
+    @functools.cached_property
+    def fresh(self) -> list[str]:
+        """The removed names, then every missing name of FRESH_LEAVES in each directory
+        less than three deep."""
+        kinds = self.tree.kinds
+        fresh = list(self.removed)
+        for directory in self.dirs:
+            prefix = f"{directory}/" if directory else ""
+            if directory and directory.count("/") >= 3:
+                continue
+            for leaf in FRESH_LEAVES:
+                path = prefix + leaf
+                if path not in kinds and path not in fresh:
+                    fresh.append(path)
+        return fresh
+
+    def has_fresh(self) -> bool:
+        """Whether :attr:`fresh` has a name (a missing name in the root settles it)."""
+        kinds = self.tree.kinds
+        return any(leaf not in kinds for leaf in FRESH_LEAVES) or bool(self.fresh)
+
+    def has_empty_dir(self) -> bool:
+        return any(not count for path, count in self.tree.children.items() if path)
 
 
 def _order(path: str) -> tuple[int, str]:
@@ -152,38 +228,7 @@ def inventory(model: Overlay, removed: list[str], recent: list[str] = ()) -> Inv
 def inventory_of(tree: Tree, removed: list[str], recent: list[str] = ()) -> Inventory:
     """The inventory of a :class:`Tree`: its names by kind, the removed names that are
     still missing in a directory that exists, and fresh names."""
-    kinds = tree.kinds
-    ordered = sorted(kinds, key=_order)
-    found: dict[Kind, list[str]] = {kind: [] for kind in Kind}
-    for path in ordered:
-        found[kinds[path]].append(path)
-    dirs = ["", *found[Kind.DIR]]
-    children = tree.children
-    gone = [
-        path
-        for path in removed
-        if path not in kinds and tree.is_dir(path.rpartition("/")[0])
-    ]
-    fresh = list(gone)
-    for directory in dirs:
-        prefix = f"{directory}/" if directory else ""
-        if directory and directory.count("/") >= 3:
-            continue
-        for leaf in FRESH_LEAVES:
-            path = prefix + leaf
-            if path not in kinds and path not in fresh:
-                fresh.append(path)
-    return Inventory(
-        files=found[Kind.FILE],
-        dirs=dirs,
-        empty_dirs=[path for path in found[Kind.DIR] if not children[path]],
-        symlinks=found[Kind.SYMLINK],
-        fifos=found[Kind.FIFO],
-        removed=gone,
-        fresh=fresh,
-        recent=[path for path in recent if path in kinds or path == ""],
-        with_xattrs=sorted(tree.xattrs, key=_order),
-    )
+    return Inventory(tree, removed, recent)
 
 
 UNIVERSE = list(WEIGHTED_PATHS)
@@ -246,14 +291,30 @@ def _of(paths: list[str], kind: list[str]) -> list[str]:
     return [path for path in paths if path in wanted]
 
 
+#: Whether a role's first group (the right kind) has a name, from counts (no list needed).
+_VIABLE: dict[str, Callable[[Inventory], bool]] = {
+    "any": lambda inv: bool(inv.tree.kinds),
+    "source": lambda inv: bool(inv.tree.kinds),
+    "file": lambda inv: bool(inv.counts[Kind.FILE]),
+    # a write can always succeed on a fresh name (O_CREAT)
+    "file_or_new": lambda inv: bool(inv.counts[Kind.FILE]) or inv.has_fresh(),
+    "dir": lambda inv: True,  # the root
+    "empty_dir": Inventory.has_empty_dir,
+    "nondir": lambda inv: len(inv.tree.kinds) > inv.counts[Kind.DIR],
+    "symlink": lambda inv: bool(inv.counts[Kind.SYMLINK]),
+    "xattr": lambda inv: True,  # the root
+    "has_xattr": lambda inv: bool(inv.tree.xattrs),
+    "new": Inventory.has_fresh,
+    "target": Inventory.has_fresh,
+}
+
+
 def viable(role: str, inv: Inventory) -> bool:
     """Whether the role's first group (the right kind) has a name now; a write can
     always succeed on a fresh name (O_CREAT)."""
     known = inv.viable.get(role)
     if known is None:
-        table = groups(role, inv)
-        known = bool(table[0][0]) or (role == "file_or_new" and bool(table[1][0]))
-        inv.viable[role] = known
+        known = inv.viable[role] = _VIABLE[role](inv)
     return known
 
 
@@ -276,7 +337,11 @@ def choose(n: int, table: list[tuple[list[str], int]]) -> str:
 
 def draw_path(data: ConjectureData, role: str, inv: Inventory, source: str | None = None) -> str:
     """One path of ``role``: a single choice."""
-    return choose(data.draw_integer(0, SLOTS * DEPTH - 1), groups(role, inv, source))
+    if role == "target":  # depends on the source
+        table = groups(role, inv, source)
+    else:
+        table = inv.groups.get(role) or inv.groups.setdefault(role, groups(role, inv))
+    return choose(data.draw_integer(0, SLOTS * DEPTH - 1), table)
 
 
 #: The role of each path field of an operation, by rule name (conformance.strategies).

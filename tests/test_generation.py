@@ -93,7 +93,7 @@ def test_most_steps_succeed_and_errors_stay_reachable() -> None:
 
 def _fields(inv: Inventory) -> dict:
     """An inventory's contents (``viable`` is a cache of what they give)."""
-    return attrs.asdict(inv, filter=lambda field, _: field.name != "viable")
+    return {name: getattr(inv, name) for name in Inventory.FIELDS}
 
 
 @pytest.mark.parametrize("options", [*MATRIX, Options(index=True, redirect_dir=True)],
@@ -121,6 +121,8 @@ def test_the_kept_inventory_equals_a_fresh_one(options: Options) -> None:
             if drawer.inv is not None:
                 kept += 1
                 assert _fields(drawer.inv) == _fields(fresh), (stack, op)
+                for role, table in drawer.inv.groups.items():  # the cached path tables
+                    assert table == groups(role, fresh), (stack, op, role)
             else:
                 updated += 1
                 assert _fields(drawer.inventory()) == _fields(fresh), (stack, op)
@@ -194,7 +196,7 @@ def test_path_groups_put_the_right_kind_first_and_fall_back_to_it() -> None:
     assert inv.files == ["d/f"] and inv.empty_dirs == ["e"]
     assert choose(0, groups("file", inv)) == "d/f"
     assert choose(0, groups("empty_dir", inv)) == "e"
-    assert choose(0, groups("new", inv)) not in inv.present
+    assert choose(0, groups("new", inv)) not in inv.existing
     # every slot of an empty group goes to the first non-empty one (the right kind)
     table = [([], 8), (["x"], 4), (["y"], 4)]
     assert {choose(n, table) for n in range(SLOTS)} == {"x", "y"}
@@ -205,10 +207,22 @@ def test_the_swarm_leaves_kinds_out_but_never_all() -> None:
     rules = ("stat", "write", "mkdir")
     everything = draw_swarm(ConjectureData.for_choices([0]), rules)
     assert everything.rules == rules and not everything.without
-    none_left = draw_swarm(ConjectureData.for_choices([3, True, True, True] + [False] * 5), rules)
-    assert none_left.rules == rules  # all left out: all enabled instead
-    some = draw_swarm(ConjectureData.for_choices([2, True, False, True, True] + [False] * 4), rules)
-    assert some.rules == ("write",) and some.without == {"symlink"}
+    # level 3: a base-4 digit of 1, 2 or 3 leaves a rule out; all left out: all enabled
+    none_left = draw_swarm(ConjectureData.for_choices([3, 1 + 2 * 4 + 3 * 16, 0, 0, 0]), rules)
+    assert none_left.rules == rules
+    # level 2: digits 2 and 3 leave a rule out, base-8 digits 6 and 7 an object kind
+    some = draw_swarm(ConjectureData.for_choices([2, 3 + 1 * 4 + 2 * 16, 6 + 5 * 8, 7, 0]), rules)
+    assert some.rules == ("write",) and some.without == {"symlink", "hardlink"}
+    # the simplest choices enable everything at every level
+    for level in (1, 2, 3):
+        simplest = draw_swarm(ConjectureData.for_choices([level, 0, 0, 0, 0]), rules)
+        assert simplest.rules == rules and not simplest.without
+    # each kind is left out as often as the level says
+    left: Counter[int] = Counter()
+    for n in range(400):
+        swarm = draw_swarm(ConjectureData(random=random.Random(n)), strategies.Operations().rules)
+        left[len(swarm.rules)] += 1
+    assert 0.15 < left[len(strategies.Operations().rules)] / 400 < 0.5  # level 0, or luck
 
 
 def test_an_earlier_overlay_upper_becomes_a_lower_with_its_markers() -> None:
