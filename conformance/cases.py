@@ -119,6 +119,9 @@ class _Drawer:
         self.bigger = BIGGER if big else {}
         self.removed: list[str] = []
         self.recent: list[str] = []
+        #: directories made at a name removed before (over a whiteout, if it had a lower),
+        #: most recent first, followed through renames: what a rename moves first
+        self.recreated: list[str] = []
         self.inv: Inventory | None = None
         #: the merged view's names, kept up to date step by step (paths_choice.Tree)
         self.tree: Tree = tree_of(model)
@@ -127,12 +130,13 @@ class _Drawer:
         #: the rules that may succeed on this mount, and the roles of their first paths
         self._candidates = tuple(r for r in rules if not (read_only and r in CHANGING))
         self._roles = tuple(sorted({ROLES[r][0] for r in self._candidates if r in ROLES}))
-        #: the rule table of each combination of viable roles (they repeat)
+        #: the rule table of each combination of viable roles and of "a directory was made
+        #: over a whiteout" (they repeat)
         self._tables: dict[tuple[bool, ...], tuple[str, ...]] = {}
 
     def inventory(self) -> Inventory:
         if self.inv is None:
-            self.inv = inventory_of(self.tree, self.removed, self.recent)
+            self.inv = inventory_of(self.tree, self.removed, self.recent, self.recreated)
             self._table = None
         return self.inv
 
@@ -146,17 +150,20 @@ class _Drawer:
         can only give EROFS: it counts once, as one that cannot succeed."""
         inv = self.inventory()
         if self._table is None:
-            flags = tuple(viable(role, inv) for role in self._roles)
+            flags = (*(viable(role, inv) for role in self._roles), bool(inv.recreated))
             table = self._tables.get(flags)
             if table is None:
-                can = dict(zip(self._roles, flags, strict=True))
+                can = dict(zip(self._roles, flags, strict=False))
                 able = [
                     rule for rule in self._candidates if rule not in ROLES or can[ROLES[rule][0]]
                 ]
                 changing = [rule for rule in able if rule in CHANGING] * 3
                 names = [rule for rule in able if rule in NAMESPACE] * 2
+                # a directory made over a whiteout: renaming it away is the rare next step
+                moves = [rule for rule in able if rule == "rename"] * 4 * flags[-1]
                 others = [rule for rule in self.rules if rule not in able]
-                table = self._tables[flags] = (*able, *able, *able, *changing, *names, *others)
+                table = (*able, *able, *able, *changing, *names, *moves, *others)
+                self._tables[flags] = table
             self._table = table
         return self._table
 
@@ -216,6 +223,10 @@ class _Drawer:
             else:
                 self.tree.update(self.model, roots)
             self.inv = None  # the inventory holds names, kinds and who has xattrs
+        if isinstance(op, ops.Mkdir) and op.path in self.removed:
+            self.recreated = [op.path, *self.recreated][:REMEMBERED]
+        elif isinstance(op, ops.Rename) and op.src in self.recreated:
+            self.recreated = [op.dst, *(p for p in self.recreated if p != op.src)][:REMEMBERED]
         gone = None
         if isinstance(op, ops.Unlink | ops.Rmdir):
             gone = op.path

@@ -117,7 +117,7 @@ def test_the_kept_inventory_equals_a_fresh_one(options: Options) -> None:
             walks.append(drawer.tree is not before)
             fresh_tree = tree_of(drawer.model)
             assert drawer.tree == fresh_tree, (stack, op)
-            fresh = inventory(drawer.model, drawer.removed, drawer.recent)
+            fresh = inventory(drawer.model, drawer.removed, drawer.recent, drawer.recreated)
             if drawer.inv is not None:
                 kept += 1
                 assert _fields(drawer.inv) == _fields(fresh), (stack, op)
