@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import attrs
 
-from adapters.reference import ReferenceDriver
+from adapters.drivers.reference import ReferenceDriver
 from reference import ops
 from reference.layer import Inode, Kind, StackSpec
 from reference.lookup import Node

@@ -28,7 +28,7 @@ FEATURE_BUDGETS: dict[str, dict[str, object]] = {
 }
 
 
-#: The container machine (conformance.containers) of ``certify``: a real engine's step costs
+#: The container machine (conformance.containers.machine) of ``certify``: a real engine's step costs
 #: its CLI round trips (docs/performance.md, "Containers").
 CONTAINER_BUDGETS: dict[str, dict[str, object]] = {
     "quick": {"max_examples": 8, "stateful_step_count": 20},

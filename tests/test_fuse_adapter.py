@@ -1,4 +1,5 @@
-"""The FUSE drivers (adapters.fuse, adapters.profile): templates, profiles, real mounts,
+"""The FUSE drivers (adapters.drivers.fuse, adapters.drivers.driver_profile): templates, profiles,
+real mounts,
 crashes, hangs, and no leftovers.
 
 Tests that need a FUSE binary skip only when it is missing (with the reason); with ``CI``
@@ -15,7 +16,8 @@ import pytest
 
 from adapters import registry
 from adapters.base import Driver, DriverFailure, DriverHung, DriverUnavailable
-from adapters.fuse import (
+from adapters.drivers.driver_profile import Profile, ProfileError, load_profile
+from adapters.drivers.fuse import (
     PROFILES,
     FuseDriver,
     FuseOverlayfsDriver,
@@ -26,8 +28,7 @@ from adapters.fuse import (
     parse_template,
     read_only_words,
 )
-from adapters.layerdisk import DiskFormat, read_layer
-from adapters.profile import Profile, ProfileError, load_profile
+from adapters.sandbox.layerdisk import DiskFormat, read_layer
 from adapters.settings import DriverSettings
 from reference import ops
 from reference.layer import DirSpec, FileSpec, LayerSpec, StackSpec, SymlinkSpec
@@ -412,7 +413,7 @@ def test_a_branch_symlink_to_the_host_root_is_recorded_not_walked() -> None:
 
 HOLDER_FAILS = """
 import os, sys
-from adapters import _executor, _fusemount
+from adapters.sandbox import executor as _executor, fusemount as _fusemount
 
 def refuse(*args, **kwargs):
     raise OSError(1, "pivot_root refused")
@@ -452,10 +453,10 @@ def test_a_holder_that_cannot_confine_itself_says_so() -> None:
 
 @pytest.mark.parametrize("name", ["fuse-overlayfs", "unionfs-fuse"])
 def test_a_report_runs_the_version_command_once(monkeypatch, name: str) -> None:
-    """What a report records of a FUSE driver (conformance.report.driver_info): its
+    """What a report records of a FUSE driver (conformance.reports.report.driver_info): its
     version, from one run of the profile's version command, with the rest of about()."""
-    from adapters import fuse
-    from conformance.report import driver_info
+    from adapters.drivers import fuse
+    from conformance.reports.report import driver_info
 
     calls: list[str] = []
 

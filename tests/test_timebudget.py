@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from conformance import machine as machine_module
 from conformance import timebudget
+from conformance.lockstep import machine as machine_module
 
 
 @pytest.mark.parametrize(
@@ -67,7 +67,7 @@ def test_explore_runs_rounds_until_the_time_is_spent() -> None:
 def test_a_machine_under_a_duration_runs_rounds_from_other_seeds(monkeypatch) -> None:
     from hypothesis import settings
 
-    from adapters.reference import ReferenceDriver
+    from adapters.drivers.reference import ReferenceDriver
     from reference.options import Options
 
     calls: list[object] = []
