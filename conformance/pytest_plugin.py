@@ -161,11 +161,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     from adapters import registry
+    from conformance.budgets import register_budgets
     from conformance.certify.interrupt import terminate_as_interrupt
-    from conformance.settings import register_profiles
 
     terminate_as_interrupt()
-    register_profiles(config.rootpath)
+    register_budgets(config.rootpath)
     if config.getoption("hypothesis_show_statistics", False):
         from conformance.generation import coverage
         from conformance.lockstep import machine
@@ -410,16 +410,16 @@ def engine(request: pytest.FixtureRequest) -> Iterator[Any]:
 
 @pytest.fixture
 def conformance_settings(request: pytest.FixtureRequest) -> Any:
-    from conformance.settings import profile
+    from conformance.budgets import budget_settings
 
-    return profile(request.config.getoption(BUDGET_OPTION))
+    return budget_settings(request.config.getoption(BUDGET_OPTION))
 
 
 @pytest.fixture
 def feature_settings(request: pytest.FixtureRequest) -> Any:
-    from conformance.settings import feature_profile
+    from conformance.budgets import feature_budget_settings
 
-    return feature_profile(request.config.getoption(BUDGET_OPTION))
+    return feature_budget_settings(request.config.getoption(BUDGET_OPTION))
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from adapters.drivers.driver_profile import Profile
+from adapters.drivers.driver_profile import DriverProfile
 from adapters.drivers.reference import ReferenceDriver
 from adapters.faults import FAULTS
 from conformance.records import expectations
@@ -142,7 +142,7 @@ class Imitation(ReferenceDriver):
 
         self.engine = make  # type: ignore[assignment]
         self.name = f"imitation{':' + fault if fault else ''}"
-        self.profile = Profile(name=self.name, variants=variants)
+        self.profile = DriverProfile(name=self.name, variants=variants)
 
 
 def _mixins(names: tuple[str, ...]) -> tuple[type[Overlay], ...]:

@@ -95,7 +95,7 @@ def test_a_driver_under_the_hosts_tmp_starts_and_sees_its_files_read_only(
     """The sandbox mounts its own /tmp; a driver a developer built under the host's /tmp
     is shown (its directory, read-only) at its own path in the confined root (item 7)."""
     require(FuseOverlayfsDriver, "fuse-overlayfs")
-    from adapters.drivers.driver_profile import load_profile
+    from adapters.drivers.driver_profile import load_driver_profile
     from adapters.drivers.fuse import PROFILES, FuseDriver
 
     build = tmp_path / "build"
@@ -110,7 +110,7 @@ def test_a_driver_under_the_hosts_tmp_starts_and_sees_its_files_read_only(
         f"{wrapper} -o lowerdir={{lowerdir}},upperdir={{upperdir}},workdir={{workdir}}"
         "{options} {mountpoint}"
     )
-    profile = load_profile(PROFILES / "fuse-overlayfs.toml")
+    profile = load_driver_profile(PROFILES / "fuse-overlayfs.toml")
     with FuseDriver(template, profile, name="wrapped", timeout=30) as driver:
         driver.mount(StackSpec((LayerSpec((("f", DirSpec()),)),)), RW)
         assert driver.run(ops.Readdir(path="")) == Ok(("f",))
@@ -204,7 +204,7 @@ def test_a_drivers_files_are_staged_once_per_executor(tmp_path: Path) -> None:
     anew; the driver's own files are staged (bound under the roots' tmpfs) once, then
     reused: the executor's mounts do not grow with the number of examples."""
     require(FuseOverlayfsDriver, "fuse-overlayfs")
-    from adapters.drivers.driver_profile import load_profile
+    from adapters.drivers.driver_profile import load_driver_profile
     from adapters.drivers.fuse import PROFILES, FuseDriver
 
     build = tmp_path / "build"
@@ -216,7 +216,7 @@ def test_a_drivers_files_are_staged_once_per_executor(tmp_path: Path) -> None:
         f"{wrapper} -o lowerdir={{lowerdir}},upperdir={{upperdir}},workdir={{workdir}}"
         "{options} {mountpoint}"
     )
-    profile = load_profile(PROFILES / "fuse-overlayfs.toml")
+    profile = load_driver_profile(PROFILES / "fuse-overlayfs.toml")
     stack = StackSpec((LayerSpec((("f", DirSpec()),)),))
 
     def staged(driver: FuseDriver) -> list[str]:

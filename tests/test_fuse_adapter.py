@@ -16,7 +16,7 @@ import pytest
 
 from adapters import registry
 from adapters.base import Driver, DriverFailure, DriverHung, DriverUnavailable
-from adapters.drivers.driver_profile import Profile, ProfileError, load_profile
+from adapters.drivers.driver_profile import DriverProfile, DriverProfileError, load_driver_profile
 from adapters.drivers.fuse import (
     PROFILES,
     FuseDriver,
@@ -129,7 +129,7 @@ def test_template_errors_are_one_line(template: str, message: str) -> None:
 
 
 def test_missing_binary_is_unavailable(tmp_path) -> None:
-    profile = Profile(name="ghost")
+    profile = DriverProfile(name="ghost")
     plain = tmp_path / "plain"
     plain.write_text("not a program")
     plain.chmod(0o644)
@@ -177,7 +177,7 @@ def test_preset_names_its_missing_binary(tmp_path) -> None:
 
 @pytest.mark.parametrize("preset", ["fuse-overlayfs", "fuse-overlayfs-wh", "unionfs-fuse"])
 def test_presets_load(preset: str) -> None:
-    profile = load_profile(PROFILES / f"{preset}.toml")
+    profile = load_driver_profile(PROFILES / f"{preset}.toml")
     assert profile.name == preset
     parse_template(profile.template)
     assert profile.supports(Options())
@@ -201,18 +201,18 @@ def test_presets_load(preset: str) -> None:
 def test_profile_errors_are_one_line(tmp_path, text: str, message: str) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(text)
-    with pytest.raises(ProfileError, match=message) as info:
-        load_profile(path)
+    with pytest.raises(DriverProfileError, match=message) as info:
+        load_driver_profile(path)
     assert "\n" not in str(info.value)
     assert str(path) in str(info.value)
 
 
 def test_profile_disk_format() -> None:
-    assert Profile(name="k").disk_format == DiskFormat()
-    wh = load_profile(PROFILES / "fuse-overlayfs-wh.toml")
+    assert DriverProfile(name="k").disk_format == DiskFormat()
+    wh = load_driver_profile(PROFILES / "fuse-overlayfs-wh.toml")
     assert wh.disk_format == DiskFormat(True, True, ("user.fuseoverlayfs.",))
     assert wh.env == {"FUSE_OVERLAYFS_DISABLE_OVL_WHITEOUT": "1"}
-    assert not load_profile(PROFILES / "unionfs-fuse.toml").upper_decodable
+    assert not load_driver_profile(PROFILES / "unionfs-fuse.toml").upper_decodable
 
 
 def test_wh_forms_decode(tmp_path) -> None:
@@ -296,7 +296,7 @@ def test_unclaimed_option_set_is_refused(fo) -> None:
 
 def test_command_that_fails_to_mount_names_stderr() -> None:
     _require(FuseOverlayfsDriver)
-    profile = Profile(name="bad")
+    profile = DriverProfile(name="bad")
     template = FO_TEMPLATE.replace("{options}", ",redirect_dir=on")
     with FuseDriver(template, profile, name="bad", mount_wait=5) as drv:
         started = time.monotonic()
@@ -313,7 +313,7 @@ def test_command_that_never_mounts_is_bounded() -> None:
     _require(FuseOverlayfsDriver)
     with FuseDriver(
         "sh -c 'echo waiting forever >&2; sleep 60' {lowerdir} {mountpoint}",
-        Profile(name="sleepy"),
+        DriverProfile(name="sleepy"),
         name="sleepy",
         mount_wait=1.0,
     ) as drv:
@@ -460,7 +460,7 @@ def test_a_report_runs_the_version_command_once(monkeypatch, name: str) -> None:
 
     calls: list[str] = []
 
-    def version(profile: Profile) -> str:
+    def version(profile: DriverProfile) -> str:
         calls.append(profile.name)
         return f"{profile.name} 9.9"
 

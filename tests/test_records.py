@@ -13,7 +13,7 @@ import pytest
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
-from adapters.drivers.driver_profile import ProfileError, profile_from_dict
+from adapters.drivers.driver_profile import DriverProfileError, driver_profile_from_dict
 from adapters.faults import FAULTS
 from conformance.certify.engine import certify_cell
 from conformance.generation import strategies as s
@@ -80,9 +80,9 @@ def test_a_fault_in_a_cell_with_recorded_behaviours_is_diverges(monkeypatch) -> 
     """certify: a cell that saw recorded behaviours and a seeded fault is ``diverges``
     (with the shrunk counterexample), listing the records also seen; without the fault
     the cell's verdict is ``expected-divergence`` with each record's count."""
-    from conformance.settings import register_profiles
+    from conformance.budgets import register_budgets
 
-    register_profiles(__import__("pathlib").Path("/nonexistent"))
+    register_budgets(__import__("pathlib").Path("/nonexistent"))
     known = imitations.records_of("fuse-overlayfs")
     monkeypatch.setattr(records, "_BOOK", lambda driver, options, settings: known)
     monkeypatch.setattr(expectations, "matching", lambda *args: ())
@@ -160,9 +160,9 @@ def test_variants_count_their_hits_and_change_only_their_rule() -> None:
 
 
 def test_profiles_and_records_name_known_variants_and_rules(tmp_path) -> None:
-    with pytest.raises(ProfileError, match="unknown variant 'telepathy'"):
-        profile_from_dict({"name": "x", "variants": ["telepathy"]})
-    assert profile_from_dict({"name": "x", "variants": ["dir-nlink-one"]}).variants == (
+    with pytest.raises(DriverProfileError, match="unknown variant 'telepathy'"):
+        driver_profile_from_dict({"name": "x", "variants": ["telepathy"]})
+    assert driver_profile_from_dict({"name": "x", "variants": ["dir-nlink-one"]}).variants == (
         "dir-nlink-one",
     )
     record = """
@@ -199,7 +199,7 @@ confirmed = "c"
 def test_the_shipped_records_each_describe_a_behaviour() -> None:
     """No record accounts for a whole cell any more: each has clauses or a variant (the
     layer-interchange ones too), and each variant a profile selects has its record."""
-    from adapters.drivers.driver_profile import load_profile
+    from adapters.drivers.driver_profile import load_driver_profile
     from adapters.drivers.fuse import PROFILES
 
     loaded = expectations.load()
@@ -207,7 +207,7 @@ def test_the_shipped_records_each_describe_a_behaviour() -> None:
         assert record.differs or record.variant
     named = {(r.driver, r.variant) for r in loaded if r.variant}
     for name in ("fuse-overlayfs", "unionfs-fuse"):
-        for variant in load_profile(PROFILES / f"{name}.toml").variants:
+        for variant in load_driver_profile(PROFILES / f"{name}.toml").variants:
             assert (name, variant) in named
 
 

@@ -47,7 +47,7 @@ that behaves like the kernel. Keys:
 ``version_command`` (string)
     A command that prints the driver's version (recorded with verdicts and expectations).
 
-Unknown keys and wrong types are refused with a one-line :class:`ProfileError` naming the
+Unknown keys and wrong types are refused with a one-line :class:`DriverProfileError` naming the
 key.
 """
 
@@ -70,12 +70,12 @@ HARDLINK_BEHAVIOURS = ("break", "keep")
 OPTION_LABELS = tuple(options.label for options in MATRIX)
 
 
-class ProfileError(AdapterError, ValueError):
+class DriverProfileError(AdapterError, ValueError):
     """A profile file that cannot be used; the message is one line naming the key."""
 
 
 @attrs.frozen
-class Profile:
+class DriverProfile:
     """What a driver claims (see the module docstring for each field)."""
 
     name: str
@@ -152,11 +152,11 @@ def _type_name(value: object) -> str:
     }.get(type(value), type(value).__name__)
 
 
-def profile_from_dict(data: dict[str, Any], source: str = "<profile>") -> Profile:
-    """Check ``data`` (a parsed TOML table) and build the :class:`Profile`."""
+def driver_profile_from_dict(data: dict[str, Any], source: str = "<profile>") -> DriverProfile:
+    """Check ``data`` (a parsed TOML table) and build the :class:`DriverProfile`."""
 
-    def fail(message: str) -> ProfileError:
-        return ProfileError(f"{source}: {message}")
+    def fail(message: str) -> DriverProfileError:
+        return DriverProfileError(f"{source}: {message}")
 
     for key in data:
         if key not in KEYS:
@@ -209,12 +209,12 @@ def profile_from_dict(data: dict[str, Any], source: str = "<profile>") -> Profil
         if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
             raise fail("key 'env' must be a table of strings")
         fields["env"] = dict(env)
-    return Profile(source=source, **fields)
+    return DriverProfile(source=source, **fields)
 
 
-def load_profile(path: str | Path) -> Profile:
-    """Read and check the profile at ``path`` (a :class:`ProfileError` if it is unusable)."""
-    return profile_from_dict(read_toml(path, ProfileError), str(path))
+def load_driver_profile(path: str | Path) -> DriverProfile:
+    """Read and check the profile at ``path`` (a :class:`DriverProfileError` if it is unusable)."""
+    return driver_profile_from_dict(read_toml(path, DriverProfileError), str(path))
 
 
 def read_toml(path: str | Path, error: type[ValueError]) -> dict[str, Any]:

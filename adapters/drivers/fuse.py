@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from adapters.base import AdapterError, DriverFailure, DriverUnavailable
-from adapters.drivers.driver_profile import Profile, load_profile
+from adapters.drivers.driver_profile import DriverProfile, load_driver_profile
 from adapters.sandbox.layerdisk import DiskFormat
 from adapters.sandbox.namespace import SandboxedDriver
 from reference.layer import StackSpec
@@ -155,7 +155,7 @@ def _host_problem() -> str | None:
     return None
 
 
-def profile_version(profile: Profile) -> str | None:
+def profile_version(profile: DriverProfile) -> str | None:
     """The first line of ``profile.version_command``'s output that mentions "version"
     (not libfuse's or fusermount's), or None."""
     if not profile.version_command:
@@ -180,14 +180,14 @@ def profile_version(profile: Profile) -> str | None:
 
 
 class FuseDriver(SandboxedDriver):
-    """Any FUSE overlay driver, from a command template and a :class:`Profile`."""
+    """Any FUSE overlay driver, from a command template and a :class:`DriverProfile`."""
 
     name = "fuse"
 
     def __init__(
         self,
         template: str | None,
-        profile: Profile,
+        profile: DriverProfile,
         name: str = "fuse",
         timeout: float = 30.0,
         mount_wait: float = MOUNT_WAIT,
@@ -258,7 +258,7 @@ class FuseDriver(SandboxedDriver):
         return profile_version(self.profile)
 
     @staticmethod
-    def _about(template: str | None, profile: Profile) -> dict[str, Any]:
+    def _about(template: str | None, profile: DriverProfile) -> dict[str, Any]:
         """What a report records of a FUSE driver besides its version (the report takes
         that from ``installed_version``: the version command runs once): its command
         template and the option sets its profile claims."""
@@ -282,8 +282,8 @@ class _Preset(FuseDriver):
     preset: ClassVar[str]
 
     @classmethod
-    def preset_profile(cls) -> Profile:
-        return load_profile(cls.settings.driver_profile or PROFILES / f"{cls.preset}.toml")
+    def preset_profile(cls) -> DriverProfile:
+        return load_driver_profile(cls.settings.driver_profile or PROFILES / f"{cls.preset}.toml")
 
     @classmethod
     def installed_version(cls) -> str | None:
@@ -322,9 +322,9 @@ class GenericFuseDriver(FuseDriver):
     """The ``fuse`` registry entry: ``--driver-cmd`` (or ``--profile`` with a template)."""
 
     @classmethod
-    def configured(cls) -> tuple[str | None, Profile]:
+    def configured(cls) -> tuple[str | None, DriverProfile]:
         cmd, profile_path = cls.settings.driver_cmd, cls.settings.driver_profile
-        profile = load_profile(profile_path) if profile_path else Profile(name="fuse")
+        profile = load_driver_profile(profile_path) if profile_path else DriverProfile(name="fuse")
         return cmd or profile.template or None, profile
 
     @classmethod

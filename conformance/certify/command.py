@@ -154,11 +154,11 @@ def _settings(budget: str, seed: int | None) -> tuple[Any, Any]:
     (the corpus replays them instead)."""
     from hypothesis import Phase, settings
 
-    from conformance.settings import feature_profile, profile, register_profiles
+    from conformance.budgets import budget_settings, feature_budget_settings, register_budgets
 
-    register_profiles(Path.cwd())
+    register_budgets(Path.cwd())
     chosen = []
-    for base in (profile(budget), feature_profile(budget)):
+    for base in (budget_settings(budget), feature_budget_settings(budget)):
         phases = [phase for phase in base.phases if phase is not Phase.explain]
         extra: dict[str, Any] = {"database": None} if seed is not None else {}
         chosen.append(settings(base, phases=phases, **extra))
@@ -232,7 +232,7 @@ class Artefacts:
 
 def check_fuse_settings(driver_cmd: str | None, profile: str | None) -> None:
     """Reject a bad template or profile before anything runs (one line each)."""
-    from adapters.drivers.driver_profile import ProfileError, load_profile
+    from adapters.drivers.driver_profile import DriverProfileError, load_driver_profile
     from adapters.drivers.fuse import TemplateError, binary_problem, parse_template
 
     try:
@@ -242,8 +242,8 @@ def check_fuse_settings(driver_cmd: str | None, profile: str | None) -> None:
             if problem is not None:
                 raise UsageError(f"--driver-cmd: {problem}")
         if profile is not None:
-            load_profile(profile)
-    except (TemplateError, ProfileError, OSError) as problem:
+            load_driver_profile(profile)
+    except (TemplateError, DriverProfileError, OSError) as problem:
         raise UsageError(str(problem).splitlines()[0]) from None
 
 
@@ -373,9 +373,10 @@ def certify_command(args: argparse.Namespace) -> int:
                     driver_settings=settings,
                 )
             if engines:
-                from conformance.settings import container_profile
+                from conformance.budgets import container_budget_settings
 
-                verdicts += certify_engines(engines, container_profile(args.budget), on_verdict)
+                container_settings = container_budget_settings(args.budget)
+                verdicts += certify_engines(engines, container_settings, on_verdict)
     except Interrupted as stop:
         signal.setitimer(signal.ITIMER_REAL, 0)
         progress.close()

@@ -342,8 +342,8 @@ def measure(budget: str, seed_value: int, option_sets: tuple[Options, ...] = MAT
 
     from adapters.drivers.reference import ReferenceDriver
     from conformance.bench import _fixed
+    from conformance.budgets import BUDGETS
     from conformance.lockstep.machine import lockstep_test, machine_for
-    from conformance.settings import BUDGETS
 
     values = BUDGETS[budget]
     attempts: Counter[str] = Counter()

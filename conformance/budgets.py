@@ -1,4 +1,5 @@
-"""Hypothesis settings profiles: how much each run explores.
+"""Budgets: how much each run explores, as Hypothesis settings (registered as settings
+"profiles", Hypothesis's word; this project says "budget").
 
 ``quick`` is for CI and for every commit; ``standard`` and ``deep`` explore more. All
 keep failing examples in ``.hypothesis/examples`` so the next run replays them first.
@@ -11,7 +12,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
-from conformance.timebudget import profile_name
+from conformance.timebudget import named_budget
 
 BUDGETS: dict[str, dict[str, object]] = {
     "quick": {"max_examples": 25, "stateful_step_count": 25},
@@ -37,7 +38,7 @@ CONTAINER_BUDGETS: dict[str, dict[str, object]] = {
 }
 
 
-def register_profiles(root: Path) -> None:
+def register_budgets(root: Path) -> None:
     database = DirectoryBasedExampleDatabase(str(root / ".hypothesis" / "examples"))
     profiles = {name: values for name, values in BUDGETS.items()}
     profiles.update({f"{name}-feature": values for name, values in FEATURE_BUDGETS.items()})
@@ -55,17 +56,17 @@ def register_profiles(root: Path) -> None:
         )
 
 
-def profile(budget: str) -> settings:
+def budget_settings(budget: str) -> settings:
     """The settings of the whole machine under ``budget`` (a duration: the settings of each
     of its rounds, conformance.timebudget)."""
-    return settings.get_profile(f"unionspec-{profile_name(budget)}")
+    return settings.get_profile(f"unionspec-{named_budget(budget)}")
 
 
-def feature_profile(budget: str) -> settings:
+def feature_budget_settings(budget: str) -> settings:
     """The settings of one feature's machine under ``budget``."""
-    return settings.get_profile(f"unionspec-{profile_name(budget)}-feature")
+    return settings.get_profile(f"unionspec-{named_budget(budget)}-feature")
 
 
-def container_profile(budget: str) -> settings:
+def container_budget_settings(budget: str) -> settings:
     """The settings of the container machine under ``budget``."""
-    return settings.get_profile(f"unionspec-{profile_name(budget)}-container")
+    return settings.get_profile(f"unionspec-{named_budget(budget)}-container")
