@@ -44,8 +44,8 @@ class RemoveXattrCopiesUp(Overlay):
 
     def _op_removexattr(self, op: ops.RemoveXattr) -> None:
         node = self._xattr_target(op.path, write=True)
-        if op.name not in self._meta(node).xattrs:
-            self._copy_up(node, data=False)
+        if op.name not in self.meta(node).xattrs:
+            self.copy_up(node, data=False)
         super()._op_removexattr(op)
 
 
@@ -67,13 +67,13 @@ class ExchangeMovesLowerDirs(Overlay):
 
     def _move_exchanged(self, old: Node, new: Node) -> None:
         assert old.parent is not None and new.parent is not None
-        old_upper = self._copy_up(old, data=False)
-        new_upper = self._copy_up(new, data=False)
+        old_upper = self.copy_up(old, data=False)
+        new_upper = self.copy_up(new, data=False)
         for node, upper in ((old, old_upper), (new, new_upper)):
             if node.is_dir:
                 upper.redirect = "/" + node.path
-        self._copy_up(old.parent).entries[old.name] = new_upper
-        self._copy_up(new.parent).entries[new.name] = old_upper
+        self.copy_up(old.parent).entries[old.name] = new_upper
+        self.copy_up(new.parent).entries[new.name] = old_upper
 
 
 class ReadsTheBottomLayer(Overlay):

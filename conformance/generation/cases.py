@@ -187,12 +187,12 @@ class _Drawer:
     def _xattr_names(self, path: str) -> tuple[str, ...]:
         """The names the object has (three times: mostly one it has), then all names."""
         try:
-            node = self.model._resolve(path, follow=True).node
+            node = self.model.resolve(path, follow=True).node
         except FsError:
             node = None
         present: tuple[str, ...] = ()
         if node is not None:
-            present = tuple(sorted(self.model._meta(node).xattrs))
+            present = tuple(sorted(self.model.meta(node).xattrs))
         return present * 3 + s.XATTR_NAMES
 
     def apply(self, op: ops.Op) -> None:

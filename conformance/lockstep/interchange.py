@@ -171,9 +171,9 @@ def _reader_model(stack: StackSpec, steps: list[ops.Op], options: Options) -> Ov
         reader.lowers = [model.upper, *model.lowers]
         reader.upper = None
         reader.options = options
-        reader._lower_nlink = {}
+        reader.lower_nlink = {}
         for root in reader.lowers:
-            reader._lower_nlink.update(link_counts(root))
+            reader.lower_nlink.update(link_counts(root))
         return reader
     return model
 
