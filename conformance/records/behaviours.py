@@ -835,7 +835,8 @@ def tally() -> Iterator[Counter[str]]:
     try:
         yield counts
     finally:
-        _OPEN.remove(counts)
+        # by identity: two tallies with equal counts are still two (list.remove compares)
+        del _OPEN[next(i for i, open_ in enumerate(_OPEN) if open_ is counts)]
 
 
 def count(seen: set[str]) -> None:
