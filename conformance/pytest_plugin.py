@@ -21,12 +21,13 @@ Options (group "unionspec"):
   profiles of :data:`ENGINES`;
 - ``--expectations PATH``: the known divergences of installed driver versions
   (:mod:`conformance.records.expectations`; default ``conformance/records/expectations.toml``). The
-  ``test_feature`` and ``test_state_machine`` items of a matching driver, version, feature
-  and option set are marked ``xfail(strict=True, raises=RecordedBehaviours)``: they xfail
+  items marked ``@pytest.mark.records(scope)`` (scope ``feature``, ``machine`` or
+  ``scenario``) of a matching driver, version, feature and option set are marked
+  ``xfail(strict=True, raises=RecordedBehaviours)``: they xfail
   only when every difference they found is one a record describes
   (:mod:`conformance.records.behaviours`); any other difference fails them. A driver version with a
   ``[[pending]]`` entry (divergences found, not yet recorded) also expects a failure of
-  its ``test_feature`` and ``test_state_machine`` items on the names the entry describes
+  its feature and machine items on the names the entry describes
   (long names, ``.wh.`` names), never anything else and never a scenario's.
 
 - ``--corpus DIR``: the user's regression corpus (:mod:`conformance.records.corpus`; default
@@ -70,6 +71,13 @@ KERNEL_MODULES_OPTION = "--kernel-modules"
 SETTINGS = pytest.StashKey[DriverSettings]()
 #: On an item of a recorded cell whose driver version has a ``[[pending]]`` entry: the driver.
 PENDING_DRIVER = pytest.StashKey[str]()
+#: ``@pytest.mark.records(scope)``: the item's failures are held to the recorded behaviours of
+#: its driver at that scope ("feature": its ``feature`` parameter's records; "machine": the
+#: whole-machine records; "scenario": its ``scenario`` parameter's); a matching item xfails
+#: strictly unless every failure is recorded.
+RECORDS_MARK = "records"
+#: The plugin's fixture of saved programs: items that use it run first.
+CORPUS_FIXTURE = "corpus_program"
 BUDGET_NAMES = ("quick", "standard", "deep")
 
 
@@ -165,6 +173,10 @@ def pytest_configure(config: pytest.Config) -> None:
     from conformance.certify.interrupt import terminate_as_interrupt
 
     terminate_as_interrupt()
+    config.addinivalue_line(
+        "markers", f"{RECORDS_MARK}(scope): failures held to the driver's recorded behaviours "
+        "at scope feature, machine or scenario (expectations.toml)",
+    )
     register_budgets(config.rootpath)
     if config.getoption("hypothesis_show_statistics", False):
         from conformance.generation import coverage
@@ -260,32 +272,35 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     ]
     timebudget.SECONDS_PER_RUN = None if duration is None else duration / max(1, len(machines))
 
-    items.sort(key=lambda item: getattr(item, "originalname", item.name) != "test_corpus")
+    # the corpus's programs replay before anything is generated
+    items.sort(key=lambda item: CORPUS_FIXTURE not in getattr(item, "fixturenames", ()))
     settings = driver_settings_of(config)
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
-        if "driver" not in params or "options" not in params:
+        mark = item.get_closest_marker(RECORDS_MARK)
+        if mark is None or "driver" not in params or "options" not in params:
             continue
-        name = getattr(item, "originalname", item.name)
+        scope = mark.args[0] if mark.args else "machine"
         label = params["options"].label
-        if name == "test_feature":
+        if scope == "feature":
             found = expectations.matching(
                 params["driver"], params["feature"].id, label, settings
             )
-        elif name == "test_state_machine":
+        elif scope == "machine":
             found = expectations.matching(params["driver"], "", label, settings)
-        elif name == "test_scenario":
+        elif scope == "scenario":
             found = expectations.matching_scenario(
                 params["driver"], params["scenario"].id, label, settings
             )
         else:
-            continue
+            raise pytest.UsageError(f"{item.nodeid}: records scope {scope!r} is not one of "
+                                    "feature, machine, scenario")
         if found:
             from conformance.records.behaviours import RecordedBehaviours
 
             reason = f"known divergence: {expectations.describe(found)}"
             waiting = expectations.pending(params["driver"], settings)
-            if waiting is not None and name != "test_scenario":
+            if waiting is not None and scope != "scenario":
                 # found, not yet recorded (expectations.toml [[pending]]): a failure on
                 # the names it describes is expected too (pytest_pyfunc_call turns it
                 # into PendingBehaviour); certify still reports each as ``diverges``

@@ -18,6 +18,7 @@ from conformance.records import expectations
 from reference.options import MATRIX, Options
 
 
+@pytest.mark.records("machine")
 @pytest.mark.parametrize("options", MATRIX, ids=lambda o: o.test_id)
 def test_state_machine(
     driver, options: Options, conformance_settings, driver_settings, request
@@ -37,6 +38,7 @@ CASES = [
 ]
 
 
+@pytest.mark.records("scenario")
 @pytest.mark.parametrize(("scenario", "options"), CASES)
 def test_scenario(driver, scenario: Scenario, options: Options, driver_settings, request) -> None:
     _skip_unclaimed(driver, options)
@@ -52,6 +54,7 @@ FEATURE_CASES = [
 ]
 
 
+@pytest.mark.records("feature")
 @pytest.mark.parametrize(("feature", "options"), FEATURE_CASES)
 def test_feature(
     driver, feature: Feature, options: Options, feature_settings, driver_settings, request

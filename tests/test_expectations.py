@@ -168,6 +168,7 @@ import pytest
 from conformance.features import BY_ID
 from reference.options import MATRIX
 
+@pytest.mark.records("feature")
 @pytest.mark.parametrize(
     ("feature", "options"), [(BY_ID["xattrs"], MATRIX[0]), (BY_ID["metadata"], MATRIX[0])]
 )
@@ -177,6 +178,7 @@ def test_feature(driver, feature, options):
     if feature.id == "xattrs":
         raise RecordedBehaviours("only recorded behaviours: ghost#1 (1 example)")
 
+@pytest.mark.records("machine")
 @pytest.mark.parametrize("options", [MATRIX[0]])
 def test_state_machine(driver, options):
     assert False, "a difference no record describes"
@@ -196,6 +198,7 @@ from reference.options import MATRIX
 
 LONG = "n" * 254
 
+@pytest.mark.records("machine")
 @pytest.mark.parametrize("options", [MATRIX[0]])
 @pytest.mark.parametrize("name", [LONG, ".wh.a", "plain", "no-program"])
 def test_state_machine(driver, options, name):
