@@ -14,7 +14,7 @@ from conformance.lockstep.interchange import FeatureSkipped
 from conformance.lockstep.machine import RULES, machine_for, run_machine
 from conformance.lockstep.scenarios import SCENARIOS, Scenario, run_scenario
 from conformance.records import behaviours as records
-from conformance.records import expectations
+from conformance.records import expectations, replay
 from reference.options import MATRIX, Options
 
 
@@ -121,7 +121,7 @@ def _replay_expected(
         driver.name, feature_id, options.label, driver_settings
     ):
         with records.tally() as shown:
-            expectations.replay(driver, expectation, options, feature, driver_settings)
+            replay.replay(driver, expectation, options, feature, driver_settings)
         if expectation.id not in shown:
             raise AssertionError(
                 f"{expectation.id}'s reproducer shows nothing on {driver.name} "

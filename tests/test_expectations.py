@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 
 from conformance.records import expectations
-from conformance.records.expectations import Expectation, ExpectationError, load, parse_repr
+from conformance.records.expectations import Expectation, ExpectationError, load
+from conformance.records.program_check import ProgramError
+from conformance.records.programs import parse_repr
 from reference import ops
 from reference.layer import FifoSpec, LayerSpec, StackSpec
 
@@ -94,7 +96,7 @@ def test_parse_repr_evaluates_nothing_but_known_classes() -> None:
     assert parse_repr("Rename('a', 'b', 'RENAME_EXCHANGE')", "x") == ops.Rename(
         "a", "b", "RENAME_EXCHANGE"
     )
-    with pytest.raises(ExpectationError, match="not allowed"):
+    with pytest.raises(ProgramError, match="not allowed"):
         parse_repr("[x for x in ()]", "x")
 
 
