@@ -1,6 +1,6 @@
 """Imitations of real drivers' recorded behaviours: the reference engine changed the way
 fuse-overlayfs 1.10 and unionfs-fuse 1.0 behave (conformance/records/expectations.toml), so the
-record matching can be tested without root, and seeded faults (tests/faults.py) laid on
+record matching can be tested without root, and seeded faults (adapters/faults.py) laid on
 top of them (tests/test_records.py).
 
 The behaviours the engine models as variants (reference/variants.py) are imitated by the
@@ -124,7 +124,7 @@ def records_of(driver: str) -> tuple[expectations.Expectation, ...]:
 
 class Imitation(ReferenceDriver):
     """The reference engine showing recorded behaviours (its variants and the imitating
-    classes) with ``fault`` (tests/faults.py) on top (first in the method order, so the
+    classes) with ``fault`` (adapters/faults.py) on top (first in the method order, so the
     fault breaks the rule it breaks whatever the behaviours below it do), under a profile
     that selects the variants: what the machine's model follows."""
 
