@@ -161,7 +161,9 @@ class _Drawer:
         ``strategies.DOMAINS`` (bigger tables for data, offsets and sizes)."""
         rule = _pick(data, self.rule_table())
         kind = ops.BY_RULE[rule]
-        roles = ROLES.get(rule, ())
+        # a kind with no roles of its own draws each path as "any" (an existing name of any
+        # kind, or a fresh one): a new operation kind needs no entry here
+        roles = ROLES.get(rule) or ("any",) * len(kind.draws)
         paths: list[str] = []
         args: list[Any] = []
         for domain in kind.draws:
