@@ -121,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME",
         help="certify only this feature (repeatable; the whole-machine cells are then "
-        "left out)",
+        "left out, unless named: --feature machine)",
     )
     certify_cmd.add_argument(
         "--engine",

@@ -101,6 +101,11 @@ def chosen_engines(args: argparse.Namespace) -> list[str]:
     return list(ENGINES)
 
 
+#: ``--feature machine``: the whole-machine cells (every rule at once), the feature id
+#: their cells have (conformance.shard.cell_id).
+WHOLE_MACHINE = "machine"
+
+
 def check_arguments(args: argparse.Namespace) -> tuple[list[str], list[Feature], bool]:
     """The drivers, the features and whether the whole-machine cells run; a UsageError
     (one line) for anything inconsistent, before anything runs. With ``--engine`` and no
@@ -110,8 +115,9 @@ def check_arguments(args: argparse.Namespace) -> tuple[list[str], list[Feature],
     except registry.UnknownDriver as problem:
         raise UsageError(str(problem)) from None
     for name in args.feature:
-        if name not in BY_ID:
-            raise UsageError(f"unknown feature {name!r} (known: {', '.join(BY_ID)})")
+        if name not in BY_ID and name != WHOLE_MACHINE:
+            known = ", ".join((WHOLE_MACHINE, *BY_ID))
+            raise UsageError(f"unknown feature {name!r} (known: {known})")
     if args.workers < 1:
         raise UsageError(f"--workers must be at least 1, not {args.workers}")
     if args.driver and args.driver_cmd and "fuse" not in args.driver:
@@ -120,10 +126,12 @@ def check_arguments(args: argparse.Namespace) -> tuple[list[str], list[Feature],
         raise UsageError(f"--profile needs a FUSE driver ({', '.join(FUSE_DRIVERS)}) in --driver")
     if len(set(args.driver)) != len(args.driver):
         raise UsageError("a driver is named twice in --driver")
-    features = [BY_ID[name] for name in dict.fromkeys(args.feature)] or list(FEATURES)
+    machine = not args.feature or WHOLE_MACHINE in args.feature
+    named = [BY_ID[name] for name in dict.fromkeys(args.feature) if name != WHOLE_MACHINE]
+    features = named if args.feature else list(FEATURES)
     if getattr(args, "engine", None) and not args.driver:
-        return [], features, not args.feature
-    return args.driver or registry.names(), features, not args.feature
+        return [], features, machine
+    return args.driver or registry.names(), features, machine
 
 
 #: Drivers that run only with a setting: not named with ``--driver`` and without that
