@@ -152,7 +152,7 @@ def left_out(
     }
 
 
-def _settings(budget: str, seed: int | None) -> tuple[Any, Any]:
+def _settings(budget: str, seed: int | None, example_db: str | None = None) -> tuple[Any, Any]:
     """The settings of the whole-machine and of the feature cells. Hypothesis's explain
     phase is left out: it only annotates the failure text (the reports carry the program
     as data) and took most of the time of a shrunk failure (README, Performance). With a
@@ -162,7 +162,7 @@ def _settings(budget: str, seed: int | None) -> tuple[Any, Any]:
 
     from conformance.settings import feature_profile, profile, register_profiles
 
-    register_profiles(Path.cwd())
+    register_profiles(Path.cwd(), example_db)
     chosen = []
     for base in (profile(budget), feature_profile(budget)):
         phases = [phase for phase in base.phases if phase is not Phase.explain]
@@ -304,6 +304,8 @@ def certify_command(args: argparse.Namespace) -> int:
 
     add_kernel_images(args)
     drivers, features, machine = check_arguments(args)
+    if args.example_db and args.seed is not None:
+        raise UsageError("--example-db: a run with --seed uses no example database")
     shard = shard_of(args)
     engines = chosen_engines(args)
     if shard is not None and engines:
@@ -340,7 +342,7 @@ def certify_command(args: argparse.Namespace) -> int:
             left_out=not_run,
         )
         report.write()
-    run_settings, feature_settings = _settings(args.budget, args.seed)
+    run_settings, feature_settings = _settings(args.budget, args.seed, args.example_db)
     total = len(ids)
     duration = timebudget.seconds(args.budget)
     # a duration: each overlay cell's machine gets an equal share (workers run in parallel)
@@ -480,7 +482,9 @@ def _worker(config: dict[str, Any], tasks: Any, results: Any) -> None:
     signal.signal(signal.SIGALRM, _raise_again)
     os.chdir(config["cwd"])
     expectations.configure(config["expectations"])
-    run_settings, feature_settings = _settings(config["budget"], config["seed"])
+    run_settings, feature_settings = _settings(
+        config["budget"], config["seed"], config["example_db"]
+    )
     timebudget.SECONDS_PER_RUN = config["seconds_per_run"]
     # (the main process said which files it skipped)
     programs = corpus.load([corpus.PROJECT_CORPUS, config["corpus"]], on_problem=lambda _: None)
@@ -551,6 +555,7 @@ def run_parallel(
     config = {
         "parent": os.getpid(), "cwd": os.getcwd(), "expectations": args.expectations,
         "settings": settings, "budget": args.budget, "seed": args.seed,
+        "example_db": args.example_db,
         "corpus": args.corpus or DEFAULT_CORPUS,
         "seconds_per_run": timebudget.SECONDS_PER_RUN,
     }
