@@ -1,6 +1,7 @@
 """The kernel driver in a VM on another kernel (adapters.vm): a smoke test that boots
-Debian 12's 6.1 kernel, mounts overlay there and runs one scenario, then checks that
-nothing is left behind. Slow under software emulation (a boot is a minute or more on a
+Debian 12's 6.1 kernel, mounts overlay there, runs one scenario and three generated
+programs in lockstep with the reference, then SIGKILLs the run and checks that nothing is
+left behind. Slow under software emulation (a boot is a minute or more on a
 loaded machine), so it is kept to one boot.
 
 The kernel comes from the cache (``unionspec kernels fetch 6.1``); when it is not there it
@@ -10,6 +11,7 @@ else the test is skipped with the reason (in CI a skip fails, so it cannot rot).
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import shutil
@@ -28,6 +30,7 @@ import pytest
 
 from adapters._sandbox import PROJECT_ROOT
 from conformance import kernels
+from reference.kernel_features import disagreements
 from tests.host import require
 
 BOOKWORM = ("bookworm", "bookworm-security")
@@ -76,11 +79,18 @@ def test_without_qemu_the_vm_test_fails_in_ci(monkeypatch: pytest.MonkeyPatch) -
         _require_vm()
 
 
-#: The run the VM test SIGKILLs: one scenario on the VM's kernel driver, then a second
-#: session left open; it prints qemu's PID and the driver's name, then waits to be killed.
+#: The run the VM test SIGKILLs: one scenario and three generated programs (the whiteouts
+#: feature's machine) on the VM's kernel driver, each compared with the reference, then a
+#: second session left open; it prints qemu's PID and the driver's name, then waits.
 KILLED_RUN = """
+import json
 import sys
+
+from hypothesis import settings
+
 from adapters import registry
+from conformance.features import BY_ID
+from conformance.machine import run_machine
 from conformance.scenarios import SCENARIOS, run_scenario
 from reference.options import MATRIX
 
@@ -88,9 +98,12 @@ name = registry.add_kernel_image(sys.argv[1])
 driver = registry.factory(name)()
 scenario = next(s for s in SCENARIOS if s.applies(MATRIX[0]))
 run_scenario(driver, scenario, MATRIX[0], None)  # raises on a divergence
+tiny = settings(max_examples=3, stateful_step_count=10, database=None, deadline=None,
+                derandomize=True)
+run_machine(driver, MATRIX[0], tiny, BY_ID["whiteouts"])  # generated, in lockstep
 driver.close()
 driver = registry.factory(name)()  # the same VM, a new session: open when killed
-print(driver.vm.pid, name, flush=True)
+print(driver.vm.pid, name, json.dumps(driver.vm.features), flush=True)
 sys.stdin.read()
 """
 
@@ -104,8 +117,9 @@ def _mounts() -> list[str]:
 
 
 def test_a_vm_on_debian_12s_kernel_runs_a_scenario_and_a_sigkilled_run_leaves_nothing() -> None:
-    """One boot of 6.1 in a run of its own: a scenario conforms there (overlay mounted in
-    the VM, compared with the reference); then the run is SIGKILLed with the VM up and a
+    """One boot of 6.1 in a run of its own: a scenario and a tiny lockstep run conform
+    there (overlay mounted in the VM, compared with the reference: CI's kernel-matrix
+    check, on an older kernel than the host's); then the run is SIGKILLed with the VM up and a
     session open. Nothing is left: qemu gone (PDEATHSIG), no temporary directory (the VM's
     files are memfds; a SIGKILLed run left ``$TMPDIR/unionspec-vm-*`` before), no mount."""
     _require_vm()
@@ -119,8 +133,14 @@ def test_a_vm_on_debian_12s_kernel_runs_a_scenario_and_a_sigkilled_run_leaves_no
         ready, _, _ = select.select([run.stdout], [], [], 600)
         line = run.stdout.readline().decode() if ready else ""  # type: ignore[union-attr]
         assert line, f"the run did not get a VM up and a scenario through (exit {run.poll()})"
-        pid, name = int(line.split()[0]), line.split()[1]
+        qemu, name, observed = line.split(" ", 2)
+        pid = int(qemu)
         assert name.startswith("kernel@6.1.") and pid in _qemu_pids() - before[0]
+        # the kernel features the guest observed: none of the newer ones on 6.1, as the
+        # reference's data says (reference/kernel_features.py)
+        observed = json.loads(observed)
+        assert observed == {"lowerdir+": False, "tmpfs-user-xattrs": False}
+        assert disagreements(name.removeprefix("kernel@"), observed) == []
         held = {os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()}
         assert {f"/memfd:unionspec-vm-{n} (deleted)" for n in ("initrd", "scratch.img")} <= held
         os.kill(run.pid, signal.SIGKILL)

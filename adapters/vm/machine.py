@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
+import json
 import os
 import shutil
 import signal
@@ -122,6 +123,8 @@ class VM:
         self.lock = threading.Lock()
         self.proc: subprocess.Popen[bytes] | None = None
         self.release = ""
+        #: The kernel features the guest observed at boot (adapters.vm.probes).
+        self.features: dict[str, bool] = {}
         started = time.monotonic()
         try:
             self._boot()
@@ -206,7 +209,8 @@ class VM:
                 )
             for session, kind, payload in self.reader.feed(data):
                 if kind == channel.HELLO and session == 0:
-                    self.release = payload.decode()
+                    self.release, _, observed = payload.decode().partition("\n")
+                    self.features = json.loads(observed) if observed else {}
         ours.settimeout(None)
         self._limit_sends()
         self.relay = threading.Thread(target=self._relay, name="unionspec-vm-relay", daemon=True)
