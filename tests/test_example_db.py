@@ -1,5 +1,5 @@
 """The Hypothesis example database shared between machines (``--example-db DIR``,
-``$UNIONSPEC_EXAMPLE_DB``; conformance.settings.example_database): a failure one run saved
+``$UNIONSPEC_EXAMPLE_DB``; conformance.budgets.example_database): a failure one run saved
 is replayed first by another run that has only the shared directory in common with it."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from hypothesis.database import DirectoryBasedExampleDatabase, MultiplexedDatabase
 
 from conformance.__main__ import USAGE_OR_SETUP_ERROR, main
-from conformance.settings import EXAMPLE_DB_ENV, example_database
+from conformance.budgets import EXAMPLE_DB_ENV, example_database
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,7 +26,7 @@ from hypothesis import Phase, settings
 
 from adapters.faults import FaultyDriver
 from conformance.features import BY_ID
-from conformance.machine import run_machine
+from conformance.lockstep.machine import run_machine
 from reference.options import Options
 
 
@@ -84,7 +84,7 @@ def test_the_shared_directory_is_joined_to_the_local_one(
 def test_certify_uses_the_shared_directory_and_refuses_it_with_a_seed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from conformance import run
+    from conformance.certify import command as run
 
     monkeypatch.chdir(tmp_path)
     whole, feature = run._settings("quick", None, str(tmp_path / "shared"))

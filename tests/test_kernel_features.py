@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters._sandbox import PROJECT_ROOT, _private_namespace
+from adapters.sandbox.namespace import PROJECT_ROOT, _private_namespace
 from reference import kernel_features
 from reference.kernel_features import disagreements, expected, version_of
 

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters._sandbox import PROJECT_ROOT
-from conformance import kernels
+from adapters.sandbox.namespace import PROJECT_ROOT
+from conformance.certify import kernels
 from reference.kernel_features import disagreements
 from tests.host import require
 
@@ -90,8 +90,8 @@ from hypothesis import settings
 
 from adapters import registry
 from conformance.features import BY_ID
-from conformance.machine import run_machine
-from conformance.scenarios import SCENARIOS, run_scenario
+from conformance.lockstep.machine import run_machine
+from conformance.lockstep.scenarios import SCENARIOS, run_scenario
 from reference.options import MATRIX
 
 name = registry.add_kernel_image(sys.argv[1])
@@ -186,7 +186,7 @@ def test_the_driver_socket_a_spawn_returns_keeps_the_send_timeout() -> None:
     """A driver whose executor is reached through a socket of its own (a VM's session,
     adapters.vm.driver) has the send timeout too: it was set on the socket _spawn threw
     away, so a stuck guest blocked the driver's send forever."""
-    from adapters.kernel import KernelDriver
+    from adapters.drivers.kernel import KernelDriver
 
     require(KernelDriver, "kernel")
 

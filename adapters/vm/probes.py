@@ -13,8 +13,8 @@ import shutil
 import tempfile
 from collections.abc import Callable
 
-from adapters._confine import mount
-from adapters._mounting import umount
+from adapters.sandbox.confine import mount
+from adapters.sandbox.mounting import umount
 
 #: The errors that mean "this kernel has no such feature" (any other is raised).
 ABSENT = {errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODEV}
