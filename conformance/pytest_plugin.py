@@ -34,6 +34,9 @@ Options (group "unionspec"):
   ``.unionspec/corpus`` under the rootdir). Its programs and those of the project's
   ``conformance/records/corpus/`` are ``test_corpus`` items, run before anything is generated;
   every new divergence a test finds is saved there as a step program.
+- ``--example-db DIR``: a Hypothesis example database shared with other runs, joined to
+  the local ``.hypothesis/examples`` (:func:`conformance.budgets.example_database`;
+  default ``$UNIONSPEC_EXAMPLE_DB``).
 
 A SIGTERM ends the run as Ctrl-C does (:mod:`conformance.certify.interrupt`): drivers are
 closed and pytest reports what ran.
@@ -67,6 +70,7 @@ TIMEOUT_OPTION = "--driver-timeout"
 CORPUS_OPTION = "--corpus"
 KERNEL_IMAGE_OPTION = "--kernel-image"
 KERNEL_MODULES_OPTION = "--kernel-modules"
+EXAMPLE_DB_OPTION = "--example-db"
 #: Where pytest_configure keeps the run's driver settings.
 SETTINGS = pytest.StashKey[DriverSettings]()
 #: On an item of a recorded cell whose driver version has a ``[[pending]]`` entry: the driver.
@@ -146,6 +150,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "saved there (default: .unionspec/corpus under the rootdir)",
     )
     group.addoption(
+        EXAMPLE_DB_OPTION,
+        default=None,
+        metavar="DIR",
+        help="a Hypothesis example database shared with other runs, joined to the local "
+        "one: every run replays every run's failures first (default: $UNIONSPEC_EXAMPLE_DB)",
+    )
+    group.addoption(
         KERNEL_IMAGE_OPTION,
         action="append",
         default=[],
@@ -177,7 +188,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", f"{RECORDS_MARK}(scope): failures held to the driver's recorded behaviours "
         "at scope feature, machine or scenario (expectations.toml)",
     )
-    register_budgets(config.rootpath)
+    register_budgets(config.rootpath, config.getoption(EXAMPLE_DB_OPTION))
     if config.getoption("hypothesis_show_statistics", False):
         from conformance.generation import coverage
         from conformance.lockstep import machine
