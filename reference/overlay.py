@@ -17,6 +17,18 @@ from reference.lookup import Found, Node, lookup_child
 from reference.options import Options
 from reference.outcome import Allowed, AlsoAllowed, Err, Ok, Outcome
 from reference.paths import FsError, Resolved, resolve
+from reference.permissions import (
+    MAY_READ,
+    MAY_WRITE,
+    chmod_mode,
+    may_chown,
+    may_create,
+    may_delete,
+    may_link,
+    may_write_user_xattr,
+    new_owner,
+    require,
+)
 from reference.view import UNREACHABLE, DiskEntry, EntryView, LayerImage, View
 
 #: POSIX rmdir()/rename(): a non-empty directory gives "[EEXIST] or [ENOTEMPTY]"; Linux
@@ -41,6 +53,8 @@ class Overlay:
         self._lower_nlink: dict[int, int] = {}
         for root in self.lowers:
             self._lower_nlink.update(link_counts(root))
+        #: Who runs the operation being applied (ops.CALLERS; set by :meth:`step`).
+        self.caller: ops.Caller = ops.ROOT
         #: Each operation kind's rule: the method ``_op_<rule>`` (ops.KINDS).
         self._handlers: dict[type, Callable[..., object]] = {
             cls: getattr(self, f"_op_{kind.rule}") for cls, kind in ops.KINDS.items()
@@ -55,6 +69,7 @@ class Overlay:
 
     def step(self, op: ops.Op) -> tuple[Outcome, Allowed]:
         """Apply ``op``; Linux's outcome and every outcome the rules allow."""
+        self.caller = ops.CALLERS[op.caller]
         try:
             value = self._handlers[type(op)](op)
         except FsError as failure:
@@ -97,7 +112,33 @@ class Overlay:
         return lookup_child(parent, name, self.lowers)
 
     def _resolve(self, path: str, *, follow: bool) -> Resolved:
-        return resolve(self.root(), path, self._child, follow=follow)
+        search = None if self.caller.root else self._search
+        return resolve(self.root(), path, self._child, follow=follow, search=search)
+
+    # --- permissions (issue 18; reference.permissions) ------------------------------------
+
+    def _search(self, directory: Node) -> None:
+        """may_lookup: search permission on each directory a path walks through."""
+        require(self.caller, self._meta(directory), 1)
+
+    def _require(self, node: Node, mask: int) -> None:
+        """The caller's access to the overlay inode (ovl_permission's first step, on the
+        top object's metadata; the mounter's second step never refuses root)."""
+        require(self.caller, self._meta(node), mask)
+
+    def _may_delete(self, parent: Node, victim: Node) -> None:
+        may_delete(self.caller, self._meta(parent), self._meta(victim))
+
+    def _may_create(self, parent: Node) -> None:
+        may_create(self.caller, self._meta(parent))
+
+    def _owned(self, parent: Node, inode: Inode) -> Inode:
+        """A new object made by the caller: the umask off its mode, its owner
+        (permissions.new_owner). Root's umask is 0 and its ids 0: nothing changes."""
+        caller = self.caller
+        mode = inode.mode if inode.kind is Kind.SYMLINK else inode.mode & ~caller.umask
+        inode.uid, inode.gid, inode.mode = new_owner(caller, self._meta(parent), inode.kind, mode)
+        return inode
 
     def _existing(self, path: str, *, follow: bool) -> Node:
         node = self._resolve(path, follow=follow).node
@@ -351,6 +392,7 @@ class Overlay:
 
     def _op_read(self, op: ops.Read) -> bytes:
         node = self._existing(op.path, follow=True)
+        self._require(node, MAY_READ)  # may_open, before read(2) gives EISDIR
         if node.is_dir:
             raise FsError("EISDIR")
         return self._data(node) if node.kind is Kind.FILE else b""
@@ -366,7 +408,8 @@ class Overlay:
             if resolved.parent is None:
                 raise FsError("EISDIR")
             self._writable()
-            inode = Inode(Kind.FILE, mode=op.mode & 0o7777)
+            self._may_create(resolved.parent)  # lookup_open: may_o_create
+            inode = self._owned(resolved.parent, Inode(Kind.FILE, mode=op.mode & 0o7777))
             self._create(resolved, inode)
             created = True
         else:
@@ -375,8 +418,10 @@ class Overlay:
             if node.is_dir:
                 raise FsError("EISDIR")  # vfs may_open: a directory is never opened to write
             if node.kind is Kind.FIFO:
+                self._require(node, MAY_WRITE)  # may_open, before fifo_open
                 raise FsError("ENXIO")  # open(2): O_WRONLY|O_NONBLOCK FIFO with no reader
-            self._writable()
+            self._writable()  # may_open: sb_permission's EROFS before the DAC check
+            self._require(node, MAY_WRITE)
             inode = self._copy_up(node)  # doc "Copy up": any open for write (obs E2.2/3)
             created = False
         if "O_TRUNC" in flags and not created:
@@ -394,20 +439,29 @@ class Overlay:
         if node.kind is not Kind.FILE:
             raise FsError("EINVAL")
         self._writable()
+        self._require(node, MAY_WRITE)  # vfs_truncate: after mnt_want_write
         inode = self._copy_up(node)
         inode.data = inode.data[: op.size].ljust(op.size, b"\0")
 
     def _op_mkdir(self, op: ops.Mkdir) -> None:
         resolved = self._new_name(op.path)
-        self._create(resolved, Inode(Kind.DIR, mode=op.mode & 0o1777))
+        self._create(resolved, self._made(resolved, Inode(Kind.DIR, mode=op.mode & 0o1777)))
 
     def _op_symlink(self, op: ops.Symlink) -> None:
         resolved = self._new_name(op.path)
-        self._create(resolved, Inode(Kind.SYMLINK, mode=0o777, target=op.target))
+        inode = Inode(Kind.SYMLINK, mode=0o777, target=op.target)
+        self._create(resolved, self._made(resolved, inode))
 
     def _op_mkfifo(self, op: ops.Mkfifo) -> None:
         resolved = self._new_name(op.path)
-        self._create(resolved, Inode(Kind.FIFO, mode=op.mode & 0o7777))
+        self._create(resolved, self._made(resolved, Inode(Kind.FIFO, mode=op.mode & 0o7777)))
+
+    def _made(self, resolved: Resolved, inode: Inode) -> Inode:
+        """vfs_mkdir / vfs_symlink / vfs_mknod: may_create on the parent (EACCES), after
+        filename_create's EEXIST and EROFS; then the caller owns the new object."""
+        assert resolved.parent is not None
+        self._may_create(resolved.parent)
+        return self._owned(resolved.parent, inode)
 
     def _op_rmdir(self, op: ops.Rmdir) -> None:
         resolved = self._resolve(op.path, follow=False)
@@ -417,6 +471,7 @@ class Overlay:
             raise FsError("EBUSY" if node is not None and node.parent is None else "EINVAL")
         if node is None:
             raise FsError("ENOENT")
+        self._may_delete(resolved.parent, node)  # may_delete: before its type check
         if not node.is_dir:
             raise FsError("ENOTDIR")
         if self._names(node):
@@ -429,6 +484,8 @@ class Overlay:
         node = resolved.node
         if node is None:
             raise FsError("ENOENT")
+        assert resolved.parent is not None
+        self._may_delete(resolved.parent, node)  # may_delete: before its type check
         if node.is_dir:
             raise FsError(*UNLINK_DIR)
         self._remove_name(node)
@@ -436,6 +493,9 @@ class Overlay:
     def _op_link(self, op: ops.Link) -> None:
         source = self._existing(op.src, follow=False)
         resolved = self._new_name(op.dst)
+        may_link(self.caller, self._meta(source))  # do_linkat: may_linkat, then vfs_link
+        assert resolved.parent is not None
+        self._may_create(resolved.parent)
         if source.is_dir:
             raise FsError("EPERM")  # link(2): hard links to directories are not allowed
         # obs E2.9: the source is copied up (metadata only with metacopy=on), the link joins
@@ -461,22 +521,29 @@ class Overlay:
     def _op_chmod(self, op: ops.Chmod) -> None:
         node = self._existing(op.path, follow=True)
         self._writable()
-        self._copy_up(node, data=False).mode = op.mode & 0o7777
+        mode = chmod_mode(self.caller, self._meta(node), op.mode & 0o7777)
+        self._copy_up(node, data=False).mode = mode
 
     def _op_chown(self, op: ops.Chown) -> None:
         node = self._existing(op.path, follow=True)
         self._writable()
+        may_chown(self.caller, self._meta(node), op.uid, op.gid)
         inode = self._copy_up(node, data=False)
         inode.uid, inode.gid = op.uid, op.gid
 
     def _xattr_target(self, path: str, *, write: bool) -> Node:
         """xattr(7): user.* attributes exist only on regular files and directories; on other
-        objects a write gives EPERM and a read ENODATA (fs/xattr.c xattr_permission)."""
+        objects a write gives EPERM and a read ENODATA (fs/xattr.c xattr_permission, which
+        then checks the caller's write or read permission, after EROFS)."""
         node = self._existing(path, follow=True)
         if write:
             self._writable()
         if node.kind not in (Kind.FILE, Kind.DIR):
             raise FsError("EPERM" if write else "ENODATA")
+        if write:
+            may_write_user_xattr(self.caller, self._meta(node))
+        else:
+            self._require(node, MAY_READ)
         return node
 
     def _xattr_upper(self, node: Node) -> Inode:
@@ -515,6 +582,7 @@ class Overlay:
         node = self._existing(op.path, follow=True)
         if not node.is_dir:
             raise FsError("ENOTDIR")
+        self._require(node, MAY_READ)  # opendir: O_DIRECTORY's ENOTDIR, then may_open
         listing = tuple(self._listing(node))
         reachable = tuple(n for n in listing if self._child(node, n).node is not None)
         return listing if reachable == listing else AlsoAllowed(listing, (reachable,))
