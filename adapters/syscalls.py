@@ -10,6 +10,7 @@ plain value (a stat gives the fields of ``ops.StatResult`` as a dict) or raises 
 
 import ctypes
 import errno
+import marshal
 import os
 import stat as _stat
 
@@ -137,3 +138,59 @@ CALLS = {
     "removexattr": lambda path, name: os.removexattr(_p(path), name),
     "mkfifo": lambda path, mode: os.mkfifo(_p(path), mode),
 }
+
+
+# --- callers (issue 18): a call made with another caller's credentials ----------------------
+
+
+def invoke(rule, args):
+    """``CALLS[rule]`` with ``args``; an entry ``caller`` holds the credentials to run it
+    with, ``[uid, gid, groups, umask]`` (ops.CALLERS), or None for the executor's own."""
+    args = dict(args)
+    creds = args.pop("caller", None)
+    if creds is None:
+        return CALLS[rule](**args)
+    return run_as(creds, CALLS[rule], args)
+
+
+def run_as(creds, call, args):
+    """``call(**args)`` in a forked child that takes the caller's groups, gid, uid (real,
+    effective, saved and so filesystem ids: no capability is left) and umask; its value or
+    errno comes back through a pipe (marshal: plain values only), so the executor keeps
+    its own credentials."""
+    uid, gid, groups, umask = creds
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            os.close(read_end)
+            os.setgroups(list(groups))
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
+            os.umask(umask)
+            try:
+                reply = ("ok", call(**args))
+            except OSError as exc:
+                reply = ("err", exc.errno)
+            data = marshal.dumps(reply)
+            while data:
+                data = data[os.write(write_end, data):]
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    chunks = []
+    try:
+        while chunk := os.read(read_end, 1 << 20):
+            chunks.append(chunk)
+    finally:
+        os.close(read_end)
+        _, status = os.waitpid(pid, 0)
+    if status != 0 or not chunks:
+        raise RuntimeError(f"the caller's process for {creds} failed (status {status})")
+    kind, value = marshal.loads(b"".join(chunks))
+    if kind == "err":
+        raise OSError(value, os.strerror(value))
+    return value

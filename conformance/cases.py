@@ -108,9 +108,17 @@ _EARLIER_LABEL = calc_label_from_name("unionspec earlier overlay step")
 class _Drawer:
     """Draws operations against a model, keeping its inventory up to date."""
 
-    def __init__(self, model: Overlay, rules: tuple[str, ...], big: bool = True) -> None:
+    def __init__(
+        self,
+        model: Overlay,
+        rules: tuple[str, ...],
+        big: bool = True,
+        callers: tuple[str, ...] = ("root",),
+    ) -> None:
         self.model = model
         self.rules = rules
+        #: who each operation runs as (ops.CALLERS; one choice per step when several)
+        self.callers = callers
         #: the bigger data, offset and size tables (an earlier overlay's do not: its files
         #: become a lower layer's specs, printed with a failing example)
         self.bigger = BIGGER if big else {}
@@ -171,6 +179,8 @@ class _Drawer:
             else:
                 value = _pick(data, self.bigger.get(domain, s.DOMAINS[domain]))
             args.append(value)
+        if len(self.callers) > 1 and kind.effect is not ops.Effect.REMOUNTS:
+            return kind.cls(*args, caller=_pick(data, self.callers))
         return kind.cls(*args)
 
     def _exists(self, path: str) -> bool:
@@ -271,10 +281,12 @@ class Cases(st.SearchStrategy[tuple[StackSpec, list[ops.Op]]]):
         max_steps: int,
         options: Options,
         min_lowers: int = 1,
+        callers: tuple[str, ...] = ("root",),
     ) -> None:
         super().__init__()
         self.rules = s.Operations(rules).rules
         self.max_steps, self.options, self.min_lowers = max_steps, options, min_lowers
+        self.callers = callers
         self._counts = tuple(n for n in LOWER_COUNTS if n >= min_lowers) or (min_lowers,)
 
     def __repr__(self) -> str:
@@ -283,7 +295,7 @@ class Cases(st.SearchStrategy[tuple[StackSpec, list[ops.Op]]]):
     def do_draw(self, data: ConjectureData) -> tuple[StackSpec, list[ops.Op]]:
         swarm = draw_swarm(data, self.rules)
         stack = self._stack(data, swarm)
-        drawer = _Drawer(Overlay(stack, self.options), swarm.rules)
+        drawer = _Drawer(Overlay(stack, self.options), swarm.rules, callers=self.callers)
         remount_at = _pick(data, REMOUNT_AT)
         program: list[ops.Op] = []
         while True:
@@ -327,6 +339,8 @@ def cases(
     max_steps: int = 25,
     options: Options | None = None,
     min_lowers: int = 1,
+    callers: tuple[str, ...] = ("root",),
 ) -> Cases:
-    """Stacks with programs drawn against the reference model (see :class:`Cases`)."""
-    return Cases(rules, max_steps, options or Options(), min_lowers)
+    """Stacks with programs drawn against the reference model (see :class:`Cases`), each
+    operation run by one of ``callers`` (reference.ops.CALLERS)."""
+    return Cases(rules, max_steps, options or Options(), min_lowers, callers)

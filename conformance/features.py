@@ -105,6 +105,13 @@ FEATURES: tuple[Feature, ...] = (
         "What was changed is the same after a remount",
     ),
     Feature(
+        "permissions",
+        "Callers other than root: EACCES and EPERM where the VFS gives them, the caller's "
+        "ids and umask on what it makes (issue 18)",
+        frozenset(k.rule for k in ops.KINDS.values() if k.effect is not ops.Effect.REMOUNTS),
+        WITHOUT_LINK_COUNTS,
+    ),
+    Feature(
         "layer-interchange",
         "Layers written by one driver show the same view when another mounts them",
         frozenset(ops.KINDS[cls].rule for cls in ops.WRITES),

@@ -98,6 +98,8 @@ def _bounds(cls: str, name: str, value: Any, where: str) -> None:
     what = f"{where}: {cls}.{name}"
     if isinstance(value, str) and "\0" in value:
         raise ProgramError(f"{what} holds a NUL byte")
+    if name == "caller" and value not in ops.CALLERS:
+        raise ProgramError(f"{what} must be among {sorted(ops.CALLERS)}, not {value!r}")
     if name == "mode" and not 0 <= value <= 0o7777:
         raise ProgramError(f"{what} must be within 0 and 0o7777, not {value!r}")
     if name in ("uid", "gid") and not 0 <= value <= MAX_ID:

@@ -121,6 +121,12 @@ class Caller:
         executors' own credentials, and every operation's before callers existed."""
         return self.uid == 0
 
+    @property
+    def creds(self) -> tuple[int, int, tuple[int, ...], int] | None:
+        """What ``adapters.syscalls.invoke`` takes as ``caller``: None for root (the
+        executor's own credentials), else (uid, gid, groups, umask)."""
+        return None if self.root else (self.uid, self.gid, self.groups, self.umask)
+
     def in_group(self, gid: int) -> bool:
         """in_group_p (kernel/groups.c): the fsgid or a supplementary group."""
         return gid == self.gid or gid in self.groups
