@@ -30,6 +30,9 @@ class Feature:
     #: False: not a focused machine; its own runner (layer-interchange,
     #: conformance.interchange), reached through conformance.machine.run_machine.
     machine: bool = True
+    #: Draws every rule, as the whole machine does: every record that applies to the
+    #: whole machine applies to it (conformance.expectations.applies).
+    whole: bool = False
 
 
 #: Every field of the view (EntryView's fields and the st_ino renaming).
@@ -110,6 +113,7 @@ FEATURES: tuple[Feature, ...] = (
         "ids and umask on what it makes (issue 18)",
         frozenset(k.rule for k in ops.KINDS.values() if k.effect is not ops.Effect.REMOUNTS),
         WITHOUT_LINK_COUNTS,
+        whole=True,
     ),
     Feature(
         "layer-interchange",

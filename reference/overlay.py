@@ -53,7 +53,8 @@ class Overlay:
         self._lower_nlink: dict[int, int] = {}
         for root in self.lowers:
             self._lower_nlink.update(link_counts(root))
-        #: Who runs the operation being applied (ops.CALLERS; set by :meth:`step`).
+        #: Who runs the operation being applied (ops.CALLERS; set by :meth:`step`, root
+        #: between steps).
         self.caller: ops.Caller = ops.ROOT
         #: Each operation kind's rule: the method ``_op_<rule>`` (ops.KINDS).
         self._handlers: dict[type, Callable[..., object]] = {
@@ -74,6 +75,8 @@ class Overlay:
             value = self._handlers[type(op)](op)
         except FsError as failure:
             return Err(failure.names[0]), frozenset(Err(name) for name in failure.names)
+        finally:
+            self.caller = ops.ROOT  # whoever looks at the model between steps sees it all
         if isinstance(value, AlsoAllowed):
             return Ok(value.value), frozenset(Ok(v) for v in (value.value, *value.others))
         return Ok(value), frozenset({Ok(value)})
