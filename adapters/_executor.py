@@ -298,6 +298,7 @@ class Executor:
         in the kernel's form) instead of an empty one; read-only, it becomes the top lower
         (layers stacked as a container image is)."""
         self.unmount()
+        syscalls.close_handles(forget=True)  # a new mount numbers its handles from 0
         self.stack = self.options = None
         shutil.rmtree(BASE, ignore_errors=True)
         os.mkdir(BASE, 0o755)
@@ -350,6 +351,7 @@ class Executor:
 
     def unmount(self) -> None:
         self.lowers_sent = self.view_sent = self.upper_sent = None
+        syscalls.close_handles()  # a mount with open files is busy
         if self.mounted:
             self.mounted = False
             self.mounter.stop()

@@ -8,6 +8,7 @@ runs inside a chroot of the mount: paths are made absolute within it. A call ret
 plain value (a stat gives the fields of ``ops.StatResult`` as a dict) or raises OSError.
 """
 
+import contextlib
 import ctypes
 import errno
 import marshal
@@ -194,3 +195,62 @@ def run_as(creds, call, args):
     if kind == "err":
         raise OSError(value, os.strerror(value))
     return value
+
+
+# --- open descriptors (issue 18): handles a program refers to --------------------------------
+
+#: The descriptor of each handle (an Open's value: 0, 1, ... since the mount), None once
+#: closed. A handle is only ever looked up here: a program cannot name one of the
+#: executor's own descriptors.
+HANDLES = []
+#: open(2) access modes of an Open (ops.OPEN_ACCESS).
+OPEN_ACCESS = {"O_RDONLY": os.O_RDONLY, "O_RDWR": os.O_RDWR}
+
+
+def _fd(handle):
+    if not 0 <= handle < len(HANDLES) or HANDLES[handle] is None:
+        raise OSError(errno.EBADF, "no such handle")
+    return HANDLES[handle]
+
+
+def open_call(path, access):
+    HANDLES.append(os.open(_p(path), OPEN_ACCESS[access] | os.O_NONBLOCK | os.O_CLOEXEC))
+    return len(HANDLES) - 1
+
+
+def read_fd_call(handle):
+    """pread from offset 0 to the end (EFBIG past MAX_READ, as read_to_end)."""
+    fd = _fd(handle)
+    chunks, size = [], 0
+    while chunk := os.pread(fd, min(1 << 20, MAX_READ + 1 - size), size):
+        size += len(chunk)
+        if size > MAX_READ:
+            raise OSError(errno.EFBIG, f"more than {MAX_READ} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def close_call(handle):
+    fd = _fd(handle)
+    HANDLES[handle] = None
+    os.close(fd)
+
+
+def close_handles(forget=False):
+    """Close every open handle (before an unmount: a mount with open files is busy); with
+    ``forget``, number them from 0 again (a new mount)."""
+    for number, fd in enumerate(HANDLES):
+        if fd is not None:
+            HANDLES[number] = None
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    if forget:
+        HANDLES.clear()
+
+
+CALLS.update({
+    "open": open_call,
+    "read_fd": read_fd_call,
+    "write_fd": lambda handle, data, offset: os.pwrite(_fd(handle), data, offset),
+    "close": close_call,
+})

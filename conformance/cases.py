@@ -95,6 +95,8 @@ _INVENTORY_CHANGING = (
     ops.Mkdir, ops.Rmdir, ops.Unlink, ops.Rename, ops.Link, ops.Symlink, ops.Mkfifo,
     ops.SetXattr, ops.RemoveXattr,
 )
+#: The rules that act on an open descriptor (drawn as able only while one is open).
+ON_HANDLES = frozenset({"read_fd", "write_fd", "close"})
 #: The rules that add, remove or move names (drawn more often still).
 NAMESPACE = frozenset({"mkdir", "rmdir", "unlink", "rename"})
 #: Field domains (``ops.Kind.draws``) drawn from bigger tables than ``strategies.DOMAINS``.
@@ -149,6 +151,7 @@ class _Drawer:
                 for rule in self.rules
                 if not (read_only and rule in CHANGING)
                 and (rule not in ROLES or viable(ROLES[rule][0], inv))
+                and (rule not in ON_HANDLES or any(h is not None for h in self.model.handles))
             ]
             changing = [rule for rule in able if rule in CHANGING] * 3
             names = [rule for rule in able if rule in NAMESPACE] * 2
@@ -174,14 +177,24 @@ class _Drawer:
                 value = _pick(data, s.OPEN_FLAGS if self._exists(paths[0]) else NEW_FLAGS)
             elif domain == "rename_flags":
                 value = _pick(data, EXCHANGE if self._exists(paths[1]) else NOREPLACE)
+            elif domain == "handle":
+                value = _pick(data, self._handles())
             elif domain == "xattr_name" and roles[0] == "has_xattr":
                 value = _pick(data, self._xattr_names(paths[0]))
             else:
                 value = _pick(data, self.bigger.get(domain, s.DOMAINS[domain]))
             args.append(value)
-        if len(self.callers) > 1 and kind.effect is not ops.Effect.REMOUNTS:
+        if len(self.callers) > 1 and kind.effect is not ops.Effect.REMOUNTS and not kind.descriptor:
             return kind.cls(*args, caller=_pick(data, self.callers))
         return kind.cls(*args)
+
+    def _handles(self) -> tuple[int, ...]:
+        """The handles open now (three times: mostly one of them), then the closed ones
+        and the next number (EBADF)."""
+        handles = self.model.handles
+        open_now = tuple(n for n, h in enumerate(handles) if h is not None)
+        closed = tuple(n for n, h in enumerate(handles) if h is None)
+        return open_now * 3 + closed + (len(handles),)
 
     def _exists(self, path: str) -> bool:
         """Whether the merged view has ``path`` (a symlink counts as what it is)."""
@@ -202,6 +215,8 @@ class _Drawer:
         if type(op) in ops.LOOKS:
             return  # the engine changes nothing for these (tests/test_looks.py)
         allowed = self.model.apply(op)
+        if ops.KINDS[type(op)].descriptor or isinstance(op, ops.Remount):
+            self._table = None  # which handles are open decides the descriptor rules
         if not any(isinstance(o, Ok) for o in allowed):
             return
         if type(op) in _INVENTORY_CHANGING or (isinstance(op, ops.Write) and "O_CREAT" in op.flags):

@@ -111,14 +111,26 @@ FEATURES: tuple[Feature, ...] = (
         "permissions",
         "Callers other than root: EACCES and EPERM where the VFS gives them, the caller's "
         "ids and umask on what it makes (issue 18)",
-        frozenset(k.rule for k in ops.KINDS.values() if k.effect is not ops.Effect.REMOUNTS),
+        frozenset(
+            k.rule
+            for k in ops.KINDS.values()
+            if k.effect is not ops.Effect.REMOUNTS and not k.descriptor
+        ),
         WITHOUT_LINK_COUNTS,
         whole=True,
     ),
     Feature(
+        "descriptors",
+        "Open descriptors: what one opened before a copy-up, a write, an unlink or a rename "
+        "reads and writes; a remount closes them (issue 18)",
+        rules_of("descriptors")
+        | {"read", "write", "truncate", "chmod", "unlink", "rename", "link", "remount"},
+        WITHOUT_LINK_COUNTS,
+    ),
+    Feature(
         "layer-interchange",
         "Layers written by one driver show the same view when another mounts them",
-        frozenset(ops.KINDS[cls].rule for cls in ops.WRITES),
+        frozenset(ops.KINDS[cls].rule for cls in ops.WRITES if not ops.KINDS[cls].descriptor),
         WITHOUT_LINK_COUNTS,
         machine=False,
     ),

@@ -34,7 +34,10 @@ _MARK = "DATA: dict = {}  # __DATA__\n"
 #: from its first line to its end), replaced by their modules' text verbatim.
 _EMBEDDED = {
     "from adapters._confine import (  # __CONFINE__\n": (CONFINE, "\n)\n"),
-    "from adapters.syscalls import MAX_READ, invoke, kind_of  # __SYSCALLS__\n": (None, "\n"),
+    "from adapters.syscalls import MAX_READ, close_handles, invoke, kind_of  # __SYSCALLS__\n": (
+        None,
+        "\n",
+    ),
 }
 
 

@@ -256,6 +256,9 @@ DOMAINS: dict[str, tuple[Any, ...]] = {
     "xattr_name": XATTR_NAMES,
     "xattr_value": XATTR_VALUES,
     "rename_flags": ops.RENAME_FLAGS,
+    "access": ops.OPEN_ACCESS,
+    #: handles of open descriptors (conformance.cases draws them from the model's)
+    "handle": (0, 1, 2, 3),
 }
 
 #: Every operation the machines generate, by rule name (the names features select, see

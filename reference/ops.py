@@ -70,6 +70,9 @@ class Kind:
     features: frozenset[str]
     containers: bool = False
     result: type | None = None
+    #: Acts on an open descriptor, or opens one (issue 18): run as root only (the
+    #: descriptor lives in the executor's process), not drawn by layer interchange.
+    descriptor: bool = False
 
 
 #: Every operation kind, by class, in declaration order (the order strategies draw in:
@@ -85,6 +88,7 @@ def operation(
     features: tuple[str, ...],
     containers: bool = False,
     result: type | None = None,
+    descriptor: bool = False,
 ) -> Callable[[type], type]:
     """Declare the decorated (attrs) class an operation kind: its entry in :data:`KINDS`."""
 
@@ -96,7 +100,9 @@ def operation(
             raise TypeError(f"{cls.__name__}: {len(fields)} fields, {len(draws)} draws")
         if rule in {kind.rule for kind in KINDS.values()}:
             raise TypeError(f"{cls.__name__}: rule {rule!r} declared twice")
-        KINDS[cls] = Kind(cls, rule, effect, draws, frozenset(features), containers, result)
+        KINDS[cls] = Kind(
+            cls, rule, effect, draws, frozenset(features), containers, result, descriptor
+        )
         cls.__repr__ = _with_caller(cls.__repr__)  # type: ignore[method-assign]
         return cls
 
@@ -463,6 +469,64 @@ class Mkfifo(Operation):
 @attrs.frozen
 class Remount(Operation):
     """Unmount and mount the same layers again with the same options."""
+
+
+# --- open file descriptors (issue 18) -----------------------------------------------------
+#
+# A program refers to a descriptor by its handle: the value of the Open that made it, 0, 1,
+# ... in the order of the opens since the mount (never reused; a remount closes them all).
+# The descriptor ops read and write with pread/pwrite at explicit offsets, so no file
+# position is part of the state.
+
+#: open(2) access modes an Open draws (each with O_NONBLOCK).
+OPEN_ACCESS = ("O_RDONLY", "O_RDWR")
+
+
+@operation(
+    "open",
+    Effect.WRITES,
+    draws=("path", "access"),
+    features=("descriptors",),
+    descriptor=True,
+)
+@attrs.frozen
+class Open(Operation):
+    """open(path, access|O_NONBLOCK), following a final symlink; returns the new handle."""
+
+    path: str
+    access: str = "O_RDONLY"
+
+
+@operation("read_fd", Effect.LOOKS, draws=("handle",), features=("descriptors",), descriptor=True)
+@attrs.frozen
+class ReadFd(Operation):
+    """pread(2) from offset 0 to the end of the handle's descriptor; returns the bytes."""
+
+    handle: int
+
+
+@operation(
+    "write_fd",
+    Effect.WRITES,
+    draws=("handle", "data", "offset"),
+    features=("descriptors",),
+    descriptor=True,
+)
+@attrs.frozen
+class WriteFd(Operation):
+    """pwrite(2) ``data`` at ``offset`` through the handle's descriptor; returns the count."""
+
+    handle: int
+    data: bytes = b""
+    offset: int = 0
+
+
+@operation("close", Effect.WRITES, draws=("handle",), features=("descriptors",), descriptor=True)
+@attrs.frozen
+class Close(Operation):
+    """close(2) of the handle's descriptor."""
+
+    handle: int
 
 
 #: Each kind by its rule name.

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import attrs
+
 from reference import ops
 from reference.layer import Inode, Kind, LayerSpec, StackSpec, build, dir_nlink, link_counts, walk
 from reference.lookup import Found, Node, lookup_child
@@ -53,6 +55,11 @@ class Overlay:
         self._lower_nlink: dict[int, int] = {}
         for root in self.lowers:
             self._lower_nlink.update(link_counts(root))
+        #: Open descriptors by handle (ops.Open), None once closed (issue 18).
+        self.handles: list[Handle | None] = []
+        #: The upper copy of each non-directory copied up, by its overlay inode before
+        #: copy-up (:meth:`_vfs_inode`): what a descriptor opened before it reads.
+        self.copies: dict[tuple[str, object], Inode] = {}
         #: Who runs the operation being applied (ops.CALLERS; set by :meth:`step`, root
         #: between steps).
         self.caller: ops.Caller = ops.ROOT
@@ -296,6 +303,7 @@ class Overlay:
             node.upper = existing
             return self._copy_up(node, data=data)
         lower = node.lowers[0]
+        before = self._vfs_inode(node)
         indexed = self._indexed(node)
         if indexed is not None:
             if data and indexed.metacopy:
@@ -313,6 +321,8 @@ class Overlay:
             self.index_nlink[lower.ident] = self._lower_nlink[lower.ident]
         parent_upper.entries[node.name] = copy
         node.upper = copy
+        if not copy.is_dir:
+            self.copies[before] = copy
         return copy
 
     @staticmethod
@@ -592,12 +602,87 @@ class Overlay:
 
     def _op_remount(self, op: ops.Remount) -> None:
         """Everything the reference keeps is what the kernel keeps on disk (layers, index,
-        trusted.overlay.nlink), so a remount changes nothing that can be observed."""
+        trusted.overlay.nlink), so a remount changes nothing that can be observed; the
+        open descriptors are closed first (the mount could not be unmounted with them)."""
+        self.handles = [None] * len(self.handles)
+
+    # --- open descriptors (issue 18; ops.Open, ReadFd, WriteFd, Close) --------------------
+
+    def _op_open(self, op: ops.Open) -> int:
+        """open(2) as a Read or Write opens (may_open: EISDIR for a directory opened to
+        write, EROFS, the caller's permission); O_RDWR copies a file up (doc "Copy up": any
+        open for write). A FIFO opens either way (O_RDWR never waits) and is not copied up.
+        The descriptor stays on the overlay inode: after a later copy-up it reads the upper
+        copy (file.c ovl_real_fdget reopens the real file when the inode was copied up,
+        since 4.19; found by hand on 6.18: a read-only descriptor opened before an append
+        through another descriptor reads the appended data), and after unlink the data
+        it had."""
+        node = self._existing(op.path, follow=True)
+        write = op.access == "O_RDWR"
+        if write and node.is_dir:
+            raise FsError("EISDIR")
+        if write and node.kind is not Kind.FIFO:
+            self._writable()
+        self._require(node, MAY_READ | (MAY_WRITE if write else 0))
+        copy_up = write and node.kind is Kind.FILE
+        inode = self._copy_up(node) if copy_up else self._meta(node)
+        self.handles.append(Handle(self._vfs_inode(node), inode, write))
+        return len(self.handles) - 1
+
+    def _handle(self, number: int) -> Handle:
+        """The open descriptor of a handle (EBADF: never opened, or closed)."""
+        handle = self.handles[number] if 0 <= number < len(self.handles) else None
+        if handle is None:
+            raise FsError("EBADF")
+        return handle
+
+    def _fd_inode(self, handle: Handle) -> Inode:
+        """The object a descriptor reads now: the upper copy of its overlay inode once
+        copied up, else what it was opened on."""
+        return self.copies.get(handle.key, handle.inode)
+
+    def _op_read_fd(self, op: ops.ReadFd) -> bytes:
+        """pread(2): ESPIPE on a FIFO (not seekable), EISDIR on a directory."""
+        inode = self._fd_inode(self._handle(op.handle))
+        if inode.kind is Kind.FIFO:
+            raise FsError("ESPIPE")
+        if inode.is_dir:
+            raise FsError("EISDIR")
+        if inode.metacopy and inode.origin is not None:
+            return inode.origin.data
+        return inode.data
+
+    def _op_write_fd(self, op: ops.WriteFd) -> int:
+        """pwrite(2): ESPIPE on a FIFO (ksys_pwrite64 checks FMODE_PWRITE first), EBADF
+        on a descriptor not open for writing (vfs_write)."""
+        handle = self._handle(op.handle)
+        inode = self._fd_inode(handle)
+        if inode.kind is Kind.FIFO:
+            raise FsError("ESPIPE")
+        if not handle.write:
+            raise FsError("EBADF")
+        padded = inode.data.ljust(op.offset, b"\0")
+        inode.data = padded[: op.offset] + op.data + padded[op.offset + len(op.data) :]
+        return len(op.data)
+
+    def _op_close(self, op: ops.Close) -> None:
+        self._handle(op.handle)
+        self.handles[op.handle] = None
 
     def _op_rename(self, op: ops.Rename) -> None:
         from reference.rename import rename
 
         rename(self, op)
+
+
+@attrs.frozen
+class Handle:
+    """An open descriptor: the overlay inode it was opened on (:meth:`Overlay._vfs_inode`),
+    the object it read then, and whether it may write."""
+
+    key: tuple[str, object]
+    inode: Inode
+    write: bool
 
 
 def image(root: Inode) -> LayerImage:
