@@ -214,7 +214,18 @@ def _fd(handle):
 
 
 def open_call(path, access):
-    HANDLES.append(os.open(_p(path), OPEN_ACCESS[access] | os.O_NONBLOCK | os.O_CLOEXEC))
+    """open(2); a FIFO is opened O_PATH (no pipe end: a reader or writer held open would
+    change what every later open and read of the FIFO does, ops.Open)."""
+    fd = os.open(_p(path), os.O_PATH | os.O_CLOEXEC)
+    try:
+        if not _stat.S_ISFIFO(os.fstat(fd).st_mode):
+            flags = OPEN_ACCESS[access] | os.O_NONBLOCK | os.O_CLOEXEC
+            fd, path_fd = os.open(_p(path), flags), fd
+            os.close(path_fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    HANDLES.append(fd)
     return len(HANDLES) - 1
 
 

@@ -491,7 +491,10 @@ OPEN_ACCESS = ("O_RDONLY", "O_RDWR")
 )
 @attrs.frozen
 class Open(Operation):
-    """open(path, access|O_NONBLOCK), following a final symlink; returns the new handle."""
+    """open(path, access|O_NONBLOCK), following a final symlink; returns the new handle.
+    A FIFO is opened O_PATH: holding a pipe end open would change every later open and
+    read of it (an open for writing no longer gives ENXIO once a reader exists: found by
+    the kernel run), and pipe contents are not part of the model."""
 
     path: str
     access: str = "O_RDONLY"

@@ -611,13 +611,16 @@ class Overlay:
     def _op_open(self, op: ops.Open) -> int:
         """open(2) as a Read or Write opens (may_open: EISDIR for a directory opened to
         write, EROFS, the caller's permission); O_RDWR copies a file up (doc "Copy up": any
-        open for write). A FIFO opens either way (O_RDWR never waits) and is not copied up.
+        open for write). A FIFO is opened O_PATH (ops.Open): reads and writes give EBADF.
         The descriptor stays on the overlay inode: after a later copy-up it reads the upper
         copy (file.c ovl_real_fdget reopens the real file when the inode was copied up,
         since 4.19; found by hand on 6.18: a read-only descriptor opened before an append
         through another descriptor reads the appended data), and after unlink the data
         it had."""
         node = self._existing(op.path, follow=True)
+        if node.kind is Kind.FIFO:  # opened O_PATH (ops.Open): no pipe end, no check
+            self.handles.append(Handle(self._vfs_inode(node), self._meta(node), False, True))
+            return len(self.handles) - 1
         write = op.access == "O_RDWR"
         if write and node.is_dir:
             raise FsError("EISDIR")
@@ -642,10 +645,11 @@ class Overlay:
         return self.copies.get(handle.key, handle.inode)
 
     def _op_read_fd(self, op: ops.ReadFd) -> bytes:
-        """pread(2): ESPIPE on a FIFO (not seekable), EISDIR on a directory."""
-        inode = self._fd_inode(self._handle(op.handle))
-        if inode.kind is Kind.FIFO:
-            raise FsError("ESPIPE")
+        """pread(2): EBADF on an O_PATH descriptor (a FIFO's), EISDIR on a directory."""
+        handle = self._handle(op.handle)
+        if handle.path_only:
+            raise FsError("EBADF")
+        inode = self._fd_inode(handle)
         if inode.is_dir:
             raise FsError("EISDIR")
         if inode.metacopy and inode.origin is not None:
@@ -653,12 +657,10 @@ class Overlay:
         return inode.data
 
     def _op_write_fd(self, op: ops.WriteFd) -> int:
-        """pwrite(2): ESPIPE on a FIFO (ksys_pwrite64 checks FMODE_PWRITE first), EBADF
-        on a descriptor not open for writing (vfs_write)."""
+        """pwrite(2): EBADF on a descriptor not open for writing (vfs_write), an O_PATH
+        one included."""
         handle = self._handle(op.handle)
         inode = self._fd_inode(handle)
-        if inode.kind is Kind.FIFO:
-            raise FsError("ESPIPE")
         if not handle.write:
             raise FsError("EBADF")
         padded = inode.data.ljust(op.offset, b"\0")
@@ -683,6 +685,8 @@ class Handle:
     key: tuple[str, object]
     inode: Inode
     write: bool
+    #: opened O_PATH (a FIFO): no read, no write
+    path_only: bool = False
 
 
 def image(root: Inode) -> LayerImage:
