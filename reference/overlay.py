@@ -663,6 +663,8 @@ class Overlay:
         inode = self._fd_inode(handle)
         if not handle.write:
             raise FsError("EBADF")
+        if not op.data:
+            return 0  # nothing written: not even past the end (found by the kernel run)
         padded = inode.data.ljust(op.offset, b"\0")
         inode.data = padded[: op.offset] + op.data + padded[op.offset + len(op.data) :]
         return len(op.data)
