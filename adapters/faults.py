@@ -14,7 +14,7 @@ from reference import ops
 from reference.layer import Inode, Kind, StackSpec
 from reference.lookup import Node
 from reference.options import Options
-from reference.overlay import Overlay
+from reference.overlay import Handle, Overlay
 
 
 class NoWhiteoutForDirs(Overlay):
@@ -126,6 +126,17 @@ class UmaskIgnored(Overlay):
         return inode
 
 
+# --- open descriptors (issue 18) ------------------------------------------------------------
+
+
+class StaleDescriptor(Overlay):
+    """A descriptor opened before a copy-up keeps reading the lower file (what unionfs-fuse
+    1.0 does until the name is read again, docs/generation.md)."""
+
+    def _fd_inode(self, handle: Handle) -> Inode:
+        return handle.inode
+
+
 FAULTS: dict[str, type[Overlay]] = {
     "no-whiteout-for-dirs": NoWhiteoutForDirs,
     "copy-up-drops-xattrs": CopyUpDropsXattrs,
@@ -139,6 +150,7 @@ FAULTS: dict[str, type[Overlay]] = {
     "no-search-check": NoSearchCheck,
     "created-by-mounter": CreatedByMounter,
     "umask-ignored": UmaskIgnored,
+    "stale-descriptor": StaleDescriptor,
 }
 
 
