@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from adapters.kernel import KernelDriver
-from conformance import reproducer
+from adapters.drivers.kernel import KernelDriver
+from conformance.records import reproducer
 from reference import ops
 from reference.layer import DirSpec, FifoSpec, FileSpec, LayerSpec, StackSpec
 from reference.options import Options

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from adapters.kernel import KernelDriver
+from adapters.drivers.kernel import KernelDriver
 from reference import ops
 from reference.layer import DirSpec, FifoSpec, FileSpec, HardlinkSpec, LayerSpec, StackSpec
 from reference.options import MATRIX, Options
