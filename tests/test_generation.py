@@ -170,6 +170,8 @@ def test_each_field_is_drawn_from_its_domain() -> None:
                 seen.setdefault(domain, set()).add(value)
                 if domain in ("path", "dir_path"):
                     assert isinstance(value, str), (op, domain)
+                elif domain == "handle":  # the model's handles, and the next number
+                    assert isinstance(value, int) and value >= 0, (op, domain)
                 else:
                     table = special.get(domain) or BIGGER.get(domain, strategies.DOMAINS[domain])
                     assert value in table, (op, domain)
