@@ -42,8 +42,12 @@ def callers(driver: Driver, feature: Feature | None) -> tuple[str, ...]:
     """Who the operations of a cell run as: every caller of ``reference.ops.CALLERS`` in
     the permissions feature and the whole machine when the driver claims them, else
     root only (what every other feature checks, with the draws it always made)."""
-    if driver.capabilities.permissions and (feature is None or feature.id == "permissions"):
+    if not driver.capabilities.permissions:
+        return ("root",)
+    if feature is not None and feature.id == "permissions":
         return tuple(ops.CALLERS)
+    if feature is None:  # the whole machine: root most of the time, so that refusals do
+        return ("root",) * 4 + tuple(c for c in ops.CALLERS if c != "root")  # not dilute it
     return ("root",)
 
 
