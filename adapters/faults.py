@@ -14,7 +14,7 @@ from reference import ops
 from reference.layer import Inode, Kind, StackSpec
 from reference.lookup import Node
 from reference.options import Options
-from reference.overlay import Overlay
+from reference.overlay import Handle, Overlay
 
 
 class NoWhiteoutForDirs(Overlay):
@@ -48,7 +48,7 @@ class ChownSwapsIds(Overlay):
     """chown() stores the gid as the owner and the uid as the group."""
 
     def _op_chown(self, op: ops.Chown) -> None:
-        super()._op_chown(ops.Chown(op.path, op.gid, op.uid))
+        super()._op_chown(attrs.evolve(op, uid=op.gid, gid=op.uid))
 
 
 class AppendAtStart(Overlay):
@@ -72,7 +72,7 @@ class SymlinkTargetTruncated(Overlay):
     """symlink() stores only the first character of the target."""
 
     def _op_symlink(self, op: ops.Symlink) -> None:
-        super()._op_symlink(ops.Symlink(op.target[:1], op.path))
+        super()._op_symlink(attrs.evolve(op, target=op.target[:1]))
 
 
 class LowerFifoReadsAsFile(Overlay):
@@ -85,6 +85,58 @@ class LowerFifoReadsAsFile(Overlay):
         return upper
 
 
+# --- callers (issue 18) -------------------------------------------------------------------
+
+
+class AnyoneChmods(Overlay):
+    """chmod() by a caller who does not own the file succeeds (no EPERM)."""
+
+    def _op_chmod(self, op: ops.Chmod) -> None:
+        caller, self.caller = self.caller, ops.ROOT
+        try:
+            super()._op_chmod(op)
+        finally:
+            self.caller = caller
+
+
+class NoSearchCheck(Overlay):
+    """Path walks skip the search (x) permission of the directories they pass."""
+
+    def _search(self, directory: Node) -> None:
+        pass
+
+
+class CreatedByMounter(Overlay):
+    """What a caller creates belongs to the mounter (root), as when a daemon running as
+    root creates it and forgets to hand it over."""
+
+    def _owned(self, parent: Node, inode: Inode) -> Inode:
+        inode = super()._owned(parent, inode)
+        inode.uid = inode.gid = 0
+        return inode
+
+
+class UmaskIgnored(Overlay):
+    """The caller's umask is not applied to the modes of what it creates."""
+
+    def _owned(self, parent: Node, inode: Inode) -> Inode:
+        mode = inode.mode
+        inode = super()._owned(parent, inode)
+        inode.mode = mode
+        return inode
+
+
+# --- open descriptors (issue 18) ------------------------------------------------------------
+
+
+class StaleDescriptor(Overlay):
+    """A descriptor opened before a copy-up keeps reading the lower file (what unionfs-fuse
+    1.0 does until the name is read again, docs/generation.md)."""
+
+    def _fd_inode(self, handle: Handle) -> Inode:
+        return handle.inode
+
+
 FAULTS: dict[str, type[Overlay]] = {
     "no-whiteout-for-dirs": NoWhiteoutForDirs,
     "copy-up-drops-xattrs": CopyUpDropsXattrs,
@@ -94,6 +146,11 @@ FAULTS: dict[str, type[Overlay]] = {
     "renames-lower-dirs": RenamesLowerDirs,
     "symlink-target-truncated": SymlinkTargetTruncated,
     "copied-up-fifo-becomes-file": LowerFifoReadsAsFile,
+    "anyone-chmods": AnyoneChmods,
+    "no-search-check": NoSearchCheck,
+    "created-by-mounter": CreatedByMounter,
+    "umask-ignored": UmaskIgnored,
+    "stale-descriptor": StaleDescriptor,
 }
 
 

@@ -30,6 +30,9 @@ class Feature:
     #: False: not a focused machine; its own runner (layer-interchange,
     #: conformance.lockstep.interchange), reached through conformance.lockstep.machine.run_machine.
     machine: bool = True
+    #: Draws every rule, as the whole machine does: every record that applies to the
+    #: whole machine applies to it (conformance.records.expectations.applies).
+    whole: bool = False
 
 
 #: Every field of the view (EntryView's fields and the st_ino renaming).
@@ -105,9 +108,29 @@ FEATURES: tuple[Feature, ...] = (
         "What was changed is the same after a remount",
     ),
     Feature(
+        "permissions",
+        "Callers other than root: EACCES and EPERM where the VFS gives them, the caller's "
+        "ids and umask on what it makes (issue 18)",
+        frozenset(
+            k.rule
+            for k in ops.KINDS.values()
+            if k.effect is not ops.Effect.REMOUNTS and not k.descriptor
+        ),
+        WITHOUT_LINK_COUNTS,
+        whole=True,
+    ),
+    Feature(
+        "descriptors",
+        "Open descriptors: what one opened before a copy-up, a write, an unlink or a rename "
+        "reads and writes; a remount closes them (issue 18)",
+        rules_of("descriptors")
+        | {"read", "write", "truncate", "chmod", "unlink", "rename", "link", "remount"},
+        WITHOUT_LINK_COUNTS,
+    ),
+    Feature(
         "layer-interchange",
         "Layers written by one driver show the same view when another mounts them",
-        frozenset(ops.KINDS[cls].rule for cls in ops.WRITES),
+        frozenset(ops.KINDS[cls].rule for cls in ops.WRITES if not ops.KINDS[cls].descriptor),
         WITHOUT_LINK_COUNTS,
         machine=False,
     ),

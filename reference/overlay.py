@@ -11,12 +11,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import attrs
+
 from reference import ops
 from reference.layer import Inode, Kind, LayerSpec, StackSpec, build, dir_nlink, link_counts, walk
 from reference.lookup import Found, Node, lookup_child
 from reference.options import Options
 from reference.outcome import Allowed, AlsoAllowed, Err, Ok, Outcome
 from reference.paths import FsError, Resolved, resolve
+from reference.permissions import (
+    MAY_READ,
+    MAY_WRITE,
+    chmod_mode,
+    may_chown,
+    may_create,
+    may_delete,
+    may_link,
+    may_write_user_xattr,
+    new_owner,
+    require,
+)
 from reference.view import UNREACHABLE, DiskEntry, EntryView, LayerImage, View
 
 #: POSIX rmdir()/rename(): a non-empty directory gives "[EEXIST] or [ENOTEMPTY]"; Linux
@@ -41,6 +55,14 @@ class Overlay:
         self.lower_nlink: dict[int, int] = {}
         for root in self.lowers:
             self.lower_nlink.update(link_counts(root))
+        #: Open descriptors by handle (ops.Open), None once closed (issue 18).
+        self.handles: list[Handle | None] = []
+        #: The upper copy of each non-directory copied up, by its overlay inode before
+        #: copy-up (:meth:`vfs_inode`): what a descriptor opened before it reads.
+        self.copies: dict[tuple[str, object], Inode] = {}
+        #: Who runs the operation being applied (ops.CALLERS; set by :meth:`step`, root
+        #: between steps).
+        self.caller: ops.Caller = ops.ROOT
         #: Each operation kind's rule: the method ``_op_<rule>`` (ops.KINDS).
         self._handlers: dict[type, Callable[..., object]] = {
             cls: getattr(self, f"_op_{kind.rule}") for cls, kind in ops.KINDS.items()
@@ -55,10 +77,13 @@ class Overlay:
 
     def step(self, op: ops.Op) -> tuple[Outcome, Allowed]:
         """Apply ``op``; Linux's outcome and every outcome the rules allow."""
+        self.caller = ops.CALLERS[op.caller]
         try:
             value = self._handlers[type(op)](op)
         except FsError as failure:
             return Err(failure.names[0]), frozenset(Err(name) for name in failure.names)
+        finally:
+            self.caller = ops.ROOT  # whoever looks at the model between steps sees it all
         if isinstance(value, AlsoAllowed):
             return Ok(value.value), frozenset(Ok(v) for v in (value.value, *value.others))
         return Ok(value), frozenset({Ok(value)})
@@ -97,7 +122,33 @@ class Overlay:
         return lookup_child(parent, name, self.lowers)
 
     def resolve(self, path: str, *, follow: bool) -> Resolved:
-        return resolve(self.root(), path, self._child, follow=follow)
+        search = None if self.caller.root else self._search
+        return resolve(self.root(), path, self._child, follow=follow, search=search)
+
+    # --- permissions (issue 18; reference.permissions) ------------------------------------
+
+    def _search(self, directory: Node) -> None:
+        """may_lookup: search permission on each directory a path walks through."""
+        require(self.caller, self.meta(directory), 1)
+
+    def _require(self, node: Node, mask: int) -> None:
+        """The caller's access to the overlay inode (ovl_permission's first step, on the
+        top object's metadata; the mounter's second step never refuses root)."""
+        require(self.caller, self.meta(node), mask)
+
+    def _may_delete(self, parent: Node, victim: Node) -> None:
+        may_delete(self.caller, self.meta(parent), self.meta(victim))
+
+    def _may_create(self, parent: Node) -> None:
+        may_create(self.caller, self.meta(parent))
+
+    def _owned(self, parent: Node, inode: Inode) -> Inode:
+        """A new object made by the caller: the umask off its mode, its owner
+        (permissions.new_owner). Root's umask is 0 and its ids 0: nothing changes."""
+        caller = self.caller
+        mode = inode.mode if inode.kind is Kind.SYMLINK else inode.mode & ~caller.umask
+        inode.uid, inode.gid, inode.mode = new_owner(caller, self.meta(parent), inode.kind, mode)
+        return inode
 
     def _existing(self, path: str, *, follow: bool) -> Node:
         node = self.resolve(path, follow=follow).node
@@ -252,6 +303,7 @@ class Overlay:
             node.upper = existing
             return self.copy_up(node, data=data)
         lower = node.lowers[0]
+        before = self.vfs_inode(node)
         indexed = self._indexed(node)
         if indexed is not None:
             if data and indexed.metacopy:
@@ -269,6 +321,8 @@ class Overlay:
             self.index_nlink[lower.ident] = self.lower_nlink[lower.ident]
         parent_upper.entries[node.name] = copy
         node.upper = copy
+        if not copy.is_dir:
+            self.copies[before] = copy
         return copy
 
     @staticmethod
@@ -351,6 +405,7 @@ class Overlay:
 
     def _op_read(self, op: ops.Read) -> bytes:
         node = self._existing(op.path, follow=True)
+        self._require(node, MAY_READ)  # may_open, before read(2) gives EISDIR
         if node.is_dir:
             raise FsError("EISDIR")
         return self._data(node) if node.kind is Kind.FILE else b""
@@ -366,7 +421,8 @@ class Overlay:
             if resolved.parent is None:
                 raise FsError("EISDIR")
             self.writable()
-            inode = Inode(Kind.FILE, mode=op.mode & 0o7777)
+            self._may_create(resolved.parent)  # lookup_open: may_o_create
+            inode = self._owned(resolved.parent, Inode(Kind.FILE, mode=op.mode & 0o7777))
             self._create(resolved, inode)
             created = True
         else:
@@ -375,8 +431,10 @@ class Overlay:
             if node.is_dir:
                 raise FsError("EISDIR")  # vfs may_open: a directory is never opened to write
             if node.kind is Kind.FIFO:
+                self._require(node, MAY_WRITE)  # may_open, before fifo_open
                 raise FsError("ENXIO")  # open(2): O_WRONLY|O_NONBLOCK FIFO with no reader
-            self.writable()
+            self.writable()  # may_open: sb_permission's EROFS before the DAC check
+            self._require(node, MAY_WRITE)
             inode = self.copy_up(node)  # doc "Copy up": any open for write (obs E2.2/3)
             created = False
         if "O_TRUNC" in flags and not created:
@@ -394,20 +452,29 @@ class Overlay:
         if node.kind is not Kind.FILE:
             raise FsError("EINVAL")
         self.writable()
+        self._require(node, MAY_WRITE)  # vfs_truncate: after mnt_want_write
         inode = self.copy_up(node)
         inode.data = inode.data[: op.size].ljust(op.size, b"\0")
 
     def _op_mkdir(self, op: ops.Mkdir) -> None:
         resolved = self._new_name(op.path)
-        self._create(resolved, Inode(Kind.DIR, mode=op.mode & 0o1777))
+        self._create(resolved, self._made(resolved, Inode(Kind.DIR, mode=op.mode & 0o1777)))
 
     def _op_symlink(self, op: ops.Symlink) -> None:
         resolved = self._new_name(op.path)
-        self._create(resolved, Inode(Kind.SYMLINK, mode=0o777, target=op.target))
+        inode = Inode(Kind.SYMLINK, mode=0o777, target=op.target)
+        self._create(resolved, self._made(resolved, inode))
 
     def _op_mkfifo(self, op: ops.Mkfifo) -> None:
         resolved = self._new_name(op.path)
-        self._create(resolved, Inode(Kind.FIFO, mode=op.mode & 0o7777))
+        self._create(resolved, self._made(resolved, Inode(Kind.FIFO, mode=op.mode & 0o7777)))
+
+    def _made(self, resolved: Resolved, inode: Inode) -> Inode:
+        """vfs_mkdir / vfs_symlink / vfs_mknod: may_create on the parent (EACCES), after
+        filename_create's EEXIST and EROFS; then the caller owns the new object."""
+        assert resolved.parent is not None
+        self._may_create(resolved.parent)
+        return self._owned(resolved.parent, inode)
 
     def _op_rmdir(self, op: ops.Rmdir) -> None:
         resolved = self.resolve(op.path, follow=False)
@@ -417,6 +484,7 @@ class Overlay:
             raise FsError("EBUSY" if node is not None and node.parent is None else "EINVAL")
         if node is None:
             raise FsError("ENOENT")
+        self._may_delete(resolved.parent, node)  # may_delete: before its type check
         if not node.is_dir:
             raise FsError("ENOTDIR")
         if self.names(node):
@@ -429,6 +497,8 @@ class Overlay:
         node = resolved.node
         if node is None:
             raise FsError("ENOENT")
+        assert resolved.parent is not None
+        self._may_delete(resolved.parent, node)  # may_delete: before its type check
         if node.is_dir:
             raise FsError(*UNLINK_DIR)
         self._remove_name(node)
@@ -436,6 +506,9 @@ class Overlay:
     def _op_link(self, op: ops.Link) -> None:
         source = self._existing(op.src, follow=False)
         resolved = self._new_name(op.dst)
+        may_link(self.caller, self.meta(source))  # do_linkat: may_linkat, then vfs_link
+        assert resolved.parent is not None
+        self._may_create(resolved.parent)
         if source.is_dir:
             raise FsError("EPERM")  # link(2): hard links to directories are not allowed
         # obs E2.9: the source is copied up (metadata only with metacopy=on), the link joins
@@ -461,22 +534,29 @@ class Overlay:
     def _op_chmod(self, op: ops.Chmod) -> None:
         node = self._existing(op.path, follow=True)
         self.writable()
-        self.copy_up(node, data=False).mode = op.mode & 0o7777
+        mode = chmod_mode(self.caller, self.meta(node), op.mode & 0o7777)
+        self.copy_up(node, data=False).mode = mode
 
     def _op_chown(self, op: ops.Chown) -> None:
         node = self._existing(op.path, follow=True)
         self.writable()
+        may_chown(self.caller, self.meta(node), op.uid, op.gid)
         inode = self.copy_up(node, data=False)
         inode.uid, inode.gid = op.uid, op.gid
 
     def _xattr_target(self, path: str, *, write: bool) -> Node:
         """xattr(7): user.* attributes exist only on regular files and directories; on other
-        objects a write gives EPERM and a read ENODATA (fs/xattr.c xattr_permission)."""
+        objects a write gives EPERM and a read ENODATA (fs/xattr.c xattr_permission, which
+        then checks the caller's write or read permission, after EROFS)."""
         node = self._existing(path, follow=True)
         if write:
             self.writable()
         if node.kind not in (Kind.FILE, Kind.DIR):
             raise FsError("EPERM" if write else "ENODATA")
+        if write:
+            may_write_user_xattr(self.caller, self.meta(node))
+        else:
+            self._require(node, MAY_READ)
         return node
 
     def _xattr_upper(self, node: Node) -> Inode:
@@ -515,18 +595,100 @@ class Overlay:
         node = self._existing(op.path, follow=True)
         if not node.is_dir:
             raise FsError("ENOTDIR")
+        self._require(node, MAY_READ)  # opendir: O_DIRECTORY's ENOTDIR, then may_open
         listing = tuple(self._listing(node))
         reachable = tuple(n for n in listing if self._child(node, n).node is not None)
         return listing if reachable == listing else AlsoAllowed(listing, (reachable,))
 
     def _op_remount(self, op: ops.Remount) -> None:
         """Everything the reference keeps is what the kernel keeps on disk (layers, index,
-        trusted.overlay.nlink), so a remount changes nothing that can be observed."""
+        trusted.overlay.nlink), so a remount changes nothing that can be observed; the
+        open descriptors are closed first (the mount could not be unmounted with them)."""
+        self.handles = [None] * len(self.handles)
+
+    # --- open descriptors (issue 18; ops.Open, ReadFd, WriteFd, Close) --------------------
+
+    def _op_open(self, op: ops.Open) -> int:
+        """open(2) as a Read or Write opens (may_open: EISDIR for a directory opened to
+        write, EROFS, the caller's permission); O_RDWR copies a file up (doc "Copy up": any
+        open for write). A FIFO is opened O_PATH (ops.Open): reads and writes give EBADF.
+        The descriptor stays on the overlay inode: after a later copy-up it reads the upper
+        copy (file.c ovl_real_fdget reopens the real file when the inode was copied up,
+        since 4.19; found by hand on 6.18: a read-only descriptor opened before an append
+        through another descriptor reads the appended data), and after unlink the data
+        it had."""
+        node = self._existing(op.path, follow=True)
+        if node.kind is Kind.FIFO:  # opened O_PATH (ops.Open): no pipe end, no check
+            self.handles.append(Handle(self.vfs_inode(node), self.meta(node), False, True))
+            return len(self.handles) - 1
+        write = op.access == "O_RDWR"
+        if write and node.is_dir:
+            raise FsError("EISDIR")
+        if write and node.kind is not Kind.FIFO:
+            self.writable()
+        self._require(node, MAY_READ | (MAY_WRITE if write else 0))
+        copy_up = write and node.kind is Kind.FILE
+        inode = self.copy_up(node) if copy_up else self.meta(node)
+        self.handles.append(Handle(self.vfs_inode(node), inode, write))
+        return len(self.handles) - 1
+
+    def _handle(self, number: int) -> Handle:
+        """The open descriptor of a handle (EBADF: never opened, or closed)."""
+        handle = self.handles[number] if 0 <= number < len(self.handles) else None
+        if handle is None:
+            raise FsError("EBADF")
+        return handle
+
+    def _fd_inode(self, handle: Handle) -> Inode:
+        """The object a descriptor reads now: the upper copy of its overlay inode once
+        copied up, else what it was opened on."""
+        return self.copies.get(handle.key, handle.inode)
+
+    def _op_read_fd(self, op: ops.ReadFd) -> bytes:
+        """pread(2): EBADF on an O_PATH descriptor (a FIFO's), EISDIR on a directory."""
+        handle = self._handle(op.handle)
+        if handle.path_only:
+            raise FsError("EBADF")
+        inode = self._fd_inode(handle)
+        if inode.is_dir:
+            raise FsError("EISDIR")
+        if inode.metacopy and inode.origin is not None:
+            return inode.origin.data
+        return inode.data
+
+    def _op_write_fd(self, op: ops.WriteFd) -> int:
+        """pwrite(2): EBADF on a descriptor not open for writing (vfs_write), an O_PATH
+        one included."""
+        handle = self._handle(op.handle)
+        inode = self._fd_inode(handle)
+        if not handle.write:
+            raise FsError("EBADF")
+        if not op.data:
+            return 0  # nothing written: not even past the end (found by the kernel run)
+        padded = inode.data.ljust(op.offset, b"\0")
+        inode.data = padded[: op.offset] + op.data + padded[op.offset + len(op.data) :]
+        return len(op.data)
+
+    def _op_close(self, op: ops.Close) -> None:
+        self._handle(op.handle)
+        self.handles[op.handle] = None
 
     def _op_rename(self, op: ops.Rename) -> None:
         from reference.rename import rename
 
         rename(self, op)
+
+
+@attrs.frozen
+class Handle:
+    """An open descriptor: the overlay inode it was opened on (:meth:`Overlay.vfs_inode`),
+    the object it read then, and whether it may write."""
+
+    key: tuple[str, object]
+    inode: Inode
+    write: bool
+    #: opened O_PATH (a FIFO): no read, no write
+    path_only: bool = False
 
 
 def image(root: Inode) -> LayerImage:

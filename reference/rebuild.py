@@ -28,6 +28,8 @@ def rebuild_upper(model: Overlay, image: LayerImage) -> None:
         return  # read-only: nothing but the lowers, which never change
     if model.options.index:
         raise CannotRebuild("index=on: the index is not decoded")
+    if any(handle is not None for handle in model.handles):
+        raise CannotRebuild("open descriptors: their objects would not be the rebuilt ones")
     old = model.upper
     # the image has no entry for the root: its attributes stay the model's
     root = Inode(

@@ -12,6 +12,7 @@ from reference import ops
 from reference.layer import Inode, Kind
 from reference.lookup import Node
 from reference.paths import FsError
+from reference.permissions import MAY_WRITE
 
 if TYPE_CHECKING:
     from reference.overlay import Overlay
@@ -48,11 +49,25 @@ def rename(fs: Overlay, op: ops.Rename, *, vfs_only: bool = False) -> bool:
         return False
     if new is not None and fs.vfs_inode(old) == fs.vfs_inode(new):
         return False  # vfs_rename: source and target are the same inode, nothing to do
+    # vfs_rename: may_delete at the old name, then may_create or may_delete at the new one
+    # (EACCES, the sticky bit's EPERM, then may_delete's type checks)
+    fs._may_delete(src.parent, old)
+    if new is None:
+        fs._may_create(dst.parent)
+    else:
+        fs._may_delete(dst.parent, new)
     if new is not None and not exchange:
         if old.is_dir and not new.is_dir:
             raise FsError("ENOTDIR")
         if not old.is_dir and new.is_dir:
             raise FsError("EISDIR")
+    if src.parent.path != dst.parent.path:
+        # vfs_rename: a directory changing parent needs write permission on itself (its
+        # ".." changes), and so does the other one of an exchange
+        if old.is_dir:
+            fs._require(old, MAY_WRITE)
+        if exchange and new is not None and new.is_dir:
+            fs._require(new, MAY_WRITE)
     if vfs_only:
         return True
     # ovl_can_move: a lower or merged directory moves only with redirect_dir=on (doc

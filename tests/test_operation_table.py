@@ -9,7 +9,6 @@ import os
 import sys
 from pathlib import Path
 
-import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -54,7 +53,7 @@ def test_the_reference_dispatches_every_kind_to_its_rule() -> None:
 def test_each_kind_has_a_system_call_taking_its_fields(kind: ops.Kind) -> None:
     call = syscalls.CALLS.get(kind.rule)
     assert call is not None, f"no system call adapters.syscalls.CALLS[{kind.rule!r}]"
-    assert list(inspect.signature(call).parameters) == list(attrs.fields_dict(kind.cls))
+    assert list(inspect.signature(call).parameters) == [f.name for f in ops.own_fields(kind.cls)]
     assert kind.cls in _executor.HANDLERS
 
 
@@ -133,7 +132,7 @@ def test_each_kind_is_drawn_by_the_strategies(kind: ops.Kind, data: st.DataObjec
     """Operations([rule]) draws that kind, each field from its domain's table."""
     op = data.draw(strategies.Operations([kind.rule]))
     assert type(op) is kind.cls
-    for field, domain in zip(attrs.fields(kind.cls), kind.draws, strict=True):
+    for field, domain in zip(ops.own_fields(kind.cls), kind.draws, strict=True):
         assert getattr(op, field.name) in strategies.DOMAINS[domain], (field.name, domain)
 
 

@@ -247,3 +247,23 @@ def test_the_driver_files_a_confined_root_shows() -> None:
     assert host_source("/tmp/b", 7) == "/proc/self/fd/7/b"
     assert host_source("/opt/d/bin", 7) == "/opt/d/bin"
     assert host_source("/tmp/b", None) == "/tmp/b"
+
+
+def test_callers_and_descriptors_replay_on_the_kernel(tmp_path: Path, host_unchanged) -> None:
+    """Steps run by other callers (a forked child with their credentials, issue 18) and
+    descriptors held across steps, closed by a remount: the kernel passes the script."""
+    _need("kernel")
+    from reference import ops
+    from reference.layer import DirSpec, FileSpec, LayerSpec, StackSpec
+
+    stack = StackSpec((LayerSpec((("s", FileSpec(b"s", 0o600)), ("p", DirSpec(0o777)),
+                                  ("f", FileSpec(b"lower")))),))
+    steps = [ops.Read("s", caller="user"), ops.Write("p/n", b"n", 0, ("O_CREAT",), 0o666,
+                                                     caller="other"),
+             ops.Stat("p/n"), ops.Open("f"), ops.Write("f", b"UP"), ops.ReadFd(0),
+             ops.Remount(), ops.ReadFd(0), ops.Chmod("f", 0o600, caller="user")]
+    failure = _reference_failure(stack, steps, Options())
+    script = reproducer.write(failure, tmp_path / "repro.py")
+    result = _run(script)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("<-- differs") == 0 and "step 9" in result.stdout

@@ -46,8 +46,6 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
-import attrs
-
 from adapters import syscalls
 from adapters.base import AdapterError
 from adapters.sandbox.confine import MS_BIND, MS_NODEV, MS_NOSUID, mount
@@ -131,12 +129,18 @@ class KernelMount:
 
 
 def _handler(kind: ops.Kind) -> Callable[[Any], Any]:
-    """Run ``kind``'s system call (adapters.syscalls) with an operation's fields; a plain
-    result (a stat's fields) is built as the kind's result class."""
-    call, names, result = syscalls.CALLS[kind.rule], attrs.fields_dict(kind.cls), kind.result
-    if result is None:
-        return lambda op: call(**{name: getattr(op, name) for name in names})
-    return lambda op: result(**call(**{name: getattr(op, name) for name in names}))
+    """Run ``kind``'s system call (adapters.syscalls) with an operation's fields, as its
+    caller (``syscalls.invoke``: a forked child with the caller's credentials unless it is
+    root); a plain result (a stat's fields) is built as the kind's result class."""
+    rule, names, result = kind.rule, [f.name for f in ops.own_fields(kind.cls)], kind.result
+
+    def handle(op: ops.Op) -> Any:
+        args: dict[str, Any] = {name: getattr(op, name) for name in names}
+        args["caller"] = ops.CALLERS[op.caller].creds
+        value = syscalls.invoke(rule, args)
+        return value if result is None else result(**value)
+
+    return handle
 
 
 #: Each operation kind's call, by class (Remount is the mounter's: no call).
@@ -294,6 +298,7 @@ class Executor:
         in the kernel's form) instead of an empty one; read-only, it becomes the top lower
         (layers stacked as a container image is)."""
         self.unmount()
+        syscalls.close_handles(forget=True)  # a new mount numbers its handles from 0
         self.stack = self.options = None
         shutil.rmtree(BASE, ignore_errors=True)
         os.mkdir(BASE, 0o755)
@@ -346,6 +351,7 @@ class Executor:
 
     def unmount(self) -> None:
         self.lowers_sent = self.view_sent = self.upper_sent = None
+        syscalls.close_handles()  # a mount with open files is busy
         if self.mounted:
             self.mounted = False
             self.mounter.stop()

@@ -98,6 +98,8 @@ EARLIER_RULES = ("write", "mkdir", "rmdir", "unlink", "rename", "link", "symlink
 #: The rules that change the tree (drawn twice as often when they can succeed): the
 #: writing kinds of ``ops.KINDS``.
 CHANGING = frozenset(ops.KINDS[cls].rule for cls in ops.WRITES)
+#: The rules that act on an open descriptor (drawn as able only while one is open).
+ON_HANDLES = frozenset({"read_fd", "write_fd", "close"})
 #: The rules that add, remove or move names (drawn more often still).
 NAMESPACE = frozenset({"mkdir", "rmdir", "unlink", "rename"})
 #: Field domains (``ops.Kind.draws``) drawn from bigger tables than ``strategies.DOMAINS``.
@@ -111,9 +113,17 @@ _EARLIER_LABEL = calc_label_from_name("unionspec earlier overlay step")
 class _Drawer:
     """Draws operations against a model, keeping its inventory up to date."""
 
-    def __init__(self, model: Overlay, rules: tuple[str, ...], big: bool = True) -> None:
+    def __init__(
+        self,
+        model: Overlay,
+        rules: tuple[str, ...],
+        big: bool = True,
+        callers: tuple[str, ...] = ("root",),
+    ) -> None:
         self.model = model
         self.rules = rules
+        #: who each operation runs as (ops.CALLERS; one choice per step when several)
+        self.callers = callers
         #: the bigger data, offset and size tables (an earlier overlay's do not: its files
         #: become a lower layer's specs, printed with a failing example)
         self.bigger = BIGGER if big else {}
@@ -150,12 +160,18 @@ class _Drawer:
         can only give EROFS: it counts once, as one that cannot succeed."""
         inv = self.inventory()
         if self._table is None:
-            flags = (*(viable(role, inv) for role in self._roles), bool(inv.recreated))
+            handles = any(h is not None for h in self.model.handles)
+            flags = (
+                *(viable(role, inv) for role in self._roles), handles, bool(inv.recreated)
+            )
             table = self._tables.get(flags)
             if table is None:
                 can = dict(zip(self._roles, flags, strict=False))
                 able = [
-                    rule for rule in self._candidates if rule not in ROLES or can[ROLES[rule][0]]
+                    rule
+                    for rule in self._candidates
+                    if (rule not in ROLES or can[ROLES[rule][0]])
+                    and (rule not in ON_HANDLES or handles)
                 ]
                 changing = [rule for rule in able if rule in CHANGING] * 3
                 names = [rule for rule in able if rule in NAMESPACE] * 2
@@ -187,12 +203,24 @@ class _Drawer:
                 value = _pick(data, s.OPEN_FLAGS if self._exists(paths[0]) else NEW_FLAGS)
             elif domain == "rename_flags":
                 value = _pick(data, EXCHANGE if self._exists(paths[1]) else NOREPLACE)
+            elif domain == "handle":
+                value = _pick(data, self._handles())
             elif domain == "xattr_name" and roles[0] == "has_xattr":
                 value = _pick(data, self._xattr_names(paths[0]))
             else:
                 value = _pick(data, self.bigger.get(domain, s.DOMAINS[domain]))
             args.append(value)
+        if len(self.callers) > 1 and kind.effect is not ops.Effect.REMOUNTS and not kind.descriptor:
+            return kind.cls(*args, caller=_pick(data, self.callers))
         return kind.cls(*args)
+
+    def _handles(self) -> tuple[int, ...]:
+        """The handles open now (three times: mostly one of them), then the closed ones
+        and the next number (EBADF)."""
+        handles = self.model.handles
+        open_now = tuple(n for n, h in enumerate(handles) if h is not None)
+        closed = tuple(n for n, h in enumerate(handles) if h is None)
+        return open_now * 3 + closed + (len(handles),)
 
     def _exists(self, path: str) -> bool:
         """Whether the merged view has ``path`` (a symlink counts as what it is)."""
@@ -214,6 +242,8 @@ class _Drawer:
             return  # the engine changes nothing for these (tests/test_looks.py)
         roots = self._roots(op)
         allowed = self.model.apply(op)
+        if ops.KINDS[type(op)].descriptor or isinstance(op, ops.Remount):
+            self._table = None  # which handles are open decides the descriptor rules
         if not any(isinstance(o, Ok) for o in allowed):
             return
         if roots is None:
@@ -342,10 +372,12 @@ class Cases(st.SearchStrategy[tuple[StackSpec, list[ops.Op]]]):
         max_steps: int,
         options: Options,
         min_lowers: int = 1,
+        callers: tuple[str, ...] = ("root",),
     ) -> None:
         super().__init__()
         self.rules = s.Operations(rules).rules
         self.max_steps, self.options, self.min_lowers = max_steps, options, min_lowers
+        self.callers = callers
         self._counts = tuple(n for n in LOWER_COUNTS if n >= min_lowers) or (min_lowers,)
 
     def __repr__(self) -> str:
@@ -354,7 +386,7 @@ class Cases(st.SearchStrategy[tuple[StackSpec, list[ops.Op]]]):
     def do_draw(self, data: ConjectureData) -> tuple[StackSpec, list[ops.Op]]:
         swarm = draw_swarm(data, self.rules)
         stack = self._stack(data, swarm)
-        drawer = _Drawer(Overlay(stack, self.options), swarm.rules)
+        drawer = _Drawer(Overlay(stack, self.options), swarm.rules, callers=self.callers)
         remount_at = _pick(data, REMOUNT_AT)
         program: list[ops.Op] = []
         while True:
@@ -398,6 +430,8 @@ def cases(
     max_steps: int = 25,
     options: Options | None = None,
     min_lowers: int = 1,
+    callers: tuple[str, ...] = ("root",),
 ) -> Cases:
-    """Stacks with programs drawn against the reference model (see :class:`Cases`)."""
-    return Cases(rules, max_steps, options or Options(), min_lowers)
+    """Stacks with programs drawn against the reference model (see :class:`Cases`), each
+    operation run by one of ``callers`` (reference.ops.CALLERS)."""
+    return Cases(rules, max_steps, options or Options(), min_lowers, callers)

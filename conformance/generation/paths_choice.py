@@ -381,4 +381,5 @@ ROLES: dict[str, tuple[str, ...]] = {
     "setxattr": ("xattr",),
     "removexattr": ("has_xattr",),
     "mkfifo": ("new",),
+    "open": ("file",),
 }

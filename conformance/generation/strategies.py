@@ -103,9 +103,14 @@ XATTR_SETS: tuple[tuple[tuple[str, bytes], ...], ...] = (
     ),
 )
 xattr_sets = st.sampled_from(XATTR_SETS)
+#: Modes where a caller's class matters (issue 18): the group class decides for a member
+#: of the group even where it grants less than "other" (generic_permission), and a
+#: world-writable directory lets every caller create and remove names.
+GROUP_MODES = (0o660, 0o604)
+DIR_MODES = (0o755, 0o700, 0o555, 0o777, 0o705)
 #: (mode, uid, gid) of a file, and of a directory: one draw each.
-FILE_META = tuple(itertools.product(MODES, IDS, IDS))
-DIR_META = tuple(itertools.product((0o755, 0o700, 0o555), IDS, IDS))
+FILE_META = tuple(itertools.product(MODES + GROUP_MODES, IDS, IDS))
+DIR_META = tuple(itertools.product(DIR_MODES, IDS, IDS))
 file_meta = st.sampled_from(FILE_META)
 dir_meta = st.sampled_from(DIR_META)
 
@@ -251,6 +256,9 @@ DOMAINS: dict[str, tuple[Any, ...]] = {
     "xattr_name": XATTR_NAMES,
     "xattr_value": XATTR_VALUES,
     "rename_flags": ops.RENAME_FLAGS,
+    "access": ops.OPEN_ACCESS,
+    #: handles of open descriptors (conformance.generation.cases draws them from the model's)
+    "handle": (0, 1, 2, 3),
 }
 
 #: Every operation the machines generate, by rule name (the names features select, see

@@ -37,6 +37,7 @@ from conformance.features import ALL_FIELDS, Feature
 from conformance.generation import strategies as s
 from conformance.generation.cases import cases
 from conformance.lockstep.claims import XATTR_RULES, claims_xattrs, compares_upper
+from conformance.lockstep.claims import callers as claimed_callers
 from conformance.lockstep.clock import Clock
 from conformance.lockstep.compare import Divergence, InodeMap, compare_images, compare_views, render
 from conformance.records import behaviours as records
@@ -100,6 +101,8 @@ class OverlayMachine:
     fields: frozenset[str] | None = None
     #: The feature's id ("" for the whole machine).
     feature_id: str = ""
+    #: Who the operations run as (conformance.lockstep.claims.callers).
+    callers: tuple[str, ...] = ("root",)
     #: The first hang or crash of the driver: every later example stops at once, since a
     #: broken driver cannot be trusted (or waited for) again.
     broken: DriverBroke | None = None
@@ -447,6 +450,7 @@ def machine_for(
     Machine.min_lowers = 2 if options.read_only else 1
     Machine.fields = fields
     Machine.feature_id = feature.id if feature is not None else ""
+    Machine.callers = claimed_callers(driver, feature)
     profile = getattr(driver, "profile", None)
     chosen = () if records.is_plain() else getattr(profile, "variants", ())
     Machine.engine = staticmethod(variants.engine(chosen))
@@ -476,7 +480,11 @@ def lockstep_test(
     # the stack and the program drawn together, the program against a private reference
     # model (conformance.generation.cases)
     drawn = cases(
-        machine.rules, run_settings.stateful_step_count, machine.options, machine.min_lowers
+        machine.rules,
+        run_settings.stateful_step_count,
+        machine.options,
+        machine.min_lowers,
+        machine.callers,
     )
 
     @settings(run_settings)

@@ -112,7 +112,7 @@ class Expectation:
         return (
             self.driver == driver
             and self.version == version
-            and (not feature or feature in self.features)
+            and (not feature or applies(self.features, feature))
             and options in self.options
         )
 
@@ -399,6 +399,17 @@ def _of_version(
     return tuple(e for e in mine if e.matches(driver, version, "", options))
 
 
+def applies(features: tuple[str, ...], feature: str) -> bool:
+    """Whether a record of ``features`` applies to the cell of ``feature``: one of them, or
+    a feature that draws every rule (``Feature.whole``, e.g. permissions) and a record of
+    a machine."""
+    from conformance.features import BY_ID
+
+    if feature in features:
+        return True
+    return BY_ID[feature].whole and any(BY_ID[f].machine for f in features)
+
+
 def matching(
     driver: str, feature: str, options: str, settings: DriverSettings = DEFAULT
 ) -> tuple[Expectation, ...]:
@@ -408,7 +419,7 @@ def matching(
 
     def keep(e: Expectation) -> bool:
         if feature:
-            return feature in e.features
+            return applies(e.features, feature)
         return any(BY_ID[f].machine for f in e.features)
 
     return _of_version(driver, options, settings, keep)

@@ -45,7 +45,12 @@ PATH_FIELDS = {"path", "src", "dst", "to"}
 CHOICES = {
     ("Write", "flags"): frozenset(ops.OPEN_FLAGS),
     ("Rename", "flags"): frozenset(ops.RENAME_FLAGS),
+    ("Open", "access"): frozenset(ops.OPEN_ACCESS),
 }
+
+
+#: The descriptor kinds (ops.Kind.descriptor): root only.
+_DESCRIPTOR = frozenset(k.cls for k in ops.KINDS.values() if k.descriptor)
 
 
 class ProgramError(ConformanceError, ValueError):
@@ -98,6 +103,12 @@ def _bounds(cls: str, name: str, value: Any, where: str) -> None:
     what = f"{where}: {cls}.{name}"
     if isinstance(value, str) and "\0" in value:
         raise ProgramError(f"{what} holds a NUL byte")
+    if name == "caller" and value not in ops.CALLERS:
+        raise ProgramError(f"{what} must be among {sorted(ops.CALLERS)}, not {value!r}")
+    if name == "caller" and value != "root" and getattr(ops, cls, None) in _DESCRIPTOR:
+        raise ProgramError(f"{what}: a descriptor operation runs as root")
+    if name == "handle" and not 0 <= value <= MAX_STEPS:
+        raise ProgramError(f"{what} must be within 0 and {MAX_STEPS}, not {value!r}")
     if name == "mode" and not 0 <= value <= 0o7777:
         raise ProgramError(f"{what} must be within 0 and 0o7777, not {value!r}")
     if name in ("uid", "gid") and not 0 <= value <= MAX_ID:

@@ -48,7 +48,7 @@ from adapters.sandbox.confine import (  # __CONFINE__
     mount,
     stage,
 )
-from adapters.syscalls import CALLS, MAX_READ, kind_of  # __SYSCALLS__
+from adapters.syscalls import MAX_READ, close_handles, invoke, kind_of  # __SYSCALLS__
 
 DATA: dict = {}  # __DATA__
 
@@ -528,13 +528,14 @@ def run(how):
         for number, step in enumerate(DATA["steps"], 1):
             name, args = step["op"]
             if name == "remount":
+                close_handles()
                 mounter.stop()
                 mounter.start()
                 actual = ("ok", None)
             else:
                 try:
                     with chroot:
-                        actual = ("ok", CALLS[name](**args))
+                        actual = ("ok", invoke(name, args))
                 except OSError as exc:
                     actual = ("err", err_name(exc))
             allowed = [tuple(o) for o in step["allowed"]]
@@ -555,6 +556,7 @@ def run(how):
                     differences += 1
                     print(f"  {label} st_ino: {problem}   <-- differs")
     finally:
+        close_handles()
         mounter.stop()
     if differences:
         print("REPRODUCES: %d difference(s) from the reference" % differences)

@@ -34,7 +34,10 @@ _MARK = "DATA: dict = {}  # __DATA__\n"
 #: from its first line to its end), replaced by their modules' text verbatim.
 _EMBEDDED = {
     "from adapters.sandbox.confine import (  # __CONFINE__\n": (CONFINE, "\n)\n"),
-    "from adapters.syscalls import CALLS, MAX_READ, kind_of  # __SYSCALLS__\n": (None, "\n"),
+    "from adapters.syscalls import MAX_READ, close_handles, invoke, kind_of  # __SYSCALLS__\n": (
+        None,
+        "\n",
+    ),
 }
 
 
@@ -148,7 +151,7 @@ def data(failure: Failure, version: str | None = None) -> dict[str, Any]:
         "steps": [
             {
                 "text": repr(step.op),
-                "op": (ops.KINDS[type(step.op)].rule, attrs.asdict(step.op)),
+                "op": (ops.KINDS[type(step.op)].rule, _args(step.op)),
                 "allowed": [_outcome(o) for o in step.allowed],
             }
             for step in failure.steps
@@ -159,6 +162,14 @@ def data(failure: Failure, version: str | None = None) -> dict[str, Any]:
         "identities": [list(pair) for pair in failure.identities] if inode_checks else [],
         "divergence": failure.divergence,
     }
+
+
+def _args(op: ops.Op) -> dict[str, Any]:
+    """The step's fields for ``syscalls.invoke``: ``caller`` as its credentials (None for
+    root), as the executor passes them."""
+    args = attrs.asdict(op)
+    args["caller"] = ops.CALLERS[op.caller].creds
+    return args
 
 
 def script(failure: Failure, version: str | None = None) -> str:
