@@ -16,7 +16,7 @@ from adapters.base import Driver
 from adapters.settings import DEFAULT, DriverSettings
 from conformance.claims import compares_upper
 from reference import ops
-from reference.layer import DirSpec, FileSpec, LayerSpec, StackSpec
+from reference.layer import DirSpec, FileSpec, LayerSpec, StackSpec, WhiteoutSpec
 from reference.options import Options
 from reference.outcome import Err, Ok, Outcome
 
@@ -152,6 +152,37 @@ SCENARIOS: tuple[Scenario, ...] = (
             Step(ops.Read("e/x"), Ok(b"x")),
         ),
         applies=lambda options: _rw(options) and options.redirect_dir,
+    ),
+    Scenario(
+        id="xattr-whiteouts",
+        title="An overlay.whiteout file hides what is below it; readdir hides it only in a "
+        "directory marked overlay.opaque=x; it keeps rmdir from succeeding",
+        source="overlayfs.rst 'whiteouts and opaque directories'; readdir.c "
+        "ovl_dir_read_merged (in_xwhiteouts_dir), ovl_check_empty_dir; obs XW.1-XW.4",
+        stack=_stack(
+            {
+                "d/g": WhiteoutSpec(xattr=True),
+                "d/k": FileSpec(b"k"),
+                "e/g": WhiteoutSpec(xattr=True, marked=False),
+                "only/g": WhiteoutSpec(xattr=True),
+            },
+            {"d/g": FileSpec(b"low"), "e/g": FileSpec(b"low"), "only/g": FileSpec(b"low")},
+        ),
+        steps=(
+            Step(ops.Stat("d/g"), Err("ENOENT")),
+            Step(ops.Readdir("d"), Ok(("k",))),
+            Step(ops.Stat("e/g"), Err("ENOENT")),
+            Step(ops.Readdir("e"), Ok(("g",))),
+            Step(ops.Readdir("only"), Ok(())),
+            Step(ops.Rmdir("only"), Err("ENOTEMPTY")),
+            Step(ops.Write("e/g", b"new", flags=("O_CREAT",)), Ok(3), (UpperHas("e/g", "file"),)),
+            Step(ops.Read("e/g"), Ok(b"new")),
+            Step(ops.Unlink("e/g"), Ok()),
+            Step(ops.Readdir("e"), Ok(("g",))),
+            Step(ops.Remount(), Ok()),
+            Step(ops.Stat("d/g"), Err("ENOENT")),
+        ),
+        applies=_rw,
     ),
 )
 

@@ -109,6 +109,24 @@ class Overlay:
         """readdir: the union of the names of every layer, less whiteouts (doc "readdir")."""
         return [name for name, _ in self._found_children(directory)]
 
+    def _not_empty(self, directory: Node) -> bool:
+        """rmdir and rename over a directory: ENOTEMPTY when readdir shows a name, or when
+        a name's topmost entry is an xattr whiteout. readdir.c ovl_check_empty_dir reads
+        the merged directory without the xattr whiteout check (deferred to ovl_iterate,
+        ``check_xwhiteout``), so such a whiteout counts as an entry, in a marked directory
+        too (obs XW.4: ENOTEMPTY)."""
+        if self._names(directory):
+            return True
+        seen: set[str] = set()
+        for layer_dir in [directory.upper, *directory.lowers]:
+            if layer_dir is None:
+                continue
+            for name, entry in layer_dir.entries.items():
+                if name not in seen and entry.xattr_whiteout:
+                    return True
+                seen.add(name)
+        return False
+
     def _found_children(self, directory: Node) -> list[tuple[str, Node]]:
         """The names of :meth:`_names`, each with the node its lookup found."""
         candidates: set[str] = set()
@@ -122,17 +140,41 @@ class Overlay:
         """What readdir returns. A directory that is not merged is read straight from its
         one real directory (readdir.c ovl_iterate, od->is_real), whiteouts included; a
         merged one is the filtered union (observed: a whiteout in a lower dir with nothing
-        below it is listed, and lookup gives ENOENT)."""
-        if directory.is_merged:
-            return self._names(directory)
-        return sorted(directory.top.entries)
+        below it is listed, and lookup gives ENOENT), plus its unfiltered xattr
+        whiteouts (:meth:`_listed_xwhiteouts`)."""
+        return [name for name, _ in self._listed(directory)]
 
     def _listed(self, directory: Node) -> list[tuple[str, Node | None]]:
         """:meth:`_listing` with each name's lookup (None: listed, but lookup finds
         nothing), each name looked up once."""
         if directory.is_merged:
-            return list(self._found_children(directory))
+            found = self._found_children(directory)
+            extra = self._listed_xwhiteouts(directory, {name for name, _ in found})
+            return sorted([*found, *((name, None) for name in extra)], key=lambda p: p[0])
         return [(name, self._child(directory, name).node) for name in sorted(directory.top.entries)]
+
+    @staticmethod
+    def _listed_xwhiteouts(directory: Node, found: set[str]) -> list[str]:
+        """The xattr whiteouts readdir of a merged directory lists although lookup honours
+        them: the first layer holding a name decides (readdir.c ovl_cache_entry_add_rb),
+        and an xattr whiteout is recognised only in a lower directory marked
+        ``overlay.opaque=x`` (readdir.c ovl_dir_read_merged: ``in_xwhiteouts_dir``; "we
+        do not support xwhiteouts on upper", linux-unionfs 2024-01-19). Observed on 6.18
+        (obs XW.2): listed from an upper directory, marked or not, and from an unmarked
+        lower one; hidden from a marked lower one."""
+        listed: list[str] = []
+        seen = set(found)
+        for position, layer_dir in enumerate([directory.upper, *directory.lowers]):
+            if layer_dir is None:
+                continue
+            in_upper = position == 0 and directory.upper is not None
+            for name, entry in layer_dir.entries.items():
+                if name in seen:
+                    continue
+                seen.add(name)
+                if entry.xattr_whiteout and (in_upper or not layer_dir.xwhiteouts):
+                    listed.append(name)
+        return listed
 
     def _lower_of(self, node: Node) -> Inode | None:
         """The lower object behind a node: for a copied-up non-directory, the one recorded
@@ -419,7 +461,7 @@ class Overlay:
             raise FsError("ENOENT")
         if not node.is_dir:
             raise FsError("ENOTDIR")
-        if self._names(node):
+        if self._not_empty(node):
             raise FsError(*NOT_EMPTY)
         self._remove_name(node)
 
@@ -536,7 +578,7 @@ def image(root: Inode) -> LayerImage:
     inodes: dict[str, int] = {}
     for path, inode in walk(root):
         if inode.kind is Kind.WHITEOUT:
-            entries[path] = DiskEntry(kind="whiteout")
+            entries[path] = DiskEntry(kind="whiteout", xattr_whiteout=inode.xattr_whiteout)
             continue
         inodes[path] = inode.ident
         entries[path] = DiskEntry(
@@ -552,6 +594,7 @@ def image(root: Inode) -> LayerImage:
             opaque=inode.opaque,
             redirect=inode.redirect,
             metacopy=inode.metacopy,
+            xwhiteouts=inode.xwhiteouts,
         )
         if not inode.is_dir:
             names.setdefault(inode.ident, []).append(path)
