@@ -55,6 +55,9 @@ from adapters._mounting import BASE, MNT, UPPER, WORK, umount
 from adapters.base import AdapterError
 from adapters.layerdisk import (
     KERNEL_FORMAT,
+    TRUSTED,
+    USER,
+    USERXATTR_FORMAT,
     DiskFormat,
     kind_of,
     layer_digest,
@@ -91,13 +94,20 @@ def overlay_options(lowers: list[str], options: Options) -> str:
         parts += [f"upperdir={UPPER}", f"workdir={WORK}"]
     onoff = {True: "on", False: "off"}
     parts += [
-        f"redirect_dir={onoff[options.redirect_dir]}",
+        f"redirect_dir={options.redirect_dir_value}",
         f"index={onoff[options.index]}",
         f"metacopy={onoff[options.metacopy]}",
         "nfs_export=off",
         "xino=off",
     ]
+    if options.userxattr:
+        parts.append("userxattr")
     return ",".join(parts)
+
+
+def marker_prefix(options: Options) -> str:
+    """The namespace the layers' markers are written in (adapters.layerdisk)."""
+    return USER if options.userxattr else TRUSTED
 
 
 class KernelMount:
@@ -111,6 +121,7 @@ class KernelMount:
 
     def start(self, lowers: list[str], options: Options) -> None:
         self.options_string = overlay_options(lowers, options)
+        self.disk_format = USERXATTR_FORMAT if options.userxattr else KERNEL_FORMAT
         mount("overlay", MNT, "overlay", 0, self.options_string)
 
     def restart(self) -> None:
@@ -297,12 +308,13 @@ class Executor:
         self.stack = self.options = None
         shutil.rmtree(BASE, ignore_errors=True)
         os.mkdir(BASE, 0o755)
+        prefix = marker_prefix(options)
         for i, spec in enumerate(stack.lowers):
-            write_layer(build(spec), f"{BASE}/l{i}")
+            write_layer(build(spec), f"{BASE}/l{i}", prefix)
         lowers = lower_dirs(len(stack.lowers))
         self.lower_watch.watch(lowers)
         if not options.read_only or upper is not None:
-            write_layer(upper if upper is not None else build(LayerSpec()), UPPER)
+            write_layer(upper if upper is not None else build(LayerSpec()), UPPER, prefix)
             os.mkdir(WORK, 0o755)
         if options.read_only and upper is not None:
             lowers.insert(0, UPPER)

@@ -92,8 +92,15 @@ CHANGING = frozenset(ops.KINDS[cls].rule for cls in ops.WRITES)
 #: Operations after which the inventory may change (names, kinds, who has xattrs; the
 #: others change only data or other metadata).
 _INVENTORY_CHANGING = (
-    ops.Mkdir, ops.Rmdir, ops.Unlink, ops.Rename, ops.Link, ops.Symlink, ops.Mkfifo,
-    ops.SetXattr, ops.RemoveXattr,
+    ops.Mkdir,
+    ops.Rmdir,
+    ops.Unlink,
+    ops.Rename,
+    ops.Link,
+    ops.Symlink,
+    ops.Mkfifo,
+    ops.SetXattr,
+    ops.RemoveXattr,
 )
 #: The rules that add, remove or move names (drawn more often still).
 NAMESPACE = frozenset({"mkdir", "rmdir", "unlink", "rename"})
@@ -168,6 +175,8 @@ class _Drawer:
                 value = _pick(data, EXCHANGE if self._exists(paths[1]) else NOREPLACE)
             elif domain == "xattr_name" and roles[0] == "has_xattr":
                 value = _pick(data, self._xattr_names(paths[0]))
+            elif domain == "xattr_name":
+                value = _pick(data, self._all_xattr_names())
             else:
                 value = _pick(data, self.bigger.get(domain, s.DOMAINS[domain]))
             args.append(value)
@@ -186,7 +195,13 @@ class _Drawer:
         present: tuple[str, ...] = ()
         if node is not None:
             present = tuple(sorted(self.model._meta(node).xattrs))
-        return present * 3 + s.XATTR_NAMES
+        return present * 3 + self._all_xattr_names()
+
+    def _all_xattr_names(self) -> tuple[str, ...]:
+        """The names drawn: with userxattr also one the overlay must escape."""
+        if self.model.options.userxattr:
+            return s.XATTR_NAMES + s.ESCAPED_XATTR_NAMES
+        return s.XATTR_NAMES
 
     def apply(self, op: ops.Op) -> None:
         if type(op) in ops.LOOKS:
@@ -303,7 +318,7 @@ class Cases(st.SearchStrategy[tuple[StackSpec, list[ops.Op]]]):
 
     def _stack(self, data: ConjectureData, swarm: Swarm) -> StackSpec:
         n = _pick(data, self._counts)
-        marked = s.Layers(markers=True, without=swarm.without)
+        marked = s.Layers(markers=True, without=swarm.without, xwhiteouts=self.options.xwhiteouts)
         lowers = [marked.do_draw(data) for _ in range(n - 1)]
         lowers.append(s.Layers(markers=False, without=swarm.without).do_draw(data))
         stack = StackSpec(tuple(lowers))

@@ -76,7 +76,8 @@ class Overlay:
                     entries[_join(directory.path, name)] = UNREACHABLE
                     continue
                 entries[node.path] = self._entry_view(node, upper_links)
-                inodes[node.path] = self._st_ino(node)
+                if self._st_ino_stable(node):
+                    inodes[node.path] = self._st_ino(node)
                 if node.is_dir:
                     pending.append(node)
         return View(entries=entries, inodes=inodes)
@@ -249,6 +250,19 @@ class Overlay:
         if self._lower_nlink[lower.ident] == 1:
             return lower.ident
         return node.upper.ident
+
+    def _st_ino_stable(self, node: Node) -> bool:
+        """Whether st_ino is promised (doc "Inode properties": persistent through the
+        origin of a copied-up object). With userxattr a copied-up symlink or FIFO has no
+        origin: a user.* xattr cannot be set on it (fs/xattr.c xattr_permission: EPERM),
+        so its st_ino is the lower's while the overlay inode stays cached and the upper's
+        after a remount or a link (obs UX.1, docs/mount-validation.md): not compared."""
+        return not (
+            self.options.userxattr
+            and node.upper is not None
+            and node.kind in (Kind.SYMLINK, Kind.FIFO)
+            and self._lower_of(node) is not None
+        )
 
     def _vfs_inode(self, node: Node) -> tuple[str, object]:
         """Which names share one overlay inode (inode.c ovl_hash_bylower): rename() between
