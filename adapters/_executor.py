@@ -68,6 +68,7 @@ from adapters.layerdisk import (
 )
 from reference import ops
 from reference.layer import Inode, LayerSpec, StackSpec, build, walk
+from reference.mounting import MountSpec
 from reference.options import Options
 from reference.outcome import Ok, err_from_oserror
 from reference.view import UNREACHABLE, EntryView, View
@@ -479,6 +480,8 @@ class Executor:
                 return self.do_images()
             case ("observe",):
                 return self.do_observe()
+            case ("try_mount", spec):
+                return try_mount(spec)
             case ("ping",):
                 return os.getpid()
             case ("close",):
@@ -499,6 +502,38 @@ class Executor:
         with contextlib.suppress(Exception):
             self.mounter.close()
         self.lower_watch.close()
+
+
+#: Where :func:`try_mount` builds its layers (inside the executor's private /tmp).
+TRY_ROOT = "/tmp/unionspec-try"
+
+
+def try_mount(spec: MountSpec) -> str:
+    """Mount validation (reference/mounting.py): make the spec's directories and files
+    below a fresh directory (its ``other_fs`` ones on a second tmpfs), mount overlayfs
+    with its option string, and say ``"ok"`` or the errno name; nothing stays mounted."""
+    shutil.rmtree(TRY_ROOT, ignore_errors=True)
+    os.mkdir(TRY_ROOT, 0o700)
+    other = f"{TRY_ROOT}/o"
+    os.mkdir(other)
+    mount("tmpfs", other, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m")
+    try:
+        for path in (*spec.dirs, *spec.other_fs):
+            os.makedirs(f"{TRY_ROOT}/{path}", exist_ok=True)
+        for path in spec.files:
+            os.makedirs(os.path.dirname(f"{TRY_ROOT}/{path}"), exist_ok=True)
+            os.close(os.open(f"{TRY_ROOT}/{path}", os.O_WRONLY | os.O_CREAT, 0o644))
+        target = f"{TRY_ROOT}/mnt"
+        os.mkdir(target)
+        try:
+            mount("overlay", target, "overlay", 0, spec.option_string(TRY_ROOT))
+        except OSError as exc:
+            return errno.errorcode.get(exc.errno or 0, str(exc.errno))
+        umount(target)
+        return "ok"
+    finally:
+        umount(other)
+        shutil.rmtree(TRY_ROOT, ignore_errors=True)
 
 
 class DriverCrashed(AdapterError, RuntimeError):
