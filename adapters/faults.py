@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import attrs
 
+from adapters.layerdisk import USER, escaped
 from adapters.reference import ReferenceDriver
 from reference import ops
-from reference.layer import Inode, Kind, StackSpec
+from reference.layer import Inode, Kind, StackSpec, walk
 from reference.lookup import Node
 from reference.options import Options
-from reference.overlay import Overlay
+from reference.overlay import Overlay, image
+from reference.view import LayerImage
 
 
 class NoWhiteoutForDirs(Overlay):
@@ -85,6 +87,33 @@ class LowerFifoReadsAsFile(Overlay):
         return upper
 
 
+class XattrWhiteoutIgnored(Overlay):
+    """A whiteout stored as an ``overlay.whiteout`` xattr reads as the empty regular file
+    it is stored as (what adapters/layerdisk.py did before issue 19): the name it should
+    hide shows, empty. The lowers on disk are unchanged (images() gives them as written)."""
+
+    def __init__(self, stack: StackSpec, options: Options) -> None:
+        super().__init__(stack, options)
+        self._written = tuple(image(root) for root in self.lowers)
+        for root in self.lowers:
+            for _, inode in walk(root):
+                if inode.kind is Kind.WHITEOUT and inode.xattr_whiteout:
+                    inode.kind, inode.mode, inode.xattr_whiteout = Kind.FILE, 0o644, False
+
+    def images(self) -> tuple[LayerImage | None, tuple[LayerImage, ...]]:
+        return self.upper_image(), self._written
+
+
+class EscapedXattrLeaked(Overlay):
+    """With userxattr, an xattr in the overlay's own namespace (``user.overlay.e``) set
+    through the mount shows under its stored, escaped name (``user.overlay.overlay.e``)."""
+
+    def _op_setxattr(self, op: ops.SetXattr) -> None:
+        if self.options.userxattr and op.name.startswith(USER):
+            op = attrs.evolve(op, name=escaped(op.name, USER))
+        super()._op_setxattr(op)
+
+
 FAULTS: dict[str, type[Overlay]] = {
     "no-whiteout-for-dirs": NoWhiteoutForDirs,
     "copy-up-drops-xattrs": CopyUpDropsXattrs,
@@ -94,7 +123,21 @@ FAULTS: dict[str, type[Overlay]] = {
     "renames-lower-dirs": RenamesLowerDirs,
     "symlink-target-truncated": SymlinkTargetTruncated,
     "copied-up-fifo-becomes-file": LowerFifoReadsAsFile,
+    "xattr-whiteout-ignored": XattrWhiteoutIgnored,
+    "escaped-xattr-leaked": EscapedXattrLeaked,
 }
+
+#: The option set a fault shows under (the others: ``Options()``): the marker forms
+#: exist only on their axes.
+FAULT_OPTIONS: dict[str, Options] = {
+    "xattr-whiteout-ignored": Options(xwhiteouts=True),
+    "escaped-xattr-leaked": Options(userxattr=True),
+}
+
+
+def options_for(fault: str) -> Options:
+    """The option set the fault ``fault`` is looked for under."""
+    return FAULT_OPTIONS.get(fault, Options())
 
 
 class FaultyDriver(ReferenceDriver):
