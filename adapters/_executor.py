@@ -90,7 +90,10 @@ def lower_dirs(n_lowers: int) -> list[str]:
 
 def overlay_options(lowers: list[str], options: Options) -> str:
     """The full option string: every feature passed explicitly, never a module default."""
-    parts = [f"lowerdir={':'.join(lowers)}"]
+    if options.data_only:  # the bottom layer is data-only (doc "Data-only lower layers")
+        parts = [f"lowerdir={':'.join(lowers[:-1])}::{lowers[-1]}"]
+    else:
+        parts = [f"lowerdir={':'.join(lowers)}"]
     if not options.read_only:
         parts += [f"upperdir={UPPER}", f"workdir={WORK}"]
     onoff = {True: "on", False: "off"}

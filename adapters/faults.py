@@ -12,7 +12,7 @@ import attrs
 from adapters.layerdisk import USER, escaped
 from adapters.reference import ReferenceDriver
 from reference import ops
-from reference.layer import Inode, Kind, StackSpec, walk
+from reference.layer import Inode, Kind, StackSpec, link_counts, walk
 from reference.lookup import Node
 from reference.options import Options
 from reference.overlay import Overlay, image
@@ -114,6 +114,18 @@ class EscapedXattrLeaked(Overlay):
         super()._op_setxattr(op)
 
 
+class DataOnlyLayerShown(Overlay):
+    """A data-only lower layer (``lowerdir=l0::data``) is merged like any lower layer: its
+    names show in the merged view (the stubs still read their data from it)."""
+
+    def __init__(self, stack: StackSpec, options: Options) -> None:
+        super().__init__(stack, options)
+        for layer in self.data_layers:
+            self._lower_nlink.update(link_counts(layer))
+        self.lowers += self.data_layers
+        self.data_layers = []
+
+
 FAULTS: dict[str, type[Overlay]] = {
     "no-whiteout-for-dirs": NoWhiteoutForDirs,
     "copy-up-drops-xattrs": CopyUpDropsXattrs,
@@ -125,6 +137,7 @@ FAULTS: dict[str, type[Overlay]] = {
     "copied-up-fifo-becomes-file": LowerFifoReadsAsFile,
     "xattr-whiteout-ignored": XattrWhiteoutIgnored,
     "escaped-xattr-leaked": EscapedXattrLeaked,
+    "data-only-layer-shown": DataOnlyLayerShown,
 }
 
 #: The option set a fault shows under (the others: ``Options()``): the marker forms
@@ -132,6 +145,7 @@ FAULTS: dict[str, type[Overlay]] = {
 FAULT_OPTIONS: dict[str, Options] = {
     "xattr-whiteout-ignored": Options(xwhiteouts=True),
     "escaped-xattr-leaked": Options(userxattr=True),
+    "data-only-layer-shown": Options(data_only=True),
 }
 
 

@@ -143,7 +143,9 @@ def _write_entry(inode: Inode, path: str, prefix: str = TRUSTED) -> None:
         case Kind.FILE:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
-                view = memoryview(inode.data)
+                if inode.metacopy:  # a sparse placeholder of the data's size
+                    os.ftruncate(fd, len(inode.data))
+                view = memoryview(b"" if inode.metacopy else inode.data)
                 while view:
                     view = view[os.write(fd, view) :]
             finally:

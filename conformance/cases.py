@@ -319,15 +319,18 @@ class Cases(st.SearchStrategy[tuple[StackSpec, list[ops.Op]]]):
     def _stack(self, data: ConjectureData, swarm: Swarm) -> StackSpec:
         n = _pick(data, self._counts)
         marked = s.Layers(markers=True, without=swarm.without, xwhiteouts=self.options.xwhiteouts)
-        lowers = [marked.do_draw(data) for _ in range(n - 1)]
-        lowers.append(s.Layers(markers=False, without=swarm.without).do_draw(data))
+        if self.options.data_only:
+            lowers = self._data_only_lowers(data, swarm, marked, max(n, 2))
+        else:
+            lowers = [marked.do_draw(data) for _ in range(n - 1)]
+            lowers.append(s.Layers(markers=False, without=swarm.without).do_draw(data))
         stack = StackSpec(tuple(lowers))
         steps = _pick(data, EARLIER_STEPS)
         if not steps:
             return stack
         # an earlier overlay over these lowers (default options: its upper has no
         # redirects or metacopy files, which a layer spec cannot carry)
-        earlier = Overlay(stack, Options())
+        earlier = Overlay(stack, Options(data_only=self.options.data_only))
         drawer = _Drawer(earlier, EARLIER_RULES, big=False)
         for _ in range(steps):
             data.start_span(_EARLIER_LABEL)
@@ -335,6 +338,22 @@ class Cases(st.SearchStrategy[tuple[StackSpec, list[ops.Op]]]):
             data.stop_span()
             drawer.apply(op)
         return StackSpec((upper_as_layer(earlier), *lowers))
+
+
+    @staticmethod
+    def _data_only_lowers(
+        data: ConjectureData, swarm: Swarm, marked: s.Layers, n: int
+    ) -> list[LayerSpec]:
+        """``n`` lowers whose bottom one is data-only; the lowest regular one may hold
+        metacopy stubs redirected to its files (a stub higher up is refused without
+        metacopy=on, docs/mount-validation.md)."""
+        bottom = s.Layers(markers=False, without=swarm.without).do_draw(data)
+        files = tuple(
+            (path, len(spec.data)) for path, spec in bottom.entries if isinstance(spec, FileSpec)
+        )
+        upper = [marked.do_draw(data) for _ in range(n - 2)]
+        stubs = s.Layers(markers=False, without=swarm.without, stubs=files).do_draw(data)
+        return [*upper, stubs, bottom]
 
 
 def cases(

@@ -16,7 +16,7 @@ from adapters.base import Driver
 from adapters.settings import DEFAULT, DriverSettings
 from conformance.claims import compares_upper
 from reference import ops
-from reference.layer import DirSpec, FileSpec, LayerSpec, StackSpec, WhiteoutSpec
+from reference.layer import DirSpec, FileSpec, LayerSpec, MetacopySpec, StackSpec, WhiteoutSpec
 from reference.options import Options
 from reference.outcome import Err, Ok, Outcome
 
@@ -49,7 +49,9 @@ class Scenario:
     source: str
     stack: StackSpec
     steps: tuple[Step, ...]
-    applies: Callable[[Options], bool] = lambda options: True
+    #: The option sets the scenario is written for (default: every one whose layers are
+    #: all regular lowers; with ``data_only`` the bottom layer's names do not show).
+    applies: Callable[[Options], bool] = lambda options: not options.data_only
 
 
 def _stack(*layers: dict[str, object]) -> StackSpec:
@@ -57,7 +59,7 @@ def _stack(*layers: dict[str, object]) -> StackSpec:
 
 
 def _rw(options: Options) -> bool:
-    return not options.read_only
+    return not options.read_only and not options.data_only
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -183,6 +185,32 @@ SCENARIOS: tuple[Scenario, ...] = (
             Step(ops.Stat("d/g"), Err("ENOENT")),
         ),
         applies=_rw,
+    ),
+    Scenario(
+        id="data-only-stub",
+        title="A metacopy stub reads its data from a data-only layer, whose own names do not "
+        "show; copy-up copies that data",
+        source="overlayfs.rst 'Data-only lower layers'; namei.c ovl_lookup_data_layers; obs "
+        "DO.1-DO.5, DO.7",
+        stack=_stack(
+            {"top": FileSpec(b"t")},
+            {"s": MetacopySpec("/x/blob", 8, mode=0o640), "d/s": MetacopySpec("/x/blob", 8)},
+            {"x/blob": FileSpec(b"BLOBDATA"), "only-data": FileSpec(b"od")},
+        ),
+        steps=(
+            Step(ops.Read("s"), Ok(b"BLOBDATA")),
+            Step(ops.Read("d/s"), Ok(b"BLOBDATA")),
+            Step(ops.Stat("x"), Err("ENOENT")),
+            Step(ops.Stat("only-data"), Err("ENOENT")),
+            Step(ops.Readdir(""), Ok(("d", "s", "top"))),
+            Step(ops.Chmod("s", 0o600), Ok(), (UpperHas("s", "file"),)),
+            Step(ops.Read("s"), Ok(b"BLOBDATA")),
+            Step(ops.Write("d/s", b"Z"), Ok(1)),
+            Step(ops.Remount(), Ok()),
+            Step(ops.Read("d/s"), Ok(b"ZLOBDATA")),
+            Step(ops.Read("s"), Ok(b"BLOBDATA")),
+        ),
+        applies=lambda options: not options.read_only and options.data_only,
     ),
 )
 

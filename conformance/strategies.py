@@ -22,6 +22,7 @@ from reference.layer import (
     FileSpec,
     HardlinkSpec,
     LayerSpec,
+    MetacopySpec,
     StackSpec,
     SymlinkSpec,
     WhiteoutSpec,
@@ -139,7 +140,11 @@ class Layers(st.SearchStrategy[LayerSpec]):
     of ``sampled_from`` draws cost about three times as much per layer."""
 
     def __init__(
-        self, markers: bool = True, without: frozenset[str] = frozenset(), xwhiteouts: bool = False
+        self,
+        markers: bool = True,
+        without: frozenset[str] = frozenset(),
+        xwhiteouts: bool = False,
+        stubs: tuple[tuple[str, int], ...] = (),
     ) -> None:
         super().__init__()
         self.markers = markers
@@ -150,6 +155,9 @@ class Layers(st.SearchStrategy[LayerSpec]):
         #: marked directory by a flag of its layer (readdir.c ``has_xwhiteouts``), so a
         #: layer marks all or none
         self.xwhiteouts = xwhiteouts
+        #: (path, size) of the files of a data-only layer below: a file of this layer may
+        #: be a metacopy stub redirected to one of them (doc "Data-only lower layers")
+        self.stubs = stubs
 
     def __repr__(self) -> str:
         return f"layers(markers={self.markers})"
@@ -172,7 +180,13 @@ class Layers(st.SearchStrategy[LayerSpec]):
                     kind = "absent"
                 if kind in without:
                     kind = "absent"
+                if kind in ("absent", "file") and self.stubs and data.draw_boolean():
+                    kind = "stub"
                 match kind:
+                    case "stub":
+                        target, size = _pick(data, self.stubs)
+                        mode, uid, gid = _pick(data, FILE_META)
+                        entries.append((path, MetacopySpec("/" + target, size, mode, uid, gid)))
                     case "file":
                         mode, uid, gid = _pick(data, FILE_META)
                         spec = FileSpec(_pick(data, DATA), mode, uid, gid, _pick(data, XATTR_SETS))

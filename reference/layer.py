@@ -170,13 +170,27 @@ class WhiteoutSpec:
 
 
 @attrs.frozen
+class MetacopySpec:
+    """A metacopy stub (``overlay.metacopy`` and an absolute ``overlay.redirect``): a
+    sparse file of ``size`` bytes whose data is the file at ``redirect`` in a data-only
+    lower layer (doc "Data-only lower layers", what composefs writes). Its metadata is the
+    stub's own."""
+
+    redirect: str
+    size: int = 0
+    mode: int = attrs.field(default=0o644, repr=oct)
+    uid: int = 0
+    gid: int = 0
+
+
+@attrs.frozen
 class HardlinkSpec:
     """Another name for the regular file at ``to`` (an earlier entry of the same layer)."""
 
     to: str
 
 
-EntrySpec = FileSpec | DirSpec | SymlinkSpec | FifoSpec | WhiteoutSpec | HardlinkSpec
+EntrySpec = FileSpec | DirSpec | SymlinkSpec | FifoSpec | WhiteoutSpec | HardlinkSpec | MetacopySpec
 
 
 @attrs.frozen
@@ -189,7 +203,8 @@ class LayerSpec:
 
 @attrs.frozen
 class StackSpec:
-    """The layers of one overlay: lowers top first (``lowerdir=l0:l1:l2``); upper starts empty."""
+    """The layers of one overlay: lowers top first (``lowerdir=l0:l1:l2``); upper starts empty.
+    With the ``data_only`` option set the bottom one is a data-only layer (``l0:l1::l2``)."""
 
     lowers: tuple[LayerSpec, ...]
 
@@ -221,6 +236,18 @@ def _inode_for(root: Inode, entry: EntrySpec) -> Inode:
             return Inode(Kind.SYMLINK, mode=0o777, target=target)
         case FifoSpec(mode):
             return Inode(Kind.FIFO, mode=mode)
+        case MetacopySpec(redirect, size, mode, uid, gid):
+            # the data is the data-only layer's (reference.overlay resolves it); the stub
+            # on disk is sparse, of the data's size
+            return Inode(
+                Kind.FILE,
+                mode=mode,
+                uid=uid,
+                gid=gid,
+                data=bytes(size),
+                metacopy=True,
+                redirect=redirect,
+            )
         case WhiteoutSpec(xattr):
             return Inode(Kind.WHITEOUT, mode=0, xattr_whiteout=xattr)
         case HardlinkSpec(to):

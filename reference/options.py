@@ -25,6 +25,10 @@ class Options:
     #: A layer form, not a mount option: the lower layers hold whiteouts in the xattr form
     #: too (``overlay.whiteout`` on a zero-size file, parent ``overlay.opaque=x``, v6.7+).
     xwhiteouts: bool = False
+    #: The bottom lower layer is data-only (``lowerdir=l0:l1::l2``, doc "Data-only lower
+    #: layers", v6.5): its names are not in the merged view; the lowest other lower layer
+    #: may hold metacopy stubs whose absolute redirect names a file there.
+    data_only: bool = False
 
     def __attrs_post_init__(self) -> None:
         # overlayfs.rst "Metadata only copy up": metacopy needs redirect_dir=on (EINVAL otherwise).
@@ -71,6 +75,8 @@ class Options:
             parts.append("userxattr")
         if self.xwhiteouts:
             parts.append("xwhiteouts")
+        if self.data_only:
+            parts.append("data-only")
         return ",".join(parts)
 
 
@@ -84,4 +90,6 @@ MATRIX: tuple[Options, ...] = (
     Options(read_only=True),
     Options(userxattr=True),
     Options(xwhiteouts=True),
+    Options(data_only=True),
+    Options(redirect_dir=True, metacopy=True, data_only=True),
 )

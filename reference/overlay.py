@@ -12,7 +12,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from reference import ops
-from reference.layer import Inode, Kind, LayerSpec, StackSpec, build, dir_nlink, link_counts, walk
+from reference.layer import (
+    Inode,
+    Kind,
+    LayerSpec,
+    StackSpec,
+    build,
+    dir_nlink,
+    entry_at,
+    link_counts,
+    walk,
+)
 from reference.lookup import Found, Node, lookup_child
 from reference.options import Options
 from reference.outcome import Allowed, AlsoAllowed, Err, Ok, Outcome
@@ -32,6 +42,12 @@ class Overlay:
     def __init__(self, stack: StackSpec, options: Options) -> None:
         self.options = options
         self.lowers: list[Inode] = [build(spec) for spec in stack.lowers]
+        #: Data-only lower layers (doc "Data-only lower layers"): never in the merged view,
+        #: only the data of metacopy stubs redirected into them.
+        self.data_layers: list[Inode] = []
+        if options.data_only:
+            self.data_layers = [self.lowers.pop()]
+            self._resolve_stubs()
         self.upper: Inode | None = None if options.read_only else build(LayerSpec())
         #: index=on: lower hardlink (by lower identity) -> its upper copy, kept in
         #: workdir/index (doc "Sharing and copying layers"; obs H.index=on.*).
@@ -45,6 +61,21 @@ class Overlay:
         self._handlers: dict[type, Callable[..., object]] = {
             cls: getattr(self, f"_op_{kind.rule}") for cls, kind in ops.KINDS.items()
         }
+
+    def _resolve_stubs(self) -> None:
+        """Give each metacopy stub of the lowest regular lower layer the data of the file
+        its absolute redirect names in the data-only layers (namei.c
+        ovl_lookup_data_layers: the first data-only layer that has it). Observed on 6.18
+        (docs/mount-validation.md, obs DO.7): read gives the data file's bytes, stat the
+        stub's metadata and size; a stub in a higher lower layer is refused (EPERM) unless
+        metacopy=on, so none is generated there."""
+        for _, stub in walk(self.lowers[-1]):
+            if stub.kind is Kind.FILE and stub.metacopy and stub.redirect:
+                for layer in self.data_layers:
+                    target = entry_at(layer, stub.redirect.strip("/"))
+                    if target is not None and target.kind is Kind.FILE:
+                        stub.data = target.data
+                        break
 
     # --- the public face ------------------------------------------------------------------
 
@@ -83,7 +114,8 @@ class Overlay:
         return View(entries=entries, inodes=inodes)
 
     def images(self) -> tuple[LayerImage | None, tuple[LayerImage, ...]]:
-        return self.upper_image(), tuple(image(root) for root in self.lowers)
+        layers = (*self.lowers, *self.data_layers)
+        return self.upper_image(), tuple(image(root) for root in layers)
 
     def upper_image(self) -> LayerImage | None:
         """The upper layer as the kernel writes it (None when read-only)."""
