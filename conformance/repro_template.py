@@ -410,7 +410,8 @@ def view_entry(path):
         st = os.lstat("/" + path)
     except FileNotFoundError:
         # as reference.view.UNREACHABLE: listed, lookup finds nothing, no other field
-        return {"kind": "unreachable", "mode": 0, "uid": 0, "gid": 0, "nlink": 0} if listed else None
+        unreachable = {"kind": "unreachable", "mode": 0, "uid": 0, "gid": 0, "nlink": 0}
+        return unreachable if listed else None
     except OSError as exc:
         return {"kind": "lstat gives " + err_name(exc)}
     kind = kind_of(st.st_mode)
