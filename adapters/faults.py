@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import attrs
 
-from adapters.layerdisk import USER, escaped
-from adapters.reference import ReferenceDriver
+from adapters.drivers.reference import ReferenceDriver
+from adapters.sandbox.layerdisk import USER, escaped
 from reference import ops
 from reference.layer import Inode, Kind, StackSpec, link_counts, walk
 from reference.lookup import Node
@@ -89,7 +89,7 @@ class LowerFifoReadsAsFile(Overlay):
 
 class XattrWhiteoutIgnored(Overlay):
     """A whiteout stored as an ``overlay.whiteout`` xattr reads as the empty regular file
-    it is stored as (what adapters/layerdisk.py did before issue 19): the name it should
+    it is stored as (what adapters/sandbox/layerdisk.py did before issue 19): the name it should
     hide shows, empty. The lowers on disk are unchanged (images() gives them as written)."""
 
     def __init__(self, stack: StackSpec, options: Options) -> None:

@@ -1,6 +1,6 @@
 """Mount-time validation: which option sets and layer shapes an overlay mount refuses, and
-with which errno (the reference's rules; conformance/mount_validation.py holds the cases and
-runs them on a driver).
+with which errno (the reference's rules; conformance/lockstep/mount_validation.py holds the
+cases and runs them on a driver).
 
 A :class:`MountSpec` names its layers as paths below a scratch directory; ``dirs`` and
 ``files`` say what exists there (``other_fs``: directories on a second filesystem). The

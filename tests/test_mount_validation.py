@@ -1,4 +1,4 @@
-"""Mount validation (reference/mounting.py, conformance/mount_validation.py): the
+"""Mount validation (reference/mounting.py, conformance/lockstep/mount_validation.py): the
 reference's rules give what this kernel gave for every case, and the kernel, tried for
 real in its executor's namespace, still gives it."""
 
@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.kernel import KernelDriver, redirect_always_follow
-from conformance.mount_validation import CASES, MountCase
+from adapters.drivers.kernel import KernelDriver, redirect_always_follow
+from conformance.lockstep.mount_validation import CASES, MountCase
 from reference.mounting import MountSpec, mount_result
 
 
