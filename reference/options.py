@@ -29,6 +29,12 @@ class Options:
     #: layers", v6.5): its names are not in the merged view; the lowest other lower layer
     #: may hold metacopy stubs whose absolute redirect names a file there.
     data_only: bool = False
+    #: ``xino=on`` (doc "Inode properties"): st_ino of a lower object keeps its number with
+    #: the layer's fsid in the high bits, so numbers stay unique across filesystems.
+    xino: bool = False
+    #: A layer shape: each lower layer on a filesystem of its own (a tmpfs), the upper on
+    #: another one.
+    separate_fs: bool = False
 
     def __attrs_post_init__(self) -> None:
         # overlayfs.rst "Metadata only copy up": metacopy needs redirect_dir=on (EINVAL otherwise).
@@ -51,9 +57,9 @@ class Options:
     @property
     def allows_offline_changes(self) -> bool:
         """overlayfs.h ovl_allow_offline_changes: only without the "new features"
-        (index, metacopy, redirect_dir=on, xino=on; we always mount xino=off) may the lower
-        layers change offline (doc "Changes to underlying filesystems")."""
-        return not (self.index or self.metacopy or self.redirect_dir)
+        (index, metacopy, redirect_dir=on, xino=on) may the lower layers change offline
+        (doc "Changes to underlying filesystems")."""
+        return not (self.index or self.metacopy or self.redirect_dir or self.xino)
 
     @property
     def test_id(self) -> str:
@@ -77,6 +83,10 @@ class Options:
             parts.append("xwhiteouts")
         if self.data_only:
             parts.append("data-only")
+        if self.xino:
+            parts.append("xino=on")
+        if self.separate_fs:
+            parts.append("separate-fs")
         return ",".join(parts)
 
 
@@ -92,4 +102,5 @@ MATRIX: tuple[Options, ...] = (
     Options(xwhiteouts=True),
     Options(data_only=True),
     Options(redirect_dir=True, metacopy=True, data_only=True),
+    Options(xino=True, separate_fs=True),
 )

@@ -186,15 +186,20 @@ class Overlay:
             return sorted([*found, *((name, None) for name in extra)], key=lambda p: p[0])
         return [(name, self._child(directory, name).node) for name in sorted(directory.top.entries)]
 
-    @staticmethod
-    def _listed_xwhiteouts(directory: Node, found: set[str]) -> list[str]:
+    def _listed_xwhiteouts(self, directory: Node, found: set[str]) -> list[str]:
         """The xattr whiteouts readdir of a merged directory lists although lookup honours
         them: the first layer holding a name decides (readdir.c ovl_cache_entry_add_rb),
         and an xattr whiteout is recognised only in a lower directory marked
         ``overlay.opaque=x`` (readdir.c ovl_dir_read_merged: ``in_xwhiteouts_dir``; "we
         do not support xwhiteouts on upper", linux-unionfs 2024-01-19). Observed on 6.18
         (obs XW.2): listed from an upper directory, marked or not, and from an unmarked
-        lower one; hidden from a marked lower one."""
+        lower one; hidden from a marked lower one.
+
+        With xino bits in use (xino=on, layers on several filesystems) every entry's d_ino
+        is recomputed by a lookup (readdir.c ovl_calc_d_ino, ovl_cache_update), which marks
+        a name lookup does not find as stale: none is listed (obs XW.5)."""
+        if self.options.xino and self.options.separate_fs:
+            return []
         listed: list[str] = []
         seen = set(found)
         for position, layer_dir in enumerate([directory.upper, *directory.lowers]):

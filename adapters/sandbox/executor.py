@@ -83,6 +83,16 @@ UNCHANGED = "unchanged"
 CONNECTION_GONE = frozenset({errno.ENOTCONN, errno.ECONNABORTED})
 
 
+def unmount_lower_filesystems() -> None:
+    """Unmount the lower layers' own tmpfs mounts (the ``separate_fs`` axis), if any."""
+    if not os.path.isdir(BASE):
+        return
+    for name in os.listdir(BASE):
+        path = f"{BASE}/{name}"
+        if name.startswith("l") and os.path.ismount(path):
+            umount(path)
+
+
 def lower_dirs(n_lowers: int) -> list[str]:
     """The lower directories of a stack of ``n_lowers`` layers, top first."""
     return [f"{BASE}/l{i}" for i in range(n_lowers)]
@@ -102,7 +112,7 @@ def overlay_options(lowers: list[str], options: Options) -> str:
         f"index={onoff[options.index]}",
         f"metacopy={onoff[options.metacopy]}",
         "nfs_export=off",
-        "xino=off",
+        f"xino={'on' if options.xino else 'off'}",
     ]
     if options.userxattr:
         parts.append("userxattr")
@@ -310,10 +320,14 @@ class Executor:
         (layers stacked as a container image is)."""
         self.unmount()
         self.stack = self.options = None
+        unmount_lower_filesystems()
         shutil.rmtree(BASE, ignore_errors=True)
         os.mkdir(BASE, 0o755)
         prefix = marker_prefix(options)
         for i, spec in enumerate(stack.lowers):
+            if options.separate_fs:  # each lower layer on a tmpfs of its own
+                os.mkdir(f"{BASE}/l{i}", 0o700)
+                mount("tmpfs", f"{BASE}/l{i}", "tmpfs", MS_NOSUID | MS_NODEV, "size=64m")
             write_layer(build(spec), f"{BASE}/l{i}", prefix)
         lowers = lower_dirs(len(stack.lowers))
         self.lower_watch.watch(lowers)
