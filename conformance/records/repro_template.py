@@ -81,7 +81,8 @@ def write_layer(directory, entries, prefix):
     the overlay.whiteout xattr, their parent marked opaque=x), the overlay's xattrs under
     ``prefix`` (an object's own name there escaped: prefix + "overlay." + rest), metacopy
     stubs as sparse files; owners before modes, a directory's mode after its children."""
-    os.mkdir(directory, 0o700)
+    if not os.path.isdir(directory):
+        os.mkdir(directory, 0o700)
     dirs = []
 
     def escape(name):
@@ -250,7 +251,8 @@ def overlay_options(lowers, options):
         parts += ["upperdir=" + UPPER, "workdir=" + WORK]
     onoff = {True: "on", False: "off"}
     parts += ["redirect_dir=" + options["redirect_dir_value"], "index=" + onoff[options["index"]],
-              "metacopy=" + onoff[options["metacopy"]], "nfs_export=off", "xino=off"]
+              "metacopy=" + onoff[options["metacopy"]], "nfs_export=off",
+              "xino=" + onoff[options["xino"]]]
     if options["userxattr"]:
         parts.append("userxattr")
     return ",".join(parts)
@@ -546,6 +548,9 @@ def run(how):
     os.mkdir(BASE, 0o755)
     lowers = [BASE + "/l%d" % i for i in range(len(DATA["lowers"]))]
     for directory, entries in zip(lowers, DATA["lowers"], strict=False):
+        if options["separate_fs"]:  # each lower layer on a tmpfs of its own
+            os.mkdir(directory, 0o700)
+            mount("unionspec-repro", directory, "tmpfs", MS_NOSUID | MS_NODEV, "size=64m")
         write_layer(directory, entries, DATA["prefix"])
     if not options["read_only"]:
         os.mkdir(UPPER, 0o755)
@@ -563,7 +568,8 @@ def run(how):
         stage(source, "/tmp/unionspec-stage/driver%d" % number)
         visible.append(("/tmp/unionspec-stage/driver%d" % number, path))
     os.close(host_tmp)
-    enter("/tmp/unionspec-root", writable=(BASE,), visible=visible, proc=True)
+    own_fs = tuple(lowers) if options["separate_fs"] else ()  # bound too: a bind is not recursive
+    enter("/tmp/unionspec-root", writable=(BASE, *own_fs), visible=visible, proc=True)
     mounter = Mounter(how, options, lowers)
     try:
         mounter.start()

@@ -155,6 +155,8 @@ def data(failure: Failure, version: str | None = None) -> dict[str, Any]:
             "redirect_dir_value": options.redirect_dir_value,
             "userxattr": options.userxattr,
             "data_only": options.data_only,
+            "xino": options.xino,
+            "separate_fs": options.separate_fs,
         },
         "prefix": "user.overlay." if options.userxattr else "trusted.overlay.",
         "mount": mount,
