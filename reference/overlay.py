@@ -245,7 +245,14 @@ class Overlay:
     def _entry_view(self, node: Node, upper_links: dict[int, int] | None = None) -> EntryView:
         meta = self._meta(node)
         kind = meta.kind
-        xattrs = tuple(sorted(meta.xattrs.items())) if kind in (Kind.FILE, Kind.DIR) else ()
+        # the view holds the user.* xattrs, what the executors read through a mount
+        # (adapters/sandbox/executor.py merged_view): a layer may also carry an escaped
+        # trusted.overlay.* one (doc "Nesting"), which only root's listxattr would show
+        xattrs = (
+            tuple(sorted(i for i in meta.xattrs.items() if i[0].startswith("user.")))
+            if kind in (Kind.FILE, Kind.DIR)
+            else ()
+        )
         return EntryView(
             kind=kind.value,
             mode=meta.mode,
