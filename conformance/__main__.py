@@ -108,6 +108,14 @@ def _parser() -> argparse.ArgumentParser:
         "--seed", type=int, metavar="N", help="seed of the generation (reproducible runs)"
     )
     certify_cmd.add_argument(
+        "--example-db",
+        metavar="DIR",
+        default=None,
+        help="a Hypothesis example database shared with other runs (storage other "
+        "machines see, a CI artifact), joined to the local one: every run replays every "
+        "run's failures first (default: $UNIONSPEC_EXAMPLE_DB)",
+    )
+    certify_cmd.add_argument(
         "-n",
         "--workers",
         type=int,
@@ -121,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME",
         help="certify only this feature (repeatable; the whole-machine cells are then "
-        "left out)",
+        "left out, unless named: --feature machine)",
     )
     certify_cmd.add_argument(
         "--engine",

@@ -3,14 +3,26 @@
 
 ``quick`` is for CI and for every commit; ``standard`` and ``deep`` explore more. All
 keep failing examples in ``.hypothesis/examples`` so the next run replays them first.
+
+A shared directory (``--example-db DIR``, or ``$UNIONSPEC_EXAMPLE_DB``: storage several
+machines see, or a CI artifact downloaded before the run and uploaded after) is joined to
+the local one with Hypothesis's ``MultiplexedDatabase``: a failure is saved in both, and
+every run replays what any run saved in either, before generating anything. The keys are
+the cell's (:func:`conformance.lockstep.machine.lockstep_test`) and the test function's source, so
+machines running the same version of the suite share them.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from hypothesis import HealthCheck, settings
-from hypothesis.database import DirectoryBasedExampleDatabase
+from hypothesis.database import (
+    DirectoryBasedExampleDatabase,
+    ExampleDatabase,
+    MultiplexedDatabase,
+)
 
 from conformance.timebudget import named_budget
 
@@ -38,8 +50,23 @@ CONTAINER_BUDGETS: dict[str, dict[str, object]] = {
 }
 
 
-def register_budgets(root: Path) -> None:
-    database = DirectoryBasedExampleDatabase(str(root / ".hypothesis" / "examples"))
+#: The shared example database's directory when ``--example-db`` is not given.
+EXAMPLE_DB_ENV = "UNIONSPEC_EXAMPLE_DB"
+
+
+def example_database(root: Path, shared: str | os.PathLike[str] | None = None) -> ExampleDatabase:
+    """``root/.hypothesis/examples``, joined with the shared directory (``shared``, else
+    ``$UNIONSPEC_EXAMPLE_DB``) when there is one (module doc)."""
+    local = DirectoryBasedExampleDatabase(str(root / ".hypothesis" / "examples"))
+    shared = shared or os.environ.get(EXAMPLE_DB_ENV)
+    if not shared:
+        return local
+    return MultiplexedDatabase(local, DirectoryBasedExampleDatabase(os.fspath(shared)))
+
+
+def register_budgets(root: Path, shared: str | os.PathLike[str] | None = None) -> None:
+    """The ``unionspec-*`` profiles, failures kept in :func:`example_database`."""
+    database = example_database(root, shared)
     profiles = {name: values for name, values in BUDGETS.items()}
     profiles.update({f"{name}-feature": values for name, values in FEATURE_BUDGETS.items()})
     profiles.update(

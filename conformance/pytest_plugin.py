@@ -21,18 +21,22 @@ Options (group "unionspec"):
   profiles of :data:`ENGINES`;
 - ``--expectations PATH``: the known divergences of installed driver versions
   (:mod:`conformance.records.expectations`; default ``conformance/records/expectations.toml``). The
-  ``test_feature`` and ``test_state_machine`` items of a matching driver, version, feature
-  and option set are marked ``xfail(strict=True, raises=RecordedBehaviours)``: they xfail
+  items marked ``@pytest.mark.records(scope)`` (scope ``feature``, ``machine`` or
+  ``scenario``) of a matching driver, version, feature and option set are marked
+  ``xfail(strict=True, raises=RecordedBehaviours)``: they xfail
   only when every difference they found is one a record describes
   (:mod:`conformance.records.behaviours`); any other difference fails them. A driver version with a
   ``[[pending]]`` entry (divergences found, not yet recorded) also expects a failure of
-  its ``test_feature`` and ``test_state_machine`` items on the names the entry describes
+  its feature and machine items on the names the entry describes
   (long names, ``.wh.`` names), never anything else and never a scenario's.
 
 - ``--corpus DIR``: the user's regression corpus (:mod:`conformance.records.corpus`; default
   ``.unionspec/corpus`` under the rootdir). Its programs and those of the project's
   ``conformance/records/corpus/`` are ``test_corpus`` items, run before anything is generated;
   every new divergence a test finds is saved there as a step program.
+- ``--example-db DIR``: a Hypothesis example database shared with other runs, joined to
+  the local ``.hypothesis/examples`` (:func:`conformance.budgets.example_database`;
+  default ``$UNIONSPEC_EXAMPLE_DB``).
 
 A SIGTERM ends the run as Ctrl-C does (:mod:`conformance.certify.interrupt`): drivers are
 closed and pytest reports what ran.
@@ -66,10 +70,18 @@ TIMEOUT_OPTION = "--driver-timeout"
 CORPUS_OPTION = "--corpus"
 KERNEL_IMAGE_OPTION = "--kernel-image"
 KERNEL_MODULES_OPTION = "--kernel-modules"
+EXAMPLE_DB_OPTION = "--example-db"
 #: Where pytest_configure keeps the run's driver settings.
 SETTINGS = pytest.StashKey[DriverSettings]()
 #: On an item of a recorded cell whose driver version has a ``[[pending]]`` entry: the driver.
 PENDING_DRIVER = pytest.StashKey[str]()
+#: ``@pytest.mark.records(scope)``: the item's failures are held to the recorded behaviours of
+#: its driver at that scope ("feature": its ``feature`` parameter's records; "machine": the
+#: whole-machine records; "scenario": its ``scenario`` parameter's); a matching item xfails
+#: strictly unless every failure is recorded.
+RECORDS_MARK = "records"
+#: The plugin's fixture of saved programs: items that use it run first.
+CORPUS_FIXTURE = "corpus_program"
 BUDGET_NAMES = ("quick", "standard", "deep")
 
 
@@ -138,6 +150,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "saved there (default: .unionspec/corpus under the rootdir)",
     )
     group.addoption(
+        EXAMPLE_DB_OPTION,
+        default=None,
+        metavar="DIR",
+        help="a Hypothesis example database shared with other runs, joined to the local "
+        "one: every run replays every run's failures first (default: $UNIONSPEC_EXAMPLE_DB)",
+    )
+    group.addoption(
         KERNEL_IMAGE_OPTION,
         action="append",
         default=[],
@@ -165,7 +184,11 @@ def pytest_configure(config: pytest.Config) -> None:
     from conformance.certify.interrupt import terminate_as_interrupt
 
     terminate_as_interrupt()
-    register_budgets(config.rootpath)
+    config.addinivalue_line(
+        "markers", f"{RECORDS_MARK}(scope): failures held to the driver's recorded behaviours "
+        "at scope feature, machine or scenario (expectations.toml)",
+    )
+    register_budgets(config.rootpath, config.getoption(EXAMPLE_DB_OPTION))
     if config.getoption("hypothesis_show_statistics", False):
         from conformance.generation import coverage
         from conformance.lockstep import machine
@@ -260,32 +283,35 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     ]
     timebudget.SECONDS_PER_RUN = None if duration is None else duration / max(1, len(machines))
 
-    items.sort(key=lambda item: getattr(item, "originalname", item.name) != "test_corpus")
+    # the corpus's programs replay before anything is generated
+    items.sort(key=lambda item: CORPUS_FIXTURE not in getattr(item, "fixturenames", ()))
     settings = driver_settings_of(config)
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
-        if "driver" not in params or "options" not in params:
+        mark = item.get_closest_marker(RECORDS_MARK)
+        if mark is None or "driver" not in params or "options" not in params:
             continue
-        name = getattr(item, "originalname", item.name)
+        scope = mark.args[0] if mark.args else "machine"
         label = params["options"].label
-        if name == "test_feature":
+        if scope == "feature":
             found = expectations.matching(
                 params["driver"], params["feature"].id, label, settings
             )
-        elif name == "test_state_machine":
+        elif scope == "machine":
             found = expectations.matching(params["driver"], "", label, settings)
-        elif name == "test_scenario":
+        elif scope == "scenario":
             found = expectations.matching_scenario(
                 params["driver"], params["scenario"].id, label, settings
             )
         else:
-            continue
+            raise pytest.UsageError(f"{item.nodeid}: records scope {scope!r} is not one of "
+                                    "feature, machine, scenario")
         if found:
             from conformance.records.behaviours import RecordedBehaviours
 
             reason = f"known divergence: {expectations.describe(found)}"
             waiting = expectations.pending(params["driver"], settings)
-            if waiting is not None and name != "test_scenario":
+            if waiting is not None and scope != "scenario":
                 # found, not yet recorded (expectations.toml [[pending]]): a failure on
                 # the names it describes is expected too (pytest_pyfunc_call turns it
                 # into PendingBehaviour); certify still reports each as ``diverges``

@@ -137,7 +137,7 @@ def plain_fs(root: Inode, *, read_only: bool = False) -> Overlay:
     fs = Overlay(StackSpec(()), Options(read_only=read_only))
     if read_only:
         fs.lowers = [root]
-        fs._lower_nlink = link_counts(root)
+        fs.lower_nlink = link_counts(root)
     else:
         fs.upper = root
     return fs

@@ -14,10 +14,11 @@ from conformance.lockstep.interchange import FeatureSkipped
 from conformance.lockstep.machine import RULES, machine_for, run_machine
 from conformance.lockstep.scenarios import SCENARIOS, Scenario, run_scenario
 from conformance.records import behaviours as records
-from conformance.records import expectations
+from conformance.records import expectations, replay
 from reference.options import MATRIX, Options
 
 
+@pytest.mark.records("machine")
 @pytest.mark.parametrize("options", MATRIX, ids=lambda o: o.test_id)
 def test_state_machine(
     driver, options: Options, conformance_settings, driver_settings, request
@@ -37,6 +38,7 @@ CASES = [
 ]
 
 
+@pytest.mark.records("scenario")
 @pytest.mark.parametrize(("scenario", "options"), CASES)
 def test_scenario(driver, scenario: Scenario, options: Options, driver_settings, request) -> None:
     _skip_unclaimed(driver, options)
@@ -52,6 +54,7 @@ FEATURE_CASES = [
 ]
 
 
+@pytest.mark.records("feature")
 @pytest.mark.parametrize(("feature", "options"), FEATURE_CASES)
 def test_feature(
     driver, feature: Feature, options: Options, feature_settings, driver_settings, request
@@ -118,7 +121,7 @@ def _replay_expected(
         driver.name, feature_id, options.label, driver_settings
     ):
         with records.tally() as shown:
-            expectations.replay(driver, expectation, options, feature, driver_settings)
+            replay.replay(driver, expectation, options, feature, driver_settings)
         if expectation.id not in shown:
             raise AssertionError(
                 f"{expectation.id}'s reproducer shows nothing on {driver.name} "

@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 
 from conformance.records import expectations
-from conformance.records.expectations import Expectation, ExpectationError, load, parse_repr
+from conformance.records.expectations import Expectation, ExpectationError, load
+from conformance.records.program_check import ProgramError
+from conformance.records.programs import parse_repr
 from reference import ops
 from reference.layer import FifoSpec, LayerSpec, StackSpec
 
@@ -94,7 +96,7 @@ def test_parse_repr_evaluates_nothing_but_known_classes() -> None:
     assert parse_repr("Rename('a', 'b', 'RENAME_EXCHANGE')", "x") == ops.Rename(
         "a", "b", "RENAME_EXCHANGE"
     )
-    with pytest.raises(ExpectationError, match="not allowed"):
+    with pytest.raises(ProgramError, match="not allowed"):
         parse_repr("[x for x in ()]", "x")
 
 
@@ -168,6 +170,7 @@ import pytest
 from conformance.features import BY_ID
 from reference.options import MATRIX
 
+@pytest.mark.records("feature")
 @pytest.mark.parametrize(
     ("feature", "options"), [(BY_ID["xattrs"], MATRIX[0]), (BY_ID["metadata"], MATRIX[0])]
 )
@@ -177,6 +180,7 @@ def test_feature(driver, feature, options):
     if feature.id == "xattrs":
         raise RecordedBehaviours("only recorded behaviours: ghost#1 (1 example)")
 
+@pytest.mark.records("machine")
 @pytest.mark.parametrize("options", [MATRIX[0]])
 def test_state_machine(driver, options):
     assert False, "a difference no record describes"
@@ -196,6 +200,7 @@ from reference.options import MATRIX
 
 LONG = "n" * 254
 
+@pytest.mark.records("machine")
 @pytest.mark.parametrize("options", [MATRIX[0]])
 @pytest.mark.parametrize("name", [LONG, ".wh.a", "plain", "no-program"])
 def test_state_machine(driver, options, name):

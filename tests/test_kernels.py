@@ -180,6 +180,25 @@ def test_two_kernels_reports_are_diffed_cell_by_cell(tmp_path: Path, capsys) -> 
     assert "no cell of driver" in capsys.readouterr().err
 
 
+def test_a_diff_of_two_kernels_names_the_kernel_features_one_has() -> None:
+    """From the report's environment (what each VM observed, adapters.vm.probes)."""
+
+    def features(**observed: bool) -> dict:
+        return {name.replace("_", "-"): {"observed": has} for name, has in observed.items()}
+
+    old = _report("kernel@6.1.0-57-amd64", {"xattrs/ro": "conforms"})
+    new = _report("kernel@6.12.118+deb12-amd64", {"xattrs/ro": "conforms"})
+    old["environment"] = {"drivers": {"kernel@6.1.0-57-amd64": {"kernel_image": {
+        "features": features(tmpfs_user_xattrs=False, lowerdir=False)}}}}
+    new["environment"] = {"drivers": {"kernel@6.12.118+deb12-amd64": {"kernel_image": {
+        "features": features(tmpfs_user_xattrs=True, lowerdir=False)}}}}
+    lines, regressed = changes(old, new)
+    assert not regressed
+    assert "  kernel feature tmpfs-user-xattrs: absent -> present (appeared in 6.6: " \
+        "2daf18a7884d (tmpfs,xattr: enable limited user extended attributes))" in lines
+    assert not any("lowerdir" in line for line in lines)  # the same on both
+
+
 @pytest.fixture
 def private_kernel_images(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The kernel images registered during the test are forgotten after it: pytester's

@@ -422,3 +422,14 @@ def test_inode_records_need_their_own_circumstances() -> None:
     assert not _accounted("unionfs-fuse", tree, ops.Chmod("a", 0o700), [counted])
     lag = ("a", "st_ino", "unchanged (1)", "changed to 2")
     assert "copied-up-inode-lag" in _accounted("unionfs-fuse", tree, ops.Chmod("a", 0o700), [lag])
+
+
+def test_nested_tallies_each_keep_their_own_counts() -> None:
+    """A replay's tally inside an item's tally: both count what both saw, the outer one
+    goes on counting after the inner one closes (they were equal when it closed)."""
+    with records.tally() as outer:
+        with records.tally() as inner:
+            records.count({"a"})
+        records.count({"b"})
+    assert inner == {"a": 1}
+    assert outer == {"a": 1, "b": 1}

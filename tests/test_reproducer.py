@@ -23,7 +23,7 @@ from adapters.faults import FaultyDriver
 from conformance.features import BY_ID
 from conformance.lockstep.machine import Diverged, run_machine
 from conformance.records import behaviours as records
-from conformance.records import expectations, reproducer
+from conformance.records import expectations, replay, reproducer
 from conformance.records.failure import Failure
 from reference.options import MATRIX, Options
 
@@ -49,7 +49,7 @@ def _recorded_failure(driver_name: str, first_step: str) -> tuple[Failure, str |
     driver = registry.make(driver_name)
     try:
         with records.plain():  # the kernel's rules alone: the record is a divergence
-            expectations.replay(
+            replay.replay(
                 driver, record, BY_LABEL[record.options[0]], BY_ID[record.features[0]]
             )
     except Diverged as diverged:

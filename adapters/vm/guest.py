@@ -12,6 +12,7 @@ When the port closes (the host is gone) the VM powers off.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import selectors
 import shutil
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from adapters.sandbox.executor import SCRATCH_DIR
 from adapters.sandbox.namespace import _private_namespace
-from adapters.vm import channel
+from adapters.vm import channel, probes
 
 #: Set by the VM's init: the mounted disk that holds each session's layers.
 SCRATCH = "UNIONSPEC_SCRATCH"
@@ -97,7 +98,11 @@ class Agent:
             self.close(session, tell=True)
 
     def serve(self) -> None:
-        self.send(0, channel.HELLO, os.uname().release.encode())
+        """Hello (the release, then the kernel features observed, adapters.vm.probes, as
+        JSON on the next line), then the sessions until the port closes."""
+        observed = probes.observe(os.environ.get(SCRATCH, "/tmp"))
+        hello = f"{os.uname().release}\n{json.dumps(observed, sort_keys=True)}"
+        self.send(0, channel.HELLO, hello.encode())
         while True:
             for key, _events in self.selector.select():
                 if key.data is None:

@@ -103,6 +103,11 @@ def chosen_engines(args: argparse.Namespace) -> list[str]:
     return list(ENGINES)
 
 
+#: ``--feature machine``: the whole-machine cells (every rule at once), the feature id
+#: their cells have (conformance.certify.shard.cell_id).
+WHOLE_MACHINE = "machine"
+
+
 def check_arguments(args: argparse.Namespace) -> tuple[list[str], list[Feature], bool]:
     """The drivers, the features and whether the whole-machine cells run; a UsageError
     (one line) for anything inconsistent, before anything runs. With ``--engine`` and no
@@ -112,8 +117,9 @@ def check_arguments(args: argparse.Namespace) -> tuple[list[str], list[Feature],
     except registry.UnknownDriver as problem:
         raise UsageError(str(problem)) from None
     for name in args.feature:
-        if name not in BY_ID:
-            raise UsageError(f"unknown feature {name!r} (known: {', '.join(BY_ID)})")
+        if name not in BY_ID and name != WHOLE_MACHINE:
+            known = ", ".join((WHOLE_MACHINE, *BY_ID))
+            raise UsageError(f"unknown feature {name!r} (known: {known})")
     if args.workers < 1:
         raise UsageError(f"--workers must be at least 1, not {args.workers}")
     if args.driver and args.driver_cmd and "fuse" not in args.driver:
@@ -122,10 +128,12 @@ def check_arguments(args: argparse.Namespace) -> tuple[list[str], list[Feature],
         raise UsageError(f"--profile needs a FUSE driver ({', '.join(FUSE_DRIVERS)}) in --driver")
     if len(set(args.driver)) != len(args.driver):
         raise UsageError("a driver is named twice in --driver")
-    features = [BY_ID[name] for name in dict.fromkeys(args.feature)] or list(FEATURES)
+    machine = not args.feature or WHOLE_MACHINE in args.feature
+    named = [BY_ID[name] for name in dict.fromkeys(args.feature) if name != WHOLE_MACHINE]
+    features = named if args.feature else list(FEATURES)
     if getattr(args, "engine", None) and not args.driver:
-        return [], features, not args.feature
-    return args.driver or registry.names(), features, not args.feature
+        return [], features, machine
+    return args.driver or registry.names(), features, machine
 
 
 #: Drivers that run only with a setting: not named with ``--driver`` and without that
@@ -146,7 +154,7 @@ def left_out(
     }
 
 
-def _settings(budget: str, seed: int | None) -> tuple[Any, Any]:
+def _settings(budget: str, seed: int | None, example_db: str | None = None) -> tuple[Any, Any]:
     """The settings of the whole-machine and of the feature cells. Hypothesis's explain
     phase is left out: it only annotates the failure text (the reports carry the program
     as data) and took most of the time of a shrunk failure (README, Performance). With a
@@ -156,7 +164,7 @@ def _settings(budget: str, seed: int | None) -> tuple[Any, Any]:
 
     from conformance.budgets import budget_settings, feature_budget_settings, register_budgets
 
-    register_budgets(Path.cwd())
+    register_budgets(Path.cwd(), example_db)
     chosen = []
     for base in (budget_settings(budget), feature_budget_settings(budget)):
         phases = [phase for phase in base.phases if phase is not Phase.explain]
@@ -298,6 +306,8 @@ def certify_command(args: argparse.Namespace) -> int:
 
     add_kernel_images(args)
     drivers, features, machine = check_arguments(args)
+    if args.example_db and args.seed is not None:
+        raise UsageError("--example-db: a run with --seed uses no example database")
     shard = shard_of(args)
     engines = chosen_engines(args)
     if shard is not None and engines:
@@ -334,7 +344,7 @@ def certify_command(args: argparse.Namespace) -> int:
             left_out=not_run,
         )
         report.write()
-    run_settings, feature_settings = _settings(args.budget, args.seed)
+    run_settings, feature_settings = _settings(args.budget, args.seed, args.example_db)
     total = len(ids)
     duration = timebudget.seconds(args.budget)
     # a duration: each overlay cell's machine gets an equal share (workers run in parallel)
@@ -475,7 +485,9 @@ def _worker(config: dict[str, Any], tasks: Any, results: Any) -> None:
     signal.signal(signal.SIGALRM, _raise_again)
     os.chdir(config["cwd"])
     expectations.configure(config["expectations"])
-    run_settings, feature_settings = _settings(config["budget"], config["seed"])
+    run_settings, feature_settings = _settings(
+        config["budget"], config["seed"], config["example_db"]
+    )
     timebudget.SECONDS_PER_RUN = config["seconds_per_run"]
     # (the main process said which files it skipped)
     programs = corpus.load([corpus.PROJECT_CORPUS, config["corpus"]], on_problem=lambda _: None)
@@ -546,6 +558,7 @@ def run_parallel(
     config = {
         "parent": os.getpid(), "cwd": os.getcwd(), "expectations": args.expectations,
         "settings": settings, "budget": args.budget, "seed": args.seed,
+        "example_db": args.example_db,
         "corpus": args.corpus or DEFAULT_CORPUS,
         "seconds_per_run": timebudget.SECONDS_PER_RUN,
     }

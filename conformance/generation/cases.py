@@ -168,7 +168,9 @@ class _Drawer:
         ``strategies.DOMAINS`` (bigger tables for data, offsets and sizes)."""
         rule = _pick(data, self.rule_table())
         kind = ops.BY_RULE[rule]
-        roles = ROLES.get(rule, ())
+        # a kind with no roles of its own draws each path as "any" (an existing name of any
+        # kind, or a fresh one): a new operation kind needs no entry here
+        roles = ROLES.get(rule) or ("any",) * len(kind.draws)
         paths: list[str] = []
         args: list[Any] = []
         for domain in kind.draws:
@@ -196,12 +198,12 @@ class _Drawer:
     def _xattr_names(self, path: str) -> tuple[str, ...]:
         """The names the object has (three times: mostly one it has), then all names."""
         try:
-            node = self.model._resolve(path, follow=True).node
+            node = self.model.resolve(path, follow=True).node
         except FsError:
             node = None
         present: tuple[str, ...] = ()
         if node is not None:
-            present = tuple(sorted(self.model._meta(node).xattrs))
+            present = tuple(sorted(self.model.meta(node).xattrs))
         return present * 3 + self._all_xattr_names()
 
     def _all_xattr_names(self) -> tuple[str, ...]:

@@ -128,7 +128,7 @@ def _upper_entry(model: Overlay, path: str) -> Inode | None:
 
 def _node(model: Overlay, path: str, follow: bool) -> Node | None:
     try:
-        return model._resolve(path, follow=follow).node
+        return model.resolve(path, follow=follow).node
     except FsError:
         return None
 
@@ -178,7 +178,7 @@ class Watch:
             node = _node(model, op.path, follow=True)
             if node is not None and not node.is_dir:
                 pre["lower_only"] = node.upper is None
-                meta = model._meta(node)
+                meta = model.meta(node)
                 pre["metacopy"] = meta if meta.metacopy else None
         if isinstance(op, ops.Rmdir):
             node = _node(model, op.path, follow=False)
@@ -187,8 +187,8 @@ class Watch:
             pre["upper"] = bool(model.upper.entries)
         if model.options.index and isinstance(op, ops.Unlink):
             node = _node(model, op.path, follow=False)
-            lower = model._lower_of(node) if node is not None and not node.is_dir else None
-            pre["lower_link"] = lower is not None and model._lower_nlink.get(lower.ident, 1) > 1
+            lower = model.lower_of(node) if node is not None and not node.is_dir else None
+            pre["lower_link"] = lower is not None and model.lower_nlink.get(lower.ident, 1) > 1
         return pre
 
     def after(self, op: ops.Op, allowed: Allowed, pre: dict[str, Any]) -> None:
@@ -276,7 +276,7 @@ class Watch:
         pending = [self.model.root()]
         while pending and count < 12:
             directory = pending.pop()
-            for _, node in self.model._found_children(directory):
+            for _, node in self.model.found_children(directory):
                 count += 1
                 if node.is_dir:
                     pending.append(node)

@@ -79,16 +79,16 @@ def inventory(model: Overlay, removed: list[str], recent: list[str] = ()) -> Inv
     """The merged view of ``model`` as lists of paths by kind (a walk of the lookups)."""
     found: dict[Kind, list[str]] = {kind: [] for kind in Kind}
     dirs, empty, xattrs = [""], [], []
-    if model._meta(model.root()).xattrs:
+    if model.meta(model.root()).xattrs:
         xattrs.append("")
     pending = [model.root()]
     while pending:
         directory = pending.pop()
-        children = model._found_children(directory)
+        children = model.found_children(directory)
         if not children and directory.parent is not None:
             empty.append(directory.path)
         for _, node in children:
-            if node.kind in (Kind.FILE, Kind.DIR) and model._meta(node).xattrs:
+            if node.kind in (Kind.FILE, Kind.DIR) and model.meta(node).xattrs:
                 xattrs.append(node.path)
             if node.is_dir:
                 dirs.append(node.path)

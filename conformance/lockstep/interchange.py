@@ -90,7 +90,7 @@ def applies(options: Options) -> str | None:
             f"{options.label}: the index lives in the work directory (overlayfs.rst "
             f"'Sharing and copying layers')"
         )
-    if options.data_only or options.xwhiteouts:
+    if options.data_only or options.xwhiteouts or options.separate_fs:
         return (
             f"layer interchange hands over an upper layer; {options.label} is a form of the "
             f"lower layers, which the state machine checks"
@@ -176,9 +176,9 @@ def _reader_model(stack: StackSpec, steps: list[ops.Op], options: Options) -> Ov
         reader.lowers = [model.upper, *model.lowers]
         reader.upper = None
         reader.options = options
-        reader._lower_nlink = {}
+        reader.lower_nlink = {}
         for root in reader.lowers:
-            reader._lower_nlink.update(link_counts(root))
+            reader.lower_nlink.update(link_counts(root))
         return reader
     return model
 

@@ -199,7 +199,7 @@ def subject(model: Overlay, op: ops.Op) -> Subject | None:
     first = None
     for number, path in enumerate(paths):
         try:
-            resolved = model._resolve(path, follow=False)
+            resolved = model.resolve(path, follow=False)
         except Exception:  # a path the model refuses (ELOOP, ENOTDIR): no object
             continue
         if resolved.node is not None:
@@ -213,7 +213,7 @@ def subject(model: Overlay, op: ops.Op) -> Subject | None:
     followed = None
     if first.kind.value == "symlink":
         try:
-            followed = model._resolve(paths[0], follow=True).node
+            followed = model.resolve(paths[0], follow=True).node
         except Exception:  # a loop or a dangling link: nothing it leads to
             followed = None
         if followed is not None:
@@ -407,7 +407,7 @@ def _symlink_to_marker(model: Overlay, path: str) -> bool:
     that leads through a lower marker."""
     for prefix in _prefixes(path):
         try:
-            node = model._resolve(prefix, follow=False).node
+            node = model.resolve(prefix, follow=False).node
         except Exception:  # a path the model refuses: not this behaviour
             return False
         if node is None:
@@ -466,8 +466,8 @@ def rule_hardlink_sibling(diff: Divergence, path: str, ctx: StepContext) -> bool
     (one in-memory inode) though its own lower object is unchanged."""
     if ctx.actual_view is None or not ctx.paths:
         return False
-    changed = ctx.model._resolve(ctx.paths[0], follow=True).node
-    other = ctx.model._resolve(path, follow=False).node
+    changed = ctx.model.resolve(ctx.paths[0], follow=True).node
+    other = ctx.model.resolve(path, follow=False).node
     if changed is None or other is None or changed.upper is None or other.upper is not None:
         return False
     if changed.upper.origin is None or other.lowers[:1] != [changed.upper.origin]:
@@ -499,7 +499,7 @@ def rule_exchange_dir_with_non_dir(diff: Divergence, path: str, ctx: StepContext
     kinds = set()
     for name in (op.src, op.dst):
         try:
-            node = ctx.model._resolve(name, follow=False).node
+            node = ctx.model.resolve(name, follow=False).node
         except Exception:  # a path the model refuses: not this behaviour
             return False
         kinds.add(None if node is None else node.is_dir)
@@ -534,7 +534,7 @@ def rule_nlink_names_seen(diff: Divergence, path: str, ctx: StepContext) -> bool
 
 def _lower_hardlink(model: Overlay, path: str, *, follow: bool) -> bool:
     try:
-        node = model._resolve(path, follow=follow).node
+        node = model.resolve(path, follow=follow).node
     except Exception:  # a path the model refuses: not this behaviour
         return False
     return node is not None and node.upper is None and not node.is_dir
@@ -547,17 +547,17 @@ def rule_names_of_target_lower(diff: Divergence, path: str, ctx: StepContext) ->
     if not ctx.paths:
         return False
     try:
-        target = ctx.model._resolve(ctx.paths[0], follow=True).node
-        other = ctx.model._resolve(path, follow=False).node
+        target = ctx.model.resolve(ctx.paths[0], follow=True).node
+        other = ctx.model.resolve(path, follow=False).node
     except Exception:  # a path the model refuses: not this behaviour
         return False
     if target is None or other is None or target.is_dir or other.is_dir:
         return False
-    lower = ctx.model._lower_of(target)
+    lower = ctx.model.lower_of(target)
     return (
         lower is not None
-        and ctx.model._lower_nlink.get(lower.ident, 1) > 1
-        and lower is ctx.model._lower_of(other)
+        and ctx.model.lower_nlink.get(lower.ident, 1) > 1
+        and lower is ctx.model.lower_of(other)
     )
 
 
@@ -565,7 +565,7 @@ def rule_renamed_copy_up(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """``path`` is a copied-up directory, or a copied-up object that no longer lives at its
     lower object's path or whose lower object is not in the top lower layer."""
     try:
-        node = ctx.model._resolve(path, follow=False).node
+        node = ctx.model.resolve(path, follow=False).node
     except Exception:  # a path the model refuses: not this behaviour
         return False
     if node is not None and node.is_dir and node.upper is not None and node.lowers:
@@ -598,7 +598,7 @@ def rule_copied_up_inode_lag(diff: Divergence, path: str, ctx: StepContext) -> b
     """The name has an upper copy and a lower object at the same path: a FUSE driver's
     attribute cache may show either's inode number for a while after the copy-up."""
     try:
-        node = ctx.model._resolve(path, follow=False).node
+        node = ctx.model.resolve(path, follow=False).node
     except Exception:  # a path the model refuses: not this behaviour
         return False
     return (
@@ -616,7 +616,7 @@ def _target_hardlinks(ctx: StepContext) -> set[int]:
     for operand in ctx.paths:
         candidates = [o for o in _lower_objects(model, operand) if o is not None][:1]
         try:
-            node = model._resolve(operand, follow=False).node
+            node = model.resolve(operand, follow=False).node
         except Exception:  # a path the model refuses: only its lower objects count
             node = None
         if node is not None and node.upper is not None and node.upper.origin is not None:
@@ -624,7 +624,7 @@ def _target_hardlinks(ctx: StepContext) -> set[int]:
         found |= {
             o.ident
             for o in candidates
-            if not o.is_dir and model._lower_nlink.get(o.ident, 1) > 1
+            if not o.is_dir and model.lower_nlink.get(o.ident, 1) > 1
         }
     return found
 
@@ -908,7 +908,8 @@ def tally() -> Iterator[Counter[str]]:
     try:
         yield counts
     finally:
-        _OPEN.remove(counts)
+        # by identity: two tallies with equal counts are still two (list.remove compares)
+        del _OPEN[next(i for i, open_ in enumerate(_OPEN) if open_ is counts)]
 
 
 def count(seen: set[str]) -> None:

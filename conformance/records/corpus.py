@@ -5,7 +5,7 @@ nothing is saved under a fixed seed; ../shared/notes/pbt-anchors.md), so each di
 is also written as a small JSON *step program*; ``certify`` and the pytest suite replay
 every program of the corpus deterministically before they generate anything new. Replay
 runs the program in lockstep with the reference on the driver under test (the full
-comparison after every step, :func:`conformance.records.expectations.replay_steps`); it passes
+comparison after every step, :func:`conformance.records.replay.replay_steps`); it passes
 when the driver conforms on it now.
 
 A program file (format ``unionspec-program/1``)::
@@ -18,7 +18,7 @@ A program file (format ``unionspec-program/1``)::
      "found": "2026-12-01T23:10:00+00:00"}
 
 ``stack`` and ``steps`` are the reprs the suite prints (decoded by
-:func:`conformance.records.expectations.parse_repr`, as in ``expectations.toml``); ``feature`` is
+:func:`conformance.records.programs.parse_repr`, as in ``expectations.toml``); ``feature`` is
 a feature id or ``""`` (the whole machine: every rule, every field); ``driver`` and
 ``version`` say where it was found (a program replays on any driver that claims its
 option set). The project's own corpus is ``conformance/records/corpus/``; a user's defaults to
@@ -37,8 +37,10 @@ from typing import Any
 import attrs
 
 from conformance.errors import ConformanceError
-from conformance.records.expectations import ExpectationError, parse_program, replay_steps
 from conformance.records.failure import Failure
+from conformance.records.program_check import ProgramError
+from conformance.records.programs import parse_program
+from conformance.records.replay import replay_steps
 from reference import layer, ops
 from reference.options import MATRIX, Options
 
@@ -163,7 +165,7 @@ def parse(data: Any, where: str) -> Program:
         raise CorpusError(f"{where}: 'steps' must be an array of strings")
     try:
         stack, steps = parse_program(data["stack"], data["steps"], where)
-    except ExpectationError as exc:
+    except ProgramError as exc:
         raise CorpusError(str(exc)) from None
     return Program(
         driver=data["driver"],

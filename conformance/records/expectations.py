@@ -39,7 +39,6 @@ option set) likewise, and the ``test_scenario`` items of the scenarios a record 
 
 from __future__ import annotations
 
-import ast
 import fnmatch
 import functools
 from collections import Counter
@@ -53,6 +52,9 @@ from adapters.drivers.driver_profile import read_toml
 from adapters.settings import DEFAULT, DriverSettings
 from conformance.errors import ConformanceError
 from conformance.records import behaviours as records
+from conformance.records.program_check import ProgramError
+from conformance.records.programs import parse_program
+from conformance.records.replay import replay
 from conformance.verdicts import VerdictKind
 from reference import layer, ops
 
@@ -78,11 +80,6 @@ _OPTIONAL = {
     "resync": str,
 }
 
-#: The names a reproducer may use: the operations and the layer specs (their reprs).
-_NAMES: dict[str, Any] = {
-    **{n: getattr(ops, n) for n in dir(ops) if isinstance(getattr(ops, n), type)},
-    **{n: getattr(layer, n) for n in dir(layer) if n.endswith("Spec")},
-}
 
 
 class ExpectationError(ConformanceError, ValueError):
@@ -122,50 +119,6 @@ class Expectation:
     def render(self) -> str:
         """The reproducer as the suite prints a program."""
         return "\n".join([f"mount {self.stack!r}", *(repr(op) for op in self.steps)])
-
-
-def parse_repr(text: str, where: str) -> Any:
-    """Evaluate the repr of an operation or a StackSpec: only calls of the known classes,
-    literals, tuples and lists are accepted (nothing else is evaluated)."""
-    try:
-        tree = ast.parse(text.strip(), mode="eval")
-    except SyntaxError as exc:
-        raise ExpectationError(f"{where}: not a valid expression: {exc.msg}") from None
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name):
-            if node.id not in _NAMES:
-                raise ExpectationError(f"{where}: unknown name {node.id!r}")
-        elif not isinstance(
-            node,
-            ast.Expression | ast.Call | ast.keyword | ast.Constant | ast.Tuple | ast.List
-            | ast.Load,
-        ):
-            raise ExpectationError(f"{where}: {type(node).__name__} is not allowed")
-    try:
-        return eval(compile(tree, where, "eval"), {"__builtins__": {}}, dict(_NAMES))
-    except Exception as exc:  # a wrong argument to a known class
-        raise ExpectationError(f"{where}: {type(exc).__name__}: {exc}") from None
-
-
-def parse_program(
-    stack_text: str, step_texts: list[str], where: str
-) -> tuple[layer.StackSpec, tuple[ops.Op, ...]]:
-    """A reproducer's ``stack`` (a StackSpec repr) and ``steps`` (operation reprs), checked:
-    an ExpectationError naming ``where`` for anything else (shared with the corpus)."""
-    stack = parse_repr(stack_text, f"{where} stack")
-    if not isinstance(stack, layer.StackSpec):
-        raise ExpectationError(f"{where}: 'stack' must be a StackSpec(...)")
-    steps = tuple(parse_repr(step, f"{where} steps[{i}]") for i, step in enumerate(step_texts))
-    for i, step in enumerate(steps):
-        if type(step).__module__ != ops.__name__ or isinstance(step, ops.StatResult):
-            raise ExpectationError(f"{where} steps[{i}]: not an operation")
-    from conformance.records.program_check import ProgramError, check_program
-
-    try:
-        check_program(stack, steps, where)  # field types, path shapes, sizes (issue 17)
-    except ProgramError as exc:
-        raise ExpectationError(str(exc)) from None
-    return stack, steps
 
 
 def _record(data: Any, where: str) -> Expectation:
@@ -212,7 +165,10 @@ def _record(data: Any, where: str) -> Expectation:
             raise ExpectationError(f"{where}: unknown scenario {scenario!r}")
     if not data["features"] or not data["options"]:
         raise ExpectationError(f"{where}: 'features' and 'options' must not be empty")
-    stack, steps = parse_program(data["stack"], data["steps"], where)
+    try:
+        stack, steps = parse_program(data["stack"], data["steps"], where)
+    except ProgramError as exc:
+        raise ExpectationError(str(exc)) from None
     from reference import variants
 
     differs = records.with_primary(
@@ -528,60 +484,6 @@ def settle(
     if seen:
         return EXPECTED, "only recorded behaviours: " + records.describe_counts(seen)
     return verdict, detail
-
-
-def replay(
-    driver: Any,
-    expectation: Expectation,
-    options: Any,
-    feature: Any = None,
-    settings: DriverSettings = DEFAULT,
-) -> None:
-    """Run the recorded reproducer on ``driver`` in lockstep with the reference (raises
-    Diverged on a difference no record accounts for); for layer-interchange, write it
-    with each pair's writer and mount it with the reader (InterchangeDiverged)."""
-    if feature is not None and not feature.machine:
-        from conformance.lockstep.interchange import replay_program
-
-        replay_program(driver, options, expectation.stack, list(expectation.steps), settings)
-        return
-
-    replay_steps(
-        driver,
-        expectation.stack,
-        expectation.steps,
-        options,
-        feature,
-        title=expectation.reason,
-        source="conformance/records/expectations.toml",
-        settings=settings,
-    )
-
-
-def replay_steps(
-    driver: Any,
-    stack: layer.StackSpec,
-    steps: tuple[ops.Op, ...] | list[ops.Op],
-    options: Any,
-    feature: Any = None,
-    title: str = "a recorded program",
-    source: str = "",
-    settings: DriverSettings = DEFAULT,
-) -> None:
-    """Run ``steps`` over ``stack`` on ``driver`` in lockstep with the reference, the full
-    comparison after every step (raises Diverged, with the failure as data, when the
-    driver does not conform). Shared by the expectations and the corpus
-    (conformance.records.corpus)."""
-    from conformance.lockstep.scenarios import Scenario, Step, run_scenario
-
-    scenario = Scenario(
-        id=f"replay:{driver.name}",
-        title=title,
-        source=source,
-        stack=stack,
-        steps=tuple(Step(op) for op in steps),
-    )
-    run_scenario(driver, scenario, options, feature, settings)
 
 
 records.use_book(behaviours)

@@ -6,7 +6,7 @@ set, each operation with the outcomes the reference allowed and the one the driv
 and the divergence (its text, and the differences of the last observation as
 :class:`conformance.lockstep.compare.Divergence` records). The encoding of the stack and of the
 operations is their ``repr`` (valid Python), decoded by
-:func:`conformance.records.expectations.parse_repr`, the same as in ``expectations.toml``.
+:func:`conformance.records.programs.parse_repr`, the same as in ``expectations.toml``.
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ Cells are matched by id (``driver/feature/options``). A cell whose verdict got w
 (conformance.certify.engine.SEVERITY: conforms < unclaimed < skipped = expected-divergence <
 diverges < hung = crashed) is a regression; so is a NEW report that is not complete
 (interrupted, killed: its status is still "running"). Cells only in one report are
-listed, not counted. Exit 1 on a regression, 0 otherwise, 2 for a file that is not a
-report (one line).
+listed, not counted. Two kernels' cells compared, the kernel features found in one and
+not the other are listed too (reference.kernel_features). Exit 1 on a regression, 0
+otherwise, 2 for a file that is not a report (one line).
 """
 
 from __future__ import annotations
@@ -55,6 +56,43 @@ def _verdicts(doc: dict[str, Any], driver: str | None) -> dict[str, str]:
     return {"*" + c["id"][len(driver) :]: c["verdict"] for c in cells}
 
 
+def kernel_features(doc: dict[str, Any], driver: str | None) -> dict[str, bool]:
+    """The kernel features the VM of ``driver`` observed (report environment,
+    ``drivers[driver].kernel_image.features``; adapters.vm.probes): name -> present."""
+    drivers = (doc.get("environment") or {}).get("drivers") or {}
+    info = (drivers.get(driver) or {}).get("kernel_image") or {}
+    features = info.get("features") or {}
+    return {
+        name: entry["observed"]
+        for name, entry in features.items()
+        if isinstance(entry, dict) and isinstance(entry.get("observed"), bool)
+    }
+
+
+def feature_lines(
+    old: dict[str, Any], new: dict[str, Any], old_driver: str | None, new_driver: str | None
+) -> list[str]:
+    """Each kernel feature present in one kernel and not the other, with the release the
+    reference says it appeared in (reference.kernel_features): not a regression, the
+    kernels' difference explained."""
+    from reference.kernel_features import BY_NAME
+
+    before, after = kernel_features(old, old_driver), kernel_features(new, new_driver)
+    lines = []
+    for name in sorted(set(before) & set(after)):
+        if before[name] != after[name]:
+            state = {True: "present", False: "absent"}
+            known = BY_NAME.get(name)
+            since = (
+                f" (appeared in {'.'.join(map(str, known.since))}: {known.commit})"
+                if known is not None else ""
+            )  # fmt: skip
+            lines.append(
+                f"  kernel feature {name}: {state[before[name]]} -> {state[after[name]]}{since}"
+            )
+    return lines
+
+
 def changes(
     old: dict[str, Any],
     new: dict[str, Any],
@@ -92,6 +130,8 @@ def changes(
         )
     if lines == lines[:1] and (old_driver or new_driver):
         lines.append(f"no verdict changed ({len(set(before) & set(after))} cells compared)")
+    if old_driver and new_driver:
+        lines += feature_lines(old, new, old_driver, new_driver)
     return lines, regressed
 
 
