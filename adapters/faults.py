@@ -10,11 +10,13 @@ from __future__ import annotations
 import attrs
 
 from adapters.drivers.reference import ReferenceDriver
+from adapters.sandbox.layerdisk import USER, escaped
 from reference import ops
-from reference.layer import Inode, Kind, StackSpec
+from reference.layer import Inode, Kind, StackSpec, link_counts, walk
 from reference.lookup import Node
 from reference.options import Options
-from reference.overlay import Handle, Overlay
+from reference.overlay import Handle, Overlay, image
+from reference.view import LayerImage
 
 
 class NoWhiteoutForDirs(Overlay):
@@ -136,6 +138,44 @@ class StaleDescriptor(Overlay):
     def _fd_inode(self, handle: Handle) -> Inode:
         return handle.inode
 
+class XattrWhiteoutIgnored(Overlay):
+    """A whiteout stored as an ``overlay.whiteout`` xattr reads as the empty regular file
+    it is stored as (what adapters/sandbox/layerdisk.py did before issue 19): the name it should
+    hide shows, empty. The lowers on disk are unchanged (images() gives them as written)."""
+
+    def __init__(self, stack: StackSpec, options: Options) -> None:
+        super().__init__(stack, options)
+        self._written = tuple(image(root) for root in self.lowers)
+        for root in self.lowers:
+            for _, inode in walk(root):
+                if inode.kind is Kind.WHITEOUT and inode.xattr_whiteout:
+                    inode.kind, inode.mode, inode.xattr_whiteout = Kind.FILE, 0o644, False
+
+    def images(self) -> tuple[LayerImage | None, tuple[LayerImage, ...]]:
+        return self.upper_image(), self._written
+
+
+class EscapedXattrLeaked(Overlay):
+    """With userxattr, an xattr in the overlay's own namespace (``user.overlay.e``) set
+    through the mount shows under its stored, escaped name (``user.overlay.overlay.e``)."""
+
+    def _op_setxattr(self, op: ops.SetXattr) -> None:
+        if self.options.userxattr and op.name.startswith(USER):
+            op = attrs.evolve(op, name=escaped(op.name, USER))
+        super()._op_setxattr(op)
+
+
+class DataOnlyLayerShown(Overlay):
+    """A data-only lower layer (``lowerdir=l0::data``) is merged like any lower layer: its
+    names show in the merged view (the stubs still read their data from it)."""
+
+    def __init__(self, stack: StackSpec, options: Options) -> None:
+        super().__init__(stack, options)
+        for layer in self.data_layers:
+            self.lower_nlink.update(link_counts(layer))
+        self.lowers += self.data_layers
+        self.data_layers = []
+
 
 FAULTS: dict[str, type[Overlay]] = {
     "no-whiteout-for-dirs": NoWhiteoutForDirs,
@@ -151,7 +191,23 @@ FAULTS: dict[str, type[Overlay]] = {
     "created-by-mounter": CreatedByMounter,
     "umask-ignored": UmaskIgnored,
     "stale-descriptor": StaleDescriptor,
+    "xattr-whiteout-ignored": XattrWhiteoutIgnored,
+    "escaped-xattr-leaked": EscapedXattrLeaked,
+    "data-only-layer-shown": DataOnlyLayerShown,
 }
+
+#: The option set a fault shows under (the others: ``Options()``): the marker forms
+#: exist only on their axes.
+FAULT_OPTIONS: dict[str, Options] = {
+    "xattr-whiteout-ignored": Options(xwhiteouts=True),
+    "escaped-xattr-leaked": Options(userxattr=True),
+    "data-only-layer-shown": Options(data_only=True),
+}
+
+
+def options_for(fault: str) -> Options:
+    """The option set the fault ``fault`` is looked for under."""
+    return FAULT_OPTIONS.get(fault, Options())
 
 
 class FaultyDriver(ReferenceDriver):

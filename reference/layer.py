@@ -23,7 +23,9 @@ class Kind(enum.Enum):
     DIR = "dir"
     SYMLINK = "symlink"
     FIFO = "fifo"
-    #: A whiteout: a character device 0/0 on disk (doc "whiteouts and opaque directories").
+    #: A whiteout: a character device 0/0 on disk (doc "whiteouts and opaque directories"),
+    #: or a zero-size regular file with the ``overlay.whiteout`` xattr
+    #: (:attr:`Inode.xattr_whiteout`).
     WHITEOUT = "whiteout"
 
 
@@ -55,6 +57,14 @@ class Inode:
     metacopy: bool = False
     #: trusted.overlay.origin: the lower object this one was copied up from.
     origin: Inode | None = None
+    #: A whiteout stored as a zero-size regular file with ``overlay.whiteout`` (doc
+    #: "whiteouts and opaque directories", v6.7+) instead of a character device 0/0. The
+    #: kernel never writes one; lookup honours it in any layer (obs XW.1).
+    xattr_whiteout: bool = False
+    #: A directory marked ``overlay.opaque=x``: "may hold xattr whiteouts", not opaque;
+    #: readdir of a merged directory hides the xattr whiteouts of a lower directory so
+    #: marked, and lists those of an unmarked one (readdir.c ``in_xwhiteouts_dir``, obs XW.2).
+    xwhiteouts: bool = False
     ident: int = attrs.field(factory=new_identity)
 
     @property
@@ -142,9 +152,35 @@ class FifoSpec:
     mode: int = attrs.field(default=0o644, repr=oct)
 
 
-@attrs.frozen
+@attrs.frozen(repr=False)
 class WhiteoutSpec:
-    pass
+    """A whiteout: a character device 0/0, or with ``xattr`` a zero-size regular file with
+    ``overlay.whiteout``, whose parent directory is marked ``overlay.opaque=x`` when
+    ``marked`` (doc "whiteouts and opaque directories")."""
+
+    xattr: bool = False
+    marked: bool = True
+
+    def __repr__(self) -> str:
+        # the defaults are left out, so a plain whiteout reads as before: WhiteoutSpec()
+        fields = [f"xattr={self.xattr!r}"] if self.xattr else []
+        if not self.marked:
+            fields.append("marked=False")
+        return f"WhiteoutSpec({', '.join(fields)})"
+
+
+@attrs.frozen
+class MetacopySpec:
+    """A metacopy stub (``overlay.metacopy`` and an absolute ``overlay.redirect``): a
+    sparse file of ``size`` bytes whose data is the file at ``redirect`` in a data-only
+    lower layer (doc "Data-only lower layers", what composefs writes). Its metadata is the
+    stub's own."""
+
+    redirect: str
+    size: int = 0
+    mode: int = attrs.field(default=0o644, repr=oct)
+    uid: int = 0
+    gid: int = 0
 
 
 @attrs.frozen
@@ -154,7 +190,7 @@ class HardlinkSpec:
     to: str
 
 
-EntrySpec = FileSpec | DirSpec | SymlinkSpec | FifoSpec | WhiteoutSpec | HardlinkSpec
+EntrySpec = FileSpec | DirSpec | SymlinkSpec | FifoSpec | WhiteoutSpec | HardlinkSpec | MetacopySpec
 
 
 @attrs.frozen
@@ -167,7 +203,8 @@ class LayerSpec:
 
 @attrs.frozen
 class StackSpec:
-    """The layers of one overlay: lowers top first (``lowerdir=l0:l1:l2``); upper starts empty."""
+    """The layers of one overlay: lowers top first (``lowerdir=l0:l1:l2``); upper starts empty.
+    With the ``data_only`` option set the bottom one is a data-only layer (``l0:l1::l2``)."""
 
     lowers: tuple[LayerSpec, ...]
 
@@ -184,6 +221,8 @@ def build(spec: LayerSpec) -> Inode:
                 child = parent.entries[part] = new_dir()
             parent = child
         parent.entries[name] = _inode_for(root, entry)
+        if isinstance(entry, WhiteoutSpec) and entry.xattr and entry.marked and not parent.opaque:
+            parent.xwhiteouts = True  # overlay.opaque=x (an opaque "y" dir keeps its "y")
     return root
 
 
@@ -197,8 +236,20 @@ def _inode_for(root: Inode, entry: EntrySpec) -> Inode:
             return Inode(Kind.SYMLINK, mode=0o777, target=target)
         case FifoSpec(mode):
             return Inode(Kind.FIFO, mode=mode)
-        case WhiteoutSpec():
-            return Inode(Kind.WHITEOUT, mode=0)
+        case MetacopySpec(redirect, size, mode, uid, gid):
+            # the data is the data-only layer's (reference.overlay resolves it); the stub
+            # on disk is sparse, of the data's size
+            return Inode(
+                Kind.FILE,
+                mode=mode,
+                uid=uid,
+                gid=gid,
+                data=bytes(size),
+                metacopy=True,
+                redirect=redirect,
+            )
+        case WhiteoutSpec(xattr):
+            return Inode(Kind.WHITEOUT, mode=0, xattr_whiteout=xattr)
         case HardlinkSpec(to):
             found = dict(walk(root)).get(to)
             if found is None or found.kind is not Kind.FILE:

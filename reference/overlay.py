@@ -14,7 +14,17 @@ from collections.abc import Callable
 import attrs
 
 from reference import ops
-from reference.layer import Inode, Kind, LayerSpec, StackSpec, build, dir_nlink, link_counts, walk
+from reference.layer import (
+    Inode,
+    Kind,
+    LayerSpec,
+    StackSpec,
+    build,
+    dir_nlink,
+    entry_at,
+    link_counts,
+    walk,
+)
 from reference.lookup import Found, Node, lookup_child
 from reference.options import Options
 from reference.outcome import Allowed, AlsoAllowed, Err, Ok, Outcome
@@ -46,6 +56,12 @@ class Overlay:
     def __init__(self, stack: StackSpec, options: Options) -> None:
         self.options = options
         self.lowers: list[Inode] = [build(spec) for spec in stack.lowers]
+        #: Data-only lower layers (doc "Data-only lower layers"): never in the merged view,
+        #: only the data of metacopy stubs redirected into them.
+        self.data_layers: list[Inode] = []
+        if options.data_only:
+            self.data_layers = [self.lowers.pop()]
+            self._resolve_stubs()
         self.upper: Inode | None = None if options.read_only else build(LayerSpec())
         #: index=on: lower hardlink (by lower identity) -> its upper copy, kept in
         #: workdir/index (doc "Sharing and copying layers"; obs H.index=on.*).
@@ -67,6 +83,21 @@ class Overlay:
         self._handlers: dict[type, Callable[..., object]] = {
             cls: getattr(self, f"_op_{kind.rule}") for cls, kind in ops.KINDS.items()
         }
+
+    def _resolve_stubs(self) -> None:
+        """Give each metacopy stub of the lowest regular lower layer the data of the file
+        its absolute redirect names in the data-only layers (namei.c
+        ovl_lookup_data_layers: the first data-only layer that has it). Observed on 6.18
+        (docs/mount-validation.md, obs DO.7): read gives the data file's bytes, stat the
+        stub's metadata and size; a stub in a higher lower layer is refused (EPERM) unless
+        metacopy=on, so none is generated there."""
+        for _, stub in walk(self.lowers[-1]):
+            if stub.kind is Kind.FILE and stub.metacopy and stub.redirect:
+                for layer in self.data_layers:
+                    target = entry_at(layer, stub.redirect.strip("/"))
+                    if target is not None and target.kind is Kind.FILE:
+                        stub.data = target.data
+                        break
 
     # --- the public face ------------------------------------------------------------------
 
@@ -101,13 +132,15 @@ class Overlay:
                     entries[_join(directory.path, name)] = UNREACHABLE
                     continue
                 entries[node.path] = self._entry_view(node, upper_links)
-                inodes[node.path] = self._st_ino(node)
+                if self._st_ino_stable(node):
+                    inodes[node.path] = self._st_ino(node)
                 if node.is_dir:
                     pending.append(node)
         return View(entries=entries, inodes=inodes)
 
     def images(self) -> tuple[LayerImage | None, tuple[LayerImage, ...]]:
-        return self.upper_image(), tuple(image(root) for root in self.lowers)
+        layers = (*self.lowers, *self.data_layers)
+        return self.upper_image(), tuple(image(root) for root in layers)
 
     def upper_image(self) -> LayerImage | None:
         """The upper layer as the kernel writes it (None when read-only)."""
@@ -160,6 +193,24 @@ class Overlay:
         """readdir: the union of the names of every layer, less whiteouts (doc "readdir")."""
         return [name for name, _ in self.found_children(directory)]
 
+    def not_empty(self, directory: Node) -> bool:
+        """rmdir and rename over a directory: ENOTEMPTY when readdir shows a name, or when
+        a name's topmost entry is an xattr whiteout. readdir.c ovl_check_empty_dir reads
+        the merged directory without the xattr whiteout check (deferred to ovl_iterate,
+        ``check_xwhiteout``), so such a whiteout counts as an entry, in a marked directory
+        too (obs XW.4: ENOTEMPTY)."""
+        if self.names(directory):
+            return True
+        seen: set[str] = set()
+        for layer_dir in [directory.upper, *directory.lowers]:
+            if layer_dir is None:
+                continue
+            for name, entry in layer_dir.entries.items():
+                if name not in seen and entry.xattr_whiteout:
+                    return True
+                seen.add(name)
+        return False
+
     def found_children(self, directory: Node) -> list[tuple[str, Node]]:
         """The names of :meth:`_names`, each with the node its lookup found."""
         candidates: set[str] = set()
@@ -173,17 +224,46 @@ class Overlay:
         """What readdir returns. A directory that is not merged is read straight from its
         one real directory (readdir.c ovl_iterate, od->is_real), whiteouts included; a
         merged one is the filtered union (observed: a whiteout in a lower dir with nothing
-        below it is listed, and lookup gives ENOENT)."""
-        if directory.is_merged:
-            return self.names(directory)
-        return sorted(directory.top.entries)
+        below it is listed, and lookup gives ENOENT), plus its unfiltered xattr
+        whiteouts (:meth:`_listed_xwhiteouts`)."""
+        return [name for name, _ in self._listed(directory)]
 
     def _listed(self, directory: Node) -> list[tuple[str, Node | None]]:
         """:meth:`_listing` with each name's lookup (None: listed, but lookup finds
         nothing), each name looked up once."""
         if directory.is_merged:
-            return list(self.found_children(directory))
+            found = self.found_children(directory)
+            extra = self._listed_xwhiteouts(directory, {name for name, _ in found})
+            return sorted([*found, *((name, None) for name in extra)], key=lambda p: p[0])
         return [(name, self._child(directory, name).node) for name in sorted(directory.top.entries)]
+
+    def _listed_xwhiteouts(self, directory: Node, found: set[str]) -> list[str]:
+        """The xattr whiteouts readdir of a merged directory lists although lookup honours
+        them: the first layer holding a name decides (readdir.c ovl_cache_entry_add_rb),
+        and an xattr whiteout is recognised only in a lower directory marked
+        ``overlay.opaque=x`` (readdir.c ovl_dir_read_merged: ``in_xwhiteouts_dir``; "we
+        do not support xwhiteouts on upper", linux-unionfs 2024-01-19). Observed on 6.18
+        (obs XW.2): listed from an upper directory, marked or not, and from an unmarked
+        lower one; hidden from a marked lower one.
+
+        With xino bits in use (xino=on, layers on several filesystems) every entry's d_ino
+        is recomputed by a lookup (readdir.c ovl_calc_d_ino, ovl_cache_update), which marks
+        a name lookup does not find as stale: none is listed (obs XW.5)."""
+        if self.options.xino and self.options.separate_fs:
+            return []
+        listed: list[str] = []
+        seen = set(found)
+        for position, layer_dir in enumerate([directory.upper, *directory.lowers]):
+            if layer_dir is None:
+                continue
+            in_upper = position == 0 and directory.upper is not None
+            for name, entry in layer_dir.entries.items():
+                if name in seen:
+                    continue
+                seen.add(name)
+                if entry.xattr_whiteout and (in_upper or not layer_dir.xwhiteouts):
+                    listed.append(name)
+        return listed
 
     def lower_of(self, node: Node) -> Inode | None:
         """The lower object behind a node: for a copied-up non-directory, the one recorded
@@ -216,7 +296,14 @@ class Overlay:
     def _entry_view(self, node: Node, upper_links: dict[int, int] | None = None) -> EntryView:
         meta = self.meta(node)
         kind = meta.kind
-        xattrs = tuple(sorted(meta.xattrs.items())) if kind in (Kind.FILE, Kind.DIR) else ()
+        # the view holds the user.* xattrs, what the executors read through a mount
+        # (adapters/sandbox/executor.py merged_view): a layer may also carry an escaped
+        # trusted.overlay.* one (doc "Nesting"), which only root's listxattr would show
+        xattrs = (
+            tuple(sorted(i for i in meta.xattrs.items() if i[0].startswith("user.")))
+            if kind in (Kind.FILE, Kind.DIR)
+            else ()
+        )
         return EntryView(
             kind=kind.value,
             mode=meta.mode,
@@ -258,6 +345,19 @@ class Overlay:
         if self.lower_nlink[lower.ident] == 1:
             return lower.ident
         return node.upper.ident
+
+    def _st_ino_stable(self, node: Node) -> bool:
+        """Whether st_ino is promised (doc "Inode properties": persistent through the
+        origin of a copied-up object). With userxattr a copied-up symlink or FIFO has no
+        origin: a user.* xattr cannot be set on it (fs/xattr.c xattr_permission: EPERM),
+        so its st_ino is the lower's while the overlay inode stays cached and the upper's
+        after a remount or a link (obs UX.1, docs/mount-validation.md): not compared."""
+        return not (
+            self.options.userxattr
+            and node.upper is not None
+            and node.kind in (Kind.SYMLINK, Kind.FIFO)
+            and self.lower_of(node) is not None
+        )
 
     def vfs_inode(self, node: Node) -> tuple[str, object]:
         """Which names share one overlay inode (inode.c ovl_hash_bylower): rename() between
@@ -487,7 +587,7 @@ class Overlay:
         self._may_delete(resolved.parent, node)  # may_delete: before its type check
         if not node.is_dir:
             raise FsError("ENOTDIR")
-        if self.names(node):
+        if self.not_empty(node):
             raise FsError(*NOT_EMPTY)
         self._remove_name(node)
 
@@ -698,7 +798,7 @@ def image(root: Inode) -> LayerImage:
     inodes: dict[str, int] = {}
     for path, inode in walk(root):
         if inode.kind is Kind.WHITEOUT:
-            entries[path] = DiskEntry(kind="whiteout")
+            entries[path] = DiskEntry(kind="whiteout", xattr_whiteout=inode.xattr_whiteout)
             continue
         inodes[path] = inode.ident
         entries[path] = DiskEntry(
@@ -714,6 +814,7 @@ def image(root: Inode) -> LayerImage:
             opaque=inode.opaque,
             redirect=inode.redirect,
             metacopy=inode.metacopy,
+            xwhiteouts=inode.xwhiteouts,
         )
         if not inode.is_dir:
             names.setdefault(inode.ident, []).append(path)

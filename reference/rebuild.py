@@ -65,6 +65,8 @@ def rebuild_upper(model: Overlay, image: LayerImage) -> None:
             opaque=entry.opaque,
             redirect=entry.redirect,
             metacopy=entry.metacopy,
+            xattr_whiteout=entry.xattr_whiteout,
+            xwhiteouts=entry.xwhiteouts,
         )
         if kind is not Kind.WHITEOUT and kind is not Kind.DIR:
             inode.origin = _lower_at(model, path, kind)

@@ -74,7 +74,7 @@ def rename(fs: Overlay, op: ops.Rename, *, vfs_only: bool = False) -> bool:
     # "Renaming directories"; obs R.default.1/2, R.rd_on.1).
     if not _can_move(fs, old) or (exchange and new is not None and not _can_move(fs, new)):
         raise FsError("EXDEV")
-    if new is not None and new.is_dir and not exchange and fs.names(new):
+    if new is not None and new.is_dir and not exchange and fs.not_empty(new):
         if new.is_pure_upper:
             _fail_in_upper_rename(fs, old, dst.parent)
         raise FsError(*NOT_EMPTY)  # ovl_check_empty_dir, before any change

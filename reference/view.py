@@ -91,6 +91,10 @@ class DiskEntry:
     opaque: bool = False
     redirect: str | None = None
     metacopy: bool = False
+    #: A whiteout stored as an ``overlay.whiteout`` xattr on a zero-size regular file.
+    xattr_whiteout: bool = False
+    #: A directory marked ``overlay.opaque=x`` (it may hold xattr whiteouts; not opaque).
+    xwhiteouts: bool = False
 
 
 @pickled_as_a_call

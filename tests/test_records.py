@@ -14,7 +14,7 @@ from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
 from adapters.drivers.driver_profile import DriverProfileError, driver_profile_from_dict
-from adapters.faults import FAULTS
+from adapters.faults import FAULTS, options_for
 from conformance.certify.engine import certify_cell
 from conformance.generation import strategies as s
 from conformance.lockstep.machine import Diverged, machine_for, run_machine
@@ -68,11 +68,14 @@ def test_the_imitation_alone_shows_only_recorded_behaviours(imitated: str) -> No
 def test_a_seeded_fault_is_found_on_top_of_recorded_behaviours(imitated: str, fault: str) -> None:
     with records.tally() as seen, pytest.raises(Diverged) as info:
         run_machine(
-            DRIVERS[imitated](fault), Options(), FIND, behaviours=imitations.records_of(imitated)
+            DRIVERS[imitated](fault), options_for(fault), FIND,
+            behaviours=imitations.records_of(imitated),
         )
     (failure, *_) = failures_of(info.value)
     assert failure.driver == f"imitation:{fault}"
-    assert 1 <= len(failure.steps) <= 8, failure.render()  # shrunk: a short story
+    # shrunk: a short story (a misread lower marker shows in the view right after mount)
+    shortest = 0 if fault in ("xattr-whiteout-ignored", "data-only-layer-shown") else 1
+    assert shortest <= len(failure.steps) <= 8, failure.render()
     assert seen, "the recorded behaviours were seen (and let through) on the way"
 
 

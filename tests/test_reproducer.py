@@ -267,3 +267,66 @@ def test_callers_and_descriptors_replay_on_the_kernel(tmp_path: Path, host_uncha
     result = _run(script)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("<-- differs") == 0 and "step 9" in result.stdout
+
+@pytest.mark.parametrize(
+    "fault", ["xattr-whiteout-ignored", "escaped-xattr-leaked", "data-only-layer-shown"]
+)
+def test_a_marker_fault_counterexample_is_what_the_kernel_does(
+    tmp_path: Path, fault: str, host_unchanged
+) -> None:
+    """The seeded faults of issue 19 on their axes: the shrunk counterexample's script
+    writes the layers in that form (xattr whiteouts, user.overlay.* markers and escaped
+    names, a data-only layer) and the kernel does what the reference expects (exit 0)."""
+    _need("kernel")
+    from adapters.faults import options_for
+
+    search = settings(max_examples=500, stateful_step_count=20, deadline=None,
+                      database=None, derandomize=True, phases=[Phase.generate, Phase.shrink])
+    with pytest.raises(Diverged) as caught:
+        run_machine(FaultyDriver(fault), options_for(fault), search)
+    failure = caught.value.failures[0]
+    script = reproducer.write(failure, tmp_path / "repro.py")
+    result = _run(script)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "expected" in result.stdout  # the fault's difference is checked
+    _no_process_runs(script)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        Options(xwhiteouts=True),
+        Options(userxattr=True),
+        Options(data_only=True),
+        Options(xino=True, separate_fs=True),
+    ],
+    ids=lambda o: o.test_id,
+)
+def test_a_program_over_the_new_layer_forms_passes_on_the_kernel(
+    tmp_path: Path, options: Options, host_unchanged
+) -> None:
+    """xattr whiteouts (marked and not), an escaped xattr in a lower, metacopy stubs over a
+    data-only layer: the script writes them as the suite does, so the kernel passes."""
+    _need("kernel")
+    from reference import ops
+    from reference.layer import DirSpec, FileSpec, LayerSpec, MetacopySpec, StackSpec, WhiteoutSpec
+
+    stack = StackSpec((
+        LayerSpec((("d", DirSpec()), ("d/g", WhiteoutSpec(xattr=True)),
+                   ("e/g", WhiteoutSpec(xattr=True, marked=False)),
+                   ("f", FileSpec(b"f", xattrs=(("user.overlay.e", b"1"),))))),
+        LayerSpec((("d/g", FileSpec(b"low")), ("e/g", FileSpec(b"low")),
+                   # a stub is followed only into a data-only layer (else: EPERM)
+                   *((("s", MetacopySpec("/x/blob", 4)),) if options.data_only else ()))),
+        LayerSpec((("x/blob", FileSpec(b"BLOB")), ("d/h", FileSpec(b"h")))),
+    ))
+    steps = [ops.Readdir(""), ops.Readdir("d"), ops.Readdir("e"), ops.Stat("d/g"),
+             ops.GetXattr("f", "user.overlay.e"), ops.SetXattr("f", "user.overlay.e", b"2"),
+             ops.Remount(), ops.ListXattr("f")]
+    if options.data_only:
+        steps.append(ops.Read("s"))
+    failure = _reference_failure(stack, steps, options)
+    script = reproducer.write(failure, tmp_path / "repro.py")
+    result = _run(script)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("<-- differs") == 0

@@ -100,6 +100,7 @@ EARLIER_RULES = ("write", "mkdir", "rmdir", "unlink", "rename", "link", "symlink
 CHANGING = frozenset(ops.KINDS[cls].rule for cls in ops.WRITES)
 #: The rules that act on an open descriptor (drawn as able only while one is open).
 ON_HANDLES = frozenset({"read_fd", "write_fd", "close"})
+
 #: The rules that add, remove or move names (drawn more often still).
 NAMESPACE = frozenset({"mkdir", "rmdir", "unlink", "rename"})
 #: Field domains (``ops.Kind.draws``) drawn from bigger tables than ``strategies.DOMAINS``.
@@ -207,6 +208,8 @@ class _Drawer:
                 value = _pick(data, self._handles())
             elif domain == "xattr_name" and roles[0] == "has_xattr":
                 value = _pick(data, self._xattr_names(paths[0]))
+            elif domain == "xattr_name":
+                value = _pick(data, self._all_xattr_names())
             else:
                 value = _pick(data, self.bigger.get(domain, s.DOMAINS[domain]))
             args.append(value)
@@ -235,7 +238,13 @@ class _Drawer:
         present: tuple[str, ...] = ()
         if node is not None:
             present = tuple(sorted(self.model.meta(node).xattrs))
-        return present * 3 + s.XATTR_NAMES
+        return present * 3 + self._all_xattr_names()
+
+    def _all_xattr_names(self) -> tuple[str, ...]:
+        """The names drawn: with userxattr also one the overlay must escape."""
+        if self.model.options.userxattr:
+            return s.XATTR_NAMES + s.ESCAPED_XATTR_NAMES
+        return s.XATTR_NAMES
 
     def apply(self, op: ops.Op) -> None:
         if type(op) in ops.LOOKS:
@@ -406,16 +415,19 @@ class Cases(st.SearchStrategy[tuple[StackSpec, list[ops.Op]]]):
 
     def _stack(self, data: ConjectureData, swarm: Swarm) -> StackSpec:
         n = _pick(data, self._counts)
-        marked = s.Layers(markers=True, without=swarm.without)
-        lowers = [marked.do_draw(data) for _ in range(n - 1)]
-        lowers.append(s.Layers(markers=False, without=swarm.without).do_draw(data))
+        marked = s.Layers(markers=True, without=swarm.without, xwhiteouts=self.options.xwhiteouts)
+        if self.options.data_only:
+            lowers = self._data_only_lowers(data, swarm, marked, max(n, 2))
+        else:
+            lowers = [marked.do_draw(data) for _ in range(n - 1)]
+            lowers.append(s.Layers(markers=False, without=swarm.without).do_draw(data))
         stack = StackSpec(tuple(lowers))
         steps = _pick(data, EARLIER_STEPS)
         if not steps:
             return stack
         # an earlier overlay over these lowers (default options: its upper has no
         # redirects or metacopy files, which a layer spec cannot carry)
-        earlier = Overlay(stack, Options())
+        earlier = Overlay(stack, Options(data_only=self.options.data_only))
         drawer = _Drawer(earlier, EARLIER_RULES, big=False)
         for _ in range(steps):
             data.start_span(_EARLIER_LABEL)
@@ -423,6 +435,22 @@ class Cases(st.SearchStrategy[tuple[StackSpec, list[ops.Op]]]):
             data.stop_span()
             drawer.apply(op)
         return StackSpec((upper_as_layer(earlier), *lowers))
+
+
+    @staticmethod
+    def _data_only_lowers(
+        data: ConjectureData, swarm: Swarm, marked: s.Layers, n: int
+    ) -> list[LayerSpec]:
+        """``n`` lowers whose bottom one is data-only; the lowest regular one may hold
+        metacopy stubs redirected to its files (a stub higher up is refused without
+        metacopy=on, docs/mount-validation.md)."""
+        bottom = s.Layers(markers=False, without=swarm.without).do_draw(data)
+        files = tuple(
+            (path, len(spec.data)) for path, spec in bottom.entries if isinstance(spec, FileSpec)
+        )
+        upper = [marked.do_draw(data) for _ in range(n - 2)]
+        stubs = s.Layers(markers=False, without=swarm.without, stubs=files).do_draw(data)
+        return [*upper, stubs, bottom]
 
 
 def cases(

@@ -22,6 +22,7 @@ from reference.layer import (
     FileSpec,
     HardlinkSpec,
     LayerSpec,
+    MetacopySpec,
     StackSpec,
     SymlinkSpec,
     WhiteoutSpec,
@@ -87,6 +88,9 @@ modes = st.sampled_from(MODES)
 IDS = (0, 1000, 1001)
 ids = st.sampled_from(IDS)
 XATTR_NAMES = ("user.a", "user.b")
+#: With userxattr, a name in the overlay's own namespace too: stored escaped
+#: (``user.overlay.overlay.e``, doc "Nesting").
+ESCAPED_XATTR_NAMES = ("user.overlay.e",)
 XATTR_VALUES = (b"", b"1", b"value")
 xattr_names = st.sampled_from(XATTR_NAMES)
 xattr_values = st.sampled_from(XATTR_VALUES)
@@ -140,11 +144,25 @@ class Layers(st.SearchStrategy[LayerSpec]):
     Each choice is one draw from a table (as :class:`Operations` draws): a ``composite``
     of ``sampled_from`` draws cost about three times as much per layer."""
 
-    def __init__(self, markers: bool = True, without: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        markers: bool = True,
+        without: frozenset[str] = frozenset(),
+        xwhiteouts: bool = False,
+        stubs: tuple[tuple[str, int], ...] = (),
+    ) -> None:
         super().__init__()
         self.markers = markers
         #: object kinds this layer leaves out (swarm testing, conformance.generation.swarm)
         self.without = without
+        #: whiteouts may take the xattr form; the layer marks their parents
+        #: ``overlay.opaque=x``, or (one draw per layer) none of them: the kernel tells a
+        #: marked directory by a flag of its layer (readdir.c ``has_xwhiteouts``), so a
+        #: layer marks all or none
+        self.xwhiteouts = xwhiteouts
+        #: (path, size) of the files of a data-only layer below: a file of this layer may
+        #: be a metacopy stub redirected to one of them (doc "Data-only lower layers")
+        self.stubs = stubs
 
     def __repr__(self) -> str:
         return f"layers(markers={self.markers})"
@@ -154,6 +172,8 @@ class Layers(st.SearchStrategy[LayerSpec]):
         files: list[str] = []
         markers = self.markers
         without = self.without
+        xform = markers and self.xwhiteouts
+        marked = xform and data.draw_boolean()
 
         def fill(prefix: str, depth: int) -> None:
             for name in NAMES:
@@ -165,7 +185,13 @@ class Layers(st.SearchStrategy[LayerSpec]):
                     kind = "absent"
                 if kind in without:
                     kind = "absent"
+                if kind in ("absent", "file") and self.stubs and data.draw_boolean():
+                    kind = "stub"
                 match kind:
+                    case "stub":
+                        target, size = _pick(data, self.stubs)
+                        mode, uid, gid = _pick(data, FILE_META)
+                        entries.append((path, MetacopySpec("/" + target, size, mode, uid, gid)))
                     case "file":
                         mode, uid, gid = _pick(data, FILE_META)
                         spec = FileSpec(_pick(data, DATA), mode, uid, gid, _pick(data, XATTR_SETS))
@@ -183,7 +209,8 @@ class Layers(st.SearchStrategy[LayerSpec]):
                     case "fifo":
                         entries.append((path, FifoSpec(_pick(data, MODES))))
                     case "whiteout":
-                        entries.append((path, WhiteoutSpec()))
+                        as_xattr = xform and data.draw_boolean()
+                        entries.append((path, WhiteoutSpec(as_xattr, marked)))
                     case "hardlink":
                         entries.append((path, HardlinkSpec(_pick(data, files))))
 

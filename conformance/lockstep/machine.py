@@ -447,7 +447,7 @@ def machine_for(
     Machine.options = options
     Machine.driver = driver
     Machine.rules = frozenset(rules)
-    Machine.min_lowers = 2 if options.read_only else 1
+    Machine.min_lowers = 2 if options.read_only or options.data_only else 1
     Machine.fields = fields
     Machine.feature_id = feature.id if feature is not None else ""
     Machine.callers = claimed_callers(driver, feature)

@@ -681,7 +681,80 @@ def rule_held_by_a_lower(diff: Divergence, path: str, ctx: StepContext) -> bool:
     return any(o is not None for o in _lower_objects(ctx.model, path))
 
 
+def _xattr_whiteout(model: Overlay, path: str) -> bool:
+    """The topmost lower object at ``path`` is a whiteout stored as an xattr."""
+    for found in _lower_objects(model, path):
+        if found is not None:
+            return found.kind is Kind.WHITEOUT and found.xattr_whiteout
+    return False
+
+
+def rule_xattr_whiteout_shown(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """fuse-overlayfs 1.10: a whiteout stored as an ``overlay.whiteout`` xattr on an empty
+    file (v6.7) is not honoured: the empty file shows, in its directory's listing too."""
+    if diff.field == "outcome":
+        extras = _listing_extras(diff, ctx)
+        if extras is not None and extras[1]:
+            directory, names = extras
+            return all(
+                _xattr_whiteout(ctx.model, f"{directory}/{n}" if directory else n) for n in names
+            )
+        return any(_xattr_whiteout(ctx.model, p) for p in ctx.paths)
+    return _xattr_whiteout(ctx.model, path)
+
+
+def rule_opaque_in_trusted(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """fuse-overlayfs as root marks an opaque directory ``trusted.overlay.opaque=y``
+    whatever form the layers have: on the userxattr axis (markers in ``user.overlay.*``)
+    that is an ordinary xattr of the directory; nothing else of its xattrs differs."""
+    if diff.field != "xattrs":
+        return False
+    if not isinstance(diff.expected, tuple) or not isinstance(diff.actual, tuple):
+        return False
+    extra = set(diff.actual) - set(diff.expected)
+    return set(diff.expected) <= set(diff.actual) and extra == {
+        ("trusted.overlay.opaque", b"y")
+    }
+
+
+#: The overlay's own xattr namespace with userxattr (doc "Permission model").
+USER_OVERLAY = "user.overlay."
+
+
+def _only_overlay_names(expected: object, actual: object) -> bool:
+    """Two xattr tuples (or listings) that differ, and only by user.overlay.* names."""
+    if not isinstance(expected, tuple) or not isinstance(actual, tuple):
+        return False
+    differing = set(expected) ^ set(actual)
+    names = (item[0] if isinstance(item, tuple) else item for item in differing)
+    return bool(differing) and all(str(n).startswith(USER_OVERLAY) for n in names)
+
+
+def rule_overlay_xattrs_hidden(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """fuse-overlayfs 1.10: xattrs named ``user.overlay.*`` are taken for its own markers:
+    setxattr is accepted and stored unescaped, getxattr gives ENODATA, listxattr leaves
+    them out, and a lower's escaped ``user.overlay.overlay.*`` is not shown; the kernel
+    with userxattr escapes them (doc "Nesting") and shows them."""
+    if diff.field == "xattrs":
+        return _only_overlay_names(diff.expected, diff.actual)
+    if diff.field != "outcome":
+        return False
+    op = ctx.op
+    if isinstance(op, ops.GetXattr | ops.SetXattr | ops.RemoveXattr):
+        return op.name.startswith(USER_OVERLAY)
+    if isinstance(op, ops.ListXattr) and isinstance(ctx.actual_outcome, Ok):
+        allowed = diff.expected if isinstance(diff.expected, tuple) else ()
+        return any(
+            isinstance(o, Ok) and _only_overlay_names(o.value, ctx.actual_outcome.value)
+            for o in allowed
+        )
+    return False
+
+
 RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
+    "xattr-whiteout-shown": rule_xattr_whiteout_shown,
+    "overlay-xattrs-hidden": rule_overlay_xattrs_hidden,
+    "opaque-in-trusted": rule_opaque_in_trusted,
     "held-by-a-lower": rule_held_by_a_lower,
     "private-markers": rule_private_markers,
     "opq-whiteout": rule_opq_whiteout,

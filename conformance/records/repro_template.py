@@ -76,19 +76,29 @@ def describe(outcome):
 # --- the layers ---------------------------------------------------------------------------
 
 
-def write_layer(directory, entries):
-    """The kernel's on-disk form: 0/0 character-device whiteouts, trusted.overlay.* xattrs;
-    owners before modes, a directory's mode after its children."""
-    os.mkdir(directory, 0o700)
+def write_layer(directory, entries, prefix):
+    """The kernel's on-disk form: 0/0 character-device whiteouts (or zero-size files with
+    the overlay.whiteout xattr, their parent marked opaque=x), the overlay's xattrs under
+    ``prefix`` (an object's own name there escaped: prefix + "overlay." + rest), metacopy
+    stubs as sparse files; owners before modes, a directory's mode after its children."""
+    if not os.path.isdir(directory):
+        os.mkdir(directory, 0o700)
     dirs = []
-    for path, kind, mode, uid, gid, data, target, xattrs, opaque, link_to in entries:
+
+    def escape(name):
+        return prefix + "overlay." + name[len(prefix):] if name.startswith(prefix) else name
+
+    for path, kind, mode, uid, gid, data, target, xattrs, opaque, link_to, markers in entries:
         full = os.path.join(directory, path)
         if link_to is not None:
             os.link(os.path.join(directory, link_to), full, follow_symlinks=False)
             continue
         if kind == "file":
             fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            os.write(fd, data)
+            if markers["metacopy"]:
+                os.ftruncate(fd, len(data))
+            else:
+                os.write(fd, data)
             os.close(fd)
         elif kind == "dir":
             os.mkdir(full, 0o700)
@@ -97,6 +107,12 @@ def write_layer(directory, entries):
             os.symlink(target, full)
         elif kind == "fifo":
             os.mkfifo(full, 0o600)
+        elif kind == "whiteout" and markers["xattr_whiteout"]:
+            os.close(os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            os.setxattr(full, prefix + "whiteout", b"", follow_symlinks=False)
+            if markers["parent_x"]:
+                os.setxattr(os.path.dirname(full), prefix + "opaque", b"x")
+            continue
         elif kind == "whiteout":
             os.mknod(full, stat.S_IFCHR, os.makedev(0, 0))
             continue
@@ -104,9 +120,14 @@ def write_layer(directory, entries):
         if kind not in ("symlink", "dir"):  # a directory's mode comes after its children
             os.chmod(full, mode)
         for name, value in xattrs:
-            os.setxattr(full, name, value, follow_symlinks=False)
+            os.setxattr(full, escape(name), value, follow_symlinks=False)
         if opaque:
-            os.setxattr(full, "trusted.overlay.opaque", b"y", follow_symlinks=False)
+            os.setxattr(full, prefix + "opaque", b"y", follow_symlinks=False)
+        if markers["redirect"] is not None:
+            os.setxattr(full, prefix + "redirect", markers["redirect"].encode(),
+                        follow_symlinks=False)
+        if markers["metacopy"]:
+            os.setxattr(full, prefix + "metacopy", b"", follow_symlinks=False)
     for full, mode in reversed(dirs):
         os.chmod(full, mode)
     os.chmod(directory, 0o755)
@@ -142,8 +163,27 @@ def user_xattrs(path, private=()):
     return tuple((n, os.getxattr(path, n, follow_symlinks=False)) for n in names)
 
 
+def content_xattrs(path, names, prefix, private):
+    """The object's own xattrs as adapters/sandbox/layerdisk.py decodes them: user.* (less the
+    driver's private prefixes) and overlay names that are no marker, escaped ones unescaped."""
+    found = []
+    for stored in names:
+        name = stored
+        if stored.startswith(prefix):
+            rest = stored[len(prefix):]
+            if not rest.startswith("overlay."):
+                continue  # a marker of this overlay
+            name = prefix + rest[len("overlay."):]
+        if name.startswith(tuple(private) or ("\0",)):
+            continue
+        if name.startswith(("user.", "trusted.overlay.")):
+            found.append((name, os.getxattr(path, stored, follow_symlinks=False)))
+    return tuple(sorted(found))
+
+
 def read_layer(directory, fmt):
     """A layer decoded as the suite decodes it (adapters/sandbox/layerdisk.py read_layer)."""
+    prefix = DATA["prefix"]
     entries, by_inode, inodes, pending = {}, {}, {}, [""]
     while pending:
         rel_dir = pending.pop()
@@ -166,22 +206,28 @@ def read_layer(directory, fmt):
             if kind == "chardev" and st.st_rdev == 0:
                 entries[rel] = {"kind": "whiteout"}
                 continue
+            names = os.listxattr(path, follow_symlinks=False) if kind in ("file", "dir") else []
+            if kind == "file" and st.st_size == 0 and prefix + "whiteout" in names:
+                entries[rel] = {"kind": "whiteout", "xattr_whiteout": True}
+                continue
             entry = {"kind": kind, "mode": stat.S_IMODE(st.st_mode), "uid": st.st_uid,
                      "gid": st.st_gid, "data": b"", "target": "", "xattrs": (),
-                     "opaque": False, "redirect": None, "metacopy": False}
+                     "opaque": False, "redirect": None, "metacopy": False,
+                     "xattr_whiteout": False, "xwhiteouts": False}
             if kind == "symlink":
                 entry["target"] = os.readlink(path)
             if kind in ("file", "dir"):
-                names = os.listxattr(path, follow_symlinks=False)
-                entry["xattrs"] = user_xattrs(path, fmt["private_xattrs"])
-                if "trusted.overlay.redirect" in names:
+                entry["xattrs"] = content_xattrs(path, names, prefix, fmt["private_xattrs"])
+                if prefix + "redirect" in names:
                     entry["redirect"] = os.fsdecode(
-                        os.getxattr(path, "trusted.overlay.redirect", follow_symlinks=False))
+                        os.getxattr(path, prefix + "redirect", follow_symlinks=False))
                 if kind == "dir":
-                    entry["opaque"] = "trusted.overlay.opaque" in names and os.getxattr(
-                        path, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
+                    marker = os.getxattr(path, prefix + "opaque", follow_symlinks=False) if (
+                        prefix + "opaque" in names) else None
+                    entry["opaque"] = marker == b"y"
+                    entry["xwhiteouts"] = marker == b"x"
                 else:
-                    entry["metacopy"] = "trusted.overlay.metacopy" in names
+                    entry["metacopy"] = prefix + "metacopy" in names
                     entry["data"] = None if entry["metacopy"] else read_file(path)
             entries[rel] = entry
             inodes[rel] = st.st_ino
@@ -197,12 +243,18 @@ def read_layer(directory, fmt):
 
 
 def overlay_options(lowers, options):
-    parts = ["lowerdir=" + ":".join(lowers)]
+    if options["data_only"]:  # the bottom layer is data-only
+        parts = ["lowerdir=" + ":".join(lowers[:-1]) + "::" + lowers[-1]]
+    else:
+        parts = ["lowerdir=" + ":".join(lowers)]
     if not options["read_only"]:
         parts += ["upperdir=" + UPPER, "workdir=" + WORK]
     onoff = {True: "on", False: "off"}
-    parts += ["redirect_dir=" + onoff[options["redirect_dir"]], "index=" + onoff[options["index"]],
-              "metacopy=" + onoff[options["metacopy"]], "nfs_export=off", "xino=off"]
+    parts += ["redirect_dir=" + options["redirect_dir_value"], "index=" + onoff[options["index"]],
+              "metacopy=" + onoff[options["metacopy"]], "nfs_export=off",
+              "xino=" + onoff[options["xino"]]]
+    if options["userxattr"]:
+        parts.append("userxattr")
     return ",".join(parts)
 
 
@@ -359,7 +411,9 @@ def view_entry(path):
     try:
         st = os.lstat("/" + path)
     except FileNotFoundError:
-        return {"kind": "unreachable"} if listed else None
+        # as reference.view.UNREACHABLE: listed, lookup finds nothing, no other field
+        unreachable = {"kind": "unreachable", "mode": 0, "uid": 0, "gid": 0, "nlink": 0}
+        return unreachable if listed else None
     except OSError as exc:
         return {"kind": "lstat gives " + err_name(exc)}
     kind = kind_of(st.st_mode)
@@ -494,7 +548,10 @@ def run(how):
     os.mkdir(BASE, 0o755)
     lowers = [BASE + "/l%d" % i for i in range(len(DATA["lowers"]))]
     for directory, entries in zip(lowers, DATA["lowers"], strict=False):
-        write_layer(directory, entries)
+        if options["separate_fs"]:  # each lower layer on a tmpfs of its own
+            os.mkdir(directory, 0o700)
+            mount("unionspec-repro", directory, "tmpfs", MS_NOSUID | MS_NODEV, "size=64m")
+        write_layer(directory, entries, DATA["prefix"])
     if not options["read_only"]:
         os.mkdir(UPPER, 0o755)
         os.mkdir(WORK, 0o755)
@@ -511,7 +568,8 @@ def run(how):
         stage(source, "/tmp/unionspec-stage/driver%d" % number)
         visible.append(("/tmp/unionspec-stage/driver%d" % number, path))
     os.close(host_tmp)
-    enter("/tmp/unionspec-root", writable=(BASE,), visible=visible, proc=True)
+    own_fs = tuple(lowers) if options["separate_fs"] else ()  # bound too: a bind is not recursive
+    enter("/tmp/unionspec-root", writable=(BASE, *own_fs), visible=visible, proc=True)
     mounter = Mounter(how, options, lowers)
     try:
         mounter.start()

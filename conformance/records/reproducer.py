@@ -22,7 +22,7 @@ import attrs
 from adapters import syscalls
 from conformance.records.failure import Failure
 from reference import ops
-from reference.layer import Kind, build, walk
+from reference.layer import Kind, build, entry_at, walk
 from reference.outcome import Err, Ok, Outcome
 from reference.view import DiskEntry, EntryView
 
@@ -64,12 +64,22 @@ def _expected(value: Any) -> Any:
 
 def _lowers(failure: Failure) -> list[list[tuple]]:
     """Each lower layer as (path, kind, mode, uid, gid, data, target, xattrs, opaque,
-    link_to) in the order :func:`reference.layer.build` makes them."""
+    link_to, markers) in the order :func:`reference.layer.build` makes them; ``markers``:
+    the forms of issue 19 (an xattr whiteout and whether its parent is marked ``x``, a
+    metacopy stub's redirect)."""
     layers = []
     for spec in failure.stack.lowers:
         first: dict[int, str] = {}
         entries = []
-        for path, inode in walk(build(spec)):
+        root = build(spec)
+        for path, inode in walk(root):
+            parent = entry_at(root, path.rpartition("/")[0])
+            markers = {
+                "xattr_whiteout": inode.xattr_whiteout,
+                "parent_x": inode.xattr_whiteout and parent is not None and parent.xwhiteouts,
+                "metacopy": inode.metacopy,
+                "redirect": inode.redirect,
+            }
             link_to = None
             if inode.kind not in (Kind.DIR, Kind.WHITEOUT):
                 link_to = first.get(inode.ident)
@@ -86,6 +96,7 @@ def _lowers(failure: Failure) -> list[list[tuple]]:
                     tuple(sorted(inode.xattrs.items())),
                     inode.opaque,
                     link_to,
+                    markers,
                 )
             )
         layers.append(entries)
@@ -144,7 +155,13 @@ def data(failure: Failure, version: str | None = None) -> dict[str, Any]:
             "redirect_dir": options.redirect_dir,
             "index": options.index,
             "metacopy": options.metacopy,
+            "redirect_dir_value": options.redirect_dir_value,
+            "userxattr": options.userxattr,
+            "data_only": options.data_only,
+            "xino": options.xino,
+            "separate_fs": options.separate_fs,
         },
+        "prefix": "user.overlay." if options.userxattr else "trusted.overlay.",
         "mount": mount,
         "disk_format": disk,
         "lowers": _lowers(failure),
