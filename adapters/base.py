@@ -51,6 +51,9 @@ class Capabilities:
     claimed_by: str = ""
     #: user.* xattrs can be set and seen through the mount.
     xattrs: bool = True
+    #: mtime and ctime follow the kernel's rules (conformance.compare.TimeMap) and
+    #: utimensat works: the times feature and the whole machine compare them.
+    times: bool = True
     #: The upper layer's markers can be decoded (else only the view is compared).
     upper_decodable: bool = True
     #: The upper layer is written in the kernel's form (chardev whiteouts, opaque xattr).

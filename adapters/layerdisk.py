@@ -92,10 +92,20 @@ def write_layer(root: Inode, directory: str) -> None:
         _write_entry(inode, path)
         if inode.kind is Kind.DIR:
             dirs.append((path, inode))
-    # Children before parents: deepest paths first.
+    # Children before parents: deepest paths first; a directory's mtime once its entries
+    # are all written.
     for path, inode in reversed(dirs):
         os.chmod(path, inode.mode)
+        _set_mtime(inode, path)
     os.chmod(directory, root.mode)
+    _set_mtime(root, directory)
+
+
+def _set_mtime(inode: Inode, path: str) -> None:
+    """An exact mtime (and the same atime) where the inode has one (>= 0); a stamp is
+    whatever the filesystem gave."""
+    if inode.mtime >= 0:
+        os.utime(path, ns=(inode.mtime, inode.mtime), follow_symlinks=False)
 
 
 def _write_entry(inode: Inode, path: str) -> None:
@@ -115,16 +125,20 @@ def _write_entry(inode: Inode, path: str) -> None:
                 os.setxattr(path, REDIRECT, inode.redirect.encode(), follow_symlinks=False)
             if inode.metacopy:
                 os.setxattr(path, METACOPY, b"", follow_symlinks=False)
+            _set_mtime(inode, path)
         case Kind.DIR:
             os.mkdir(path, 0o700)
             _set_dir_markers(inode, path)
         case Kind.SYMLINK:
             os.symlink(inode.target, path)
             os.lchown(path, inode.uid, inode.gid)
+            _set_mtime(inode, path)
         case Kind.FIFO:
             os.mkfifo(path, 0o600)
             os.lchown(path, inode.uid, inode.gid)
             os.chmod(path, inode.mode)
+            _set_xattrs(inode, path)
+            _set_mtime(inode, path)
         case Kind.WHITEOUT:
             os.mknod(path, stat.S_IFCHR | 0o000, os.makedev(0, 0))
         case _:
@@ -164,6 +178,32 @@ def user_xattrs(path: str) -> tuple[tuple[str, bytes], ...]:
             raise
         return ()
     names = sorted(n for n in listed if n.startswith("user."))
+    return tuple((n, os.getxattr(path, n, follow_symlinks=False)) for n in names)
+
+
+#: The xattr namespaces of a layer's content and of the merged view: user.*, and
+#: trusted.* and security.* (copied up by copy_up.c ovl_copy_xattr), less the overlay's own
+#: trusted.overlay.* (hidden through the mount: xattrs.c ovl_listxattr / ovl_is_private_xattr;
+#: markers when decoding a layer).
+CONTENT_XATTRS = ("user.", "trusted.", "security.")
+OVERLAY_XATTRS = "trusted.overlay."
+
+
+def is_content_xattr(name: str) -> bool:
+    """Whether ``name`` is content (:data:`CONTENT_XATTRS`), not the overlay's own."""
+    return name.startswith(CONTENT_XATTRS) and not name.startswith(OVERLAY_XATTRS)
+
+
+def visible_xattrs(path: str) -> tuple[tuple[str, bytes], ...]:
+    """The content xattrs (:func:`is_content_xattr`) of ``path``, not following a final
+    symlink, sorted; none where the filesystem has no xattrs (ENOTSUP)."""
+    try:
+        listed = os.listxattr(path, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno != errno.ENOTSUP:
+            raise
+        return ()
+    names = sorted(n for n in listed if is_content_xattr(n))
     return tuple((n, os.getxattr(path, n, follow_symlinks=False)) for n in names)
 
 
@@ -219,14 +259,14 @@ def _decode(path: str, st: os.stat_result, fmt: DiskFormat = KERNEL_FORMAT) -> D
     common = {"mode": stat.S_IMODE(mode), "uid": st.st_uid, "gid": st.st_gid}
     if kind == "symlink":
         return DiskEntry(kind=kind, target=os.readlink(path), **common)
-    if kind not in ("file", "dir"):
-        return DiskEntry(kind=kind, **common)
     names = os.listxattr(path, follow_symlinks=False)
     xattrs = tuple(
         (n, os.getxattr(path, n, follow_symlinks=False))
         for n in sorted(names)
-        if n.startswith("user.") and not n.startswith(fmt.private_xattrs or ("\0",))
+        if is_content_xattr(n) and not n.startswith(fmt.private_xattrs or ("\0",))
     )
+    if kind not in ("file", "dir"):
+        return DiskEntry(kind=kind, xattrs=xattrs, **common)
     redirect = _marker(path, names, REDIRECT)
     redirect_str = os.fsdecode(redirect) if redirect is not None else None
     if kind == "dir":

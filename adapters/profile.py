@@ -34,6 +34,9 @@ that behaves like the kernel. Keys:
     linked (the kernel with ``index=on``; it breaks them with ``index=off``).
 ``xattrs`` (boolean, default true)
     Whether user.* extended attributes are supported through the mount.
+``times`` (boolean, default true)
+    Whether mtime and ctime follow the kernel's rules through the mount and utimensat
+    works: the ``times`` feature and the whole machine compare them.
 ``private_xattrs`` (array of strings)
     Prefixes of ``user.*`` xattr names the driver keeps for itself on disk (hidden from
     the mount), left out when its layers are decoded; e.g. ``["user.fuseoverlayfs."]``.
@@ -87,6 +90,7 @@ class Profile:
     directory_rename: str = "redirect"
     hardlinks_on_copy_up: str = "keep"
     xattrs: bool = True
+    times: bool = True
     private_xattrs: tuple[str, ...] = ()
     env: dict[str, str] = attrs.field(factory=dict)
     version_command: str = ""
@@ -116,6 +120,7 @@ class Profile:
             options=self.options,
             claimed_by=self.name,
             xattrs=self.xattrs,
+            times=self.times,
             upper_decodable=self.upper_decodable,
             kernel_form=self.kernel_form,
             upper_form=f"whiteout {self.whiteout}, opaque {self.opaque}",
@@ -138,7 +143,16 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "directory_rename": DIRECTORY_RENAMES,
     "hardlinks_on_copy_up": HARDLINK_BEHAVIOURS,
 }
-KEYS = (*_STRING_KEYS, *_CHOICES, "options", "xattrs", "private_xattrs", "env", "variants")
+KEYS = (
+    *_STRING_KEYS,
+    *_CHOICES,
+    "options",
+    "xattrs",
+    "times",
+    "private_xattrs",
+    "env",
+    "variants",
+)
 
 
 def _type_name(value: object) -> str:
@@ -200,10 +214,11 @@ def profile_from_dict(data: dict[str, Any], source: str = "<profile>") -> Profil
             check(fields["variants"], "key 'variants'")
         except VariantError as problem:
             raise fail(str(problem)) from None
-    if "xattrs" in data:
-        if not isinstance(data["xattrs"], bool):
-            raise fail(f"key 'xattrs' must be a boolean, not {_type_name(data['xattrs'])}")
-        fields["xattrs"] = data["xattrs"]
+    for flag in ("xattrs", "times"):
+        if flag in data:
+            if not isinstance(data[flag], bool):
+                raise fail(f"key {flag!r} must be a boolean, not {_type_name(data[flag])}")
+            fields[flag] = data[flag]
     if "env" in data:
         env = data["env"]
         if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):

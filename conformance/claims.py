@@ -29,7 +29,19 @@ def unclaimed_reason(
         return f"{options.label} is not claimed by the {claims.claimed_by} profile"
     if feature is not None and feature.id == "xattrs" and not claims.xattrs:
         return f"xattrs are not claimed by the {claims.claimed_by} profile (xattrs = false)"
+    if feature is not None and feature.id == "times" and not claims.times:
+        return f"times are not claimed by the {claims.claimed_by} profile (times = false)"
     return None
+
+
+#: The rules of the machine that only a driver claiming times is given.
+TIME_RULES = frozenset({"utimens"})
+
+
+def claims_times(driver: Driver) -> bool:
+    """Whether the profile claims times (``times = true``, the default); without, no
+    utimensat calls and no time relations in any feature (the whole machine included)."""
+    return driver.capabilities.times
 
 
 def claims_xattrs(driver: Driver) -> bool:

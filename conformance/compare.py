@@ -51,9 +51,73 @@ def compare_entries(
             found.extend(
                 Divergence(label, name, mine[name], theirs[name])
                 for name in mine
-                if mine[name] != theirs[name] and (fields is None or name in fields)
+                if mine[name] != theirs[name]
+                and name not in TIME_FIELDS
+                and (fields is None or name in fields)
             )
     return found
+
+
+#: The view's time fields: compared by :class:`TimeMap`, never as plain values.
+TIME_FIELDS = frozenset({"mtime", "ctime"})
+
+
+@attrs.define
+class TimeMap:
+    """Checks the times of the view against the reference's, observation after observation.
+
+    The reference knows some times exactly (>= 0 ns: a layer spec's mtime, kept by copy-up;
+    a Utimens) and others only as abstract stamps (< 0: "the filesystem's clock when this
+    happened"; reference.layer.new_stamp). Rules, per path present on both sides:
+
+    * ``mtime``: an exact time must be the driver's exactly; a stamp seen before must still
+      be the time it was first seen as (unchanged), and a stamp seen for the first time at
+      a name must differ from the time that name showed at the previous observation
+      (changed since the last step). Two names with one stamp (hardlinks) show one time.
+    * ``ctime``: only "changed": a new stamp at a name must differ from what the name
+      showed before. The overlay changes ctimes the reference does not model (its own
+      trusted.overlay.* xattrs on upper directories), so "unchanged" is not checked.
+
+    Only the ``fields`` asked for are checked (a feature without times checks none).
+    """
+
+    fields: frozenset[str] = TIME_FIELDS
+    #: stamp -> the driver's mtime it was first seen as.
+    stamps: dict[int, int] = attrs.field(factory=dict)
+    #: path -> (expected, actual) mtime and ctime at the previous observation.
+    last: dict[str, tuple[int, int, int, int]] = attrs.field(factory=dict)
+
+    def check(self, expected: View, actual: View) -> list[Divergence]:
+        found: list[Divergence] = []
+        last: dict[str, tuple[int, int, int, int]] = {}
+        for path, mine in expected.entries.items():
+            theirs = actual.entries.get(path)
+            if theirs is None or mine.kind != theirs.kind or mine == UNREACHABLE:
+                continue
+            before = self.last.get(path)
+            last[path] = (mine.mtime, theirs.mtime, mine.ctime, theirs.ctime)
+            if "mtime" in self.fields:
+                found += self._mtime(path, mine.mtime, theirs.mtime, before)
+            ctime_changed = before is not None and mine.ctime != before[2]
+            if "ctime" in self.fields and ctime_changed and theirs.ctime == before[3]:
+                found.append(Divergence(path, "ctime", "changed", "unchanged"))
+        self.last = last
+        return found
+
+    def _mtime(
+        self, path: str, mine: int, theirs: int, before: tuple[int, int, int, int] | None
+    ) -> list[Divergence]:
+        if mine >= 0:
+            return [] if mine == theirs else [Divergence(path, "mtime", mine, theirs)]
+        known = self.stamps.get(mine)
+        if known is not None:
+            if known == theirs:
+                return []
+            return [Divergence(path, "mtime", f"unchanged ({known})", f"changed to {theirs}")]
+        self.stamps[mine] = theirs
+        if before is not None and before[0] != mine and before[1] == theirs:
+            return [Divergence(path, "mtime", "changed", f"unchanged ({theirs})")]
+        return []
 
 
 @attrs.define
@@ -134,11 +198,16 @@ def may_be_absent(expected: View, actual: View) -> set[str]:
 
 
 def compare_views(
-    expected: View, actual: View, inodes: InodeMap, fields: frozenset[str] | None = None
+    expected: View,
+    actual: View,
+    inodes: InodeMap,
+    fields: frozenset[str] | None = None,
+    times: TimeMap | None = None,
 ) -> list[Divergence]:
     """The merged view; ``fields`` (None: all) names the entry fields compared, and
-    ``st_ino`` in it turns on the inode renaming check. An unreachable entry may be absent
-    (:func:`may_be_absent`)."""
+    ``st_ino`` in it turns on the inode renaming check, ``mtime`` and ``ctime`` the time
+    relations of ``times`` (:class:`TimeMap`; None: times are not compared). An
+    unreachable entry may be absent (:func:`may_be_absent`)."""
     absent = may_be_absent(expected, actual)
     wanted = expected.entries
     if absent:
@@ -146,6 +215,8 @@ def compare_views(
     found = compare_entries("", wanted, actual.entries, fields)
     if fields is None or "st_ino" in fields:
         found += inodes.check(expected.inodes, actual.inodes)
+    if times is not None:
+        found += times.check(expected, actual)
     return found
 
 

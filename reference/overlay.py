@@ -9,9 +9,10 @@ observed on this kernel, "vfs" fs/namei.c.
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Callable
 
-from reference import ops
+from reference import ops, privileges
 from reference.layer import Inode, Kind, LayerSpec, StackSpec, build, dir_nlink, link_counts, walk
 from reference.lookup import Found, Node, lookup_child
 from reference.options import Options
@@ -165,7 +166,7 @@ class Overlay:
     def _entry_view(self, node: Node, upper_links: dict[int, int] | None = None) -> EntryView:
         meta = self._meta(node)
         kind = meta.kind
-        xattrs = tuple(sorted(meta.xattrs.items())) if kind in (Kind.FILE, Kind.DIR) else ()
+        xattrs = tuple(sorted(meta.xattrs.items())) if kind in XATTR_KINDS else ()
         return EntryView(
             kind=kind.value,
             mode=meta.mode,
@@ -175,6 +176,8 @@ class Overlay:
             data=self._data(node) if kind is Kind.FILE else b"",
             target=meta.target if kind is Kind.SYMLINK else "",
             xattrs=xattrs,
+            mtime=meta.mtime,
+            ctime=meta.ctime,
         )
 
     def _nlink(self, node: Node, upper_links: dict[int, int] | None = None) -> int:
@@ -258,6 +261,8 @@ class Overlay:
                 self._copy_up_data(indexed)
             parent_upper.entries[node.name] = indexed
             node.upper = indexed
+            indexed.touch(mtime=False)  # one link more (copy_up.c ovl_link_up)
+            parent_upper.touch(mtime=False)  # ovl_link_up restores the parent's times
             return indexed
         copy = lower.copy_meta()
         copy.origin = lower
@@ -269,6 +274,11 @@ class Overlay:
             self.index_nlink[lower.ident] = self._lower_nlink[lower.ident]
         parent_upper.entries[node.name] = copy
         node.upper = copy
+        # The copy keeps the lower's mtime (Inode.copy_meta; copy_up.c ovl_set_attr ->
+        # ovl_set_timestamps); linking it in changes its parent, whose times copy-up then
+        # restores (copy_up.c ovl_copy_up_workdir: "Restore timestamps on parent"), so
+        # only the parent's ctime is new.
+        parent_upper.touch(mtime=False)
         return copy
 
     @staticmethod
@@ -276,6 +286,7 @@ class Overlay:
         assert upper.origin is not None
         upper.data = upper.origin.data
         upper.metacopy = False
+        upper.touch(mtime=False)  # trusted.overlay.metacopy removed (ovl_copy_up_meta_inode_data)
 
     def _lower_positive(self, parent: Node, name: str) -> bool:
         """dir.c ovl_lower_positive: does a lower layer still show ``name``? Then removing
@@ -293,9 +304,13 @@ class Overlay:
         assert node.parent is not None
         self._drop_index_link(node)
         parent_upper = self._copy_up(node.parent)
-        parent_upper.entries.pop(node.name, None)
+        removed = parent_upper.entries.pop(node.name, None)
         if self._lower_positive(node.parent, node.name):
             parent_upper.entries[node.name] = Inode(Kind.WHITEOUT, mode=0)
+        parent_upper.touch()  # POSIX unlink()/rmdir(): the parent's mtime and ctime
+        shared = self._indexed(node) or removed
+        if shared is not None and shared.kind is not Kind.WHITEOUT:
+            shared.touch(mtime=False)  # one link less: its ctime (POSIX unlink())
 
     def _drop_index_link(self, node: Node) -> None:
         """index=on: removing a name of a lower hardlink copies it up first so the index
@@ -324,6 +339,20 @@ class Overlay:
         ):
             inode.opaque = True
         parent_upper.entries[resolved.name] = inode
+        parent_upper.touch()  # POSIX open()/mkdir()/link()...: the parent's mtime and ctime
+
+    def _new_inode(self, resolved: Resolved, kind: Kind, mode: int, **fields: object) -> Inode:
+        """A new object made by root: owner 0, group 0, or the parent's group when the
+        parent is set-group-ID, which a new directory inherits too (fs/inode.c
+        inode_init_owner, applied by dir.c ovl_create_object to the overlay inode)."""
+        assert resolved.parent is not None
+        inode = Inode(kind, mode=mode, **fields)  # type: ignore[arg-type]
+        parent = self._meta(resolved.parent)
+        if parent.mode & stat.S_ISGID:
+            inode.gid = parent.gid
+            if kind is Kind.DIR:
+                inode.mode |= stat.S_ISGID
+        return inode
 
     def _new_name(self, path: str) -> Resolved:
         """filename_create (vfs): the parent must exist; an existing name gives EEXIST,
@@ -366,7 +395,7 @@ class Overlay:
             if resolved.parent is None:
                 raise FsError("EISDIR")
             self._writable()
-            inode = Inode(Kind.FILE, mode=op.mode & 0o7777)
+            inode = self._new_inode(resolved, Kind.FILE, op.mode & 0o7777)
             self._create(resolved, inode)
             created = True
         else:
@@ -381,10 +410,12 @@ class Overlay:
             created = False
         if "O_TRUNC" in flags and not created:
             inode.data = b""
+            privileges.truncated(inode)
         if op.data:
             offset = len(inode.data) if "O_APPEND" in flags else op.offset
             padded = inode.data.ljust(offset, b"\0")
             inode.data = padded[:offset] + op.data + padded[offset + len(op.data) :]
+            privileges.written(inode)
         return len(op.data)
 
     def _op_truncate(self, op: ops.Truncate) -> None:
@@ -396,18 +427,19 @@ class Overlay:
         self._writable()
         inode = self._copy_up(node)
         inode.data = inode.data[: op.size].ljust(op.size, b"\0")
+        privileges.truncated(inode)
 
     def _op_mkdir(self, op: ops.Mkdir) -> None:
         resolved = self._new_name(op.path)
-        self._create(resolved, Inode(Kind.DIR, mode=op.mode & 0o1777))
+        self._create(resolved, self._new_inode(resolved, Kind.DIR, op.mode & 0o1777))
 
     def _op_symlink(self, op: ops.Symlink) -> None:
         resolved = self._new_name(op.path)
-        self._create(resolved, Inode(Kind.SYMLINK, mode=0o777, target=op.target))
+        self._create(resolved, self._new_inode(resolved, Kind.SYMLINK, 0o777, target=op.target))
 
     def _op_mkfifo(self, op: ops.Mkfifo) -> None:
         resolved = self._new_name(op.path)
-        self._create(resolved, Inode(Kind.FIFO, mode=op.mode & 0o7777))
+        self._create(resolved, self._new_inode(resolved, Kind.FIFO, op.mode & 0o7777))
 
     def _op_rmdir(self, op: ops.Rmdir) -> None:
         resolved = self._resolve(op.path, follow=False)
@@ -451,6 +483,7 @@ class Overlay:
         if self._indexed(source) is not None and lower is not None:
             self.index_nlink[lower.ident] += 1
         self._create(resolved, upper)
+        upper.touch(mtime=False)  # POSIX link(): the file's ctime
 
     def _op_readlink(self, op: ops.Readlink) -> str:
         node = self._existing(op.path, follow=False)
@@ -461,21 +494,25 @@ class Overlay:
     def _op_chmod(self, op: ops.Chmod) -> None:
         node = self._existing(op.path, follow=True)
         self._writable()
-        self._copy_up(node, data=False).mode = op.mode & 0o7777
+        inode = self._copy_up(node, data=False)
+        inode.mode = op.mode & 0o7777
+        inode.touch(mtime=False)
 
     def _op_chown(self, op: ops.Chown) -> None:
         node = self._existing(op.path, follow=True)
         self._writable()
         inode = self._copy_up(node, data=False)
         inode.uid, inode.gid = op.uid, op.gid
+        privileges.chowned(inode)
 
-    def _xattr_target(self, path: str, *, write: bool) -> Node:
+    def _xattr_target(self, path: str, name: str, *, write: bool) -> Node:
         """xattr(7): user.* attributes exist only on regular files and directories; on other
-        objects a write gives EPERM and a read ENODATA (fs/xattr.c xattr_permission)."""
+        objects a write gives EPERM and a read ENODATA (fs/xattr.c xattr_permission).
+        trusted.* and security.* have no such limit (observed: set on a FIFO)."""
         node = self._existing(path, follow=True)
         if write:
             self._writable()
-        if node.kind not in (Kind.FILE, Kind.DIR):
+        if name.startswith("user.") and node.kind not in (Kind.FILE, Kind.DIR):
             raise FsError("EPERM" if write else "ENODATA")
         return node
 
@@ -485,11 +522,14 @@ class Overlay:
         return self._indexed(node) or self._copy_up(node, data=False)
 
     def _op_setxattr(self, op: ops.SetXattr) -> None:
-        node = self._xattr_target(op.path, write=True)
-        self._xattr_upper(node).xattrs[op.name] = op.value
+        node = self._xattr_target(op.path, op.name, write=True)
+        value = privileges.stored_xattr(op.name, op.value)
+        inode = self._xattr_upper(node)
+        inode.xattrs[op.name] = value
+        inode.touch(mtime=False)
 
     def _op_getxattr(self, op: ops.GetXattr) -> bytes:
-        node = self._xattr_target(op.path, write=False)
+        node = self._xattr_target(op.path, op.name, write=False)
         try:
             return self._meta(node).xattrs[op.name]
         except KeyError:
@@ -502,10 +542,12 @@ class Overlay:
     def _op_removexattr(self, op: ops.RemoveXattr) -> None:
         """xattrs.c ovl_xattr_set: removing a missing attribute of a lower object gives
         ENODATA without copying it up."""
-        node = self._xattr_target(op.path, write=True)
+        node = self._xattr_target(op.path, op.name, write=True)
         if op.name not in self._meta(node).xattrs:
             raise FsError("ENODATA")
-        del self._xattr_upper(node).xattrs[op.name]
+        inode = self._xattr_upper(node)
+        del inode.xattrs[op.name]
+        inode.touch(mtime=False)
 
     def _op_readdir(self, op: ops.Readdir) -> tuple[str, ...] | AlsoAllowed:
         """The listing (:meth:`_listing`). Linux lists the whiteouts of a directory that is
@@ -519,6 +561,45 @@ class Overlay:
         reachable = tuple(n for n in listing if self._child(node, n).node is not None)
         return listing if reachable == listing else AlsoAllowed(listing, (reachable,))
 
+    def _op_utimens(self, op: ops.Utimens) -> None:
+        """utimensat(2): both UTIME_OMIT changes nothing and succeeds before any write
+        access is asked for (fs/utimes.c do_utimes: observed on a read-only mount too);
+        otherwise the object is copied up, metadata only (inode.c ovl_setattr), and gets
+        the mtime asked for ("now": a time the reference cannot know), and a new ctime."""
+        node = self._existing(op.path, follow=op.follow)
+        if op.atime == ops.UTIME_OMIT and op.mtime == ops.UTIME_OMIT:
+            return
+        self._writable()
+        inode = self._copy_up(node, data=False)
+        inode.touch(mtime=op.mtime == ops.UTIME_NOW)
+        if isinstance(op.mtime, int):
+            inode.mtime = op.mtime
+
+    def _op_fallocate(self, op: ops.Fallocate) -> None:
+        """fallocate(2) on a descriptor opened O_WRONLY|O_NONBLOCK (so a directory gives
+        EISDIR and a FIFO ENXIO, as for Write; the open copies up). A length of 0 gives
+        EINVAL (fs/open.c vfs_fallocate), after the open's copy-up. Plain: the size grows
+        to offset+length, reading zeros; KEEP_SIZE: no visible change; PUNCH_HOLE (with
+        KEEP_SIZE): the range inside the file reads zeros. Every success is a modification
+        (mm/shmem.c shmem_fallocate -> file_modified: times and privileges, observed)."""
+        node = self._existing(op.path, follow=True)
+        if node.is_dir:
+            raise FsError("EISDIR")
+        if node.kind is Kind.FIFO:
+            raise FsError("ENXIO")
+        self._writable()
+        inode = self._copy_up(node)
+        if op.length <= 0:
+            raise FsError("EINVAL")
+        end = op.offset + op.length
+        if op.mode == "":
+            inode.data = inode.data.ljust(end, b"\0")
+        elif op.mode == "PUNCH_HOLE":
+            size = len(inode.data)
+            hole = b"\0" * max(0, min(end, size) - op.offset)
+            inode.data = inode.data[: op.offset] + hole + inode.data[op.offset + len(hole) :]
+        privileges.written(inode)
+
     def _op_remount(self, op: ops.Remount) -> None:
         """Everything the reference keeps is what the kernel keeps on disk (layers, index,
         trusted.overlay.nlink), so a remount changes nothing that can be observed."""
@@ -527,6 +608,11 @@ class Overlay:
         from reference.rename import rename
 
         rename(self, op)
+
+
+#: The kinds whose xattrs the view shows (user.* only on files and directories, trusted.*
+#: and security.* on FIFOs too: _xattr_target).
+XATTR_KINDS = (Kind.FILE, Kind.DIR, Kind.FIFO)
 
 
 def image(root: Inode) -> LayerImage:
@@ -546,9 +632,7 @@ def image(root: Inode) -> LayerImage:
             gid=inode.gid,
             data=None if inode.metacopy else (inode.data if inode.kind is Kind.FILE else b""),
             target=inode.target,
-            xattrs=tuple(sorted(inode.xattrs.items()))
-            if inode.kind in (Kind.FILE, Kind.DIR)
-            else (),
+            xattrs=tuple(sorted(inode.xattrs.items())) if inode.kind in XATTR_KINDS else (),
             opaque=inode.opaque,
             redirect=inode.redirect,
             metacopy=inode.metacopy,
