@@ -238,4 +238,7 @@ ROLES: dict[str, tuple[str, ...]] = {
     "setxattr": ("xattr",),
     "removexattr": ("has_xattr",),
     "mkfifo": ("new",),
+    # issue 18, first half
+    "utimens": ("any",),
+    "fallocate": ("file",),
 }

@@ -72,6 +72,8 @@ class Inode:
     mtime: int = attrs.field(factory=new_stamp)
     #: st_ctime: always a stamp (no call sets it to a given value).
     ctime: int = attrs.field(factory=new_stamp)
+    #: The pages of an upper file the filesystem has allocated (reference.upperfs).
+    pages: frozenset[int] = frozenset()
 
     @property
     def is_dir(self) -> bool:

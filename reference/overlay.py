@@ -12,7 +12,7 @@ from __future__ import annotations
 import stat
 from collections.abc import Callable
 
-from reference import ops, privileges
+from reference import ops, privileges, upperfs
 from reference.layer import Inode, Kind, LayerSpec, StackSpec, build, dir_nlink, link_counts, walk
 from reference.lookup import Found, Node, lookup_child
 from reference.options import Options
@@ -269,6 +269,7 @@ class Overlay:
         if copy.kind is Kind.FILE and self.options.metacopy and not data:
             copy.metacopy = True
             copy.data = b""
+        upperfs.copied_up(copy)
         if self.options.index and not node.is_dir and self._lower_nlink[lower.ident] > 1:
             self.index[lower.ident] = copy
             self.index_nlink[lower.ident] = self._lower_nlink[lower.ident]
@@ -286,6 +287,7 @@ class Overlay:
         assert upper.origin is not None
         upper.data = upper.origin.data
         upper.metacopy = False
+        upperfs.copied_up(upper)
         upper.touch(mtime=False)  # trusted.overlay.metacopy removed (ovl_copy_up_meta_inode_data)
 
     def _lower_positive(self, parent: Node, name: str) -> bool:
@@ -410,11 +412,13 @@ class Overlay:
             created = False
         if "O_TRUNC" in flags and not created:
             inode.data = b""
-            privileges.truncated(inode)
+            upperfs.free(inode, 0)
+            privileges.written(inode)  # do_truncate with ATTR_MTIME | ATTR_CTIME (fs/open.c)
         if op.data:
             offset = len(inode.data) if "O_APPEND" in flags else op.offset
             padded = inode.data.ljust(offset, b"\0")
             inode.data = padded[:offset] + op.data + padded[offset + len(op.data) :]
+            upperfs.allocate(inode, offset, offset + len(op.data))
             privileges.written(inode)
         return len(op.data)
 
@@ -426,8 +430,11 @@ class Overlay:
             raise FsError("EINVAL")
         self._writable()
         inode = self._copy_up(node)
+        times = upperfs.truncate_changes_times(inode, len(inode.data), op.size)
+        if op.size <= len(inode.data):
+            upperfs.free(inode, op.size)
         inode.data = inode.data[: op.size].ljust(op.size, b"\0")
-        privileges.truncated(inode)
+        privileges.truncated(inode, times=times)
 
     def _op_mkdir(self, op: ops.Mkdir) -> None:
         resolved = self._new_name(op.path)
@@ -562,13 +569,14 @@ class Overlay:
         return listing if reachable == listing else AlsoAllowed(listing, (reachable,))
 
     def _op_utimens(self, op: ops.Utimens) -> None:
-        """utimensat(2): both UTIME_OMIT changes nothing and succeeds before any write
-        access is asked for (fs/utimes.c do_utimes: observed on a read-only mount too);
-        otherwise the object is copied up, metadata only (inode.c ovl_setattr), and gets
-        the mtime asked for ("now": a time the reference cannot know), and a new ctime."""
-        node = self._existing(op.path, follow=op.follow)
+        """utimensat(2): both UTIME_OMIT changes nothing and succeeds before the path is
+        even looked up (fs/utimes.c do_utimes; found by the kernel run: Ok for a missing
+        name and on a read-only mount); otherwise the object is copied up, metadata only
+        (inode.c ovl_setattr), and gets the mtime asked for ("now": a time the reference
+        cannot know), and a new ctime."""
         if op.atime == ops.UTIME_OMIT and op.mtime == ops.UTIME_OMIT:
             return
+        node = self._existing(op.path, follow=op.follow)
         self._writable()
         inode = self._copy_up(node, data=False)
         inode.touch(mtime=op.mtime == ops.UTIME_NOW)
@@ -592,12 +600,15 @@ class Overlay:
         if op.length <= 0:
             raise FsError("EINVAL")
         end = op.offset + op.length
-        if op.mode == "":
-            inode.data = inode.data.ljust(end, b"\0")
-        elif op.mode == "PUNCH_HOLE":
+        if op.mode == "PUNCH_HOLE":
             size = len(inode.data)
             hole = b"\0" * max(0, min(end, size) - op.offset)
             inode.data = inode.data[: op.offset] + hole + inode.data[op.offset + len(hole) :]
+            upperfs.free(inode, op.offset, end)
+        else:
+            if op.mode == "":
+                inode.data = inode.data.ljust(end, b"\0")
+            upperfs.allocate(inode, op.offset, end)
         privileges.written(inode)
 
     def _op_remount(self, op: ops.Remount) -> None:

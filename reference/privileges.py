@@ -36,12 +36,16 @@ def written(inode: Inode) -> None:
     _remove_capability(inode)
 
 
-def truncated(inode: Inode) -> None:
-    """truncate(2) or O_TRUNC on an existing file: as :func:`written` (``do_truncate``
-    asks ``dentry_needs_remove_privs``). The times change even when the size does not:
-    O_TRUNC passes ATTR_MTIME|ATTR_CTIME, and truncate(2) to the same size changes them on
-    the tmpfs upper (mm/shmem.c shmem_setattr; observed, also on plain tmpfs)."""
-    written(inode)
+def truncated(inode: Inode, *, times: bool) -> None:
+    """truncate(2): the capability xattr removed, as for :func:`written` (``do_truncate``
+    asks ``dentry_needs_remove_privs``); new mtime and ctime when ``times``
+    (reference.upperfs.truncate_changes_times), else a new ctime only if a capability
+    went."""
+    if times:
+        written(inode)
+    elif CAPABILITY in inode.xattrs:
+        _remove_capability(inode)
+        inode.touch(mtime=False)
 
 
 def chowned(inode: Inode) -> None:
