@@ -101,7 +101,7 @@ def _bounds(cls: str, name: str, value: Any, where: str) -> None:
     what = f"{where}: {cls}.{name}"
     if isinstance(value, str) and "\0" in value:
         raise ProgramError(f"{what} holds a NUL byte")
-    if name == "mode" and not 0 <= value <= 0o7777:
+    if name == "mode" and _is_int(value) and not 0 <= value <= 0o7777:
         raise ProgramError(f"{what} must be within 0 and 0o7777, not {value!r}")
     if name in ("uid", "gid") and not 0 <= value <= MAX_ID:
         raise ProgramError(f"{what} must be within 0 and {MAX_ID}, not {value!r}")

@@ -35,13 +35,14 @@ def new_identity() -> int:
     return next(_identities)
 
 
-_stamps = itertools.count(-1, -1)
+#: Stamps count up from far below zero, so later stamps compare as later times.
+_stamps = itertools.count(-(10**18))
 
 
 def new_stamp() -> int:
     """A fresh abstract time: "set by the filesystem now", a value the reference cannot
     know. Exact times (nanoseconds since the epoch, from a layer spec or a Utimens) are
-    >= 0; stamps are < 0 and compared as relations (conformance.compare.TimeMap): the same
+    >= 0; stamps are < 0, increasing, and compared as relations (conformance.compare.TimeMap): the same
     stamp is the same time at every observation, a new one differs from what the name
     showed at the observation before."""
     return next(_stamps)
