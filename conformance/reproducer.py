@@ -61,7 +61,8 @@ def _expected(value: Any) -> Any:
 
 def _lowers(failure: Failure) -> list[list[tuple]]:
     """Each lower layer as (path, kind, mode, uid, gid, data, target, xattrs, opaque,
-    link_to) in the order :func:`reference.layer.build` makes them."""
+    link_to, mtime) in the order :func:`reference.layer.build` makes them (mtime: exact ns
+    or None)."""
     layers = []
     for spec in failure.stack.lowers:
         first: dict[int, str] = {}
@@ -83,6 +84,7 @@ def _lowers(failure: Failure) -> list[list[tuple]]:
                     tuple(sorted(inode.xattrs.items())),
                     inode.opaque,
                     link_to,
+                    inode.mtime if inode.mtime >= 0 else None,
                 )
             )
         layers.append(entries)

@@ -42,9 +42,8 @@ _stamps = itertools.count(-(10**18))
 def new_stamp() -> int:
     """A fresh abstract time: "set by the filesystem now", a value the reference cannot
     know. Exact times (nanoseconds since the epoch, from a layer spec or a Utimens) are
-    >= 0; stamps are < 0, increasing, and compared as relations (conformance.compare.TimeMap): the same
-    stamp is the same time at every observation, a new one differs from what the name
-    showed at the observation before."""
+    >= 0; stamps are < 0, increasing, and compared as relations
+    (conformance.compare.TimeMap)."""
     return next(_stamps)
 
 

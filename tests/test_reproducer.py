@@ -246,3 +246,32 @@ def test_the_driver_files_a_confined_root_shows() -> None:
     assert host_source("/tmp/b", 7) == "/proc/self/fd/7/b"
     assert host_source("/opt/d/bin", 7) == "/opt/d/bin"
     assert host_source("/tmp/b", None) == "/tmp/b"
+
+
+# --- issue 18, first half: times, set-id bits, capabilities -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "feature", "shown"),
+    [
+        ("copy-up-resets-mtime", "times", "mtime: expected"),
+        ("create-keeps-parent-mtime", "times", "mtime: expected 'changed'"),
+        ("write-keeps-capability", "set-id", "xattrs: expected"),
+    ],
+)
+def test_a_time_or_privilege_fault_counterexample_is_what_the_kernel_does(
+    tmp_path: Path, host_unchanged, fault: str, feature: str, shown: str
+) -> None:
+    """The script writes the lowers' mtimes and checks the time relations (an exact time,
+    "changed" against the time before the last step) and the security.* xattrs: the
+    kernel does what the reference expects (exit 0)."""
+    _need("kernel")
+    search = settings(max_examples=500, stateful_step_count=20, deadline=None,
+                      database=None, derandomize=True, phases=[Phase.generate, Phase.shrink])
+    with pytest.raises(Diverged) as caught:
+        run_machine(FaultyDriver(fault), Options(), search, BY_ID[feature])
+    script = reproducer.write(caught.value.failures[0], tmp_path / "repro.py")
+    result = _run(script)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert shown in result.stdout, result.stdout
+    _no_process_runs(script)
