@@ -33,7 +33,8 @@ class DriverHung(DriverFailure):
 class Capabilities:
     """What a driver declares about itself, read (never probed) by the claims, the state
     machine, layer interchange and the reports. The defaults are a kernel-like mount that
-    claims everything; a FUSE driver's come from its profile (adapters/profile.py)."""
+    claims everything; a FUSE driver's come from its profile
+    (adapters/drivers/driver_profile.py)."""
 
     #: The engine itself, in process: no mount, no layers on disk (the reference).
     in_process: bool = False
@@ -51,7 +52,7 @@ class Capabilities:
     claimed_by: str = ""
     #: user.* xattrs can be set and seen through the mount.
     xattrs: bool = True
-    #: mtime and ctime follow the kernel's rules (conformance.compare.TimeMap) and
+    #: mtime and ctime follow the kernel's rules (conformance.lockstep.compare.TimeMap) and
     #: utimensat works: the times feature and the whole machine compare them.
     times: bool = True
     #: The upper layer's markers can be decoded (else only the view is compared).

@@ -11,7 +11,7 @@ import stat
 
 import attrs
 
-from adapters.reference import ReferenceDriver
+from adapters.drivers.reference import ReferenceDriver
 from reference import ops, privileges
 from reference.layer import Inode, Kind, StackSpec, new_stamp
 from reference.lookup import Node

@@ -1,5 +1,5 @@
 """Features as data: each a focused state machine (a subset of the rules of
-:class:`conformance.machine.OverlayMachine`) plus its named scenarios, so one divergence
+:class:`conformance.lockstep.machine.OverlayMachine`) plus its named scenarios, so one divergence
 does not hide the others.
 
 ``rules`` are rule names of the machine (the ``mount_layers`` initializer always runs),
@@ -28,7 +28,7 @@ class Feature:
     fields: frozenset[str] | None
     scenarios: tuple[str, ...] = ()
     #: False: not a focused machine; its own runner (layer-interchange,
-    #: conformance.interchange), reached through conformance.machine.run_machine.
+    #: conformance.lockstep.interchange), reached through conformance.lockstep.machine.run_machine.
     machine: bool = True
 
 
@@ -37,7 +37,7 @@ ALL_FIELDS = frozenset(
     {"kind", "mode", "uid", "gid", "nlink", "data", "target", "xattrs", "st_ino"}
     | {"mtime", "ctime"}
 )
-#: The time relations (conformance.compare.TimeMap): the times feature and the whole
+#: The time relations (conformance.lockstep.compare.TimeMap): the times feature and the whole
 #: machine check them.
 TIMES = frozenset({"mtime", "ctime"})
 #: What metadata and hardlinks check.

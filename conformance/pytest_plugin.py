@@ -7,8 +7,8 @@ Options (group "unionspec"):
 - ``--budget quick|standard|deep|DURATION``: how many examples the state machines explore;
   a duration (``10m``) is spread over the machine items (conformance.timebudget).
 - ``--driver-cmd TEMPLATE``: the command template of the generic ``fuse`` driver
-  (see :mod:`adapters.fuse`);
-- ``--profile PATH``: a driver profile (TOML, :mod:`adapters.profile`) for the FUSE
+  (see :mod:`adapters.drivers.fuse`);
+- ``--profile PATH``: a driver profile (TOML, :mod:`adapters.drivers.driver_profile`) for the FUSE
   drivers; it replaces a preset's own profile;
 - ``--driver-timeout SECONDS``: how long one request to a driver may take before its
   verdict is "hung at step N" (default: the driver's own, 30 s for the sandboxed drivers);
@@ -20,21 +20,21 @@ Options (group "unionspec"):
   (default ``reference``; ``kernel-mounts``, ``docker``, ``podman``), each under the
   profiles of :data:`ENGINES`;
 - ``--expectations PATH``: the known divergences of installed driver versions
-  (:mod:`conformance.expectations`; default ``conformance/expectations.toml``). The
+  (:mod:`conformance.records.expectations`; default ``conformance/records/expectations.toml``). The
   ``test_feature`` and ``test_state_machine`` items of a matching driver, version, feature
   and option set are marked ``xfail(strict=True, raises=RecordedBehaviours)``: they xfail
   only when every difference they found is one a record describes
-  (:mod:`conformance.records`); any other difference fails them. A driver version with a
+  (:mod:`conformance.records.behaviours`); any other difference fails them. A driver version with a
   ``[[pending]]`` entry (divergences found, not yet recorded) also expects a failure of
   its ``test_feature`` and ``test_state_machine`` items on the names the entry describes
   (long names, ``.wh.`` names), never anything else and never a scenario's.
 
-- ``--corpus DIR``: the user's regression corpus (:mod:`conformance.corpus`; default
+- ``--corpus DIR``: the user's regression corpus (:mod:`conformance.records.corpus`; default
   ``.unionspec/corpus`` under the rootdir). Its programs and those of the project's
-  ``conformance/corpus/`` are ``test_corpus`` items, run before anything is generated;
+  ``conformance/records/corpus/`` are ``test_corpus`` items, run before anything is generated;
   every new divergence a test finds is saved there as a step program.
 
-A SIGTERM ends the run as Ctrl-C does (:mod:`conformance.interrupt`): drivers are
+A SIGTERM ends the run as Ctrl-C does (:mod:`conformance.certify.interrupt`): drivers are
 closed and pytest reports what ran.
 
 Fixtures: ``driver`` (one per ``--driver``, closed after the test) and
@@ -52,7 +52,7 @@ from typing import Any, NoReturn
 
 import pytest
 
-from adapters.engine_registry import ENGINES
+from adapters.engines.registry import ENGINES
 from adapters.settings import DEFAULT, DriverSettings, SettingsError
 
 DRIVER_OPTION = "--driver"
@@ -114,7 +114,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         metavar="PATH",
         help="known divergences of installed driver versions (TOML; default: "
-        "conformance/expectations.toml)",
+        "conformance/records/expectations.toml)",
     )
     group.addoption(
         TIMEOUT_OPTION,
@@ -161,15 +161,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     from adapters import registry
-    from conformance.interrupt import terminate_as_interrupt
-    from conformance.settings import register_profiles
+    from conformance.budgets import register_budgets
+    from conformance.certify.interrupt import terminate_as_interrupt
 
     terminate_as_interrupt()
-    register_profiles(config.rootpath)
+    register_budgets(config.rootpath)
     if config.getoption("hypothesis_show_statistics", False):
-        from conformance import coverage, machine
+        from conformance.generation import coverage
+        from conformance.lockstep import machine
 
-        # each rare state an example reaches becomes a Hypothesis event (conformance.coverage)
+        # each rare state an example reaches becomes a Hypothesis event
+        # (conformance.generation.coverage)
         coverage.EVENTS = True
         machine.OBSERVE = coverage.observed
     # The run's driver settings, built once here (in each xdist worker from the same
@@ -190,7 +192,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for name in config.getoption(ENGINE_OPTION):
         if name not in ENGINES:
             raise pytest.UsageError(f"unknown engine {name!r} (known: {', '.join(ENGINES)})")
-    from conformance import expectations
+    from conformance.records import expectations
 
     try:
         expectations.configure(config.getoption(EXPECTATIONS_OPTION))
@@ -242,12 +244,13 @@ def corpus_dir(config: pytest.Config) -> Path:
 
 @pytest.hookimpl(trylast=True)  # after -k and -m have deselected: the items that will run
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark the items of a known divergence xfail(strict=True) (conformance.expectations),
+    """Mark the items of a known divergence xfail(strict=True) (conformance.records.expectations),
     and run the corpus replays (``test_corpus``) before anything generates. Under a
     duration budget, each machine item gets an equal share of it (conformance.timebudget;
     under xdist the workers share the items, so the run takes the duration divided by
     their number)."""
-    from conformance import expectations, timebudget
+    from conformance import timebudget
+    from conformance.records import expectations
 
     duration = timebudget.seconds(config.getoption(BUDGET_OPTION))
     machines = [
@@ -278,7 +281,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         else:
             continue
         if found:
-            from conformance.records import RecordedBehaviours
+            from conformance.records.behaviours import RecordedBehaviours
 
             reason = f"known divergence: {expectations.describe(found)}"
             waiting = expectations.pending(params["driver"], settings)
@@ -297,7 +300,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Iterator[object]:
     """An item of a recorded cell of a driver version with a ``[[pending]]`` entry: a
     failure whose every failing program is on the names the entry describes becomes
-    :class:`conformance.expectations.PendingBehaviour` (what its strict xfail expects);
+    :class:`conformance.records.expectations.PendingBehaviour` (what its strict xfail expects);
     any other failure stays as it is."""
     try:
         return (yield)
@@ -305,7 +308,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Iterator[object]:
         driver = pyfuncitem.stash.get(PENDING_DRIVER, None)
         if driver is None:
             raise
-        from conformance import expectations
+        from conformance.records import expectations
 
         entry = expectations.excused(exc, driver, driver_settings_of(pyfuncitem.config))
         if entry is None:
@@ -318,19 +321,19 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Iterator[object]:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """Save the failing examples of an unexpected divergence in the corpus (a known one,
-    recorded behaviours only, has its reproducer in conformance/expectations.toml)."""
+    recorded behaviours only, has its reproducer in conformance/records/expectations.toml)."""
     yield
     if call.when != "call" or call.excinfo is None:
         return
-    from conformance import corpus, expectations
-    from conformance.records import RecordedBehaviours
+    from conformance.records import corpus, expectations
+    from conformance.records.behaviours import RecordedBehaviours
 
     failed = call.excinfo.value
     if isinstance(failed, expectations.PendingBehaviour):
         failed = failed.__cause__  # found, not yet recorded: kept as any new divergence
     elif isinstance(failed, RecordedBehaviours):
         return
-    from conformance.failure import failures_of
+    from conformance.records.failure import failures_of
 
     for failure in failures_of(failed):
         if failure.driver.startswith(("fault:", "imitation")):
@@ -351,7 +354,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         ids = [f"{n}:{p}" for n, p in cases]
         metafunc.parametrize("engine", cases, indirect=True, ids=ids, scope="session")
     if "corpus_program" in metafunc.fixturenames:
-        from conformance import corpus
+        from conformance.records import corpus
 
         try:
             programs = corpus.load([corpus.PROJECT_CORPUS, corpus_dir(metafunc.config)])
@@ -390,9 +393,9 @@ def driver(request: pytest.FixtureRequest) -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def engine(request: pytest.FixtureRequest) -> Iterator[Any]:
-    """A container engine (adapters.containers_base.EngineDriver) under one profile."""
-    from adapters import engine_registry
+    """A container engine (adapters.engines.base.EngineDriver) under one profile."""
     from adapters.base import DriverUnavailable
+    from adapters.engines import registry as engine_registry
 
     name, profile = request.param
     try:
@@ -407,25 +410,25 @@ def engine(request: pytest.FixtureRequest) -> Iterator[Any]:
 
 @pytest.fixture
 def conformance_settings(request: pytest.FixtureRequest) -> Any:
-    from conformance.settings import profile
+    from conformance.budgets import budget_settings
 
-    return profile(request.config.getoption(BUDGET_OPTION))
+    return budget_settings(request.config.getoption(BUDGET_OPTION))
 
 
 @pytest.fixture
 def feature_settings(request: pytest.FixtureRequest) -> Any:
-    from conformance.settings import feature_profile
+    from conformance.budgets import feature_budget_settings
 
-    return feature_profile(request.config.getoption(BUDGET_OPTION))
+    return feature_budget_settings(request.config.getoption(BUDGET_OPTION))
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     """--hypothesis-show-statistics for the suite's items: they run their state machine's
     @given test inside a plain test, which Hypothesis's plugin does not collect from; its
-    statistics (with the rare states reached as events, conformance.coverage) are kept on
+    statistics (with the rare states reached as events, conformance.generation.coverage) are kept on
     the item for that plugin to print."""
-    from conformance import coverage
+    from conformance.generation import coverage
 
     if not coverage.EVENTS or getattr(item.obj, "is_hypothesis_test", False):  # type: ignore[attr-defined]
         yield

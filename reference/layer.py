@@ -43,7 +43,7 @@ def new_stamp() -> int:
     """A fresh abstract time: "set by the filesystem now", a value the reference cannot
     know. Exact times (nanoseconds since the epoch, from a layer spec or a Utimens) are
     >= 0; stamps are < 0, increasing, and compared as relations
-    (conformance.compare.TimeMap)."""
+    (conformance.lockstep.compare.TimeMap)."""
     return next(_stamps)
 
 

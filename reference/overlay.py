@@ -560,7 +560,7 @@ class Overlay:
         """The listing (:meth:`_listing`). Linux lists the whiteouts of a directory that is
         not merged (readdir.c ``ovl_iterate``: ``ovl_dir_is_real`` passes the real
         directory through); a driver that leaves those unreachable names out also conforms
-        (decision: see :func:`conformance.compare.may_be_absent`)."""
+        (decision: see :func:`conformance.lockstep.compare.may_be_absent`)."""
         node = self._existing(op.path, follow=True)
         if not node.is_dir:
             raise FsError("ENOTDIR")

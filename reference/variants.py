@@ -2,8 +2,8 @@
 
 A variant is a named change of one rule of :class:`reference.overlay.Overlay` that a real
 driver is known to follow instead of the kernel's (each recorded and reproduced by hand in
-``conformance/expectations.toml``, which names the variant). A driver's profile selects
-its variants (``variants = [...]`` in ``adapters/profiles/<driver>.toml``); the lockstep
+``conformance/records/expectations.toml``, which names the variant). A driver's profile selects
+its variants (``variants = [...]`` in ``adapters/drivers/profiles/<driver>.toml``); the lockstep
 machine then builds its model with them (:func:`engine`), so the comparison expects the
 behaviour and every other rule is still checked as before.
 
@@ -244,7 +244,7 @@ VARIANTS: dict[str, Variant] = {
             "rmdir-whiteout-under-lower-parent",
             "fuse-overlayfs",
             "rmdir in a directory with lower layers always leaves a whiteout",
-            "observed by hand (conformance/expectations.toml); containers/fuse-overlayfs "
+            "observed by hand (conformance/records/expectations.toml); containers/fuse-overlayfs "
             "main.c ovl_rmdir -> do_rm -> hide_node",
             RmdirWhiteoutUnderLowerParent,
         ),

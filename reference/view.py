@@ -37,7 +37,7 @@ class EntryView:
     """One name of the merged view. ``data`` is the file's bytes, ``target`` a symlink's.
 
     ``xattrs`` are the content namespaces (user.*, trusted.* and security.*, not the
-    overlay's trusted.overlay.*: adapters.layerdisk.is_content_xattr) of a file, directory
+    overlay's trusted.overlay.*: adapters.sandbox.layerdisk.is_content_xattr) of a file, directory
     or FIFO.
 
     ``kind`` is file, dir, symlink, fifo, or ``unreachable``: readdir lists the name but
@@ -45,7 +45,7 @@ class EntryView:
     through unfiltered; observed on this kernel). An unreachable entry has no other fields.
 
     A real driver's view may also hold kinds the reference never produces, so that they
-    compare as divergences (adapters/_executor.py ``merged_view``): ``"<call> gives
+    compare as divergences (adapters/sandbox/executor.py ``merged_view``): ``"<call> gives
     <ERRNO>"`` where observing a name failed (fuse-overlayfs 1.10: ENOMEM listing ``/``),
     and ``"foreign <kind>"`` for a name neither the layers nor the operations made.
     """
@@ -59,7 +59,7 @@ class EntryView:
     target: str = ""
     xattrs: tuple[tuple[str, bytes], ...] = ()
     #: st_mtime_ns and st_ctime_ns; in the reference, exact (>= 0) or an abstract stamp
-    #: (< 0, reference.layer.new_stamp), compared as relations (conformance.compare.TimeMap),
+    #: (< 0, reference.layer.new_stamp), compared as relations (conformance.lockstep.compare.TimeMap),
     #: never by ``==`` (left out of equality: reference.view.times_of).
     mtime: int = attrs.field(default=0, eq=False)
     ctime: int = attrs.field(default=0, eq=False)

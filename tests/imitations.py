@@ -1,5 +1,5 @@
 """Imitations of real drivers' recorded behaviours: the reference engine changed the way
-fuse-overlayfs 1.10 and unionfs-fuse 1.0 behave (conformance/expectations.toml), so the
+fuse-overlayfs 1.10 and unionfs-fuse 1.0 behave (conformance/records/expectations.toml), so the
 record matching can be tested without root, and seeded faults (tests/faults.py) laid on
 top of them (tests/test_records.py).
 
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections import Counter
 
+from adapters.drivers.driver_profile import DriverProfile
+from adapters.drivers.reference import ReferenceDriver
 from adapters.faults import FAULTS
-from adapters.profile import Profile
-from adapters.reference import ReferenceDriver
-from conformance import expectations
+from conformance.records import expectations
 from reference import ops
 from reference.layer import Kind
 from reference.lookup import Node
@@ -142,7 +142,7 @@ class Imitation(ReferenceDriver):
 
         self.engine = make  # type: ignore[assignment]
         self.name = f"imitation{':' + fault if fault else ''}"
-        self.profile = Profile(name=self.name, variants=variants)
+        self.profile = DriverProfile(name=self.name, variants=variants)
 
 
 def _mixins(names: tuple[str, ...]) -> tuple[type[Overlay], ...]:

@@ -112,13 +112,13 @@ def _cells(report: Path) -> list[tuple[str, str, list[str]]]:
 
 
 def test_a_seed_makes_the_generation_reproducible() -> None:
-    """--seed N: the same examples are drawn (conformance.run.seeded), so the same first
+    """--seed N: the same examples are drawn (conformance.certify.command.seeded), so the same first
     failing example is found."""
     from hypothesis import Phase, settings
 
+    from conformance.certify.command import seeded
     from conformance.features import BY_ID
-    from conformance.machine import Diverged, run_machine
-    from conformance.run import seeded
+    from conformance.lockstep.machine import Diverged, run_machine
     from reference.options import Options
     from tests.test_reports import TruncatingDriver
 

@@ -15,9 +15,9 @@ import pytest
 from adapters import registry
 from adapters.vm import channel
 from adapters.vm.image import ImageError, _Cpio, find, modules_in_order
-from conformance import kernels
 from conformance.__main__ import main
-from conformance.diff import changes
+from conformance.certify import kernels
+from conformance.reports.diff import changes
 
 OFFERED = {
     "linux-image-6.1.0-47-amd64": "6.1.170-3",
@@ -169,7 +169,7 @@ def test_two_kernels_reports_are_diffed_cell_by_cell(tmp_path: Path, capsys) -> 
     both = {"status": "complete", "cells": old["cells"] + new["cells"], "schema": None}
     lines, regressed = changes(both, both, old["cells"][0]["driver"], new["cells"][0]["driver"])
     assert regressed and "REGRESSION: */xattrs/ro: conforms -> diverges" in lines
-    from conformance.report import SCHEMA
+    from conformance.reports.report import SCHEMA
 
     both["schema"] = SCHEMA
     path = tmp_path / "both.json"

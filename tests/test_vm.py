@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from adapters import registry
-from conformance import kernels
-from conformance.scenarios import SCENARIOS, run_scenario
+from conformance.certify import kernels
+from conformance.lockstep.scenarios import SCENARIOS, run_scenario
 from reference.options import MATRIX
 from tests.host import require
 
@@ -99,7 +99,7 @@ def test_the_driver_socket_a_spawn_returns_keeps_the_send_timeout() -> None:
     """A driver whose executor is reached through a socket of its own (a VM's session,
     adapters.vm.driver) has the send timeout too: it was set on the socket _spawn threw
     away, so a stuck guest blocked the driver's send forever."""
-    from adapters.kernel import KernelDriver
+    from adapters.drivers.kernel import KernelDriver
 
     require(KernelDriver, "kernel")
 

@@ -1,6 +1,6 @@
 """The kernel driver on another kernel: ``kernel@<release>`` (``--kernel-image PATH``).
 
-The same executor as :class:`adapters.kernel.KernelDriver`, started inside the run's VM
+The same executor as :class:`adapters.drivers.kernel.KernelDriver`, started inside the run's VM
 booted on that kernel (:mod:`adapters.vm.machine`); the rest of the suite (reference,
 comparison, reports) stays on the host. Every request's timeout is scaled by the VM's
 slowdown (software emulation: :data:`adapters.vm.machine.TCG_SCALE`).
@@ -15,7 +15,7 @@ import sys
 from typing import Any, ClassVar
 
 from adapters.base import DriverUnavailable
-from adapters.kernel import KernelDriver
+from adapters.drivers.kernel import KernelDriver
 from adapters.vm import machine
 from adapters.vm.image import KernelImage
 

@@ -29,9 +29,9 @@ import threading
 import time
 from pathlib import Path
 
-from adapters._sandbox import PROJECT_ROOT, die_with_parent
 from adapters.base import AdapterError
 from adapters.cache import cache_root
+from adapters.sandbox.namespace import PROJECT_ROOT, die_with_parent
 from adapters.vm import channel
 from adapters.vm.image import KernelImage, initramfs
 

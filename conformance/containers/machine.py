@@ -1,0 +1,641 @@
+"""Container mounts in lockstep: an engine driver against the container model.
+
+:class:`Lockstep` performs every action on the model (:class:`ContainerWorld` with the
+engine's profile) and on the driver, checks the outcome is one the model allows, and then
+compares everything observable: what each running container sees, what each volume and
+host directory holds, and that the image is unchanged. The named scenarios
+(:data:`SCENARIOS`, from the seed document) and the state machine
+(:func:`container_machine`) are both programs over a Lockstep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+from hypothesis import currently_in_test_context, note, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from adapters.engines.base import EngineDriver
+from conformance.errors import Diverges
+from conformance.lockstep.compare import compare_entries, render
+from reference import ops
+from reference.container import (
+    Action,
+    BindMount,
+    ContainerSpec,
+    ContainerWorld,
+    Mount,
+    Refused,
+    Status,
+    TmpfsMount,
+    VolumeMount,
+    VolumesFrom,
+    Why,
+)
+from reference.engines import Populate
+from reference.layer import DirSpec, FileSpec, LayerSpec, StackSpec, WhiteoutSpec
+from reference.options import Options
+from reference.outcome import Allowed, Err, Ok, Outcome, describe
+from reference.overlay import Overlay
+from reference.view import View
+
+
+class ContainerDiverged(Diverges):
+    """The engine did something its profile does not allow."""
+
+
+#: The image every container program runs on: two layers, the top one whiting out an
+#: image file, so that a copy must come from the merged view (obs §1.1). "a" has an owner
+#: and mode of its own (obs §1.2: copied to the volume root), "e" is an empty directory,
+#: "f" a file (a mount over it is refused), "n" is missing.
+IMAGE = StackSpec(
+    (
+        LayerSpec((("b/w", FileSpec(b"top-w")), ("b/z", WhiteoutSpec()))),
+        LayerSpec(
+            (
+                ("a", DirSpec(mode=0o750, uid=1000, gid=1001)),
+                ("a/x", FileSpec(b"image-x", uid=5, gid=6, xattrs=(("user.k", b"v"),))),
+                ("a/d", DirSpec(mode=0o700)),
+                ("a/d/y", FileSpec(b"image-y", mode=0o600)),
+                ("b", DirSpec()),
+                ("b/z", FileSpec(b"hidden")),
+                ("e", DirSpec(mode=0o711)),
+                ("f", FileSpec(b"a file")),
+            )
+        ),
+    )
+)
+TARGETS = ("a", "b", "e", "f", "n")
+
+
+def _note(text: str) -> None:
+    if currently_in_test_context():
+        note(text)
+
+
+@attrs.define
+class Lockstep:
+    """The model and the driver side by side; every method is one action on both."""
+
+    driver: EngineDriver
+    image: StackSpec = IMAGE
+    model: ContainerWorld = attrs.field(init=False)
+    program: list[str] = attrs.field(factory=list)
+    image_view: View | None = None
+
+    def __attrs_post_init__(self) -> None:
+        self.model = ContainerWorld(self.driver.profile, self.image)
+        self.driver.start_image(self.image)
+        self.image_view = Overlay(self.image, Options(read_only=True)).view()
+
+    # --- actions --------------------------------------------------------------------------
+
+    def _action(self, what: str, mine: Action, theirs: Action) -> Action:
+        self.program.append(what)
+        _note(f"{what} -> {theirs!r}")
+        if mine != theirs:
+            raise ContainerDiverged(
+                f"{what}: {self.driver.name} gave {theirs!r}, the {self.model.profile.name} "
+                f"profile gives {mine!r}\nprogram:\n  " + "\n  ".join(self.program)
+            )
+        self.check()
+        return theirs
+
+    def _op(self, what: str, allowed: Allowed, actual: Outcome) -> Outcome:
+        self.program.append(what)
+        _note(f"{what} -> {describe(actual)}")
+        if actual not in allowed:
+            raise ContainerDiverged(
+                f"{what}: {self.driver.name} gave {describe(actual)}, the model allows "
+                + " or ".join(sorted(describe(o) for o in allowed))
+                + "\nprogram:\n  "
+                + "\n  ".join(self.program)
+            )
+        self.check()
+        return actual
+
+    def make_host_dir(self, name: str) -> None:
+        self.model.make_host_dir(name)
+        self.driver.make_host_dir(name)
+        self.program.append(f"make_host_dir({name!r})")
+        self.check()
+
+    def host_run(self, name: str, op: ops.Op) -> Outcome:
+        return self._op(
+            f"host_run({name!r}, {op!r})",
+            self.model.host_run(name, op),
+            self.driver.host_run(name, op),
+        )
+
+    def run(self, name: str, op: ops.Op) -> Outcome:
+        return self._op(
+            f"run({name!r}, {op!r})", self.model.run(name, op), self.driver.run(name, op)
+        )
+
+    def create_volume(self, name: str) -> Action:
+        what = f"create_volume({name!r})"
+        return self._action(what, self.model.create_volume(name), self.driver.create_volume(name))
+
+    def remove_volume(self, name: str) -> Action:
+        what = f"remove_volume({name!r})"
+        return self._action(what, self.model.remove_volume(name), self.driver.remove_volume(name))
+
+    def create(self, name: str, spec: ContainerSpec) -> Action:
+        what = f"create({name!r}, {spec!r})"
+        return self._action(what, self.model.create(name, spec), self.driver.create(name, spec))
+
+    def start(self, name: str) -> Action:
+        return self._action(f"start({name!r})", self.model.start(name), self.driver.start(name))
+
+    def stop(self, name: str) -> Action:
+        return self._action(f"stop({name!r})", self.model.stop(name), self.driver.stop(name))
+
+    def remove(self, name: str, *, volumes: bool = False) -> Action:
+        what = f"remove({name!r}, volumes={volumes})"
+        mine = self.model.remove(name, volumes=volumes)
+        return self._action(what, mine, self.driver.remove(name, volumes=volumes))
+
+    # --- observation ----------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Every running container's view, every volume, every host directory, the image."""
+        found = []
+        for name, container in sorted(self.model.containers.items()):
+            if container.status is Status.RUNNING:
+                found += compare_entries(
+                    f"container {name}:/",
+                    self.model.view(name).entries,
+                    self.driver.view(name).entries,
+                )
+        for name in sorted(self.model.volumes):
+            found += compare_entries(
+                f"volume {name}:",
+                self.model.volume_view(name).entries,
+                self.driver.volume_view(name).entries,
+            )
+        for name in sorted(self.model.hosts):
+            found += compare_entries(
+                f"host {name}:",
+                self.model.host_view(name).entries,
+                self.driver.host_view(name).entries,
+            )
+        assert self.image_view is not None
+        found += compare_entries(
+            "image:", self.image_view.entries, self.driver.image_view().entries
+        )
+        if found:
+            raise ContainerDiverged(render(found) + "\nprogram:\n  " + "\n  ".join(self.program))
+
+
+# --- named scenarios --------------------------------------------------------------------------
+
+
+@attrs.frozen
+class ContainerScenario:
+    id: str
+    title: str
+    source: str
+    program: Callable[[Lockstep], None]
+    #: The profiles it applies to (None: every profile).
+    profiles: tuple[str, ...] | None = None
+
+
+def _expect(actual: object, expected: object, what: str) -> None:
+    if actual != expected:
+        raise ContainerDiverged(f"{what}: expected {expected!r}, got {actual!r}")
+
+
+def _entries(view: View) -> dict[str, object]:
+    return {path: (e.kind, e.data) for path, e in view.entries.items()}
+
+
+def _prepopulated(run: Lockstep) -> None:
+    """Docker and Podman fill the volume (Podman at start); Kubernetes never does."""
+    run.create_volume("v")
+    run.create("c", ContainerSpec((VolumeMount("a", "v"),)))
+    run.start("c")
+    held = run.driver.volume_view("v").entries
+    if run.model.profile.populate is Populate.NEVER:
+        _expect(held, {}, "volume v stays empty")
+        return
+    _expect(held["x"].data, b"image-x", "volume v holds a/x")
+    _expect(run.driver.view("c").entries["a"].mode, 0o750, "volume root takes a's mode")
+
+
+def _non_empty_shadows(run: Lockstep) -> None:
+    run.make_host_dir("h")
+    run.create_volume("v")
+    run.create("seed", ContainerSpec((BindMount("n", "h"), VolumeMount("e", "v"))))
+    run.start("seed")
+    run.run("seed", ops.Write("e/mine", b"volume data", flags=("O_CREAT",)))
+    run.stop("seed")
+    run.create("c", ContainerSpec((VolumeMount("a", "v"),)))
+    run.start("c")
+    seen = _entries(run.driver.view("c"))
+    _expect("a/x" in seen, False, "a non-empty volume hides the image's a/x")
+    _expect(seen.get("a/mine"), ("file", b"volume data"), "the volume's own file")
+
+
+def _bind_shadows(run: Lockstep) -> None:
+    run.make_host_dir("h")
+    run.host_run("h", ops.Write("host-file", b"from host", flags=("O_CREAT",)))
+    run.create("c", ContainerSpec((BindMount("a", "h"),)))
+    run.start("c")
+    _expect("a/x" in run.driver.view("c").entries, False, "the bind hides the image's a/x")
+    _expect(set(run.driver.host_view("h").entries), {"host-file"}, "nothing copied to the host")
+    run.host_run("h", ops.Write("later", b"live", flags=("O_CREAT",)))
+    run.stop("c")
+    run.remove("c")
+    run.create("plain", ContainerSpec())
+    run.start("plain")
+    _expect(run.driver.view("plain").entries["a/x"].data, b"image-x", "the image's a/x is back")
+
+
+def _survives_removal(run: Lockstep) -> None:
+    run.create("c", ContainerSpec((VolumeMount("n", "v"),)))
+    run.start("c")
+    run.run("c", ops.Write("n/kept", b"data", flags=("O_CREAT",)))
+    run.stop("c")
+    run.remove("c", volumes=True)
+    _expect(run.driver.volume_view("v").entries["kept"].data, b"data", "named volume kept")
+    run.create("d", ContainerSpec((VolumeMount("n", "v"),)))
+    run.start("d")
+    _expect(run.driver.view("d").entries["n/kept"].data, b"data", "the next container sees it")
+
+
+def _tmpfs_vanishes(run: Lockstep) -> None:
+    run.create("c", ContainerSpec((TmpfsMount("n"),)))
+    run.start("c")
+    run.run("c", ops.Write("n/secret", b"in memory", flags=("O_CREAT",)))
+    run.stop("c")
+    run.start("c")
+    _expect("n/secret" in run.driver.view("c").entries, False, "tmpfs is empty again")
+
+
+def _tmpfs_size(run: Lockstep) -> None:
+    run.create("c", ContainerSpec((TmpfsMount("n", size=4096),)))
+    run.start("c")
+    run.run("c", ops.Write("n/one", b"1" * 3000, flags=("O_CREAT",)))
+    second = run.run("c", ops.Write("n/two", b"2" * 10, flags=("O_CREAT",)))
+    _expect(second, Err("ENOSPC"), "a second page does not fit")
+
+
+def _read_only(run: Lockstep) -> None:
+    run.make_host_dir("h")
+    run.create_volume("v")
+    run.create(
+        "c",
+        ContainerSpec(
+            (
+                VolumeMount("a", "v", read_only=True),
+                BindMount("n", "h", read_only=True),
+                TmpfsMount("e", read_only=True),
+            )
+        ),
+    )
+    run.start("c")
+    for path in ("a/new", "n/new", "e/new"):
+        _expect(run.run("c", ops.Write(path, b"x", flags=("O_CREAT",))), Err("EROFS"), path)
+    _expect(run.run("c", ops.Unlink("a/x")), Err("EROFS"), "unlink in a read-only volume")
+
+
+def _refilled(run: Lockstep) -> None:
+    """Docker fills an emptied volume again at the next create; Podman copies once."""
+    run.create("c", ContainerSpec((VolumeMount("a", "v"),)))
+    run.start("c")
+    run.run("c", ops.Unlink("a/x"))
+    run.run("c", ops.Unlink("a/d/y"))
+    run.run("c", ops.Rmdir("a/d"))
+    run.stop("c")
+    run.create("d", ContainerSpec((VolumeMount("a", "v"),)))
+    run.start("d")
+    refills = run.model.profile.populate is Populate.AT_CREATE_IF_EMPTY
+    _expect("a/x" in run.driver.view("d").entries, refills, "a/x copied again")
+
+
+def _nocopy(run: Lockstep) -> None:
+    run.create("c", ContainerSpec((VolumeMount("a", "v", nocopy=True),)))
+    run.start("c")
+    _expect(run.driver.volume_view("v").entries, {}, "nocopy: the volume stays empty")
+
+
+def _tmpfs_copy(run: Lockstep) -> None:
+    run.create("c", ContainerSpec((TmpfsMount("a"),)))
+    run.start("c")
+    copies = run.model.profile.tmpfs_copies_image
+    _expect("a/x" in run.driver.view("c").entries, copies, "tmpfs holds a copy of a/x")
+
+
+def _bad_specs(run: Lockstep) -> None:
+    def refused(action: Action, why: Why) -> None:
+        _expect(action, Refused(why.value), why.value)
+
+    refused(run.create("c", ContainerSpec((BindMount("a", "missing"),))), Why.BIND_SOURCE_MISSING)
+    dup = ContainerSpec((VolumeMount("a", "v"), TmpfsMount("a")))
+    refused(run.create("c", dup), Why.DUPLICATE_MOUNT_POINT)
+    run.create("src", ContainerSpec((VolumeMount("a", "v"),)))
+    nocopy = ContainerSpec(volumes_from=(VolumesFrom("src", "nocopy"),))
+    refused(run.create("c", nocopy), Why.INVALID_MODE)
+    over_file = run.create("c", ContainerSpec((VolumeMount("f", "w"),)))
+    if over_file == Ok(None):
+        refused(run.start("c"), Why.NOT_A_DIRECTORY)
+    else:
+        refused(over_file, Why.NOT_A_DIRECTORY)
+    refused(run.remove_volume("v"), Why.VOLUME_IN_USE)
+
+
+SCENARIOS: tuple[ContainerScenario, ...] = (
+    ContainerScenario(
+        "empty-volume-prepopulated",
+        "a new empty volume at a populated image path is filled from the image",
+        "seed: 关于volums与Bind mounts使用说明 1; moby create_unix.go populateVolume",
+        _prepopulated,
+    ),
+    ContainerScenario(
+        "non-empty-volume-shadows",
+        "a non-empty volume hides the image path and is not touched",
+        "seed: 关于volums与Bind mounts使用说明 2; moby copyExistingContents",
+        _non_empty_shadows,
+    ),
+    ContainerScenario(
+        "bind-shadows-no-copy",
+        "a bind mount hides the image path without copying; the image is back without it",
+        "seed: 关于volums与Bind mounts使用说明 2; moby#39410",
+        _bind_shadows,
+    ),
+    ContainerScenario(
+        "volume-survives-container",
+        "data in a named volume survives the container's removal (rm -v)",
+        "seed: volums 管理volume (删除容器后volume并未受影响)",
+        _survives_removal,
+    ),
+    ContainerScenario(
+        "tmpfs-vanishes",
+        "tmpfs data is gone when the container stops",
+        "seed: tmpfs (数据存储于内存中, 不持久化)",
+        _tmpfs_vanishes,
+    ),
+    ContainerScenario(
+        "tmpfs-size-enospc",
+        "a tmpfs with size= refuses a page beyond it with ENOSPC",
+        "docker tmpfs-size (obs §1.4); mm/shmem.c",
+        _tmpfs_size,
+    ),
+    ContainerScenario(
+        "read-only-erofs",
+        "read-only volumes, binds and tmpfs refuse writes with EROFS",
+        "seed: volume指定为只读方式; obs §1.4",
+        _read_only,
+    ),
+    ContainerScenario(
+        "emptied-volume-refill",
+        "an emptied volume: Docker refills it at the next create, Podman never again",
+        "obs §1.2 (Docker), §2 (Podman NeedsCopyUp)",
+        _refilled,
+    ),
+    ContainerScenario(
+        "nocopy-stays-empty",
+        "nocopy: the volume is not populated (Podman still takes the root's owner/mode)",
+        "obs §1.2, §2",
+        _nocopy,
+    ),
+    ContainerScenario(
+        "tmpfs-copy-up",
+        "a tmpfs over an image directory: empty on Docker, a copy on Podman (tmpcopyup)",
+        "obs §1.4, §2",
+        _tmpfs_copy,
+    ),
+    ContainerScenario(
+        "bad-specs-refused",
+        "missing bind source, duplicate target, nocopy with volumes-from, volume over a file,"
+        " removing a volume in use",
+        "obs §1.2-1.4, §2",
+        _bad_specs,
+    ),
+)
+
+
+def run_scenario(driver: EngineDriver, scenario: ContainerScenario) -> None:
+    run = Lockstep(driver)
+    scenario.program(run)
+
+
+# --- the state machine ------------------------------------------------------------------------
+
+CONTAINERS = ("c1", "c2")
+VOLUMES = ("v1", "v2")
+HOSTS = ("h1", "h2")
+NAMES = ("a", "b", "e", "f", "n", "x", "y", "d", "w")
+#: Mount targets: "f" (an image file, refused) drawn less often than the directories.
+MOUNT_TARGETS = ("a", "b", "e", "n", "a", "b", "e", "n", "f")
+
+
+def _paths(targets: tuple[str, ...] = ()) -> st.SearchStrategy[str]:
+    """Paths inside a container, mostly below its own mount targets."""
+    top = st.sampled_from(TARGETS)
+    if targets:
+        top = st.one_of(st.sampled_from(targets), st.sampled_from(targets), top)
+    inner = st.lists(st.sampled_from(NAMES), min_size=0, max_size=2)
+    return st.builds(lambda t, rest: "/".join([t, *rest]), top, inner)
+
+
+def _inner_paths() -> st.SearchStrategy[str]:
+    return st.lists(st.sampled_from(NAMES), min_size=1, max_size=2).map("/".join)
+
+
+DATA = st.sampled_from([b"", b"q", b"data-" * 20, b"L" * 3000, b"M" * 5000])
+WRITE_FLAGS = st.sampled_from(
+    [("O_CREAT",), ("O_CREAT", "O_TRUNC"), ("O_CREAT", "O_APPEND"), ("O_CREAT", "O_EXCL"), ()]
+)
+
+
+def _domains(paths: st.SearchStrategy[str]) -> dict[str, st.SearchStrategy[Any]]:
+    """What each field domain of ``ops.KINDS`` is drawn from inside a container: its paths,
+    larger data, whole-file writes, a single xattr."""
+    modes = st.sampled_from([0o755, 0o700, 0o644])
+    ids = st.sampled_from([0, 7])
+    return {
+        "path": paths,
+        "dir_path": paths,
+        "follow": st.just(False),
+        "data": DATA,
+        "offset": st.just(0),
+        "size": st.just(0),
+        "open_flags": WRITE_FLAGS,
+        "file_mode": st.just(0o644),
+        "mode": modes,
+        "dir_mode": modes,
+        "uid": ids,
+        "gid": st.sampled_from([0, 8]),
+        "xattr_name": st.just("user.t"),
+        "xattr_value": st.sampled_from([b"1", b"22"]),
+        "rename_flags": st.just(""),
+    }
+
+
+def _ops(paths: st.SearchStrategy[str]) -> st.SearchStrategy[ops.Op]:
+    """The kinds of ``ops.KINDS`` declared for containers."""
+    domains = _domains(paths)
+    return st.one_of(
+        [
+            st.builds(kind.cls, *[domains[domain] for domain in kind.draws])
+            for kind in ops.KINDS.values()
+            if kind.containers
+        ]
+    )
+
+
+def _mount(target: str) -> st.SearchStrategy[Mount]:
+    flag = st.booleans()
+    return st.one_of(
+        # nocopy only on named volumes: podman 4.3 cannot express an anonymous nocopy one
+        # ("-v name:/dst:nocopy" only; "--mount ...,nocopy" is "invalid mount option")
+        st.builds(VolumeMount, st.just(target), st.sampled_from(VOLUMES), flag, flag),
+        st.builds(VolumeMount, st.just(target), st.none(), flag),
+        st.builds(BindMount, st.just(target), st.sampled_from([*HOSTS, "h3"]), flag, flag),
+        st.builds(
+            TmpfsMount,
+            st.just(target),
+            st.sampled_from([None, 4096, 8192]),
+            st.sampled_from([None, 0o700]),
+            flag,
+        ),
+    )
+
+
+@st.composite
+def container_specs(draw: st.DrawFn) -> ContainerSpec:
+    """0-3 mounts at distinct top-level targets, a volume at most once; or volumes-from."""
+    if draw(st.integers(0, 5)) == 0:
+        source = draw(st.sampled_from(CONTAINERS))
+        return ContainerSpec(volumes_from=(VolumesFrom(source, draw(st.sampled_from(["", "ro"]))),))
+    targets = draw(st.lists(st.sampled_from(MOUNT_TARGETS), max_size=3, unique=True))
+    mounts = [draw(_mount(t)) for t in targets]
+    named = [m.volume for m in mounts if isinstance(m, VolumeMount) and m.volume]
+    if len(named) != len(set(named)):
+        mounts = [m for m in mounts if not isinstance(m, VolumeMount)]
+    return ContainerSpec(tuple(mounts))
+
+
+class ContainerMachine(RuleBasedStateMachine):
+    """Containers, volumes and host directories on ``driver``, in lockstep with the model."""
+
+    driver: EngineDriver
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.run: Lockstep | None = None
+
+    @initialize()
+    def fresh(self) -> None:
+        self.run = Lockstep(type(self).driver)
+
+    @property
+    def lock(self) -> Lockstep:
+        assert self.run is not None
+        return self.run
+
+    def running(self) -> list[str]:
+        containers = self.lock.model.containers
+        return [n for n in CONTAINERS if n in containers and containers[n].status is Status.RUNNING]
+
+    @precondition(lambda self: len(self.lock.model.hosts) < len(HOSTS))
+    @rule(name=st.sampled_from(HOSTS))
+    def make_host_dir(self, name: str) -> None:
+        if name not in self.lock.model.hosts:
+            self.lock.make_host_dir(name)
+
+    @precondition(lambda self: bool(self.lock.model.hosts))
+    @rule(name=st.sampled_from(HOSTS), op=_ops(_inner_paths()))
+    def host_op(self, name: str, op: ops.Op) -> None:
+        if name in self.lock.model.hosts:
+            self.lock.host_run(name, op)
+
+    @precondition(lambda self: not set(VOLUMES) <= set(self.lock.model.volumes))
+    @rule(name=st.sampled_from(VOLUMES))
+    def create_volume(self, name: str) -> None:
+        self.lock.create_volume(name)
+
+    @precondition(lambda self: bool(self.lock.model.volumes))
+    @rule(data=st.data())
+    def remove_volume(self, data: st.DataObject) -> None:
+        self.lock.remove_volume(data.draw(st.sampled_from(sorted(self.lock.model.volumes))))
+
+    @precondition(lambda self: len(self.lock.model.containers) < len(CONTAINERS))
+    @rule(name=st.sampled_from(CONTAINERS), spec=container_specs())
+    def create(self, name: str, spec: ContainerSpec) -> None:
+        if name not in self.lock.model.containers:
+            self.lock.create(name, spec)
+
+    @precondition(lambda self: len(self.lock.model.containers) < len(CONTAINERS))
+    @rule(name=st.sampled_from(CONTAINERS), spec=container_specs())
+    def create_and_start(self, name: str, spec: ContainerSpec) -> None:
+        """``run -d``: create, then start when the create succeeded."""
+        if name not in self.lock.model.containers and self.lock.create(name, spec) == Ok(None):
+            self.lock.start(name)
+
+    @precondition(lambda self: bool(self.lock.model.containers))
+    @rule(name=st.sampled_from(CONTAINERS))
+    def start(self, name: str) -> None:
+        if name in self.lock.model.containers:
+            self.lock.start(name)
+
+    @precondition(lambda self: bool(self.lock.model.containers))
+    @rule(name=st.sampled_from(CONTAINERS))
+    def stop(self, name: str) -> None:
+        if name in self.lock.model.containers:
+            self.lock.stop(name)
+
+    @precondition(lambda self: bool(self.lock.model.containers))
+    @rule(name=st.sampled_from(CONTAINERS), volumes=st.booleans())
+    def remove(self, name: str, volumes: bool) -> None:
+        if name in self.lock.model.containers:
+            self.lock.remove(name, volumes=volumes)
+
+    @precondition(lambda self: bool(self.running()))
+    @rule(data=st.data())
+    def container_op(self, data: st.DataObject) -> None:
+        self._container_op(data)
+
+    @precondition(lambda self: bool(self.running()))
+    @rule(data=st.data())
+    def another_container_op(self, data: st.DataObject) -> None:
+        """The same as container_op: operations are most of a program."""
+        self._container_op(data)
+
+    def _container_op(self, data: st.DataObject) -> None:
+        name = data.draw(st.sampled_from(self.running()))
+        targets = tuple(r.mount.target for r in self.lock.model.containers[name].table)
+        self.lock.run(name, data.draw(_ops(_paths(targets))))
+
+    @invariant()
+    def nothing_else(self) -> None:
+        pass  # every action checks everything after it (Lockstep.check)
+
+
+def run_container_machine(driver: EngineDriver, config: settings) -> None:
+    machine = type("ContainerMachineFor", (ContainerMachine,), {"driver": driver})
+    run_state_machine_as_test(machine, settings=config)
+
+
+__all__ = [
+    "SCENARIOS",
+    "ContainerDiverged",
+    "ContainerMachine",
+    "ContainerScenario",
+    "Lockstep",
+    "Refused",
+    "container_specs",
+    "run_container_machine",
+    "run_scenario",
+]
