@@ -59,8 +59,9 @@ class EntryView:
     target: str = ""
     xattrs: tuple[tuple[str, bytes], ...] = ()
     #: st_mtime_ns and st_ctime_ns; in the reference, exact (>= 0) or an abstract stamp
-    #: (< 0, reference.layer.new_stamp), compared as relations (conformance.lockstep.compare.TimeMap),
-    #: never by ``==`` (left out of equality: reference.view.times_of).
+    #: (< 0, reference.layer.new_stamp), compared as relations
+    #: (conformance.lockstep.compare.TimeMap), never by ``==`` (left out of equality:
+    #: reference.view.times_of).
     mtime: int = attrs.field(default=0, eq=False)
     ctime: int = attrs.field(default=0, eq=False)
 

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import Phase, settings
 
 from adapters.faults import TIME_AND_PRIVILEGE_FAULTS, FaultyDriver
+from conformance.generation.strategies import CAP_V2, CAP_V3
 from conformance.lockstep.compare import TimeMap
 from conformance.lockstep.machine import Diverged, run_machine
-from conformance.generation.strategies import CAP_V2, CAP_V3
 from reference import ops
 from reference.layer import DirSpec, FileSpec, LayerSpec, StackSpec
 from reference.options import Options
