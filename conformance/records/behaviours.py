@@ -835,7 +835,9 @@ def tally() -> Iterator[Counter[str]]:
     try:
         yield counts
     finally:
-        _OPEN.remove(counts)
+        # by identity: list.remove compares Counters by content, and a nested tally with
+        # the same counts (two empty ones) would take the outer one's place
+        _OPEN[:] = [other for other in _OPEN if other is not counts]
 
 
 def count(seen: set[str]) -> None:
