@@ -321,10 +321,28 @@ class Pending:
             return False
         if not failure.found and not mine:
             return False
+        shadowed = self._shadowed(failure)
         return all(
-            self.covers_name(path) or any(p.startswith(path + "/") or not path for p in mine)
+            self.covers_name(path)
+            or path in shadowed
+            or any(p.startswith(path + "/") or not path for p in mine)
             for path in (records.split_where(d)[1] for d in failure.found)
         )
+
+    def _shadowed(self, failure: Any) -> set[str]:
+        """The paths a lower entry of a described name stands next to as ``.wh.<name>``
+        (a driver that reads a ``.wh.`` file as a whiteout hides them: fuse-overlayfs),
+        and everything below them."""
+        stack = getattr(failure, "stack", None)
+        found: set[str] = set()
+        for spec in stack.lowers if stack is not None else ():
+            for path, _ in spec.entries:
+                parent, _, name = path.rpartition("/")
+                if name.startswith(".wh.") and self.covers_name(name):
+                    hidden = name[len(".wh.") :]
+                    found.add(f"{parent}/{hidden}" if parent else hidden)
+        paths = {path for f in (failure.found or ()) for path in [records.split_where(f)[1]]}
+        return {p for p in paths if any(p == h or p.startswith(h + "/") for h in found)}
 
 
 class PendingBehaviour(records.RecordedBehaviours):
