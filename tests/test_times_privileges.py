@@ -192,3 +192,28 @@ def test_fault_is_found_by_its_feature_and_shrunk(fault: str) -> None:
     ops_run = [step.op for step in failure.steps]
     assert len(ops_run) < SHRINK.stateful_step_count, ops_run
     assert isinstance(ops_run[-1], last), ops_run
+
+
+def test_a_profile_claims_times_or_not() -> None:
+    """``times = false``: the times feature is unclaimed, and no machine compares times or
+    draws utimensat (conformance.lockstep.claims)."""
+    from adapters.base import Capabilities
+    from adapters.drivers.driver_profile import DriverProfileError, driver_profile_from_dict
+    from conformance.features import BY_ID
+    from conformance.lockstep.claims import unclaimed_reason
+    from conformance.lockstep.machine import machine_for
+
+    profile = driver_profile_from_dict({"name": "p", "template": "x {mountpoint}", "times": False})
+    claims = profile.claims(Capabilities())
+    assert claims.times is False
+
+    class Driver(FaultyDriver):
+        capabilities = claims
+
+    driver = Driver("keep-size-grows")
+    assert "times = false" in (unclaimed_reason(driver, Options(), BY_ID["times"]) or "")
+    machine = machine_for(driver, Options(), None, behaviours=())
+    assert "utimens" not in machine.rules and machine.fields is not None
+    assert not machine.fields & {"mtime", "ctime"}
+    with pytest.raises(DriverProfileError, match="'times' must be a boolean"):
+        driver_profile_from_dict({"name": "p", "template": "x {mountpoint}", "times": "yes"})
