@@ -330,17 +330,19 @@ class Pending:
         )
 
     def _shadowed(self, failure: Any) -> set[str]:
-        """The paths a lower entry of a described name stands next to as ``.wh.<name>``
-        (a driver that reads a ``.wh.`` file as a whiteout hides them: fuse-overlayfs),
-        and everything below them."""
+        """The paths an entry of a described name (in a lower layer, or made by a step)
+        stands next to as ``.wh.<name>`` (a driver that reads a ``.wh.`` file as a whiteout
+        hides them: fuse-overlayfs), and everything below them."""
         stack = getattr(failure, "stack", None)
         found: set[str] = set()
-        for spec in stack.lowers if stack is not None else ():
-            for path, _ in spec.entries:
-                parent, _, name = path.rpartition("/")
-                if name.startswith(".wh.") and self.covers_name(name):
-                    hidden = name[len(".wh.") :]
-                    found.add(f"{parent}/{hidden}" if parent else hidden)
+        layers = stack.lowers if stack is not None else ()
+        named = [path for spec in layers for path, _ in spec.entries]
+        named += [p for step in failure.steps for p in records.operands(step.op)]
+        for path in named:
+            parent, _, name = path.rpartition("/")
+            if name.startswith(".wh.") and self.covers_name(name):
+                hidden = name[len(".wh.") :]
+                found.add(f"{parent}/{hidden}" if parent else hidden)
         paths = {path for f in (failure.found or ()) for path in [records.split_where(f)[1]]}
         return {p for p in paths if any(p == h or p.startswith(h + "/") for h in found)}
 
