@@ -322,6 +322,8 @@ class Pending:
         if not failure.found and not mine:
             return False
         shadowed = self._shadowed(failure)
+        # the other operands of a step on a described name (the source of a link to one)
+        shadowed |= set(operands) if mine else set()
         return all(
             self.covers_name(path)
             or path in shadowed
