@@ -184,14 +184,23 @@ def user_xattrs(path: str) -> tuple[tuple[str, bytes], ...]:
 #: The xattr namespaces of a layer's content and of the merged view: user.*, and
 #: trusted.* and security.* (copied up by copy_up.c ovl_copy_xattr), less the overlay's own
 #: trusted.overlay.* (hidden through the mount: xattrs.c ovl_listxattr / ovl_is_private_xattr;
-#: markers when decoding a layer).
+#: markers when decoding a layer) and security-module labels.
 CONTENT_XATTRS = ("user.", "trusted.", "security.")
-OVERLAY_XATTRS = "trusted.overlay."
+#: Not content: the overlay's own names, and the labels a security module puts on every
+#: object of the host (SELinux, AppArmor, Smack, IMA/EVM), which no layer spec holds.
+NOT_CONTENT = (
+    "trusted.overlay.",
+    "security.selinux",
+    "security.apparmor",
+    "security.SMACK64",
+    "security.ima",
+    "security.evm",
+)
 
 
 def is_content_xattr(name: str) -> bool:
-    """Whether ``name`` is content (:data:`CONTENT_XATTRS`), not the overlay's own."""
-    return name.startswith(CONTENT_XATTRS) and not name.startswith(OVERLAY_XATTRS)
+    """Whether ``name`` is content (:data:`CONTENT_XATTRS`, less :data:`NOT_CONTENT`)."""
+    return name.startswith(CONTENT_XATTRS) and not name.startswith(NOT_CONTENT)
 
 
 def visible_xattrs(path: str) -> tuple[tuple[str, bytes], ...]:

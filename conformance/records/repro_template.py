@@ -136,7 +136,8 @@ def read_file(path, follow=False):
 
 def user_xattrs(path, private=()):
     """The content xattrs (user.*, trusted.* and security.*, not the overlay's own
-    trusted.overlay.*: adapters/sandbox/layerdisk.py is_content_xattr)."""
+    trusted.overlay.* nor security-module labels: adapters/sandbox/layerdisk.py
+    is_content_xattr)."""
     try:
         names = os.listxattr(path, follow_symlinks=False)
     except OSError as exc:
@@ -144,7 +145,9 @@ def user_xattrs(path, private=()):
             raise
         return ()
     names = sorted(n for n in names if n.startswith(("user.", "trusted.", "security."))
-                   and not n.startswith("trusted.overlay.")
+                   and not n.startswith(("trusted.overlay.", "security.selinux",
+                                         "security.apparmor", "security.SMACK64",
+                                         "security.ima", "security.evm"))
                    and not n.startswith(tuple(private) or ("\0",)))
     return tuple((n, os.getxattr(path, n, follow_symlinks=False)) for n in names)
 
