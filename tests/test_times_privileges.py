@@ -150,7 +150,7 @@ def test_time_map_checks_only_the_fields_asked_for() -> None:
 
 
 SHRINK = settings(
-    max_examples=500,
+    max_examples=1500,
     stateful_step_count=20,
     deadline=None,
     database=None,
