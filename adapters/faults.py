@@ -7,15 +7,18 @@ one rule broken, so they need no root and no mount.
 
 from __future__ import annotations
 
+import stat
+
 import attrs
 
 from adapters.drivers.reference import ReferenceDriver
 from adapters.sandbox.layerdisk import USER, escaped
-from reference import ops
-from reference.layer import Inode, Kind, StackSpec, link_counts, walk
+from reference import ops, privileges
+from reference.layer import Inode, Kind, StackSpec, link_counts, new_stamp, walk
 from reference.lookup import Node
 from reference.options import Options
 from reference.overlay import Handle, Overlay, image
+from reference.paths import Resolved
 from reference.view import LayerImage
 
 
@@ -177,6 +180,106 @@ class DataOnlyLayerShown(Overlay):
         self.data_layers = []
 
 
+# --- times, privileges and sizes (issue 18, first half) -----------------------------------
+
+
+class CopyUpResetsMtime(Overlay):
+    """Copy-up gives the copy the time of the copy instead of the lower's mtime."""
+
+    def copy_up(self, node: Node, *, data: bool = True) -> Inode:
+        had_upper = node.upper is not None
+        upper = super().copy_up(node, data=data)
+        if not had_upper and node.parent is not None:
+            upper.mtime = new_stamp()
+        return upper
+
+
+class CreateKeepsParentMtime(Overlay):
+    """Creating a name changes its directory's ctime but not its mtime."""
+
+    def _create(self, resolved: Resolved, inode: Inode) -> None:
+        assert resolved.parent is not None
+        parent = self.copy_up(resolved.parent)
+        mtime = parent.mtime
+        super()._create(resolved, inode)
+        parent.mtime = mtime
+
+
+class UtimensIgnoresMtime(Overlay):
+    """utimensat() sets the ctime but leaves the mtime as it was."""
+
+    def _op_utimens(self, op: ops.Utimens) -> None:
+        super()._op_utimens(attrs.evolve(op, mtime=ops.UTIME_OMIT))
+
+
+class RootWriteClearsSetuid(Overlay):
+    """A write by root clears S_ISUID (as for a caller without CAP_FSETID)."""
+
+    def _op_write(self, op: ops.Write) -> int:
+        written = super()._op_write(op)
+        if op.data:
+            node = self._existing(op.path, follow=True)
+            self.meta(node).mode &= ~stat.S_ISUID
+        return written
+
+
+class ChownKeepsSetuid(Overlay):
+    """chown() keeps S_ISUID."""
+
+    def _op_chown(self, op: ops.Chown) -> None:
+        node = self._existing(op.path, follow=True)
+        mode = self.meta(node).mode
+        super()._op_chown(op)
+        self.meta(node).mode |= mode & stat.S_ISUID
+
+
+class WriteKeepsCapability(Overlay):
+    """A write keeps the security.capability xattr."""
+
+    def _op_write(self, op: ops.Write) -> int:
+        node = self.resolve(op.path, follow=True).node
+        kept = self.meta(node).xattrs.get(privileges.CAPABILITY) if node else None
+        written = super()._op_write(op)
+        if kept is not None:
+            self.meta(self._existing(op.path, follow=True)).xattrs[privileges.CAPABILITY] = kept
+        return written
+
+
+class CopyUpDropsCapability(Overlay):
+    """Copy-up copies user.* xattrs but not security.* ones."""
+
+    def copy_up(self, node: Node, *, data: bool = True) -> Inode:
+        had_upper = node.upper is not None
+        upper = super().copy_up(node, data=data)
+        if not had_upper and node.parent is not None:
+            for name in [n for n in upper.xattrs if n.startswith("security.")]:
+                del upper.xattrs[name]
+        return upper
+
+
+class KeepSizeGrows(Overlay):
+    """fallocate(FALLOC_FL_KEEP_SIZE) grows the file as a plain fallocate does."""
+
+    def _op_fallocate(self, op: ops.Fallocate) -> None:
+        mode = "" if op.mode == "KEEP_SIZE" else op.mode
+        super()._op_fallocate(attrs.evolve(op, mode=mode))
+
+
+#: The faults of issue 18 (first half), by name.
+TIME_AND_PRIVILEGE_FAULTS: dict[str, type[Overlay]] = {
+    "copy-up-resets-mtime": CopyUpResetsMtime,
+    "create-keeps-parent-mtime": CreateKeepsParentMtime,
+    "utimens-ignores-mtime": UtimensIgnoresMtime,
+    "root-write-clears-setuid": RootWriteClearsSetuid,
+    "chown-keeps-setuid": ChownKeepsSetuid,
+    "write-keeps-capability": WriteKeepsCapability,
+    "copy-up-drops-capability": CopyUpDropsCapability,
+    "keep-size-grows": KeepSizeGrows,
+}
+
+# --- end of issue 18, first half ----------------------------------------------------------
+
+
 FAULTS: dict[str, type[Overlay]] = {
     "no-whiteout-for-dirs": NoWhiteoutForDirs,
     "copy-up-drops-xattrs": CopyUpDropsXattrs,
@@ -194,6 +297,7 @@ FAULTS: dict[str, type[Overlay]] = {
     "xattr-whiteout-ignored": XattrWhiteoutIgnored,
     "escaped-xattr-leaked": EscapedXattrLeaked,
     "data-only-layer-shown": DataOnlyLayerShown,
+    **TIME_AND_PRIVILEGE_FAULTS,
 }
 
 #: The option set a fault shows under (the others: ``Options()``): the marker forms

@@ -115,6 +115,50 @@ def write_call(path, data, offset, flags, mode):
         os.close(fd)
 
 
+# --- times, privileges and sizes (issue 18, first half) -----------------------------------
+
+#: utimensat(2)'s special tv_nsec values (linux/stat.h) and AT_SYMLINK_NOFOLLOW.
+UTIME = {"now": (1 << 30) - 1, "omit": (1 << 30) - 2}
+AT_SYMLINK_NOFOLLOW = 0x100
+#: fallocate(2) modes by name (ops.FALLOCATE_MODES; linux/falloc.h).
+FALLOCATE_MODES = {"": 0, "KEEP_SIZE": 1, "PUNCH_HOLE": 1 | 2}
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+def _timespec(value):
+    if isinstance(value, str):
+        return _Timespec(0, UTIME[value])
+    return _Timespec(*divmod(value, 1_000_000_000))
+
+
+def _checked(result):
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def utimens_call(path, atime, mtime, follow):
+    """utimensat(2) (os.utime cannot pass UTIME_NOW or UTIME_OMIT for one time only)."""
+    times = (_Timespec * 2)(_timespec(atime), _timespec(mtime))
+    flags = 0 if follow else AT_SYMLINK_NOFOLLOW
+    _checked(_libc.utimensat(AT_FDCWD, os.fsencode(_p(path)), times, flags))
+
+
+def fallocate_call(path, mode, offset, length):
+    fd = os.open(_p(path), os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        _checked(_libc.fallocate(fd, FALLOCATE_MODES[mode], ctypes.c_long(offset),
+                                 ctypes.c_long(length)))
+    finally:
+        os.close(fd)
+
+
+# --- end of issue 18, first half ----------------------------------------------------------
+
+
 #: Each operation kind's call, by rule name; Remount has none (it is the mounter's).
 CALLS = {
     "stat": stat_call,
@@ -138,6 +182,9 @@ CALLS = {
     "setxattr": lambda path, name, value: os.setxattr(_p(path), name, value, 0),
     "removexattr": lambda path, name: os.removexattr(_p(path), name),
     "mkfifo": lambda path, mode: os.mkfifo(_p(path), mode),
+    # issue 18, first half
+    "utimens": utimens_call,
+    "fallocate": fallocate_call,
 }
 
 

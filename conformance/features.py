@@ -38,9 +38,15 @@ class Feature:
 #: Every field of the view (EntryView's fields and the st_ino renaming).
 ALL_FIELDS = frozenset(
     {"kind", "mode", "uid", "gid", "nlink", "data", "target", "xattrs", "st_ino"}
+    | {"mtime", "ctime"}
 )
-#: What every feature but metadata and hardlinks checks.
-WITHOUT_LINK_COUNTS = ALL_FIELDS - {"nlink", "st_ino"}
+#: The time relations (conformance.lockstep.compare.TimeMap): the times feature and the whole
+#: machine check them.
+TIMES = frozenset({"mtime", "ctime"})
+#: What metadata and hardlinks check.
+WITHOUT_TIMES = ALL_FIELDS - TIMES
+#: What every other feature checks.
+WITHOUT_LINK_COUNTS = WITHOUT_TIMES - {"nlink", "st_ino"}
 
 
 
@@ -91,13 +97,13 @@ FEATURES: tuple[Feature, ...] = (
     _f(
         "hardlinks",
         "Hardlinks share an inode, across copy-up",
-        fields=None,
+        fields=WITHOUT_TIMES,
     ),
     _f(
         "xattrs",
         "Extended attributes: set, get, list, remove",
     ),
-    _f("metadata", "Mode, owner, link counts, inode numbers", None),
+    _f("metadata", "Mode, owner, link counts, inode numbers", WITHOUT_TIMES),
     _f("readdir", "Directory listings"),
     _f(
         "special-files",
@@ -107,6 +113,17 @@ FEATURES: tuple[Feature, ...] = (
         "persistence",
         "What was changed is the same after a remount",
     ),
+    # issue 18, first half
+    _f(
+        "times",
+        "mtime kept by copy-up and set by utimensat; what changes mtime and ctime",
+        fields=WITHOUT_LINK_COUNTS | TIMES,
+    ),
+    _f(
+        "set-id",
+        "Set-ID bits and file capabilities: what keeps and what clears them",
+    ),
+    _f("sizes", "fallocate, sparse truncates and writes past the end"),
     Feature(
         "permissions",
         "Callers other than root: EACCES and EPERM where the VFS gives them, the caller's "

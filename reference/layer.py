@@ -37,6 +37,18 @@ def new_identity() -> int:
     return next(_identities)
 
 
+#: Stamps count up from far below zero, so later stamps compare as later times.
+_stamps = itertools.count(-(10**18))
+
+
+def new_stamp() -> int:
+    """A fresh abstract time: "set by the filesystem now", a value the reference cannot
+    know. Exact times (nanoseconds since the epoch, from a layer spec or a Utimens) are
+    >= 0; stamps are < 0, increasing, and compared as relations
+    (conformance.lockstep.compare.TimeMap)."""
+    return next(_stamps)
+
+
 @attrs.define(eq=False)
 class Inode:
     """One object of a layer; directory entries that share it are hardlinks."""
@@ -66,13 +78,20 @@ class Inode:
     #: marked, and lists those of an unmarked one (readdir.c ``in_xwhiteouts_dir``, obs XW.2).
     xwhiteouts: bool = False
     ident: int = attrs.field(factory=new_identity)
+    #: st_mtime: exact nanoseconds (>= 0) or an abstract stamp (< 0, :func:`new_stamp`).
+    mtime: int = attrs.field(factory=new_stamp)
+    #: st_ctime: always a stamp (no call sets it to a given value).
+    ctime: int = attrs.field(factory=new_stamp)
+    #: The pages of an upper file the filesystem has allocated (reference.upperfs).
+    pages: frozenset[int] = frozenset()
 
     @property
     def is_dir(self) -> bool:
         return self.kind is Kind.DIR
 
     def copy_meta(self, kind: Kind | None = None) -> Inode:
-        """A new inode with this one's type, metadata and content but no entries or markers."""
+        """A new inode with this one's type, metadata, content and mtime (copy_up.c
+        ovl_set_timestamps) but no entries or markers; its ctime is new (a new inode)."""
         return Inode(
             kind=kind or self.kind,
             mode=self.mode,
@@ -81,7 +100,16 @@ class Inode:
             xattrs=dict(self.xattrs),
             data=self.data,
             target=self.target,
+            mtime=self.mtime,
         )
+
+    def touch(self, *, mtime: bool = True) -> None:
+        """The filesystem changed this inode now: a new ctime, and a new mtime when its
+        content (a file's bytes, a directory's entries) changed (POSIX "File Times
+        Update")."""
+        self.ctime = new_stamp()
+        if mtime:
+            self.mtime = new_stamp()
 
 
 def new_dir(mode: int = 0o755) -> Inode:
@@ -126,20 +154,26 @@ def dir_nlink(directory: Inode) -> int:
 
 @attrs.frozen
 class FileSpec:
+    """``mtime``: exact nanoseconds since the epoch, or None (whenever it is written)."""
+
     data: bytes = b""
     mode: int = attrs.field(default=0o644, repr=oct)
     uid: int = 0
     gid: int = 0
     xattrs: tuple[tuple[str, bytes], ...] = ()
+    mtime: int | None = None
 
 
 @attrs.frozen
 class DirSpec:
+    """``mtime``: as :class:`FileSpec`'s (set after the directory's entries are written)."""
+
     mode: int = attrs.field(default=0o755, repr=oct)
     uid: int = 0
     gid: int = 0
     xattrs: tuple[tuple[str, bytes], ...] = ()
     opaque: bool = False
+    mtime: int | None = None
 
 
 @attrs.frozen
@@ -228,10 +262,18 @@ def build(spec: LayerSpec) -> Inode:
 
 def _inode_for(root: Inode, entry: EntrySpec) -> Inode:
     match entry:
-        case FileSpec(data, mode, uid, gid, xattrs):
-            return Inode(Kind.FILE, mode=mode, uid=uid, gid=gid, xattrs=dict(xattrs), data=data)
-        case DirSpec(mode, uid, gid, xattrs, opaque):
-            return Inode(Kind.DIR, mode=mode, uid=uid, gid=gid, xattrs=dict(xattrs), opaque=opaque)
+        case FileSpec(data, mode, uid, gid, xattrs, mtime):
+            inode = Inode(Kind.FILE, mode=mode, uid=uid, gid=gid, xattrs=dict(xattrs), data=data)
+            if mtime is not None:
+                inode.mtime = mtime
+            return inode
+        case DirSpec(mode, uid, gid, xattrs, opaque, mtime):
+            inode = Inode(
+                Kind.DIR, mode=mode, uid=uid, gid=gid, xattrs=dict(xattrs), opaque=opaque
+            )
+            if mtime is not None:
+                inode.mtime = mtime
+            return inode
         case SymlinkSpec(target):
             return Inode(Kind.SYMLINK, mode=0o777, target=target)
         case FifoSpec(mode):

@@ -24,6 +24,11 @@ import attrs
 OPEN_FLAGS = ("O_CREAT", "O_EXCL", "O_TRUNC", "O_APPEND")
 #: renameat2(2) flags.
 RENAME_FLAGS = ("", "RENAME_NOREPLACE", "RENAME_EXCHANGE")
+#: utimensat(2)'s special times, by name (a time is otherwise nanoseconds since the epoch).
+UTIME_NOW = "now"
+UTIME_OMIT = "omit"
+#: fallocate(2) modes: "" (allocate, the size grows), KEEP_SIZE, PUNCH_HOLE (with KEEP_SIZE).
+FALLOCATE_MODES = ("", "KEEP_SIZE", "PUNCH_HOLE")
 
 
 class Effect(enum.Enum):
@@ -190,7 +195,16 @@ class StatResult:
     Effect.LOOKS,
     draws=("path", "follow"),
     result=StatResult,
-    features=("read-precedence", "copy-up", "whiteouts", "file-rename", "hardlinks", "metadata"),
+    features=(
+        "read-precedence",
+        "copy-up",
+        "whiteouts",
+        "file-rename",
+        "hardlinks",
+        "metadata",
+        "set-id",
+        "sizes",
+    ),
     containers=True,
 )
 @attrs.frozen
@@ -205,7 +219,7 @@ class Stat(Operation):
     "read",
     Effect.LOOKS,
     draws=("path",),
-    features=("read-precedence", "copy-up", "whiteouts", "file-rename", "special-files"),
+    features=("read-precedence", "copy-up", "whiteouts", "file-rename", "special-files", "sizes"),
     containers=True,
 )
 @attrs.frozen
@@ -252,7 +266,7 @@ class Readlink(Operation):
     "getxattr",
     Effect.LOOKS,
     draws=("path", "xattr_name"),
-    features=("read-precedence", "copy-up", "xattrs"),
+    features=("read-precedence", "copy-up", "xattrs", "set-id"),
 )
 @attrs.frozen
 class GetXattr(Operation):
@@ -277,7 +291,7 @@ class ListXattr(Operation):
     "write",
     Effect.WRITES,
     draws=("path", "data", "offset", "open_flags", "file_mode"),
-    features=("copy-up", "hardlinks", "persistence"),
+    features=("copy-up", "hardlinks", "persistence", "times", "set-id", "sizes"),
     containers=True,
 )
 @attrs.frozen
@@ -296,7 +310,7 @@ class Write(Operation):
     "truncate",
     Effect.WRITES,
     draws=("path", "size"),
-    features=("copy-up",),
+    features=("copy-up", "times", "set-id", "sizes"),
     containers=True,
 )
 @attrs.frozen
@@ -309,7 +323,14 @@ class Truncate(Operation):
     "mkdir",
     Effect.WRITES,
     draws=("path", "dir_mode"),
-    features=("opaque-directories", "directory-rename", "readdir", "persistence"),
+    features=(
+        "opaque-directories",
+        "directory-rename",
+        "readdir",
+        "persistence",
+        "times",
+        "set-id",
+    ),
     containers=True,
 )
 @attrs.frozen
@@ -322,7 +343,7 @@ class Mkdir(Operation):
     "rmdir",
     Effect.WRITES,
     draws=("path",),
-    features=("whiteouts", "opaque-directories", "directory-rename", "readdir"),
+    features=("whiteouts", "opaque-directories", "directory-rename", "readdir", "times"),
     containers=True,
 )
 @attrs.frozen
@@ -341,6 +362,7 @@ class Rmdir(Operation):
         "hardlinks",
         "readdir",
         "persistence",
+        "times",
     ),
     containers=True,
 )
@@ -353,7 +375,7 @@ class Unlink(Operation):
     "rename",
     Effect.WRITES,
     draws=("path", "path", "rename_flags"),
-    features=("file-rename", "directory-rename"),
+    features=("file-rename", "directory-rename", "times"),
     containers=True,
 )
 @attrs.frozen
@@ -369,7 +391,7 @@ class Rename(Operation):
     "link",
     Effect.WRITES,
     draws=("path", "path"),
-    features=("hardlinks",),
+    features=("hardlinks", "times"),
 )
 @attrs.frozen
 class Link(Operation):
@@ -381,7 +403,7 @@ class Link(Operation):
     "symlink",
     Effect.WRITES,
     draws=("target", "path"),
-    features=("special-files",),
+    features=("special-files", "times"),
 )
 @attrs.frozen
 class Symlink(Operation):
@@ -393,7 +415,7 @@ class Symlink(Operation):
     "chmod",
     Effect.WRITES,
     draws=("path", "mode"),
-    features=("copy-up", "metadata"),
+    features=("copy-up", "metadata", "times", "set-id"),
     containers=True,
 )
 @attrs.frozen
@@ -408,7 +430,7 @@ class Chmod(Operation):
     "chown",
     Effect.WRITES,
     draws=("path", "uid", "gid"),
-    features=("copy-up", "metadata"),
+    features=("copy-up", "metadata", "times", "set-id"),
     containers=True,
 )
 @attrs.frozen
@@ -424,7 +446,7 @@ class Chown(Operation):
     "setxattr",
     Effect.WRITES,
     draws=("path", "xattr_name", "xattr_value"),
-    features=("copy-up", "xattrs", "persistence"),
+    features=("copy-up", "xattrs", "persistence", "times", "set-id"),
     containers=True,
 )
 @attrs.frozen
@@ -440,7 +462,7 @@ class SetXattr(Operation):
     "removexattr",
     Effect.WRITES,
     draws=("path", "xattr_name"),
-    features=("xattrs",),
+    features=("xattrs", "set-id"),
 )
 @attrs.frozen
 class RemoveXattr(Operation):
@@ -452,7 +474,7 @@ class RemoveXattr(Operation):
     "mkfifo",
     Effect.WRITES,
     draws=("path", "mode"),
-    features=("special-files",),
+    features=("special-files", "times"),
 )
 @attrs.frozen
 class Mkfifo(Operation):
@@ -460,11 +482,50 @@ class Mkfifo(Operation):
     mode: int = attrs.field(default=0o644, repr=oct)
 
 
+# --- times, privileges and sizes (issue 18, first half) -------------------------------------
+
+
+@operation(
+    "utimens",
+    Effect.WRITES,
+    draws=("path", "time", "time", "follow"),
+    features=("times",),
+)
+@attrs.frozen
+class Utimens(Operation):
+    """utimensat(2) with AT_SYMLINK_NOFOLLOW unless ``follow``; each time is nanoseconds
+    since the epoch, UTIME_NOW or UTIME_OMIT."""
+
+    path: str
+    atime: int | str
+    mtime: int | str
+    follow: bool = True
+
+
+@operation(
+    "fallocate",
+    Effect.WRITES,
+    draws=("path", "fallocate_mode", "offset", "length"),
+    features=("sizes", "times", "set-id"),
+)
+@attrs.frozen
+class Fallocate(Operation):
+    """open(O_WRONLY|O_NONBLOCK) then fallocate(2) with ``mode`` (FALLOCATE_MODES)."""
+
+    path: str
+    mode: str
+    offset: int
+    length: int
+
+
+# --- end of issue 18, first half ------------------------------------------------------------
+
+
 @operation(
     "remount",
     Effect.REMOUNTS,
     draws=(),
-    features=("read-precedence", "whiteouts", "persistence"),
+    features=("read-precedence", "whiteouts", "persistence", "times"),
 )
 @attrs.frozen
 class Remount(Operation):

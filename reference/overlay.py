@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import attrs
 
-from reference import ops
+from reference import ops, privileges, upperfs
 from reference.layer import (
     Inode,
     Kind,
@@ -296,12 +296,13 @@ class Overlay:
     def _entry_view(self, node: Node, upper_links: dict[int, int] | None = None) -> EntryView:
         meta = self.meta(node)
         kind = meta.kind
-        # the view holds the user.* xattrs, what the executors read through a mount
-        # (adapters/sandbox/executor.py merged_view): a layer may also carry an escaped
-        # trusted.overlay.* one (doc "Nesting"), which only root's listxattr would show
+        # the view holds the content xattrs the executors read through a mount (user.*,
+        # trusted.*, security.*: adapters/sandbox/layerdisk.py is_content_xattr); a layer
+        # may also carry an escaped trusted.overlay.* one (doc "Nesting"), which the mount
+        # shows only to a listxattr that asks for the overlay's own names
         xattrs = (
-            tuple(sorted(i for i in meta.xattrs.items() if i[0].startswith("user.")))
-            if kind in (Kind.FILE, Kind.DIR)
+            tuple(sorted(i for i in meta.xattrs.items() if not i[0].startswith(OVERLAY_XATTRS)))
+            if kind in XATTR_KINDS
             else ()
         )
         return EntryView(
@@ -313,6 +314,8 @@ class Overlay:
             data=self._data(node) if kind is Kind.FILE else b"",
             target=meta.target if kind is Kind.SYMLINK else "",
             xattrs=xattrs,
+            mtime=meta.mtime,
+            ctime=meta.ctime,
         )
 
     def _nlink(self, node: Node, upper_links: dict[int, int] | None = None) -> int:
@@ -410,12 +413,15 @@ class Overlay:
                 self._copy_up_data(indexed)
             parent_upper.entries[node.name] = indexed
             node.upper = indexed
+            indexed.touch(mtime=False)  # one link more (copy_up.c ovl_link_up)
+            parent_upper.touch(mtime=False)  # ovl_link_up restores the parent's times
             return indexed
         copy = lower.copy_meta()
         copy.origin = lower
         if copy.kind is Kind.FILE and self.options.metacopy and not data:
             copy.metacopy = True
             copy.data = b""
+        upperfs.copied_up(copy)
         if self.options.index and not node.is_dir and self.lower_nlink[lower.ident] > 1:
             self.index[lower.ident] = copy
             self.index_nlink[lower.ident] = self.lower_nlink[lower.ident]
@@ -423,6 +429,11 @@ class Overlay:
         node.upper = copy
         if not copy.is_dir:
             self.copies[before] = copy
+        # The copy keeps the lower's mtime (Inode.copy_meta; copy_up.c ovl_set_attr ->
+        # ovl_set_timestamps); linking it in changes its parent, whose times copy-up then
+        # restores (copy_up.c ovl_copy_up_workdir: "Restore timestamps on parent"), so
+        # only the parent's ctime is new.
+        parent_upper.touch(mtime=False)
         return copy
 
     @staticmethod
@@ -430,6 +441,8 @@ class Overlay:
         assert upper.origin is not None
         upper.data = upper.origin.data
         upper.metacopy = False
+        upperfs.copied_up(upper)
+        upper.touch(mtime=False)  # trusted.overlay.metacopy removed (ovl_copy_up_meta_inode_data)
 
     def lower_positive(self, parent: Node, name: str) -> bool:
         """dir.c ovl_lower_positive: does a lower layer still show ``name``? Then removing
@@ -447,9 +460,13 @@ class Overlay:
         assert node.parent is not None
         self.drop_index_link(node)
         parent_upper = self.copy_up(node.parent)
-        parent_upper.entries.pop(node.name, None)
+        removed = parent_upper.entries.pop(node.name, None)
         if self.lower_positive(node.parent, node.name):
             parent_upper.entries[node.name] = Inode(Kind.WHITEOUT, mode=0)
+        parent_upper.touch()  # POSIX unlink()/rmdir(): the parent's mtime and ctime
+        shared = self._indexed(node) or removed
+        if shared is not None and shared.kind is not Kind.WHITEOUT:
+            shared.touch(mtime=False)  # one link less: its ctime (POSIX unlink())
 
     def drop_index_link(self, node: Node) -> None:
         """index=on: removing a name of a lower hardlink copies it up first so the index
@@ -478,6 +495,7 @@ class Overlay:
         ):
             inode.opaque = True
         parent_upper.entries[resolved.name] = inode
+        parent_upper.touch()  # POSIX open()/mkdir()/link()...: the parent's mtime and ctime
 
     def _new_name(self, path: str) -> Resolved:
         """filename_create (vfs): the parent must exist; an existing name gives EEXIST,
@@ -539,10 +557,14 @@ class Overlay:
             created = False
         if "O_TRUNC" in flags and not created:
             inode.data = b""
+            upperfs.free(inode, 0)
+            privileges.written(inode)  # do_truncate with ATTR_MTIME | ATTR_CTIME (fs/open.c)
         if op.data:
             offset = len(inode.data) if "O_APPEND" in flags else op.offset
             padded = inode.data.ljust(offset, b"\0")
             inode.data = padded[:offset] + op.data + padded[offset + len(op.data) :]
+            upperfs.allocate(inode, offset, offset + len(op.data))
+            privileges.written(inode)
         return len(op.data)
 
     def _op_truncate(self, op: ops.Truncate) -> None:
@@ -554,7 +576,11 @@ class Overlay:
         self.writable()
         self._require(node, MAY_WRITE)  # vfs_truncate: after mnt_want_write
         inode = self.copy_up(node)
+        times = upperfs.truncate_changes_times(inode, len(inode.data), op.size)
+        if op.size <= len(inode.data):
+            upperfs.free(inode, op.size)
         inode.data = inode.data[: op.size].ljust(op.size, b"\0")
+        privileges.truncated(inode, times=times)
 
     def _op_mkdir(self, op: ops.Mkdir) -> None:
         resolved = self._new_name(op.path)
@@ -624,6 +650,7 @@ class Overlay:
         if self._indexed(source) is not None and lower is not None:
             self.index_nlink[lower.ident] += 1
         self._create(resolved, upper)
+        upper.touch(mtime=False)  # POSIX link(): the file's ctime
 
     def _op_readlink(self, op: ops.Readlink) -> str:
         node = self._existing(op.path, follow=False)
@@ -635,7 +662,9 @@ class Overlay:
         node = self._existing(op.path, follow=True)
         self.writable()
         mode = chmod_mode(self.caller, self.meta(node), op.mode & 0o7777)
-        self.copy_up(node, data=False).mode = mode
+        inode = self.copy_up(node, data=False)
+        inode.mode = mode
+        inode.touch(mtime=False)
 
     def _op_chown(self, op: ops.Chown) -> None:
         node = self._existing(op.path, follow=True)
@@ -643,14 +672,23 @@ class Overlay:
         may_chown(self.caller, self.meta(node), op.uid, op.gid)
         inode = self.copy_up(node, data=False)
         inode.uid, inode.gid = op.uid, op.gid
+        privileges.chowned(inode)
 
-    def _xattr_target(self, path: str, *, write: bool) -> Node:
+    def _xattr_target(self, path: str, name: str, *, write: bool) -> Node:
         """xattr(7): user.* attributes exist only on regular files and directories; on other
         objects a write gives EPERM and a read ENODATA (fs/xattr.c xattr_permission, which
-        then checks the caller's write or read permission, after EROFS)."""
+        then checks the caller's write or read permission, after EROFS). trusted.* and
+        security.* have no such limit (observed: set on a FIFO) and no permission check:
+        trusted.* needs CAP_SYS_ADMIN (else EPERM to write, ENODATA to read), security.* is
+        left to the security modules (commoncap cap_inode_setxattr/removexattr: EPERM to
+        write without CAP_SYS_ADMIN, or CAP_SETFCAP for security.capability)."""
         node = self._existing(path, follow=True)
         if write:
             self.writable()
+        if not name.startswith("user."):
+            if self.caller.uid != 0 and (write or name.startswith("trusted.")):
+                raise FsError("EPERM" if write else "ENODATA")
+            return node
         if node.kind not in (Kind.FILE, Kind.DIR):
             raise FsError("EPERM" if write else "ENODATA")
         if write:
@@ -665,11 +703,14 @@ class Overlay:
         return self._indexed(node) or self.copy_up(node, data=False)
 
     def _op_setxattr(self, op: ops.SetXattr) -> None:
-        node = self._xattr_target(op.path, write=True)
-        self._xattr_upper(node).xattrs[op.name] = op.value
+        node = self._xattr_target(op.path, op.name, write=True)
+        value = privileges.stored_xattr(op.name, op.value)
+        inode = self._xattr_upper(node)
+        inode.xattrs[op.name] = value
+        inode.touch(mtime=False)
 
     def _op_getxattr(self, op: ops.GetXattr) -> bytes:
-        node = self._xattr_target(op.path, write=False)
+        node = self._xattr_target(op.path, op.name, write=False)
         try:
             return self.meta(node).xattrs[op.name]
         except KeyError:
@@ -682,10 +723,12 @@ class Overlay:
     def _op_removexattr(self, op: ops.RemoveXattr) -> None:
         """xattrs.c ovl_xattr_set: removing a missing attribute of a lower object gives
         ENODATA without copying it up."""
-        node = self._xattr_target(op.path, write=True)
+        node = self._xattr_target(op.path, op.name, write=True)
         if op.name not in self.meta(node).xattrs:
             raise FsError("ENODATA")
-        del self._xattr_upper(node).xattrs[op.name]
+        inode = self._xattr_upper(node)
+        del inode.xattrs[op.name]
+        inode.touch(mtime=False)
 
     def _op_readdir(self, op: ops.Readdir) -> tuple[str, ...] | AlsoAllowed:
         """The listing (:meth:`_listing`). Linux lists the whiteouts of a directory that is
@@ -699,6 +742,49 @@ class Overlay:
         listing = tuple(self._listing(node))
         reachable = tuple(n for n in listing if self._child(node, n).node is not None)
         return listing if reachable == listing else AlsoAllowed(listing, (reachable,))
+
+    def _op_utimens(self, op: ops.Utimens) -> None:
+        """utimensat(2): both UTIME_OMIT changes nothing and succeeds before the path is
+        even looked up (fs/utimes.c do_utimes; found by the kernel run: Ok for a missing
+        name and on a read-only mount); otherwise the object is copied up, metadata only
+        (inode.c ovl_setattr), and gets the mtime asked for ("now": a time the reference
+        cannot know), and a new ctime."""
+        if op.atime == ops.UTIME_OMIT and op.mtime == ops.UTIME_OMIT:
+            return
+        node = self._existing(op.path, follow=op.follow)
+        self.writable()
+        inode = self.copy_up(node, data=False)
+        inode.touch(mtime=op.mtime == ops.UTIME_NOW)
+        if isinstance(op.mtime, int):
+            inode.mtime = op.mtime
+
+    def _op_fallocate(self, op: ops.Fallocate) -> None:
+        """fallocate(2) on a descriptor opened O_WRONLY|O_NONBLOCK (so a directory gives
+        EISDIR and a FIFO ENXIO, as for Write; the open copies up). A length of 0 gives
+        EINVAL (fs/open.c vfs_fallocate), after the open's copy-up. Plain: the size grows
+        to offset+length, reading zeros; KEEP_SIZE: no visible change; PUNCH_HOLE (with
+        KEEP_SIZE): the range inside the file reads zeros. Every success is a modification
+        (mm/shmem.c shmem_fallocate -> file_modified: times and privileges, observed)."""
+        node = self._existing(op.path, follow=True)
+        if node.is_dir:
+            raise FsError("EISDIR")
+        if node.kind is Kind.FIFO:
+            raise FsError("ENXIO")
+        self.writable()
+        inode = self.copy_up(node)
+        if op.length <= 0:
+            raise FsError("EINVAL")
+        end = op.offset + op.length
+        if op.mode == "PUNCH_HOLE":
+            size = len(inode.data)
+            hole = b"\0" * max(0, min(end, size) - op.offset)
+            inode.data = inode.data[: op.offset] + hole + inode.data[op.offset + len(hole) :]
+            upperfs.free(inode, op.offset, end)
+        else:
+            if op.mode == "":
+                inode.data = inode.data.ljust(end, b"\0")
+            upperfs.allocate(inode, op.offset, end)
+        privileges.written(inode)
 
     def _op_remount(self, op: ops.Remount) -> None:
         """Everything the reference keeps is what the kernel keeps on disk (layers, index,
@@ -791,6 +877,13 @@ class Handle:
     path_only: bool = False
 
 
+#: The kinds whose xattrs the view shows (user.* only on files and directories, trusted.*
+#: and security.* on FIFOs too: _xattr_target).
+XATTR_KINDS = (Kind.FILE, Kind.DIR, Kind.FIFO)
+#: The overlay's own xattr names (markers and escaped names), never content of the view.
+OVERLAY_XATTRS = ("trusted.overlay.",)
+
+
 def image(root: Inode) -> LayerImage:
     """A layer in the abstract on-disk form the adapters decode real layers into."""
     entries: dict[str, DiskEntry] = {}
@@ -808,9 +901,7 @@ def image(root: Inode) -> LayerImage:
             gid=inode.gid,
             data=None if inode.metacopy else (inode.data if inode.kind is Kind.FILE else b""),
             target=inode.target,
-            xattrs=tuple(sorted(inode.xattrs.items()))
-            if inode.kind in (Kind.FILE, Kind.DIR)
-            else (),
+            xattrs=tuple(sorted(inode.xattrs.items())) if inode.kind in XATTR_KINDS else (),
             opaque=inode.opaque,
             redirect=inode.redirect,
             metacopy=inode.metacopy,

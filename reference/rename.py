@@ -108,6 +108,7 @@ def _move(fs: Overlay, old: Node, new_parent: Node, new_name: str, new: Node | N
     _mark_moved(fs, old, moved, samedir=samedir, parent_merged=bool(new_parent.lowers))
     if new is not None:
         fs.drop_index_link(new)
+    replaced = fs.meta(new) if new is not None and new.upper is not None else None
     target_upper = fs.copy_up(new_parent)
     source_upper = fs.copy_up(old.parent)
     del source_upper.entries[old.name]
@@ -115,6 +116,7 @@ def _move(fs: Overlay, old: Node, new_parent: Node, new_name: str, new: Node | N
     if fs.lower_positive(old.parent, old.name):
         source_upper.entries[old.name] = Inode(Kind.WHITEOUT, mode=0)
     target_upper.entries[new_name] = moved
+    _renamed((source_upper, target_upper), (moved, *([replaced] if replaced else [])))
 
 
 def _exchange(fs: Overlay, old: Node, old_parent: Node, new: Node, new_parent: Node) -> None:
@@ -123,8 +125,21 @@ def _exchange(fs: Overlay, old: Node, old_parent: Node, new: Node, new_parent: N
     new_upper = fs.copy_up(new, data=False)
     _mark_moved(fs, old, old_upper, samedir=samedir, parent_merged=bool(new_parent.lowers))
     _mark_moved(fs, new, new_upper, samedir=samedir, parent_merged=bool(old_parent.lowers))
-    fs.copy_up(old_parent).entries[old.name] = new_upper
-    fs.copy_up(new_parent).entries[new.name] = old_upper
+    old_parent_upper, new_parent_upper = fs.copy_up(old_parent), fs.copy_up(new_parent)
+    old_parent_upper.entries[old.name] = new_upper
+    new_parent_upper.entries[new.name] = old_upper
+    _renamed((old_parent_upper, new_parent_upper), (old_upper, new_upper))
+
+
+def _renamed(parents: tuple[Inode, ...], moved: tuple[Inode, ...]) -> None:
+    """The times a rename changes: mtime and ctime of each parent (POSIX rename(): "mark
+    for update the last data modification and last file status change timestamps of the
+    parent directory of each file"), the ctime of the inodes moved or replaced (the upper
+    filesystem's rename, fs/libfs.c simple_rename_timestamp); their mtime is kept."""
+    for parent in parents:
+        parent.touch()
+    for inode in moved:
+        inode.touch(mtime=False)
 
 
 def _mark_moved(

@@ -330,3 +330,32 @@ def test_a_program_over_the_new_layer_forms_passes_on_the_kernel(
     result = _run(script)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("<-- differs") == 0
+
+
+# --- issue 18, first half: times, set-id bits, capabilities -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "feature", "shown"),
+    [
+        ("copy-up-resets-mtime", "times", "mtime: expected"),
+        ("create-keeps-parent-mtime", "times", "mtime: expected 'changed'"),
+        ("write-keeps-capability", "set-id", "xattrs: expected"),
+    ],
+)
+def test_a_time_or_privilege_fault_counterexample_is_what_the_kernel_does(
+    tmp_path: Path, host_unchanged, fault: str, feature: str, shown: str
+) -> None:
+    """The script writes the lowers' mtimes and checks the time relations (an exact time,
+    "changed" against the time before the last step) and the security.* xattrs: the
+    kernel does what the reference expects (exit 0)."""
+    _need("kernel")
+    search = settings(max_examples=500, stateful_step_count=20, deadline=None,
+                      database=None, derandomize=True, phases=[Phase.generate, Phase.shrink])
+    with pytest.raises(Diverged) as caught:
+        run_machine(FaultyDriver(fault), Options(), search, BY_ID[feature])
+    script = reproducer.write(caught.value.failures[0], tmp_path / "repro.py")
+    result = _run(script)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert shown in result.stdout, result.stdout
+    _no_process_runs(script)

@@ -38,6 +38,9 @@ that behaves like the kernel. Keys:
     Whether callers other than root are claimed (feature ``permissions``; issue 18): the
     template must let other users in (``allow_other``). Without it every operation runs
     as root, as before callers existed.
+``times`` (boolean, default true)
+    Whether mtime and ctime follow the kernel's rules through the mount and utimensat
+    works: the ``times`` feature and the whole machine compare them.
 ``private_xattrs`` (array of strings)
     Prefixes of ``user.*`` xattr names the driver keeps for itself on disk (hidden from
     the mount), left out when its layers are decoded; e.g. ``["user.fuseoverlayfs."]``.
@@ -92,6 +95,7 @@ class DriverProfile:
     hardlinks_on_copy_up: str = "keep"
     xattrs: bool = True
     permissions: bool = False
+    times: bool = True
     private_xattrs: tuple[str, ...] = ()
     env: dict[str, str] = attrs.field(factory=dict)
     version_command: str = ""
@@ -122,6 +126,7 @@ class DriverProfile:
             claimed_by=self.name,
             xattrs=self.xattrs,
             permissions=self.permissions,
+            times=self.times,
             upper_decodable=self.upper_decodable,
             kernel_form=self.kernel_form,
             upper_form=f"whiteout {self.whiteout}, opaque {self.opaque}",
@@ -145,7 +150,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "hardlinks_on_copy_up": HARDLINK_BEHAVIOURS,
 }
 KEYS = (
-    *_STRING_KEYS, *_CHOICES, "options", "xattrs", "permissions", "private_xattrs", "env",
+    *_STRING_KEYS, *_CHOICES, "options", "xattrs", "permissions", "times", "private_xattrs",
+    "env",
     "variants",
 )
 
@@ -209,7 +215,7 @@ def driver_profile_from_dict(data: dict[str, Any], source: str = "<profile>") ->
             check(fields["variants"], "key 'variants'")
         except VariantError as problem:
             raise fail(str(problem)) from None
-    for key in ("xattrs", "permissions"):
+    for key in ("xattrs", "permissions", "times"):
         if key in data:
             if not isinstance(data[key], bool):
                 raise fail(f"key {key!r} must be a boolean, not {_type_name(data[key])}")

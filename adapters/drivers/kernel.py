@@ -89,7 +89,7 @@ class KernelDriver(SandboxedDriver):
 
     def try_mount(self, spec: MountSpec) -> str:
         """Mount validation: ``"ok"`` or the errno name of mounting ``spec`` in the
-        executor's namespace (adapters._executor.try_mount; nothing stays mounted)."""
+        executor's namespace (adapters.sandbox.executor.try_mount; nothing stays mounted)."""
         return self._call("try_mount", spec, timeout=self._mount_timeout())
 
 

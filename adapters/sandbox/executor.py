@@ -59,7 +59,7 @@ from adapters.sandbox.layerdisk import (
     layer_digest,
     read_all,
     read_layer,
-    user_xattrs,
+    visible_xattrs,
     write_layer,
 )
 from adapters.sandbox.lowerwatch import LowerWatch
@@ -69,7 +69,7 @@ from reference.layer import Inode, LayerSpec, StackSpec, build, walk
 from reference.mounting import MountSpec
 from reference.options import Options
 from reference.outcome import Ok, err_from_oserror
-from reference.view import UNREACHABLE, EntryView, View
+from reference.view import UNREACHABLE, EntryView, View, times_of
 
 #: In a VM: the directory bind-mounted over /tmp instead of a tmpfs (adapters.vm.guest).
 SCRATCH_DIR = "UNIONSPEC_SCRATCH_DIR"
@@ -118,7 +118,7 @@ def overlay_options(lowers: list[str], options: Options) -> str:
 
 
 def marker_prefix(options: Options) -> str:
-    """The namespace the layers' markers are written in (adapters.layerdisk)."""
+    """The namespace the layers' markers are written in (adapters.sandbox.layerdisk)."""
     return USER if options.userxattr else TRUSTED
 
 
@@ -267,7 +267,9 @@ def merged_view(known: set[str] | None = None) -> View:
                     nlink=st.st_nlink,
                     data=read_all(path) if kind == "file" else b"",
                     target=os.readlink(path) if kind == "symlink" else "",
-                    xattrs=user_xattrs(path) if kind in ("file", "dir") else (),
+                    xattrs=visible_xattrs(path) if kind in ("file", "dir", "fifo") else (),
+                    mtime=st.st_mtime_ns,
+                    ctime=st.st_ctime_ns,
                 )
             except OSError as exc:
                 entries[rel] = unreadable(exc, "reading it")
@@ -457,7 +459,11 @@ class Executor:
             raise RuntimeError("no overlay is mounted")
         fmt = self.mounter.disk_format
         upper = None if self.options.read_only else read_layer(UPPER, fmt)
-        if self.view_sent is not None and view == self.view_sent:
+        if (
+            self.view_sent is not None
+            and view == self.view_sent
+            and times_of(view.entries) == times_of(self.view_sent.entries)
+        ):
             view = UNCHANGED
         else:
             self.view_sent = view

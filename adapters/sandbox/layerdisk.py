@@ -132,10 +132,20 @@ def write_layer(root: Inode, directory: str, prefix: str = TRUSTED) -> None:
         _write_entry(inode, path, prefix)
         if inode.kind is Kind.DIR:
             dirs.append((path, inode))
-    # Children before parents: deepest paths first.
+    # Children before parents: deepest paths first; a directory's mtime once its entries
+    # are all written.
     for path, inode in reversed(dirs):
         os.chmod(path, inode.mode)
+        _set_mtime(inode, path)
     os.chmod(directory, root.mode)
+    _set_mtime(root, directory)
+
+
+def _set_mtime(inode: Inode, path: str) -> None:
+    """An exact mtime (and the same atime) where the inode has one (>= 0); a stamp is
+    whatever the filesystem gave."""
+    if inode.mtime >= 0:
+        os.utime(path, ns=(inode.mtime, inode.mtime), follow_symlinks=False)
 
 
 def _write_entry(inode: Inode, path: str, prefix: str = TRUSTED) -> None:
@@ -159,16 +169,20 @@ def _write_entry(inode: Inode, path: str, prefix: str = TRUSTED) -> None:
                 )
             if inode.metacopy:
                 os.setxattr(path, prefix + "metacopy", b"", follow_symlinks=False)
+            _set_mtime(inode, path)
         case Kind.DIR:
             os.mkdir(path, 0o700)
             _set_dir_markers(inode, path, prefix)
         case Kind.SYMLINK:
             os.symlink(inode.target, path)
             os.lchown(path, inode.uid, inode.gid)
+            _set_mtime(inode, path)
         case Kind.FIFO:
             os.mkfifo(path, 0o600)
             os.lchown(path, inode.uid, inode.gid)
             os.chmod(path, inode.mode)
+            _set_xattrs(inode, path, prefix)
+            _set_mtime(inode, path)
         case Kind.WHITEOUT if inode.xattr_whiteout:
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
             os.setxattr(path, prefix + "whiteout", b"", follow_symlinks=False)
@@ -215,6 +229,41 @@ def user_xattrs(path: str) -> tuple[tuple[str, bytes], ...]:
     return tuple((n, os.getxattr(path, n, follow_symlinks=False)) for n in names)
 
 
+#: The xattr namespaces of a layer's content and of the merged view: user.*, and
+#: trusted.* and security.* (copied up by copy_up.c ovl_copy_xattr), less the overlay's own
+#: trusted.overlay.* (hidden through the mount: xattrs.c ovl_listxattr / ovl_is_private_xattr;
+#: markers when decoding a layer) and security-module labels.
+CONTENT_XATTRS = ("user.", "trusted.", "security.")
+#: Not content: the overlay's own names, and the labels a security module puts on every
+#: object of the host (SELinux, AppArmor, Smack, IMA/EVM), which no layer spec holds.
+NOT_CONTENT = (
+    "trusted.overlay.",
+    "security.selinux",
+    "security.apparmor",
+    "security.SMACK64",
+    "security.ima",
+    "security.evm",
+)
+
+
+def is_content_xattr(name: str) -> bool:
+    """Whether ``name`` is content (:data:`CONTENT_XATTRS`, less :data:`NOT_CONTENT`)."""
+    return name.startswith(CONTENT_XATTRS) and not name.startswith(NOT_CONTENT)
+
+
+def visible_xattrs(path: str) -> tuple[tuple[str, bytes], ...]:
+    """The content xattrs (:func:`is_content_xattr`) of ``path``, not following a final
+    symlink, sorted; none where the filesystem has no xattrs (ENOTSUP)."""
+    try:
+        listed = os.listxattr(path, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno != errno.ENOTSUP:
+            raise
+        return ()
+    names = sorted(n for n in listed if is_content_xattr(n))
+    return tuple((n, os.getxattr(path, n, follow_symlinks=False)) for n in names)
+
+
 def _marker(path: str, names: list[str], name: str) -> bytes | None:
     if name not in names:
         return None
@@ -222,7 +271,7 @@ def _marker(path: str, names: list[str], name: str) -> bytes | None:
 
 
 def _content_xattrs(path: str, names: list[str], fmt: DiskFormat) -> tuple[tuple[str, bytes], ...]:
-    """The object's own xattrs: user.* ones (less the driver's private prefixes) and the
+    """The object's own xattrs: the content ones (less the driver's private prefixes) and the
     overlay names that are not this overlay's markers: the escaped ones unescaped, and
     with ``userxattr`` the ``trusted.overlay.*`` ones (an ordinary xattr then, obs X.8)."""
     private = fmt.private_xattrs or ("\0",)
@@ -231,7 +280,9 @@ def _content_xattrs(path: str, names: list[str], fmt: DiskFormat) -> tuple[tuple
         name = unescaped(stored, fmt.prefix)
         if name is None or name.startswith(private):
             continue
-        if name.startswith(("user.", TRUSTED)):
+        # content (user.*, trusted.*, security.*: is_content_xattr), and an overlay name that
+        # is not this overlay's marker (escaped, or trusted.overlay.* under userxattr)
+        if name.startswith(TRUSTED) or is_content_xattr(name):
             found.append((name, os.getxattr(path, stored, follow_symlinks=False)))
     return tuple(sorted(found))
 
@@ -282,8 +333,6 @@ def _decode(path: str, st: os.stat_result, fmt: DiskFormat = KERNEL_FORMAT) -> D
     common = {"mode": stat.S_IMODE(mode), "uid": st.st_uid, "gid": st.st_gid}
     if kind == "symlink":
         return DiskEntry(kind=kind, target=os.readlink(path), **common)
-    if kind not in ("file", "dir"):
-        return DiskEntry(kind=kind, **common)
     names = os.listxattr(path, follow_symlinks=False)
     prefix = fmt.prefix
     if kind == "file" and st.st_size == 0 and prefix + "whiteout" in names:
@@ -291,6 +340,8 @@ def _decode(path: str, st: os.stat_result, fmt: DiskFormat = KERNEL_FORMAT) -> D
         # FIFO or a file with data is no whiteout)
         return DiskEntry(kind="whiteout", xattr_whiteout=True)
     xattrs = _content_xattrs(path, names, fmt)
+    if kind not in ("file", "dir"):
+        return DiskEntry(kind=kind, xattrs=xattrs, **common)
     redirect = _marker(path, names, prefix + "redirect")
     redirect_str = os.fsdecode(redirect) if redirect is not None else None
     if kind == "dir":

@@ -355,15 +355,20 @@ def upper_as_layer(model: Overlay) -> LayerSpec:
     return LayerSpec(tuple(entries))
 
 
+def _exact(inode: Inode) -> int | None:
+    """The inode's mtime where the reference knows it exactly (reference.layer.new_stamp)."""
+    return inode.mtime if inode.mtime >= 0 else None
+
+
 def _spec(inode: Inode, linked_to: str | None) -> EntrySpec:
     xattrs = tuple(sorted(inode.xattrs.items()))
     match inode.kind:
         case Kind.FILE if linked_to is not None:
             return HardlinkSpec(linked_to)
         case Kind.FILE:
-            return FileSpec(inode.data, inode.mode, inode.uid, inode.gid, xattrs)
+            return FileSpec(inode.data, inode.mode, inode.uid, inode.gid, xattrs, _exact(inode))
         case Kind.DIR:
-            return DirSpec(inode.mode, inode.uid, inode.gid, xattrs, inode.opaque)
+            return DirSpec(inode.mode, inode.uid, inode.gid, xattrs, inode.opaque, _exact(inode))
         case Kind.SYMLINK:
             return SymlinkSpec(inode.target)
         case Kind.FIFO:

@@ -382,4 +382,7 @@ ROLES: dict[str, tuple[str, ...]] = {
     "removexattr": ("has_xattr",),
     "mkfifo": ("new",),
     "open": ("file",),
+    # issue 18, first half
+    "utimens": ("any",),
+    "fallocate": ("file",),
 }

@@ -35,6 +35,8 @@ def unclaimed_reason(
             f"callers other than root are not claimed by the {claims.claimed_by} profile"
             " (permissions = false)"
         )
+    if feature is not None and feature.id == "times" and not claims.times:
+        return f"times are not claimed by the {claims.claimed_by} profile (times = false)"
     return None
 
 
@@ -49,6 +51,16 @@ def callers(driver: Driver, feature: Feature | None) -> tuple[str, ...]:
     if feature is None:  # the whole machine: root most of the time, so that refusals do
         return ("root",) * 4 + tuple(c for c in ops.CALLERS if c != "root")  # not dilute it
     return ("root",)
+
+
+#: The rules of the machine that only a driver claiming times is given.
+TIME_RULES = frozenset({"utimens"})
+
+
+def claims_times(driver: Driver) -> bool:
+    """Whether the profile claims times (``times = true``, the default); without, no
+    utimensat calls and no time relations in any feature (the whole machine included)."""
+    return driver.capabilities.times
 
 
 def claims_xattrs(driver: Driver) -> bool:

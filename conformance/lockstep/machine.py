@@ -36,10 +36,24 @@ from conformance.errors import ConformanceError, Diverges
 from conformance.features import ALL_FIELDS, Feature
 from conformance.generation import strategies as s
 from conformance.generation.cases import cases
-from conformance.lockstep.claims import XATTR_RULES, claims_xattrs, compares_upper
+from conformance.lockstep.claims import (
+    TIME_RULES,
+    XATTR_RULES,
+    claims_times,
+    claims_xattrs,
+    compares_upper,
+)
 from conformance.lockstep.claims import callers as claimed_callers
 from conformance.lockstep.clock import Clock
-from conformance.lockstep.compare import Divergence, InodeMap, compare_images, compare_views, render
+from conformance.lockstep.compare import (
+    TIME_FIELDS,
+    Divergence,
+    InodeMap,
+    TimeMap,
+    compare_images,
+    compare_views,
+    render,
+)
 from conformance.records import behaviours as records
 from conformance.records.failure import Failure, TracedStep
 from conformance.verdicts import CRASHED, DIVERGES, HUNG
@@ -119,6 +133,7 @@ class OverlayMachine:
         self.model: Overlay | None = None
         self.view_inodes = InodeMap("")
         self.upper_inodes = InodeMap("upper:")
+        self.times = self._time_map()
         self.lower_images: tuple | None = None
         #: The model's view and upper image, until an operation that does more than look
         #: (ops.LOOKS): the reference does not recompute what cannot have changed.
@@ -192,6 +207,11 @@ class OverlayMachine:
                 self.failure(f"{verdict} at step {step} ({what}): {failure}", kind=verdict),
             )
             raise cls.broken.with_traceback(None) from None
+
+    def _time_map(self) -> TimeMap | None:
+        """The time relations of the fields compared (None: this machine has no times)."""
+        wanted = TIME_FIELDS if self.fields is None else self.fields & TIME_FIELDS
+        return TimeMap(frozenset(wanted)) if wanted else None
 
     # --- plumbing -------------------------------------------------------------------------
 
@@ -328,6 +348,11 @@ class OverlayMachine:
             raise Diverged(text, self.failure(text, view))
         self.seen.update(matched.by_record)
         self.agreed = None
+        if self.times is not None and self.expected is not None:
+            # a recorded time difference: that object's times are not followed any more
+            for diff in found:
+                if diff.field in TIME_FIELDS:
+                    self.times.forgive(self.expected[0].inodes.get(records.split_where(diff)[1]))
         if matched.resync == "stop":
             raise _StopExample()
         changed_state = any(
@@ -344,6 +369,7 @@ class OverlayMachine:
                 raise _StopExample()
             # identities are new after a rebuild: stability is checked from here on
             self.view_inodes, self.upper_inodes = InodeMap(""), InodeMap("upper:")
+            self.times = self._time_map()
         self.expected = None
 
     def finish(self) -> None:
@@ -363,7 +389,9 @@ class OverlayMachine:
         actual_upper: LayerImage | None,
         actual_lowers: tuple[LayerImage, ...],
     ) -> list[Divergence]:
-        found = compare_views(expected_view, actual_view, self.view_inodes, self.fields)
+        found = compare_views(
+            expected_view, actual_view, self.view_inodes, self.fields, self.times
+        )
         if not compares_upper(self.driver):
             pass  # the profile says this driver's upper layer cannot be decoded
         elif expected_upper is not None and actual_upper is not None:
@@ -440,6 +468,10 @@ def machine_for(
         # the profile says xattrs = false: no xattr calls, xattrs not compared
         rules = rules - XATTR_RULES
         fields = (ALL_FIELDS if fields is None else fields) - {"xattrs"}
+    if not claims_times(driver):
+        # the profile says times = false: no utimensat, times not compared
+        rules = rules - TIME_RULES
+        fields = (ALL_FIELDS if fields is None else fields) - TIME_FIELDS
 
     class Machine(OverlayMachine):
         pass

@@ -277,10 +277,32 @@ class Pending:
             return False
         if not failure.found and not mine:
             return False
+        shadowed = self._shadowed(failure)
+        # the other operands of a step on a described name (the source of a link to one)
+        shadowed |= set(operands) if mine else set()
         return all(
-            self.covers_name(path) or any(p.startswith(path + "/") or not path for p in mine)
+            self.covers_name(path)
+            or path in shadowed
+            or any(p.startswith(path + "/") or not path for p in mine)
             for path in (records.split_where(d)[1] for d in failure.found)
         )
+
+    def _shadowed(self, failure: Any) -> set[str]:
+        """The paths an entry of a described name (in a lower layer, or made by a step)
+        stands next to as ``.wh.<name>`` (a driver that reads a ``.wh.`` file as a whiteout
+        hides them: fuse-overlayfs), and everything below them."""
+        stack = getattr(failure, "stack", None)
+        found: set[str] = set()
+        layers = stack.lowers if stack is not None else ()
+        named = [path for spec in layers for path, _ in spec.entries]
+        named += [p for step in failure.steps for p in records.operands(step.op)]
+        for path in named:
+            parent, _, name = path.rpartition("/")
+            if name.startswith(".wh.") and self.covers_name(name):
+                hidden = name[len(".wh.") :]
+                found.add(f"{parent}/{hidden}" if parent else hidden)
+        paths = {path for f in (failure.found or ()) for path in [records.split_where(f)[1]]}
+        return {p for p in paths if any(p == h or p.startswith(h + "/") for h in found)}
 
 
 class PendingBehaviour(records.RecordedBehaviours):

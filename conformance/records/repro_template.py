@@ -88,7 +88,8 @@ def write_layer(directory, entries, prefix):
     def escape(name):
         return prefix + "overlay." + name[len(prefix):] if name.startswith(prefix) else name
 
-    for path, kind, mode, uid, gid, data, target, xattrs, opaque, link_to, markers in entries:
+    for entry in entries:
+        path, kind, mode, uid, gid, data, target, xattrs, opaque, link_to, markers, mtime = entry
         full = os.path.join(directory, path)
         if link_to is not None:
             os.link(os.path.join(directory, link_to), full, follow_symlinks=False)
@@ -102,7 +103,7 @@ def write_layer(directory, entries, prefix):
             os.close(fd)
         elif kind == "dir":
             os.mkdir(full, 0o700)
-            dirs.append((full, mode))
+            dirs.append((full, mode, mtime))
         elif kind == "symlink":
             os.symlink(target, full)
         elif kind == "fifo":
@@ -128,8 +129,12 @@ def write_layer(directory, entries, prefix):
                         follow_symlinks=False)
         if markers["metacopy"]:
             os.setxattr(full, prefix + "metacopy", b"", follow_symlinks=False)
-    for full, mode in reversed(dirs):
+        if mtime is not None and kind != "dir":
+            os.utime(full, ns=(mtime, mtime), follow_symlinks=False)
+    for full, mode, mtime in reversed(dirs):
         os.chmod(full, mode)
+        if mtime is not None:  # once its entries are written
+            os.utime(full, ns=(mtime, mtime), follow_symlinks=False)
     os.chmod(directory, 0o755)
 
 
@@ -152,14 +157,20 @@ def read_file(path, follow=False):
 
 
 def user_xattrs(path, private=()):
+    """The content xattrs (user.*, trusted.* and security.*, not the overlay's own
+    trusted.overlay.* nor security-module labels: adapters/sandbox/layerdisk.py
+    is_content_xattr)."""
     try:
         names = os.listxattr(path, follow_symlinks=False)
     except OSError as exc:
         if exc.errno != errno.ENOTSUP:
             raise
         return ()
-    names = sorted(n for n in names if n.startswith("user.") and not n.startswith(
-        tuple(private) or ("\0",)))
+    names = sorted(n for n in names if n.startswith(("user.", "trusted.", "security."))
+                   and not n.startswith(("trusted.overlay.", "security.selinux",
+                                         "security.apparmor", "security.SMACK64",
+                                         "security.ima", "security.evm"))
+                   and not n.startswith(tuple(private) or ("\0",)))
     return tuple((n, os.getxattr(path, n, follow_symlinks=False)) for n in names)
 
 
@@ -216,6 +227,8 @@ def read_layer(directory, fmt):
                      "xattr_whiteout": False, "xwhiteouts": False}
             if kind == "symlink":
                 entry["target"] = os.readlink(path)
+            if kind == "fifo":
+                entry["xattrs"] = user_xattrs(path, fmt["private_xattrs"])
             if kind in ("file", "dir"):
                 entry["xattrs"] = content_xattrs(path, names, prefix, fmt["private_xattrs"])
                 if prefix + "redirect" in names:
@@ -418,13 +431,14 @@ def view_entry(path):
         return {"kind": "lstat gives " + err_name(exc)}
     kind = kind_of(st.st_mode)
     entry = {"kind": kind, "mode": stat.S_IMODE(st.st_mode), "uid": st.st_uid,
-             "gid": st.st_gid, "nlink": st.st_nlink, "data": b"", "target": "", "xattrs": ()}
+             "gid": st.st_gid, "nlink": st.st_nlink, "data": b"", "target": "", "xattrs": (),
+             "mtime": st.st_mtime_ns, "ctime": st.st_ctime_ns}
     try:
         if kind == "file":
             entry["data"] = read_file("/" + path)
         if kind == "symlink":
             entry["target"] = os.readlink("/" + path)
-        if kind in ("file", "dir"):
+        if kind in ("file", "dir", "fifo"):
             entry["xattrs"] = user_xattrs("/" + path)
     except OSError as exc:
         return {"kind": "reading it gives " + err_name(exc)}
@@ -432,12 +446,29 @@ def view_entry(path):
     return entry
 
 
+#: Times are relations (conformance/lockstep/compare.py TimeMap), checked by time_ok.
+TIME_FIELDS = ("mtime", "ctime")
+
+
+def time_ok(expected, actual, before):
+    """A time check of the suite: an exact time, or a relation to the time before the
+    last step ("changed", "unchanged (N)", "not before N")."""
+    if isinstance(expected, int) or actual is None:
+        return actual == expected
+    if expected == "changed":
+        return before is not None and actual != before
+    if expected.startswith("unchanged"):
+        return actual == before
+    return before is not None and actual >= before
+
+
 def same_entry(expected, actual, fields):
     if expected is None or actual is None:
         return expected is None and actual is None
     if expected.get("kind") == "unreachable":
         return actual.get("kind") == "unreachable"
-    names = [k for k in expected if fields is None or k in fields or k == "kind"]
+    names = [k for k in expected if (fields is None or k in fields or k == "kind")
+             and k not in TIME_FIELDS]
     return all(actual.get(k) == expected[k] for k in names)
 
 
@@ -483,10 +514,17 @@ def observe_inodes(chroot, upper_dir):
     return view_numbers, upper_numbers
 
 
-def check_observation(chroot, lowers):
-    """The checks of the last observation; the number of differences."""
+def check_observation(chroot, lowers, before=None):
+    """The checks of the last observation (``before``: the view's entries before the last
+    step, for the time relations); the number of differences."""
     differences = 0
     layers = {}
+    # the time before the last step of each relation, where a name showed it
+    same_time = {}
+    for item in DATA["checks"]:
+        earlier = (before or {}).get(item["path"])
+        if item["field"] in TIME_FIELDS and earlier is not None:
+            same_time.setdefault((item["field"], str(item["expected"])), earlier[item["field"]])
     for item in DATA["checks"]:
         where, path, field, expected = item["where"], item["path"], item["field"], item["expected"]
         if field == "st_ino":
@@ -498,6 +536,13 @@ def check_observation(chroot, lowers):
             if field == "exists":
                 ok = same_entry(expected, actual_entry, DATA["fields"])
                 actual = actual_entry
+            elif field in TIME_FIELDS:
+                actual = None if actual_entry is None else actual_entry.get(field)
+                earlier = (before or {}).get(path)
+                earlier = None if earlier is None else earlier.get(field)
+                if earlier is None:  # a new name of a time seen at another name
+                    earlier = same_time.get((field, str(expected)))
+                ok = time_ok(expected, actual, earlier)
             else:
                 actual = None if actual_entry is None else actual_entry.get(field)
                 ok = actual == expected
@@ -583,7 +628,12 @@ def run(how):
     try:
         if DATA["identities"]:
             numbers.append(observe_inodes(chroot, None if options["read_only"] else UPPER))
+        before = {}
         for number, step in enumerate(DATA["steps"], 1):
+            if number == len(DATA["steps"]):
+                with chroot:
+                    before = {item["path"]: view_entry(item["path"]) for item in DATA["checks"]
+                              if item["field"] in TIME_FIELDS}
             name, args = step["op"]
             if name == "remount":
                 close_handles()
@@ -606,7 +656,7 @@ def run(how):
                 numbers.append(observe_inodes(chroot, None if options["read_only"] else UPPER))
         if DATA["checks"]:
             print("after step %d:" % len(DATA["steps"]))
-            differences += check_observation(chroot, lowers)
+            differences += check_observation(chroot, lowers, before)
         if any(item["field"] == "st_ino" for item in DATA["checks"]):
             for side, label in ((0, "view"), (1, "upper")):
                 wanted = [ids[side] for ids in DATA["identities"]]

@@ -64,9 +64,9 @@ def _expected(value: Any) -> Any:
 
 def _lowers(failure: Failure) -> list[list[tuple]]:
     """Each lower layer as (path, kind, mode, uid, gid, data, target, xattrs, opaque,
-    link_to, markers) in the order :func:`reference.layer.build` makes them; ``markers``:
+    link_to, markers, mtime) in the order :func:`reference.layer.build` makes them; ``markers``:
     the forms of issue 19 (an xattr whiteout and whether its parent is marked ``x``, a
-    metacopy stub's redirect)."""
+    metacopy stub's redirect); ``mtime``: exact ns or None."""
     layers = []
     for spec in failure.stack.lowers:
         first: dict[int, str] = {}
@@ -97,6 +97,7 @@ def _lowers(failure: Failure) -> list[list[tuple]]:
                     inode.opaque,
                     link_to,
                     markers,
+                    inode.mtime if inode.mtime >= 0 else None,
                 )
             )
         layers.append(entries)

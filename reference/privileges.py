@@ -1,0 +1,82 @@
+"""What removes privileges from a file, for a caller that is root (the only caller here).
+
+A file's privileges are its set-user-ID and set-group-ID bits and its file capabilities
+(the ``security.capability`` xattr). Sources: fs/attr.c (``setattr_should_drop_sgid``,
+``notify_change``), fs/inode.c (``file_remove_privs``, ``should_remove_suid``),
+security/commoncap.c (``cap_inode_need_killpriv``, ``cap_convert_nscap``), fs/open.c
+(``chown_common``, ``do_truncate``); each checked by hand on this kernel (docs/design.md).
+"""
+
+from __future__ import annotations
+
+import stat
+import struct
+
+from reference.layer import Inode
+from reference.paths import FsError
+
+#: The file-capability xattr (capabilities(7) "File capabilities").
+CAPABILITY = "security.capability"
+#: linux/capability.h: VFS_CAP_REVISION_MASK, the v2 and v3 revisions and their sizes.
+_REVISION_MASK = 0xFF000000
+_V2, _V3 = 0x02000000, 0x03000000
+_SIZES = {_V2: 20, _V3: 24}
+
+
+def _remove_capability(inode: Inode) -> None:
+    inode.xattrs.pop(CAPABILITY, None)
+
+
+def written(inode: Inode) -> None:
+    """Bytes written (or space allocated): new mtime and ctime, and the capability xattr
+    removed (``file_remove_privs``: ``cap_inode_need_killpriv`` holds whoever writes).
+    S_ISUID and S_ISGID stay: ``should_remove_suid`` clears them only for a caller without
+    CAP_FSETID, and root has it (observed: a write as root keeps 04755)."""
+    inode.touch()
+    _remove_capability(inode)
+
+
+def truncated(inode: Inode, *, times: bool) -> None:
+    """truncate(2): the capability xattr removed, as for :func:`written` (``do_truncate``
+    asks ``dentry_needs_remove_privs``); new mtime and ctime when ``times``
+    (reference.upperfs.truncate_changes_times), else a new ctime only if a capability
+    went."""
+    if times:
+        written(inode)
+    elif CAPABILITY in inode.xattrs:
+        _remove_capability(inode)
+        inode.touch(mtime=False)
+
+
+def chowned(inode: Inode) -> None:
+    """chown(2) of anything but a directory clears S_ISUID, S_ISGID when the group may
+    execute (``setattr_should_drop_sgid``: without S_IXGRP the bit is mandatory locking
+    and root is ``in_group_or_capable``), and the capability (``chown_common`` adds
+    ATTR_KILL_SUID | ATTR_KILL_PRIV), even for root and even to the same owner (observed:
+    06744 -> 02744, 02755 -> 0755). A directory keeps its bits. The ctime is new."""
+    inode.touch(mtime=False)
+    if inode.is_dir:
+        return
+    inode.mode &= ~stat.S_ISUID
+    if inode.mode & stat.S_IXGRP:
+        inode.mode &= ~stat.S_ISGID
+    _remove_capability(inode)
+
+
+def stored_xattr(name: str, value: bytes) -> bytes:
+    """The value an xattr reads back as. ``security.capability`` must be a v2 or v3 header
+    of the right size, else EINVAL (``cap_convert_nscap``: ``validheader``); a v3 one whose
+    root id is 0 reads back as v2 (``cap_inode_getsecurity``; observed). Any object may
+    carry one, directories included (observed)."""
+    if name != CAPABILITY:
+        return value
+    if len(value) < 4:
+        raise FsError("EINVAL")
+    (magic,) = struct.unpack_from("<I", value)
+    revision = magic & _REVISION_MASK
+    if _SIZES.get(revision) != len(value):
+        raise FsError("EINVAL")
+    if revision == _V3 and struct.unpack_from("<I", value, 20)[0] == 0:
+        flags = magic & ~_REVISION_MASK
+        return struct.pack("<I", _V2 | flags) + value[4:20]
+    return value
