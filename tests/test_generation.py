@@ -106,7 +106,9 @@ def test_the_kept_inventory_equals_a_fresh_one(options: Options) -> None:
     walks = []
     for n in range(40):
         data = ConjectureData(random=random.Random(n))
-        stack = data.draw(strategies.stacks(max_lowers=2))
+        # a data-only mount needs a regular lower above the data-only one
+        least = 2 if options.data_only else 1
+        stack = data.draw(strategies.stacks(min_lowers=least, max_lowers=2))
         drawer = _Drawer(Overlay(stack, options), strategies.Operations().rules)
         drawer.inventory()
         for _ in range(40):

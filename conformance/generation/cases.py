@@ -259,7 +259,7 @@ class _Drawer:
             self.tree = tree_of(self.model)
             self.inv = None
         elif roots:
-            if isinstance(op, ops.SetXattr | ops.RemoveXattr):
+            if _xattrs_only(op):
                 self.tree.recheck_xattrs(self.model, roots[0])
             else:
                 self.tree.update(self.model, roots)
@@ -305,6 +305,15 @@ class _Drawer:
                 if not tree.is_dir(path) and not self._single_file(path):
                     return None
                 return (path,)
+            case ops.Write(path=path) | ops.Truncate(path=path) | ops.Fallocate(
+                path=path
+            ) | ops.Chown(path=path):
+                # may drop security.capability (reference.privileges): who has xattrs
+                if not tree.is_dir(path) and not self._single_file(path):
+                    return None
+                return (path,)
+            case ops.WriteFd():  # drops the capability of a file known by its handle
+                return None
             case ops.Remount():
                 return None
             case _:
@@ -319,6 +328,15 @@ class _Drawer:
             return False
         node = self.model.resolve(path, follow=False).node
         return node is not None and self.model._nlink(node) == 1
+
+
+def _xattrs_only(op: ops.Op) -> bool:
+    """Whether a successful ``op`` can change, of the tree, only who has xattrs: an xattr
+    call, or a write, truncate, fallocate or chown that does not create (they drop
+    security.capability, reference.privileges)."""
+    if isinstance(op, ops.Write):
+        return "O_CREAT" not in op.flags
+    return isinstance(op, ops.SetXattr | ops.RemoveXattr | ops.Truncate | ops.Fallocate | ops.Chown)
 
 
 def created(op: ops.Op) -> str | None:
