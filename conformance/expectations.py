@@ -25,6 +25,12 @@ Each ``[[divergence]]`` record is one divergence found by the suite and confirme
 ``scenarios`` (array of strings, optional)
     The named scenarios (:mod:`conformance.scenarios`) this divergence fails; their
     ``test_scenario`` items are strict xfails too (a scenario is deterministic).
+``crash`` (string, optional)
+    The driver dies at the step: a shell pattern the crash's message (with the daemon's
+    last stderr line, an assertion for instance) must match. Its ``differs`` clauses
+    describe the step, matched against the outcome ``"crashed"``
+    (:data:`conformance.records.CRASHED`); a crash no record describes is the verdict
+    ``crashed at step N`` as before.
 
 Unknown keys, missing keys and wrong types are refused with a one-line
 :class:`ExpectationError` (``python -m conformance certify`` exits 2 on it).
@@ -75,6 +81,7 @@ _OPTIONAL = {
     "variant": str,
     "differs": list,
     "resync": str,
+    "crash": str,
 }
 
 #: The names a reproducer may use: the operations and the layer specs (their reprs).
@@ -108,6 +115,8 @@ class Expectation:
     differs: tuple[Any, ...] = ()
     #: After a step it accounts for: "model", "keep" or "stop" (conformance.records).
     resync: str = "model"
+    #: The crash it describes: a shell pattern on the crash's message ("" : not a crash).
+    crash: str = ""
 
     def matches(self, driver: str, version: str | None, feature: str, options: str) -> bool:
         """Whether it applies to this cell; ``feature`` "" is the whole cell (any feature)."""
@@ -237,6 +246,12 @@ def _record(data: Any, where: str) -> Expectation:
     resync = data.get("resync", "model")
     if resync not in records.RESYNC:
         raise ExpectationError(f"{where}: 'resync' must be one of {', '.join(records.RESYNC)}")
+    crash = data.get("crash", "")
+    if crash and (variant or not any(c.within == "outcome" and c.primary for c in differs)):
+        raise ExpectationError(
+            f"{where}: a crash record needs a primary 'outcome' clause (the step it dies "
+            "at) and no variant"
+        )
     return Expectation(
         driver=data["driver"],
         version=data["version"],
@@ -254,6 +269,7 @@ def _record(data: Any, where: str) -> Expectation:
         variant=variant,
         differs=differs,
         resync=resync,
+        crash=crash,
     )
 
 

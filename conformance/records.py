@@ -52,6 +52,9 @@ AT = ("target", "any")
 LAYERS = ("upper", "lower", "merged", "copied-up", "none")
 TARGET_KINDS = ("file", "dir", "symlink", "fifo", "none")
 RESYNC = ("model", "keep", "stop")
+#: The outcome a crash record's clauses see: the driver died at the step (its connection
+#: gone); the record's ``crash`` pattern says how (conformance.machine).
+CRASHED = "crashed"
 OP_NAMES = {
     name: cls
     for name, cls in vars(ops).items()
@@ -680,6 +683,105 @@ def rule_held_by_a_lower(diff: Divergence, path: str, ctx: StepContext) -> bool:
     return any(o is not None for o in _lower_objects(ctx.model, path))
 
 
+def _name_bytes(path: str) -> int:
+    return len(path.rpartition("/")[2].encode("utf-8", "surrogateescape"))
+
+
+#: fuse-overlayfs: the longest name it gives a whiteout file room for (255 - len(".wh.")).
+WHITEOUT_FILE_NAME_MAX = 251
+
+
+def rule_lower_file_name_past_room(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """fuse-overlayfs: the step acts on a lower file or FIFO whose name is longer than 251
+    bytes (copyup's unlinkat of the name's ``.wh.`` file fails with ENAMETOOLONG, copyup
+    returns success without setting the node's layer, and get_node_up's assertion aborts
+    the daemon: main.c copyup/get_node_up)."""
+    return any(
+        _name_bytes(p) > WHITEOUT_FILE_NAME_MAX
+        and any(
+            o is not None and o.kind in (Kind.FILE, Kind.FIFO)
+            for o in _lower_objects(ctx.model, p)[:1]
+        )
+        for p in ctx.paths
+    )
+
+
+def _wh_file_name(model: Overlay, path: str) -> bool:
+    """fuse-overlayfs reads the whiteout-file form too: ``path`` has a component named
+    ``.wh.*``, or one that a ``.wh.<component>`` beside it in some layer hides."""
+    parts = [p for p in path.split("/") if p]
+    layers = [*model.lowers, *([model.upper] if model.upper is not None else [])]
+    for depth, part in enumerate(parts):
+        if part.startswith(".wh."):
+            return True
+        beside = "/".join([*parts[:depth], f".wh.{part}"])
+        if any(entry_at(root, beside) is not None for root in layers):
+            return True
+    return False
+
+
+def rule_wh_file_names(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """fuse-overlayfs: a ``.wh.<name>`` entry of any layer is a whiteout of ``<name>``
+    (main.c get_whiteout_name): it is not shown, nor is what it hides below it; a new
+    ``.wh.*`` name cannot be created (EINVAL) nor looked up (ENOENT). The difference lies
+    at such a name, or is a listing or link count that differs by such names only."""
+    model = ctx.model
+    if diff.field == "outcome":
+        if isinstance(ctx.op, ops.Readdir) and isinstance(ctx.actual_outcome, Ok):
+            shown = ctx.actual_outcome.value
+            listings = [
+                o.value for o in diff.expected if isinstance(o, Ok)
+            ] if isinstance(diff.expected, tuple) else []
+            directory = ctx.op.path
+            return isinstance(shown, tuple) and any(
+                isinstance(listing, tuple)
+                and all(
+                    _wh_file_name(model, f"{directory}/{n}" if directory else n)
+                    for n in set(listing) ^ set(shown)
+                )
+                for listing in listings
+            )
+        return any(_wh_file_name(model, p) for p in ctx.paths)
+    if diff.field == "nlink" and ctx.actual_view is not None:
+        # a directory whose subdirectories shown differ by such names
+        return any(
+            _wh_file_name(model, child)
+            for child in (*ctx.actual_view.entries, *model.view().entries)
+            if child.rpartition("/")[0] == path
+        )
+    return _wh_file_name(model, path)
+
+
+#: unionfs-fuse: the longest name whose deletion it can record (``<name>_HIDDEN~``).
+HIDDEN_NAME_MAX = 255 - len("_HIDDEN~")
+
+
+def _removed(op: ops.Op | None) -> str | None:
+    if isinstance(op, ops.Unlink | ops.Rmdir):
+        return op.path
+    if isinstance(op, ops.Rename):
+        return op.src
+    return None
+
+
+def rule_hidden_name_too_long(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """unionfs-fuse: the step removes (unlink, rmdir, rename's source) a name longer than
+    247 bytes that a lower branch holds: its deletion mark ``.unionfs-fuse/<name>_HIDDEN~``
+    is longer than NAME_MAX, so the step gives ENAMETOOLONG or, where the upper branch had
+    a copy it removed, succeeds and the lower object shows again. The difference is the
+    outcome, or at the removed name (or below it)."""
+    removed = _removed(ctx.op)
+    if removed is None or _name_bytes(removed) <= HIDDEN_NAME_MAX:
+        return False
+    candidates = [removed, *(ctx.target.paths[:1] if ctx.target is not None else ())]
+    held = [p for p in candidates if any(o is not None for o in _lower_objects(ctx.model, p))]
+    if not held:
+        return False
+    if diff.field == "outcome":
+        return True
+    return any(path == p or path.startswith(p + "/") for p in held)
+
+
 RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "held-by-a-lower": rule_held_by_a_lower,
     "private-markers": rule_private_markers,
@@ -698,6 +800,9 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "merged-with-lower-symlink": rule_merged_with_lower_symlink,
     "hardlink-sibling-shows-change": rule_hardlink_sibling,
     "below-unlistable-dir": rule_unlistable,
+    "lower-file-name-past-whiteout-room": rule_lower_file_name_past_room,
+    "wh-file-names": rule_wh_file_names,
+    "hidden-name-too-long": rule_hidden_name_too_long,
 }
 
 
@@ -783,8 +888,8 @@ def match(records: tuple[Any, ...], found: list[Divergence], ctx: StepContext) -
     order = {"keep": 0, "model": 1, "stop": 2}
     for record in records:
         clauses = record.differs
-        if not clauses:
-            continue
+        if not clauses or getattr(record, "crash", ""):
+            continue  # (a crash record describes a crash alone: crash_record)
         if not any(c.matches(d, ctx) for c in clauses if c.primary for d in found):
             continue
         mine = tuple(d for d in found if any(c.matches(d, ctx) for c in clauses))
@@ -799,6 +904,24 @@ def match(records: tuple[Any, ...], found: list[Divergence], ctx: StepContext) -
             resync = wanted
     unmatched = tuple(d for d in found if id(d) not in accounted)
     return Matched(by_record, unmatched, resync)
+
+
+def crash_record(
+    records: tuple[Any, ...], message: str, ctx: StepContext, expected: object = None
+) -> Any | None:
+    """The record that describes the crash ``message`` at the step of ``ctx`` (its
+    ``crash`` pattern matches the message and one of its primary clauses the step, as an
+    outcome whose actual value is :data:`CRASHED`), or None."""
+    if ctx.op is None:
+        return None
+    diff = Divergence(next(iter(operands(ctx.op)), ""), "outcome", expected, CRASHED)
+    for record in records:
+        pattern = getattr(record, "crash", "")
+        if pattern and fnmatch.fnmatchcase(message, pattern) and any(
+            c.matches(diff, ctx) for c in record.differs if c.primary
+        ):
+            return record
+    return None
 
 
 # --- the tally of a cell ----------------------------------------------------------------
