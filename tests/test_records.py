@@ -9,6 +9,7 @@ while the same driver without a fault conforms.
 
 from __future__ import annotations
 
+import attrs
 import pytest
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
@@ -187,6 +188,10 @@ confirmed = "c"
             '[[divergence.differs]]\nin = "outcome"\nfield = "mode"\n'
             '[[divergence.differs]]\nin = "view"',
             "a clause that is not primary needs a 'field' or a 'rule'",
+        ),
+        (
+            'crash = "*boom*"\n[[divergence.differs]]\nin = "view"\nfield = "mode"',
+            "a crash record needs a primary 'outcome' clause",
         ),
     ):
         path.write_text(record.replace('confirmed = "c"', f'confirmed = "c"\n{extra}'))
@@ -418,3 +423,116 @@ def test_inode_records_need_their_own_circumstances() -> None:
     assert not _accounted("unionfs-fuse", tree, ops.Chmod("a", 0o700), [counted])
     lag = ("a", "st_ino", "unchanged (1)", "changed to 2")
     assert "copied-up-inode-lag" in _accounted("unionfs-fuse", tree, ops.Chmod("a", 0o700), [lag])
+
+
+LONG = "n" * 252
+ASSERTION = (
+    "fuse-overlayfs: main.c:3251: get_node_up: Assertion "
+    "`node->layer == get_upper_layer (lo)' failed."
+)
+
+
+class DiesOnChmod:
+    """The reference driver, except that a chmod whose last name is longer than 251 bytes
+    kills it with ``stderr`` as the daemon's last line (the way copy-up-long-name-aborts
+    shows: the mount answers ECONNABORTED, the process died of SIGABRT)."""
+
+    def __init__(self, stderr: str) -> None:
+        from adapters.reference import ReferenceDriver
+
+        self.driver, self.stderr = ReferenceDriver(), stderr
+        self.name = "imitation"
+
+    def run(self, op: ops.Op):
+        from adapters.base import DriverFailure
+
+        if isinstance(op, ops.Chmod) and len(op.path.rpartition("/")[2]) > 251:
+            raise DriverFailure(
+                f"imitation crashed during {op!r}: the mount answers ECONNABORTED, its "
+                f"process is gone (exit status -6); last stderr line: {self.stderr!r}"
+            )
+        return self.driver.run(op)
+
+    @property
+    def capabilities(self):
+        return attrs.evolve(self.driver.capabilities, one_round_trip=False)
+
+    def __getattr__(self, name: str):
+        return getattr(self.driver, name)
+
+
+def test_a_crash_record_accepts_only_its_own_crash() -> None:
+    """copy-up-long-name-aborts: a crash with its assertion at a chmod of a lower file
+    with a long name ends the example (counted), and the next example runs; the same
+    crash at a chmod of another long name (not a lower file), or another crash at the
+    same step, is the verdict crashed."""
+    from conformance.machine import DriverBroke
+
+    known = imitations.records_of("fuse-overlayfs")
+    stack = StackSpec((LayerSpec(((LONG, FileSpec(b"")), ("d", DirSpec()))),))
+    program = [ops.Stat(LONG), ops.Chmod(LONG, 0o600), ops.Stat("d")]
+    machine = machine_for(DiesOnChmod(ASSERTION), Options(), behaviours=known)
+    with records.tally() as seen:
+        machine().run(stack, program)
+        machine().run(stack, program[:1])  # the next example mounts afresh
+    assert seen == {"copy-up-long-name-aborts": 1}
+    assert machine.broken is None
+    for stderr, other in (
+        ("fuse-overlayfs: main.c:99: other: Assertion `x' failed.", stack),
+        (ASSERTION, StackSpec((LayerSpec(((LONG, DirSpec()),)),))),  # a directory's
+    ):
+        broken = machine_for(DiesOnChmod(stderr), Options(), behaviours=known)
+        with pytest.raises(DriverBroke, match="crashed at step"):
+            broken().run(other, program)
+
+
+def test_long_and_wh_name_records_hold_only_at_those_names() -> None:
+    """new-name-max-251 gives ENAMETOOLONG past 251 bytes only; wh-file-names accounts
+    for a hidden .wh. entry but not for a missing ordinary name; long-name-not-hidden
+    accounts for an unlink of a long lower name but not of a short one."""
+    model = engine(["new-name-max-251"])(StackSpec((LayerSpec(()),)), Options())
+    assert model.apply(ops.Mkdir("n" * 251, 0o755)) != model.apply(ops.Mkdir(LONG, 0o755))
+    assert model.variant_hits["new-name-max-251"] == 1
+    assert "ENAMETOOLONG" in repr(model.apply(ops.Rename("n" * 251, LONG, "")))
+    assert "EEXIST" in repr(model.apply(ops.Symlink("x", "n" * 251)))  # the VFS's first
+
+    known = imitations.records_of("fuse-overlayfs")
+
+    class HidesWh(Overlay):
+        def _op_readdir(self, op: ops.Readdir):
+            return tuple(n for n in super()._op_readdir(op) if n != ".wh.a" and n != "a")
+
+    wh = StackSpec((LayerSpec(((".wh.a", FileSpec(b"")),)), LayerSpec((("a", FileSpec(b"")),))))
+    plain = StackSpec((LayerSpec((("a", FileSpec(b"")), ("b", FileSpec(b"")))),))
+    machine = machine_for(imitations.Imitation((), (HidesWh,), None), Options(), behaviours=known)()
+    machine.mount(wh)
+    machine.apply(ops.Readdir(""))
+    machine.agrees_with_reference()
+    assert machine.seen == {"wh-file-names"}
+    _diverges(imitations.Imitation((), (HidesWh,), None), plain, [ops.Readdir("")], known)
+
+    unionfs = imitations.records_of("unionfs-fuse")
+
+    class KeepsLongNames(Overlay):
+        def _op_unlink(self, op: ops.Unlink) -> None:
+            from reference.paths import FsError
+
+            if len(op.path) > 247:
+                raise FsError("ENAMETOOLONG")
+            super()._op_unlink(op)
+
+    def keeps_long_names() -> imitations.Imitation:
+        driver = imitations.Imitation((), (KeepsLongNames,), None)
+        # unionfs-fuse's upper layer cannot be decoded: the view only, as its profile says
+        driver.capabilities = attrs.evolve(driver.capabilities, upper_decodable=False)
+        return driver
+
+    long = StackSpec((LayerSpec(((LONG, FileSpec(b"")), ("a" * 247, FileSpec(b"")))),))
+    with records.tally() as seen:
+        machine_for(keeps_long_names(), Options(), behaviours=unionfs)().run(
+            long, [ops.Unlink(LONG), ops.Unlink("a" * 247)]
+        )
+    assert seen == {"long-name-not-hidden": 1}
+    upper = StackSpec((LayerSpec(()),))
+    _diverges(keeps_long_names(), upper,
+              [ops.Write(LONG, b"", 0, ("O_CREAT",)), ops.Unlink(LONG)], unionfs)
