@@ -724,7 +724,8 @@ def rule_wh_file_names(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """fuse-overlayfs: a ``.wh.<name>`` entry of any layer is a whiteout of ``<name>``
     (main.c get_whiteout_name): it is not shown, nor is what it hides below it; a new
     ``.wh.*`` name cannot be created (EINVAL) nor looked up (ENOENT). The difference lies
-    at such a name, or is a listing or link count that differs by such names only."""
+    at such a name or on the way to one the step names, or is a listing or link count
+    that differs by such names only."""
     model = ctx.model
     if diff.field == "outcome":
         if isinstance(ctx.op, ops.Readdir) and isinstance(ctx.actual_outcome, Ok):
@@ -749,7 +750,11 @@ def rule_wh_file_names(diff: Divergence, path: str, ctx: StepContext) -> bool:
             for child in (*ctx.actual_view.entries, *model.view().entries)
             if child.rpartition("/")[0] == path
         )
-    return _wh_file_name(model, path)
+    # the name itself, or a directory on the way to an operand that is such a name (the
+    # model copied it up to create the name the driver refused)
+    return _wh_file_name(model, path) or any(
+        _wh_file_name(model, p) and p.startswith(path + "/" if path else "") for p in ctx.paths
+    )
 
 
 #: unionfs-fuse: the longest name whose deletion it can record (``<name>_HIDDEN~``).
