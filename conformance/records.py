@@ -598,15 +598,26 @@ def rule_dir_over_lower_symlink(diff: Divergence, path: str, ctx: StepContext) -
 
 def rule_copied_up_inode_lag(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """The name has an upper copy and a lower object at the same path: a FUSE driver's
-    attribute cache may show either's inode number for a while after the copy-up."""
+    attribute cache may show either's inode number for a while after the copy-up. Or the
+    name is another name (a link) of such an upper copy: compared with the lagging name,
+    its own number differs (unionfs-fuse: ln a b of a lower a; stat a b shows a's lower
+    number beside b's upper one for a second)."""
+    model = ctx.model
     try:
-        node = ctx.model._resolve(path, follow=False).node
+        node = model._resolve(path, follow=False).node
     except Exception:  # a path the model refuses: not this behaviour
         return False
-    return (
-        node is not None
-        and node.upper is not None
-        and any(o is not None for o in _lower_objects(ctx.model, path))
+    if node is None or node.upper is None:
+        return False
+    if any(o is not None for o in _lower_objects(model, path)):
+        return True
+    if diff.field != "st_ino" or model.upper is None or node.is_dir:
+        return False
+    return any(
+        inode is node.upper
+        and where != path
+        and any(o is not None for o in _lower_objects(model, where))
+        for where, inode in walk(model.upper)
     )
 
 
