@@ -423,6 +423,14 @@ def test_inode_records_need_their_own_circumstances() -> None:
     assert not _accounted("unionfs-fuse", tree, ops.Chmod("a", 0o700), [counted])
     lag = ("a", "st_ino", "unchanged (1)", "changed to 2")
     assert "copied-up-inode-lag" in _accounted("unionfs-fuse", tree, ops.Chmod("a", 0o700), [lag])
+    # a link's new name shows its own number beside the lagging lower one; a new file's
+    # second name with no lower object anywhere is not this
+    lower = StackSpec((LayerSpec((("a", FileSpec(b"")),)),))
+    beside = ("b", "st_ino", "same inode as a", "a different inode")
+    assert "copied-up-inode-lag" in _accounted("unionfs-fuse", lower, ops.Link("a", "b"), [beside])
+    fresh = StackSpec((LayerSpec((("x", FileSpec(b"")),)),))
+    made = [ops.Write("a", b"", 0, ("O_CREAT",), 0o644)]
+    assert not _accounted("unionfs-fuse", fresh, ops.Link("a", "b"), [beside], made)
 
 
 LONG = "n" * 252
