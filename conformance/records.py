@@ -257,9 +257,17 @@ def _prefixes(path: str) -> list[str]:
 
 def _listing_extras(diff: Divergence, ctx: StepContext) -> tuple[str, list[str]] | None:
     """For a Readdir outcome difference: (the directory, the names listed beyond every
-    allowed listing), when the driver listed all of the shortest allowed one (else None)."""
+    allowed listing), when the driver listed all of the shortest allowed one (else None).
+    The directory is where the path leads (through symlinks, as the model resolves it)."""
     if not isinstance(ctx.op, ops.Readdir) or not isinstance(ctx.actual_outcome, Ok):
         return None
+    directory = ctx.op.path
+    try:
+        node = ctx.model._resolve(directory, follow=True).node
+    except Exception:  # a path the model refuses: the path as it is
+        node = None
+    if node is not None:
+        directory = node.path
     value = ctx.actual_outcome.value
     listings = [o.value for o in diff.expected if isinstance(o, Ok)] if isinstance(
         diff.expected, tuple
@@ -268,7 +276,7 @@ def _listing_extras(diff: Divergence, ctx: StepContext) -> tuple[str, list[str]]
         return None
     if not set(min(listings, key=len)) <= set(value):
         return None
-    return ctx.op.path, sorted(set(value) - {n for listing in listings for n in listing})
+    return directory, sorted(set(value) - {n for listing in listings for n in listing})
 
 
 def _shadowed(model: Overlay, path: str) -> bool:
@@ -354,9 +362,8 @@ def _through_marker(model: Overlay, path: str, target: str) -> bool:
         if part in ("", "."):
             continue
         if part == "..":
-            if not stack:
-                return False
-            stack.pop()
+            if stack:  # ".." of the root is the root (path_resolution(7))
+                stack.pop()
             continue
         stack.append(part)
         here = "/".join(stack)
@@ -442,9 +449,25 @@ def _through_lower_symlink(model: Overlay, path: str) -> bool:
     return False
 
 
+def _merged_here(model: Overlay, path: str) -> bool:
+    """``path`` itself is a directory in one lower layer and a symlink in one below it."""
+    objects = _lower_objects(model, path)
+    return any(
+        o is not None and o.kind is Kind.SYMLINK and any(
+            x is not None and x.is_dir for x in objects[:number]
+        )
+        for number, o in enumerate(objects)
+    )
+
+
 def rule_merged_with_lower_symlink(diff: Divergence, path: str, ctx: StepContext) -> bool:
-    """unionfs-fuse: a directory merges with a lower layer's symlink of the same name."""
+    """unionfs-fuse: a directory merges with a lower layer's symlink of the same name (so
+    an rmdir of it finds what the symlink leads to: ENOTEMPTY, and it stays)."""
     model = ctx.model
+    if isinstance(ctx.op, ops.Rmdir) and (
+        diff.field == "outcome" or path in ctx.paths
+    ) and any(_merged_here(model, p) for p in ctx.paths):
+        return True
     if diff.field == "outcome":
         extras = _listing_extras(diff, ctx)
         if extras is not None and extras[1]:
@@ -798,6 +821,42 @@ def rule_hidden_name_too_long(diff: Divergence, path: str, ctx: StepContext) -> 
     return any(path == p or path.startswith(p + "/") for p in held)
 
 
+def _linked_file(model: Overlay, path: str, *, follow: bool) -> bool:
+    """``path`` is a file with more than one name (in the merged view)."""
+    try:
+        node = model._resolve(path, follow=follow).node
+    except Exception:  # a path the model refuses: not this behaviour
+        return False
+    return node is not None and not node.is_dir and model._nlink(node) > 1
+
+
+def rule_nlink_lags_link(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """unionfs-fuse (libfuse 2 gives each path its own node): after a link, the other
+    names of the file show the link count from before it until their cached attributes
+    expire (attr_timeout, 1 s): the count is lower (at least 1), nothing else differs."""
+    model = ctx.model
+    if diff.field == "outcome":
+        actual = ctx.actual_outcome
+        if not isinstance(ctx.op, ops.Stat) or not isinstance(actual, Ok):
+            return False
+        stat = actual.value
+        expected = [o.value for o in diff.expected if isinstance(o, Ok)]
+        return isinstance(stat, ops.StatResult) and any(
+            isinstance(e, ops.StatResult)
+            and attrs.evolve(e, nlink=stat.nlink) == stat
+            and 1 <= stat.nlink < e.nlink
+            and _linked_file(model, ctx.op.path, follow=ctx.op.follow)
+            for e in expected
+        )
+    return (
+        diff.field == "nlink"
+        and isinstance(diff.expected, int)
+        and isinstance(diff.actual, int)
+        and 1 <= diff.actual < diff.expected
+        and _linked_file(model, path, follow=False)
+    )
+
+
 RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "held-by-a-lower": rule_held_by_a_lower,
     "private-markers": rule_private_markers,
@@ -819,6 +878,7 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "lower-file-name-past-whiteout-room": rule_lower_file_name_past_room,
     "wh-file-names": rule_wh_file_names,
     "hidden-name-too-long": rule_hidden_name_too_long,
+    "nlink-lags-link": rule_nlink_lags_link,
 }
 
 
