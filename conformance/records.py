@@ -1033,7 +1033,9 @@ def tally() -> Iterator[Counter[str]]:
     try:
         yield counts
     finally:
-        _OPEN.remove(counts)
+        # by identity: list.remove compares Counters by value, and an inner tally equal
+        # to an outer one (both empty when it opened) would take the outer one's place
+        _OPEN[:] = [c for c in _OPEN if c is not counts]
 
 
 def count(seen: set[str]) -> None:

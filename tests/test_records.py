@@ -544,3 +544,15 @@ def test_long_and_wh_name_records_hold_only_at_those_names() -> None:
     upper = StackSpec((LayerSpec(()),))
     _diverges(keeps_long_names(), upper,
               [ops.Write(LONG, b"", 0, ("O_CREAT",)), ops.Unlink(LONG)], unionfs)
+
+
+def test_nested_tallies_each_end_their_own() -> None:
+    """An inner tally equal to the outer one when it ends (both saw the same) leaves the
+    outer one open: what is seen after it still counts there (a replay's tally inside an
+    item's, tests/test_conformance.py)."""
+    with records.tally() as outer:
+        with records.tally() as inner:
+            records.count({"a"})
+        records.count({"b"})
+    assert inner == {"a": 1}
+    assert outer == {"a": 1, "b": 1}
