@@ -22,7 +22,8 @@ After a step whose differences are all accounted for, the run goes on: the model
 rebuilt from the upper layer the driver wrote (``resync = "model"``, the default;
 :func:`reference.rebuild.rebuild_upper`), kept as it is (``"keep"``: the driver's state
 is right, only what it shows differs) or the example ends there (``"stop"``: neither can
-follow the driver).
+follow the driver); ``"view"`` keeps the model while only the view differs and stops
+where the driver's state differs too.
 
 :func:`tally` collects, for a certify cell or a pytest item, how many examples saw each
 record (and each variant): the verdict lists them.
@@ -51,7 +52,7 @@ WITHIN = ("outcome", "view", "upper", "lower")
 AT = ("target", "any")
 LAYERS = ("upper", "lower", "merged", "copied-up", "none")
 TARGET_KINDS = ("file", "dir", "symlink", "fifo", "none")
-RESYNC = ("model", "keep", "stop")
+RESYNC = ("model", "keep", "stop", "view")
 #: The outcome a crash record's clauses see: the driver died at the step (its connection
 #: gone); the record's ``crash`` pattern says how (conformance.machine).
 CRASHED = "crashed"
@@ -740,13 +741,23 @@ def rule_lower_file_name_past_room(diff: Divergence, path: str, ctx: StepContext
     )
 
 
+def _is_wh_name(name: str) -> bool:
+    """A ``.wh.``-prefixed name, but not fuse-overlayfs's own opaque markers (records
+    ``opq-whiteout`` and ``interchange-private-markers`` are theirs)."""
+    return name.startswith(".wh.") and name not in PRIVATE_NAMES
+
+
+def _wh_layers(model: Overlay) -> list[Inode]:
+    return [*model.lowers, *([model.upper] if model.upper is not None else [])]
+
+
 def _wh_file_name(model: Overlay, path: str) -> bool:
     """fuse-overlayfs reads the whiteout-file form too: ``path`` has a component named
     ``.wh.*``, or one that a ``.wh.<component>`` beside it in some layer hides."""
     parts = [p for p in path.split("/") if p]
-    layers = [*model.lowers, *([model.upper] if model.upper is not None else [])]
+    layers = _wh_layers(model)
     for depth, part in enumerate(parts):
-        if part.startswith(".wh."):
+        if _is_wh_name(part):
             return True
         beside = "/".join([*parts[:depth], f".wh.{part}"])
         if any(entry_at(root, beside) is not None for root in layers):
@@ -754,41 +765,40 @@ def _wh_file_name(model: Overlay, path: str) -> bool:
     return False
 
 
+def _holds_wh(model: Overlay, directory: str) -> bool:
+    """Some layer has a ``.wh.*`` entry directly in ``directory``."""
+    for root in _wh_layers(model):
+        found = entry_at(root, directory)
+        if found is not None and found.is_dir and any(map(_is_wh_name, found.entries)):
+            return True
+    return False
+
+
 def rule_wh_file_names(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """fuse-overlayfs: a ``.wh.<name>`` entry of any layer is a whiteout of ``<name>``
     (main.c get_whiteout_name): it is not shown, nor is what it hides below it; a new
-    ``.wh.*`` name cannot be created (EINVAL) nor looked up (ENOENT). The difference lies
-    at such a name or on the way to one the step names, or is a listing or link count
-    that differs by such names only."""
+    ``.wh.*`` file cannot be created (EINVAL) and no ``.wh.*`` name can be looked up
+    (ENOENT), though mkdir, mknod and rename make one. A directory that holds one is
+    then counted, listed and removed by what the driver has in memory. The difference
+    lies at such a name, in a directory that holds one, or at what a step on such a name
+    acts on (the object it leads to, the directories on the way)."""
     model = ctx.model
     if diff.field == "outcome":
-        if isinstance(ctx.op, ops.Readdir) and isinstance(ctx.actual_outcome, Ok):
-            shown = ctx.actual_outcome.value
-            listings = [
-                o.value for o in diff.expected if isinstance(o, Ok)
-            ] if isinstance(diff.expected, tuple) else []
-            directory = ctx.op.path
-            return isinstance(shown, tuple) and any(
-                isinstance(listing, tuple)
-                and all(
-                    _wh_file_name(model, f"{directory}/{n}" if directory else n)
-                    for n in set(listing) ^ set(shown)
-                )
-                for listing in listings
-            )
-        return any(_wh_file_name(model, p) for p in ctx.paths)
-    if diff.field == "nlink" and ctx.actual_view is not None:
-        # a directory whose subdirectories shown differ by such names
         return any(
-            _wh_file_name(model, child)
-            for child in (*ctx.actual_view.entries, *model.view().entries)
-            if child.rpartition("/")[0] == path
+            _wh_file_name(model, p) or _holds_wh(model, p) or _holds_wh(model, _parent(p))
+            for p in ctx.paths
         )
-    # the name itself, or a directory on the way to an operand that is such a name (the
-    # model copied it up to create the name the driver refused)
-    return _wh_file_name(model, path) or any(
-        _wh_file_name(model, p) and p.startswith(path + "/" if path else "") for p in ctx.paths
+    if any(_wh_file_name(model, p) for p in ctx.paths) and any(
+        related(path, p) for p in ctx.paths
+    ):
+        return True
+    return (
+        _wh_file_name(model, path) or _holds_wh(model, path) or _holds_wh(model, _parent(path))
     )
+
+
+def _parent(path: str) -> str:
+    return path.rpartition("/")[0]
 
 
 #: unionfs-fuse: the longest name whose deletion it can record (``<name>_HIDDEN~``).
@@ -972,10 +982,16 @@ def match(records: tuple[Any, ...], found: list[Divergence], ctx: StepContext) -
         by_record[record.id] = mine
         accounted.update(id(d) for d in mine)
         wanted = record.resync
-        if wanted == "keep" and ctx.op is not None and type(ctx.op) not in ops.LOOKS and any(
+        acted = ctx.op is not None and type(ctx.op) not in ops.LOOKS and any(
             d.field == "outcome" for d in mine
-        ):
+        )
+        if wanted == "keep" and acted:
             wanted = "model"  # the operation did something else: the state differs now
+        if wanted == "view":
+            # keep the model while only what the driver shows differs; where its state
+            # differs (an upper layer, an operation that did something else) stop
+            upper = any(split_where(d)[0] == "upper" for d in mine)
+            wanted = "stop" if acted or upper else "keep"
         if order[wanted] > order[resync]:
             resync = wanted
     unmatched = tuple(d for d in found if id(d) not in accounted)
