@@ -556,3 +556,22 @@ def test_nested_tallies_each_end_their_own() -> None:
         records.count({"b"})
     assert inner == {"a": 1}
     assert outer == {"a": 1, "b": 1}
+
+
+def test_resync_view_keeps_the_model_only_while_the_view_alone_differs() -> None:
+    """wh-file-names (resync "view"): a hidden .wh. entry (the view) keeps the model; a
+    step on one whose outcome or upper layer differs ends the example."""
+    from conformance.compare import Divergence
+    from reference.outcome import Err, Ok
+
+    known = tuple(r for r in imitations.records_of("fuse-overlayfs") if r.id == "wh-file-names")
+    stack = StackSpec((LayerSpec(((".wh.a", FileSpec(b"")),)), LayerSpec((("a", FileSpec(b"")),))))
+    model = Overlay(stack, Options())
+    hidden = Divergence("a", "exists", "file", None)
+    ctx = records.StepContext(ops.Stat("b"), None, model)
+    assert records.match(known, [hidden], ctx).resync == "keep"
+    create = ops.Write(".wh.b", b"", 0, ("O_CREAT",), 0o644)
+    refused = Divergence(".wh.b", "outcome", (Ok(0),), Err("EINVAL"))
+    ctx = records.StepContext(create, None, model, None, Err("EINVAL"))
+    matched = records.match(known, [refused], ctx)
+    assert not matched.unmatched and matched.resync == "stop"
