@@ -534,7 +534,8 @@ def rule_exchange_dir_with_non_dir(diff: Divergence, path: str, ctx: StepContext
 
 def rule_nlink_names_seen(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """fuse-overlayfs: st_nlink of a lower hardlink counts only the names of it the driver
-    has looked up so far (at least 1, less than its real count); nothing else differs."""
+    has looked up so far (at least 1, less than its real count); nothing else differs. So
+    does an upper file's after a remount (its names are looked up afresh)."""
     model = ctx.model
     if diff.field == "outcome":
         actual = ctx.actual_outcome
@@ -546,7 +547,7 @@ def rule_nlink_names_seen(diff: Divergence, path: str, ctx: StepContext) -> bool
             isinstance(e, ops.StatResult)
             and attrs.evolve(e, nlink=stat.nlink) == stat
             and 1 <= stat.nlink < e.nlink
-            and _lower_hardlink(model, ctx.op.path, follow=ctx.op.follow)
+            and _names_counted(model, ctx.op.path, follow=ctx.op.follow)
             for e in expected
         )
     return (
@@ -554,8 +555,14 @@ def rule_nlink_names_seen(diff: Divergence, path: str, ctx: StepContext) -> bool
         and isinstance(diff.expected, int)
         and isinstance(diff.actual, int)
         and 1 <= diff.actual < diff.expected
-        and _lower_hardlink(model, path, follow=False)
+        and _names_counted(model, path, follow=False)
     )
+
+
+def _names_counted(model: Overlay, path: str, *, follow: bool) -> bool:
+    """A lower hardlink's name, or a name of an upper file with several names (counted
+    from the names looked up since the last mount)."""
+    return _lower_hardlink(model, path, follow=follow) or _linked_file(model, path, follow=follow)
 
 
 def _lower_hardlink(model: Overlay, path: str, *, follow: bool) -> bool:
