@@ -737,15 +737,24 @@ def rule_lower_file_name_past_room(diff: Divergence, path: str, ctx: StepContext
     """fuse-overlayfs: the step acts on a lower file or FIFO whose name is longer than 251
     bytes (copyup's unlinkat of the name's ``.wh.`` file fails with ENAMETOOLONG, copyup
     returns success without setting the node's layer, and get_node_up's assertion aborts
-    the daemon: main.c copyup/get_node_up)."""
-    return any(
-        _name_bytes(p) > WHITEOUT_FILE_NAME_MAX
-        and any(
-            o is not None and o.kind in (Kind.FILE, Kind.FIFO)
-            for o in _lower_objects(ctx.model, p)[:1]
-        )
-        for p in ctx.paths
-    )
+    the daemon: main.c copyup/get_node_up); or on a lower hardlink one of whose names
+    is that long (the driver copies up the first name it looked up)."""
+    model = ctx.model
+    for p in ctx.paths:
+        top = next((o for o in _lower_objects(model, p) if o is not None), None)
+        if top is None or top.kind not in (Kind.FILE, Kind.FIFO):
+            continue
+        if _name_bytes(p) > WHITEOUT_FILE_NAME_MAX:
+            return True
+        # one in-memory inode for a lower hardlink (lower-hardlink-one-inode): the name
+        # copied up may be another, long, name of it
+        if any(
+            inode.ident == top.ident and _name_bytes(where) > WHITEOUT_FILE_NAME_MAX
+            for root in model.lowers
+            for where, inode in walk(root)
+        ):
+            return True
+    return False
 
 
 def _is_wh_name(name: str) -> bool:
@@ -848,9 +857,10 @@ def _linked_file(model: Overlay, path: str, *, follow: bool) -> bool:
 
 
 def rule_nlink_lags_link(diff: Divergence, path: str, ctx: StepContext) -> bool:
-    """unionfs-fuse (libfuse 2 gives each path its own node): after a link, the other
-    names of the file show the link count from before it until their cached attributes
-    expire (attr_timeout, 1 s): the count is lower (at least 1), nothing else differs."""
+    """unionfs-fuse (libfuse 2 gives each path its own node): after a link (or an unlink),
+    the other names of the file show the link count from before it until their cached
+    attributes expire (attr_timeout, 1 s): lower after a link (at least 1), one off at
+    the link or unlink itself; nothing else differs."""
     model = ctx.model
     if diff.field == "outcome":
         actual = ctx.actual_outcome
@@ -865,13 +875,26 @@ def rule_nlink_lags_link(diff: Divergence, path: str, ctx: StepContext) -> bool:
             and _linked_file(model, ctx.op.path, follow=ctx.op.follow)
             for e in expected
         )
+    if not (
+        diff.field == "nlink" and isinstance(diff.expected, int) and isinstance(diff.actual, int)
+    ):
+        return False
+    if 1 <= diff.actual < diff.expected and _linked_file(model, path, follow=False):
+        return True
+    # at the link or unlink itself, another name's count is the one from before it
     return (
-        diff.field == "nlink"
-        and isinstance(diff.expected, int)
-        and isinstance(diff.actual, int)
-        and 1 <= diff.actual < diff.expected
-        and _linked_file(model, path, follow=False)
+        isinstance(ctx.op, ops.Link | ops.Unlink)
+        and abs(diff.actual - diff.expected) == 1
+        and _is_file(model, path)
     )
+
+
+def _is_file(model: Overlay, path: str) -> bool:
+    try:
+        node = model._resolve(path, follow=False).node
+    except Exception:  # a path the model refuses: not this behaviour
+        return False
+    return node is not None and not node.is_dir
 
 
 RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
