@@ -897,6 +897,23 @@ def _is_file(model: Overlay, path: str) -> bool:
     return node is not None and not node.is_dir
 
 
+def rule_renamed_from_top_branch_only(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """unionfs-fuse: a directory renamed with lower parts is copied from the topmost lower
+    branch that holds it only: an entry below the new name that came from a branch
+    further down is missing."""
+    op = ctx.op
+    if not isinstance(op, ops.Rename) or not path.startswith(op.dst + "/"):
+        return False
+    if diff.field != "exists" or diff.actual is not None:
+        return False
+    objects = _lower_objects(ctx.model, op.src)
+    top = next((i for i, o in enumerate(objects) if o is not None and o.is_dir), None)
+    if top is None:
+        return False
+    source = op.src + path[len(op.dst):]
+    return entry_at(ctx.model.lowers[top], source) is None
+
+
 RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "held-by-a-lower": rule_held_by_a_lower,
     "private-markers": rule_private_markers,
@@ -919,6 +936,7 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "wh-file-names": rule_wh_file_names,
     "hidden-name-too-long": rule_hidden_name_too_long,
     "nlink-lags-link": rule_nlink_lags_link,
+    "renamed-from-top-branch-only": rule_renamed_from_top_branch_only,
 }
 
 
