@@ -632,7 +632,8 @@ def rule_copied_up_inode_lag(diff: Divergence, path: str, ctx: StepContext) -> b
     attribute cache may show either's inode number for a while after the copy-up. Or the
     name is another name (a link) of such an upper copy: compared with the lagging name,
     its own number differs (unionfs-fuse: ln a b of a lower a; stat a b shows a's lower
-    number beside b's upper one for a second)."""
+    number beside b's upper one for a second). Or, at a rename, the new name of an object
+    whose old path has a lower object (the copied tree shows the lower attributes)."""
     model = ctx.model
     try:
         node = model._resolve(path, follow=False).node
@@ -642,6 +643,12 @@ def rule_copied_up_inode_lag(diff: Divergence, path: str, ctx: StepContext) -> b
         return False
     if any(o is not None for o in _lower_objects(model, path)):
         return True
+    op = ctx.op
+    if isinstance(op, ops.Rename) and (path == op.dst or path.startswith(op.dst + "/")):
+        # renamed (its tree copied up): the old path's lower object, under the new name
+        source = op.src + path[len(op.dst):]
+        if any(o is not None for o in _lower_objects(model, source)):
+            return True
     if diff.field != "st_ino" or model.upper is None or node.is_dir:
         return False
     return any(
