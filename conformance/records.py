@@ -804,17 +804,18 @@ def rule_wh_file_names(diff: Divergence, path: str, ctx: StepContext) -> bool:
     (ENOENT), though mkdir, mknod and rename make one. A directory that holds one is
     then counted, listed and removed by what the driver has in memory. The difference
     lies at such a name, in a directory that holds one, or at what a step on such a name
-    acts on (the object it leads to, the directories on the way)."""
+    acts on (the object it leads to, the directories on the way, the names beside it)."""
     model = ctx.model
     if diff.field == "outcome":
         return any(
             _wh_file_name(model, p) or _holds_wh(model, p) or _holds_wh(model, _parent(p))
             for p in ctx.paths
         )
-    if any(_wh_file_name(model, p) for p in ctx.paths) and any(
-        related(path, p) for p in ctx.paths
+    named = [p for p in ctx.paths if _wh_file_name(model, p)]
+    if named and any(
+        related(path, p) or _parent(path) == _parent(p) for p in ctx.paths
     ):
-        return True
+        return True  # (the names beside it: what it hid, or its other links)
     return (
         _wh_file_name(model, path) or _holds_wh(model, path) or _holds_wh(model, _parent(path))
     )
