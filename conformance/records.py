@@ -922,6 +922,27 @@ def rule_renamed_from_top_branch_only(diff: Divergence, path: str, ctx: StepCont
     return entry_at(ctx.model.lowers[top], source) is None
 
 
+def rule_sibling_copied_up_only(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """fuse-overlayfs as a writer (layer interchange): ``path`` is a name of a lower
+    hardlink that has no copy in the written upper layer while another name of it has
+    one: the writer showed the change through every name (one in-memory inode), a reader
+    shows the lower file at this one."""
+    model = ctx.model
+    if model.upper is not None:
+        upper, originals = model.upper, list(model.lowers)
+    elif model.lowers:
+        upper, originals = model.lowers[0], list(model.lowers[1:])  # read-only: on top
+    else:
+        return False
+    if entry_at(upper, path) is not None:
+        return False
+    top = next((o for o in (entry_at(r, path) for r in originals) if o is not None), None)
+    if top is None or top.is_dir:
+        return False
+    names = [w for root in originals for w, inode in walk(root) if inode.ident == top.ident]
+    return len(set(names)) > 1 and any(entry_at(upper, w) is not None for w in names)
+
+
 RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "held-by-a-lower": rule_held_by_a_lower,
     "private-markers": rule_private_markers,
@@ -945,6 +966,7 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "hidden-name-too-long": rule_hidden_name_too_long,
     "nlink-lags-link": rule_nlink_lags_link,
     "renamed-from-top-branch-only": rule_renamed_from_top_branch_only,
+    "sibling-copied-up-only": rule_sibling_copied_up_only,
 }
 
 
