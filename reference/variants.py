@@ -208,9 +208,32 @@ class DirRenameCopiesTree(Overlay):
 class ParentsFromSourceBranch(Overlay):
     """unionfs-fuse: the directories a copy-up creates above the object take their mode and
     owner from the branch the object was found in (path_create copies each component from
-    that branch), not from the topmost branch that has the directory, as the kernel does."""
+    that branch), not from the topmost branch that has the directory, as the kernel does.
+    Not for a removal (unlink, rmdir): its mark lives in unionfs-fuse's hidden tree, the
+    directories of the view keep the topmost branch's attributes, as the kernel's do."""
+
+    #: While a name is removed: its deletion mark goes to unionfs-fuse's own hidden tree
+    #: (.unionfs-fuse/<path>_HIDDEN~), no directory of the view is created (observed:
+    #: rmdir c/a/c of a lower tree leaves c with the topmost branch's owner).
+    _removing = False
+
+    def _op_unlink(self, op: ops.Unlink) -> None:
+        self._removing = True
+        try:
+            super()._op_unlink(op)
+        finally:
+            self._removing = False
+
+    def _op_rmdir(self, op: ops.Rmdir) -> None:
+        self._removing = True
+        try:
+            super()._op_rmdir(op)
+        finally:
+            self._removing = False
 
     def _copy_up(self, node: Node, *, data: bool = True) -> Inode:
+        if self._removing:
+            return super()._copy_up(node, data=data)
         missing: list[Node] = []
         parent = node.parent
         while parent is not None and parent.parent is not None and parent.upper is None:
