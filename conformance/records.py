@@ -745,13 +745,21 @@ def rule_lower_file_name_past_room(diff: Divergence, path: str, ctx: StepContext
     bytes (copyup's unlinkat of the name's ``.wh.`` file fails with ENAMETOOLONG, copyup
     returns success without setting the node's layer, and get_node_up's assertion aborts
     the daemon: main.c copyup/get_node_up); or on a lower hardlink one of whose names
-    is that long (the driver copies up the first name it looked up)."""
+    is that long (the driver copies up the first name it looked up); or on a lower file
+    beside which the upper layer holds a directory ``.wh.<name>`` (the same unlinkat
+    fails with EISDIR)."""
     model = ctx.model
     for p in ctx.paths:
         top = next((o for o in _lower_objects(model, p) if o is not None), None)
         if top is None or top.kind not in (Kind.FILE, Kind.FIFO):
             continue
         if _name_bytes(p) > WHITEOUT_FILE_NAME_MAX:
+            return True
+        # the unlinkat fails with EISDIR: a directory named .wh.<name> beside it
+        parent, _, name = p.rpartition("/")
+        beside = f"{parent}/.wh.{name}" if parent else f".wh.{name}"
+        found = entry_at(model.upper, beside) if model.upper is not None else None
+        if found is not None and found.is_dir:
             return True
         # one in-memory inode for a lower hardlink (lower-hardlink-one-inode): the name
         # copied up may be another, long, name of it

@@ -575,3 +575,21 @@ def test_resync_view_keeps_the_model_only_while_the_view_alone_differs() -> None
     ctx = records.StepContext(create, None, model, None, Err("EINVAL"))
     matched = records.match(known, [refused], ctx)
     assert not matched.unmatched and matched.resync == "stop"
+
+
+def test_the_crash_record_also_holds_beside_a_wh_directory() -> None:
+    """copy-up-long-name-aborts: copying up a lower file beside an upper directory
+    .wh.<name> aborts the same way (unlinkat gives EISDIR); beside none, it is not it."""
+    known = imitations.records_of("fuse-overlayfs")
+    message = f"fuse-overlayfs crashed during Chmod: last stderr line: {ASSERTION!r}"
+    stack = StackSpec((LayerSpec((("a", FileSpec(b"hello")),)),))
+    model = Overlay(stack, Options())
+    chmod = ops.Chmod("a", 0o600)
+    target = records.subject(model, chmod)
+    ctx = records.StepContext(chmod, target, model, None, records.CRASHED)
+    assert records.crash_record(known, message, ctx) is None
+    model.apply(ops.Mkdir(".wh.a", 0o755))
+    target = records.subject(model, chmod)
+    ctx = records.StepContext(chmod, target, model, None, records.CRASHED)
+    found = records.crash_record(known, message, ctx)
+    assert found is not None and found.id == "copy-up-long-name-aborts"
