@@ -812,7 +812,8 @@ def rule_wh_file_names(diff: Divergence, path: str, ctx: StepContext) -> bool:
     (ENOENT), though mkdir, mknod and rename make one. A directory that holds one is
     then counted, listed and removed by what the driver has in memory. The difference
     lies at such a name, in a directory that holds one, or at what a step on such a name
-    acts on (the object it leads to, the directories on the way, the names beside it)."""
+    acts on (the object it leads to, the directories on the way, the names beside it, the
+    link count of its other names)."""
     model = ctx.model
     if diff.field == "outcome":
         return any(
@@ -820,8 +821,9 @@ def rule_wh_file_names(diff: Divergence, path: str, ctx: StepContext) -> bool:
             for p in ctx.paths
         )
     named = [p for p in ctx.paths if _wh_file_name(model, p)]
-    if named and any(
-        related(path, p) or _parent(path) == _parent(p) for p in ctx.paths
+    if named and (
+        diff.field == "nlink"  # the link count of its other names, wherever they are
+        or any(related(path, p) or _parent(path) == _parent(p) for p in ctx.paths)
     ):
         return True  # (the names beside it: what it hid, or its other links)
     return (
