@@ -916,19 +916,22 @@ def _is_file(model: Overlay, path: str) -> bool:
 
 
 def rule_renamed_from_top_branch_only(diff: Divergence, path: str, ctx: StepContext) -> bool:
-    """unionfs-fuse: a directory renamed with lower parts is copied from the topmost lower
-    branch that holds it only: an entry below the new name that came from a branch
-    further down is missing."""
+    """unionfs-fuse: a directory renamed with lower parts is copied from the topmost
+    branch that holds it only (the upper one, if it has a part there): an entry below the
+    new name that came from a branch further down is missing."""
     op = ctx.op
     if not isinstance(op, ops.Rename) or not path.startswith(op.dst + "/"):
         return False
     if diff.field != "exists" or diff.actual is not None:
         return False
+    source = op.src + path[len(op.dst):]
+    if ctx.target is not None and ctx.target.layers in ("merged", "upper"):
+        # the top branch is the upper one: what a lower branch held is not copied
+        return any(o is not None for o in _lower_objects(ctx.model, source))
     objects = _lower_objects(ctx.model, op.src)
     top = next((i for i, o in enumerate(objects) if o is not None and o.is_dir), None)
     if top is None:
         return False
-    source = op.src + path[len(op.dst):]
     return entry_at(ctx.model.lowers[top], source) is None
 
 
@@ -951,6 +954,22 @@ def rule_sibling_copied_up_only(diff: Divergence, path: str, ctx: StepContext) -
         return False
     names = [w for root in originals for w, inode in walk(root) if inode.ident == top.ident]
     return len(set(names)) > 1 and any(entry_at(upper, w) is not None for w in names)
+
+
+def rule_other_name_of_target(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """``path`` is another name of the file the step changed (one inode, several names),
+    and the difference is one of its attributes or its data (not its existence)."""
+    if diff.field in ("exists", "kind", "st_ino") or not ctx.paths:
+        return False
+    model = ctx.model
+    try:
+        changed = model._resolve(ctx.paths[0], follow=True).node
+        other = model._resolve(path, follow=False).node
+    except Exception:  # a path the model refuses: not this behaviour
+        return False
+    if changed is None or other is None or changed.is_dir or other is changed:
+        return False
+    return changed.upper is not None and changed.upper is other.upper
 
 
 RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
@@ -977,6 +996,7 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "nlink-lags-link": rule_nlink_lags_link,
     "renamed-from-top-branch-only": rule_renamed_from_top_branch_only,
     "sibling-copied-up-only": rule_sibling_copied_up_only,
+    "other-name-of-target": rule_other_name_of_target,
 }
 
 
