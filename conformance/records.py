@@ -967,7 +967,7 @@ def rule_other_name_of_target(diff: Divergence, path: str, ctx: StepContext) -> 
         other = model._resolve(path, follow=False).node
     except Exception:  # a path the model refuses: not this behaviour
         return False
-    if changed is None or other is None or changed.is_dir or other is changed:
+    if changed is None or other is None or changed.is_dir or other.path == changed.path:
         return False
     return changed.upper is not None and changed.upper is other.upper
 
