@@ -9,6 +9,7 @@ while the same driver without a fault conforms.
 
 from __future__ import annotations
 
+import attrs
 import pytest
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
@@ -191,6 +192,10 @@ confirmed = "c"
             '[[divergence.differs]]\nin = "outcome"\nfield = "mode"\n'
             '[[divergence.differs]]\nin = "view"',
             "a clause that is not primary needs a 'field' or a 'rule'",
+        ),
+        (
+            'crash = "*boom*"\n[[divergence.differs]]\nin = "view"\nfield = "mode"',
+            "a crash record needs a primary 'outcome' clause",
         ),
     ):
         path.write_text(record.replace('confirmed = "c"', f'confirmed = "c"\n{extra}'))
@@ -422,14 +427,173 @@ def test_inode_records_need_their_own_circumstances() -> None:
     assert not _accounted("unionfs-fuse", tree, ops.Chmod("a", 0o700), [counted])
     lag = ("a", "st_ino", "unchanged (1)", "changed to 2")
     assert "copied-up-inode-lag" in _accounted("unionfs-fuse", tree, ops.Chmod("a", 0o700), [lag])
+    # a link's new name shows its own number beside the lagging lower one; a new file's
+    # second name with no lower object anywhere is not this
+    lower = StackSpec((LayerSpec((("a", FileSpec(b"")),)),))
+    beside = ("b", "st_ino", "same inode as a", "a different inode")
+    assert "copied-up-inode-lag" in _accounted("unionfs-fuse", lower, ops.Link("a", "b"), [beside])
+    fresh = StackSpec((LayerSpec((("x", FileSpec(b"")),)),))
+    made = [ops.Write("a", b"", 0, ("O_CREAT",), 0o644)]
+    assert not _accounted("unionfs-fuse", fresh, ops.Link("a", "b"), [beside], made)
 
 
-def test_nested_tallies_each_keep_their_own_counts() -> None:
-    """A replay's tally inside an item's tally: both count what both saw, the outer one
-    goes on counting after the inner one closes (they were equal when it closed)."""
+LONG = "n" * 252
+ASSERTION = (
+    "fuse-overlayfs: main.c:3251: get_node_up: Assertion "
+    "`node->layer == get_upper_layer (lo)' failed."
+)
+
+
+class DiesOnChmod:
+    """The reference driver, except that a chmod whose last name is longer than 251 bytes
+    kills it with ``stderr`` as the daemon's last line (the way copy-up-long-name-aborts
+    shows: the mount answers ECONNABORTED, the process died of SIGABRT)."""
+
+    def __init__(self, stderr: str) -> None:
+        from adapters.drivers.reference import ReferenceDriver
+
+        self.driver, self.stderr = ReferenceDriver(), stderr
+        self.name = "imitation"
+
+    def run(self, op: ops.Op):
+        from adapters.base import DriverFailure
+
+        if isinstance(op, ops.Chmod) and len(op.path.rpartition("/")[2]) > 251:
+            raise DriverFailure(
+                f"imitation crashed during {op!r}: the mount answers ECONNABORTED, its "
+                f"process is gone (exit status -6); last stderr line: {self.stderr!r}"
+            )
+        return self.driver.run(op)
+
+    @property
+    def capabilities(self):
+        return attrs.evolve(self.driver.capabilities, one_round_trip=False)
+
+    def __getattr__(self, name: str):
+        return getattr(self.driver, name)
+
+
+def test_a_crash_record_accepts_only_its_own_crash() -> None:
+    """copy-up-long-name-aborts: a crash with its assertion at a chmod of a lower file
+    with a long name ends the example (counted), and the next example runs; the same
+    crash at a chmod of another long name (not a lower file), or another crash at the
+    same step, is the verdict crashed."""
+    from conformance.lockstep.machine import DriverBroke
+
+    known = imitations.records_of("fuse-overlayfs")
+    stack = StackSpec((LayerSpec(((LONG, FileSpec(b"")), ("d", DirSpec()))),))
+    program = [ops.Stat(LONG), ops.Chmod(LONG, 0o600), ops.Stat("d")]
+    machine = machine_for(DiesOnChmod(ASSERTION), Options(), behaviours=known)
+    with records.tally() as seen:
+        machine().run(stack, program)
+        machine().run(stack, program[:1])  # the next example mounts afresh
+    assert seen == {"copy-up-long-name-aborts": 1}
+    assert machine.broken is None
+    for stderr, other in (
+        ("fuse-overlayfs: main.c:99: other: Assertion `x' failed.", stack),
+        (ASSERTION, StackSpec((LayerSpec(((LONG, DirSpec()),)),))),  # a directory's
+    ):
+        broken = machine_for(DiesOnChmod(stderr), Options(), behaviours=known)
+        with pytest.raises(DriverBroke, match="crashed at step"):
+            broken().run(other, program)
+
+
+def test_long_and_wh_name_records_hold_only_at_those_names() -> None:
+    """new-name-max-251 gives ENAMETOOLONG past 251 bytes only; wh-file-names accounts
+    for a hidden .wh. entry but not for a missing ordinary name; long-name-not-hidden
+    accounts for an unlink of a long lower name but not of a short one."""
+    model = engine(["new-name-max-251"])(StackSpec((LayerSpec(()),)), Options())
+    assert model.apply(ops.Mkdir("n" * 251, 0o755)) != model.apply(ops.Mkdir(LONG, 0o755))
+    assert model.variant_hits["new-name-max-251"] == 1
+    assert "ENAMETOOLONG" in repr(model.apply(ops.Rename("n" * 251, LONG, "")))
+    assert "EEXIST" in repr(model.apply(ops.Symlink("x", "n" * 251)))  # the VFS's first
+
+    known = imitations.records_of("fuse-overlayfs")
+
+    class HidesWh(Overlay):
+        def _op_readdir(self, op: ops.Readdir):
+            return tuple(n for n in super()._op_readdir(op) if n != ".wh.a" and n != "a")
+
+    wh = StackSpec((LayerSpec(((".wh.a", FileSpec(b"")),)), LayerSpec((("a", FileSpec(b"")),))))
+    plain = StackSpec((LayerSpec((("a", FileSpec(b"")), ("b", FileSpec(b"")))),))
+    machine = machine_for(imitations.Imitation((), (HidesWh,), None), Options(), behaviours=known)()
+    machine.mount(wh)
+    machine.apply(ops.Readdir(""))
+    machine.agrees_with_reference()
+    assert machine.seen == {"wh-file-names"}
+    _diverges(imitations.Imitation((), (HidesWh,), None), plain, [ops.Readdir("")], known)
+
+    unionfs = imitations.records_of("unionfs-fuse")
+
+    class KeepsLongNames(Overlay):
+        def _op_unlink(self, op: ops.Unlink) -> None:
+            from reference.paths import FsError
+
+            if len(op.path) > 247:
+                raise FsError("ENAMETOOLONG")
+            super()._op_unlink(op)
+
+    def keeps_long_names() -> imitations.Imitation:
+        driver = imitations.Imitation((), (KeepsLongNames,), None)
+        # unionfs-fuse's upper layer cannot be decoded: the view only, as its profile says
+        driver.capabilities = attrs.evolve(driver.capabilities, upper_decodable=False)
+        return driver
+
+    long = StackSpec((LayerSpec(((LONG, FileSpec(b"")), ("a" * 247, FileSpec(b"")))),))
+    with records.tally() as seen:
+        machine_for(keeps_long_names(), Options(), behaviours=unionfs)().run(
+            long, [ops.Unlink(LONG), ops.Unlink("a" * 247)]
+        )
+    assert seen == {"long-name-not-hidden": 1}
+    upper = StackSpec((LayerSpec(()),))
+    _diverges(keeps_long_names(), upper,
+              [ops.Write(LONG, b"", 0, ("O_CREAT",)), ops.Unlink(LONG)], unionfs)
+
+
+def test_nested_tallies_each_end_their_own() -> None:
+    """An inner tally equal to the outer one when it ends (both saw the same) leaves the
+    outer one open: what is seen after it still counts there (a replay's tally inside an
+    item's, tests/test_conformance.py)."""
     with records.tally() as outer:
         with records.tally() as inner:
             records.count({"a"})
         records.count({"b"})
     assert inner == {"a": 1}
     assert outer == {"a": 1, "b": 1}
+
+
+def test_resync_view_keeps_the_model_only_while_the_view_alone_differs() -> None:
+    """wh-file-names (resync "view"): a hidden .wh. entry (the view) keeps the model; a
+    step on one whose outcome or upper layer differs ends the example."""
+    from conformance.lockstep.compare import Divergence
+    from reference.outcome import Err, Ok
+
+    known = tuple(r for r in imitations.records_of("fuse-overlayfs") if r.id == "wh-file-names")
+    stack = StackSpec((LayerSpec(((".wh.a", FileSpec(b"")),)), LayerSpec((("a", FileSpec(b"")),))))
+    model = Overlay(stack, Options())
+    hidden = Divergence("a", "exists", "file", None)
+    ctx = records.StepContext(ops.Stat("b"), None, model)
+    assert records.match(known, [hidden], ctx).resync == "keep"
+    create = ops.Write(".wh.b", b"", 0, ("O_CREAT",), 0o644)
+    refused = Divergence(".wh.b", "outcome", (Ok(0),), Err("EINVAL"))
+    ctx = records.StepContext(create, None, model, None, Err("EINVAL"))
+    matched = records.match(known, [refused], ctx)
+    assert not matched.unmatched and matched.resync == "stop"
+
+
+def test_the_crash_record_also_holds_beside_a_wh_directory() -> None:
+    """copy-up-long-name-aborts: copying up a lower file beside an upper directory
+    .wh.<name> aborts the same way (unlinkat gives EISDIR); beside none, it is not it."""
+    known = imitations.records_of("fuse-overlayfs")
+    message = f"fuse-overlayfs crashed during Chmod: last stderr line: {ASSERTION!r}"
+    stack = StackSpec((LayerSpec((("a", FileSpec(b"hello")),)),))
+    model = Overlay(stack, Options())
+    chmod = ops.Chmod("a", 0o600)
+    target = records.subject(model, chmod)
+    ctx = records.StepContext(chmod, target, model, None, records.CRASHED)
+    assert records.crash_record(known, message, ctx) is None
+    model.apply(ops.Mkdir(".wh.a", 0o755))
+    target = records.subject(model, chmod)
+    ctx = records.StepContext(chmod, target, model, None, records.CRASHED)
+    found = records.crash_record(known, message, ctx)
+    assert found is not None and found.id == "copy-up-long-name-aborts"

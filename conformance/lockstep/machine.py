@@ -186,8 +186,13 @@ class OverlayMachine:
             ),
         )
 
-    def call_driver(self, what: object, action: Callable[[], T]) -> T:
-        """Call the driver; a hang or a crash becomes the run's verdict (DriverBroke)."""
+    def call_driver(
+        self, what: object, action: Callable[[], T], step: tuple | None = None
+    ) -> T:
+        """Call the driver; a hang or a crash becomes the run's verdict (DriverBroke),
+        except a crash at ``step`` (op, target, allowed) that a record describes: counted,
+        and the example ends there (the dead mount is cleaned up; the next example mounts
+        afresh)."""
         cls = type(self)
         if cls.broken is not None:
             # the same verdict again, with a fresh traceback: one re-raised as it was keeps
@@ -197,6 +202,15 @@ class OverlayMachine:
             return action()
         except DriverFailure as failure:
             verdict = HUNG if isinstance(failure, DriverHung) else CRASHED
+            if verdict == CRASHED and step is not None and self.records:
+                op, target, allowed = step
+                assert self.model is not None
+                context = records.StepContext(op, target, self.model, None, records.CRASHED)
+                expected = tuple(sorted(allowed, key=describe))
+                known = records.crash_record(self.records, str(failure), context, expected)
+                if known is not None:
+                    self.seen.add(known.id)
+                    raise _StopExample() from None
             step = len(self.program) - 1
             cls.broken = DriverBroke(
                 verdict,
@@ -235,7 +249,7 @@ class OverlayMachine:
         if self.driver.capabilities.one_round_trip:
             run = self.driver.run_and_observe  # type: ignore[attr-defined]
         with self.timed("driver operations"):
-            actual = self.call_driver(op, lambda: run(op))
+            actual = self.call_driver(op, lambda: run(op), (op, target, allowed))
         self.pending = None
         self.trace.append(TracedStep(op, allowed, actual))  # type: ignore[arg-type]
         if self.fields is None or "nlink" in self.fields:

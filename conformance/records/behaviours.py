@@ -23,7 +23,8 @@ After a step whose differences are all accounted for, the run goes on: the model
 rebuilt from the upper layer the driver wrote (``resync = "model"``, the default;
 :func:`reference.rebuild.rebuild_upper`), kept as it is (``"keep"``: the driver's state
 is right, only what it shows differs) or the example ends there (``"stop"``: neither can
-follow the driver).
+follow the driver); ``"view"`` keeps the model while only the view differs and stops
+where the driver's state differs too.
 
 :func:`tally` collects, for a certify cell or a pytest item, how many examples saw each
 record (and each variant): the verdict lists them.
@@ -52,7 +53,10 @@ WITHIN = ("outcome", "view", "upper", "lower")
 AT = ("target", "any")
 LAYERS = ("upper", "lower", "merged", "copied-up", "none")
 TARGET_KINDS = ("file", "dir", "symlink", "fifo", "none")
-RESYNC = ("model", "keep", "stop")
+RESYNC = ("model", "keep", "stop", "view")
+#: The outcome a crash record's clauses see: the driver died at the step (its connection
+#: gone); the record's ``crash`` pattern says how (conformance.lockstep.machine).
+CRASHED = "crashed"
 OP_NAMES = {
     name: cls
     for name, cls in vars(ops).items()
@@ -255,9 +259,17 @@ def _prefixes(path: str) -> list[str]:
 
 def _listing_extras(diff: Divergence, ctx: StepContext) -> tuple[str, list[str]] | None:
     """For a Readdir outcome difference: (the directory, the names listed beyond every
-    allowed listing), when the driver listed all of the shortest allowed one (else None)."""
+    allowed listing), when the driver listed all of the shortest allowed one (else None).
+    The directory is where the path leads (through symlinks, as the model resolves it)."""
     if not isinstance(ctx.op, ops.Readdir) or not isinstance(ctx.actual_outcome, Ok):
         return None
+    directory = ctx.op.path
+    try:
+        node = ctx.model.resolve(directory, follow=True).node
+    except Exception:  # a path the model refuses: the path as it is
+        node = None
+    if node is not None:
+        directory = node.path
     value = ctx.actual_outcome.value
     listings = [o.value for o in diff.expected if isinstance(o, Ok)] if isinstance(
         diff.expected, tuple
@@ -266,7 +278,7 @@ def _listing_extras(diff: Divergence, ctx: StepContext) -> tuple[str, list[str]]
         return None
     if not set(min(listings, key=len)) <= set(value):
         return None
-    return ctx.op.path, sorted(set(value) - {n for listing in listings for n in listing})
+    return directory, sorted(set(value) - {n for listing in listings for n in listing})
 
 
 def _shadowed(model: Overlay, path: str) -> bool:
@@ -352,9 +364,8 @@ def _through_marker(model: Overlay, path: str, target: str) -> bool:
         if part in ("", "."):
             continue
         if part == "..":
-            if not stack:
-                return False
-            stack.pop()
+            if stack:  # ".." of the root is the root (path_resolution(7))
+                stack.pop()
             continue
         stack.append(part)
         here = "/".join(stack)
@@ -440,9 +451,25 @@ def _through_lower_symlink(model: Overlay, path: str) -> bool:
     return False
 
 
+def _merged_here(model: Overlay, path: str) -> bool:
+    """``path`` itself is a directory in one lower layer and a symlink in one below it."""
+    objects = _lower_objects(model, path)
+    return any(
+        o is not None and o.kind is Kind.SYMLINK and any(
+            x is not None and x.is_dir for x in objects[:number]
+        )
+        for number, o in enumerate(objects)
+    )
+
+
 def rule_merged_with_lower_symlink(diff: Divergence, path: str, ctx: StepContext) -> bool:
-    """unionfs-fuse: a directory merges with a lower layer's symlink of the same name."""
+    """unionfs-fuse: a directory merges with a lower layer's symlink of the same name (so
+    an rmdir of it finds what the symlink leads to: ENOTEMPTY, and it stays)."""
     model = ctx.model
+    if isinstance(ctx.op, ops.Rmdir) and (
+        diff.field == "outcome" or path in ctx.paths
+    ) and any(_merged_here(model, p) for p in ctx.paths):
+        return True
     if diff.field == "outcome":
         extras = _listing_extras(diff, ctx)
         if extras is not None and extras[1]:
@@ -508,7 +535,8 @@ def rule_exchange_dir_with_non_dir(diff: Divergence, path: str, ctx: StepContext
 
 def rule_nlink_names_seen(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """fuse-overlayfs: st_nlink of a lower hardlink counts only the names of it the driver
-    has looked up so far (at least 1, less than its real count); nothing else differs."""
+    has looked up so far (at least 1, less than its real count); nothing else differs. So
+    does an upper file's after a remount (its names are looked up afresh)."""
     model = ctx.model
     if diff.field == "outcome":
         actual = ctx.actual_outcome
@@ -520,7 +548,7 @@ def rule_nlink_names_seen(diff: Divergence, path: str, ctx: StepContext) -> bool
             isinstance(e, ops.StatResult)
             and attrs.evolve(e, nlink=stat.nlink) == stat
             and 1 <= stat.nlink < e.nlink
-            and _lower_hardlink(model, ctx.op.path, follow=ctx.op.follow)
+            and _names_counted(model, ctx.op.path, follow=ctx.op.follow)
             for e in expected
         )
     return (
@@ -528,8 +556,14 @@ def rule_nlink_names_seen(diff: Divergence, path: str, ctx: StepContext) -> bool
         and isinstance(diff.expected, int)
         and isinstance(diff.actual, int)
         and 1 <= diff.actual < diff.expected
-        and _lower_hardlink(model, path, follow=False)
+        and _names_counted(model, path, follow=False)
     )
+
+
+def _names_counted(model: Overlay, path: str, *, follow: bool) -> bool:
+    """A lower hardlink's name, or a name of an upper file with several names (counted
+    from the names looked up since the last mount)."""
+    return _lower_hardlink(model, path, follow=follow) or _linked_file(model, path, follow=follow)
 
 
 def _lower_hardlink(model: Overlay, path: str, *, follow: bool) -> bool:
@@ -596,15 +630,33 @@ def rule_dir_over_lower_symlink(diff: Divergence, path: str, ctx: StepContext) -
 
 def rule_copied_up_inode_lag(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """The name has an upper copy and a lower object at the same path: a FUSE driver's
-    attribute cache may show either's inode number for a while after the copy-up."""
+    attribute cache may show either's inode number for a while after the copy-up. Or the
+    name is another name (a link) of such an upper copy: compared with the lagging name,
+    its own number differs (unionfs-fuse: ln a b of a lower a; stat a b shows a's lower
+    number beside b's upper one for a second). Or, at a rename, the new name of an object
+    whose old path has a lower object (the copied tree shows the lower attributes)."""
+    model = ctx.model
     try:
         node = ctx.model.resolve(path, follow=False).node
     except Exception:  # a path the model refuses: not this behaviour
         return False
-    return (
-        node is not None
-        and node.upper is not None
-        and any(o is not None for o in _lower_objects(ctx.model, path))
+    if node is None or node.upper is None:
+        return False
+    if any(o is not None for o in _lower_objects(model, path)):
+        return True
+    op = ctx.op
+    if isinstance(op, ops.Rename) and (path == op.dst or path.startswith(op.dst + "/")):
+        # renamed (its tree copied up): the old path's lower object, under the new name
+        source = op.src + path[len(op.dst):]
+        if any(o is not None for o in _lower_objects(model, source)):
+            return True
+    if diff.field != "st_ino" or model.upper is None or node.is_dir:
+        return False
+    return any(
+        inode is node.upper
+        and where != path
+        and any(o is not None for o in _lower_objects(model, where))
+        for where, inode in walk(model.upper)
     )
 
 
@@ -751,6 +803,246 @@ def rule_overlay_xattrs_hidden(diff: Divergence, path: str, ctx: StepContext) ->
     return False
 
 
+def _name_bytes(path: str) -> int:
+    return len(path.rpartition("/")[2].encode("utf-8", "surrogateescape"))
+
+
+#: fuse-overlayfs: the longest name it gives a whiteout file room for (255 - len(".wh.")).
+WHITEOUT_FILE_NAME_MAX = 251
+
+
+def rule_lower_file_name_past_room(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """fuse-overlayfs: the step acts on a lower file or FIFO whose name is longer than 251
+    bytes (copyup's unlinkat of the name's ``.wh.`` file fails with ENAMETOOLONG, copyup
+    returns success without setting the node's layer, and get_node_up's assertion aborts
+    the daemon: main.c copyup/get_node_up); or on a lower hardlink one of whose names
+    is that long (the driver copies up the first name it looked up); or on a lower file
+    beside which the upper layer holds a directory ``.wh.<name>`` (the same unlinkat
+    fails with EISDIR)."""
+    model = ctx.model
+    for p in ctx.paths:
+        top = next((o for o in _lower_objects(model, p) if o is not None), None)
+        if top is None or top.kind not in (Kind.FILE, Kind.FIFO):
+            continue
+        if _name_bytes(p) > WHITEOUT_FILE_NAME_MAX:
+            return True
+        # the unlinkat fails with EISDIR: a directory named .wh.<name> beside it
+        parent, _, name = p.rpartition("/")
+        beside = f"{parent}/.wh.{name}" if parent else f".wh.{name}"
+        found = entry_at(model.upper, beside) if model.upper is not None else None
+        if found is not None and found.is_dir:
+            return True
+        # one in-memory inode for a lower hardlink (lower-hardlink-one-inode): the name
+        # copied up may be another, long, name of it
+        if any(
+            inode.ident == top.ident and _name_bytes(where) > WHITEOUT_FILE_NAME_MAX
+            for root in model.lowers
+            for where, inode in walk(root)
+        ):
+            return True
+    return False
+
+
+def _is_wh_name(name: str) -> bool:
+    """A ``.wh.``-prefixed name, but not fuse-overlayfs's own opaque markers (records
+    ``opq-whiteout`` and ``interchange-private-markers`` are theirs)."""
+    return name.startswith(".wh.") and name not in PRIVATE_NAMES
+
+
+def _wh_layers(model: Overlay) -> list[Inode]:
+    return [*model.lowers, *([model.upper] if model.upper is not None else [])]
+
+
+def _wh_file_name(model: Overlay, path: str) -> bool:
+    """fuse-overlayfs reads the whiteout-file form too: ``path`` has a component named
+    ``.wh.*``, or one that a ``.wh.<component>`` beside it in some layer hides."""
+    parts = [p for p in path.split("/") if p]
+    layers = _wh_layers(model)
+    for depth, part in enumerate(parts):
+        if _is_wh_name(part):
+            return True
+        beside = "/".join([*parts[:depth], f".wh.{part}"])
+        if any(entry_at(root, beside) is not None for root in layers):
+            return True
+    return False
+
+
+def _holds_wh(model: Overlay, directory: str) -> bool:
+    """Some layer has a ``.wh.*`` entry directly in ``directory``."""
+    for root in _wh_layers(model):
+        found = entry_at(root, directory)
+        if found is not None and found.is_dir and any(map(_is_wh_name, found.entries)):
+            return True
+    return False
+
+
+def rule_wh_file_names(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """fuse-overlayfs: a ``.wh.<name>`` entry of any layer is a whiteout of ``<name>``
+    (main.c get_whiteout_name): it is not shown, nor is what it hides below it; a new
+    ``.wh.*`` file cannot be created (EINVAL) and no ``.wh.*`` name can be looked up
+    (ENOENT), though mkdir, mknod and rename make one. A directory that holds one is
+    then counted, listed and removed by what the driver has in memory. The difference
+    lies at such a name, in a directory that holds one, or at what a step on such a name
+    acts on (the object it leads to, the directories on the way, the names beside it, the
+    link count of its other names)."""
+    model = ctx.model
+    if diff.field == "outcome":
+        return any(
+            _wh_file_name(model, p) or _holds_wh(model, p) or _holds_wh(model, _parent(p))
+            for p in ctx.paths
+        )
+    named = [p for p in ctx.paths if _wh_file_name(model, p)]
+    if named and (
+        diff.field == "nlink"  # the link count of its other names, wherever they are
+        or any(related(path, p) or _parent(path) == _parent(p) for p in ctx.paths)
+    ):
+        return True  # (the names beside it: what it hid, or its other links)
+    return (
+        _wh_file_name(model, path) or _holds_wh(model, path) or _holds_wh(model, _parent(path))
+    )
+
+
+def _parent(path: str) -> str:
+    return path.rpartition("/")[0]
+
+
+#: unionfs-fuse: the longest name whose deletion it can record (``<name>_HIDDEN~``).
+HIDDEN_NAME_MAX = 255 - len("_HIDDEN~")
+
+
+def _removed(op: ops.Op | None) -> str | None:
+    if isinstance(op, ops.Unlink | ops.Rmdir):
+        return op.path
+    if isinstance(op, ops.Rename):
+        return op.src
+    return None
+
+
+def rule_hidden_name_too_long(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """unionfs-fuse: the step removes (unlink, rmdir, rename's source) a name longer than
+    247 bytes that a lower branch holds: its deletion mark ``.unionfs-fuse/<name>_HIDDEN~``
+    is longer than NAME_MAX, so the step gives ENAMETOOLONG or, where the upper branch had
+    a copy it removed, succeeds and the lower object shows again. The difference is the
+    outcome, or at the removed name (or below it)."""
+    removed = _removed(ctx.op)
+    if removed is None or _name_bytes(removed) <= HIDDEN_NAME_MAX:
+        return False
+    candidates = [removed, *(ctx.target.paths[:1] if ctx.target is not None else ())]
+    held = [p for p in candidates if any(o is not None for o in _lower_objects(ctx.model, p))]
+    if not held:
+        return False
+    if diff.field == "outcome":
+        return True
+    return any(path == p or path.startswith(p + "/") for p in held)
+
+
+def _linked_file(model: Overlay, path: str, *, follow: bool) -> bool:
+    """``path`` is a file with more than one name (in the merged view)."""
+    try:
+        node = model.resolve(path, follow=follow).node
+    except Exception:  # a path the model refuses: not this behaviour
+        return False
+    return node is not None and not node.is_dir and model._nlink(node) > 1
+
+
+def rule_nlink_lags_link(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """unionfs-fuse (libfuse 2 gives each path its own node): after a link (or an unlink),
+    the other names of the file show the link count from before it until their cached
+    attributes expire (attr_timeout, 1 s): lower after a link (at least 1), one off at
+    the link or unlink itself; nothing else differs."""
+    model = ctx.model
+    if diff.field == "outcome":
+        actual = ctx.actual_outcome
+        if not isinstance(ctx.op, ops.Stat) or not isinstance(actual, Ok):
+            return False
+        stat = actual.value
+        expected = [o.value for o in diff.expected if isinstance(o, Ok)]
+        return isinstance(stat, ops.StatResult) and any(
+            isinstance(e, ops.StatResult)
+            and attrs.evolve(e, nlink=stat.nlink) == stat
+            and 1 <= stat.nlink < e.nlink
+            and _linked_file(model, ctx.op.path, follow=ctx.op.follow)
+            for e in expected
+        )
+    if not (
+        diff.field == "nlink" and isinstance(diff.expected, int) and isinstance(diff.actual, int)
+    ):
+        return False
+    if 1 <= diff.actual < diff.expected and _linked_file(model, path, follow=False):
+        return True
+    # at the link or unlink itself, another name's count is the one from before it
+    return (
+        isinstance(ctx.op, ops.Link | ops.Unlink)
+        and abs(diff.actual - diff.expected) == 1
+        and _is_file(model, path)
+    )
+
+
+def _is_file(model: Overlay, path: str) -> bool:
+    try:
+        node = model.resolve(path, follow=False).node
+    except Exception:  # a path the model refuses: not this behaviour
+        return False
+    return node is not None and not node.is_dir
+
+
+def rule_renamed_from_top_branch_only(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """unionfs-fuse: a directory renamed with lower parts is copied from the topmost
+    branch that holds it only (the upper one, if it has a part there): an entry below the
+    new name that came from a branch further down is missing."""
+    op = ctx.op
+    if not isinstance(op, ops.Rename) or not path.startswith(op.dst + "/"):
+        return False
+    if diff.field != "exists" or diff.actual is not None:
+        return False
+    source = op.src + path[len(op.dst):]
+    if ctx.target is not None and ctx.target.layers in ("merged", "upper"):
+        # the top branch is the upper one: what a lower branch held is not copied
+        return any(o is not None for o in _lower_objects(ctx.model, source))
+    objects = _lower_objects(ctx.model, op.src)
+    top = next((i for i, o in enumerate(objects) if o is not None and o.is_dir), None)
+    if top is None:
+        return False
+    return entry_at(ctx.model.lowers[top], source) is None
+
+
+def rule_sibling_copied_up_only(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """fuse-overlayfs as a writer (layer interchange): ``path`` is a name of a lower
+    hardlink that has no copy in the written upper layer while another name of it has
+    one: the writer showed the change through every name (one in-memory inode), a reader
+    shows the lower file at this one."""
+    model = ctx.model
+    if model.upper is not None:
+        upper, originals = model.upper, list(model.lowers)
+    elif model.lowers:
+        upper, originals = model.lowers[0], list(model.lowers[1:])  # read-only: on top
+    else:
+        return False
+    if entry_at(upper, path) is not None:
+        return False
+    top = next((o for o in (entry_at(r, path) for r in originals) if o is not None), None)
+    if top is None or top.is_dir:
+        return False
+    names = [w for root in originals for w, inode in walk(root) if inode.ident == top.ident]
+    return len(set(names)) > 1 and any(entry_at(upper, w) is not None for w in names)
+
+
+def rule_other_name_of_target(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """``path`` is another name of the file the step changed (one inode, several names),
+    and the difference is one of its attributes or its data (not its existence)."""
+    if diff.field in ("exists", "kind", "st_ino") or not ctx.paths:
+        return False
+    model = ctx.model
+    try:
+        changed = model.resolve(ctx.paths[0], follow=True).node
+        other = model.resolve(path, follow=False).node
+    except Exception:  # a path the model refuses: not this behaviour
+        return False
+    if changed is None or other is None or changed.is_dir or other.path == changed.path:
+        return False
+    return changed.upper is not None and changed.upper is other.upper
+
+
 RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "xattr-whiteout-shown": rule_xattr_whiteout_shown,
     "overlay-xattrs-hidden": rule_overlay_xattrs_hidden,
@@ -772,6 +1064,13 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "merged-with-lower-symlink": rule_merged_with_lower_symlink,
     "hardlink-sibling-shows-change": rule_hardlink_sibling,
     "below-unlistable-dir": rule_unlistable,
+    "lower-file-name-past-whiteout-room": rule_lower_file_name_past_room,
+    "wh-file-names": rule_wh_file_names,
+    "hidden-name-too-long": rule_hidden_name_too_long,
+    "nlink-lags-link": rule_nlink_lags_link,
+    "renamed-from-top-branch-only": rule_renamed_from_top_branch_only,
+    "sibling-copied-up-only": rule_sibling_copied_up_only,
+    "other-name-of-target": rule_other_name_of_target,
 }
 
 
@@ -857,22 +1156,46 @@ def match(records: tuple[Any, ...], found: list[Divergence], ctx: StepContext) -
     order = {"keep": 0, "model": 1, "stop": 2}
     for record in records:
         clauses = record.differs
-        if not clauses:
-            continue
+        if not clauses or getattr(record, "crash", ""):
+            continue  # (a crash record describes a crash alone: crash_record)
         if not any(c.matches(d, ctx) for c in clauses if c.primary for d in found):
             continue
         mine = tuple(d for d in found if any(c.matches(d, ctx) for c in clauses))
         by_record[record.id] = mine
         accounted.update(id(d) for d in mine)
         wanted = record.resync
-        if wanted == "keep" and ctx.op is not None and type(ctx.op) not in ops.LOOKS and any(
+        acted = ctx.op is not None and type(ctx.op) not in ops.LOOKS and any(
             d.field == "outcome" for d in mine
-        ):
+        )
+        if wanted == "keep" and acted:
             wanted = "model"  # the operation did something else: the state differs now
+        if wanted == "view":
+            # keep the model while only what the driver shows differs; where its state
+            # differs (an upper layer, an operation that did something else) stop
+            upper = any(split_where(d)[0] == "upper" for d in mine)
+            wanted = "stop" if acted or upper else "keep"
         if order[wanted] > order[resync]:
             resync = wanted
     unmatched = tuple(d for d in found if id(d) not in accounted)
     return Matched(by_record, unmatched, resync)
+
+
+def crash_record(
+    records: tuple[Any, ...], message: str, ctx: StepContext, expected: object = None
+) -> Any | None:
+    """The record that describes the crash ``message`` at the step of ``ctx`` (its
+    ``crash`` pattern matches the message and one of its primary clauses the step, as an
+    outcome whose actual value is :data:`CRASHED`), or None."""
+    if ctx.op is None:
+        return None
+    diff = Divergence(next(iter(operands(ctx.op)), ""), "outcome", expected, CRASHED)
+    for record in records:
+        pattern = getattr(record, "crash", "")
+        if pattern and fnmatch.fnmatchcase(message, pattern) and any(
+            c.matches(diff, ctx) for c in record.differs if c.primary
+        ):
+            return record
+    return None
 
 
 # --- the tally of a cell ----------------------------------------------------------------
