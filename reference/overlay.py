@@ -39,6 +39,7 @@ from reference.permissions import (
     may_link,
     may_write_user_xattr,
     new_owner,
+    owner_or_capable,
     require,
 )
 from reference.view import UNREACHABLE, DiskEntry, EntryView, LayerImage, View
@@ -686,7 +687,9 @@ class Overlay:
         if write:
             self.writable()
         if not name.startswith("user."):
-            if self.caller.uid != 0 and (write or name.startswith("trusted.")):
+            # security.capability's own check comes later (_op_setxattr, _op_removexattr)
+            other = write and name != privileges.CAPABILITY
+            if self.caller.uid != 0 and (other or name.startswith("trusted.")):
                 raise FsError("EPERM" if write else "ENODATA")
             return node
         if node.kind not in (Kind.FILE, Kind.DIR):
@@ -705,6 +708,10 @@ class Overlay:
     def _op_setxattr(self, op: ops.SetXattr) -> None:
         node = self._xattr_target(op.path, op.name, write=True)
         value = privileges.stored_xattr(op.name, op.value)
+        if op.name == privileges.CAPABILITY and self.caller.uid != 0:
+            # vfs_setxattr -> cap_convert_nscap: a valid header (EINVAL, above), then
+            # CAP_SETFCAP (EPERM); an empty value is refused with EINVAL for anyone
+            raise FsError("EPERM")
         inode = self._xattr_upper(node)
         inode.xattrs[op.name] = value
         inode.touch(mtime=False)
@@ -724,6 +731,8 @@ class Overlay:
         """xattrs.c ovl_xattr_set: removing a missing attribute of a lower object gives
         ENODATA without copying it up."""
         node = self._xattr_target(op.path, op.name, write=True)
+        if op.name == privileges.CAPABILITY and self.caller.uid != 0:
+            raise FsError("EPERM")  # commoncap cap_inode_removexattr: CAP_SETFCAP, first
         if op.name not in self.meta(node).xattrs:
             raise FsError("ENODATA")
         inode = self._xattr_upper(node)
@@ -753,6 +762,13 @@ class Overlay:
             return
         node = self._existing(op.path, follow=op.follow)
         self.writable()
+        if not owner_or_capable(self.caller, self.meta(node)):
+            # fs/attr.c: a time given explicitly needs the owner (setattr_prepare,
+            # ATTR_*_SET: EPERM); "now" for both also write permission (notify_change,
+            # ATTR_TOUCH: EACCES)
+            if isinstance(op.atime, int) or isinstance(op.mtime, int):
+                raise FsError("EPERM")
+            self._require(node, MAY_WRITE)
         inode = self.copy_up(node, data=False)
         inode.touch(mtime=op.mtime == ops.UTIME_NOW)
         if isinstance(op.mtime, int):
@@ -769,8 +785,10 @@ class Overlay:
         if node.is_dir:
             raise FsError("EISDIR")
         if node.kind is Kind.FIFO:
+            self._require(node, MAY_WRITE)  # may_open, before fifo_open (as Write)
             raise FsError("ENXIO")
-        self.writable()
+        self.writable()  # may_open: sb_permission's EROFS before the DAC check
+        self._require(node, MAY_WRITE)
         inode = self.copy_up(node)
         if op.length <= 0:
             raise FsError("EINVAL")
