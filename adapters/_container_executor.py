@@ -27,6 +27,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from adapters import _layerdiff
 from adapters._executor import (
     BASE,
     HANDLERS,
@@ -247,6 +248,25 @@ class ContainerExecutor:
         if spec["read_only"]:
             mount("", path, "", MS_REMOUNT | MS_RDONLY, ",".join(data) or None)
 
+    def do_diff(self, name: str, rule: str) -> dict[str, str]:
+        """What the engine's ``diff`` algorithm (reference/diff.py DiffRule) finds in the
+        container's real layers: ``native`` walks the upper directory; ``naive`` compares
+        the image view with the container root seen without its mounts (a non-recursive
+        bind of it, as moby mounts the layer alone)."""
+        base = directory("container", name)
+        if rule == "native":
+            lowers = [f"{IMAGE}/l{i}" for i in range(self.layers)]
+            return _layerdiff.native(f"{base}/upper", lowers)
+        self.mount_root(name)
+        side = f"{base}/diffview"
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(side, 0o755)
+        mount(self.root_of(name), side, "", MS_BIND, None)
+        try:
+            return _layerdiff.naive(IMAGE_VIEW, side, set())
+        finally:
+            umount(side)
+
     def do_run(self, where: str, op: ops.Op) -> Any:
         handler = HANDLERS[type(op)]
 
@@ -275,6 +295,8 @@ class ContainerExecutor:
                 return self.do_rmtree(kind, name)
             case ("populate", container, target, volume, copy, meta):
                 return self.do_populate(container, target, volume, copy, meta)
+            case ("diff", name, rule):
+                return self.do_diff(name, rule)
             case ("start", name, mounts):
                 return self.do_start(name, mounts)
             case ("stop", name):

@@ -471,6 +471,17 @@ class EngineExecutor(ContainerExecutor):
             if path.split("/")[0] not in SYSTEM_NAMES
         }
 
+    def do_diff(self, name: str) -> dict[str, str]:
+        """``diff``: one ``K /path`` line per change; the names the engine itself makes
+        (SYSTEM_NAMES: podman lists ``A /etc``) are left out."""
+        changes: dict[str, str] = {}
+        for line in self.cli("diff", name).stdout.splitlines():
+            kind, _, path = line.partition(" ")
+            path = path.strip().lstrip("/")
+            if path.split("/")[0] not in SYSTEM_NAMES:
+                changes[path] = kind
+        return dict(sorted(changes.items()))
+
     def handle(self, request: tuple[Any, ...]) -> Any:
         match request:
             case ("engine", engine):
@@ -483,6 +494,9 @@ class EngineExecutor(ContainerExecutor):
                 return self.do_create(name, mounts, sources)
             case ("cli", *args):
                 return self.do_engine_cli(*args)
+            case ("cli_out", *args):
+                result = self.cli(*args, check=False)
+                return result.returncode, result.stdout, result.stderr
             case ("volume_of", name, target):
                 return self.volume_of(name, target)
             case ("run", "container", name, op):
@@ -491,6 +505,8 @@ class EngineExecutor(ContainerExecutor):
             case ("run", kind, name, op):
                 self.known |= op_names(op)
                 return self.do_run(self.where(kind, name), op)
+            case ("diff", name):
+                return self.do_diff(name)
             case ("view", "container", name):
                 return self.container_view(name)
             case ("close",):

@@ -39,6 +39,9 @@ class EngineDriver(Protocol):
     def remove(self, name: str, *, volumes: bool = False) -> Action: ...
     def run(self, name: str, op: ops.Op) -> Outcome: ...
     def view(self, name: str) -> View: ...
+    def diff(self, name: str) -> dict[str, str]:
+        """``diff`` of a container (running or not): path -> "A", "C" or "D"."""
+
     def image_view(self) -> View:
         """The image's content as stored by the engine (must never change)."""
 
@@ -96,6 +99,9 @@ class ReferenceEngine:
 
     def view(self, name: str) -> View:
         return self._w.view(name)
+
+    def diff(self, name: str) -> dict[str, str]:
+        return self._w.diff(name)
 
     def image_view(self) -> View:
         from reference.options import Options

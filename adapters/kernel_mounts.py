@@ -199,3 +199,7 @@ class KernelMountsEngine(SandboxedDriver):
 
     def view(self, name: str) -> View:
         return View(self._call("view", "container", name), {})
+
+    def diff(self, name: str) -> dict[str, str]:
+        """The profile's diff algorithm run over the container's real layers."""
+        return self._call("diff", name, self.profile.diff_rule.value)

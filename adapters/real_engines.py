@@ -137,6 +137,9 @@ class CliEngine(SandboxedDriver):
     def view(self, name: str) -> View:
         return View(self._call("view", "container", _c(name)), {})
 
+    def diff(self, name: str) -> dict[str, str]:
+        return self._call("diff", _c(name))
+
 
 def _c(name: str) -> str:
     return f"us-{name}"

@@ -26,7 +26,7 @@ from hypothesis.stateful import (
 )
 
 from adapters.containers_base import EngineDriver
-from conformance.compare import compare_entries, render
+from conformance.compare import Divergence, compare_entries, render
 from conformance.errors import Diverges
 from reference import ops
 from reference.container import (
@@ -177,6 +177,8 @@ class Lockstep:
                     self.model.view(name).entries,
                     self.driver.view(name).entries,
                 )
+        for name in sorted(self.model.containers):
+            found += compare_diffs(name, self.model.diff(name), self.driver.diff(name))
         for name in sorted(self.model.volumes):
             found += compare_entries(
                 f"volume {name}:",
@@ -195,6 +197,16 @@ class Lockstep:
         )
         if found:
             raise ContainerDiverged(render(found) + "\nprogram:\n  " + "\n  ".join(self.program))
+
+
+def compare_diffs(name: str, mine: dict[str, str], theirs: dict[str, str]) -> list[Divergence]:
+    """Each path where the engine's ``diff`` (A/C/D, "-": not listed) differs from the
+    model's."""
+    return [
+        Divergence(f"diff {name}:{path}", "change", mine.get(path, "-"), theirs.get(path, "-"))
+        for path in sorted(mine.keys() | theirs.keys())
+        if mine.get(path) != theirs.get(path)
+    ]
 
 
 # --- named scenarios --------------------------------------------------------------------------

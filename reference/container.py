@@ -27,9 +27,19 @@ from collections.abc import Iterator
 import attrs
 
 from reference import ops
+from reference.diff import diff
 from reference.engines import EngineProfile, Populate, RootMeta
 from reference.errors import SpecError
-from reference.layer import Inode, Kind, StackSpec, dir_nlink, link_counts, new_dir, walk
+from reference.layer import (
+    Inode,
+    Kind,
+    StackSpec,
+    dir_nlink,
+    entry_at,
+    link_counts,
+    new_dir,
+    walk,
+)
 from reference.options import Options
 from reference.outcome import Allowed, Err, Ok, Outcome
 from reference.overlay import Overlay
@@ -246,6 +256,8 @@ class Container:
     status: Status = Status.CREATED
     #: While running: target -> tmpfs of this run.
     tmpfs: dict[str, Tmpfs] = attrs.field(factory=dict)
+    #: Upper objects of the root whose mtime changed (reference/diff.py ``fresh``).
+    touched: set[int] = attrs.field(factory=set)
 
 
 def pages(data: bytes) -> int:
@@ -279,6 +291,7 @@ class ContainerWorld:
         self.volumes: dict[str, Volume] = {}
         self.hosts: dict[str, Inode] = {}
         self.containers: dict[str, Container] = {}
+        self._image_view: View | None = None
 
     # --- the host -------------------------------------------------------------------------
 
@@ -585,13 +598,72 @@ class ContainerWorld:
         container = self.containers[name]
         if container.status is not Status.RUNNING:
             raise ValueError(f"container {name} is not running")
-        return ContainerFs(container.root, self.mounts_of(name)).apply(op)
+        fs = ContainerFs(container.root, self.mounts_of(name))
+        before = container.root.view()
+        allowed = fs.apply(op)
+        if any(isinstance(o, Ok) for o in allowed):
+            _touch(container, fs, op, before)
+        return allowed
+
+    def diff(self, name: str) -> dict[str, str]:
+        """``diff`` of container ``name`` (running or not): path -> A/C/D
+        (reference/diff.py, the profile's rule)."""
+        container = self.containers[name]
+        root = container.root
+        assert root.upper is not None
+        if self._image_view is None:
+            self._image_view = Overlay(self.image, Options(read_only=True)).view()
+        image = self._image_view
+        return diff(
+            self.profile.diff_rule, image, root.view(), root.upper, root.lowers, container.touched
+        )
 
     def view(self, name: str) -> View:
         """What running container ``name`` sees (no inode identities: each mount is its own
         filesystem, so st_ino is not comparable across them)."""
         container = self.containers[name]
         return ContainerFs(container.root, self.mounts_of(name)).view()
+
+
+def _touch(container: Container, fs: ContainerFs, op: ops.Op, before: View) -> None:
+    """Record which upper objects of the root got a new mtime from ``op`` (it succeeded):
+    a file written with data, opened with O_TRUNC, or truncated to a new size (a
+    truncate to the same size keeps it: shmem_setattr, ext4_setattr); a directory whose
+    names changed (a copy-up into it keeps its times: ovl_copy_up_one restores the
+    parent's). Objects made in the container are fresh anyway (diff.fresh)."""
+    root = container.root
+    assert root.upper is not None
+    path = getattr(op, "path", None)
+    if isinstance(path, str) and fs.locate(path)[0] is None:
+        grows = isinstance(op, ops.Write) and (op.data or "O_TRUNC" in op.flags)
+        resized = isinstance(op, ops.Truncate) and _size_before(before, root, path) != op.size
+        if grows or resized:
+            node = root._resolve(path, follow=True).node
+            if node is not None and node.upper is not None:
+                container.touched.add(node.upper.ident)
+    after = root.view().entries
+    listing_before = _listings(before.entries)
+    for directory, names in _listings(after).items():
+        if listing_before.get(directory) != names:
+            upper = entry_at(root.upper, directory)
+            if upper is not None:
+                container.touched.add(upper.ident)
+
+
+def _size_before(before: View, root: Overlay, path: str) -> int | None:
+    node = root._resolve(path, follow=True).node
+    entry = before.entries.get(node.path) if node is not None else None
+    return len(entry.data) if entry is not None else None
+
+
+def _listings(entries: dict[str, EntryView]) -> dict[str, frozenset[str]]:
+    found: dict[str, set[str]] = {"": set()}
+    for path, entry in entries.items():
+        parent, _, name = path.rpartition("/")
+        found.setdefault(parent, set()).add(name)
+        if entry.kind == "dir":
+            found.setdefault(path, set())
+    return {k: frozenset(v) for k, v in found.items()}
 
 
 def _refused(why: Why) -> Refused:

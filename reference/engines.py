@@ -13,6 +13,8 @@ import enum
 
 import attrs
 
+from reference.diff import DiffRule
+
 
 class Populate(enum.Enum):
     """When image content at a volume's target is copied into the volume."""
@@ -91,6 +93,11 @@ class EngineProfile:
     #: them (observed by this suite: tmpcopyup of a/x lost user.k; runc's tmpcopyup copies
     #: with a plain file copy, libcontainer/rootfs_linux.go).
     tmpfs_copy_keeps_xattrs: bool = True
+    #: How ``diff`` finds a container's changes (reference/diff.py): docker 20.10's
+    #: overlay2 on this kernel uses moby's naive diff (observed: a copy-up with no visible
+    #: change is not listed; daemon/graphdriver/overlay2 useNaiveDiff), podman 4.3 the
+    #: upper-directory walk of containers/storage (OverlayChanges; observed: it is).
+    diff_rule: DiffRule = DiffRule.NAIVE
 
 
 DOCKER = EngineProfile(
@@ -120,6 +127,7 @@ PODMAN = EngineProfile(
     populate_refuses_file_target=False,
     volumes_from_populates=True,
     tmpfs_copy_keeps_xattrs=False,
+    diff_rule=DiffRule.NATIVE,
 )
 
 KUBERNETES = EngineProfile(

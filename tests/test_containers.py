@@ -25,6 +25,7 @@ from reference.container import (
     VolumeMount,
 )
 from reference.engines import DOCKER, KUBERNETES, PODMAN, PROFILES
+from reference.layer import entry_at
 from reference.outcome import Err, Ok
 
 QUICK = settings(
@@ -197,3 +198,87 @@ def test_lockstep_checks_the_image() -> None:
 
     with pytest.raises(ContainerDiverged, match="image:a/x"):
         Lockstep(Corrupt("docker")).create_volume("v")
+
+
+# --- the writable layer: diff ------------------------------------------------------------
+
+
+def _diff_after(profile, *steps: ops.Op) -> dict[str, str]:
+    world = _world(profile)
+    world.create("c", ContainerSpec())
+    world.start("c")
+    for op in steps:
+        assert all(isinstance(o, Ok) for o in world.run("c", op)), op
+    return world.diff("c")
+
+
+RECREATE_D = (
+    ops.Unlink("b/w"),
+    ops.Unlink("a/d/y"),
+    ops.Rmdir("a/d"),
+    ops.Mkdir("a/d", 0o755),
+    ops.Write("a/d/q", b"q\n", flags=("O_CREAT",)),
+)
+
+
+def test_diff_as_docker_and_podman_printed_it() -> None:
+    """The outputs observed by hand (reference/diff.py module doc)."""
+    no_change = (ops.Chmod("a", 0o750), ops.Chmod("f", 0o644), ops.Chmod("a/d/y", 0o600))
+    assert _diff_after(DOCKER, *no_change) == {}
+    assert _diff_after(PODMAN, *no_change) == {"a": "C", "a/d/y": "C", "f": "C"}
+    create_remove = (ops.Write("e/new", b"hi", flags=("O_CREAT",)), ops.Unlink("e/new"))
+    assert _diff_after(DOCKER, *create_remove) == {}
+    assert _diff_after(PODMAN, *create_remove) == {"e": "C"}
+    assert _diff_after(DOCKER, *RECREATE_D) == {
+        "a": "C",
+        "a/d": "C",
+        "a/d/q": "A",
+        "a/d/y": "D",
+        "b": "C",
+        "b/w": "D",
+    }
+    assert _diff_after(PODMAN, *RECREATE_D) == {
+        "a": "C",
+        "a/d": "D",
+        "a/d/q": "A",
+        "b": "C",
+        "b/w": "D",
+    }
+
+
+def test_diff_sees_a_rewrite_with_the_same_bytes() -> None:
+    """Writing changes the mtime: docker's stat comparison lists the file (observed)."""
+    same = ops.Write("a/x", b"image-x", flags=("O_CREAT", "O_TRUNC"))
+    assert _diff_after(DOCKER, same) == {"a": "C", "a/x": "C"}
+    assert _diff_after(DOCKER, ops.Truncate("a/x", 7)) == {}  # same size: mtime kept
+
+
+class DiffListsUntouched(ReferenceEngine):
+    """A ``diff`` that also lists the untouched image files of every copied-up directory
+    (as if it walked the merged tree and took presence in the upper dir for a change)."""
+
+    def diff(self, name: str) -> dict[str, str]:
+        found = super().diff(name)
+        container = self._w.containers[name]
+        upper = container.root.upper
+        assert upper is not None
+        image = self.image_view().entries
+        for path, entry in image.items():
+            parent = path.rpartition("/")[0]
+            if entry.kind == "file" and parent and entry_at(upper, parent) is not None:
+                found.setdefault(path, "C")
+        return found
+
+
+def _found(driver, budget: int = 300) -> list[str]:
+    """The program of the machine's first failure on ``driver`` (shrinking it takes
+    minutes on this machine: docs/containers.md says how short it gets)."""
+    with pytest.raises(ContainerDiverged) as caught:
+        run_container_machine(driver, settings(QUICK, max_examples=budget, phases=[Phase.generate]))
+    return str(caught.value).split("program:\n")[-1].split("\n")
+
+
+@pytest.mark.parametrize("profile", ["docker", "podman"])
+def test_a_diff_listing_untouched_files_is_found(profile: str) -> None:
+    program = _found(DiffListsUntouched(profile))
+    assert any(line.lstrip().startswith("run(") for line in program), program
