@@ -22,6 +22,7 @@ import errno
 import os
 import shutil
 import stat
+import subprocess
 import sys
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -37,7 +38,8 @@ from adapters._executor import (
     serve,
     umount,
 )
-from adapters.layerdisk import kind_of, user_xattrs, write_layer
+from adapters._layerdiff import OPAQUE
+from adapters.layerdisk import kind_of, layer_entries, user_xattrs, write_layer
 from reference import ops
 from reference.layer import StackSpec, build
 from reference.outcome import Ok, err_from_oserror
@@ -104,6 +106,9 @@ class ContainerExecutor:
         self.layers = 0
         #: container -> its mounted root overlay and the mounts on it (in mount order)
         self.mounted: dict[str, list[str]] = {}
+        #: committed image -> its layer directories (top first); container -> its image's
+        self.images: dict[str, list[str]] = {}
+        self.lowers_of: dict[str, list[str]] = {}
 
     # --- the chroot -----------------------------------------------------------------------
 
@@ -127,14 +132,43 @@ class ContainerExecutor:
         for i, spec in enumerate(stack.lowers):
             write_layer(build(spec), f"{IMAGE}/l{i}")
         self.layers = len(stack.lowers)
+        self.images, self.lowers_of = {}, {}
         os.mkdir(IMAGE_VIEW, 0o755)
         mount("overlay", IMAGE_VIEW, "overlay", MS_RDONLY, f"lowerdir={self.lowerdir()}")
         self.mounted["\0image"] = [IMAGE_VIEW]
 
-    def lowerdir(self) -> str:
+    def lowerdir(self, container: str | None = None) -> str:
         """Top layer first; an overlay needs two lowers without an upper."""
-        lowers = [f"{IMAGE}/l{i}" for i in range(self.layers)]
-        return ":".join(lowers)
+        return ":".join(self.lowers(container))
+
+    def lowers(self, container: str | None = None) -> list[str]:
+        if container in self.lowers_of:
+            return self.lowers_of[container]
+        return [f"{IMAGE}/l{i}" for i in range(self.layers)]
+
+    def do_commit(self, name: str, image: str, keep_xattrs: bool) -> tuple[Any, ...]:
+        """``commit``: the container's upper directory, copied as it is (whiteouts,
+        opaque markers, hardlinks: ``cp -a``), becomes the top layer of ``image``;
+        the overlay's own xattrs but the opaque marker are dropped, user xattrs too
+        unless ``keep_xattrs``. Returns the layer decoded (layerdisk.layer_entries)."""
+        layer = f"{IMAGE}/c-{image}"
+        shutil.rmtree(layer, ignore_errors=True)
+        subprocess.run(
+            ["cp", "-a", f"{directory('container', name)}/upper", layer],
+            check=True,
+            capture_output=True,
+        )
+        for current, dirs, files in os.walk(layer):
+            for entry in [current, *(os.path.join(current, n) for n in dirs + files)]:
+                for key in os.listxattr(entry, follow_symlinks=False):
+                    user = key.startswith("user.")
+                    if (user and not keep_xattrs) or (not user and key != OPAQUE):
+                        os.removexattr(entry, key, follow_symlinks=False)
+        self.images[image] = [layer, *self.lowers(name)]
+        return layer_entries(layer)
+
+    def do_image_of(self, name: str, image: str) -> None:
+        self.lowers_of[name] = self.images[image]
 
     def do_make(self, kind: str, name: str, mode: int) -> None:
         path = directory(kind, name)
@@ -155,7 +189,7 @@ class ContainerExecutor:
             with contextlib.suppress(FileExistsError):
                 os.mkdir(base + part, 0o755)
         options = (
-            f"lowerdir={self.lowerdir()},upperdir={base}/upper,workdir={base}/work,"
+            f"lowerdir={self.lowerdir(name)},upperdir={base}/upper,workdir={base}/work,"
             "redirect_dir=off,index=off,metacopy=off,nfs_export=off,xino=off"
         )
         mount("overlay", f"{base}/merged", "overlay", 0, options)
@@ -255,17 +289,29 @@ class ContainerExecutor:
         bind of it, as moby mounts the layer alone)."""
         base = directory("container", name)
         if rule == "native":
-            lowers = [f"{IMAGE}/l{i}" for i in range(self.layers)]
-            return _layerdiff.native(f"{base}/upper", lowers)
+            return _layerdiff.native(f"{base}/upper", self.lowers(name))
         self.mount_root(name)
         side = f"{base}/diffview"
         with contextlib.suppress(FileExistsError):
             os.mkdir(side, 0o755)
         mount(self.root_of(name), side, "", MS_BIND, None)
         try:
-            return _layerdiff.naive(IMAGE_VIEW, side, set())
+            return self.with_image_view(name, lambda view: _layerdiff.naive(view, side, set()))
         finally:
             umount(side)
+
+    def with_image_view(self, name: str, func: Callable[[str], Any]) -> Any:
+        """``func`` of a read-only view of container ``name``'s image."""
+        if name not in self.lowers_of:
+            return func(IMAGE_VIEW)
+        view = f"{directory('container', name)}/imageview"
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(view, 0o755)
+        mount("overlay", view, "overlay", MS_RDONLY, f"lowerdir={self.lowerdir(name)}")
+        try:
+            return func(view)
+        finally:
+            umount(view)
 
     def do_run(self, where: str, op: ops.Op) -> Any:
         handler = HANDLERS[type(op)]
@@ -295,6 +341,10 @@ class ContainerExecutor:
                 return self.do_rmtree(kind, name)
             case ("populate", container, target, volume, copy, meta):
                 return self.do_populate(container, target, volume, copy, meta)
+            case ("commit", name, image, keep_xattrs):
+                return self.do_commit(name, image, keep_xattrs)
+            case ("image_of", name, image):
+                return self.do_image_of(name, image)
             case ("diff", name, rule):
                 return self.do_diff(name, rule)
             case ("start", name, mounts):
@@ -303,6 +353,7 @@ class ContainerExecutor:
                 return self.unmount(name)
             case ("remove", name):
                 self.unmount(name)
+                self.lowers_of.pop(name, None)
                 return shutil.rmtree(directory("container", name), ignore_errors=True)
             case ("run", kind, name, op):
                 return self.do_run(self.where(kind, name), op)

@@ -90,9 +90,11 @@ def native(upper: str, lowers: list[str]) -> dict[str, str]:
             if name in dirs:
                 listed.add(rel)
             parent = os.path.dirname(rel)
-            if kind in "AD" and parent and parent not in listed:
-                changes[parent] = "C"
-                listed.add(parent)
+            while kind in "AD" and parent:
+                if parent not in listed:
+                    changes[parent] = "C"
+                    listed.add(parent)
+                parent = os.path.dirname(parent)
     return dict(sorted(changes.items()))
 
 

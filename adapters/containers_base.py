@@ -8,10 +8,10 @@ operations inside running containers. Engine actions return ``Ok(None)`` or
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from reference import ops
-from reference.container import Action, ContainerSpec, ContainerWorld
+from reference.container import Action, ContainerSpec, ContainerWorld, Refused
 from reference.engines import PROFILES, EngineProfile
 from reference.layer import StackSpec
 from reference.outcome import Outcome
@@ -41,6 +41,10 @@ class EngineDriver(Protocol):
     def view(self, name: str) -> View: ...
     def diff(self, name: str) -> dict[str, str]:
         """``diff`` of a container (running or not): path -> "A", "C" or "D"."""
+
+    def commit(self, name: str, image: str) -> tuple[tuple[str, Any], ...] | Refused:
+        """``commit`` container ``name`` as image ``image``: its top layer's entries
+        (reference.layer EntrySpec, sorted by path; OCI whiteouts decoded)."""
 
     def image_view(self) -> View:
         """The image's content as stored by the engine (must never change)."""
@@ -102,6 +106,9 @@ class ReferenceEngine:
 
     def diff(self, name: str) -> dict[str, str]:
         return self._w.diff(name)
+
+    def commit(self, name: str, image: str) -> tuple[tuple[str, Any], ...] | Refused:
+        return self._w.commit(name, image)
 
     def image_view(self) -> View:
         from reference.options import Options

@@ -139,8 +139,18 @@ class KernelMountsEngine(SandboxedDriver):
         before = self._volume_states()
         outcome = self._m.create(name, spec)
         if outcome == Ok(None):
+            if spec.image is not None:
+                self._call("image_of", name, spec.image)
             self._mirror(name, before)
         return outcome
+
+    def commit(self, name: str, image: str) -> tuple[tuple[str, Any], ...] | Refused:
+        """The real upper directory becomes the image's top layer (the engine rule of
+        which xattrs survive from the profile); the model follows along."""
+        outcome = self._m.commit(name, image)
+        if isinstance(outcome, Refused):
+            return outcome
+        return self._call("commit", name, image, self.profile.commit_keeps_xattrs)
 
     def start(self, name: str) -> Action:
         model = self._m

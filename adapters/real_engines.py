@@ -107,7 +107,8 @@ class CliEngine(SandboxedDriver):
     def create(self, name: str, spec: ContainerSpec) -> Action:
         mounts = [self._mount(m) for m in spec.mounts]
         sources = [_c(v.container) + (f":{v.mode}" if v.mode else "") for v in spec.volumes_from]
-        return self._refused(self._call("create", _c(name), mounts, sources))
+        image = _i(spec.image) if spec.image else "unionspec-test:latest"
+        return self._refused(self._call("create", _c(name), mounts, sources, image))
 
     @staticmethod
     def _mount(mount: Any) -> dict[str, Any]:
@@ -140,9 +141,16 @@ class CliEngine(SandboxedDriver):
     def diff(self, name: str) -> dict[str, str]:
         return self._call("diff", _c(name))
 
+    def commit(self, name: str, image: str) -> tuple[tuple[str, Any], ...]:
+        return self._call("commit", _c(name), _i(image))
+
 
 def _c(name: str) -> str:
     return f"us-{name}"
+
+
+def _i(name: str) -> str:
+    return f"unionspec-{name}:latest"
 
 
 def _v(name: str) -> str:

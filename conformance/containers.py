@@ -160,6 +160,21 @@ class Lockstep:
     def stop(self, name: str) -> Action:
         return self._action(f"stop({name!r})", self.model.stop(name), self.driver.stop(name))
 
+    def commit(self, name: str, image: str) -> None:
+        """``commit``: the engine's layer tar, decoded, must be the model's."""
+        what = f"commit({name!r}, {image!r})"
+        self.program.append(what)
+        mine, theirs = self.model.commit(name, image), self.driver.commit(name, image)
+        _note(f"{what} -> {theirs!r}")
+        if mine != theirs:
+            found = (
+                [Divergence(what, "outcome", mine, theirs)]
+                if isinstance(mine, Refused) or isinstance(theirs, Refused)
+                else compare_layers(what, mine, theirs)
+            )
+            raise ContainerDiverged(render(found) + "\nprogram:\n  " + "\n  ".join(self.program))
+        self.check()
+
     def remove(self, name: str, *, volumes: bool = False) -> Action:
         what = f"remove({name!r}, volumes={volumes})"
         mine = self.model.remove(name, volumes=volumes)
@@ -206,6 +221,16 @@ def compare_diffs(name: str, mine: dict[str, str], theirs: dict[str, str]) -> li
         Divergence(f"diff {name}:{path}", "change", mine.get(path, "-"), theirs.get(path, "-"))
         for path in sorted(mine.keys() | theirs.keys())
         if mine.get(path) != theirs.get(path)
+    ]
+
+
+def compare_layers(where: str, mine: Any, theirs: Any) -> list[Divergence]:
+    """Each path of a committed layer whose entry differs ("-": absent)."""
+    a, b = dict(mine), dict(theirs)
+    return [
+        Divergence(f"{where}:{path}", "entry", a.get(path, "-"), b.get(path, "-"))
+        for path in sorted(a.keys() | b.keys())
+        if a.get(path) != b.get(path)
     ]
 
 
@@ -366,6 +391,77 @@ def _bad_specs(run: Lockstep) -> None:
     refused(run.remove_volume("v"), Why.VOLUME_IN_USE)
 
 
+#: A program that leaves every kind of trace in the writable layer: a copy-up with no
+#: visible change, a user xattr, a new file with a hardlink and a symlink, a removed image
+#: file, a directory removed and made again, a chown.
+LAYER_TRACES: tuple[ops.Op, ...] = (
+    ops.Chmod("f", 0o644),
+    ops.SetXattr("a/x", "user.t", b"1"),
+    ops.Write("e/new", b"n", flags=("O_CREAT",)),
+    ops.Link("e/new", "e/hl"),
+    ops.Symlink("/a/x", "e/sl"),
+    ops.Unlink("b/w"),
+    ops.Unlink("a/d/y"),
+    ops.Rmdir("a/d"),
+    ops.Mkdir("a/d", 0o700),
+    ops.Write("a/d/q", b"q", flags=("O_CREAT",)),
+    ops.Chown("e", 7, 8),
+)
+
+
+def _writable_layer(run: Lockstep) -> None:
+    """diff after each trace (Lockstep.check), then commit: the layer tar decoded."""
+    run.create("c", ContainerSpec())
+    run.start("c")
+    for op in LAYER_TRACES:
+        run.run("c", op)
+    run.stop("c")
+    run.commit("c", "one")
+
+
+def _from_committed(run: Lockstep) -> None:
+    """The committed layer is a lower layer of the new image, whiteouts and opaque
+    directories included; the container it came from and the new one are independent."""
+    run.create("c", ContainerSpec())
+    run.start("c")
+    for op in LAYER_TRACES:
+        run.run("c", op)
+    run.commit("c", "one")
+    run.create("d", ContainerSpec(image="one"))
+    run.start("d")
+    seen = run.driver.view("d").entries
+    _expect(("b/w" in seen, "a/d/y" in seen, seen["a/d/q"].data), (False, False, b"q"), "d")
+    run.run("d", ops.Write("a/d/q", b"from d", flags=("O_CREAT", "O_TRUNC")))
+    run.run("d", ops.Unlink("e/new"))
+    _expect(run.driver.view("c").entries["a/d/q"].data, b"q", "c does not see d's write")
+
+
+def _image_stack(run: Lockstep) -> None:
+    """The seed's imageA/imageB: B adds a layer on A; two containers from each; a write in
+    one is seen by no other container and by no image."""
+    run.create("base", ContainerSpec())
+    run.start("base")
+    run.run("base", ops.Mkdir("app", 0o755))
+    run.run("base", ops.Write("app/hello.sh", b"echo hello\n", flags=("O_CREAT",)))
+    run.run("base", ops.Write("app/hello.py", b"print('hello')\n", flags=("O_CREAT",)))
+    run.stop("base")
+    run.commit("base", "imagea")
+    run.create("b", ContainerSpec(image="imagea"))
+    run.start("b")
+    run.run("b", ops.Chmod("app/hello.sh", 0o755))
+    run.run("b", ops.Unlink("app/hello.py"))
+    run.stop("b")
+    run.commit("b", "imageb")
+    for name, image in (("a1", "imagea"), ("a2", "imagea"), ("b1", "imageb"), ("b2", "imageb")):
+        run.create(name, ContainerSpec(image=image))
+        run.start(name)
+    run.run("a1", ops.Write("app/hello.sh", b"a1\n", flags=("O_CREAT", "O_TRUNC")))
+    run.run("b1", ops.Write("app/hello.py", b"b1\n", flags=("O_CREAT",)))
+    for name, data in (("a2", b"echo hello\n"), ("b1", b"echo hello\n")):
+        _expect(run.driver.view(name).entries["app/hello.sh"].data, data, f"{name} hello.sh")
+    _expect("app/hello.py" in run.driver.view("b2").entries, False, "b2 has no hello.py")
+
+
 SCENARIOS: tuple[ContainerScenario, ...] = (
     ContainerScenario(
         "empty-volume-prepopulated",
@@ -433,6 +529,31 @@ SCENARIOS: tuple[ContainerScenario, ...] = (
         " removing a volume in use",
         "obs §1.2-1.4, §2",
         _bad_specs,
+    ),
+)
+
+
+SCENARIOS += (
+    ContainerScenario(
+        "writable-layer-diff-commit",
+        "diff lists a container's changes, commit saves its writable layer with whiteouts"
+        " and opaque directories",
+        "seed: 存储驱动 可写入层 (only changed files are copied up); image-spec layer.md",
+        _writable_layer,
+    ),
+    ContainerScenario(
+        "committed-image-starts-containers",
+        "a committed container is an image: its layer (whiteouts and all) under new"
+        " containers, each independent",
+        "seed: 可写入层; obs §4",
+        _from_committed,
+    ),
+    ContainerScenario(
+        "image-from-image",
+        "imageB adds a layer on imageA; containers from each see their image; writes stay"
+        " in their own writable layer",
+        "seed: 存储驱动 (imageA/imageB, 镜像B与镜像A相同的层级指向同一系统存储地址)",
+        _image_stack,
     ),
 )
 

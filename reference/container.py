@@ -27,12 +27,15 @@ from collections.abc import Iterator
 import attrs
 
 from reference import ops
+from reference.commit import committed_layer
 from reference.diff import diff
 from reference.engines import EngineProfile, Populate, RootMeta
 from reference.errors import SpecError
 from reference.layer import (
+    EntrySpec,
     Inode,
     Kind,
+    LayerSpec,
     StackSpec,
     dir_nlink,
     entry_at,
@@ -102,6 +105,8 @@ class VolumesFrom:
 class ContainerSpec:
     mounts: tuple[Mount, ...] = ()
     volumes_from: tuple[VolumesFrom, ...] = ()
+    #: The image it starts from: None for the world's image, else a committed one's name.
+    image: str | None = None
 
 
 @attrs.frozen
@@ -124,6 +129,7 @@ class Why(enum.Enum):
     CONTAINER_RUNNING = "container-running"
     NOT_RUNNING = "not-running"
     NO_SPACE = "no-space"
+    NO_SUCH_IMAGE = "no-such-image"
     INVALID_MOUNT = "invalid-mount"
 
 
@@ -291,7 +297,9 @@ class ContainerWorld:
         self.volumes: dict[str, Volume] = {}
         self.hosts: dict[str, Inode] = {}
         self.containers: dict[str, Container] = {}
-        self._image_view: View | None = None
+        #: Committed images: name -> the stack (the committed layer on top).
+        self.images: dict[str, StackSpec] = {}
+        self._image_views: dict[StackSpec, View] = {}
 
     # --- the host -------------------------------------------------------------------------
 
@@ -349,7 +357,9 @@ class ContainerWorld:
 
     def _create(self, name: str, spec: ContainerSpec) -> None:
         table = self._resolve_table(name, spec)
-        root = Overlay(self.image, Options())
+        if spec.image is not None and spec.image not in self.images:
+            raise EngineError(Why.NO_SUCH_IMAGE)
+        root = Overlay(self.stack_of(spec), Options())
         if self.profile.populate_refuses_file_target:
             for entry in table:
                 populating = self._would_populate(entry, root)
@@ -611,12 +621,30 @@ class ContainerWorld:
         container = self.containers[name]
         root = container.root
         assert root.upper is not None
-        if self._image_view is None:
-            self._image_view = Overlay(self.image, Options(read_only=True)).view()
-        image = self._image_view
+        image = self.image_view(self.stack_of(container.spec))
         return diff(
             self.profile.diff_rule, image, root.view(), root.upper, root.lowers, container.touched
         )
+
+    def stack_of(self, spec: ContainerSpec) -> StackSpec:
+        return self.image if spec.image is None else self.images[spec.image]
+
+    def image_view(self, stack: StackSpec) -> View:
+        if stack not in self._image_views:
+            self._image_views[stack] = Overlay(stack, Options(read_only=True)).view()
+        return self._image_views[stack]
+
+    def commit(self, name: str, image: str) -> tuple[tuple[str, EntrySpec], ...] | Refused:
+        """``commit``: the container's writable layer becomes the top layer of image
+        ``image`` (reference/commit.py); the layer as the engine saves it."""
+        container = self.containers.get(name)
+        if container is None:
+            return _refused(Why.NO_SUCH_CONTAINER)
+        assert container.root.upper is not None
+        layer = committed_layer(container.root.upper, keep_xattrs=self.profile.commit_keeps_xattrs)
+        stack = self.stack_of(container.spec)
+        self.images[image] = StackSpec((LayerSpec(layer), *stack.lowers))
+        return layer
 
     def view(self, name: str) -> View:
         """What running container ``name`` sees (no inode identities: each mount is its own
@@ -708,6 +736,8 @@ class ContainerFs:
     def apply(self, op: ops.Op) -> Allowed:
         if isinstance(op, ops.Rename):
             return self._rename(op)
+        if isinstance(op, ops.Link):
+            return self._link(op)
         path = getattr(op, "path", None)
         if not isinstance(path, str):
             raise TypeError(f"unsupported operation inside a container: {op!r}")
@@ -781,6 +811,27 @@ class ContainerFs:
                 )
             )
         return self._rename_mount_point(op)
+
+    def _link(self, op: ops.Link) -> Allowed:
+        """link(2) inside the container (vfs do_linkat): the old name must exist, the new
+        one must not (filename_create), then both must be on one mount (EXDEV)."""
+        homes = []
+        for path in (op.src, op.dst):
+            target, inner = self.locate(path)
+            point = target is not None and inner == ""
+            homes.append((None, path) if point else (target, inner if target else path))
+        (src_home, src), (dst_home, dst) = homes
+        found = first(self.fs(src_home).apply(ops.Stat(src, follow=False)))
+        if isinstance(found, Err):
+            return frozenset({found})
+        failure = self._parent_failure(dst_home, dst)
+        if failure is not None:
+            return failure
+        if isinstance(first(self.fs(dst_home).apply(ops.Stat(dst, follow=False))), Ok):
+            return frozenset({Err("EEXIST")})
+        if src_home != dst_home:
+            return frozenset({Err("EXDEV")})
+        return self.fs(src_home).apply(ops.Link(src, dst))
 
     def _parent_failure(self, home: str | None, path: str) -> Allowed | None:
         """filename_parentat: the parent of the last name must be a directory."""

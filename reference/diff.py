@@ -40,8 +40,9 @@ class DiffRule(enum.Enum):
     #: containers/storage pkg/archive/changes.go OverlayChanges: a walk of the upper
     #: directory. A whiteout (char 0/0) or an opaque directory is D; an object the image
     #: shows is C, except a directory with the same size, mode and mtime as the image's
-    #: (then not listed, its children still are); anything else A; the parent of an A or
-    #: D that is not listed itself is C. Every copied-up file is C, changed or not.
+    #: (then not listed, its children still are); anything else A; every ancestor of an A
+    #: or D that is not listed itself is C (observed: ``rm /a/d/y`` listed ``C /a`` with
+    #: ``/a`` unchanged). Every copied-up file is C, changed or not.
     NATIVE = "native"
 
 
@@ -131,9 +132,11 @@ def _native(
         if inode.is_dir:
             listed_dirs.add(path)
         parent = path.rpartition("/")[0]
-        if kind in "AD" and parent and parent not in listed_dirs:
-            changes[parent] = "C"
-            listed_dirs.add(parent)
+        while kind in "AD" and parent:
+            if parent not in listed_dirs:
+                changes[parent] = "C"
+                listed_dirs.add(parent)
+            parent = parent.rpartition("/")[0]
     return changes
 
 

@@ -98,6 +98,10 @@ class EngineProfile:
     #: change is not listed; daemon/graphdriver/overlay2 useNaiveDiff), podman 4.3 the
     #: upper-directory walk of containers/storage (OverlayChanges; observed: it is).
     diff_rule: DiffRule = DiffRule.NAIVE
+    #: ``commit`` keeps user xattrs in the layer tar: docker 20.10 writes only
+    #: security.capability (pkg/archive addTarFile ReadSecurityXattrToTarHeader;
+    #: observed: a/x committed without user.k), podman 4.3 all of them (observed).
+    commit_keeps_xattrs: bool = True
 
 
 DOCKER = EngineProfile(
@@ -113,6 +117,7 @@ DOCKER = EngineProfile(
     volumes_from_populates=False,
     anonymous_read_only_refused=True,
     volumes_from_tmpfs_refused=True,
+    commit_keeps_xattrs=False,
 )
 
 PODMAN = EngineProfile(
