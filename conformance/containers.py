@@ -567,19 +567,26 @@ def run_scenario(driver: EngineDriver, scenario: ContainerScenario) -> None:
 
 CONTAINERS = ("c1", "c2")
 VOLUMES = ("v1", "v2")
+IMAGES = ("i1", "i2")
 HOSTS = ("h1", "h2")
 NAMES = ("a", "b", "e", "f", "n", "x", "y", "d", "w")
 #: Mount targets: "f" (an image file, refused) drawn less often than the directories.
 MOUNT_TARGETS = ("a", "b", "e", "n", "a", "b", "e", "n", "f")
 
 
+#: The image's own paths: operations on them copy up, white out, make opaque.
+IMAGE_PATHS = ("a", "a/x", "a/d", "a/d/y", "b", "b/w", "e", "f")
+
+
 def _paths(targets: tuple[str, ...] = ()) -> st.SearchStrategy[str]:
-    """Paths inside a container, mostly below its own mount targets."""
+    """Paths inside a container: below its own mount targets, or the image's own paths
+    (its writable layer), or anywhere."""
     top = st.sampled_from(TARGETS)
     if targets:
         top = st.one_of(st.sampled_from(targets), st.sampled_from(targets), top)
     inner = st.lists(st.sampled_from(NAMES), min_size=0, max_size=2)
-    return st.builds(lambda t, rest: "/".join([t, *rest]), top, inner)
+    anywhere = st.builds(lambda t, rest: "/".join([t, *rest]), top, inner)
+    return st.one_of(anywhere, st.sampled_from(IMAGE_PATHS))
 
 
 def _inner_paths() -> st.SearchStrategy[str]:
@@ -704,18 +711,37 @@ class ContainerMachine(RuleBasedStateMachine):
     def remove_volume(self, data: st.DataObject) -> None:
         self.lock.remove_volume(data.draw(st.sampled_from(sorted(self.lock.model.volumes))))
 
-    @precondition(lambda self: len(self.lock.model.containers) < len(CONTAINERS))
-    @rule(name=st.sampled_from(CONTAINERS), spec=container_specs())
-    def create(self, name: str, spec: ContainerSpec) -> None:
-        if name not in self.lock.model.containers:
-            self.lock.create(name, spec)
+    def _from_image(self, spec: ContainerSpec, data: st.DataObject) -> ContainerSpec:
+        """The spec on the world's image or on one committed so far."""
+        images = sorted(self.lock.model.images)
+        if not images:
+            return spec
+        return attrs.evolve(spec, image=data.draw(st.sampled_from([None, *images])))
 
     @precondition(lambda self: len(self.lock.model.containers) < len(CONTAINERS))
-    @rule(name=st.sampled_from(CONTAINERS), spec=container_specs())
-    def create_and_start(self, name: str, spec: ContainerSpec) -> None:
+    @rule(name=st.sampled_from(CONTAINERS), spec=container_specs(), data=st.data())
+    def create(self, name: str, spec: ContainerSpec, data: st.DataObject) -> None:
+        if name not in self.lock.model.containers:
+            self.lock.create(name, self._from_image(spec, data))
+
+    @precondition(lambda self: len(self.lock.model.containers) < len(CONTAINERS))
+    @rule(name=st.sampled_from(CONTAINERS), spec=container_specs(), data=st.data())
+    def create_and_start(self, name: str, spec: ContainerSpec, data: st.DataObject) -> None:
         """``run -d``: create, then start when the create succeeded."""
+        spec = self._from_image(spec, data)
         if name not in self.lock.model.containers and self.lock.create(name, spec) == Ok(None):
             self.lock.start(name)
+
+    @precondition(
+        lambda self: bool(self.lock.model.containers)
+        and not set(IMAGES) <= set(self.lock.model.images)
+    )
+    @rule(name=st.sampled_from(CONTAINERS), image=st.sampled_from(IMAGES))
+    def commit(self, name: str, image: str) -> None:
+        """``commit`` to a new image name (a name is committed once: the model's
+        containers find their image by name)."""
+        if name in self.lock.model.containers and image not in self.lock.model.images:
+            self.lock.commit(name, image)
 
     @precondition(lambda self: bool(self.lock.model.containers))
     @rule(name=st.sampled_from(CONTAINERS))

@@ -25,7 +25,7 @@ from reference.container import (
     VolumeMount,
 )
 from reference.engines import DOCKER, KUBERNETES, PODMAN, PROFILES
-from reference.layer import entry_at
+from reference.layer import LayerSpec, StackSpec, WhiteoutSpec, entry_at
 from reference.outcome import Err, Ok
 
 QUICK = settings(
@@ -282,3 +282,31 @@ def _found(driver, budget: int = 300) -> list[str]:
 def test_a_diff_listing_untouched_files_is_found(profile: str) -> None:
     program = _found(DiffListsUntouched(profile))
     assert any(line.lstrip().startswith("run(") for line in program), program
+
+
+class CommitDropsWhiteouts(ReferenceEngine):
+    """``commit`` leaves the whiteouts out of the layer (removed image files come back in
+    the committed image)."""
+
+    def commit(self, name: str, image: str):
+        layer = super().commit(name, image)
+        if isinstance(layer, Refused):
+            return layer
+        kept = tuple((p, e) for p, e in layer if not isinstance(e, WhiteoutSpec))
+        stack = self._w.images[image]
+        self._w.images[image] = StackSpec((LayerSpec(kept), *stack.lowers[1:]))
+        return kept
+
+
+def test_a_commit_dropping_whiteouts_is_found() -> None:
+    """By the machine under the docker profile (under podman's, 300 examples are not
+    enough: the scenario below finds it)."""
+    program = _found(CommitDropsWhiteouts("docker"))
+    assert any(line.lstrip().startswith("commit(") for line in program), program
+
+
+@pytest.mark.parametrize("profile", ["docker", "podman"])
+def test_a_commit_dropping_whiteouts_fails_the_scenario(profile: str) -> None:
+    by_id = {s.id: s for s in SCENARIOS}
+    with pytest.raises(ContainerDiverged, match="b/w"):
+        run_scenario(CommitDropsWhiteouts(profile), by_id["writable-layer-diff-commit"])
