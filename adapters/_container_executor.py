@@ -153,6 +153,7 @@ class ContainerExecutor:
         unless ``keep_xattrs``. Returns the layer decoded (layerdisk.layer_entries)."""
         layer = f"{IMAGE}/c-{image}"
         shutil.rmtree(layer, ignore_errors=True)
+        self.mount_root(name)  # a container never mounted has no upper directory yet
         subprocess.run(
             ["cp", "-a", f"{directory('container', name)}/upper", layer],
             check=True,
@@ -166,6 +167,44 @@ class ContainerExecutor:
                         os.removexattr(entry, key, follow_symlinks=False)
         self.images[image] = [layer, *self.lowers(name)]
         return layer_entries(layer)
+
+    def cp_place(self, name: str, where: str) -> tuple[str, Callable[[], None]]:
+        """The directory ``where`` names for a cp (volume:<v>, host:<h>, ``running``: the
+        container's root with its mounts, ``root``: its root without them, a
+        non-recursive bind) and how to let it go."""
+        kind, _, which = where.partition(":")
+        if kind in ("volume", "host"):
+            return directory(kind, which), lambda: None
+        self.mount_root(name)
+        if kind == "running":
+            return self.root_of(name), lambda: None
+        side = f"{directory('container', name)}/cpview"
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(side, 0o755)
+        mount(self.root_of(name), side, "", MS_BIND, None)
+        return side, lambda: umount(side)
+
+    def do_cp_in(self, name: str, where: str, path: str, data: bytes) -> None:
+        """Replace the name (unlink, then a new file 0644 root) as tar extraction does."""
+        place, done = self.cp_place(name, where)
+        try:
+            target = os.path.join(place, path)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(target)
+            with open(target, "xb") as f:
+                f.write(data)
+            os.chown(target, 0, 0)
+            os.chmod(target, 0o644)
+        finally:
+            done()
+
+    def do_cp_out(self, name: str, where: str, path: str) -> bytes:
+        place, done = self.cp_place(name, where)
+        try:
+            with open(os.path.join(place, path), "rb") as f:
+                return f.read()
+        finally:
+            done()
 
     def do_image_of(self, name: str, image: str) -> None:
         self.lowers_of[name] = self.images[image]
@@ -343,6 +382,10 @@ class ContainerExecutor:
                 return self.do_populate(container, target, volume, copy, meta)
             case ("commit", name, image, keep_xattrs):
                 return self.do_commit(name, image, keep_xattrs)
+            case ("cp_in", name, where, path, data):
+                return self.do_cp_in(name, where, path, data)
+            case ("cp_out", name, where, path):
+                return self.do_cp_out(name, where, path)
             case ("image_of", name, image):
                 return self.do_image_of(name, image)
             case ("diff", name, rule):

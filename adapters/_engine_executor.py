@@ -86,6 +86,7 @@ REFUSALS: tuple[tuple[str, str], ...] = (
     (r"(?i)no such volume", "no-such-volume"),
     (r"(?i)already exists", "volume-exists"),
     (r"(?i)cannot remove a running container|as it is running", "container-running"),
+    (r"(?i)No such container:path|could not be found on container", "no-such-path"),
     (r"(?i)no such container|no container with name", "no-such-container"),
     (r"(?i)no such image|image not known|unable to find image", "no-such-image"),
 )
@@ -562,6 +563,30 @@ class EngineExecutor(ContainerExecutor):
             self.known |= components(path)
         return entries
 
+    def do_cp_in(self, name: str, path: str, data: bytes) -> str | None:
+        """``cp`` a host file (mode 0644, named as the destination) to ``name:/path``."""
+        source = f"{BASE}/cpsrc"
+        shutil.rmtree(source, ignore_errors=True)
+        os.mkdir(source)
+        local = f"{source}/{os.path.basename(path)}"
+        with open(local, "wb") as f:
+            f.write(data)
+        os.chmod(local, 0o644)
+        self.known |= components(path)
+        result = self.cli("cp", local, f"{name}:/{path}", check=False)
+        return None if result.returncode == 0 else refusal(result.stderr)
+
+    def do_cp_out(self, name: str, path: str) -> bytes | str:
+        """``cp`` ``name:/path`` out to the host: its bytes, or the refusal code."""
+        out = f"{BASE}/cpout"
+        shutil.rmtree(out, ignore_errors=True)
+        os.mkdir(out)
+        result = self.cli("cp", f"{name}:/{path}", f"{out}/file", check=False)
+        if result.returncode != 0:
+            return refusal(result.stderr)
+        with open(f"{out}/file", "rb") as f:
+            return f.read()
+
     def handle(self, request: tuple[Any, ...]) -> Any:
         match request:
             case ("engine", engine):
@@ -589,6 +614,10 @@ class EngineExecutor(ContainerExecutor):
                 return self.do_diff(name)
             case ("commit", name, tag):
                 return self.do_commit(name, tag)
+            case ("cp_in", name, path, data):
+                return self.do_cp_in(name, path, data)
+            case ("cp_out", name, path):
+                return self.do_cp_out(name, path)
             case ("view", "container", name):
                 return self.container_view(name)
             case ("close",):

@@ -46,6 +46,12 @@ class EngineDriver(Protocol):
         """``commit`` container ``name`` as image ``image``: its top layer's entries
         (reference.layer EntrySpec, sorted by path; OCI whiteouts decoded)."""
 
+    def cp_in(self, name: str, path: str, data: bytes) -> Action:
+        """``cp`` a host file holding ``data`` to ``path`` in the container."""
+
+    def cp_out(self, name: str, path: str) -> bytes | Refused:
+        """``cp`` the file at ``path`` out of the container: its bytes."""
+
     def image_view(self) -> View:
         """The image's content as stored by the engine (must never change)."""
 
@@ -109,6 +115,12 @@ class ReferenceEngine:
 
     def commit(self, name: str, image: str) -> tuple[tuple[str, Any], ...] | Refused:
         return self._w.commit(name, image)
+
+    def cp_in(self, name: str, path: str, data: bytes) -> Action:
+        return self._w.cp_in(name, path, data)
+
+    def cp_out(self, name: str, path: str) -> bytes | Refused:
+        return self._w.cp_out(name, path)
 
     def image_view(self) -> View:
         from reference.options import Options

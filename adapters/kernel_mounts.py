@@ -144,6 +144,48 @@ class KernelMountsEngine(SandboxedDriver):
             self._mirror(name, before)
         return outcome
 
+    def cp_in(self, name: str, path: str, data: bytes) -> Action:
+        """Where the file goes (the volume, the host directory, the tmpfs of a running
+        container, or the root under its mounts) is the profile's rule, taken from the
+        model; the write is real."""
+        model = self._m
+        if name not in model.containers:
+            return model.cp_in(name, path, data)
+        fs = model.cp_fs(name)
+        target, inner = fs.locate(path)
+        outcome = model.cp_in(name, path, data)
+        if outcome != Ok(None):
+            return outcome
+        container = model.containers[name]
+        entry = next((r for r in container.table if r.mount.target == target), None)
+        if entry is None:
+            where = ("root", path)
+        elif isinstance(entry.mount, VolumeMount):
+            where = (f"volume:{entry.volume}", inner)
+        elif isinstance(entry.mount, BindMount):
+            where = (f"host:{entry.mount.source}", inner)
+        else:
+            where = ("running", path)
+        self._call("cp_in", name, *where, data)
+        return outcome
+
+    def cp_out(self, name: str, path: str) -> bytes | Refused:
+        """Read through the same routing (the model's answer on a refusal)."""
+        outcome = self._m.cp_out(name, path)
+        if isinstance(outcome, Refused):
+            return outcome
+        fs = self._m.cp_fs(name)
+        target, inner = fs.locate(path)
+        container = self._m.containers[name]
+        entry = next((r for r in container.table if r.mount.target == target), None)
+        if entry is None:
+            return self._call("cp_out", name, "root", path)
+        if isinstance(entry.mount, VolumeMount):
+            return self._call("cp_out", name, f"volume:{entry.volume}", inner)
+        if isinstance(entry.mount, BindMount):
+            return self._call("cp_out", name, f"host:{entry.mount.source}", inner)
+        return self._call("cp_out", name, "running", path)
+
     def commit(self, name: str, image: str) -> tuple[tuple[str, Any], ...] | Refused:
         """The real upper directory becomes the image's top layer (the engine rule of
         which xattrs survive from the profile); the model follows along."""

@@ -141,6 +141,13 @@ class CliEngine(SandboxedDriver):
     def diff(self, name: str) -> dict[str, str]:
         return self._call("diff", _c(name))
 
+    def cp_in(self, name: str, path: str, data: bytes) -> Action:
+        return self._refused(self._call("cp_in", _c(name), path, data))
+
+    def cp_out(self, name: str, path: str) -> bytes | Refused:
+        found = self._call("cp_out", _c(name), path)
+        return Refused(found) if isinstance(found, str) else found
+
     def commit(self, name: str, image: str) -> tuple[tuple[str, Any], ...]:
         return self._call("commit", _c(name), _i(image))
 

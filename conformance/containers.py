@@ -175,6 +175,23 @@ class Lockstep:
             raise ContainerDiverged(render(found) + "\nprogram:\n  " + "\n  ".join(self.program))
         self.check()
 
+    def cp_in(self, name: str, path: str, data: bytes) -> Action:
+        what = f"cp_in({name!r}, {path!r}, {data!r})"
+        mine = self.model.cp_in(name, path, data)
+        return self._action(what, mine, self.driver.cp_in(name, path, data))
+
+    def cp_out(self, name: str, path: str) -> bytes | Refused:
+        what = f"cp_out({name!r}, {path!r})"
+        mine, theirs = self.model.cp_out(name, path), self.driver.cp_out(name, path)
+        self.program.append(what)
+        _note(f"{what} -> {theirs!r}")
+        if mine != theirs:
+            raise ContainerDiverged(
+                f"{what}: {self.driver.name} gave {theirs!r}, the model {mine!r}\nprogram:\n  "
+                + "\n  ".join(self.program)
+            )
+        return theirs
+
     def remove(self, name: str, *, volumes: bool = False) -> Action:
         what = f"remove({name!r}, volumes={volumes})"
         mine = self.model.remove(name, volumes=volumes)
@@ -533,7 +550,34 @@ SCENARIOS: tuple[ContainerScenario, ...] = (
 )
 
 
+def _cp(run: Lockstep) -> None:
+    """cp into and out of a running and a stopped container: into a volume, a bind, the
+    writable layer (over an image file too), and a tmpfs target (engines differ)."""
+    run.make_host_dir("h")
+    run.create("c", ContainerSpec((VolumeMount("n", "v"), BindMount("a", "h"), TmpfsMount("e"))))
+    run.start("c")
+    for path in ("n/in-vol", "a/in-bind", "b/in-root", "f", "e/in-tmpfs"):
+        run.cp_in("c", path, b"running " + path.encode())
+    _expect(run.cp_in("c", "missing/x", b"x"), Refused(Why.NO_SUCH_PATH.value), "missing/x")
+    for path in ("n/in-vol", "b/in-root", "f", "a/x"):
+        run.cp_out("c", path)
+    run.stop("c")
+    for path in ("n/in-vol2", "a/in-bind2", "b/in-root2", "e/in-tmpfs2"):
+        run.cp_in("c", path, b"stopped " + path.encode())
+    for path in ("n/in-vol2", "b/in-root2", "e/in-tmpfs2"):
+        run.cp_out("c", path)
+    run.start("c")
+    _expect(run.driver.volume_view("v").entries["in-vol2"].data, b"stopped n/in-vol2", "vol")
+
+
 SCENARIOS += (
+    ContainerScenario(
+        "cp-in-and-out",
+        "cp into and out of running and stopped containers: volumes and binds get the file,"
+        " the rest goes to the writable layer",
+        "seed: tmpfs (docker cp ... :/app/); obs: cp observed by hand",
+        _cp,
+    ),
     ContainerScenario(
         "writable-layer-diff-commit",
         "diff lists a container's changes, commit saves its writable layer with whiteouts"
@@ -675,6 +719,8 @@ class ContainerMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.run: Lockstep | None = None
+        #: Containers started at least once (their mount points exist: cp takes them).
+        self.started: set[str] = set()
 
     @initialize()
     def fresh(self) -> None:
@@ -729,8 +775,9 @@ class ContainerMachine(RuleBasedStateMachine):
     def create_and_start(self, name: str, spec: ContainerSpec, data: st.DataObject) -> None:
         """``run -d``: create, then start when the create succeeded."""
         spec = self._from_image(spec, data)
-        if name not in self.lock.model.containers and self.lock.create(name, spec) == Ok(None):
-            self.lock.start(name)
+        created = name not in self.lock.model.containers and self.lock.create(name, spec)
+        if created == Ok(None) and self.lock.start(name) == Ok(None):
+            self.started.add(name)
 
     @precondition(
         lambda self: bool(self.lock.model.containers)
@@ -746,8 +793,8 @@ class ContainerMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.lock.model.containers))
     @rule(name=st.sampled_from(CONTAINERS))
     def start(self, name: str) -> None:
-        if name in self.lock.model.containers:
-            self.lock.start(name)
+        if name in self.lock.model.containers and self.lock.start(name) == Ok(None):
+            self.started.add(name)
 
     @precondition(lambda self: bool(self.lock.model.containers))
     @rule(name=st.sampled_from(CONTAINERS))
@@ -758,8 +805,10 @@ class ContainerMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.lock.model.containers))
     @rule(name=st.sampled_from(CONTAINERS), volumes=st.booleans())
     def remove(self, name: str, volumes: bool) -> None:
-        if name in self.lock.model.containers:
-            self.lock.remove(name, volumes=volumes)
+        if name in self.lock.model.containers and self.lock.remove(name, volumes=volumes) == Ok(
+            None
+        ):
+            self.started.discard(name)
 
     @precondition(lambda self: bool(self.running()))
     @rule(data=st.data())
@@ -777,9 +826,50 @@ class ContainerMachine(RuleBasedStateMachine):
         targets = tuple(r.mount.target for r in self.lock.model.containers[name].table)
         self.lock.run(name, data.draw(_ops(_paths(targets))))
 
+    def _cp_target(self, data: st.DataObject) -> tuple[str, str] | None:
+        """A started container and a path ``cp`` may take there: its parent a directory,
+        itself no directory, not below a read-only mount (the engines' other answers -
+        into a directory, "read-only" - are not modelled)."""
+        model = self.lock.model
+        started = [n for n in CONTAINERS if n in model.containers and n in self.started]
+        if not started:
+            return None
+        name = data.draw(st.sampled_from(started))
+        targets = tuple(r.mount.target for r in model.containers[name].table)
+        path = data.draw(_paths(targets))
+        fs = model.cp_fs(name)
+        target, _ = fs.locate(path)
+        if target is not None and fs.mounts[target][1]:
+            return None
+        parent = path.rpartition("/")[0]
+        kinds = [first_kind(fs, parent) if parent else "dir", first_kind(fs, path)]
+        if kinds[0] != "dir" or kinds[1] == "dir":
+            return None
+        return name, path
+
+    @precondition(lambda self: bool(self.started))
+    @rule(data=st.data(), content=DATA)
+    def cp_in(self, data: st.DataObject, content: bytes) -> None:
+        found = self._cp_target(data)
+        if found is not None:
+            self.lock.cp_in(*found, content)
+
+    @precondition(lambda self: bool(self.started))
+    @rule(data=st.data())
+    def cp_out(self, data: st.DataObject) -> None:
+        found = self._cp_target(data)
+        if found is not None and first_kind(self.lock.model.cp_fs(found[0]), found[1]) == "file":
+            self.lock.cp_out(*found)
+
     @invariant()
     def nothing_else(self) -> None:
         pass  # every action checks everything after it (Lockstep.check)
+
+
+def first_kind(fs: Any, path: str) -> str | None:
+    """The kind of what ``path`` names in a container tree (lstat), or None."""
+    found = next(iter(fs.apply(ops.Stat(path, follow=False))))
+    return found.value.kind if isinstance(found, Ok) else None
 
 
 def run_container_machine(driver: EngineDriver, config: settings) -> None:

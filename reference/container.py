@@ -130,6 +130,7 @@ class Why(enum.Enum):
     NOT_RUNNING = "not-running"
     NO_SPACE = "no-space"
     NO_SUCH_IMAGE = "no-such-image"
+    NO_SUCH_PATH = "no-such-path"
     INVALID_MOUNT = "invalid-mount"
 
 
@@ -587,12 +588,17 @@ class ContainerWorld:
 
     # --- inside a running container -------------------------------------------------------
 
-    def mounts_of(self, name: str) -> dict[str, tuple[Inode, bool, Tmpfs | None]]:
-        """target -> (tree, read-only, tmpfs state) of a running container."""
+    def mounts_of(
+        self, name: str, *, running: bool = True
+    ) -> dict[str, tuple[Inode, bool, Tmpfs | None]]:
+        """target -> (tree, read-only, tmpfs state) of a running container (not
+        ``running``: its volumes and binds only)."""
         container = self.containers[name]
         found: dict[str, tuple[Inode, bool, Tmpfs | None]] = {}
         for entry in container.table:
             mount = entry.mount
+            if not running and isinstance(mount, TmpfsMount):
+                continue
             if isinstance(mount, VolumeMount):
                 assert entry.volume is not None
                 found[mount.target] = (self.volumes[entry.volume].root, mount.read_only, None)
@@ -625,6 +631,48 @@ class ContainerWorld:
         return diff(
             self.profile.diff_rule, image, root.view(), root.upper, root.lowers, container.touched
         )
+
+    def cp_fs(self, name: str) -> ContainerFs:
+        """The tree ``cp`` works in: the root with the volumes and binds (running or
+        not), and the tmpfs mounts when the profile's cp sees them and it runs."""
+        container = self.containers[name]
+        running = container.status is Status.RUNNING
+        mounts = {
+            target: found
+            for target, found in self.mounts_of(name, running=running).items()
+            if found[2] is None or (running and self.profile.cp_sees_tmpfs)
+        }
+        return ContainerFs(container.root, mounts)
+
+    def cp_in(self, name: str, path: str, data: bytes) -> Action:
+        """``cp`` of a host file (mode 0644) to ``path``: the name is replaced (the tar
+        extraction removes an existing non-directory first: moby pkg/archive
+        createTarFile, observed a new file), owned by root."""
+        if name not in self.containers:
+            return _refused(Why.NO_SUCH_CONTAINER)
+        fs = self.cp_fs(name)
+        parent = path.rpartition("/")[0]
+        if parent and not isinstance(first(fs.apply(ops.Stat(parent, follow=True))), Ok):
+            return _refused(Why.NO_SUCH_PATH)
+        container = self.containers[name]
+        before = container.root.view()
+        steps = (
+            ops.Unlink(path),
+            ops.Write(path, data, flags=("O_CREAT", "O_EXCL")),
+            ops.Chmod(path, 0o644),
+            ops.Chown(path, 0, 0),
+        )
+        for step in steps:
+            if any(isinstance(o, Ok) for o in fs.apply(step)):
+                _touch(container, fs, step, before)
+        return Ok(None)
+
+    def cp_out(self, name: str, path: str) -> bytes | Refused:
+        """``cp`` of the file at ``path`` out of the container: its bytes."""
+        if name not in self.containers:
+            return _refused(Why.NO_SUCH_CONTAINER)
+        found = first(self.cp_fs(name).apply(ops.Read(path)))
+        return found.value if isinstance(found, Ok) else _refused(Why.NO_SUCH_PATH)
 
     def stack_of(self, spec: ContainerSpec) -> StackSpec:
         return self.image if spec.image is None else self.images[spec.image]

@@ -102,6 +102,12 @@ class EngineProfile:
     #: security.capability (pkg/archive addTarFile ReadSecurityXattrToTarHeader;
     #: observed: a/x committed without user.k), podman 4.3 all of them (observed).
     commit_keeps_xattrs: bool = True
+    #: ``cp`` into a *running* container sees its tmpfs mounts: podman joins the
+    #: container's mount namespace (observed: the file is in the tmpfs); docker 20.10
+    #: mounts the root and the volumes and binds in the daemon's namespace, so the file
+    #: lands in the writable layer under the tmpfs (observed: ``A /e/in-tmpfs`` in diff,
+    #: not seen in the container). A stopped container's tmpfs is in neither.
+    cp_sees_tmpfs: bool = False
 
 
 DOCKER = EngineProfile(
@@ -133,6 +139,7 @@ PODMAN = EngineProfile(
     volumes_from_populates=True,
     tmpfs_copy_keeps_xattrs=False,
     diff_rule=DiffRule.NATIVE,
+    cp_sees_tmpfs=True,
 )
 
 KUBERNETES = EngineProfile(

@@ -18,6 +18,7 @@ from conformance.containers import (
 from reference import ops
 from reference.container import (
     BindMount,
+    ContainerFs,
     ContainerSpec,
     ContainerWorld,
     Refused,
@@ -310,3 +311,28 @@ def test_a_commit_dropping_whiteouts_fails_the_scenario(profile: str) -> None:
     by_id = {s.id: s for s in SCENARIOS}
     with pytest.raises(ContainerDiverged, match="b/w"):
         run_scenario(CommitDropsWhiteouts(profile), by_id["writable-layer-diff-commit"])
+
+
+class CpBypassesVolumes(ReferenceEngine):
+    """``cp`` into a path below a volume writes the writable layer under it instead."""
+
+    def cp_in(self, name: str, path: str, data: bytes):
+        world = self._w
+        if name in world.containers:
+            container = world.containers[name]
+            volumes = {r.mount.target for r in container.table if isinstance(r.mount, VolumeMount)}
+            if path.partition("/")[0] in volumes:
+                saved = world.cp_fs
+                world.cp_fs = lambda _: ContainerFs(container.root, {})  # type: ignore[method-assign]
+                try:
+                    return world.cp_in(name, path, data)
+                finally:
+                    world.cp_fs = saved  # type: ignore[method-assign]
+        return world.cp_in(name, path, data)
+
+
+@pytest.mark.parametrize("profile", ["docker", "podman"])
+def test_a_cp_through_a_volume_fails_the_scenario(profile: str) -> None:
+    by_id = {s.id: s for s in SCENARIOS}
+    with pytest.raises(ContainerDiverged, match="in-vol"):
+        run_scenario(CpBypassesVolumes(profile), by_id["cp-in-and-out"])
