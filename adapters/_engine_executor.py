@@ -550,13 +550,18 @@ class EngineExecutor(ContainerExecutor):
         try:
             with tarfile.open(archive) as outer:
                 manifest = json.load(outer.extractfile("manifest.json"))  # type: ignore[arg-type]
-                member = outer.extractfile(manifest[0]["Layers"][-1])
-                assert member is not None
-                entries = tuple(
-                (path, entry)
-                for path, entry in layer_entries(member.read())
-                if path.split("/")[0] not in SYSTEM_NAMES
-            )
+                config = json.load(outer.extractfile(manifest[0]["Config"]))  # type: ignore[arg-type]
+                entries: tuple[tuple[str, Any], ...] = ()
+                # docker 20.10 adds no layer for an empty change set (its history entry
+                # is empty_layer; observed: commit of a never-started container)
+                if not config["history"][-1].get("empty_layer"):
+                    member = outer.extractfile(manifest[0]["Layers"][-1])
+                    assert member is not None
+                    entries = tuple(
+                        (path, entry)
+                        for path, entry in layer_entries(member.read())
+                        if path.split("/")[0] not in SYSTEM_NAMES
+                    )
         finally:
             os.unlink(archive)
         for path, _ in entries:
