@@ -296,6 +296,7 @@ class Rename(Operation):
     Effect.WRITES,
     draws=("path", "path"),
     features=("hardlinks",),
+    containers=True,
 )
 @attrs.frozen
 class Link(Operation):
