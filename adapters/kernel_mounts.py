@@ -205,8 +205,12 @@ class KernelMountsEngine(SandboxedDriver):
             return expected
         self._mirror(name, before)
         container = model.containers[name]
-        mounts = [self._mount_spec(entry) for entry in container.table]
-        failure = self._call("start", name, mounts)
+        order = list(container.table)
+        last = self.profile.tmpfs_mounted_last
+        if last:  # the profile's start order (ContainerWorld._start)
+            order.sort(key=lambda entry: isinstance(entry.mount, TmpfsMount))
+        mounts = [self._mount_spec(entry) for entry in order]
+        failure = self._call("start", name, mounts, not last)
         return Refused(failure) if failure else Ok(None)
 
     def _mount_spec(self, entry: Any) -> dict[str, Any]:

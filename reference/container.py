@@ -488,14 +488,21 @@ class ContainerWorld:
         # mounted, in table order: podman 4.3.1 refused a tmpfs over a file even after an
         # earlier tmpfs copy-up that would not fit, but gave ENOSPC for that copy-up before
         # a volume over a file (both found by the state machine). In Docker only "not a
-        # directory" can fail a start, so the order does not show there.
-        for entry in container.table:
-            existed = _entry_at(root, entry.mount.target)
-            is_tmpfs = isinstance(entry.mount, TmpfsMount)
-            if is_tmpfs and existed is not None and existed.kind != "dir":
-                raise EngineError(Why.NOT_A_DIRECTORY)
+        # directory" can fail a start, and moby hands runc the volumes and binds first,
+        # then the tmpfs mounts (daemon/oci_linux.go: setupMounts, then the tmpfs ones):
+        # a mount point made before the failure stays in the writable layer (found by the
+        # machine through diff: ``A /n`` after a tmpfs over the file ``f`` failed).
+        order = list(container.table)
+        if self.profile.tmpfs_mounted_last:
+            order.sort(key=lambda entry: isinstance(entry.mount, TmpfsMount))
+        else:
+            for entry in container.table:
+                existed = _entry_at(root, entry.mount.target)
+                is_tmpfs = isinstance(entry.mount, TmpfsMount)
+                if is_tmpfs and existed is not None and existed.kind != "dir":
+                    raise EngineError(Why.NOT_A_DIRECTORY)
         container.tmpfs = {}
-        for entry in container.table:
+        for entry in order:
             target = entry.mount.target
             existed = _entry_at(root, target)
             if existed is not None and existed.kind != "dir":

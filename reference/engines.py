@@ -108,6 +108,11 @@ class EngineProfile:
     #: lands in the writable layer under the tmpfs (observed: ``A /e/in-tmpfs`` in diff,
     #: not seen in the container). A stopped container's tmpfs is in neither.
     cp_sees_tmpfs: bool = False
+    #: At start, the tmpfs mounts come after the volumes and binds, none checked
+    #: beforehand (docker: moby oci_linux.go; a failed start leaves the mount points made
+    #: so far, which ``diff`` shows); otherwise every tmpfs target is checked first and
+    #: the mounts go in table order (podman 4.3.1, found by the state machine).
+    tmpfs_mounted_last: bool = False
 
 
 DOCKER = EngineProfile(
@@ -124,6 +129,7 @@ DOCKER = EngineProfile(
     anonymous_read_only_refused=True,
     volumes_from_tmpfs_refused=True,
     commit_keeps_xattrs=False,
+    tmpfs_mounted_last=True,
 )
 
 PODMAN = EngineProfile(
