@@ -33,7 +33,8 @@ class DriverHung(DriverFailure):
 class Capabilities:
     """What a driver declares about itself, read (never probed) by the claims, the state
     machine, layer interchange and the reports. The defaults are a kernel-like mount that
-    claims everything; a FUSE driver's come from its profile (adapters/profile.py)."""
+    claims everything; a FUSE driver's come from its profile
+    (adapters/drivers/driver_profile.py)."""
 
     #: The engine itself, in process: no mount, no layers on disk (the reference).
     in_process: bool = False

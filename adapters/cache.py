@@ -3,7 +3,7 @@
 
 Read when asked, not at import, so a changed environment (a test's) is seen. It lives in
 ``adapters`` since both the VM (:mod:`adapters.vm.machine`) and ``unionspec kernels fetch``
-(:mod:`conformance.kernels`) need it, and ``conformance`` may import ``adapters``, not the
+(:mod:`conformance.certify.kernels`) need it, and ``conformance`` may import ``adapters``, not the
 reverse.
 """
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import attrs
 
-from adapters.reference import ReferenceDriver
+from adapters.drivers.reference import ReferenceDriver
 from reference import ops
 from reference.layer import Inode, Kind, StackSpec
 from reference.lookup import Node
@@ -20,8 +20,8 @@ from reference.overlay import Overlay
 class NoWhiteoutForDirs(Overlay):
     """rmdir of a lower directory leaves no whiteout: the directory comes back."""
 
-    def _lower_positive(self, parent: Node, name: str) -> bool:
-        found = super()._lower_positive(parent, name)
+    def lower_positive(self, parent: Node, name: str) -> bool:
+        found = super().lower_positive(parent, name)
         entry = self._child(parent, name).node
         return found and not (entry is not None and entry.is_dir)
 
@@ -29,9 +29,9 @@ class NoWhiteoutForDirs(Overlay):
 class CopyUpDropsXattrs(Overlay):
     """Copy-up forgets the user xattrs of the lower object."""
 
-    def _copy_up(self, node: Node, *, data: bool = True) -> Inode:
+    def copy_up(self, node: Node, *, data: bool = True) -> Inode:
         had_upper = node.upper is not None
-        upper = super()._copy_up(node, data=data)
+        upper = super().copy_up(node, data=data)
         if not had_upper and node.parent is not None:
             upper.xattrs.clear()
         return upper
@@ -78,8 +78,8 @@ class SymlinkTargetTruncated(Overlay):
 class LowerFifoReadsAsFile(Overlay):
     """A FIFO copied up becomes a regular file."""
 
-    def _copy_up(self, node: Node, *, data: bool = True) -> Inode:
-        upper = super()._copy_up(node, data=data)
+    def copy_up(self, node: Node, *, data: bool = True) -> Inode:
+        upper = super().copy_up(node, data=data)
         if upper.kind is Kind.FIFO:
             upper.kind = Kind.FILE
         return upper

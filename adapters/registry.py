@@ -25,11 +25,11 @@ ENTRY_POINT_GROUP = "unionspec.drivers"
 
 #: Built-in drivers: name -> "module:attribute".
 BUILTIN: dict[str, str] = {
-    "reference": "adapters.reference:ReferenceDriver",
-    "kernel": "adapters.kernel:KernelDriver",
-    "fuse-overlayfs": "adapters.fuse:FuseOverlayfsDriver",
-    "unionfs-fuse": "adapters.fuse:UnionfsFuseDriver",
-    "fuse": "adapters.fuse:GenericFuseDriver",
+    "reference": "adapters.drivers.reference:ReferenceDriver",
+    "kernel": "adapters.drivers.kernel:KernelDriver",
+    "fuse-overlayfs": "adapters.drivers.fuse:FuseOverlayfsDriver",
+    "unionfs-fuse": "adapters.drivers.fuse:UnionfsFuseDriver",
+    "fuse": "adapters.drivers.fuse:GenericFuseDriver",
 }
 
 #: Kernels given with ``--kernel-image``: ``kernel@<release>`` -> its driver class

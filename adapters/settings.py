@@ -39,7 +39,7 @@ def _positive(instance: Any, attribute: Any, value: float | None) -> None:
 class DriverSettings:
     """``driver_cmd``: the command template of the generic ``fuse`` driver
     (``--driver-cmd``). ``driver_profile``: a driver profile file (TOML,
-    adapters/profile.py) replacing a FUSE preset's own (``--profile``). ``timeout``:
+    adapters/drivers/driver_profile.py) replacing a FUSE preset's own (``--profile``). ``timeout``:
     seconds a driver request may take before the driver is hung (``--driver-timeout``;
     None: each driver's own default, 30 s for the sandboxed drivers)."""
 

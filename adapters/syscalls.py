@@ -1,8 +1,8 @@
 """The system call(s) of each operation kind, by rule name (``reference.ops.KINDS``).
 
 Standard library only and no import from the project: the sandboxed executors call these
-(adapters/_executor.py) and the standalone reproducer embeds this file verbatim
-(conformance/reproducer.py), so the suite and a reproducer make the same calls. Each call
+(adapters/sandbox/executor.py) and the standalone reproducer embeds this file verbatim
+(conformance/records/reproducer.py), so the suite and a reproducer make the same calls. Each call
 takes the operation's fields by name (``attrs.asdict(op)``, or the reproducer's dict) and
 runs inside a chroot of the mount: paths are made absolute within it. A call returns a
 plain value (a stat gives the fields of ``ops.StatResult`` as a dict) or raises OSError.
@@ -22,7 +22,7 @@ OPEN_FLAGS = {"O_CREAT": os.O_CREAT, "O_EXCL": os.O_EXCL, "O_TRUNC": os.O_TRUNC,
 SYS_RENAMEAT2 = {"x86_64": 316, "aarch64": 276, "riscv64": 276, "ppc64le": 357, "s390x": 347}
 AT_FDCWD = -100
 #: The most bytes read from one file: twice what a program can make (a write of up to
-#: 1 MiB at an offset of up to 1 MiB, conformance.program_check), rounded up.
+#: 1 MiB at an offset of up to 1 MiB, conformance.records.program_check), rounded up.
 MAX_READ = 4 << 20
 _KINDS = ((_stat.S_ISREG, "file"), (_stat.S_ISDIR, "dir"), (_stat.S_ISLNK, "symlink"),
           (_stat.S_ISFIFO, "fifo"), (_stat.S_ISCHR, "chardev"))

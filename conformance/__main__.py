@@ -2,7 +2,7 @@
 ``replay FILE``: run one step program of a corpus; ``diff OLD.json NEW.json``: the cells
 whose verdict changed between two reports; ``bench``: measure the suite
 (:mod:`conformance.bench`); ``coverage``: how deep generation reaches
-(:mod:`conformance.coverage`). Installed as the console command ``unionspec``.
+(:mod:`conformance.generation.coverage`). Installed as the console command ``unionspec``.
 
 Exit status: 0 conformant (or only expected divergences), 1 an unexpected divergence (a
 regression for ``diff``), 2 a usage or setup error (one line on stderr), and for an
@@ -15,8 +15,8 @@ import argparse
 import sys
 from typing import NoReturn
 
-from adapters.engine_registry import ENGINES
-from conformance.run import DEFAULT_CORPUS, UsageError
+from adapters.engines.registry import ENGINES
+from conformance.certify.command import DEFAULT_CORPUS, UsageError
 from conformance.timebudget import budget_arg
 from conformance.verdicts import (  # noqa: F401 (CONFORMANT, NONCONFORMANT: the CLI's API)
     CONFORMANT,
@@ -89,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
         "--expectations",
         metavar="PATH",
         help="known divergences of installed driver versions (default: "
-        "conformance/expectations.toml)",
+        "conformance/records/expectations.toml)",
     )
     certify_cmd.add_argument(
         "--report-dir",
@@ -108,6 +108,14 @@ def _parser() -> argparse.ArgumentParser:
         "--seed", type=int, metavar="N", help="seed of the generation (reproducible runs)"
     )
     certify_cmd.add_argument(
+        "--example-db",
+        metavar="DIR",
+        default=None,
+        help="a Hypothesis example database shared with other runs (storage other "
+        "machines see, a CI artifact), joined to the local one: every run replays every "
+        "run's failures first (default: $UNIONSPEC_EXAMPLE_DB)",
+    )
+    certify_cmd.add_argument(
         "-n",
         "--workers",
         type=int,
@@ -121,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME",
         help="certify only this feature (repeatable; the whole-machine cells are then "
-        "left out)",
+        "left out, unless named: --feature machine)",
     )
     certify_cmd.add_argument(
         "--engine",
@@ -172,17 +180,17 @@ def _parser() -> argparse.ArgumentParser:
         "coverage",
         help="how deep generation reaches: success per operation kind, rare states reached",
     )
-    from conformance.coverage import add_arguments as coverage_arguments
+    from conformance.generation.coverage import add_arguments as coverage_arguments
 
     coverage_arguments(coverage_cmd)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from conformance.interrupt import terminate_as_interrupt
+    from conformance.certify.interrupt import terminate_as_interrupt
 
     terminate_as_interrupt()
-    from conformance.report import ReportDirError
+    from conformance.reports.report import ReportDirError
 
     try:
         return _main(argv)
@@ -202,26 +210,26 @@ def _main(argv: list[str] | None) -> int:
 
         return bench_main(args)
     if args.command == "merge":
-        from conformance.shard import merge_command
+        from conformance.certify.shard import merge_command
 
         return merge_command(args.out, args.reports)
     if args.command == "kernels":
-        from conformance.kernels import main as kernels_main
+        from conformance.certify.kernels import main as kernels_main
 
         return kernels_main([args.action, *args.specs])
     if args.command == "coverage":
-        from conformance.coverage import main as coverage_main
+        from conformance.generation.coverage import main as coverage_main
 
         return coverage_main(args)
     if args.command == "diff":
-        from conformance.diff import diff_command
+        from conformance.reports.diff import diff_command
 
         return diff_command(args.old, args.new, args.old_driver, args.new_driver)
     if args.command == "replay":
-        from conformance.run import replay_command
+        from conformance.certify.command import replay_command
 
         return replay_command(args)
-    from conformance.run import certify_command
+    from conformance.certify.command import certify_command
 
     return certify_command(args)
 

@@ -11,7 +11,7 @@ In one run it measures, and prints as a table and writes as JSON (``--json``):
    ``derandomize=True`` Hypothesis would derive it from the test's source, so any edit of
    machine.py would draw other examples and before/after runs would not compare) and
    there is no example database. The seed fixes what is drawn, not the strategies: an edit
-   of conformance/strategies.py draws other programs. Nor the loaded modules: Hypothesis
+   of conformance/generation/strategies.py draws other programs. Nor the loaded modules: Hypothesis
    also draws integers from constants it finds in the loaded modules, collected again
    whenever ``sys.modules`` grows (hypothesis.internal.conjecture.providers
    ``_get_local_constants``), so a fault measured after the driver runs may draw other
@@ -58,9 +58,9 @@ from adapters import registry
 from adapters.base import DriverFailure, DriverUnavailable
 from adapters.faults import FAULTS, FaultyDriver
 from conformance import timebudget
-from conformance.cases import cases as drawn_cases
-from conformance.clock import Clock
-from conformance.machine import Diverged, OverlayMachine, lockstep_test, machine_for
+from conformance.generation.cases import cases as drawn_cases
+from conformance.lockstep.clock import Clock
+from conformance.lockstep.machine import Diverged, OverlayMachine, lockstep_test, machine_for
 from reference import ops
 from reference.layer import StackSpec
 from reference.options import Options
@@ -527,7 +527,7 @@ def main(args: argparse.Namespace) -> int:
                 return 2
     results = run(args, lambda text: print(text, file=sys.stderr, flush=True))
     print(render(results))
-    from conformance.safe_write import write_atomically
+    from conformance.reports.safe_write import write_atomically
 
     write_atomically(args.json, json.dumps(results, indent=2, sort_keys=False) + "\n")
     print(f"\nwritten to {args.json}")

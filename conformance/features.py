@@ -1,5 +1,5 @@
 """Features as data: each a focused state machine (a subset of the rules of
-:class:`conformance.machine.OverlayMachine`) plus its named scenarios, so one divergence
+:class:`conformance.lockstep.machine.OverlayMachine`) plus its named scenarios, so one divergence
 does not hide the others.
 
 ``rules`` are rule names of the machine (the ``mount_layers`` initializer always runs),
@@ -28,7 +28,7 @@ class Feature:
     fields: frozenset[str] | None
     scenarios: tuple[str, ...] = ()
     #: False: not a focused machine; its own runner (layer-interchange,
-    #: conformance.interchange), reached through conformance.machine.run_machine.
+    #: conformance.lockstep.interchange), reached through conformance.lockstep.machine.run_machine.
     machine: bool = True
 
 

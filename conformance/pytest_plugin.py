@@ -7,8 +7,8 @@ Options (group "unionspec"):
 - ``--budget quick|standard|deep|DURATION``: how many examples the state machines explore;
   a duration (``10m``) is spread over the machine items (conformance.timebudget).
 - ``--driver-cmd TEMPLATE``: the command template of the generic ``fuse`` driver
-  (see :mod:`adapters.fuse`);
-- ``--profile PATH``: a driver profile (TOML, :mod:`adapters.profile`) for the FUSE
+  (see :mod:`adapters.drivers.fuse`);
+- ``--profile PATH``: a driver profile (TOML, :mod:`adapters.drivers.driver_profile`) for the FUSE
   drivers; it replaces a preset's own profile;
 - ``--driver-timeout SECONDS``: how long one request to a driver may take before its
   verdict is "hung at step N" (default: the driver's own, 30 s for the sandboxed drivers);
@@ -20,21 +20,25 @@ Options (group "unionspec"):
   (default ``reference``; ``kernel-mounts``, ``docker``, ``podman``), each under the
   profiles of :data:`ENGINES`;
 - ``--expectations PATH``: the known divergences of installed driver versions
-  (:mod:`conformance.expectations`; default ``conformance/expectations.toml``). The
-  ``test_feature`` and ``test_state_machine`` items of a matching driver, version, feature
-  and option set are marked ``xfail(strict=True, raises=RecordedBehaviours)``: they xfail
+  (:mod:`conformance.records.expectations`; default ``conformance/records/expectations.toml``). The
+  items marked ``@pytest.mark.records(scope)`` (scope ``feature``, ``machine`` or
+  ``scenario``) of a matching driver, version, feature and option set are marked
+  ``xfail(strict=True, raises=RecordedBehaviours)``: they xfail
   only when every difference they found is one a record describes
-  (:mod:`conformance.records`); any other difference fails them. A driver version with a
+  (:mod:`conformance.records.behaviours`); any other difference fails them. A driver version with a
   ``[[pending]]`` entry (divergences found, not yet recorded) also expects a failure of
-  its ``test_feature`` and ``test_state_machine`` items on the names the entry describes
+  its feature and machine items on the names the entry describes
   (long names, ``.wh.`` names), never anything else and never a scenario's.
 
-- ``--corpus DIR``: the user's regression corpus (:mod:`conformance.corpus`; default
+- ``--corpus DIR``: the user's regression corpus (:mod:`conformance.records.corpus`; default
   ``.unionspec/corpus`` under the rootdir). Its programs and those of the project's
-  ``conformance/corpus/`` are ``test_corpus`` items, run before anything is generated;
+  ``conformance/records/corpus/`` are ``test_corpus`` items, run before anything is generated;
   every new divergence a test finds is saved there as a step program.
+- ``--example-db DIR``: a Hypothesis example database shared with other runs, joined to
+  the local ``.hypothesis/examples`` (:func:`conformance.budgets.example_database`;
+  default ``$UNIONSPEC_EXAMPLE_DB``).
 
-A SIGTERM ends the run as Ctrl-C does (:mod:`conformance.interrupt`): drivers are
+A SIGTERM ends the run as Ctrl-C does (:mod:`conformance.certify.interrupt`): drivers are
 closed and pytest reports what ran.
 
 Fixtures: ``driver`` (one per ``--driver``, closed after the test) and
@@ -52,7 +56,7 @@ from typing import Any, NoReturn
 
 import pytest
 
-from adapters.engine_registry import ENGINES
+from adapters.engines.registry import ENGINES
 from adapters.settings import DEFAULT, DriverSettings, SettingsError
 
 DRIVER_OPTION = "--driver"
@@ -66,10 +70,18 @@ TIMEOUT_OPTION = "--driver-timeout"
 CORPUS_OPTION = "--corpus"
 KERNEL_IMAGE_OPTION = "--kernel-image"
 KERNEL_MODULES_OPTION = "--kernel-modules"
+EXAMPLE_DB_OPTION = "--example-db"
 #: Where pytest_configure keeps the run's driver settings.
 SETTINGS = pytest.StashKey[DriverSettings]()
 #: On an item of a recorded cell whose driver version has a ``[[pending]]`` entry: the driver.
 PENDING_DRIVER = pytest.StashKey[str]()
+#: ``@pytest.mark.records(scope)``: the item's failures are held to the recorded behaviours of
+#: its driver at that scope ("feature": its ``feature`` parameter's records; "machine": the
+#: whole-machine records; "scenario": its ``scenario`` parameter's); a matching item xfails
+#: strictly unless every failure is recorded.
+RECORDS_MARK = "records"
+#: The plugin's fixture of saved programs: items that use it run first.
+CORPUS_FIXTURE = "corpus_program"
 BUDGET_NAMES = ("quick", "standard", "deep")
 
 
@@ -114,7 +126,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         metavar="PATH",
         help="known divergences of installed driver versions (TOML; default: "
-        "conformance/expectations.toml)",
+        "conformance/records/expectations.toml)",
     )
     group.addoption(
         TIMEOUT_OPTION,
@@ -136,6 +148,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="DIR",
         help="regression corpus: replayed first (test_corpus items), new divergences are "
         "saved there (default: .unionspec/corpus under the rootdir)",
+    )
+    group.addoption(
+        EXAMPLE_DB_OPTION,
+        default=None,
+        metavar="DIR",
+        help="a Hypothesis example database shared with other runs, joined to the local "
+        "one: every run replays every run's failures first (default: $UNIONSPEC_EXAMPLE_DB)",
     )
     group.addoption(
         KERNEL_IMAGE_OPTION,
@@ -161,15 +180,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     from adapters import registry
-    from conformance.interrupt import terminate_as_interrupt
-    from conformance.settings import register_profiles
+    from conformance.budgets import register_budgets
+    from conformance.certify.interrupt import terminate_as_interrupt
 
     terminate_as_interrupt()
-    register_profiles(config.rootpath)
+    config.addinivalue_line(
+        "markers", f"{RECORDS_MARK}(scope): failures held to the driver's recorded behaviours "
+        "at scope feature, machine or scenario (expectations.toml)",
+    )
+    register_budgets(config.rootpath, config.getoption(EXAMPLE_DB_OPTION))
     if config.getoption("hypothesis_show_statistics", False):
-        from conformance import coverage, machine
+        from conformance.generation import coverage
+        from conformance.lockstep import machine
 
-        # each rare state an example reaches becomes a Hypothesis event (conformance.coverage)
+        # each rare state an example reaches becomes a Hypothesis event
+        # (conformance.generation.coverage)
         coverage.EVENTS = True
         machine.OBSERVE = coverage.observed
     # The run's driver settings, built once here (in each xdist worker from the same
@@ -190,7 +215,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for name in config.getoption(ENGINE_OPTION):
         if name not in ENGINES:
             raise pytest.UsageError(f"unknown engine {name!r} (known: {', '.join(ENGINES)})")
-    from conformance import expectations
+    from conformance.records import expectations
 
     try:
         expectations.configure(config.getoption(EXPECTATIONS_OPTION))
@@ -242,12 +267,13 @@ def corpus_dir(config: pytest.Config) -> Path:
 
 @pytest.hookimpl(trylast=True)  # after -k and -m have deselected: the items that will run
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark the items of a known divergence xfail(strict=True) (conformance.expectations),
+    """Mark the items of a known divergence xfail(strict=True) (conformance.records.expectations),
     and run the corpus replays (``test_corpus``) before anything generates. Under a
     duration budget, each machine item gets an equal share of it (conformance.timebudget;
     under xdist the workers share the items, so the run takes the duration divided by
     their number)."""
-    from conformance import expectations, timebudget
+    from conformance import timebudget
+    from conformance.records import expectations
 
     duration = timebudget.seconds(config.getoption(BUDGET_OPTION))
     machines = [
@@ -257,32 +283,35 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     ]
     timebudget.SECONDS_PER_RUN = None if duration is None else duration / max(1, len(machines))
 
-    items.sort(key=lambda item: getattr(item, "originalname", item.name) != "test_corpus")
+    # the corpus's programs replay before anything is generated
+    items.sort(key=lambda item: CORPUS_FIXTURE not in getattr(item, "fixturenames", ()))
     settings = driver_settings_of(config)
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
-        if "driver" not in params or "options" not in params:
+        mark = item.get_closest_marker(RECORDS_MARK)
+        if mark is None or "driver" not in params or "options" not in params:
             continue
-        name = getattr(item, "originalname", item.name)
+        scope = mark.args[0] if mark.args else "machine"
         label = params["options"].label
-        if name == "test_feature":
+        if scope == "feature":
             found = expectations.matching(
                 params["driver"], params["feature"].id, label, settings
             )
-        elif name == "test_state_machine":
+        elif scope == "machine":
             found = expectations.matching(params["driver"], "", label, settings)
-        elif name == "test_scenario":
+        elif scope == "scenario":
             found = expectations.matching_scenario(
                 params["driver"], params["scenario"].id, label, settings
             )
         else:
-            continue
+            raise pytest.UsageError(f"{item.nodeid}: records scope {scope!r} is not one of "
+                                    "feature, machine, scenario")
         if found:
-            from conformance.records import RecordedBehaviours
+            from conformance.records.behaviours import RecordedBehaviours
 
             reason = f"known divergence: {expectations.describe(found)}"
             waiting = expectations.pending(params["driver"], settings)
-            if waiting is not None and name != "test_scenario":
+            if waiting is not None and scope != "scenario":
                 # found, not yet recorded (expectations.toml [[pending]]): a failure on
                 # the names it describes is expected too (pytest_pyfunc_call turns it
                 # into PendingBehaviour); certify still reports each as ``diverges``
@@ -297,7 +326,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Iterator[object]:
     """An item of a recorded cell of a driver version with a ``[[pending]]`` entry: a
     failure whose every failing program is on the names the entry describes becomes
-    :class:`conformance.expectations.PendingBehaviour` (what its strict xfail expects);
+    :class:`conformance.records.expectations.PendingBehaviour` (what its strict xfail expects);
     any other failure stays as it is."""
     try:
         return (yield)
@@ -305,7 +334,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Iterator[object]:
         driver = pyfuncitem.stash.get(PENDING_DRIVER, None)
         if driver is None:
             raise
-        from conformance import expectations
+        from conformance.records import expectations
 
         entry = expectations.excused(exc, driver, driver_settings_of(pyfuncitem.config))
         if entry is None:
@@ -318,19 +347,19 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Iterator[object]:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """Save the failing examples of an unexpected divergence in the corpus (a known one,
-    recorded behaviours only, has its reproducer in conformance/expectations.toml)."""
+    recorded behaviours only, has its reproducer in conformance/records/expectations.toml)."""
     yield
     if call.when != "call" or call.excinfo is None:
         return
-    from conformance import corpus, expectations
-    from conformance.records import RecordedBehaviours
+    from conformance.records import corpus, expectations
+    from conformance.records.behaviours import RecordedBehaviours
 
     failed = call.excinfo.value
     if isinstance(failed, expectations.PendingBehaviour):
         failed = failed.__cause__  # found, not yet recorded: kept as any new divergence
     elif isinstance(failed, RecordedBehaviours):
         return
-    from conformance.failure import failures_of
+    from conformance.records.failure import failures_of
 
     for failure in failures_of(failed):
         if failure.driver.startswith(("fault:", "imitation")):
@@ -351,7 +380,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         ids = [f"{n}:{p}" for n, p in cases]
         metafunc.parametrize("engine", cases, indirect=True, ids=ids, scope="session")
     if "corpus_program" in metafunc.fixturenames:
-        from conformance import corpus
+        from conformance.records import corpus
 
         try:
             programs = corpus.load([corpus.PROJECT_CORPUS, corpus_dir(metafunc.config)])
@@ -390,9 +419,9 @@ def driver(request: pytest.FixtureRequest) -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def engine(request: pytest.FixtureRequest) -> Iterator[Any]:
-    """A container engine (adapters.containers_base.EngineDriver) under one profile."""
-    from adapters import engine_registry
+    """A container engine (adapters.engines.base.EngineDriver) under one profile."""
     from adapters.base import DriverUnavailable
+    from adapters.engines import registry as engine_registry
 
     name, profile = request.param
     try:
@@ -407,25 +436,25 @@ def engine(request: pytest.FixtureRequest) -> Iterator[Any]:
 
 @pytest.fixture
 def conformance_settings(request: pytest.FixtureRequest) -> Any:
-    from conformance.settings import profile
+    from conformance.budgets import budget_settings
 
-    return profile(request.config.getoption(BUDGET_OPTION))
+    return budget_settings(request.config.getoption(BUDGET_OPTION))
 
 
 @pytest.fixture
 def feature_settings(request: pytest.FixtureRequest) -> Any:
-    from conformance.settings import feature_profile
+    from conformance.budgets import feature_budget_settings
 
-    return feature_profile(request.config.getoption(BUDGET_OPTION))
+    return feature_budget_settings(request.config.getoption(BUDGET_OPTION))
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     """--hypothesis-show-statistics for the suite's items: they run their state machine's
     @given test inside a plain test, which Hypothesis's plugin does not collect from; its
-    statistics (with the rare states reached as events, conformance.coverage) are kept on
+    statistics (with the rare states reached as events, conformance.generation.coverage) are kept on
     the item for that plugin to print."""
-    from conformance import coverage
+    from conformance.generation import coverage
 
     if not coverage.EVENTS or getattr(item.obj, "is_hypothesis_test", False):  # type: ignore[attr-defined]
         yield

@@ -1,6 +1,6 @@
 """Time budgets: ``--budget 10m`` explores until the time is spent, spread over the cells.
 
-A budget is a name (quick, standard, deep: conformance.settings) or a duration such as
+A budget is a name (quick, standard, deep: conformance.budgets) or a duration such as
 ``90s``, ``10m``, ``1h30m``. Under a duration every lockstep run (one cell of certify, one
 machine item of the pytest plugin) gets an equal share of it (:data:`SECONDS_PER_RUN`, set
 by certify and by the plugin) and runs the standard budget's Hypothesis test again and
@@ -41,7 +41,7 @@ def seconds(budget: str) -> float | None:
     return float(total)
 
 
-def profile_name(budget: str) -> str:
+def named_budget(budget: str) -> str:
     """The settings profile of ``budget``: its own name, or the one a duration's rounds use."""
     return budget if budget in NAMES else ROUND_PROFILE
 

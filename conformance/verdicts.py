@@ -18,7 +18,7 @@ class VerdictKind(enum.StrEnum):
     CONFORMS = "conforms"
     #: The driver did something the reference does not allow.
     DIVERGES = "diverges"
-    #: A divergence recorded in conformance/expectations.toml for the installed version.
+    #: A divergence recorded in conformance/records/expectations.toml for the installed version.
     EXPECTED = "expected-divergence"
     #: The cell cannot run here (a missing driver, a feature not defined for the options).
     SKIPPED = "skipped"
@@ -73,7 +73,7 @@ def worst(verdicts: Iterable[str]) -> str:
     return max(verdicts, key=lambda verdict: SEVERITY.get(verdict, max(SEVERITY.values())))
 
 
-#: The driver part of an engine cell's id: ``engine:<name>`` (conformance.certify_engines).
+#: The driver part of an engine cell's id: ``engine:<name>`` (conformance.certify.engines).
 ENGINE_PREFIX = "engine:"
 
 

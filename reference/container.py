@@ -154,7 +154,7 @@ def plain_fs(root: Inode, *, read_only: bool = False) -> Overlay:
     fs = Overlay(StackSpec(()), Options(read_only=read_only))
     if read_only:
         fs.lowers = [root]
-        fs._lower_nlink = link_counts(root)
+        fs.lower_nlink = link_counts(root)
     else:
         fs.upper = root
     return fs
@@ -721,7 +721,7 @@ def _touch(container: Container, fs: ContainerFs, op: ops.Op, before: View) -> N
         grows = isinstance(op, ops.Write) and (op.data or "O_TRUNC" in op.flags)
         resized = isinstance(op, ops.Truncate) and _size_before(before, root, path) != op.size
         if grows or resized:
-            node = root._resolve(path, follow=True).node
+            node = root.resolve(path, follow=True).node
             if node is not None and node.upper is not None:
                 container.touched.add(node.upper.ident)
     after = root.view().entries
@@ -734,7 +734,7 @@ def _touch(container: Container, fs: ContainerFs, op: ops.Op, before: View) -> N
 
 
 def _size_before(before: View, root: Overlay, path: str) -> int | None:
-    node = root._resolve(path, follow=True).node
+    node = root.resolve(path, follow=True).node
     entry = before.entries.get(node.path) if node is not None else None
     return len(entry.data) if entry is not None else None
 

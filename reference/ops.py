@@ -52,7 +52,7 @@ class Kind:
 
     ``rule``: its name everywhere (machine rules, features, ``Overlay._op_<rule>``,
     ``adapters.syscalls.CALLS[rule]``). ``draws``: the domain each field is drawn from, in
-    field order (``conformance.strategies.DOMAINS`` and the container machine's domains).
+    field order (``conformance.generation.strategies.DOMAINS`` and the container machine's domains).
     ``features``: the focused machines that draw it (conformance.features). ``containers``:
     the container machine draws it too. ``result``: the class its value is built as from
     the system call's plain fields (a dict), None when the call returns the value itself.

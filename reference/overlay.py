@@ -38,9 +38,9 @@ class Overlay:
         self.index: dict[int, Inode] = {}
         #: index=on: the union nlink of an indexed inode, trusted.overlay.nlink (obs H.index=on.3).
         self.index_nlink: dict[int, int] = {}
-        self._lower_nlink: dict[int, int] = {}
+        self.lower_nlink: dict[int, int] = {}
         for root in self.lowers:
-            self._lower_nlink.update(link_counts(root))
+            self.lower_nlink.update(link_counts(root))
         #: Each operation kind's rule: the method ``_op_<rule>`` (ops.KINDS).
         self._handlers: dict[type, Callable[..., object]] = {
             cls: getattr(self, f"_op_{kind.rule}") for cls, kind in ops.KINDS.items()
@@ -96,20 +96,20 @@ class Overlay:
     def _child(self, parent: Node, name: str) -> Found:
         return lookup_child(parent, name, self.lowers)
 
-    def _resolve(self, path: str, *, follow: bool) -> Resolved:
+    def resolve(self, path: str, *, follow: bool) -> Resolved:
         return resolve(self.root(), path, self._child, follow=follow)
 
     def _existing(self, path: str, *, follow: bool) -> Node:
-        node = self._resolve(path, follow=follow).node
+        node = self.resolve(path, follow=follow).node
         if node is None:
             raise FsError("ENOENT")
         return node
 
-    def _names(self, directory: Node) -> list[str]:
+    def names(self, directory: Node) -> list[str]:
         """readdir: the union of the names of every layer, less whiteouts (doc "readdir")."""
-        return [name for name, _ in self._found_children(directory)]
+        return [name for name, _ in self.found_children(directory)]
 
-    def _found_children(self, directory: Node) -> list[tuple[str, Node]]:
+    def found_children(self, directory: Node) -> list[tuple[str, Node]]:
         """The names of :meth:`_names`, each with the node its lookup found."""
         candidates: set[str] = set()
         for layer_dir in [directory.upper, *directory.lowers]:
@@ -124,17 +124,17 @@ class Overlay:
         merged one is the filtered union (observed: a whiteout in a lower dir with nothing
         below it is listed, and lookup gives ENOENT)."""
         if directory.is_merged:
-            return self._names(directory)
+            return self.names(directory)
         return sorted(directory.top.entries)
 
     def _listed(self, directory: Node) -> list[tuple[str, Node | None]]:
         """:meth:`_listing` with each name's lookup (None: listed, but lookup finds
         nothing), each name looked up once."""
         if directory.is_merged:
-            return list(self._found_children(directory))
+            return list(self.found_children(directory))
         return [(name, self._child(directory, name).node) for name in sorted(directory.top.entries)]
 
-    def _lower_of(self, node: Node) -> Inode | None:
+    def lower_of(self, node: Node) -> Inode | None:
         """The lower object behind a node: for a copied-up non-directory, the one recorded
         in trusted.overlay.origin (doc "Inode properties"); for a directory, its top lower."""
         if not node.is_dir and node.upper is not None:
@@ -143,19 +143,19 @@ class Overlay:
 
     def _indexed(self, node: Node) -> Inode | None:
         """index=on: the upper copy shared by every name of a lower hardlink (obs H.index=on.1)."""
-        lower = self._lower_of(node)
+        lower = self.lower_of(node)
         if self.options.index and lower is not None and not node.is_dir:
             return self.index.get(lower.ident)
         return None
 
-    def _meta(self, node: Node) -> Inode:
+    def meta(self, node: Node) -> Inode:
         """The object that holds the node's metadata and (unless metacopy) its data."""
         if node.upper is not None:
             return node.upper
         return self._indexed(node) or node.lowers[0]
 
     def _data(self, node: Node) -> bytes:
-        meta = self._meta(node)
+        meta = self.meta(node)
         if meta.metacopy and meta.origin is not None:
             return meta.origin.data  # doc "Metadata only copy up": reads come from the lower
         return meta.data
@@ -163,7 +163,7 @@ class Overlay:
     # --- observation ----------------------------------------------------------------------
 
     def _entry_view(self, node: Node, upper_links: dict[int, int] | None = None) -> EntryView:
-        meta = self._meta(node)
+        meta = self.meta(node)
         kind = meta.kind
         xattrs = tuple(sorted(meta.xattrs.items())) if kind in (Kind.FILE, Kind.DIR) else ()
         return EntryView(
@@ -185,7 +185,7 @@ class Overlay:
             if node.is_merged:
                 return 1
             return dir_nlink(node.top)
-        lower = self._lower_of(node)
+        lower = self.lower_of(node)
         if self._indexed(node) is not None and lower is not None:
             return self.index_nlink[lower.ident]
         if node.upper is not None:
@@ -193,43 +193,43 @@ class Overlay:
             if upper_links is None:
                 upper_links = link_counts(self.upper)
             return upper_links.get(node.upper.ident, 1)
-        return self._lower_nlink[node.lowers[0].ident]
+        return self.lower_nlink[node.lowers[0].ident]
 
     def _st_ino(self, node: Node) -> int:
         """st_ino with all layers on one filesystem (doc "Inode properties"; inode.c
         ovl_getattr): a directory or an object copied up keeps its lower origin's number,
         except a copied-up lower hardlink that is not indexed (its link was broken)."""
-        lower = self._lower_of(node)
+        lower = self.lower_of(node)
         if lower is None or node.upper is None:
             return (lower or node.top).ident
         if node.is_dir or self._indexed(node) is not None:
             return lower.ident
-        if self._lower_nlink[lower.ident] == 1:
+        if self.lower_nlink[lower.ident] == 1:
             return lower.ident
         return node.upper.ident
 
-    def _vfs_inode(self, node: Node) -> tuple[str, object]:
+    def vfs_inode(self, node: Node) -> tuple[str, object]:
         """Which names share one overlay inode (inode.c ovl_hash_bylower): rename() between
         two names of one inode does nothing (vfs_rename)."""
-        lower = self._lower_of(node)
+        lower = self.lower_of(node)
         if self._indexed(node) is not None and lower is not None:
             return ("index", lower.ident)
         if node.upper is not None:
             return ("upper", node.upper.ident)
         if node.is_dir or lower is None:
             return ("dir", node.path)
-        if self.options.read_only or self.options.index or self._lower_nlink[lower.ident] == 1:
+        if self.options.read_only or self.options.index or self.lower_nlink[lower.ident] == 1:
             return ("lower", lower.ident)
         return ("name", node.path)  # a lower hardlink that copy-up will break: its own inode
 
     # --- the upper layer: copy-up, whiteouts ----------------------------------------------
 
-    def _writable(self) -> None:
+    def writable(self) -> None:
         """doc "Non-standard behavior"; obs RO.1-8: no upper layer, every write is EROFS."""
         if self.upper is None:
             raise FsError("EROFS")
 
-    def _copy_up(self, node: Node, *, data: bool = True) -> Inode:
+    def copy_up(self, node: Node, *, data: bool = True) -> Inode:
         """Copy ``node`` (and its parents) up; return its upper object (doc "Copy up").
 
         The whole file is copied once; later writes go to the upper copy. With metacopy=on a
@@ -245,12 +245,12 @@ class Overlay:
             if data and upper.metacopy:
                 self._copy_up_data(upper)
             return upper
-        parent_upper = self._copy_up(node.parent)
+        parent_upper = self.copy_up(node.parent)
         existing = parent_upper.entries.get(node.name)
         if existing is not None and existing.kind is not Kind.WHITEOUT:
             # copied up since ``node`` was looked up (through another path to it)
             node.upper = existing
-            return self._copy_up(node, data=data)
+            return self.copy_up(node, data=data)
         lower = node.lowers[0]
         indexed = self._indexed(node)
         if indexed is not None:
@@ -264,9 +264,9 @@ class Overlay:
         if copy.kind is Kind.FILE and self.options.metacopy and not data:
             copy.metacopy = True
             copy.data = b""
-        if self.options.index and not node.is_dir and self._lower_nlink[lower.ident] > 1:
+        if self.options.index and not node.is_dir and self.lower_nlink[lower.ident] > 1:
             self.index[lower.ident] = copy
-            self.index_nlink[lower.ident] = self._lower_nlink[lower.ident]
+            self.index_nlink[lower.ident] = self.lower_nlink[lower.ident]
         parent_upper.entries[node.name] = copy
         node.upper = copy
         return copy
@@ -277,7 +277,7 @@ class Overlay:
         upper.data = upper.origin.data
         upper.metacopy = False
 
-    def _lower_positive(self, parent: Node, name: str) -> bool:
+    def lower_positive(self, parent: Node, name: str) -> bool:
         """dir.c ovl_lower_positive: does a lower layer still show ``name``? Then removing
         it must leave a whiteout (doc "whiteouts and opaque directories")."""
         if parent.upper is not None and parent.upper.opaque:
@@ -291,20 +291,20 @@ class Overlay:
         """Remove a name from the merged view: delete its upper entry, and leave a whiteout
         where a lower layer still has the name (obs E3.1, E3.13, E3.20)."""
         assert node.parent is not None
-        self._drop_index_link(node)
-        parent_upper = self._copy_up(node.parent)
+        self.drop_index_link(node)
+        parent_upper = self.copy_up(node.parent)
         parent_upper.entries.pop(node.name, None)
-        if self._lower_positive(node.parent, node.name):
+        if self.lower_positive(node.parent, node.name):
             parent_upper.entries[node.name] = Inode(Kind.WHITEOUT, mode=0)
 
-    def _drop_index_link(self, node: Node) -> None:
+    def drop_index_link(self, node: Node) -> None:
         """index=on: removing a name of a lower hardlink copies it up first so the index
         keeps the union nlink (dir.c ovl_nlink_start), then counts one link less."""
-        lower = self._lower_of(node)
+        lower = self.lower_of(node)
         if not self.options.index or node.is_dir or lower is None:
             return
-        if lower.ident not in self.index and self._lower_nlink[lower.ident] > 1:
-            self._copy_up(node)
+        if lower.ident not in self.index and self.lower_nlink[lower.ident] > 1:
+            self.copy_up(node)
         if lower.ident in self.index:
             self.index_nlink[lower.ident] -= 1
 
@@ -316,7 +316,7 @@ class Overlay:
         lowers are not allowed: "setting opaque here is just an optimization" (dir.c
         ovl_create_upper; found by the kernel run, confirmed in the source)."""
         assert resolved.parent is not None
-        parent_upper = self._copy_up(resolved.parent)
+        parent_upper = self.copy_up(resolved.parent)
         merged_parent = bool(resolved.parent.lowers)
         if inode.is_dir and (
             resolved.found.upper_whiteout
@@ -328,17 +328,17 @@ class Overlay:
     def _new_name(self, path: str) -> Resolved:
         """filename_create (vfs): the parent must exist; an existing name gives EEXIST,
         before EROFS; a final symlink is not followed."""
-        resolved = self._resolve(path, follow=False)
+        resolved = self.resolve(path, follow=False)
         if resolved.node is not None:
             raise FsError("EEXIST")
-        self._writable()
+        self.writable()
         return resolved
 
     # --- operations -----------------------------------------------------------------------
 
     def _op_stat(self, op: ops.Stat) -> ops.StatResult:
         node = self._existing(op.path, follow=op.follow)
-        meta = self._meta(node)
+        meta = self.meta(node)
         size = len(self._data(node)) if meta.kind is Kind.FILE else len(meta.target)
         return ops.StatResult(
             kind=meta.kind.value,
@@ -358,14 +358,14 @@ class Overlay:
     def _op_write(self, op: ops.Write) -> int:
         flags = set(op.flags)
         exclusive = {"O_CREAT", "O_EXCL"} <= flags
-        resolved = self._resolve(op.path, follow=not exclusive)
+        resolved = self.resolve(op.path, follow=not exclusive)
         node = resolved.node
         if node is None:
             if "O_CREAT" not in flags:
                 raise FsError("ENOENT")
             if resolved.parent is None:
                 raise FsError("EISDIR")
-            self._writable()
+            self.writable()
             inode = Inode(Kind.FILE, mode=op.mode & 0o7777)
             self._create(resolved, inode)
             created = True
@@ -376,8 +376,8 @@ class Overlay:
                 raise FsError("EISDIR")  # vfs may_open: a directory is never opened to write
             if node.kind is Kind.FIFO:
                 raise FsError("ENXIO")  # open(2): O_WRONLY|O_NONBLOCK FIFO with no reader
-            self._writable()
-            inode = self._copy_up(node)  # doc "Copy up": any open for write (obs E2.2/3)
+            self.writable()
+            inode = self.copy_up(node)  # doc "Copy up": any open for write (obs E2.2/3)
             created = False
         if "O_TRUNC" in flags and not created:
             inode.data = b""
@@ -393,8 +393,8 @@ class Overlay:
             raise FsError("EISDIR")
         if node.kind is not Kind.FILE:
             raise FsError("EINVAL")
-        self._writable()
-        inode = self._copy_up(node)
+        self.writable()
+        inode = self.copy_up(node)
         inode.data = inode.data[: op.size].ljust(op.size, b"\0")
 
     def _op_mkdir(self, op: ops.Mkdir) -> None:
@@ -410,8 +410,8 @@ class Overlay:
         self._create(resolved, Inode(Kind.FIFO, mode=op.mode & 0o7777))
 
     def _op_rmdir(self, op: ops.Rmdir) -> None:
-        resolved = self._resolve(op.path, follow=False)
-        self._writable()  # vfs do_rmdir: mnt_want_write before the last lookup
+        resolved = self.resolve(op.path, follow=False)
+        self.writable()  # vfs do_rmdir: mnt_want_write before the last lookup
         node = resolved.node
         if resolved.parent is None:
             raise FsError("EBUSY" if node is not None and node.parent is None else "EINVAL")
@@ -419,13 +419,13 @@ class Overlay:
             raise FsError("ENOENT")
         if not node.is_dir:
             raise FsError("ENOTDIR")
-        if self._names(node):
+        if self.names(node):
             raise FsError(*NOT_EMPTY)
         self._remove_name(node)
 
     def _op_unlink(self, op: ops.Unlink) -> None:
-        resolved = self._resolve(op.path, follow=False)
-        self._writable()  # vfs do_unlinkat: mnt_want_write before the last lookup
+        resolved = self.resolve(op.path, follow=False)
+        self.writable()  # vfs do_unlinkat: mnt_want_write before the last lookup
         node = resolved.node
         if node is None:
             raise FsError("ENOENT")
@@ -440,14 +440,14 @@ class Overlay:
             raise FsError("EPERM")  # link(2): hard links to directories are not allowed
         # obs E2.9: the source is copied up (metadata only with metacopy=on), the link joins
         # it; a metacopy source records where its data is (dir.c ovl_set_link_redirect).
-        upper = self._copy_up(source, data=False)
+        upper = self.copy_up(source, data=False)
         assert resolved.parent is not None
-        self._copy_up(resolved.parent)  # ovl_link: the new parent too, before the redirect
+        self.copy_up(resolved.parent)  # ovl_link: the new parent too, before the redirect
         if upper.metacopy and not (upper.redirect or "").startswith("/"):
             from reference.rename import checked_redirect
 
             upper.redirect = checked_redirect(source)  # EXDEV past redirect_max, copied up
-        lower = self._lower_of(source)
+        lower = self.lower_of(source)
         if self._indexed(source) is not None and lower is not None:
             self.index_nlink[lower.ident] += 1
         self._create(resolved, upper)
@@ -460,13 +460,13 @@ class Overlay:
 
     def _op_chmod(self, op: ops.Chmod) -> None:
         node = self._existing(op.path, follow=True)
-        self._writable()
-        self._copy_up(node, data=False).mode = op.mode & 0o7777
+        self.writable()
+        self.copy_up(node, data=False).mode = op.mode & 0o7777
 
     def _op_chown(self, op: ops.Chown) -> None:
         node = self._existing(op.path, follow=True)
-        self._writable()
-        inode = self._copy_up(node, data=False)
+        self.writable()
+        inode = self.copy_up(node, data=False)
         inode.uid, inode.gid = op.uid, op.gid
 
     def _xattr_target(self, path: str, *, write: bool) -> Node:
@@ -474,7 +474,7 @@ class Overlay:
         objects a write gives EPERM and a read ENODATA (fs/xattr.c xattr_permission)."""
         node = self._existing(path, follow=True)
         if write:
-            self._writable()
+            self.writable()
         if node.kind not in (Kind.FILE, Kind.DIR):
             raise FsError("EPERM" if write else "ENODATA")
         return node
@@ -482,7 +482,7 @@ class Overlay:
     def _xattr_upper(self, node: Node) -> Inode:
         """xattr.c ovl_xattr_set writes to the inode's upper object: an indexed lower
         hardlink already has one (the index), so its name is not copied up."""
-        return self._indexed(node) or self._copy_up(node, data=False)
+        return self._indexed(node) or self.copy_up(node, data=False)
 
     def _op_setxattr(self, op: ops.SetXattr) -> None:
         node = self._xattr_target(op.path, write=True)
@@ -491,19 +491,19 @@ class Overlay:
     def _op_getxattr(self, op: ops.GetXattr) -> bytes:
         node = self._xattr_target(op.path, write=False)
         try:
-            return self._meta(node).xattrs[op.name]
+            return self.meta(node).xattrs[op.name]
         except KeyError:
             raise FsError("ENODATA") from None
 
     def _op_listxattr(self, op: ops.ListXattr) -> tuple[str, ...]:
         node = self._existing(op.path, follow=True)
-        return tuple(sorted(n for n in self._meta(node).xattrs if n.startswith("user.")))
+        return tuple(sorted(n for n in self.meta(node).xattrs if n.startswith("user.")))
 
     def _op_removexattr(self, op: ops.RemoveXattr) -> None:
         """xattrs.c ovl_xattr_set: removing a missing attribute of a lower object gives
         ENODATA without copying it up."""
         node = self._xattr_target(op.path, write=True)
-        if op.name not in self._meta(node).xattrs:
+        if op.name not in self.meta(node).xattrs:
             raise FsError("ENODATA")
         del self._xattr_upper(node).xattrs[op.name]
 
@@ -511,7 +511,7 @@ class Overlay:
         """The listing (:meth:`_listing`). Linux lists the whiteouts of a directory that is
         not merged (readdir.c ``ovl_iterate``: ``ovl_dir_is_real`` passes the real
         directory through); a driver that leaves those unreachable names out also conforms
-        (decision: see :func:`conformance.compare.may_be_absent`)."""
+        (decision: see :func:`conformance.lockstep.compare.may_be_absent`)."""
         node = self._existing(op.path, follow=True)
         if not node.is_dir:
             raise FsError("ENOTDIR")

@@ -1,5 +1,5 @@
 """A model's upper layer rebuilt from what a driver wrote: resynchronisation after a
-recorded difference the engine cannot state as a rule (conformance.records).
+recorded difference the engine cannot state as a rule (conformance.records.behaviours).
 
 The lower layers never change (doc "Upper and Lower"), so an overlay's state is its upper
 layer (and, with index=on, its index, which is not rebuilt: such a model cannot be

@@ -26,11 +26,11 @@ def rename(fs: Overlay, op: ops.Rename, *, vfs_only: bool = False) -> bool:
     if op.flags not in ops.RENAME_FLAGS:
         raise FsError("EINVAL")
     exchange = op.flags == "RENAME_EXCHANGE"
-    src = fs._resolve(op.src, follow=False)
-    dst = fs._resolve(op.dst, follow=False)
+    src = fs.resolve(op.src, follow=False)
+    dst = fs.resolve(op.dst, follow=False)
     if src.parent is None or dst.parent is None:
         raise FsError("EBUSY", "EINVAL")  # "." / ".." / "/" as a last component (vfs)
-    fs._writable()  # vfs: mnt_want_write before looking up the last components
+    fs.writable()  # vfs: mnt_want_write before looking up the last components
     old = src.node
     if old is None:
         raise FsError("ENOENT")
@@ -46,7 +46,7 @@ def rename(fs: Overlay, op: ops.Rename, *, vfs_only: bool = False) -> bool:
         raise FsError("EINVAL" if exchange else "ENOTEMPTY")
     if old.path == _join(dst.parent.path, dst.name):
         return False
-    if new is not None and fs._vfs_inode(old) == fs._vfs_inode(new):
+    if new is not None and fs.vfs_inode(old) == fs.vfs_inode(new):
         return False  # vfs_rename: source and target are the same inode, nothing to do
     if new is not None and not exchange:
         if old.is_dir and not new.is_dir:
@@ -59,7 +59,7 @@ def rename(fs: Overlay, op: ops.Rename, *, vfs_only: bool = False) -> bool:
     # "Renaming directories"; obs R.default.1/2, R.rd_on.1).
     if not _can_move(fs, old) or (exchange and new is not None and not _can_move(fs, new)):
         raise FsError("EXDEV")
-    if new is not None and new.is_dir and not exchange and fs._names(new):
+    if new is not None and new.is_dir and not exchange and fs.names(new):
         if new.is_pure_upper:
             _fail_in_upper_rename(fs, old, dst.parent)
         raise FsError(*NOT_EMPTY)  # ovl_check_empty_dir, before any change
@@ -76,8 +76,8 @@ def _fail_in_upper_rename(fs: Overlay, old: Node, new_parent: Node) -> None:
     rename, after ovl_rename has copied ``old`` up and marked it opaque or redirected: those
     changes stay (dir.c ovl_rename; found by the kernel run, a failed call that writes)."""
     assert old.parent is not None
-    moved = fs._copy_up(old, data=False)
-    fs._copy_up(new_parent)
+    moved = fs.copy_up(old, data=False)
+    fs.copy_up(new_parent)
     samedir = old.parent.path == new_parent.path
     _mark_moved(fs, old, moved, samedir=samedir, parent_merged=bool(new_parent.lowers))
     raise FsError(*NOT_EMPTY)
@@ -86,30 +86,30 @@ def _fail_in_upper_rename(fs: Overlay, old: Node, new_parent: Node) -> None:
 def _move(fs: Overlay, old: Node, new_parent: Node, new_name: str, new: Node | None) -> None:
     assert old.parent is not None
     samedir = old.parent.path == new_parent.path
-    moved = fs._copy_up(old, data=False)
+    moved = fs.copy_up(old, data=False)
     # the check comes after the new parent is copied up, so "merged" means it has lowers;
     # ovl_rename copies the new parent up before it sets the redirect (which may fail)
-    fs._copy_up(new_parent)
+    fs.copy_up(new_parent)
     _mark_moved(fs, old, moved, samedir=samedir, parent_merged=bool(new_parent.lowers))
     if new is not None:
-        fs._drop_index_link(new)
-    target_upper = fs._copy_up(new_parent)
-    source_upper = fs._copy_up(old.parent)
+        fs.drop_index_link(new)
+    target_upper = fs.copy_up(new_parent)
+    source_upper = fs.copy_up(old.parent)
     del source_upper.entries[old.name]
     # ovl_rename: RENAME_WHITEOUT at the old name when a lower layer still shows it.
-    if fs._lower_positive(old.parent, old.name):
+    if fs.lower_positive(old.parent, old.name):
         source_upper.entries[old.name] = Inode(Kind.WHITEOUT, mode=0)
     target_upper.entries[new_name] = moved
 
 
 def _exchange(fs: Overlay, old: Node, old_parent: Node, new: Node, new_parent: Node) -> None:
     samedir = old_parent.path == new_parent.path
-    old_upper = fs._copy_up(old, data=False)
-    new_upper = fs._copy_up(new, data=False)
+    old_upper = fs.copy_up(old, data=False)
+    new_upper = fs.copy_up(new, data=False)
     _mark_moved(fs, old, old_upper, samedir=samedir, parent_merged=bool(new_parent.lowers))
     _mark_moved(fs, new, new_upper, samedir=samedir, parent_merged=bool(old_parent.lowers))
-    fs._copy_up(old_parent).entries[old.name] = new_upper
-    fs._copy_up(new_parent).entries[new.name] = old_upper
+    fs.copy_up(old_parent).entries[old.name] = new_upper
+    fs.copy_up(new_parent).entries[new.name] = old_upper
 
 
 def _mark_moved(
@@ -135,7 +135,7 @@ def _needsabsolute_redirect(fs: Overlay, node: Node, upper: Inode, *, samedir: b
         return True
     if node.is_dir or upper.origin is None:
         return False
-    return fs._lower_nlink[upper.origin.ident] > 1
+    return fs.lower_nlink[upper.origin.ident] > 1
 
 
 def absolute_redirect(node: Node) -> str:

@@ -2,8 +2,8 @@
 
 A variant is a named change of one rule of :class:`reference.overlay.Overlay` that a real
 driver is known to follow instead of the kernel's (each recorded and reproduced by hand in
-``conformance/expectations.toml``, which names the variant). A driver's profile selects
-its variants (``variants = [...]`` in ``adapters/profiles/<driver>.toml``); the lockstep
+``conformance/records/expectations.toml``, which names the variant). A driver's profile selects
+its variants (``variants = [...]`` in ``adapters/drivers/profiles/<driver>.toml``); the lockstep
 machine then builds its model with them (:func:`engine`), so the comparison expects the
 behaviour and every other rule is still checked as before.
 
@@ -54,7 +54,7 @@ class MergedDirNlinkCountsSubdirs(Overlay):
         base = super()._nlink(node, upper_links)
         if not (node.is_dir and node.is_merged):
             return base
-        counted = 2 + sum(1 for _, child in self._found_children(node) if child.is_dir)
+        counted = 2 + sum(1 for _, child in self.found_children(node) if child.is_dir)
         if counted != base:
             _hit(self, "merged-dir-nlink-counts-subdirs")
         return counted
@@ -70,7 +70,7 @@ class MkdirWritesOpaque(Overlay):
 
     def _op_mkdir(self, op: ops.Mkdir) -> None:
         super()._op_mkdir(op)
-        created = self._resolve(op.path, follow=False).node
+        created = self.resolve(op.path, follow=False).node
         assert created is not None and created.upper is not None
         if not created.upper.opaque:
             _hit(self, "mkdir-writes-opaque")
@@ -91,8 +91,8 @@ class RmdirWhiteoutUnderLowerParent(Overlay):
         finally:
             self._removing_dir = False
 
-    def _lower_positive(self, parent: Node, name: str) -> bool:
-        found = super()._lower_positive(parent, name)
+    def lower_positive(self, parent: Node, name: str) -> bool:
+        found = super().lower_positive(parent, name)
         if self._removing_dir and not found and parent.lowers:
             _hit(self, "rmdir-whiteout-under-lower-parent")
             return True
@@ -140,7 +140,7 @@ class DirRenameCopiesTree(Overlay):
                 raise
         copied = False
         for path in (op.src, op.dst) if op.flags == "RENAME_EXCHANGE" else (op.src,):
-            node = self._resolve(path, follow=False).node
+            node = self.resolve(path, follow=False).node
             if node is not None and node.is_dir and node.lowers:
                 self._copy_tree(node)
                 assert node.upper is not None
@@ -152,12 +152,12 @@ class DirRenameCopiesTree(Overlay):
         super()._op_rename(op)
 
     def _copy_tree(self, node: Node) -> None:
-        self._copy_up(node)
-        for _, child in self._found_children(node):
+        self.copy_up(node)
+        for _, child in self.found_children(node):
             if child.is_dir:
                 self._copy_tree(child)
             else:
-                self._copy_up(child)
+                self.copy_up(child)
 
 
 class ParentsFromSourceBranch(Overlay):
@@ -165,13 +165,13 @@ class ParentsFromSourceBranch(Overlay):
     owner from the branch the object was found in (path_create copies each component from
     that branch), not from the topmost branch that has the directory, as the kernel does."""
 
-    def _copy_up(self, node: Node, *, data: bool = True) -> Inode:
+    def copy_up(self, node: Node, *, data: bool = True) -> Inode:
         missing: list[Node] = []
         parent = node.parent
         while parent is not None and parent.parent is not None and parent.upper is None:
             missing.append(parent)
             parent = parent.parent
-        upper = super()._copy_up(node, data=data)
+        upper = super().copy_up(node, data=data)
         if missing and node.lower_layers:
             source = self.lowers[node.lower_layers[0]]
             for directory in missing:
@@ -244,7 +244,7 @@ VARIANTS: dict[str, Variant] = {
             "rmdir-whiteout-under-lower-parent",
             "fuse-overlayfs",
             "rmdir in a directory with lower layers always leaves a whiteout",
-            "observed by hand (conformance/expectations.toml); containers/fuse-overlayfs "
+            "observed by hand (conformance/records/expectations.toml); containers/fuse-overlayfs "
             "main.c ovl_rmdir -> do_rm -> hide_node",
             RmdirWhiteoutUnderLowerParent,
         ),

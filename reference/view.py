@@ -41,7 +41,7 @@ class EntryView:
     through unfiltered; observed on this kernel). An unreachable entry has no other fields.
 
     A real driver's view may also hold kinds the reference never produces, so that they
-    compare as divergences (adapters/_executor.py ``merged_view``): ``"<call> gives
+    compare as divergences (adapters/sandbox/executor.py ``merged_view``): ``"<call> gives
     <ERRNO>"`` where observing a name failed (fuse-overlayfs 1.10: ENOMEM listing ``/``),
     and ``"foreign <kind>"`` for a name neither the layers nor the operations made.
     """

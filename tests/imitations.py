@@ -1,6 +1,6 @@
 """Imitations of real drivers' recorded behaviours: the reference engine changed the way
-fuse-overlayfs 1.10 and unionfs-fuse 1.0 behave (conformance/expectations.toml), so the
-record matching can be tested without root, and seeded faults (tests/faults.py) laid on
+fuse-overlayfs 1.10 and unionfs-fuse 1.0 behave (conformance/records/expectations.toml), so the
+record matching can be tested without root, and seeded faults (adapters/faults.py) laid on
 top of them (tests/test_records.py).
 
 The behaviours the engine models as variants (reference/variants.py) are imitated by the
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections import Counter
 
+from adapters.drivers.driver_profile import DriverProfile
+from adapters.drivers.reference import ReferenceDriver
 from adapters.faults import FAULTS
-from adapters.profile import Profile
-from adapters.reference import ReferenceDriver
-from conformance import expectations
+from conformance.records import expectations
 from reference import ops
 from reference.layer import Kind
 from reference.lookup import Node
@@ -44,8 +44,8 @@ class RemoveXattrCopiesUp(Overlay):
 
     def _op_removexattr(self, op: ops.RemoveXattr) -> None:
         node = self._xattr_target(op.path, write=True)
-        if op.name not in self._meta(node).xattrs:
-            self._copy_up(node, data=False)
+        if op.name not in self.meta(node).xattrs:
+            self.copy_up(node, data=False)
         super()._op_removexattr(op)
 
 
@@ -67,13 +67,13 @@ class ExchangeMovesLowerDirs(Overlay):
 
     def _move_exchanged(self, old: Node, new: Node) -> None:
         assert old.parent is not None and new.parent is not None
-        old_upper = self._copy_up(old, data=False)
-        new_upper = self._copy_up(new, data=False)
+        old_upper = self.copy_up(old, data=False)
+        new_upper = self.copy_up(new, data=False)
         for node, upper in ((old, old_upper), (new, new_upper)):
             if node.is_dir:
                 upper.redirect = "/" + node.path
-        self._copy_up(old.parent).entries[old.name] = new_upper
-        self._copy_up(new.parent).entries[new.name] = old_upper
+        self.copy_up(old.parent).entries[old.name] = new_upper
+        self.copy_up(new.parent).entries[new.name] = old_upper
 
 
 class ReadsTheBottomLayer(Overlay):
@@ -124,7 +124,7 @@ def records_of(driver: str) -> tuple[expectations.Expectation, ...]:
 
 class Imitation(ReferenceDriver):
     """The reference engine showing recorded behaviours (its variants and the imitating
-    classes) with ``fault`` (tests/faults.py) on top (first in the method order, so the
+    classes) with ``fault`` (adapters/faults.py) on top (first in the method order, so the
     fault breaks the rule it breaks whatever the behaviours below it do), under a profile
     that selects the variants: what the machine's model follows."""
 
@@ -142,7 +142,7 @@ class Imitation(ReferenceDriver):
 
         self.engine = make  # type: ignore[assignment]
         self.name = f"imitation{':' + fault if fault else ''}"
-        self.profile = Profile(name=self.name, variants=variants)
+        self.profile = DriverProfile(name=self.name, variants=variants)
 
 
 def _mixins(names: tuple[str, ...]) -> tuple[type[Overlay], ...]:

@@ -1,4 +1,4 @@
-"""The driver process and its executor share one CPU (adapters/_affinity.py)."""
+"""The driver process and its executor share one CPU (adapters/sandbox/affinity.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from adapters import _affinity
+from adapters.sandbox import affinity as _affinity
 
 pytestmark = pytest.mark.skipif(
     not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,

@@ -13,7 +13,7 @@ from hypothesis import settings
 
 from adapters.base import DriverUnavailable
 from adapters.registry import make
-from conformance.machine import DriverBroke, run_machine
+from conformance.lockstep.machine import DriverBroke, run_machine
 from reference import ops
 from reference.options import Options
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from hypothesis import Phase, settings
 
-from adapters import engine_registry
 from adapters.base import DriverFailure, DriverHung
-from adapters.containers_base import ReferenceEngine
+from adapters.engines import registry as engine_registry
+from adapters.engines.base import ReferenceEngine
 from conformance.__main__ import main
-from conformance.certify_engines import MACHINE, _check, certify_engines, label, plan
-from conformance.containers import SCENARIOS, run_container_machine
+from conformance.certify.engines import MACHINE, _check, certify_engines, label, plan
+from conformance.containers.machine import SCENARIOS, run_container_machine
 from conformance.verdicts import CONFORMS, DIVERGES, SKIPPED
 from tests.test_containers import RefillsNever
 
@@ -126,7 +126,7 @@ def test_certify_engine_writes_the_engine_cells_to_the_reports(tmp_path: Path, c
 )
 def test_which_engines_certify_runs(argv: list[str], engines: list[str]) -> None:
     from conformance.__main__ import _parser
-    from conformance.run import chosen_engines
+    from conformance.certify.command import chosen_engines
 
     assert chosen_engines(_parser().parse_args(["certify", *argv])) == engines
 

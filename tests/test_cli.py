@@ -112,13 +112,13 @@ def _cells(report: Path) -> list[tuple[str, str, list[str]]]:
 
 
 def test_a_seed_makes_the_generation_reproducible() -> None:
-    """--seed N: the same examples are drawn (conformance.run.seeded), so the same first
+    """--seed N: the same examples are drawn (conformance.certify.command.seeded), so the same first
     failing example is found."""
     from hypothesis import Phase, settings
 
+    from conformance.certify.command import seeded
     from conformance.features import BY_ID
-    from conformance.machine import Diverged, run_machine
-    from conformance.run import seeded
+    from conformance.lockstep.machine import Diverged, run_machine
     from reference.options import Options
     from tests.test_reports import TruncatingDriver
 
@@ -174,3 +174,21 @@ def test_a_driver_registered_by_an_entry_point_is_certified(tmp_path: Path) -> N
     doc = json.loads((tmp_path / "report" / "report.json").read_text())
     assert {c["driver"] for c in doc["cells"]} == {"thirdparty-chown"}
     assert any(c["verdict"] == "diverges" and c["reproducer"] for c in doc["cells"])
+
+
+def test_feature_machine_selects_the_whole_machine_cells(tmp_path: Path) -> None:
+    """``--feature machine`` (the whole-machine cells' id) alone, or with features."""
+    for features, expected in (
+        (["machine"], {"machine"}),
+        (["machine", "xattrs"], {"machine", "xattrs"}),
+        (["xattrs"], {"xattrs"}),
+    ):
+        report = tmp_path / "-".join(features)
+        argv = ["certify", "--driver", "reference", "--report-dir", str(report),
+                "--corpus", str(tmp_path / "c"), "--budget", "quick"]
+        for feature in features:
+            argv += ["--feature", feature]
+        assert main(argv) == 0
+        cells = [cell_id for cell_id, _, _ in _cells(report)]
+        assert {cell.split("/")[1] for cell in cells} == expected, features
+        assert len(cells) == 6 * len(expected)

@@ -1,8 +1,8 @@
-"""The comparison of views (conformance.compare): what counts as a divergence."""
+"""The comparison of views (conformance.lockstep.compare): what counts as a divergence."""
 
 from __future__ import annotations
 
-from conformance.compare import InodeMap, compare_views, may_be_absent
+from conformance.lockstep.compare import InodeMap, compare_views, may_be_absent
 from reference.layer import FileSpec, LayerSpec, StackSpec, WhiteoutSpec
 from reference.options import Options
 from reference.overlay import Overlay

@@ -1,7 +1,7 @@
 """Host safety (issue 17, items 1 and 7): a FUSE daemon runs in a root it cannot leave.
 
 unionfs-fuse merges a directory with a lower branch's symlink of the same name and follows
-it even out of its branches (conformance/expectations.toml): with a confined root, the host
+it even out of its branches (conformance/records/expectations.toml): with a confined root, the host
 tree the symlink names is not there to follow. The host files are written by the test
 outside /tmp (the sandbox hides /tmp anyway, so a host file there would prove nothing)."""
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.fuse import FuseOverlayfsDriver, UnionfsFuseDriver
+from adapters.drivers.fuse import FuseOverlayfsDriver, UnionfsFuseDriver
 from reference import ops
 from reference.layer import DirSpec, LayerSpec, StackSpec, SymlinkSpec
 from reference.options import Options
@@ -95,8 +95,8 @@ def test_a_driver_under_the_hosts_tmp_starts_and_sees_its_files_read_only(
     """The sandbox mounts its own /tmp; a driver a developer built under the host's /tmp
     is shown (its directory, read-only) at its own path in the confined root (item 7)."""
     require(FuseOverlayfsDriver, "fuse-overlayfs")
-    from adapters.fuse import PROFILES, FuseDriver
-    from adapters.profile import load_profile
+    from adapters.drivers.driver_profile import load_driver_profile
+    from adapters.drivers.fuse import PROFILES, FuseDriver
 
     build = tmp_path / "build"
     build.mkdir()
@@ -110,7 +110,7 @@ def test_a_driver_under_the_hosts_tmp_starts_and_sees_its_files_read_only(
         f"{wrapper} -o lowerdir={{lowerdir}},upperdir={{upperdir}},workdir={{workdir}}"
         "{options} {mountpoint}"
     )
-    profile = load_profile(PROFILES / "fuse-overlayfs.toml")
+    profile = load_driver_profile(PROFILES / "fuse-overlayfs.toml")
     with FuseDriver(template, profile, name="wrapped", timeout=30) as driver:
         driver.mount(StackSpec((LayerSpec((("f", DirSpec()),)),)), RW)
         assert driver.run(ops.Readdir(path="")) == Ok(("f",))
@@ -125,7 +125,7 @@ def test_a_reproducer_cannot_read_or_write_the_host_through_a_lower_symlink(
 ) -> None:
     """The standalone reproducer runs itself (and so the daemon) in a confined root too."""
     require(UnionfsFuseDriver, "unionfs-fuse")
-    from conformance import reproducer
+    from conformance.records import reproducer
     from tests.test_reproducer import _reference_failure, _run
 
     steps = [
@@ -148,7 +148,7 @@ def test_a_reproducer_keeps_no_way_to_the_hosts_tmp(tmp_path: Path) -> None:
     descriptor is closed: the script is PID 1 of the PID namespace whose proc the daemon
     sees, so a lower symlink to ``/proc/1/fd/<n>/...`` must not lead to the host's /tmp."""
     require(UnionfsFuseDriver, "unionfs-fuse")
-    from conformance import reproducer
+    from conformance.records import reproducer
     from tests.test_reproducer import _reference_failure, _run
 
     where = Path(tempfile.mkdtemp(prefix="unionspec-host-", dir="/tmp"))
@@ -180,7 +180,7 @@ def test_a_reproducer_runs_a_driver_under_the_hosts_tmp(tmp_path: Path) -> None:
     """The reproducer shows a driver built under the host's /tmp (hidden by its own tmpfs)
     at its own path, read-only, through the descriptor of /tmp it closes afterwards."""
     require(UnionfsFuseDriver, "unionfs-fuse")
-    from conformance import reproducer
+    from conformance.records import reproducer
     from tests.test_reproducer import _reference_failure, _run
 
     build = tmp_path / "build"
@@ -204,8 +204,8 @@ def test_a_drivers_files_are_staged_once_per_executor(tmp_path: Path) -> None:
     anew; the driver's own files are staged (bound under the roots' tmpfs) once, then
     reused: the executor's mounts do not grow with the number of examples."""
     require(FuseOverlayfsDriver, "fuse-overlayfs")
-    from adapters.fuse import PROFILES, FuseDriver
-    from adapters.profile import load_profile
+    from adapters.drivers.driver_profile import load_driver_profile
+    from adapters.drivers.fuse import PROFILES, FuseDriver
 
     build = tmp_path / "build"
     build.mkdir()
@@ -216,7 +216,7 @@ def test_a_drivers_files_are_staged_once_per_executor(tmp_path: Path) -> None:
         f"{wrapper} -o lowerdir={{lowerdir}},upperdir={{upperdir}},workdir={{workdir}}"
         "{options} {mountpoint}"
     )
-    profile = load_profile(PROFILES / "fuse-overlayfs.toml")
+    profile = load_driver_profile(PROFILES / "fuse-overlayfs.toml")
     stack = StackSpec((LayerSpec((("f", DirSpec()),)),))
 
     def staged(driver: FuseDriver) -> list[str]:

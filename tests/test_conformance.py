@@ -7,16 +7,18 @@ import pytest
 from hypothesis import given, settings
 
 from adapters.base import DriverFailure
-from conformance import expectations, records
-from conformance.claims import unclaimed_reason
 from conformance.features import FEATURES, Feature
-from conformance.interchange import FeatureSkipped
-from conformance.machine import RULES, machine_for, run_machine
-from conformance.scenarios import SCENARIOS, Scenario, run_scenario
-from conformance.strategies import OPERATIONS, programs
+from conformance.generation.strategies import OPERATIONS, programs
+from conformance.lockstep.claims import unclaimed_reason
+from conformance.lockstep.interchange import FeatureSkipped
+from conformance.lockstep.machine import RULES, machine_for, run_machine
+from conformance.lockstep.scenarios import SCENARIOS, Scenario, run_scenario
+from conformance.records import behaviours as records
+from conformance.records import expectations, replay
 from reference.options import MATRIX, Options
 
 
+@pytest.mark.records("machine")
 @pytest.mark.parametrize("options", MATRIX, ids=lambda o: o.test_id)
 def test_state_machine(
     driver, options: Options, conformance_settings, driver_settings, request
@@ -36,6 +38,7 @@ CASES = [
 ]
 
 
+@pytest.mark.records("scenario")
 @pytest.mark.parametrize(("scenario", "options"), CASES)
 def test_scenario(driver, scenario: Scenario, options: Options, driver_settings, request) -> None:
     _skip_unclaimed(driver, options)
@@ -51,11 +54,12 @@ FEATURE_CASES = [
 ]
 
 
+@pytest.mark.records("feature")
 @pytest.mark.parametrize(("feature", "options"), FEATURE_CASES)
 def test_feature(
     driver, feature: Feature, options: Options, feature_settings, driver_settings, request
 ) -> None:
-    """One feature: the reproducers of its known divergences (conformance/expectations.toml:
+    """One feature: the reproducers of its known divergences (conformance/records/expectations.toml:
     the item is then a strict xfail), its named scenarios, then its focused machine (its
     rules, its fields)."""
     _skip_unclaimed(driver, options, feature)
@@ -117,7 +121,7 @@ def _replay_expected(
         driver.name, feature_id, options.label, driver_settings
     ):
         with records.tally() as shown:
-            expectations.replay(driver, expectation, options, feature, driver_settings)
+            replay.replay(driver, expectation, options, feature, driver_settings)
         if expectation.id not in shown:
             raise AssertionError(
                 f"{expectation.id}'s reproducer shows nothing on {driver.name} "
@@ -129,7 +133,7 @@ def _run_feature_machine(
     driver, options: Options, run_settings, feature: Feature, driver_settings
 ) -> None:
     """The feature's machine (layer interchange: its exchanges, records matched as in the
-    machine, conformance.interchange.check)."""
+    machine, conformance.lockstep.interchange.check)."""
     run_machine(driver, options, run_settings, feature, driver_settings)
 
 
@@ -140,9 +144,9 @@ def _skip_unclaimed(driver, options: Options, feature: Feature | None = None) ->
 
 
 def test_corpus(driver, corpus_program, driver_settings, request) -> None:
-    """A program of the regression corpus (conformance/corpus/ and --corpus), replayed in
+    """A program of the regression corpus (conformance/records/corpus/ and --corpus), replayed in
     lockstep with the reference before anything is generated. Where
-    conformance/expectations.toml records a divergence of the installed version for the
+    conformance/records/expectations.toml records a divergence of the installed version for the
     program's feature and option set: a program recorded on this very driver must still
     diverge (a strict expected failure: it fails the day the driver is fixed), another
     one is an expected failure if it diverges."""

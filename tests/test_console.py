@@ -1,4 +1,4 @@
-"""What certify prints for a person (conformance/console.py): the progress, the skips
+"""What certify prints for a person (conformance/reports/console.py): the progress, the skips
 grouped by reason, the reference's self-check in one line, the summary that ends the
 output (under 80 lines for a run of every driver and engine), the exit status's meaning."""
 
@@ -9,13 +9,13 @@ import io
 
 import pytest
 
-from adapters import engine_registry
-from conformance import console
+from adapters.engines import registry as engine_registry
 from conformance.__main__ import CONFORMANT, NONCONFORMANT, main
-from conformance.certify import Verdict
-from conformance.certify_engines import plan as engine_plan
-from conformance.failure import Failure, TracedStep
+from conformance.certify.engine import Verdict
+from conformance.certify.engines import plan as engine_plan
 from conformance.features import FEATURES
+from conformance.records.failure import Failure, TracedStep
+from conformance.reports import console
 from reference import ops
 from reference.layer import LayerSpec, StackSpec
 from reference.options import MATRIX
@@ -235,7 +235,7 @@ def test_durations() -> None:
 def test_the_generic_fuse_driver_is_left_out_unless_asked_for() -> None:
     from adapters import registry
     from adapters.settings import DriverSettings
-    from conformance.run import left_out
+    from conformance.certify.command import left_out
 
     unset = DriverSettings()  # no --driver-cmd, no --profile
     drivers = registry.names()

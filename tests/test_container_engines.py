@@ -6,7 +6,12 @@ from __future__ import annotations
 import pytest
 from hypothesis import settings
 
-from conformance.containers import SCENARIOS, ContainerScenario, run_container_machine, run_scenario
+from conformance.containers.machine import (
+    SCENARIOS,
+    ContainerScenario,
+    run_container_machine,
+    run_scenario,
+)
 
 
 def _applies(engine, scenario: ContainerScenario) -> None:

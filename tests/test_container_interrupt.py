@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from adapters.kernel_mounts import KernelMountsEngine
-from adapters.real_engines import DockerEngine, PodmanEngine
+from adapters.engines.kernel_mounts import KernelMountsEngine
+from adapters.engines.real import DockerEngine, PodmanEngine
 from tests.host import cmdline, end_run, left_behind, mounts, processes_marked, require
 
 ROOT = Path(__file__).resolve().parent.parent
-EXECUTOR = "adapters._container_executor"
+EXECUTOR = "adapters.sandbox.container_executor"
 
 
 
@@ -30,7 +30,7 @@ EXECUTOR = "adapters._container_executor"
 
 
 ENGINES = {
-    "kernel-mounts": (KernelMountsEngine, "adapters._container_executor"),
+    "kernel-mounts": (KernelMountsEngine, "adapters.sandbox.container_executor"),
     "docker": (DockerEngine, "dockerd"),
     # podman has no daemon: its mount-namespace holder (a marked busybox sleep)
     "podman": (PodmanEngine, "sleep 1000000"),

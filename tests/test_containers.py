@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
-from adapters.containers_base import ReferenceEngine
-from conformance.containers import (
+from adapters.engines.base import ReferenceEngine
+from conformance.containers.machine import (
     IMAGE,
     SCENARIOS,
     ContainerDiverged,

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import settings
 
 from adapters import registry
-from conformance import corpus
 from conformance.__main__ import main
-from conformance.certify import certify_cell
+from conformance.certify.engine import certify_cell
 from conformance.features import BY_ID
-from conformance.report import Report
+from conformance.records import corpus
+from conformance.reports.report import Report
 from reference import ops
 from reference.layer import FileSpec, LayerSpec, StackSpec
 from reference.options import Options
@@ -112,8 +112,8 @@ def test_a_cell_replays_its_corpus_programs_before_it_generates() -> None:
 
 
 def _report(tmp_path: Path, name: str, verdicts: dict[str, str], status: str = "complete") -> Path:
-    from conformance.certify import Verdict
-    from conformance.report import Cell
+    from conformance.certify.engine import Verdict
+    from conformance.reports.report import Cell
 
     report = Report(tmp_path / name, ["reference"], {}, planned=len(verdicts), status=status)
     report.directory.mkdir()
@@ -165,7 +165,7 @@ def test_diff_of_a_bad_file_is_one_line_and_exit_2(tmp_path: Path, content, says
 # --- the pytest plugin --------------------------------------------------------------------------
 
 FINDS_A_DIVERGENCE = """
-from conformance.machine import run_machine
+from conformance.lockstep.machine import run_machine
 from hypothesis import Phase, settings
 from reference.options import Options
 

@@ -17,9 +17,9 @@ import pytest
 from hypothesis import settings
 
 from adapters.base import DriverUnavailable
-from adapters.fuse import PROFILES, FuseDriver
-from adapters.profile import load_profile
-from conformance.machine import Diverged, run_machine
+from adapters.drivers.driver_profile import load_driver_profile
+from adapters.drivers.fuse import PROFILES, FuseDriver
+from conformance.lockstep.machine import Diverged, run_machine
 from reference.options import Options
 
 #: $1: lower|upper, $2: lowerdir (top first), $3: upperdir, $4: workdir, $5: mountpoint,
@@ -42,7 +42,8 @@ def _driver(mode: str) -> FuseDriver:
     try:
         if problem is not None:
             raise DriverUnavailable(problem)
-        return FuseDriver(template, load_profile(PROFILES / "fuse-overlayfs.toml"), "corrupting")
+        profile = load_driver_profile(PROFILES / "fuse-overlayfs.toml")
+        return FuseDriver(template, profile, "corrupting")
     except DriverUnavailable as reason:
         if os.environ.get("CI"):
             pytest.fail(f"fuse-overlayfs unavailable in CI: {reason}")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.real_engines import DockerEngine, PodmanEngine
+from adapters.engines.real import DockerEngine, PodmanEngine
 from reference import ops
 from reference.container import ContainerSpec
 from reference.layer import FileSpec, LayerSpec, StackSpec
@@ -80,7 +80,7 @@ def test_an_engine_leaves_no_state_and_no_cgroup_on_the_host(engine_class) -> No
 def test_the_cgroups_of_a_killed_engine_executor_go_at_the_next_start() -> None:
     """A SIGKILLed engine executor cannot remove its cgroup parent; the next engine start
     removes every ``unionspec-<PID>`` cgroup whose PID is gone, and no other."""
-    from adapters._engine_executor import remove_stale_cgroups
+    from adapters.sandbox.engine_executor import remove_stale_cgroups
 
     if not os.access(CGROUPS, os.W_OK):
         pytest.skip("the cgroup tree is not writable here (not root)")
@@ -105,7 +105,7 @@ def test_removing_cgroups_refuses_a_name_not_ours(tmp_path, monkeypatch) -> None
     """remove_cgroups walks a cgroup parent and rmdirs every empty cgroup under it: a name
     that is not ``unionspec-<PID>`` (an empty one is the cgroup root itself) is refused and
     nothing is removed."""
-    from adapters import _engine_executor
+    from adapters.sandbox import engine_executor as _engine_executor
 
     root = tmp_path / "cgroup"
     for path in ("host/service", "unified", "cpu/host", "unionspec-x"):
@@ -122,7 +122,7 @@ def test_an_engine_that_failed_to_start_removes_only_its_own_cgroups(monkeypatch
     """When the engine's start fails before the daemon is up, the executor's shutdown (run
     by the executor's ``close`` and again by run_executor) removes its own cgroup parent
     only, never the cgroup root (a failed start used to leave the parent empty)."""
-    from adapters import _engine_executor
+    from adapters.sandbox import engine_executor as _engine_executor
 
     def broken() -> None:
         raise OSError("no overlay here")

@@ -1,12 +1,14 @@
-"""Known divergences as data (conformance.expectations): loading, checking, matching by
+"""Known divergences as data (conformance.records.expectations): loading, checking, matching by
 driver version, the strict xfail marks of the pytest plugin, and certify's verdict."""
 
 from __future__ import annotations
 
 import pytest
 
-from conformance import expectations
-from conformance.expectations import Expectation, ExpectationError, load, parse_repr
+from conformance.records import expectations
+from conformance.records.expectations import Expectation, ExpectationError, load
+from conformance.records.program_check import ProgramError
+from conformance.records.programs import parse_repr
 from reference import ops
 from reference.layer import FifoSpec, LayerSpec, StackSpec
 
@@ -94,18 +96,19 @@ def test_parse_repr_evaluates_nothing_but_known_classes() -> None:
     assert parse_repr("Rename('a', 'b', 'RENAME_EXCHANGE')", "x") == ops.Rename(
         "a", "b", "RENAME_EXCHANGE"
     )
-    with pytest.raises(ExpectationError, match="not allowed"):
+    with pytest.raises(ProgramError, match="not allowed"):
         parse_repr("[x for x in ()]", "x")
 
 
 def test_settle_keeps_diverges_and_lists_what_was_recorded(tmp_path, monkeypatch) -> None:
-    """A record accounts only for the differences it describes (conformance.records), so a
+    """A record accounts only for the differences it describes (conformance.records.behaviours), so
+    a
     cell that diverges stays ``diverges`` (issue 15: it used to become expected), listing
     the records also seen; a cell that saw only records is expected, with the counts."""
     from collections import Counter
 
-    from conformance import records
     from conformance.features import BY_ID
+    from conformance.records import behaviours as records
     from reference.options import MATRIX
 
     monkeypatch.setattr(expectations, "installed_version", lambda name, settings=None: "ghost 1.0")
@@ -167,15 +170,17 @@ import pytest
 from conformance.features import BY_ID
 from reference.options import MATRIX
 
+@pytest.mark.records("feature")
 @pytest.mark.parametrize(
     ("feature", "options"), [(BY_ID["xattrs"], MATRIX[0]), (BY_ID["metadata"], MATRIX[0])]
 )
 def test_feature(driver, feature, options):
-    from conformance.records import RecordedBehaviours
+    from conformance.records.behaviours import RecordedBehaviours
 
     if feature.id == "xattrs":
         raise RecordedBehaviours("only recorded behaviours: ghost#1 (1 example)")
 
+@pytest.mark.records("machine")
 @pytest.mark.parametrize("options", [MATRIX[0]])
 def test_state_machine(driver, options):
     assert False, "a difference no record describes"
@@ -185,9 +190,9 @@ def test_state_machine(driver, options):
 #: ordinary name, and one that carries no program at all.
 GHOST_PROGRAMS = """
 import pytest
-from conformance.compare import Divergence
-from conformance.failure import Failure, TracedStep
-from conformance.machine import Diverged
+from conformance.lockstep.compare import Divergence
+from conformance.records.failure import Failure, TracedStep
+from conformance.lockstep.machine import Diverged
 from reference import ops
 from reference.layer import LayerSpec, StackSpec
 from reference.outcome import Err, Ok
@@ -195,6 +200,7 @@ from reference.options import MATRIX
 
 LONG = "n" * 254
 
+@pytest.mark.records("machine")
 @pytest.mark.parametrize("options", [MATRIX[0]])
 @pytest.mark.parametrize("name", [LONG, ".wh.a", "plain", "no-program"])
 def test_state_machine(driver, options, name):
@@ -259,7 +265,7 @@ def test_a_pending_entry_expects_failures_on_its_names_only(ghost: pytest.Pytest
     ],
 )
 def test_a_bad_pending_entry_is_one_line(tmp_path, change, says) -> None:
-    from conformance.expectations import ExpectationError, load_pending
+    from conformance.records.expectations import ExpectationError, load_pending
 
     with pytest.raises(ExpectationError, match=says) as info:
         load_pending(write(tmp_path, RECORD + PENDING.replace(*change)))
@@ -328,8 +334,8 @@ def test_scenarios_key(tmp_path, monkeypatch) -> None:
 def test_settle_names_a_reproducer_that_shows_nothing(tmp_path, monkeypatch) -> None:
     """Each replayed reproducer must show its own record: with two records of a cell, one
     reproducer showing its record does not stand for the other, which is named stale."""
-    from conformance import records
     from conformance.features import BY_ID
+    from conformance.records import behaviours as records
     from reference.options import MATRIX
 
     monkeypatch.setattr(expectations, "installed_version", lambda name, settings=None: "ghost 1.0")

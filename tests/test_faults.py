@@ -10,7 +10,7 @@ import pytest
 from hypothesis import Phase, settings
 
 from adapters.faults import FAULTS, FaultyDriver
-from conformance.machine import Diverged, run_machine
+from conformance.lockstep.machine import Diverged, run_machine
 from reference.options import Options
 
 DETECT = settings(
@@ -35,7 +35,7 @@ def test_several_distinct_divergences_are_one_diverged(monkeypatch: pytest.Monke
     """Hypothesis reports distinct failures as an ExceptionGroup; run_machine turns it into
     one Diverged with every shrunk program, so a caller catching AssertionError (certify)
     does not lose them."""
-    from conformance import machine
+    from conformance.lockstep import machine
 
     first, second = Diverged("Truncate: differs"), Diverged("Chown: differs")
     first.add_note("Falsifying example: program one")
@@ -73,7 +73,7 @@ def test_a_feature_without_nlink_ignores_it_in_stat_results_too() -> None:
                 )
             return outcome
 
-    from conformance.machine import machine_for
+    from conformance.lockstep.machine import machine_for
     from reference import ops
     from reference.layer import FileSpec, LayerSpec, StackSpec
 

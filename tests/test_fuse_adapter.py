@@ -1,4 +1,5 @@
-"""The FUSE drivers (adapters.fuse, adapters.profile): templates, profiles, real mounts,
+"""The FUSE drivers (adapters.drivers.fuse, adapters.drivers.driver_profile): templates, profiles,
+real mounts,
 crashes, hangs, and no leftovers.
 
 Tests that need a FUSE binary skip only when it is missing (with the reason); with ``CI``
@@ -15,7 +16,8 @@ import pytest
 
 from adapters import registry
 from adapters.base import Driver, DriverFailure, DriverHung, DriverUnavailable
-from adapters.fuse import (
+from adapters.drivers.driver_profile import DriverProfile, DriverProfileError, load_driver_profile
+from adapters.drivers.fuse import (
     PROFILES,
     FuseDriver,
     FuseOverlayfsDriver,
@@ -26,8 +28,7 @@ from adapters.fuse import (
     parse_template,
     read_only_words,
 )
-from adapters.layerdisk import DiskFormat, read_layer
-from adapters.profile import Profile, ProfileError, load_profile
+from adapters.sandbox.layerdisk import DiskFormat, read_layer
 from adapters.settings import DriverSettings
 from reference import ops
 from reference.layer import DirSpec, FileSpec, LayerSpec, StackSpec, SymlinkSpec
@@ -128,7 +129,7 @@ def test_template_errors_are_one_line(template: str, message: str) -> None:
 
 
 def test_missing_binary_is_unavailable(tmp_path) -> None:
-    profile = Profile(name="ghost")
+    profile = DriverProfile(name="ghost")
     plain = tmp_path / "plain"
     plain.write_text("not a program")
     plain.chmod(0o644)
@@ -176,7 +177,7 @@ def test_preset_names_its_missing_binary(tmp_path) -> None:
 
 @pytest.mark.parametrize("preset", ["fuse-overlayfs", "fuse-overlayfs-wh", "unionfs-fuse"])
 def test_presets_load(preset: str) -> None:
-    profile = load_profile(PROFILES / f"{preset}.toml")
+    profile = load_driver_profile(PROFILES / f"{preset}.toml")
     assert profile.name == preset
     parse_template(profile.template)
     assert profile.supports(Options())
@@ -200,18 +201,18 @@ def test_presets_load(preset: str) -> None:
 def test_profile_errors_are_one_line(tmp_path, text: str, message: str) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(text)
-    with pytest.raises(ProfileError, match=message) as info:
-        load_profile(path)
+    with pytest.raises(DriverProfileError, match=message) as info:
+        load_driver_profile(path)
     assert "\n" not in str(info.value)
     assert str(path) in str(info.value)
 
 
 def test_profile_disk_format() -> None:
-    assert Profile(name="k").disk_format == DiskFormat()
-    wh = load_profile(PROFILES / "fuse-overlayfs-wh.toml")
+    assert DriverProfile(name="k").disk_format == DiskFormat()
+    wh = load_driver_profile(PROFILES / "fuse-overlayfs-wh.toml")
     assert wh.disk_format == DiskFormat(True, True, ("user.fuseoverlayfs.",))
     assert wh.env == {"FUSE_OVERLAYFS_DISABLE_OVL_WHITEOUT": "1"}
-    assert not load_profile(PROFILES / "unionfs-fuse.toml").upper_decodable
+    assert not load_driver_profile(PROFILES / "unionfs-fuse.toml").upper_decodable
 
 
 def test_wh_forms_decode(tmp_path) -> None:
@@ -295,7 +296,7 @@ def test_unclaimed_option_set_is_refused(fo) -> None:
 
 def test_command_that_fails_to_mount_names_stderr() -> None:
     _require(FuseOverlayfsDriver)
-    profile = Profile(name="bad")
+    profile = DriverProfile(name="bad")
     template = FO_TEMPLATE.replace("{options}", ",redirect_dir=on")
     with FuseDriver(template, profile, name="bad", mount_wait=5) as drv:
         started = time.monotonic()
@@ -312,7 +313,7 @@ def test_command_that_never_mounts_is_bounded() -> None:
     _require(FuseOverlayfsDriver)
     with FuseDriver(
         "sh -c 'echo waiting forever >&2; sleep 60' {lowerdir} {mountpoint}",
-        Profile(name="sleepy"),
+        DriverProfile(name="sleepy"),
         name="sleepy",
         mount_wait=1.0,
     ) as drv:
@@ -412,7 +413,7 @@ def test_a_branch_symlink_to_the_host_root_is_recorded_not_walked() -> None:
 
 HOLDER_FAILS = """
 import os, sys
-from adapters import _executor, _fusemount
+from adapters.sandbox import executor as _executor, fusemount as _fusemount
 
 def refuse(*args, **kwargs):
     raise OSError(1, "pivot_root refused")
@@ -452,14 +453,14 @@ def test_a_holder_that_cannot_confine_itself_says_so() -> None:
 
 @pytest.mark.parametrize("name", ["fuse-overlayfs", "unionfs-fuse"])
 def test_a_report_runs_the_version_command_once(monkeypatch, name: str) -> None:
-    """What a report records of a FUSE driver (conformance.report.driver_info): its
+    """What a report records of a FUSE driver (conformance.reports.report.driver_info): its
     version, from one run of the profile's version command, with the rest of about()."""
-    from adapters import fuse
-    from conformance.report import driver_info
+    from adapters.drivers import fuse
+    from conformance.reports.report import driver_info
 
     calls: list[str] = []
 
-    def version(profile: Profile) -> str:
+    def version(profile: DriverProfile) -> str:
         calls.append(profile.name)
         return f"{profile.name} 9.9"
 

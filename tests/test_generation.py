@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.internal.conjecture.data import ConjectureData
 
-from conformance import coverage, strategies
-from conformance.cases import Cases, _Drawer, cases, upper_as_layer
-from conformance.paths_choice import SLOTS, Inventory, choose, groups, inventory
-from conformance.swarm import draw_swarm
+from conformance.generation import coverage, strategies
+from conformance.generation.cases import Cases, _Drawer, cases, upper_as_layer
+from conformance.generation.paths_choice import SLOTS, Inventory, choose, groups, inventory
+from conformance.generation.swarm import draw_swarm
 from reference import ops
 from reference.layer import (
     DirSpec,
@@ -155,7 +155,7 @@ def test_each_field_is_drawn_from_its_domain() -> None:
     """The drawer picks each field by its domain name (ops.Kind.draws): paths from the
     inventory, flags by what the path holds, data, offsets and sizes from the bigger
     tables, every other field from strategies.DOMAINS."""
-    from conformance.cases import BIGGER, EXCHANGE, NEW_FLAGS, NOREPLACE
+    from conformance.generation.cases import BIGGER, EXCHANGE, NEW_FLAGS, NOREPLACE
 
     special = {
         "open_flags": {*strategies.OPEN_FLAGS, *NEW_FLAGS},

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance import report, safe_write
+from conformance.reports import report, safe_write
 
 # --- item 2: every file written is created O_EXCL|O_NOFOLLOW, its mode set before the rename
 
@@ -136,7 +136,7 @@ def test_a_bad_program_file_is_one_line_and_exit_2(tmp_path: Path, capsys, name:
 
 def test_the_layers_count_in_a_programs_total_bytes(monkeypatch) -> None:
     """The bound on a whole program covers the layers' data and xattr values too."""
-    from conformance import program_check
+    from conformance.records import program_check
     from reference import ops
     from reference.layer import FileSpec, LayerSpec, StackSpec
 
@@ -246,7 +246,7 @@ def test_a_full_report_disk_is_one_line_and_leaves_no_temporary(tmp_path: Path) 
 
 
 def test_diff_refuses_a_report_with_a_cell_twice(tmp_path: Path, capsys) -> None:
-    from conformance.report import SCHEMA
+    from conformance.reports.report import SCHEMA
 
     def doc(*verdicts: str) -> dict:
         return {"schema": SCHEMA, "status": "complete",
@@ -260,8 +260,8 @@ def test_diff_refuses_a_report_with_a_cell_twice(tmp_path: Path, capsys) -> None
 
 def _doc_with_reason(reason: str) -> dict:
     """A report document (as Report.document makes it) with one diverging cell."""
-    from conformance.certify import Verdict
-    from conformance.report import Cell, Report
+    from conformance.certify.engine import Verdict
+    from conformance.reports.report import Cell, Report
 
     report = Report(Path("/nonexistent"), ["reference"], {"budget": "quick"}, planned=1)
     verdict = Verdict("reference", "redirect_dir=off,index=off", "diverges", reason)
@@ -272,7 +272,7 @@ def _doc_with_reason(reason: str) -> dict:
 def test_junit_stays_well_formed_with_control_characters() -> None:
     from xml.etree import ElementTree as ET
 
-    from conformance.report import render_junit
+    from conformance.reports.report import render_junit
 
     text = render_junit(_doc_with_reason("got b'\\x00' \x00\x01\x1b[31m red\x7f \ufffe end"))
     failure = ET.fromstring(text.split("\n", 1)[1]).find(".//failure")
@@ -280,7 +280,7 @@ def test_junit_stays_well_formed_with_control_characters() -> None:
 
 
 def test_a_code_fence_in_a_reason_stays_inside_its_block() -> None:
-    from conformance.report import render_markdown
+    from conformance.reports.report import render_markdown
 
     text = render_markdown(_doc_with_reason("before\n```\n# Injected heading\n```\nafter"))
     lines = text.splitlines()
@@ -294,7 +294,7 @@ def test_a_code_fence_in_a_reason_stays_inside_its_block() -> None:
 
 
 def test_the_private_tmpfs_is_bounded_nosuid_and_nodev() -> None:
-    from adapters.kernel import KernelDriver
+    from adapters.drivers.kernel import KernelDriver
     from tests.host import require
 
     require(KernelDriver, "kernel driver")
@@ -313,7 +313,7 @@ def test_reading_an_endless_file_stops_at_the_bound() -> None:
     code = (
         "import errno, resource, sys\n"
         "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
-        "from adapters.layerdisk import read_all\n"
+        "from adapters.sandbox.layerdisk import read_all\n"
         "try:\n"
         "    read_all('/dev/zero')\n"
         "except OSError as exc:\n"
@@ -328,7 +328,7 @@ def test_reading_an_endless_file_stops_at_the_bound() -> None:
 def test_a_refused_expectations_file_does_not_stay_configured(tmp_path: Path, capsys) -> None:
     """In one process (the pytest plugin, a test calling main twice), a refused file must
     leave the file in use as it was: the next report still renders."""
-    from conformance import expectations
+    from conformance.records import expectations
 
     before = expectations.PATH
     bad = tmp_path / "bad.toml"

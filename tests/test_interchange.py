@@ -1,4 +1,4 @@
-"""The layer-interchange feature (conformance.interchange): which pairs run, when it is
+"""The layer-interchange feature (conformance.lockstep.interchange): which pairs run, when it is
 defined, and that it catches a reader that shows the layers differently."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from hypothesis import settings
 
 from adapters import registry
 from adapters.base import Capabilities, DriverUnavailable
-from adapters.fuse import FuseOverlayfsDriver, UnionfsFuseDriver
-from adapters.kernel import KernelDriver
-from adapters.reference import ReferenceDriver
-from conformance import interchange
-from conformance.interchange import InterchangeDiverged, Pair, exchange, pairs
+from adapters.drivers.fuse import FuseOverlayfsDriver, UnionfsFuseDriver
+from adapters.drivers.kernel import KernelDriver
+from adapters.drivers.reference import ReferenceDriver
+from conformance.lockstep import interchange
+from conformance.lockstep.interchange import InterchangeDiverged, Pair, exchange, pairs
 from reference import ops
 from reference.layer import DirSpec, FileSpec, LayerSpec, StackSpec
 from reference.options import MATRIX, Options
@@ -122,7 +122,7 @@ def test_check_matches_records_only_to_what_they_describe() -> None:
     """Records are matched at the differences (as after a mount), not the whole cell:
     fuse-overlayfs's private xattr shown by the reader is interchange-private-markers;
     another xattr, or a wrong byte, beside it is still a divergence."""
-    from conformance import expectations
+    from conformance.records import expectations
 
     known = tuple(
         r for r in expectations.load() if r.id == "interchange-private-markers"

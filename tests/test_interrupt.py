@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters.fuse import FuseOverlayfsDriver
-from adapters.kernel import KernelDriver
+from adapters.drivers.fuse import FuseOverlayfsDriver
+from adapters.drivers.kernel import KernelDriver
 from tests.host import cmdline, end_run, left_behind, mounts, processes_marked, require
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +55,7 @@ def _start_run(*options: str, driver: str = "kernel") -> tuple[str, subprocess.P
 SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGKILL]
 #: The process that shows a run is at work: the executor (every driver has one), and for a
 #: FUSE driver its daemon (started afresh for each example, under the executor).
-RUNNING = {"kernel": "adapters._executor", "fuse-overlayfs": "fuse-overlayfs"}
+RUNNING = {"kernel": "adapters.sandbox.executor", "fuse-overlayfs": "fuse-overlayfs"}
 
 
 def _working(marker: str, program: str) -> bool:
@@ -108,7 +108,8 @@ def test_killed_xdist_worker_leaves_no_mount_and_no_process() -> None:
         executors: list[int] = []
         while time.monotonic() < deadline and not executors:
             executors = [
-                pid for pid in processes_marked(marker) if "adapters._executor" in cmdline(pid)
+                pid for pid in processes_marked(marker)
+                if "adapters.sandbox.executor" in cmdline(pid)
             ]
             time.sleep(0.2)
         assert executors, "the run never started an executor"

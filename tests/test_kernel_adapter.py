@@ -1,4 +1,4 @@
-"""The kernel overlayfs driver (adapters.kernel) against the real kernel.
+"""The kernel overlayfs driver (adapters.drivers.kernel) against the real kernel.
 
 Skipped only when the driver is unavailable here (not root, no overlay), with the reason;
 with ``CI`` set in the environment that is a failure instead.
@@ -16,7 +16,7 @@ import time
 import pytest
 
 from adapters.base import Driver, DriverFailure, DriverHung
-from adapters.kernel import CLOSE_GRACE, PROJECT_ROOT, KernelDriver
+from adapters.drivers.kernel import CLOSE_GRACE, PROJECT_ROOT, KernelDriver
 from reference import ops
 from reference.layer import (
     DirSpec,
@@ -428,7 +428,7 @@ def test_executor_dies_with_a_killed_driver_process():
     script = textwrap.dedent(
         """
         import os, signal
-        from adapters.kernel import KernelDriver
+        from adapters.drivers.kernel import KernelDriver
         from reference.layer import FileSpec, LayerSpec, StackSpec
         from reference.options import Options
         d = KernelDriver()

@@ -15,9 +15,9 @@ import pytest
 from adapters import registry
 from adapters.vm import channel
 from adapters.vm.image import ImageError, _Cpio, find, modules_in_order
-from conformance import kernels
 from conformance.__main__ import main
-from conformance.diff import changes
+from conformance.certify import kernels
+from conformance.reports.diff import changes
 
 OFFERED = {
     "linux-image-6.1.0-47-amd64": "6.1.170-3",
@@ -169,7 +169,7 @@ def test_two_kernels_reports_are_diffed_cell_by_cell(tmp_path: Path, capsys) -> 
     both = {"status": "complete", "cells": old["cells"] + new["cells"], "schema": None}
     lines, regressed = changes(both, both, old["cells"][0]["driver"], new["cells"][0]["driver"])
     assert regressed and "REGRESSION: */xattrs/ro: conforms -> diverges" in lines
-    from conformance.report import SCHEMA
+    from conformance.reports.report import SCHEMA
 
     both["schema"] = SCHEMA
     path = tmp_path / "both.json"
@@ -178,6 +178,25 @@ def test_two_kernels_reports_are_diffed_cell_by_cell(tmp_path: Path, capsys) -> 
     assert main([*argv, "--new-driver", "kernel@6.12.118+deb12-amd64"]) == 1
     assert main([*argv, "--new-driver", "kernel@9.9"]) == 2
     assert "no cell of driver" in capsys.readouterr().err
+
+
+def test_a_diff_of_two_kernels_names_the_kernel_features_one_has() -> None:
+    """From the report's environment (what each VM observed, adapters.vm.probes)."""
+
+    def features(**observed: bool) -> dict:
+        return {name.replace("_", "-"): {"observed": has} for name, has in observed.items()}
+
+    old = _report("kernel@6.1.0-57-amd64", {"xattrs/ro": "conforms"})
+    new = _report("kernel@6.12.118+deb12-amd64", {"xattrs/ro": "conforms"})
+    old["environment"] = {"drivers": {"kernel@6.1.0-57-amd64": {"kernel_image": {
+        "features": features(tmpfs_user_xattrs=False, lowerdir=False)}}}}
+    new["environment"] = {"drivers": {"kernel@6.12.118+deb12-amd64": {"kernel_image": {
+        "features": features(tmpfs_user_xattrs=True, lowerdir=False)}}}}
+    lines, regressed = changes(old, new)
+    assert not regressed
+    assert "  kernel feature tmpfs-user-xattrs: absent -> present (appeared in 6.6: " \
+        "2daf18a7884d (tmpfs,xattr: enable limited user extended attributes))" in lines
+    assert not any("lowerdir" in line for line in lines)  # the same on both
 
 
 @pytest.fixture

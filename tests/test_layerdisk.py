@@ -1,4 +1,4 @@
-"""adapters.layerdisk: writing layers and decoding them.
+"""adapters.sandbox.layerdisk: writing layers and decoding them.
 
 The decoder is tested on pyfakefs for what pyfakefs can model (regular files, directories,
 symlinks, hardlinks, xattrs of any namespace including trusted.overlay.*). pyfakefs cannot
@@ -14,7 +14,7 @@ import stat
 
 import pytest
 
-from adapters.layerdisk import METACOPY, OPAQUE, REDIRECT, read_layer, write_layer
+from adapters.sandbox.layerdisk import METACOPY, OPAQUE, REDIRECT, read_layer, write_layer
 from reference.layer import (
     DirSpec,
     FifoSpec,

@@ -1,5 +1,5 @@
 """ops.LOOKS: the operations after which the state machine reuses the reference's view and
-upper image (conformance/machine.py). Each must leave everything the engine keeps as it
+upper image (conformance/lockstep/machine.py). Each must leave everything the engine keeps as it
 was, in every option set, after any history of other operations."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conformance import strategies as s
+from conformance.generation import strategies as s
 from reference import ops
 from reference.options import Options
 from reference.overlay import Overlay

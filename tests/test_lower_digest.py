@@ -1,6 +1,7 @@
 """The lowers are compared byte for byte after every step, through a digest: the executor
 sends the decoded lowers once per mount and then only when their digest changes
-(adapters/layerdisk.py ``layer_digest``, adapters/_executor.py ``do_observe``). A lower
+(adapters/sandbox/layerdisk.py ``layer_digest``, adapters/sandbox/executor.py ``do_observe``). A
+lower
 changed in anything the decoder reads (metadata only, one xattr, same-size data, a
 marker) is still a divergence naming the layer."""
 
@@ -13,10 +14,10 @@ from collections.abc import Callable
 import pytest
 from hypothesis import Phase, settings
 
-from adapters.kernel import KernelDriver
-from adapters.layerdisk import OPAQUE, layer_digest, write_layer
+from adapters.drivers.kernel import KernelDriver
+from adapters.sandbox.layerdisk import OPAQUE, layer_digest, write_layer
 from conformance.features import Feature
-from conformance.machine import Diverged, run_machine
+from conformance.lockstep.machine import Diverged, run_machine
 from reference import ops
 from reference.layer import DirSpec, FileSpec, LayerSpec, StackSpec, SymlinkSpec, build
 from reference.options import Options

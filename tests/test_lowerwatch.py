@@ -1,4 +1,4 @@
-"""adapters/_lowerwatch.py: a step may skip the digest of the lowers only while inotify
+"""adapters/sandbox/lowerwatch.py: a step may skip the digest of the lowers only while inotify
 has reported nothing since the baseline; any change to any entry ends that for the mount,
 and every FULL_EVERY-th observation digests anyway (writes through mmap are not reported)."""
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters._lowerwatch import FULL_EVERY, LowerWatch
-from adapters.layerdisk import layer_digest, read_all, user_xattrs, write_layer
+from adapters.sandbox.layerdisk import layer_digest, read_all, user_xattrs, write_layer
+from adapters.sandbox.lowerwatch import FULL_EVERY, LowerWatch
 from reference.layer import (
     DirSpec,
     FifoSpec,

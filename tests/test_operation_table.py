@@ -14,9 +14,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters import _executor, syscalls
-from conformance import containers, reproducer, strategies
+from adapters import syscalls
+from adapters.sandbox import executor as _executor
+from conformance.containers import machine as containers
 from conformance.features import BY_ID, FEATURES
+from conformance.generation import strategies
+from conformance.generation.cases import Cases
+from conformance.records import reproducer
 from reference import ops
 from reference.layer import StackSpec
 from reference.options import Options
@@ -116,7 +120,8 @@ def test_renameat2_falls_back_to_the_raw_system_call(
 
 def test_the_reproducer_embeds_the_system_calls_verbatim() -> None:
     template = reproducer.TEMPLATE.read_text(encoding="utf-8")
-    assert reproducer._SYSCALLS_MARK in template
+    assert any("__SYSCALLS__" in mark for mark in reproducer._EMBEDDED)
+    assert all(mark in template for mark in reproducer._EMBEDDED)
     assert "HANDLERS" not in template  # no second executor
     assert reproducer.syscalls_source() == Path(syscalls.__file__).read_text(encoding="utf-8")
 
@@ -130,6 +135,19 @@ def test_each_kind_is_drawn_by_the_strategies(kind: ops.Kind, data: st.DataObjec
     assert type(op) is kind.cls
     for field, domain in zip(attrs.fields(kind.cls), kind.draws, strict=True):
         assert getattr(op, field.name) in strategies.DOMAINS[domain], (field.name, domain)
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=IDS)
+@settings(max_examples=10, database=None)
+@given(data=st.data())
+def test_each_kind_is_drawn_by_the_state_aware_generator(
+    kind: ops.Kind, data: st.DataObject
+) -> None:
+    """Cases([rule]) draws programs of that kind (a kind with no path roles of its own in
+    paths_choice.ROLES draws its paths as "any"), each field from its domain's values."""
+    _, program = data.draw(Cases([kind.rule], 6, Options()))
+    for op in program:
+        assert type(op) in (kind.cls, ops.Remount)
 
 
 def test_every_domain_is_drawn_by_some_kind() -> None:

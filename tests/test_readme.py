@@ -66,12 +66,12 @@ def test_ruff_is_clean() -> None:
 
 
 def test_divergence_catalogue_is_generated_from_the_records() -> None:
-    """docs/divergences.md is `python -m conformance.catalogue` (regenerate it after an
-    edit of conformance/expectations.toml)."""
-    from conformance import catalogue
+    """docs/divergences.md is `python -m conformance.reports.catalogue` (regenerate it after an
+    edit of conformance/records/expectations.toml)."""
+    from conformance.reports import catalogue
 
     page = (ROOT / "docs" / "divergences.md").read_text(encoding="utf-8")
-    regenerate = "python -m conformance.catalogue > docs/divergences.md"
+    regenerate = "python -m conformance.reports.catalogue > docs/divergences.md"
     assert page == catalogue.catalogue(), f"stale: run {regenerate}"
 
 

@@ -13,14 +13,15 @@ import pytest
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
+from adapters.drivers.driver_profile import DriverProfileError, driver_profile_from_dict
 from adapters.faults import FAULTS
-from adapters.profile import ProfileError, profile_from_dict
-from conformance import expectations, records
-from conformance import strategies as s
-from conformance.certify import certify_cell
-from conformance.expectations import ExpectationError
-from conformance.failure import failures_of
-from conformance.machine import Diverged, machine_for, run_machine
+from conformance.certify.engine import certify_cell
+from conformance.generation import strategies as s
+from conformance.lockstep.machine import Diverged, machine_for, run_machine
+from conformance.records import behaviours as records
+from conformance.records import expectations
+from conformance.records.expectations import ExpectationError
+from conformance.records.failure import failures_of
 from reference import ops
 from reference.layer import DirSpec, FifoSpec, FileSpec, LayerSpec, StackSpec
 from reference.options import Options
@@ -79,9 +80,9 @@ def test_a_fault_in_a_cell_with_recorded_behaviours_is_diverges(monkeypatch) -> 
     """certify: a cell that saw recorded behaviours and a seeded fault is ``diverges``
     (with the shrunk counterexample), listing the records also seen; without the fault
     the cell's verdict is ``expected-divergence`` with each record's count."""
-    from conformance.settings import register_profiles
+    from conformance.budgets import register_budgets
 
-    register_profiles(__import__("pathlib").Path("/nonexistent"))
+    register_budgets(__import__("pathlib").Path("/nonexistent"))
     known = imitations.records_of("fuse-overlayfs")
     monkeypatch.setattr(records, "_BOOK", lambda driver, options, settings: known)
     monkeypatch.setattr(expectations, "matching", lambda *args: ())
@@ -159,9 +160,9 @@ def test_variants_count_their_hits_and_change_only_their_rule() -> None:
 
 
 def test_profiles_and_records_name_known_variants_and_rules(tmp_path) -> None:
-    with pytest.raises(ProfileError, match="unknown variant 'telepathy'"):
-        profile_from_dict({"name": "x", "variants": ["telepathy"]})
-    assert profile_from_dict({"name": "x", "variants": ["dir-nlink-one"]}).variants == (
+    with pytest.raises(DriverProfileError, match="unknown variant 'telepathy'"):
+        driver_profile_from_dict({"name": "x", "variants": ["telepathy"]})
+    assert driver_profile_from_dict({"name": "x", "variants": ["dir-nlink-one"]}).variants == (
         "dir-nlink-one",
     )
     record = """
@@ -198,15 +199,15 @@ confirmed = "c"
 def test_the_shipped_records_each_describe_a_behaviour() -> None:
     """No record accounts for a whole cell any more: each has clauses or a variant (the
     layer-interchange ones too), and each variant a profile selects has its record."""
-    from adapters.fuse import PROFILES
-    from adapters.profile import load_profile
+    from adapters.drivers.driver_profile import load_driver_profile
+    from adapters.drivers.fuse import PROFILES
 
     loaded = expectations.load()
     for record in loaded:
         assert record.differs or record.variant
     named = {(r.driver, r.variant) for r in loaded if r.variant}
     for name in ("fuse-overlayfs", "unionfs-fuse"):
-        for variant in load_profile(PROFILES / f"{name}.toml").variants:
+        for variant in load_driver_profile(PROFILES / f"{name}.toml").variants:
             assert (name, variant) in named
 
 
@@ -246,7 +247,7 @@ def test_a_copy_up_that_changes_st_ino_is_not_a_lower_hardlink() -> None:
 def _accounted(driver: str, stack: StackSpec, op: ops.Op, found: list, before=()) -> set[str]:
     """The records of ``driver`` that account for every one of ``found`` after ``op``
     (empty when any difference is left unaccounted)."""
-    from conformance.compare import Divergence
+    from conformance.lockstep.compare import Divergence
 
     model = Overlay(stack, Options())
     for earlier in before:
@@ -389,7 +390,7 @@ def test_a_scenario_expects_a_kernel_outcome_missed_only_where_its_record_shows(
     is another behaviour of the driver that did not show there."""
     import attrs
 
-    from conformance.scenarios import SCENARIOS, run_scenario
+    from conformance.lockstep.scenarios import SCENARIOS, run_scenario
 
     scenario = next(s for s in SCENARIOS if s.id == "dir-rename-exdev")
     shipped = {r.id: r for r in imitations.records_of("unionfs-fuse")}
@@ -418,3 +419,14 @@ def test_inode_records_need_their_own_circumstances() -> None:
     assert not _accounted("unionfs-fuse", tree, ops.Chmod("a", 0o700), [counted])
     lag = ("a", "st_ino", "unchanged (1)", "changed to 2")
     assert "copied-up-inode-lag" in _accounted("unionfs-fuse", tree, ops.Chmod("a", 0o700), [lag])
+
+
+def test_nested_tallies_each_keep_their_own_counts() -> None:
+    """A replay's tally inside an item's tally: both count what both saw, the outer one
+    goes on counting after the inner one closes (they were equal when it closed)."""
+    with records.tally() as outer:
+        with records.tally() as inner:
+            records.count({"a"})
+        records.count({"b"})
+    assert inner == {"a": 1}
+    assert outer == {"a": 1, "b": 1}

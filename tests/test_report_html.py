@@ -1,4 +1,4 @@
-"""report.html, the page a driver author attaches to a bug (conformance/report_html.py):
+"""report.html, the page a driver author attaches to a bug (conformance/reports/html.py):
 well-formed, every text escaped, and it holds the parts: per driver a summary (verdict
 counts, version, option sets claimed), each divergence with its shrunk steps (allowed vs
 actual), the differing fields and the reproducer's command, the recorded behaviours with
@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from conformance import expectations
-from conformance.certify import Verdict
-from conformance.compare import Divergence
-from conformance.failure import Failure, TracedStep
-from conformance.report import Cell, Report, environment
+from conformance.certify.engine import Verdict
+from conformance.lockstep.compare import Divergence
+from conformance.records import expectations
+from conformance.records.failure import Failure, TracedStep
+from conformance.reports.report import Cell, Report, environment
 from reference import ops
 from reference.layer import FileSpec, LayerSpec, StackSpec
 from reference.options import Options
@@ -211,9 +211,9 @@ def test_one_rule_says_which_verdicts_fail_the_run(page) -> None:
     a passing testcase while the exit status was 1)."""
     from xml.etree import ElementTree as ET
 
-    from conformance import console
     from conformance import verdicts as v
-    from conformance.report import render_junit
+    from conformance.reports import console
+    from conformance.reports.report import render_junit
 
     html, doc = page
     junit = ET.fromstring(render_junit(doc))
@@ -238,10 +238,10 @@ def test_one_rule_says_which_verdicts_fail_the_run(page) -> None:
 
 def test_a_step_reads_the_same_in_every_rendering(page) -> None:
     """The failure text, report.md, report.html and the first difference draw a step from
-    one helper (conformance.failure.step_text and its parts)."""
-    from conformance.failure import step_text
-    from conformance.report import render_markdown
-    from conformance.report_html import first_difference, slug
+    one helper (conformance.records.failure.step_text and its parts)."""
+    from conformance.records.failure import step_text
+    from conformance.reports.html import first_difference, slug
+    from conformance.reports.report import render_markdown
 
     html, doc = page
     failure = _failure("copy-up", Err("EIO"))

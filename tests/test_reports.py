@@ -16,10 +16,10 @@ from xml.etree import ElementTree as ET
 import pytest
 
 from adapters import registry
+from adapters.drivers.kernel import KernelDriver
 from adapters.faults import FaultyDriver
-from adapters.kernel import KernelDriver
 from conformance.__main__ import main
-from conformance.report import FILES, SCHEMA
+from conformance.reports.report import FILES, SCHEMA
 from tests.host import end_run, left_behind, mounts, processes_marked, require
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,7 +87,7 @@ def test_a_divergence_is_in_every_report_with_its_steps_and_reproducer(
     tmp_path: Path, truncating: str, capsys
 ) -> None:
     # a corpus program makes the divergence certain (it replays before anything generates)
-    from conformance import corpus
+    from conformance.records import corpus
     from tests.test_corpus import PROGRAM
 
     corpus.save(PROGRAM, tmp_path / "c")
@@ -204,9 +204,9 @@ class HangsOnChmod(FaultyDriver):
 def test_a_hung_driver_is_reported_with_the_program_up_to_the_hang(tmp_path: Path) -> None:
     from hypothesis import settings
 
-    from conformance.certify import certify_cell
+    from conformance.certify.engine import certify_cell
     from conformance.features import BY_ID
-    from conformance.report import Cell, Report
+    from conformance.reports.report import Cell, Report
     from reference.options import Options
 
     verdict = certify_cell(
@@ -272,7 +272,7 @@ class BreaksWhileInterrupted(FaultyDriver):
 def test_an_assertion_raised_while_interrupted_stops_the_run_not_a_divergence() -> None:
     from hypothesis import settings
 
-    from conformance.certify import certify_cell
+    from conformance.certify.engine import certify_cell
     from reference.options import Options
 
     with pytest.raises(KeyboardInterrupt):
@@ -287,8 +287,8 @@ def test_each_cell_is_made_json_once_however_often_the_reports_are_rewritten(
 ) -> None:
     """The reports are rewritten after every verdict: making every cell's JSON each time
     was quadratic in the cells."""
-    from conformance.certify import Verdict
-    from conformance.report import Cell, Report, environment
+    from conformance.certify.engine import Verdict
+    from conformance.reports.report import Cell, Report, environment
 
     made: list[str] = []
     real = Cell.as_json

@@ -1,6 +1,6 @@
 """Reproducers run for real: standalone scripts, the system Python, no project on the path.
 
-A recorded divergence of fuse-overlayfs 1.10 (conformance/expectations.toml) reproduces
+A recorded divergence of fuse-overlayfs 1.10 (conformance/records/expectations.toml) reproduces
 against fuse-overlayfs (exit 1) and not against the kernel (exit 0); so does an inode
 divergence of unionfs-fuse; a seeded fault's counterexample (adapters/faults.py) is what the
 kernel does (exit 0). Nothing is left mounted or running.
@@ -20,10 +20,11 @@ from hypothesis import Phase, settings
 from adapters import registry
 from adapters.base import DriverUnavailable
 from adapters.faults import FaultyDriver
-from conformance import expectations, records, reproducer
-from conformance.failure import Failure
 from conformance.features import BY_ID
-from conformance.machine import Diverged, run_machine
+from conformance.lockstep.machine import Diverged, run_machine
+from conformance.records import behaviours as records
+from conformance.records import expectations, replay, reproducer
+from conformance.records.failure import Failure
 from reference.options import MATRIX, Options
 
 SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
@@ -48,7 +49,7 @@ def _recorded_failure(driver_name: str, first_step: str) -> tuple[Failure, str |
     driver = registry.make(driver_name)
     try:
         with records.plain():  # the kernel's rules alone: the record is a divergence
-            expectations.replay(
+            replay.replay(
                 driver, record, BY_LABEL[record.options[0]], BY_ID[record.features[0]]
             )
     except Diverged as diverged:
@@ -167,7 +168,7 @@ def test_a_seeded_fault_counterexample_is_what_the_kernel_does(
 def _reference_failure(stack, steps, options: Options) -> Failure:
     """A Failure whose expected outcomes are the reference's, built without a driver (the
     shape a divergence has), for programs the kernel must pass."""
-    from conformance.failure import TracedStep
+    from conformance.records.failure import TracedStep
     from reference.outcome import describe
     from reference.overlay import Overlay
 
@@ -218,7 +219,7 @@ def test_a_program_with_a_remount_and_every_layer_marker_passes_on_the_kernel(
 
 
 def test_a_script_embeds_the_confined_root_and_the_system_calls_verbatim() -> None:
-    """The script holds adapters/_confine.py and adapters/syscalls.py as they are, each
+    """The script holds adapters/sandbox/confine.py and adapters/syscalls.py as they are, each
     once, in place of the template's imports, and no libc handle of its own."""
     from reference import ops
     from reference.layer import DirSpec, LayerSpec, StackSpec
@@ -235,8 +236,8 @@ def test_a_script_embeds_the_confined_root_and_the_system_calls_verbatim() -> No
 
 
 def test_the_driver_files_a_confined_root_shows() -> None:
-    """adapters._confine.driver_paths (the suite's mounter and the script share it)."""
-    from adapters._confine import driver_paths, host_source
+    """adapters.sandbox.confine.driver_paths (the suite's mounter and the script share it)."""
+    from adapters.sandbox.confine import driver_paths, host_source
 
     programs = ["/usr/bin/fuse-overlayfs", "/opt/d/bin/drv", "/tmp/drv", "/drv",
                 "/tmp/b/drv", "/opt/d/bin/other"]

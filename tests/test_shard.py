@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from adapters import registry
-from conformance import corpus
 from conformance.__main__ import main
-from conformance.shard import MergeError, Shard, ShardError, cell_id, merge_documents
+from conformance.certify.shard import MergeError, Shard, ShardError, cell_id, merge_documents
+from conformance.records import corpus
 from reference.options import MATRIX
 from tests.test_corpus import PROGRAM
 
@@ -130,7 +130,7 @@ def test_merging_keeps_every_shards_recorded_behaviours_and_left_out_drivers() -
 
 def _shard_files(tmp_path: Path) -> list[str]:
     """Two shards' report.json files, one cell each; shard 2's with a reproducer."""
-    from conformance import report
+    from conformance.reports import report
 
     parts = []
     for number, cell in enumerate(["reference/machine/ro", "reference/machine/rw"], 1):
@@ -172,7 +172,7 @@ def test_a_full_disk_during_a_merge_is_one_line_and_exit_2(
 ) -> None:
     import errno
 
-    from conformance import report
+    from conformance.reports import report
 
     parts = _shard_files(tmp_path)
     real = report.write_atomically
@@ -192,7 +192,7 @@ def test_a_full_disk_during_a_merge_is_one_line_and_exit_2(
 def test_the_plan_of_the_shards_is_the_plan_split() -> None:
     """certify.plan gives the cells in report order; the shards' plans split it, each
     cell's id the id its verdict gets."""
-    from conformance.certify import Verdict, plan, planned_id
+    from conformance.certify.engine import Verdict, plan, planned_id
     from conformance.features import FEATURES
 
     drivers, features = ["reference", "kernel"], FEATURES[:2]

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from conformance import machine as machine_module
 from conformance import timebudget
+from conformance.lockstep import machine as machine_module
 
 
 @pytest.mark.parametrize(
@@ -20,8 +20,8 @@ def test_a_budget_is_a_name_or_a_duration(text: str, seconds: float | None) -> N
 
 def test_the_budget_names_are_the_settings_budgets() -> None:
     """One list of names (certify, coverage, bench and the plugin offer it): each has its
-    examples and steps in conformance.settings, for machines, features and containers."""
-    from conformance import settings
+    examples and steps in conformance.budgets, for machines, features and containers."""
+    from conformance import budgets as settings
 
     assert tuple(settings.BUDGETS) == timebudget.NAMES
     assert set(settings.FEATURE_BUDGETS) == set(settings.CONTAINER_BUDGETS) == set(timebudget.NAMES)
@@ -67,7 +67,7 @@ def test_explore_runs_rounds_until_the_time_is_spent() -> None:
 def test_a_machine_under_a_duration_runs_rounds_from_other_seeds(monkeypatch) -> None:
     from hypothesis import settings
 
-    from adapters.reference import ReferenceDriver
+    from adapters.drivers.reference import ReferenceDriver
     from reference.options import Options
 
     calls: list[object] = []

@@ -8,7 +8,7 @@ import pickle
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conformance import strategies as s
+from conformance.generation import strategies as s
 from reference.options import Options
 from reference.overlay import Overlay
 from reference.view import UNREACHABLE, DiskEntry, EntryView, LayerImage, View

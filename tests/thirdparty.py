@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 MODULE = '''
-from adapters.reference import ReferenceDriver
+from adapters.drivers.reference import ReferenceDriver
 from adapters.faults import FaultyDriver
 
 

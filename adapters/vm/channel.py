@@ -6,7 +6,7 @@ Several executor sessions share the port, one after another or at once: every fr
 * ``HELLO`` (guest to host, session 0): the guest is up; the payload is its ``uname -r``;
 * ``OPEN`` (host to guest): start an executor for this session;
 * ``DATA``: bytes of the session's executor connection, either way, relayed unchanged
-  (the executor's own pickled request/reply protocol, :mod:`adapters._executor`);
+  (the executor's own pickled request/reply protocol, :mod:`adapters.sandbox.executor`);
 * ``CLOSE``: either way: the session is over (from the host: kill the executor's process
   group; from the guest: the executor exited, the payload is its exit status).
 """

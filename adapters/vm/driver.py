@@ -1,6 +1,6 @@
 """The kernel driver on another kernel: ``kernel@<release>`` (``--kernel-image PATH``).
 
-The same executor as :class:`adapters.kernel.KernelDriver`, started inside the run's VM
+The same executor as :class:`adapters.drivers.kernel.KernelDriver`, started inside the run's VM
 booted on that kernel (:mod:`adapters.vm.machine`); the rest of the suite (reference,
 comparison, reports) stays on the host. Every request's timeout is scaled by the VM's
 slowdown (software emulation: :data:`adapters.vm.machine.TCG_SCALE`).
@@ -15,9 +15,10 @@ import sys
 from typing import Any, ClassVar
 
 from adapters.base import DriverUnavailable
-from adapters.kernel import KernelDriver
+from adapters.drivers.kernel import KernelDriver
 from adapters.vm import machine
 from adapters.vm.image import KernelImage
+from reference.kernel_features import BY_NAME, disagreements, expected
 
 
 class VmKernelDriver(KernelDriver):
@@ -50,6 +51,12 @@ class VmKernelDriver(KernelDriver):
         vm = machine.running(cls.image)
         if vm is not None:
             info |= {"accel": vm.accel, "boot_seconds": round(vm.boot_seconds, 1)}
+            info["features"] = {
+                name: {"observed": has, "expected": expected(name, vm.release)}
+                for name, has in sorted(vm.features.items())
+                if name in BY_NAME
+            }
+            info["feature_disagreements"] = disagreements(vm.release, vm.features)
         return info
 
     def __init__(self, timeout: float = 30.0) -> None:

@@ -2,7 +2,7 @@
 the host's root shared read-only).
 
 It serves the virtio-serial port (:mod:`adapters.vm.channel`): for each ``OPEN`` it starts
-an executor (:mod:`adapters._executor`, the same code as on the host) in a private mount
+an executor (:mod:`adapters.sandbox.executor`, the same code as on the host) in a private mount
 namespace, its /tmp a directory of its own on the VM's ext2 disk, on one end of a
 socketpair, and relays the session's bytes both ways; a ``CLOSE`` from the host kills that
 executor's process group (by its PID), an executor that exits is reported with ``CLOSE``.
@@ -12,6 +12,7 @@ When the port closes (the host is gone) the VM powers off.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import selectors
 import shutil
@@ -21,9 +22,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from adapters._executor import SCRATCH_DIR
-from adapters._sandbox import _private_namespace
-from adapters.vm import channel
+from adapters.sandbox.executor import SCRATCH_DIR
+from adapters.sandbox.namespace import _private_namespace
+from adapters.vm import channel, probes
 
 #: Set by the VM's init: the mounted disk that holds each session's layers.
 SCRATCH = "UNIONSPEC_SCRATCH"
@@ -62,7 +63,7 @@ class Agent:
             os.mkdir(scratch, 0o755)
             env[SCRATCH_DIR] = scratch
         proc = subprocess.Popen(
-            [sys.executable, "-m", "adapters._executor", str(theirs.fileno())],
+            [sys.executable, "-m", "adapters.sandbox.executor", str(theirs.fileno())],
             pass_fds=(theirs.fileno(),),
             preexec_fn=_private_namespace(os.getpid()),
             start_new_session=True,
@@ -97,7 +98,11 @@ class Agent:
             self.close(session, tell=True)
 
     def serve(self) -> None:
-        self.send(0, channel.HELLO, os.uname().release.encode())
+        """Hello (the release, then the kernel features observed, adapters.vm.probes, as
+        JSON on the next line), then the sessions until the port closes."""
+        observed = probes.observe(os.environ.get(SCRATCH, "/tmp"))
+        hello = f"{os.uname().release}\n{json.dumps(observed, sort_keys=True)}"
+        self.send(0, channel.HELLO, hello.encode())
         while True:
             for key, _events in self.selector.select():
                 if key.data is None:

@@ -1,7 +1,7 @@
 """A kernel to boot (its image, release and modules) and the VM's initramfs.
 
 ``--kernel-image PATH`` is a ``vmlinuz`` file or an unpacked Debian kernel package
-(:mod:`conformance.kernels`): the image is ``boot/vmlinuz-<release>`` (Debian 12, 13) or
+(:mod:`conformance.certify.kernels`): the image is ``boot/vmlinuz-<release>`` (Debian 12, 13) or
 ``usr/lib/modules/<release>/vmlinuz`` (Debian 14); the modules are
 ``[usr/]lib/modules/<release>`` in the same tree, or ``--kernel-modules DIR``.
 

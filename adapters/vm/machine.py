@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
+import json
 import os
 import shutil
 import signal
@@ -24,14 +25,13 @@ import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-from adapters._sandbox import PROJECT_ROOT, die_with_parent
 from adapters.base import AdapterError
 from adapters.cache import cache_root
+from adapters.sandbox.namespace import PROJECT_ROOT, die_with_parent
 from adapters.vm import channel
 from adapters.vm.image import KernelImage, initramfs
 
@@ -41,7 +41,7 @@ BOOT_TIMEOUT = 120.0
 #: Timeouts under software emulation are this many times longer.
 TCG_SCALE = 8.0
 MEMORY_MB = 1024
-#: The layers' disk in the VM (a sparse file in the VM's temporary directory).
+#: The layers' disk in the VM (a sparse memory file: only what the guest writes is held).
 SCRATCH_MB = 512
 #: The host's root, read-only; its devices' inode numbers remapped (without it, /proc
 #: and /sys, both inode 1, are one directory to the guest's 9p cache: seen).
@@ -50,6 +50,10 @@ FSDEV = "security_model=passthrough,readonly=on,multidevs=remap"
 #: channel, the guest stopped reading it (every session's frames share it, so the VM is
 #: ended); to a session's driver, the driver stopped reading (that session is ended).
 SEND_TIMEOUT = 60.0
+
+
+#: The VM's files, each an anonymous memory file (module doc).
+FILES = ("initrd", "scratch.img", "console.log", "qemu.err")
 
 
 class VMError(AdapterError, RuntimeError):
@@ -112,13 +116,15 @@ class VM:
         self.image = image
         self.accel = accel or ("kvm" if kvm_usable() else "tcg")
         self.scale = 1.0 if self.accel == "kvm" else TCG_SCALE
-        self.dir = Path(tempfile.mkdtemp(prefix="unionspec-vm-"))
-        self.log = self.dir / "console.log"
+        #: Each of :data:`FILES`: a memfd of this process's (closed on close).
+        self.files: dict[str, int] = {}
         self.sessions: dict[int, Session] = {}
         self.next_session = 1
         self.lock = threading.Lock()
         self.proc: subprocess.Popen[bytes] | None = None
         self.release = ""
+        #: The kernel features the guest observed at boot (adapters.vm.probes).
+        self.features: dict[str, bool] = {}
         started = time.monotonic()
         try:
             self._boot()
@@ -132,20 +138,37 @@ class VM:
     def pid(self) -> int:
         return self.proc.pid if self.proc is not None else -1
 
+    def _make_files(self) -> None:
+        """The VM's files (:data:`FILES`), in memory: the initramfs written, the disk sized
+        (sparse), the console and qemu's errors empty."""
+        for name in FILES:
+            self.files[name] = os.memfd_create(f"unionspec-vm-{name}", os.MFD_CLOEXEC)
+        with open(self.files["initrd"], "wb", closefd=False) as initrd:
+            initrd.write(initramfs(self.image, sys.executable, PROJECT_ROOT))
+        os.ftruncate(self.files["scratch.img"], SCRATCH_MB << 20)
+
+    def path(self, name: str) -> str:
+        """How qemu (given the descriptor, same number) opens one of :data:`FILES`."""
+        return f"/proc/self/fd/{self.files[name]}"
+
+    def read(self, name: str) -> bytes:
+        """What one of :data:`FILES` holds now (b"" once closed)."""
+        fd = self.files.get(name)
+        if fd is None:
+            return b""
+        return os.pread(fd, os.fstat(fd).st_size, 0)
+
     def _command(self, fd: int) -> list[str]:
-        (self.dir / "initrd").write_bytes(initramfs(self.image, sys.executable, PROJECT_ROOT))
-        with open(self.dir / "scratch.img", "wb") as disk:  # sparse
-            disk.truncate(SCRATCH_MB << 20)
         cpu = os.environ.get("UNIONSPEC_VM_CPU") or ("host" if self.accel == "kvm" else "max")
         return [
             QEMU, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
             "-accel", self.accel, "-cpu", cpu, "-m", str(MEMORY_MB), "-smp", "1",
-            "-kernel", str(self.image.vmlinuz), "-initrd", str(self.dir / "initrd"),
+            "-kernel", str(self.image.vmlinuz), "-initrd", self.path("initrd"),
             "-append", "console=ttyS0 panic=-1 rdinit=/init loglevel=4",
-            "-serial", f"file:{self.log}",
+            "-serial", f"file:{self.path('console.log')}",
             "-fsdev", f"local,id=hostroot,path=/,{FSDEV}",
             "-device", "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot",
-            "-drive", f"file={self.dir / 'scratch.img'},format=raw,if=virtio,cache=unsafe",
+            "-drive", f"file={self.path('scratch.img')},format=raw,if=virtio,cache=unsafe",
             "-device", "virtio-serial-pci",
             "-chardev", f"socket,id=unionspec,fd={fd}",
             "-device", f"virtserialport,chardev=unionspec,name={channel.PORT_NAME}",
@@ -154,15 +177,16 @@ class VM:
     def _boot(self) -> None:
         ours, theirs = socket.socketpair()
         self.sock = ours
+        self._make_files()
         try:
             self.proc = subprocess.Popen(
                 self._command(theirs.fileno()),
-                pass_fds=(theirs.fileno(),),
+                pass_fds=(theirs.fileno(), *(self.files[name] for name in FILES[:3])),
                 preexec_fn=functools.partial(die_with_parent, os.getpid()),
                 start_new_session=True,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
-                stderr=open(self.dir / "qemu.err", "wb"),  # noqa: SIM115
+                stderr=self.files["qemu.err"],
             )
         finally:
             theirs.close()
@@ -185,7 +209,8 @@ class VM:
                 )
             for session, kind, payload in self.reader.feed(data):
                 if kind == channel.HELLO and session == 0:
-                    self.release = payload.decode()
+                    self.release, _, observed = payload.decode().partition("\n")
+                    self.features = json.loads(observed) if observed else {}
         ours.settimeout(None)
         self._limit_sends()
         self.relay = threading.Thread(target=self._relay, name="unionspec-vm-relay", daemon=True)
@@ -196,7 +221,7 @@ class VM:
         lines: list[str] = []
         for name in ("qemu.err", "console.log"):
             with contextlib.suppress(OSError):
-                lines += (self.dir / name).read_text(errors="replace").strip().splitlines()[-3:]
+                lines += self.read(name).decode(errors="replace").strip().splitlines()[-3:]
         return " | ".join(line.strip() for line in lines if line.strip()) or "(no output)"
 
     def _limit_sends(self) -> None:
@@ -299,16 +324,19 @@ class VM:
         session.ended.set()
 
     def close(self) -> None:
-        """Kill qemu (by its PID, only it), reap it, remove the temporary directory."""
+        """Kill qemu (by its PID, only it), reap it, keep its console, free its files."""
         _RUNNING.pop(id(self), None)
         self._kill()
         with contextlib.suppress(OSError):
             self.sock.close()
+        if not self.files:  # closed already
+            return
         with contextlib.suppress(OSError):  # the console of the last VM on this kernel
             logs = logs_dir()
             logs.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(self.log, logs / f"{self.image.release}.log")
-        shutil.rmtree(self.dir, ignore_errors=True)
+            (logs / f"{self.image.release}.log").write_bytes(self.read("console.log"))
+        for name in list(self.files):
+            os.close(self.files.pop(name))
 
 
 _RUNNING: dict[int, VM] = {}

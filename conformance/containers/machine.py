@@ -1,0 +1,890 @@
+"""Container mounts in lockstep: an engine driver against the container model.
+
+:class:`Lockstep` performs every action on the model (:class:`ContainerWorld` with the
+engine's profile) and on the driver, checks the outcome is one the model allows, and then
+compares everything observable: what each running container sees, what each volume and
+host directory holds, and that the image is unchanged. The named scenarios
+(:data:`SCENARIOS`, from the seed document) and the state machine
+(:func:`container_machine`) are both programs over a Lockstep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+from hypothesis import currently_in_test_context, note, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from adapters.engines.base import EngineDriver
+from conformance.errors import Diverges
+from conformance.lockstep.compare import Divergence, compare_entries, render
+from reference import ops
+from reference.container import (
+    Action,
+    BindMount,
+    ContainerSpec,
+    ContainerWorld,
+    Mount,
+    Refused,
+    Status,
+    TmpfsMount,
+    VolumeMount,
+    VolumesFrom,
+    Why,
+)
+from reference.engines import Populate
+from reference.layer import DirSpec, FileSpec, LayerSpec, StackSpec, WhiteoutSpec
+from reference.options import Options
+from reference.outcome import Allowed, Err, Ok, Outcome, describe
+from reference.overlay import Overlay
+from reference.view import View
+
+
+class ContainerDiverged(Diverges):
+    """The engine did something its profile does not allow."""
+
+
+#: The image every container program runs on: two layers, the top one whiting out an
+#: image file, so that a copy must come from the merged view (obs §1.1). "a" has an owner
+#: and mode of its own (obs §1.2: copied to the volume root), "e" is an empty directory,
+#: "f" a file (a mount over it is refused), "n" is missing.
+IMAGE = StackSpec(
+    (
+        LayerSpec((("b/w", FileSpec(b"top-w")), ("b/z", WhiteoutSpec()))),
+        LayerSpec(
+            (
+                ("a", DirSpec(mode=0o750, uid=1000, gid=1001)),
+                ("a/x", FileSpec(b"image-x", uid=5, gid=6, xattrs=(("user.k", b"v"),))),
+                ("a/d", DirSpec(mode=0o700)),
+                ("a/d/y", FileSpec(b"image-y", mode=0o600)),
+                ("b", DirSpec()),
+                ("b/z", FileSpec(b"hidden")),
+                ("e", DirSpec(mode=0o711)),
+                ("f", FileSpec(b"a file")),
+            )
+        ),
+    )
+)
+TARGETS = ("a", "b", "e", "f", "n")
+
+
+def _note(text: str) -> None:
+    if currently_in_test_context():
+        note(text)
+
+
+@attrs.define
+class Lockstep:
+    """The model and the driver side by side; every method is one action on both."""
+
+    driver: EngineDriver
+    image: StackSpec = IMAGE
+    model: ContainerWorld = attrs.field(init=False)
+    program: list[str] = attrs.field(factory=list)
+    image_view: View | None = None
+
+    def __attrs_post_init__(self) -> None:
+        self.model = ContainerWorld(self.driver.profile, self.image)
+        self.driver.start_image(self.image)
+        self.image_view = Overlay(self.image, Options(read_only=True)).view()
+
+    # --- actions --------------------------------------------------------------------------
+
+    def _action(self, what: str, mine: Action, theirs: Action) -> Action:
+        self.program.append(what)
+        _note(f"{what} -> {theirs!r}")
+        if mine != theirs:
+            raise ContainerDiverged(
+                f"{what}: {self.driver.name} gave {theirs!r}, the {self.model.profile.name} "
+                f"profile gives {mine!r}\nprogram:\n  " + "\n  ".join(self.program)
+            )
+        self.check()
+        return theirs
+
+    def _op(self, what: str, allowed: Allowed, actual: Outcome) -> Outcome:
+        self.program.append(what)
+        _note(f"{what} -> {describe(actual)}")
+        if actual not in allowed:
+            raise ContainerDiverged(
+                f"{what}: {self.driver.name} gave {describe(actual)}, the model allows "
+                + " or ".join(sorted(describe(o) for o in allowed))
+                + "\nprogram:\n  "
+                + "\n  ".join(self.program)
+            )
+        self.check()
+        return actual
+
+    def make_host_dir(self, name: str) -> None:
+        self.model.make_host_dir(name)
+        self.driver.make_host_dir(name)
+        self.program.append(f"make_host_dir({name!r})")
+        self.check()
+
+    def host_run(self, name: str, op: ops.Op) -> Outcome:
+        return self._op(
+            f"host_run({name!r}, {op!r})",
+            self.model.host_run(name, op),
+            self.driver.host_run(name, op),
+        )
+
+    def run(self, name: str, op: ops.Op) -> Outcome:
+        return self._op(
+            f"run({name!r}, {op!r})", self.model.run(name, op), self.driver.run(name, op)
+        )
+
+    def create_volume(self, name: str) -> Action:
+        what = f"create_volume({name!r})"
+        return self._action(what, self.model.create_volume(name), self.driver.create_volume(name))
+
+    def remove_volume(self, name: str) -> Action:
+        what = f"remove_volume({name!r})"
+        return self._action(what, self.model.remove_volume(name), self.driver.remove_volume(name))
+
+    def create(self, name: str, spec: ContainerSpec) -> Action:
+        what = f"create({name!r}, {spec!r})"
+        return self._action(what, self.model.create(name, spec), self.driver.create(name, spec))
+
+    def start(self, name: str) -> Action:
+        return self._action(f"start({name!r})", self.model.start(name), self.driver.start(name))
+
+    def stop(self, name: str) -> Action:
+        return self._action(f"stop({name!r})", self.model.stop(name), self.driver.stop(name))
+
+    def commit(self, name: str, image: str) -> None:
+        """``commit``: the engine's layer tar, decoded, must be the model's."""
+        what = f"commit({name!r}, {image!r})"
+        self.program.append(what)
+        mine, theirs = self.model.commit(name, image), self.driver.commit(name, image)
+        _note(f"{what} -> {theirs!r}")
+        if mine != theirs:
+            found = (
+                [Divergence(what, "outcome", mine, theirs)]
+                if isinstance(mine, Refused) or isinstance(theirs, Refused)
+                else compare_layers(what, mine, theirs)
+            )
+            raise ContainerDiverged(render(found) + "\nprogram:\n  " + "\n  ".join(self.program))
+        self.check()
+
+    def cp_in(self, name: str, path: str, data: bytes) -> Action:
+        what = f"cp_in({name!r}, {path!r}, {data!r})"
+        mine = self.model.cp_in(name, path, data)
+        return self._action(what, mine, self.driver.cp_in(name, path, data))
+
+    def cp_out(self, name: str, path: str) -> bytes | Refused:
+        what = f"cp_out({name!r}, {path!r})"
+        mine, theirs = self.model.cp_out(name, path), self.driver.cp_out(name, path)
+        self.program.append(what)
+        _note(f"{what} -> {theirs!r}")
+        if mine != theirs:
+            raise ContainerDiverged(
+                f"{what}: {self.driver.name} gave {theirs!r}, the model {mine!r}\nprogram:\n  "
+                + "\n  ".join(self.program)
+            )
+        return theirs
+
+    def remove(self, name: str, *, volumes: bool = False) -> Action:
+        what = f"remove({name!r}, volumes={volumes})"
+        mine = self.model.remove(name, volumes=volumes)
+        return self._action(what, mine, self.driver.remove(name, volumes=volumes))
+
+    # --- observation ----------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Every running container's view, every volume, every host directory, the image."""
+        found = []
+        for name, container in sorted(self.model.containers.items()):
+            if container.status is Status.RUNNING:
+                found += compare_entries(
+                    f"container {name}:/",
+                    self.model.view(name).entries,
+                    self.driver.view(name).entries,
+                )
+        for name in sorted(self.model.containers):
+            found += compare_diffs(name, self.model.diff(name), self.driver.diff(name))
+        for name in sorted(self.model.volumes):
+            found += compare_entries(
+                f"volume {name}:",
+                self.model.volume_view(name).entries,
+                self.driver.volume_view(name).entries,
+            )
+        for name in sorted(self.model.hosts):
+            found += compare_entries(
+                f"host {name}:",
+                self.model.host_view(name).entries,
+                self.driver.host_view(name).entries,
+            )
+        assert self.image_view is not None
+        found += compare_entries(
+            "image:", self.image_view.entries, self.driver.image_view().entries
+        )
+        if found:
+            raise ContainerDiverged(render(found) + "\nprogram:\n  " + "\n  ".join(self.program))
+
+
+def compare_diffs(name: str, mine: dict[str, str], theirs: dict[str, str]) -> list[Divergence]:
+    """Each path where the engine's ``diff`` (A/C/D, "-": not listed) differs from the
+    model's."""
+    return [
+        Divergence(f"diff {name}:{path}", "change", mine.get(path, "-"), theirs.get(path, "-"))
+        for path in sorted(mine.keys() | theirs.keys())
+        if mine.get(path) != theirs.get(path)
+    ]
+
+
+def compare_layers(where: str, mine: Any, theirs: Any) -> list[Divergence]:
+    """Each path of a committed layer whose entry differs ("-": absent)."""
+    a, b = dict(mine), dict(theirs)
+    return [
+        Divergence(f"{where}:{path}", "entry", a.get(path, "-"), b.get(path, "-"))
+        for path in sorted(a.keys() | b.keys())
+        if a.get(path) != b.get(path)
+    ]
+
+
+# --- named scenarios --------------------------------------------------------------------------
+
+
+@attrs.frozen
+class ContainerScenario:
+    id: str
+    title: str
+    source: str
+    program: Callable[[Lockstep], None]
+    #: The profiles it applies to (None: every profile).
+    profiles: tuple[str, ...] | None = None
+
+
+def _expect(actual: object, expected: object, what: str) -> None:
+    if actual != expected:
+        raise ContainerDiverged(f"{what}: expected {expected!r}, got {actual!r}")
+
+
+def _entries(view: View) -> dict[str, object]:
+    return {path: (e.kind, e.data) for path, e in view.entries.items()}
+
+
+def _prepopulated(run: Lockstep) -> None:
+    """Docker and Podman fill the volume (Podman at start); Kubernetes never does."""
+    run.create_volume("v")
+    run.create("c", ContainerSpec((VolumeMount("a", "v"),)))
+    run.start("c")
+    held = run.driver.volume_view("v").entries
+    if run.model.profile.populate is Populate.NEVER:
+        _expect(held, {}, "volume v stays empty")
+        return
+    _expect(held["x"].data, b"image-x", "volume v holds a/x")
+    _expect(run.driver.view("c").entries["a"].mode, 0o750, "volume root takes a's mode")
+
+
+def _non_empty_shadows(run: Lockstep) -> None:
+    run.make_host_dir("h")
+    run.create_volume("v")
+    run.create("seed", ContainerSpec((BindMount("n", "h"), VolumeMount("e", "v"))))
+    run.start("seed")
+    run.run("seed", ops.Write("e/mine", b"volume data", flags=("O_CREAT",)))
+    run.stop("seed")
+    run.create("c", ContainerSpec((VolumeMount("a", "v"),)))
+    run.start("c")
+    seen = _entries(run.driver.view("c"))
+    _expect("a/x" in seen, False, "a non-empty volume hides the image's a/x")
+    _expect(seen.get("a/mine"), ("file", b"volume data"), "the volume's own file")
+
+
+def _bind_shadows(run: Lockstep) -> None:
+    run.make_host_dir("h")
+    run.host_run("h", ops.Write("host-file", b"from host", flags=("O_CREAT",)))
+    run.create("c", ContainerSpec((BindMount("a", "h"),)))
+    run.start("c")
+    _expect("a/x" in run.driver.view("c").entries, False, "the bind hides the image's a/x")
+    _expect(set(run.driver.host_view("h").entries), {"host-file"}, "nothing copied to the host")
+    run.host_run("h", ops.Write("later", b"live", flags=("O_CREAT",)))
+    run.stop("c")
+    run.remove("c")
+    run.create("plain", ContainerSpec())
+    run.start("plain")
+    _expect(run.driver.view("plain").entries["a/x"].data, b"image-x", "the image's a/x is back")
+
+
+def _survives_removal(run: Lockstep) -> None:
+    run.create("c", ContainerSpec((VolumeMount("n", "v"),)))
+    run.start("c")
+    run.run("c", ops.Write("n/kept", b"data", flags=("O_CREAT",)))
+    run.stop("c")
+    run.remove("c", volumes=True)
+    _expect(run.driver.volume_view("v").entries["kept"].data, b"data", "named volume kept")
+    run.create("d", ContainerSpec((VolumeMount("n", "v"),)))
+    run.start("d")
+    _expect(run.driver.view("d").entries["n/kept"].data, b"data", "the next container sees it")
+
+
+def _tmpfs_vanishes(run: Lockstep) -> None:
+    run.create("c", ContainerSpec((TmpfsMount("n"),)))
+    run.start("c")
+    run.run("c", ops.Write("n/secret", b"in memory", flags=("O_CREAT",)))
+    run.stop("c")
+    run.start("c")
+    _expect("n/secret" in run.driver.view("c").entries, False, "tmpfs is empty again")
+
+
+def _tmpfs_size(run: Lockstep) -> None:
+    run.create("c", ContainerSpec((TmpfsMount("n", size=4096),)))
+    run.start("c")
+    run.run("c", ops.Write("n/one", b"1" * 3000, flags=("O_CREAT",)))
+    second = run.run("c", ops.Write("n/two", b"2" * 10, flags=("O_CREAT",)))
+    _expect(second, Err("ENOSPC"), "a second page does not fit")
+
+
+def _read_only(run: Lockstep) -> None:
+    run.make_host_dir("h")
+    run.create_volume("v")
+    run.create(
+        "c",
+        ContainerSpec(
+            (
+                VolumeMount("a", "v", read_only=True),
+                BindMount("n", "h", read_only=True),
+                TmpfsMount("e", read_only=True),
+            )
+        ),
+    )
+    run.start("c")
+    for path in ("a/new", "n/new", "e/new"):
+        _expect(run.run("c", ops.Write(path, b"x", flags=("O_CREAT",))), Err("EROFS"), path)
+    _expect(run.run("c", ops.Unlink("a/x")), Err("EROFS"), "unlink in a read-only volume")
+
+
+def _refilled(run: Lockstep) -> None:
+    """Docker fills an emptied volume again at the next create; Podman copies once."""
+    run.create("c", ContainerSpec((VolumeMount("a", "v"),)))
+    run.start("c")
+    run.run("c", ops.Unlink("a/x"))
+    run.run("c", ops.Unlink("a/d/y"))
+    run.run("c", ops.Rmdir("a/d"))
+    run.stop("c")
+    run.create("d", ContainerSpec((VolumeMount("a", "v"),)))
+    run.start("d")
+    refills = run.model.profile.populate is Populate.AT_CREATE_IF_EMPTY
+    _expect("a/x" in run.driver.view("d").entries, refills, "a/x copied again")
+
+
+def _nocopy(run: Lockstep) -> None:
+    run.create("c", ContainerSpec((VolumeMount("a", "v", nocopy=True),)))
+    run.start("c")
+    _expect(run.driver.volume_view("v").entries, {}, "nocopy: the volume stays empty")
+
+
+def _tmpfs_copy(run: Lockstep) -> None:
+    run.create("c", ContainerSpec((TmpfsMount("a"),)))
+    run.start("c")
+    copies = run.model.profile.tmpfs_copies_image
+    _expect("a/x" in run.driver.view("c").entries, copies, "tmpfs holds a copy of a/x")
+
+
+def _bad_specs(run: Lockstep) -> None:
+    def refused(action: Action, why: Why) -> None:
+        _expect(action, Refused(why.value), why.value)
+
+    refused(run.create("c", ContainerSpec((BindMount("a", "missing"),))), Why.BIND_SOURCE_MISSING)
+    dup = ContainerSpec((VolumeMount("a", "v"), TmpfsMount("a")))
+    refused(run.create("c", dup), Why.DUPLICATE_MOUNT_POINT)
+    run.create("src", ContainerSpec((VolumeMount("a", "v"),)))
+    nocopy = ContainerSpec(volumes_from=(VolumesFrom("src", "nocopy"),))
+    refused(run.create("c", nocopy), Why.INVALID_MODE)
+    over_file = run.create("c", ContainerSpec((VolumeMount("f", "w"),)))
+    if over_file == Ok(None):
+        refused(run.start("c"), Why.NOT_A_DIRECTORY)
+    else:
+        refused(over_file, Why.NOT_A_DIRECTORY)
+    refused(run.remove_volume("v"), Why.VOLUME_IN_USE)
+
+
+#: A program that leaves every kind of trace in the writable layer: a copy-up with no
+#: visible change, a user xattr, a new file with a hardlink and a symlink, a removed image
+#: file, a directory removed and made again, a chown.
+LAYER_TRACES: tuple[ops.Op, ...] = (
+    ops.Chmod("f", 0o644),
+    ops.SetXattr("a/x", "user.t", b"1"),
+    ops.Write("e/new", b"n", flags=("O_CREAT",)),
+    ops.Link("e/new", "e/hl"),
+    ops.Symlink("/a/x", "e/sl"),
+    ops.Unlink("b/w"),
+    ops.Unlink("a/d/y"),
+    ops.Rmdir("a/d"),
+    ops.Mkdir("a/d", 0o700),
+    ops.Write("a/d/q", b"q", flags=("O_CREAT",)),
+    ops.Chown("e", 7, 8),
+)
+
+
+def _writable_layer(run: Lockstep) -> None:
+    """diff after each trace (Lockstep.check), then commit: the layer tar decoded."""
+    run.create("c", ContainerSpec())
+    run.start("c")
+    for op in LAYER_TRACES:
+        run.run("c", op)
+    run.stop("c")
+    run.commit("c", "one")
+
+
+def _from_committed(run: Lockstep) -> None:
+    """The committed layer is a lower layer of the new image, whiteouts and opaque
+    directories included; the container it came from and the new one are independent."""
+    run.create("c", ContainerSpec())
+    run.start("c")
+    for op in LAYER_TRACES:
+        run.run("c", op)
+    run.commit("c", "one")
+    run.create("d", ContainerSpec(image="one"))
+    run.start("d")
+    seen = run.driver.view("d").entries
+    _expect(("b/w" in seen, "a/d/y" in seen, seen["a/d/q"].data), (False, False, b"q"), "d")
+    run.run("d", ops.Write("a/d/q", b"from d", flags=("O_CREAT", "O_TRUNC")))
+    run.run("d", ops.Unlink("e/new"))
+    _expect(run.driver.view("c").entries["a/d/q"].data, b"q", "c does not see d's write")
+
+
+def _image_stack(run: Lockstep) -> None:
+    """The seed's imageA/imageB: B adds a layer on A; two containers from each; a write in
+    one is seen by no other container and by no image."""
+    run.create("base", ContainerSpec())
+    run.start("base")
+    run.run("base", ops.Mkdir("app", 0o755))
+    run.run("base", ops.Write("app/hello.sh", b"echo hello\n", flags=("O_CREAT",)))
+    run.run("base", ops.Write("app/hello.py", b"print('hello')\n", flags=("O_CREAT",)))
+    run.stop("base")
+    run.commit("base", "imagea")
+    run.create("b", ContainerSpec(image="imagea"))
+    run.start("b")
+    run.run("b", ops.Chmod("app/hello.sh", 0o755))
+    run.run("b", ops.Unlink("app/hello.py"))
+    run.stop("b")
+    run.commit("b", "imageb")
+    for name, image in (("a1", "imagea"), ("a2", "imagea"), ("b1", "imageb"), ("b2", "imageb")):
+        run.create(name, ContainerSpec(image=image))
+        run.start(name)
+    run.run("a1", ops.Write("app/hello.sh", b"a1\n", flags=("O_CREAT", "O_TRUNC")))
+    run.run("b1", ops.Write("app/hello.py", b"b1\n", flags=("O_CREAT",)))
+    for name, data in (("a2", b"echo hello\n"), ("b1", b"echo hello\n")):
+        _expect(run.driver.view(name).entries["app/hello.sh"].data, data, f"{name} hello.sh")
+    _expect("app/hello.py" in run.driver.view("b2").entries, False, "b2 has no hello.py")
+
+
+SCENARIOS: tuple[ContainerScenario, ...] = (
+    ContainerScenario(
+        "empty-volume-prepopulated",
+        "a new empty volume at a populated image path is filled from the image",
+        "seed: 关于volums与Bind mounts使用说明 1; moby create_unix.go populateVolume",
+        _prepopulated,
+    ),
+    ContainerScenario(
+        "non-empty-volume-shadows",
+        "a non-empty volume hides the image path and is not touched",
+        "seed: 关于volums与Bind mounts使用说明 2; moby copyExistingContents",
+        _non_empty_shadows,
+    ),
+    ContainerScenario(
+        "bind-shadows-no-copy",
+        "a bind mount hides the image path without copying; the image is back without it",
+        "seed: 关于volums与Bind mounts使用说明 2; moby#39410",
+        _bind_shadows,
+    ),
+    ContainerScenario(
+        "volume-survives-container",
+        "data in a named volume survives the container's removal (rm -v)",
+        "seed: volums 管理volume (删除容器后volume并未受影响)",
+        _survives_removal,
+    ),
+    ContainerScenario(
+        "tmpfs-vanishes",
+        "tmpfs data is gone when the container stops",
+        "seed: tmpfs (数据存储于内存中, 不持久化)",
+        _tmpfs_vanishes,
+    ),
+    ContainerScenario(
+        "tmpfs-size-enospc",
+        "a tmpfs with size= refuses a page beyond it with ENOSPC",
+        "docker tmpfs-size (obs §1.4); mm/shmem.c",
+        _tmpfs_size,
+    ),
+    ContainerScenario(
+        "read-only-erofs",
+        "read-only volumes, binds and tmpfs refuse writes with EROFS",
+        "seed: volume指定为只读方式; obs §1.4",
+        _read_only,
+    ),
+    ContainerScenario(
+        "emptied-volume-refill",
+        "an emptied volume: Docker refills it at the next create, Podman never again",
+        "obs §1.2 (Docker), §2 (Podman NeedsCopyUp)",
+        _refilled,
+    ),
+    ContainerScenario(
+        "nocopy-stays-empty",
+        "nocopy: the volume is not populated (Podman still takes the root's owner/mode)",
+        "obs §1.2, §2",
+        _nocopy,
+    ),
+    ContainerScenario(
+        "tmpfs-copy-up",
+        "a tmpfs over an image directory: empty on Docker, a copy on Podman (tmpcopyup)",
+        "obs §1.4, §2",
+        _tmpfs_copy,
+    ),
+    ContainerScenario(
+        "bad-specs-refused",
+        "missing bind source, duplicate target, nocopy with volumes-from, volume over a file,"
+        " removing a volume in use",
+        "obs §1.2-1.4, §2",
+        _bad_specs,
+    ),
+)
+
+
+def _cp(run: Lockstep) -> None:
+    """cp into and out of a running and a stopped container: into a volume, a bind, the
+    writable layer (over an image file too), and a tmpfs target (engines differ)."""
+    run.make_host_dir("h")
+    run.create("c", ContainerSpec((VolumeMount("n", "v"), BindMount("a", "h"), TmpfsMount("e"))))
+    run.start("c")
+    for path in ("n/in-vol", "a/in-bind", "b/in-root", "f", "e/in-tmpfs"):
+        run.cp_in("c", path, b"running " + path.encode())
+    _expect(run.cp_in("c", "missing/x", b"x"), Refused(Why.NO_SUCH_PATH.value), "missing/x")
+    for path in ("n/in-vol", "b/in-root", "f", "a/x"):
+        run.cp_out("c", path)
+    run.stop("c")
+    for path in ("n/in-vol2", "a/in-bind2", "b/in-root2", "e/in-tmpfs2"):
+        run.cp_in("c", path, b"stopped " + path.encode())
+    for path in ("n/in-vol2", "b/in-root2", "e/in-tmpfs2"):
+        run.cp_out("c", path)
+    run.start("c")
+    _expect(run.driver.volume_view("v").entries["in-vol2"].data, b"stopped n/in-vol2", "vol")
+
+
+SCENARIOS += (
+    ContainerScenario(
+        "cp-in-and-out",
+        "cp into and out of running and stopped containers: volumes and binds get the file,"
+        " the rest goes to the writable layer",
+        "seed: tmpfs (docker cp ... :/app/); obs: cp observed by hand",
+        _cp,
+    ),
+    ContainerScenario(
+        "writable-layer-diff-commit",
+        "diff lists a container's changes, commit saves its writable layer with whiteouts"
+        " and opaque directories",
+        "seed: 存储驱动 可写入层 (only changed files are copied up); image-spec layer.md",
+        _writable_layer,
+    ),
+    ContainerScenario(
+        "committed-image-starts-containers",
+        "a committed container is an image: its layer (whiteouts and all) under new"
+        " containers, each independent",
+        "seed: 可写入层; obs §4",
+        _from_committed,
+    ),
+    ContainerScenario(
+        "image-from-image",
+        "imageB adds a layer on imageA; containers from each see their image; writes stay"
+        " in their own writable layer",
+        "seed: 存储驱动 (imageA/imageB, 镜像B与镜像A相同的层级指向同一系统存储地址)",
+        _image_stack,
+    ),
+)
+
+
+def run_scenario(driver: EngineDriver, scenario: ContainerScenario) -> None:
+    run = Lockstep(driver)
+    scenario.program(run)
+
+
+# --- the state machine ------------------------------------------------------------------------
+
+CONTAINERS = ("c1", "c2")
+VOLUMES = ("v1", "v2")
+IMAGES = ("i1", "i2")
+HOSTS = ("h1", "h2")
+NAMES = ("a", "b", "e", "f", "n", "x", "y", "d", "w")
+#: Mount targets: "f" (an image file, refused) drawn less often than the directories.
+MOUNT_TARGETS = ("a", "b", "e", "n", "a", "b", "e", "n", "f")
+
+
+#: The image's own paths: operations on them copy up, white out, make opaque.
+IMAGE_PATHS = ("a", "a/x", "a/d", "a/d/y", "b", "b/w", "e", "f")
+
+
+def _paths(targets: tuple[str, ...] = ()) -> st.SearchStrategy[str]:
+    """Paths inside a container: below its own mount targets, or the image's own paths
+    (its writable layer), or anywhere."""
+    top = st.sampled_from(TARGETS)
+    if targets:
+        top = st.one_of(st.sampled_from(targets), st.sampled_from(targets), top)
+    inner = st.lists(st.sampled_from(NAMES), min_size=0, max_size=2)
+    anywhere = st.builds(lambda t, rest: "/".join([t, *rest]), top, inner)
+    return st.one_of(anywhere, st.sampled_from(IMAGE_PATHS))
+
+
+def _inner_paths() -> st.SearchStrategy[str]:
+    return st.lists(st.sampled_from(NAMES), min_size=1, max_size=2).map("/".join)
+
+
+DATA = st.sampled_from([b"", b"q", b"data-" * 20, b"L" * 3000, b"M" * 5000])
+WRITE_FLAGS = st.sampled_from(
+    [("O_CREAT",), ("O_CREAT", "O_TRUNC"), ("O_CREAT", "O_APPEND"), ("O_CREAT", "O_EXCL"), ()]
+)
+
+
+def _domains(paths: st.SearchStrategy[str]) -> dict[str, st.SearchStrategy[Any]]:
+    """What each field domain of ``ops.KINDS`` is drawn from inside a container: its paths,
+    larger data, whole-file writes, a single xattr."""
+    modes = st.sampled_from([0o755, 0o700, 0o644])
+    ids = st.sampled_from([0, 7])
+    return {
+        "path": paths,
+        "dir_path": paths,
+        "follow": st.just(False),
+        "data": DATA,
+        "offset": st.just(0),
+        "size": st.just(0),
+        "open_flags": WRITE_FLAGS,
+        "file_mode": st.just(0o644),
+        "mode": modes,
+        "dir_mode": modes,
+        "uid": ids,
+        "gid": st.sampled_from([0, 8]),
+        "xattr_name": st.just("user.t"),
+        "xattr_value": st.sampled_from([b"1", b"22"]),
+        "rename_flags": st.just(""),
+    }
+
+
+def _ops(paths: st.SearchStrategy[str]) -> st.SearchStrategy[ops.Op]:
+    """The kinds of ``ops.KINDS`` declared for containers."""
+    domains = _domains(paths)
+    return st.one_of(
+        [
+            st.builds(kind.cls, *[domains[domain] for domain in kind.draws])
+            for kind in ops.KINDS.values()
+            if kind.containers
+        ]
+    )
+
+
+def _mount(target: str) -> st.SearchStrategy[Mount]:
+    flag = st.booleans()
+    return st.one_of(
+        # nocopy only on named volumes: podman 4.3 cannot express an anonymous nocopy one
+        # ("-v name:/dst:nocopy" only; "--mount ...,nocopy" is "invalid mount option")
+        st.builds(VolumeMount, st.just(target), st.sampled_from(VOLUMES), flag, flag),
+        st.builds(VolumeMount, st.just(target), st.none(), flag),
+        st.builds(BindMount, st.just(target), st.sampled_from([*HOSTS, "h3"]), flag, flag),
+        st.builds(
+            TmpfsMount,
+            st.just(target),
+            st.sampled_from([None, 4096, 8192]),
+            st.sampled_from([None, 0o700]),
+            flag,
+        ),
+    )
+
+
+@st.composite
+def container_specs(draw: st.DrawFn) -> ContainerSpec:
+    """0-3 mounts at distinct top-level targets, a volume at most once; or volumes-from."""
+    if draw(st.integers(0, 5)) == 0:
+        source = draw(st.sampled_from(CONTAINERS))
+        return ContainerSpec(volumes_from=(VolumesFrom(source, draw(st.sampled_from(["", "ro"]))),))
+    targets = draw(st.lists(st.sampled_from(MOUNT_TARGETS), max_size=3, unique=True))
+    mounts = [draw(_mount(t)) for t in targets]
+    named = [m.volume for m in mounts if isinstance(m, VolumeMount) and m.volume]
+    if len(named) != len(set(named)):
+        mounts = [m for m in mounts if not isinstance(m, VolumeMount)]
+    return ContainerSpec(tuple(mounts))
+
+
+class ContainerMachine(RuleBasedStateMachine):
+    """Containers, volumes and host directories on ``driver``, in lockstep with the model."""
+
+    driver: EngineDriver
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.run: Lockstep | None = None
+        #: Containers started at least once (their mount points exist: cp takes them).
+        self.started: set[str] = set()
+
+    @initialize()
+    def fresh(self) -> None:
+        self.run = Lockstep(type(self).driver)
+
+    @property
+    def lock(self) -> Lockstep:
+        assert self.run is not None
+        return self.run
+
+    def running(self) -> list[str]:
+        containers = self.lock.model.containers
+        return [n for n in CONTAINERS if n in containers and containers[n].status is Status.RUNNING]
+
+    @precondition(lambda self: len(self.lock.model.hosts) < len(HOSTS))
+    @rule(name=st.sampled_from(HOSTS))
+    def make_host_dir(self, name: str) -> None:
+        if name not in self.lock.model.hosts:
+            self.lock.make_host_dir(name)
+
+    @precondition(lambda self: bool(self.lock.model.hosts))
+    @rule(name=st.sampled_from(HOSTS), op=_ops(_inner_paths()))
+    def host_op(self, name: str, op: ops.Op) -> None:
+        if name in self.lock.model.hosts:
+            self.lock.host_run(name, op)
+
+    @precondition(lambda self: not set(VOLUMES) <= set(self.lock.model.volumes))
+    @rule(name=st.sampled_from(VOLUMES))
+    def create_volume(self, name: str) -> None:
+        self.lock.create_volume(name)
+
+    @precondition(lambda self: bool(self.lock.model.volumes))
+    @rule(data=st.data())
+    def remove_volume(self, data: st.DataObject) -> None:
+        self.lock.remove_volume(data.draw(st.sampled_from(sorted(self.lock.model.volumes))))
+
+    def _from_image(self, spec: ContainerSpec, data: st.DataObject) -> ContainerSpec:
+        """The spec on the world's image or on one committed so far."""
+        images = sorted(self.lock.model.images)
+        if not images:
+            return spec
+        return attrs.evolve(spec, image=data.draw(st.sampled_from([None, *images])))
+
+    @precondition(lambda self: len(self.lock.model.containers) < len(CONTAINERS))
+    @rule(name=st.sampled_from(CONTAINERS), spec=container_specs(), data=st.data())
+    def create(self, name: str, spec: ContainerSpec, data: st.DataObject) -> None:
+        if name not in self.lock.model.containers:
+            self.lock.create(name, self._from_image(spec, data))
+
+    @precondition(lambda self: len(self.lock.model.containers) < len(CONTAINERS))
+    @rule(name=st.sampled_from(CONTAINERS), spec=container_specs(), data=st.data())
+    def create_and_start(self, name: str, spec: ContainerSpec, data: st.DataObject) -> None:
+        """``run -d``: create, then start when the create succeeded."""
+        spec = self._from_image(spec, data)
+        created = name not in self.lock.model.containers and self.lock.create(name, spec)
+        if created == Ok(None) and self.lock.start(name) == Ok(None):
+            self.started.add(name)
+
+    @precondition(
+        lambda self: bool(self.lock.model.containers)
+        and not set(IMAGES) <= set(self.lock.model.images)
+    )
+    @rule(name=st.sampled_from(CONTAINERS), image=st.sampled_from(IMAGES))
+    def commit(self, name: str, image: str) -> None:
+        """``commit`` to a new image name (a name is committed once: the model's
+        containers find their image by name)."""
+        if name in self.lock.model.containers and image not in self.lock.model.images:
+            self.lock.commit(name, image)
+
+    @precondition(lambda self: bool(self.lock.model.containers))
+    @rule(name=st.sampled_from(CONTAINERS))
+    def start(self, name: str) -> None:
+        if name in self.lock.model.containers and self.lock.start(name) == Ok(None):
+            self.started.add(name)
+
+    @precondition(lambda self: bool(self.lock.model.containers))
+    @rule(name=st.sampled_from(CONTAINERS))
+    def stop(self, name: str) -> None:
+        if name in self.lock.model.containers:
+            self.lock.stop(name)
+
+    @precondition(lambda self: bool(self.lock.model.containers))
+    @rule(name=st.sampled_from(CONTAINERS), volumes=st.booleans())
+    def remove(self, name: str, volumes: bool) -> None:
+        if name in self.lock.model.containers and self.lock.remove(name, volumes=volumes) == Ok(
+            None
+        ):
+            self.started.discard(name)
+
+    @precondition(lambda self: bool(self.running()))
+    @rule(data=st.data())
+    def container_op(self, data: st.DataObject) -> None:
+        self._container_op(data)
+
+    @precondition(lambda self: bool(self.running()))
+    @rule(data=st.data())
+    def another_container_op(self, data: st.DataObject) -> None:
+        """The same as container_op: operations are most of a program."""
+        self._container_op(data)
+
+    def _container_op(self, data: st.DataObject) -> None:
+        name = data.draw(st.sampled_from(self.running()))
+        targets = tuple(r.mount.target for r in self.lock.model.containers[name].table)
+        self.lock.run(name, data.draw(_ops(_paths(targets))))
+
+    def _cp_target(self, data: st.DataObject) -> tuple[str, str] | None:
+        """A started container and a path ``cp`` may take there: its parent a directory,
+        itself no directory, not below a read-only mount (the engines' other answers -
+        into a directory, "read-only" - are not modelled)."""
+        model = self.lock.model
+        started = [n for n in CONTAINERS if n in model.containers and n in self.started]
+        if not started:
+            return None
+        name = data.draw(st.sampled_from(started))
+        targets = tuple(r.mount.target for r in model.containers[name].table)
+        path = data.draw(_paths(targets))
+        fs = model.cp_fs(name)
+        target, _ = fs.locate(path)
+        if target is not None and fs.mounts[target][1]:
+            return None
+        parent = path.rpartition("/")[0]
+        kinds = [first_kind(fs, parent) if parent else "dir", first_kind(fs, path)]
+        if kinds[0] != "dir" or kinds[1] == "dir":
+            return None
+        return name, path
+
+    @precondition(lambda self: bool(self.started))
+    @rule(data=st.data(), content=DATA)
+    def cp_in(self, data: st.DataObject, content: bytes) -> None:
+        found = self._cp_target(data)
+        if found is not None:
+            self.lock.cp_in(*found, content)
+
+    @precondition(lambda self: bool(self.started))
+    @rule(data=st.data())
+    def cp_out(self, data: st.DataObject) -> None:
+        found = self._cp_target(data)
+        if found is not None and first_kind(self.lock.model.cp_fs(found[0]), found[1]) == "file":
+            self.lock.cp_out(*found)
+
+    @invariant()
+    def nothing_else(self) -> None:
+        pass  # every action checks everything after it (Lockstep.check)
+
+
+def first_kind(fs: Any, path: str) -> str | None:
+    """The kind of what ``path`` names in a container tree (lstat), or None."""
+    found = next(iter(fs.apply(ops.Stat(path, follow=False))))
+    return found.value.kind if isinstance(found, Ok) else None
+
+
+def run_container_machine(driver: EngineDriver, config: settings) -> None:
+    machine = type("ContainerMachineFor", (ContainerMachine,), {"driver": driver})
+    run_state_machine_as_test(machine, settings=config)
+
+
+__all__ = [
+    "SCENARIOS",
+    "ContainerDiverged",
+    "ContainerMachine",
+    "ContainerScenario",
+    "Lockstep",
+    "Refused",
+    "container_specs",
+    "run_container_machine",
+    "run_scenario",
+]

@@ -1,0 +1,341 @@
+"""A mount and a program drawn together, step by step against a private reference model.
+
+What the lockstep machine runs (conformance.lockstep.machine.lockstep_test). The reference engine
+is pure, so the strategy mounts its own copy of the stack and applies each operation as
+it draws it: every path is chosen from what the model holds at that step
+(conformance.generation.paths_choice), in the kinds this example's swarm enables
+(conformance.generation.swarm). The program is still data drawn from Hypothesis's choice sequence:
+it replays exactly, and it shrinks as :class:`conformance.generation.strategies.Programs` does (one
+span per step after a "stop here?" choice, forced at ``max_steps``), so deleting a step
+deletes its choices.
+
+Besides the paths it draws (each table's first entry still where shrinking goes):
+
+- file data, offsets and sizes around a page (4096) and beyond, a 1 MiB file now and
+  then;
+- up to 6 lower layers;
+- sometimes a top lower that an earlier overlay left behind: a short generated program
+  run on the stack, its upper layer (whiteouts, opaque directories, hardlinks) becoming a
+  lower of the mount under test;
+- sometimes a remount after the first few steps, so the rest of the program runs on an
+  upper layer that starts non-empty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from hypothesis import strategies as st
+from hypothesis.internal.conjecture.utils import calc_label_from_name
+
+from conformance.generation import strategies as s
+from conformance.generation.paths_choice import (
+    REMEMBERED,
+    ROLES,
+    Inventory,
+    draw_path,
+    inventory,
+    viable,
+)
+from conformance.generation.strategies import _STEP_LABEL, _pick
+from conformance.generation.swarm import Swarm, draw_swarm
+from reference import ops
+from reference.layer import (
+    DirSpec,
+    EntrySpec,
+    FifoSpec,
+    FileSpec,
+    HardlinkSpec,
+    Inode,
+    Kind,
+    LayerSpec,
+    StackSpec,
+    SymlinkSpec,
+    WhiteoutSpec,
+    walk,
+)
+from reference.options import Options
+from reference.outcome import Ok
+from reference.overlay import Overlay
+from reference.paths import FsError
+
+if TYPE_CHECKING:
+    from hypothesis.internal.conjecture.data import ConjectureData
+
+PAGE = 4096
+#: Write data: the small table first (where shrinking goes), then a full page. Files grow
+#: past a page by offsets and truncates (a page of data printed in a program is long enough).
+WRITE_DATA: tuple[bytes, ...] = (*s.DATA, b"P" * PAGE)
+#: Offsets: the small ones, then just before, at and after the first and second page end.
+WRITE_OFFSETS = (*s.OFFSETS, PAGE - 5, PAGE - 1, PAGE, 2 * PAGE - 2, 2 * PAGE + 3)
+#: Truncate sizes: the small ones, around a page, a few pages, 1 MiB (the kernel copies a
+#: file up in chunks of that size: fs/overlayfs/copy_up.c OVL_COPY_UP_CHUNK_SIZE; also
+#: conformance.records.program_check's MAX_BYTES).
+SIZES = (*s.SIZES, PAGE - 1, PAGE, PAGE + 1, 3 * PAGE + 5, 1 << 20)
+#: open(2) flags for a name that does not exist yet: mostly creating ones.
+NEW_FLAGS: tuple[tuple[str, ...], ...] = (
+    ("O_CREAT",),
+    ("O_CREAT", "O_TRUNC"),
+    ("O_CREAT", "O_EXCL"),
+    (),
+)
+#: renameat2 flags onto an existing name (mostly replacing or exchanging it), and onto a
+#: missing one (mostly plain or RENAME_NOREPLACE; RENAME_EXCHANGE there is ENOENT).
+EXCHANGE = ("", "RENAME_EXCHANGE", "", "RENAME_EXCHANGE", "RENAME_NOREPLACE")
+NOREPLACE = ("", "RENAME_NOREPLACE", "", "RENAME_EXCHANGE")
+#: How many lower layers (before any earlier-overlay layer), one choice.
+LOWER_COUNTS = (1, 2, 3, 1, 2, 3, 1, 2, 3, 4, 6)
+#: After how many steps a remount happens (-1: none), one choice.
+REMOUNT_AT = (-1, -1, -1, 3, 6)
+#: Steps of the program whose upper becomes the top lower (0: none), one choice.
+EARLIER_STEPS = (0, 0, 0, 0, 4, 8)
+#: The operations an earlier overlay ran (the ones that leave something in its upper).
+EARLIER_RULES = ("write", "mkdir", "rmdir", "unlink", "rename", "link", "symlink", "mkfifo")
+
+#: The rules that change the tree (drawn twice as often when they can succeed): the
+#: writing kinds of ``ops.KINDS``.
+CHANGING = frozenset(ops.KINDS[cls].rule for cls in ops.WRITES)
+#: Operations after which the inventory may change (names, kinds, who has xattrs; the
+#: others change only data or other metadata).
+_INVENTORY_CHANGING = (
+    ops.Mkdir, ops.Rmdir, ops.Unlink, ops.Rename, ops.Link, ops.Symlink, ops.Mkfifo,
+    ops.SetXattr, ops.RemoveXattr,
+)
+#: The rules that add, remove or move names (drawn more often still).
+NAMESPACE = frozenset({"mkdir", "rmdir", "unlink", "rename"})
+#: Field domains (``ops.Kind.draws``) drawn from bigger tables than ``strategies.DOMAINS``.
+BIGGER: dict[str, tuple[Any, ...]] = {"data": WRITE_DATA, "offset": WRITE_OFFSETS, "size": SIZES}
+#: Field domains that are paths: drawn from the model's inventory (paths_choice.ROLES).
+PATH_DOMAINS = frozenset({"path", "dir_path"})
+
+_EARLIER_LABEL = calc_label_from_name("unionspec earlier overlay step")
+
+
+class _Drawer:
+    """Draws operations against a model, keeping its inventory up to date."""
+
+    def __init__(self, model: Overlay, rules: tuple[str, ...], big: bool = True) -> None:
+        self.model = model
+        self.rules = rules
+        #: the bigger data, offset and size tables (an earlier overlay's do not: its files
+        #: become a lower layer's specs, printed with a failing example)
+        self.bigger = BIGGER if big else {}
+        self.removed: list[str] = []
+        self.recent: list[str] = []
+        self.inv: Inventory | None = None
+        self._table: tuple[str, ...] | None = None
+
+    def inventory(self) -> Inventory:
+        if self.inv is None:
+            self.inv = inventory(self.model, self.removed, self.recent)
+            self._table = None
+        return self.inv
+
+    def rule_table(self) -> tuple[str, ...]:
+        """The rules to pick from: each rule whose first path has a name of the right kind
+        now three times, first (where shrinking goes), then once each other rule (as a
+        precondition would, without excluding it). A rule that changes the tree counts
+        double, one that adds or removes names (whiteouts, opaque dirs, redirects: the
+        overlay's own machinery) more: the whole view is compared after every step, so
+        the reading rules add only their own outcome. On a read-only mount a writing rule
+        can only give EROFS: it counts once, as one that cannot succeed."""
+        inv = self.inventory()
+        if self._table is None:
+            read_only = self.model.options.read_only
+            able = [
+                rule
+                for rule in self.rules
+                if not (read_only and rule in CHANGING)
+                and (rule not in ROLES or viable(ROLES[rule][0], inv))
+            ]
+            changing = [rule for rule in able if rule in CHANGING] * 3
+            names = [rule for rule in able if rule in NAMESPACE] * 2
+            others = [rule for rule in self.rules if rule not in able]
+            self._table = (*able, *able, *able, *changing, *names, *others)
+        return self._table
+
+    def draw(self, data: ConjectureData) -> ops.Op:
+        """One operation: a rule, then each field by its domain (``ops.Kind.draws``):
+        paths by their role, flags and xattr names by what the paths hold, the rest from
+        ``strategies.DOMAINS`` (bigger tables for data, offsets and sizes)."""
+        rule = _pick(data, self.rule_table())
+        kind = ops.BY_RULE[rule]
+        # a kind with no roles of its own draws each path as "any" (an existing name of any
+        # kind, or a fresh one): a new operation kind needs no entry here
+        roles = ROLES.get(rule) or ("any",) * len(kind.draws)
+        paths: list[str] = []
+        args: list[Any] = []
+        for domain in kind.draws:
+            if domain in PATH_DOMAINS:
+                source = paths[0] if paths else None
+                value = draw_path(data, roles[len(paths)], self.inventory(), source)
+                paths.append(value)
+            elif domain == "open_flags":
+                value = _pick(data, s.OPEN_FLAGS if self._exists(paths[0]) else NEW_FLAGS)
+            elif domain == "rename_flags":
+                value = _pick(data, EXCHANGE if self._exists(paths[1]) else NOREPLACE)
+            elif domain == "xattr_name" and roles[0] == "has_xattr":
+                value = _pick(data, self._xattr_names(paths[0]))
+            else:
+                value = _pick(data, self.bigger.get(domain, s.DOMAINS[domain]))
+            args.append(value)
+        return kind.cls(*args)
+
+    def _exists(self, path: str) -> bool:
+        """Whether the merged view has ``path`` (a symlink counts as what it is)."""
+        return path in self.inventory().present
+
+    def _xattr_names(self, path: str) -> tuple[str, ...]:
+        """The names the object has (three times: mostly one it has), then all names."""
+        try:
+            node = self.model.resolve(path, follow=True).node
+        except FsError:
+            node = None
+        present: tuple[str, ...] = ()
+        if node is not None:
+            present = tuple(sorted(self.model.meta(node).xattrs))
+        return present * 3 + s.XATTR_NAMES
+
+    def apply(self, op: ops.Op) -> None:
+        if type(op) in ops.LOOKS:
+            return  # the engine changes nothing for these (tests/test_looks.py)
+        allowed = self.model.apply(op)
+        if not any(isinstance(o, Ok) for o in allowed):
+            return
+        if type(op) in _INVENTORY_CHANGING or (isinstance(op, ops.Write) and "O_CREAT" in op.flags):
+            self.inv = None  # the inventory holds names, kinds and who has xattrs
+        gone = None
+        if isinstance(op, ops.Unlink | ops.Rmdir):
+            gone = op.path
+        elif isinstance(op, ops.Rename) and op.flags != "RENAME_EXCHANGE":
+            gone = op.src
+        if gone is not None:
+            self.removed = [gone, *(p for p in self.removed if p != gone)][:REMEMBERED]
+        made = _made(op)
+        if made is not None:
+            self.recent = [made, *(p for p in self.recent if p != made)][:REMEMBERED]
+            if self.inv is not None:  # kept (no name changed): what a fresh one holds
+                present = self.inv.present
+                self.inv.recent = [path for path in self.recent if path in present]
+
+
+def created(op: ops.Op) -> str | None:
+    """The name an operation makes or moves to when it succeeds (a write with O_CREAT may
+    have made it); also what conformance.generation.coverage looks under for a whiteout."""
+    match op:
+        case ops.Mkdir(path) | ops.Symlink(_, path) | ops.Mkfifo(path):
+            return path
+        case ops.Write(path, _, _, flags) if "O_CREAT" in flags:
+            return path
+        case ops.Link(_, path) | ops.Rename(_, path):
+            return path
+    return None
+
+
+def _made(op: ops.Op) -> str | None:
+    """The name an operation that succeeded made, moved to or copied up."""
+    match op:
+        case ops.Chmod(path) | ops.Chown(path) | ops.SetXattr(path):
+            return path  # copied up (metadata only with metacopy=on)
+    return created(op)
+
+
+def upper_as_layer(model: Overlay) -> LayerSpec:
+    """The upper layer of ``model`` as a lower layer spec: what an earlier overlay left.
+    Hardlinks stay hardlinks; whiteouts and opaque directories stay markers."""
+    assert model.upper is not None
+    entries: list[tuple[str, EntrySpec]] = []
+    first: dict[int, str] = {}
+    for path, inode in walk(model.upper):
+        entries.append((path, _spec(inode, first.get(inode.ident))))
+        if inode.kind is Kind.FILE:
+            first.setdefault(inode.ident, path)
+    return LayerSpec(tuple(entries))
+
+
+def _spec(inode: Inode, linked_to: str | None) -> EntrySpec:
+    xattrs = tuple(sorted(inode.xattrs.items()))
+    match inode.kind:
+        case Kind.FILE if linked_to is not None:
+            return HardlinkSpec(linked_to)
+        case Kind.FILE:
+            return FileSpec(inode.data, inode.mode, inode.uid, inode.gid, xattrs)
+        case Kind.DIR:
+            return DirSpec(inode.mode, inode.uid, inode.gid, xattrs, inode.opaque)
+        case Kind.SYMLINK:
+            return SymlinkSpec(inode.target)
+        case Kind.FIFO:
+            return FifoSpec(inode.mode)
+    return WhiteoutSpec()
+
+
+class Cases(st.SearchStrategy[tuple[StackSpec, list[ops.Op]]]):
+    """A stack and a program of up to ``max_steps`` operations of ``rules`` (all by
+    default), for a mount with ``options`` (see the module doc)."""
+
+    def __init__(
+        self,
+        rules: Iterable[str] | None,
+        max_steps: int,
+        options: Options,
+        min_lowers: int = 1,
+    ) -> None:
+        super().__init__()
+        self.rules = s.Operations(rules).rules
+        self.max_steps, self.options, self.min_lowers = max_steps, options, min_lowers
+        self._counts = tuple(n for n in LOWER_COUNTS if n >= min_lowers) or (min_lowers,)
+
+    def __repr__(self) -> str:
+        return f"Cases({list(self.rules)!r}, max_steps={self.max_steps}, {self.options.label})"
+
+    def do_draw(self, data: ConjectureData) -> tuple[StackSpec, list[ops.Op]]:
+        swarm = draw_swarm(data, self.rules)
+        stack = self._stack(data, swarm)
+        drawer = _Drawer(Overlay(stack, self.options), swarm.rules)
+        remount_at = _pick(data, REMOUNT_AT)
+        program: list[ops.Op] = []
+        while True:
+            if len(program) == remount_at:
+                program.append(ops.Remount())
+                drawer.apply(program[-1])
+            # one span per step, its stop choice forced at max_steps (strategies.Programs)
+            data.start_span(_STEP_LABEL)
+            forced = True if len(program) >= self.max_steps else None
+            if data.draw_boolean(2**-16, forced=forced):
+                data.stop_span()
+                return stack, program
+            op = drawer.draw(data)
+            data.stop_span()
+            program.append(op)
+            drawer.apply(op)
+
+    def _stack(self, data: ConjectureData, swarm: Swarm) -> StackSpec:
+        n = _pick(data, self._counts)
+        marked = s.Layers(markers=True, without=swarm.without)
+        lowers = [marked.do_draw(data) for _ in range(n - 1)]
+        lowers.append(s.Layers(markers=False, without=swarm.without).do_draw(data))
+        stack = StackSpec(tuple(lowers))
+        steps = _pick(data, EARLIER_STEPS)
+        if not steps:
+            return stack
+        # an earlier overlay over these lowers (default options: its upper has no
+        # redirects or metacopy files, which a layer spec cannot carry)
+        earlier = Overlay(stack, Options())
+        drawer = _Drawer(earlier, EARLIER_RULES, big=False)
+        for _ in range(steps):
+            data.start_span(_EARLIER_LABEL)
+            op = drawer.draw(data)
+            data.stop_span()
+            drawer.apply(op)
+        return StackSpec((upper_as_layer(earlier), *lowers))
+
+
+def cases(
+    rules: Iterable[str] | None = None,
+    max_steps: int = 25,
+    options: Options | None = None,
+    min_lowers: int = 1,
+) -> Cases:
+    """Stacks with programs drawn against the reference model (see :class:`Cases`)."""
+    return Cases(rules, max_steps, options or Options(), min_lowers)
