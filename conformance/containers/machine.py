@@ -828,7 +828,7 @@ class ContainerMachine(RuleBasedStateMachine):
 
     def _cp_target(self, data: st.DataObject) -> tuple[str, str] | None:
         """A started container and a path ``cp`` may take there: its parent a directory,
-        itself no directory, not below a read-only mount (the engines' other answers -
+        itself no directory, neither below a read-only mount (the engines' other answers -
         into a directory, "read-only" - are not modelled)."""
         model = self.lock.model
         started = [n for n in CONTAINERS if n in model.containers and n in self.started]
@@ -838,10 +838,15 @@ class ContainerMachine(RuleBasedStateMachine):
         targets = tuple(r.mount.target for r in model.containers[name].table)
         path = data.draw(_paths(targets))
         fs = model.cp_fs(name)
-        target, _ = fs.locate(path)
-        if target is not None and fs.mounts[target][1]:
-            return None
         parent = path.rpartition("/")[0]
+        # docker checks the directory it extracts into (the parent of a new or file
+        # destination) against the volumes and binds, tmpfs left out (moby daemon/archive.go
+        # checkIfPathIsInAVolume: "mounted volume is marked read-only"; observed with a
+        # mount at the path itself inside a read-only one): neither may be read-only
+        for where in (path, parent):
+            target, _ = fs.locate(where)
+            if target is not None and fs.mounts[target][1]:
+                return None
         kinds = [first_kind(fs, parent) if parent else "dir", first_kind(fs, path)]
         if kinds[0] != "dir" or kinds[1] == "dir":
             return None
