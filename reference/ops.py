@@ -392,6 +392,7 @@ class Rename(Operation):
     Effect.WRITES,
     draws=("path", "path"),
     features=("hardlinks", "times"),
+    containers=True,
 )
 @attrs.frozen
 class Link(Operation):

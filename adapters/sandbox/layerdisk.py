@@ -40,7 +40,18 @@ import stat
 import attrs
 
 from adapters.syscalls import kind_of, read_to_end
-from reference.layer import Inode, Kind, walk
+from reference.layer import (
+    DirSpec,
+    EntrySpec,
+    FifoSpec,
+    FileSpec,
+    HardlinkSpec,
+    Inode,
+    Kind,
+    SymlinkSpec,
+    WhiteoutSpec,
+    walk,
+)
 from reference.view import DiskEntry, LayerImage
 
 #: The overlay's xattr namespace: as root (default), and with ``userxattr``.
@@ -398,3 +409,46 @@ def layer_digest(directory: str) -> bytes:
                 pending.append(path)
                 update(b"%s/\0" % os.fsencode(path[len(directory) :]))
     return digest.digest()
+
+
+def layer_entries(directory: str) -> tuple[tuple[str, EntrySpec], ...]:
+    """A layer directory decoded as ``LayerSpec`` entries sorted by path: a char 0/0 is a
+    whiteout, ``trusted.overlay.opaque=y`` an opaque directory, a second name of an inode
+    a hardlink to the first in walk order (names sorted, parents first), user xattrs."""
+    first: dict[tuple[int, int], str] = {}
+    entries: list[tuple[str, EntrySpec]] = []
+    for current, dirs, files in os.walk(directory):
+        dirs.sort()
+        rel_dir = os.path.relpath(current, directory)
+        for name in sorted(dirs + files):
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            path = os.path.join(directory, rel)
+            st = os.lstat(path)
+            mode = stat.S_IMODE(st.st_mode)
+            entry: EntrySpec
+            if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                entry = WhiteoutSpec()
+            elif stat.S_ISDIR(st.st_mode):
+                opaque = _xattr(path, "trusted.overlay.opaque") == b"y"
+                entry = DirSpec(mode, st.st_uid, st.st_gid, user_xattrs(path), opaque)
+            elif (st.st_dev, st.st_ino) in first:
+                entry = HardlinkSpec(first[(st.st_dev, st.st_ino)])
+            elif stat.S_ISREG(st.st_mode):
+                first[(st.st_dev, st.st_ino)] = rel
+                with open(path, "rb") as f:
+                    data = f.read()
+                entry = FileSpec(data, mode, st.st_uid, st.st_gid, user_xattrs(path))
+            elif stat.S_ISLNK(st.st_mode):
+                entry = SymlinkSpec(os.readlink(path))
+            else:
+                first[(st.st_dev, st.st_ino)] = rel
+                entry = FifoSpec(mode)
+            entries.append((rel, entry))
+    return tuple(sorted(entries))
+
+
+def _xattr(path: str, name: str) -> bytes | None:
+    try:
+        return os.getxattr(path, name, follow_symlinks=False)
+    except OSError:
+        return None
