@@ -81,7 +81,9 @@ def test_the_kernel_agrees_with_the_reference(options: Options) -> None:
     reason = KernelDriver.unavailable_reason()
     if reason is not None:
         pytest.skip(reason)
-    stack = StackSpec((*STACK.lowers, LayerSpec())) if options.read_only else STACK
+    # read-only: a second lower; data-only: an (empty) data-only layer below
+    extra = options.read_only or options.data_only
+    stack = StackSpec((*STACK.lowers, LayerSpec())) if extra else STACK
     driver = KernelDriver(timeout=30.0)
     try:
         driver.mount(stack, options)
