@@ -443,7 +443,11 @@ class Overlay:
         upper.data = upper.origin.data
         upper.metacopy = False
         upperfs.copied_up(upper)
-        upper.touch(mtime=False)  # trusted.overlay.metacopy removed (ovl_copy_up_meta_inode_data)
+        # trusted.overlay.metacopy removed (ovl_copy_up_meta_inode_data): a new ctime; the
+        # data copied into the upper file gives it a new mtime too, the lower's is not put
+        # back (found by the kernel run: an open for writing after a metadata-only rename
+        # or link; a file with no data has nothing copied)
+        upper.touch(mtime=bool(upper.data))
 
     def lower_positive(self, parent: Node, name: str) -> bool:
         """dir.c ovl_lower_positive: does a lower layer still show ``name``? Then removing
@@ -559,13 +563,14 @@ class Overlay:
         if "O_TRUNC" in flags and not created:
             inode.data = b""
             upperfs.free(inode, 0)
-            privileges.written(inode)  # do_truncate with ATTR_MTIME | ATTR_CTIME (fs/open.c)
+            # do_truncate with ATTR_MTIME | ATTR_CTIME (fs/open.c)
+            privileges.written(inode, fsetid=self.caller.uid == 0)
         if op.data:
             offset = len(inode.data) if "O_APPEND" in flags else op.offset
             padded = inode.data.ljust(offset, b"\0")
             inode.data = padded[:offset] + op.data + padded[offset + len(op.data) :]
             upperfs.allocate(inode, offset, offset + len(op.data))
-            privileges.written(inode)
+            privileges.written(inode, fsetid=self.caller.uid == 0)
         return len(op.data)
 
     def _op_truncate(self, op: ops.Truncate) -> None:
@@ -581,7 +586,7 @@ class Overlay:
         if op.size <= len(inode.data):
             upperfs.free(inode, op.size)
         inode.data = inode.data[: op.size].ljust(op.size, b"\0")
-        privileges.truncated(inode, times=times)
+        privileges.truncated(inode, times=times, fsetid=self.caller.uid == 0)
 
     def _op_mkdir(self, op: ops.Mkdir) -> None:
         resolved = self._new_name(op.path)
@@ -763,10 +768,10 @@ class Overlay:
         node = self._existing(op.path, follow=op.follow)
         self.writable()
         if not owner_or_capable(self.caller, self.meta(node)):
-            # fs/attr.c: a time given explicitly needs the owner (setattr_prepare,
-            # ATTR_*_SET: EPERM); "now" for both also write permission (notify_change,
-            # ATTR_TOUCH: EACCES)
-            if isinstance(op.atime, int) or isinstance(op.mtime, int):
+            # fs/utimes.c vfs_utimes: any times but "now" for both are ATTR_TIMES_SET, which
+            # needs the owner (fs/attr.c setattr_prepare: EPERM); "now" for both is a touch
+            # (ATTR_TOUCH), where write permission also does (notify_change: EACCES)
+            if not op.atime == op.mtime == ops.UTIME_NOW:  # do_utimes: both now is a touch
                 raise FsError("EPERM")
             self._require(node, MAY_WRITE)
         inode = self.copy_up(node, data=False)
@@ -802,7 +807,7 @@ class Overlay:
             if op.mode == "":
                 inode.data = inode.data.ljust(end, b"\0")
             upperfs.allocate(inode, op.offset, end)
-        privileges.written(inode)
+        privileges.written(inode, fsetid=self.caller.uid == 0)
 
     def _op_remount(self, op: ops.Remount) -> None:
         """Everything the reference keeps is what the kernel keeps on disk (layers, index,
@@ -871,6 +876,8 @@ class Overlay:
             return 0  # nothing written: not even past the end (found by the kernel run)
         padded = inode.data.ljust(op.offset, b"\0")
         inode.data = padded[: op.offset] + op.data + padded[op.offset + len(op.data) :]
+        upperfs.allocate(inode, op.offset, op.offset + len(op.data))
+        privileges.written(inode)  # as Write: times, the capability (root's descriptors)
         return len(op.data)
 
     def _op_close(self, op: ops.Close) -> None:

@@ -27,24 +27,41 @@ def _remove_capability(inode: Inode) -> None:
     inode.xattrs.pop(CAPABILITY, None)
 
 
-def written(inode: Inode) -> None:
+def written(inode: Inode, *, fsetid: bool = True) -> None:
     """Bytes written (or space allocated): new mtime and ctime, and the capability xattr
     removed (``file_remove_privs``: ``cap_inode_need_killpriv`` holds whoever writes).
-    S_ISUID and S_ISGID stay: ``should_remove_suid`` clears them only for a caller without
-    CAP_FSETID, and root has it (observed: a write as root keeps 04755)."""
+    S_ISUID and S_ISGID stay for a caller with CAP_FSETID (root: observed, a write as root
+    keeps 04755); without it (``fsetid`` False) S_ISUID goes, and S_ISGID of a
+    group-executable file (fs/attr.c ``setattr_should_drop_suidgid``; found by the kernel
+    run: a user's fallocate on its 02755 file left 0755)."""
     inode.touch()
     _remove_capability(inode)
+    _drop_setid(inode, fsetid)
 
 
-def truncated(inode: Inode, *, times: bool) -> None:
-    """truncate(2): the capability xattr removed, as for :func:`written` (``do_truncate``
-    asks ``dentry_needs_remove_privs``); new mtime and ctime when ``times``
-    (reference.upperfs.truncate_changes_times), else a new ctime only if a capability
+def _drop_setid(inode: Inode, fsetid: bool) -> bool:
+    """Clear the set-id bits a write by a caller without CAP_FSETID clears; whether any
     went."""
+    if fsetid:
+        return False
+    drop = stat.S_ISUID | (stat.S_ISGID if inode.mode & stat.S_IXGRP else 0)
+    if not inode.mode & drop:
+        return False
+    inode.mode &= ~drop
+    return True
+
+
+def truncated(inode: Inode, *, times: bool, fsetid: bool = True) -> None:
+    """truncate(2): the capability xattr removed and (without CAP_FSETID) the set-id bits,
+    as for :func:`written` (``do_truncate`` asks ``dentry_needs_remove_privs``, whatever
+    the size); new mtime and ctime when ``times`` (reference.upperfs.truncate_changes_times),
+    else a new ctime only if something went."""
     if times:
-        written(inode)
-    elif CAPABILITY in inode.xattrs:
-        _remove_capability(inode)
+        written(inode, fsetid=fsetid)
+        return
+    removed = CAPABILITY in inode.xattrs
+    _remove_capability(inode)
+    if _drop_setid(inode, fsetid) or removed:
         inode.touch(mtime=False)
 
 
