@@ -9,6 +9,8 @@ while the same driver without a fault conforms.
 
 from __future__ import annotations
 
+import contextlib
+
 import attrs
 import pytest
 from hypothesis import Phase, given, settings
@@ -597,3 +599,33 @@ def test_the_crash_record_also_holds_beside_a_wh_directory() -> None:
     ctx = records.StepContext(chmod, target, model, None, records.CRASHED)
     found = records.crash_record(known, message, ctx)
     assert found is not None and found.id == "copy-up-long-name-aborts"
+
+
+def test_wh_file_names_holds_under_userxattr_too() -> None:
+    """wh-file-names does not depend on the option set (fuse-overlayfs's
+    get_whiteout_name reads every layer so): under redirect_dir=nofollow,index=off,userxattr
+    a second symlink to a ``.wh.`` name it made succeeds and replaces it (it cannot look
+    it up; the kernel: EEXIST), and the record accounts for it there too; a second
+    symlink to an ordinary name replaced so is not it."""
+    options = Options(userxattr=True)
+    known = tuple(
+        e for e in expectations.load()
+        if e.driver == "fuse-overlayfs" and options.label in e.options
+    )
+
+    class ReplacesWh(Overlay):
+        def _op_symlink(self, op: ops.Symlink):
+            name = op.path.rpartition("/")[2]
+            if name.startswith(".wh.") or name == "x":
+                with contextlib.suppress(Exception):  # not there yet: an ordinary create
+                    self._op_unlink(ops.Unlink(op.path))
+            return super()._op_symlink(op)
+
+    stack = StackSpec((LayerSpec((("b", FileSpec(b"")),)),))
+    with records.tally() as seen:
+        machine_for(imitations.Imitation((), (ReplacesWh,), None), options, behaviours=known)(
+        ).run(stack, [ops.Symlink("a", ".wh.a"), ops.Symlink("a", ".wh.a")])
+    assert seen == {"wh-file-names": 1}
+    with pytest.raises(Diverged):
+        machine_for(imitations.Imitation((), (ReplacesWh,), None), options, behaviours=known)(
+        ).run(stack, [ops.Symlink("a", "x"), ops.Symlink("a", "x")])
