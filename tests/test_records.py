@@ -608,10 +608,8 @@ def test_wh_file_names_holds_under_userxattr_too() -> None:
     it up; the kernel: EEXIST), and the record accounts for it there too; a second
     symlink to an ordinary name replaced so is not it."""
     options = Options(userxattr=True)
-    known = tuple(
-        e for e in expectations.load()
-        if e.driver == "fuse-overlayfs" and options.label in e.options
-    )
+    fo = "fuse-overlayfs"
+    known = tuple(e for e in expectations.load() if e.driver == fo and options.label in e.options)
 
     class ReplacesWh(Overlay):
         def _op_symlink(self, op: ops.Symlink):
@@ -622,10 +620,11 @@ def test_wh_file_names_holds_under_userxattr_too() -> None:
             return super()._op_symlink(op)
 
     stack = StackSpec((LayerSpec((("b", FileSpec(b"")),)),))
+    driver = imitations.Imitation((), (ReplacesWh,), None)
     with records.tally() as seen:
-        machine_for(imitations.Imitation((), (ReplacesWh,), None), options, behaviours=known)(
-        ).run(stack, [ops.Symlink("a", ".wh.a"), ops.Symlink("a", ".wh.a")])
+        machine = machine_for(driver, options, behaviours=known)()
+        machine.run(stack, [ops.Symlink("a", ".wh.a"), ops.Symlink("a", ".wh.a")])
     assert seen == {"wh-file-names": 1}
     with pytest.raises(Diverged):
-        machine_for(imitations.Imitation((), (ReplacesWh,), None), options, behaviours=known)(
-        ).run(stack, [ops.Symlink("a", "x"), ops.Symlink("a", "x")])
+        machine = machine_for(driver, options, behaviours=known)()
+        machine.run(stack, [ops.Symlink("a", "x"), ops.Symlink("a", "x")])
