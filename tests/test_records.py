@@ -628,3 +628,29 @@ def test_wh_file_names_holds_under_userxattr_too() -> None:
     with pytest.raises(Diverged):
         machine = machine_for(driver, options, behaviours=known)()
         machine.run(stack, [ops.Symlink("a", "x"), ops.Symlink("a", "x")])
+
+
+def test_wh_file_names_holds_below_what_a_listing_left_out() -> None:
+    """wh-file-names: a directory holding a ``.wh.`` entry is listed by what
+    fuse-overlayfs remembers (``ln -s a M/.wh.a; ln -s a M/a/a; ls -A M`` shows nothing),
+    so the view's walk misses the entries below a name left out (lower c/c); an entry
+    missing below a name the listing showed is not it."""
+    from conformance.lockstep.compare import Divergence
+    from reference.view import View
+
+    known = tuple(r for r in imitations.records_of("fuse-overlayfs") if r.id == "wh-file-names")
+    stack = StackSpec(
+        (LayerSpec((("a", DirSpec()),)), LayerSpec((("c", DirSpec()), ("c/c", DirSpec()))))
+    )
+    model = Overlay(stack, Options())
+    for op in (ops.Symlink("a", ".wh.a"), ops.Symlink("a", "a/a")):
+        model.apply(op)
+    expected = model.view().entries["c/c"]
+    missing = Divergence("c/c", "exists", expected, None)
+    step = ops.Symlink("a", "a/a")
+    unlisted = View(entries={}, inodes={})
+    ctx = records.StepContext(step, None, model, unlisted, None)
+    assert not records.match(known, [missing], ctx).unmatched
+    listed = View(entries={"c": model.view().entries["c"]}, inodes={})
+    ctx = records.StepContext(step, None, model, listed, None)
+    assert records.match(known, [missing], ctx).unmatched

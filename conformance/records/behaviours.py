@@ -882,9 +882,10 @@ def rule_wh_file_names(diff: Divergence, path: str, ctx: StepContext) -> bool:
     ``.wh.*`` file cannot be created (EINVAL) and no ``.wh.*`` name can be looked up
     (ENOENT), though mkdir, mknod and rename make one. A directory that holds one is
     then counted, listed and removed by what the driver has in memory. The difference
-    lies at such a name, in a directory that holds one, or at what a step on such a name
+    lies at such a name, in a directory that holds one, at what a step on such a name
     acts on (the object it leads to, the directories on the way, the names beside it, the
-    link count of its other names)."""
+    link count of its other names), or is an entry missing below a name such a
+    directory's listing left out (:func:`_below_unlisted`)."""
     model = ctx.model
     if diff.field == "outcome":
         return any(
@@ -898,8 +899,26 @@ def rule_wh_file_names(diff: Divergence, path: str, ctx: StepContext) -> bool:
     ):
         return True  # (the names beside it: what it hid, or its other links)
     return (
-        _wh_file_name(model, path) or _holds_wh(model, path) or _holds_wh(model, _parent(path))
+        _wh_file_name(model, path)
+        or _holds_wh(model, path)
+        or _holds_wh(model, _parent(path))
+        or (diff.field == "exists" and diff.actual is None and _below_unlisted(path, ctx))
     )
+
+
+def _below_unlisted(path: str, ctx: StepContext) -> bool:
+    """``path`` lies below a name that the listing of a directory holding a ``.wh.``
+    entry left out (the driver's view shows no such ancestor): the view is walked by
+    listing, so what is below it is not reached, though a lookup finds it (``ln -s a
+    M/.wh.a; ln -s a M/a/a; ls -A M`` shows nothing; ``ls M/c`` lists the lower c/c)."""
+    if ctx.actual_view is None:
+        return False
+    parts = path.split("/")
+    for depth in range(1, len(parts)):
+        ancestor = "/".join(parts[:depth])
+        if ancestor not in ctx.actual_view.entries and _holds_wh(ctx.model, _parent(ancestor)):
+            return True
+    return False
 
 
 def _parent(path: str) -> str:
