@@ -654,3 +654,28 @@ def test_wh_file_names_holds_below_what_a_listing_left_out() -> None:
     listed = View(entries={"c": model.view().entries["c"]}, inodes={})
     ctx = records.StepContext(step, None, model, listed, None)
     assert records.match(known, [missing], ctx).unmatched
+
+
+def test_copy_up_drops_setid_holds_for_the_chowned_bits_only() -> None:
+    """copy-up-drops-setid: a copy-up that loses S_ISUID of a file of gid 1000 is it; the
+    same loss on a root:root file (fuse-overlayfs does not chown it) and a loss of other
+    bits are not."""
+    known = tuple(
+        r for r in imitations.records_of("fuse-overlayfs") if r.id == "copy-up-drops-setid"
+    )
+
+    class DropsSetid(Overlay):
+        def _op_truncate(self, op: ops.Truncate):
+            result = super()._op_truncate(op)
+            node = self.resolve(op.path, follow=True).node
+            self.meta(node).mode &= ~0o4000
+            return result
+
+    driver = imitations.Imitation((), (DropsSetid,), None)
+    file = FileSpec(b"", mode=0o4755, gid=1000)
+    with records.tally() as seen:
+        machine = machine_for(driver, Options(), behaviours=known)()
+        machine.run(StackSpec((LayerSpec((("c", file),)),)), [ops.Truncate("c", 0)])
+    assert seen == {"copy-up-drops-setid": 1}
+    rooted = StackSpec((LayerSpec((("c", FileSpec(b"", mode=0o4755)),)),))
+    _diverges(driver, rooted, [ops.Truncate("c", 0)], known)

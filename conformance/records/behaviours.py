@@ -921,6 +921,30 @@ def _below_unlisted(path: str, ctx: StepContext) -> bool:
     return False
 
 
+#: S_ISUID, S_ISGID, S_IXGRP (stat.h).
+_SUID, _SGID, _XGRP = 0o4000, 0o2000, 0o010
+
+
+def rule_copy_up_drops_setid(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """fuse-overlayfs copyup() creates the upper file with the lower mode, then fchown()s
+    it when its owner is not the daemon's (main.c ``st.st_uid != lo->uid || st.st_gid !=
+    lo->gid``) and never sets the mode again: chown clears S_ISUID, and S_ISGID when the
+    group may execute (``setattr_should_drop_sgid``); the kernel sets the mode after the
+    owner (ovl_set_attr). The difference is the mode of an upper non-directory owned by
+    someone other than root:root, exactly those bits lost."""
+    expected, actual = diff.expected, diff.actual
+    if diff.field != "mode" or not (isinstance(expected, int) and isinstance(actual, int)):
+        return False
+    lost = expected & (_SUID | (_SGID if expected & _XGRP else 0))
+    if not lost or actual != expected & ~lost:
+        return False
+    model = ctx.model
+    found = entry_at(model.upper, path) if model.upper is not None else None
+    if found is None or found.is_dir:
+        return False
+    return (found.uid, found.gid) != (0, 0)
+
+
 def _parent(path: str) -> str:
     return path.rpartition("/")[0]
 
@@ -1085,6 +1109,7 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "below-unlistable-dir": rule_unlistable,
     "lower-file-name-past-whiteout-room": rule_lower_file_name_past_room,
     "wh-file-names": rule_wh_file_names,
+    "copy-up-drops-setid": rule_copy_up_drops_setid,
     "hidden-name-too-long": rule_hidden_name_too_long,
     "nlink-lags-link": rule_nlink_lags_link,
     "renamed-from-top-branch-only": rule_renamed_from_top_branch_only,
