@@ -37,6 +37,7 @@ from reference.permissions import (
     may_create,
     may_delete,
     may_link,
+    may_set_times,
     may_write_user_xattr,
     new_owner,
     require,
@@ -753,6 +754,9 @@ class Overlay:
             return
         node = self._existing(op.path, follow=op.follow)
         self.writable()
+        # (fs/utimes.c vfs_utimes: ATTR_TIMES_SET unless both are UTIME_NOW)
+        explicit = not (op.atime == ops.UTIME_NOW and op.mtime == ops.UTIME_NOW)
+        may_set_times(self.caller, self.meta(node), explicit=explicit)
         inode = self.copy_up(node, data=False)
         inode.touch(mtime=op.mtime == ops.UTIME_NOW)
         if isinstance(op.mtime, int):
