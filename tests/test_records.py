@@ -679,3 +679,20 @@ def test_copy_up_drops_setid_holds_for_the_chowned_bits_only() -> None:
     assert seen == {"copy-up-drops-setid": 1}
     rooted = StackSpec((LayerSpec((("c", FileSpec(b"", mode=0o4755)),)),))
     _diverges(driver, rooted, [ops.Truncate("c", 0)], known)
+
+
+def test_fifo_copy_up_eio_holds_at_utimens_too() -> None:
+    """fifo-copy-up-eio: utimensat of a lower FIFO gives EIO (copyup() makes a regular
+    file) as chmod and chown do; on a lower regular file it is not it."""
+    from conformance.lockstep.compare import Divergence
+    from reference.outcome import Err, Ok
+
+    known = tuple(r for r in imitations.records_of("fuse-overlayfs") if r.id == "fifo-copy-up-eio")
+    stack = StackSpec((LayerSpec((("b", FifoSpec()), ("a", FileSpec(b"")))),))
+    for path, accounted in (("b", True), ("a", False)):
+        model = Overlay(stack, Options())
+        step = ops.Utimens(path, 5, 5, False)
+        target = records.subject(model, step)
+        refused = Divergence(path, "outcome", (Ok(None),), Err("EIO"))
+        ctx = records.StepContext(step, target, model, None, Err("EIO"))
+        assert (not records.match(known, [refused], ctx).unmatched) is accounted

@@ -940,6 +940,8 @@ def rule_copy_up_drops_setid(diff: Divergence, path: str, ctx: StepContext) -> b
         return False
     model = ctx.model
     found = entry_at(model.upper, path) if model.upper is not None else None
+    if found is None:  # a copy-up the model does not make (removexattr-copies-up)
+        found = next((o for o in _lower_objects(model, path) if o is not None), None)
     if found is None or found.is_dir:
         return False
     return (found.uid, found.gid) != (0, 0)
