@@ -696,3 +696,26 @@ def test_fifo_copy_up_eio_holds_at_utimens_too() -> None:
         refused = Divergence(path, "outcome", (Ok(None),), Err("EIO"))
         ctx = records.StepContext(step, target, model, None, Err("EIO"))
         assert (not records.match(known, [refused], ctx).unmatched) is accounted
+
+
+def test_copy_up_parent_mtime_holds_for_an_unpinned_parent_only() -> None:
+    """copy-up-parent-mtime: a lower directory of no pinned mtime whose mtime changes when
+    a file in it is copied up (fallocate of c/c changes c) is it; another directory's
+    mtime changing at that step is not."""
+    from conformance.lockstep.compare import Divergence
+    from reference.outcome import Ok
+
+    known = tuple(
+        r for r in imitations.records_of("fuse-overlayfs") if r.id == "copy-up-parent-mtime"
+    )
+    stack = StackSpec(
+        (LayerSpec((("c", DirSpec()), ("c/c", FileSpec(b"")), ("d", DirSpec()))),)
+    )
+    model = Overlay(stack, Options())
+    step = ops.Fallocate("c/c", "", 0, 1)
+    model.apply(step)
+    model.apply(ops.Chmod("d", 0o755))  # d in the upper layer too, not above the operand
+    for where, accounted in (("c", True), ("d", False)):
+        changed = Divergence(where, "mtime", "unchanged (1)", "changed to 2")
+        ctx = records.StepContext(step, records.subject(model, step), model, None, Ok(None))
+        assert (not records.match(known, [changed], ctx).unmatched) is accounted

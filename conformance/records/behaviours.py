@@ -947,6 +947,16 @@ def rule_copy_up_drops_setid(diff: Divergence, path: str, ctx: StepContext) -> b
     return (found.uid, found.gid) != (0, 0)
 
 
+def rule_parent_of_operand(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """copy-up-parent-mtime where the lower directory's mtime is not pinned (the model
+    expects it unchanged): the difference is at a directory above one of the step's
+    paths (the parent fuse-overlayfs made in the upper layer while copying up)."""
+    found = entry_at(ctx.model.upper, path) if ctx.model.upper is not None else None
+    if found is None or not found.is_dir:
+        return False
+    return any(path == "" or p.startswith(path + "/") for p in ctx.paths)
+
+
 def _parent(path: str) -> str:
     return path.rpartition("/")[0]
 
@@ -1112,6 +1122,7 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "lower-file-name-past-whiteout-room": rule_lower_file_name_past_room,
     "wh-file-names": rule_wh_file_names,
     "copy-up-drops-setid": rule_copy_up_drops_setid,
+    "parent-of-operand": rule_parent_of_operand,
     "hidden-name-too-long": rule_hidden_name_too_long,
     "nlink-lags-link": rule_nlink_lags_link,
     "renamed-from-top-branch-only": rule_renamed_from_top_branch_only,
