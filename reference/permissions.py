@@ -51,6 +51,19 @@ def owner_or_capable(caller: Caller, inode: Inode) -> bool:
     return caller.root or inode.uid == caller.uid
 
 
+def may_set_times(caller: Caller, inode: Inode, *, explicit: bool) -> None:
+    """utimensat(2) (fs/attr.c setattr_prepare): unless both times are UTIME_NOW
+    (ATTR_TIMES_SET, even one UTIME_OMIT beside one UTIME_NOW: observed EPERM) it needs
+    the owner or CAP_FOWNER (EPERM); both UTIME_NOW, write permission otherwise (EACCES).
+    Found by the pytest run of fuse-overlayfs (a caller "user" on root's directory); the
+    kernel overlay gives the same (checked with the kernel driver)."""
+    if owner_or_capable(caller, inode):
+        return
+    if explicit:
+        raise FsError("EPERM")
+    require(caller, inode, 2)
+
+
 def check_sticky(caller: Caller, directory: Inode, victim: Inode) -> None:
     """may_delete's check_sticky: in a sticky directory only the object's owner, the
     directory's owner or CAP_FOWNER removes or replaces a name (EPERM)."""

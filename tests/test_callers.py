@@ -111,3 +111,22 @@ def test_the_kernel_gives_the_same_outcomes() -> None:
             assert driver.run(op) == expected, op
     finally:
         driver.close()
+
+
+def test_utimens_by_another_caller_needs_the_owner_unless_both_are_now() -> None:
+    """utimensat by a caller who does not own the object: EPERM unless both times are
+    UTIME_NOW (then write permission: EACCES on root's 0755 directory, success on a 0777
+    one), as the kernel overlay gives (the pytest run of fuse-overlayfs found it)."""
+    o = ops
+    model = Overlay(StackSpec((LayerSpec(()),)), Options())
+    model.apply(o.Mkdir("a", 0o755))
+    model.apply(o.Mkdir("w", 0o777))
+    for atime, mtime, where, wanted in (
+        (5, 5, "a", Err("EPERM")),
+        (o.UTIME_OMIT, o.UTIME_NOW, "a", Err("EPERM")),
+        (o.UTIME_NOW, o.UTIME_NOW, "a", Err("EACCES")),
+        (o.UTIME_NOW, o.UTIME_NOW, "w", Ok(None)),
+        (5, 5, "w", Err("EPERM")),
+    ):
+        op = o.Utimens(where, atime, mtime, False, caller="user")
+        assert model.apply(op) == {wanted}, (atime, mtime, where)

@@ -9,6 +9,8 @@ while the same driver without a fault conforms.
 
 from __future__ import annotations
 
+import contextlib
+
 import attrs
 import pytest
 from hypothesis import Phase, given, settings
@@ -597,3 +599,123 @@ def test_the_crash_record_also_holds_beside_a_wh_directory() -> None:
     ctx = records.StepContext(chmod, target, model, None, records.CRASHED)
     found = records.crash_record(known, message, ctx)
     assert found is not None and found.id == "copy-up-long-name-aborts"
+
+
+def test_wh_file_names_holds_under_userxattr_too() -> None:
+    """wh-file-names does not depend on the option set (fuse-overlayfs's
+    get_whiteout_name reads every layer so): under redirect_dir=nofollow,index=off,userxattr
+    a second symlink to a ``.wh.`` name it made succeeds and replaces it (it cannot look
+    it up; the kernel: EEXIST), and the record accounts for it there too; a second
+    symlink to an ordinary name replaced so is not it."""
+    options = Options(userxattr=True)
+    fo = "fuse-overlayfs"
+    known = tuple(e for e in expectations.load() if e.driver == fo and options.label in e.options)
+
+    class ReplacesWh(Overlay):
+        def _op_symlink(self, op: ops.Symlink):
+            name = op.path.rpartition("/")[2]
+            if name.startswith(".wh.") or name == "x":
+                with contextlib.suppress(Exception):  # not there yet: an ordinary create
+                    self._op_unlink(ops.Unlink(op.path))
+            return super()._op_symlink(op)
+
+    stack = StackSpec((LayerSpec((("b", FileSpec(b"")),)),))
+    driver = imitations.Imitation((), (ReplacesWh,), None)
+    with records.tally() as seen:
+        machine = machine_for(driver, options, behaviours=known)()
+        machine.run(stack, [ops.Symlink("a", ".wh.a"), ops.Symlink("a", ".wh.a")])
+    assert seen == {"wh-file-names": 1}
+    with pytest.raises(Diverged):
+        machine = machine_for(driver, options, behaviours=known)()
+        machine.run(stack, [ops.Symlink("a", "x"), ops.Symlink("a", "x")])
+
+
+def test_wh_file_names_holds_below_what_a_listing_left_out() -> None:
+    """wh-file-names: a directory holding a ``.wh.`` entry is listed by what
+    fuse-overlayfs remembers (``ln -s a M/.wh.a; ln -s a M/a/a; ls -A M`` shows nothing),
+    so the view's walk misses the entries below a name left out (lower c/c); an entry
+    missing below a name the listing showed is not it."""
+    from conformance.lockstep.compare import Divergence
+    from reference.view import View
+
+    known = tuple(r for r in imitations.records_of("fuse-overlayfs") if r.id == "wh-file-names")
+    stack = StackSpec(
+        (LayerSpec((("a", DirSpec()),)), LayerSpec((("c", DirSpec()), ("c/c", DirSpec()))))
+    )
+    model = Overlay(stack, Options())
+    for op in (ops.Symlink("a", ".wh.a"), ops.Symlink("a", "a/a")):
+        model.apply(op)
+    expected = model.view().entries["c/c"]
+    missing = Divergence("c/c", "exists", expected, None)
+    step = ops.Symlink("a", "a/a")
+    unlisted = View(entries={}, inodes={})
+    ctx = records.StepContext(step, None, model, unlisted, None)
+    assert not records.match(known, [missing], ctx).unmatched
+    listed = View(entries={"c": model.view().entries["c"]}, inodes={})
+    ctx = records.StepContext(step, None, model, listed, None)
+    assert records.match(known, [missing], ctx).unmatched
+
+
+def test_copy_up_drops_setid_holds_for_the_chowned_bits_only() -> None:
+    """copy-up-drops-setid: a copy-up that loses S_ISUID of a file of gid 1000 is it; the
+    same loss on a root:root file (fuse-overlayfs does not chown it) and a loss of other
+    bits are not."""
+    known = tuple(
+        r for r in imitations.records_of("fuse-overlayfs") if r.id == "copy-up-drops-setid"
+    )
+
+    class DropsSetid(Overlay):
+        def _op_truncate(self, op: ops.Truncate):
+            result = super()._op_truncate(op)
+            node = self.resolve(op.path, follow=True).node
+            self.meta(node).mode &= ~0o4000
+            return result
+
+    driver = imitations.Imitation((), (DropsSetid,), None)
+    file = FileSpec(b"", mode=0o4755, gid=1000)
+    with records.tally() as seen:
+        machine = machine_for(driver, Options(), behaviours=known)()
+        machine.run(StackSpec((LayerSpec((("c", file),)),)), [ops.Truncate("c", 0)])
+    assert seen == {"copy-up-drops-setid": 1}
+    rooted = StackSpec((LayerSpec((("c", FileSpec(b"", mode=0o4755)),)),))
+    _diverges(driver, rooted, [ops.Truncate("c", 0)], known)
+
+
+def test_fifo_copy_up_eio_holds_at_utimens_too() -> None:
+    """fifo-copy-up-eio: utimensat of a lower FIFO gives EIO (copyup() makes a regular
+    file) as chmod and chown do; on a lower regular file it is not it."""
+    from conformance.lockstep.compare import Divergence
+    from reference.outcome import Err, Ok
+
+    known = tuple(r for r in imitations.records_of("fuse-overlayfs") if r.id == "fifo-copy-up-eio")
+    stack = StackSpec((LayerSpec((("b", FifoSpec()), ("a", FileSpec(b"")))),))
+    for path, accounted in (("b", True), ("a", False)):
+        model = Overlay(stack, Options())
+        step = ops.Utimens(path, 5, 5, False)
+        target = records.subject(model, step)
+        refused = Divergence(path, "outcome", (Ok(None),), Err("EIO"))
+        ctx = records.StepContext(step, target, model, None, Err("EIO"))
+        assert (not records.match(known, [refused], ctx).unmatched) is accounted
+
+
+def test_copy_up_parent_mtime_holds_for_an_unpinned_parent_only() -> None:
+    """copy-up-parent-mtime: a lower directory of no pinned mtime whose mtime changes when
+    a file in it is copied up (fallocate of c/c changes c) is it; another directory's
+    mtime changing at that step is not."""
+    from conformance.lockstep.compare import Divergence
+    from reference.outcome import Ok
+
+    known = tuple(
+        r for r in imitations.records_of("fuse-overlayfs") if r.id == "copy-up-parent-mtime"
+    )
+    stack = StackSpec(
+        (LayerSpec((("c", DirSpec()), ("c/c", FileSpec(b"")), ("d", DirSpec()))),)
+    )
+    model = Overlay(stack, Options())
+    step = ops.Fallocate("c/c", "", 0, 1)
+    model.apply(step)
+    model.apply(ops.Chmod("d", 0o755))  # d in the upper layer too, not above the operand
+    for where, accounted in (("c", True), ("d", False)):
+        changed = Divergence(where, "mtime", "unchanged (1)", "changed to 2")
+        ctx = records.StepContext(step, records.subject(model, step), model, None, Ok(None))
+        assert (not records.match(known, [changed], ctx).unmatched) is accounted

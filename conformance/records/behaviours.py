@@ -882,9 +882,10 @@ def rule_wh_file_names(diff: Divergence, path: str, ctx: StepContext) -> bool:
     ``.wh.*`` file cannot be created (EINVAL) and no ``.wh.*`` name can be looked up
     (ENOENT), though mkdir, mknod and rename make one. A directory that holds one is
     then counted, listed and removed by what the driver has in memory. The difference
-    lies at such a name, in a directory that holds one, or at what a step on such a name
+    lies at such a name, in a directory that holds one, at what a step on such a name
     acts on (the object it leads to, the directories on the way, the names beside it, the
-    link count of its other names)."""
+    link count of its other names), or is an entry missing below a name such a
+    directory's listing left out (:func:`_below_unlisted`)."""
     model = ctx.model
     if diff.field == "outcome":
         return any(
@@ -898,8 +899,62 @@ def rule_wh_file_names(diff: Divergence, path: str, ctx: StepContext) -> bool:
     ):
         return True  # (the names beside it: what it hid, or its other links)
     return (
-        _wh_file_name(model, path) or _holds_wh(model, path) or _holds_wh(model, _parent(path))
+        _wh_file_name(model, path)
+        or _holds_wh(model, path)
+        or _holds_wh(model, _parent(path))
+        or (diff.field == "exists" and diff.actual is None and _below_unlisted(path, ctx))
     )
+
+
+def _below_unlisted(path: str, ctx: StepContext) -> bool:
+    """``path`` lies below a name that the listing of a directory holding a ``.wh.``
+    entry left out (the driver's view shows no such ancestor): the view is walked by
+    listing, so what is below it is not reached, though a lookup finds it (``ln -s a
+    M/.wh.a; ln -s a M/a/a; ls -A M`` shows nothing; ``ls M/c`` lists the lower c/c)."""
+    if ctx.actual_view is None:
+        return False
+    parts = path.split("/")
+    for depth in range(1, len(parts)):
+        ancestor = "/".join(parts[:depth])
+        if ancestor not in ctx.actual_view.entries and _holds_wh(ctx.model, _parent(ancestor)):
+            return True
+    return False
+
+
+#: S_ISUID, S_ISGID, S_IXGRP (stat.h).
+_SUID, _SGID, _XGRP = 0o4000, 0o2000, 0o010
+
+
+def rule_copy_up_drops_setid(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """fuse-overlayfs copyup() creates the upper file with the lower mode, then fchown()s
+    it when its owner is not the daemon's (main.c ``st.st_uid != lo->uid || st.st_gid !=
+    lo->gid``) and never sets the mode again: chown clears S_ISUID, and S_ISGID when the
+    group may execute (``setattr_should_drop_sgid``); the kernel sets the mode after the
+    owner (ovl_set_attr). The difference is the mode of an upper non-directory owned by
+    someone other than root:root, exactly those bits lost."""
+    expected, actual = diff.expected, diff.actual
+    if diff.field != "mode" or not (isinstance(expected, int) and isinstance(actual, int)):
+        return False
+    lost = expected & (_SUID | (_SGID if expected & _XGRP else 0))
+    if not lost or actual != expected & ~lost:
+        return False
+    model = ctx.model
+    found = entry_at(model.upper, path) if model.upper is not None else None
+    if found is None:  # a copy-up the model does not make (removexattr-copies-up)
+        found = next((o for o in _lower_objects(model, path) if o is not None), None)
+    if found is None or found.is_dir:
+        return False
+    return (found.uid, found.gid) != (0, 0)
+
+
+def rule_parent_of_operand(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """copy-up-parent-mtime where the lower directory's mtime is not pinned (the model
+    expects it unchanged): the difference is at a directory above one of the step's
+    paths (the parent fuse-overlayfs made in the upper layer while copying up)."""
+    found = entry_at(ctx.model.upper, path) if ctx.model.upper is not None else None
+    if found is None or not found.is_dir:
+        return False
+    return any(path == "" or p.startswith(path + "/") for p in ctx.paths)
 
 
 def _parent(path: str) -> str:
@@ -1066,6 +1121,8 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "below-unlistable-dir": rule_unlistable,
     "lower-file-name-past-whiteout-room": rule_lower_file_name_past_room,
     "wh-file-names": rule_wh_file_names,
+    "copy-up-drops-setid": rule_copy_up_drops_setid,
+    "parent-of-operand": rule_parent_of_operand,
     "hidden-name-too-long": rule_hidden_name_too_long,
     "nlink-lags-link": rule_nlink_lags_link,
     "renamed-from-top-branch-only": rule_renamed_from_top_branch_only,
