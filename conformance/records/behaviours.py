@@ -380,7 +380,8 @@ def _through_marker(model: Overlay, path: str, target: str) -> bool:
 def rule_lower_markers_ignored(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """unionfs-fuse: what a lower layer's whiteout or opaque directory hides shows (a
     whiteout as a character device, which also keeps its directory from being empty: an
-    rmdir of a directory holding one fails, and the directory stays)."""
+    rmdir of a directory holding one fails, and the directory stays; a directory renamed
+    takes what it showed below it to the new name)."""
     model = ctx.model
     rmdir = isinstance(ctx.op, ops.Rmdir)
     if diff.field == "outcome":
@@ -394,9 +395,20 @@ def rule_lower_markers_ignored(diff: Divergence, path: str, ctx: StepContext) ->
             or _symlink_to_marker(model, p)
             for p in ctx.paths
         )
-    return _lower_marker(model, path) or (
-        rmdir and path in ctx.paths and _holds_marker(model, path)
+    return (
+        _lower_marker(model, path)
+        or (rmdir and path in ctx.paths and _holds_marker(model, path))
+        or _renamed_from_marker(ctx, path)
     )
+
+
+def _renamed_from_marker(ctx: StepContext, path: str) -> bool:
+    """A rename moved the directory: ``path`` below its new name came from below the old
+    one, where a lower marker is (unionfs-fuse copies or moves what it showed there)."""
+    op = ctx.op
+    if not isinstance(op, ops.Rename) or not path.startswith(op.dst + "/"):
+        return False
+    return _lower_marker(ctx.model, op.src + path[len(op.dst):])
 
 
 def rule_operand_lower_marker(diff: Divergence, path: str, ctx: StepContext) -> bool:
@@ -1006,6 +1018,27 @@ def rule_renamed_from_top_branch_only(diff: Divergence, path: str, ctx: StepCont
     return entry_at(ctx.model.lowers[top], source) is None
 
 
+def rule_removed_name_back_in_renamed_dir(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """unionfs-fuse: a directory renamed after a name below it was removed shows that name
+    again under the new name: ``path`` is below the rename's destination, the model has
+    nothing reachable there, the driver shows an object, and a lower branch holds an object
+    of that kind at the same place below the source (the removed one)."""
+    op = ctx.op
+    if not isinstance(op, ops.Rename) or not path.startswith(op.dst + "/"):
+        return False
+    if ctx.actual_view is None or path not in ctx.actual_view.entries:
+        return False
+    try:
+        node = ctx.model.resolve(path, follow=False).node
+    except Exception:  # a path the model refuses: nothing reachable there
+        node = None
+    if node is not None:
+        return False
+    source = op.src + path[len(op.dst):]
+    lower = next((o for o in _lower_objects(ctx.model, source) if o is not None), None)
+    return lower is not None and lower.kind.value == ctx.actual_view.entries[path].kind
+
+
 def rule_sibling_copied_up_only(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """fuse-overlayfs as a writer (layer interchange): ``path`` is a name of a lower
     hardlink that has no copy in the written upper layer while another name of it has
@@ -1071,6 +1104,7 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "renamed-from-top-branch-only": rule_renamed_from_top_branch_only,
     "sibling-copied-up-only": rule_sibling_copied_up_only,
     "other-name-of-target": rule_other_name_of_target,
+    "removed-name-back-in-renamed-dir": rule_removed_name_back_in_renamed_dir,
 }
 
 
