@@ -380,8 +380,7 @@ def _through_marker(model: Overlay, path: str, target: str) -> bool:
 def rule_lower_markers_ignored(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """unionfs-fuse: what a lower layer's whiteout or opaque directory hides shows (a
     whiteout as a character device, which also keeps its directory from being empty: an
-    rmdir of a directory holding one fails, and the directory stays; a directory renamed
-    takes what it showed below it to the new name)."""
+    rmdir of a directory holding one fails, and the directory stays)."""
     model = ctx.model
     rmdir = isinstance(ctx.op, ops.Rmdir)
     if diff.field == "outcome":
@@ -395,16 +394,15 @@ def rule_lower_markers_ignored(diff: Divergence, path: str, ctx: StepContext) ->
             or _symlink_to_marker(model, p)
             for p in ctx.paths
         )
-    return (
-        _lower_marker(model, path)
-        or (rmdir and path in ctx.paths and _holds_marker(model, path))
-        or _renamed_from_marker(ctx, path)
+    return _lower_marker(model, path) or (
+        rmdir and path in ctx.paths and _holds_marker(model, path)
     )
 
 
-def _renamed_from_marker(ctx: StepContext, path: str) -> bool:
-    """A rename moved the directory: ``path`` below its new name came from below the old
-    one, where a lower marker is (unionfs-fuse copies or moves what it showed there)."""
+def rule_renamed_from_lower_marker(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """unionfs-fuse: a renamed directory takes what a lower marker below it showed (a
+    whiteout as a character device) to the new name: ``path`` below the destination came
+    from below the source, where a lower marker is."""
     op = ctx.op
     if not isinstance(op, ops.Rename) or not path.startswith(op.dst + "/"):
         return False
@@ -960,8 +958,8 @@ def _linked_file(model: Overlay, path: str, *, follow: bool) -> bool:
 def rule_nlink_lags_link(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """unionfs-fuse (libfuse 2 gives each path its own node): after a link (or an unlink),
     the other names of the file show the link count from before it until their cached
-    attributes expire (attr_timeout, 1 s): lower after a link (at least 1), one off at
-    the link or unlink itself; nothing else differs."""
+    attributes expire (attr_timeout, 1 s): lower after a link (at least 1), higher after
+    an unlink, one off at the link or unlink itself; nothing else differs."""
     model = ctx.model
     if diff.field == "outcome":
         actual = ctx.actual_outcome
@@ -981,6 +979,10 @@ def rule_nlink_lags_link(diff: Divergence, path: str, ctx: StepContext) -> bool:
     ):
         return False
     if 1 <= diff.actual < diff.expected and _linked_file(model, path, follow=False):
+        return True
+    # after an unlink (at any step within the timeout), a remaining name's count is the
+    # higher one from before it: only a file's count, only higher
+    if 1 <= diff.expected < diff.actual and _is_file(model, path):
         return True
     # at the link or unlink itself, another name's count is the one from before it
     return (
@@ -1105,6 +1107,7 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "sibling-copied-up-only": rule_sibling_copied_up_only,
     "other-name-of-target": rule_other_name_of_target,
     "removed-name-back-in-renamed-dir": rule_removed_name_back_in_renamed_dir,
+    "renamed-from-lower-marker": rule_renamed_from_lower_marker,
 }
 
 
