@@ -43,7 +43,7 @@ class RemoveXattrCopiesUp(Overlay):
     """removexattr-copies-up: removing a missing xattr of a lower file copies it up first."""
 
     def _op_removexattr(self, op: ops.RemoveXattr) -> None:
-        node = self._xattr_target(op.path, write=True)
+        node = self._xattr_target(op.path, op.name, write=True)
         if op.name not in self.meta(node).xattrs:
             self.copy_up(node, data=False)
         super()._op_removexattr(op)
