@@ -719,3 +719,28 @@ def test_copy_up_parent_mtime_holds_for_an_unpinned_parent_only() -> None:
         changed = Divergence(where, "mtime", "unchanged (1)", "changed to 2")
         ctx = records.StepContext(step, records.subject(model, step), model, None, Ok(None))
         assert (not records.match(known, [changed], ctx).unmatched) is accounted
+
+def test_other_name_of_target_holds_in_a_rebuilt_model() -> None:
+    """other-name-attribute-lag after a resynchronisation: the rebuilt upper layer
+    (reference.rebuild) keeps one object per link group, so the other name of the file a
+    chown changed is still recognised; a name of another file is not."""
+    stack = StackSpec((LayerSpec(()),))
+    first = Overlay(stack, Options())
+    for op in (
+        ops.Write("a", flags=("O_CREAT",)),
+        ops.Link("a", "b"),
+        ops.Write("c", flags=("O_CREAT",)),
+    ):
+        first.apply(op)
+    image = first.upper_image()
+    assert image is not None
+    model = Overlay(stack, Options())
+    rebuild_upper(model, image)
+    chown = ops.Chown(path="a", uid=0, gid=1000)
+    model.apply(chown)
+    ctx = records.StepContext(chown, None, model)
+    rule = records.RULES["other-name-of-target"]
+    lag = records.Divergence(where="b", field="gid", expected=1000, actual=0)
+    assert rule(lag, "b", ctx)
+    assert not rule(attrs.evolve(lag, where="c"), "c", ctx)
+    assert not rule(attrs.evolve(lag, field="exists"), "b", ctx)

@@ -399,6 +399,16 @@ def rule_lower_markers_ignored(diff: Divergence, path: str, ctx: StepContext) ->
     )
 
 
+def rule_renamed_from_lower_marker(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """unionfs-fuse: a renamed directory takes what a lower marker below it showed (a
+    whiteout as a character device) to the new name: ``path`` below the destination came
+    from below the source, where a lower marker is."""
+    op = ctx.op
+    if not isinstance(op, ops.Rename) or not path.startswith(op.dst + "/"):
+        return False
+    return _lower_marker(ctx.model, op.src + path[len(op.dst):])
+
+
 def rule_operand_lower_marker(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """unionfs-fuse: the step acts on what a lower marker hides (one of its paths is a
     lower whiteout or below one, or leads through one): what it did with that object."""
@@ -1003,8 +1013,8 @@ def _linked_file(model: Overlay, path: str, *, follow: bool) -> bool:
 def rule_nlink_lags_link(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """unionfs-fuse (libfuse 2 gives each path its own node): after a link (or an unlink),
     the other names of the file show the link count from before it until their cached
-    attributes expire (attr_timeout, 1 s): lower after a link (at least 1), one off at
-    the link or unlink itself; nothing else differs."""
+    attributes expire (attr_timeout, 1 s): lower after a link (at least 1), higher after
+    an unlink, one off at the link or unlink itself; nothing else differs."""
     model = ctx.model
     if diff.field == "outcome":
         actual = ctx.actual_outcome
@@ -1024,6 +1034,10 @@ def rule_nlink_lags_link(diff: Divergence, path: str, ctx: StepContext) -> bool:
     ):
         return False
     if 1 <= diff.actual < diff.expected and _linked_file(model, path, follow=False):
+        return True
+    # after an unlink (at any step within the timeout), a remaining name's count is the
+    # higher one from before it: only a file's count, only higher
+    if 1 <= diff.expected < diff.actual and _is_file(model, path):
         return True
     # at the link or unlink itself, another name's count is the one from before it
     return (
@@ -1059,6 +1073,27 @@ def rule_renamed_from_top_branch_only(diff: Divergence, path: str, ctx: StepCont
     if top is None:
         return False
     return entry_at(ctx.model.lowers[top], source) is None
+
+
+def rule_removed_name_back_in_renamed_dir(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """unionfs-fuse: a directory renamed after a name below it was removed shows that name
+    again under the new name: ``path`` is below the rename's destination, the model has
+    nothing reachable there, the driver shows an object, and a lower branch holds an object
+    of that kind at the same place below the source (the removed one)."""
+    op = ctx.op
+    if not isinstance(op, ops.Rename) or not path.startswith(op.dst + "/"):
+        return False
+    if ctx.actual_view is None or path not in ctx.actual_view.entries:
+        return False
+    try:
+        node = ctx.model.resolve(path, follow=False).node
+    except Exception:  # a path the model refuses: nothing reachable there
+        node = None
+    if node is not None:
+        return False
+    source = op.src + path[len(op.dst):]
+    lower = next((o for o in _lower_objects(ctx.model, source) if o is not None), None)
+    return lower is not None and lower.kind.value == ctx.actual_view.entries[path].kind
 
 
 def rule_sibling_copied_up_only(diff: Divergence, path: str, ctx: StepContext) -> bool:
@@ -1128,6 +1163,8 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "renamed-from-top-branch-only": rule_renamed_from_top_branch_only,
     "sibling-copied-up-only": rule_sibling_copied_up_only,
     "other-name-of-target": rule_other_name_of_target,
+    "removed-name-back-in-renamed-dir": rule_removed_name_back_in_renamed_dir,
+    "renamed-from-lower-marker": rule_renamed_from_lower_marker,
 }
 
 
