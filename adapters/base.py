@@ -52,6 +52,12 @@ class Capabilities:
     claimed_by: str = ""
     #: user.* xattrs can be set and seen through the mount.
     xattrs: bool = True
+    #: Callers other than root are claimed (reference.ops.CALLERS; issue 18).
+    permissions: bool = True
+
+    #: mtime and ctime follow the kernel's rules (conformance.lockstep.compare.TimeMap) and
+    #: utimensat works: the times feature and the whole machine compare them.
+    times: bool = True
     #: The upper layer's markers can be decoded (else only the view is compared).
     upper_decodable: bool = True
     #: The upper layer is written in the kernel's form (chardev whiteouts, opaque xattr).

@@ -8,8 +8,10 @@ runs inside a chroot of the mount: paths are made absolute within it. A call ret
 plain value (a stat gives the fields of ``ops.StatResult`` as a dict) or raises OSError.
 """
 
+import contextlib
 import ctypes
 import errno
+import marshal
 import os
 import stat as _stat
 
@@ -113,6 +115,50 @@ def write_call(path, data, offset, flags, mode):
         os.close(fd)
 
 
+# --- times, privileges and sizes (issue 18, first half) -----------------------------------
+
+#: utimensat(2)'s special tv_nsec values (linux/stat.h) and AT_SYMLINK_NOFOLLOW.
+UTIME = {"now": (1 << 30) - 1, "omit": (1 << 30) - 2}
+AT_SYMLINK_NOFOLLOW = 0x100
+#: fallocate(2) modes by name (ops.FALLOCATE_MODES; linux/falloc.h).
+FALLOCATE_MODES = {"": 0, "KEEP_SIZE": 1, "PUNCH_HOLE": 1 | 2}
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+def _timespec(value):
+    if isinstance(value, str):
+        return _Timespec(0, UTIME[value])
+    return _Timespec(*divmod(value, 1_000_000_000))
+
+
+def _checked(result):
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def utimens_call(path, atime, mtime, follow):
+    """utimensat(2) (os.utime cannot pass UTIME_NOW or UTIME_OMIT for one time only)."""
+    times = (_Timespec * 2)(_timespec(atime), _timespec(mtime))
+    flags = 0 if follow else AT_SYMLINK_NOFOLLOW
+    _checked(_libc.utimensat(AT_FDCWD, os.fsencode(_p(path)), times, flags))
+
+
+def fallocate_call(path, mode, offset, length):
+    fd = os.open(_p(path), os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        _checked(_libc.fallocate(fd, FALLOCATE_MODES[mode], ctypes.c_long(offset),
+                                 ctypes.c_long(length)))
+    finally:
+        os.close(fd)
+
+
+# --- end of issue 18, first half ----------------------------------------------------------
+
+
 #: Each operation kind's call, by rule name; Remount has none (it is the mounter's).
 CALLS = {
     "stat": stat_call,
@@ -136,4 +182,133 @@ CALLS = {
     "setxattr": lambda path, name, value: os.setxattr(_p(path), name, value, 0),
     "removexattr": lambda path, name: os.removexattr(_p(path), name),
     "mkfifo": lambda path, mode: os.mkfifo(_p(path), mode),
+    # issue 18, first half
+    "utimens": utimens_call,
+    "fallocate": fallocate_call,
 }
+
+
+# --- callers (issue 18): a call made with another caller's credentials ----------------------
+
+
+def invoke(rule, args):
+    """``CALLS[rule]`` with ``args``; an entry ``caller`` holds the credentials to run it
+    with, ``[uid, gid, groups, umask]`` (ops.CALLERS), or None for the executor's own."""
+    args = dict(args)
+    creds = args.pop("caller", None)
+    if creds is None:
+        return CALLS[rule](**args)
+    return run_as(creds, CALLS[rule], args)
+
+
+def run_as(creds, call, args):
+    """``call(**args)`` in a forked child that takes the caller's groups, gid, uid (real,
+    effective, saved and so filesystem ids: no capability is left) and umask; its value or
+    errno comes back through a pipe (marshal: plain values only), so the executor keeps
+    its own credentials."""
+    uid, gid, groups, umask = creds
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            os.close(read_end)
+            os.setgroups(list(groups))
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
+            os.umask(umask)
+            try:
+                reply = ("ok", call(**args))
+            except OSError as exc:
+                reply = ("err", exc.errno)
+            data = marshal.dumps(reply)
+            while data:
+                data = data[os.write(write_end, data):]
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    chunks = []
+    try:
+        while chunk := os.read(read_end, 1 << 20):
+            chunks.append(chunk)
+    finally:
+        os.close(read_end)
+        _, status = os.waitpid(pid, 0)
+    if status != 0 or not chunks:
+        raise RuntimeError(f"the caller's process for {creds} failed (status {status})")
+    kind, value = marshal.loads(b"".join(chunks))
+    if kind == "err":
+        raise OSError(value, os.strerror(value))
+    return value
+
+
+# --- open descriptors (issue 18): handles a program refers to --------------------------------
+
+#: The descriptor of each handle (an Open's value: 0, 1, ... since the mount), None once
+#: closed. A handle is only ever looked up here: a program cannot name one of the
+#: executor's own descriptors.
+HANDLES = []
+#: open(2) access modes of an Open (ops.OPEN_ACCESS).
+OPEN_ACCESS = {"O_RDONLY": os.O_RDONLY, "O_RDWR": os.O_RDWR}
+
+
+def _fd(handle):
+    if not 0 <= handle < len(HANDLES) or HANDLES[handle] is None:
+        raise OSError(errno.EBADF, "no such handle")
+    return HANDLES[handle]
+
+
+def open_call(path, access):
+    """open(2); a FIFO is opened O_PATH (no pipe end: a reader or writer held open would
+    change what every later open and read of the FIFO does, ops.Open)."""
+    fd = os.open(_p(path), os.O_PATH | os.O_CLOEXEC)
+    try:
+        if not _stat.S_ISFIFO(os.fstat(fd).st_mode):
+            flags = OPEN_ACCESS[access] | os.O_NONBLOCK | os.O_CLOEXEC
+            fd, path_fd = os.open(_p(path), flags), fd
+            os.close(path_fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    HANDLES.append(fd)
+    return len(HANDLES) - 1
+
+
+def read_fd_call(handle):
+    """pread from offset 0 to the end (EFBIG past MAX_READ, as read_to_end)."""
+    fd = _fd(handle)
+    chunks, size = [], 0
+    while chunk := os.pread(fd, min(1 << 20, MAX_READ + 1 - size), size):
+        size += len(chunk)
+        if size > MAX_READ:
+            raise OSError(errno.EFBIG, f"more than {MAX_READ} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def close_call(handle):
+    fd = _fd(handle)
+    HANDLES[handle] = None
+    os.close(fd)
+
+
+def close_handles(forget=False):
+    """Close every open handle (before an unmount: a mount with open files is busy); with
+    ``forget``, number them from 0 again (a new mount)."""
+    for number, fd in enumerate(HANDLES):
+        if fd is not None:
+            HANDLES[number] = None
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    if forget:
+        HANDLES.clear()
+
+
+CALLS.update({
+    "open": open_call,
+    "read_fd": read_fd_call,
+    "write_fd": lambda handle, data, offset: os.pwrite(_fd(handle), data, offset),
+    "close": close_call,
+})

@@ -56,7 +56,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from adapters import registry
 from adapters.base import DriverFailure, DriverUnavailable
-from adapters.faults import FAULTS, FaultyDriver
+from adapters.faults import FAULTS, FaultyDriver, options_for
 from conformance import timebudget
 from conformance.generation.cases import cases as drawn_cases
 from conformance.lockstep.clock import Clock
@@ -325,7 +325,7 @@ def _first_failure_recorder(base: type[OverlayMachine], seen: dict[str, Any]) ->
 def bench_fault(fault: str, max_examples: int, steps: int) -> dict[str, Any]:
     clock = Clock()
     seen: dict[str, Any] = {}
-    machine = _first_failure_recorder(machine_for(FaultyDriver(fault), Options()), seen)
+    machine = _first_failure_recorder(machine_for(FaultyDriver(fault), options_for(fault)), seen)
     machine.clock = clock
     # No explain phase: it only annotates the report (which lines only failing runs hit)
     # and cost ~4x the shrinking itself here; generation and shrinking are unchanged.

@@ -30,14 +30,23 @@ class Feature:
     #: False: not a focused machine; its own runner (layer-interchange,
     #: conformance.lockstep.interchange), reached through conformance.lockstep.machine.run_machine.
     machine: bool = True
+    #: Draws every rule, as the whole machine does: every record that applies to the
+    #: whole machine applies to it (conformance.records.expectations.applies).
+    whole: bool = False
 
 
 #: Every field of the view (EntryView's fields and the st_ino renaming).
 ALL_FIELDS = frozenset(
     {"kind", "mode", "uid", "gid", "nlink", "data", "target", "xattrs", "st_ino"}
+    | {"mtime", "ctime"}
 )
-#: What every feature but metadata and hardlinks checks.
-WITHOUT_LINK_COUNTS = ALL_FIELDS - {"nlink", "st_ino"}
+#: The time relations (conformance.lockstep.compare.TimeMap): the times feature and the whole
+#: machine check them.
+TIMES = frozenset({"mtime", "ctime"})
+#: What metadata and hardlinks check.
+WITHOUT_TIMES = ALL_FIELDS - TIMES
+#: What every other feature checks.
+WITHOUT_LINK_COUNTS = WITHOUT_TIMES - {"nlink", "st_ino"}
 
 
 
@@ -88,13 +97,13 @@ FEATURES: tuple[Feature, ...] = (
     _f(
         "hardlinks",
         "Hardlinks share an inode, across copy-up",
-        fields=None,
+        fields=WITHOUT_TIMES,
     ),
     _f(
         "xattrs",
         "Extended attributes: set, get, list, remove",
     ),
-    _f("metadata", "Mode, owner, link counts, inode numbers", None),
+    _f("metadata", "Mode, owner, link counts, inode numbers", WITHOUT_TIMES),
     _f("readdir", "Directory listings"),
     _f(
         "special-files",
@@ -104,10 +113,41 @@ FEATURES: tuple[Feature, ...] = (
         "persistence",
         "What was changed is the same after a remount",
     ),
+    # issue 18, first half
+    _f(
+        "times",
+        "mtime kept by copy-up and set by utimensat; what changes mtime and ctime",
+        fields=WITHOUT_LINK_COUNTS | TIMES,
+    ),
+    _f(
+        "set-id",
+        "Set-ID bits and file capabilities: what keeps and what clears them",
+    ),
+    _f("sizes", "fallocate, sparse truncates and writes past the end"),
+    Feature(
+        "permissions",
+        "Callers other than root: EACCES and EPERM where the VFS gives them, the caller's "
+        "ids and umask on what it makes (issue 18)",
+        frozenset(
+            k.rule
+            for k in ops.KINDS.values()
+            if k.effect is not ops.Effect.REMOUNTS and not k.descriptor
+        ),
+        WITHOUT_LINK_COUNTS,
+        whole=True,
+    ),
+    Feature(
+        "descriptors",
+        "Open descriptors: what one opened before a copy-up, a write, an unlink or a rename "
+        "reads and writes; a remount closes them (issue 18)",
+        rules_of("descriptors")
+        | {"read", "write", "truncate", "chmod", "unlink", "rename", "link", "remount"},
+        WITHOUT_LINK_COUNTS,
+    ),
     Feature(
         "layer-interchange",
         "Layers written by one driver show the same view when another mounts them",
-        frozenset(ops.KINDS[cls].rule for cls in ops.WRITES),
+        frozenset(ops.KINDS[cls].rule for cls in ops.WRITES if not ops.KINDS[cls].descriptor),
         WITHOUT_LINK_COUNTS,
         machine=False,
     ),

@@ -25,10 +25,7 @@ Options (group "unionspec"):
   ``scenario``) of a matching driver, version, feature and option set are marked
   ``xfail(strict=True, raises=RecordedBehaviours)``: they xfail
   only when every difference they found is one a record describes
-  (:mod:`conformance.records.behaviours`); any other difference fails them. A driver version with a
-  ``[[pending]]`` entry (divergences found, not yet recorded) also expects a failure of
-  its feature and machine items on the names the entry describes
-  (long names, ``.wh.`` names), never anything else and never a scenario's.
+  (:mod:`conformance.records.behaviours`); any other difference fails them.
 
 - ``--corpus DIR``: the user's regression corpus (:mod:`conformance.records.corpus`; default
   ``.unionspec/corpus`` under the rootdir). Its programs and those of the project's
@@ -73,8 +70,6 @@ KERNEL_MODULES_OPTION = "--kernel-modules"
 EXAMPLE_DB_OPTION = "--example-db"
 #: Where pytest_configure keeps the run's driver settings.
 SETTINGS = pytest.StashKey[DriverSettings]()
-#: On an item of a recorded cell whose driver version has a ``[[pending]]`` entry: the driver.
-PENDING_DRIVER = pytest.StashKey[str]()
 #: ``@pytest.mark.records(scope)``: the item's failures are held to the recorded behaviours of
 #: its driver at that scope ("feature": its ``feature`` parameter's records; "machine": the
 #: whole-machine records; "scenario": its ``scenario`` parameter's); a matching item xfails
@@ -310,38 +305,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             from conformance.records.behaviours import RecordedBehaviours
 
             reason = f"known divergence: {expectations.describe(found)}"
-            waiting = expectations.pending(params["driver"], settings)
-            if waiting is not None and scope != "scenario":
-                # found, not yet recorded (expectations.toml [[pending]]): a failure on
-                # the names it describes is expected too (pytest_pyfunc_call turns it
-                # into PendingBehaviour); certify still reports each as ``diverges``
-                reason += f"; pending: {waiting.reason}"
-                item.stash[PENDING_DRIVER] = params["driver"]
             item.add_marker(
                 pytest.mark.xfail(strict=True, reason=reason, raises=RecordedBehaviours)
             )
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Iterator[object]:
-    """An item of a recorded cell of a driver version with a ``[[pending]]`` entry: a
-    failure whose every failing program is on the names the entry describes becomes
-    :class:`conformance.records.expectations.PendingBehaviour` (what its strict xfail expects);
-    any other failure stays as it is."""
-    try:
-        return (yield)
-    except Exception as exc:
-        driver = pyfuncitem.stash.get(PENDING_DRIVER, None)
-        if driver is None:
-            raise
-        from conformance.records import expectations
-
-        entry = expectations.excused(exc, driver, driver_settings_of(pyfuncitem.config))
-        if entry is None:
-            raise
-        raise expectations.PendingBehaviour(
-            f"only pending names ([[pending]] of {entry.version}): {entry.reason}"
-        ) from exc
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -355,9 +321,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     from conformance.records.behaviours import RecordedBehaviours
 
     failed = call.excinfo.value
-    if isinstance(failed, expectations.PendingBehaviour):
-        failed = failed.__cause__  # found, not yet recorded: kept as any new divergence
-    elif isinstance(failed, RecordedBehaviours):
+    if isinstance(failed, RecordedBehaviours):
         return
     from conformance.records.failure import failures_of
 

@@ -27,9 +27,22 @@ from collections.abc import Iterator
 import attrs
 
 from reference import ops
+from reference.commit import committed_layer
+from reference.diff import diff
 from reference.engines import EngineProfile, Populate, RootMeta
 from reference.errors import SpecError
-from reference.layer import Inode, Kind, StackSpec, dir_nlink, link_counts, new_dir, walk
+from reference.layer import (
+    EntrySpec,
+    Inode,
+    Kind,
+    LayerSpec,
+    StackSpec,
+    dir_nlink,
+    entry_at,
+    link_counts,
+    new_dir,
+    walk,
+)
 from reference.options import Options
 from reference.outcome import Allowed, Err, Ok, Outcome
 from reference.overlay import Overlay
@@ -92,6 +105,8 @@ class VolumesFrom:
 class ContainerSpec:
     mounts: tuple[Mount, ...] = ()
     volumes_from: tuple[VolumesFrom, ...] = ()
+    #: The image it starts from: None for the world's image, else a committed one's name.
+    image: str | None = None
 
 
 @attrs.frozen
@@ -114,6 +129,8 @@ class Why(enum.Enum):
     CONTAINER_RUNNING = "container-running"
     NOT_RUNNING = "not-running"
     NO_SPACE = "no-space"
+    NO_SUCH_IMAGE = "no-such-image"
+    NO_SUCH_PATH = "no-such-path"
     INVALID_MOUNT = "invalid-mount"
 
 
@@ -246,6 +263,8 @@ class Container:
     status: Status = Status.CREATED
     #: While running: target -> tmpfs of this run.
     tmpfs: dict[str, Tmpfs] = attrs.field(factory=dict)
+    #: Upper objects of the root whose mtime changed (reference/diff.py ``fresh``).
+    touched: set[int] = attrs.field(factory=set)
 
 
 def pages(data: bytes) -> int:
@@ -279,6 +298,9 @@ class ContainerWorld:
         self.volumes: dict[str, Volume] = {}
         self.hosts: dict[str, Inode] = {}
         self.containers: dict[str, Container] = {}
+        #: Committed images: name -> the stack (the committed layer on top).
+        self.images: dict[str, StackSpec] = {}
+        self._image_views: dict[StackSpec, View] = {}
 
     # --- the host -------------------------------------------------------------------------
 
@@ -336,7 +358,9 @@ class ContainerWorld:
 
     def _create(self, name: str, spec: ContainerSpec) -> None:
         table = self._resolve_table(name, spec)
-        root = Overlay(self.image, Options())
+        if spec.image is not None and spec.image not in self.images:
+            raise EngineError(Why.NO_SUCH_IMAGE)
+        root = Overlay(self.stack_of(spec), Options())
         if self.profile.populate_refuses_file_target:
             for entry in table:
                 populating = self._would_populate(entry, root)
@@ -464,14 +488,21 @@ class ContainerWorld:
         # mounted, in table order: podman 4.3.1 refused a tmpfs over a file even after an
         # earlier tmpfs copy-up that would not fit, but gave ENOSPC for that copy-up before
         # a volume over a file (both found by the state machine). In Docker only "not a
-        # directory" can fail a start, so the order does not show there.
-        for entry in container.table:
-            existed = _entry_at(root, entry.mount.target)
-            is_tmpfs = isinstance(entry.mount, TmpfsMount)
-            if is_tmpfs and existed is not None and existed.kind != "dir":
-                raise EngineError(Why.NOT_A_DIRECTORY)
+        # directory" can fail a start, and moby hands runc the volumes and binds first,
+        # then the tmpfs mounts (daemon/oci_linux.go: setupMounts, then the tmpfs ones):
+        # a mount point made before the failure stays in the writable layer (found by the
+        # machine through diff: ``A /n`` after a tmpfs over the file ``f`` failed).
+        order = list(container.table)
+        if self.profile.tmpfs_mounted_last:
+            order.sort(key=lambda entry: isinstance(entry.mount, TmpfsMount))
+        else:
+            for entry in container.table:
+                existed = _entry_at(root, entry.mount.target)
+                is_tmpfs = isinstance(entry.mount, TmpfsMount)
+                if is_tmpfs and existed is not None and existed.kind != "dir":
+                    raise EngineError(Why.NOT_A_DIRECTORY)
         container.tmpfs = {}
-        for entry in container.table:
+        for entry in order:
             target = entry.mount.target
             existed = _entry_at(root, target)
             if existed is not None and existed.kind != "dir":
@@ -564,12 +595,17 @@ class ContainerWorld:
 
     # --- inside a running container -------------------------------------------------------
 
-    def mounts_of(self, name: str) -> dict[str, tuple[Inode, bool, Tmpfs | None]]:
-        """target -> (tree, read-only, tmpfs state) of a running container."""
+    def mounts_of(
+        self, name: str, *, running: bool = True
+    ) -> dict[str, tuple[Inode, bool, Tmpfs | None]]:
+        """target -> (tree, read-only, tmpfs state) of a running container (not
+        ``running``: its volumes and binds only)."""
         container = self.containers[name]
         found: dict[str, tuple[Inode, bool, Tmpfs | None]] = {}
         for entry in container.table:
             mount = entry.mount
+            if not running and isinstance(mount, TmpfsMount):
+                continue
             if isinstance(mount, VolumeMount):
                 assert entry.volume is not None
                 found[mount.target] = (self.volumes[entry.volume].root, mount.read_only, None)
@@ -585,13 +621,132 @@ class ContainerWorld:
         container = self.containers[name]
         if container.status is not Status.RUNNING:
             raise ValueError(f"container {name} is not running")
-        return ContainerFs(container.root, self.mounts_of(name)).apply(op)
+        fs = ContainerFs(container.root, self.mounts_of(name))
+        before = container.root.view()
+        allowed = fs.apply(op)
+        if any(isinstance(o, Ok) for o in allowed):
+            _touch(container, fs, op, before)
+        return allowed
+
+    def diff(self, name: str) -> dict[str, str]:
+        """``diff`` of container ``name`` (running or not): path -> A/C/D
+        (reference/diff.py, the profile's rule)."""
+        container = self.containers[name]
+        root = container.root
+        assert root.upper is not None
+        image = self.image_view(self.stack_of(container.spec))
+        return diff(
+            self.profile.diff_rule, image, root.view(), root.upper, root.lowers, container.touched
+        )
+
+    def cp_fs(self, name: str) -> ContainerFs:
+        """The tree ``cp`` works in: the root with the volumes and binds (running or
+        not), and the tmpfs mounts when the profile's cp sees them and it runs."""
+        container = self.containers[name]
+        running = container.status is Status.RUNNING
+        mounts = {
+            target: found
+            for target, found in self.mounts_of(name, running=running).items()
+            if found[2] is None or (running and self.profile.cp_sees_tmpfs)
+        }
+        return ContainerFs(container.root, mounts)
+
+    def cp_in(self, name: str, path: str, data: bytes) -> Action:
+        """``cp`` of a host file (mode 0644) to ``path``: the name is replaced (the tar
+        extraction removes an existing non-directory first: moby pkg/archive
+        createTarFile, observed a new file), owned by root."""
+        if name not in self.containers:
+            return _refused(Why.NO_SUCH_CONTAINER)
+        fs = self.cp_fs(name)
+        parent = path.rpartition("/")[0]
+        if parent and not isinstance(first(fs.apply(ops.Stat(parent, follow=True))), Ok):
+            return _refused(Why.NO_SUCH_PATH)
+        container = self.containers[name]
+        before = container.root.view()
+        steps = (
+            ops.Unlink(path),
+            ops.Write(path, data, flags=("O_CREAT", "O_EXCL")),
+            ops.Chmod(path, 0o644),
+            ops.Chown(path, 0, 0),
+        )
+        for step in steps:
+            if any(isinstance(o, Ok) for o in fs.apply(step)):
+                _touch(container, fs, step, before)
+        return Ok(None)
+
+    def cp_out(self, name: str, path: str) -> bytes | Refused:
+        """``cp`` of the file at ``path`` out of the container: its bytes."""
+        if name not in self.containers:
+            return _refused(Why.NO_SUCH_CONTAINER)
+        found = first(self.cp_fs(name).apply(ops.Read(path)))
+        return found.value if isinstance(found, Ok) else _refused(Why.NO_SUCH_PATH)
+
+    def stack_of(self, spec: ContainerSpec) -> StackSpec:
+        return self.image if spec.image is None else self.images[spec.image]
+
+    def image_view(self, stack: StackSpec) -> View:
+        if stack not in self._image_views:
+            self._image_views[stack] = Overlay(stack, Options(read_only=True)).view()
+        return self._image_views[stack]
+
+    def commit(self, name: str, image: str) -> tuple[tuple[str, EntrySpec], ...] | Refused:
+        """``commit``: the container's writable layer becomes the top layer of image
+        ``image`` (reference/commit.py); the layer as the engine saves it."""
+        container = self.containers.get(name)
+        if container is None:
+            return _refused(Why.NO_SUCH_CONTAINER)
+        assert container.root.upper is not None
+        layer = committed_layer(container.root.upper, keep_xattrs=self.profile.commit_keeps_xattrs)
+        stack = self.stack_of(container.spec)
+        self.images[image] = StackSpec((LayerSpec(layer), *stack.lowers))
+        return layer
 
     def view(self, name: str) -> View:
         """What running container ``name`` sees (no inode identities: each mount is its own
         filesystem, so st_ino is not comparable across them)."""
         container = self.containers[name]
         return ContainerFs(container.root, self.mounts_of(name)).view()
+
+
+def _touch(container: Container, fs: ContainerFs, op: ops.Op, before: View) -> None:
+    """Record which upper objects of the root got a new mtime from ``op`` (it succeeded):
+    a file written with data, opened with O_TRUNC, or truncated to a new size (a
+    truncate to the same size keeps it: shmem_setattr, ext4_setattr); a directory whose
+    names changed (a copy-up into it keeps its times: ovl_copy_up_one restores the
+    parent's). Objects made in the container are fresh anyway (diff.fresh)."""
+    root = container.root
+    assert root.upper is not None
+    path = getattr(op, "path", None)
+    if isinstance(path, str) and fs.locate(path)[0] is None:
+        grows = isinstance(op, ops.Write) and (op.data or "O_TRUNC" in op.flags)
+        resized = isinstance(op, ops.Truncate) and _size_before(before, root, path) != op.size
+        if grows or resized:
+            node = root.resolve(path, follow=True).node
+            if node is not None and node.upper is not None:
+                container.touched.add(node.upper.ident)
+    after = root.view().entries
+    listing_before = _listings(before.entries)
+    for directory, names in _listings(after).items():
+        if listing_before.get(directory) != names:
+            upper = entry_at(root.upper, directory)
+            if upper is not None:
+                container.touched.add(upper.ident)
+
+
+def _size_before(before: View, root: Overlay, path: str) -> int | None:
+    node = root.resolve(path, follow=True).node
+    entry = before.entries.get(node.path) if node is not None else None
+    return len(entry.data) if entry is not None else None
+
+
+def _listings(entries: dict[str, EntryView]) -> dict[str, frozenset[str]]:
+    found: dict[str, set[str]] = {"": set()}
+    for path, entry in entries.items():
+        parent, _, name = path.rpartition("/")
+        found.setdefault(parent, set()).add(name)
+        if entry.kind == "dir":
+            found.setdefault(path, set())
+    return {k: frozenset(v) for k, v in found.items()}
 
 
 def _refused(why: Why) -> Refused:
@@ -636,6 +791,8 @@ class ContainerFs:
     def apply(self, op: ops.Op) -> Allowed:
         if isinstance(op, ops.Rename):
             return self._rename(op)
+        if isinstance(op, ops.Link):
+            return self._link(op)
         path = getattr(op, "path", None)
         if not isinstance(path, str):
             raise TypeError(f"unsupported operation inside a container: {op!r}")
@@ -709,6 +866,27 @@ class ContainerFs:
                 )
             )
         return self._rename_mount_point(op)
+
+    def _link(self, op: ops.Link) -> Allowed:
+        """link(2) inside the container (vfs do_linkat): the old name must exist, the new
+        one must not (filename_create), then both must be on one mount (EXDEV)."""
+        homes = []
+        for path in (op.src, op.dst):
+            target, inner = self.locate(path)
+            point = target is not None and inner == ""
+            homes.append((None, path) if point else (target, inner if target else path))
+        (src_home, src), (dst_home, dst) = homes
+        found = first(self.fs(src_home).apply(ops.Stat(src, follow=False)))
+        if isinstance(found, Err):
+            return frozenset({found})
+        failure = self._parent_failure(dst_home, dst)
+        if failure is not None:
+            return failure
+        if isinstance(first(self.fs(dst_home).apply(ops.Stat(dst, follow=False))), Ok):
+            return frozenset({Err("EEXIST")})
+        if src_home != dst_home:
+            return frozenset({Err("EXDEV")})
+        return self.fs(src_home).apply(ops.Link(src, dst))
 
     def _parent_failure(self, home: str | None, path: str) -> Allowed | None:
         """filename_parentat: the parent of the last name must be a directory."""

@@ -13,6 +13,8 @@ import enum
 
 import attrs
 
+from reference.diff import DiffRule
+
 
 class Populate(enum.Enum):
     """When image content at a volume's target is copied into the volume."""
@@ -91,6 +93,26 @@ class EngineProfile:
     #: them (observed by this suite: tmpcopyup of a/x lost user.k; runc's tmpcopyup copies
     #: with a plain file copy, libcontainer/rootfs_linux.go).
     tmpfs_copy_keeps_xattrs: bool = True
+    #: How ``diff`` finds a container's changes (reference/diff.py): docker 20.10's
+    #: overlay2 on this kernel uses moby's naive diff (observed: a copy-up with no visible
+    #: change is not listed; daemon/graphdriver/overlay2 useNaiveDiff), podman 4.3 the
+    #: upper-directory walk of containers/storage (OverlayChanges; observed: it is).
+    diff_rule: DiffRule = DiffRule.NAIVE
+    #: ``commit`` keeps user xattrs in the layer tar: docker 20.10 writes only
+    #: security.capability (pkg/archive addTarFile ReadSecurityXattrToTarHeader;
+    #: observed: a/x committed without user.k), podman 4.3 all of them (observed).
+    commit_keeps_xattrs: bool = True
+    #: ``cp`` into a *running* container sees its tmpfs mounts: podman joins the
+    #: container's mount namespace (observed: the file is in the tmpfs); docker 20.10
+    #: mounts the root and the volumes and binds in the daemon's namespace, so the file
+    #: lands in the writable layer under the tmpfs (observed: ``A /e/in-tmpfs`` in diff,
+    #: not seen in the container). A stopped container's tmpfs is in neither.
+    cp_sees_tmpfs: bool = False
+    #: At start, the tmpfs mounts come after the volumes and binds, none checked
+    #: beforehand (docker: moby oci_linux.go; a failed start leaves the mount points made
+    #: so far, which ``diff`` shows); otherwise every tmpfs target is checked first and
+    #: the mounts go in table order (podman 4.3.1, found by the state machine).
+    tmpfs_mounted_last: bool = False
 
 
 DOCKER = EngineProfile(
@@ -106,6 +128,8 @@ DOCKER = EngineProfile(
     volumes_from_populates=False,
     anonymous_read_only_refused=True,
     volumes_from_tmpfs_refused=True,
+    commit_keeps_xattrs=False,
+    tmpfs_mounted_last=True,
 )
 
 PODMAN = EngineProfile(
@@ -120,6 +144,8 @@ PODMAN = EngineProfile(
     populate_refuses_file_target=False,
     volumes_from_populates=True,
     tmpfs_copy_keeps_xattrs=False,
+    diff_rule=DiffRule.NATIVE,
+    cp_sees_tmpfs=True,
 )
 
 KUBERNETES = EngineProfile(

@@ -23,7 +23,9 @@ class Kind(enum.Enum):
     DIR = "dir"
     SYMLINK = "symlink"
     FIFO = "fifo"
-    #: A whiteout: a character device 0/0 on disk (doc "whiteouts and opaque directories").
+    #: A whiteout: a character device 0/0 on disk (doc "whiteouts and opaque directories"),
+    #: or a zero-size regular file with the ``overlay.whiteout`` xattr
+    #: (:attr:`Inode.xattr_whiteout`).
     WHITEOUT = "whiteout"
 
 
@@ -33,6 +35,18 @@ _identities = itertools.count(1)
 def new_identity() -> int:
     """A fresh abstract inode identity (what st_ino is compared against)."""
     return next(_identities)
+
+
+#: Stamps count up from far below zero, so later stamps compare as later times.
+_stamps = itertools.count(-(10**18))
+
+
+def new_stamp() -> int:
+    """A fresh abstract time: "set by the filesystem now", a value the reference cannot
+    know. Exact times (nanoseconds since the epoch, from a layer spec or a Utimens) are
+    >= 0; stamps are < 0, increasing, and compared as relations
+    (conformance.lockstep.compare.TimeMap)."""
+    return next(_stamps)
 
 
 @attrs.define(eq=False)
@@ -55,14 +69,29 @@ class Inode:
     metacopy: bool = False
     #: trusted.overlay.origin: the lower object this one was copied up from.
     origin: Inode | None = None
+    #: A whiteout stored as a zero-size regular file with ``overlay.whiteout`` (doc
+    #: "whiteouts and opaque directories", v6.7+) instead of a character device 0/0. The
+    #: kernel never writes one; lookup honours it in any layer (obs XW.1).
+    xattr_whiteout: bool = False
+    #: A directory marked ``overlay.opaque=x``: "may hold xattr whiteouts", not opaque;
+    #: readdir of a merged directory hides the xattr whiteouts of a lower directory so
+    #: marked, and lists those of an unmarked one (readdir.c ``in_xwhiteouts_dir``, obs XW.2).
+    xwhiteouts: bool = False
     ident: int = attrs.field(factory=new_identity)
+    #: st_mtime: exact nanoseconds (>= 0) or an abstract stamp (< 0, :func:`new_stamp`).
+    mtime: int = attrs.field(factory=new_stamp)
+    #: st_ctime: always a stamp (no call sets it to a given value).
+    ctime: int = attrs.field(factory=new_stamp)
+    #: The pages of an upper file the filesystem has allocated (reference.upperfs).
+    pages: frozenset[int] = frozenset()
 
     @property
     def is_dir(self) -> bool:
         return self.kind is Kind.DIR
 
     def copy_meta(self, kind: Kind | None = None) -> Inode:
-        """A new inode with this one's type, metadata and content but no entries or markers."""
+        """A new inode with this one's type, metadata, content and mtime (copy_up.c
+        ovl_set_timestamps) but no entries or markers; its ctime is new (a new inode)."""
         return Inode(
             kind=kind or self.kind,
             mode=self.mode,
@@ -71,7 +100,16 @@ class Inode:
             xattrs=dict(self.xattrs),
             data=self.data,
             target=self.target,
+            mtime=self.mtime,
         )
+
+    def touch(self, *, mtime: bool = True) -> None:
+        """The filesystem changed this inode now: a new ctime, and a new mtime when its
+        content (a file's bytes, a directory's entries) changed (POSIX "File Times
+        Update")."""
+        self.ctime = new_stamp()
+        if mtime:
+            self.mtime = new_stamp()
 
 
 def new_dir(mode: int = 0o755) -> Inode:
@@ -116,20 +154,26 @@ def dir_nlink(directory: Inode) -> int:
 
 @attrs.frozen
 class FileSpec:
+    """``mtime``: exact nanoseconds since the epoch, or None (whenever it is written)."""
+
     data: bytes = b""
     mode: int = attrs.field(default=0o644, repr=oct)
     uid: int = 0
     gid: int = 0
     xattrs: tuple[tuple[str, bytes], ...] = ()
+    mtime: int | None = None
 
 
 @attrs.frozen
 class DirSpec:
+    """``mtime``: as :class:`FileSpec`'s (set after the directory's entries are written)."""
+
     mode: int = attrs.field(default=0o755, repr=oct)
     uid: int = 0
     gid: int = 0
     xattrs: tuple[tuple[str, bytes], ...] = ()
     opaque: bool = False
+    mtime: int | None = None
 
 
 @attrs.frozen
@@ -142,9 +186,35 @@ class FifoSpec:
     mode: int = attrs.field(default=0o644, repr=oct)
 
 
-@attrs.frozen
+@attrs.frozen(repr=False)
 class WhiteoutSpec:
-    pass
+    """A whiteout: a character device 0/0, or with ``xattr`` a zero-size regular file with
+    ``overlay.whiteout``, whose parent directory is marked ``overlay.opaque=x`` when
+    ``marked`` (doc "whiteouts and opaque directories")."""
+
+    xattr: bool = False
+    marked: bool = True
+
+    def __repr__(self) -> str:
+        # the defaults are left out, so a plain whiteout reads as before: WhiteoutSpec()
+        fields = [f"xattr={self.xattr!r}"] if self.xattr else []
+        if not self.marked:
+            fields.append("marked=False")
+        return f"WhiteoutSpec({', '.join(fields)})"
+
+
+@attrs.frozen
+class MetacopySpec:
+    """A metacopy stub (``overlay.metacopy`` and an absolute ``overlay.redirect``): a
+    sparse file of ``size`` bytes whose data is the file at ``redirect`` in a data-only
+    lower layer (doc "Data-only lower layers", what composefs writes). Its metadata is the
+    stub's own."""
+
+    redirect: str
+    size: int = 0
+    mode: int = attrs.field(default=0o644, repr=oct)
+    uid: int = 0
+    gid: int = 0
 
 
 @attrs.frozen
@@ -154,7 +224,7 @@ class HardlinkSpec:
     to: str
 
 
-EntrySpec = FileSpec | DirSpec | SymlinkSpec | FifoSpec | WhiteoutSpec | HardlinkSpec
+EntrySpec = FileSpec | DirSpec | SymlinkSpec | FifoSpec | WhiteoutSpec | HardlinkSpec | MetacopySpec
 
 
 @attrs.frozen
@@ -167,7 +237,8 @@ class LayerSpec:
 
 @attrs.frozen
 class StackSpec:
-    """The layers of one overlay: lowers top first (``lowerdir=l0:l1:l2``); upper starts empty."""
+    """The layers of one overlay: lowers top first (``lowerdir=l0:l1:l2``); upper starts empty.
+    With the ``data_only`` option set the bottom one is a data-only layer (``l0:l1::l2``)."""
 
     lowers: tuple[LayerSpec, ...]
 
@@ -184,21 +255,43 @@ def build(spec: LayerSpec) -> Inode:
                 child = parent.entries[part] = new_dir()
             parent = child
         parent.entries[name] = _inode_for(root, entry)
+        if isinstance(entry, WhiteoutSpec) and entry.xattr and entry.marked and not parent.opaque:
+            parent.xwhiteouts = True  # overlay.opaque=x (an opaque "y" dir keeps its "y")
     return root
 
 
 def _inode_for(root: Inode, entry: EntrySpec) -> Inode:
     match entry:
-        case FileSpec(data, mode, uid, gid, xattrs):
-            return Inode(Kind.FILE, mode=mode, uid=uid, gid=gid, xattrs=dict(xattrs), data=data)
-        case DirSpec(mode, uid, gid, xattrs, opaque):
-            return Inode(Kind.DIR, mode=mode, uid=uid, gid=gid, xattrs=dict(xattrs), opaque=opaque)
+        case FileSpec(data, mode, uid, gid, xattrs, mtime):
+            inode = Inode(Kind.FILE, mode=mode, uid=uid, gid=gid, xattrs=dict(xattrs), data=data)
+            if mtime is not None:
+                inode.mtime = mtime
+            return inode
+        case DirSpec(mode, uid, gid, xattrs, opaque, mtime):
+            inode = Inode(
+                Kind.DIR, mode=mode, uid=uid, gid=gid, xattrs=dict(xattrs), opaque=opaque
+            )
+            if mtime is not None:
+                inode.mtime = mtime
+            return inode
         case SymlinkSpec(target):
             return Inode(Kind.SYMLINK, mode=0o777, target=target)
         case FifoSpec(mode):
             return Inode(Kind.FIFO, mode=mode)
-        case WhiteoutSpec():
-            return Inode(Kind.WHITEOUT, mode=0)
+        case MetacopySpec(redirect, size, mode, uid, gid):
+            # the data is the data-only layer's (reference.overlay resolves it); the stub
+            # on disk is sparse, of the data's size
+            return Inode(
+                Kind.FILE,
+                mode=mode,
+                uid=uid,
+                gid=gid,
+                data=bytes(size),
+                metacopy=True,
+                redirect=redirect,
+            )
+        case WhiteoutSpec(xattr):
+            return Inode(Kind.WHITEOUT, mode=0, xattr_whiteout=xattr)
         case HardlinkSpec(to):
             found = dict(walk(root)).get(to)
             if found is None or found.kind is not Kind.FILE:

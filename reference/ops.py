@@ -24,6 +24,11 @@ import attrs
 OPEN_FLAGS = ("O_CREAT", "O_EXCL", "O_TRUNC", "O_APPEND")
 #: renameat2(2) flags.
 RENAME_FLAGS = ("", "RENAME_NOREPLACE", "RENAME_EXCHANGE")
+#: utimensat(2)'s special times, by name (a time is otherwise nanoseconds since the epoch).
+UTIME_NOW = "now"
+UTIME_OMIT = "omit"
+#: fallocate(2) modes: "" (allocate, the size grows), KEEP_SIZE, PUNCH_HOLE (with KEEP_SIZE).
+FALLOCATE_MODES = ("", "KEEP_SIZE", "PUNCH_HOLE")
 
 
 class Effect(enum.Enum):
@@ -39,11 +44,16 @@ class Effect(enum.Enum):
     REMOUNTS = "remounts"
 
 
+@attrs.frozen
 class Operation:
     """The base of every operation kind (each an attrs class declared with
-    :func:`operation`)."""
+    :func:`operation`).
 
-    __slots__ = ()
+    ``caller``: who runs it, a name of :data:`CALLERS` (keyword only, last in ``__init__``,
+    left out of pattern matching and, when it is "root", of the repr): the credentials the
+    reference checks permissions with and the executors run the call with (issue 18)."""
+
+    caller: str = attrs.field(default="root", kw_only=True, repr=False)
 
 
 @attrs.frozen
@@ -65,6 +75,9 @@ class Kind:
     features: frozenset[str]
     containers: bool = False
     result: type | None = None
+    #: Acts on an open descriptor, or opens one (issue 18): run as root only (the
+    #: descriptor lives in the executor's process), not drawn by layer interchange.
+    descriptor: bool = False
 
 
 #: Every operation kind, by class, in declaration order (the order strategies draw in:
@@ -80,21 +93,87 @@ def operation(
     features: tuple[str, ...],
     containers: bool = False,
     result: type | None = None,
+    descriptor: bool = False,
 ) -> Callable[[type], type]:
     """Declare the decorated (attrs) class an operation kind: its entry in :data:`KINDS`."""
 
     def declare(cls: type) -> type:
         if not issubclass(cls, Operation):
             raise TypeError(f"{cls.__name__}: an operation derives from ops.Operation")
-        fields = attrs.fields(cls)
+        fields = own_fields(cls)
         if len(draws) != len(fields):
             raise TypeError(f"{cls.__name__}: {len(fields)} fields, {len(draws)} draws")
         if rule in {kind.rule for kind in KINDS.values()}:
             raise TypeError(f"{cls.__name__}: rule {rule!r} declared twice")
-        KINDS[cls] = Kind(cls, rule, effect, draws, frozenset(features), containers, result)
+        KINDS[cls] = Kind(
+            cls, rule, effect, draws, frozenset(features), containers, result, descriptor
+        )
+        cls.__repr__ = _with_caller(cls.__repr__)  # type: ignore[method-assign]
         return cls
 
     return declare
+
+
+# --- callers (issue 18: operations run by someone other than root) -------------------------
+
+
+@attrs.frozen
+class Caller:
+    """The credentials an operation runs with: fsuid, fsgid, supplementary groups, umask."""
+
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+    umask: int = attrs.field(repr=oct)
+
+    @property
+    def root(self) -> bool:
+        """uid 0 with every capability (CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_CHOWN): the
+        executors' own credentials, and every operation's before callers existed."""
+        return self.uid == 0
+
+    @property
+    def creds(self) -> tuple[int, int, tuple[int, ...], int] | None:
+        """What ``adapters.syscalls.invoke`` takes as ``caller``: None for root (the
+        executor's own credentials), else (uid, gid, groups, umask)."""
+        return None if self.root else (self.uid, self.gid, self.groups, self.umask)
+
+    def in_group(self, gid: int) -> bool:
+        """in_group_p (kernel/groups.c): the fsgid or a supplementary group."""
+        return gid == self.gid or gid in self.groups
+
+
+#: The callers an operation may name. "root" is the executors' own credentials (umask 0,
+#: so every mode is exact); the others own some of the generated lower objects (ids 1000
+#: and 1001, conformance.generation.strategies.IDS), "user" is in group 1001 besides its own, and
+#: each has a umask that changes the modes it creates.
+CALLERS: dict[str, Caller] = {
+    "root": Caller(0, 0, (), 0),
+    "user": Caller(1000, 1000, (1001,), 0o022),
+    "other": Caller(1001, 1001, (), 0o077),
+}
+ROOT = CALLERS["root"]
+
+
+def own_fields(cls: type) -> tuple[attrs.Attribute, ...]:  # type: ignore[type-arg]
+    """An operation class's fields without ``caller``: what its system call takes (in
+    ``adapters.syscalls.CALLS``) and what its ``draws`` name, in order."""
+    return tuple(f for f in attrs.fields(cls) if f.name != "caller")
+
+
+def _with_caller(plain: Callable[[object], str]) -> Callable[[object], str]:
+    """The attrs repr, with ``caller=...`` added when it is not "root" (still valid
+    Python; programs written before callers existed read back unchanged)."""
+
+    def __repr__(self: object) -> str:
+        text = plain(self)
+        caller = getattr(self, "caller", "root")
+        if caller == "root":
+            return text
+        sep = "" if text.endswith("()") else ", "
+        return f"{text[:-1]}{sep}caller={caller!r})"
+
+    return __repr__
 
 
 @attrs.frozen
@@ -116,7 +195,16 @@ class StatResult:
     Effect.LOOKS,
     draws=("path", "follow"),
     result=StatResult,
-    features=("read-precedence", "copy-up", "whiteouts", "file-rename", "hardlinks", "metadata"),
+    features=(
+        "read-precedence",
+        "copy-up",
+        "whiteouts",
+        "file-rename",
+        "hardlinks",
+        "metadata",
+        "set-id",
+        "sizes",
+    ),
     containers=True,
 )
 @attrs.frozen
@@ -131,7 +219,7 @@ class Stat(Operation):
     "read",
     Effect.LOOKS,
     draws=("path",),
-    features=("read-precedence", "copy-up", "whiteouts", "file-rename", "special-files"),
+    features=("read-precedence", "copy-up", "whiteouts", "file-rename", "special-files", "sizes"),
     containers=True,
 )
 @attrs.frozen
@@ -178,7 +266,7 @@ class Readlink(Operation):
     "getxattr",
     Effect.LOOKS,
     draws=("path", "xattr_name"),
-    features=("read-precedence", "copy-up", "xattrs"),
+    features=("read-precedence", "copy-up", "xattrs", "set-id"),
 )
 @attrs.frozen
 class GetXattr(Operation):
@@ -203,7 +291,7 @@ class ListXattr(Operation):
     "write",
     Effect.WRITES,
     draws=("path", "data", "offset", "open_flags", "file_mode"),
-    features=("copy-up", "hardlinks", "persistence"),
+    features=("copy-up", "hardlinks", "persistence", "times", "set-id", "sizes"),
     containers=True,
 )
 @attrs.frozen
@@ -222,7 +310,7 @@ class Write(Operation):
     "truncate",
     Effect.WRITES,
     draws=("path", "size"),
-    features=("copy-up",),
+    features=("copy-up", "times", "set-id", "sizes"),
     containers=True,
 )
 @attrs.frozen
@@ -235,7 +323,14 @@ class Truncate(Operation):
     "mkdir",
     Effect.WRITES,
     draws=("path", "dir_mode"),
-    features=("opaque-directories", "directory-rename", "readdir", "persistence"),
+    features=(
+        "opaque-directories",
+        "directory-rename",
+        "readdir",
+        "persistence",
+        "times",
+        "set-id",
+    ),
     containers=True,
 )
 @attrs.frozen
@@ -248,7 +343,7 @@ class Mkdir(Operation):
     "rmdir",
     Effect.WRITES,
     draws=("path",),
-    features=("whiteouts", "opaque-directories", "directory-rename", "readdir"),
+    features=("whiteouts", "opaque-directories", "directory-rename", "readdir", "times"),
     containers=True,
 )
 @attrs.frozen
@@ -267,6 +362,7 @@ class Rmdir(Operation):
         "hardlinks",
         "readdir",
         "persistence",
+        "times",
     ),
     containers=True,
 )
@@ -279,7 +375,7 @@ class Unlink(Operation):
     "rename",
     Effect.WRITES,
     draws=("path", "path", "rename_flags"),
-    features=("file-rename", "directory-rename"),
+    features=("file-rename", "directory-rename", "times"),
     containers=True,
 )
 @attrs.frozen
@@ -295,7 +391,8 @@ class Rename(Operation):
     "link",
     Effect.WRITES,
     draws=("path", "path"),
-    features=("hardlinks",),
+    features=("hardlinks", "times"),
+    containers=True,
 )
 @attrs.frozen
 class Link(Operation):
@@ -307,7 +404,7 @@ class Link(Operation):
     "symlink",
     Effect.WRITES,
     draws=("target", "path"),
-    features=("special-files",),
+    features=("special-files", "times"),
 )
 @attrs.frozen
 class Symlink(Operation):
@@ -319,7 +416,7 @@ class Symlink(Operation):
     "chmod",
     Effect.WRITES,
     draws=("path", "mode"),
-    features=("copy-up", "metadata"),
+    features=("copy-up", "metadata", "times", "set-id"),
     containers=True,
 )
 @attrs.frozen
@@ -334,7 +431,7 @@ class Chmod(Operation):
     "chown",
     Effect.WRITES,
     draws=("path", "uid", "gid"),
-    features=("copy-up", "metadata"),
+    features=("copy-up", "metadata", "times", "set-id"),
     containers=True,
 )
 @attrs.frozen
@@ -350,7 +447,7 @@ class Chown(Operation):
     "setxattr",
     Effect.WRITES,
     draws=("path", "xattr_name", "xattr_value"),
-    features=("copy-up", "xattrs", "persistence"),
+    features=("copy-up", "xattrs", "persistence", "times", "set-id"),
     containers=True,
 )
 @attrs.frozen
@@ -366,7 +463,7 @@ class SetXattr(Operation):
     "removexattr",
     Effect.WRITES,
     draws=("path", "xattr_name"),
-    features=("xattrs",),
+    features=("xattrs", "set-id"),
 )
 @attrs.frozen
 class RemoveXattr(Operation):
@@ -378,7 +475,7 @@ class RemoveXattr(Operation):
     "mkfifo",
     Effect.WRITES,
     draws=("path", "mode"),
-    features=("special-files",),
+    features=("special-files", "times"),
 )
 @attrs.frozen
 class Mkfifo(Operation):
@@ -386,15 +483,115 @@ class Mkfifo(Operation):
     mode: int = attrs.field(default=0o644, repr=oct)
 
 
+# --- times, privileges and sizes (issue 18, first half) -------------------------------------
+
+
+@operation(
+    "utimens",
+    Effect.WRITES,
+    draws=("path", "time", "time", "follow"),
+    features=("times",),
+)
+@attrs.frozen
+class Utimens(Operation):
+    """utimensat(2) with AT_SYMLINK_NOFOLLOW unless ``follow``; each time is nanoseconds
+    since the epoch, UTIME_NOW or UTIME_OMIT."""
+
+    path: str
+    atime: int | str
+    mtime: int | str
+    follow: bool = True
+
+
+@operation(
+    "fallocate",
+    Effect.WRITES,
+    draws=("path", "fallocate_mode", "offset", "length"),
+    features=("sizes", "times", "set-id"),
+)
+@attrs.frozen
+class Fallocate(Operation):
+    """open(O_WRONLY|O_NONBLOCK) then fallocate(2) with ``mode`` (FALLOCATE_MODES)."""
+
+    path: str
+    mode: str
+    offset: int
+    length: int
+
+
+# --- end of issue 18, first half ------------------------------------------------------------
+
+
 @operation(
     "remount",
     Effect.REMOUNTS,
     draws=(),
-    features=("read-precedence", "whiteouts", "persistence"),
+    features=("read-precedence", "whiteouts", "persistence", "times"),
 )
 @attrs.frozen
 class Remount(Operation):
     """Unmount and mount the same layers again with the same options."""
+
+
+# --- open file descriptors (issue 18) -----------------------------------------------------
+#
+# A program refers to a descriptor by its handle: the value of the Open that made it, 0, 1,
+# ... in the order of the opens since the mount (never reused; a remount closes them all).
+# The descriptor ops read and write with pread/pwrite at explicit offsets, so no file
+# position is part of the state.
+
+#: open(2) access modes an Open draws (each with O_NONBLOCK).
+OPEN_ACCESS = ("O_RDONLY", "O_RDWR")
+
+
+@operation(
+    "open",
+    Effect.WRITES,
+    draws=("path", "access"),
+    features=("descriptors",),
+    descriptor=True,
+)
+@attrs.frozen
+class Open(Operation):
+    """open(path, access|O_NONBLOCK), following a final symlink; returns the new handle.
+    A FIFO is opened O_PATH: holding a pipe end open would change every later open and
+    read of it (an open for writing no longer gives ENXIO once a reader exists: found by
+    the kernel run), and pipe contents are not part of the model."""
+
+    path: str
+    access: str = "O_RDONLY"
+
+
+@operation("read_fd", Effect.LOOKS, draws=("handle",), features=("descriptors",), descriptor=True)
+@attrs.frozen
+class ReadFd(Operation):
+    """pread(2) from offset 0 to the end of the handle's descriptor; returns the bytes."""
+
+    handle: int
+
+
+@operation(
+    "write_fd",
+    Effect.WRITES,
+    draws=("handle", "data", "offset"),
+    features=("descriptors",),
+    descriptor=True,
+)
+@attrs.frozen
+class WriteFd(Operation):
+    """pwrite(2) ``data`` at ``offset`` through the handle's descriptor; returns the count."""
+
+    handle: int
+    data: bytes = b""
+    offset: int = 0
+
+
+@operation("close", Effect.WRITES, draws=("handle",), features=("descriptors",), descriptor=True)
+@attrs.frozen
+class Close(Operation):
+    """close(2) of the handle's descriptor."""
+
+    handle: int
 
 
 #: Each kind by its rule name.

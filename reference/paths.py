@@ -47,12 +47,19 @@ class Resolved:
 
 
 def resolve(
-    root: Node, path: str, child: Callable[[Node, str], Found], *, follow: bool
+    root: Node,
+    path: str,
+    child: Callable[[Node, str], Found],
+    *,
+    follow: bool,
+    search: Callable[[Node], None] | None = None,
 ) -> Resolved:
     """Resolve ``path`` from ``root``; ``follow`` says whether a final symlink is followed.
 
     Raises FsError(ENOENT) for a missing intermediate name, ENOTDIR for a non-directory
-    used as one, ELOOP after MAX_SYMLINKS symlinks.
+    used as one, ELOOP after MAX_SYMLINKS symlinks. ``search`` checks the caller may
+    search a directory (EACCES): called on the directory each component (".", ".." and
+    the last one included) is looked up in, as link_path_walk calls may_lookup (fs/namei.c).
     """
     stack: list[Node] = [root]
     parts = deque(path.split("/"))
@@ -69,6 +76,8 @@ def resolve(
             parts.popleft()
         last = not parts
         current = stack[-1]
+        if search is not None:
+            search(current)
         if name == ".":
             continue
         if name == "..":

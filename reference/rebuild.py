@@ -28,6 +28,8 @@ def rebuild_upper(model: Overlay, image: LayerImage) -> None:
         return  # read-only: nothing but the lowers, which never change
     if model.options.index:
         raise CannotRebuild("index=on: the index is not decoded")
+    if any(handle is not None for handle in model.handles):
+        raise CannotRebuild("open descriptors: their objects would not be the rebuilt ones")
     old = model.upper
     # the image has no entry for the root: its attributes stay the model's
     root = Inode(
@@ -63,6 +65,8 @@ def rebuild_upper(model: Overlay, image: LayerImage) -> None:
             opaque=entry.opaque,
             redirect=entry.redirect,
             metacopy=entry.metacopy,
+            xattr_whiteout=entry.xattr_whiteout,
+            xwhiteouts=entry.xwhiteouts,
         )
         if kind is not Kind.WHITEOUT and kind is not Kind.DIR:
             inode.origin = _lower_at(model, path, kind)

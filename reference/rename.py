@@ -12,6 +12,7 @@ from reference import ops
 from reference.layer import Inode, Kind
 from reference.lookup import Node
 from reference.paths import FsError
+from reference.permissions import MAY_WRITE
 
 if TYPE_CHECKING:
     from reference.overlay import Overlay
@@ -48,18 +49,32 @@ def rename(fs: Overlay, op: ops.Rename, *, vfs_only: bool = False) -> bool:
         return False
     if new is not None and fs.vfs_inode(old) == fs.vfs_inode(new):
         return False  # vfs_rename: source and target are the same inode, nothing to do
+    # vfs_rename: may_delete at the old name, then may_create or may_delete at the new one
+    # (EACCES, the sticky bit's EPERM, then may_delete's type checks)
+    fs._may_delete(src.parent, old)
+    if new is None:
+        fs._may_create(dst.parent)
+    else:
+        fs._may_delete(dst.parent, new)
     if new is not None and not exchange:
         if old.is_dir and not new.is_dir:
             raise FsError("ENOTDIR")
         if not old.is_dir and new.is_dir:
             raise FsError("EISDIR")
+    if src.parent.path != dst.parent.path:
+        # vfs_rename: a directory changing parent needs write permission on itself (its
+        # ".." changes), and so does the other one of an exchange
+        if old.is_dir:
+            fs._require(old, MAY_WRITE)
+        if exchange and new is not None and new.is_dir:
+            fs._require(new, MAY_WRITE)
     if vfs_only:
         return True
     # ovl_can_move: a lower or merged directory moves only with redirect_dir=on (doc
     # "Renaming directories"; obs R.default.1/2, R.rd_on.1).
     if not _can_move(fs, old) or (exchange and new is not None and not _can_move(fs, new)):
         raise FsError("EXDEV")
-    if new is not None and new.is_dir and not exchange and fs.names(new):
+    if new is not None and new.is_dir and not exchange and fs.not_empty(new):
         if new.is_pure_upper:
             _fail_in_upper_rename(fs, old, dst.parent)
         raise FsError(*NOT_EMPTY)  # ovl_check_empty_dir, before any change
@@ -93,6 +108,7 @@ def _move(fs: Overlay, old: Node, new_parent: Node, new_name: str, new: Node | N
     _mark_moved(fs, old, moved, samedir=samedir, parent_merged=bool(new_parent.lowers))
     if new is not None:
         fs.drop_index_link(new)
+    replaced = fs.meta(new) if new is not None and new.upper is not None else None
     target_upper = fs.copy_up(new_parent)
     source_upper = fs.copy_up(old.parent)
     del source_upper.entries[old.name]
@@ -100,6 +116,7 @@ def _move(fs: Overlay, old: Node, new_parent: Node, new_name: str, new: Node | N
     if fs.lower_positive(old.parent, old.name):
         source_upper.entries[old.name] = Inode(Kind.WHITEOUT, mode=0)
     target_upper.entries[new_name] = moved
+    _renamed((source_upper, target_upper), (moved, *([replaced] if replaced else [])))
 
 
 def _exchange(fs: Overlay, old: Node, old_parent: Node, new: Node, new_parent: Node) -> None:
@@ -108,8 +125,21 @@ def _exchange(fs: Overlay, old: Node, old_parent: Node, new: Node, new_parent: N
     new_upper = fs.copy_up(new, data=False)
     _mark_moved(fs, old, old_upper, samedir=samedir, parent_merged=bool(new_parent.lowers))
     _mark_moved(fs, new, new_upper, samedir=samedir, parent_merged=bool(old_parent.lowers))
-    fs.copy_up(old_parent).entries[old.name] = new_upper
-    fs.copy_up(new_parent).entries[new.name] = old_upper
+    old_parent_upper, new_parent_upper = fs.copy_up(old_parent), fs.copy_up(new_parent)
+    old_parent_upper.entries[old.name] = new_upper
+    new_parent_upper.entries[new.name] = old_upper
+    _renamed((old_parent_upper, new_parent_upper), (old_upper, new_upper))
+
+
+def _renamed(parents: tuple[Inode, ...], moved: tuple[Inode, ...]) -> None:
+    """The times a rename changes: mtime and ctime of each parent (POSIX rename(): "mark
+    for update the last data modification and last file status change timestamps of the
+    parent directory of each file"), the ctime of the inodes moved or replaced (the upper
+    filesystem's rename, fs/libfs.c simple_rename_timestamp); their mtime is kept."""
+    for parent in parents:
+        parent.touch()
+    for inode in moved:
+        inode.touch(mtime=False)
 
 
 def _mark_moved(

@@ -21,11 +21,11 @@ import attrs
 
 from reference import ops
 from reference.errors import SpecError
-from reference.layer import Inode, StackSpec, entry_at
+from reference.layer import Inode, Kind, StackSpec, entry_at
 from reference.lookup import Node
 from reference.options import Options
 from reference.overlay import Overlay
-from reference.paths import FsError
+from reference.paths import FsError, Resolved
 
 
 @attrs.frozen
@@ -99,6 +99,51 @@ class RmdirWhiteoutUnderLowerParent(Overlay):
         return found
 
 
+#: fuse-overlayfs: the longest name it lets a new entry have, on an upper filesystem whose
+#: f_namemax is NAME_MAX (255): room is kept for the ".wh." prefix of a whiteout file.
+FUSE_OVERLAYFS_NAME_MAX = 255 - len(".wh.")
+
+
+def _name_bytes(name: str) -> int:
+    return len(name.encode("utf-8", "surrogateescape"))
+
+
+class NewNameMax251(Overlay):
+    """fuse-overlayfs: a new entry (create, mkdir, mknod, symlink, link, rename's new
+    name) whose name is longer than f_namemax - 4 bytes (251 on a 255-byte filesystem)
+    gives ENAMETOOLONG, so that its ``.wh.`` whiteout file could always be made (main.c
+    get_fs_namemax, checked first in ovl_create/ovl_mkdir/ovl_mknod/ovl_symlink/ovl_link/
+    ovl_rename; PR #237, issue #351: by design). The VFS's own checks come first (EEXIST,
+    EROFS, ENOENT of the parent, EPERM of a directory link, rename's checks). The kernel
+    allows NAME_MAX (255)."""
+
+    def _too_long(self, name: str) -> None:
+        if _name_bytes(name) > FUSE_OVERLAYFS_NAME_MAX:
+            _hit(self, "new-name-max-251")
+            raise FsError("ENAMETOOLONG")
+
+    def _create(self, resolved: Resolved, inode: Inode) -> None:
+        self._too_long(resolved.name)
+        super()._create(resolved, inode)
+
+    def _op_link(self, op: ops.Link) -> None:
+        # ovl_link checks the name before it copies the source up (the model's link
+        # copies up first, then creates the name)
+        source = self._existing(op.src, follow=False)
+        resolved = self._new_name(op.dst)
+        if not source.is_dir:
+            self._too_long(resolved.name)
+        super()._op_link(op)
+
+    def _op_rename(self, op: ops.Rename) -> None:
+        from reference.rename import rename
+
+        name = op.dst.rstrip("/").rpartition("/")[2]
+        if _name_bytes(name) > FUSE_OVERLAYFS_NAME_MAX and rename(self, op, vfs_only=True):
+            self._too_long(name)
+        super()._op_rename(op)
+
+
 class DirNlinkOne(Overlay):
     """unionfs-fuse (libfuse 2 high-level API): every directory reports st_nlink 1."""
 
@@ -152,20 +197,52 @@ class DirRenameCopiesTree(Overlay):
         super()._op_rename(op)
 
     def _copy_tree(self, node: Node) -> None:
-        self.copy_up(node)
+        """Copy the tree up. What is copied now but a regular file is made anew, with the
+        time of the copy as its mtime (found by the suite: unionfs-fuse keeps the mtime of
+        files only, to the second, which conformance/records/expectations.toml records)."""
+        made = node.upper is None
+        upper = self.copy_up(node)
+        if made:
+            upper.touch()
         for _, child in self.found_children(node):
             if child.is_dir:
                 self._copy_tree(child)
-            else:
-                self.copy_up(child)
+                continue
+            fresh = child.upper is None
+            copy = self.copy_up(child)
+            if fresh and copy.kind is not Kind.FILE:
+                copy.touch()
 
 
 class ParentsFromSourceBranch(Overlay):
     """unionfs-fuse: the directories a copy-up creates above the object take their mode and
     owner from the branch the object was found in (path_create copies each component from
-    that branch), not from the topmost branch that has the directory, as the kernel does."""
+    that branch), not from the topmost branch that has the directory, as the kernel does.
+    Not for a removal (unlink, rmdir): its mark lives in unionfs-fuse's hidden tree, the
+    directories of the view keep the topmost branch's attributes, as the kernel's do."""
+
+    #: While a name is removed: its deletion mark goes to unionfs-fuse's own hidden tree
+    #: (.unionfs-fuse/<path>_HIDDEN~), no directory of the view is created (observed:
+    #: rmdir c/a/c of a lower tree leaves c with the topmost branch's owner).
+    _removing = False
+
+    def _op_unlink(self, op: ops.Unlink) -> None:
+        self._removing = True
+        try:
+            super()._op_unlink(op)
+        finally:
+            self._removing = False
+
+    def _op_rmdir(self, op: ops.Rmdir) -> None:
+        self._removing = True
+        try:
+            super()._op_rmdir(op)
+        finally:
+            self._removing = False
 
     def copy_up(self, node: Node, *, data: bool = True) -> Inode:
+        if self._removing:
+            return super().copy_up(node, data=data)
         missing: list[Node] = []
         parent = node.parent
         while parent is not None and parent.parent is not None and parent.upper is None:
@@ -247,6 +324,14 @@ VARIANTS: dict[str, Variant] = {
             "observed by hand (conformance/records/expectations.toml); containers/fuse-overlayfs "
             "main.c ovl_rmdir -> do_rm -> hide_node",
             RmdirWhiteoutUnderLowerParent,
+        ),
+        Variant(
+            "new-name-max-251",
+            "fuse-overlayfs",
+            "a new name longer than 251 bytes gives ENAMETOOLONG (room for a .wh. prefix)",
+            "containers/fuse-overlayfs main.c get_fs_namemax (f_namemax - strlen(\".wh.\")); "
+            "PR #237, issue #351 (closed: by design)",
+            NewNameMax251,
         ),
         Variant(
             "dir-nlink-one",

@@ -36,6 +36,10 @@ def pickled_as_a_call(cls: C) -> C:
 class EntryView:
     """One name of the merged view. ``data`` is the file's bytes, ``target`` a symlink's.
 
+    ``xattrs`` are the content namespaces (user.*, trusted.* and security.*, not the
+    overlay's trusted.overlay.*: adapters.sandbox.layerdisk.is_content_xattr) of a file, directory
+    or FIFO.
+
     ``kind`` is file, dir, symlink, fifo, or ``unreachable``: readdir lists the name but
     lookup gives ENOENT (a whiteout in a directory that is not merged, which readdir passes
     through unfiltered; observed on this kernel). An unreachable entry has no other fields.
@@ -54,6 +58,17 @@ class EntryView:
     data: bytes = b""
     target: str = ""
     xattrs: tuple[tuple[str, bytes], ...] = ()
+    #: st_mtime_ns and st_ctime_ns; in the reference, exact (>= 0) or an abstract stamp
+    #: (< 0, reference.layer.new_stamp), compared as relations
+    #: (conformance.lockstep.compare.TimeMap), never by ``==`` (left out of equality:
+    #: reference.view.times_of).
+    mtime: int = attrs.field(default=0, eq=False)
+    ctime: int = attrs.field(default=0, eq=False)
+
+
+def times_of(entries: dict[str, EntryView]) -> list[tuple[int, int]]:
+    """Every entry's (mtime, ctime), in the dict's order: what ``==`` of entries leaves out."""
+    return [(entry.mtime, entry.ctime) for entry in entries.values()]
 
 
 #: The EntryView of a name readdir lists and lookup does not find.
@@ -91,6 +106,10 @@ class DiskEntry:
     opaque: bool = False
     redirect: str | None = None
     metacopy: bool = False
+    #: A whiteout stored as an ``overlay.whiteout`` xattr on a zero-size regular file.
+    xattr_whiteout: bool = False
+    #: A directory marked ``overlay.opaque=x`` (it may hold xattr whiteouts; not opaque).
+    xwhiteouts: bool = False
 
 
 @pickled_as_a_call

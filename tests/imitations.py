@@ -43,7 +43,7 @@ class RemoveXattrCopiesUp(Overlay):
     """removexattr-copies-up: removing a missing xattr of a lower file copies it up first."""
 
     def _op_removexattr(self, op: ops.RemoveXattr) -> None:
-        node = self._xattr_target(op.path, write=True)
+        node = self._xattr_target(op.path, op.name, write=True)
         if op.name not in self.meta(node).xattrs:
             self.copy_up(node, data=False)
         super()._op_removexattr(op)
@@ -100,6 +100,7 @@ FUSE_OVERLAYFS = {
     "merged-dir-nlink-counts-subdirs": None,
     "mkdir-writes-opaque": None,
     "rmdir-whiteout-under-lower-parent": None,
+    "new-name-max-251": None,
     "fifo-copy-up-eio": ChmodLowerFifoGivesEio,
     "removexattr-copies-up": RemoveXattrCopiesUp,
     "rename-exchange-lower-dir": ExchangeMovesLowerDirs,
@@ -108,6 +109,7 @@ FUSE_OVERLAYFS_VARIANTS = (
     "merged-dir-nlink-counts-subdirs",
     "mkdir-writes-opaque",
     "rmdir-whiteout-under-lower-parent",
+    "new-name-max-251",
 )
 UNIONFS_FUSE_VARIANTS = ("dir-nlink-one", "dir-rename-copies-tree")
 VARIANTS_OF = {"fuse-overlayfs": FUSE_OVERLAYFS_VARIANTS, "unionfs-fuse": UNIONFS_FUSE_VARIANTS}

@@ -18,6 +18,7 @@ from conformance.containers.machine import (
 from reference import ops
 from reference.container import (
     BindMount,
+    ContainerFs,
     ContainerSpec,
     ContainerWorld,
     Refused,
@@ -25,6 +26,7 @@ from reference.container import (
     VolumeMount,
 )
 from reference.engines import DOCKER, KUBERNETES, PODMAN, PROFILES
+from reference.layer import LayerSpec, StackSpec, WhiteoutSpec, entry_at
 from reference.outcome import Err, Ok
 
 QUICK = settings(
@@ -197,3 +199,140 @@ def test_lockstep_checks_the_image() -> None:
 
     with pytest.raises(ContainerDiverged, match="image:a/x"):
         Lockstep(Corrupt("docker")).create_volume("v")
+
+
+# --- the writable layer: diff ------------------------------------------------------------
+
+
+def _diff_after(profile, *steps: ops.Op) -> dict[str, str]:
+    world = _world(profile)
+    world.create("c", ContainerSpec())
+    world.start("c")
+    for op in steps:
+        assert all(isinstance(o, Ok) for o in world.run("c", op)), op
+    return world.diff("c")
+
+
+RECREATE_D = (
+    ops.Unlink("b/w"),
+    ops.Unlink("a/d/y"),
+    ops.Rmdir("a/d"),
+    ops.Mkdir("a/d", 0o755),
+    ops.Write("a/d/q", b"q\n", flags=("O_CREAT",)),
+)
+
+
+def test_diff_as_docker_and_podman_printed_it() -> None:
+    """The outputs observed by hand (reference/diff.py module doc)."""
+    no_change = (ops.Chmod("a", 0o750), ops.Chmod("f", 0o644), ops.Chmod("a/d/y", 0o600))
+    assert _diff_after(DOCKER, *no_change) == {}
+    assert _diff_after(PODMAN, *no_change) == {"a": "C", "a/d/y": "C", "f": "C"}
+    create_remove = (ops.Write("e/new", b"hi", flags=("O_CREAT",)), ops.Unlink("e/new"))
+    assert _diff_after(DOCKER, *create_remove) == {}
+    assert _diff_after(PODMAN, *create_remove) == {"e": "C"}
+    assert _diff_after(DOCKER, *RECREATE_D) == {
+        "a": "C",
+        "a/d": "C",
+        "a/d/q": "A",
+        "a/d/y": "D",
+        "b": "C",
+        "b/w": "D",
+    }
+    assert _diff_after(PODMAN, *RECREATE_D) == {
+        "a": "C",
+        "a/d": "D",
+        "a/d/q": "A",
+        "b": "C",
+        "b/w": "D",
+    }
+
+
+def test_diff_sees_a_rewrite_with_the_same_bytes() -> None:
+    """Writing changes the mtime: docker's stat comparison lists the file (observed)."""
+    same = ops.Write("a/x", b"image-x", flags=("O_CREAT", "O_TRUNC"))
+    assert _diff_after(DOCKER, same) == {"a": "C", "a/x": "C"}
+    assert _diff_after(DOCKER, ops.Truncate("a/x", 7)) == {}  # same size: mtime kept
+
+
+class DiffListsUntouched(ReferenceEngine):
+    """A ``diff`` that also lists the untouched image files of every copied-up directory
+    (as if it walked the merged tree and took presence in the upper dir for a change)."""
+
+    def diff(self, name: str) -> dict[str, str]:
+        found = super().diff(name)
+        container = self._w.containers[name]
+        upper = container.root.upper
+        assert upper is not None
+        image = self.image_view().entries
+        for path, entry in image.items():
+            parent = path.rpartition("/")[0]
+            if entry.kind == "file" and parent and entry_at(upper, parent) is not None:
+                found.setdefault(path, "C")
+        return found
+
+
+def _found(driver, budget: int = 300) -> list[str]:
+    """The program of the machine's first failure on ``driver`` (shrinking it takes
+    minutes on this machine: docs/containers.md says how short it gets)."""
+    with pytest.raises(ContainerDiverged) as caught:
+        run_container_machine(driver, settings(QUICK, max_examples=budget, phases=[Phase.generate]))
+    return str(caught.value).split("program:\n")[-1].split("\n")
+
+
+@pytest.mark.parametrize("profile", ["docker", "podman"])
+def test_a_diff_listing_untouched_files_is_found(profile: str) -> None:
+    program = _found(DiffListsUntouched(profile))
+    assert any(line.lstrip().startswith("run(") for line in program), program
+
+
+class CommitDropsWhiteouts(ReferenceEngine):
+    """``commit`` leaves the whiteouts out of the layer (removed image files come back in
+    the committed image)."""
+
+    def commit(self, name: str, image: str):
+        layer = super().commit(name, image)
+        if isinstance(layer, Refused):
+            return layer
+        kept = tuple((p, e) for p, e in layer if not isinstance(e, WhiteoutSpec))
+        stack = self._w.images[image]
+        self._w.images[image] = StackSpec((LayerSpec(kept), *stack.lowers[1:]))
+        return kept
+
+
+def test_a_commit_dropping_whiteouts_is_found() -> None:
+    """By the machine under the docker profile (under podman's, 300 examples are not
+    enough: the scenario below finds it)."""
+    program = _found(CommitDropsWhiteouts("docker"))
+    assert any(line.lstrip().startswith("commit(") for line in program), program
+
+
+@pytest.mark.parametrize("profile", ["docker", "podman"])
+def test_a_commit_dropping_whiteouts_fails_the_scenario(profile: str) -> None:
+    by_id = {s.id: s for s in SCENARIOS}
+    with pytest.raises(ContainerDiverged, match="b/w"):
+        run_scenario(CommitDropsWhiteouts(profile), by_id["writable-layer-diff-commit"])
+
+
+class CpBypassesVolumes(ReferenceEngine):
+    """``cp`` into a path below a volume writes the writable layer under it instead."""
+
+    def cp_in(self, name: str, path: str, data: bytes):
+        world = self._w
+        if name in world.containers:
+            container = world.containers[name]
+            volumes = {r.mount.target for r in container.table if isinstance(r.mount, VolumeMount)}
+            if path.partition("/")[0] in volumes:
+                saved = world.cp_fs
+                world.cp_fs = lambda _: ContainerFs(container.root, {})  # type: ignore[method-assign]
+                try:
+                    return world.cp_in(name, path, data)
+                finally:
+                    world.cp_fs = saved  # type: ignore[method-assign]
+        return world.cp_in(name, path, data)
+
+
+@pytest.mark.parametrize("profile", ["docker", "podman"])
+def test_a_cp_through_a_volume_fails_the_scenario(profile: str) -> None:
+    by_id = {s.id: s for s in SCENARIOS}
+    with pytest.raises(ContainerDiverged, match="in-vol"):
+        run_scenario(CpBypassesVolumes(profile), by_id["cp-in-and-out"])

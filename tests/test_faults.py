@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import Phase, settings
 
-from adapters.faults import FAULTS, FaultyDriver
+from adapters.faults import FAULTS, FaultyDriver, options_for
 from conformance.lockstep.machine import Diverged, run_machine
 from reference.options import Options
 
@@ -28,7 +28,7 @@ def test_seeded_fault_is_detected(fault: str) -> None:
     # A fault shows as a divergence, or as the faulty engine itself failing (a KeyError
     # when it removes an xattr its broken copy-up lost): both are detections.
     with pytest.raises((Diverged, LookupError)):
-        run_machine(FaultyDriver(fault), Options(), DETECT)
+        run_machine(FaultyDriver(fault), options_for(fault), DETECT)
 
 
 def test_several_distinct_divergences_are_one_diverged(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,14 +8,13 @@ import json
 import random
 from collections import Counter
 
-import attrs
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.internal.conjecture.data import ConjectureData
 
 from conformance.generation import coverage, strategies
 from conformance.generation.cases import Cases, _Drawer, cases, upper_as_layer
-from conformance.generation.paths_choice import SLOTS, Inventory, choose, groups, inventory
+from conformance.generation.paths_choice import SLOTS, Inventory, choose, groups, inventory, tree_of
 from conformance.generation.swarm import draw_swarm
 from reference import ops
 from reference.layer import (
@@ -93,31 +92,43 @@ def test_most_steps_succeed_and_errors_stay_reachable() -> None:
 
 def _fields(inv: Inventory) -> dict:
     """An inventory's contents (``viable`` is a cache of what they give)."""
-    return attrs.asdict(inv, filter=lambda field, _: field.name != "viable")
+    return {name: getattr(inv, name) for name in Inventory.FIELDS}
 
 
-@pytest.mark.parametrize("options", [Options(), Options(index=True, redirect_dir=True)],
-                         ids=["default", "index-redirect"])
+@pytest.mark.parametrize("options", [*MATRIX, Options(index=True, redirect_dir=True)],
+                         ids=lambda options: options.label)
 def test_the_kept_inventory_equals_a_fresh_one(options: Options) -> None:
-    """The drawer keeps its inventory across steps that change no name (data, metadata):
-    after every step it holds what a fresh walk of the model gives, ``recent`` cut to the
-    same REMEMBERED names (a stale kept one drew other paths than a fresh one would)."""
-    kept = 0
+    """The drawer keeps its tree of names up to date step by step and its inventory across
+    steps that change no name (data, metadata): after every step both hold what a fresh
+    walk of the model gives, ``recent`` cut to the same REMEMBERED names (a stale kept one
+    drew other paths than a fresh one would)."""
+    kept = updated = 0
+    walks = []
     for n in range(40):
         data = ConjectureData(random=random.Random(n))
-        stack = data.draw(strategies.stacks(max_lowers=2))
+        # a data-only mount needs a regular lower above the data-only one
+        least = 2 if options.data_only else 1
+        stack = data.draw(strategies.stacks(min_lowers=least, max_lowers=2))
         drawer = _Drawer(Overlay(stack, options), strategies.Operations().rules)
         drawer.inventory()
         for _ in range(40):
             op = drawer.draw(data)
+            before = drawer.tree
             drawer.apply(op)
+            walks.append(drawer.tree is not before)
+            fresh_tree = tree_of(drawer.model)
+            assert drawer.tree == fresh_tree, (stack, op)
+            fresh = inventory(drawer.model, drawer.removed, drawer.recent, drawer.recreated)
             if drawer.inv is not None:
                 kept += 1
-                fresh = inventory(drawer.model, drawer.removed, drawer.recent)
                 assert _fields(drawer.inv) == _fields(fresh), (stack, op)
+                for role, table in drawer.inv.groups.items():  # the cached path tables
+                    assert table == groups(role, fresh), (stack, op, role)
             else:
-                drawer.inventory()
-    assert kept > 400  # the cache was exercised
+                updated += 1
+                assert _fields(drawer.inventory()) == _fields(fresh), (stack, op)
+    assert kept > 400 and updated > 100  # both were exercised
+    assert sum(walks) < len(walks) / 5  # most changes are updated, not walked again
 
 
 def test_a_read_only_mount_draws_mostly_looking_steps() -> None:
@@ -165,11 +176,13 @@ def test_each_field_is_drawn_from_its_domain() -> None:
     for _, program in _drawn(60):
         for op in program:
             kind = ops.KINDS[type(op)]
-            for field, domain in zip(attrs.fields(type(op)), kind.draws, strict=True):
+            for field, domain in zip(ops.own_fields(type(op)), kind.draws, strict=True):
                 value = getattr(op, field.name)
                 seen.setdefault(domain, set()).add(value)
                 if domain in ("path", "dir_path"):
                     assert isinstance(value, str), (op, domain)
+                elif domain == "handle":  # the model's handles, and the next number
+                    assert isinstance(value, int) and value >= 0, (op, domain)
                 else:
                     table = special.get(domain) or BIGGER.get(domain, strategies.DOMAINS[domain])
                     assert value in table, (op, domain)
@@ -186,7 +199,7 @@ def test_path_groups_put_the_right_kind_first_and_fall_back_to_it() -> None:
     assert inv.files == ["d/f"] and inv.empty_dirs == ["e"]
     assert choose(0, groups("file", inv)) == "d/f"
     assert choose(0, groups("empty_dir", inv)) == "e"
-    assert choose(0, groups("new", inv)) not in inv.present
+    assert choose(0, groups("new", inv)) not in inv.existing
     # every slot of an empty group goes to the first non-empty one (the right kind)
     table = [([], 8), (["x"], 4), (["y"], 4)]
     assert {choose(n, table) for n in range(SLOTS)} == {"x", "y"}
@@ -197,10 +210,22 @@ def test_the_swarm_leaves_kinds_out_but_never_all() -> None:
     rules = ("stat", "write", "mkdir")
     everything = draw_swarm(ConjectureData.for_choices([0]), rules)
     assert everything.rules == rules and not everything.without
-    none_left = draw_swarm(ConjectureData.for_choices([3, True, True, True] + [False] * 5), rules)
-    assert none_left.rules == rules  # all left out: all enabled instead
-    some = draw_swarm(ConjectureData.for_choices([2, True, False, True, True] + [False] * 4), rules)
-    assert some.rules == ("write",) and some.without == {"symlink"}
+    # level 3: a base-4 digit of 1, 2 or 3 leaves a rule out; all left out: all enabled
+    none_left = draw_swarm(ConjectureData.for_choices([3, 1 + 2 * 4 + 3 * 16, 0, 0, 0]), rules)
+    assert none_left.rules == rules
+    # level 2: digits 2 and 3 leave a rule out, base-8 digits 6 and 7 an object kind
+    some = draw_swarm(ConjectureData.for_choices([2, 3 + 1 * 4 + 2 * 16, 6 + 5 * 8, 7, 0]), rules)
+    assert some.rules == ("write",) and some.without == {"symlink", "hardlink"}
+    # the simplest choices enable everything at every level
+    for level in (1, 2, 3):
+        simplest = draw_swarm(ConjectureData.for_choices([level, 0, 0, 0, 0]), rules)
+        assert simplest.rules == rules and not simplest.without
+    # each kind is left out as often as the level says
+    left: Counter[int] = Counter()
+    for n in range(400):
+        swarm = draw_swarm(ConjectureData(random=random.Random(n)), strategies.Operations().rules)
+        left[len(swarm.rules)] += 1
+    assert 0.15 < left[len(strategies.Operations().rules)] / 400 < 0.5  # level 0, or luck
 
 
 def test_an_earlier_overlay_upper_becomes_a_lower_with_its_markers() -> None:

@@ -39,7 +39,12 @@ def _make(name: str):
 
 def test_defined_without_index_and_metacopy() -> None:
     defined = [o.label for o in MATRIX if interchange.applies(o) is None]
-    assert defined == ["redirect_dir=off,index=off", "redirect_dir=on,index=off", "ro"]
+    assert defined == [
+        "redirect_dir=off,index=off",
+        "redirect_dir=on,index=off",
+        "ro",
+        "redirect_dir=nofollow,index=off,userxattr",
+    ]
 
 
 def test_check_accepts_unreachable_either_way_and_catches_a_difference() -> None:

@@ -247,3 +247,115 @@ def test_the_driver_files_a_confined_root_shows() -> None:
     assert host_source("/tmp/b", 7) == "/proc/self/fd/7/b"
     assert host_source("/opt/d/bin", 7) == "/opt/d/bin"
     assert host_source("/tmp/b", None) == "/tmp/b"
+
+
+def test_callers_and_descriptors_replay_on_the_kernel(tmp_path: Path, host_unchanged) -> None:
+    """Steps run by other callers (a forked child with their credentials, issue 18) and
+    descriptors held across steps, closed by a remount: the kernel passes the script."""
+    _need("kernel")
+    from reference import ops
+    from reference.layer import DirSpec, FileSpec, LayerSpec, StackSpec
+
+    stack = StackSpec((LayerSpec((("s", FileSpec(b"s", 0o600)), ("p", DirSpec(0o777)),
+                                  ("f", FileSpec(b"lower")))),))
+    steps = [ops.Read("s", caller="user"), ops.Write("p/n", b"n", 0, ("O_CREAT",), 0o666,
+                                                     caller="other"),
+             ops.Stat("p/n"), ops.Open("f"), ops.Write("f", b"UP"), ops.ReadFd(0),
+             ops.Remount(), ops.ReadFd(0), ops.Chmod("f", 0o600, caller="user")]
+    failure = _reference_failure(stack, steps, Options())
+    script = reproducer.write(failure, tmp_path / "repro.py")
+    result = _run(script)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("<-- differs") == 0 and "step 9" in result.stdout
+
+@pytest.mark.parametrize(
+    "fault", ["xattr-whiteout-ignored", "escaped-xattr-leaked", "data-only-layer-shown"]
+)
+def test_a_marker_fault_counterexample_is_what_the_kernel_does(
+    tmp_path: Path, fault: str, host_unchanged
+) -> None:
+    """The seeded faults of issue 19 on their axes: the shrunk counterexample's script
+    writes the layers in that form (xattr whiteouts, user.overlay.* markers and escaped
+    names, a data-only layer) and the kernel does what the reference expects (exit 0)."""
+    _need("kernel")
+    from adapters.faults import options_for
+
+    search = settings(max_examples=500, stateful_step_count=20, deadline=None,
+                      database=None, derandomize=True, phases=[Phase.generate, Phase.shrink])
+    with pytest.raises(Diverged) as caught:
+        run_machine(FaultyDriver(fault), options_for(fault), search)
+    failure = caught.value.failures[0]
+    script = reproducer.write(failure, tmp_path / "repro.py")
+    result = _run(script)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "expected" in result.stdout  # the fault's difference is checked
+    _no_process_runs(script)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        Options(xwhiteouts=True),
+        Options(userxattr=True),
+        Options(data_only=True),
+        Options(xino=True, separate_fs=True),
+    ],
+    ids=lambda o: o.test_id,
+)
+def test_a_program_over_the_new_layer_forms_passes_on_the_kernel(
+    tmp_path: Path, options: Options, host_unchanged
+) -> None:
+    """xattr whiteouts (marked and not), an escaped xattr in a lower, metacopy stubs over a
+    data-only layer: the script writes them as the suite does, so the kernel passes."""
+    _need("kernel")
+    from reference import ops
+    from reference.layer import DirSpec, FileSpec, LayerSpec, MetacopySpec, StackSpec, WhiteoutSpec
+
+    stack = StackSpec((
+        LayerSpec((("d", DirSpec()), ("d/g", WhiteoutSpec(xattr=True)),
+                   ("e/g", WhiteoutSpec(xattr=True, marked=False)),
+                   ("f", FileSpec(b"f", xattrs=(("user.overlay.e", b"1"),))))),
+        LayerSpec((("d/g", FileSpec(b"low")), ("e/g", FileSpec(b"low")),
+                   # a stub is followed only into a data-only layer (else: EPERM)
+                   *((("s", MetacopySpec("/x/blob", 4)),) if options.data_only else ()))),
+        LayerSpec((("x/blob", FileSpec(b"BLOB")), ("d/h", FileSpec(b"h")))),
+    ))
+    steps = [ops.Readdir(""), ops.Readdir("d"), ops.Readdir("e"), ops.Stat("d/g"),
+             ops.GetXattr("f", "user.overlay.e"), ops.SetXattr("f", "user.overlay.e", b"2"),
+             ops.Remount(), ops.ListXattr("f")]
+    if options.data_only:
+        steps.append(ops.Read("s"))
+    failure = _reference_failure(stack, steps, options)
+    script = reproducer.write(failure, tmp_path / "repro.py")
+    result = _run(script)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("<-- differs") == 0
+
+
+# --- issue 18, first half: times, set-id bits, capabilities -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "feature", "shown"),
+    [
+        ("copy-up-resets-mtime", "times", "mtime: expected"),
+        ("create-keeps-parent-mtime", "times", "mtime: expected 'changed'"),
+        ("write-keeps-capability", "set-id", "xattrs: expected"),
+    ],
+)
+def test_a_time_or_privilege_fault_counterexample_is_what_the_kernel_does(
+    tmp_path: Path, host_unchanged, fault: str, feature: str, shown: str
+) -> None:
+    """The script writes the lowers' mtimes and checks the time relations (an exact time,
+    "changed" against the time before the last step) and the security.* xattrs: the
+    kernel does what the reference expects (exit 0)."""
+    _need("kernel")
+    search = settings(max_examples=500, stateful_step_count=20, deadline=None,
+                      database=None, derandomize=True, phases=[Phase.generate, Phase.shrink])
+    with pytest.raises(Diverged) as caught:
+        run_machine(FaultyDriver(fault), Options(), search, BY_ID[feature])
+    script = reproducer.write(caught.value.failures[0], tmp_path / "repro.py")
+    result = _run(script)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert shown in result.stdout, result.stdout
+    _no_process_runs(script)

@@ -34,6 +34,13 @@ that behaves like the kernel. Keys:
     linked (the kernel with ``index=on``; it breaks them with ``index=off``).
 ``xattrs`` (boolean, default true)
     Whether user.* extended attributes are supported through the mount.
+``permissions`` (boolean, default false)
+    Whether callers other than root are claimed (feature ``permissions``; issue 18): the
+    template must let other users in (``allow_other``). Without it every operation runs
+    as root, as before callers existed.
+``times`` (boolean, default true)
+    Whether mtime and ctime follow the kernel's rules through the mount and utimensat
+    works: the ``times`` feature and the whole machine compare them.
 ``private_xattrs`` (array of strings)
     Prefixes of ``user.*`` xattr names the driver keeps for itself on disk (hidden from
     the mount), left out when its layers are decoded; e.g. ``["user.fuseoverlayfs."]``.
@@ -87,6 +94,8 @@ class DriverProfile:
     directory_rename: str = "redirect"
     hardlinks_on_copy_up: str = "keep"
     xattrs: bool = True
+    permissions: bool = False
+    times: bool = True
     private_xattrs: tuple[str, ...] = ()
     env: dict[str, str] = attrs.field(factory=dict)
     version_command: str = ""
@@ -116,6 +125,8 @@ class DriverProfile:
             options=self.options,
             claimed_by=self.name,
             xattrs=self.xattrs,
+            permissions=self.permissions,
+            times=self.times,
             upper_decodable=self.upper_decodable,
             kernel_form=self.kernel_form,
             upper_form=f"whiteout {self.whiteout}, opaque {self.opaque}",
@@ -138,7 +149,11 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "directory_rename": DIRECTORY_RENAMES,
     "hardlinks_on_copy_up": HARDLINK_BEHAVIOURS,
 }
-KEYS = (*_STRING_KEYS, *_CHOICES, "options", "xattrs", "private_xattrs", "env", "variants")
+KEYS = (
+    *_STRING_KEYS, *_CHOICES, "options", "xattrs", "permissions", "times", "private_xattrs",
+    "env",
+    "variants",
+)
 
 
 def _type_name(value: object) -> str:
@@ -200,10 +215,11 @@ def driver_profile_from_dict(data: dict[str, Any], source: str = "<profile>") ->
             check(fields["variants"], "key 'variants'")
         except VariantError as problem:
             raise fail(str(problem)) from None
-    if "xattrs" in data:
-        if not isinstance(data["xattrs"], bool):
-            raise fail(f"key 'xattrs' must be a boolean, not {_type_name(data['xattrs'])}")
-        fields["xattrs"] = data["xattrs"]
+    for key in ("xattrs", "permissions", "times"):
+        if key in data:
+            if not isinstance(data[key], bool):
+                raise fail(f"key {key!r} must be a boolean, not {_type_name(data[key])}")
+            fields[key] = data[key]
     if "env" in data:
         env = data["env"]
         if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):

@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 
 from adapters.sandbox.namespace import CLOSE_GRACE, PROJECT_ROOT, START_TIMEOUT, SandboxedDriver
+from reference.mounting import MountSpec
 
 __all__ = ["CLOSE_GRACE", "PROJECT_ROOT", "START_TIMEOUT", "KernelDriver"]
 
@@ -85,3 +86,18 @@ class KernelDriver(SandboxedDriver):
 
     def __enter__(self) -> KernelDriver:
         return self
+
+    def try_mount(self, spec: MountSpec) -> str:
+        """Mount validation: ``"ok"`` or the errno name of mounting ``spec`` in the
+        executor's namespace (adapters.sandbox.executor.try_mount; nothing stays mounted)."""
+        return self._call("try_mount", spec, timeout=self._mount_timeout())
+
+
+def redirect_always_follow() -> bool:
+    """The overlay module parameter the mount-validation rules depend on (Y unless the
+    kernel was built or loaded otherwise)."""
+    try:
+        with open("/sys/module/overlay/parameters/redirect_always_follow") as f:
+            return f.read().strip() == "Y"
+    except OSError:
+        return True

@@ -8,10 +8,10 @@ operations inside running containers. Engine actions return ``Ok(None)`` or
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from reference import ops
-from reference.container import Action, ContainerSpec, ContainerWorld
+from reference.container import Action, ContainerSpec, ContainerWorld, Refused
 from reference.engines import PROFILES, EngineProfile
 from reference.layer import StackSpec
 from reference.outcome import Outcome
@@ -39,6 +39,19 @@ class EngineDriver(Protocol):
     def remove(self, name: str, *, volumes: bool = False) -> Action: ...
     def run(self, name: str, op: ops.Op) -> Outcome: ...
     def view(self, name: str) -> View: ...
+    def diff(self, name: str) -> dict[str, str]:
+        """``diff`` of a container (running or not): path -> "A", "C" or "D"."""
+
+    def commit(self, name: str, image: str) -> tuple[tuple[str, Any], ...] | Refused:
+        """``commit`` container ``name`` as image ``image``: its top layer's entries
+        (reference.layer EntrySpec, sorted by path; OCI whiteouts decoded)."""
+
+    def cp_in(self, name: str, path: str, data: bytes) -> Action:
+        """``cp`` a host file holding ``data`` to ``path`` in the container."""
+
+    def cp_out(self, name: str, path: str) -> bytes | Refused:
+        """``cp`` the file at ``path`` out of the container: its bytes."""
+
     def image_view(self) -> View:
         """The image's content as stored by the engine (must never change)."""
 
@@ -96,6 +109,18 @@ class ReferenceEngine:
 
     def view(self, name: str) -> View:
         return self._w.view(name)
+
+    def diff(self, name: str) -> dict[str, str]:
+        return self._w.diff(name)
+
+    def commit(self, name: str, image: str) -> tuple[tuple[str, Any], ...] | Refused:
+        return self._w.commit(name, image)
+
+    def cp_in(self, name: str, path: str, data: bytes) -> Action:
+        return self._w.cp_in(name, path, data)
+
+    def cp_out(self, name: str, path: str) -> bytes | Refused:
+        return self._w.cp_out(name, path)
 
     def image_view(self) -> View:
         from reference.options import Options

@@ -139,8 +139,60 @@ class KernelMountsEngine(SandboxedDriver):
         before = self._volume_states()
         outcome = self._m.create(name, spec)
         if outcome == Ok(None):
+            if spec.image is not None:
+                self._call("image_of", name, spec.image)
             self._mirror(name, before)
         return outcome
+
+    def cp_in(self, name: str, path: str, data: bytes) -> Action:
+        """Where the file goes (the volume, the host directory, the tmpfs of a running
+        container, or the root under its mounts) is the profile's rule, taken from the
+        model; the write is real."""
+        model = self._m
+        if name not in model.containers:
+            return model.cp_in(name, path, data)
+        fs = model.cp_fs(name)
+        target, inner = fs.locate(path)
+        outcome = model.cp_in(name, path, data)
+        if outcome != Ok(None):
+            return outcome
+        container = model.containers[name]
+        entry = next((r for r in container.table if r.mount.target == target), None)
+        if entry is None:
+            where = ("root", path)
+        elif isinstance(entry.mount, VolumeMount):
+            where = (f"volume:{entry.volume}", inner)
+        elif isinstance(entry.mount, BindMount):
+            where = (f"host:{entry.mount.source}", inner)
+        else:
+            where = ("running", path)
+        self._call("cp_in", name, *where, data)
+        return outcome
+
+    def cp_out(self, name: str, path: str) -> bytes | Refused:
+        """Read through the same routing (the model's answer on a refusal)."""
+        outcome = self._m.cp_out(name, path)
+        if isinstance(outcome, Refused):
+            return outcome
+        fs = self._m.cp_fs(name)
+        target, inner = fs.locate(path)
+        container = self._m.containers[name]
+        entry = next((r for r in container.table if r.mount.target == target), None)
+        if entry is None:
+            return self._call("cp_out", name, "root", path)
+        if isinstance(entry.mount, VolumeMount):
+            return self._call("cp_out", name, f"volume:{entry.volume}", inner)
+        if isinstance(entry.mount, BindMount):
+            return self._call("cp_out", name, f"host:{entry.mount.source}", inner)
+        return self._call("cp_out", name, "running", path)
+
+    def commit(self, name: str, image: str) -> tuple[tuple[str, Any], ...] | Refused:
+        """The real upper directory becomes the image's top layer (the engine rule of
+        which xattrs survive from the profile); the model follows along."""
+        outcome = self._m.commit(name, image)
+        if isinstance(outcome, Refused):
+            return outcome
+        return self._call("commit", name, image, self.profile.commit_keeps_xattrs)
 
     def start(self, name: str) -> Action:
         model = self._m
@@ -153,8 +205,12 @@ class KernelMountsEngine(SandboxedDriver):
             return expected
         self._mirror(name, before)
         container = model.containers[name]
-        mounts = [self._mount_spec(entry) for entry in container.table]
-        failure = self._call("start", name, mounts)
+        order = list(container.table)
+        last = self.profile.tmpfs_mounted_last
+        if last:  # the profile's start order (ContainerWorld._start)
+            order.sort(key=lambda entry: isinstance(entry.mount, TmpfsMount))
+        mounts = [self._mount_spec(entry) for entry in order]
+        failure = self._call("start", name, mounts, not last)
         return Refused(failure) if failure else Ok(None)
 
     def _mount_spec(self, entry: Any) -> dict[str, Any]:
@@ -199,3 +255,7 @@ class KernelMountsEngine(SandboxedDriver):
 
     def view(self, name: str) -> View:
         return View(self._call("view", "container", name), {})
+
+    def diff(self, name: str) -> dict[str, str]:
+        """The profile's diff algorithm run over the container's real layers."""
+        return self._call("diff", name, self.profile.diff_rule.value)

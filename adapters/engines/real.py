@@ -107,7 +107,8 @@ class CliEngine(SandboxedDriver):
     def create(self, name: str, spec: ContainerSpec) -> Action:
         mounts = [self._mount(m) for m in spec.mounts]
         sources = [_c(v.container) + (f":{v.mode}" if v.mode else "") for v in spec.volumes_from]
-        return self._refused(self._call("create", _c(name), mounts, sources))
+        image = _i(spec.image) if spec.image else "unionspec-test:latest"
+        return self._refused(self._call("create", _c(name), mounts, sources, image))
 
     @staticmethod
     def _mount(mount: Any) -> dict[str, Any]:
@@ -137,9 +138,26 @@ class CliEngine(SandboxedDriver):
     def view(self, name: str) -> View:
         return View(self._call("view", "container", _c(name)), {})
 
+    def diff(self, name: str) -> dict[str, str]:
+        return self._call("diff", _c(name))
+
+    def cp_in(self, name: str, path: str, data: bytes) -> Action:
+        return self._refused(self._call("cp_in", _c(name), path, data))
+
+    def cp_out(self, name: str, path: str) -> bytes | Refused:
+        found = self._call("cp_out", _c(name), path)
+        return Refused(found) if isinstance(found, str) else found
+
+    def commit(self, name: str, image: str) -> tuple[tuple[str, Any], ...]:
+        return self._call("commit", _c(name), _i(image))
+
 
 def _c(name: str) -> str:
     return f"us-{name}"
+
+
+def _i(name: str) -> str:
+    return f"unionspec-{name}:latest"
 
 
 def _v(name: str) -> str:

@@ -22,11 +22,13 @@ import errno
 import os
 import shutil
 import stat
+import subprocess
 import sys
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from adapters.sandbox import layerdiff
 from adapters.sandbox.executor import (
     BASE,
     HANDLERS,
@@ -36,7 +38,8 @@ from adapters.sandbox.executor import (
     serve,
     umount,
 )
-from adapters.sandbox.layerdisk import kind_of, user_xattrs, write_layer
+from adapters.sandbox.layerdiff import OPAQUE
+from adapters.sandbox.layerdisk import kind_of, layer_entries, user_xattrs, write_layer
 from reference import ops
 from reference.layer import StackSpec, build
 from reference.outcome import Ok, err_from_oserror
@@ -103,6 +106,9 @@ class ContainerExecutor:
         self.layers = 0
         #: container -> its mounted root overlay and the mounts on it (in mount order)
         self.mounted: dict[str, list[str]] = {}
+        #: committed image -> its layer directories (top first); container -> its image's
+        self.images: dict[str, list[str]] = {}
+        self.lowers_of: dict[str, list[str]] = {}
 
     # --- the chroot -----------------------------------------------------------------------
 
@@ -126,14 +132,82 @@ class ContainerExecutor:
         for i, spec in enumerate(stack.lowers):
             write_layer(build(spec), f"{IMAGE}/l{i}")
         self.layers = len(stack.lowers)
+        self.images, self.lowers_of = {}, {}
         os.mkdir(IMAGE_VIEW, 0o755)
         mount("overlay", IMAGE_VIEW, "overlay", MS_RDONLY, f"lowerdir={self.lowerdir()}")
         self.mounted["\0image"] = [IMAGE_VIEW]
 
-    def lowerdir(self) -> str:
+    def lowerdir(self, container: str | None = None) -> str:
         """Top layer first; an overlay needs two lowers without an upper."""
-        lowers = [f"{IMAGE}/l{i}" for i in range(self.layers)]
-        return ":".join(lowers)
+        return ":".join(self.lowers(container))
+
+    def lowers(self, container: str | None = None) -> list[str]:
+        if container in self.lowers_of:
+            return self.lowers_of[container]
+        return [f"{IMAGE}/l{i}" for i in range(self.layers)]
+
+    def do_commit(self, name: str, image: str, keep_xattrs: bool) -> tuple[Any, ...]:
+        """``commit``: the container's upper directory, copied as it is (whiteouts,
+        opaque markers, hardlinks: ``cp -a``), becomes the top layer of ``image``;
+        the overlay's own xattrs but the opaque marker are dropped, user xattrs too
+        unless ``keep_xattrs``. Returns the layer decoded (layerdisk.layer_entries)."""
+        layer = f"{IMAGE}/c-{image}"
+        shutil.rmtree(layer, ignore_errors=True)
+        self.mount_root(name)  # a container never mounted has no upper directory yet
+        subprocess.run(
+            ["cp", "-a", f"{directory('container', name)}/upper", layer],
+            check=True,
+            capture_output=True,
+        )
+        for current, dirs, files in os.walk(layer):
+            for entry in [current, *(os.path.join(current, n) for n in dirs + files)]:
+                for key in os.listxattr(entry, follow_symlinks=False):
+                    user = key.startswith("user.")
+                    if (user and not keep_xattrs) or (not user and key != OPAQUE):
+                        os.removexattr(entry, key, follow_symlinks=False)
+        self.images[image] = [layer, *self.lowers(name)]
+        return layer_entries(layer)
+
+    def cp_place(self, name: str, where: str) -> tuple[str, Callable[[], None]]:
+        """The directory ``where`` names for a cp (volume:<v>, host:<h>, ``running``: the
+        container's root with its mounts, ``root``: its root without them, a
+        non-recursive bind) and how to let it go."""
+        kind, _, which = where.partition(":")
+        if kind in ("volume", "host"):
+            return directory(kind, which), lambda: None
+        self.mount_root(name)
+        if kind == "running":
+            return self.root_of(name), lambda: None
+        side = f"{directory('container', name)}/cpview"
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(side, 0o755)
+        mount(self.root_of(name), side, "", MS_BIND, None)
+        return side, lambda: umount(side)
+
+    def do_cp_in(self, name: str, where: str, path: str, data: bytes) -> None:
+        """Replace the name (unlink, then a new file 0644 root) as tar extraction does."""
+        place, done = self.cp_place(name, where)
+        try:
+            target = os.path.join(place, path)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(target)
+            with open(target, "xb") as f:
+                f.write(data)
+            os.chown(target, 0, 0)
+            os.chmod(target, 0o644)
+        finally:
+            done()
+
+    def do_cp_out(self, name: str, where: str, path: str) -> bytes:
+        place, done = self.cp_place(name, where)
+        try:
+            with open(os.path.join(place, path), "rb") as f:
+                return f.read()
+        finally:
+            done()
+
+    def do_image_of(self, name: str, image: str) -> None:
+        self.lowers_of[name] = self.images[image]
 
     def do_make(self, kind: str, name: str, mode: int) -> None:
         path = directory(kind, name)
@@ -154,7 +228,7 @@ class ContainerExecutor:
             with contextlib.suppress(FileExistsError):
                 os.mkdir(base + part, 0o755)
         options = (
-            f"lowerdir={self.lowerdir()},upperdir={base}/upper,workdir={base}/work,"
+            f"lowerdir={self.lowerdir(name)},upperdir={base}/upper,workdir={base}/work,"
             "redirect_dir=off,index=off,metacopy=off,nfs_export=off,xino=off"
         )
         mount("overlay", f"{base}/merged", "overlay", 0, options)
@@ -185,14 +259,16 @@ class ContainerExecutor:
             else:
                 os.chown(into, 0, 0)
 
-    def do_start(self, name: str, mounts: list[dict[str, Any]]) -> str | None:
+    def do_start(
+        self, name: str, mounts: list[dict[str, Any]], check_tmpfs_first: bool = True
+    ) -> str | None:
         """Mount the root and the mount table as runc does (rootfs_linux.go
         mountToRootfs); a target that is not a directory fails the start: the value is
         "not-a-directory" and nothing stays mounted."""
         self.mount_root(name)
         root = self.root_of(name)
         for spec in mounts:  # tmpfs targets first (see ContainerWorld._start)
-            if spec["kind"] != "tmpfs":
+            if spec["kind"] != "tmpfs" or not check_tmpfs_first:
                 continue
             found = os.path.lexists(f"{root}/{spec['target']}")
             if found and not os.path.isdir(f"{root}/{spec['target']}"):
@@ -247,6 +323,37 @@ class ContainerExecutor:
         if spec["read_only"]:
             mount("", path, "", MS_REMOUNT | MS_RDONLY, ",".join(data) or None)
 
+    def do_diff(self, name: str, rule: str) -> dict[str, str]:
+        """What the engine's ``diff`` algorithm (reference/diff.py DiffRule) finds in the
+        container's real layers: ``native`` walks the upper directory; ``naive`` compares
+        the image view with the container root seen without its mounts (a non-recursive
+        bind of it, as moby mounts the layer alone)."""
+        base = directory("container", name)
+        if rule == "native":
+            return layerdiff.native(f"{base}/upper", self.lowers(name))
+        self.mount_root(name)
+        side = f"{base}/diffview"
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(side, 0o755)
+        mount(self.root_of(name), side, "", MS_BIND, None)
+        try:
+            return self.with_image_view(name, lambda view: layerdiff.naive(view, side, set()))
+        finally:
+            umount(side)
+
+    def with_image_view(self, name: str, func: Callable[[str], Any]) -> Any:
+        """``func`` of a read-only view of container ``name``'s image."""
+        if name not in self.lowers_of:
+            return func(IMAGE_VIEW)
+        view = f"{directory('container', name)}/imageview"
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(view, 0o755)
+        mount("overlay", view, "overlay", MS_RDONLY, f"lowerdir={self.lowerdir(name)}")
+        try:
+            return func(view)
+        finally:
+            umount(view)
+
     def do_run(self, where: str, op: ops.Op) -> Any:
         handler = HANDLERS[type(op)]
 
@@ -275,12 +382,23 @@ class ContainerExecutor:
                 return self.do_rmtree(kind, name)
             case ("populate", container, target, volume, copy, meta):
                 return self.do_populate(container, target, volume, copy, meta)
-            case ("start", name, mounts):
-                return self.do_start(name, mounts)
+            case ("commit", name, image, keep_xattrs):
+                return self.do_commit(name, image, keep_xattrs)
+            case ("cp_in", name, where, path, data):
+                return self.do_cp_in(name, where, path, data)
+            case ("cp_out", name, where, path):
+                return self.do_cp_out(name, where, path)
+            case ("image_of", name, image):
+                return self.do_image_of(name, image)
+            case ("diff", name, rule):
+                return self.do_diff(name, rule)
+            case ("start", name, mounts, check_tmpfs_first):
+                return self.do_start(name, mounts, check_tmpfs_first)
             case ("stop", name):
                 return self.unmount(name)
             case ("remove", name):
                 self.unmount(name)
+                self.lowers_of.pop(name, None)
                 return shutil.rmtree(directory("container", name), ignore_errors=True)
             case ("run", kind, name, op):
                 return self.do_run(self.where(kind, name), op)

@@ -33,6 +33,8 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
+import attrs
+
 from adapters.sandbox.confine import CLONE_NEWNS, MS_RDONLY, libc
 from adapters.sandbox.container_executor import ContainerExecutor, directory
 from adapters.sandbox.executor import (
@@ -45,7 +47,19 @@ from adapters.sandbox.executor import (
     run_executor,
 )
 from adapters.sandbox.fusemount import holder
-from reference.layer import Inode, Kind, StackSpec, build, walk
+from reference.layer import (
+    DirSpec,
+    FifoSpec,
+    FileSpec,
+    HardlinkSpec,
+    Inode,
+    Kind,
+    StackSpec,
+    SymlinkSpec,
+    WhiteoutSpec,
+    build,
+    walk,
+)
 from reference.outcome import Ok, err_from_oserror
 
 IMAGE_TAG = "unionspec-test:latest"
@@ -72,7 +86,9 @@ REFUSALS: tuple[tuple[str, str], ...] = (
     (r"(?i)no such volume", "no-such-volume"),
     (r"(?i)already exists", "volume-exists"),
     (r"(?i)cannot remove a running container|as it is running", "container-running"),
+    (r"(?i)No such container:path|could not be found on container", "no-such-path"),
     (r"(?i)no such container|no container with name", "no-such-container"),
+    (r"(?i)no such image|image not known|unable to find image", "no-such-image"),
 )
 
 
@@ -128,6 +144,46 @@ def layer_tar(root: Inode) -> bytes:
             if inode.kind is Kind.DIR and inode.opaque:
                 tar.addfile(tarfile.TarInfo(f"{path}/.wh..wh..opq"), io.BytesIO(b""))
     return buffer.getvalue()
+
+
+def layer_entries(layer: bytes) -> tuple[tuple[str, Any], ...]:
+    """A layer tar decoded the OCI way (image-spec layer.md): ``.wh.<name>`` is a whiteout
+    of ``name``, ``.wh..wh..opq`` makes its directory opaque; mode, owner, SCHILY.xattr
+    pax headers, hardlinks (type 1) as links to their first name. Sorted by path."""
+    entries: dict[str, Any] = {}
+    opaque: set[str] = set()
+    with tarfile.open(fileobj=io.BytesIO(layer)) as tar:
+        for info in tar.getmembers():
+            path = info.name.removeprefix("./").rstrip("/")
+            head, _, name = path.rpartition("/")
+            if name == ".wh..wh..opq":
+                opaque.add(head)
+                continue
+            if name.startswith(".wh."):
+                entries[f"{head}/{name[4:]}" if head else name[4:]] = WhiteoutSpec()
+                continue
+            xattrs = tuple(
+                sorted(
+                    (k.removeprefix("SCHILY.xattr."), v.encode("utf-8", "surrogateescape"))
+                    for k, v in info.pax_headers.items()
+                    if k.startswith("SCHILY.xattr.")
+                )
+            )
+            mode = info.mode & 0o7777
+            if info.isdir():
+                entries[path] = DirSpec(mode, info.uid, info.gid, xattrs)
+            elif info.islnk():
+                entries[path] = HardlinkSpec(info.linkname.removeprefix("./"))
+            elif info.issym():
+                entries[path] = SymlinkSpec(info.linkname)
+            elif info.isfifo():
+                entries[path] = FifoSpec(mode)
+            else:
+                data = tar.extractfile(info).read()  # type: ignore[union-attr]
+                entries[path] = FileSpec(data, mode, info.uid, info.gid, xattrs)
+    for path in opaque:
+        entries[path] = attrs.evolve(entries.get(path, DirSpec()), opaque=True)
+    return tuple(sorted(entries.items()))
 
 
 def busybox_tar() -> bytes:
@@ -376,7 +432,9 @@ class EngineExecutor(ContainerExecutor):
             options += f",tmpfs-mode={spec['mode']:o}"
         return ["--mount", options]
 
-    def do_create(self, name: str, mounts: list[dict[str, Any]], sources: list[str]) -> str | None:
+    def do_create(
+        self, name: str, mounts: list[dict[str, Any]], sources: list[str], image: str = IMAGE_TAG
+    ) -> str | None:
         args = ["create", "--pull=never", "--name", name, "--network", "none"]
         if self.engine == "podman":
             args += ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"]
@@ -386,7 +444,7 @@ class EngineExecutor(ContainerExecutor):
             self.known.add(spec["target"])
         for source in sources:
             args += ["--volumes-from", source]
-        result = self.cli(*args, IMAGE_TAG, *COMMAND, check=False)
+        result = self.cli(*args, image, *COMMAND, check=False)
         if result.returncode != 0:
             return refusal(result.stderr)
         for entry in json.loads(self.cli("inspect", name).stdout)[0].get("Mounts", []):
@@ -471,6 +529,69 @@ class EngineExecutor(ContainerExecutor):
             if path.split("/")[0] not in SYSTEM_NAMES
         }
 
+    def do_diff(self, name: str) -> dict[str, str]:
+        """``diff``: one ``K /path`` line per change; the names the engine itself makes
+        (SYSTEM_NAMES: podman lists ``A /etc``) are left out."""
+        changes: dict[str, str] = {}
+        for line in self.cli("diff", name).stdout.splitlines():
+            kind, _, path = line.partition(" ")
+            path = path.strip().lstrip("/")
+            if path.split("/")[0] not in SYSTEM_NAMES:
+                changes[path] = kind
+        return dict(sorted(changes.items()))
+
+    def do_commit(self, name: str, tag: str) -> tuple[tuple[str, Any], ...]:
+        """``commit`` the container as image ``tag``, ``save`` it and decode its top
+        layer (layer_entries)."""
+        self.cli("commit", name, tag)
+        archive = f"{BASE}/commit.tar"
+        fmt = ["--format", "docker-archive"] if self.engine == "podman" else []
+        self.cli("save", *fmt, "-o", archive, tag)
+        try:
+            with tarfile.open(archive) as outer:
+                manifest = json.load(outer.extractfile("manifest.json"))  # type: ignore[arg-type]
+                config = json.load(outer.extractfile(manifest[0]["Config"]))  # type: ignore[arg-type]
+                entries: tuple[tuple[str, Any], ...] = ()
+                # docker 20.10 adds no layer for an empty change set (its history entry
+                # is empty_layer; observed: commit of a never-started container)
+                if not config["history"][-1].get("empty_layer"):
+                    member = outer.extractfile(manifest[0]["Layers"][-1])
+                    assert member is not None
+                    entries = tuple(
+                        (path, entry)
+                        for path, entry in layer_entries(member.read())
+                        if path.split("/")[0] not in SYSTEM_NAMES
+                    )
+        finally:
+            os.unlink(archive)
+        for path, _ in entries:
+            self.known |= components(path)
+        return entries
+
+    def do_cp_in(self, name: str, path: str, data: bytes) -> str | None:
+        """``cp`` a host file (mode 0644, named as the destination) to ``name:/path``."""
+        source = f"{BASE}/cpsrc"
+        shutil.rmtree(source, ignore_errors=True)
+        os.mkdir(source)
+        local = f"{source}/{os.path.basename(path)}"
+        with open(local, "wb") as f:
+            f.write(data)
+        os.chmod(local, 0o644)
+        self.known |= components(path)
+        result = self.cli("cp", local, f"{name}:/{path}", check=False)
+        return None if result.returncode == 0 else refusal(result.stderr)
+
+    def do_cp_out(self, name: str, path: str) -> bytes | str:
+        """``cp`` ``name:/path`` out to the host: its bytes, or the refusal code."""
+        out = f"{BASE}/cpout"
+        shutil.rmtree(out, ignore_errors=True)
+        os.mkdir(out)
+        result = self.cli("cp", f"{name}:/{path}", f"{out}/file", check=False)
+        if result.returncode != 0:
+            return refusal(result.stderr)
+        with open(f"{out}/file", "rb") as f:
+            return f.read()
+
     def handle(self, request: tuple[Any, ...]) -> Any:
         match request:
             case ("engine", engine):
@@ -479,10 +600,13 @@ class EngineExecutor(ContainerExecutor):
                 return self.do_image(stack)
             case ("make", "host", name, mode):
                 return self.do_make("host", name, mode)
-            case ("create", name, mounts, sources):
-                return self.do_create(name, mounts, sources)
+            case ("create", name, mounts, sources, image):
+                return self.do_create(name, mounts, sources, image)
             case ("cli", *args):
                 return self.do_engine_cli(*args)
+            case ("cli_out", *args):
+                result = self.cli(*args, check=False)
+                return result.returncode, result.stdout, result.stderr
             case ("volume_of", name, target):
                 return self.volume_of(name, target)
             case ("run", "container", name, op):
@@ -491,6 +615,14 @@ class EngineExecutor(ContainerExecutor):
             case ("run", kind, name, op):
                 self.known |= op_names(op)
                 return self.do_run(self.where(kind, name), op)
+            case ("diff", name):
+                return self.do_diff(name)
+            case ("commit", name, tag):
+                return self.do_commit(name, tag)
+            case ("cp_in", name, path, data):
+                return self.do_cp_in(name, path, data)
+            case ("cp_out", name, path):
+                return self.do_cp_out(name, path)
             case ("view", "container", name):
                 return self.container_view(name)
             case ("close",):

@@ -46,28 +46,30 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
-import attrs
-
 from adapters import syscalls
 from adapters.base import AdapterError
 from adapters.sandbox.confine import MS_BIND, MS_NODEV, MS_NOSUID, mount
 from adapters.sandbox.layerdisk import (
     KERNEL_FORMAT,
+    TRUSTED,
+    USER,
+    USERXATTR_FORMAT,
     DiskFormat,
     kind_of,
     layer_digest,
     read_all,
     read_layer,
-    user_xattrs,
+    visible_xattrs,
     write_layer,
 )
 from adapters.sandbox.lowerwatch import LowerWatch
 from adapters.sandbox.mounting import BASE, MNT, UPPER, WORK, umount
 from reference import ops
 from reference.layer import Inode, LayerSpec, StackSpec, build, walk
+from reference.mounting import MountSpec
 from reference.options import Options
 from reference.outcome import Ok, err_from_oserror
-from reference.view import UNREACHABLE, EntryView, View
+from reference.view import UNREACHABLE, EntryView, View, times_of
 
 #: In a VM: the directory bind-mounted over /tmp instead of a tmpfs (adapters.vm.guest).
 SCRATCH_DIR = "UNIONSPEC_SCRATCH_DIR"
@@ -79,6 +81,16 @@ UNCHANGED = "unchanged"
 CONNECTION_GONE = frozenset({errno.ENOTCONN, errno.ECONNABORTED})
 
 
+def unmount_lower_filesystems() -> None:
+    """Unmount the lower layers' own tmpfs mounts (the ``separate_fs`` axis), if any."""
+    if not os.path.isdir(BASE):
+        return
+    for name in os.listdir(BASE):
+        path = f"{BASE}/{name}"
+        if name.startswith("l") and os.path.ismount(path):
+            umount(path)
+
+
 def lower_dirs(n_lowers: int) -> list[str]:
     """The lower directories of a stack of ``n_lowers`` layers, top first."""
     return [f"{BASE}/l{i}" for i in range(n_lowers)]
@@ -86,18 +98,28 @@ def lower_dirs(n_lowers: int) -> list[str]:
 
 def overlay_options(lowers: list[str], options: Options) -> str:
     """The full option string: every feature passed explicitly, never a module default."""
-    parts = [f"lowerdir={':'.join(lowers)}"]
+    if options.data_only:  # the bottom layer is data-only (doc "Data-only lower layers")
+        parts = [f"lowerdir={':'.join(lowers[:-1])}::{lowers[-1]}"]
+    else:
+        parts = [f"lowerdir={':'.join(lowers)}"]
     if not options.read_only:
         parts += [f"upperdir={UPPER}", f"workdir={WORK}"]
     onoff = {True: "on", False: "off"}
     parts += [
-        f"redirect_dir={onoff[options.redirect_dir]}",
+        f"redirect_dir={options.redirect_dir_value}",
         f"index={onoff[options.index]}",
         f"metacopy={onoff[options.metacopy]}",
         "nfs_export=off",
-        "xino=off",
+        f"xino={'on' if options.xino else 'off'}",
     ]
+    if options.userxattr:
+        parts.append("userxattr")
     return ",".join(parts)
+
+
+def marker_prefix(options: Options) -> str:
+    """The namespace the layers' markers are written in (adapters.sandbox.layerdisk)."""
+    return USER if options.userxattr else TRUSTED
 
 
 class KernelMount:
@@ -111,6 +133,7 @@ class KernelMount:
 
     def start(self, lowers: list[str], options: Options) -> None:
         self.options_string = overlay_options(lowers, options)
+        self.disk_format = USERXATTR_FORMAT if options.userxattr else KERNEL_FORMAT
         mount("overlay", MNT, "overlay", 0, self.options_string)
 
     def restart(self) -> None:
@@ -131,12 +154,18 @@ class KernelMount:
 
 
 def _handler(kind: ops.Kind) -> Callable[[Any], Any]:
-    """Run ``kind``'s system call (adapters.syscalls) with an operation's fields; a plain
-    result (a stat's fields) is built as the kind's result class."""
-    call, names, result = syscalls.CALLS[kind.rule], attrs.fields_dict(kind.cls), kind.result
-    if result is None:
-        return lambda op: call(**{name: getattr(op, name) for name in names})
-    return lambda op: result(**call(**{name: getattr(op, name) for name in names}))
+    """Run ``kind``'s system call (adapters.syscalls) with an operation's fields, as its
+    caller (``syscalls.invoke``: a forked child with the caller's credentials unless it is
+    root); a plain result (a stat's fields) is built as the kind's result class."""
+    rule, names, result = kind.rule, [f.name for f in ops.own_fields(kind.cls)], kind.result
+
+    def handle(op: ops.Op) -> Any:
+        args: dict[str, Any] = {name: getattr(op, name) for name in names}
+        args["caller"] = ops.CALLERS[op.caller].creds
+        value = syscalls.invoke(rule, args)
+        return value if result is None else result(**value)
+
+    return handle
 
 
 #: Each operation kind's call, by class (Remount is the mounter's: no call).
@@ -238,7 +267,9 @@ def merged_view(known: set[str] | None = None) -> View:
                     nlink=st.st_nlink,
                     data=read_all(path) if kind == "file" else b"",
                     target=os.readlink(path) if kind == "symlink" else "",
-                    xattrs=user_xattrs(path) if kind in ("file", "dir") else (),
+                    xattrs=visible_xattrs(path) if kind in ("file", "dir", "fifo") else (),
+                    mtime=st.st_mtime_ns,
+                    ctime=st.st_ctime_ns,
                 )
             except OSError as exc:
                 entries[rel] = unreadable(exc, "reading it")
@@ -294,15 +325,21 @@ class Executor:
         in the kernel's form) instead of an empty one; read-only, it becomes the top lower
         (layers stacked as a container image is)."""
         self.unmount()
+        syscalls.close_handles(forget=True)  # a new mount numbers its handles from 0
         self.stack = self.options = None
+        unmount_lower_filesystems()
         shutil.rmtree(BASE, ignore_errors=True)
         os.mkdir(BASE, 0o755)
+        prefix = marker_prefix(options)
         for i, spec in enumerate(stack.lowers):
-            write_layer(build(spec), f"{BASE}/l{i}")
+            if options.separate_fs:  # each lower layer on a tmpfs of its own
+                os.mkdir(f"{BASE}/l{i}", 0o700)
+                mount("tmpfs", f"{BASE}/l{i}", "tmpfs", MS_NOSUID | MS_NODEV, "size=64m")
+            write_layer(build(spec), f"{BASE}/l{i}", prefix)
         lowers = lower_dirs(len(stack.lowers))
         self.lower_watch.watch(lowers)
         if not options.read_only or upper is not None:
-            write_layer(upper if upper is not None else build(LayerSpec()), UPPER)
+            write_layer(upper if upper is not None else build(LayerSpec()), UPPER, prefix)
             os.mkdir(WORK, 0o755)
         if options.read_only and upper is not None:
             lowers.insert(0, UPPER)
@@ -346,6 +383,7 @@ class Executor:
 
     def unmount(self) -> None:
         self.lowers_sent = self.view_sent = self.upper_sent = None
+        syscalls.close_handles()  # a mount with open files is busy
         if self.mounted:
             self.mounted = False
             self.mounter.stop()
@@ -421,7 +459,11 @@ class Executor:
             raise RuntimeError("no overlay is mounted")
         fmt = self.mounter.disk_format
         upper = None if self.options.read_only else read_layer(UPPER, fmt)
-        if self.view_sent is not None and view == self.view_sent:
+        if (
+            self.view_sent is not None
+            and view == self.view_sent
+            and times_of(view.entries) == times_of(self.view_sent.entries)
+        ):
             view = UNCHANGED
         else:
             self.view_sent = view
@@ -467,6 +509,8 @@ class Executor:
                 return self.do_images()
             case ("observe",):
                 return self.do_observe()
+            case ("try_mount", spec):
+                return try_mount(spec)
             case ("ping",):
                 return os.getpid()
             case ("close",):
@@ -487,6 +531,38 @@ class Executor:
         with contextlib.suppress(Exception):
             self.mounter.close()
         self.lower_watch.close()
+
+
+#: Where :func:`try_mount` builds its layers (inside the executor's private /tmp).
+TRY_ROOT = "/tmp/unionspec-try"
+
+
+def try_mount(spec: MountSpec) -> str:
+    """Mount validation (reference/mounting.py): make the spec's directories and files
+    below a fresh directory (its ``other_fs`` ones on a second tmpfs), mount overlayfs
+    with its option string, and say ``"ok"`` or the errno name; nothing stays mounted."""
+    shutil.rmtree(TRY_ROOT, ignore_errors=True)
+    os.mkdir(TRY_ROOT, 0o700)
+    other = f"{TRY_ROOT}/o"
+    os.mkdir(other)
+    mount("tmpfs", other, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m")
+    try:
+        for path in (*spec.dirs, *spec.other_fs):
+            os.makedirs(f"{TRY_ROOT}/{path}", exist_ok=True)
+        for path in spec.files:
+            os.makedirs(os.path.dirname(f"{TRY_ROOT}/{path}"), exist_ok=True)
+            os.close(os.open(f"{TRY_ROOT}/{path}", os.O_WRONLY | os.O_CREAT, 0o644))
+        target = f"{TRY_ROOT}/mnt"
+        os.mkdir(target)
+        try:
+            mount("overlay", target, "overlay", 0, spec.option_string(TRY_ROOT))
+        except OSError as exc:
+            return errno.errorcode.get(exc.errno or 0, str(exc.errno))
+        umount(target)
+        return "ok"
+    finally:
+        umount(other)
+        shutil.rmtree(TRY_ROOT, ignore_errors=True)
 
 
 class DriverCrashed(AdapterError, RuntimeError):

@@ -34,9 +34,11 @@ import signal
 import subprocess
 import time
 
+import attrs
+
 from adapters.sandbox import confine as _confine
 from adapters.sandbox.confine import CLONE_NEWPID, MNT_DETACH, PR_SET_PDEATHSIG, libc
-from adapters.sandbox.layerdisk import DiskFormat
+from adapters.sandbox.layerdisk import USER, DiskFormat
 from adapters.sandbox.mounting import BASE, MNT, UPPER, WORK
 from reference.options import Options
 
@@ -247,7 +249,7 @@ class FuseMount:
         self.ro_argv = ro_argv
         self.env = {**os.environ, **env}
         self.mount_wait = mount_wait
-        self.disk_format = disk_format
+        self.disk_format = self.base_format = disk_format
         self.command: list[str] = []
         self.proc: subprocess.Popen[bytes] | None = None
         if not os.path.exists("/dev/fuse"):
@@ -299,6 +301,10 @@ class FuseMount:
     # --- the mounter interface ------------------------------------------------------------
 
     def start(self, lowers: list[str], options: Options) -> None:
+        # the userxattr axis: layers in the form the kernel writes with userxattr (markers
+        # in user.overlay.*, what rootless podman hands over between the two)
+        prefix = USER if options.userxattr else self.base_format.prefix
+        self.disk_format = attrs.evolve(self.base_format, prefix=prefix)
         tokens = self.ro_argv if options.read_only else self.argv
         if tokens is None:
             raise RuntimeError(

@@ -27,7 +27,7 @@ from hypothesis.stateful import (
 
 from adapters.engines.base import EngineDriver
 from conformance.errors import Diverges
-from conformance.lockstep.compare import compare_entries, render
+from conformance.lockstep.compare import Divergence, compare_entries, render
 from reference import ops
 from reference.container import (
     Action,
@@ -160,6 +160,38 @@ class Lockstep:
     def stop(self, name: str) -> Action:
         return self._action(f"stop({name!r})", self.model.stop(name), self.driver.stop(name))
 
+    def commit(self, name: str, image: str) -> None:
+        """``commit``: the engine's layer tar, decoded, must be the model's."""
+        what = f"commit({name!r}, {image!r})"
+        self.program.append(what)
+        mine, theirs = self.model.commit(name, image), self.driver.commit(name, image)
+        _note(f"{what} -> {theirs!r}")
+        if mine != theirs:
+            found = (
+                [Divergence(what, "outcome", mine, theirs)]
+                if isinstance(mine, Refused) or isinstance(theirs, Refused)
+                else compare_layers(what, mine, theirs)
+            )
+            raise ContainerDiverged(render(found) + "\nprogram:\n  " + "\n  ".join(self.program))
+        self.check()
+
+    def cp_in(self, name: str, path: str, data: bytes) -> Action:
+        what = f"cp_in({name!r}, {path!r}, {data!r})"
+        mine = self.model.cp_in(name, path, data)
+        return self._action(what, mine, self.driver.cp_in(name, path, data))
+
+    def cp_out(self, name: str, path: str) -> bytes | Refused:
+        what = f"cp_out({name!r}, {path!r})"
+        mine, theirs = self.model.cp_out(name, path), self.driver.cp_out(name, path)
+        self.program.append(what)
+        _note(f"{what} -> {theirs!r}")
+        if mine != theirs:
+            raise ContainerDiverged(
+                f"{what}: {self.driver.name} gave {theirs!r}, the model {mine!r}\nprogram:\n  "
+                + "\n  ".join(self.program)
+            )
+        return theirs
+
     def remove(self, name: str, *, volumes: bool = False) -> Action:
         what = f"remove({name!r}, volumes={volumes})"
         mine = self.model.remove(name, volumes=volumes)
@@ -177,6 +209,8 @@ class Lockstep:
                     self.model.view(name).entries,
                     self.driver.view(name).entries,
                 )
+        for name in sorted(self.model.containers):
+            found += compare_diffs(name, self.model.diff(name), self.driver.diff(name))
         for name in sorted(self.model.volumes):
             found += compare_entries(
                 f"volume {name}:",
@@ -195,6 +229,26 @@ class Lockstep:
         )
         if found:
             raise ContainerDiverged(render(found) + "\nprogram:\n  " + "\n  ".join(self.program))
+
+
+def compare_diffs(name: str, mine: dict[str, str], theirs: dict[str, str]) -> list[Divergence]:
+    """Each path where the engine's ``diff`` (A/C/D, "-": not listed) differs from the
+    model's."""
+    return [
+        Divergence(f"diff {name}:{path}", "change", mine.get(path, "-"), theirs.get(path, "-"))
+        for path in sorted(mine.keys() | theirs.keys())
+        if mine.get(path) != theirs.get(path)
+    ]
+
+
+def compare_layers(where: str, mine: Any, theirs: Any) -> list[Divergence]:
+    """Each path of a committed layer whose entry differs ("-": absent)."""
+    a, b = dict(mine), dict(theirs)
+    return [
+        Divergence(f"{where}:{path}", "entry", a.get(path, "-"), b.get(path, "-"))
+        for path in sorted(a.keys() | b.keys())
+        if a.get(path) != b.get(path)
+    ]
 
 
 # --- named scenarios --------------------------------------------------------------------------
@@ -354,6 +408,77 @@ def _bad_specs(run: Lockstep) -> None:
     refused(run.remove_volume("v"), Why.VOLUME_IN_USE)
 
 
+#: A program that leaves every kind of trace in the writable layer: a copy-up with no
+#: visible change, a user xattr, a new file with a hardlink and a symlink, a removed image
+#: file, a directory removed and made again, a chown.
+LAYER_TRACES: tuple[ops.Op, ...] = (
+    ops.Chmod("f", 0o644),
+    ops.SetXattr("a/x", "user.t", b"1"),
+    ops.Write("e/new", b"n", flags=("O_CREAT",)),
+    ops.Link("e/new", "e/hl"),
+    ops.Symlink("/a/x", "e/sl"),
+    ops.Unlink("b/w"),
+    ops.Unlink("a/d/y"),
+    ops.Rmdir("a/d"),
+    ops.Mkdir("a/d", 0o700),
+    ops.Write("a/d/q", b"q", flags=("O_CREAT",)),
+    ops.Chown("e", 7, 8),
+)
+
+
+def _writable_layer(run: Lockstep) -> None:
+    """diff after each trace (Lockstep.check), then commit: the layer tar decoded."""
+    run.create("c", ContainerSpec())
+    run.start("c")
+    for op in LAYER_TRACES:
+        run.run("c", op)
+    run.stop("c")
+    run.commit("c", "one")
+
+
+def _from_committed(run: Lockstep) -> None:
+    """The committed layer is a lower layer of the new image, whiteouts and opaque
+    directories included; the container it came from and the new one are independent."""
+    run.create("c", ContainerSpec())
+    run.start("c")
+    for op in LAYER_TRACES:
+        run.run("c", op)
+    run.commit("c", "one")
+    run.create("d", ContainerSpec(image="one"))
+    run.start("d")
+    seen = run.driver.view("d").entries
+    _expect(("b/w" in seen, "a/d/y" in seen, seen["a/d/q"].data), (False, False, b"q"), "d")
+    run.run("d", ops.Write("a/d/q", b"from d", flags=("O_CREAT", "O_TRUNC")))
+    run.run("d", ops.Unlink("e/new"))
+    _expect(run.driver.view("c").entries["a/d/q"].data, b"q", "c does not see d's write")
+
+
+def _image_stack(run: Lockstep) -> None:
+    """The seed's imageA/imageB: B adds a layer on A; two containers from each; a write in
+    one is seen by no other container and by no image."""
+    run.create("base", ContainerSpec())
+    run.start("base")
+    run.run("base", ops.Mkdir("app", 0o755))
+    run.run("base", ops.Write("app/hello.sh", b"echo hello\n", flags=("O_CREAT",)))
+    run.run("base", ops.Write("app/hello.py", b"print('hello')\n", flags=("O_CREAT",)))
+    run.stop("base")
+    run.commit("base", "imagea")
+    run.create("b", ContainerSpec(image="imagea"))
+    run.start("b")
+    run.run("b", ops.Chmod("app/hello.sh", 0o755))
+    run.run("b", ops.Unlink("app/hello.py"))
+    run.stop("b")
+    run.commit("b", "imageb")
+    for name, image in (("a1", "imagea"), ("a2", "imagea"), ("b1", "imageb"), ("b2", "imageb")):
+        run.create(name, ContainerSpec(image=image))
+        run.start(name)
+    run.run("a1", ops.Write("app/hello.sh", b"a1\n", flags=("O_CREAT", "O_TRUNC")))
+    run.run("b1", ops.Write("app/hello.py", b"b1\n", flags=("O_CREAT",)))
+    for name, data in (("a2", b"echo hello\n"), ("b1", b"echo hello\n")):
+        _expect(run.driver.view(name).entries["app/hello.sh"].data, data, f"{name} hello.sh")
+    _expect("app/hello.py" in run.driver.view("b2").entries, False, "b2 has no hello.py")
+
+
 SCENARIOS: tuple[ContainerScenario, ...] = (
     ContainerScenario(
         "empty-volume-prepopulated",
@@ -425,6 +550,58 @@ SCENARIOS: tuple[ContainerScenario, ...] = (
 )
 
 
+def _cp(run: Lockstep) -> None:
+    """cp into and out of a running and a stopped container: into a volume, a bind, the
+    writable layer (over an image file too), and a tmpfs target (engines differ)."""
+    run.make_host_dir("h")
+    run.create("c", ContainerSpec((VolumeMount("n", "v"), BindMount("a", "h"), TmpfsMount("e"))))
+    run.start("c")
+    for path in ("n/in-vol", "a/in-bind", "b/in-root", "f", "e/in-tmpfs"):
+        run.cp_in("c", path, b"running " + path.encode())
+    _expect(run.cp_in("c", "missing/x", b"x"), Refused(Why.NO_SUCH_PATH.value), "missing/x")
+    for path in ("n/in-vol", "b/in-root", "f", "a/x"):
+        run.cp_out("c", path)
+    run.stop("c")
+    for path in ("n/in-vol2", "a/in-bind2", "b/in-root2", "e/in-tmpfs2"):
+        run.cp_in("c", path, b"stopped " + path.encode())
+    for path in ("n/in-vol2", "b/in-root2", "e/in-tmpfs2"):
+        run.cp_out("c", path)
+    run.start("c")
+    _expect(run.driver.volume_view("v").entries["in-vol2"].data, b"stopped n/in-vol2", "vol")
+
+
+SCENARIOS += (
+    ContainerScenario(
+        "cp-in-and-out",
+        "cp into and out of running and stopped containers: volumes and binds get the file,"
+        " the rest goes to the writable layer",
+        "seed: tmpfs (docker cp ... :/app/); obs: cp observed by hand",
+        _cp,
+    ),
+    ContainerScenario(
+        "writable-layer-diff-commit",
+        "diff lists a container's changes, commit saves its writable layer with whiteouts"
+        " and opaque directories",
+        "seed: 存储驱动 可写入层 (only changed files are copied up); image-spec layer.md",
+        _writable_layer,
+    ),
+    ContainerScenario(
+        "committed-image-starts-containers",
+        "a committed container is an image: its layer (whiteouts and all) under new"
+        " containers, each independent",
+        "seed: 可写入层; obs §4",
+        _from_committed,
+    ),
+    ContainerScenario(
+        "image-from-image",
+        "imageB adds a layer on imageA; containers from each see their image; writes stay"
+        " in their own writable layer",
+        "seed: 存储驱动 (imageA/imageB, 镜像B与镜像A相同的层级指向同一系统存储地址)",
+        _image_stack,
+    ),
+)
+
+
 def run_scenario(driver: EngineDriver, scenario: ContainerScenario) -> None:
     run = Lockstep(driver)
     scenario.program(run)
@@ -434,19 +611,26 @@ def run_scenario(driver: EngineDriver, scenario: ContainerScenario) -> None:
 
 CONTAINERS = ("c1", "c2")
 VOLUMES = ("v1", "v2")
+IMAGES = ("i1", "i2")
 HOSTS = ("h1", "h2")
 NAMES = ("a", "b", "e", "f", "n", "x", "y", "d", "w")
 #: Mount targets: "f" (an image file, refused) drawn less often than the directories.
 MOUNT_TARGETS = ("a", "b", "e", "n", "a", "b", "e", "n", "f")
 
 
+#: The image's own paths: operations on them copy up, white out, make opaque.
+IMAGE_PATHS = ("a", "a/x", "a/d", "a/d/y", "b", "b/w", "e", "f")
+
+
 def _paths(targets: tuple[str, ...] = ()) -> st.SearchStrategy[str]:
-    """Paths inside a container, mostly below its own mount targets."""
+    """Paths inside a container: below its own mount targets, or the image's own paths
+    (its writable layer), or anywhere."""
     top = st.sampled_from(TARGETS)
     if targets:
         top = st.one_of(st.sampled_from(targets), st.sampled_from(targets), top)
     inner = st.lists(st.sampled_from(NAMES), min_size=0, max_size=2)
-    return st.builds(lambda t, rest: "/".join([t, *rest]), top, inner)
+    anywhere = st.builds(lambda t, rest: "/".join([t, *rest]), top, inner)
+    return st.one_of(anywhere, st.sampled_from(IMAGE_PATHS))
 
 
 def _inner_paths() -> st.SearchStrategy[str]:
@@ -535,6 +719,8 @@ class ContainerMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.run: Lockstep | None = None
+        #: Containers started at least once (their mount points exist: cp takes them).
+        self.started: set[str] = set()
 
     @initialize()
     def fresh(self) -> None:
@@ -571,24 +757,44 @@ class ContainerMachine(RuleBasedStateMachine):
     def remove_volume(self, data: st.DataObject) -> None:
         self.lock.remove_volume(data.draw(st.sampled_from(sorted(self.lock.model.volumes))))
 
-    @precondition(lambda self: len(self.lock.model.containers) < len(CONTAINERS))
-    @rule(name=st.sampled_from(CONTAINERS), spec=container_specs())
-    def create(self, name: str, spec: ContainerSpec) -> None:
-        if name not in self.lock.model.containers:
-            self.lock.create(name, spec)
+    def _from_image(self, spec: ContainerSpec, data: st.DataObject) -> ContainerSpec:
+        """The spec on the world's image or on one committed so far."""
+        images = sorted(self.lock.model.images)
+        if not images:
+            return spec
+        return attrs.evolve(spec, image=data.draw(st.sampled_from([None, *images])))
 
     @precondition(lambda self: len(self.lock.model.containers) < len(CONTAINERS))
-    @rule(name=st.sampled_from(CONTAINERS), spec=container_specs())
-    def create_and_start(self, name: str, spec: ContainerSpec) -> None:
+    @rule(name=st.sampled_from(CONTAINERS), spec=container_specs(), data=st.data())
+    def create(self, name: str, spec: ContainerSpec, data: st.DataObject) -> None:
+        if name not in self.lock.model.containers:
+            self.lock.create(name, self._from_image(spec, data))
+
+    @precondition(lambda self: len(self.lock.model.containers) < len(CONTAINERS))
+    @rule(name=st.sampled_from(CONTAINERS), spec=container_specs(), data=st.data())
+    def create_and_start(self, name: str, spec: ContainerSpec, data: st.DataObject) -> None:
         """``run -d``: create, then start when the create succeeded."""
-        if name not in self.lock.model.containers and self.lock.create(name, spec) == Ok(None):
-            self.lock.start(name)
+        spec = self._from_image(spec, data)
+        created = name not in self.lock.model.containers and self.lock.create(name, spec)
+        if created == Ok(None) and self.lock.start(name) == Ok(None):
+            self.started.add(name)
+
+    @precondition(
+        lambda self: bool(self.lock.model.containers)
+        and not set(IMAGES) <= set(self.lock.model.images)
+    )
+    @rule(name=st.sampled_from(CONTAINERS), image=st.sampled_from(IMAGES))
+    def commit(self, name: str, image: str) -> None:
+        """``commit`` to a new image name (a name is committed once: the model's
+        containers find their image by name)."""
+        if name in self.lock.model.containers and image not in self.lock.model.images:
+            self.lock.commit(name, image)
 
     @precondition(lambda self: bool(self.lock.model.containers))
     @rule(name=st.sampled_from(CONTAINERS))
     def start(self, name: str) -> None:
-        if name in self.lock.model.containers:
-            self.lock.start(name)
+        if name in self.lock.model.containers and self.lock.start(name) == Ok(None):
+            self.started.add(name)
 
     @precondition(lambda self: bool(self.lock.model.containers))
     @rule(name=st.sampled_from(CONTAINERS))
@@ -599,8 +805,10 @@ class ContainerMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.lock.model.containers))
     @rule(name=st.sampled_from(CONTAINERS), volumes=st.booleans())
     def remove(self, name: str, volumes: bool) -> None:
-        if name in self.lock.model.containers:
-            self.lock.remove(name, volumes=volumes)
+        if name in self.lock.model.containers and self.lock.remove(name, volumes=volumes) == Ok(
+            None
+        ):
+            self.started.discard(name)
 
     @precondition(lambda self: bool(self.running()))
     @rule(data=st.data())
@@ -618,9 +826,55 @@ class ContainerMachine(RuleBasedStateMachine):
         targets = tuple(r.mount.target for r in self.lock.model.containers[name].table)
         self.lock.run(name, data.draw(_ops(_paths(targets))))
 
+    def _cp_target(self, data: st.DataObject) -> tuple[str, str] | None:
+        """A started container and a path ``cp`` may take there: its parent a directory,
+        itself no directory, neither below a read-only mount (the engines' other answers -
+        into a directory, "read-only" - are not modelled)."""
+        model = self.lock.model
+        started = [n for n in CONTAINERS if n in model.containers and n in self.started]
+        if not started:
+            return None
+        name = data.draw(st.sampled_from(started))
+        targets = tuple(r.mount.target for r in model.containers[name].table)
+        path = data.draw(_paths(targets))
+        fs = model.cp_fs(name)
+        parent = path.rpartition("/")[0]
+        # docker checks the directory it extracts into (the parent of a new or file
+        # destination) against the volumes and binds, tmpfs left out (moby daemon/archive.go
+        # checkIfPathIsInAVolume: "mounted volume is marked read-only"; observed with a
+        # mount at the path itself inside a read-only one): neither may be read-only
+        for where in (path, parent):
+            target, _ = fs.locate(where)
+            if target is not None and fs.mounts[target][1]:
+                return None
+        kinds = [first_kind(fs, parent) if parent else "dir", first_kind(fs, path)]
+        if kinds[0] != "dir" or kinds[1] == "dir":
+            return None
+        return name, path
+
+    @precondition(lambda self: bool(self.started))
+    @rule(data=st.data(), content=DATA)
+    def cp_in(self, data: st.DataObject, content: bytes) -> None:
+        found = self._cp_target(data)
+        if found is not None:
+            self.lock.cp_in(*found, content)
+
+    @precondition(lambda self: bool(self.started))
+    @rule(data=st.data())
+    def cp_out(self, data: st.DataObject) -> None:
+        found = self._cp_target(data)
+        if found is not None and first_kind(self.lock.model.cp_fs(found[0]), found[1]) == "file":
+            self.lock.cp_out(*found)
+
     @invariant()
     def nothing_else(self) -> None:
         pass  # every action checks everything after it (Lockstep.check)
+
+
+def first_kind(fs: Any, path: str) -> str | None:
+    """The kind of what ``path`` names in a container tree (lstat), or None."""
+    found = next(iter(fs.apply(ops.Stat(path, follow=False))))
+    return found.value.kind if isinstance(found, Ok) else None
 
 
 def run_container_machine(driver: EngineDriver, config: settings) -> None:

@@ -34,8 +34,10 @@ from conformance.generation.paths_choice import (
     REMEMBERED,
     ROLES,
     Inventory,
+    Tree,
     draw_path,
-    inventory,
+    inventory_of,
+    tree_of,
     viable,
 )
 from conformance.generation.strategies import _STEP_LABEL, _pick
@@ -96,12 +98,9 @@ EARLIER_RULES = ("write", "mkdir", "rmdir", "unlink", "rename", "link", "symlink
 #: The rules that change the tree (drawn twice as often when they can succeed): the
 #: writing kinds of ``ops.KINDS``.
 CHANGING = frozenset(ops.KINDS[cls].rule for cls in ops.WRITES)
-#: Operations after which the inventory may change (names, kinds, who has xattrs; the
-#: others change only data or other metadata).
-_INVENTORY_CHANGING = (
-    ops.Mkdir, ops.Rmdir, ops.Unlink, ops.Rename, ops.Link, ops.Symlink, ops.Mkfifo,
-    ops.SetXattr, ops.RemoveXattr,
-)
+#: The rules that act on an open descriptor (drawn as able only while one is open).
+ON_HANDLES = frozenset({"read_fd", "write_fd", "close"})
+
 #: The rules that add, remove or move names (drawn more often still).
 NAMESPACE = frozenset({"mkdir", "rmdir", "unlink", "rename"})
 #: Field domains (``ops.Kind.draws``) drawn from bigger tables than ``strategies.DOMAINS``.
@@ -115,20 +114,40 @@ _EARLIER_LABEL = calc_label_from_name("unionspec earlier overlay step")
 class _Drawer:
     """Draws operations against a model, keeping its inventory up to date."""
 
-    def __init__(self, model: Overlay, rules: tuple[str, ...], big: bool = True) -> None:
+    def __init__(
+        self,
+        model: Overlay,
+        rules: tuple[str, ...],
+        big: bool = True,
+        callers: tuple[str, ...] = ("root",),
+    ) -> None:
         self.model = model
         self.rules = rules
+        #: who each operation runs as (ops.CALLERS; one choice per step when several)
+        self.callers = callers
         #: the bigger data, offset and size tables (an earlier overlay's do not: its files
         #: become a lower layer's specs, printed with a failing example)
         self.bigger = BIGGER if big else {}
         self.removed: list[str] = []
         self.recent: list[str] = []
+        #: directories made at a name removed before (over a whiteout, if it had a lower),
+        #: most recent first, followed through renames: what a rename moves first
+        self.recreated: list[str] = []
         self.inv: Inventory | None = None
+        #: the merged view's names, kept up to date step by step (paths_choice.Tree)
+        self.tree: Tree = tree_of(model)
         self._table: tuple[str, ...] | None = None
+        read_only = model.options.read_only
+        #: the rules that may succeed on this mount, and the roles of their first paths
+        self._candidates = tuple(r for r in rules if not (read_only and r in CHANGING))
+        self._roles = tuple(sorted({ROLES[r][0] for r in self._candidates if r in ROLES}))
+        #: the rule table of each combination of viable roles and of "a directory was made
+        #: over a whiteout" (they repeat)
+        self._tables: dict[tuple[bool, ...], tuple[str, ...]] = {}
 
     def inventory(self) -> Inventory:
         if self.inv is None:
-            self.inv = inventory(self.model, self.removed, self.recent)
+            self.inv = inventory_of(self.tree, self.removed, self.recent, self.recreated)
             self._table = None
         return self.inv
 
@@ -142,17 +161,27 @@ class _Drawer:
         can only give EROFS: it counts once, as one that cannot succeed."""
         inv = self.inventory()
         if self._table is None:
-            read_only = self.model.options.read_only
-            able = [
-                rule
-                for rule in self.rules
-                if not (read_only and rule in CHANGING)
-                and (rule not in ROLES or viable(ROLES[rule][0], inv))
-            ]
-            changing = [rule for rule in able if rule in CHANGING] * 3
-            names = [rule for rule in able if rule in NAMESPACE] * 2
-            others = [rule for rule in self.rules if rule not in able]
-            self._table = (*able, *able, *able, *changing, *names, *others)
+            handles = any(h is not None for h in self.model.handles)
+            flags = (
+                *(viable(role, inv) for role in self._roles), handles, bool(inv.recreated)
+            )
+            table = self._tables.get(flags)
+            if table is None:
+                can = dict(zip(self._roles, flags, strict=False))
+                able = [
+                    rule
+                    for rule in self._candidates
+                    if (rule not in ROLES or can[ROLES[rule][0]])
+                    and (rule not in ON_HANDLES or handles)
+                ]
+                changing = [rule for rule in able if rule in CHANGING] * 3
+                names = [rule for rule in able if rule in NAMESPACE] * 2
+                # a directory made over a whiteout: renaming it away is the rare next step
+                moves = [rule for rule in able if rule == "rename"] * 4 * flags[-1]
+                others = [rule for rule in self.rules if rule not in able]
+                table = (*able, *able, *able, *changing, *names, *moves, *others)
+                self._tables[flags] = table
+            self._table = table
         return self._table
 
     def draw(self, data: ConjectureData) -> ops.Op:
@@ -175,16 +204,30 @@ class _Drawer:
                 value = _pick(data, s.OPEN_FLAGS if self._exists(paths[0]) else NEW_FLAGS)
             elif domain == "rename_flags":
                 value = _pick(data, EXCHANGE if self._exists(paths[1]) else NOREPLACE)
+            elif domain == "handle":
+                value = _pick(data, self._handles())
             elif domain == "xattr_name" and roles[0] == "has_xattr":
                 value = _pick(data, self._xattr_names(paths[0]))
+            elif domain == "xattr_name":
+                value = _pick(data, self._all_xattr_names())
             else:
                 value = _pick(data, self.bigger.get(domain, s.DOMAINS[domain]))
             args.append(value)
+        if len(self.callers) > 1 and kind.effect is not ops.Effect.REMOUNTS and not kind.descriptor:
+            return kind.cls(*args, caller=_pick(data, self.callers))
         return kind.cls(*args)
+
+    def _handles(self) -> tuple[int, ...]:
+        """The handles open now (three times: mostly one of them), then the closed ones
+        and the next number (EBADF)."""
+        handles = self.model.handles
+        open_now = tuple(n for n, h in enumerate(handles) if h is not None)
+        closed = tuple(n for n, h in enumerate(handles) if h is None)
+        return open_now * 3 + closed + (len(handles),)
 
     def _exists(self, path: str) -> bool:
         """Whether the merged view has ``path`` (a symlink counts as what it is)."""
-        return path in self.inventory().present
+        return path == "" or path in self.tree.kinds
 
     def _xattr_names(self, path: str) -> tuple[str, ...]:
         """The names the object has (three times: mostly one it has), then all names."""
@@ -195,16 +238,36 @@ class _Drawer:
         present: tuple[str, ...] = ()
         if node is not None:
             present = tuple(sorted(self.model.meta(node).xattrs))
-        return present * 3 + s.XATTR_NAMES
+        return present * 3 + self._all_xattr_names()
+
+    def _all_xattr_names(self) -> tuple[str, ...]:
+        """The names drawn: with userxattr also one the overlay must escape."""
+        if self.model.options.userxattr:
+            return s.XATTR_NAMES + s.ESCAPED_XATTR_NAMES
+        return s.XATTR_NAMES
 
     def apply(self, op: ops.Op) -> None:
         if type(op) in ops.LOOKS:
             return  # the engine changes nothing for these (tests/test_looks.py)
+        roots = self._roots(op)
         allowed = self.model.apply(op)
+        if ops.KINDS[type(op)].descriptor or isinstance(op, ops.Remount):
+            self._table = None  # which handles are open decides the descriptor rules
         if not any(isinstance(o, Ok) for o in allowed):
             return
-        if type(op) in _INVENTORY_CHANGING or (isinstance(op, ops.Write) and "O_CREAT" in op.flags):
+        if roots is None:
+            self.tree = tree_of(self.model)
+            self.inv = None
+        elif roots:
+            if _xattrs_only(op):
+                self.tree.recheck_xattrs(self.model, roots[0])
+            else:
+                self.tree.update(self.model, roots)
             self.inv = None  # the inventory holds names, kinds and who has xattrs
+        if isinstance(op, ops.Mkdir) and op.path in self.removed:
+            self.recreated = [op.path, *self.recreated][:REMEMBERED]
+        elif isinstance(op, ops.Rename) and op.src in self.recreated:
+            self.recreated = [op.dst, *(p for p in self.recreated if p != op.src)][:REMEMBERED]
         gone = None
         if isinstance(op, ops.Unlink | ops.Rmdir):
             gone = op.path
@@ -216,8 +279,64 @@ class _Drawer:
         if made is not None:
             self.recent = [made, *(p for p in self.recent if p != made)][:REMEMBERED]
             if self.inv is not None:  # kept (no name changed): what a fresh one holds
-                present = self.inv.present
-                self.inv.recent = [path for path in self.recent if path in present]
+                kinds = self.tree.kinds
+                self.inv.recent = [path for path in self.recent if path in kinds or path == ""]
+                self.inv.groups.clear()  # some hold the recent names
+
+    def _roots(self, op: ops.Op) -> tuple[str, ...] | None:
+        """The paths below which ``op`` may change the tree (names, kinds, who has an
+        xattr) if it succeeds: () for none, None for "walk the whole view again". Only a
+        path whose parent is a directory of the tree (no symlink on the way), a write that
+        does not follow a symlink, and an xattr change of a directory or of a file with
+        one name (a hardlink's other names share its xattrs) are read again alone."""
+        tree = self.tree
+        match op:
+            case ops.Mkdir(path) | ops.Rmdir(path) | ops.Unlink(path) | ops.Symlink(_, path):
+                roots: tuple[str, ...] = (path,)
+            case ops.Mkfifo(path) | ops.Link(_, path):
+                roots = (path,)
+            case ops.Write(path, _, _, flags) if "O_CREAT" in flags:
+                if tree.kinds.get(path) is Kind.SYMLINK:
+                    return None
+                roots = (path,)
+            case ops.Rename(src, dst):
+                roots = (src, dst)
+            case ops.SetXattr(path) | ops.RemoveXattr(path):
+                if not tree.is_dir(path) and not self._single_file(path):
+                    return None
+                return (path,)
+            case ops.Write(path=path) | ops.Truncate(path=path) | ops.Fallocate(
+                path=path
+            ) | ops.Chown(path=path):
+                # may drop security.capability (reference.privileges): who has xattrs
+                if not tree.is_dir(path) and not self._single_file(path):
+                    return None
+                return (path,)
+            case ops.WriteFd():  # drops the capability of a file known by its handle
+                return None
+            case ops.Remount():
+                return None
+            case _:
+                return ()
+        if all(tree.is_dir(root.rpartition("/")[0]) for root in roots):
+            return roots
+        return None
+
+    def _single_file(self, path: str) -> bool:
+        """Whether ``path`` is a file of the tree with one name (its xattrs are its own)."""
+        if self.tree.kinds.get(path) is not Kind.FILE:
+            return False
+        node = self.model.resolve(path, follow=False).node
+        return node is not None and self.model._nlink(node) == 1
+
+
+def _xattrs_only(op: ops.Op) -> bool:
+    """Whether a successful ``op`` can change, of the tree, only who has xattrs: an xattr
+    call, or a write, truncate, fallocate or chown that does not create (they drop
+    security.capability, reference.privileges)."""
+    if isinstance(op, ops.Write):
+        return "O_CREAT" not in op.flags
+    return isinstance(op, ops.SetXattr | ops.RemoveXattr | ops.Truncate | ops.Fallocate | ops.Chown)
 
 
 def created(op: ops.Op) -> str | None:
@@ -254,15 +373,20 @@ def upper_as_layer(model: Overlay) -> LayerSpec:
     return LayerSpec(tuple(entries))
 
 
+def _exact(inode: Inode) -> int | None:
+    """The inode's mtime where the reference knows it exactly (reference.layer.new_stamp)."""
+    return inode.mtime if inode.mtime >= 0 else None
+
+
 def _spec(inode: Inode, linked_to: str | None) -> EntrySpec:
     xattrs = tuple(sorted(inode.xattrs.items()))
     match inode.kind:
         case Kind.FILE if linked_to is not None:
             return HardlinkSpec(linked_to)
         case Kind.FILE:
-            return FileSpec(inode.data, inode.mode, inode.uid, inode.gid, xattrs)
+            return FileSpec(inode.data, inode.mode, inode.uid, inode.gid, xattrs, _exact(inode))
         case Kind.DIR:
-            return DirSpec(inode.mode, inode.uid, inode.gid, xattrs, inode.opaque)
+            return DirSpec(inode.mode, inode.uid, inode.gid, xattrs, inode.opaque, _exact(inode))
         case Kind.SYMLINK:
             return SymlinkSpec(inode.target)
         case Kind.FIFO:
@@ -280,10 +404,12 @@ class Cases(st.SearchStrategy[tuple[StackSpec, list[ops.Op]]]):
         max_steps: int,
         options: Options,
         min_lowers: int = 1,
+        callers: tuple[str, ...] = ("root",),
     ) -> None:
         super().__init__()
         self.rules = s.Operations(rules).rules
         self.max_steps, self.options, self.min_lowers = max_steps, options, min_lowers
+        self.callers = callers
         self._counts = tuple(n for n in LOWER_COUNTS if n >= min_lowers) or (min_lowers,)
 
     def __repr__(self) -> str:
@@ -292,7 +418,7 @@ class Cases(st.SearchStrategy[tuple[StackSpec, list[ops.Op]]]):
     def do_draw(self, data: ConjectureData) -> tuple[StackSpec, list[ops.Op]]:
         swarm = draw_swarm(data, self.rules)
         stack = self._stack(data, swarm)
-        drawer = _Drawer(Overlay(stack, self.options), swarm.rules)
+        drawer = _Drawer(Overlay(stack, self.options), swarm.rules, callers=self.callers)
         remount_at = _pick(data, REMOUNT_AT)
         program: list[ops.Op] = []
         while True:
@@ -312,16 +438,19 @@ class Cases(st.SearchStrategy[tuple[StackSpec, list[ops.Op]]]):
 
     def _stack(self, data: ConjectureData, swarm: Swarm) -> StackSpec:
         n = _pick(data, self._counts)
-        marked = s.Layers(markers=True, without=swarm.without)
-        lowers = [marked.do_draw(data) for _ in range(n - 1)]
-        lowers.append(s.Layers(markers=False, without=swarm.without).do_draw(data))
+        marked = s.Layers(markers=True, without=swarm.without, xwhiteouts=self.options.xwhiteouts)
+        if self.options.data_only:
+            lowers = self._data_only_lowers(data, swarm, marked, max(n, 2))
+        else:
+            lowers = [marked.do_draw(data) for _ in range(n - 1)]
+            lowers.append(s.Layers(markers=False, without=swarm.without).do_draw(data))
         stack = StackSpec(tuple(lowers))
         steps = _pick(data, EARLIER_STEPS)
         if not steps:
             return stack
         # an earlier overlay over these lowers (default options: its upper has no
         # redirects or metacopy files, which a layer spec cannot carry)
-        earlier = Overlay(stack, Options())
+        earlier = Overlay(stack, Options(data_only=self.options.data_only))
         drawer = _Drawer(earlier, EARLIER_RULES, big=False)
         for _ in range(steps):
             data.start_span(_EARLIER_LABEL)
@@ -331,11 +460,29 @@ class Cases(st.SearchStrategy[tuple[StackSpec, list[ops.Op]]]):
         return StackSpec((upper_as_layer(earlier), *lowers))
 
 
+    @staticmethod
+    def _data_only_lowers(
+        data: ConjectureData, swarm: Swarm, marked: s.Layers, n: int
+    ) -> list[LayerSpec]:
+        """``n`` lowers whose bottom one is data-only; the lowest regular one may hold
+        metacopy stubs redirected to its files (a stub higher up is refused without
+        metacopy=on, docs/mount-validation.md)."""
+        bottom = s.Layers(markers=False, without=swarm.without).do_draw(data)
+        files = tuple(
+            (path, len(spec.data)) for path, spec in bottom.entries if isinstance(spec, FileSpec)
+        )
+        upper = [marked.do_draw(data) for _ in range(n - 2)]
+        stubs = s.Layers(markers=False, without=swarm.without, stubs=files).do_draw(data)
+        return [*upper, stubs, bottom]
+
+
 def cases(
     rules: Iterable[str] | None = None,
     max_steps: int = 25,
     options: Options | None = None,
     min_lowers: int = 1,
+    callers: tuple[str, ...] = ("root",),
 ) -> Cases:
-    """Stacks with programs drawn against the reference model (see :class:`Cases`)."""
-    return Cases(rules, max_steps, options or Options(), min_lowers)
+    """Stacks with programs drawn against the reference model (see :class:`Cases`), each
+    operation run by one of ``callers`` (reference.ops.CALLERS)."""
+    return Cases(rules, max_steps, options or Options(), min_lowers, callers)

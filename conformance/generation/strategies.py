@@ -22,6 +22,7 @@ from reference.layer import (
     FileSpec,
     HardlinkSpec,
     LayerSpec,
+    MetacopySpec,
     StackSpec,
     SymlinkSpec,
     WhiteoutSpec,
@@ -82,30 +83,52 @@ DATA: tuple[bytes, ...] = (
     b"hi\n",
 )
 data = st.sampled_from(DATA)
-MODES = (0o644, 0o600, 0o755, 0o444, 0o700, 0o000, 0o777)
+#: Set-ID and sticky bits (issue 18): set-user-ID, set-group-ID with and without group
+#: execute (without, the kernel keeps S_ISGID on chown: fs/attr.c setattr_should_drop_sgid).
+SETID_MODES = (0o4755, 0o2755, 0o6755, 0o2745, 0o1777)
+MODES = (0o644, 0o600, 0o755, 0o444, 0o700, 0o000, 0o777, *SETID_MODES)
 modes = st.sampled_from(MODES)
 IDS = (0, 1000, 1001)
 ids = st.sampled_from(IDS)
-XATTR_NAMES = ("user.a", "user.b")
-XATTR_VALUES = (b"", b"1", b"value")
+#: A valid v2 file capability (cap_net_bind_service permitted and effective) and the same
+#: as v3 with root id 0, which reads back as v2 (reference.privileges.stored_xattr).
+CAP_V2 = bytes.fromhex("0100000200040000000000000000000000000000")
+CAP_V3 = bytes.fromhex("010000030004000000000000000000000000000000000000")
+#: user.* and (issue 18) trusted.* and security.* names, and the file capability.
+XATTR_NAMES = ("user.a", "user.b", "trusted.a", "security.a", "security.capability")
+#: With userxattr, a name in the overlay's own namespace too: stored escaped
+#: (``user.overlay.overlay.e``, doc "Nesting").
+ESCAPED_XATTR_NAMES = ("user.overlay.e",)
+XATTR_VALUES = (b"", b"1", b"value", CAP_V2, CAP_V3)
 xattr_names = st.sampled_from(XATTR_NAMES)
 xattr_values = st.sampled_from(XATTR_VALUES)
 #: Every set of at most two user xattrs with distinct names, in either order, none first
 #: (what ``lists(tuples(names, values), max_size=2, unique_by=name)`` drew, in one draw).
+#: A layer's values: the capability only as the valid v2 (what a layer can hold).
+_LAYER_VALUES = {name: (b"", b"1", b"value") for name in XATTR_NAMES}
+_LAYER_VALUES["security.capability"] = (CAP_V2,)
 XATTR_SETS: tuple[tuple[tuple[str, bytes], ...], ...] = (
     (),
-    *(((n, v),) for n in XATTR_NAMES for v in XATTR_VALUES),
+    *(((n, v),) for n in XATTR_NAMES for v in _LAYER_VALUES[n]),
     *(
         ((n1, v1), (n2, v2))
         for n1, n2 in itertools.permutations(XATTR_NAMES, 2)
-        for v1 in XATTR_VALUES
-        for v2 in XATTR_VALUES
+        for v1 in _LAYER_VALUES[n1]
+        for v2 in _LAYER_VALUES[n2]
     ),
 )
 xattr_sets = st.sampled_from(XATTR_SETS)
+#: Modes where a caller's class matters (issue 18): the group class decides for a member
+#: of the group even where it grants less than "other" (generic_permission), and a
+#: world-writable directory lets every caller create and remove names.
+GROUP_MODES = (0o660, 0o604)
+DIR_MODES = (0o755, 0o700, 0o555, 0o777, 0o705)
 #: (mode, uid, gid) of a file, and of a directory: one draw each.
-FILE_META = tuple(itertools.product(MODES, IDS, IDS))
-DIR_META = tuple(itertools.product((0o755, 0o700, 0o555), IDS, IDS))
+FILE_META = tuple(itertools.product(MODES + GROUP_MODES, IDS, IDS))
+DIR_META = tuple(itertools.product(DIR_MODES, IDS, IDS))
+#: Exact mtimes of generated entries (ns since the epoch; None: whenever written), so
+#: copy-up's keeping them is checked (issue 18).
+MTIMES: tuple[int | None, ...] = (None, 1_000_000_000_123_456_789, 1_500_000_000_000_000_001)
 file_meta = st.sampled_from(FILE_META)
 dir_meta = st.sampled_from(DIR_META)
 
@@ -135,11 +158,25 @@ class Layers(st.SearchStrategy[LayerSpec]):
     Each choice is one draw from a table (as :class:`Operations` draws): a ``composite``
     of ``sampled_from`` draws cost about three times as much per layer."""
 
-    def __init__(self, markers: bool = True, without: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        markers: bool = True,
+        without: frozenset[str] = frozenset(),
+        xwhiteouts: bool = False,
+        stubs: tuple[tuple[str, int], ...] = (),
+    ) -> None:
         super().__init__()
         self.markers = markers
         #: object kinds this layer leaves out (swarm testing, conformance.generation.swarm)
         self.without = without
+        #: whiteouts may take the xattr form; the layer marks their parents
+        #: ``overlay.opaque=x``, or (one draw per layer) none of them: the kernel tells a
+        #: marked directory by a flag of its layer (readdir.c ``has_xwhiteouts``), so a
+        #: layer marks all or none
+        self.xwhiteouts = xwhiteouts
+        #: (path, size) of the files of a data-only layer below: a file of this layer may
+        #: be a metacopy stub redirected to one of them (doc "Data-only lower layers")
+        self.stubs = stubs
 
     def __repr__(self) -> str:
         return f"layers(markers={self.markers})"
@@ -149,6 +186,8 @@ class Layers(st.SearchStrategy[LayerSpec]):
         files: list[str] = []
         markers = self.markers
         without = self.without
+        xform = markers and self.xwhiteouts
+        marked = xform and data.draw_boolean()
 
         def fill(prefix: str, depth: int) -> None:
             for name in NAMES:
@@ -160,17 +199,31 @@ class Layers(st.SearchStrategy[LayerSpec]):
                     kind = "absent"
                 if kind in without:
                     kind = "absent"
+                if kind in ("absent", "file") and self.stubs and data.draw_boolean():
+                    kind = "stub"
                 match kind:
+                    case "stub":
+                        target, size = _pick(data, self.stubs)
+                        mode, uid, gid = _pick(data, FILE_META)
+                        entries.append((path, MetacopySpec("/" + target, size, mode, uid, gid)))
                     case "file":
                         mode, uid, gid = _pick(data, FILE_META)
-                        spec = FileSpec(_pick(data, DATA), mode, uid, gid, _pick(data, XATTR_SETS))
+                        spec = FileSpec(
+                            _pick(data, DATA),
+                            mode,
+                            uid,
+                            gid,
+                            _pick(data, XATTR_SETS),
+                            _pick(data, MTIMES),
+                        )
                         entries.append((path, spec))
                         files.append(path)
                     case "dir":
                         mode, uid, gid = _pick(data, DIR_META)
                         opaque = markers and "opaque" not in without and data.draw_boolean()
                         xattrs = _pick(data, XATTR_SETS)
-                        entries.append((path, DirSpec(mode, uid, gid, xattrs, opaque)))
+                        mtime = _pick(data, MTIMES)
+                        entries.append((path, DirSpec(mode, uid, gid, xattrs, opaque, mtime)))
                         if depth < MAX_DEPTH:
                             fill(path + "/", depth + 1)
                     case "symlink":
@@ -178,7 +231,8 @@ class Layers(st.SearchStrategy[LayerSpec]):
                     case "fifo":
                         entries.append((path, FifoSpec(_pick(data, MODES))))
                     case "whiteout":
-                        entries.append((path, WhiteoutSpec()))
+                        as_xattr = xform and data.draw_boolean()
+                        entries.append((path, WhiteoutSpec(as_xattr, marked)))
                     case "hardlink":
                         entries.append((path, HardlinkSpec(_pick(data, files))))
 
@@ -222,7 +276,12 @@ OPEN_FLAGS: tuple[tuple[str, ...], ...] = (
     ("O_CREAT", "O_TRUNC"),
 )
 OFFSETS = (0, 1, 5, 20)
-SIZES = (0, 1, 3, 20)
+#: 8193: past two pages, so the file is sparse (holes read as zeros).
+SIZES = (0, 1, 3, 20, 8193)
+#: fallocate lengths: 0 is EINVAL (after the open's copy-up).
+LENGTHS = (1, 3, 20, 8193, 0)
+#: utimensat times: exact ns, the epoch, "now" and "omit".
+TIMES = (1_000_000_000_123_456_789, 0, 2_000_000_000_999_999_999, ops.UTIME_NOW, ops.UTIME_OMIT)
 open_flags = st.sampled_from(OPEN_FLAGS)
 rename_flags = st.sampled_from(ops.RENAME_FLAGS)
 offsets = st.sampled_from(OFFSETS)
@@ -251,6 +310,13 @@ DOMAINS: dict[str, tuple[Any, ...]] = {
     "xattr_name": XATTR_NAMES,
     "xattr_value": XATTR_VALUES,
     "rename_flags": ops.RENAME_FLAGS,
+    "access": ops.OPEN_ACCESS,
+    #: handles of open descriptors (conformance.generation.cases draws them from the model's)
+    "handle": (0, 1, 2, 3),
+    # issue 18, first half
+    "time": TIMES,
+    "fallocate_mode": ops.FALLOCATE_MODES,
+    "length": LENGTHS,
 }
 
 #: Every operation the machines generate, by rule name (the names features select, see

@@ -6,8 +6,13 @@ rarely does three related things in a row; with a subset, long runs of related o
 2012; Hypothesis's stateful runner does the same with its feature flags).
 
 The first choice is how much to leave out (none, a quarter, a half, three quarters of the
-kinds); each kind is then one "leave it out?" choice. Every choice shrinks towards
-"enabled", so a shrunk counterexample does not depend on the swarm.
+kinds). The kinds are then decided a few at a time: one choice below 256 (where
+Hypothesis draws integers uniformly) holds a base-4 digit per operation kind, or a base-8
+digit per object kind, and a kind is left out when its digit is among the top ones (one,
+two or three of the four, by the first choice). One choice per kind cost more than the
+rest of the example's setup (a choice costs about as much to draw whatever its range).
+Every choice shrinks towards 0, "enabled", so a shrunk counterexample does not depend on
+the swarm.
 """
 
 from __future__ import annotations
@@ -34,11 +39,31 @@ class Swarm:
     without: frozenset[str] = frozenset()
 
 
+#: Operation kinds decided by one choice (base-4 digits), and object kinds (base-8 digits).
+RULES_PER_CHOICE = 4
+OBJECTS_PER_CHOICE = 2
+
+
 def draw_swarm(data: ConjectureData, rules: tuple[str, ...]) -> Swarm:
-    p = LEAVE_OUT[data.draw_integer(0, len(LEAVE_OUT) - 1)]
-    if p == 0.0:
+    level = data.draw_integer(0, len(LEAVE_OUT) - 1)
+    if level == 0:
         return Swarm(rules)
-    enabled = tuple(rule for rule in rules if not data.draw_boolean(p))
+    # LEAVE_OUT[level] of the base-4 digits leave a rule out: the top ``level`` ones
+    left = _digits(data, len(rules), 4, RULES_PER_CHOICE)
+    enabled = tuple(rule for rule, digit in zip(rules, left, strict=True) if digit < 4 - level)
     # object kinds are left out half as often: a layer of plain files and dirs is dull
-    without = frozenset(kind for kind in OBJECT_KINDS if data.draw_boolean(p / 2))
+    kinds = _digits(data, len(OBJECT_KINDS), 8, OBJECTS_PER_CHOICE)
+    without = frozenset(
+        kind for kind, digit in zip(OBJECT_KINDS, kinds, strict=True) if digit >= 8 - level
+    )
     return Swarm(enabled or rules, without)
+
+
+def _digits(data: ConjectureData, count: int, base: int, per_choice: int) -> list[int]:
+    """``count`` digits in ``base``, ``per_choice`` of them from each choice."""
+    digits: list[int] = []
+    while len(digits) < count:
+        n = min(per_choice, count - len(digits))
+        value = data.draw_integer(0, base**n - 1)
+        digits.extend((value // base**i) % base for i in range(n))
+    return digits

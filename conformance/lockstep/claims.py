@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from adapters.base import Driver
+from reference import ops
 from reference.options import Options
 
 if TYPE_CHECKING:
@@ -29,7 +30,37 @@ def unclaimed_reason(
         return f"{options.label} is not claimed by the {claims.claimed_by} profile"
     if feature is not None and feature.id == "xattrs" and not claims.xattrs:
         return f"xattrs are not claimed by the {claims.claimed_by} profile (xattrs = false)"
+    if feature is not None and feature.id == "permissions" and not claims.permissions:
+        return (
+            f"callers other than root are not claimed by the {claims.claimed_by} profile"
+            " (permissions = false)"
+        )
+    if feature is not None and feature.id == "times" and not claims.times:
+        return f"times are not claimed by the {claims.claimed_by} profile (times = false)"
     return None
+
+
+def callers(driver: Driver, feature: Feature | None) -> tuple[str, ...]:
+    """Who the operations of a cell run as: every caller of ``reference.ops.CALLERS`` in
+    the permissions feature and the whole machine when the driver claims them, else
+    root only (what every other feature checks, with the draws it always made)."""
+    if not driver.capabilities.permissions:
+        return ("root",)
+    if feature is not None and feature.id == "permissions":
+        return tuple(ops.CALLERS)
+    if feature is None:  # the whole machine: root most of the time, so that refusals do
+        return ("root",) * 4 + tuple(c for c in ops.CALLERS if c != "root")  # not dilute it
+    return ("root",)
+
+
+#: The rules of the machine that only a driver claiming times is given.
+TIME_RULES = frozenset({"utimens"})
+
+
+def claims_times(driver: Driver) -> bool:
+    """Whether the profile claims times (``times = true``, the default); without, no
+    utimensat calls and no time relations in any feature (the whole machine included)."""
+    return driver.capabilities.times
 
 
 def claims_xattrs(driver: Driver) -> bool:

@@ -51,9 +51,92 @@ def compare_entries(
             found.extend(
                 Divergence(label, name, mine[name], theirs[name])
                 for name in mine
-                if mine[name] != theirs[name] and (fields is None or name in fields)
+                if mine[name] != theirs[name]
+                and name not in TIME_FIELDS
+                and (fields is None or name in fields)
             )
     return found
+
+
+#: The view's time fields: compared by :class:`TimeMap`, never as plain values.
+TIME_FIELDS = frozenset({"mtime", "ctime"})
+
+
+@attrs.define
+class TimeMap:
+    """Checks the times of the view against the reference's, observation after observation.
+
+    The reference knows some times exactly (>= 0 ns: a layer spec's mtime, kept by copy-up;
+    a Utimens) and others only as abstract stamps (< 0: "the filesystem's clock when this
+    happened"; reference.layer.new_stamp). Rules, per path present on both sides:
+
+    * ``mtime``: an exact time must be the driver's exactly; a stamp seen before must still
+      be the time it was first seen as (unchanged); a stamp that replaces an exact time at
+      a name must differ from it (changed: the clock never reads a generated time). Two
+      names with one stamp (hardlinks) show one time.
+    * ``ctime``: never earlier than what the same object showed at the name before.
+
+    A stamp that replaces a stamp may read the same time: the kernel's timestamps are
+    coarse (a clock tick) and never go back, so two changes in one tick can show one time,
+    even with multigrain timestamps (found by the kernel run: a create over a whiteout
+    after a chown of the directory left its ctime, then a link its mtime, as it was).
+    For the same reason ctime's "changed" and "unchanged" are not checked (the overlay
+    also changes ctimes the reference does not model: its own trusted.overlay.* xattrs).
+
+    Only the ``fields`` asked for are checked (a feature without times checks none).
+    """
+
+    fields: frozenset[str] = TIME_FIELDS
+    #: stamp -> the driver's mtime it was first seen as.
+    stamps: dict[int, int] = attrs.field(factory=dict)
+    #: path -> (expected mtime, actual mtime, identity, actual ctime) at the previous
+    #: observation.
+    last: dict[str, tuple[int, int, int | None, int]] = attrs.field(factory=dict)
+    #: Identities whose times are no longer compared: a recorded behaviour of the driver
+    #: accounted for a time of theirs (conformance.lockstep.machine), which the model
+    #: cannot follow.
+    forgiven: set[int] = attrs.field(factory=set)
+
+    def forgive(self, identity: int | None) -> None:
+        if identity is not None:
+            self.forgiven.add(identity)
+
+    def check(self, expected: View, actual: View) -> list[Divergence]:
+        found: list[Divergence] = []
+        last: dict[str, tuple[int, int, int | None, int]] = {}
+        for path, mine in expected.entries.items():
+            theirs = actual.entries.get(path)
+            if theirs is None or mine.kind != theirs.kind or mine == UNREACHABLE:
+                continue
+            identity = expected.inodes.get(path)
+            if identity in self.forgiven:
+                continue
+            before = self.last.get(path)
+            last[path] = (mine.mtime, theirs.mtime, identity, theirs.ctime)
+            if "mtime" in self.fields:
+                found += self._mtime(path, mine.mtime, theirs.mtime, before)
+            same_object = before is not None and before[2] == identity
+            if "ctime" in self.fields and same_object and theirs.ctime < before[3]:  # type: ignore[index]
+                found.append(
+                    Divergence(path, "ctime", f"not before {before[3]}", theirs.ctime)  # type: ignore[index]
+                )
+        self.last = last
+        return found
+
+    def _mtime(
+        self, path: str, mine: int, theirs: int, before: tuple[int, int, int | None, int] | None
+    ) -> list[Divergence]:
+        if mine >= 0:
+            return [] if mine == theirs else [Divergence(path, "mtime", mine, theirs)]
+        known = self.stamps.get(mine)
+        if known is not None:
+            if known == theirs:
+                return []
+            return [Divergence(path, "mtime", f"unchanged ({known})", f"changed to {theirs}")]
+        self.stamps[mine] = theirs
+        if before is not None and before[0] >= 0 and before[1] == theirs:
+            return [Divergence(path, "mtime", "changed", f"unchanged ({theirs})")]
+        return []
 
 
 @attrs.define
@@ -134,11 +217,16 @@ def may_be_absent(expected: View, actual: View) -> set[str]:
 
 
 def compare_views(
-    expected: View, actual: View, inodes: InodeMap, fields: frozenset[str] | None = None
+    expected: View,
+    actual: View,
+    inodes: InodeMap,
+    fields: frozenset[str] | None = None,
+    times: TimeMap | None = None,
 ) -> list[Divergence]:
     """The merged view; ``fields`` (None: all) names the entry fields compared, and
-    ``st_ino`` in it turns on the inode renaming check. An unreachable entry may be absent
-    (:func:`may_be_absent`)."""
+    ``st_ino`` in it turns on the inode renaming check, ``mtime`` and ``ctime`` the time
+    relations of ``times`` (:class:`TimeMap`; None: times are not compared). An
+    unreachable entry may be absent (:func:`may_be_absent`)."""
     absent = may_be_absent(expected, actual)
     wanted = expected.entries
     if absent:
@@ -146,6 +234,8 @@ def compare_views(
     found = compare_entries("", wanted, actual.entries, fields)
     if fields is None or "st_ino" in fields:
         found += inodes.check(expected.inodes, actual.inodes)
+    if times is not None:
+        found += times.check(expected, actual)
     return found
 
 

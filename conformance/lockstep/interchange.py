@@ -90,6 +90,11 @@ def applies(options: Options) -> str | None:
             f"{options.label}: the index lives in the work directory (overlayfs.rst "
             f"'Sharing and copying layers')"
         )
+    if options.data_only or options.xwhiteouts or options.separate_fs:
+        return (
+            f"layer interchange hands over an upper layer; {options.label} is a form of the "
+            f"lower layers, which the state machine checks"
+        )
     return None
 
 

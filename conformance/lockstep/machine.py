@@ -36,9 +36,24 @@ from conformance.errors import ConformanceError, Diverges
 from conformance.features import ALL_FIELDS, Feature
 from conformance.generation import strategies as s
 from conformance.generation.cases import cases
-from conformance.lockstep.claims import XATTR_RULES, claims_xattrs, compares_upper
+from conformance.lockstep.claims import (
+    TIME_RULES,
+    XATTR_RULES,
+    claims_times,
+    claims_xattrs,
+    compares_upper,
+)
+from conformance.lockstep.claims import callers as claimed_callers
 from conformance.lockstep.clock import Clock
-from conformance.lockstep.compare import Divergence, InodeMap, compare_images, compare_views, render
+from conformance.lockstep.compare import (
+    TIME_FIELDS,
+    Divergence,
+    InodeMap,
+    TimeMap,
+    compare_images,
+    compare_views,
+    render,
+)
 from conformance.records import behaviours as records
 from conformance.records.failure import Failure, TracedStep
 from conformance.verdicts import CRASHED, DIVERGES, HUNG
@@ -100,6 +115,8 @@ class OverlayMachine:
     fields: frozenset[str] | None = None
     #: The feature's id ("" for the whole machine).
     feature_id: str = ""
+    #: Who the operations run as (conformance.lockstep.claims.callers).
+    callers: tuple[str, ...] = ("root",)
     #: The first hang or crash of the driver: every later example stops at once, since a
     #: broken driver cannot be trusted (or waited for) again.
     broken: DriverBroke | None = None
@@ -116,6 +133,7 @@ class OverlayMachine:
         self.model: Overlay | None = None
         self.view_inodes = InodeMap("")
         self.upper_inodes = InodeMap("upper:")
+        self.times = self._time_map()
         self.lower_images: tuple | None = None
         #: The model's view and upper image, until an operation that does more than look
         #: (ops.LOOKS): the reference does not recompute what cannot have changed.
@@ -168,8 +186,13 @@ class OverlayMachine:
             ),
         )
 
-    def call_driver(self, what: object, action: Callable[[], T]) -> T:
-        """Call the driver; a hang or a crash becomes the run's verdict (DriverBroke)."""
+    def call_driver(
+        self, what: object, action: Callable[[], T], step: tuple | None = None
+    ) -> T:
+        """Call the driver; a hang or a crash becomes the run's verdict (DriverBroke),
+        except a crash at ``step`` (op, target, allowed) that a record describes: counted,
+        and the example ends there (the dead mount is cleaned up; the next example mounts
+        afresh)."""
         cls = type(self)
         if cls.broken is not None:
             # the same verdict again, with a fresh traceback: one re-raised as it was keeps
@@ -179,6 +202,15 @@ class OverlayMachine:
             return action()
         except DriverFailure as failure:
             verdict = HUNG if isinstance(failure, DriverHung) else CRASHED
+            if verdict == CRASHED and step is not None and self.records:
+                op, target, allowed = step
+                assert self.model is not None
+                context = records.StepContext(op, target, self.model, None, records.CRASHED)
+                expected = tuple(sorted(allowed, key=describe))
+                known = records.crash_record(self.records, str(failure), context, expected)
+                if known is not None:
+                    self.seen.add(known.id)
+                    raise _StopExample() from None
             step = len(self.program) - 1
             cls.broken = DriverBroke(
                 verdict,
@@ -189,6 +221,11 @@ class OverlayMachine:
                 self.failure(f"{verdict} at step {step} ({what}): {failure}", kind=verdict),
             )
             raise cls.broken.with_traceback(None) from None
+
+    def _time_map(self) -> TimeMap | None:
+        """The time relations of the fields compared (None: this machine has no times)."""
+        wanted = TIME_FIELDS if self.fields is None else self.fields & TIME_FIELDS
+        return TimeMap(frozenset(wanted)) if wanted else None
 
     # --- plumbing -------------------------------------------------------------------------
 
@@ -212,7 +249,7 @@ class OverlayMachine:
         if self.driver.capabilities.one_round_trip:
             run = self.driver.run_and_observe  # type: ignore[attr-defined]
         with self.timed("driver operations"):
-            actual = self.call_driver(op, lambda: run(op))
+            actual = self.call_driver(op, lambda: run(op), (op, target, allowed))
         self.pending = None
         self.trace.append(TracedStep(op, allowed, actual))  # type: ignore[arg-type]
         if self.fields is None or "nlink" in self.fields:
@@ -325,6 +362,11 @@ class OverlayMachine:
             raise Diverged(text, self.failure(text, view))
         self.seen.update(matched.by_record)
         self.agreed = None
+        if self.times is not None and self.expected is not None:
+            # a recorded time difference: that object's times are not followed any more
+            for diff in found:
+                if diff.field in TIME_FIELDS:
+                    self.times.forgive(self.expected[0].inodes.get(records.split_where(diff)[1]))
         if matched.resync == "stop":
             raise _StopExample()
         changed_state = any(
@@ -341,6 +383,7 @@ class OverlayMachine:
                 raise _StopExample()
             # identities are new after a rebuild: stability is checked from here on
             self.view_inodes, self.upper_inodes = InodeMap(""), InodeMap("upper:")
+            self.times = self._time_map()
         self.expected = None
 
     def finish(self) -> None:
@@ -360,7 +403,9 @@ class OverlayMachine:
         actual_upper: LayerImage | None,
         actual_lowers: tuple[LayerImage, ...],
     ) -> list[Divergence]:
-        found = compare_views(expected_view, actual_view, self.view_inodes, self.fields)
+        found = compare_views(
+            expected_view, actual_view, self.view_inodes, self.fields, self.times
+        )
         if not compares_upper(self.driver):
             pass  # the profile says this driver's upper layer cannot be decoded
         elif expected_upper is not None and actual_upper is not None:
@@ -437,6 +482,10 @@ def machine_for(
         # the profile says xattrs = false: no xattr calls, xattrs not compared
         rules = rules - XATTR_RULES
         fields = (ALL_FIELDS if fields is None else fields) - {"xattrs"}
+    if not claims_times(driver):
+        # the profile says times = false: no utimensat, times not compared
+        rules = rules - TIME_RULES
+        fields = (ALL_FIELDS if fields is None else fields) - TIME_FIELDS
 
     class Machine(OverlayMachine):
         pass
@@ -444,9 +493,10 @@ def machine_for(
     Machine.options = options
     Machine.driver = driver
     Machine.rules = frozenset(rules)
-    Machine.min_lowers = 2 if options.read_only else 1
+    Machine.min_lowers = 2 if options.read_only or options.data_only else 1
     Machine.fields = fields
     Machine.feature_id = feature.id if feature is not None else ""
+    Machine.callers = claimed_callers(driver, feature)
     profile = getattr(driver, "profile", None)
     chosen = () if records.is_plain() else getattr(profile, "variants", ())
     Machine.engine = staticmethod(variants.engine(chosen))
@@ -476,7 +526,11 @@ def lockstep_test(
     # the stack and the program drawn together, the program against a private reference
     # model (conformance.generation.cases)
     drawn = cases(
-        machine.rules, run_settings.stateful_step_count, machine.options, machine.min_lowers
+        machine.rules,
+        run_settings.stateful_step_count,
+        machine.options,
+        machine.min_lowers,
+        machine.callers,
     )
 
     @settings(run_settings)

@@ -16,7 +16,7 @@ from adapters.base import Driver
 from adapters.settings import DEFAULT, DriverSettings
 from conformance.lockstep.claims import compares_upper
 from reference import ops
-from reference.layer import DirSpec, FileSpec, LayerSpec, StackSpec
+from reference.layer import DirSpec, FileSpec, LayerSpec, MetacopySpec, StackSpec, WhiteoutSpec
 from reference.options import Options
 from reference.outcome import Err, Ok, Outcome
 
@@ -49,15 +49,22 @@ class Scenario:
     source: str
     stack: StackSpec
     steps: tuple[Step, ...]
-    applies: Callable[[Options], bool] = lambda options: True
+    #: The option sets the scenario is written for (default: every one whose layers are
+    #: all regular lowers; with ``data_only`` the bottom layer's names do not show).
+    applies: Callable[[Options], bool] = lambda options: not options.data_only
 
 
 def _stack(*layers: dict[str, object]) -> StackSpec:
     return StackSpec(tuple(LayerSpec(tuple(layer.items())) for layer in layers))
 
 
+def _xino_bits(options: Options) -> bool:
+    """xino=on over layers on several filesystems: st_ino carries the layer in high bits."""
+    return options.xino and options.separate_fs
+
+
 def _rw(options: Options) -> bool:
-    return not options.read_only
+    return not options.read_only and not options.data_only
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -152,6 +159,94 @@ SCENARIOS: tuple[Scenario, ...] = (
             Step(ops.Read("e/x"), Ok(b"x")),
         ),
         applies=lambda options: _rw(options) and options.redirect_dir,
+    ),
+    Scenario(
+        id="xattr-whiteouts",
+        title="An overlay.whiteout file hides what is below it; readdir hides it only in a "
+        "directory marked overlay.opaque=x; it keeps rmdir from succeeding",
+        source="overlayfs.rst 'whiteouts and opaque directories'; readdir.c "
+        "ovl_dir_read_merged (in_xwhiteouts_dir), ovl_check_empty_dir; obs XW.1-XW.4",
+        stack=_stack(
+            {
+                "d/g": WhiteoutSpec(xattr=True),
+                "d/k": FileSpec(b"k"),
+                "e/g": WhiteoutSpec(xattr=True, marked=False),
+                "only/g": WhiteoutSpec(xattr=True),
+            },
+            {"d/g": FileSpec(b"low"), "e/g": FileSpec(b"low"), "only/g": FileSpec(b"low")},
+        ),
+        steps=(
+            Step(ops.Stat("d/g"), Err("ENOENT")),
+            Step(ops.Readdir("d"), Ok(("k",))),
+            Step(ops.Stat("e/g"), Err("ENOENT")),
+            Step(ops.Readdir("e"), Ok(("g",))),
+            Step(ops.Readdir("only"), Ok(())),
+            Step(ops.Rmdir("only"), Err("ENOTEMPTY")),
+            Step(ops.Write("e/g", b"new", flags=("O_CREAT",)), Ok(3), (UpperHas("e/g", "file"),)),
+            Step(ops.Read("e/g"), Ok(b"new")),
+            Step(ops.Unlink("e/g"), Ok()),
+            Step(ops.Readdir("e"), Ok(("g",))),
+            Step(ops.Remount(), Ok()),
+            Step(ops.Stat("d/g"), Err("ENOENT")),
+        ),
+        applies=lambda options: _rw(options) and not _xino_bits(options),
+    ),
+    Scenario(
+        id="xattr-whiteouts-xino",
+        title="With xino bits in use readdir looks every entry up, so an xattr whiteout is "
+        "never listed, marked or not",
+        source="overlayfs.rst 'whiteouts and opaque directories'; readdir.c "
+        "ovl_calc_d_ino, ovl_cache_update (a stale entry is dropped); obs XW.5",
+        stack=_stack(
+            {
+                "d/g": WhiteoutSpec(xattr=True),
+                "d/k": FileSpec(b"k"),
+                "e/g": WhiteoutSpec(xattr=True, marked=False),
+                "only/g": WhiteoutSpec(xattr=True),
+            },
+            {"d/g": FileSpec(b"low"), "e/g": FileSpec(b"low"), "only/g": FileSpec(b"low")},
+        ),
+        steps=(
+            Step(ops.Stat("d/g"), Err("ENOENT")),
+            Step(ops.Readdir("d"), Ok(("k",))),
+            Step(ops.Stat("e/g"), Err("ENOENT")),
+            Step(ops.Readdir("e"), Ok(())),
+            Step(ops.Readdir("only"), Ok(())),
+            Step(ops.Rmdir("only"), Err("ENOTEMPTY")),
+            Step(ops.Write("e/g", b"new", flags=("O_CREAT",)), Ok(3), (UpperHas("e/g", "file"),)),
+            Step(ops.Read("e/g"), Ok(b"new")),
+            Step(ops.Unlink("e/g"), Ok()),
+            Step(ops.Readdir("e"), Ok(())),
+            Step(ops.Remount(), Ok()),
+            Step(ops.Stat("d/g"), Err("ENOENT")),
+        ),
+        applies=lambda options: _rw(options) and _xino_bits(options),
+    ),
+    Scenario(
+        id="data-only-stub",
+        title="A metacopy stub reads its data from a data-only layer, whose own names do not "
+        "show; copy-up copies that data",
+        source="overlayfs.rst 'Data-only lower layers'; namei.c ovl_lookup_data_layers; obs "
+        "DO.1-DO.5, DO.7",
+        stack=_stack(
+            {"top": FileSpec(b"t")},
+            {"s": MetacopySpec("/x/blob", 8, mode=0o640), "d/s": MetacopySpec("/x/blob", 8)},
+            {"x/blob": FileSpec(b"BLOBDATA"), "only-data": FileSpec(b"od")},
+        ),
+        steps=(
+            Step(ops.Read("s"), Ok(b"BLOBDATA")),
+            Step(ops.Read("d/s"), Ok(b"BLOBDATA")),
+            Step(ops.Stat("x"), Err("ENOENT")),
+            Step(ops.Stat("only-data"), Err("ENOENT")),
+            Step(ops.Readdir(""), Ok(("d", "s", "top"))),
+            Step(ops.Chmod("s", 0o600), Ok(), (UpperHas("s", "file"),)),
+            Step(ops.Read("s"), Ok(b"BLOBDATA")),
+            Step(ops.Write("d/s", b"Z"), Ok(1)),
+            Step(ops.Remount(), Ok()),
+            Step(ops.Read("d/s"), Ok(b"ZLOBDATA")),
+            Step(ops.Read("s"), Ok(b"BLOBDATA")),
+        ),
+        applies=lambda options: not options.read_only and options.data_only,
     ),
 )
 

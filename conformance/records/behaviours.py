@@ -23,7 +23,8 @@ After a step whose differences are all accounted for, the run goes on: the model
 rebuilt from the upper layer the driver wrote (``resync = "model"``, the default;
 :func:`reference.rebuild.rebuild_upper`), kept as it is (``"keep"``: the driver's state
 is right, only what it shows differs) or the example ends there (``"stop"``: neither can
-follow the driver).
+follow the driver); ``"view"`` keeps the model while only the view differs and stops
+where the driver's state differs too.
 
 :func:`tally` collects, for a certify cell or a pytest item, how many examples saw each
 record (and each variant): the verdict lists them.
@@ -52,7 +53,10 @@ WITHIN = ("outcome", "view", "upper", "lower")
 AT = ("target", "any")
 LAYERS = ("upper", "lower", "merged", "copied-up", "none")
 TARGET_KINDS = ("file", "dir", "symlink", "fifo", "none")
-RESYNC = ("model", "keep", "stop")
+RESYNC = ("model", "keep", "stop", "view")
+#: The outcome a crash record's clauses see: the driver died at the step (its connection
+#: gone); the record's ``crash`` pattern says how (conformance.lockstep.machine).
+CRASHED = "crashed"
 OP_NAMES = {
     name: cls
     for name, cls in vars(ops).items()
@@ -255,9 +259,17 @@ def _prefixes(path: str) -> list[str]:
 
 def _listing_extras(diff: Divergence, ctx: StepContext) -> tuple[str, list[str]] | None:
     """For a Readdir outcome difference: (the directory, the names listed beyond every
-    allowed listing), when the driver listed all of the shortest allowed one (else None)."""
+    allowed listing), when the driver listed all of the shortest allowed one (else None).
+    The directory is where the path leads (through symlinks, as the model resolves it)."""
     if not isinstance(ctx.op, ops.Readdir) or not isinstance(ctx.actual_outcome, Ok):
         return None
+    directory = ctx.op.path
+    try:
+        node = ctx.model.resolve(directory, follow=True).node
+    except Exception:  # a path the model refuses: the path as it is
+        node = None
+    if node is not None:
+        directory = node.path
     value = ctx.actual_outcome.value
     listings = [o.value for o in diff.expected if isinstance(o, Ok)] if isinstance(
         diff.expected, tuple
@@ -266,7 +278,7 @@ def _listing_extras(diff: Divergence, ctx: StepContext) -> tuple[str, list[str]]
         return None
     if not set(min(listings, key=len)) <= set(value):
         return None
-    return ctx.op.path, sorted(set(value) - {n for listing in listings for n in listing})
+    return directory, sorted(set(value) - {n for listing in listings for n in listing})
 
 
 def _shadowed(model: Overlay, path: str) -> bool:
@@ -302,24 +314,13 @@ def _shadowed(model: Overlay, path: str) -> bool:
     return False
 
 
-def _extras_all(
-    diff: Divergence, ctx: StepContext, holds: Callable[[Overlay, str], bool]
-) -> bool | None:
-    """For an outcome that is a listing showing names the model does not: whether ``holds``
-    for each of them (None: the outcome is no such listing)."""
-    extras = _listing_extras(diff, ctx)
-    if extras is None or not extras[1]:
-        return None
-    directory, names = extras
-    return all(holds(ctx.model, f"{directory}/{n}" if directory else n) for n in names)
-
-
 def rule_shadowed_by_non_dir(diff: Divergence, path: str, ctx: StepContext) -> bool:
     model = ctx.model
     if diff.field == "outcome":
-        listed = _extras_all(diff, ctx, _shadowed)
-        if listed is not None:
-            return listed
+        extras = _listing_extras(diff, ctx)
+        if extras is not None and extras[1]:
+            directory, names = extras
+            return all(_shadowed(model, f"{directory}/{n}" if directory else n) for n in names)
         return any(_shadowed(model, p) for p in ctx.paths)
     if diff.field == "exists":
         return diff.expected is None and _shadowed(model, path)
@@ -363,9 +364,8 @@ def _through_marker(model: Overlay, path: str, target: str) -> bool:
         if part in ("", "."):
             continue
         if part == "..":
-            if not stack:
-                return False
-            stack.pop()
+            if stack:  # ".." of the root is the root (path_resolution(7))
+                stack.pop()
             continue
         stack.append(part)
         here = "/".join(stack)
@@ -384,9 +384,10 @@ def rule_lower_markers_ignored(diff: Divergence, path: str, ctx: StepContext) ->
     model = ctx.model
     rmdir = isinstance(ctx.op, ops.Rmdir)
     if diff.field == "outcome":
-        listed = _extras_all(diff, ctx, _lower_marker)
-        if listed is not None:
-            return listed
+        extras = _listing_extras(diff, ctx)
+        if extras is not None and extras[1]:
+            directory, names = extras
+            return all(_lower_marker(model, f"{directory}/{n}" if directory else n) for n in names)
         return any(
             _lower_marker(model, p)
             or (rmdir and _holds_marker(model, p))
@@ -396,6 +397,16 @@ def rule_lower_markers_ignored(diff: Divergence, path: str, ctx: StepContext) ->
     return _lower_marker(model, path) or (
         rmdir and path in ctx.paths and _holds_marker(model, path)
     )
+
+
+def rule_renamed_from_lower_marker(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """unionfs-fuse: a renamed directory takes what a lower marker below it showed (a
+    whiteout as a character device) to the new name: ``path`` below the destination came
+    from below the source, where a lower marker is."""
+    op = ctx.op
+    if not isinstance(op, ops.Rename) or not path.startswith(op.dst + "/"):
+        return False
+    return _lower_marker(ctx.model, op.src + path[len(op.dst):])
 
 
 def rule_operand_lower_marker(diff: Divergence, path: str, ctx: StepContext) -> bool:
@@ -450,13 +461,33 @@ def _through_lower_symlink(model: Overlay, path: str) -> bool:
     return False
 
 
+def _merged_here(model: Overlay, path: str) -> bool:
+    """``path`` itself is a directory in one lower layer and a symlink in one below it."""
+    objects = _lower_objects(model, path)
+    return any(
+        o is not None and o.kind is Kind.SYMLINK and any(
+            x is not None and x.is_dir for x in objects[:number]
+        )
+        for number, o in enumerate(objects)
+    )
+
+
 def rule_merged_with_lower_symlink(diff: Divergence, path: str, ctx: StepContext) -> bool:
-    """unionfs-fuse: a directory merges with a lower layer's symlink of the same name."""
+    """unionfs-fuse: a directory merges with a lower layer's symlink of the same name (so
+    an rmdir of it finds what the symlink leads to: ENOTEMPTY, and it stays)."""
     model = ctx.model
+    if isinstance(ctx.op, ops.Rmdir) and (
+        diff.field == "outcome" or path in ctx.paths
+    ) and any(_merged_here(model, p) for p in ctx.paths):
+        return True
     if diff.field == "outcome":
-        listed = _extras_all(diff, ctx, _through_lower_symlink)
-        if listed is not None:
-            return listed
+        extras = _listing_extras(diff, ctx)
+        if extras is not None and extras[1]:
+            directory, names = extras
+            return all(
+                _through_lower_symlink(model, f"{directory}/{n}" if directory else n)
+                for n in names
+            )
         return any(_through_lower_symlink(model, p) for p in ctx.paths)
     if diff.field == "nlink" and ctx.actual_view is not None:
         return any(
@@ -514,7 +545,8 @@ def rule_exchange_dir_with_non_dir(diff: Divergence, path: str, ctx: StepContext
 
 def rule_nlink_names_seen(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """fuse-overlayfs: st_nlink of a lower hardlink counts only the names of it the driver
-    has looked up so far (at least 1, less than its real count); nothing else differs."""
+    has looked up so far (at least 1, less than its real count); nothing else differs. So
+    does an upper file's after a remount (its names are looked up afresh)."""
     model = ctx.model
     if diff.field == "outcome":
         actual = ctx.actual_outcome
@@ -526,7 +558,7 @@ def rule_nlink_names_seen(diff: Divergence, path: str, ctx: StepContext) -> bool
             isinstance(e, ops.StatResult)
             and attrs.evolve(e, nlink=stat.nlink) == stat
             and 1 <= stat.nlink < e.nlink
-            and _lower_hardlink(model, ctx.op.path, follow=ctx.op.follow)
+            and _names_counted(model, ctx.op.path, follow=ctx.op.follow)
             for e in expected
         )
     return (
@@ -534,8 +566,14 @@ def rule_nlink_names_seen(diff: Divergence, path: str, ctx: StepContext) -> bool
         and isinstance(diff.expected, int)
         and isinstance(diff.actual, int)
         and 1 <= diff.actual < diff.expected
-        and _lower_hardlink(model, path, follow=False)
+        and _names_counted(model, path, follow=False)
     )
+
+
+def _names_counted(model: Overlay, path: str, *, follow: bool) -> bool:
+    """A lower hardlink's name, or a name of an upper file with several names (counted
+    from the names looked up since the last mount)."""
+    return _lower_hardlink(model, path, follow=follow) or _linked_file(model, path, follow=follow)
 
 
 def _lower_hardlink(model: Overlay, path: str, *, follow: bool) -> bool:
@@ -602,15 +640,33 @@ def rule_dir_over_lower_symlink(diff: Divergence, path: str, ctx: StepContext) -
 
 def rule_copied_up_inode_lag(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """The name has an upper copy and a lower object at the same path: a FUSE driver's
-    attribute cache may show either's inode number for a while after the copy-up."""
+    attribute cache may show either's inode number for a while after the copy-up. Or the
+    name is another name (a link) of such an upper copy: compared with the lagging name,
+    its own number differs (unionfs-fuse: ln a b of a lower a; stat a b shows a's lower
+    number beside b's upper one for a second). Or, at a rename, the new name of an object
+    whose old path has a lower object (the copied tree shows the lower attributes)."""
+    model = ctx.model
     try:
         node = ctx.model.resolve(path, follow=False).node
     except Exception:  # a path the model refuses: not this behaviour
         return False
-    return (
-        node is not None
-        and node.upper is not None
-        and any(o is not None for o in _lower_objects(ctx.model, path))
+    if node is None or node.upper is None:
+        return False
+    if any(o is not None for o in _lower_objects(model, path)):
+        return True
+    op = ctx.op
+    if isinstance(op, ops.Rename) and (path == op.dst or path.startswith(op.dst + "/")):
+        # renamed (its tree copied up): the old path's lower object, under the new name
+        source = op.src + path[len(op.dst):]
+        if any(o is not None for o in _lower_objects(model, source)):
+            return True
+    if diff.field != "st_ino" or model.upper is None or node.is_dir:
+        return False
+    return any(
+        inode is node.upper
+        and where != path
+        and any(o is not None for o in _lower_objects(model, where))
+        for where, inode in walk(model.upper)
     )
 
 
@@ -687,7 +743,400 @@ def rule_held_by_a_lower(diff: Divergence, path: str, ctx: StepContext) -> bool:
     return any(o is not None for o in _lower_objects(ctx.model, path))
 
 
+def _xattr_whiteout(model: Overlay, path: str) -> bool:
+    """The topmost lower object at ``path`` is a whiteout stored as an xattr."""
+    for found in _lower_objects(model, path):
+        if found is not None:
+            return found.kind is Kind.WHITEOUT and found.xattr_whiteout
+    return False
+
+
+def rule_xattr_whiteout_shown(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """fuse-overlayfs 1.10: a whiteout stored as an ``overlay.whiteout`` xattr on an empty
+    file (v6.7) is not honoured: the empty file shows, in its directory's listing too."""
+    if diff.field == "outcome":
+        extras = _listing_extras(diff, ctx)
+        if extras is not None and extras[1]:
+            directory, names = extras
+            return all(
+                _xattr_whiteout(ctx.model, f"{directory}/{n}" if directory else n) for n in names
+            )
+        return any(_xattr_whiteout(ctx.model, p) for p in ctx.paths)
+    return _xattr_whiteout(ctx.model, path)
+
+
+def rule_opaque_in_trusted(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """fuse-overlayfs as root marks an opaque directory ``trusted.overlay.opaque=y``
+    whatever form the layers have: on the userxattr axis (markers in ``user.overlay.*``)
+    that is an ordinary xattr of the directory; nothing else of its xattrs differs."""
+    if diff.field != "xattrs":
+        return False
+    if not isinstance(diff.expected, tuple) or not isinstance(diff.actual, tuple):
+        return False
+    extra = set(diff.actual) - set(diff.expected)
+    return set(diff.expected) <= set(diff.actual) and extra == {
+        ("trusted.overlay.opaque", b"y")
+    }
+
+
+#: The overlay's own xattr namespace with userxattr (doc "Permission model").
+USER_OVERLAY = "user.overlay."
+
+
+def _only_overlay_names(expected: object, actual: object) -> bool:
+    """Two xattr tuples (or listings) that differ, and only by user.overlay.* names."""
+    if not isinstance(expected, tuple) or not isinstance(actual, tuple):
+        return False
+    differing = set(expected) ^ set(actual)
+    names = (item[0] if isinstance(item, tuple) else item for item in differing)
+    return bool(differing) and all(str(n).startswith(USER_OVERLAY) for n in names)
+
+
+def rule_overlay_xattrs_hidden(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """fuse-overlayfs 1.10: xattrs named ``user.overlay.*`` are taken for its own markers:
+    setxattr is accepted and stored unescaped, getxattr gives ENODATA, listxattr leaves
+    them out, and a lower's escaped ``user.overlay.overlay.*`` is not shown; the kernel
+    with userxattr escapes them (doc "Nesting") and shows them."""
+    if diff.field == "xattrs":
+        return _only_overlay_names(diff.expected, diff.actual)
+    if diff.field != "outcome":
+        return False
+    op = ctx.op
+    if isinstance(op, ops.GetXattr | ops.SetXattr | ops.RemoveXattr):
+        return op.name.startswith(USER_OVERLAY)
+    if isinstance(op, ops.ListXattr) and isinstance(ctx.actual_outcome, Ok):
+        allowed = diff.expected if isinstance(diff.expected, tuple) else ()
+        return any(
+            isinstance(o, Ok) and _only_overlay_names(o.value, ctx.actual_outcome.value)
+            for o in allowed
+        )
+    return False
+
+
+def _name_bytes(path: str) -> int:
+    return len(path.rpartition("/")[2].encode("utf-8", "surrogateescape"))
+
+
+#: fuse-overlayfs: the longest name it gives a whiteout file room for (255 - len(".wh.")).
+WHITEOUT_FILE_NAME_MAX = 251
+
+
+def rule_lower_file_name_past_room(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """fuse-overlayfs: the step acts on a lower file or FIFO whose name is longer than 251
+    bytes (copyup's unlinkat of the name's ``.wh.`` file fails with ENAMETOOLONG, copyup
+    returns success without setting the node's layer, and get_node_up's assertion aborts
+    the daemon: main.c copyup/get_node_up); or on a lower hardlink one of whose names
+    is that long (the driver copies up the first name it looked up); or on a lower file
+    beside which the upper layer holds a directory ``.wh.<name>`` (the same unlinkat
+    fails with EISDIR)."""
+    model = ctx.model
+    for p in ctx.paths:
+        top = next((o for o in _lower_objects(model, p) if o is not None), None)
+        if top is None or top.kind not in (Kind.FILE, Kind.FIFO):
+            continue
+        if _name_bytes(p) > WHITEOUT_FILE_NAME_MAX:
+            return True
+        # the unlinkat fails with EISDIR: a directory named .wh.<name> beside it
+        parent, _, name = p.rpartition("/")
+        beside = f"{parent}/.wh.{name}" if parent else f".wh.{name}"
+        found = entry_at(model.upper, beside) if model.upper is not None else None
+        if found is not None and found.is_dir:
+            return True
+        # one in-memory inode for a lower hardlink (lower-hardlink-one-inode): the name
+        # copied up may be another, long, name of it
+        if any(
+            inode.ident == top.ident and _name_bytes(where) > WHITEOUT_FILE_NAME_MAX
+            for root in model.lowers
+            for where, inode in walk(root)
+        ):
+            return True
+    return False
+
+
+def _is_wh_name(name: str) -> bool:
+    """A ``.wh.``-prefixed name, but not fuse-overlayfs's own opaque markers (records
+    ``opq-whiteout`` and ``interchange-private-markers`` are theirs)."""
+    return name.startswith(".wh.") and name not in PRIVATE_NAMES
+
+
+def _wh_layers(model: Overlay) -> list[Inode]:
+    return [*model.lowers, *([model.upper] if model.upper is not None else [])]
+
+
+def _wh_file_name(model: Overlay, path: str) -> bool:
+    """fuse-overlayfs reads the whiteout-file form too: ``path`` has a component named
+    ``.wh.*``, or one that a ``.wh.<component>`` beside it in some layer hides."""
+    parts = [p for p in path.split("/") if p]
+    layers = _wh_layers(model)
+    for depth, part in enumerate(parts):
+        if _is_wh_name(part):
+            return True
+        beside = "/".join([*parts[:depth], f".wh.{part}"])
+        if any(entry_at(root, beside) is not None for root in layers):
+            return True
+    return False
+
+
+def _holds_wh(model: Overlay, directory: str) -> bool:
+    """Some layer has a ``.wh.*`` entry directly in ``directory``."""
+    for root in _wh_layers(model):
+        found = entry_at(root, directory)
+        if found is not None and found.is_dir and any(map(_is_wh_name, found.entries)):
+            return True
+    return False
+
+
+def rule_wh_file_names(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """fuse-overlayfs: a ``.wh.<name>`` entry of any layer is a whiteout of ``<name>``
+    (main.c get_whiteout_name): it is not shown, nor is what it hides below it; a new
+    ``.wh.*`` file cannot be created (EINVAL) and no ``.wh.*`` name can be looked up
+    (ENOENT), though mkdir, mknod and rename make one. A directory that holds one is
+    then counted, listed and removed by what the driver has in memory. The difference
+    lies at such a name, in a directory that holds one, at what a step on such a name
+    acts on (the object it leads to, the directories on the way, the names beside it, the
+    link count of its other names), or is an entry missing below a name such a
+    directory's listing left out (:func:`_below_unlisted`)."""
+    model = ctx.model
+    if diff.field == "outcome":
+        return any(
+            _wh_file_name(model, p) or _holds_wh(model, p) or _holds_wh(model, _parent(p))
+            for p in ctx.paths
+        )
+    named = [p for p in ctx.paths if _wh_file_name(model, p)]
+    if named and (
+        diff.field == "nlink"  # the link count of its other names, wherever they are
+        or any(related(path, p) or _parent(path) == _parent(p) for p in ctx.paths)
+    ):
+        return True  # (the names beside it: what it hid, or its other links)
+    return (
+        _wh_file_name(model, path)
+        or _holds_wh(model, path)
+        or _holds_wh(model, _parent(path))
+        or (diff.field == "exists" and diff.actual is None and _below_unlisted(path, ctx))
+    )
+
+
+def _below_unlisted(path: str, ctx: StepContext) -> bool:
+    """``path`` lies below a name that the listing of a directory holding a ``.wh.``
+    entry left out (the driver's view shows no such ancestor): the view is walked by
+    listing, so what is below it is not reached, though a lookup finds it (``ln -s a
+    M/.wh.a; ln -s a M/a/a; ls -A M`` shows nothing; ``ls M/c`` lists the lower c/c)."""
+    if ctx.actual_view is None:
+        return False
+    parts = path.split("/")
+    for depth in range(1, len(parts)):
+        ancestor = "/".join(parts[:depth])
+        if ancestor not in ctx.actual_view.entries and _holds_wh(ctx.model, _parent(ancestor)):
+            return True
+    return False
+
+
+#: S_ISUID, S_ISGID, S_IXGRP (stat.h).
+_SUID, _SGID, _XGRP = 0o4000, 0o2000, 0o010
+
+
+def rule_copy_up_drops_setid(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """fuse-overlayfs copyup() creates the upper file with the lower mode, then fchown()s
+    it when its owner is not the daemon's (main.c ``st.st_uid != lo->uid || st.st_gid !=
+    lo->gid``) and never sets the mode again: chown clears S_ISUID, and S_ISGID when the
+    group may execute (``setattr_should_drop_sgid``); the kernel sets the mode after the
+    owner (ovl_set_attr). The difference is the mode of an upper non-directory owned by
+    someone other than root:root, exactly those bits lost."""
+    expected, actual = diff.expected, diff.actual
+    if diff.field != "mode" or not (isinstance(expected, int) and isinstance(actual, int)):
+        return False
+    lost = expected & (_SUID | (_SGID if expected & _XGRP else 0))
+    if not lost or actual != expected & ~lost:
+        return False
+    model = ctx.model
+    found = entry_at(model.upper, path) if model.upper is not None else None
+    if found is None:  # a copy-up the model does not make (removexattr-copies-up)
+        found = next((o for o in _lower_objects(model, path) if o is not None), None)
+    if found is None or found.is_dir:
+        return False
+    return (found.uid, found.gid) != (0, 0)
+
+
+def rule_parent_of_operand(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """copy-up-parent-mtime where the lower directory's mtime is not pinned (the model
+    expects it unchanged): the difference is at a directory above one of the step's
+    paths (the parent fuse-overlayfs made in the upper layer while copying up)."""
+    found = entry_at(ctx.model.upper, path) if ctx.model.upper is not None else None
+    if found is None or not found.is_dir:
+        return False
+    return any(path == "" or p.startswith(path + "/") for p in ctx.paths)
+
+
+def _parent(path: str) -> str:
+    return path.rpartition("/")[0]
+
+
+#: unionfs-fuse: the longest name whose deletion it can record (``<name>_HIDDEN~``).
+HIDDEN_NAME_MAX = 255 - len("_HIDDEN~")
+
+
+def _removed(op: ops.Op | None) -> str | None:
+    if isinstance(op, ops.Unlink | ops.Rmdir):
+        return op.path
+    if isinstance(op, ops.Rename):
+        return op.src
+    return None
+
+
+def rule_hidden_name_too_long(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """unionfs-fuse: the step removes (unlink, rmdir, rename's source) a name longer than
+    247 bytes that a lower branch holds: its deletion mark ``.unionfs-fuse/<name>_HIDDEN~``
+    is longer than NAME_MAX, so the step gives ENAMETOOLONG or, where the upper branch had
+    a copy it removed, succeeds and the lower object shows again. The difference is the
+    outcome, or at the removed name (or below it)."""
+    removed = _removed(ctx.op)
+    if removed is None or _name_bytes(removed) <= HIDDEN_NAME_MAX:
+        return False
+    candidates = [removed, *(ctx.target.paths[:1] if ctx.target is not None else ())]
+    held = [p for p in candidates if any(o is not None for o in _lower_objects(ctx.model, p))]
+    if not held:
+        return False
+    if diff.field == "outcome":
+        return True
+    return any(path == p or path.startswith(p + "/") for p in held)
+
+
+def _linked_file(model: Overlay, path: str, *, follow: bool) -> bool:
+    """``path`` is a file with more than one name (in the merged view)."""
+    try:
+        node = model.resolve(path, follow=follow).node
+    except Exception:  # a path the model refuses: not this behaviour
+        return False
+    return node is not None and not node.is_dir and model._nlink(node) > 1
+
+
+def rule_nlink_lags_link(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """unionfs-fuse (libfuse 2 gives each path its own node): after a link (or an unlink),
+    the other names of the file show the link count from before it until their cached
+    attributes expire (attr_timeout, 1 s): lower after a link (at least 1), higher after
+    an unlink, one off at the link or unlink itself; nothing else differs."""
+    model = ctx.model
+    if diff.field == "outcome":
+        actual = ctx.actual_outcome
+        if not isinstance(ctx.op, ops.Stat) or not isinstance(actual, Ok):
+            return False
+        stat = actual.value
+        expected = [o.value for o in diff.expected if isinstance(o, Ok)]
+        return isinstance(stat, ops.StatResult) and any(
+            isinstance(e, ops.StatResult)
+            and attrs.evolve(e, nlink=stat.nlink) == stat
+            and 1 <= stat.nlink < e.nlink
+            and _linked_file(model, ctx.op.path, follow=ctx.op.follow)
+            for e in expected
+        )
+    if not (
+        diff.field == "nlink" and isinstance(diff.expected, int) and isinstance(diff.actual, int)
+    ):
+        return False
+    if 1 <= diff.actual < diff.expected and _linked_file(model, path, follow=False):
+        return True
+    # after an unlink (at any step within the timeout), a remaining name's count is the
+    # higher one from before it: only a file's count, only higher
+    if 1 <= diff.expected < diff.actual and _is_file(model, path):
+        return True
+    # at the link or unlink itself, another name's count is the one from before it
+    return (
+        isinstance(ctx.op, ops.Link | ops.Unlink)
+        and abs(diff.actual - diff.expected) == 1
+        and _is_file(model, path)
+    )
+
+
+def _is_file(model: Overlay, path: str) -> bool:
+    try:
+        node = model.resolve(path, follow=False).node
+    except Exception:  # a path the model refuses: not this behaviour
+        return False
+    return node is not None and not node.is_dir
+
+
+def rule_renamed_from_top_branch_only(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """unionfs-fuse: a directory renamed with lower parts is copied from the topmost
+    branch that holds it only (the upper one, if it has a part there): an entry below the
+    new name that came from a branch further down is missing."""
+    op = ctx.op
+    if not isinstance(op, ops.Rename) or not path.startswith(op.dst + "/"):
+        return False
+    if diff.field != "exists" or diff.actual is not None:
+        return False
+    source = op.src + path[len(op.dst):]
+    if ctx.target is not None and ctx.target.layers in ("merged", "upper"):
+        # the top branch is the upper one: what a lower branch held is not copied
+        return any(o is not None for o in _lower_objects(ctx.model, source))
+    objects = _lower_objects(ctx.model, op.src)
+    top = next((i for i, o in enumerate(objects) if o is not None and o.is_dir), None)
+    if top is None:
+        return False
+    return entry_at(ctx.model.lowers[top], source) is None
+
+
+def rule_removed_name_back_in_renamed_dir(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """unionfs-fuse: a directory renamed after a name below it was removed shows that name
+    again under the new name: ``path`` is below the rename's destination, the model has
+    nothing reachable there, the driver shows an object, and a lower branch holds an object
+    of that kind at the same place below the source (the removed one)."""
+    op = ctx.op
+    if not isinstance(op, ops.Rename) or not path.startswith(op.dst + "/"):
+        return False
+    if ctx.actual_view is None or path not in ctx.actual_view.entries:
+        return False
+    try:
+        node = ctx.model.resolve(path, follow=False).node
+    except Exception:  # a path the model refuses: nothing reachable there
+        node = None
+    if node is not None:
+        return False
+    source = op.src + path[len(op.dst):]
+    lower = next((o for o in _lower_objects(ctx.model, source) if o is not None), None)
+    return lower is not None and lower.kind.value == ctx.actual_view.entries[path].kind
+
+
+def rule_sibling_copied_up_only(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """fuse-overlayfs as a writer (layer interchange): ``path`` is a name of a lower
+    hardlink that has no copy in the written upper layer while another name of it has
+    one: the writer showed the change through every name (one in-memory inode), a reader
+    shows the lower file at this one."""
+    model = ctx.model
+    if model.upper is not None:
+        upper, originals = model.upper, list(model.lowers)
+    elif model.lowers:
+        upper, originals = model.lowers[0], list(model.lowers[1:])  # read-only: on top
+    else:
+        return False
+    if entry_at(upper, path) is not None:
+        return False
+    top = next((o for o in (entry_at(r, path) for r in originals) if o is not None), None)
+    if top is None or top.is_dir:
+        return False
+    names = [w for root in originals for w, inode in walk(root) if inode.ident == top.ident]
+    return len(set(names)) > 1 and any(entry_at(upper, w) is not None for w in names)
+
+
+def rule_other_name_of_target(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """``path`` is another name of the file the step changed (one inode, several names),
+    and the difference is one of its attributes or its data (not its existence)."""
+    if diff.field in ("exists", "kind", "st_ino") or not ctx.paths:
+        return False
+    model = ctx.model
+    try:
+        changed = model.resolve(ctx.paths[0], follow=True).node
+        other = model.resolve(path, follow=False).node
+    except Exception:  # a path the model refuses: not this behaviour
+        return False
+    if changed is None or other is None or changed.is_dir or other.path == changed.path:
+        return False
+    return changed.upper is not None and changed.upper is other.upper
+
+
 RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
+    "xattr-whiteout-shown": rule_xattr_whiteout_shown,
+    "overlay-xattrs-hidden": rule_overlay_xattrs_hidden,
+    "opaque-in-trusted": rule_opaque_in_trusted,
     "held-by-a-lower": rule_held_by_a_lower,
     "private-markers": rule_private_markers,
     "opq-whiteout": rule_opq_whiteout,
@@ -705,6 +1154,17 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "merged-with-lower-symlink": rule_merged_with_lower_symlink,
     "hardlink-sibling-shows-change": rule_hardlink_sibling,
     "below-unlistable-dir": rule_unlistable,
+    "lower-file-name-past-whiteout-room": rule_lower_file_name_past_room,
+    "wh-file-names": rule_wh_file_names,
+    "copy-up-drops-setid": rule_copy_up_drops_setid,
+    "parent-of-operand": rule_parent_of_operand,
+    "hidden-name-too-long": rule_hidden_name_too_long,
+    "nlink-lags-link": rule_nlink_lags_link,
+    "renamed-from-top-branch-only": rule_renamed_from_top_branch_only,
+    "sibling-copied-up-only": rule_sibling_copied_up_only,
+    "other-name-of-target": rule_other_name_of_target,
+    "removed-name-back-in-renamed-dir": rule_removed_name_back_in_renamed_dir,
+    "renamed-from-lower-marker": rule_renamed_from_lower_marker,
 }
 
 
@@ -790,22 +1250,46 @@ def match(records: tuple[Any, ...], found: list[Divergence], ctx: StepContext) -
     order = {"keep": 0, "model": 1, "stop": 2}
     for record in records:
         clauses = record.differs
-        if not clauses:
-            continue
+        if not clauses or getattr(record, "crash", ""):
+            continue  # (a crash record describes a crash alone: crash_record)
         if not any(c.matches(d, ctx) for c in clauses if c.primary for d in found):
             continue
         mine = tuple(d for d in found if any(c.matches(d, ctx) for c in clauses))
         by_record[record.id] = mine
         accounted.update(id(d) for d in mine)
         wanted = record.resync
-        if wanted == "keep" and ctx.op is not None and type(ctx.op) not in ops.LOOKS and any(
+        acted = ctx.op is not None and type(ctx.op) not in ops.LOOKS and any(
             d.field == "outcome" for d in mine
-        ):
+        )
+        if wanted == "keep" and acted:
             wanted = "model"  # the operation did something else: the state differs now
+        if wanted == "view":
+            # keep the model while only what the driver shows differs; where its state
+            # differs (an upper layer, an operation that did something else) stop
+            upper = any(split_where(d)[0] == "upper" for d in mine)
+            wanted = "stop" if acted or upper else "keep"
         if order[wanted] > order[resync]:
             resync = wanted
     unmatched = tuple(d for d in found if id(d) not in accounted)
     return Matched(by_record, unmatched, resync)
+
+
+def crash_record(
+    records: tuple[Any, ...], message: str, ctx: StepContext, expected: object = None
+) -> Any | None:
+    """The record that describes the crash ``message`` at the step of ``ctx`` (its
+    ``crash`` pattern matches the message and one of its primary clauses the step, as an
+    outcome whose actual value is :data:`CRASHED`), or None."""
+    if ctx.op is None:
+        return None
+    diff = Divergence(next(iter(operands(ctx.op)), ""), "outcome", expected, CRASHED)
+    for record in records:
+        pattern = getattr(record, "crash", "")
+        if pattern and fnmatch.fnmatchcase(message, pattern) and any(
+            c.matches(diff, ctx) for c in record.differs if c.primary
+        ):
+            return record
+    return None
 
 
 # --- the tally of a cell ----------------------------------------------------------------

@@ -26,6 +26,12 @@ Each ``[[divergence]]`` record is one divergence found by the suite and confirme
 ``scenarios`` (array of strings, optional)
     The named scenarios (:mod:`conformance.lockstep.scenarios`) this divergence fails; their
     ``test_scenario`` items are strict xfails too (a scenario is deterministic).
+``crash`` (string, optional)
+    The driver dies at the step: a shell pattern the crash's message (with the daemon's
+    last stderr line, an assertion for instance) must match. Its ``differs`` clauses
+    describe the step, matched against the outcome ``"crashed"``
+    (:data:`conformance.records.behaviours.CRASHED`); a crash no record describes is the verdict
+    ``crashed at step N`` as before.
 
 Unknown keys, missing keys and wrong types are refused with a one-line
 :class:`ExpectationError` (``python -m conformance certify`` exits 2 on it).
@@ -39,7 +45,6 @@ option set) likewise, and the ``test_scenario`` items of the scenarios a record 
 
 from __future__ import annotations
 
-import fnmatch
 import functools
 from collections import Counter
 from collections.abc import Callable
@@ -78,6 +83,7 @@ _OPTIONAL = {
     "variant": str,
     "differs": list,
     "resync": str,
+    "crash": str,
 }
 
 
@@ -106,13 +112,15 @@ class Expectation:
     differs: tuple[Any, ...] = ()
     #: After a step it accounts for: "model", "keep" or "stop" (conformance.records.behaviours).
     resync: str = "model"
+    #: The crash it describes: a shell pattern on the crash's message ("" : not a crash).
+    crash: str = ""
 
     def matches(self, driver: str, version: str | None, feature: str, options: str) -> bool:
         """Whether it applies to this cell; ``feature`` "" is the whole cell (any feature)."""
         return (
             self.driver == driver
             and self.version == version
-            and (not feature or feature in self.features)
+            and (not feature or applies(self.features, feature))
             and options in self.options
         )
 
@@ -194,6 +202,12 @@ def _record(data: Any, where: str) -> Expectation:
     resync = data.get("resync", "model")
     if resync not in records.RESYNC:
         raise ExpectationError(f"{where}: 'resync' must be one of {', '.join(records.RESYNC)}")
+    crash = data.get("crash", "")
+    if crash and (variant or not any(c.within == "outcome" and c.primary for c in differs)):
+        raise ExpectationError(
+            f"{where}: a crash record needs a primary 'outcome' clause (the step it dies "
+            "at) and no variant"
+        )
     return Expectation(
         driver=data["driver"],
         version=data["version"],
@@ -211,6 +225,7 @@ def _record(data: Any, where: str) -> Expectation:
         variant=variant,
         differs=differs,
         resync=resync,
+        crash=crash,
     )
 
 
@@ -218,7 +233,7 @@ def load(path: str | Path = DEFAULT_PATH) -> tuple[Expectation, ...]:
     """Read and check an expectations file (an :class:`ExpectationError` if unusable)."""
     source = str(path)
     data = read_toml(path, ExpectationError)
-    unknown = set(data) - {"divergence", "pending"}
+    unknown = set(data) - {"divergence"}
     if unknown:
         raise ExpectationError(f"{source}: unknown top-level key {sorted(unknown)[0]!r}")
     tables = data.get("divergence", [])
@@ -238,111 +253,6 @@ def load(path: str | Path = DEFAULT_PATH) -> tuple[Expectation, ...]:
     return loaded
 
 
-@attrs.frozen
-class Pending:
-    """A ``[[pending]]`` entry: divergences of a driver version that the suite found and
-    that are not yet reduced, reproduced by hand and recorded, on the names it describes:
-    a path component matching one of ``names`` (shell patterns) or of ``min_name_bytes``
-    bytes or more. ``certify`` reports each as ``diverges`` all the same; a pytest item of
-    the version's recorded cells whose every failing program is about such names is an
-    expected failure (:class:`PendingBehaviour`); any other failure fails it."""
-
-    driver: str
-    version: str
-    reason: str
-    names: tuple[str, ...] = ()
-    min_name_bytes: int | None = None
-
-    def covers_name(self, path: str) -> bool:
-        """``path`` has a component this entry describes."""
-        return any(
-            any(fnmatch.fnmatchcase(part, pattern) for pattern in self.names)
-            or (
-                self.min_name_bytes is not None
-                and len(part.encode("utf-8", "surrogateescape")) >= self.min_name_bytes
-            )
-            for part in path.split("/")
-            if part
-        )
-
-    def covers(self, failure: Any) -> bool:
-        """A failing program (conformance.records.failure.Failure) is about the names this entry
-        describes: the step that differed (or hung, or crashed) acts on such a name, and
-        every difference found lies at one or on the way to one of its paths."""
-        operands = (
-            records.operands(failure.steps[-1].op) if failure.steps else ()
-        )
-        mine = [p for p in operands if self.covers_name(p)]
-        if failure.steps and failure.steps[-1].agrees is not True and not mine:
-            return False
-        if not failure.found and not mine:
-            return False
-        return all(
-            self.covers_name(path) or any(p.startswith(path + "/") or not path for p in mine)
-            for path in (records.split_where(d)[1] for d in failure.found)
-        )
-
-
-class PendingBehaviour(records.RecordedBehaviours):
-    """A pytest item of a recorded cell failed only on names a ``[[pending]]`` entry of
-    the installed version describes: its strict xfail expects this."""
-
-
-def load_pending(path: str | Path = DEFAULT_PATH) -> tuple[Pending, ...]:
-    """The ``[[pending]]`` entries of an expectations file (keys: driver, version, reason,
-    and ``names`` and/or ``min_name_bytes``: the names they describe)."""
-    return _pending_of(read_toml(path, ExpectationError), path)
-
-
-def _pending_of(data: dict[str, Any], path: str | Path) -> tuple[Pending, ...]:
-    entries = data.get("pending", [])
-    if not isinstance(entries, list):
-        raise ExpectationError(f"{path}: 'pending' must be an array of tables")
-    found = []
-    for number, entry in enumerate(entries, 1):
-        where = f"{path}: pending {number}"
-        if not isinstance(entry, dict) or not {"driver", "version", "reason"} <= set(entry) or (
-            not all(isinstance(entry[key], str) for key in ("driver", "version", "reason"))
-        ):
-            raise ExpectationError(f"{where} needs driver, version and reason (strings)")
-        unknown = set(entry) - {"driver", "version", "reason", "names", "min_name_bytes"}
-        if unknown:
-            raise ExpectationError(f"{where}: unknown key {sorted(unknown)[0]!r}")
-        names = entry.get("names", [])
-        if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
-            raise ExpectationError(f"{where}: 'names' must be an array of shell patterns")
-        least = entry.get("min_name_bytes")
-        if least is not None and (type(least) is not int or not 1 <= least <= 255):
-            raise ExpectationError(f"{where}: 'min_name_bytes' must be an integer, 1 to 255")
-        if not names and least is None:
-            raise ExpectationError(
-                f"{where} needs 'names' or 'min_name_bytes' (the names it describes)"
-            )
-        found.append(Pending(entry["driver"], entry["version"], entry["reason"],
-                             tuple(names), least))
-    return tuple(found)
-
-
-def pending(driver: str, settings: DriverSettings = DEFAULT) -> Pending | None:
-    """The pending entry of the installed version of ``driver``, if any."""
-    version = installed_version(driver, settings)
-    mine = [p for p in _pending(PATH) if p.driver == driver]
-    return next((p for p in mine if p.version == version), None)
-
-
-def excused(exc: BaseException, driver: str, settings: DriverSettings = DEFAULT) -> Pending | None:
-    """The ``[[pending]]`` entry of the installed ``driver`` that describes every failing
-    program ``exc`` carries (None: no entry, no failing program, or one it does not
-    describe)."""
-    from conformance.records.failure import failures_of
-
-    entry = pending(driver, settings)
-    found = failures_of(exc)
-    if entry is None or not found or not all(entry.covers(f) for f in found):
-        return None
-    return entry
-
-
 #: The file in use (set by the pytest plugin and the certify CLI; None: the default).
 PATH: str | None = None
 
@@ -352,9 +262,7 @@ def configure(path: str | None) -> tuple[Expectation, ...]:
     before it replaces the file in use (a refused file must not stay configured)."""
     global PATH
     _loaded.cache_clear()  # the file may have changed since it was read
-    _pending.cache_clear()
     _loaded(path)  # raises on a bad file: PATH stays as it was
-    _pending(path)
     PATH = path
     return _loaded(PATH)
 
@@ -362,11 +270,6 @@ def configure(path: str | None) -> tuple[Expectation, ...]:
 @functools.cache
 def _loaded(path: str | None) -> tuple[Expectation, ...]:
     return load(path or DEFAULT_PATH)
-
-
-@functools.cache
-def _pending(path: str | None) -> tuple[Pending, ...]:
-    return load_pending(path or DEFAULT_PATH)
 
 
 @functools.cache
@@ -399,6 +302,17 @@ def _of_version(
     return tuple(e for e in mine if e.matches(driver, version, "", options))
 
 
+def applies(features: tuple[str, ...], feature: str) -> bool:
+    """Whether a record of ``features`` applies to the cell of ``feature``: one of them, or
+    a feature that draws every rule (``Feature.whole``, e.g. permissions) and a record of
+    a machine."""
+    from conformance.features import BY_ID
+
+    if feature in features:
+        return True
+    return BY_ID[feature].whole and any(BY_ID[f].machine for f in features)
+
+
 def matching(
     driver: str, feature: str, options: str, settings: DriverSettings = DEFAULT
 ) -> tuple[Expectation, ...]:
@@ -408,7 +322,7 @@ def matching(
 
     def keep(e: Expectation) -> bool:
         if feature:
-            return feature in e.features
+            return applies(e.features, feature)
         return any(BY_ID[f].machine for f in e.features)
 
     return _of_version(driver, options, settings, keep)

@@ -45,7 +45,13 @@ PATH_FIELDS = {"path", "src", "dst", "to"}
 CHOICES = {
     ("Write", "flags"): frozenset(ops.OPEN_FLAGS),
     ("Rename", "flags"): frozenset(ops.RENAME_FLAGS),
+    ("Open", "access"): frozenset(ops.OPEN_ACCESS),
+    ("Fallocate", "mode"): frozenset(ops.FALLOCATE_MODES),
 }
+
+
+#: The descriptor kinds (ops.Kind.descriptor): root only.
+_DESCRIPTOR = frozenset(k.cls for k in ops.KINDS.values() if k.descriptor)
 
 
 class ProgramError(ConformanceError, ValueError):
@@ -76,6 +82,8 @@ TYPES: dict[str, Callable[[Any], bool]] = {
     "tuple[tuple[str, EntrySpec], ...]": _pairs(
         lambda v: isinstance(v, layer.EntrySpec)  # type: ignore[arg-type]
     ),
+    "int | None": lambda value: value is None or _is_int(value),
+    "int | str": lambda value: _is_int(value) or value in (ops.UTIME_NOW, ops.UTIME_OMIT),
     "tuple[LayerSpec, ...]": lambda value: isinstance(value, tuple)
     and all(isinstance(v, layer.LayerSpec) for v in value),
 }
@@ -98,11 +106,17 @@ def _bounds(cls: str, name: str, value: Any, where: str) -> None:
     what = f"{where}: {cls}.{name}"
     if isinstance(value, str) and "\0" in value:
         raise ProgramError(f"{what} holds a NUL byte")
-    if name == "mode" and not 0 <= value <= 0o7777:
+    if name == "caller" and value not in ops.CALLERS:
+        raise ProgramError(f"{what} must be among {sorted(ops.CALLERS)}, not {value!r}")
+    if name == "caller" and value != "root" and getattr(ops, cls, None) in _DESCRIPTOR:
+        raise ProgramError(f"{what}: a descriptor operation runs as root")
+    if name == "handle" and not 0 <= value <= MAX_STEPS:
+        raise ProgramError(f"{what} must be within 0 and {MAX_STEPS}, not {value!r}")
+    if name == "mode" and _is_int(value) and not 0 <= value <= 0o7777:
         raise ProgramError(f"{what} must be within 0 and 0o7777, not {value!r}")
     if name in ("uid", "gid") and not 0 <= value <= MAX_ID:
         raise ProgramError(f"{what} must be within 0 and {MAX_ID}, not {value!r}")
-    if name in ("size", "offset") and not 0 <= value <= MAX_BYTES:
+    if name in ("size", "offset", "length") and not 0 <= value <= MAX_BYTES:
         raise ProgramError(f"{what} must be within 0 and {MAX_BYTES}, not {value!r}")
     if isinstance(value, bytes) and len(value) > MAX_BYTES:
         raise ProgramError(f"{what} is longer than {MAX_BYTES} bytes")
@@ -122,7 +136,7 @@ def _weight(obj: Any) -> int:
         value = getattr(obj, field.name)
         if isinstance(value, bytes):
             total += len(value)
-        elif field.name in ("size", "offset") and _is_int(value):
+        elif field.name in ("size", "offset", "length") and _is_int(value):
             total += value
         elif field.name == "xattrs":
             total += sum(len(v) for _, v in value)

@@ -48,7 +48,7 @@ from adapters.sandbox.confine import (  # __CONFINE__
     mount,
     stage,
 )
-from adapters.syscalls import CALLS, MAX_READ, kind_of  # __SYSCALLS__
+from adapters.syscalls import MAX_READ, close_handles, invoke, kind_of  # __SYSCALLS__
 
 DATA: dict = {}  # __DATA__
 
@@ -76,27 +76,44 @@ def describe(outcome):
 # --- the layers ---------------------------------------------------------------------------
 
 
-def write_layer(directory, entries):
-    """The kernel's on-disk form: 0/0 character-device whiteouts, trusted.overlay.* xattrs;
-    owners before modes, a directory's mode after its children."""
-    os.mkdir(directory, 0o700)
+def write_layer(directory, entries, prefix):
+    """The kernel's on-disk form: 0/0 character-device whiteouts (or zero-size files with
+    the overlay.whiteout xattr, their parent marked opaque=x), the overlay's xattrs under
+    ``prefix`` (an object's own name there escaped: prefix + "overlay." + rest), metacopy
+    stubs as sparse files; owners before modes, a directory's mode after its children."""
+    if not os.path.isdir(directory):
+        os.mkdir(directory, 0o700)
     dirs = []
-    for path, kind, mode, uid, gid, data, target, xattrs, opaque, link_to in entries:
+
+    def escape(name):
+        return prefix + "overlay." + name[len(prefix):] if name.startswith(prefix) else name
+
+    for entry in entries:
+        path, kind, mode, uid, gid, data, target, xattrs, opaque, link_to, markers, mtime = entry
         full = os.path.join(directory, path)
         if link_to is not None:
             os.link(os.path.join(directory, link_to), full, follow_symlinks=False)
             continue
         if kind == "file":
             fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            os.write(fd, data)
+            if markers["metacopy"]:
+                os.ftruncate(fd, len(data))
+            else:
+                os.write(fd, data)
             os.close(fd)
         elif kind == "dir":
             os.mkdir(full, 0o700)
-            dirs.append((full, mode))
+            dirs.append((full, mode, mtime))
         elif kind == "symlink":
             os.symlink(target, full)
         elif kind == "fifo":
             os.mkfifo(full, 0o600)
+        elif kind == "whiteout" and markers["xattr_whiteout"]:
+            os.close(os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            os.setxattr(full, prefix + "whiteout", b"", follow_symlinks=False)
+            if markers["parent_x"]:
+                os.setxattr(os.path.dirname(full), prefix + "opaque", b"x")
+            continue
         elif kind == "whiteout":
             os.mknod(full, stat.S_IFCHR, os.makedev(0, 0))
             continue
@@ -104,11 +121,20 @@ def write_layer(directory, entries):
         if kind not in ("symlink", "dir"):  # a directory's mode comes after its children
             os.chmod(full, mode)
         for name, value in xattrs:
-            os.setxattr(full, name, value, follow_symlinks=False)
+            os.setxattr(full, escape(name), value, follow_symlinks=False)
         if opaque:
-            os.setxattr(full, "trusted.overlay.opaque", b"y", follow_symlinks=False)
-    for full, mode in reversed(dirs):
+            os.setxattr(full, prefix + "opaque", b"y", follow_symlinks=False)
+        if markers["redirect"] is not None:
+            os.setxattr(full, prefix + "redirect", markers["redirect"].encode(),
+                        follow_symlinks=False)
+        if markers["metacopy"]:
+            os.setxattr(full, prefix + "metacopy", b"", follow_symlinks=False)
+        if mtime is not None and kind != "dir":
+            os.utime(full, ns=(mtime, mtime), follow_symlinks=False)
+    for full, mode, mtime in reversed(dirs):
         os.chmod(full, mode)
+        if mtime is not None:  # once its entries are written
+            os.utime(full, ns=(mtime, mtime), follow_symlinks=False)
     os.chmod(directory, 0o755)
 
 
@@ -131,19 +157,44 @@ def read_file(path, follow=False):
 
 
 def user_xattrs(path, private=()):
+    """The content xattrs (user.*, trusted.* and security.*, not the overlay's own
+    trusted.overlay.* nor security-module labels: adapters/sandbox/layerdisk.py
+    is_content_xattr)."""
     try:
         names = os.listxattr(path, follow_symlinks=False)
     except OSError as exc:
         if exc.errno != errno.ENOTSUP:
             raise
         return ()
-    names = sorted(n for n in names if n.startswith("user.") and not n.startswith(
-        tuple(private) or ("\0",)))
+    names = sorted(n for n in names if n.startswith(("user.", "trusted.", "security."))
+                   and not n.startswith(("trusted.overlay.", "security.selinux",
+                                         "security.apparmor", "security.SMACK64",
+                                         "security.ima", "security.evm"))
+                   and not n.startswith(tuple(private) or ("\0",)))
     return tuple((n, os.getxattr(path, n, follow_symlinks=False)) for n in names)
+
+
+def content_xattrs(path, names, prefix, private):
+    """The object's own xattrs as adapters/sandbox/layerdisk.py decodes them: user.* (less the
+    driver's private prefixes) and overlay names that are no marker, escaped ones unescaped."""
+    found = []
+    for stored in names:
+        name = stored
+        if stored.startswith(prefix):
+            rest = stored[len(prefix):]
+            if not rest.startswith("overlay."):
+                continue  # a marker of this overlay
+            name = prefix + rest[len("overlay."):]
+        if name.startswith(tuple(private) or ("\0",)):
+            continue
+        if name.startswith(("user.", "trusted.overlay.")):
+            found.append((name, os.getxattr(path, stored, follow_symlinks=False)))
+    return tuple(sorted(found))
 
 
 def read_layer(directory, fmt):
     """A layer decoded as the suite decodes it (adapters/sandbox/layerdisk.py read_layer)."""
+    prefix = DATA["prefix"]
     entries, by_inode, inodes, pending = {}, {}, {}, [""]
     while pending:
         rel_dir = pending.pop()
@@ -166,22 +217,30 @@ def read_layer(directory, fmt):
             if kind == "chardev" and st.st_rdev == 0:
                 entries[rel] = {"kind": "whiteout"}
                 continue
+            names = os.listxattr(path, follow_symlinks=False) if kind in ("file", "dir") else []
+            if kind == "file" and st.st_size == 0 and prefix + "whiteout" in names:
+                entries[rel] = {"kind": "whiteout", "xattr_whiteout": True}
+                continue
             entry = {"kind": kind, "mode": stat.S_IMODE(st.st_mode), "uid": st.st_uid,
                      "gid": st.st_gid, "data": b"", "target": "", "xattrs": (),
-                     "opaque": False, "redirect": None, "metacopy": False}
+                     "opaque": False, "redirect": None, "metacopy": False,
+                     "xattr_whiteout": False, "xwhiteouts": False}
             if kind == "symlink":
                 entry["target"] = os.readlink(path)
-            if kind in ("file", "dir"):
-                names = os.listxattr(path, follow_symlinks=False)
+            if kind == "fifo":
                 entry["xattrs"] = user_xattrs(path, fmt["private_xattrs"])
-                if "trusted.overlay.redirect" in names:
+            if kind in ("file", "dir"):
+                entry["xattrs"] = content_xattrs(path, names, prefix, fmt["private_xattrs"])
+                if prefix + "redirect" in names:
                     entry["redirect"] = os.fsdecode(
-                        os.getxattr(path, "trusted.overlay.redirect", follow_symlinks=False))
+                        os.getxattr(path, prefix + "redirect", follow_symlinks=False))
                 if kind == "dir":
-                    entry["opaque"] = "trusted.overlay.opaque" in names and os.getxattr(
-                        path, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
+                    marker = os.getxattr(path, prefix + "opaque", follow_symlinks=False) if (
+                        prefix + "opaque" in names) else None
+                    entry["opaque"] = marker == b"y"
+                    entry["xwhiteouts"] = marker == b"x"
                 else:
-                    entry["metacopy"] = "trusted.overlay.metacopy" in names
+                    entry["metacopy"] = prefix + "metacopy" in names
                     entry["data"] = None if entry["metacopy"] else read_file(path)
             entries[rel] = entry
             inodes[rel] = st.st_ino
@@ -197,12 +256,18 @@ def read_layer(directory, fmt):
 
 
 def overlay_options(lowers, options):
-    parts = ["lowerdir=" + ":".join(lowers)]
+    if options["data_only"]:  # the bottom layer is data-only
+        parts = ["lowerdir=" + ":".join(lowers[:-1]) + "::" + lowers[-1]]
+    else:
+        parts = ["lowerdir=" + ":".join(lowers)]
     if not options["read_only"]:
         parts += ["upperdir=" + UPPER, "workdir=" + WORK]
     onoff = {True: "on", False: "off"}
-    parts += ["redirect_dir=" + onoff[options["redirect_dir"]], "index=" + onoff[options["index"]],
-              "metacopy=" + onoff[options["metacopy"]], "nfs_export=off", "xino=off"]
+    parts += ["redirect_dir=" + options["redirect_dir_value"], "index=" + onoff[options["index"]],
+              "metacopy=" + onoff[options["metacopy"]], "nfs_export=off",
+              "xino=" + onoff[options["xino"]]]
+    if options["userxattr"]:
+        parts.append("userxattr")
     return ",".join(parts)
 
 
@@ -359,18 +424,21 @@ def view_entry(path):
     try:
         st = os.lstat("/" + path)
     except FileNotFoundError:
-        return {"kind": "unreachable"} if listed else None
+        # as reference.view.UNREACHABLE: listed, lookup finds nothing, no other field
+        unreachable = {"kind": "unreachable", "mode": 0, "uid": 0, "gid": 0, "nlink": 0}
+        return unreachable if listed else None
     except OSError as exc:
         return {"kind": "lstat gives " + err_name(exc)}
     kind = kind_of(st.st_mode)
     entry = {"kind": kind, "mode": stat.S_IMODE(st.st_mode), "uid": st.st_uid,
-             "gid": st.st_gid, "nlink": st.st_nlink, "data": b"", "target": "", "xattrs": ()}
+             "gid": st.st_gid, "nlink": st.st_nlink, "data": b"", "target": "", "xattrs": (),
+             "mtime": st.st_mtime_ns, "ctime": st.st_ctime_ns}
     try:
         if kind == "file":
             entry["data"] = read_file("/" + path)
         if kind == "symlink":
             entry["target"] = os.readlink("/" + path)
-        if kind in ("file", "dir"):
+        if kind in ("file", "dir", "fifo"):
             entry["xattrs"] = user_xattrs("/" + path)
     except OSError as exc:
         return {"kind": "reading it gives " + err_name(exc)}
@@ -378,12 +446,29 @@ def view_entry(path):
     return entry
 
 
+#: Times are relations (conformance/lockstep/compare.py TimeMap), checked by time_ok.
+TIME_FIELDS = ("mtime", "ctime")
+
+
+def time_ok(expected, actual, before):
+    """A time check of the suite: an exact time, or a relation to the time before the
+    last step ("changed", "unchanged (N)", "not before N")."""
+    if isinstance(expected, int) or actual is None:
+        return actual == expected
+    if expected == "changed":
+        return before is not None and actual != before
+    if expected.startswith("unchanged"):
+        return actual == before
+    return before is not None and actual >= before
+
+
 def same_entry(expected, actual, fields):
     if expected is None or actual is None:
         return expected is None and actual is None
     if expected.get("kind") == "unreachable":
         return actual.get("kind") == "unreachable"
-    names = [k for k in expected if fields is None or k in fields or k == "kind"]
+    names = [k for k in expected if (fields is None or k in fields or k == "kind")
+             and k not in TIME_FIELDS]
     return all(actual.get(k) == expected[k] for k in names)
 
 
@@ -429,10 +514,17 @@ def observe_inodes(chroot, upper_dir):
     return view_numbers, upper_numbers
 
 
-def check_observation(chroot, lowers):
-    """The checks of the last observation; the number of differences."""
+def check_observation(chroot, lowers, before=None):
+    """The checks of the last observation (``before``: the view's entries before the last
+    step, for the time relations); the number of differences."""
     differences = 0
     layers = {}
+    # the time before the last step of each relation, where a name showed it
+    same_time = {}
+    for item in DATA["checks"]:
+        earlier = (before or {}).get(item["path"])
+        if item["field"] in TIME_FIELDS and earlier is not None:
+            same_time.setdefault((item["field"], str(item["expected"])), earlier[item["field"]])
     for item in DATA["checks"]:
         where, path, field, expected = item["where"], item["path"], item["field"], item["expected"]
         if field == "st_ino":
@@ -444,6 +536,13 @@ def check_observation(chroot, lowers):
             if field == "exists":
                 ok = same_entry(expected, actual_entry, DATA["fields"])
                 actual = actual_entry
+            elif field in TIME_FIELDS:
+                actual = None if actual_entry is None else actual_entry.get(field)
+                earlier = (before or {}).get(path)
+                earlier = None if earlier is None else earlier.get(field)
+                if earlier is None:  # a new name of a time seen at another name
+                    earlier = same_time.get((field, str(expected)))
+                ok = time_ok(expected, actual, earlier)
             else:
                 actual = None if actual_entry is None else actual_entry.get(field)
                 ok = actual == expected
@@ -494,7 +593,10 @@ def run(how):
     os.mkdir(BASE, 0o755)
     lowers = [BASE + "/l%d" % i for i in range(len(DATA["lowers"]))]
     for directory, entries in zip(lowers, DATA["lowers"], strict=False):
-        write_layer(directory, entries)
+        if options["separate_fs"]:  # each lower layer on a tmpfs of its own
+            os.mkdir(directory, 0o700)
+            mount("unionspec-repro", directory, "tmpfs", MS_NOSUID | MS_NODEV, "size=64m")
+        write_layer(directory, entries, DATA["prefix"])
     if not options["read_only"]:
         os.mkdir(UPPER, 0o755)
         os.mkdir(WORK, 0o755)
@@ -511,7 +613,8 @@ def run(how):
         stage(source, "/tmp/unionspec-stage/driver%d" % number)
         visible.append(("/tmp/unionspec-stage/driver%d" % number, path))
     os.close(host_tmp)
-    enter("/tmp/unionspec-root", writable=(BASE,), visible=visible, proc=True)
+    own_fs = tuple(lowers) if options["separate_fs"] else ()  # bound too: a bind is not recursive
+    enter("/tmp/unionspec-root", writable=(BASE, *own_fs), visible=visible, proc=True)
     mounter = Mounter(how, options, lowers)
     try:
         mounter.start()
@@ -525,16 +628,22 @@ def run(how):
     try:
         if DATA["identities"]:
             numbers.append(observe_inodes(chroot, None if options["read_only"] else UPPER))
+        before = {}
         for number, step in enumerate(DATA["steps"], 1):
+            if number == len(DATA["steps"]):
+                with chroot:
+                    before = {item["path"]: view_entry(item["path"]) for item in DATA["checks"]
+                              if item["field"] in TIME_FIELDS}
             name, args = step["op"]
             if name == "remount":
+                close_handles()
                 mounter.stop()
                 mounter.start()
                 actual = ("ok", None)
             else:
                 try:
                     with chroot:
-                        actual = ("ok", CALLS[name](**args))
+                        actual = ("ok", invoke(name, args))
                 except OSError as exc:
                     actual = ("err", err_name(exc))
             allowed = [tuple(o) for o in step["allowed"]]
@@ -547,7 +656,7 @@ def run(how):
                 numbers.append(observe_inodes(chroot, None if options["read_only"] else UPPER))
         if DATA["checks"]:
             print("after step %d:" % len(DATA["steps"]))
-            differences += check_observation(chroot, lowers)
+            differences += check_observation(chroot, lowers, before)
         if any(item["field"] == "st_ino" for item in DATA["checks"]):
             for side, label in ((0, "view"), (1, "upper")):
                 wanted = [ids[side] for ids in DATA["identities"]]
@@ -555,6 +664,7 @@ def run(how):
                     differences += 1
                     print(f"  {label} st_ino: {problem}   <-- differs")
     finally:
+        close_handles()
         mounter.stop()
     if differences:
         print("REPRODUCES: %d difference(s) from the reference" % differences)

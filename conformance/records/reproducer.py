@@ -22,7 +22,7 @@ import attrs
 from adapters import syscalls
 from conformance.records.failure import Failure
 from reference import ops
-from reference.layer import Kind, build, walk
+from reference.layer import Kind, build, entry_at, walk
 from reference.outcome import Err, Ok, Outcome
 from reference.view import DiskEntry, EntryView
 
@@ -34,7 +34,10 @@ _MARK = "DATA: dict = {}  # __DATA__\n"
 #: from its first line to its end), replaced by their modules' text verbatim.
 _EMBEDDED = {
     "from adapters.sandbox.confine import (  # __CONFINE__\n": (CONFINE, "\n)\n"),
-    "from adapters.syscalls import CALLS, MAX_READ, kind_of  # __SYSCALLS__\n": (None, "\n"),
+    "from adapters.syscalls import MAX_READ, close_handles, invoke, kind_of  # __SYSCALLS__\n": (
+        None,
+        "\n",
+    ),
 }
 
 
@@ -61,12 +64,22 @@ def _expected(value: Any) -> Any:
 
 def _lowers(failure: Failure) -> list[list[tuple]]:
     """Each lower layer as (path, kind, mode, uid, gid, data, target, xattrs, opaque,
-    link_to) in the order :func:`reference.layer.build` makes them."""
+    link_to, markers, mtime) in the order :func:`reference.layer.build` makes them; ``markers``:
+    the forms of issue 19 (an xattr whiteout and whether its parent is marked ``x``, a
+    metacopy stub's redirect); ``mtime``: exact ns or None."""
     layers = []
     for spec in failure.stack.lowers:
         first: dict[int, str] = {}
         entries = []
-        for path, inode in walk(build(spec)):
+        root = build(spec)
+        for path, inode in walk(root):
+            parent = entry_at(root, path.rpartition("/")[0])
+            markers = {
+                "xattr_whiteout": inode.xattr_whiteout,
+                "parent_x": inode.xattr_whiteout and parent is not None and parent.xwhiteouts,
+                "metacopy": inode.metacopy,
+                "redirect": inode.redirect,
+            }
             link_to = None
             if inode.kind not in (Kind.DIR, Kind.WHITEOUT):
                 link_to = first.get(inode.ident)
@@ -83,6 +96,8 @@ def _lowers(failure: Failure) -> list[list[tuple]]:
                     tuple(sorted(inode.xattrs.items())),
                     inode.opaque,
                     link_to,
+                    markers,
+                    inode.mtime if inode.mtime >= 0 else None,
                 )
             )
         layers.append(entries)
@@ -141,14 +156,20 @@ def data(failure: Failure, version: str | None = None) -> dict[str, Any]:
             "redirect_dir": options.redirect_dir,
             "index": options.index,
             "metacopy": options.metacopy,
+            "redirect_dir_value": options.redirect_dir_value,
+            "userxattr": options.userxattr,
+            "data_only": options.data_only,
+            "xino": options.xino,
+            "separate_fs": options.separate_fs,
         },
+        "prefix": "user.overlay." if options.userxattr else "trusted.overlay.",
         "mount": mount,
         "disk_format": disk,
         "lowers": _lowers(failure),
         "steps": [
             {
                 "text": repr(step.op),
-                "op": (ops.KINDS[type(step.op)].rule, attrs.asdict(step.op)),
+                "op": (ops.KINDS[type(step.op)].rule, _args(step.op)),
                 "allowed": [_outcome(o) for o in step.allowed],
             }
             for step in failure.steps
@@ -159,6 +180,14 @@ def data(failure: Failure, version: str | None = None) -> dict[str, Any]:
         "identities": [list(pair) for pair in failure.identities] if inode_checks else [],
         "divergence": failure.divergence,
     }
+
+
+def _args(op: ops.Op) -> dict[str, Any]:
+    """The step's fields for ``syscalls.invoke``: ``caller`` as its credentials (None for
+    root), as the executor passes them."""
+    args = attrs.asdict(op)
+    args["caller"] = ops.CALLERS[op.caller].creds
+    return args
 
 
 def script(failure: Failure, version: str | None = None) -> str:

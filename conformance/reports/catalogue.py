@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.drivers.driver_profile import read_toml
-from conformance.records.expectations import DEFAULT_PATH, ExpectationError, Pending, load_pending
+from conformance.records.expectations import DEFAULT_PATH, ExpectationError
 
 #: Keys rendered in the heading or in this order; the rest follow by name.
 _HEADING_KEYS = ("driver", "version", "reason")
@@ -78,32 +78,17 @@ def render(records: Iterable[dict[str, Any]], source: str) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def _covers(entry: Pending) -> str:
-    """The names a pending entry describes, as its keys say."""
-    names = [f"`{pattern}`" for pattern in entry.names]
-    if entry.min_name_bytes is not None:
-        names.append(f"{entry.min_name_bytes} bytes or longer")
-    return " or ".join(names)
-
-
 def catalogue(path: Path = DEFAULT_PATH) -> str:
     data = read_toml(path, ExpectationError)
     records = [
         record
         for key, value in data.items()
-        if isinstance(value, list) and key != "pending"
+        if isinstance(value, list)
         for record in value
         if isinstance(record, dict)
     ]
     source = "conformance/records/expectations.toml" if path == DEFAULT_PATH else str(path)
-    page = render(records, source)
-    waiting = load_pending(path)
-    if waiting:
-        page += "\n## Found, not yet recorded\n\n" + "".join(
-            f"- **{e.driver}** `{e.version}`: {e.reason} (names: {_covers(e)})\n"
-            for e in waiting
-        )
-    return page
+    return render(records, source)
 
 
 def main(argv: list[str] | None = None) -> int:
