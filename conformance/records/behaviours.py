@@ -314,13 +314,24 @@ def _shadowed(model: Overlay, path: str) -> bool:
     return False
 
 
+def _extras_all(
+    diff: Divergence, ctx: StepContext, holds: Callable[[Overlay, str], bool]
+) -> bool | None:
+    """For an outcome that is a listing showing names the model does not: whether ``holds``
+    for each of them (None: the outcome is no such listing)."""
+    extras = _listing_extras(diff, ctx)
+    if extras is None or not extras[1]:
+        return None
+    directory, names = extras
+    return all(holds(ctx.model, f"{directory}/{n}" if directory else n) for n in names)
+
+
 def rule_shadowed_by_non_dir(diff: Divergence, path: str, ctx: StepContext) -> bool:
     model = ctx.model
     if diff.field == "outcome":
-        extras = _listing_extras(diff, ctx)
-        if extras is not None and extras[1]:
-            directory, names = extras
-            return all(_shadowed(model, f"{directory}/{n}" if directory else n) for n in names)
+        listed = _extras_all(diff, ctx, _shadowed)
+        if listed is not None:
+            return listed
         return any(_shadowed(model, p) for p in ctx.paths)
     if diff.field == "exists":
         return diff.expected is None and _shadowed(model, path)
@@ -384,10 +395,9 @@ def rule_lower_markers_ignored(diff: Divergence, path: str, ctx: StepContext) ->
     model = ctx.model
     rmdir = isinstance(ctx.op, ops.Rmdir)
     if diff.field == "outcome":
-        extras = _listing_extras(diff, ctx)
-        if extras is not None and extras[1]:
-            directory, names = extras
-            return all(_lower_marker(model, f"{directory}/{n}" if directory else n) for n in names)
+        listed = _extras_all(diff, ctx, _lower_marker)
+        if listed is not None:
+            return listed
         return any(
             _lower_marker(model, p)
             or (rmdir and _holds_marker(model, p))
@@ -481,13 +491,9 @@ def rule_merged_with_lower_symlink(diff: Divergence, path: str, ctx: StepContext
     ) and any(_merged_here(model, p) for p in ctx.paths):
         return True
     if diff.field == "outcome":
-        extras = _listing_extras(diff, ctx)
-        if extras is not None and extras[1]:
-            directory, names = extras
-            return all(
-                _through_lower_symlink(model, f"{directory}/{n}" if directory else n)
-                for n in names
-            )
+        listed = _extras_all(diff, ctx, _through_lower_symlink)
+        if listed is not None:
+            return listed
         return any(_through_lower_symlink(model, p) for p in ctx.paths)
     if diff.field == "nlink" and ctx.actual_view is not None:
         return any(
