@@ -101,9 +101,8 @@ def test_parse_repr_evaluates_nothing_but_known_classes() -> None:
 
 
 def test_settle_keeps_diverges_and_lists_what_was_recorded(tmp_path, monkeypatch) -> None:
-    """A record accounts only for the differences it describes (conformance.records.behaviours), so
-    a
-    cell that diverges stays ``diverges`` (issue 15: it used to become expected), listing
+    """A record accounts only for the differences it describes (conformance.records.behaviours),
+    so a cell that diverges stays ``diverges`` (issue 15: it used to become expected), listing
     the records also seen; a cell that saw only records is expected, with the counts."""
     from collections import Counter
 

@@ -246,8 +246,7 @@ def recorded_behaviours(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The recorded behaviours (conformance/records/expectations.toml) of the installed versions
     that cells of this run saw, each with the ids of those cells and how many of their
     examples showed it: a cell's ``recorded`` (conformance.records.behaviours), not its verdict,
-    says
-    which records it met, so a record is listed only where its behaviour was seen."""
+    says which records it met, so a record is listed only where its behaviour was seen."""
     from conformance.records import expectations
 
     by_id = {(r.driver, r.id): r for r in expectations._loaded(expectations.PATH)}
