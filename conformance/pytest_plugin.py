@@ -191,7 +191,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
         # each rare state an example reaches becomes a Hypothesis event
         # (conformance.generation.coverage)
-        coverage.EVENTS = True
         machine.OBSERVE = coverage.observed
     # The run's driver settings, built once here (in each xdist worker from the same
     # options) and passed explicitly: the fixtures below make drivers with them.
@@ -421,9 +420,8 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     @given test inside a plain test, which Hypothesis's plugin does not collect from; its
     statistics (with the rare states reached as events, conformance.generation.coverage) are kept on
     the item for that plugin to print."""
-    from conformance.generation import coverage
-
-    if not coverage.EVENTS or getattr(item.obj, "is_hypothesis_test", False):  # type: ignore[attr-defined]
+    statistics = item.config.getoption("hypothesis_show_statistics", False)
+    if not statistics or getattr(item.obj, "is_hypothesis_test", False):  # type: ignore[attr-defined]
         yield
         return
     from hypothesis.statistics import collector, describe_statistics
