@@ -1102,6 +1102,66 @@ def rule_removed_name_back_in_renamed_dir(diff: Divergence, path: str, ctx: Step
     return lower is not None and lower.kind.value == ctx.actual_view.entries[path].kind
 
 
+def rule_removed_name_back_in_copied_dir(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """unionfs-fuse: chmod or chown of a directory that is not in the upper branch copies
+    the lower branch's tree without its own hide marks, so a name removed below it shows
+    again: ``path`` is below the operand, the model has nothing reachable there, the driver
+    shows an object, and a lower branch holds an object of that kind at ``path`` (the
+    removed one)."""
+    op = ctx.op
+    if not isinstance(op, ops.Chmod | ops.Chown) or not path.startswith(op.path + "/"):
+        return False
+    if ctx.actual_view is None or path not in ctx.actual_view.entries:
+        return False
+    try:
+        node = ctx.model.resolve(path, follow=False).node
+    except Exception:  # a path the model refuses: nothing reachable there
+        node = None
+    if node is not None:
+        return False
+    lower = next((o for o in _lower_objects(ctx.model, path) if o is not None), None)
+    return lower is not None and lower.kind.value == ctx.actual_view.entries[path].kind
+
+
+def rule_parent_of_removed(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """unionfs-fuse: removing a name that only lower branches hold writes its hide mark
+    in its own tree (.unionfs-fuse/<path>_HIDDEN~), not in the parent directory: ``path``
+    is the directory the step removed a name from (its mtime stays as it was)."""
+    op = ctx.op
+    return isinstance(op, ops.Unlink | ops.Rmdir) and path == _parent(op.path)
+
+
+#: The attributes a name of a file shows from its own cache (libfuse 2: a node per path).
+_CACHED_FIELDS = ("mode", "uid", "gid", "data")
+
+
+def rule_stale_other_name(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """unionfs-fuse (libfuse 2, a node per path, attr_timeout 1 s): ``path`` is one name
+    of a file with several names and shows an attribute from before a change made through
+    another name, at a step after that change: another name of the same file (one upper
+    inode in the model, one st_ino in the driver's view) shows the expected value."""
+    view = ctx.actual_view
+    if diff.field not in _CACHED_FIELDS or view is None or path not in view.inodes:
+        return False
+    try:
+        node = ctx.model.resolve(path, follow=False).node
+    except Exception:  # a path the model refuses: not this behaviour
+        return False
+    if node is None or node.is_dir or node.upper is None:
+        return False
+    for other, entry in view.entries.items():
+        if other == path or view.inodes.get(other) != view.inodes[path]:
+            continue
+        try:
+            same = ctx.model.resolve(other, follow=False).node
+        except Exception:  # a path the model refuses: not a name of this file
+            continue
+        if same is not None and same.upper is node.upper:
+            if getattr(entry, diff.field) == diff.expected:
+                return True
+    return False
+
+
 def rule_sibling_copied_up_only(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """fuse-overlayfs as a writer (layer interchange): ``path`` is a name of a lower
     hardlink that has no copy in the written upper layer while another name of it has
@@ -1171,6 +1231,10 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "other-name-of-target": rule_other_name_of_target,
     "removed-name-back-in-renamed-dir": rule_removed_name_back_in_renamed_dir,
     "renamed-from-lower-marker": rule_renamed_from_lower_marker,
+    # --- unionfs-fuse, uf (issue 15 follow-up) ---
+    "removed-name-back-in-copied-dir": rule_removed_name_back_in_copied_dir,
+    "parent-of-removed": rule_parent_of_removed,
+    "stale-other-name": rule_stale_other_name,
 }
 
 
