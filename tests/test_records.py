@@ -744,3 +744,101 @@ def test_other_name_of_target_holds_in_a_rebuilt_model() -> None:
     assert rule(lag, "b", ctx)
     assert not rule(attrs.evolve(lag, where="c"), "c", ctx)
     assert not rule(attrs.evolve(lag, field="exists"), "b", ctx)
+
+
+# --- unionfs-fuse records of the CI run of main (issue 15 follow-up, uf) -------------------
+
+
+def _accounted_showing(
+    stack: StackSpec, op: ops.Op, found: list, shown: dict, before=()
+) -> set[str]:
+    """unionfs-fuse's records that account for every one of ``found`` after ``op``, the
+    driver showing ``shown`` (path: (EntryView, st_ino)); empty when any is left over."""
+    from conformance.lockstep.compare import Divergence
+    from reference.view import View
+
+    model = Overlay(stack, Options())
+    for earlier in before:
+        model.apply(earlier)
+    target = records.subject(model, op)
+    model.apply(op)
+    view = View({p: e for p, (e, _) in shown.items()}, {p: i for p, (_, i) in shown.items()})
+    context = records.StepContext(op, target, model, view)
+    diffs = [Divergence(*d) for d in found]
+    matched = records.match(imitations.records_of("unionfs-fuse"), diffs, context)
+    return set() if matched.unmatched else set(matched.by_record)
+
+
+def test_removal_keeps_parent_mtime_only_at_the_parent_of_a_lower_name() -> None:
+    """removal-keeps-parent-mtime: the directory a lower-only name was removed from keeps
+    its mtime; not after removing a name made in the upper branch, not at a directory
+    further up, not another field of the parent."""
+    pinned = 1_000_000_000_123_456_789
+    stack = StackSpec(
+        (
+            LayerSpec(
+                (
+                    ("c", DirSpec(mtime=pinned)),
+                    ("c/b", DirSpec()),
+                    ("c/f", FileSpec(b"")),
+                    ("c/e", DirSpec()),
+                    ("c/e/x", FileSpec(b"")),
+                )
+            ),
+        )
+    )
+    kept = ("c", "mtime", "changed", f"unchanged ({pinned})")
+    for op in (ops.Unlink("c/f"), ops.Rmdir("c/b")):
+        assert _accounted_showing(stack, op, [kept], {}) == {"removal-keeps-parent-mtime"}
+    made = [ops.Write("c/g", b"", 0, ("O_CREAT",), 0o644)]
+    assert not _accounted_showing(stack, ops.Unlink("c/g"), [kept], {}, made)
+    assert not _accounted_showing(stack, ops.Unlink("c/e/x"), [kept], {})
+    mode = ("c", "mode", 0o755, 0o700)
+    assert not _accounted_showing(stack, ops.Unlink("c/f"), [mode], {})
+
+
+def test_a_removed_name_comes_back_only_where_a_lower_holds_it() -> None:
+    """dir-copy-up-removed-name-back: after a chmod of the directory, a name removed below
+    it shows again as the lower branch's object; a name no lower holds, or of another
+    kind, is not it, and neither is one shown after a chmod of something else."""
+    from reference.view import EntryView
+
+    stack = StackSpec(
+        (LayerSpec((("a", DirSpec()), ("a/c", FileSpec(b"")), ("d", DirSpec()))),)
+    )
+    removed = [ops.Unlink("a/c")]
+    back = EntryView(kind="file", mode=0o644, uid=0, gid=0, nlink=1)
+    shows = ("a/c", "exists", None, back)
+    chmod = ops.Chmod("a", 0o700)
+    assert _accounted_showing(stack, chmod, [shows], {"a/c": (back, 9)}, removed) == {
+        "dir-copy-up-removed-name-back"
+    }
+    other = ("a/z", "exists", None, back)
+    assert not _accounted_showing(stack, chmod, [other], {"a/z": (back, 9)}, removed)
+    fifo = EntryView(kind="fifo", mode=0o644, uid=0, gid=0, nlink=1)
+    wrong = ("a/c", "exists", None, fifo)
+    assert not _accounted_showing(stack, chmod, [wrong], {"a/c": (fifo, 9)}, removed)
+    elsewhere = ops.Chmod("d", 0o700)
+    assert not _accounted_showing(stack, elsewhere, [shows], {"a/c": (back, 9)}, removed)
+
+
+def test_a_stale_name_of_a_linked_file_needs_another_name_showing_the_change() -> None:
+    """other-name-attribute-lag at a later step (stale-other-name): a name of a file with
+    two names shows the mode from before a chmod through the other one, which shows the
+    new mode; not when both names show the old mode (the chmod did nothing), nor when the
+    driver shows them as two files."""
+    from reference.view import EntryView
+
+    stack = StackSpec((LayerSpec(()),))
+    before = [ops.Mkfifo("a", 0o644), ops.Link("a", "b"), ops.Chmod("b", 0o600)]
+    old = EntryView(kind="fifo", mode=0o644, uid=0, gid=0, nlink=2)
+    new = attrs.evolve(old, mode=0o600)
+    stale = ("a", "mode", 0o600, 0o644)
+    later = ops.Mkfifo("c", 0o644)
+    assert _accounted_showing(stack, later, [stale], {"a": (old, 5), "b": (new, 5)}, before) == {
+        "other-name-attribute-lag"
+    }
+    both = [stale, ("b", "mode", 0o600, 0o644)]
+    assert not _accounted_showing(stack, later, both, {"a": (old, 5), "b": (old, 5)}, before)
+    apart = {"a": (old, 5), "b": (new, 6)}
+    assert not _accounted_showing(stack, later, [stale], apart, before)
