@@ -1156,9 +1156,9 @@ def rule_stale_other_name(diff: Divergence, path: str, ctx: StepContext) -> bool
             same = ctx.model.resolve(other, follow=False).node
         except Exception:  # a path the model refuses: not a name of this file
             continue
-        if same is not None and same.upper is node.upper:
-            if getattr(entry, diff.field) == diff.expected:
-                return True
+        shown = getattr(entry, diff.field)
+        if same is not None and same.upper is node.upper and shown == diff.expected:
+            return True
     return False
 
 
