@@ -1026,13 +1026,17 @@ def rule_nlink_lags_link(diff: Divergence, path: str, ctx: StepContext) -> bool:
         actual = ctx.actual_outcome
         if not isinstance(ctx.op, ops.Stat) or not isinstance(actual, Ok):
             return False
-        stat = actual.value
+        stat, path, follow = actual.value, ctx.op.path, ctx.op.follow
         expected = [o.value for o in diff.expected if isinstance(o, Ok)]
+        # lower after a link (a name of a linked file); higher after an unlink (a file's
+        # count from before it, as in the view below)
         return isinstance(stat, ops.StatResult) and any(
             isinstance(e, ops.StatResult)
             and attrs.evolve(e, nlink=stat.nlink) == stat
-            and 1 <= stat.nlink < e.nlink
-            and _linked_file(model, ctx.op.path, follow=ctx.op.follow)
+            and (
+                (1 <= stat.nlink < e.nlink and _linked_file(model, path, follow=follow))
+                or (1 <= e.nlink < stat.nlink and _is_file(model, path, follow=follow))
+            )
             for e in expected
         )
     if not (
@@ -1053,9 +1057,9 @@ def rule_nlink_lags_link(diff: Divergence, path: str, ctx: StepContext) -> bool:
     )
 
 
-def _is_file(model: Overlay, path: str) -> bool:
+def _is_file(model: Overlay, path: str, follow: bool = False) -> bool:
     try:
-        node = model.resolve(path, follow=False).node
+        node = model.resolve(path, follow=follow).node
     except Exception:  # a path the model refuses: not this behaviour
         return False
     return node is not None and not node.is_dir
