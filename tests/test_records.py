@@ -771,8 +771,8 @@ def _accounted_showing(
 
 def test_removal_keeps_parent_mtime_only_at_the_parent_of_a_lower_name() -> None:
     """removal-keeps-parent-mtime: the directory a lower-only name was removed from keeps
-    its mtime; not after removing a name made in the upper branch, not at a directory
-    further up, not another field of the parent."""
+    its mtime (a directory emptied by removals too); not after removing a name made in
+    the upper branch, not at a directory further up, not another field of the parent."""
     pinned = 1_000_000_000_123_456_789
     stack = StackSpec(
         (
@@ -793,6 +793,10 @@ def test_removal_keeps_parent_mtime_only_at_the_parent_of_a_lower_name() -> None
     made = [ops.Write("c/g", b"", 0, ("O_CREAT",), 0o644)]
     assert not _accounted_showing(stack, ops.Unlink("c/g"), [kept], {}, made)
     assert not _accounted_showing(stack, ops.Unlink("c/e/x"), [kept], {})
+    emptied = [ops.Unlink("c/e/x")]
+    assert _accounted_showing(stack, ops.Rmdir("c/e"), [kept], {}, emptied) == {
+        "removal-keeps-parent-mtime"
+    }
     mode = ("c", "mode", 0o755, 0o700)
     assert not _accounted_showing(stack, ops.Unlink("c/f"), [mode], {})
 
