@@ -866,3 +866,29 @@ def test_a_higher_link_count_after_an_unlink_shows_in_a_stat_too() -> None:
     assert accounted(attrs.evolve(right, nlink=2)) == {"link-count-lag"}
     assert not accounted(attrs.evolve(right, nlink=2, size=1))
     assert not accounted(attrs.evolve(right, nlink=0))
+
+
+def test_an_upper_whiteout_shows_only_at_a_mount_of_the_kernels_layers() -> None:
+    """lower-markers-ignored at layer interchange: unionfs-fuse mounting layers the kernel
+    wrote shows the whiteout of its read-write branch as a character device; at a step
+    of its own mount (the name it was asked to remove showing again) that is a
+    divergence, and so is a name no whiteout is at."""
+    from conformance.lockstep.compare import Divergence
+    from reference.view import EntryView, View
+
+    stack = StackSpec((LayerSpec((("c", FileSpec(b"")), ("d", FileSpec(b"")))),))
+    model = Overlay(stack, Options())
+    for op in (ops.Write("a", b"", 0, ("O_CREAT",), 0o644), ops.Unlink("c")):
+        model.apply(op)
+    device = EntryView(kind="chardev", mode=0, uid=0, gid=0, nlink=1)
+    shown = View({"c": device}, {"c": 3})
+
+    def accounted(op, where: str) -> set[str]:
+        context = records.StepContext(op, None, model, shown)
+        diffs = [Divergence(where, "exists", None, device)]
+        matched = records.match(imitations.records_of("unionfs-fuse"), diffs, context)
+        return set() if matched.unmatched else set(matched.by_record)
+
+    assert accounted(None, "c") == {"lower-markers-ignored"}
+    assert not accounted(None, "e")
+    assert not accounted(ops.Readdir(""), "c")

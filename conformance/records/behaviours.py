@@ -404,8 +404,22 @@ def rule_lower_markers_ignored(diff: Divergence, path: str, ctx: StepContext) ->
             or _symlink_to_marker(model, p)
             for p in ctx.paths
         )
-    return _lower_marker(model, path) or (
-        rmdir and path in ctx.paths and _holds_marker(model, path)
+    return (
+        _lower_marker(model, path)
+        or (rmdir and path in ctx.paths and _holds_marker(model, path))
+        or (ctx.op is None and _upper_whiteout(model, path))
+    )
+
+
+def _upper_whiteout(model: Overlay, path: str) -> bool:
+    """``path`` is, or lies below, a whiteout of the upper layer: at a mount of layers the
+    kernel wrote (layer interchange), unionfs-fuse's read-write branch holds the kernel's
+    markers, which it does not read either."""
+    if model.upper is None:
+        return False
+    return any(
+        (o := entry_at(model.upper, prefix)) is not None and o.kind is Kind.WHITEOUT
+        for prefix in _prefixes(path)
     )
 
 
