@@ -892,3 +892,24 @@ def test_an_upper_whiteout_shows_only_at_a_mount_of_the_kernels_layers() -> None
     assert accounted(None, "c") == {"lower-markers-ignored"}
     assert not accounted(None, "e")
     assert not accounted(ops.Readdir(""), "c")
+
+
+def test_a_stale_size_cuts_the_data_only_of_a_name_with_stale_attributes() -> None:
+    """other-name-attribute-lag after the unlink of the other name (stale-size-read): the
+    name left still shows the count from before the unlink and reads the file up to its
+    old size; not when its count is right (the data is simply wrong), nor data that is
+    not a prefix of the file's."""
+    from reference.view import EntryView
+
+    stack = StackSpec((LayerSpec((("a", FileSpec(b"")),)),))
+    before = [ops.Link("a", "b"), ops.Write("a", b"x", 0, (), 0o644)]
+    stale = EntryView(kind="file", mode=0o644, uid=0, gid=0, nlink=2, data=b"")
+    found = [("b", "data", b"x", b""), ("b", "nlink", 1, 2)]
+    unlink = ops.Unlink("a")
+    assert _accounted_showing(stack, unlink, found, {"b": (stale, 4)}, before) >= {
+        "other-name-attribute-lag"
+    }
+    counted = attrs.evolve(stale, nlink=1)
+    assert not _accounted_showing(stack, unlink, found[:1], {"b": (counted, 4)}, before)
+    other = [("b", "data", b"x", b"y"), ("b", "nlink", 1, 2)]
+    assert not _accounted_showing(stack, unlink, other, {"b": (stale, 4)}, before)

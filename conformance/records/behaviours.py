@@ -1217,6 +1217,27 @@ def rule_other_name_of_target(diff: Divergence, path: str, ctx: StepContext) -> 
     return changed.upper is not None and changed.upper is other.upper
 
 
+def rule_stale_size_read(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """unionfs-fuse: a name whose cached attributes are from before the unlink of the
+    file's other name (it still shows the higher link count, nlink-lags-link) reads the
+    file up to its cached size: the data shown is a strict prefix of the file's."""
+    view = ctx.actual_view
+    if diff.field != "data" or view is None or path not in view.entries:
+        return False
+    shown, data = diff.actual, diff.expected
+    if not (isinstance(shown, bytes) and isinstance(data, bytes)):
+        return False
+    if not (len(shown) < len(data) and data.startswith(shown)):
+        return False
+    try:
+        node = ctx.model.resolve(path, follow=False).node
+    except Exception:  # a path the model refuses: not this behaviour
+        return False
+    if node is None or node.is_dir or node.upper is None:
+        return False
+    return view.entries[path].nlink > ctx.model._nlink(node)
+
+
 RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "xattr-whiteout-shown": rule_xattr_whiteout_shown,
     "overlay-xattrs-hidden": rule_overlay_xattrs_hidden,
@@ -1253,6 +1274,7 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "removed-name-back-in-copied-dir": rule_removed_name_back_in_copied_dir,
     "parent-of-removed": rule_parent_of_removed,
     "stale-other-name": rule_stale_other_name,
+    "stale-size-read": rule_stale_size_read,
 }
 
 
