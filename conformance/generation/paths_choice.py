@@ -16,7 +16,6 @@ entry within it.
 from __future__ import annotations
 
 import functools
-from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -86,9 +85,9 @@ class Inventory:
             found[kinds[path]].append(path)
         return found
 
-    @functools.cached_property
-    def counts(self) -> Counter[Kind]:
-        return Counter(self.tree.kinds.values())
+    @property
+    def counts(self) -> dict[Kind, int]:
+        return self.tree.counts
 
     @functools.cached_property
     def files(self) -> list[str]:
@@ -154,7 +153,7 @@ class Inventory:
         return any(leaf not in kinds for leaf in FRESH_LEAVES) or bool(self.fresh)
 
     def has_empty_dir(self) -> bool:
-        return any(not count for path, count in self.tree.children.items() if path)
+        return self.tree.empty_dirs > 0
 
 
 def _order(path: str) -> tuple[int, str]:
@@ -171,21 +170,33 @@ class Tree:
     kinds: dict[str, Kind] = attrs.field(factory=dict)
     xattrs: set[str] = attrs.field(factory=set)
     children: dict[str, int] = attrs.field(factory=lambda: {"": 0})
+    #: how many names of each kind there are (what a rule's viability asks), and how many
+    #: directories other than the root are empty: kept with the names
+    counts: dict[Kind, int] = attrs.field(factory=lambda: dict.fromkeys(Kind, 0))
+    empty_dirs: int = 0
 
     def add(self, model: Overlay, node: Node) -> None:
         """``node`` and, for a directory, every name below it (none may be known yet)."""
         pending = [node]
+        children, counts = self.children, self.counts
         while pending:
             node = pending.pop()
             path = node.path
+            is_dir = node.is_dir
             if path:
-                self.kinds[path] = Kind.DIR if node.is_dir else node.kind
+                kind = Kind.DIR if is_dir else node.kind
+                self.kinds[path] = kind
+                counts[kind] += 1
                 parent = path.rpartition("/")[0]
-                self.children[parent] += 1
+                if not children[parent] and parent:
+                    self.empty_dirs -= 1
+                children[parent] += 1
             if node.kind in (Kind.FILE, Kind.DIR) and model.meta(node).xattrs:
                 self.xattrs.add(path)
-            if node.is_dir:
-                self.children[path] = 0
+            if is_dir:
+                children[path] = 0
+                if path:
+                    self.empty_dirs += 1
                 pending.extend(child for _, child in model.found_children(node))
 
     def remove(self, path: str) -> None:
@@ -193,12 +204,20 @@ class Tree:
         if path not in self.kinds:
             return
         inside = f"{path}/"
-        gone = [p for p in self.kinds if p == path or p.startswith(inside)]
+        gone = [p for p in self.kinds if p == path or p.startswith(inside)] if (
+            self.kinds[path] is Kind.DIR
+        ) else [path]
+        children, counts = self.children, self.counts
         for p in gone:
-            if self.kinds.pop(p) is Kind.DIR:
-                self.children.pop(p, None)
+            kind = self.kinds.pop(p)
+            counts[kind] -= 1
+            if kind is Kind.DIR and not children.pop(p):
+                self.empty_dirs -= 1
             self.xattrs.discard(p)
-        self.children[path.rpartition("/")[0]] -= 1
+        parent = path.rpartition("/")[0]
+        children[parent] -= 1
+        if not children[parent] and parent:
+            self.empty_dirs += 1
 
     def update(self, model: Overlay, roots: tuple[str, ...]) -> None:
         """Read the names at and below each of ``roots`` again from ``model``, after a
@@ -308,7 +327,7 @@ def _of(paths: list[str], kind: list[str]) -> list[str]:
 
 
 #: Whether a role's first group (the right kind) has a name, from counts (no list needed).
-_VIABLE: dict[str, Callable[[Inventory], bool]] = {
+VIABLE: dict[str, Callable[[Inventory], bool]] = {
     "any": lambda inv: bool(inv.tree.kinds),
     "source": lambda inv: bool(inv.tree.kinds),
     "file": lambda inv: bool(inv.counts[Kind.FILE]),
@@ -330,7 +349,7 @@ def viable(role: str, inv: Inventory) -> bool:
     always succeed on a fresh name (O_CREAT)."""
     known = inv.viable.get(role)
     if known is None:
-        known = inv.viable[role] = _VIABLE[role](inv)
+        known = inv.viable[role] = VIABLE[role](inv)
     return known
 
 
