@@ -15,9 +15,8 @@ entry within it.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -42,6 +41,22 @@ WH_NAME = ".wh.a"
 FRESH_LEAVES: tuple[str, ...] = (*NAMES, LONG_NAME, WH_NAME)
 #: Removed names remembered for "recreate" and "rename over" choices.
 REMEMBERED = 4
+
+
+class _cached:
+    """functools.cached_property without its lock (Python 3.11 takes an RLock on every
+    first access; an inventory is never shared between threads): the value is computed
+    once, then found in the instance's ``__dict__``."""
+
+    def __init__(self, func: Callable[[Any], Any]) -> None:
+        self.func, self.name = func, func.__name__
+        self.__doc__ = func.__doc__
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        value = instance.__dict__[self.name] = self.func(instance)
+        return value
 
 
 class Inventory:
@@ -72,12 +87,12 @@ class Inventory:
         self.viable: dict[str, bool] = {}
         self.groups: dict[str, list[tuple[list[str], int]]] = {}
 
-    @functools.cached_property
+    @_cached
     def existing(self) -> list[str]:
         """Every name but the root."""
         return sorted(self.tree.kinds, key=_order)
 
-    @functools.cached_property
+    @_cached
     def _by_kind(self) -> dict[Kind, list[str]]:
         found: dict[Kind, list[str]] = {kind: [] for kind in Kind}
         kinds = self.tree.kinds
@@ -89,39 +104,39 @@ class Inventory:
     def counts(self) -> dict[Kind, int]:
         return self.tree.counts
 
-    @functools.cached_property
+    @_cached
     def files(self) -> list[str]:
         return self._by_kind[Kind.FILE]
 
-    @functools.cached_property
+    @_cached
     def dirs(self) -> list[str]:
         """The root ("") first."""
         return ["", *self._by_kind[Kind.DIR]]
 
-    @functools.cached_property
+    @_cached
     def empty_dirs(self) -> list[str]:
         children = self.tree.children
         return [path for path in self._by_kind[Kind.DIR] if not children[path]]
 
-    @functools.cached_property
+    @_cached
     def symlinks(self) -> list[str]:
         return self._by_kind[Kind.SYMLINK]
 
-    @functools.cached_property
+    @_cached
     def fifos(self) -> list[str]:
         return self._by_kind[Kind.FIFO]
 
-    @functools.cached_property
+    @_cached
     def nondirs(self) -> list[str]:
         kinds = self.tree.kinds
         return [path for path in self.existing if kinds[path] is not Kind.DIR]
 
-    @functools.cached_property
+    @_cached
     def with_xattrs(self) -> list[str]:
         """Files and directories that have a user xattr."""
         return sorted(self.tree.xattrs, key=_order)
 
-    @functools.cached_property
+    @_cached
     def removed(self) -> list[str]:
         """The removed names still missing, in a directory that exists."""
         tree = self.tree
@@ -131,7 +146,7 @@ class Inventory:
             if path not in tree.kinds and tree.is_dir(path.rpartition("/")[0])
         ]
 
-    @functools.cached_property
+    @_cached
     def fresh(self) -> list[str]:
         """The removed names, then every missing name of FRESH_LEAVES in each directory
         less than three deep."""
