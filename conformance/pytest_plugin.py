@@ -55,6 +55,7 @@ import pytest
 
 from adapters.engines.registry import ENGINES
 from adapters.settings import DEFAULT, DriverSettings, SettingsError
+from adapters.vm.image import KernelImage
 
 DRIVER_OPTION = "--driver"
 BUDGET_OPTION = "--budget"
@@ -190,21 +191,21 @@ def pytest_configure(config: pytest.Config) -> None:
 
         # each rare state an example reaches becomes a Hypothesis event
         # (conformance.generation.coverage)
-        coverage.EVENTS = True
         machine.OBSERVE = coverage.observed
     # The run's driver settings, built once here (in each xdist worker from the same
     # options) and passed explicitly: the fixtures below make drivers with them.
     try:
-        config.stash[SETTINGS] = DriverSettings(
+        settings = DriverSettings(
             config.getoption(DRIVER_CMD_OPTION),
             config.getoption(PROFILE_OPTION),
             config.getoption(TIMEOUT_OPTION),
+            _kernel_images(config),
         )
     except SettingsError as problem:
         raise pytest.UsageError(f"{TIMEOUT_OPTION}: {problem}") from None
-    config.unionspec_kernels = _kernel_drivers(config)  # type: ignore[attr-defined]
+    config.stash[SETTINGS] = settings
     try:
-        registry.check(config.getoption(DRIVER_OPTION))
+        registry.check(config.getoption(DRIVER_OPTION), settings)
     except registry.UnknownDriver as problem:
         raise pytest.UsageError(str(problem)) from None
     for name in config.getoption(ENGINE_OPTION):
@@ -218,17 +219,17 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(problem)) from None
 
 
-def _kernel_drivers(config: pytest.Config) -> list[str]:
-    """``--kernel-image``: register each kernel as a driver (adapters.vm); their names."""
-    from adapters import registry
-    from adapters.vm.image import ImageError
+def _kernel_images(config: pytest.Config) -> tuple[KernelImage, ...]:
+    """``--kernel-image``: the kernels to boot, each a driver ``kernel@<release>`` of the
+    run's settings (adapters.vm)."""
+    from adapters.vm.image import ImageError, find_all
 
     images = config.getoption(KERNEL_IMAGE_OPTION)
     modules = config.getoption(KERNEL_MODULES_OPTION)
     if modules and len(images) != 1:
         raise pytest.UsageError(f"{KERNEL_MODULES_OPTION} goes with one {KERNEL_IMAGE_OPTION}")
     try:
-        return [registry.add_kernel_image(path, modules) for path in images]
+        return find_all(images, modules)
     except (ImageError, OSError) as problem:
         raise pytest.UsageError(f"{KERNEL_IMAGE_OPTION}: {problem}") from None
 
@@ -237,7 +238,7 @@ def driver_names(config: pytest.Config) -> list[str]:
     """The drivers of the run: ``--driver`` (default reference), ``kernel`` replaced by the
     ``--kernel-image`` kernels when there are any."""
     names = config.getoption(DRIVER_OPTION) or ["reference"]
-    kernels = getattr(config, "unionspec_kernels", [])
+    kernels = [image.label for image in driver_settings_of(config).kernel_images]
     if kernels:
         names = [name for name in names if name != "kernel"] + kernels
     return names
@@ -250,7 +251,8 @@ def driver_settings_of(config: pytest.Config) -> DriverSettings:
 
 @pytest.fixture(scope="session")
 def driver_settings(request: pytest.FixtureRequest) -> DriverSettings:
-    """The run's driver settings (``--driver-cmd``, ``--profile``, ``--driver-timeout``)."""
+    """The run's driver settings (``--driver-cmd``, ``--profile``, ``--driver-timeout``,
+    ``--kernel-image``)."""
     return driver_settings_of(request.config)
 
 
@@ -418,9 +420,8 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     @given test inside a plain test, which Hypothesis's plugin does not collect from; its
     statistics (with the rare states reached as events, conformance.generation.coverage) are kept on
     the item for that plugin to print."""
-    from conformance.generation import coverage
-
-    if not coverage.EVENTS or getattr(item.obj, "is_hypothesis_test", False):  # type: ignore[attr-defined]
+    statistics = item.config.getoption("hypothesis_show_statistics", False)
+    if not statistics or getattr(item.obj, "is_hypothesis_test", False):  # type: ignore[attr-defined]
         yield
         return
     from hypothesis.statistics import collector, describe_statistics

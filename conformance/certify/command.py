@@ -27,7 +27,8 @@ from types import FrameType
 from typing import Any
 
 from adapters import registry
-from adapters.settings import DriverSettings, SettingsError
+from adapters.settings import DEFAULT, DriverSettings, SettingsError
+from adapters.vm.image import KernelImage
 from conformance import timebudget
 from conformance.certify.engine import Planned, Verdict, plan, planned_id, uninterrupted
 from conformance.certify.shard import Shard, ShardError, cell_id
@@ -108,12 +109,14 @@ def chosen_engines(args: argparse.Namespace) -> list[str]:
 WHOLE_MACHINE = "machine"
 
 
-def check_arguments(args: argparse.Namespace) -> tuple[list[str], list[Feature], bool]:
+def check_arguments(
+    args: argparse.Namespace, settings: DriverSettings = DEFAULT
+) -> tuple[list[str], list[Feature], bool]:
     """The drivers, the features and whether the whole-machine cells run; a UsageError
     (one line) for anything inconsistent, before anything runs. With ``--engine`` and no
     ``--driver``, no overlay driver is certified."""
     try:
-        registry.check(args.driver)
+        registry.check(args.driver, settings)
     except registry.UnknownDriver as problem:
         raise UsageError(str(problem)) from None
     for name in args.feature:
@@ -133,7 +136,7 @@ def check_arguments(args: argparse.Namespace) -> tuple[list[str], list[Feature],
     features = named if args.feature else list(FEATURES)
     if getattr(args, "engine", None) and not args.driver:
         return [], features, machine
-    return args.driver or registry.names(), features, machine
+    return args.driver or registry.names(settings), features, machine
 
 
 #: Drivers that run only with a setting: not named with ``--driver`` and without that
@@ -255,42 +258,47 @@ def check_fuse_settings(driver_cmd: str | None, profile: str | None) -> None:
         raise UsageError(str(problem).splitlines()[0]) from None
 
 
-def add_kernel_images(args: argparse.Namespace) -> None:
-    """``--kernel-image``: each kernel becomes a driver ``kernel@<release>`` (adapters.vm),
-    certified instead of ``kernel`` (the host's), or as the only drivers when no
-    ``--driver`` is given."""
+def kernel_images(args: argparse.Namespace) -> tuple[KernelImage, ...]:
+    """``--kernel-image``: the kernels to certify in a VM (adapters.vm), each a driver
+    ``kernel@<release>`` of the run's settings; a UsageError (one line) for bad input."""
     images = getattr(args, "kernel_image", None) or []
     if not images:
         if getattr(args, "kernel_modules", None):
             raise UsageError("--kernel-modules needs a --kernel-image")
-        return
+        return ()
     if args.kernel_modules and len(images) != 1:
         raise UsageError("--kernel-modules goes with exactly one --kernel-image")
     if args.workers > 1:
         raise UsageError("--kernel-image runs one VM per kernel in this process: use -n 1")
-    from adapters.vm.image import ImageError
+    from adapters.vm.image import ImageError, find_all
 
-    labels = []
-    for path in images:
-        try:
-            labels.append(registry.add_kernel_image(path, args.kernel_modules))
-        except (ImageError, OSError) as problem:
-            raise UsageError(f"--kernel-image: {problem}") from None
-    if len(set(labels)) != len(labels):
-        raise UsageError("--kernel-image: the same kernel release is given twice")
-    args.driver = [name for name in args.driver if name != "kernel"] + labels
+    try:
+        return find_all(images, args.kernel_modules)
+    except (ImageError, OSError) as problem:
+        raise UsageError(f"--kernel-image: {problem}") from None
 
 
 def driver_settings(args: argparse.Namespace) -> DriverSettings:
     """The run's driver settings, built once from the options and passed explicitly (to
-    the registry, the workers, the reports); a UsageError (one line) for a bad one."""
-    check_fuse_settings(args.driver_cmd, args.profile)
+    the registry, the workers, the reports); a UsageError (one line) for a bad one (the
+    template and profile files are checked apart, :func:`check_fuse_settings`, once the
+    options agree)."""
+    images = kernel_images(args)
     try:
         return DriverSettings(
-            args.driver_cmd, args.profile, getattr(args, "driver_timeout", None)
+            args.driver_cmd, args.profile, getattr(args, "driver_timeout", None), images
         )
     except SettingsError as problem:
         raise UsageError(f"--driver-timeout: {problem}") from None
+
+
+def with_kernel_images(drivers: list[str], settings: DriverSettings) -> list[str]:
+    """The ``--driver`` names with the kernels of ``--kernel-image`` certified instead of
+    ``kernel`` (the host's), or as the only drivers when no ``--driver`` is given."""
+    labels = [image.label for image in settings.kernel_images]
+    if not labels:
+        return drivers
+    return [name for name in drivers if name != "kernel"] + labels
 
 
 def _skip_program(problem: str) -> None:
@@ -304,8 +312,9 @@ def certify_command(args: argparse.Namespace) -> int:
     from conformance.reports.console import Progress, exit_status, summary_lines
     from conformance.reports.report import Report, prepare
 
-    add_kernel_images(args)
-    drivers, features, machine = check_arguments(args)
+    settings = driver_settings(args)
+    args.driver = with_kernel_images(args.driver, settings)
+    drivers, features, machine = check_arguments(args, settings)
     if args.example_db and args.seed is not None:
         raise UsageError("--example-db: a run with --seed uses no example database")
     shard = shard_of(args)
@@ -313,7 +322,7 @@ def certify_command(args: argparse.Namespace) -> int:
     if shard is not None and engines:
         raise UsageError("--shard splits the overlay drivers' cells: certify --engine apart")
     engine_plan = plan_engines(engines)
-    settings = driver_settings(args)
+    check_fuse_settings(args.driver_cmd, args.profile)
     try:
         expectations.configure(args.expectations)
     except expectations.ExpectationError as problem:
@@ -430,11 +439,12 @@ def replay_command(args: argparse.Namespace) -> int:
     except corpus.CorpusError as problem:
         raise UsageError(str(problem)) from None
     name = args.driver or program.driver
+    settings = driver_settings(args)
     try:
-        registry.check([name])
+        registry.check([name], settings)
     except registry.UnknownDriver as problem:
         raise UsageError(str(problem)) from None
-    settings = driver_settings(args)
+    check_fuse_settings(args.driver_cmd, args.profile)
     try:
         driver = registry.make(name, settings)
     except DriverUnavailable as reason:
