@@ -1,0 +1,95 @@
+"""A run's configuration travels as one frozen value (conformance.run_config), never through
+module globals: a run with every option given leaves every module of the project as it
+found it."""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from tests.test_layout import modules
+
+#: A test of the suite's own shape, for the pytester run: one machine item (it asks for
+#: the budget's settings), so the plugin spreads the duration over it.
+MACHINE_ITEM = """
+def test_machine(driver, conformance_settings):
+    pass
+"""
+
+
+def _snapshot() -> dict[str, tuple[ModuleType, dict[str, Any], dict[str, Any]]]:
+    """Each project module, its globals (by identity) and a shallow copy of each mutable
+    table (a write into a table is a write too)."""
+    loaded = {name: importlib.import_module(name) for name in modules()}
+    found = {}
+    for name, module in loaded.items():
+        names = dict(vars(module))
+        tables = {
+            key: type(value)(value)
+            for key, value in names.items()
+            if type(value) in (dict, list, set)
+        }
+        found[name] = (module, names, tables)
+    return found
+
+
+def _changes(before: dict[str, tuple[ModuleType, dict[str, Any], dict[str, Any]]]) -> list[str]:
+    changed = []
+    for name, (module, names, tables) in before.items():
+        now = vars(module)
+        for key in sorted(set(names) | set(now)):
+            where = f"{name}.{key}"
+            if key not in now or key not in names or now[key] is not names[key]:
+                changed.append(where)
+            elif key in tables and type(now[key])(now[key]) != tables[key]:
+                changed.append(f"{where} (its contents)")
+    return changed
+
+
+def _smallest_shard(parts: int = 8) -> str:
+    """The shard of the xattrs cells with the fewest cells (at least one): a short run."""
+    from conformance.certify.engine import plan
+    from conformance.certify.shard import Shard
+    from conformance.features import BY_ID
+
+    labels = [f"{k}/{parts}" for k in range(1, parts + 1)]
+    sizes = [
+        (len(plan(["reference"], [BY_ID["xattrs"]], False, Shard.parse(label))), label)
+        for label in labels
+    ]
+    return min(size for size in sizes if size[0])[1]
+
+
+def test_a_run_writes_no_module_global(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """certify and the pytest plugin in this process, with a non-default --expectations,
+    a duration --budget and --hypothesis-show-statistics: no module's globals change."""
+    from conformance.__main__ import main
+    from conformance.records.expectations import DEFAULT_PATH
+
+    records = tmp_path / "records.toml"
+    shutil.copy(DEFAULT_PATH, records)
+    before = _snapshot()
+    monkeypatch.chdir(tmp_path)
+    argv = [
+        "certify", "--driver", "reference", "--feature", "xattrs", "--budget", "2s",
+        f"--shard={_smallest_shard()}", f"--expectations={records}",
+        "--corpus", str(tmp_path / "corpus"),
+    ]
+    assert main(argv) == 0
+    monkeypatch.chdir(pytester.path)
+    monkeypatch.delenv("CI", raising=False)
+    pytester.makepyfile(test_machine=MACHINE_ITEM)
+    result = pytester.runpytest(
+        "-p", "no:randomly", "--driver=reference", "--budget=2s",
+        f"--expectations={records}", "--hypothesis-show-statistics",
+    )
+    result.assert_outcomes(passed=1)
+    changes = _changes(before)
+    assert changes == [], "\n".join(changes)
