@@ -93,3 +93,58 @@ def test_a_run_writes_no_module_global(
     result.assert_outcomes(passed=1)
     changes = _changes(before)
     assert changes == [], "\n".join(changes)
+
+
+PLUGIN_CONFIG = """
+import os
+
+def test_config(run_config, driver_settings):
+    from conformance.generation import coverage
+
+    observed = coverage.observed if os.environ["OBSERVED"] == "yes" else None
+    assert run_config.observe_machine is observed
+    assert run_config.expectations_path == (os.environ["RECORDS"] or None)
+    assert run_config.seconds_per_run == 60.0  # --budget=1m, no machine item to share it
+    assert run_config.driver_settings is driver_settings
+    assert driver_settings.timeout == 7.0
+"""
+
+
+def test_the_plugin_builds_the_run_config_from_its_options(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conformance.records.expectations import DEFAULT_PATH
+
+    records = tmp_path / "records.toml"
+    shutil.copy(DEFAULT_PATH, records)
+    monkeypatch.delenv("CI", raising=False)
+    pytester.makepyfile(test_config=PLUGIN_CONFIG)
+    given = ["-p", "no:randomly", "--driver-timeout=7", "--budget=1m"]
+    monkeypatch.setenv("OBSERVED", "yes")
+    monkeypatch.setenv("RECORDS", str(records))
+    result = pytester.runpytest(
+        *given, "--hypothesis-show-statistics", f"--expectations={records}"
+    )
+    result.assert_outcomes(passed=1)
+    monkeypatch.setenv("OBSERVED", "no")
+    monkeypatch.setenv("RECORDS", "")
+    pytester.runpytest(*given).assert_outcomes(passed=1)
+
+
+def test_the_machine_goes_through_the_runs_observer() -> None:
+    from adapters.drivers.reference import ReferenceDriver
+    from conformance.lockstep.machine import OverlayMachine, machine_for
+    from conformance.run_config import RunConfig
+    from reference.options import Options
+
+    seen: list[type] = []
+
+    def observe(machine: type) -> type:
+        seen.append(machine)
+        return type("Observed", (machine,), {})
+
+    made = machine_for(ReferenceDriver(), Options(), run_config=RunConfig(observe_machine=observe))
+    assert made.__name__ == "Observed" and made.__bases__ == tuple(seen)
+    assert issubclass(made, OverlayMachine)
+    plain = machine_for(ReferenceDriver(), Options())
+    assert plain.__name__ == "OverlayMachine" and seen == [seen[0]]
