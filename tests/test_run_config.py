@@ -148,3 +148,46 @@ def test_the_machine_goes_through_the_runs_observer() -> None:
     assert issubclass(made, OverlayMachine)
     plain = machine_for(ReferenceDriver(), Options())
     assert plain.__name__ == "OverlayMachine" and seen == [seen[0]]
+
+
+def test_certify_workers_serve_their_cells_under_the_runs_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker's cells run under the configuration of its task (pickled, as a spawned
+    worker gets it), not under anything of its own process."""
+    import pickle
+    import queue
+
+    from adapters.settings import DriverSettings
+    from conformance.certify import command, engine
+    from conformance.generation import coverage
+    from conformance.run_config import RunConfig
+    from reference.options import MATRIX
+
+    run = RunConfig(
+        expectations_path=tmp_path / "records.toml",
+        seconds_per_run=0.5,
+        observe_machine=coverage.observed,
+        driver_settings=DriverSettings(timeout=7.0),
+    )
+    given = pickle.loads(pickle.dumps(run))
+    assert given == run
+    seen: list[RunConfig] = []
+
+    def cell(driver, options, chosen, feature, programs, run_config):
+        seen.append(run_config)
+        return engine.Verdict(driver.name, options.label, "conforms", feature=feature.id)
+
+    monkeypatch.setattr(engine, "certify_cell", cell)
+    tasks: queue.Queue = queue.Queue()
+    results: queue.Queue = queue.Queue()
+    tasks.put((0, "reference", "xattrs", MATRIX[0].label))
+    tasks.put(None)
+    drivers: dict = {}
+    try:
+        command._serve({"run_config": given}, tasks, results, drivers, None, None, ())
+    finally:
+        for driver in drivers.values():
+            driver.close()
+    assert seen == [run]
+    assert results.get_nowait()[1].verdict == "conforms"
