@@ -916,3 +916,28 @@ def test_a_stale_size_cuts_the_data_only_of_a_name_with_stale_attributes() -> No
     assert not _accounted_showing(stack, unlink, found[:1], {"b": (counted, 4)}, before)
     other = [("b", "data", b"x", b"y"), ("b", "nlink", 1, 2)]
     assert not _accounted_showing(stack, unlink, other, {"b": (stale, 4)}, before)
+
+
+def test_a_stat_of_a_stale_name_needs_another_name_showing_the_change() -> None:
+    """other-name-attribute-lag, a stat at a later step (stale-other-name): the mode from
+    before a chmod through the other name (and the count from before the link); not a
+    wrong size beside it, nor a mode no other name shows."""
+    from reference.outcome import Ok
+    from reference.view import EntryView
+
+    stack = StackSpec((LayerSpec((("a", FileSpec(b"")),)),))
+    before = [ops.Link("a", "b"), ops.Chmod("b", 0o644)]
+    right = ops.StatResult(kind="file", mode=0o644, uid=0, gid=0, size=0, nlink=2)
+    stat = ops.Stat("a", False)
+    seen = EntryView(kind="file", mode=0o644, uid=0, gid=0, nlink=2)
+    others = {"a": (attrs.evolve(seen, mode=0o600, nlink=1), 7), "b": (seen, 8)}
+
+    def accounted(shown: ops.StatResult, view: dict) -> set[str]:
+        found = [("a", "outcome", (Ok(right),), Ok(shown))]
+        return _accounted_showing(stack, stat, found, view, before, Ok(shown))
+
+    old = attrs.evolve(right, mode=0o600, nlink=1)
+    assert accounted(old, others) == {"other-name-attribute-lag"}
+    assert not accounted(attrs.evolve(old, size=1), others)
+    unseen = {"a": others["a"], "b": (attrs.evolve(seen, mode=0o600), 8)}
+    assert not accounted(old, unseen)

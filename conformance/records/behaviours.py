@@ -1160,7 +1160,41 @@ def rule_stale_other_name(diff: Divergence, path: str, ctx: StepContext) -> bool
     inode in the model) shows the expected value. (Not compared by st_ino: the stale name
     may also show the number from before its copy-up, copied-up-inode-lag.)"""
     view = ctx.actual_view
+    if diff.field == "outcome":
+        return _stale_stat(diff, ctx)
     if diff.field not in _CACHED_FIELDS or view is None or path not in view.entries:
+        return False
+    return _other_name_shows(ctx, path, diff.field, diff.expected)
+
+
+def _stale_stat(diff: Divergence, ctx: StepContext) -> bool:
+    """A stat of such a name: its mode, owner or group from before the change (each shown
+    right at another name of the file), its link count the same or lower
+    (nlink-lags-link), nothing else differing."""
+    actual, op = ctx.actual_outcome, ctx.op
+    if not isinstance(op, ops.Stat) or op.follow or not isinstance(actual, Ok):
+        return False
+    stat = actual.value
+    if not isinstance(stat, ops.StatResult):
+        return False
+    for e in (o.value for o in diff.expected if isinstance(o, Ok)):
+        if not isinstance(e, ops.StatResult) or not 1 <= stat.nlink <= e.nlink:
+            continue
+        stale = [f for f in ("mode", "uid", "gid") if getattr(stat, f) != getattr(e, f)]
+        if (
+            stale
+            and attrs.evolve(e, nlink=stat.nlink, **{f: getattr(stat, f) for f in stale}) == stat
+            and all(_other_name_shows(ctx, op.path, f, getattr(e, f)) for f in stale)
+        ):
+            return True
+    return False
+
+
+def _other_name_shows(ctx: StepContext, path: str, field: str, value: object) -> bool:
+    """Another name of the non-directory at ``path`` (one upper inode in the model) shows
+    ``value`` as ``field`` in the driver's view."""
+    view = ctx.actual_view
+    if view is None:
         return False
     try:
         node = ctx.model.resolve(path, follow=False).node
@@ -1175,8 +1209,8 @@ def rule_stale_other_name(diff: Divergence, path: str, ctx: StepContext) -> bool
             same = ctx.model.resolve(other, follow=False).node
         except Exception:  # a path the model refuses: not a name of this file
             continue
-        shown = getattr(entry, diff.field)
-        if same is not None and same.upper is node.upper and shown == diff.expected:
+        shown = getattr(entry, field)
+        if same is not None and same.upper is node.upper and shown == value:
             return True
     return False
 
