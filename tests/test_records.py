@@ -941,3 +941,29 @@ def test_a_stat_of_a_stale_name_needs_another_name_showing_the_change() -> None:
     assert not accounted(attrs.evolve(old, size=1), others)
     unseen = {"a": others["a"], "b": (attrs.evolve(seen, mode=0o600), 8)}
     assert not accounted(old, unseen)
+
+
+def test_a_lower_hardlink_beside_its_lagging_copy_shares_its_number() -> None:
+    """copied-up-inode-lag at the name of a lower hardlink left in the lower layer: its
+    other name was copied up and still shows the lower number, so both show one inode;
+    not for a file that is no hardlink of the copied one."""
+    from reference.layer import HardlinkSpec
+
+    stack = StackSpec(
+        (
+            LayerSpec(
+                (
+                    ("a", DirSpec()),
+                    ("a/b", FileSpec(b"")),
+                    ("a/c", HardlinkSpec("a/b")),
+                    ("a/d", FileSpec(b"")),
+                )
+            ),
+        )
+    )
+    copy = ops.Chmod("a/b", 0o600)
+    shared = ("an inode of its own, not a/b's", "the same inode as a/b")
+    assert _accounted_showing(stack, copy, [("a/c", "st_ino", *shared)], {}) == {
+        "copied-up-inode-lag"
+    }
+    assert not _accounted_showing(stack, copy, [("a/d", "st_ino", *shared)], {})

@@ -664,14 +664,18 @@ def rule_copied_up_inode_lag(diff: Divergence, path: str, ctx: StepContext) -> b
     name is another name (a link) of such an upper copy: compared with the lagging name,
     its own number differs (unionfs-fuse: ln a b of a lower a; stat a b shows a's lower
     number beside b's upper one for a second). Or, at a rename, the new name of an object
-    whose old path has a lower object (the copied tree shows the lower attributes)."""
+    whose old path has a lower object (the copied tree shows the lower attributes). Or a
+    name of a lower hardlink left in the lower layer, beside another name of it that was
+    copied up (and shows the lower number, the same as this one's, for a second)."""
     model = ctx.model
     try:
         node = ctx.model.resolve(path, follow=False).node
     except Exception:  # a path the model refuses: not this behaviour
         return False
-    if node is None or node.upper is None:
+    if node is None:
         return False
+    if node.upper is None:
+        return diff.field == "st_ino" and _beside_lagging_copy(model, path)
     if any(o is not None for o in _lower_objects(model, path)):
         return True
     op = ctx.op
@@ -687,6 +691,19 @@ def rule_copied_up_inode_lag(diff: Divergence, path: str, ctx: StepContext) -> b
         and where != path
         and any(o is not None for o in _lower_objects(model, where))
         for where, inode in walk(model.upper)
+    )
+
+
+def _beside_lagging_copy(model: Overlay, path: str) -> bool:
+    """``path`` is a name of a lower hardlink not copied up, another name of which was:
+    that copy shows the lower number for a while, so the two look like one inode."""
+    lower = next((o for o in _lower_objects(model, path) if o is not None), None)
+    if lower is None or lower.is_dir or model.upper is None:
+        return False
+    return any(
+        where != path
+        and any(o is not None and o.ident == lower.ident for o in _lower_objects(model, where))
+        for where, _ in walk(model.upper)
     )
 
 
