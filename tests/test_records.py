@@ -967,3 +967,21 @@ def test_a_lower_hardlink_beside_its_lagging_copy_shares_its_number() -> None:
         "copied-up-inode-lag"
     }
     assert not _accounted_showing(stack, copy, [("a/d", "st_ino", *shared)], {})
+
+
+def test_a_failed_fallocate_keeps_only_the_set_id_bits() -> None:
+    """fallocate-enotsup: the set-id bits the kernel drops at a fallocate by the owner
+    stay (setid-kept); another mode, or the bits kept at a chmod, is not it."""
+    from reference.outcome import Err, Ok
+
+    stack = StackSpec((LayerSpec((("f", FileSpec(b"", mode=0o2745, uid=1001)),)),))
+    grow = ops.Fallocate("f", "", 0, 1, caller="other")
+    failed = ("f", "outcome", (Ok(None),), Err("ENOTSUP"))
+    kept = ("f", "mode", 0o745, 0o2745)
+    data = ("f", "data", b"\x00", b"")
+    found = [failed, kept, data]
+    assert _accounted_showing(stack, grow, found, {}, (), Err("ENOTSUP")) == {"fallocate-enotsup"}
+    other = ("f", "mode", 0o745, 0o2755)
+    assert not _accounted_showing(stack, grow, [failed, other, data], {}, (), Err("ENOTSUP"))
+    chmod = ops.Chmod("f", 0o745)
+    assert not _accounted_showing(stack, chmod, [kept], {})

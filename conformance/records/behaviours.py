@@ -1290,6 +1290,17 @@ def rule_stale_size_read(diff: Divergence, path: str, ctx: StepContext) -> bool:
     return view.entries[path].nlink > ctx.model._nlink(node)
 
 
+def rule_setid_kept(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """The step's target keeps the set-user-ID or set-group-ID bits the kernel's rule drops
+    (a write by a caller without CAP_FSETID, fs/attr.c setattr_should_drop_sgid): the
+    mode shown is the expected one with those bits, nothing else (unionfs-fuse's
+    fallocate fails before it writes, fallocate-enotsup)."""
+    shown, mode = diff.actual, diff.expected
+    if diff.field != "mode" or not isinstance(shown, int) or not isinstance(mode, int):
+        return False
+    return shown != mode and shown & ~0o6000 == mode and shown & 0o6000 != 0
+
+
 RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "xattr-whiteout-shown": rule_xattr_whiteout_shown,
     "overlay-xattrs-hidden": rule_overlay_xattrs_hidden,
@@ -1327,6 +1338,7 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "parent-of-removed": rule_parent_of_removed,
     "stale-other-name": rule_stale_other_name,
     "stale-size-read": rule_stale_size_read,
+    "setid-kept": rule_setid_kept,
 }
 
 
