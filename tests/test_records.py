@@ -26,7 +26,7 @@ from conformance.records import expectations
 from conformance.records.expectations import ExpectationError
 from conformance.records.failure import failures_of
 from reference import ops
-from reference.layer import DirSpec, FifoSpec, FileSpec, LayerSpec, StackSpec
+from reference.layer import DirSpec, FifoSpec, FileSpec, LayerSpec, StackSpec, walk
 from reference.options import Options
 from reference.overlay import Overlay
 from reference.rebuild import rebuild_upper
@@ -985,3 +985,21 @@ def test_a_failed_fallocate_keeps_only_the_set_id_bits() -> None:
     assert not _accounted_showing(stack, grow, [failed, other, data], {}, (), Err("ENOTSUP"))
     chmod = ops.Chmod("f", 0o745)
     assert not _accounted_showing(stack, chmod, [kept], {})
+
+
+def test_utimens_of_a_lower_directory_copies_its_tree_only_when_it_succeeds() -> None:
+    """metadata-copy-up-copies-tree for utimensat: a lower directory's tree is copied up
+    (the names below it in the upper layer); both times omitted, or refused (EPERM for
+    explicit times set by a caller who does not own it), nothing is copied."""
+    entries = (("c", DirSpec()), ("c/b", DirSpec()), ("c/a", FifoSpec()))
+    stack = StackSpec((LayerSpec(entries),))
+    pinned = 1_000_000_000_123_456_789
+    for op, copied in (
+        (ops.Utimens("c", pinned, pinned, False), {"c", "c/a", "c/b"}),
+        (ops.Utimens("c", ops.UTIME_OMIT, ops.UTIME_OMIT, False), set()),
+        (ops.Utimens("c", pinned, pinned, False, caller="user"), set()),
+    ):
+        model = engine(("metadata-copy-up-copies-tree",))(stack, Options())
+        model.apply(op)
+        assert {path for path, _ in walk(model.upper)} == copied, op
+        assert model.variant_hits["metadata-copy-up-copies-tree"] == (1 if copied else 0)
