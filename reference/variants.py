@@ -269,11 +269,27 @@ class RenameFlagsEinval(Overlay):
     RENAME_NOREPLACE gives EINVAL once the VFS's own checks pass (fs/fuse/dir.c
     fuse_rename2: flags without FUSE rename2 support are EINVAL)."""
 
+    #: While the VFS's checks run: each path is its own inode (libfuse 2's high-level API
+    #: gives every path a node of its own), so two names of one file are two inodes to the
+    #: VFS, whose same-inode no-op does not apply (checked by hand: renameat2 EXCHANGE of
+    #: two hardlinks gives EINVAL on unionfs-fuse, succeeds on the kernel).
+    _per_path = False
+
+    def vfs_inode(self, node: Node) -> tuple[str, object]:
+        if self._per_path:
+            return ("path", node.path)
+        return super().vfs_inode(node)
+
     def _op_rename(self, op: ops.Rename) -> None:
         if op.flags in ("RENAME_EXCHANGE", "RENAME_NOREPLACE"):
             from reference.rename import rename
 
-            if rename(self, op, vfs_only=True):
+            self._per_path = True
+            try:
+                reaches_fuse = rename(self, op, vfs_only=True)
+            finally:
+                self._per_path = False
+            if reaches_fuse:
                 _hit(self, "rename-flags-einval")
                 raise FsError("EINVAL")
             return

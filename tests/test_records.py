@@ -1003,3 +1003,22 @@ def test_utimens_of_a_lower_directory_copies_its_tree_only_when_it_succeeds() ->
         model.apply(op)
         assert {path for path, _ in walk(model.upper)} == copied, op
         assert model.variant_hits["metadata-copy-up-copies-tree"] == (1 if copied else 0)
+
+
+def test_an_exchange_of_two_names_of_one_file_reaches_the_fuse_driver() -> None:
+    """rename-flags-einval: to the VFS over libfuse 2 two names of one file are two inodes,
+    so RENAME_EXCHANGE of two names of an upper file gives EINVAL (the kernel: one inode,
+    nothing to do, success); the same name is still nothing to do, and a plain rename is
+    the kernel's."""
+    stack = StackSpec((LayerSpec(()),))
+    made = [ops.Write("x", b"", 0, ("O_CREAT",), 0o644), ops.Link("x", "y")]
+    for op, outcome in (
+        (ops.Rename("x", "y", "RENAME_EXCHANGE"), "EINVAL"),
+        (ops.Rename("x", "x", "RENAME_EXCHANGE"), None),
+        (ops.Rename("x", "y", ""), None),
+    ):
+        model = engine(("rename-flags-einval",))(stack, Options())
+        for step in made:
+            model.apply(step)
+        got = {getattr(o, "name", None) for o in model.apply(op)}
+        assert got == {outcome}, op
