@@ -215,6 +215,18 @@ class DirRenameCopiesTree(Overlay):
             copy = self.copy_up(child)
             if fresh and copy.kind is not Kind.FILE:
                 copy.touch()
+            if fresh:
+                tree_copies(self).add(copy.ident)
+
+
+def tree_copies(overlay: Overlay) -> set[int]:
+    """The identities of the upper objects a tree copy made (unionfs-fuse: they show the
+    lower object's inode number until the attribute cache expires, or a remount;
+    conformance.records.behaviours copied-up-inode-lag)."""
+    found: set[int] | None = overlay.__dict__.get("tree_copies")
+    if found is None:
+        found = overlay.__dict__["tree_copies"] = set()
+    return found
 
 
 class ParentsFromSourceBranch(Overlay):

@@ -1022,3 +1022,20 @@ def test_an_exchange_of_two_names_of_one_file_reaches_the_fuse_driver() -> None:
             model.apply(step)
         got = {getattr(o, "name", None) for o in model.apply(op)}
         assert got == {outcome}, op
+
+
+def test_a_tree_copy_shows_the_lower_number_until_later() -> None:
+    """copied-up-inode-lag for what a directory rename's tree copy made (unionfs-fuse: the
+    lower object's number at first, the copy's own a second later or after a remount);
+    not for an object the copy did not make."""
+    stack = StackSpec((LayerSpec((("b", DirSpec()), ("b/a", FifoSpec()))),))
+    variants = ("dir-rename-copies-tree", "inode-of-top-branch")
+    model = engine(variants)(stack, Options())
+    model.apply(ops.Rename("b", "a", ""))
+    model.apply(ops.Mkfifo("f", 0o644))
+    changed = ("unchanged (8)", "changed to 10")
+    book = imitations.records_of("unionfs-fuse")
+    for path, seen in (("a/a", True), ("f", False)):
+        diffs = [records.Divergence(path, "st_ino", *changed)]
+        matched = records.match(book, diffs, records.StepContext(ops.Remount(), None, model))
+        assert (not matched.unmatched) is seen, path

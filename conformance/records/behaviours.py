@@ -47,6 +47,7 @@ from reference.layer import Inode, Kind, entry_at, walk
 from reference.lookup import Node
 from reference.outcome import Err, Ok
 from reference.overlay import Overlay
+from reference.variants import tree_copies
 from reference.view import View
 
 WITHIN = ("outcome", "view", "upper", "lower")
@@ -676,6 +677,12 @@ def rule_copied_up_inode_lag(diff: Divergence, path: str, ctx: StepContext) -> b
         return False
     if node.upper is None:
         return diff.field == "st_ino" and _beside_lagging_copy(model, path)
+    if (
+        diff.field == "st_ino"
+        and str(diff.expected).startswith("unchanged")
+        and node.upper.ident in tree_copies(model)
+    ):
+        return True  # made by a tree copy: the lower's number, then (later) its own
     if any(o is not None for o in _lower_objects(model, path)):
         return True
     op = ctx.op
