@@ -540,6 +540,9 @@ def check_observation(chroot, lowers, before=None):
                 actual = None if actual_entry is None else actual_entry.get(field)
                 earlier = (before or {}).get(path)
                 earlier = None if earlier is None else earlier.get(field)
+                if "was_at" in item:  # "unchanged": where its object was (a rename moves it)
+                    shown = [(before or {}).get(old) for old in item["was_at"]]
+                    earlier = next((e[field] for e in shown if e and field in e), None)
                 if earlier is None:  # a new name of a time seen at another name
                     earlier = same_time.get((field, str(expected)))
                 ok = time_ok(expected, actual, earlier)
@@ -632,8 +635,9 @@ def run(how):
         for number, step in enumerate(DATA["steps"], 1):
             if number == len(DATA["steps"]):
                 with chroot:
-                    before = {item["path"]: view_entry(item["path"]) for item in DATA["checks"]
-                              if item["field"] in TIME_FIELDS}
+                    before = {path: view_entry(path) for item in DATA["checks"]
+                              if item["field"] in TIME_FIELDS
+                              for path in (item["path"], *item.get("was_at", ()))}
             name, args = step["op"]
             if name == "remount":
                 close_handles()
