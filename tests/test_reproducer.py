@@ -335,6 +335,16 @@ def test_a_program_over_the_new_layer_forms_passes_on_the_kernel(
 # --- issue 18, first half: times, set-id bits, capabilities -------------------------------
 
 
+def test_the_script_decodes_the_same_xattrs_as_the_suite() -> None:
+    """The script's layer decoder keeps the xattrs adapters/sandbox/layerdisk.py keeps (it
+    kept user.* only in a layer, and a security.* xattr copied up showed as missing)."""
+    from adapters.sandbox import layerdisk
+    from conformance.records import repro_template
+
+    assert repro_template.CONTENT_XATTRS == layerdisk.CONTENT_XATTRS
+    assert repro_template.NOT_CONTENT == layerdisk.NOT_CONTENT
+
+
 def test_an_unchanged_time_is_compared_where_its_object_was(tmp_path: Path, host_unchanged) -> None:
     """A rename takes a time to another name: the copied-up source's mtime, now at the
     target, is "unchanged" against the source's before the step, not the target's (another
