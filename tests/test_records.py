@@ -26,7 +26,7 @@ from conformance.records import expectations
 from conformance.records.expectations import ExpectationError
 from conformance.records.failure import failures_of
 from reference import ops
-from reference.layer import DirSpec, FifoSpec, FileSpec, LayerSpec, StackSpec
+from reference.layer import DirSpec, FifoSpec, FileSpec, LayerSpec, StackSpec, SymlinkSpec
 from reference.options import Options
 from reference.overlay import Overlay
 from reference.rebuild import rebuild_upper
@@ -498,6 +498,17 @@ def test_a_crash_record_accepts_only_its_own_crash() -> None:
         broken = machine_for(DiesOnChmod(stderr), Options(), behaviours=known)
         with pytest.raises(DriverBroke, match="crashed at step"):
             broken().run(other, program)
+
+
+def test_new_name_max_251_comes_after_the_vfs_link_checks() -> None:
+    """new-name-max-251: a caller who may not link the source (protected_hardlinks) gets
+    EPERM, whatever the new name's length (do_linkat's may_linkat runs before
+    fuse-overlayfs sees the call); root gets ENAMETOOLONG. Checked by hand on both drivers."""
+    stack = StackSpec((LayerSpec((("b", SymlinkSpec("a")),)),))
+    name = "n" * 255
+    model = engine(["new-name-max-251"])(stack, Options())
+    assert "EPERM" in repr(model.apply(ops.Link("b", name, caller="user")))
+    assert "ENAMETOOLONG" in repr(model.apply(ops.Link("b", name)))
 
 
 def test_long_and_wh_name_records_hold_only_at_those_names() -> None:
