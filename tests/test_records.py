@@ -451,16 +451,16 @@ class DiesOnChmod:
     kills it with ``stderr`` as the daemon's last line (the way copy-up-long-name-aborts
     shows: the mount answers ECONNABORTED, the process died of SIGABRT)."""
 
-    def __init__(self, stderr: str) -> None:
+    def __init__(self, stderr: str, kinds: tuple[type, ...] = (ops.Chmod,)) -> None:
         from adapters.drivers.reference import ReferenceDriver
 
-        self.driver, self.stderr = ReferenceDriver(), stderr
+        self.driver, self.stderr, self.kinds = ReferenceDriver(), stderr, kinds
         self.name = "imitation"
 
     def run(self, op: ops.Op):
         from adapters.base import DriverFailure
 
-        if isinstance(op, ops.Chmod) and len(op.path.rpartition("/")[2]) > 251:
+        if isinstance(op, self.kinds) and len(op.path.rpartition("/")[2]) > 251:
             raise DriverFailure(
                 f"imitation crashed during {op!r}: the mount answers ECONNABORTED, its "
                 f"process is gone (exit status -6); last stderr line: {self.stderr!r}"
@@ -498,6 +498,28 @@ def test_a_crash_record_accepts_only_its_own_crash() -> None:
         broken = machine_for(DiesOnChmod(stderr), Options(), behaviours=known)
         with pytest.raises(DriverBroke, match="crashed at step"):
             broken().run(other, program)
+
+
+def test_copy_up_long_name_aborts_holds_at_utimens_open_for_writing_and_fallocate() -> None:
+    """copy-up-long-name-aborts: the same assertion at a utimensat, an open O_RDWR or a
+    fallocate of a long lower name is the record (each copies up; by hand, issue 15);
+    at an open O_RDONLY, which copies nothing up, it is the verdict crashed."""
+    from conformance.lockstep.machine import DriverBroke
+
+    known = imitations.records_of("fuse-overlayfs")
+    stack = StackSpec((LayerSpec(((LONG, FileSpec(b"x")),)),))
+    for op in (
+        ops.Utimens(LONG, "now", "omit", follow=False),
+        ops.Open(LONG, "O_RDWR"),
+        ops.Fallocate(LONG, "", 0, 1),
+    ):
+        machine = machine_for(DiesOnChmod(ASSERTION, (type(op),)), Options(), behaviours=known)
+        with records.tally() as seen:
+            machine().run(stack, [op])
+        assert seen == {"copy-up-long-name-aborts": 1}, op
+    reading = machine_for(DiesOnChmod(ASSERTION, (ops.Open,)), Options(), behaviours=known)
+    with pytest.raises(DriverBroke, match="crashed at step"):
+        reading().run(stack, [ops.Open(LONG, "O_RDONLY")])
 
 
 def test_new_name_max_251_comes_after_the_vfs_link_checks() -> None:

@@ -834,7 +834,9 @@ def rule_lower_file_name_past_room(diff: Divergence, path: str, ctx: StepContext
     the daemon: main.c copyup/get_node_up); or on a lower hardlink one of whose names
     is that long (the driver copies up the first name it looked up); or on a lower file
     beside which the upper layer holds a directory ``.wh.<name>`` (the same unlinkat
-    fails with EISDIR)."""
+    fails with EISDIR). An open for reading copies nothing up: not this behaviour."""
+    if isinstance(ctx.op, ops.Open) and ctx.op.access == "O_RDONLY":
+        return False
     model = ctx.model
     for p in ctx.paths:
         top = next((o for o in _lower_objects(model, p) if o is not None), None)
