@@ -297,6 +297,48 @@ def test_lower_hardlink_records_hold_only_at_the_hardlink() -> None:
     )
 
 
+def test_lower_hardlink_records_hold_at_fallocate_rename_and_the_copied_names_parents() -> None:
+    """lower-hardlink-one-inode at a fallocate and a rename (the copy-up is written at the
+    name looked up first), and copy-up-parent-mtime at the directories above that name
+    (issue 15, by hand); the same differences at a file with one name are not them."""
+    from reference.layer import HardlinkSpec
+
+    linked = StackSpec(
+        (
+            LayerSpec(
+                (
+                    ("a", DirSpec()),
+                    ("a/a", FileSpec(b"")),
+                    ("c", HardlinkSpec("a/a")),
+                    ("d", DirSpec()),
+                    ("d/e", FileSpec(b"")),
+                    ("s", FileSpec(b"")),
+                )
+            ),
+        )
+    )
+    fallocate = [
+        ("a/a", "data", b"", b"\x00"),
+        ("upper:a", "exists", None, "dir"),
+        ("upper:a/a", "exists", None, "file"),
+        ("upper:c", "exists", "file", None),
+    ]
+    grow = ops.Fallocate("c", "", 0, 1)
+    assert _accounted("fuse-overlayfs", linked, grow, fallocate) == {"lower-hardlink-one-inode"}
+    alone = ops.Fallocate("s", "", 0, 1)
+    assert not _accounted("fuse-overlayfs", linked, alone, [("upper:a/a", "exists", None, "file")])
+    renamed = [("upper:a/a", "exists", None, "file")]
+    move = ops.Rename("c", "b", "")
+    assert _accounted("fuse-overlayfs", linked, move, renamed) == {"lower-hardlink-one-inode"}
+    assert not _accounted("fuse-overlayfs", linked, ops.Rename("s", "b", ""), renamed)
+    mtime = ("a", "mtime", "unchanged (1)", "changed to 2")
+    write = ops.Write("c", b"", 0, (), 0o644)
+    assert "copy-up-parent-mtime" in _accounted("fuse-overlayfs", linked, write, [mtime])
+    assert not _accounted("fuse-overlayfs", linked, ops.Write("s", b"", 0, (), 0o644), [mtime])
+    other = ("d", "mtime", "unchanged (1)", "changed to 2")
+    assert not _accounted("fuse-overlayfs", linked, write, [other])
+
+
 def test_marker_and_shadow_records_hold_only_at_what_the_marker_hides() -> None:
     """unionfs-fuse's lower-markers-ignored and fuse-overlayfs's lookup-past-non-dir account
     for the name a lower marker (or a non-directory) fails to hide, and for what a step

@@ -968,11 +968,23 @@ def rule_copy_up_drops_setid(diff: Divergence, path: str, ctx: StepContext) -> b
 def rule_parent_of_operand(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """copy-up-parent-mtime where the lower directory's mtime is not pinned (the model
     expects it unchanged): the difference is at a directory above one of the step's
-    paths (the parent fuse-overlayfs made in the upper layer while copying up)."""
+    paths (the parent fuse-overlayfs made in the upper layer while copying up); or, the
+    step acting on a lower hardlink, at a lower directory above another of its names
+    (lower-hardlink-one-inode: fuse-overlayfs copies up the name it looked up first,
+    and makes that name's parents; by hand, docs/recorded-behaviours.md "fo")."""
     found = entry_at(ctx.model.upper, path) if ctx.model.upper is not None else None
-    if found is None or not found.is_dir:
+    if (found is not None and found.is_dir) and any(
+        path == "" or p.startswith(path + "/") for p in ctx.paths
+    ):
+        return True
+    wanted = _target_hardlinks(ctx)
+    if not wanted or not any(o is not None and o.is_dir for o in _lower_objects(ctx.model, path)):
         return False
-    return any(path == "" or p.startswith(path + "/") for p in ctx.paths)
+    return any(
+        inode.ident in wanted and (path == "" or where.startswith(path + "/"))
+        for root in ctx.model.lowers
+        for where, inode in walk(root)
+    )
 
 
 def _parent(path: str) -> str:
