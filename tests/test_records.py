@@ -339,6 +339,32 @@ def test_lower_hardlink_records_hold_at_fallocate_rename_and_the_copied_names_pa
     assert not _accounted("fuse-overlayfs", linked, write, [other])
 
 
+def test_wh_file_names_holds_at_the_other_names_of_a_refused_wh_name() -> None:
+    """wh-file-names: a chmod of an upper ``.wh.a`` linked to b/b gives ENOENT on
+    fuse-overlayfs, so b/b keeps its mode (by hand, issue 15); a wrong mode of a file
+    that is not a link of it is not that."""
+    from reference.outcome import Err, Ok
+
+    stack = StackSpec(
+        (
+            LayerSpec(
+                (
+                    ("b", DirSpec()),
+                    ("b/b", FileSpec(b"", mode=0o600)),
+                    ("b/c", FileSpec(b"", mode=0o600)),
+                )
+            ),
+        )
+    )
+    chmod = ops.Chmod(".wh.a", 0o644)
+    refused = (".wh.a", "outcome", (Ok(None),), Err("ENOENT"))
+    kept = [refused, ("b/b", "mode", 0o644, 0o600), ("upper:b/b", "mode", 0o644, 0o600)]
+    linked = [ops.Link("b/b", ".wh.a")]
+    assert _accounted("fuse-overlayfs", stack, chmod, kept, linked) == {"wh-file-names"}
+    unrelated = [ops.Link("b/c", ".wh.a")]
+    assert not _accounted("fuse-overlayfs", stack, chmod, kept, unrelated)
+
+
 def test_marker_and_shadow_records_hold_only_at_what_the_marker_hides() -> None:
     """unionfs-fuse's lower-markers-ignored and fuse-overlayfs's lookup-past-non-dir account
     for the name a lower marker (or a non-directory) fails to hide, and for what a step

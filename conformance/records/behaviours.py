@@ -916,12 +916,28 @@ def rule_wh_file_names(diff: Divergence, path: str, ctx: StepContext) -> bool:
         or any(related(path, p) or _parent(path) == _parent(p) for p in ctx.paths)
     ):
         return True  # (the names beside it: what it hid, or its other links)
+    if named and _another_name_of(model, path, named):
+        return True  # a step the driver refused at the .wh. name left its other names as they were
     return (
         _wh_file_name(model, path)
         or _holds_wh(model, path)
         or _holds_wh(model, _parent(path))
         or (diff.field == "exists" and diff.actual is None and _below_unlisted(path, ctx))
     )
+
+
+def _another_name_of(model: Overlay, path: str, names: list[str]) -> bool:
+    """``path`` is another name of the non-directory one of ``names`` leads to (a hard
+    link): ``ln M/b/b M/.wh.a``, remount, ``chmod 644 M/.wh.a`` gives ENOENT on
+    fuse-overlayfs, so b/b keeps its mode; the kernel changes both names."""
+    try:
+        node = model.resolve(path, follow=False).node
+        others = [model.resolve(name, follow=False).node for name in names]
+    except Exception:  # a path the model refuses: not this behaviour
+        return False
+    if node is None or node.is_dir:
+        return False
+    return any(o is not None and o.top.ident == node.top.ident for o in others)
 
 
 def _below_unlisted(path: str, ctx: StepContext) -> bool:
