@@ -331,6 +331,11 @@ def test_lower_hardlink_records_hold_at_fallocate_rename_and_the_copied_names_pa
     move = ops.Rename("c", "b", "")
     assert _accounted("fuse-overlayfs", linked, move, renamed) == {"lower-hardlink-one-inode"}
     assert not _accounted("fuse-overlayfs", linked, ops.Rename("s", "b", ""), renamed)
+    touched = [("a/a", "mtime", "unchanged (1)", 1000000000123456789)]
+    touch = ops.Utimens("c", 1000000000123456789, 1000000000123456789, follow=False)
+    assert _accounted("fuse-overlayfs", linked, touch, touched) == {"lower-hardlink-one-inode"}
+    alone = ops.Utimens("s", 1000000000123456789, 1000000000123456789, follow=False)
+    assert not _accounted("fuse-overlayfs", linked, alone, touched)
     mtime = ("a", "mtime", "unchanged (1)", "changed to 2")
     write = ops.Write("c", b"", 0, (), 0o644)
     assert "copy-up-parent-mtime" in _accounted("fuse-overlayfs", linked, write, [mtime])
