@@ -370,6 +370,47 @@ def test_wh_file_names_holds_at_the_other_names_of_a_refused_wh_name() -> None:
     assert not _accounted("fuse-overlayfs", stack, chmod, kept, unrelated)
 
 
+class DropsSetuidAtCopyUpUntilAWrite(Overlay):
+    """copy-up-drops-setid as fuse-overlayfs shows it: a fallocate's copy-up of a lower
+    file of gid 1000 loses S_ISUID in the upper layer; a later write puts it back (by
+    hand, issue 15: U/c 755 after ``fallocate -l 1 M/c``, 4755 after a write)."""
+
+    def _op_fallocate(self, op: ops.Fallocate) -> None:
+        fresh = self._existing(op.path, follow=True).upper is None
+        super()._op_fallocate(op)
+        upper = self._existing(op.path, follow=True).upper
+        if fresh and upper is not None and (upper.gid != 0 or self.everywhere):
+            upper.mode &= ~0o4000
+
+    everywhere = False
+
+    def _op_write(self, op: ops.Write) -> int:
+        written = super()._op_write(op)
+        node = self._existing(op.path, follow=True)
+        lower = self.lower_of(node)
+        if node.upper is not None and lower is not None:
+            node.upper.mode |= lower.mode & 0o4000
+        return written
+
+
+def test_copy_up_drops_setid_keeps_the_kernels_mode_until_a_write_puts_it_back() -> None:
+    """copy-up-drops-setid keeps the model (resync "keep"): the write that puts S_ISUID
+    back agrees with it; the same loss on a root:root file (no fchown) diverges."""
+    known = imitations.records_of("fuse-overlayfs")
+    stack = StackSpec((LayerSpec((("c", FileSpec(b"", mode=0o4755, gid=1000)),)),))
+    program = [ops.Fallocate("c", "", 0, 1), ops.Write("c", b"x", 0, (), 0o644)]
+    driver = imitations.Imitation((), (DropsSetuidAtCopyUpUntilAWrite,), None)
+    with records.tally() as seen:
+        machine_for(driver, Options(), behaviours=known)().run(stack, program)
+    assert seen == {"copy-up-drops-setid": 1}
+
+    class DropsItEverywhere(DropsSetuidAtCopyUpUntilAWrite):
+        everywhere = True
+
+    root = StackSpec((LayerSpec((("c", FileSpec(b"", mode=0o4755)),)),))
+    _diverges(imitations.Imitation((), (DropsItEverywhere,), None), root, program[:1], known)
+
+
 def test_marker_and_shadow_records_hold_only_at_what_the_marker_hides() -> None:
     """unionfs-fuse's lower-markers-ignored and fuse-overlayfs's lookup-past-non-dir account
     for the name a lower marker (or a non-directory) fails to hide, and for what a step
