@@ -342,6 +342,13 @@ def test_lower_hardlink_records_hold_at_fallocate_rename_and_the_copied_names_pa
     assert not _accounted("fuse-overlayfs", linked, ops.Write("s", b"", 0, (), 0o644), [mtime])
     other = ("d", "mtime", "unchanged (1)", "changed to 2")
     assert not _accounted("fuse-overlayfs", linked, write, [other])
+    # the mount shows the copy-up's time at a later step (a copied-up d, not a lower-only one)
+    later = ops.Mkdir("x", 0o755)
+    copied = [ops.Write("d/e", b"", 0, (), 0o644)]
+    assert "copy-up-parent-mtime" in _accounted("fuse-overlayfs", linked, later, [other], copied)
+    assert not _accounted("fuse-overlayfs", linked, later, [other])
+    touched = [*copied, ops.Utimens("d", 5, 5, follow=False)]
+    assert not _accounted("fuse-overlayfs", linked, later, [other], touched)
 
 
 def test_wh_file_names_holds_at_the_other_names_of_a_refused_wh_name() -> None:

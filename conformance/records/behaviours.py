@@ -993,6 +993,8 @@ def rule_parent_of_operand(diff: Divergence, path: str, ctx: StepContext) -> boo
         path == "" or p.startswith(path + "/") for p in ctx.paths
     ):
         return True
+    if found is not None and found.is_dir and _copied_with_lower_mtime(ctx.model, path, found):
+        return True  # the mount shows the copy-up's time later, once it looks the name up
     wanted = _target_hardlinks(ctx)
     if not wanted or not any(o is not None and o.is_dir for o in _lower_objects(ctx.model, path)):
         return False
@@ -1001,6 +1003,15 @@ def rule_parent_of_operand(diff: Divergence, path: str, ctx: StepContext) -> boo
         for root in ctx.model.lowers
         for where, inode in walk(root)
     )
+
+
+def _copied_with_lower_mtime(model: Overlay, path: str, upper: Inode) -> bool:
+    """The upper directory at ``path`` was copied up and, in the model, still has its
+    lower's mtime (the kernel's copy-up keeps it): fuse-overlayfs gave it the time of the
+    copy-up, which the mount shows at a later step (by hand: ``printf '' >> M/a/c``;
+    ``stat M/a``: the lower's time; ``mkdir M/b; ls M; stat M/a``: the copy-up's)."""
+    lower = next((o for o in _lower_objects(model, path) if o is not None), None)
+    return lower is not None and lower.is_dir and upper.mtime == lower.mtime
 
 
 def _parent(path: str) -> str:
