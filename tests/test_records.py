@@ -448,6 +448,20 @@ def test_setgid_parent_ignored_holds_at_mkdir_mkfifo_symlink_in_a_setgid_dir_onl
     assert not rule(Divergence("b/a", "gid", 1000, 1001), "b/a", ctx)
 
 
+def test_symlink_copy_up_mtime_holds_at_a_copied_up_symlink_only() -> None:
+    """symlink-copy-up-mtime: a renamed lower symlink shows a new mtime (by hand, issue
+    15); the same at a symlink made through the mount, or at a lower one not copied up,
+    is not that."""
+    stack = StackSpec((LayerSpec((("c", SymlinkSpec("a")), ("d", SymlinkSpec("a")))),))
+    changed = [("a", "mtime", "unchanged (1)", "changed to 2")]
+    renamed = ops.Rename("c", "a", "")
+    assert _accounted("fuse-overlayfs", stack, renamed, changed) == {"symlink-copy-up-mtime"}
+    made = ops.Symlink("x", "a")
+    assert not _accounted("fuse-overlayfs", stack, made, changed)
+    looked = ops.Stat("d", False)
+    assert not _accounted("fuse-overlayfs", stack, looked, [("d", *changed[0][1:])])
+
+
 def test_marker_and_shadow_records_hold_only_at_what_the_marker_hides() -> None:
     """unionfs-fuse's lower-markers-ignored and fuse-overlayfs's lookup-past-non-dir account
     for the name a lower marker (or a non-directory) fails to hide, and for what a step

@@ -1040,6 +1040,20 @@ def rule_setgid_parent_ignored(diff: Divergence, path: str, ctx: StepContext) ->
     return False
 
 
+def rule_copied_up_symlink(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """fuse-overlayfs: a symlink it copies up (rename, chown -h, ...) gets the time of the
+    copy-up as mtime; the kernel keeps the lower's (copy_up.c ovl_set_timestamps). The
+    difference is at a symlink the model copied up and keeps at its lower's mtime."""
+    try:
+        node = ctx.model.resolve(path, follow=False).node
+    except Exception:  # a path the model refuses: not this behaviour
+        return False
+    if node is None or node.kind is not Kind.SYMLINK or node.upper is None:
+        return False
+    origin = node.upper.origin
+    return origin is not None and node.upper.mtime == origin.mtime
+
+
 def _parent(path: str) -> str:
     return path.rpartition("/")[0]
 
@@ -1229,6 +1243,7 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "below-unlistable-dir": rule_unlistable,
     "lower-file-name-past-whiteout-room": rule_lower_file_name_past_room,
     "setgid-parent-ignored": rule_setgid_parent_ignored,
+    "copied-up-symlink": rule_copied_up_symlink,
     "wh-file-names": rule_wh_file_names,
     "copy-up-drops-setid": rule_copy_up_drops_setid,
     "parent-of-operand": rule_parent_of_operand,
