@@ -35,6 +35,7 @@ from conformance.certify.shard import Shard, ShardError, cell_id
 from conformance.errors import ConformanceError
 from conformance.features import BY_ID, FEATURES, Feature
 from conformance.records import corpus, expectations
+from conformance.run_config import RunConfig
 from conformance.verdicts import INTERRUPTED, fails
 from reference.options import MATRIX
 
@@ -301,6 +302,13 @@ def with_kernel_images(drivers: list[str], settings: DriverSettings) -> list[str
     return [name for name in drivers if name != "kernel"] + labels
 
 
+def seconds_per_run(budget: str, cells: int, workers: int) -> float | None:
+    """Under a duration budget, each overlay cell's machine's equal share of it (the
+    workers run cells in parallel); None for a budget name."""
+    duration = timebudget.seconds(budget)
+    return None if duration is None else duration * max(1, workers) / max(1, cells)
+
+
 def _skip_program(problem: str) -> None:
     """A corpus file that is not a valid program: said on one line, and skipped."""
     print(f"warning: corpus: skipped {problem}", file=sys.stderr)
@@ -324,13 +332,18 @@ def certify_command(args: argparse.Namespace) -> int:
     engine_plan = plan_engines(engines)
     check_fuse_settings(args.driver_cmd, args.profile)
     try:
-        expectations.configure(args.expectations)
+        expectations.reload(args.expectations)
     except expectations.ExpectationError as problem:
         raise UsageError(str(problem)) from None
     not_run = left_out(args, drivers, settings)
     drivers = [name for name in drivers if name not in not_run]
     cells = plan(drivers, features, machine, shard)
     ids = [planned_id(cell) for cell in cells] + [cell_id(*cell) for cell in engine_plan]
+    run_config = RunConfig(
+        expectations_path=args.expectations,
+        seconds_per_run=seconds_per_run(args.budget, len(cells), args.workers),
+        driver_settings=settings,
+    )
     corpus_dir = Path(args.corpus or DEFAULT_CORPUS)
     try:
         programs = corpus.load([corpus.PROJECT_CORPUS, corpus_dir], on_problem=_skip_program)
@@ -349,18 +362,12 @@ def certify_command(args: argparse.Namespace) -> int:
             planned=len(ids),
             order={cell: index for index, cell in enumerate(ids)},
             engines=engines,
-            driver_settings=settings,
+            run_config=run_config,
             left_out=not_run,
         )
         report.write()
     run_settings, feature_settings = _settings(args.budget, args.seed, args.example_db)
     total = len(ids)
-    duration = timebudget.seconds(args.budget)
-    # a duration: each overlay cell's machine gets an equal share (workers run in parallel)
-    overlay_cells = max(1, len(cells))
-    timebudget.SECONDS_PER_RUN = (
-        None if duration is None else duration * max(1, args.workers) / overlay_cells
-    )
     done: list[Verdict] = []
     progress = Progress(total)
     artefacts = Artefacts(report, corpus_dir, settings, progress.note)
@@ -382,14 +389,14 @@ def certify_command(args: argparse.Namespace) -> int:
     try:
         with seeded(args.seed):
             if args.workers > 1:
-                verdicts = run_parallel(args, settings, cells, on_verdict)
+                verdicts = run_parallel(args, run_config, cells, on_verdict)
             else:
                 from conformance.certify.engine import certify
 
                 verdicts = certify(
                     drivers, run_settings, on_verdict, feature_settings=feature_settings,
                     features=features, machine=machine, programs=programs, shard=shard,
-                    driver_settings=settings,
+                    run_config=run_config,
                 )
             if engines:
                 from conformance.budgets import container_budget_settings
@@ -415,7 +422,6 @@ def certify_command(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         _pending = None
-        timebudget.SECONDS_PER_RUN = None
     progress.close()
     html = None
     if report is not None:
@@ -451,7 +457,7 @@ def replay_command(args: argparse.Namespace) -> int:
         raise UsageError(f"driver {name!r} cannot run here: {reason}") from None
     try:
         print(f"replaying {args.program} on {name} [{program.options.label}]")
-        program.replay(driver)
+        program.replay(driver, run_config=RunConfig(driver_settings=settings))
     except FeatureSkipped as reason:
         print(f"skipped: {reason}")
         return 2
@@ -494,11 +500,9 @@ def _worker(config: dict[str, Any], tasks: Any, results: Any) -> None:
     signal.signal(signal.SIGTERM, _raise_interrupted)
     signal.signal(signal.SIGALRM, _raise_again)
     os.chdir(config["cwd"])
-    expectations.configure(config["expectations"])
     run_settings, feature_settings = _settings(
         config["budget"], config["seed"], config["example_db"]
     )
-    timebudget.SECONDS_PER_RUN = config["seconds_per_run"]
     # (the main process said which files it skipped)
     programs = corpus.load([corpus.PROJECT_CORPUS, config["corpus"]], on_problem=lambda _: None)
     drivers: dict[str, Any] = {}
@@ -523,12 +527,14 @@ def _serve(
     feature_settings: Any,
     programs: Any,
 ) -> None:
-    """The worker's loop: a cell from ``tasks``, its verdict to ``results``."""
+    """The worker's loop: a cell from ``tasks``, its verdict to ``results``, under the
+    run's configuration (``config["run_config"]``, conformance.run_config)."""
     from adapters.base import DriverUnavailable
     from conformance.certify.engine import certify_cell
     from conformance.verdicts import BROKEN, SKIPPED
 
     by_label = {options.label: options for options in MATRIX}
+    run_config: RunConfig = config["run_config"]
     while True:
         task = tasks.get()
         if task is None:
@@ -537,13 +543,13 @@ def _serve(
         feature = BY_ID[feature_id] if feature_id else None
         try:
             if name not in drivers:
-                drivers[name] = registry.make(name, config["settings"])
+                drivers[name] = registry.make(name, run_config.driver_settings)
         except DriverUnavailable as reason:
             results.put((index, Verdict(name, label, SKIPPED, str(reason), feature=feature_id)))
             continue
         chosen = run_settings if feature is None else feature_settings
         verdict = certify_cell(
-            drivers[name], by_label[label], chosen, feature, programs, config["settings"]
+            drivers[name], by_label[label], chosen, feature, programs, run_config
         )
         if verdict.verdict in BROKEN:
             with uninterrupted():
@@ -553,12 +559,13 @@ def _serve(
 
 def run_parallel(
     args: argparse.Namespace,
-    settings: DriverSettings,
+    run_config: RunConfig,
     cells: list[Planned],
     on_verdict: Callable[[Verdict], None],
 ) -> list[Verdict]:
-    """The ``cells`` (conformance.certify.engine.plan) in ``args.workers`` processes; verdicts
-    are reported as they come, and returned (and kept in the reports) in plan order."""
+    """The ``cells`` (conformance.certify.engine.plan) in ``args.workers`` processes, each
+    given the run's configuration; verdicts are reported as they come, and returned (and
+    kept in the reports) in plan order."""
     work = [
         (name, feature.id if feature is not None else "", options.label)
         for name, feature, options in cells
@@ -566,11 +573,9 @@ def run_parallel(
     context = multiprocessing.get_context("spawn")
     tasks, results = context.Queue(), context.Queue()
     config = {
-        "parent": os.getpid(), "cwd": os.getcwd(), "expectations": args.expectations,
-        "settings": settings, "budget": args.budget, "seed": args.seed,
-        "example_db": args.example_db,
+        "parent": os.getpid(), "cwd": os.getcwd(), "run_config": run_config,
+        "budget": args.budget, "seed": args.seed, "example_db": args.example_db,
         "corpus": args.corpus or DEFAULT_CORPUS,
-        "seconds_per_run": timebudget.SECONDS_PER_RUN,
     }
     for index, task in enumerate(work):
         tasks.put((index, *task))
