@@ -993,7 +993,7 @@ def rule_parent_of_operand(diff: Divergence, path: str, ctx: StepContext) -> boo
         path == "" or p.startswith(path + "/") for p in ctx.paths
     ):
         return True
-    if found is not None and found.is_dir and _copied_up_dir(ctx.model, path):
+    if found is not None and found.is_dir and _copied_up_parent(ctx.model, path, found):
         return True  # the mount shows the copy-up's time later, once it looks the name up
     wanted = _target_hardlinks(ctx)
     if not wanted or not any(o is not None and o.is_dir for o in _lower_objects(ctx.model, path)):
@@ -1005,13 +1005,15 @@ def rule_parent_of_operand(diff: Divergence, path: str, ctx: StepContext) -> boo
     )
 
 
-def _copied_up_dir(model: Overlay, path: str) -> bool:
-    """A lower directory at ``path`` (the upper one at ``path`` was copied up from it or
-    merges it): fuse-overlayfs gave the upper directory the time of the copy-up, which
-    the mount shows at a later step (by hand: ``printf '' >> M/a/c``; ``stat M/a``: the
-    lower's time; ``mkdir M/b; ls M; stat M/a``: the copy-up's). The model's time is not
-    compared with the lower's: a resynchronised model (reference.rebuild) has fresh ones."""
-    return any(o is not None and o.is_dir for o in _lower_objects(model, path))
+def _copied_up_parent(model: Overlay, path: str, upper: Inode) -> bool:
+    """A lower directory at ``path`` whose upper copy holds entries (made, as a parent, to
+    hold a copy-up): fuse-overlayfs gave it the time of the copy-up, which the mount
+    shows at a later step (by hand: ``printf '' >> M/a/c``; ``stat M/a``: the lower's
+    time; ``mkdir M/b; ls M; stat M/a``: the copy-up's). The model's time is not compared
+    with the lower's: a resynchronised model (reference.rebuild) has fresh ones."""
+    return bool(upper.entries) and any(
+        o is not None and o.is_dir for o in _lower_objects(model, path)
+    )
 
 
 def rule_setgid_parent_ignored(diff: Divergence, path: str, ctx: StepContext) -> bool:
