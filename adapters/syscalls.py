@@ -290,9 +290,16 @@ class CallerThread:
 
     @classmethod
     def start_for(cls, uid, gid, groups):
-        """The thread for these credentials, or False where it could not take them."""
+        """The thread for these credentials, or False where it could not take them, or
+        where no thread can be started: a process that has unshared its PID namespace
+        (the FUSE executor, adapters/sandbox/fusemount.py ``holder``) cannot make threads
+        (linux kernel/fork.c copy_process: CLONE_THREAD with another
+        pid_ns_for_children is EINVAL), its forked children still run."""
         before = (os.getresuid(), os.getresgid(), os.getgroups())
-        thread = cls(uid, gid, groups)
+        try:
+            thread = cls(uid, gid, groups)
+        except RuntimeError:  # threading: "can't start new thread"
+            return False
         if (os.getresuid(), os.getresgid(), os.getgroups()) != before:
             raise RuntimeError("the caller's credentials reached the executor's own thread")
         return thread if thread.ready else False

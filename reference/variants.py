@@ -14,6 +14,7 @@ recorded behaviour was seen. A variant only changes the rule it names.
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Callable
 
@@ -214,12 +215,26 @@ class DirRenameCopiesTree(Overlay):
             upper.touch()
         for _, child in self.found_children(node):
             if child.is_dir:
-                self._copy_tree(child)
+                # (by name: metadata-copy-up-copies-tree calls it on a model without this
+                # variant)
+                DirRenameCopiesTree._copy_tree(self, child)
                 continue
             fresh = child.upper is None
             copy = self.copy_up(child)
             if fresh and copy.kind is not Kind.FILE:
                 copy.touch()
+            if fresh:
+                tree_copies(self).add(copy.ident)
+
+
+def tree_copies(overlay: Overlay) -> set[int]:
+    """The identities of the upper objects a tree copy made (unionfs-fuse: they show the
+    lower object's inode number until the attribute cache expires, or a remount;
+    conformance.records.behaviours copied-up-inode-lag)."""
+    found: set[int] | None = overlay.__dict__.get("tree_copies")
+    if found is None:
+        found = overlay.__dict__["tree_copies"] = set()
+    return found
 
 
 class ParentsFromSourceBranch(Overlay):
@@ -274,11 +289,27 @@ class RenameFlagsEinval(Overlay):
     RENAME_NOREPLACE gives EINVAL once the VFS's own checks pass (fs/fuse/dir.c
     fuse_rename2: flags without FUSE rename2 support are EINVAL)."""
 
+    #: While the VFS's checks run: each path is its own inode (libfuse 2's high-level API
+    #: gives every path a node of its own), so two names of one file are two inodes to the
+    #: VFS, whose same-inode no-op does not apply (checked by hand: renameat2 EXCHANGE of
+    #: two hardlinks gives EINVAL on unionfs-fuse, succeeds on the kernel).
+    _per_path = False
+
+    def vfs_inode(self, node: Node) -> tuple[str, object]:
+        if self._per_path:
+            return ("path", node.path)
+        return super().vfs_inode(node)
+
     def _op_rename(self, op: ops.Rename) -> None:
         if op.flags in ("RENAME_EXCHANGE", "RENAME_NOREPLACE"):
             from reference.rename import rename
 
-            if rename(self, op, vfs_only=True):
+            self._per_path = True
+            try:
+                reaches_fuse = rename(self, op, vfs_only=True)
+            finally:
+                self._per_path = False
+            if reaches_fuse:
                 _hit(self, "rename-flags-einval")
                 raise FsError("EINVAL")
             return
@@ -286,7 +317,7 @@ class RenameFlagsEinval(Overlay):
 
 
 class MetadataCopyUpCopiesTree(Overlay):
-    """unionfs-fuse: chmod or chown of a directory that is not in the upper branch copies
+    """unionfs-fuse: chmod, chown or utimensat of a directory that is not in the upper branch copies
     its whole tree up (cow of a directory is a recursive copy; observed: the files, FIFOs,
     symlinks and subdirectories below it are all in the upper branch afterwards), so the
     names below show new inode numbers. The kernel copies up the directory alone."""
@@ -304,6 +335,22 @@ class MetadataCopyUpCopiesTree(Overlay):
     def _op_chown(self, op: ops.Chown) -> None:
         self._copy_dir_tree_first(op.path)
         super()._op_chown(op)
+
+    def _op_utimens(self, op: ops.Utimens) -> None:
+        """utimensat(2) copies the tree as well (found by the suite, checked by hand:
+        touch -h -d @1000000000 M/c copies c/a and c/b to the upper branch). The tree is
+        copied once the kernel's rule has succeeded (its checks come first), below the
+        directory it copied up."""
+        before = None
+        if not (op.atime == ops.UTIME_OMIT and op.mtime == ops.UTIME_OMIT):
+            with contextlib.suppress(FsError):
+                before = self._existing(op.path, follow=op.follow)
+        fresh = before is not None and before.is_dir and before.upper is None
+        super()._op_utimens(op)
+        if fresh and self.upper is not None:
+            node = self._existing(op.path, follow=op.follow)
+            _hit(self, "metadata-copy-up-copies-tree")
+            DirRenameCopiesTree._copy_tree(self, node)  # type: ignore[arg-type]
 
 
 VARIANTS: dict[str, Variant] = {
@@ -373,7 +420,7 @@ VARIANTS: dict[str, Variant] = {
         Variant(
             "metadata-copy-up-copies-tree",
             "unionfs-fuse",
-            "chmod/chown of a lower directory copies its whole tree to the upper branch",
+            "chmod/chown/utimensat of a lower directory copies its whole tree to the upper branch",
             "rpodgorny/unionfs-fuse src/cow.c cow_cp -> copy_directory (recursive)",
             MetadataCopyUpCopiesTree,
         ),

@@ -169,3 +169,44 @@ def test_a_caller_runs_in_a_thread_that_holds_its_credentials_only() -> None:
     assert got == ((1000,) * 3, (1000,) * 3, [1001], ((0, 0), (0, 0)), 0o022)
     assert again == (1000,) * 3
     assert (own_ids, own_groups, own_umask, kind) == ((0, 0, 0), [], 0o002, "CallerThread")
+
+
+CALLER_AFTER_NEWPID = """
+import ctypes, os, signal, time
+from adapters import syscalls
+libc = ctypes.CDLL(None, use_errno=True)
+assert libc.unshare(0x20000000) == 0  # CLONE_NEWPID, as the FUSE executor's holder does
+holder = os.fork()
+if holder == 0:
+    time.sleep(60)
+    os._exit(0)
+try:
+    creds = (1000, 1000, (1001,), 0o022)
+    got = syscalls.run_as(creds, lambda: (os.getresuid(), os.getgroups()), {})
+    kind = syscalls.CALLER_THREADS[(1000, 1000, (1001,))]
+    print(repr((got, kind)))
+finally:
+    os.kill(holder, signal.SIGKILL)
+    os.waitpid(holder, 0)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="taking a caller's credentials needs root")
+def test_a_caller_runs_in_a_forked_child_where_no_thread_can_start() -> None:
+    """adapters.syscalls.run_as in a process that unshared its PID namespace (the FUSE
+    executor): no thread can be started there, the call runs in a forked child with the
+    caller's credentials (found: every caller step of a FUSE driver crashed with "can't
+    start new thread")."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", CALLER_AFTER_NEWPID],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    got, kind = eval(done.stdout)
+    assert got == ((1000,) * 3, [1001])
+    assert kind is False

@@ -26,7 +26,15 @@ from conformance.records import expectations
 from conformance.records.expectations import ExpectationError
 from conformance.records.failure import failures_of
 from reference import ops
-from reference.layer import DirSpec, FifoSpec, FileSpec, LayerSpec, StackSpec, SymlinkSpec
+from reference.layer import (
+    DirSpec,
+    FifoSpec,
+    FileSpec,
+    LayerSpec,
+    StackSpec,
+    SymlinkSpec,
+    walk,
+)
 from reference.options import Options
 from reference.overlay import Overlay
 from reference.rebuild import rebuild_upper
@@ -943,3 +951,298 @@ def test_other_name_of_target_holds_in_a_rebuilt_model() -> None:
     assert rule(lag, "b", ctx)
     assert not rule(attrs.evolve(lag, where="c"), "c", ctx)
     assert not rule(attrs.evolve(lag, field="exists"), "b", ctx)
+
+
+# --- unionfs-fuse records of the CI run of main (issue 15 follow-up, uf) -------------------
+
+
+def _accounted_showing(
+    stack: StackSpec, op: ops.Op, found: list, shown: dict, before=(), outcome=None
+) -> set[str]:
+    """unionfs-fuse's records that account for every one of ``found`` after ``op``, the
+    driver showing ``shown`` (path: (EntryView, st_ino)); empty when any is left over."""
+    from conformance.lockstep.compare import Divergence
+    from reference.view import View
+
+    model = Overlay(stack, Options())
+    for earlier in before:
+        model.apply(earlier)
+    target = records.subject(model, op)
+    model.apply(op)
+    view = View({p: e for p, (e, _) in shown.items()}, {p: i for p, (_, i) in shown.items()})
+    context = records.StepContext(op, target, model, view, outcome)
+    diffs = [Divergence(*d) for d in found]
+    matched = records.match(imitations.records_of("unionfs-fuse"), diffs, context)
+    return set() if matched.unmatched else set(matched.by_record)
+
+
+def test_removal_keeps_parent_mtime_only_at_the_parent_of_a_lower_name() -> None:
+    """removal-keeps-parent-mtime: the directory a lower-only name was removed from keeps
+    its mtime (a directory emptied by removals too); not after removing a name made in
+    the upper branch, not at a directory further up, not another field of the parent."""
+    pinned = 1_000_000_000_123_456_789
+    stack = StackSpec(
+        (
+            LayerSpec(
+                (
+                    ("c", DirSpec(mtime=pinned)),
+                    ("c/b", DirSpec()),
+                    ("c/f", FileSpec(b"")),
+                    ("c/e", DirSpec()),
+                    ("c/e/x", FileSpec(b"")),
+                )
+            ),
+        )
+    )
+    kept = ("c", "mtime", "changed", f"unchanged ({pinned})")
+    for op in (ops.Unlink("c/f"), ops.Rmdir("c/b")):
+        assert _accounted_showing(stack, op, [kept], {}) == {"removal-keeps-parent-mtime"}
+    made = [ops.Write("c/g", b"", 0, ("O_CREAT",), 0o644)]
+    assert not _accounted_showing(stack, ops.Unlink("c/g"), [kept], {}, made)
+    assert not _accounted_showing(stack, ops.Unlink("c/e/x"), [kept], {})
+    emptied = [ops.Unlink("c/e/x")]
+    assert _accounted_showing(stack, ops.Rmdir("c/e"), [kept], {}, emptied) == {
+        "removal-keeps-parent-mtime"
+    }
+    mode = ("c", "mode", 0o755, 0o700)
+    assert not _accounted_showing(stack, ops.Unlink("c/f"), [mode], {})
+
+
+def test_a_removed_name_comes_back_only_where_a_lower_holds_it() -> None:
+    """dir-copy-up-removed-name-back: after a chmod of the directory, a name removed below
+    it shows again as the lower branch's object; a name no lower holds, or of another
+    kind, is not it, and neither is one shown after a chmod of something else."""
+    from reference.view import EntryView
+
+    stack = StackSpec(
+        (LayerSpec((("a", DirSpec()), ("a/c", FileSpec(b"")), ("d", DirSpec()))),)
+    )
+    removed = [ops.Unlink("a/c")]
+    back = EntryView(kind="file", mode=0o644, uid=0, gid=0, nlink=1)
+    shows = ("a/c", "exists", None, back)
+    chmod = ops.Chmod("a", 0o700)
+    assert _accounted_showing(stack, chmod, [shows], {"a/c": (back, 9)}, removed) == {
+        "dir-copy-up-removed-name-back"
+    }
+    other = ("a/z", "exists", None, back)
+    assert not _accounted_showing(stack, chmod, [other], {"a/z": (back, 9)}, removed)
+    fifo = EntryView(kind="fifo", mode=0o644, uid=0, gid=0, nlink=1)
+    wrong = ("a/c", "exists", None, fifo)
+    assert not _accounted_showing(stack, chmod, [wrong], {"a/c": (fifo, 9)}, removed)
+    elsewhere = ops.Chmod("d", 0o700)
+    assert not _accounted_showing(stack, elsewhere, [shows], {"a/c": (back, 9)}, removed)
+
+
+def test_a_stale_name_of_a_linked_file_needs_another_name_showing_the_change() -> None:
+    """other-name-attribute-lag at a later step (stale-other-name): a name of a file with
+    two names shows the mode from before a chmod through the other one, which shows the
+    new mode (whatever inode number the stale name shows); not when both names show the
+    old mode (the chmod did nothing), even if another file shows the new one."""
+    from reference.view import EntryView
+
+    stack = StackSpec((LayerSpec(()),))
+    before = [ops.Mkfifo("a", 0o644), ops.Link("a", "b"), ops.Chmod("b", 0o600)]
+    old = EntryView(kind="fifo", mode=0o644, uid=0, gid=0, nlink=2)
+    new = attrs.evolve(old, mode=0o600)
+    stale = ("a", "mode", 0o600, 0o644)
+    later = ops.Mkfifo("c", 0o644)
+    assert _accounted_showing(stack, later, [stale], {"a": (old, 5), "b": (new, 5)}, before) == {
+        "other-name-attribute-lag"
+    }
+    both = [stale, ("b", "mode", 0o600, 0o644)]
+    assert not _accounted_showing(stack, later, both, {"a": (old, 5), "b": (old, 5)}, before)
+    # the stale name may show its number from before the copy-up (copied-up-inode-lag)
+    assert _accounted_showing(stack, later, [stale], {"a": (old, 4), "b": (new, 5)}, before)
+    apart = [*before, ops.Mkfifo("d", 0o600)]
+    shown = {"a": (old, 5), "b": (old, 5), "d": (new, 6)}
+    assert not _accounted_showing(stack, later, [stale, both[1]], shown, apart)
+
+
+def test_a_higher_link_count_after_an_unlink_shows_in_a_stat_too() -> None:
+    """link-count-lag: after an unlink, a stat of the file's remaining name gives the
+    count from before it (found by pytest hardlinks, seed 1); a stat that also gives
+    another size, or a lower count of a file with one name, is not it."""
+    from reference.outcome import Ok
+
+    stack = StackSpec((LayerSpec((("a", FileSpec(b"")),)),))
+    before = [ops.Link("a", "b"), ops.Unlink("a")]
+    right = ops.StatResult(kind="file", mode=0o644, uid=0, gid=0, size=0, nlink=1)
+    stat = ops.Stat("b", False)
+
+    def accounted(shown: ops.StatResult) -> set[str]:
+        found = [("b", "outcome", (Ok(right),), Ok(shown))]
+        return _accounted_showing(stack, stat, found, {}, before, Ok(shown))
+
+    assert accounted(attrs.evolve(right, nlink=2)) == {"link-count-lag"}
+    assert not accounted(attrs.evolve(right, nlink=2, size=1))
+    assert not accounted(attrs.evolve(right, nlink=0))
+
+
+def test_an_upper_whiteout_shows_only_at_a_mount_of_the_kernels_layers() -> None:
+    """lower-markers-ignored at layer interchange: unionfs-fuse mounting layers the kernel
+    wrote shows the whiteout of its read-write branch as a character device; at a step
+    of its own mount (the name it was asked to remove showing again) that is a
+    divergence, and so is a name no whiteout is at."""
+    from conformance.lockstep.compare import Divergence
+    from reference.view import EntryView, View
+
+    stack = StackSpec((LayerSpec((("c", FileSpec(b"")), ("d", FileSpec(b"")))),))
+    model = Overlay(stack, Options())
+    for op in (ops.Write("a", b"", 0, ("O_CREAT",), 0o644), ops.Unlink("c")):
+        model.apply(op)
+    device = EntryView(kind="chardev", mode=0, uid=0, gid=0, nlink=1)
+    shown = View({"c": device}, {"c": 3})
+
+    def accounted(op, where: str) -> set[str]:
+        context = records.StepContext(op, None, model, shown)
+        diffs = [Divergence(where, "exists", None, device)]
+        matched = records.match(imitations.records_of("unionfs-fuse"), diffs, context)
+        return set() if matched.unmatched else set(matched.by_record)
+
+    assert accounted(None, "c") == {"lower-markers-ignored"}
+    assert not accounted(None, "e")
+    assert not accounted(ops.Readdir(""), "c")
+
+
+def test_a_stale_size_cuts_the_data_only_of_a_name_with_stale_attributes() -> None:
+    """other-name-attribute-lag after the unlink of the other name (stale-size-read): the
+    name left still shows the count from before the unlink and reads the file up to its
+    old size; not when its count is right (the data is simply wrong), nor data that is
+    not a prefix of the file's."""
+    from reference.view import EntryView
+
+    stack = StackSpec((LayerSpec((("a", FileSpec(b"")),)),))
+    before = [ops.Link("a", "b"), ops.Write("a", b"x", 0, (), 0o644)]
+    stale = EntryView(kind="file", mode=0o644, uid=0, gid=0, nlink=2, data=b"")
+    found = [("b", "data", b"x", b""), ("b", "nlink", 1, 2)]
+    unlink = ops.Unlink("a")
+    assert _accounted_showing(stack, unlink, found, {"b": (stale, 4)}, before) >= {
+        "other-name-attribute-lag"
+    }
+    counted = attrs.evolve(stale, nlink=1)
+    assert not _accounted_showing(stack, unlink, found[:1], {"b": (counted, 4)}, before)
+    other = [("b", "data", b"x", b"y"), ("b", "nlink", 1, 2)]
+    assert not _accounted_showing(stack, unlink, other, {"b": (stale, 4)}, before)
+
+
+def test_a_stat_of_a_stale_name_needs_another_name_showing_the_change() -> None:
+    """other-name-attribute-lag, a stat at a later step (stale-other-name): the mode from
+    before a chmod through the other name (and the count from before the link); not a
+    wrong size beside it, nor a mode no other name shows."""
+    from reference.outcome import Ok
+    from reference.view import EntryView
+
+    stack = StackSpec((LayerSpec((("a", FileSpec(b"")),)),))
+    before = [ops.Link("a", "b"), ops.Chmod("b", 0o644)]
+    right = ops.StatResult(kind="file", mode=0o644, uid=0, gid=0, size=0, nlink=2)
+    stat = ops.Stat("a", False)
+    seen = EntryView(kind="file", mode=0o644, uid=0, gid=0, nlink=2)
+    others = {"a": (attrs.evolve(seen, mode=0o600, nlink=1), 7), "b": (seen, 8)}
+
+    def accounted(shown: ops.StatResult, view: dict) -> set[str]:
+        found = [("a", "outcome", (Ok(right),), Ok(shown))]
+        return _accounted_showing(stack, stat, found, view, before, Ok(shown))
+
+    old = attrs.evolve(right, mode=0o600, nlink=1)
+    assert accounted(old, others) == {"other-name-attribute-lag"}
+    assert not accounted(attrs.evolve(old, size=1), others)
+    unseen = {"a": others["a"], "b": (attrs.evolve(seen, mode=0o600), 8)}
+    assert not accounted(old, unseen)
+
+
+def test_a_lower_hardlink_beside_its_lagging_copy_shares_its_number() -> None:
+    """copied-up-inode-lag at the name of a lower hardlink left in the lower layer: its
+    other name was copied up and still shows the lower number, so both show one inode;
+    not for a file that is no hardlink of the copied one."""
+    from reference.layer import HardlinkSpec
+
+    stack = StackSpec(
+        (
+            LayerSpec(
+                (
+                    ("a", DirSpec()),
+                    ("a/b", FileSpec(b"")),
+                    ("a/c", HardlinkSpec("a/b")),
+                    ("a/d", FileSpec(b"")),
+                )
+            ),
+        )
+    )
+    copy = ops.Chmod("a/b", 0o600)
+    shared = ("an inode of its own, not a/b's", "the same inode as a/b")
+    assert _accounted_showing(stack, copy, [("a/c", "st_ino", *shared)], {}) == {
+        "copied-up-inode-lag"
+    }
+    assert not _accounted_showing(stack, copy, [("a/d", "st_ino", *shared)], {})
+
+
+def test_a_failed_fallocate_keeps_only_the_set_id_bits() -> None:
+    """fallocate-enotsup: the set-id bits the kernel drops at a fallocate by the owner
+    stay (setid-kept); another mode, or the bits kept at a chmod, is not it."""
+    from reference.outcome import Err, Ok
+
+    stack = StackSpec((LayerSpec((("f", FileSpec(b"", mode=0o2745, uid=1001)),)),))
+    grow = ops.Fallocate("f", "", 0, 1, caller="other")
+    failed = ("f", "outcome", (Ok(None),), Err("ENOTSUP"))
+    kept = ("f", "mode", 0o745, 0o2745)
+    data = ("f", "data", b"\x00", b"")
+    found = [failed, kept, data]
+    assert _accounted_showing(stack, grow, found, {}, (), Err("ENOTSUP")) == {"fallocate-enotsup"}
+    other = ("f", "mode", 0o745, 0o2755)
+    assert not _accounted_showing(stack, grow, [failed, other, data], {}, (), Err("ENOTSUP"))
+    chmod = ops.Chmod("f", 0o745)
+    assert not _accounted_showing(stack, chmod, [kept], {})
+
+
+def test_utimens_of_a_lower_directory_copies_its_tree_only_when_it_succeeds() -> None:
+    """metadata-copy-up-copies-tree for utimensat: a lower directory's tree is copied up
+    (the names below it in the upper layer); both times omitted, or refused (EPERM for
+    explicit times set by a caller who does not own it), nothing is copied."""
+    entries = (("c", DirSpec()), ("c/b", DirSpec()), ("c/a", FifoSpec()))
+    stack = StackSpec((LayerSpec(entries),))
+    pinned = 1_000_000_000_123_456_789
+    for op, copied in (
+        (ops.Utimens("c", pinned, pinned, False), {"c", "c/a", "c/b"}),
+        (ops.Utimens("c", ops.UTIME_OMIT, ops.UTIME_OMIT, False), set()),
+        (ops.Utimens("c", pinned, pinned, False, caller="user"), set()),
+    ):
+        model = engine(("metadata-copy-up-copies-tree",))(stack, Options())
+        model.apply(op)
+        assert {path for path, _ in walk(model.upper)} == copied, op
+        assert model.variant_hits["metadata-copy-up-copies-tree"] == (1 if copied else 0)
+
+
+def test_an_exchange_of_two_names_of_one_file_reaches_the_fuse_driver() -> None:
+    """rename-flags-einval: to the VFS over libfuse 2 two names of one file are two inodes,
+    so RENAME_EXCHANGE of two names of an upper file gives EINVAL (the kernel: one inode,
+    nothing to do, success); the same name is still nothing to do, and a plain rename is
+    the kernel's."""
+    stack = StackSpec((LayerSpec(()),))
+    made = [ops.Write("x", b"", 0, ("O_CREAT",), 0o644), ops.Link("x", "y")]
+    for op, outcome in (
+        (ops.Rename("x", "y", "RENAME_EXCHANGE"), "EINVAL"),
+        (ops.Rename("x", "x", "RENAME_EXCHANGE"), None),
+        (ops.Rename("x", "y", ""), None),
+    ):
+        model = engine(("rename-flags-einval",))(stack, Options())
+        for step in made:
+            model.apply(step)
+        got = {getattr(o, "name", None) for o in model.apply(op)}
+        assert got == {outcome}, op
+
+
+def test_a_tree_copy_shows_the_lower_number_until_later() -> None:
+    """copied-up-inode-lag for what a directory rename's tree copy made (unionfs-fuse: the
+    lower object's number at first, the copy's own a second later or after a remount);
+    not for an object the copy did not make."""
+    stack = StackSpec((LayerSpec((("b", DirSpec()), ("b/a", FifoSpec()))),))
+    variants = ("dir-rename-copies-tree", "inode-of-top-branch")
+    model = engine(variants)(stack, Options())
+    model.apply(ops.Rename("b", "a", ""))
+    model.apply(ops.Mkfifo("f", 0o644))
+    changed = ("unchanged (8)", "changed to 10")
+    book = imitations.records_of("unionfs-fuse")
+    for path, seen in (("a/a", True), ("f", False)):
+        diffs = [records.Divergence(path, "st_ino", *changed)]
+        matched = records.match(book, diffs, records.StepContext(ops.Remount(), None, model))
+        assert (not matched.unmatched) is seen, path

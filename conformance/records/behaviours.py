@@ -47,6 +47,7 @@ from reference.layer import Inode, Kind, entry_at, walk
 from reference.lookup import Node
 from reference.outcome import Err, Ok
 from reference.overlay import Overlay
+from reference.variants import tree_copies
 from reference.view import View
 
 WITHIN = ("outcome", "view", "upper", "lower")
@@ -404,8 +405,22 @@ def rule_lower_markers_ignored(diff: Divergence, path: str, ctx: StepContext) ->
             or _symlink_to_marker(model, p)
             for p in ctx.paths
         )
-    return _lower_marker(model, path) or (
-        rmdir and path in ctx.paths and _holds_marker(model, path)
+    return (
+        _lower_marker(model, path)
+        or (rmdir and path in ctx.paths and _holds_marker(model, path))
+        or (ctx.op is None and _upper_whiteout(model, path))
+    )
+
+
+def _upper_whiteout(model: Overlay, path: str) -> bool:
+    """``path`` is, or lies below, a whiteout of the upper layer: at a mount of layers the
+    kernel wrote (layer interchange), unionfs-fuse's read-write branch holds the kernel's
+    markers, which it does not read either."""
+    if model.upper is None:
+        return False
+    return any(
+        (o := entry_at(model.upper, prefix)) is not None and o.kind is Kind.WHITEOUT
+        for prefix in _prefixes(path)
     )
 
 
@@ -650,14 +665,24 @@ def rule_copied_up_inode_lag(diff: Divergence, path: str, ctx: StepContext) -> b
     name is another name (a link) of such an upper copy: compared with the lagging name,
     its own number differs (unionfs-fuse: ln a b of a lower a; stat a b shows a's lower
     number beside b's upper one for a second). Or, at a rename, the new name of an object
-    whose old path has a lower object (the copied tree shows the lower attributes)."""
+    whose old path has a lower object (the copied tree shows the lower attributes). Or a
+    name of a lower hardlink left in the lower layer, beside another name of it that was
+    copied up (and shows the lower number, the same as this one's, for a second)."""
     model = ctx.model
     try:
         node = ctx.model.resolve(path, follow=False).node
     except Exception:  # a path the model refuses: not this behaviour
         return False
-    if node is None or node.upper is None:
+    if node is None:
         return False
+    if node.upper is None:
+        return diff.field == "st_ino" and _beside_lagging_copy(model, path)
+    if (
+        diff.field == "st_ino"
+        and str(diff.expected).startswith("unchanged")
+        and node.upper.ident in tree_copies(model)
+    ):
+        return True  # made by a tree copy: the lower's number, then (later) its own
     if any(o is not None for o in _lower_objects(model, path)):
         return True
     op = ctx.op
@@ -673,6 +698,19 @@ def rule_copied_up_inode_lag(diff: Divergence, path: str, ctx: StepContext) -> b
         and where != path
         and any(o is not None for o in _lower_objects(model, where))
         for where, inode in walk(model.upper)
+    )
+
+
+def _beside_lagging_copy(model: Overlay, path: str) -> bool:
+    """``path`` is a name of a lower hardlink not copied up, another name of which was:
+    that copy shows the lower number for a while, so the two look like one inode."""
+    lower = next((o for o in _lower_objects(model, path) if o is not None), None)
+    if lower is None or lower.is_dir or model.upper is None:
+        return False
+    return any(
+        where != path
+        and any(o is not None and o.ident == lower.ident for o in _lower_objects(model, where))
+        for where, _ in walk(model.upper)
     )
 
 
@@ -1109,13 +1147,17 @@ def rule_nlink_lags_link(diff: Divergence, path: str, ctx: StepContext) -> bool:
         actual = ctx.actual_outcome
         if not isinstance(ctx.op, ops.Stat) or not isinstance(actual, Ok):
             return False
-        stat = actual.value
+        stat, path, follow = actual.value, ctx.op.path, ctx.op.follow
         expected = [o.value for o in diff.expected if isinstance(o, Ok)]
+        # lower after a link (a name of a linked file); higher after an unlink (a file's
+        # count from before it, as in the view below)
         return isinstance(stat, ops.StatResult) and any(
             isinstance(e, ops.StatResult)
             and attrs.evolve(e, nlink=stat.nlink) == stat
-            and 1 <= stat.nlink < e.nlink
-            and _linked_file(model, ctx.op.path, follow=ctx.op.follow)
+            and (
+                (1 <= stat.nlink < e.nlink and _linked_file(model, path, follow=follow))
+                or (1 <= e.nlink < stat.nlink and _is_file(model, path, follow=follow))
+            )
             for e in expected
         )
     if not (
@@ -1136,9 +1178,9 @@ def rule_nlink_lags_link(diff: Divergence, path: str, ctx: StepContext) -> bool:
     )
 
 
-def _is_file(model: Overlay, path: str) -> bool:
+def _is_file(model: Overlay, path: str, follow: bool = False) -> bool:
     try:
-        node = model.resolve(path, follow=False).node
+        node = model.resolve(path, follow=follow).node
     except Exception:  # a path the model refuses: not this behaviour
         return False
     return node is not None and not node.is_dir
@@ -1185,6 +1227,101 @@ def rule_removed_name_back_in_renamed_dir(diff: Divergence, path: str, ctx: Step
     return lower is not None and lower.kind.value == ctx.actual_view.entries[path].kind
 
 
+def rule_removed_name_back_in_copied_dir(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """unionfs-fuse: chmod or chown of a directory that is not in the upper branch copies
+    the lower branch's tree without its own hide marks, so a name removed below it shows
+    again: ``path`` is below the operand, the model has nothing reachable there, the driver
+    shows an object, and a lower branch holds an object of that kind at ``path`` (the
+    removed one)."""
+    op = ctx.op
+    if not isinstance(op, ops.Chmod | ops.Chown) or not path.startswith(op.path + "/"):
+        return False
+    if ctx.actual_view is None or path not in ctx.actual_view.entries:
+        return False
+    try:
+        node = ctx.model.resolve(path, follow=False).node
+    except Exception:  # a path the model refuses: nothing reachable there
+        node = None
+    if node is not None:
+        return False
+    lower = next((o for o in _lower_objects(ctx.model, path) if o is not None), None)
+    return lower is not None and lower.kind.value == ctx.actual_view.entries[path].kind
+
+
+def rule_parent_of_removed(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """unionfs-fuse: removing a name that only lower branches hold writes its hide mark
+    in its own tree (.unionfs-fuse/<path>_HIDDEN~), not in the parent directory: ``path``
+    is the directory the step removed a name from (its mtime stays as it was)."""
+    op = ctx.op
+    return isinstance(op, ops.Unlink | ops.Rmdir) and path == _parent(op.path)
+
+
+#: The attributes a name of a file shows from its own cache (libfuse 2: a node per path).
+_CACHED_FIELDS = ("mode", "uid", "gid", "data")
+
+
+def rule_stale_other_name(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """unionfs-fuse (libfuse 2, a node per path, attr_timeout 1 s): ``path`` is one name
+    of a file with several names and shows an attribute from before a change made through
+    another name, at a step after that change: another name of the same file (one upper
+    inode in the model) shows the expected value. (Not compared by st_ino: the stale name
+    may also show the number from before its copy-up, copied-up-inode-lag.)"""
+    view = ctx.actual_view
+    if diff.field == "outcome":
+        return _stale_stat(diff, ctx)
+    if diff.field not in _CACHED_FIELDS or view is None or path not in view.entries:
+        return False
+    return _other_name_shows(ctx, path, diff.field, diff.expected)
+
+
+def _stale_stat(diff: Divergence, ctx: StepContext) -> bool:
+    """A stat of such a name: its mode, owner or group from before the change (each shown
+    right at another name of the file), its link count the same or lower
+    (nlink-lags-link), nothing else differing."""
+    actual, op = ctx.actual_outcome, ctx.op
+    if not isinstance(op, ops.Stat) or op.follow or not isinstance(actual, Ok):
+        return False
+    stat = actual.value
+    if not isinstance(stat, ops.StatResult):
+        return False
+    for e in (o.value for o in diff.expected if isinstance(o, Ok)):
+        if not isinstance(e, ops.StatResult) or not 1 <= stat.nlink <= e.nlink:
+            continue
+        stale = [f for f in ("mode", "uid", "gid") if getattr(stat, f) != getattr(e, f)]
+        if (
+            stale
+            and attrs.evolve(e, nlink=stat.nlink, **{f: getattr(stat, f) for f in stale}) == stat
+            and all(_other_name_shows(ctx, op.path, f, getattr(e, f)) for f in stale)
+        ):
+            return True
+    return False
+
+
+def _other_name_shows(ctx: StepContext, path: str, field: str, value: object) -> bool:
+    """Another name of the non-directory at ``path`` (one upper inode in the model) shows
+    ``value`` as ``field`` in the driver's view."""
+    view = ctx.actual_view
+    if view is None:
+        return False
+    try:
+        node = ctx.model.resolve(path, follow=False).node
+    except Exception:  # a path the model refuses: not this behaviour
+        return False
+    if node is None or node.is_dir or node.upper is None:
+        return False
+    for other, entry in view.entries.items():
+        if other == path:
+            continue
+        try:
+            same = ctx.model.resolve(other, follow=False).node
+        except Exception:  # a path the model refuses: not a name of this file
+            continue
+        shown = getattr(entry, field)
+        if same is not None and same.upper is node.upper and shown == value:
+            return True
+    return False
+
+
 def rule_sibling_copied_up_only(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """fuse-overlayfs as a writer (layer interchange): ``path`` is a name of a lower
     hardlink that has no copy in the written upper layer while another name of it has
@@ -1222,6 +1359,38 @@ def rule_other_name_of_target(diff: Divergence, path: str, ctx: StepContext) -> 
     return changed.upper is not None and changed.upper is other.upper
 
 
+def rule_stale_size_read(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """unionfs-fuse: a name whose cached attributes are from before the unlink of the
+    file's other name (it still shows the higher link count, nlink-lags-link) reads the
+    file up to its cached size: the data shown is a strict prefix of the file's."""
+    view = ctx.actual_view
+    if diff.field != "data" or view is None or path not in view.entries:
+        return False
+    shown, data = diff.actual, diff.expected
+    if not (isinstance(shown, bytes) and isinstance(data, bytes)):
+        return False
+    if not (len(shown) < len(data) and data.startswith(shown)):
+        return False
+    try:
+        node = ctx.model.resolve(path, follow=False).node
+    except Exception:  # a path the model refuses: not this behaviour
+        return False
+    if node is None or node.is_dir or node.upper is None:
+        return False
+    return view.entries[path].nlink > ctx.model._nlink(node)
+
+
+def rule_setid_kept(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """The step's target keeps the set-user-ID or set-group-ID bits the kernel's rule drops
+    (a write by a caller without CAP_FSETID, fs/attr.c setattr_should_drop_sgid): the
+    mode shown is the expected one with those bits, nothing else (unionfs-fuse's
+    fallocate fails before it writes, fallocate-enotsup)."""
+    shown, mode = diff.actual, diff.expected
+    if diff.field != "mode" or not isinstance(shown, int) or not isinstance(mode, int):
+        return False
+    return shown != mode and shown & ~0o6000 == mode and shown & 0o6000 != 0
+
+
 RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "xattr-whiteout-shown": rule_xattr_whiteout_shown,
     "overlay-xattrs-hidden": rule_overlay_xattrs_hidden,
@@ -1256,6 +1425,12 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "other-name-of-target": rule_other_name_of_target,
     "removed-name-back-in-renamed-dir": rule_removed_name_back_in_renamed_dir,
     "renamed-from-lower-marker": rule_renamed_from_lower_marker,
+    # --- unionfs-fuse, uf (issue 15 follow-up) ---
+    "removed-name-back-in-copied-dir": rule_removed_name_back_in_copied_dir,
+    "parent-of-removed": rule_parent_of_removed,
+    "stale-other-name": rule_stale_other_name,
+    "stale-size-read": rule_stale_size_read,
+    "setid-kept": rule_setid_kept,
 }
 
 
