@@ -915,32 +915,44 @@ def _holds_wh(model: Overlay, directory: str) -> bool:
     return False
 
 
+#: What fuse-overlayfs does to a directory holding a ``.wh.`` entry by what it has in memory:
+#: the steps that list, remove or move it (their outcomes), and the fields of it and of the
+#: names in it that its listing and count decide (record wh-file-names).
+_WH_DIR_STEPS = (ops.Readdir, ops.Rmdir, ops.Rename)
+_WH_DIR_FIELDS = ("exists", "nlink")
+
+
 def rule_wh_file_names(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """fuse-overlayfs: a ``.wh.<name>`` entry of any layer is a whiteout of ``<name>``
     (main.c get_whiteout_name): it is not shown, nor is what it hides below it; a new
     ``.wh.*`` file cannot be created (EINVAL) and no ``.wh.*`` name can be looked up
     (ENOENT), though mkdir, mknod and rename make one. A directory that holds one is
     then counted, listed and removed by what the driver has in memory. The difference
-    lies at such a name, in a directory that holds one, at what a step on such a name
-    acts on (the object it leads to, the directories on the way, the names beside it, the
-    link count of its other names), or is an entry missing below a name such a
-    directory's listing left out (:func:`_below_unlisted`)."""
+    lies at such a name or what it hides; at what a step on such a name acts on (the
+    object it leads to, the directories on the way) and, in whether they exist and their
+    link counts, the names beside it and its other names; in the outcome of a listing,
+    removal or rename of a directory that holds one, and in whether it and the names in
+    it exist and its link count; or is an entry missing below a name such a directory's
+    listing left out (:func:`_below_unlisted`). Anything else at a name beside one (its
+    data, mode, owner...) is not it: lookups and attributes are the driver's usual ones."""
     model = ctx.model
     if diff.field == "outcome":
         return any(
-            _wh_file_name(model, p) or _holds_wh(model, p) or _holds_wh(model, _parent(p))
+            _wh_file_name(model, p)
+            or (isinstance(ctx.op, _WH_DIR_STEPS) and _holds_wh(model, p))
             for p in ctx.paths
         )
     named = [p for p in ctx.paths if _wh_file_name(model, p)]
+    counted = diff.field in _WH_DIR_FIELDS
     if named and (
         diff.field == "nlink"  # the link count of its other names, wherever they are
-        or any(related(path, p) or _parent(path) == _parent(p) for p in ctx.paths)
+        or any(related(path, p) for p in ctx.paths)
+        or (counted and any(_parent(path) == _parent(p) for p in ctx.paths))
     ):
         return True  # (the names beside it: what it hid, or its other links)
     return (
         _wh_file_name(model, path)
-        or _holds_wh(model, path)
-        or _holds_wh(model, _parent(path))
+        or (counted and (_holds_wh(model, path) or _holds_wh(model, _parent(path))))
         or (diff.field == "exists" and diff.actual is None and _below_unlisted(path, ctx))
     )
 
