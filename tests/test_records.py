@@ -17,7 +17,7 @@ from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
 from adapters.drivers.driver_profile import DriverProfileError, driver_profile_from_dict
-from adapters.faults import FAULTS, options_for
+from adapters.faults import FAULTS, FaultyDriver, options_for
 from conformance.certify.engine import certify_cell
 from conformance.generation import strategies as s
 from conformance.lockstep.machine import Diverged, machine_for, run_machine
@@ -86,8 +86,27 @@ def test_a_seeded_fault_is_found_on_top_of_recorded_behaviours(imitated: str, fa
     assert failure.driver == f"imitation:{fault}"
     # shrunk: a short story (a misread lower marker shows in the view right after mount)
     shortest = 0 if fault in ("xattr-whiteout-ignored", "data-only-layer-shown") else 1
-    assert shortest <= len(failure.steps) <= 8, failure.render()
+    assert shortest <= len(failure.steps), failure.render()
+    if len(failure.steps) > 8:
+        # Hypothesis's shrinker deletes a step mostly as a run of at most 5 choices and gives
+        # up after 200 calls without progress, so on some seeds it stops at a longer
+        # example with no record involved (stale-descriptor: 19 steps, no-search-check: 9,
+        # the same with the plain faulty engine; docs/generation.md): the records must not
+        # make it any longer than the same search without them
+        plain = _shrunk_without_records(fault)
+        assert len(failure.steps) <= plain, f"{plain} steps without records:\n{failure.render()}"
     assert seen, "the recorded behaviours were seen (and let through) on the way"
+
+
+def _shrunk_without_records(fault: str) -> int:
+    """The steps of the counterexample the same search (the same derandomized seed: the
+    same driver name) shrinks to on the plain faulty engine, with no record."""
+    driver = FaultyDriver(fault)
+    driver.name = f"imitation:{fault}"
+    with pytest.raises(Diverged) as info:
+        run_machine(driver, options_for(fault), FIND, behaviours=())
+    (failure, *_) = failures_of(info.value)
+    return len(failure.steps)
 
 
 def test_a_fault_in_a_cell_with_recorded_behaviours_is_diverges(monkeypatch) -> None:
@@ -1246,3 +1265,23 @@ def test_a_tree_copy_shows_the_lower_number_until_later() -> None:
         diffs = [records.Divergence(path, "st_ino", *changed)]
         matched = records.match(book, diffs, records.StepContext(ops.Remount(), None, model))
         assert (not matched.unmatched) is seen, path
+
+def test_wh_file_names_hides_no_fault_beside_a_wh_entry() -> None:
+    """wh-file-names: a directory holding a ``.wh.`` entry is listed and counted from
+    memory (whether names in it exist, its link count, a listing or removal of it), but a
+    name beside the entry is looked up and read as usual: a seeded fault at one (a
+    truncate that empties it, a chown by anyone, a chmod of the directory by anyone) is a
+    divergence, as without the entry."""
+    known = tuple(r for r in imitations.records_of("fuse-overlayfs") if r.id == "wh-file-names")
+    stack = StackSpec(
+        (LayerSpec(((".wh.x", FileSpec(b"")), ("b", FileSpec(b"xyz")), ("d", DirSpec()),
+                    ("d/.wh.y", FileSpec(b"")))),)
+    )
+    for fault, program in (
+        ("truncate-to-zero", [ops.Truncate("b", 2)]),
+        ("chown-swaps-ids", [ops.Chown("b", 1, 2)]),
+        ("chown-swaps-ids", [ops.Chown("d", 1, 2)]),
+        ("anyone-chmods", [ops.Chmod("d", 0o700, caller="user")]),
+    ):
+        driver = imitations.Imitation((), (), fault)
+        _diverges(driver, stack, program, known)

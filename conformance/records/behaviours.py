@@ -146,6 +146,29 @@ class Clause:
             return False
         return self.rule is None or RULES[self.rule](diff, path, ctx)
 
+    def fields(self) -> frozenset[str] | None:
+        """The fields of the merged view (or of a stat result) the differences it accounts
+        for are in; None where every machine compares them (an outcome, a layer, whether a
+        path exists) or any field may be."""
+        if self.within in ("upper", "lower"):
+            return None  # the layers are compared whatever the feature (conformance.features)
+        if self.within == "view" and self.field not in ("*", "exists"):
+            return frozenset({self.field})
+        return RULE_FIELDS.get(self.rule or "")
+
+    def shows_with(self, compared: frozenset[str] | None) -> bool:
+        """Whether a machine comparing the view fields ``compared`` (None: all) can see a
+        difference this clause accounts for."""
+        mine = self.fields()
+        return compared is None or mine is None or bool(mine & compared)
+
+
+def shows_with(clauses: tuple[Clause, ...], compared: frozenset[str] | None) -> bool:
+    """Whether a record of ``clauses`` can match a step of a machine comparing the view
+    fields ``compared``: one of its primary clauses is on a field it compares (a record
+    without clauses, a variant, is modelled: it always can)."""
+    return not clauses or any(c.shows_with(compared) for c in clauses if c.primary)
+
 
 def _like(value: object, pattern: str) -> bool:
     return fnmatch.fnmatchcase(render_value(value), pattern)
@@ -932,34 +955,46 @@ def _holds_wh(model: Overlay, directory: str) -> bool:
     return False
 
 
+#: What fuse-overlayfs does to a directory holding a ``.wh.`` entry by what it has in memory:
+#: the steps that list, remove or move it (their outcomes), and the fields of it and of the
+#: names in it that its listing and count decide (record wh-file-names).
+_WH_DIR_STEPS = (ops.Readdir, ops.Rmdir, ops.Rename)
+_WH_DIR_FIELDS = ("exists", "nlink")
+
+
 def rule_wh_file_names(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """fuse-overlayfs: a ``.wh.<name>`` entry of any layer is a whiteout of ``<name>``
     (main.c get_whiteout_name): it is not shown, nor is what it hides below it; a new
     ``.wh.*`` file cannot be created (EINVAL) and no ``.wh.*`` name can be looked up
     (ENOENT), though mkdir, mknod and rename make one. A directory that holds one is
     then counted, listed and removed by what the driver has in memory. The difference
-    lies at such a name, in a directory that holds one, at what a step on such a name
-    acts on (the object it leads to, the directories on the way, the names beside it, the
-    link count of its other names), or is an entry missing below a name such a
-    directory's listing left out (:func:`_below_unlisted`)."""
+    lies at such a name or what it hides; at what a step on such a name acts on (the
+    object it leads to, the directories on the way) and, in whether they exist and their
+    link counts, the names beside it and its other names; in the outcome of a listing,
+    removal or rename of a directory that holds one, and in whether it and the names in
+    it exist and its link count; or is an entry missing below a name such a directory's
+    listing left out (:func:`_below_unlisted`). Anything else at a name beside one (its
+    data, mode, owner...) is not it: lookups and attributes are the driver's usual ones."""
     model = ctx.model
     if diff.field == "outcome":
         return any(
-            _wh_file_name(model, p) or _holds_wh(model, p) or _holds_wh(model, _parent(p))
+            _wh_file_name(model, p)
+            or (isinstance(ctx.op, _WH_DIR_STEPS) and _holds_wh(model, p))
             for p in ctx.paths
         )
     named = [p for p in ctx.paths if _wh_file_name(model, p)]
+    counted = diff.field in _WH_DIR_FIELDS
     if named and (
         diff.field == "nlink"  # the link count of its other names, wherever they are
-        or any(related(path, p) or _parent(path) == _parent(p) for p in ctx.paths)
+        or any(related(path, p) for p in ctx.paths)
+        or (counted and any(_parent(path) == _parent(p) for p in ctx.paths))
     ):
         return True  # (the names beside it: what it hid, or its other links)
     if named and _another_name_of(model, path, named):
         return True  # a step the driver refused at the .wh. name left its other names as they were
     return (
         _wh_file_name(model, path)
-        or _holds_wh(model, path)
-        or _holds_wh(model, _parent(path))
+        or (counted and (_holds_wh(model, path) or _holds_wh(model, _parent(path))))
         or (diff.field == "exists" and diff.actual is None and _below_unlisted(path, ctx))
     )
 
@@ -1431,6 +1466,15 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "stale-other-name": rule_stale_other_name,
     "stale-size-read": rule_stale_size_read,
     "setid-kept": rule_setid_kept,
+}
+
+
+#: The fields a named rule accounts for differences in, for the rules that account only for
+#: some (in a stat result too: conformance.lockstep.machine masks st_nlink in those where the
+#: feature leaves nlink out).
+RULE_FIELDS: dict[str, frozenset[str]] = {
+    "lower-hardlink-nlink-names-seen": frozenset({"nlink"}),
+    "nlink-lags-link": frozenset({"nlink"}),
 }
 
 
