@@ -68,7 +68,7 @@ FEATURES: tuple[Feature, ...] = (
     _f(
         "read-precedence",
         "The topmost layer that has a name wins; directories merge",
-        scenarios=("read-precedence-3-layers",),
+        scenarios=("read-precedence-3-layers", "data-only-stub"),
     ),
     _f(
         "copy-up",
@@ -78,7 +78,7 @@ FEATURES: tuple[Feature, ...] = (
     _f(
         "whiteouts",
         "Removing a lower name leaves a whiteout that hides it, across remount",
-        scenarios=("unlink-whiteout-persists",),
+        scenarios=("unlink-whiteout-persists", "xattr-whiteouts", "xattr-whiteouts-xino"),
     ),
     _f(
         "opaque-directories",

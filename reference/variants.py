@@ -27,6 +27,7 @@ from reference.lookup import Node
 from reference.options import Options
 from reference.overlay import Overlay
 from reference.paths import FsError, Resolved
+from reference.permissions import may_link
 
 
 @attrs.frozen
@@ -129,9 +130,16 @@ class NewNameMax251(Overlay):
 
     def _op_link(self, op: ops.Link) -> None:
         # ovl_link checks the name before it copies the source up (the model's link
-        # copies up first, then creates the name)
+        # copies up first, then creates the name). The VFS's checks come first: do_linkat's
+        # may_linkat (protected_hardlinks: EPERM for a caller who does not own the source),
+        # vfs_link's may_create and its EPERM for a directory; checked by hand (a user's
+        # link of root's symlink to a 255-byte name: EPERM on both fuse-overlayfs and the
+        # kernel, docs/recorded-behaviours.md "fo").
         source = self._existing(op.src, follow=False)
         resolved = self._new_name(op.dst)
+        may_link(self.caller, self.meta(source))
+        assert resolved.parent is not None
+        self._may_create(resolved.parent)
         if not source.is_dir:
             self._too_long(resolved.name)
         super()._op_link(op)

@@ -25,18 +25,37 @@ from reference.variants import VARIANTS
 
 
 class ChmodLowerFifoGivesEio(Overlay):
-    """fifo-copy-up-eio: chmod of a lower FIFO copies it up as a regular file (with the new
-    mode) and gives EIO."""
+    """fifo-copy-up-eio: chmod or utimensat of a lower FIFO copies it up as a regular file
+    (with the new mode or times) and gives EIO (the record's hand reproductions; its chown
+    is left out, so a seeded fault on a chown shows alone)."""
 
     def _op_chmod(self, op: ops.Chmod) -> None:
-        node = self._existing(op.path, follow=True)
-        if node.kind is Kind.FIFO and node.upper is None and self.upper is not None:
-            super()._op_chmod(op)
-            upper = self._existing(op.path, follow=True).upper
-            assert upper is not None
+        fifo = self._lower_fifo(op.path, follow=True)
+        super()._op_chmod(op)
+        self._copied_up_as_file(op.path, True, fifo)
+
+    def _op_utimens(self, op: ops.Utimens) -> None:
+        fifo = self._lower_fifo(op.path, follow=op.follow)
+        super()._op_utimens(op)
+        self._copied_up_as_file(op.path, op.follow, fifo)
+
+    def _lower_fifo(self, path: str, *, follow: bool) -> bool:
+        try:
+            node = self.resolve(path, follow=follow).node
+        except FsError:
+            return False
+        return (
+            node is not None
+            and node.kind is Kind.FIFO
+            and node.upper is None
+            and self.upper is not None
+        )
+
+    def _copied_up_as_file(self, path: str, follow: bool, fifo: bool) -> None:
+        upper = self._existing(path, follow=follow).upper if fifo else None
+        if upper is not None:  # (utimensat with both times omitted copies nothing up)
             upper.kind = Kind.FILE
             raise FsError("EIO")
-        super()._op_chmod(op)
 
 
 class RemoveXattrCopiesUp(Overlay):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import io
 
+import attrs
 import pytest
 
 from adapters.engines import registry as engine_registry
@@ -23,6 +24,8 @@ from reference.outcome import Err, Ok
 
 LABELS = [options.label for options in MATRIX]
 CLAIMED = ("redirect_dir=off,index=off", "ro")
+#: The option sets layer interchange is not defined for (the index, metacopy).
+NO_INTERCHANGE = [label for label in LABELS if "index=on" in label or "metacopy" in label]
 INTERCHANGE_SKIP = (
     "layer interchange is defined for index=off without metacopy, not {label}: the index "
     "lives in the work directory (overlayfs.rst 'Sharing and copying layers')"
@@ -52,7 +55,7 @@ def realistic(diverging: int = 3) -> list[Verdict]:
         for feature in ("", *(f.id for f in FEATURES)):
             for label in LABELS:
                 verdict, detail, failures = "conforms", "", ()
-                if feature == "layer-interchange" and ("index=on" in label or "metacopy" in label):
+                if feature == "layer-interchange" and label in NO_INTERCHANGE:
                     verdict, detail = "skipped", INTERCHANGE_SKIP.format(label=label)
                 if driver.endswith("fuse") or driver == "fuse-overlayfs":
                     if label not in CLAIMED:
@@ -92,15 +95,46 @@ def test_a_default_run_summary_is_under_80_lines_and_ends_with_the_report_path()
     assert all(not line.startswith("fuse/") for line in lines)
 
 
+def _symbols(mark: dict[str, str]) -> str:
+    """A matrix cell: a symbol per option set of MATRIX, in its order (default ``.``)."""
+    return "".join(mark.get(label, ".") for label in LABELS)
+
+
 def test_the_matrix_has_a_symbol_per_option_set() -> None:
     lines = console.summary_lines(realistic(diverging=0))
+    fuse = _symbols({label: "e" if label in CLAIMED else "-" for label in LABELS})
     machine = next(line for line in lines if line.startswith("machine "))
-    assert machine.split()[1:] == ["......", "e----e", "e----e"]
+    assert machine.split()[1:] == [_symbols({}), fuse, fuse]
     interchange = next(line for line in lines if line.startswith("layer-interchange "))
-    assert interchange.split()[1] == "..sss."
+    assert interchange.split()[1] == _symbols(dict.fromkeys(NO_INTERCHANGE, "s"))
+    # the option sets' legend numbers them in the cells' order, each whole on a line
+    start = next(i for i, line in enumerate(lines) if line.startswith("option sets"))
+    legend = " ".join(lines[start:lines.index(next(line for line in lines
+                                                   if line.startswith("feature ")))])
+    assert [legend.index(f" {n} {label}") for n, label in enumerate(LABELS, 1)] == sorted(
+        legend.index(f" {n} {label}") for n, label in enumerate(LABELS, 1))
     legend = next(line for line in lines if line.startswith(". conforms"))
     assert legend.split("  ") == [". conforms", "e expected-divergence", "- unclaimed",
                                   "s skipped"]
+
+
+def test_the_matrix_can_be_read_in_80_columns() -> None:
+    """Every line of the matrices and their legends fits 80 columns; drivers that would not
+    fit beside each other (a kernel image, the generic fuse driver) go to a second block
+    with the feature names again."""
+    verdicts = realistic(diverging=0)
+    for extra in ("kernel@6.1.0-28-amd64", "fuse"):
+        verdicts += [attrs.evolve(v, driver=extra) for v in verdicts if v.driver == "kernel"]
+    lines = console.matrix_lines([v for v in verdicts if v.driver != "reference"])
+    assert console.WIDTH == 80 and max(map(len, lines)) <= 80, max(lines, key=len)
+    headers = [line.split() for line in lines if line.startswith("feature ")]
+    assert headers == [["feature", "kernel", "fuse-overlayfs", "unionfs-fuse"],
+                       ["feature", "kernel@6.1.0-28-amd64", "fuse"]]
+    skips = _symbols(dict.fromkeys(NO_INTERCHANGE, "s"))
+    fuse = _symbols({label: "e" if label in CLAIMED else "-" for label in LABELS})
+    rows = [line.split() for line in lines if line.startswith("layer-interchange ")]
+    assert rows == [["layer-interchange", skips, fuse, fuse],
+                    ["layer-interchange", skips, skips]]
 
 
 def test_skipped_cells_are_grouped_by_reason_one_line_each() -> None:
@@ -108,12 +142,12 @@ def test_skipped_cells_are_grouped_by_reason_one_line_each() -> None:
     lines = console.skip_lines(verdicts)
     assert len(lines) == 2, lines
     interchange, podman = lines
-    # 3 option sets x (reference, kernel): the reasons differ only in the option set named
-    assert interchange.startswith("skipped 6: layer interchange is defined for index=off "
-                                  "without metacopy, not <option set>:")
+    # the option sets with an index or metacopy x (reference, kernel): the reasons differ
+    # only in the option set named
+    assert interchange.startswith(f"skipped {2 * len(NO_INTERCHANGE)}: layer interchange is "
+                                  "defined for index=off without metacopy, not <option set>:")
     assert interchange.endswith(
-        "[{reference,kernel}/layer-interchange/{redirect_dir=off,index=on | "
-        "redirect_dir=on,index=on | redirect_dir=on,index=off,metacopy=on}]"
+        "[{reference,kernel}/layer-interchange/{" + " | ".join(NO_INTERCHANGE) + "}]"
     )
     podman_cells = [v for v in verdicts if v.driver == "engine:podman"]
     assert podman == (f"skipped {len(podman_cells)}: podman cannot run here: podman is not "
@@ -251,8 +285,9 @@ def test_certify_ends_with_the_summary(tmp_path, capsys) -> None:
     out = capsys.readouterr().out.splitlines()
     assert out[-1] == f"report: {(tmp_path / 'r' / 'report.html').resolve()}"
     assert out[-2].startswith("exit status 0:")
-    assert out[-3].startswith("6 cells in ") and out[-3].endswith("s: 6 conforms")
-    assert ["xattrs", "......"] in [line.split() for line in out]
+    cells = len(MATRIX)  # one feature on every option set
+    assert out[-3].startswith(f"{cells} cells in ") and out[-3].endswith(f"s: {cells} conforms")
+    assert ["xattrs", "." * cells] in [line.split() for line in out]
 
 
 @pytest.mark.parametrize("verdict", ["diverges", "hung", "crashed"])
@@ -266,6 +301,8 @@ def test_a_reference_that_does_not_conform_is_not_hidden_in_its_line() -> None:
     verdicts[verdicts.index(next(v for v in verdicts if v.id == broken.id))] = broken
     lines = console.summary_lines(verdicts)
     check = next(line for line in lines if line.startswith("reference self-check"))
-    assert check.startswith("reference self-check: 1 of 120 cells (84 overlay + 36 container)"
-                            " do not conform")
+    overlay = (1 + len(FEATURES)) * len(MATRIX)  # the machine and each feature
+    container = len(engine_plan(["reference"]))
+    assert check.startswith(f"reference self-check: 1 of {overlay + container} cells "
+                            f"({overlay} overlay + {container} container) do not conform")
     assert "DIVERGES reference/xattrs/ro" in lines and lines[-2].startswith("exit status 1")

@@ -298,3 +298,46 @@ def test_settle_names_a_reproducer_that_shows_nothing(tmp_path, monkeypatch) -> 
     assert verdict == expectations.EXPECTED
     assert "no longer reproduces: the ghost forgets more" in detail
     assert "the ghost forgets xattrs" not in detail.partition("no longer")[2]
+
+
+def test_a_whole_feature_takes_on_only_the_records_it_can_show(tmp_path, monkeypatch) -> None:
+    """permissions draws every rule (Feature.whole), so it takes on every record of a
+    machine, but it compares no link counts: a record of st_nlink alone (view field or a
+    stat's nlink by its rule) cannot show there, and does not apply to it (its reproducer
+    would show nothing); one with a primary clause on a field permissions compares does.
+    The features a record names keep it whatever they compare."""
+    nlink = RECORD.replace('features = ["xattrs"]', 'features = ["hardlinks"]').replace(
+        """in = "outcome"
+op = ["Chmod"]
+actual = "EIO"
+""",
+        """in = "view"
+field = "nlink"
+at = "any"
+primary = true
+
+[[divergence.differs]]
+in = "outcome"
+op = ["Stat"]
+rule = "lower-hardlink-nlink-names-seen"
+primary = true
+""",
+    ).replace("the ghost forgets xattrs", "the ghost counts links")
+    mode = nlink.replace('field = "nlink"', 'field = "mode"').replace(
+        "the ghost counts links", "the ghost sets modes"
+    )
+    monkeypatch.setattr(expectations, "installed_version", lambda name, settings=None: "ghost 1.0")
+    label = "redirect_dir=off,index=off"
+    run = RunConfig(expectations_path=write(tmp_path, nlink + mode))
+    links, modes = expectations.load(write(tmp_path, nlink + mode))
+    assert expectations.matching("ghost", "permissions", label, run) == (modes,)
+    assert expectations.matching("ghost", "hardlinks", label, run) == (links, modes)
+    assert expectations.matching("ghost", "", label, run) == (links, modes)
+    assert not links.matches("ghost", "ghost 1.0", "permissions", label)
+    assert modes.matches("ghost", "ghost 1.0", "permissions", label)
+
+
+def test_the_fields_of_named_rules_are_rules() -> None:
+    from conformance.records import behaviours as records
+
+    assert set(records.RULE_FIELDS) <= set(records.RULES)

@@ -143,7 +143,9 @@ def test_a_seeded_fault_counterexample_is_what_the_kernel_does(
 ) -> None:
     """A divergence found on an in-process driver (a seeded fault) cannot be mounted: its
     reproducer runs against the kernel by default, and the kernel does what the reference
-    expects (exit 0); against fuse-overlayfs with --fuse-cmd too."""
+    expects (exit 0). The same fault's truncate, with short names, against fuse-overlayfs
+    with --fuse-cmd too (the shrunk program may hold a 252-255-byte name, which
+    fuse-overlayfs refuses: its recorded new-name-max-251)."""
     _need("kernel")
     search = settings(max_examples=500, stateful_step_count=20, deadline=None,
                       database=None, derandomize=True, phases=[Phase.generate, Phase.shrink])
@@ -156,13 +158,21 @@ def test_a_seeded_fault_counterexample_is_what_the_kernel_does(
     assert result.returncode == 0, result.stdout + result.stderr
     assert "runs against the kernel by default" in result.stdout
     assert "data: expected" in result.stdout  # the fault's difference is checked
+    _no_process_runs(script)
     if shutil.which("fuse-overlayfs"):
+        from reference import ops
+        from reference.layer import FileSpec, LayerSpec, StackSpec
+
+        stack = StackSpec((LayerSpec((("a", FileSpec(b"xyz")),)),))
+        short = _reference_failure(stack, [ops.Truncate("a", 1)], Options())
+        script = reproducer.write(short, tmp_path / "repro-fuse.py")
         template = (
             "fuse-overlayfs -o lowerdir={lowerdir},upperdir={upperdir},workdir={workdir} "
             "{mountpoint}"
         )
-        assert _run(script, "--fuse-cmd", template).returncode == 0
-    _no_process_runs(script)
+        found = _run(script, "--fuse-cmd", template)
+        assert found.returncode == 0, found.stdout + found.stderr
+        _no_process_runs(script)
 
 
 def _reference_failure(stack, steps, options: Options) -> Failure:
@@ -333,6 +343,45 @@ def test_a_program_over_the_new_layer_forms_passes_on_the_kernel(
 
 
 # --- issue 18, first half: times, set-id bits, capabilities -------------------------------
+
+
+def test_the_script_decodes_the_same_xattrs_as_the_suite() -> None:
+    """The script's layer decoder keeps the xattrs adapters/sandbox/layerdisk.py keeps (it
+    kept user.* only in a layer, and a security.* xattr copied up showed as missing)."""
+    from adapters.sandbox import layerdisk
+    from conformance.records import repro_template
+
+    assert repro_template.CONTENT_XATTRS == layerdisk.CONTENT_XATTRS
+    assert repro_template.NOT_CONTENT == layerdisk.NOT_CONTENT
+
+
+def test_an_unchanged_time_is_compared_where_its_object_was(tmp_path: Path, host_unchanged) -> None:
+    """A rename takes a time to another name: the copied-up source's mtime, now at the
+    target, is "unchanged" against the source's before the step, not the target's (another
+    object's; an exact time here, so the two differ whatever the clock's tick)."""
+    _need("kernel")
+    from reference import ops
+    from reference.layer import FileSpec, LayerSpec, StackSpec
+
+    exact = 1_000_000_000_123_456_789
+    stack = StackSpec((
+        LayerSpec((("a", FileSpec(b"a", mtime=exact)), ("b", FileSpec(b"b", mtime=exact)))),
+        LayerSpec((("c", FileSpec(b"c")),)),
+    ))
+    with pytest.raises(Diverged) as caught:
+        replay.replay_steps(FaultyDriver("copy-up-resets-mtime"), stack, [ops.Rename("c", "a")],
+                            Options(), BY_ID["times"])
+    script = reproducer.write(caught.value.failures[0], tmp_path / "repro.py")
+    assert "'was_at': ['c']" in script.read_text()
+    result = _run(script)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "a mtime: expected 'unchanged" in result.stdout, result.stdout
+    # held to another object's time (b's, exact), the same check differs
+    script.write_text(script.read_text().replace("'was_at': ['c']", "'was_at': ['b']"))
+    result = _run(script)
+    assert result.returncode == 1 and "<-- differs" in result.stdout, result.stdout
+    _no_process_runs(script)
+
 
 
 @pytest.mark.parametrize(

@@ -159,13 +159,20 @@ def test_certify_workers_serve_their_cells_under_the_runs_config(
     import queue
 
     from adapters.settings import DriverSettings
-    from conformance.certify import command, engine
-    from conformance.generation import coverage
     from conformance.run_config import RunConfig
     from reference.options import MATRIX
 
+    # the modules as sys.modules holds them now (an in-process pytester run drops those it
+    # imported, so a package attribute may name an older copy than the one _serve uses)
+    command, engine, coverage = (
+        importlib.import_module(f"conformance.{name}")
+        for name in ("certify.command", "certify.engine", "generation.coverage")
+    )
+    records_file = tmp_path / "records.toml"
+    shutil.copyfile(Path(__file__).parents[1] / "conformance/records/expectations.toml",
+                    records_file)
     run = RunConfig(
-        expectations_path=tmp_path / "records.toml",
+        expectations_path=records_file,
         seconds_per_run=0.5,
         observe_machine=coverage.observed,
         driver_settings=DriverSettings(timeout=7.0),

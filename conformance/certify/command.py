@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import multiprocessing
 import os
 import queue
@@ -31,6 +30,7 @@ from adapters.settings import DEFAULT, DriverSettings, SettingsError
 from adapters.vm.image import KernelImage
 from conformance import timebudget
 from conformance.certify.engine import Planned, Verdict, plan, planned_id, uninterrupted
+from conformance.certify.interrupt import RERAISE_AFTER, in_gc_callback
 from conformance.certify.shard import Shard, ShardError, cell_id
 from conformance.errors import ConformanceError
 from conformance.features import BY_ID, FEATURES, Feature
@@ -61,18 +61,6 @@ class Interrupted(KeyboardInterrupt):
 
 #: The interruption being handled (None: none yet).
 _pending: Interrupted | None = None
-#: How soon a signal that lands in a gc callback is raised: an exception raised there is
-#: lost (Hypothesis installs one; Python prints "Exception ignored" and goes on).
-RERAISE_AFTER = 0.05
-
-
-def _in_gc_callback(frame: FrameType | None) -> bool:
-    codes = {getattr(callback, "__code__", None) for callback in gc.callbacks}
-    while frame is not None:
-        if frame.f_code in codes:
-            return True
-        frame = frame.f_back
-    return False
 
 
 def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
@@ -85,7 +73,7 @@ def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
 def _raise_again(signum: int, frame: FrameType | None) -> None:
     if _pending is None:
         return
-    if _in_gc_callback(frame):
+    if in_gc_callback(frame):
         signal.setitimer(signal.ITIMER_REAL, RERAISE_AFTER)  # out of the callback, soon
         return
     # raised once: raised again while it unwinds, it could land in Hypothesis's own

@@ -146,6 +146,29 @@ class Clause:
             return False
         return self.rule is None or RULES[self.rule](diff, path, ctx)
 
+    def fields(self) -> frozenset[str] | None:
+        """The fields of the merged view (or of a stat result) the differences it accounts
+        for are in; None where every machine compares them (an outcome, a layer, whether a
+        path exists) or any field may be."""
+        if self.within in ("upper", "lower"):
+            return None  # the layers are compared whatever the feature (conformance.features)
+        if self.within == "view" and self.field not in ("*", "exists"):
+            return frozenset({self.field})
+        return RULE_FIELDS.get(self.rule or "")
+
+    def shows_with(self, compared: frozenset[str] | None) -> bool:
+        """Whether a machine comparing the view fields ``compared`` (None: all) can see a
+        difference this clause accounts for."""
+        mine = self.fields()
+        return compared is None or mine is None or bool(mine & compared)
+
+
+def shows_with(clauses: tuple[Clause, ...], compared: frozenset[str] | None) -> bool:
+    """Whether a record of ``clauses`` can match a step of a machine comparing the view
+    fields ``compared``: one of its primary clauses is on a field it compares (a record
+    without clauses, a variant, is modelled: it always can)."""
+    return not clauses or any(c.shows_with(compared) for c in clauses if c.primary)
+
 
 def _like(value: object, pattern: str) -> bool:
     return fnmatch.fnmatchcase(render_value(value), pattern)
@@ -872,7 +895,9 @@ def rule_lower_file_name_past_room(diff: Divergence, path: str, ctx: StepContext
     the daemon: main.c copyup/get_node_up); or on a lower hardlink one of whose names
     is that long (the driver copies up the first name it looked up); or on a lower file
     beside which the upper layer holds a directory ``.wh.<name>`` (the same unlinkat
-    fails with EISDIR)."""
+    fails with EISDIR). An open for reading copies nothing up: not this behaviour."""
+    if isinstance(ctx.op, ops.Open) and ctx.op.access == "O_RDONLY":
+        return False
     model = ctx.model
     for p in ctx.paths:
         top = next((o for o in _lower_objects(model, p) if o is not None), None)
@@ -930,34 +955,62 @@ def _holds_wh(model: Overlay, directory: str) -> bool:
     return False
 
 
+#: What fuse-overlayfs does to a directory holding a ``.wh.`` entry by what it has in memory:
+#: the steps that list, remove or move it (their outcomes), and the fields of it and of the
+#: names in it that its listing and count decide (record wh-file-names).
+_WH_DIR_STEPS = (ops.Readdir, ops.Rmdir, ops.Rename)
+_WH_DIR_FIELDS = ("exists", "nlink")
+
+
 def rule_wh_file_names(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """fuse-overlayfs: a ``.wh.<name>`` entry of any layer is a whiteout of ``<name>``
     (main.c get_whiteout_name): it is not shown, nor is what it hides below it; a new
     ``.wh.*`` file cannot be created (EINVAL) and no ``.wh.*`` name can be looked up
     (ENOENT), though mkdir, mknod and rename make one. A directory that holds one is
     then counted, listed and removed by what the driver has in memory. The difference
-    lies at such a name, in a directory that holds one, at what a step on such a name
-    acts on (the object it leads to, the directories on the way, the names beside it, the
-    link count of its other names), or is an entry missing below a name such a
-    directory's listing left out (:func:`_below_unlisted`)."""
+    lies at such a name or what it hides; at what a step on such a name acts on (the
+    object it leads to, the directories on the way) and, in whether they exist and their
+    link counts, the names beside it and its other names; in the outcome of a listing,
+    removal or rename of a directory that holds one, and in whether it and the names in
+    it exist and its link count; or is an entry missing below a name such a directory's
+    listing left out (:func:`_below_unlisted`). Anything else at a name beside one (its
+    data, mode, owner...) is not it: lookups and attributes are the driver's usual ones."""
     model = ctx.model
     if diff.field == "outcome":
         return any(
-            _wh_file_name(model, p) or _holds_wh(model, p) or _holds_wh(model, _parent(p))
+            _wh_file_name(model, p)
+            or (isinstance(ctx.op, _WH_DIR_STEPS) and _holds_wh(model, p))
             for p in ctx.paths
         )
     named = [p for p in ctx.paths if _wh_file_name(model, p)]
+    counted = diff.field in _WH_DIR_FIELDS
     if named and (
         diff.field == "nlink"  # the link count of its other names, wherever they are
-        or any(related(path, p) or _parent(path) == _parent(p) for p in ctx.paths)
+        or any(related(path, p) for p in ctx.paths)
+        or (counted and any(_parent(path) == _parent(p) for p in ctx.paths))
     ):
         return True  # (the names beside it: what it hid, or its other links)
+    if named and _another_name_of(model, path, named):
+        return True  # a step the driver refused at the .wh. name left its other names as they were
     return (
         _wh_file_name(model, path)
-        or _holds_wh(model, path)
-        or _holds_wh(model, _parent(path))
+        or (counted and (_holds_wh(model, path) or _holds_wh(model, _parent(path))))
         or (diff.field == "exists" and diff.actual is None and _below_unlisted(path, ctx))
     )
+
+
+def _another_name_of(model: Overlay, path: str, names: list[str]) -> bool:
+    """``path`` is another name of the non-directory one of ``names`` leads to (a hard
+    link): ``ln M/b/b M/.wh.a``, remount, ``chmod 644 M/.wh.a`` gives ENOENT on
+    fuse-overlayfs, so b/b keeps its mode; the kernel changes both names."""
+    try:
+        node = model.resolve(path, follow=False).node
+        others = [model.resolve(name, follow=False).node for name in names]
+    except Exception:  # a path the model refuses: not this behaviour
+        return False
+    if node is None or node.is_dir:
+        return False
+    return any(o is not None and o.top.ident == node.top.ident for o in others)
 
 
 def _below_unlisted(path: str, ctx: StepContext) -> bool:
@@ -1004,11 +1057,76 @@ def rule_copy_up_drops_setid(diff: Divergence, path: str, ctx: StepContext) -> b
 def rule_parent_of_operand(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """copy-up-parent-mtime where the lower directory's mtime is not pinned (the model
     expects it unchanged): the difference is at a directory above one of the step's
-    paths (the parent fuse-overlayfs made in the upper layer while copying up)."""
+    paths (the parent fuse-overlayfs made in the upper layer while copying up); or, the
+    step acting on a lower hardlink, at a lower directory above another of its names
+    (lower-hardlink-one-inode: fuse-overlayfs copies up the name it looked up first,
+    and makes that name's parents; by hand, docs/recorded-behaviours.md "fo")."""
     found = entry_at(ctx.model.upper, path) if ctx.model.upper is not None else None
-    if found is None or not found.is_dir:
+    if (found is not None and found.is_dir) and any(
+        path == "" or p.startswith(path + "/") for p in ctx.paths
+    ):
+        return True
+    if found is not None and found.is_dir and _copied_up_parent(ctx.model, path, found):
+        return True  # the mount shows the copy-up's time later, once it looks the name up
+    wanted = _target_hardlinks(ctx)
+    if not wanted or not any(o is not None and o.is_dir for o in _lower_objects(ctx.model, path)):
         return False
-    return any(path == "" or p.startswith(path + "/") for p in ctx.paths)
+    return any(
+        inode.ident in wanted and (path == "" or where.startswith(path + "/"))
+        for root in ctx.model.lowers
+        for where, inode in walk(root)
+    )
+
+
+def _copied_up_parent(model: Overlay, path: str, upper: Inode) -> bool:
+    """A lower directory at ``path`` whose upper copy holds entries (made, as a parent, to
+    hold a copy-up): fuse-overlayfs gave it the time of the copy-up, which the mount
+    shows at a later step (by hand: ``printf '' >> M/a/c``; ``stat M/a``: the lower's
+    time; ``mkdir M/b; ls M; stat M/a``: the copy-up's). The model's time is not compared
+    with the lower's: a resynchronised model (reference.rebuild) has fresh ones."""
+    return bool(upper.entries) and any(
+        o is not None and o.is_dir for o in _lower_objects(model, path)
+    )
+
+
+def rule_setgid_parent_ignored(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """fuse-overlayfs: mkdir, mkfifo and symlink in a set-group-ID directory give the new
+    entry the caller's group (and a directory no S_ISGID); a regular file created there
+    takes the directory's group, as the kernel gives every new entry (inode_init_owner).
+    The difference is at the step's new entry, whose parent has S_ISGID in the model:
+    its gid is the caller's instead of the parent's, or its mode lacks only S_ISGID."""
+    if not isinstance(ctx.op, ops.Mkdir | ops.Mkfifo | ops.Symlink) or path != ctx.op.path:
+        return False
+    parent = _parent(path)
+    try:
+        node = ctx.model.resolve(parent, follow=True).node if parent else ctx.model.root()
+    except Exception:  # a path the model refuses: not this behaviour
+        return False
+    if node is None or not node.is_dir:
+        return False
+    meta = ctx.model.meta(node)
+    if not meta.mode & _SGID:
+        return False
+    if diff.field == "gid":
+        return diff.expected == meta.gid and diff.actual == ops.CALLERS[ctx.op.caller].gid
+    if diff.field == "mode" and isinstance(ctx.op, ops.Mkdir):
+        expected, actual = diff.expected, diff.actual
+        return isinstance(expected, int) and bool(expected & _SGID) and actual == expected & ~_SGID
+    return False
+
+
+def rule_copied_up_symlink(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """fuse-overlayfs: a symlink it copies up (rename, chown -h, ...) gets the time of the
+    copy-up as mtime; the kernel keeps the lower's (copy_up.c ovl_set_timestamps). The
+    difference is at a symlink the model copied up and keeps at its lower's mtime."""
+    try:
+        node = ctx.model.resolve(path, follow=False).node
+    except Exception:  # a path the model refuses: not this behaviour
+        return False
+    if node is None or node.kind is not Kind.SYMLINK or node.upper is None:
+        return False
+    origin = node.upper.origin
+    return origin is not None and node.upper.mtime == origin.mtime
 
 
 def _parent(path: str) -> str:
@@ -1330,6 +1448,8 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "hardlink-sibling-shows-change": rule_hardlink_sibling,
     "below-unlistable-dir": rule_unlistable,
     "lower-file-name-past-whiteout-room": rule_lower_file_name_past_room,
+    "setgid-parent-ignored": rule_setgid_parent_ignored,
+    "copied-up-symlink": rule_copied_up_symlink,
     "wh-file-names": rule_wh_file_names,
     "copy-up-drops-setid": rule_copy_up_drops_setid,
     "parent-of-operand": rule_parent_of_operand,
@@ -1346,6 +1466,15 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "stale-other-name": rule_stale_other_name,
     "stale-size-read": rule_stale_size_read,
     "setid-kept": rule_setid_kept,
+}
+
+
+#: The fields a named rule accounts for differences in, for the rules that account only for
+#: some (in a stat result too: conformance.lockstep.machine masks st_nlink in those where the
+#: feature leaves nlink out).
+RULE_FIELDS: dict[str, frozenset[str]] = {
+    "lower-hardlink-nlink-names-seen": frozenset({"nlink"}),
+    "nlink-lags-link": frozenset({"nlink"}),
 }
 
 

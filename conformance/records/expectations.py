@@ -121,7 +121,7 @@ class Expectation:
         return (
             self.driver == driver
             and self.version == version
-            and (not feature or applies(self.features, feature))
+            and (not feature or applies(self, feature))
             and options in self.options
         )
 
@@ -303,15 +303,22 @@ def _of_version(
     return tuple(e for e in mine if e.matches(driver, version, "", options))
 
 
-def applies(features: tuple[str, ...], feature: str) -> bool:
-    """Whether a record of ``features`` applies to the cell of ``feature``: one of them, or
-    a feature that draws every rule (``Feature.whole``, e.g. permissions) and a record of
-    a machine."""
+def applies(record: Expectation, feature: str) -> bool:
+    """Whether ``record`` applies to the cell of ``feature``: one of its features, or a
+    feature that draws every rule (``Feature.whole``, e.g. permissions) when the record is
+    of a machine and that feature compares a field one of its primary clauses is on
+    (permissions leaves out the link counts: a record of st_nlink alone cannot show there,
+    conformance.records.behaviours.shows_with)."""
     from conformance.features import BY_ID
 
-    if feature in features:
+    if feature in record.features:
         return True
-    return BY_ID[feature].whole and any(BY_ID[f].machine for f in features)
+    whole = BY_ID[feature]
+    return (
+        whole.whole
+        and any(BY_ID[f].machine for f in record.features)
+        and records.shows_with(record.differs, whole.fields)
+    )
 
 
 def matching(
@@ -323,7 +330,7 @@ def matching(
 
     def keep(e: Expectation) -> bool:
         if feature:
-            return applies(e.features, feature)
+            return applies(e, feature)
         return any(BY_ID[f].machine for f in e.features)
 
     return _of_version(driver, options, run_config, keep)

@@ -156,6 +156,16 @@ def read_file(path, follow=False):
         os.close(fd)
 
 
+#: The content xattrs (adapters/sandbox/layerdisk.py CONTENT_XATTRS, NOT_CONTENT).
+CONTENT_XATTRS = ("user.", "trusted.", "security.")
+NOT_CONTENT = ("trusted.overlay.", "security.selinux", "security.apparmor", "security.SMACK64",
+               "security.ima", "security.evm")
+
+
+def is_content_xattr(name):
+    return name.startswith(CONTENT_XATTRS) and not name.startswith(NOT_CONTENT)
+
+
 def user_xattrs(path, private=()):
     """The content xattrs (user.*, trusted.* and security.*, not the overlay's own
     trusted.overlay.* nor security-module labels: adapters/sandbox/layerdisk.py
@@ -166,17 +176,15 @@ def user_xattrs(path, private=()):
         if exc.errno != errno.ENOTSUP:
             raise
         return ()
-    names = sorted(n for n in names if n.startswith(("user.", "trusted.", "security."))
-                   and not n.startswith(("trusted.overlay.", "security.selinux",
-                                         "security.apparmor", "security.SMACK64",
-                                         "security.ima", "security.evm"))
+    names = sorted(n for n in names if is_content_xattr(n)
                    and not n.startswith(tuple(private) or ("\0",)))
     return tuple((n, os.getxattr(path, n, follow_symlinks=False)) for n in names)
 
 
 def content_xattrs(path, names, prefix, private):
-    """The object's own xattrs as adapters/sandbox/layerdisk.py decodes them: user.* (less the
-    driver's private prefixes) and overlay names that are no marker, escaped ones unescaped."""
+    """The object's own xattrs as adapters/sandbox/layerdisk.py decodes them: the content ones
+    (user.*, trusted.*, security.*, less the driver's private prefixes) and overlay names
+    that are no marker, escaped ones unescaped."""
     found = []
     for stored in names:
         name = stored
@@ -187,7 +195,7 @@ def content_xattrs(path, names, prefix, private):
             name = prefix + rest[len("overlay."):]
         if name.startswith(tuple(private) or ("\0",)):
             continue
-        if name.startswith(("user.", "trusted.overlay.")):
+        if name.startswith("trusted.overlay.") or is_content_xattr(name):
             found.append((name, os.getxattr(path, stored, follow_symlinks=False)))
     return tuple(sorted(found))
 
@@ -540,6 +548,9 @@ def check_observation(chroot, lowers, before=None):
                 actual = None if actual_entry is None else actual_entry.get(field)
                 earlier = (before or {}).get(path)
                 earlier = None if earlier is None else earlier.get(field)
+                if "was_at" in item:  # "unchanged": where its object was (a rename moves it)
+                    shown = [(before or {}).get(old) for old in item["was_at"]]
+                    earlier = next((e[field] for e in shown if e and field in e), None)
                 if earlier is None:  # a new name of a time seen at another name
                     earlier = same_time.get((field, str(expected)))
                 ok = time_ok(expected, actual, earlier)
@@ -632,8 +643,9 @@ def run(how):
         for number, step in enumerate(DATA["steps"], 1):
             if number == len(DATA["steps"]):
                 with chroot:
-                    before = {item["path"]: view_entry(item["path"]) for item in DATA["checks"]
-                              if item["field"] in TIME_FIELDS}
+                    before = {path: view_entry(path) for item in DATA["checks"]
+                              if item["field"] in TIME_FIELDS
+                              for path in (item["path"], *item.get("was_at", ()))}
             name, args = step["op"]
             if name == "remount":
                 close_handles()

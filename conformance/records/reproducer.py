@@ -105,6 +105,9 @@ def _lowers(failure: Failure) -> list[list[tuple]]:
 
 
 def _checks(failure: Failure) -> list[dict[str, Any]]:
+    """The differences of the last observation as the script checks them; an mtime
+    expected "unchanged" also names where its object was before the last step
+    (``was_at``, :func:`_former_names`)."""
     checks = []
     for found in failure.found:
         label, sep, path = found.where.partition(":")
@@ -112,11 +115,36 @@ def _checks(failure: Failure) -> list[dict[str, Any]]:
             where = label
         else:
             where, path = "view", found.where
-        checks.append(
-            {"where": where, "path": path, "field": found.field,
-             "expected": _expected(found.expected)}
-        )
+        check = {"where": where, "path": path, "field": found.field,
+                 "expected": _expected(found.expected)}
+        if where == "view" and found.field == "mtime" and str(found.expected).startswith(
+            "unchanged"
+        ):
+            check["was_at"] = _former_names(failure).get(path, [])
+        checks.append(check)
     return checks
+
+
+def _former_names(failure: Failure) -> dict[str, list[str]]:
+    """Per path of the reference's view after the last step whose mtime is a stamp (an
+    abstract time, reference.layer.new_stamp): the paths that showed that stamp before
+    the last step. "unchanged" is a relation of the object's time, which a rename takes
+    to another name (conformance.lockstep.compare.TimeMap keys it by the stamp): the
+    script compares the time there, not the one the name had (another object's)."""
+    from reference.overlay import Overlay
+
+    if not failure.steps:
+        return {}
+    model = Overlay(failure.stack, failure.options)
+    for step in failure.steps[:-1]:
+        model.apply(step.op)
+    before = model.view().entries
+    model.apply(failure.steps[-1].op)
+    return {
+        path: [old for old, was in before.items() if was.mtime == entry.mtime]
+        for path, entry in model.view().entries.items()
+        if entry.mtime < 0
+    }
 
 
 def data(failure: Failure, version: str | None = None) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from conformance.verdicts import (
     is_engine,
 )
 from conformance.verdicts import ENGINE_PREFIX as PREFIX
+from reference.options import MATRIX
 
 if TYPE_CHECKING:
     from conformance.certify.engine import Verdict
@@ -49,8 +50,10 @@ SYMBOLS = {
 #: The drivers of the reference's self-check (the executable specification run against
 #: itself): one line, not a column, when other drivers are certified with it.
 SELF_CHECK = ("reference", f"{PREFIX}reference")
-#: The width the legends are wrapped to.
-WIDTH = 100
+#: The width of a terminal the matrix and its legends fit in.
+WIDTH = 80
+#: The options column of a cell's line: the longest option set's label.
+OPTIONS_COLUMN = max(len(options.label) for options in MATRIX)
 #: At most this many unexpected verdicts are listed (two lines each); report.html has all.
 MAX_LISTED = 10
 #: What the exit status of certify means (conformance.__main__).
@@ -85,7 +88,7 @@ def cell_line(verdict: Verdict, number: int, total: int) -> str:
     """One cell's line, when the output is not a terminal."""
     return (
         f"[{number}/{total}] {verdict.driver:<14} {verdict.feature or 'machine':<20} "
-        f"{verdict.options:<36} {verdict.verdict} ({verdict.seconds:.1f}s)"
+        f"{verdict.options:<{OPTIONS_COLUMN}} {verdict.verdict} ({verdict.seconds:.1f}s)"
     )
 
 
@@ -282,7 +285,9 @@ def _table(
     column: Callable[[Verdict], str],
     marks: dict[str, str],
 ) -> list[str]:
-    """Rows x columns, each cell the symbols of its verdicts in the run's order."""
+    """Rows x columns, each cell the symbols of its verdicts in the run's order. Columns
+    that would make a line wider than :data:`WIDTH` go to a further block below (its own
+    header, the row names again, a blank line between blocks)."""
     rows = list(dict.fromkeys(row(v) for v in verdicts))
     columns = list(dict.fromkeys(column(v) for v in verdicts))
     found: dict[tuple[str, str], str] = {}
@@ -290,12 +295,38 @@ def _table(
         key = (row(v), column(v))
         found[key] = found.get(key, "") + marks[v.verdict]
     first = max(len(corner), *(len(r) for r in rows))
-    widths = [max(len(c), *(len(found.get((r, c), "")) for r in rows)) for c in columns]
-    lines = ["  ".join([f"{corner:<{first}}", *(f"{c:<{w}}" for c, w in zip(columns, widths,
-                                                                          strict=True))]).rstrip()]
-    for r in rows:
-        cells = [f"{found.get((r, c), ''):<{w}}" for c, w in zip(columns, widths, strict=True)]
-        lines.append("  ".join([f"{r:<{first}}", *cells]).rstrip())
+    widths = {c: max(len(c), *(len(found.get((r, c), "")) for r in rows)) for c in columns}
+    blocks: list[list[str]] = [[]]
+    used = first
+    for c in columns:
+        if blocks[-1] and used + 2 + widths[c] > WIDTH:
+            blocks.append([])
+            used = first
+        blocks[-1].append(c)
+        used += 2 + widths[c]
+    lines: list[str] = []
+    for block in blocks:
+        if lines:
+            lines.append("")
+        lines.append("  ".join([f"{corner:<{first}}", *(f"{c:<{widths[c]}}" for c in block)])
+                     .rstrip())
+        for r in rows:
+            cells = [f"{found.get((r, c), ''):<{widths[c]}}" for c in block]
+            lines.append("  ".join([f"{r:<{first}}", *cells]).rstrip())
+    return lines
+
+
+def _numbered(title: str, items: Sequence[str]) -> list[str]:
+    """``title`` and the items numbered from 1, packed into lines of at most :data:`WIDTH`
+    (an item longer than that alone on its line), broken between items only: ``n`` is the
+    n-th symbol of a matrix cell."""
+    lines = [title]
+    for n, item in enumerate(items, 1):
+        entry = f"{n} {item}"
+        if len(lines[-1]) + 2 + len(entry) > WIDTH:
+            lines.append(f"  {entry}")
+        else:
+            lines[-1] += f"  {entry}"
     return lines
 
 
@@ -309,10 +340,7 @@ def matrix_lines(verdicts: Sequence[Verdict]) -> list[str]:
     lines: list[str] = []
     if overlay:
         labels = list(dict.fromkeys(v.options for v in overlay))
-        lines += textwrap.wrap(
-            "option sets, in each cell's order: " + " | ".join(labels), WIDTH,
-            subsequent_indent="  ", break_on_hyphens=False,
-        )
+        lines += _numbered("option sets, a symbol each in this order:", labels)
         lines += _table(overlay, "feature", lambda v: v.feature or "machine",
                         lambda v: v.driver, marks)
     if engines:
