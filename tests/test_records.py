@@ -1285,3 +1285,27 @@ def test_wh_file_names_hides_no_fault_beside_a_wh_entry() -> None:
     ):
         driver = imitations.Imitation((), (), fault)
         _diverges(driver, stack, program, known)
+
+
+def test_a_read_of_a_stale_name_is_cut_at_its_stale_size() -> None:
+    """stale-size-read for a Read outcome (found by pytest descriptors, seed 2): the name
+    left after the unlink of the other one, still showing the old count, reads the file up
+    to its old size; not when it shows the right count."""
+    from reference.outcome import Ok
+    from reference.view import EntryView
+
+    stack = StackSpec((LayerSpec(()),))
+    before = [
+        ops.Write("a", b"", 0, ("O_CREAT",), 0o644),
+        ops.Link("a", "b"),
+        ops.Truncate("a", 1),
+        ops.Unlink("a"),
+    ]
+    read = ops.Read("b")
+    found = [("b", "outcome", (Ok(b"\x00"),), Ok(b""))]
+    stale = EntryView(kind="file", mode=0o644, uid=0, gid=0, nlink=2, data=b"")
+    assert _accounted_showing(stack, read, found, {"b": (stale, 4)}, before, Ok(b"")) == {
+        "other-name-attribute-lag"
+    }
+    right = attrs.evolve(stale, nlink=1)
+    assert not _accounted_showing(stack, read, found, {"b": (right, 4)}, before, Ok(b""))

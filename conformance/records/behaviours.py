@@ -1399,9 +1399,21 @@ def rule_stale_size_read(diff: Divergence, path: str, ctx: StepContext) -> bool:
     file's other name (it still shows the higher link count, nlink-lags-link) reads the
     file up to its cached size: the data shown is a strict prefix of the file's."""
     view = ctx.actual_view
-    if diff.field != "data" or view is None or path not in view.entries:
+    if diff.field == "outcome" and isinstance(ctx.op, ops.Read):
+        # a read of the name: the same cut (its view entry shows the stale count)
+        path, shown = ctx.op.path, ctx.actual_outcome
+        if not isinstance(shown, Ok):
+            return False
+        shown, data = shown.value, next(
+            (o.value for o in diff.expected if isinstance(o, Ok) and isinstance(o.value, bytes)),
+            None,
+        )
+    elif diff.field == "data":
+        shown, data = diff.actual, diff.expected
+    else:
         return False
-    shown, data = diff.actual, diff.expected
+    if view is None or path not in view.entries:
+        return False
     if not (isinstance(shown, bytes) and isinstance(data, bytes)):
         return False
     if not (len(shown) < len(data) and data.startswith(shown)):
