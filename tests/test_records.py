@@ -476,6 +476,24 @@ def test_setgid_parent_ignored_holds_at_mkdir_mkfifo_symlink_in_a_setgid_dir_onl
     assert not rule(Divergence("b/a", "gid", 1000, 1001), "b/a", ctx)
 
 
+def test_setgid_dir_copy_up_accounts_only_for_a_lost_setgid_bit() -> None:
+    """setgid-dir-copy-up: a copied-up set-group-ID directory and a directory made in it
+    lose S_ISGID (its confirmed case); a new entry's mode with the umask not applied is not
+    that (it hid the seeded fault umask-ignored, issue 15)."""
+    stack = StackSpec((LayerSpec((("d", DirSpec(mode=0o2755, gid=1000)),)),))
+    made = ops.Mkdir("d/e", 0o755)
+    confirmed = [
+        ("d", "mode", 0o2755, 0o755), ("upper:d", "mode", 0o2755, 0o755),
+        ("d/e", "mode", 0o2755, 0o755), ("upper:d/e", "mode", 0o2755, 0o755),
+    ]
+    assert "setgid-dir-copy-up" in _accounted("fuse-overlayfs", stack, made, confirmed)
+    plain = StackSpec((LayerSpec((("d", DirSpec()),)),))
+    for unmasked in ([("d/e", "mode", 0o755, 0o777)], [("upper:d/e", "mode", 0o755, 0o777)]):
+        assert not _accounted("fuse-overlayfs", plain, made, unmasked)
+        assert not _accounted("fuse-overlayfs", stack, made, unmasked)
+    assert not _accounted("fuse-overlayfs", stack, made, [("d/e", "mode", 0o2755, 0o2777)])
+
+
 def test_symlink_copy_up_mtime_holds_at_a_copied_up_symlink_only() -> None:
     """symlink-copy-up-mtime: a renamed lower symlink shows a new mtime (by hand, issue
     15); the same at a symlink made through the mount, or at a lower one not copied up,

@@ -1115,6 +1115,17 @@ def rule_setgid_parent_ignored(diff: Divergence, path: str, ctx: StepContext) ->
     return False
 
 
+def rule_setgid_bit_lost(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """fuse-overlayfs: a mode that lacks only the S_ISGID the model gives it (a lower
+    set-group-ID directory copied up, a directory made in one: setgid-dir-copy-up; the
+    kernel keeps the bit, ovl_set_attr, inode_init_owner). Any other mode difference (a
+    umask not applied, another bit lost) is not this behaviour."""
+    expected, actual = diff.expected, diff.actual
+    if diff.field != "mode" or not isinstance(expected, int) or not isinstance(actual, int):
+        return False
+    return bool(expected & _SGID) and actual == expected & ~_SGID
+
+
 def rule_copied_up_symlink(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """fuse-overlayfs: a symlink it copies up (rename, chown -h, ...) gets the time of the
     copy-up as mtime; the kernel keeps the lower's (copy_up.c ovl_set_timestamps). The
@@ -1461,6 +1472,7 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "below-unlistable-dir": rule_unlistable,
     "lower-file-name-past-whiteout-room": rule_lower_file_name_past_room,
     "setgid-parent-ignored": rule_setgid_parent_ignored,
+    "setgid-bit-lost": rule_setgid_bit_lost,
     "copied-up-symlink": rule_copied_up_symlink,
     "wh-file-names": rule_wh_file_names,
     "copy-up-drops-setid": rule_copy_up_drops_setid,
