@@ -494,6 +494,25 @@ def test_setgid_dir_copy_up_accounts_only_for_a_lost_setgid_bit() -> None:
     assert not _accounted("fuse-overlayfs", stack, made, [("d/e", "mode", 0o2755, 0o2777)])
 
 
+def test_wh_file_names_takes_no_mode_of_a_new_entry_at_a_hidden_name() -> None:
+    """wh-file-names: a FIFO made at a name a ``.wh.`` entry hides gets its mode from the
+    caller's umask as any other (an unmasked mode there hid the seeded fault umask-ignored,
+    issue 15); the lower object such an entry hides still differs in anything."""
+    stack = StackSpec((LayerSpec((("a", DirSpec(mode=0o777)), ("a/.wh.b", FileSpec(b"")))),))
+    made = ops.Mkfifo("a/b", 0o644, caller="other")
+    unmasked = [("a/b", "mode", 0o600, 0o644), ("upper:a/b", "mode", 0o600, 0o644)]
+    assert not _accounted("fuse-overlayfs", stack, made, unmasked)
+    assert "wh-file-names" in _accounted(
+        "fuse-overlayfs", stack, made, [("a/b", "exists", True, None)]
+    )
+    hidden = StackSpec(
+        (LayerSpec(((".wh.a", FileSpec(b"")),)), LayerSpec((("a", FileSpec(b"")),)))
+    )
+    over = ops.Mkdir("a", 0o755)
+    mode = [("a", "mode", 0o644, 0o755)]
+    assert "wh-file-names" in _accounted("fuse-overlayfs", hidden, over, mode)
+
+
 def test_symlink_copy_up_mtime_holds_at_a_copied_up_symlink_only() -> None:
     """symlink-copy-up-mtime: a renamed lower symlink shows a new mtime (by hand, issue
     15); the same at a symlink made through the mount, or at a lower one not copied up,

@@ -976,6 +976,8 @@ def rule_wh_file_names(diff: Divergence, path: str, ctx: StepContext) -> bool:
     listing left out (:func:`_below_unlisted`). Anything else at a name beside one (its
     data, mode, owner...) is not it: lookups and attributes are the driver's usual ones."""
     model = ctx.model
+    if diff.field == "mode" and _made_here(path, ctx) and not _is_wh_name(_base(path)):
+        return False  # a new entry at a hidden name is made as any other (caller's umask)
     if diff.field == "outcome":
         return any(
             _wh_file_name(model, p)
@@ -997,6 +999,29 @@ def rule_wh_file_names(diff: Divergence, path: str, ctx: StepContext) -> bool:
         or (counted and (_holds_wh(model, path) or _holds_wh(model, _parent(path))))
         or (diff.field == "exists" and diff.actual is None and _below_unlisted(path, ctx))
     )
+
+
+def _base(path: str) -> str:
+    return path.rsplit("/", 1)[-1]
+
+
+def _made_here(path: str, ctx: StepContext) -> bool:
+    """``path`` is the step's operand, absent before the step and made by it in the model
+    (the driver made it too where the step's outcome agreed): its mode is the caller's."""
+    return (
+        ctx.op is not None
+        and ctx.target is not None
+        and ctx.target.kind == "none"
+        and path == operands(ctx.op)[0]
+        and entry_exists(ctx.model, path)
+    )
+
+
+def entry_exists(model: Overlay, path: str) -> bool:
+    try:
+        return model.resolve(path, follow=False).node is not None
+    except Exception:  # a path the model refuses: nothing made there
+        return False
 
 
 def _another_name_of(model: Overlay, path: str, names: list[str]) -> bool:
