@@ -1309,3 +1309,41 @@ def test_a_read_of_a_stale_name_is_cut_at_its_stale_size() -> None:
     }
     right = attrs.evolve(stale, nlink=1)
     assert not _accounted_showing(stack, read, found, {"b": (right, 4)}, before, Ok(b""))
+
+
+def test_a_rename_between_names_of_one_file_is_checked_on_unionfs() -> None:
+    """same-file-rename-checked: a plain rename of one name of a file onto another by a
+    caller that may not delete there gives EACCES on unionfs-fuse (the kernel: nothing to
+    do, success); not root's, not where the caller may delete, not two different files,
+    not another errno."""
+    from conformance.lockstep.compare import Divergence
+    from reference.outcome import Err, Ok
+
+    known = tuple(
+        r for r in imitations.records_of("unionfs-fuse") if r.id == "same-file-rename-checked"
+    )
+    assert known
+    entries = (
+        ("c", FileSpec(b"")),
+        ("x", FileSpec(b"")),
+        ("d", DirSpec(mode=0o777)),
+        ("d/c", FileSpec(b"")),
+    )
+    stack = StackSpec((LayerSpec(entries),))
+    made = [ops.Link("c", "n"), ops.Link("c", "a"), ops.Link("d/c", "d/n"), ops.Link("d/c", "d/a")]
+    for op, errno, seen in (
+        (ops.Rename("n", "a", "", caller="user"), "EACCES", True),
+        (ops.Rename("c", "a", "", caller="user"), "EACCES", True),
+        (ops.Rename("n", "a", "", caller="user"), "EPERM", False),
+        (ops.Rename("n", "a", ""), "EACCES", False),
+        (ops.Rename("d/n", "d/a", "", caller="user"), "EACCES", False),
+        (ops.Rename("n", "n", "", caller="user"), "EACCES", False),
+        (ops.Rename("x", "x", "", caller="user"), "EACCES", False),
+    ):
+        model = Overlay(stack, Options())
+        for step in made:
+            model.apply(step)
+        assert model.apply(op) == {Ok(None)}, op
+        diff = Divergence(op.src, "outcome", (Ok(None),), Err(errno))
+        ctx = records.StepContext(op, records.subject(model, op), model, None, Err(errno))
+        assert (not records.match(known, [diff], ctx).unmatched) is seen, (op, errno)

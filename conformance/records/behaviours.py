@@ -47,6 +47,8 @@ from reference.layer import Inode, Kind, entry_at, walk
 from reference.lookup import Node
 from reference.outcome import Err, Ok
 from reference.overlay import Overlay
+from reference.paths import FsError
+from reference.permissions import may_delete
 from reference.variants import tree_copies
 from reference.view import View
 
@@ -1438,6 +1440,35 @@ def rule_setid_kept(diff: Divergence, path: str, ctx: StepContext) -> bool:
     return shown != mode and shown & ~0o6000 == mode and shown & 0o6000 != 0
 
 
+def rule_same_file_rename_checked(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """unionfs-fuse (libfuse 2 gives each path its own node): a rename of one name of a file
+    onto another name of it gets the VFS's permission checks, which the kernel skips for
+    one inode (fs/namei.c vfs_rename: ``if (source == target) return 0`` before may_delete;
+    rename(2): "existing hard links referring to the same file ... does nothing"). So a
+    caller that may not delete both names gets may_delete's error where the kernel succeeds;
+    only a plain rename (the flags have rename-flags-einval), the rule's own errno."""
+    op, actual = ctx.op, ctx.actual_outcome
+    if not (isinstance(op, ops.Rename) and not op.flags and isinstance(actual, Err)):
+        return False
+    if Ok(None) not in diff.expected:
+        return False
+    model = ctx.model  # a no-op changes nothing: the state after it is the one before
+    src = model.resolve(op.src, follow=False)
+    dst = model.resolve(op.dst, follow=False)
+    old, new = src.node, dst.node
+    if old is None or new is None or src.parent is None or dst.parent is None:
+        return False
+    if old.path == new.path or model.vfs_inode(old) != model.vfs_inode(new):
+        return False
+    caller = ops.CALLERS[op.caller]
+    try:
+        for parent, victim in ((src.parent, old), (dst.parent, new)):
+            may_delete(caller, model.meta(parent), model.meta(victim))
+    except FsError as failure:
+        return actual.name in failure.names
+    return False
+
+
 RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "xattr-whiteout-shown": rule_xattr_whiteout_shown,
     "overlay-xattrs-hidden": rule_overlay_xattrs_hidden,
@@ -1467,6 +1498,7 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "parent-of-operand": rule_parent_of_operand,
     "hidden-name-too-long": rule_hidden_name_too_long,
     "nlink-lags-link": rule_nlink_lags_link,
+    "same-file-rename-checked": rule_same_file_rename_checked,
     "renamed-from-top-branch-only": rule_renamed_from_top_branch_only,
     "sibling-copied-up-only": rule_sibling_copied_up_only,
     "other-name-of-target": rule_other_name_of_target,
