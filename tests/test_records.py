@@ -1126,7 +1126,7 @@ def test_an_upper_whiteout_shows_only_at_a_mount_of_the_kernels_layers() -> None
 def test_a_stale_size_cuts_the_data_only_of_a_name_with_stale_attributes() -> None:
     """other-name-attribute-lag after the unlink of the other name (stale-size-read): the
     name left still shows the count from before the unlink and reads the file up to its
-    old size; not when its count is right (the data is simply wrong), nor data that is
+    old size; not when its count is right (that is unlinked-other-name-cut), nor data that is
     not a prefix of the file's."""
     from reference.view import EntryView
 
@@ -1139,7 +1139,11 @@ def test_a_stale_size_cuts_the_data_only_of_a_name_with_stale_attributes() -> No
         "other-name-attribute-lag"
     }
     counted = attrs.evolve(stale, nlink=1)
-    assert not _accounted_showing(stack, unlink, found[:1], {"b": (counted, 4)}, before)
+    # the right count: not this record's; at the unlink itself unlinked-other-name-cut's
+    # (the count cached before the link), which ends the example
+    assert _accounted_showing(stack, unlink, found[:1], {"b": (counted, 4)}, before) == {
+        "unlinked-other-name-cut"
+    }
     other = [("b", "data", b"x", b"y"), ("b", "nlink", 1, 2)]
     assert not _accounted_showing(stack, unlink, other, {"b": (stale, 4)}, before)
 
@@ -1347,3 +1351,37 @@ def test_a_rename_between_names_of_one_file_is_checked_on_unionfs() -> None:
         diff = Divergence(op.src, "outcome", (Ok(None),), Err(errno))
         ctx = records.StepContext(op, records.subject(model, op), model, None, Err(errno))
         assert (not records.match(known, [diff], ctx).unmatched) is seen, (op, errno)
+
+
+def test_the_name_left_after_an_unlink_of_another_reads_its_stale_size() -> None:
+    """unlinked-other-name-cut: at the unlink of another name of the file, the name left
+    shows a strict prefix of the data; not at the unlink of another file, not other data."""
+    from conformance.lockstep.compare import Divergence
+
+    known = tuple(
+        r for r in imitations.records_of("unionfs-fuse") if r.id == "unlinked-other-name-cut"
+    )
+    assert known
+    stack = StackSpec((LayerSpec((("x", FileSpec(b"")),)),))
+    made = [
+        ops.Write("b", b"", 0, ("O_CREAT",), 0o644),
+        ops.Link("b", ".wh.a"),
+        ops.Truncate(".wh.a", 1),
+        ops.Write("y", b"", 0, ("O_CREAT",), 0o644),
+    ]
+    for unlinked, shown, seen in (
+        (".wh.a", b"", True),
+        (".wh.a", b"\x01", False),
+        ("y", b"", False),
+    ):
+        model = Overlay(stack, Options())
+        for step in made:
+            model.apply(step)
+        op = ops.Unlink(unlinked)
+        target = records.subject(model, op)
+        model.apply(op)
+        diff = Divergence("b", "data", b"\x00", shown)
+        matched = records.match(known, [diff], records.StepContext(op, target, model))
+        assert (not matched.unmatched) is seen, (unlinked, shown)
+        if seen:
+            assert matched.resync == "stop"
