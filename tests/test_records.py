@@ -1385,3 +1385,42 @@ def test_the_name_left_after_an_unlink_of_another_reads_its_stale_size() -> None
         assert (not matched.unmatched) is seen, (unlinked, shown)
         if seen:
             assert matched.resync == "stop"
+
+
+def test_a_rename_over_a_directory_holding_a_lower_whiteout_fails_on_unionfs() -> None:
+    """rename-over-marker-dir-enotempty: ENOTEMPTY (and what the failed rename left) for a
+    rename over a directory a lower whiteout is below; not over one without, not EXDEV."""
+    from conformance.lockstep.compare import Divergence
+    from reference.outcome import Err, Ok
+
+    known = tuple(
+        r
+        for r in imitations.records_of("unionfs-fuse")
+        if r.id == "rename-over-marker-dir-enotempty"
+    )
+    assert known
+    from reference.layer import WhiteoutSpec
+    top = LayerSpec(
+        (
+            ("b", DirSpec()),
+            ("b/a", WhiteoutSpec()),
+            ("c", DirSpec()),
+            ("c/b", DirSpec()),
+            ("d", DirSpec()),
+        )
+    )
+    stack = StackSpec((top, LayerSpec((("b", DirSpec()), ("b/a", FileSpec(b""))))))
+    cases = (("b", "ENOTEMPTY", True), ("d", "ENOTEMPTY", False), ("b", "EXDEV", False))
+    for dst, errno, seen in cases:
+        model = engine(("dir-rename-copies-tree",))(stack, Options())  # unionfs's rename
+        op = ops.Rename("c", dst, "")
+        target = records.subject(model, op)
+        assert model.apply(op) == {Ok(None)}
+        found = [
+            Divergence("c", "outcome", (Ok(None),), Err(errno)),
+            Divergence("c", "exists", None, "dir"),
+            Divergence("upper:c/b", "exists", None, "dir"),
+        ]
+        ctx = records.StepContext(op, target, model, None, Err(errno))
+        matched = records.match(known, found, ctx)
+        assert (not matched.unmatched) is seen, (dst, errno)

@@ -1494,6 +1494,17 @@ def rule_unlinked_other_name_cut(diff: Divergence, path: str, ctx: StepContext) 
     return len(shown) < len(data) and data.startswith(shown)
 
 
+def rule_rename_over_marker_dir(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """unionfs-fuse: a rename over a directory a lower whiteout is below fails with
+    ENOTEMPTY (the whiteout shows as a character device, lower-markers-ignored), after
+    the source's tree was copied to the read-write branch; the kernel's directory is empty
+    and the rename succeeds. Every difference of that step at its paths."""
+    op = ctx.op
+    if not (isinstance(op, ops.Rename) and ctx.actual_outcome == Err("ENOTEMPTY")):
+        return False
+    return _holds_marker(ctx.model, op.dst)
+
+
 RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "xattr-whiteout-shown": rule_xattr_whiteout_shown,
     "overlay-xattrs-hidden": rule_overlay_xattrs_hidden,
@@ -1535,6 +1546,7 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "stale-other-name": rule_stale_other_name,
     "stale-size-read": rule_stale_size_read,
     "unlinked-other-name-cut": rule_unlinked_other_name_cut,
+    "rename-over-marker-dir": rule_rename_over_marker_dir,
     "setid-kept": rule_setid_kept,
 }
 
