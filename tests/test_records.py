@@ -1424,3 +1424,29 @@ def test_a_rename_over_a_directory_holding_a_lower_whiteout_fails_on_unionfs() -
         ctx = records.StepContext(op, target, model, None, Err(errno))
         matched = records.match(known, found, ctx)
         assert (not matched.unmatched) is seen, (dst, errno)
+
+
+def test_a_rename_over_a_directory_a_name_was_removed_from_fails_on_unionfs() -> None:
+    """rename-over-marker-dir-enotempty: also over a directory a lower name was removed
+    from (the tree copy brings it back); not over one nothing was removed from."""
+    from conformance.lockstep.compare import Divergence
+    from reference.outcome import Err, Ok
+
+    known = tuple(
+        r
+        for r in imitations.records_of("unionfs-fuse")
+        if r.id == "rename-over-marker-dir-enotempty"
+    )
+    stack = StackSpec(
+        (LayerSpec((("b", DirSpec()), ("c", DirSpec()), ("c/c", DirSpec()), ("d", DirSpec()))),)
+    )
+    # (the removal of d is beside c/c, not below it)
+    for removed, dst, seen in (("c/c", "c", True), ("d", "c/c", False)):
+        model = engine(("dir-rename-copies-tree",))(stack, Options())
+        model.apply(ops.Rmdir(removed))
+        op = ops.Rename("b", dst, "")
+        target = records.subject(model, op)
+        assert model.apply(op) == {Ok(None)}
+        found = [Divergence("b", "outcome", (Ok(None),), Err("ENOTEMPTY"))]
+        ctx = records.StepContext(op, target, model, None, Err("ENOTEMPTY"))
+        assert (not records.match(known, found, ctx).unmatched) is seen, dst

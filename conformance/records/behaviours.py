@@ -1497,12 +1497,29 @@ def rule_unlinked_other_name_cut(diff: Divergence, path: str, ctx: StepContext) 
 def rule_rename_over_marker_dir(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """unionfs-fuse: a rename over a directory a lower whiteout is below fails with
     ENOTEMPTY (the whiteout shows as a character device, lower-markers-ignored), after
-    the source's tree was copied to the read-write branch; the kernel's directory is empty
-    and the rename succeeds. Every difference of that step at its paths."""
+    the source's tree was copied to the read-write branch; so does one over a directory a
+    name was removed from (its tree copy brings the name back). The kernel's directory is
+    empty and the rename succeeds. Every difference of that step at its paths."""
     op = ctx.op
     if not (isinstance(op, ops.Rename) and ctx.actual_outcome == Err("ENOTEMPTY")):
         return False
-    return _holds_marker(ctx.model, op.dst)
+    return _holds_marker(ctx.model, op.dst) or _removed_below(ctx.model, op.dst)
+
+
+def _removed_below(model: Overlay, path: str) -> bool:
+    """A lower layer has an object below ``path`` that the merged view does not show (a
+    name removed through the mount: unionfs-fuse's tree copy of ``path`` brings it back,
+    dir-copy-up-removed-name-back)."""
+    for root in model.lowers:
+        for where, _ in walk(root):
+            if not where.startswith(path + "/"):
+                continue
+            try:
+                if model.resolve(where, follow=False).node is None:
+                    return True
+            except Exception:  # a path the model refuses (below a non-directory): hidden
+                return True
+    return False
 
 
 RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
