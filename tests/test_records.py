@@ -1450,3 +1450,17 @@ def test_a_rename_over_a_directory_a_name_was_removed_from_fails_on_unionfs() ->
         found = [Divergence("b", "outcome", (Ok(None),), Err("ENOTEMPTY"))]
         ctx = records.StepContext(op, target, model, None, Err("ENOTEMPTY"))
         assert (not records.match(known, found, ctx).unmatched) is seen, dst
+
+
+def test_an_rmdir_of_a_lower_opaque_directory_fails_where_it_hides_something() -> None:
+    """lower-markers-ignored: unionfs-fuse shows what a lower opaque directory hides, so an
+    rmdir of it fails (ENOTEMPTY); not where it hides nothing."""
+    from reference.outcome import Err, Ok
+
+    opaque = LayerSpec((("b", DirSpec(opaque=True)),))
+    refused = [("b", "outcome", (Ok(None),), Err("ENOTEMPTY")), ("b", "exists", None, "dir")]
+    hiding = LayerSpec((("b", DirSpec()), ("b/c", FileSpec(b""))))
+    for below, seen in ((hiding, True), (LayerSpec((("b", DirSpec()),)), False)):
+        stack = StackSpec((opaque, below))
+        got = _accounted("unionfs-fuse", stack, ops.Rmdir("b"), refused)
+        assert ("lower-markers-ignored" in got) is seen, below

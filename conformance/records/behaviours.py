@@ -427,7 +427,8 @@ def _through_marker(model: Overlay, path: str, target: str) -> bool:
 def rule_lower_markers_ignored(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """unionfs-fuse: what a lower layer's whiteout or opaque directory hides shows (a
     whiteout as a character device, which also keeps its directory from being empty: an
-    rmdir of a directory holding one fails, and the directory stays)."""
+    rmdir of a directory holding one, or what a lower opaque directory hides, fails, and
+    the directory stays)."""
     model = ctx.model
     rmdir = isinstance(ctx.op, ops.Rmdir)
     if diff.field == "outcome":
@@ -436,13 +437,13 @@ def rule_lower_markers_ignored(diff: Divergence, path: str, ctx: StepContext) ->
             return listed
         return any(
             _lower_marker(model, p)
-            or (rmdir and _holds_marker(model, p))
+            or (rmdir and _shows_below(model, p))
             or _symlink_to_marker(model, p)
             for p in ctx.paths
         )
     return (
         _lower_marker(model, path)
-        or (rmdir and path in ctx.paths and _holds_marker(model, path))
+        or (rmdir and path in ctx.paths and _shows_below(model, path))
         or (ctx.op is None and _upper_whiteout(model, path))
     )
 
@@ -496,6 +497,18 @@ def _symlink_to_marker(model: Overlay, path: str) -> bool:
         if node.kind is Kind.SYMLINK and _through_marker(model, prefix, node.top.target):
             return True
     return False
+
+
+def _shows_below(model: Overlay, path: str) -> bool:
+    """A lower whiteout is below ``path``, or a lower object below it that a lower marker
+    hides (so the directory is not empty to unionfs-fuse)."""
+    if _holds_marker(model, path):
+        return True
+    return any(
+        where.startswith(path + "/" if path else "") and _lower_marker(model, where)
+        for root in model.lowers
+        for where, _ in walk(root)
+    )
 
 
 def _holds_marker(model: Overlay, path: str) -> bool:
