@@ -1126,7 +1126,7 @@ def test_an_upper_whiteout_shows_only_at_a_mount_of_the_kernels_layers() -> None
 def test_a_stale_size_cuts_the_data_only_of_a_name_with_stale_attributes() -> None:
     """other-name-attribute-lag after the unlink of the other name (stale-size-read): the
     name left still shows the count from before the unlink and reads the file up to its
-    old size; not when its count is right (that is unlinked-other-name-cut), nor data that is
+    old size; not when its count is right (that is unlinked-other-name-lag), nor data that is
     not a prefix of the file's."""
     from reference.view import EntryView
 
@@ -1139,10 +1139,10 @@ def test_a_stale_size_cuts_the_data_only_of_a_name_with_stale_attributes() -> No
         "other-name-attribute-lag"
     }
     counted = attrs.evolve(stale, nlink=1)
-    # the right count: not this record's; at the unlink itself unlinked-other-name-cut's
+    # the right count: not this record's; at the unlink itself unlinked-other-name-lag's
     # (the count cached before the link), which ends the example
     assert _accounted_showing(stack, unlink, found[:1], {"b": (counted, 4)}, before) == {
-        "unlinked-other-name-cut"
+        "unlinked-other-name-lag"
     }
     other = [("b", "data", b"x", b"y"), ("b", "nlink", 1, 2)]
     assert not _accounted_showing(stack, unlink, other, {"b": (stale, 4)}, before)
@@ -1354,12 +1354,13 @@ def test_a_rename_between_names_of_one_file_is_checked_on_unionfs() -> None:
 
 
 def test_the_name_left_after_an_unlink_of_another_reads_its_stale_size() -> None:
-    """unlinked-other-name-cut: at the unlink of another name of the file, the name left
-    shows a strict prefix of the data; not at the unlink of another file, not other data."""
+    """unlinked-other-name-lag: at the unlink of another name of the file, the name left
+    shows a strict prefix of the data, or its mode from before; not at the unlink of another
+    file, not other data."""
     from conformance.lockstep.compare import Divergence
 
     known = tuple(
-        r for r in imitations.records_of("unionfs-fuse") if r.id == "unlinked-other-name-cut"
+        r for r in imitations.records_of("unionfs-fuse") if r.id == "unlinked-other-name-lag"
     )
     assert known
     stack = StackSpec((LayerSpec((("x", FileSpec(b"")),)),))
@@ -1381,10 +1382,15 @@ def test_the_name_left_after_an_unlink_of_another_reads_its_stale_size() -> None
         target = records.subject(model, op)
         model.apply(op)
         diff = Divergence("b", "data", b"\x00", shown)
-        matched = records.match(known, [diff], records.StepContext(op, target, model))
-        assert (not matched.unmatched) is seen, (unlinked, shown)
-        if seen:
-            assert matched.resync == "stop"
+        mode = Divergence("b", "mode", 0o600, 0o644)
+        for found in ([diff], [mode]) if shown == b"" else ([diff],):
+            matched = records.match(known, found, records.StepContext(op, target, model))
+            assert (not matched.unmatched) is seen, (unlinked, found)
+            if seen:
+                assert matched.resync == "stop"
+        if unlinked == "y":  # another file's unlink: not its mode either
+            ctx = records.StepContext(op, target, model)
+            assert records.match(known, [mode], ctx).unmatched
 
 
 def test_a_rename_over_a_directory_holding_a_lower_whiteout_fails_on_unionfs() -> None:

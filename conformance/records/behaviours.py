@@ -1492,15 +1492,17 @@ def rule_same_file_rename_checked(diff: Divergence, path: str, ctx: StepContext)
     return False
 
 
-def rule_unlinked_other_name_cut(diff: Divergence, path: str, ctx: StepContext) -> bool:
-    """unionfs-fuse: at the unlink of another name of the file, ``path`` reads up to the
-    size cached before a change made through that name (libfuse 2: a node per path,
-    attr_timeout 1 s): the data shown is a strict prefix of the file's. The stale-size-read
-    of other-name-attribute-lag where the cached link count, from before a link, happens to
-    equal the count after the unlink, so nothing else shows it."""
+def rule_unlinked_other_name_lag(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """unionfs-fuse: at the unlink of another name of the file, ``path`` shows the
+    attributes cached before a change made through that name (libfuse 2: a node per path,
+    attr_timeout 1 s): its mode or owner from before, or its data read up to the size from
+    before (a strict prefix of the file's). other-name-attribute-lag where the cached link
+    count, from before a link, happens to equal the count after the unlink."""
     target = ctx.target
     if not (isinstance(ctx.op, ops.Unlink) and target is not None and path in target.names):
         return False
+    if diff.field in ("mode", "uid", "gid"):
+        return True
     shown, data = diff.actual, diff.expected
     if diff.field != "data" or not (isinstance(shown, bytes) and isinstance(data, bytes)):
         return False
@@ -1575,7 +1577,7 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "parent-of-removed": rule_parent_of_removed,
     "stale-other-name": rule_stale_other_name,
     "stale-size-read": rule_stale_size_read,
-    "unlinked-other-name-cut": rule_unlinked_other_name_cut,
+    "unlinked-other-name-lag": rule_unlinked_other_name_lag,
     "rename-over-marker-dir": rule_rename_over_marker_dir,
     "setid-kept": rule_setid_kept,
 }
