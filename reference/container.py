@@ -29,7 +29,7 @@ import attrs
 from reference import ops
 from reference.commit import committed_layer
 from reference.diff import diff
-from reference.engines import EngineProfile, Populate, RootMeta
+from reference.engines import EngineProfile, ImageVolumes, Populate, RootMeta
 from reference.errors import SpecError
 from reference.layer import (
     EntrySpec,
@@ -292,9 +292,14 @@ class ContainerWorld:
     containers. Names of containers, volumes and host directories are chosen by the caller
     (anonymous volumes: ``<container>.<target>``)."""
 
-    def __init__(self, profile: EngineProfile, image: StackSpec) -> None:
+    def __init__(
+        self, profile: EngineProfile, image: StackSpec, volumes: tuple[str, ...] = ()
+    ) -> None:
         self.profile = profile
         self.image = image
+        #: The targets the image declares ``VOLUME`` at (a committed image keeps them:
+        #: both engines copy the config's Volumes, observed with ``image inspect``).
+        self.image_volumes = volumes
         self.volumes: dict[str, Volume] = {}
         self.hosts: dict[str, Inode] = {}
         self.containers: dict[str, Container] = {}
@@ -379,8 +384,15 @@ class ContainerWorld:
 
     def _resolve_table(self, name: str, spec: ContainerSpec) -> tuple[Resolved, ...]:
         """The mount table: own mounts, then volumes-from mounts at targets not taken
-        (moby daemon/volumes.go registerMountPoints: own mounts win). Duplicate own targets
-        are refused (both engines: "Duplicate mount point")."""
+        (moby daemon/volumes.go registerMountPoints: own mounts win), then an anonymous
+        volume at each target the image declares ``VOLUME`` at and nothing took (moby
+        daemon/create_unix.go createContainerOSSpecificSettings: IsDestinationMounted;
+        podman pkg/specgen/generate/storage.go: an image volume under a user mount is
+        skipped); they are populated as any anonymous volume (observed: both engines
+        listed one anonymous volume after ``create``, filled from the image, taking the
+        image directory's owner and mode, removed by ``rm -v``, and ``--volumes-from``
+        carried it). Duplicate own targets are refused (both engines: "Duplicate mount
+        point")."""
         self._validate(spec)
         targets = [m.target for m in spec.mounts]
         table = [
@@ -410,6 +422,10 @@ class ContainerWorld:
                     Resolved(mount, entry.volume, populate=self.profile.volumes_from_populates)
                 )
                 targets.append(mount.target)
+        if self.profile.image_volumes is ImageVolumes.ANONYMOUS:
+            for target in self.image_volumes:
+                if target not in targets:
+                    table.append(Resolved(VolumeMount(target), f"{name}.{target}"))
         return tuple(table)
 
     def _validate(self, spec: ContainerSpec) -> None:

@@ -45,6 +45,18 @@ class RootMeta(enum.Enum):
     NEVER = "never"
 
 
+class ImageVolumes(enum.Enum):
+    """What a container gets at a target its image declares ``VOLUME`` at."""
+
+    #: An anonymous volume, populated like any other (moby daemon/create_unix.go
+    #: createContainerOSSpecificSettings; podman ``image_volume_mode = "bind"``, the
+    #: containers.conf default, pkg/specgen/generate/storage.go).
+    ANONYMOUS = "anonymous"
+    #: Nothing: the image's directory in the writable layer (CRI-O's default
+    #: ``image_volumes = "mkdir"``, crio.conf(5); the kubelet has no image volumes).
+    IGNORED = "ignored"
+
+
 @attrs.frozen
 class EngineProfile:
     name: str
@@ -113,6 +125,8 @@ class EngineProfile:
     #: so far, which ``diff`` shows); otherwise every tmpfs target is checked first and
     #: the mounts go in table order (podman 4.3.1, found by the state machine).
     tmpfs_mounted_last: bool = False
+    #: What an image ``VOLUME`` becomes (:class:`ImageVolumes`).
+    image_volumes: ImageVolumes = ImageVolumes.ANONYMOUS
 
 
 DOCKER = EngineProfile(
@@ -159,6 +173,7 @@ KUBERNETES = EngineProfile(
     volume_create_existing_ok=True,
     populate_refuses_file_target=False,
     volumes_from_populates=False,
+    image_volumes=ImageVolumes.IGNORED,
 )
 
 PROFILES: dict[str, EngineProfile] = {p.name: p for p in (DOCKER, PODMAN, KUBERNETES)}

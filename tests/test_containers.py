@@ -159,8 +159,8 @@ class RefillsNever(ReferenceEngine):
         super().__init__("docker")
         self.world_profile = PROFILES["podman"]
 
-    def start_image(self, image) -> None:
-        super().start_image(image)
+    def start_image(self, image, volumes=()) -> None:
+        super().start_image(image, volumes)
         import attrs
 
         assert self.world is not None
@@ -336,3 +336,30 @@ def test_a_cp_through_a_volume_fails_the_scenario(profile: str) -> None:
     by_id = {s.id: s for s in SCENARIOS}
     with pytest.raises(ContainerDiverged, match="in-vol"):
         run_scenario(CpBypassesVolumes(profile), by_id["cp-in-and-out"])
+
+
+class ImageVolumesIgnored(ReferenceEngine):
+    """An engine that ignores the image's ``VOLUME`` (a CRI-O ``image_volumes = "mkdir"``
+    passed off as Docker or Podman): writes at the target land in the writable layer."""
+
+    def start_image(self, image, volumes=()) -> None:
+        super().start_image(image, volumes)
+        import attrs
+
+        from reference.engines import ImageVolumes
+
+        assert self.world is not None
+        self.world.profile = attrs.evolve(self.profile, image_volumes=ImageVolumes.IGNORED)
+
+
+@pytest.mark.parametrize("profile", ["docker", "podman"])
+def test_ignored_image_volumes_fail_the_scenario(profile: str) -> None:
+    by_id = {s.id: s for s in SCENARIOS}
+    with pytest.raises(ContainerDiverged, match="v"):
+        run_scenario(ImageVolumesIgnored(profile), by_id["image-volume-anonymous"])
+
+
+@pytest.mark.parametrize("profile", ["docker", "podman"])
+def test_ignored_image_volumes_are_found_by_the_machine(profile: str) -> None:
+    program = _found(ImageVolumesIgnored(profile), budget=100)
+    assert program

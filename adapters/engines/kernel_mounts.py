@@ -58,8 +58,8 @@ class KernelMountsEngine(SandboxedDriver):
         assert self.model is not None, "start_image first"
         return self.model
 
-    def start_image(self, image: StackSpec) -> None:
-        self.model = ContainerWorld(self.profile, image)
+    def start_image(self, image: StackSpec, volumes: tuple[str, ...] = ()) -> None:
+        self.model = ContainerWorld(self.profile, image, volumes)
         self.hosts_made = set()
         self._call("image", image)
 

@@ -66,8 +66,8 @@ class CliEngine(SandboxedDriver):
             return f"{cls.engine} needs {', '.join(missing or ['/bin/busybox'])}"
         return None
 
-    def start_image(self, image: StackSpec) -> None:
-        self._call("image", image)
+    def start_image(self, image: StackSpec, volumes: tuple[str, ...] = ()) -> None:
+        self._call("image", image, volumes)
         self.containers = set()
 
     def _refused(self, failure: str | None) -> Action:

@@ -196,15 +196,16 @@ def busybox_tar() -> bytes:
     return buffer.getvalue()
 
 
-def write_archive(stack: StackSpec, path: str) -> None:
+def write_archive(stack: StackSpec, path: str, volumes: tuple[str, ...] = ()) -> None:
     """A ``docker save`` archive (manifest.json, config, layer tars) of busybox plus
-    ``stack`` (its lowers are top first; an archive lists layers bottom first)."""
+    ``stack`` (its lowers are top first; an archive lists layers bottom first); the
+    config declares ``volumes`` (``VOLUME``, image-spec config.md ``Volumes``)."""
     layers = [busybox_tar(), *(layer_tar(build(spec)) for spec in reversed(stack.lowers))]
     digests = [hashlib.sha256(layer).hexdigest() for layer in layers]
     config = {
         "architecture": "amd64",
         "os": "linux",
-        "config": {"Cmd": COMMAND},
+        "config": {"Cmd": COMMAND, "Volumes": {f"/{v}": {} for v in volumes}},
         "rootfs": {"type": "layers", "diff_ids": [f"sha256:{d}" for d in digests]},
         "history": [{"created_by": "unionspec"} for _ in layers],
     }
@@ -246,7 +247,7 @@ class EngineExecutor(ContainerExecutor):
         self.anonymous: dict[tuple[str, str], str] = {}
         #: container -> host PID of its PID 1, while it runs
         self.pids: dict[str, int] = {}
-        self.loaded: StackSpec | None = None
+        self.loaded: tuple[StackSpec, tuple[str, ...]] | None = None
         self.own_ns = os.open("/proc/self/ns/mnt", os.O_RDONLY)
         self.ns_holder = 0
 
@@ -363,8 +364,9 @@ class EngineExecutor(ContainerExecutor):
             time.sleep(0.01)
         return self.cli("version", "--format", "{{.Client.Version}}").stdout.strip()
 
-    def do_image(self, stack: StackSpec) -> None:
-        """Remove every container and volume, load ``stack`` (once), reset host dirs."""
+    def do_image(self, stack: StackSpec, volumes: tuple[str, ...] = ()) -> None:
+        """Remove every container and volume, load ``stack`` with its declared
+        ``volumes`` (once), reset host dirs."""
         if self.engine:
             ids = self.cli("ps", "-aq").stdout.split()
             if ids:
@@ -380,12 +382,12 @@ class EngineExecutor(ContainerExecutor):
         for spec in stack.lowers:
             for path, entry in spec.entries:
                 self.known |= components(path) | components(getattr(entry, "target", "") or "")
-        if stack == self.loaded:
+        if (stack, volumes) == self.loaded:
             return  # the same image is still loaded and its view mounted
         self.unmount_image()
-        write_archive(stack, ARCHIVE)
+        write_archive(stack, ARCHIVE, volumes)
         self.cli("load", "-i", ARCHIVE)
-        self.loaded = stack
+        self.loaded = (stack, volumes)
         data = json.loads(self.cli("image", "inspect", IMAGE_TAG).stdout)[0]["GraphDriver"]["Data"]
         lowers = [data["UpperDir"], *data.get("LowerDir", "").split(":")]
         ours = [d for d in lowers if d][: len(stack.lowers)]
@@ -596,8 +598,8 @@ class EngineExecutor(ContainerExecutor):
         match request:
             case ("engine", engine):
                 return self.do_engine(engine)
-            case ("image", stack):
-                return self.do_image(stack)
+            case ("image", stack, volumes):
+                return self.do_image(stack, volumes)
             case ("make", "host", name, mode):
                 return self.do_make("host", name, mode)
             case ("create", name, mounts, sources, image):

@@ -42,7 +42,7 @@ from reference.container import (
     VolumesFrom,
     Why,
 )
-from reference.engines import Populate
+from reference.engines import ImageVolumes, Populate
 from reference.layer import DirSpec, FileSpec, LayerSpec, StackSpec, WhiteoutSpec
 from reference.options import Options
 from reference.outcome import Allowed, Err, Ok, Outcome, describe
@@ -57,7 +57,8 @@ class ContainerDiverged(Diverges):
 #: The image every container program runs on: two layers, the top one whiting out an
 #: image file, so that a copy must come from the merged view (obs §1.1). "a" has an owner
 #: and mode of its own (obs §1.2: copied to the volume root), "e" is an empty directory,
-#: "f" a file (a mount over it is refused), "n" is missing.
+#: "f" a file (a mount over it is refused), "n" is missing, "v" is declared ``VOLUME``
+#: (:data:`IMAGE_VOLUMES`).
 IMAGE = StackSpec(
     (
         LayerSpec((("b/w", FileSpec(b"top-w")), ("b/z", WhiteoutSpec()))),
@@ -71,11 +72,15 @@ IMAGE = StackSpec(
                 ("b/z", FileSpec(b"hidden")),
                 ("e", DirSpec(mode=0o711)),
                 ("f", FileSpec(b"a file")),
+                ("v", DirSpec(mode=0o750, uid=3, gid=4)),
+                ("v/data", FileSpec(b"image-v")),
             )
         ),
     )
 )
-TARGETS = ("a", "b", "e", "f", "n")
+#: The targets the image declares ``VOLUME`` at (its config's Volumes).
+IMAGE_VOLUMES = ("v",)
+TARGETS = ("a", "b", "e", "f", "n", "v")
 
 
 def _note(text: str) -> None:
@@ -89,13 +94,14 @@ class Lockstep:
 
     driver: EngineDriver
     image: StackSpec = IMAGE
+    volumes: tuple[str, ...] = IMAGE_VOLUMES
     model: ContainerWorld = attrs.field(init=False)
     program: list[str] = attrs.field(factory=list)
     image_view: View | None = None
 
     def __attrs_post_init__(self) -> None:
-        self.model = ContainerWorld(self.driver.profile, self.image)
-        self.driver.start_image(self.image)
+        self.model = ContainerWorld(self.driver.profile, self.image, self.volumes)
+        self.driver.start_image(self.image, self.volumes)
         self.image_view = Overlay(self.image, Options(read_only=True)).view()
 
     # --- actions --------------------------------------------------------------------------
@@ -212,10 +218,13 @@ class Lockstep:
         for name in sorted(self.model.containers):
             found += compare_diffs(name, self.model.diff(name), self.driver.diff(name))
         for name in sorted(self.model.volumes):
+            try:
+                theirs = self.driver.volume_view(name).entries
+            except KeyError:  # a reference engine without that volume
+                found.append(Divergence(f"volume {name}", "exists", True, False))
+                continue
             found += compare_entries(
-                f"volume {name}:",
-                self.model.volume_view(name).entries,
-                self.driver.volume_view(name).entries,
+                f"volume {name}:", self.model.volume_view(name).entries, theirs
             )
         for name in sorted(self.model.hosts):
             found += compare_entries(
@@ -570,7 +579,37 @@ def _cp(run: Lockstep) -> None:
     _expect(run.driver.volume_view("v").entries["in-vol2"].data, b"stopped n/in-vol2", "vol")
 
 
+def _image_volume(run: Lockstep) -> None:
+    """The image declares ``VOLUME /v``: each container gets an anonymous volume there,
+    filled from the image; what a container writes there is in no commit; a mount of
+    its own at the target replaces it; ``rm -v`` removes it."""
+    anonymous = run.model.profile.image_volumes is ImageVolumes.ANONYMOUS
+    run.create("c", ContainerSpec())
+    run.start("c")
+    run.run("c", ops.Write("v/new", b"in the volume", flags=("O_CREAT",)))
+    if anonymous:
+        _expect(set(run.driver.volume_view("c.v").entries), {"data", "new"}, "c's volume")
+    run.stop("c")
+    run.commit("c", "one")
+    run.create("d", ContainerSpec(image="one"))
+    run.start("d")
+    seen = run.driver.view("d").entries
+    _expect(("v/data" in seen, "v/new" in seen), (True, not anonymous), "d's /v")
+    run.create("e", ContainerSpec((VolumeMount("v", "w", nocopy=True),)))
+    run.start("e")
+    _expect("v/data" in run.driver.view("e").entries, False, "e's own volume at /v")
+    run.remove("c", volumes=True)
+    _expect("c.v" in run.model.volumes, False, "rm -v removes the image volume")
+
+
 SCENARIOS += (
+    ContainerScenario(
+        "image-volume-anonymous",
+        "an image VOLUME is an anonymous volume per container, filled from the image, in no"
+        " commit, replaced by a mount at its target, removed by rm -v",
+        "seed: 关于volums与Bind mounts使用说明 (匿名卷); moby create_unix.go; observed by hand",
+        _image_volume,
+    ),
     ContainerScenario(
         "cp-in-and-out",
         "cp into and out of running and stopped containers: volumes and binds get the file,"
@@ -614,12 +653,13 @@ VOLUMES = ("v1", "v2")
 IMAGES = ("i1", "i2")
 HOSTS = ("h1", "h2")
 NAMES = ("a", "b", "e", "f", "n", "x", "y", "d", "w")
-#: Mount targets: "f" (an image file, refused) drawn less often than the directories.
-MOUNT_TARGETS = ("a", "b", "e", "n", "a", "b", "e", "n", "f")
+#: Mount targets: "f" (an image file, refused) and "v" (a mount there replaces the image
+#: volume) drawn less often than the directories.
+MOUNT_TARGETS = ("a", "b", "e", "n", "a", "b", "e", "n", "f", "v")
 
 
 #: The image's own paths: operations on them copy up, white out, make opaque.
-IMAGE_PATHS = ("a", "a/x", "a/d", "a/d/y", "b", "b/w", "e", "f")
+IMAGE_PATHS = ("a", "a/x", "a/d", "a/d/y", "b", "b/w", "e", "f", "v/data")
 
 
 def _paths(targets: tuple[str, ...] = ()) -> st.SearchStrategy[str]:
