@@ -7,8 +7,11 @@ on this machine), engine source files as named, vfs = fs/namei.c.
 
 Scope, chosen so that every rule can be checked against real engines:
 
-- mount targets are top-level names of the container (``"a"``, not ``"a/b"``): no nested
-  mounts, so a rename never carries a mount point with it;
+- mount targets are relative paths (``"a"``, ``"a/d"``, ``"n/s"``); a mount below another
+  is mounted after it (both engines sort mounts by the number of path components), its
+  missing mount point made inside whatever holds it by then (the parent mount: a volume,
+  a host directory), and a rename of a directory holding a mount point carries the mount
+  along until the next start;
 - a volume appears at most once in one container's table;
 - operations inside containers have plain relative paths (no symlinks, no ``..``), which
   resolve lexically into the mount that holds them;
@@ -132,6 +135,7 @@ class Why(enum.Enum):
     NO_SUCH_IMAGE = "no-such-image"
     NO_SUCH_PATH = "no-such-path"
     INVALID_MOUNT = "invalid-mount"
+    READ_ONLY = "read-only"
 
 
 class EngineError(SpecError):
@@ -183,7 +187,7 @@ def copy_tree(source: Overlay, path: str, into: Inode, *, xattrs: bool = True) -
     Hardlinks of the source stay hardlinks (continuity getLinkSource)."""
     seen: dict[int, Inode] = {}
     view = source.view()
-    prefix = f"{path}/"
+    prefix = f"{path}/" if path else ""
     for rel, entry in sorted(view.entries.items()):
         if not rel.startswith(prefix) or entry.kind == "unreachable":
             continue
@@ -230,6 +234,8 @@ class Volume:
     #: volume_internal.go), cleared by the first copy / the first start.
     needs_copy_up: bool = True
     needs_chown: bool = True
+    #: How many times image content was copied into it (what a driver mirrors).
+    copies: int = 0
 
 
 @attrs.define
@@ -265,6 +271,9 @@ class Container:
     tmpfs: dict[str, Tmpfs] = attrs.field(factory=dict)
     #: Upper objects of the root whose mtime changed (reference/diff.py ``fresh``).
     touched: set[int] = attrs.field(factory=set)
+    #: While running: mount target -> where the mount is now (a rename of a directory
+    #: holding its mount point moved it: vfs moves the dentry, the mount stays on it).
+    placed: dict[str, str] = attrs.field(factory=dict)
 
 
 def pages(data: bytes) -> int:
@@ -467,6 +476,7 @@ class ContainerWorld:
         if _kind_at(container.root, target) != "dir":
             return
         copy_tree(container.root, target, volume.root)
+        volume.copies += 1
         if self.profile.root_meta is RootMeta.WITH_COPY:
             take_root_meta(_entry_at(container.root, target), volume.root)
 
@@ -508,25 +518,25 @@ class ContainerWorld:
         # then the tmpfs mounts (daemon/oci_linux.go: setupMounts, then the tmpfs ones):
         # a mount point made before the failure stays in the writable layer (found by the
         # machine through diff: ``A /n`` after a tmpfs over the file ``f`` failed).
-        order = list(container.table)
-        if self.profile.tmpfs_mounted_last:
-            order.sort(key=lambda entry: isinstance(entry.mount, TmpfsMount))
-        else:
+        if not self.profile.tmpfs_mounted_last:
             for entry in container.table:
                 existed = _entry_at(root, entry.mount.target)
                 is_tmpfs = isinstance(entry.mount, TmpfsMount)
                 if is_tmpfs and existed is not None and existed.kind != "dir":
                     raise EngineError(Why.NOT_A_DIRECTORY)
         container.tmpfs = {}
-        for entry in order:
+        container.placed = {}
+        mounted: dict[str, tuple[Inode, bool, Tmpfs | None]] = {}
+        for entry in start_order(container.table, self.profile):
             target = entry.mount.target
-            existed = _entry_at(root, target)
-            if existed is not None and existed.kind != "dir":
-                raise EngineError(Why.NOT_A_DIRECTORY)
-            if existed is None:
-                root.apply(ops.Mkdir(target, 0o755))
+            fs = ContainerFs(root, mounted)
+            existed = _mount_point(container, fs, target)
+            tmpfs = None
             if isinstance(entry.mount, TmpfsMount):
-                container.tmpfs[target] = self._new_tmpfs(container, entry.mount, existed)
+                tmpfs = self._new_tmpfs(fs, entry.mount, existed)
+                container.tmpfs[target] = tmpfs
+            mounted[target] = (self._tree(container, entry), entry.mount.read_only, tmpfs)
+        container.placed = {target: target for target in mounted}
 
     def _podman_volume_setup(self, container: Container, entry: Resolved) -> None:
         """libpod mountNamedVolume: chown the root to the image directory once
@@ -552,11 +562,20 @@ class ContainerWorld:
             and not volume.root.entries
         ):
             volume.needs_copy_up = False
+            volume.copies += 1
             copy_tree(container.root, entry.mount.target, volume.root)
 
-    def _new_tmpfs(
-        self, container: Container, mount: TmpfsMount, existed: EntryView | None
-    ) -> Tmpfs:
+    def _tree(self, container: Container, entry: Resolved) -> Inode:
+        """The tree mounted for ``entry`` (a tmpfs's is in ``container.tmpfs``)."""
+        mount = entry.mount
+        if isinstance(mount, VolumeMount):
+            assert entry.volume is not None
+            return self.volumes[entry.volume].root
+        if isinstance(mount, BindMount):
+            return self.hosts[mount.source]
+        return container.tmpfs[mount.target].root
+
+    def _new_tmpfs(self, fs: ContainerFs, mount: TmpfsMount, existed: EntryView | None) -> Tmpfs:
         """A fresh tmpfs. Root mode: ``mode=``, then runc's chmod to an existing target's
         mode (rootfs_linux.go, which runs after the mount and so wins), else tmpfs's 1777;
         the profile may fix it (k8s). Owner root. Copy-up per profile or ``copy_up``."""
@@ -568,7 +587,8 @@ class ContainerWorld:
         copy_up = self.profile.tmpfs_copies_image if mount.copy_up is None else mount.copy_up
         if copy_up and existed is not None:
             keep = self.profile.tmpfs_copy_keeps_xattrs
-            copy_tree(container.root, mount.target, root, xattrs=keep)
+            home, inner = fs.locate(mount.target)
+            copy_tree(fs.fs(home), inner, root, xattrs=keep)
         limit = None if not mount.size else -(-mount.size // PAGE)
         tmpfs = Tmpfs(root, limit)
         if limit is not None and tmpfs.used() > limit:
@@ -583,6 +603,7 @@ class ContainerWorld:
         if container.status is Status.RUNNING:
             container.status = Status.EXITED
             container.tmpfs = {}  # the tmpfs mounts go with the run (obs §1.4)
+            container.placed = {}
         return Ok(None)
 
     def remove(self, name: str, *, volumes: bool = False) -> Action:
@@ -612,25 +633,29 @@ class ContainerWorld:
     # --- inside a running container -------------------------------------------------------
 
     def mounts_of(
-        self, name: str, *, running: bool = True
+        self, name: str, *, running: bool = True, placed: bool = True
     ) -> dict[str, tuple[Inode, bool, Tmpfs | None]]:
-        """target -> (tree, read-only, tmpfs state) of a running container (not
-        ``running``: its volumes and binds only)."""
+        """Where each mount is (``placed``: where renames moved it, else its target) ->
+        (tree, read-only, tmpfs state) of a running container (not ``running``: its
+        volumes and binds only, at their targets)."""
         container = self.containers[name]
         found: dict[str, tuple[Inode, bool, Tmpfs | None]] = {}
         for entry in container.table:
             mount = entry.mount
             if not running and isinstance(mount, TmpfsMount):
                 continue
-            if isinstance(mount, VolumeMount):
-                assert entry.volume is not None
-                found[mount.target] = (self.volumes[entry.volume].root, mount.read_only, None)
-            elif isinstance(mount, BindMount):
-                found[mount.target] = (self.hosts[mount.source], mount.read_only, None)
-            else:
-                tmpfs = container.tmpfs[mount.target]
-                found[mount.target] = (tmpfs.root, mount.read_only, tmpfs)
+            where = container.placed.get(mount.target, mount.target) if placed else mount.target
+            tmpfs = container.tmpfs[mount.target] if isinstance(mount, TmpfsMount) else None
+            found[where] = (self._tree(container, entry), mount.read_only, tmpfs)
         return found
+
+    def mount_at(self, name: str, where: str) -> Resolved | None:
+        """The table entry of the mount at ``where`` (a key of :meth:`mounts_of`)."""
+        container = self.containers[name]
+        for entry in container.table:
+            if container.placed.get(entry.mount.target, entry.mount.target) == where:
+                return entry
+        return None
 
     def run(self, name: str, op: ops.Op) -> Allowed:
         """An operation inside running container ``name``."""
@@ -642,6 +667,8 @@ class ContainerWorld:
         allowed = fs.apply(op)
         if any(isinstance(o, Ok) for o in allowed):
             _touch(container, fs, op, before)
+            if isinstance(op, ops.Rename):
+                _move_mounts(container, op.src.strip("/"), op.dst.strip("/"))
         return allowed
 
     def diff(self, name: str) -> dict[str, str]:
@@ -660,10 +687,13 @@ class ContainerWorld:
         not), and the tmpfs mounts when the profile's cp sees them and it runs."""
         container = self.containers[name]
         running = container.status is Status.RUNNING
+        # podman's cp works in the container's mount namespace (where renames moved the
+        # mounts); docker's mounts the volumes and binds afresh at their targets
+        inside = running and self.profile.cp_sees_tmpfs
         mounts = {
             target: found
-            for target, found in self.mounts_of(name, running=running).items()
-            if found[2] is None or (running and self.profile.cp_sees_tmpfs)
+            for target, found in self.mounts_of(name, running=running, placed=inside).items()
+            if found[2] is None or inside
         }
         return ContainerFs(container.root, mounts)
 
@@ -722,6 +752,55 @@ class ContainerWorld:
         filesystem, so st_ino is not comparable across them)."""
         container = self.containers[name]
         return ContainerFs(container.root, self.mounts_of(name)).view()
+
+
+def start_order(table: tuple[Resolved, ...], profile: EngineProfile) -> list[Resolved]:
+    """The order a start mounts the table in: by the number of path components, a
+    parent before what is mounted in it (moby daemon/oci_linux.go ``sort.Sort(mounts)``,
+    libpod sortMounts; observed: ``--mount type=tmpfs,dst=/a/t`` listed before a volume at
+    ``/a`` was mounted on it), ties in table order - docker's with the tmpfs mounts after
+    the volumes and binds (``tmpfs_mounted_last``)."""
+    order = list(table)
+    if profile.tmpfs_mounted_last:
+        order.sort(key=lambda entry: isinstance(entry.mount, TmpfsMount))
+    order.sort(key=lambda entry: entry.mount.target.count("/"))
+    return order
+
+
+def _mount_point(container: Container, fs: ContainerFs, target: str) -> EntryView | None:
+    """What is at ``target`` before the runtime mounts there (None: nothing); a missing
+    mount point is made 0755 with its missing parents, in whatever holds it (runc
+    rootfs_linux.go MkdirAllInRoot; observed: ``dst=/e/q/s`` made ``A /e/q`` and ``A
+    /e/q/s``; a missing one in a read-only mount fails the start: "mkdir ...: read-only
+    file system"; through a file: "not a directory")."""
+    found = first(fs.apply(ops.Stat(target, follow=False)))
+    if isinstance(found, Ok):
+        if found.value.kind != "dir":
+            raise EngineError(Why.NOT_A_DIRECTORY)
+        home, inner = fs.locate(target)
+        return _entry_at(fs.fs(home), inner) if inner else root_entry(fs.mounts[home][0])
+    parts = target.split("/")
+    for depth in range(1, len(parts) + 1):
+        path = "/".join(parts[:depth])
+        if isinstance(first(fs.apply(ops.Stat(path, follow=False))), Ok):
+            continue
+        before = container.root.view()
+        made = first(fs.apply(ops.Mkdir(path, 0o755)))
+        if made == Err("EROFS"):
+            raise EngineError(Why.READ_ONLY)
+        if isinstance(made, Err):
+            raise EngineError(Why.NOT_A_DIRECTORY)
+        _touch(container, fs, ops.Mkdir(path, 0o755), before)
+    return None
+
+
+def _move_mounts(container: Container, src: str, dst: str) -> None:
+    """A rename of a directory holding mount points carries them along."""
+    if src == dst:
+        return
+    for target, where in container.placed.items():
+        if where.startswith(f"{src}/"):
+            container.placed[target] = dst + where[len(src) :]
 
 
 def _touch(container: Container, fs: ContainerFs, op: ops.Op, before: View) -> None:
@@ -785,18 +864,23 @@ def _children(fs: Overlay, path: str) -> bool:
 
 class ContainerFs:
     """The filesystem tree a container's processes see: the root overlay with each mount's
-    tree at its (top-level) target. Paths resolve lexically (no symlinks are generated)."""
+    tree at its target (nested ones on the trees they are in). Paths resolve lexically
+    (no symlinks are generated)."""
 
     def __init__(self, root: Overlay, mounts: dict[str, tuple[Inode, bool, Tmpfs | None]]) -> None:
         self.root = root
         self.mounts = mounts
 
-    def locate(self, path: str) -> tuple[str | None, str]:
-        """(mount target or None for the root overlay, the path inside it)."""
-        first, _, rest = path.strip("/").partition("/")
-        if first in self.mounts:
-            return first, rest
-        return None, path
+    def locate(self, path: str, *, own: bool = True) -> tuple[str | None, str]:
+        """(the innermost mount holding ``path``, or None for the root overlay; the path
+        inside it). A mount point is its own mount's root (``own``) or, not ``own``, a
+        name in the mount it sits in (where rename, link and unlink look for it)."""
+        clean = path.strip("/")
+        holding = [t for t in self.mounts if (own and clean == t) or clean.startswith(f"{t}/")]
+        best = max(holding, key=len, default=None)
+        if best is None:
+            return None, path
+        return best, clean[len(best) + 1 :]
 
     def fs(self, target: str | None) -> Overlay:
         if target is None:
@@ -862,36 +946,25 @@ class ContainerFs:
 
     def _rename(self, op: ops.Rename) -> Allowed:
         """rename(2) across the container's mounts (vfs do_renameat2, vfs_rename)."""
-        src_target, src_inner = self.locate(op.src)
-        dst_target, dst_inner = self.locate(op.dst)
-        src_is_point = src_target is not None and src_inner == ""
-        dst_is_point = dst_target is not None and dst_inner == ""
-        # The mount whose tree holds each name's parent (a mount point's name sits in root).
-        src_home = None if src_is_point else src_target
-        dst_home = None if dst_is_point else dst_target
-        for home, inner, whole in ((src_home, src_inner, op.src), (dst_home, dst_inner, op.dst)):
-            failure = self._parent_failure(home, inner if home is not None else whole)
+        src_is_point = op.src.strip("/") in self.mounts
+        dst_is_point = op.dst.strip("/") in self.mounts
+        # The mount whose tree holds each name (a mount point's name sits in its parent's).
+        src_home, src_inner = self.locate(op.src, own=False)
+        dst_home, dst_inner = self.locate(op.dst, own=False)
+        for home, inner in ((src_home, src_inner), (dst_home, dst_inner)):
+            failure = self._parent_failure(home, inner)
             if failure is not None:
                 return failure
         if src_home != dst_home:
             return frozenset({Err("EXDEV")})  # do_renameat2: old_path.mnt != new_path.mnt
         if not (src_is_point or dst_is_point):
-            return self.fs(src_home).apply(
-                attrs.evolve(
-                    op, src=src_inner if src_home else op.src, dst=dst_inner if dst_home else op.dst
-                )
-            )
+            return self.fs(src_home).apply(attrs.evolve(op, src=src_inner, dst=dst_inner))
         return self._rename_mount_point(op)
 
     def _link(self, op: ops.Link) -> Allowed:
         """link(2) inside the container (vfs do_linkat): the old name must exist, the new
         one must not (filename_create), then both must be on one mount (EXDEV)."""
-        homes = []
-        for path in (op.src, op.dst):
-            target, inner = self.locate(path)
-            point = target is not None and inner == ""
-            homes.append((None, path) if point else (target, inner if target else path))
-        (src_home, src), (dst_home, dst) = homes
+        (src_home, src), (dst_home, dst) = (self.locate(p, own=False) for p in (op.src, op.dst))
         found = first(self.fs(src_home).apply(ops.Stat(src, follow=False)))
         if isinstance(found, Err):
             return frozenset({found})
@@ -942,12 +1015,13 @@ class ContainerFs:
         entries = {
             path: entry
             for path, entry in self.root.view().entries.items()
-            if path.partition("/")[0] not in self.mounts
+            if self.locate(path)[0] is None
         }
         for target, (tree, _, _) in self.mounts.items():
             entries[target] = root_entry(tree)
             for path, entry in tree_view(tree).entries.items():
-                entries[f"{target}/{path}"] = entry
+                if self.locate(f"{target}/{path}")[0] == target:
+                    entries[f"{target}/{path}"] = entry
         return View(entries=dict(sorted(entries.items())), inodes={})
 
 

@@ -363,3 +363,37 @@ def test_ignored_image_volumes_fail_the_scenario(profile: str) -> None:
 def test_ignored_image_volumes_are_found_by_the_machine(profile: str) -> None:
     program = _found(ImageVolumesIgnored(profile), budget=100)
     assert program
+
+
+class NestedMountedInOrder(ReferenceEngine):
+    """Mounts in the order given, not parents first: a volume listed after the tmpfs
+    that sits in it hides the tmpfs."""
+
+    def start(self, name: str):
+        import reference.container as container
+
+        saved = container.start_order
+        container.start_order = lambda table, profile: list(table)  # type: ignore[assignment]
+        try:
+            return super().start(name)
+        finally:
+            container.start_order = saved
+
+
+@pytest.mark.parametrize("profile", ["docker", "podman"])
+def test_mounts_in_table_order_fail_the_scenario(profile: str) -> None:
+    by_id = {s.id: s for s in SCENARIOS}
+    with pytest.raises(ContainerDiverged):
+        run_scenario(NestedMountedInOrder(profile), by_id["nested-mounts"])
+
+
+def test_a_rename_carries_a_nested_mount() -> None:
+    world = _world()
+    world.create("c", ContainerSpec((TmpfsMount("n/s"),)))
+    world.start("c")
+    assert world.run("c", ops.Rename("n", "m")) == {Ok(None)}
+    assert world.run("c", ops.Write("m/s/f", b"1", flags=("O_CREAT",))) == {Ok(1)}
+    assert world.containers["c"].tmpfs["n/s"].root.entries.keys() == {"f"}
+    world.stop("c")
+    world.start("c")
+    assert {"m/s", "n/s"} <= world.view("c").entries.keys()

@@ -99,6 +99,17 @@ def take_meta(src: str, dst: str, *, xattrs: bool = True) -> None:
             os.setxattr(dst, name, value, follow_symlinks=False)
 
 
+def mkdir_parents(root: str, target: str) -> None:
+    """Make the missing directories of ``target`` below ``root``, 0755 (runc
+    MkdirAllInRoot); through the mounts made so far."""
+    parts = target.split("/")
+    for depth in range(1, len(parts) + 1):
+        path = os.path.join(root, *parts[:depth])
+        if not os.path.lexists(path):
+            os.mkdir(path, 0o755)
+            os.chmod(path, 0o755)
+
+
 class ContainerExecutor:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -235,7 +246,16 @@ class ContainerExecutor:
         self.mounted[name] = [f"{base}/merged"]
 
     def unmount(self, name: str) -> None:
-        for target in reversed(self.mounted.pop(name, [])):
+        """Unmount what ``name`` mounted, wherever a rename moved it to: every mount at or
+        below its first mount point (the container root), deepest first."""
+        targets = self.mounted.pop(name, [])
+        if not targets:
+            return
+        top = targets[0]
+        with open("/proc/self/mountinfo") as f:
+            points = [line.split()[4] for line in f]
+        below = [p for p in points if p == top or p.startswith(f"{top}/")]
+        for target in sorted(set(below), key=lambda p: -p.count("/")):
             umount(target)
 
     def unmount_all(self) -> None:
@@ -281,7 +301,7 @@ class ContainerExecutor:
                     before = os.lstat(path)
                 except FileNotFoundError:
                     before = None
-                    os.mkdir(path, 0o755)
+                    mkdir_parents(root, spec["target"])
                 if before is not None and not stat.S_ISDIR(before.st_mode):
                     raise NotADirectoryError(path)
                 if spec["kind"] == "tmpfs":
@@ -295,10 +315,11 @@ class ContainerExecutor:
             self.unmount(name)
             return "not-a-directory"
         except OSError as exc:
-            if exc.errno != errno.ENOSPC:
+            refused = {errno.ENOSPC: "no-space", errno.EROFS: "read-only"}.get(exc.errno or 0)
+            if refused is None:
                 raise
             self.unmount(name)
-            return "no-space"  # a tmpfs copy-up larger than its size
+            return refused  # a tmpfs copy-up larger than its size; a mkdir in a ro mount
         return None
 
     def mount_tmpfs(self, name: str, path: str, spec: dict[str, Any], before: Any) -> None:

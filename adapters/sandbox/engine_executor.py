@@ -82,6 +82,7 @@ REFUSALS: tuple[tuple[str, str], ...] = (
     (r"(?i)invalid mode|invalid option", "invalid-mode"),
     (r"(?i)no space left on device", "no-space"),
     (r"(?i)not a directory|is not directory", "not-a-directory"),
+    (r"(?i)mkdir .*: read-only file system", "read-only"),
     (r"(?i)volume is in use|is being used by the following container", "volume-in-use"),
     (r"(?i)no such volume", "no-such-volume"),
     (r"(?i)already exists", "volume-exists"),
@@ -443,7 +444,7 @@ class EngineExecutor(ContainerExecutor):
             args += [f"--cgroup-parent=/{self.cgroup_parent}"]
         for spec in mounts:
             args += self.mount_args(spec)
-            self.known.add(spec["target"])
+            self.known |= components(spec["target"])
         for source in sources:
             args += ["--volumes-from", source]
         result = self.cli(*args, image, *COMMAND, check=False)

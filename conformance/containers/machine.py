@@ -602,7 +602,46 @@ def _image_volume(run: Lockstep) -> None:
     _expect("c.v" in run.model.volumes, False, "rm -v removes the image volume")
 
 
+def _nested(run: Lockstep) -> None:
+    """Mounts inside mounts and below the top level: mounted parent first whatever the
+    order given; a missing mount point is made in what holds it (a host directory, a
+    volume, the writable layer with its parents); a rename carries a mount along; a
+    mount point missing in a read-only mount fails the start."""
+    run.make_host_dir("h")
+    run.create(
+        "c",
+        ContainerSpec(
+            (
+                TmpfsMount("a/t"),
+                BindMount("n", "h"),
+                VolumeMount("n/s", "w"),
+                VolumeMount("a", "x"),
+                VolumeMount("a/d", "y"),
+                TmpfsMount("e/q/s"),
+            )
+        ),
+    )
+    run.start("c")
+    _expect(set(run.driver.host_view("h").entries), {"s"}, "the mount point made in h")
+    run.run("c", ops.Write("n/s/f", b"in w", flags=("O_CREAT",)))
+    _expect(run.run("c", ops.Rename("a/d", "a/dd")), Err("EBUSY"), "a nested mount point")
+    run.run("c", ops.Rename("e/q", "e/r"))
+    run.run("c", ops.Write("e/r/s/z", b"in the moved tmpfs", flags=("O_CREAT",)))
+    run.stop("c")
+    run.start("c")
+    run.create_volume("ro")
+    run.create("r", ContainerSpec((VolumeMount("n", "ro", read_only=True), TmpfsMount("n/s"))))
+    _expect(run.start("r"), Refused(Why.READ_ONLY.value), "mkdir in a read-only mount")
+
+
 SCENARIOS += (
+    ContainerScenario(
+        "nested-mounts",
+        "mounts inside binds and volumes and below the top level: parents first, mount"
+        " points made where they are, moved by a rename, refused in a read-only mount",
+        "moby oci_linux.go sort.Sort(mounts); runc MkdirAllInRoot; observed by hand",
+        _nested,
+    ),
     ContainerScenario(
         "image-volume-anonymous",
         "an image VOLUME is an anonymous volume per container, filled from the image, in no"
@@ -654,8 +693,10 @@ IMAGES = ("i1", "i2")
 HOSTS = ("h1", "h2")
 NAMES = ("a", "b", "e", "f", "n", "x", "y", "d", "w")
 #: Mount targets: "f" (an image file, refused) and "v" (a mount there replaces the image
-#: volume) drawn less often than the directories.
-MOUNT_TARGETS = ("a", "b", "e", "n", "a", "b", "e", "n", "f", "v")
+#: volume) drawn less often than the directories; below the top level an image directory
+#: ("a/d"), and mount points inside other mounts or made with their parents ("n/s" in a
+#: bind or volume at "n", "v/s" in the image volume, "e/q/s").
+MOUNT_TARGETS = ("a", "b", "e", "n", "a", "b", "e", "n", "f", "v", "a/d", "n/s", "v/s", "e/q/s")
 
 
 #: The image's own paths: operations on them copy up, white out, make opaque.
@@ -739,7 +780,7 @@ def _mount(target: str) -> st.SearchStrategy[Mount]:
 
 @st.composite
 def container_specs(draw: st.DrawFn) -> ContainerSpec:
-    """0-3 mounts at distinct top-level targets, a volume at most once; or volumes-from."""
+    """0-3 mounts at distinct targets, a volume at most once; or volumes-from."""
     if draw(st.integers(0, 5)) == 0:
         source = draw(st.sampled_from(CONTAINERS))
         return ContainerSpec(volumes_from=(VolumesFrom(source, draw(st.sampled_from(["", "ro"]))),))
