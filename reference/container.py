@@ -244,9 +244,27 @@ class Tmpfs:
 
     root: Inode
     limit: int | None
+    #: File -> the pages allocated to it, once a write or truncate set them (before:
+    #: every page of its data, as a copy writes them).
+    allocated: dict[int, set[int]] = attrs.field(factory=dict)
+
+    def pages_of_file(self, inode: Inode) -> set[int]:
+        return self.allocated.get(inode.ident, set(range(pages(inode.data))))
 
     def used(self) -> int:
-        return sum(pages(inode.data) for _, inode in _unique_files(self.root))
+        return sum(len(self.pages_of_file(inode)) for _, inode in _unique_files(self.root))
+
+    def pages_at(self, fs: Overlay, path: str) -> set[int] | None:
+        node = fs.resolve(path, follow=True).node
+        upper = node.upper if node is not None else None
+        if upper is None or upper.kind is not Kind.FILE:
+            return None
+        return self.pages_of_file(upper)
+
+    def keep(self, fs: Overlay, path: str, allocated: set[int]) -> None:
+        node = fs.resolve(path, follow=True).node
+        if node is not None and node.upper is not None:
+            self.allocated[node.upper.ident] = allocated
 
 
 @attrs.frozen
@@ -277,7 +295,7 @@ class Container:
 
 
 def pages(data: bytes) -> int:
-    """Pages a file's data occupies (the model writes no holes beyond the end)."""
+    """Pages a file's data occupies when every byte was written."""
     return pages_of(len(data))
 
 
@@ -664,11 +682,14 @@ class ContainerWorld:
             raise ValueError(f"container {name} is not running")
         fs = ContainerFs(container.root, self.mounts_of(name))
         before = container.root.view()
-        allowed = fs.apply(op)
+        moved = fs.resolved(op)
+        if isinstance(moved, Err):
+            return frozenset({moved})
+        allowed = fs.apply_resolved(moved)
         if any(isinstance(o, Ok) for o in allowed):
-            _touch(container, fs, op, before)
-            if isinstance(op, ops.Rename):
-                _move_mounts(container, op.src.strip("/"), op.dst.strip("/"))
+            _touch(container, fs, moved, before)
+            if isinstance(moved, ops.Rename):
+                _move_mounts(container, moved.src.strip("/"), moved.dst.strip("/"))
         return allowed
 
     def diff(self, name: str) -> dict[str, str]:
@@ -888,14 +909,68 @@ class ContainerFs:
         tree, read_only, _ = self.mounts[target]
         return plain_fs(tree, read_only=read_only)
 
+    def resolve(self, path: str, *, follow: bool) -> str | Err:
+        """``path`` with every symlink in it replaced by where it leads, through the
+        mounts (the last name only when ``follow``): what path_lookupat walks. An absolute
+        target starts again at the container's root, ``..`` goes to the parent (of a
+        mount's root too: the mount point's parent); more than 40 links: ELOOP
+        (MAXSYMLINKS). A missing or non-directory name is left for the operation."""
+        todo = [part for part in path.strip("/").split("/") if part]
+        done: list[str] = []
+        links = 0
+        while todo:
+            name = todo.pop(0)
+            if name == ".":
+                continue
+            if name == "..":
+                if done:
+                    done.pop()
+                continue
+            if not todo and not follow:
+                done.append(name)
+                break
+            home, inner = self.locate("/".join([*done, name]))
+            found = first(self.fs(home).apply(ops.Readlink(inner))) if inner else None
+            if not isinstance(found, Ok):
+                done.append(name)
+                continue
+            links += 1
+            if links > 40:
+                return Err("ELOOP")
+            if found.value.startswith("/"):
+                done = []
+            todo = [part for part in found.value.split("/") if part] + todo
+        return "/".join(done)
+
+    def resolved(self, op: ops.Op) -> ops.Op | Err:
+        """``op`` on the paths :meth:`resolve` finds (see :data:`FOLLOWS_LAST`)."""
+        if isinstance(op, ops.Rename | ops.Link):
+            src = self.resolve(op.src, follow=False)
+            dst = self.resolve(op.dst, follow=False)
+            if isinstance(src, Err):
+                return src
+            if isinstance(dst, Err):
+                return dst
+            return attrs.evolve(op, src=src, dst=dst)
+        path = getattr(op, "path", None)
+        if not isinstance(path, str):
+            raise TypeError(f"unsupported operation inside a container: {op!r}")
+        found = self.resolve(path, follow=follows_last(op))
+        return found if isinstance(found, Err) else attrs.evolve(op, path=found)
+
     def apply(self, op: ops.Op) -> Allowed:
+        moved = self.resolved(op)
+        if isinstance(moved, Err):
+            return frozenset({moved})
+        return self.apply_resolved(moved)
+
+    def apply_resolved(self, op: ops.Op) -> Allowed:
+        """``op`` whose paths hold no symlink but an unfollowed last name."""
         if isinstance(op, ops.Rename):
             return self._rename(op)
         if isinstance(op, ops.Link):
             return self._link(op)
-        path = getattr(op, "path", None)
-        if not isinstance(path, str):
-            raise TypeError(f"unsupported operation inside a container: {op!r}")
+        path = op.path  # type: ignore[attr-defined]
         target, inner = self.locate(path)
         if target is not None and inner == "":
             # The mount point's own name lives in the root filesystem (vfs: the parent's
@@ -914,34 +989,45 @@ class ContainerFs:
         """tmpfs with ``size``: a write needing more pages than are free writes what fits,
         page by page, and gives ENOSPC when not even the first page fits (mm/shmem.c
         shmem_write_begin; generic_perform_write returns the bytes written so far). The
-        open (O_CREAT, O_TRUNC) has happened by then. Files have no holes (the machine
-        writes at offset 0 or appends, and truncates to 0)."""
+        open (O_CREAT, O_TRUNC) has happened by then. Only pages written are allocated: a
+        truncate to a larger size leaves a hole (shmem_setattr), one to a smaller size
+        frees the pages past the new end (a partial last page stays)."""
         assert tmpfs.limit is not None
-        if not isinstance(op, ops.Write) or not op.data:
+        if isinstance(op, ops.Truncate):
+            have = tmpfs.pages_at(fs, op.path)
+            outcome = fs.apply(op)
+            if have is not None and any(isinstance(o, Ok) for o in outcome):
+                tmpfs.keep(fs, op.path, {p for p in have if p < pages_of(op.size)})
+            return outcome
+        if not isinstance(op, ops.Write):
             return fs.apply(op)
         current = first(fs.apply(ops.Stat(op.path, follow=True)))
         if isinstance(current, Ok) and current.value.kind != "file":
             return fs.apply(op)
         old_size = current.value.size if isinstance(current, Ok) else 0
         truncating = "O_TRUNC" in op.flags
-        size = 0 if truncating else old_size
-        free = tmpfs.limit - tmpfs.used() + (pages_of(old_size) if truncating else 0)
-        offset = size if "O_APPEND" in op.flags else op.offset
+        had = tmpfs.pages_at(fs, op.path) or set()
+        have = set() if truncating else had
+        free = tmpfs.limit - tmpfs.used() + (len(had) if truncating else 0)
+        offset = old_size if "O_APPEND" in op.flags and not truncating else op.offset
         end = offset + len(op.data)
         fits = end
         page = offset // PAGE
+        written = set()
         while page * PAGE < end:
-            if page >= pages_of(size):
+            if page not in have:
                 if free == 0:
                     fits = max(page * PAGE, offset)
                     break
                 free -= 1
+            written.add(page)
             page += 1
-        if fits == end:
-            return fs.apply(op)
         outcome = fs.apply(attrs.evolve(op, data=op.data[: fits - offset]))
         if all(isinstance(o, Err) for o in outcome):
             return outcome  # the open itself failed (EACCES, ENOENT, ...)
+        tmpfs.keep(fs, op.path, have | written)
+        if fits == end:
+            return outcome
         return frozenset({Ok(fits - offset)}) if fits > offset else frozenset({Err("ENOSPC")})
 
     def _rename(self, op: ops.Rename) -> Allowed:
@@ -1023,6 +1109,31 @@ class ContainerFs:
                 if self.locate(f"{target}/{path}")[0] == target:
                     entries[f"{target}/{path}"] = entry
         return View(entries=dict(sorted(entries.items())), inodes={})
+
+
+#: The kinds that follow a symlink at the last name of their path (stat(2) as asked;
+#: open without O_NOFOLLOW unless O_CREAT|O_EXCL; truncate, chmod, chown, the xattr
+#: calls without the l prefix: adapters/syscalls.py).
+FOLLOWS_LAST: tuple[type, ...] = (
+    ops.Read,
+    ops.Readdir,
+    ops.Write,
+    ops.Truncate,
+    ops.Chmod,
+    ops.Chown,
+    ops.SetXattr,
+    ops.GetXattr,
+    ops.ListXattr,
+    ops.RemoveXattr,
+)
+
+
+def follows_last(op: ops.Op) -> bool:
+    if isinstance(op, ops.Stat):
+        return op.follow
+    if isinstance(op, ops.Write) and {"O_CREAT", "O_EXCL"} <= set(op.flags):
+        return False
+    return isinstance(op, FOLLOWS_LAST)
 
 
 def first(allowed: Allowed) -> Outcome:

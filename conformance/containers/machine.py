@@ -691,7 +691,16 @@ CONTAINERS = ("c1", "c2")
 VOLUMES = ("v1", "v2")
 IMAGES = ("i1", "i2")
 HOSTS = ("h1", "h2")
-NAMES = ("a", "b", "e", "f", "n", "x", "y", "d", "w")
+NAMES = ("a", "b", "e", "f", "n", "x", "y", "d", "w", "l")
+#: Symlink targets: relative (a sibling, the parent's, itself: a loop), absolute (into
+#: the image, a mount, a nested mount), dangling. No ``..`` after a name (the model
+#: resolves ``..`` lexically, which is the kernel's answer only right after a directory).
+SYMLINK_TARGETS = (
+    *("x", "d", "l", "../a", "../n/s"),
+    *("/a", "/a/x", "/n", "/v/data", "/e/q/s", "missing"),
+)
+#: Truncate sizes: to zero, within the first page, to a page, past it (a hole).
+SIZES = (0, 1, 7, 3000, 4096, 5000, 9000)
 #: Mount targets: "f" (an image file, refused) and "v" (a mount there replaces the image
 #: volume) drawn less often than the directories; below the top level an image directory
 #: ("a/d"), and mount points inside other mounts or made with their parents ("n/s" in a
@@ -732,17 +741,18 @@ def _domains(paths: st.SearchStrategy[str]) -> dict[str, st.SearchStrategy[Any]]
     return {
         "path": paths,
         "dir_path": paths,
-        "follow": st.just(False),
+        "follow": st.booleans(),
+        "target": st.sampled_from(SYMLINK_TARGETS),
         "data": DATA,
         "offset": st.just(0),
-        "size": st.just(0),
+        "size": st.sampled_from(SIZES),
         "open_flags": WRITE_FLAGS,
         "file_mode": st.just(0o644),
         "mode": modes,
         "dir_mode": modes,
         "uid": ids,
         "gid": st.sampled_from([0, 8]),
-        "xattr_name": st.just("user.t"),
+        "xattr_name": st.sampled_from(["user.t", "user.k"]),
         "xattr_value": st.sampled_from([b"1", b"22"]),
         "rename_flags": st.just(""),
     }
@@ -909,8 +919,9 @@ class ContainerMachine(RuleBasedStateMachine):
 
     def _cp_target(self, data: st.DataObject) -> tuple[str, str] | None:
         """A started container and a path ``cp`` may take there: its parent a directory,
-        itself no directory, neither below a read-only mount (the engines' other answers -
-        into a directory, "read-only" - are not modelled)."""
+        itself a file or nothing, no symlink on the way, neither below a read-only mount
+        (the engines' other answers - into a directory, "read-only" - are not
+        modelled)."""
         model = self.lock.model
         started = [n for n in CONTAINERS if n in model.containers and n in self.started]
         if not started:
@@ -929,8 +940,10 @@ class ContainerMachine(RuleBasedStateMachine):
             if target is not None and fs.mounts[target][1]:
                 return None
         kinds = [first_kind(fs, parent) if parent else "dir", first_kind(fs, path)]
-        if kinds[0] != "dir" or kinds[1] == "dir":
+        if kinds[0] != "dir" or kinds[1] not in (None, "file"):
             return None
+        if fs.resolve(path, follow=True) != path:
+            return None  # a symlink on the way: the engines resolve it their own way
         return name, path
 
     @precondition(lambda self: bool(self.started))
