@@ -276,6 +276,8 @@ class Resolved:
     mount: Mount
     volume: str | None = None
     populate: bool = True
+    #: An anonymous volume of this container's own (``rm -v`` removes it).
+    anonymous: bool = False
 
 
 @attrs.define
@@ -423,7 +425,9 @@ class ContainerWorld:
         self._validate(spec)
         targets = [m.target for m in spec.mounts]
         table = [
-            Resolved(m, (m.volume or f"{name}.{m.target}") if isinstance(m, VolumeMount) else None)
+            Resolved(m, m.volume)
+            if not isinstance(m, VolumeMount) or m.volume is not None
+            else Resolved(m, self.anonymous_name(name, m.target), anonymous=True)
             for m in spec.mounts
         ]
         for source in spec.volumes_from:
@@ -452,8 +456,19 @@ class ContainerWorld:
         if self.profile.image_volumes is ImageVolumes.ANONYMOUS:
             for target in self.image_volumes:
                 if target not in targets:
-                    table.append(Resolved(VolumeMount(target), f"{name}.{target}"))
+                    volume = self.anonymous_name(name, target)
+                    table.append(Resolved(VolumeMount(target), volume, anonymous=True))
         return tuple(table)
+
+    def anonymous_name(self, container: str, target: str) -> str:
+        """The model's name of a new anonymous volume: ``<container>.<target>``, then
+        ``.2``, ``.3``, ... while an earlier one of that name is still there (a removed
+        container's, kept by ``rm`` without ``-v``)."""
+        base = f"{container}.{target}"
+        taken = self.volumes.keys()
+        return next(
+            n for n in (base, *(f"{base}.{i}" for i in range(2, len(taken) + 3))) if n not in taken
+        )
 
     def _validate(self, spec: ContainerSpec) -> None:
         """Each mount is parsed and validated, then checked against the targets before it,
@@ -641,8 +656,7 @@ class ContainerWorld:
                 if (
                     isinstance(mount, VolumeMount)
                     and volume is not None
-                    and volume.anonymous
-                    and entry.volume == f"{name}.{mount.target}"
+                    and entry.anonymous
                     and not self._users(volume.name)
                 ):
                     del self.volumes[volume.name]
@@ -1048,9 +1062,12 @@ class ContainerFs:
         return self._rename_mount_point(op)
 
     def _link(self, op: ops.Link) -> Allowed:
-        """link(2) inside the container (vfs do_linkat): the old name must exist, the new
-        one must not (filename_create), then both must be on one mount (EXDEV)."""
-        (src_home, src), (dst_home, dst) = (self.locate(p, own=False) for p in (op.src, op.dst))
+        """link(2) inside the container (vfs do_linkat): the old name must exist (looked
+        up: a mount point is its mount's root), the new one must not (filename_create),
+        then both must be on one mount (EXDEV); a mount's root is a directory (EPERM).
+        Found by the machine on kernel-mounts: ``ln a/d a/d/y`` with a volume at a/d."""
+        src_home, src = self.locate(op.src)
+        dst_home, dst = self.locate(op.dst, own=False)
         found = first(self.fs(src_home).apply(ops.Stat(src, follow=False)))
         if isinstance(found, Err):
             return frozenset({found})
@@ -1061,6 +1078,8 @@ class ContainerFs:
             return frozenset({Err("EEXIST")})
         if src_home != dst_home:
             return frozenset({Err("EXDEV")})
+        if src_home is not None and src == "":
+            return frozenset({Err("EPERM")})  # vfs_link: a directory
         return self.fs(src_home).apply(ops.Link(src, dst))
 
     def _parent_failure(self, home: str | None, path: str) -> Allowed | None:

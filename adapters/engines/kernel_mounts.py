@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from adapters.drivers.kernel import KernelDriver
+from adapters.sandbox.container_executor import directory
 from adapters.sandbox.namespace import SandboxedDriver
 from reference import ops
 from reference.container import (
@@ -224,7 +225,7 @@ class KernelMountsEngine(SandboxedDriver):
         elif isinstance(mount, BindMount):
             spec.update(kind="bind", source=f"/tmp/unionspec/hosts/{mount.source}")
         else:
-            spec.update(kind="bind", source=f"/tmp/unionspec/volumes/{entry.volume}")
+            spec.update(kind="bind", source=directory("volume", entry.volume))
         return spec
 
     def stop(self, name: str) -> Action:

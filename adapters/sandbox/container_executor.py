@@ -54,7 +54,9 @@ IMAGE_VIEW = f"{BASE}/imageview"
 
 
 def directory(kind: str, name: str) -> str:
-    return f"{BASE}/{kind}s/{name}"
+    """Where a volume, host directory or container lives (an anonymous volume's model
+    name ``<container>.<target>`` may hold a ``/``: a nested target)."""
+    return f"{BASE}/{kind}s/{name.replace('/', '%')}"
 
 
 def copy_tree(source: str, into: str, *, xattrs: bool = True) -> None:

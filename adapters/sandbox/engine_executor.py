@@ -245,7 +245,6 @@ class EngineExecutor(ContainerExecutor):
         self.holder_pid = 0
         self.pid_ns = ""
         self.known: set[str] = set()
-        self.anonymous: dict[tuple[str, str], str] = {}
         #: container -> host PID of its PID 1, while it runs
         self.pids: dict[str, int] = {}
         self.loaded: tuple[StackSpec, tuple[str, ...]] | None = None
@@ -377,7 +376,6 @@ class EngineExecutor(ContainerExecutor):
                 self.cli("volume", "rm", "-f", *names)
         shutil.rmtree(f"{BASE}/hosts", ignore_errors=True)
         os.makedirs(f"{BASE}/hosts")
-        self.anonymous = {}
         self.pids.clear()
         self.known = set()
         for spec in stack.lowers:
@@ -450,13 +448,16 @@ class EngineExecutor(ContainerExecutor):
         result = self.cli(*args, image, *COMMAND, check=False)
         if result.returncode != 0:
             return refusal(result.stderr)
-        for entry in json.loads(self.cli("inspect", name).stdout)[0].get("Mounts", []):
-            if entry.get("Type") == "volume":
-                self.anonymous[(name, entry["Destination"].strip("/"))] = entry["Name"]
         return None
 
-    def volume_of(self, name: str, target: str) -> str | None:
-        return self.anonymous.get((name, target))
+    def volume_mounts(self, name: str) -> list[tuple[str, str]]:
+        """(target, volume name) of each volume mount of container ``name``."""
+        mounts = json.loads(self.cli("inspect", name).stdout)[0].get("Mounts", [])
+        return [
+            (entry["Destination"].strip("/"), entry["Name"])
+            for entry in mounts
+            if entry.get("Type") == "volume"
+        ]
 
     def do_engine_cli(self, *args: str) -> str | None:
         self.pids.clear()  # start, stop and rm change a container's PID 1
@@ -610,8 +611,10 @@ class EngineExecutor(ContainerExecutor):
             case ("cli_out", *args):
                 result = self.cli(*args, check=False)
                 return result.returncode, result.stdout, result.stderr
-            case ("volume_of", name, target):
-                return self.volume_of(name, target)
+            case ("volume_mounts", name):
+                return self.volume_mounts(name)
+            case ("volume_names",):
+                return self.cli("volume", "ls", "-q").stdout.split()
             case ("run", "container", name, op):
                 self.known |= op_names(op)
                 return self.in_container(name, lambda: self.call(op))
