@@ -425,8 +425,10 @@ class ContainerWorld:
         self._validate(spec)
         targets = [m.target for m in spec.mounts]
         table = [
-            Resolved(m, m.volume)
-            if not isinstance(m, VolumeMount) or m.volume is not None
+            Resolved(m)
+            if not isinstance(m, VolumeMount)
+            else Resolved(m, m.volume)
+            if m.volume is not None
             else Resolved(m, self.anonymous_name(name, m.target), anonymous=True)
             for m in spec.mounts
         ]
