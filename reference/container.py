@@ -49,6 +49,7 @@ from reference.layer import (
 from reference.options import Options
 from reference.outcome import Allowed, Err, Ok, Outcome
 from reference.overlay import Overlay
+from reference.paths import FsError
 from reference.view import EntryView, View
 
 #: tmpfs accounts file data in pages (mm/shmem.c shmem_inode_acct_blocks).
@@ -255,16 +256,23 @@ class Tmpfs:
         return sum(len(self.pages_of_file(inode)) for _, inode in _unique_files(self.root))
 
     def pages_at(self, fs: Overlay, path: str) -> set[int] | None:
-        node = fs.resolve(path, follow=True).node
-        upper = node.upper if node is not None else None
-        if upper is None or upper.kind is not Kind.FILE:
-            return None
-        return self.pages_of_file(upper)
+        upper = _file_at(fs, path)
+        return None if upper is None else self.pages_of_file(upper)
 
     def keep(self, fs: Overlay, path: str, allocated: set[int]) -> None:
+        upper = _file_at(fs, path)
+        if upper is not None:
+            self.allocated[upper.ident] = allocated
+
+
+def _file_at(fs: Overlay, path: str) -> Inode | None:
+    """The file ``path`` names in a plain tree (None: none, or a missing directory)."""
+    try:
         node = fs.resolve(path, follow=True).node
-        if node is not None and node.upper is not None:
-            self.allocated[node.upper.ident] = allocated
+    except FsError:
+        return None
+    upper = node.upper if node is not None else None
+    return upper if upper is not None and upper.kind is Kind.FILE else None
 
 
 @attrs.frozen
