@@ -397,3 +397,53 @@ def test_a_rename_carries_a_nested_mount() -> None:
     world.stop("c")
     world.start("c")
     assert {"m/s", "n/s"} <= world.view("c").entries.keys()
+
+
+# --- engine profiles: sources, records of docker-vs-podman differences --------------------
+
+
+def test_every_profile_rule_names_its_source_per_engine() -> None:
+    import attrs as _attrs
+
+    from reference.engines import EngineProfile, sources
+
+    for field in _attrs.fields(EngineProfile):
+        if field.name != "name":
+            found = sources(field.name)
+            assert set(found) == set(PROFILES), field.name
+            assert all(text.strip() for text in found.values()), field.name
+
+
+def test_every_docker_podman_difference_has_one_record() -> None:
+    from conformance.records import engine_records
+
+    assert engine_records.check(engine_records.load()) == []
+
+
+def _record_ids() -> list[str]:
+    from conformance.records import engine_records
+
+    return [r.id for r in engine_records.load()]
+
+
+@pytest.mark.parametrize("profile", ["docker", "podman"])
+@pytest.mark.parametrize("record_id", _record_ids())
+def test_engine_record_replays_on_the_reference(profile: str, record_id: str) -> None:
+    """Own profile: passes; the other engine's value of the field: diverges (where the
+    record says the program shows it)."""
+    from conformance.records import engine_records
+
+    record = next(r for r in engine_records.load() if r.id == record_id)
+    engine_records.replay(ReferenceEngine(profile), record, swapped=False)
+    if profile in record.shows:
+        with pytest.raises(ContainerDiverged):
+            engine_records.replay(ReferenceEngine(profile), record, swapped=True)
+
+
+def test_engine_record_steps_refuse_other_names() -> None:
+    from conformance.records.engine_records import ExpectationError, parse_step
+
+    assert parse_step("run('c', ops.Unlink('a/x'))")[0] == "run"
+    for bad in ("__import__('os')", "run('c', os.system('x'))", "create('c', open('f'))"):
+        with pytest.raises(ExpectationError):
+            parse_step(bad)

@@ -42,7 +42,7 @@ from reference.container import (
     VolumesFrom,
     Why,
 )
-from reference.engines import ImageVolumes, Populate
+from reference.engines import EngineProfile, ImageVolumes, Populate
 from reference.layer import DirSpec, FileSpec, LayerSpec, StackSpec, WhiteoutSpec
 from reference.options import Options
 from reference.outcome import Allowed, Err, Ok, Outcome, describe
@@ -95,12 +95,15 @@ class Lockstep:
     driver: EngineDriver
     image: StackSpec = IMAGE
     volumes: tuple[str, ...] = IMAGE_VOLUMES
+    #: The profile the model follows (None: the driver's own).
+    profile: EngineProfile | None = None
     model: ContainerWorld = attrs.field(init=False)
     program: list[str] = attrs.field(factory=list)
     image_view: View | None = None
 
     def __attrs_post_init__(self) -> None:
-        self.model = ContainerWorld(self.driver.profile, self.image, self.volumes)
+        profile = self.profile or self.driver.profile
+        self.model = ContainerWorld(profile, self.image, self.volumes)
         self.driver.start_image(self.image, self.volumes)
         self.image_view = Overlay(self.image, Options(read_only=True)).view()
 
