@@ -32,6 +32,7 @@ from reference import ops
 from reference.container import (
     Action,
     BindMount,
+    ContainerFs,
     ContainerSpec,
     ContainerWorld,
     Mount,
@@ -713,6 +714,7 @@ MOUNT_TARGETS = ("a", "b", "e", "n", "a", "b", "e", "n", "f", "v", "a/d", "n/s",
 
 #: The image's own paths: operations on them copy up, white out, make opaque.
 IMAGE_PATHS = ("a", "a/x", "a/d", "a/d/y", "b", "b/w", "e", "f", "v/data")
+IMAGE_FILES = tuple(p for p in IMAGE_PATHS if p in ("a/x", "a/d/y", "b/w", "f", "v/data"))
 
 
 def _paths(targets: tuple[str, ...] = ()) -> st.SearchStrategy[str]:
@@ -919,6 +921,18 @@ class ContainerMachine(RuleBasedStateMachine):
         name = data.draw(st.sampled_from(self.running()))
         targets = tuple(r.mount.target for r in self.lock.model.containers[name].table)
         self.lock.run(name, data.draw(_ops(_paths(targets))))
+
+    @precondition(lambda self: bool(self.running()))
+    @rule(data=st.data())
+    def remove_image_file(self, data: st.DataObject) -> None:
+        """``rm`` of an image file in a running container, where no mount covers it: a
+        whiteout in the writable layer, which ``diff`` lists and ``commit`` must carry
+        (drawn on its own: among every operation kind and path a program reached a
+        commit after one too rarely to find a commit that drops whiteouts)."""
+        name = data.draw(st.sampled_from(self.running()))
+        fs = ContainerFs(self.lock.model.containers[name].root, self.lock.model.mounts_of(name))
+        files = [p for p in IMAGE_FILES if fs.locate(p)[0] is None] or list(IMAGE_FILES)
+        self.lock.run(name, ops.Unlink(data.draw(st.sampled_from(files))))
 
     def _cp_target(self, data: st.DataObject) -> tuple[str, str] | None:
         """A started container and a path ``cp`` may take there: its parent a directory,
