@@ -449,3 +449,62 @@ def test_engine_record_steps_refuse_other_names() -> None:
     for bad in ("__import__('os')", "run('c', os.system('x'))", "create('c', open('f'))"):
         with pytest.raises(ExpectationError):
             parse_step(bad)
+
+
+class _Patched(ReferenceEngine):
+    """A reference engine with one function of reference.container replaced while it
+    acts (a seeded fault)."""
+
+    name_to_patch = ""
+
+    def fake(self, original):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _with(self, method, *args, **kwargs):
+        import reference.container as container
+
+        owner, _, attr = self.name_to_patch.rpartition(".")
+        target = getattr(container, owner) if owner else container
+        saved = getattr(target, attr)
+        setattr(target, attr, self.fake(saved))
+        try:
+            return method(*args, **kwargs)
+        finally:
+            setattr(target, attr, saved)
+
+    def run(self, name, op):
+        return self._with(super().run, name, op)
+
+
+class SymlinksLexical(_Patched):
+    """Paths resolve lexically, as before issue 20's second pass: a symlink's target is
+    looked up in the filesystem holding the link, past the container's mounts."""
+
+    name_to_patch = "ContainerFs.resolve"
+
+    def fake(self, original):
+        return lambda fs, path, *, follow: path.strip("/")
+
+
+class TmpfsCountsHoles(_Patched):
+    """A size-limited tmpfs that charges a sparse file for its whole size."""
+
+    name_to_patch = "Tmpfs.pages_of_file"
+
+    def fake(self, original):
+        from reference.container import pages
+
+        return lambda tmpfs, inode: set(range(pages(inode.data)))
+
+
+@pytest.mark.parametrize("fault", [SymlinksLexical, TmpfsCountsHoles])
+@pytest.mark.parametrize("profile", ["docker", "podman"])
+def test_link_and_size_faults_fail_the_scenario(fault, profile: str) -> None:
+    by_id = {s.id: s for s in SCENARIOS}
+    with pytest.raises(ContainerDiverged):
+        run_scenario(fault(profile), by_id["links-and-sizes"])
+
+
+@pytest.mark.parametrize("profile", ["docker", "podman"])
+def test_lexical_symlinks_are_found_by_the_machine(profile: str) -> None:
+    assert _found(SymlinksLexical(profile), budget=200)

@@ -638,7 +638,40 @@ def _nested(run: Lockstep) -> None:
     _expect(run.start("r"), Refused(Why.READ_ONLY.value), "mkdir in a read-only mount")
 
 
+def _links_and_sizes(run: Lockstep) -> None:
+    """Symlinks made in a container lead through the mounts (an absolute target from the
+    container's root into a volume; ``..`` out of a directory; a loop is ELOOP); a
+    hardlink and a FIFO are objects of the writable layer; truncates go to any size, and a
+    size-limited tmpfs counts only the pages written (a truncate up is a hole)."""
+    run.create("c", ContainerSpec((VolumeMount("a", "w"), TmpfsMount("n", size=8192))))
+    run.start("c")
+    run.run("c", ops.Symlink("/a/x", "l"))
+    run.run("c", ops.Write("l", b"through the link", flags=("O_TRUNC",)))
+    run.run("c", ops.Symlink("../a", "e/up"))
+    run.run("c", ops.Stat("e/up/x", follow=True))
+    run.run("c", ops.Symlink("loop", "e/loop"))
+    _expect(run.run("c", ops.Stat("e/loop", follow=True)), Err("ELOOP"), "a symlink loop")
+    run.run("c", ops.Link("f", "e/f2"))
+    run.run("c", ops.Mkfifo("e/p", 0o644))
+    run.run("c", ops.Truncate("f", 5000))
+    run.run("c", ops.Write("n/big", b"1", flags=("O_CREAT",)))
+    run.run("c", ops.Truncate("n/big", 10000))
+    written = run.run("c", ops.Write("n/other", b"o" * 8192, flags=("O_CREAT",)))
+    _expect(written, Ok(4096), "one page left beside a sparse file")
+    run.run("c", ops.Truncate("n/big", 0))
+    run.run("c", ops.Write("n/other", b"o" * 8192, flags=("O_TRUNC",)))
+    run.stop("c")
+    run.commit("c", "linked")
+
+
 SCENARIOS += (
+    ContainerScenario(
+        "links-and-sizes",
+        "symlinks lead through the mounts, hardlinks and FIFOs in the writable layer,"
+        " truncates to any size, holes cost a size-limited tmpfs nothing",
+        "vfs path_lookupat (MAXSYMLINKS 40); mm/shmem.c shmem_setattr",
+        _links_and_sizes,
+    ),
     ContainerScenario(
         "nested-mounts",
         "mounts inside binds and volumes and below the top level: parents first, mount"
@@ -933,6 +966,19 @@ class ContainerMachine(RuleBasedStateMachine):
         fs = ContainerFs(self.lock.model.containers[name].root, self.lock.model.mounts_of(name))
         files = [p for p in IMAGE_FILES if fs.locate(p)[0] is None] or list(IMAGE_FILES)
         self.lock.run(name, ops.Unlink(data.draw(st.sampled_from(files))))
+
+    @precondition(lambda self: bool(self.running()))
+    @rule(data=st.data())
+    def through_symlink(self, data: st.DataObject) -> None:
+        """A symlink made in a running container, then an operation through it (drawn on
+        its own: a later operation rarely drew the link's path among all the others)."""
+        name = data.draw(st.sampled_from(self.running()))
+        link = data.draw(st.sampled_from(["l", "e/l", "n/l", "a/l"]))
+        mounted = [f"/{r.mount.target}" for r in self.lock.model.containers[name].table]
+        target = data.draw(st.sampled_from([*SYMLINK_TARGETS, *mounted, *mounted]))
+        self.lock.run(name, ops.Symlink(target, link))
+        through = st.sampled_from([link, f"{link}/x", f"{link}/d", f"{link}/s/x", f"{link}/new"])
+        self.lock.run(name, data.draw(_ops(through)))
 
     def _cp_target(self, data: st.DataObject) -> tuple[str, str] | None:
         """A started container and a path ``cp`` may take there: its parent a directory,
