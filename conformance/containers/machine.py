@@ -959,13 +959,17 @@ class ContainerMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def remove_image_file(self, data: st.DataObject) -> None:
         """``rm`` of an image file in a running container, where no mount covers it: a
-        whiteout in the writable layer, which ``diff`` lists and ``commit`` must carry
-        (drawn on its own: among every operation kind and path a program reached a
-        commit after one too rarely to find a commit that drops whiteouts)."""
+        whiteout in the writable layer, which ``diff`` lists and ``commit`` must carry;
+        half the time the container is committed right after (drawn on their own: among
+        every operation kind and path, a program reached a commit after a removed image
+        file too rarely to find a commit that drops whiteouts)."""
         name = data.draw(st.sampled_from(self.running()))
         fs = ContainerFs(self.lock.model.containers[name].root, self.lock.model.mounts_of(name))
         files = [p for p in IMAGE_FILES if fs.locate(p)[0] is None] or list(IMAGE_FILES)
         self.lock.run(name, ops.Unlink(data.draw(st.sampled_from(files))))
+        free = [i for i in IMAGES if i not in self.lock.model.images]
+        if free and data.draw(st.booleans()):  # and commit it, half the time
+            self.lock.commit(name, free[0])
 
     @precondition(lambda self: bool(self.running()))
     @rule(data=st.data())
