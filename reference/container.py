@@ -804,10 +804,13 @@ def start_order(table: tuple[Resolved, ...], profile: EngineProfile) -> list[Res
     parent before what is mounted in it (moby daemon/oci_linux.go ``sort.Sort(mounts)``,
     libpod sortMounts; observed: ``--mount type=tmpfs,dst=/a/t`` listed before a volume at
     ``/a`` was mounted on it), ties in table order - docker's with the tmpfs mounts after
-    the volumes and binds (``tmpfs_mounted_last``)."""
+    the volumes and binds (``tmpfs_mounted_last``), podman's with the volumes after the
+    tmpfs and binds (``volumes_mounted_last``)."""
     order = list(table)
     if profile.tmpfs_mounted_last:
         order.sort(key=lambda entry: isinstance(entry.mount, TmpfsMount))
+    if profile.volumes_mounted_last:
+        order.sort(key=lambda entry: isinstance(entry.mount, VolumeMount))
     order.sort(key=lambda entry: entry.mount.target.count("/"))
     return order
 

@@ -252,6 +252,19 @@ class EngineProfile:
         ),
         kubernetes="not observed (podman's rule)",
     )
+    #: At start, the volumes (named, anonymous, from the image) come after the tmpfs and
+    #: bind mounts of the same depth: podman 4.3.1 hands runc the spec's mounts, then the
+    #: named volumes (found by the machine: a tmpfs copy-up's ENOSPC came before a
+    #: volume over a file listed first; reproduced by hand three times).
+    volumes_mounted_last: bool = rule(
+        False,
+        docker="moby daemon/oci_linux.go WithMounts (volumes and binds in one list)",
+        podman=(
+            "libpod/container_internal_linux.go generateSpec (named volumes added after the "
+            "spec's mounts); observed"
+        ),
+        kubernetes="not observed (docker's rule)",
+    )
     #: What an image ``VOLUME`` becomes (:class:`ImageVolumes`).
     image_volumes: ImageVolumes = rule(  # noqa: RUF009 (an attrs field with its sources)
         ImageVolumes.ANONYMOUS,
@@ -292,6 +305,7 @@ PODMAN = EngineProfile(
     tmpfs_copy_keeps_xattrs=False,
     diff_rule=DiffRule.NATIVE,
     cp_sees_tmpfs=True,
+    volumes_mounted_last=True,
 )
 
 KUBERNETES = EngineProfile(

@@ -41,7 +41,7 @@ from adapters.sandbox.executor import (
 from adapters.sandbox.layerdiff import OPAQUE
 from adapters.sandbox.layerdisk import kind_of, layer_entries, user_xattrs, write_layer
 from reference import ops
-from reference.layer import StackSpec, build
+from reference.layer import HardlinkSpec, StackSpec, build
 from reference.outcome import Ok, err_from_oserror
 
 MS_RDONLY = 1
@@ -99,6 +99,25 @@ def take_meta(src: str, dst: str, *, xattrs: bool = True) -> None:
     if xattrs and kind_of(st.st_mode) in ("file", "dir"):
         for name, value in user_xattrs(src):
             os.setxattr(dst, name, value, follow_symlinks=False)
+
+
+def tar_order_links(entries: tuple[tuple[str, Any], ...]) -> tuple[tuple[str, Any], ...]:
+    """A hardlink group led by its first name in the order a layer tar is written (a
+    depth-first walk, names sorted: ``e/f2`` before ``f``; moby and containers/storage
+    walk so), not layer_entries' directory-by-directory one."""
+    found = dict(entries)
+    groups: dict[str, list[str]] = {}
+    for path, entry in entries:
+        if isinstance(entry, HardlinkSpec):
+            groups.setdefault(entry.to, [entry.to]).append(path)
+    for members in groups.values():
+        leader = min(members, key=lambda p: p.split("/"))
+        if leader != members[0]:
+            found[leader] = found[members[0]]
+            for path in members:
+                if path != leader:
+                    found[path] = HardlinkSpec(leader)
+    return tuple(sorted(found.items()))
 
 
 def mkdir_parents(root: str, target: str) -> None:
@@ -179,7 +198,7 @@ class ContainerExecutor:
                     if (user and not keep_xattrs) or (not user and key != OPAQUE):
                         os.removexattr(entry, key, follow_symlinks=False)
         self.images[image] = [layer, *self.lowers(name)]
-        return layer_entries(layer)
+        return tar_order_links(layer_entries(layer))
 
     def cp_place(self, name: str, where: str) -> tuple[str, Callable[[], None]]:
         """The directory ``where`` names for a cp (volume:<v>, host:<h>, ``running``: the
