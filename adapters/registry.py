@@ -4,10 +4,11 @@ A third-party driver is a class (or factory) registered in the ``unionspec.drive
 entry-point group; it implements :class:`adapters.base.Driver` and may define a classmethod
 ``unavailable_reason() -> str | None`` to say why it cannot run on this machine.
 
-The run's settings (``--driver-cmd``, ``--profile``, ``--driver-timeout``) are one frozen
-:class:`adapters.settings.DriverSettings`, passed to each function here: a built-in driver
-class gets it bound (``with_settings``); the timeout is passed to every factory that takes
-a ``timeout`` keyword.
+The run's settings (``--driver-cmd``, ``--profile``, ``--driver-timeout``,
+``--kernel-image``) are one frozen :class:`adapters.settings.DriverSettings`, passed to each
+function here: a built-in driver class gets it bound (``with_settings``); the timeout is
+passed to every factory that takes a ``timeout`` keyword; each of its kernel images is a
+driver ``kernel@<release>`` (adapters.vm.driver). Nothing here is written at run time.
 """
 
 from __future__ import annotations
@@ -32,31 +33,25 @@ BUILTIN: dict[str, str] = {
     "fuse": "adapters.drivers.fuse:GenericFuseDriver",
 }
 
-#: Kernels given with ``--kernel-image``: ``kernel@<release>`` -> its driver class
-#: (adapters.vm.driver), registered by :func:`add_kernel_image` (as the pytest plugin and
-#: certify do once per process, from their options).
-KERNEL_IMAGES: dict[str, Callable[..., Driver]] = {}
 
-
-def add_kernel_image(path: str, modules: str | None = None) -> str:
-    """Make the kernel at ``path`` a driver, ``kernel@<release>``; its name (an ImageError
-    says in one line why ``path`` is no kernel)."""
+def kernel_drivers(settings: DriverSettings = DEFAULT) -> dict[str, Callable[..., Driver]]:
+    """The kernels of ``settings.kernel_images`` (``--kernel-image``): ``kernel@<release>``
+    -> its driver class (adapters.vm.driver)."""
+    if not settings.kernel_images:
+        return {}
     from adapters.vm.driver import driver_for
-    from adapters.vm.image import find
 
-    image = find(path, modules)
-    KERNEL_IMAGES[image.label] = driver_for(image)
-    return image.label
+    return {image.label: driver_for(image) for image in settings.kernel_images}
 
 
 class UnknownDriver(AdapterError):
     pass
 
 
-def check(chosen: Iterable[str]) -> None:
-    """Every name is a known driver (before a run starts; :func:`factory` refuses an
-    unknown one with the same message, :func:`unknown`)."""
-    known = names()
+def check(chosen: Iterable[str], settings: DriverSettings = DEFAULT) -> None:
+    """Every name is a known driver under ``settings`` (before a run starts;
+    :func:`factory` refuses an unknown one with the same message, :func:`unknown`)."""
+    known = names(settings)
     for name in chosen:
         if name not in known:
             raise unknown(name, known)
@@ -68,23 +63,25 @@ def unknown(name: str, known: list[str] | None = None) -> UnknownDriver:
     return UnknownDriver(f"unknown driver {name!r} (known: {', '.join(known)})")
 
 
-def names() -> list[str]:
-    """Every driver name known here, built in first."""
+def names(settings: DriverSettings = DEFAULT) -> list[str]:
+    """Every driver name known here, built in first, then the kernels of ``settings``."""
     extra = sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
-    return [*BUILTIN, *KERNEL_IMAGES, *(name for name in extra if name not in BUILTIN)]
+    kernels = kernel_drivers(settings)
+    return [*BUILTIN, *kernels, *(name for name in extra if name not in BUILTIN)]
 
 
 def factory(name: str, settings: DriverSettings = DEFAULT) -> Callable[..., Driver]:
     """The class (or factory) of driver ``name``; a built-in class bound to ``settings``."""
-    if name in KERNEL_IMAGES:
-        return _bound(KERNEL_IMAGES[name], settings)
+    kernels = kernel_drivers(settings)
+    if name in kernels:
+        return _bound(kernels[name], settings)
     if name in BUILTIN:
         module, _, attribute = BUILTIN[name].partition(":")
         return _bound(getattr(importlib.import_module(module), attribute), settings)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name == name:
             return _bound(ep.load(), settings)
-    raise unknown(name)
+    raise unknown(name, names(settings))
 
 
 def _bound(build: Callable[..., Driver], settings: DriverSettings) -> Callable[..., Driver]:

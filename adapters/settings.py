@@ -12,6 +12,7 @@ from typing import Any, ClassVar, TypeVar
 import attrs
 
 from adapters.base import AdapterError
+from adapters.vm.image import KernelImage
 
 
 class SettingsError(AdapterError, ValueError):
@@ -41,11 +42,14 @@ class DriverSettings:
     (``--driver-cmd``). ``driver_profile``: a driver profile file (TOML,
     adapters/drivers/driver_profile.py) replacing a FUSE preset's own (``--profile``). ``timeout``:
     seconds a driver request may take before the driver is hung (``--driver-timeout``;
-    None: each driver's own default, 30 s for the sandboxed drivers)."""
+    None: each driver's own default, 30 s for the sandboxed drivers). ``kernel_images``:
+    the kernels to boot in a VM (``--kernel-image``, found by
+    :func:`adapters.vm.image.find_all`), each a driver ``kernel@<release>``."""
 
     driver_cmd: str | None = attrs.field(default=None, converter=lambda cmd: cmd or None)
     driver_profile: str | None = attrs.field(default=None, converter=_resolved)
     timeout: float | None = attrs.field(default=None, validator=_positive)
+    kernel_images: tuple[KernelImage, ...] = attrs.field(default=(), converter=tuple)
 
 
 #: No setting given.

@@ -40,7 +40,11 @@ closed and pytest reports what ran.
 
 Fixtures: ``driver`` (one per ``--driver``, closed after the test) and
 ``conformance_settings`` (the Hypothesis settings of the chosen budget) and
-``feature_settings`` (those of one feature's machine, :mod:`conformance.features`).
+``feature_settings`` (those of one feature's machine, :mod:`conformance.features`);
+``run_config`` (the run's configuration, :mod:`conformance.run_config`: ``--expectations``,
+the share of a duration ``--budget``, ``--hypothesis-show-statistics``, the driver
+settings), to pass to ``run_machine`` and the records' readers, and ``driver_settings``
+(its driver settings).
 """
 
 from __future__ import annotations
@@ -54,7 +58,9 @@ from typing import Any, NoReturn
 import pytest
 
 from adapters.engines.registry import ENGINES
-from adapters.settings import DEFAULT, DriverSettings, SettingsError
+from adapters.settings import DriverSettings, SettingsError
+from adapters.vm.image import KernelImage
+from conformance.run_config import RunConfig
 
 DRIVER_OPTION = "--driver"
 BUDGET_OPTION = "--budget"
@@ -68,8 +74,9 @@ CORPUS_OPTION = "--corpus"
 KERNEL_IMAGE_OPTION = "--kernel-image"
 KERNEL_MODULES_OPTION = "--kernel-modules"
 EXAMPLE_DB_OPTION = "--example-db"
-#: Where pytest_configure keeps the run's driver settings.
-SETTINGS = pytest.StashKey[DriverSettings]()
+#: Where pytest_configure keeps the run's configuration (with its driver settings); the
+#: collection adds the share of a duration budget.
+RUN_CONFIG = pytest.StashKey[RunConfig]()
 #: ``@pytest.mark.records(scope)``: the item's failures are held to the recorded behaviours of
 #: its driver at that scope ("feature": its ``feature`` parameter's records; "machine": the
 #: whole-machine records; "scenario": its ``scenario`` parameter's); a matching item xfails
@@ -184,27 +191,19 @@ def pytest_configure(config: pytest.Config) -> None:
         "at scope feature, machine or scenario (expectations.toml)",
     )
     register_budgets(config.rootpath, config.getoption(EXAMPLE_DB_OPTION))
-    if config.getoption("hypothesis_show_statistics", False):
-        from conformance.generation import coverage
-        from conformance.lockstep import machine
-
-        # each rare state an example reaches becomes a Hypothesis event
-        # (conformance.generation.coverage)
-        coverage.EVENTS = True
-        machine.OBSERVE = coverage.observed
-    # The run's driver settings, built once here (in each xdist worker from the same
-    # options) and passed explicitly: the fixtures below make drivers with them.
+    # The run's configuration, built once here (in each xdist worker from the same
+    # options) and passed explicitly: the fixtures below make drivers with its settings.
     try:
-        config.stash[SETTINGS] = DriverSettings(
+        settings = DriverSettings(
             config.getoption(DRIVER_CMD_OPTION),
             config.getoption(PROFILE_OPTION),
             config.getoption(TIMEOUT_OPTION),
+            _kernel_images(config),
         )
     except SettingsError as problem:
         raise pytest.UsageError(f"{TIMEOUT_OPTION}: {problem}") from None
-    config.unionspec_kernels = _kernel_drivers(config)  # type: ignore[attr-defined]
     try:
-        registry.check(config.getoption(DRIVER_OPTION))
+        registry.check(config.getoption(DRIVER_OPTION), settings)
     except registry.UnknownDriver as problem:
         raise pytest.UsageError(str(problem)) from None
     for name in config.getoption(ENGINE_OPTION):
@@ -212,23 +211,37 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(f"unknown engine {name!r} (known: {', '.join(ENGINES)})")
     from conformance.records import expectations
 
+    path = config.getoption(EXPECTATIONS_OPTION)
     try:
-        expectations.configure(config.getoption(EXPECTATIONS_OPTION))
+        expectations.reload(path)
     except expectations.ExpectationError as problem:
         raise pytest.UsageError(str(problem)) from None
+    config.stash[RUN_CONFIG] = RunConfig(
+        expectations_path=path, observe_machine=_observer(config), driver_settings=settings
+    )
 
 
-def _kernel_drivers(config: pytest.Config) -> list[str]:
-    """``--kernel-image``: register each kernel as a driver (adapters.vm); their names."""
-    from adapters import registry
-    from adapters.vm.image import ImageError
+def _observer(config: pytest.Config) -> Any:
+    """``--hypothesis-show-statistics``: each rare state an example reaches becomes a
+    Hypothesis event (conformance.generation.coverage.observed); None without it."""
+    if not config.getoption("hypothesis_show_statistics", False):
+        return None
+    from conformance.generation import coverage
+
+    return coverage.observed
+
+
+def _kernel_images(config: pytest.Config) -> tuple[KernelImage, ...]:
+    """``--kernel-image``: the kernels to boot, each a driver ``kernel@<release>`` of the
+    run's settings (adapters.vm)."""
+    from adapters.vm.image import ImageError, find_all
 
     images = config.getoption(KERNEL_IMAGE_OPTION)
     modules = config.getoption(KERNEL_MODULES_OPTION)
     if modules and len(images) != 1:
         raise pytest.UsageError(f"{KERNEL_MODULES_OPTION} goes with one {KERNEL_IMAGE_OPTION}")
     try:
-        return [registry.add_kernel_image(path, modules) for path in images]
+        return find_all(images, modules)
     except (ImageError, OSError) as problem:
         raise pytest.UsageError(f"{KERNEL_IMAGE_OPTION}: {problem}") from None
 
@@ -237,20 +250,35 @@ def driver_names(config: pytest.Config) -> list[str]:
     """The drivers of the run: ``--driver`` (default reference), ``kernel`` replaced by the
     ``--kernel-image`` kernels when there are any."""
     names = config.getoption(DRIVER_OPTION) or ["reference"]
-    kernels = getattr(config, "unionspec_kernels", [])
+    kernels = [image.label for image in driver_settings_of(config).kernel_images]
     if kernels:
         names = [name for name in names if name != "kernel"] + kernels
     return names
 
 
+def run_config_of(config: pytest.Config) -> RunConfig:
+    """The run's configuration (built by pytest_configure, its budget share by the
+    collection)."""
+    return config.stash.get(RUN_CONFIG, RunConfig())
+
+
 def driver_settings_of(config: pytest.Config) -> DriverSettings:
     """The run's driver settings (built by pytest_configure)."""
-    return config.stash.get(SETTINGS, DEFAULT)
+    return run_config_of(config).driver_settings
+
+
+@pytest.fixture(scope="session")
+def run_config(request: pytest.FixtureRequest) -> RunConfig:
+    """The run's configuration (``--expectations``, the share of a duration ``--budget``,
+    ``--hypothesis-show-statistics``, the driver settings): what ``run_machine``,
+    ``run_scenario`` and the records' readers take."""
+    return run_config_of(request.config)
 
 
 @pytest.fixture(scope="session")
 def driver_settings(request: pytest.FixtureRequest) -> DriverSettings:
-    """The run's driver settings (``--driver-cmd``, ``--profile``, ``--driver-timeout``)."""
+    """The run's driver settings (``--driver-cmd``, ``--profile``, ``--driver-timeout``,
+    ``--kernel-image``)."""
     return driver_settings_of(request.config)
 
 
@@ -267,6 +295,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     duration budget, each machine item gets an equal share of it (conformance.timebudget;
     under xdist the workers share the items, so the run takes the duration divided by
     their number)."""
+    import attrs
+
     from conformance import timebudget
     from conformance.records import expectations
 
@@ -276,11 +306,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items
         if {"conformance_settings", "feature_settings"} & set(getattr(item, "fixturenames", ()))
     ]
-    timebudget.SECONDS_PER_RUN = None if duration is None else duration / max(1, len(machines))
+    share = None if duration is None else duration / max(1, len(machines))
+    run_config = attrs.evolve(run_config_of(config), seconds_per_run=share)
+    config.stash[RUN_CONFIG] = run_config
 
     # the corpus's programs replay before anything is generated
     items.sort(key=lambda item: CORPUS_FIXTURE not in getattr(item, "fixturenames", ()))
-    settings = driver_settings_of(config)
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         mark = item.get_closest_marker(RECORDS_MARK)
@@ -290,13 +321,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         label = params["options"].label
         if scope == "feature":
             found = expectations.matching(
-                params["driver"], params["feature"].id, label, settings
+                params["driver"], params["feature"].id, label, run_config
             )
         elif scope == "machine":
-            found = expectations.matching(params["driver"], "", label, settings)
+            found = expectations.matching(params["driver"], "", label, run_config)
         elif scope == "scenario":
             found = expectations.matching_scenario(
-                params["driver"], params["scenario"].id, label, settings
+                params["driver"], params["scenario"].id, label, run_config
             )
         else:
             raise pytest.UsageError(f"{item.nodeid}: records scope {scope!r} is not one of "
@@ -418,9 +449,8 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     @given test inside a plain test, which Hypothesis's plugin does not collect from; its
     statistics (with the rare states reached as events, conformance.generation.coverage) are kept on
     the item for that plugin to print."""
-    from conformance.generation import coverage
-
-    if not coverage.EVENTS or getattr(item.obj, "is_hypothesis_test", False):  # type: ignore[attr-defined]
+    statistics = item.config.getoption("hypothesis_show_statistics", False)
+    if not statistics or getattr(item.obj, "is_hypothesis_test", False):  # type: ignore[attr-defined]
         yield
         return
     from hypothesis.statistics import collector, describe_statistics

@@ -2,9 +2,10 @@
 
 A budget is a name (quick, standard, deep: conformance.budgets) or a duration such as
 ``90s``, ``10m``, ``1h30m``. Under a duration every lockstep run (one cell of certify, one
-machine item of the pytest plugin) gets an equal share of it (:data:`SECONDS_PER_RUN`, set
-by certify and by the plugin) and runs the standard budget's Hypothesis test again and
-again, each round from another seed, until its share is spent. A round is not cut short,
+machine item of the pytest plugin) gets an equal share of it (the run's
+``seconds_per_run``, conformance.run_config, computed by certify and by the plugin) and
+runs the standard budget's Hypothesis test again and again, each round from another seed,
+until its share is spent. A round is not cut short,
 so a run takes at least one round, and the last round may end past the share.
 """
 
@@ -18,9 +19,6 @@ NAMES = ("quick", "standard", "deep")
 #: The settings profile a duration uses for each round.
 ROUND_PROFILE = "standard"
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-
-#: The seconds one lockstep run may explore (None: one run of the named budget).
-SECONDS_PER_RUN: float | None = None
 
 
 def seconds(budget: str) -> float | None:

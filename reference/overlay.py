@@ -564,13 +564,13 @@ class Overlay:
             inode.data = b""
             upperfs.free(inode, 0)
             # do_truncate with ATTR_MTIME | ATTR_CTIME (fs/open.c)
-            privileges.written(inode, fsetid=self.caller.uid == 0)
+            privileges.written(inode, self.caller)
         if op.data:
             offset = len(inode.data) if "O_APPEND" in flags else op.offset
             padded = inode.data.ljust(offset, b"\0")
             inode.data = padded[:offset] + op.data + padded[offset + len(op.data) :]
             upperfs.allocate(inode, offset, offset + len(op.data))
-            privileges.written(inode, fsetid=self.caller.uid == 0)
+            privileges.written(inode, self.caller)
         return len(op.data)
 
     def _op_truncate(self, op: ops.Truncate) -> None:
@@ -586,7 +586,7 @@ class Overlay:
         if op.size <= len(inode.data):
             upperfs.free(inode, op.size)
         inode.data = inode.data[: op.size].ljust(op.size, b"\0")
-        privileges.truncated(inode, times=times, fsetid=self.caller.uid == 0)
+        privileges.truncated(inode, times=times, caller=self.caller)
 
     def _op_mkdir(self, op: ops.Mkdir) -> None:
         resolved = self._new_name(op.path)
@@ -803,7 +803,7 @@ class Overlay:
             if op.mode == "":
                 inode.data = inode.data.ljust(end, b"\0")
             upperfs.allocate(inode, op.offset, end)
-        privileges.written(inode, fsetid=self.caller.uid == 0)
+        privileges.written(inode, self.caller)
 
     def _op_remount(self, op: ops.Remount) -> None:
         """Everything the reference keeps is what the kernel keeps on disk (layers, index,

@@ -1,4 +1,4 @@
-"""What removes privileges from a file, for a caller that is root (the only caller here).
+"""What removes privileges from a file, for the caller an operation names.
 
 A file's privileges are its set-user-ID and set-group-ID bits and its file capabilities
 (the ``security.capability`` xattr). Sources: fs/attr.c (``setattr_should_drop_sgid``,
@@ -13,6 +13,7 @@ import stat
 import struct
 
 from reference.layer import Inode
+from reference.ops import ROOT, Caller
 from reference.paths import FsError
 
 #: The file-capability xattr (capabilities(7) "File capabilities").
@@ -27,41 +28,45 @@ def _remove_capability(inode: Inode) -> None:
     inode.xattrs.pop(CAPABILITY, None)
 
 
-def written(inode: Inode, *, fsetid: bool = True) -> None:
-    """Bytes written (or space allocated): new mtime and ctime, and the capability xattr
-    removed (``file_remove_privs``: ``cap_inode_need_killpriv`` holds whoever writes).
-    S_ISUID and S_ISGID stay for a caller with CAP_FSETID (root: observed, a write as root
-    keeps 04755); without it (``fsetid`` False) S_ISUID goes, and S_ISGID of a
-    group-executable file (fs/attr.c ``setattr_should_drop_suidgid``; found by the kernel
-    run: a user's fallocate on its 02755 file left 0755)."""
+def written(inode: Inode, caller: Caller = ROOT) -> None:
+    """Bytes written (or space allocated) by ``caller``: new mtime and ctime, and the
+    capability xattr removed (``file_remove_privs``: ``cap_inode_need_killpriv`` holds
+    whoever writes). The set-id bits go as :func:`_drop_setid` says."""
     inode.touch()
     _remove_capability(inode)
-    _drop_setid(inode, fsetid)
+    _drop_setid(inode, caller)
 
 
-def _drop_setid(inode: Inode, fsetid: bool) -> bool:
-    """Clear the set-id bits a write by a caller without CAP_FSETID clears; whether any
-    went."""
-    if fsetid:
+def _drop_setid(inode: Inode, caller: Caller) -> bool:
+    """Clear the set-id bits a write by ``caller`` clears; whether any went.
+
+    Root (CAP_FSETID) keeps both (observed: a write as root keeps 04755). Anyone else loses
+    S_ISUID, and S_ISGID when the group may execute or when the caller is not in the
+    file's group (fs/attr.c ``setattr_should_drop_suidgid`` and ``setattr_should_drop_sgid``:
+    ``in_group_or_capable``, since "attr: use consistent sgid stripping checks", v6.2).
+    Found by the kernel run: a user's fallocate on its 02755 file left 0755, and the owner
+    (1001:1001, not in group 0) fallocating its 02745 file of group 0 left 0745."""
+    if caller.root:
         return False
-    drop = stat.S_ISUID | (stat.S_ISGID if inode.mode & stat.S_IXGRP else 0)
+    sgid_goes = inode.mode & stat.S_IXGRP or not caller.in_group(inode.gid)
+    drop = stat.S_ISUID | (stat.S_ISGID if sgid_goes else 0)
     if not inode.mode & drop:
         return False
     inode.mode &= ~drop
     return True
 
 
-def truncated(inode: Inode, *, times: bool, fsetid: bool = True) -> None:
+def truncated(inode: Inode, *, times: bool, caller: Caller = ROOT) -> None:
     """truncate(2): the capability xattr removed and (without CAP_FSETID) the set-id bits,
     as for :func:`written` (``do_truncate`` asks ``dentry_needs_remove_privs``, whatever
     the size); new mtime and ctime when ``times`` (reference.upperfs.truncate_changes_times),
     else a new ctime only if something went."""
     if times:
-        written(inode, fsetid=fsetid)
+        written(inode, caller)
         return
     removed = CAPABILITY in inode.xattrs
     _remove_capability(inode)
-    if _drop_setid(inode, fsetid) or removed:
+    if _drop_setid(inode, caller) or removed:
         inode.touch(mtime=False)
 
 

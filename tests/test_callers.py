@@ -130,3 +130,42 @@ def test_utimens_by_another_caller_needs_the_owner_unless_both_are_now() -> None
     ):
         op = o.Utimens(where, atime, mtime, False, caller="user")
         assert model.apply(op) == {wanted}, (atime, mtime, where)
+
+
+CALLER_THREAD_CHECK = """
+import os
+os.setgroups([])
+os.umask(0o002)
+from adapters import syscalls
+creds = (1000, 1000, (1001,), 0o022)
+def held():
+    return os.getresuid(), os.getresgid(), os.getgroups(), syscalls._capabilities(), os.umask(0o022)
+got = syscalls.run_as(creds, held, {})
+again = syscalls.run_as(creds, lambda: os.getresuid(), {})
+thread = syscalls.CALLER_THREADS[(1000, 1000, (1001,))]
+print(repr((got, again, os.getresuid(), os.getgroups(), os.umask(0), type(thread).__name__)))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="taking a caller's credentials needs root")
+def test_a_caller_runs_in_a_thread_that_holds_its_credentials_only() -> None:
+    """adapters.syscalls.run_as: the call sees the caller's ids, groups and umask and no
+    capability; the process's own thread keeps root, its groups and its umask; one thread
+    serves every call of that caller (no fork per call)."""
+    import platform
+    import subprocess
+    import sys
+
+    if platform.machine() not in ("x86_64", "aarch64", "riscv64"):
+        pytest.skip("a forked child per call on this machine")
+    done = subprocess.run(
+        [sys.executable, "-c", CALLER_THREAD_CHECK],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    got, again, own_ids, own_groups, own_umask, kind = eval(done.stdout)
+    assert got == ((1000,) * 3, (1000,) * 3, [1001], ((0, 0), (0, 0)), 0o022)
+    assert again == (1000,) * 3
+    assert (own_ids, own_groups, own_umask, kind) == ((0, 0, 0), [], 0o002, "CallerThread")

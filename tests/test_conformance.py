@@ -20,12 +20,12 @@ from reference.options import MATRIX, Options
 @pytest.mark.records("machine")
 @pytest.mark.parametrize("options", MATRIX, ids=lambda o: o.test_id)
 def test_state_machine(
-    driver, options: Options, conformance_settings, driver_settings, request
+    driver, options: Options, conformance_settings, run_config, request
 ) -> None:
     _skip_unclaimed(driver, options)
     with records.tally() as seen:
-        _replay_expected(driver, "", options, driver_settings)
-        run_machine(driver, options, conformance_settings, driver_settings=driver_settings)
+        _replay_expected(driver, "", options, run_config)
+        run_machine(driver, options, conformance_settings, run_config=run_config)
     records.conclude(seen, request.node)
 
 
@@ -39,10 +39,10 @@ CASES = [
 
 @pytest.mark.records("scenario")
 @pytest.mark.parametrize(("scenario", "options"), CASES)
-def test_scenario(driver, scenario: Scenario, options: Options, driver_settings, request) -> None:
+def test_scenario(driver, scenario: Scenario, options: Options, run_config, request) -> None:
     _skip_unclaimed(driver, options)
     with records.tally() as seen:
-        run_scenario(driver, scenario, options, driver_settings=driver_settings)
+        run_scenario(driver, scenario, options, run_config=run_config)
     records.conclude(seen, request.node)
 
 
@@ -56,7 +56,7 @@ FEATURE_CASES = [
 @pytest.mark.records("feature")
 @pytest.mark.parametrize(("feature", "options"), FEATURE_CASES)
 def test_feature(
-    driver, feature: Feature, options: Options, feature_settings, driver_settings, request
+    driver, feature: Feature, options: Options, feature_settings, run_config, request
 ) -> None:
     """One feature: the reproducers of its known divergences (conformance/records/expectations.toml:
     the item is then a strict xfail), its named scenarios, then its focused machine (its
@@ -64,12 +64,12 @@ def test_feature(
     _skip_unclaimed(driver, options, feature)
     try:
         with records.tally() as seen:
-            _replay_expected(driver, feature.id, options, driver_settings, feature)
+            _replay_expected(driver, feature.id, options, run_config, feature)
             by_id = {scenario.id: scenario for scenario in SCENARIOS}
             for scenario_id in feature.scenarios:
                 if by_id[scenario_id].applies(options):
-                    run_scenario(driver, by_id[scenario_id], options, feature, driver_settings)
-            _run_feature_machine(driver, options, feature_settings, feature, driver_settings)
+                    run_scenario(driver, by_id[scenario_id], options, feature, run_config)
+            _run_feature_machine(driver, options, feature_settings, feature, run_config)
     except FeatureSkipped as reason:
         if reason.missing_driver and request.config.getoption("--require-drivers"):
             pytest.fail(f"{reason} (--require-drivers is on)", pytrace=False)
@@ -111,19 +111,17 @@ def test_a_feature_machine_has_only_its_rules() -> None:
 
 
 def _replay_expected(
-    driver, feature_id: str, options: Options, driver_settings, feature: Feature | None = None
+    driver, feature_id: str, options: Options, run_config, feature: Feature | None = None
 ) -> None:
     """Replay the recorded reproducers first, so a strict xfail does not depend on what
     the exploration draws. Each must show its own record (or variant): a reproducer that
     shows nothing proves nothing (the record is stale, or its program wrong)."""
-    for expectation in expectations.matching(
-        driver.name, feature_id, options.label, driver_settings
-    ):
+    for expectation in expectations.matching(driver.name, feature_id, options.label, run_config):
         # a record of the whole machine that a feature takes on (Feature.whole, e.g.
         # permissions) shows under the whole machine's comparison, not the feature's
         own = feature if feature is None or feature.id in expectation.features else None
         with records.tally() as shown:
-            replay.replay(driver, expectation, options, own, driver_settings)
+            replay.replay(driver, expectation, options, own, run_config)
         if expectation.id not in shown:
             raise AssertionError(
                 f"{expectation.id}'s reproducer shows nothing on {driver.name} "
@@ -132,11 +130,11 @@ def _replay_expected(
 
 
 def _run_feature_machine(
-    driver, options: Options, run_settings, feature: Feature, driver_settings
+    driver, options: Options, run_settings, feature: Feature, run_config
 ) -> None:
     """The feature's machine (layer interchange: its exchanges, records matched as in the
     machine, conformance.lockstep.interchange.check)."""
-    run_machine(driver, options, run_settings, feature, driver_settings)
+    run_machine(driver, options, run_settings, feature, run_config)
 
 
 def _skip_unclaimed(driver, options: Options, feature: Feature | None = None) -> None:
@@ -145,7 +143,7 @@ def _skip_unclaimed(driver, options: Options, feature: Feature | None = None) ->
         pytest.skip(reason)
 
 
-def test_corpus(driver, corpus_program, driver_settings, request) -> None:
+def test_corpus(driver, corpus_program, run_config, request) -> None:
     """A program of the regression corpus (conformance/records/corpus/ and --corpus), replayed in
     lockstep with the reference before anything is generated. Where
     conformance/records/expectations.toml records a divergence of the installed version for the
@@ -157,11 +155,11 @@ def test_corpus(driver, corpus_program, driver_settings, request) -> None:
     feature = BY_ID[corpus_program.feature] if corpus_program.feature else None
     _skip_unclaimed(driver, corpus_program.options, feature)
     known = expectations.matching(
-        driver.name, corpus_program.feature, corpus_program.options.label, driver_settings
+        driver.name, corpus_program.feature, corpus_program.options.label, run_config
     )
     try:
         with records.tally() as seen:
-            corpus_program.replay(driver, feature)
+            corpus_program.replay(driver, feature, run_config)
     except FeatureSkipped as reason:
         if reason.missing_driver and request.config.getoption("--require-drivers"):
             pytest.fail(f"{reason} (--require-drivers is on)", pytrace=False)

@@ -9,6 +9,7 @@ from conformance.records import expectations
 from conformance.records.expectations import Expectation, ExpectationError, load
 from conformance.records.program_check import ProgramError
 from conformance.records.programs import parse_repr
+from conformance.run_config import RunConfig
 from reference import ops
 from reference.layer import FifoSpec, LayerSpec, StackSpec
 
@@ -124,26 +125,29 @@ def test_settle_keeps_diverges_and_lists_what_was_recorded(tmp_path, monkeypatch
         name = "ghost"
         still_broken = True
 
-    try:
-        expectations.configure(str(write(tmp_path, RECORD)))
-        cell = (Ghost(), MATRIX[0], BY_ID["xattrs"])
-        verdict, detail = expectations.settle(*cell, "diverges", "found it", Counter(ghost=3))
-        assert verdict == "diverges"
-        assert "found it" in detail and "ghost (3 examples)" in detail
-        verdict, detail = expectations.settle(*cell, "conforms", "", Counter({"ghost#1": 2}))
-        assert verdict == expectations.EXPECTED and "ghost#1 (2 examples)" in detail
-        assert replayed == []
-        # the exploration missed it: the reproducer is replayed
-        seen: Counter[str] = Counter()
-        assert expectations.settle(*cell, "conforms", "", seen)[0] == expectations.EXPECTED
-        assert replayed == ["xattrs"] and seen == {"ghost#1": 1}
-        Ghost.still_broken = False
-        verdict, detail = expectations.settle(*cell, "conforms", "")
-        assert verdict == "conforms" and "no longer reproduces" in detail
-        other = (Ghost(), MATRIX[0], BY_ID["metadata"])
-        assert expectations.settle(*other, "diverges", "d")[0] == "diverges"
-    finally:
-        expectations.configure(None)
+    run = RunConfig(expectations_path=write(tmp_path, RECORD))
+
+    def settle(cell, verdict, detail, seen=None):
+        return expectations.settle(*cell, verdict, detail, seen, run)
+
+    cell = (Ghost(), MATRIX[0], BY_ID["xattrs"])
+    verdict, detail = settle(cell, "diverges", "found it", Counter(ghost=3))
+    assert verdict == "diverges"
+    assert "found it" in detail and "ghost (3 examples)" in detail
+    verdict, detail = settle(cell, "conforms", "", Counter({"ghost#1": 2}))
+    assert verdict == expectations.EXPECTED and "ghost#1 (2 examples)" in detail
+    assert replayed == []
+    # the exploration missed it: the reproducer is replayed
+    seen: Counter[str] = Counter()
+    assert settle(cell, "conforms", "", seen)[0] == expectations.EXPECTED
+    assert replayed == ["xattrs"] and seen == {"ghost#1": 1}
+    Ghost.still_broken = False
+    verdict, detail = settle(cell, "conforms", "")
+    assert verdict == "conforms" and "no longer reproduces" in detail
+    other = (Ghost(), MATRIX[0], BY_ID["metadata"])
+    assert settle(other, "diverges", "d")[0] == "diverges"
+    # the run's file only: the default one has no record of the ghost
+    assert expectations.settle(*cell, "conforms", "") == ("conforms", "")
 
 
 GHOST_CONFTEST = """
@@ -261,14 +265,13 @@ def test_scenarios_key(tmp_path, monkeypatch) -> None:
     with pytest.raises(ExpectationError, match="unknown scenario 'nonesuch'"):
         load(write(tmp_path, text.replace("copy-up-once", "nonesuch")))
     monkeypatch.setattr(expectations, "installed_version", lambda name, settings=None: "ghost 1.0")
-    try:
-        expectations.configure(str(write(tmp_path, text)))
-        label = "redirect_dir=off,index=off"
-        assert expectations.matching_scenario("ghost", "copy-up-once", label) == (found,)
-        assert expectations.matching_scenario("ghost", "copy-up-once", "ro") == ()
-        assert expectations.matching_scenario("ghost", "rmdir-mkdir-opaque", label) == ()
-    finally:
-        expectations.configure(None)
+    run = RunConfig(expectations_path=write(tmp_path, text))
+    expectations.reload(run.expectations_path)
+    label = "redirect_dir=off,index=off"
+    assert expectations.matching_scenario("ghost", "copy-up-once", label, run) == (found,)
+    assert expectations.matching_scenario("ghost", "copy-up-once", "ro", run) == ()
+    assert expectations.matching_scenario("ghost", "rmdir-mkdir-opaque", label, run) == ()
+    assert expectations.matching_scenario("ghost", "copy-up-once", label) == ()
 
 
 def test_settle_names_a_reproducer_that_shows_nothing(tmp_path, monkeypatch) -> None:
@@ -289,11 +292,9 @@ def test_settle_names_a_reproducer_that_shows_nothing(tmp_path, monkeypatch) -> 
     class Ghost:
         name = "ghost"
 
-    try:
-        expectations.configure(str(write(tmp_path, RECORD + second)))
-        verdict, detail = expectations.settle(Ghost(), MATRIX[0], BY_ID["xattrs"], "conforms", "")
-        assert verdict == expectations.EXPECTED
-        assert "no longer reproduces: the ghost forgets more" in detail
-        assert "the ghost forgets xattrs" not in detail.partition("no longer")[2]
-    finally:
-        expectations.configure(None)
+    run = RunConfig(expectations_path=write(tmp_path, RECORD + second))
+    cell = (Ghost(), MATRIX[0], BY_ID["xattrs"])
+    verdict, detail = expectations.settle(*cell, "conforms", "", None, run)
+    assert verdict == expectations.EXPECTED
+    assert "no longer reproduces: the ghost forgets more" in detail
+    assert "the ghost forgets xattrs" not in detail.partition("no longer")[2]

@@ -327,12 +327,17 @@ def test_reading_an_endless_file_stops_at_the_bound() -> None:
 
 def test_a_refused_expectations_file_does_not_stay_configured(tmp_path: Path, capsys) -> None:
     """In one process (the pytest plugin, a test calling main twice), a refused file must
-    leave the file in use as it was: the next report still renders."""
+    leave nothing behind: the module is as it was, and a later run without
+    --expectations reads the shipped file (each run's file travels in its own
+    conformance.run_config.RunConfig)."""
     from conformance.records import expectations
 
-    before = expectations.PATH
+    before = dict(vars(expectations))
     bad = tmp_path / "bad.toml"
     bad.write_bytes(b"\xff")
     assert main(["certify", "--driver", "reference", "--expectations", str(bad)]) == 2
     capsys.readouterr()
-    assert expectations.PATH is before
+    now = vars(expectations)
+    assert now.keys() == before.keys()
+    assert all(now[name] is value for name, value in before.items())
+    assert expectations.loaded() == expectations.load()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import lzma
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -123,6 +122,11 @@ def test_not_a_kernel_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
         assert err.startswith("error: --kernel-image") and err.count("\n") == 1
     assert main(["certify", "--kernel-modules", str(tmp_path)]) == 2
     assert "needs a --kernel-image" in capsys.readouterr().err
+    _bzimage(tmp_path / "boot" / "vmlinuz-6.1.0-57-amd64", "6.1.0-57-amd64")
+    assert main(["certify", "--kernel-image", str(tmp_path), "--kernel-image",
+                 str(tmp_path / "boot" / "vmlinuz-6.1.0-57-amd64"), "--feature", "xattrs"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: --kernel-image: the same kernel release is given twice\n"
 
 
 def test_the_initramfs_is_a_newc_archive_with_a_console() -> None:
@@ -199,22 +203,39 @@ def test_a_diff_of_two_kernels_names_the_kernel_features_one_has() -> None:
     assert not any("lowerdir" in line for line in lines)  # the same on both
 
 
-@pytest.fixture
-def private_kernel_images(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The kernel images registered during the test are forgotten after it: pytester's
-    in-process runs register them in this process's registry, where a later certify
-    without --driver would start a VM on a fake image."""
-    outside = registry.KERNEL_IMAGES
-    before = dict(outside)
-    monkeypatch.setattr(registry, "KERNEL_IMAGES", {})
-    yield
-    assert outside == before, "a kernel image was registered outside the test's registry"
+def test_a_kernel_image_is_a_driver_of_the_settings_that_name_it(tmp_path: Path) -> None:
+    """``kernel@<release>`` is known, made and checked only under the settings that carry its
+    image: nothing is registered in the module (the same path reaches certify's and
+    pytest-xdist's workers as --driver-cmd does)."""
+    from adapters.settings import DriverSettings
+    from adapters.vm.driver import VmKernelDriver
+    from adapters.vm.image import find_all
+
+    release = "6.1.0-57-amd64"
+    _bzimage(tmp_path / "boot" / f"vmlinuz-{release}", release)
+    given = DriverSettings(timeout=5.0, kernel_images=find_all([str(tmp_path)]))
+    name = f"kernel@{release}"
+    assert name in registry.names(given) and name not in registry.names()
+    registry.check([name], given)
+    with pytest.raises(registry.UnknownDriver, match=name):
+        registry.check([name])
+    with pytest.raises(registry.UnknownDriver, match=name):
+        registry.factory(name)
+    made = registry.factory(name, given)
+    assert issubclass(made, VmKernelDriver) and made.image.release == release
+    assert made.settings == given and made is registry.factory(name, given)
+    assert registry.installed_version(name, given) == release
+    with pytest.raises(ImageError, match="given twice"):
+        find_all([str(tmp_path), str(tmp_path / "boot" / f"vmlinuz-{release}")])
 
 
-@pytest.mark.usefixtures("private_kernel_images")
 def test_the_plugin_replaces_kernel_by_each_kernel_image(
     pytester: pytest.Pytester, tmp_path: Path
 ) -> None:
+    """The kernels travel in the run's settings: pytester's in-process runs leave this
+    process's registry as it was (a later certify without --driver would otherwise start a
+    VM on a fake image)."""
+    before = registry.names()
     for release in ("6.1.0-57-amd64", "7.2.13+deb14-amd64"):
         _bzimage(tmp_path / release / "boot" / f"vmlinuz-{release}", release)
     pytester.makepyfile("def test_uses_driver(driver):\n    pass\n")
@@ -232,3 +253,4 @@ def test_the_plugin_replaces_kernel_by_each_kernel_image(
     result = pytester.runpytest(*args, f"--kernel-image={tmp_path / 'missing'}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--kernel-image: *missing*"])
+    assert registry.names() == before

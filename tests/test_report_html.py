@@ -14,9 +14,9 @@ import pytest
 
 from conformance.certify.engine import Verdict
 from conformance.lockstep.compare import Divergence
-from conformance.records import expectations
 from conformance.records.failure import Failure, TracedStep
 from conformance.reports.report import Cell, Report, environment
+from conformance.run_config import RunConfig
 from reference import ops
 from reference.layer import FileSpec, LayerSpec, StackSpec
 from reference.options import Options
@@ -80,7 +80,6 @@ def _failure(feature: str, actual: object, found=()) -> Failure:
 def page(tmp_path: Path) -> tuple[str, dict]:
     records = tmp_path / "expectations.toml"
     records.write_text(RECORD)
-    expectations.configure(str(records))
     label = Options().label
     diverges = Verdict("mydriver", label, "diverges", f"Diverged: {HOSTILE}", 1.5, "metadata",
                        (_failure("metadata", Ok(None),
@@ -96,7 +95,8 @@ def page(tmp_path: Path) -> tuple[str, dict]:
         Cell(Verdict("mydriver", "ro", "recorded-only", "a verdict of tomorrow", 0.2, "xattrs")),
     ]
     report = Report(tmp_path / "reports", ["reference", "mydriver"], {"budget": "quick"},
-                    planned=len(cells), cells=cells, left_out={"fuse": "give --driver-cmd"})
+                    planned=len(cells), cells=cells, left_out={"fuse": "give --driver-cmd"},
+                    run_config=RunConfig(expectations_path=records))
     report.directory.mkdir()
     report.env = environment([])
     report.env["drivers"] = {
@@ -106,11 +106,8 @@ def page(tmp_path: Path) -> tuple[str, dict]:
     }
     report.status = "complete"
     report.write()
-    try:
-        yield ((report.directory / "report.html").read_text(),
-               json.loads((report.directory / "report.json").read_text()))
-    finally:
-        expectations.configure(None)
+    return ((report.directory / "report.html").read_text(),
+            json.loads((report.directory / "report.json").read_text()))
 
 
 def test_the_page_is_well_formed_and_escapes_every_text(page) -> None:

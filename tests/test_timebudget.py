@@ -8,6 +8,8 @@ import pytest
 
 from conformance import timebudget
 from conformance.lockstep import machine as machine_module
+from conformance.run_config import RunConfig
+from reference.options import MATRIX
 
 
 @pytest.mark.parametrize(
@@ -80,42 +82,89 @@ def test_a_machine_under_a_duration_runs_rounds_from_other_seeds(monkeypatch) ->
 
     monkeypatch.setattr(machine_module, "lockstep_test", counted)
     tiny = settings(max_examples=2, stateful_step_count=3, database=None, deadline=None)
-    monkeypatch.setattr(timebudget, "SECONDS_PER_RUN", None)
     machine_module.run_machine(ReferenceDriver(), Options(), tiny)
     assert len(calls) == 1
     calls.clear()
-    monkeypatch.setattr(timebudget, "SECONDS_PER_RUN", 1.0)
     started = time.monotonic()
-    machine_module.run_machine(ReferenceDriver(), Options(), tiny)
+    shared = RunConfig(seconds_per_run=1.0)
+    machine_module.run_machine(ReferenceDriver(), Options(), tiny, run_config=shared)
     assert time.monotonic() - started >= 1.0
     assert len(calls) >= 2
     seeds = [getattr(test, "_hypothesis_internal_use_seed", None) for test in calls]
     assert seeds[0] is None and len(set(seeds[1:])) == len(seeds) - 1
 
 
+def _claimed(feature_id: str) -> list[object]:
+    """The option sets whose cells of ``feature_id`` the reference driver explores (an
+    unclaimed cell ends at once)."""
+    from adapters import registry
+    from conformance.features import BY_ID
+    from conformance.lockstep.claims import unclaimed_reason
+
+    driver = registry.make("reference")
+    try:
+        return [o for o in MATRIX if unclaimed_reason(driver, o, BY_ID[feature_id]) is None]
+    finally:
+        driver.close()
+
+
 def test_certify_spreads_a_duration_over_its_cells(tmp_path, monkeypatch) -> None:
-    """Six cells (one feature on the six option sets) and 6s: each cell's machine explores
-    for about a second, and the share is reset afterwards."""
+    """One feature on every option set (a cell each) and 6s: each claimed cell's machine
+    explores for its share, 6s over the number of cells (an unclaimed cell counts in the
+    plan too, it just ends at once)."""
     from conformance.__main__ import main
 
     monkeypatch.chdir(tmp_path)
     shares: list[float | None] = []
     real = machine_module._explore
 
-    def noted(machine, run_settings):
-        shares.append(timebudget.SECONDS_PER_RUN)
-        real(machine, run_settings)
+    def noted(machine, run_settings, budget=None):
+        shares.append(budget)
+        real(machine, run_settings, budget)
 
     monkeypatch.setattr(machine_module, "_explore", noted)
+    claimed = _claimed("xattrs")
+    assert claimed
+    share = 6.0 / len(MATRIX)
     started = time.monotonic()
     code = main(
         ["certify", "--driver", "reference", "--feature", "xattrs", "--budget", "6s",
          "--corpus", str(tmp_path / "corpus")]
     )
     assert code == 0
-    assert shares == [1.0] * len(shares) and len(shares) >= 5  # read-only is unclaimed
-    assert time.monotonic() - started >= 5.0
-    assert timebudget.SECONDS_PER_RUN is None
+    assert shares == [pytest.approx(share)] * len(claimed)
+    assert time.monotonic() - started >= len(claimed) * share
+
+
+def test_the_plugin_gives_each_selected_machine_item_an_equal_share(
+    pytester, monkeypatch
+) -> None:
+    """The share is the duration over the machine items left after -k, the items that ask
+    for a budget's settings: here two of the three ``test_machine`` and ``test_feature``.
+    The plain item gets the same configuration, it just has no machine to spend it on."""
+    monkeypatch.delenv("CI", raising=False)
+    pytester.makepyfile(
+        test_shares="""
+import os
+import pytest
+
+@pytest.mark.parametrize("n", ["one", "two", "three"])
+def test_machine(run_config, conformance_settings, n):
+    assert repr(run_config.seconds_per_run) == os.environ["SHARE"]
+
+def test_feature(run_config, feature_settings):
+    assert repr(run_config.seconds_per_run) == os.environ["SHARE"]
+
+def test_plain(run_config):
+    assert repr(run_config.seconds_per_run) == os.environ["SHARE"]
+"""
+    )
+    monkeypatch.setenv("SHARE", "3.0")
+    result = pytester.runpytest("-p", "no:randomly", "--budget=9s", "-k", "not three")
+    result.assert_outcomes(passed=4, deselected=1)
+    monkeypatch.setenv("SHARE", "None")  # a named budget: one run each, no share
+    result = pytester.runpytest("-p", "no:randomly", "--budget=quick")
+    result.assert_outcomes(passed=5)
 
 
 def test_the_pytest_plugin_spreads_a_duration_over_the_selected_machine_items() -> None:
@@ -124,16 +173,19 @@ def test_the_pytest_plugin_spreads_a_duration_over_the_selected_machine_items() 
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
+    names = ("redirect_dir-off+index-off", "redirect_dir-on+index-off")
     command = [
         sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
-        "tests/test_conformance.py", "-k",
-        "test_state_machine and (redirect_dir-off+index-off or redirect_dir-on+index-off)",
+        "tests/test_conformance.py", "-k", f"test_state_machine and ({' or '.join(names)})",
         "--budget", "4s",
     ]
+    # -k matches a name inside another (metacopy=on, data-only, ... extend these)
+    selected = [o for o in MATRIX if any(name in o.test_id for name in names)]
+    assert len(selected) > len(names)
     started = time.monotonic()
     done = subprocess.run(command, cwd=root, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "3 passed" in done.stdout  # metacopy=on matches the second name too
+    assert f"{len(selected)} passed" in done.stdout
     assert time.monotonic() - started >= 4.0
     bad = subprocess.run(
         [*command[:-1], "4 minutes"], cwd=root, capture_output=True, text=True, check=False

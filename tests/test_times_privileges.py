@@ -4,6 +4,8 @@ the seeded faults of adapters/faults.py found and shrunk."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from hypothesis import Phase, settings
 
@@ -90,6 +92,49 @@ def test_a_write_by_root_keeps_set_id_bits_and_drops_the_capability() -> None:
     fs.apply(ops.Write("f", b"y"))
     assert _entry(fs, "f").mode == 0o6755
     assert dict(_entry(fs, "f").xattrs) == {"trusted.a": b"1"}
+
+
+#: A write by a caller without CAP_FSETID (its own files, groups 1000 and 1001 for "user",
+#: 1001 for "other"): the mode each set-id file is left with, as the kernel (6.18) gave it.
+SETID_WRITES = [
+    ("user", 0o2745, 1000, 1000, 0o2745),  # no group exec, in the group: mandatory locking
+    ("user", 0o2745, 1000, 1001, 0o2745),  # a supplementary group counts
+    ("other", 0o2745, 1001, 0, 0o745),  # not in the group: in_group_or_capable fails
+    ("user", 0o2755, 1000, 1000, 0o755),  # group exec: S_ISGID goes
+    ("user", 0o4744, 1000, 1000, 0o744),  # S_ISUID always goes
+]
+
+
+def _setid_stack(mode: int, uid: int, gid: int) -> StackSpec:
+    return StackSpec((LayerSpec((("f", FileSpec(b"x", mode=mode, uid=uid, gid=gid)),)),))
+
+
+@pytest.mark.parametrize(("caller", "mode", "uid", "gid", "after"), SETID_WRITES)
+def test_a_write_by_another_caller_drops_set_id_bits_as_the_kernel_does(
+    caller: str, mode: int, uid: int, gid: int, after: int
+) -> None:
+    """fs/attr.c setattr_should_drop_sgid: S_ISGID goes with group exec, or when the
+    writer is neither in the file's group nor has CAP_FSETID."""
+    fs = Overlay(_setid_stack(mode, uid, gid), Options())
+    assert fs.apply(ops.Fallocate("f", "", 0, 4, caller=caller)) == {Ok(None)}
+    assert _entry(fs, "f").mode == after
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the kernel driver needs root")
+def test_the_kernel_drops_set_id_bits_on_another_callers_write_the_same_way() -> None:
+    from adapters.drivers.kernel import KernelDriver
+
+    reason = KernelDriver.unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    for caller, mode, uid, gid, after in SETID_WRITES:
+        driver = KernelDriver(timeout=30.0)
+        try:
+            driver.mount(_setid_stack(mode, uid, gid), Options())
+            assert driver.run(ops.Fallocate("f", "", 0, 4, caller=caller)) == Ok(None)
+            assert driver.view().entries["f"].mode == after, (caller, oct(mode), gid)
+        finally:
+            driver.close()
 
 
 def test_capabilities_must_be_valid_and_v3_with_root_0_reads_as_v2() -> None:

@@ -89,20 +89,23 @@ import sys
 from hypothesis import settings
 
 from adapters import registry
+from adapters.settings import DriverSettings
+from adapters.vm.image import find_all
 from conformance.features import BY_ID
 from conformance.lockstep.machine import run_machine
 from conformance.lockstep.scenarios import SCENARIOS, run_scenario
 from reference.options import MATRIX
 
-name = registry.add_kernel_image(sys.argv[1])
-driver = registry.factory(name)()
+given = DriverSettings(kernel_images=find_all([sys.argv[1]]))
+name = given.kernel_images[0].label
+driver = registry.make(name, given)
 scenario = next(s for s in SCENARIOS if s.applies(MATRIX[0]))
 run_scenario(driver, scenario, MATRIX[0], None)  # raises on a divergence
 tiny = settings(max_examples=3, stateful_step_count=10, database=None, deadline=None,
                 derandomize=True)
 run_machine(driver, MATRIX[0], tiny, BY_ID["whiteouts"])  # generated, in lockstep
 driver.close()
-driver = registry.factory(name)()  # the same VM, a new session: open when killed
+driver = registry.make(name, given)  # the same VM, a new session: open when killed
 print(driver.vm.pid, name, json.dumps(driver.vm.features), flush=True)
 sys.stdin.read()
 """

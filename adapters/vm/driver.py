@@ -8,6 +8,7 @@ slowdown (software emulation: :data:`adapters.vm.machine.TCG_SCALE`).
 
 from __future__ import annotations
 
+import functools
 import shutil
 import socket
 import subprocess
@@ -74,8 +75,10 @@ class VmKernelDriver(KernelDriver):
         return session, local  # type: ignore[return-value]
 
 
+@functools.cache
 def driver_for(image: KernelImage) -> type[VmKernelDriver]:
-    """The driver class of one kernel, named ``kernel@<release>``."""
+    """The driver class of one kernel, named ``kernel@<release>`` (one class per image: the
+    registry binds it to the run's settings, ``with_settings``, which caches by class)."""
     return type(
         f"KernelDriver_{image.release}", (VmKernelDriver,), {"image": image, "name": image.label}
     )

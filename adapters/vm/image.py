@@ -90,6 +90,17 @@ def find(
     return KernelImage(vmlinuz.resolve(), release, Path(modules).resolve() if modules else None)
 
 
+def find_all(
+    paths: list[str], modules: str | os.PathLike[str] | None = None
+) -> tuple[KernelImage, ...]:
+    """The kernels at ``paths`` (``--kernel-image``), ``modules`` those of the one kernel;
+    an ImageError (one line) for a path that is no kernel or a release given twice."""
+    found = tuple(find(path, modules) for path in paths)
+    if len({image.release for image in found}) != len(found):
+        raise ImageError("the same kernel release is given twice")
+    return found
+
+
 def _load(path: Path) -> bytes:
     data = path.read_bytes()
     if path.name.endswith(".xz"):

@@ -27,13 +27,15 @@ from types import FrameType
 from typing import Any
 
 from adapters import registry
-from adapters.settings import DriverSettings, SettingsError
+from adapters.settings import DEFAULT, DriverSettings, SettingsError
+from adapters.vm.image import KernelImage
 from conformance import timebudget
 from conformance.certify.engine import Planned, Verdict, plan, planned_id, uninterrupted
 from conformance.certify.shard import Shard, ShardError, cell_id
 from conformance.errors import ConformanceError
 from conformance.features import BY_ID, FEATURES, Feature
 from conformance.records import corpus, expectations
+from conformance.run_config import RunConfig
 from conformance.verdicts import INTERRUPTED, fails
 from reference.options import MATRIX
 
@@ -108,12 +110,14 @@ def chosen_engines(args: argparse.Namespace) -> list[str]:
 WHOLE_MACHINE = "machine"
 
 
-def check_arguments(args: argparse.Namespace) -> tuple[list[str], list[Feature], bool]:
+def check_arguments(
+    args: argparse.Namespace, settings: DriverSettings = DEFAULT
+) -> tuple[list[str], list[Feature], bool]:
     """The drivers, the features and whether the whole-machine cells run; a UsageError
     (one line) for anything inconsistent, before anything runs. With ``--engine`` and no
     ``--driver``, no overlay driver is certified."""
     try:
-        registry.check(args.driver)
+        registry.check(args.driver, settings)
     except registry.UnknownDriver as problem:
         raise UsageError(str(problem)) from None
     for name in args.feature:
@@ -133,7 +137,7 @@ def check_arguments(args: argparse.Namespace) -> tuple[list[str], list[Feature],
     features = named if args.feature else list(FEATURES)
     if getattr(args, "engine", None) and not args.driver:
         return [], features, machine
-    return args.driver or registry.names(), features, machine
+    return args.driver or registry.names(settings), features, machine
 
 
 #: Drivers that run only with a setting: not named with ``--driver`` and without that
@@ -255,42 +259,54 @@ def check_fuse_settings(driver_cmd: str | None, profile: str | None) -> None:
         raise UsageError(str(problem).splitlines()[0]) from None
 
 
-def add_kernel_images(args: argparse.Namespace) -> None:
-    """``--kernel-image``: each kernel becomes a driver ``kernel@<release>`` (adapters.vm),
-    certified instead of ``kernel`` (the host's), or as the only drivers when no
-    ``--driver`` is given."""
+def kernel_images(args: argparse.Namespace) -> tuple[KernelImage, ...]:
+    """``--kernel-image``: the kernels to certify in a VM (adapters.vm), each a driver
+    ``kernel@<release>`` of the run's settings; a UsageError (one line) for bad input."""
     images = getattr(args, "kernel_image", None) or []
     if not images:
         if getattr(args, "kernel_modules", None):
             raise UsageError("--kernel-modules needs a --kernel-image")
-        return
+        return ()
     if args.kernel_modules and len(images) != 1:
         raise UsageError("--kernel-modules goes with exactly one --kernel-image")
     if args.workers > 1:
         raise UsageError("--kernel-image runs one VM per kernel in this process: use -n 1")
-    from adapters.vm.image import ImageError
+    from adapters.vm.image import ImageError, find_all
 
-    labels = []
-    for path in images:
-        try:
-            labels.append(registry.add_kernel_image(path, args.kernel_modules))
-        except (ImageError, OSError) as problem:
-            raise UsageError(f"--kernel-image: {problem}") from None
-    if len(set(labels)) != len(labels):
-        raise UsageError("--kernel-image: the same kernel release is given twice")
-    args.driver = [name for name in args.driver if name != "kernel"] + labels
+    try:
+        return find_all(images, args.kernel_modules)
+    except (ImageError, OSError) as problem:
+        raise UsageError(f"--kernel-image: {problem}") from None
 
 
 def driver_settings(args: argparse.Namespace) -> DriverSettings:
     """The run's driver settings, built once from the options and passed explicitly (to
-    the registry, the workers, the reports); a UsageError (one line) for a bad one."""
-    check_fuse_settings(args.driver_cmd, args.profile)
+    the registry, the workers, the reports); a UsageError (one line) for a bad one (the
+    template and profile files are checked apart, :func:`check_fuse_settings`, once the
+    options agree)."""
+    images = kernel_images(args)
     try:
         return DriverSettings(
-            args.driver_cmd, args.profile, getattr(args, "driver_timeout", None)
+            args.driver_cmd, args.profile, getattr(args, "driver_timeout", None), images
         )
     except SettingsError as problem:
         raise UsageError(f"--driver-timeout: {problem}") from None
+
+
+def with_kernel_images(drivers: list[str], settings: DriverSettings) -> list[str]:
+    """The ``--driver`` names with the kernels of ``--kernel-image`` certified instead of
+    ``kernel`` (the host's), or as the only drivers when no ``--driver`` is given."""
+    labels = [image.label for image in settings.kernel_images]
+    if not labels:
+        return drivers
+    return [name for name in drivers if name != "kernel"] + labels
+
+
+def seconds_per_run(budget: str, cells: int, workers: int) -> float | None:
+    """Under a duration budget, each overlay cell's machine's equal share of it (the
+    workers run cells in parallel); None for a budget name."""
+    duration = timebudget.seconds(budget)
+    return None if duration is None else duration * max(1, workers) / max(1, cells)
 
 
 def _skip_program(problem: str) -> None:
@@ -304,8 +320,9 @@ def certify_command(args: argparse.Namespace) -> int:
     from conformance.reports.console import Progress, exit_status, summary_lines
     from conformance.reports.report import Report, prepare
 
-    add_kernel_images(args)
-    drivers, features, machine = check_arguments(args)
+    settings = driver_settings(args)
+    args.driver = with_kernel_images(args.driver, settings)
+    drivers, features, machine = check_arguments(args, settings)
     if args.example_db and args.seed is not None:
         raise UsageError("--example-db: a run with --seed uses no example database")
     shard = shard_of(args)
@@ -313,15 +330,20 @@ def certify_command(args: argparse.Namespace) -> int:
     if shard is not None and engines:
         raise UsageError("--shard splits the overlay drivers' cells: certify --engine apart")
     engine_plan = plan_engines(engines)
-    settings = driver_settings(args)
+    check_fuse_settings(args.driver_cmd, args.profile)
     try:
-        expectations.configure(args.expectations)
+        expectations.reload(args.expectations)
     except expectations.ExpectationError as problem:
         raise UsageError(str(problem)) from None
     not_run = left_out(args, drivers, settings)
     drivers = [name for name in drivers if name not in not_run]
     cells = plan(drivers, features, machine, shard)
     ids = [planned_id(cell) for cell in cells] + [cell_id(*cell) for cell in engine_plan]
+    run_config = RunConfig(
+        expectations_path=args.expectations,
+        seconds_per_run=seconds_per_run(args.budget, len(cells), args.workers),
+        driver_settings=settings,
+    )
     corpus_dir = Path(args.corpus or DEFAULT_CORPUS)
     try:
         programs = corpus.load([corpus.PROJECT_CORPUS, corpus_dir], on_problem=_skip_program)
@@ -340,18 +362,12 @@ def certify_command(args: argparse.Namespace) -> int:
             planned=len(ids),
             order={cell: index for index, cell in enumerate(ids)},
             engines=engines,
-            driver_settings=settings,
+            run_config=run_config,
             left_out=not_run,
         )
         report.write()
     run_settings, feature_settings = _settings(args.budget, args.seed, args.example_db)
     total = len(ids)
-    duration = timebudget.seconds(args.budget)
-    # a duration: each overlay cell's machine gets an equal share (workers run in parallel)
-    overlay_cells = max(1, len(cells))
-    timebudget.SECONDS_PER_RUN = (
-        None if duration is None else duration * max(1, args.workers) / overlay_cells
-    )
     done: list[Verdict] = []
     progress = Progress(total)
     artefacts = Artefacts(report, corpus_dir, settings, progress.note)
@@ -373,14 +389,14 @@ def certify_command(args: argparse.Namespace) -> int:
     try:
         with seeded(args.seed):
             if args.workers > 1:
-                verdicts = run_parallel(args, settings, cells, on_verdict)
+                verdicts = run_parallel(args, run_config, cells, on_verdict)
             else:
                 from conformance.certify.engine import certify
 
                 verdicts = certify(
                     drivers, run_settings, on_verdict, feature_settings=feature_settings,
                     features=features, machine=machine, programs=programs, shard=shard,
-                    driver_settings=settings,
+                    run_config=run_config,
                 )
             if engines:
                 from conformance.budgets import container_budget_settings
@@ -406,7 +422,6 @@ def certify_command(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         _pending = None
-        timebudget.SECONDS_PER_RUN = None
     progress.close()
     html = None
     if report is not None:
@@ -430,18 +445,19 @@ def replay_command(args: argparse.Namespace) -> int:
     except corpus.CorpusError as problem:
         raise UsageError(str(problem)) from None
     name = args.driver or program.driver
+    settings = driver_settings(args)
     try:
-        registry.check([name])
+        registry.check([name], settings)
     except registry.UnknownDriver as problem:
         raise UsageError(str(problem)) from None
-    settings = driver_settings(args)
+    check_fuse_settings(args.driver_cmd, args.profile)
     try:
         driver = registry.make(name, settings)
     except DriverUnavailable as reason:
         raise UsageError(f"driver {name!r} cannot run here: {reason}") from None
     try:
         print(f"replaying {args.program} on {name} [{program.options.label}]")
-        program.replay(driver)
+        program.replay(driver, run_config=RunConfig(driver_settings=settings))
     except FeatureSkipped as reason:
         print(f"skipped: {reason}")
         return 2
@@ -484,11 +500,9 @@ def _worker(config: dict[str, Any], tasks: Any, results: Any) -> None:
     signal.signal(signal.SIGTERM, _raise_interrupted)
     signal.signal(signal.SIGALRM, _raise_again)
     os.chdir(config["cwd"])
-    expectations.configure(config["expectations"])
     run_settings, feature_settings = _settings(
         config["budget"], config["seed"], config["example_db"]
     )
-    timebudget.SECONDS_PER_RUN = config["seconds_per_run"]
     # (the main process said which files it skipped)
     programs = corpus.load([corpus.PROJECT_CORPUS, config["corpus"]], on_problem=lambda _: None)
     drivers: dict[str, Any] = {}
@@ -513,12 +527,14 @@ def _serve(
     feature_settings: Any,
     programs: Any,
 ) -> None:
-    """The worker's loop: a cell from ``tasks``, its verdict to ``results``."""
+    """The worker's loop: a cell from ``tasks``, its verdict to ``results``, under the
+    run's configuration (``config["run_config"]``, conformance.run_config)."""
     from adapters.base import DriverUnavailable
     from conformance.certify.engine import certify_cell
     from conformance.verdicts import BROKEN, SKIPPED
 
     by_label = {options.label: options for options in MATRIX}
+    run_config: RunConfig = config["run_config"]
     while True:
         task = tasks.get()
         if task is None:
@@ -527,13 +543,13 @@ def _serve(
         feature = BY_ID[feature_id] if feature_id else None
         try:
             if name not in drivers:
-                drivers[name] = registry.make(name, config["settings"])
+                drivers[name] = registry.make(name, run_config.driver_settings)
         except DriverUnavailable as reason:
             results.put((index, Verdict(name, label, SKIPPED, str(reason), feature=feature_id)))
             continue
         chosen = run_settings if feature is None else feature_settings
         verdict = certify_cell(
-            drivers[name], by_label[label], chosen, feature, programs, config["settings"]
+            drivers[name], by_label[label], chosen, feature, programs, run_config
         )
         if verdict.verdict in BROKEN:
             with uninterrupted():
@@ -543,12 +559,13 @@ def _serve(
 
 def run_parallel(
     args: argparse.Namespace,
-    settings: DriverSettings,
+    run_config: RunConfig,
     cells: list[Planned],
     on_verdict: Callable[[Verdict], None],
 ) -> list[Verdict]:
-    """The ``cells`` (conformance.certify.engine.plan) in ``args.workers`` processes; verdicts
-    are reported as they come, and returned (and kept in the reports) in plan order."""
+    """The ``cells`` (conformance.certify.engine.plan) in ``args.workers`` processes, each
+    given the run's configuration; verdicts are reported as they come, and returned (and
+    kept in the reports) in plan order."""
     work = [
         (name, feature.id if feature is not None else "", options.label)
         for name, feature, options in cells
@@ -556,11 +573,9 @@ def run_parallel(
     context = multiprocessing.get_context("spawn")
     tasks, results = context.Queue(), context.Queue()
     config = {
-        "parent": os.getpid(), "cwd": os.getcwd(), "expectations": args.expectations,
-        "settings": settings, "budget": args.budget, "seed": args.seed,
-        "example_db": args.example_db,
+        "parent": os.getpid(), "cwd": os.getcwd(), "run_config": run_config,
+        "budget": args.budget, "seed": args.seed, "example_db": args.example_db,
         "corpus": args.corpus or DEFAULT_CORPUS,
-        "seconds_per_run": timebudget.SECONDS_PER_RUN,
     }
     for index, task in enumerate(work):
         tasks.put((index, *task))

@@ -20,7 +20,6 @@ from hypothesis import settings
 
 from adapters import registry
 from adapters.base import Driver, DriverFailure, DriverUnavailable
-from adapters.settings import DEFAULT, DriverSettings
 from conformance.certify.shard import Shard, cell_id
 from conformance.features import FEATURES, Feature
 from conformance.lockstep.claims import unclaimed_reason
@@ -31,6 +30,7 @@ from conformance.records import behaviours as records
 from conformance.records import corpus, expectations
 from conformance.records.corpus import Program
 from conformance.records.failure import Failure, exception_text, failures_of
+from conformance.run_config import DEFAULT_RUN, RunConfig
 from conformance.verdicts import BROKEN, CONFORMS, DIVERGES, SKIPPED, UNCLAIMED
 from reference.options import MATRIX, Options
 
@@ -92,10 +92,12 @@ def certify_cell(
     run_settings: settings,
     feature: Feature | None = None,
     programs: Sequence[Program] = (),
-    driver_settings: DriverSettings = DEFAULT,
+    run_config: RunConfig = DEFAULT_RUN,
 ) -> Verdict:
     """The verdict of one cell; with ``feature``, of that feature's scenarios and machine.
-    The corpus ``programs`` of the cell (conformance.records.corpus) are replayed first."""
+    The corpus ``programs`` of the cell (conformance.records.corpus) are replayed first.
+    ``run_config``: the run's records file, budget share and driver settings
+    (conformance.run_config)."""
     name = feature.id if feature is not None else ""
     reason = unclaimed_reason(driver, options, feature)
     if reason is not None:
@@ -106,11 +108,11 @@ def certify_cell(
     with records.tally() as counts:
         try:
             for program in corpus.matching(programs, options, name):
-                program.replay(driver, feature)
+                program.replay(driver, feature, run_config)
             for scenario in SCENARIOS:
                 if scenario.applies(options) and (wanted is None or scenario.id in wanted):
-                    run_scenario(driver, scenario, options, feature)
-            run_machine(driver, options, run_settings, feature, driver_settings)
+                    run_scenario(driver, scenario, options, feature, run_config)
+            run_machine(driver, options, run_settings, feature, run_config)
         except DriverBroke as broke:
             verdict, detail, failures = broke.verdict, str(broke), failures_of(broke)
         except FeatureSkipped as reason:
@@ -123,7 +125,7 @@ def certify_cell(
         else:
             verdict, detail = CONFORMS, ""
     verdict, detail = expectations.settle(
-        driver, options, feature, verdict, detail, counts, driver_settings
+        driver, options, feature, verdict, detail, counts, run_config
     )
     recorded = tuple(sorted(counts.items()))
     return Verdict(
@@ -177,7 +179,7 @@ def certify(
     machine: bool = True,
     programs: Sequence[Program] = (),
     shard: Shard | None = None,
-    driver_settings: DriverSettings = DEFAULT,
+    run_config: RunConfig = DEFAULT_RUN,
 ) -> list[Verdict]:
     """The verdict of every cell of :func:`plan` (the whole machine's with
     ``run_settings``, the features' with ``feature_settings``, by default the same), in
@@ -189,7 +191,7 @@ def certify(
     verdicts: list[Verdict] = []
     for name, cells in by_driver.items():
         try:
-            driver = registry.make(name, driver_settings)
+            driver = registry.make(name, run_config.driver_settings)
         except DriverUnavailable as reason:
             for feature, options in cells:
                 fid = feature.id if feature is not None else ""
@@ -200,14 +202,14 @@ def certify(
             for feature, options in cells:
                 chosen = run_settings if feature is None else per_feature
                 verdicts.append(
-                    certify_cell(driver, options, chosen, feature, programs, driver_settings)
+                    certify_cell(driver, options, chosen, feature, programs, run_config)
                 )
                 progress(verdicts[-1])
                 if verdicts[-1].verdict in BROKEN:
                     # a hung or crashed driver cannot be trusted again: a fresh one
                     with uninterrupted():
                         driver.close()
-                    driver = registry.make(name, driver_settings)
+                    driver = registry.make(name, run_config.driver_settings)
         finally:
             with uninterrupted():
                 driver.close()

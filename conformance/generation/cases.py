@@ -33,12 +33,12 @@ from conformance.generation import strategies as s
 from conformance.generation.paths_choice import (
     REMEMBERED,
     ROLES,
+    VIABLE,
     Inventory,
     Tree,
     draw_path,
     inventory_of,
     tree_of,
-    viable,
 )
 from conformance.generation.strategies import _STEP_LABEL, _pick
 from conformance.generation.swarm import Swarm, draw_swarm
@@ -141,6 +141,9 @@ class _Drawer:
         #: the rules that may succeed on this mount, and the roles of their first paths
         self._candidates = tuple(r for r in rules if not (read_only and r in CHANGING))
         self._roles = tuple(sorted({ROLES[r][0] for r in self._candidates if r in ROLES}))
+        #: whether each of those roles is viable, asked of an inventory (paths_choice.viable
+        #: without its cache: each is asked once per inventory)
+        self._viable = tuple(VIABLE[role] for role in self._roles)
         #: the rule table of each combination of viable roles and of "a directory was made
         #: over a whiteout" (they repeat)
         self._tables: dict[tuple[bool, ...], tuple[str, ...]] = {}
@@ -163,7 +166,7 @@ class _Drawer:
         if self._table is None:
             handles = any(h is not None for h in self.model.handles)
             flags = (
-                *(viable(role, inv) for role in self._roles), handles, bool(inv.recreated)
+                *[able(inv) for able in self._viable], handles, bool(inv.recreated)
             )
             table = self._tables.get(flags)
             if table is None:

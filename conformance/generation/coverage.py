@@ -329,10 +329,6 @@ def observed(base: type, sink: Callable[[Watch], None] | None = None) -> type:
     return Observed
 
 
-#: Set by the pytest plugin when --hypothesis-show-statistics is given.
-EVENTS = False
-
-
 # --- the command --------------------------------------------------------------------------
 
 

@@ -15,10 +15,8 @@ entry within it.
 
 from __future__ import annotations
 
-import functools
-from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -43,6 +41,22 @@ WH_NAME = ".wh.a"
 FRESH_LEAVES: tuple[str, ...] = (*NAMES, LONG_NAME, WH_NAME)
 #: Removed names remembered for "recreate" and "rename over" choices.
 REMEMBERED = 4
+
+
+class _cached:
+    """functools.cached_property without its lock (Python 3.11 takes an RLock on every
+    first access; an inventory is never shared between threads): the value is computed
+    once, then found in the instance's ``__dict__``."""
+
+    def __init__(self, func: Callable[[Any], Any]) -> None:
+        self.func, self.name = func, func.__name__
+        self.__doc__ = func.__doc__
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        value = instance.__dict__[self.name] = self.func(instance)
+        return value
 
 
 class Inventory:
@@ -73,12 +87,12 @@ class Inventory:
         self.viable: dict[str, bool] = {}
         self.groups: dict[str, list[tuple[list[str], int]]] = {}
 
-    @functools.cached_property
+    @_cached
     def existing(self) -> list[str]:
         """Every name but the root."""
         return sorted(self.tree.kinds, key=_order)
 
-    @functools.cached_property
+    @_cached
     def _by_kind(self) -> dict[Kind, list[str]]:
         found: dict[Kind, list[str]] = {kind: [] for kind in Kind}
         kinds = self.tree.kinds
@@ -86,43 +100,43 @@ class Inventory:
             found[kinds[path]].append(path)
         return found
 
-    @functools.cached_property
-    def counts(self) -> Counter[Kind]:
-        return Counter(self.tree.kinds.values())
+    @property
+    def counts(self) -> dict[Kind, int]:
+        return self.tree.counts
 
-    @functools.cached_property
+    @_cached
     def files(self) -> list[str]:
         return self._by_kind[Kind.FILE]
 
-    @functools.cached_property
+    @_cached
     def dirs(self) -> list[str]:
         """The root ("") first."""
         return ["", *self._by_kind[Kind.DIR]]
 
-    @functools.cached_property
+    @_cached
     def empty_dirs(self) -> list[str]:
         children = self.tree.children
         return [path for path in self._by_kind[Kind.DIR] if not children[path]]
 
-    @functools.cached_property
+    @_cached
     def symlinks(self) -> list[str]:
         return self._by_kind[Kind.SYMLINK]
 
-    @functools.cached_property
+    @_cached
     def fifos(self) -> list[str]:
         return self._by_kind[Kind.FIFO]
 
-    @functools.cached_property
+    @_cached
     def nondirs(self) -> list[str]:
         kinds = self.tree.kinds
         return [path for path in self.existing if kinds[path] is not Kind.DIR]
 
-    @functools.cached_property
+    @_cached
     def with_xattrs(self) -> list[str]:
         """Files and directories that have a user xattr."""
         return sorted(self.tree.xattrs, key=_order)
 
-    @functools.cached_property
+    @_cached
     def removed(self) -> list[str]:
         """The removed names still missing, in a directory that exists."""
         tree = self.tree
@@ -132,7 +146,7 @@ class Inventory:
             if path not in tree.kinds and tree.is_dir(path.rpartition("/")[0])
         ]
 
-    @functools.cached_property
+    @_cached
     def fresh(self) -> list[str]:
         """The removed names, then every missing name of FRESH_LEAVES in each directory
         less than three deep."""
@@ -154,7 +168,7 @@ class Inventory:
         return any(leaf not in kinds for leaf in FRESH_LEAVES) or bool(self.fresh)
 
     def has_empty_dir(self) -> bool:
-        return any(not count for path, count in self.tree.children.items() if path)
+        return self.tree.empty_dirs > 0
 
 
 def _order(path: str) -> tuple[int, str]:
@@ -171,21 +185,33 @@ class Tree:
     kinds: dict[str, Kind] = attrs.field(factory=dict)
     xattrs: set[str] = attrs.field(factory=set)
     children: dict[str, int] = attrs.field(factory=lambda: {"": 0})
+    #: how many names of each kind there are (what a rule's viability asks), and how many
+    #: directories other than the root are empty: kept with the names
+    counts: dict[Kind, int] = attrs.field(factory=lambda: dict.fromkeys(Kind, 0))
+    empty_dirs: int = 0
 
     def add(self, model: Overlay, node: Node) -> None:
         """``node`` and, for a directory, every name below it (none may be known yet)."""
         pending = [node]
+        children, counts = self.children, self.counts
         while pending:
             node = pending.pop()
             path = node.path
+            is_dir = node.is_dir
             if path:
-                self.kinds[path] = Kind.DIR if node.is_dir else node.kind
+                kind = Kind.DIR if is_dir else node.kind
+                self.kinds[path] = kind
+                counts[kind] += 1
                 parent = path.rpartition("/")[0]
-                self.children[parent] += 1
+                if not children[parent] and parent:
+                    self.empty_dirs -= 1
+                children[parent] += 1
             if node.kind in (Kind.FILE, Kind.DIR) and model.meta(node).xattrs:
                 self.xattrs.add(path)
-            if node.is_dir:
-                self.children[path] = 0
+            if is_dir:
+                children[path] = 0
+                if path:
+                    self.empty_dirs += 1
                 pending.extend(child for _, child in model.found_children(node))
 
     def remove(self, path: str) -> None:
@@ -193,12 +219,20 @@ class Tree:
         if path not in self.kinds:
             return
         inside = f"{path}/"
-        gone = [p for p in self.kinds if p == path or p.startswith(inside)]
+        gone = [p for p in self.kinds if p == path or p.startswith(inside)] if (
+            self.kinds[path] is Kind.DIR
+        ) else [path]
+        children, counts = self.children, self.counts
         for p in gone:
-            if self.kinds.pop(p) is Kind.DIR:
-                self.children.pop(p, None)
+            kind = self.kinds.pop(p)
+            counts[kind] -= 1
+            if kind is Kind.DIR and not children.pop(p):
+                self.empty_dirs -= 1
             self.xattrs.discard(p)
-        self.children[path.rpartition("/")[0]] -= 1
+        parent = path.rpartition("/")[0]
+        children[parent] -= 1
+        if not children[parent] and parent:
+            self.empty_dirs += 1
 
     def update(self, model: Overlay, roots: tuple[str, ...]) -> None:
         """Read the names at and below each of ``roots`` again from ``model``, after a
@@ -308,7 +342,7 @@ def _of(paths: list[str], kind: list[str]) -> list[str]:
 
 
 #: Whether a role's first group (the right kind) has a name, from counts (no list needed).
-_VIABLE: dict[str, Callable[[Inventory], bool]] = {
+VIABLE: dict[str, Callable[[Inventory], bool]] = {
     "any": lambda inv: bool(inv.tree.kinds),
     "source": lambda inv: bool(inv.tree.kinds),
     "file": lambda inv: bool(inv.counts[Kind.FILE]),
@@ -330,7 +364,7 @@ def viable(role: str, inv: Inventory) -> bool:
     always succeed on a fresh name (O_CREAT)."""
     known = inv.viable.get(role)
     if known is None:
-        known = inv.viable[role] = _VIABLE[role](inv)
+        known = inv.viable[role] = VIABLE[role](inv)
     return known
 
 

@@ -36,13 +36,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.base import Driver, DriverUnavailable
-from adapters.settings import DEFAULT, DriverSettings
 from conformance.errors import ConformanceError, Diverges
 from conformance.features import BY_ID, WITHOUT_LINK_COUNTS
 from conformance.generation import strategies as s
 from conformance.lockstep.claims import claims_xattrs
 from conformance.lockstep.compare import InodeMap, compare_views, render
 from conformance.records import behaviours as records
+from conformance.run_config import DEFAULT_RUN, RunConfig
 from reference import ops
 from reference.layer import StackSpec, link_counts
 from reference.options import Options
@@ -154,13 +154,13 @@ def check(
     return seen
 
 
-def _records_of(driver: Driver, options: Options, settings: DriverSettings) -> tuple:
+def _records_of(driver: Driver, options: Options, run_config: RunConfig) -> tuple:
     """The driver's records of this feature under ``options`` (none in records.plain())."""
     if records.is_plain():
         return ()
     return tuple(
         r
-        for r in records.behaviours_for(driver.name, options.label, settings)
+        for r in records.behaviours_for(driver.name, options.label, run_config)
         if r.differs and "layer-interchange" in r.features
     )
 
@@ -184,11 +184,11 @@ def _reader_model(stack: StackSpec, steps: list[ops.Op], options: Options) -> Ov
 
 
 @contextmanager
-def _kernel(driver_settings: DriverSettings = DEFAULT) -> Iterator[Any]:
+def _kernel(run_config: RunConfig = DEFAULT_RUN) -> Iterator[Any]:
     from adapters import registry
 
     try:
-        kernel = registry.make(READER, driver_settings)
+        kernel = registry.make(READER, run_config.driver_settings)
     except DriverUnavailable as reason:
         raise FeatureSkipped(
             f"layer interchange needs the kernel driver: {reason}", missing_driver=True
@@ -236,7 +236,7 @@ def run_interchange(
     driver: Driver,
     options: Options,
     run_settings: settings,
-    driver_settings: DriverSettings = DEFAULT,
+    run_config: RunConfig = DEFAULT_RUN,
 ) -> None:
     """The layer-interchange feature for ``driver`` and ``options`` (see the module doc).
     Raises InterchangeDiverged (with Hypothesis's shrunk stack and program) or
@@ -246,9 +246,9 @@ def run_interchange(
         raise FeatureSkipped(reason)
     chosen, _ = pairs(driver)
     steps = int(run_settings.stateful_step_count)
-    known = _records_of(driver, options, driver_settings)
+    known = _records_of(driver, options, run_config)
     failures: list[str] = []
-    with _kernel(driver_settings) as kernel:
+    with _kernel(run_config) as kernel:
         for pair in chosen:
             try:
                 _explore(pair, driver, kernel, options, run_settings, steps, known)
@@ -276,16 +276,16 @@ def replay_program(
     options: Options,
     stack: StackSpec,
     steps: list[ops.Op],
-    driver_settings: DriverSettings = DEFAULT,
+    run_config: RunConfig = DEFAULT_RUN,
 ) -> None:
     """One recorded program through every pair of ``driver`` (expectations replay it),
     the driver's records of this feature applied as in the exploration."""
     reason = applies(options)
     if reason is not None:
         raise FeatureSkipped(reason)
-    known = _records_of(driver, options, driver_settings)
+    known = _records_of(driver, options, run_config)
     failures: list[str] = []
-    with _kernel(driver_settings) as kernel:
+    with _kernel(run_config) as kernel:
         for pair in pairs(driver)[0]:
             try:
                 exchange(pair, driver, kernel, stack, steps, options, known)

@@ -31,7 +31,6 @@ import attrs
 from hypothesis import currently_in_test_context, given, note, seed, settings
 
 from adapters.base import Driver, DriverFailure, DriverHung
-from adapters.settings import DEFAULT, DriverSettings
 from conformance.errors import ConformanceError, Diverges
 from conformance.features import ALL_FIELDS, Feature
 from conformance.generation import strategies as s
@@ -56,6 +55,7 @@ from conformance.lockstep.compare import (
 )
 from conformance.records import behaviours as records
 from conformance.records.failure import Failure, TracedStep
+from conformance.run_config import DEFAULT_RUN, RunConfig
 from conformance.verdicts import CRASHED, DIVERGES, HUNG
 from reference import ops, variants
 from reference.layer import StackSpec
@@ -449,19 +449,12 @@ class OverlayMachine:
 RULES: frozenset[str] = frozenset(s.OPERATIONS)
 
 
-#: Wraps each machine class machine_for makes (the pytest plugin sets it to
-#: conformance.generation.coverage.observed with --hypothesis-show-statistics; set here rather than
-#: imported, so the coverage command, which runs machines, and the machine do not import
-#: each other).
-OBSERVE: Callable[[type], type] | None = None
-
-
 def machine_for(
     driver: Driver,
     options: Options,
     feature: Feature | None = None,
     behaviours: tuple | None = None,
-    driver_settings: DriverSettings = DEFAULT,
+    run_config: RunConfig = DEFAULT_RUN,
 ) -> type[OverlayMachine]:
     """A machine class bound to ``driver`` and ``options`` (a read-only mount needs two
     lowers: the kernel refuses one lower without an upper, obs M.20).
@@ -469,8 +462,11 @@ def machine_for(
     With a ``feature``, programs draw only its rules and only its fields of the view are
     compared. The model follows the variants the driver's profile selects, and the
     differences the driver's records (``behaviours``; default: those of its installed
-    version in conformance/records/expectations.toml, the version asked with ``driver_settings``)
-    account for are expected (conformance.records.behaviours).
+    version in the run's records file, the version asked with its driver settings, see
+    conformance.run_config) account for are expected (conformance.records.behaviours). The
+    class goes through the run's ``observe_machine`` (--hypothesis-show-statistics); it is
+    given rather than imported, so the coverage command, which runs machines, and the
+    machine do not import each other.
     """
     rules = RULES if feature is None else feature.rules
     fields = None if feature is None else feature.fields
@@ -503,13 +499,13 @@ def machine_for(
     if records.is_plain():
         behaviours = ()
     if behaviours is None:
-        behaviours = records.behaviours_for(driver.name, options.label, driver_settings)
+        behaviours = records.behaviours_for(driver.name, options.label, run_config)
     Machine.behaviours = tuple(behaviours)
     Machine.records = tuple(b for b in behaviours if b.differs)
     Machine.__name__ = Machine.__qualname__ = "OverlayMachine"
-    if OBSERVE is not None:
+    if run_config.observe_machine is not None:
         # pytest --hypothesis-show-statistics: each rare state reached is an event
-        return OBSERVE(Machine)
+        return run_config.observe_machine(Machine)
     return Machine
 
 
@@ -549,12 +545,13 @@ def run_machine(
     options: Options,
     run_settings: settings | None = None,
     feature: Feature | None = None,
-    driver_settings: DriverSettings = DEFAULT,
+    run_config: RunConfig = DEFAULT_RUN,
     behaviours: tuple | None = None,
 ) -> None:
-    """Run the lockstep machine for one driver and option set (``driver_settings``: the
-    run's, for a driver the check makes itself, the layer-interchange reader;
-    ``behaviours``: its records, by default those of conformance/records/expectations.toml, see
+    """Run the lockstep machine for one driver and option set (``run_config``: the run's
+    configuration, conformance.run_config: its records file, its share of a duration
+    budget, the driver settings of a driver the check makes itself, the layer-interchange
+    reader; ``behaviours``: its records, by default those of the run's records file, see
     machine_for).
 
     Raises Diverged (with Hypothesis's shrunk program) on a divergence, and DriverBroke
@@ -564,11 +561,11 @@ def run_machine(
     if feature is not None and not feature.machine:
         from conformance.lockstep.interchange import run_interchange
 
-        run_interchange(driver, options, run_settings or settings(), driver_settings)
+        run_interchange(driver, options, run_settings or settings(), run_config)
         return
-    machine = machine_for(driver, options, feature, behaviours, driver_settings)
+    machine = machine_for(driver, options, feature, behaviours, run_config)
     try:
-        _explore(machine, run_settings)
+        _explore(machine, run_settings, run_config.seconds_per_run)
     except BaseException as exc:
         if machine.broken is not None:
             raise machine.broken.with_traceback(None) from None
@@ -590,12 +587,14 @@ def _first_path(op: ops.Op) -> str:
     return paths[0] if paths else ""
 
 
-def _explore(machine: type[OverlayMachine], run_settings: settings | None) -> None:
-    """One run of the machine's test, or under a time budget (conformance.timebudget) runs
-    from other seeds until this run's share of the time is spent."""
+def _explore(
+    machine: type[OverlayMachine], run_settings: settings | None, budget: float | None = None
+) -> None:
+    """One run of the machine's test, or under a time budget (``budget``: this run's share
+    of it in seconds, conformance.timebudget) runs from other seeds until that share is
+    spent."""
     from conformance import timebudget
 
-    budget = timebudget.SECONDS_PER_RUN
     if budget is None:
         lockstep_test(machine, run_settings)()
         return

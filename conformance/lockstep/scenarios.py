@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 import attrs
 
 from adapters.base import Driver
-from adapters.settings import DEFAULT, DriverSettings
 from conformance.lockstep.claims import compares_upper
+from conformance.run_config import DEFAULT_RUN, RunConfig
 from reference import ops
 from reference.layer import DirSpec, FileSpec, LayerSpec, MetacopySpec, StackSpec, WhiteoutSpec
 from reference.options import Options
@@ -257,7 +257,7 @@ def run_scenario(
     scenario: Scenario,
     options: Options,
     feature: Feature | None = None,
-    driver_settings: DriverSettings = DEFAULT,
+    run_config: RunConfig = DEFAULT_RUN,
 ) -> None:
     """Run ``scenario`` on ``driver`` in lockstep with the reference; raise on divergence.
     With a ``feature``, the view comparison checks only that feature's fields.
@@ -271,7 +271,7 @@ def run_scenario(
     did otherwise)."""
     from conformance.lockstep.machine import _StopExample, machine_for
 
-    machine = machine_for(driver, options, feature, driver_settings=driver_settings)()
+    machine = machine_for(driver, options, feature, run_config=run_config)()
     named = {b.id for b in machine.behaviours if scenario.id in b.scenarios}
     departed = False
     try:

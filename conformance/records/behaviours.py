@@ -1360,11 +1360,13 @@ def conclude(counts: Counter[str], item: Any) -> None:
         raise RecordedBehaviours("only recorded behaviours: " + describe_counts(counts))
 
 
-#: Where the machine finds a driver's records: ``(driver, option set label, driver
-#: settings) -> records``, registered by conformance.records.expectations when it is imported (so
-#: this module and the machine do not import the record file's reader, which runs
-#: scenarios and machines). Without one, no difference is expected: a missing registration
-#: can only make a run stricter, never hide a divergence.
+#: Where the machine finds a driver's records: ``(driver, option set label, run
+#: configuration) -> records`` (the run's records file, the driver's version asked with
+#: its driver settings: conformance.run_config), registered by
+#: conformance.records.expectations when it is imported (so this module and the machine
+#: do not import the record file's reader, which runs scenarios and machines). Without
+#: one, no difference is expected: a missing registration can only make a run stricter,
+#: never hide a divergence.
 _BOOK: Callable[[str, str, Any], tuple[Any, ...]] | None = None
 
 
@@ -1374,7 +1376,8 @@ def use_book(book: Callable[[str, str, Any], tuple[Any, ...]]) -> None:
     _BOOK = book
 
 
-def behaviours_for(driver: str, options: str, settings: Any) -> tuple[Any, ...]:
-    """The records of ``driver`` under the option set ``options``, the driver's version
-    asked with the run's driver ``settings`` (none without a book)."""
-    return () if _BOOK is None else tuple(_BOOK(driver, options, settings))
+def behaviours_for(driver: str, options: str, run_config: Any) -> tuple[Any, ...]:
+    """The records of ``driver`` under the option set ``options`` in the run's records
+    file, the driver's version asked with its driver settings (``run_config``,
+    conformance.run_config; none without a book)."""
+    return () if _BOOK is None else tuple(_BOOK(driver, options, run_config))

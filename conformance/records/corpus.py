@@ -41,6 +41,7 @@ from conformance.records.failure import Failure
 from conformance.records.program_check import ProgramError
 from conformance.records.programs import parse_program
 from conformance.records.replay import replay_steps
+from conformance.run_config import DEFAULT_RUN, RunConfig
 from reference import layer, ops
 from reference.options import MATRIX, Options
 
@@ -104,9 +105,11 @@ class Program:
             "found": self.found,
         }
 
-    def replay(self, driver: Any, feature: Any = None) -> None:
+    def replay(
+        self, driver: Any, feature: Any = None, run_config: RunConfig = DEFAULT_RUN
+    ) -> None:
         """Run it on ``driver`` in lockstep with the reference (raises Diverged while the
-        driver does not conform on it)."""
+        driver does not conform on it), the run's records applied (``run_config``)."""
         if feature is None and self.feature:
             from conformance.features import BY_ID
 
@@ -119,6 +122,7 @@ class Program:
             feature,
             title=self.divergence.splitlines()[0] if self.divergence else self.name,
             source=str(self.path or "corpus"),
+            run_config=run_config,
         )
 
 

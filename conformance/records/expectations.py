@@ -60,6 +60,7 @@ from conformance.records import behaviours as records
 from conformance.records.program_check import ProgramError
 from conformance.records.programs import parse_program
 from conformance.records.replay import replay
+from conformance.run_config import DEFAULT_RUN, RunConfig
 from conformance.verdicts import VerdictKind
 from reference import layer, ops
 
@@ -253,18 +254,18 @@ def load(path: str | Path = DEFAULT_PATH) -> tuple[Expectation, ...]:
     return loaded
 
 
-#: The file in use (set by the pytest plugin and the certify CLI; None: the default).
-PATH: str | None = None
+def reload(path: str | None) -> tuple[Expectation, ...]:
+    """The records of ``path`` (a run's ``expectations_path``, conformance.run_config; None:
+    the default file), read again now: the pytest plugin and certify call it once, before
+    anything runs, so a bad file fails early (an :class:`ExpectationError`, one line) and
+    a file changed since an earlier run in this process is read as it is now."""
+    _loaded.cache_clear()
+    return _loaded(path)
 
 
-def configure(path: str | None) -> tuple[Expectation, ...]:
-    """Use ``path`` (None: the default file); load it now so a bad file fails early, and
-    before it replaces the file in use (a refused file must not stay configured)."""
-    global PATH
-    _loaded.cache_clear()  # the file may have changed since it was read
-    _loaded(path)  # raises on a bad file: PATH stays as it was
-    PATH = path
-    return _loaded(PATH)
+def loaded(run_config: RunConfig = DEFAULT_RUN) -> tuple[Expectation, ...]:
+    """The records of the run's file (read once per process, :func:`reload` reads it again)."""
+    return _loaded(run_config.expectations_path)
 
 
 @functools.cache
@@ -290,15 +291,15 @@ def version_of(driver: str, settings: DriverSettings = DEFAULT) -> str | None:
 
 
 def _of_version(
-    driver: str, options: str, settings: DriverSettings, keep: Callable[[Expectation], bool]
+    driver: str, options: str, run_config: RunConfig, keep: Callable[[Expectation], bool]
 ) -> tuple[Expectation, ...]:
-    """The records of the installed version of ``driver`` under the option set
-    ``options`` that ``keep`` selects (the version is asked only when some record names
-    the driver)."""
-    mine = [e for e in _loaded(PATH) if e.driver == driver and keep(e)]
+    """The records of the run's file of the installed version of ``driver`` under the
+    option set ``options`` that ``keep`` selects (the version is asked, with the run's
+    driver settings, only when some record names the driver)."""
+    mine = [e for e in loaded(run_config) if e.driver == driver and keep(e)]
     if not mine:
         return ()
-    version = installed_version(driver, settings)
+    version = installed_version(driver, run_config.driver_settings)
     return tuple(e for e in mine if e.matches(driver, version, "", options))
 
 
@@ -314,7 +315,7 @@ def applies(features: tuple[str, ...], feature: str) -> bool:
 
 
 def matching(
-    driver: str, feature: str, options: str, settings: DriverSettings = DEFAULT
+    driver: str, feature: str, options: str, run_config: RunConfig = DEFAULT_RUN
 ) -> tuple[Expectation, ...]:
     """The expectations for this cell of the installed version (``feature`` "": the whole
     machine, so any feature that is a machine; layer-interchange is not part of it)."""
@@ -325,23 +326,23 @@ def matching(
             return applies(e.features, feature)
         return any(BY_ID[f].machine for f in e.features)
 
-    return _of_version(driver, options, settings, keep)
+    return _of_version(driver, options, run_config, keep)
 
 
 def behaviours(
-    driver: str, options: str, settings: DriverSettings = DEFAULT
+    driver: str, options: str, run_config: RunConfig = DEFAULT_RUN
 ) -> tuple[Expectation, ...]:
     """The records of the installed version of ``driver`` under the option set ``options``
     (any feature): the behaviours the lockstep machine accounts for
     (conformance.records.behaviours)."""
-    return _of_version(driver, options, settings, lambda e: True)
+    return _of_version(driver, options, run_config, lambda e: True)
 
 
 def matching_scenario(
-    driver: str, scenario: str, options: str, settings: DriverSettings = DEFAULT
+    driver: str, scenario: str, options: str, run_config: RunConfig = DEFAULT_RUN
 ) -> tuple[Expectation, ...]:
     """The expectations of the installed version that fail the named scenario."""
-    return _of_version(driver, options, settings, lambda e: scenario in e.scenarios)
+    return _of_version(driver, options, run_config, lambda e: scenario in e.scenarios)
 
 
 def describe(found: tuple[Expectation, ...]) -> str:
@@ -355,7 +356,7 @@ def settle(
     verdict: str,
     detail: str,
     seen: Counter[str] | None = None,
-    settings: DriverSettings = DEFAULT,
+    run_config: RunConfig = DEFAULT_RUN,
 ) -> tuple[str, str]:
     """certify: the verdict of a cell (``feature`` None: the whole machine) in the light of
     the recorded behaviours of the installed version. ``seen`` counts the examples that
@@ -370,7 +371,7 @@ def settle(
     interchange matches its records as the machine does (conformance.lockstep.interchange.check)."""
     seen = Counter() if seen is None else seen
     feature_id = feature.id if feature is not None else ""
-    found = matching(driver.name, feature_id, options.label, settings)
+    found = matching(driver.name, feature_id, options.label, run_config)
     if verdict != "conforms":
         if seen and verdict == "diverges":
             detail += f"\nrecorded behaviours also seen: {records.describe_counts(seen)}"
@@ -379,7 +380,7 @@ def settle(
         with records.tally() as replayed:
             for expectation in found:
                 try:
-                    replay(driver, expectation, options, feature, settings)
+                    replay(driver, expectation, options, feature, run_config)
                 except AssertionError as exc:
                     # the reproducer shows something no record accounts for
                     return "diverges", f"{expectation.id}'s reproducer: {exc}"

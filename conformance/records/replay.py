@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from adapters.settings import DEFAULT, DriverSettings
+from conformance.run_config import DEFAULT_RUN, RunConfig
 from reference import layer, ops
 
 if TYPE_CHECKING:
@@ -17,7 +17,7 @@ def replay(
     expectation: Expectation,
     options: Any,
     feature: Any = None,
-    settings: DriverSettings = DEFAULT,
+    run_config: RunConfig = DEFAULT_RUN,
 ) -> None:
     """Run the recorded reproducer on ``driver`` in lockstep with the reference (raises
     Diverged on a difference no record accounts for); for layer-interchange, write it
@@ -25,7 +25,7 @@ def replay(
     if feature is not None and not feature.machine:
         from conformance.lockstep.interchange import replay_program
 
-        replay_program(driver, options, expectation.stack, list(expectation.steps), settings)
+        replay_program(driver, options, expectation.stack, list(expectation.steps), run_config)
         return
 
     replay_steps(
@@ -36,7 +36,7 @@ def replay(
         feature,
         title=expectation.reason,
         source="conformance/records/expectations.toml",
-        settings=settings,
+        run_config=run_config,
     )
 
 
@@ -48,7 +48,7 @@ def replay_steps(
     feature: Any = None,
     title: str = "a recorded program",
     source: str = "",
-    settings: DriverSettings = DEFAULT,
+    run_config: RunConfig = DEFAULT_RUN,
 ) -> None:
     """Run ``steps`` over ``stack`` on ``driver`` in lockstep with the reference, the full
     comparison after every step (raises Diverged, with the failure as data, when the
@@ -63,4 +63,4 @@ def replay_steps(
         stack=stack,
         steps=tuple(Step(op) for op in steps),
     )
-    run_scenario(driver, scenario, options, feature, settings)
+    run_scenario(driver, scenario, options, feature, run_config)

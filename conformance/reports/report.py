@@ -31,6 +31,7 @@ from conformance.reports import safe_write
 from conformance.reports.html import _status_line, grid, render_html
 from conformance.reports.html import slug as slug  # the file name part of a cell id
 from conformance.reports.safe_write import write_atomically
+from conformance.run_config import DEFAULT_RUN, RunConfig
 from conformance.verdicts import QUIET, SEVERITY, fails
 
 if TYPE_CHECKING:
@@ -185,8 +186,9 @@ class Report:
     order: dict[str, int] = attrs.field(factory=dict)
     #: The container engines certified (conformance.certify.engines).
     engines: list[str] = attrs.field(factory=list)
-    #: The run's driver settings (what the drivers' entries record depends on them).
-    driver_settings: DriverSettings = DEFAULT
+    #: The run's configuration: its driver settings (what the drivers' entries record
+    #: depends on them) and its records file (the recorded behaviours listed).
+    run_config: RunConfig = DEFAULT_RUN
     #: Drivers not asked for that cannot run for want of a setting: name -> what to give.
     left_out: dict[str, str] = attrs.field(factory=dict)
     #: Each cell's JSON, made once (the reports are rewritten after every verdict): by the
@@ -202,7 +204,7 @@ class Report:
 
     def document(self) -> dict[str, Any]:
         if self.env is None:
-            self.env = environment(self.drivers, self.engines, self.driver_settings)
+            self.env = environment(self.drivers, self.engines, self.run_config.driver_settings)
         summary = v.count(cell.verdict.verdict for cell in self.cells)
         cells = [
             self.cell_json(cell)
@@ -225,7 +227,7 @@ class Report:
             "left_out": self.left_out,
             "directory": str(self.directory),
             "cells": cells,
-            "recorded": recorded_behaviours(cells),
+            "recorded": recorded_behaviours(cells, self.run_config),
         }
 
     def write(self) -> None:
@@ -242,14 +244,16 @@ def write_files(directory: Path, doc: dict[str, Any]) -> None:
         write_atomically(directory / "junit.xml", render_junit(doc))
 
 
-def recorded_behaviours(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The recorded behaviours (conformance/records/expectations.toml) of the installed versions
+def recorded_behaviours(
+    cells: list[dict[str, Any]], run_config: RunConfig = DEFAULT_RUN
+) -> list[dict[str, Any]]:
+    """The recorded behaviours (the run's records file) of the installed versions
     that cells of this run saw, each with the ids of those cells and how many of their
     examples showed it: a cell's ``recorded`` (conformance.records.behaviours), not its verdict,
     says which records it met, so a record is listed only where its behaviour was seen."""
     from conformance.records import expectations
 
-    by_id = {(r.driver, r.id): r for r in expectations._loaded(expectations.PATH)}
+    by_id = {(r.driver, r.id): r for r in expectations.loaded(run_config)}
     found: dict[tuple[str, str], tuple[Any, list[str], int]] = {}
     for cell in cells:
         for name, examples in (cell.get("recorded") or {}).items():
