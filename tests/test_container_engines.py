@@ -44,6 +44,8 @@ def test_engine_record(engine, record) -> None:
 
     if engine.profile.name not in engine_records.OTHER:
         pytest.skip("records compare docker and podman")
+    if engine.profile.name not in record.replays:
+        pytest.skip(f"{engine.profile.name} was seen to vary on {record.id} (its confirmed text)")
     engine_records.replay(engine, record, swapped=False)
     if engine.profile.name in record.shows:
         with pytest.raises(ContainerDiverged):

@@ -8,7 +8,9 @@ reproduced by hand with both CLIs first. Keys:
 ``scenarios`` (array of scenario ids) and/or ``steps`` (array of Lockstep calls, as
 ``create('c', ContainerSpec((VolumeMount('a', 'v'),)))`` or ``run('c', ops.Unlink('a/x'))``),
 ``shows`` (array: the engines whose program shows the field), ``confirmed`` (the CLI
-commands and what each engine did).
+commands and what each engine did), ``replays`` (optional array: the engines that give
+the program's outcome every time; default both - an engine left out was seen to vary,
+which ``confirmed`` says).
 
 :func:`replay` holds an engine to a record: under its own profile the program passes,
 under its profile with the *other* engine's value of the field it diverges. So each
@@ -34,7 +36,7 @@ DEFAULT_PATH = Path(__file__).with_name("engines.toml")
 #: The two engines a record compares; each one's other.
 OTHER: dict[str, EngineProfile] = {"docker": PODMAN, "podman": DOCKER}
 _REQUIRED = {"id": str, "field": str, "reason": str, "shows": list, "confirmed": str}
-_OPTIONAL = {"scenarios": list, "steps": list}
+_OPTIONAL = {"scenarios": list, "steps": list, "replays": list}
 #: The names a step may use: Lockstep methods, the container spec classes, ``ops``.
 _NAMES: dict[str, Any] = {
     "ops": ops,
@@ -58,6 +60,7 @@ class EngineRecord:
     confirmed: str
     scenarios: tuple[str, ...] = ()
     steps: tuple[str, ...] = ()
+    replays: tuple[str, ...] = ("docker", "podman")
 
 
 def load(path: Path = DEFAULT_PATH) -> list[EngineRecord]:
@@ -92,6 +95,7 @@ def _record(path: Path, raw: dict[str, Any]) -> EngineRecord:
         raw["confirmed"],
         tuple(raw.get("scenarios", ())),
         tuple(raw.get("steps", ())),
+        tuple(raw.get("replays", ("docker", "podman"))),
     )
 
 

@@ -120,6 +120,7 @@ def render_engines() -> str:
             lines.append("- **steps**:")
             lines += [f"  1. `{step}`" for step in record.steps]
         lines.append(f"- **shows**: {_inline(list(record.shows))}")
+        lines.append(f"- **replays**: {_inline(list(record.replays))}")
         lines += [*_field("confirmed", record.confirmed), ""]
     return "\n".join(lines).rstrip("\n") + "\n"
 
