@@ -999,12 +999,17 @@ class ContainerMachine(RuleBasedStateMachine):
         fs = model.cp_fs(name)
         parent = path.rpartition("/")[0]
         # docker checks the directory it extracts into (the parent of a new or file
-        # destination) against the volumes and binds, tmpfs left out (moby daemon/archive.go
-        # checkIfPathIsInAVolume: "mounted volume is marked read-only"; observed with a
-        # mount at the path itself inside a read-only one): neither may be read-only
+        # destination) against every mount point of the container, tmpfs included, in map
+        # order (moby daemon/archive.go checkIfPathIsInAVolume over container.MountPoints:
+        # "mounted volume is marked read-only"; by hand, docker 20.10: cp into a read-only
+        # --mount type=tmpfs is refused so, with or without an image volume under it):
+        # no mount holding either may be read-only
+        mounts = self.lock.model.mounts_of(name, placed=False)
         for where in (path, parent):
-            target, _ = fs.locate(where)
-            if target is not None and fs.mounts[target][1]:
+            clean = where.strip("/")
+            if any(
+                ro and (clean == t or clean.startswith(f"{t}/")) for t, (_, ro, _) in mounts.items()
+            ):
                 return None
         kinds = [first_kind(fs, parent) if parent else "dir", first_kind(fs, path)]
         if kinds[0] != "dir" or kinds[1] not in (None, "file"):
