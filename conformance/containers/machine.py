@@ -1004,12 +1004,10 @@ class ContainerMachine(RuleBasedStateMachine):
         # "mounted volume is marked read-only"; by hand, docker 20.10: cp into a read-only
         # --mount type=tmpfs is refused so, with or without an image volume under it):
         # no mount holding either may be read-only
-        mounts = self.lock.model.mounts_of(name, placed=False)
+        read_only = [r.mount.target for r in model.containers[name].table if r.mount.read_only]
         for where in (path, parent):
             clean = where.strip("/")
-            if any(
-                ro and (clean == t or clean.startswith(f"{t}/")) for t, (_, ro, _) in mounts.items()
-            ):
+            if any(clean == t or clean.startswith(f"{t}/") for t in read_only):
                 return None
         kinds = [first_kind(fs, parent) if parent else "dir", first_kind(fs, path)]
         if kinds[0] != "dir" or kinds[1] not in (None, "file"):
