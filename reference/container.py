@@ -745,7 +745,12 @@ class ContainerWorld:
     def cp_in(self, name: str, path: str, data: bytes) -> Action:
         """``cp`` of a host file (mode 0644) to ``path``: the name is replaced (the tar
         extraction removes an existing non-directory first: moby pkg/archive
-        createTarFile, observed a new file), owned by root."""
+        createTarFile, observed a new file), owned by root. The file is made 0600 and
+        written before its mode and owner are set (podman's buildah copier creates it
+        0600); a write that does not fit (a tmpfs with ``size`` that podman's cp sees)
+        fails the copy "no space left on device" and leaves what fitted, mode 0600 (by
+        hand, podman 4.3.1: 5000 bytes into an empty size=4096 tmpfs left 4096 bytes,
+        a second copy an empty file)."""
         if name not in self.containers:
             return _refused(Why.NO_SUCH_CONTAINER)
         fs = self.cp_fs(name)
@@ -756,13 +761,17 @@ class ContainerWorld:
         before = container.root.view()
         steps = (
             ops.Unlink(path),
-            ops.Write(path, data, flags=("O_CREAT", "O_EXCL")),
+            ops.Write(path, data, flags=("O_CREAT", "O_EXCL"), mode=0o600),
             ops.Chmod(path, 0o644),
             ops.Chown(path, 0, 0),
         )
         for step in steps:
-            if any(isinstance(o, Ok) for o in fs.apply(step)):
+            outcome = fs.apply(step)
+            if any(isinstance(o, Ok) for o in outcome):
                 _touch(container, fs, step, before)
+            got = first(outcome) if isinstance(step, ops.Write) else None
+            if got == Err("ENOSPC") or (isinstance(got, Ok) and got.value < len(data)):
+                return _refused(Why.NO_SPACE)
         return Ok(None)
 
     def cp_out(self, name: str, path: str) -> bytes | Refused:

@@ -30,6 +30,7 @@ from reference.container import (
     Refused,
     TmpfsMount,
     VolumeMount,
+    Why,
     start_order,
 )
 from reference.engines import PROFILES
@@ -155,7 +156,7 @@ class KernelMountsEngine(SandboxedDriver):
         target, inner = fs.locate(path)
         entry = model.mount_at(name, target) if target is not None else None
         outcome = model.cp_in(name, path, data)
-        if outcome != Ok(None):
+        if outcome not in (Ok(None), Refused(Why.NO_SPACE.value)):
             return outcome
         if entry is None:
             where = ("root", path)
@@ -165,8 +166,8 @@ class KernelMountsEngine(SandboxedDriver):
             where = (f"host:{entry.mount.source}", inner)
         else:
             where = ("running", path)
-        self._call("cp_in", name, *where, data)
-        return outcome
+        refused = self._call("cp_in", name, *where, data)
+        return Ok(None) if refused is None else Refused(refused)
 
     def cp_out(self, name: str, path: str) -> bytes | Refused:
         """Read through the same routing (the model's answer on a refusal)."""

@@ -216,17 +216,29 @@ class ContainerExecutor:
         mount(self.root_of(name), side, "", MS_BIND, None)
         return side, lambda: umount(side)
 
-    def do_cp_in(self, name: str, where: str, path: str, data: bytes) -> None:
-        """Replace the name (unlink, then a new file 0644 root) as tar extraction does."""
+    def do_cp_in(self, name: str, where: str, path: str, data: bytes) -> str | None:
+        """Replace the name (unlink, then a new file 0600 written, then 0644 root) as the
+        engines' extraction does; "no-space" when the data does not fit (what fitted stays)."""
         place, done = self.cp_place(name, where)
         try:
             target = os.path.join(place, path)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(target)
-            with open(target, "xb") as f:
-                f.write(data)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.fchmod(fd, 0o600)  # whatever the umask
+                left = memoryview(data)
+                while left:
+                    left = left[os.write(fd, left) :]
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                return "no-space"
+            finally:
+                os.close(fd)
             os.chown(target, 0, 0)
             os.chmod(target, 0o644)
+            return None
         finally:
             done()
 
