@@ -877,6 +877,19 @@ def _touch(container: Container, fs: ContainerFs, op: ops.Op, before: View) -> N
             if node is not None and node.upper is not None:
                 container.touched.add(node.upper.ident)
     after = root.view().entries
+    # a rename sets both parents' mtime even when no name changes in one of them (over an
+    # existing name, RENAME_EXCHANGE): shmem_rename2/shmem_exchange, ext4_rename; nothing
+    # when source and target are one inode (vfs_rename returns early). Observed: podman
+    # 4.3.1 diff lists C /a/d after mv /b/w /a/d/y.
+    if (
+        isinstance(op, ops.Rename)
+        and not any(fs.locate(p)[0] for p in (op.src, op.dst))
+        and any(before.entries.get(p) != after.get(p) for p in (op.src, op.dst))
+    ):
+        for parent in {op.src.rpartition("/")[0], op.dst.rpartition("/")[0]} - {""}:
+            upper = entry_at(root.upper, parent)
+            if upper is not None:
+                container.touched.add(upper.ident)
     listing_before = _listings(before.entries)
     for directory, names in _listings(after).items():
         if listing_before.get(directory) != names:
