@@ -1274,6 +1274,12 @@ def rule_removed_name_back_in_renamed_dir(diff: Divergence, path: str, ctx: Step
     op = ctx.op
     if not isinstance(op, ops.Rename) or not path.startswith(op.dst + "/"):
         return False
+    return _removed_name_shown(path, ctx, lower_at=op.src + path[len(op.dst):])
+
+
+def _removed_name_shown(path: str, ctx: StepContext, lower_at: str) -> bool:
+    """The driver shows an object at ``path`` where the model has nothing reachable, and
+    a lower branch holds an object of that kind at ``lower_at`` (the removed one)."""
     if ctx.actual_view is None or path not in ctx.actual_view.entries:
         return False
     try:
@@ -1282,8 +1288,7 @@ def rule_removed_name_back_in_renamed_dir(diff: Divergence, path: str, ctx: Step
         node = None
     if node is not None:
         return False
-    source = op.src + path[len(op.dst):]
-    lower = next((o for o in _lower_objects(ctx.model, source) if o is not None), None)
+    lower = next((o for o in _lower_objects(ctx.model, lower_at) if o is not None), None)
     return lower is not None and lower.kind.value == ctx.actual_view.entries[path].kind
 
 
@@ -1296,16 +1301,7 @@ def rule_removed_name_back_in_copied_dir(diff: Divergence, path: str, ctx: StepC
     op = ctx.op
     if not isinstance(op, ops.Chmod | ops.Chown) or not path.startswith(op.path + "/"):
         return False
-    if ctx.actual_view is None or path not in ctx.actual_view.entries:
-        return False
-    try:
-        node = ctx.model.resolve(path, follow=False).node
-    except Exception:  # a path the model refuses: nothing reachable there
-        node = None
-    if node is not None:
-        return False
-    lower = next((o for o in _lower_objects(ctx.model, path) if o is not None), None)
-    return lower is not None and lower.kind.value == ctx.actual_view.entries[path].kind
+    return _removed_name_shown(path, ctx, lower_at=path)
 
 
 def rule_parent_of_removed(diff: Divergence, path: str, ctx: StepContext) -> bool:
