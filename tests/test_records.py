@@ -324,6 +324,57 @@ def test_lower_hardlink_records_hold_only_at_the_hardlink() -> None:
     )
 
 
+def test_lower_hardlink_one_inode_holds_at_the_new_name_of_a_rename_and_a_link() -> None:
+    """lower-hardlink-one-inode after a rename or a link of a lower hardlink (ci-run2, by
+    hand): the new name shares the other names' inode and count, and the upper layer's
+    link group holds the name looked up first; the same at a file of one name is not it."""
+    from reference.layer import HardlinkSpec, SymlinkSpec
+
+    moved = StackSpec(
+        (
+            LayerSpec(
+                (
+                    ("a", DirSpec()),
+                    ("a/a", FileSpec(b"")),
+                    ("a/b", HardlinkSpec("a/a")),
+                    ("s", FileSpec(b"")),
+                )
+            ),
+        )
+    )
+    shared = [("b", "nlink", 1, 2), ("b", "st_ino", "an inode of its own", "the same inode as a/b")]
+    move = ops.Rename("a/a", "b", "")
+    assert _accounted("fuse-overlayfs", moved, move, shared) == {"lower-hardlink-one-inode"}
+    assert not _accounted("fuse-overlayfs", moved, ops.Rename("s", "b", ""), shared)
+    linked = StackSpec(
+        (
+            LayerSpec(
+                (
+                    ("a", SymlinkSpec("a")),
+                    ("b", FileSpec(b"")),
+                    ("c", DirSpec()),
+                    ("c/c", HardlinkSpec("b")),
+                    ("s", FileSpec(b"")),
+                )
+            ),
+        )
+    )
+    found = [
+        ("c/c", "nlink", 2, 3),
+        ("c/c", "st_ino", "an inode of its own, not a's", "the same inode as a"),
+        ("upper:b", "exists", "file", None),
+        ("upper:c/c", "exists", None, "file"),
+        ("upper:", "hardlinks", [["a", "b"]], [["a", "c/c"]]),
+    ]
+    link = ops.Link("b", "a")
+    unlink = [ops.Unlink("a")]
+    assert _accounted("fuse-overlayfs", linked, link, found, unlink) == {"lower-hardlink-one-inode"}
+    other = [("upper:", "hardlinks", [["a", "s"]], [["a", "c/c"]])]
+    assert not _accounted("fuse-overlayfs", linked, ops.Link("s", "a"), other, unlink)
+    stranger = [("upper:", "hardlinks", [["a", "b"]], [["a", "s"]])]
+    assert not _accounted("fuse-overlayfs", linked, link, stranger, unlink)
+
+
 def test_lower_hardlink_records_hold_at_fallocate_rename_and_the_copied_names_parents() -> None:
     """lower-hardlink-one-inode at a fallocate and a rename (the copy-up is written at the
     name looked up first), and copy-up-parent-mtime at the directories above that name

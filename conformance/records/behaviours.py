@@ -631,22 +631,31 @@ def _lower_hardlink(model: Overlay, path: str, *, follow: bool) -> bool:
 def rule_names_of_target_lower(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """``path`` is a name of the lower object the step's target is (or was copied up
     from), and that object is a lower hardlink (more than one name in its layer): the
-    target or another name of it. A lower file with one name is not this behaviour."""
-    if not ctx.paths:
-        return False
+    target or another name of it. A lower file with one name is not this behaviour.
+    The step's target is the first of its paths that names a file after the step: a
+    rename's or a link's source, gone or not, counts through the new name (by hand,
+    ``mv M/a/a M/b`` and ``ln M/b M/a`` of a lower hardlink: docs/recorded-behaviours.md
+    "fo3")."""
     try:
-        target = ctx.model.resolve(ctx.paths[0], follow=True).node
         other = ctx.model.resolve(path, follow=False).node
     except Exception:  # a path the model refuses: not this behaviour
         return False
-    if target is None or other is None or target.is_dir or other.is_dir:
+    if other is None or other.is_dir:
         return False
-    lower = ctx.model.lower_of(target)
-    return (
-        lower is not None
-        and ctx.model.lower_nlink.get(lower.ident, 1) > 1
-        and lower is ctx.model.lower_of(other)
-    )
+    for operand in ctx.paths:
+        try:
+            target = ctx.model.resolve(operand, follow=True).node
+        except Exception:  # gone after the step (a rename's source): the next path
+            continue
+        if target is None or target.is_dir:
+            continue
+        lower = ctx.model.lower_of(target)
+        return (
+            lower is not None
+            and ctx.model.lower_nlink.get(lower.ident, 1) > 1
+            and lower is ctx.model.lower_of(other)
+        )
+    return False
 
 
 def rule_renamed_copy_up(diff: Divergence, path: str, ctx: StepContext) -> bool:
@@ -760,15 +769,34 @@ def _target_hardlinks(ctx: StepContext) -> set[int]:
 
 def rule_lower_hardlink_name(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """``path`` is a name of the lower hardlink the step acts on (a lower file with more
-    than one name), or a directory on the way to one of its names (copied up with it)."""
+    than one name), or a directory on the way to one of its names (copied up with it).
+    The upper layer's groups of hardlinks (at the layer, ``path`` empty) differ only in
+    names of that hardlink: a link to it joins the name copied up (by hand, ``ln M/b
+    M/a`` with c/c looked up first: U holds a and c/c, one inode)."""
     wanted = _target_hardlinks(ctx)
     if not wanted:
         return False
+    if diff.field == "hardlinks":
+        return path == "" and _hardlink_groups_differ_in(diff, wanted, ctx)
     for root in ctx.model.lowers:
         for where, inode in walk(root):
             if inode.ident in wanted and (where == path or where.startswith(path + "/")):
                 return True
     return False
+
+
+def _hardlink_groups_differ_in(diff: Divergence, wanted: set[int], ctx: StepContext) -> bool:
+    """Every name in one side's hardlink groups but not the other's is a lower name of
+    one of ``wanted`` (and some name differs)."""
+    names = {
+        where for root in ctx.model.lowers for where, inode in walk(root) if inode.ident in wanted
+    }
+
+    def flat(groups: object) -> set[str]:
+        return {n for group in groups or () for n in group}  # type: ignore[union-attr]
+
+    changed = flat(diff.expected) ^ flat(diff.actual)
+    return bool(changed) and changed <= names
 
 
 def rule_opq_whiteout(diff: Divergence, path: str, ctx: StepContext) -> bool:
