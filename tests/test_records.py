@@ -324,6 +324,31 @@ def test_lower_hardlink_records_hold_only_at_the_hardlink() -> None:
     )
 
 
+def test_copy_up_drops_setid_holds_when_a_write_puts_the_bits_back() -> None:
+    """copy-up-drops-setid: root's write of data puts back the S_ISUID the copy-up lost
+    (ci-run2, by hand); the model, rebuilt from the upper layer, expects it gone. Not at
+    another caller's write, an empty write, a root:root file, or with other bits."""
+    stack = StackSpec(
+        (
+            LayerSpec(
+                (
+                    ("c", FileSpec(b"", mode=0o4755, gid=1000)),
+                    ("r", FileSpec(b"", mode=0o4755)),
+                )
+            ),
+        )
+    )
+    back = [("c", "mode", 0o755, 0o4755), ("upper:c", "mode", 0o755, 0o4755)]
+    write = ops.Write("c", b"x")
+    assert _accounted("fuse-overlayfs", stack, write, back) == {"copy-up-drops-setid"}
+    assert not _accounted("fuse-overlayfs", stack, ops.Write("c", b"x", caller="user"), back)
+    assert not _accounted("fuse-overlayfs", stack, ops.Write("c", b""), back)
+    assert not _accounted("fuse-overlayfs", stack, ops.Chmod("c", 0o755), back)
+    assert not _accounted("fuse-overlayfs", stack, write, [("c", "mode", 0o755, 0o4775)])
+    root = [("r", "mode", 0o755, 0o4755)]
+    assert not _accounted("fuse-overlayfs", stack, ops.Write("r", b"x"), root)
+
+
 def test_lower_hardlink_one_inode_holds_at_the_new_name_of_a_rename_and_a_link() -> None:
     """lower-hardlink-one-inode after a rename or a link of a lower hardlink (ci-run2, by
     hand): the new name shares the other names' inode and count, and the upper layer's

@@ -1070,6 +1070,8 @@ def rule_copy_up_drops_setid(diff: Divergence, path: str, ctx: StepContext) -> b
     expected, actual = diff.expected, diff.actual
     if diff.field != "mode" or not (isinstance(expected, int) and isinstance(actual, int)):
         return False
+    if _setid_back_at_write(expected, actual, path, ctx):
+        return True
     lost = expected & (_SUID | (_SGID if expected & _XGRP else 0))
     if not lost or actual != expected & ~lost:
         return False
@@ -1080,6 +1082,28 @@ def rule_copy_up_drops_setid(diff: Divergence, path: str, ctx: StepContext) -> b
     if found is None or found.is_dir:
         return False
     return (found.uid, found.gid) != (0, 0)
+
+
+def _setid_back_at_write(expected: int, actual: int, path: str, ctx: StepContext) -> bool:
+    """The bits come back: root's write of data to a file copied up without them puts
+    back the lower file's S_ISUID/S_ISGID (fuse-overlayfs writes its cached mode), while a
+    model rebuilt from the upper layer (reference.rebuild) lacks them; the kernel keeps
+    them throughout. By hand (docs/recorded-behaviours.md "fo3"): U/c 755 after empty
+    writes, 4755 after ``write x``. Only those bits, only at the written path, only when
+    the lower file had them and is not owned by root:root."""
+    op = ctx.op
+    if not (isinstance(op, ops.Write) and op.caller == "root" and op.data and op.path == path):
+        return False
+    back = actual & ~expected
+    if not back or back & ~(_SUID | _SGID) or actual != expected | back:
+        return False
+    lower = next((o for o in _lower_objects(ctx.model, path) if o is not None), None)
+    return (
+        lower is not None
+        and not lower.is_dir
+        and lower.mode & back == back
+        and (lower.uid, lower.gid) != (0, 0)
+    )
 
 
 def rule_parent_of_operand(diff: Divergence, path: str, ctx: StepContext) -> bool:
