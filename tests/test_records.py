@@ -324,6 +324,25 @@ def test_lower_hardlink_records_hold_only_at_the_hardlink() -> None:
     )
 
 
+def test_readdir_enomem_holds_at_an_upper_dir_over_a_lower_symlink_loop() -> None:
+    """readdir-enomem-symlink-loop where the directory is the upper's (made where the lower
+    symlink loop was removed), at the remount after it (ci-run2, by hand); the same
+    stack without that upper directory is not it."""
+    from reference.layer import SymlinkSpec
+
+    stack = StackSpec(
+        (
+            LayerSpec((("a", SymlinkSpec("a")), ("c", SymlinkSpec("a")))),
+            LayerSpec((("a", DirSpec()),)),
+        )
+    )
+    unlistable = [("", "exists", None, "readdir gives ENOMEM")]
+    made = [ops.Unlink("a"), ops.Mkdir("a"), ops.Mkdir("a/a")]
+    found = _accounted("fuse-overlayfs", stack, ops.Remount(), unlistable, made)
+    assert found == {"readdir-enomem-symlink-loop"}
+    assert not _accounted("fuse-overlayfs", stack, ops.Remount(), unlistable, [ops.Unlink("a")])
+
+
 def test_copy_up_drops_setid_holds_when_a_write_puts_the_bits_back() -> None:
     """copy-up-drops-setid: root's write of data puts back the S_ISUID the copy-up lost
     (ci-run2, by hand); the model, rebuilt from the upper layer, expects it gone. Not at
