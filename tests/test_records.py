@@ -324,6 +324,29 @@ def test_lower_hardlink_records_hold_only_at_the_hardlink() -> None:
     )
 
 
+def test_mkdir_eexist_remade_dir_holds_only_at_a_name_the_removed_lower_dir_held() -> None:
+    """mkdir-eexist-remade-dir (ci-run2 rerun, by hand): EEXIST at a mkdir, in a directory
+    removed and made again over a lower one, of a name that lower held; not of another
+    name, nor in the lower directory still merged."""
+    from reference.layer import SymlinkSpec
+    from reference.outcome import Err, Ok
+
+    stack = StackSpec((LayerSpec((("a", DirSpec()), ("a/c", SymlinkSpec("a")))),))
+    remade = [ops.Mkdir("b"), ops.Unlink("a/c"), ops.Rmdir("a"), ops.Rmdir("b"), ops.Mkdir("a")]
+    found = [
+        ("a", "nlink", 3, 2),
+        ("a/c", "exists", "dir", None),
+        ("upper:a/c", "exists", "dir", None),
+        ("a/c", "outcome", (Ok(None),), Err("EEXIST")),
+    ]
+    mkdir = ops.Mkdir("a/c")
+    assert _accounted("fuse-overlayfs", stack, mkdir, found, remade) == {"mkdir-eexist-remade-dir"}
+    other = [("a/d", "outcome", (Ok(None),), Err("EEXIST"))]
+    assert not _accounted("fuse-overlayfs", stack, ops.Mkdir("a/d"), other, remade)
+    merged = [ops.Unlink("a/c")]
+    assert not _accounted("fuse-overlayfs", stack, mkdir, found[-1:], merged)
+
+
 def test_readdir_enomem_holds_at_an_upper_dir_over_a_lower_symlink_loop() -> None:
     """readdir-enomem-symlink-loop where the directory is the upper's (made where the lower
     symlink loop was removed), at the remount after it (ci-run2, by hand); the same

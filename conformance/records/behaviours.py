@@ -1109,6 +1109,25 @@ def _setid_back_at_write(expected: int, actual: int, path: str, ctx: StepContext
     )
 
 
+def rule_lower_name_in_remade_dir(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """mkdir-eexist-remade-dir: a Mkdir in an opaque upper directory that replaced a removed
+    lower one, of a name that directory's lower held (a whiteout hid it before the removal);
+    the difference is at the new name or its parent (which then counts one link less)."""
+    op = ctx.op
+    if not isinstance(op, ops.Mkdir) or path not in (op.path, _parent(op.path)):
+        return False
+    model = ctx.model
+    parent = _parent(op.path)
+    if model.upper is None or not parent:
+        return False
+    made = entry_at(model.upper, parent)
+    if made is None or not made.is_dir or not made.opaque:
+        return False
+    return any(o is not None for o in _lower_objects(model, op.path)) and any(
+        o is not None and o.is_dir for o in _lower_objects(model, parent)
+    )
+
+
 def rule_parent_of_operand(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """copy-up-parent-mtime where the lower directory's mtime is not pinned (the model
     expects it unchanged): the difference is at a directory above one of the step's
@@ -1514,6 +1533,7 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "merged-with-lower-symlink": rule_merged_with_lower_symlink,
     "hardlink-sibling-shows-change": rule_hardlink_sibling,
     "below-unlistable-dir": rule_unlistable,
+    "lower-name-in-remade-dir": rule_lower_name_in_remade_dir,
     "lower-file-name-past-whiteout-room": rule_lower_file_name_past_room,
     "setgid-parent-ignored": rule_setgid_parent_ignored,
     "copied-up-symlink": rule_copied_up_symlink,
