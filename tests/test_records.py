@@ -345,6 +345,12 @@ def test_mkdir_eexist_remade_dir_holds_only_at_a_name_the_removed_lower_dir_held
     assert not _accounted("fuse-overlayfs", stack, ops.Mkdir("a/d"), other, remade)
     merged = [ops.Unlink("a/c")]
     assert not _accounted("fuse-overlayfs", stack, mkdir, found[-1:], merged)
+    fifo = [("a/c", "exists", "fifo", None), ("a/c", "outcome", (Ok(None),), Err("EEXIST"))]
+    mkfifo = ops.Mkfifo("a/c")
+    assert _accounted("fuse-overlayfs", stack, mkfifo, fifo, remade) == {"mkdir-eexist-remade-dir"}
+    created = [("a/c", "outcome", (Ok(0),), Err("EEXIST"))]
+    create = ops.Write("a/c", flags=("O_CREAT",))
+    assert not _accounted("fuse-overlayfs", stack, create, created, remade)
 
 
 def test_readdir_enomem_holds_at_an_upper_dir_over_a_lower_symlink_loop() -> None:

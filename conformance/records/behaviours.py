@@ -1110,11 +1110,14 @@ def _setid_back_at_write(expected: int, actual: int, path: str, ctx: StepContext
 
 
 def rule_lower_name_in_remade_dir(diff: Divergence, path: str, ctx: StepContext) -> bool:
-    """mkdir-eexist-remade-dir: a Mkdir in an opaque upper directory that replaced a removed
-    lower one, of a name that directory's lower held (a whiteout hid it before the removal);
-    the difference is at the new name or its parent (which then counts one link less)."""
+    """mkdir-eexist-remade-dir: a mkdir, mkfifo or symlink (by hand; an open with O_CREAT
+    works) in an opaque upper directory that replaced a removed lower one, of a name that
+    directory's lower held (a whiteout hid it before the removal); the difference is at the
+    new name or its parent (which then counts one link less)."""
     op = ctx.op
-    if not isinstance(op, ops.Mkdir) or path not in (op.path, _parent(op.path)):
+    if not isinstance(op, ops.Mkdir | ops.Mkfifo | ops.Symlink):
+        return False
+    if path not in (op.path, _parent(op.path)):
         return False
     model = ctx.model
     parent = _parent(op.path)
