@@ -5,6 +5,8 @@ overlay of the same layers), and the same program run on the kernel by the execu
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -153,19 +155,10 @@ def test_a_caller_runs_in_a_thread_that_holds_its_credentials_only() -> None:
     capability; the process's own thread keeps root, its groups and its umask; one thread
     serves every call of that caller (no fork per call)."""
     import platform
-    import subprocess
-    import sys
 
     if platform.machine() not in ("x86_64", "aarch64", "riscv64"):
         pytest.skip("a forked child per call on this machine")
-    done = subprocess.run(
-        [sys.executable, "-c", CALLER_THREAD_CHECK],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    )
-    got, again, own_ids, own_groups, own_umask, kind = eval(done.stdout)
+    got, again, own_ids, own_groups, own_umask, kind = _printed_by(CALLER_THREAD_CHECK)
     assert got == ((1000,) * 3, (1000,) * 3, [1001], ((0, 0), (0, 0)), 0o022)
     assert again == (1000,) * 3
     assert (own_ids, own_groups, own_umask, kind) == ((0, 0, 0), [], 0o002, "CallerThread")
@@ -197,16 +190,20 @@ def test_a_caller_runs_in_a_forked_child_where_no_thread_can_start() -> None:
     executor): no thread can be started there, the call runs in a forked child with the
     caller's credentials (found: every caller step of a FUSE driver crashed with "can't
     start new thread")."""
-    import subprocess
-    import sys
 
+    got, kind = _printed_by(CALLER_AFTER_NEWPID)
+    assert got == ((1000,) * 3, [1001])
+    assert kind is False
+
+
+def _printed_by(script: str) -> tuple:
+    """What ``script`` prints (a repr), run by this Python in a process of its own from
+    the checkout's root."""
     done = subprocess.run(
-        [sys.executable, "-c", CALLER_AFTER_NEWPID],
+        [sys.executable, "-c", script],
         capture_output=True,
         text=True,
         check=True,
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
     )
-    got, kind = eval(done.stdout)
-    assert got == ((1000,) * 3, [1001])
-    assert kind is False
+    return eval(done.stdout)

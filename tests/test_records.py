@@ -1250,7 +1250,7 @@ def test_an_upper_whiteout_shows_only_at_a_mount_of_the_kernels_layers() -> None
 def test_a_stale_size_cuts_the_data_only_of_a_name_with_stale_attributes() -> None:
     """other-name-attribute-lag after the unlink of the other name (stale-size-read): the
     name left still shows the count from before the unlink and reads the file up to its
-    old size; not when its count is right (the data is simply wrong), nor data that is
+    old size; not when its count is right (that is unlinked-other-name-lag), nor data that is
     not a prefix of the file's."""
     from reference.view import EntryView
 
@@ -1263,7 +1263,11 @@ def test_a_stale_size_cuts_the_data_only_of_a_name_with_stale_attributes() -> No
         "other-name-attribute-lag"
     }
     counted = attrs.evolve(stale, nlink=1)
-    assert not _accounted_showing(stack, unlink, found[:1], {"b": (counted, 4)}, before)
+    # the right count: not this record's; at the unlink itself unlinked-other-name-lag's
+    # (the count cached before the link), which ends the example
+    assert _accounted_showing(stack, unlink, found[:1], {"b": (counted, 4)}, before) == {
+        "unlinked-other-name-lag"
+    }
     other = [("b", "data", b"x", b"y"), ("b", "nlink", 1, 2)]
     assert not _accounted_showing(stack, unlink, other, {"b": (stale, 4)}, before)
 
@@ -1433,3 +1437,160 @@ def test_a_read_of_a_stale_name_is_cut_at_its_stale_size() -> None:
     }
     right = attrs.evolve(stale, nlink=1)
     assert not _accounted_showing(stack, read, found, {"b": (right, 4)}, before, Ok(b""))
+
+
+def test_a_rename_between_names_of_one_file_is_checked_on_unionfs() -> None:
+    """same-file-rename-checked: a plain rename of one name of a file onto another by a
+    caller that may not delete there gives EACCES on unionfs-fuse (the kernel: nothing to
+    do, success); not root's, not where the caller may delete, not two different files,
+    not another errno."""
+    from conformance.lockstep.compare import Divergence
+    from reference.outcome import Err, Ok
+
+    known = tuple(
+        r for r in imitations.records_of("unionfs-fuse") if r.id == "same-file-rename-checked"
+    )
+    assert known
+    entries = (
+        ("c", FileSpec(b"")),
+        ("x", FileSpec(b"")),
+        ("d", DirSpec(mode=0o777)),
+        ("d/c", FileSpec(b"")),
+    )
+    stack = StackSpec((LayerSpec(entries),))
+    made = [ops.Link("c", "n"), ops.Link("c", "a"), ops.Link("d/c", "d/n"), ops.Link("d/c", "d/a")]
+    for op, errno, seen in (
+        (ops.Rename("n", "a", "", caller="user"), "EACCES", True),
+        (ops.Rename("c", "a", "", caller="user"), "EACCES", True),
+        (ops.Rename("n", "a", "", caller="user"), "EPERM", False),
+        (ops.Rename("n", "a", ""), "EACCES", False),
+        (ops.Rename("d/n", "d/a", "", caller="user"), "EACCES", False),
+        (ops.Rename("n", "n", "", caller="user"), "EACCES", False),
+        (ops.Rename("x", "x", "", caller="user"), "EACCES", False),
+    ):
+        model = Overlay(stack, Options())
+        for step in made:
+            model.apply(step)
+        assert model.apply(op) == {Ok(None)}, op
+        diff = Divergence(op.src, "outcome", (Ok(None),), Err(errno))
+        ctx = records.StepContext(op, records.subject(model, op), model, None, Err(errno))
+        assert (not records.match(known, [diff], ctx).unmatched) is seen, (op, errno)
+
+
+def test_the_name_left_after_an_unlink_of_another_reads_its_stale_size() -> None:
+    """unlinked-other-name-lag: at the unlink of another name of the file, the name left
+    shows a strict prefix of the data, or its mode from before; not at the unlink of another
+    file, not other data."""
+    from conformance.lockstep.compare import Divergence
+
+    known = tuple(
+        r for r in imitations.records_of("unionfs-fuse") if r.id == "unlinked-other-name-lag"
+    )
+    assert known
+    stack = StackSpec((LayerSpec((("x", FileSpec(b"")),)),))
+    made = [
+        ops.Write("b", b"", 0, ("O_CREAT",), 0o644),
+        ops.Link("b", ".wh.a"),
+        ops.Truncate(".wh.a", 1),
+        ops.Write("y", b"", 0, ("O_CREAT",), 0o644),
+    ]
+    for unlinked, shown, seen in (
+        (".wh.a", b"", True),
+        (".wh.a", b"\x01", False),
+        ("y", b"", False),
+    ):
+        model = Overlay(stack, Options())
+        for step in made:
+            model.apply(step)
+        op = ops.Unlink(unlinked)
+        target = records.subject(model, op)
+        model.apply(op)
+        diff = Divergence("b", "data", b"\x00", shown)
+        mode = Divergence("b", "mode", 0o600, 0o644)
+        for found in ([diff], [mode]) if shown == b"" else ([diff],):
+            matched = records.match(known, found, records.StepContext(op, target, model))
+            assert (not matched.unmatched) is seen, (unlinked, found)
+            if seen:
+                assert matched.resync == "stop"
+        if unlinked == "y":  # another file's unlink: not its mode either
+            ctx = records.StepContext(op, target, model)
+            assert records.match(known, [mode], ctx).unmatched
+
+
+def test_a_rename_over_a_directory_holding_a_lower_whiteout_fails_on_unionfs() -> None:
+    """rename-over-marker-dir-enotempty: ENOTEMPTY (and what the failed rename left) for a
+    rename over a directory a lower whiteout is below; not over one without, not EXDEV."""
+    from conformance.lockstep.compare import Divergence
+    from reference.outcome import Err, Ok
+
+    known = tuple(
+        r
+        for r in imitations.records_of("unionfs-fuse")
+        if r.id == "rename-over-marker-dir-enotempty"
+    )
+    assert known
+    from reference.layer import WhiteoutSpec
+    top = LayerSpec(
+        (
+            ("b", DirSpec()),
+            ("b/a", WhiteoutSpec()),
+            ("c", DirSpec()),
+            ("c/b", DirSpec()),
+            ("d", DirSpec()),
+        )
+    )
+    stack = StackSpec((top, LayerSpec((("b", DirSpec()), ("b/a", FileSpec(b""))))))
+    cases = (("b", "ENOTEMPTY", True), ("d", "ENOTEMPTY", False), ("b", "EXDEV", False))
+    for dst, errno, seen in cases:
+        model = engine(("dir-rename-copies-tree",))(stack, Options())  # unionfs's rename
+        op = ops.Rename("c", dst, "")
+        target = records.subject(model, op)
+        assert model.apply(op) == {Ok(None)}
+        found = [
+            Divergence("c", "outcome", (Ok(None),), Err(errno)),
+            Divergence("c", "exists", None, "dir"),
+            Divergence("upper:c/b", "exists", None, "dir"),
+        ]
+        ctx = records.StepContext(op, target, model, None, Err(errno))
+        matched = records.match(known, found, ctx)
+        assert (not matched.unmatched) is seen, (dst, errno)
+
+
+def test_a_rename_over_a_directory_a_name_was_removed_from_fails_on_unionfs() -> None:
+    """rename-over-marker-dir-enotempty: also over a directory a lower name was removed
+    from (the tree copy brings it back); not over one nothing was removed from."""
+    from conformance.lockstep.compare import Divergence
+    from reference.outcome import Err, Ok
+
+    known = tuple(
+        r
+        for r in imitations.records_of("unionfs-fuse")
+        if r.id == "rename-over-marker-dir-enotempty"
+    )
+    stack = StackSpec(
+        (LayerSpec((("b", DirSpec()), ("c", DirSpec()), ("c/c", DirSpec()), ("d", DirSpec()))),)
+    )
+    # (the removal of d is beside c/c, not below it)
+    for removed, dst, seen in (("c/c", "c", True), ("d", "c/c", False)):
+        model = engine(("dir-rename-copies-tree",))(stack, Options())
+        model.apply(ops.Rmdir(removed))
+        op = ops.Rename("b", dst, "")
+        target = records.subject(model, op)
+        assert model.apply(op) == {Ok(None)}
+        found = [Divergence("b", "outcome", (Ok(None),), Err("ENOTEMPTY"))]
+        ctx = records.StepContext(op, target, model, None, Err("ENOTEMPTY"))
+        assert (not records.match(known, found, ctx).unmatched) is seen, dst
+
+
+def test_an_rmdir_of_a_lower_opaque_directory_fails_where_it_hides_something() -> None:
+    """lower-markers-ignored: unionfs-fuse shows what a lower opaque directory hides, so an
+    rmdir of it fails (ENOTEMPTY); not where it hides nothing."""
+    from reference.outcome import Err, Ok
+
+    opaque = LayerSpec((("b", DirSpec(opaque=True)),))
+    refused = [("b", "outcome", (Ok(None),), Err("ENOTEMPTY")), ("b", "exists", None, "dir")]
+    hiding = LayerSpec((("b", DirSpec()), ("b/c", FileSpec(b""))))
+    for below, seen in ((hiding, True), (LayerSpec((("b", DirSpec()),)), False)):
+        stack = StackSpec((opaque, below))
+        got = _accounted("unionfs-fuse", stack, ops.Rmdir("b"), refused)
+        assert ("lower-markers-ignored" in got) is seen, below

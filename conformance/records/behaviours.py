@@ -47,6 +47,8 @@ from reference.layer import Inode, Kind, entry_at, walk
 from reference.lookup import Node
 from reference.outcome import Err, Ok
 from reference.overlay import Overlay
+from reference.paths import FsError
+from reference.permissions import may_delete
 from reference.variants import tree_copies
 from reference.view import View
 
@@ -76,6 +78,8 @@ class Subject:
     #: The same of the object a final symlink leads to ("" when it is not a symlink).
     followed_kind: str = ""
     followed_layers: str = ""
+    #: The other names of the upper file the first path names (none for a directory).
+    names: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -252,7 +256,15 @@ def subject(model: Overlay, op: ops.Op) -> Subject | None:
         tuple(found),
         followed.kind.value if followed is not None else "",
         layers_of(followed) if followed is not None else "",
+        _other_names(model, first),
     )
+
+
+def _other_names(model: Overlay, node: Node) -> tuple[str, ...]:
+    """The other names of ``node``'s upper file in the upper layer."""
+    if node.is_dir or node.upper is None or model.upper is None:
+        return ()
+    return tuple(p for p, o in walk(model.upper) if o is node.upper and p != node.path)
 
 
 def _join(parent: str, name: str) -> str:
@@ -415,7 +427,8 @@ def _through_marker(model: Overlay, path: str, target: str) -> bool:
 def rule_lower_markers_ignored(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """unionfs-fuse: what a lower layer's whiteout or opaque directory hides shows (a
     whiteout as a character device, which also keeps its directory from being empty: an
-    rmdir of a directory holding one fails, and the directory stays)."""
+    rmdir of a directory holding one, or what a lower opaque directory hides, fails, and
+    the directory stays)."""
     model = ctx.model
     rmdir = isinstance(ctx.op, ops.Rmdir)
     if diff.field == "outcome":
@@ -424,13 +437,13 @@ def rule_lower_markers_ignored(diff: Divergence, path: str, ctx: StepContext) ->
             return listed
         return any(
             _lower_marker(model, p)
-            or (rmdir and _holds_marker(model, p))
+            or (rmdir and _shows_below(model, p))
             or _symlink_to_marker(model, p)
             for p in ctx.paths
         )
     return (
         _lower_marker(model, path)
-        or (rmdir and path in ctx.paths and _holds_marker(model, path))
+        or (rmdir and path in ctx.paths and _shows_below(model, path))
         or (ctx.op is None and _upper_whiteout(model, path))
     )
 
@@ -484,6 +497,18 @@ def _symlink_to_marker(model: Overlay, path: str) -> bool:
         if node.kind is Kind.SYMLINK and _through_marker(model, prefix, node.top.target):
             return True
     return False
+
+
+def _shows_below(model: Overlay, path: str) -> bool:
+    """A lower whiteout is below ``path``, or a lower object below it that a lower marker
+    hides (so the directory is not empty to unionfs-fuse)."""
+    if _holds_marker(model, path):
+        return True
+    return any(
+        where.startswith(path + "/" if path else "") and _lower_marker(model, where)
+        for root in model.lowers
+        for where, _ in walk(root)
+    )
 
 
 def _holds_marker(model: Overlay, path: str) -> bool:
@@ -1326,6 +1351,12 @@ def rule_removed_name_back_in_renamed_dir(diff: Divergence, path: str, ctx: Step
     op = ctx.op
     if not isinstance(op, ops.Rename) or not path.startswith(op.dst + "/"):
         return False
+    return _removed_name_shown(path, ctx, lower_at=op.src + path[len(op.dst):])
+
+
+def _removed_name_shown(path: str, ctx: StepContext, lower_at: str) -> bool:
+    """The driver shows an object at ``path`` where the model has nothing reachable, and
+    a lower branch holds an object of that kind at ``lower_at`` (the removed one)."""
     if ctx.actual_view is None or path not in ctx.actual_view.entries:
         return False
     try:
@@ -1334,8 +1365,7 @@ def rule_removed_name_back_in_renamed_dir(diff: Divergence, path: str, ctx: Step
         node = None
     if node is not None:
         return False
-    source = op.src + path[len(op.dst):]
-    lower = next((o for o in _lower_objects(ctx.model, source) if o is not None), None)
+    lower = next((o for o in _lower_objects(ctx.model, lower_at) if o is not None), None)
     return lower is not None and lower.kind.value == ctx.actual_view.entries[path].kind
 
 
@@ -1348,16 +1378,7 @@ def rule_removed_name_back_in_copied_dir(diff: Divergence, path: str, ctx: StepC
     op = ctx.op
     if not isinstance(op, ops.Chmod | ops.Chown) or not path.startswith(op.path + "/"):
         return False
-    if ctx.actual_view is None or path not in ctx.actual_view.entries:
-        return False
-    try:
-        node = ctx.model.resolve(path, follow=False).node
-    except Exception:  # a path the model refuses: nothing reachable there
-        node = None
-    if node is not None:
-        return False
-    lower = next((o for o in _lower_objects(ctx.model, path) if o is not None), None)
-    return lower is not None and lower.kind.value == ctx.actual_view.entries[path].kind
+    return _removed_name_shown(path, ctx, lower_at=path)
 
 
 def rule_parent_of_removed(diff: Divergence, path: str, ctx: StepContext) -> bool:
@@ -1515,6 +1536,80 @@ def rule_setid_kept(diff: Divergence, path: str, ctx: StepContext) -> bool:
     return shown != mode and shown & ~0o6000 == mode and shown & 0o6000 != 0
 
 
+def rule_same_file_rename_checked(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """unionfs-fuse (libfuse 2 gives each path its own node): a rename of one name of a file
+    onto another name of it gets the VFS's permission checks, which the kernel skips for
+    one inode (fs/namei.c vfs_rename: ``if (source == target) return 0`` before may_delete;
+    rename(2): "existing hard links referring to the same file ... does nothing"). So a
+    caller that may not delete both names gets may_delete's error where the kernel succeeds;
+    only a plain rename (the flags have rename-flags-einval), the rule's own errno."""
+    op, actual = ctx.op, ctx.actual_outcome
+    if not (isinstance(op, ops.Rename) and not op.flags and isinstance(actual, Err)):
+        return False
+    if Ok(None) not in diff.expected:
+        return False
+    model = ctx.model  # a no-op changes nothing: the state after it is the one before
+    src = model.resolve(op.src, follow=False)
+    dst = model.resolve(op.dst, follow=False)
+    old, new = src.node, dst.node
+    if old is None or new is None or src.parent is None or dst.parent is None:
+        return False
+    if old.path == new.path or model.vfs_inode(old) != model.vfs_inode(new):
+        return False
+    caller = ops.CALLERS[op.caller]
+    try:
+        for parent, victim in ((src.parent, old), (dst.parent, new)):
+            may_delete(caller, model.meta(parent), model.meta(victim))
+    except FsError as failure:
+        return actual.name in failure.names
+    return False
+
+
+def rule_unlinked_other_name_lag(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """unionfs-fuse: at the unlink of another name of the file, ``path`` shows the
+    attributes cached before a change made through that name (libfuse 2: a node per path,
+    attr_timeout 1 s): its mode or owner from before, or its data read up to the size from
+    before (a strict prefix of the file's). other-name-attribute-lag where the cached link
+    count, from before a link, happens to equal the count after the unlink."""
+    target = ctx.target
+    if not (isinstance(ctx.op, ops.Unlink) and target is not None and path in target.names):
+        return False
+    if diff.field in ("mode", "uid", "gid"):
+        return True
+    shown, data = diff.actual, diff.expected
+    if diff.field != "data" or not (isinstance(shown, bytes) and isinstance(data, bytes)):
+        return False
+    return len(shown) < len(data) and data.startswith(shown)
+
+
+def rule_rename_over_marker_dir(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """unionfs-fuse: a rename over a directory a lower whiteout is below fails with
+    ENOTEMPTY (the whiteout shows as a character device, lower-markers-ignored), after
+    the source's tree was copied to the read-write branch; so does one over a directory a
+    name was removed from (its tree copy brings the name back). The kernel's directory is
+    empty and the rename succeeds. Every difference of that step at its paths."""
+    op = ctx.op
+    if not (isinstance(op, ops.Rename) and ctx.actual_outcome == Err("ENOTEMPTY")):
+        return False
+    return _holds_marker(ctx.model, op.dst) or _removed_below(ctx.model, op.dst)
+
+
+def _removed_below(model: Overlay, path: str) -> bool:
+    """A lower layer has an object below ``path`` that the merged view does not show (a
+    name removed through the mount: unionfs-fuse's tree copy of ``path`` brings it back,
+    dir-copy-up-removed-name-back)."""
+    for root in model.lowers:
+        for where, _ in walk(root):
+            if not where.startswith(path + "/"):
+                continue
+            try:
+                if model.resolve(where, follow=False).node is None:
+                    return True
+            except Exception:  # a path the model refuses (below a non-directory): hidden
+                return True
+    return False
+
+
 RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "xattr-whiteout-shown": rule_xattr_whiteout_shown,
     "overlay-xattrs-hidden": rule_overlay_xattrs_hidden,
@@ -1545,6 +1640,7 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "parent-of-operand": rule_parent_of_operand,
     "hidden-name-too-long": rule_hidden_name_too_long,
     "nlink-lags-link": rule_nlink_lags_link,
+    "same-file-rename-checked": rule_same_file_rename_checked,
     "renamed-from-top-branch-only": rule_renamed_from_top_branch_only,
     "sibling-copied-up-only": rule_sibling_copied_up_only,
     "other-name-of-target": rule_other_name_of_target,
@@ -1555,6 +1651,8 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "parent-of-removed": rule_parent_of_removed,
     "stale-other-name": rule_stale_other_name,
     "stale-size-read": rule_stale_size_read,
+    "unlinked-other-name-lag": rule_unlinked_other_name_lag,
+    "rename-over-marker-dir": rule_rename_over_marker_dir,
     "setid-kept": rule_setid_kept,
 }
 

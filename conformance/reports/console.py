@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import textwrap
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, TextIO
@@ -330,6 +329,19 @@ def _numbered(title: str, items: Sequence[str]) -> list[str]:
     return lines
 
 
+def _packed(head: str, entries: list[str]) -> list[str]:
+    """``head`` and then ``entries``, "; " between them, a line broken only between two
+    entries (an engine and its profiles stay on one line), each line within WIDTH."""
+    lines = [head]
+    for entry in entries:
+        joined = f"{lines[-1]}{' ' if lines[-1] == head else '; '}{entry}"
+        if len(joined) <= WIDTH:
+            lines[-1] = joined
+        else:
+            lines.append(f"  {entry}")
+    return lines
+
+
 def matrix_lines(verdicts: Sequence[Verdict]) -> list[str]:
     """The overlay drivers' matrix (features x drivers, a symbol per option set) and the
     container engines' (container features x engines, a symbol per profile), with the
@@ -351,11 +363,8 @@ def matrix_lines(verdicts: Sequence[Verdict]) -> list[str]:
             name = v.driver[len(PREFIX):]
             if v.options not in profiles.setdefault(name, []):
                 profiles[name].append(v.options)
-        order = "; ".join(f"{name} {','.join(p)}" for name, p in profiles.items())
-        lines += textwrap.wrap(
-            f"container engines, profiles in each cell's order: {order}", WIDTH,
-            subsequent_indent="  ", break_on_hyphens=False,
-        )
+        lines += _packed("container engines, profiles in each cell's order:",
+                         [f"{name} {','.join(chosen)}" for name, chosen in profiles.items()])
         lines += _table(engines, "container feature", lambda v: v.feature.removeprefix(
             "container:"), lambda v: v.driver[len(PREFIX):], marks)
     known = list(SYMBOLS)
