@@ -395,6 +395,11 @@ def test_copy_up_drops_setid_holds_when_a_write_puts_the_bits_back() -> None:
     assert not _accounted("fuse-overlayfs", stack, write, [("c", "mode", 0o755, 0o4775)])
     root = [("r", "mode", 0o755, 0o4755)]
     assert not _accounted("fuse-overlayfs", stack, ops.Write("r", b"x"), root)
+    # the upper alone (the mount still showing the lower's mode): an open for writing
+    lost = [("upper:c", "mode", 0o4755, 0o755)]
+    opened = ops.Open("c", "O_RDWR")
+    assert _accounted("fuse-overlayfs", stack, opened, lost) == {"copy-up-drops-setid"}
+    assert not _accounted("fuse-overlayfs", stack, opened, [("upper:c", "mode", 0o4755, 0o700)])
 
 
 def test_lower_hardlink_one_inode_holds_at_the_new_name_of_a_rename_and_a_link() -> None:
