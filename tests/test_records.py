@@ -424,6 +424,11 @@ def test_lower_hardlink_one_inode_holds_at_the_new_name_of_a_rename_and_a_link()
     move = ops.Rename("a/a", "b", "")
     assert _accounted("fuse-overlayfs", moved, move, shared) == {"lower-hardlink-one-inode"}
     assert not _accounted("fuse-overlayfs", moved, ops.Rename("s", "b", ""), shared)
+    stays = [("a/a", "exists", None, "file")]
+    onto = ops.Rename("a/a", "a/b", "")
+    assert _accounted("fuse-overlayfs", moved, onto, stays) == {"lower-hardlink-one-inode"}
+    kept = [("s", "exists", None, "file")]
+    assert not _accounted("fuse-overlayfs", moved, ops.Rename("s", "a/b", ""), kept)
     linked = StackSpec(
         (
             LayerSpec(

@@ -661,6 +661,8 @@ def rule_names_of_target_lower(diff: Divergence, path: str, ctx: StepContext) ->
     rename's or a link's source, gone or not, counts through the new name (by hand,
     ``mv M/a/a M/b`` and ``ln M/b M/a`` of a lower hardlink: docs/recorded-behaviours.md
     "fo3")."""
+    if _rename_onto_own_name(path, ctx):
+        return True
     try:
         other = ctx.model.resolve(path, follow=False).node
     except Exception:  # a path the model refuses: not this behaviour
@@ -681,6 +683,24 @@ def rule_names_of_target_lower(diff: Divergence, path: str, ctx: StepContext) ->
             and lower is ctx.model.lower_of(other)
         )
     return False
+
+
+def _rename_onto_own_name(path: str, ctx: StepContext) -> bool:
+    """A rename of one name of a lower hardlink onto another of its names: one inode to
+    fuse-overlayfs, so rename(2) does nothing and the source stays (by hand: ``touch
+    L0/b; ln L0/b L0/c; rename(M/b, M/c)``; ``ls M``: b c; kernel: c, U holds the
+    whiteout b). The difference is at the source."""
+    op = ctx.op
+    if not isinstance(op, ops.Rename) or path != op.src:
+        return False
+    src = next((o for o in _lower_objects(ctx.model, op.src) if o is not None), None)
+    dst = next((o for o in _lower_objects(ctx.model, op.dst) if o is not None), None)
+    return (
+        src is not None
+        and src is dst
+        and not src.is_dir
+        and ctx.model.lower_nlink.get(src.ident, 1) > 1
+    )
 
 
 def rule_renamed_copy_up(diff: Divergence, path: str, ctx: StepContext) -> bool:
