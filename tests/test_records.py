@@ -348,6 +348,140 @@ def test_lower_hardlink_records_hold_only_at_the_hardlink() -> None:
     )
 
 
+def test_mkdir_eexist_remade_dir_holds_only_at_a_name_the_removed_lower_dir_held() -> None:
+    """mkdir-eexist-remade-dir (ci-run2 rerun, by hand): EEXIST at a mkdir, in a directory
+    removed and made again over a lower one, of a name that lower held; not of another
+    name, nor in the lower directory still merged."""
+    from reference.layer import SymlinkSpec
+    from reference.outcome import Err, Ok
+
+    stack = StackSpec((LayerSpec((("a", DirSpec()), ("a/c", SymlinkSpec("a")))),))
+    remade = [ops.Mkdir("b"), ops.Unlink("a/c"), ops.Rmdir("a"), ops.Rmdir("b"), ops.Mkdir("a")]
+    found = [
+        ("a", "nlink", 3, 2),
+        ("a/c", "exists", "dir", None),
+        ("upper:a/c", "exists", "dir", None),
+        ("a/c", "outcome", (Ok(None),), Err("EEXIST")),
+    ]
+    mkdir = ops.Mkdir("a/c")
+    assert _accounted("fuse-overlayfs", stack, mkdir, found, remade) == {"mkdir-eexist-remade-dir"}
+    other = [("a/d", "outcome", (Ok(None),), Err("EEXIST"))]
+    assert not _accounted("fuse-overlayfs", stack, ops.Mkdir("a/d"), other, remade)
+    merged = [ops.Unlink("a/c")]
+    assert not _accounted("fuse-overlayfs", stack, mkdir, found[-1:], merged)
+    fifo = [("a/c", "exists", "fifo", None), ("a/c", "outcome", (Ok(None),), Err("EEXIST"))]
+    mkfifo = ops.Mkfifo("a/c")
+    assert _accounted("fuse-overlayfs", stack, mkfifo, fifo, remade) == {"mkdir-eexist-remade-dir"}
+    created = [("a/c", "outcome", (Ok(0),), Err("EEXIST"))]
+    create = ops.Write("a/c", flags=("O_CREAT",))
+    assert not _accounted("fuse-overlayfs", stack, create, created, remade)
+
+
+def test_readdir_enomem_holds_at_an_upper_dir_over_a_lower_symlink_loop() -> None:
+    """readdir-enomem-symlink-loop where the directory is the upper's (made where the lower
+    symlink loop was removed), at the remount after it (ci-run2, by hand); the same
+    stack without that upper directory is not it."""
+    from reference.layer import SymlinkSpec
+
+    stack = StackSpec(
+        (
+            LayerSpec((("a", SymlinkSpec("a")), ("c", SymlinkSpec("a")))),
+            LayerSpec((("a", DirSpec()),)),
+        )
+    )
+    unlistable = [("", "exists", None, "readdir gives ENOMEM")]
+    made = [ops.Unlink("a"), ops.Mkdir("a"), ops.Mkdir("a/a")]
+    found = _accounted("fuse-overlayfs", stack, ops.Remount(), unlistable, made)
+    assert found == {"readdir-enomem-symlink-loop"}
+    assert not _accounted("fuse-overlayfs", stack, ops.Remount(), unlistable, [ops.Unlink("a")])
+
+
+def test_copy_up_drops_setid_holds_when_a_write_puts_the_bits_back() -> None:
+    """copy-up-drops-setid: root's write of data puts back the S_ISUID the copy-up lost
+    (ci-run2, by hand); the model, rebuilt from the upper layer, expects it gone. Not at
+    another caller's write, an empty write, a root:root file, or with other bits."""
+    stack = StackSpec(
+        (
+            LayerSpec(
+                (
+                    ("c", FileSpec(b"", mode=0o4755, gid=1000)),
+                    ("r", FileSpec(b"", mode=0o4755)),
+                )
+            ),
+        )
+    )
+    back = [("c", "mode", 0o755, 0o4755), ("upper:c", "mode", 0o755, 0o4755)]
+    write = ops.Write("c", b"x")
+    assert _accounted("fuse-overlayfs", stack, write, back) == {"copy-up-drops-setid"}
+    assert not _accounted("fuse-overlayfs", stack, ops.Write("c", b"x", caller="user"), back)
+    assert not _accounted("fuse-overlayfs", stack, ops.Write("c", b""), back)
+    assert not _accounted("fuse-overlayfs", stack, ops.Chmod("c", 0o755), back)
+    assert not _accounted("fuse-overlayfs", stack, write, [("c", "mode", 0o755, 0o4775)])
+    root = [("r", "mode", 0o755, 0o4755)]
+    assert not _accounted("fuse-overlayfs", stack, ops.Write("r", b"x"), root)
+    # the upper alone (the mount still showing the lower's mode): an open for writing
+    lost = [("upper:c", "mode", 0o4755, 0o755)]
+    opened = ops.Open("c", "O_RDWR")
+    assert _accounted("fuse-overlayfs", stack, opened, lost) == {"copy-up-drops-setid"}
+    assert not _accounted("fuse-overlayfs", stack, opened, [("upper:c", "mode", 0o4755, 0o700)])
+
+
+def test_lower_hardlink_one_inode_holds_at_the_new_name_of_a_rename_and_a_link() -> None:
+    """lower-hardlink-one-inode after a rename or a link of a lower hardlink (ci-run2, by
+    hand): the new name shares the other names' inode and count, and the upper layer's
+    link group holds the name looked up first; the same at a file of one name is not it."""
+    from reference.layer import HardlinkSpec, SymlinkSpec
+
+    moved = StackSpec(
+        (
+            LayerSpec(
+                (
+                    ("a", DirSpec()),
+                    ("a/a", FileSpec(b"")),
+                    ("a/b", HardlinkSpec("a/a")),
+                    ("s", FileSpec(b"")),
+                )
+            ),
+        )
+    )
+    shared = [("b", "nlink", 1, 2), ("b", "st_ino", "an inode of its own", "the same inode as a/b")]
+    move = ops.Rename("a/a", "b", "")
+    assert _accounted("fuse-overlayfs", moved, move, shared) == {"lower-hardlink-one-inode"}
+    assert not _accounted("fuse-overlayfs", moved, ops.Rename("s", "b", ""), shared)
+    stays = [("a/a", "exists", None, "file")]
+    onto = ops.Rename("a/a", "a/b", "")
+    assert _accounted("fuse-overlayfs", moved, onto, stays) == {"lower-hardlink-one-inode"}
+    kept = [("s", "exists", None, "file")]
+    assert not _accounted("fuse-overlayfs", moved, ops.Rename("s", "a/b", ""), kept)
+    linked = StackSpec(
+        (
+            LayerSpec(
+                (
+                    ("a", SymlinkSpec("a")),
+                    ("b", FileSpec(b"")),
+                    ("c", DirSpec()),
+                    ("c/c", HardlinkSpec("b")),
+                    ("s", FileSpec(b"")),
+                )
+            ),
+        )
+    )
+    found = [
+        ("c/c", "nlink", 2, 3),
+        ("c/c", "st_ino", "an inode of its own, not a's", "the same inode as a"),
+        ("upper:b", "exists", "file", None),
+        ("upper:c/c", "exists", None, "file"),
+        ("upper:", "hardlinks", [["a", "b"]], [["a", "c/c"]]),
+    ]
+    link = ops.Link("b", "a")
+    unlink = [ops.Unlink("a")]
+    assert _accounted("fuse-overlayfs", linked, link, found, unlink) == {"lower-hardlink-one-inode"}
+    other = [("upper:", "hardlinks", [["a", "s"]], [["a", "c/c"]])]
+    assert not _accounted("fuse-overlayfs", linked, ops.Link("s", "a"), other, unlink)
+    stranger = [("upper:", "hardlinks", [["a", "b"]], [["a", "s"]])]
+    assert not _accounted("fuse-overlayfs", linked, link, stranger, unlink)
+
+
 def test_lower_hardlink_records_hold_at_fallocate_rename_and_the_copied_names_parents() -> None:
     """lower-hardlink-one-inode at a fallocate and a rename (the copy-up is written at the
     name looked up first), and copy-up-parent-mtime at the directories above that name

@@ -656,21 +656,50 @@ def _lower_hardlink(model: Overlay, path: str, *, follow: bool) -> bool:
 def rule_names_of_target_lower(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """``path`` is a name of the lower object the step's target is (or was copied up
     from), and that object is a lower hardlink (more than one name in its layer): the
-    target or another name of it. A lower file with one name is not this behaviour."""
-    if not ctx.paths:
-        return False
+    target or another name of it. A lower file with one name is not this behaviour.
+    The step's target is the first of its paths that names a file after the step: a
+    rename's or a link's source, gone or not, counts through the new name (by hand,
+    ``mv M/a/a M/b`` and ``ln M/b M/a`` of a lower hardlink: docs/recorded-behaviours.md
+    "fo3")."""
+    if _rename_onto_own_name(path, ctx):
+        return True
     try:
-        target = ctx.model.resolve(ctx.paths[0], follow=True).node
         other = ctx.model.resolve(path, follow=False).node
     except Exception:  # a path the model refuses: not this behaviour
         return False
-    if target is None or other is None or target.is_dir or other.is_dir:
+    if other is None or other.is_dir:
         return False
-    lower = ctx.model.lower_of(target)
+    for operand in ctx.paths:
+        try:
+            target = ctx.model.resolve(operand, follow=True).node
+        except Exception:  # gone after the step (a rename's source): the next path
+            continue
+        if target is None or target.is_dir:
+            continue
+        lower = ctx.model.lower_of(target)
+        return (
+            lower is not None
+            and ctx.model.lower_nlink.get(lower.ident, 1) > 1
+            and lower is ctx.model.lower_of(other)
+        )
+    return False
+
+
+def _rename_onto_own_name(path: str, ctx: StepContext) -> bool:
+    """A rename of one name of a lower hardlink onto another of its names: one inode to
+    fuse-overlayfs, so rename(2) does nothing and the source stays (by hand: ``touch
+    L0/b; ln L0/b L0/c; rename(M/b, M/c)``; ``ls M``: b c; kernel: c, U holds the
+    whiteout b). The difference is at the source."""
+    op = ctx.op
+    if not isinstance(op, ops.Rename) or path != op.src:
+        return False
+    src = next((o for o in _lower_objects(ctx.model, op.src) if o is not None), None)
+    dst = next((o for o in _lower_objects(ctx.model, op.dst) if o is not None), None)
     return (
-        lower is not None
-        and ctx.model.lower_nlink.get(lower.ident, 1) > 1
-        and lower is ctx.model.lower_of(other)
+        src is not None
+        and src is dst
+        and not src.is_dir
+        and ctx.model.lower_nlink.get(src.ident, 1) > 1
     )
 
 
@@ -696,10 +725,13 @@ def rule_renamed_copy_up(diff: Divergence, path: str, ctx: StepContext) -> bool:
 
 
 def rule_dir_over_lower_symlink(diff: Divergence, path: str, ctx: StepContext) -> bool:
-    """The stack has a name that is a directory in one lower layer and a symlink in a lower
-    layer below it."""
+    """The stack has a name that is a directory in one layer (a lower, or the upper) and a
+    symlink in a lower layer below it. The upper's counts: fuse-overlayfs, remounted over
+    an upper directory made where a lower symlink loop was removed, gives ENOMEM too (by
+    hand, docs/recorded-behaviours.md "fo3")."""
     dirs: set[str] = set()
-    for root in ctx.model.lowers:
+    upper = [ctx.model.upper] if ctx.model.upper is not None else []
+    for root in [*upper, *ctx.model.lowers]:
         for where, inode in walk(root):
             if inode.kind is Kind.SYMLINK and where in dirs:
                 return True
@@ -785,15 +817,34 @@ def _target_hardlinks(ctx: StepContext) -> set[int]:
 
 def rule_lower_hardlink_name(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """``path`` is a name of the lower hardlink the step acts on (a lower file with more
-    than one name), or a directory on the way to one of its names (copied up with it)."""
+    than one name), or a directory on the way to one of its names (copied up with it).
+    The upper layer's groups of hardlinks (at the layer, ``path`` empty) differ only in
+    names of that hardlink: a link to it joins the name copied up (by hand, ``ln M/b
+    M/a`` with c/c looked up first: U holds a and c/c, one inode)."""
     wanted = _target_hardlinks(ctx)
     if not wanted:
         return False
+    if diff.field == "hardlinks":
+        return path == "" and _hardlink_groups_differ_in(diff, wanted, ctx)
     for root in ctx.model.lowers:
         for where, inode in walk(root):
             if inode.ident in wanted and (where == path or where.startswith(path + "/")):
                 return True
     return False
+
+
+def _hardlink_groups_differ_in(diff: Divergence, wanted: set[int], ctx: StepContext) -> bool:
+    """Every name in one side's hardlink groups but not the other's is a lower name of
+    one of ``wanted`` (and some name differs)."""
+    names = {
+        where for root in ctx.model.lowers for where, inode in walk(root) if inode.ident in wanted
+    }
+
+    def flat(groups: object) -> set[str]:
+        return {n for group in groups or () for n in group}  # type: ignore[union-attr]
+
+    changed = flat(diff.expected) ^ flat(diff.actual)
+    return bool(changed) and changed <= names
 
 
 def rule_opq_whiteout(diff: Divergence, path: str, ctx: StepContext) -> bool:
@@ -1092,6 +1143,8 @@ def rule_copy_up_drops_setid(diff: Divergence, path: str, ctx: StepContext) -> b
     expected, actual = diff.expected, diff.actual
     if diff.field != "mode" or not (isinstance(expected, int) and isinstance(actual, int)):
         return False
+    if _setid_back_at_write(expected, actual, path, ctx):
+        return True
     lost = expected & (_SUID | (_SGID if expected & _XGRP else 0))
     if not lost or actual != expected & ~lost:
         return False
@@ -1102,6 +1155,50 @@ def rule_copy_up_drops_setid(diff: Divergence, path: str, ctx: StepContext) -> b
     if found is None or found.is_dir:
         return False
     return (found.uid, found.gid) != (0, 0)
+
+
+def _setid_back_at_write(expected: int, actual: int, path: str, ctx: StepContext) -> bool:
+    """The bits come back: root's write of data to a file copied up without them puts
+    back the lower file's S_ISUID/S_ISGID (fuse-overlayfs writes its cached mode), while a
+    model rebuilt from the upper layer (reference.rebuild) lacks them; the kernel keeps
+    them throughout. By hand (docs/recorded-behaviours.md "fo3"): U/c 755 after empty
+    writes, 4755 after ``write x``. Only those bits, only at the written path, only when
+    the lower file had them and is not owned by root:root."""
+    op = ctx.op
+    if not (isinstance(op, ops.Write) and op.caller == "root" and op.data and op.path == path):
+        return False
+    back = actual & ~expected
+    if not back or back & ~(_SUID | _SGID) or actual != expected | back:
+        return False
+    lower = next((o for o in _lower_objects(ctx.model, path) if o is not None), None)
+    return (
+        lower is not None
+        and not lower.is_dir
+        and lower.mode & back == back
+        and (lower.uid, lower.gid) != (0, 0)
+    )
+
+
+def rule_lower_name_in_remade_dir(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """mkdir-eexist-remade-dir: a mkdir, mkfifo or symlink (by hand; an open with O_CREAT
+    works) in an opaque upper directory that replaced a removed lower one, of a name that
+    directory's lower held (a whiteout hid it before the removal); the difference is at the
+    new name or its parent (which then counts one link less)."""
+    op = ctx.op
+    if not isinstance(op, ops.Mkdir | ops.Mkfifo | ops.Symlink):
+        return False
+    if path not in (op.path, _parent(op.path)):
+        return False
+    model = ctx.model
+    parent = _parent(op.path)
+    if model.upper is None or not parent:
+        return False
+    made = entry_at(model.upper, parent)
+    if made is None or not made.is_dir or not made.opaque:
+        return False
+    return any(o is not None for o in _lower_objects(model, op.path)) and any(
+        o is not None and o.is_dir for o in _lower_objects(model, parent)
+    )
 
 
 def rule_parent_of_operand(diff: Divergence, path: str, ctx: StepContext) -> bool:
@@ -1590,6 +1687,7 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "merged-with-lower-symlink": rule_merged_with_lower_symlink,
     "hardlink-sibling-shows-change": rule_hardlink_sibling,
     "below-unlistable-dir": rule_unlistable,
+    "lower-name-in-remade-dir": rule_lower_name_in_remade_dir,
     "lower-file-name-past-whiteout-room": rule_lower_file_name_past_room,
     "setgid-parent-ignored": rule_setgid_parent_ignored,
     "setgid-bit-lost": rule_setgid_bit_lost,
