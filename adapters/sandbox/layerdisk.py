@@ -36,6 +36,7 @@ import errno
 import hashlib
 import os
 import stat
+from collections.abc import Callable
 
 import attrs
 
@@ -230,13 +231,19 @@ def read_all(path: str) -> bytes:
 def user_xattrs(path: str) -> tuple[tuple[str, bytes], ...]:
     """The user.* xattrs of ``path`` (not following a final symlink), sorted by name; none
     on a filesystem without xattr support (ENOTSUP, e.g. unionfs-fuse)."""
+    return _xattrs(path, lambda name: name.startswith("user."))
+
+
+def _xattrs(path: str, keep: Callable[[str], bool]) -> tuple[tuple[str, bytes], ...]:
+    """The xattrs of ``path`` whose names ``keep`` takes, not following a final symlink,
+    sorted by name; none where the filesystem has no xattrs (ENOTSUP)."""
     try:
         listed = os.listxattr(path, follow_symlinks=False)
     except OSError as exc:
         if exc.errno != errno.ENOTSUP:
             raise
         return ()
-    names = sorted(n for n in listed if n.startswith("user."))
+    names = sorted(filter(keep, listed))
     return tuple((n, os.getxattr(path, n, follow_symlinks=False)) for n in names)
 
 
@@ -265,14 +272,7 @@ def is_content_xattr(name: str) -> bool:
 def visible_xattrs(path: str) -> tuple[tuple[str, bytes], ...]:
     """The content xattrs (:func:`is_content_xattr`) of ``path``, not following a final
     symlink, sorted; none where the filesystem has no xattrs (ENOTSUP)."""
-    try:
-        listed = os.listxattr(path, follow_symlinks=False)
-    except OSError as exc:
-        if exc.errno != errno.ENOTSUP:
-            raise
-        return ()
-    names = sorted(n for n in listed if is_content_xattr(n))
-    return tuple((n, os.getxattr(path, n, follow_symlinks=False)) for n in names)
+    return _xattrs(path, is_content_xattr)
 
 
 def _marker(path: str, names: list[str], name: str) -> bytes | None:
