@@ -311,7 +311,7 @@ class Overlay:
             mode=meta.mode,
             uid=meta.uid,
             gid=meta.gid,
-            nlink=self._nlink(node, upper_links),
+            nlink=self.nlink(node, upper_links),
             data=self._data(node) if kind is Kind.FILE else b"",
             target=meta.target if kind is Kind.SYMLINK else "",
             xattrs=xattrs,
@@ -319,7 +319,7 @@ class Overlay:
             ctime=meta.ctime,
         )
 
-    def _nlink(self, node: Node, upper_links: dict[int, int] | None = None) -> int:
+    def nlink(self, node: Node, upper_links: dict[int, int] | None = None) -> int:
         """st_nlink. A merged directory reports 1 (inode.c ovl_getattr; obs E1.7); others
         report their real directory's count. An indexed inode reports the union count kept in
         trusted.overlay.nlink; other non-dirs their real layer's count (obs H.index=off.2)."""
@@ -523,7 +523,7 @@ class Overlay:
             uid=meta.uid,
             gid=meta.gid,
             size=size,
-            nlink=self._nlink(node),
+            nlink=self.nlink(node),
         )
 
     def _op_read(self, op: ops.Read) -> bytes:

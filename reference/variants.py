@@ -52,8 +52,8 @@ class MergedDirNlinkCountsSubdirs(Overlay):
     """fuse-overlayfs: a merged directory's st_nlink is 2 + its subdirectories in the merged
     view (the kernel reports 1, inode.c ovl_getattr)."""
 
-    def _nlink(self, node: Node, upper_links: dict[int, int] | None = None) -> int:
-        base = super()._nlink(node, upper_links)
+    def nlink(self, node: Node, upper_links: dict[int, int] | None = None) -> int:
+        base = super().nlink(node, upper_links)
         if not (node.is_dir and node.is_merged):
             return base
         counted = 2 + sum(1 for _, child in self.found_children(node) if child.is_dir)
@@ -156,8 +156,8 @@ class NewNameMax251(Overlay):
 class DirNlinkOne(Overlay):
     """unionfs-fuse (libfuse 2 high-level API): every directory reports st_nlink 1."""
 
-    def _nlink(self, node: Node, upper_links: dict[int, int] | None = None) -> int:
-        base = super()._nlink(node, upper_links)
+    def nlink(self, node: Node, upper_links: dict[int, int] | None = None) -> int:
+        base = super().nlink(node, upper_links)
         if not node.is_dir:
             return base
         if base != 1:

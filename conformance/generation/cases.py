@@ -330,7 +330,7 @@ class _Drawer:
         if self.tree.kinds.get(path) is not Kind.FILE:
             return False
         node = self.model.resolve(path, follow=False).node
-        return node is not None and self.model._nlink(node) == 1
+        return node is not None and self.model.nlink(node) == 1
 
 
 def _xattrs_only(op: ops.Op) -> bool:

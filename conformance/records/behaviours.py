@@ -1327,7 +1327,7 @@ def _linked_file(model: Overlay, path: str, *, follow: bool) -> bool:
         node = model.resolve(path, follow=follow).node
     except Exception:  # a path the model refuses: not this behaviour
         return False
-    return node is not None and not node.is_dir and model._nlink(node) > 1
+    return node is not None and not node.is_dir and model.nlink(node) > 1
 
 
 def rule_nlink_lags_link(diff: Divergence, path: str, ctx: StepContext) -> bool:
@@ -1490,13 +1490,8 @@ def _other_name_shows(ctx: StepContext, path: str, field: str, value: object) ->
     """Another name of the non-directory at ``path`` (one upper inode in the model) shows
     ``value`` as ``field`` in the driver's view."""
     view = ctx.actual_view
-    if view is None:
-        return False
-    try:
-        node = ctx.model.resolve(path, follow=False).node
-    except Exception:  # a path the model refuses: not this behaviour
-        return False
-    if node is None or node.is_dir or node.upper is None:
+    node = _upper_file(ctx, path)
+    if view is None or node is None:
         return False
     for other, entry in view.entries.items():
         if other == path:
@@ -1572,13 +1567,20 @@ def rule_stale_size_read(diff: Divergence, path: str, ctx: StepContext) -> bool:
         return False
     if not (len(shown) < len(data) and data.startswith(shown)):
         return False
+    node = _upper_file(ctx, path)
+    return node is not None and view.entries[path].nlink > ctx.model.nlink(node)
+
+
+def _upper_file(ctx: StepContext, path: str):  # type: ignore[no-untyped-def]
+    """The model's node at ``path`` when it is a non-directory with an upper inode, else
+    None (also where the model refuses the path)."""
     try:
         node = ctx.model.resolve(path, follow=False).node
     except Exception:  # a path the model refuses: not this behaviour
-        return False
+        return None
     if node is None or node.is_dir or node.upper is None:
-        return False
-    return view.entries[path].nlink > ctx.model._nlink(node)
+        return None
+    return node
 
 
 def rule_setid_kept(diff: Divergence, path: str, ctx: StepContext) -> bool:
