@@ -135,3 +135,29 @@ def test_an_unknown_engine_is_one_line_and_exit_2(capsys) -> None:
     assert main(["certify", "--engine", "lxc"]) == 2
     err = capsys.readouterr().err.strip()
     assert "invalid choice: 'lxc'" in err and len(err.splitlines()) == 1
+
+
+def test_a_divergence_the_engine_does_not_repeat_on_replay_is_diverges() -> None:
+    """Hypothesis reports Flaky when a replay of the failing program passes or fails
+    elsewhere (an engine whose mount order varies): the cell is ``diverges`` with the first
+    divergence, one line, not a traceback; a Flaky with no divergence in it stays an error."""
+    import hypothesis.errors
+
+    from conformance.certify.engines import _check
+    from conformance.verdicts import DIVERGES
+
+    def flaky() -> None:
+        raise hypothesis.errors.FlakyFailure(
+            "Inconsistent results from replaying a test case!",
+            [AssertionError("diff c2:n: change: expected 'A', got '-'")],
+        )
+
+    verdict, detail = _check(flaky)
+    assert verdict == DIVERGES
+    assert "not reproducible" in detail and "expected 'A', got '-'" in detail
+
+    def other() -> None:
+        raise hypothesis.errors.FlakyFailure("Inconsistent", [ValueError("a bug of ours")])
+
+    with pytest.raises(hypothesis.errors.FlakyFailure):
+        _check(other)
