@@ -7,8 +7,11 @@ on this machine), engine source files as named, vfs = fs/namei.c.
 
 Scope, chosen so that every rule can be checked against real engines:
 
-- mount targets are top-level names of the container (``"a"``, not ``"a/b"``): no nested
-  mounts, so a rename never carries a mount point with it;
+- mount targets are relative paths (``"a"``, ``"a/d"``, ``"n/s"``); a mount below another
+  is mounted after it (both engines sort mounts by the number of path components), its
+  missing mount point made inside whatever holds it by then (the parent mount: a volume,
+  a host directory), and a rename of a directory holding a mount point carries the mount
+  along until the next start;
 - a volume appears at most once in one container's table;
 - operations inside containers have plain relative paths (no symlinks, no ``..``), which
   resolve lexically into the mount that holds them;
@@ -29,7 +32,7 @@ import attrs
 from reference import ops
 from reference.commit import committed_layer
 from reference.diff import diff
-from reference.engines import EngineProfile, Populate, RootMeta
+from reference.engines import EngineProfile, ImageVolumes, Populate, RootMeta
 from reference.errors import SpecError
 from reference.layer import (
     EntrySpec,
@@ -46,6 +49,7 @@ from reference.layer import (
 from reference.options import Options
 from reference.outcome import Allowed, Err, Ok, Outcome
 from reference.overlay import Overlay
+from reference.paths import FsError
 from reference.view import EntryView, View
 
 #: tmpfs accounts file data in pages (mm/shmem.c shmem_inode_acct_blocks).
@@ -132,6 +136,7 @@ class Why(enum.Enum):
     NO_SUCH_IMAGE = "no-such-image"
     NO_SUCH_PATH = "no-such-path"
     INVALID_MOUNT = "invalid-mount"
+    READ_ONLY = "read-only"
 
 
 class EngineError(SpecError):
@@ -183,7 +188,7 @@ def copy_tree(source: Overlay, path: str, into: Inode, *, xattrs: bool = True) -
     Hardlinks of the source stay hardlinks (continuity getLinkSource)."""
     seen: dict[int, Inode] = {}
     view = source.view()
-    prefix = f"{path}/"
+    prefix = f"{path}/" if path else ""
     for rel, entry in sorted(view.entries.items()):
         if not rel.startswith(prefix) or entry.kind == "unreachable":
             continue
@@ -230,6 +235,8 @@ class Volume:
     #: volume_internal.go), cleared by the first copy / the first start.
     needs_copy_up: bool = True
     needs_chown: bool = True
+    #: How many times image content was copied into it (what a driver mirrors).
+    copies: int = 0
 
 
 @attrs.define
@@ -238,9 +245,34 @@ class Tmpfs:
 
     root: Inode
     limit: int | None
+    #: File -> the pages allocated to it, once a write or truncate set them (before:
+    #: every page of its data, as a copy writes them).
+    allocated: dict[int, set[int]] = attrs.field(factory=dict)
+
+    def pages_of_file(self, inode: Inode) -> set[int]:
+        return self.allocated.get(inode.ident, set(range(pages(inode.data))))
 
     def used(self) -> int:
-        return sum(pages(inode.data) for _, inode in _unique_files(self.root))
+        return sum(len(self.pages_of_file(inode)) for _, inode in _unique_files(self.root))
+
+    def pages_at(self, fs: Overlay, path: str) -> set[int] | None:
+        upper = _file_at(fs, path)
+        return None if upper is None else self.pages_of_file(upper)
+
+    def keep(self, fs: Overlay, path: str, allocated: set[int]) -> None:
+        upper = _file_at(fs, path)
+        if upper is not None:
+            self.allocated[upper.ident] = allocated
+
+
+def _file_at(fs: Overlay, path: str) -> Inode | None:
+    """The file ``path`` names in a plain tree (None: none, or a missing directory)."""
+    try:
+        node = fs.resolve(path, follow=True).node
+    except FsError:
+        return None
+    upper = node.upper if node is not None else None
+    return upper if upper is not None and upper.kind is Kind.FILE else None
 
 
 @attrs.frozen
@@ -252,6 +284,8 @@ class Resolved:
     mount: Mount
     volume: str | None = None
     populate: bool = True
+    #: An anonymous volume of this container's own (``rm -v`` removes it).
+    anonymous: bool = False
 
 
 @attrs.define
@@ -265,10 +299,13 @@ class Container:
     tmpfs: dict[str, Tmpfs] = attrs.field(factory=dict)
     #: Upper objects of the root whose mtime changed (reference/diff.py ``fresh``).
     touched: set[int] = attrs.field(factory=set)
+    #: While running: mount target -> where the mount is now (a rename of a directory
+    #: holding its mount point moved it: vfs moves the dentry, the mount stays on it).
+    placed: dict[str, str] = attrs.field(factory=dict)
 
 
 def pages(data: bytes) -> int:
-    """Pages a file's data occupies (the model writes no holes beyond the end)."""
+    """Pages a file's data occupies when every byte was written."""
     return pages_of(len(data))
 
 
@@ -292,9 +329,14 @@ class ContainerWorld:
     containers. Names of containers, volumes and host directories are chosen by the caller
     (anonymous volumes: ``<container>.<target>``)."""
 
-    def __init__(self, profile: EngineProfile, image: StackSpec) -> None:
+    def __init__(
+        self, profile: EngineProfile, image: StackSpec, volumes: tuple[str, ...] = ()
+    ) -> None:
         self.profile = profile
         self.image = image
+        #: The targets the image declares ``VOLUME`` at (a committed image keeps them:
+        #: both engines copy the config's Volumes, observed with ``image inspect``).
+        self.image_volumes = volumes
         self.volumes: dict[str, Volume] = {}
         self.hosts: dict[str, Inode] = {}
         self.containers: dict[str, Container] = {}
@@ -362,9 +404,10 @@ class ContainerWorld:
             raise EngineError(Why.NO_SUCH_IMAGE)
         root = Overlay(self.stack_of(spec), Options())
         if self.profile.populate_refuses_file_target:
-            for entry in table:
+            for index, entry in enumerate(table):
                 populating = self._would_populate(entry, root)
                 if populating and _kind_at(root, entry.mount.target) != "dir":
+                    self._populate_before_refusal(Container(name, spec, root, table), index)
                     raise EngineError(Why.NOT_A_DIRECTORY)
         for entry in table:
             if entry.volume is not None and entry.volume not in self.volumes:
@@ -379,12 +422,23 @@ class ContainerWorld:
 
     def _resolve_table(self, name: str, spec: ContainerSpec) -> tuple[Resolved, ...]:
         """The mount table: own mounts, then volumes-from mounts at targets not taken
-        (moby daemon/volumes.go registerMountPoints: own mounts win). Duplicate own targets
-        are refused (both engines: "Duplicate mount point")."""
+        (moby daemon/volumes.go registerMountPoints: own mounts win), then an anonymous
+        volume at each target the image declares ``VOLUME`` at and nothing took (moby
+        daemon/create_unix.go createContainerOSSpecificSettings: IsDestinationMounted;
+        podman pkg/specgen/generate/storage.go: an image volume under a user mount is
+        skipped); they are populated as any anonymous volume (observed: both engines
+        listed one anonymous volume after ``create``, filled from the image, taking the
+        image directory's owner and mode, removed by ``rm -v``, and ``--volumes-from``
+        carried it). Duplicate own targets are refused (both engines: "Duplicate mount
+        point")."""
         self._validate(spec)
         targets = [m.target for m in spec.mounts]
         table = [
-            Resolved(m, (m.volume or f"{name}.{m.target}") if isinstance(m, VolumeMount) else None)
+            Resolved(m)
+            if not isinstance(m, VolumeMount)
+            else Resolved(m, m.volume)
+            if m.volume is not None
+            else Resolved(m, self.anonymous_name(name, m.target), anonymous=True)
             for m in spec.mounts
         ]
         for source in spec.volumes_from:
@@ -410,7 +464,22 @@ class ContainerWorld:
                     Resolved(mount, entry.volume, populate=self.profile.volumes_from_populates)
                 )
                 targets.append(mount.target)
+        if self.profile.image_volumes is ImageVolumes.ANONYMOUS:
+            for target in self.image_volumes:
+                if target not in targets:
+                    volume = self.anonymous_name(name, target)
+                    table.append(Resolved(VolumeMount(target), volume, anonymous=True))
         return tuple(table)
+
+    def anonymous_name(self, container: str, target: str) -> str:
+        """The model's name of a new anonymous volume: ``<container>.<target>``, then
+        ``.2``, ``.3``, ... while an earlier one of that name is still there (a removed
+        container's, kept by ``rm`` without ``-v``)."""
+        base = f"{container}.{target}"
+        taken = self.volumes.keys()
+        return next(
+            n for n in (base, *(f"{base}.{i}" for i in range(2, len(taken) + 3))) if n not in taken
+        )
 
     def _validate(self, spec: ContainerSpec) -> None:
         """Each mount is parsed and validated, then checked against the targets before it,
@@ -433,6 +502,18 @@ class ContainerWorld:
                 raise EngineError(Why.DUPLICATE_MOUNT_POINT)
             seen.add(mount.target)
 
+    def _populate_before_refusal(self, container: Container, failing: int) -> None:
+        """Docker copies the image into the existing volumes mounted before the file
+        target in the mount list, then refuses (by hand, docker 20.10: ``--mount
+        type=volume,src=v1,dst=/a --mount type=volume,dst=/f`` failed "source .../f is not
+        directory" with v1 holding the image's /a, 2 of 2; with the two mounts swapped
+        v1 stayed empty)."""
+        if self.profile.populate is not Populate.AT_CREATE_IF_EMPTY:
+            return
+        for entry in container.table[:failing]:
+            if entry.volume in self.volumes and self._would_populate(entry, container.root):
+                self._copy_into_volume(container, entry)
+
     def _would_populate(self, entry: Resolved, root: Overlay) -> bool:
         """Docker's rule (create_unix.go populateVolume, copyExistingContents): a volume
         mount without nocopy whose volume is empty and whose image path exists."""
@@ -451,6 +532,7 @@ class ContainerWorld:
         if _kind_at(container.root, target) != "dir":
             return
         copy_tree(container.root, target, volume.root)
+        volume.copies += 1
         if self.profile.root_meta is RootMeta.WITH_COPY:
             take_root_meta(_entry_at(container.root, target), volume.root)
 
@@ -492,25 +574,25 @@ class ContainerWorld:
         # then the tmpfs mounts (daemon/oci_linux.go: setupMounts, then the tmpfs ones):
         # a mount point made before the failure stays in the writable layer (found by the
         # machine through diff: ``A /n`` after a tmpfs over the file ``f`` failed).
-        order = list(container.table)
-        if self.profile.tmpfs_mounted_last:
-            order.sort(key=lambda entry: isinstance(entry.mount, TmpfsMount))
-        else:
+        if not self.profile.tmpfs_mounted_last:
             for entry in container.table:
                 existed = _entry_at(root, entry.mount.target)
                 is_tmpfs = isinstance(entry.mount, TmpfsMount)
                 if is_tmpfs and existed is not None and existed.kind != "dir":
                     raise EngineError(Why.NOT_A_DIRECTORY)
         container.tmpfs = {}
-        for entry in order:
+        container.placed = {}
+        mounted: dict[str, tuple[Inode, bool, Tmpfs | None]] = {}
+        for entry in start_order(container.table, self.profile):
             target = entry.mount.target
-            existed = _entry_at(root, target)
-            if existed is not None and existed.kind != "dir":
-                raise EngineError(Why.NOT_A_DIRECTORY)
-            if existed is None:
-                root.apply(ops.Mkdir(target, 0o755))
+            fs = ContainerFs(root, mounted)
+            existed = _mount_point(container, fs, target)
+            tmpfs = None
             if isinstance(entry.mount, TmpfsMount):
-                container.tmpfs[target] = self._new_tmpfs(container, entry.mount, existed)
+                tmpfs = self._new_tmpfs(fs, entry.mount, existed)
+                container.tmpfs[target] = tmpfs
+            mounted[target] = (self._tree(container, entry), entry.mount.read_only, tmpfs)
+        container.placed = {target: target for target in mounted}
 
     def _podman_volume_setup(self, container: Container, entry: Resolved) -> None:
         """libpod mountNamedVolume: chown the root to the image directory once
@@ -536,11 +618,20 @@ class ContainerWorld:
             and not volume.root.entries
         ):
             volume.needs_copy_up = False
+            volume.copies += 1
             copy_tree(container.root, entry.mount.target, volume.root)
 
-    def _new_tmpfs(
-        self, container: Container, mount: TmpfsMount, existed: EntryView | None
-    ) -> Tmpfs:
+    def _tree(self, container: Container, entry: Resolved) -> Inode:
+        """The tree mounted for ``entry`` (a tmpfs's is in ``container.tmpfs``)."""
+        mount = entry.mount
+        if isinstance(mount, VolumeMount):
+            assert entry.volume is not None
+            return self.volumes[entry.volume].root
+        if isinstance(mount, BindMount):
+            return self.hosts[mount.source]
+        return container.tmpfs[mount.target].root
+
+    def _new_tmpfs(self, fs: ContainerFs, mount: TmpfsMount, existed: EntryView | None) -> Tmpfs:
         """A fresh tmpfs. Root mode: ``mode=``, then runc's chmod to an existing target's
         mode (rootfs_linux.go, which runs after the mount and so wins), else tmpfs's 1777;
         the profile may fix it (k8s). Owner root. Copy-up per profile or ``copy_up``."""
@@ -552,7 +643,8 @@ class ContainerWorld:
         copy_up = self.profile.tmpfs_copies_image if mount.copy_up is None else mount.copy_up
         if copy_up and existed is not None:
             keep = self.profile.tmpfs_copy_keeps_xattrs
-            copy_tree(container.root, mount.target, root, xattrs=keep)
+            home, inner = fs.locate(mount.target)
+            copy_tree(fs.fs(home), inner, root, xattrs=keep)
         limit = None if not mount.size else -(-mount.size // PAGE)
         tmpfs = Tmpfs(root, limit)
         if limit is not None and tmpfs.used() > limit:
@@ -567,6 +659,7 @@ class ContainerWorld:
         if container.status is Status.RUNNING:
             container.status = Status.EXITED
             container.tmpfs = {}  # the tmpfs mounts go with the run (obs §1.4)
+            container.placed = {}
         return Ok(None)
 
     def remove(self, name: str, *, volumes: bool = False) -> Action:
@@ -586,8 +679,7 @@ class ContainerWorld:
                 if (
                     isinstance(mount, VolumeMount)
                     and volume is not None
-                    and volume.anonymous
-                    and entry.volume == f"{name}.{mount.target}"
+                    and entry.anonymous
                     and not self._users(volume.name)
                 ):
                     del self.volumes[volume.name]
@@ -596,25 +688,29 @@ class ContainerWorld:
     # --- inside a running container -------------------------------------------------------
 
     def mounts_of(
-        self, name: str, *, running: bool = True
+        self, name: str, *, running: bool = True, placed: bool = True
     ) -> dict[str, tuple[Inode, bool, Tmpfs | None]]:
-        """target -> (tree, read-only, tmpfs state) of a running container (not
-        ``running``: its volumes and binds only)."""
+        """Where each mount is (``placed``: where renames moved it, else its target) ->
+        (tree, read-only, tmpfs state) of a running container (not ``running``: its
+        volumes and binds only, at their targets)."""
         container = self.containers[name]
         found: dict[str, tuple[Inode, bool, Tmpfs | None]] = {}
         for entry in container.table:
             mount = entry.mount
             if not running and isinstance(mount, TmpfsMount):
                 continue
-            if isinstance(mount, VolumeMount):
-                assert entry.volume is not None
-                found[mount.target] = (self.volumes[entry.volume].root, mount.read_only, None)
-            elif isinstance(mount, BindMount):
-                found[mount.target] = (self.hosts[mount.source], mount.read_only, None)
-            else:
-                tmpfs = container.tmpfs[mount.target]
-                found[mount.target] = (tmpfs.root, mount.read_only, tmpfs)
+            where = container.placed.get(mount.target, mount.target) if placed else mount.target
+            tmpfs = container.tmpfs[mount.target] if isinstance(mount, TmpfsMount) else None
+            found[where] = (self._tree(container, entry), mount.read_only, tmpfs)
         return found
+
+    def mount_at(self, name: str, where: str) -> Resolved | None:
+        """The table entry of the mount at ``where`` (a key of :meth:`mounts_of`)."""
+        container = self.containers[name]
+        for entry in container.table:
+            if container.placed.get(entry.mount.target, entry.mount.target) == where:
+                return entry
+        return None
 
     def run(self, name: str, op: ops.Op) -> Allowed:
         """An operation inside running container ``name``."""
@@ -623,9 +719,14 @@ class ContainerWorld:
             raise ValueError(f"container {name} is not running")
         fs = ContainerFs(container.root, self.mounts_of(name))
         before = container.root.view()
-        allowed = fs.apply(op)
+        moved = fs.resolved(op)
+        if isinstance(moved, Err):
+            return frozenset({moved})
+        allowed = fs.apply_resolved(moved)
         if any(isinstance(o, Ok) for o in allowed):
-            _touch(container, fs, op, before)
+            _touch(container, fs, moved, before)
+            if isinstance(moved, ops.Rename):
+                _move_mounts(container, moved.src.strip("/"), moved.dst.strip("/"))
         return allowed
 
     def diff(self, name: str) -> dict[str, str]:
@@ -644,17 +745,25 @@ class ContainerWorld:
         not), and the tmpfs mounts when the profile's cp sees them and it runs."""
         container = self.containers[name]
         running = container.status is Status.RUNNING
+        # podman's cp works in the container's mount namespace (where renames moved the
+        # mounts); docker's mounts the volumes and binds afresh at their targets
+        inside = running and self.profile.cp_sees_tmpfs
         mounts = {
             target: found
-            for target, found in self.mounts_of(name, running=running).items()
-            if found[2] is None or (running and self.profile.cp_sees_tmpfs)
+            for target, found in self.mounts_of(name, running=running, placed=inside).items()
+            if found[2] is None or inside
         }
         return ContainerFs(container.root, mounts)
 
     def cp_in(self, name: str, path: str, data: bytes) -> Action:
         """``cp`` of a host file (mode 0644) to ``path``: the name is replaced (the tar
         extraction removes an existing non-directory first: moby pkg/archive
-        createTarFile, observed a new file), owned by root."""
+        createTarFile, observed a new file), owned by root. The file is made 0600 and
+        written before its mode and owner are set (podman's buildah copier creates it
+        0600); a write that does not fit (a tmpfs with ``size`` that podman's cp sees)
+        fails the copy "no space left on device" and leaves what fitted, mode 0600 (by
+        hand, podman 4.3.1: 5000 bytes into an empty size=4096 tmpfs left 4096 bytes,
+        a second copy an empty file)."""
         if name not in self.containers:
             return _refused(Why.NO_SUCH_CONTAINER)
         fs = self.cp_fs(name)
@@ -665,13 +774,17 @@ class ContainerWorld:
         before = container.root.view()
         steps = (
             ops.Unlink(path),
-            ops.Write(path, data, flags=("O_CREAT", "O_EXCL")),
+            ops.Write(path, data, flags=("O_CREAT", "O_EXCL"), mode=0o600),
             ops.Chmod(path, 0o644),
             ops.Chown(path, 0, 0),
         )
         for step in steps:
-            if any(isinstance(o, Ok) for o in fs.apply(step)):
+            outcome = fs.apply(step)
+            if any(isinstance(o, Ok) for o in outcome):
                 _touch(container, fs, step, before)
+            got = first(outcome) if isinstance(step, ops.Write) else None
+            if got == Err("ENOSPC") or (isinstance(got, Ok) and got.value < len(data)):
+                return _refused(Why.NO_SPACE)
         return Ok(None)
 
     def cp_out(self, name: str, path: str) -> bytes | Refused:
@@ -708,6 +821,58 @@ class ContainerWorld:
         return ContainerFs(container.root, self.mounts_of(name)).view()
 
 
+def start_order(table: tuple[Resolved, ...], profile: EngineProfile) -> list[Resolved]:
+    """The order a start mounts the table in: by the number of path components, a
+    parent before what is mounted in it (moby daemon/oci_linux.go ``sort.Sort(mounts)``,
+    libpod sortMounts; observed: ``--mount type=tmpfs,dst=/a/t`` listed before a volume at
+    ``/a`` was mounted on it), ties in table order - docker's with the tmpfs mounts after
+    the volumes and binds (``tmpfs_mounted_last``), podman's with the volumes after the
+    tmpfs and binds (``volumes_mounted_last``)."""
+    order = list(table)
+    if profile.tmpfs_mounted_last:
+        order.sort(key=lambda entry: isinstance(entry.mount, TmpfsMount))
+    if profile.volumes_mounted_last:
+        order.sort(key=lambda entry: isinstance(entry.mount, VolumeMount))
+    order.sort(key=lambda entry: entry.mount.target.count("/"))
+    return order
+
+
+def _mount_point(container: Container, fs: ContainerFs, target: str) -> EntryView | None:
+    """What is at ``target`` before the runtime mounts there (None: nothing); a missing
+    mount point is made 0755 with its missing parents, in whatever holds it (runc
+    rootfs_linux.go MkdirAllInRoot; observed: ``dst=/e/q/s`` made ``A /e/q`` and ``A
+    /e/q/s``; a missing one in a read-only mount fails the start: "mkdir ...: read-only
+    file system"; through a file: "not a directory")."""
+    found = first(fs.apply(ops.Stat(target, follow=False)))
+    if isinstance(found, Ok):
+        if found.value.kind != "dir":
+            raise EngineError(Why.NOT_A_DIRECTORY)
+        home, inner = fs.locate(target)
+        return _entry_at(fs.fs(home), inner) if inner else root_entry(fs.mounts[home][0])
+    parts = target.split("/")
+    for depth in range(1, len(parts) + 1):
+        path = "/".join(parts[:depth])
+        if isinstance(first(fs.apply(ops.Stat(path, follow=False))), Ok):
+            continue
+        before = container.root.view()
+        made = first(fs.apply(ops.Mkdir(path, 0o755)))
+        if made == Err("EROFS"):
+            raise EngineError(Why.READ_ONLY)
+        if isinstance(made, Err):
+            raise EngineError(Why.NOT_A_DIRECTORY)
+        _touch(container, fs, ops.Mkdir(path, 0o755), before)
+    return None
+
+
+def _move_mounts(container: Container, src: str, dst: str) -> None:
+    """A rename of a directory holding mount points carries them along."""
+    if src == dst:
+        return
+    for target, where in container.placed.items():
+        if where.startswith(f"{src}/"):
+            container.placed[target] = dst + where[len(src) :]
+
+
 def _touch(container: Container, fs: ContainerFs, op: ops.Op, before: View) -> None:
     """Record which upper objects of the root got a new mtime from ``op`` (it succeeded):
     a file written with data, opened with O_TRUNC, or truncated to a new size (a
@@ -725,6 +890,19 @@ def _touch(container: Container, fs: ContainerFs, op: ops.Op, before: View) -> N
             if node is not None and node.upper is not None:
                 container.touched.add(node.upper.ident)
     after = root.view().entries
+    # a rename sets both parents' mtime even when no name changes in one of them (over an
+    # existing name, RENAME_EXCHANGE): shmem_rename2/shmem_exchange, ext4_rename; nothing
+    # when source and target are one inode (vfs_rename returns early). Observed: podman
+    # 4.3.1 diff lists C /a/d after mv /b/w /a/d/y.
+    if (
+        isinstance(op, ops.Rename)
+        and not any(fs.locate(p)[0] for p in (op.src, op.dst))
+        and any(before.entries.get(p) != after.get(p) for p in (op.src, op.dst))
+    ):
+        for parent in {op.src.rpartition("/")[0], op.dst.rpartition("/")[0]} - {""}:
+            upper = entry_at(root.upper, parent)
+            if upper is not None:
+                container.touched.add(upper.ident)
     listing_before = _listings(before.entries)
     for directory, names in _listings(after).items():
         if listing_before.get(directory) != names:
@@ -769,18 +947,23 @@ def _children(fs: Overlay, path: str) -> bool:
 
 class ContainerFs:
     """The filesystem tree a container's processes see: the root overlay with each mount's
-    tree at its (top-level) target. Paths resolve lexically (no symlinks are generated)."""
+    tree at its target (nested ones on the trees they are in). Paths resolve lexically
+    (no symlinks are generated)."""
 
     def __init__(self, root: Overlay, mounts: dict[str, tuple[Inode, bool, Tmpfs | None]]) -> None:
         self.root = root
         self.mounts = mounts
 
-    def locate(self, path: str) -> tuple[str | None, str]:
-        """(mount target or None for the root overlay, the path inside it)."""
-        first, _, rest = path.strip("/").partition("/")
-        if first in self.mounts:
-            return first, rest
-        return None, path
+    def locate(self, path: str, *, own: bool = True) -> tuple[str | None, str]:
+        """(the innermost mount holding ``path``, or None for the root overlay; the path
+        inside it). A mount point is its own mount's root (``own``) or, not ``own``, a
+        name in the mount it sits in (where rename, link and unlink look for it)."""
+        clean = path.strip("/")
+        holding = [t for t in self.mounts if (own and clean == t) or clean.startswith(f"{t}/")]
+        best = max(holding, key=len, default=None)
+        if best is None:
+            return None, path
+        return best, clean[len(best) + 1 :]
 
     def fs(self, target: str | None) -> Overlay:
         if target is None:
@@ -788,14 +971,68 @@ class ContainerFs:
         tree, read_only, _ = self.mounts[target]
         return plain_fs(tree, read_only=read_only)
 
+    def resolve(self, path: str, *, follow: bool) -> str | Err:
+        """``path`` with every symlink in it replaced by where it leads, through the
+        mounts (the last name only when ``follow``): what path_lookupat walks. An absolute
+        target starts again at the container's root, ``..`` goes to the parent (of a
+        mount's root too: the mount point's parent); more than 40 links: ELOOP
+        (MAXSYMLINKS). A missing or non-directory name is left for the operation."""
+        todo = [part for part in path.strip("/").split("/") if part]
+        done: list[str] = []
+        links = 0
+        while todo:
+            name = todo.pop(0)
+            if name == ".":
+                continue
+            if name == "..":
+                if done:
+                    done.pop()
+                continue
+            if not todo and not follow:
+                done.append(name)
+                break
+            home, inner = self.locate("/".join([*done, name]))
+            found = first(self.fs(home).apply(ops.Readlink(inner))) if inner else None
+            if not isinstance(found, Ok):
+                done.append(name)
+                continue
+            links += 1
+            if links > 40:
+                return Err("ELOOP")
+            if found.value.startswith("/"):
+                done = []
+            todo = [part for part in found.value.split("/") if part] + todo
+        return "/".join(done)
+
+    def resolved(self, op: ops.Op) -> ops.Op | Err:
+        """``op`` on the paths :meth:`resolve` finds (see :data:`FOLLOWS_LAST`)."""
+        if isinstance(op, ops.Rename | ops.Link):
+            src = self.resolve(op.src, follow=False)
+            dst = self.resolve(op.dst, follow=False)
+            if isinstance(src, Err):
+                return src
+            if isinstance(dst, Err):
+                return dst
+            return attrs.evolve(op, src=src, dst=dst)
+        path = getattr(op, "path", None)
+        if not isinstance(path, str):
+            raise TypeError(f"unsupported operation inside a container: {op!r}")
+        found = self.resolve(path, follow=follows_last(op))
+        return found if isinstance(found, Err) else attrs.evolve(op, path=found)
+
     def apply(self, op: ops.Op) -> Allowed:
+        moved = self.resolved(op)
+        if isinstance(moved, Err):
+            return frozenset({moved})
+        return self.apply_resolved(moved)
+
+    def apply_resolved(self, op: ops.Op) -> Allowed:
+        """``op`` whose paths hold no symlink but an unfollowed last name."""
         if isinstance(op, ops.Rename):
             return self._rename(op)
         if isinstance(op, ops.Link):
             return self._link(op)
-        path = getattr(op, "path", None)
-        if not isinstance(path, str):
-            raise TypeError(f"unsupported operation inside a container: {op!r}")
+        path = op.path  # type: ignore[attr-defined]
         target, inner = self.locate(path)
         if target is not None and inner == "":
             # The mount point's own name lives in the root filesystem (vfs: the parent's
@@ -814,68 +1051,71 @@ class ContainerFs:
         """tmpfs with ``size``: a write needing more pages than are free writes what fits,
         page by page, and gives ENOSPC when not even the first page fits (mm/shmem.c
         shmem_write_begin; generic_perform_write returns the bytes written so far). The
-        open (O_CREAT, O_TRUNC) has happened by then. Files have no holes (the machine
-        writes at offset 0 or appends, and truncates to 0)."""
+        open (O_CREAT, O_TRUNC) has happened by then. Only pages written are allocated: a
+        truncate to a larger size leaves a hole (shmem_setattr), one to a smaller size
+        frees the pages past the new end (a partial last page stays)."""
         assert tmpfs.limit is not None
-        if not isinstance(op, ops.Write) or not op.data:
+        if isinstance(op, ops.Truncate):
+            have = tmpfs.pages_at(fs, op.path)
+            outcome = fs.apply(op)
+            if have is not None and any(isinstance(o, Ok) for o in outcome):
+                tmpfs.keep(fs, op.path, {p for p in have if p < pages_of(op.size)})
+            return outcome
+        if not isinstance(op, ops.Write):
             return fs.apply(op)
         current = first(fs.apply(ops.Stat(op.path, follow=True)))
         if isinstance(current, Ok) and current.value.kind != "file":
             return fs.apply(op)
         old_size = current.value.size if isinstance(current, Ok) else 0
         truncating = "O_TRUNC" in op.flags
-        size = 0 if truncating else old_size
-        free = tmpfs.limit - tmpfs.used() + (pages_of(old_size) if truncating else 0)
-        offset = size if "O_APPEND" in op.flags else op.offset
+        had = tmpfs.pages_at(fs, op.path) or set()
+        have = set() if truncating else had
+        free = tmpfs.limit - tmpfs.used() + (len(had) if truncating else 0)
+        offset = old_size if "O_APPEND" in op.flags and not truncating else op.offset
         end = offset + len(op.data)
         fits = end
         page = offset // PAGE
+        written = set()
         while page * PAGE < end:
-            if page >= pages_of(size):
+            if page not in have:
                 if free == 0:
                     fits = max(page * PAGE, offset)
                     break
                 free -= 1
+            written.add(page)
             page += 1
-        if fits == end:
-            return fs.apply(op)
         outcome = fs.apply(attrs.evolve(op, data=op.data[: fits - offset]))
         if all(isinstance(o, Err) for o in outcome):
             return outcome  # the open itself failed (EACCES, ENOENT, ...)
+        tmpfs.keep(fs, op.path, have | written)
+        if fits == end:
+            return outcome
         return frozenset({Ok(fits - offset)}) if fits > offset else frozenset({Err("ENOSPC")})
 
     def _rename(self, op: ops.Rename) -> Allowed:
         """rename(2) across the container's mounts (vfs do_renameat2, vfs_rename)."""
-        src_target, src_inner = self.locate(op.src)
-        dst_target, dst_inner = self.locate(op.dst)
-        src_is_point = src_target is not None and src_inner == ""
-        dst_is_point = dst_target is not None and dst_inner == ""
-        # The mount whose tree holds each name's parent (a mount point's name sits in root).
-        src_home = None if src_is_point else src_target
-        dst_home = None if dst_is_point else dst_target
-        for home, inner, whole in ((src_home, src_inner, op.src), (dst_home, dst_inner, op.dst)):
-            failure = self._parent_failure(home, inner if home is not None else whole)
+        src_is_point = op.src.strip("/") in self.mounts
+        dst_is_point = op.dst.strip("/") in self.mounts
+        # The mount whose tree holds each name (a mount point's name sits in its parent's).
+        src_home, src_inner = self.locate(op.src, own=False)
+        dst_home, dst_inner = self.locate(op.dst, own=False)
+        for home, inner in ((src_home, src_inner), (dst_home, dst_inner)):
+            failure = self._parent_failure(home, inner)
             if failure is not None:
                 return failure
         if src_home != dst_home:
             return frozenset({Err("EXDEV")})  # do_renameat2: old_path.mnt != new_path.mnt
         if not (src_is_point or dst_is_point):
-            return self.fs(src_home).apply(
-                attrs.evolve(
-                    op, src=src_inner if src_home else op.src, dst=dst_inner if dst_home else op.dst
-                )
-            )
+            return self.fs(src_home).apply(attrs.evolve(op, src=src_inner, dst=dst_inner))
         return self._rename_mount_point(op)
 
     def _link(self, op: ops.Link) -> Allowed:
-        """link(2) inside the container (vfs do_linkat): the old name must exist, the new
-        one must not (filename_create), then both must be on one mount (EXDEV)."""
-        homes = []
-        for path in (op.src, op.dst):
-            target, inner = self.locate(path)
-            point = target is not None and inner == ""
-            homes.append((None, path) if point else (target, inner if target else path))
-        (src_home, src), (dst_home, dst) = homes
+        """link(2) inside the container (vfs do_linkat): the old name must exist (looked
+        up: a mount point is its mount's root), the new one must not (filename_create),
+        then both must be on one mount (EXDEV); a mount's root is a directory (EPERM).
+        Found by the machine on kernel-mounts: ``ln a/d a/d/y`` with a volume at a/d."""
+        src_home, src = self.locate(op.src)
+        dst_home, dst = self.locate(op.dst, own=False)
         found = first(self.fs(src_home).apply(ops.Stat(src, follow=False)))
         if isinstance(found, Err):
             return frozenset({found})
@@ -886,6 +1126,8 @@ class ContainerFs:
             return frozenset({Err("EEXIST")})
         if src_home != dst_home:
             return frozenset({Err("EXDEV")})
+        if src_home is not None and src == "":
+            return frozenset({Err("EPERM")})  # vfs_link: a directory
         return self.fs(src_home).apply(ops.Link(src, dst))
 
     def _parent_failure(self, home: str | None, path: str) -> Allowed | None:
@@ -926,13 +1168,39 @@ class ContainerFs:
         entries = {
             path: entry
             for path, entry in self.root.view().entries.items()
-            if path.partition("/")[0] not in self.mounts
+            if self.locate(path)[0] is None
         }
         for target, (tree, _, _) in self.mounts.items():
             entries[target] = root_entry(tree)
             for path, entry in tree_view(tree).entries.items():
-                entries[f"{target}/{path}"] = entry
+                if self.locate(f"{target}/{path}")[0] == target:
+                    entries[f"{target}/{path}"] = entry
         return View(entries=dict(sorted(entries.items())), inodes={})
+
+
+#: The kinds that follow a symlink at the last name of their path (stat(2) as asked;
+#: open without O_NOFOLLOW unless O_CREAT|O_EXCL; truncate, chmod, chown, the xattr
+#: calls without the l prefix: adapters/syscalls.py).
+FOLLOWS_LAST: tuple[type, ...] = (
+    ops.Read,
+    ops.Readdir,
+    ops.Write,
+    ops.Truncate,
+    ops.Chmod,
+    ops.Chown,
+    ops.SetXattr,
+    ops.GetXattr,
+    ops.ListXattr,
+    ops.RemoveXattr,
+)
+
+
+def follows_last(op: ops.Op) -> bool:
+    if isinstance(op, ops.Stat):
+        return op.follow
+    if isinstance(op, ops.Write) and {"O_CREAT", "O_EXCL"} <= set(op.flags):
+        return False
+    return isinstance(op, FOLLOWS_LAST)
 
 
 def first(allowed: Allowed) -> Outcome:

@@ -143,11 +143,16 @@ def _native(
 def _native_kind(
     path: str, inode: Inode, image: dict[str, EntryView], lowers: list[Inode], touched: set[int]
 ) -> str | None:
-    if inode.kind is Kind.WHITEOUT or (inode.is_dir and inode.opaque):
+    if inode.kind is Kind.WHITEOUT:
         return "D"
     was = image.get(path)
     if was is None or was.kind == "unreachable":
+        # an opaque directory the image has no name for is new (observed with podman
+        # 4.3.1: a directory made in the container, renamed into an image directory -
+        # the kernel makes it opaque, ovl_rename - was listed A)
         return "A"
+    if inode.is_dir and inode.opaque:
+        return "D"
     if was.kind == "dir" and inode.is_dir:
         lower = _topmost(lowers, path)
         same = (

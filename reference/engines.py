@@ -10,6 +10,7 @@ is this"; it reads these fields.
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 import attrs
 
@@ -45,74 +46,234 @@ class RootMeta(enum.Enum):
     NEVER = "never"
 
 
+class ImageVolumes(enum.Enum):
+    """What a container gets at a target its image declares ``VOLUME`` at."""
+
+    #: An anonymous volume, populated like any other (moby daemon/create_unix.go
+    #: createContainerOSSpecificSettings; podman ``image_volume_mode = "bind"``, the
+    #: containers.conf default, pkg/specgen/generate/storage.go).
+    ANONYMOUS = "anonymous"
+    #: Nothing: the image's directory in the writable layer (CRI-O's default
+    #: ``image_volumes = "mkdir"``, crio.conf(5); the kubelet has no image volumes).
+    IGNORED = "ignored"
+
+
+def rule(default: Any = attrs.NOTHING, *, docker: str, podman: str, kubernetes: str) -> Any:
+    """A profile field and, per engine, the source of its value (a source file of the
+    engine or runtime, a documentation page, or what this suite observed by hand)."""
+    found = {"docker": docker, "podman": podman, "kubernetes": kubernetes}
+    return attrs.field(default=default, metadata={"sources": found})
+
+
+def sources(field: str) -> dict[str, str]:
+    """Engine name -> the source of its value of profile field ``field``."""
+    return dict(attrs.fields_dict(EngineProfile)[field].metadata["sources"])
+
+
 @attrs.frozen
 class EngineProfile:
+    """One engine's rules; each field's ``sources`` (:func:`sources`) name where each
+    engine's value comes from."""
+
     name: str
-    populate: Populate
-    root_meta: RootMeta
+    populate: Populate = rule(  # noqa: RUF009 (an attrs field with its sources)
+        docker=(
+            'moby daemon/create_unix.go populateVolumes, container/container_unix.go '
+            'copyExistingContents; https://docs.docker.com/storage/volumes/#populate-a-volume-'
+            'using-a-container'
+        ),
+        podman=(
+            'libpod/container_internal.go mountNamedVolume (NeedsCopyUp); podman-run(1) --volume '
+            'copy'
+        ),
+        kubernetes="kubernetes/kubernetes#13914 (an emptyDir is never filled from the image)",
+    )
+    root_meta: RootMeta = rule(  # noqa: RUF009 (an attrs field with its sources)
+        docker="continuity fs/copy.go copyFileInfo (the copy's root)",
+        podman="libpod/container_internal_common.go fixVolumePermissionsUnlocked (NeedsChown)",
+        kubernetes="pkg/volume/emptydir/empty_dir.go (a fresh directory)",
+    )
     #: Podman adds tmpcopyup to every tmpfs (pkg/specgen/generate/storage.go); Docker's
     #: tmpfs starts empty (oci_linux.go); obs §1.4, §2.
-    tmpfs_copies_image: bool
+    tmpfs_copies_image: bool = rule(
+        docker=(
+            'moby daemon/oci_linux.go (tmpfs mounts without tmpcopyup); '
+            'https://docs.docker.com/storage/tmpfs/'
+        ),
+        podman=(
+            'pkg/specgen/generate/storage.go (tmpcopyup added); podman-run(1) --tmpfs notmpcopyup'
+        ),
+        kubernetes="emptyDir medium Memory (an empty tmpfs)",
+    )
     #: The mode of a tmpfs root without ``mode=``: None is runc's rule (rootfs_linux.go
     #: mountToRootfs, tmpfs case: an existing target's mode is chmod-ed onto the tmpfs,
     #: a missing target gives tmpfs's default 1777); an int is a fixed mode (k8s emptyDir
     #: ``defaultPerm`` 0777).
-    tmpfs_root_mode: int | None
+    tmpfs_root_mode: int | None = rule(
+        docker=(
+            "runc libcontainer/rootfs_linux.go mountToRootfs (tmpfs: chmod to the target's mode)"
+        ),
+        podman="runc libcontainer/rootfs_linux.go mountToRootfs (the same runtime)",
+        kubernetes="pkg/volume/emptydir/empty_dir.go defaultPerm 0777",
+    )
     #: A new volume's root directory (moby daemon/volume/local/local.go: 0755;
     #: k8s emptyDir: 0777).
-    new_volume_mode: int
+    new_volume_mode: int = rule(
+        docker="moby volume/local/local.go Create (MkdirAll 0755)",
+        podman="libpod/runtime_volume_common.go newVolume (0755; observed)",
+        kubernetes="pkg/volume/emptydir/empty_dir.go defaultPerm 0777",
+    )
     #: ``-v /missing:/p`` (short syntax) creates the host directory, 0755 root, at start
     #: (moby daemon/volume/mounts/mounts.go Setup MkdirAllAndChown); Podman refuses it
     #: (obs §2 "statfs ... no such file or directory"). ``--mount type=bind`` with a
     #: missing source is refused by both (moby validate.go; obs §1.3).
-    bind_short_syntax_creates_source: bool
+    bind_short_syntax_creates_source: bool = rule(
+        docker=(
+            'moby volume/mounts/mounts.go Setup MkdirAllAndChown; '
+            'https://docs.docker.com/storage/bind-mounts/ (-v creates the endpoint)'
+        ),
+        podman="pkg/specgen/generate (statfs of the source; observed: refused)",
+        kubernetes=(
+            'https://kubernetes.io/docs/concepts/storage/volumes/#hostpath (DirectoryOrCreate is '
+            'opt-in)'
+        ),
+    )
     #: ``volume create`` of an existing name: Docker returns the existing volume (the
     #: local driver's Create is idempotent); Podman refuses ("volume with name ... already
     #: exists", libpod/runtime_volume_common.go).
-    volume_create_existing_ok: bool
+    volume_create_existing_ok: bool = rule(
+        docker=(
+            'moby volume/service/store.go create (an existing name is returned); docker-volume-'
+            'create(1)'
+        ),
+        podman='libpod/runtime_volume_common.go newVolume ("volume with name ... already exists")',
+        kubernetes="as docker (no volume create: a PVC apply is idempotent)",
+    )
     #: A populating volume over an image *file* is refused at create (docker 20.10:
     #: "source .../merged/afile is not directory", obs §1.2); otherwise the runtime refuses
     #: it at start ("not a directory", runc; obs §2).
-    populate_refuses_file_target: bool
+    populate_refuses_file_target: bool = rule(
+        docker=(
+            'moby container/container_unix.go copyExistingContents ("is not directory", observed '
+            'at create)'
+        ),
+        podman='runc libcontainer/rootfs_linux.go ("not a directory" at start)',
+        kubernetes="runc libcontainer/rootfs_linux.go (at start)",
+    )
     #: ``--volumes-from`` mounts are populated like the container's own: Docker sets
     #: CopyData=false (daemon/volumes.go); Podman adds them as named volumes, whose copy-up
     #: follows NeedsCopyUp (libpod; not observed, see the README section).
-    volumes_from_populates: bool
+    volumes_from_populates: bool = rule(
+        docker="moby daemon/volumes.go registerMountPoints (CopyData false for --volumes-from)",
+        podman="libpod named volumes, NeedsCopyUp (observed by hand)",
+        kubernetes="no --volumes-from (as docker)",
+    )
     #: A read-only *anonymous* volume (``--mount type=volume,dst=/p,readonly``) is refused
     #: at create: "invalid mount config for type "volume": must not set ReadOnly mode when
     #: using anonymous volumes" (found by this suite's state machine on docker 20.10.24;
     #: moby daemon/volume/mounts/linux_parser.go validateMountConfigImpl).
-    anonymous_read_only_refused: bool = False
+    anonymous_read_only_refused: bool = rule(
+        False,
+        docker="moby volume/mounts/linux_parser.go validateMountConfigImpl",
+        podman="pkg/specgenutil/volumes.go (accepted; observed)",
+        kubernetes="no anonymous volumes (accepted)",
+    )
     #: ``--volumes-from`` a container that has a ``--mount type=tmpfs`` is refused: "get:
     #: no such volume" (found by the state machine on docker 20.10.24, reproduced by hand:
     #: ``create --mount type=tmpfs,dst=/n`` then ``create --volumes-from`` it; the tmpfs
     #: mount point is copied as a volume with no name, daemon/volumes.go). A Docker bug;
     #: modelled as what this version does.
-    volumes_from_tmpfs_refused: bool = False
+    volumes_from_tmpfs_refused: bool = rule(
+        False,
+        docker=(
+            'moby daemon/volumes.go (a tmpfs copied as a nameless volume; observed "get: no such '
+            'volume")'
+        ),
+        podman="libpod (tmpfs mounts are not carried; observed)",
+        kubernetes="no --volumes-from",
+    )
     #: A tmpfs copy-up keeps the image's user xattrs: podman 4.3.1 with runc 1.1.5 drops
     #: them (observed by this suite: tmpcopyup of a/x lost user.k; runc's tmpcopyup copies
     #: with a plain file copy, libcontainer/rootfs_linux.go).
-    tmpfs_copy_keeps_xattrs: bool = True
+    tmpfs_copy_keeps_xattrs: bool = rule(
+        True,
+        docker="no tmpcopyup (the rule does not apply)",
+        podman=(
+            'runc libcontainer/rootfs_linux.go tmpcopyup (a plain copy; observed without user '
+            'xattrs)'
+        ),
+        kubernetes="no tmpcopyup",
+    )
     #: How ``diff`` finds a container's changes (reference/diff.py): docker 20.10's
     #: overlay2 on this kernel uses moby's naive diff (observed: a copy-up with no visible
     #: change is not listed; daemon/graphdriver/overlay2 useNaiveDiff), podman 4.3 the
     #: upper-directory walk of containers/storage (OverlayChanges; observed: it is).
-    diff_rule: DiffRule = DiffRule.NAIVE
+    diff_rule: DiffRule = rule(  # noqa: RUF009 (an attrs field with its sources)
+        DiffRule.NAIVE,
+        docker=(
+            'moby pkg/archive/changes.go ChangesDirs; daemon/graphdriver/overlay2/overlay.go '
+            'useNaiveDiff'
+        ),
+        podman="containers/storage pkg/archive/changes.go OverlayChanges",
+        kubernetes="no diff (docker's rule kept)",
+    )
     #: ``commit`` keeps user xattrs in the layer tar: docker 20.10 writes only
     #: security.capability (pkg/archive addTarFile ReadSecurityXattrToTarHeader;
     #: observed: a/x committed without user.k), podman 4.3 all of them (observed).
-    commit_keeps_xattrs: bool = True
+    commit_keeps_xattrs: bool = rule(
+        True,
+        docker="moby pkg/archive/archive.go addTarFile ReadSecurityXattrToTarHeader",
+        podman="containers/storage pkg/archive/archive.go (every xattr; observed)",
+        kubernetes="no commit (podman's rule kept)",
+    )
     #: ``cp`` into a *running* container sees its tmpfs mounts: podman joins the
     #: container's mount namespace (observed: the file is in the tmpfs); docker 20.10
     #: mounts the root and the volumes and binds in the daemon's namespace, so the file
     #: lands in the writable layer under the tmpfs (observed: ``A /e/in-tmpfs`` in diff,
     #: not seen in the container). A stopped container's tmpfs is in neither.
-    cp_sees_tmpfs: bool = False
+    cp_sees_tmpfs: bool = rule(
+        False,
+        docker=(
+            "moby daemon/archive.go (the root and the volumes mounted in the daemon's namespace)"
+        ),
+        podman="libpod/container_copy_linux.go (joins the container's mount namespace)",
+        kubernetes="kubectl cp runs tar in the container (not modelled: docker's rule kept)",
+    )
     #: At start, the tmpfs mounts come after the volumes and binds, none checked
     #: beforehand (docker: moby oci_linux.go; a failed start leaves the mount points made
     #: so far, which ``diff`` shows); otherwise every tmpfs target is checked first and
     #: the mounts go in table order (podman 4.3.1, found by the state machine).
-    tmpfs_mounted_last: bool = False
+    tmpfs_mounted_last: bool = rule(
+        False,
+        docker="moby daemon/oci_linux.go WithMounts (tmpfs mounts appended after setupMounts)",
+        podman=(
+            'libpod (tmpfs targets checked before mounting; found by the machine, reproduced by '
+            'hand)'
+        ),
+        kubernetes="not observed (podman's rule)",
+    )
+    #: At start, the volumes (named, anonymous, from the image) come after the tmpfs and
+    #: bind mounts of the same depth: podman 4.3.1 hands runc the spec's mounts, then the
+    #: named volumes (found by the machine: a tmpfs copy-up's ENOSPC came before a
+    #: volume over a file listed first; reproduced by hand three times). Not fixed: 3 of
+    #: 10 replays mounted the volume first (records volumes-mounted-last,
+    #: tmpfs-mounted-last); this is the frequent order.
+    volumes_mounted_last: bool = rule(
+        False,
+        docker="moby daemon/oci_linux.go WithMounts (volumes and binds in one list)",
+        podman=(
+            "libpod/container_internal_linux.go generateSpec (named volumes added after the "
+            "spec's mounts); observed"
+        ),
+        kubernetes="not observed (docker's rule)",
+    )
+    #: What an image ``VOLUME`` becomes (:class:`ImageVolumes`).
+    image_volumes: ImageVolumes = rule(  # noqa: RUF009 (an attrs field with its sources)
+        ImageVolumes.ANONYMOUS,
+        docker="moby daemon/create_unix.go createContainerOSSpecificSettings",
+        podman='containers.conf(5) image_volume_mode = "bind"; pkg/specgen/generate/storage.go',
+        kubernetes='crio.conf(5) image_volumes = "mkdir"',
+    )
 
 
 DOCKER = EngineProfile(
@@ -146,6 +307,7 @@ PODMAN = EngineProfile(
     tmpfs_copy_keeps_xattrs=False,
     diff_rule=DiffRule.NATIVE,
     cp_sees_tmpfs=True,
+    volumes_mounted_last=True,
 )
 
 KUBERNETES = EngineProfile(
@@ -159,6 +321,7 @@ KUBERNETES = EngineProfile(
     volume_create_existing_ok=True,
     populate_refuses_file_target=False,
     volumes_from_populates=False,
+    image_volumes=ImageVolumes.IGNORED,
 )
 
 PROFILES: dict[str, EngineProfile] = {p.name: p for p in (DOCKER, PODMAN, KUBERNETES)}

@@ -256,6 +256,7 @@ class Readdir(Operation):
     Effect.LOOKS,
     draws=("path",),
     features=("read-precedence", "special-files"),
+    containers=True,
 )
 @attrs.frozen
 class Readlink(Operation):
@@ -267,6 +268,7 @@ class Readlink(Operation):
     Effect.LOOKS,
     draws=("path", "xattr_name"),
     features=("read-precedence", "copy-up", "xattrs", "set-id"),
+    containers=True,
 )
 @attrs.frozen
 class GetXattr(Operation):
@@ -279,6 +281,7 @@ class GetXattr(Operation):
     Effect.LOOKS,
     draws=("path",),
     features=("read-precedence", "xattrs"),
+    containers=True,
 )
 @attrs.frozen
 class ListXattr(Operation):
@@ -405,6 +408,7 @@ class Link(Operation):
     Effect.WRITES,
     draws=("target", "path"),
     features=("special-files", "times"),
+    containers=True,
 )
 @attrs.frozen
 class Symlink(Operation):
@@ -464,6 +468,7 @@ class SetXattr(Operation):
     Effect.WRITES,
     draws=("path", "xattr_name"),
     features=("xattrs", "set-id"),
+    containers=True,
 )
 @attrs.frozen
 class RemoveXattr(Operation):
@@ -476,6 +481,7 @@ class RemoveXattr(Operation):
     Effect.WRITES,
     draws=("path", "mode"),
     features=("special-files", "times"),
+    containers=True,
 )
 @attrs.frozen
 class Mkfifo(Operation):

@@ -62,10 +62,10 @@ def test_a_hung_engine_is_replaced_for_the_next_cell(monkeypatch: pytest.MonkeyP
     closed: list[ReferenceEngine] = []
 
     class HangsOnce(ReferenceEngine):
-        def start_image(self, image) -> None:
+        def start_image(self, image, volumes=()) -> None:
             if not made.index(self):
                 raise DriverHung("no answer to image within 1s")
-            super().start_image(image)
+            super().start_image(image, volumes)
 
         def close(self) -> None:
             closed.append(self)
@@ -88,11 +88,11 @@ def test_an_engine_that_dies_inside_the_machine_is_crashed_not_a_traceback() -> 
     calls = {"n": 0}
 
     class DiesAfterAFewExamples(ReferenceEngine):
-        def start_image(self, image) -> None:
+        def start_image(self, image, volumes=()) -> None:
             calls["n"] += 1
             if calls["n"] > 2:
                 raise DriverFailure("engine executor: image: the daemon is gone")
-            super().start_image(image)
+            super().start_image(image, volumes)
 
     config = settings(max_examples=10, stateful_step_count=5, database=None, deadline=None)
     verdict, detail = _check(

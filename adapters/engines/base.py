@@ -24,8 +24,9 @@ class EngineDriver(Protocol):
     #: The profile of :mod:`reference.engines` this engine is held to.
     profile: EngineProfile
 
-    def start_image(self, image: StackSpec) -> None:
-        """Forget every container, volume and host directory; use ``image`` from now on."""
+    def start_image(self, image: StackSpec, volumes: tuple[str, ...] = ()) -> None:
+        """Forget every container, volume and host directory; use ``image`` (declaring
+        ``VOLUME`` at ``volumes``) from now on."""
 
     def make_host_dir(self, name: str) -> None: ...
     def host_run(self, name: str, op: ops.Op) -> Outcome: ...
@@ -66,8 +67,8 @@ class ReferenceEngine:
         self.name = f"reference-{profile}"
         self.world: ContainerWorld | None = None
 
-    def start_image(self, image: StackSpec) -> None:
-        self.world = ContainerWorld(self.profile, image)
+    def start_image(self, image: StackSpec, volumes: tuple[str, ...] = ()) -> None:
+        self.world = ContainerWorld(self.profile, image, volumes)
 
     @property
     def _w(self) -> ContainerWorld:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from adapters.drivers.kernel import KernelDriver
+from adapters.sandbox.container_executor import directory
 from adapters.sandbox.namespace import SandboxedDriver
 from reference import ops
 from reference.container import (
@@ -29,6 +30,8 @@ from reference.container import (
     Refused,
     TmpfsMount,
     VolumeMount,
+    Why,
+    start_order,
 )
 from reference.engines import PROFILES
 from reference.layer import StackSpec
@@ -58,8 +61,8 @@ class KernelMountsEngine(SandboxedDriver):
         assert self.model is not None, "start_image first"
         return self.model
 
-    def start_image(self, image: StackSpec) -> None:
-        self.model = ContainerWorld(self.profile, image)
+    def start_image(self, image: StackSpec, volumes: tuple[str, ...] = ()) -> None:
+        self.model = ContainerWorld(self.profile, image, volumes)
         self.hosts_made = set()
         self._call("image", image)
 
@@ -100,10 +103,10 @@ class KernelMountsEngine(SandboxedDriver):
 
     # --- containers -----------------------------------------------------------------------
 
-    def _volume_states(self) -> dict[str, tuple[bool, bool, bool, tuple[int, int, int]]]:
+    def _volume_states(self) -> dict[str, tuple[int, bool, bool, tuple[int, int, int]]]:
         return {
             name: (
-                bool(v.root.entries),
+                v.copies,
                 v.needs_copy_up,
                 v.needs_chown,
                 (v.root.uid, v.root.gid, v.root.mode),
@@ -127,10 +130,8 @@ class KernelMountsEngine(SandboxedDriver):
             if entry.volume is None or not isinstance(entry.mount, VolumeMount):
                 continue
             now = self._volume_states()[entry.volume]
-            was = before.get(
-                entry.volume, (False, True, True, (0, 0, self.profile.new_volume_mode))
-            )
-            copied = (not was[0] and now[0]) or (was[1] and not now[1])
+            was = before.get(entry.volume, (0, True, True, (0, 0, self.profile.new_volume_mode)))
+            copied = now[0] != was[0]
             meta = now[3] != was[3] or (was[2] and not now[2])
             if copied or meta:
                 self._call("populate", container, entry.mount.target, entry.volume, copied, meta)
@@ -153,11 +154,10 @@ class KernelMountsEngine(SandboxedDriver):
             return model.cp_in(name, path, data)
         fs = model.cp_fs(name)
         target, inner = fs.locate(path)
+        entry = model.mount_at(name, target) if target is not None else None
         outcome = model.cp_in(name, path, data)
-        if outcome != Ok(None):
+        if outcome not in (Ok(None), Refused(Why.NO_SPACE.value)):
             return outcome
-        container = model.containers[name]
-        entry = next((r for r in container.table if r.mount.target == target), None)
         if entry is None:
             where = ("root", path)
         elif isinstance(entry.mount, VolumeMount):
@@ -166,8 +166,8 @@ class KernelMountsEngine(SandboxedDriver):
             where = (f"host:{entry.mount.source}", inner)
         else:
             where = ("running", path)
-        self._call("cp_in", name, *where, data)
-        return outcome
+        refused = self._call("cp_in", name, *where, data)
+        return Ok(None) if refused is None else Refused(refused)
 
     def cp_out(self, name: str, path: str) -> bytes | Refused:
         """Read through the same routing (the model's answer on a refusal)."""
@@ -176,8 +176,7 @@ class KernelMountsEngine(SandboxedDriver):
             return outcome
         fs = self._m.cp_fs(name)
         target, inner = fs.locate(path)
-        container = self._m.containers[name]
-        entry = next((r for r in container.table if r.mount.target == target), None)
+        entry = self._m.mount_at(name, target) if target is not None else None
         if entry is None:
             return self._call("cp_out", name, "root", path)
         if isinstance(entry.mount, VolumeMount):
@@ -205,10 +204,8 @@ class KernelMountsEngine(SandboxedDriver):
             return expected
         self._mirror(name, before)
         container = model.containers[name]
-        order = list(container.table)
         last = self.profile.tmpfs_mounted_last
-        if last:  # the profile's start order (ContainerWorld._start)
-            order.sort(key=lambda entry: isinstance(entry.mount, TmpfsMount))
+        order = start_order(container.table, self.profile)  # as ContainerWorld._start
         mounts = [self._mount_spec(entry) for entry in order]
         failure = self._call("start", name, mounts, not last)
         return Refused(failure) if failure else Ok(None)
@@ -229,7 +226,7 @@ class KernelMountsEngine(SandboxedDriver):
         elif isinstance(mount, BindMount):
             spec.update(kind="bind", source=f"/tmp/unionspec/hosts/{mount.source}")
         else:
-            spec.update(kind="bind", source=f"/tmp/unionspec/volumes/{entry.volume}")
+            spec.update(kind="bind", source=directory("volume", entry.volume))
         return spec
 
     def stop(self, name: str) -> Action:

@@ -55,6 +55,8 @@ class CliEngine(SandboxedDriver):
             self.close()
             raise DriverUnavailable(str(exc)) from None
         self.containers: set[str] = set()
+        #: The model's names of anonymous volumes -> the engine's.
+        self.anonymous: dict[str, str] = {}
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -66,8 +68,9 @@ class CliEngine(SandboxedDriver):
             return f"{cls.engine} needs {', '.join(missing or ['/bin/busybox'])}"
         return None
 
-    def start_image(self, image: StackSpec) -> None:
-        self._call("image", image)
+    def start_image(self, image: StackSpec, volumes: tuple[str, ...] = ()) -> None:
+        self._call("image", image, volumes)
+        self.anonymous = {}
         self.containers = set()
 
     def _refused(self, failure: str | None) -> Action:
@@ -86,14 +89,26 @@ class CliEngine(SandboxedDriver):
         return View(self._call("view", "volume", self._volume_name(name)), {})
 
     def _volume_name(self, name: str) -> str:
-        """The model names an anonymous volume ``<container>.<target>``; the engine's names
-        get a prefix (Docker wants at least two characters)."""
-        container, _, target = name.partition(".")
-        if target:
-            real = self._call("volume_of", _c(container), target)
-            if real:
-                return real
-        return _v(name)
+        """The engine's name of the model's volume ``name``: an anonymous one's from
+        :meth:`_name_anonymous`; a named one gets a prefix (Docker wants at least two
+        characters)."""
+        return self.anonymous.get(name, _v(name))
+
+    def _name_anonymous(self, name: str) -> None:
+        """Give the anonymous volumes a new container got (``inspect``: Mounts of type
+        volume whose name is none of ours) the model's names for them
+        (ContainerWorld.anonymous_name: ``<container>.<target>``, then ``.2``, ...)."""
+        for target, real in self._call("volume_mounts", _c(name)):
+            if real.startswith("us-") or real in self.anonymous.values():
+                continue
+            base = f"{name}.{target}"
+            candidates = (base, *(f"{base}.{i}" for i in range(2, len(self.anonymous) + 3)))
+            self.anonymous[next(n for n in candidates if n not in self.anonymous)] = real
+
+    def _forget_removed(self) -> None:
+        """Drop the anonymous volumes the engine no longer has (``rm -v``)."""
+        existing = set(self._call("volume_names"))
+        self.anonymous = {k: v for k, v in self.anonymous.items() if v in existing}
 
     def image_view(self) -> View:
         return View(self._call("view", "image", ""), {})
@@ -102,13 +117,19 @@ class CliEngine(SandboxedDriver):
         return self._refused(self._call("cli", "volume", "create", _v(name)))
 
     def remove_volume(self, name: str) -> Action:
-        return self._refused(self._call("cli", "volume", "rm", self._volume_name(name)))
+        outcome = self._refused(self._call("cli", "volume", "rm", self._volume_name(name)))
+        if outcome == Ok(None):
+            self.anonymous.pop(name, None)
+        return outcome
 
     def create(self, name: str, spec: ContainerSpec) -> Action:
         mounts = [self._mount(m) for m in spec.mounts]
         sources = [_c(v.container) + (f":{v.mode}" if v.mode else "") for v in spec.volumes_from]
         image = _i(spec.image) if spec.image else "unionspec-test:latest"
-        return self._refused(self._call("create", _c(name), mounts, sources, image))
+        outcome = self._refused(self._call("create", _c(name), mounts, sources, image))
+        if outcome == Ok(None):
+            self._name_anonymous(name)
+        return outcome
 
     @staticmethod
     def _mount(mount: Any) -> dict[str, Any]:
@@ -130,7 +151,10 @@ class CliEngine(SandboxedDriver):
 
     def remove(self, name: str, *, volumes: bool = False) -> Action:
         args = ["rm", "-v", _c(name)] if volumes else ["rm", _c(name)]
-        return self._refused(self._call("cli", *args))
+        outcome = self._refused(self._call("cli", *args))
+        if outcome == Ok(None) and volumes:
+            self._forget_removed()
+        return outcome
 
     def run(self, name: str, op: ops.Op) -> Outcome:
         return self._call("run", "container", _c(name), op)

@@ -41,7 +41,7 @@ from adapters.sandbox.executor import (
 from adapters.sandbox.layerdiff import OPAQUE
 from adapters.sandbox.layerdisk import kind_of, layer_entries, user_xattrs, write_layer
 from reference import ops
-from reference.layer import StackSpec, build
+from reference.layer import HardlinkSpec, StackSpec, build
 from reference.outcome import Ok, err_from_oserror
 
 MS_RDONLY = 1
@@ -54,7 +54,9 @@ IMAGE_VIEW = f"{BASE}/imageview"
 
 
 def directory(kind: str, name: str) -> str:
-    return f"{BASE}/{kind}s/{name}"
+    """Where a volume, host directory or container lives (an anonymous volume's model
+    name ``<container>.<target>`` may hold a ``/``: a nested target)."""
+    return f"{BASE}/{kind}s/{name.replace('/', '%')}"
 
 
 def copy_tree(source: str, into: str, *, xattrs: bool = True) -> None:
@@ -97,6 +99,36 @@ def take_meta(src: str, dst: str, *, xattrs: bool = True) -> None:
     if xattrs and kind_of(st.st_mode) in ("file", "dir"):
         for name, value in user_xattrs(src):
             os.setxattr(dst, name, value, follow_symlinks=False)
+
+
+def tar_order_links(entries: tuple[tuple[str, Any], ...]) -> tuple[tuple[str, Any], ...]:
+    """A hardlink group led by its first name in the order a layer tar is written (a
+    depth-first walk, names sorted: ``e/f2`` before ``f``; moby and containers/storage
+    walk so), not layer_entries' directory-by-directory one."""
+    found = dict(entries)
+    groups: dict[str, list[str]] = {}
+    for path, entry in entries:
+        if isinstance(entry, HardlinkSpec):
+            groups.setdefault(entry.to, [entry.to]).append(path)
+    for members in groups.values():
+        leader = min(members, key=lambda p: p.split("/"))
+        if leader != members[0]:
+            found[leader] = found[members[0]]
+            for path in members:
+                if path != leader:
+                    found[path] = HardlinkSpec(leader)
+    return tuple(sorted(found.items()))
+
+
+def mkdir_parents(root: str, target: str) -> None:
+    """Make the missing directories of ``target`` below ``root``, 0755 (runc
+    MkdirAllInRoot); through the mounts made so far."""
+    parts = target.split("/")
+    for depth in range(1, len(parts) + 1):
+        path = os.path.join(root, *parts[:depth])
+        if not os.path.lexists(path):
+            os.mkdir(path, 0o755)
+            os.chmod(path, 0o755)
 
 
 class ContainerExecutor:
@@ -166,7 +198,7 @@ class ContainerExecutor:
                     if (user and not keep_xattrs) or (not user and key != OPAQUE):
                         os.removexattr(entry, key, follow_symlinks=False)
         self.images[image] = [layer, *self.lowers(name)]
-        return layer_entries(layer)
+        return tar_order_links(layer_entries(layer))
 
     def cp_place(self, name: str, where: str) -> tuple[str, Callable[[], None]]:
         """The directory ``where`` names for a cp (volume:<v>, host:<h>, ``running``: the
@@ -184,17 +216,29 @@ class ContainerExecutor:
         mount(self.root_of(name), side, "", MS_BIND, None)
         return side, lambda: umount(side)
 
-    def do_cp_in(self, name: str, where: str, path: str, data: bytes) -> None:
-        """Replace the name (unlink, then a new file 0644 root) as tar extraction does."""
+    def do_cp_in(self, name: str, where: str, path: str, data: bytes) -> str | None:
+        """Replace the name (unlink, then a new file 0600 written, then 0644 root) as the
+        engines' extraction does; "no-space" when the data does not fit (what fitted stays)."""
         place, done = self.cp_place(name, where)
         try:
             target = os.path.join(place, path)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(target)
-            with open(target, "xb") as f:
-                f.write(data)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.fchmod(fd, 0o600)  # whatever the umask
+                left = memoryview(data)
+                while left:
+                    left = left[os.write(fd, left) :]
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                return "no-space"
+            finally:
+                os.close(fd)
             os.chown(target, 0, 0)
             os.chmod(target, 0o644)
+            return None
         finally:
             done()
 
@@ -235,7 +279,16 @@ class ContainerExecutor:
         self.mounted[name] = [f"{base}/merged"]
 
     def unmount(self, name: str) -> None:
-        for target in reversed(self.mounted.pop(name, [])):
+        """Unmount what ``name`` mounted, wherever a rename moved it to: every mount at or
+        below its first mount point (the container root), deepest first."""
+        targets = self.mounted.pop(name, [])
+        if not targets:
+            return
+        top = targets[0]
+        with open("/proc/self/mountinfo") as f:
+            points = [line.split()[4] for line in f]
+        below = [p for p in points if p == top or p.startswith(f"{top}/")]
+        for target in sorted(set(below), key=lambda p: -p.count("/")):
             umount(target)
 
     def unmount_all(self) -> None:
@@ -281,7 +334,7 @@ class ContainerExecutor:
                     before = os.lstat(path)
                 except FileNotFoundError:
                     before = None
-                    os.mkdir(path, 0o755)
+                    mkdir_parents(root, spec["target"])
                 if before is not None and not stat.S_ISDIR(before.st_mode):
                     raise NotADirectoryError(path)
                 if spec["kind"] == "tmpfs":
@@ -295,10 +348,11 @@ class ContainerExecutor:
             self.unmount(name)
             return "not-a-directory"
         except OSError as exc:
-            if exc.errno != errno.ENOSPC:
+            refused = {errno.ENOSPC: "no-space", errno.EROFS: "read-only"}.get(exc.errno or 0)
+            if refused is None:
                 raise
             self.unmount(name)
-            return "no-space"  # a tmpfs copy-up larger than its size
+            return refused  # a tmpfs copy-up larger than its size; a mkdir in a ro mount
         return None
 
     def mount_tmpfs(self, name: str, path: str, spec: dict[str, Any], before: Any) -> None:

@@ -82,6 +82,7 @@ REFUSALS: tuple[tuple[str, str], ...] = (
     (r"(?i)invalid mode|invalid option", "invalid-mode"),
     (r"(?i)no space left on device", "no-space"),
     (r"(?i)not a directory|is not directory", "not-a-directory"),
+    (r"(?i)mkdir .*: read-only file system", "read-only"),
     (r"(?i)volume is in use|is being used by the following container", "volume-in-use"),
     (r"(?i)no such volume", "no-such-volume"),
     (r"(?i)already exists", "volume-exists"),
@@ -196,15 +197,16 @@ def busybox_tar() -> bytes:
     return buffer.getvalue()
 
 
-def write_archive(stack: StackSpec, path: str) -> None:
+def write_archive(stack: StackSpec, path: str, volumes: tuple[str, ...] = ()) -> None:
     """A ``docker save`` archive (manifest.json, config, layer tars) of busybox plus
-    ``stack`` (its lowers are top first; an archive lists layers bottom first)."""
+    ``stack`` (its lowers are top first; an archive lists layers bottom first); the
+    config declares ``volumes`` (``VOLUME``, image-spec config.md ``Volumes``)."""
     layers = [busybox_tar(), *(layer_tar(build(spec)) for spec in reversed(stack.lowers))]
     digests = [hashlib.sha256(layer).hexdigest() for layer in layers]
     config = {
         "architecture": "amd64",
         "os": "linux",
-        "config": {"Cmd": COMMAND},
+        "config": {"Cmd": COMMAND, "Volumes": {f"/{v}": {} for v in volumes}},
         "rootfs": {"type": "layers", "diff_ids": [f"sha256:{d}" for d in digests]},
         "history": [{"created_by": "unionspec"} for _ in layers],
     }
@@ -243,10 +245,9 @@ class EngineExecutor(ContainerExecutor):
         self.holder_pid = 0
         self.pid_ns = ""
         self.known: set[str] = set()
-        self.anonymous: dict[tuple[str, str], str] = {}
         #: container -> host PID of its PID 1, while it runs
         self.pids: dict[str, int] = {}
-        self.loaded: StackSpec | None = None
+        self.loaded: tuple[StackSpec, tuple[str, ...]] | None = None
         self.own_ns = os.open("/proc/self/ns/mnt", os.O_RDONLY)
         self.ns_holder = 0
 
@@ -363,8 +364,9 @@ class EngineExecutor(ContainerExecutor):
             time.sleep(0.01)
         return self.cli("version", "--format", "{{.Client.Version}}").stdout.strip()
 
-    def do_image(self, stack: StackSpec) -> None:
-        """Remove every container and volume, load ``stack`` (once), reset host dirs."""
+    def do_image(self, stack: StackSpec, volumes: tuple[str, ...] = ()) -> None:
+        """Remove every container and volume, load ``stack`` with its declared
+        ``volumes`` (once), reset host dirs."""
         if self.engine:
             ids = self.cli("ps", "-aq").stdout.split()
             if ids:
@@ -374,18 +376,17 @@ class EngineExecutor(ContainerExecutor):
                 self.cli("volume", "rm", "-f", *names)
         shutil.rmtree(f"{BASE}/hosts", ignore_errors=True)
         os.makedirs(f"{BASE}/hosts")
-        self.anonymous = {}
         self.pids.clear()
         self.known = set()
         for spec in stack.lowers:
             for path, entry in spec.entries:
                 self.known |= components(path) | components(getattr(entry, "target", "") or "")
-        if stack == self.loaded:
+        if (stack, volumes) == self.loaded:
             return  # the same image is still loaded and its view mounted
         self.unmount_image()
-        write_archive(stack, ARCHIVE)
+        write_archive(stack, ARCHIVE, volumes)
         self.cli("load", "-i", ARCHIVE)
-        self.loaded = stack
+        self.loaded = (stack, volumes)
         data = json.loads(self.cli("image", "inspect", IMAGE_TAG).stdout)[0]["GraphDriver"]["Data"]
         lowers = [data["UpperDir"], *data.get("LowerDir", "").split(":")]
         ours = [d for d in lowers if d][: len(stack.lowers)]
@@ -441,19 +442,22 @@ class EngineExecutor(ContainerExecutor):
             args += [f"--cgroup-parent=/{self.cgroup_parent}"]
         for spec in mounts:
             args += self.mount_args(spec)
-            self.known.add(spec["target"])
+            self.known |= components(spec["target"])
         for source in sources:
             args += ["--volumes-from", source]
         result = self.cli(*args, image, *COMMAND, check=False)
         if result.returncode != 0:
             return refusal(result.stderr)
-        for entry in json.loads(self.cli("inspect", name).stdout)[0].get("Mounts", []):
-            if entry.get("Type") == "volume":
-                self.anonymous[(name, entry["Destination"].strip("/"))] = entry["Name"]
         return None
 
-    def volume_of(self, name: str, target: str) -> str | None:
-        return self.anonymous.get((name, target))
+    def volume_mounts(self, name: str) -> list[tuple[str, str]]:
+        """(target, volume name) of each volume mount of container ``name``."""
+        mounts = json.loads(self.cli("inspect", name).stdout)[0].get("Mounts", [])
+        return [
+            (entry["Destination"].strip("/"), entry["Name"])
+            for entry in mounts
+            if entry.get("Type") == "volume"
+        ]
 
     def do_engine_cli(self, *args: str) -> str | None:
         self.pids.clear()  # start, stop and rm change a container's PID 1
@@ -596,8 +600,8 @@ class EngineExecutor(ContainerExecutor):
         match request:
             case ("engine", engine):
                 return self.do_engine(engine)
-            case ("image", stack):
-                return self.do_image(stack)
+            case ("image", stack, volumes):
+                return self.do_image(stack, volumes)
             case ("make", "host", name, mode):
                 return self.do_make("host", name, mode)
             case ("create", name, mounts, sources, image):
@@ -607,8 +611,10 @@ class EngineExecutor(ContainerExecutor):
             case ("cli_out", *args):
                 result = self.cli(*args, check=False)
                 return result.returncode, result.stdout, result.stderr
-            case ("volume_of", name, target):
-                return self.volume_of(name, target)
+            case ("volume_mounts", name):
+                return self.volume_mounts(name)
+            case ("volume_names",):
+                return self.cli("volume", "ls", "-q").stdout.split()
             case ("run", "container", name, op):
                 self.known |= op_names(op)
                 return self.in_container(name, lambda: self.call(op))

@@ -102,14 +102,14 @@ def _native_kind(path: str, rel: str, lowers: list[str]) -> str | None:
     now = os.lstat(path)
     if _is_whiteout(now):
         return "D"
-    if stat.S_ISDIR(now.st_mode) and _opaque(path):
-        return "D"
     for layer in lowers:
         was = _lstat(os.path.join(layer, rel))
         if was is None:
             continue
         if _is_whiteout(was):
             break  # a lower whiteout: the image does not show it (observed: A)
+        if stat.S_ISDIR(now.st_mode) and _opaque(path):
+            return "D"  # an opaque directory where the image has the name
         if stat.S_ISDIR(was.st_mode) and stat.S_ISDIR(now.st_mode):
             same = (was.st_size, was.st_mode, was.st_mtime_ns) == (
                 now.st_size,

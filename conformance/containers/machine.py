@@ -32,6 +32,7 @@ from reference import ops
 from reference.container import (
     Action,
     BindMount,
+    ContainerFs,
     ContainerSpec,
     ContainerWorld,
     Mount,
@@ -42,7 +43,7 @@ from reference.container import (
     VolumesFrom,
     Why,
 )
-from reference.engines import Populate
+from reference.engines import EngineProfile, ImageVolumes, Populate
 from reference.layer import DirSpec, FileSpec, LayerSpec, StackSpec, WhiteoutSpec
 from reference.options import Options
 from reference.outcome import Allowed, Err, Ok, Outcome, describe
@@ -57,7 +58,8 @@ class ContainerDiverged(Diverges):
 #: The image every container program runs on: two layers, the top one whiting out an
 #: image file, so that a copy must come from the merged view (obs §1.1). "a" has an owner
 #: and mode of its own (obs §1.2: copied to the volume root), "e" is an empty directory,
-#: "f" a file (a mount over it is refused), "n" is missing.
+#: "f" a file (a mount over it is refused), "n" is missing, "v" is declared ``VOLUME``
+#: (:data:`IMAGE_VOLUMES`).
 IMAGE = StackSpec(
     (
         LayerSpec((("b/w", FileSpec(b"top-w")), ("b/z", WhiteoutSpec()))),
@@ -71,11 +73,15 @@ IMAGE = StackSpec(
                 ("b/z", FileSpec(b"hidden")),
                 ("e", DirSpec(mode=0o711)),
                 ("f", FileSpec(b"a file")),
+                ("v", DirSpec(mode=0o750, uid=3, gid=4)),
+                ("v/data", FileSpec(b"image-v")),
             )
         ),
     )
 )
-TARGETS = ("a", "b", "e", "f", "n")
+#: The targets the image declares ``VOLUME`` at (its config's Volumes).
+IMAGE_VOLUMES = ("v",)
+TARGETS = ("a", "b", "e", "f", "n", "v")
 
 
 def _note(text: str) -> None:
@@ -89,13 +95,17 @@ class Lockstep:
 
     driver: EngineDriver
     image: StackSpec = IMAGE
+    volumes: tuple[str, ...] = IMAGE_VOLUMES
+    #: The profile the model follows (None: the driver's own).
+    profile: EngineProfile | None = None
     model: ContainerWorld = attrs.field(init=False)
     program: list[str] = attrs.field(factory=list)
     image_view: View | None = None
 
     def __attrs_post_init__(self) -> None:
-        self.model = ContainerWorld(self.driver.profile, self.image)
-        self.driver.start_image(self.image)
+        profile = self.profile or self.driver.profile
+        self.model = ContainerWorld(profile, self.image, self.volumes)
+        self.driver.start_image(self.image, self.volumes)
         self.image_view = Overlay(self.image, Options(read_only=True)).view()
 
     # --- actions --------------------------------------------------------------------------
@@ -212,10 +222,13 @@ class Lockstep:
         for name in sorted(self.model.containers):
             found += compare_diffs(name, self.model.diff(name), self.driver.diff(name))
         for name in sorted(self.model.volumes):
+            try:
+                theirs = self.driver.volume_view(name).entries
+            except KeyError:  # a reference engine without that volume
+                found.append(Divergence(f"volume {name}", "exists", True, False))
+                continue
             found += compare_entries(
-                f"volume {name}:",
-                self.model.volume_view(name).entries,
-                self.driver.volume_view(name).entries,
+                f"volume {name}:", self.model.volume_view(name).entries, theirs
             )
         for name in sorted(self.model.hosts):
             found += compare_entries(
@@ -570,7 +583,109 @@ def _cp(run: Lockstep) -> None:
     _expect(run.driver.volume_view("v").entries["in-vol2"].data, b"stopped n/in-vol2", "vol")
 
 
+def _image_volume(run: Lockstep) -> None:
+    """The image declares ``VOLUME /v``: each container gets an anonymous volume there,
+    filled from the image; what a container writes there is in no commit; a mount of
+    its own at the target replaces it; ``rm -v`` removes it."""
+    anonymous = run.model.profile.image_volumes is ImageVolumes.ANONYMOUS
+    run.create("c", ContainerSpec())
+    run.start("c")
+    run.run("c", ops.Write("v/new", b"in the volume", flags=("O_CREAT",)))
+    if anonymous:
+        _expect(set(run.driver.volume_view("c.v").entries), {"data", "new"}, "c's volume")
+    run.stop("c")
+    run.commit("c", "one")
+    run.create("d", ContainerSpec(image="one"))
+    run.start("d")
+    seen = run.driver.view("d").entries
+    _expect(("v/data" in seen, "v/new" in seen), (True, not anonymous), "d's /v")
+    run.create("e", ContainerSpec((VolumeMount("v", "w", nocopy=True),)))
+    run.start("e")
+    _expect("v/data" in run.driver.view("e").entries, False, "e's own volume at /v")
+    run.remove("c", volumes=True)
+    _expect("c.v" in run.model.volumes, False, "rm -v removes the image volume")
+
+
+def _nested(run: Lockstep) -> None:
+    """Mounts inside mounts and below the top level: mounted parent first whatever the
+    order given; a missing mount point is made in what holds it (a host directory, a
+    volume, the writable layer with its parents); a rename carries a mount along; a
+    mount point missing in a read-only mount fails the start."""
+    run.make_host_dir("h")
+    run.create(
+        "c",
+        ContainerSpec(
+            (
+                TmpfsMount("a/t"),
+                BindMount("n", "h"),
+                VolumeMount("n/s", "w"),
+                VolumeMount("a", "x"),
+                VolumeMount("a/d", "y"),
+                TmpfsMount("e/q/s"),
+            )
+        ),
+    )
+    run.start("c")
+    _expect(set(run.driver.host_view("h").entries), {"s"}, "the mount point made in h")
+    run.run("c", ops.Write("n/s/f", b"in w", flags=("O_CREAT",)))
+    _expect(run.run("c", ops.Rename("a/d", "a/dd")), Err("EBUSY"), "a nested mount point")
+    run.run("c", ops.Rename("e/q", "e/r"))
+    run.run("c", ops.Write("e/r/s/z", b"in the moved tmpfs", flags=("O_CREAT",)))
+    run.stop("c")
+    run.start("c")
+    run.create_volume("ro")
+    run.create("r", ContainerSpec((VolumeMount("n", "ro", read_only=True), TmpfsMount("n/s"))))
+    _expect(run.start("r"), Refused(Why.READ_ONLY.value), "mkdir in a read-only mount")
+
+
+def _links_and_sizes(run: Lockstep) -> None:
+    """Symlinks made in a container lead through the mounts (an absolute target from the
+    container's root into a volume; ``..`` out of a directory; a loop is ELOOP); a
+    hardlink and a FIFO are objects of the writable layer; truncates go to any size, and a
+    size-limited tmpfs counts only the pages written (a truncate up is a hole)."""
+    run.create("c", ContainerSpec((VolumeMount("a", "w"), TmpfsMount("n", size=8192))))
+    run.start("c")
+    run.run("c", ops.Symlink("/a/x", "l"))
+    run.run("c", ops.Write("l", b"through the link", flags=("O_TRUNC",)))
+    run.run("c", ops.Symlink("../a", "e/up"))
+    run.run("c", ops.Stat("e/up/x", follow=True))
+    run.run("c", ops.Symlink("loop", "e/loop"))
+    _expect(run.run("c", ops.Stat("e/loop", follow=True)), Err("ELOOP"), "a symlink loop")
+    run.run("c", ops.Link("f", "e/f2"))
+    run.run("c", ops.Mkfifo("e/p", 0o644))
+    run.run("c", ops.Truncate("f", 5000))
+    run.run("c", ops.Write("n/big", b"1", flags=("O_CREAT",)))
+    run.run("c", ops.Truncate("n/big", 10000))
+    written = run.run("c", ops.Write("n/other", b"o" * 8192, flags=("O_CREAT",)))
+    _expect(written, Ok(4096), "one page left beside a sparse file")
+    run.run("c", ops.Truncate("n/big", 0))
+    run.run("c", ops.Write("n/other", b"o" * 8192, flags=("O_TRUNC",)))
+    run.stop("c")
+    run.commit("c", "linked")
+
+
 SCENARIOS += (
+    ContainerScenario(
+        "links-and-sizes",
+        "symlinks lead through the mounts, hardlinks and FIFOs in the writable layer,"
+        " truncates to any size, holes cost a size-limited tmpfs nothing",
+        "vfs path_lookupat (MAXSYMLINKS 40); mm/shmem.c shmem_setattr",
+        _links_and_sizes,
+    ),
+    ContainerScenario(
+        "nested-mounts",
+        "mounts inside binds and volumes and below the top level: parents first, mount"
+        " points made where they are, moved by a rename, refused in a read-only mount",
+        "moby oci_linux.go sort.Sort(mounts); runc MkdirAllInRoot; observed by hand",
+        _nested,
+    ),
+    ContainerScenario(
+        "image-volume-anonymous",
+        "an image VOLUME is an anonymous volume per container, filled from the image, in no"
+        " commit, replaced by a mount at its target, removed by rm -v",
+        "seed: 关于volums与Bind mounts使用说明 (匿名卷); moby create_unix.go; observed by hand",
+        _image_volume,
+    ),
     ContainerScenario(
         "cp-in-and-out",
         "cp into and out of running and stopped containers: volumes and binds get the file,"
@@ -613,13 +728,26 @@ CONTAINERS = ("c1", "c2")
 VOLUMES = ("v1", "v2")
 IMAGES = ("i1", "i2")
 HOSTS = ("h1", "h2")
-NAMES = ("a", "b", "e", "f", "n", "x", "y", "d", "w")
-#: Mount targets: "f" (an image file, refused) drawn less often than the directories.
-MOUNT_TARGETS = ("a", "b", "e", "n", "a", "b", "e", "n", "f")
+NAMES = ("a", "b", "e", "f", "n", "x", "y", "d", "w", "l")
+#: Symlink targets: relative (a sibling, the parent's, itself: a loop), absolute (into
+#: the image, a mount, a nested mount), dangling. No ``..`` after a name (the model
+#: resolves ``..`` lexically, which is the kernel's answer only right after a directory).
+SYMLINK_TARGETS = (
+    *("x", "d", "l", "../a", "../n/s"),
+    *("/a", "/a/x", "/n", "/v/data", "/e/q/s", "missing"),
+)
+#: Truncate sizes: to zero, within the first page, to a page, past it (a hole).
+SIZES = (0, 1, 7, 3000, 4096, 5000, 9000)
+#: Mount targets: "f" (an image file, refused) and "v" (a mount there replaces the image
+#: volume) drawn less often than the directories; below the top level an image directory
+#: ("a/d"), and mount points inside other mounts or made with their parents ("n/s" in a
+#: bind or volume at "n", "v/s" in the image volume, "e/q/s").
+MOUNT_TARGETS = ("a", "b", "e", "n", "a", "b", "e", "n", "f", "v", "a/d", "n/s", "v/s", "e/q/s")
 
 
 #: The image's own paths: operations on them copy up, white out, make opaque.
-IMAGE_PATHS = ("a", "a/x", "a/d", "a/d/y", "b", "b/w", "e", "f")
+IMAGE_PATHS = ("a", "a/x", "a/d", "a/d/y", "b", "b/w", "e", "f", "v/data")
+IMAGE_FILES = tuple(p for p in IMAGE_PATHS if p in ("a/x", "a/d/y", "b/w", "f", "v/data"))
 
 
 def _paths(targets: tuple[str, ...] = ()) -> st.SearchStrategy[str]:
@@ -651,17 +779,18 @@ def _domains(paths: st.SearchStrategy[str]) -> dict[str, st.SearchStrategy[Any]]
     return {
         "path": paths,
         "dir_path": paths,
-        "follow": st.just(False),
+        "follow": st.booleans(),
+        "target": st.sampled_from(SYMLINK_TARGETS),
         "data": DATA,
         "offset": st.just(0),
-        "size": st.just(0),
+        "size": st.sampled_from(SIZES),
         "open_flags": WRITE_FLAGS,
         "file_mode": st.just(0o644),
         "mode": modes,
         "dir_mode": modes,
         "uid": ids,
         "gid": st.sampled_from([0, 8]),
-        "xattr_name": st.just("user.t"),
+        "xattr_name": st.sampled_from(["user.t", "user.k"]),
         "xattr_value": st.sampled_from([b"1", b"22"]),
         "rename_flags": st.just(""),
     }
@@ -699,7 +828,7 @@ def _mount(target: str) -> st.SearchStrategy[Mount]:
 
 @st.composite
 def container_specs(draw: st.DrawFn) -> ContainerSpec:
-    """0-3 mounts at distinct top-level targets, a volume at most once; or volumes-from."""
+    """0-3 mounts at distinct targets, a volume at most once; or volumes-from."""
     if draw(st.integers(0, 5)) == 0:
         source = draw(st.sampled_from(CONTAINERS))
         return ContainerSpec(volumes_from=(VolumesFrom(source, draw(st.sampled_from(["", "ro"]))),))
@@ -826,10 +955,40 @@ class ContainerMachine(RuleBasedStateMachine):
         targets = tuple(r.mount.target for r in self.lock.model.containers[name].table)
         self.lock.run(name, data.draw(_ops(_paths(targets))))
 
+    @precondition(lambda self: bool(self.running()))
+    @rule(data=st.data())
+    def remove_image_file(self, data: st.DataObject) -> None:
+        """``rm`` of an image file in a running container, where no mount covers it: a
+        whiteout in the writable layer, which ``diff`` lists and ``commit`` must carry;
+        half the time the container is committed right after (drawn on their own: among
+        every operation kind and path, a program reached a commit after a removed image
+        file too rarely to find a commit that drops whiteouts)."""
+        name = data.draw(st.sampled_from(self.running()))
+        fs = ContainerFs(self.lock.model.containers[name].root, self.lock.model.mounts_of(name))
+        files = [p for p in IMAGE_FILES if fs.locate(p)[0] is None] or list(IMAGE_FILES)
+        self.lock.run(name, ops.Unlink(data.draw(st.sampled_from(files))))
+        free = [i for i in IMAGES if i not in self.lock.model.images]
+        if free and data.draw(st.booleans()):  # and commit it, half the time
+            self.lock.commit(name, free[0])
+
+    @precondition(lambda self: bool(self.running()))
+    @rule(data=st.data())
+    def through_symlink(self, data: st.DataObject) -> None:
+        """A symlink made in a running container, then an operation through it (drawn on
+        its own: a later operation rarely drew the link's path among all the others)."""
+        name = data.draw(st.sampled_from(self.running()))
+        link = data.draw(st.sampled_from(["l", "e/l", "n/l", "a/l"]))
+        mounted = [f"/{r.mount.target}" for r in self.lock.model.containers[name].table]
+        target = data.draw(st.sampled_from([*SYMLINK_TARGETS, *mounted, *mounted]))
+        self.lock.run(name, ops.Symlink(target, link))
+        through = st.sampled_from([link, f"{link}/x", f"{link}/d", f"{link}/s/x", f"{link}/new"])
+        self.lock.run(name, data.draw(_ops(through)))
+
     def _cp_target(self, data: st.DataObject) -> tuple[str, str] | None:
         """A started container and a path ``cp`` may take there: its parent a directory,
-        itself no directory, neither below a read-only mount (the engines' other answers -
-        into a directory, "read-only" - are not modelled)."""
+        itself a file or nothing, no symlink on the way, neither below a read-only mount
+        (the engines' other answers - into a directory, "read-only" - are not
+        modelled)."""
         model = self.lock.model
         started = [n for n in CONTAINERS if n in model.containers and n in self.started]
         if not started:
@@ -840,16 +999,21 @@ class ContainerMachine(RuleBasedStateMachine):
         fs = model.cp_fs(name)
         parent = path.rpartition("/")[0]
         # docker checks the directory it extracts into (the parent of a new or file
-        # destination) against the volumes and binds, tmpfs left out (moby daemon/archive.go
-        # checkIfPathIsInAVolume: "mounted volume is marked read-only"; observed with a
-        # mount at the path itself inside a read-only one): neither may be read-only
+        # destination) against every mount point of the container, tmpfs included, in map
+        # order (moby daemon/archive.go checkIfPathIsInAVolume over container.MountPoints:
+        # "mounted volume is marked read-only"; by hand, docker 20.10: cp into a read-only
+        # --mount type=tmpfs is refused so, with or without an image volume under it):
+        # no mount holding either may be read-only
+        read_only = [r.mount.target for r in model.containers[name].table if r.mount.read_only]
         for where in (path, parent):
-            target, _ = fs.locate(where)
-            if target is not None and fs.mounts[target][1]:
+            clean = where.strip("/")
+            if any(clean == t or clean.startswith(f"{t}/") for t in read_only):
                 return None
         kinds = [first_kind(fs, parent) if parent else "dir", first_kind(fs, path)]
-        if kinds[0] != "dir" or kinds[1] == "dir":
+        if kinds[0] != "dir" or kinds[1] not in (None, "file"):
             return None
+        if fs.resolve(path, follow=True) != path:
+            return None  # a symlink on the way: the engines resolve it their own way
         return name, path
 
     @precondition(lambda self: bool(self.started))

@@ -88,7 +88,41 @@ def catalogue(path: Path = DEFAULT_PATH) -> str:
         if isinstance(record, dict)
     ]
     source = "conformance/records/expectations.toml" if path == DEFAULT_PATH else str(path)
-    return render(records, source)
+    page = render(records, source)
+    return page + render_engines() if path == DEFAULT_PATH else page
+
+
+def render_engines() -> str:
+    """The docker-vs-podman records (conformance/records/engines.toml): each with both
+    engines' values of its profile field and the sources of each."""
+    from conformance.records import engine_records
+    from reference.engines import DOCKER, PODMAN, sources
+
+    lines = [
+        "",
+        "# Container engines: where Docker and Podman differ",
+        "",
+        "Generated from `conformance/records/engines.toml` (one record per field of",
+        "`reference/engines.py` EngineProfile whose values differ); each reproduced by hand",
+        "with both CLIs, and replayed by `tests/test_container_engines.py::test_engine_record`.",
+        "",
+    ]
+    for number, record in enumerate(engine_records.load(), 1):
+        found = sources(record.field)
+        lines += [f"### E{number}. {record.id}: {record.reason}", ""]
+        lines.append(f"- **field**: `{record.field}`")
+        for name, profile in (("docker", DOCKER), ("podman", PODMAN)):
+            value = getattr(profile, record.field)
+            lines.append(f"- **{name}**: `{getattr(value, 'value', value)!r}` ({found[name]})")
+        if record.scenarios:
+            lines.append(f"- **scenarios**: {_inline(list(record.scenarios))}")
+        if record.steps:
+            lines.append("- **steps**:")
+            lines += [f"  1. `{step}`" for step in record.steps]
+        lines.append(f"- **shows**: {_inline(list(record.shows))}")
+        lines.append(f"- **replays**: {_inline(list(record.replays))}")
+        lines += [*_field("confirmed", record.confirmed), ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
