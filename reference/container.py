@@ -24,7 +24,9 @@ tree as its only lower). Engine actions return ``Ok(None)`` or :class:`Refused`.
 
 from __future__ import annotations
 
+import copy
 import enum
+import itertools
 from collections.abc import Iterator
 
 import attrs
@@ -32,7 +34,7 @@ import attrs
 from reference import ops
 from reference.commit import committed_layer
 from reference.diff import diff
-from reference.engines import EngineProfile, ImageVolumes, Populate, RootMeta
+from reference.engines import EngineProfile, ImageVolumes, MountOrder, Populate, RootMeta
 from reference.errors import SpecError
 from reference.layer import (
     EntrySpec,
@@ -302,6 +304,8 @@ class Container:
     #: While running: mount target -> where the mount is now (a rename of a directory
     #: holding its mount point moved it: vfs moves the dentry, the mount stays on it).
     placed: dict[str, str] = attrs.field(factory=dict)
+    #: How many mounts of its order the last start mounted (all: it succeeded).
+    reached: int = 0
 
 
 def pages(data: bytes) -> int:
@@ -537,24 +541,60 @@ class ContainerWorld:
             take_root_meta(_entry_at(container.root, target), volume.root)
 
     def start(self, name: str) -> Action:
+        """``start`` mounting in the profile's usual order (:func:`start_order`)."""
         container = self.containers.get(name)
         if container is None:
             return _refused(Why.NO_SUCH_CONTAINER)
+        return self._start_in(container, start_order(container.table, self.profile))
+
+    def starts(self, name: str) -> tuple[tuple[Action, ContainerWorld], ...]:
+        """Every answer a ``start`` may give and the world after each, the usual order's
+        first (this world, changed); the others are copies. The engines' order among the
+        mounts of one depth is not fixed (:class:`reference.engines.MountOrder`); it
+        matters only when a start fails: which failing mount comes first, and which
+        mount points the mounts before it made. A start that succeeds in one order
+        succeeds the same way in every order (mounts of one depth are neither inside one
+        another nor the parents of one another), so only a failed start is tried in the
+        profile's other orders; orders that mount the same set before the same failure
+        are one outcome."""
+        container = self.containers.get(name)
+        if container is None or container.status is Status.RUNNING:
+            return ((self.start(name), self),)
+        orders = start_orders(container.table, self.profile)
+        if len(orders) == 1:
+            return ((self._start_in(container, orders[0]), self),)
+        pristine = copy.deepcopy(self)
+        usual = self._start_in(container, orders[0])
+        if usual == Ok(None):
+            return ((usual, self),)
+        found: list[tuple[Action, ContainerWorld]] = [(usual, self)]
+        seen = {(usual, _reached(orders[0], container))}
+        for order in orders[1:]:
+            world = copy.deepcopy(pristine)
+            other = world.containers[name]
+            action = world._start_in(other, order)
+            key = (action, _reached(order, other))
+            if key not in seen:
+                seen.add(key)
+                found.append((action, world))
+        return tuple(found)
+
+    def _start_in(self, container: Container, order: list[Resolved]) -> Action:
         if container.status is Status.RUNNING:
             return Ok(None)
         try:
-            self._start(container)
+            self._start(container, order)
         except EngineError as failure:
             return Refused(failure.why.value)
         container.status = Status.RUNNING
         return Ok(None)
 
-    def _start(self, container: Container) -> None:
+    def _start(self, container: Container, order: list[Resolved]) -> None:
         """Engine work first (bind sources, Podman's chown and copy-up: libpod mountStorage
-        runs before the runtime), then the runtime's mounts in table order (runc: a target
-        that is not a directory fails the start, a missing one is made 0755 in the
-        writable layer, a tmpfs is mounted fresh for this run); tmpfs targets are checked
-        before anything is mounted (see below)."""
+        runs before the runtime), then the runtime's mounts in ``order`` (runc
+        mountToRootfs: a target that is not a directory fails the start, a missing one is
+        made 0755 with its parents where it is, a tmpfs is mounted fresh for this run;
+        what was made before a failure stays)."""
         root = container.root
         for entry in container.table:
             mount = entry.mount
@@ -566,24 +606,11 @@ class ContainerWorld:
             for entry in container.table:
                 if isinstance(entry.mount, VolumeMount):
                     self._podman_volume_setup(container, entry)
-        # tmpfs targets are checked before anything is mounted, the others as they are
-        # mounted, in table order: podman 4.3.1 refused a tmpfs over a file even after an
-        # earlier tmpfs copy-up that would not fit, but gave ENOSPC for that copy-up before
-        # a volume over a file (both found by the state machine). In Docker only "not a
-        # directory" can fail a start, and moby hands runc the volumes and binds first,
-        # then the tmpfs mounts (daemon/oci_linux.go: setupMounts, then the tmpfs ones):
-        # a mount point made before the failure stays in the writable layer (found by the
-        # machine through diff: ``A /n`` after a tmpfs over the file ``f`` failed).
-        if not self.profile.tmpfs_mounted_last:
-            for entry in container.table:
-                existed = _entry_at(root, entry.mount.target)
-                is_tmpfs = isinstance(entry.mount, TmpfsMount)
-                if is_tmpfs and existed is not None and existed.kind != "dir":
-                    raise EngineError(Why.NOT_A_DIRECTORY)
         container.tmpfs = {}
         container.placed = {}
+        container.reached = 0
         mounted: dict[str, tuple[Inode, bool, Tmpfs | None]] = {}
-        for entry in start_order(container.table, self.profile):
+        for entry in order:
             target = entry.mount.target
             fs = ContainerFs(root, mounted)
             existed = _mount_point(container, fs, target)
@@ -592,6 +619,7 @@ class ContainerWorld:
                 tmpfs = self._new_tmpfs(fs, entry.mount, existed)
                 container.tmpfs[target] = tmpfs
             mounted[target] = (self._tree(container, entry), entry.mount.read_only, tmpfs)
+            container.reached += 1
         container.placed = {target: target for target in mounted}
 
     def _podman_volume_setup(self, container: Container, entry: Resolved) -> None:
@@ -822,19 +850,57 @@ class ContainerWorld:
 
 
 def start_order(table: tuple[Resolved, ...], profile: EngineProfile) -> list[Resolved]:
-    """The order a start mounts the table in: by the number of path components, a
-    parent before what is mounted in it (moby daemon/oci_linux.go ``sort.Sort(mounts)``,
-    libpod sortMounts; observed: ``--mount type=tmpfs,dst=/a/t`` listed before a volume at
-    ``/a`` was mounted on it), ties in table order - docker's with the tmpfs mounts after
-    the volumes and binds (``tmpfs_mounted_last``), podman's with the volumes after the
-    tmpfs and binds (``volumes_mounted_last``)."""
-    order = list(table)
-    if profile.tmpfs_mounted_last:
-        order.sort(key=lambda entry: isinstance(entry.mount, TmpfsMount))
-    if profile.volumes_mounted_last:
-        order.sort(key=lambda entry: isinstance(entry.mount, VolumeMount))
+    """The order a start mounts the table in most often: by the number of path
+    components, a parent before what is mounted in it (moby daemon/oci_linux.go
+    ``sort.Sort(mounts)``, libpod sortMounts; observed: ``--mount type=tmpfs,dst=/a/t``
+    listed before a volume at ``/a`` was mounted on it); within a depth docker's tmpfs
+    mounts after its volumes and binds, podman's volumes after its tmpfs and binds, each
+    group in table order (:class:`reference.engines.MountOrder`)."""
+    last = _LAST.get(profile.mount_order)
+    order = sorted(table, key=lambda entry: last is not None and isinstance(entry.mount, last))
     order.sort(key=lambda entry: entry.mount.target.count("/"))
     return order
+
+
+#: The kind of mount each order puts last within a depth, most often.
+_LAST: dict[MountOrder, type] = {
+    MountOrder.VOLUMES_THEN_TMPFS: TmpfsMount,
+    MountOrder.ANY: VolumeMount,
+}
+
+
+def start_orders(table: tuple[Resolved, ...], profile: EngineProfile) -> list[list[Resolved]]:
+    """Every order the profile lets a start mount the table in, :func:`start_order`'s
+    first: the depths in turn, and within a depth every permutation the profile allows
+    (``ANY``: all of them; ``VOLUMES_THEN_TMPFS``: the volumes and binds in any order,
+    then the tmpfs mounts in any order; ``TABLE``: the usual order only)."""
+    usual = start_order(table, profile)
+    if profile.mount_order is MountOrder.TABLE:
+        return [usual]
+    choices: list[list[tuple[Resolved, ...]]] = []
+    for _, group in itertools.groupby(usual, key=lambda entry: entry.mount.target.count("/")):
+        members = list(group)
+        if profile.mount_order is MountOrder.ANY:
+            choices.append(list(itertools.permutations(members)))
+            continue
+        plain = [e for e in members if not isinstance(e.mount, TmpfsMount)]
+        tmpfs = [e for e in members if isinstance(e.mount, TmpfsMount)]
+        choices.append(
+            [
+                (*a, *b)
+                for a, b in itertools.product(
+                    itertools.permutations(plain), itertools.permutations(tmpfs)
+                )
+            ]
+        )
+    return [[entry for part in parts for entry in part] for parts in itertools.product(*choices)]
+
+
+def _reached(order: list[Resolved], container: Container) -> tuple[object, ...]:
+    """What a start in ``order`` did: the targets it mounted and the one it failed at."""
+    before = frozenset(e.mount.target for e in order[: container.reached])
+    failed = order[container.reached].mount.target if container.reached < len(order) else None
+    return (before, failed)
 
 
 def _mount_point(container: Container, fs: ContainerFs, target: str) -> EntryView | None:

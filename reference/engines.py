@@ -58,6 +58,36 @@ class ImageVolumes(enum.Enum):
     IGNORED = "ignored"
 
 
+class MountOrder(enum.Enum):
+    """The order a start mounts the mounts of one depth in. Every engine sorts its mount
+    list by the number of path components (a parent before what is mounted in it) with
+    Go's ``sort.Sort``, which keeps no order among equals, over a list built by ranging
+    over Go maps (randomised iteration): among mounts of one depth the order is not fixed.
+    The first order the model lists is the one seen most often; the machine takes any
+    order the profile allows (:func:`reference.container.start_orders`)."""
+
+    #: Docker 20.10: the volumes and binds of a depth in any order (most often the
+    #: table's), then its tmpfs mounts in any order. moby daemon/volumes_unix.go
+    #: setupMounts ranges over ``container.MountPoints`` (a map) and sorts by depth;
+    #: daemon/oci_linux.go WithMounts appends the tmpfs mounts and sorts again (a list this
+    #: short is insertion-sorted, which keeps the tmpfs mounts after). Observed by hand
+    #: (docs/containers.md): two volumes at /n and over the file /f left ``A /n`` after
+    #: the failed start in some runs and not in others, whichever was listed first; a
+    #: tmpfs over /f listed before a volume at /n left ``A /n`` in every run.
+    VOLUMES_THEN_TMPFS = "volumes-then-tmpfs"
+    #: Podman 4.3.1: any order within a depth, most often the tmpfs and binds (the spec's
+    #: mounts) before the volumes (libpod generateSpec adds the named volumes after them;
+    #: pkg/specgen/generate/storage.go finalizeMounts builds both lists from maps;
+    #: libpod/util.go sortMounts is ``sort.Sort``, unstable on podman's 15-odd mounts;
+    #: later podman sorts stably). Observed by hand (docs/containers.md): a volume over
+    #: the file /f with a size=4096 tmpfs copy-up at /a gave no-space most of the time,
+    #: not-a-directory sometimes; a tmpfs over /f and a volume at /n left ``A /n`` in
+    #: some runs.
+    ANY = "any"
+    #: The table's order within a depth (not observed).
+    TABLE = "table"
+
+
 def rule(default: Any = attrs.NOTHING, *, docker: str, podman: str, kubernetes: str) -> Any:
     """A profile field and, per engine, the source of its value (a source file of the
     engine or runtime, a documentation page, or what this suite observed by hand)."""
@@ -239,33 +269,21 @@ class EngineProfile:
         podman="libpod/container_copy_linux.go (joins the container's mount namespace)",
         kubernetes="kubectl cp runs tar in the container (not modelled: docker's rule kept)",
     )
-    #: At start, the tmpfs mounts come after the volumes and binds, none checked
-    #: beforehand (docker: moby oci_linux.go; a failed start leaves the mount points made
-    #: so far, which ``diff`` shows); otherwise every tmpfs target is checked first and
-    #: the mounts go in table order (podman 4.3.1, found by the state machine).
-    tmpfs_mounted_last: bool = rule(
-        False,
-        docker="moby daemon/oci_linux.go WithMounts (tmpfs mounts appended after setupMounts)",
-        podman=(
-            'libpod (tmpfs targets checked before mounting; found by the machine, reproduced by '
-            'hand)'
+    #: The order of the mounts of one depth at start (:class:`MountOrder`): which of two
+    #: failing mounts fails a start, and which mount points the mounts before it made
+    #: (they stay in the writable layer, a volume or a host directory).
+    mount_order: MountOrder = rule(  # noqa: RUF009 (an attrs field with its sources)
+        MountOrder.TABLE,
+        docker=(
+            "moby daemon/volumes_unix.go setupMounts (map, sort.Sort), daemon/oci_linux.go "
+            "WithMounts (tmpfs appended); observed by hand"
         ),
-        kubernetes="not observed (podman's rule)",
-    )
-    #: At start, the volumes (named, anonymous, from the image) come after the tmpfs and
-    #: bind mounts of the same depth: podman 4.3.1 hands runc the spec's mounts, then the
-    #: named volumes (found by the machine: a tmpfs copy-up's ENOSPC came before a
-    #: volume over a file listed first; reproduced by hand three times). Not fixed: 3 of
-    #: 10 replays mounted the volume first (records volumes-mounted-last,
-    #: tmpfs-mounted-last); this is the frequent order.
-    volumes_mounted_last: bool = rule(
-        False,
-        docker="moby daemon/oci_linux.go WithMounts (volumes and binds in one list)",
         podman=(
-            "libpod/container_internal_linux.go generateSpec (named volumes added after the "
-            "spec's mounts); observed"
+            "libpod/util.go sortMounts (sort.Sort), pkg/specgen/generate/storage.go "
+            "finalizeMounts (maps), container_internal_linux.go generateSpec (named volumes "
+            "last); observed by hand"
         ),
-        kubernetes="not observed (docker's rule)",
+        kubernetes="not observed (the table's order)",
     )
     #: What an image ``VOLUME`` becomes (:class:`ImageVolumes`).
     image_volumes: ImageVolumes = rule(  # noqa: RUF009 (an attrs field with its sources)
@@ -290,7 +308,7 @@ DOCKER = EngineProfile(
     anonymous_read_only_refused=True,
     volumes_from_tmpfs_refused=True,
     commit_keeps_xattrs=False,
-    tmpfs_mounted_last=True,
+    mount_order=MountOrder.VOLUMES_THEN_TMPFS,
 )
 
 PODMAN = EngineProfile(
@@ -307,7 +325,7 @@ PODMAN = EngineProfile(
     tmpfs_copy_keeps_xattrs=False,
     diff_rule=DiffRule.NATIVE,
     cp_sees_tmpfs=True,
-    volumes_mounted_last=True,
+    mount_order=MountOrder.ANY,
 )
 
 KUBERNETES = EngineProfile(

@@ -508,3 +508,129 @@ def test_link_and_size_faults_fail_the_scenario(fault, profile: str) -> None:
 @pytest.mark.parametrize("profile", ["docker", "podman"])
 def test_lexical_symlinks_are_found_by_the_machine(profile: str) -> None:
     assert _found(SymlinksLexical(profile), budget=200)
+
+
+# --- the order of the mounts of one depth at start (issue 20, third pass) -----------------
+
+
+def _failing_world(profile, mounts) -> ContainerWorld:
+    world = _world(profile)
+    world.create_volume("v")
+    assert world.create("c", ContainerSpec(mounts)) == Ok(None)
+    return world
+
+
+def test_a_failed_start_has_the_answer_of_every_order_podman_allows() -> None:
+    """A volume over the file f and a tmpfs copy-up at a that does not fit: podman fails
+    on whichever it mounts first; docker's tmpfs copies nothing, so the volume fails."""
+    mounts = (VolumeMount("f", "v", nocopy=True), TmpfsMount("a", size=4096))
+    podman = _failing_world(PODMAN, mounts).starts("c")
+    assert [action for action, _ in podman] == [Refused("no-space"), Refused("not-a-directory")]
+    assert [action for action, _ in _failing_world(DOCKER, mounts).starts("c")] == [
+        Refused("not-a-directory")
+    ]
+
+
+def test_a_failed_start_leaves_the_mount_points_of_the_order_taken() -> None:
+    """A tmpfs over the file f and a volume at the missing n: podman made n or not (either
+    order); docker mounts its volumes first (always n)."""
+    mounts = (TmpfsMount("f"), VolumeMount("n", "v"))
+    podman = _failing_world(PODMAN, mounts).starts("c")
+    assert {action for action, _ in podman} == {Refused("not-a-directory")}
+    assert [world.diff("c").get("n") for _, world in podman] == [None, "A"]
+    docker = _failing_world(DOCKER, mounts).starts("c")
+    assert [world.diff("c").get("n") for _, world in docker] == ["A"]
+
+
+def test_a_successful_start_is_one_outcome_and_deeper_mounts_come_later() -> None:
+    from reference.container import start_orders
+
+    world = _failing_world(PODMAN, (TmpfsMount("e"), VolumeMount("n", "v"), TmpfsMount("n/s")))
+    assert [action for action, _ in world.starts("c")] == [Ok(None)]
+    table = world.containers["c"].table
+    orders = start_orders(table, PODMAN)
+    assert [[e.mount.target for e in order] for order in orders] == [
+        ["e", "n", "n/s"],
+        ["n", "e", "n/s"],
+    ]
+    docker = start_orders(table, DOCKER)
+    assert [[e.mount.target for e in order] for order in docker] == [["n", "e", "n/s"]]
+
+
+class OtherOrder(ReferenceEngine):
+    """An engine that takes the last order its profile allows, not the usual one."""
+
+    def start(self, name: str):
+        choices = self._w.starts(name)
+        self.world = choices[-1][1]
+        return choices[-1][0]
+
+
+class TmpfsBeforeVolumes(ReferenceEngine):
+    """Mounts a depth's tmpfs before its volumes under any profile (docker's never does)."""
+
+    def start(self, name: str):
+        import reference.container as container
+
+        saved = container.start_order
+
+        def reordered(table, profile):
+            order = sorted(table, key=lambda entry: not isinstance(entry.mount, TmpfsMount))
+            return sorted(order, key=lambda entry: entry.mount.target.count("/"))
+
+        container.start_order = reordered  # type: ignore[assignment]
+        try:
+            return super().start(name)
+        finally:
+            container.start_order = saved
+
+
+class FailedStartMakesEveryMountPoint(ReferenceEngine):
+    """A failed start that has made the mount point of every mount of the table, also
+    those after the one that failed (no order leaves them)."""
+
+    def start(self, name: str):
+        import contextlib
+
+        from reference.container import ContainerFs, EngineError, _mount_point
+
+        answer = super().start(name)
+        container = self._w.containers.get(name)
+        if isinstance(answer, Refused) and container is not None:
+            for entry in container.table:
+                with contextlib.suppress(EngineError):
+                    _mount_point(container, ContainerFs(container.root, {}), entry.mount.target)
+        return answer
+
+
+def test_the_lockstep_follows_the_order_the_engine_took() -> None:
+    """The mount-order record's program on an engine that always takes podman's rarer
+    order passes under podman's profile; under docker's (tmpfs last), the same engine
+    fails the start the other way."""
+    from conformance.records import engine_records
+
+    record = next(r for r in engine_records.load() if r.id == "mount-order")
+    engine_records.replay(OtherOrder("podman"), record, swapped=False)
+    run = Lockstep(OtherOrder("podman"), volumes=())  # two mounts, two orders
+    run.create("c", ContainerSpec((TmpfsMount("f"), VolumeMount("n", "v"))))
+    assert run.start("c") == Refused("not-a-directory")
+    assert run.model.diff("c").get("n") == "A"  # the world the engine showed
+
+
+@pytest.mark.parametrize("profile", ["docker", "podman"])
+def test_the_other_order_passes_the_machine(profile: str) -> None:
+    run_container_machine(OtherOrder(profile), settings(QUICK, max_examples=30))
+
+
+def test_tmpfs_before_volumes_fails_the_scenario_under_docker() -> None:
+    by_id = {s.id: s for s in SCENARIOS}
+    with pytest.raises(ContainerDiverged, match="diff c:n"):
+        run_scenario(TmpfsBeforeVolumes("docker"), by_id["failed-start-order"])
+    run_scenario(TmpfsBeforeVolumes("podman"), by_id["failed-start-order"])  # podman: any
+
+
+@pytest.mark.parametrize("profile", ["docker", "podman"])
+def test_mount_points_past_the_failure_fail_the_scenario(profile: str) -> None:
+    by_id = {s.id: s for s in SCENARIOS}
+    with pytest.raises(ContainerDiverged, match="diff c:e/q"):
+        run_scenario(FailedStartMakesEveryMountPoint(profile), by_id["failed-start-order"])

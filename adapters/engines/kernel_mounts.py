@@ -204,10 +204,9 @@ class KernelMountsEngine(SandboxedDriver):
             return expected
         self._mirror(name, before)
         container = model.containers[name]
-        last = self.profile.tmpfs_mounted_last
-        order = start_order(container.table, self.profile)  # as ContainerWorld._start
+        order = start_order(container.table, self.profile)  # as ContainerWorld.start
         mounts = [self._mount_spec(entry) for entry in order]
-        failure = self._call("start", name, mounts, not last)
+        failure = self._call("start", name, mounts)
         return Refused(failure) if failure else Ok(None)
 
     def _mount_spec(self, entry: Any) -> dict[str, Any]:

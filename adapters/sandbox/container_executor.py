@@ -312,21 +312,13 @@ class ContainerExecutor:
             else:
                 os.chown(into, 0, 0)
 
-    def do_start(
-        self, name: str, mounts: list[dict[str, Any]], check_tmpfs_first: bool = True
-    ) -> str | None:
-        """Mount the root and the mount table as runc does (rootfs_linux.go
-        mountToRootfs); a target that is not a directory fails the start: the value is
-        "not-a-directory" and nothing stays mounted."""
+    def do_start(self, name: str, mounts: list[dict[str, Any]]) -> str | None:
+        """Mount the root and the mount table in the order given, as runc does
+        (rootfs_linux.go mountToRootfs); a target that is not a directory fails the start:
+        the value is "not-a-directory" and nothing stays mounted (the mount points made
+        before stay)."""
         self.mount_root(name)
         root = self.root_of(name)
-        for spec in mounts:  # tmpfs targets first (see ContainerWorld._start)
-            if spec["kind"] != "tmpfs" or not check_tmpfs_first:
-                continue
-            found = os.path.lexists(f"{root}/{spec['target']}")
-            if found and not os.path.isdir(f"{root}/{spec['target']}"):
-                self.unmount(name)
-                return "not-a-directory"
         try:
             for spec in mounts:
                 path = f"{root}/{spec['target']}"
@@ -446,8 +438,8 @@ class ContainerExecutor:
                 return self.do_image_of(name, image)
             case ("diff", name, rule):
                 return self.do_diff(name, rule)
-            case ("start", name, mounts, check_tmpfs_first):
-                return self.do_start(name, mounts, check_tmpfs_first)
+            case ("start", name, mounts):
+                return self.do_start(name, mounts)
             case ("stop", name):
                 return self.unmount(name)
             case ("remove", name):

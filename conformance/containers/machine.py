@@ -165,7 +165,42 @@ class Lockstep:
         return self._action(what, self.model.create(name, spec), self.driver.create(name, spec))
 
     def start(self, name: str) -> Action:
-        return self._action(f"start({name!r})", self.model.start(name), self.driver.start(name))
+        """``start``: the engine's answer must be one the profile allows, and the model
+        follows the order the engine took (:meth:`ContainerWorld.starts`: where the
+        order among mounts of one depth is not fixed, a failed start has several
+        answers, and for one answer several sets of mount points left): the first world
+        with the engine's answer whose state the engine shows."""
+        what = f"start({name!r})"
+        theirs = self.driver.start(name)
+        choices = self.model.starts(name)
+        worlds = [world for action, world in choices if action == theirs]
+        if not worlds:
+            mine = " or ".join(sorted({repr(action) for action, _ in choices}))
+            self.model = choices[0][1]
+            self.program.append(what)
+            raise ContainerDiverged(
+                f"{what}: {self.driver.name} gave {theirs!r}, the {self.model.profile.name} "
+                f"profile gives {mine}\nprogram:\n  " + "\n  ".join(self.program)
+            )
+        first_found: list[Divergence] | None = None
+        for world in worlds:
+            self.model = world
+            found = self.differences()
+            if not found:
+                break
+            first_found = found if first_found is None else first_found
+        else:
+            self.model = worlds[0]
+        if len(choices) > 1:
+            _note(f"{what}: {len(choices)} outcomes allowed, the engine's is followed")
+        self.program.append(what)
+        _note(f"{what} -> {theirs!r}")
+        if found:
+            assert first_found is not None
+            raise ContainerDiverged(
+                render(first_found) + "\nprogram:\n  " + "\n  ".join(self.program)
+            )
+        return theirs
 
     def stop(self, name: str) -> Action:
         return self._action(f"stop({name!r})", self.model.stop(name), self.driver.stop(name))
@@ -211,7 +246,13 @@ class Lockstep:
 
     def check(self) -> None:
         """Every running container's view, every volume, every host directory, the image."""
-        found = []
+        found = self.differences()
+        if found:
+            raise ContainerDiverged(render(found) + "\nprogram:\n  " + "\n  ".join(self.program))
+
+    def differences(self) -> list[Divergence]:
+        """What :meth:`check` compares, each difference."""
+        found: list[Divergence] = []
         for name, container in sorted(self.model.containers.items()):
             if container.status is Status.RUNNING:
                 found += compare_entries(
@@ -240,8 +281,7 @@ class Lockstep:
         found += compare_entries(
             "image:", self.image_view.entries, self.driver.image_view().entries
         )
-        if found:
-            raise ContainerDiverged(render(found) + "\nprogram:\n  " + "\n  ".join(self.program))
+        return found
 
 
 def compare_diffs(name: str, mine: dict[str, str], theirs: dict[str, str]) -> list[Divergence]:
@@ -638,6 +678,19 @@ def _nested(run: Lockstep) -> None:
     _expect(run.start("r"), Refused(Why.READ_ONLY.value), "mkdir in a read-only mount")
 
 
+def _failed_start_order(run: Lockstep) -> None:
+    """Starts that fail on two mounts of one depth: the answer and the mount points left
+    are those of an order the profile allows (docker: volumes and binds, then tmpfs;
+    podman: any), and nothing deeper than the failure is made."""
+    run.create_volume("w")
+    run.create("c", ContainerSpec((TmpfsMount("f"), VolumeMount("n", "v"), TmpfsMount("e/q/s"))))
+    _expect(run.start("c"), Refused(Why.NOT_A_DIRECTORY.value), "a tmpfs over the file f")
+    run.create(
+        "d", ContainerSpec((VolumeMount("f", "w", nocopy=True), TmpfsMount("a", size=4096)))
+    )
+    run.start("d")
+
+
 def _links_and_sizes(run: Lockstep) -> None:
     """Symlinks made in a container lead through the mounts (an absolute target from the
     container's root into a volume; ``..`` out of a directory; a loop is ELOOP); a
@@ -671,6 +724,13 @@ SCENARIOS += (
         " truncates to any size, holes cost a size-limited tmpfs nothing",
         "vfs path_lookupat (MAXSYMLINKS 40); mm/shmem.c shmem_setattr",
         _links_and_sizes,
+    ),
+    ContainerScenario(
+        "failed-start-order",
+        "a start failing on two mounts of one depth: the answer and the mount points left"
+        " are those of an order the engine allows, nothing deeper is made",
+        "moby volumes_unix.go setupMounts, libpod sortMounts (sort.Sort over maps); by hand",
+        _failed_start_order,
     ),
     ContainerScenario(
         "nested-mounts",
