@@ -770,7 +770,9 @@ class ContainerWorld:
 
     def cp_fs(self, name: str) -> ContainerFs:
         """The tree ``cp`` works in: the root with the volumes and binds (running or
-        not), and the tmpfs mounts when the profile's cp sees them and it runs."""
+        not), and the tmpfs mounts when the profile's cp sees them and it runs. A
+        stopped container's volumes and binds are writable to a cp that does not check
+        the mount table (podman mounts them itself)."""
         container = self.containers[name]
         running = container.status is Status.RUNNING
         # podman's cp works in the container's mount namespace (where renames moved the
@@ -778,6 +780,8 @@ class ContainerWorld:
         inside = running and self.profile.cp_sees_tmpfs
         mounts = {
             target: found
+            if running or self.profile.cp_checks_read_only
+            else (found[0], False, found[2])
             for target, found in self.mounts_of(name, running=running, placed=inside).items()
             if found[2] is None or inside
         }
@@ -791,7 +795,9 @@ class ContainerWorld:
         0600); a write that does not fit (a tmpfs with ``size`` that podman's cp sees)
         fails the copy "no space left on device" and leaves what fitted, mode 0600 (by
         hand, podman 4.3.1: 5000 bytes into an empty size=4096 tmpfs left 4096 bytes,
-        a second copy an empty file)."""
+        a second copy an empty file). Into a read-only mount: refused before anything
+        (``cp_checks_read_only``: the directory extracted into at or below a read-only
+        mount's target), or at the first write that gets EROFS."""
         if name not in self.containers:
             return _refused(Why.NO_SUCH_CONTAINER)
         fs = self.cp_fs(name)
@@ -799,6 +805,11 @@ class ContainerWorld:
         if parent and not isinstance(first(fs.apply(ops.Stat(parent, follow=True))), Ok):
             return _refused(Why.NO_SUCH_PATH)
         container = self.containers[name]
+        if self.profile.cp_checks_read_only and any(
+            entry.mount.read_only and _within(parent, entry.mount.target)
+            for entry in container.table
+        ):
+            return _refused(Why.READ_ONLY)
         before = container.root.view()
         steps = (
             ops.Unlink(path),
@@ -810,7 +821,11 @@ class ContainerWorld:
             outcome = fs.apply(step)
             if any(isinstance(o, Ok) for o in outcome):
                 _touch(container, fs, step, before)
-            got = first(outcome) if isinstance(step, ops.Write) else None
+            got = first(outcome)
+            if got == Err("EROFS"):
+                return _refused(Why.READ_ONLY)
+            if not isinstance(step, ops.Write):
+                continue
             if got == Err("ENOSPC") or (isinstance(got, Ok) and got.value < len(data)):
                 return _refused(Why.NO_SPACE)
         return Ok(None)
@@ -991,6 +1006,11 @@ def _listings(entries: dict[str, EntryView]) -> dict[str, frozenset[str]]:
         if entry.kind == "dir":
             found.setdefault(path, set())
     return {k: frozenset(v) for k, v in found.items()}
+
+
+def _within(path: str, target: str) -> bool:
+    """``path`` is ``target`` or below it (moby volume.HasResource)."""
+    return path == target or path.startswith(f"{target}/")
 
 
 def _refused(why: Why) -> Refused:

@@ -269,6 +269,23 @@ class EngineProfile:
         podman="libpod/container_copy_linux.go (joins the container's mount namespace)",
         kubernetes="kubectl cp runs tar in the container (not modelled: docker's rule kept)",
     )
+    #: ``cp`` into a read-only mount. Docker checks the directory it extracts into
+    #: against every mount point of the table, tmpfs included, running or not (moby
+    #: daemon/archive.go checkIfPathIsInAVolume: "mounted volume is marked read-only";
+    #: by hand, docker 20.10.24: a read-only volume, bind and tmpfs, running and stopped,
+    #: all refused). Podman writes: in a running container the read-only mount answers
+    #: EROFS (nothing written), in a stopped one podman mounts the volumes and binds
+    #: itself, writable (by hand, podman 4.3.1: a stopped container's read-only volume
+    #: and bind got the file, a read-only tmpfs's target got it in the writable layer).
+    cp_checks_read_only: bool = rule(
+        False,
+        docker="moby daemon/archive.go checkIfPathIsInAVolume (MountPoints); observed by hand",
+        podman=(
+            "libpod/container_copy_linux.go (the copier writes; a stopped container's "
+            "volumes mounted by podman); observed by hand"
+        ),
+        kubernetes="kubectl cp runs tar in the container (the write fails: podman's rule)",
+    )
     #: The order of the mounts of one depth at start (:class:`MountOrder`): which of two
     #: failing mounts fails a start, and which mount points the mounts before it made
     #: (they stay in the writable layer, a volume or a host directory).
@@ -309,6 +326,7 @@ DOCKER = EngineProfile(
     volumes_from_tmpfs_refused=True,
     commit_keeps_xattrs=False,
     mount_order=MountOrder.VOLUMES_THEN_TMPFS,
+    cp_checks_read_only=True,
 )
 
 PODMAN = EngineProfile(

@@ -634,3 +634,79 @@ def test_mount_points_past_the_failure_fail_the_scenario(profile: str) -> None:
     by_id = {s.id: s for s in SCENARIOS}
     with pytest.raises(ContainerDiverged, match="diff c:e/q"):
         run_scenario(FailedStartMakesEveryMountPoint(profile), by_id["failed-start-order"])
+
+
+# --- cp into read-only and size-limited mounts; diff after a rename (third pass) ----------
+
+
+class CpIgnoresReadOnly(_Patched):
+    """A cp that writes through read-only mounts (the engine neither checks nor meets
+    EROFS)."""
+
+    name_to_patch = "ContainerWorld.cp_fs"
+
+    def fake(self, original):
+        def cp_fs(world, name):
+            found = original(world, name)
+            writable = {t: (m[0], False, m[2]) for t, m in found.mounts.items()}
+            return ContainerFs(found.root, writable)
+
+        return cp_fs
+
+    def cp_in(self, name, path, data):
+        import attrs
+
+        saved = self._w.profile
+        self._w.profile = attrs.evolve(saved, cp_checks_read_only=False)
+        try:
+            return self._with(super().cp_in, name, path, data)
+        finally:
+            self._w.profile = saved
+
+
+@pytest.mark.parametrize("profile", ["docker", "podman"])
+def test_cp_ignoring_read_only_fails_the_scenario(profile: str) -> None:
+    by_id = {s.id: s for s in SCENARIOS}
+    with pytest.raises(ContainerDiverged, match="cp_in"):
+        run_scenario(CpIgnoresReadOnly(profile), by_id["cp-read-only"])
+
+
+def test_cp_into_read_only_mounts_docker_vs_podman() -> None:
+    for profile, stopped in ((DOCKER, Refused("read-only")), (PODMAN, Ok(None))):
+        world = _world(profile)
+        world.make_host_dir("h")
+        mounts = (VolumeMount("a", "r", read_only=True), BindMount("n", "h", read_only=True))
+        world.create("c", ContainerSpec((*mounts, TmpfsMount("e", read_only=True))))
+        world.start("c")
+        for path in ("a/new", "a/x", "n/new", "e/new"):
+            assert world.cp_in("c", path, b"q") == Refused("read-only"), (profile.name, path)
+        world.stop("c")
+        for path in ("a/new2", "n/new2", "e/new2"):
+            assert world.cp_in("c", path, b"q") == stopped, (profile.name, path)
+    assert "new2" in world.volume_view("r").entries and "new2" in world.host_view("h").entries
+    assert world.diff("c").get("e/new2") == "A"  # podman: under the tmpfs, in the layer
+
+
+def test_cp_into_a_full_tmpfs_leaves_what_fitted() -> None:
+    """podman's cp sees a running container's tmpfs: 5000 bytes into size=4096 are
+    refused no-space, 4096 stay, mode 0600 (by hand, podman 4.3.1)."""
+    world = _world(PODMAN)
+    world.create("c", ContainerSpec((TmpfsMount("e", size=4096),)))
+    world.start("c")
+    assert world.cp_in("c", "e/b", b"M" * 5000) == Refused("no-space")
+    entry = world.view("c").entries["e/b"]
+    assert (len(entry.data), entry.mode & 0o777) == (4096, 0o600)
+    assert world.cp_in("c", "e/c", b"M" * 5000) == Refused("no-space")
+    assert world.view("c").entries["e/c"].data == b""
+
+
+def test_a_rename_touches_both_parents() -> None:
+    """mv /b/w /a/d/y: podman's diff lists C /a/d (its mtime changed, though its names
+    did not: shmem_rename2/ext4_rename set both parents' times); a touch does not."""
+    world = _world(PODMAN)
+    world.create("c", ContainerSpec())
+    world.start("c")
+    world.run("c", ops.Write("a/d/y", b"image-y", flags=()))  # a copy-up of y, no rename
+    assert world.diff("c") == {"a": "C", "a/d/y": "C"}
+    world.run("c", ops.Rename("b/w", "a/d/y"))
+    assert world.diff("c") == {"a": "C", "a/d": "C", "a/d/y": "C", "b": "C", "b/w": "D"}

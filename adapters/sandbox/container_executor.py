@@ -218,13 +218,19 @@ class ContainerExecutor:
 
     def do_cp_in(self, name: str, where: str, path: str, data: bytes) -> str | None:
         """Replace the name (unlink, then a new file 0600 written, then 0644 root) as the
-        engines' extraction does; "no-space" when the data does not fit (what fitted stays)."""
+        engines' extraction does; "no-space" when the data does not fit (what fitted
+        stays), "read-only" when the unlink or the create meets a read-only mount."""
         place, done = self.cp_place(name, where)
         try:
             target = os.path.join(place, path)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(target)
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(target)
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except OSError as exc:
+                if exc.errno != errno.EROFS:
+                    raise
+                return "read-only"
             try:
                 os.fchmod(fd, 0o600)  # whatever the umask
                 left = memoryview(data)

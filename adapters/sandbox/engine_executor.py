@@ -82,7 +82,8 @@ REFUSALS: tuple[tuple[str, str], ...] = (
     (r"(?i)invalid mode|invalid option", "invalid-mode"),
     (r"(?i)no space left on device", "no-space"),
     (r"(?i)not a directory|is not directory", "not-a-directory"),
-    (r"(?i)mkdir .*: read-only file system", "read-only"),
+    # a start making a mount point, a cp (podman: EROFS from its copier; docker: its check)
+    (r"(?i)read-only file system|mounted volume is marked read-only", "read-only"),
     (r"(?i)volume is in use|is being used by the following container", "volume-in-use"),
     (r"(?i)no such volume", "no-such-volume"),
     (r"(?i)already exists", "volume-exists"),
