@@ -594,7 +594,11 @@ class ContainerWorld:
         runs before the runtime), then the runtime's mounts in ``order`` (runc
         mountToRootfs: a target that is not a directory fails the start, a missing one is
         made 0755 with its parents where it is, a tmpfs is mounted fresh for this run;
-        what was made before a failure stays)."""
+        what was made before a failure stays). A read-only tmpfs is writable until every
+        mount is made (runc rootfs_linux.go mountPropagate: "Delay mounting the filesystem
+        read-only if we need to do further operations on it", remounted in
+        finalizeRootfs; found by the machine on docker 20.10: a volume at ``a/d`` under a
+        read-only tmpfs at ``a`` started)."""
         root = container.root
         for entry in container.table:
             mount = entry.mount
@@ -618,7 +622,8 @@ class ContainerWorld:
             if isinstance(entry.mount, TmpfsMount):
                 tmpfs = self._new_tmpfs(fs, entry.mount, existed)
                 container.tmpfs[target] = tmpfs
-            mounted[target] = (self._tree(container, entry), entry.mount.read_only, tmpfs)
+            read_only = start_read_only(entry.mount)
+            mounted[target] = (self._tree(container, entry), read_only, tmpfs)
             container.reached += 1
         container.placed = {target: target for target in mounted}
 
@@ -862,6 +867,13 @@ class ContainerWorld:
         filesystem, so st_ino is not comparable across them)."""
         container = self.containers[name]
         return ContainerFs(container.root, self.mounts_of(name)).view()
+
+
+def start_read_only(mount: Mount) -> bool:
+    """Whether ``mount`` is read-only while a start makes the mounts below it: a volume or
+    bind at once (runc remounts the bind read-only right after it), a tmpfs not until
+    every mount is made (runc mountPropagate, finalizeRootfs)."""
+    return mount.read_only and not isinstance(mount, TmpfsMount)
 
 
 def start_order(table: tuple[Resolved, ...], profile: EngineProfile) -> list[Resolved]:

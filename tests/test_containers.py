@@ -710,3 +710,22 @@ def test_a_rename_touches_both_parents() -> None:
     assert world.diff("c") == {"a": "C", "a/d/y": "C"}
     world.run("c", ops.Rename("b/w", "a/d/y"))
     assert world.diff("c") == {"a": "C", "a/d": "C", "a/d/y": "C", "b": "C", "b/w": "D"}
+
+
+class TmpfsReadOnlyAtOnce(_Patched):
+    """A read-only tmpfs that is read-only before the mounts below it are made."""
+
+    name_to_patch = "start_read_only"
+
+    def fake(self, original):
+        return lambda mount: mount.read_only
+
+    def start(self, name):
+        return self._with(super().start, name)
+
+
+@pytest.mark.parametrize("profile", ["docker", "podman"])
+def test_a_tmpfs_read_only_at_once_fails_the_scenario(profile: str) -> None:
+    by_id = {s.id: s for s in SCENARIOS}
+    with pytest.raises(ContainerDiverged, match=r"start\('t'\)"):
+        run_scenario(TmpfsReadOnlyAtOnce(profile), by_id["nested-mounts"])

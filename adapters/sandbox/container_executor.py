@@ -342,6 +342,9 @@ class ContainerExecutor:
                     self.mounted[name].append(path)
                     if spec["read_only"]:
                         mount("", path, "", MS_BIND | MS_REMOUNT | MS_RDONLY, None)
+            for spec in mounts:
+                if spec["kind"] == "tmpfs" and spec["read_only"]:
+                    self.remount_tmpfs_read_only(f"{root}/{spec['target']}", spec)
         except NotADirectoryError:
             self.unmount(name)
             return "not-a-directory"
@@ -372,8 +375,14 @@ class ContainerExecutor:
         if staging is not None:
             copy_tree(staging, path, xattrs=spec["copy_xattrs"])
             shutil.rmtree(staging)
-        if spec["read_only"]:
-            mount("", path, "", MS_REMOUNT | MS_RDONLY, ",".join(data) or None)
+
+    def remount_tmpfs_read_only(self, path: str, spec: dict[str, Any]) -> None:
+        """runc finalizeRootfs: a read-only tmpfs is remounted so after every mount (it
+        stays writable while the mounts below it make their mount points)."""
+        data = [f"mode={spec['mode']:o}"] if spec["mode"] is not None else []
+        if spec["size"]:
+            data.append(f"size={spec['size']}")
+        mount("", path, "", MS_REMOUNT | MS_RDONLY, ",".join(data) or None)
 
     def do_diff(self, name: str, rule: str) -> dict[str, str]:
         """What the engine's ``diff`` algorithm (reference/diff.py DiffRule) finds in the

@@ -674,7 +674,8 @@ def _nested(run: Lockstep) -> None:
     """Mounts inside mounts and below the top level: mounted parent first whatever the
     order given; a missing mount point is made in what holds it (a host directory, a
     volume, the writable layer with its parents); a rename carries a mount along; a
-    mount point missing in a read-only mount fails the start."""
+    mount point missing in a read-only volume fails the start, in a read-only tmpfs it
+    is made (the tmpfs turns read-only after the last mount)."""
     run.make_host_dir("h")
     run.create(
         "c",
@@ -700,6 +701,10 @@ def _nested(run: Lockstep) -> None:
     run.create_volume("ro")
     run.create("r", ContainerSpec((VolumeMount("n", "ro", read_only=True), TmpfsMount("n/s"))))
     _expect(run.start("r"), Refused(Why.READ_ONLY.value), "mkdir in a read-only mount")
+    run.create("t", ContainerSpec((TmpfsMount("e", read_only=True), VolumeMount("e/k", "k"))))
+    _expect(run.start("t"), Ok(None), "a read-only tmpfs is read-only only once started")
+    _expect(run.run("t", ops.Mkdir("e/m", 0o755)), Err("EROFS"), "then it is")
+    run.run("t", ops.Write("e/k/f", b"in k", flags=("O_CREAT",)))
 
 
 def _failed_start_order(run: Lockstep) -> None:
@@ -767,8 +772,9 @@ SCENARIOS += (
     ContainerScenario(
         "nested-mounts",
         "mounts inside binds and volumes and below the top level: parents first, mount"
-        " points made where they are, moved by a rename, refused in a read-only mount",
-        "moby oci_linux.go sort.Sort(mounts); runc MkdirAllInRoot; observed by hand",
+        " points made where they are, moved by a rename, refused in a read-only volume,"
+        " made in a read-only tmpfs",
+        "moby oci_linux.go sort.Sort(mounts); runc MkdirAllInRoot, finalizeRootfs; by hand",
         _nested,
     ),
     ContainerScenario(
