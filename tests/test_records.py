@@ -704,6 +704,29 @@ def test_a_needless_whiteout_is_accounted_only_where_a_lower_holds_the_name() ->
         assert not _accounted("fuse-overlayfs", stack_, op, other, before)
 
 
+def test_wh_file_names_takes_a_lookup_through_a_symlink_to_a_hidden_name() -> None:
+    """wh-file-names: a lookup through a symlink to a name a ``.wh.`` entry hides gives
+    ENOENT (by hand, issue 15: L0 .wh.a/ and a, L1 c -> a; cat M/c/c: ENOENT, kernel
+    ENOTDIR); the same lookup through a symlink to a name nothing hides is not that."""
+    from reference.layer import SymlinkSpec
+    from reference.outcome import Err
+
+    stack = StackSpec(
+        (
+            LayerSpec(((".wh.a", DirSpec()), ("a", FileSpec(b"")))),
+            LayerSpec(
+                (("a", FileSpec(b"")), ("b", FileSpec(b"")), ("c", SymlinkSpec("a")),
+                 ("d", SymlinkSpec("b")))
+            ),
+        )
+    )
+    read = ops.Read("c/c")
+    enoent = [("c/c", "outcome", (Err("ENOTDIR"),), Err("ENOENT"))]
+    assert _accounted("fuse-overlayfs", stack, read, enoent) == {"wh-file-names"}
+    other = [("d/c", "outcome", (Err("ENOTDIR"),), Err("ENOENT"))]
+    assert not _accounted("fuse-overlayfs", stack, ops.Read("d/c"), other)
+
+
 def test_setgid_dir_copy_up_accounts_only_for_a_lost_setgid_bit() -> None:
     """setgid-dir-copy-up: a copied-up set-group-ID directory and a directory made in it
     lose S_ISGID (its confirmed case); a new entry's mode with the umask not applied is not

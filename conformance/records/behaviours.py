@@ -232,7 +232,11 @@ def subject(model: Overlay, op: ops.Op) -> Subject | None:
     for number, path in enumerate(paths):
         try:
             resolved = model.resolve(path, follow=False)
-        except Exception:  # a path the model refuses (ELOOP, ENOTDIR): no object
+        except Exception:  # a path the model refuses (ELOOP, ENOTDIR): no object, but
+            # the name it reached through symlinks (c/c with c -> a: a/c)
+            reached = _through_symlinks(model, path)
+            if reached is not None and reached != path:
+                found.append(reached)
             continue
         if resolved.node is not None:
             found.append(resolved.node.path)
@@ -258,6 +262,32 @@ def subject(model: Overlay, op: ops.Op) -> Subject | None:
         layers_of(followed) if followed is not None else "",
         _other_names(model, first),
     )
+
+
+def _through_symlinks(model: Overlay, path: str, hops: int = 40) -> str | None:
+    """``path`` with every symlink among its directories replaced by its target, as far
+    as the model's objects go (None for a loop): the name a lookup reached when it failed
+    below it."""
+    parts = [p for p in path.split("/") if p]
+    done: list[str] = []
+    while parts and hops > 0:
+        here = "/".join([*done, parts[0]])
+        try:
+            node = model.resolve(here, follow=False).node
+        except Exception:  # below a non-directory: the rest is as written
+            break
+        if node is None or node.kind is not Kind.SYMLINK or len(parts) == 1:
+            done.append(parts.pop(0))
+            continue
+        target = model.meta(node).target
+        hops -= 1
+        base = [] if target.startswith("/") else done
+        parts = [*[p for p in target.split("/") if p], *parts[1:]]
+        done = list(base)
+        while parts and parts[0] in (".", ".."):
+            if parts.pop(0) == ".." and done:
+                done.pop()
+    return "/".join([*done, *parts]) if hops > 0 else None
 
 
 def _other_names(model: Overlay, node: Node) -> tuple[str, ...]:
