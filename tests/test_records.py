@@ -216,6 +216,31 @@ def test_variants_count_their_hits_and_change_only_their_rule() -> None:
         assert variant.source and variant.rule and variant.driver, name
 
 
+def test_parents_from_source_branch_makes_a_removals_directories_at_the_next_creation() -> None:
+    """parents-from-source-branch: a removal makes no upper directory in unionfs-fuse; the
+    next name made below takes them from the topmost branch holding its directory (by
+    hand, issue 15: L0 b gid 1000, L1 b/a/c; rm M/b/a/c; touch M/b/a/c: U/b gid 0, kernel
+    1000); a name made beside the topmost branch's directory keeps its attributes."""
+    stack = StackSpec(
+        (
+            LayerSpec((("b", DirSpec(gid=1000)),)),
+            LayerSpec((("b", DirSpec()), ("b/a", DirSpec()), ("b/a/c", FileSpec(b"")))),
+        )
+    )
+    model = engine(["parents-from-source-branch"])(stack, Options())
+    plain = Overlay(stack, Options())
+    program = [ops.Unlink("b/a/c"), ops.Write("b/a/c", b"", 0, ("O_CREAT",), 0o644)]
+    for step in program[:1]:
+        model.apply(step), plain.apply(step)
+    assert model.apply(ops.Stat("b")) == plain.apply(ops.Stat("b"))  # (gid 1000 both)
+    model.apply(program[1]), plain.apply(program[1])
+    assert model.view().entries["b"].gid == 0
+    assert plain.view().entries["b"].gid == 1000
+    beside = engine(["parents-from-source-branch"])(stack, Options())
+    beside.apply(ops.Mkdir("b/n", 0o755))
+    assert beside.view().entries["b"].gid == 1000
+
+
 def test_profiles_and_records_name_known_variants_and_rules(tmp_path) -> None:
     with pytest.raises(DriverProfileError, match="unknown variant 'telepathy'"):
         driver_profile_from_dict({"name": "x", "variants": ["telepathy"]})
