@@ -1133,8 +1133,11 @@ class ContainerFs:
         path = op.path  # type: ignore[attr-defined]
         target, inner = self.locate(path)
         if target is not None and inner == "":
-            # The mount point's own name lives in the root filesystem (vfs: the parent's
-            # mount is checked for writes, the mount point dentry is busy).
+            # The mount point's own name lives in the mount holding it (vfs: the parent's
+            # mount is checked for writes first - do_rmdir, do_unlinkat: mnt_want_write
+            # right after filename_parentat -, then the mount point dentry is busy).
+            if isinstance(op, ops.Rmdir | ops.Unlink) and self._read_only(path):
+                return frozenset({Err("EROFS")})  # found on kernel-mounts: a ro tmpfs
             if isinstance(op, ops.Rmdir):
                 return frozenset({Err("EBUSY")})  # vfs_rmdir: is_local_mountpoint
             if isinstance(op, ops.Unlink):
@@ -1222,6 +1225,8 @@ class ContainerFs:
             return failure
         if isinstance(first(self.fs(dst_home).apply(ops.Stat(dst, follow=False))), Ok):
             return frozenset({Err("EEXIST")})
+        if dst_home is not None and self.mounts[dst_home][1]:
+            return frozenset({Err("EROFS")})  # filename_create: after EEXIST, before EXDEV
         if src_home != dst_home:
             return frozenset({Err("EXDEV")})
         if src_home is not None and src == "":
@@ -1243,6 +1248,8 @@ class ContainerFs:
     def _rename_mount_point(self, op: ops.Rename) -> Allowed:
         """Both names in the root, one of them a mount point: vfs_rename returns 0 for the
         same dentry, may_delete checks types, then a mount point is EBUSY."""
+        if self._read_only(op.src):
+            return frozenset({Err("EROFS")})  # do_renameat2: mnt_want_write, then lookups
         src = self._kind(op.src)
         dst = self._kind(op.dst)
         if src is None:
@@ -1256,6 +1263,12 @@ class ContainerFs:
         if dst is not None and src != "dir" and dst == "dir":
             return frozenset({Err("EISDIR")})
         return frozenset({Err("EBUSY")})
+
+    def _read_only(self, path: str) -> bool:
+        """The mount holding the name ``path`` (a mount point's: the one it sits in) is
+        read-only."""
+        home, _ = self.locate(path, own=False)
+        return home is not None and self.mounts[home][1]
 
     def _kind(self, path: str) -> str | None:
         target, inner = self.locate(path)

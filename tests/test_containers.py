@@ -729,3 +729,19 @@ def test_a_tmpfs_read_only_at_once_fails_the_scenario(profile: str) -> None:
     by_id = {s.id: s for s in SCENARIOS}
     with pytest.raises(ContainerDiverged, match=r"start\('t'\)"):
         run_scenario(TmpfsReadOnlyAtOnce(profile), by_id["nested-mounts"])
+
+
+def test_a_mount_point_in_a_read_only_tmpfs_is_erofs_first() -> None:
+    """rmdir, unlink, rename and link at a mount point whose name sits in a read-only
+    mount: the write check of the parent's mount comes first (fs/namei.c do_rmdir,
+    do_unlinkat, do_renameat2, filename_create; found on kernel-mounts)."""
+    world = _world()
+    world.create_volume("v")
+    world.create("c", ContainerSpec((TmpfsMount("a", read_only=True), VolumeMount("a/d", "v"))))
+    assert world.start("c") == Ok(None)
+    for op in (ops.Rmdir("a/d"), ops.Unlink("a/d"), ops.Rename("a/d", "a/e")):
+        assert world.run("c", op) == {Err("EROFS")}, op
+    assert world.run("c", ops.Link("a/d/new", "a/l")) in ({Err("ENOENT")},)
+    world.run("c", ops.Write("a/d/f", b"1", flags=("O_CREAT",)))
+    assert world.run("c", ops.Link("a/d/f", "a/l")) == {Err("EROFS")}
+    assert world.run("c", ops.Link("a/d/f", "a/d")) == {Err("EEXIST")}
