@@ -745,3 +745,17 @@ def test_a_mount_point_in_a_read_only_tmpfs_is_erofs_first() -> None:
     world.run("c", ops.Write("a/d/f", b"1", flags=("O_CREAT",)))
     assert world.run("c", ops.Link("a/d/f", "a/l")) == {Err("EROFS")}
     assert world.run("c", ops.Link("a/d/f", "a/d")) == {Err("EEXIST")}
+
+
+def test_docker_fills_the_volumes_listed_before_a_volume_over_a_file() -> None:
+    """By hand, docker 20.10: ``--mount type=volume,src=v1,dst=/a --mount
+    type=volume,dst=/f`` is refused (not a directory) with v1 holding the image's /a;
+    listed the other way round, v1 stays empty."""
+    for mounts, held in (
+        ((VolumeMount("a", "v1"), VolumeMount("f")), {"d", "d/y", "x"}),
+        ((VolumeMount("f"), VolumeMount("a", "v1")), set()),
+    ):
+        world = _world(DOCKER)
+        world.create_volume("v1")
+        assert world.create("c", ContainerSpec(mounts)) == Refused("not-a-directory")
+        assert set(world.volume_view("v1").entries) == held
