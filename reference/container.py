@@ -424,6 +424,14 @@ class ContainerWorld:
                 if self._would_populate(entry, root):
                     self._copy_into_volume(container, entry)
 
+    def table_for(self, name: str, spec: ContainerSpec) -> tuple[Resolved, ...] | None:
+        """The mount table ``create(name, spec)`` would give (None: the spec is refused
+        before there is one)."""
+        try:
+            return self._resolve_table(name, spec)
+        except EngineError:
+            return None
+
     def _resolve_table(self, name: str, spec: ContainerSpec) -> tuple[Resolved, ...]:
         """The mount table: own mounts, then volumes-from mounts at targets not taken
         (moby daemon/volumes.go registerMountPoints: own mounts win), then an anonymous

@@ -138,12 +138,32 @@ class KernelMountsEngine(SandboxedDriver):
 
     def create(self, name: str, spec: ContainerSpec) -> Action:
         before = self._volume_states()
+        table = self._m.table_for(name, spec)
         outcome = self._m.create(name, spec)
         if outcome == Ok(None):
             if spec.image is not None:
                 self._call("image_of", name, spec.image)
             self._mirror(name, before)
+        elif table is not None and self._volume_states() != before:
+            self._mirror_refused(name, spec, table, before)
         return outcome
+
+    def _mirror_refused(self, name: str, spec: ContainerSpec, table: Any, before: Any) -> None:
+        """A refused create that filled volumes first (docker: the volumes listed before
+        a volume over an image file): the copies are made from a scratch container of
+        the same image, removed after."""
+        scratch = f"{name}.refused"
+        if spec.image is not None:
+            self._call("image_of", scratch, spec.image)
+        now = self._volume_states()
+        for entry in table:
+            if entry.volume not in now or entry.volume not in before:
+                continue
+            copied = now[entry.volume][0] != before[entry.volume][0]
+            meta = now[entry.volume][3] != before[entry.volume][3]
+            if copied or meta:
+                self._call("populate", scratch, entry.mount.target, entry.volume, copied, meta)
+        self._call("remove", scratch)
 
     def cp_in(self, name: str, path: str, data: bytes) -> Action:
         """Where the file goes (the volume, the host directory, the tmpfs of a running
