@@ -346,6 +346,8 @@ class ContainerWorld:
         self.containers: dict[str, Container] = {}
         #: Committed images: name -> the stack (the committed layer on top).
         self.images: dict[str, StackSpec] = {}
+        #: Committed images: name -> the targets it declares ``VOLUME`` at.
+        self.declared: dict[str, tuple[str, ...]] = {}
         self._image_views: dict[StackSpec, View] = {}
 
     # --- the host -------------------------------------------------------------------------
@@ -477,7 +479,8 @@ class ContainerWorld:
                 )
                 targets.append(mount.target)
         if self.profile.image_volumes is ImageVolumes.ANONYMOUS:
-            for target in self.image_volumes:
+            declared = self.declared.get(spec.image or "", self.image_volumes)
+            for target in declared:
                 if target not in targets:
                     volume = self.anonymous_name(name, target)
                     table.append(Resolved(VolumeMount(target), volume, anonymous=True))
@@ -868,6 +871,11 @@ class ContainerWorld:
         layer = committed_layer(container.root.upper, keep_xattrs=self.profile.commit_keeps_xattrs)
         stack = self.stack_of(container.spec)
         self.images[image] = StackSpec((LayerSpec(layer), *stack.lowers))
+        declared = self.declared.get(container.spec.image or "", self.image_volumes)
+        if self.profile.commit_declares_anonymous_volumes:
+            own = [e.mount.target for e in container.table if e.anonymous]
+            declared = (*declared, *(t for t in own if t not in declared))
+        self.declared[image] = declared
         return layer
 
     def view(self, name: str) -> View:

@@ -269,6 +269,19 @@ class EngineProfile:
         podman="libpod/container_copy_linux.go (joins the container's mount namespace)",
         kubernetes="kubectl cp runs tar in the container (not modelled: docker's rule kept)",
     )
+    #: ``commit`` declares the container's own anonymous volumes as the new image's
+    #: ``VOLUME``s: podman 4.3.1 (libpod/container_commit.go: the anonymous named volumes
+    #: at user-given destinations; by hand: a container with ``--mount
+    #: type=volume,dst=/e`` committed to an image whose Config.Volumes is /e and /v, a
+    #: named volume's /n not added, and a container from it got an anonymous volume at
+    #: /e; found by the machine); docker 20.10 keeps the image's (a ``--mount`` is no
+    #: Config.Volumes entry; by hand: /v only).
+    commit_declares_anonymous_volumes: bool = rule(
+        False,
+        docker="moby daemon/commit.go (the container's Config: --mount is not in it); observed",
+        podman="libpod/container_commit.go (anonymous named volumes added); observed by hand",
+        kubernetes="no commit (docker's rule kept)",
+    )
     #: ``cp`` into a read-only mount. Docker checks the directory it extracts into
     #: against every mount point of the table, tmpfs included, running or not (moby
     #: daemon/archive.go checkIfPathIsInAVolume: "mounted volume is marked read-only";
@@ -344,6 +357,7 @@ PODMAN = EngineProfile(
     diff_rule=DiffRule.NATIVE,
     cp_sees_tmpfs=True,
     mount_order=MountOrder.ANY,
+    commit_declares_anonymous_volumes=True,
 )
 
 KUBERNETES = EngineProfile(

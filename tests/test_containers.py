@@ -759,3 +759,28 @@ def test_docker_fills_the_volumes_listed_before_a_volume_over_a_file() -> None:
         world.create_volume("v1")
         assert world.create("c", ContainerSpec(mounts)) == Refused("not-a-directory")
         assert set(world.volume_view("v1").entries) == held
+
+
+class CommitForgetsVolumes(ReferenceEngine):
+    """A commit that declares no VOLUME of the container's (podman's does)."""
+
+    def commit(self, name: str, image: str):
+        layer = super().commit(name, image)
+        self._w.declared[image] = self._w.image_volumes
+        return layer
+
+
+def test_podman_commit_declares_the_anonymous_volumes() -> None:
+    from conformance.records import engine_records
+
+    for profile, held in ((PODMAN, True), (DOCKER, False)):
+        world = ContainerWorld(profile, IMAGE, ("v",))
+        world.create_volume("n1")
+        world.create("c", ContainerSpec((VolumeMount("e"), VolumeMount("a", "n1"))))
+        world.commit("c", "i1")
+        world.create("d", ContainerSpec(image="i1"))
+        assert world.declared["i1"] == (("v", "e") if held else ("v",))
+        assert ("d.e" in world.volumes) is held
+    record = next(r for r in engine_records.load() if r.id == "commit-declares-anonymous-volumes")
+    with pytest.raises(ContainerDiverged):
+        engine_records.replay(CommitForgetsVolumes("podman"), record, swapped=False)
