@@ -783,6 +783,19 @@ def rule_below_dir_over_lower_symlink(diff: Divergence, path: str, ctx: StepCont
     )
 
 
+def rule_refused_with_enomem(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """fuse-overlayfs: the step gave ENOMEM (a lookup through the directory over a lower
+    symlink, rule dir-over-lower-symlink) and did nothing, so what the model did at it (a
+    copy-up, a removal) is not in the layers nor the view. Only at a step the driver
+    refused with ENOMEM, only in such a stack."""
+    refused = ctx.actual_outcome
+    return (
+        isinstance(refused, Err)
+        and refused.name == "ENOMEM"
+        and rule_dir_over_lower_symlink(diff, path, ctx)
+    )
+
+
 def rule_copied_up_inode_lag(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """The name has an upper copy and a lower object at the same path: a FUSE driver's
     attribute cache may show either's inode number for a while after the copy-up. Or the
@@ -1789,6 +1802,7 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "hardlink-sibling-shows-change": rule_hardlink_sibling,
     "below-unlistable-dir": rule_unlistable,
     "below-dir-over-lower-symlink": rule_below_dir_over_lower_symlink,
+    "refused-with-enomem": rule_refused_with_enomem,
     "lower-name-in-remade-dir": rule_lower_name_in_remade_dir,
     "lower-file-name-past-whiteout-room": rule_lower_file_name_past_room,
     "setgid-parent-ignored": rule_setgid_parent_ignored,
