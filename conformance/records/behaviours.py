@@ -693,11 +693,8 @@ def rule_names_of_target_lower(diff: Divergence, path: str, ctx: StepContext) ->
     "fo3")."""
     if _rename_onto_own_name(path, ctx):
         return True
-    try:
-        other = ctx.model.resolve(path, follow=False).node
-    except Exception:  # a path the model refuses: not this behaviour
-        return False
-    if other is None or other.is_dir:
+    other = _non_dir_at(ctx.model, path)
+    if other is None:
         return False
     for operand in ctx.paths:
         try:
@@ -1150,6 +1147,15 @@ def _made_here(path: str, ctx: StepContext) -> bool:
     )
 
 
+def _non_dir_at(model: Overlay, path: str) -> Node | None:
+    """The object at ``path`` (not followed) when it is not a directory, else None."""
+    try:
+        node = model.resolve(path, follow=False).node
+    except Exception:  # a path the model refuses: no object
+        return None
+    return None if node is None or node.is_dir else node
+
+
 def entry_exists(model: Overlay, path: str) -> bool:
     try:
         return model.resolve(path, follow=False).node is not None
@@ -1316,11 +1322,8 @@ def rule_created_then_chowned(diff: Divergence, path: str, ctx: StepContext) -> 
     if isinstance(op, ops.Write):
         if "O_CREAT" not in op.flags:
             return False
-        try:
-            node = ctx.model.resolve(path, follow=False).node
-        except Exception:  # a path the model refuses: not this behaviour
-            return False
-        if node is None or node.is_dir:
+        node = _non_dir_at(ctx.model, path)
+        if node is None:
             return False
         meta = ctx.model.meta(node)
         if (meta.uid, meta.gid) == (0, 0):
