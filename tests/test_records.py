@@ -91,7 +91,8 @@ def test_a_seeded_fault_is_found_on_top_of_recorded_behaviours(imitated: str, fa
         # Hypothesis's shrinker deletes a step mostly as a run of at most 5 choices and gives
         # up after 200 calls without progress, so on some seeds it stops at a longer
         # example with no record involved (stale-descriptor: 19 steps, no-search-check: 9,
-        # the same with the plain faulty engine; docs/generation.md): the records must not
+        # the same with the plain faulty engine, before the drawer followed descriptors;
+        # now 3 and 1; docs/recorded-behaviours.md, docs/generation.md): the records must not
         # make it any longer than the same search without them. The imitation's variants
         # steer the search and the shrinker elsewhere (umask-ignored: 9 steps, 4 without),
         # so where it is longer, the shorter program must still be found, at its last step,
