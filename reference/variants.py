@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 
@@ -241,13 +242,22 @@ class ParentsFromSourceBranch(Overlay):
     """unionfs-fuse: the directories a copy-up creates above the object take their mode and
     owner from the branch the object was found in (path_create copies each component from
     that branch), not from the topmost branch that has the directory, as the kernel does.
-    Not for a removal (unlink, rmdir): its mark lives in unionfs-fuse's hidden tree, the
-    directories of the view keep the topmost branch's attributes, as the kernel's do."""
+    A new name is made the same way from the topmost branch holding its directory
+    (findbranch.c __find_rw_branch_cutlast: find_rorw_branch(dirname), then
+    path_create_cow). Not for a removal (unlink, rmdir): its mark lives in unionfs-fuse's
+    hidden tree, no directory is created, the directories of the view keep the topmost
+    branch's attributes, as the kernel's do; the upper directories the model makes for it
+    are made by unionfs-fuse only later, from the branch of what is then copied or made."""
 
     #: While a name is removed: its deletion mark goes to unionfs-fuse's own hidden tree
     #: (.unionfs-fuse/<path>_HIDDEN~), no directory of the view is created (observed:
     #: rmdir c/a/c of a lower tree leaves c with the topmost branch's owner).
     _removing = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Upper directories of the model that unionfs-fuse has not made (a removal's).
+        self._unmade: set[str] = set()
 
     def _op_unlink(self, op: ops.Unlink) -> None:
         self._removing = True
@@ -265,16 +275,23 @@ class ParentsFromSourceBranch(Overlay):
 
     def copy_up(self, node: Node, *, data: bool = True) -> Inode:
         if self._removing:
-            return super().copy_up(node, data=data)
+            made = [d for d in _self_and_parents(node) if d.is_dir and d.upper is None]
+            upper = super().copy_up(node, data=data)
+            self._unmade.update(d.path for d in made if d.upper is not None)
+            return upper
+        self._unmade.discard(node.path)
         missing: list[Node] = []
         parent = node.parent
-        while parent is not None and parent.parent is not None and parent.upper is None:
+        while parent is not None and parent.parent is not None and (
+            parent.upper is None or parent.path in self._unmade
+        ):
             missing.append(parent)
             parent = parent.parent
         upper = super().copy_up(node, data=data)
         if missing and node.lower_layers:
             source = self.lowers[node.lower_layers[0]]
             for directory in missing:
+                self._unmade.discard(directory.path)
                 found = entry_at(source, directory.path)
                 copied = directory.upper
                 if found is not None and found.is_dir and copied is not None:
@@ -282,6 +299,15 @@ class ParentsFromSourceBranch(Overlay):
                         _hit(self, "parents-from-source-branch")
                     copied.mode, copied.uid, copied.gid = found.mode, found.uid, found.gid
         return upper
+
+
+def _self_and_parents(node: Node) -> list[Node]:
+    """``node`` and its parents up to (not including) the root."""
+    chain = []
+    while node.parent is not None:
+        chain.append(node)
+        node = node.parent
+    return chain
 
 
 class RenameFlagsEinval(Overlay):

@@ -216,6 +216,31 @@ def test_variants_count_their_hits_and_change_only_their_rule() -> None:
         assert variant.source and variant.rule and variant.driver, name
 
 
+def test_parents_from_source_branch_makes_a_removals_directories_at_the_next_creation() -> None:
+    """parents-from-source-branch: a removal makes no upper directory in unionfs-fuse; the
+    next name made below takes them from the topmost branch holding its directory (by
+    hand, issue 15: L0 b gid 1000, L1 b/a/c; rm M/b/a/c; touch M/b/a/c: U/b gid 0, kernel
+    1000); a name made beside the topmost branch's directory keeps its attributes."""
+    stack = StackSpec(
+        (
+            LayerSpec((("b", DirSpec(gid=1000)),)),
+            LayerSpec((("b", DirSpec()), ("b/a", DirSpec()), ("b/a/c", FileSpec(b"")))),
+        )
+    )
+    model = engine(["parents-from-source-branch"])(stack, Options())
+    plain = Overlay(stack, Options())
+    program = [ops.Unlink("b/a/c"), ops.Write("b/a/c", b"", 0, ("O_CREAT",), 0o644)]
+    for step in program[:1]:
+        model.apply(step), plain.apply(step)
+    assert model.apply(ops.Stat("b")) == plain.apply(ops.Stat("b"))  # (gid 1000 both)
+    model.apply(program[1]), plain.apply(program[1])
+    assert model.view().entries["b"].gid == 0
+    assert plain.view().entries["b"].gid == 1000
+    beside = engine(["parents-from-source-branch"])(stack, Options())
+    beside.apply(ops.Mkdir("b/n", 0o755))
+    assert beside.view().entries["b"].gid == 1000
+
+
 def test_profiles_and_records_name_known_variants_and_rules(tmp_path) -> None:
     with pytest.raises(DriverProfileError, match="unknown variant 'telepathy'"):
         driver_profile_from_dict({"name": "x", "variants": ["telepathy"]})
@@ -634,6 +659,99 @@ def test_setgid_parent_ignored_holds_at_mkdir_mkfifo_symlink_in_a_setgid_dir_onl
     assert not rule(Divergence("b/a", "gid", 1000, 1001), "b/a", ctx)
 
 
+def test_created_then_chowned_holds_only_for_the_bits_chown_clears_on_a_new_node() -> None:
+    """created-then-chowned: a new FIFO loses S_ISUID, and S_ISGID with group execute; a
+    file made by O_CREAT only when its owner is not root:root; not an existing file, not
+    S_ISGID without group execute, not another bit (by hand, issue 15)."""
+    stack = StackSpec((LayerSpec((("a", DirSpec(mode=0o777)),)),))
+    fifo = ops.Mkfifo("b", 0o4755)
+    lost = [("b", "mode", 0o4755, 0o755), ("upper:b", "mode", 0o4755, 0o755)]
+    assert _accounted("fuse-overlayfs", stack, fifo, lost) == {"created-then-chowned"}
+    assert not _accounted("fuse-overlayfs", stack, fifo, [("b", "mode", 0o4755, 0o744)])
+    group = ops.Mkfifo("b", 0o2755)
+    assert _accounted("fuse-overlayfs", stack, group, [("b", "mode", 0o2755, 0o755)])
+    kept = ops.Mkfifo("b", 0o2745)
+    assert not _accounted("fuse-overlayfs", stack, kept, [("b", "mode", 0o2745, 0o745)])
+    by_root = ops.Write("a/f", b"", 0, ("O_CREAT",), 0o4755)
+    gone = [("a/f", "mode", 0o4755, 0o755)]
+    assert not _accounted("fuse-overlayfs", stack, by_root, gone)
+    by_user = ops.Write("a/f", b"", 0, ("O_CREAT",), 0o4755, caller="user")
+    assert _accounted("fuse-overlayfs", stack, by_user, gone) == {"created-then-chowned"}
+    made = [ops.Write("a/f", b"", 0, ("O_CREAT",), 0o4755, caller="user")]
+    assert not _accounted("fuse-overlayfs", stack, by_user, gone, made)
+    assert not _accounted("unionfs-fuse", stack, fifo, lost)
+
+
+def test_an_entry_is_missing_only_below_a_name_a_lower_has_as_a_symlink() -> None:
+    """readdir-enomem-symlink-loop: mkdir below a directory made over a removed lower
+    symlink loop gives ENOMEM after making it, and the mount does not show it (by hand,
+    issue 15); an entry missing elsewhere is not that."""
+    from reference.layer import SymlinkSpec
+    from reference.outcome import Err, Ok
+
+    stack = StackSpec((LayerSpec((("a", SymlinkSpec("a")), ("b", DirSpec()))),))
+    before = [ops.Unlink("a"), ops.Mkdir("a", 0o755)]
+    made = ops.Mkdir("a/a", 0o755)
+    entry = Overlay(stack, Options())
+    for step in (*before, made):
+        entry.apply(step)
+    shown = entry.view().entries["a/a"]
+    enomem = ("a/a", "outcome", (Ok(None),), Err("ENOMEM"))
+    missing = [enomem, ("a/a", "exists", shown, None)]
+    assert _accounted("fuse-overlayfs", stack, made, missing, before) == {
+        "readdir-enomem-symlink-loop"
+    }
+    elsewhere = ops.Mkdir("b/a", 0o755)
+    gone = [enomem, ("b/a", "exists", shown, None)]
+    assert not _accounted("fuse-overlayfs", stack, elsewhere, gone, before)
+
+
+def test_a_needless_whiteout_is_accounted_only_where_a_lower_holds_the_name() -> None:
+    """unlink-renamed-leaves-whiteout: unlink, rename and rmdir of a name a lower layer
+    holds only as a whiteout leave a whiteout (by hand, issue 15); not at a name no lower
+    layer holds, not another kind of entry."""
+    from reference.layer import WhiteoutSpec
+
+    held = StackSpec((LayerSpec((("c", WhiteoutSpec()), ("e", WhiteoutSpec()))), LayerSpec(())))
+    free = StackSpec((LayerSpec(()), LayerSpec(())))
+    fifo, folder = ops.Mkfifo("c", 0o644), ops.Mkdir("e", 0o755)
+    for stack_, before, op, name in (
+        (held, [fifo], ops.Rename("c", "a"), "c"),
+        (held, [folder], ops.Rmdir("e"), "e"),
+        (held, [fifo], ops.Unlink("c"), "c"),
+    ):
+        extra = [(f"upper:{name}", "exists", None, "whiteout")]
+        assert _accounted("fuse-overlayfs", stack_, op, extra, before) == {
+            "unlink-renamed-leaves-whiteout"
+        }
+        assert not _accounted("fuse-overlayfs", free, op, extra, before)
+        other = [(f"upper:{name}", "exists", None, "fifo")]
+        assert not _accounted("fuse-overlayfs", stack_, op, other, before)
+
+
+def test_wh_file_names_takes_a_lookup_through_a_symlink_to_a_hidden_name() -> None:
+    """wh-file-names: a lookup through a symlink to a name a ``.wh.`` entry hides gives
+    ENOENT (by hand, issue 15: L0 .wh.a/ and a, L1 c -> a; cat M/c/c: ENOENT, kernel
+    ENOTDIR); the same lookup through a symlink to a name nothing hides is not that."""
+    from reference.layer import SymlinkSpec
+    from reference.outcome import Err
+
+    stack = StackSpec(
+        (
+            LayerSpec(((".wh.a", DirSpec()), ("a", FileSpec(b"")))),
+            LayerSpec(
+                (("a", FileSpec(b"")), ("b", FileSpec(b"")), ("c", SymlinkSpec("a")),
+                 ("d", SymlinkSpec("b")))
+            ),
+        )
+    )
+    read = ops.Read("c/c")
+    enoent = [("c/c", "outcome", (Err("ENOTDIR"),), Err("ENOENT"))]
+    assert _accounted("fuse-overlayfs", stack, read, enoent) == {"wh-file-names"}
+    other = [("d/c", "outcome", (Err("ENOTDIR"),), Err("ENOENT"))]
+    assert not _accounted("fuse-overlayfs", stack, ops.Read("d/c"), other)
+
+
 def test_setgid_dir_copy_up_accounts_only_for_a_lost_setgid_bit() -> None:
     """setgid-dir-copy-up: a copied-up set-group-ID directory and a directory made in it
     lose S_ISGID (its confirmed case); a new entry's mode with the umask not applied is not
@@ -650,6 +768,15 @@ def test_setgid_dir_copy_up_accounts_only_for_a_lost_setgid_bit() -> None:
         assert not _accounted("fuse-overlayfs", plain, made, unmasked)
         assert not _accounted("fuse-overlayfs", stack, made, unmasked)
     assert not _accounted("fuse-overlayfs", stack, made, [("d/e", "mode", 0o2755, 0o2777)])
+    # only there: not a set-group-ID file elsewhere, not the group of another entry
+    wider = StackSpec(
+        (LayerSpec((*stack.lowers[0].entries, ("f", FileSpec(b"", mode=0o2755)))),)
+    )
+    elsewhere = [*confirmed, ("f", "mode", 0o2755, 0o755)]
+    assert not _accounted("fuse-overlayfs", wider, made, elsewhere)
+    assert not _accounted("fuse-overlayfs", wider, made, [*confirmed, ("f", "gid", 0, 1000)])
+    fifo = ops.Mkfifo("c", 0o2745)  # (chown keeps S_ISGID without group execute)
+    assert not _accounted("fuse-overlayfs", stack, fifo, [("c", "mode", 0o2745, 0o745)])
 
 
 def test_wh_file_names_takes_no_mode_of_a_new_entry_at_a_hidden_name() -> None:

@@ -232,7 +232,11 @@ def subject(model: Overlay, op: ops.Op) -> Subject | None:
     for number, path in enumerate(paths):
         try:
             resolved = model.resolve(path, follow=False)
-        except Exception:  # a path the model refuses (ELOOP, ENOTDIR): no object
+        except Exception:  # a path the model refuses (ELOOP, ENOTDIR): no object, but
+            # the name it reached through symlinks (c/c with c -> a: a/c)
+            reached = _through_symlinks(model, path)
+            if reached is not None and reached != path:
+                found.append(reached)
             continue
         if resolved.node is not None:
             found.append(resolved.node.path)
@@ -258,6 +262,32 @@ def subject(model: Overlay, op: ops.Op) -> Subject | None:
         layers_of(followed) if followed is not None else "",
         _other_names(model, first),
     )
+
+
+def _through_symlinks(model: Overlay, path: str, hops: int = 40) -> str | None:
+    """``path`` with every symlink among its directories replaced by its target, as far
+    as the model's objects go (None for a loop): the name a lookup reached when it failed
+    below it."""
+    parts = [p for p in path.split("/") if p]
+    done: list[str] = []
+    while parts and hops > 0:
+        here = "/".join([*done, parts[0]])
+        try:
+            node = model.resolve(here, follow=False).node
+        except Exception:  # below a non-directory: the rest is as written
+            break
+        if node is None or node.kind is not Kind.SYMLINK or len(parts) == 1:
+            done.append(parts.pop(0))
+            continue
+        target = model.meta(node).target
+        hops -= 1
+        base = [] if target.startswith("/") else done
+        parts = [*[p for p in target.split("/") if p], *parts[1:]]
+        done = list(base)
+        while parts and parts[0] in (".", ".."):
+            if parts.pop(0) == ".." and done:
+                done.pop()
+    return "/".join([*done, *parts]) if hops > 0 else None
 
 
 def _other_names(model: Overlay, node: Node) -> tuple[str, ...]:
@@ -739,6 +769,20 @@ def rule_dir_over_lower_symlink(diff: Divergence, path: str, ctx: StepContext) -
     return False
 
 
+def rule_below_dir_over_lower_symlink(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """fuse-overlayfs: an entry is missing from the mount below a directory that a lower
+    layer has as a symlink (the upper layer holds it: mkdir there gave ENOMEM after making
+    it, by hand, docs/recorded-behaviours.md "ENOMEM below a removed symlink loop"). Only
+    a missing entry, only below such a name."""
+    if diff.field != "exists" or diff.actual is not None or diff.expected is None:
+        return False
+    return any(
+        o is not None and o.kind is Kind.SYMLINK
+        for prefix in _prefixes(path)[:-1]
+        for o in _lower_objects(ctx.model, prefix)
+    )
+
+
 def rule_copied_up_inode_lag(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """The name has an upper copy and a lower object at the same path: a FUSE driver's
     attribute cache may show either's inode number for a while after the copy-up. Or the
@@ -1148,12 +1192,17 @@ def rule_copy_up_drops_setid(diff: Divergence, path: str, ctx: StepContext) -> b
     lost = expected & (_SUID | (_SGID if expected & _XGRP else 0))
     if not lost or actual != expected & ~lost:
         return False
+    if ctx.target is not None and ctx.target.kind == "none" and path in ctx.paths:
+        return False  # the step made it: created-then-chowned
     model = ctx.model
+    lower = next((o for o in _lower_objects(model, path) if o is not None), None)
     found = entry_at(model.upper, path) if model.upper is not None else None
     if found is None:  # a copy-up the model does not make (removexattr-copies-up)
-        found = next((o for o in _lower_objects(model, path) if o is not None), None)
-    if found is None or found.is_dir:
-        return False
+        found = lower
+    elif found.origin is not None:
+        lower = found.origin
+    if found is None or found.is_dir or lower is None:
+        return False  # (a file made in the upper layer: created-then-chowned)
     return (found.uid, found.gid) != (0, 0)
 
 
@@ -1236,6 +1285,37 @@ def _copied_up_parent(model: Overlay, path: str, upper: Inode) -> bool:
     )
 
 
+def rule_created_then_chowned(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """fuse-overlayfs makes a new node in its work directory and then chowns it to its
+    owner: ovl_mknod always (``do_fchownat`` to the caller's ids, main.c v1.10), a file
+    created by open(O_CREAT) when that owner is not the daemon's root:root
+    (``create_file``); chown clears S_ISUID, and S_ISGID when the group may execute
+    (fs/attr.c ``setattr_should_drop_sgid``). The kernel creates it with the mode asked
+    for. The difference is the mode of the step's new FIFO or file, exactly those bits
+    lost (by hand, docs/recorded-behaviours.md "Set-id bits of a new node")."""
+    op, expected, actual = ctx.op, diff.expected, diff.actual
+    if diff.field != "mode" or not (isinstance(expected, int) and isinstance(actual, int)):
+        return False
+    if not isinstance(op, ops.Mkfifo | ops.Write) or path != op.path:
+        return False
+    if ctx.target is None or ctx.target.kind != "none":
+        return False  # (an existing file: no new node, no chown)
+    if isinstance(op, ops.Write):
+        if "O_CREAT" not in op.flags:
+            return False
+        try:
+            node = ctx.model.resolve(path, follow=False).node
+        except Exception:  # a path the model refuses: not this behaviour
+            return False
+        if node is None or node.is_dir:
+            return False
+        meta = ctx.model.meta(node)
+        if (meta.uid, meta.gid) == (0, 0):
+            return False
+    lost = expected & (_SUID | (_SGID if expected & _XGRP else 0))
+    return bool(lost) and actual == expected & ~lost
+
+
 def rule_setgid_parent_ignored(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """fuse-overlayfs: mkdir, mkfifo and symlink in a set-group-ID directory give the new
     entry the caller's group (and a directory no S_ISGID); a regular file created there
@@ -1263,14 +1343,33 @@ def rule_setgid_parent_ignored(diff: Divergence, path: str, ctx: StepContext) ->
 
 
 def rule_setgid_bit_lost(diff: Divergence, path: str, ctx: StepContext) -> bool:
-    """fuse-overlayfs: a mode that lacks only the S_ISGID the model gives it (a lower
-    set-group-ID directory copied up, a directory made in one: setgid-dir-copy-up; the
-    kernel keeps the bit, ovl_set_attr, inode_init_owner). Any other mode difference (a
-    umask not applied, another bit lost) is not this behaviour."""
+    """fuse-overlayfs: copying up a set-group-ID directory drops S_ISGID, so a directory
+    the step makes in it lacks the bit too (setgid-dir-copy-up; the kernel keeps the mode,
+    ovl_set_attr, and gives a new directory the bit, inode_init_owner). The difference is
+    a mode lacking only S_ISGID at such a copied-up directory, or at the directory the
+    step made in one; a bit lost anywhere else, a umask not applied or another bit lost
+    is not this behaviour."""
     expected, actual = diff.expected, diff.actual
     if diff.field != "mode" or not isinstance(expected, int) or not isinstance(actual, int):
         return False
-    return bool(expected & _SGID) and actual == expected & ~_SGID
+    if not (expected & _SGID and actual == expected & ~_SGID):
+        return False
+    if _copied_setgid_dir(ctx.model, path):
+        return True
+    made = isinstance(ctx.op, ops.Mkdir) and path == ctx.op.path
+    return made and _copied_setgid_dir(ctx.model, _parent(path))
+
+
+def _copied_setgid_dir(model: Overlay, path: str) -> bool:
+    """Whether ``path`` is a directory copied up from a lower set-group-ID directory."""
+    try:
+        node = model.resolve(path, follow=False).node if path else model.root()
+    except Exception:  # a path the model refuses: not this behaviour
+        return False
+    if node is None or not node.is_dir or node.upper is None:
+        return False
+    lower = model.lower_of(node)
+    return lower is not None and lower.is_dir and bool(lower.mode & _SGID)
 
 
 def rule_copied_up_symlink(diff: Divergence, path: str, ctx: StepContext) -> bool:
@@ -1689,9 +1788,11 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "merged-with-lower-symlink": rule_merged_with_lower_symlink,
     "hardlink-sibling-shows-change": rule_hardlink_sibling,
     "below-unlistable-dir": rule_unlistable,
+    "below-dir-over-lower-symlink": rule_below_dir_over_lower_symlink,
     "lower-name-in-remade-dir": rule_lower_name_in_remade_dir,
     "lower-file-name-past-whiteout-room": rule_lower_file_name_past_room,
     "setgid-parent-ignored": rule_setgid_parent_ignored,
+    "created-then-chowned": rule_created_then_chowned,
     "setgid-bit-lost": rule_setgid_bit_lost,
     "copied-up-symlink": rule_copied_up_symlink,
     "wh-file-names": rule_wh_file_names,
