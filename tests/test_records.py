@@ -705,9 +705,27 @@ def test_an_entry_is_missing_only_below_a_name_a_lower_has_as_a_symlink() -> Non
     elsewhere = ops.Mkdir("b/a", 0o755)
     gone = [enomem, ("b/a", "exists", shown, None)]
     assert not _accounted("fuse-overlayfs", stack, elsewhere, gone, before)
-    # and at any later step (the directory is still not shown)
+    # and at any later step (the directory is still not shown); rmdir of it: ENOENT
     later = [*before, made]
     assert _accounted("fuse-overlayfs", stack, ops.Readdir(""), missing[1:], later)
+    from conformance.lockstep.compare import Divergence
+
+    known = imitations.records_of("fuse-overlayfs")
+    for where, refused in (("a/a", Err("ENOENT")), ("b/a", Err("ENOENT")), ("a/a", Ok(None))):
+        model = Overlay(stack, Options())
+        for step in (*later, ops.Mkdir("b/a", 0o755)):
+            model.apply(step)
+        rmdir = ops.Rmdir(where)
+        target = records.subject(model, rmdir)
+        kept = model.upper_image().entries[where]
+        model.apply(rmdir)
+        found = [
+            Divergence(where, "outcome", (Ok(None),), refused),
+            Divergence(f"upper:{where}", "exists", None, kept),
+        ]
+        context = records.StepContext(rmdir, target, model, None, refused)
+        left = records.match(known, found, context).unmatched
+        assert bool(left) == ((where, refused) != ("a/a", Err("ENOENT"))), (where, left)
 
 
 def test_a_step_refused_with_enomem_changed_nothing_only_there() -> None:

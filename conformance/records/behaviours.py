@@ -769,28 +769,41 @@ def rule_dir_over_lower_symlink(diff: Divergence, path: str, ctx: StepContext) -
 def rule_below_dir_over_lower_symlink(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """fuse-overlayfs: an entry is missing from the mount below a directory that a lower
     layer has as a symlink (the upper layer holds it: mkdir there gave ENOMEM after making
-    it, by hand, docs/recorded-behaviours.md "ENOMEM below a removed symlink loop"). Only
-    a missing entry, only below such a name."""
+    it, by hand, docs/recorded-behaviours.md "ENOMEM below a removed symlink loop"), and a
+    step on it gives ENOENT. Only a missing entry, only ENOENT, only below such a name."""
+    if diff.field == "outcome":
+        refused = ctx.actual_outcome
+        return (
+            isinstance(refused, Err)
+            and refused.name == "ENOENT"
+            and any(_below_lower_symlink(ctx.model, p) for p in ctx.paths)
+        )
     if diff.field != "exists" or diff.actual is not None or diff.expected is None:
         return False
+    return _below_lower_symlink(ctx.model, path)
+
+
+def _below_lower_symlink(model: Overlay, path: str) -> bool:
+    """A directory above ``path`` is a symlink in some lower layer."""
     return any(
         o is not None and o.kind is Kind.SYMLINK
         for prefix in _prefixes(path)[:-1]
-        for o in _lower_objects(ctx.model, prefix)
+        for o in _lower_objects(model, prefix)
     )
 
 
 def rule_refused_with_enomem(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """fuse-overlayfs: the step gave ENOMEM (a lookup through the directory over a lower
-    symlink, rule dir-over-lower-symlink) and did nothing, so what the model did at it (a
+    symlink, rule dir-over-lower-symlink), or ENOENT on a name below one that it does not
+    show (below-dir-over-lower-symlink), and did nothing, so what the model did at it (a
     copy-up, a removal) is not in the layers nor the view. Only at a step the driver
-    refused with ENOMEM, only in such a stack."""
+    refused so, only in such a stack."""
     refused = ctx.actual_outcome
-    return (
-        isinstance(refused, Err)
-        and refused.name == "ENOMEM"
-        and rule_dir_over_lower_symlink(diff, path, ctx)
-    )
+    if not isinstance(refused, Err):
+        return False
+    if refused.name == "ENOENT":
+        return any(_below_lower_symlink(ctx.model, p) for p in ctx.paths)
+    return refused.name == "ENOMEM" and rule_dir_over_lower_symlink(diff, path, ctx)
 
 
 def rule_copied_up_inode_lag(diff: Divergence, path: str, ctx: StepContext) -> bool:
