@@ -28,8 +28,9 @@ AT_FDCWD = -100
 #: The most bytes read from one file: twice what a program can make (a write of up to
 #: 1 MiB at an offset of up to 1 MiB, conformance.records.program_check), rounded up.
 MAX_READ = 4 << 20
-_KINDS = ((_stat.S_ISREG, "file"), (_stat.S_ISDIR, "dir"), (_stat.S_ISLNK, "symlink"),
-          (_stat.S_ISFIFO, "fifo"), (_stat.S_ISCHR, "chardev"))
+#: The kind name of each file type (S_IFMT) the views and layers name.
+_KINDS = {_stat.S_IFREG: "file", _stat.S_IFDIR: "dir", _stat.S_IFLNK: "symlink",
+          _stat.S_IFIFO: "fifo", _stat.S_IFCHR: "chardev"}
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -59,10 +60,7 @@ _renameat2 = _renameat2_function()
 
 def kind_of(mode):
     """The kind name of a real file type (as in StatResult and EntryView)."""
-    for test, name in _KINDS:
-        if test(mode):
-            return name
-    return "other"
+    return _KINDS.get(_stat.S_IFMT(mode), "other")
 
 
 def read_to_end(fd, limit=None):

@@ -64,6 +64,7 @@ from adapters.sandbox.layerdisk import (
 )
 from adapters.sandbox.lowerwatch import LowerWatch
 from adapters.sandbox.mounting import BASE, MNT, UPPER, WORK, umount
+from adapters.sandbox.upperwatch import UpperWatch
 from reference import ops
 from reference.layer import Inode, LayerSpec, StackSpec, build, walk
 from reference.mounting import MountSpec
@@ -298,6 +299,9 @@ class Executor:
         #: The view and the upper of the last observation sent since the mount.
         self.view_sent: View | None = None
         self.upper_sent: Any = None
+        #: Reports changes to the upper, so a step that changed nothing on it needs no
+        #: decoding of it (adapters.sandbox.upperwatch).
+        self.upper_watch = UpperWatch()
 
     # --- the chroot -----------------------------------------------------------------------
 
@@ -383,6 +387,7 @@ class Executor:
 
     def unmount(self) -> None:
         self.lowers_sent = self.view_sent = self.upper_sent = None
+        self.upper_watch.start()
         syscalls.close_handles()  # a mount with open files is busy
         if self.mounted:
             self.mounted = False
@@ -458,7 +463,7 @@ class Executor:
         if self.stack is None or self.options is None:
             raise RuntimeError("no overlay is mounted")
         fmt = self.mounter.disk_format
-        upper = None if self.options.read_only else read_layer(UPPER, fmt)
+        upper = None if self.options.read_only else self._upper(fmt)
         if (
             self.view_sent is not None
             and view == self.view_sent
@@ -467,7 +472,7 @@ class Executor:
             view = UNCHANGED
         else:
             self.view_sent = view
-        if self.upper_sent is not None and upper == self.upper_sent:
+        if self.upper_sent is not None and (upper is UNCHANGED or upper == self.upper_sent):
             upper = UNCHANGED
         else:
             self.upper_sent = upper
@@ -484,6 +489,18 @@ class Executor:
             self.lowers_sent = digest  # unchanged while decoding: the driver keeps these
             return view, upper, lowers, True
         return view, upper, lowers, False
+
+    def _upper(self, fmt: DiskFormat) -> Any:
+        """The upper decoded, or :data:`UNCHANGED` when inotify reported nothing on it
+        since it was decoded last, into ``upper_sent`` (adapters.sandbox.upperwatch)."""
+        watch = self.upper_watch
+        if self.upper_sent is not None and watch.quiet():
+            return UNCHANGED
+        watch.before_decoding()
+        upper = read_layer(UPPER, fmt)
+        whiteouts = [path for path, entry in upper.entries.items() if entry.kind == "whiteout"]
+        watch.decoded(UPPER, upper.inodes, whiteouts)
+        return upper
 
     def handle(self, request: tuple[Any, ...]) -> Any:
         match request:
@@ -531,6 +548,7 @@ class Executor:
         with contextlib.suppress(Exception):
             self.mounter.close()
         self.lower_watch.close()
+        self.upper_watch.close()
 
 
 #: Where :func:`try_mount` builds its layers (inside the executor's private /tmp).

@@ -308,10 +308,10 @@ def read_layer(directory: str, fmt: DiskFormat = KERNEL_FORMAT) -> LayerImage:
     pending = [""]
     while pending:
         rel_dir = pending.pop()
-        abs_dir = os.path.join(directory, rel_dir) if rel_dir else directory
+        abs_dir = f"{directory}/{rel_dir}" if rel_dir else directory
         for name in sorted(os.listdir(abs_dir)):
             rel = f"{rel_dir}/{name}" if rel_dir else name
-            path = os.path.join(abs_dir, name)
+            path = f"{abs_dir}/{name}"
             st = os.lstat(path)
             if name.startswith(WH_PREFIX) and stat.S_ISREG(st.st_mode):
                 if fmt.opaque_sentinel and name == OPAQUE_SENTINEL:

@@ -332,22 +332,25 @@ class SandboxedDriver(Configurable):
     def _call(
         self, *request: Any, wait_for_reply_only: bool = False, timeout: float | None = None
     ) -> Any:
-        what = self._describe(request)
         self._observed_view = self._observed_images = None
         if request[0] in ("mount", "switch", "unmount"):
             # the executor starts over too
             self._kept_lowers = self._last_view = self._last_upper = None
         timeout = self.timeout if timeout is None else timeout
         if self._broken is not None:
+            what = self._describe(request)
             raise DriverFailure(f"{self.name} driver: cannot {what}: {self._broken}")
         try:
             if not wait_for_reply_only:
                 self._conn.send(request)
             if not self._conn.poll(timeout):
+                # (described only when reported: no repr of every step's request)
+                what = self._describe(request)
                 self._die(f"no answer to {what} within {timeout}s")
                 raise DriverHung(f"no answer to {what} within {timeout}s")
             status, value = self._conn.recv()
         except (EOFError, OSError) as exc:
+            what = self._describe(request)
             if isinstance(exc, BlockingIOError | TimeoutError):
                 self._die(f"could not send {what} within {timeout}s")
                 raise DriverHung(f"could not send {what} within {timeout}s") from None
@@ -357,7 +360,7 @@ class SandboxedDriver(Configurable):
                 f"(exit status {code})"
             ) from None
         if status != "ok":
-            raise DriverFailure(f"{self.name} executor: {what}: {value}")
+            raise DriverFailure(f"{self.name} executor: {self._describe(request)}: {value}")
         return value
 
     def _die(self, why: str) -> int | None:

@@ -101,6 +101,22 @@ CHANGING = frozenset(ops.KINDS[cls].rule for cls in ops.WRITES)
 #: The rules that act on an open descriptor (drawn as able only while one is open).
 ON_HANDLES = frozenset({"read_fd", "write_fd", "close"})
 
+#: The rules that change a file's data, copying it up first (file.c ovl_open: an open for
+#: write copies up): while a read-only descriptor is open on a lower file they are drawn
+#: more, on its path more (paths_choice, ``Inventory.descriptors``).
+DATA_CHANGES = frozenset({"write", "truncate", "fallocate"})
+#: How many more times each is in the rule table then; an open while a file is still in
+#: a lower layer and no descriptor waits on one; and a read through a descriptor whose
+#: file was copied up and changed since its open (what a driver that keeps reading the
+#: lower file gets wrong: the seeded fault stale-descriptor).
+OPEN_WEIGHT = 30
+COPY_UP_WEIGHT = 12
+STALE_READ_WEIGHT = 60
+
+#: open(2) access modes for a file still in a lower layer: mostly read-only (an open for
+#: writing copies the file up at once, so no descriptor is left on the lower file).
+LOWER_ACCESS = ("O_RDONLY", "O_RDWR", "O_RDONLY", "O_RDONLY")
+
 #: The rules that add, remove or move names (drawn more often still).
 NAMESPACE = frozenset({"mkdir", "rmdir", "unlink", "rename"})
 #: Field domains (``ops.Kind.draws``) drawn from bigger tables than ``strategies.DOMAINS``.
@@ -134,6 +150,26 @@ class _Drawer:
         #: most recent first, followed through renames: what a rename moves first
         self.recreated: list[str] = []
         self.inv: Inventory | None = None
+        #: read-only descriptors opened on a file not copied up yet: the path, by handle
+        self.lower_fds: dict[int, str] = {}
+        #: of those, the paths whose data is unchanged since (a data change copies one up
+        #: under its descriptor), and the handles whose file was copied up and changed
+        #: since (a read through one must show the copy): :meth:`_descriptors`
+        self.waiting: list[str] = []
+        self.stale: tuple[int, ...] = ()
+        #: the files not copied up yet, and what they were computed for (the inventory
+        #: and the number of copy-ups): :meth:`_lower_files`
+        self._lower: list[str] = []
+        self._lower_for: tuple[int, int] | None = None
+        self._inventories = 0
+        #: whether this mount and these rules can tell "open a lower file, change its
+        #: data, read the descriptor": only then are those steps drawn more
+        self._story = (
+            not model.options.read_only
+            and {"open", "read_fd"} <= set(rules)
+            and bool(DATA_CHANGES & set(rules))
+        )
+        self._opening = False
         #: the merged view's names, kept up to date step by step (paths_choice.Tree)
         self.tree: Tree = tree_of(model)
         self._table: tuple[str, ...] | None = None
@@ -150,7 +186,10 @@ class _Drawer:
 
     def inventory(self) -> Inventory:
         if self.inv is None:
-            self.inv = inventory_of(self.tree, self.removed, self.recent, self.recreated)
+            self.inv = inventory_of(
+                self.tree, self.removed, self.recent, self.recreated, self.waiting
+            )
+            self._inventories += 1
             self._table = None
         return self.inv
 
@@ -161,12 +200,26 @@ class _Drawer:
         double, one that adds or removes names (whiteouts, opaque dirs, redirects: the
         overlay's own machinery) more: the whole view is compared after every step, so
         the reading rules add only their own outcome. On a read-only mount a writing rule
-        can only give EROFS: it counts once, as one that cannot succeed."""
+        can only give EROFS: it counts once, as one that cannot succeed. While a
+        read-only descriptor is open on a lower file, the rules that change its data
+        (copying it up) count more, and once it was copied up and changed, a read
+        through it does: "open, copy up, read the old descriptor" is a story of three
+        related steps, rare when each is one draw among twenty kinds."""
+        if self.lower_fds or self.waiting or self.stale:
+            self._descriptors()
         inv = self.inventory()
+        opening = self._story and not self.lower_fds and bool(self._lower_files())
+        if opening != self._opening:
+            self._opening, self._table = opening, None
         if self._table is None:
             handles = any(h is not None for h in self.model.handles)
             flags = (
-                *[able(inv) for able in self._viable], handles, bool(inv.recreated)
+                *[able(inv) for able in self._viable],
+                handles,
+                opening,
+                bool(self.waiting),
+                bool(self.stale),
+                bool(inv.recreated),
             )
             table = self._tables.get(flags)
             if table is None:
@@ -181,8 +234,18 @@ class _Drawer:
                 names = [rule for rule in able if rule in NAMESPACE] * 2
                 # a directory made over a whiteout: renaming it away is the rare next step
                 moves = [rule for rule in able if rule == "rename"] * 4 * flags[-1]
+                opens = [rule for rule in able if rule == "open"] * OPEN_WEIGHT * flags[-4]
+                copying = [rule for rule in able if rule in DATA_CHANGES] * (
+                    COPY_UP_WEIGHT * flags[-3]
+                )
+                reading = [rule for rule in able if rule == "read_fd"] * (
+                    STALE_READ_WEIGHT * flags[-2]
+                )
                 others = [rule for rule in self.rules if rule not in able]
-                table = (*able, *able, *able, *changing, *names, *moves, *others)
+                table = (
+                    *able, *able, *able, *changing, *names, *moves, *opens, *copying, *reading,
+                    *others,
+                )
                 self._tables[flags] = table
             self._table = table
         return self._table
@@ -201,14 +264,18 @@ class _Drawer:
         for domain in kind.draws:
             if domain in PATH_DOMAINS:
                 source = paths[0] if paths else None
-                value = draw_path(data, roles[len(paths)], self.inventory(), source)
+                role = roles[len(paths)]
+                lower = self._lower_files() if role == "lower_file" else ()
+                value = draw_path(data, role, self.inventory(), source, lower)
                 paths.append(value)
             elif domain == "open_flags":
                 value = _pick(data, s.OPEN_FLAGS if self._exists(paths[0]) else NEW_FLAGS)
             elif domain == "rename_flags":
                 value = _pick(data, EXCHANGE if self._exists(paths[1]) else NOREPLACE)
             elif domain == "handle":
-                value = _pick(data, self._handles())
+                value = _pick(data, self._handles(rule))
+            elif domain == "access":
+                value = _pick(data, LOWER_ACCESS if paths[0] in self._lower else ops.OPEN_ACCESS)
             elif domain == "xattr_name" and roles[0] == "has_xattr":
                 value = _pick(data, self._xattr_names(paths[0]))
             elif domain == "xattr_name":
@@ -220,13 +287,64 @@ class _Drawer:
             return kind.cls(*args, caller=_pick(data, self.callers))
         return kind.cls(*args)
 
-    def _handles(self) -> tuple[int, ...]:
-        """The handles open now (three times: mostly one of them), then the closed ones
-        and the next number (EBADF)."""
+    def _handles(self, rule: str) -> tuple[int, ...]:
+        """The handles open now (three times: mostly one of them), for a read those whose
+        file was copied up and changed since their open three times more, then the closed
+        ones and the next number (EBADF)."""
         handles = self.model.handles
         open_now = tuple(n for n, h in enumerate(handles) if h is not None)
         closed = tuple(n for n, h in enumerate(handles) if h is None)
-        return open_now * 3 + closed + (len(handles),)
+        stale = self.stale if rule == "read_fd" else ()
+        return open_now * 3 + stale * 3 + closed + (len(handles),)
+
+    def _lower_files(self) -> list[str]:
+        """The files of the merged view not copied up yet (a lookup of each, again only
+        when a name changed or a file was copied up since)."""
+        inv = self.inventory()
+        key = (self._inventories, len(self.model.copies))
+        if key != self._lower_for:
+            resolve = self.model.resolve
+            self._lower = [path for path in inv.files
+                           if resolve(path, follow=False).node.upper is None]
+            self._lower_for = key
+        return self._lower
+
+    def _opened_on_lower(self, op: ops.Open) -> str | None:
+        """The path of the lower file a read-only open of ``op`` would open (None: not
+        one), asked before the open."""
+        if op.access != "O_RDONLY":
+            return None
+        try:
+            node = self.model.resolve(op.path, follow=True).node
+        except FsError:
+            return None
+        if node is None or node.kind is not Kind.FILE or node.upper is not None:
+            return None
+        return node.path
+
+    def _descriptors(self) -> None:
+        """Sort the read-only descriptors opened on lower files (:attr:`lower_fds`) into
+        those whose file's data is as at the open (:attr:`waiting`, by path) and those
+        whose file was copied up and changed since (:attr:`stale`); forget the closed."""
+        model = self.model
+        waiting: list[str] = []
+        stale: list[int] = []
+        for number, path in list(self.lower_fds.items()):
+            if model.handles[number] is None:
+                del self.lower_fds[number]
+            elif copied_since_open(model, number):
+                stale.append(number)
+            elif self.tree.kinds.get(path) is Kind.FILE and path not in waiting:
+                waiting.append(path)
+        if waiting != self.waiting:
+            self.waiting = waiting
+            self._table = None
+            if self.inv is not None:
+                self.inv.descriptors = list(waiting)
+                self.inv.groups.clear()
+        if tuple(stale) != self.stale:
+            self.stale = tuple(stale)
+            self._table = None
 
     def _exists(self, path: str) -> bool:
         """Whether the merged view has ``path`` (a symlink counts as what it is)."""
@@ -250,12 +368,18 @@ class _Drawer:
         return s.XATTR_NAMES
 
     def apply(self, op: ops.Op) -> None:
+        if isinstance(op, ops.ReadFd) and op.handle in self.stale:
+            del self.lower_fds[op.handle]  # read after its copy-up: the story is told
         if type(op) in ops.LOOKS:
             return  # the engine changes nothing for these (tests/test_looks.py)
         roots = self._roots(op)
+        lower = self._opened_on_lower(op) if isinstance(op, ops.Open) else None
+        opened = len(self.model.handles)
         allowed = self.model.apply(op)
         if ops.KINDS[type(op)].descriptor or isinstance(op, ops.Remount):
             self._table = None  # which handles are open decides the descriptor rules
+        if lower is not None and self._story and len(self.model.handles) > opened:
+            self.lower_fds[opened] = lower
         if not any(isinstance(o, Ok) for o in allowed):
             return
         if roots is None:
@@ -331,6 +455,25 @@ class _Drawer:
             return False
         node = self.model.resolve(path, follow=False).node
         return node is not None and self.model.nlink(node) == 1
+
+
+def copied_since_open(model: Overlay, number: int) -> bool:
+    """Whether the descriptor of handle ``number`` was opened on a file that was copied up
+    and changed since: a read through it must show the copy (Overlay._op_open), not what
+    it was opened on (the seeded fault stale-descriptor; also a rare state of
+    conformance.generation.coverage)."""
+    handle = model.handles[number] if 0 <= number < len(model.handles) else None
+    if handle is None or handle.path_only:
+        return False
+    now = model.copies.get(handle.key, handle.inode)
+    return now is not handle.inode and _content(now) != _content(handle.inode)
+
+
+def _content(inode: Inode) -> bytes:
+    """What a read of ``inode`` gives (a metacopy file's data is its origin's)."""
+    if inode.metacopy and inode.origin is not None:
+        return inode.origin.data
+    return inode.data
 
 
 def _xattrs_only(op: ops.Op) -> bool:

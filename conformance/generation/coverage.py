@@ -32,6 +32,7 @@ from typing import Any
 import attrs
 
 from conformance import timebudget
+from conformance.generation.cases import copied_since_open
 from conformance.generation.cases import created as created_name
 from reference import ops
 from reference.layer import (
@@ -109,6 +110,10 @@ RARE_STATES: tuple[RareState, ...] = (
     RareState("long-name", "a name of 200 or more bytes created"),
     RareState("wh-prefixed-name", "a name starting with .wh. created"),
     RareState("view-12-entries", "a merged view of 12 or more entries at the end", bool),
+    RareState(
+        "read-fd-after-copy-up",
+        "a read through a descriptor opened before its file was copied up and changed",
+    ),
 )
 
 def succeeded(allowed: Allowed) -> bool:
@@ -185,6 +190,8 @@ class Watch:
             pre["merged"] = node is not None and bool(node.lowers)
         if isinstance(op, ops.Remount):
             pre["upper"] = bool(model.upper.entries)
+        if isinstance(op, ops.ReadFd):
+            pre["stale"] = copied_since_open(model, op.handle)
         if model.options.index and isinstance(op, ops.Unlink):
             node = _node(model, op.path, follow=False)
             lower = model.lower_of(node) if node is not None and not node.is_dir else None
@@ -232,6 +239,8 @@ class Watch:
             reached.add("merged-dir-removed")
         if pre.get("upper"):
             reached.add("remount-non-empty-upper")
+        if pre.get("stale"):
+            reached.add("read-fd-after-copy-up")
 
     def _renamed(self, op: ops.Rename) -> None:
         reached = self.reached

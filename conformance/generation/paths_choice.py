@@ -66,7 +66,7 @@ class Inventory:
 
     #: the lists an inventory holds (what tests compare)
     FIELDS = ("files", "dirs", "empty_dirs", "symlinks", "fifos", "removed", "fresh",
-              "recent", "recreated", "with_xattrs", "existing", "nondirs")
+              "recent", "recreated", "with_xattrs", "existing", "nondirs", "descriptors")
 
     def __init__(
         self,
@@ -74,9 +74,14 @@ class Inventory:
         removed: list[str],
         recent: list[str] = (),
         recreated: list[str] = (),
+        descriptors: list[str] = (),
     ) -> None:
         self.tree = tree
         self._removed = removed
+        #: files a read-only descriptor was opened on before their copy-up, their data
+        #: unchanged since (cases._Drawer keeps them): changing one's data copies it up
+        #: under the descriptor, whose next read must show the copy
+        self.descriptors = [path for path in descriptors if tree.kinds.get(path) is Kind.FILE]
         #: directories made at a removed name (over a whiteout, if it had a lower) that
         #: are still directories, most recent first
         self.recreated = [path for path in recreated if tree.kinds.get(path) is Kind.DIR]
@@ -264,27 +269,38 @@ def tree_of(model: Overlay) -> Tree:
 
 
 def inventory(
-    model: Overlay, removed: list[str], recent: list[str] = (), recreated: list[str] = ()
+    model: Overlay,
+    removed: list[str],
+    recent: list[str] = (),
+    recreated: list[str] = (),
+    descriptors: list[str] = (),
 ) -> Inventory:
     """The merged view of ``model`` as lists of paths by kind (a walk of the lookups)."""
-    return inventory_of(tree_of(model), removed, recent, recreated)
+    return inventory_of(tree_of(model), removed, recent, recreated, descriptors)
 
 
 def inventory_of(
-    tree: Tree, removed: list[str], recent: list[str] = (), recreated: list[str] = ()
+    tree: Tree,
+    removed: list[str],
+    recent: list[str] = (),
+    recreated: list[str] = (),
+    descriptors: list[str] = (),
 ) -> Inventory:
     """The inventory of a :class:`Tree`: its names by kind, the removed names that are
     still missing in a directory that exists, and fresh names."""
-    return Inventory(tree, removed, recent, recreated)
+    return Inventory(tree, removed, recent, recreated, descriptors)
 
 
 UNIVERSE = list(WEIGHTED_PATHS)
 
 
-def groups(role: str, inv: Inventory, source: str | None = None) -> list[tuple[list[str], int]]:
+def groups(
+    role: str, inv: Inventory, source: str | None = None, lower: list[str] = ()
+) -> list[tuple[list[str], int]]:
     """The (paths, weight) groups of a role, the right kind first; weights add up to
     SLOTS. Names made or removed in the last steps have a group of their own, so related
-    steps on the same names (remove, recreate, rename) follow each other."""
+    steps on the same names (remove, recreate, rename) follow each other. ``lower``: the
+    files not copied up yet (role "lower_file", asked of the model when drawn)."""
     universe = UNIVERSE
     match role:
         case "any":
@@ -296,13 +312,25 @@ def groups(role: str, inv: Inventory, source: str | None = None) -> list[tuple[l
             dirs = inv.dirs[1:]
             return [(inv.existing, 4), (inv.recreated, 5), (inv.recent, 2), (dirs, 2),
                     (inv.removed, 1), (universe, 2)]
+        # a file a descriptor reads from its lower layer takes slots of the files (right
+        # after them: while there is none, the same index names the same file)
         case "file":
             wrong = inv.dirs[1:] + inv.fifos + inv.symlinks
             recent = _of(inv.recent, inv.files)
-            return [(inv.files, 10), (recent, 3), (wrong, 1), (universe, 2)]
+            return [(inv.files, 6), (inv.descriptors, 4), (recent, 3), (wrong, 1),
+                    (universe, 2)]
+        case "lower_file":
+            # open: a file still in a lower layer takes slots of the files (after them:
+            # while there is none, the same index names the same file), since a
+            # descriptor opened before its file's copy-up must then read the copy; most
+            # files are copied up or made in the upper by the time an open is drawn
+            wrong = inv.dirs[1:] + inv.fifos + inv.symlinks
+            recent = _of(inv.recent, inv.files)
+            return [(inv.files, 5), (list(lower), 5), (recent, 3), (wrong, 1), (universe, 2)]
         case "file_or_new":
             wrong = inv.dirs + inv.fifos
-            return [(inv.files, 8), (inv.fresh, 3), (inv.removed, 2), (wrong, 1), (universe, 2)]
+            return [(inv.files, 5), (inv.descriptors, 3), (inv.fresh, 3), (inv.removed, 2),
+                    (wrong, 1), (universe, 2)]
         case "dir":
             return [(inv.dirs, 12), (inv.nondirs, 2), (universe, 2)]
         case "empty_dir":
@@ -346,6 +374,7 @@ VIABLE: dict[str, Callable[[Inventory], bool]] = {
     "any": lambda inv: bool(inv.tree.kinds),
     "source": lambda inv: bool(inv.tree.kinds),
     "file": lambda inv: bool(inv.counts[Kind.FILE]),
+    "lower_file": lambda inv: bool(inv.counts[Kind.FILE]),
     # a write can always succeed on a fresh name (O_CREAT)
     "file_or_new": lambda inv: bool(inv.counts[Kind.FILE]) or inv.has_fresh(),
     "dir": lambda inv: True,  # the root
@@ -385,10 +414,16 @@ def choose(n: int, table: list[tuple[list[str], int]]) -> str:
     return UNIVERSE[entry % len(UNIVERSE)]
 
 
-def draw_path(data: ConjectureData, role: str, inv: Inventory, source: str | None = None) -> str:
-    """One path of ``role``: a single choice."""
-    if role == "target":  # depends on the source
-        table = groups(role, inv, source)
+def draw_path(
+    data: ConjectureData,
+    role: str,
+    inv: Inventory,
+    source: str | None = None,
+    lower: list[str] = (),
+) -> str:
+    """One path of ``role``: a single choice (``lower``: see :func:`groups`)."""
+    if role in ("target", "lower_file"):  # depends on the source, on the model
+        table = groups(role, inv, source, lower)
     else:
         table = inv.groups.get(role) or inv.groups.setdefault(role, groups(role, inv))
     return choose(data.draw_integer(0, SLOTS * DEPTH - 1), table)
@@ -415,7 +450,7 @@ ROLES: dict[str, tuple[str, ...]] = {
     "setxattr": ("xattr",),
     "removexattr": ("has_xattr",),
     "mkfifo": ("new",),
-    "open": ("file",),
+    "open": ("lower_file",),
     # issue 18, first half
     "utimens": ("any",),
     "fallocate": ("file",),

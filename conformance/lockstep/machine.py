@@ -294,7 +294,7 @@ class OverlayMachine:
             self.model = self.engine(stack, self.options)
             self.step, self.outcome_differs = (None, None, None), None
             self.expected = None
-            self.program = [f"mount {stack!r} with {self.options.label}"]
+            self.program = [_Mounted(stack, self.options)]
             self.stack, self.trace, self.identities = stack, [], []
             self.call_driver("mount", lambda: self.driver.mount(stack, self.options))
             self.lower_images = self.model.images()[1]
@@ -443,6 +443,18 @@ class OverlayMachine:
             raise
         finally:
             self.finish()
+
+
+@attrs.frozen
+class _Mounted:
+    """The first line of :attr:`OverlayMachine.program`, rendered only when a broken
+    driver's program is reported (a repr of the stack for every example is not free)."""
+
+    stack: StackSpec
+    options: Options
+
+    def __str__(self) -> str:
+        return f"mount {self.stack!r} with {self.options.label}"
 
 
 #: The rule names of the machine: one per kind of operation.

@@ -693,11 +693,8 @@ def rule_names_of_target_lower(diff: Divergence, path: str, ctx: StepContext) ->
     "fo3")."""
     if _rename_onto_own_name(path, ctx):
         return True
-    try:
-        other = ctx.model.resolve(path, follow=False).node
-    except Exception:  # a path the model refuses: not this behaviour
-        return False
-    if other is None or other.is_dir:
+    other = _non_dir_at(ctx.model, path)
+    if other is None:
         return False
     for operand in ctx.paths:
         try:
@@ -772,15 +769,41 @@ def rule_dir_over_lower_symlink(diff: Divergence, path: str, ctx: StepContext) -
 def rule_below_dir_over_lower_symlink(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """fuse-overlayfs: an entry is missing from the mount below a directory that a lower
     layer has as a symlink (the upper layer holds it: mkdir there gave ENOMEM after making
-    it, by hand, docs/recorded-behaviours.md "ENOMEM below a removed symlink loop"). Only
-    a missing entry, only below such a name."""
+    it, by hand, docs/recorded-behaviours.md "ENOMEM below a removed symlink loop"), and a
+    step on it gives ENOENT. Only a missing entry, only ENOENT, only below such a name."""
+    if diff.field == "outcome":
+        refused = ctx.actual_outcome
+        return (
+            isinstance(refused, Err)
+            and refused.name == "ENOENT"
+            and any(_below_lower_symlink(ctx.model, p) for p in ctx.paths)
+        )
     if diff.field != "exists" or diff.actual is not None or diff.expected is None:
         return False
+    return _below_lower_symlink(ctx.model, path)
+
+
+def _below_lower_symlink(model: Overlay, path: str) -> bool:
+    """A directory above ``path`` is a symlink in some lower layer."""
     return any(
         o is not None and o.kind is Kind.SYMLINK
         for prefix in _prefixes(path)[:-1]
-        for o in _lower_objects(ctx.model, prefix)
+        for o in _lower_objects(model, prefix)
     )
+
+
+def rule_refused_with_enomem(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """fuse-overlayfs: the step gave ENOMEM (a lookup through the directory over a lower
+    symlink, rule dir-over-lower-symlink), or ENOENT on a name below one that it does not
+    show (below-dir-over-lower-symlink), and did nothing, so what the model did at it (a
+    copy-up, a removal) is not in the layers nor the view. Only at a step the driver
+    refused so, only in such a stack."""
+    refused = ctx.actual_outcome
+    if not isinstance(refused, Err):
+        return False
+    if refused.name == "ENOENT":
+        return any(_below_lower_symlink(ctx.model, p) for p in ctx.paths)
+    return refused.name == "ENOMEM" and rule_dir_over_lower_symlink(diff, path, ctx)
 
 
 def rule_copied_up_inode_lag(diff: Divergence, path: str, ctx: StepContext) -> bool:
@@ -1137,6 +1160,15 @@ def _made_here(path: str, ctx: StepContext) -> bool:
     )
 
 
+def _non_dir_at(model: Overlay, path: str) -> Node | None:
+    """The object at ``path`` (not followed) when it is not a directory, else None."""
+    try:
+        node = model.resolve(path, follow=False).node
+    except Exception:  # a path the model refuses: no object
+        return None
+    return None if node is None or node.is_dir else node
+
+
 def entry_exists(model: Overlay, path: str) -> bool:
     try:
         return model.resolve(path, follow=False).node is not None
@@ -1303,11 +1335,8 @@ def rule_created_then_chowned(diff: Divergence, path: str, ctx: StepContext) -> 
     if isinstance(op, ops.Write):
         if "O_CREAT" not in op.flags:
             return False
-        try:
-            node = ctx.model.resolve(path, follow=False).node
-        except Exception:  # a path the model refuses: not this behaviour
-            return False
-        if node is None or node.is_dir:
+        node = _non_dir_at(ctx.model, path)
+        if node is None:
             return False
         meta = ctx.model.meta(node)
         if (meta.uid, meta.gid) == (0, 0):
@@ -1789,6 +1818,7 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "hardlink-sibling-shows-change": rule_hardlink_sibling,
     "below-unlistable-dir": rule_unlistable,
     "below-dir-over-lower-symlink": rule_below_dir_over_lower_symlink,
+    "refused-with-enomem": rule_refused_with_enomem,
     "lower-name-in-remade-dir": rule_lower_name_in_remade_dir,
     "lower-file-name-past-whiteout-room": rule_lower_file_name_past_room,
     "setgid-parent-ignored": rule_setgid_parent_ignored,
