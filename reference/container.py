@@ -472,8 +472,12 @@ class ContainerWorld:
                 if isinstance(mount, VolumeMount):
                     # the source's nocopy comes along (podman 4.3.1, reproduced by hand:
                     # --volumes-from a nocopy mount of a never-started container does not
-                    # copy, of a plain one does)
-                    mount = attrs.evolve(mount, volume=entry.volume)
+                    # copy, of a plain one does) - unless a mode is given, which replaces
+                    # the volume's options (podman pkg/specgen/generate/storage.go
+                    # getVolumesFrom: namedVol.Options = options; found by certify:
+                    # --volumes-from c1:ro of a nocopy volume copied the image into it)
+                    nocopy = mount.nocopy and not source.mode
+                    mount = attrs.evolve(mount, volume=entry.volume, nocopy=nocopy)
                 table.append(
                     Resolved(mount, entry.volume, populate=self.profile.volumes_from_populates)
                 )

@@ -24,6 +24,7 @@ from reference.container import (
     Refused,
     TmpfsMount,
     VolumeMount,
+    VolumesFrom,
 )
 from reference.engines import DOCKER, KUBERNETES, PODMAN, PROFILES
 from reference.layer import LayerSpec, StackSpec, WhiteoutSpec, entry_at
@@ -784,3 +785,15 @@ def test_podman_commit_declares_the_anonymous_volumes() -> None:
     record = next(r for r in engine_records.load() if r.id == "commit-declares-anonymous-volumes")
     with pytest.raises(ContainerDiverged):
         engine_records.replay(CommitForgetsVolumes("podman"), record, swapped=False)
+
+
+def test_volumes_from_with_a_mode_drops_nocopy_on_podman() -> None:
+    """podman getVolumesFrom replaces the volume's options by the mode's: ``c1:ro`` of a
+    nocopy volume copies the image into it at the first start (found by certify)."""
+    for mode, copied in (("ro", True), ("", False)):
+        world = _world(PODMAN)
+        world.create_volume("v1")
+        world.create("c1", ContainerSpec((VolumeMount("a", "v1", nocopy=True),)))
+        world.create("c2", ContainerSpec(volumes_from=(VolumesFrom("c1", mode),)))
+        assert world.start("c2") == Ok(None)
+        assert ("x" in world.volume_view("v1").entries) is copied, mode
