@@ -802,6 +802,23 @@ def test_wh_file_names_takes_a_lookup_through_a_symlink_to_a_hidden_name() -> No
     assert not _accounted("fuse-overlayfs", stack, ops.Read("d/c"), other)
 
 
+def test_a_copied_up_symlink_shows_its_upper_inode_after_a_remount() -> None:
+    """copy-up-new-inode-after-remount: a symlink copied up in place shows its upper copy's
+    inode number after a remount (by hand, issue 15); a file copied up in place keeps its
+    own, and a symlink not copied up is not that."""
+    from reference.layer import SymlinkSpec
+
+    stack = StackSpec((LayerSpec((("a", SymlinkSpec("a")), ("f", FileSpec(b"")))),))
+    touched = [ops.Utimens("a", 10**18, 10**18, follow=False), ops.Chmod("f", 0o600)]
+    moved = [("a", "st_ino", "unchanged (1)", "changed to 2")]
+    assert _accounted("fuse-overlayfs", stack, ops.Remount(), moved, touched) == {
+        "copy-up-new-inode-after-remount"
+    }
+    kept = [("f", "st_ino", "unchanged (1)", "changed to 2")]
+    assert not _accounted("fuse-overlayfs", stack, ops.Remount(), kept, touched)
+    assert not _accounted("fuse-overlayfs", stack, ops.Remount(), moved, touched[1:])
+
+
 def test_setgid_dir_copy_up_accounts_only_for_a_lost_setgid_bit() -> None:
     """setgid-dir-copy-up: a copied-up set-group-ID directory and a directory made in it
     lose S_ISGID (its confirmed case); a new entry's mode with the umask not applied is not

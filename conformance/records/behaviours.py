@@ -731,14 +731,17 @@ def _rename_onto_own_name(path: str, ctx: StepContext) -> bool:
 
 
 def rule_renamed_copy_up(diff: Divergence, path: str, ctx: StepContext) -> bool:
-    """``path`` is a copied-up directory, or a copied-up object that no longer lives at its
-    lower object's path or whose lower object is not in the top lower layer."""
+    """``path`` is a copied-up directory or symlink, or a copied-up object that no longer
+    lives at its lower object's path or whose lower object is not in the top lower layer."""
     try:
         node = ctx.model.resolve(path, follow=False).node
     except Exception:  # a path the model refuses: not this behaviour
         return False
-    if node is not None and node.is_dir and node.upper is not None and node.lowers:
-        return True
+    if node is not None and node.upper is not None:
+        if node.is_dir and node.lowers:
+            return True
+        if node.kind is Kind.SYMLINK and node.upper.origin is not None:
+            return True
     if node is None or node.upper is None:
         return False
     if node.upper.origin is None:
