@@ -56,16 +56,45 @@ _libc.inotify_init1.argtypes = [ctypes.c_int]
 _libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
 
 
-class LowerWatch:
-    """Watches the lower directories of one mount at a time (one inotify instance for the
-    executor's life: instances are a scarce per-user resource, watches are not)."""
+class InotifyWatch:
+    """One inotify instance for the executor's life (instances are a scarce per-user
+    resource, watches are not): an observation may reuse the last reading while the watch
+    is trusted and reported nothing, except every :data:`FULL_EVERY`-th one."""
 
     def __init__(self) -> None:
         fd = _libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
-        #: None: inotify is not available; every observation digests.
+        #: None: inotify is not available; every observation reads everything.
         self.fd: int | None = fd if fd >= 0 else None
+        #: Everything read last time is watched and nothing was reported since.
         self.trusted = False
         self.observations = 0
+
+    def quiet(self) -> bool:
+        """Whether this observation may reuse the last reading: the watch is trusted,
+        nothing was reported since, and this is not a :data:`FULL_EVERY`-th one."""
+        self.observations += 1
+        if not self.trusted or self.fd is None:
+            return False
+        if self._drain():
+            self.trusted = False
+            return False
+        return self.observations % FULL_EVERY != 0
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def _drain(self) -> bool:
+        assert self.fd is not None
+        return drain(self.fd)
+
+
+class LowerWatch(InotifyWatch):
+    """Watches the lower directories of one mount at a time."""
+
+    def __init__(self) -> None:
+        super().__init__()
         self._complete = False
 
     def watch(self, directories: list[str]) -> None:
@@ -95,31 +124,16 @@ class LowerWatch:
             self._drain()
             self.trusted = self._complete
 
-    def quiet(self) -> bool:
-        """Whether this observation may skip the digest: the watch is trusted, nothing
-        was reported since the baseline, and this is not a :data:`FULL_EVERY`-th one."""
-        self.observations += 1
-        if not self.trusted or self.fd is None:
-            return False
-        if self._drain():
-            self.trusted = False
-            return False
-        return self.observations % FULL_EVERY != 0
 
-    def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
 
-    def _drain(self) -> bool:
-        """Read every pending event; whether there was any."""
-        assert self.fd is not None
-        seen = False
-        while True:
-            try:
-                chunk = os.read(self.fd, 65536)
-            except BlockingIOError:
-                return seen
-            seen = seen or bool(chunk)
-            if not chunk:
-                return seen
+def drain(fd: int) -> bool:
+    """Read every pending event of the inotify descriptor ``fd``; whether there was any."""
+    seen = False
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return seen
+        seen = seen or bool(chunk)
+        if not chunk:
+            return seen

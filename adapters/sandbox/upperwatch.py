@@ -32,42 +32,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-from adapters.sandbox.lowerwatch import (
-    FULL_EVERY,
-    IN_CLOEXEC,
-    IN_DONT_FOLLOW,
-    IN_NONBLOCK,
-    MASK,
-    _libc,
-)
+from adapters.sandbox.lowerwatch import IN_DONT_FOLLOW, MASK, InotifyWatch, _libc
 
 
-class UpperWatch:
-    """Watches the upper directory of one mount at a time (one inotify instance for the
-    executor's life)."""
-
-    def __init__(self) -> None:
-        fd = _libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
-        #: None: inotify is not available; every observation decodes.
-        self.fd: int | None = fd if fd >= 0 else None
-        #: Every entry decoded last time is watched and nothing was reported since.
-        self.trusted = False
-        self.observations = 0
+class UpperWatch(InotifyWatch):
+    """Watches the upper directory of one mount at a time."""
 
     def start(self) -> None:
         """A new mount (or none): nothing is trusted until the first decoding."""
         self.trusted, self.observations = False, 0
-
-    def quiet(self) -> bool:
-        """Whether this observation may reuse the last decoding: every entry of it is
-        watched, nothing was reported since, and this is not a FULL_EVERY-th one."""
-        self.observations += 1
-        if not self.trusted or self.fd is None:
-            return False
-        if self._drain():
-            self.trusted = False
-            return False
-        return self.observations % FULL_EVERY != 0
 
     def before_decoding(self) -> None:
         """The upper is decoded now: what was reported before is in what it reads."""
@@ -88,24 +61,6 @@ class UpperWatch:
             self._add(f"{directory}/{path}")
         self.trusted = complete
 
-    def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
     def _add(self, path: str) -> bool:
         assert self.fd is not None
         return _libc.inotify_add_watch(self.fd, os.fsencode(path), MASK | IN_DONT_FOLLOW) >= 0
-
-    def _drain(self) -> bool:
-        """Read every pending event; whether there was any."""
-        assert self.fd is not None
-        seen = False
-        while True:
-            try:
-                chunk = os.read(self.fd, 65536)
-            except BlockingIOError:
-                return seen
-            seen = seen or bool(chunk)
-            if not chunk:
-                return seen
