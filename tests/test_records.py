@@ -680,6 +680,13 @@ def test_created_then_chowned_holds_only_for_the_bits_chown_clears_on_a_new_node
     assert _accounted("fuse-overlayfs", stack, by_user, gone) == {"created-then-chowned"}
     made = [ops.Write("a/f", b"", 0, ("O_CREAT",), 0o4755, caller="user")]
     assert not _accounted("fuse-overlayfs", stack, by_user, gone, made)
+    # a copied-up file keeps its loss at a later step that names it second (README
+    # command 1: Truncate c, then a rename of a missing a onto c)
+    lower = StackSpec((LayerSpec((("c", FileSpec(b"", mode=0o4755, gid=1000)),)),))
+    later = [("c", "mode", 0o4755, 0o755)]
+    rename = ops.Rename("a", "c")
+    truncated = [ops.Truncate("c", 0)]
+    assert _accounted("fuse-overlayfs", lower, rename, later, truncated) == {"copy-up-drops-setid"}
     assert not _accounted("unionfs-fuse", stack, fifo, lost)
 
 

@@ -1227,7 +1227,7 @@ def rule_copy_up_drops_setid(diff: Divergence, path: str, ctx: StepContext) -> b
     lost = expected & (_SUID | (_SGID if expected & _XGRP else 0))
     if not lost or actual != expected & ~lost:
         return False
-    if ctx.target is not None and ctx.target.kind == "none" and path in ctx.paths:
+    if _made_here(path, ctx):
         return False  # the step made it: created-then-chowned
     model = ctx.model
     lower = next((o for o in _lower_objects(model, path) if o is not None), None)
