@@ -761,6 +761,8 @@ def test_a_step_refused_with_enomem_changed_nothing_only_there() -> None:
     assert not records.match(known, found, refused).unmatched
     done = records.StepContext(rmdir, target, model, None, Ok(None))
     assert records.match(known, found[1:], done).unmatched
+    elsewhere = Divergence("upper:b", "exists", None, model.upper_image().entries["a"])
+    assert list(records.match(known, [*found, elsewhere], refused).unmatched) == [elsewhere]
 
 
 def test_a_needless_whiteout_is_accounted_only_where_a_lower_holds_the_name() -> None:
