@@ -419,6 +419,7 @@ class ContainerWorld:
         the profile's cp does (:attr:`EngineProfile.cp_makes_mount_points`)."""
         if not self.profile.cp_makes_mount_points:
             return
+        self._make_bind_sources(container)  # by hand: cp made a missing -v source
         mounted: dict[str, tuple[Inode, bool, Tmpfs | None]] = {}
         plain = [entry for entry in container.table if not isinstance(entry.mount, TmpfsMount)]
         for entry in sorted(plain, key=lambda entry: entry.mount.target.count("/")):
@@ -658,10 +659,7 @@ class ContainerWorld:
         read-only tmpfs at ``a`` started)."""
         self._take_references(container)
         root = container.root
-        for entry in container.table:
-            mount = entry.mount
-            if isinstance(mount, BindMount) and mount.source not in self.hosts:
-                self.make_host_dir(mount.source)  # mounts.go Setup: MkdirAllAndChown 0755
+        self._make_bind_sources(container)
         if self.profile.root_meta is RootMeta.FIRST_START or (
             self.profile.populate is Populate.ONCE_AT_FIRST_START
         ):
@@ -684,6 +682,14 @@ class ContainerWorld:
             mounted[target] = (self._tree(container, entry), read_only, tmpfs)
             container.reached += 1
         container.placed = {target: target for target in mounted}
+
+    def _make_bind_sources(self, container: Container) -> None:
+        """A missing bind source (``-v`` short syntax) is made 0755 (moby
+        volume/mounts/mounts.go Setup: MkdirAllAndChown)."""
+        for entry in container.table:
+            mount = entry.mount
+            if isinstance(mount, BindMount) and mount.source not in self.hosts:
+                self.make_host_dir(mount.source)
 
     def _podman_volume_setup(self, container: Container, entry: Resolved) -> None:
         """libpod mountNamedVolume: chown the root to the image directory once
@@ -713,13 +719,15 @@ class ContainerWorld:
             copy_tree(container.root, entry.mount.target, volume.root)
 
     def _tree(self, container: Container, entry: Resolved) -> Inode:
-        """The tree mounted for ``entry`` (a tmpfs's is in ``container.tmpfs``)."""
+        """The tree mounted for ``entry`` (a tmpfs's is in ``container.tmpfs``; a ``-v``
+        source not made yet is the empty directory it will be)."""
         mount = entry.mount
         if isinstance(mount, VolumeMount):
             assert entry.volume is not None
             return self.volumes[entry.volume].root
         if isinstance(mount, BindMount):
-            return self.hosts[mount.source]
+            found = self.hosts.get(mount.source)
+            return found if found is not None else new_dir(0o755)
         return container.tmpfs[mount.target].root
 
     def _new_tmpfs(self, fs: ContainerFs, mount: TmpfsMount, existed: EntryView | None) -> Tmpfs:
