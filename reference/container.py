@@ -289,9 +289,12 @@ class Resolved:
     #: An anonymous volume of this container's own (``rm -v`` removes it).
     anonymous: bool = False
     #: The container holds the volume (``volume rm`` refuses it): from create on, or,
-    #: for a ``--volumes-from`` mount on a profile without
-    #: ``volumes_from_referenced_at_create``, from its first start or cp.
+    #: for a ``--volumes-from`` mount of a volume the source was given by a mount (not
+    #: by its image) on a profile without ``volumes_from_referenced_at_create``, from
+    #: its first start or cp.
     referenced: bool = True
+    #: An image ``VOLUME``'s (its own, or carried by ``--volumes-from``).
+    from_image: bool = False
 
 
 @attrs.define
@@ -518,7 +521,9 @@ class ContainerWorld:
                         mount,
                         entry.volume,
                         populate=self.profile.volumes_from_populates,
-                        referenced=self.profile.volumes_from_referenced_at_create,
+                        referenced=self.profile.volumes_from_referenced_at_create
+                        or entry.from_image,
+                        from_image=entry.from_image,
                     )
                 )
                 targets.append(mount.target)
@@ -527,7 +532,9 @@ class ContainerWorld:
             for target in declared:
                 if target not in targets:
                     volume = self.anonymous_name(name, target)
-                    table.append(Resolved(VolumeMount(target), volume, anonymous=True))
+                    table.append(
+                        Resolved(VolumeMount(target), volume, anonymous=True, from_image=True)
+                    )
         return tuple(table)
 
     def anonymous_name(self, container: str, target: str) -> str:
@@ -762,9 +769,13 @@ class ContainerWorld:
         return Ok(None)
 
     def remove(self, name: str, *, volumes: bool = False) -> Action:
-        """``rm [-v]``: refused while running; ``-v`` removes the container's anonymous
-        volumes that no other container uses (moby daemon/delete.go removeMountPoints
-        ignores in-use volumes)."""
+        """``rm [-v]``: refused while running; ``-v`` removes the anonymous volumes the
+        container holds, its own and those it got by ``--volumes-from``, that no other
+        container holds (moby daemon/mounts.go removeMountPoints: every mount point with
+        a volume whose spec names none, in-use ones ignored; libpod removeContainer: every
+        anonymous named volume not in use). By hand (docker 20.10.24, podman 4.3.1,
+        docs/containers.md): ``rm -v`` of a ``--volumes-from`` holder removed the source's
+        anonymous volumes; on docker not one the holder did not hold yet."""
         container = self.containers.get(name)
         if container is None:
             return _refused(Why.NO_SUCH_CONTAINER)
@@ -778,7 +789,8 @@ class ContainerWorld:
                 if (
                     isinstance(mount, VolumeMount)
                     and volume is not None
-                    and entry.anonymous
+                    and volume.anonymous
+                    and entry.referenced
                     and not self._users(volume.name)
                 ):
                     del self.volumes[volume.name]

@@ -1044,8 +1044,26 @@ class ContainerMachine(RuleBasedStateMachine):
     @precondition(lambda self: len(self.lock.model.containers) < len(CONTAINERS))
     @rule(name=st.sampled_from(CONTAINERS), spec=container_specs(), data=st.data())
     def create(self, name: str, spec: ContainerSpec, data: st.DataObject) -> None:
+        """``create``; half the time a ``--volumes-from`` holder is then handed the volumes
+        (:meth:`_hand_over`)."""
         if name not in self.lock.model.containers:
-            self.lock.create(name, self._from_image(spec, data))
+            created = self.lock.create(name, self._from_image(spec, data))
+            if created == Ok(None) and spec.volumes_from and data.draw(st.booleans()):
+                self._hand_over(name, spec.volumes_from[0].container, data)
+
+    def _hand_over(self, holder: str, source: str, data: st.DataObject) -> None:
+        """The source goes (with ``rm -v`` half the time), then one of the volumes the
+        holder names is removed: whether the holder holds them yet decides (docker takes
+        a mount's volumes at the holder's first start or cp). Drawn together: the steps in
+        a row were too rare among the others to find a holder that holds too early."""
+        model = self.lock.model
+        self.lock.stop(source)
+        self.lock.remove(source, volumes=data.draw(st.booleans()))
+        named = sorted(
+            {r.volume for r in model.containers[holder].table if r.volume in model.volumes}
+        )
+        if named:
+            self.lock.remove_volume(data.draw(st.sampled_from(named)))
 
     @precondition(lambda self: len(self.lock.model.containers) < len(CONTAINERS))
     @rule(name=st.sampled_from(CONTAINERS), spec=container_specs(), data=st.data())
@@ -1116,29 +1134,6 @@ class ContainerMachine(RuleBasedStateMachine):
         free = [i for i in IMAGES if i not in self.lock.model.images]
         if free and data.draw(st.booleans()):  # and commit it, half the time
             self.lock.commit(name, free[0])
-
-    @precondition(lambda self: len(self.lock.model.containers) == 1)
-    @rule(data=st.data())
-    def hand_volumes_over(self, data: st.DataObject) -> None:
-        """A second container takes the first's volumes (``--volumes-from``), the first
-        goes (with ``rm -v`` half the time), then one of the volumes the holder names is
-        removed: whether the holder holds it yet decides (docker takes its references at
-        its first start or cp). Drawn on its own: the five steps in a row were too rare
-        among the others to find a holder that holds too early."""
-        model = self.lock.model
-        (source,) = model.containers
-        holder = next(name for name in CONTAINERS if name != source)
-        mode = data.draw(st.sampled_from(["", "ro"]))
-        spec = ContainerSpec(volumes_from=(VolumesFrom(source, mode),))
-        if self.lock.create(holder, spec) != Ok(None):
-            return
-        self.lock.stop(source)
-        self.lock.remove(source, volumes=data.draw(st.booleans()))
-        named = sorted(
-            {r.volume for r in model.containers[holder].table if r.volume in model.volumes}
-        )
-        if named:
-            self.lock.remove_volume(data.draw(st.sampled_from(named)))
 
     @precondition(lambda self: bool(self.running()))
     @rule(data=st.data())
