@@ -410,7 +410,7 @@ class ContainerWorld:
         meanwhile fails it, nothing done ("get <v>: no such volume"). With several such
         volumes and one missing, docker takes the others' in map order; the model takes
         none."""
-        waiting = [entry for entry in container.table if not entry.referenced]
+        waiting = [e for e in container.table if not e.referenced and e.volume is not None]
         if any(entry.volume not in self.volumes for entry in waiting):
             raise EngineError(Why.NO_SUCH_VOLUME)
         container.table = tuple(attrs.evolve(entry, referenced=True) for entry in container.table)
@@ -522,7 +522,8 @@ class ContainerWorld:
                         entry.volume,
                         populate=self.profile.volumes_from_populates,
                         referenced=self.profile.volumes_from_referenced_at_create
-                        or entry.from_image,
+                        or entry.from_image
+                        or entry.volume is None,
                         from_image=entry.from_image,
                     )
                 )
