@@ -1866,3 +1866,18 @@ def test_an_rmdir_of_a_lower_opaque_directory_fails_where_it_hides_something() -
         stack = StackSpec((opaque, below))
         got = _accounted("unionfs-fuse", stack, ops.Rmdir("b"), refused)
         assert ("lower-markers-ignored" in got) is seen, below
+
+
+# --- unionfs-fuse items of certify, session of 2026-12-05 (uf3) ----------------------------
+
+
+def test_a_loop_of_lower_symlinks_is_not_a_lower_marker() -> None:
+    """lower-markers-ignored follows a lower symlink to see whether it leads through a
+    marker; a loop of lower symlinks (a -> b, b -> a; found by certify: a -> a/../b beside
+    b -> a) leads through none, and is followed once (it once recursed without end)."""
+    stack = StackSpec(
+        (LayerSpec((("a", SymlinkSpec("b")), ("b", SymlinkSpec("x/../a")), ("f", FileSpec(b"")))),)
+    )
+    wrong = ("a", "mode", 0o777, 0o700)
+    assert not _accounted("unionfs-fuse", stack, ops.Stat("a", False), [wrong])
+    assert not _accounted("unionfs-fuse", stack, ops.Truncate("f", 1), [wrong])

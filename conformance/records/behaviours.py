@@ -411,10 +411,11 @@ def rule_shadowed_by_non_dir(diff: Divergence, path: str, ctx: StepContext) -> b
     return False
 
 
-def _lower_marker(model: Overlay, path: str) -> bool:
+def _lower_marker(model: Overlay, path: str, seen: frozenset[str] = frozenset()) -> bool:
     """``path`` is, or lies below, a whiteout of a lower layer; or it lies below a lower
     layer's opaque directory where a layer further down has an object on the way to it
-    (what the marker hides shows); or it is a lower symlink whose target is such a path."""
+    (what the marker hides shows); or it is a lower symlink whose target is such a path
+    (``seen``: the symlinks already followed, so a loop of lower symlinks ends)."""
     prefixes = _prefixes(path)
     for depth, prefix in enumerate(prefixes):
         objects = _lower_objects(model, prefix)
@@ -426,13 +427,21 @@ def _lower_marker(model: Overlay, path: str) -> bool:
             for longer in prefixes[depth + 1 :]:
                 if any(x is not None for x in _lower_objects(model, longer)[i + 1 :]):
                     return True
+    if path in seen:
+        return False
     for o in _lower_objects(model, path):
-        if o is not None and o.kind is Kind.SYMLINK and _through_marker(model, path, o.target):
+        if (
+            o is not None
+            and o.kind is Kind.SYMLINK
+            and _through_marker(model, path, o.target, seen | {path})
+        ):
             return True
     return False
 
 
-def _through_marker(model: Overlay, path: str, target: str) -> bool:
+def _through_marker(
+    model: Overlay, path: str, target: str, seen: frozenset[str] = frozenset()
+) -> bool:
     """The symlink at ``path`` to ``target`` is followed through a lower marker (each
     component as the walk meets it, before any ``..`` is applied)."""
     base = "" if target.startswith("/") else path.rpartition("/")[0]
@@ -451,7 +460,7 @@ def _through_marker(model: Overlay, path: str, target: str) -> bool:
         ):
             return True
     final = "/".join(stack)
-    return final != path and _lower_marker(model, final)
+    return final != path and _lower_marker(model, final, seen)
 
 
 def rule_lower_markers_ignored(diff: Divergence, path: str, ctx: StepContext) -> bool:
