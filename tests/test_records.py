@@ -1881,3 +1881,75 @@ def test_a_loop_of_lower_symlinks_is_not_a_lower_marker() -> None:
     wrong = ("a", "mode", 0o777, 0o700)
     assert not _accounted("unionfs-fuse", stack, ops.Stat("a", False), [wrong])
     assert not _accounted("unionfs-fuse", stack, ops.Truncate("f", 1), [wrong])
+
+
+UNIONFS_VARIANTS = (
+    "dir-nlink-one",
+    "inode-of-top-branch",
+    "dir-rename-copies-tree",
+    "rename-flags-einval",
+    "metadata-copy-up-copies-tree",
+    "parents-from-source-branch",
+)
+
+
+def test_utimensat_of_a_directory_a_removal_left_in_place_copies_its_tree() -> None:
+    """metadata-copy-up-copies-tree: unionfs-fuse writes a removal's mark in .unionfs-fuse/
+    and makes no directory (parents-from-source-branch), so a utimensat or chmod of the
+    directory afterwards copies its tree (c/c in the upper branch, a tree copy's inode);
+    not once a creation below it made the directory."""
+    from reference.variants import tree_copies
+
+    stack = StackSpec(
+        (
+            LayerSpec(
+                (
+                    ("c", DirSpec()),
+                    ("c/a", SymlinkSpec("a")),
+                    ("c/c", SymlinkSpec("a")),
+                )
+            ),
+        )
+    )
+    pinned = 1_000_000_000_123_456_789
+    for last in (ops.Utimens("c", pinned, pinned, False), ops.Chmod("c", 0o700)):
+        for before, copied in (
+            ([ops.Unlink("c/a")], True),
+            ([ops.Mkfifo("c/x", 0o644), ops.Unlink("c/a")], False),
+        ):
+            model = engine(UNIONFS_VARIANTS)(stack, Options())
+            for op in before:
+                model.apply(op)
+            model.apply(last)
+            assert model.upper is not None
+            made = {p for p, _ in walk(model.upper)}
+            assert ("c/c" in made) is copied, (last, before)
+            assert bool(tree_copies(model)) is copied, (last, before)
+
+
+def test_a_removed_name_comes_back_after_a_utimensat_of_its_directory() -> None:
+    """dir-copy-up-removed-name-back at utimensat (found by certify, the machine): c/a
+    removed, utimensat of c shows c/a again as the lower symlink; not after a utimensat
+    of another directory, nor a name no lower holds."""
+    from reference.view import EntryView
+
+    stack = StackSpec(
+        (
+            LayerSpec(
+                (("c", DirSpec()), ("c/a", SymlinkSpec("a")), ("c/c", SymlinkSpec("a")),
+                 ("d", DirSpec()))
+            ),
+        )
+    )
+    removed = [ops.Unlink("c/a")]
+    back = EntryView(kind="symlink", mode=0o777, uid=0, gid=0, nlink=1, target="a")
+    shows = ("c/a", "exists", None, back)
+    pinned = 1_000_000_000_123_456_789
+    touch = ops.Utimens("c", pinned, pinned, False)
+    assert _accounted_showing(stack, touch, [shows], {"c/a": (back, 9)}, removed) == {
+        "dir-copy-up-removed-name-back"
+    }
+    elsewhere = ops.Utimens("d", pinned, pinned, False)
+    assert not _accounted_showing(stack, elsewhere, [shows], {"c/a": (back, 9)}, removed)
+    other = ("c/z", "exists", None, back)
+    assert not _accounted_showing(stack, touch, [other], {"c/z": (back, 9)}, removed)

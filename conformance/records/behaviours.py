@@ -1566,13 +1566,16 @@ def _removed_name_shown(path: str, ctx: StepContext, lower_at: str) -> bool:
 
 
 def rule_removed_name_back_in_copied_dir(diff: Divergence, path: str, ctx: StepContext) -> bool:
-    """unionfs-fuse: chmod or chown of a directory that is not in the upper branch copies
-    the lower branch's tree without its own hide marks, so a name removed below it shows
-    again: ``path`` is below the operand, the model has nothing reachable there, the driver
-    shows an object, and a lower branch holds an object of that kind at ``path`` (the
-    removed one)."""
+    """unionfs-fuse: chmod, chown or utimensat of a directory that is not in the upper
+    branch copies the lower branch's tree without its own hide marks, so a name removed
+    below it shows again: ``path`` is below the operand, the model has nothing reachable
+    there, the driver shows an object, and a lower branch holds an object of that kind at
+    ``path`` (the removed one). (utimensat: rpodgorny/unionfs-fuse v1.0 src/unionfs.c
+    unionfs_utimens -> find_rw_branch_cow -> cow_cp -> copy_directory.)"""
     op = ctx.op
-    if not isinstance(op, ops.Chmod | ops.Chown) or not path.startswith(op.path + "/"):
+    if not isinstance(op, ops.Chmod | ops.Chown | ops.Utimens) or not path.startswith(
+        op.path + "/"
+    ):
         return False
     return _removed_name_shown(path, ctx, lower_at=path)
 
