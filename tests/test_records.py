@@ -1953,3 +1953,77 @@ def test_a_removed_name_comes_back_after_a_utimensat_of_its_directory() -> None:
     assert not _accounted_showing(stack, elsewhere, [shows], {"c/a": (back, 9)}, removed)
     other = ("c/z", "exists", None, back)
     assert not _accounted_showing(stack, touch, [other], {"c/z": (back, 9)}, removed)
+
+
+def test_a_lower_symlink_merged_as_directory_shows_at_layer_interchange() -> None:
+    """symlink-merged-as-directory at layer interchange (found by certify, ro): layers with
+    c a directory above c a symlink to "." show c/c on unionfs-fuse (the symlink's own
+    branch, listed through it); the kernel shows c empty. A name beside no such symlink
+    is not it."""
+    from conformance.lockstep.compare import Divergence
+    from reference.view import EntryView, View
+
+    stack = StackSpec(
+        (LayerSpec((("c", DirSpec()), ("d", DirSpec()))), LayerSpec((("c", SymlinkSpec(".")),)))
+    )
+    model = Overlay(stack, Options(read_only=True))
+    link = EntryView(kind="symlink", mode=0o777, uid=0, gid=0, nlink=1, target=".")
+    known = tuple(
+        r for r in imitations.records_of("unionfs-fuse") if "layer-interchange" in r.features
+    )
+
+    def accounted(where: str) -> set[str]:
+        context = records.StepContext(None, None, model, View({where: link}, {where: 3}))
+        matched = records.match(known, [Divergence(where, "exists", None, link)], context)
+        return set() if matched.unmatched else set(matched.by_record)
+
+    assert accounted("c/c") == {"symlink-merged-as-directory"}
+    assert not accounted("d/c")
+
+
+def test_a_name_past_a_non_directory_counts_through_a_final_symlink_and_a_refused_create() -> None:
+    """dir-merges-past-non-dir (found by certify, metadata/ro and times): chmod of a
+    symlink b/b -> a where b/a lies past the FIFO b of a middle layer gives EROFS, not
+    ENOENT; symlink b/b where b/b lies past the file b gives EEXIST and the view shows
+    the lower file. Not a symlink to a name no layer holds, not a stat that does not
+    follow it, not a refused create where the driver shows something else."""
+    from reference.outcome import Err, Ok
+    from reference.view import EntryView
+
+    stack = StackSpec(
+        (
+            LayerSpec((("b", DirSpec()), ("b/b", SymlinkSpec("a")), ("b/c", SymlinkSpec("z")))),
+            LayerSpec((("b", FifoSpec()),)),
+            LayerSpec((("b", DirSpec()), ("b/a", FileSpec(b"")), ("b/z", DirSpec()))),
+        )
+    )
+    refused = ("b/b", "outcome", (Err("ENOENT"),), Err("EROFS"))
+    chmod = ops.Chmod("b/b", 0o644)
+    got = _accounted_showing(stack, chmod, [refused], {}, outcome=Err("EROFS"))
+    assert got == {"dir-merges-past-non-dir"}
+    plain = StackSpec((LayerSpec((("b", DirSpec()), ("b/b", SymlinkSpec("a")))),))
+    assert not _accounted_showing(plain, chmod, [refused], {}, outcome=Err("EROFS"))
+    stat = ops.Stat("b/b", False)
+    seen = ("b/b", "outcome", (Ok(None),), Err("EROFS"))
+    assert not _accounted_showing(stack, stat, [seen], {}, outcome=Err("EROFS"))
+
+    made = StackSpec(
+        (
+            LayerSpec((("b", DirSpec()), ("c", DirSpec()))),
+            LayerSpec((("b", FileSpec(b"")),)),
+            LayerSpec((("b", DirSpec()), ("b/b", FileSpec(b"")))),
+        )
+    )
+    lower = EntryView(kind="file", mode=0o644, uid=0, gid=0, nlink=1)
+    symlink = ops.Symlink("a", "b/b")
+    eexist = ("b/b", "outcome", (Ok(None),), Err("EEXIST"))
+    shown = [eexist, ("b/b", "kind", "symlink", "file"), ("b/b", "mode", 0o777, 0o644)]
+    got = _accounted_showing(made, symlink, shown, {"b/b": (lower, 7)}, outcome=Err("EEXIST"))
+    assert got == {"dir-merges-past-non-dir"}
+    fifo = EntryView(kind="fifo", mode=0o644, uid=0, gid=0, nlink=1)
+    other = [eexist, ("b/b", "kind", "symlink", "fifo")]
+    assert not _accounted_showing(made, symlink, other, {"b/b": (fifo, 7)}, outcome=Err("EEXIST"))
+    elsewhere = ops.Symlink("a", "c/b")
+    moved = [("c/b", "outcome", (Ok(None),), Err("EEXIST")), ("c/b", "kind", "symlink", "file")]
+    shows = {"c/b": (lower, 7)}
+    assert not _accounted_showing(made, elsewhere, moved, shows, outcome=Err("EEXIST"))

@@ -393,12 +393,23 @@ def _extras_all(
 
 
 def rule_shadowed_by_non_dir(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """A name found past a non-directory (``_shadowed``): listed, shown, or acted on, by
+    the step's paths or the name the operand's final symlink leads to (unionfs-fuse: chmod
+    of a symlink to b/a, which only a branch past the file b holds: EROFS read-only, the
+    kernel ENOENT). At the operand of a step the driver refused, the driver shows the
+    object a lower layer holds there past the non-directory, where the model made its
+    own (symlink b/b: EEXIST, b/b the lower file)."""
     model = ctx.model
     if diff.field == "outcome":
         listed = _extras_all(diff, ctx, _shadowed)
         if listed is not None:
             return listed
-        return any(_shadowed(model, p) for p in ctx.paths)
+        followed = _followed_name(model, ctx.op)
+        return any(_shadowed(model, p) for p in ctx.paths) or (
+            followed is not None and _shadowed(model, followed)
+        )
+    if path in ctx.paths and _shows_shadowed(ctx, path):
+        return True
     if diff.field == "exists":
         return diff.expected is None and _shadowed(model, path)
     if diff.field == "nlink" and ctx.actual_view is not None:
@@ -409,6 +420,36 @@ def rule_shadowed_by_non_dir(diff: Divergence, path: str, ctx: StepContext) -> b
             if child.rpartition("/")[0] == path
         )
     return False
+
+
+def _followed_name(model: Overlay, op: ops.Op | None) -> str | None:
+    """The name the final symlink of ``op``'s first path leads to in the model (an object
+    or, for a dangling symlink, the name it names), for an operation that follows it."""
+    paths = operands(op) if op is not None else ()
+    if not paths or getattr(op, "follow", True) is False:
+        return None
+    try:
+        node = model.resolve(paths[0], follow=False).node
+        if node is None or node.kind is not Kind.SYMLINK:
+            return None
+        reached = model.resolve(paths[0], follow=True)
+    except Exception:  # a path the model refuses (a loop): no name
+        return None
+    if reached.node is not None:
+        return reached.node.path
+    return _join(reached.parent.path, reached.name) if reached.parent is not None else None
+
+
+def _shows_shadowed(ctx: StepContext, path: str) -> bool:
+    """The step was refused and the driver shows at ``path``, a name found past a
+    non-directory, an object of the kind a lower layer holds there."""
+    shown = ctx.actual_view.entries.get(path) if ctx.actual_view is not None else None
+    if shown is None or not isinstance(ctx.actual_outcome, Err):
+        return False
+    if not _shadowed(ctx.model, path):
+        return False
+    lower = _lower_objects(ctx.model, path)
+    return any(o is not None and o.kind.value == shown.kind for o in lower)
 
 
 def _lower_marker(model: Overlay, path: str, seen: frozenset[str] = frozenset()) -> bool:
