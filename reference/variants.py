@@ -28,7 +28,7 @@ from reference.lookup import Node
 from reference.options import Options
 from reference.overlay import Overlay
 from reference.paths import FsError, Resolved
-from reference.permissions import may_link
+from reference.permissions import chmod_mode, may_chown, may_link
 
 
 @attrs.frozen
@@ -360,18 +360,30 @@ class MetadataCopyUpCopiesTree(Overlay):
         unmade: set[str] = getattr(self, "_unmade", set())
         return node.is_dir and (node.upper is None or node.path in unmade)
 
-    def _copy_dir_tree_first(self, path: str) -> None:
+    def _copy_dir_tree_first(self, path: str, allowed: Callable[[Node], object]) -> None:
+        """Copy the tree before the operation (its copy-up then finds the directory made,
+        with the copy's time), once the operation's own checks pass (``allowed`` raises
+        what they give): a chown or chmod that is refused copies nothing (checked by hand:
+        chown 0:0 or chmod of a lower directory by uid 1000 gives EPERM on both, U stays
+        empty; unionfs-fuse v1.0 src/unionfs.c main mounts with default_permissions, so
+        the kernel's setattr_prepare refuses before any request reaches unionfs_chown)."""
         node = self._existing(path, follow=True)
         if self._not_in_upper_branch(node) and self.upper is not None:
+            self.writable()
+            allowed(node)
             _hit(self, "metadata-copy-up-copies-tree")
             DirRenameCopiesTree._copy_tree(self, node)  # type: ignore[arg-type]
 
     def _op_chmod(self, op: ops.Chmod) -> None:
-        self._copy_dir_tree_first(op.path)
+        self._copy_dir_tree_first(
+            op.path, lambda node: chmod_mode(self.caller, self.meta(node), op.mode & 0o7777)
+        )
         super()._op_chmod(op)
 
     def _op_chown(self, op: ops.Chown) -> None:
-        self._copy_dir_tree_first(op.path)
+        self._copy_dir_tree_first(
+            op.path, lambda node: may_chown(self.caller, self.meta(node), op.uid, op.gid)
+        )
         super()._op_chown(op)
 
     def _op_utimens(self, op: ops.Utimens) -> None:

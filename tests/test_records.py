@@ -2027,3 +2027,21 @@ def test_a_name_past_a_non_directory_counts_through_a_final_symlink_and_a_refuse
     moved = [("c/b", "outcome", (Ok(None),), Err("EEXIST")), ("c/b", "kind", "symlink", "file")]
     shows = {"c/b": (lower, 7)}
     assert not _accounted_showing(made, elsewhere, moved, shows, outcome=Err("EEXIST"))
+
+
+def test_a_refused_chown_or_chmod_of_a_lower_directory_copies_no_tree() -> None:
+    """metadata-copy-up-copies-tree after the operation's own checks (found by certify, the
+    machine): chown 0:0 or chmod of a lower directory by uid 1000 gives EPERM and copies
+    nothing (unionfs-fuse and the kernel, by hand); by root it copies the tree."""
+    stack = StackSpec((LayerSpec((("c", DirSpec()), ("c/a", FileSpec(b"")))),))
+    for op, copied in (
+        (ops.Chown("c", 0, 0, caller="user"), False),
+        (ops.Chmod("c", 0o700, caller="user"), False),
+        (ops.Chown("c", 0, 0), True),
+        (ops.Chmod("c", 0o700), True),
+    ):
+        model = engine(UNIONFS_VARIANTS)(stack, Options())
+        model.apply(op)
+        assert model.upper is not None
+        assert ({p for p, _ in walk(model.upper)} == {"c", "c/a"}) is copied, op
+        assert (not model.upper.entries) is not copied, op
