@@ -393,23 +393,12 @@ def _extras_all(
 
 
 def rule_shadowed_by_non_dir(diff: Divergence, path: str, ctx: StepContext) -> bool:
-    """A name found past a non-directory (``_shadowed``): listed, shown, or acted on, by
-    the step's paths or the name the operand's final symlink leads to (unionfs-fuse: chmod
-    of a symlink to b/a, which only a branch past the file b holds: EROFS read-only, the
-    kernel ENOENT). At the operand of a step the driver refused, the driver shows the
-    object a lower layer holds there past the non-directory, where the model made its
-    own (symlink b/b: EEXIST, b/b the lower file)."""
     model = ctx.model
     if diff.field == "outcome":
         listed = _extras_all(diff, ctx, _shadowed)
         if listed is not None:
             return listed
-        followed = _followed_name(model, ctx.op)
-        return any(_shadowed(model, p) for p in ctx.paths) or (
-            followed is not None and _shadowed(model, followed)
-        )
-    if path in ctx.paths and _shows_shadowed(ctx, path):
-        return True
+        return any(_shadowed(model, p) for p in ctx.paths)
     if diff.field == "exists":
         return diff.expected is None and _shadowed(model, path)
     if diff.field == "nlink" and ctx.actual_view is not None:
@@ -420,6 +409,18 @@ def rule_shadowed_by_non_dir(diff: Divergence, path: str, ctx: StepContext) -> b
             if child.rpartition("/")[0] == path
         )
     return False
+
+
+def rule_past_non_dir_followed(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """unionfs-fuse: the name the operand's final symlink leads to is found past a
+    non-directory (chmod of b/b -> a, where only a branch past the FIFO b holds b/a:
+    EROFS read-only, the kernel ENOENT); or, at the operand of a step the driver refused,
+    the driver shows the object a lower layer holds there past the non-directory, where
+    the model made its own (symlink b/b: EEXIST, b/b the lower file)."""
+    if diff.field == "outcome":
+        followed = _followed_name(ctx.model, ctx.op)
+        return followed is not None and _shadowed(ctx.model, followed)
+    return path in ctx.paths and _shows_shadowed(ctx, path)
 
 
 def _followed_name(model: Overlay, op: ops.Op | None) -> str | None:
@@ -1867,6 +1868,7 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "lower-hardlink-nlink-names-seen": rule_nlink_names_seen,
     "exchange-dir-with-non-dir": rule_exchange_dir_with_non_dir,
     "shadowed-by-non-dir": rule_shadowed_by_non_dir,
+    "past-non-dir-followed": rule_past_non_dir_followed,
     "lower-markers-ignored": rule_lower_markers_ignored,
     "operand-lower-marker": rule_operand_lower_marker,
     "operand-shadowed": rule_operand_shadowed,
