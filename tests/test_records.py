@@ -2045,3 +2045,65 @@ def test_a_refused_chown_or_chmod_of_a_lower_directory_copies_no_tree() -> None:
         assert model.upper is not None
         assert ({p for p, _ in walk(model.upper)} == {"c", "c/a"}) is copied, op
         assert (not model.upper.entries) is not copied, op
+
+
+def test_a_removed_name_comes_back_after_a_chmod_through_a_symlink_to_its_directory() -> None:
+    """dir-copy-up-removed-name-back through a final symlink (found by certify --budget
+    standard, descriptors): a/c/c removed, chmod of c -> a copies a's tree and a/c/c shows
+    again; not a name below another directory than the one the symlink leads to."""
+    from reference.view import EntryView
+
+    stack = StackSpec(
+        (
+            LayerSpec(
+                (
+                    ("a", DirSpec()),
+                    ("a/c", DirSpec()),
+                    ("a/c/c", SymlinkSpec("a")),
+                    ("c", SymlinkSpec("a")),
+                    ("d", DirSpec()),
+                    ("d/c", SymlinkSpec("a")),
+                    ("e", SymlinkSpec("d")),
+                )
+            ),
+        )
+    )
+    back = EntryView(kind="symlink", mode=0o777, uid=0, gid=0, nlink=1, target="a")
+    chmod = ops.Chmod("c", 0o644)
+    removed = [ops.Unlink("a/c/c")]
+    shows = ("a/c/c", "exists", None, back)
+    assert _accounted_showing(stack, chmod, [shows], {"a/c/c": (back, 9)}, removed) == {
+        "dir-copy-up-removed-name-back"
+    }
+    elsewhere = ops.Chmod("e", 0o644)
+    assert not _accounted_showing(stack, elsewhere, [shows], {"a/c/c": (back, 9)}, removed)
+
+
+def test_a_rename_refused_at_a_name_past_a_non_directory_keeps_its_source() -> None:
+    """dir-merges-past-non-dir at a refused rename (found by certify --budget standard, the
+    machine): rename of the directory b to c/b, where c/b is a lower symlink past the file
+    c, gives ENOTDIR and b stays; not another name's difference at that step, nor a
+    source shown as another kind."""
+    from reference.outcome import Err, Ok
+    from reference.view import EntryView
+
+    past = StackSpec(
+        (
+            LayerSpec((("c", DirSpec()),)),
+            LayerSpec((("c", FileSpec(b"")),)),
+            LayerSpec((("c", DirSpec()), ("c/b", SymlinkSpec("a")))),
+            LayerSpec((("a", DirSpec()), ("b", DirSpec()))),
+        )
+    )
+    rename = ops.Rename("b", "c/b", "")
+    kept = EntryView(kind="dir", mode=0o755, uid=0, gid=0, nlink=1)
+    refused = ("b", "outcome", (Ok(None), Err("EXDEV")), Err("ENOTDIR"))
+    found = [refused, ("b", "exists", None, kept)]
+    got = _accounted_showing(past, rename, found, {"b": (kept, 5)}, outcome=Err("ENOTDIR"))
+    assert got == {"dir-merges-past-non-dir"}
+    beside = [refused, ("a", "mode", 0o755, 0o700)]
+    shown = {"b": (kept, 5), "a": (attrs.evolve(kept, mode=0o700), 6)}
+    assert not _accounted_showing(past, rename, beside, shown, outcome=Err("ENOTDIR"))
+    fifo = EntryView(kind="fifo", mode=0o644, uid=0, gid=0, nlink=1)
+    other = [refused, ("b", "exists", None, fifo)]
+    assert not _accounted_showing(past, rename, other, {"b": (fifo, 5)}, outcome=Err("ENOTDIR"))

@@ -416,11 +416,27 @@ def rule_past_non_dir_followed(diff: Divergence, path: str, ctx: StepContext) ->
     non-directory (chmod of b/b -> a, where only a branch past the FIFO b holds b/a:
     EROFS read-only, the kernel ENOENT); or, at the operand of a step the driver refused,
     the driver shows the object a lower layer holds there past the non-directory, where
-    the model made its own (symlink b/b: EEXIST, b/b the lower file)."""
+    the model made its own (symlink b/b: EEXIST, b/b the lower file), or still shows
+    the step's source (``_refused_source_kept``)."""
     if diff.field == "outcome":
         followed = _followed_name(ctx.model, ctx.op)
         return followed is not None and _shadowed(ctx.model, followed)
-    return path in ctx.paths and _shows_shadowed(ctx, path)
+    if path not in ctx.paths:
+        return False
+    return _shows_shadowed(ctx, path) or _refused_source_kept(ctx, path)
+
+
+def _refused_source_kept(ctx: StepContext, path: str) -> bool:
+    """The step was refused for another of its paths, a name found past a non-directory
+    (rename of the directory b to c/b, c/b a lower symlink past the file c: ENOTDIR), and
+    the driver still shows its first path, ``path``, as the object it was before."""
+    target = ctx.target
+    shown = ctx.actual_view.entries.get(path) if ctx.actual_view is not None else None
+    if shown is None or target is None or not isinstance(ctx.actual_outcome, Err):
+        return False
+    if path != operands(ctx.op)[0] or shown.kind != target.kind:
+        return False
+    return any(p != path and _shadowed(ctx.model, p) for p in ctx.paths)
 
 
 def _followed_name(model: Overlay, op: ops.Op | None) -> str | None:
@@ -1612,12 +1628,15 @@ def rule_removed_name_back_in_copied_dir(diff: Divergence, path: str, ctx: StepC
     branch copies the lower branch's tree without its own hide marks, so a name removed
     below it shows again: ``path`` is below the operand, the model has nothing reachable
     there, the driver shows an object, and a lower branch holds an object of that kind at
-    ``path`` (the removed one). (utimensat: rpodgorny/unionfs-fuse v1.0 src/unionfs.c
-    unionfs_utimens -> find_rw_branch_cow -> cow_cp -> copy_directory.)"""
+    ``path`` (the removed one). The operand may be a symlink to the directory (the kernel
+    follows it and asks for the directory). (utimensat: rpodgorny/unionfs-fuse v1.0
+    src/unionfs.c unionfs_utimens -> find_rw_branch_cow -> cow_cp -> copy_directory.)"""
     op = ctx.op
-    if not isinstance(op, ops.Chmod | ops.Chown | ops.Utimens) or not path.startswith(
-        op.path + "/"
-    ):
+    if not isinstance(op, ops.Chmod | ops.Chown | ops.Utimens):
+        return False
+    # through a final symlink: the directory it leads to (chmod of c -> a copies a)
+    directory = _followed_name(ctx.model, op) or op.path
+    if not path.startswith(directory + "/"):
         return False
     return _removed_name_shown(path, ctx, lower_at=path)
 
