@@ -2082,8 +2082,8 @@ def test_a_removed_name_comes_back_after_a_chmod_through_a_symlink_to_its_direct
 def test_a_rename_refused_at_a_name_past_a_non_directory_keeps_its_source() -> None:
     """dir-merges-past-non-dir at a refused rename (found by certify --budget standard, the
     machine): rename of the directory b to c/b, where c/b is a lower symlink past the file
-    c, gives ENOTDIR and b stays; not another name's difference at that step, nor a
-    source shown as another kind."""
+    c, gives ENOTDIR, b stays and c keeps its mtime; not another name's difference at that
+    step, and (at a refused create) not an object of another kind than the lower one."""
     from reference.outcome import Err, Ok
     from reference.view import EntryView
 
@@ -2104,6 +2104,19 @@ def test_a_rename_refused_at_a_name_past_a_non_directory_keeps_its_source() -> N
     beside = [refused, ("a", "mode", 0o755, 0o700)]
     shown = {"b": (kept, 5), "a": (attrs.evolve(kept, mode=0o700), 6)}
     assert not _accounted_showing(past, rename, beside, shown, outcome=Err("ENOTDIR"))
+    pinned = ("c", "mtime", "changed", "unchanged (1000000000123456789)")
+    both = [*found, pinned]
+    got = _accounted_showing(past, rename, both, {"b": (kept, 5)}, outcome=Err("ENOTDIR"))
+    assert got == {"dir-merges-past-non-dir"}
+    # (the view at a refused create is the narrower rule's: the lower object's kind only)
+    made = StackSpec(
+        (
+            LayerSpec((("b", DirSpec()),)),
+            LayerSpec((("b", FileSpec(b"")),)),
+            LayerSpec((("b", DirSpec()), ("b/b", FileSpec(b"")))),
+        )
+    )
     fifo = EntryView(kind="fifo", mode=0o644, uid=0, gid=0, nlink=1)
-    other = [refused, ("b", "exists", None, fifo)]
-    assert not _accounted_showing(past, rename, other, {"b": (fifo, 5)}, outcome=Err("ENOTDIR"))
+    other = [("b/b", "outcome", (Ok(None),), Err("EEXIST")), ("b/b", "kind", "symlink", "fifo")]
+    symlink = ops.Symlink("a", "b/b")
+    assert not _accounted_showing(made, symlink, other, {"b/b": (fifo, 5)}, outcome=Err("EEXIST"))

@@ -416,27 +416,13 @@ def rule_past_non_dir_followed(diff: Divergence, path: str, ctx: StepContext) ->
     non-directory (chmod of b/b -> a, where only a branch past the FIFO b holds b/a:
     EROFS read-only, the kernel ENOENT); or, at the operand of a step the driver refused,
     the driver shows the object a lower layer holds there past the non-directory, where
-    the model made its own (symlink b/b: EEXIST, b/b the lower file), or still shows
-    the step's source (``_refused_source_kept``)."""
+    the model made its own (symlink b/b: EEXIST, b/b the lower file)."""
     if diff.field == "outcome":
         followed = _followed_name(ctx.model, ctx.op)
         return followed is not None and _shadowed(ctx.model, followed)
     if path not in ctx.paths:
         return False
-    return _shows_shadowed(ctx, path) or _refused_source_kept(ctx, path)
-
-
-def _refused_source_kept(ctx: StepContext, path: str) -> bool:
-    """The step was refused for another of its paths, a name found past a non-directory
-    (rename of the directory b to c/b, c/b a lower symlink past the file c: ENOTDIR), and
-    the driver still shows its first path, ``path``, as the object it was before."""
-    target = ctx.target
-    shown = ctx.actual_view.entries.get(path) if ctx.actual_view is not None else None
-    if shown is None or target is None or not isinstance(ctx.actual_outcome, Err):
-        return False
-    if path != operands(ctx.op)[0] or shown.kind != target.kind:
-        return False
-    return any(p != path and _shadowed(ctx.model, p) for p in ctx.paths)
+    return _shows_shadowed(ctx, path)
 
 
 def _followed_name(model: Overlay, op: ops.Op | None) -> str | None:
