@@ -2120,3 +2120,36 @@ def test_a_rename_refused_at_a_name_past_a_non_directory_keeps_its_source() -> N
     other = [("b/b", "outcome", (Ok(None),), Err("EEXIST")), ("b/b", "kind", "symlink", "fifo")]
     symlink = ops.Symlink("a", "b/b")
     assert not _accounted_showing(made, symlink, other, {"b/b": (fifo, 5)}, outcome=Err("EEXIST"))
+
+
+def test_a_rename_onto_a_hidden_name_shows_what_the_lower_holds_below_it() -> None:
+    """rename-dst-unhides-lower (found by certify --budget standard, file-rename): a
+    renamed away (its lower hidden), b renamed to a: a shows the lower a/b. Not a name no
+    lower holds, not one below the source, not at a step that is no rename."""
+    from conformance.lockstep.compare import Divergence
+    from reference.view import EntryView, View
+
+    stack = StackSpec(
+        (
+            LayerSpec((("b", DirSpec()), ("d", DirSpec()))),
+            LayerSpec((("a", DirSpec()), ("a/b", SymlinkSpec("a")))),
+        )
+    )
+    link = EntryView(kind="symlink", mode=0o777, uid=0, gid=0, nlink=1, target="a")
+
+    def accounted(op: ops.Op, where: str) -> set[str]:
+        model = engine(UNIONFS_VARIANTS)(stack, Options())
+        model.apply(ops.Rename("a", "c", ""))
+        target = records.subject(model, op)
+        model.apply(op)
+        view = View({where: link}, {where: 9})
+        context = records.StepContext(op, target, model, view, None)
+        found = [Divergence(where, "exists", None, link)]
+        matched = records.match(imitations.records_of("unionfs-fuse"), found, context)
+        return set() if matched.unmatched else set(matched.by_record)
+
+    onto = ops.Rename("b", "a", "")
+    assert accounted(onto, "a/b") == {"rename-dst-unhides-lower"}
+    assert not accounted(onto, "a/z")
+    assert not accounted(ops.Rename("d", "e", ""), "a/b")
+    assert not accounted(ops.Mkdir("a", 0o755), "a/b")

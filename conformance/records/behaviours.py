@@ -1609,6 +1609,19 @@ def _removed_name_shown(path: str, ctx: StepContext, lower_at: str) -> bool:
     return lower is not None and lower.kind.value == ctx.actual_view.entries[path].kind
 
 
+def rule_hidden_lower_back_at_rename_dst(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """unionfs-fuse: a rename onto a name whose lower object is hidden (renamed or removed
+    away) deletes its hide mark (rpodgorny/unionfs-fuse v1.0 src/unionfs.c unionfs_rename:
+    remove_hidden(to, i) after the rename), so what the lower branches hold below that
+    name shows inside the renamed object: ``path`` is below the destination, the model has
+    nothing reachable there, the driver shows an object, and a lower branch holds an object
+    of that kind at ``path``."""
+    op = ctx.op
+    if not isinstance(op, ops.Rename) or op.flags or not path.startswith(op.dst + "/"):
+        return False
+    return _removed_name_shown(path, ctx, lower_at=path)
+
+
 def rule_removed_name_back_in_copied_dir(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """unionfs-fuse: chmod, chown or utimensat of a directory that is not in the upper
     branch copies the lower branch's tree without its own hide marks, so a name removed
@@ -1901,6 +1914,7 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "renamed-from-lower-marker": rule_renamed_from_lower_marker,
     # --- unionfs-fuse, uf (issue 15 follow-up) ---
     "removed-name-back-in-copied-dir": rule_removed_name_back_in_copied_dir,
+    "hidden-lower-back-at-rename-dst": rule_hidden_lower_back_at_rename_dst,
     "parent-of-removed": rule_parent_of_removed,
     "stale-other-name": rule_stale_other_name,
     "stale-size-read": rule_stale_size_read,
