@@ -2153,3 +2153,35 @@ def test_a_rename_onto_a_hidden_name_shows_what_the_lower_holds_below_it() -> No
     assert not accounted(onto, "a/z")
     assert not accounted(ops.Rename("d", "e", ""), "a/b")
     assert not accounted(ops.Mkdir("a", 0o755), "a/b")
+
+
+def test_a_rename_onto_a_name_past_a_non_directory_makes_its_parents_from_that_branch() -> None:
+    """rename-dst-past-non-dir-parents (found by certify --budget standard, the machine):
+    c is L0's directory of group 1000 over L1's file c; L2's c/b is found past it, so the
+    rename b -> c/b copies it up first and c takes L2's group 0. Not a group no branch
+    holding c/b gives c, not another field, not where c/b is no such name."""
+    from reference.view import EntryView
+
+    past = StackSpec(
+        (
+            LayerSpec((("c", DirSpec(gid=1000)),)),
+            LayerSpec((("c", FileSpec(b"")),)),
+            LayerSpec((("b", SymlinkSpec("a")), ("c", DirSpec()), ("c/b", SymlinkSpec("a")))),
+        )
+    )
+    rename = ops.Rename("b", "c/b", "")
+    shown = EntryView(kind="dir", mode=0o755, uid=0, gid=0, nlink=1)
+    group = ("c", "gid", 1000, 0)
+    assert _accounted_showing(past, rename, [group], {"c": (shown, 4)}) == {
+        "rename-dst-past-non-dir-parents"
+    }
+    other = attrs.evolve(shown, gid=5)
+    assert not _accounted_showing(past, rename, [("c", "gid", 1000, 5)], {"c": (other, 4)})
+    assert not _accounted_showing(past, rename, [("c", "uid", 0, 7)], {"c": (shown, 4)})
+    merged = StackSpec(
+        (
+            LayerSpec((("c", DirSpec(gid=1000)),)),
+            LayerSpec((("b", SymlinkSpec("a")), ("c", DirSpec()), ("c/b", SymlinkSpec("a")))),
+        )
+    )
+    assert not _accounted_showing(merged, rename, [group], {"c": (shown, 4)})

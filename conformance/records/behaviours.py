@@ -1622,6 +1622,28 @@ def rule_hidden_lower_back_at_rename_dst(diff: Divergence, path: str, ctx: StepC
     return _removed_name_shown(path, ctx, lower_at=path)
 
 
+def rule_dst_parents_from_its_branch(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """unionfs-fuse: a rename onto a name found past a non-directory copies that name up
+    first (src/unionfs.c unionfs_rename -> findbranch.c find_rw_branch_cutlast ->
+    find_rw_branch_cow(to) -> cow_cp, whose path_create_cutlast makes the directories from
+    the branch the name was found in): ``path`` is a directory above the destination, a
+    shadowed name, and shows the mode, owner or group that directory has in a lower
+    branch holding the destination."""
+    op = ctx.op
+    if not isinstance(op, ops.Rename) or diff.field not in ("mode", "uid", "gid"):
+        return False
+    if not path or not op.dst.startswith(path + "/") or not _shadowed(ctx.model, op.dst):
+        return False
+    return any(
+        at_dst is not None
+        and (directory := entry_at(root, path)) is not None
+        and directory.is_dir
+        and getattr(directory, diff.field) == diff.actual
+        for root in ctx.model.lowers
+        for at_dst in [entry_at(root, op.dst)]
+    )
+
+
 def rule_removed_name_back_in_copied_dir(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """unionfs-fuse: chmod, chown or utimensat of a directory that is not in the upper
     branch copies the lower branch's tree without its own hide marks, so a name removed
@@ -1915,6 +1937,7 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     # --- unionfs-fuse, uf (issue 15 follow-up) ---
     "removed-name-back-in-copied-dir": rule_removed_name_back_in_copied_dir,
     "hidden-lower-back-at-rename-dst": rule_hidden_lower_back_at_rename_dst,
+    "dst-parents-from-its-branch": rule_dst_parents_from_its_branch,
     "parent-of-removed": rule_parent_of_removed,
     "stale-other-name": rule_stale_other_name,
     "stale-size-read": rule_stale_size_read,
