@@ -2185,3 +2185,37 @@ def test_a_rename_onto_a_name_past_a_non_directory_makes_its_parents_from_that_b
         )
     )
     assert not _accounted_showing(merged, rename, [group], {"c": (shown, 4)})
+
+
+def test_sgid_kept_only_without_group_execute_at_the_written_file() -> None:
+    """sgid-kept-without-group-exec (found by certify --budget standard, the machine): a
+    truncate by uid 1000 of its file of mode 2745, group 0, keeps S_ISGID on unionfs-fuse.
+    Not S_ISGID kept where the group may execute (FUSE clears that one), not S_ISUID, not
+    another file's mode."""
+    from reference.view import EntryView
+
+    stack = StackSpec(
+        (
+            LayerSpec(
+                (
+                    ("c", FileSpec(b"", mode=0o2745, uid=1000, gid=0)),
+                    ("x", FileSpec(b"", mode=0o6755, uid=1000, gid=0)),
+                    ("d", FileSpec(b"", mode=0o2745, uid=1000, gid=0)),
+                )
+            ),
+        )
+    )
+    entry = EntryView(kind="file", mode=0o2745, uid=1000, gid=0, nlink=1)
+    cut = ops.Truncate("c", 0, caller="user")
+    kept = ("c", "mode", 0o745, 0o2745)
+    assert _accounted_showing(stack, cut, [kept], {"c": (entry, 3)}) == {
+        "sgid-kept-without-group-exec"
+    }
+    execute = attrs.evolve(entry, mode=0o6755)
+    both = ("x", "mode", 0o755, 0o2755)
+    cut_x = ops.Truncate("x", 0, caller="user")
+    assert not _accounted_showing(stack, cut_x, [both], {"x": (execute, 4)})
+    setuid = ("x", "mode", 0o755, 0o4755)
+    assert not _accounted_showing(stack, cut_x, [setuid], {"x": (execute, 4)})
+    other = ("d", "mode", 0o745, 0o2745)
+    assert not _accounted_showing(stack, cut, [other], {"d": (entry, 5)})

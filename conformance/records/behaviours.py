@@ -1819,6 +1819,21 @@ def rule_setid_kept(diff: Divergence, path: str, ctx: StepContext) -> bool:
     return shown != mode and shown & ~0o6000 == mode and shown & 0o6000 != 0
 
 
+def rule_sgid_kept_without_group_exec(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """FUSE without handle_killpriv (unionfs-fuse): a write or truncate by a caller
+    without CAP_FSETID clears S_ISGID only when the group may execute (linux
+    fs/fuse/dir.c fuse_setattr: ``(i_mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP)``),
+    where the kernel also clears it for a caller outside the file's group (fs/attr.c
+    setattr_should_drop_sgid): the mode shown is the expected one with S_ISGID, without
+    group execute, at the step's target."""
+    shown, mode = diff.actual, diff.expected
+    if diff.field != "mode" or not isinstance(shown, int) or not isinstance(mode, int):
+        return False
+    if path not in ctx.paths:
+        return False
+    return shown == mode | 0o2000 and not mode & 0o2000 and not shown & 0o010
+
+
 def rule_same_file_rename_checked(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """unionfs-fuse (libfuse 2 gives each path its own node): a rename of one name of a file
     onto another name of it gets the VFS's permission checks, which the kernel skips for
@@ -1938,6 +1953,7 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "removed-name-back-in-copied-dir": rule_removed_name_back_in_copied_dir,
     "hidden-lower-back-at-rename-dst": rule_hidden_lower_back_at_rename_dst,
     "dst-parents-from-its-branch": rule_dst_parents_from_its_branch,
+    "sgid-kept-without-group-exec": rule_sgid_kept_without_group_exec,
     "parent-of-removed": rule_parent_of_removed,
     "stale-other-name": rule_stale_other_name,
     "stale-size-read": rule_stale_size_read,
