@@ -28,7 +28,7 @@ from reference.lookup import Node
 from reference.options import Options
 from reference.overlay import Overlay
 from reference.paths import FsError, Resolved
-from reference.permissions import may_link
+from reference.permissions import chmod_mode, may_chown, may_link
 
 
 @attrs.frozen
@@ -350,20 +350,44 @@ class MetadataCopyUpCopiesTree(Overlay):
     """unionfs-fuse: chmod, chown or utimensat of a directory that is not in the upper branch copies
     its whole tree up (cow of a directory is a recursive copy; observed: the files, FIFOs,
     symlinks and subdirectories below it are all in the upper branch afterwards), so the
-    names below show new inode numbers. The kernel copies up the directory alone."""
+    names below show new inode numbers. The kernel copies up the directory alone.
 
-    def _copy_dir_tree_first(self, path: str) -> None:
+    "Not in the upper branch" is unionfs-fuse's upper branch: a directory the model made
+    upper only for a removal below it (parents-from-source-branch: the removal's mark went
+    to .unionfs-fuse/, no directory was made) is copied with its tree too (checked by
+    hand: touch L0/b; mkdir L0/c; ln -s a L0/c/a; ln -s a L0/c/c; rm M/c/a; touch -h -d
+    @1000000000 M/c: U holds c/a and c/c; rpodgorny/unionfs-fuse v1.0 src/unionfs.c
+    unionfs_utimens -> findbranch.c find_rw_branch_cow -> cow.c cow_cp -> copy_directory,
+    which copies what the branch's directory holds, removed names too)."""
+
+    def _not_in_upper_branch(self, node: Node) -> bool:
+        unmade: set[str] = getattr(self, "_unmade", set())
+        return node.is_dir and (node.upper is None or node.path in unmade)
+
+    def _copy_dir_tree_first(self, path: str, allowed: Callable[[Node], object]) -> None:
+        """Copy the tree before the operation (its copy-up then finds the directory made,
+        with the copy's time), once the operation's own checks pass (``allowed`` raises
+        what they give): a chown or chmod that is refused copies nothing (checked by hand:
+        chown 0:0 or chmod of a lower directory by uid 1000 gives EPERM on both, U stays
+        empty; unionfs-fuse v1.0 src/unionfs.c main mounts with default_permissions, so
+        the kernel's setattr_prepare refuses before any request reaches unionfs_chown)."""
         node = self._existing(path, follow=True)
-        if node.is_dir and node.upper is None and self.upper is not None:
+        if self._not_in_upper_branch(node) and self.upper is not None:
+            self.writable()
+            allowed(node)
             _hit(self, "metadata-copy-up-copies-tree")
             DirRenameCopiesTree._copy_tree(self, node)  # type: ignore[arg-type]
 
     def _op_chmod(self, op: ops.Chmod) -> None:
-        self._copy_dir_tree_first(op.path)
+        self._copy_dir_tree_first(
+            op.path, lambda node: chmod_mode(self.caller, self.meta(node), op.mode & 0o7777)
+        )
         super()._op_chmod(op)
 
     def _op_chown(self, op: ops.Chown) -> None:
-        self._copy_dir_tree_first(op.path)
+        self._copy_dir_tree_first(
+            op.path, lambda node: may_chown(self.caller, self.meta(node), op.uid, op.gid)
+        )
         super()._op_chown(op)
 
     def _op_utimens(self, op: ops.Utimens) -> None:
@@ -375,7 +399,7 @@ class MetadataCopyUpCopiesTree(Overlay):
         if not (op.atime == ops.UTIME_OMIT and op.mtime == ops.UTIME_OMIT):
             with contextlib.suppress(FsError):
                 before = self._existing(op.path, follow=op.follow)
-        fresh = before is not None and before.is_dir and before.upper is None
+        fresh = before is not None and self._not_in_upper_branch(before)
         super()._op_utimens(op)
         if fresh and self.upper is not None:
             node = self._existing(op.path, follow=op.follow)

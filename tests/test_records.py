@@ -1888,3 +1888,356 @@ def test_an_rmdir_of_a_lower_opaque_directory_fails_where_it_hides_something() -
         stack = StackSpec((opaque, below))
         got = _accounted("unionfs-fuse", stack, ops.Rmdir("b"), refused)
         assert ("lower-markers-ignored" in got) is seen, below
+
+
+# --- unionfs-fuse items of certify, session of 2026-12-05 (uf3) ----------------------------
+
+
+def test_a_loop_of_lower_symlinks_is_not_a_lower_marker() -> None:
+    """lower-markers-ignored follows a lower symlink to see whether it leads through a
+    marker; a loop of lower symlinks (a -> b, b -> a; found by certify: a -> a/../b beside
+    b -> a) leads through none, and is followed once (it once recursed without end)."""
+    stack = StackSpec(
+        (LayerSpec((("a", SymlinkSpec("b")), ("b", SymlinkSpec("x/../a")), ("f", FileSpec(b"")))),)
+    )
+    wrong = ("a", "mode", 0o777, 0o700)
+    assert not _accounted("unionfs-fuse", stack, ops.Stat("a", False), [wrong])
+    assert not _accounted("unionfs-fuse", stack, ops.Truncate("f", 1), [wrong])
+
+
+UNIONFS_VARIANTS = (
+    "dir-nlink-one",
+    "inode-of-top-branch",
+    "dir-rename-copies-tree",
+    "rename-flags-einval",
+    "metadata-copy-up-copies-tree",
+    "parents-from-source-branch",
+)
+
+
+def test_utimensat_of_a_directory_a_removal_left_in_place_copies_its_tree() -> None:
+    """metadata-copy-up-copies-tree: unionfs-fuse writes a removal's mark in .unionfs-fuse/
+    and makes no directory (parents-from-source-branch), so a utimensat or chmod of the
+    directory afterwards copies its tree (c/c in the upper branch, a tree copy's inode);
+    not once a creation below it made the directory."""
+    from reference.variants import tree_copies
+
+    stack = StackSpec(
+        (
+            LayerSpec(
+                (
+                    ("c", DirSpec()),
+                    ("c/a", SymlinkSpec("a")),
+                    ("c/c", SymlinkSpec("a")),
+                )
+            ),
+        )
+    )
+    pinned = 1_000_000_000_123_456_789
+    for last in (ops.Utimens("c", pinned, pinned, False), ops.Chmod("c", 0o700)):
+        for before, copied in (
+            ([ops.Unlink("c/a")], True),
+            ([ops.Mkfifo("c/x", 0o644), ops.Unlink("c/a")], False),
+        ):
+            model = engine(UNIONFS_VARIANTS)(stack, Options())
+            for op in before:
+                model.apply(op)
+            model.apply(last)
+            assert model.upper is not None
+            made = {p for p, _ in walk(model.upper)}
+            assert ("c/c" in made) is copied, (last, before)
+            assert bool(tree_copies(model)) is copied, (last, before)
+
+
+def test_a_removed_name_comes_back_after_a_utimensat_of_its_directory() -> None:
+    """dir-copy-up-removed-name-back at utimensat (found by certify, the machine): c/a
+    removed, utimensat of c shows c/a again as the lower symlink; not after a utimensat
+    of another directory, nor a name no lower holds."""
+    from reference.view import EntryView
+
+    stack = StackSpec(
+        (
+            LayerSpec(
+                (("c", DirSpec()), ("c/a", SymlinkSpec("a")), ("c/c", SymlinkSpec("a")),
+                 ("d", DirSpec()))
+            ),
+        )
+    )
+    removed = [ops.Unlink("c/a")]
+    back = EntryView(kind="symlink", mode=0o777, uid=0, gid=0, nlink=1, target="a")
+    shows = ("c/a", "exists", None, back)
+    pinned = 1_000_000_000_123_456_789
+    touch = ops.Utimens("c", pinned, pinned, False)
+    assert _accounted_showing(stack, touch, [shows], {"c/a": (back, 9)}, removed) == {
+        "dir-copy-up-removed-name-back"
+    }
+    elsewhere = ops.Utimens("d", pinned, pinned, False)
+    assert not _accounted_showing(stack, elsewhere, [shows], {"c/a": (back, 9)}, removed)
+    other = ("c/z", "exists", None, back)
+    assert not _accounted_showing(stack, touch, [other], {"c/z": (back, 9)}, removed)
+
+
+def test_a_lower_symlink_merged_as_directory_shows_at_layer_interchange() -> None:
+    """symlink-merged-as-directory at layer interchange (found by certify, ro): layers with
+    c a directory above c a symlink to "." show c/c on unionfs-fuse (the symlink's own
+    branch, listed through it); the kernel shows c empty. A name beside no such symlink
+    is not it."""
+    from conformance.lockstep.compare import Divergence
+    from reference.view import EntryView, View
+
+    stack = StackSpec(
+        (LayerSpec((("c", DirSpec()), ("d", DirSpec()))), LayerSpec((("c", SymlinkSpec(".")),)))
+    )
+    model = Overlay(stack, Options(read_only=True))
+    link = EntryView(kind="symlink", mode=0o777, uid=0, gid=0, nlink=1, target=".")
+    known = tuple(
+        r for r in imitations.records_of("unionfs-fuse") if "layer-interchange" in r.features
+    )
+
+    def accounted(where: str) -> set[str]:
+        context = records.StepContext(None, None, model, View({where: link}, {where: 3}))
+        matched = records.match(known, [Divergence(where, "exists", None, link)], context)
+        return set() if matched.unmatched else set(matched.by_record)
+
+    assert accounted("c/c") == {"symlink-merged-as-directory"}
+    assert not accounted("d/c")
+
+
+def test_a_name_past_a_non_directory_counts_through_a_final_symlink_and_a_refused_create() -> None:
+    """dir-merges-past-non-dir (found by certify, metadata/ro and times): chmod of a
+    symlink b/b -> a where b/a lies past the FIFO b of a middle layer gives EROFS, not
+    ENOENT; symlink b/b where b/b lies past the file b gives EEXIST and the view shows
+    the lower file. Not a symlink to a name no layer holds, not a stat that does not
+    follow it, not a refused create where the driver shows something else."""
+    from reference.outcome import Err, Ok
+    from reference.view import EntryView
+
+    stack = StackSpec(
+        (
+            LayerSpec((("b", DirSpec()), ("b/b", SymlinkSpec("a")), ("b/c", SymlinkSpec("z")))),
+            LayerSpec((("b", FifoSpec()),)),
+            LayerSpec((("b", DirSpec()), ("b/a", FileSpec(b"")), ("b/z", DirSpec()))),
+        )
+    )
+    refused = ("b/b", "outcome", (Err("ENOENT"),), Err("EROFS"))
+    chmod = ops.Chmod("b/b", 0o644)
+    got = _accounted_showing(stack, chmod, [refused], {}, outcome=Err("EROFS"))
+    assert got == {"dir-merges-past-non-dir"}
+    plain = StackSpec((LayerSpec((("b", DirSpec()), ("b/b", SymlinkSpec("a")))),))
+    assert not _accounted_showing(plain, chmod, [refused], {}, outcome=Err("EROFS"))
+    stat = ops.Stat("b/b", False)
+    seen = ("b/b", "outcome", (Ok(None),), Err("EROFS"))
+    assert not _accounted_showing(stack, stat, [seen], {}, outcome=Err("EROFS"))
+
+    made = StackSpec(
+        (
+            LayerSpec((("b", DirSpec()), ("c", DirSpec()))),
+            LayerSpec((("b", FileSpec(b"")),)),
+            LayerSpec((("b", DirSpec()), ("b/b", FileSpec(b"")))),
+        )
+    )
+    lower = EntryView(kind="file", mode=0o644, uid=0, gid=0, nlink=1)
+    symlink = ops.Symlink("a", "b/b")
+    eexist = ("b/b", "outcome", (Ok(None),), Err("EEXIST"))
+    shown = [eexist, ("b/b", "kind", "symlink", "file"), ("b/b", "mode", 0o777, 0o644)]
+    got = _accounted_showing(made, symlink, shown, {"b/b": (lower, 7)}, outcome=Err("EEXIST"))
+    assert got == {"dir-merges-past-non-dir"}
+    fifo = EntryView(kind="fifo", mode=0o644, uid=0, gid=0, nlink=1)
+    other = [eexist, ("b/b", "kind", "symlink", "fifo")]
+    assert not _accounted_showing(made, symlink, other, {"b/b": (fifo, 7)}, outcome=Err("EEXIST"))
+    elsewhere = ops.Symlink("a", "c/b")
+    moved = [("c/b", "outcome", (Ok(None),), Err("EEXIST")), ("c/b", "kind", "symlink", "file")]
+    shows = {"c/b": (lower, 7)}
+    assert not _accounted_showing(made, elsewhere, moved, shows, outcome=Err("EEXIST"))
+
+
+def test_a_refused_chown_or_chmod_of_a_lower_directory_copies_no_tree() -> None:
+    """metadata-copy-up-copies-tree after the operation's own checks (found by certify, the
+    machine): chown 0:0 or chmod of a lower directory by uid 1000 gives EPERM and copies
+    nothing (unionfs-fuse and the kernel, by hand); by root it copies the tree."""
+    stack = StackSpec((LayerSpec((("c", DirSpec()), ("c/a", FileSpec(b"")))),))
+    for op, copied in (
+        (ops.Chown("c", 0, 0, caller="user"), False),
+        (ops.Chmod("c", 0o700, caller="user"), False),
+        (ops.Chown("c", 0, 0), True),
+        (ops.Chmod("c", 0o700), True),
+    ):
+        model = engine(UNIONFS_VARIANTS)(stack, Options())
+        model.apply(op)
+        assert model.upper is not None
+        assert ({p for p, _ in walk(model.upper)} == {"c", "c/a"}) is copied, op
+        assert (not model.upper.entries) is not copied, op
+
+
+def test_a_removed_name_comes_back_after_a_chmod_through_a_symlink_to_its_directory() -> None:
+    """dir-copy-up-removed-name-back through a final symlink (found by certify --budget
+    standard, descriptors): a/c/c removed, chmod of c -> a copies a's tree and a/c/c shows
+    again; not a name below another directory than the one the symlink leads to."""
+    from reference.view import EntryView
+
+    stack = StackSpec(
+        (
+            LayerSpec(
+                (
+                    ("a", DirSpec()),
+                    ("a/c", DirSpec()),
+                    ("a/c/c", SymlinkSpec("a")),
+                    ("c", SymlinkSpec("a")),
+                    ("d", DirSpec()),
+                    ("d/c", SymlinkSpec("a")),
+                    ("e", SymlinkSpec("d")),
+                )
+            ),
+        )
+    )
+    back = EntryView(kind="symlink", mode=0o777, uid=0, gid=0, nlink=1, target="a")
+    chmod = ops.Chmod("c", 0o644)
+    removed = [ops.Unlink("a/c/c")]
+    shows = ("a/c/c", "exists", None, back)
+    assert _accounted_showing(stack, chmod, [shows], {"a/c/c": (back, 9)}, removed) == {
+        "dir-copy-up-removed-name-back"
+    }
+    elsewhere = ops.Chmod("e", 0o644)
+    assert not _accounted_showing(stack, elsewhere, [shows], {"a/c/c": (back, 9)}, removed)
+
+
+def test_a_rename_refused_at_a_name_past_a_non_directory_keeps_its_source() -> None:
+    """dir-merges-past-non-dir at a refused rename (found by certify --budget standard, the
+    machine): rename of the directory b to c/b, where c/b is a lower symlink past the file
+    c, gives ENOTDIR, b stays and c keeps its mtime; not another name's difference at that
+    step, and (at a refused create) not an object of another kind than the lower one."""
+    from reference.outcome import Err, Ok
+    from reference.view import EntryView
+
+    past = StackSpec(
+        (
+            LayerSpec((("c", DirSpec()),)),
+            LayerSpec((("c", FileSpec(b"")),)),
+            LayerSpec((("c", DirSpec()), ("c/b", SymlinkSpec("a")))),
+            LayerSpec((("a", DirSpec()), ("b", DirSpec()))),
+        )
+    )
+    rename = ops.Rename("b", "c/b", "")
+    kept = EntryView(kind="dir", mode=0o755, uid=0, gid=0, nlink=1)
+    refused = ("b", "outcome", (Ok(None), Err("EXDEV")), Err("ENOTDIR"))
+    found = [refused, ("b", "exists", None, kept)]
+    got = _accounted_showing(past, rename, found, {"b": (kept, 5)}, outcome=Err("ENOTDIR"))
+    assert got == {"dir-merges-past-non-dir"}
+    beside = [refused, ("a", "mode", 0o755, 0o700)]
+    shown = {"b": (kept, 5), "a": (attrs.evolve(kept, mode=0o700), 6)}
+    assert not _accounted_showing(past, rename, beside, shown, outcome=Err("ENOTDIR"))
+    pinned = ("c", "mtime", "changed", "unchanged (1000000000123456789)")
+    both = [*found, pinned]
+    got = _accounted_showing(past, rename, both, {"b": (kept, 5)}, outcome=Err("ENOTDIR"))
+    assert got == {"dir-merges-past-non-dir"}
+    # (the view at a refused create is the narrower rule's: the lower object's kind only)
+    made = StackSpec(
+        (
+            LayerSpec((("b", DirSpec()),)),
+            LayerSpec((("b", FileSpec(b"")),)),
+            LayerSpec((("b", DirSpec()), ("b/b", FileSpec(b"")))),
+        )
+    )
+    fifo = EntryView(kind="fifo", mode=0o644, uid=0, gid=0, nlink=1)
+    other = [("b/b", "outcome", (Ok(None),), Err("EEXIST")), ("b/b", "kind", "symlink", "fifo")]
+    symlink = ops.Symlink("a", "b/b")
+    assert not _accounted_showing(made, symlink, other, {"b/b": (fifo, 5)}, outcome=Err("EEXIST"))
+
+
+def test_a_rename_onto_a_hidden_name_shows_what_the_lower_holds_below_it() -> None:
+    """rename-dst-unhides-lower (found by certify --budget standard, file-rename): a
+    renamed away (its lower hidden), b renamed to a: a shows the lower a/b. Not a name no
+    lower holds, not one below the source, not at a step that is no rename."""
+    from conformance.lockstep.compare import Divergence
+    from reference.view import EntryView, View
+
+    stack = StackSpec(
+        (
+            LayerSpec((("b", DirSpec()), ("d", DirSpec()))),
+            LayerSpec((("a", DirSpec()), ("a/b", SymlinkSpec("a")))),
+        )
+    )
+    link = EntryView(kind="symlink", mode=0o777, uid=0, gid=0, nlink=1, target="a")
+
+    def accounted(op: ops.Op, where: str) -> set[str]:
+        model = engine(UNIONFS_VARIANTS)(stack, Options())
+        model.apply(ops.Rename("a", "c", ""))
+        target = records.subject(model, op)
+        model.apply(op)
+        view = View({where: link}, {where: 9})
+        context = records.StepContext(op, target, model, view, None)
+        found = [Divergence(where, "exists", None, link)]
+        matched = records.match(imitations.records_of("unionfs-fuse"), found, context)
+        return set() if matched.unmatched else set(matched.by_record)
+
+    onto = ops.Rename("b", "a", "")
+    assert accounted(onto, "a/b") == {"rename-dst-unhides-lower"}
+    assert not accounted(onto, "a/z")
+    assert not accounted(ops.Rename("d", "e", ""), "a/b")
+    assert not accounted(ops.Mkdir("a", 0o755), "a/b")
+
+
+def test_a_rename_onto_a_name_past_a_non_directory_makes_its_parents_from_that_branch() -> None:
+    """rename-dst-past-non-dir-parents (found by certify --budget standard, the machine):
+    c is L0's directory of group 1000 over L1's file c; L2's c/b is found past it, so the
+    rename b -> c/b copies it up first and c takes L2's group 0. Not a group no branch
+    holding c/b gives c, not another field, not where c/b is no such name."""
+    from reference.view import EntryView
+
+    past = StackSpec(
+        (
+            LayerSpec((("c", DirSpec(gid=1000)),)),
+            LayerSpec((("c", FileSpec(b"")),)),
+            LayerSpec((("b", SymlinkSpec("a")), ("c", DirSpec()), ("c/b", SymlinkSpec("a")))),
+        )
+    )
+    rename = ops.Rename("b", "c/b", "")
+    shown = EntryView(kind="dir", mode=0o755, uid=0, gid=0, nlink=1)
+    group = ("c", "gid", 1000, 0)
+    assert _accounted_showing(past, rename, [group], {"c": (shown, 4)}) == {
+        "rename-dst-past-non-dir-parents"
+    }
+    other = attrs.evolve(shown, gid=5)
+    assert not _accounted_showing(past, rename, [("c", "gid", 1000, 5)], {"c": (other, 4)})
+    assert not _accounted_showing(past, rename, [("c", "uid", 0, 7)], {"c": (shown, 4)})
+    merged = StackSpec(
+        (
+            LayerSpec((("c", DirSpec(gid=1000)),)),
+            LayerSpec((("b", SymlinkSpec("a")), ("c", DirSpec()), ("c/b", SymlinkSpec("a")))),
+        )
+    )
+    assert not _accounted_showing(merged, rename, [group], {"c": (shown, 4)})
+
+
+def test_sgid_kept_only_without_group_execute_at_the_written_file() -> None:
+    """sgid-kept-without-group-exec (found by certify --budget standard, the machine): a
+    truncate by uid 1000 of its file of mode 2745, group 0, keeps S_ISGID on unionfs-fuse.
+    Not S_ISGID kept where the group may execute (FUSE clears that one), not S_ISUID, not
+    another file's mode."""
+    from reference.view import EntryView
+
+    stack = StackSpec(
+        (
+            LayerSpec(
+                (
+                    ("c", FileSpec(b"", mode=0o2745, uid=1000, gid=0)),
+                    ("x", FileSpec(b"", mode=0o6755, uid=1000, gid=0)),
+                    ("d", FileSpec(b"", mode=0o2745, uid=1000, gid=0)),
+                )
+            ),
+        )
+    )
+    entry = EntryView(kind="file", mode=0o2745, uid=1000, gid=0, nlink=1)
+    cut = ops.Truncate("c", 0, caller="user")
+    kept = ("c", "mode", 0o745, 0o2745)
+    assert _accounted_showing(stack, cut, [kept], {"c": (entry, 3)}) == {
+        "sgid-kept-without-group-exec"
+    }
+    execute = attrs.evolve(entry, mode=0o6755)
+    both = ("x", "mode", 0o755, 0o2755)
+    cut_x = ops.Truncate("x", 0, caller="user")
+    assert not _accounted_showing(stack, cut_x, [both], {"x": (execute, 4)})
+    setuid = ("x", "mode", 0o755, 0o4755)
+    assert not _accounted_showing(stack, cut_x, [setuid], {"x": (execute, 4)})
+    other = ("d", "mode", 0o745, 0o2745)
+    assert not _accounted_showing(stack, cut, [other], {"d": (entry, 5)})

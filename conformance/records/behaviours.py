@@ -411,10 +411,55 @@ def rule_shadowed_by_non_dir(diff: Divergence, path: str, ctx: StepContext) -> b
     return False
 
 
-def _lower_marker(model: Overlay, path: str) -> bool:
+def rule_past_non_dir_followed(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """unionfs-fuse: the name the operand's final symlink leads to is found past a
+    non-directory (chmod of b/b -> a, where only a branch past the FIFO b holds b/a:
+    EROFS read-only, the kernel ENOENT); or, at the operand of a step the driver refused,
+    the driver shows the object a lower layer holds there past the non-directory, where
+    the model made its own (symlink b/b: EEXIST, b/b the lower file)."""
+    if diff.field == "outcome":
+        followed = _followed_name(ctx.model, ctx.op)
+        return followed is not None and _shadowed(ctx.model, followed)
+    if path not in ctx.paths:
+        return False
+    return _shows_shadowed(ctx, path)
+
+
+def _followed_name(model: Overlay, op: ops.Op | None) -> str | None:
+    """The name the final symlink of ``op``'s first path leads to in the model (an object
+    or, for a dangling symlink, the name it names), for an operation that follows it."""
+    paths = operands(op) if op is not None else ()
+    if not paths or getattr(op, "follow", True) is False:
+        return None
+    try:
+        node = model.resolve(paths[0], follow=False).node
+        if node is None or node.kind is not Kind.SYMLINK:
+            return None
+        reached = model.resolve(paths[0], follow=True)
+    except Exception:  # a path the model refuses (a loop): no name
+        return None
+    if reached.node is not None:
+        return reached.node.path
+    return _join(reached.parent.path, reached.name) if reached.parent is not None else None
+
+
+def _shows_shadowed(ctx: StepContext, path: str) -> bool:
+    """The step was refused and the driver shows at ``path``, a name found past a
+    non-directory, an object of the kind a lower layer holds there."""
+    shown = ctx.actual_view.entries.get(path) if ctx.actual_view is not None else None
+    if shown is None or not isinstance(ctx.actual_outcome, Err):
+        return False
+    if not _shadowed(ctx.model, path):
+        return False
+    lower = _lower_objects(ctx.model, path)
+    return any(o is not None and o.kind.value == shown.kind for o in lower)
+
+
+def _lower_marker(model: Overlay, path: str, seen: frozenset[str] = frozenset()) -> bool:
     """``path`` is, or lies below, a whiteout of a lower layer; or it lies below a lower
     layer's opaque directory where a layer further down has an object on the way to it
-    (what the marker hides shows); or it is a lower symlink whose target is such a path."""
+    (what the marker hides shows); or it is a lower symlink whose target is such a path
+    (``seen``: the symlinks already followed, so a loop of lower symlinks ends)."""
     prefixes = _prefixes(path)
     for depth, prefix in enumerate(prefixes):
         objects = _lower_objects(model, prefix)
@@ -426,13 +471,21 @@ def _lower_marker(model: Overlay, path: str) -> bool:
             for longer in prefixes[depth + 1 :]:
                 if any(x is not None for x in _lower_objects(model, longer)[i + 1 :]):
                     return True
+    if path in seen:
+        return False
     for o in _lower_objects(model, path):
-        if o is not None and o.kind is Kind.SYMLINK and _through_marker(model, path, o.target):
+        if (
+            o is not None
+            and o.kind is Kind.SYMLINK
+            and _through_marker(model, path, o.target, seen | {path})
+        ):
             return True
     return False
 
 
-def _through_marker(model: Overlay, path: str, target: str) -> bool:
+def _through_marker(
+    model: Overlay, path: str, target: str, seen: frozenset[str] = frozenset()
+) -> bool:
     """The symlink at ``path`` to ``target`` is followed through a lower marker (each
     component as the walk meets it, before any ``..`` is applied)."""
     base = "" if target.startswith("/") else path.rpartition("/")[0]
@@ -451,7 +504,7 @@ def _through_marker(model: Overlay, path: str, target: str) -> bool:
         ):
             return True
     final = "/".join(stack)
-    return final != path and _lower_marker(model, final)
+    return final != path and _lower_marker(model, final, seen)
 
 
 def rule_lower_markers_ignored(diff: Divergence, path: str, ctx: StepContext) -> bool:
@@ -1566,14 +1619,55 @@ def _removed_name_shown(path: str, ctx: StepContext, lower_at: str) -> bool:
     return lower is not None and lower.kind.value == ctx.actual_view.entries[path].kind
 
 
-def rule_removed_name_back_in_copied_dir(diff: Divergence, path: str, ctx: StepContext) -> bool:
-    """unionfs-fuse: chmod or chown of a directory that is not in the upper branch copies
-    the lower branch's tree without its own hide marks, so a name removed below it shows
-    again: ``path`` is below the operand, the model has nothing reachable there, the driver
-    shows an object, and a lower branch holds an object of that kind at ``path`` (the
-    removed one)."""
+def rule_hidden_lower_back_at_rename_dst(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """unionfs-fuse: a rename onto a name whose lower object is hidden (renamed or removed
+    away) deletes its hide mark (rpodgorny/unionfs-fuse v1.0 src/unionfs.c unionfs_rename:
+    remove_hidden(to, i) after the rename), so what the lower branches hold below that
+    name shows inside the renamed object: ``path`` is below the destination, the model has
+    nothing reachable there, the driver shows an object, and a lower branch holds an object
+    of that kind at ``path``."""
     op = ctx.op
-    if not isinstance(op, ops.Chmod | ops.Chown) or not path.startswith(op.path + "/"):
+    if not isinstance(op, ops.Rename) or op.flags or not path.startswith(op.dst + "/"):
+        return False
+    return _removed_name_shown(path, ctx, lower_at=path)
+
+
+def rule_dst_parents_from_its_branch(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """unionfs-fuse: a rename onto a name found past a non-directory copies that name up
+    first (src/unionfs.c unionfs_rename -> findbranch.c find_rw_branch_cutlast ->
+    find_rw_branch_cow(to) -> cow_cp, whose path_create_cutlast makes the directories from
+    the branch the name was found in): ``path`` is a directory above the destination, a
+    shadowed name, and shows the mode, owner or group that directory has in a lower
+    branch holding the destination."""
+    op = ctx.op
+    if not isinstance(op, ops.Rename) or diff.field not in ("mode", "uid", "gid"):
+        return False
+    if not path or not op.dst.startswith(path + "/") or not _shadowed(ctx.model, op.dst):
+        return False
+    return any(
+        at_dst is not None
+        and (directory := entry_at(root, path)) is not None
+        and directory.is_dir
+        and getattr(directory, diff.field) == diff.actual
+        for root in ctx.model.lowers
+        for at_dst in [entry_at(root, op.dst)]
+    )
+
+
+def rule_removed_name_back_in_copied_dir(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """unionfs-fuse: chmod, chown or utimensat of a directory that is not in the upper
+    branch copies the lower branch's tree without its own hide marks, so a name removed
+    below it shows again: ``path`` is below the operand, the model has nothing reachable
+    there, the driver shows an object, and a lower branch holds an object of that kind at
+    ``path`` (the removed one). The operand may be a symlink to the directory (the kernel
+    follows it and asks for the directory). (utimensat: rpodgorny/unionfs-fuse v1.0
+    src/unionfs.c unionfs_utimens -> find_rw_branch_cow -> cow_cp -> copy_directory.)"""
+    op = ctx.op
+    if not isinstance(op, ops.Chmod | ops.Chown | ops.Utimens):
+        return False
+    # through a final symlink: the directory it leads to (chmod of c -> a copies a)
+    directory = _followed_name(ctx.model, op) or op.path
+    if not path.startswith(directory + "/"):
         return False
     return _removed_name_shown(path, ctx, lower_at=path)
 
@@ -1735,6 +1829,21 @@ def rule_setid_kept(diff: Divergence, path: str, ctx: StepContext) -> bool:
     return shown != mode and shown & ~0o6000 == mode and shown & 0o6000 != 0
 
 
+def rule_sgid_kept_without_group_exec(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """FUSE without handle_killpriv (unionfs-fuse): a write or truncate by a caller
+    without CAP_FSETID clears S_ISGID only when the group may execute (linux
+    fs/fuse/dir.c fuse_setattr: ``(i_mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP)``),
+    where the kernel also clears it for a caller outside the file's group (fs/attr.c
+    setattr_should_drop_sgid): the mode shown is the expected one with S_ISGID, without
+    group execute, at the step's target."""
+    shown, mode = diff.actual, diff.expected
+    if diff.field != "mode" or not isinstance(shown, int) or not isinstance(mode, int):
+        return False
+    if path not in ctx.paths:
+        return False
+    return shown == mode | 0o2000 and not mode & 0o2000 and not shown & 0o010
+
+
 def rule_same_file_rename_checked(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """unionfs-fuse (libfuse 2 gives each path its own node): a rename of one name of a file
     onto another name of it gets the VFS's permission checks, which the kernel skips for
@@ -1824,6 +1933,7 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "lower-hardlink-nlink-names-seen": rule_nlink_names_seen,
     "exchange-dir-with-non-dir": rule_exchange_dir_with_non_dir,
     "shadowed-by-non-dir": rule_shadowed_by_non_dir,
+    "past-non-dir-followed": rule_past_non_dir_followed,
     "lower-markers-ignored": rule_lower_markers_ignored,
     "operand-lower-marker": rule_operand_lower_marker,
     "operand-shadowed": rule_operand_shadowed,
@@ -1851,6 +1961,9 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "renamed-from-lower-marker": rule_renamed_from_lower_marker,
     # --- unionfs-fuse, uf (issue 15 follow-up) ---
     "removed-name-back-in-copied-dir": rule_removed_name_back_in_copied_dir,
+    "hidden-lower-back-at-rename-dst": rule_hidden_lower_back_at_rename_dst,
+    "dst-parents-from-its-branch": rule_dst_parents_from_its_branch,
+    "sgid-kept-without-group-exec": rule_sgid_kept_without_group_exec,
     "parent-of-removed": rule_parent_of_removed,
     "stale-other-name": rule_stale_other_name,
     "stale-size-read": rule_stale_size_read,
