@@ -1866,3 +1866,115 @@ def test_an_rmdir_of_a_lower_opaque_directory_fails_where_it_hides_something() -
         stack = StackSpec((opaque, below))
         got = _accounted("unionfs-fuse", stack, ops.Rmdir("b"), refused)
         assert ("lower-markers-ignored" in got) is seen, below
+
+
+# --- fo5 (session of 2026-12-05): what README command 1 still reported on fuse-overlayfs ---
+
+
+def test_created_then_chowned_takes_the_upper_mode_of_a_new_fifo_the_mount_does_not_list() -> None:
+    """created-then-chowned: a FIFO made over an upper ``.wh.a`` FIFO (which fuse-overlayfs
+    removes as the whiteout of a) is not listed (wh-file-names) while U/a lost S_ISUID (by
+    hand, fo5: U/a 755, the kernel 4755): the upper mode alone is it; another bit lost
+    there, or the same at an existing FIFO, is not."""
+    stack = StackSpec((LayerSpec((("b", FileSpec(b"")),)),))
+    made = [ops.Mkfifo(".wh.a", 0o644)]
+    fifo = ops.Mkfifo("a", 0o4755)
+    hidden = [(".wh.a", "exists", True, None), ("a", "exists", True, None)]
+    lost = [*hidden, ("upper:a", "mode", 0o4755, 0o755)]
+    assert _accounted("fuse-overlayfs", stack, fifo, lost, made) == {
+        "wh-file-names", "created-then-chowned"
+    }
+    assert not _accounted("fuse-overlayfs", stack, fifo, [("upper:a", "mode", 0o4755, 0o744)])
+    existing = StackSpec((LayerSpec((("a", FifoSpec(mode=0o4755)),)),))
+    chmod = ops.Chmod("a", 0o4755)
+    assert not _accounted("fuse-overlayfs", existing, chmod, [("upper:a", "mode", 0o4755, 0o755)])
+
+
+def test_setgid_parent_ignored_takes_the_mode_alone_of_a_dir_made_in_a_root_group_dir() -> None:
+    """setgid-parent-ignored: mkdir in a set-group-ID directory of root's group differs in
+    the mode alone (no S_ISGID; by hand, fo5: the kernel 2755, fuse-overlayfs 755, over a
+    whiteout or not); not in a directory without the bit, not another bit lost, not a
+    FIFO's mode."""
+    from reference.layer import SymlinkSpec
+
+    stack = StackSpec((LayerSpec((("a", DirSpec()), ("a/a", SymlinkSpec("a")))),))
+    before = [ops.Unlink("a/a"), ops.Chmod("a", 0o2755)]
+    mkdir = ops.Mkdir("a/a", 0o755)
+    lost = [("a/a", "mode", 0o2755, 0o755), ("upper:a/a", "mode", 0o2755, 0o755)]
+    assert _accounted("fuse-overlayfs", stack, mkdir, lost, before) == {"setgid-parent-ignored"}
+    assert _accounted("fuse-overlayfs", stack, ops.Mkdir("a/b", 0o755), [
+        ("a/b", "mode", 0o2755, 0o755)], before) == {"setgid-parent-ignored"}
+    plain = [("a/a", "mode", 0o755, 0o700)]
+    assert not _accounted("fuse-overlayfs", stack, mkdir, plain, before[:1])
+    assert not _accounted("fuse-overlayfs", stack, mkdir, [("a/a", "mode", 0o2755, 0o2700)],
+                          before)
+    fifo = ops.Mkfifo("a/a", 0o2745)
+    assert not _accounted("fuse-overlayfs", stack, fifo, [("a/a", "mode", 0o2745, 0o745)], before)
+
+
+def test_wh_file_names_takes_a_loop_of_symlinks_through_a_hidden_name() -> None:
+    """wh-file-names: listxattr of b -> a where a -> a and L0 holds ``.wh.a/`` gives ENOENT
+    on fuse-overlayfs (a hidden), ELOOP on the kernel (by hand, fo5); a loop of symlinks
+    nothing hides (c -> d -> c: ELOOP on both), or another error there, is not that."""
+    from reference.outcome import Err
+
+    stack = StackSpec(
+        (
+            LayerSpec(
+                (
+                    (".wh.a", DirSpec()), ("a", SymlinkSpec("a")), ("b", SymlinkSpec("a")),
+                    ("c", SymlinkSpec("d")), ("d", SymlinkSpec("c")),
+                    ("e", SymlinkSpec("./x/../a")),
+                )
+            ),
+        )
+    )
+    hidden = [("b", "outcome", (Err("ELOOP"),), Err("ENOENT"))]
+    assert _accounted("fuse-overlayfs", stack, ops.ListXattr("b"), hidden) == {"wh-file-names"}
+    dotted = [("e", "outcome", (Err("ELOOP"),), Err("ENOENT"))]
+    assert _accounted("fuse-overlayfs", stack, ops.ListXattr("e"), dotted) == {"wh-file-names"}
+    looped = [("c", "outcome", (Err("ELOOP"),), Err("ENOENT"))]
+    assert not _accounted("fuse-overlayfs", stack, ops.ListXattr("c"), looped)
+    assert records._lexical_hop("x/y/l", "../../../a/./b") == "a/b"
+    assert records._lexical_hop("x/l", "/a") == "a"
+
+
+def test_sibling_copied_up_only_takes_the_name_the_reader_shows_from_the_lower() -> None:
+    """interchange-one-inode-writer-view: fuse-overlayfs truncating c, a lower hardlink of
+    b, copies up b (the name its node was made for; by hand, fo5): the kernel on the
+    written layers shows c with the lower's data and b with the writer's, though the
+    reference copies up c. Not when no other name shows the writer's data, nor data that
+    is not the lower file's, nor a file of one name."""
+    from conformance.lockstep.compare import Divergence
+    from conformance.lockstep.interchange import _reader_model
+    from reference.layer import HardlinkSpec
+    from reference.view import EntryView, View
+
+    stack = StackSpec((LayerSpec((("b", FileSpec(b"x")), ("c", HardlinkSpec("b")))),))
+    truncate = ops.Truncate("c", 0)
+    known = tuple(
+        r for r in imitations.records_of("fuse-overlayfs") if "layer-interchange" in r.features
+    )
+    empty = EntryView(kind="file", mode=0o644, uid=0, gid=0, nlink=1, data=b"")
+    lower = EntryView(kind="file", mode=0o644, uid=0, gid=0, nlink=2, data=b"x")
+
+    def accounted(options: Options, shown: dict, diff: tuple) -> set[str]:
+        model = _reader_model(stack, [truncate], options)
+        view = View(shown, {name: n for n, name in enumerate(shown)})
+        context = records.StepContext(None, None, model, view, None)
+        matched = records.match(known, [Divergence(*diff)], context)
+        return set() if matched.unmatched else set(matched.by_record)
+
+    found = ("c", "data", b"", b"x")
+    for options in (Options(), Options(read_only=True)):
+        assert accounted(options, {"b": empty, "c": lower}, found) == {
+            "interchange-one-inode-writer-view"
+        }
+        assert not accounted(options, {"b": lower, "c": lower}, found)
+        assert not accounted(options, {"b": empty, "c": lower}, ("c", "data", b"", b"y"))
+        assert not accounted(options, {"b": empty, "c": lower}, ("c", "mtime", 1, 2))
+    single = StackSpec((LayerSpec((("c", FileSpec(b"x")), ("b", FileSpec(b"")))),))
+    model = _reader_model(single, [truncate], Options())
+    view = View({"b": empty, "c": lower}, {"b": 1, "c": 2})
+    context = records.StepContext(None, None, model, view, None)
+    assert records.match(known, [Divergence(*found)], context).unmatched

@@ -1118,7 +1118,9 @@ def rule_wh_file_names(diff: Divergence, path: str, ctx: StepContext) -> bool:
     object it leads to, the directories on the way) and, in whether they exist and their
     link counts, the names beside it and its other names; in the outcome of a listing,
     removal or rename of a directory that holds one, and in whether it and the names in
-    it exist and its link count; or is an entry missing below a name such a directory's
+    it exist and its link count; in the outcome of a step on a symlink the model cannot
+    follow (a loop) whose chain reaches one (:func:`_hops_of_unresolved_symlink`); or is
+    an entry missing below a name such a directory's
     listing left out (:func:`_below_unlisted`). Anything else at a name beside one (its
     data, mode, owner...) is not it: lookups and attributes are the driver's usual ones."""
     model = ctx.model
@@ -1129,7 +1131,7 @@ def rule_wh_file_names(diff: Divergence, path: str, ctx: StepContext) -> bool:
             _wh_file_name(model, p)
             or (isinstance(ctx.op, _WH_DIR_STEPS) and _holds_wh(model, p))
             for p in ctx.paths
-        )
+        ) or any(_wh_file_name(model, p) for p in _hops_of_unresolved_symlink(ctx))
     named = [p for p in ctx.paths if _wh_file_name(model, p)]
     counted = diff.field in _WH_DIR_FIELDS
     if named and (
@@ -1145,6 +1147,43 @@ def rule_wh_file_names(diff: Divergence, path: str, ctx: StepContext) -> bool:
         or (counted and (_holds_wh(model, path) or _holds_wh(model, _parent(path))))
         or (diff.field == "exists" and diff.actual is None and _below_unlisted(path, ctx))
     )
+
+
+def _hops_of_unresolved_symlink(ctx: StepContext) -> list[str]:
+    """The names the step's first path reaches, hop by hop, when it is a symlink the model
+    cannot follow (a loop: :func:`subject` then adds nothing it leads to): fuse-overlayfs
+    stops at a hop it hides (``mkdir L0/.wh.a; ln -s a L0/a; ln -s a L0/b``: listxattr,
+    stat or getxattr of M/b give ENOENT there, ELOOP on the kernel; by hand, fo5)."""
+    target = ctx.target
+    if target is None or target.kind != "symlink" or target.followed_kind or not ctx.paths:
+        return []
+    hops: list[str] = []
+    current = ctx.paths[0]
+    for _ in range(40):  # (the kernel's MAXSYMLINKS)
+        try:
+            node = ctx.model.resolve(current, follow=False).node
+        except Exception:  # a path the model refuses: the chain ends here
+            break
+        if node is None or node.kind is not Kind.SYMLINK:
+            break
+        current = _lexical_hop(current, ctx.model.meta(node).target)
+        if current in hops:
+            break
+        hops.append(current)
+    return hops
+
+
+def _lexical_hop(link: str, target: str) -> str:
+    """The name a symlink at ``link`` with ``target`` names (relative to its directory;
+    an absolute target from the mount's root), ``.`` and ``..`` taken lexically."""
+    parts = [] if target.startswith("/") else [p for p in _parent(link).split("/") if p]
+    for part in target.split("/"):
+        if part == "..":
+            if parts:
+                parts.pop()
+        elif part not in ("", "."):
+            parts.append(part)
+    return "/".join(parts)
 
 
 def _base(path: str) -> str:
@@ -1641,7 +1680,14 @@ def rule_sibling_copied_up_only(diff: Divergence, path: str, ctx: StepContext) -
     """fuse-overlayfs as a writer (layer interchange): ``path`` is a name of a lower
     hardlink that has no copy in the written upper layer while another name of it has
     one: the writer showed the change through every name (one in-memory inode), a reader
-    shows the lower file at this one."""
+    shows the lower file at this one.
+
+    fuse-overlayfs copies up the name its node was made for (the first it looked up), not
+    always the one the step named (``printf x > L0/b; ln L0/b L0/c``; ``truncate -s 0 M/c``
+    writes U/b; the kernel on the written layers shows b empty, c ``x``; by hand, fo5),
+    while the reference copies up the name named. So ``path`` may have a copy in the
+    model's upper layer too: then the reader shows the lower file's value of the field at
+    it and the writer's value (the difference's expected one) at another of its names."""
     model = ctx.model
     if model.upper is not None:
         upper, originals = model.upper, list(model.lowers)
@@ -1649,13 +1695,36 @@ def rule_sibling_copied_up_only(diff: Divergence, path: str, ctx: StepContext) -
         upper, originals = model.lowers[0], list(model.lowers[1:])  # read-only: on top
     else:
         return False
-    if entry_at(upper, path) is not None:
-        return False
     top = next((o for o in (entry_at(r, path) for r in originals) if o is not None), None)
     if top is None or top.is_dir:
         return False
-    names = [w for root in originals for w, inode in walk(root) if inode.ident == top.ident]
-    return len(set(names)) > 1 and any(entry_at(upper, w) is not None for w in names)
+    names = {w for root in originals for w, inode in walk(root) if inode.ident == top.ident}
+    if len(names) < 2:
+        return False
+    if entry_at(upper, path) is None:
+        return any(entry_at(upper, w) is not None for w in names)
+    return _lower_value_here_written_beside(diff, top, names - {path}, ctx.actual_view)
+
+
+#: The fields of a lower file a reader shows as the lower has them (data, mode, owner).
+_LOWER_FIELDS = ("data", "mode", "uid", "gid")
+
+
+def _lower_value_here_written_beside(
+    diff: Divergence, lower: Inode, others: set[str], shown: View | None
+) -> bool:
+    """The reader shows the ``lower`` file's value of the difference's field (its actual
+    value) where the writer showed another, and at one of ``others`` (the file's other
+    names) the value the writer showed."""
+    if diff.field not in _LOWER_FIELDS or shown is None or diff.actual == diff.expected:
+        return False
+    if getattr(lower, diff.field) != diff.actual:
+        return False
+    return any(
+        (entry := shown.entries.get(name)) is not None
+        and getattr(entry, diff.field, None) == diff.expected
+        for name in others
+    )
 
 
 def rule_other_name_of_target(diff: Divergence, path: str, ctx: StepContext) -> bool:
