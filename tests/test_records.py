@@ -1978,3 +1978,59 @@ def test_sibling_copied_up_only_takes_the_name_the_reader_shows_from_the_lower()
     view = View({"b": empty, "c": lower}, {"b": 1, "c": 2})
     context = records.StepContext(None, None, model, view, None)
     assert records.match(known, [Divergence(*found)], context).unmatched
+
+
+def test_link_name_leaves_whiteout_holds_at_a_removed_link_name_in_a_merged_dir() -> None:
+    """link-name-leaves-whiteout: unlinking or renaming away a name that shares its file
+    with another, in a directory merged with a lower one, may leave a 0/0 whiteout (by
+    hand, fo5: ``touch M/g; ln M/g M/h; rm M/h``); not at a file of one name, not in an
+    opaque directory of the upper layer, not at another path."""
+    from reference.view import DiskEntry
+
+    stack = StackSpec((LayerSpec((("d", DirSpec()),)),))
+    whiteout = DiskEntry(kind="whiteout")
+    linked = [ops.Mkfifo("b", 0o644), ops.Link("b", "a")]
+    left = [("upper:a", "exists", None, whiteout)]
+    for removal in (ops.Unlink("a"), ops.Rename("a", "c")):
+        assert _accounted("fuse-overlayfs", stack, removal, left, linked) == {
+            "link-name-leaves-whiteout"
+        }
+    assert not _accounted("fuse-overlayfs", stack, ops.Unlink("a"), [
+        ("upper:c", "exists", None, whiteout)], linked)
+    alone = [ops.Mkfifo("a", 0o644)]
+    assert not _accounted("fuse-overlayfs", stack, ops.Unlink("a"), left, alone)
+    opaque = [ops.Mkdir("n", 0o755), ops.Mkfifo("n/b", 0o644), ops.Link("n/b", "n/a")]
+    inside = [("upper:n/a", "exists", None, whiteout)]
+    assert not _accounted("fuse-overlayfs", stack, ops.Unlink("n/a"), inside, opaque)
+    in_lower_dir = [ops.Mkfifo("d/b", 0o644), ops.Link("d/b", "d/a")]
+    assert _accounted("fuse-overlayfs", stack, ops.Unlink("d/a"), [
+        ("upper:d/a", "exists", None, whiteout)], in_lower_dir) == {"link-name-leaves-whiteout"}
+
+
+def test_wh_file_names_takes_a_stat_of_a_dir_holding_one_differing_in_its_count() -> None:
+    """wh-file-names: a stat of a directory holding a ``.wh.`` entry counts what the driver
+    shows (``mkdir -p L0/c/.wh.a L0/c/x``: stat M/c 3 on fuse-overlayfs, 4 on the kernel; by
+    hand, fo5); not another field of that stat, not a directory without one."""
+    from reference.outcome import Ok
+
+    stack = StackSpec(
+        (LayerSpec((("c", DirSpec()), ("c/.wh.a", DirSpec()), ("c/x", DirSpec()),
+                    ("e", DirSpec()), ("e/x", DirSpec()))),)
+    )
+    right = ops.StatResult(kind="dir", mode=0o755, uid=0, gid=0, size=0, nlink=4)
+
+    def accounted(path: str, shown: ops.StatResult) -> set[str]:
+        from conformance.lockstep.compare import Divergence
+
+        op = ops.Stat(path, False)
+        model = Overlay(stack, Options())
+        target = records.subject(model, op)
+        model.apply(op)
+        context = records.StepContext(op, target, model, None, Ok(shown))
+        diff = Divergence(path, "outcome", (Ok(right),), Ok(shown))
+        matched = records.match(imitations.records_of("fuse-overlayfs"), [diff], context)
+        return set() if matched.unmatched else set(matched.by_record)
+
+    assert accounted("c", attrs.evolve(right, nlink=3)) == {"wh-file-names"}
+    assert not accounted("c", attrs.evolve(right, nlink=3, mode=0o700))
+    assert not accounted("e", attrs.evolve(right, nlink=3))
