@@ -2034,3 +2034,49 @@ def test_wh_file_names_takes_a_stat_of_a_dir_holding_one_differing_in_its_count(
     assert accounted("c", attrs.evolve(right, nlink=3)) == {"wh-file-names"}
     assert not accounted("c", attrs.evolve(right, nlink=3, mode=0o700))
     assert not accounted("e", attrs.evolve(right, nlink=3))
+
+
+def test_sibling_copied_up_only_takes_a_writer_showing_the_lower_file_again() -> None:
+    """interchange-one-inode-writer-view: fuse-overlayfs removes user.a through b/a, a lower
+    hardlink of a/a, and copies up b/a without it; once a listing looked up a/a, its view
+    shows user.a at b/a again (by hand, fo5), while the kernel on the written layers shows
+    U/b/a (its private origin xattr aside) as the reference does. Not when the reader
+    shows something else there, nor when no other name shows the writer's value."""
+    from conformance.lockstep.compare import Divergence
+    from conformance.lockstep.interchange import _reader_model
+    from reference.layer import HardlinkSpec
+    from reference.view import EntryView, View
+
+    stack = StackSpec(
+        (
+            LayerSpec(
+                (
+                    ("a", DirSpec()), ("a/a", FileSpec(b"", xattrs=(("user.a", b""),))),
+                    ("b", DirSpec()), ("b/a", HardlinkSpec("a/a")),
+                )
+            ),
+        )
+    )
+    removed = ops.RemoveXattr("b/a", "user.a")
+    known = tuple(
+        r for r in imitations.records_of("fuse-overlayfs") if "layer-interchange" in r.features
+    )
+    lower = EntryView(kind="file", mode=0o644, uid=0, gid=0, nlink=1, xattrs=(("user.a", b""),))
+    marker = (("user.fuseoverlayfs.origin", b"b/a\x00"),)
+    copied = attrs.evolve(lower, xattrs=marker)
+
+    def accounted(shown: dict, diff: tuple) -> set[str]:
+        model = _reader_model(stack, [removed], Options(read_only=True))
+        view = View(shown, {name: n for n, name in enumerate(shown)})
+        context = records.StepContext(None, None, model, view, None)
+        matched = records.match(known, [Divergence(*diff)], context)
+        return set() if matched.unmatched else set(matched.by_record)
+
+    stale = ("b/a", "xattrs", lower.xattrs, marker)
+    assert accounted({"a/a": lower, "b/a": copied}, stale) == {
+        "interchange-one-inode-writer-view"
+    }
+    kept = ("b/a", "xattrs", lower.xattrs, (("user.b", b""), *marker))
+    assert not accounted({"a/a": lower, "b/a": copied}, kept)
+    bare = attrs.evolve(lower, xattrs=())
+    assert not accounted({"a/a": bare, "b/a": copied}, stale)

@@ -1732,7 +1732,15 @@ def rule_sibling_copied_up_only(diff: Divergence, path: str, ctx: StepContext) -
     writes U/b; the kernel on the written layers shows b empty, c ``x``; by hand, fo5),
     while the reference copies up the name named. So ``path`` may have a copy in the
     model's upper layer too: then the reader shows the lower file's value of the field at
-    it and the writer's value (the difference's expected one) at another of its names."""
+    it and the writer's value (the difference's expected one) at another of its names.
+
+    Or the writer's view is the stale one: its inode (register_inode, keyed by the lower
+    file's inode number) acts through the name registered last, so once a listing looked
+    up another name, a name changed and copied up shows the lower file again (``setfattr
+    -x user.a M/b/a`` with L0/b/a a link of L0/a/a, then ``ls -R M``: M/b/a shows user.a,
+    U/b/a has none; by hand, fo5). Then the reader shows at ``path`` what the reference
+    shows there (fuse-overlayfs's private markers aside) and, at another name of the file
+    not copied up, the value the writer showed."""
     model = ctx.model
     if model.upper is not None:
         upper, originals = model.upper, list(model.lowers)
@@ -1748,11 +1756,37 @@ def rule_sibling_copied_up_only(diff: Divergence, path: str, ctx: StepContext) -
         return False
     if entry_at(upper, path) is None:
         return any(entry_at(upper, w) is not None for w in names)
-    return _lower_value_here_written_beside(diff, top, names - {path}, ctx.actual_view)
+    others = names - {path}
+    not_copied = {w for w in others if entry_at(upper, w) is None}
+    return _lower_value_here_written_beside(
+        diff, top, others, ctx.actual_view
+    ) or _writer_shows_lower_value(diff, path, not_copied, ctx)
 
 
 #: The fields of a lower file a reader shows as the lower has them (data, mode, owner).
 _LOWER_FIELDS = ("data", "mode", "uid", "gid")
+
+
+def _writer_shows_lower_value(
+    diff: Divergence, path: str, lower_names: set[str], ctx: StepContext
+) -> bool:
+    """The reader shows at ``path`` the reference's value (fuse-overlayfs's private xattrs
+    aside), and at one of ``lower_names`` (names of the file the reference did not copy
+    up) the value the writer showed at ``path``."""
+    shown = ctx.actual_view
+    if diff.field not in (*_LOWER_FIELDS, "xattrs") or shown is None or not lower_names:
+        return False
+    reference = ctx.model.view().entries.get(path)
+    actual = diff.actual
+    if diff.field == "xattrs" and isinstance(actual, tuple):
+        actual = tuple(x for x in actual if not x[0].startswith(PRIVATE_XATTRS))
+    if reference is None or getattr(reference, diff.field) != actual or actual == diff.expected:
+        return False
+    return any(
+        (entry := shown.entries.get(name)) is not None
+        and getattr(entry, diff.field, None) == diff.expected
+        for name in lower_names
+    )
 
 
 def _lower_value_here_written_beside(
