@@ -288,6 +288,10 @@ class Resolved:
     populate: bool = True
     #: An anonymous volume of this container's own (``rm -v`` removes it).
     anonymous: bool = False
+    #: The container holds the volume (``volume rm`` refuses it): from create on, or,
+    #: for a ``--volumes-from`` mount on a profile without
+    #: ``volumes_from_referenced_at_create``, from its first start or cp.
+    referenced: bool = True
 
 
 @attrs.define
@@ -392,8 +396,38 @@ class ContainerWorld:
 
     def _users(self, volume: str) -> list[str]:
         return [
-            c.name for c in self.containers.values() if any(r.volume == volume for r in c.table)
+            c.name
+            for c in self.containers.values()
+            if any(r.volume == volume and r.referenced for r in c.table)
         ]
+
+    def _take_references(self, container: Container) -> None:
+        """A start or cp takes the references the container does not hold yet
+        (:attr:`EngineProfile.volumes_from_referenced_at_create`); a volume removed
+        meanwhile fails it, nothing done ("get <v>: no such volume"). With several such
+        volumes and one missing, docker takes the others' in map order; the model takes
+        none."""
+        waiting = [entry for entry in container.table if not entry.referenced]
+        if any(entry.volume not in self.volumes for entry in waiting):
+            raise EngineError(Why.NO_SUCH_VOLUME)
+        container.table = tuple(attrs.evolve(entry, referenced=True) for entry in container.table)
+
+    def _cp_mount_points(self, container: Container) -> None:
+        """Before a cp, mount the volumes and binds (not the tmpfs mounts) at their
+        targets on the root, a parent before what is in it, making each missing mount
+        point as a start does (:func:`_mount_point`; a read-only one is read-only), when
+        the profile's cp does (:attr:`EngineProfile.cp_makes_mount_points`)."""
+        if not self.profile.cp_makes_mount_points:
+            return
+        mounted: dict[str, tuple[Inode, bool, Tmpfs | None]] = {}
+        plain = [entry for entry in container.table if not isinstance(entry.mount, TmpfsMount)]
+        for entry in sorted(plain, key=lambda entry: entry.mount.target.count("/")):
+            _mount_point(container, ContainerFs(container.root, mounted), entry.mount.target)
+            mounted[entry.mount.target] = (
+                self._tree(container, entry),
+                entry.mount.read_only,
+                None,
+            )
 
     # --- containers -----------------------------------------------------------------------
 
@@ -479,7 +513,12 @@ class ContainerWorld:
                     nocopy = mount.nocopy and not source.mode
                     mount = attrs.evolve(mount, volume=entry.volume, nocopy=nocopy)
                 table.append(
-                    Resolved(mount, entry.volume, populate=self.profile.volumes_from_populates)
+                    Resolved(
+                        mount,
+                        entry.volume,
+                        populate=self.profile.volumes_from_populates,
+                        referenced=self.profile.volumes_from_referenced_at_create,
+                    )
                 )
                 targets.append(mount.target)
         if self.profile.image_volumes is ImageVolumes.ANONYMOUS:
@@ -493,9 +532,11 @@ class ContainerWorld:
     def anonymous_name(self, container: str, target: str) -> str:
         """The model's name of a new anonymous volume: ``<container>.<target>``, then
         ``.2``, ``.3``, ... while an earlier one of that name is still there (a removed
-        container's, kept by ``rm`` without ``-v``)."""
+        container's, kept by ``rm`` without ``-v``) or a container still names it (a
+        ``--volumes-from`` mount of a removed volume)."""
         base = f"{container}.{target}"
-        taken = self.volumes.keys()
+        held = {entry.volume for c in self.containers.values() for entry in c.table}
+        taken = self.volumes.keys() | held
         return next(
             n for n in (base, *(f"{base}.{i}" for i in range(2, len(taken) + 3))) if n not in taken
         )
@@ -609,11 +650,13 @@ class ContainerWorld:
         runs before the runtime), then the runtime's mounts in ``order`` (runc
         mountToRootfs: a target that is not a directory fails the start, a missing one is
         made 0755 with its parents where it is, a tmpfs is mounted fresh for this run;
-        what was made before a failure stays). A read-only tmpfs is writable until every
+        what was made before a failure stays). First the volume references it does not
+        hold yet (:meth:`_take_references`). A read-only tmpfs is writable until every
         mount is made (runc rootfs_linux.go mountPropagate: "Delay mounting the filesystem
         read-only if we need to do further operations on it", remounted in
         finalizeRootfs; found by the machine on docker 20.10: a volume at ``a/d`` under a
         read-only tmpfs at ``a`` started)."""
+        self._take_references(container)
         root = container.root
         for entry in container.table:
             mount = entry.mount
@@ -807,6 +850,18 @@ class ContainerWorld:
         }
         return ContainerFs(container.root, mounts)
 
+    def _cp_prepare(self, name: str) -> Refused | None:
+        """What a cp does before it looks at its path (moby daemon/archive.go: the
+        volumes are mounted first): take the volume references, make the mount points;
+        the refusal if that fails (what was made before stays)."""
+        container = self.containers[name]
+        try:
+            self._take_references(container)
+            self._cp_mount_points(container)
+        except EngineError as failure:
+            return Refused(failure.why.value)
+        return None
+
     def cp_in(self, name: str, path: str, data: bytes) -> Action:
         """``cp`` of a host file (mode 0644) to ``path``: the name is replaced (the tar
         extraction removes an existing non-directory first: moby pkg/archive
@@ -820,6 +875,9 @@ class ContainerWorld:
         mount's target), or at the first write that gets EROFS."""
         if name not in self.containers:
             return _refused(Why.NO_SUCH_CONTAINER)
+        prepared = self._cp_prepare(name)
+        if prepared is not None:
+            return prepared
         fs = self.cp_fs(name)
         parent = path.rpartition("/")[0]
         if parent and not isinstance(first(fs.apply(ops.Stat(parent, follow=True))), Ok):
@@ -854,6 +912,9 @@ class ContainerWorld:
         """``cp`` of the file at ``path`` out of the container: its bytes."""
         if name not in self.containers:
             return _refused(Why.NO_SUCH_CONTAINER)
+        prepared = self._cp_prepare(name)
+        if prepared is not None:
+            return prepared
         found = first(self.cp_fs(name).apply(ops.Read(path)))
         return found.value if isinstance(found, Ok) else _refused(Why.NO_SUCH_PATH)
 

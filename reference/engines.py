@@ -299,6 +299,40 @@ class EngineProfile:
         ),
         kubernetes="kubectl cp runs tar in the container (the write fails: podman's rule)",
     )
+    #: A ``--volumes-from`` mount holds its volume (``volume rm`` and ``rm -v`` refuse it
+    #: or leave it) from ``create`` on. Docker copies the source's mount point with its
+    #: Source set, so the ``volumes.Get`` that takes a reference is skipped (moby
+    #: daemon/volumes.go registerMountPoints); the first start or cp takes it (setupMounts
+    #: lazyInitializeVolume), and fails "get <v>: no such volume" if it was removed. By
+    #: hand, docker 20.10.24 (docs/containers.md): ``create --volumes-from c2:ro``, ``rm
+    #: c2``, ``volume rm`` of c2's volume succeeded, then the holder's start and cp
+    #: failed "no such volume"; after a start or a cp of the holder, ``volume rm`` was
+    #: refused "volume is in use" (found by the machine).
+    volumes_from_referenced_at_create: bool = rule(
+        True,
+        docker=(
+            "moby daemon/volumes.go registerMountPoints (no reference when the Source is set), "
+            "volumes_unix.go lazyInitializeVolume; observed by hand"
+        ),
+        podman="libpod (the volume is one of the container's named volumes at create)",
+        kubernetes="no --volumes-from",
+    )
+    #: ``cp`` (in or out) first mounts the container's volumes and binds at their targets
+    #: on its root in the daemon's namespace, without its tmpfs mounts, making a missing
+    #: mount point and its parents 0755 wherever it is (moby daemon/archive.go ->
+    #: volumes_unix.go mountVolumes: CreateIfNotExists), so a mount point under a tmpfs
+    #: lands in the writable layer, and a never-started container's in its root. By hand,
+    #: docker 20.10.24 (docs/containers.md): a volume at /e/q/s under a tmpfs at /e gave
+    #: ``C /e, A /e/q, A /e/q/s`` after a cp (none after the start alone); a volume at
+    #: /x/y/z in a read-only volume at /x/y: the cp failed "mkdir .../x/y/z: read-only file
+    #: system" leaving ``A /x, A /x/y`` (found by the machine). Podman resolves the path
+    #: into the volume without mounting (libpod/container_copy_linux.go).
+    cp_makes_mount_points: bool = rule(
+        False,
+        docker="moby daemon/archive.go, daemon/volumes_unix.go mountVolumes; observed by hand",
+        podman="libpod/container_copy_linux.go (joins the namespace, or resolves into the volume)",
+        kubernetes="kubectl cp runs tar in the container (nothing mounted)",
+    )
     #: The order of the mounts of one depth at start (:class:`MountOrder`): which of two
     #: failing mounts fails a start, and which mount points the mounts before it made
     #: (they stay in the writable layer, a volume or a host directory).
@@ -340,6 +374,8 @@ DOCKER = EngineProfile(
     commit_keeps_xattrs=False,
     mount_order=MountOrder.VOLUMES_THEN_TMPFS,
     cp_checks_read_only=True,
+    volumes_from_referenced_at_create=False,
+    cp_makes_mount_points=True,
 )
 
 PODMAN = EngineProfile(

@@ -143,6 +143,10 @@ class Overlay:
         layers = (*self.lowers, *self.data_layers)
         return self.upper_image(), tuple(image(root) for root in layers)
 
+    def upper_replaced(self) -> None:
+        """The upper layer was replaced by a driver's (reference/rebuild.py): a variant
+        drops what it kept about the old one's paths."""
+
     def upper_image(self) -> LayerImage | None:
         """The upper layer as the kernel writes it (None when read-only)."""
         return image(self.upper) if self.upper is not None else None

@@ -76,6 +76,7 @@ def rebuild_upper(model: Overlay, image: LayerImage) -> None:
             shared[group] = inode
         parent.entries[name] = inode
     model.upper = root
+    model.upper_replaced()
 
 
 def _lower_at(model: Overlay, path: str, kind: Kind) -> Inode | None:

@@ -259,6 +259,10 @@ class ParentsFromSourceBranch(Overlay):
         #: Upper directories of the model that unionfs-fuse has not made (a removal's).
         self._unmade: set[str] = set()
 
+    def upper_replaced(self) -> None:
+        """The driver's upper has only the directories unionfs-fuse made."""
+        self._unmade.clear()
+
     def _op_unlink(self, op: ops.Unlink) -> None:
         self._removing = True
         try:

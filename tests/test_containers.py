@@ -797,3 +797,126 @@ def test_volumes_from_with_a_mode_drops_nocopy_on_podman() -> None:
         world.create("c2", ContainerSpec(volumes_from=(VolumesFrom("c1", mode),)))
         assert world.start("c2") == Ok(None)
         assert ("x" in world.volume_view("v1").entries) is copied, mode
+
+
+# --- docker's cp makes mount points; --volumes-from references (session of 2026-12-05) -----
+
+
+class WithRule(ReferenceEngine):
+    """A seeded engine fault: ``profile`` with one rule changed (the engine does what
+    the other engine does)."""
+
+    def __init__(self, profile: str, **change: object) -> None:
+        super().__init__(profile)
+        self.change = change
+
+    def start_image(self, image: StackSpec, volumes: tuple[str, ...] = ()) -> None:
+        import attrs
+
+        self.world = ContainerWorld(attrs.evolve(self.profile, **self.change), image, volumes)
+
+
+def test_docker_cp_makes_the_missing_mount_points() -> None:
+    world = _world(DOCKER)
+    world.create("c", ContainerSpec((VolumeMount("x/y", "w"),)))
+    assert world.diff("c") == {}
+    assert world.cp_in("c", "b/new", b"q") == Ok(None)
+    assert {p: world.diff("c")[p] for p in ("x", "x/y")} == {"x": "A", "x/y": "A"}
+    world.create("e", ContainerSpec((TmpfsMount("e"), VolumeMount("e/q/s", "w"))))
+    world.start("e")
+    assert "e/q" not in world.diff("e")
+    assert isinstance(world.cp_out("e", "b/w"), bytes)
+    assert {p: world.diff("e").get(p) for p in ("e", "e/q", "e/q/s")} == {
+        "e": "C",
+        "e/q": "A",
+        "e/q/s": "A",
+    }
+    assert world.containers["e"].tmpfs["e"].root.entries.keys() == {"q"}  # made at start
+
+
+def test_docker_cp_fails_at_a_mount_point_in_a_read_only_volume() -> None:
+    world = _world(DOCKER)
+    spec = ContainerSpec((VolumeMount("x/y", "w", read_only=True), VolumeMount("x/y/z", "r")))
+    world.create("d", spec)
+    assert world.cp_in("d", "b/new", b"q") == Refused("read-only")
+    assert world.diff("d") == {"x": "A", "x/y": "A"}
+
+
+def test_podman_cp_makes_no_mount_points() -> None:
+    world = _world(PODMAN)
+    world.create("c", ContainerSpec((VolumeMount("x/y", "w"),)))
+    assert world.cp_in("c", "b/new", b"q") == Ok(None)
+    assert "x" not in world.diff("c")
+
+
+def test_volumes_from_holds_the_volume_from_create_on_podman_only() -> None:
+    for profile, answer in ((DOCKER, Ok(None)), (PODMAN, Refused("volume-in-use"))):
+        world = _world(profile)
+        world.create("c2", ContainerSpec((VolumeMount("a", "r"),)))
+        world.create("c1", ContainerSpec(volumes_from=(VolumesFrom("c2", "ro"),)))
+        world.remove("c2")
+        assert world.remove_volume("r") == answer, profile.name
+
+
+def test_docker_start_of_a_holder_whose_volume_went_fails() -> None:
+    world = _world(DOCKER)
+    world.create("c2", ContainerSpec((VolumeMount("a", "r"),)))
+    world.create("c1", ContainerSpec(volumes_from=(VolumesFrom("c2", "ro"),)))
+    world.remove("c2")
+    assert world.remove_volume("r") == Ok(None)
+    assert world.start("c1") == Refused("no-such-volume")
+    assert world.cp_in("c1", "b/new", b"q") == Refused("no-such-volume")
+    assert world.cp_out("c1", "b/w") == Refused("no-such-volume")
+    assert world.diff("c1") == {}
+    world.create_volume("r")
+    assert world.start("c1") == Ok(None)
+    assert world.run("c1", ops.Readdir("a")) == {Ok(())}
+    world.stop("c1")
+    assert world.remove_volume("r") == Refused("volume-in-use")
+
+
+def test_docker_cp_takes_the_reference() -> None:
+    world = _world(DOCKER)
+    world.create("c2", ContainerSpec((VolumeMount("a", "r"),)))
+    world.create("c1", ContainerSpec(volumes_from=(VolumesFrom("c2"),)))
+    assert world.cp_out("c1", "b/w") == world.cp_out("c2", "b/w")
+    world.remove("c2", volumes=True)
+    assert world.remove_volume("r") == Refused("volume-in-use")
+
+
+def test_a_new_anonymous_volume_does_not_take_a_name_a_holder_still_names() -> None:
+    world = _world(DOCKER)
+    world.create("c2", ContainerSpec((VolumeMount("a"),)))
+    world.create("c1", ContainerSpec(volumes_from=(VolumesFrom("c2"),)))
+    world.remove("c2", volumes=True)  # docker: c1 does not hold it yet
+    assert "c2.a" not in world.volumes
+    world.create("c2", ContainerSpec((VolumeMount("a"),)))
+    assert "c2.a.2" in world.volumes
+
+
+@pytest.mark.parametrize(
+    ("record_id", "change"),
+    [
+        ("cp-makes-mount-points", {"cp_makes_mount_points": False}),
+        ("volumes-from-held-after-start", {"volumes_from_referenced_at_create": True}),
+    ],
+)
+def test_the_seeded_docker_faults_fail_their_record_and_scenario(
+    record_id: str, change: dict[str, bool]
+) -> None:
+    from conformance.records import engine_records
+
+    record = next(r for r in engine_records.load() if r.id == record_id)
+    engine_records.replay(ReferenceEngine("docker"), record, swapped=False)
+    with pytest.raises(ContainerDiverged):
+        engine_records.replay(WithRule("docker", **change), record, swapped=False)
+    scenario = {s.id: s for s in SCENARIOS}[_SCENARIO_OF[record_id]]
+    run_scenario(ReferenceEngine("docker"), scenario)
+    with pytest.raises(ContainerDiverged):
+        run_scenario(WithRule("docker", **change), scenario)
+
+
+_SCENARIO_OF = {
+    "cp-makes-mount-points": "cp-mount-points",
+    "volumes-from-held-after-start": "volumes-from-reference",
+}

@@ -242,6 +242,26 @@ def test_parents_from_source_branch_makes_a_removals_directories_at_the_next_cre
     assert beside.view().entries["b"].gid == 1000
 
 
+def test_parents_from_source_branch_forgets_the_removals_directories_at_a_rebuild() -> None:
+    """After a resynchronisation the upper layer is the driver's: directories it holds
+    were made by it, and a later creation below them keeps their attributes."""
+    from reference.rebuild import rebuild_upper
+
+    stack = StackSpec(
+        (
+            LayerSpec((("b", DirSpec(gid=1000)),)),
+            LayerSpec((("b", DirSpec()), ("b/a", DirSpec()), ("b/a/c", FileSpec(b"")))),
+        )
+    )
+    model = engine(["parents-from-source-branch"])(stack, Options())
+    model.apply(ops.Unlink("b/a/c"))
+    image = model.upper_image()
+    assert image is not None and image.entries["b"].gid == 1000
+    rebuild_upper(model, image)  # as if the driver had made b and b/a itself
+    model.apply(ops.Write("b/a/c", b"", 0, ("O_CREAT",), 0o644))
+    assert model.view().entries["b"].gid == 1000
+
+
 def test_profiles_and_records_name_known_variants_and_rules(tmp_path) -> None:
     with pytest.raises(DriverProfileError, match="unknown variant 'telepathy'"):
         driver_profile_from_dict({"name": "x", "variants": ["telepathy"]})
@@ -761,6 +781,8 @@ def test_a_step_refused_with_enomem_changed_nothing_only_there() -> None:
     assert not records.match(known, found, refused).unmatched
     done = records.StepContext(rmdir, target, model, None, Ok(None))
     assert records.match(known, found[1:], done).unmatched
+    elsewhere = Divergence("upper:b", "exists", None, model.upper_image().entries["a"])
+    assert list(records.match(known, [*found, elsewhere], refused).unmatched) == [elsewhere]
 
 
 def test_a_needless_whiteout_is_accounted_only_where_a_lower_holds_the_name() -> None:

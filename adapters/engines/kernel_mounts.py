@@ -174,13 +174,15 @@ class KernelMountsEngine(SandboxedDriver):
         model = self._m
         if name not in model.containers:
             return model.cp_in(name, path, data)
-        fs = model.cp_fs(name)
-        target, inner = fs.locate(path)
-        entry = model.mount_at(name, target) if target is not None else None
         writes = model.containers[name].status.value == "running" and (
             not self.profile.cp_checks_read_only
         )
         outcome = model.cp_in(name, path, data)
+        refused = self._cp_mounts(name, outcome)
+        if refused is not None:
+            return refused
+        target, inner = model.cp_fs(name).locate(path)  # the mounts stay where they were
+        entry = model.mount_at(name, target) if target is not None else None
         if outcome == Refused(Why.READ_ONLY.value) and writes:  # the kernel's EROFS
             refused = self._call("cp_in", name, "running", path, data)
             return Ok(None) if refused is None else Refused(refused)
@@ -200,6 +202,9 @@ class KernelMountsEngine(SandboxedDriver):
     def cp_out(self, name: str, path: str) -> bytes | Refused:
         """Read through the same routing (the model's answer on a refusal)."""
         outcome = self._m.cp_out(name, path)
+        refused = self._cp_mounts(name, outcome)
+        if refused is not None:
+            return refused
         if isinstance(outcome, Refused):
             return outcome
         fs = self._m.cp_fs(name)
@@ -212,6 +217,23 @@ class KernelMountsEngine(SandboxedDriver):
         if isinstance(entry.mount, BindMount):
             return self._call("cp_out", name, f"host:{entry.mount.source}", inner)
         return self._call("cp_out", name, "running", path)
+
+    def _cp_mounts(self, name: str, outcome: object) -> Refused | None:
+        """The mounts a cp makes first on the profiles whose cp does
+        (``cp_makes_mount_points``), for real: the real refusal, or the model's when the
+        volume references failed (nothing is mounted then)."""
+        no_volume = Refused(Why.NO_SUCH_VOLUME.value)
+        if outcome == no_volume:
+            return no_volume
+        if not self.profile.cp_makes_mount_points or name not in self._m.containers:
+            return None
+        table = self._m.containers[name].table
+        plain = [e for e in table if not isinstance(e.mount, TmpfsMount)]
+        mounts = [
+            self._mount_spec(e) for e in sorted(plain, key=lambda e: e.mount.target.count("/"))
+        ]
+        failure = self._call("cp_mounts", name, mounts)
+        return Refused(failure) if failure else None
 
     def commit(self, name: str, image: str) -> tuple[tuple[str, Any], ...] | Refused:
         """The real upper directory becomes the image's top layer (the engine rule of
@@ -228,8 +250,8 @@ class KernelMountsEngine(SandboxedDriver):
         before = self._volume_states()
         was_running = model.containers[name].status.value == "running"
         expected = model.start(name)
-        if was_running:
-            return expected
+        if was_running or expected == Refused(Why.NO_SUCH_VOLUME.value):
+            return expected  # a volume reference failed: nothing was done
         self._mirror(name, before)
         container = model.containers[name]
         order = start_order(container.table, self.profile)  # as ContainerWorld.start

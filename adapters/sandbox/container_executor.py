@@ -256,6 +256,37 @@ class ContainerExecutor:
         finally:
             done()
 
+    def do_cp_mounts(self, name: str, mounts: list[dict[str, Any]]) -> str | None:
+        """What docker's cp does first: mount the volumes and binds (``mounts``, a parent
+        first) on the container root seen without its mounts, each missing mount point
+        made 0755 with its parents (moby daemon/volumes_unix.go mountVolumes,
+        CreateIfNotExists), then unmount them. "not-a-directory" or "read-only" when a
+        mount point cannot be made (what was made before stays)."""
+        place, done = self.cp_place(name, "root")
+        made: list[str] = []
+        try:
+            for spec in mounts:
+                path = f"{place}/{spec['target']}"
+                try:
+                    if not os.path.lexists(path):
+                        mkdir_parents(place, spec["target"])
+                    elif not stat.S_ISDIR(os.lstat(path).st_mode):
+                        return "not-a-directory"
+                except OSError as exc:
+                    refused = {errno.EROFS: "read-only", errno.ENOTDIR: "not-a-directory"}
+                    if exc.errno not in refused:
+                        raise
+                    return refused[exc.errno]
+                mount(spec["source"], path, "", MS_BIND | MS_REC, None)
+                made.append(path)
+                if spec["read_only"]:
+                    mount("", path, "", MS_BIND | MS_REMOUNT | MS_RDONLY, None)
+            return None
+        finally:
+            for path in reversed(made):
+                umount(path)
+            done()
+
     def do_image_of(self, name: str, image: str) -> None:
         self.lowers_of[name] = self.images[image]
 
@@ -449,6 +480,8 @@ class ContainerExecutor:
                 return self.do_cp_in(name, where, path, data)
             case ("cp_out", name, where, path):
                 return self.do_cp_out(name, where, path)
+            case ("cp_mounts", name, mounts):
+                return self.do_cp_mounts(name, mounts)
             case ("image_of", name, image):
                 return self.do_image_of(name, image)
             case ("diff", name, rule):

@@ -647,6 +647,42 @@ def _cp_read_only(run: Lockstep) -> None:
     run.start("c")
 
 
+def _cp_mount_points(run: Lockstep) -> None:
+    """A cp of a container never started, and of a running one with a volume under a
+    tmpfs: docker's cp makes the missing mount points of its volumes in the writable
+    layer first (in a read-only volume: the cp fails after the ones before); podman's
+    makes none."""
+    run.create("c", ContainerSpec((VolumeMount("x/y", "w"), VolumeMount("n/s", "r"))))
+    run.cp_in("c", "b/new", b"q")
+    run.create(
+        "d", ContainerSpec((VolumeMount("x/y", "w", read_only=True), VolumeMount("x/y/z", "r")))
+    )
+    run.cp_out("d", "b/w")
+    run.create("e", ContainerSpec((TmpfsMount("e"), VolumeMount("e/q/s", "w"))))
+    run.start("e")
+    run.cp_in("e", "e/q/s/in-volume", b"q")
+    run.run("e", ops.Stat("e/q/s/in-volume", follow=False))
+
+
+def _volumes_from_reference(run: Lockstep) -> None:
+    """A container given a volume by ``--volumes-from``, its source removed: podman's
+    holds the volume from create on; docker's only from its first start or cp, so the
+    volume can go and the holder's start and cp fail until one of that name is made."""
+    run.create("c2", ContainerSpec((VolumeMount("a", "r"),)))
+    run.create("c1", ContainerSpec(volumes_from=(VolumesFrom("c2", "ro"),)))
+    run.create("c3", ContainerSpec(volumes_from=(VolumesFrom("c2"),)))
+    run.cp_out("c3", "b/w")
+    run.remove("c2")
+    run.remove_volume("r")  # c3's cp took its reference
+    run.remove("c3")
+    run.remove_volume("r")
+    run.start("c1")
+    run.cp_in("c1", "b/new", b"q")
+    run.create_volume("r")
+    run.start("c1")
+    run.run("c1", ops.Readdir("a"))
+
+
 def _image_volume(run: Lockstep) -> None:
     """The image declares ``VOLUME /v``: each container gets an anonymous volume there,
     filled from the image; what a container writes there is in no commit; a mount of
@@ -761,6 +797,22 @@ SCENARIOS += (
         "moby daemon/archive.go checkIfPathIsInAVolume; podman copier; by hand",
         _cp_read_only,
         profiles=("docker", "podman"),  # kubernetes: cp not observed
+    ),
+    ContainerScenario(
+        "cp-mount-points",
+        "cp makes the missing mount points of the volumes and binds in the writable layer"
+        " on docker (under a tmpfs, in a container never started), none on podman",
+        "moby daemon/archive.go, volumes_unix.go mountVolumes (CreateIfNotExists); by hand",
+        _cp_mount_points,
+        profiles=("docker", "podman"),  # kubernetes: cp not observed
+    ),
+    ContainerScenario(
+        "volumes-from-reference",
+        "a --volumes-from holder keeps the volume from create on (podman) or from its first"
+        " start or cp (docker: removed before, its start fails until it is made again)",
+        "moby daemon/volumes.go registerMountPoints, lazyInitializeVolume; by hand",
+        _volumes_from_reference,
+        profiles=("docker", "podman"),  # kubernetes: no --volumes-from
     ),
     ContainerScenario(
         "failed-start-order",

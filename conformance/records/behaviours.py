@@ -800,13 +800,23 @@ def rule_refused_with_enomem(diff: Divergence, path: str, ctx: StepContext) -> b
     symlink, rule dir-over-lower-symlink), or ENOENT on a name below one that it does not
     show (below-dir-over-lower-symlink), and did nothing, so what the model did at it (a
     copy-up, a removal) is not in the layers nor the view. Only at a step the driver
-    refused so, only in such a stack."""
+    refused so, only in such a stack, only at the step's names, their parents and what
+    is below them (what the model's step changed)."""
     refused = ctx.actual_outcome
-    if not isinstance(refused, Err):
+    if not isinstance(refused, Err) or not _touched_by_step(path, ctx.paths):
         return False
     if refused.name == "ENOENT":
         return any(_below_lower_symlink(ctx.model, p) for p in ctx.paths)
     return refused.name == "ENOMEM" and rule_dir_over_lower_symlink(diff, path, ctx)
+
+
+def _touched_by_step(path: str, paths: tuple[str, ...]) -> bool:
+    """``path`` is one of ``paths``, a directory above one (a copy-up of the parents, a
+    parent's times), or below one (a tree removed or renamed)."""
+    return any(
+        path in ("", step) or step.startswith(f"{path}/") or path.startswith(f"{step}/")
+        for step in paths
+    )
 
 
 def rule_copied_up_inode_lag(diff: Divergence, path: str, ctx: StepContext) -> bool:
