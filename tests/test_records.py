@@ -1957,6 +1957,21 @@ def test_wh_file_names_takes_a_loop_of_symlinks_through_a_hidden_name() -> None:
     assert _accounted("fuse-overlayfs", stack, ops.ListXattr("e"), dotted) == {"wh-file-names"}
     looped = [("c", "outcome", (Err("ELOOP"),), Err("ENOENT"))]
     assert not _accounted("fuse-overlayfs", stack, ops.ListXattr("c"), looped)
+    # a hidden name looked up on the way of a target (l -> a/../f, a -> a in a lower layer
+    # below: /tmp/fo5/hand/whdotdot.case), not one a target only names lexically past
+    below = StackSpec(
+        (
+            LayerSpec(
+                ((".wh.a", DirSpec()), ("f", FileSpec(b"")), ("l", SymlinkSpec("a/../f")),
+                 ("m", SymlinkSpec("x/../f")))
+            ),
+            LayerSpec((("a", SymlinkSpec("a")), ("x", SymlinkSpec("x")))),
+        )
+    )
+    through = [("l", "outcome", (Err("ELOOP"),), Err("ENOENT"))]
+    assert _accounted("fuse-overlayfs", below, ops.ListXattr("l"), through) == {"wh-file-names"}
+    past = [("m", "outcome", (Err("ELOOP"),), Err("ENOENT"))]
+    assert not _accounted("fuse-overlayfs", below, ops.ListXattr("m"), past)
     assert records._lexical_hop("x/y/l", "../../../a/./b") == "a/b"
     assert records._lexical_hop("x/l", "/a") == "a"
 

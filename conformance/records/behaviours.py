@@ -1164,13 +1164,15 @@ def rule_wh_file_names(diff: Divergence, path: str, ctx: StepContext) -> bool:
 
 def _hops_of_unresolved_symlink(ctx: StepContext) -> list[str]:
     """The names the step's first path reaches, hop by hop, when it is a symlink the model
-    cannot follow (a loop: :func:`subject` then adds nothing it leads to): fuse-overlayfs
-    stops at a hop it hides (``mkdir L0/.wh.a; ln -s a L0/a; ln -s a L0/b``: listxattr,
-    stat or getxattr of M/b give ENOENT there, ELOOP on the kernel; by hand, fo5)."""
+    cannot follow (a loop: :func:`subject` then adds nothing it leads to), each target as
+    written and as reached: fuse-overlayfs stops at a name it hides on the way (``mkdir
+    L0/.wh.a; ln -s a L0/a; ln -s a L0/b``: listxattr, stat or getxattr of M/b give ENOENT
+    there, ELOOP on the kernel; ``ln -s a/../b L0/l`` the same; by hand, fo5)."""
     target = ctx.target
     if target is None or target.kind != "symlink" or target.followed_kind or not ctx.paths:
         return []
     hops: list[str] = []
+    seen: set[str] = set()
     current = ctx.paths[0]
     for _ in range(40):  # (the kernel's MAXSYMLINKS)
         try:
@@ -1179,9 +1181,14 @@ def _hops_of_unresolved_symlink(ctx: StepContext) -> list[str]:
             break
         if node is None or node.kind is not Kind.SYMLINK:
             break
-        current = _lexical_hop(current, ctx.model.meta(node).target)
-        if current in hops:
+        target = ctx.model.meta(node).target
+        # as written (``a/../b`` looks ``a`` up), then as it is reached
+        written = target.lstrip("/") if target.startswith("/") else _join(_parent(current), target)
+        hops.append(written)
+        current = _lexical_hop(current, target)
+        if current in seen:
             break
+        seen.add(current)
         hops.append(current)
     return hops
 
