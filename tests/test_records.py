@@ -2018,10 +2018,11 @@ def test_sibling_copied_up_only_takes_the_name_the_reader_shows_from_the_lower()
 
 
 def test_link_name_leaves_whiteout_holds_at_a_removed_link_name_in_a_merged_dir() -> None:
-    """link-name-leaves-whiteout: unlinking or renaming away a name that shares its file
-    with another, in a directory merged with a lower one, may leave a 0/0 whiteout (by
-    hand, fo5: ``touch M/g; ln M/g M/h; rm M/h``); not at a file of one name, not in an
-    opaque directory of the upper layer, not at another path."""
+    """unlink-upper-link-leaves-whiteout (its rule link-name-leaves-whiteout): unlinking or
+    renaming away a name that shares its file with another, in a directory merged with a
+    lower one, may leave a 0/0 whiteout (by hand, fo5: ``touch M/g; ln M/g M/h; rm M/h``);
+    not at a file of one name, not in an opaque directory of the upper layer, not at
+    another path."""
     from reference.view import DiskEntry
 
     stack = StackSpec((LayerSpec((("d", DirSpec()),)),))
@@ -2030,7 +2031,7 @@ def test_link_name_leaves_whiteout_holds_at_a_removed_link_name_in_a_merged_dir(
     left = [("upper:a", "exists", None, whiteout)]
     for removal in (ops.Unlink("a"), ops.Rename("a", "c")):
         assert _accounted("fuse-overlayfs", stack, removal, left, linked) == {
-            "link-name-leaves-whiteout"
+            "unlink-upper-link-leaves-whiteout"
         }
     assert not _accounted("fuse-overlayfs", stack, ops.Unlink("a"), [
         ("upper:c", "exists", None, whiteout)], linked)
@@ -2041,7 +2042,9 @@ def test_link_name_leaves_whiteout_holds_at_a_removed_link_name_in_a_merged_dir(
     assert not _accounted("fuse-overlayfs", stack, ops.Unlink("n/a"), inside, opaque)
     in_lower_dir = [ops.Mkfifo("d/b", 0o644), ops.Link("d/b", "d/a")]
     assert _accounted("fuse-overlayfs", stack, ops.Unlink("d/a"), [
-        ("upper:d/a", "exists", None, whiteout)], in_lower_dir) == {"link-name-leaves-whiteout"}
+        ("upper:d/a", "exists", None, whiteout)], in_lower_dir) == {
+        "unlink-upper-link-leaves-whiteout"
+    }
 
 
 def test_wh_file_names_takes_a_stat_of_a_dir_holding_one_differing_in_its_count() -> None:
