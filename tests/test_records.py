@@ -2120,3 +2120,41 @@ def test_sibling_copied_up_only_takes_a_writer_showing_the_lower_file_again() ->
     assert not accounted({"a/a": lower, "b/a": copied}, kept)
     bare = attrs.evolve(lower, xattrs=())
     assert not accounted({"a/a": bare, "b/a": copied}, stale)
+
+
+def test_lookup_through_lower_symlink_holds_only_where_the_symlink_leads_to_the_name() -> None:
+    """lookup-through-lower-symlink: L0 a/, L1 a -> . and c/; after rm M/a/x, mkdir M/a/c
+    gives EEXIST and M/c is listed but cannot be looked up (by hand, fo5): the outcome,
+    what the model made and c in the view are it; not where the symlink leads to nothing
+    of that name, not where the top object is the symlink, not another name's view."""
+    from reference.layer import SymlinkSpec
+    from reference.outcome import Err, Ok
+
+    def stack(target: str, top: tuple = (("a", DirSpec()), ("a/x", FileSpec(b"")))) -> StackSpec:
+        below = (("a", SymlinkSpec(target)), ("c", DirSpec()), ("d", DirSpec()))
+        return StackSpec((LayerSpec(top), LayerSpec(below)))
+
+    removed = [ops.Unlink("a/x")]
+    mkdir = ops.Mkdir("a/c", 0o755)
+    refused = ("a/c", "outcome", (Ok(None),), Err("EEXIST"))
+    found = [refused, ("a/c", "exists", True, None), ("upper:a/c", "exists", True, None),
+             ("c", "kind", "dir", "unreachable")]
+
+    def accounted(spec: StackSpec, diffs: list) -> set[str]:
+        from conformance.lockstep.compare import Divergence
+
+        model = Overlay(spec, Options())
+        for op in removed:
+            model.apply(op)
+        target = records.subject(model, mkdir)
+        model.apply(mkdir)
+        context = records.StepContext(mkdir, target, model, None, Err("EEXIST"))
+        matched = records.match(
+            imitations.records_of("fuse-overlayfs"), [Divergence(*d) for d in diffs], context
+        )
+        return set() if matched.unmatched else set(matched.by_record)
+
+    assert "lookup-through-lower-symlink" in accounted(stack("."), found)
+    assert not accounted(stack("x"), [refused])
+    assert not accounted(stack(".", top=(("b", DirSpec()),)), [refused])
+    assert not accounted(stack("."), [refused, ("d", "kind", "dir", "unreachable")])

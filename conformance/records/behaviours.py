@@ -795,6 +795,52 @@ def _below_lower_symlink(model: Overlay, path: str) -> bool:
     )
 
 
+def rule_found_through_lower_symlink(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """fuse-overlayfs: a name in a directory whose listing it dropped (a change in it frees
+    a node: ``parent->loaded = 0``) is looked up in every layer down to the lowest that has
+    the directory's name (make_ovl_node sets ``last_layer`` whatever the type there), by
+    ``statat(layer, "<dir>/<name>", AT_SYMLINK_NOFOLLOW)`` (do_lookup_file, main.c v1.10),
+    which follows a symlink that layer has at ``<dir>``; the kernel stops at the
+    non-directory. The difference is the outcome of a step on such a name (what the
+    symlink leads to in its layer exists); what the model did at a step the driver refused
+    there (the step's names, their parents, what is below them); or, in the view, the
+    object found so, at its own name (its node now has the other path: listed, but its
+    lookup gives ENOENT)."""
+    if ctx.op is None:
+        return False
+    reached = [r for p in operands(ctx.op) for r in _reached_through_lower_symlink(ctx.model, p)]
+    if not reached:
+        return False
+    if diff.field == "outcome":
+        return True
+    if split_where(diff)[0] == "view" and any(
+        path == r or path.startswith(f"{r}/") for r in reached
+    ):
+        return True
+    return isinstance(ctx.actual_outcome, Err) and _touched_by_step(path, ctx.paths)
+
+
+def _reached_through_lower_symlink(model: Overlay, path: str) -> list[str]:
+    """The names of the objects ``path`` leads to in a lower layer where a directory above
+    it is a symlink, the name being a directory in a layer above (the upper or a lower):
+    ``path`` with its directory followed through that symlink (lexically) in that layer
+    (``mkdir L0/a L1/c; ln -s . L1/a``: a/c is L1's c)."""
+    upper = [model.upper] if model.upper is not None else []
+    layers = [*upper, *model.lowers]
+    reached: list[str] = []
+    for prefix in _prefixes(path)[:-1]:
+        objects = [entry_at(root, prefix) for root in layers]
+        for number, o in enumerate(objects[len(upper) :], len(upper)):
+            if o is None or o.kind is not Kind.SYMLINK:
+                continue
+            if not any(x is not None and x.is_dir for x in objects[:number]):
+                continue
+            there = _join(_lexical_hop(prefix, o.target), path[len(prefix) + 1 :])
+            if entry_at(layers[number], there) is not None:
+                reached.append(there)
+    return reached
+
+
 def rule_refused_with_enomem(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """fuse-overlayfs: the step gave ENOMEM (a lookup through the directory over a lower
     symlink, rule dir-over-lower-symlink), or ENOENT on a name below one that it does not
@@ -1995,6 +2041,7 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "copied-up-symlink": rule_copied_up_symlink,
     "wh-file-names": rule_wh_file_names,
     "copy-up-drops-setid": rule_copy_up_drops_setid,
+    "found-through-lower-symlink": rule_found_through_lower_symlink,
     "link-name-leaves-whiteout": rule_link_name_leaves_whiteout,
     "parent-of-operand": rule_parent_of_operand,
     "hidden-name-too-long": rule_hidden_name_too_long,
