@@ -2158,3 +2158,39 @@ def test_lookup_through_lower_symlink_holds_only_where_the_symlink_leads_to_the_
     assert not accounted(stack("x"), [refused])
     assert not accounted(stack(".", top=(("b", DirSpec()),)), [refused])
     assert not accounted(stack("."), [refused, ("d", "kind", "dir", "unreachable")])
+
+
+def test_an_xattrs_difference_is_matched_name_by_name_only_when_each_name_is_recorded() -> None:
+    """With userxattr, fuse-overlayfs stores user.overlay.e set on a directory it made as
+    its own marker and marks the directory opaque in trusted.overlay (by hand, fo5): the
+    upper's xattrs differ by both, each a record's (overlay-xattrs-hidden,
+    opaque-in-trusted); a third name missing there is no record's, so the whole differs."""
+    stack = StackSpec((LayerSpec(()),))
+    made = [ops.Mkdir("a", 0o755)]
+    setx = ops.SetXattr("a", "user.overlay.e", b"")
+    mine = ("user.overlay.e", b"")
+    opaque = ("trusted.overlay.opaque", b"y")
+    both = [("upper:a", "xattrs", (mine,), (opaque,))]
+    known = tuple(
+        r for r in expectations.load()
+        if r.driver == "fuse-overlayfs" and "redirect_dir=nofollow,index=off,userxattr" in r.options
+    )
+
+    def accounted(found: list) -> set[str]:
+        from conformance.lockstep.compare import Divergence
+
+        model = Overlay(stack, Options())
+        for op in made:
+            model.apply(op)
+        target = records.subject(model, setx)
+        model.apply(setx)
+        context = records.StepContext(setx, target, model)
+        matched = records.match(known, [Divergence(*d) for d in found], context)
+        return set() if matched.unmatched else set(matched.by_record)
+
+    assert accounted(both) == {"overlay-xattrs-hidden", "opaque-in-trusted"}
+    lost = [("upper:a", "xattrs", (("user.b", b"1"), mine), (opaque,))]
+    assert not accounted(lost)
+    from conformance.lockstep.compare import Divergence
+
+    assert records.xattr_parts(Divergence("a", "mode", 1, 2)) == [Divergence("a", "mode", 1, 2)]
