@@ -2194,3 +2194,40 @@ def test_an_xattrs_difference_is_matched_name_by_name_only_when_each_name_is_rec
     from conformance.lockstep.compare import Divergence
 
     assert records.xattr_parts(Divergence("a", "mode", 1, 2)) == [Divergence("a", "mode", 1, 2)]
+
+
+def test_wh_file_names_takes_the_other_names_of_a_wh_entry_a_copy_up_removed() -> None:
+    """wh-file-names: with U/.wh.a a link of b, truncating a/a (a lower) copies a up, and
+    fuse-overlayfs removes .wh.a as its whiteout: b is then listed but cannot be looked up
+    (by hand, fo5: /tmp/fo5/hand/whlink2.case). Not a name that is not its other name, not
+    another difference at b while it is reachable."""
+    from conformance.lockstep.compare import Divergence
+    from reference.view import EntryView, View
+
+    stack = StackSpec(
+        (LayerSpec((("a", DirSpec()), ("a/a", FileSpec(b"")), ("b", FileSpec(b"")),
+                    ("c", FileSpec(b"")))),)
+    )
+    before = [ops.Link("b", ".wh.a")]
+    truncate = ops.Truncate("a/a", 0)
+    unreachable = EntryView(kind="unreachable", mode=0, uid=0, gid=0, nlink=0)
+    plain = EntryView(kind="file", mode=0o600, uid=0, gid=0, nlink=2)
+
+    def accounted(shown: dict, diff: tuple) -> set[str]:
+        model = Overlay(stack, Options())
+        for op in before:
+            model.apply(op)
+        target = records.subject(model, truncate)
+        model.apply(truncate)
+        view = View(shown, {name: n for n, name in enumerate(shown)})
+        context = records.StepContext(truncate, target, model, view, None)
+        matched = records.match(
+            imitations.records_of("fuse-overlayfs"), [Divergence(*diff)], context
+        )
+        return set() if matched.unmatched else set(matched.by_record)
+
+    assert accounted({"b": unreachable}, ("b", "kind", "file", "unreachable")) == {
+        "wh-file-names"
+    }
+    assert not accounted({"c": unreachable}, ("c", "kind", "file", "unreachable"))
+    assert not accounted({"b": plain}, ("b", "mode", 0o644, 0o600))

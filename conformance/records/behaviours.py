@@ -1148,6 +1148,27 @@ def _wh_file_name(model: Overlay, path: str) -> bool:
     return False
 
 
+def _wh_entries_hiding(model: Overlay, path: str) -> list[str]:
+    """The ``.wh.<component>`` entries beside a component of ``path`` in some layer (what
+    fuse-overlayfs reads as whiteouts hiding it)."""
+    parts = [p for p in path.split("/") if p]
+    layers = _wh_layers(model)
+    found: list[str] = []
+    for depth, part in enumerate(parts):
+        beside = "/".join([*parts[:depth], f".wh.{part}"])
+        if any(entry_at(root, beside) is not None for root in layers):
+            found.append(beside)
+    return found
+
+
+def _unreachable(path: str, ctx: StepContext) -> bool:
+    """The driver's view does not show ``path``, or lists it without reaching it."""
+    if ctx.actual_view is None:
+        return False
+    entry = ctx.actual_view.entries.get(path)
+    return entry is None or entry.kind == "unreachable"
+
+
 def _holds_wh(model: Overlay, directory: str) -> bool:
     """Some layer has a ``.wh.*`` entry directly in ``directory``."""
     for root in _wh_layers(model):
@@ -1201,6 +1222,9 @@ def rule_wh_file_names(diff: Divergence, path: str, ctx: StepContext) -> bool:
         return True  # (the names beside it: what it hid, or its other links)
     if named and _another_name_of(model, path, named):
         return True  # a step the driver refused at the .wh. name left its other names as they were
+    hiders = [w for p in ctx.paths for w in _wh_entries_hiding(model, p)]
+    if hiders and _another_name_of(model, path, hiders) and _unreachable(path, ctx):
+        return True  # the step removed the .wh. entry (copying up what it hid): its other names
     return (
         _wh_file_name(model, path)
         or (counted and (_holds_wh(model, path) or _holds_wh(model, _parent(path))))
