@@ -1196,11 +1196,12 @@ def rule_wh_file_names(diff: Divergence, path: str, ctx: StepContext) -> bool:
     link counts, the names beside it and its other names; in the outcome of a listing,
     removal or rename of a directory that holds one, and in whether it and the names in
     it exist and its link count (a stat's too, :func:`_count_only`); in the outcome of a
-    step on a symlink the model cannot
-    follow (a loop) whose chain reaches one (:func:`_hops_of_unresolved_symlink`); or is
-    an entry missing below a name such a directory's
-    listing left out (:func:`_below_unlisted`). Anything else at a name beside one (its
-    data, mode, owner...) is not it: lookups and attributes are the driver's usual ones."""
+    step on a symlink the model cannot follow (a loop) whose chain reaches one
+    (:func:`_hops_of_unresolved_symlink`); at the other names of a ``.wh.`` entry that a
+    step on what it hides removed (a copy-up), listed but not reached; or is an entry
+    missing below a name such a directory's listing left out (:func:`_below_unlisted`).
+    Anything else at a name beside one (its data, mode, owner...) is not it: lookups and
+    attributes are the driver's usual ones."""
     model = ctx.model
     if diff.field == "mode" and _made_here(path, ctx) and not _is_wh_name(_base(path)):
         return False  # a new entry at a hidden name is made as any other (caller's umask)
