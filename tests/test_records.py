@@ -2019,10 +2019,10 @@ def test_sibling_copied_up_only_takes_the_name_the_reader_shows_from_the_lower()
 
 def test_link_name_leaves_whiteout_holds_at_a_removed_link_name_in_a_merged_dir() -> None:
     """unlink-upper-link-leaves-whiteout (its rule link-name-leaves-whiteout): unlinking or
-    renaming away a name that shares its file with another, in a directory merged with a
-    lower one, may leave a 0/0 whiteout (by hand, fo5: ``touch M/g; ln M/g M/h; rm M/h``);
-    not at a file of one name, not in an opaque directory of the upper layer, not at
-    another path."""
+    renaming away a name made by link(2), in a directory merged with a lower one, may leave
+    a 0/0 whiteout (by hand, fo5: ``touch M/g; ln M/g M/h; rm M/h``), also once the first
+    name is gone; not at a symlink, not at a lower file (unlink-renamed-leaves-whiteout's
+    when copied up), not in an opaque directory of the upper layer, not at another path."""
     from reference.view import DiskEntry
 
     stack = StackSpec((LayerSpec((("d", DirSpec()),)),))
@@ -2035,8 +2035,17 @@ def test_link_name_leaves_whiteout_holds_at_a_removed_link_name_in_a_merged_dir(
         }
     assert not _accounted("fuse-overlayfs", stack, ops.Unlink("a"), [
         ("upper:c", "exists", None, whiteout)], linked)
-    alone = [ops.Mkfifo("a", 0o644)]
-    assert not _accounted("fuse-overlayfs", stack, ops.Unlink("a"), left, alone)
+    # (the first name gone, README command 1 seed 7: the link's node still has no layer)
+    first_gone = [*linked, ops.Unlink("b")]
+    assert _accounted("fuse-overlayfs", stack, ops.Unlink("a"), left, first_gone) == {
+        "unlink-upper-link-leaves-whiteout"
+    }
+    symlink = [ops.Symlink("x", "a")]
+    assert not _accounted("fuse-overlayfs", stack, ops.Unlink("a"), left, symlink)
+    lower = StackSpec((LayerSpec((("d", DirSpec()), ("a", FileSpec(b"")))),))
+    assert "unlink-upper-link-leaves-whiteout" not in _accounted(
+        "fuse-overlayfs", lower, ops.Unlink("a"), left
+    )
     opaque = [ops.Mkdir("n", 0o755), ops.Mkfifo("n/b", 0o644), ops.Link("n/b", "n/a")]
     inside = [("upper:n/a", "exists", None, whiteout)]
     assert not _accounted("fuse-overlayfs", stack, ops.Unlink("n/a"), inside, opaque)

@@ -1420,13 +1420,15 @@ def rule_link_name_leaves_whiteout(diff: Divergence, path: str, ctx: StepContext
     the walk of the layers that sets ``last_layer``; hide_node then sees a name not only in
     the upper layer (``node->last_layer != get_upper_layer``) in a parent that is not
     either, and leaves a whiteout where it unlinks or renames it away (by hand, fo5:
-    ``touch M/g; ln M/g M/h; rm M/h`` leaves U/h a 0/0 whiteout; the kernel none). The
-    difference is at the step's removed name, an upper file that had another name, in a
-    directory merged with a lower one (not in an opaque directory)."""
+    ``touch M/g; ln M/g M/h; rm M/h`` leaves U/h a 0/0 whiteout, also once g is gone; the
+    kernel none). The model does not know which name link(2) made (nor whether the node
+    was looked up afresh since, which ends it), so the difference is at the step's removed
+    name, an upper non-directory, in a directory merged with a lower one (not an opaque
+    directory of the upper layer)."""
     operand, target = _REMOVED_OPERAND.get(type(ctx.op)), ctx.target
     if operand is None or getattr(ctx.op, operand) != path:
         return False
-    if target is None or target.kind == "dir" or not target.names:
+    if target is None or target.kind == "dir":
         return False
     try:
         parent = ctx.model.resolve(_parent(path), follow=True).node
