@@ -94,6 +94,8 @@ class StepContext:
     actual_outcome: object = None
     #: The view compared with (layer interchange: the writer's; None: the model's).
     expected_view: View | None = None
+    #: The steps before this one since the mount (the lockstep machine's; () elsewhere).
+    earlier: tuple[ops.Op, ...] = ()
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -1421,20 +1423,43 @@ def rule_link_name_leaves_whiteout(diff: Divergence, path: str, ctx: StepContext
     the upper layer (``node->last_layer != get_upper_layer``) in a parent that is not
     either, and leaves a whiteout where it unlinks or renames it away (by hand, fo5:
     ``touch M/g; ln M/g M/h; rm M/h`` leaves U/h a 0/0 whiteout, also once g is gone; the
-    kernel none). The model does not know which name link(2) made (nor whether the node
-    was looked up afresh since, which ends it), so the difference is at the step's removed
-    name, an upper non-directory, in a directory merged with a lower one (not an opaque
+    kernel none; ``mkfifo M/c; mv M/c M/a`` leaves none). The difference is at the step's
+    removed name, an upper non-directory that a link made since the mount
+    (:func:`_made_by_link`), in a directory merged with a lower one (not an opaque
     directory of the upper layer)."""
     operand, target = _REMOVED_OPERAND.get(type(ctx.op)), ctx.target
     if operand is None or getattr(ctx.op, operand) != path:
         return False
-    if target is None or target.kind == "dir":
+    if target is None or target.kind == "dir" or not _made_by_link(path, ctx.earlier):
         return False
     try:
         parent = ctx.model.resolve(_parent(path), follow=True).node
     except Exception:  # a path the model refuses: not this behaviour
         return False
     return parent is not None and parent.is_dir and parent.is_merged
+
+
+#: The steps that make a name, and the field naming it.
+_MAKES: dict[type, str] = {
+    ops.Link: "dst", ops.Rename: "dst", ops.Mkfifo: "path", ops.Mkdir: "path",
+    ops.Symlink: "path", ops.Write: "path",
+}
+
+
+def _made_by_link(path: str, earlier: tuple[ops.Op, ...]) -> bool:
+    """The last step before this one that made ``path`` (since the mount, or the last
+    remount: a remount looks every name up afresh) is a link; a write makes it only with
+    O_CREAT."""
+    for op in reversed(earlier):
+        if isinstance(op, ops.Remount):
+            return False
+        field = _MAKES.get(type(op))
+        if field is None or getattr(op, field) != path:
+            continue
+        if isinstance(op, ops.Write) and "O_CREAT" not in op.flags:
+            continue
+        return isinstance(op, ops.Link)
+    return False
 
 
 def rule_lower_name_in_remade_dir(diff: Divergence, path: str, ctx: StepContext) -> bool:
