@@ -2244,3 +2244,20 @@ def test_wh_file_names_takes_the_other_names_of_a_wh_entry_a_copy_up_removed() -
     }
     assert not accounted({"c": unreachable}, ("c", "kind", "file", "unreachable"))
     assert not accounted({"b": plain}, ("b", "mode", 0o644, 0o600))
+
+
+def test_size_kept_truncate_holds_only_for_a_truncate_to_the_files_size() -> None:
+    """write-mtime-until-remount: truncate(2) to the size the file has leaves the mount
+    showing the mtime from before (the FUSE kernel's under the writeback cache; by hand,
+    fo5); not a truncate to another size, not another field, not another file."""
+    stack = StackSpec((LayerSpec((("c", FileSpec(b"x")), ("d", FileSpec(b"x")))),))
+    kept = [("c", "mtime", "changed", "unchanged (1000000000123456789)")]
+    assert _accounted("fuse-overlayfs", stack, ops.Truncate("c", 1), kept) == {
+        "write-mtime-until-remount"
+    }
+    assert not _accounted("fuse-overlayfs", stack, ops.Truncate("c", 0), kept)
+    assert not _accounted("fuse-overlayfs", stack, ops.Truncate("c", 2), kept)
+    ctime = [("c", "ctime", "changed", "unchanged (1000000000123456789)")]
+    assert not _accounted("fuse-overlayfs", stack, ops.Truncate("c", 1), ctime)
+    other = [("d", "mtime", "changed", "unchanged (1000000000123456789)")]
+    assert not _accounted("fuse-overlayfs", stack, ops.Truncate("c", 1), other)

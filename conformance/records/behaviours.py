@@ -80,6 +80,8 @@ class Subject:
     followed_layers: str = ""
     #: The other names of the upper file the first path names (none for a directory).
     names: tuple[str, ...] = ()
+    #: The size of the regular file the first path leads to (a final symlink followed).
+    size: int | None = None
 
 
 @attrs.frozen
@@ -256,6 +258,7 @@ def subject(model: Overlay, op: ops.Op) -> Subject | None:
             followed = None
         if followed is not None:
             found.append(followed.path)
+    leads_to = followed if first.kind is Kind.SYMLINK else first
     return Subject(
         first.kind.value,
         layers_of(first),
@@ -263,6 +266,7 @@ def subject(model: Overlay, op: ops.Op) -> Subject | None:
         followed.kind.value if followed is not None else "",
         layers_of(followed) if followed is not None else "",
         _other_names(model, first),
+        len(leads_to.top.data) if leads_to is not None and leads_to.kind is Kind.FILE else None,
     )
 
 
@@ -1462,6 +1466,20 @@ def _made_by_link(path: str, earlier: tuple[ops.Op, ...]) -> bool:
     return False
 
 
+def rule_size_kept_truncate(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """fuse-overlayfs mounts with the FUSE writeback cache (``writeback=1``, main.c v1.10),
+    so the FUSE kernel keeps its own mtime of a regular file: truncate(2) to the size the
+    file has (no ATTR_MTIME from the VFS, no size change) leaves the mount showing the mtime
+    from before, while the daemon's truncate changed the upper file's (by hand, fo5:
+    ``printf x > L0/a; truncate(M/a, 1)``: M/a keeps the lower's mtime, U/a a new one; the
+    kernel shows the new one). The difference is that mtime at the truncated file, the
+    step keeping its size."""
+    op, target = ctx.op, ctx.target
+    if not isinstance(op, ops.Truncate) or target is None or target.size != op.size:
+        return False
+    return diff.field == "mtime" and path in ctx.paths
+
+
 def rule_lower_name_in_remade_dir(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """mkdir-eexist-remade-dir: a mkdir, mkfifo or symlink (by hand; an open with O_CREAT
     works) in an opaque upper directory that replaced a removed lower one, of a name that
@@ -2093,6 +2111,7 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "copied-up-symlink": rule_copied_up_symlink,
     "wh-file-names": rule_wh_file_names,
     "copy-up-drops-setid": rule_copy_up_drops_setid,
+    "size-kept-truncate": rule_size_kept_truncate,
     "found-through-lower-symlink": rule_found_through_lower_symlink,
     "link-name-leaves-whiteout": rule_link_name_leaves_whiteout,
     "parent-of-operand": rule_parent_of_operand,
