@@ -2261,3 +2261,37 @@ def test_size_kept_truncate_holds_only_for_a_truncate_to_the_files_size() -> Non
     assert not _accounted("fuse-overlayfs", stack, ops.Truncate("c", 1), ctime)
     other = [("d", "mtime", "changed", "unchanged (1000000000123456789)")]
     assert not _accounted("fuse-overlayfs", stack, ops.Truncate("c", 1), other)
+
+
+def test_copy_up_drops_setid_takes_a_later_lstat_of_the_copied_up_file() -> None:
+    """copy-up-drops-setid: after a rename copied up a lower 04755 file of gid 1000, an
+    lstat shows 0755 (by hand, fo5: /tmp/fo5/hand/suidstat.case); not a root:root file,
+    not another bit lost, not a stat that differs in more than the mode."""
+    from reference.outcome import Ok
+
+    stack = StackSpec(
+        (LayerSpec((("b", FileSpec(b"", mode=0o4755, gid=1000)),
+                    ("r", FileSpec(b"", mode=0o4755)))),)
+    )
+
+    def accounted(name: str, allowed: ops.StatResult, shown: ops.StatResult) -> set[str]:
+        from conformance.lockstep.compare import Divergence
+
+        model = Overlay(stack, Options())
+        moved = ops.Rename(name, "a")
+        model.apply(moved)
+        stat = ops.Stat("a", False)
+        target = records.subject(model, stat)
+        model.apply(stat)
+        context = records.StepContext(stat, target, model, None, Ok(shown), earlier=(moved,))
+        diff = Divergence("a", "outcome", (Ok(allowed),), Ok(shown))
+        matched = records.match(imitations.records_of("fuse-overlayfs"), [diff], context)
+        return set() if matched.unmatched else set(matched.by_record)
+
+    kept = ops.StatResult(kind="file", mode=0o4755, uid=0, gid=1000, size=0, nlink=1)
+    lost = attrs.evolve(kept, mode=0o755)
+    assert accounted("b", kept, lost) == {"copy-up-drops-setid"}
+    assert not accounted("b", kept, attrs.evolve(kept, mode=0o4700))
+    assert not accounted("b", kept, attrs.evolve(lost, size=1))
+    root = attrs.evolve(kept, gid=0)
+    assert not accounted("r", root, attrs.evolve(root, mode=0o755))

@@ -1371,7 +1371,13 @@ def rule_copy_up_drops_setid(diff: Divergence, path: str, ctx: StepContext) -> b
     lo->gid``) and never sets the mode again: chown clears S_ISUID, and S_ISGID when the
     group may execute (``setattr_should_drop_sgid``); the kernel sets the mode after the
     owner (ovl_set_attr). The difference is the mode of an upper non-directory owned by
-    someone other than root:root, exactly those bits lost."""
+    someone other than root:root, exactly those bits lost; in the view, the upper layer,
+    or a later lstat's result (differing in the mode alone: :func:`_stat_modes`)."""
+    if diff.field == "outcome":
+        modes = _stat_modes(diff, ctx)
+        if modes is None or not isinstance(ctx.op, ops.Stat) or ctx.op.follow:
+            return False
+        return rule_copy_up_drops_setid(Divergence(path, "mode", *modes), ctx.op.path, ctx)
     expected, actual = diff.expected, diff.actual
     if diff.field != "mode" or not (isinstance(expected, int) and isinstance(actual, int)):
         return False
@@ -1392,6 +1398,21 @@ def rule_copy_up_drops_setid(diff: Divergence, path: str, ctx: StepContext) -> b
     if found is None or found.is_dir or lower is None:
         return False  # (a file made in the upper layer: created-then-chowned)
     return (found.uid, found.gid) != (0, 0)
+
+
+def _stat_modes(diff: Divergence, ctx: StepContext) -> tuple[int, int] | None:
+    """A stat's result that differs from one the reference allows in st_mode alone: (the
+    mode allowed, the mode given); None otherwise."""
+    actual = ctx.actual_outcome
+    if not isinstance(actual, Ok) or not isinstance(actual.value, ops.StatResult):
+        return None
+    stat = actual.value
+    for allowed in diff.expected if isinstance(diff.expected, tuple) else ():
+        if not isinstance(allowed, Ok) or not isinstance(allowed.value, ops.StatResult):
+            continue
+        if allowed.value.mode != stat.mode and attrs.evolve(allowed.value, mode=stat.mode) == stat:
+            return allowed.value.mode, stat.mode
+    return None
 
 
 def _setid_back_at_write(expected: int, actual: int, path: str, ctx: StepContext) -> bool:
