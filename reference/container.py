@@ -289,9 +289,12 @@ class Resolved:
     #: An anonymous volume of this container's own (``rm -v`` removes it).
     anonymous: bool = False
     #: The container holds the volume (``volume rm`` refuses it): from create on, or,
-    #: for a ``--volumes-from`` mount on a profile without
-    #: ``volumes_from_referenced_at_create``, from its first start or cp.
+    #: for a ``--volumes-from`` mount of a volume the source was given by a mount (not
+    #: by its image) on a profile without ``volumes_from_referenced_at_create``, from
+    #: its first start or cp.
     referenced: bool = True
+    #: An image ``VOLUME``'s (its own, or carried by ``--volumes-from``).
+    from_image: bool = False
 
 
 @attrs.define
@@ -419,6 +422,7 @@ class ContainerWorld:
         the profile's cp does (:attr:`EngineProfile.cp_makes_mount_points`)."""
         if not self.profile.cp_makes_mount_points:
             return
+        self._make_bind_sources(container)  # by hand: cp made a missing -v source
         mounted: dict[str, tuple[Inode, bool, Tmpfs | None]] = {}
         plain = [entry for entry in container.table if not isinstance(entry.mount, TmpfsMount)]
         for entry in sorted(plain, key=lambda entry: entry.mount.target.count("/")):
@@ -517,7 +521,9 @@ class ContainerWorld:
                         mount,
                         entry.volume,
                         populate=self.profile.volumes_from_populates,
-                        referenced=self.profile.volumes_from_referenced_at_create,
+                        referenced=self.profile.volumes_from_referenced_at_create
+                        or entry.from_image,
+                        from_image=entry.from_image,
                     )
                 )
                 targets.append(mount.target)
@@ -526,7 +532,9 @@ class ContainerWorld:
             for target in declared:
                 if target not in targets:
                     volume = self.anonymous_name(name, target)
-                    table.append(Resolved(VolumeMount(target), volume, anonymous=True))
+                    table.append(
+                        Resolved(VolumeMount(target), volume, anonymous=True, from_image=True)
+                    )
         return tuple(table)
 
     def anonymous_name(self, container: str, target: str) -> str:
@@ -658,10 +666,7 @@ class ContainerWorld:
         read-only tmpfs at ``a`` started)."""
         self._take_references(container)
         root = container.root
-        for entry in container.table:
-            mount = entry.mount
-            if isinstance(mount, BindMount) and mount.source not in self.hosts:
-                self.make_host_dir(mount.source)  # mounts.go Setup: MkdirAllAndChown 0755
+        self._make_bind_sources(container)
         if self.profile.root_meta is RootMeta.FIRST_START or (
             self.profile.populate is Populate.ONCE_AT_FIRST_START
         ):
@@ -684,6 +689,14 @@ class ContainerWorld:
             mounted[target] = (self._tree(container, entry), read_only, tmpfs)
             container.reached += 1
         container.placed = {target: target for target in mounted}
+
+    def _make_bind_sources(self, container: Container) -> None:
+        """A missing bind source (``-v`` short syntax) is made 0755 (moby
+        volume/mounts/mounts.go Setup: MkdirAllAndChown)."""
+        for entry in container.table:
+            mount = entry.mount
+            if isinstance(mount, BindMount) and mount.source not in self.hosts:
+                self.make_host_dir(mount.source)
 
     def _podman_volume_setup(self, container: Container, entry: Resolved) -> None:
         """libpod mountNamedVolume: chown the root to the image directory once
@@ -713,13 +726,15 @@ class ContainerWorld:
             copy_tree(container.root, entry.mount.target, volume.root)
 
     def _tree(self, container: Container, entry: Resolved) -> Inode:
-        """The tree mounted for ``entry`` (a tmpfs's is in ``container.tmpfs``)."""
+        """The tree mounted for ``entry`` (a tmpfs's is in ``container.tmpfs``; a ``-v``
+        source not made yet is the empty directory it will be)."""
         mount = entry.mount
         if isinstance(mount, VolumeMount):
             assert entry.volume is not None
             return self.volumes[entry.volume].root
         if isinstance(mount, BindMount):
-            return self.hosts[mount.source]
+            found = self.hosts.get(mount.source)
+            return found if found is not None else new_dir(0o755)
         return container.tmpfs[mount.target].root
 
     def _new_tmpfs(self, fs: ContainerFs, mount: TmpfsMount, existed: EntryView | None) -> Tmpfs:
@@ -754,9 +769,13 @@ class ContainerWorld:
         return Ok(None)
 
     def remove(self, name: str, *, volumes: bool = False) -> Action:
-        """``rm [-v]``: refused while running; ``-v`` removes the container's anonymous
-        volumes that no other container uses (moby daemon/delete.go removeMountPoints
-        ignores in-use volumes)."""
+        """``rm [-v]``: refused while running; ``-v`` removes the anonymous volumes the
+        container holds, its own and those it got by ``--volumes-from``, that no other
+        container holds (moby daemon/mounts.go removeMountPoints: every mount point with
+        a volume whose spec names none, in-use ones ignored; libpod removeContainer: every
+        anonymous named volume not in use). By hand (docker 20.10.24, podman 4.3.1,
+        docs/containers.md): ``rm -v`` of a ``--volumes-from`` holder removed the source's
+        anonymous volumes; on docker not one the holder did not hold yet."""
         container = self.containers.get(name)
         if container is None:
             return _refused(Why.NO_SUCH_CONTAINER)
@@ -770,7 +789,8 @@ class ContainerWorld:
                 if (
                     isinstance(mount, VolumeMount)
                     and volume is not None
-                    and entry.anonymous
+                    and volume.anonymous
+                    and entry.referenced
                     and not self._users(volume.name)
                 ):
                     del self.volumes[volume.name]

@@ -307,7 +307,10 @@ class EngineProfile:
     #: hand, docker 20.10.24 (docs/containers.md): ``create --volumes-from c2:ro``, ``rm
     #: c2``, ``volume rm`` of c2's volume succeeded, then the holder's start and cp
     #: failed "no such volume"; after a start or a cp of the holder, ``volume rm`` was
-    #: refused "volume is in use" (found by the machine).
+    #: refused "volume is in use" (found by the machine). Not an image ``VOLUME``'s:
+    #: its mount point has no Source (container.AddMountPointWithVolume), so the holder
+    #: takes it at create (by hand: ``volume prune`` kept it, ``rm -v`` of the holder
+    #: removed it).
     volumes_from_referenced_at_create: bool = rule(
         True,
         docker=(

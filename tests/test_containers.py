@@ -914,6 +914,7 @@ def test_the_seeded_docker_faults_fail_their_record_and_scenario(
     run_scenario(ReferenceEngine("docker"), scenario)
     with pytest.raises(ContainerDiverged):
         run_scenario(WithRule("docker", **change), scenario)
+    assert _found(WithRule("docker", **change))  # and the machine finds it
 
 
 _SCENARIO_OF = {

@@ -114,14 +114,18 @@ class KernelMountsEngine(SandboxedDriver):
             for name, v in self._m.volumes.items()
         }
 
+    def _mirror_hosts(self) -> None:
+        """Make on disk the host directories the model made (``-v`` bind sources)."""
+        for name in self._m.hosts:
+            if name not in self.hosts_made:
+                self.hosts_made.add(name)
+                self._call("make", "host", name, 0o755)
+
     def _mirror(self, container: str, before: dict[str, Any]) -> None:
         """Make on disk what the engine rules just did in the model: new volumes and host
         directories, copies into volumes, volume roots given an owner."""
         model = self._m
-        for name in model.hosts:
-            if name not in self.hosts_made:
-                self.hosts_made.add(name)
-                self._call("make", "host", name, 0o755)
+        self._mirror_hosts()
         for name in model.volumes:
             if name not in before:
                 self._call("make", "volume", name, self.profile.new_volume_mode)
@@ -232,6 +236,7 @@ class KernelMountsEngine(SandboxedDriver):
         mounts = [
             self._mount_spec(e) for e in sorted(plain, key=lambda e: e.mount.target.count("/"))
         ]
+        self._mirror_hosts()
         failure = self._call("cp_mounts", name, mounts)
         return Refused(failure) if failure else None
 

@@ -998,8 +998,6 @@ class ContainerMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.run: Lockstep | None = None
-        #: Containers started at least once (their mount points exist: cp takes them).
-        self.started: set[str] = set()
 
     @initialize()
     def fresh(self) -> None:
@@ -1046,8 +1044,26 @@ class ContainerMachine(RuleBasedStateMachine):
     @precondition(lambda self: len(self.lock.model.containers) < len(CONTAINERS))
     @rule(name=st.sampled_from(CONTAINERS), spec=container_specs(), data=st.data())
     def create(self, name: str, spec: ContainerSpec, data: st.DataObject) -> None:
+        """``create``; half the time a ``--volumes-from`` holder is then handed the volumes
+        (:meth:`_hand_over`)."""
         if name not in self.lock.model.containers:
-            self.lock.create(name, self._from_image(spec, data))
+            created = self.lock.create(name, self._from_image(spec, data))
+            if created == Ok(None) and spec.volumes_from and data.draw(st.booleans()):
+                self._hand_over(name, spec.volumes_from[0].container, data)
+
+    def _hand_over(self, holder: str, source: str, data: st.DataObject) -> None:
+        """The source goes (with ``rm -v`` half the time), then one of the volumes the
+        holder names is removed: whether the holder holds them yet decides (docker takes
+        a mount's volumes at the holder's first start or cp). Drawn together: the steps in
+        a row were too rare among the others to find a holder that holds too early."""
+        model = self.lock.model
+        self.lock.stop(source)
+        self.lock.remove(source, volumes=data.draw(st.booleans()))
+        named = sorted(
+            {r.volume for r in model.containers[holder].table if r.volume in model.volumes}
+        )
+        if named:
+            self.lock.remove_volume(data.draw(st.sampled_from(named)))
 
     @precondition(lambda self: len(self.lock.model.containers) < len(CONTAINERS))
     @rule(name=st.sampled_from(CONTAINERS), spec=container_specs(), data=st.data())
@@ -1055,8 +1071,8 @@ class ContainerMachine(RuleBasedStateMachine):
         """``run -d``: create, then start when the create succeeded."""
         spec = self._from_image(spec, data)
         created = name not in self.lock.model.containers and self.lock.create(name, spec)
-        if created == Ok(None) and self.lock.start(name) == Ok(None):
-            self.started.add(name)
+        if created == Ok(None):
+            self.lock.start(name)
 
     @precondition(
         lambda self: bool(self.lock.model.containers)
@@ -1072,8 +1088,8 @@ class ContainerMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.lock.model.containers))
     @rule(name=st.sampled_from(CONTAINERS))
     def start(self, name: str) -> None:
-        if name in self.lock.model.containers and self.lock.start(name) == Ok(None):
-            self.started.add(name)
+        if name in self.lock.model.containers:
+            self.lock.start(name)
 
     @precondition(lambda self: bool(self.lock.model.containers))
     @rule(name=st.sampled_from(CONTAINERS))
@@ -1084,10 +1100,8 @@ class ContainerMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.lock.model.containers))
     @rule(name=st.sampled_from(CONTAINERS), volumes=st.booleans())
     def remove(self, name: str, volumes: bool) -> None:
-        if name in self.lock.model.containers and self.lock.remove(name, volumes=volumes) == Ok(
-            None
-        ):
-            self.started.discard(name)
+        if name in self.lock.model.containers:
+            self.lock.remove(name, volumes=volumes)
 
     @precondition(lambda self: bool(self.running()))
     @rule(data=st.data())
@@ -1134,18 +1148,24 @@ class ContainerMachine(RuleBasedStateMachine):
         through = st.sampled_from([link, f"{link}/x", f"{link}/d", f"{link}/s/x", f"{link}/new"])
         self.lock.run(name, data.draw(_ops(through)))
 
-    def _cp_target(self, data: st.DataObject) -> tuple[str, str] | None:
-        """A started container and a path ``cp`` may take there: its parent a directory,
-        itself a file or nothing, no symlink on the way (the engines' other answers -
-        into a directory, through a symlink - are not modelled). Read-only mounts are
-        fair game (``cp_checks_read_only``)."""
+    def _cp_target(self, data: st.DataObject) -> tuple[str, str, bool] | None:
+        """A container (started or not: docker's cp makes the missing mount points) and
+        a path ``cp`` may take there: its parent a directory, itself a file or nothing,
+        no symlink on the way (the engines' other answers - into a directory, through a
+        symlink - are not modelled). Read-only mounts are fair game
+        (``cp_checks_read_only``). A container naming a removed volume (a
+        ``--volumes-from`` holder that took no reference) gets any path and True: the cp
+        fails before it looks at the path."""
         model = self.lock.model
-        started = [n for n in CONTAINERS if n in model.containers and n in self.started]
-        if not started:
+        existing = [n for n in CONTAINERS if n in model.containers]
+        if not existing:
             return None
-        name = data.draw(st.sampled_from(started))
-        targets = tuple(r.mount.target for r in model.containers[name].table)
+        name = data.draw(st.sampled_from(existing))
+        table = model.containers[name].table
+        targets = tuple(r.mount.target for r in table)
         path = data.draw(_paths(targets))
+        if any(isinstance(r.mount, VolumeMount) and r.volume not in model.volumes for r in table):
+            return name, path, True
         fs = model.cp_fs(name)
         parent = path.rpartition("/")[0]
         kinds = [first_kind(fs, parent) if parent else "dir", first_kind(fs, path)]
@@ -1153,21 +1173,24 @@ class ContainerMachine(RuleBasedStateMachine):
             return None
         if fs.resolve(path, follow=True) != path:
             return None  # a symlink on the way: the engines resolve it their own way
-        return name, path
+        return name, path, False
 
-    @precondition(lambda self: bool(self.started))
+    @precondition(lambda self: bool(self.lock.model.containers))
     @rule(data=st.data(), content=DATA)
     def cp_in(self, data: st.DataObject, content: bytes) -> None:
         found = self._cp_target(data)
         if found is not None:
-            self.lock.cp_in(*found, content)
+            self.lock.cp_in(found[0], found[1], content)
 
-    @precondition(lambda self: bool(self.started))
+    @precondition(lambda self: bool(self.lock.model.containers))
     @rule(data=st.data())
     def cp_out(self, data: st.DataObject) -> None:
         found = self._cp_target(data)
-        if found is not None and first_kind(self.lock.model.cp_fs(found[0]), found[1]) == "file":
-            self.lock.cp_out(*found)
+        if found is None:
+            return
+        name, path, gone = found
+        if gone or first_kind(self.lock.model.cp_fs(name), path) == "file":
+            self.lock.cp_out(name, path)
 
     @invariant()
     def nothing_else(self) -> None:
