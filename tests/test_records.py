@@ -2295,3 +2295,39 @@ def test_copy_up_drops_setid_takes_a_later_lstat_of_the_copied_up_file() -> None
     assert not accounted("b", kept, attrs.evolve(lost, size=1))
     root = attrs.evolve(kept, gid=0)
     assert not accounted("r", root, attrs.evolve(root, mode=0o755))
+
+
+def test_copy_up_drops_setid_takes_the_bits_a_write_puts_back_after_a_chown() -> None:
+    """copy-up-drops-setid: root's write puts back the lower file's S_ISUID even after a
+    chown cleared it (by hand, fo5: /tmp/fo5/hand/suidback.case, suidback2.case: U/b 4755
+    after ``chown 0:0`` and a write, also when a rename moved it to a); an lstat after the
+    write shows it. Not without a write, not a bit the lower file lacked."""
+    from conformance.lockstep.compare import Divergence
+    from reference.outcome import Ok
+
+    stack = StackSpec((LayerSpec((("b", FileSpec(b"", mode=0o4755, gid=1000)),)),))
+    moved, chowned = ops.Rename("b", "a"), ops.Chown("a", 0, 0)
+    write = ops.Write("a", b"x", 0, (), 0o644)
+    back = [("upper:a", "mode", 0o755, 0o4755)]
+    assert _accounted("fuse-overlayfs", stack, write, back, [moved, chowned]) == {
+        "copy-up-drops-setid"
+    }
+    assert not _accounted("fuse-overlayfs", stack, write, [("upper:a", "mode", 0o755, 0o2755)],
+                          [moved, chowned])
+
+    def stat_accounted(earlier: list, shown: int) -> set[str]:
+        model = Overlay(stack, Options())
+        for op in earlier:
+            model.apply(op)
+        stat = ops.Stat("a", False)
+        target = records.subject(model, stat)
+        model.apply(stat)
+        allowed = ops.StatResult(kind="file", mode=0o755, uid=0, gid=0, size=1, nlink=1)
+        got = attrs.evolve(allowed, mode=shown)
+        context = records.StepContext(stat, target, model, None, Ok(got), earlier=tuple(earlier))
+        diff = Divergence("a", "outcome", (Ok(allowed),), Ok(got))
+        matched = records.match(imitations.records_of("fuse-overlayfs"), [diff], context)
+        return set() if matched.unmatched else set(matched.by_record)
+
+    assert stat_accounted([moved, chowned, write], 0o4755) == {"copy-up-drops-setid"}
+    assert not stat_accounted([moved, chowned, ops.Truncate("a", 1)], 0o4755)

@@ -1420,15 +1420,27 @@ def _setid_back_at_write(expected: int, actual: int, path: str, ctx: StepContext
     back the lower file's S_ISUID/S_ISGID (fuse-overlayfs writes its cached mode), while a
     model rebuilt from the upper layer (reference.rebuild) lacks them; the kernel keeps
     them throughout. By hand (docs/recorded-behaviours.md "fo3"): U/c 755 after empty
-    writes, 4755 after ``write x``. Only those bits, only at the written path, only when
-    the lower file had them and is not owned by root:root."""
+    writes, 4755 after ``write x``; also after a chown that cleared them (fo5:
+    /tmp/fo5/hand/suidback.case: U/b 755 after ``chown 0:0``, 4755 after the write), shown
+    by an lstat at a later step. Only those bits, only at the written path (the write,
+    or an lstat after it since the mount), only when the file the path was copied up from
+    (a rename moves it: its origin) had them and is not owned by root:root."""
+
+    def wrote(op: object) -> bool:
+        return isinstance(op, ops.Write) and op.caller == "root" and bool(op.data) and (
+            op.path == path
+        )
+
     op = ctx.op
-    if not (isinstance(op, ops.Write) and op.caller == "root" and op.data and op.path == path):
+    if not (wrote(op) or (isinstance(op, ops.Stat) and any(map(wrote, ctx.earlier)))):
         return False
     back = actual & ~expected
     if not back or back & ~(_SUID | _SGID) or actual != expected | back:
         return False
-    lower = next((o for o in _lower_objects(ctx.model, path) if o is not None), None)
+    upper = entry_at(ctx.model.upper, path) if ctx.model.upper is not None else None
+    lower = upper.origin if upper is not None and upper.origin is not None else next(
+        (o for o in _lower_objects(ctx.model, path) if o is not None), None
+    )
     return (
         lower is not None
         and not lower.is_dir
