@@ -2331,3 +2331,23 @@ def test_copy_up_drops_setid_takes_the_bits_a_write_puts_back_after_a_chown() ->
 
     assert stat_accounted([moved, chowned, write], 0o4755) == {"copy-up-drops-setid"}
     assert not stat_accounted([moved, chowned, ops.Truncate("a", 1)], 0o4755)
+
+
+def test_a_rename_over_a_lower_hardlink_copies_up_its_other_name_only() -> None:
+    """lower-hardlink-one-inode: ``mv M/z M/x`` with L0/x a link of L0/y leaves U/y a copy
+    (by hand, fo5; z a symlink, as seed 14 found it: a file z is the record's already); a
+    copy of a name that is not the replaced file's, or of the destination itself, is not
+    that; nor a rename over a file of one name."""
+    from reference.layer import HardlinkSpec
+
+    stack = StackSpec(
+        (LayerSpec((("x", FileSpec(b"")), ("y", HardlinkSpec("x")), ("z", SymlinkSpec("q")),
+                    ("w", FileSpec(b"")))),)
+    )
+    copy = [("upper:y", "exists", None, "file")]
+    assert _accounted("fuse-overlayfs", stack, ops.Rename("z", "x"), copy) == {
+        "lower-hardlink-one-inode"
+    }
+    assert not _accounted("fuse-overlayfs", stack, ops.Rename("z", "x"), [
+        ("upper:w", "exists", None, "file")])
+    assert not _accounted("fuse-overlayfs", stack, ops.Rename("z", "w"), copy)

@@ -965,6 +965,25 @@ def rule_lower_hardlink_name(diff: Divergence, path: str, ctx: StepContext) -> b
     return False
 
 
+def rule_renamed_over_lower_hardlink(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """fuse-overlayfs: a rename over one name of a lower hardlink copies up another of its
+    names, as an unlink of it does (lower-hardlink-one-inode; by hand, fo5: ``mv M/z M/x``
+    with L0/x a link of L0/y leaves U/y a copy; the kernel none). The difference is at
+    another lower name of the file the rename replaced."""
+    op = ctx.op
+    if not isinstance(op, ops.Rename) or path == op.dst:
+        return False
+    model = ctx.model
+    replaced = next((o for o in _lower_objects(model, op.dst) if o is not None), None)
+    if replaced is None or replaced.is_dir or model.lower_nlink.get(replaced.ident, 1) < 2:
+        return False
+    return any(
+        where == path and inode.ident == replaced.ident
+        for root in model.lowers
+        for where, inode in walk(root)
+    )
+
+
 def _hardlink_groups_differ_in(diff: Divergence, wanted: set[int], ctx: StepContext) -> bool:
     """Every name in one side's hardlink groups but not the other's is a lower name of
     one of ``wanted`` (and some name differs)."""
@@ -2144,6 +2163,7 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "copied-up-symlink": rule_copied_up_symlink,
     "wh-file-names": rule_wh_file_names,
     "copy-up-drops-setid": rule_copy_up_drops_setid,
+    "renamed-over-lower-hardlink": rule_renamed_over_lower_hardlink,
     "size-kept-truncate": rule_size_kept_truncate,
     "found-through-lower-symlink": rule_found_through_lower_symlink,
     "link-name-leaves-whiteout": rule_link_name_leaves_whiteout,
