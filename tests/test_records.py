@@ -2330,6 +2330,12 @@ def test_copy_up_drops_setid_takes_the_bits_a_write_puts_back_after_a_chown() ->
         return set() if matched.unmatched else set(matched.by_record)
 
     assert stat_accounted([moved, chowned, write], 0o4755) == {"copy-up-drops-setid"}
+    # the view at a later step (a listing after the write: README command 1, seed 11)
+    listed = ops.Readdir("")
+    assert _accounted("fuse-overlayfs", stack, listed, [("a", "mode", 0o755, 0o4755)],
+                      [moved, chowned, write]) == {"copy-up-drops-setid"}
+    assert not _accounted("fuse-overlayfs", stack, listed, [("a", "mode", 0o755, 0o4755)],
+                          [moved, chowned])
     assert not stat_accounted([moved, chowned, ops.Truncate("a", 1)], 0o4755)
 
 

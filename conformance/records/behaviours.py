@@ -1441,8 +1441,9 @@ def _setid_back_at_write(expected: int, actual: int, path: str, ctx: StepContext
     them throughout. By hand (docs/recorded-behaviours.md "fo3"): U/c 755 after empty
     writes, 4755 after ``write x``; also after a chown that cleared them (fo5:
     /tmp/fo5/hand/suidback.case: U/b 755 after ``chown 0:0``, 4755 after the write), shown
-    by an lstat at a later step. Only those bits, only at the written path (the write,
-    or an lstat after it since the mount), only when the file the path was copied up from
+    at a later step (an lstat, the view once looked up again). Only those bits, only at
+    the written path (at the write, or after it since the mount), only when the file the
+    path was copied up from
     (a rename moves it: its origin) had them and is not owned by root:root."""
 
     def wrote(op: object) -> bool:
@@ -1451,7 +1452,7 @@ def _setid_back_at_write(expected: int, actual: int, path: str, ctx: StepContext
         )
 
     op = ctx.op
-    if not (wrote(op) or (isinstance(op, ops.Stat) and any(map(wrote, ctx.earlier)))):
+    if not (wrote(op) or any(map(wrote, ctx.earlier))):
         return False
     back = actual & ~expected
     if not back or back & ~(_SUID | _SGID) or actual != expected | back:
