@@ -2357,3 +2357,33 @@ def test_a_rename_over_a_lower_hardlink_copies_up_its_other_name_only() -> None:
     assert not _accounted("fuse-overlayfs", stack, ops.Rename("z", "x"), [
         ("upper:w", "exists", None, "file")])
     assert not _accounted("fuse-overlayfs", stack, ops.Rename("z", "w"), copy)
+
+
+def test_a_refused_exchange_copies_up_only_the_parents_of_its_names() -> None:
+    """exchange-exdev-copies-up: RENAME_EXCHANGE of a directory made through the mount with
+    the lower a/b gives EXDEV on both drivers, fuse-overlayfs having copied up a (by hand,
+    fo5); not another directory, not a rename that is no exchange, not an exchange that
+    succeeded."""
+    from conformance.lockstep.compare import Divergence
+    from reference.outcome import Err, Ok
+
+    stack = StackSpec(
+        (LayerSpec((("a", DirSpec()), ("a/b", DirSpec()), ("c", DirSpec()), ("d", DirSpec()))),)
+    )
+    before = [ops.Rmdir("c"), ops.Mkdir("c", 0o755)]
+
+    def accounted(op: ops.Rename, outcome: object, where: str) -> set[str]:
+        model = Overlay(stack, Options())
+        for step in before:
+            model.apply(step)
+        target = records.subject(model, op)
+        context = records.StepContext(op, target, model, None, outcome, earlier=tuple(before))
+        diff = Divergence(f"upper:{where}", "exists", None, "dir")
+        matched = records.match(imitations.records_of("fuse-overlayfs"), [diff], context)
+        return set() if matched.unmatched else set(matched.by_record)
+
+    exchange = ops.Rename("c", "a/b", "RENAME_EXCHANGE")
+    assert accounted(exchange, Err("EXDEV"), "a") == {"exchange-exdev-copies-up"}
+    assert not accounted(exchange, Err("EXDEV"), "d")
+    assert not accounted(ops.Rename("c", "a/b"), Err("EXDEV"), "a")
+    assert not accounted(exchange, Ok(None), "a")

@@ -984,6 +984,27 @@ def rule_renamed_over_lower_hardlink(diff: Divergence, path: str, ctx: StepConte
     )
 
 
+def rule_refused_exchange_copies_up(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """fuse-overlayfs: ovl_rename_exchange copies up the source's parent, the
+    destination's parent and the source (get_node_up) before it refuses to exchange a
+    directory with a lower one (EXDEV, main.c v1.10); the kernel refuses first (by hand,
+    fo5: ``rmdir M/c; mkdir M/c``, exchange c with the lower a/b: EXDEV on both, U/a on
+    fuse-overlayfs alone). The difference is a directory of the upper layer that the
+    model lacks: one of those parents or an ancestor of one, or the source, at an
+    exchange refused with EXDEV."""
+    op, refused = ctx.op, ctx.actual_outcome
+    if not isinstance(op, ops.Rename) or op.flags != "RENAME_EXCHANGE":
+        return False
+    if not isinstance(refused, Err) or refused.name != "EXDEV":
+        return False
+    if diff.field != "exists" or diff.expected is not None:
+        return False
+    parents = (_parent(op.src), _parent(op.dst))
+    return path == op.src or any(
+        p == path or p.startswith(f"{path}/") for p in parents if path
+    )
+
+
 def _hardlink_groups_differ_in(diff: Divergence, wanted: set[int], ctx: StepContext) -> bool:
     """Every name in one side's hardlink groups but not the other's is a lower name of
     one of ``wanted`` (and some name differs)."""
@@ -2164,6 +2185,7 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "copied-up-symlink": rule_copied_up_symlink,
     "wh-file-names": rule_wh_file_names,
     "copy-up-drops-setid": rule_copy_up_drops_setid,
+    "refused-exchange-copies-up": rule_refused_exchange_copies_up,
     "renamed-over-lower-hardlink": rule_renamed_over_lower_hardlink,
     "size-kept-truncate": rule_size_kept_truncate,
     "found-through-lower-symlink": rule_found_through_lower_symlink,
