@@ -362,9 +362,8 @@ def _accounted(driver: str, stack: StackSpec, op: ops.Op, found: list, before=()
     target = records.subject(model, op)
     model.apply(op)
     diffs = [Divergence(*d) for d in found]
-    matched = records.match(
-        imitations.records_of(driver), diffs, records.StepContext(op, target, model)
-    )
+    context = records.StepContext(op, target, model, earlier=tuple(before))
+    matched = records.match(imitations.records_of(driver), diffs, context)
     return set() if matched.unmatched else set(matched.by_record)
 
 
@@ -2241,3 +2240,503 @@ def test_sgid_kept_only_without_group_execute_at_the_written_file() -> None:
     assert not _accounted_showing(stack, cut_x, [setuid], {"x": (execute, 4)})
     other = ("d", "mode", 0o745, 0o2745)
     assert not _accounted_showing(stack, cut, [other], {"d": (entry, 5)})
+
+
+# --- fo5 (session of 2026-12-05): what README command 1 still reported on fuse-overlayfs ---
+
+
+def test_created_then_chowned_takes_the_upper_mode_of_a_new_fifo_the_mount_does_not_list() -> None:
+    """created-then-chowned: a FIFO made over an upper ``.wh.a`` FIFO (which fuse-overlayfs
+    removes as the whiteout of a) is not listed (wh-file-names) while U/a lost S_ISUID (by
+    hand, fo5: U/a 755, the kernel 4755): the upper mode alone is it; another bit lost
+    there, or the same at an existing FIFO, is not."""
+    stack = StackSpec((LayerSpec((("b", FileSpec(b"")),)),))
+    made = [ops.Mkfifo(".wh.a", 0o644)]
+    fifo = ops.Mkfifo("a", 0o4755)
+    hidden = [(".wh.a", "exists", True, None), ("a", "exists", True, None)]
+    lost = [*hidden, ("upper:a", "mode", 0o4755, 0o755)]
+    assert _accounted("fuse-overlayfs", stack, fifo, lost, made) == {
+        "wh-file-names", "created-then-chowned"
+    }
+    assert not _accounted("fuse-overlayfs", stack, fifo, [("upper:a", "mode", 0o4755, 0o744)])
+    existing = StackSpec((LayerSpec((("a", FifoSpec(mode=0o4755)),)),))
+    chmod = ops.Chmod("a", 0o4755)
+    assert not _accounted("fuse-overlayfs", existing, chmod, [("upper:a", "mode", 0o4755, 0o755)])
+
+
+def test_setgid_parent_ignored_takes_the_mode_alone_of_a_dir_made_in_a_root_group_dir() -> None:
+    """setgid-parent-ignored: mkdir in a set-group-ID directory of root's group differs in
+    the mode alone (no S_ISGID; by hand, fo5: the kernel 2755, fuse-overlayfs 755, over a
+    whiteout or not); not in a directory without the bit, not another bit lost, not a
+    FIFO's mode."""
+    from reference.layer import SymlinkSpec
+
+    stack = StackSpec((LayerSpec((("a", DirSpec()), ("a/a", SymlinkSpec("a")))),))
+    before = [ops.Unlink("a/a"), ops.Chmod("a", 0o2755)]
+    mkdir = ops.Mkdir("a/a", 0o755)
+    lost = [("a/a", "mode", 0o2755, 0o755), ("upper:a/a", "mode", 0o2755, 0o755)]
+    assert _accounted("fuse-overlayfs", stack, mkdir, lost, before) == {"setgid-parent-ignored"}
+    assert _accounted("fuse-overlayfs", stack, ops.Mkdir("a/b", 0o755), [
+        ("a/b", "mode", 0o2755, 0o755)], before) == {"setgid-parent-ignored"}
+    plain = [("a/a", "mode", 0o755, 0o700)]
+    assert not _accounted("fuse-overlayfs", stack, mkdir, plain, before[:1])
+    assert not _accounted("fuse-overlayfs", stack, mkdir, [("a/a", "mode", 0o2755, 0o2700)],
+                          before)
+    fifo = ops.Mkfifo("a/a", 0o2745)
+    assert not _accounted("fuse-overlayfs", stack, fifo, [("a/a", "mode", 0o2745, 0o745)], before)
+
+
+def test_wh_file_names_takes_a_loop_of_symlinks_through_a_hidden_name() -> None:
+    """wh-file-names: listxattr of b -> a where a -> a and L0 holds ``.wh.a/`` gives ENOENT
+    on fuse-overlayfs (a hidden), ELOOP on the kernel (by hand, fo5); a loop of symlinks
+    nothing hides (c -> d -> c: ELOOP on both), or another error there, is not that."""
+    from reference.outcome import Err
+
+    stack = StackSpec(
+        (
+            LayerSpec(
+                (
+                    (".wh.a", DirSpec()), ("a", SymlinkSpec("a")), ("b", SymlinkSpec("a")),
+                    ("c", SymlinkSpec("d")), ("d", SymlinkSpec("c")),
+                    ("e", SymlinkSpec("./x/../a")),
+                )
+            ),
+        )
+    )
+    hidden = [("b", "outcome", (Err("ELOOP"),), Err("ENOENT"))]
+    assert _accounted("fuse-overlayfs", stack, ops.ListXattr("b"), hidden) == {"wh-file-names"}
+    dotted = [("e", "outcome", (Err("ELOOP"),), Err("ENOENT"))]
+    assert _accounted("fuse-overlayfs", stack, ops.ListXattr("e"), dotted) == {"wh-file-names"}
+    looped = [("c", "outcome", (Err("ELOOP"),), Err("ENOENT"))]
+    assert not _accounted("fuse-overlayfs", stack, ops.ListXattr("c"), looped)
+    # a hidden name looked up on the way of a target (l -> a/../f, a -> a in a lower layer
+    # below: /tmp/fo5/hand/whdotdot.case), not one a target only names lexically past
+    below = StackSpec(
+        (
+            LayerSpec(
+                ((".wh.a", DirSpec()), ("f", FileSpec(b"")), ("l", SymlinkSpec("a/../f")),
+                 ("m", SymlinkSpec("x/../f")))
+            ),
+            LayerSpec((("a", SymlinkSpec("a")), ("x", SymlinkSpec("x")))),
+        )
+    )
+    through = [("l", "outcome", (Err("ELOOP"),), Err("ENOENT"))]
+    assert _accounted("fuse-overlayfs", below, ops.ListXattr("l"), through) == {"wh-file-names"}
+    past = [("m", "outcome", (Err("ELOOP"),), Err("ENOENT"))]
+    assert not _accounted("fuse-overlayfs", below, ops.ListXattr("m"), past)
+    assert records._lexical_hop("x/y/l", "../../../a/./b") == "a/b"
+    assert records._lexical_hop("x/l", "/a") == "a"
+
+
+def test_sibling_copied_up_only_takes_the_name_the_reader_shows_from_the_lower() -> None:
+    """interchange-one-inode-writer-view: fuse-overlayfs truncating c, a lower hardlink of
+    b, copies up b (the name its node was made for; by hand, fo5): the kernel on the
+    written layers shows c with the lower's data and b with the writer's, though the
+    reference copies up c. Not when no other name shows the writer's data, nor data that
+    is not the lower file's, nor a file of one name."""
+    from conformance.lockstep.compare import Divergence
+    from conformance.lockstep.interchange import _reader_model
+    from reference.layer import HardlinkSpec
+    from reference.view import EntryView, View
+
+    stack = StackSpec((LayerSpec((("b", FileSpec(b"x")), ("c", HardlinkSpec("b")))),))
+    truncate = ops.Truncate("c", 0)
+    known = tuple(
+        r for r in imitations.records_of("fuse-overlayfs") if "layer-interchange" in r.features
+    )
+    empty = EntryView(kind="file", mode=0o644, uid=0, gid=0, nlink=1, data=b"")
+    lower = EntryView(kind="file", mode=0o644, uid=0, gid=0, nlink=2, data=b"x")
+
+    def accounted(options: Options, shown: dict, diff: tuple) -> set[str]:
+        model = _reader_model(stack, [truncate], options)
+        view = View(shown, {name: n for n, name in enumerate(shown)})
+        context = records.StepContext(None, None, model, view, None)
+        matched = records.match(known, [Divergence(*diff)], context)
+        return set() if matched.unmatched else set(matched.by_record)
+
+    found = ("c", "data", b"", b"x")
+    for options in (Options(), Options(read_only=True)):
+        assert accounted(options, {"b": empty, "c": lower}, found) == {
+            "interchange-one-inode-writer-view"
+        }
+        assert not accounted(options, {"b": lower, "c": lower}, found)
+        assert not accounted(options, {"b": empty, "c": lower}, ("c", "data", b"", b"y"))
+        assert not accounted(options, {"b": empty, "c": lower}, ("c", "mtime", 1, 2))
+    single = StackSpec((LayerSpec((("c", FileSpec(b"x")), ("b", FileSpec(b"")))),))
+    model = _reader_model(single, [truncate], Options())
+    view = View({"b": empty, "c": lower}, {"b": 1, "c": 2})
+    context = records.StepContext(None, None, model, view, None)
+    assert records.match(known, [Divergence(*found)], context).unmatched
+
+
+def test_link_name_leaves_whiteout_holds_at_a_removed_link_name_in_a_merged_dir() -> None:
+    """unlink-upper-link-leaves-whiteout (its rule link-name-leaves-whiteout): unlinking or
+    renaming away a name made by link(2), in a directory merged with a lower one, may leave
+    a 0/0 whiteout (by hand, fo5: ``touch M/g; ln M/g M/h; rm M/h``), also once the first
+    name is gone; not a name mkfifo made, not after a remount, not at a symlink, not at a
+    lower file, not in an opaque directory of the upper layer, not at another path."""
+    from reference.view import DiskEntry
+
+    stack = StackSpec((LayerSpec((("d", DirSpec()),)),))
+    whiteout = DiskEntry(kind="whiteout")
+    linked = [ops.Mkfifo("b", 0o644), ops.Link("b", "a")]
+    left = [("upper:a", "exists", None, whiteout)]
+    for removal in (ops.Unlink("a"), ops.Rename("a", "c")):
+        assert _accounted("fuse-overlayfs", stack, removal, left, linked) == {
+            "unlink-upper-link-leaves-whiteout"
+        }
+    assert not _accounted("fuse-overlayfs", stack, ops.Unlink("a"), [
+        ("upper:c", "exists", None, whiteout)], linked)
+    # (the first name gone, README command 1 seed 7: the link's node still has no layer)
+    first_gone = [*linked, ops.Unlink("b")]
+    assert _accounted("fuse-overlayfs", stack, ops.Unlink("a"), left, first_gone) == {
+        "unlink-upper-link-leaves-whiteout"
+    }
+    symlink = [ops.Symlink("x", "a")]
+    assert not _accounted("fuse-overlayfs", stack, ops.Unlink("a"), left, symlink)
+    made = [ops.Mkfifo("a", 0o644)]  # (mkfifo M/c; mv M/c M/a leaves none: by hand)
+    for removal in (ops.Unlink("a"), ops.Rename("a", "c")):
+        assert not _accounted("fuse-overlayfs", stack, removal, left, made)
+    remounted = [*linked, ops.Remount()]
+    assert not _accounted("fuse-overlayfs", stack, ops.Unlink("a"), left, remounted)
+    lower = StackSpec((LayerSpec((("d", DirSpec()), ("a", FileSpec(b"")))),))
+    assert "unlink-upper-link-leaves-whiteout" not in _accounted(
+        "fuse-overlayfs", lower, ops.Unlink("a"), left
+    )
+    opaque = [ops.Mkdir("n", 0o755), ops.Mkfifo("n/b", 0o644), ops.Link("n/b", "n/a")]
+    inside = [("upper:n/a", "exists", None, whiteout)]
+    assert not _accounted("fuse-overlayfs", stack, ops.Unlink("n/a"), inside, opaque)
+    in_lower_dir = [ops.Mkfifo("d/b", 0o644), ops.Link("d/b", "d/a")]
+    assert _accounted("fuse-overlayfs", stack, ops.Unlink("d/a"), [
+        ("upper:d/a", "exists", None, whiteout)], in_lower_dir) == {
+        "unlink-upper-link-leaves-whiteout"
+    }
+
+
+def test_wh_file_names_takes_a_stat_of_a_dir_holding_one_differing_in_its_count() -> None:
+    """wh-file-names: a stat of a directory holding a ``.wh.`` entry counts what the driver
+    shows (``mkdir -p L0/c/.wh.a L0/c/x``: stat M/c 3 on fuse-overlayfs, 4 on the kernel; by
+    hand, fo5); not another field of that stat, not a directory without one."""
+    from reference.outcome import Ok
+
+    stack = StackSpec(
+        (LayerSpec((("c", DirSpec()), ("c/.wh.a", DirSpec()), ("c/x", DirSpec()),
+                    ("e", DirSpec()), ("e/x", DirSpec()))),)
+    )
+    right = ops.StatResult(kind="dir", mode=0o755, uid=0, gid=0, size=0, nlink=4)
+
+    def accounted(path: str, shown: ops.StatResult) -> set[str]:
+        from conformance.lockstep.compare import Divergence
+
+        op = ops.Stat(path, False)
+        model = Overlay(stack, Options())
+        target = records.subject(model, op)
+        model.apply(op)
+        context = records.StepContext(op, target, model, None, Ok(shown))
+        diff = Divergence(path, "outcome", (Ok(right),), Ok(shown))
+        matched = records.match(imitations.records_of("fuse-overlayfs"), [diff], context)
+        return set() if matched.unmatched else set(matched.by_record)
+
+    assert accounted("c", attrs.evolve(right, nlink=3)) == {"wh-file-names"}
+    assert not accounted("c", attrs.evolve(right, nlink=3, mode=0o700))
+    assert not accounted("e", attrs.evolve(right, nlink=3))
+
+
+def test_sibling_copied_up_only_takes_a_writer_showing_the_lower_file_again() -> None:
+    """interchange-one-inode-writer-view: fuse-overlayfs removes user.a through b/a, a lower
+    hardlink of a/a, and copies up b/a without it; once a listing looked up a/a, its view
+    shows user.a at b/a again (by hand, fo5), while the kernel on the written layers shows
+    U/b/a (its private origin xattr aside) as the reference does. Not when the reader
+    shows something else there, nor when no other name shows the writer's value."""
+    from conformance.lockstep.compare import Divergence
+    from conformance.lockstep.interchange import _reader_model
+    from reference.layer import HardlinkSpec
+    from reference.view import EntryView, View
+
+    stack = StackSpec(
+        (
+            LayerSpec(
+                (
+                    ("a", DirSpec()), ("a/a", FileSpec(b"", xattrs=(("user.a", b""),))),
+                    ("b", DirSpec()), ("b/a", HardlinkSpec("a/a")),
+                )
+            ),
+        )
+    )
+    removed = ops.RemoveXattr("b/a", "user.a")
+    known = tuple(
+        r for r in imitations.records_of("fuse-overlayfs") if "layer-interchange" in r.features
+    )
+    lower = EntryView(kind="file", mode=0o644, uid=0, gid=0, nlink=1, xattrs=(("user.a", b""),))
+    marker = (("user.fuseoverlayfs.origin", b"b/a\x00"),)
+    copied = attrs.evolve(lower, xattrs=marker)
+
+    def accounted(shown: dict, diff: tuple) -> set[str]:
+        model = _reader_model(stack, [removed], Options(read_only=True))
+        view = View(shown, {name: n for n, name in enumerate(shown)})
+        context = records.StepContext(None, None, model, view, None)
+        matched = records.match(known, [Divergence(*diff)], context)
+        return set() if matched.unmatched else set(matched.by_record)
+
+    stale = ("b/a", "xattrs", lower.xattrs, marker)
+    assert accounted({"a/a": lower, "b/a": copied}, stale) == {
+        "interchange-one-inode-writer-view"
+    }
+    kept = ("b/a", "xattrs", lower.xattrs, (("user.b", b""), *marker))
+    assert not accounted({"a/a": lower, "b/a": copied}, kept)
+    bare = attrs.evolve(lower, xattrs=())
+    assert not accounted({"a/a": bare, "b/a": copied}, stale)
+
+
+def test_lookup_through_lower_symlink_holds_only_where_the_symlink_leads_to_the_name() -> None:
+    """lookup-through-lower-symlink: L0 a/, L1 a -> . and c/; after rm M/a/x, mkdir M/a/c
+    gives EEXIST and M/c is listed but cannot be looked up (by hand, fo5): the outcome,
+    what the model made and c in the view are it; not where the symlink leads to nothing
+    of that name, not where the top object is the symlink, not another name's view."""
+    from reference.layer import SymlinkSpec
+    from reference.outcome import Err, Ok
+
+    def stack(target: str, top: tuple = (("a", DirSpec()), ("a/x", FileSpec(b"")))) -> StackSpec:
+        below = (("a", SymlinkSpec(target)), ("c", DirSpec()), ("d", DirSpec()))
+        return StackSpec((LayerSpec(top), LayerSpec(below)))
+
+    removed = [ops.Unlink("a/x")]
+    mkdir = ops.Mkdir("a/c", 0o755)
+    refused = ("a/c", "outcome", (Ok(None),), Err("EEXIST"))
+    found = [refused, ("a/c", "exists", True, None), ("upper:a/c", "exists", True, None),
+             ("c", "kind", "dir", "unreachable")]
+
+    def accounted(spec: StackSpec, diffs: list) -> set[str]:
+        from conformance.lockstep.compare import Divergence
+
+        model = Overlay(spec, Options())
+        for op in removed:
+            model.apply(op)
+        target = records.subject(model, mkdir)
+        model.apply(mkdir)
+        context = records.StepContext(mkdir, target, model, None, Err("EEXIST"))
+        matched = records.match(
+            imitations.records_of("fuse-overlayfs"), [Divergence(*d) for d in diffs], context
+        )
+        return set() if matched.unmatched else set(matched.by_record)
+
+    assert "lookup-through-lower-symlink" in accounted(stack("."), found)
+    assert not accounted(stack("x"), [refused])
+    assert not accounted(stack(".", top=(("b", DirSpec()),)), [refused])
+    assert not accounted(stack("."), [refused, ("d", "kind", "dir", "unreachable")])
+
+
+def test_an_xattrs_difference_is_matched_name_by_name_only_when_each_name_is_recorded() -> None:
+    """With userxattr, fuse-overlayfs stores user.overlay.e set on a directory it made as
+    its own marker and marks the directory opaque in trusted.overlay (by hand, fo5): the
+    upper's xattrs differ by both, each a record's (overlay-xattrs-hidden,
+    opaque-in-trusted); a third name missing there is no record's, so the whole differs."""
+    stack = StackSpec((LayerSpec(()),))
+    made = [ops.Mkdir("a", 0o755)]
+    setx = ops.SetXattr("a", "user.overlay.e", b"")
+    mine = ("user.overlay.e", b"")
+    opaque = ("trusted.overlay.opaque", b"y")
+    both = [("upper:a", "xattrs", (mine,), (opaque,))]
+    known = tuple(
+        r for r in expectations.load()
+        if r.driver == "fuse-overlayfs" and "redirect_dir=nofollow,index=off,userxattr" in r.options
+    )
+
+    def accounted(found: list) -> set[str]:
+        from conformance.lockstep.compare import Divergence
+
+        model = Overlay(stack, Options())
+        for op in made:
+            model.apply(op)
+        target = records.subject(model, setx)
+        model.apply(setx)
+        context = records.StepContext(setx, target, model)
+        matched = records.match(known, [Divergence(*d) for d in found], context)
+        return set() if matched.unmatched else set(matched.by_record)
+
+    assert accounted(both) == {"overlay-xattrs-hidden", "opaque-in-trusted"}
+    lost = [("upper:a", "xattrs", (("user.b", b"1"), mine), (opaque,))]
+    assert not accounted(lost)
+    from conformance.lockstep.compare import Divergence
+
+    assert records.xattr_parts(Divergence("a", "mode", 1, 2)) == [Divergence("a", "mode", 1, 2)]
+
+
+def test_wh_file_names_takes_the_other_names_of_a_wh_entry_a_copy_up_removed() -> None:
+    """wh-file-names: with U/.wh.a a link of b, truncating a/a (a lower) copies a up, and
+    fuse-overlayfs removes .wh.a as its whiteout: b is then listed but cannot be looked up
+    (by hand, fo5: /tmp/fo5/hand/whlink2.case). Not a name that is not its other name, not
+    another difference at b while it is reachable."""
+    from conformance.lockstep.compare import Divergence
+    from reference.view import EntryView, View
+
+    stack = StackSpec(
+        (LayerSpec((("a", DirSpec()), ("a/a", FileSpec(b"")), ("b", FileSpec(b"")),
+                    ("c", FileSpec(b"")))),)
+    )
+    before = [ops.Link("b", ".wh.a")]
+    truncate = ops.Truncate("a/a", 0)
+    unreachable = EntryView(kind="unreachable", mode=0, uid=0, gid=0, nlink=0)
+    plain = EntryView(kind="file", mode=0o600, uid=0, gid=0, nlink=2)
+
+    def accounted(shown: dict, diff: tuple) -> set[str]:
+        model = Overlay(stack, Options())
+        for op in before:
+            model.apply(op)
+        target = records.subject(model, truncate)
+        model.apply(truncate)
+        view = View(shown, {name: n for n, name in enumerate(shown)})
+        context = records.StepContext(truncate, target, model, view, None)
+        matched = records.match(
+            imitations.records_of("fuse-overlayfs"), [Divergence(*diff)], context
+        )
+        return set() if matched.unmatched else set(matched.by_record)
+
+    assert accounted({"b": unreachable}, ("b", "kind", "file", "unreachable")) == {
+        "wh-file-names"
+    }
+    assert not accounted({"c": unreachable}, ("c", "kind", "file", "unreachable"))
+    assert not accounted({"b": plain}, ("b", "mode", 0o644, 0o600))
+
+
+def test_size_kept_truncate_holds_only_for_a_truncate_to_the_files_size() -> None:
+    """write-mtime-until-remount: truncate(2) to the size the file has leaves the mount
+    showing the mtime from before (the FUSE kernel's under the writeback cache; by hand,
+    fo5); not a truncate to another size, not another field, not another file."""
+    stack = StackSpec((LayerSpec((("c", FileSpec(b"x")), ("d", FileSpec(b"x")))),))
+    kept = [("c", "mtime", "changed", "unchanged (1000000000123456789)")]
+    assert _accounted("fuse-overlayfs", stack, ops.Truncate("c", 1), kept) == {
+        "write-mtime-until-remount"
+    }
+    assert not _accounted("fuse-overlayfs", stack, ops.Truncate("c", 0), kept)
+    assert not _accounted("fuse-overlayfs", stack, ops.Truncate("c", 2), kept)
+    ctime = [("c", "ctime", "changed", "unchanged (1000000000123456789)")]
+    assert not _accounted("fuse-overlayfs", stack, ops.Truncate("c", 1), ctime)
+    other = [("d", "mtime", "changed", "unchanged (1000000000123456789)")]
+    assert not _accounted("fuse-overlayfs", stack, ops.Truncate("c", 1), other)
+
+
+def test_copy_up_drops_setid_takes_a_later_lstat_of_the_copied_up_file() -> None:
+    """copy-up-drops-setid: after a rename copied up a lower 04755 file of gid 1000, an
+    lstat shows 0755 (by hand, fo5: /tmp/fo5/hand/suidstat.case); not a root:root file,
+    not another bit lost, not a stat that differs in more than the mode."""
+    from reference.outcome import Ok
+
+    stack = StackSpec(
+        (LayerSpec((("b", FileSpec(b"", mode=0o4755, gid=1000)),
+                    ("r", FileSpec(b"", mode=0o4755)))),)
+    )
+
+    def accounted(name: str, allowed: ops.StatResult, shown: ops.StatResult) -> set[str]:
+        from conformance.lockstep.compare import Divergence
+
+        model = Overlay(stack, Options())
+        moved = ops.Rename(name, "a")
+        model.apply(moved)
+        stat = ops.Stat("a", False)
+        target = records.subject(model, stat)
+        model.apply(stat)
+        context = records.StepContext(stat, target, model, None, Ok(shown), earlier=(moved,))
+        diff = Divergence("a", "outcome", (Ok(allowed),), Ok(shown))
+        matched = records.match(imitations.records_of("fuse-overlayfs"), [diff], context)
+        return set() if matched.unmatched else set(matched.by_record)
+
+    kept = ops.StatResult(kind="file", mode=0o4755, uid=0, gid=1000, size=0, nlink=1)
+    lost = attrs.evolve(kept, mode=0o755)
+    assert accounted("b", kept, lost) == {"copy-up-drops-setid"}
+    assert not accounted("b", kept, attrs.evolve(kept, mode=0o4700))
+    assert not accounted("b", kept, attrs.evolve(lost, size=1))
+    root = attrs.evolve(kept, gid=0)
+    assert not accounted("r", root, attrs.evolve(root, mode=0o755))
+
+
+def test_copy_up_drops_setid_takes_the_bits_a_write_puts_back_after_a_chown() -> None:
+    """copy-up-drops-setid: root's write puts back the lower file's S_ISUID even after a
+    chown cleared it (by hand, fo5: /tmp/fo5/hand/suidback.case, suidback2.case: U/b 4755
+    after ``chown 0:0`` and a write, also when a rename moved it to a); an lstat after the
+    write shows it. Not without a write, not a bit the lower file lacked."""
+    from conformance.lockstep.compare import Divergence
+    from reference.outcome import Ok
+
+    stack = StackSpec((LayerSpec((("b", FileSpec(b"", mode=0o4755, gid=1000)),)),))
+    moved, chowned = ops.Rename("b", "a"), ops.Chown("a", 0, 0)
+    write = ops.Write("a", b"x", 0, (), 0o644)
+    back = [("upper:a", "mode", 0o755, 0o4755)]
+    assert _accounted("fuse-overlayfs", stack, write, back, [moved, chowned]) == {
+        "copy-up-drops-setid"
+    }
+    assert not _accounted("fuse-overlayfs", stack, write, [("upper:a", "mode", 0o755, 0o2755)],
+                          [moved, chowned])
+
+    def stat_accounted(earlier: list, shown: int) -> set[str]:
+        model = Overlay(stack, Options())
+        for op in earlier:
+            model.apply(op)
+        stat = ops.Stat("a", False)
+        target = records.subject(model, stat)
+        model.apply(stat)
+        allowed = ops.StatResult(kind="file", mode=0o755, uid=0, gid=0, size=1, nlink=1)
+        got = attrs.evolve(allowed, mode=shown)
+        context = records.StepContext(stat, target, model, None, Ok(got), earlier=tuple(earlier))
+        diff = Divergence("a", "outcome", (Ok(allowed),), Ok(got))
+        matched = records.match(imitations.records_of("fuse-overlayfs"), [diff], context)
+        return set() if matched.unmatched else set(matched.by_record)
+
+    assert stat_accounted([moved, chowned, write], 0o4755) == {"copy-up-drops-setid"}
+    # the view at a later step (a listing after the write: README command 1, seed 11)
+    listed = ops.Readdir("")
+    assert _accounted("fuse-overlayfs", stack, listed, [("a", "mode", 0o755, 0o4755)],
+                      [moved, chowned, write]) == {"copy-up-drops-setid"}
+    assert not _accounted("fuse-overlayfs", stack, listed, [("a", "mode", 0o755, 0o4755)],
+                          [moved, chowned])
+    assert not stat_accounted([moved, chowned, ops.Truncate("a", 1)], 0o4755)
+
+
+def test_a_rename_over_a_lower_hardlink_copies_up_its_other_name_only() -> None:
+    """lower-hardlink-one-inode: ``mv M/z M/x`` with L0/x a link of L0/y leaves U/y a copy
+    (by hand, fo5; z a symlink, as seed 14 found it: a file z is the record's already); a
+    copy of a name that is not the replaced file's, or of the destination itself, is not
+    that; nor a rename over a file of one name."""
+    from reference.layer import HardlinkSpec
+
+    stack = StackSpec(
+        (LayerSpec((("x", FileSpec(b"")), ("y", HardlinkSpec("x")), ("z", SymlinkSpec("q")),
+                    ("w", FileSpec(b"")))),)
+    )
+    copy = [("upper:y", "exists", None, "file")]
+    assert _accounted("fuse-overlayfs", stack, ops.Rename("z", "x"), copy) == {
+        "lower-hardlink-one-inode"
+    }
+    assert not _accounted("fuse-overlayfs", stack, ops.Rename("z", "x"), [
+        ("upper:w", "exists", None, "file")])
+    assert not _accounted("fuse-overlayfs", stack, ops.Rename("z", "w"), copy)
+
+
+def test_a_refused_exchange_copies_up_only_the_parents_of_its_names() -> None:
+    """exchange-exdev-copies-up: RENAME_EXCHANGE of a directory made through the mount with
+    the lower a/b gives EXDEV on both drivers, fuse-overlayfs having copied up a (by hand,
+    fo5); not another directory, not a rename that is no exchange, not an exchange that
+    succeeded."""
+    from conformance.lockstep.compare import Divergence
+    from reference.outcome import Err, Ok
+
+    stack = StackSpec(
+        (LayerSpec((("a", DirSpec()), ("a/b", DirSpec()), ("c", DirSpec()), ("d", DirSpec()))),)
+    )
+    before = [ops.Rmdir("c"), ops.Mkdir("c", 0o755)]
+
+    def accounted(op: ops.Rename, outcome: object, where: str) -> set[str]:
+        model = Overlay(stack, Options())
+        for step in before:
+            model.apply(step)
+        target = records.subject(model, op)
+        context = records.StepContext(op, target, model, None, outcome, earlier=tuple(before))
+        diff = Divergence(f"upper:{where}", "exists", None, "dir")
+        matched = records.match(imitations.records_of("fuse-overlayfs"), [diff], context)
+        return set() if matched.unmatched else set(matched.by_record)
+
+    exchange = ops.Rename("c", "a/b", "RENAME_EXCHANGE")
+    assert accounted(exchange, Err("EXDEV"), "a") == {"exchange-exdev-copies-up"}
+    assert not accounted(exchange, Err("EXDEV"), "d")
+    assert not accounted(ops.Rename("c", "a/b"), Err("EXDEV"), "a")
+    assert not accounted(exchange, Ok(None), "a")

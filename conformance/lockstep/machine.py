@@ -337,7 +337,8 @@ class OverlayMachine:
         (counted, then the model resynchronised); any other is a divergence."""
         op, target, actual = self.step
         assert self.model is not None
-        context = records.StepContext(op, target, self.model, actual_view, actual)
+        earlier = tuple(o for o in self.program[:-1] if not isinstance(o, _Mounted))
+        context = records.StepContext(op, target, self.model, actual_view, actual, None, earlier)
         matched = records.match(self.records, found, context)
         if matched.unmatched:
             also = (

@@ -80,6 +80,8 @@ class Subject:
     followed_layers: str = ""
     #: The other names of the upper file the first path names (none for a directory).
     names: tuple[str, ...] = ()
+    #: The size of the regular file the first path leads to (a final symlink followed).
+    size: int | None = None
 
 
 @attrs.frozen
@@ -94,6 +96,8 @@ class StepContext:
     actual_outcome: object = None
     #: The view compared with (layer interchange: the writer's; None: the model's).
     expected_view: View | None = None
+    #: The steps before this one since the mount (the lockstep machine's; () elsewhere).
+    earlier: tuple[ops.Op, ...] = ()
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -254,6 +258,7 @@ def subject(model: Overlay, op: ops.Op) -> Subject | None:
             followed = None
         if followed is not None:
             found.append(followed.path)
+    leads_to = followed if first.kind is Kind.SYMLINK else first
     return Subject(
         first.kind.value,
         layers_of(first),
@@ -261,6 +266,7 @@ def subject(model: Overlay, op: ops.Op) -> Subject | None:
         followed.kind.value if followed is not None else "",
         layers_of(followed) if followed is not None else "",
         _other_names(model, first),
+        len(leads_to.top.data) if leads_to is not None and leads_to.kind is Kind.FILE else None,
     )
 
 
@@ -848,6 +854,52 @@ def _below_lower_symlink(model: Overlay, path: str) -> bool:
     )
 
 
+def rule_found_through_lower_symlink(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """fuse-overlayfs: a name in a directory whose listing it dropped (a change in it frees
+    a node: ``parent->loaded = 0``) is looked up in every layer down to the lowest that has
+    the directory's name (make_ovl_node sets ``last_layer`` whatever the type there), by
+    ``statat(layer, "<dir>/<name>", AT_SYMLINK_NOFOLLOW)`` (do_lookup_file, main.c v1.10),
+    which follows a symlink that layer has at ``<dir>``; the kernel stops at the
+    non-directory. The difference is the outcome of a step on such a name (what the
+    symlink leads to in its layer exists); what the model did at a step the driver refused
+    there (the step's names, their parents, what is below them); or, in the view, the
+    object found so, at its own name (its node now has the other path: listed, but its
+    lookup gives ENOENT)."""
+    if ctx.op is None:
+        return False
+    reached = [r for p in operands(ctx.op) for r in _reached_through_lower_symlink(ctx.model, p)]
+    if not reached:
+        return False
+    if diff.field == "outcome":
+        return True
+    if split_where(diff)[0] == "view" and any(
+        path == r or path.startswith(f"{r}/") for r in reached
+    ):
+        return True
+    return isinstance(ctx.actual_outcome, Err) and _touched_by_step(path, ctx.paths)
+
+
+def _reached_through_lower_symlink(model: Overlay, path: str) -> list[str]:
+    """The names of the objects ``path`` leads to in a lower layer where a directory above
+    it is a symlink, the name being a directory in a layer above (the upper or a lower):
+    ``path`` with its directory followed through that symlink (lexically) in that layer
+    (``mkdir L0/a L1/c; ln -s . L1/a``: a/c is L1's c)."""
+    upper = [model.upper] if model.upper is not None else []
+    layers = [*upper, *model.lowers]
+    reached: list[str] = []
+    for prefix in _prefixes(path)[:-1]:
+        objects = [entry_at(root, prefix) for root in layers]
+        for number, o in enumerate(objects[len(upper) :], len(upper)):
+            if o is None or o.kind is not Kind.SYMLINK:
+                continue
+            if not any(x is not None and x.is_dir for x in objects[:number]):
+                continue
+            there = _join(_lexical_hop(prefix, o.target), path[len(prefix) + 1 :])
+            if entry_at(layers[number], there) is not None:
+                reached.append(there)
+    return reached
+
+
 def rule_refused_with_enomem(diff: Divergence, path: str, ctx: StepContext) -> bool:
     """fuse-overlayfs: the step gave ENOMEM (a lookup through the directory over a lower
     symlink, rule dir-over-lower-symlink), or ENOENT on a name below one that it does not
@@ -964,6 +1016,46 @@ def rule_lower_hardlink_name(diff: Divergence, path: str, ctx: StepContext) -> b
             if inode.ident in wanted and (where == path or where.startswith(path + "/")):
                 return True
     return False
+
+
+def rule_renamed_over_lower_hardlink(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """fuse-overlayfs: a rename over one name of a lower hardlink copies up another of its
+    names, as an unlink of it does (lower-hardlink-one-inode; by hand, fo5: ``mv M/z M/x``
+    with L0/x a link of L0/y leaves U/y a copy; the kernel none). The difference is at
+    another lower name of the file the rename replaced."""
+    op = ctx.op
+    if not isinstance(op, ops.Rename) or path == op.dst:
+        return False
+    model = ctx.model
+    replaced = next((o for o in _lower_objects(model, op.dst) if o is not None), None)
+    if replaced is None or replaced.is_dir or model.lower_nlink.get(replaced.ident, 1) < 2:
+        return False
+    return any(
+        where == path and inode.ident == replaced.ident
+        for root in model.lowers
+        for where, inode in walk(root)
+    )
+
+
+def rule_refused_exchange_copies_up(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """fuse-overlayfs: ovl_rename_exchange copies up the source's parent, the
+    destination's parent and the source (get_node_up) before it refuses to exchange a
+    directory with a lower one (EXDEV, main.c v1.10); the kernel refuses first (by hand,
+    fo5: ``rmdir M/c; mkdir M/c``, exchange c with the lower a/b: EXDEV on both, U/a on
+    fuse-overlayfs alone). The difference is a directory of the upper layer that the
+    model lacks: one of those parents or an ancestor of one, or the source, at an
+    exchange refused with EXDEV."""
+    op, refused = ctx.op, ctx.actual_outcome
+    if not isinstance(op, ops.Rename) or op.flags != "RENAME_EXCHANGE":
+        return False
+    if not isinstance(refused, Err) or refused.name != "EXDEV":
+        return False
+    if diff.field != "exists" or diff.expected is not None:
+        return False
+    parents = (_parent(op.src), _parent(op.dst))
+    return path == op.src or any(
+        p == path or p.startswith(f"{path}/") for p in parents if path
+    )
 
 
 def _hardlink_groups_differ_in(diff: Divergence, wanted: set[int], ctx: StepContext) -> bool:
@@ -1155,6 +1247,27 @@ def _wh_file_name(model: Overlay, path: str) -> bool:
     return False
 
 
+def _wh_entries_hiding(model: Overlay, path: str) -> list[str]:
+    """The ``.wh.<component>`` entries beside a component of ``path`` in some layer (what
+    fuse-overlayfs reads as whiteouts hiding it)."""
+    parts = [p for p in path.split("/") if p]
+    layers = _wh_layers(model)
+    found: list[str] = []
+    for depth, part in enumerate(parts):
+        beside = "/".join([*parts[:depth], f".wh.{part}"])
+        if any(entry_at(root, beside) is not None for root in layers):
+            found.append(beside)
+    return found
+
+
+def _unreachable(path: str, ctx: StepContext) -> bool:
+    """The driver's view does not show ``path``, or lists it without reaching it."""
+    if ctx.actual_view is None:
+        return False
+    entry = ctx.actual_view.entries.get(path)
+    return entry is None or entry.kind == "unreachable"
+
+
 def _holds_wh(model: Overlay, directory: str) -> bool:
     """Some layer has a ``.wh.*`` entry directly in ``directory``."""
     for root in _wh_layers(model):
@@ -1181,9 +1294,13 @@ def rule_wh_file_names(diff: Divergence, path: str, ctx: StepContext) -> bool:
     object it leads to, the directories on the way) and, in whether they exist and their
     link counts, the names beside it and its other names; in the outcome of a listing,
     removal or rename of a directory that holds one, and in whether it and the names in
-    it exist and its link count; or is an entry missing below a name such a directory's
-    listing left out (:func:`_below_unlisted`). Anything else at a name beside one (its
-    data, mode, owner...) is not it: lookups and attributes are the driver's usual ones."""
+    it exist and its link count (a stat's too, :func:`_count_only`); in the outcome of a
+    step on a symlink the model cannot follow (a loop) whose chain reaches one
+    (:func:`_hops_of_unresolved_symlink`); at the other names of a ``.wh.`` entry that a
+    step on what it hides removed (a copy-up), listed but not reached; or is an entry
+    missing below a name such a directory's listing left out (:func:`_below_unlisted`).
+    Anything else at a name beside one (its data, mode, owner...) is not it: lookups and
+    attributes are the driver's usual ones."""
     model = ctx.model
     if diff.field == "mode" and _made_here(path, ctx) and not _is_wh_name(_base(path)):
         return False  # a new entry at a hidden name is made as any other (caller's umask)
@@ -1192,6 +1309,8 @@ def rule_wh_file_names(diff: Divergence, path: str, ctx: StepContext) -> bool:
             _wh_file_name(model, p)
             or (isinstance(ctx.op, _WH_DIR_STEPS) and _holds_wh(model, p))
             for p in ctx.paths
+        ) or any(_wh_file_name(model, p) for p in _hops_of_unresolved_symlink(ctx)) or (
+            _count_only(diff, ctx) and any(_holds_wh(model, p) for p in ctx.paths)
         )
     named = [p for p in ctx.paths if _wh_file_name(model, p)]
     counted = diff.field in _WH_DIR_FIELDS
@@ -1203,11 +1322,75 @@ def rule_wh_file_names(diff: Divergence, path: str, ctx: StepContext) -> bool:
         return True  # (the names beside it: what it hid, or its other links)
     if named and _another_name_of(model, path, named):
         return True  # a step the driver refused at the .wh. name left its other names as they were
+    hiders = [w for p in ctx.paths for w in _wh_entries_hiding(model, p)]
+    if hiders and _another_name_of(model, path, hiders) and _unreachable(path, ctx):
+        return True  # the step removed the .wh. entry (copying up what it hid): its other names
     return (
         _wh_file_name(model, path)
         or (counted and (_holds_wh(model, path) or _holds_wh(model, _parent(path))))
         or (diff.field == "exists" and diff.actual is None and _below_unlisted(path, ctx))
     )
+
+
+def _hops_of_unresolved_symlink(ctx: StepContext) -> list[str]:
+    """The names the step's first path reaches, hop by hop, when it is a symlink the model
+    cannot follow (a loop: :func:`subject` then adds nothing it leads to), each target as
+    written and as reached: fuse-overlayfs stops at a name it hides on the way (``mkdir
+    L0/.wh.a; ln -s a L0/a; ln -s a L0/b``: listxattr, stat or getxattr of M/b give ENOENT
+    there, ELOOP on the kernel; ``ln -s a/../b L0/l`` the same; by hand, fo5)."""
+    target = ctx.target
+    if target is None or target.kind != "symlink" or target.followed_kind or not ctx.paths:
+        return []
+    hops: list[str] = []
+    seen: set[str] = set()
+    current = ctx.paths[0]
+    for _ in range(40):  # (the kernel's MAXSYMLINKS)
+        try:
+            node = ctx.model.resolve(current, follow=False).node
+        except Exception:  # a path the model refuses: the chain ends here
+            break
+        if node is None or node.kind is not Kind.SYMLINK:
+            break
+        target = ctx.model.meta(node).target
+        # as written (``a/../b`` looks ``a`` up), then as it is reached
+        written = target.lstrip("/") if target.startswith("/") else _join(_parent(current), target)
+        hops.append(written)
+        current = _lexical_hop(current, target)
+        if current in seen:
+            break
+        seen.add(current)
+        hops.append(current)
+    return hops
+
+
+def _count_only(diff: Divergence, ctx: StepContext) -> bool:
+    """The step is a stat whose result differs from one the reference allows in st_nlink
+    alone (``mkdir -p L0/c/.wh.a L0/c/x``: stat M/c gives 3 on fuse-overlayfs, 4 on the
+    kernel; by hand, fo5)."""
+    actual = ctx.actual_outcome
+    if not isinstance(ctx.op, ops.Stat) or not isinstance(actual, Ok):
+        return False
+    stat = actual.value
+    return isinstance(stat, ops.StatResult) and any(
+        isinstance(o, Ok)
+        and isinstance(o.value, ops.StatResult)
+        and o.value != stat
+        and attrs.evolve(o.value, nlink=stat.nlink) == stat
+        for o in diff.expected
+    )
+
+
+def _lexical_hop(link: str, target: str) -> str:
+    """The name a symlink at ``link`` with ``target`` names (relative to its directory;
+    an absolute target from the mount's root), ``.`` and ``..`` taken lexically."""
+    parts = [] if target.startswith("/") else [p for p in _parent(link).split("/") if p]
+    for part in target.split("/"):
+        if part == "..":
+            if parts:
+                parts.pop()
+        elif part not in ("", "."):
+            parts.append(part)
+    return "/".join(parts)
 
 
 def _base(path: str) -> str:
@@ -1281,7 +1464,13 @@ def rule_copy_up_drops_setid(diff: Divergence, path: str, ctx: StepContext) -> b
     lo->gid``) and never sets the mode again: chown clears S_ISUID, and S_ISGID when the
     group may execute (``setattr_should_drop_sgid``); the kernel sets the mode after the
     owner (ovl_set_attr). The difference is the mode of an upper non-directory owned by
-    someone other than root:root, exactly those bits lost."""
+    someone other than root:root, exactly those bits lost; in the view, the upper layer,
+    or a later lstat's result (differing in the mode alone: :func:`_stat_modes`)."""
+    if diff.field == "outcome":
+        modes = _stat_modes(diff, ctx)
+        if modes is None or not isinstance(ctx.op, ops.Stat) or ctx.op.follow:
+            return False
+        return rule_copy_up_drops_setid(Divergence(path, "mode", *modes), ctx.op.path, ctx)
     expected, actual = diff.expected, diff.actual
     if diff.field != "mode" or not (isinstance(expected, int) and isinstance(actual, int)):
         return False
@@ -1304,26 +1493,118 @@ def rule_copy_up_drops_setid(diff: Divergence, path: str, ctx: StepContext) -> b
     return (found.uid, found.gid) != (0, 0)
 
 
+def _stat_modes(diff: Divergence, ctx: StepContext) -> tuple[int, int] | None:
+    """A stat's result that differs from one the reference allows in st_mode alone: (the
+    mode allowed, the mode given); None otherwise."""
+    actual = ctx.actual_outcome
+    if not isinstance(actual, Ok) or not isinstance(actual.value, ops.StatResult):
+        return None
+    stat = actual.value
+    for allowed in diff.expected if isinstance(diff.expected, tuple) else ():
+        if not isinstance(allowed, Ok) or not isinstance(allowed.value, ops.StatResult):
+            continue
+        if allowed.value.mode != stat.mode and attrs.evolve(allowed.value, mode=stat.mode) == stat:
+            return allowed.value.mode, stat.mode
+    return None
+
+
 def _setid_back_at_write(expected: int, actual: int, path: str, ctx: StepContext) -> bool:
     """The bits come back: root's write of data to a file copied up without them puts
     back the lower file's S_ISUID/S_ISGID (fuse-overlayfs writes its cached mode), while a
     model rebuilt from the upper layer (reference.rebuild) lacks them; the kernel keeps
     them throughout. By hand (docs/recorded-behaviours.md "fo3"): U/c 755 after empty
-    writes, 4755 after ``write x``. Only those bits, only at the written path, only when
-    the lower file had them and is not owned by root:root."""
+    writes, 4755 after ``write x``; also after a chown that cleared them (fo5:
+    /tmp/fo5/hand/suidback.case: U/b 755 after ``chown 0:0``, 4755 after the write), shown
+    at a later step (an lstat, the view once looked up again). Only those bits, only at
+    the written path (at the write, or after it since the mount), only when the file the
+    path was copied up from
+    (a rename moves it: its origin) had them and is not owned by root:root."""
+
+    def wrote(op: object) -> bool:
+        return isinstance(op, ops.Write) and op.caller == "root" and bool(op.data) and (
+            op.path == path
+        )
+
     op = ctx.op
-    if not (isinstance(op, ops.Write) and op.caller == "root" and op.data and op.path == path):
+    if not (wrote(op) or any(map(wrote, ctx.earlier))):
         return False
     back = actual & ~expected
     if not back or back & ~(_SUID | _SGID) or actual != expected | back:
         return False
-    lower = next((o for o in _lower_objects(ctx.model, path) if o is not None), None)
+    upper = entry_at(ctx.model.upper, path) if ctx.model.upper is not None else None
+    lower = upper.origin if upper is not None and upper.origin is not None else next(
+        (o for o in _lower_objects(ctx.model, path) if o is not None), None
+    )
     return (
         lower is not None
         and not lower.is_dir
         and lower.mode & back == back
         and (lower.uid, lower.gid) != (0, 0)
     )
+
+
+#: The operand naming what a step removes from its directory.
+_REMOVED_OPERAND: dict[type, str] = {ops.Unlink: "path", ops.Rename: "src"}
+
+
+def rule_link_name_leaves_whiteout(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """fuse-overlayfs: the node ovl_link makes for the new name is made with the file's
+    inode number (``make_ovl_node(..., node->tmp_ino, ...)``, main.c v1.10), which skips
+    the walk of the layers that sets ``last_layer``; hide_node then sees a name not only in
+    the upper layer (``node->last_layer != get_upper_layer``) in a parent that is not
+    either, and leaves a whiteout where it unlinks or renames it away (by hand, fo5:
+    ``touch M/g; ln M/g M/h; rm M/h`` leaves U/h a 0/0 whiteout, also once g is gone; the
+    kernel none; ``mkfifo M/c; mv M/c M/a`` leaves none). The difference is at the step's
+    removed name, an upper non-directory that a link made since the mount
+    (:func:`_made_by_link`), in a directory merged with a lower one (not an opaque
+    directory of the upper layer)."""
+    operand, target = _REMOVED_OPERAND.get(type(ctx.op)), ctx.target
+    if operand is None or getattr(ctx.op, operand) != path:
+        return False
+    if target is None or target.kind == "dir" or not _made_by_link(path, ctx.earlier):
+        return False
+    try:
+        parent = ctx.model.resolve(_parent(path), follow=True).node
+    except Exception:  # a path the model refuses: not this behaviour
+        return False
+    return parent is not None and parent.is_dir and parent.is_merged
+
+
+#: The steps that make a name, and the field naming it.
+_MAKES: dict[type, str] = {
+    ops.Link: "dst", ops.Rename: "dst", ops.Mkfifo: "path", ops.Mkdir: "path",
+    ops.Symlink: "path", ops.Write: "path",
+}
+
+
+def _made_by_link(path: str, earlier: tuple[ops.Op, ...]) -> bool:
+    """The last step before this one that made ``path`` (since the mount, or the last
+    remount: a remount looks every name up afresh) is a link; a write makes it only with
+    O_CREAT."""
+    for op in reversed(earlier):
+        if isinstance(op, ops.Remount):
+            return False
+        field = _MAKES.get(type(op))
+        if field is None or getattr(op, field) != path:
+            continue
+        if isinstance(op, ops.Write) and "O_CREAT" not in op.flags:
+            continue
+        return isinstance(op, ops.Link)
+    return False
+
+
+def rule_size_kept_truncate(diff: Divergence, path: str, ctx: StepContext) -> bool:
+    """fuse-overlayfs mounts with the FUSE writeback cache (``writeback=1``, main.c v1.10),
+    so the FUSE kernel keeps its own mtime of a regular file: truncate(2) to the size the
+    file has (no ATTR_MTIME from the VFS, no size change) leaves the mount showing the mtime
+    from before, while the daemon's truncate changed the upper file's (by hand, fo5:
+    ``printf x > L0/a; truncate(M/a, 1)``: M/a keeps the lower's mtime, U/a a new one; the
+    kernel shows the new one). The difference is that mtime at the truncated file, the
+    step keeping its size."""
+    op, target = ctx.op, ctx.target
+    if not isinstance(op, ops.Truncate) or target is None or target.size != op.size:
+        return False
+    return diff.field == "mtime" and path in ctx.paths
 
 
 def rule_lower_name_in_remade_dir(diff: Divergence, path: str, ctx: StepContext) -> bool:
@@ -1745,7 +2026,22 @@ def rule_sibling_copied_up_only(diff: Divergence, path: str, ctx: StepContext) -
     """fuse-overlayfs as a writer (layer interchange): ``path`` is a name of a lower
     hardlink that has no copy in the written upper layer while another name of it has
     one: the writer showed the change through every name (one in-memory inode), a reader
-    shows the lower file at this one."""
+    shows the lower file at this one.
+
+    fuse-overlayfs copies up the name its node was made for (the first it looked up), not
+    always the one the step named (``printf x > L0/b; ln L0/b L0/c``; ``truncate -s 0 M/c``
+    writes U/b; the kernel on the written layers shows b empty, c ``x``; by hand, fo5),
+    while the reference copies up the name named. So ``path`` may have a copy in the
+    model's upper layer too: then the reader shows the lower file's value of the field at
+    it and the writer's value (the difference's expected one) at another of its names.
+
+    Or the writer's view is the stale one: its inode (register_inode, keyed by the lower
+    file's inode number) acts through the name registered last, so once a listing looked
+    up another name, a name changed and copied up shows the lower file again (``setfattr
+    -x user.a M/b/a`` with L0/b/a a link of L0/a/a, then ``ls -R M``: M/b/a shows user.a,
+    U/b/a has none; by hand, fo5). Then the reader shows at ``path`` what the reference
+    shows there (fuse-overlayfs's private markers aside) and, at another name of the file
+    not copied up, the value the writer showed."""
     model = ctx.model
     if model.upper is not None:
         upper, originals = model.upper, list(model.lowers)
@@ -1753,13 +2049,62 @@ def rule_sibling_copied_up_only(diff: Divergence, path: str, ctx: StepContext) -
         upper, originals = model.lowers[0], list(model.lowers[1:])  # read-only: on top
     else:
         return False
-    if entry_at(upper, path) is not None:
-        return False
     top = next((o for o in (entry_at(r, path) for r in originals) if o is not None), None)
     if top is None or top.is_dir:
         return False
-    names = [w for root in originals for w, inode in walk(root) if inode.ident == top.ident]
-    return len(set(names)) > 1 and any(entry_at(upper, w) is not None for w in names)
+    names = {w for root in originals for w, inode in walk(root) if inode.ident == top.ident}
+    if len(names) < 2:
+        return False
+    if entry_at(upper, path) is None:
+        return any(entry_at(upper, w) is not None for w in names)
+    others = names - {path}
+    not_copied = {w for w in others if entry_at(upper, w) is None}
+    return _lower_value_here_written_beside(
+        diff, top, others, ctx.actual_view
+    ) or _writer_shows_lower_value(diff, path, not_copied, ctx)
+
+
+#: The fields of a lower file a reader shows as the lower has them (data, mode, owner).
+_LOWER_FIELDS = ("data", "mode", "uid", "gid")
+
+
+def _writer_shows_lower_value(
+    diff: Divergence, path: str, lower_names: set[str], ctx: StepContext
+) -> bool:
+    """The reader shows at ``path`` the reference's value (fuse-overlayfs's private xattrs
+    aside), and at one of ``lower_names`` (names of the file the reference did not copy
+    up) the value the writer showed at ``path``."""
+    shown = ctx.actual_view
+    if diff.field not in (*_LOWER_FIELDS, "xattrs") or shown is None or not lower_names:
+        return False
+    reference = ctx.model.view().entries.get(path)
+    actual = diff.actual
+    if diff.field == "xattrs" and isinstance(actual, tuple):
+        actual = tuple(x for x in actual if not x[0].startswith(PRIVATE_XATTRS))
+    if reference is None or getattr(reference, diff.field) != actual or actual == diff.expected:
+        return False
+    return any(
+        (entry := shown.entries.get(name)) is not None
+        and getattr(entry, diff.field, None) == diff.expected
+        for name in lower_names
+    )
+
+
+def _lower_value_here_written_beside(
+    diff: Divergence, lower: Inode, others: set[str], shown: View | None
+) -> bool:
+    """The reader shows the ``lower`` file's value of the difference's field (its actual
+    value) where the writer showed another, and at one of ``others`` (the file's other
+    names) the value the writer showed."""
+    if diff.field not in _LOWER_FIELDS or shown is None or diff.actual == diff.expected:
+        return False
+    if getattr(lower, diff.field) != diff.actual:
+        return False
+    return any(
+        (entry := shown.entries.get(name)) is not None
+        and getattr(entry, diff.field, None) == diff.expected
+        for name in others
+    )
 
 
 def rule_other_name_of_target(diff: Divergence, path: str, ctx: StepContext) -> bool:
@@ -1950,6 +2295,11 @@ RULES: dict[str, Callable[[Divergence, str, StepContext], bool]] = {
     "copied-up-symlink": rule_copied_up_symlink,
     "wh-file-names": rule_wh_file_names,
     "copy-up-drops-setid": rule_copy_up_drops_setid,
+    "refused-exchange-copies-up": rule_refused_exchange_copies_up,
+    "renamed-over-lower-hardlink": rule_renamed_over_lower_hardlink,
+    "size-kept-truncate": rule_size_kept_truncate,
+    "found-through-lower-symlink": rule_found_through_lower_symlink,
+    "link-name-leaves-whiteout": rule_link_name_leaves_whiteout,
     "parent-of-operand": rule_parent_of_operand,
     "hidden-name-too-long": rule_hidden_name_too_long,
     "nlink-lags-link": rule_nlink_lags_link,
@@ -2057,7 +2407,21 @@ class Matched:
 
 
 def match(records: tuple[Any, ...], found: list[Divergence], ctx: StepContext) -> Matched:
-    """Which of ``found`` the ``records`` (expectations with clauses) account for."""
+    """Which of ``found`` the ``records`` (expectations with clauses) account for. A
+    difference in an object's xattrs that no clause accounts for whole is matched name by
+    name (:func:`xattr_parts`): it is accounted for when each of its names is."""
+    whole = found
+    part_of: dict[int, Divergence] = {}
+    found = []
+    for diff in whole:
+        parts = xattr_parts(diff)
+        if len(parts) > 1 and not any(
+            c.matches(diff, ctx) for r in records for c in r.differs
+        ):
+            part_of.update((id(p), diff) for p in parts)
+            found.extend(parts)
+        else:
+            found.append(diff)
     accounted: set[int] = set()
     by_record: dict[str, tuple[Divergence, ...]] = {}
     resync = "keep"
@@ -2084,8 +2448,29 @@ def match(records: tuple[Any, ...], found: list[Divergence], ctx: StepContext) -
             wanted = "stop" if acted or upper else "keep"
         if order[wanted] > order[resync]:
             resync = wanted
-    unmatched = tuple(d for d in found if id(d) not in accounted)
+    left = {id(part_of.get(id(d), d)) for d in found if id(d) not in accounted}
+    unmatched = tuple(d for d in whole if id(d) in left)
     return Matched(by_record, unmatched, resync)
+
+
+def xattr_parts(diff: Divergence) -> list[Divergence]:
+    """A difference in the xattrs of one object, one per name that differs (each with
+    that name's entries alone): fuse-overlayfs with userxattr stores a ``user.overlay.*``
+    xattr as its own marker and marks the directory opaque in ``trusted.overlay.*``, two
+    records in one field (by hand, fo5: ``mkdir M/c; setfattr -n user.overlay.e M/c``:
+    U/c holds trusted.overlay.opaque and user.overlay.e, the kernel user.overlay.overlay.e).
+    Any other difference: itself alone."""
+    expected, actual = diff.expected, diff.actual
+    if diff.field != "xattrs" or not isinstance(expected, tuple) or not isinstance(actual, tuple):
+        return [diff]
+    if not all(isinstance(x, tuple) and len(x) == 2 for x in (*expected, *actual)):
+        return [diff]
+    names = sorted({name for name, _ in set(expected) ^ set(actual)})
+
+    def of(items: tuple[Any, ...], name: str) -> tuple[Any, ...]:
+        return tuple(x for x in items if x[0] == name)
+
+    return [Divergence(diff.where, "xattrs", of(expected, n), of(actual, n)) for n in names]
 
 
 def crash_record(
