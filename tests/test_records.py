@@ -351,9 +351,12 @@ def test_a_copy_up_that_changes_st_ino_is_not_a_lower_hardlink() -> None:
     _diverges(driver, stack, [ops.Chmod("f", 0o600), ops.Stat("f", False)], known)
 
 
-def _accounted(driver: str, stack: StackSpec, op: ops.Op, found: list, before=()) -> set[str]:
-    """The records of ``driver`` that account for every one of ``found`` after ``op``
-    (empty when any difference is left unaccounted)."""
+def _accounted(
+    driver: str, stack: StackSpec, op: ops.Op, found: list, before=(), *, view=None, outcome=None
+) -> set[str]:
+    """The records of ``driver`` that account for every one of ``found`` after ``op``, the
+    driver showing ``view`` and answering ``outcome`` (empty when any difference is left
+    unaccounted)."""
     from conformance.lockstep.compare import Divergence
 
     model = Overlay(stack, Options())
@@ -362,7 +365,9 @@ def _accounted(driver: str, stack: StackSpec, op: ops.Op, found: list, before=()
     target = records.subject(model, op)
     model.apply(op)
     diffs = [Divergence(*d) for d in found]
-    context = records.StepContext(op, target, model, earlier=tuple(before))
+    context = records.StepContext(
+        op, target, model, actual_view=view, actual_outcome=outcome, earlier=tuple(before)
+    )
     matched = records.match(imitations.records_of(driver), diffs, context)
     return set() if matched.unmatched else set(matched.by_record)
 
@@ -1397,19 +1402,10 @@ def _accounted_showing(
 ) -> set[str]:
     """unionfs-fuse's records that account for every one of ``found`` after ``op``, the
     driver showing ``shown`` (path: (EntryView, st_ino)); empty when any is left over."""
-    from conformance.lockstep.compare import Divergence
     from reference.view import View
 
-    model = Overlay(stack, Options())
-    for earlier in before:
-        model.apply(earlier)
-    target = records.subject(model, op)
-    model.apply(op)
     view = View({p: e for p, (e, _) in shown.items()}, {p: i for p, (_, i) in shown.items()})
-    context = records.StepContext(op, target, model, view, outcome)
-    diffs = [Divergence(*d) for d in found]
-    matched = records.match(imitations.records_of("unionfs-fuse"), diffs, context)
-    return set() if matched.unmatched else set(matched.by_record)
+    return _accounted("unionfs-fuse", stack, op, found, before, view=view, outcome=outcome)
 
 
 def test_removal_keeps_parent_mtime_only_at_the_parent_of_a_lower_name() -> None:
@@ -2507,18 +2503,7 @@ def test_lookup_through_lower_symlink_holds_only_where_the_symlink_leads_to_the_
              ("c", "kind", "dir", "unreachable")]
 
     def accounted(spec: StackSpec, diffs: list) -> set[str]:
-        from conformance.lockstep.compare import Divergence
-
-        model = Overlay(spec, Options())
-        for op in removed:
-            model.apply(op)
-        target = records.subject(model, mkdir)
-        model.apply(mkdir)
-        context = records.StepContext(mkdir, target, model, None, Err("EEXIST"))
-        matched = records.match(
-            imitations.records_of("fuse-overlayfs"), [Divergence(*d) for d in diffs], context
-        )
-        return set() if matched.unmatched else set(matched.by_record)
+        return _accounted("fuse-overlayfs", spec, mkdir, diffs, removed, outcome=Err("EEXIST"))
 
     assert "lookup-through-lower-symlink" in accounted(stack("."), found)
     assert not accounted(stack("x"), [refused])
@@ -2567,7 +2552,6 @@ def test_wh_file_names_takes_the_other_names_of_a_wh_entry_a_copy_up_removed() -
     fuse-overlayfs removes .wh.a as its whiteout: b is then listed but cannot be looked up
     (by hand, fo5: /tmp/fo5/hand/whlink2.case). Not a name that is not its other name, not
     another difference at b while it is reachable."""
-    from conformance.lockstep.compare import Divergence
     from reference.view import EntryView, View
 
     stack = StackSpec(
@@ -2580,17 +2564,8 @@ def test_wh_file_names_takes_the_other_names_of_a_wh_entry_a_copy_up_removed() -
     plain = EntryView(kind="file", mode=0o600, uid=0, gid=0, nlink=2)
 
     def accounted(shown: dict, diff: tuple) -> set[str]:
-        model = Overlay(stack, Options())
-        for op in before:
-            model.apply(op)
-        target = records.subject(model, truncate)
-        model.apply(truncate)
         view = View(shown, {name: n for n, name in enumerate(shown)})
-        context = records.StepContext(truncate, target, model, view, None)
-        matched = records.match(
-            imitations.records_of("fuse-overlayfs"), [Divergence(*diff)], context
-        )
-        return set() if matched.unmatched else set(matched.by_record)
+        return _accounted("fuse-overlayfs", stack, truncate, [diff], before, view=view)
 
     assert accounted({"b": unreachable}, ("b", "kind", "file", "unreachable")) == {
         "wh-file-names"
