@@ -454,7 +454,9 @@ class ContainerWorld:
                     self._populate_before_refusal(Container(name, spec, root, table), index)
                     raise EngineError(Why.NOT_A_DIRECTORY)
         for entry in table:
-            if entry.volume is not None and entry.volume not in self.volumes:
+            # (a handed-over volume docker does not hold yet is not looked up: a removed
+            # one stays removed; found by the docker machine)
+            if entry.volume is not None and entry.referenced and entry.volume not in self.volumes:
                 anonymous = isinstance(entry.mount, VolumeMount) and entry.mount.volume is None
                 self._new_volume(entry.volume, anonymous=anonymous)
         container = Container(name, spec, root, table)

@@ -874,6 +874,9 @@ def test_docker_start_of_a_holder_whose_volume_went_fails() -> None:
     assert world.cp_in("c1", "b/new", b"q") == Refused("no-such-volume")
     assert world.cp_out("c1", "b/w") == Refused("no-such-volume")
     assert world.diff("c1") == {}
+    world.create("c3", ContainerSpec(volumes_from=(VolumesFrom("c1"),)))  # found by the machine
+    assert "r" not in world.volumes
+    assert world.start("c3") == Refused("no-such-volume")
     world.create_volume("r")
     assert world.start("c1") == Ok(None)
     assert world.run("c1", ops.Readdir("a")) == {Ok(())}
