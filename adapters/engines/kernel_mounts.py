@@ -130,10 +130,11 @@ class KernelMountsEngine(SandboxedDriver):
             if name not in before:
                 self._call("make", "volume", name, self.profile.new_volume_mode)
         table = model.containers[container].table
+        states = self._volume_states()
         for entry in table:
-            if entry.volume is None or not isinstance(entry.mount, VolumeMount):
-                continue
-            now = self._volume_states()[entry.volume]
+            if entry.volume not in states or not isinstance(entry.mount, VolumeMount):
+                continue  # (a handed-over volume removed before the holder took it)
+            now = states[entry.volume]
             was = before.get(entry.volume, (0, True, True, (0, 0, self.profile.new_volume_mode)))
             copied = now[0] != was[0]
             meta = now[3] != was[3] or (was[2] and not now[2])
