@@ -424,8 +424,7 @@ class ContainerWorld:
             return
         self._make_bind_sources(container)  # by hand: cp made a missing -v source
         mounted: dict[str, tuple[Inode, bool, Tmpfs | None]] = {}
-        plain = [entry for entry in container.table if not isinstance(entry.mount, TmpfsMount)]
-        for entry in sorted(plain, key=lambda entry: entry.mount.target.count("/")):
+        for entry in cp_mount_order(container.table):
             _mount_point(container, ContainerFs(container.root, mounted), entry.mount.target)
             mounted[entry.mount.target] = (
                 self._tree(container, entry),
@@ -978,6 +977,13 @@ def start_read_only(mount: Mount) -> bool:
     bind at once (runc remounts the bind read-only right after it), a tmpfs not until
     every mount is made (runc mountPropagate, finalizeRootfs)."""
     return mount.read_only and not isinstance(mount, TmpfsMount)
+
+
+def cp_mount_order(table: tuple[Resolved, ...]) -> list[Resolved]:
+    """What a cp that makes mount points mounts, in order: the volumes and binds, a parent
+    before what is in it (moby volumes_unix.go setupMounts sorts by depth)."""
+    plain = [entry for entry in table if not isinstance(entry.mount, TmpfsMount)]
+    return sorted(plain, key=lambda entry: entry.mount.target.count("/"))
 
 
 def start_order(table: tuple[Resolved, ...], profile: EngineProfile) -> list[Resolved]:

@@ -31,6 +31,7 @@ from reference.container import (
     TmpfsMount,
     VolumeMount,
     Why,
+    cp_mount_order,
     start_order,
 )
 from reference.engines import PROFILES
@@ -233,10 +234,7 @@ class KernelMountsEngine(SandboxedDriver):
         if not self.profile.cp_makes_mount_points or name not in self._m.containers:
             return None
         table = self._m.containers[name].table
-        plain = [e for e in table if not isinstance(e.mount, TmpfsMount)]
-        mounts = [
-            self._mount_spec(e) for e in sorted(plain, key=lambda e: e.mount.target.count("/"))
-        ]
+        mounts = [self._mount_spec(entry) for entry in cp_mount_order(table)]
         self._mirror_hosts()
         failure = self._call("cp_mounts", name, mounts)
         return Refused(failure) if failure else None
